@@ -1,0 +1,195 @@
+//! Length-prefixed framing.
+//!
+//! A frame is a 4-byte big-endian payload length `N` followed by `N` payload bytes (one
+//! postcard-encoded message). `N` must be between 1 and [`MAX_FRAME_LEN`]. The length is checked
+//! as soon as the 4 header bytes are in, *before* any buffer is grown for the payload, so a peer
+//! cannot make us allocate more than [`MAX_FRAME_LEN`] by lying about a length.
+//!
+//! Parsing tells "not enough bytes yet" ([`FrameError::Incomplete`], read more and retry) apart
+//! from "these bytes can never be a frame" (every other variant, drop the connection), like
+//! mini-redis' `frame.rs`.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+
+/// Size of the length prefix in bytes.
+pub const HEADER_LEN: usize = 4;
+
+/// Largest payload a frame may carry, in bytes (64 KiB).
+pub const MAX_FRAME_LEN: usize = 64 * 1024;
+
+/// Why a buffer does not (yet) hold a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// More bytes are needed; `needed` is the total the buffer must hold for the next frame
+    /// (header only, when the header is not complete yet). Not an error of the peer.
+    #[error("incomplete frame: {needed} bytes needed")]
+    Incomplete {
+        /// Total buffer length needed before trying again.
+        needed: usize,
+    },
+    /// The length prefix announces more than [`MAX_FRAME_LEN`] bytes.
+    #[error("frame of {len} bytes exceeds the maximum of {MAX_FRAME_LEN}")]
+    TooLarge {
+        /// The announced payload length.
+        len: u64,
+    },
+    /// The length prefix is zero; every message encodes to at least one byte.
+    #[error("empty frame")]
+    Empty,
+}
+
+/// Looks at the start of `buf` and returns the payload length of the first frame if the whole
+/// frame is there.
+///
+/// # Errors
+/// [`FrameError::Incomplete`] if more bytes are needed, any other variant if the bytes are
+/// invalid.
+pub fn check(buf: &[u8]) -> Result<usize, FrameError> {
+    let Some(header) = buf.get(..HEADER_LEN) else {
+        return Err(FrameError::Incomplete { needed: HEADER_LEN });
+    };
+    let mut len_bytes = [0u8; HEADER_LEN];
+    len_bytes.copy_from_slice(header);
+    let len = u32::from_be_bytes(len_bytes);
+    let len_usize = usize::try_from(len).map_err(|_| FrameError::TooLarge { len: len.into() })?;
+    if len_usize == 0 {
+        return Err(FrameError::Empty);
+    }
+    if len_usize > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge { len: len.into() });
+    }
+    let needed = HEADER_LEN + len_usize;
+    if buf.len() < needed {
+        return Err(FrameError::Incomplete { needed });
+    }
+    Ok(len_usize)
+}
+
+/// Removes the first complete frame from `buf` and returns its payload.
+///
+/// On [`FrameError::Incomplete`] `buf` is left untouched. The returned payload shares `buf`'s
+/// allocation (no copy).
+///
+/// # Errors
+/// As [`check`].
+pub fn split_frame(buf: &mut BytesMut) -> Result<BytesMut, FrameError> {
+    let len = check(buf)?;
+    let mut frame = buf.split_to(HEADER_LEN + len);
+    Ok(frame.split_off(HEADER_LEN))
+}
+
+/// Why a message could not be encoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The encoded message would exceed [`MAX_FRAME_LEN`]. Callers validate lengths before
+    /// encoding, so this means a bug or an unchecked input.
+    #[error("encoded message of {len} bytes exceeds the frame limit of {MAX_FRAME_LEN}")]
+    TooLarge {
+        /// Encoded payload length.
+        len: usize,
+    },
+    /// postcard refused the value.
+    #[error("message encoding failed: {0}")]
+    Postcard(#[from] postcard::Error),
+}
+
+/// Encodes `msg` as one complete frame (header and payload).
+///
+/// The result is a [`Bytes`] so that a frame meant for many recipients is encoded once and
+/// shared by reference count.
+///
+/// # Errors
+/// [`EncodeError`] if the message does not fit in a frame.
+pub fn encode<T: Serialize + ?Sized>(msg: &T) -> Result<Bytes, EncodeError> {
+    let mut out = BytesMut::with_capacity(64);
+    encode_into(msg, &mut out)?;
+    Ok(out.freeze())
+}
+
+/// Appends `msg` as one complete frame to `out`. On error `out` is left as it was.
+///
+/// # Errors
+/// [`EncodeError`] if the message does not fit in a frame.
+pub fn encode_into<T: Serialize + ?Sized>(msg: &T, out: &mut BytesMut) -> Result<(), EncodeError> {
+    let start = out.len();
+    out.put_u32(0); // patched below once the payload length is known
+    // `&mut BytesMut` is itself a `BufMut`, so the writer borrows `out` instead of taking it.
+    let result = postcard::to_io(msg, (&mut *out).writer()).map(|_| ());
+    let out_len = out.len();
+    match result {
+        Ok(_) => {
+            let len = out_len - start - HEADER_LEN;
+            if len > MAX_FRAME_LEN {
+                out.truncate(start);
+                return Err(EncodeError::TooLarge { len });
+            }
+            // len <= MAX_FRAME_LEN, so it fits in u32.
+            let header = u32::try_from(len).map_err(|_| EncodeError::TooLarge { len })?;
+            out[start..start + HEADER_LEN].copy_from_slice(&header.to_be_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incomplete_header_and_body_are_told_apart_from_invalid() {
+        assert_eq!(check(&[]), Err(FrameError::Incomplete { needed: 4 }));
+        assert_eq!(check(&[0, 0, 0]), Err(FrameError::Incomplete { needed: 4 }));
+        assert_eq!(check(&[0, 0, 0, 3, 1]), Err(FrameError::Incomplete { needed: 7 }));
+        assert_eq!(check(&[0, 0, 0, 3, 1, 2, 3]), Ok(3));
+        assert_eq!(check(&[0, 0, 0, 0]), Err(FrameError::Empty));
+    }
+
+    #[test]
+    fn oversized_length_is_rejected_from_the_header_alone() {
+        // Only the 4 header bytes: the verdict must not wait for (or allocate) the body.
+        assert_eq!(
+            check(&[0xff, 0xff, 0xff, 0xff]),
+            Err(FrameError::TooLarge { len: 0xffff_ffff })
+        );
+        let just_over = u32::try_from(MAX_FRAME_LEN + 1).unwrap().to_be_bytes();
+        assert_eq!(
+            check(&just_over),
+            Err(FrameError::TooLarge { len: (MAX_FRAME_LEN + 1) as u64 })
+        );
+        let max = u32::try_from(MAX_FRAME_LEN).unwrap().to_be_bytes();
+        assert_eq!(check(&max), Err(FrameError::Incomplete { needed: 4 + MAX_FRAME_LEN }));
+    }
+
+    #[test]
+    fn split_frame_takes_exactly_one_frame_and_leaves_the_rest() {
+        let mut buf = BytesMut::new();
+        encode_into(&(1u8, 2u8), &mut buf).unwrap();
+        encode_into(&7u8, &mut buf).unwrap();
+        buf.extend_from_slice(&[0, 0]); // start of a third frame
+        let first = split_frame(&mut buf).unwrap();
+        assert_eq!(&first[..], &[1, 2]);
+        let second = split_frame(&mut buf).unwrap();
+        assert_eq!(&second[..], &[7]);
+        assert_eq!(split_frame(&mut buf), Err(FrameError::Incomplete { needed: 4 }));
+        assert_eq!(&buf[..], &[0, 0]);
+    }
+
+    #[test]
+    fn encoding_refuses_payloads_over_the_limit_and_leaves_the_buffer_intact() {
+        let mut out = BytesMut::from(&b"keep"[..]);
+        let big = vec![0u8; MAX_FRAME_LEN];
+        // A Vec<u8> of MAX_FRAME_LEN bytes encodes to MAX_FRAME_LEN + varint length bytes.
+        assert!(matches!(encode_into(&big, &mut out), Err(EncodeError::TooLarge { .. })));
+        assert_eq!(&out[..], b"keep");
+        let fits = vec![0u8; MAX_FRAME_LEN - 3];
+        encode_into(&fits, &mut out).unwrap();
+        assert_eq!(out.len(), 4 + 4 + MAX_FRAME_LEN);
+    }
+}

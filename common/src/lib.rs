@@ -1,0 +1,11 @@
+//! Multi-Messenger's wire protocol, shared by the server and the clients.
+//!
+//! Nothing in this crate does I/O or reads the clock: it turns bytes into messages and back, and
+//! says whether a message is acceptable. That keeps it unit-testable in memory and lets the server
+//! and every client agree on one definition of the protocol (documented in `PROTOCOL.md`).
+//!
+//! The data path on the wire is: bytes → [`frame`] (length prefix, size limit) →
+//! [`protocol`] (postcard-encoded [`protocol::ClientMsg`] / [`protocol::ServerMsg`]).
+
+pub mod frame;
+pub mod protocol;

@@ -1,0 +1,488 @@
+//! Messages, limits and validation rules of protocol version [`PROTOCOL_VERSION`].
+//!
+//! Each frame's payload is one postcard-encoded [`ClientMsg`] (client → server) or [`ServerMsg`]
+//! (server → client). `PROTOCOL.md` documents the byte layout for people writing other clients.
+//! New variants are only ever appended, so the variant numbers below are part of the protocol.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks. The client sends it in [`ClientMsg::Hello`]; the
+/// server refuses versions it does not speak with [`ErrorCode::UNSUPPORTED_VERSION`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Longest nick, in characters (nicks are ASCII, so also in bytes).
+pub const MAX_NICK_LEN: usize = 32;
+
+/// Longest chat text, in bytes of UTF-8.
+pub const MAX_TEXT_LEN: usize = 4096;
+
+/// Most nicks the server puts in one [`ServerMsg::Users`] frame; longer lists are split so that
+/// every frame stays far below the frame limit (1,000 × 33 bytes ≈ 33 KB).
+pub const USERS_PER_FRAME: usize = 1000;
+
+/// Longest error detail the server sends, in bytes.
+pub const MAX_DETAIL_LEN: usize = 512;
+
+/// A message from a client to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// First frame of every connection: who the client is and which protocol it speaks.
+    Hello {
+        /// The client's [`PROTOCOL_VERSION`].
+        version: u16,
+        /// Requested nick; see [`validate_nick`].
+        nick: String,
+    },
+    /// A line for everyone else in the room.
+    Public {
+        /// The text; see [`validate_text`].
+        text: String,
+    },
+    /// A line for one user only.
+    Private {
+        /// Recipient nick (case-insensitive).
+        to: String,
+        /// The text; see [`validate_text`].
+        text: String,
+    },
+    /// Asks for the list of online users; answered with [`ServerMsg::Users`] frames.
+    Who,
+    /// Liveness probe; answered with [`ServerMsg::Pong`] carrying the same token.
+    Ping {
+        /// Opaque value echoed back.
+        token: u64,
+    },
+    /// Answer to a [`ServerMsg::Ping`].
+    Pong {
+        /// The token of the ping being answered.
+        token: u64,
+    },
+    /// The client is leaving; the server closes the connection after it.
+    Quit,
+}
+
+/// A message from the server to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMsg {
+    /// Successful answer to [`ClientMsg::Hello`]; followed by [`ServerMsg::Users`] frames.
+    Welcome {
+        /// The nick as registered (the spelling the client asked for).
+        nick: String,
+        /// Server software name and version, for display.
+        server: String,
+        /// How many users are online, this client included.
+        online: u32,
+        /// The server's text limit in bytes (at most [`MAX_TEXT_LEN`]).
+        max_text_len: u32,
+    },
+    /// Part of the list of online users. Lists longer than [`USERS_PER_FRAME`] come in several
+    /// frames; the one with `last == true` ends the list.
+    Users {
+        /// Nicks in this part.
+        nicks: Vec<String>,
+        /// Whether this is the last part.
+        last: bool,
+    },
+    /// A public line from another user.
+    Public {
+        /// Server-assigned message id, increasing.
+        id: u64,
+        /// Server receive time, milliseconds since the Unix epoch (UTC).
+        ts: u64,
+        /// Sender nick.
+        from: String,
+        /// The text, exactly as sent.
+        text: String,
+    },
+    /// A private line addressed to this client.
+    Private {
+        /// Server-assigned message id, increasing.
+        id: u64,
+        /// Server receive time, milliseconds since the Unix epoch (UTC).
+        ts: u64,
+        /// Sender nick.
+        from: String,
+        /// The text, exactly as sent.
+        text: String,
+    },
+    /// The server accepted this client's [`ClientMsg::Public`] or [`ClientMsg::Private`]. Every
+    /// such message is answered, in order, with exactly one `Sent` or one non-fatal
+    /// [`ServerMsg::Error`].
+    Sent {
+        /// The id the message was given.
+        id: u64,
+        /// Its server timestamp, milliseconds since the Unix epoch (UTC).
+        ts: u64,
+    },
+    /// A user came online.
+    Joined {
+        /// Milliseconds since the Unix epoch (UTC).
+        ts: u64,
+        /// Their nick.
+        nick: String,
+    },
+    /// A user went offline.
+    Left {
+        /// Milliseconds since the Unix epoch (UTC).
+        ts: u64,
+        /// Their nick.
+        nick: String,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// Something went wrong. When `fatal` is true the server closes the connection next.
+    Error {
+        /// Machine-readable code.
+        code: ErrorCode,
+        /// Whether the connection is being closed.
+        fatal: bool,
+        /// Human-readable detail (at most [`MAX_DETAIL_LEN`] bytes, never message text).
+        detail: String,
+    },
+    /// The server is shutting down; it closes the connection after this frame.
+    Shutdown {
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// Liveness probe; the client must answer with [`ClientMsg::Pong`].
+    Ping {
+        /// Opaque value to echo.
+        token: u64,
+    },
+    /// Answer to a [`ClientMsg::Ping`].
+    Pong {
+        /// The token of the ping being answered.
+        token: u64,
+    },
+}
+
+/// Why a user left, as told to the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaveReason {
+    /// The user quit.
+    Quit,
+    /// The connection dropped or timed out.
+    Disconnected,
+    /// The server disconnected a client that could not keep up with its messages.
+    TooSlow,
+    /// The server disconnected a client that broke the protocol.
+    ProtocolError,
+}
+
+impl LeaveReason {
+    /// Short human-readable form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Quit => "quit",
+            LeaveReason::Disconnected => "disconnected",
+            LeaveReason::TooSlow => "too slow",
+            LeaveReason::ProtocolError => "protocol error",
+        }
+    }
+}
+
+/// A machine-readable error code. A plain number on the wire so that a client can still decode
+/// codes added after it was written; [`ErrorCode::name`] gives the documented name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ErrorCode(pub u16);
+
+impl ErrorCode {
+    /// The client's protocol version is not supported.
+    pub const UNSUPPORTED_VERSION: ErrorCode = ErrorCode(1);
+    /// A frame could not be decoded (bad length, bad postcard, trailing bytes).
+    pub const BAD_FRAME: ErrorCode = ErrorCode(2);
+    /// A well-formed message that is not allowed now (e.g. a second `Hello`, or chat before it).
+    pub const UNEXPECTED_MESSAGE: ErrorCode = ErrorCode(3);
+    /// The nick breaks the nick rules.
+    pub const INVALID_NICK: ErrorCode = ErrorCode(10);
+    /// Someone online already uses that nick (compared case-insensitively).
+    pub const NICK_IN_USE: ErrorCode = ErrorCode(11);
+    /// The recipient of a private message is not online.
+    pub const NO_SUCH_NICK: ErrorCode = ErrorCode(20);
+    /// The text is longer than the server's limit.
+    pub const TEXT_TOO_LONG: ErrorCode = ErrorCode(21);
+    /// The text is empty or holds control characters.
+    pub const INVALID_TEXT: ErrorCode = ErrorCode(22);
+    /// The client did not read its messages fast enough and is being disconnected.
+    pub const TOO_SLOW: ErrorCode = ErrorCode(30);
+    /// The client was silent for too long (no hello, no pong).
+    pub const TIMEOUT: ErrorCode = ErrorCode(31);
+    /// The client sends faster than the server allows.
+    pub const RATE_LIMITED: ErrorCode = ErrorCode(32);
+    /// The server holds as many connections as it allows.
+    pub const SERVER_FULL: ErrorCode = ErrorCode(33);
+    /// The server is shutting down and accepts no more messages.
+    pub const SHUTTING_DOWN: ErrorCode = ErrorCode(34);
+    /// The server failed internally; not the client's fault.
+    pub const INTERNAL: ErrorCode = ErrorCode(99);
+
+    /// The documented name of the code, or `"unknown"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::UNSUPPORTED_VERSION => "unsupported-version",
+            Self::BAD_FRAME => "bad-frame",
+            Self::UNEXPECTED_MESSAGE => "unexpected-message",
+            Self::INVALID_NICK => "invalid-nick",
+            Self::NICK_IN_USE => "nick-in-use",
+            Self::NO_SUCH_NICK => "no-such-nick",
+            Self::TEXT_TOO_LONG => "text-too-long",
+            Self::INVALID_TEXT => "invalid-text",
+            Self::TOO_SLOW => "too-slow",
+            Self::TIMEOUT => "timeout",
+            Self::RATE_LIMITED => "rate-limited",
+            Self::SERVER_FULL => "server-full",
+            Self::SHUTTING_DOWN => "shutting-down",
+            Self::INTERNAL => "internal",
+            _ => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Debug for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A payload that is not a valid message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// postcard could not decode it (unknown variant, bad varint, invalid UTF-8, short input).
+    #[error("undecodable message: {0}")]
+    Postcard(#[from] postcard::Error),
+    /// A message decoded but bytes were left over; a frame holds exactly one message.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+}
+
+fn decode_exact<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
+    let (msg, rest) = postcard::take_from_bytes(payload)?;
+    if rest.is_empty() {
+        Ok(msg)
+    } else {
+        Err(DecodeError::TrailingBytes(rest.len()))
+    }
+}
+
+impl ClientMsg {
+    /// Decodes one frame payload.
+    ///
+    /// # Errors
+    /// [`DecodeError`] if the payload is not exactly one `ClientMsg`.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        decode_exact(payload)
+    }
+}
+
+impl ServerMsg {
+    /// Decodes one frame payload.
+    ///
+    /// # Errors
+    /// [`DecodeError`] if the payload is not exactly one `ServerMsg`.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        decode_exact(payload)
+    }
+}
+
+/// Why a nick is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NickError {
+    /// Empty.
+    #[error("a nick cannot be empty")]
+    Empty,
+    /// Over [`MAX_NICK_LEN`] characters.
+    #[error("a nick is at most {MAX_NICK_LEN} characters")]
+    TooLong,
+    /// Starts with something other than an ASCII letter.
+    #[error("a nick must start with a letter (a-z, A-Z)")]
+    BadStart,
+    /// Holds a character outside `A-Z a-z 0-9 _ -`.
+    #[error("a nick may only hold letters a-z, A-Z, digits, '_' and '-'")]
+    BadChar,
+}
+
+/// Checks the nick rules: 1 to [`MAX_NICK_LEN`] characters, an ASCII letter first, then ASCII
+/// letters, digits, `_` or `-`. This set is safe to show in any terminal and in file names.
+///
+/// # Errors
+/// The first rule broken.
+pub fn validate_nick(nick: &str) -> Result<(), NickError> {
+    let first = nick.chars().next().ok_or(NickError::Empty)?;
+    if nick.len() > MAX_NICK_LEN {
+        return Err(NickError::TooLong);
+    }
+    if !first.is_ascii_alphabetic() {
+        return Err(NickError::BadStart);
+    }
+    if !nick
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(NickError::BadChar);
+    }
+    Ok(())
+}
+
+/// The form under which nicks are compared: `Alice`, `ALICE` and `alice` are the same user.
+/// Only meaningful for nicks that passed [`validate_nick`] (ASCII), where lowercasing is exact.
+pub fn nick_key(nick: &str) -> String {
+    nick.to_ascii_lowercase()
+}
+
+/// Why a text is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TextError {
+    /// Empty.
+    #[error("empty message")]
+    Empty,
+    /// Longer than the limit.
+    #[error("message of {len} bytes is over the limit of {max} bytes")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// Holds a control character (newline, escape, NUL…): one message is one line, and terminal
+    /// escape sequences from other users must never reach a terminal.
+    #[error("message holds a control character")]
+    ControlChar,
+}
+
+/// Checks a chat text: not empty, at most `max_len` bytes (never more than [`MAX_TEXT_LEN`]),
+/// and no control characters (Unicode category Cc, which includes `\n`, `\r`, `\t`, ESC, NUL).
+///
+/// # Errors
+/// The first rule broken.
+pub fn validate_text(text: &str, max_len: usize) -> Result<(), TextError> {
+    let max = max_len.min(MAX_TEXT_LEN);
+    if text.is_empty() {
+        return Err(TextError::Empty);
+    }
+    if text.len() > max {
+        return Err(TextError::TooLong { len: text.len(), max });
+    }
+    if text.chars().any(char::is_control) {
+        return Err(TextError::ControlChar);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame;
+
+    fn roundtrip_server(msg: ServerMsg) {
+        let bytes = frame::encode(&msg).unwrap();
+        let len = frame::check(&bytes).unwrap();
+        assert_eq!(len + frame::HEADER_LEN, bytes.len());
+        assert_eq!(ServerMsg::decode(&bytes[frame::HEADER_LEN..]).unwrap(), msg);
+    }
+
+    #[test]
+    fn every_server_message_round_trips() {
+        for msg in [
+            ServerMsg::Welcome { nick: "a".into(), server: "s".into(), online: 3, max_text_len: 9 },
+            ServerMsg::Users { nicks: vec!["a".into(), "b".into()], last: true },
+            ServerMsg::Public { id: 1, ts: 2, from: "a".into(), text: "hé".into() },
+            ServerMsg::Private { id: u64::MAX, ts: 2, from: "a".into(), text: "x".into() },
+            ServerMsg::Sent { id: 5, ts: 6 },
+            ServerMsg::Joined { ts: 1, nick: "b".into() },
+            ServerMsg::Left { ts: 1, nick: "b".into(), reason: LeaveReason::TooSlow },
+            ServerMsg::Error { code: ErrorCode(777), fatal: true, detail: "d".into() },
+            ServerMsg::Shutdown { reason: "bye".into() },
+            ServerMsg::Ping { token: 9 },
+            ServerMsg::Pong { token: 9 },
+        ] {
+            roundtrip_server(msg);
+        }
+    }
+
+    #[test]
+    fn every_client_message_round_trips() {
+        for msg in [
+            ClientMsg::Hello { version: PROTOCOL_VERSION, nick: "alice".into() },
+            ClientMsg::Public { text: "hi".into() },
+            ClientMsg::Private { to: "bob".into(), text: "psst".into() },
+            ClientMsg::Who,
+            ClientMsg::Ping { token: 1 },
+            ClientMsg::Pong { token: 2 },
+            ClientMsg::Quit,
+        ] {
+            let bytes = frame::encode(&msg).unwrap();
+            assert_eq!(ClientMsg::decode(&bytes[frame::HEADER_LEN..]).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn wire_layout_is_stable() {
+        // PROTOCOL.md documents these bytes; changing them breaks other clients.
+        let hello = ClientMsg::Hello { version: 1, nick: "bob".into() };
+        assert_eq!(&frame::encode(&hello).unwrap()[..], &[0, 0, 0, 6, 0, 1, 3, b'b', b'o', b'b']);
+        let public = ClientMsg::Public { text: "hi".into() };
+        assert_eq!(&frame::encode(&public).unwrap()[..], &[0, 0, 0, 4, 1, 2, b'h', b'i']);
+        let err = ServerMsg::Error { code: ErrorCode::NO_SUCH_NICK, fatal: false, detail: String::new() };
+        assert_eq!(&frame::encode(&err).unwrap()[..], &[0, 0, 0, 4, 7, 20, 0, 0]);
+    }
+
+    #[test]
+    fn trailing_bytes_and_garbage_are_rejected() {
+        let bytes = frame::encode(&ClientMsg::Who).unwrap();
+        let mut payload = bytes[frame::HEADER_LEN..].to_vec();
+        payload.push(0);
+        assert!(matches!(ClientMsg::decode(&payload), Err(DecodeError::TrailingBytes(1))));
+        assert!(ClientMsg::decode(&[200]).is_err()); // unknown variant
+        assert!(ClientMsg::decode(&[1, 5, b'a']).is_err()); // string shorter than its length
+        assert!(ClientMsg::decode(&[1, 2, 0xff, 0xfe]).is_err()); // invalid UTF-8
+        assert!(ClientMsg::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn nick_rules() {
+        for ok in ["a", "Alice", "bob_2", "x-y", &"a".repeat(MAX_NICK_LEN)] {
+            assert_eq!(validate_nick(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(validate_nick(""), Err(NickError::Empty));
+        assert_eq!(validate_nick(&"a".repeat(MAX_NICK_LEN + 1)), Err(NickError::TooLong));
+        assert_eq!(validate_nick("1abc"), Err(NickError::BadStart));
+        assert_eq!(validate_nick("_abc"), Err(NickError::BadStart));
+        assert_eq!(validate_nick("é"), Err(NickError::BadStart));
+        for bad in ["a b", "a\u{1b}[31m", "ali\u{e9}", "a.b", "a\n", "a/b"] {
+            assert_eq!(validate_nick(bad), Err(NickError::BadChar), "{bad:?}");
+        }
+        assert_eq!(nick_key("AlIce"), "alice");
+    }
+
+    #[test]
+    fn text_rules() {
+        assert_eq!(validate_text("hello, wörld 👋", MAX_TEXT_LEN), Ok(()));
+        assert_eq!(validate_text("", MAX_TEXT_LEN), Err(TextError::Empty));
+        assert_eq!(validate_text(&"x".repeat(MAX_TEXT_LEN), MAX_TEXT_LEN), Ok(()));
+        assert_eq!(
+            validate_text(&"x".repeat(MAX_TEXT_LEN + 1), usize::MAX),
+            Err(TextError::TooLong { len: MAX_TEXT_LEN + 1, max: MAX_TEXT_LEN })
+        );
+        assert_eq!(validate_text("abcd", 3), Err(TextError::TooLong { len: 4, max: 3 }));
+        for bad in ["a\nb", "a\rb", "\u{1b}[2J", "nul\0", "tab\t", "\u{7f}", "\u{85}"] {
+            assert_eq!(validate_text(bad, MAX_TEXT_LEN), Err(TextError::ControlChar), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn error_codes_have_names_and_unknown_ones_survive() {
+        assert_eq!(ErrorCode::NICK_IN_USE.name(), "nick-in-use");
+        assert_eq!(ErrorCode(4242).name(), "unknown");
+        assert_eq!(format!("{:?}", ErrorCode(20)), "no-such-nick(20)");
+    }
+}
