@@ -1,0 +1,420 @@
+//! Certificates for Multi-Messenger.
+//!
+//! `mm-certs` and the server's first start both call [`generate`]: a self-signed CA (`ca.pem`,
+//! `ca.key`) and a server certificate signed by it (`server.pem` holds the server certificate
+//! followed by the CA, `server.key`). Clients trust the CA, either by file (`mm --ca ca.pem`) or by
+//! accepting its SHA-256 [`fingerprint`] once. Private keys are written with mode 0600 and
+//! replaced atomically, so a crash never leaves a half-written key.
+
+pub mod cli;
+
+use std::fs;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+
+/// File name of the CA certificate (give this to clients).
+pub const CA_CERT: &str = "ca.pem";
+/// File name of the CA private key (keep it secret; it can be moved offline).
+pub const CA_KEY: &str = "ca.key";
+/// File name of the server certificate chain (server certificate, then the CA).
+pub const SERVER_CERT: &str = "server.pem";
+/// File name of the server private key.
+pub const SERVER_KEY: &str = "server.key";
+
+const ALL_FILES: [&str; 4] = [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY];
+
+/// The names every server certificate covers, so that local use works with no options.
+pub const DEFAULT_DNS_NAMES: [&str; 1] = ["localhost"];
+/// The addresses every server certificate covers.
+pub const DEFAULT_IPS: [IpAddr; 2] = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+
+/// How long a generated CA is valid.
+const CA_VALIDITY_DAYS: i64 = 10 * 365;
+/// How long a generated server certificate is valid (renew with `mm-certs --force`).
+const SERVER_VALIDITY_DAYS: i64 = 5 * 365;
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Generation would overwrite files and `force` was not given.
+    #[error("refusing to overwrite existing {}; pass --force to replace them", list(.0))]
+    Exists(Vec<PathBuf>),
+    /// The directory holds some of the files but not all.
+    #[error("{dir} holds {} but not {}; restore the missing files or remove the others to start over", list(.present), list(.missing))]
+    Incomplete {
+        /// The directory.
+        dir: PathBuf,
+        /// Files that are there.
+        present: Vec<PathBuf>,
+        /// Files that are not.
+        missing: Vec<PathBuf>,
+    },
+    /// A PEM file holds no usable certificate or key.
+    #[error("{path}: {detail}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A DNS name was rejected.
+    #[error("invalid DNS name {0:?}")]
+    InvalidName(String),
+    /// rcgen failed.
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
+    move |source| CertError::Io { path: path.to_path_buf(), source }
+}
+
+/// The TLS directory `mm-server` uses when given none, and where `mm-certs` writes by default:
+/// `$MM_SERVER_DATA/tls`, else `<data dir>/multi-messenger/server/tls` (on Linux
+/// `~/.local/share/multi-messenger/server/tls`).
+pub fn default_tls_dir() -> Option<PathBuf> {
+    default_server_data_dir().map(|d| d.join("tls"))
+}
+
+/// The server's data directory: `$MM_SERVER_DATA`, else `<data dir>/multi-messenger/server`.
+pub fn default_server_data_dir() -> Option<PathBuf> {
+    match std::env::var_os("MM_SERVER_DATA") {
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => dirs::data_dir().map(|d| d.join("multi-messenger").join("server")),
+    }
+}
+
+/// The SHA-256 fingerprint of a DER certificate, as colon-separated uppercase hex pairs (the form
+/// `openssl x509 -noout -fingerprint -sha256` prints).
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = Sha256::digest(der);
+    let mut out = String::with_capacity(digest.len() * 3);
+    for (i, byte) in digest.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push_str(&format!("{byte:02X}"));
+    }
+    out
+}
+
+/// What to put in a server certificate besides the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    /// Extra DNS names (e.g. `chat.example.org`, `myhost.local`).
+    pub dns: Vec<String>,
+    /// Extra IP addresses (e.g. the server's LAN address).
+    pub ips: Vec<IpAddr>,
+}
+
+/// The result of [`generate`].
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// Path of `ca.pem`.
+    pub ca_cert: PathBuf,
+    /// Path of `server.pem`.
+    pub server_cert: PathBuf,
+    /// SHA-256 fingerprint of the CA certificate.
+    pub ca_fingerprint: String,
+    /// Every DNS name and IP address the server certificate covers.
+    pub covers: Vec<String>,
+}
+
+/// Generates a CA and a server certificate into `dir` (created with mode 0700 if missing).
+///
+/// Without `force`, refuses if any of the four files exists.
+///
+/// # Errors
+/// [`CertError::Exists`] without `force` when files exist; I/O and generation errors.
+pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, CertError> {
+    if !force {
+        let existing: Vec<PathBuf> =
+            ALL_FILES.iter().map(|f| dir.join(f)).filter(|p| p.exists()).collect();
+        if !existing.is_empty() {
+            return Err(CertError::Exists(existing));
+        }
+    }
+    create_private_dir(dir)?;
+
+    let mut dns: Vec<String> = DEFAULT_DNS_NAMES.iter().map(|s| s.to_string()).collect();
+    for name in &names.dns {
+        if !dns.contains(name) {
+            dns.push(name.clone());
+        }
+    }
+    let mut ips: Vec<IpAddr> = DEFAULT_IPS.to_vec();
+    for ip in &names.ips {
+        if !ips.contains(ip) {
+            ips.push(*ip);
+        }
+    }
+
+    let now = time::OffsetDateTime::now_utc();
+    let yesterday = now - time::Duration::days(1); // tolerate clocks a little behind
+
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::default();
+    ca_params.distinguished_name = DistinguishedName::new();
+    ca_params.distinguished_name.push(DnType::CommonName, "Multi-Messenger CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.not_before = yesterday;
+    ca_params.not_after = now + time::Duration::days(CA_VALIDITY_DAYS);
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+
+    let mut server_params = CertificateParams::default();
+    server_params.distinguished_name = DistinguishedName::new();
+    server_params.distinguished_name.push(DnType::CommonName, "Multi-Messenger server");
+    for name in &dns {
+        let ia5 = name.clone().try_into().map_err(|_| CertError::InvalidName(name.clone()))?;
+        server_params.subject_alt_names.push(SanType::DnsName(ia5));
+    }
+    for ip in &ips {
+        server_params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    server_params.is_ca = IsCa::NoCa;
+    server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server_params.not_before = yesterday;
+    server_params.not_after = now + time::Duration::days(SERVER_VALIDITY_DAYS);
+    let server_key = KeyPair::generate()?;
+    let issuer = Issuer::new(ca_params, &ca_key);
+    let server_cert = server_params.signed_by(&server_key, &issuer)?;
+
+    // Keys first: if we crash between files, the next run sees an incomplete set and says so,
+    // rather than serving a certificate whose key is missing.
+    write_secret(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes())?;
+    write_secret(&dir.join(SERVER_KEY), server_key.serialize_pem().as_bytes())?;
+    write_public(&dir.join(CA_CERT), ca_cert.pem().as_bytes())?;
+    let chain = format!("{}{}", server_cert.pem(), ca_cert.pem());
+    write_public(&dir.join(SERVER_CERT), chain.as_bytes())?;
+
+    let mut covers = dns;
+    covers.extend(ips.iter().map(IpAddr::to_string));
+    Ok(Generated {
+        ca_cert: dir.join(CA_CERT),
+        server_cert: dir.join(SERVER_CERT),
+        ca_fingerprint: fingerprint(ca_cert.der()),
+        covers,
+    })
+}
+
+/// What [`ensure_server_files`] found or did.
+#[derive(Debug, Clone)]
+pub enum Ensured {
+    /// The files were there already.
+    Existing,
+    /// They were missing and have been generated.
+    Generated(Generated),
+}
+
+/// Makes sure `dir` holds a server certificate and key: loads nothing, generates all four files
+/// if none of them exists, and refuses to touch a directory that holds only some of them.
+///
+/// # Errors
+/// [`CertError::Incomplete`] for a partial directory; generation errors.
+pub fn ensure_server_files(dir: &Path) -> Result<Ensured, CertError> {
+    let server_files = [dir.join(SERVER_CERT), dir.join(SERVER_KEY)];
+    if server_files.iter().all(|p| p.exists()) {
+        return Ok(Ensured::Existing);
+    }
+    let (present, missing): (Vec<PathBuf>, Vec<PathBuf>) =
+        ALL_FILES.iter().map(|f| dir.join(f)).partition(|p| p.exists());
+    if !present.is_empty() {
+        return Err(CertError::Incomplete { dir: dir.to_path_buf(), present, missing });
+    }
+    generate(dir, &Names::default(), false).map(Ensured::Generated)
+}
+
+/// Reads every certificate in a PEM file, in order.
+///
+/// # Errors
+/// I/O errors, or [`CertError::Pem`] if the file holds no certificate.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let pem = fs::read(path).map_err(io_err(path))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CertError::Pem { path: path.to_path_buf(), detail: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(CertError::Pem { path: path.to_path_buf(), detail: "no certificate found".into() });
+    }
+    Ok(certs)
+}
+
+/// Reads the first private key in a PEM file.
+///
+/// # Errors
+/// I/O errors, or [`CertError::Pem`] if the file holds no key.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
+    let pem = fs::read(path).map_err(io_err(path))?;
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| CertError::Pem { path: path.to_path_buf(), detail: format!("no usable private key: {e}") })
+}
+
+/// Creates `dir` and its parents; a directory we create is made private (0700).
+fn create_private_dir(dir: &Path) -> Result<(), CertError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
+/// Writes a file readable only by its owner (0600), atomically: a temporary file in the same
+/// directory, created 0600 from the start (never world-readable, even for a moment), then renamed
+/// over the target.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_secret(path: &Path, contents: &[u8]) -> Result<(), CertError> {
+    write_atomic(path, contents, 0o600)
+}
+
+/// Writes a public file (0644) atomically.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), CertError> {
+    write_atomic(path, contents, 0o644)
+}
+
+fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let result = (|| {
+        let mut file = options.open(&tmp)?;
+        // `mode` only applies to a file the call creates; make sure a stale temp file is tightened.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn generates_loadable_files_with_private_keys_0600() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("tls");
+        let names = Names { dns: vec!["chat.example.org".into()], ips: vec!["192.0.2.7".parse().unwrap()] };
+        let generated = generate(&dir, &names, false).unwrap();
+        assert!(generated.covers.contains(&"chat.example.org".to_string()));
+        assert!(generated.covers.contains(&"192.0.2.7".to_string()));
+        assert!(generated.covers.contains(&"::1".to_string()));
+
+        let chain = load_certs(&dir.join(SERVER_CERT)).unwrap();
+        assert_eq!(chain.len(), 2, "server.pem holds the server certificate and the CA");
+        let ca = load_certs(&dir.join(CA_CERT)).unwrap();
+        assert_eq!(chain[1], ca[0]);
+        assert_eq!(fingerprint(&ca[0]), generated.ca_fingerprint);
+        load_key(&dir.join(SERVER_KEY)).unwrap();
+        load_key(&dir.join(CA_KEY)).unwrap();
+        #[cfg(unix)]
+        {
+            assert_eq!(mode(&dir.join(SERVER_KEY)), 0o600);
+            assert_eq!(mode(&dir.join(CA_KEY)), 0o600);
+            assert_eq!(mode(&dir.join(CA_CERT)), 0o644);
+            assert_eq!(mode(&dir), 0o700);
+        }
+        // No temporary files are left behind.
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 4);
+    }
+
+    #[test]
+    fn refuses_to_overwrite_without_force() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = generate(tmp.path(), &Names::default(), false).unwrap();
+        let err = generate(tmp.path(), &Names::default(), false).unwrap_err();
+        assert!(matches!(&err, CertError::Exists(files) if files.len() == 4), "{err}");
+        assert!(err.to_string().contains("--force"));
+        let ca_before = fs::read(tmp.path().join(CA_CERT)).unwrap();
+        assert_eq!(fingerprint(&load_certs(&first.ca_cert).unwrap()[0]), first.ca_fingerprint);
+        let second = generate(tmp.path(), &Names::default(), true).unwrap();
+        assert_ne!(second.ca_fingerprint, first.ca_fingerprint);
+        assert_ne!(fs::read(tmp.path().join(CA_CERT)).unwrap(), ca_before);
+    }
+
+    #[test]
+    fn ensure_generates_once_and_refuses_partial_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(matches!(ensure_server_files(tmp.path()).unwrap(), Ensured::Generated(_)));
+        assert!(matches!(ensure_server_files(tmp.path()).unwrap(), Ensured::Existing));
+        fs::remove_file(tmp.path().join(SERVER_KEY)).unwrap();
+        let err = ensure_server_files(tmp.path()).unwrap_err();
+        assert!(matches!(err, CertError::Incomplete { .. }), "{err}");
+        assert!(tmp.path().join(SERVER_CERT).exists(), "nothing was overwritten");
+    }
+
+    #[test]
+    fn garbage_pem_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x.pem");
+        fs::write(&path, b"not a pem").unwrap();
+        assert!(matches!(load_certs(&path), Err(CertError::Pem { .. })));
+        assert!(matches!(load_key(&path), Err(CertError::Pem { .. })));
+        assert!(matches!(load_certs(&tmp.path().join("missing")), Err(CertError::Io { .. })));
+    }
+
+    #[test]
+    fn fingerprint_format() {
+        let fp = fingerprint(b"abc");
+        // SHA-256("abc") = ba7816bf...
+        assert!(fp.starts_with("BA:78:16:BF:"), "{fp}");
+        assert_eq!(fp.len(), 32 * 3 - 1);
+    }
+}
