@@ -45,17 +45,27 @@ pub fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<()> {
     let dir = match &args.out {
         Some(dir) => dir.clone(),
-        None => crate::default_tls_dir()
-            .ok_or_else(|| anyhow::anyhow!("no home directory to put certificates in; pass --out DIR"))?,
+        None => crate::default_tls_dir().ok_or_else(|| {
+            anyhow::anyhow!("no home directory to put certificates in; pass --out DIR")
+        })?,
     };
-    let names = Names { dns: args.names.clone(), ips: args.ips.clone() };
+    let names = Names {
+        dns: args.names.clone(),
+        ips: args.ips.clone(),
+    };
     let generated = generate(&dir, &names, args.force)?;
     println!("Wrote a CA and a server certificate to {}", dir.display());
-    println!("  server certificate covers: {}", generated.covers.join(", "));
+    println!(
+        "  server certificate covers: {}",
+        generated.covers.join(", ")
+    );
     println!("  CA fingerprint (SHA-256):  {}", generated.ca_fingerprint);
     println!();
     println!("Give clients the CA certificate and connect with:");
-    println!("  mm --server HOST:PORT --ca {} --nick NAME", generated.ca_cert.display());
+    println!(
+        "  mm --server HOST:PORT --ca {} --nick NAME",
+        generated.ca_cert.display()
+    );
     println!("or have them compare the fingerprint above when mm asks on first contact.");
     println!("Keep ca.key secret (mode 0600); it is only needed to issue new server certificates.");
     Ok(())

@@ -14,8 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -35,7 +35,10 @@ const ALL_FILES: [&str; 4] = [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY];
 /// The names every server certificate covers, so that local use works with no options.
 pub const DEFAULT_DNS_NAMES: [&str; 1] = ["localhost"];
 /// The addresses every server certificate covers.
-pub const DEFAULT_IPS: [IpAddr; 2] = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+pub const DEFAULT_IPS: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+];
 
 /// How long a generated CA is valid.
 const CA_VALIDITY_DAYS: i64 = 10 * 365;
@@ -84,11 +87,18 @@ pub enum CertError {
 }
 
 fn list(paths: &[PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
-    move |source| CertError::Io { path: path.to_path_buf(), source }
+    move |source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The TLS directory `mm-server` uses when given none, and where `mm-certs` writes by default:
@@ -150,8 +160,11 @@ pub struct Generated {
 /// [`CertError::Exists`] without `force` when files exist; I/O and generation errors.
 pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, CertError> {
     if !force {
-        let existing: Vec<PathBuf> =
-            ALL_FILES.iter().map(|f| dir.join(f)).filter(|p| p.exists()).collect();
+        let existing: Vec<PathBuf> = ALL_FILES
+            .iter()
+            .map(|f| dir.join(f))
+            .filter(|p| p.exists())
+            .collect();
         if !existing.is_empty() {
             return Err(CertError::Exists(existing));
         }
@@ -177,23 +190,35 @@ pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, Cer
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::default();
     ca_params.distinguished_name = DistinguishedName::new();
-    ca_params.distinguished_name.push(DnType::CommonName, "Multi-Messenger CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Multi-Messenger CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca_params.not_before = yesterday;
     ca_params.not_after = now + time::Duration::days(CA_VALIDITY_DAYS);
     let ca_cert = ca_params.self_signed(&ca_key)?;
 
     let mut server_params = CertificateParams::default();
     server_params.distinguished_name = DistinguishedName::new();
-    server_params.distinguished_name.push(DnType::CommonName, "Multi-Messenger server");
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "Multi-Messenger server");
     for name in &dns {
-        let ia5 = name.clone().try_into().map_err(|_| CertError::InvalidName(name.clone()))?;
+        let ia5 = name
+            .clone()
+            .try_into()
+            .map_err(|_| CertError::InvalidName(name.clone()))?;
         server_params.subject_alt_names.push(SanType::DnsName(ia5));
     }
     for ip in &ips {
-        server_params.subject_alt_names.push(SanType::IpAddress(*ip));
+        server_params
+            .subject_alt_names
+            .push(SanType::IpAddress(*ip));
     }
     server_params.is_ca = IsCa::NoCa;
     server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -241,10 +266,16 @@ pub fn ensure_server_files(dir: &Path) -> Result<Ensured, CertError> {
     if server_files.iter().all(|p| p.exists()) {
         return Ok(Ensured::Existing);
     }
-    let (present, missing): (Vec<PathBuf>, Vec<PathBuf>) =
-        ALL_FILES.iter().map(|f| dir.join(f)).partition(|p| p.exists());
+    let (present, missing): (Vec<PathBuf>, Vec<PathBuf>) = ALL_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .partition(|p| p.exists());
     if !present.is_empty() {
-        return Err(CertError::Incomplete { dir: dir.to_path_buf(), present, missing });
+        return Err(CertError::Incomplete {
+            dir: dir.to_path_buf(),
+            present,
+            missing,
+        });
     }
     generate(dir, &Names::default(), false).map(Ensured::Generated)
 }
@@ -257,9 +288,15 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError
     let pem = fs::read(path).map_err(io_err(path))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CertError::Pem { path: path.to_path_buf(), detail: e.to_string() })?;
+        .map_err(|e| CertError::Pem {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(CertError::Pem { path: path.to_path_buf(), detail: "no certificate found".into() });
+        return Err(CertError::Pem {
+            path: path.to_path_buf(),
+            detail: "no certificate found".into(),
+        });
     }
     Ok(certs)
 }
@@ -270,8 +307,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError
 /// I/O errors, or [`CertError::Pem`] if the file holds no key.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
     let pem = fs::read(path).map_err(io_err(path))?;
-    PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| CertError::Pem { path: path.to_path_buf(), detail: format!("no usable private key: {e}") })
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| CertError::Pem {
+        path: path.to_path_buf(),
+        detail: format!("no usable private key: {e}"),
+    })
 }
 
 /// Creates `dir` and its parents; a directory we create is made private (0700).
@@ -351,14 +390,21 @@ mod tests {
     fn generates_loadable_files_with_private_keys_0600() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("tls");
-        let names = Names { dns: vec!["chat.example.org".into()], ips: vec!["192.0.2.7".parse().unwrap()] };
+        let names = Names {
+            dns: vec!["chat.example.org".into()],
+            ips: vec!["192.0.2.7".parse().unwrap()],
+        };
         let generated = generate(&dir, &names, false).unwrap();
         assert!(generated.covers.contains(&"chat.example.org".to_string()));
         assert!(generated.covers.contains(&"192.0.2.7".to_string()));
         assert!(generated.covers.contains(&"::1".to_string()));
 
         let chain = load_certs(&dir.join(SERVER_CERT)).unwrap();
-        assert_eq!(chain.len(), 2, "server.pem holds the server certificate and the CA");
+        assert_eq!(
+            chain.len(),
+            2,
+            "server.pem holds the server certificate and the CA"
+        );
         let ca = load_certs(&dir.join(CA_CERT)).unwrap();
         assert_eq!(chain[1], ca[0]);
         assert_eq!(fingerprint(&ca[0]), generated.ca_fingerprint);
@@ -380,10 +426,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let first = generate(tmp.path(), &Names::default(), false).unwrap();
         let err = generate(tmp.path(), &Names::default(), false).unwrap_err();
-        assert!(matches!(&err, CertError::Exists(files) if files.len() == 4), "{err}");
+        assert!(
+            matches!(&err, CertError::Exists(files) if files.len() == 4),
+            "{err}"
+        );
         assert!(err.to_string().contains("--force"));
         let ca_before = fs::read(tmp.path().join(CA_CERT)).unwrap();
-        assert_eq!(fingerprint(&load_certs(&first.ca_cert).unwrap()[0]), first.ca_fingerprint);
+        assert_eq!(
+            fingerprint(&load_certs(&first.ca_cert).unwrap()[0]),
+            first.ca_fingerprint
+        );
         let second = generate(tmp.path(), &Names::default(), true).unwrap();
         assert_ne!(second.ca_fingerprint, first.ca_fingerprint);
         assert_ne!(fs::read(tmp.path().join(CA_CERT)).unwrap(), ca_before);
@@ -392,12 +444,21 @@ mod tests {
     #[test]
     fn ensure_generates_once_and_refuses_partial_directories() {
         let tmp = tempfile::tempdir().unwrap();
-        assert!(matches!(ensure_server_files(tmp.path()).unwrap(), Ensured::Generated(_)));
-        assert!(matches!(ensure_server_files(tmp.path()).unwrap(), Ensured::Existing));
+        assert!(matches!(
+            ensure_server_files(tmp.path()).unwrap(),
+            Ensured::Generated(_)
+        ));
+        assert!(matches!(
+            ensure_server_files(tmp.path()).unwrap(),
+            Ensured::Existing
+        ));
         fs::remove_file(tmp.path().join(SERVER_KEY)).unwrap();
         let err = ensure_server_files(tmp.path()).unwrap_err();
         assert!(matches!(err, CertError::Incomplete { .. }), "{err}");
-        assert!(tmp.path().join(SERVER_CERT).exists(), "nothing was overwritten");
+        assert!(
+            tmp.path().join(SERVER_CERT).exists(),
+            "nothing was overwritten"
+        );
     }
 
     #[test]
@@ -407,7 +468,10 @@ mod tests {
         fs::write(&path, b"not a pem").unwrap();
         assert!(matches!(load_certs(&path), Err(CertError::Pem { .. })));
         assert!(matches!(load_key(&path), Err(CertError::Pem { .. })));
-        assert!(matches!(load_certs(&tmp.path().join("missing")), Err(CertError::Io { .. })));
+        assert!(matches!(
+            load_certs(&tmp.path().join("missing")),
+            Err(CertError::Io { .. })
+        ));
     }
 
     #[test]

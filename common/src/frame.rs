@@ -116,7 +116,7 @@ pub fn encode<T: Serialize + ?Sized>(msg: &T) -> Result<Bytes, EncodeError> {
 pub fn encode_into<T: Serialize + ?Sized>(msg: &T, out: &mut BytesMut) -> Result<(), EncodeError> {
     let start = out.len();
     out.put_u32(0); // patched below once the payload length is known
-    // `&mut BytesMut` is itself a `BufMut`, so the writer borrows `out` instead of taking it.
+                    // `&mut BytesMut` is itself a `BufMut`, so the writer borrows `out` instead of taking it.
     let result = postcard::to_io(msg, (&mut *out).writer()).map(|_| ());
     let out_len = out.len();
     match result {
@@ -146,7 +146,10 @@ mod tests {
     fn incomplete_header_and_body_are_told_apart_from_invalid() {
         assert_eq!(check(&[]), Err(FrameError::Incomplete { needed: 4 }));
         assert_eq!(check(&[0, 0, 0]), Err(FrameError::Incomplete { needed: 4 }));
-        assert_eq!(check(&[0, 0, 0, 3, 1]), Err(FrameError::Incomplete { needed: 7 }));
+        assert_eq!(
+            check(&[0, 0, 0, 3, 1]),
+            Err(FrameError::Incomplete { needed: 7 })
+        );
         assert_eq!(check(&[0, 0, 0, 3, 1, 2, 3]), Ok(3));
         assert_eq!(check(&[0, 0, 0, 0]), Err(FrameError::Empty));
     }
@@ -161,10 +164,17 @@ mod tests {
         let just_over = u32::try_from(MAX_FRAME_LEN + 1).unwrap().to_be_bytes();
         assert_eq!(
             check(&just_over),
-            Err(FrameError::TooLarge { len: (MAX_FRAME_LEN + 1) as u64 })
+            Err(FrameError::TooLarge {
+                len: (MAX_FRAME_LEN + 1) as u64
+            })
         );
         let max = u32::try_from(MAX_FRAME_LEN).unwrap().to_be_bytes();
-        assert_eq!(check(&max), Err(FrameError::Incomplete { needed: 4 + MAX_FRAME_LEN }));
+        assert_eq!(
+            check(&max),
+            Err(FrameError::Incomplete {
+                needed: 4 + MAX_FRAME_LEN
+            })
+        );
     }
 
     #[test]
@@ -177,7 +187,10 @@ mod tests {
         assert_eq!(&first[..], &[1, 2]);
         let second = split_frame(&mut buf).unwrap();
         assert_eq!(&second[..], &[7]);
-        assert_eq!(split_frame(&mut buf), Err(FrameError::Incomplete { needed: 4 }));
+        assert_eq!(
+            split_frame(&mut buf),
+            Err(FrameError::Incomplete { needed: 4 })
+        );
         assert_eq!(&buf[..], &[0, 0]);
     }
 
@@ -186,7 +199,10 @@ mod tests {
         let mut out = BytesMut::from(&b"keep"[..]);
         let big = vec![0u8; MAX_FRAME_LEN];
         // A Vec<u8> of MAX_FRAME_LEN bytes encodes to MAX_FRAME_LEN + varint length bytes.
-        assert!(matches!(encode_into(&big, &mut out), Err(EncodeError::TooLarge { .. })));
+        assert!(matches!(
+            encode_into(&big, &mut out),
+            Err(EncodeError::TooLarge { .. })
+        ));
         assert_eq!(&out[..], b"keep");
         let fits = vec![0u8; MAX_FRAME_LEN - 3];
         encode_into(&fits, &mut out).unwrap();

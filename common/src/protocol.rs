@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 /// server refuses versions it does not speak with [`ErrorCode::UNSUPPORTED_VERSION`].
 pub const PROTOCOL_VERSION: u16 = 1;
 
+/// The TLS ALPN protocol name. Both sides offer it, so a Multi-Messenger client and an HTTPS
+/// server (or the reverse) fail at the handshake instead of exchanging garbage.
+pub const ALPN: &[u8] = b"mm/1";
+
 /// Longest nick, in characters (nicks are ASCII, so also in bytes).
 pub const MAX_NICK_LEN: usize = 32;
 
@@ -370,7 +374,10 @@ pub fn validate_text(text: &str, max_len: usize) -> Result<(), TextError> {
         return Err(TextError::Empty);
     }
     if text.len() > max {
-        return Err(TextError::TooLong { len: text.len(), max });
+        return Err(TextError::TooLong {
+            len: text.len(),
+            max,
+        });
     }
     if text.chars().any(char::is_control) {
         return Err(TextError::ControlChar);
@@ -393,15 +400,46 @@ mod tests {
     #[test]
     fn every_server_message_round_trips() {
         for msg in [
-            ServerMsg::Welcome { nick: "a".into(), server: "s".into(), online: 3, max_text_len: 9 },
-            ServerMsg::Users { nicks: vec!["a".into(), "b".into()], last: true },
-            ServerMsg::Public { id: 1, ts: 2, from: "a".into(), text: "hé".into() },
-            ServerMsg::Private { id: u64::MAX, ts: 2, from: "a".into(), text: "x".into() },
+            ServerMsg::Welcome {
+                nick: "a".into(),
+                server: "s".into(),
+                online: 3,
+                max_text_len: 9,
+            },
+            ServerMsg::Users {
+                nicks: vec!["a".into(), "b".into()],
+                last: true,
+            },
+            ServerMsg::Public {
+                id: 1,
+                ts: 2,
+                from: "a".into(),
+                text: "hé".into(),
+            },
+            ServerMsg::Private {
+                id: u64::MAX,
+                ts: 2,
+                from: "a".into(),
+                text: "x".into(),
+            },
             ServerMsg::Sent { id: 5, ts: 6 },
-            ServerMsg::Joined { ts: 1, nick: "b".into() },
-            ServerMsg::Left { ts: 1, nick: "b".into(), reason: LeaveReason::TooSlow },
-            ServerMsg::Error { code: ErrorCode(777), fatal: true, detail: "d".into() },
-            ServerMsg::Shutdown { reason: "bye".into() },
+            ServerMsg::Joined {
+                ts: 1,
+                nick: "b".into(),
+            },
+            ServerMsg::Left {
+                ts: 1,
+                nick: "b".into(),
+                reason: LeaveReason::TooSlow,
+            },
+            ServerMsg::Error {
+                code: ErrorCode(777),
+                fatal: true,
+                detail: "d".into(),
+            },
+            ServerMsg::Shutdown {
+                reason: "bye".into(),
+            },
             ServerMsg::Ping { token: 9 },
             ServerMsg::Pong { token: 9 },
         ] {
@@ -412,9 +450,15 @@ mod tests {
     #[test]
     fn every_client_message_round_trips() {
         for msg in [
-            ClientMsg::Hello { version: PROTOCOL_VERSION, nick: "alice".into() },
+            ClientMsg::Hello {
+                version: PROTOCOL_VERSION,
+                nick: "alice".into(),
+            },
             ClientMsg::Public { text: "hi".into() },
-            ClientMsg::Private { to: "bob".into(), text: "psst".into() },
+            ClientMsg::Private {
+                to: "bob".into(),
+                text: "psst".into(),
+            },
             ClientMsg::Who,
             ClientMsg::Ping { token: 1 },
             ClientMsg::Pong { token: 2 },
@@ -428,12 +472,28 @@ mod tests {
     #[test]
     fn wire_layout_is_stable() {
         // PROTOCOL.md documents these bytes; changing them breaks other clients.
-        let hello = ClientMsg::Hello { version: 1, nick: "bob".into() };
-        assert_eq!(&frame::encode(&hello).unwrap()[..], &[0, 0, 0, 6, 0, 1, 3, b'b', b'o', b'b']);
+        let hello = ClientMsg::Hello {
+            version: 1,
+            nick: "bob".into(),
+        };
+        assert_eq!(
+            &frame::encode(&hello).unwrap()[..],
+            &[0, 0, 0, 6, 0, 1, 3, b'b', b'o', b'b']
+        );
         let public = ClientMsg::Public { text: "hi".into() };
-        assert_eq!(&frame::encode(&public).unwrap()[..], &[0, 0, 0, 4, 1, 2, b'h', b'i']);
-        let err = ServerMsg::Error { code: ErrorCode::NO_SUCH_NICK, fatal: false, detail: String::new() };
-        assert_eq!(&frame::encode(&err).unwrap()[..], &[0, 0, 0, 4, 7, 20, 0, 0]);
+        assert_eq!(
+            &frame::encode(&public).unwrap()[..],
+            &[0, 0, 0, 4, 1, 2, b'h', b'i']
+        );
+        let err = ServerMsg::Error {
+            code: ErrorCode::NO_SUCH_NICK,
+            fatal: false,
+            detail: String::new(),
+        };
+        assert_eq!(
+            &frame::encode(&err).unwrap()[..],
+            &[0, 0, 0, 4, 7, 20, 0, 0]
+        );
     }
 
     #[test]
@@ -441,7 +501,10 @@ mod tests {
         let bytes = frame::encode(&ClientMsg::Who).unwrap();
         let mut payload = bytes[frame::HEADER_LEN..].to_vec();
         payload.push(0);
-        assert!(matches!(ClientMsg::decode(&payload), Err(DecodeError::TrailingBytes(1))));
+        assert!(matches!(
+            ClientMsg::decode(&payload),
+            Err(DecodeError::TrailingBytes(1))
+        ));
         assert!(ClientMsg::decode(&[200]).is_err()); // unknown variant
         assert!(ClientMsg::decode(&[1, 5, b'a']).is_err()); // string shorter than its length
         assert!(ClientMsg::decode(&[1, 2, 0xff, 0xfe]).is_err()); // invalid UTF-8
@@ -454,7 +517,10 @@ mod tests {
             assert_eq!(validate_nick(ok), Ok(()), "{ok}");
         }
         assert_eq!(validate_nick(""), Err(NickError::Empty));
-        assert_eq!(validate_nick(&"a".repeat(MAX_NICK_LEN + 1)), Err(NickError::TooLong));
+        assert_eq!(
+            validate_nick(&"a".repeat(MAX_NICK_LEN + 1)),
+            Err(NickError::TooLong)
+        );
         assert_eq!(validate_nick("1abc"), Err(NickError::BadStart));
         assert_eq!(validate_nick("_abc"), Err(NickError::BadStart));
         assert_eq!(validate_nick("é"), Err(NickError::BadStart));
@@ -468,14 +534,35 @@ mod tests {
     fn text_rules() {
         assert_eq!(validate_text("hello, wörld 👋", MAX_TEXT_LEN), Ok(()));
         assert_eq!(validate_text("", MAX_TEXT_LEN), Err(TextError::Empty));
-        assert_eq!(validate_text(&"x".repeat(MAX_TEXT_LEN), MAX_TEXT_LEN), Ok(()));
+        assert_eq!(
+            validate_text(&"x".repeat(MAX_TEXT_LEN), MAX_TEXT_LEN),
+            Ok(())
+        );
         assert_eq!(
             validate_text(&"x".repeat(MAX_TEXT_LEN + 1), usize::MAX),
-            Err(TextError::TooLong { len: MAX_TEXT_LEN + 1, max: MAX_TEXT_LEN })
+            Err(TextError::TooLong {
+                len: MAX_TEXT_LEN + 1,
+                max: MAX_TEXT_LEN
+            })
         );
-        assert_eq!(validate_text("abcd", 3), Err(TextError::TooLong { len: 4, max: 3 }));
-        for bad in ["a\nb", "a\rb", "\u{1b}[2J", "nul\0", "tab\t", "\u{7f}", "\u{85}"] {
-            assert_eq!(validate_text(bad, MAX_TEXT_LEN), Err(TextError::ControlChar), "{bad:?}");
+        assert_eq!(
+            validate_text("abcd", 3),
+            Err(TextError::TooLong { len: 4, max: 3 })
+        );
+        for bad in [
+            "a\nb",
+            "a\rb",
+            "\u{1b}[2J",
+            "nul\0",
+            "tab\t",
+            "\u{7f}",
+            "\u{85}",
+        ] {
+            assert_eq!(
+                validate_text(bad, MAX_TEXT_LEN),
+                Err(TextError::ControlChar),
+                "{bad:?}"
+            );
         }
     }
 

@@ -1,0 +1,119 @@
+//! The `mm-server` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// Multi-Messenger chat server.
+///
+/// With no options it listens on 127.0.0.1:7667 and, on first start, generates its TLS
+/// certificates (a CA and a server certificate) in its data directory.
+#[derive(Debug, Parser)]
+#[command(name = "mm-server", version)]
+pub struct Args {
+    /// Address and port to listen on, e.g. 0.0.0.0:7667 for a LAN [default: 127.0.0.1:7667]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub bind: Option<SocketAddr>,
+    /// Directory with server.pem and server.key, generated if empty
+    /// [default: $MM_SERVER_DATA/tls or ~/.local/share/multi-messenger/server/tls]
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// TOML configuration file (see mm-server.example.toml); flags override it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Runs `mm-server` with the process arguments.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mm-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mm-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(bind) = args.bind {
+        config.bind = bind;
+    }
+    if let Some(dir) = args.tls_dir {
+        config.tls_dir = Some(dir);
+    }
+    let tls_dir = match config.tls_dir.clone() {
+        Some(dir) => dir,
+        None => mm_certs::default_tls_dir()
+            .context("no home directory for the TLS files; pass --tls-dir DIR")?,
+    };
+
+    match mm_certs::ensure_server_files(&tls_dir)? {
+        mm_certs::Ensured::Existing => info!(dir = %tls_dir.display(), "using TLS certificate"),
+        mm_certs::Ensured::Generated(g) => {
+            info!(dir = %tls_dir.display(), covers = %g.covers.join(", "), "generated a CA and a server certificate");
+            info!(ca = %g.ca_cert.display(), fingerprint = %g.ca_fingerprint, "clients trust this CA with --ca, or by comparing this fingerprint on first contact");
+            if !config.bind.ip().is_loopback() {
+                warn!("the generated certificate covers only localhost; for LAN clients run `mm-certs --force --ip <LAN address>` and restart");
+            }
+        }
+    }
+    let tls = crate::tls::server_config_from_dir(&tls_dir)?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    if let Ok(ca) = mm_certs::load_certs(&tls_dir.join(mm_certs::CA_CERT)) {
+        if let Some(ca) = ca.first() {
+            info!(fingerprint = %mm_certs::fingerprint(ca), "CA fingerprint");
+        }
+    }
+    crate::run(listener, tls, config.limits, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,232 @@
+//! Server configuration: a TOML file (`--config FILE`) in which every field is optional and
+//! defaults to the values below. `server/mm-server.example.toml` lists them all (a test keeps it
+//! in step with [`Limits::default`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The port mm-server listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 7667;
+
+/// Everything the server can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on. Default `127.0.0.1:7667` (this machine only); use
+    /// `0.0.0.0:7667` to serve a LAN.
+    pub bind: SocketAddr,
+    /// Directory holding `server.pem` and `server.key`; generated on first start if empty.
+    /// Default: see `mm_certs::default_tls_dir`.
+    pub tls_dir: Option<PathBuf>,
+    /// Limits and timeouts.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            tls_dir: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Limits, queue bounds and timeouts. Durations are written like `"10s"` or `"250ms"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Most simultaneous connections (logged in or not). Further connections wait in the
+    /// kernel's accept backlog until one ends.
+    pub max_connections: usize,
+    /// Longest chat text in bytes; capped at the protocol's 4096.
+    pub max_text_len: usize,
+    /// Time allowed for the TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Time allowed between the end of the TLS handshake and the client's `Hello`.
+    #[serde(with = "humantime_serde")]
+    pub hello_timeout: Duration,
+    /// The server pings a client it has not heard from for this long.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A client that sends nothing (not even a pong) for this long is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A write to a client that makes no progress for this long disconnects it.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Frames (private messages, notices) that may wait for one client before it is
+    /// disconnected as too slow.
+    pub outbound_queue: usize,
+    /// Room messages (public lines, joins, leaves) a client may fall behind by before it is
+    /// disconnected as too slow. Shared by all clients: memory does not grow with their number.
+    pub room_backlog: usize,
+    /// How long a graceful shutdown waits for clients to receive what is queued for them.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_text_len: mm_common::protocol::MAX_TEXT_LEN,
+            handshake_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            write_timeout: Duration::from_secs(10),
+            outbound_queue: 1024,
+            room_backlog: 4096,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its location.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if the file cannot be read, parsed or holds impossible values.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        config.limits.check()?;
+        Ok(config)
+    }
+}
+
+impl Limits {
+    /// Rejects values that would make the server unusable or unbounded.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let nonzero = [
+            ("max_connections", self.max_connections),
+            ("max_text_len", self.max_text_len),
+            ("outbound_queue", self.outbound_queue),
+            ("room_backlog", self.room_backlog),
+        ];
+        for (name, value) in nonzero {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name} must be at least 1"
+                )));
+            }
+        }
+        let durations = [
+            ("handshake_timeout", self.handshake_timeout),
+            ("hello_timeout", self.hello_timeout),
+            ("ping_interval", self.ping_interval),
+            ("idle_timeout", self.idle_timeout),
+            ("write_timeout", self.write_timeout),
+        ];
+        for (name, value) in durations {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name} must be more than 0"
+                )));
+            }
+        }
+        if self.idle_timeout <= self.ping_interval {
+            return Err(ConfigError::Invalid(
+                "limits.idle_timeout must be longer than limits.ping_interval".into(),
+            ));
+        }
+        // tokio's broadcast channel panics above usize::MAX / 2; keep far from it.
+        if self.room_backlog > 1 << 20 {
+            return Err(ConfigError::Invalid(
+                "limits.room_backlog must be at most 1048576".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("mm-server.example.toml");
+        let config = Config::from_file(&path).unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.bind, defaults.bind);
+        assert_eq!(
+            format!("{:?}", config.limits),
+            format!("{:?}", defaults.limits)
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[limits]\nmax_conections = 5\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("max_conections"), "{err}");
+        std::fs::write(
+            &path,
+            "[limits]\nidle_timeout = \"1s\"\nping_interval = \"2s\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Config::from_file(&path),
+            Err(ConfigError::Invalid(_))
+        ));
+        std::fs::write(&path, "[limits]\noutbound_queue = 0\n").unwrap();
+        assert!(matches!(
+            Config::from_file(&path),
+            Err(ConfigError::Invalid(_))
+        ));
+        std::fs::write(
+            &path,
+            "bind = \"0.0.0.0:9000\"\n[limits]\nwrite_timeout = \"250ms\"\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.bind.port(), 9000);
+        assert_eq!(config.limits.write_timeout, Duration::from_millis(250));
+        assert!(matches!(
+            Config::from_file(&dir.path().join("nope")),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

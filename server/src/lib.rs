@@ -1,0 +1,112 @@
+//! The Multi-Messenger server.
+//!
+//! Data path: TCP accept ([`run`]) → TLS handshake and hello ([`session`]) → frames
+//! ([`connection`]) → messages (`mm_common::protocol`) → [`hub`] (room ring or a user's
+//! queue) → each recipient's session → its socket.
+//!
+//! The server relays end-to-end encrypted payloads as opaque bytes; it never holds end-to-end
+//! keys (only its own TLS key).
+
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod hub;
+mod session;
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+pub use config::{Config, Limits};
+pub use hub::Hub;
+
+/// Serves clients on `listener` until `shutdown` completes, then shuts down gracefully: stops
+/// accepting, stops accepting messages, lets every session deliver what was accepted and tell
+/// its client, and returns once all sessions ended or `limits.shutdown_grace` passed.
+///
+/// # Errors
+/// Only if the listener's address cannot be read; accept errors are retried with backoff.
+pub async fn run(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let hub = Hub::new(limits.room_backlog, limits.outbound_queue);
+    let ctx = Arc::new(session::Context {
+        acceptor: tokio_rustls::TlsAcceptor::from(tls),
+        hub: hub.clone(),
+        server_name: format!("mm-server {}", env!("CARGO_PKG_VERSION")),
+        limits: limits.clone(),
+    });
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let local = listener.local_addr()?;
+    info!(%local, "listening");
+
+    tokio::select! {
+        () = accept_loop(&listener, &ctx, &cancel, &tracker) => {}
+        () = shutdown => info!("shutdown requested"),
+    }
+    drop(listener);
+
+    // Order matters: close the hub first so that nothing is accepted after the sessions start
+    // draining, then tell the sessions.
+    hub.close();
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(limits.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = tracker.len(),
+            "shutdown grace period over; dropping remaining connections"
+        );
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: &TcpListener,
+    ctx: &Arc<session::Context>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        // Hold a slot before accepting: at the cap, new connections wait in the kernel backlog
+        // instead of costing us memory.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return; // the semaphore is never closed
+        };
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                backoff = Duration::from_millis(10);
+                let ctx = Arc::clone(ctx);
+                let cancel = cancel.clone();
+                tracker.spawn(async move {
+                    session::serve(tcp, peer, ctx, cancel).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // EMFILE/ENFILE/ECONNABORTED and the like: back off instead of spinning, and
+                // keep serving the connections we have.
+                error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                drop(permit);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}

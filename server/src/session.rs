@@ -1,0 +1,419 @@
+//! One client connection from TCP accept to close: TLS handshake, hello, then a single task that
+//! `select!`s over the socket, the user's direct queue, the room ring, the ping timer and
+//! shutdown. Whatever became ready is collected into the connection's write buffer and sent with
+//! one write and one flush, under a timeout: a client that stops reading is dropped, never
+//! waited for.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mm_common::protocol::{
+    self, validate_nick, validate_text, ClientMsg, ErrorCode, LeaveReason, ServerMsg,
+    PROTOCOL_VERSION, USERS_PER_FRAME,
+};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{timeout, Instant};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::Limits;
+use crate::connection::{Connection, ReadError};
+use crate::hub::{Hub, JoinError, Membership, SendError};
+
+type TlsConnection = Connection<tokio_rustls::server::TlsStream<TcpStream>>;
+
+/// Most bytes collected into one write; the rest waits for the next turn of the loop so that
+/// reading from this client is not starved under a flood.
+const MAX_BATCH: usize = 256 * 1024;
+
+/// What every session needs.
+pub(crate) struct Context {
+    pub acceptor: TlsAcceptor,
+    pub hub: Hub,
+    pub limits: Limits,
+    pub server_name: String,
+}
+
+/// Why a logged-in session ended.
+#[derive(Debug)]
+enum Exit {
+    /// The client sent `Quit`.
+    Quit,
+    /// The client closed the connection or it failed.
+    Disconnected,
+    /// The server is shutting down.
+    Shutdown,
+    /// The client fell too far behind (room lag or full direct queue).
+    TooSlow,
+    /// A write made no progress within the write timeout.
+    WriteStalled,
+    /// The client broke the protocol or went silent; tell it why.
+    Fatal(ErrorCode, String),
+}
+
+/// Serves one accepted TCP connection until it ends.
+pub(crate) async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Context>,
+    cancel: CancellationToken,
+) {
+    let _ = tcp.set_nodelay(true); // chat lines are small and latency-sensitive
+    let accept = timeout(ctx.limits.handshake_timeout, ctx.acceptor.accept(tcp));
+    let tls = tokio::select! {
+        r = accept => match r {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        () = cancel.cancelled() => return,
+    };
+    let mut conn = Connection::new(tls);
+
+    let membership = match login(&mut conn, &ctx, &cancel).await {
+        Ok(m) => m,
+        Err(LoginFailed::Tell(code, detail)) => {
+            debug!(%peer, code = %code, "login refused");
+            conn.queue(&ServerMsg::Error {
+                code,
+                fatal: true,
+                detail,
+            });
+            close(&mut conn, &ctx.limits).await;
+            return;
+        }
+        Err(LoginFailed::Shutdown) => {
+            conn.queue(&ServerMsg::Shutdown {
+                reason: "server is shutting down".into(),
+            });
+            close(&mut conn, &ctx.limits).await;
+            return;
+        }
+        Err(LoginFailed::Silent) => return,
+    };
+    let nick = membership.nick.clone();
+    let conn_id = membership.conn_id;
+    info!(%peer, conn = conn_id, %nick, "logged in");
+
+    let exit = chat(&mut conn, membership, &ctx, &cancel).await;
+    let reason = match &exit {
+        Exit::Quit => LeaveReason::Quit,
+        Exit::Disconnected | Exit::Shutdown => LeaveReason::Disconnected,
+        Exit::TooSlow | Exit::WriteStalled => LeaveReason::TooSlow,
+        Exit::Fatal(code, _) if *code == ErrorCode::TIMEOUT => LeaveReason::Disconnected,
+        Exit::Fatal(..) => LeaveReason::ProtocolError,
+    };
+    ctx.hub.leave(conn_id, &nick, reason);
+    info!(%peer, conn = conn_id, %nick, reason = reason.as_str(), "left");
+
+    match exit {
+        Exit::Quit | Exit::Shutdown => close(&mut conn, &ctx.limits).await,
+        Exit::TooSlow => {
+            // It is not reading what it has; one last short frame has the best chance.
+            conn.discard_pending();
+            conn.queue(&ServerMsg::Error {
+                code: ErrorCode::TOO_SLOW,
+                fatal: true,
+                detail: "you did not read messages fast enough".into(),
+            });
+            close(&mut conn, &ctx.limits).await;
+        }
+        Exit::Fatal(code, detail) => {
+            conn.queue(&ServerMsg::Error {
+                code,
+                fatal: true,
+                detail,
+            });
+            close(&mut conn, &ctx.limits).await;
+        }
+        Exit::Disconnected | Exit::WriteStalled => {}
+    }
+}
+
+/// Flushes what is queued and sends close_notify, each bounded by the write timeout.
+async fn close(conn: &mut TlsConnection, limits: &Limits) {
+    if timeout(limits.write_timeout, conn.flush()).await.is_ok() {
+        let _ = timeout(limits.write_timeout, conn.shutdown()).await;
+    }
+}
+
+enum LoginFailed {
+    /// Send this fatal error, then close.
+    Tell(ErrorCode, String),
+    /// The server is shutting down.
+    Shutdown,
+    /// The peer is gone or sent no frame at all; nothing to say.
+    Silent,
+}
+
+/// Waits for `Hello`, checks it, joins the hub and sends `Welcome` plus the user list.
+async fn login(
+    conn: &mut TlsConnection,
+    ctx: &Context,
+    cancel: &CancellationToken,
+) -> Result<Membership, LoginFailed> {
+    let read = timeout(ctx.limits.hello_timeout, conn.read_frame());
+    let payload = tokio::select! {
+        r = read => match r {
+            Ok(Ok(Some(payload))) => payload,
+            Ok(Ok(None)) | Ok(Err(ReadError::Io(_))) => return Err(LoginFailed::Silent),
+            Ok(Err(e)) => return Err(LoginFailed::Tell(ErrorCode::BAD_FRAME, e.to_string())),
+            Err(_) => return Err(LoginFailed::Tell(ErrorCode::TIMEOUT, "no hello received in time".into())),
+        },
+        () = cancel.cancelled() => return Err(LoginFailed::Shutdown),
+    };
+    let (version, nick) = match ClientMsg::decode(&payload) {
+        Ok(ClientMsg::Hello { version, nick }) => (version, nick),
+        Ok(_) => {
+            return Err(LoginFailed::Tell(
+                ErrorCode::UNEXPECTED_MESSAGE,
+                "the first message must be Hello".into(),
+            ))
+        }
+        Err(e) => return Err(LoginFailed::Tell(ErrorCode::BAD_FRAME, e.to_string())),
+    };
+    if version != PROTOCOL_VERSION {
+        return Err(LoginFailed::Tell(
+            ErrorCode::UNSUPPORTED_VERSION,
+            format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"),
+        ));
+    }
+    if let Err(e) = validate_nick(&nick) {
+        return Err(LoginFailed::Tell(ErrorCode::INVALID_NICK, e.to_string()));
+    }
+    let membership = match ctx.hub.join(ctx.hub.next_conn_id(), &nick) {
+        Ok(m) => m,
+        Err(JoinError::NickInUse(n)) => {
+            return Err(LoginFailed::Tell(
+                ErrorCode::NICK_IN_USE,
+                format!("{n} is already online"),
+            ))
+        }
+        Err(JoinError::Closed) => return Err(LoginFailed::Shutdown),
+    };
+    let online = u32::try_from(membership.online.len()).unwrap_or(u32::MAX);
+    conn.queue(&ServerMsg::Welcome {
+        nick: membership.nick.clone(),
+        server: ctx.server_name.clone(),
+        online,
+        max_text_len: u32::try_from(ctx.limits.max_text_len).unwrap_or(u32::MAX),
+    });
+    queue_users(conn, &membership.online);
+    Ok(membership)
+}
+
+/// Queues the user list in frames of at most [`USERS_PER_FRAME`] nicks.
+fn queue_users(conn: &mut TlsConnection, nicks: &[String]) {
+    let mut chunks = nicks.chunks(USERS_PER_FRAME).peekable();
+    if chunks.peek().is_none() {
+        conn.queue(&ServerMsg::Users {
+            nicks: Vec::new(),
+            last: true,
+        });
+    }
+    while let Some(chunk) = chunks.next() {
+        conn.queue(&ServerMsg::Users {
+            nicks: chunk.to_vec(),
+            last: chunks.peek().is_none(),
+        });
+    }
+}
+
+/// The logged-in loop.
+async fn chat(
+    conn: &mut TlsConnection,
+    mut m: Membership,
+    ctx: &Context,
+    cancel: &CancellationToken,
+) -> Exit {
+    let limits = &ctx.limits;
+    let mut last_heard = Instant::now();
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping_token: u64 = 0;
+
+    loop {
+        // Flush first: the welcome, and whatever the last turn collected.
+        if conn.pending() > 0 {
+            match timeout(limits.write_timeout, conn.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Exit::Disconnected,
+                Err(_) => return Exit::WriteStalled,
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => {
+                return match drain(conn, &mut m, usize::MAX) {
+                    Ok(()) => {
+                        conn.queue(&ServerMsg::Shutdown { reason: "server is shutting down".into() });
+                        Exit::Shutdown
+                    }
+                    Err(exit) => exit,
+                };
+            }
+            frame = m.direct.recv() => match frame {
+                Some(frame) => conn.queue_frame(&frame),
+                None => return Exit::TooSlow, // the hub dropped us: our queue overflowed
+            },
+            frame = m.room.recv() => match frame {
+                Ok(f) if f.from_conn == m.conn_id => {}
+                Ok(f) => conn.queue_frame(&f.frame),
+                Err(broadcast::error::RecvError::Lagged(_)) => return Exit::TooSlow,
+                Err(broadcast::error::RecvError::Closed) => return Exit::Shutdown,
+            },
+            read = conn.read_frame() => {
+                last_heard = Instant::now();
+                match read {
+                    Ok(Some(payload)) => {
+                        if let Some(exit) = handle(conn, &m, ctx, &payload) {
+                            return exit;
+                        }
+                    }
+                    Ok(None) | Err(ReadError::Io(_)) => return Exit::Disconnected,
+                    Err(e @ (ReadError::Frame(_) | ReadError::Truncated)) => {
+                        return Exit::Fatal(ErrorCode::BAD_FRAME, e.to_string())
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                let silent = last_heard.elapsed();
+                if silent >= limits.idle_timeout {
+                    return Exit::Fatal(ErrorCode::TIMEOUT, format!("no answer for {} s", silent.as_secs()));
+                }
+                if silent >= limits.ping_interval {
+                    ping_token = ping_token.wrapping_add(1);
+                    conn.queue(&ServerMsg::Ping { token: ping_token });
+                }
+            }
+        }
+        // Collect whatever else is ready so that it leaves in the same write.
+        if let Err(exit) = drain(conn, &mut m, MAX_BATCH) {
+            return exit;
+        }
+    }
+}
+
+/// Moves ready frames from both queues into the write buffer without waiting, until the buffer
+/// holds `budget` bytes.
+fn drain(conn: &mut TlsConnection, m: &mut Membership, budget: usize) -> Result<(), Exit> {
+    while conn.pending() < budget {
+        match m.direct.try_recv() {
+            Ok(frame) => {
+                conn.queue_frame(&frame);
+                continue;
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => return Err(Exit::TooSlow),
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        match m.room.try_recv() {
+            Ok(f) => {
+                if f.from_conn != m.conn_id {
+                    conn.queue_frame(&f.frame);
+                }
+            }
+            Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(Exit::TooSlow),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
+                break
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Handles one frame from a logged-in client; `Some` ends the session.
+fn handle(conn: &mut TlsConnection, m: &Membership, ctx: &Context, payload: &[u8]) -> Option<Exit> {
+    let msg = match ClientMsg::decode(payload) {
+        Ok(msg) => msg,
+        Err(e) => return Some(Exit::Fatal(ErrorCode::BAD_FRAME, e.to_string())),
+    };
+    match msg {
+        ClientMsg::Public { text } => {
+            let result = check_text(&text, ctx).and_then(|()| {
+                ctx.hub
+                    .publish(m.conn_id, &m.nick, text)
+                    .map_err(send_error)
+            });
+            answer(conn, result);
+        }
+        ClientMsg::Private { to, text } => {
+            let result = if validate_nick(&to).is_err() {
+                Err((
+                    ErrorCode::NO_SUCH_NICK,
+                    format!("{} is not a valid nick", protocol_safe(&to)),
+                ))
+            } else {
+                check_text(&text, ctx)
+                    .and_then(|()| ctx.hub.send_private(&m.nick, &to, text).map_err(send_error))
+            };
+            answer(conn, result);
+        }
+        ClientMsg::Who => queue_users(conn, &ctx.hub.online()),
+        ClientMsg::Ping { token } => conn.queue(&ServerMsg::Pong { token }),
+        ClientMsg::Pong { .. } => {}
+        ClientMsg::Quit => return Some(Exit::Quit),
+        ClientMsg::Hello { .. } => {
+            return Some(Exit::Fatal(
+                ErrorCode::UNEXPECTED_MESSAGE,
+                "already logged in".into(),
+            ))
+        }
+    }
+    None
+}
+
+fn check_text(text: &str, ctx: &Context) -> Result<(), (ErrorCode, String)> {
+    validate_text(text, ctx.limits.max_text_len).map_err(|e| {
+        let code = match e {
+            protocol::TextError::TooLong { .. } => ErrorCode::TEXT_TOO_LONG,
+            _ => ErrorCode::INVALID_TEXT,
+        };
+        (code, e.to_string())
+    })
+}
+
+fn send_error(e: SendError) -> (ErrorCode, String) {
+    let code = match e {
+        SendError::NoSuchNick(_) | SendError::RecipientTooSlow(_) => ErrorCode::NO_SUCH_NICK,
+        SendError::Closed => ErrorCode::SHUTTING_DOWN,
+        _ => ErrorCode::INTERNAL,
+    };
+    (code, e.to_string())
+}
+
+/// Answers a Public/Private with `Sent` or a non-fatal `Error`.
+fn answer(conn: &mut TlsConnection, result: Result<crate::hub::Accepted, (ErrorCode, String)>) {
+    match result {
+        Ok(accepted) => conn.queue(&ServerMsg::Sent {
+            id: accepted.id,
+            ts: accepted.ts,
+        }),
+        Err((code, detail)) => {
+            if code == ErrorCode::INTERNAL {
+                warn!(%detail, "message refused by an internal error");
+            }
+            conn.queue(&ServerMsg::Error {
+                code,
+                fatal: false,
+                detail,
+            });
+        }
+    }
+}
+
+/// A recipient name echoed in an error: cut to the nick limit and stripped of control characters,
+/// so that error details stay short and printable whatever the client sent.
+fn protocol_safe(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_control())
+        .take(protocol::MAX_NICK_LEN)
+        .collect()
+}
