@@ -59,12 +59,10 @@ pub struct Limits {
     /// A write to a client that makes no progress for this long disconnects it.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
-    /// Frames (private messages, notices) that may wait for one client before it is
-    /// disconnected as too slow.
+    /// Frames (public and private lines, notices) that may wait for one client before it is
+    /// disconnected as too slow. Frames are shared between recipients, so a full queue costs
+    /// about 16 bytes per entry plus the frames themselves.
     pub outbound_queue: usize,
-    /// Room messages (public lines, joins, leaves) a client may fall behind by before it is
-    /// disconnected as too slow. Shared by all clients: memory does not grow with their number.
-    pub room_backlog: usize,
     /// How long a graceful shutdown waits for clients to receive what is queued for them.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -81,7 +79,6 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(90),
             write_timeout: Duration::from_secs(10),
             outbound_queue: 1024,
-            room_backlog: 4096,
             shutdown_grace: Duration::from_secs(5),
         }
     }
@@ -141,7 +138,6 @@ impl Limits {
             ("max_connections", self.max_connections),
             ("max_text_len", self.max_text_len),
             ("outbound_queue", self.outbound_queue),
-            ("room_backlog", self.room_backlog),
         ];
         for (name, value) in nonzero {
             if value == 0 {
@@ -167,12 +163,6 @@ impl Limits {
         if self.idle_timeout <= self.ping_interval {
             return Err(ConfigError::Invalid(
                 "limits.idle_timeout must be longer than limits.ping_interval".into(),
-            ));
-        }
-        // tokio's broadcast channel panics above usize::MAX / 2; keep far from it.
-        if self.room_backlog > 1 << 20 {
-            return Err(ConfigError::Invalid(
-                "limits.room_backlog must be at most 1048576".into(),
             ));
         }
         Ok(())

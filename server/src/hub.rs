@@ -1,14 +1,13 @@
 //! The hub: who is online, and how a message reaches its recipients.
 //!
-//! * **Room** (public lines, joins, leaves): encoded once into a [`Bytes`] frame and pushed into
-//!   one bounded `broadcast` ring that every session reads from. Sending costs the same for 10 or
-//!   10,000 users, each recipient gets the frame by reference count, and a client that falls
-//!   more than `room_backlog` frames behind gets `Lagged` and is disconnected — nobody waits for it.
-//! * **Direct** (private lines): a bounded `mpsc` queue per user. When a recipient's queue is
-//!   full, that recipient is disconnected as too slow; the sender is told.
+//! Every event for a user — public lines, private lines, joins, leaves — goes into that user's
+//! one bounded queue in the order the hub accepted it, so everyone sees one consistent order and
+//! a sender's lines never overtake each other. A frame meant for many users is encoded once into
+//! [`Bytes`]; each queue gets a reference-counted handle, never a copy. When a user's queue is
+//! full, that user is disconnected as too slow: nobody ever waits for a slow client.
 //!
 //! All state sits behind one `std::sync::Mutex` (as in mini-redis' `db.rs`): critical sections
-//! are short, never `.await`, and only do map lookups and non-blocking `try_send`s.
+//! are short, never `.await`, and only do map work and non-blocking `try_send`s.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,17 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use mm_common::frame;
 use mm_common::protocol::{nick_key, LeaveReason, ServerMsg};
-use tokio::sync::{broadcast, mpsc};
-
-/// A frame on the room ring, tagged with the connection that caused it so that a session can
-/// skip its own lines (senders get [`ServerMsg::Sent`] instead of an echo).
-#[derive(Debug, Clone)]
-pub struct RoomFrame {
-    /// Connection id of the sender (0 for none).
-    pub from_conn: u64,
-    /// The encoded frame.
-    pub frame: Bytes,
-}
+use tokio::sync::mpsc;
 
 /// Cloneable handle to the shared state.
 #[derive(Debug, Clone)]
@@ -39,7 +28,6 @@ pub struct Hub {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    room: broadcast::Sender<RoomFrame>,
     next_conn_id: AtomicU64,
     outbound_queue: usize,
 }
@@ -58,7 +46,7 @@ struct State {
 struct Peer {
     conn_id: u64,
     nick: String,
-    direct: mpsc::Sender<Bytes>,
+    queue: mpsc::Sender<Bytes>,
 }
 
 /// A logged-in user's end of the hub, held by their session.
@@ -68,11 +56,9 @@ pub struct Membership {
     pub conn_id: u64,
     /// The nick as registered.
     pub nick: String,
-    /// Frames addressed to this user only. `None` from `recv` means the hub dropped the user
-    /// (its queue overflowed).
-    pub direct: mpsc::Receiver<Bytes>,
-    /// The room ring, subscribed at the moment of joining.
-    pub room: broadcast::Receiver<RoomFrame>,
+    /// Frames for this user, in hub order. `None` from `recv` means the hub dropped the user
+    /// because the queue overflowed.
+    pub queue: mpsc::Receiver<Bytes>,
     /// Nicks online at the moment of joining (this user included), sorted.
     pub online: Vec<String>,
 }
@@ -107,7 +93,7 @@ pub enum SendError {
     Encode,
 }
 
-/// Where an accepted message stands: its id and server timestamp.
+/// An accepted message's id and server timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
     /// Message id.
@@ -125,17 +111,14 @@ pub fn now_ms() -> u64 {
 }
 
 impl Hub {
-    /// A hub whose room ring holds `room_backlog` frames and whose per-user queues hold
-    /// `outbound_queue` frames. Both must be at least 1 (checked by `Limits::check`).
-    pub fn new(room_backlog: usize, outbound_queue: usize) -> Hub {
-        let (room, _) = broadcast::channel(room_backlog.max(1));
+    /// A hub whose per-user queues hold `outbound_queue` frames (at least 1).
+    pub fn new(outbound_queue: usize) -> Hub {
         Hub {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     next_msg_id: 1,
                     ..State::default()
                 }),
-                room,
                 next_conn_id: AtomicU64::new(1),
                 outbound_queue: outbound_queue.max(1),
             }),
@@ -148,17 +131,16 @@ impl Hub {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way that
-        // matters more than stopping the whole server would, so keep serving.
+        // Every critical section leaves the maps consistent before anything that could panic,
+        // so a poisoned lock is still usable; keep serving rather than take the server down.
         self.shared
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Logs `nick` in (it must already satisfy `validate_nick`): registers it, subscribes to the
-    /// room and announces the join, all under one lock so that the returned `online` list and
-    /// the room stream fit together with nothing missed or doubled.
+    /// Logs `nick` in (it must already satisfy `validate_nick`) and tells the others. The
+    /// returned `online` list and the queue fit together: every later event is in the queue.
     ///
     /// # Errors
     /// [`JoinError`] if the nick is taken or the hub is closed.
@@ -172,18 +154,18 @@ impl Hub {
         if let Some(existing) = state.peers.get(&key) {
             return Err(JoinError::NickInUse(existing.nick.clone()));
         }
-        let room = self.shared.room.subscribe();
         state.peers.insert(
             key,
             Peer {
                 conn_id,
                 nick: nick.to_owned(),
-                direct: tx,
+                queue: tx,
             },
         );
         let mut online: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
         online.sort_unstable_by_key(|n| nick_key(n));
-        self.room_send(
+        broadcast(
+            &mut state,
             conn_id,
             &ServerMsg::Joined {
                 ts: now_ms(),
@@ -194,18 +176,18 @@ impl Hub {
         Ok(Membership {
             conn_id,
             nick: nick.to_owned(),
-            direct: rx,
-            room,
+            queue: rx,
             online,
         })
     }
 
-    /// Logs a connection out and tells the room, unless the hub already dropped it (or the
+    /// Logs a connection out and tells the others, unless the hub already dropped it (or the
     /// server is shutting down, when leave notices are noise).
     pub fn leave(&self, conn_id: u64, nick: &str, reason: LeaveReason) {
         let mut state = self.lock();
         if remove_if_current(&mut state, conn_id, nick) && !state.closed {
-            self.room_send(
+            broadcast(
+                &mut state,
                 conn_id,
                 &ServerMsg::Left {
                     ts: now_ms(),
@@ -216,7 +198,7 @@ impl Hub {
         }
     }
 
-    /// Publishes a public line to everyone else. `text` must already be validated.
+    /// Sends a public line to everyone but its sender. `text` must already be validated.
     ///
     /// # Errors
     /// [`SendError::Closed`] when shutting down.
@@ -233,12 +215,7 @@ impl Hub {
             text,
         };
         let frame = frame::encode(&msg).map_err(|_| SendError::Encode)?;
-        // Sent under the lock so that ring order is id order. An error only means no session
-        // is subscribed, which is fine.
-        let _ = self.shared.room.send(RoomFrame {
-            from_conn: conn_id,
-            frame,
-        });
+        broadcast_frame(&mut state, conn_id, frame);
         Ok(accepted)
     }
 
@@ -255,7 +232,7 @@ impl Hub {
         let Some(peer) = state.peers.get(&key) else {
             return Err(SendError::NoSuchNick(to.to_owned()));
         };
-        let (recipient_conn, recipient_nick) = (peer.conn_id, peer.nick.clone());
+        let recipient_nick = peer.nick.clone();
         let accepted = next_accepted(&mut state);
         let msg = ServerMsg::Private {
             id: accepted.id,
@@ -264,19 +241,10 @@ impl Hub {
             text,
         };
         let frame = frame::encode(&msg).map_err(|_| SendError::Encode)?;
-        let result = state.peers.get(&key).map(|p| p.direct.try_send(frame));
-        match result {
+        match state.peers.get(&key).map(|p| p.queue.try_send(frame)) {
             Some(Ok(())) => Ok(accepted),
             Some(Err(mpsc::error::TrySendError::Full(_))) => {
-                // Dropping the peer drops its queue's sender: its session sees the queue close,
-                // tells the client it was too slow, and disconnects.
-                remove_if_current(&mut state, recipient_conn, &recipient_nick);
-                let left = ServerMsg::Left {
-                    ts: now_ms(),
-                    nick: recipient_nick.clone(),
-                    reason: LeaveReason::TooSlow,
-                };
-                self.room_send(recipient_conn, &left);
+                evict(&mut state, &key);
                 Err(SendError::RecipientTooSlow(recipient_nick))
             }
             // The session is gone but has not logged out yet.
@@ -301,18 +269,9 @@ impl Hub {
     }
 
     /// Stops accepting logins and messages. Everything accepted before this call is already in
-    /// the ring or a queue, so sessions that drain after it deliver all of it.
+    /// a queue, so sessions that drain their queue after it deliver all of it.
     pub fn close(&self) {
         self.lock().closed = true;
-    }
-
-    fn room_send(&self, from_conn: u64, msg: &ServerMsg) {
-        match frame::encode(msg) {
-            Ok(frame) => {
-                let _ = self.shared.room.send(RoomFrame { from_conn, frame });
-            }
-            Err(e) => tracing::error!(error = %e, "room notice could not be encoded"),
-        }
     }
 }
 
@@ -320,6 +279,46 @@ fn next_accepted(state: &mut State) -> Accepted {
     let id = state.next_msg_id;
     state.next_msg_id = state.next_msg_id.saturating_add(1);
     Accepted { id, ts: now_ms() }
+}
+
+/// Encodes `msg` once and queues it for everyone except `skip_conn`.
+fn broadcast(state: &mut State, skip_conn: u64, msg: &ServerMsg) {
+    match frame::encode(msg) {
+        Ok(frame) => broadcast_frame(state, skip_conn, frame),
+        Err(e) => tracing::error!(error = %e, "notice could not be encoded"),
+    }
+}
+
+/// Queues `frame` for everyone except `skip_conn`; users whose queue is full are disconnected
+/// (and their leaving announced the same way).
+fn broadcast_frame(state: &mut State, skip_conn: u64, frame: Bytes) {
+    let mut too_slow = Vec::new();
+    for (key, peer) in &state.peers {
+        if peer.conn_id == skip_conn {
+            continue;
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) = peer.queue.try_send(frame.clone()) {
+            too_slow.push(key.clone());
+        }
+    }
+    for key in too_slow {
+        evict(state, &key);
+    }
+}
+
+/// Drops a user whose queue is full. Dropping its queue's sender makes its session see the
+/// queue close after the frames already in it: it then tells its client and disconnects.
+fn evict(state: &mut State, key: &str) {
+    if let Some(peer) = state.peers.remove(key) {
+        tracing::info!(conn = peer.conn_id, nick = %peer.nick, "queue full; disconnecting a slow client");
+        let left = ServerMsg::Left {
+            ts: now_ms(),
+            nick: peer.nick,
+            reason: LeaveReason::TooSlow,
+        };
+        // Recursion depth is bounded by the number of users, each evicted at most once.
+        broadcast(state, peer.conn_id, &left);
+    }
 }
 
 /// Removes `nick` if it still belongs to `conn_id` (a new login may have taken the nick after
@@ -339,13 +338,18 @@ mod tests {
     use super::*;
     use mm_common::frame::HEADER_LEN;
 
-    fn decode(frame: &Bytes) -> ServerMsg {
+    fn next(m: &mut Membership) -> ServerMsg {
+        let frame = m.queue.try_recv().unwrap();
         ServerMsg::decode(&frame[HEADER_LEN..]).unwrap()
+    }
+
+    fn drain(m: &mut Membership) {
+        while m.queue.try_recv().is_ok() {}
     }
 
     #[test]
     fn nicks_are_unique_case_insensitively_and_free_again_after_leave() {
-        let hub = Hub::new(16, 4);
+        let hub = Hub::new(4);
         let alice = hub.join(1, "Alice").unwrap();
         assert_eq!(
             hub.join(2, "alice").unwrap_err(),
@@ -356,51 +360,65 @@ mod tests {
     }
 
     #[test]
-    fn join_snapshot_and_room_stream_fit_together() {
-        let hub = Hub::new(16, 4);
+    fn join_snapshot_and_queue_fit_together() {
+        let hub = Hub::new(16);
         let mut a = hub.join(1, "a").unwrap();
         let b = hub.join(2, "B").unwrap();
         assert_eq!(a.online, vec!["a".to_string()]);
         assert_eq!(b.online, vec!["a".to_string(), "B".to_string()]);
-        // a's room stream starts with its own join (skipped by its session), then b's.
-        assert_eq!(a.room.try_recv().unwrap().from_conn, 1);
-        let joined = a.room.try_recv().unwrap();
-        assert!(matches!(decode(&joined.frame), ServerMsg::Joined { nick, .. } if nick == "B"));
+        assert!(matches!(next(&mut a), ServerMsg::Joined { nick, .. } if nick == "B"));
+        assert!(
+            a.queue.try_recv().is_err(),
+            "a does not hear of its own join"
+        );
     }
 
     #[test]
-    fn public_ids_increase_and_frames_are_shared_not_copied() {
-        let hub = Hub::new(16, 4);
+    fn public_and_private_keep_the_order_they_were_accepted_in() {
+        let hub = Hub::new(16);
         let mut a = hub.join(1, "a").unwrap();
         let mut b = hub.join(2, "b").unwrap();
-        while a.room.try_recv().is_ok() {}
-        while b.room.try_recv().is_ok() {}
+        drain(&mut a);
         let first = hub.publish(1, "a", "one".into()).unwrap();
-        let second = hub.publish(2, "b", "two".into()).unwrap();
-        assert!(second.id > first.id);
-        let fa = a.room.try_recv().unwrap().frame;
-        let fb = b.room.try_recv().unwrap().frame;
+        let second = hub.send_private("a", "b", "two".into()).unwrap();
+        let third = hub.publish(1, "a", "three".into()).unwrap();
+        assert!(first.id < second.id && second.id < third.id);
+        assert!(matches!(next(&mut b), ServerMsg::Public { text, .. } if text == "one"));
+        assert!(matches!(next(&mut b), ServerMsg::Private { text, .. } if text == "two"));
+        assert!(matches!(next(&mut b), ServerMsg::Public { text, .. } if text == "three"));
+        assert!(a.queue.try_recv().is_err(), "no echo to the sender");
+    }
+
+    #[test]
+    fn a_broadcast_frame_is_encoded_once_and_shared() {
+        let hub = Hub::new(16);
+        let mut members: Vec<Membership> = (1..=3)
+            .map(|i| hub.join(i, &format!("u{i}")).unwrap())
+            .collect();
+        for m in &mut members {
+            drain(m);
+        }
+        hub.publish(1, "u1", "x".into()).unwrap();
+        let f2 = members[1].queue.try_recv().unwrap();
+        let f3 = members[2].queue.try_recv().unwrap();
         assert_eq!(
-            fa.as_ptr(),
-            fb.as_ptr(),
-            "one encoding shared by all recipients"
-        );
-        assert!(
-            matches!(decode(&fa), ServerMsg::Public { from, text, .. } if from == "a" && text == "one")
+            f2.as_ptr(),
+            f3.as_ptr(),
+            "same allocation, not a copy per recipient"
         );
     }
 
     #[test]
     fn private_goes_to_one_queue_and_unknown_recipients_are_errors() {
-        let hub = Hub::new(16, 4);
+        let hub = Hub::new(16);
         let mut a = hub.join(1, "a").unwrap();
         let mut b = hub.join(2, "b").unwrap();
+        drain(&mut a);
         hub.send_private("a", "B", "psst".into()).unwrap();
-        let frame = b.direct.try_recv().unwrap();
         assert!(
-            matches!(decode(&frame), ServerMsg::Private { from, text, .. } if from == "a" && text == "psst")
+            matches!(next(&mut b), ServerMsg::Private { from, text, .. } if from == "a" && text == "psst")
         );
-        assert!(a.direct.try_recv().is_err());
+        assert!(a.queue.try_recv().is_err());
         assert_eq!(
             hub.send_private("a", "carol", "x".into()),
             Err(SendError::NoSuchNick("carol".into()))
@@ -408,28 +426,37 @@ mod tests {
     }
 
     #[test]
-    fn a_full_private_queue_disconnects_the_recipient_not_the_sender() {
-        let hub = Hub::new(16, 2);
+    fn a_full_queue_disconnects_that_user_only() {
+        let hub = Hub::new(2);
         let mut a = hub.join(1, "a").unwrap();
         let mut slow = hub.join(2, "slow").unwrap();
-        while a.room.try_recv().is_ok() {}
+        let mut c = hub.join(3, "c").unwrap();
+        drain(&mut a);
+        drain(&mut slow);
+        drain(&mut c);
         hub.send_private("a", "slow", "1".into()).unwrap();
         hub.send_private("a", "slow", "2".into()).unwrap();
         assert_eq!(
             hub.send_private("a", "slow", "3".into()),
             Err(SendError::RecipientTooSlow("slow".into()))
         );
-        assert_eq!(hub.online(), vec!["a".to_string()]);
+        assert_eq!(hub.online(), vec!["a".to_string(), "c".to_string()]);
         // The slow session still gets what was queued, then sees its queue closed.
-        assert!(slow.direct.try_recv().is_ok());
-        assert!(slow.direct.try_recv().is_ok());
+        assert!(slow.queue.try_recv().is_ok());
+        assert!(slow.queue.try_recv().is_ok());
         assert!(matches!(
-            slow.direct.try_recv(),
+            slow.queue.try_recv(),
             Err(mpsc::error::TryRecvError::Disconnected)
         ));
-        let left = decode(&a.room.try_recv().unwrap().frame);
         assert!(matches!(
-            left,
+            next(&mut a),
+            ServerMsg::Left {
+                reason: LeaveReason::TooSlow,
+                ..
+            }
+        ));
+        assert!(matches!(
+            next(&mut c),
             ServerMsg::Left {
                 reason: LeaveReason::TooSlow,
                 ..
@@ -437,12 +464,17 @@ mod tests {
         ));
         // Its later logout does not announce a second leave.
         hub.leave(2, "slow", LeaveReason::Disconnected);
-        assert!(a.room.try_recv().is_err());
+        assert!(a.queue.try_recv().is_err());
+        // A broadcast also evicts a full queue, and the others still get the line.
+        hub.publish(3, "c", "x".into()).unwrap();
+        hub.publish(3, "c", "y".into()).unwrap();
+        hub.publish(3, "c", "z".into()).unwrap();
+        assert_eq!(hub.online(), vec!["c".to_string()]);
     }
 
     #[test]
     fn a_stale_session_cannot_log_out_the_new_owner_of_its_nick() {
-        let hub = Hub::new(16, 1);
+        let hub = Hub::new(1);
         let _a = hub.join(1, "a").unwrap();
         hub.send_private("x", "a", "1".into()).unwrap();
         let _ = hub.send_private("x", "a", "2".into()); // evicts conn 1
@@ -453,7 +485,7 @@ mod tests {
 
     #[test]
     fn closed_hub_accepts_nothing() {
-        let hub = Hub::new(16, 4);
+        let hub = Hub::new(4);
         let _a = hub.join(1, "a").unwrap();
         hub.close();
         assert_eq!(hub.publish(1, "a", "x".into()), Err(SendError::Closed));

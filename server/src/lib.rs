@@ -1,8 +1,8 @@
 //! The Multi-Messenger server.
 //!
 //! Data path: TCP accept ([`run`]) → TLS handshake and hello ([`session`]) → frames
-//! ([`connection`]) → messages (`mm_common::protocol`) → [`hub`] (room ring or a user's
-//! queue) → each recipient's session → its socket.
+//! ([`connection`]) → messages (`mm_common::protocol`) → [`hub`] (each
+//! recipient's bounded queue) → each recipient's session → its socket.
 //!
 //! The server relays end-to-end encrypted payloads as opaque bytes; it never holds end-to-end
 //! keys (only its own TLS key).
@@ -39,7 +39,7 @@ pub async fn run(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let hub = Hub::new(limits.room_backlog, limits.outbound_queue);
+    let hub = Hub::new(limits.outbound_queue);
     let ctx = Arc::new(session::Context {
         acceptor: tokio_rustls::TlsAcceptor::from(tls),
         hub: hub.clone(),

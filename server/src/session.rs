@@ -1,6 +1,5 @@
 //! One client connection from TCP accept to close: TLS handshake, hello, then a single task that
-//! `select!`s over the socket, the user's direct queue, the room ring, the ping timer and
-//! shutdown. Whatever became ready is collected into the connection's write buffer and sent with
+//! `select!`s over the socket, the user's queue, the ping timer and shutdown. Whatever became ready is collected into the connection's write buffer and sent with
 //! one write and one flush, under a timeout: a client that stops reading is dropped, never
 //! waited for.
 
@@ -12,7 +11,7 @@ use mm_common::protocol::{
     PROTOCOL_VERSION, USERS_PER_FRAME,
 };
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -45,7 +44,7 @@ enum Exit {
     Disconnected,
     /// The server is shutting down.
     Shutdown,
-    /// The client fell too far behind (room lag or full direct queue).
+    /// The client fell too far behind (its queue overflowed).
     TooSlow,
     /// A write made no progress within the write timeout.
     WriteStalled,
@@ -260,15 +259,9 @@ async fn chat(
                     Err(exit) => exit,
                 };
             }
-            frame = m.direct.recv() => match frame {
+            frame = m.queue.recv() => match frame {
                 Some(frame) => conn.queue_frame(&frame),
                 None => return Exit::TooSlow, // the hub dropped us: our queue overflowed
-            },
-            frame = m.room.recv() => match frame {
-                Ok(f) if f.from_conn == m.conn_id => {}
-                Ok(f) => conn.queue_frame(&f.frame),
-                Err(broadcast::error::RecvError::Lagged(_)) => return Exit::TooSlow,
-                Err(broadcast::error::RecvError::Closed) => return Exit::Shutdown,
             },
             read = conn.read_frame() => {
                 last_heard = Instant::now();
@@ -302,28 +295,14 @@ async fn chat(
     }
 }
 
-/// Moves ready frames from both queues into the write buffer without waiting, until the buffer
-/// holds `budget` bytes.
+/// Moves ready frames from the user's queue into the write buffer without waiting, until the
+/// buffer holds `budget` bytes.
 fn drain(conn: &mut TlsConnection, m: &mut Membership, budget: usize) -> Result<(), Exit> {
     while conn.pending() < budget {
-        match m.direct.try_recv() {
-            Ok(frame) => {
-                conn.queue_frame(&frame);
-                continue;
-            }
+        match m.queue.try_recv() {
+            Ok(frame) => conn.queue_frame(&frame),
+            Err(mpsc::error::TryRecvError::Empty) => break,
             Err(mpsc::error::TryRecvError::Disconnected) => return Err(Exit::TooSlow),
-            Err(mpsc::error::TryRecvError::Empty) => {}
-        }
-        match m.room.try_recv() {
-            Ok(f) => {
-                if f.from_conn != m.conn_id {
-                    conn.queue_frame(&f.frame);
-                }
-            }
-            Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(Exit::TooSlow),
-            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
-                break
-            }
         }
     }
     Ok(())

@@ -1,0 +1,343 @@
+//! The `mm` command line: argument handling, trust on first contact, and the two front ends —
+//! line mode (stdin is not a terminal: for scripts, bots and tests) and the interactive prompt.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use mm_common::protocol::{validate_nick, validate_text, ErrorCode, TextError};
+use rustyline_async::{Readline, ReadlineEvent};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::oneshot;
+
+use crate::command::{self, Command, HELP};
+use crate::display::{self, Style};
+use crate::trust::KnownServers;
+use crate::{connect, Client, ConnectError, ConnectOptions, Event, Events, Trust, Welcome};
+
+/// How long to wait for the server to close after we quit.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Multi-Messenger client.
+///
+/// In a terminal: an interactive prompt. Otherwise (line mode): every stdin line is a chat line
+/// or a /command, every event is printed as one line on stdout, and EOF quits.
+#[derive(Debug, Parser)]
+#[command(name = "mm", version)]
+pub struct Args {
+    /// Server to connect to
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "MM_SERVER",
+        default_value = "localhost:7667"
+    )]
+    pub server: String,
+    /// CA certificate to verify the server with (the server's ca.pem). Without it, the server
+    /// must be one whose fingerprint you accepted before
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Your nick: 1-32 of a-z A-Z 0-9 _ -, starting with a letter [default: $USER]
+    #[arg(long, env = "MM_NICK")]
+    pub nick: Option<String>,
+    /// Directory where mm keeps what it remembers (accepted server fingerprints)
+    /// [default: $MM_HOME or ~/.local/share/multi-messenger/client]
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Use line mode even when stdin is a terminal
+    #[arg(long)]
+    pub line_mode: bool,
+}
+
+/// Exit code for "could not connect or lost the connection".
+const EXIT_FAILURE: u8 = 1;
+
+/// Runs `mm` with the process arguments.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mm: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let result = runtime.block_on(run(args));
+    // Do not wait for the thread blocked on reading stdin.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mm: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let interactive = std::io::stdin().is_terminal() && !args.line_mode;
+    let nick = match args.nick.clone().or_else(|| std::env::var("USER").ok()) {
+        Some(nick) => nick,
+        None => bail!("choose a nick with --nick NAME"),
+    };
+    if let Err(e) = validate_nick(&nick) {
+        bail!("{nick:?} cannot be a nick: {e}");
+    }
+    let trust = match &args.ca {
+        Some(path) => Trust::Roots(mm_certs::load_certs(path)?),
+        None => {
+            let home = match args.home.clone().or_else(crate::home::default_home) {
+                Some(home) => home,
+                None => bail!("no home directory; pass --home DIR or --ca FILE"),
+            };
+            Trust::Known(KnownServers::in_home(&home))
+        }
+    };
+    let opts = ConnectOptions::new(args.server.clone(), nick, trust);
+
+    let (client, events, welcome) = match connect(&opts).await {
+        Ok(connected) => connected,
+        Err(ConnectError::UnknownServer {
+            server,
+            fingerprint,
+        }) => {
+            let Trust::Known(known) = &opts.trust else {
+                bail!("{server} is not known"); // only the pinning verifier reports this
+            };
+            if !interactive {
+                bail!(
+                    "{server} is not a known server; refusing to connect without a trust anchor.\n\
+                     Its CA certificate fingerprint (SHA-256) is\n  {fingerprint}\n\
+                     Pass --ca with the server's ca.pem, or run mm once in a terminal to compare \
+                     this fingerprint with the one mm-server logged and accept it."
+                );
+            }
+            if !ask_to_trust(&server, &fingerprint).await? {
+                eprintln!("Not connecting.");
+                return Ok(ExitCode::from(EXIT_FAILURE));
+            }
+            known.add(&server, &fingerprint)?;
+            eprintln!("Remembered {server} in {}.", known.path().display());
+            connect(&opts).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    if interactive {
+        interactive_mode(&args.server, client, events, welcome).await
+    } else {
+        Ok(line_mode(&args.server, client, events, welcome).await)
+    }
+}
+
+/// Shows a first-contact fingerprint and asks whether to trust it.
+async fn ask_to_trust(server: &str, fingerprint: &str) -> anyhow::Result<bool> {
+    eprintln!("The server {server} is not known yet. Its CA certificate fingerprint (SHA-256) is:");
+    eprintln!("  {fingerprint}");
+    eprintln!(
+        "Compare it with the fingerprint the server's operator gives you (mm-server logs it at"
+    );
+    eprintln!(
+        "start; `mm-certs` prints it). If they differ, someone may be intercepting the connection."
+    );
+    eprint!("Trust this server and remember it? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .context("reading the answer")??;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+/// Checks a text before sending, with the same wording as the server's errors.
+fn local_text_error(text: &str, max: usize) -> Option<String> {
+    validate_text(text, max).err().map(|e| {
+        let code = match e {
+            TextError::TooLong { .. } => ErrorCode::TEXT_TOO_LONG,
+            _ => ErrorCode::INVALID_TEXT,
+        };
+        format!("! error ({}): {e}", code.name())
+    })
+}
+
+/// What one input line did.
+enum Outcome {
+    Continue,
+    Quit,
+}
+
+/// Carries out one parsed command. `say` shows lines to the user (stdout or above the prompt).
+async fn execute(client: &Client, line: &str, echo: bool, mut say: impl FnMut(String)) -> Outcome {
+    let max = client.max_text_len();
+    let sent = match command::parse(line) {
+        Err(e) => {
+            say(format!("! {e}"));
+            return Outcome::Continue;
+        }
+        Ok(Command::Nothing) => return Outcome::Continue,
+        Ok(Command::Quit) => return Outcome::Quit,
+        Ok(Command::Help) => {
+            for line in HELP.lines() {
+                say(format!("* {line}"));
+            }
+            return Outcome::Continue;
+        }
+        Ok(Command::Who) => client.who().await,
+        Ok(Command::Say(text)) => {
+            if let Some(err) = local_text_error(&text, max) {
+                say(err);
+                return Outcome::Continue;
+            }
+            if echo {
+                say(display::own_public_line(
+                    client.nick(),
+                    &text,
+                    Style::from_env(),
+                ));
+            }
+            client.public(&text).await
+        }
+        Ok(Command::Msg { to, text }) => {
+            if let Some(err) = local_text_error(&text, max) {
+                say(err);
+                return Outcome::Continue;
+            }
+            if echo {
+                say(display::own_private_line(&to, &text, Style::from_env()));
+            }
+            client.private(&to, &text).await
+        }
+    };
+    match sent {
+        Ok(()) => Outcome::Continue,
+        Err(_) => Outcome::Quit, // the connection is gone; the event stream says why
+    }
+}
+
+/// Line mode: stdin lines in, one line per event out. Reading stdin runs in its own task so that
+/// printing events never waits behind a send that waits for the server.
+async fn line_mode(server: &str, client: Client, mut events: Events, welcome: Welcome) -> ExitCode {
+    println!("{}", display::welcome_line(server, &welcome, Style::PLAIN));
+    let (quit_tx, mut quit_rx) = oneshot::channel::<()>();
+    let input_client = client.clone();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) => {
+                    if let Outcome::Quit =
+                        execute(&input_client, &line, false, |l| println!("{l}")).await
+                    {
+                        break;
+                    }
+                }
+                Ok(None) => break, // EOF: everything read has been queued before the Quit below
+                Err(e) => {
+                    eprintln!("mm: reading stdin: {e}");
+                    break;
+                }
+            }
+        }
+        input_client.quit().await;
+        let _ = quit_tx.send(());
+    });
+    drop(client);
+
+    let mut quitting = false;
+    let deadline = tokio::time::sleep(Duration::from_secs(u64::MAX / 4));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else { break };
+                if let Some(line) = display::event_line(&event, Style::PLAIN) {
+                    println!("{line}");
+                }
+                if matches!(event, Event::Closed { .. }) {
+                    break;
+                }
+            }
+            _ = &mut quit_rx, if !quitting => {
+                quitting = true;
+                deadline.as_mut().reset(tokio::time::Instant::now() + QUIT_TIMEOUT);
+            }
+            () = &mut deadline => break,
+        }
+    }
+    if quitting {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+/// The interactive prompt: incoming lines appear above an input line that keeps what is being
+/// typed, with line history and coloured nicks.
+async fn interactive_mode(
+    server: &str,
+    client: Client,
+    mut events: Events,
+    welcome: Welcome,
+) -> anyhow::Result<ExitCode> {
+    let style = Style::from_env();
+    let prompt = format!("{}> ", style.nick(&welcome.nick));
+    let (mut rl, mut out) = Readline::new(prompt).context("starting the line editor")?;
+    rl.set_max_history(1000);
+    writeln!(out, "{}", display::welcome_line(server, &welcome, style))?;
+    writeln!(out, "* type /help for commands")?;
+
+    let mut quitting = false;
+    let deadline = tokio::time::sleep(Duration::from_secs(u64::MAX / 4));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            input = rl.readline(), if !quitting => match input {
+                Ok(ReadlineEvent::Line(line)) => {
+                    if !line.trim().is_empty() {
+                        rl.add_history_entry(line.clone());
+                    }
+                    let writer = &mut out;
+                    let outcome = execute(&client, &line, true, |l| {
+                        let _ = writeln!(writer, "{l}");
+                    })
+                    .await;
+                    if let Outcome::Quit = outcome {
+                        client.quit().await;
+                        quitting = true;
+                        deadline.as_mut().reset(tokio::time::Instant::now() + QUIT_TIMEOUT);
+                    }
+                }
+                Ok(ReadlineEvent::Eof | ReadlineEvent::Interrupted) | Err(_) => {
+                    client.quit().await;
+                    quitting = true;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + QUIT_TIMEOUT);
+                }
+            },
+            event = events.next() => {
+                let Some(event) = event else { break };
+                if let Some(line) = display::event_line(&event, style) {
+                    writeln!(out, "{line}")?;
+                }
+                if matches!(event, Event::Closed { .. }) {
+                    break;
+                }
+            }
+            () = &mut deadline => break,
+        }
+    }
+    let _ = rl.flush();
+    drop(rl);
+    Ok(if quitting {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    })
+}

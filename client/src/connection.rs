@@ -1,0 +1,649 @@
+//! A connection to a server: [`connect`] does TCP, TLS (always verified), hello and welcome;
+//! then a reader task turns frames into [`Event`]s and a writer task sends what the [`Client`]
+//! handle queues, batching whatever is ready into one write and one flush.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mm_common::frame::{self, FrameError};
+use mm_common::protocol::{ClientMsg, ErrorCode, LeaveReason, ServerMsg, ALPN, PROTOCOL_VERSION};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
+
+use crate::trust::{KnownServers, Observed, PinVerifier};
+
+/// How the server is to be trusted.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Verify against these CA certificates (from `--ca`).
+    Roots(Vec<CertificateDer<'static>>),
+    /// Verify against the fingerprint pinned in this file.
+    Known(KnownServers),
+}
+
+/// Everything [`connect`] needs.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `host:port`, `[v6]:port`.
+    pub server: String,
+    /// The nick to log in with.
+    pub nick: String,
+    /// How to verify the server.
+    pub trust: Trust,
+    /// Limit for each of TCP connect, TLS handshake, and hello-to-welcome.
+    pub connect_timeout: Duration,
+    /// If nothing at all arrives from the server for this long, the connection is considered
+    /// dead. The server pings quiet clients every 30 s by default, so a live server is never
+    /// silent this long.
+    pub read_timeout: Duration,
+}
+
+impl ConnectOptions {
+    /// Options with default timeouts (10 s to connect, 3 min of server silence).
+    pub fn new(server: impl Into<String>, nick: impl Into<String>, trust: Trust) -> Self {
+        ConnectOptions {
+            server: server.into(),
+            nick: nick.into(),
+            trust,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// `--server` is not `host:port`.
+    #[error("{0:?} is not HOST:PORT")]
+    BadAddress(String),
+    /// TCP connect failed.
+    #[error("cannot reach {server}: {source}")]
+    Unreachable {
+        /// The server.
+        server: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A step took longer than the connect timeout.
+    #[error("{server} did not answer in time ({step})")]
+    Timeout {
+        /// The server.
+        server: String,
+        /// Which step.
+        step: &'static str,
+    },
+    /// No pin and no CA: the user must decide whether to trust this fingerprint.
+    #[error("{server} is not a known server (CA fingerprint {fingerprint})")]
+    UnknownServer {
+        /// The server.
+        server: String,
+        /// SHA-256 fingerprint of the CA certificate it presented.
+        fingerprint: String,
+    },
+    /// The server presented a different certificate than the pinned one: possibly an attack.
+    #[error("the certificate of {server} has CHANGED\n  pinned:    {expected}\n  presented: {found}\nThis may be an attack (someone between you and the server), or the server's certificates were regenerated.\nAsk the server's operator. If the change is expected, delete the line for {server} from {}", .known_file.display())]
+    ServerKeyChanged {
+        /// The server.
+        server: String,
+        /// The pinned fingerprint.
+        expected: String,
+        /// What it presented.
+        found: String,
+        /// The file holding the pin.
+        known_file: PathBuf,
+    },
+    /// TLS failed for another reason (e.g. the certificate does not cover this name).
+    #[error("TLS with {server} failed: {source}")]
+    Tls {
+        /// The server.
+        server: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The server refused the login.
+    #[error("server refused the login: {detail} ({code})")]
+    Refused {
+        /// Error code.
+        code: ErrorCode,
+        /// Detail from the server.
+        detail: String,
+    },
+    /// The server broke the protocol or closed the connection during login.
+    #[error("login failed: {0}")]
+    Protocol(String),
+    /// Reading the known-servers file failed.
+    #[error(transparent)]
+    KnownServers(#[from] crate::trust::KnownServersError),
+    /// The TLS configuration could not be built.
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// What the server said when we logged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// Our nick as registered.
+    pub nick: String,
+    /// Server software.
+    pub server: String,
+    /// The server's text limit in bytes.
+    pub max_text_len: u32,
+    /// Users online, us included.
+    pub online: Vec<String>,
+}
+
+/// Something that happened on the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A public line.
+    Public {
+        /// Message id.
+        id: u64,
+        /// Server time, ms since the Unix epoch.
+        ts: u64,
+        /// Sender.
+        from: String,
+        /// Text.
+        text: String,
+    },
+    /// A private line to us.
+    Private {
+        /// Message id.
+        id: u64,
+        /// Server time, ms since the Unix epoch.
+        ts: u64,
+        /// Sender.
+        from: String,
+        /// Text.
+        text: String,
+    },
+    /// The server accepted our message.
+    Sent {
+        /// Its id.
+        id: u64,
+        /// Its server time.
+        ts: u64,
+    },
+    /// Someone came online.
+    Joined {
+        /// Their nick.
+        nick: String,
+    },
+    /// Someone went offline.
+    Left {
+        /// Their nick.
+        nick: String,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// The complete list of online users (answer to `/who`).
+    Users(Vec<String>),
+    /// An error from the server.
+    Error {
+        /// Code.
+        code: ErrorCode,
+        /// Whether the server is closing the connection.
+        fatal: bool,
+        /// Detail.
+        detail: String,
+    },
+    /// The server is shutting down.
+    Shutdown {
+        /// Its reason.
+        reason: String,
+    },
+    /// The connection ended; always the last event.
+    Closed {
+        /// Why, when it was not a clean close.
+        error: Option<String>,
+    },
+}
+
+/// Handle for sending. Cheap to clone; the connection closes when every clone is dropped or
+/// [`Client::quit`] is called.
+#[derive(Debug, Clone)]
+pub struct Client {
+    out: mpsc::Sender<Bytes>,
+    nick: String,
+    max_text_len: usize,
+}
+
+/// The stream of [`Event`]s.
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` after [`Event::Closed`] has been returned.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+/// Sending failed because the connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not connected")]
+pub struct NotConnected;
+
+impl Client {
+    /// Our nick.
+    pub fn nick(&self) -> &str {
+        &self.nick
+    }
+
+    /// The server's text limit in bytes.
+    pub fn max_text_len(&self) -> usize {
+        self.max_text_len
+    }
+
+    /// Queues a message for the server; waits only if the outgoing queue is full.
+    ///
+    /// # Errors
+    /// [`NotConnected`] once the connection is closed.
+    pub async fn send(&self, msg: &ClientMsg) -> Result<(), NotConnected> {
+        let frame = frame::encode(msg).map_err(|_| NotConnected)?;
+        self.out.send(frame).await.map_err(|_| NotConnected)
+    }
+
+    /// Sends a public line.
+    ///
+    /// # Errors
+    /// [`NotConnected`].
+    pub async fn public(&self, text: &str) -> Result<(), NotConnected> {
+        self.send(&ClientMsg::Public {
+            text: text.to_owned(),
+        })
+        .await
+    }
+
+    /// Sends a private line.
+    ///
+    /// # Errors
+    /// [`NotConnected`].
+    pub async fn private(&self, to: &str, text: &str) -> Result<(), NotConnected> {
+        self.send(&ClientMsg::Private {
+            to: to.to_owned(),
+            text: text.to_owned(),
+        })
+        .await
+    }
+
+    /// Asks for the online users (answered with [`Event::Users`]).
+    ///
+    /// # Errors
+    /// [`NotConnected`].
+    pub async fn who(&self) -> Result<(), NotConnected> {
+        self.send(&ClientMsg::Who).await
+    }
+
+    /// Sends `Quit` after everything queued before it. The server then closes the connection,
+    /// which ends the event stream with [`Event::Closed`].
+    pub async fn quit(&self) {
+        let _ = self.send(&ClientMsg::Quit).await;
+    }
+}
+
+fn split_host_port(server: &str) -> Option<(String, u16)> {
+    if let Ok(addr) = server.parse::<SocketAddr>() {
+        return Some((addr.ip().to_string(), addr.port()));
+    }
+    let (host, port) = server.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    if host.is_empty() || host.contains(':') {
+        return None;
+    }
+    Some((host.to_owned(), port))
+}
+
+/// Connects, verifies the server, logs in and starts the reader and writer tasks.
+///
+/// # Errors
+/// [`ConnectError`] says which step failed; [`ConnectError::UnknownServer`] and
+/// [`ConnectError::ServerKeyChanged`] carry the fingerprint the server presented.
+pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome), ConnectError> {
+    let server = opts.server.clone();
+    let (host, port) =
+        split_host_port(&server).ok_or_else(|| ConnectError::BadAddress(server.clone()))?;
+    let server_name =
+        ServerName::try_from(host.clone()).map_err(|_| ConnectError::BadAddress(server.clone()))?;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectError::Config(e.to_string()))?;
+    let mut observed: Option<Arc<Mutex<Option<Observed>>>> = None;
+    let mut known_file = None;
+    let mut config = match &opts.trust {
+        Trust::Roots(certs) => {
+            let mut roots = RootCertStore::empty();
+            for cert in certs {
+                roots
+                    .add(cert.clone())
+                    .map_err(|e| ConnectError::Config(format!("CA certificate: {e}")))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        Trust::Known(known) => {
+            let pin = known.lookup(&server)?.map(|p| p.fingerprint);
+            let (verifier, seen) = PinVerifier::new(pin, Arc::clone(&provider));
+            observed = Some(seen);
+            known_file = Some(known.path().to_path_buf());
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(verifier)
+                .with_no_client_auth()
+        }
+    };
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+
+    let tcp = match timeout(
+        opts.connect_timeout,
+        TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(source)) => return Err(ConnectError::Unreachable { server, source }),
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                server,
+                step: "TCP connect",
+            })
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let tls = match timeout(opts.connect_timeout, connector.connect(server_name, tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(source)) => {
+            let seen = observed
+                .as_ref()
+                .and_then(|o| o.lock().ok().and_then(|mut s| s.take()));
+            return Err(match seen {
+                Some(Observed::Unknown(fingerprint)) => ConnectError::UnknownServer {
+                    server,
+                    fingerprint,
+                },
+                Some(Observed::Changed { expected, found }) => ConnectError::ServerKeyChanged {
+                    server,
+                    expected,
+                    found,
+                    known_file: known_file.unwrap_or_default(),
+                },
+                None => ConnectError::Tls { server, source },
+            });
+        }
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                server,
+                step: "TLS handshake",
+            })
+        }
+    };
+
+    let (read_half, mut write_half) = tokio::io::split(tls);
+    let mut reader = FrameReader::new(read_half);
+    let hello = frame::encode(&ClientMsg::Hello {
+        version: PROTOCOL_VERSION,
+        nick: opts.nick.clone(),
+    })
+    .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+    let login = async {
+        write_half
+            .write_all(&hello)
+            .await
+            .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+        write_half
+            .flush()
+            .await
+            .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+        read_welcome(&mut reader).await
+    };
+    let welcome = match timeout(opts.connect_timeout, login).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                server,
+                step: "login",
+            })
+        }
+    };
+
+    let (out_tx, out_rx) = mpsc::channel(256);
+    let (event_tx, event_rx) = mpsc::channel(1024);
+    tokio::spawn(write_loop(write_half, out_rx));
+    tokio::spawn(read_loop(
+        reader,
+        event_tx,
+        out_tx.clone(),
+        opts.read_timeout,
+    ));
+    let client = Client {
+        out: out_tx,
+        nick: welcome.nick.clone(),
+        max_text_len: usize::try_from(welcome.max_text_len).unwrap_or(usize::MAX),
+    };
+    Ok((client, Events { rx: event_rx }, welcome))
+}
+
+async fn read_welcome<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+) -> Result<Welcome, ConnectError> {
+    let mut welcome: Option<Welcome> = None;
+    loop {
+        let msg = match reader.read_msg().await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => {
+                return Err(ConnectError::Protocol(
+                    "server closed the connection".into(),
+                ))
+            }
+            Err(e) => return Err(ConnectError::Protocol(e)),
+        };
+        match (msg, welcome.as_mut()) {
+            (
+                ServerMsg::Welcome {
+                    nick,
+                    server,
+                    max_text_len,
+                    ..
+                },
+                None,
+            ) => {
+                welcome = Some(Welcome {
+                    nick,
+                    server,
+                    max_text_len,
+                    online: Vec::new(),
+                });
+            }
+            (ServerMsg::Users { nicks, last }, Some(w)) => {
+                w.online.extend(nicks);
+                if last {
+                    return welcome.ok_or_else(|| ConnectError::Protocol("no welcome".into()));
+                }
+            }
+            (ServerMsg::Error { code, detail, .. }, _) => {
+                return Err(ConnectError::Refused { code, detail })
+            }
+            (ServerMsg::Shutdown { reason }, _) => {
+                return Err(ConnectError::Refused {
+                    code: ErrorCode::SHUTTING_DOWN,
+                    detail: reason,
+                })
+            }
+            (other, _) => {
+                return Err(ConnectError::Protocol(format!(
+                    "unexpected {}",
+                    variant_name(&other)
+                )))
+            }
+        }
+    }
+}
+
+fn variant_name(msg: &ServerMsg) -> &'static str {
+    match msg {
+        ServerMsg::Welcome { .. } => "Welcome",
+        ServerMsg::Users { .. } => "Users",
+        ServerMsg::Public { .. } => "Public",
+        ServerMsg::Private { .. } => "Private",
+        ServerMsg::Sent { .. } => "Sent",
+        ServerMsg::Joined { .. } => "Joined",
+        ServerMsg::Left { .. } => "Left",
+        ServerMsg::Error { .. } => "Error",
+        ServerMsg::Shutdown { .. } => "Shutdown",
+        ServerMsg::Ping { .. } => "Ping",
+        ServerMsg::Pong { .. } => "Pong",
+    }
+}
+
+/// Reads frames from the read half of the TLS stream with a bounded buffer.
+struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    fn new(inner: R) -> Self {
+        FrameReader {
+            inner,
+            buf: BytesMut::with_capacity(4096),
+        }
+    }
+
+    /// The next message; `Ok(None)` on a clean close. Errors are described for the user.
+    async fn read_msg(&mut self) -> Result<Option<ServerMsg>, String> {
+        loop {
+            match frame::split_frame(&mut self.buf) {
+                Ok(payload) => {
+                    return ServerMsg::decode(&payload)
+                        .map(Some)
+                        .map_err(|e| format!("bad message from server: {e}"))
+                }
+                Err(FrameError::Incomplete { needed }) => {
+                    let missing = needed.saturating_sub(self.buf.len());
+                    self.buf.reserve(missing.max(4096));
+                }
+                Err(e) => return Err(format!("bad frame from server: {e}")),
+            }
+            match self.inner.read_buf(&mut self.buf).await {
+                Ok(0) if self.buf.is_empty() => return Ok(None),
+                Ok(0) => return Err("connection closed in the middle of a frame".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("connection lost: {e}")),
+            }
+        }
+    }
+}
+
+async fn read_loop(
+    mut reader: FrameReader<ReadHalf<TlsStream<TcpStream>>>,
+    events: mpsc::Sender<Event>,
+    out: mpsc::Sender<Bytes>,
+    read_timeout: Duration,
+) {
+    let mut users: Vec<String> = Vec::new();
+    let error = loop {
+        let msg = match timeout(read_timeout, reader.read_msg()).await {
+            Ok(Ok(Some(msg))) => msg,
+            Ok(Ok(None)) => break None,
+            Ok(Err(e)) => break Some(e),
+            Err(_) => break Some(format!("server silent for {} s", read_timeout.as_secs())),
+        };
+        let event = match msg {
+            ServerMsg::Ping { token } => {
+                if let Ok(pong) = frame::encode(&ClientMsg::Pong { token }) {
+                    // If the queue is full we are sending anyway, which also proves liveness.
+                    let _ = out.try_send(pong);
+                }
+                continue;
+            }
+            ServerMsg::Pong { .. } | ServerMsg::Welcome { .. } => continue,
+            ServerMsg::Users { nicks, last } => {
+                users.extend(nicks);
+                if !last {
+                    continue;
+                }
+                Event::Users(std::mem::take(&mut users))
+            }
+            ServerMsg::Public { id, ts, from, text } => Event::Public { id, ts, from, text },
+            ServerMsg::Private { id, ts, from, text } => Event::Private { id, ts, from, text },
+            ServerMsg::Sent { id, ts } => Event::Sent { id, ts },
+            ServerMsg::Joined { nick, .. } => Event::Joined { nick },
+            ServerMsg::Left { nick, reason, .. } => Event::Left { nick, reason },
+            ServerMsg::Error {
+                code,
+                fatal,
+                detail,
+            } => Event::Error {
+                code,
+                fatal,
+                detail,
+            },
+            ServerMsg::Shutdown { reason } => Event::Shutdown { reason },
+        };
+        if events.send(event).await.is_err() {
+            return; // nobody listens any more
+        }
+    };
+    let _ = events.send(Event::Closed { error }).await;
+}
+
+async fn write_loop(mut writer: WriteHalf<TlsStream<TcpStream>>, mut rx: mpsc::Receiver<Bytes>) {
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+    let mut batch = BytesMut::new();
+    while let Some(frame) = rx.recv().await {
+        batch.extend_from_slice(&frame);
+        while batch.len() < 64 * 1024 {
+            match rx.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        let write = async {
+            writer.write_all(&batch).await?;
+            writer.flush().await
+        };
+        if !matches!(timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
+            return; // the reader sees the connection end and reports it
+        }
+        batch.clear();
+    }
+    // Every handle is gone: close our side cleanly (TLS close_notify).
+    let _ = timeout(Duration::from_secs(5), writer.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            split_host_port("localhost:7667"),
+            Some(("localhost".into(), 7667))
+        );
+        assert_eq!(
+            split_host_port("192.168.1.5:1"),
+            Some(("192.168.1.5".into(), 1))
+        );
+        assert_eq!(split_host_port("[::1]:7667"), Some(("::1".into(), 7667)));
+        assert_eq!(split_host_port("localhost"), None);
+        assert_eq!(split_host_port(":7667"), None);
+        assert_eq!(split_host_port("::1:7667"), None);
+        assert_eq!(split_host_port("host:99999"), None);
+    }
+}

@@ -1,0 +1,195 @@
+//! How events look as lines of text. Line mode prints exactly these lines without colour; the
+//! interactive mode adds colour. Everything that came from the network goes through [`clean`]
+//! first, so a hostile server cannot send terminal escape sequences or reorder text with
+//! Unicode bidi controls.
+
+use mm_common::protocol::LeaveReason;
+
+use crate::connection::{Event, Welcome};
+
+/// Replaces control characters and bidi embedding/override/isolate characters with U+FFFD.
+/// An honest server never sends control characters (it refuses them), so this only changes
+/// hostile input.
+pub fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            c if c.is_control() => '\u{FFFD}',
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
+}
+
+/// Colour settings for nicks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// Use ANSI colours.
+    pub color: bool,
+}
+
+impl Style {
+    /// No colours (line mode, `NO_COLOR`).
+    pub const PLAIN: Style = Style { color: false };
+
+    /// Colours unless the `NO_COLOR` convention says otherwise.
+    pub fn from_env() -> Style {
+        Style {
+            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        }
+    }
+
+    /// A nick, coloured by a stable hash of its lowercase form so that a user keeps a colour.
+    pub fn nick(&self, nick: &str) -> String {
+        let nick = clean(nick);
+        if !self.color {
+            return nick;
+        }
+        // Colours readable on both dark and light backgrounds (no white, black, bright yellow).
+        const PALETTE: [u8; 10] = [31, 32, 33, 34, 35, 36, 91, 92, 94, 95];
+        let hash = nick
+            .to_ascii_lowercase()
+            .bytes()
+            .fold(2166136261u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(16777619)
+            });
+        let color = PALETTE[hash as usize % PALETTE.len()];
+        format!("\x1b[{color}m{nick}\x1b[0m")
+    }
+
+    /// A notice line (joins, errors), dimmed when colour is on.
+    fn notice(&self, text: String) -> String {
+        if self.color {
+            format!("\x1b[2m{text}\x1b[0m")
+        } else {
+            text
+        }
+    }
+
+    fn error(&self, text: String) -> String {
+        if self.color {
+            format!("\x1b[1;31m{text}\x1b[0m")
+        } else {
+            text
+        }
+    }
+}
+
+/// The line shown after logging in.
+pub fn welcome_line(server: &str, w: &Welcome, style: Style) -> String {
+    let names: Vec<String> = w.online.iter().map(|n| style.nick(n)).collect();
+    style.notice(format!(
+        "* connected to {} as {}; {} online: {}",
+        clean(server),
+        clean(&w.nick),
+        w.online.len(),
+        names.join(", ")
+    ))
+}
+
+/// The line for an event, or `None` for events that are not shown (acknowledgements).
+pub fn event_line(event: &Event, style: Style) -> Option<String> {
+    let line = match event {
+        Event::Public { from, text, .. } => format!("<{}> {}", style.nick(from), clean(text)),
+        Event::Private { from, text, .. } => {
+            format!("[private] <{}> {}", style.nick(from), clean(text))
+        }
+        Event::Joined { nick } => style.notice(format!("* {} joined", clean(nick))),
+        Event::Left { nick, reason } => match reason {
+            LeaveReason::Quit => style.notice(format!("* {} left", clean(nick))),
+            other => style.notice(format!("* {} left ({})", clean(nick), other.as_str())),
+        },
+        Event::Users(nicks) => {
+            let names: Vec<String> = nicks.iter().map(|n| style.nick(n)).collect();
+            style.notice(format!("* online ({}): {}", nicks.len(), names.join(", ")))
+        }
+        Event::Error { code, detail, .. } => {
+            style.error(format!("! error ({}): {}", code.name(), clean(detail)))
+        }
+        Event::Shutdown { reason } => {
+            style.notice(format!("* server shutting down: {}", clean(reason)))
+        }
+        Event::Closed { error: Some(e) } => style.error(format!("! disconnected: {}", clean(e))),
+        Event::Closed { error: None } => style.notice("* disconnected".to_string()),
+        Event::Sent { .. } => return None,
+    };
+    Some(line)
+}
+
+/// How our own outgoing private line is echoed in the interactive mode.
+pub fn own_private_line(to: &str, text: &str, style: Style) -> String {
+    format!("[private] -> <{}> {}", style.nick(to), clean(text))
+}
+
+/// How our own public line is echoed in the interactive mode.
+pub fn own_public_line(nick: &str, text: &str, style: Style) -> String {
+    format!("<{}> {}", style.nick(nick), clean(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mm_common::protocol::ErrorCode;
+
+    #[test]
+    fn lines_hold_the_nick_and_the_text_verbatim() {
+        let p = Event::Public {
+            id: 1,
+            ts: 0,
+            from: "alice".into(),
+            text: "hi  there ✓".into(),
+        };
+        assert_eq!(event_line(&p, Style::PLAIN).unwrap(), "<alice> hi  there ✓");
+        let q = Event::Private {
+            id: 1,
+            ts: 0,
+            from: "bob".into(),
+            text: "psst".into(),
+        };
+        assert_eq!(
+            event_line(&q, Style::PLAIN).unwrap(),
+            "[private] <bob> psst"
+        );
+        let e = Event::Error {
+            code: ErrorCode::NO_SUCH_NICK,
+            fatal: false,
+            detail: "carol is not online".into(),
+        };
+        assert_eq!(
+            event_line(&e, Style::PLAIN).unwrap(),
+            "! error (no-such-nick): carol is not online"
+        );
+        assert_eq!(
+            event_line(&Event::Sent { id: 1, ts: 1 }, Style::PLAIN),
+            None
+        );
+        let l = Event::Left {
+            nick: "x".into(),
+            reason: LeaveReason::TooSlow,
+        };
+        assert_eq!(event_line(&l, Style::PLAIN).unwrap(), "* x left (too slow)");
+    }
+
+    #[test]
+    fn hostile_bytes_never_reach_the_terminal() {
+        let p = Event::Public {
+            id: 1,
+            ts: 0,
+            from: "ev\u{1b}[2Jil".into(),
+            text: "a\u{1b}]0;pwned\u{7}b\u{202E}cba\nx".into(),
+        };
+        let line = event_line(&p, Style::PLAIN).unwrap();
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202E}'),
+            "{line:?}"
+        );
+        assert_eq!(line.matches('\u{FFFD}').count(), 5);
+    }
+
+    #[test]
+    fn colours_are_stable_per_nick_and_off_when_plain() {
+        let style = Style { color: true };
+        assert_eq!(style.nick("Alice"), style.nick("Alice"));
+        assert!(style.nick("alice").starts_with("\x1b["));
+        assert_eq!(Style::PLAIN.nick("alice"), "alice");
+    }
+}

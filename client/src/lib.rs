@@ -1,0 +1,15 @@
+//! Multi-Messenger client library, and the `mm` command line ([`cli`]).
+//!
+//! [`connect`] gives a [`Client`] handle to send with and an [`Events`] stream to read from.
+//! The server is always verified ([`trust`]); there is no insecure mode.
+
+pub mod cli;
+pub mod command;
+pub mod connection;
+pub mod display;
+pub mod home;
+pub mod trust;
+
+pub use connection::{
+    connect, Client, ConnectError, ConnectOptions, Event, Events, NotConnected, Trust, Welcome,
+};
