@@ -424,10 +424,12 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
     let (out_tx, out_rx) = mpsc::channel(256);
     let (event_tx, event_rx) = mpsc::channel(1024);
     tokio::spawn(write_loop(write_half, out_rx));
+    // The reader holds only a weak handle (for pongs): when every `Client` is dropped, the
+    // writer sees its queue close and ends the connection.
     tokio::spawn(read_loop(
         reader,
         event_tx,
-        out_tx.clone(),
+        out_tx.downgrade(),
         opts.read_timeout,
     ));
     let client = Client {
@@ -552,7 +554,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 async fn read_loop(
     mut reader: FrameReader<ReadHalf<TlsStream<TcpStream>>>,
     events: mpsc::Sender<Event>,
-    out: mpsc::Sender<Bytes>,
+    out: mpsc::WeakSender<Bytes>,
     read_timeout: Duration,
 ) {
     let mut users: Vec<String> = Vec::new();
@@ -565,7 +567,9 @@ async fn read_loop(
         };
         let event = match msg {
             ServerMsg::Ping { token } => {
-                if let Ok(pong) = frame::encode(&ClientMsg::Pong { token }) {
+                if let (Some(out), Ok(pong)) =
+                    (out.upgrade(), frame::encode(&ClientMsg::Pong { token }))
+                {
                     // If the queue is full we are sending anyway, which also proves liveness.
                     let _ = out.try_send(pong);
                 }

@@ -1,0 +1,241 @@
+//! Public and private chat, nicks, presence.
+
+use mm_client::{ConnectError, Event};
+use mm_common::protocol::{ErrorCode, LeaveReason, MAX_TEXT_LEN};
+use mm_tests::TestServer;
+
+#[tokio::test]
+async fn public_line_reaches_every_other_user_and_the_sender_gets_an_ack() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    let mut carol = server.client("carol").await;
+
+    alice.client.public("hello everyone").await.unwrap();
+    let Event::Sent { id, .. } = alice.next_answer().await else {
+        panic!("expected Sent")
+    };
+    for user in [&mut bob, &mut carol] {
+        match user.next_line().await {
+            Event::Public {
+                id: got,
+                from,
+                text,
+                ts,
+            } => {
+                assert_eq!(
+                    (got, from.as_str(), text.as_str()),
+                    (id, "alice", "hello everyone")
+                );
+                assert!(ts > 1_700_000_000_000, "server timestamp in ms: {ts}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // No echo to the sender: its next line is bob's, not its own.
+    bob.client.public("hi alice").await.unwrap();
+    assert!(matches!(alice.next_line().await, Event::Public { from, .. } if from == "bob"));
+}
+
+#[tokio::test]
+async fn lines_from_one_sender_arrive_in_order_across_public_and_private() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    for i in 0..50 {
+        if i % 3 == 0 {
+            alice.client.private("bob", &format!("m{i}")).await.unwrap();
+        } else {
+            alice.client.public(&format!("m{i}")).await.unwrap();
+        }
+    }
+    for i in 0..50 {
+        let (Event::Public { text, .. } | Event::Private { text, .. }) = bob.next_line().await
+        else {
+            unreachable!()
+        };
+        assert_eq!(text, format!("m{i}"));
+    }
+}
+
+#[tokio::test]
+async fn private_line_reaches_only_its_recipient() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    let mut carol = server.client("carol").await;
+
+    alice.client.private("BOB", "for bob only").await.unwrap();
+    assert!(matches!(alice.next_answer().await, Event::Sent { .. }));
+    assert!(
+        matches!(bob.next_line().await, Event::Private { from, text, .. } if from == "alice" && text == "for bob only")
+    );
+    // carol's next line is the marker sent afterwards, so she never saw the private one.
+    alice.client.public("marker").await.unwrap();
+    assert!(matches!(carol.next_line().await, Event::Public { text, .. } if text == "marker"));
+    assert!(matches!(bob.next_line().await, Event::Public { text, .. } if text == "marker"));
+}
+
+#[tokio::test]
+async fn unknown_recipient_is_a_clear_error_and_the_connection_stays_usable() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.client.private("dave", "anyone?").await.unwrap();
+    match alice.next_answer().await {
+        Event::Error {
+            code,
+            fatal,
+            detail,
+        } => {
+            assert_eq!(code, ErrorCode::NO_SUCH_NICK);
+            assert!(!fatal);
+            assert!(detail.contains("dave"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    alice.client.private("bad nick!", "x").await.unwrap();
+    assert!(matches!(
+        alice.next_answer().await,
+        Event::Error {
+            code: ErrorCode::NO_SUCH_NICK,
+            ..
+        }
+    ));
+    alice.client.public("still here").await.unwrap();
+    assert!(matches!(alice.next_answer().await, Event::Sent { .. }));
+    assert!(matches!(bob.next_line().await, Event::Public { text, .. } if text == "still here"));
+}
+
+#[tokio::test]
+async fn taken_nicks_are_refused_case_insensitively_and_free_after_leaving() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    for nick in ["alice", "ALICE", "Alice"] {
+        match server.try_client(nick).await {
+            Err(ConnectError::Refused { code, detail }) => {
+                assert_eq!(code, ErrorCode::NICK_IN_USE);
+                assert!(detail.contains("alice"), "{detail}");
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("{nick} was accepted while alice is online"),
+        }
+    }
+    alice.client.quit().await;
+    let mut alice = alice;
+    alice
+        .wait_for("close", |e| matches!(e, Event::Closed { .. }))
+        .await;
+    let again = server.client("Alice").await;
+    assert_eq!(again.welcome.nick, "Alice");
+}
+
+#[tokio::test]
+async fn invalid_nicks_are_refused_with_the_rule() {
+    let server = TestServer::start().await;
+    for nick in ["", "1abc", "has space", "x\u{1b}[31m", "é", &"a".repeat(33)] {
+        match server.try_client(nick).await {
+            Err(ConnectError::Refused { code, .. }) => {
+                assert_eq!(code, ErrorCode::INVALID_NICK, "{nick:?}")
+            }
+            Err(e) => panic!("{nick:?}: {e}"),
+            Ok(_) => panic!("{nick:?} was accepted"),
+        }
+    }
+    let max = "a".repeat(32);
+    assert_eq!(server.client(&max).await.welcome.nick, max);
+}
+
+#[tokio::test]
+async fn joins_leaves_and_who() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    assert_eq!(alice.welcome.online, vec!["alice".to_string()]);
+    let bob = server.client("bob").await;
+    assert_eq!(
+        bob.welcome.online,
+        vec!["alice".to_string(), "bob".to_string()]
+    );
+    assert_eq!(alice.next().await, Event::Joined { nick: "bob".into() });
+
+    alice.client.who().await.unwrap();
+    assert_eq!(
+        alice.next().await,
+        Event::Users(vec!["alice".into(), "bob".into()])
+    );
+
+    bob.client.quit().await;
+    assert_eq!(
+        alice.next().await,
+        Event::Left {
+            nick: "bob".into(),
+            reason: LeaveReason::Quit
+        }
+    );
+    let carol = server.client("carol").await;
+    drop(carol); // connection dropped without Quit
+    assert_eq!(
+        alice.next().await,
+        Event::Joined {
+            nick: "carol".into()
+        }
+    );
+    assert_eq!(
+        alice.next().await,
+        Event::Left {
+            nick: "carol".into(),
+            reason: LeaveReason::Disconnected
+        }
+    );
+    alice.client.who().await.unwrap();
+    assert_eq!(alice.next().await, Event::Users(vec!["alice".into()]));
+}
+
+#[tokio::test]
+async fn too_long_and_control_character_texts_are_refused_not_truncated() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    assert_eq!(alice.welcome.max_text_len as usize, MAX_TEXT_LEN);
+
+    alice
+        .client
+        .public(&"x".repeat(MAX_TEXT_LEN + 1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        alice.next_answer().await,
+        Event::Error {
+            code: ErrorCode::TEXT_TOO_LONG,
+            fatal: false,
+            ..
+        }
+    ));
+    alice.client.public("two\nlines").await.unwrap();
+    assert!(matches!(
+        alice.next_answer().await,
+        Event::Error {
+            code: ErrorCode::INVALID_TEXT,
+            fatal: false,
+            ..
+        }
+    ));
+    alice
+        .client
+        .private("bob", "\u{1b}[2Jgotcha")
+        .await
+        .unwrap();
+    assert!(matches!(
+        alice.next_answer().await,
+        Event::Error {
+            code: ErrorCode::INVALID_TEXT,
+            ..
+        }
+    ));
+
+    let longest = "é".repeat(MAX_TEXT_LEN / 2);
+    alice.client.public(&longest).await.unwrap();
+    assert!(matches!(alice.next_answer().await, Event::Sent { .. }));
+    // bob's first line is the longest one: nothing refused leaked through.
+    assert!(matches!(bob.next_line().await, Event::Public { text, .. } if text == longest));
+}

@@ -1,0 +1,373 @@
+//! The shipped programs, run as subprocesses: `mm` in line mode, `mm-certs`, `mm-server`.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use mm_client::Event;
+use mm_common::protocol::LeaveReason;
+use mm_server::Limits;
+use mm_tests::{TestServer, WAIT};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const MM: &str = env!("CARGO_BIN_EXE_e2e-mm");
+const MM_CERTS: &str = env!("CARGO_BIN_EXE_e2e-mm-certs");
+const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
+
+/// Starts `mm` in line mode with piped stdin/stdout/stderr and an empty home.
+fn spawn_mm(server: &str, ca: Option<&Path>, nick: &str, home: &Path) -> Child {
+    let mut cmd = Command::new(MM);
+    cmd.args(["--server", server, "--nick", nick])
+        .arg("--home")
+        .arg(home);
+    if let Some(ca) = ca {
+        cmd.arg("--ca").arg(ca);
+    }
+    cmd.env_remove("MM_SERVER")
+        .env_remove("MM_NICK")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn().unwrap()
+}
+
+async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
+    tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("no output in time")
+        .unwrap()
+        .expect("stdout closed")
+}
+
+#[tokio::test]
+async fn line_mode_client_end_to_end() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut alice = server.client("alice").await;
+    let mut bob = spawn_mm(
+        &server.server(),
+        Some(&server.ca_path()),
+        "bob",
+        home.path(),
+    );
+    let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
+    let mut stdin = bob.stdin.take().unwrap();
+
+    assert_eq!(
+        next_line(&mut out).await,
+        format!(
+            "* connected to {} as bob; 2 online: alice, bob",
+            server.server()
+        )
+    );
+    assert_eq!(alice.next().await, Event::Joined { nick: "bob".into() });
+
+    alice
+        .client
+        .public("hello bob, *with* <symbols> & ünïcode")
+        .await
+        .unwrap();
+    assert_eq!(
+        next_line(&mut out).await,
+        "<alice> hello bob, *with* <symbols> & ünïcode"
+    );
+    alice.client.private("bob", "psst").await.unwrap();
+    assert_eq!(next_line(&mut out).await, "[private] <alice> psst");
+
+    stdin
+        .write_all(b"hi alice\n/msg alice back at you\n//slash\n")
+        .await
+        .unwrap();
+    let hi = alice.next_line().await;
+    assert!(
+        matches!(&hi, Event::Public { from, text, .. } if from == "bob" && text == "hi alice"),
+        "{hi:?}"
+    );
+    let back = alice.next_line().await;
+    assert!(
+        matches!(&back, Event::Private { from, text, .. } if from == "bob" && text == "back at you"),
+        "{back:?}"
+    );
+    let slash = alice.next_line().await;
+    assert!(
+        matches!(&slash, Event::Public { text, .. } if text == "/slash"),
+        "{slash:?}"
+    );
+    // One command at a time: local errors print at once, server answers a round trip later.
+    for (input, output) in [
+        (
+            "/msg nobody x\n",
+            "! error (no-such-nick): nobody is not online",
+        ),
+        ("/who\n", "* online (2): alice, bob"),
+        ("/frob\n", "! unknown command /frob (try /help)"),
+        ("/msg alice\n", "! usage: /msg NICK TEXT"),
+    ] {
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        assert_eq!(next_line(&mut out).await, output);
+    }
+
+    drop(stdin); // EOF: quit cleanly
+    let status = tokio::time::timeout(WAIT, bob.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        alice.next().await,
+        Event::Left {
+            nick: "bob".into(),
+            reason: LeaveReason::Quit
+        }
+    );
+}
+
+#[tokio::test]
+async fn line_mode_sends_everything_before_eof_then_exits_zero() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut alice = server.client("alice").await;
+    let mut bob = spawn_mm(
+        &server.server(),
+        Some(&server.ca_path()),
+        "bob",
+        home.path(),
+    );
+    let mut stdin = bob.stdin.take().unwrap();
+    let input: String = (0..300).map(|i| format!("line {i}\n")).collect();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(WAIT, bob.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for i in 0..300 {
+        assert!(
+            matches!(alice.next_line().await, Event::Public { text, .. } if text == format!("line {i}"))
+        );
+    }
+    alice
+        .wait_for("bob's quit", |e| {
+            matches!(
+                e,
+                Event::Left {
+                    reason: LeaveReason::Quit,
+                    ..
+                }
+            )
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn line_mode_refuses_an_unknown_server_without_a_trust_anchor() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut mm = spawn_mm(&server.server(), None, "bob", home.path());
+    drop(mm.stdin.take());
+    let output = tokio::time::timeout(WAIT, mm.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a known server"), "{stderr}");
+    assert!(
+        stderr.contains(&mm_certs::fingerprint(&server.ca[0])),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--ca"), "{stderr}");
+    assert!(output.stdout.is_empty());
+
+    // Once the fingerprint is in known_servers, the same command connects.
+    mm_client::trust::KnownServers::in_home(home.path())
+        .add(&server.server(), &mm_certs::fingerprint(&server.ca[0]))
+        .unwrap();
+    let mut mm = spawn_mm(&server.server(), None, "bob", home.path());
+    drop(mm.stdin.take());
+    let output = tokio::time::timeout(WAIT, mm.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("* connected to"));
+}
+
+#[tokio::test]
+async fn mm_certs_output_works_with_server_and_client_and_keys_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let output = Command::new(MM_CERTS)
+        .arg("--out")
+        .arg(&tls)
+        .args(["--ip", "192.0.2.10", "--name", "chat.example.test"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let ca = mm_certs::load_certs(&tls.join("ca.pem")).unwrap();
+    assert!(stdout.contains(&mm_certs::fingerprint(&ca[0])), "{stdout}");
+    assert!(
+        stdout.contains("192.0.2.10") && stdout.contains("chat.example.test"),
+        "{stdout}"
+    );
+    #[cfg(unix)]
+    {
+        assert_eq!(mm_tests::mode(&tls.join("ca.key")), 0o600);
+        assert_eq!(mm_tests::mode(&tls.join("server.key")), 0o600);
+    }
+    // Refuses to overwrite without --force.
+    let again = Command::new(MM_CERTS)
+        .arg("--out")
+        .arg(&tls)
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(
+        mm_certs::load_certs(&tls.join("ca.pem")).unwrap(),
+        ca,
+        "nothing was replaced"
+    );
+
+    // The files serve a real server and a real client.
+    let moved = tempfile::tempdir().unwrap();
+    for f in ["ca.pem", "ca.key", "server.pem", "server.key"] {
+        std::fs::copy(tls.join(f), moved.path().join(f)).unwrap();
+    }
+    let server = TestServer::start_in(moved, Limits::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut mm = spawn_mm(
+        &format!("localhost:{}", server.addr.port()),
+        Some(&tls.join("ca.pem")),
+        "carol",
+        home.path(),
+    );
+    mm.stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello from carol\n")
+        .await
+        .unwrap();
+    let output = tokio::time::timeout(WAIT, mm.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn mm_server_starts_with_embedded_defaults_and_stops_gracefully_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Command::new(MM_SERVER)
+        .args(["--bind", "127.0.0.1:0"])
+        .env("MM_SERVER_DATA", data.path())
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(server.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = tokio::time::timeout(WAIT, log.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("server exited");
+        seen.push(line.clone());
+        if let Some(rest) = line.split("listening local=").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    let log_so_far = seen.join("\n");
+    assert!(log_so_far.contains("generated a CA"), "{log_so_far}");
+    let ca_path = data.path().join("tls").join("ca.pem");
+    let ca = mm_certs::load_certs(&ca_path).unwrap();
+    assert!(
+        log_so_far.contains(&mm_certs::fingerprint(&ca[0])),
+        "the log shows the CA fingerprint"
+    );
+    #[cfg(unix)]
+    assert_eq!(
+        mm_tests::mode(&data.path().join("tls").join("server.key")),
+        0o600
+    );
+
+    let opts =
+        mm_client::ConnectOptions::new(addr.clone(), "alice", mm_client::Trust::Roots(ca.clone()));
+    let (alice, mut alice_events, _) = mm_client::connect(&opts).await.unwrap();
+    let opts = mm_client::ConnectOptions::new(addr, "bob", mm_client::Trust::Roots(ca));
+    let (_bob, mut bob_events, _) = mm_client::connect(&opts).await.unwrap();
+    let secret = "a distinctive line the log must never contain";
+    alice.public(secret).await.unwrap();
+    alice.private("bob", secret).await.unwrap();
+    let mut lines = 0;
+    while lines < 2 {
+        match tokio::time::timeout(WAIT, bob_events.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Event::Public { .. } | Event::Private { .. } => lines += 1,
+            _ => {}
+        }
+    }
+
+    let pid = server.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let shutdown = tokio::time::timeout(WAIT, async {
+        loop {
+            match alice_events.next().await {
+                Some(Event::Shutdown { .. }) => return true,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+    });
+    assert!(
+        shutdown.await.unwrap(),
+        "client was told about the shutdown"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = log.next_line().await {
+        rest.push(line);
+    }
+    let whole_log = format!("{log_so_far}\n{}", rest.join("\n"));
+    assert!(whole_log.contains("logged in"), "{whole_log}");
+    assert!(
+        !whole_log.contains("distinctive"),
+        "message text leaked into the log:\n{whole_log}"
+    );
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: every test starts a real server on 127.0.0.1:0 with certificates generated
+//! at test time and talks to it over real TLS, with the real client library or binaries.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod chat;
+mod cli;
+mod hostile;
+mod shutdown;
+mod trust;

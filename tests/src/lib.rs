@@ -1,0 +1,287 @@
+//! Helpers for the end-to-end tests: a real server on `127.0.0.1:0` with certificates made at
+//! test time, real clients, and a raw TLS peer for misbehaving on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mm_client::{connect, Client, ConnectError, ConnectOptions, Event, Events, Trust, Welcome};
+use mm_common::frame;
+use mm_common::protocol::{ClientMsg, ServerMsg, PROTOCOL_VERSION};
+use mm_server::Limits;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a test waits for something that should happen promptly. Generous: this is a
+/// deadline against hangs, not a speed assertion.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A server running in this process.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its TLS directory (ca.pem, server.pem, keys), deleted at drop.
+    pub tls: tempfile::TempDir,
+    /// The CA that signed its certificate.
+    pub ca: Vec<CertificateDer<'static>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// A server with default limits.
+    pub async fn start() -> TestServer {
+        Self::start_with(Limits::default()).await
+    }
+
+    /// A server with the given limits and freshly generated certificates.
+    pub async fn start_with(limits: Limits) -> TestServer {
+        let tls = tempfile::tempdir().unwrap();
+        mm_certs::generate(tls.path(), &mm_certs::Names::default(), false).unwrap();
+        Self::start_in(tls, limits).await
+    }
+
+    /// A server on 127.0.0.1 using the certificates already in `tls`.
+    pub async fn start_in(tls: tempfile::TempDir, limits: Limits) -> TestServer {
+        Self::start_on("127.0.0.1:0", tls, limits).await
+    }
+
+    /// A server on `bind` using the certificates already in `tls`.
+    pub async fn start_on(bind: &str, tls: tempfile::TempDir, limits: Limits) -> TestServer {
+        let ca = mm_certs::load_certs(&tls.path().join(mm_certs::CA_CERT)).unwrap();
+        let config = mm_server::tls::server_config_from_dir(tls.path()).unwrap();
+        let listener = TcpListener::bind(bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(mm_server::run(listener, config, limits, async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            tls,
+            ca,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Path of the CA certificate.
+    pub fn ca_path(&self) -> PathBuf {
+        self.tls.path().join(mm_certs::CA_CERT)
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn server(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Connection options for `nick`, trusting this server's CA.
+    pub fn options(&self, nick: &str) -> ConnectOptions {
+        ConnectOptions::new(self.server(), nick, Trust::Roots(self.ca.clone()))
+    }
+
+    /// Connects and logs in as `nick`.
+    pub async fn try_client(&self, nick: &str) -> Result<(Client, Events, Welcome), ConnectError> {
+        connect(&self.options(nick)).await
+    }
+
+    /// Connects and logs in as `nick`; panics on failure.
+    pub async fn client(&self, nick: &str) -> TestClient {
+        let (client, events, welcome) = self
+            .try_client(nick)
+            .await
+            .unwrap_or_else(|e| panic!("{nick}: {e}"));
+        TestClient {
+            client,
+            events,
+            welcome,
+        }
+    }
+
+    /// Asks the server to shut down gracefully and waits until `run` returns.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("server did not stop")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+/// A logged-in client and its event stream.
+pub struct TestClient {
+    /// Sending handle.
+    pub client: Client,
+    /// Incoming events.
+    pub events: Events,
+    /// What the server said at login.
+    pub welcome: Welcome,
+}
+
+impl TestClient {
+    /// The next event, whatever it is (fails the test after [`WAIT`]).
+    pub async fn next(&mut self) -> Event {
+        tokio::time::timeout(WAIT, self.events.next())
+            .await
+            .expect("no event in time")
+            .expect("event stream ended")
+    }
+
+    /// Skips events until one matches; returns it. `Closed` ends the wait with a failure unless
+    /// it is what is being waited for.
+    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.next())
+                .await
+                .unwrap_or_else(|_| panic!("waited in vain for {what}"))
+                .unwrap_or_else(|| panic!("event stream ended while waiting for {what}"));
+            if pred(&event) {
+                return event;
+            }
+            if matches!(event, Event::Closed { .. }) {
+                panic!("connection closed while waiting for {what}: {event:?}");
+            }
+        }
+    }
+
+    /// Waits for the next public or private line, skipping notices and acknowledgements.
+    pub async fn next_line(&mut self) -> Event {
+        self.wait_for("a chat line", |e| {
+            matches!(e, Event::Public { .. } | Event::Private { .. })
+        })
+        .await
+    }
+
+    /// Waits for the acknowledgement or error that answers a message we sent.
+    pub async fn next_answer(&mut self) -> Event {
+        self.wait_for("Sent or Error", |e| {
+            matches!(e, Event::Sent { .. } | Event::Error { .. })
+        })
+        .await
+    }
+}
+
+/// A raw TLS connection for sending exactly the bytes a test wants.
+pub struct RawTls {
+    /// The stream.
+    pub stream: tokio_rustls::client::TlsStream<TcpStream>,
+    buf: BytesMut,
+}
+
+impl RawTls {
+    /// Connects with TLS (verified against `server`'s CA) and sends nothing.
+    pub async fn connect(server: &TestServer) -> RawTls {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in &server.ca {
+            roots.add(cert.clone()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let stream = connector.connect(name, tcp).await.unwrap();
+        RawTls {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Connects and logs in as `nick`, reading the welcome and user list.
+    pub async fn login(server: &TestServer, nick: &str) -> RawTls {
+        let mut raw = Self::connect(server).await;
+        raw.send(&ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            nick: nick.into(),
+        })
+        .await;
+        assert!(matches!(raw.read().await, Some(ServerMsg::Welcome { .. })));
+        while let Some(msg) = raw.read().await {
+            if let ServerMsg::Users { last: true, .. } = msg {
+                break;
+            }
+        }
+        raw
+    }
+
+    /// Sends one message as a frame.
+    pub async fn send(&mut self, msg: &ClientMsg) {
+        let bytes = frame::encode(msg).unwrap();
+        self.send_bytes(&bytes).await;
+    }
+
+    /// Sends raw bytes; errors are ignored (the server may have closed already).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+        let _ = self.stream.flush().await;
+    }
+
+    /// Reads the next message; `None` when the server closed the connection.
+    pub async fn read(&mut self) -> Option<ServerMsg> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match frame::split_frame(&mut self.buf) {
+                    Ok(payload) => {
+                        return Some(ServerMsg::decode(&payload).expect("server sent garbage"))
+                    }
+                    Err(frame::FrameError::Incomplete { .. }) => {}
+                    Err(e) => panic!("server sent a bad frame: {e}"),
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("server neither answered nor closed")
+    }
+
+    /// Reads until the server closes; returns every message seen.
+    pub async fn read_to_close(&mut self) -> Vec<ServerMsg> {
+        let mut seen = Vec::new();
+        while let Some(msg) = self.read().await {
+            seen.push(msg);
+        }
+        seen
+    }
+}
+
+/// Reads a TCP stream until the peer closes it; true if it closed within [`WAIT`].
+pub async fn closes(stream: &mut TcpStream) -> bool {
+    let mut sink = [0u8; 4096];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// The mode bits of a file.
+#[cfg(unix)]
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
