@@ -246,8 +246,10 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
                 }
             }
         }
-        input_client.quit().await;
+        // Say we are quitting before sending Quit, so that the server's close can never be
+        // mistaken for a lost connection.
         let _ = quit_tx.send(());
+        input_client.quit().await;
     });
     drop(client);
 
@@ -256,6 +258,11 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
     tokio::pin!(deadline);
     loop {
         tokio::select! {
+            biased; // see the quit signal before the close it causes
+            _ = &mut quit_rx, if !quitting => {
+                quitting = true;
+                deadline.as_mut().reset(tokio::time::Instant::now() + QUIT_TIMEOUT);
+            }
             event = events.next() => {
                 let Some(event) = event else { break };
                 if let Some(line) = display::event_line(&event, Style::PLAIN) {
@@ -264,10 +271,6 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
                 if matches!(event, Event::Closed { .. }) {
                     break;
                 }
-            }
-            _ = &mut quit_rx, if !quitting => {
-                quitting = true;
-                deadline.as_mut().reset(tokio::time::Instant::now() + QUIT_TIMEOUT);
             }
             () = &mut deadline => break,
         }

@@ -146,7 +146,8 @@ async fn line_mode_sends_everything_before_eof_then_exits_zero() {
         .unwrap();
     assert!(
         output.status.success(),
-        "{}",
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     for i in 0..300 {
