@@ -34,6 +34,11 @@ fn spawn_mm(server: &str, ca: Option<&Path>, nick: &str, home: &Path) -> Child {
     cmd.spawn().unwrap()
 }
 
+/// `mm` for `nick` against an in-process server, trusting its CA.
+fn spawn_trusting(server: &TestServer, nick: &str, home: &Path) -> Child {
+    spawn_mm(&server.server(), Some(&server.ca_path()), nick, home)
+}
+
 async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
     tokio::time::timeout(WAIT, lines.next_line())
         .await
@@ -47,12 +52,7 @@ async fn line_mode_client_end_to_end() {
     let server = TestServer::start().await;
     let home = tempfile::tempdir().unwrap();
     let mut alice = server.client("alice").await;
-    let mut bob = spawn_mm(
-        &server.server(),
-        Some(&server.ca_path()),
-        "bob",
-        home.path(),
-    );
+    let mut bob = spawn_trusting(&server, "bob", home.path());
     let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
     let mut stdin = bob.stdin.take().unwrap();
 
@@ -130,12 +130,7 @@ async fn line_mode_sends_everything_before_eof_then_exits_zero() {
     let server = TestServer::start().await;
     let home = tempfile::tempdir().unwrap();
     let mut alice = server.client("alice").await;
-    let mut bob = spawn_mm(
-        &server.server(),
-        Some(&server.ca_path()),
-        "bob",
-        home.path(),
-    );
+    let mut bob = spawn_trusting(&server, "bob", home.path());
     let mut stdin = bob.stdin.take().unwrap();
     let input: String = (0..300).map(|i| format!("line {i}\n")).collect();
     stdin.write_all(input.as_bytes()).await.unwrap();
