@@ -7,5 +7,9 @@
 //! The data path on the wire is: bytes → [`frame`] (length prefix, size limit) →
 //! [`protocol`] (postcard-encoded [`protocol::ClientMsg`] / [`protocol::ServerMsg`]).
 
+pub mod e2e;
 pub mod frame;
+pub mod identity;
+pub mod pins;
 pub mod protocol;
+pub mod safety;

@@ -1,0 +1,1295 @@
+//! End-to-end encrypted private sessions (`/secure`), as a state machine with no I/O and no
+//! clock: callers pass in what arrived and the current time, and get back [`Action`]s (payloads
+//! to relay, events to show, pins to save). That keeps every rule testable in memory.
+//!
+//! # Design
+//!
+//! * **Handshake**: `Noise_XX_25519_ChaChaPoly_BLAKE2s` (via `snow`) between the two clients'
+//!   long-term X25519 identity keys, relayed by the server as opaque bytes. The prologue binds
+//!   the E2E version, both nicks (case-folded, sorted) and a fresh random session id, so a
+//!   handshake cannot be spliced into another session or between other users. Handshake
+//!   payloads are always empty: no chat content before both sides are authenticated.
+//! * **Trust**: the peer's static key is checked against its pin (trust on first use) before we
+//!   send anything that depends on it: the initiator after message 2, before message 3; the
+//!   responder after message 3. A changed key fails the session loudly and blocks the peer until
+//!   the user explicitly accepts the new key. Small-order keys (ephemeral or static) are refused.
+//! * **Transport**: snow's in-order `TransportState`, whose implicit counter nonces make any
+//!   dropped, replayed, reordered or altered message fail to decrypt. Any failure ends the
+//!   session; only text that came out of a successful decryption is ever reported as a secure
+//!   message. Plaintexts are padded to fixed buckets so lengths leak only coarsely.
+//! * **Key updates**: after every `rekey_every` messages a sender announces and applies a Noise
+//!   rekey (forward secrecy within a session). After `rehandshake_messages` messages or
+//!   `rehandshake_after`, the session's initiator runs a fresh handshake (new ephemeral keys),
+//!   so a stolen session key stops working: post-compromise recovery. Messages keep flowing on
+//!   the old session until the new one is ready.
+//! * **Never a silent downgrade**: while a session is being set up, texts wait for it; once a
+//!   session failed, sending to that peer is refused until the user starts a new session or
+//!   explicitly ends it.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{is_contributory, key_fingerprint, Identity, KEY_LEN};
+use crate::pins::{PinCheck, Pins};
+use crate::protocol::{nick_key, validate_nick};
+
+/// The Noise protocol used for every session.
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+
+/// Version of the end-to-end layer, bound into every handshake's prologue.
+pub const E2E_VERSION: u8 = 1;
+
+/// Length of a session id.
+pub const SESSION_ID_LEN: usize = 16;
+
+/// A session id: random, chosen by the initiator.
+pub type SessionId = [u8; SESSION_ID_LEN];
+
+/// Plaintext sizes that messages are padded up to.
+pub const PAD_BUCKETS: [usize; 4] = [128, 512, 2048, 8192];
+
+/// Authentication tag added by ChaCha20-Poly1305.
+const TAG_LEN: usize = 16;
+
+/// Largest ciphertext accepted; anything longer is refused before decryption.
+pub const MAX_CIPHERTEXT: usize = PAD_BUCKETS[PAD_BUCKETS.len() - 1] + TAG_LEN;
+
+/// Largest handshake message accepted (XX messages are at most 96 bytes with empty payloads).
+const MAX_HANDSHAKE_MSG: usize = 1024;
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct E2eConfig {
+    /// A sender rekeys its direction after this many messages.
+    pub rekey_every: u64,
+    /// The initiator runs a new handshake after this many messages (both directions).
+    pub rehandshake_messages: u64,
+    /// ... or after the session is this old.
+    pub rehandshake_after: Duration,
+    /// A handshake not finished within this fails.
+    pub handshake_timeout: Duration,
+    /// Texts that may wait for a handshake to finish.
+    pub max_queued: usize,
+}
+
+impl Default for E2eConfig {
+    fn default() -> Self {
+        E2eConfig {
+            rekey_every: 100,
+            rehandshake_messages: 1000,
+            rehandshake_after: Duration::from_secs(60 * 60),
+            handshake_timeout: Duration::from_secs(30),
+            max_queued: 64,
+        }
+    }
+}
+
+/// What travels inside a relay payload between two clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Envelope {
+    /// Handshake message 1, initiator → responder.
+    Hello {
+        /// The new session.
+        session: SessionId,
+        /// Noise message.
+        noise: Vec<u8>,
+    },
+    /// Handshake message 2, responder → initiator.
+    Reply {
+        /// The session.
+        session: SessionId,
+        /// Noise message.
+        noise: Vec<u8>,
+    },
+    /// Handshake message 3, initiator → responder.
+    Finish {
+        /// The session.
+        session: SessionId,
+        /// Noise message.
+        noise: Vec<u8>,
+    },
+    /// An encrypted, padded [`Inner`] message.
+    Data {
+        /// The session it is encrypted in.
+        session: SessionId,
+        /// Noise transport message.
+        ciphertext: Vec<u8>,
+    },
+    /// "I dropped this session." Unauthenticated, so it can only end a session, never start
+    /// or alter one (the relay can always drop messages anyway).
+    Abort {
+        /// The session.
+        session: SessionId,
+        /// Why.
+        reason: AbortReason,
+    },
+}
+
+/// Why a peer dropped a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AbortReason {
+    /// The handshake failed.
+    HandshakeFailed,
+    /// Our pin for the sender's key does not match; we did not accept the session.
+    KeyNotAccepted,
+    /// A message did not decrypt.
+    DecryptFailed,
+    /// We have no session with that id (e.g. we restarted).
+    UnknownSession,
+    /// The user ended the session.
+    Ended,
+}
+
+impl fmt::Display for AbortReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AbortReason::HandshakeFailed => "their handshake failed",
+            AbortReason::KeyNotAccepted => "they do not accept your key (their pin differs)",
+            AbortReason::DecryptFailed => "a message did not decrypt on their side",
+            AbortReason::UnknownSession => "they do not have this session (restarted?)",
+            AbortReason::Ended => "they ended it",
+        })
+    }
+}
+
+/// The plaintext inside [`Envelope::Data`], before padding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum Inner {
+    /// A chat line.
+    Text(String),
+    /// The sender rekeys its direction after this message.
+    Rekey,
+    /// The sender ended the session.
+    Close,
+}
+
+/// How far a peer's key is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// First contact: pinned just now.
+    New,
+    /// Matches the pin; not verified by the user.
+    Pinned,
+    /// Matches the pin, which the user verified.
+    Verified,
+}
+
+impl fmt::Display for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Trust::New => "new key, now pinned; not verified",
+            Trust::Pinned => "pinned key; not verified",
+            Trust::Verified => "verified",
+        })
+    }
+}
+
+/// Why a session failed. Until the user acts, sending to the peer is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The peer presented a key other than the pinned one.
+    KeyChanged {
+        /// The pinned key.
+        pinned: [u8; KEY_LEN],
+        /// The key presented now.
+        presented: [u8; KEY_LEN],
+    },
+    /// A message did not decrypt (tampered, replayed, reordered, dropped or truncated).
+    Decrypt,
+    /// The handshake failed.
+    Handshake,
+    /// The peer presented a small-order (unusable) key.
+    BadKey,
+    /// The peer went offline.
+    PeerLeft,
+    /// The peer dropped the session.
+    PeerAborted(AbortReason),
+    /// The handshake did not finish in time.
+    Timeout,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::KeyChanged { pinned, presented } => write!(
+                f,
+                "the peer's key CHANGED (pinned {}, presented {})",
+                key_fingerprint(pinned),
+                key_fingerprint(presented)
+            ),
+            Failure::Decrypt => {
+                f.write_str("a message failed to decrypt (tampered, replayed, reordered or lost)")
+            }
+            Failure::Handshake => f.write_str("the handshake failed"),
+            Failure::BadKey => f.write_str("the peer sent an invalid key"),
+            Failure::PeerLeft => f.write_str("the peer went offline"),
+            Failure::PeerAborted(reason) => write!(f, "the peer dropped the session: {reason}"),
+            Failure::Timeout => f.write_str("the handshake timed out"),
+        }
+    }
+}
+
+/// Something to show the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum E2eEvent {
+    /// A handshake started (by us, or by the peer).
+    Starting {
+        /// The peer.
+        peer: String,
+        /// Whether the peer started it.
+        by_peer: bool,
+    },
+    /// The session is ready (or was renewed by a re-handshake).
+    Ready {
+        /// The peer.
+        peer: String,
+        /// Its identity key.
+        key: [u8; KEY_LEN],
+        /// How far it is trusted.
+        trust: Trust,
+        /// A re-handshake replaced an existing session.
+        renewed: bool,
+    },
+    /// A message that decrypted and authenticated.
+    Message {
+        /// The peer.
+        peer: String,
+        /// The text.
+        text: String,
+    },
+    /// The session ended normally.
+    Ended {
+        /// The peer.
+        peer: String,
+        /// Whether the peer ended it.
+        by_peer: bool,
+    },
+    /// The session failed; sending to the peer is refused until `/secure` or `/insecure`.
+    Failed {
+        /// The peer.
+        peer: String,
+        /// Why.
+        failure: Failure,
+        /// Texts that were waiting for the session and are now dropped, not sent.
+        unsent: usize,
+    },
+}
+
+/// What the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Relay `payload` to `to`.
+    Send {
+        /// The peer.
+        to: String,
+        /// The encoded [`Envelope`].
+        payload: Vec<u8>,
+    },
+    /// Show this.
+    Event(E2eEvent),
+    /// The pins changed; save them.
+    PinsChanged,
+}
+
+/// What to do with a text for a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// No secure session: send it as a plain private message.
+    Plain,
+    /// Encrypted: carry out these actions.
+    Secure(Vec<Action>),
+    /// A handshake is running: the text waits and goes encrypted when it is ready.
+    Queued,
+}
+
+/// Why a text or command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refused {
+    /// The session failed; the user must `/secure` again or `/insecure`.
+    #[error("the secure session with {peer} failed ({failure}); nothing was sent. Use /secure {peer} to try again or /insecure {peer} to send unencrypted")]
+    Blocked {
+        /// The peer.
+        peer: String,
+        /// Why.
+        failure: Failure,
+    },
+    /// Too many texts wait for the handshake.
+    #[error("too many messages waiting for the secure session with {0}")]
+    QueueFull(String),
+    /// `/secure` to oneself.
+    #[error("you cannot start a secure session with yourself")]
+    Yourself,
+    /// Not a valid nick.
+    #[error("{0:?} is not a valid nick")]
+    InvalidNick(String),
+    /// There is one already.
+    #[error("a secure session with {0} is already up")]
+    AlreadySecure(String),
+    /// One is being set up.
+    #[error("a secure session with {0} is already being set up")]
+    AlreadyStarting(String),
+    /// The peer's key changed and the user has not accepted the new key.
+    #[error(
+        "{0}'s key changed; compare safety numbers, then /accept-key {0} before a new session"
+    )]
+    KeyNotAccepted(String),
+    /// `/accept-key` with no changed key to accept.
+    #[error("{0}'s key has not changed; nothing to accept")]
+    NothingToAccept(String),
+    /// `/insecure` with no session.
+    #[error("there is no secure session with {0}")]
+    NoSession(String),
+    /// No key known for the peer.
+    #[error("no key known for {0} yet; run /secure {0} first")]
+    NoKey(String),
+    /// The crypto library failed (not expected with valid state).
+    #[error("encryption failed")]
+    Crypto,
+}
+
+/// Where a conversation stands, for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// No secure session: private messages go in plain text (over TLS).
+    Plain,
+    /// Being set up.
+    Starting,
+    /// Up.
+    Secure {
+        /// The peer's key.
+        key: [u8; KEY_LEN],
+        /// Its trust.
+        trust: Trust,
+    },
+    /// Failed; sending is blocked.
+    Failed(Failure),
+}
+
+struct Handshake {
+    session: SessionId,
+    noise: Box<snow::HandshakeState>,
+    initiator: bool,
+    started: Instant,
+    /// During a re-handshake: the current session, still carrying messages.
+    previous: Option<Box<Established>>,
+}
+
+struct Established {
+    session: SessionId,
+    transport: Box<snow::TransportState>,
+    initiator: bool,
+    since: Instant,
+    messages: u64,
+    sent_since_rekey: u64,
+    peer_key: [u8; KEY_LEN],
+    trust: Trust,
+    /// After a re-handshake: the old session, kept only to decrypt what the peer sent on it
+    /// before it switched. Dropped at the peer's first message on the new session.
+    draining: Option<(SessionId, Box<snow::TransportState>)>,
+}
+
+enum State {
+    Idle,
+    Handshaking(Box<Handshake>),
+    Established(Box<Established>),
+    Failed(Failure),
+}
+
+struct Peer {
+    nick: String,
+    state: State,
+    queued: VecDeque<String>,
+}
+
+/// All of one user's end-to-end sessions.
+pub struct Sessions {
+    me: String,
+    identity: Identity,
+    pins: Pins,
+    config: E2eConfig,
+    peers: HashMap<String, Peer>,
+    /// Test instrumentation: every session's raw transport keys, as an attacker who stole them
+    /// would have them.
+    #[cfg(test)]
+    stolen: Vec<(SessionId, [u8; 32], [u8; 32])>,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the keys; only who we have sessions with.
+        f.debug_struct("Sessions")
+            .field("me", &self.me)
+            .field("peers", &self.peers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The prologue both sides feed to Noise: binds version, both nicks and the session.
+pub fn prologue(nick_a: &str, nick_b: &str, session: &SessionId) -> Vec<u8> {
+    let mut nicks = [nick_key(nick_a), nick_key(nick_b)];
+    nicks.sort();
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"multi-messenger e2e");
+    out.push(E2E_VERSION);
+    for nick in &nicks {
+        // Nicks are at most 32 bytes, so one length byte is unambiguous.
+        out.push(u8::try_from(nick.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(nick.as_bytes());
+    }
+    out.extend_from_slice(session);
+    out
+}
+
+/// A snow builder with our parameters, key and prologue. Shared by production code and the
+/// test-vector test so that the vectors exercise the configuration we ship.
+pub fn noise_builder<'a>(
+    local_private_key: &'a [u8],
+    prologue: &'a [u8],
+) -> Result<snow::Builder<'a>, snow::Error> {
+    let params: snow::params::NoiseParams = NOISE_PARAMS.parse()?;
+    snow::Builder::new(params)
+        .local_private_key(local_private_key)?
+        .prologue(prologue)
+}
+
+fn encode(envelope: &Envelope) -> Vec<u8> {
+    // Encoding a Vec-backed envelope of bounded size cannot fail.
+    postcard::to_allocvec(envelope).unwrap_or_default()
+}
+
+/// Pads an encoded [`Inner`] with zeros up to the next bucket.
+fn pad(inner: &Inner) -> Result<Vec<u8>, Refused> {
+    let mut plain = postcard::to_allocvec(inner).map_err(|_| Refused::Crypto)?;
+    let bucket = PAD_BUCKETS
+        .iter()
+        .copied()
+        .find(|b| *b >= plain.len())
+        .ok_or(Refused::Crypto)?;
+    plain.resize(bucket, 0);
+    Ok(plain)
+}
+
+/// The [`Inner`] in a padded plaintext; the padding must be all zeros.
+fn unpad(plain: &[u8]) -> Option<Inner> {
+    let (inner, rest) = postcard::take_from_bytes::<Inner>(plain).ok()?;
+    rest.iter().all(|b| *b == 0).then_some(inner)
+}
+
+fn random_session() -> SessionId {
+    let mut id = [0u8; SESSION_ID_LEN];
+    OsRng.fill_bytes(&mut id);
+    id
+}
+
+fn key_of(bytes: Option<&[u8]>) -> Option<[u8; KEY_LEN]> {
+    bytes.and_then(|b| <[u8; KEY_LEN]>::try_from(b).ok())
+}
+
+/// The ephemeral key at the start of handshake messages 1 and 2, for the small-order check.
+fn leading_key(noise: &[u8]) -> Option<[u8; KEY_LEN]> {
+    key_of(noise.get(..KEY_LEN))
+}
+
+impl Sessions {
+    /// Sessions for `me` with this identity and these pins.
+    pub fn new(me: &str, identity: Identity, pins: Pins, config: E2eConfig) -> Sessions {
+        Sessions {
+            me: me.to_owned(),
+            identity,
+            pins,
+            config,
+            peers: HashMap::new(),
+            #[cfg(test)]
+            stolen: Vec::new(),
+        }
+    }
+
+    /// Our identity's public key.
+    pub fn public_key(&self) -> &[u8; KEY_LEN] {
+        self.identity.public()
+    }
+
+    /// The pins, for saving.
+    pub fn pins(&self) -> &Pins {
+        &self.pins
+    }
+
+    fn peer(&mut self, nick: &str) -> &mut Peer {
+        self.peers.entry(nick_key(nick)).or_insert_with(|| Peer {
+            nick: nick.to_owned(),
+            state: State::Idle,
+            queued: VecDeque::new(),
+        })
+    }
+
+    /// Where the conversation with `peer` stands.
+    pub fn status(&self, peer: &str) -> Status {
+        match self.peers.get(&nick_key(peer)).map(|p| &p.state) {
+            None | Some(State::Idle) => Status::Plain,
+            Some(State::Handshaking(h)) => match &h.previous {
+                Some(e) => Status::Secure {
+                    key: e.peer_key,
+                    trust: e.trust,
+                },
+                None => Status::Starting,
+            },
+            Some(State::Established(e)) => Status::Secure {
+                key: e.peer_key,
+                trust: e.trust,
+            },
+            Some(State::Failed(f)) => Status::Failed(f.clone()),
+        }
+    }
+
+    /// `/secure peer`: starts a handshake.
+    ///
+    /// # Errors
+    /// [`Refused`] if there is a session already, the peer is us, or its key changed.
+    pub fn start(&mut self, peer: &str, now: Instant) -> Result<Vec<Action>, Refused> {
+        validate_nick(peer).map_err(|_| Refused::InvalidNick(peer.to_owned()))?;
+        if nick_key(peer) == nick_key(&self.me) {
+            return Err(Refused::Yourself);
+        }
+        let entry = self.peer(peer);
+        match &entry.state {
+            State::Established(_) => return Err(Refused::AlreadySecure(entry.nick.clone())),
+            State::Handshaking(_) => return Err(Refused::AlreadyStarting(entry.nick.clone())),
+            State::Failed(Failure::KeyChanged { .. }) => {
+                return Err(Refused::KeyNotAccepted(entry.nick.clone()))
+            }
+            State::Idle | State::Failed(_) => {}
+        }
+        let (handshake, hello) = self.initiate(peer, now, None).ok_or(Refused::Crypto)?;
+        let entry = self.peer(peer);
+        entry.state = State::Handshaking(Box::new(handshake));
+        let nick = entry.nick.clone();
+        Ok(vec![
+            Action::Send {
+                to: nick.clone(),
+                payload: hello,
+            },
+            Action::Event(E2eEvent::Starting {
+                peer: nick,
+                by_peer: false,
+            }),
+        ])
+    }
+
+    /// Builds an initiator handshake and its first message.
+    fn initiate(
+        &self,
+        peer: &str,
+        now: Instant,
+        previous: Option<Box<Established>>,
+    ) -> Option<(Handshake, Vec<u8>)> {
+        let session = random_session();
+        let prologue = prologue(&self.me, peer, &session);
+        let mut noise = noise_builder(self.identity.secret(), &prologue)
+            .ok()?
+            .build_initiator()
+            .ok()?;
+        let mut buf = [0u8; MAX_HANDSHAKE_MSG];
+        let n = noise.write_message(&[], &mut buf).ok()?;
+        let hello = encode(&Envelope::Hello {
+            session,
+            noise: buf.get(..n)?.to_vec(),
+        });
+        Some((
+            Handshake {
+                session,
+                noise: Box::new(noise),
+                initiator: true,
+                started: now,
+                previous,
+            },
+            hello,
+        ))
+    }
+
+    /// A text for `peer`: encrypted, queued, or to be sent plain when there is no session.
+    ///
+    /// # Errors
+    /// [`Refused`] when the session failed (never a silent fallback to plain text) or the
+    /// queue is full.
+    pub fn send_text(&mut self, peer: &str, text: &str, now: Instant) -> Result<Outgoing, Refused> {
+        let key = nick_key(peer);
+        if key == nick_key(&self.me) {
+            return Ok(Outgoing::Plain);
+        }
+        let max_queued = self.config.max_queued;
+        let Some(entry) = self.peers.get_mut(&key) else {
+            return Ok(Outgoing::Plain);
+        };
+        match &mut entry.state {
+            State::Idle => Ok(Outgoing::Plain),
+            State::Failed(failure) => Err(Refused::Blocked {
+                peer: entry.nick.clone(),
+                failure: failure.clone(),
+            }),
+            State::Handshaking(h) if h.previous.is_none() => {
+                if entry.queued.len() >= max_queued {
+                    return Err(Refused::QueueFull(entry.nick.clone()));
+                }
+                entry.queued.push_back(text.to_owned());
+                Ok(Outgoing::Queued)
+            }
+            State::Handshaking(_) | State::Established(_) => {
+                let actions = self.encrypt_text(&key, text, now)?;
+                Ok(Outgoing::Secure(actions))
+            }
+        }
+    }
+
+    /// Encrypts a text on the session that currently carries messages for `key`, then rekeys
+    /// or re-handshakes if due.
+    fn encrypt_text(
+        &mut self,
+        key: &str,
+        text: &str,
+        now: Instant,
+    ) -> Result<Vec<Action>, Refused> {
+        let rekey_every = self.config.rekey_every;
+        let Some(entry) = self.peers.get_mut(key) else {
+            return Err(Refused::Crypto);
+        };
+        let nick = entry.nick.clone();
+        let session = match &mut entry.state {
+            State::Established(e) => e,
+            State::Handshaking(h) => h.previous.as_mut().ok_or(Refused::Crypto)?,
+            _ => return Err(Refused::Crypto),
+        };
+        let mut actions = vec![Action::Send {
+            to: nick.clone(),
+            payload: seal(session, &Inner::Text(text.to_owned()))?,
+        }];
+        session.messages += 1;
+        session.sent_since_rekey += 1;
+        if session.sent_since_rekey >= rekey_every {
+            actions.push(Action::Send {
+                to: nick,
+                payload: seal(session, &Inner::Rekey)?,
+            });
+            session.transport.rekey_outgoing();
+            session.sent_since_rekey = 0;
+        }
+        actions.extend(self.rehandshake_if_due(key, now));
+        Ok(actions)
+    }
+
+    /// Starts a re-handshake if this side initiated the session and it is old or busy enough.
+    fn rehandshake_if_due(&mut self, key: &str, now: Instant) -> Vec<Action> {
+        let due = match self.peers.get(key).map(|p| &p.state) {
+            Some(State::Established(e)) => {
+                e.initiator
+                    && (e.messages >= self.config.rehandshake_messages
+                        || now.saturating_duration_since(e.since) >= self.config.rehandshake_after)
+            }
+            _ => false,
+        };
+        if !due {
+            return Vec::new();
+        }
+        let Some(entry) = self.peers.get_mut(key) else {
+            return Vec::new();
+        };
+        let nick = entry.nick.clone();
+        let State::Established(current) = std::mem::replace(&mut entry.state, State::Idle) else {
+            return Vec::new();
+        };
+        match self.initiate(&nick, now, None) {
+            Some((mut handshake, hello)) => {
+                handshake.previous = Some(current);
+                self.peer(&nick).state = State::Handshaking(Box::new(handshake));
+                vec![Action::Send {
+                    to: nick,
+                    payload: hello,
+                }]
+            }
+            None => {
+                self.peer(&nick).state = State::Established(current);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Handles a relay payload from `from` (the server-authenticated sender).
+    pub fn receive(&mut self, from: &str, payload: &[u8], now: Instant) -> Vec<Action> {
+        if validate_nick(from).is_err() || nick_key(from) == nick_key(&self.me) {
+            return Vec::new();
+        }
+        let envelope = match postcard::from_bytes::<Envelope>(payload) {
+            Ok(envelope) => envelope,
+            // Garbage in a live session is tampering; otherwise there is nothing to protect.
+            Err(_) => {
+                return self.fail_if_active(
+                    from,
+                    Failure::Decrypt,
+                    Some(AbortReason::DecryptFailed),
+                )
+            }
+        };
+        match envelope {
+            Envelope::Hello { session, noise } => self.on_hello(from, session, &noise, now),
+            Envelope::Reply { session, noise } => self.on_reply(from, session, &noise, now),
+            Envelope::Finish { session, noise } => self.on_finish(from, session, &noise, now),
+            Envelope::Data {
+                session,
+                ciphertext,
+            } => self.on_data(from, session, &ciphertext, now),
+            Envelope::Abort { session, reason } => self.on_abort(from, session, reason),
+        }
+    }
+
+    fn on_hello(
+        &mut self,
+        from: &str,
+        session: SessionId,
+        noise: &[u8],
+        now: Instant,
+    ) -> Vec<Action> {
+        let my_key = nick_key(&self.me);
+        let entry = self.peer(from);
+        let nick = entry.nick.clone();
+        let previous = match std::mem::replace(&mut entry.state, State::Idle) {
+            State::Failed(failure @ Failure::KeyChanged { .. }) => {
+                entry.state = State::Failed(failure);
+                return vec![abort(&nick, session, AbortReason::KeyNotAccepted)];
+            }
+            State::Handshaking(h) if h.initiator && h.session != session => {
+                // Both sides started at once. The side with the smaller nick stays initiator;
+                // the other answers its Hello. Both apply the same rule, so one session results.
+                if my_key < nick_key(from) {
+                    entry.state = State::Handshaking(h);
+                    return Vec::new();
+                }
+                h.previous
+            }
+            State::Handshaking(h) => h.previous,
+            State::Established(e) => Some(e), // the peer renews the session
+            State::Idle | State::Failed(_) => None,
+        };
+        let renewing = previous.is_some();
+        match self.respond(from, session, noise, now, previous) {
+            Ok((handshake, reply)) => {
+                self.peer(from).state = State::Handshaking(Box::new(handshake));
+                let mut actions = vec![Action::Send {
+                    to: nick.clone(),
+                    payload: reply,
+                }];
+                if !renewing {
+                    actions.push(Action::Event(E2eEvent::Starting {
+                        peer: nick,
+                        by_peer: true,
+                    }));
+                }
+                actions
+            }
+            Err(failure) => {
+                let mut actions = vec![abort(&nick, session, AbortReason::HandshakeFailed)];
+                actions.extend(self.fail(from, failure));
+                actions
+            }
+        }
+    }
+
+    fn respond(
+        &self,
+        from: &str,
+        session: SessionId,
+        noise: &[u8],
+        now: Instant,
+        previous: Option<Box<Established>>,
+    ) -> Result<(Handshake, Vec<u8>), Failure> {
+        if noise.len() > MAX_HANDSHAKE_MSG {
+            return Err(Failure::Handshake);
+        }
+        if !leading_key(noise).is_some_and(|e| is_contributory(&e)) {
+            return Err(Failure::BadKey);
+        }
+        let prologue = prologue(&self.me, from, &session);
+        let mut state = noise_builder(self.identity.secret(), &prologue)
+            .and_then(|b| b.build_responder())
+            .map_err(|_| Failure::Handshake)?;
+        let mut payload = [0u8; MAX_HANDSHAKE_MSG];
+        state
+            .read_message(noise, &mut payload)
+            .map_err(|_| Failure::Handshake)?;
+        let mut buf = [0u8; MAX_HANDSHAKE_MSG];
+        let n = state
+            .write_message(&[], &mut buf)
+            .map_err(|_| Failure::Handshake)?;
+        let reply = encode(&Envelope::Reply {
+            session,
+            noise: buf.get(..n).ok_or(Failure::Handshake)?.to_vec(),
+        });
+        Ok((
+            Handshake {
+                session,
+                noise: Box::new(state),
+                initiator: false,
+                started: now,
+                previous,
+            },
+            reply,
+        ))
+    }
+
+    /// Takes the handshake for `session` out of the peer's state if it is ours to continue.
+    fn take_handshake(
+        &mut self,
+        from: &str,
+        session: SessionId,
+        initiator: bool,
+    ) -> Option<Box<Handshake>> {
+        let entry = self.peers.get_mut(&nick_key(from))?;
+        match std::mem::replace(&mut entry.state, State::Idle) {
+            State::Handshaking(h) if h.session == session && h.initiator == initiator => Some(h),
+            other => {
+                entry.state = other; // stale or unexpected: ignore
+                None
+            }
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        from: &str,
+        session: SessionId,
+        noise: &[u8],
+        now: Instant,
+    ) -> Vec<Action> {
+        let Some(mut h) = self.take_handshake(from, session, true) else {
+            return Vec::new();
+        };
+        if noise.len() > MAX_HANDSHAKE_MSG
+            || !leading_key(noise).is_some_and(|e| is_contributory(&e))
+        {
+            return self.handshake_failed(from, session, Failure::BadKey);
+        }
+        let mut payload = [0u8; MAX_HANDSHAKE_MSG];
+        if h.noise.read_message(noise, &mut payload).is_err() {
+            return self.handshake_failed(from, session, Failure::Handshake);
+        }
+        // The responder's static key is known now: check it before sending message 3.
+        let trust = match self.check_peer_key(from, key_of(h.noise.get_remote_static())) {
+            Ok(trust) => trust,
+            Err(failure) => {
+                let reason = match failure {
+                    Failure::KeyChanged { .. } => AbortReason::KeyNotAccepted,
+                    _ => AbortReason::HandshakeFailed,
+                };
+                let nick = self.peer(from).nick.clone();
+                let mut actions = vec![abort(&nick, session, reason)];
+                actions.extend(self.fail(from, failure));
+                return actions;
+            }
+        };
+        let mut buf = [0u8; MAX_HANDSHAKE_MSG];
+        let Ok(n) = h.noise.write_message(&[], &mut buf) else {
+            return self.handshake_failed(from, session, Failure::Handshake);
+        };
+        let nick = self.peer(from).nick.clone();
+        let finish = encode(&Envelope::Finish {
+            session,
+            noise: buf[..n].to_vec(),
+        });
+        let mut actions = vec![Action::Send {
+            to: nick,
+            payload: finish,
+        }];
+        actions.extend(self.establish(from, *h, trust, now));
+        actions
+    }
+
+    fn on_finish(
+        &mut self,
+        from: &str,
+        session: SessionId,
+        noise: &[u8],
+        now: Instant,
+    ) -> Vec<Action> {
+        let Some(mut h) = self.take_handshake(from, session, false) else {
+            return Vec::new();
+        };
+        let mut payload = [0u8; MAX_HANDSHAKE_MSG];
+        if noise.len() > MAX_HANDSHAKE_MSG || h.noise.read_message(noise, &mut payload).is_err() {
+            return self.handshake_failed(from, session, Failure::Handshake);
+        }
+        match self.check_peer_key(from, key_of(h.noise.get_remote_static())) {
+            Ok(trust) => self.establish(from, *h, trust, now),
+            Err(failure) => {
+                let nick = self.peer(from).nick.clone();
+                let mut actions = vec![abort(&nick, session, AbortReason::KeyNotAccepted)];
+                actions.extend(self.fail(from, failure));
+                actions
+            }
+        }
+    }
+
+    /// Checks the peer's static key: usable, and matching its pin (pinning it if new).
+    fn check_peer_key(
+        &mut self,
+        from: &str,
+        key: Option<[u8; KEY_LEN]>,
+    ) -> Result<(Trust, bool), Failure> {
+        let key = key.ok_or(Failure::Handshake)?;
+        if !is_contributory(&key) {
+            return Err(Failure::BadKey);
+        }
+        match self.pins.check(from, &key) {
+            PinCheck::New => Ok((Trust::New, true)),
+            PinCheck::Pinned { verified: true } => Ok((Trust::Verified, false)),
+            PinCheck::Pinned { verified: false } => Ok((Trust::Pinned, false)),
+            PinCheck::Changed { pinned } => Err(Failure::KeyChanged {
+                pinned,
+                presented: key,
+            }),
+        }
+    }
+
+    fn establish(
+        &mut self,
+        from: &str,
+        h: Handshake,
+        (trust, new_pin): (Trust, bool),
+        now: Instant,
+    ) -> Vec<Action> {
+        let session = h.session;
+        let Some(peer_key) = key_of(h.noise.get_remote_static()) else {
+            return self.handshake_failed(from, session, Failure::Handshake);
+        };
+        #[cfg(test)]
+        let mut h = h;
+        #[cfg(test)]
+        {
+            let (a, b) = h.noise.dangerously_get_raw_split();
+            self.stolen.push((session, a, b));
+        }
+        let Ok(transport) = h.noise.into_transport_mode() else {
+            return self.handshake_failed(from, session, Failure::Handshake);
+        };
+        let mut actions = Vec::new();
+        if new_pin && self.pins.pin_new(from, &peer_key) {
+            actions.push(Action::PinsChanged);
+        }
+        let renewed = h.previous.is_some();
+        let established = Established {
+            session,
+            transport: Box::new(transport),
+            initiator: h.initiator,
+            since: now,
+            messages: 0,
+            sent_since_rekey: 0,
+            peer_key,
+            trust,
+            draining: h.previous.map(|p| (p.session, p.transport)),
+        };
+        let entry = self.peer(from);
+        entry.state = State::Established(Box::new(established));
+        let nick = entry.nick.clone();
+        let queued: Vec<String> = entry.queued.drain(..).collect();
+        actions.push(Action::Event(E2eEvent::Ready {
+            peer: nick,
+            key: peer_key,
+            trust,
+            renewed,
+        }));
+        let key = nick_key(from);
+        for text in queued {
+            match self.encrypt_text(&key, &text, now) {
+                Ok(more) => actions.extend(more),
+                Err(_) => actions.extend(self.fail(from, Failure::Handshake)),
+            }
+        }
+        actions
+    }
+
+    fn on_data(
+        &mut self,
+        from: &str,
+        session: SessionId,
+        ciphertext: &[u8],
+        now: Instant,
+    ) -> Vec<Action> {
+        let key = nick_key(from);
+        let Some(nick) = self.peers.get(&key).map(|p| p.nick.clone()) else {
+            return vec![abort(from, session, AbortReason::UnknownSession)];
+        };
+        // Decrypt within one short borrow of the peer's state; act on the result after.
+        let opened: Option<Option<Inner>> = self.peers.get_mut(&key).and_then(|entry| {
+            let transport = transport_for(&mut entry.state, &session)?;
+            if ciphertext.len() > MAX_CIPHERTEXT {
+                return Some(None);
+            }
+            let mut plain = vec![0u8; ciphertext.len()];
+            let inner = transport
+                .read_message(ciphertext, &mut plain)
+                .ok()
+                .and_then(|n| plain.get(..n).and_then(unpad));
+            if inner == Some(Inner::Rekey) {
+                transport.rekey_incoming();
+            }
+            Some(inner)
+        });
+        match opened {
+            None => vec![abort(&nick, session, AbortReason::UnknownSession)],
+            Some(None) => {
+                let mut actions = vec![abort(&nick, session, AbortReason::DecryptFailed)];
+                actions.extend(self.fail(from, Failure::Decrypt));
+                actions
+            }
+            Some(Some(Inner::Text(text))) => {
+                if let Some(e) = self.current_mut(&key) {
+                    e.messages += 1;
+                }
+                let mut actions = vec![Action::Event(E2eEvent::Message { peer: nick, text })];
+                actions.extend(self.rehandshake_if_due(&key, now));
+                actions
+            }
+            Some(Some(Inner::Rekey)) => Vec::new(),
+            Some(Some(Inner::Close)) => {
+                let entry = self.peer(from);
+                entry.state = State::Idle;
+                entry.queued.clear();
+                vec![Action::Event(E2eEvent::Ended {
+                    peer: nick,
+                    by_peer: true,
+                })]
+            }
+        }
+    }
+
+    fn on_abort(&mut self, from: &str, session: SessionId, reason: AbortReason) -> Vec<Action> {
+        let ours = match self.peers.get(&nick_key(from)).map(|p| &p.state) {
+            Some(State::Handshaking(h)) => {
+                h.session == session || h.previous.as_ref().is_some_and(|p| p.session == session)
+            }
+            Some(State::Established(e)) => e.session == session,
+            _ => false,
+        };
+        if ours {
+            self.fail(from, Failure::PeerAborted(reason))
+        } else {
+            Vec::new() // stale or forged for a session we do not have: nothing to end
+        }
+    }
+
+    /// The session that carries our messages to `key` now.
+    fn current_mut(&mut self, key: &str) -> Option<&mut Established> {
+        match &mut self.peers.get_mut(key)?.state {
+            State::Established(e) => Some(e),
+            State::Handshaking(h) => h.previous.as_deref_mut(),
+            _ => None,
+        }
+    }
+
+    /// Marks the session with `peer` failed; queued texts are dropped and counted.
+    fn fail(&mut self, peer: &str, failure: Failure) -> Vec<Action> {
+        let entry = self.peer(peer);
+        entry.state = State::Failed(failure.clone());
+        let unsent = entry.queued.len();
+        entry.queued.clear();
+        vec![Action::Event(E2eEvent::Failed {
+            peer: entry.nick.clone(),
+            failure,
+            unsent,
+        })]
+    }
+
+    fn handshake_failed(
+        &mut self,
+        from: &str,
+        session: SessionId,
+        failure: Failure,
+    ) -> Vec<Action> {
+        let nick = self.peer(from).nick.clone();
+        let mut actions = vec![abort(&nick, session, AbortReason::HandshakeFailed)];
+        actions.extend(self.fail(from, failure));
+        actions
+    }
+
+    fn fail_if_active(
+        &mut self,
+        peer: &str,
+        failure: Failure,
+        _reason: Option<AbortReason>,
+    ) -> Vec<Action> {
+        match self.peers.get(&nick_key(peer)).map(|p| &p.state) {
+            Some(State::Handshaking(_) | State::Established(_)) => self.fail(peer, failure),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The peer went offline: its session cannot continue.
+    pub fn peer_left(&mut self, peer: &str) -> Vec<Action> {
+        self.fail_if_active(peer, Failure::PeerLeft, None)
+    }
+
+    /// `/insecure peer`: ends the session (telling the peer, encrypted, if it is up) and allows
+    /// plain private messages again.
+    ///
+    /// # Errors
+    /// [`Refused::NoSession`] if there is nothing to end.
+    pub fn end(&mut self, peer: &str) -> Result<Vec<Action>, Refused> {
+        let key = nick_key(peer);
+        let Some(entry) = self.peers.get_mut(&key) else {
+            return Err(Refused::NoSession(peer.to_owned()));
+        };
+        let nick = entry.nick.clone();
+        let mut actions = Vec::new();
+        match std::mem::replace(&mut entry.state, State::Idle) {
+            State::Idle => return Err(Refused::NoSession(nick)),
+            State::Established(mut e) => actions.push(Action::Send {
+                to: nick.clone(),
+                payload: seal(&mut e, &Inner::Close)?,
+            }),
+            State::Handshaking(h) => match h.previous {
+                Some(mut e) => actions.push(Action::Send {
+                    to: nick.clone(),
+                    payload: seal(&mut e, &Inner::Close)?,
+                }),
+                None => actions.push(abort(&nick, h.session, AbortReason::Ended)),
+            },
+            State::Failed(_) => {}
+        }
+        entry.queued.clear();
+        actions.push(Action::Event(E2eEvent::Ended {
+            peer: nick,
+            by_peer: false,
+        }));
+        Ok(actions)
+    }
+
+    /// `/accept-key peer`: after a key change, pins the new key (not verified) and unblocks.
+    ///
+    /// # Errors
+    /// [`Refused::NothingToAccept`] if the peer's key did not change.
+    pub fn accept_key(&mut self, peer: &str) -> Result<Vec<Action>, Refused> {
+        let key = nick_key(peer);
+        let presented = match self.peers.get(&key).map(|p| &p.state) {
+            Some(State::Failed(Failure::KeyChanged { presented, .. })) => *presented,
+            _ => return Err(Refused::NothingToAccept(peer.to_owned())),
+        };
+        self.pins.replace(peer, &presented);
+        self.peer(peer).state = State::Idle;
+        Ok(vec![Action::PinsChanged])
+    }
+
+    /// `/verified peer`: the user compared the safety number and it matched.
+    ///
+    /// # Errors
+    /// [`Refused::NoKey`] if no key is pinned for the peer.
+    pub fn mark_verified(&mut self, peer: &str) -> Result<Vec<Action>, Refused> {
+        if !self.pins.mark_verified(peer) {
+            return Err(Refused::NoKey(peer.to_owned()));
+        }
+        let pinned = self.pins.get(peer).map(|p| p.key);
+        if let Some(e) = self.current_mut(&nick_key(peer)) {
+            if Some(e.peer_key) == pinned {
+                e.trust = Trust::Verified;
+            }
+        }
+        Ok(vec![Action::PinsChanged])
+    }
+
+    /// The safety number with `peer` (from our key and its pinned key).
+    ///
+    /// # Errors
+    /// [`Refused::NoKey`] if no key is pinned for the peer.
+    pub fn safety_number(&self, peer: &str) -> Result<String, Refused> {
+        let pin = self
+            .pins
+            .get(peer)
+            .ok_or_else(|| Refused::NoKey(peer.to_owned()))?;
+        Ok(crate::safety::safety_number(
+            &self.me,
+            self.identity.public(),
+            peer,
+            &pin.key,
+        ))
+    }
+
+    /// Call now and then (every few seconds): times out handshakes and renews old sessions.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let timeout = self.config.handshake_timeout;
+        let keys: Vec<String> = self.peers.keys().cloned().collect();
+        let mut actions = Vec::new();
+        for key in keys {
+            let Some(entry) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            let nick = entry.nick.clone();
+            let timed_out = matches!(&entry.state, State::Handshaking(h) if now.saturating_duration_since(h.started) >= timeout);
+            if timed_out {
+                if let State::Handshaking(h) = std::mem::replace(&mut entry.state, State::Idle) {
+                    match h.previous {
+                        // A renewal that did not finish: keep the session we have.
+                        Some(previous) => entry.state = State::Established(previous),
+                        None => actions.extend(self.fail(&nick, Failure::Timeout)),
+                    }
+                }
+            } else {
+                actions.extend(self.rehandshake_if_due(&key, now));
+            }
+        }
+        actions
+    }
+}
+
+/// The transport that decrypts messages of `session` in this state, if any. A message on the
+/// current session shows the peer has switched, so the drained old session is dropped.
+fn transport_for<'a>(
+    state: &'a mut State,
+    session: &SessionId,
+) -> Option<&'a mut snow::TransportState> {
+    match state {
+        State::Established(e) => {
+            let e: &mut Established = e;
+            if e.session == *session {
+                e.draining = None;
+                return Some(&mut e.transport);
+            }
+            match &mut e.draining {
+                Some((old, transport)) if old == session => Some(transport),
+                _ => None,
+            }
+        }
+        State::Handshaking(h) => match &mut h.previous {
+            Some(p) if p.session == *session => Some(&mut p.transport),
+            _ => None,
+        },
+        State::Idle | State::Failed(_) => None,
+    }
+}
+
+/// Encrypts `inner`, padded, as a Data envelope of `e`'s session.
+fn seal(e: &mut Established, inner: &Inner) -> Result<Vec<u8>, Refused> {
+    let plain = pad(inner)?;
+    let mut buf = vec![0u8; plain.len() + TAG_LEN];
+    let n = e
+        .transport
+        .write_message(&plain, &mut buf)
+        .map_err(|_| Refused::Crypto)?;
+    buf.truncate(n);
+    Ok(encode(&Envelope::Data {
+        session: e.session,
+        ciphertext: buf,
+    }))
+}
+
+fn abort(to: &str, session: SessionId, reason: AbortReason) -> Action {
+    Action::Send {
+        to: to.to_owned(),
+        payload: encode(&Envelope::Abort { session, reason }),
+    }
+}
+
+#[cfg(test)]
+mod tests;
