@@ -16,7 +16,10 @@ use tokio::sync::oneshot;
 use crate::command::{self, Command, HELP};
 use crate::display::{self, Style};
 use crate::trust::KnownServers;
-use crate::{connect, Client, ConnectError, ConnectOptions, Event, Events, Trust, Welcome};
+use crate::{
+    connect, Client, ConnectError, ConnectOptions, Delivery, Event, Events, SecureSetup, SendError,
+    Trust, Welcome,
+};
 
 /// How long to wait for the server to close after we quit.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,17 +89,22 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = validate_nick(&nick) {
         bail!("{nick:?} cannot be a nick: {e}");
     }
+    let Some(home) = args.home.clone().or_else(crate::home::default_home) else {
+        bail!("no home directory for your identity key; pass --home DIR");
+    };
     let trust = match &args.ca {
         Some(path) => Trust::Roots(mm_certs::load_certs(path)?),
-        None => {
-            let home = match args.home.clone().or_else(crate::home::default_home) {
-                Some(home) => home,
-                None => bail!("no home directory; pass --home DIR or --ca FILE"),
-            };
-            Trust::Known(KnownServers::in_home(&home))
-        }
+        None => Trust::Known(KnownServers::in_home(&home)),
     };
-    let opts = ConnectOptions::new(args.server.clone(), nick, trust);
+    let (secure, created) = SecureSetup::load(&home)?;
+    if created {
+        eprintln!(
+            "mm: created your identity key in {} (keep it private; copy the directory to move to another machine)",
+            home.display()
+        );
+    }
+    let mut opts = ConnectOptions::new(args.server.clone(), nick, trust);
+    opts.secure = secure;
 
     let (client, events, welcome) = match connect(&opts).await {
         Ok(connected) => connected,
@@ -177,7 +185,8 @@ enum Outcome {
 /// Carries out one parsed command. `say` shows lines to the user (stdout or above the prompt).
 async fn execute(client: &Client, line: &str, echo: bool, mut say: impl FnMut(String)) -> Outcome {
     let max = client.max_text_len();
-    let sent = match command::parse(line) {
+    let style = Style::from_env();
+    let result: Result<(), SendError> = match command::parse(line) {
         Err(e) => {
             say(format!("! {e}"));
             return Outcome::Continue;
@@ -190,35 +199,60 @@ async fn execute(client: &Client, line: &str, echo: bool, mut say: impl FnMut(St
             }
             return Outcome::Continue;
         }
-        Ok(Command::Who) => client.who().await,
+        Ok(Command::Who) => client.who().await.map_err(|_| SendError::NotConnected),
         Ok(Command::Say(text)) => {
             if let Some(err) = local_text_error(&text, max) {
                 say(err);
                 return Outcome::Continue;
             }
             if echo {
-                say(display::own_public_line(
-                    client.nick(),
-                    &text,
-                    Style::from_env(),
-                ));
+                say(display::own_public_line(client.nick(), &text, style));
             }
-            client.public(&text).await
+            client.public(&text).await.map_err(|_| SendError::NotConnected)
         }
         Ok(Command::Msg { to, text }) => {
             if let Some(err) = local_text_error(&text, max) {
                 say(err);
                 return Outcome::Continue;
             }
-            if echo {
-                say(display::own_private_line(&to, &text, Style::from_env()));
-            }
-            client.private(&to, &text).await
+            client.private(&to, &text).await.map(|delivery| {
+                if echo {
+                    say(match delivery {
+                        Delivery::Plain => display::own_private_line(&to, &text, style),
+                        Delivery::Secure => display::own_secure_line(&to, &text, false, style),
+                        Delivery::Queued => display::own_secure_line(&to, &text, true, style),
+                    });
+                }
+            })
         }
+        Ok(Command::Secure(peer)) => client.secure(&peer).await,
+        Ok(Command::Insecure(peer)) => client.insecure(&peer).await,
+        Ok(Command::Verify(peer)) => match client.safety_number(&peer) {
+            Ok(number) => {
+                say(format!("* safety number with {peer}: {number}"));
+                say(format!(
+                    "* compare it with the one {peer} sees, in person or by phone; if they are the same: /verified {peer}"
+                ));
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        },
+        Ok(Command::Verified(peer)) => client.mark_verified(&peer).await.map(|()| {
+            say(format!("* {peer}'s key is now marked as verified"));
+        }),
+        Ok(Command::AcceptKey(peer)) => client.accept_key(&peer).await.map(|()| {
+            say(format!(
+                "* accepted {peer}'s new key (pinned, not verified). /secure {peer} to start a session; /verify {peer} to compare safety numbers"
+            ));
+        }),
     };
-    match sent {
+    match result {
         Ok(()) => Outcome::Continue,
-        Err(_) => Outcome::Quit, // the connection is gone; the event stream says why
+        Err(SendError::NotConnected) => Outcome::Quit, // the event stream says why
+        Err(e) => {
+            say(format!("! {e}"));
+            Outcome::Continue
+        }
     }
 }
 

@@ -12,6 +12,16 @@ pub enum Command {
         /// Text.
         text: String,
     },
+    /// `/secure NICK`: start an end-to-end session.
+    Secure(String),
+    /// `/insecure NICK`: end it; private messages go unencrypted again.
+    Insecure(String),
+    /// `/verify NICK`: show the safety number.
+    Verify(String),
+    /// `/verified NICK`: mark NICK's key verified after comparing safety numbers.
+    Verified(String),
+    /// `/accept-key NICK`: accept NICK's changed key.
+    AcceptKey(String),
     /// `/who`.
     Who,
     /// `/help`.
@@ -31,7 +41,12 @@ pub struct CommandError(pub String);
 pub const HELP: &str = "\
 commands:
   TEXT             say TEXT to everyone (start with // to say something beginning with /)
-  /msg NICK TEXT   say TEXT to NICK only
+  /msg NICK TEXT   say TEXT to NICK only (end-to-end encrypted if a secure session is up)
+  /secure NICK     start an end-to-end encrypted session with NICK (the server cannot read it)
+  /verify NICK     show the safety number to compare with NICK in person or by phone
+  /verified NICK   mark NICK's key as verified after the numbers matched
+  /insecure NICK   end the secure session; /msg NICK is unencrypted again
+  /accept-key NICK accept NICK's new key after a key-change warning
   /who             list who is online
   /help            this list
   /quit            leave (Ctrl-D too)";
@@ -64,6 +79,20 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
             Ok(Command::Msg {
                 to: to.to_owned(),
                 text: text.to_owned(),
+            })
+        }
+        "secure" | "insecure" | "verify" | "verified" | "accept-key" => {
+            let mut words = args.split_whitespace();
+            let (Some(nick), None) = (words.next(), words.next()) else {
+                return Err(CommandError(format!("usage: /{name} NICK")));
+            };
+            let nick = nick.to_owned();
+            Ok(match name.to_ascii_lowercase().as_str() {
+                "secure" => Command::Secure(nick),
+                "insecure" => Command::Insecure(nick),
+                "verify" => Command::Verify(nick),
+                "verified" => Command::Verified(nick),
+                _ => Command::AcceptKey(nick),
             })
         }
         "who" | "names" => Ok(Command::Who),

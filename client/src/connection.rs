@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mm_common::frame::{self, FrameError};
-use mm_common::protocol::{ClientMsg, ErrorCode, LeaveReason, ServerMsg, ALPN, PROTOCOL_VERSION};
+use mm_common::protocol::{
+    nick_key, ClientMsg, ErrorCode, LeaveReason, ServerMsg, ALPN, PROTOCOL_VERSION,
+};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -18,6 +20,9 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 
+use mm_common::e2e::{E2eEvent, Outgoing, Refused, Status};
+
+use crate::secure::{Secure, SecureSetup};
 use crate::trust::{KnownServers, Observed, PinVerifier};
 
 /// How the server is to be trusted.
@@ -44,10 +49,13 @@ pub struct ConnectOptions {
     /// dead. The server pings quiet clients every 30 s by default, so a live server is never
     /// silent this long.
     pub read_timeout: Duration,
+    /// Identity, pins and tunables for end-to-end sessions.
+    pub secure: SecureSetup,
 }
 
 impl ConnectOptions {
-    /// Options with default timeouts (10 s to connect, 3 min of server silence).
+    /// Options with default timeouts (10 s to connect, 3 min of server silence) and a fresh
+    /// in-memory identity with no pins.
     pub fn new(server: impl Into<String>, nick: impl Into<String>, trust: Trust) -> Self {
         ConnectOptions {
             server: server.into(),
@@ -55,6 +63,7 @@ impl ConnectOptions {
             trust,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(180),
+            secure: SecureSetup::ephemeral(),
         }
     }
 }
@@ -203,6 +212,10 @@ pub enum Event {
         /// Its reason.
         reason: String,
     },
+    /// Something about an end-to-end session (ready, a decrypted message, a failure...).
+    Secure(E2eEvent),
+    /// A local warning for the user (not from the server).
+    Warning(String),
     /// The connection ended; always the last event.
     Closed {
         /// Why, when it was not a clean close.
@@ -215,8 +228,37 @@ pub enum Event {
 #[derive(Debug, Clone)]
 pub struct Client {
     out: mpsc::Sender<Bytes>,
+    /// Weak, so that the event stream still ends when the connection does.
+    events: mpsc::WeakSender<Event>,
+    secure: Arc<Secure>,
     nick: String,
     max_text_len: usize,
+}
+
+/// How a private text went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Unencrypted (TLS to the server only): there is no secure session with the peer.
+    Plain,
+    /// End-to-end encrypted.
+    Secure,
+    /// Waiting for the secure session being set up; it goes encrypted when it is ready.
+    Queued,
+}
+
+/// Why a private text or secure-session command did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection is closed.
+    #[error("not connected")]
+    NotConnected,
+    /// The end-to-end layer refused (e.g. the session failed: never a silent fallback).
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The peer is not online (secure sessions need both online).
+    #[error("{0} is not online")]
+    Offline(String),
 }
 
 /// The stream of [`Event`]s.
@@ -268,16 +310,107 @@ impl Client {
         .await
     }
 
-    /// Sends a private line.
+    /// Sends a private line: end-to-end encrypted if there is a secure session with `to`
+    /// (or one being set up), plain otherwise.
     ///
     /// # Errors
-    /// [`NotConnected`].
-    pub async fn private(&self, to: &str, text: &str) -> Result<(), NotConnected> {
-        self.send(&ClientMsg::Private {
-            to: to.to_owned(),
-            text: text.to_owned(),
-        })
-        .await
+    /// [`SendError::Refused`] when the secure session failed: the text is not sent at all.
+    pub async fn private(&self, to: &str, text: &str) -> Result<Delivery, SendError> {
+        let outgoing = self
+            .secure
+            .sessions()
+            .send_text(to, text, std::time::Instant::now())?;
+        match outgoing {
+            Outgoing::Plain => {
+                self.send(&ClientMsg::Private {
+                    to: to.to_owned(),
+                    text: text.to_owned(),
+                })
+                .await
+                .map_err(|_| SendError::NotConnected)?;
+                Ok(Delivery::Plain)
+            }
+            Outgoing::Secure(actions) => {
+                self.perform(actions).await?;
+                Ok(Delivery::Secure)
+            }
+            Outgoing::Queued => Ok(Delivery::Queued),
+        }
+    }
+
+    /// `/secure peer`: starts an end-to-end session; [`Event::Secure`] events follow.
+    ///
+    /// # Errors
+    /// [`SendError::Offline`] if the peer is not online; [`SendError::Refused`] if a session
+    /// exists or the peer's key changed and was not accepted.
+    pub async fn secure(&self, peer: &str) -> Result<(), SendError> {
+        if mm_common::protocol::validate_nick(peer).is_ok()
+            && nick_key(peer) != nick_key(&self.nick)
+            && !self.secure.is_online(peer)
+        {
+            return Err(SendError::Offline(peer.to_owned()));
+        }
+        let actions = self
+            .secure
+            .sessions()
+            .start(peer, std::time::Instant::now())?;
+        self.perform(actions).await
+    }
+
+    /// `/insecure peer`: ends the secure session; private texts to the peer go plain again.
+    ///
+    /// # Errors
+    /// [`SendError::Refused`] if there is no session.
+    pub async fn insecure(&self, peer: &str) -> Result<(), SendError> {
+        let actions = self.secure.sessions().end(peer)?;
+        self.perform(actions).await
+    }
+
+    /// `/accept-key peer`: accepts the peer's changed key (pinned again, not verified).
+    ///
+    /// # Errors
+    /// [`Refused::NothingToAccept`] if its key did not change.
+    pub async fn accept_key(&self, peer: &str) -> Result<(), SendError> {
+        let actions = self.secure.sessions().accept_key(peer)?;
+        self.perform(actions).await
+    }
+
+    /// `/verified peer`: the users compared the safety number and it matched.
+    ///
+    /// # Errors
+    /// [`Refused::NoKey`] if no key is pinned for the peer.
+    pub async fn mark_verified(&self, peer: &str) -> Result<(), SendError> {
+        let actions = self.secure.sessions().mark_verified(peer)?;
+        self.perform(actions).await
+    }
+
+    /// The safety number with `peer` (60 digits in groups of 5), from the pinned key.
+    ///
+    /// # Errors
+    /// [`Refused::NoKey`] if no key is pinned for the peer.
+    pub fn safety_number(&self, peer: &str) -> Result<String, Refused> {
+        self.secure.sessions().safety_number(peer)
+    }
+
+    /// Where the conversation with `peer` stands (plain, starting, secure, failed).
+    pub fn secure_status(&self, peer: &str) -> Status {
+        self.secure.sessions().status(peer)
+    }
+
+    /// Our identity public key.
+    pub fn public_key(&self) -> [u8; mm_common::identity::KEY_LEN] {
+        *self.secure.sessions().public_key()
+    }
+
+    async fn perform(&self, actions: Vec<mm_common::e2e::Action>) -> Result<(), SendError> {
+        let Some(events) = self.events.upgrade() else {
+            return Err(SendError::NotConnected);
+        };
+        if self.secure.perform(actions, &self.out, &events).await {
+            Ok(())
+        } else {
+            Err(SendError::NotConnected)
+        }
     }
 
     /// Asks for the online users (answered with [`Event::Users`]).
@@ -421,8 +554,14 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
         }
     };
 
+    let secure = Arc::new(Secure::new(
+        &welcome.nick,
+        opts.secure.clone(),
+        &welcome.online,
+    ));
     let (out_tx, out_rx) = mpsc::channel(256);
     let (event_tx, event_rx) = mpsc::channel(1024);
+    let weak_events = event_tx.downgrade();
     tokio::spawn(write_loop(write_half, out_rx));
     // The reader holds only a weak handle (for pongs): when every `Client` is dropped, the
     // writer sees its queue close and ends the connection.
@@ -430,10 +569,13 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
         reader,
         event_tx,
         out_tx.downgrade(),
+        Arc::clone(&secure),
         opts.read_timeout,
     ));
     let client = Client {
         out: out_tx,
+        events: weak_events,
+        secure,
         nick: welcome.nick.clone(),
         max_text_len: usize::try_from(welcome.max_text_len).unwrap_or(usize::MAX),
     };
@@ -509,6 +651,7 @@ fn variant_name(msg: &ServerMsg) -> &'static str {
         ServerMsg::Shutdown { .. } => "Shutdown",
         ServerMsg::Ping { .. } => "Ping",
         ServerMsg::Pong { .. } => "Pong",
+        ServerMsg::Relay { .. } => "Relay",
     }
 }
 
@@ -555,15 +698,33 @@ async fn read_loop(
     mut reader: FrameReader<ReadHalf<TlsStream<TcpStream>>>,
     events: mpsc::Sender<Event>,
     out: mpsc::WeakSender<Bytes>,
+    secure: Arc<Secure>,
     read_timeout: Duration,
 ) {
     let mut users: Vec<String> = Vec::new();
+    // Drives end-to-end timers (handshake timeouts, session renewal) and notices a silent server.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_heard = tokio::time::Instant::now();
     let error = loop {
-        let msg = match timeout(read_timeout, reader.read_msg()).await {
-            Ok(Ok(Some(msg))) => msg,
-            Ok(Ok(None)) => break None,
-            Ok(Err(e)) => break Some(e),
-            Err(_) => break Some(format!("server silent for {} s", read_timeout.as_secs())),
+        let read = tokio::select! {
+            read = reader.read_msg() => read,
+            _ = tick.tick() => {
+                if last_heard.elapsed() >= read_timeout {
+                    break Some(format!("server silent for {} s", read_timeout.as_secs()));
+                }
+                let actions = secure.sessions().tick(std::time::Instant::now());
+                if !actions.is_empty() {
+                    let Some(out) = out.upgrade() else { return };
+                    secure.perform(actions, &out, &events).await;
+                }
+                continue;
+            }
+        };
+        last_heard = tokio::time::Instant::now();
+        let msg = match read {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break None,
+            Err(e) => break Some(e),
         };
         let event = match msg {
             ServerMsg::Ping { token } => {
@@ -576,18 +737,57 @@ async fn read_loop(
                 continue;
             }
             ServerMsg::Pong { .. } | ServerMsg::Welcome { .. } => continue,
+            ServerMsg::Relay { from, payload, .. } => {
+                let actions = secure
+                    .sessions()
+                    .receive(&from, &payload, std::time::Instant::now());
+                let Some(out) = out.upgrade() else { return };
+                secure.perform(actions, &out, &events).await;
+                continue;
+            }
             ServerMsg::Users { nicks, last } => {
                 users.extend(nicks);
                 if !last {
                     continue;
                 }
+                secure.set_online(&users);
                 Event::Users(std::mem::take(&mut users))
             }
             ServerMsg::Public { id, ts, from, text } => Event::Public { id, ts, from, text },
-            ServerMsg::Private { id, ts, from, text } => Event::Private { id, ts, from, text },
+            ServerMsg::Private { id, ts, from, text } => {
+                let secure_with_sender =
+                    matches!(secure.sessions().status(&from), Status::Secure { .. });
+                let warning = format!(
+                    "the private message from {from} above was NOT end-to-end encrypted, although you have a secure session"
+                );
+                if events
+                    .send(Event::Private { id, ts, from, text })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                if !secure_with_sender {
+                    continue;
+                }
+                Event::Warning(warning)
+            }
             ServerMsg::Sent { id, ts } => Event::Sent { id, ts },
-            ServerMsg::Joined { nick, .. } => Event::Joined { nick },
-            ServerMsg::Left { nick, reason, .. } => Event::Left { nick, reason },
+            ServerMsg::Joined { nick, .. } => {
+                secure.joined(&nick);
+                Event::Joined { nick }
+            }
+            ServerMsg::Left { nick, reason, .. } => {
+                secure.left(&nick);
+                let actions = secure.sessions().peer_left(&nick);
+                if events.send(Event::Left { nick, reason }).await.is_err() {
+                    return;
+                }
+                if let Some(out) = out.upgrade() {
+                    secure.perform(actions, &out, &events).await;
+                }
+                continue;
+            }
             ServerMsg::Error {
                 code,
                 fatal,

@@ -3,6 +3,8 @@
 //! first, so a hostile server cannot send terminal escape sequences or reorder text with
 //! Unicode bidi controls.
 
+use mm_common::e2e::{E2eEvent, Failure};
+use mm_common::identity::key_fingerprint;
 use mm_common::protocol::LeaveReason;
 
 use crate::connection::{Event, Welcome};
@@ -65,6 +67,15 @@ impl Style {
         }
     }
 
+    /// Secure-session text, green and bold when colour is on.
+    fn secure(&self, text: String) -> String {
+        if self.color {
+            format!("\x1b[1;32m{text}\x1b[0m")
+        } else {
+            text
+        }
+    }
+
     fn error(&self, text: String) -> String {
         if self.color {
             format!("\x1b[1;31m{text}\x1b[0m")
@@ -111,8 +122,114 @@ pub fn event_line(event: &Event, style: Style) -> Option<String> {
         Event::Closed { error: Some(e) } => style.error(format!("! disconnected: {}", clean(e))),
         Event::Closed { error: None } => style.notice("* disconnected".to_string()),
         Event::Sent { .. } => return None,
+        Event::Secure(e) => return secure_line(e, style),
+        Event::Warning(w) => style.error(format!("! warning: {}", clean(w))),
     };
     Some(line)
+}
+
+/// The line for an end-to-end event. Secure messages carry the fixed marker `[secure]`; nothing
+/// else starts with it, so a script can rely on it.
+pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
+    let line = match event {
+        E2eEvent::Starting {
+            peer,
+            by_peer: false,
+        } => style.notice(format!(
+            "* setting up a secure session with {}...",
+            clean(peer)
+        )),
+        E2eEvent::Starting {
+            peer,
+            by_peer: true,
+        } => style.notice(format!(
+            "* {} is setting up a secure session with you...",
+            clean(peer)
+        )),
+        E2eEvent::Ready {
+            peer,
+            key,
+            trust,
+            renewed: false,
+        } => {
+            let peer = clean(peer);
+            style.secure(format!(
+                "* secure session with {peer} ready: messages to and from {peer} are end-to-end encrypted. \
+                 {peer}'s key: {} ({trust}). Compare safety numbers: /verify {peer}",
+                key_fingerprint(key)
+            ))
+        }
+        E2eEvent::Ready {
+            peer,
+            renewed: true,
+            ..
+        } => style.notice(format!(
+            "* secure session with {} renewed with fresh keys",
+            clean(peer)
+        )),
+        E2eEvent::Message { peer, text } => {
+            format!(
+                "{} <{}> {}",
+                style.secure("[secure]".into()),
+                style.nick(peer),
+                clean(text)
+            )
+        }
+        E2eEvent::Ended { peer, by_peer } => {
+            let peer = clean(peer);
+            let who = if *by_peer { peer.as_str() } else { "you" };
+            style.notice(format!(
+                "* secure session with {peer} ended by {who}; private messages with {peer} are NOT end-to-end encrypted now"
+            ))
+        }
+        E2eEvent::Failed {
+            peer,
+            failure: Failure::KeyChanged { pinned, presented },
+            ..
+        } => {
+            let peer = clean(peer);
+            style.error(format!(
+                "!! WARNING: {peer}'s key has CHANGED. Pinned: {}. Presented: {}. Someone may be \
+                 intercepting your conversation; nothing was sent. Check with {peer} in person; \
+                 if they really have a new key: /accept-key {peer}",
+                key_fingerprint(pinned),
+                key_fingerprint(presented)
+            ))
+        }
+        E2eEvent::Failed {
+            peer,
+            failure,
+            unsent,
+        } => {
+            let peer = clean(peer);
+            let dropped = match unsent {
+                0 => String::new(),
+                1 => "; 1 waiting message was NOT sent".to_string(),
+                n => format!("; {n} waiting messages were NOT sent"),
+            };
+            style.error(format!(
+                "! secure session with {peer} failed: {failure}{dropped}. Messages to {peer} are blocked \
+                 until /secure {peer} or /insecure {peer}"
+            ))
+        }
+        _ => return None,
+    };
+    Some(line)
+}
+
+/// How our own outgoing secure line is echoed in the interactive mode.
+pub fn own_secure_line(to: &str, text: &str, queued: bool, style: Style) -> String {
+    let waiting = if queued {
+        " (sent when the session is ready)"
+    } else {
+        ""
+    };
+    format!(
+        "{} -> <{}> {}{waiting}",
+        style.secure("[secure]".into()),
+        style.nick(to),
+        clean(text)
+    )
 }
 
 /// How our own outgoing private line is echoed in the interactive mode.
@@ -183,6 +300,52 @@ mod tests {
             "{line:?}"
         );
         assert_eq!(line.matches('\u{FFFD}').count(), 5);
+    }
+
+    #[test]
+    fn secure_lines_are_marked_and_key_changes_are_loud() {
+        let m = Event::Secure(E2eEvent::Message {
+            peer: "alice".into(),
+            text: "hi".into(),
+        });
+        assert_eq!(event_line(&m, Style::PLAIN).unwrap(), "[secure] <alice> hi");
+        let changed = Event::Secure(E2eEvent::Failed {
+            peer: "bob".into(),
+            failure: Failure::KeyChanged {
+                pinned: [1; 32],
+                presented: [2; 32],
+            },
+            unsent: 0,
+        });
+        let line = event_line(&changed, Style::PLAIN).unwrap();
+        assert!(
+            line.starts_with("!! WARNING: bob's key has CHANGED"),
+            "{line}"
+        );
+        assert!(
+            line.contains(&key_fingerprint(&[1; 32])) && line.contains(&key_fingerprint(&[2; 32]))
+        );
+        assert!(line.contains("/accept-key bob"));
+        let failed = Event::Secure(E2eEvent::Failed {
+            peer: "bob".into(),
+            failure: Failure::PeerLeft,
+            unsent: 2,
+        });
+        let line = event_line(&failed, Style::PLAIN).unwrap();
+        assert!(
+            line.contains("2 waiting messages were NOT sent") && line.contains("/insecure bob"),
+            "{line}"
+        );
+        // Plain private lines never carry the secure marker.
+        let p = Event::Private {
+            id: 1,
+            ts: 0,
+            from: "x".into(),
+            text: "[secure] fake".into(),
+        };
+        assert!(!event_line(&p, Style::PLAIN)
+            .unwrap()
+            .starts_with("[secure]"));
     }
 
     #[test]

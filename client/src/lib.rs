@@ -8,8 +8,11 @@ pub mod command;
 pub mod connection;
 pub mod display;
 pub mod home;
+pub mod secure;
 pub mod trust;
 
 pub use connection::{
-    connect, Client, ConnectError, ConnectOptions, Event, Events, NotConnected, Trust, Welcome,
+    connect, Client, ConnectError, ConnectOptions, Delivery, Event, Events, NotConnected,
+    SendError, Trust, Welcome,
 };
+pub use secure::SecureSetup;

@@ -24,6 +24,9 @@ pub const MAX_TEXT_LEN: usize = 4096;
 /// every frame stays far below the frame limit (1,000 × 33 bytes ≈ 33 KB).
 pub const USERS_PER_FRAME: usize = 1000;
 
+/// Largest relay payload (end-to-end encrypted data between two clients), in bytes.
+pub const MAX_RELAY_LEN: usize = 16 * 1024;
+
 /// Longest error detail the server sends, in bytes.
 pub const MAX_DETAIL_LEN: usize = 512;
 
@@ -63,6 +66,14 @@ pub enum ClientMsg {
     },
     /// The client is leaving; the server closes the connection after it.
     Quit,
+    /// Opaque bytes for one user: end-to-end handshake and encrypted messages. The server does
+    /// not look inside; it adds the authenticated sender and forwards.
+    Relay {
+        /// Recipient nick (case-insensitive).
+        to: String,
+        /// 1 to [`MAX_RELAY_LEN`] bytes.
+        payload: Vec<u8>,
+    },
 }
 
 /// A message from the server to a client.
@@ -109,9 +120,9 @@ pub enum ServerMsg {
         /// The text, exactly as sent.
         text: String,
     },
-    /// The server accepted this client's [`ClientMsg::Public`] or [`ClientMsg::Private`]. Every
-    /// such message is answered, in order, with exactly one `Sent` or one non-fatal
-    /// [`ServerMsg::Error`].
+    /// The server accepted this client's [`ClientMsg::Public`], [`ClientMsg::Private`] or
+    /// [`ClientMsg::Relay`]. Every such message is answered, in order, with exactly one `Sent` or
+    /// one non-fatal [`ServerMsg::Error`].
     Sent {
         /// The id the message was given.
         id: u64,
@@ -157,6 +168,17 @@ pub enum ServerMsg {
     Pong {
         /// The token of the ping being answered.
         token: u64,
+    },
+    /// Opaque bytes from another user (see [`ClientMsg::Relay`]).
+    Relay {
+        /// Server-assigned message id.
+        id: u64,
+        /// Server receive time, milliseconds since the Unix epoch (UTC).
+        ts: u64,
+        /// Sender nick, as authenticated by the server.
+        from: String,
+        /// The bytes, exactly as sent.
+        payload: Vec<u8>,
     },
 }
 
@@ -208,6 +230,8 @@ impl ErrorCode {
     pub const TEXT_TOO_LONG: ErrorCode = ErrorCode(21);
     /// The text is empty or holds control characters.
     pub const INVALID_TEXT: ErrorCode = ErrorCode(22);
+    /// A relay payload is empty or larger than [`MAX_RELAY_LEN`].
+    pub const BAD_PAYLOAD: ErrorCode = ErrorCode(23);
     /// The client did not read its messages fast enough and is being disconnected.
     pub const TOO_SLOW: ErrorCode = ErrorCode(30);
     /// The client was silent for too long (no hello, no pong).
@@ -232,6 +256,7 @@ impl ErrorCode {
             Self::NO_SUCH_NICK => "no-such-nick",
             Self::TEXT_TOO_LONG => "text-too-long",
             Self::INVALID_TEXT => "invalid-text",
+            Self::BAD_PAYLOAD => "bad-payload",
             Self::TOO_SLOW => "too-slow",
             Self::TIMEOUT => "timeout",
             Self::RATE_LIMITED => "rate-limited",
@@ -442,6 +467,12 @@ mod tests {
             },
             ServerMsg::Ping { token: 9 },
             ServerMsg::Pong { token: 9 },
+            ServerMsg::Relay {
+                id: 1,
+                ts: 2,
+                from: "a".into(),
+                payload: vec![0, 255, 7],
+            },
         ] {
             roundtrip_server(msg);
         }
@@ -463,6 +494,10 @@ mod tests {
             ClientMsg::Ping { token: 1 },
             ClientMsg::Pong { token: 2 },
             ClientMsg::Quit,
+            ClientMsg::Relay {
+                to: "b".into(),
+                payload: vec![1, 2, 3],
+            },
         ] {
             let bytes = frame::encode(&msg).unwrap();
             assert_eq!(ClientMsg::decode(&bytes[frame::HEADER_LEN..]).unwrap(), msg);

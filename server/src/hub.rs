@@ -25,12 +25,25 @@ pub struct Hub {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
     next_conn_id: AtomicU64,
     outbound_queue: usize,
+    relay_hook: Option<RelayHook>,
 }
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("outbound_queue", &self.outbound_queue)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sees every relayed payload (sender, recipient, bytes) and returns what to forward. For tests
+/// and audits: a test can prove what the server saw of an end-to-end session, or play a
+/// malicious relay. The default server has none.
+pub type RelayHook = Arc<dyn Fn(&str, &str, Vec<u8>) -> Vec<u8> + Send + Sync>;
 
 #[derive(Debug, Default)]
 struct State {
@@ -113,6 +126,11 @@ pub fn now_ms() -> u64 {
 impl Hub {
     /// A hub whose per-user queues hold `outbound_queue` frames (at least 1).
     pub fn new(outbound_queue: usize) -> Hub {
+        Self::with_relay_hook(outbound_queue, None)
+    }
+
+    /// A hub that passes every relayed payload through `hook` (see [`RelayHook`]).
+    pub fn with_relay_hook(outbound_queue: usize, hook: Option<RelayHook>) -> Hub {
         Hub {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -121,6 +139,7 @@ impl Hub {
                 }),
                 next_conn_id: AtomicU64::new(1),
                 outbound_queue: outbound_queue.max(1),
+                relay_hook: hook,
             }),
         }
     }
@@ -224,6 +243,37 @@ impl Hub {
     /// # Errors
     /// [`SendError`] if the recipient is offline or too slow, or the hub is closed.
     pub fn send_private(&self, from: &str, to: &str, text: String) -> Result<Accepted, SendError> {
+        self.send_direct(to, |a| ServerMsg::Private {
+            id: a.id,
+            ts: a.ts,
+            from: from.to_owned(),
+            text,
+        })
+    }
+
+    /// Relays an opaque payload (end-to-end data) to `to`, stamped with the sender's nick.
+    ///
+    /// # Errors
+    /// As [`Hub::send_private`].
+    pub fn relay(&self, from: &str, to: &str, payload: Vec<u8>) -> Result<Accepted, SendError> {
+        let payload = match &self.shared.relay_hook {
+            Some(hook) => hook(from, to, payload),
+            None => payload,
+        };
+        self.send_direct(to, |a| ServerMsg::Relay {
+            id: a.id,
+            ts: a.ts,
+            from: from.to_owned(),
+            payload,
+        })
+    }
+
+    /// Queues the message `build` makes (given its id and time) for one user.
+    fn send_direct(
+        &self,
+        to: &str,
+        build: impl FnOnce(Accepted) -> ServerMsg,
+    ) -> Result<Accepted, SendError> {
         let key = nick_key(to);
         let mut state = self.lock();
         if state.closed {
@@ -234,13 +284,7 @@ impl Hub {
         };
         let recipient_nick = peer.nick.clone();
         let accepted = next_accepted(&mut state);
-        let msg = ServerMsg::Private {
-            id: accepted.id,
-            ts: accepted.ts,
-            from: from.to_owned(),
-            text,
-        };
-        let frame = frame::encode(&msg).map_err(|_| SendError::Encode)?;
+        let frame = frame::encode(&build(accepted)).map_err(|_| SendError::Encode)?;
         match state.peers.get(&key).map(|p| p.queue.try_send(frame)) {
             Some(Ok(())) => Ok(accepted),
             Some(Err(mpsc::error::TrySendError::Full(_))) => {

@@ -40,6 +40,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let hub = Hub::new(limits.outbound_queue);
+    serve(listener, tls, limits, hub, shutdown).await
+}
+
+/// [`run`] with a hub made by the caller (e.g. with a relay hook for tests).
+///
+/// # Errors
+/// As [`run`].
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    limits: Limits,
+    hub: Hub,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let ctx = Arc::new(session::Context {
         acceptor: tokio_rustls::TlsAcceptor::from(tls),
         hub: hub.clone(),

@@ -335,6 +335,25 @@ fn handle(conn: &mut TlsConnection, m: &Membership, ctx: &Context, payload: &[u8
             };
             answer(conn, result);
         }
+        ClientMsg::Relay { to, payload } => {
+            let result = if validate_nick(&to).is_err() {
+                Err((
+                    ErrorCode::NO_SUCH_NICK,
+                    format!("{} is not a valid nick", protocol_safe(&to)),
+                ))
+            } else if payload.is_empty() || payload.len() > protocol::MAX_RELAY_LEN {
+                Err((
+                    ErrorCode::BAD_PAYLOAD,
+                    format!(
+                        "relay payload must be 1 to {} bytes",
+                        protocol::MAX_RELAY_LEN
+                    ),
+                ))
+            } else {
+                ctx.hub.relay(&m.nick, &to, payload).map_err(send_error)
+            };
+            answer(conn, result);
+        }
         ClientMsg::Who => queue_users(conn, &ctx.hub.online()),
         ClientMsg::Ping { token } => conn.queue(&ServerMsg::Pong { token }),
         ClientMsg::Pong { .. } => {}
@@ -368,7 +387,7 @@ fn send_error(e: SendError) -> (ErrorCode, String) {
     (code, e.to_string())
 }
 
-/// Answers a Public/Private with `Sent` or a non-fatal `Error`.
+/// Answers a Public/Private/Relay with `Sent` or a non-fatal `Error`.
 fn answer(conn: &mut TlsConnection, result: Result<crate::hub::Accepted, (ErrorCode, String)>) {
     match result {
         Ok(accepted) => conn.queue(&ServerMsg::Sent {

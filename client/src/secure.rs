@@ -1,0 +1,272 @@
+//! The client side of `/secure`: glue between the pure state machine
+//! ([`mm_common::e2e::Sessions`]) and the connection. It carries out the machine's actions
+//! (relay payloads, events, saving pins), tracks who is online, and keeps the identity key and
+//! pins in the client's home directory.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use mm_common::e2e::{Action, E2eConfig, Sessions};
+use mm_common::frame;
+use mm_common::identity::{Identity, IdentityError};
+use mm_common::pins::Pins;
+use mm_common::protocol::{nick_key, ClientMsg};
+use tokio::sync::mpsc;
+
+use crate::connection::Event;
+
+/// File in the client home holding the identity key (mode 0600).
+pub const IDENTITY_FILE: &str = "identity.key";
+/// File in the client home holding pinned peer keys (mode 0600).
+pub const PINS_FILE: &str = "pins";
+
+/// What a client needs for end-to-end sessions.
+#[derive(Debug, Clone)]
+pub struct SecureSetup {
+    /// Our long-term key.
+    pub identity: Identity,
+    /// Pinned peer keys.
+    pub pins: Pins,
+    /// Where to save the pins when they change (`None`: keep them in memory only).
+    pub pins_file: Option<PathBuf>,
+    /// Tunables.
+    pub config: E2eConfig,
+}
+
+/// The identity or pins file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HomeError {
+    /// I/O on a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The identity file is damaged.
+    #[error("{path}: {source}")]
+    Identity {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: IdentityError,
+    },
+    /// The pins file is damaged. Refusing to start is safer than forgetting pins, which would
+    /// turn a key change into a "new" key.
+    #[error("{path}: line {line} is damaged; fix or remove that line (a removed pin means trust on first use again)")]
+    Pins {
+        /// The file.
+        path: PathBuf,
+        /// The damaged line.
+        line: usize,
+    },
+    /// Writing a file failed.
+    #[error(transparent)]
+    Write(#[from] mm_certs::CertError),
+}
+
+impl SecureSetup {
+    /// A fresh identity kept in memory only, with no pins (tests, or no home directory).
+    pub fn ephemeral() -> SecureSetup {
+        SecureSetup {
+            identity: Identity::generate(),
+            pins: Pins::default(),
+            pins_file: None,
+            config: E2eConfig::default(),
+        }
+    }
+
+    /// Loads the identity and pins from `home`, creating the identity on first run. Returns
+    /// whether the identity was created now.
+    ///
+    /// # Errors
+    /// [`HomeError`] for unreadable or damaged files.
+    pub fn load(home: &Path) -> Result<(SecureSetup, bool), HomeError> {
+        crate::home::create_private_dir(home).map_err(|source| HomeError::Io {
+            path: home.to_path_buf(),
+            source,
+        })?;
+        let id_path = home.join(IDENTITY_FILE);
+        let (identity, created) = match std::fs::read_to_string(&id_path) {
+            Ok(text) => {
+                let text = zeroize::Zeroizing::new(text);
+                let identity =
+                    Identity::from_file_text(&text).map_err(|source| HomeError::Identity {
+                        path: id_path.clone(),
+                        source,
+                    })?;
+                (identity, false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let identity = Identity::generate();
+                mm_certs::write_secret(&id_path, identity.to_file_text().as_bytes())?;
+                (identity, true)
+            }
+            Err(source) => {
+                return Err(HomeError::Io {
+                    path: id_path,
+                    source,
+                })
+            }
+        };
+        let pins_path = home.join(PINS_FILE);
+        let pins = match std::fs::read_to_string(&pins_path) {
+            Ok(text) => Pins::from_text(&text).map_err(|line| HomeError::Pins {
+                path: pins_path.clone(),
+                line,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Pins::default(),
+            Err(source) => {
+                return Err(HomeError::Io {
+                    path: pins_path,
+                    source,
+                })
+            }
+        };
+        Ok((
+            SecureSetup {
+                identity,
+                pins,
+                pins_file: Some(pins_path),
+                config: E2eConfig::default(),
+            },
+            created,
+        ))
+    }
+}
+
+/// Shared by the [`crate::Client`] handles and the reader task.
+pub(crate) struct Secure {
+    sessions: Mutex<Sessions>,
+    pins_file: Option<PathBuf>,
+    online: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Secure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secure").finish_non_exhaustive()
+    }
+}
+
+impl Secure {
+    pub(crate) fn new(me: &str, setup: SecureSetup, online: &[String]) -> Secure {
+        Secure {
+            sessions: Mutex::new(Sessions::new(me, setup.identity, setup.pins, setup.config)),
+            pins_file: setup.pins_file,
+            online: Mutex::new(online.iter().map(|n| nick_key(n)).collect()),
+        }
+    }
+
+    /// The sessions. Never hold the guard across an `.await`.
+    pub(crate) fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn online(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.online.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn is_online(&self, nick: &str) -> bool {
+        self.online().contains(&nick_key(nick))
+    }
+
+    pub(crate) fn joined(&self, nick: &str) {
+        self.online().insert(nick_key(nick));
+    }
+
+    pub(crate) fn left(&self, nick: &str) {
+        self.online().remove(&nick_key(nick));
+    }
+
+    pub(crate) fn set_online(&self, nicks: &[String]) {
+        *self.online() = nicks.iter().map(|n| nick_key(n)).collect();
+    }
+
+    /// Carries out `actions`: relays go out through `out`, events to `events`, pins to disk.
+    /// Returns false if the connection is gone.
+    pub(crate) async fn perform(
+        &self,
+        actions: Vec<Action>,
+        out: &mpsc::Sender<Bytes>,
+        events: &mpsc::Sender<Event>,
+    ) -> bool {
+        for action in actions {
+            match action {
+                Action::Send { to, payload } => {
+                    let Ok(frame) = frame::encode(&ClientMsg::Relay { to, payload }) else {
+                        continue;
+                    };
+                    if out.send(frame).await.is_err() {
+                        return false;
+                    }
+                }
+                Action::Event(event) => {
+                    let _ = events.send(Event::Secure(event)).await;
+                }
+                Action::PinsChanged => {
+                    if let Err(e) = self.save_pins() {
+                        let _ = events
+                            .send(Event::Warning(format!("could not save pinned keys: {e}")))
+                            .await;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Writes the pins file (0600, atomically).
+    pub(crate) fn save_pins(&self) -> Result<(), mm_certs::CertError> {
+        let Some(path) = &self.pins_file else {
+            return Ok(());
+        };
+        let text = self.sessions().pins().to_text();
+        mm_certs::write_secret(path, text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_created_once_private_and_reloaded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let (first, created) = SecureSetup::load(&home).unwrap();
+        assert!(created);
+        let (second, created) = SecureSetup::load(&home).unwrap();
+        assert!(!created);
+        assert_eq!(first.identity.public(), second.identity.public());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(home.join(IDENTITY_FILE))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+
+    #[test]
+    fn damaged_files_stop_the_client_instead_of_losing_trust() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(PINS_FILE), "bob nothex verified\n").unwrap();
+        assert!(matches!(
+            SecureSetup::load(tmp.path()),
+            Err(HomeError::Pins { line: 1, .. })
+        ));
+        std::fs::remove_file(tmp.path().join(PINS_FILE)).unwrap();
+        std::fs::write(tmp.path().join(IDENTITY_FILE), "garbage").unwrap();
+        assert!(matches!(
+            SecureSetup::load(tmp.path()),
+            Err(HomeError::Identity { .. })
+        ));
+    }
+}
