@@ -2,6 +2,7 @@
 //! then a reader task turns frames into [`Event`]s and a writer task sends what the [`Client`]
 //! handle queues, batching whatever is ready into one write and one flush.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -9,9 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mm_common::frame::{self, FrameError};
-use mm_common::protocol::{
-    nick_key, ClientMsg, ErrorCode, LeaveReason, ServerMsg, ALPN, PROTOCOL_VERSION,
-};
+use mm_common::protocol::{ClientMsg, ErrorCode, LeaveReason, ServerMsg, ALPN, PROTOCOL_VERSION};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -24,6 +23,38 @@ use mm_common::e2e::{E2eEvent, Outgoing, Refused, Status};
 
 use crate::secure::{Secure, SecureSetup};
 use crate::trust::{KnownServers, Observed, PinVerifier};
+
+/// What the server answers a frame with: every Public, Private and Relay gets exactly one
+/// `Sent` or non-fatal `Error`, in order, so the reader can tell which message an answer is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// A chat line: the answer is shown to the user.
+    Text,
+    /// End-to-end data for this peer: an error means the peer is unreachable.
+    Relay(String),
+}
+
+/// A frame on its way out, with the answer it will get.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    frame: Bytes,
+    answer: Option<Answer>,
+}
+
+impl Outbound {
+    pub(crate) fn new(msg: &ClientMsg) -> Option<Outbound> {
+        let frame = frame::encode(msg).ok()?;
+        let answer = match msg {
+            ClientMsg::Public { .. } | ClientMsg::Private { .. } => Some(Answer::Text),
+            ClientMsg::Relay { to, .. } => Some(Answer::Relay(to.clone())),
+            _ => None,
+        };
+        Some(Outbound { frame, answer })
+    }
+}
+
+/// Answers expected from the server, oldest first; the writer pushes, the reader pops.
+type Pending = Arc<Mutex<VecDeque<Answer>>>;
 
 /// How the server is to be trusted.
 #[derive(Debug, Clone)]
@@ -227,7 +258,7 @@ pub enum Event {
 /// [`Client::quit`] is called.
 #[derive(Debug, Clone)]
 pub struct Client {
-    out: mpsc::Sender<Bytes>,
+    out: mpsc::Sender<Outbound>,
     /// Weak, so that the event stream still ends when the connection does.
     events: mpsc::WeakSender<Event>,
     secure: Arc<Secure>,
@@ -256,9 +287,6 @@ pub enum SendError {
     /// The end-to-end layer refused (e.g. the session failed: never a silent fallback).
     #[error(transparent)]
     Refused(#[from] Refused),
-    /// The peer is not online (secure sessions need both online).
-    #[error("{0} is not online")]
-    Offline(String),
 }
 
 /// The stream of [`Event`]s.
@@ -295,8 +323,8 @@ impl Client {
     /// # Errors
     /// [`NotConnected`] once the connection is closed.
     pub async fn send(&self, msg: &ClientMsg) -> Result<(), NotConnected> {
-        let frame = frame::encode(msg).map_err(|_| NotConnected)?;
-        self.out.send(frame).await.map_err(|_| NotConnected)
+        let outbound = Outbound::new(msg).ok_or(NotConnected)?;
+        self.out.send(outbound).await.map_err(|_| NotConnected)
     }
 
     /// Sends a public line.
@@ -341,15 +369,10 @@ impl Client {
     /// `/secure peer`: starts an end-to-end session; [`Event::Secure`] events follow.
     ///
     /// # Errors
-    /// [`SendError::Offline`] if the peer is not online; [`SendError::Refused`] if a session
-    /// exists or the peer's key changed and was not accepted.
+    /// [`SendError::Refused`] if a session exists or the peer's key changed and was not
+    /// accepted. An offline peer fails the handshake with `Failure::Unreachable` as soon as the
+    /// server says so.
     pub async fn secure(&self, peer: &str) -> Result<(), SendError> {
-        if mm_common::protocol::validate_nick(peer).is_ok()
-            && nick_key(peer) != nick_key(&self.nick)
-            && !self.secure.is_online(peer)
-        {
-            return Err(SendError::Offline(peer.to_owned()));
-        }
         let actions = self
             .secure
             .sessions()
@@ -554,21 +577,19 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
         }
     };
 
-    let secure = Arc::new(Secure::new(
-        &welcome.nick,
-        opts.secure.clone(),
-        &welcome.online,
-    ));
+    let secure = Arc::new(Secure::new(&welcome.nick, opts.secure.clone()));
     let (out_tx, out_rx) = mpsc::channel(256);
+    let pending: Pending = Arc::default();
     let (event_tx, event_rx) = mpsc::channel(1024);
     let weak_events = event_tx.downgrade();
-    tokio::spawn(write_loop(write_half, out_rx));
+    tokio::spawn(write_loop(write_half, out_rx, Arc::clone(&pending)));
     // The reader holds only a weak handle (for pongs): when every `Client` is dropped, the
     // writer sees its queue close and ends the connection.
     tokio::spawn(read_loop(
         reader,
         event_tx,
         out_tx.downgrade(),
+        pending,
         Arc::clone(&secure),
         opts.read_timeout,
     ));
@@ -697,7 +718,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 async fn read_loop(
     mut reader: FrameReader<ReadHalf<TlsStream<TcpStream>>>,
     events: mpsc::Sender<Event>,
-    out: mpsc::WeakSender<Bytes>,
+    out: mpsc::WeakSender<Outbound>,
+    pending: Pending,
     secure: Arc<Secure>,
     read_timeout: Duration,
 ) {
@@ -728,8 +750,8 @@ async fn read_loop(
         };
         let event = match msg {
             ServerMsg::Ping { token } => {
-                if let (Some(out), Ok(pong)) =
-                    (out.upgrade(), frame::encode(&ClientMsg::Pong { token }))
+                if let (Some(out), Some(pong)) =
+                    (out.upgrade(), Outbound::new(&ClientMsg::Pong { token }))
                 {
                     // If the queue is full we are sending anyway, which also proves liveness.
                     let _ = out.try_send(pong);
@@ -750,7 +772,6 @@ async fn read_loop(
                 if !last {
                     continue;
                 }
-                secure.set_online(&users);
                 Event::Users(std::mem::take(&mut users))
             }
             ServerMsg::Public { id, ts, from, text } => Event::Public { id, ts, from, text },
@@ -772,13 +793,13 @@ async fn read_loop(
                 }
                 Event::Warning(warning)
             }
-            ServerMsg::Sent { id, ts } => Event::Sent { id, ts },
-            ServerMsg::Joined { nick, .. } => {
-                secure.joined(&nick);
-                Event::Joined { nick }
-            }
+            ServerMsg::Sent { id, ts } => match pop_answer(&pending) {
+                // Acknowledgements of end-to-end internals are not the user's business.
+                Some(Answer::Relay(_)) => continue,
+                _ => Event::Sent { id, ts },
+            },
+            ServerMsg::Joined { nick, .. } => Event::Joined { nick },
             ServerMsg::Left { nick, reason, .. } => {
-                secure.left(&nick);
                 let actions = secure.sessions().peer_left(&nick);
                 if events.send(Event::Left { nick, reason }).await.is_err() {
                     return;
@@ -790,11 +811,29 @@ async fn read_loop(
             }
             ServerMsg::Error {
                 code,
-                fatal,
+                fatal: false,
+                detail,
+            } => match pop_answer(&pending) {
+                Some(Answer::Relay(peer)) if code == ErrorCode::NO_SUCH_NICK => {
+                    // The peer is offline: its handshake or session fails now, with that reason.
+                    let actions = secure.sessions().unreachable(&peer);
+                    let Some(out) = out.upgrade() else { return };
+                    secure.perform(actions, &out, &events).await;
+                    continue;
+                }
+                _ => Event::Error {
+                    code,
+                    fatal: false,
+                    detail,
+                },
+            },
+            ServerMsg::Error {
+                code,
+                fatal: true,
                 detail,
             } => Event::Error {
                 code,
-                fatal,
+                fatal: true,
                 detail,
             },
             ServerMsg::Shutdown { reason } => Event::Shutdown { reason },
@@ -806,15 +845,33 @@ async fn read_loop(
     let _ = events.send(Event::Closed { error }).await;
 }
 
-async fn write_loop(mut writer: WriteHalf<TlsStream<TcpStream>>, mut rx: mpsc::Receiver<Bytes>) {
+fn pop_answer(pending: &Pending) -> Option<Answer> {
+    pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop_front()
+}
+
+async fn write_loop(
+    mut writer: WriteHalf<TlsStream<TcpStream>>,
+    mut rx: mpsc::Receiver<Outbound>,
+    pending: Pending,
+) {
     const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     let mut batch = BytesMut::new();
-    while let Some(frame) = rx.recv().await {
-        batch.extend_from_slice(&frame);
-        while batch.len() < 64 * 1024 {
-            match rx.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(outbound) = next.take() {
+            // Recorded before the frame is written, so its answer always finds it.
+            if let Some(answer) = outbound.answer {
+                pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_back(answer);
+            }
+            batch.extend_from_slice(&outbound.frame);
+            if batch.len() < 64 * 1024 {
+                next = rx.try_recv().ok();
             }
         }
         let write = async {

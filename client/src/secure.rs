@@ -3,19 +3,16 @@
 //! (relay payloads, events, saving pins), tracks who is online, and keeps the identity key and
 //! pins in the client's home directory.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use bytes::Bytes;
 use mm_common::e2e::{Action, E2eConfig, Sessions};
-use mm_common::frame;
 use mm_common::identity::{Identity, IdentityError};
 use mm_common::pins::Pins;
-use mm_common::protocol::{nick_key, ClientMsg};
+use mm_common::protocol::ClientMsg;
 use tokio::sync::mpsc;
 
-use crate::connection::Event;
+use crate::connection::{Event, Outbound};
 
 /// File in the client home holding the identity key (mode 0600).
 pub const IDENTITY_FILE: &str = "identity.key";
@@ -143,7 +140,6 @@ impl SecureSetup {
 pub(crate) struct Secure {
     sessions: Mutex<Sessions>,
     pins_file: Option<PathBuf>,
-    online: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Secure {
@@ -153,11 +149,10 @@ impl std::fmt::Debug for Secure {
 }
 
 impl Secure {
-    pub(crate) fn new(me: &str, setup: SecureSetup, online: &[String]) -> Secure {
+    pub(crate) fn new(me: &str, setup: SecureSetup) -> Secure {
         Secure {
             sessions: Mutex::new(Sessions::new(me, setup.identity, setup.pins, setup.config)),
             pins_file: setup.pins_file,
-            online: Mutex::new(online.iter().map(|n| nick_key(n)).collect()),
         }
     }
 
@@ -166,41 +161,21 @@ impl Secure {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn online(&self) -> MutexGuard<'_, HashSet<String>> {
-        self.online.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn is_online(&self, nick: &str) -> bool {
-        self.online().contains(&nick_key(nick))
-    }
-
-    pub(crate) fn joined(&self, nick: &str) {
-        self.online().insert(nick_key(nick));
-    }
-
-    pub(crate) fn left(&self, nick: &str) {
-        self.online().remove(&nick_key(nick));
-    }
-
-    pub(crate) fn set_online(&self, nicks: &[String]) {
-        *self.online() = nicks.iter().map(|n| nick_key(n)).collect();
-    }
-
     /// Carries out `actions`: relays go out through `out`, events to `events`, pins to disk.
     /// Returns false if the connection is gone.
     pub(crate) async fn perform(
         &self,
         actions: Vec<Action>,
-        out: &mpsc::Sender<Bytes>,
+        out: &mpsc::Sender<Outbound>,
         events: &mpsc::Sender<Event>,
     ) -> bool {
         for action in actions {
             match action {
                 Action::Send { to, payload } => {
-                    let Ok(frame) = frame::encode(&ClientMsg::Relay { to, payload }) else {
+                    let Some(outbound) = Outbound::new(&ClientMsg::Relay { to, payload }) else {
                         continue;
                     };
-                    if out.send(frame).await.is_err() {
+                    if out.send(outbound).await.is_err() {
                         return false;
                     }
                 }

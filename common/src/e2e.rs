@@ -207,6 +207,8 @@ pub enum Failure {
     BadKey,
     /// The peer went offline.
     PeerLeft,
+    /// The server could not deliver to the peer: it is not online.
+    Unreachable,
     /// The peer dropped the session.
     PeerAborted(AbortReason),
     /// The handshake did not finish in time.
@@ -228,6 +230,7 @@ impl fmt::Display for Failure {
             Failure::Handshake => f.write_str("the handshake failed"),
             Failure::BadKey => f.write_str("the peer sent an invalid key"),
             Failure::PeerLeft => f.write_str("the peer went offline"),
+            Failure::Unreachable => f.write_str("the peer is not online"),
             Failure::PeerAborted(reason) => write!(f, "the peer dropped the session: {reason}"),
             Failure::Timeout => f.write_str("the handshake timed out"),
         }
@@ -1130,6 +1133,12 @@ impl Sessions {
     /// The peer went offline: its session cannot continue.
     pub fn peer_left(&mut self, peer: &str) -> Vec<Action> {
         self.fail_if_active(peer, Failure::PeerLeft, None)
+    }
+
+    /// The server could not deliver a payload to `peer` (it is offline): its session cannot
+    /// continue, and a handshake to it fails at once instead of timing out.
+    pub fn unreachable(&mut self, peer: &str) -> Vec<Action> {
+        self.fail_if_active(peer, Failure::Unreachable, None)
     }
 
     /// `/insecure peer`: ends the session (telling the peer, encrypted, if it is up) and allows

@@ -5,5 +5,6 @@
 mod chat;
 mod cli;
 mod hostile;
+mod secure;
 mod shutdown;
 mod trust;

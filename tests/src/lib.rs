@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use mm_client::{connect, Client, ConnectError, ConnectOptions, Event, Events, Trust, Welcome};
+use mm_common::e2e::E2eEvent;
 use mm_common::frame;
 use mm_common::protocol::{ClientMsg, ServerMsg, PROTOCOL_VERSION};
 use mm_server::Limits;
@@ -52,14 +53,33 @@ impl TestServer {
         Self::start_on("127.0.0.1:0", tls, limits).await
     }
 
+    /// A server whose hub passes every relayed payload through `hook`.
+    pub async fn start_with_hook(hook: mm_server::hub::RelayHook) -> TestServer {
+        let tls = tempfile::tempdir().unwrap();
+        mm_certs::generate(tls.path(), &mm_certs::Names::default(), false).unwrap();
+        let limits = Limits::default();
+        let hub = mm_server::Hub::with_relay_hook(limits.outbound_queue, Some(hook));
+        Self::start_full("127.0.0.1:0", tls, limits, hub).await
+    }
+
     /// A server on `bind` using the certificates already in `tls`.
     pub async fn start_on(bind: &str, tls: tempfile::TempDir, limits: Limits) -> TestServer {
+        let hub = mm_server::Hub::new(limits.outbound_queue);
+        Self::start_full(bind, tls, limits, hub).await
+    }
+
+    async fn start_full(
+        bind: &str,
+        tls: tempfile::TempDir,
+        limits: Limits,
+        hub: mm_server::Hub,
+    ) -> TestServer {
         let ca = mm_certs::load_certs(&tls.path().join(mm_certs::CA_CERT)).unwrap();
         let config = mm_server::tls::server_config_from_dir(tls.path()).unwrap();
         let listener = TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(mm_server::run(listener, config, limits, async {
+        let task = tokio::spawn(mm_server::serve(listener, config, limits, hub, async {
             let _ = rx.await;
         }));
         TestServer {
@@ -93,8 +113,13 @@ impl TestServer {
 
     /// Connects and logs in as `nick`; panics on failure.
     pub async fn client(&self, nick: &str) -> TestClient {
-        let (client, events, welcome) = self
-            .try_client(nick)
+        self.client_with(self.options(nick)).await
+    }
+
+    /// Connects with these options; panics on failure.
+    pub async fn client_with(&self, opts: ConnectOptions) -> TestClient {
+        let nick = opts.nick.clone();
+        let (client, events, welcome) = connect(&opts)
             .await
             .unwrap_or_else(|e| panic!("{nick}: {e}"));
         TestClient {
@@ -162,6 +187,39 @@ impl TestClient {
             matches!(e, Event::Public { .. } | Event::Private { .. })
         })
         .await
+    }
+
+    /// Waits for the next end-to-end event matching `pred`.
+    pub async fn secure_event(&mut self, what: &str, pred: impl Fn(&E2eEvent) -> bool) -> E2eEvent {
+        match self
+            .wait_for(what, |e| matches!(e, Event::Secure(s) if pred(s)))
+            .await
+        {
+            Event::Secure(e) => e,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Waits until the secure session with `peer` is ready; returns the event.
+    pub async fn secure_ready(&mut self, peer: &str) -> E2eEvent {
+        self.secure_event(
+            "secure session ready",
+            |e| matches!(e, E2eEvent::Ready { peer: p, .. } if p == peer),
+        )
+        .await
+    }
+
+    /// Waits for the next decrypted secure message; returns (peer, text).
+    pub async fn secure_message(&mut self) -> (String, String) {
+        match self
+            .secure_event("a secure message", |e| {
+                matches!(e, E2eEvent::Message { .. })
+            })
+            .await
+        {
+            E2eEvent::Message { peer, text } => (peer, text),
+            _ => unreachable!(),
+        }
     }
 
     /// Waits for the acknowledgement or error that answers a message we sent.
