@@ -367,3 +367,82 @@ async fn mm_server_starts_with_embedded_defaults_and_stops_gracefully_on_sigterm
         "message text leaked into the log:\n{whole_log}"
     );
 }
+
+#[tokio::test]
+async fn line_mode_secure_chat_and_safety_number() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut alice = server.client("alice").await;
+    let mut bob = spawn_trusting(&server, "bob", home.path());
+    let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
+    let mut stdin = bob.stdin.take().unwrap();
+    assert!(next_line(&mut out).await.starts_with("* connected to"));
+    assert!(
+        home.path().join("identity.key").exists(),
+        "identity created on first run"
+    );
+
+    stdin.write_all(b"/secure alice\n").await.unwrap();
+    assert_eq!(
+        next_line(&mut out).await,
+        "* setting up a secure session with alice..."
+    );
+    let ready = next_line(&mut out).await;
+    assert!(
+        ready.starts_with("* secure session with alice ready"),
+        "{ready}"
+    );
+    assert!(
+        ready.contains("new key, now pinned; not verified"),
+        "{ready}"
+    );
+    alice.secure_ready("bob").await;
+
+    alice.client.private("bob", "top secret").await.unwrap();
+    assert_eq!(next_line(&mut out).await, "[secure] <alice> top secret");
+    stdin
+        .write_all(b"/msg alice back, secretly\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.secure_message().await,
+        ("bob".to_string(), "back, secretly".to_string())
+    );
+
+    stdin.write_all(b"/verify alice\n").await.unwrap();
+    let number = alice.client.safety_number("bob").unwrap();
+    assert_eq!(
+        next_line(&mut out).await,
+        format!("* safety number with alice: {number}")
+    );
+    assert!(next_line(&mut out).await.contains("/verified alice"));
+    stdin.write_all(b"/verified alice\n").await.unwrap();
+    assert_eq!(
+        next_line(&mut out).await,
+        "* alice's key is now marked as verified"
+    );
+    let pins = std::fs::read_to_string(home.path().join("pins")).unwrap();
+    assert!(
+        pins.contains("alice") && pins.contains(" verified"),
+        "{pins}"
+    );
+
+    // alice ends the session: bob is told, and /msg goes plain again (and says so).
+    alice.client.insecure("bob").await.unwrap();
+    let ended = next_line(&mut out).await;
+    assert!(
+        ended.starts_with("* secure session with alice ended by alice"),
+        "{ended}"
+    );
+    stdin.write_all(b"/msg alice plain again\n").await.unwrap();
+    assert!(
+        matches!(alice.next_line().await, Event::Private { text, .. } if text == "plain again")
+    );
+
+    drop(stdin);
+    let status = tokio::time::timeout(WAIT, bob.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
