@@ -609,3 +609,30 @@ async fn a_relay_that_swaps_keys_on_a_pinned_peer_is_stopped_before_anything_is_
     ));
     assert!(mitm.read.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_plain_message_during_a_secure_session_is_shown_plain_and_flagged() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.client.secure("bob").await.unwrap();
+    alice.secure_ready("bob").await;
+    bob.secure_ready("alice").await;
+    // A client (or a server injecting a frame) sends a plain Private instead of an encrypted one.
+    bob.client
+        .send(&mm_common::protocol::ClientMsg::Private {
+            to: "alice".into(),
+            text: "trust me".into(),
+        })
+        .await
+        .unwrap();
+    let line = alice.next_line().await;
+    assert!(
+        matches!(&line, Event::Private { text, .. } if text == "trust me"),
+        "{line:?}"
+    );
+    match alice.next().await {
+        Event::Warning(w) => assert!(w.contains("NOT end-to-end encrypted"), "{w}"),
+        other => panic!("expected a warning, got {other:?}"),
+    }
+}
