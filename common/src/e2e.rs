@@ -730,13 +730,7 @@ impl Sessions {
         let envelope = match postcard::from_bytes::<Envelope>(payload) {
             Ok(envelope) => envelope,
             // Garbage in a live session is tampering; otherwise there is nothing to protect.
-            Err(_) => {
-                return self.fail_if_active(
-                    from,
-                    Failure::Decrypt,
-                    Some(AbortReason::DecryptFailed),
-                )
-            }
+            Err(_) => return self.fail_if_active(from, Failure::Decrypt),
         };
         match envelope {
             Envelope::Hello { session, noise } => self.on_hello(from, session, &noise, now),
@@ -794,11 +788,7 @@ impl Sessions {
                 }
                 actions
             }
-            Err(failure) => {
-                let mut actions = vec![abort(&nick, session, AbortReason::HandshakeFailed)];
-                actions.extend(self.fail(from, failure));
-                actions
-            }
+            Err(failure) => self.handshake_failed(from, session, failure),
         }
     }
 
@@ -884,14 +874,7 @@ impl Sessions {
         let trust = match self.check_peer_key(from, key_of(h.noise.get_remote_static())) {
             Ok(trust) => trust,
             Err(failure) => {
-                let reason = match failure {
-                    Failure::KeyChanged { .. } => AbortReason::KeyNotAccepted,
-                    _ => AbortReason::HandshakeFailed,
-                };
-                let nick = self.peer(from).nick.clone();
-                let mut actions = vec![abort(&nick, session, reason)];
-                actions.extend(self.fail(from, failure));
-                return actions;
+                return self.abort_and_fail(from, session, abort_reason(&failure), failure);
             }
         };
         let mut buf = [0u8; MAX_HANDSHAKE_MSG];
@@ -927,12 +910,7 @@ impl Sessions {
         }
         match self.check_peer_key(from, key_of(h.noise.get_remote_static())) {
             Ok(trust) => self.establish(from, *h, trust, now),
-            Err(failure) => {
-                let nick = self.peer(from).nick.clone();
-                let mut actions = vec![abort(&nick, session, AbortReason::KeyNotAccepted)];
-                actions.extend(self.fail(from, failure));
-                actions
-            }
+            Err(failure) => self.abort_and_fail(from, session, abort_reason(&failure), failure),
         }
     }
 
@@ -1044,9 +1022,7 @@ impl Sessions {
         match opened {
             None => vec![abort(&nick, session, AbortReason::UnknownSession)],
             Some(None) => {
-                let mut actions = vec![abort(&nick, session, AbortReason::DecryptFailed)];
-                actions.extend(self.fail(from, Failure::Decrypt));
-                actions
+                self.abort_and_fail(from, session, AbortReason::DecryptFailed, Failure::Decrypt)
             }
             Some(Some(Inner::Text(text))) => {
                 if let Some(e) = self.current_mut(&key) {
@@ -1106,24 +1082,30 @@ impl Sessions {
         })]
     }
 
+    /// Tells the peer why we dropped `session`, and fails our side of it.
+    fn abort_and_fail(
+        &mut self,
+        from: &str,
+        session: SessionId,
+        reason: AbortReason,
+        failure: Failure,
+    ) -> Vec<Action> {
+        let nick = self.peer(from).nick.clone();
+        let mut actions = vec![abort(&nick, session, reason)];
+        actions.extend(self.fail(from, failure));
+        actions
+    }
+
     fn handshake_failed(
         &mut self,
         from: &str,
         session: SessionId,
         failure: Failure,
     ) -> Vec<Action> {
-        let nick = self.peer(from).nick.clone();
-        let mut actions = vec![abort(&nick, session, AbortReason::HandshakeFailed)];
-        actions.extend(self.fail(from, failure));
-        actions
+        self.abort_and_fail(from, session, AbortReason::HandshakeFailed, failure)
     }
 
-    fn fail_if_active(
-        &mut self,
-        peer: &str,
-        failure: Failure,
-        _reason: Option<AbortReason>,
-    ) -> Vec<Action> {
+    fn fail_if_active(&mut self, peer: &str, failure: Failure) -> Vec<Action> {
         match self.peers.get(&nick_key(peer)).map(|p| &p.state) {
             Some(State::Handshaking(_) | State::Established(_)) => self.fail(peer, failure),
             _ => Vec::new(),
@@ -1132,13 +1114,13 @@ impl Sessions {
 
     /// The peer went offline: its session cannot continue.
     pub fn peer_left(&mut self, peer: &str) -> Vec<Action> {
-        self.fail_if_active(peer, Failure::PeerLeft, None)
+        self.fail_if_active(peer, Failure::PeerLeft)
     }
 
     /// The server could not deliver a payload to `peer` (it is offline): its session cannot
     /// continue, and a handshake to it fails at once instead of timing out.
     pub fn unreachable(&mut self, peer: &str) -> Vec<Action> {
-        self.fail_if_active(peer, Failure::Unreachable, None)
+        self.fail_if_active(peer, Failure::Unreachable)
     }
 
     /// `/insecure peer`: ends the session (telling the peer, encrypted, if it is up) and allows
@@ -1291,6 +1273,14 @@ fn seal(e: &mut Established, inner: &Inner) -> Result<Vec<u8>, Refused> {
         session: e.session,
         ciphertext: buf,
     }))
+}
+
+/// What to tell a peer whose key check failed.
+fn abort_reason(failure: &Failure) -> AbortReason {
+    match failure {
+        Failure::KeyChanged { .. } => AbortReason::KeyNotAccepted,
+        _ => AbortReason::HandshakeFailed,
+    }
 }
 
 fn abort(to: &str, session: SessionId, reason: AbortReason) -> Action {

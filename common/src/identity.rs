@@ -118,9 +118,13 @@ pub fn parse_key(text: &str) -> Option<[u8; KEY_LEN]> {
 
 /// A public key for people to read and compare: 16 groups of 4 hex digits.
 pub fn key_fingerprint(key: &[u8; KEY_LEN]) -> String {
-    let hex = hex(key);
-    hex.as_bytes()
-        .chunks(4)
+    grouped(&hex(key), 4)
+}
+
+/// `s` (ASCII) in groups of `n` characters separated by spaces, for reading aloud.
+pub(crate) fn grouped(s: &str, n: usize) -> String {
+    s.as_bytes()
+        .chunks(n.max(1))
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect::<Vec<_>>()
         .join(" ")

@@ -45,13 +45,7 @@ pub fn safety_number(
 ) -> String {
     let mut halves = [half(nick_a, key_a), half(nick_b, key_b)];
     halves.sort();
-    let digits = halves.concat();
-    digits
-        .as_bytes()
-        .chunks(5)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::identity::grouped(&halves.concat(), 5)
 }
 
 #[cfg(test)]

@@ -324,34 +324,15 @@ fn handle(conn: &mut TlsConnection, m: &Membership, ctx: &Context, payload: &[u8
             answer(conn, result);
         }
         ClientMsg::Private { to, text } => {
-            let result = if validate_nick(&to).is_err() {
-                Err((
-                    ErrorCode::NO_SUCH_NICK,
-                    format!("{} is not a valid nick", protocol_safe(&to)),
-                ))
-            } else {
-                check_text(&text, ctx)
-                    .and_then(|()| ctx.hub.send_private(&m.nick, &to, text).map_err(send_error))
-            };
+            let result = check_recipient(&to)
+                .and_then(|()| check_text(&text, ctx))
+                .and_then(|()| ctx.hub.send_private(&m.nick, &to, text).map_err(send_error));
             answer(conn, result);
         }
         ClientMsg::Relay { to, payload } => {
-            let result = if validate_nick(&to).is_err() {
-                Err((
-                    ErrorCode::NO_SUCH_NICK,
-                    format!("{} is not a valid nick", protocol_safe(&to)),
-                ))
-            } else if payload.is_empty() || payload.len() > protocol::MAX_RELAY_LEN {
-                Err((
-                    ErrorCode::BAD_PAYLOAD,
-                    format!(
-                        "relay payload must be 1 to {} bytes",
-                        protocol::MAX_RELAY_LEN
-                    ),
-                ))
-            } else {
-                ctx.hub.relay(&m.nick, &to, payload).map_err(send_error)
-            };
+            let result = check_recipient(&to)
+                .and_then(|()| check_payload(&payload))
+                .and_then(|()| ctx.hub.relay(&m.nick, &to, payload).map_err(send_error));
             answer(conn, result);
         }
         ClientMsg::Who => queue_users(conn, &ctx.hub.online()),
@@ -366,6 +347,29 @@ fn handle(conn: &mut TlsConnection, m: &Membership, ctx: &Context, payload: &[u8
         }
     }
     None
+}
+
+/// A recipient that is not even a valid nick cannot be online.
+fn check_recipient(to: &str) -> Result<(), (ErrorCode, String)> {
+    validate_nick(to).map_err(|_| {
+        (
+            ErrorCode::NO_SUCH_NICK,
+            format!("{} is not a valid nick", protocol_safe(to)),
+        )
+    })
+}
+
+fn check_payload(payload: &[u8]) -> Result<(), (ErrorCode, String)> {
+    if payload.is_empty() || payload.len() > protocol::MAX_RELAY_LEN {
+        return Err((
+            ErrorCode::BAD_PAYLOAD,
+            format!(
+                "relay payload must be 1 to {} bytes",
+                protocol::MAX_RELAY_LEN
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_text(text: &str, ctx: &Context) -> Result<(), (ErrorCode, String)> {

@@ -248,3 +248,43 @@ async fn a_client_that_never_reads_is_dropped_and_costs_the_others_nothing() {
     let seen = sloth.read_to_close().await;
     assert!(seen.len() < count, "sloth cannot have been sent everything");
 }
+
+#[tokio::test]
+async fn relay_payloads_are_bounded_and_answered() {
+    use mm_common::protocol::MAX_RELAY_LEN;
+    let server = TestServer::start().await;
+    let _bob = server.client("bob").await;
+    let mut raw = RawTls::login(&server, "mallory").await;
+    for payload in [Vec::new(), vec![0u8; MAX_RELAY_LEN + 1]] {
+        raw.send(&ClientMsg::Relay {
+            to: "bob".into(),
+            payload,
+        })
+        .await;
+        match raw.read().await {
+            Some(ServerMsg::Error {
+                code, fatal: false, ..
+            }) => assert_eq!(code, ErrorCode::BAD_PAYLOAD),
+            other => panic!("{other:?}"),
+        }
+    }
+    raw.send(&ClientMsg::Relay {
+        to: "nobody".into(),
+        payload: vec![1],
+    })
+    .await;
+    assert!(matches!(
+        raw.read().await,
+        Some(ServerMsg::Error {
+            code: ErrorCode::NO_SUCH_NICK,
+            fatal: false,
+            ..
+        })
+    ));
+    raw.send(&ClientMsg::Relay {
+        to: "BOB".into(),
+        payload: vec![0u8; MAX_RELAY_LEN],
+    })
+    .await;
+    assert!(matches!(raw.read().await, Some(ServerMsg::Sent { .. })));
+}
