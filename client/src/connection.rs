@@ -20,6 +20,7 @@ use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 
 use mm_common::e2e::{E2eEvent, Outgoing, Refused, Status};
+use mm_common::rate::TokenBucket;
 
 use crate::secure::{Secure, SecureSetup};
 use crate::trust::{KnownServers, Observed, PinVerifier};
@@ -39,6 +40,8 @@ pub(crate) enum Answer {
 pub(crate) struct Outbound {
     frame: Bytes,
     answer: Option<Answer>,
+    /// Counts against the server's rate limit (every frame but Pong and Quit).
+    paced: bool,
 }
 
 impl Outbound {
@@ -49,7 +52,12 @@ impl Outbound {
             ClientMsg::Relay { to, .. } => Some(Answer::Relay(to.clone())),
             _ => None,
         };
-        Some(Outbound { frame, answer })
+        let paced = !matches!(msg, ClientMsg::Pong { .. } | ClientMsg::Quit);
+        Some(Outbound {
+            frame,
+            answer,
+            paced,
+        })
     }
 }
 
@@ -178,6 +186,10 @@ pub struct Welcome {
     pub server: String,
     /// The server's text limit in bytes.
     pub max_text_len: u32,
+    /// The server's rate limit: messages at once...
+    pub rate_burst: u32,
+    /// ...and per second, sustained. The client paces itself within them.
+    pub rate_per_sec: u32,
     /// Users online, us included.
     pub online: Vec<String>,
 }
@@ -582,7 +594,13 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
     let pending: Pending = Arc::default();
     let (event_tx, event_rx) = mpsc::channel(1024);
     let weak_events = event_tx.downgrade();
-    tokio::spawn(write_loop(write_half, out_rx, Arc::clone(&pending)));
+    // Pace a little inside the server's limits, so that timing jitter never trips them.
+    let pacer = TokenBucket::new(
+        welcome.rate_burst.saturating_sub(1).max(1),
+        f64::from(welcome.rate_per_sec) * 0.9,
+        std::time::Instant::now(),
+    );
+    tokio::spawn(write_loop(write_half, out_rx, Arc::clone(&pending), pacer));
     // The reader holds only a weak handle (for pongs): when every `Client` is dropped, the
     // writer sees its queue close and ends the connection.
     tokio::spawn(read_loop(
@@ -623,6 +641,8 @@ async fn read_welcome<R: AsyncRead + Unpin>(
                     nick,
                     server,
                     max_text_len,
+                    rate_burst,
+                    rate_per_sec,
                     ..
                 },
                 None,
@@ -631,6 +651,8 @@ async fn read_welcome<R: AsyncRead + Unpin>(
                     nick,
                     server,
                     max_text_len,
+                    rate_burst,
+                    rate_per_sec,
                     online: Vec::new(),
                 });
             }
@@ -856,12 +878,23 @@ async fn write_loop(
     mut writer: WriteHalf<TlsStream<TcpStream>>,
     mut rx: mpsc::Receiver<Outbound>,
     pending: Pending,
+    mut pacer: TokenBucket,
 ) {
-    const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     let mut batch = BytesMut::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(outbound) = next.take() {
+            if outbound.paced {
+                let wait = pacer.wait_time(std::time::Instant::now());
+                if !wait.is_zero() {
+                    // Send what is ready before waiting for the rate limit.
+                    if !write_batch(&mut writer, &mut batch).await {
+                        return;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                pacer.try_take(std::time::Instant::now());
+            }
             // Recorded before the frame is written, so its answer always finds it.
             if let Some(answer) = outbound.answer {
                 pending
@@ -874,17 +907,27 @@ async fn write_loop(
                 next = rx.try_recv().ok();
             }
         }
-        let write = async {
-            writer.write_all(&batch).await?;
-            writer.flush().await
-        };
-        if !matches!(timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
+        if !write_batch(&mut writer, &mut batch).await {
             return; // the reader sees the connection end and reports it
         }
-        batch.clear();
     }
     // Every handle is gone: close our side cleanly (TLS close_notify).
     let _ = timeout(Duration::from_secs(5), writer.shutdown()).await;
+}
+
+/// Writes and flushes `batch` (if not empty) and clears it; false if the connection failed.
+async fn write_batch(writer: &mut WriteHalf<TlsStream<TcpStream>>, batch: &mut BytesMut) -> bool {
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+    if batch.is_empty() {
+        return true;
+    }
+    let write = async {
+        writer.write_all(batch).await?;
+        writer.flush().await
+    };
+    let ok = matches!(timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())));
+    batch.clear();
+    ok
 }
 
 #[cfg(test)]

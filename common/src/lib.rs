@@ -12,4 +12,5 @@ pub mod frame;
 pub mod identity;
 pub mod pins;
 pub mod protocol;
+pub mod rate;
 pub mod safety;

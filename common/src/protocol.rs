@@ -89,6 +89,11 @@ pub enum ServerMsg {
         online: u32,
         /// The server's text limit in bytes (at most [`MAX_TEXT_LEN`]).
         max_text_len: u32,
+        /// Messages a client may send at once (every frame but `Pong` and `Quit` counts).
+        rate_burst: u32,
+        /// Messages per second a client may send, sustained. Clients should pace themselves
+        /// within these limits; frames over them are refused with `rate-limited`.
+        rate_per_sec: u32,
     },
     /// Part of the list of online users. Lists longer than [`USERS_PER_FRAME`] come in several
     /// frames; the one with `last == true` ends the list.
@@ -430,6 +435,8 @@ mod tests {
                 server: "s".into(),
                 online: 3,
                 max_text_len: 9,
+                rate_burst: 20,
+                rate_per_sec: 5,
             },
             ServerMsg::Users {
                 nicks: vec!["a".into(), "b".into()],

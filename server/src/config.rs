@@ -42,6 +42,15 @@ pub struct Limits {
     /// Most simultaneous connections (logged in or not). Further connections wait in the
     /// kernel's accept backlog until one ends.
     pub max_connections: usize,
+    /// Most simultaneous connections from one IP address (loopback included).
+    pub max_connections_per_ip: usize,
+    /// Messages a client may send at once before the steady rate applies.
+    pub rate_burst: u32,
+    /// Messages per second a client may send, sustained.
+    pub rate_per_sec: u32,
+    /// Refused (over-rate) messages a client may send, refilling at one per second, before it
+    /// is disconnected for flooding.
+    pub flood_strikes: u32,
     /// Longest chat text in bytes; capped at the protocol's 4096.
     pub max_text_len: usize,
     /// Time allowed for the TLS handshake.
@@ -63,6 +72,8 @@ pub struct Limits {
     /// disconnected as too slow. Frames are shared between recipients, so a full queue costs
     /// about 16 bytes per entry plus the frames themselves.
     pub outbound_queue: usize,
+    /// Bytes that may wait for one client before it is disconnected as too slow.
+    pub outbound_queue_bytes: usize,
     /// How long a graceful shutdown waits for clients to receive what is queued for them.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -72,6 +83,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 10_000,
+            max_connections_per_ip: 20,
+            rate_burst: 20,
+            rate_per_sec: 5,
+            flood_strikes: 30,
             max_text_len: mm_common::protocol::MAX_TEXT_LEN,
             handshake_timeout: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(10),
@@ -79,6 +94,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(90),
             write_timeout: Duration::from_secs(10),
             outbound_queue: 1024,
+            outbound_queue_bytes: 1024 * 1024,
             shutdown_grace: Duration::from_secs(5),
         }
     }
@@ -138,6 +154,11 @@ impl Limits {
             ("max_connections", self.max_connections),
             ("max_text_len", self.max_text_len),
             ("outbound_queue", self.outbound_queue),
+            ("outbound_queue_bytes", self.outbound_queue_bytes),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            ("rate_burst", self.rate_burst as usize),
+            ("rate_per_sec", self.rate_per_sec as usize),
+            ("flood_strikes", self.flood_strikes as usize),
         ];
         for (name, value) in nonzero {
             if value == 0 {

@@ -10,7 +10,7 @@
 //! are short, never `.await`, and only do map work and non-blocking `try_send`s.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -53,6 +53,8 @@ struct State {
     closed: bool,
     /// Id of the next public or private message.
     next_msg_id: u64,
+    /// Most bytes that may wait in one user's queue.
+    max_queued_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -60,6 +62,36 @@ struct Peer {
     conn_id: u64,
     nick: String,
     queue: mpsc::Sender<Bytes>,
+    /// Bytes in `queue`; the session subtracts what it takes out.
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+/// Why a frame could not be queued for a user.
+enum QueueError {
+    /// The queue is full, in frames or in bytes.
+    Full,
+    /// The session is gone.
+    Closed,
+}
+
+impl Peer {
+    /// Queues a frame, keeping the queue within its frame and byte bounds.
+    fn enqueue(&self, frame: Bytes, max_bytes: usize) -> Result<(), QueueError> {
+        let len = frame.len();
+        // Counted before sending so that the session's subtraction can never come first.
+        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if before.saturating_add(len) > max_bytes {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            return Err(QueueError::Full);
+        }
+        self.queue.try_send(frame).map_err(|e| {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            match e {
+                mpsc::error::TrySendError::Full(_) => QueueError::Full,
+                mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+            }
+        })
+    }
 }
 
 /// A logged-in user's end of the hub, held by their session.
@@ -72,6 +104,8 @@ pub struct Membership {
     /// Frames for this user, in hub order. `None` from `recv` means the hub dropped the user
     /// because the queue overflowed.
     pub queue: mpsc::Receiver<Bytes>,
+    /// Bytes waiting in `queue`: subtract each frame's length when taking it out.
+    pub queued_bytes: Arc<AtomicUsize>,
     /// Nicks online at the moment of joining (this user included), sorted.
     pub online: Vec<String>,
 }
@@ -124,17 +158,24 @@ pub fn now_ms() -> u64 {
 }
 
 impl Hub {
-    /// A hub whose per-user queues hold `outbound_queue` frames (at least 1).
-    pub fn new(outbound_queue: usize) -> Hub {
-        Self::with_relay_hook(outbound_queue, None)
+    /// A hub whose per-user queues hold at most `outbound_queue` frames and
+    /// `outbound_queue_bytes` bytes.
+    pub fn new(outbound_queue: usize, outbound_queue_bytes: usize) -> Hub {
+        Self::with_relay_hook(outbound_queue, outbound_queue_bytes, None)
     }
 
     /// A hub that passes every relayed payload through `hook` (see [`RelayHook`]).
-    pub fn with_relay_hook(outbound_queue: usize, hook: Option<RelayHook>) -> Hub {
+    pub fn with_relay_hook(
+        outbound_queue: usize,
+        outbound_queue_bytes: usize,
+        hook: Option<RelayHook>,
+    ) -> Hub {
         Hub {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     next_msg_id: 1,
+                    max_queued_bytes: outbound_queue_bytes
+                        .max(frame::HEADER_LEN + frame::MAX_FRAME_LEN),
                     ..State::default()
                 }),
                 next_conn_id: AtomicU64::new(1),
@@ -173,12 +214,14 @@ impl Hub {
         if let Some(existing) = state.peers.get(&key) {
             return Err(JoinError::NickInUse(existing.nick.clone()));
         }
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         state.peers.insert(
             key,
             Peer {
                 conn_id,
                 nick: nick.to_owned(),
                 queue: tx,
+                queued_bytes: Arc::clone(&queued_bytes),
             },
         );
         let mut online: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
@@ -196,6 +239,7 @@ impl Hub {
             conn_id,
             nick: nick.to_owned(),
             queue: rx,
+            queued_bytes,
             online,
         })
     }
@@ -285,16 +329,15 @@ impl Hub {
         let recipient_nick = peer.nick.clone();
         let accepted = next_accepted(&mut state);
         let frame = frame::encode(&build(accepted)).map_err(|_| SendError::Encode)?;
-        match state.peers.get(&key).map(|p| p.queue.try_send(frame)) {
+        let max_bytes = state.max_queued_bytes;
+        match state.peers.get(&key).map(|p| p.enqueue(frame, max_bytes)) {
             Some(Ok(())) => Ok(accepted),
-            Some(Err(mpsc::error::TrySendError::Full(_))) => {
+            Some(Err(QueueError::Full)) => {
                 evict(&mut state, &key);
                 Err(SendError::RecipientTooSlow(recipient_nick))
             }
             // The session is gone but has not logged out yet.
-            Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
-                Err(SendError::NoSuchNick(recipient_nick))
-            }
+            Some(Err(QueueError::Closed)) | None => Err(SendError::NoSuchNick(recipient_nick)),
         }
     }
 
@@ -341,7 +384,7 @@ fn broadcast_frame(state: &mut State, skip_conn: u64, frame: Bytes) {
         if peer.conn_id == skip_conn {
             continue;
         }
-        if let Err(mpsc::error::TrySendError::Full(_)) = peer.queue.try_send(frame.clone()) {
+        if let Err(QueueError::Full) = peer.enqueue(frame.clone(), state.max_queued_bytes) {
             too_slow.push(key.clone());
         }
     }
@@ -393,7 +436,7 @@ mod tests {
 
     #[test]
     fn nicks_are_unique_case_insensitively_and_free_again_after_leave() {
-        let hub = Hub::new(4);
+        let hub = Hub::new(4, usize::MAX);
         let alice = hub.join(1, "Alice").unwrap();
         assert_eq!(
             hub.join(2, "alice").unwrap_err(),
@@ -405,7 +448,7 @@ mod tests {
 
     #[test]
     fn join_snapshot_and_queue_fit_together() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, usize::MAX);
         let mut a = hub.join(1, "a").unwrap();
         let b = hub.join(2, "B").unwrap();
         assert_eq!(a.online, vec!["a".to_string()]);
@@ -419,7 +462,7 @@ mod tests {
 
     #[test]
     fn public_and_private_keep_the_order_they_were_accepted_in() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, usize::MAX);
         let mut a = hub.join(1, "a").unwrap();
         let mut b = hub.join(2, "b").unwrap();
         drain(&mut a);
@@ -435,7 +478,7 @@ mod tests {
 
     #[test]
     fn a_broadcast_frame_is_encoded_once_and_shared() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, usize::MAX);
         let mut members: Vec<Membership> = (1..=3)
             .map(|i| hub.join(i, &format!("u{i}")).unwrap())
             .collect();
@@ -454,7 +497,7 @@ mod tests {
 
     #[test]
     fn private_goes_to_one_queue_and_unknown_recipients_are_errors() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, usize::MAX);
         let mut a = hub.join(1, "a").unwrap();
         let mut b = hub.join(2, "b").unwrap();
         drain(&mut a);
@@ -471,7 +514,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_disconnects_that_user_only() {
-        let hub = Hub::new(2);
+        let hub = Hub::new(2, usize::MAX);
         let mut a = hub.join(1, "a").unwrap();
         let mut slow = hub.join(2, "slow").unwrap();
         let mut c = hub.join(3, "c").unwrap();
@@ -517,8 +560,41 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_bound_disconnects_before_the_frame_bound() {
+        let hub = Hub::new(1000, 200_000); // the byte bound is raised to one full frame at least
+        let mut a = hub.join(1, "a").unwrap();
+        let slow = hub.join(2, "slow").unwrap();
+        drain(&mut a);
+        let text = "x".repeat(4000);
+        let mut sent = 0;
+        while hub.online().len() == 2 {
+            let _ = hub.send_private("a", "slow", text.clone());
+            sent += 1;
+            assert!(sent < 1000, "never disconnected");
+        }
+        // 200 KB of 4 KB frames: about 50 frames, far below the 1000-frame bound.
+        assert!((45..=55).contains(&sent), "{sent}");
+        assert!(slow.queued_bytes.load(Ordering::Relaxed) <= 200_000);
+    }
+
+    #[test]
+    fn queued_bytes_follow_the_queue() {
+        let hub = Hub::new(16, usize::MAX);
+        let mut a = hub.join(1, "a").unwrap();
+        let _b = hub.join(2, "b").unwrap();
+        let joined = a.queue.try_recv().unwrap(); // b's join notice
+        assert_eq!(a.queued_bytes.load(Ordering::Relaxed), joined.len());
+        hub.send_private("b", "a", "hello".into()).unwrap();
+        let frame = a.queue.try_recv().unwrap();
+        assert_eq!(
+            a.queued_bytes.load(Ordering::Relaxed),
+            joined.len() + frame.len()
+        );
+    }
+
+    #[test]
     fn a_stale_session_cannot_log_out_the_new_owner_of_its_nick() {
-        let hub = Hub::new(1);
+        let hub = Hub::new(1, usize::MAX);
         let _a = hub.join(1, "a").unwrap();
         hub.send_private("x", "a", "1".into()).unwrap();
         let _ = hub.send_private("x", "a", "2".into()); // evicts conn 1
@@ -529,7 +605,7 @@ mod tests {
 
     #[test]
     fn closed_hub_accepts_nothing() {
-        let hub = Hub::new(4);
+        let hub = Hub::new(4, usize::MAX);
         let _a = hub.join(1, "a").unwrap();
         hub.close();
         assert_eq!(hub.publish(1, "a", "x".into()), Err(SendError::Closed));

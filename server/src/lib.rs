@@ -11,18 +11,21 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod hub;
+pub mod limit;
 mod session;
 pub mod tls;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub use config::{Config, Limits};
 pub use hub::Hub;
@@ -39,7 +42,7 @@ pub async fn run(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let hub = Hub::new(limits.outbound_queue);
+    let hub = Hub::new(limits.outbound_queue, limits.outbound_queue_bytes);
     serve(listener, tls, limits, hub, shutdown).await
 }
 
@@ -54,8 +57,8 @@ pub async fn serve(
     hub: Hub,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let ctx = Arc::new(session::Context {
-        acceptor: tokio_rustls::TlsAcceptor::from(tls),
         hub: hub.clone(),
         server_name: format!("mm-server {}", env!("CARGO_PKG_VERSION")),
         limits: limits.clone(),
@@ -66,7 +69,7 @@ pub async fn serve(
     info!(%local, "listening");
 
     tokio::select! {
-        () = accept_loop(&listener, &ctx, &cancel, &tracker) => {}
+        () = accept_loop(&listener, &acceptor, &ctx, &cancel, &tracker) => {}
         () = shutdown => info!("shutdown requested"),
     }
     drop(listener);
@@ -91,11 +94,13 @@ pub async fn serve(
 
 async fn accept_loop(
     listener: &TcpListener,
+    acceptor: &tokio_rustls::TlsAcceptor,
     ctx: &Arc<session::Context>,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
 ) {
     let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
+    let per_ip = PerIp::new(ctx.limits.max_connections_per_ip);
     let mut backoff = Duration::from_millis(10);
     loop {
         // Hold a slot before accepting: at the cap, new connections wait in the kernel backlog
@@ -106,10 +111,14 @@ async fn accept_loop(
         match listener.accept().await {
             Ok((tcp, peer)) => {
                 backoff = Duration::from_millis(10);
-                let ctx = Arc::clone(ctx);
-                let cancel = cancel.clone();
+                let Some(ip_slot) = per_ip.claim(peer.ip()) else {
+                    debug!(%peer, "per-address connection cap reached; closing");
+                    continue; // dropping `tcp` closes it; the permit returns to the pool
+                };
+                let (acceptor, ctx, cancel) = (acceptor.clone(), Arc::clone(ctx), cancel.clone());
                 tracker.spawn(async move {
-                    session::serve(tcp, peer, ctx, cancel).await;
+                    session::serve(tcp, peer, acceptor, ctx, cancel).await;
+                    drop(ip_slot);
                     drop(permit);
                 });
             }
@@ -120,6 +129,53 @@ async fn accept_loop(
                 drop(permit);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Connections per client address, capped.
+#[derive(Debug, Clone)]
+struct PerIp {
+    max: usize,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One connection's claim on its address's count; released on drop.
+struct IpSlot {
+    ip: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerIp {
+    fn new(max: usize) -> PerIp {
+        PerIp {
+            max,
+            counts: Arc::default(),
+        }
+    }
+
+    fn claim(&self, ip: IpAddr) -> Option<IpSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            ip,
+            counts: Arc::clone(&self.counts),
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
             }
         }
     }

@@ -1,15 +1,20 @@
 //! One client connection from TCP accept to close: TLS handshake, hello, then a single task that
-//! `select!`s over the socket, the user's queue, the ping timer and shutdown. Whatever became ready is collected into the connection's write buffer and sent with
-//! one write and one flush, under a timeout: a client that stops reading is dropped, never
-//! waited for.
+//! `select!`s over the socket, the user's queue, the ping timer and shutdown. Whatever became
+//! ready is collected into the connection's write buffer and sent with one write and one flush,
+//! under a timeout: a client that stops reading is dropped, never waited for.
+//!
+//! Everything after the TLS handshake is generic over the byte stream, so the rules (rate
+//! limits, timeouts) are tested on in-memory streams with tokio's paused clock.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use mm_common::protocol::{
     self, validate_nick, validate_text, ClientMsg, ErrorCode, LeaveReason, ServerMsg,
     PROTOCOL_VERSION, USERS_PER_FRAME,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
@@ -20,8 +25,11 @@ use tracing::{debug, info, warn};
 use crate::config::Limits;
 use crate::connection::{Connection, ReadError};
 use crate::hub::{Hub, JoinError, Membership, SendError};
+use crate::limit::{RateLimiter, Verdict};
 
-type TlsConnection = Connection<tokio_rustls::server::TlsStream<TcpStream>>;
+/// A byte stream a session can run on (TLS in production, in-memory in tests).
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Stream for T {}
 
 /// Most bytes collected into one write; the rest waits for the next turn of the loop so that
 /// reading from this client is not starved under a flood.
@@ -29,7 +37,6 @@ const MAX_BATCH: usize = 256 * 1024;
 
 /// What every session needs.
 pub(crate) struct Context {
-    pub acceptor: TlsAcceptor,
     pub hub: Hub,
     pub limits: Limits,
     pub server_name: String,
@@ -56,11 +63,12 @@ enum Exit {
 pub(crate) async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
+    acceptor: TlsAcceptor,
     ctx: Arc<Context>,
     cancel: CancellationToken,
 ) {
     let _ = tcp.set_nodelay(true); // chat lines are small and latency-sensitive
-    let accept = timeout(ctx.limits.handshake_timeout, ctx.acceptor.accept(tcp));
+    let accept = timeout(ctx.limits.handshake_timeout, acceptor.accept(tcp));
     let tls = tokio::select! {
         r = accept => match r {
             Ok(Ok(tls)) => tls,
@@ -75,9 +83,17 @@ pub(crate) async fn serve(
         },
         () = cancel.cancelled() => return,
     };
-    let mut conn = Connection::new(tls);
+    run(Connection::new(tls), peer, &ctx, &cancel).await;
+}
 
-    let membership = match login(&mut conn, &ctx, &cancel).await {
+/// Runs a session on an established stream: hello, chat, and the goodbye.
+pub(crate) async fn run<S: Stream>(
+    mut conn: Connection<S>,
+    peer: SocketAddr,
+    ctx: &Context,
+    cancel: &CancellationToken,
+) {
+    let membership = match login(&mut conn, ctx, cancel).await {
         Ok(m) => m,
         Err(LoginFailed::Tell(code, detail)) => {
             debug!(%peer, code = %code, "login refused");
@@ -102,7 +118,7 @@ pub(crate) async fn serve(
     let conn_id = membership.conn_id;
     info!(%peer, conn = conn_id, %nick, "logged in");
 
-    let exit = chat(&mut conn, membership, &ctx, &cancel).await;
+    let exit = chat(&mut conn, membership, ctx, cancel).await;
     let reason = match &exit {
         Exit::Quit => LeaveReason::Quit,
         Exit::Disconnected | Exit::Shutdown => LeaveReason::Disconnected,
@@ -138,7 +154,7 @@ pub(crate) async fn serve(
 }
 
 /// Flushes what is queued and sends close_notify, each bounded by the write timeout.
-async fn close(conn: &mut TlsConnection, limits: &Limits) {
+async fn close<S: Stream>(conn: &mut Connection<S>, limits: &Limits) {
     if timeout(limits.write_timeout, conn.flush()).await.is_ok() {
         let _ = timeout(limits.write_timeout, conn.shutdown()).await;
     }
@@ -154,8 +170,8 @@ enum LoginFailed {
 }
 
 /// Waits for `Hello`, checks it, joins the hub and sends `Welcome` plus the user list.
-async fn login(
-    conn: &mut TlsConnection,
+async fn login<S: Stream>(
+    conn: &mut Connection<S>,
     ctx: &Context,
     cancel: &CancellationToken,
 ) -> Result<Membership, LoginFailed> {
@@ -204,13 +220,15 @@ async fn login(
         server: ctx.server_name.clone(),
         online,
         max_text_len: u32::try_from(ctx.limits.max_text_len).unwrap_or(u32::MAX),
+        rate_burst: ctx.limits.rate_burst,
+        rate_per_sec: ctx.limits.rate_per_sec,
     });
     queue_users(conn, &membership.online);
     Ok(membership)
 }
 
 /// Queues the user list in frames of at most [`USERS_PER_FRAME`] nicks.
-fn queue_users(conn: &mut TlsConnection, nicks: &[String]) {
+fn queue_users<S: Stream>(conn: &mut Connection<S>, nicks: &[String]) {
     let mut chunks = nicks.chunks(USERS_PER_FRAME).peekable();
     if chunks.peek().is_none() {
         conn.queue(&ServerMsg::Users {
@@ -227,8 +245,8 @@ fn queue_users(conn: &mut TlsConnection, nicks: &[String]) {
 }
 
 /// The logged-in loop.
-async fn chat(
-    conn: &mut TlsConnection,
+async fn chat<S: Stream>(
+    conn: &mut Connection<S>,
     mut m: Membership,
     ctx: &Context,
     cancel: &CancellationToken,
@@ -239,6 +257,12 @@ async fn chat(
         tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ping_token: u64 = 0;
+    let mut limiter = RateLimiter::new(
+        limits.rate_burst,
+        limits.rate_per_sec,
+        limits.flood_strikes,
+        Instant::now().into_std(),
+    );
 
     loop {
         // Flush first: the welcome, and whatever the last turn collected.
@@ -260,14 +284,17 @@ async fn chat(
                 };
             }
             frame = m.queue.recv() => match frame {
-                Some(frame) => conn.queue_frame(&frame),
+                Some(frame) => {
+                    m.queued_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
+                    conn.queue_frame(&frame);
+                }
                 None => return Exit::TooSlow, // the hub dropped us: our queue overflowed
             },
             read = conn.read_frame() => {
                 last_heard = Instant::now();
                 match read {
                     Ok(Some(payload)) => {
-                        if let Some(exit) = handle(conn, &m, ctx, &payload) {
+                        if let Some(exit) = handle(conn, &m, ctx, &mut limiter, &payload) {
                             return exit;
                         }
                     }
@@ -297,10 +324,17 @@ async fn chat(
 
 /// Moves ready frames from the user's queue into the write buffer without waiting, until the
 /// buffer holds `budget` bytes.
-fn drain(conn: &mut TlsConnection, m: &mut Membership, budget: usize) -> Result<(), Exit> {
+fn drain<S: Stream>(
+    conn: &mut Connection<S>,
+    m: &mut Membership,
+    budget: usize,
+) -> Result<(), Exit> {
     while conn.pending() < budget {
         match m.queue.try_recv() {
-            Ok(frame) => conn.queue_frame(&frame),
+            Ok(frame) => {
+                m.queued_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
+                conn.queue_frame(&frame);
+            }
             Err(mpsc::error::TryRecvError::Empty) => break,
             Err(mpsc::error::TryRecvError::Disconnected) => return Err(Exit::TooSlow),
         }
@@ -309,11 +343,45 @@ fn drain(conn: &mut TlsConnection, m: &mut Membership, budget: usize) -> Result<
 }
 
 /// Handles one frame from a logged-in client; `Some` ends the session.
-fn handle(conn: &mut TlsConnection, m: &Membership, ctx: &Context, payload: &[u8]) -> Option<Exit> {
+fn handle<S: Stream>(
+    conn: &mut Connection<S>,
+    m: &Membership,
+    ctx: &Context,
+    limiter: &mut RateLimiter,
+    payload: &[u8],
+) -> Option<Exit> {
     let msg = match ClientMsg::decode(payload) {
         Ok(msg) => msg,
         Err(e) => return Some(Exit::Fatal(ErrorCode::BAD_FRAME, e.to_string())),
     };
+    if !matches!(msg, ClientMsg::Pong { .. } | ClientMsg::Quit) {
+        match limiter.check(Instant::now().into_std()) {
+            Verdict::Allow => {}
+            Verdict::Refuse => {
+                // Messages that expect an answer get one; a refused Who or Ping is dropped,
+                // so that a client counting answers never sees one it did not expect.
+                if matches!(
+                    msg,
+                    ClientMsg::Public { .. } | ClientMsg::Private { .. } | ClientMsg::Relay { .. }
+                ) {
+                    answer(
+                        conn,
+                        Err((
+                            ErrorCode::RATE_LIMITED,
+                            "too many messages; slow down".into(),
+                        )),
+                    );
+                }
+                return None;
+            }
+            Verdict::Disconnect => {
+                return Some(Exit::Fatal(
+                    ErrorCode::RATE_LIMITED,
+                    "disconnected for flooding".into(),
+                ));
+            }
+        }
+    }
     match msg {
         ClientMsg::Public { text } => {
             let result = check_text(&text, ctx).and_then(|()| {
@@ -392,7 +460,10 @@ fn send_error(e: SendError) -> (ErrorCode, String) {
 }
 
 /// Answers a Public/Private/Relay with `Sent` or a non-fatal `Error`.
-fn answer(conn: &mut TlsConnection, result: Result<crate::hub::Accepted, (ErrorCode, String)>) {
+fn answer<S: Stream>(
+    conn: &mut Connection<S>,
+    result: Result<crate::hub::Accepted, (ErrorCode, String)>,
+) {
     match result {
         Ok(accepted) => conn.queue(&ServerMsg::Sent {
             id: accepted.id,

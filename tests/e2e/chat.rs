@@ -39,7 +39,7 @@ async fn public_line_reaches_every_other_user_and_the_sender_gets_an_ack() {
 
 #[tokio::test]
 async fn lines_from_one_sender_arrive_in_order_across_public_and_private() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_unthrottled().await;
     let alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
     for i in 0..50 {

@@ -127,7 +127,7 @@ async fn line_mode_client_end_to_end() {
 
 #[tokio::test]
 async fn line_mode_sends_everything_before_eof_then_exits_zero() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_unthrottled().await;
     let home = tempfile::tempdir().unwrap();
     let mut alice = server.client("alice").await;
     let mut bob = spawn_trusting(&server, "bob", home.path());

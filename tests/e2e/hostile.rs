@@ -176,7 +176,7 @@ async fn a_client_that_answers_pings_stays_connected() {
 async fn a_client_that_never_reads_is_dropped_and_costs_the_others_nothing() {
     let limits = Limits {
         write_timeout: Duration::from_millis(500),
-        ..Limits::default()
+        ..mm_tests::unthrottled()
     };
     let server = TestServer::start_with(limits).await;
     let mut alice = server.client("alice").await;

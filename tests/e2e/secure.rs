@@ -244,7 +244,7 @@ async fn a_peer_leaving_blocks_sending_until_the_user_decides() {
 
 #[tokio::test]
 async fn sessions_renew_their_keys_and_the_conversation_goes_on() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_unthrottled().await;
     let mut opts = server.options("alice");
     opts.secure.config = E2eConfig {
         rehandshake_messages: 5,

@@ -5,7 +5,7 @@ use mm_tests::TestServer;
 
 #[tokio::test]
 async fn shutdown_tells_clients_after_delivering_everything_accepted() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_unthrottled().await;
     let mut alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
     for i in 0..200 {

@@ -23,6 +23,16 @@ use tokio::task::JoinHandle;
 /// deadline against hangs, not a speed assertion.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Limits with the rate limit lifted, for tests that send in bulk to check something else
+/// (ordering, slow readers, shutdown). The client paces itself to whatever the server announces.
+pub fn unthrottled() -> Limits {
+    Limits {
+        rate_burst: 1_000_000,
+        rate_per_sec: 1_000_000,
+        ..Limits::default()
+    }
+}
+
 /// A server running in this process.
 pub struct TestServer {
     /// Where it listens.
@@ -39,6 +49,11 @@ impl TestServer {
     /// A server with default limits.
     pub async fn start() -> TestServer {
         Self::start_with(Limits::default()).await
+    }
+
+    /// A server with the rate limit lifted (see [`unthrottled`]).
+    pub async fn start_unthrottled() -> TestServer {
+        Self::start_with(unthrottled()).await
     }
 
     /// A server with the given limits and freshly generated certificates.
@@ -58,13 +73,17 @@ impl TestServer {
         let tls = tempfile::tempdir().unwrap();
         mm_certs::generate(tls.path(), &mm_certs::Names::default(), false).unwrap();
         let limits = Limits::default();
-        let hub = mm_server::Hub::with_relay_hook(limits.outbound_queue, Some(hook));
+        let hub = mm_server::Hub::with_relay_hook(
+            limits.outbound_queue,
+            limits.outbound_queue_bytes,
+            Some(hook),
+        );
         Self::start_full("127.0.0.1:0", tls, limits, hub).await
     }
 
     /// A server on `bind` using the certificates already in `tls`.
     pub async fn start_on(bind: &str, tls: tempfile::TempDir, limits: Limits) -> TestServer {
-        let hub = mm_server::Hub::new(limits.outbound_queue);
+        let hub = mm_server::Hub::new(limits.outbound_queue, limits.outbound_queue_bytes);
         Self::start_full(bind, tls, limits, hub).await
     }
 
