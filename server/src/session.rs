@@ -490,3 +490,286 @@ fn protocol_safe(name: &str) -> String {
         .take(protocol::MAX_NICK_LEN)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    //! Session rules on in-memory streams with tokio's paused clock: timeouts and rate limits
+    //! are checked to the second without waiting for them.
+
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use mm_common::frame;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::task::JoinHandle;
+
+    use super::*;
+
+    struct Client {
+        io: DuplexStream,
+        buf: BytesMut,
+    }
+
+    impl Client {
+        async fn send(&mut self, msg: &ClientMsg) {
+            self.io
+                .write_all(&frame::encode(msg).unwrap())
+                .await
+                .unwrap();
+        }
+
+        /// The next message, or `None` once the server closed.
+        async fn recv(&mut self) -> Option<ServerMsg> {
+            loop {
+                match frame::split_frame(&mut self.buf) {
+                    Ok(payload) => return Some(ServerMsg::decode(&payload).unwrap()),
+                    Err(frame::FrameError::Incomplete { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+                match self.io.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        }
+
+        async fn login(&mut self, nick: &str) {
+            self.send(&ClientMsg::Hello {
+                version: PROTOCOL_VERSION,
+                nick: nick.into(),
+            })
+            .await;
+            assert!(matches!(self.recv().await, Some(ServerMsg::Welcome { .. })));
+            assert!(matches!(
+                self.recv().await,
+                Some(ServerMsg::Users { last: true, .. })
+            ));
+        }
+    }
+
+    /// A session on an in-memory stream whose buffer holds `buffer` bytes each way.
+    fn start(limits: Limits, buffer: usize) -> (Client, Hub, JoinHandle<()>) {
+        let hub = Hub::new(limits.outbound_queue, limits.outbound_queue_bytes);
+        let ctx = Arc::new(Context {
+            hub: hub.clone(),
+            limits,
+            server_name: "test".into(),
+        });
+        let (client, server) = tokio::io::duplex(buffer);
+        let task = tokio::spawn(async move {
+            let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+            run(
+                Connection::new(server),
+                peer,
+                &ctx,
+                &CancellationToken::new(),
+            )
+            .await;
+        });
+        (
+            Client {
+                io: client,
+                buf: BytesMut::new(),
+            },
+            hub,
+            task,
+        )
+    }
+
+    fn public(text: &str) -> ClientMsg {
+        ClientMsg::Public { text: text.into() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_the_rate_messages_are_refused_then_allowed_again() {
+        let limits = Limits {
+            rate_burst: 5,
+            rate_per_sec: 2,
+            flood_strikes: 100,
+            ..Limits::default()
+        };
+        let (mut c, _hub, _task) = start(limits, 1 << 20);
+        c.login("alice").await;
+        for _ in 0..8 {
+            c.send(&public("x")).await;
+        }
+        let mut answers = Vec::new();
+        for _ in 0..8 {
+            answers.push(match c.recv().await.unwrap() {
+                ServerMsg::Sent { .. } => "sent",
+                ServerMsg::Error {
+                    code: ErrorCode::RATE_LIMITED,
+                    fatal: false,
+                    ..
+                } => "limited",
+                other => panic!("{other:?}"),
+            });
+        }
+        assert_eq!(
+            answers,
+            ["sent"; 5]
+                .iter()
+                .chain(["limited"; 3].iter())
+                .copied()
+                .collect::<Vec<_>>()
+        );
+        // One second later two more tokens (2 per second).
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for _ in 0..3 {
+            c.send(&public("y")).await;
+        }
+        assert!(matches!(c.recv().await, Some(ServerMsg::Sent { .. })));
+        assert!(matches!(c.recv().await, Some(ServerMsg::Sent { .. })));
+        assert!(matches!(
+            c.recv().await,
+            Some(ServerMsg::Error {
+                code: ErrorCode::RATE_LIMITED,
+                ..
+            })
+        ));
+        // A refused Who is dropped without an answer; the next answer is for the next message.
+        c.send(&ClientMsg::Who).await;
+        tokio::time::sleep(Duration::from_millis(1)).await; // let the session see it now
+        tokio::time::advance(Duration::from_secs(1)).await;
+        c.send(&public("z")).await;
+        assert!(matches!(c.recv().await, Some(ServerMsg::Sent { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sustained_flooder_is_disconnected() {
+        let limits = Limits {
+            rate_burst: 5,
+            rate_per_sec: 1,
+            flood_strikes: 10,
+            ..Limits::default()
+        };
+        let (mut c, hub, task) = start(limits, 1 << 20);
+        c.login("flood").await;
+        for _ in 0..100 {
+            c.send(&public("spam")).await;
+        }
+        let mut seen = Vec::new();
+        while let Some(msg) = c.recv().await {
+            seen.push(msg);
+        }
+        let sent = seen
+            .iter()
+            .filter(|m| matches!(m, ServerMsg::Sent { .. }))
+            .count();
+        let limited = seen
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m,
+                    ServerMsg::Error {
+                        code: ErrorCode::RATE_LIMITED,
+                        fatal: false,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!((sent, limited), (5, 10), "{seen:?}");
+        assert!(matches!(
+            seen.last(),
+            Some(ServerMsg::Error {
+                code: ErrorCode::RATE_LIMITED,
+                fatal: true,
+                ..
+            })
+        ));
+        task.await.unwrap();
+        assert!(hub.online().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_pinged_then_dropped_on_time() {
+        let (mut c, hub, task) = start(Limits::default(), 1 << 20); // ping 30 s, idle 90 s
+        c.login("mute").await;
+        let t0 = Instant::now();
+        let mut pings = Vec::new();
+        let last = loop {
+            match c.recv().await.unwrap() {
+                ServerMsg::Ping { .. } => pings.push(t0.elapsed().as_secs()),
+                other => break other,
+            }
+        };
+        assert_eq!(pings, vec![30, 60]);
+        assert!(
+            matches!(
+                last,
+                ServerMsg::Error {
+                    code: ErrorCode::TIMEOUT,
+                    fatal: true,
+                    ..
+                }
+            ),
+            "{last:?}"
+        );
+        assert_eq!(t0.elapsed().as_secs(), 90);
+        assert!(c.recv().await.is_none());
+        task.await.unwrap();
+        assert!(hub.online().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answering_pings_keeps_a_client_connected_for_hours() {
+        let (mut c, hub, _task) = start(Limits::default(), 1 << 20);
+        c.login("alive").await;
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(3 * 3600) {
+            match c.recv().await.unwrap() {
+                ServerMsg::Ping { token } => c.send(&ClientMsg::Pong { token }).await,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(hub.online(), vec!["alive".to_string()]);
+        c.send(&public("still here")).await;
+        assert!(matches!(c.recv().await, Some(ServerMsg::Sent { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_hello_times_out_on_time() {
+        let (mut c, _hub, task) = start(Limits::default(), 1 << 20); // hello_timeout 10 s
+        let t0 = Instant::now();
+        let msg = c.recv().await;
+        assert!(
+            matches!(
+                msg,
+                Some(ServerMsg::Error {
+                    code: ErrorCode::TIMEOUT,
+                    fatal: true,
+                    ..
+                })
+            ),
+            "{msg:?}"
+        );
+        assert_eq!(t0.elapsed().as_secs(), 10);
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+        let limits = Limits::default(); // write_timeout 10 s
+        let (mut c, hub, task) = start(limits, 4096); // small buffer: writes block quickly
+        c.login("sloth").await;
+        let other = hub.join(hub.next_conn_id(), "talker").unwrap();
+        // The talker's lines fill sloth's stream; sloth reads nothing.
+        for i in 0..20 {
+            hub.publish(
+                other.conn_id,
+                "talker",
+                format!("line {i} {}", "x".repeat(1000)),
+            )
+            .unwrap();
+        }
+        let t0 = Instant::now();
+        task.await.unwrap();
+        assert_eq!(
+            t0.elapsed().as_secs(),
+            10,
+            "dropped when the write timeout ran out"
+        );
+        assert_eq!(hub.online(), vec!["talker".to_string()]);
+    }
+}
