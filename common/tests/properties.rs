@@ -1,0 +1,220 @@
+//! Property tests: generated inputs against the decoders and the end-to-end state machine.
+//! These run in CI in seconds; the libFuzzer targets in `fuzz/` go further, run by hand.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+use mm_common::e2e::{Action, E2eConfig, E2eEvent, Envelope, Outgoing, Sessions, PAD_BUCKETS};
+use mm_common::frame::{self, FrameError, HEADER_LEN};
+use mm_common::identity::Identity;
+use mm_common::pins::Pins;
+use mm_common::protocol::{nick_key, validate_nick, ClientMsg, ErrorCode, LeaveReason, ServerMsg};
+use proptest::prelude::*;
+
+fn client_msg() -> impl Strategy<Value = ClientMsg> {
+    prop_oneof![
+        (any::<u16>(), ".{0,40}").prop_map(|(version, nick)| ClientMsg::Hello { version, nick }),
+        ".{0,300}".prop_map(|text| ClientMsg::Public { text }),
+        (".{0,40}", ".{0,300}").prop_map(|(to, text)| ClientMsg::Private { to, text }),
+        Just(ClientMsg::Who),
+        any::<u64>().prop_map(|token| ClientMsg::Ping { token }),
+        any::<u64>().prop_map(|token| ClientMsg::Pong { token }),
+        Just(ClientMsg::Quit),
+        (".{0,40}", proptest::collection::vec(any::<u8>(), 0..2000))
+            .prop_map(|(to, payload)| ClientMsg::Relay { to, payload }),
+    ]
+}
+
+fn server_msg() -> impl Strategy<Value = ServerMsg> {
+    prop_oneof![
+        (
+            ".{0,40}",
+            ".{0,40}",
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>()
+        )
+            .prop_map(
+                |(nick, server, online, max_text_len, rate_burst, rate_per_sec)| {
+                    ServerMsg::Welcome {
+                        nick,
+                        server,
+                        online,
+                        max_text_len,
+                        rate_burst,
+                        rate_per_sec,
+                    }
+                }
+            ),
+        (proptest::collection::vec(".{0,32}", 0..50), any::<bool>())
+            .prop_map(|(nicks, last)| ServerMsg::Users { nicks, last }),
+        (any::<u64>(), any::<u64>(), ".{0,40}", ".{0,300}")
+            .prop_map(|(id, ts, from, text)| ServerMsg::Public { id, ts, from, text }),
+        (any::<u64>(), any::<u64>(), ".{0,40}", ".{0,300}")
+            .prop_map(|(id, ts, from, text)| ServerMsg::Private { id, ts, from, text }),
+        (any::<u64>(), any::<u64>()).prop_map(|(id, ts)| ServerMsg::Sent { id, ts }),
+        (any::<u64>(), ".{0,40}").prop_map(|(ts, nick)| ServerMsg::Joined { ts, nick }),
+        (any::<u64>(), ".{0,40}", 0u8..4).prop_map(|(ts, nick, r)| ServerMsg::Left {
+            ts,
+            nick,
+            reason: [
+                LeaveReason::Quit,
+                LeaveReason::Disconnected,
+                LeaveReason::TooSlow,
+                LeaveReason::ProtocolError
+            ][usize::from(r)],
+        }),
+        (any::<u16>(), any::<bool>(), ".{0,100}").prop_map(|(code, fatal, detail)| {
+            ServerMsg::Error {
+                code: ErrorCode(code),
+                fatal,
+                detail,
+            }
+        }),
+        ".{0,100}".prop_map(|reason| ServerMsg::Shutdown { reason }),
+        any::<u64>().prop_map(|token| ServerMsg::Ping { token }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            ".{0,40}",
+            proptest::collection::vec(any::<u8>(), 0..2000)
+        )
+            .prop_map(|(id, ts, from, payload)| ServerMsg::Relay {
+                id,
+                ts,
+                from,
+                payload
+            }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn client_messages_round_trip(msg in client_msg()) {
+        let bytes = frame::encode(&msg).unwrap();
+        prop_assert_eq!(frame::check(&bytes).unwrap() + HEADER_LEN, bytes.len());
+        prop_assert_eq!(ClientMsg::decode(&bytes[HEADER_LEN..]).unwrap(), msg);
+    }
+
+    #[test]
+    fn server_messages_round_trip(msg in server_msg()) {
+        let bytes = frame::encode(&msg).unwrap();
+        prop_assert_eq!(ServerMsg::decode(&bytes[HEADER_LEN..]).unwrap(), msg);
+    }
+
+    #[test]
+    fn a_frame_stream_decodes_the_same_however_it_is_chunked(
+        msgs in proptest::collection::vec(client_msg(), 1..20),
+        chunk in 1usize..300,
+    ) {
+        let mut wire = Vec::new();
+        for msg in &msgs {
+            wire.extend_from_slice(&frame::encode(msg).unwrap());
+        }
+        let mut buf = BytesMut::new();
+        let mut decoded = Vec::new();
+        for piece in wire.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            loop {
+                match frame::split_frame(&mut buf) {
+                    Ok(payload) => decoded.push(ClientMsg::decode(&payload).unwrap()),
+                    Err(FrameError::Incomplete { .. }) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        prop_assert!(buf.is_empty());
+        prop_assert_eq!(decoded, msgs);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_decoders(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = ClientMsg::decode(&data);
+        let _ = ServerMsg::decode(&data);
+        let _ = postcard::from_bytes::<Envelope>(&data);
+        let mut buf = BytesMut::from(&data[..]);
+        while let Ok(payload) = frame::split_frame(&mut buf) {
+            let _ = ClientMsg::decode(&payload);
+        }
+    }
+
+    #[test]
+    fn nick_rules_match_their_documented_pattern(nick in "[a-zA-Z][a-zA-Z0-9_-]{0,31}") {
+        prop_assert!(validate_nick(&nick).is_ok());
+        prop_assert_eq!(nick_key(&nick_key(&nick)), nick_key(&nick));
+    }
+
+    #[test]
+    fn nicks_outside_the_pattern_are_refused(nick in ".{0,40}") {
+        let ok = !nick.is_empty()
+            && nick.len() <= 32
+            && nick.starts_with(|c: char| c.is_ascii_alphabetic())
+            && nick.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        prop_assert_eq!(validate_nick(&nick).is_ok(), ok);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Any sequence of texts, in both directions, arrives intact and in order through a secure
+    /// session with frequent rekeys, and every ciphertext has a bucket's length.
+    #[test]
+    fn secure_sessions_deliver_any_texts_in_order(
+        texts in proptest::collection::vec((any::<bool>(), ".{1,300}"), 1..40),
+    ) {
+        let now = Instant::now();
+        let config = E2eConfig { rekey_every: 3, rehandshake_messages: 15, ..E2eConfig::default() };
+        let mut a = Sessions::new("alice", Identity::generate(), Pins::default(), config.clone());
+        let mut b = Sessions::new("bob", Identity::generate(), Pins::default(), config);
+        let mut wire: Vec<(bool, Vec<u8>)> = Vec::new(); // (to_bob, payload)
+        let mut got_a = Vec::new();
+        let mut got_b = Vec::new();
+        fn push(actions: Vec<Action>, to_bob: bool, wire: &mut Vec<(bool, Vec<u8>)>, got: &mut Vec<String>) {
+            for action in actions {
+                match action {
+                    Action::Send { payload, .. } => wire.push((to_bob, payload)),
+                    Action::Event(E2eEvent::Message { text, .. }) => got.push(text),
+                    Action::Event(E2eEvent::Failed { failure, .. }) => panic!("{failure}"),
+                    _ => {}
+                }
+            }
+        }
+        let start = a.start("bob", now).unwrap();
+        push(start, true, &mut wire, &mut got_a);
+        let mut sent_to_b = Vec::new();
+        let mut sent_to_a = Vec::new();
+        let mut pending = texts.iter();
+        loop {
+            // Deliver everything in flight, then send the next text.
+            while !wire.is_empty() {
+                let (to_bob, payload) = wire.remove(0);
+                if let Ok(Envelope::Data { ciphertext, .. }) = postcard::from_bytes::<Envelope>(&payload) {
+                    prop_assert!(PAD_BUCKETS.iter().any(|b| b + 16 == ciphertext.len()));
+                }
+                if to_bob {
+                    let actions = b.receive("alice", &payload, now);
+                    push(actions, false, &mut wire, &mut got_b);
+                } else {
+                    let actions = a.receive("bob", &payload, now);
+                    push(actions, true, &mut wire, &mut got_a);
+                }
+            }
+            let Some((from_alice, text)) = pending.next() else { break };
+            let (me, to_bob) = if *from_alice { (&mut a, true) } else { (&mut b, false) };
+            let peer = if *from_alice { "bob" } else { "alice" };
+            match me.send_text(peer, text, now).unwrap() {
+                Outgoing::Secure(actions) => {
+                    let got = if to_bob { &mut got_a } else { &mut got_b };
+                    push(actions, to_bob, &mut wire, got);
+                }
+                other => panic!("{other:?}"),
+            }
+            if *from_alice { sent_to_b.push(text.clone()) } else { sent_to_a.push(text.clone()) }
+        }
+        prop_assert_eq!(got_b, sent_to_b);
+        prop_assert_eq!(got_a, sent_to_a);
+    }
+}
