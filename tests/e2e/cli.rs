@@ -2,7 +2,6 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use mm_client::Event;
 use mm_common::protocol::LeaveReason;
@@ -276,46 +275,29 @@ async fn mm_certs_output_works_with_server_and_client_and_keys_are_private() {
 
 #[tokio::test]
 async fn mm_server_starts_with_embedded_defaults_and_stops_gracefully_on_sigterm() {
-    let data = tempfile::tempdir().unwrap();
-    let mut server = Command::new(MM_SERVER)
-        .args(["--bind", "127.0.0.1:0"])
-        .env("MM_SERVER_DATA", data.path())
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(server.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let addr = loop {
-        let line = tokio::time::timeout(WAIT, log.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("server exited");
-        seen.push(line.clone());
-        if let Some(rest) = line.split("listening local=").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
-    let log_so_far = seen.join("\n");
+    // An empty configuration file: every setting at its default.
+    let server = mm_tests::ServerProcess::start(MM_SERVER, "").await;
+    let log_so_far = server.log.join("\n");
     assert!(log_so_far.contains("generated a CA"), "{log_so_far}");
-    let ca_path = data.path().join("tls").join("ca.pem");
-    let ca = mm_certs::load_certs(&ca_path).unwrap();
+    let ca = server.ca();
     assert!(
         log_so_far.contains(&mm_certs::fingerprint(&ca[0])),
         "the log shows the CA fingerprint"
     );
     #[cfg(unix)]
     assert_eq!(
-        mm_tests::mode(&data.path().join("tls").join("server.key")),
+        mm_tests::mode(&server.data.path().join("tls").join("server.key")),
         0o600
     );
 
-    let opts =
-        mm_client::ConnectOptions::new(addr.clone(), "alice", mm_client::Trust::Roots(ca.clone()));
+    let opts = mm_client::ConnectOptions::new(
+        server.addr.clone(),
+        "alice",
+        mm_client::Trust::Roots(ca.clone()),
+    );
     let (alice, mut alice_events, _) = mm_client::connect(&opts).await.unwrap();
-    let opts = mm_client::ConnectOptions::new(addr, "bob", mm_client::Trust::Roots(ca));
+    let opts =
+        mm_client::ConnectOptions::new(server.addr.clone(), "bob", mm_client::Trust::Roots(ca));
     let (_bob, mut bob_events, _) = mm_client::connect(&opts).await.unwrap();
     let secret = "a distinctive line the log must never contain";
     alice.public(secret).await.unwrap();
@@ -332,13 +314,8 @@ async fn mm_server_starts_with_embedded_defaults_and_stops_gracefully_on_sigterm
         }
     }
 
-    let pid = server.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let shutdown = tokio::time::timeout(WAIT, async {
+    let stopping = tokio::spawn(server.stop());
+    let told = tokio::time::timeout(WAIT, async {
         loop {
             match alice_events.next().await {
                 Some(Event::Shutdown { .. }) => return true,
@@ -347,20 +324,10 @@ async fn mm_server_starts_with_embedded_defaults_and_stops_gracefully_on_sigterm
             }
         }
     });
-    assert!(
-        shutdown.await.unwrap(),
-        "client was told about the shutdown"
-    );
-    let status = tokio::time::timeout(Duration::from_secs(10), server.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(told.await.unwrap(), "client was told about the shutdown");
+    let (status, log) = stopping.await.unwrap();
     assert!(status.success(), "{status}");
-    let mut rest = Vec::new();
-    while let Ok(Some(line)) = log.next_line().await {
-        rest.push(line);
-    }
-    let whole_log = format!("{log_so_far}\n{}", rest.join("\n"));
+    let whole_log = log.join("\n");
     assert!(whole_log.contains("logged in"), "{whole_log}");
     assert!(
         !whole_log.contains("distinctive"),

@@ -362,3 +362,90 @@ pub fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
+
+/// The real `mm-server` binary running as a child process (so that its own memory can be read).
+pub struct ServerProcess {
+    /// The child.
+    pub child: tokio::process::Child,
+    /// `127.0.0.1:PORT` it listens on.
+    pub addr: String,
+    /// Its data directory (TLS files), deleted at drop.
+    pub data: tempfile::TempDir,
+    /// Log lines read so far.
+    pub log: Vec<String>,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+impl ServerProcess {
+    /// Starts `binary` with `config` (TOML; `bind` is forced to 127.0.0.1:0) and an empty data
+    /// directory, and waits until it listens.
+    pub async fn start(binary: &str, config: &str) -> ServerProcess {
+        use tokio::io::AsyncBufReadExt;
+        let data = tempfile::tempdir().unwrap();
+        let config_path = data.path().join("mm-server.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = tokio::process::Command::new(binary)
+            .args(["--bind", "127.0.0.1:0", "--config"])
+            .arg(&config_path)
+            .env("MM_SERVER_DATA", data.path())
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut log = Vec::new();
+        let addr = loop {
+            let line = tokio::time::timeout(WAIT, lines.next_line())
+                .await
+                .expect("server did not start")
+                .unwrap()
+                .expect("server exited");
+            log.push(line.clone());
+            if let Some(rest) = line.split("listening local=").nth(1) {
+                break rest.trim().to_string();
+            }
+        };
+        ServerProcess {
+            child,
+            addr,
+            data,
+            log,
+            lines,
+        }
+    }
+
+    /// The CA the server generated.
+    pub fn ca(&self) -> Vec<CertificateDer<'static>> {
+        mm_certs::load_certs(&self.data.path().join("tls").join(mm_certs::CA_CERT)).unwrap()
+    }
+
+    /// Resident memory of the server process, in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.id().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Sends SIGTERM, waits for exit, and returns the exit status with the rest of the log.
+    pub async fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            self.log.push(line);
+        }
+        (status, self.log)
+    }
+}
