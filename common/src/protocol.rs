@@ -295,15 +295,24 @@ pub enum DecodeError {
     /// A message decoded but bytes were left over; a frame holds exactly one message.
     #[error("{0} trailing bytes after the message")]
     TrailingBytes(usize),
+    /// The message is not in its one canonical encoding (e.g. an overlong varint). postcard
+    /// would accept it, but every message has exactly one valid encoding, so that nothing can
+    /// be smuggled in alternative forms (found by fuzzing).
+    #[error("message not in canonical encoding")]
+    NonCanonical,
 }
 
-fn decode_exact<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
+fn decode_exact<'a, T: Deserialize<'a> + Serialize>(payload: &'a [u8]) -> Result<T, DecodeError> {
     let (msg, rest) = postcard::take_from_bytes(payload)?;
-    if rest.is_empty() {
-        Ok(msg)
-    } else {
-        Err(DecodeError::TrailingBytes(rest.len()))
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
     }
+    // Re-encode and compare: a short, allocation-once check next to the TLS work per frame.
+    let canonical = postcard::to_allocvec(&msg)?;
+    if canonical != payload {
+        return Err(DecodeError::NonCanonical);
+    }
+    Ok(msg)
 }
 
 impl ClientMsg {
@@ -551,6 +560,20 @@ mod tests {
         assert!(ClientMsg::decode(&[1, 5, b'a']).is_err()); // string shorter than its length
         assert!(ClientMsg::decode(&[1, 2, 0xff, 0xfe]).is_err()); // invalid UTF-8
         assert!(ClientMsg::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn only_the_canonical_encoding_is_accepted() {
+        // Found by the client_msg fuzz target: Hello with version 2 as an overlong varint.
+        assert!(matches!(ClientMsg::decode(&[0x00, 0x82, 0x00, 0x00]), Err(DecodeError::NonCanonical)));
+        assert_eq!(
+            ClientMsg::decode(&[0x00, 0x02, 0x00]).unwrap(),
+            ClientMsg::Hello { version: 2, nick: String::new() }
+        );
+        // Found by the server_msg fuzz target.
+        assert!(ServerMsg::decode(&[0x04, 0x1b, 0xf9, 0x00]).is_err());
+        // An overlong string length.
+        assert!(matches!(ClientMsg::decode(&[0x01, 0x81, 0x00, b'x']), Err(DecodeError::NonCanonical)));
     }
 
     #[test]
