@@ -565,15 +565,24 @@ mod tests {
     #[test]
     fn only_the_canonical_encoding_is_accepted() {
         // Found by the client_msg fuzz target: Hello with version 2 as an overlong varint.
-        assert!(matches!(ClientMsg::decode(&[0x00, 0x82, 0x00, 0x00]), Err(DecodeError::NonCanonical)));
+        assert!(matches!(
+            ClientMsg::decode(&[0x00, 0x82, 0x00, 0x00]),
+            Err(DecodeError::NonCanonical)
+        ));
         assert_eq!(
             ClientMsg::decode(&[0x00, 0x02, 0x00]).unwrap(),
-            ClientMsg::Hello { version: 2, nick: String::new() }
+            ClientMsg::Hello {
+                version: 2,
+                nick: String::new()
+            }
         );
         // Found by the server_msg fuzz target.
         assert!(ServerMsg::decode(&[0x04, 0x1b, 0xf9, 0x00]).is_err());
         // An overlong string length.
-        assert!(matches!(ClientMsg::decode(&[0x01, 0x81, 0x00, b'x']), Err(DecodeError::NonCanonical)));
+        assert!(matches!(
+            ClientMsg::decode(&[0x01, 0x81, 0x00, b'x']),
+            Err(DecodeError::NonCanonical)
+        ));
     }
 
     #[test]

@@ -259,3 +259,65 @@ async fn the_server_keeps_serving_while_under_attack() {
     let (status, _) = server.stop().await;
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_backs_off_and_recovers() {
+    // 64 descriptors: a few for the runtime and the listener, the rest for connections.
+    let mut server = mm_tests::ServerProcess::start_limited(MM_SERVER, CONFIG, Some(64)).await;
+    let ca = server.ca();
+    let addr = server.addr.clone();
+    let options = |nick: &str| ConnectOptions::new(addr.clone(), nick, Trust::Roots(ca.clone()));
+    let (alice, _alice_events, _) = mm_client::connect(&options("alice")).await.unwrap();
+    let (_bob, mut bob_events, _) = mm_client::connect(&options("bob")).await.unwrap();
+
+    // Far more connections than descriptors: accept fails with EMFILE until some close.
+    let mut held = Vec::new();
+    for _ in 0..150 {
+        held.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let ticks_before = server.cpu_ticks();
+    server.read_log(Duration::from_secs(2)).await;
+    let ticks = server.cpu_ticks() - ticks_before;
+    let log = server.log.join("\n");
+    assert!(
+        log.contains("accept failed"),
+        "EMFILE should have been hit and logged:\n{log}"
+    );
+    // Backing off, not spinning: well under one core-second of CPU in those 2 s (100 ticks/s).
+    assert!(
+        ticks < 50,
+        "server used {ticks} ticks while out of descriptors"
+    );
+
+    // Users already connected keep chatting meanwhile.
+    alice.public("still here").await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), bob_events.next())
+            .await
+            .unwrap()
+        {
+            Some(Event::Public { text, .. }) => {
+                assert_eq!(text, "still here");
+                break;
+            }
+            Some(_) => {}
+            None => panic!("bob's connection ended"),
+        }
+    }
+    // Once the flood is gone, newcomers get in again.
+    drop(held);
+    let mut connected = None;
+    for _ in 0..50 {
+        match mm_client::connect(&options("carol")).await {
+            Ok(c) => {
+                connected = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    assert!(connected.is_some(), "the server did not recover");
+    eprintln!("EMFILE: {ticks} CPU ticks in 2 s while out of descriptors; recovered");
+    let (status, _) = server.stop().await;
+    assert!(status.success());
+}

@@ -380,11 +380,31 @@ impl ServerProcess {
     /// Starts `binary` with `config` (TOML; `bind` is forced to 127.0.0.1:0) and an empty data
     /// directory, and waits until it listens.
     pub async fn start(binary: &str, config: &str) -> ServerProcess {
+        Self::start_limited(binary, config, None).await
+    }
+
+    /// As [`ServerProcess::start`], with at most `max_files` open file descriptors if given
+    /// (to provoke EMFILE on accept).
+    pub async fn start_limited(
+        binary: &str,
+        config: &str,
+        max_files: Option<u32>,
+    ) -> ServerProcess {
         use tokio::io::AsyncBufReadExt;
         let data = tempfile::tempdir().unwrap();
         let config_path = data.path().join("mm-server.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut child = tokio::process::Command::new(binary)
+        let mut command = match max_files {
+            Some(n) => {
+                let mut c = tokio::process::Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(binary);
+                c
+            }
+            None => tokio::process::Command::new(binary),
+        };
+        let mut child = command
             .args(["--bind", "127.0.0.1:0", "--config"])
             .arg(&config_path)
             .env("MM_SERVER_DATA", data.path())
@@ -418,6 +438,30 @@ impl ServerProcess {
     /// The CA the server generated.
     pub fn ca(&self) -> Vec<CertificateDer<'static>> {
         mm_certs::load_certs(&self.data.path().join("tls").join(mm_certs::CA_CERT)).unwrap()
+    }
+
+    /// CPU time (user + system) the server process has used, in clock ticks (Linux).
+    pub fn cpu_ticks(&self) -> u64 {
+        let pid = self.child.id().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// Reads log lines that arrived within `wait`.
+    pub async fn read_log(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout_at(deadline, self.lines.next_line()).await
+        {
+            self.log.push(line);
+        }
     }
 
     /// Resident memory of the server process, in KiB (Linux).
