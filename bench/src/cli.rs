@@ -1,0 +1,217 @@
+//! The `mm-bench` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::scenarios::{self, Report};
+use crate::server::{default_server_binary, Target};
+
+/// Load generator for Multi-Messenger: the real protocol over real TLS, many clients in one
+/// process. Starts mm-server itself (limits lifted) unless --connect is given.
+#[derive(Debug, Parser)]
+#[command(name = "mm-bench", version)]
+pub struct Args {
+    /// mm-server binary to start [default: mm-server next to mm-bench]
+    #[arg(long, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+    /// Target a running server at HOST:PORT instead (it needs limits lifted for load)
+    #[arg(long, value_name = "HOST:PORT", requires = "ca")]
+    pub connect: Option<String>,
+    /// CA certificate of the running server (with --connect)
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// pid of the running server, to read its CPU and memory (with --connect)
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Repeat the scenario this many times (a fresh server each time) and report medians
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// The scenario.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// What to measure.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Scenario {
+    /// N clients online, S of them send M public lines of B bytes as fast as accepted
+    Fanout {
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 4)]
+        senders: usize,
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        #[arg(long, default_value_t = 64)]
+        bytes: usize,
+    },
+    /// N idle logged-in clients: server memory per connection
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+    },
+    /// C concurrent connectors doing TLS + hello + quit for T seconds
+    Connect {
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// An open-loop paced delivery rate to N clients: latency percentiles
+    Latency {
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Deliveries per second (messages per second times N - 1)
+        #[arg(long, default_value_t = 100_000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+    },
+    /// P pairs run /secure and exchange K end-to-end encrypted messages each
+    Secure {
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        #[arg(long, default_value_t = 100)]
+        messages: u64,
+    },
+}
+
+/// Runs `mm-bench` with the process arguments.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mm-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(lost) => {
+            eprintln!("mm-bench: {lost} deliveries lost");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("mm-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the scenario `args.runs` times; returns the total loss.
+async fn run(args: Args) -> anyhow::Result<u64> {
+    let mut reports = Vec::new();
+    for run in 0..args.runs.max(1) {
+        let target = match &args.connect {
+            Some(addr) => {
+                let ca = args
+                    .ca
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("--connect needs --ca"))?;
+                Target::existing(addr.clone(), &ca, args.pid)?
+            }
+            None => {
+                let binary = match &args.server_bin {
+                    Some(path) => path.clone(),
+                    None => default_server_binary()?,
+                };
+                Target::spawn(&binary).await?
+            }
+        };
+        let report = match args.scenario.clone() {
+            Scenario::Fanout {
+                clients,
+                senders,
+                messages,
+                bytes,
+            } => scenarios::fanout(&target, clients, senders, messages, bytes).await?,
+            Scenario::Idle { clients } => scenarios::idle(&target, clients).await?,
+            Scenario::Connect {
+                concurrency,
+                seconds,
+            } => scenarios::connect(&target, concurrency, seconds).await?,
+            Scenario::Latency {
+                clients,
+                rate,
+                seconds,
+                warmup,
+            } => scenarios::latency(&target, clients, rate, seconds, warmup).await?,
+            Scenario::Secure { pairs, messages } => {
+                scenarios::secure(&target, pairs, messages).await?
+            }
+        };
+        print_table(run + 1, &report);
+        println!("{}", report.json);
+        reports.push(report);
+    }
+    if reports.len() > 1 {
+        print_medians(&reports);
+    }
+    Ok(reports.iter().map(Report::lost).sum())
+}
+
+/// Every numeric field, flattened (`latency.p99_us`), in order.
+fn numbers(value: &serde_json::Value, prefix: &str, out: &mut Vec<(String, f64)>) {
+    if let Some(map) = value.as_object() {
+        for (k, v) in map {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if let Some(n) = v.as_f64() {
+                out.push((key, n));
+            } else {
+                numbers(v, &key, out);
+            }
+        }
+    }
+}
+
+fn print_table(run: usize, report: &Report) {
+    let mut fields = Vec::new();
+    numbers(&report.json, "", &mut fields);
+    let scenario = report.json["scenario"].as_str().unwrap_or("?");
+    eprintln!("--- {scenario}, run {run}");
+    for (k, v) in fields {
+        eprintln!("  {k:<34} {}", pretty(v));
+    }
+}
+
+fn print_medians(reports: &[Report]) {
+    let mut all: Vec<Vec<(String, f64)>> = Vec::new();
+    for r in reports {
+        let mut fields = Vec::new();
+        numbers(&r.json, "", &mut fields);
+        all.push(fields);
+    }
+    let mut median = serde_json::Map::new();
+    median.insert("median_of_runs".into(), reports.len().into());
+    if let Some(first) = all.first() {
+        eprintln!("--- median of {} runs", reports.len());
+        for (i, (key, _)) in first.iter().enumerate() {
+            let mut values: Vec<f64> = all
+                .iter()
+                .filter_map(|f| f.get(i).map(|(_, v)| *v))
+                .collect();
+            values.sort_by(f64::total_cmp);
+            let m = values[values.len() / 2];
+            eprintln!("  {key:<34} {}", pretty(m));
+            median.insert(key.clone(), m.into());
+        }
+    }
+    println!("{}", serde_json::Value::Object(median));
+}
+
+fn pretty(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}

@@ -1,0 +1,496 @@
+//! The load scenarios. Each returns a [`Report`]: counts (with loss), rates, latency
+//! percentiles, and the server's CPU and memory when its pid is known.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use hdrhistogram::Histogram;
+use mm_common::protocol::{ClientMsg, ServerMsg};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::conn::{self, Reader, Writer};
+use crate::server::{ProcStats, Target};
+
+/// Most connection attempts in flight at once while setting up clients.
+const CONNECT_PARALLEL: usize = 128;
+/// Messages a fan-out sender may have unacknowledged.
+const SEND_WINDOW: usize = 512;
+/// Longest a scenario waits for its deliveries before counting the rest as lost.
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(120);
+
+/// One run's results.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Everything, as one JSON object.
+    pub json: Value,
+}
+
+impl Report {
+    /// Lost deliveries (must be zero).
+    pub fn lost(&self) -> u64 {
+        self.json["lost"].as_u64().unwrap_or(0)
+    }
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds since the bench started (all clients share this clock).
+fn now_ns() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[allow(clippy::expect_used)] // constant, valid bounds: this cannot fail
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 10 min, 3 significant digits.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// A message text carrying its send time, padded to `bytes`.
+fn stamped_text(bytes: usize) -> String {
+    let mut text = format!("{:020}|", now_ns());
+    while text.len() < bytes {
+        text.push('x');
+    }
+    text
+}
+
+/// The send time stamped into a text, if any.
+fn stamp_of(text: &str) -> Option<u64> {
+    text.get(..20)?.parse().ok()
+}
+
+async fn connect_many(
+    target: &Target,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<Vec<(Reader, Writer)>> {
+    let gate = Arc::new(Semaphore::new(CONNECT_PARALLEL));
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        let (gate, addr, tls) = (
+            Arc::clone(&gate),
+            target.addr.clone(),
+            Arc::clone(&target.tls),
+        );
+        let nick = format!("{prefix}{i}");
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            let conn = conn::login(&addr, &tls, &nick).await?;
+            anyhow::Ok((i, conn))
+        });
+    }
+    let mut clients: Vec<Option<(Reader, Writer)>> = (0..n).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        let (i, conn) = joined??;
+        clients[i] = Some(conn);
+    }
+    Ok(clients.into_iter().flatten().collect())
+}
+
+fn server_delta(before: Option<ProcStats>, after: Option<ProcStats>) -> (Option<u64>, Option<u64>) {
+    match (before, after) {
+        (Some(b), Some(a)) => (Some(a.cpu_us.saturating_sub(b.cpu_us)), Some(a.rss_kib)),
+        _ => (None, None),
+    }
+}
+
+fn latency_json(h: &Histogram<u64>) -> Value {
+    json!({
+        "p50_us": h.value_at_quantile(0.50),
+        "p99_us": h.value_at_quantile(0.99),
+        "p999_us": h.value_at_quantile(0.999),
+        "max_us": h.max(),
+    })
+}
+
+/// What each reader of a fan-out or latency run does.
+struct ReadPlan {
+    /// Chat lines it must receive.
+    expect_lines: u64,
+    /// Acks it must receive (senders).
+    expect_acks: u64,
+    /// Returns acks to the sender's window.
+    window: Option<Arc<Semaphore>>,
+    /// Only lines sent at or after this time go into the histogram (warm-up).
+    record_after_ns: u64,
+}
+
+/// Reads until the plan is met or the deadline passes; returns (lines, histogram).
+async fn read_lines(
+    mut reader: Reader,
+    plan: ReadPlan,
+    delivered: Arc<AtomicU64>,
+) -> (u64, Histogram<u64>) {
+    let mut hist = histogram();
+    let (mut lines, mut acks) = (0u64, 0u64);
+    let deadline = tokio::time::Instant::now() + DELIVERY_DEADLINE;
+    while lines < plan.expect_lines || acks < plan.expect_acks {
+        let msg = match tokio::time::timeout_at(deadline, reader.next()).await {
+            Ok(Ok(Some(msg))) => msg,
+            _ => break,
+        };
+        match msg {
+            ServerMsg::Public { text, .. } => {
+                lines += 1;
+                delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(sent) = stamp_of(&text) {
+                    if sent >= plan.record_after_ns {
+                        let _ = hist.record((now_ns().saturating_sub(sent) / 1000).max(1));
+                    }
+                }
+            }
+            ServerMsg::Sent { .. } => {
+                acks += 1;
+                if let Some(w) = &plan.window {
+                    w.add_permits(1);
+                }
+            }
+            _ => {}
+        }
+    }
+    (lines, hist)
+}
+
+/// `fanout`: N clients online, S of them each send M public lines of B bytes as fast as the
+/// server acknowledges them (at most 512 unacknowledged per sender).
+pub async fn fanout(
+    target: &Target,
+    n: usize,
+    s: usize,
+    m: u64,
+    bytes: usize,
+) -> anyhow::Result<Report> {
+    if n < 2 || s == 0 || s > n {
+        bail!("fanout needs at least 2 clients and 1..=clients senders");
+    }
+    let clients = connect_many(target, "f", n)
+        .await
+        .context("connecting clients")?;
+    // Let the join notices settle before measuring.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let delivered = Arc::new(AtomicU64::new(0));
+    let before = target.stats();
+    let start = Instant::now();
+    let mut readers = JoinSet::new();
+    let mut senders = JoinSet::new();
+    for (i, (reader, mut writer)) in clients.into_iter().enumerate() {
+        let is_sender = i < s;
+        let other_senders = if is_sender { s - 1 } else { s } as u64;
+        let window = is_sender.then(|| Arc::new(Semaphore::new(SEND_WINDOW)));
+        let plan = ReadPlan {
+            expect_lines: other_senders * m,
+            expect_acks: if is_sender { m } else { 0 },
+            window: window.clone(),
+            record_after_ns: 0,
+        };
+        readers.spawn(read_lines(reader, plan, Arc::clone(&delivered)));
+        if let Some(window) = window {
+            senders.spawn(async move {
+                let mut queued = 0;
+                for _ in 0..m {
+                    window.acquire().await?.forget();
+                    writer.queue(&ClientMsg::Public {
+                        text: stamped_text(bytes),
+                    })?;
+                    queued += 1;
+                    // Batch up to 32 lines, or what the window allows right now, per write.
+                    if window.available_permits() == 0 || queued == 32 {
+                        writer.flush().await?;
+                        queued = 0;
+                    }
+                }
+                writer.flush().await?;
+                anyhow::Ok(writer)
+            });
+        } else {
+            drop(writer); // receivers only read; the write half stays open via the reader
+        }
+    }
+    let mut hist = histogram();
+    let mut received = 0u64;
+    while let Some(joined) = readers.join_next().await {
+        let (lines, h) = joined?;
+        received += lines;
+        hist.add(&h).ok();
+    }
+    let elapsed = start.elapsed();
+    let after = target.stats();
+    let mut kept = Vec::new(); // keep senders' connections open until the end
+    while let Some(joined) = senders.join_next().await {
+        kept.push(joined??);
+    }
+    let expected = (s as u64) * m * (n as u64 - 1);
+    let (cpu_us, rss) = server_delta(before, after);
+    let rate = received as f64 / elapsed.as_secs_f64();
+    Ok(Report {
+        json: json!({
+            "scenario": "fanout", "clients": n, "senders": s, "messages": m, "bytes": bytes,
+            "deliveries": received, "expected": expected, "lost": expected.saturating_sub(received),
+            "seconds": elapsed.as_secs_f64(), "deliveries_per_sec": rate,
+            "server_cpu_us_per_delivery": cpu_us.map(|c| c as f64 / received.max(1) as f64),
+            "server_rss_kib": rss,
+            "latency": latency_json(&hist),
+        }),
+    })
+}
+
+/// `idle`: N logged-in clients doing nothing; the server's memory per connection.
+pub async fn idle(target: &Target, n: usize) -> anyhow::Result<Report> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = target.stats();
+    let clients = connect_many(target, "i", n)
+        .await
+        .context("connecting clients")?;
+    tokio::time::sleep(Duration::from_secs(2)).await; // let joins and buffers settle
+    let after = target.stats();
+    let connected = clients.len();
+    let per_conn = match (before, after) {
+        (Some(b), Some(a)) => {
+            Some((a.rss_kib.saturating_sub(b.rss_kib)) as f64 / connected.max(1) as f64)
+        }
+        _ => None,
+    };
+    drop(clients);
+    Ok(Report {
+        json: json!({
+            "scenario": "idle", "clients": n, "connected": connected, "lost": (n - connected) as u64,
+            "server_rss_before_kib": before.map(|s| s.rss_kib), "server_rss_after_kib": after.map(|s| s.rss_kib),
+            "server_rss_kib_per_connection": per_conn,
+        }),
+    })
+}
+
+/// `connect`: C concurrent connectors doing TLS + hello + quit for T seconds.
+pub async fn connect(target: &Target, c: usize, seconds: f64) -> anyhow::Result<Report> {
+    let before = target.stats();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let failures = Arc::new(AtomicU64::new(0));
+    let mut set = JoinSet::new();
+    for w in 0..c {
+        let (addr, tls, failures) = (
+            target.addr.clone(),
+            Arc::clone(&target.tls),
+            Arc::clone(&failures),
+        );
+        set.spawn(async move {
+            let mut hist = histogram();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                match conn::login(&addr, &tls, &format!("c{w}x{i}")).await {
+                    Ok((mut reader, mut writer)) => {
+                        let quit = writer.send(&ClientMsg::Quit).await;
+                        while let Ok(Some(_)) = reader.next().await {}
+                        if quit.is_ok() {
+                            let _ = hist.record((t0.elapsed().as_micros() as u64).max(1));
+                        }
+                    }
+                    Err(_) => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                i += 1;
+            }
+            hist
+        });
+    }
+    let mut hist = histogram();
+    while let Some(joined) = set.join_next().await {
+        hist.add(&joined?).ok();
+    }
+    let elapsed = start.elapsed();
+    let (cpu_us, _) = server_delta(before, target.stats());
+    let logins = hist.len();
+    Ok(Report {
+        json: json!({
+            "scenario": "connect", "concurrency": c, "seconds": elapsed.as_secs_f64(),
+            "logins": logins, "failed": failures.load(Ordering::Relaxed), "lost": failures.load(Ordering::Relaxed),
+            "logins_per_sec": logins as f64 / elapsed.as_secs_f64(),
+            "server_cpu_us_per_login": cpu_us.map(|c| c as f64 / logins.max(1) as f64),
+            "latency": latency_json(&hist),
+        }),
+    })
+}
+
+/// `latency`: an open-loop paced rate of `rate` deliveries per second to N clients (4 senders)
+/// for `seconds` after `warmup` seconds.
+pub async fn latency(
+    target: &Target,
+    n: usize,
+    rate: f64,
+    seconds: f64,
+    warmup: f64,
+) -> anyhow::Result<Report> {
+    if n < 3 {
+        bail!("latency needs at least 3 clients");
+    }
+    let s = 4.min(n - 1);
+    let messages_per_sec = rate / (n as f64 - 1.0); // each message reaches n - 1 clients
+    let per_sender_rate = messages_per_sec / s as f64;
+    let per_sender = (per_sender_rate * (seconds + warmup)).floor().max(1.0) as u64;
+    let period = Duration::from_secs_f64(1.0 / per_sender_rate);
+    let clients = connect_many(target, "l", n)
+        .await
+        .context("connecting clients")?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let delivered = Arc::new(AtomicU64::new(0));
+    let record_after_ns = now_ns() + (warmup * 1e9) as u64;
+    let mut readers = JoinSet::new();
+    let mut senders = JoinSet::new();
+    for (i, (reader, mut writer)) in clients.into_iter().enumerate() {
+        let is_sender = i < s;
+        let others = if is_sender { s - 1 } else { s } as u64;
+        let plan = ReadPlan {
+            expect_lines: others * per_sender,
+            expect_acks: if is_sender { per_sender } else { 0 },
+            window: None,
+            record_after_ns,
+        };
+        readers.spawn(read_lines(reader, plan, Arc::clone(&delivered)));
+        if is_sender {
+            senders.spawn(async move {
+                // Open loop: send on schedule whatever the replies do (catching up if late).
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                for _ in 0..per_sender {
+                    tick.tick().await;
+                    writer
+                        .send(&ClientMsg::Public {
+                            text: stamped_text(64),
+                        })
+                        .await?;
+                }
+                anyhow::Ok(writer)
+            });
+        }
+    }
+    // CPU is measured over the measured part only.
+    let warmup_wait = Duration::from_secs_f64(warmup);
+    tokio::time::sleep(warmup_wait).await;
+    let before = target.stats();
+    let measure_start = Instant::now();
+    let mut hist = histogram();
+    let mut received = 0u64;
+    while let Some(joined) = readers.join_next().await {
+        let (lines, h) = joined?;
+        received += lines;
+        hist.add(&h).ok();
+    }
+    let measured = measure_start.elapsed();
+    let after = target.stats();
+    let mut kept = Vec::new();
+    while let Some(joined) = senders.join_next().await {
+        kept.push(joined??);
+    }
+    let expected = s as u64 * per_sender * (n as u64 - 1);
+    let (cpu_us, rss) = server_delta(before, after);
+    let measured_deliveries = (rate * seconds) as u64;
+    Ok(Report {
+        json: json!({
+            "scenario": "latency", "clients": n, "target_deliveries_per_sec": rate, "seconds": seconds, "warmup": warmup,
+            "deliveries": received, "expected": expected, "lost": expected.saturating_sub(received),
+            "measured_seconds": measured.as_secs_f64(),
+            "server_cpu_us_per_delivery": cpu_us.map(|c| c as f64 / measured_deliveries.max(1) as f64),
+            "server_rss_kib": rss,
+            "latency": latency_json(&hist),
+        }),
+    })
+}
+
+/// `secure`: P pairs each run `/secure` and then exchange K end-to-end encrypted messages
+/// through the server, using the full client library.
+pub async fn secure(target: &Target, pairs: usize, k: u64) -> anyhow::Result<Report> {
+    use mm_client::{connect as client_connect, ConnectOptions, Event, Trust};
+    use mm_common::e2e::E2eEvent;
+    let options = |nick: String| {
+        ConnectOptions::new(target.addr.clone(), nick, Trust::Roots(target.ca.clone()))
+    };
+    let mut conns = Vec::new();
+    for p in 0..pairs {
+        let a = client_connect(&options(format!("sa{p}"))).await?;
+        let b = client_connect(&options(format!("sb{p}"))).await?;
+        conns.push((a, b));
+    }
+    let before = target.stats();
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for (p, ((a, mut a_events, _), (b, mut b_events, _))) in conns.into_iter().enumerate() {
+        set.spawn(async move {
+            let ready = |e: &Event| matches!(e, Event::Secure(E2eEvent::Ready { .. }));
+            let t0 = Instant::now();
+            a.secure(&format!("sb{p}")).await?;
+            wait_for(&mut a_events, ready).await?;
+            wait_for(&mut b_events, ready).await?;
+            let handshake = t0.elapsed();
+            let t1 = Instant::now();
+            let sender = {
+                let a = a.clone();
+                let to = format!("sb{p}");
+                tokio::spawn(async move {
+                    for i in 0..k {
+                        a.private(&to, &format!("secret {i}")).await?;
+                    }
+                    anyhow::Ok(())
+                })
+            };
+            let mut got = 0u64;
+            while got < k {
+                match tokio::time::timeout(DELIVERY_DEADLINE, b_events.next()).await {
+                    Ok(Some(Event::Secure(E2eEvent::Message { .. }))) => got += 1,
+                    Ok(Some(Event::Secure(E2eEvent::Failed { failure, .. }))) => {
+                        bail!("session failed: {failure}")
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            sender.await??;
+            drop(b);
+            anyhow::Ok((handshake, t1.elapsed(), got))
+        });
+    }
+    let (mut handshakes, mut received, mut message_time) = (Vec::new(), 0u64, Duration::ZERO);
+    while let Some(joined) = set.join_next().await {
+        let (hs, mt, got) = joined??;
+        handshakes.push(hs);
+        received += got;
+        message_time = message_time.max(mt);
+    }
+    let total = start.elapsed();
+    let (cpu_us, _) = server_delta(before, target.stats());
+    handshakes.sort();
+    let hs_phase = handshakes.last().copied().unwrap_or_default();
+    let expected = pairs as u64 * k;
+    Ok(Report {
+        json: json!({
+            "scenario": "secure", "pairs": pairs, "messages_per_pair": k,
+            "handshakes_per_sec": pairs as f64 / hs_phase.as_secs_f64().max(1e-9),
+            "handshake_p50_ms": handshakes.get(handshakes.len() / 2).map(|d| d.as_secs_f64() * 1e3),
+            "messages": received, "expected": expected, "lost": expected.saturating_sub(received),
+            "messages_per_sec": received as f64 / message_time.as_secs_f64().max(1e-9),
+            "seconds": total.as_secs_f64(),
+            "server_cpu_us_per_message": cpu_us.map(|c| c as f64 / (received + 3 * pairs as u64).max(1) as f64),
+        }),
+    })
+}
+
+async fn wait_for(
+    events: &mut mm_client::Events,
+    pred: impl Fn(&mm_client::Event) -> bool,
+) -> anyhow::Result<()> {
+    loop {
+        match tokio::time::timeout(DELIVERY_DEADLINE, events.next()).await {
+            Ok(Some(e)) if pred(&e) => return Ok(()),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => bail!("gave up waiting"),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The server under test: spawned from the `mm-server` binary, or an address to target.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Limits lifted for load runs: no rate limit, room for many connections and deep queues.
+pub const BENCH_CONFIG: &str = r#"
+[limits]
+max_connections = 100000
+max_connections_per_ip = 100000
+rate_burst = 1000000000
+rate_per_sec = 1000000000
+outbound_queue = 100000
+outbound_queue_bytes = 268435456
+ping_interval = "10m"
+idle_timeout = "30m"
+write_timeout = "60s"
+"#;
+
+/// A server to benchmark.
+pub struct Target {
+    /// `host:port`.
+    pub addr: String,
+    /// TLS client configuration trusting the server.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Its CA, for the full client library.
+    pub ca: Vec<CertificateDer<'static>>,
+    /// The server's pid, when known.
+    pub pid: Option<u32>,
+    _child: Option<Child>,
+    _data: Option<tempfile::TempDir>,
+}
+
+/// CPU time and memory of a process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcStats {
+    /// User + system CPU time in microseconds.
+    pub cpu_us: u64,
+    /// Resident memory in KiB.
+    pub rss_kib: u64,
+}
+
+impl Target {
+    /// Spawns `binary` with the bench configuration on a free loopback port.
+    pub async fn spawn(binary: &Path) -> anyhow::Result<Target> {
+        let data = tempfile::tempdir()?;
+        let config = data.path().join("bench.toml");
+        std::fs::write(&config, BENCH_CONFIG)?;
+        let mut child = Command::new(binary)
+            .args(["--bind", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .env("MM_SERVER_DATA", data.path())
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+                .await
+                .context("server did not start in time")??
+                .context("server exited before listening")?;
+            if let Some(rest) = line.split("listening local=").nth(1) {
+                break rest.trim().to_string();
+            }
+        };
+        // Keep draining the log so that the server never blocks writing it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let ca = mm_certs::load_certs(&data.path().join("tls").join(mm_certs::CA_CERT))?;
+        Ok(Target {
+            addr,
+            tls: tls_config(&ca)?,
+            ca,
+            pid: child.id(),
+            _child: Some(child),
+            _data: Some(data),
+        })
+    }
+
+    /// A running server at `addr`, trusted through `ca_file`.
+    pub fn existing(addr: String, ca_file: &Path, pid: Option<u32>) -> anyhow::Result<Target> {
+        let ca = mm_certs::load_certs(ca_file)?;
+        Ok(Target {
+            addr,
+            tls: tls_config(&ca)?,
+            ca,
+            pid,
+            _child: None,
+            _data: None,
+        })
+    }
+
+    /// The server's CPU time and RSS now, if its pid is known.
+    pub fn stats(&self) -> Option<ProcStats> {
+        let pid = self.pid?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+        // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ) on every mainstream arch.
+        Some(ProcStats {
+            cpu_us: ticks * 10_000,
+            rss_kib,
+        })
+    }
+}
+
+/// The default server binary: `mm-server` next to this executable.
+pub fn default_server_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .context("no directory for the current executable")?;
+    let candidate = dir.join("mm-server");
+    if !candidate.exists() {
+        bail!(
+            "{} not found; build it (cargo build --release -p mm-server) or pass --server-bin",
+            candidate.display()
+        );
+    }
+    Ok(candidate)
+}
+
+fn tls_config(ca: &[CertificateDer<'static>]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in ca {
+        roots.add(cert.clone())?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![mm_common::protocol::ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
