@@ -241,23 +241,35 @@ pub async fn fanout(
     })
 }
 
-/// `idle`: N logged-in clients doing nothing; the server's memory per connection.
+/// `idle`: N logged-in clients doing nothing but read what the server sends them (join
+/// notices) and answer pings, as a real idle client does; the server's memory per connection.
 pub async fn idle(target: &Target, n: usize) -> anyhow::Result<Report> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = target.stats();
     let clients = connect_many(target, "i", n)
         .await
         .context("connecting clients")?;
-    tokio::time::sleep(Duration::from_secs(2)).await; // let joins and buffers settle
-    let after = target.stats();
     let connected = clients.len();
+    let mut tasks = JoinSet::new();
+    for (mut reader, mut writer) in clients {
+        tasks.spawn(async move {
+            while let Ok(Some(msg)) = reader.next().await {
+                if let ServerMsg::Ping { token } = msg {
+                    let _ = writer.send(&ClientMsg::Pong { token }).await;
+                }
+            }
+        });
+    }
+    // Let the join notices drain and the allocator settle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = target.stats();
     let per_conn = match (before, after) {
         (Some(b), Some(a)) => {
             Some((a.rss_kib.saturating_sub(b.rss_kib)) as f64 / connected.max(1) as f64)
         }
         _ => None,
     };
-    drop(clients);
+    tasks.abort_all();
     Ok(Report {
         json: json!({
             "scenario": "idle", "clients": n, "connected": connected, "lost": (n - connected) as u64,

@@ -74,6 +74,9 @@ pub struct Limits {
     pub outbound_queue: usize,
     /// Bytes that may wait for one client before it is disconnected as too slow.
     pub outbound_queue_bytes: usize,
+    /// Join and leave notices are sent only while at most this many users are online; in
+    /// larger rooms they stop (clients use `Who`).
+    pub presence_max_online: usize,
     /// How long a graceful shutdown waits for clients to receive what is queued for them.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -95,6 +98,7 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(10),
             outbound_queue: 1024,
             outbound_queue_bytes: 1024 * 1024,
+            presence_max_online: 1000,
             shutdown_grace: Duration::from_secs(5),
         }
     }

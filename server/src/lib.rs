@@ -42,7 +42,7 @@ pub async fn run(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let hub = Hub::new(limits.outbound_queue, limits.outbound_queue_bytes);
+    let hub = Hub::new(&limits);
     serve(listener, tls, limits, hub, shutdown).await
 }
 

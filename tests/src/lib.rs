@@ -73,17 +73,13 @@ impl TestServer {
         let tls = tempfile::tempdir().unwrap();
         mm_certs::generate(tls.path(), &mm_certs::Names::default(), false).unwrap();
         let limits = Limits::default();
-        let hub = mm_server::Hub::with_relay_hook(
-            limits.outbound_queue,
-            limits.outbound_queue_bytes,
-            Some(hook),
-        );
+        let hub = mm_server::Hub::with_relay_hook(&limits, Some(hook));
         Self::start_full("127.0.0.1:0", tls, limits, hub).await
     }
 
     /// A server on `bind` using the certificates already in `tls`.
     pub async fn start_on(bind: &str, tls: tempfile::TempDir, limits: Limits) -> TestServer {
-        let hub = mm_server::Hub::new(limits.outbound_queue, limits.outbound_queue_bytes);
+        let hub = mm_server::Hub::new(&limits);
         Self::start_full(bind, tls, limits, hub).await
     }
 
