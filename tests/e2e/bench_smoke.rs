@@ -1,0 +1,63 @@
+//! Every mm-bench scenario, tiny: it must run against the real server binary and lose nothing.
+//! Never a speed assertion (benchmarks measure; see BENCHMARKS.md).
+
+use tokio::process::Command;
+
+const MM_BENCH: &str = env!("CARGO_BIN_EXE_e2e-mm-bench");
+const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
+
+async fn run(args: &[&str]) -> serde_json::Value {
+    let output = Command::new(MM_BENCH)
+        .args(["--server-bin", MM_SERVER])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("{args:?}: no JSON line"));
+    let report: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(report["lost"], 0, "{args:?}: {report}");
+    report
+}
+
+#[tokio::test]
+async fn every_bench_scenario_runs_tiny_and_loses_nothing() {
+    let fanout = run(&[
+        "fanout",
+        "--clients",
+        "5",
+        "--senders",
+        "2",
+        "--messages",
+        "20",
+    ])
+    .await;
+    assert_eq!(fanout["deliveries"], 2 * 20 * 4);
+    let idle = run(&["idle", "--clients", "20"]).await;
+    assert_eq!(idle["connected"], 20);
+    let connect = run(&["connect", "--concurrency", "2", "--seconds", "0.5"]).await;
+    assert!(connect["logins"].as_u64().unwrap() > 0);
+    let latency = run(&[
+        "latency",
+        "--clients",
+        "5",
+        "--rate",
+        "200",
+        "--seconds",
+        "0.5",
+        "--warmup",
+        "0.2",
+    ])
+    .await;
+    assert!(latency["deliveries"].as_u64().unwrap() > 0);
+    let secure = run(&["secure", "--pairs", "2", "--messages", "5"]).await;
+    assert_eq!(secure["messages"], 10);
+}
