@@ -158,6 +158,20 @@ async fn read_lines(
     (lines, hist)
 }
 
+/// Waits for every reader; the lines they received and their merged histogram.
+async fn collect(
+    readers: &mut JoinSet<(u64, Histogram<u64>)>,
+) -> anyhow::Result<(u64, Histogram<u64>)> {
+    let mut hist = histogram();
+    let mut received = 0u64;
+    while let Some(joined) = readers.join_next().await {
+        let (lines, h) = joined?;
+        received += lines;
+        hist.add(&h).ok();
+    }
+    Ok((received, hist))
+}
+
 /// `fanout`: N clients online, S of them each send M public lines of B bytes as fast as the
 /// server acknowledges them (at most 512 unacknowledged per sender).
 pub async fn fanout(
@@ -213,13 +227,7 @@ pub async fn fanout(
             drop(writer); // receivers only read; the write half stays open via the reader
         }
     }
-    let mut hist = histogram();
-    let mut received = 0u64;
-    while let Some(joined) = readers.join_next().await {
-        let (lines, h) = joined?;
-        received += lines;
-        hist.add(&h).ok();
-    }
+    let (received, hist) = collect(&mut readers).await?;
     let elapsed = start.elapsed();
     let after = target.stats();
     let mut kept = Vec::new(); // keep senders' connections open until the end
@@ -389,13 +397,7 @@ pub async fn latency(
     tokio::time::sleep(warmup_wait).await;
     let before = target.stats();
     let measure_start = Instant::now();
-    let mut hist = histogram();
-    let mut received = 0u64;
-    while let Some(joined) = readers.join_next().await {
-        let (lines, h) = joined?;
-        received += lines;
-        hist.add(&h).ok();
-    }
+    let (received, hist) = collect(&mut readers).await?;
     let measured = measure_start.elapsed();
     let after = target.stats();
     let mut kept = Vec::new();

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use mm_client::{ConnectOptions, Event, Trust};
 use mm_common::frame;
 use mm_common::protocol::{ClientMsg, PROTOCOL_VERSION};
+use mm_tests::closed_within;
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
@@ -54,21 +55,6 @@ fn client_hello(config: &Arc<rustls::ClientConfig>) -> Vec<u8> {
     let mut out = Vec::new();
     conn.write_tls(&mut out).unwrap();
     out
-}
-
-/// Reads until the server closes; true if it did within `limit`.
-async fn closed_within<S: AsyncReadExt + Unpin>(stream: &mut S, limit: Duration) -> bool {
-    let mut sink = vec![0u8; 16 * 1024];
-    tokio::time::timeout(limit, async {
-        loop {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
 }
 
 async fn tls_login(

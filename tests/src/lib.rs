@@ -339,8 +339,16 @@ impl RawTls {
 
 /// Reads a TCP stream until the peer closes it; true if it closed within [`WAIT`].
 pub async fn closes(stream: &mut TcpStream) -> bool {
-    let mut sink = [0u8; 4096];
-    tokio::time::timeout(WAIT, async {
+    closed_within(stream, WAIT).await
+}
+
+/// Reads (and discards) until the peer closes the stream; true if it did within `limit`.
+pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    limit: Duration,
+) -> bool {
+    let mut sink = vec![0u8; 16 * 1024];
+    tokio::time::timeout(limit, async {
         loop {
             match stream.read(&mut sink).await {
                 Ok(0) | Err(_) => return,
