@@ -111,11 +111,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             self.write_buf.advance(n);
         }
         self.stream.flush().await?;
-        // Give a large buffer back after a burst; idle clients should cost little memory.
+        // Give a large buffer back after a burst.
         if self.write_buf.capacity() > 32 * 1024 {
             self.write_buf = BytesMut::new();
         }
         Ok(())
+    }
+
+    /// Frees the write buffer if it is empty and not small. Call when the connection goes
+    /// idle: otherwise every idle connection keeps whatever its largest write needed (the
+    /// online list at login: ~6 KiB per connection with 2,000 users, measured with massif).
+    /// Not done after every write, which cost a third of fan-out throughput in reallocations.
+    pub fn shrink_idle(&mut self) {
+        if self.write_buf.is_empty() && self.write_buf.capacity() > 4 * 1024 {
+            self.write_buf = BytesMut::new();
+        }
     }
 
     /// Sends TLS close_notify and shuts the write side.

@@ -283,6 +283,9 @@ async fn chat<S: Stream>(
                 Ok(Err(_)) => return Exit::Disconnected,
                 Err(_) => return Exit::WriteStalled,
             }
+            if m.queue.is_empty() {
+                conn.shrink_idle(); // going idle: do not keep a burst-sized buffer
+            }
         }
         tokio::select! {
             () = cancel.cancelled() => {
