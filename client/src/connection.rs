@@ -25,6 +25,10 @@ use mm_common::rate::TokenBucket;
 use crate::secure::{Secure, SecureSetup};
 use crate::trust::{KnownServers, Observed, PinVerifier};
 
+/// Most nicks accepted in one user list: a hostile server could otherwise send `Users` frames
+/// without end and grow the list without bound.
+const MAX_LISTED_USERS: usize = 1_000_000;
+
 /// What the server answers a frame with: every Public, Private and Relay gets exactly one
 /// `Sent` or non-fatal `Error`, in order, so the reader can tell which message an answer is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -657,6 +661,11 @@ async fn read_welcome<R: AsyncRead + Unpin>(
                 });
             }
             (ServerMsg::Users { nicks, last }, Some(w)) => {
+                if w.online.len() + nicks.len() > MAX_LISTED_USERS {
+                    return Err(ConnectError::Protocol(
+                        "the server's user list is too long".into(),
+                    ));
+                }
                 w.online.extend(nicks);
                 if last {
                     return welcome.ok_or_else(|| ConnectError::Protocol("no welcome".into()));
@@ -790,6 +799,9 @@ async fn read_loop(
                 continue;
             }
             ServerMsg::Users { nicks, last } => {
+                if users.len() + nicks.len() > MAX_LISTED_USERS {
+                    break Some("the server's user list is too long".to_string());
+                }
                 users.extend(nicks);
                 if !last {
                     continue;
@@ -933,6 +945,34 @@ async fn write_batch(writer: &mut WriteHalf<TlsStream<TcpStream>>, batch: &mut B
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_endless_user_list_from_a_hostile_server_is_refused() {
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let welcome = ServerMsg::Welcome {
+                nick: "a".into(),
+                server: "evil".into(),
+                online: 1,
+                max_text_len: 10,
+                rate_burst: 1,
+                rate_per_sec: 1,
+            };
+            let chunk = ServerMsg::Users {
+                nicks: vec!["x".to_string(); 1000],
+                last: false,
+            };
+            let _ = server.write_all(&frame::encode(&welcome).unwrap()).await;
+            let chunk = frame::encode(&chunk).unwrap();
+            // Never says `last`.
+            while server.write_all(&chunk).await.is_ok() {}
+        });
+        let mut reader = FrameReader::new(client);
+        match read_welcome(&mut reader).await {
+            Err(ConnectError::Protocol(e)) => assert!(e.contains("too long"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn host_port_forms() {

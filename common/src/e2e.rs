@@ -61,6 +61,14 @@ pub const MAX_CIPHERTEXT: usize = PAD_BUCKETS[PAD_BUCKETS.len() - 1] + TAG_LEN;
 /// Largest handshake message accepted (XX messages are at most 96 bytes with empty payloads).
 const MAX_HANDSHAKE_MSG: usize = 1024;
 
+/// Most peers we keep state for. A `Hello` from a nick we have no state for is refused
+/// beyond it, so that a flood of handshakes from many (possibly invented) nicks cannot grow
+/// memory or CPU without bound.
+pub const MAX_PEERS: usize = 4096;
+
+/// Most handshakes started by peers that may be in progress at once.
+pub const MAX_INCOMING_HANDSHAKES: usize = 32;
+
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct E2eConfig {
@@ -752,6 +760,10 @@ impl Sessions {
         now: Instant,
     ) -> Vec<Action> {
         let my_key = nick_key(&self.me);
+        if !self.peers.contains_key(&nick_key(from)) && self.incoming_full() {
+            // No state is created for the sender: a flood of Hellos costs nothing but this.
+            return vec![abort(from, session, AbortReason::HandshakeFailed)];
+        }
         let entry = self.peer(from);
         let nick = entry.nick.clone();
         let previous = match std::mem::replace(&mut entry.state, State::Idle) {
@@ -832,6 +844,17 @@ impl Sessions {
             },
             reply,
         ))
+    }
+
+    /// Whether a new peer's `Hello` must be refused: too many peers, or too many handshakes
+    /// started by peers in progress.
+    fn incoming_full(&self) -> bool {
+        let incoming = self
+            .peers
+            .values()
+            .filter(|p| matches!(&p.state, State::Handshaking(h) if !h.initiator))
+            .count();
+        self.peers.len() >= MAX_PEERS || incoming >= MAX_INCOMING_HANDSHAKES
     }
 
     /// Takes the handshake for `session` out of the peer's state if it is ours to continue.

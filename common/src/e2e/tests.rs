@@ -758,3 +758,39 @@ fn debug_output_holds_no_key_material() {
     assert!(debug.contains("alice"));
     assert!(!debug.contains(&crate::identity::hex(r.a.sessions.public_key())));
 }
+
+#[test]
+fn a_flood_of_hellos_from_many_nicks_is_bounded() {
+    let mut r = Relay::new();
+    let now = r.now;
+    // Real handshake openings from many different (invented) nicks, never finished.
+    for i in 0..(MAX_INCOMING_HANDSHAKES + 50) {
+        let nick = format!("mallory{i}");
+        let mut attacker = Sessions::new(
+            &nick,
+            Identity::generate(),
+            Pins::default(),
+            E2eConfig::default(),
+        );
+        let hello = match attacker.start("bob", now).unwrap().into_iter().next() {
+            Some(Action::Send { payload, .. }) => payload,
+            other => panic!("{other:?}"),
+        };
+        let actions = r.b.sessions.receive(&nick, &hello, now);
+        let replied = actions.iter().any(|a| matches!(a, Action::Send { payload, .. } if matches!(envelope(payload), Envelope::Reply { .. })));
+        assert_eq!(replied, i < MAX_INCOMING_HANDSHAKES, "hello {i}");
+    }
+    assert_eq!(
+        r.b.sessions.peers.len(),
+        MAX_INCOMING_HANDSHAKES,
+        "no state for refused senders"
+    );
+    // A real peer still gets through once the stale handshakes time out.
+    r.now += Duration::from_secs(31);
+    let actions = r.b.sessions.tick(r.now);
+    r.apply(false, actions);
+    r.a.inbox.clear();
+    r.b.events.clear();
+    r.connect();
+    assert_eq!(Relay::readies(&r.b).len(), 1);
+}
