@@ -169,7 +169,7 @@ pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, Cer
             return Err(CertError::Exists(existing));
         }
     }
-    create_private_dir(dir)?;
+    create_private_dir(dir).map_err(io_err(dir))?;
 
     let mut dns: Vec<String> = DEFAULT_DNS_NAMES.iter().map(|s| s.to_string()).collect();
     for name in &names.dns {
@@ -313,16 +313,20 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
     })
 }
 
-/// Creates `dir` and its parents; a directory we create is made private (0700).
-fn create_private_dir(dir: &Path) -> Result<(), CertError> {
+/// Creates `dir` and its parents if missing; a directory created here is private (0700).
+/// Shared with the client, whose home holds keys too.
+///
+/// # Errors
+/// I/O errors.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    fs::create_dir_all(dir)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
 }

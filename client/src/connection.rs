@@ -810,11 +810,14 @@ async fn read_loop(
             }
             ServerMsg::Public { id, ts, from, text } => Event::Public { id, ts, from, text },
             ServerMsg::Private { id, ts, from, text } => {
-                let secure_with_sender =
-                    matches!(secure.sessions().status(&from), Status::Secure { .. });
-                let warning = format!(
-                    "the private message from {from} above was NOT end-to-end encrypted, although you have a secure session"
-                );
+                // Only the rare case pays for a warning: a plain line from a secure peer.
+                let warning = matches!(secure.sessions().status(&from), Status::Secure { .. })
+                    .then(|| {
+                        format!(
+                            "the private message from {from} above was NOT end-to-end encrypted, \
+                             although you have a secure session"
+                        )
+                    });
                 if events
                     .send(Event::Private { id, ts, from, text })
                     .await
@@ -822,10 +825,10 @@ async fn read_loop(
                 {
                     return;
                 }
-                if !secure_with_sender {
-                    continue;
+                match warning {
+                    Some(w) => Event::Warning(w),
+                    None => continue,
                 }
-                Event::Warning(warning)
             }
             ServerMsg::Sent { id, ts } => match pop_answer(&pending) {
                 // Acknowledgements of end-to-end internals are not the user's business.

@@ -83,7 +83,7 @@ impl SecureSetup {
     /// # Errors
     /// [`HomeError`] for unreadable or damaged files.
     pub fn load(home: &Path) -> Result<(SecureSetup, bool), HomeError> {
-        crate::home::create_private_dir(home).map_err(|source| HomeError::Io {
+        mm_certs::create_private_dir(home).map_err(|source| HomeError::Io {
             path: home.to_path_buf(),
             source,
         })?;

@@ -113,7 +113,7 @@ impl KnownServers {
             source,
         };
         if let Some(dir) = self.path.parent() {
-            crate::home::create_private_dir(dir).map_err(io)?;
+            mm_certs::create_private_dir(dir).map_err(io)?;
         }
         let mut options = std::fs::OpenOptions::new();
         options.create(true).append(true);

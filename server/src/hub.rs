@@ -363,11 +363,6 @@ impl Hub {
         nicks
     }
 
-    /// Number of users online.
-    pub fn online_count(&self) -> usize {
-        self.lock().peers.len()
-    }
-
     /// Stops accepting logins and messages. Everything accepted before this call is already in
     /// a queue, so sessions that drain their queue after it deliver all of it.
     pub fn close(&self) {
