@@ -136,6 +136,15 @@ pub fn default_server_binary() -> anyhow::Result<PathBuf> {
     Ok(candidate)
 }
 
+/// The client certificate of every raw bench connection.
+static BENCH_IDENTITY: std::sync::LazyLock<mm_certs::ClientIdentity> =
+    std::sync::LazyLock::new(|| {
+        mm_certs::ClientIdentity::generate().unwrap_or_else(|e| {
+            eprintln!("mm-bench: cannot make a client certificate: {e}");
+            std::process::exit(1)
+        })
+    });
+
 fn tls_config(ca: &[CertificateDer<'static>]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in ca {
@@ -146,7 +155,8 @@ fn tls_config(ca: &[CertificateDer<'static>]) -> anyhow::Result<Arc<rustls::Clie
     ))
     .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
-    .with_no_client_auth();
+    // One certificate owns every bench nick: accounts are per nick, a key may hold many.
+    .with_client_auth_cert(vec![BENCH_IDENTITY.cert.clone()], BENCH_IDENTITY.key())?;
     config.alpn_protocols = vec![mm_common::protocol::ALPN.to_vec()];
     Ok(Arc::new(config))
 }

@@ -280,6 +280,121 @@ pub fn ensure_server_files(dir: &Path) -> Result<Ensured, CertError> {
     generate(dir, &Names::default(), false).map(Ensured::Generated)
 }
 
+/// File name of a client's certificate, in the client's home directory.
+pub const CLIENT_CERT: &str = "client.pem";
+/// File name of a client's private key (0600), beside [`CLIENT_CERT`].
+pub const CLIENT_KEY: &str = "client.key";
+
+/// How long a generated client certificate is valid. Servers identify clients by the
+/// certificate's fingerprint and do not check its dates, so this only has to be long.
+const CLIENT_VALIDITY_DAYS: i64 = 100 * 365;
+
+/// A client's self-signed certificate and its key: what it presents in mutual TLS. Servers
+/// identify the account by [`ClientIdentity::fingerprint`].
+pub struct ClientIdentity {
+    /// The certificate (DER).
+    pub cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl ClientIdentity {
+    /// A new key pair and self-signed certificate, in memory only.
+    ///
+    /// # Errors
+    /// [`CertError::Generate`] if rcgen fails.
+    pub fn generate() -> Result<ClientIdentity, CertError> {
+        Self::generate_pem().map(|(identity, ..)| identity)
+    }
+
+    /// [`ClientIdentity::generate`], also giving the certificate and key as PEM text.
+    fn generate_pem() -> Result<(ClientIdentity, String, zeroize::Zeroizing<String>), CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Multi-Messenger client");
+        params.is_ca = IsCa::NoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(CLIENT_VALIDITY_DAYS);
+        let cert = params.self_signed(&key)?;
+        let key_pem = zeroize::Zeroizing::new(key.serialize_pem());
+        let identity = ClientIdentity {
+            cert: cert.der().clone(),
+            key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        };
+        Ok((identity, cert.pem(), key_pem))
+    }
+
+    /// Loads `client.pem` and `client.key` from `dir`, or generates them there (key 0600) if
+    /// neither exists. Returns the identity and whether it was just created.
+    ///
+    /// # Errors
+    /// [`CertError::Incomplete`] if only one of the files exists; I/O and PEM errors.
+    pub fn load_or_create(dir: &Path) -> Result<(ClientIdentity, bool), CertError> {
+        let (cert_path, key_path) = (dir.join(CLIENT_CERT), dir.join(CLIENT_KEY));
+        match (cert_path.exists(), key_path.exists()) {
+            (true, true) => {
+                let cert = load_certs(&cert_path)?.swap_remove(0);
+                let key = load_key(&key_path)?;
+                Ok((ClientIdentity { cert, key }, false))
+            }
+            (false, false) => {
+                let (identity, cert_pem, key_pem) = ClientIdentity::generate_pem()?;
+                create_private_dir(dir).map_err(io_err(dir))?;
+                // Key first, as in `generate`: a crash in between leaves an incomplete pair that
+                // the next start reports, never a certificate without its key.
+                write_secret(&key_path, key_pem.as_bytes())?;
+                write_public(&cert_path, cert_pem.as_bytes())?;
+                Ok((identity, true))
+            }
+            (cert, _) => {
+                let (present, missing) = if cert {
+                    (cert_path, key_path)
+                } else {
+                    (key_path, cert_path)
+                };
+                Err(CertError::Incomplete {
+                    dir: dir.to_path_buf(),
+                    present: vec![present],
+                    missing: vec![missing],
+                })
+            }
+        }
+    }
+
+    /// The private key, for the TLS configuration.
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        self.key.clone_key()
+    }
+
+    /// SHA-256 fingerprint of the certificate: the account's identity on servers.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.cert)
+    }
+}
+
+impl Clone for ClientIdentity {
+    fn clone(&self) -> Self {
+        ClientIdentity {
+            cert: self.cert.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("fingerprint", &self.fingerprint())
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
 /// Reads every certificate in a PEM file, in order.
 ///
 /// # Errors

@@ -103,8 +103,17 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             home.display()
         );
     }
+    let (certificate, created) = mm_certs::ClientIdentity::load_or_create(&home)?;
+    if created {
+        eprintln!(
+            "mm: created your client certificate in {} (fingerprint {}); servers register your nick to it",
+            home.display(),
+            certificate.fingerprint()
+        );
+    }
     let mut opts = ConnectOptions::new(args.server.clone(), nick, trust);
     opts.secure = secure;
+    opts.certificate = Some(certificate);
 
     let (client, events, welcome) = match connect(&opts).await {
         Ok(connected) => connected,

@@ -94,11 +94,15 @@ pub struct ConnectOptions {
     pub read_timeout: Duration,
     /// Identity, pins and tunables for end-to-end sessions.
     pub secure: SecureSetup,
+    /// The client certificate presented to the server, which owns our nick there. Without
+    /// one, servers that register nicks refuse the login (`certificate-required`).
+    pub certificate: Option<mm_certs::ClientIdentity>,
 }
 
 impl ConnectOptions {
-    /// Options with default timeouts (10 s to connect, 3 min of server silence) and a fresh
-    /// in-memory identity with no pins.
+    /// Options with default timeouts (10 s to connect, 3 min of server silence), a fresh
+    /// in-memory end-to-end identity with no pins, and a fresh in-memory client certificate (so
+    /// a new account: `mm` keeps both in its home directory instead).
     pub fn new(server: impl Into<String>, nick: impl Into<String>, trust: Trust) -> Self {
         ConnectOptions {
             server: server.into(),
@@ -107,6 +111,9 @@ impl ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(180),
             secure: SecureSetup::ephemeral(),
+            // Generation only fails if the system RNG does; the server then says a certificate
+            // is required, which is the truth.
+            certificate: mm_certs::ClientIdentity::generate().ok(),
         }
     }
 }
@@ -223,6 +230,36 @@ pub enum Event {
         from: String,
         /// Text.
         text: String,
+    },
+    /// A public line from before we logged in (the room's recent history, oldest first,
+    /// before anything live).
+    History {
+        /// Message id.
+        id: u64,
+        /// When it was sent, ms since the Unix epoch.
+        ts: u64,
+        /// Sender.
+        from: String,
+        /// Text.
+        text: String,
+    },
+    /// A private line sent to us while we were offline, delivered at login (oldest first).
+    Offline {
+        /// Message id.
+        id: u64,
+        /// When it was sent, ms since the Unix epoch.
+        ts: u64,
+        /// Sender.
+        from: String,
+        /// Text.
+        text: String,
+    },
+    /// Our private line's recipient is offline; the server stored it for their next login.
+    Queued {
+        /// Its id.
+        id: u64,
+        /// Its server time.
+        ts: u64,
     },
     /// The server accepted our message.
     Sent {
@@ -497,7 +534,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
         .map_err(|e| ConnectError::Config(e.to_string()))?;
     let mut observed: Option<Arc<Mutex<Option<Observed>>>> = None;
     let mut known_file = None;
-    let mut config = match &opts.trust {
+    let builder = match &opts.trust {
         Trust::Roots(certs) => {
             let mut roots = RootCertStore::empty();
             for cert in certs {
@@ -505,7 +542,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
                     .add(cert.clone())
                     .map_err(|e| ConnectError::Config(format!("CA certificate: {e}")))?;
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
         Trust::Known(known) => {
             let pin = known.lookup(&server)?.map(|p| p.fingerprint);
@@ -515,8 +552,13 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(verifier)
-                .with_no_client_auth()
         }
+    };
+    let mut config = match &opts.certificate {
+        Some(id) => builder
+            .with_client_auth_cert(vec![id.cert.clone()], id.key())
+            .map_err(|e| ConnectError::Config(format!("client certificate: {e}")))?,
+        None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![ALPN.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
@@ -704,6 +746,9 @@ fn variant_name(msg: &ServerMsg) -> &'static str {
         ServerMsg::Ping { .. } => "Ping",
         ServerMsg::Pong { .. } => "Pong",
         ServerMsg::Relay { .. } => "Relay",
+        ServerMsg::History { .. } => "History",
+        ServerMsg::Queued { .. } => "Queued",
+        ServerMsg::Offline { .. } => "Offline",
     }
 }
 
@@ -809,6 +854,12 @@ async fn read_loop(
                 Event::Users(std::mem::take(&mut users))
             }
             ServerMsg::Public { id, ts, from, text } => Event::Public { id, ts, from, text },
+            ServerMsg::History { id, ts, from, text } => Event::History { id, ts, from, text },
+            ServerMsg::Offline { id, ts, from, text } => Event::Offline { id, ts, from, text },
+            ServerMsg::Queued { id, ts } => {
+                pop_answer(&pending);
+                Event::Queued { id, ts }
+            }
             ServerMsg::Private { id, ts, from, text } => {
                 // Only the rare case pays for a warning: a plain line from a secure peer.
                 let warning = matches!(secure.sessions().status(&from), Status::Secure { .. })

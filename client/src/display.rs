@@ -104,6 +104,20 @@ pub fn event_line(event: &Event, style: Style) -> Option<String> {
         Event::Private { from, text, .. } => {
             format!("[private] <{}> {}", style.nick(from), clean(text))
         }
+        Event::History { ts, from, text, .. } => style.notice(format!(
+            "[history {}] <{}> {}",
+            clock(*ts),
+            clean(from),
+            clean(text)
+        )),
+        Event::Offline { ts, from, text, .. } => format!(
+            "[private, sent {}] <{}> {}",
+            clock(*ts),
+            style.nick(from),
+            clean(text)
+        ),
+        Event::Queued { .. } => style
+            .notice("* they are offline; the server keeps the message for their next login".into()),
         Event::Joined { nick } => style.notice(format!("* {} joined", clean(nick))),
         Event::Left { nick, reason } => match reason {
             LeaveReason::Quit => style.notice(format!("* {} left", clean(nick))),
@@ -126,6 +140,21 @@ pub fn event_line(event: &Event, style: Style) -> Option<String> {
         Event::Warning(w) => style.error(format!("! warning: {}", clean(w))),
     };
     Some(line)
+}
+
+/// `MM-DD HH:MM` (UTC) of a server timestamp, for lines from the past.
+pub fn clock(ts_ms: u64) -> String {
+    let secs = i64::try_from(ts_ms / 1000).unwrap_or(0);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:02}-{:02} {:02}:{:02} UTC",
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        Err(_) => "?".into(),
+    }
 }
 
 /// The line for an end-to-end event. Secure messages carry the fixed marker `[secure]`; nothing

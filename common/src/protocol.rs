@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. The client sends it in [`ClientMsg::Hello`]; the
 /// server refuses versions it does not speak with [`ErrorCode::UNSUPPORTED_VERSION`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The TLS ALPN protocol name. Both sides offer it, so a Multi-Messenger client and an HTTPS
 /// server (or the reverse) fail at the handshake instead of exchanging garbage.
@@ -185,6 +185,38 @@ pub enum ServerMsg {
         /// The bytes, exactly as sent.
         payload: Vec<u8>,
     },
+    /// A public line from before this client logged in: the room's recent history, oldest
+    /// first, sent right after the user list and before anything live.
+    History {
+        /// The id it was given when it was sent.
+        id: u64,
+        /// When it was sent, milliseconds since the Unix epoch (UTC).
+        ts: u64,
+        /// Sender nick.
+        from: String,
+        /// The text, exactly as sent.
+        text: String,
+    },
+    /// Answer to a [`ClientMsg::Private`] whose recipient is a registered user who is offline:
+    /// the server stored it and delivers it at their next login. Takes the place of `Sent`.
+    Queued {
+        /// The id the message was given.
+        id: u64,
+        /// Its server timestamp, milliseconds since the Unix epoch (UTC).
+        ts: u64,
+    },
+    /// A private line sent to this client while it was offline, delivered at login (after any
+    /// `History`), oldest first.
+    Offline {
+        /// The id it was given when it was sent.
+        id: u64,
+        /// When it was sent, milliseconds since the Unix epoch (UTC).
+        ts: u64,
+        /// Sender nick.
+        from: String,
+        /// The text, exactly as sent.
+        text: String,
+    },
 }
 
 /// Why a user left, as told to the others.
@@ -229,6 +261,12 @@ impl ErrorCode {
     pub const INVALID_NICK: ErrorCode = ErrorCode(10);
     /// Someone online already uses that nick (compared case-insensitively).
     pub const NICK_IN_USE: ErrorCode = ErrorCode(11);
+    /// The nick is registered to another client certificate.
+    pub const NICK_REGISTERED: ErrorCode = ErrorCode(12);
+    /// The client presented no TLS client certificate; this server identifies users by one.
+    pub const CERTIFICATE_REQUIRED: ErrorCode = ErrorCode(13);
+    /// The same account logged in from another connection, which replaces this one.
+    pub const REPLACED: ErrorCode = ErrorCode(14);
     /// The recipient of a private message is not online.
     pub const NO_SUCH_NICK: ErrorCode = ErrorCode(20);
     /// The text is longer than the server's limit.
@@ -237,6 +275,8 @@ impl ErrorCode {
     pub const INVALID_TEXT: ErrorCode = ErrorCode(22);
     /// A relay payload is empty or larger than [`MAX_RELAY_LEN`].
     pub const BAD_PAYLOAD: ErrorCode = ErrorCode(23);
+    /// The offline recipient has as many stored messages waiting as the server keeps.
+    pub const MAILBOX_FULL: ErrorCode = ErrorCode(24);
     /// The client did not read its messages fast enough and is being disconnected.
     pub const TOO_SLOW: ErrorCode = ErrorCode(30);
     /// The client was silent for too long (no hello, no pong).
@@ -247,6 +287,8 @@ impl ErrorCode {
     pub const SERVER_FULL: ErrorCode = ErrorCode(33);
     /// The server is shutting down and accepts no more messages.
     pub const SHUTTING_DOWN: ErrorCode = ErrorCode(34);
+    /// The server cannot take the message right now (its store is behind); try again.
+    pub const BUSY: ErrorCode = ErrorCode(35);
     /// The server failed internally; not the client's fault.
     pub const INTERNAL: ErrorCode = ErrorCode(99);
 
@@ -258,15 +300,20 @@ impl ErrorCode {
             Self::UNEXPECTED_MESSAGE => "unexpected-message",
             Self::INVALID_NICK => "invalid-nick",
             Self::NICK_IN_USE => "nick-in-use",
+            Self::NICK_REGISTERED => "nick-registered",
+            Self::CERTIFICATE_REQUIRED => "certificate-required",
+            Self::REPLACED => "replaced",
             Self::NO_SUCH_NICK => "no-such-nick",
             Self::TEXT_TOO_LONG => "text-too-long",
             Self::INVALID_TEXT => "invalid-text",
             Self::BAD_PAYLOAD => "bad-payload",
+            Self::MAILBOX_FULL => "mailbox-full",
             Self::TOO_SLOW => "too-slow",
             Self::TIMEOUT => "timeout",
             Self::RATE_LIMITED => "rate-limited",
             Self::SERVER_FULL => "server-full",
             Self::SHUTTING_DOWN => "shutting-down",
+            Self::BUSY => "busy",
             Self::INTERNAL => "internal",
             _ => "unknown",
         }
@@ -489,6 +536,19 @@ mod tests {
                 from: "a".into(),
                 payload: vec![0, 255, 7],
             },
+            ServerMsg::History {
+                id: 3,
+                ts: 4,
+                from: "c".into(),
+                text: "old".into(),
+            },
+            ServerMsg::Queued { id: 7, ts: 8 },
+            ServerMsg::Offline {
+                id: 5,
+                ts: 6,
+                from: "d".into(),
+                text: "while you were away".into(),
+            },
         ] {
             roundtrip_server(msg);
         }
@@ -544,6 +604,11 @@ mod tests {
         assert_eq!(
             &frame::encode(&err).unwrap()[..],
             &[0, 0, 0, 4, 7, 20, 0, 0]
+        );
+        let queued = ServerMsg::Queued { id: 1, ts: 2 };
+        assert_eq!(
+            &frame::encode(&queued).unwrap()[..],
+            &[0, 0, 0, 3, 13, 1, 2]
         );
     }
 

@@ -6,18 +6,26 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::store::sqlite::SqliteStore;
 
 /// Multi-Messenger chat server.
 ///
 /// With no options it listens on 127.0.0.1:7667 and, on first start, generates its TLS
-/// certificates (a CA and a server certificate) in its data directory.
+/// certificates (a CA and a server certificate) and its store in its data directory.
 #[derive(Debug, Parser)]
 #[command(name = "mm-server", version)]
 pub struct Args {
+    /// Administration commands (the server is started when none is given)
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Data directory: the store (mm-server.db) and, unless --tls-dir is given, tls/
+    /// [default: $MM_SERVER_DATA or ~/.local/share/multi-messenger/server]
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data: Option<PathBuf>,
     /// Address and port to listen on, e.g. 0.0.0.0:7667 for a LAN [default: 127.0.0.1:7667]
     #[arg(long, value_name = "ADDR:PORT")]
     pub bind: Option<SocketAddr>,
@@ -26,8 +34,29 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub tls_dir: Option<PathBuf>,
     /// TOML configuration file (see mm-server.example.toml); flags override it
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+}
+
+/// Administration commands; they work on the store while a server runs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Registered nicks (each owned by one client certificate)
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+/// `mm-server accounts ...`
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// List accounts: nick, certificate fingerprint, registration and last-seen times
+    List,
+    /// Free a nick so that the next client to log in with it owns it (e.g. a user who lost
+    /// their key). Deletes the messages waiting for it.
+    Release {
+        /// The nick (any case)
+        nick: String,
+    },
 }
 
 /// Runs `mm-server` with the process arguments.
@@ -62,17 +91,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
+    if let Some(dir) = args.data {
+        config.data_dir = Some(dir);
+    }
+    let data_dir = match config.data_dir.clone() {
+        Some(dir) => dir,
+        None => mm_certs::default_server_data_dir()
+            .context("no home directory for the server's data; pass --data DIR")?,
+    };
+    if let Some(Command::Accounts(cmd)) = args.command {
+        return accounts(&data_dir.join(crate::STORE_FILE), cmd);
+    }
     if let Some(bind) = args.bind {
         config.bind = bind;
     }
     if let Some(dir) = args.tls_dir {
         config.tls_dir = Some(dir);
     }
-    let tls_dir = match config.tls_dir.clone() {
-        Some(dir) => dir,
-        None => mm_certs::default_tls_dir()
-            .context("no home directory for the TLS files; pass --tls-dir DIR")?,
-    };
+    let tls_dir = config
+        .tls_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("tls"));
 
     match mm_certs::ensure_server_files(&tls_dir)? {
         mm_certs::Ensured::Existing => info!(dir = %tls_dir.display(), "using TLS certificate"),
@@ -93,8 +132,60 @@ async fn run(args: Args) -> anyhow::Result<()> {
             info!(fingerprint = %mm_certs::fingerprint(ca), "CA fingerprint");
         }
     }
-    crate::run(listener, tls, config.limits, shutdown_signal()).await?;
+    crate::run(listener, tls, config.limits, &data_dir, shutdown_signal()).await
+}
+
+fn accounts(store: &std::path::Path, cmd: AccountsCommand) -> anyhow::Result<()> {
+    if !store.exists() {
+        anyhow::bail!(
+            "no store at {} (the server creates it on first start)",
+            store.display()
+        );
+    }
+    match cmd {
+        AccountsCommand::List => {
+            let accounts = SqliteStore::list_accounts(store)?;
+            println!(
+                "{:<32}  {:<16}  {:<16}  {:>7}  fingerprint (SHA-256)",
+                "nick", "registered", "last seen", "waiting"
+            );
+            for a in &accounts {
+                println!(
+                    "{:<32}  {:<16}  {:<16}  {:>7}  {}",
+                    a.nick,
+                    utc(a.created_ms),
+                    utc(a.last_seen_ms),
+                    a.waiting,
+                    a.fingerprint
+                );
+            }
+            println!("{} account(s)", accounts.len());
+        }
+        AccountsCommand::Release { nick } => {
+            if SqliteStore::release(store, &nick)? {
+                println!("released {nick}: the next client to log in with it owns it");
+            } else {
+                anyhow::bail!("no account named {nick}");
+            }
+        }
+    }
     Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC.
+fn utc(ms: u64) -> String {
+    let secs = i64::try_from(ms / 1000).unwrap_or(0);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        Err(_) => "?".into(),
+    }
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

@@ -21,6 +21,9 @@ pub struct Config {
     /// Directory holding `server.pem` and `server.key`; generated on first start if empty.
     /// Default: see `mm_certs::default_tls_dir`.
     pub tls_dir: Option<PathBuf>,
+    /// Directory for the store (`mm-server.db`) and, unless `tls_dir` says otherwise, the TLS
+    /// files (`tls/`). Default: `$MM_SERVER_DATA`, else `~/.local/share/multi-messenger/server`.
+    pub data_dir: Option<PathBuf>,
     /// Limits and timeouts.
     pub limits: Limits,
 }
@@ -30,6 +33,7 @@ impl Default for Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             tls_dir: None,
+            data_dir: None,
             limits: Limits::default(),
         }
     }
@@ -80,6 +84,11 @@ pub struct Limits {
     /// How long a graceful shutdown waits for clients to receive what is queued for them.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Public lines kept as history and sent to each client at login (0 keeps none).
+    pub history_len: usize,
+    /// Private lines that may wait in the store for one offline user; beyond this, senders get
+    /// `mailbox-full`.
+    pub mailbox_len: usize,
 }
 
 impl Default for Limits {
@@ -100,6 +109,8 @@ impl Default for Limits {
             outbound_queue_bytes: 1024 * 1024,
             presence_max_online: 1000,
             shutdown_grace: Duration::from_secs(5),
+            history_len: 100,
+            mailbox_len: 100,
         }
     }
 }
@@ -184,6 +195,17 @@ impl Limits {
                     "limits.{name} must be more than 0"
                 )));
             }
+        }
+        // Both are sent in one go at login: bound what one login can cost.
+        if self.history_len > 1000 {
+            return Err(ConfigError::Invalid(
+                "limits.history_len must be at most 1000".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&self.mailbox_len) {
+            return Err(ConfigError::Invalid(
+                "limits.mailbox_len must be 1 to 10000".into(),
+            ));
         }
         if self.idle_timeout <= self.ping_interval {
             return Err(ConfigError::Invalid(

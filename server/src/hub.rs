@@ -7,10 +7,14 @@
 //! full, that user is disconnected as too slow: nobody ever waits for a slow client.
 //!
 //! All state sits behind one `std::sync::Mutex` (as in mini-redis' `db.rs`): critical sections
-//! are short, never `.await`, and only do map work and non-blocking `try_send`s.
+//! are short, never `.await`, and only do map work and non-blocking `try_send`s — including the
+//! submissions to the [`Store`], so the store applies them in the hub's order.
+//!
+//! The hub also keeps the room's recent history in memory, already encoded as `History` frames,
+//! so that a login costs a few reference-count increments instead of a database query.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,6 +24,9 @@ use mm_common::protocol::{nick_key, LeaveReason, ServerMsg};
 use tokio::sync::mpsc;
 
 use crate::config::Limits;
+use crate::store::memory::MemoryStore;
+use crate::store::sqlite::Options;
+use crate::store::{Line, Loaded, QueueOutcome, Reply, Store, StoreError};
 
 /// Cloneable handle to the shared state.
 #[derive(Debug, Clone)]
@@ -32,6 +39,8 @@ struct Shared {
     next_conn_id: AtomicU64,
     outbound_queue: usize,
     relay_hook: Option<RelayHook>,
+    store: Arc<dyn Store>,
+    history_len: usize,
 }
 
 impl std::fmt::Debug for Shared {
@@ -59,6 +68,8 @@ struct State {
     max_queued_bytes: usize,
     /// Join and leave notices are sent only while at most this many users are online.
     presence_max_online: usize,
+    /// The newest public lines as `History` frames, oldest first.
+    history: VecDeque<Bytes>,
 }
 
 impl State {
@@ -74,6 +85,10 @@ impl State {
 struct Peer {
     conn_id: u64,
     nick: String,
+    /// The client certificate it logged in with.
+    fingerprint: String,
+    /// Set when a login with the same certificate takes this nick over.
+    replaced: Arc<AtomicBool>,
     queue: mpsc::Sender<Bytes>,
     /// Bytes in `queue`; the session subtracts what it takes out.
     queued_bytes: Arc<AtomicUsize>,
@@ -121,13 +136,22 @@ pub struct Membership {
     pub queued_bytes: Arc<AtomicUsize>,
     /// Nicks online at the moment of joining (this user included), sorted.
     pub online: Vec<String>,
+    /// The room's history at the moment of joining, as `History` frames, oldest first; every
+    /// later public line is in `queue`.
+    pub history: Vec<Bytes>,
+    /// The private lines stored for this user while offline (`None` if the store refused the
+    /// request; they then wait for the next login).
+    pub waiting: Option<Reply<Vec<Line>>>,
+    /// Set when another login with the same certificate replaced this one; the queue then
+    /// closes.
+    pub replaced: Arc<AtomicBool>,
 }
 
 /// Why a login was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JoinError {
-    /// Someone online has that nick (case-insensitively).
+    /// Someone online has that nick (case-insensitively) with another certificate.
     #[error("nick {0} is already in use")]
     NickInUse(String),
     /// The server is shutting down.
@@ -148,6 +172,9 @@ pub enum SendError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     Closed,
+    /// The store cannot take more work right now; the message was not accepted.
+    #[error("the server is busy; try again")]
+    Busy,
     /// The message could not be encoded (a bug: inputs are validated first).
     #[error("message could not be encoded")]
     Encode,
@@ -162,6 +189,16 @@ pub struct Accepted {
     pub ts: u64,
 }
 
+/// Where a private line went.
+#[derive(Debug)]
+pub enum PrivateOutcome {
+    /// Into the online recipient's queue.
+    Delivered(Accepted),
+    /// The recipient is offline (or was just dropped as too slow): handed to the store, whose
+    /// reply says whether it was stored for them.
+    Stored(Accepted, Reply<QueueOutcome>),
+}
+
 /// Milliseconds since the Unix epoch; 0 if the clock is before 1970.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -172,28 +209,56 @@ pub fn now_ms() -> u64 {
 
 impl Hub {
     /// A hub with these limits (`outbound_queue`, `outbound_queue_bytes`,
-    /// `presence_max_online`).
-    pub fn new(limits: &Limits) -> Hub {
-        Self::with_relay_hook(limits, None)
+    /// `presence_max_online`, `history_len`), backed by `store`, starting from what the store
+    /// loaded.
+    pub fn new(limits: &Limits, store: Arc<dyn Store>, loaded: Loaded) -> Hub {
+        Self::with_relay_hook(limits, store, loaded, None)
+    }
+
+    /// A hub with an in-memory store: nothing survives the process. For tests.
+    pub fn in_memory(limits: &Limits) -> Hub {
+        let store = MemoryStore::new(limits.mailbox_len);
+        Self::new(limits, Arc::new(store), Loaded::default())
     }
 
     /// A hub that passes every relayed payload through `hook` (see [`RelayHook`]).
-    pub fn with_relay_hook(limits: &Limits, hook: Option<RelayHook>) -> Hub {
+    pub fn with_relay_hook(
+        limits: &Limits,
+        store: Arc<dyn Store>,
+        loaded: Loaded,
+        hook: Option<RelayHook>,
+    ) -> Hub {
+        let history: VecDeque<Bytes> = loaded
+            .history
+            .into_iter()
+            .rev()
+            .take(limits.history_len)
+            .rev()
+            .filter_map(|l| history_frame(l.id, l.ts, l.from, l.text))
+            .collect();
         Hub {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
-                    next_msg_id: 1,
                     max_queued_bytes: limits
                         .outbound_queue_bytes
                         .max(frame::HEADER_LEN + frame::MAX_FRAME_LEN),
                     presence_max_online: limits.presence_max_online,
+                    next_msg_id: loaded.last_id.saturating_add(1),
+                    history,
                     ..State::default()
                 }),
                 next_conn_id: AtomicU64::new(1),
                 outbound_queue: limits.outbound_queue.max(1),
                 relay_hook: hook,
+                store,
+                history_len: limits.history_len,
             }),
         }
+    }
+
+    /// The store behind this hub.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
     }
 
     /// A fresh connection id (never 0).
@@ -210,34 +275,64 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Logs `nick` in (it must already satisfy `validate_nick`) and tells the others. The
-    /// returned `online` list and the queue fit together: every later event is in the queue.
+    /// Logs `nick` in (it must already satisfy `validate_nick` and belong to `fingerprint`) and
+    /// tells the others. The returned `online` list, history and queue fit together: every
+    /// later event is in the queue. If the nick is online with the same certificate (a client
+    /// reconnecting before the server noticed the old connection died), the new login replaces
+    /// the old one.
     ///
     /// # Errors
-    /// [`JoinError`] if the nick is taken or the hub is closed.
-    pub fn join(&self, conn_id: u64, nick: &str) -> Result<Membership, JoinError> {
+    /// [`JoinError`] if the nick is online with another certificate, or the hub is closed.
+    pub fn join(
+        &self,
+        conn_id: u64,
+        nick: &str,
+        fingerprint: &str,
+    ) -> Result<Membership, JoinError> {
         let key = nick_key(nick);
         let (tx, rx) = mpsc::channel(self.shared.outbound_queue);
         let mut state = self.lock();
         if state.closed {
             return Err(JoinError::Closed);
         }
+        let mut takeover = false;
         if let Some(existing) = state.peers.get(&key) {
-            return Err(JoinError::NickInUse(existing.nick.clone()));
+            if existing.fingerprint != fingerprint {
+                return Err(JoinError::NickInUse(existing.nick.clone()));
+            }
+            // Dropping the old entry drops its queue's sender: its session sees the queue
+            // close, finds `replaced` set, tells its client and ends.
+            existing.replaced.store(true, Ordering::Relaxed);
+            state.peers.remove(&key);
+            takeover = true;
+            tracing::info!(conn = conn_id, nick, "login replaces an older connection");
         }
+        // Under the lock, so that a private line stored for this user before this point is in
+        // what the store returns, and every later one goes to the queue instead.
+        let waiting = match self.shared.store.waiting(&key) {
+            Ok(reply) => Some(reply),
+            Err(e) => {
+                tracing::warn!(error = %e, "store refused the mailbox request; it waits for the next login");
+                None
+            }
+        };
         let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let replaced = Arc::new(AtomicBool::new(false));
         state.peers.insert(
             key,
             Peer {
                 conn_id,
                 nick: nick.to_owned(),
+                fingerprint: fingerprint.to_owned(),
+                replaced: Arc::clone(&replaced),
                 queue: tx,
                 queued_bytes: Arc::clone(&queued_bytes),
             },
         );
         let mut online: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
         online.sort_unstable_by_key(|n| nick_key(n));
-        if state.presence(state.peers.len()) {
+        let history: Vec<Bytes> = state.history.iter().cloned().collect();
+        if !takeover && state.presence(state.peers.len()) {
             let joined = ServerMsg::Joined {
                 ts: now_ms(),
                 nick: nick.to_owned(),
@@ -251,6 +346,9 @@ impl Hub {
             queue: rx,
             queued_bytes,
             online,
+            history,
+            waiting,
+            replaced,
         })
     }
 
@@ -258,10 +356,13 @@ impl Hub {
     /// server is shutting down, when leave notices are noise).
     pub fn leave(&self, conn_id: u64, nick: &str, reason: LeaveReason) {
         let mut state = self.lock();
-        if remove_if_current(&mut state, conn_id, nick)
-            && !state.closed
-            && state.presence(state.peers.len() + 1)
-        {
+        if !remove_if_current(&mut state, conn_id, nick) {
+            return;
+        }
+        if let Err(e) = self.shared.store.logged_out(&nick_key(nick), now_ms()) {
+            tracing::debug!(error = %e, "last-seen time not recorded");
+        }
+        if !state.closed && state.presence(state.peers.len() + 1) {
             broadcast(
                 &mut state,
                 conn_id,
@@ -274,38 +375,98 @@ impl Hub {
         }
     }
 
-    /// Sends a public line to everyone but its sender. `text` must already be validated.
+    /// Sends a public line to everyone but its sender and adds it to the history (memory and
+    /// store). `text` must already be validated.
     ///
     /// # Errors
-    /// [`SendError::Closed`] when shutting down.
+    /// [`SendError::Closed`] when shutting down; [`SendError::Busy`] when the store is too far
+    /// behind to take it (then nobody receives it: what is accepted is also stored).
     pub fn publish(&self, conn_id: u64, from: &str, text: String) -> Result<Accepted, SendError> {
         let mut state = self.lock();
         if state.closed {
             return Err(SendError::Closed);
         }
         let accepted = next_accepted(&mut state);
-        let msg = ServerMsg::Public {
+        let line = Line {
             id: accepted.id,
             ts: accepted.ts,
             from: from.to_owned(),
             text,
         };
+        let history = if self.shared.history_len > 0 {
+            Some(
+                history_frame(line.id, line.ts, line.from.clone(), line.text.clone())
+                    .ok_or(SendError::Encode)?,
+            )
+        } else {
+            None
+        };
+        let msg = ServerMsg::Public {
+            id: accepted.id,
+            ts: accepted.ts,
+            from: from.to_owned(),
+            text: line.text.clone(),
+        };
         let frame = frame::encode(&msg).map_err(|_| SendError::Encode)?;
+        self.shared.store.append_public(line).map_err(|e| match e {
+            StoreError::Closed => SendError::Closed,
+            _ => SendError::Busy,
+        })?;
+        if let Some(history) = history {
+            if state.history.len() >= self.shared.history_len {
+                state.history.pop_front();
+            }
+            state.history.push_back(history);
+        }
         broadcast_frame(&mut state, conn_id, frame);
         Ok(accepted)
     }
 
-    /// Sends a private line to `to` (any case). `text` must already be validated.
+    /// Sends a private line to `to` (any case): into their queue when they are online, else to
+    /// the store for their next login. `text` must already be validated.
     ///
     /// # Errors
-    /// [`SendError`] if the recipient is offline or too slow, or the hub is closed.
-    pub fn send_private(&self, from: &str, to: &str, text: String) -> Result<Accepted, SendError> {
-        self.send_direct(to, |a| ServerMsg::Private {
-            id: a.id,
-            ts: a.ts,
+    /// [`SendError::Closed`] when shutting down, [`SendError::Busy`] when the store refuses.
+    pub fn send_private(
+        &self,
+        from: &str,
+        to: &str,
+        text: String,
+    ) -> Result<PrivateOutcome, SendError> {
+        let key = nick_key(to);
+        let mut state = self.lock();
+        if state.closed {
+            return Err(SendError::Closed);
+        }
+        let accepted = next_accepted(&mut state);
+        if state.peers.contains_key(&key) {
+            let frame = frame::encode(&ServerMsg::Private {
+                id: accepted.id,
+                ts: accepted.ts,
+                from: from.to_owned(),
+                text: text.clone(),
+            })
+            .map_err(|_| SendError::Encode)?;
+            let max_bytes = state.max_queued_bytes;
+            match state.peers.get(&key).map(|p| p.enqueue(frame, max_bytes)) {
+                Some(Ok(())) => return Ok(PrivateOutcome::Delivered(accepted)),
+                // Too slow: dropped, and the line waits in the store like for anyone offline.
+                Some(Err(QueueError::Full)) => evict(&mut state, &key),
+                // The session is gone but has not logged out yet.
+                Some(Err(QueueError::Closed)) | None => {}
+            }
+        }
+        let line = Line {
+            id: accepted.id,
+            ts: accepted.ts,
             from: from.to_owned(),
             text,
-        })
+        };
+        match self.shared.store.queue_private(&key, line) {
+            Ok(reply) => Ok(PrivateOutcome::Stored(accepted, reply)),
+            Err(StoreError::Closed) => Err(SendError::Closed),
+            Err(_) => Err(SendError::Busy),
+        }
     }
 
     /// Relays an opaque payload (end-to-end data) to `to`, stamped with the sender's nick.
@@ -368,6 +529,29 @@ impl Hub {
     pub fn close(&self) {
         self.lock().closed = true;
     }
+
+    /// Closes the store after [`Hub::close`]: everything accepted is made durable, with the
+    /// last message id given out so that ids keep increasing after a restart.
+    ///
+    /// # Errors
+    /// If the store is already closed.
+    pub fn close_store(&self) -> Result<Reply<()>, StoreError> {
+        let last_id = self.lock().next_msg_id.saturating_sub(1);
+        self.shared.store.close(last_id)
+    }
+}
+
+/// How much the store keeps, from the limits.
+pub fn store_options(limits: &Limits) -> Options {
+    Options {
+        history_len: limits.history_len,
+        mailbox_len: limits.mailbox_len,
+    }
+}
+
+/// A public line as the `History` frame a newcomer receives.
+fn history_frame(id: u64, ts: u64, from: String, text: String) -> Option<Bytes> {
+    frame::encode(&ServerMsg::History { id, ts, from, text }).ok()
 }
 
 fn next_accepted(state: &mut State) -> Accepted {
@@ -436,7 +620,7 @@ mod tests {
     use mm_common::frame::HEADER_LEN;
 
     fn test_hub(outbound_queue: usize, outbound_queue_bytes: usize) -> Hub {
-        Hub::new(&Limits {
+        Hub::in_memory(&Limits {
             outbound_queue,
             outbound_queue_bytes,
             ..Limits::default()
@@ -448,6 +632,33 @@ mod tests {
         ServerMsg::decode(&frame[HEADER_LEN..]).unwrap()
     }
 
+    /// Each test user's certificate: one per nick, case-insensitively.
+    fn fp(nick: &str) -> String {
+        format!("fp-{}", nick_key(nick))
+    }
+
+    /// Registers `nick` in the hub's store (as a login would) so that lines can wait for it.
+    fn register(hub: &Hub, nick: &str) {
+        let mut reply = hub.store().login(nick, &fp(nick), 0).unwrap();
+        assert!(reply.try_recv().unwrap().is_ok());
+    }
+
+    /// A private line that reached an online recipient.
+    fn delivered(r: Result<PrivateOutcome, SendError>) -> Accepted {
+        match r {
+            Ok(PrivateOutcome::Delivered(a)) => a,
+            other => panic!("not delivered: {other:?}"),
+        }
+    }
+
+    /// A private line handed to the store, and what it said.
+    fn stored(r: Result<PrivateOutcome, SendError>) -> QueueOutcome {
+        match r {
+            Ok(PrivateOutcome::Stored(_, mut reply)) => reply.try_recv().unwrap().unwrap(),
+            other => panic!("not stored: {other:?}"),
+        }
+    }
+
     fn drain(m: &mut Membership) {
         while m.queue.try_recv().is_ok() {}
     }
@@ -455,20 +666,20 @@ mod tests {
     #[test]
     fn nicks_are_unique_case_insensitively_and_free_again_after_leave() {
         let hub = test_hub(4, usize::MAX);
-        let alice = hub.join(1, "Alice").unwrap();
+        let alice = hub.join(1, "Alice", &fp("Alice")).unwrap();
         assert_eq!(
-            hub.join(2, "alice").unwrap_err(),
+            hub.join(2, "alice", "another key").unwrap_err(),
             JoinError::NickInUse("Alice".into())
         );
         hub.leave(alice.conn_id, "Alice", LeaveReason::Quit);
-        assert!(hub.join(3, "ALICE").is_ok());
+        assert!(hub.join(3, "ALICE", &fp("ALICE")).is_ok());
     }
 
     #[test]
     fn join_snapshot_and_queue_fit_together() {
         let hub = test_hub(16, usize::MAX);
-        let mut a = hub.join(1, "a").unwrap();
-        let b = hub.join(2, "B").unwrap();
+        let mut a = hub.join(1, "a", &fp("a")).unwrap();
+        let b = hub.join(2, "B", &fp("B")).unwrap();
         assert_eq!(a.online, vec!["a".to_string()]);
         assert_eq!(b.online, vec!["a".to_string(), "B".to_string()]);
         assert!(matches!(next(&mut a), ServerMsg::Joined { nick, .. } if nick == "B"));
@@ -481,11 +692,11 @@ mod tests {
     #[test]
     fn public_and_private_keep_the_order_they_were_accepted_in() {
         let hub = test_hub(16, usize::MAX);
-        let mut a = hub.join(1, "a").unwrap();
-        let mut b = hub.join(2, "b").unwrap();
+        let mut a = hub.join(1, "a", &fp("a")).unwrap();
+        let mut b = hub.join(2, "b", &fp("b")).unwrap();
         drain(&mut a);
         let first = hub.publish(1, "a", "one".into()).unwrap();
-        let second = hub.send_private("a", "b", "two".into()).unwrap();
+        let second = delivered(hub.send_private("a", "b", "two".into()));
         let third = hub.publish(1, "a", "three".into()).unwrap();
         assert!(first.id < second.id && second.id < third.id);
         assert!(matches!(next(&mut b), ServerMsg::Public { text, .. } if text == "one"));
@@ -498,7 +709,10 @@ mod tests {
     fn a_broadcast_frame_is_encoded_once_and_shared() {
         let hub = test_hub(16, usize::MAX);
         let mut members: Vec<Membership> = (1..=3)
-            .map(|i| hub.join(i, &format!("u{i}")).unwrap())
+            .map(|i| {
+                hub.join(i, &format!("u{i}"), &fp(&format!("u{i}")))
+                    .unwrap()
+            })
             .collect();
         for m in &mut members {
             drain(m);
@@ -516,34 +730,36 @@ mod tests {
     #[test]
     fn private_goes_to_one_queue_and_unknown_recipients_are_errors() {
         let hub = test_hub(16, usize::MAX);
-        let mut a = hub.join(1, "a").unwrap();
-        let mut b = hub.join(2, "b").unwrap();
+        let mut a = hub.join(1, "a", &fp("a")).unwrap();
+        let mut b = hub.join(2, "b", &fp("b")).unwrap();
         drain(&mut a);
-        hub.send_private("a", "B", "psst".into()).unwrap();
+        delivered(hub.send_private("a", "B", "psst".into()));
         assert!(
             matches!(next(&mut b), ServerMsg::Private { from, text, .. } if from == "a" && text == "psst")
         );
         assert!(a.queue.try_recv().is_err());
         assert_eq!(
-            hub.send_private("a", "carol", "x".into()),
-            Err(SendError::NoSuchNick("carol".into()))
+            stored(hub.send_private("a", "carol", "x".into())),
+            QueueOutcome::NoSuchAccount
         );
     }
 
     #[test]
     fn a_full_queue_disconnects_that_user_only() {
         let hub = test_hub(2, usize::MAX);
-        let mut a = hub.join(1, "a").unwrap();
-        let mut slow = hub.join(2, "slow").unwrap();
-        let mut c = hub.join(3, "c").unwrap();
+        let mut a = hub.join(1, "a", &fp("a")).unwrap();
+        let mut slow = hub.join(2, "slow", &fp("slow")).unwrap();
+        let mut c = hub.join(3, "c", &fp("c")).unwrap();
         drain(&mut a);
         drain(&mut slow);
         drain(&mut c);
-        hub.send_private("a", "slow", "1".into()).unwrap();
-        hub.send_private("a", "slow", "2".into()).unwrap();
+        register(&hub, "slow");
+        delivered(hub.send_private("a", "slow", "1".into()));
+        delivered(hub.send_private("a", "slow", "2".into()));
+        // The third does not fit: slow is dropped and the line waits in the store instead.
         assert_eq!(
-            hub.send_private("a", "slow", "3".into()),
-            Err(SendError::RecipientTooSlow("slow".into()))
+            stored(hub.send_private("a", "slow", "3".into())),
+            QueueOutcome::Queued
         );
         assert_eq!(hub.online(), vec!["a".to_string(), "c".to_string()]);
         // The slow session still gets what was queued, then sees its queue closed.
@@ -580,8 +796,8 @@ mod tests {
     #[test]
     fn the_byte_bound_disconnects_before_the_frame_bound() {
         let hub = test_hub(1000, 200_000); // the byte bound is raised to one full frame at least
-        let mut a = hub.join(1, "a").unwrap();
-        let slow = hub.join(2, "slow").unwrap();
+        let mut a = hub.join(1, "a", &fp("a")).unwrap();
+        let slow = hub.join(2, "slow", &fp("slow")).unwrap();
         drain(&mut a);
         let text = "x".repeat(4000);
         let mut sent = 0;
@@ -598,11 +814,11 @@ mod tests {
     #[test]
     fn queued_bytes_follow_the_queue() {
         let hub = test_hub(16, usize::MAX);
-        let mut a = hub.join(1, "a").unwrap();
-        let _b = hub.join(2, "b").unwrap();
+        let mut a = hub.join(1, "a", &fp("a")).unwrap();
+        let _b = hub.join(2, "b", &fp("b")).unwrap();
         let joined = a.queue.try_recv().unwrap(); // b's join notice
         assert_eq!(a.queued_bytes.load(Ordering::Relaxed), joined.len());
-        hub.send_private("b", "a", "hello".into()).unwrap();
+        delivered(hub.send_private("b", "a", "hello".into()));
         let frame = a.queue.try_recv().unwrap();
         assert_eq!(
             a.queued_bytes.load(Ordering::Relaxed),
@@ -613,24 +829,24 @@ mod tests {
     #[test]
     fn a_stale_session_cannot_log_out_the_new_owner_of_its_nick() {
         let hub = test_hub(1, usize::MAX);
-        let _a = hub.join(1, "a").unwrap();
-        hub.send_private("x", "a", "1".into()).unwrap();
+        let _a = hub.join(1, "a", &fp("a")).unwrap();
+        delivered(hub.send_private("x", "a", "1".into()));
         let _ = hub.send_private("x", "a", "2".into()); // evicts conn 1
-        let _a2 = hub.join(5, "a").unwrap();
+        let _a2 = hub.join(5, "a", &fp("a")).unwrap();
         hub.leave(1, "a", LeaveReason::Disconnected);
         assert_eq!(hub.online(), vec!["a".to_string()]);
     }
 
     #[test]
     fn presence_notices_stop_in_large_rooms() {
-        let hub = Hub::new(&Limits {
+        let hub = Hub::in_memory(&Limits {
             presence_max_online: 3,
             ..Limits::default()
         });
-        let mut a = hub.join(1, "a").unwrap();
-        let _b = hub.join(2, "b").unwrap();
-        let _c = hub.join(3, "c").unwrap(); // 3 online: still announced
-        let d = hub.join(4, "d").unwrap(); // 4 online: silent
+        let mut a = hub.join(1, "a", &fp("a")).unwrap();
+        let _b = hub.join(2, "b", &fp("b")).unwrap();
+        let _c = hub.join(3, "c", &fp("c")).unwrap(); // 3 online: still announced
+        let d = hub.join(4, "d", &fp("d")).unwrap(); // 4 online: silent
         assert!(matches!(next(&mut a), ServerMsg::Joined { nick, .. } if nick == "b"));
         assert!(matches!(next(&mut a), ServerMsg::Joined { nick, .. } if nick == "c"));
         assert!(a.queue.try_recv().is_err(), "d's join is not announced");
@@ -644,13 +860,85 @@ mod tests {
     #[test]
     fn closed_hub_accepts_nothing() {
         let hub = test_hub(4, usize::MAX);
-        let _a = hub.join(1, "a").unwrap();
+        let _a = hub.join(1, "a", &fp("a")).unwrap();
         hub.close();
         assert_eq!(hub.publish(1, "a", "x".into()), Err(SendError::Closed));
-        assert_eq!(
+        assert!(matches!(
             hub.send_private("a", "a", "x".into()),
             Err(SendError::Closed)
+        ));
+        assert_eq!(hub.join(2, "b", &fp("b")).unwrap_err(), JoinError::Closed);
+    }
+
+    #[test]
+    fn a_login_with_the_same_key_replaces_the_old_connection_quietly() {
+        let hub = test_hub(16, usize::MAX);
+        let mut watcher = hub.join(1, "w", &fp("w")).unwrap();
+        let mut old = hub.join(2, "a", &fp("a")).unwrap();
+        drain(&mut watcher);
+        let new = hub.join(3, "A", &fp("a")).unwrap();
+        assert!(old.replaced.load(Ordering::Relaxed));
+        assert!(matches!(
+            old.queue.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        assert!(!new.replaced.load(Ordering::Relaxed));
+        assert_eq!(hub.online(), vec!["A".to_string(), "w".to_string()]);
+        assert!(watcher.queue.try_recv().is_err(), "no join or leave notice");
+        // The old session's logout does not log the new one out.
+        hub.leave(2, "a", LeaveReason::Disconnected);
+        assert_eq!(hub.online().len(), 2);
+    }
+
+    #[test]
+    fn history_is_kept_in_order_and_bounded_and_handed_to_newcomers() {
+        let hub = Hub::in_memory(&Limits {
+            history_len: 2,
+            ..Limits::default()
+        });
+        let a = hub.join(1, "a", &fp("a")).unwrap();
+        for text in ["one", "two", "three"] {
+            hub.publish(a.conn_id, "a", text.into()).unwrap();
+        }
+        let b = hub.join(2, "b", &fp("b")).unwrap();
+        let texts: Vec<String> = b
+            .history
+            .iter()
+            .map(|f| match ServerMsg::decode(&f[HEADER_LEN..]).unwrap() {
+                ServerMsg::History { from, text, .. } => format!("{from}:{text}"),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(texts, ["a:two", "a:three"]);
+    }
+
+    #[test]
+    fn lines_for_an_offline_user_wait_for_their_next_login() {
+        let hub = test_hub(16, usize::MAX);
+        register(&hub, "bob");
+        let _a = hub.join(1, "a", &fp("a")).unwrap();
+        assert_eq!(
+            stored(hub.send_private("a", "bob", "while away".into())),
+            QueueOutcome::Queued
         );
-        assert_eq!(hub.join(2, "b").unwrap_err(), JoinError::Closed);
+        let mut bob = hub.join(2, "bob", &fp("bob")).unwrap();
+        let waiting = bob.waiting.take().unwrap().try_recv().unwrap().unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].text, "while away");
+        // Once online, lines go to the queue, not the store.
+        delivered(hub.send_private("a", "bob", "live".into()));
+    }
+
+    #[test]
+    fn ids_continue_after_what_the_store_loaded() {
+        let limits = Limits::default();
+        let store = Arc::new(MemoryStore::new(10));
+        let loaded = Loaded {
+            history: Vec::new(),
+            last_id: 41,
+        };
+        let hub = Hub::new(&limits, store, loaded);
+        let a = hub.join(1, "a", &fp("a")).unwrap();
+        assert_eq!(hub.publish(a.conn_id, "a", "x".into()).unwrap().id, 42);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Data path: TCP accept ([`run`]) → TLS handshake and hello ([`session`]) → frames
 //! ([`connection`]) → messages (`mm_common::protocol`) → [`hub`] (each
-//! recipient's bounded queue) → each recipient's session → its socket.
+//! recipient's bounded queue) → each recipient's session → its socket. Beside it, the hub hands
+//! accounts, public history and private lines for offline users to the [`store`].
 //!
 //! The server relays end-to-end encrypted payloads as opaque bytes; it never holds end-to-end
 //! keys (only its own TLS key).
@@ -13,11 +14,13 @@ pub mod connection;
 pub mod hub;
 pub mod limit;
 mod session;
+pub mod store;
 pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,26 +33,58 @@ use tracing::{debug, error, info, warn};
 pub use config::{Config, Limits};
 pub use hub::Hub;
 
-/// Serves clients on `listener` until `shutdown` completes, then shuts down gracefully: stops
-/// accepting, stops accepting messages, lets every session deliver what was accepted and tell
-/// its client, and returns once all sessions ended or `limits.shutdown_grace` passed.
+/// The file name of the store in the data directory.
+pub const STORE_FILE: &str = "mm-server.db";
+
+/// Opens (or creates) the store `mm-server.db` in `data_dir` and makes a hub on it, with an
+/// optional relay hook (see [`hub::RelayHook`]).
 ///
 /// # Errors
-/// Only if the listener's address cannot be read; accept errors are retried with backoff.
+/// [`store::StoreError`] naming the problem (corrupt, locked, unreadable) and what to do.
+pub fn open_hub(
+    data_dir: &Path,
+    limits: &Limits,
+    hook: Option<hub::RelayHook>,
+) -> Result<Hub, store::StoreError> {
+    mm_certs::create_private_dir(data_dir).map_err(|e| store::StoreError::Open {
+        path: data_dir.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let (store, loaded) =
+        store::sqlite::SqliteStore::open(&data_dir.join(STORE_FILE), hub::store_options(limits))?;
+    info!(
+        dir = %data_dir.display(),
+        history = loaded.history.len(),
+        last_id = loaded.last_id,
+        "store opened"
+    );
+    Ok(Hub::with_relay_hook(limits, Arc::new(store), loaded, hook))
+}
+
+/// Serves clients on `listener` with the store in `data_dir` until `shutdown` completes; see
+/// [`serve`].
+///
+/// # Errors
+/// If the store cannot be opened, or as [`serve`].
 pub async fn run(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     limits: Limits,
+    data_dir: &Path,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let hub = Hub::new(&limits);
-    serve(listener, tls, limits, hub, shutdown).await
+) -> anyhow::Result<()> {
+    let hub = open_hub(data_dir, &limits, None)?;
+    serve(listener, tls, limits, hub, shutdown).await?;
+    Ok(())
 }
 
-/// [`run`] with a hub made by the caller (e.g. with a relay hook for tests).
+/// Serves clients on `listener` until `shutdown` completes, then shuts down gracefully: stops
+/// accepting, stops accepting messages, lets every session deliver what was accepted and tell
+/// its client, makes the store durable, and returns once all sessions ended (or
+/// `limits.shutdown_grace` passed) and the store is closed.
 ///
 /// # Errors
-/// As [`run`].
+/// Only if the listener's address cannot be read; accept errors are retried with backoff.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -87,6 +122,16 @@ pub async fn serve(
             remaining = tracker.len(),
             "shutdown grace period over; dropping remaining connections"
         );
+    }
+    // Everything accepted was submitted to the store under the hub's lock before the hub
+    // closed; closing the store commits it all.
+    match hub.close_store() {
+        Ok(reply) => match tokio::time::timeout(Duration::from_secs(30), reply).await {
+            Ok(Ok(Ok(()))) => info!("store closed"),
+            Ok(Ok(Err(e))) => error!(error = %e, "store: final commit failed"),
+            Ok(Err(_)) | Err(_) => error!("store: no answer to close within 30 s"),
+        },
+        Err(e) => warn!(error = %e, "store already closed"),
     }
     info!("stopped");
     Ok(())

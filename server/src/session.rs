@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mm_common::protocol::{
     self, validate_nick, validate_text, ClientMsg, ErrorCode, LeaveReason, ServerMsg,
@@ -24,8 +25,9 @@ use tracing::{debug, info, warn};
 
 use crate::config::Limits;
 use crate::connection::{Connection, ReadError};
-use crate::hub::{Hub, JoinError, Membership, SendError};
+use crate::hub::{now_ms, Hub, JoinError, Membership, PrivateOutcome, SendError};
 use crate::limit::{RateLimiter, Verdict};
+use crate::store::{LoginOutcome, QueueOutcome, Reply, StoreError};
 
 /// A byte stream a session can run on (TLS in production, in-memory in tests).
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {}
@@ -40,6 +42,10 @@ const MAX_BATCH: usize = 16 * 1024;
 /// Plaintext rustls may hold for a connection that is slow to take it; beyond this, writes wait
 /// (and the write timeout applies) instead of buffering more.
 const TLS_BUFFER_LIMIT: usize = 32 * 1024;
+
+/// Longest wait for the store's answer (a login, a stored private line). It answers after a
+/// commit, normally within milliseconds; this only bounds a stuck disk.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every session needs.
 pub(crate) struct Context {
@@ -61,6 +67,8 @@ enum Exit {
     TooSlow,
     /// A write made no progress within the write timeout.
     WriteStalled,
+    /// The same account logged in on another connection.
+    Replaced,
     /// The client broke the protocol or went silent; tell it why.
     Fatal(ErrorCode, String),
 }
@@ -91,17 +99,26 @@ pub(crate) async fn serve(
     };
     let mut tls = tls;
     tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-    run(Connection::new(tls), peer, &ctx, &cancel).await;
+    // TLS proved the client holds the key of this certificate (if it sent one); the account is
+    // the certificate's fingerprint.
+    let fingerprint = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| mm_certs::fingerprint(cert));
+    run(Connection::new(tls), peer, fingerprint, &ctx, &cancel).await;
 }
 
 /// Runs a session on an established stream: hello, chat, and the goodbye.
 pub(crate) async fn run<S: Stream>(
     mut conn: Connection<S>,
     peer: SocketAddr,
+    fingerprint: Option<String>,
     ctx: &Context,
     cancel: &CancellationToken,
 ) {
-    let membership = match login(&mut conn, ctx, cancel).await {
+    let (membership, delivered) = match login(&mut conn, fingerprint, ctx, cancel).await {
         Ok(m) => m,
         Err(LoginFailed::Tell(code, detail)) => {
             debug!(%peer, code = %code, "login refused");
@@ -126,10 +143,10 @@ pub(crate) async fn run<S: Stream>(
     let conn_id = membership.conn_id;
     info!(%peer, conn = conn_id, %nick, "logged in");
 
-    let exit = chat(&mut conn, membership, ctx, cancel).await;
+    let exit = chat(&mut conn, membership, delivered, ctx, cancel).await;
     let reason = match &exit {
         Exit::Quit => LeaveReason::Quit,
-        Exit::Disconnected | Exit::Shutdown => LeaveReason::Disconnected,
+        Exit::Disconnected | Exit::Shutdown | Exit::Replaced => LeaveReason::Disconnected,
         Exit::TooSlow | Exit::WriteStalled => LeaveReason::TooSlow,
         Exit::Fatal(code, _) if *code == ErrorCode::TIMEOUT => LeaveReason::Disconnected,
         Exit::Fatal(..) => LeaveReason::ProtocolError,
@@ -157,6 +174,14 @@ pub(crate) async fn run<S: Stream>(
             });
             close(&mut conn, &ctx.limits).await;
         }
+        Exit::Replaced => {
+            conn.queue(&ServerMsg::Error {
+                code: ErrorCode::REPLACED,
+                fatal: true,
+                detail: "you logged in again from another connection".into(),
+            });
+            close(&mut conn, &ctx.limits).await;
+        }
         Exit::Disconnected | Exit::WriteStalled => {}
     }
 }
@@ -177,12 +202,15 @@ enum LoginFailed {
     Silent,
 }
 
-/// Waits for `Hello`, checks it, joins the hub and sends `Welcome` plus the user list.
+/// Waits for `Hello`, checks it and the account, joins the hub and queues `Welcome`, the user
+/// list, the room's history and the private lines stored while the user was offline. Returns
+/// the membership and the id up to which stored lines were queued (to delete once written).
 async fn login<S: Stream>(
     conn: &mut Connection<S>,
+    fingerprint: Option<String>,
     ctx: &Context,
     cancel: &CancellationToken,
-) -> Result<Membership, LoginFailed> {
+) -> Result<(Membership, Option<u64>), LoginFailed> {
     let read = timeout(ctx.limits.hello_timeout, conn.read_frame());
     let payload = tokio::select! {
         r = read => match r {
@@ -212,7 +240,31 @@ async fn login<S: Stream>(
     if let Err(e) = validate_nick(&nick) {
         return Err(LoginFailed::Tell(ErrorCode::INVALID_NICK, e.to_string()));
     }
-    let mut membership = match ctx.hub.join(ctx.hub.next_conn_id(), &nick) {
+    let Some(fingerprint) = fingerprint else {
+        return Err(LoginFailed::Tell(
+            ErrorCode::CERTIFICATE_REQUIRED,
+            "this server identifies users by a TLS client certificate and none was presented"
+                .into(),
+        ));
+    };
+    match store_answer(ctx.hub.store().login(&nick, &fingerprint, now_ms())).await {
+        Ok(LoginOutcome::Registered) => info!(%nick, %fingerprint, "nick registered"),
+        Ok(LoginOutcome::Known) => {}
+        Ok(LoginOutcome::Taken) => {
+            return Err(LoginFailed::Tell(
+                ErrorCode::NICK_REGISTERED,
+                format!("nick {nick} is registered to another key (client certificate)"),
+            ))
+        }
+        Err(e) => {
+            warn!(error = %e, "login not checked: store failed");
+            return Err(LoginFailed::Tell(
+                ErrorCode::BUSY,
+                "the server cannot check accounts right now; try again".into(),
+            ));
+        }
+    }
+    let mut membership = match ctx.hub.join(ctx.hub.next_conn_id(), &nick, &fingerprint) {
         Ok(m) => m,
         Err(JoinError::NickInUse(n)) => {
             return Err(LoginFailed::Tell(
@@ -235,7 +287,37 @@ async fn login<S: Stream>(
     // Sent; do not keep it. Every session holding the list of who was online when it joined
     // cost N²/2 strings: 325 KiB per connection with 10,000 users.
     membership.online = Vec::new();
-    Ok(membership)
+    for frame in std::mem::take(&mut membership.history) {
+        conn.queue_frame(&frame);
+    }
+    let mut delivered = None;
+    if let Some(waiting) = membership.waiting.take() {
+        match store_answer(Ok(waiting)).await {
+            Ok(lines) => {
+                for line in lines {
+                    delivered = Some(line.id);
+                    conn.queue(&ServerMsg::Offline {
+                        id: line.id,
+                        ts: line.ts,
+                        from: line.from,
+                        text: line.text,
+                    });
+                }
+            }
+            // They stay stored for the next login.
+            Err(e) => warn!(error = %e, "stored private lines not fetched"),
+        }
+    }
+    Ok((membership, delivered))
+}
+
+/// The store's answer, within [`STORE_TIMEOUT`].
+async fn store_answer<T>(submitted: Result<Reply<T>, StoreError>) -> Result<T, StoreError> {
+    match timeout(STORE_TIMEOUT, submitted?).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(StoreError::Closed),
+        Err(_) => Err(StoreError::Busy),
+    }
 }
 
 /// Queues the user list in frames of at most [`USERS_PER_FRAME`] nicks.
@@ -259,6 +341,7 @@ fn queue_users<S: Stream>(conn: &mut Connection<S>, nicks: &[String]) {
 async fn chat<S: Stream>(
     conn: &mut Connection<S>,
     mut m: Membership,
+    mut delivered: Option<u64>,
     ctx: &Context,
     cancel: &CancellationToken,
 ) -> Exit {
@@ -283,6 +366,17 @@ async fn chat<S: Stream>(
                 Ok(Err(_)) => return Exit::Disconnected,
                 Err(_) => return Exit::WriteStalled,
             }
+            // The lines stored while the user was offline are written: delete them (a crash
+            // before this point delivers them again rather than never).
+            if let Some(up_to) = delivered.take() {
+                if let Err(e) = ctx
+                    .hub
+                    .store()
+                    .delivered(&protocol::nick_key(&m.nick), up_to)
+                {
+                    warn!(error = %e, "delivered lines not deleted; they will be sent again");
+                }
+            }
             if m.queue.is_empty() {
                 conn.shrink_idle(); // going idle: do not keep a burst-sized buffer
             }
@@ -302,13 +396,13 @@ async fn chat<S: Stream>(
                     m.queued_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
                     conn.queue_frame(&frame);
                 }
-                None => return Exit::TooSlow, // the hub dropped us: our queue overflowed
+                None => return closed_queue(&m),
             },
             read = conn.read_frame() => {
                 last_heard = Instant::now();
                 match read {
                     Ok(Some(payload)) => {
-                        if let Some(exit) = handle(conn, &m, ctx, &mut limiter, &payload) {
+                        if let Some(exit) = handle(conn, &m, ctx, &mut limiter, &payload).await {
                             return exit;
                         }
                     }
@@ -350,14 +444,23 @@ fn drain<S: Stream>(
                 conn.queue_frame(&frame);
             }
             Err(mpsc::error::TryRecvError::Empty) => break,
-            Err(mpsc::error::TryRecvError::Disconnected) => return Err(Exit::TooSlow),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Err(closed_queue(m)),
         }
     }
     Ok(())
 }
 
+/// Why the hub closed our queue: another login took the nick over, or we fell behind.
+fn closed_queue(m: &Membership) -> Exit {
+    if m.replaced.load(Ordering::Relaxed) {
+        Exit::Replaced
+    } else {
+        Exit::TooSlow
+    }
+}
+
 /// Handles one frame from a logged-in client; `Some` ends the session.
-fn handle<S: Stream>(
+async fn handle<S: Stream>(
     conn: &mut Connection<S>,
     m: &Membership,
     ctx: &Context,
@@ -409,7 +512,38 @@ fn handle<S: Stream>(
             let result = check_recipient(&to)
                 .and_then(|()| check_text(&text, ctx))
                 .and_then(|()| ctx.hub.send_private(&m.nick, &to, text).map_err(send_error));
-            answer(conn, result);
+            match result {
+                Ok(PrivateOutcome::Delivered(accepted)) => answer(conn, Ok(accepted)),
+                Ok(PrivateOutcome::Stored(accepted, reply)) => {
+                    let result = match store_answer(Ok(reply)).await {
+                        Ok(QueueOutcome::Queued) => {
+                            conn.queue(&ServerMsg::Queued {
+                                id: accepted.id,
+                                ts: accepted.ts,
+                            });
+                            return None;
+                        }
+                        Ok(QueueOutcome::MailboxFull) => Err((
+                            ErrorCode::MAILBOX_FULL,
+                            format!(
+                                "{} is offline and has {} messages waiting, the most the server keeps",
+                                protocol_safe(&to),
+                                ctx.limits.mailbox_len
+                            ),
+                        )),
+                        Ok(QueueOutcome::NoSuchAccount) => Err((
+                            ErrorCode::NO_SUCH_NICK,
+                            format!("{} is not online and not a registered user", protocol_safe(&to)),
+                        )),
+                        Err(e) => {
+                            warn!(error = %e, "private line not stored");
+                            Err((ErrorCode::BUSY, "the server could not store the message; try again".into()))
+                        }
+                    };
+                    answer(conn, result);
+                }
+                Err(e) => answer(conn, Err(e)),
+            }
         }
         ClientMsg::Relay { to, payload } => {
             let result = check_recipient(&to)
@@ -468,6 +602,7 @@ fn send_error(e: SendError) -> (ErrorCode, String) {
     let code = match e {
         SendError::NoSuchNick(_) | SendError::RecipientTooSlow(_) => ErrorCode::NO_SUCH_NICK,
         SendError::Closed => ErrorCode::SHUTTING_DOWN,
+        SendError::Busy => ErrorCode::BUSY,
         _ => ErrorCode::INTERNAL,
     };
     (code, e.to_string())
@@ -563,7 +698,7 @@ mod tests {
 
     /// A session on an in-memory stream whose buffer holds `buffer` bytes each way.
     fn start(limits: Limits, buffer: usize) -> (Client, Hub, JoinHandle<()>) {
-        let hub = Hub::new(&limits);
+        let hub = Hub::in_memory(&limits);
         let ctx = Arc::new(Context {
             hub: hub.clone(),
             limits,
@@ -575,6 +710,7 @@ mod tests {
             run(
                 Connection::new(server),
                 peer,
+                Some("fingerprint".into()),
                 &ctx,
                 &CancellationToken::new(),
             )
@@ -767,7 +903,7 @@ mod tests {
         let limits = Limits::default(); // write_timeout 10 s
         let (mut c, hub, task) = start(limits, 4096); // small buffer: writes block quickly
         c.login("sloth").await;
-        let other = hub.join(hub.next_conn_id(), "talker").unwrap();
+        let other = hub.join(hub.next_conn_id(), "talker", "fp").unwrap();
         // The talker's lines fill sloth's stream; sloth reads nothing.
         for i in 0..20 {
             hub.publish(

@@ -1,7 +1,9 @@
 //! Public and private chat, nicks, presence.
 
 use mm_client::{ConnectError, Event};
-use mm_common::protocol::{ErrorCode, LeaveReason, MAX_TEXT_LEN};
+use mm_common::protocol::{
+    ClientMsg, ErrorCode, LeaveReason, ServerMsg, MAX_TEXT_LEN, PROTOCOL_VERSION,
+};
 use mm_tests::TestServer;
 
 #[tokio::test]
@@ -107,27 +109,109 @@ async fn unknown_recipient_is_a_clear_error_and_the_connection_stays_usable() {
     assert!(matches!(bob.next_line().await, Event::Public { text, .. } if text == "still here"));
 }
 
+/// Logs in as `nick` with a certificate of its own (not `nick`'s).
+async fn try_with_another_key(
+    server: &TestServer,
+    nick: &str,
+) -> Result<(mm_client::Client, mm_client::Events, mm_client::Welcome), ConnectError> {
+    let mut opts = server.options(nick);
+    opts.certificate = Some(mm_certs::ClientIdentity::generate().unwrap());
+    mm_client::connect(&opts).await
+}
+
+fn assert_registered_elsewhere(
+    result: Result<(mm_client::Client, mm_client::Events, mm_client::Welcome), ConnectError>,
+) {
+    match result {
+        Err(ConnectError::Refused { code, detail }) => {
+            assert_eq!(code, ErrorCode::NICK_REGISTERED);
+            assert!(detail.contains("registered to another key"), "{detail}");
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a nick was taken with another key"),
+    }
+}
+
 #[tokio::test]
-async fn taken_nicks_are_refused_case_insensitively_and_free_after_leaving() {
+async fn a_nick_belongs_to_its_certificate_case_insensitively_online_or_not() {
     let server = TestServer::start().await;
     let alice = server.client("alice").await;
     for nick in ["alice", "ALICE", "Alice"] {
-        match server.try_client(nick).await {
-            Err(ConnectError::Refused { code, detail }) => {
-                assert_eq!(code, ErrorCode::NICK_IN_USE);
-                assert!(detail.contains("alice"), "{detail}");
-            }
-            Err(e) => panic!("{e}"),
-            Ok(_) => panic!("{nick} was accepted while alice is online"),
-        }
+        assert_registered_elsewhere(try_with_another_key(&server, nick).await);
     }
     alice.client.quit().await;
     let mut alice = alice;
     alice
         .wait_for("close", |e| matches!(e, Event::Closed { .. }))
         .await;
+    // Offline, the nick is still hers: nobody else receives what is meant for her.
+    assert_registered_elsewhere(try_with_another_key(&server, "alice").await);
+    // Her own certificate, from a new connection, gets it back (in the spelling she asks for).
     let again = server.client("Alice").await;
     assert_eq!(again.welcome.nick, "Alice");
+    // A new nick registers to whatever certificate comes first.
+    let (_c, _e, w) = try_with_another_key(&server, "carol").await.unwrap();
+    assert_eq!(w.nick, "carol");
+}
+
+#[tokio::test]
+async fn a_login_with_the_same_certificate_replaces_the_old_connection() {
+    let server = TestServer::start().await;
+    let mut bob = server.client("bob").await;
+    let mut old = server.client("alice").await;
+    bob.wait_for("alice joined", |e| matches!(e, Event::Joined { .. }))
+        .await;
+    let mut new = server.client("alice").await;
+    match old
+        .wait_for("replaced", |e| matches!(e, Event::Error { .. }))
+        .await
+    {
+        Event::Error { code, fatal, .. } => {
+            assert_eq!(code, ErrorCode::REPLACED);
+            assert!(fatal);
+        }
+        other => panic!("{other:?}"),
+    }
+    old.wait_for("close", |e| matches!(e, Event::Closed { .. }))
+        .await;
+    bob.client.private("alice", "to the new one").await.unwrap();
+    assert!(
+        matches!(new.next_line().await, Event::Private { text, .. } if text == "to the new one")
+    );
+    // Bob saw neither a leave nor a second join: alice never went away.
+    bob.client.public("ping").await.unwrap();
+    loop {
+        match bob.next().await {
+            Event::Sent { .. } => break,
+            e @ (Event::Left { .. } | Event::Joined { .. }) => panic!("bob saw {e:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_told_why_it_is_refused() {
+    let server = TestServer::start().await;
+    let mut raw = mm_tests::RawTls::connect_as(&server, None).await;
+    raw.send(&ClientMsg::Hello {
+        version: PROTOCOL_VERSION,
+        nick: "anon".into(),
+    })
+    .await;
+    match raw.read().await {
+        Some(ServerMsg::Error {
+            code,
+            fatal,
+            detail,
+            ..
+        }) => {
+            assert_eq!(code, ErrorCode::CERTIFICATE_REQUIRED);
+            assert!(fatal);
+            assert!(detail.contains("client certificate"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(raw.read().await.is_none(), "then the server closes");
 }
 
 #[tokio::test]

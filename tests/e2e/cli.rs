@@ -99,7 +99,7 @@ async fn line_mode_client_end_to_end() {
     for (input, output) in [
         (
             "/msg nobody x\n",
-            "! error (no-such-nick): nobody is not online",
+            "! error (no-such-nick): nobody is not online and not a registered user",
         ),
         ("/who\n", "* online (2): alice, bob"),
         ("/frob\n", "! unknown command /frob (try /help)"),

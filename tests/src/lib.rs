@@ -2,16 +2,18 @@
 //! test time, real clients, and a raw TLS peer for misbehaving on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use mm_certs::ClientIdentity;
 use mm_client::{connect, Client, ConnectError, ConnectOptions, Event, Events, Trust, Welcome};
 use mm_common::e2e::E2eEvent;
 use mm_common::frame;
-use mm_common::protocol::{ClientMsg, ServerMsg, PROTOCOL_VERSION};
+use mm_common::protocol::{nick_key, ClientMsg, ServerMsg, PROTOCOL_VERSION};
 use mm_server::Limits;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,14 +35,28 @@ pub fn unthrottled() -> Limits {
     }
 }
 
+/// The client certificate the test clients use for `nick` (any case): one per nick for the
+/// whole test run, so that reconnecting as the same user presents the same key, as `mm` does.
+pub fn identity_for(nick: &str) -> ClientIdentity {
+    static IDS: OnceLock<Mutex<HashMap<String, ClientIdentity>>> = OnceLock::new();
+    let mut ids = IDS.get_or_init(Mutex::default).lock().unwrap();
+    ids.entry(nick_key(nick))
+        .or_insert_with(|| ClientIdentity::generate().unwrap())
+        .clone()
+}
+
 /// A server running in this process.
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
     /// Its TLS directory (ca.pem, server.pem, keys), deleted at drop.
     pub tls: tempfile::TempDir,
+    /// Its data directory (the store), deleted at drop.
+    pub data: tempfile::TempDir,
     /// The CA that signed its certificate.
     pub ca: Vec<CertificateDer<'static>>,
+    /// The limits it runs with.
+    pub limits: Limits,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -72,34 +88,53 @@ impl TestServer {
     pub async fn start_with_hook(hook: mm_server::hub::RelayHook) -> TestServer {
         let tls = tempfile::tempdir().unwrap();
         mm_certs::generate(tls.path(), &mm_certs::Names::default(), false).unwrap();
-        let limits = Limits::default();
-        let hub = mm_server::Hub::with_relay_hook(&limits, Some(hook));
-        Self::start_full("127.0.0.1:0", tls, limits, hub).await
+        let data = tempfile::tempdir().unwrap();
+        Self::start_full("127.0.0.1:0", tls, data, Limits::default(), Some(hook)).await
     }
 
-    /// A server on `bind` using the certificates already in `tls`.
+    /// A server on `bind` using the certificates already in `tls` and a new store.
     pub async fn start_on(bind: &str, tls: tempfile::TempDir, limits: Limits) -> TestServer {
-        let hub = mm_server::Hub::new(&limits);
-        Self::start_full(bind, tls, limits, hub).await
+        let data = tempfile::tempdir().unwrap();
+        Self::start_full(bind, tls, data, limits, None).await
+    }
+
+    /// Shuts this server down gracefully and starts a new one on the same certificates and
+    /// store (on a new port).
+    pub async fn restart(mut self) -> TestServer {
+        self.stop().await;
+        let TestServer {
+            tls, data, limits, ..
+        } = self;
+        Self::start_full("127.0.0.1:0", tls, data, limits, None).await
     }
 
     async fn start_full(
         bind: &str,
         tls: tempfile::TempDir,
+        data: tempfile::TempDir,
         limits: Limits,
-        hub: mm_server::Hub,
+        hook: Option<mm_server::hub::RelayHook>,
     ) -> TestServer {
+        let hub = mm_server::open_hub(data.path(), &limits, hook).unwrap();
         let ca = mm_certs::load_certs(&tls.path().join(mm_certs::CA_CERT)).unwrap();
         let config = mm_server::tls::server_config_from_dir(tls.path()).unwrap();
         let listener = TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(mm_server::serve(listener, config, limits, hub, async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(mm_server::serve(
+            listener,
+            config,
+            limits.clone(),
+            hub,
+            async {
+                let _ = rx.await;
+            },
+        ));
         TestServer {
             addr,
             tls,
+            data,
+            limits,
             ca,
             shutdown: Some(tx),
             task: Some(task),
@@ -116,9 +151,12 @@ impl TestServer {
         self.addr.to_string()
     }
 
-    /// Connection options for `nick`, trusting this server's CA.
+    /// Connection options for `nick`, trusting this server's CA, with `nick`'s certificate
+    /// (see [`identity_for`]).
     pub fn options(&self, nick: &str) -> ConnectOptions {
-        ConnectOptions::new(self.server(), nick, Trust::Roots(self.ca.clone()))
+        let mut opts = ConnectOptions::new(self.server(), nick, Trust::Roots(self.ca.clone()));
+        opts.certificate = Some(identity_for(nick));
+        opts
     }
 
     /// Connects and logs in as `nick`.
@@ -146,6 +184,10 @@ impl TestServer {
 
     /// Asks the server to shut down gracefully and waits until `run` returns.
     pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -254,8 +296,14 @@ pub struct RawTls {
 }
 
 impl RawTls {
-    /// Connects with TLS (verified against `server`'s CA) and sends nothing.
+    /// Connects with TLS (verified against `server`'s CA) and a new client certificate, and
+    /// sends nothing.
     pub async fn connect(server: &TestServer) -> RawTls {
+        Self::connect_as(server, Some(&ClientIdentity::generate().unwrap())).await
+    }
+
+    /// Connects with TLS presenting `identity` (or no client certificate), and sends nothing.
+    pub async fn connect_as(server: &TestServer, identity: Option<&ClientIdentity>) -> RawTls {
         let mut roots = rustls::RootCertStore::empty();
         for cert in &server.ca {
             roots.add(cert.clone()).unwrap();
@@ -265,8 +313,13 @@ impl RawTls {
         ))
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+        let config = match identity {
+            Some(id) => config
+                .with_client_auth_cert(vec![id.cert.clone()], id.key())
+                .unwrap(),
+            None => config.with_no_client_auth(),
+        };
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let tcp = TcpStream::connect(server.addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
@@ -279,7 +332,7 @@ impl RawTls {
 
     /// Connects and logs in as `nick`, reading the welcome and user list.
     pub async fn login(server: &TestServer, nick: &str) -> RawTls {
-        let mut raw = Self::connect(server).await;
+        let mut raw = Self::connect_as(server, Some(&identity_for(nick))).await;
         raw.send(&ClientMsg::Hello {
             version: PROTOCOL_VERSION,
             nick: nick.into(),

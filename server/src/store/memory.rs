@@ -1,0 +1,115 @@
+//! A store that keeps everything in memory and answers at once: nothing survives the process.
+//! For tests (answers never depend on another thread, so tokio's paused clock stays exact) and
+//! as the smallest example of the [`Store`] contract.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use mm_common::protocol::nick_key;
+use tokio::sync::oneshot;
+
+use super::{Line, LoginOutcome, QueueOutcome, Reply, Store, StoreError};
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct MemoryStore {
+    mailbox_len: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Fingerprint by nick key.
+    accounts: HashMap<String, String>,
+    mailboxes: HashMap<String, VecDeque<Line>>,
+    closed: bool,
+}
+
+fn answered<T>(value: T) -> Reply<T> {
+    let (tx, rx) = oneshot::channel();
+    let _ = tx.send(Ok(value)); // the receiver is right here
+    rx
+}
+
+impl MemoryStore {
+    /// An empty store keeping at most `mailbox_len` lines per offline user.
+    pub fn new(mailbox_len: usize) -> MemoryStore {
+        MemoryStore {
+            mailbox_len,
+            state: Mutex::default(),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.closed {
+            return Err(StoreError::Closed);
+        }
+        Ok(f(&mut state))
+    }
+}
+
+impl Store for MemoryStore {
+    fn login(
+        &self,
+        nick: &str,
+        fingerprint: &str,
+        _: u64,
+    ) -> Result<Reply<LoginOutcome>, StoreError> {
+        self.with(|s| match s.accounts.get(&nick_key(nick)) {
+            None => {
+                s.accounts.insert(nick_key(nick), fingerprint.to_owned());
+                LoginOutcome::Registered
+            }
+            Some(owner) if owner == fingerprint => LoginOutcome::Known,
+            Some(_) => LoginOutcome::Taken,
+        })
+        .map(answered)
+    }
+
+    fn waiting(&self, nick_key: &str) -> Result<Reply<Vec<Line>>, StoreError> {
+        self.with(|s| {
+            s.mailboxes
+                .get(nick_key)
+                .map(|m| m.iter().cloned().collect())
+                .unwrap_or_default()
+        })
+        .map(answered)
+    }
+
+    fn delivered(&self, nick_key: &str, up_to: u64) -> Result<(), StoreError> {
+        self.with(|s| {
+            if let Some(m) = s.mailboxes.get_mut(nick_key) {
+                m.retain(|l| l.id > up_to);
+            }
+        })
+    }
+
+    fn logged_out(&self, _: &str, _: u64) -> Result<(), StoreError> {
+        self.with(|_| ())
+    }
+
+    fn append_public(&self, _: Line) -> Result<(), StoreError> {
+        self.with(|_| ()) // the hub's in-memory history is all there is
+    }
+
+    fn queue_private(&self, to_key: &str, line: Line) -> Result<Reply<QueueOutcome>, StoreError> {
+        let max = self.mailbox_len;
+        self.with(|s| {
+            if !s.accounts.contains_key(to_key) {
+                return QueueOutcome::NoSuchAccount;
+            }
+            let mailbox = s.mailboxes.entry(to_key.to_owned()).or_default();
+            if mailbox.len() >= max {
+                return QueueOutcome::MailboxFull;
+            }
+            mailbox.push_back(line);
+            QueueOutcome::Queued
+        })
+        .map(answered)
+    }
+
+    fn close(&self, _: u64) -> Result<Reply<()>, StoreError> {
+        self.with(|s| s.closed = true).map(answered)
+    }
+}
