@@ -52,12 +52,24 @@ pub enum Scenario {
         #[arg(long, default_value_t = 10_000)]
         clients: usize,
     },
-    /// C concurrent connectors doing TLS + hello + quit for T seconds
+    /// C concurrent connectors doing TLS + hello + quit for T seconds, each receiving H lines
+    /// of history at login
     Connect {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// Public lines (100 bytes) sent before the logins, replayed to each as history
+        #[arg(long, default_value_t = 0)]
+        history: u64,
+    },
+    /// The store alone, in this process: L public lines of B bytes appended as fast as it
+    /// takes them, until all are committed (synchronous = FULL)
+    Store {
+        #[arg(long, default_value_t = 200_000)]
+        lines: u64,
+        #[arg(long, default_value_t = 64)]
+        bytes: usize,
     },
     /// An open-loop paced delivery rate to N clients: latency percentiles
     Latency {
@@ -107,6 +119,13 @@ pub fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<u64> {
     let mut reports = Vec::new();
     for run in 0..args.runs.max(1) {
+        if let Scenario::Store { lines, bytes } = args.scenario {
+            let report = scenarios::store(lines, bytes).await?;
+            print_table(run + 1, &report);
+            println!("{}", report.json);
+            reports.push(report);
+            continue;
+        }
         let target = match &args.connect {
             Some(addr) => {
                 let ca = args
@@ -134,7 +153,9 @@ async fn run(args: Args) -> anyhow::Result<u64> {
             Scenario::Connect {
                 concurrency,
                 seconds,
-            } => scenarios::connect(&target, concurrency, seconds).await?,
+                history,
+            } => scenarios::connect(&target, concurrency, seconds, history).await?,
+            Scenario::Store { .. } => continue, // handled above
             Scenario::Latency {
                 clients,
                 rate,

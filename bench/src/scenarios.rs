@@ -287,8 +287,34 @@ pub async fn idle(target: &Target, n: usize) -> anyhow::Result<Report> {
     })
 }
 
-/// `connect`: C concurrent connectors doing TLS + hello + quit for T seconds.
-pub async fn connect(target: &Target, c: usize, seconds: f64) -> anyhow::Result<Report> {
+/// `connect`: C concurrent connectors doing TLS + hello + quit for T seconds, after `history`
+/// public lines were sent (so each login also receives them).
+pub async fn connect(
+    target: &Target,
+    c: usize,
+    seconds: f64,
+    history: u64,
+) -> anyhow::Result<Report> {
+    if history > 0 {
+        let (mut reader, mut writer) = conn::login(&target.addr, &target.tls, "historian").await?;
+        let text = "h".repeat(100);
+        for _ in 0..history {
+            writer.queue(&ClientMsg::Public { text: text.clone() })?;
+        }
+        writer.flush().await?;
+        let mut answered = 0;
+        while answered < history {
+            match reader.next().await? {
+                Some(ServerMsg::Sent { .. }) => answered += 1,
+                Some(ServerMsg::Error { detail, .. }) => {
+                    anyhow::bail!("history line refused: {detail}")
+                }
+                Some(_) => {}
+                None => anyhow::bail!("server closed while sending history"),
+            }
+        }
+        writer.send(&ClientMsg::Quit).await?;
+    }
     let before = target.stats();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
@@ -331,7 +357,7 @@ pub async fn connect(target: &Target, c: usize, seconds: f64) -> anyhow::Result<
     let logins = hist.len();
     Ok(Report {
         json: json!({
-            "scenario": "connect", "concurrency": c, "seconds": elapsed.as_secs_f64(),
+            "scenario": "connect", "concurrency": c, "history": history, "seconds": elapsed.as_secs_f64(),
             "logins": logins, "failed": failures.load(Ordering::Relaxed), "lost": failures.load(Ordering::Relaxed),
             "logins_per_sec": logins as f64 / elapsed.as_secs_f64(),
             "server_cpu_us_per_login": cpu_us.map(|c| c as f64 / logins.max(1) as f64),
@@ -507,4 +533,50 @@ async fn wait_for(
             Ok(None) | Err(_) => bail!("gave up waiting"),
         }
     }
+}
+
+/// `store`: the SQLite store alone. Appends `lines` public lines of `bytes` bytes as fast as it
+/// accepts them (retrying when it says busy) and waits until the last is committed.
+pub async fn store(lines: u64, bytes: usize) -> anyhow::Result<Report> {
+    use mm_server::store::sqlite::{Options, SqliteStore};
+    use mm_server::store::{Line, Store, StoreError};
+    let dir = tempfile::tempdir()?;
+    let (store, _) = SqliteStore::open(
+        &dir.path().join("bench.db"),
+        Options {
+            history_len: 100,
+            mailbox_len: 100,
+        },
+    )?;
+    let text = "x".repeat(bytes);
+    let start = Instant::now();
+    let mut busy = 0u64;
+    for id in 1..=lines {
+        loop {
+            let line = Line {
+                id,
+                ts: mm_server::hub::now_ms(),
+                from: "bench".into(),
+                text: text.clone(),
+            };
+            match store.append_public(line) {
+                Ok(()) => break,
+                Err(StoreError::Busy) => {
+                    busy += 1;
+                    tokio::time::sleep(Duration::from_micros(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    store.close(lines)?.await??;
+    let elapsed = start.elapsed();
+    tokio::task::spawn_blocking(move || store.join()).await?;
+    Ok(Report {
+        json: json!({
+            "scenario": "store", "lines": lines, "bytes": bytes, "seconds": elapsed.as_secs_f64(),
+            "lines_per_sec": lines as f64 / elapsed.as_secs_f64(),
+            "busy_refusals": busy, "lost": 0,
+        }),
+    })
 }

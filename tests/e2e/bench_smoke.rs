@@ -43,8 +43,19 @@ async fn every_bench_scenario_runs_tiny_and_loses_nothing() {
     assert_eq!(fanout["deliveries"], 2 * 20 * 4);
     let idle = run(&["idle", "--clients", "20"]).await;
     assert_eq!(idle["connected"], 20);
-    let connect = run(&["connect", "--concurrency", "2", "--seconds", "0.5"]).await;
+    let connect = run(&[
+        "connect",
+        "--concurrency",
+        "2",
+        "--seconds",
+        "0.5",
+        "--history",
+        "10",
+    ])
+    .await;
     assert!(connect["logins"].as_u64().unwrap() > 0);
+    let store = run(&["store", "--lines", "2000"]).await;
+    assert_eq!(store["lines"], 2000);
     let latency = run(&[
         "latency",
         "--clients",

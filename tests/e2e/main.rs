@@ -9,4 +9,5 @@ mod cli;
 mod hostile;
 mod secure;
 mod shutdown;
+mod store;
 mod trust;

@@ -279,6 +279,18 @@ impl TestClient {
         }
     }
 
+    /// Waits for the answer to a private line: `Sent`, `Queued` (stored for an offline user)
+    /// or `Error`.
+    pub async fn next_answer_or_queued(&mut self) -> Event {
+        self.wait_for("Sent, Queued or Error", |e| {
+            matches!(
+                e,
+                Event::Sent { .. } | Event::Queued { .. } | Event::Error { .. }
+            )
+        })
+        .await
+    }
+
     /// Waits for the acknowledgement or error that answers a message we sent.
     pub async fn next_answer(&mut self) -> Event {
         self.wait_for("Sent or Error", |e| {
@@ -447,8 +459,22 @@ impl ServerProcess {
         config: &str,
         max_files: Option<u32>,
     ) -> ServerProcess {
+        Self::start_full(binary, config, max_files, tempfile::tempdir().unwrap()).await
+    }
+
+    /// As [`ServerProcess::start`] on an existing data directory (e.g. from
+    /// [`ServerProcess::kill`]).
+    pub async fn start_in(binary: &str, config: &str, data: tempfile::TempDir) -> ServerProcess {
+        Self::start_full(binary, config, None, data).await
+    }
+
+    async fn start_full(
+        binary: &str,
+        config: &str,
+        max_files: Option<u32>,
+        data: tempfile::TempDir,
+    ) -> ServerProcess {
         use tokio::io::AsyncBufReadExt;
-        let data = tempfile::tempdir().unwrap();
         let config_path = data.path().join("mm-server.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut command = match max_files {
@@ -530,6 +556,39 @@ impl ServerProcess {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up) and returns its data directory.
+    pub async fn kill(mut self) -> tempfile::TempDir {
+        self.child.start_kill().unwrap();
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        self.data
+    }
+
+    /// Connection options for `nick` (with `nick`'s certificate, see [`identity_for`]).
+    pub fn options(&self, nick: &str) -> ConnectOptions {
+        let mut opts = ConnectOptions::new(self.addr.clone(), nick, Trust::Roots(self.ca()));
+        opts.certificate = Some(identity_for(nick));
+        opts
+    }
+
+    /// Stops the server gracefully (SIGTERM) and returns its data directory.
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "{status}");
+        self.data
     }
 
     /// Sends SIGTERM, waits for exit, and returns the exit status with the rest of the log.

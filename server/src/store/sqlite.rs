@@ -16,7 +16,7 @@ use std::time::Duration;
 use mm_common::protocol::nick_key;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::{Account, Line, Loaded, LoginOutcome, QueueOutcome, Reply, Store, StoreError};
 
@@ -482,12 +482,22 @@ fn classify(path: &Path, e: &rusqlite::Error) -> StoreError {
     }
 }
 
+/// What the writer did, logged at close.
+#[derive(Debug, Default)]
+struct Stats {
+    batches: u64,
+    ops: u64,
+    /// Longest time from a line's acceptance to its commit.
+    max_lag_ms: u64,
+}
+
 /// The writer thread: batches, one transaction each, answers after the commit.
 fn writer(mut conn: Connection, rx: Receiver<Cmd>, opts: Options) {
     let mut batch: Vec<Cmd> = Vec::with_capacity(MAX_BATCH);
     let mut answers: Vec<Answer> = Vec::with_capacity(MAX_BATCH);
     // A failing disk would otherwise log once per batch, thousands of times a second.
     let mut failures: u64 = 0;
+    let mut stats = Stats::default();
     loop {
         let Ok(first) = rx.recv() else {
             return; // every sender dropped: nothing more can come
@@ -500,7 +510,22 @@ fn writer(mut conn: Connection, rx: Receiver<Cmd>, opts: Options) {
             }
         }
         let closing = batch.iter().any(|c| matches!(c, Cmd::Close { .. }));
+        let oldest = batch
+            .iter()
+            .filter_map(|c| match c {
+                Cmd::Public(line) | Cmd::Private { line, .. } => Some(line.ts),
+                _ => None,
+            })
+            .min();
+        stats.batches += 1;
+        stats.ops += batch.len() as u64;
         let result = run_batch(&mut conn, &mut batch, &mut answers, opts);
+        if let Some(oldest) = oldest {
+            // From the hub accepting a line to its commit: what kill -9 can lose at most.
+            stats.max_lag_ms = stats
+                .max_lag_ms
+                .max(crate::hub::now_ms().saturating_sub(oldest));
+        }
         let failure = result.err().map(|e| e.to_string());
         if let Some(detail) = &failure {
             failures += 1;
@@ -512,6 +537,12 @@ fn writer(mut conn: Connection, rx: Receiver<Cmd>, opts: Options) {
             answer.send(failure.as_deref());
         }
         if closing {
+            info!(
+                batches = stats.batches,
+                operations = stats.ops,
+                max_commit_lag_ms = stats.max_lag_ms,
+                "store: closing"
+            );
             // Fold the WAL into the main file so that the store is one file at rest.
             if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
                 warn!(error = %e, "store: final checkpoint failed (the WAL is kept; nothing lost)");
