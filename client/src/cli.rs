@@ -140,6 +140,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("Remembered {server} in {}.", known.path().display());
             connect(&opts).await?
         }
+        Err(ConnectError::Refused { code, detail }) if code == ErrorCode::NICK_REGISTERED => {
+            bail!(
+                "{detail}.\nIf it is yours from another machine, copy that machine's home directory \
+                 (client.pem and client.key at least) to {}; otherwise choose another --nick.",
+                home.display()
+            );
+        }
         Err(e) => return Err(e.into()),
     };
 

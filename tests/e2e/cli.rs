@@ -413,3 +413,59 @@ async fn line_mode_secure_chat_and_safety_number() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn mm_owns_its_nick_by_its_home_and_sees_what_it_missed() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    // First run: mm makes its certificate (key 0600) and registers "dana".
+    let mut dana = spawn_trusting(&server, "dana", home.path());
+    let mut out = BufReader::new(dana.stdout.take().unwrap()).lines();
+    assert!(next_line(&mut out).await.starts_with("* connected"));
+    drop(dana.stdin.take()); // EOF: quit
+    assert!(dana.wait().await.unwrap().success());
+    #[cfg(unix)]
+    assert_eq!(
+        mm_tests::mode(&home.path().join(mm_certs::CLIENT_KEY)),
+        0o600
+    );
+
+    // While she is away: a public line and a private one.
+    let mut erin = server.client("erin").await;
+    erin.client.public("news for the room").await.unwrap();
+    erin.next_answer().await;
+    erin.client.private("dana", "for you only").await.unwrap();
+    assert!(matches!(
+        erin.next_answer_or_queued().await,
+        Event::Queued { .. }
+    ));
+
+    // Someone else (another home, so another certificate) cannot be dana.
+    let other_home = tempfile::tempdir().unwrap();
+    let thief = spawn_trusting(&server, "dana", other_home.path());
+    let output = tokio::time::timeout(WAIT, thief.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("registered to another key") && stderr.contains("copy that machine's home"),
+        "{stderr}"
+    );
+
+    // Dana again, same home: history, then her mail.
+    let mut dana = spawn_trusting(&server, "dana", home.path());
+    let mut out = BufReader::new(dana.stdout.take().unwrap()).lines();
+    assert!(next_line(&mut out).await.starts_with("* connected"));
+    let history = next_line(&mut out).await;
+    assert!(
+        history.starts_with("[history ") && history.ends_with("] <erin> news for the room"),
+        "{history}"
+    );
+    let mail = next_line(&mut out).await;
+    assert!(
+        mail.starts_with("[private, sent ") && mail.ends_with("] <erin> for you only"),
+        "{mail}"
+    );
+}
