@@ -1,5 +1,6 @@
 //! The `mm` command line: argument handling, trust on first contact, and the two front ends —
-//! line mode (stdin is not a terminal: for scripts, bots and tests) and the interactive prompt.
+//! line mode (stdin is not a terminal: for scripts, bots and tests) and the terminal UI
+//! ([`crate::tui`]).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -9,7 +10,6 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use mm_common::protocol::{validate_nick, validate_text, ErrorCode, TextError};
-use rustyline_async::{Readline, ReadlineEvent};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::oneshot;
 
@@ -26,7 +26,7 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Multi-Messenger client.
 ///
-/// In a terminal: an interactive prompt. Otherwise (line mode): every stdin line is a chat line
+/// In a terminal: a full-screen UI with a tab per conversation. Otherwise (line mode): every stdin line is a chat line
 /// or a /command, every event is printed as one line on stdout, and EOF quits.
 #[derive(Debug, Parser)]
 #[command(name = "mm", version)]
@@ -53,6 +53,10 @@ pub struct Args {
     /// Use line mode even when stdin is a terminal
     #[arg(long)]
     pub line_mode: bool,
+    /// Desktop notifications (notify-send, else the terminal bell) for private messages and
+    /// mentions in tabs not shown
+    #[arg(long)]
+    pub notify: bool,
 }
 
 /// Exit code for "could not connect or lost the connection".
@@ -61,6 +65,7 @@ const EXIT_FAILURE: u8 = 1;
 /// Runs `mm` with the process arguments.
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    crate::tui::init_local_time(); // while still single-threaded
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -151,7 +156,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
 
     if interactive {
-        interactive_mode(&args.server, client, events, welcome).await
+        let settings = crate::tui::Settings {
+            notify: args.notify,
+        };
+        crate::tui::run(opts, (client, events, welcome), settings).await
     } else {
         Ok(line_mode(&args.server, client, events, welcome).await)
     }
@@ -330,67 +338,4 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
     } else {
         ExitCode::from(EXIT_FAILURE)
     }
-}
-
-/// The interactive prompt: incoming lines appear above an input line that keeps what is being
-/// typed, with line history and coloured nicks.
-async fn interactive_mode(
-    server: &str,
-    client: Client,
-    mut events: Events,
-    welcome: Welcome,
-) -> anyhow::Result<ExitCode> {
-    let style = Style::from_env();
-    let prompt = format!("{}> ", style.nick(&welcome.nick));
-    let (mut rl, mut out) = Readline::new(prompt).context("starting the line editor")?;
-    rl.set_max_history(1000);
-    writeln!(out, "{}", display::welcome_line(server, &welcome, style))?;
-    writeln!(out, "* type /help for commands")?;
-
-    let mut quitting = false;
-    let deadline = tokio::time::sleep(Duration::from_secs(u64::MAX / 4));
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            input = rl.readline(), if !quitting => match input {
-                Ok(ReadlineEvent::Line(line)) => {
-                    if !line.trim().is_empty() {
-                        rl.add_history_entry(line.clone());
-                    }
-                    let writer = &mut out;
-                    let outcome = execute(&client, &line, true, |l| {
-                        let _ = writeln!(writer, "{l}");
-                    })
-                    .await;
-                    if let Outcome::Quit = outcome {
-                        client.quit().await;
-                        quitting = true;
-                        deadline.as_mut().reset(tokio::time::Instant::now() + QUIT_TIMEOUT);
-                    }
-                }
-                Ok(ReadlineEvent::Eof | ReadlineEvent::Interrupted) | Err(_) => {
-                    client.quit().await;
-                    quitting = true;
-                    deadline.as_mut().reset(tokio::time::Instant::now() + QUIT_TIMEOUT);
-                }
-            },
-            event = events.next() => {
-                let Some(event) = event else { break };
-                if let Some(line) = display::event_line(&event, style) {
-                    writeln!(out, "{line}")?;
-                }
-                if matches!(event, Event::Closed { .. }) {
-                    break;
-                }
-            }
-            () = &mut deadline => break,
-        }
-    }
-    let _ = rl.flush();
-    drop(rl);
-    Ok(if quitting {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILURE)
-    })
 }

@@ -22,6 +22,18 @@ pub fn clean(s: &str) -> String {
         .collect()
 }
 
+/// A stable hash of a nick's lowercase form (FNV-1a), so that a user keeps one colour in line
+/// mode and in the terminal UI; index a palette with it modulo its length.
+pub fn nick_palette_index(nick: &str) -> usize {
+    let hash = nick
+        .to_ascii_lowercase()
+        .bytes()
+        .fold(2166136261u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(16777619)
+        });
+    hash as usize
+}
+
 /// Colour settings for nicks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Style {
@@ -48,13 +60,7 @@ impl Style {
         }
         // Colours readable on both dark and light backgrounds (no white, black, bright yellow).
         const PALETTE: [u8; 10] = [31, 32, 33, 34, 35, 36, 91, 92, 94, 95];
-        let hash = nick
-            .to_ascii_lowercase()
-            .bytes()
-            .fold(2166136261u32, |h, b| {
-                (h ^ u32::from(b)).wrapping_mul(16777619)
-            });
-        let color = PALETTE[hash as usize % PALETTE.len()];
+        let color = PALETTE[nick_palette_index(&nick) % PALETTE.len()];
         format!("\x1b[{color}m{nick}\x1b[0m")
     }
 

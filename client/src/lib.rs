@@ -10,6 +10,7 @@ pub mod display;
 pub mod home;
 pub mod secure;
 pub mod trust;
+pub mod tui;
 
 pub use connection::{
     connect, Client, ConnectError, ConnectOptions, Delivery, Event, Events, NotConnected,

@@ -11,3 +11,4 @@ mod secure;
 mod shutdown;
 mod store;
 mod trust;
+mod tui;

@@ -1,0 +1,980 @@
+//! The interactive client's state: tabs (the room and one per private peer) with their
+//! scrollback, unread counts, mention flags and security state; the input line; the connection
+//! state. Pure: events, keys and statuses go in, effects come out, so it is tested without a
+//! terminal (and rendered on ratatui's `TestBackend` in `ui`'s tests).
+
+use std::collections::VecDeque;
+
+use mm_common::e2e::{E2eEvent, Failure, Status, Trust};
+use mm_common::identity::key_fingerprint;
+use mm_common::protocol::{nick_key, LeaveReason};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+
+use super::input::{Edit, Input};
+use crate::command::{self, Command};
+use crate::connection::{Delivery, Event};
+
+/// Lines kept per tab; older ones are dropped.
+pub const SCROLLBACK: usize = 5000;
+
+/// Most tabs: the room and this many minus one private conversations. A flood of private
+/// messages from many nicks cannot make the client grow without bound.
+pub const MAX_TABS: usize = 64;
+
+/// Lines scrolled per mouse-wheel step.
+const WHEEL: usize = 3;
+
+/// Commands offered by Tab completion.
+pub const COMMANDS: [&str; 13] = [
+    "/accept-key",
+    "/close",
+    "/help",
+    "/insecure",
+    "/msg",
+    "/query",
+    "/quit",
+    "/secure",
+    "/verified",
+    "/verify",
+    "/who",
+    "/next",
+    "/prev",
+];
+
+/// Commands that act on one peer and, in a private tab, default to its peer.
+const PEER_COMMANDS: [&str; 5] = [
+    "/secure",
+    "/insecure",
+    "/verify",
+    "/verified",
+    "/accept-key",
+];
+
+/// What a tab is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TabKind {
+    /// The public room.
+    Room,
+    /// A private conversation with this nick.
+    Private(String),
+}
+
+/// The end-to-end state of a private conversation, as shown in the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Security {
+    /// No secure session: TLS to the server only, which can read the messages.
+    Plain,
+    /// A secure session is being set up.
+    Starting,
+    /// End-to-end encrypted with the key of this fingerprint.
+    Secure {
+        /// The peer's key fingerprint.
+        fingerprint: String,
+        /// Whether the user verified the safety number.
+        verified: bool,
+    },
+    /// The session failed; sending is blocked until the user acts.
+    Failed {
+        /// What happened.
+        reason: String,
+        /// The peer's key changed: possibly an attack.
+        key_changed: bool,
+    },
+}
+
+impl From<&Status> for Security {
+    fn from(status: &Status) -> Security {
+        match status {
+            Status::Plain => Security::Plain,
+            Status::Starting => Security::Starting,
+            Status::Secure { key, trust } => Security::Secure {
+                fingerprint: key_fingerprint(key),
+                verified: *trust == Trust::Verified,
+            },
+            Status::Failed(failure) => Security::Failed {
+                reason: failure.to_string(),
+                key_changed: matches!(failure, Failure::KeyChanged { .. }),
+            },
+        }
+    }
+}
+
+/// How a line looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// Someone's public line.
+    Public,
+    /// A public line from before we logged in.
+    History,
+    /// A private line (not end-to-end encrypted).
+    Private,
+    /// A private line sent to us while we were offline.
+    Offline,
+    /// An end-to-end encrypted line.
+    Secure,
+    /// Our own line (public, or private in plain).
+    Own,
+    /// Our own end-to-end encrypted line (`queued`: waiting for the session).
+    OwnSecure {
+        /// Still waiting for the session to be ready.
+        queued: bool,
+    },
+    /// A notice (joins, session changes, answers to commands).
+    Notice,
+    /// An error or warning.
+    Error,
+    /// A line of a safety-number block.
+    Safety,
+}
+
+/// One line of scrollback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Increasing per tab; the unread marker points at one.
+    pub seq: u64,
+    /// When it was sent (server time for messages, local time for notices), ms since the epoch.
+    pub ts: u64,
+    /// How it looks.
+    pub kind: LineKind,
+    /// The sender, for chat lines.
+    pub from: Option<String>,
+    /// The text (as received: the renderer neutralises control characters).
+    pub text: String,
+}
+
+/// A conversation.
+#[derive(Debug)]
+pub struct Tab {
+    /// What it is.
+    pub kind: TabKind,
+    /// Scrollback, oldest first, at most [`SCROLLBACK`].
+    pub lines: VecDeque<Line>,
+    /// Lines that arrived while the tab was not shown.
+    pub unread: usize,
+    /// Whether one of them mentions us (or, for a private tab, any line at all).
+    pub mention: bool,
+    /// Rows scrolled back from the bottom (0: following new lines).
+    pub scroll: usize,
+    /// The first line that arrived since the user last left the tab.
+    pub marker: Option<u64>,
+    /// For private tabs.
+    pub security: Security,
+    next_seq: u64,
+}
+
+impl Tab {
+    fn new(kind: TabKind) -> Tab {
+        Tab {
+            kind,
+            lines: VecDeque::new(),
+            unread: 0,
+            mention: false,
+            scroll: 0,
+            marker: None,
+            security: Security::Plain,
+            next_seq: 0,
+        }
+    }
+
+    /// The tab's title (`#room` or the peer's nick).
+    pub fn title(&self) -> &str {
+        match &self.kind {
+            TabKind::Room => "#room",
+            TabKind::Private(peer) => peer,
+        }
+    }
+
+    /// The peer of a private tab.
+    pub fn peer(&self) -> Option<&str> {
+        match &self.kind {
+            TabKind::Room => None,
+            TabKind::Private(peer) => Some(peer),
+        }
+    }
+}
+
+/// The connection, as shown in the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conn {
+    /// Logged in.
+    Connected,
+    /// Lost; trying again.
+    Reconnecting {
+        /// Attempts so far.
+        attempt: u32,
+        /// Seconds until the next one (0: trying now).
+        in_secs: u64,
+        /// Why the last one failed, or why the connection was lost.
+        reason: String,
+    },
+    /// Given up (or quitting).
+    Offline(String),
+}
+
+/// What the runner must do after a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing (the state changed, redraw).
+    None,
+    /// Carry out this command (already resolved against the current tab).
+    Run(Command),
+    /// Leave.
+    Quit,
+}
+
+/// A desktop notification to raise (when enabled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// Title (who).
+    pub title: String,
+    /// Body (what).
+    pub body: String,
+}
+
+/// The whole interactive state.
+#[derive(Debug)]
+pub struct App {
+    /// `host:port`.
+    pub server: String,
+    /// Our nick.
+    pub nick: String,
+    /// Connection state.
+    pub conn: Conn,
+    /// The room first, then private tabs in the order they opened.
+    pub tabs: Vec<Tab>,
+    /// The tab shown.
+    pub active: usize,
+    /// The input line.
+    pub input: Input,
+    /// Online nicks (for the status bar and completion), sorted case-insensitively.
+    pub online: Vec<String>,
+    /// Rows of the message area at the last draw (for PgUp/PgDn).
+    pub page: usize,
+    /// The highest public message id seen, so history replayed after a reconnect is not shown
+    /// twice.
+    last_public_id: u64,
+}
+
+impl App {
+    /// A new state for `nick` on `server`, with the room tab only.
+    pub fn new(server: &str, nick: &str) -> App {
+        App {
+            server: server.to_owned(),
+            nick: nick.to_owned(),
+            conn: Conn::Connected,
+            tabs: vec![Tab::new(TabKind::Room)],
+            active: 0,
+            input: Input::default(),
+            online: Vec::new(),
+            page: 20,
+            last_public_id: 0,
+        }
+    }
+
+    /// The tab shown.
+    pub fn current(&self) -> &Tab {
+        &self.tabs[self.active.min(self.tabs.len() - 1)]
+    }
+
+    fn current_mut(&mut self) -> &mut Tab {
+        let i = self.active.min(self.tabs.len() - 1);
+        &mut self.tabs[i]
+    }
+
+    /// The index of `peer`'s tab, opening it if needed (if there is room for another tab).
+    pub fn tab_for(&mut self, peer: &str) -> Option<usize> {
+        let key = nick_key(peer);
+        if let Some(i) = self
+            .tabs
+            .iter()
+            .position(|t| t.peer().is_some_and(|p| nick_key(p) == key))
+        {
+            return Some(i);
+        }
+        if self.tabs.len() >= MAX_TABS {
+            return None;
+        }
+        self.tabs.push(Tab::new(TabKind::Private(peer.to_owned())));
+        Some(self.tabs.len() - 1)
+    }
+
+    /// Shows tab `i`: its unread count and mention flag clear; the tab left forgets its marker
+    /// (so the next time, the marker shows what arrived since this moment).
+    pub fn switch_to(&mut self, i: usize) {
+        if i >= self.tabs.len() || i == self.active {
+            return;
+        }
+        if let Some(old) = self.tabs.get_mut(self.active) {
+            old.marker = None;
+        }
+        self.active = i;
+        let tab = &mut self.tabs[i];
+        tab.unread = 0;
+        tab.mention = false;
+    }
+
+    /// Adds a line to tab `i`, counting it as unread (and a mention if `mention`) when the tab
+    /// is not shown.
+    pub fn push(&mut self, i: usize, kind: LineKind, from: Option<&str>, text: &str, ts: u64) {
+        let shown = i == self.active;
+        let Some(tab) = self.tabs.get_mut(i) else {
+            return;
+        };
+        let seq = tab.next_seq;
+        tab.next_seq += 1;
+        if tab.lines.len() == SCROLLBACK {
+            tab.lines.pop_front();
+        }
+        tab.lines.push_back(Line {
+            seq,
+            ts,
+            kind,
+            from: from.map(str::to_owned),
+            text: text.to_owned(),
+        });
+        if tab.scroll > 0 {
+            tab.scroll += 1; // keep the view still while reading back
+        }
+        let counts = !matches!(kind, LineKind::Own | LineKind::OwnSecure { .. });
+        if !shown && counts {
+            tab.unread += 1;
+            if tab.marker.is_none() {
+                tab.marker = Some(seq);
+            }
+        }
+    }
+
+    fn mark_mention(&mut self, i: usize) {
+        if i != self.active {
+            if let Some(tab) = self.tabs.get_mut(i) {
+                tab.mention = true;
+            }
+        }
+    }
+
+    /// A notice in the tab shown.
+    pub fn notice(&mut self, text: &str, now: u64) {
+        self.push(self.active, LineKind::Notice, None, text, now);
+    }
+
+    /// An error in the tab shown.
+    pub fn error(&mut self, text: &str, now: u64) {
+        self.push(self.active, LineKind::Error, None, text, now);
+    }
+
+    /// Updates the security state of `peer`'s tab (if open).
+    pub fn set_status(&mut self, peer: &str, status: &Status) {
+        let key = nick_key(peer);
+        for tab in &mut self.tabs {
+            if tab.peer().is_some_and(|p| nick_key(p) == key) {
+                tab.security = Security::from(status);
+            }
+        }
+    }
+
+    /// Whether `text` mentions our nick as a word (case-insensitively).
+    fn mentions_me(&self, text: &str) -> bool {
+        let me = self.nick.to_ascii_lowercase();
+        text.to_ascii_lowercase()
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .any(|w| w == me)
+    }
+
+    /// Takes an event from the connection. Returns a notification for private lines and
+    /// mentions.
+    pub fn on_event(&mut self, event: &Event, now: u64) -> Option<Notification> {
+        match event {
+            Event::Public { id, ts, from, text } => {
+                self.last_public_id = self.last_public_id.max(*id);
+                self.push(0, LineKind::Public, Some(from), text, *ts);
+                if self.mentions_me(text) {
+                    self.mark_mention(0);
+                    return Some(Notification {
+                        title: format!("{from} in #room"),
+                        body: text.clone(),
+                    });
+                }
+            }
+            Event::History { id, ts, from, text } => {
+                // After a reconnect the server replays history we already have.
+                if *id > self.last_public_id {
+                    self.last_public_id = *id;
+                    self.push(0, LineKind::History, Some(from), text, *ts);
+                }
+            }
+            Event::Private { ts, from, text, .. } | Event::Offline { ts, from, text, .. } => {
+                let kind = if matches!(event, Event::Offline { .. }) {
+                    LineKind::Offline
+                } else {
+                    LineKind::Private
+                };
+                let i = self.tab_for(from).unwrap_or(0);
+                self.push(i, kind, Some(from), text, *ts);
+                self.mark_mention(i);
+                return Some(Notification {
+                    title: format!("{from} (private)"),
+                    body: text.clone(),
+                });
+            }
+            Event::Queued { .. } => self.notice(
+                "they are offline; the server keeps the message for their next login",
+                now,
+            ),
+            Event::Sent { .. } => {}
+            Event::Joined { nick } => {
+                self.add_online(nick);
+                self.push(0, LineKind::Notice, None, &format!("{nick} joined"), now);
+                if let Some(i) = self.find_tab(nick) {
+                    self.push(i, LineKind::Notice, None, &format!("{nick} is online"), now);
+                }
+            }
+            Event::Left { nick, reason } => {
+                self.online.retain(|n| nick_key(n) != nick_key(nick));
+                let why = match reason {
+                    LeaveReason::Quit => String::new(),
+                    other => format!(" ({})", other.as_str()),
+                };
+                self.push(0, LineKind::Notice, None, &format!("{nick} left{why}"), now);
+                if let Some(i) = self.find_tab(nick) {
+                    self.push(
+                        i,
+                        LineKind::Notice,
+                        None,
+                        &format!("{nick} went offline{why}"),
+                        now,
+                    );
+                }
+            }
+            Event::Users(nicks) => {
+                self.online = nicks.clone();
+                self.online.sort_unstable_by_key(|n| nick_key(n));
+                self.notice(
+                    &format!("online ({}): {}", nicks.len(), nicks.join(", ")),
+                    now,
+                );
+            }
+            Event::Error { code, detail, .. } => {
+                self.error(&format!("error ({}): {detail}", code.name()), now);
+            }
+            Event::Shutdown { reason } => {
+                self.push(
+                    0,
+                    LineKind::Notice,
+                    None,
+                    &format!("server shutting down: {reason}"),
+                    now,
+                );
+            }
+            Event::Warning(w) => self.error(&format!("warning: {w}"), now),
+            Event::Secure(e) => return self.on_secure(e, now),
+            Event::Closed { error } => {
+                let reason = error.clone().unwrap_or_else(|| "connection closed".into());
+                self.push(
+                    0,
+                    LineKind::Error,
+                    None,
+                    &format!("disconnected: {reason}"),
+                    now,
+                );
+                self.conn = Conn::Offline(reason);
+            }
+        }
+        None
+    }
+
+    fn on_secure(&mut self, event: &E2eEvent, now: u64) -> Option<Notification> {
+        let peer = match event {
+            E2eEvent::Starting { peer, .. }
+            | E2eEvent::Ready { peer, .. }
+            | E2eEvent::Message { peer, .. }
+            | E2eEvent::Ended { peer, .. }
+            | E2eEvent::Failed { peer, .. } => peer.clone(),
+            _ => return None, // a kind of event this version does not show
+        };
+        let i = self.tab_for(&peer).unwrap_or(0);
+        match event {
+            E2eEvent::Starting { by_peer, .. } => {
+                let text = if *by_peer {
+                    format!("{peer} is setting up a secure session with you...")
+                } else {
+                    format!("setting up a secure session with {peer}...")
+                };
+                self.push(i, LineKind::Notice, None, &text, now);
+            }
+            E2eEvent::Ready {
+                key,
+                trust,
+                renewed: false,
+                ..
+            } => {
+                let hint = if *trust == Trust::Verified {
+                    ""
+                } else {
+                    " — /verify to compare safety numbers"
+                };
+                let text = format!(
+                    "secure session with {peer} ready: end-to-end encrypted; {peer}'s key {} ({trust}){hint}",
+                    key_fingerprint(key),
+                );
+                self.push(i, LineKind::Notice, None, &text, now);
+            }
+            E2eEvent::Message { text, .. } => {
+                self.push(i, LineKind::Secure, Some(&peer), text, now);
+                self.mark_mention(i);
+                return Some(Notification {
+                    title: format!("{peer} (secure)"),
+                    body: "new end-to-end encrypted message".into(),
+                });
+            }
+            E2eEvent::Ended { by_peer, .. } => {
+                let text = if *by_peer {
+                    format!("{peer} ended the secure session; messages are NOT end-to-end encrypted now")
+                } else {
+                    format!("secure session with {peer} ended; messages are NOT end-to-end encrypted now")
+                };
+                self.push(i, LineKind::Notice, None, &text, now);
+            }
+            E2eEvent::Failed {
+                failure, unsent, ..
+            } => {
+                let mut text = format!("secure session with {peer} FAILED: {failure}");
+                if *unsent > 0 {
+                    text.push_str(&format!("; {unsent} message(s) not sent"));
+                }
+                text.push_str(&match failure {
+                    Failure::KeyChanged { .. } => ". Sending is blocked. Compare safety numbers (/verify) by phone or in person, then /accept-key, or /insecure".to_string(),
+                    _ => ". Sending is blocked: /secure to try again, /insecure to go on unencrypted".into(),
+                });
+                self.push(i, LineKind::Error, None, &text, now);
+                self.mark_mention(i);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn find_tab(&self, nick: &str) -> Option<usize> {
+        let key = nick_key(nick);
+        self.tabs
+            .iter()
+            .position(|t| t.peer().is_some_and(|p| nick_key(p) == key))
+    }
+
+    fn add_online(&mut self, nick: &str) {
+        if !self.online.iter().any(|n| nick_key(n) == nick_key(nick)) {
+            self.online.push(nick.to_owned());
+            self.online.sort_unstable_by_key(|n| nick_key(n));
+        }
+    }
+
+    /// Shows our own line (after the runner sent it).
+    pub fn own_public(&mut self, text: &str, now: u64) {
+        let nick = self.nick.clone();
+        self.push(0, LineKind::Own, Some(&nick), text, now);
+    }
+
+    /// Shows our own private line in `to`'s tab, as it went.
+    pub fn own_private(&mut self, to: &str, text: &str, delivery: Delivery, now: u64) {
+        let kind = match delivery {
+            Delivery::Plain => LineKind::Own,
+            Delivery::Secure => LineKind::OwnSecure { queued: false },
+            Delivery::Queued => LineKind::OwnSecure { queued: true },
+        };
+        let nick = self.nick.clone();
+        let i = self.tab_for(to).unwrap_or(0);
+        self.push(i, kind, Some(&nick), text, now);
+    }
+
+    /// Shows a safety number as a block that is easy to read aloud.
+    pub fn safety_block(&mut self, peer: &str, number: &str, now: u64) {
+        let i = self.tab_for(peer).unwrap_or(self.active);
+        let groups: Vec<&str> = number.split_whitespace().collect();
+        self.push(
+            i,
+            LineKind::Safety,
+            None,
+            &format!("safety number with {peer}:"),
+            now,
+        );
+        for row in groups.chunks(4) {
+            self.push(
+                i,
+                LineKind::Safety,
+                None,
+                &format!("    {}", row.join("  ")),
+                now,
+            );
+        }
+        self.push(
+            i,
+            LineKind::Notice,
+            None,
+            &format!("compare it with the one {peer} sees, in person or by phone; if it is the same: /verified"),
+            now,
+        );
+    }
+
+    /// Takes a key.
+    pub fn on_key(&mut self, key: KeyEvent, now: u64) -> Action {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        match key.code {
+            KeyCode::Char('c') if ctrl => return Action::Quit,
+            KeyCode::Char('d') if ctrl && self.input.is_empty() => return Action::Quit,
+            KeyCode::Char('n') if ctrl => self.cycle(true),
+            KeyCode::Char('p') if ctrl => self.cycle(false),
+            KeyCode::Char(c @ '1'..='9') if alt => {
+                self.switch_to(usize::from(c as u8 - b'1'));
+            }
+            KeyCode::Char('a') if ctrl => self.input.edit(Edit::Home),
+            KeyCode::Char('e') if ctrl => self.input.edit(Edit::End),
+            KeyCode::Char('w') if ctrl => self.input.edit(Edit::DeleteWord),
+            KeyCode::Char('u') if ctrl => self.input.edit(Edit::DeleteToStart),
+            KeyCode::Char('k') if ctrl => self.input.edit(Edit::DeleteToEnd),
+            KeyCode::Char('b') if alt => self.input.edit(Edit::WordLeft),
+            KeyCode::Char('f') if alt => self.input.edit(Edit::WordRight),
+            KeyCode::Char(_) if ctrl || alt => {}
+            KeyCode::Char(c) => self.input.edit(Edit::Insert(c)),
+            KeyCode::Backspace => self.input.edit(Edit::Backspace),
+            KeyCode::Delete => self.input.edit(Edit::Delete),
+            KeyCode::Left if ctrl || alt => self.input.edit(Edit::WordLeft),
+            KeyCode::Right if ctrl || alt => self.input.edit(Edit::WordRight),
+            KeyCode::Left => self.input.edit(Edit::Left),
+            KeyCode::Right => self.input.edit(Edit::Right),
+            KeyCode::Home => self.input.edit(Edit::Home),
+            KeyCode::End => self.input.edit(Edit::End),
+            KeyCode::Up => self.input.edit(Edit::HistoryUp),
+            KeyCode::Down => self.input.edit(Edit::HistoryDown),
+            KeyCode::PageUp => self.scroll(self.page.saturating_sub(2).max(1) as isize),
+            KeyCode::PageDown => self.scroll(-(self.page.saturating_sub(2).max(1) as isize)),
+            KeyCode::Tab => {
+                let mut nicks = self.online.clone();
+                for tab in &self.tabs {
+                    if let Some(p) = tab.peer() {
+                        nicks.push(p.to_owned());
+                    }
+                }
+                nicks.retain(|n| nick_key(n) != nick_key(&self.nick));
+                nicks.sort_unstable_by_key(|n| nick_key(n));
+                nicks.dedup_by_key(|n| nick_key(n));
+                self.input.complete(&COMMANDS, &nicks);
+            }
+            KeyCode::Enter => {
+                let line = self.input.submit();
+                return self.resolve(&line, now);
+            }
+            _ => {}
+        }
+        Action::None
+    }
+
+    /// Takes a mouse event (the wheel scrolls).
+    pub fn on_mouse(&mut self, mouse: MouseEvent) {
+        match mouse.kind {
+            MouseEventKind::ScrollUp => self.scroll(WHEEL as isize),
+            MouseEventKind::ScrollDown => self.scroll(-(WHEEL as isize)),
+            _ => {}
+        }
+    }
+
+    fn scroll(&mut self, by: isize) {
+        let tab = self.current_mut();
+        let max = tab.lines.len();
+        tab.scroll = tab.scroll.saturating_add_signed(by).min(max);
+    }
+
+    fn cycle(&mut self, forward: bool) {
+        let n = self.tabs.len();
+        let next = if forward {
+            (self.active + 1) % n
+        } else {
+            (self.active + n - 1) % n
+        };
+        self.switch_to(next);
+    }
+
+    /// Turns an input line into an action in the context of the tab shown: in a private tab a
+    /// plain line goes to its peer and peer commands default to it; `/msg` and `/secure` from
+    /// anywhere open (and show) the peer's tab. Local commands (`/query`, `/close`, tab
+    /// switching) are done here.
+    pub fn resolve(&mut self, line: &str, now: u64) -> Action {
+        let peer = self.current().peer().map(str::to_owned);
+        let mut line = line.to_owned();
+        let first = line
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if let Some(peer) = &peer {
+            if PEER_COMMANDS.contains(&first.as_str()) && line.split_whitespace().count() == 1 {
+                line = format!("{} {peer}", line.trim());
+            }
+        }
+        let arg = line.split_whitespace().nth(1).map(str::to_owned);
+        match first.as_str() {
+            "/query" => {
+                match arg.as_deref().map(mm_common::protocol::validate_nick) {
+                    Some(Ok(())) => {
+                        if let Some(i) = arg.as_deref().and_then(|a| self.tab_for(a)) {
+                            self.switch_to(i);
+                        }
+                    }
+                    _ => self.error("usage: /query NICK (opens a private tab)", now),
+                }
+                return Action::None;
+            }
+            "/close" => {
+                if self.active == 0 {
+                    self.error("the room tab stays open (/quit to leave)", now);
+                } else {
+                    let closing = self.active;
+                    self.active = closing - 1;
+                    self.tabs.remove(closing);
+                }
+                return Action::None;
+            }
+            "/next" => {
+                self.cycle(true);
+                return Action::None;
+            }
+            "/prev" => {
+                self.cycle(false);
+                return Action::None;
+            }
+            _ => {}
+        }
+        let command = match command::parse(&line) {
+            Ok(c) => c,
+            Err(e) => {
+                self.error(&e.to_string(), now);
+                return Action::None;
+            }
+        };
+        let command = match (command, &peer) {
+            (Command::Say(text), Some(peer)) => Command::Msg {
+                to: peer.clone(),
+                text,
+            },
+            (other, _) => other,
+        };
+        match &command {
+            Command::Msg { to, .. } | Command::Secure(to) => {
+                if let Some(Security::Failed {
+                    key_changed: true, ..
+                }) = self.find_tab(to).map(|i| &self.tabs[i].security)
+                {
+                    if matches!(command, Command::Msg { .. }) {
+                        self.error(
+                            &format!("not sent: {to}'s key CHANGED. /verify {to} and compare by phone or in person, then /accept-key {to}; or /insecure {to}"),
+                            now,
+                        );
+                        return Action::None;
+                    }
+                }
+                match self.tab_for(to) {
+                    Some(i) => self.switch_to(i),
+                    None => self.error("too many tabs open; /close some", now),
+                }
+            }
+            Command::Quit => return Action::Quit,
+            _ => {}
+        }
+        Action::Run(command)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::crossterm::event::KeyEventState;
+
+    fn key(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+        KeyEvent {
+            code,
+            modifiers,
+            kind: ratatui::crossterm::event::KeyEventKind::Press,
+            state: KeyEventState::NONE,
+        }
+    }
+
+    fn type_line(app: &mut App, text: &str) -> Action {
+        for c in text.chars() {
+            app.on_key(key(KeyCode::Char(c), KeyModifiers::NONE), 0);
+        }
+        app.on_key(key(KeyCode::Enter, KeyModifiers::NONE), 0)
+    }
+
+    fn private(from: &str, text: &str) -> Event {
+        Event::Private {
+            id: 1,
+            ts: 0,
+            from: from.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_private_message_opens_a_tab_that_counts_unread_lines() {
+        let mut app = App::new("s", "alice");
+        let note = app.on_event(&private("bob", "hi"), 0);
+        assert!(note.is_some());
+        app.on_event(&private("BOB", "there"), 0);
+        assert_eq!(app.tabs.len(), 2, "one tab per peer, case-insensitively");
+        assert_eq!(app.tabs[1].unread, 2);
+        assert!(app.tabs[1].mention);
+        assert_eq!(app.tabs[1].marker, Some(0));
+        app.on_key(key(KeyCode::Char('2'), KeyModifiers::ALT), 0);
+        assert_eq!(app.active, 1);
+        assert_eq!((app.tabs[1].unread, app.tabs[1].mention), (0, false));
+        assert_eq!(app.tabs[1].marker, Some(0), "marker shown while reading");
+        app.on_key(key(KeyCode::Char('p'), KeyModifiers::CONTROL), 0);
+        assert_eq!(app.active, 0);
+        assert_eq!(app.tabs[1].marker, None, "left: marker cleared");
+    }
+
+    #[test]
+    fn mentions_are_flagged_on_the_room_tab() {
+        let mut app = App::new("s", "alice");
+        let bob = app.tab_for("bob").unwrap();
+        app.switch_to(bob);
+        let public = |text: &str| Event::Public {
+            id: 1,
+            ts: 0,
+            from: "carol".into(),
+            text: text.into(),
+        };
+        assert!(app.on_event(&public("malice aforethought"), 0).is_none());
+        assert!(!app.tabs[0].mention);
+        assert!(app.on_event(&public("hey Alice, look"), 0).is_some());
+        assert!(app.tabs[0].mention);
+        assert_eq!(app.tabs[0].unread, 2);
+    }
+
+    #[test]
+    fn in_a_private_tab_lines_and_peer_commands_go_to_the_peer() {
+        let mut app = App::new("s", "alice");
+        let bob = app.tab_for("bob").unwrap();
+        app.switch_to(bob);
+        assert_eq!(
+            type_line(&mut app, "hello"),
+            Action::Run(Command::Msg {
+                to: "bob".into(),
+                text: "hello".into()
+            })
+        );
+        assert_eq!(
+            type_line(&mut app, "/secure"),
+            Action::Run(Command::Secure("bob".into()))
+        );
+        assert_eq!(
+            type_line(&mut app, "/verify"),
+            Action::Run(Command::Verify("bob".into()))
+        );
+        assert_eq!(
+            type_line(&mut app, "//slash"),
+            Action::Run(Command::Msg {
+                to: "bob".into(),
+                text: "/slash".into()
+            })
+        );
+    }
+
+    #[test]
+    fn msg_and_secure_from_the_room_open_the_peers_tab() {
+        let mut app = App::new("s", "alice");
+        assert!(matches!(
+            type_line(&mut app, "/secure carol"),
+            Action::Run(Command::Secure(_))
+        ));
+        assert_eq!(app.current().title(), "carol");
+        app.switch_to(0);
+        assert!(matches!(
+            type_line(&mut app, "/msg dave hi"),
+            Action::Run(Command::Msg { .. })
+        ));
+        assert_eq!(app.current().title(), "dave");
+        assert_eq!(type_line(&mut app, "/close"), Action::None);
+        assert_eq!(app.tabs.len(), 2);
+        type_line(&mut app, "/query erin");
+        assert_eq!(app.current().title(), "erin");
+    }
+
+    #[test]
+    fn a_changed_key_blocks_sending_from_the_tab() {
+        let mut app = App::new("s", "alice");
+        let i = app.tab_for("bob").unwrap();
+        app.switch_to(i);
+        app.set_status(
+            "bob",
+            &Status::Failed(Failure::KeyChanged {
+                pinned: [1; 32],
+                presented: [2; 32],
+            }),
+        );
+        assert_eq!(type_line(&mut app, "are you there?"), Action::None);
+        let last = app.current().lines.back().unwrap();
+        assert_eq!(last.kind, LineKind::Error);
+        assert!(last.text.contains("key CHANGED"), "{}", last.text);
+        // Verifying and accepting still work.
+        assert_eq!(
+            type_line(&mut app, "/accept-key"),
+            Action::Run(Command::AcceptKey("bob".into()))
+        );
+    }
+
+    #[test]
+    fn history_is_not_repeated_after_a_reconnect_and_scrollback_is_bounded() {
+        let mut app = App::new("s", "alice");
+        let h = |id| Event::History {
+            id,
+            ts: 0,
+            from: "bob".into(),
+            text: format!("h{id}"),
+        };
+        for id in 1..=3 {
+            app.on_event(&h(id), 0);
+        }
+        for id in 2..=4 {
+            app.on_event(&h(id), 0); // replay after a reconnect, plus one new
+        }
+        let texts: Vec<&str> = app.tabs[0].lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["h1", "h2", "h3", "h4"]);
+        for i in 0..SCROLLBACK + 10 {
+            app.own_public(&format!("{i}"), 0);
+        }
+        assert_eq!(app.tabs[0].lines.len(), SCROLLBACK);
+    }
+
+    #[test]
+    fn tabs_are_bounded() {
+        let mut app = App::new("s", "alice");
+        for i in 0..MAX_TABS + 5 {
+            app.on_event(&private(&format!("u{i}"), "spam"), 0);
+        }
+        assert_eq!(app.tabs.len(), MAX_TABS);
+    }
+
+    #[test]
+    fn scrolling_back_holds_the_view_and_is_bounded() {
+        let mut app = App::new("s", "alice");
+        for i in 0..50 {
+            app.own_public(&format!("{i}"), 0);
+        }
+        app.page = 10;
+        app.on_key(key(KeyCode::PageUp, KeyModifiers::NONE), 0);
+        assert_eq!(app.tabs[0].scroll, 8);
+        app.own_public("new", 0);
+        assert_eq!(
+            app.tabs[0].scroll, 9,
+            "new lines do not move what is being read"
+        );
+        for _ in 0..20 {
+            app.on_key(key(KeyCode::PageUp, KeyModifiers::NONE), 0);
+        }
+        assert_eq!(app.tabs[0].scroll, 51);
+        for _ in 0..20 {
+            app.on_key(key(KeyCode::PageDown, KeyModifiers::NONE), 0);
+        }
+        assert_eq!(app.tabs[0].scroll, 0);
+    }
+}

@@ -1,0 +1,396 @@
+//! The interactive `mm` (stdin is a terminal): a ratatui + crossterm UI with one tab per
+//! conversation, scrollback, an input line with completion, and a status bar that always says
+//! whether the conversation shown is end-to-end encrypted.
+//!
+//! [`app`] holds the state (pure), [`ui`] draws it, [`input`] is the line editor; this module
+//! owns the terminal, reads keys on a thread of its own, carries out commands with the
+//! [`Client`], and reconnects with backoff when the connection drops.
+
+pub mod app;
+pub mod input;
+pub mod ui;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mm_common::protocol::{validate_text, ErrorCode};
+use ratatui::crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+    Event as TermEvent, KeyEventKind,
+};
+use ratatui::crossterm::execute;
+use time::{OffsetDateTime, UtcOffset};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use self::app::{Action, App, Conn, Notification};
+use self::ui::Theme;
+use crate::command::{Command, HELP};
+use crate::connection::{connect, Client, ConnectError, ConnectOptions, Event, Events, Welcome};
+use crate::display::clean;
+
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Fewest seconds between two desktop notifications.
+const NOTIFY_EVERY: Duration = Duration::from_secs(2);
+
+/// Keys, beyond the commands.
+const KEYS_HELP: &str = "\
+keys:
+  Alt+1..9, Ctrl+N / Ctrl+P   switch tabs (/next, /prev); /query NICK opens one, /close closes it
+  PgUp / PgDn, mouse wheel    scroll back and forth
+  Ctrl+A / Ctrl+E, arrows     move in the line; Ctrl+W / Ctrl+U / Ctrl+K delete; Up/Down history
+  Tab                         complete nicks and commands
+  Ctrl+C, Ctrl+D, /quit       leave
+in a private tab, lines go to that person and /secure, /verify, /verified need no nick";
+
+static LOCAL_OFFSET: OnceLock<UtcOffset> = OnceLock::new();
+
+/// Reads the local time zone. Call it before any thread starts: the `time` crate only reads
+/// it while the process is single-threaded (a libc limitation); otherwise times show as UTC.
+pub fn init_local_time() {
+    let _ = LOCAL_OFFSET.set(UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC));
+}
+
+/// A server timestamp in local time.
+pub fn local_time(ts_ms: u64) -> OffsetDateTime {
+    let secs = i64::try_from(ts_ms / 1000).unwrap_or(0);
+    OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .to_offset(*LOCAL_OFFSET.get().unwrap_or(&UtcOffset::UTC))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// UI settings from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Raise a desktop notification (notify-send, else the terminal bell) for private lines and
+    /// mentions in tabs not shown.
+    pub notify: bool,
+}
+
+/// Puts the terminal back however the UI ends (return, error or panic).
+struct TerminalGuard;
+
+impl TerminalGuard {
+    fn enter() -> anyhow::Result<(TerminalGuard, ratatui::DefaultTerminal)> {
+        let terminal = ratatui::try_init().context("setting up the terminal")?;
+        // ratatui's panic hook restores raw mode and the screen; ours also stops mouse reports,
+        // or the shell would receive them after a crash.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = execute!(
+                std::io::stdout(),
+                DisableMouseCapture,
+                DisableBracketedPaste
+            );
+            previous(info);
+        }));
+        let _ = execute!(std::io::stdout(), EnableMouseCapture, EnableBracketedPaste);
+        Ok((TerminalGuard, terminal))
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = execute!(
+            std::io::stdout(),
+            DisableMouseCapture,
+            DisableBracketedPaste
+        );
+        ratatui::restore();
+    }
+}
+
+type Connecting = JoinHandle<Result<(Client, Events, Welcome), ConnectError>>;
+
+/// Runs the UI on an established connection until the user quits.
+///
+/// # Errors
+/// If the terminal cannot be set up or drawn.
+pub async fn run(
+    opts: ConnectOptions,
+    (client, events, welcome): (Client, Events, Welcome),
+    settings: Settings,
+) -> anyhow::Result<ExitCode> {
+    let theme = Theme {
+        color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    let mut app = App::new(&opts.server, &welcome.nick);
+    app.online = welcome.online.clone();
+    app.notice(
+        &format!(
+            "connected to {} as {}; {} online. /help for commands and keys",
+            opts.server,
+            welcome.nick,
+            welcome.online.len()
+        ),
+        now_ms(),
+    );
+
+    // Keys come from a thread: crossterm's reader blocks.
+    let (key_tx, mut keys) = mpsc::channel::<TermEvent>(256);
+    std::thread::Builder::new()
+        .name("mm-keys".into())
+        .spawn(move || {
+            while let Ok(ev) = ratatui::crossterm::event::read() {
+                if key_tx.blocking_send(ev).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("starting the key reader")?;
+
+    let (guard, mut terminal) = TerminalGuard::enter()?;
+    let mut client = Some(client);
+    let mut events = Some(events);
+    let mut connecting: Option<Connecting> = None;
+    let mut attempt: u32 = 0;
+    let mut retry_at: Option<Instant> = None;
+    let mut give_up = false;
+    let mut last_notification: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+
+    let quit = loop {
+        terminal.draw(|f| ui::draw(f, &mut app, theme))?;
+        tokio::select! {
+            key = keys.recv() => {
+                let Some(key) = key else { break true };
+                let now = now_ms();
+                match key {
+                    TermEvent::Key(k) if k.kind != KeyEventKind::Release => match app.on_key(k, now) {
+                        Action::Quit => break true,
+                        Action::Run(command) => {
+                            if let Some(c) = &client {
+                                carry_out(&mut app, c, command, now).await;
+                            } else {
+                                app.error("not connected; waiting to reconnect", now);
+                            }
+                        }
+                        Action::None => {}
+                    },
+                    TermEvent::Mouse(m) => app.on_mouse(m),
+                    TermEvent::Paste(text) => {
+                        for c in text.chars() {
+                            let c = if c.is_control() { ' ' } else { c };
+                            app.input.edit(input::Edit::Insert(c));
+                        }
+                    }
+                    _ => {} // resize: the next draw adapts
+                }
+            }
+            event = next_event(&mut events) => {
+                let now = now_ms();
+                let note = app.on_event(&event, now);
+                if let Event::Closed { error } = &event {
+                    client = None;
+                    events = None;
+                    attempt = 0;
+                    if !give_up {
+                        attempt += 1;
+                        let wait = backoff(attempt);
+                        retry_at = Some(Instant::now() + wait);
+                        app.conn = Conn::Reconnecting {
+                            attempt,
+                            in_secs: wait.as_secs(),
+                            reason: error.clone().unwrap_or_else(|| "closed by the server".into()),
+                        };
+                    }
+                }
+                if let (Some(note), true) = (note, settings.notify) {
+                    notify(&note, &mut last_notification);
+                }
+            }
+            done = wait_for(&mut connecting) => {
+                connecting = None;
+                let now = now_ms();
+                match done {
+                    Ok((c, e, w)) => {
+                        app.conn = Conn::Connected;
+                        app.nick = w.nick.clone();
+                        app.online = w.online.clone();
+                        app.push(0, app::LineKind::Notice, None, &format!("reconnected; {} online", w.online.len()), now);
+                        client = Some(c);
+                        events = Some(e);
+                        attempt = 0;
+                    }
+                    Err(e) => {
+                        let fatal = matches!(
+                            e,
+                            ConnectError::ServerKeyChanged { .. }
+                                | ConnectError::UnknownServer { .. }
+                                | ConnectError::Refused { .. }
+                        ) && !matches!(&e, ConnectError::Refused { code, .. } if *code == ErrorCode::SHUTTING_DOWN || *code == ErrorCode::BUSY);
+                        if fatal {
+                            give_up = true;
+                            app.conn = Conn::Offline(e.to_string());
+                            app.push(0, app::LineKind::Error, None, &format!("not reconnecting: {e}"), now);
+                        } else {
+                            attempt += 1;
+                            let wait = backoff(attempt);
+                            retry_at = Some(Instant::now() + wait);
+                            app.conn = Conn::Reconnecting { attempt, in_secs: wait.as_secs(), reason: e.to_string() };
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if let (Some(at), Conn::Reconnecting { attempt, reason, .. }) = (retry_at, &app.conn) {
+                    let left = at.saturating_duration_since(Instant::now());
+                    app.conn = Conn::Reconnecting { attempt: *attempt, in_secs: left.as_secs(), reason: reason.clone() };
+                    if left.is_zero() && connecting.is_none() {
+                        retry_at = None;
+                        let opts = opts.clone();
+                        connecting = Some(tokio::spawn(async move { connect(&opts).await }));
+                    }
+                }
+            }
+        }
+        if let Some(c) = &client {
+            refresh_security(&mut app, c);
+        }
+    };
+    if let Some(c) = client {
+        // Tell the server we leave; do not wait long for its goodbye.
+        let _ = tokio::time::timeout(Duration::from_secs(2), c.quit()).await;
+    }
+    drop(terminal);
+    drop(guard);
+    Ok(if quit {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// 1, 2, 4, 8, 16, 30, 30... seconds.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(MAX_BACKOFF)
+}
+
+async fn next_event(events: &mut Option<Events>) -> Event {
+    match events {
+        Some(e) => match e.next().await {
+            Some(event) => event,
+            None => Event::Closed { error: None },
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_for(
+    connecting: &mut Option<Connecting>,
+) -> Result<(Client, Events, Welcome), ConnectError> {
+    match connecting {
+        Some(handle) => match handle.await {
+            Ok(result) => result,
+            Err(e) => Err(ConnectError::Protocol(format!("connect task failed: {e}"))),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+fn refresh_security(app: &mut App, client: &Client) {
+    let peers: Vec<String> = app
+        .tabs
+        .iter()
+        .filter_map(|t| t.peer().map(str::to_owned))
+        .collect();
+    for peer in peers {
+        let status = client.secure_status(&peer);
+        app.set_status(&peer, &status);
+    }
+}
+
+/// Raises a desktop notification with `notify-send` (no shell involved), or rings the terminal
+/// bell where there is none; at most one per [`NOTIFY_EVERY`].
+fn notify(note: &Notification, last: &mut Option<Instant>) {
+    if last.is_some_and(|t| t.elapsed() < NOTIFY_EVERY) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let body: String = clean(&note.body).chars().take(200).collect();
+    let sent = std::process::Command::new("notify-send")
+        .args(["--app-name=mm", "--", &clean(&note.title), &body])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .is_ok();
+    if !sent {
+        let mut out = std::io::stdout();
+        let _ = out.write_all(b"\x07");
+        let _ = out.flush();
+    }
+}
+
+/// Checks a text before sending, with the server's wording.
+fn text_error(text: &str, max: usize) -> Option<String> {
+    validate_text(text, max)
+        .err()
+        .map(|e| format!("not sent: {e}"))
+}
+
+/// Carries out a command resolved by [`App::resolve`].
+async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) {
+    let max = client.max_text_len();
+    let result: Result<(), String> = match command {
+        Command::Nothing | Command::Quit => Ok(()),
+        Command::Help => {
+            for line in HELP.lines().chain(KEYS_HELP.lines()) {
+                app.notice(line, now);
+            }
+            Ok(())
+        }
+        Command::Who => client.who().await.map_err(|e| e.to_string()),
+        Command::Say(text) => match text_error(&text, max) {
+            Some(e) => Err(e),
+            None => {
+                app.own_public(&text, now);
+                client.public(&text).await.map_err(|e| e.to_string())
+            }
+        },
+        Command::Msg { to, text } => match text_error(&text, max) {
+            Some(e) => Err(e),
+            None => match client.private(&to, &text).await {
+                Ok(delivery) => {
+                    app.own_private(&to, &text, delivery, now);
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        },
+        Command::Secure(peer) => client.secure(&peer).await.map_err(|e| e.to_string()),
+        Command::Insecure(peer) => client.insecure(&peer).await.map_err(|e| e.to_string()),
+        Command::Verify(peer) => match client.safety_number(&peer) {
+            Ok(number) => {
+                app.safety_block(&peer, &number, now);
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        },
+        Command::Verified(peer) => client.mark_verified(&peer).await.map(|()| {
+            app.notice(&format!("{peer}'s key is now marked as verified"), now);
+        }).map_err(|e| e.to_string()),
+        Command::AcceptKey(peer) => client.accept_key(&peer).await.map(|()| {
+            app.notice(
+                &format!("accepted {peer}'s new key (pinned, not verified); /secure to start a session, /verify to compare safety numbers"),
+                now,
+            );
+        }).map_err(|e| e.to_string()),
+    };
+    if let Err(e) = result {
+        app.error(&e, now);
+    }
+}

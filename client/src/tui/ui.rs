@@ -1,0 +1,640 @@
+//! Drawing the [`App`]: the tab bar, the conversation, the status bar and the input line.
+//!
+//! ```text
+//!  1 #room   2 bob (2)   3 carol !
+//! 14:02 <bob> hi
+//! ───────────────────── new ─────────────────────
+//! 14:05 [secure] <bob> end-to-end, this one
+//!  alice@localhost:7667 · connected │ bob: SECURE e2e · key 3f2a 9b1c 0e4d 7a61 … · not verified: /verify
+//! > typing here_
+//! ```
+
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+use unicode_width::UnicodeWidthChar;
+
+use super::app::{App, Conn, LineKind, Security, Tab};
+use crate::display::{clean, nick_palette_index};
+
+/// Colours on, or only bold/dim/reverse (`NO_COLOR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Theme {
+    /// Use colours.
+    pub color: bool,
+}
+
+impl Theme {
+    fn fg(self, color: Color) -> Style {
+        if self.color {
+            Style::new().fg(color)
+        } else {
+            Style::new()
+        }
+    }
+
+    /// A nick's colour: the same hash as line mode, colours readable on dark and light
+    /// backgrounds (no white, black or bright yellow).
+    fn nick(self, nick: &str) -> Style {
+        const PALETTE: [Color; 10] = [
+            Color::Red,
+            Color::Green,
+            Color::Yellow,
+            Color::Blue,
+            Color::Magenta,
+            Color::Cyan,
+            Color::LightRed,
+            Color::LightGreen,
+            Color::LightBlue,
+            Color::LightMagenta,
+        ];
+        self.fg(PALETTE[nick_palette_index(nick) % PALETTE.len()])
+    }
+
+    fn secure(self) -> Style {
+        self.fg(Color::Green).add_modifier(Modifier::BOLD)
+    }
+
+    fn error(self) -> Style {
+        self.fg(Color::Red).add_modifier(Modifier::BOLD)
+    }
+
+    fn dim(self) -> Style {
+        Style::new().add_modifier(Modifier::DIM)
+    }
+}
+
+/// Draws everything.
+pub fn draw(frame: &mut Frame<'_>, app: &mut App, theme: Theme) {
+    let [tabs, body, status, input] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    app.page = usize::from(body.height);
+    frame.render_widget(Paragraph::new(tab_bar(app, theme)), tabs);
+    let rows = conversation(app.current(), &app.nick, body, theme);
+    frame.render_widget(Paragraph::new(rows), body);
+    frame.render_widget(Paragraph::new(status_bar(app, theme)), status);
+    draw_input(frame, app, input, theme);
+}
+
+fn tab_bar(app: &App, theme: Theme) -> Line<'static> {
+    let mut spans = Vec::new();
+    for (i, tab) in app.tabs.iter().enumerate() {
+        let mut label = if i < 9 {
+            format!(" {} {}", i + 1, clean(tab.title()))
+        } else {
+            format!(" {}", clean(tab.title()))
+        };
+        let mut style = match &tab.security {
+            Security::Secure { .. } if tab.peer().is_some() => theme.fg(Color::Green),
+            Security::Failed { .. } if tab.peer().is_some() => theme.fg(Color::Red),
+            _ => Style::new(),
+        };
+        if tab.unread > 0 {
+            label.push_str(&format!(" ({})", tab.unread));
+            style = style.add_modifier(Modifier::BOLD);
+        }
+        if tab.mention {
+            label.push_str(" !");
+            style = style
+                .patch(theme.fg(Color::Magenta))
+                .add_modifier(Modifier::BOLD);
+        }
+        label.push(' ');
+        if i == app.active {
+            style = style.add_modifier(Modifier::REVERSED | Modifier::BOLD);
+        }
+        spans.push(Span::styled(label, style));
+        spans.push(Span::raw(" "));
+    }
+    Line::from(spans)
+}
+
+/// `HH:MM` local time, or `MM-DD HH:MM` for lines from the past (history, offline mail).
+fn stamp(ts: u64, with_date: bool) -> String {
+    let t = super::local_time(ts);
+    if with_date {
+        format!(
+            "{:02}-{:02} {:02}:{:02}",
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        )
+    } else {
+        format!("{:02}:{:02}", t.hour(), t.minute())
+    }
+}
+
+/// One scrollback line as styled spans (not yet wrapped).
+fn line_spans(line: &super::app::Line, me: &str, theme: Theme) -> Vec<Span<'static>> {
+    let past = matches!(line.kind, LineKind::History | LineKind::Offline);
+    let mut spans = vec![Span::styled(
+        format!("{} ", stamp(line.ts, past)),
+        theme.dim(),
+    )];
+    let from = line.from.as_deref().map(clean).unwrap_or_default();
+    let nick = |style: Style| Span::styled(format!("<{from}> "), style);
+    let text = clean(&line.text);
+    match line.kind {
+        LineKind::Public | LineKind::Private => {
+            spans.push(nick(theme.nick(&from)));
+            spans.push(Span::raw(text));
+        }
+        LineKind::History => {
+            spans.push(Span::styled("[history] ", theme.dim()));
+            spans.push(nick(theme.nick(&from).add_modifier(Modifier::DIM)));
+            spans.push(Span::styled(text, theme.dim()));
+        }
+        LineKind::Offline => {
+            spans.push(Span::styled(
+                "[while you were away] ",
+                theme.fg(Color::Cyan),
+            ));
+            spans.push(nick(theme.nick(&from)));
+            spans.push(Span::raw(text));
+        }
+        LineKind::Secure => {
+            spans.push(Span::styled("[secure] ", theme.secure()));
+            spans.push(nick(theme.nick(&from)));
+            spans.push(Span::raw(text));
+        }
+        LineKind::Own => {
+            spans.push(nick(Style::new().add_modifier(Modifier::BOLD)));
+            spans.push(Span::raw(text));
+        }
+        LineKind::OwnSecure { queued } => {
+            let tag = if queued {
+                "[secure, waiting for the session] "
+            } else {
+                "[secure] "
+            };
+            spans.push(Span::styled(tag, theme.secure()));
+            spans.push(Span::styled(
+                format!("<{}> ", clean(me)),
+                Style::new().add_modifier(Modifier::BOLD),
+            ));
+            spans.push(Span::raw(text));
+        }
+        LineKind::Notice => spans.push(Span::styled(format!("* {text}"), theme.fg(Color::Cyan))),
+        LineKind::Error => spans.push(Span::styled(format!("! {text}"), theme.error())),
+        LineKind::Safety => spans.push(Span::styled(
+            text,
+            theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        )),
+    }
+    spans
+}
+
+/// Splits styled spans into rows of at most `width` columns (by display width).
+fn wrap(spans: Vec<Span<'static>>, width: usize) -> Vec<Line<'static>> {
+    let width = width.max(1);
+    let mut rows = Vec::new();
+    let mut row: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for span in spans {
+        let mut piece = String::new();
+        for c in span.content.chars() {
+            let w = c.width().unwrap_or(0);
+            if used + w > width && used > 0 {
+                if !piece.is_empty() {
+                    row.push(Span::styled(std::mem::take(&mut piece), span.style));
+                }
+                rows.push(Line::from(std::mem::take(&mut row)));
+                used = 0;
+            }
+            piece.push(c);
+            used += w;
+        }
+        if !piece.is_empty() {
+            row.push(Span::styled(piece, span.style));
+        }
+    }
+    rows.push(Line::from(row));
+    rows
+}
+
+/// The rows of the conversation that fit in `area`, scrolled back `tab.scroll` rows, with the
+/// unread marker before the first line that arrived while the user was away.
+fn conversation(tab: &Tab, me: &str, area: Rect, theme: Theme) -> Vec<Line<'static>> {
+    let (width, height) = (usize::from(area.width), usize::from(area.height));
+    let wanted = height + tab.scroll;
+    // Only the tail is wrapped: every line takes at least one row.
+    let mut rows: Vec<Line<'static>> = Vec::new();
+    for line in tab.lines.iter().rev() {
+        let mut wrapped = wrap(line_spans(line, me, theme), width);
+        if tab.marker == Some(line.seq) {
+            let label = " new ";
+            let side = width.saturating_sub(label.len()) / 2;
+            let bar = format!(
+                "{}{label}{}",
+                "─".repeat(side),
+                "─".repeat(width.saturating_sub(side + label.len()))
+            );
+            wrapped.insert(0, Line::from(Span::styled(bar, theme.fg(Color::Red))));
+        }
+        for row in wrapped.into_iter().rev() {
+            rows.push(row);
+        }
+        if rows.len() >= wanted {
+            break;
+        }
+    }
+    rows.reverse();
+    let end = rows
+        .len()
+        .saturating_sub(tab.scroll.min(rows.len().saturating_sub(height)));
+    let start = end.saturating_sub(height);
+    rows[start..end].to_vec()
+}
+
+fn status_bar(app: &App, theme: Theme) -> Line<'static> {
+    let bar = Style::new().add_modifier(Modifier::REVERSED);
+    let mut spans = vec![Span::styled(
+        format!(" {}@{} · ", clean(&app.nick), clean(&app.server)),
+        bar,
+    )];
+    spans.push(match &app.conn {
+        Conn::Connected => Span::styled("connected ", bar),
+        Conn::Reconnecting {
+            attempt,
+            in_secs,
+            reason,
+        } => Span::styled(
+            if *in_secs == 0 {
+                format!("reconnecting now (attempt {attempt}) — {} ", clean(reason))
+            } else {
+                format!(
+                    "reconnecting in {in_secs} s (attempt {attempt}) — {} ",
+                    clean(reason)
+                )
+            },
+            bar.patch(theme.fg(Color::Yellow))
+                .add_modifier(Modifier::BOLD),
+        ),
+        Conn::Offline(reason) => Span::styled(
+            format!("offline: {} ", clean(reason)),
+            bar.patch(theme.error()),
+        ),
+    });
+    spans.push(Span::styled("│ ", bar));
+    let tab = app.current();
+    match tab.peer() {
+        None => spans.push(Span::styled(
+            format!("#room · {} online ", app.online.len()),
+            bar,
+        )),
+        Some(peer) => {
+            let peer = clean(peer);
+            spans.push(Span::styled(format!("{peer}: "), bar));
+            spans.push(match &tab.security {
+                Security::Plain => Span::styled(
+                    "NOT end-to-end encrypted (the server can read it) · /secure to encrypt ".to_string(),
+                    bar,
+                ),
+                Security::Starting => Span::styled(
+                    "setting up end-to-end encryption... ".to_string(),
+                    bar.patch(theme.fg(Color::Yellow)),
+                ),
+                Security::Secure {
+                    fingerprint,
+                    verified: false,
+                } => Span::styled(
+                    format!("SECURE e2e · key {} · not verified: /verify ", short(fingerprint)),
+                    bar.patch(theme.secure()),
+                ),
+                Security::Secure {
+                    fingerprint,
+                    verified: true,
+                } => Span::styled(
+                    format!("SECURE e2e · VERIFIED · key {} ", short(fingerprint)),
+                    bar.patch(theme.secure()),
+                ),
+                Security::Failed {
+                    key_changed: true, ..
+                } => Span::styled(
+                    format!(" KEY CHANGED — sending blocked · /verify {peer}, then /accept-key or /insecure "),
+                    Style::new()
+                        .add_modifier(Modifier::BOLD)
+                        .patch(if theme.color {
+                            Style::new().fg(Color::White).bg(Color::Red)
+                        } else {
+                            Style::new().add_modifier(Modifier::REVERSED | Modifier::UNDERLINED)
+                        }),
+                ),
+                Security::Failed { .. } => Span::styled(
+                    "secure session FAILED — sending blocked · /secure or /insecure ".to_string(),
+                    bar.patch(theme.error()),
+                ),
+            });
+        }
+    }
+    if tab.scroll > 0 {
+        spans.push(Span::styled(
+            format!("│ scrolled back {} (PgDn) ", tab.scroll),
+            bar,
+        ));
+    }
+    Line::from(spans)
+}
+
+/// The first four groups of a key fingerprint: enough to recognise a key at a glance (the
+/// safety number is what verifies it).
+fn short(fingerprint: &str) -> String {
+    let groups: Vec<&str> = fingerprint.split_whitespace().collect();
+    if groups.len() > 4 {
+        format!("{} …", groups[..4].join(" "))
+    } else {
+        fingerprint.to_owned()
+    }
+}
+
+fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect, theme: Theme) {
+    let prompt = format!("{}> ", clean(app.current().title()));
+    let text: Vec<char> = app.input.text().chars().collect();
+    let cursor = app.input.cursor();
+    let prompt_w = prompt
+        .chars()
+        .map(|c| c.width().unwrap_or(0))
+        .sum::<usize>();
+    let room = usize::from(area.width).saturating_sub(prompt_w + 1).max(1);
+    // Scroll horizontally so that the cursor stays visible.
+    let first = cursor.saturating_sub(room);
+    let shown: String = text.iter().skip(first).take(room).collect();
+    let before: usize = text[first..cursor.min(text.len())]
+        .iter()
+        .map(|c| c.width().unwrap_or(0))
+        .sum();
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(
+                prompt,
+                theme
+                    .nick(app.current().title())
+                    .add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(shown),
+        ])),
+        area,
+    );
+    let x = area.x + u16::try_from(prompt_w + before).unwrap_or(area.width);
+    frame.set_cursor_position(Position::new(x.min(area.right().saturating_sub(1)), area.y));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::Event;
+    use mm_common::e2e::{Failure, Status, Trust};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    fn render(app: &mut App, width: u16, height: u16) -> Vec<String> {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal
+            .draw(|f| draw(f, app, Theme { color: true }))
+            .unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        (0..height)
+            .map(|y| {
+                (0..width)
+                    .map(|x| buffer[(x, y)].symbol().to_string())
+                    .collect::<String>()
+                    .trim_end()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn cell_bg(app: &mut App, width: u16, height: u16, needle: &str) -> Color {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal
+            .draw(|f| draw(f, app, Theme { color: true }))
+            .unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        for y in 0..height {
+            let row: String = (0..width)
+                .map(|x| buffer[(x, y)].symbol().to_string())
+                .collect();
+            if let Some(col) = row.find(needle) {
+                let x = row[..col].chars().count() as u16;
+                return buffer[(x, y)].bg;
+            }
+        }
+        panic!("{needle} not on screen");
+    }
+
+    fn app_with_bob() -> App {
+        let mut app = App::new("localhost:7667", "alice");
+        app.on_event(&Event::Users(vec!["alice".into(), "bob".into()]), 0);
+        app.on_event(
+            &Event::Public {
+                id: 1,
+                ts: 0,
+                from: "bob".into(),
+                text: "hello room".into(),
+            },
+            0,
+        );
+        app
+    }
+
+    #[test]
+    fn tabs_show_unread_counts_and_mentions() {
+        let mut app = app_with_bob();
+        app.on_event(
+            &Event::Private {
+                id: 2,
+                ts: 0,
+                from: "bob".into(),
+                text: "psst".into(),
+            },
+            0,
+        );
+        let screen = render(&mut app, 80, 10);
+        assert!(screen[0].contains("1 #room"), "{screen:?}");
+        assert!(screen[0].contains("2 bob (1) !"), "{screen:?}");
+        assert!(
+            screen[1..].iter().any(|l| l.ends_with("<bob> hello room")),
+            "{screen:?}"
+        );
+        assert!(
+            screen[8].contains("alice@localhost:7667 · connected"),
+            "{screen:?}"
+        );
+        assert!(screen[8].contains("#room · 2 online"), "{screen:?}");
+        assert!(screen[9].starts_with("#room>"), "{screen:?}");
+    }
+
+    #[test]
+    fn the_unread_marker_sits_before_the_first_unread_line() {
+        let mut app = app_with_bob();
+        let bob = app.tab_for("bob").unwrap();
+        app.push(bob, LineKind::Private, Some("bob"), "read already", 0);
+        app.switch_to(bob);
+        app.switch_to(0); // leaving bob's tab: what comes next is new
+        app.push(bob, LineKind::Private, Some("bob"), "first new", 0);
+        app.push(bob, LineKind::Private, Some("bob"), "second new", 0);
+        app.switch_to(bob);
+        let screen = render(&mut app, 60, 10);
+        let marker = screen.iter().position(|l| l.contains("─ new ─")).unwrap();
+        assert!(screen[marker - 1].ends_with("read already"), "{screen:?}");
+        assert!(screen[marker + 1].ends_with("first new"), "{screen:?}");
+    }
+
+    #[test]
+    fn the_status_bar_always_says_how_a_private_tab_is_protected() {
+        let mut app = app_with_bob();
+        let bob = app.tab_for("bob").unwrap();
+        app.switch_to(bob);
+        let status = |app: &mut App| render(app, 120, 8)[6].clone();
+        assert!(status(&mut app).contains("bob: NOT end-to-end encrypted"));
+        app.set_status("bob", &Status::Starting);
+        assert!(status(&mut app).contains("setting up end-to-end encryption"));
+        let key = [7u8; 32];
+        app.set_status(
+            "bob",
+            &Status::Secure {
+                key,
+                trust: Trust::Pinned,
+            },
+        );
+        let fp = short(&mm_common::identity::key_fingerprint(&key));
+        let s = status(&mut app);
+        assert!(
+            s.contains("SECURE e2e") && s.contains(&fp) && s.contains("not verified"),
+            "{s}"
+        );
+        app.set_status(
+            "bob",
+            &Status::Secure {
+                key,
+                trust: Trust::Verified,
+            },
+        );
+        assert!(status(&mut app).contains("VERIFIED"));
+        app.set_status(
+            "bob",
+            &Status::Failed(Failure::KeyChanged {
+                pinned: key,
+                presented: [9; 32],
+            }),
+        );
+        assert!(status(&mut app).contains("KEY CHANGED — sending blocked"));
+        assert_eq!(
+            cell_bg(&mut app, 120, 8, "KEY CHANGED"),
+            Color::Red,
+            "red warning"
+        );
+    }
+
+    #[test]
+    fn history_and_away_mail_are_marked_and_long_lines_wrap() {
+        let mut app = App::new("s:1", "alice");
+        app.on_event(
+            &Event::History {
+                id: 1,
+                ts: 0,
+                from: "carol".into(),
+                text: "from before".into(),
+            },
+            0,
+        );
+        app.on_event(
+            &Event::Public {
+                id: 2,
+                ts: 0,
+                from: "carol".into(),
+                text: "x".repeat(100),
+            },
+            0,
+        );
+        let screen = render(&mut app, 60, 12);
+        assert!(
+            screen
+                .iter()
+                .any(|l| l.contains("[history] <carol> from before")),
+            "{screen:?}"
+        );
+        let xs: usize = screen.iter().map(|l| l.matches('x').count()).sum();
+        assert_eq!(xs, 100, "wrapped, nothing cut: {screen:?}");
+        app.on_event(
+            &Event::Offline {
+                id: 3,
+                ts: 0,
+                from: "dave".into(),
+                text: "sent while away".into(),
+            },
+            0,
+        );
+        app.switch_to(1);
+        let screen = render(&mut app, 60, 6);
+        assert!(
+            screen
+                .iter()
+                .any(|l| l.contains("[while you were away] <dave> sent while away")),
+            "{screen:?}"
+        );
+    }
+
+    #[test]
+    fn a_safety_number_is_a_readable_block_and_reconnecting_is_said() {
+        let mut app = app_with_bob();
+        let number = (0..12)
+            .map(|i| format!("{:05}", i * 1111))
+            .collect::<Vec<_>>()
+            .join(" ");
+        app.safety_block("bob", &number, 0);
+        let bob = app.tab_for("bob").unwrap();
+        app.switch_to(bob);
+        app.conn = Conn::Reconnecting {
+            attempt: 2,
+            in_secs: 4,
+            reason: "connection reset".into(),
+        };
+        let screen = render(&mut app, 100, 10);
+        assert!(
+            screen
+                .iter()
+                .any(|l| l.ends_with("00000  01111  02222  03333")),
+            "{screen:?}"
+        );
+        assert!(
+            screen
+                .iter()
+                .any(|l| l.ends_with("08888  09999  11110  12221")),
+            "{screen:?}"
+        );
+        assert!(
+            screen[8].contains("reconnecting in 4 s (attempt 2)"),
+            "{screen:?}"
+        );
+    }
+
+    #[test]
+    fn hostile_text_cannot_reach_the_terminal() {
+        let mut app = App::new("s", "alice");
+        app.on_event(
+            &Event::Public {
+                id: 1,
+                ts: 0,
+                from: "bob".into(),
+                text: "a\u{1b}[2Jb\u{202e}c".into(),
+            },
+            0,
+        );
+        let screen = render(&mut app, 40, 5);
+        assert!(
+            screen
+                .iter()
+                .any(|l| l.ends_with("<bob> a\u{FFFD}[2Jb\u{FFFD}c")),
+            "{screen:?}"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! The interactive `mm` in a real terminal: tmux runs it, `send-keys` types, `capture-pane`
+//! reads the screen. Needs tmux: CI installs it; elsewhere the test says it skipped.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use mm_client::Event;
+use mm_common::e2e::E2eEvent;
+use mm_tests::{TestServer, WAIT};
+
+const MM: &str = env!("CARGO_BIN_EXE_e2e-mm");
+
+/// A private tmux server (its own socket), killed at drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn start(command: &str) -> Tmux {
+        let socket = format!("mm-e2e-{}", std::process::id());
+        let tmux = Tmux { socket };
+        let ok = tmux
+            .cmd(&[
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "110",
+                "-y",
+                "30",
+                command,
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux new-session failed");
+        tmux
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "-f", "/dev/null"]).args(args);
+        c.env("TERM", "xterm-256color");
+        c
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        assert!(self.cmd(&args).status().unwrap().success());
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .cmd(&["capture-pane", "-p", "-t", "t"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `text`; returns the screen.
+    async fn wait_for(&self, text: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited in vain for {text:?}; the screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]).status();
+    }
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
+    if !Tmux::available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tmux is required in CI (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.client("bob").await;
+    // After mm exits, say how it exited and keep the pane, to see the terminal restored.
+    let command = format!(
+        "{} --server {} --ca {} --nick alice --home {}; echo \"mm exited with $?\"; sleep 30",
+        shell_quote(Path::new(MM)),
+        server.server(),
+        shell_quote(&server.ca_path()),
+        shell_quote(home.path())
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for("as alice; 2 online").await;
+    tmux.wait_for("#room · 2 online").await;
+
+    // Receive in the room, send to the room.
+    bob.client.public("hello from bob").await.unwrap();
+    tmux.wait_for("<bob> hello from bob").await;
+    tmux.keys(&["hi from alice", "Enter"]);
+    let line = bob.next_line().await;
+    assert!(
+        matches!(&line, Event::Public { from, text, .. } if from == "alice" && text == "hi from alice"),
+        "{line:?}"
+    );
+
+    // A private line opens bob's tab, with an unread count while it is not shown.
+    bob.client.private("alice", "just for you").await.unwrap();
+    tmux.wait_for("2 bob (1) !").await;
+    tmux.keys(&["M-2"]);
+    let screen = tmux.wait_for("<bob> just for you").await;
+    assert!(
+        screen.contains("bob: NOT end-to-end encrypted"),
+        "a plain private tab says so:\n{screen}"
+    );
+
+    // /secure from the tab (no nick needed): the status bar turns secure.
+    tmux.keys(&["/secure", "Enter"]);
+    bob.secure_ready("alice").await;
+    tmux.wait_for("bob: SECURE e2e").await;
+    bob.client.private("alice", "end to end").await.unwrap();
+    tmux.wait_for("[secure] <bob> end to end").await;
+    tmux.keys(&["encrypted reply", "Enter"]);
+    let reply = bob
+        .secure_event("a secure message", |e| {
+            matches!(e, E2eEvent::Message { .. })
+        })
+        .await;
+    assert!(
+        matches!(&reply, E2eEvent::Message { peer, text } if peer == "alice" && text == "encrypted reply"),
+        "{reply:?}"
+    );
+    tmux.keys(&["/verify", "Enter"]);
+    tmux.wait_for("safety number with bob:").await;
+
+    // Ctrl+C quits cleanly and gives the terminal back.
+    tmux.keys(&["C-c"]);
+    let screen = tmux.wait_for("mm exited with 0").await;
+    assert!(!screen.contains("#room>"), "the UI is gone:\n{screen}");
+}
