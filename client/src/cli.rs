@@ -101,20 +101,26 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => Trust::Roots(mm_certs::load_certs(path)?),
         None => Trust::Known(KnownServers::in_home(&home)),
     };
+    // First-run news: printed on stderr, and repeated inside the terminal UI (whose screen
+    // would hide it).
+    let mut notes = Vec::new();
     let (secure, created) = SecureSetup::load(&home)?;
     if created {
-        eprintln!(
-            "mm: created your identity key in {} (keep it private; copy the directory to move to another machine)",
+        notes.push(format!(
+            "created your identity key in {} (keep it private; copy the directory to move to another machine)",
             home.display()
-        );
+        ));
     }
     let (certificate, created) = mm_certs::ClientIdentity::load_or_create(&home)?;
     if created {
-        eprintln!(
-            "mm: created your client certificate in {} (fingerprint {}); servers register your nick to it",
+        notes.push(format!(
+            "created your client certificate in {} (fingerprint {}); servers register your nick to it",
             home.display(),
             certificate.fingerprint()
-        );
+        ));
+    }
+    for note in &notes {
+        eprintln!("mm: {note}");
     }
     let mut opts = ConnectOptions::new(args.server.clone(), nick, trust);
     opts.secure = secure;
@@ -158,6 +164,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if interactive {
         let settings = crate::tui::Settings {
             notify: args.notify,
+            notes,
         };
         crate::tui::run(opts, (client, events, welcome), settings).await
     } else {

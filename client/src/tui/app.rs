@@ -477,6 +477,10 @@ impl App {
                     now,
                 );
                 self.conn = Conn::Offline(reason);
+                // Secure sessions live and die with the connection.
+                for tab in &mut self.tabs {
+                    tab.security = Security::Plain;
+                }
             }
         }
         None

@@ -73,11 +73,13 @@ fn now_ms() -> u64 {
 }
 
 /// UI settings from the command line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     /// Raise a desktop notification (notify-send, else the terminal bell) for private lines and
     /// mentions in tabs not shown.
     pub notify: bool,
+    /// Notices to show first (e.g. that keys were just created).
+    pub notes: Vec<String>,
 }
 
 /// Puts the terminal back however the UI ends (return, error or panic).
@@ -129,6 +131,9 @@ pub async fn run(
     };
     let mut app = App::new(&opts.server, &welcome.nick);
     app.online = welcome.online.clone();
+    for note in &settings.notes {
+        app.notice(note, now_ms());
+    }
     app.notice(
         &format!(
             "connected to {} as {}; {} online. /help for commands and keys",

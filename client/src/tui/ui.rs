@@ -5,7 +5,7 @@
 //! 14:02 <bob> hi
 //! ───────────────────── new ─────────────────────
 //! 14:05 [secure] <bob> end-to-end, this one
-//!  alice@localhost:7667 · connected │ bob: SECURE e2e · key 3f2a 9b1c 0e4d 7a61 … · not verified: /verify
+//!  bob: SECURE e2e · key 3f2a 9b1c 0e4d 7a61 … · not verified: /verify │ alice@localhost:7667 · connected
 //! > typing here_
 //! ```
 
@@ -192,32 +192,61 @@ fn line_spans(line: &super::app::Line, me: &str, theme: Theme) -> Vec<Span<'stat
     spans
 }
 
-/// Splits styled spans into rows of at most `width` columns (by display width).
+/// Splits styled spans into rows of at most `width` columns (by display width), breaking after
+/// a space where the row has one and inside a word only when it does not.
 fn wrap(spans: Vec<Span<'static>>, width: usize) -> Vec<Line<'static>> {
     let width = width.max(1);
+    let cells: Vec<(char, Style, usize)> = spans
+        .iter()
+        .flat_map(|s| {
+            s.content
+                .chars()
+                .map(move |c| (c, s.style, c.width().unwrap_or(0)))
+        })
+        .collect();
     let mut rows = Vec::new();
-    let mut row: Vec<Span<'static>> = Vec::new();
-    let mut used = 0;
-    for span in spans {
-        let mut piece = String::new();
-        for c in span.content.chars() {
-            let w = c.width().unwrap_or(0);
-            if used + w > width && used > 0 {
-                if !piece.is_empty() {
-                    row.push(Span::styled(std::mem::take(&mut piece), span.style));
-                }
-                rows.push(Line::from(std::mem::take(&mut row)));
-                used = 0;
+    let mut start = 0;
+    while start < cells.len() {
+        let mut used = 0;
+        let mut end = start;
+        let mut last_space = None;
+        while end < cells.len() && (used + cells[end].2 <= width || end == start) {
+            used += cells[end].2;
+            if cells[end].0 == ' ' {
+                last_space = Some(end);
             }
-            piece.push(c);
-            used += w;
+            end += 1;
         }
-        if !piece.is_empty() {
-            row.push(Span::styled(piece, span.style));
+        if end < cells.len() {
+            if let Some(space) = last_space.filter(|&i| i > start) {
+                end = space + 1;
+            }
         }
+        rows.push(styled_row(&cells[start..end]));
+        start = end;
     }
-    rows.push(Line::from(row));
+    if rows.is_empty() {
+        rows.push(Line::default());
+    }
     rows
+}
+
+/// Groups runs of equally styled characters back into spans.
+fn styled_row(cells: &[(char, Style, usize)]) -> Line<'static> {
+    let mut spans: Vec<Span<'static>> = Vec::new();
+    let mut text = String::new();
+    let mut style = cells.first().map(|c| c.1).unwrap_or_default();
+    for &(c, s, _) in cells {
+        if s != style && !text.is_empty() {
+            spans.push(Span::styled(std::mem::take(&mut text), style));
+        }
+        style = s;
+        text.push(c);
+    }
+    if !text.is_empty() {
+        spans.push(Span::styled(text, style));
+    }
+    Line::from(spans)
 }
 
 /// The rows of the conversation that fit in `area`, scrolled back `tab.scroll` rows, with the
@@ -254,8 +283,33 @@ fn conversation(tab: &Tab, me: &str, area: Rect, theme: Theme) -> Vec<Line<'stat
     rows[start..end].to_vec()
 }
 
+/// The status bar: the conversation's protection first (it must be impossible to miss), then
+/// who and where we are — unless the connection is down, which then comes first.
 fn status_bar(app: &App, theme: Theme) -> Line<'static> {
     let bar = Style::new().add_modifier(Modifier::REVERSED);
+    let conn = connection_spans(app, theme, bar);
+    let tab = tab_spans(app, theme, bar);
+    let sep = Span::styled("│", bar);
+    let mut spans = Vec::new();
+    if app.conn == Conn::Connected {
+        spans.extend(tab);
+        spans.push(sep);
+        spans.extend(conn);
+    } else {
+        spans.extend(conn);
+        spans.push(sep);
+        spans.extend(tab);
+    }
+    if app.current().scroll > 0 {
+        spans.push(Span::styled(
+            format!("│ scrolled back {} (PgDn) ", app.current().scroll),
+            bar,
+        ));
+    }
+    Line::from(spans)
+}
+
+fn connection_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
     let mut spans = vec![Span::styled(
         format!(" {}@{} · ", clean(&app.nick), clean(&app.server)),
         bar,
@@ -283,7 +337,11 @@ fn status_bar(app: &App, theme: Theme) -> Line<'static> {
             bar.patch(theme.error()),
         ),
     });
-    spans.push(Span::styled("│ ", bar));
+    spans
+}
+
+fn tab_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
+    let mut spans = vec![Span::styled(" ", bar)];
     let tab = app.current();
     match tab.peer() {
         None => spans.push(Span::styled(
@@ -335,13 +393,7 @@ fn status_bar(app: &App, theme: Theme) -> Line<'static> {
             });
         }
     }
-    if tab.scroll > 0 {
-        spans.push(Span::styled(
-            format!("│ scrolled back {} (PgDn) ", tab.scroll),
-            bar,
-        ));
-    }
-    Line::from(spans)
+    spans
 }
 
 /// The first four groups of a key fingerprint: enough to recognise a key at a glance (the
@@ -636,5 +688,19 @@ mod tests {
                 .any(|l| l.ends_with("<bob> a\u{FFFD}[2Jb\u{FFFD}c")),
             "{screen:?}"
         );
+    }
+
+    #[test]
+    fn wrapping_breaks_between_words_and_inside_a_word_only_when_it_must() {
+        let rows = |text: &str, width| -> Vec<String> {
+            wrap(vec![Span::raw(text.to_string())], width)
+                .iter()
+                .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
+                .collect()
+        };
+        assert_eq!(rows("the quick brown fox", 10), ["the quick ", "brown fox"]);
+        assert_eq!(rows("abcdefghijkl", 5), ["abcde", "fghij", "kl"]);
+        assert_eq!(rows("日本語のテキスト", 6), ["日本語", "のテキ", "スト"]);
+        assert_eq!(rows("", 5), [""]);
     }
 }
