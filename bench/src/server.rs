@@ -22,6 +22,8 @@ outbound_queue_bytes = 268435456
 ping_interval = "10m"
 idle_timeout = "30m"
 write_timeout = "60s"
+# Every connect-scenario login is a new nick.
+max_accounts = 10000000
 "#;
 
 /// A server to benchmark.

@@ -267,6 +267,8 @@ impl ErrorCode {
     pub const CERTIFICATE_REQUIRED: ErrorCode = ErrorCode(13);
     /// The same account logged in from another connection, which replaces this one.
     pub const REPLACED: ErrorCode = ErrorCode(14);
+    /// The nick is not registered and the server takes no new accounts (it holds its maximum).
+    pub const ACCOUNTS_FULL: ErrorCode = ErrorCode(15);
     /// The recipient of a private message is not online.
     pub const NO_SUCH_NICK: ErrorCode = ErrorCode(20);
     /// The text is longer than the server's limit.
@@ -303,6 +305,7 @@ impl ErrorCode {
             Self::NICK_REGISTERED => "nick-registered",
             Self::CERTIFICATE_REQUIRED => "certificate-required",
             Self::REPLACED => "replaced",
+            Self::ACCOUNTS_FULL => "accounts-full",
             Self::NO_SUCH_NICK => "no-such-nick",
             Self::TEXT_TOO_LONG => "text-too-long",
             Self::INVALID_TEXT => "invalid-text",

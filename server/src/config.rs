@@ -89,6 +89,10 @@ pub struct Limits {
     /// Private lines that may wait in the store for one offline user; beyond this, senders get
     /// `mailbox-full`.
     pub mailbox_len: usize,
+    /// Most registered nicks. Registration is free, so without a cap a script could fill the
+    /// disk with accounts; beyond it, new nicks are refused with `accounts-full` (existing
+    /// accounts log in as usual).
+    pub max_accounts: usize,
 }
 
 impl Default for Limits {
@@ -111,6 +115,7 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(5),
             history_len: 100,
             mailbox_len: 100,
+            max_accounts: 100_000,
         }
     }
 }
@@ -200,6 +205,11 @@ impl Limits {
         if self.history_len > 1000 {
             return Err(ConfigError::Invalid(
                 "limits.history_len must be at most 1000".into(),
+            ));
+        }
+        if self.max_accounts == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_accounts must be at least 1".into(),
             ));
         }
         if !(1..=10_000).contains(&self.mailbox_len) {

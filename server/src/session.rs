@@ -250,6 +250,12 @@ async fn login<S: Stream>(
     match store_answer(ctx.hub.store().login(&nick, &fingerprint, now_ms())).await {
         Ok(LoginOutcome::Registered) => info!(%nick, %fingerprint, "nick registered"),
         Ok(LoginOutcome::Known) => {}
+        Ok(LoginOutcome::Full) => {
+            return Err(LoginFailed::Tell(
+                ErrorCode::ACCOUNTS_FULL,
+                format!("nick {nick} is not registered and this server takes no new accounts (it holds its maximum); ask its operator"),
+            ))
+        }
         Ok(LoginOutcome::Taken) => {
             return Err(LoginFailed::Tell(
                 ErrorCode::NICK_REGISTERED,

@@ -52,6 +52,8 @@ pub enum LoginOutcome {
     Known,
     /// The nick belongs to another fingerprint.
     Taken,
+    /// The nick is free but the store holds as many accounts as allowed.
+    Full,
 }
 
 /// The outcome of storing a private line for an offline user.

@@ -328,3 +328,29 @@ async fn after_a_graceful_stop_nothing_acknowledged_is_lost() {
     }
     assert_eq!(n, 500, "every acknowledged line survived SIGTERM");
 }
+
+#[tokio::test]
+async fn new_nicks_stop_at_the_account_cap_and_owners_still_get_in() {
+    let server = TestServer::start_with(Limits {
+        max_accounts: 2,
+        ..Limits::default()
+    })
+    .await;
+    let alice = server.client("alice").await;
+    let _bob = server.client("bob").await;
+    match server.try_client("carol").await {
+        Err(ConnectError::Refused { code, detail }) => {
+            assert_eq!(code, ErrorCode::ACCOUNTS_FULL);
+            assert!(detail.contains("no new accounts"), "{detail}");
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a third account was registered"),
+    }
+    alice.client.quit().await;
+    let mut alice = alice;
+    alice
+        .wait_for("close", |e| matches!(e, Event::Closed { .. }))
+        .await;
+    let again = server.client("alice").await;
+    assert_eq!(again.welcome.nick, "alice");
+}

@@ -14,6 +14,7 @@ use super::{Line, LoginOutcome, QueueOutcome, Reply, Store, StoreError};
 #[derive(Debug)]
 pub struct MemoryStore {
     mailbox_len: usize,
+    max_accounts: usize,
     state: Mutex<State>,
 }
 
@@ -32,10 +33,12 @@ fn answered<T>(value: T) -> Reply<T> {
 }
 
 impl MemoryStore {
-    /// An empty store keeping at most `mailbox_len` lines per offline user.
-    pub fn new(mailbox_len: usize) -> MemoryStore {
+    /// An empty store keeping at most `mailbox_len` lines per offline user and `max_accounts`
+    /// accounts.
+    pub fn new(mailbox_len: usize, max_accounts: usize) -> MemoryStore {
         MemoryStore {
             mailbox_len,
+            max_accounts,
             state: Mutex::default(),
         }
     }
@@ -56,7 +59,9 @@ impl Store for MemoryStore {
         fingerprint: &str,
         _: u64,
     ) -> Result<Reply<LoginOutcome>, StoreError> {
+        let max = self.max_accounts;
         self.with(|s| match s.accounts.get(&nick_key(nick)) {
+            None if s.accounts.len() >= max => LoginOutcome::Full,
             None => {
                 s.accounts.insert(nick_key(nick), fingerprint.to_owned());
                 LoginOutcome::Registered

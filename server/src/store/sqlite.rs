@@ -70,6 +70,8 @@ pub struct Options {
     pub history_len: usize,
     /// Private lines that may wait for one offline user.
     pub mailbox_len: usize,
+    /// Most accounts.
+    pub max_accounts: usize,
 }
 
 /// The SQLite store. Dropping it without [`Store::close`] lets the writer finish what was
@@ -176,10 +178,11 @@ impl SqliteStore {
     ) -> Result<(SqliteStore, Loaded), StoreError> {
         prepare(&mut conn, path)?;
         let loaded = load(&conn, opts.history_len).map_err(|e| classify(path, &e))?;
+        let accounts = count_accounts(&conn).map_err(|e| classify(path, &e))?;
         let (tx, rx) = sync_channel(CHANNEL_BOUND);
         let writer = std::thread::Builder::new()
             .name("mm-store".into())
-            .spawn(move || writer(conn, rx, opts))
+            .spawn(move || writer(conn, rx, opts, accounts))
             .map_err(|e| StoreError::Open {
                 path: path.to_path_buf(),
                 detail: format!("cannot start the writer thread: {e}"),
@@ -492,7 +495,7 @@ struct Stats {
 }
 
 /// The writer thread: batches, one transaction each, answers after the commit.
-fn writer(mut conn: Connection, rx: Receiver<Cmd>, opts: Options) {
+fn writer(mut conn: Connection, rx: Receiver<Cmd>, opts: Options, mut accounts: u64) {
     let mut batch: Vec<Cmd> = Vec::with_capacity(MAX_BATCH);
     let mut answers: Vec<Answer> = Vec::with_capacity(MAX_BATCH);
     // A failing disk would otherwise log once per batch, thousands of times a second.
@@ -519,7 +522,11 @@ fn writer(mut conn: Connection, rx: Receiver<Cmd>, opts: Options) {
             .min();
         stats.batches += 1;
         stats.ops += batch.len() as u64;
-        let result = run_batch(&mut conn, &mut batch, &mut answers, opts);
+        let before = accounts;
+        let result = run_batch(&mut conn, &mut batch, &mut answers, opts, &mut accounts);
+        if result.is_err() {
+            accounts = before; // the registrations were rolled back
+        }
         if let Some(oldest) = oldest {
             // From the hub accepting a line to its commit: what kill -9 can lose at most.
             stats.max_lag_ms = stats
@@ -557,6 +564,7 @@ fn run_batch(
     batch: &mut Vec<Cmd>,
     answers: &mut Vec<Answer>,
     opts: Options,
+    accounts: &mut u64,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate);
     let tx = match tx {
@@ -580,7 +588,15 @@ fn run_batch(
                 reply,
             } => answers.push(Answer::Login(
                 reply,
-                login(&tx, &nick, &fingerprint, now_ms).map_err(failed),
+                login(
+                    &tx,
+                    &nick,
+                    &fingerprint,
+                    now_ms,
+                    opts.max_accounts,
+                    accounts,
+                )
+                .map_err(failed),
             )),
             Cmd::Waiting { key, reply } => answers.push(Answer::Waiting(
                 reply,
@@ -665,11 +681,21 @@ fn log_failure(what: &str, r: rusqlite::Result<usize>) {
     }
 }
 
+/// How many accounts there are.
+fn count_accounts(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+        .map(from_sql)
+}
+
+/// `accounts` is the writer's running count, so that registering does not count the table each
+/// time; it is recounted when it says the cap is reached (an admin may have released some).
 fn login(
     tx: &rusqlite::Transaction<'_>,
     nick: &str,
     fingerprint: &str,
     now_ms: u64,
+    max_accounts: usize,
+    accounts: &mut u64,
 ) -> rusqlite::Result<LoginOutcome> {
     let key = nick_key(nick);
     let owner: Option<String> = tx
@@ -678,11 +704,18 @@ fn login(
         .optional()?;
     match owner {
         None => {
+            if *accounts >= max_accounts as u64 {
+                *accounts = count_accounts(tx)?;
+                if *accounts >= max_accounts as u64 {
+                    return Ok(LoginOutcome::Full);
+                }
+            }
             tx.prepare_cached(
                 "INSERT INTO accounts (nick_key, nick, fingerprint, created_ms, last_seen_ms)
                  VALUES (?1, ?2, ?3, ?4, ?4)",
             )?
             .execute(params![key, nick, fingerprint, to_sql(now_ms)])?;
+            *accounts += 1;
             Ok(LoginOutcome::Registered)
         }
         Some(owner) if owner == fingerprint => {
@@ -750,6 +783,7 @@ mod tests {
     const OPTS: Options = Options {
         history_len: 3,
         mailbox_len: 2,
+        max_accounts: 3,
     };
 
     fn line(id: u64, from: &str, text: &str) -> Line {
@@ -879,5 +913,27 @@ mod tests {
             );
             assert!(reply(store.waiting("bob")).await.is_empty());
         });
+    }
+
+    #[tokio::test]
+    async fn registration_stops_at_the_cap_and_a_release_makes_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let (store, _) = SqliteStore::open(&path, OPTS).unwrap(); // at most 3 accounts
+        for nick in ["a", "b", "c"] {
+            assert_eq!(
+                reply(store.login(nick, "fp", 1)).await,
+                LoginOutcome::Registered
+            );
+        }
+        assert_eq!(reply(store.login("d", "fp", 1)).await, LoginOutcome::Full);
+        assert_eq!(reply(store.login("a", "fp", 2)).await, LoginOutcome::Known);
+        // An operator releases one while the server runs: the cap is recounted.
+        assert!(SqliteStore::release(&path, "b").unwrap());
+        assert_eq!(
+            reply(store.login("d", "fp", 3)).await,
+            LoginOutcome::Registered
+        );
+        assert_eq!(reply(store.login("e", "fp", 3)).await, LoginOutcome::Full);
     }
 }
