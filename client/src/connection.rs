@@ -27,7 +27,7 @@ use crate::trust::{KnownServers, Observed, PinVerifier};
 
 /// Most nicks accepted in one user list: a hostile server could otherwise send `Users` frames
 /// without end and grow the list without bound.
-const MAX_LISTED_USERS: usize = 1_000_000;
+pub(crate) const MAX_LISTED_USERS: usize = 1_000_000;
 
 /// What the server answers a frame with: every Public, Private and Relay gets exactly one
 /// `Sent` or non-fatal `Error`, in order, so the reader can tell which message an answer is for.

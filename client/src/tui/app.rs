@@ -381,7 +381,7 @@ impl App {
     }
 
     /// Takes an event from the connection. Returns a notification for private lines and
-    /// mentions.
+    /// mentions in a tab that is not shown.
     pub fn on_event(&mut self, event: &Event, now: u64) -> Option<Notification> {
         match event {
             Event::Public { id, ts, from, text } => {
@@ -389,7 +389,7 @@ impl App {
                 self.push(0, LineKind::Public, Some(from), text, *ts);
                 if self.mentions_me(text) {
                     self.mark_mention(0);
-                    return Some(Notification {
+                    return (self.active != 0).then(|| Notification {
                         title: format!("{from} in #room"),
                         body: text.clone(),
                     });
@@ -411,7 +411,7 @@ impl App {
                 let i = self.tab_for(from).unwrap_or(0);
                 self.push(i, kind, Some(from), text, *ts);
                 self.mark_mention(i);
-                return Some(Notification {
+                return (self.active != i).then(|| Notification {
                     title: format!("{from} (private)"),
                     body: text.clone(),
                 });
@@ -429,7 +429,8 @@ impl App {
                 }
             }
             Event::Left { nick, reason } => {
-                self.online.retain(|n| nick_key(n) != nick_key(nick));
+                let key = nick_key(nick);
+                self.online.retain(|n| nick_key(n) != key);
                 let why = match reason {
                     LeaveReason::Quit => String::new(),
                     other => format!(" ({})", other.as_str()),
@@ -525,7 +526,7 @@ impl App {
             E2eEvent::Message { text, .. } => {
                 self.push(i, LineKind::Secure, Some(&peer), text, now);
                 self.mark_mention(i);
-                return Some(Notification {
+                return (self.active != i).then(|| Notification {
                     title: format!("{peer} (secure)"),
                     body: "new end-to-end encrypted message".into(),
                 });
@@ -564,10 +565,14 @@ impl App {
             .position(|t| t.peer().is_some_and(|p| nick_key(p) == key))
     }
 
+    /// Adds a nick to the sorted online list, which stays as bounded as the server's user
+    /// list is (a hostile server could announce joins forever).
     fn add_online(&mut self, nick: &str) {
-        if !self.online.iter().any(|n| nick_key(n) == nick_key(nick)) {
-            self.online.push(nick.to_owned());
-            self.online.sort_unstable_by_key(|n| nick_key(n));
+        let key = nick_key(nick);
+        if let Err(at) = self.online.binary_search_by_key(&key, |n| nick_key(n)) {
+            if self.online.len() < crate::connection::MAX_LISTED_USERS {
+                self.online.insert(at, nick.to_owned());
+            }
         }
     }
 
@@ -852,6 +857,12 @@ mod tests {
         assert!(app.on_event(&public("hey Alice, look"), 0).is_some());
         assert!(app.tabs[0].mention);
         assert_eq!(app.tabs[0].unread, 2);
+        app.switch_to(0);
+        assert!(
+            app.on_event(&public("alice?"), 0).is_none(),
+            "no notification for the tab being read"
+        );
+        assert_eq!((app.tabs[0].unread, app.tabs[0].mention), (0, false));
     }
 
     #[test]
