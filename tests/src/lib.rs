@@ -108,6 +108,21 @@ impl TestServer {
         Self::start_full("127.0.0.1:0", tls, data, limits, None).await
     }
 
+    /// As [`TestServer::restart`], on the same port (for clients that reconnect by themselves),
+    /// after the server was down for `down`.
+    pub async fn restart_on_same_port(mut self, down: Duration) -> TestServer {
+        self.stop().await;
+        tokio::time::sleep(down).await;
+        let TestServer {
+            addr,
+            tls,
+            data,
+            limits,
+            ..
+        } = self;
+        Self::start_full(&addr.to_string(), tls, data, limits, None).await
+    }
+
     async fn start_full(
         bind: &str,
         tls: tempfile::TempDir,

@@ -250,9 +250,35 @@ pub struct App {
     pub online: Vec<String>,
     /// Rows of the message area at the last draw (for PgUp/PgDn).
     pub page: usize,
-    /// The highest public message id seen, so history replayed after a reconnect is not shown
-    /// twice.
-    last_public_id: u64,
+    /// Public lines already shown, so history replayed after a reconnect is not shown twice.
+    seen: SeenIds,
+}
+
+/// Ids of public lines already shown (theirs and ours), so that the history a server replays
+/// after a reconnect shows only what was missed. Bounded: ids older than the window count as
+/// seen.
+#[derive(Debug, Default)]
+struct SeenIds {
+    ids: std::collections::BTreeSet<u64>,
+    /// Every id at or below this was seen or is too old to matter.
+    floor: u64,
+}
+
+impl SeenIds {
+    const WINDOW: usize = 4096;
+
+    fn insert(&mut self, id: u64) {
+        self.ids.insert(id);
+        while self.ids.len() > Self::WINDOW {
+            if let Some(oldest) = self.ids.pop_first() {
+                self.floor = self.floor.max(oldest);
+            }
+        }
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        id <= self.floor || self.ids.contains(&id)
+    }
 }
 
 impl App {
@@ -267,7 +293,7 @@ impl App {
             input: Input::default(),
             online: Vec::new(),
             page: 20,
-            last_public_id: 0,
+            seen: SeenIds::default(),
         }
     }
 
@@ -385,7 +411,7 @@ impl App {
     pub fn on_event(&mut self, event: &Event, now: u64) -> Option<Notification> {
         match event {
             Event::Public { id, ts, from, text } => {
-                self.last_public_id = self.last_public_id.max(*id);
+                self.seen.insert(*id);
                 self.push(0, LineKind::Public, Some(from), text, *ts);
                 if self.mentions_me(text) {
                     self.mark_mention(0);
@@ -397,8 +423,8 @@ impl App {
             }
             Event::History { id, ts, from, text } => {
                 // After a reconnect the server replays history we already have.
-                if *id > self.last_public_id {
-                    self.last_public_id = *id;
+                if !self.seen.contains(*id) {
+                    self.seen.insert(*id);
                     self.push(0, LineKind::History, Some(from), text, *ts);
                 }
             }
@@ -420,7 +446,8 @@ impl App {
                 "they are offline; the server keeps the message for their next login",
                 now,
             ),
-            Event::Sent { .. } => {}
+            // Our own lines come back as history after a reconnect, too.
+            Event::Sent { id, .. } => self.seen.insert(*id),
             Event::Joined { nick } => {
                 self.add_online(nick);
                 self.push(0, LineKind::Notice, None, &format!("{nick} joined"), now);
@@ -952,8 +979,13 @@ mod tests {
         for id in 2..=4 {
             app.on_event(&h(id), 0); // replay after a reconnect, plus one new
         }
+        // Our own line (answered with Sent 5) and a line we missed while away (6).
+        app.on_event(&Event::Sent { id: 5, ts: 0 }, 0);
+        for id in [5, 6] {
+            app.on_event(&h(id), 0);
+        }
         let texts: Vec<&str> = app.tabs[0].lines.iter().map(|l| l.text.as_str()).collect();
-        assert_eq!(texts, ["h1", "h2", "h3", "h4"]);
+        assert_eq!(texts, ["h1", "h2", "h3", "h4", "h6"]);
         for i in 0..SCROLLBACK + 10 {
             app.own_public(&format!("{i}"), 0);
         }

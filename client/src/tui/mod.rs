@@ -250,15 +250,18 @@ pub async fn run(
                     }
                 }
             }
+            () = retry(retry_at), if connecting.is_none() => {
+                retry_at = None;
+                if let Conn::Reconnecting { in_secs, .. } = &mut app.conn {
+                    *in_secs = 0; // "reconnecting now"
+                }
+                let opts = opts.clone();
+                connecting = Some(tokio::spawn(async move { connect(&opts).await }));
+            }
             _ = tick.tick() => {
-                if let (Some(at), Conn::Reconnecting { attempt, reason, .. }) = (retry_at, &app.conn) {
-                    let left = at.saturating_duration_since(Instant::now());
-                    app.conn = Conn::Reconnecting { attempt: *attempt, in_secs: left.as_secs(), reason: reason.clone() };
-                    if left.is_zero() && connecting.is_none() {
-                        retry_at = None;
-                        let opts = opts.clone();
-                        connecting = Some(tokio::spawn(async move { connect(&opts).await }));
-                    }
+                // The countdown in the status bar.
+                if let (Some(at), Conn::Reconnecting { in_secs, .. }) = (retry_at, &mut app.conn) {
+                    *in_secs = at.saturating_duration_since(Instant::now()).as_secs() + 1;
                 }
             }
         }
@@ -282,6 +285,14 @@ pub async fn run(
 /// 1, 2, 4, 8, 16, 30, 30... seconds.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(MAX_BACKOFF)
+}
+
+/// Completes at `at`; never without one.
+async fn retry(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_event(events: &mut Option<Events>) -> Event {
