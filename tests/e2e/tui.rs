@@ -169,7 +169,7 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
     tmux.keys(&["M-1"]);
     let screen = tmux.wait_for("reconnected; 1 online").await;
     assert!(screen.contains("disconnected"), "{screen}");
-    let mut carol = server.client("carol").await;
+    let carol = server.client("carol").await;
     carol
         .client
         .private("alice", "after the restart")
