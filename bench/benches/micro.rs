@@ -98,5 +98,33 @@ fn e2e(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codec, e2e);
+/// One redraw of the terminal UI (it redraws after every event): a 120x40 screen of a tab with
+/// full scrollback, on ratatui's in-memory backend.
+fn tui(c: &mut Criterion) {
+    use mm_client::tui::app::{App, LineKind};
+    use mm_client::tui::ui::{draw, Theme};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    let mut app = App::new("localhost:7667", "alice");
+    for i in 0..mm_client::tui::app::SCROLLBACK {
+        app.push(
+            0,
+            LineKind::Public,
+            Some("bob"),
+            &format!("line {i}: the quick brown fox jumps over the lazy dog, twice over"),
+            0,
+        );
+    }
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    c.bench_function("tui redraw, 120x40, 5000-line tab", |b| {
+        b.iter(|| {
+            terminal
+                .draw(|f| draw(f, &mut app, Theme { color: true }))
+                .unwrap();
+        })
+    });
+}
+
+criterion_group!(benches, codec, e2e, tui);
 criterion_main!(benches);

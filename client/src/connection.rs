@@ -353,6 +353,11 @@ impl Events {
     pub async fn next(&mut self) -> Option<Event> {
         self.rx.recv().await
     }
+
+    /// The next event if one is ready now (for batching work, e.g. one redraw per burst).
+    pub fn try_next(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
 }
 
 /// Sending failed because the connection is closed.

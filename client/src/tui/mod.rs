@@ -158,13 +158,16 @@ pub async fn run(
         .context("starting the key reader")?;
 
     let (guard, mut terminal) = TerminalGuard::enter()?;
-    let mut client = Some(client);
-    let mut events = Some(events);
-    let mut connecting: Option<Connecting> = None;
-    let mut attempt: u32 = 0;
-    let mut retry_at: Option<Instant> = None;
-    let mut give_up = false;
-    let mut last_notification: Option<Instant> = None;
+    let mut link = Link {
+        client: Some(client),
+        events: Some(events),
+        connecting: None,
+        attempt: 0,
+        retry_at: None,
+        give_up: false,
+        notify: settings.notify,
+        last_notification: None,
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
 
     let quit = loop {
@@ -176,13 +179,10 @@ pub async fn run(
                 match key {
                     TermEvent::Key(k) if k.kind != KeyEventKind::Release => match app.on_key(k, now) {
                         Action::Quit => break true,
-                        Action::Run(command) => {
-                            if let Some(c) = &client {
-                                carry_out(&mut app, c, command, now).await;
-                            } else {
-                                app.error("not connected; waiting to reconnect", now);
-                            }
-                        }
+                        Action::Run(command) => match &link.client {
+                            Some(c) => carry_out(&mut app, c, command, now).await,
+                            None => app.error("not connected; waiting to reconnect", now),
+                        },
                         Action::None => {}
                     },
                     TermEvent::Mouse(m) => app.on_mouse(m),
@@ -195,81 +195,42 @@ pub async fn run(
                     _ => {} // resize: the next draw adapts
                 }
             }
-            event = next_event(&mut events) => {
-                let now = now_ms();
-                let note = app.on_event(&event, now);
-                if let Event::Closed { error } = &event {
-                    client = None;
-                    events = None;
-                    attempt = 0;
-                    if !give_up {
-                        attempt += 1;
-                        let wait = backoff(attempt);
-                        retry_at = Some(Instant::now() + wait);
-                        app.conn = Conn::Reconnecting {
-                            attempt,
-                            in_secs: wait.as_secs(),
-                            reason: error.clone().unwrap_or_else(|| "closed by the server".into()),
-                        };
-                    }
-                }
-                if let (Some(note), true) = (note, settings.notify) {
-                    notify(&note, &mut last_notification);
+            event = next_event(&mut link.events) => {
+                link.on_event(&mut app, &event);
+                // Take whatever else already arrived before drawing again: under a flood of
+                // lines the screen is redrawn once per burst, not once per line (a redraw of
+                // a full 120x40 screen costs ~0.3 ms; see BENCHMARKS.md).
+                for _ in 0..MAX_EVENTS_PER_DRAW {
+                    let Some(event) = link.events.as_mut().and_then(Events::try_next) else {
+                        break;
+                    };
+                    link.on_event(&mut app, &event);
                 }
             }
-            done = wait_for(&mut connecting) => {
-                connecting = None;
-                let now = now_ms();
-                match done {
-                    Ok((c, e, w)) => {
-                        app.conn = Conn::Connected;
-                        app.nick = w.nick.clone();
-                        app.online = w.online.clone();
-                        app.push(0, app::LineKind::Notice, None, &format!("reconnected; {} online", w.online.len()), now);
-                        client = Some(c);
-                        events = Some(e);
-                        attempt = 0;
-                    }
-                    Err(e) => {
-                        let fatal = matches!(
-                            e,
-                            ConnectError::ServerKeyChanged { .. }
-                                | ConnectError::UnknownServer { .. }
-                                | ConnectError::Refused { .. }
-                        ) && !matches!(&e, ConnectError::Refused { code, .. } if *code == ErrorCode::SHUTTING_DOWN || *code == ErrorCode::BUSY);
-                        if fatal {
-                            give_up = true;
-                            app.conn = Conn::Offline(e.to_string());
-                            app.push(0, app::LineKind::Error, None, &format!("not reconnecting: {e}"), now);
-                        } else {
-                            attempt += 1;
-                            let wait = backoff(attempt);
-                            retry_at = Some(Instant::now() + wait);
-                            app.conn = Conn::Reconnecting { attempt, in_secs: wait.as_secs(), reason: e.to_string() };
-                        }
-                    }
-                }
+            done = wait_for(&mut link.connecting) => {
+                link.connecting = None;
+                link.connected(&mut app, done);
             }
-            () = retry(retry_at), if connecting.is_none() => {
-                retry_at = None;
+            () = retry(link.retry_at), if link.connecting.is_none() => {
+                link.retry_at = None;
                 if let Conn::Reconnecting { in_secs, .. } = &mut app.conn {
                     *in_secs = 0; // "reconnecting now"
                 }
                 let opts = opts.clone();
-                connecting = Some(tokio::spawn(async move { connect(&opts).await }));
+                link.connecting = Some(tokio::spawn(async move { connect(&opts).await }));
             }
             _ = tick.tick() => {
                 // The countdown in the status bar.
-                if let (Some(at), Conn::Reconnecting { in_secs, .. }) = (retry_at, &mut app.conn) {
+                if let (Some(at), Conn::Reconnecting { in_secs, .. }) = (link.retry_at, &mut app.conn) {
                     *in_secs = at.saturating_duration_since(Instant::now()).as_secs() + 1;
                 }
             }
         }
-        if let Some(c) = &client {
+        if let Some(c) = &link.client {
             refresh_security(&mut app, c);
         }
     };
-    if let Some(c) = client {
+    if let Some(c) = link.client.take() {
         // Tell the server we leave; do not wait long for its goodbye.
         let _ = tokio::time::timeout(Duration::from_secs(2), c.quit()).await;
     }
@@ -280,6 +241,100 @@ pub async fn run(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Most events handled between two redraws.
+const MAX_EVENTS_PER_DRAW: usize = 512;
+
+/// The connection and its reconnection state.
+struct Link {
+    client: Option<Client>,
+    events: Option<Events>,
+    connecting: Option<Connecting>,
+    attempt: u32,
+    retry_at: Option<Instant>,
+    /// A reconnection failed in a way retrying cannot fix (refused login, changed server key).
+    give_up: bool,
+    notify: bool,
+    last_notification: Option<Instant>,
+}
+
+impl Link {
+    fn on_event(&mut self, app: &mut App, event: &Event) {
+        let note = app.on_event(event, now_ms());
+        if let Event::Closed { error } = event {
+            self.client = None;
+            self.events = None;
+            self.attempt = 0;
+            let reason = error
+                .clone()
+                .unwrap_or_else(|| "closed by the server".into());
+            self.schedule(app, reason);
+        }
+        if let (Some(note), true) = (note, self.notify) {
+            notify(&note, &mut self.last_notification);
+        }
+    }
+
+    /// Plans the next attempt after the backoff, and says so.
+    fn schedule(&mut self, app: &mut App, reason: String) {
+        if self.give_up {
+            return;
+        }
+        self.attempt += 1;
+        let wait = backoff(self.attempt);
+        self.retry_at = Some(Instant::now() + wait);
+        app.conn = Conn::Reconnecting {
+            attempt: self.attempt,
+            in_secs: wait.as_secs(),
+            reason,
+        };
+    }
+
+    fn connected(&mut self, app: &mut App, done: Result<(Client, Events, Welcome), ConnectError>) {
+        let now = now_ms();
+        match done {
+            Ok((client, events, welcome)) => {
+                app.conn = Conn::Connected;
+                app.nick = welcome.nick.clone();
+                app.online = welcome.online.clone();
+                app.push(
+                    0,
+                    app::LineKind::Notice,
+                    None,
+                    &format!("reconnected; {} online", welcome.online.len()),
+                    now,
+                );
+                self.client = Some(client);
+                self.events = Some(events);
+                self.attempt = 0;
+            }
+            Err(e) => {
+                let retryable = match &e {
+                    ConnectError::ServerKeyChanged { .. } | ConnectError::UnknownServer { .. } => {
+                        false
+                    }
+                    ConnectError::Refused { code, .. } => {
+                        *code == ErrorCode::SHUTTING_DOWN || *code == ErrorCode::BUSY
+                    }
+                    _ => true,
+                };
+                if retryable {
+                    self.schedule(app, e.to_string());
+                } else {
+                    self.give_up = true;
+                    app.conn = Conn::Offline(e.to_string());
+                    app.push(
+                        0,
+                        app::LineKind::Error,
+                        None,
+                        &format!("not reconnecting: {e}"),
+                        now,
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// 1, 2, 4, 8, 16, 30, 30... seconds.
