@@ -84,18 +84,7 @@ async fn unknown_recipient_is_a_clear_error_and_the_connection_stays_usable() {
     let mut alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
     alice.client.private("dave", "anyone?").await.unwrap();
-    match alice.next_answer().await {
-        Event::Error {
-            code,
-            fatal,
-            detail,
-        } => {
-            assert_eq!(code, ErrorCode::NO_SUCH_NICK);
-            assert!(!fatal);
-            assert!(detail.contains("dave"), "{detail}");
-        }
-        other => panic!("{other:?}"),
-    }
+    alice.expect_refusal(ErrorCode::NO_SUCH_NICK, "dave").await;
     alice.client.private("bad nick!", "x").await.unwrap();
     assert!(matches!(
         alice.next_answer().await,

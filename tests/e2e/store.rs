@@ -70,13 +70,9 @@ async fn private_lines_wait_for_an_offline_user_across_a_restart_and_arrive_once
     }
     // A nick nobody registered is still an error.
     alice.client.private("nobody", "x").await.unwrap();
-    match alice.next_answer().await {
-        Event::Error { code, detail, .. } => {
-            assert_eq!(code, ErrorCode::NO_SUCH_NICK);
-            assert!(detail.contains("not a registered user"), "{detail}");
-        }
-        other => panic!("{other:?}"),
-    }
+    alice
+        .expect_refusal(ErrorCode::NO_SUCH_NICK, "not a registered user")
+        .await;
 
     let server = server.restart().await;
     let mut bob = server.client("bob").await;
@@ -127,19 +123,9 @@ async fn a_full_mailbox_refuses_more_and_says_so() {
         ));
     }
     alice.client.private("bob", "one too many").await.unwrap();
-    match alice.next_answer().await {
-        Event::Error {
-            code,
-            fatal,
-            detail,
-            ..
-        } => {
-            assert_eq!(code, ErrorCode::MAILBOX_FULL);
-            assert!(!fatal);
-            assert!(detail.contains("2 messages waiting"), "{detail}");
-        }
-        other => panic!("{other:?}"),
-    }
+    alice
+        .expect_refusal(ErrorCode::MAILBOX_FULL, "2 messages waiting")
+        .await;
 }
 
 #[tokio::test]

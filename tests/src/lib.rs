@@ -306,6 +306,23 @@ impl TestClient {
         .await
     }
 
+    /// Waits for the answer to a message we sent and checks it is a non-fatal `code` error
+    /// whose detail mentions `needle`.
+    pub async fn expect_refusal(&mut self, code: mm_common::protocol::ErrorCode, needle: &str) {
+        match self.next_answer().await {
+            Event::Error {
+                code: got,
+                fatal,
+                detail,
+            } => {
+                assert_eq!(got, code, "{detail}");
+                assert!(!fatal, "{detail}");
+                assert!(detail.contains(needle), "{detail:?} lacks {needle:?}");
+            }
+            other => panic!("expected a {code} error, got {other:?}"),
+        }
+    }
+
     /// Waits for the acknowledgement or error that answers a message we sent.
     pub async fn next_answer(&mut self) -> Event {
         self.wait_for("Sent or Error", |e| {
@@ -590,37 +607,33 @@ impl ServerProcess {
         opts
     }
 
-    /// Stops the server gracefully (SIGTERM) and returns its data directory.
+    /// Stops the server gracefully (SIGTERM), checks it exited successfully, and returns its
+    /// data directory.
     pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
-        let pid = self.child.id().unwrap().to_string();
-        assert!(std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = tokio::time::timeout(WAIT, self.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
+        let status = self.terminate().await;
         assert!(status.success(), "{status}");
         self.data
     }
 
     /// Sends SIGTERM, waits for exit, and returns the exit status with the rest of the log.
     pub async fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let status = self.terminate().await;
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            self.log.push(line);
+        }
+        (status, self.log)
+    }
+
+    async fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().unwrap().to_string();
         assert!(std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap()
             .success());
-        let status = tokio::time::timeout(WAIT, self.child.wait())
+        tokio::time::timeout(WAIT, self.child.wait())
             .await
             .unwrap()
-            .unwrap();
-        while let Ok(Some(line)) = self.lines.next_line().await {
-            self.log.push(line);
-        }
-        (status, self.log)
+            .unwrap()
     }
 }
