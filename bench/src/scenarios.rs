@@ -547,6 +547,7 @@ pub async fn store(lines: u64, bytes: usize) -> anyhow::Result<Report> {
             history_len: 100,
             mailbox_len: 100,
             max_accounts: 100,
+            mailbox_total: 100,
         },
     )?;
     let text = "x".repeat(bytes);

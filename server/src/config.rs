@@ -89,6 +89,9 @@ pub struct Limits {
     /// Private lines that may wait in the store for one offline user; beyond this, senders get
     /// `mailbox-full`.
     pub mailbox_len: usize,
+    /// Private lines that may wait in the store for all offline users together: with
+    /// `mailbox_len` alone, a flood to many accounts could fill the disk.
+    pub mailbox_total: usize,
     /// Most registered nicks. Registration is free, so without a cap a script could fill the
     /// disk with accounts; beyond it, new nicks are refused with `accounts-full` (existing
     /// accounts log in as usual).
@@ -116,6 +119,7 @@ impl Default for Limits {
             history_len: 100,
             mailbox_len: 100,
             max_accounts: 100_000,
+            mailbox_total: 1_000_000,
         }
     }
 }
@@ -205,6 +209,11 @@ impl Limits {
         if self.history_len > 1000 {
             return Err(ConfigError::Invalid(
                 "limits.history_len must be at most 1000".into(),
+            ));
+        }
+        if self.max_accounts == 0 || self.mailbox_total == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_accounts and limits.mailbox_total must be at least 1".into(),
             ));
         }
         if self.max_accounts == 0 {

@@ -217,7 +217,7 @@ impl Hub {
 
     /// A hub with an in-memory store: nothing survives the process. For tests.
     pub fn in_memory(limits: &Limits) -> Hub {
-        let store = MemoryStore::new(limits.mailbox_len, limits.max_accounts);
+        let store = MemoryStore::new(store_options(limits));
         Self::new(limits, Arc::new(store), Loaded::default())
     }
 
@@ -547,6 +547,7 @@ pub fn store_options(limits: &Limits) -> Options {
         history_len: limits.history_len,
         mailbox_len: limits.mailbox_len,
         max_accounts: limits.max_accounts,
+        mailbox_total: limits.mailbox_total,
     }
 }
 
@@ -933,7 +934,7 @@ mod tests {
     #[test]
     fn ids_continue_after_what_the_store_loaded() {
         let limits = Limits::default();
-        let store = Arc::new(MemoryStore::new(10, 10));
+        let store = Arc::new(MemoryStore::new(store_options(&limits)));
         let loaded = Loaded {
             history: Vec::new(),
             last_id: 41,

@@ -537,6 +537,14 @@ async fn handle<S: Stream>(
                                 ctx.limits.mailbox_len
                             ),
                         )),
+                        Ok(QueueOutcome::StoreFull) => Err((
+                            ErrorCode::MAILBOX_FULL,
+                            format!(
+                                "{} is offline and the server keeps no more messages for offline users right now ({} waiting in all)",
+                                protocol_safe(&to),
+                                ctx.limits.mailbox_total
+                            ),
+                        )),
                         Ok(QueueOutcome::NoSuchAccount) => Err((
                             ErrorCode::NO_SUCH_NICK,
                             format!("{} is not online and not a registered user", protocol_safe(&to)),

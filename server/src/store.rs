@@ -65,6 +65,8 @@ pub enum QueueOutcome {
     MailboxFull,
     /// Nobody has registered that nick.
     NoSuchAccount,
+    /// The store holds as many waiting lines, for all users together, as allowed.
+    StoreFull,
 }
 
 /// What the server needs from the store when it starts.

@@ -8,13 +8,13 @@ use std::sync::Mutex;
 use mm_common::protocol::nick_key;
 use tokio::sync::oneshot;
 
+use super::sqlite::Options;
 use super::{Line, LoginOutcome, QueueOutcome, Reply, Store, StoreError};
 
 /// See the module documentation.
 #[derive(Debug)]
 pub struct MemoryStore {
-    mailbox_len: usize,
-    max_accounts: usize,
+    opts: Options,
     state: Mutex<State>,
 }
 
@@ -23,6 +23,8 @@ struct State {
     /// Fingerprint by nick key.
     accounts: HashMap<String, String>,
     mailboxes: HashMap<String, VecDeque<Line>>,
+    /// Lines in all mailboxes.
+    waiting: usize,
     closed: bool,
 }
 
@@ -33,12 +35,10 @@ fn answered<T>(value: T) -> Reply<T> {
 }
 
 impl MemoryStore {
-    /// An empty store keeping at most `mailbox_len` lines per offline user and `max_accounts`
-    /// accounts.
-    pub fn new(mailbox_len: usize, max_accounts: usize) -> MemoryStore {
+    /// An empty store with the same limits as the SQLite one.
+    pub fn new(opts: Options) -> MemoryStore {
         MemoryStore {
-            mailbox_len,
-            max_accounts,
+            opts,
             state: Mutex::default(),
         }
     }
@@ -59,7 +59,7 @@ impl Store for MemoryStore {
         fingerprint: &str,
         _: u64,
     ) -> Result<Reply<LoginOutcome>, StoreError> {
-        let max = self.max_accounts;
+        let max = self.opts.max_accounts;
         self.with(|s| match s.accounts.get(&nick_key(nick)) {
             None if s.accounts.len() >= max => LoginOutcome::Full,
             None => {
@@ -85,7 +85,9 @@ impl Store for MemoryStore {
     fn delivered(&self, nick_key: &str, up_to: u64) -> Result<(), StoreError> {
         self.with(|s| {
             if let Some(m) = s.mailboxes.get_mut(nick_key) {
+                let before = m.len();
                 m.retain(|l| l.id > up_to);
+                s.waiting -= before - m.len();
             }
         })
     }
@@ -99,16 +101,20 @@ impl Store for MemoryStore {
     }
 
     fn queue_private(&self, to_key: &str, line: Line) -> Result<Reply<QueueOutcome>, StoreError> {
-        let max = self.mailbox_len;
+        let (max, total) = (self.opts.mailbox_len, self.opts.mailbox_total);
         self.with(|s| {
             if !s.accounts.contains_key(to_key) {
                 return QueueOutcome::NoSuchAccount;
+            }
+            if s.waiting >= total {
+                return QueueOutcome::StoreFull;
             }
             let mailbox = s.mailboxes.entry(to_key.to_owned()).or_default();
             if mailbox.len() >= max {
                 return QueueOutcome::MailboxFull;
             }
             mailbox.push_back(line);
+            s.waiting += 1;
             QueueOutcome::Queued
         })
         .map(answered)

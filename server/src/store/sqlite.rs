@@ -72,6 +72,17 @@ pub struct Options {
     pub mailbox_len: usize,
     /// Most accounts.
     pub max_accounts: usize,
+    /// Most private lines waiting, all mailboxes together.
+    pub mailbox_total: usize,
+}
+
+/// Running counts the writer keeps so that a bound check is not a table count each time. They
+/// are recounted when they say a bound is reached, since an admin command (another connection)
+/// may have deleted rows.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    accounts: u64,
+    waiting: u64,
 }
 
 /// The SQLite store. Dropping it without [`Store::close`] lets the writer finish what was
@@ -178,11 +189,14 @@ impl SqliteStore {
     ) -> Result<(SqliteStore, Loaded), StoreError> {
         prepare(&mut conn, path)?;
         let loaded = load(&conn, opts.history_len).map_err(|e| classify(path, &e))?;
-        let accounts = count_accounts(&conn).map_err(|e| classify(path, &e))?;
+        let counts = Counts {
+            accounts: count_accounts(&conn).map_err(|e| classify(path, &e))?,
+            waiting: count_waiting(&conn).map_err(|e| classify(path, &e))?,
+        };
         let (tx, rx) = sync_channel(CHANNEL_BOUND);
         let writer = std::thread::Builder::new()
             .name("mm-store".into())
-            .spawn(move || writer(conn, rx, opts, accounts))
+            .spawn(move || writer(conn, rx, opts, counts))
             .map_err(|e| StoreError::Open {
                 path: path.to_path_buf(),
                 detail: format!("cannot start the writer thread: {e}"),
@@ -495,7 +509,7 @@ struct Stats {
 }
 
 /// The writer thread: batches, one transaction each, answers after the commit.
-fn writer(mut conn: Connection, rx: Receiver<Cmd>, opts: Options, mut accounts: u64) {
+fn writer(mut conn: Connection, rx: Receiver<Cmd>, opts: Options, mut counts: Counts) {
     let mut batch: Vec<Cmd> = Vec::with_capacity(MAX_BATCH);
     let mut answers: Vec<Answer> = Vec::with_capacity(MAX_BATCH);
     // A failing disk would otherwise log once per batch, thousands of times a second.
@@ -522,10 +536,10 @@ fn writer(mut conn: Connection, rx: Receiver<Cmd>, opts: Options, mut accounts: 
             .min();
         stats.batches += 1;
         stats.ops += batch.len() as u64;
-        let before = accounts;
-        let result = run_batch(&mut conn, &mut batch, &mut answers, opts, &mut accounts);
+        let before = counts;
+        let result = run_batch(&mut conn, &mut batch, &mut answers, opts, &mut counts);
         if result.is_err() {
-            accounts = before; // the registrations were rolled back
+            counts = before; // the batch was rolled back
         }
         if let Some(oldest) = oldest {
             // From the hub accepting a line to its commit: what kill -9 can lose at most.
@@ -564,7 +578,7 @@ fn run_batch(
     batch: &mut Vec<Cmd>,
     answers: &mut Vec<Answer>,
     opts: Options,
-    accounts: &mut u64,
+    counts: &mut Counts,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate);
     let tx = match tx {
@@ -594,7 +608,7 @@ fn run_batch(
                     &fingerprint,
                     now_ms,
                     opts.max_accounts,
-                    accounts,
+                    &mut counts.accounts,
                 )
                 .map_err(failed),
             )),
@@ -602,11 +616,15 @@ fn run_batch(
                 reply,
                 waiting(&tx, &key, opts.mailbox_len).map_err(failed),
             )),
-            Cmd::Delivered { key, up_to } => log_failure(
-                "delivered",
-                tx.prepare_cached("DELETE FROM mailbox WHERE to_key = ?1 AND id <= ?2")
-                    .and_then(|mut s| s.execute(params![key, to_sql(up_to)])),
-            ),
+            Cmd::Delivered { key, up_to } => {
+                let deleted = tx
+                    .prepare_cached("DELETE FROM mailbox WHERE to_key = ?1 AND id <= ?2")
+                    .and_then(|mut s| s.execute(params![key, to_sql(up_to)]));
+                if let Ok(n) = deleted {
+                    counts.waiting = counts.waiting.saturating_sub(n as u64);
+                }
+                log_failure("delivered", deleted);
+            }
             Cmd::LoggedOut { key, now_ms } => log_failure(
                 "logged out",
                 tx.prepare_cached("UPDATE accounts SET last_seen_ms = ?2 WHERE nick_key = ?1")
@@ -631,7 +649,8 @@ fn run_batch(
                 reply,
             } => {
                 max_id = max_id.max(line.id);
-                let outcome = queue_private(&tx, &to_key, &line, opts.mailbox_len).map_err(failed);
+                let outcome =
+                    queue_private(&tx, &to_key, &line, opts, &mut counts.waiting).map_err(failed);
                 answers.push(Answer::Queue(reply, outcome));
             }
             Cmd::Close { last_id, reply } => {
@@ -679,6 +698,12 @@ fn log_failure(what: &str, r: rusqlite::Result<usize>) {
     if let Err(e) = r {
         warn!(error = %e, op = what, "store operation failed");
     }
+}
+
+/// How many private lines are waiting, all mailboxes together.
+fn count_waiting(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COUNT(*) FROM mailbox", [], |r| r.get(0))
+        .map(from_sql)
 }
 
 /// How many accounts there are.
@@ -747,7 +772,8 @@ fn queue_private(
     tx: &rusqlite::Transaction<'_>,
     to_key: &str,
     line: &Line,
-    mailbox_len: usize,
+    opts: Options,
+    waiting: &mut u64,
 ) -> rusqlite::Result<QueueOutcome> {
     let registered = tx
         .prepare_cached("SELECT 1 FROM accounts WHERE nick_key = ?1")?
@@ -760,8 +786,14 @@ fn queue_private(
     let count: i64 = tx
         .prepare_cached("SELECT COUNT(*) FROM mailbox WHERE to_key = ?1")?
         .query_row([to_key], |r| r.get(0))?;
-    if from_sql(count) >= mailbox_len as u64 {
+    if from_sql(count) >= opts.mailbox_len as u64 {
         return Ok(QueueOutcome::MailboxFull);
+    }
+    if *waiting >= opts.mailbox_total as u64 {
+        *waiting = count_waiting(tx)?;
+        if *waiting >= opts.mailbox_total as u64 {
+            return Ok(QueueOutcome::StoreFull);
+        }
     }
     tx.prepare_cached(
         "INSERT INTO mailbox (id, to_key, ts, sender, text) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -773,6 +805,7 @@ fn queue_private(
         line.from,
         line.text
     ])?;
+    *waiting += 1;
     Ok(QueueOutcome::Queued)
 }
 
@@ -784,6 +817,7 @@ mod tests {
         history_len: 3,
         mailbox_len: 2,
         max_accounts: 3,
+        mailbox_total: 3,
     };
 
     fn line(id: u64, from: &str, text: &str) -> Line {
@@ -935,5 +969,28 @@ mod tests {
             LoginOutcome::Registered
         );
         assert_eq!(reply(store.login("e", "fp", 3)).await, LoginOutcome::Full);
+    }
+
+    #[tokio::test]
+    async fn the_total_of_waiting_lines_is_bounded_and_delivery_frees_room() {
+        let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap(); // 2 per user, 3 in all
+        for nick in ["bob", "carol"] {
+            reply(store.login(nick, "fp", 1)).await;
+        }
+        for (id, to) in [(1, "bob"), (2, "bob"), (3, "carol")] {
+            assert_eq!(
+                reply(store.queue_private(to, line(id, "a", "m"))).await,
+                QueueOutcome::Queued
+            );
+        }
+        assert_eq!(
+            reply(store.queue_private("carol", line(4, "a", "m"))).await,
+            QueueOutcome::StoreFull
+        );
+        store.delivered("bob", 2).unwrap();
+        assert_eq!(
+            reply(store.queue_private("carol", line(5, "a", "m"))).await,
+            QueueOutcome::Queued
+        );
     }
 }
