@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
-use mm_common::protocol::{validate_nick, validate_text, ErrorCode, TextError};
+use mm_common::protocol::{validate_nick, ErrorCode};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::oneshot;
 
@@ -196,15 +196,9 @@ async fn ask_to_trust(server: &str, fingerprint: &str) -> anyhow::Result<bool> {
     ))
 }
 
-/// Checks a text before sending, with the same wording as the server's errors.
+/// [`command::text_refusal`] as a line-mode line.
 fn local_text_error(text: &str, max: usize) -> Option<String> {
-    validate_text(text, max).err().map(|e| {
-        let code = match e {
-            TextError::TooLong { .. } => ErrorCode::TEXT_TOO_LONG,
-            _ => ErrorCode::INVALID_TEXT,
-        };
-        format!("! error ({}): {e}", code.name())
-    })
+    command::text_refusal(text, max).map(|e| format!("! {e}"))
 }
 
 /// What one input line did.

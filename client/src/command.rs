@@ -51,6 +51,19 @@ commands:
   /help            this list
   /quit            leave (Ctrl-D too)";
 
+/// Why a text would be refused, checked before sending and worded like the server's error
+/// (`error (text-too-long): ...`); `None` if it may be sent.
+pub fn text_refusal(text: &str, max: usize) -> Option<String> {
+    use mm_common::protocol::{validate_text, ErrorCode, TextError};
+    validate_text(text, max).err().map(|e| {
+        let code = match e {
+            TextError::TooLong { .. } => ErrorCode::TEXT_TOO_LONG,
+            _ => ErrorCode::INVALID_TEXT,
+        };
+        format!("error ({}): {e}", code.name())
+    })
+}
+
 /// Parses one input line (without its newline).
 ///
 /// # Errors

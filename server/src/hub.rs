@@ -387,10 +387,21 @@ impl Hub {
             return Err(SendError::Closed);
         }
         let accepted = next_accepted(&mut state);
-        let line = Line {
+        let msg = ServerMsg::Public {
             id: accepted.id,
             ts: accepted.ts,
             from: from.to_owned(),
+            text,
+        };
+        let frame = frame::encode(&msg).map_err(|_| SendError::Encode)?;
+        // The message's strings move on into the store's line: one allocation each.
+        let ServerMsg::Public { from, text, .. } = msg else {
+            return Err(SendError::Encode);
+        };
+        let line = Line {
+            id: accepted.id,
+            ts: accepted.ts,
+            from,
             text,
         };
         let history = if self.shared.history_len > 0 {
@@ -401,13 +412,6 @@ impl Hub {
         } else {
             None
         };
-        let msg = ServerMsg::Public {
-            id: accepted.id,
-            ts: accepted.ts,
-            from: from.to_owned(),
-            text: line.text.clone(),
-        };
-        let frame = frame::encode(&msg).map_err(|_| SendError::Encode)?;
         self.shared.store.append_public(line).map_err(|e| match e {
             StoreError::Closed => SendError::Closed,
             _ => SendError::Busy,

@@ -125,7 +125,9 @@ pub async fn serve(
     }
     // Everything accepted was submitted to the store under the hub's lock before the hub
     // closed; closing the store commits it all.
-    match hub.close_store() {
+    // Submitting the close may wait for room in the store's queue: off the async workers.
+    let closing = tokio::task::spawn_blocking(move || hub.close_store()).await;
+    match closing.unwrap_or(Err(store::StoreError::Closed)) {
         Ok(reply) => match tokio::time::timeout(Duration::from_secs(30), reply).await {
             Ok(Ok(Ok(()))) => info!("store closed"),
             Ok(Ok(Err(e))) => error!(error = %e, "store: final commit failed"),

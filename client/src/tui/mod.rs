@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mm_common::protocol::{validate_text, ErrorCode};
+use mm_common::protocol::ErrorCode;
 use ratatui::crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
     Event as TermEvent, KeyEventKind,
@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use self::app::{Action, App, Conn, Notification};
 use self::ui::Theme;
-use crate::command::{Command, HELP};
+use crate::command::{self, Command, HELP};
 use crate::connection::{connect, Client, ConnectError, ConnectOptions, Event, Events, Welcome};
 use crate::display::clean;
 
@@ -406,13 +406,6 @@ fn notify(note: &Notification, last: &mut Option<Instant>) {
     }
 }
 
-/// Checks a text before sending, with the server's wording.
-fn text_error(text: &str, max: usize) -> Option<String> {
-    validate_text(text, max)
-        .err()
-        .map(|e| format!("not sent: {e}"))
-}
-
 /// Carries out a command resolved by [`App::resolve`].
 async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) {
     let max = client.max_text_len();
@@ -425,14 +418,14 @@ async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) {
             Ok(())
         }
         Command::Who => client.who().await.map_err(|e| e.to_string()),
-        Command::Say(text) => match text_error(&text, max) {
+        Command::Say(text) => match command::text_refusal(&text, max) {
             Some(e) => Err(e),
             None => {
                 app.own_public(&text, now);
                 client.public(&text).await.map_err(|e| e.to_string())
             }
         },
-        Command::Msg { to, text } => match text_error(&text, max) {
+        Command::Msg { to, text } => match command::text_refusal(&text, max) {
             Some(e) => Err(e),
             None => match client.private(&to, &text).await {
                 Ok(delivery) => {

@@ -445,38 +445,34 @@ mod tests {
     use crate::connection::Event;
     use mm_common::e2e::{Failure, Status, Trust};
     use ratatui::backend::TestBackend;
+    use ratatui::buffer::Buffer;
     use ratatui::Terminal;
 
-    fn render(app: &mut App, width: u16, height: u16) -> Vec<String> {
+    /// Draws `app` on an in-memory terminal; returns the buffer and its rows as text.
+    fn drawn(app: &mut App, width: u16, height: u16) -> (Buffer, Vec<String>) {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
         terminal
             .draw(|f| draw(f, app, Theme { color: true }))
             .unwrap();
         let buffer = terminal.backend().buffer().clone();
-        (0..height)
-            .map(|y| {
-                (0..width)
-                    .map(|x| buffer[(x, y)].symbol().to_string())
-                    .collect::<String>()
-                    .trim_end()
-                    .to_string()
-            })
-            .collect()
+        let rows = (0..height)
+            .map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect())
+            .collect();
+        (buffer, rows)
     }
 
+    fn render(app: &mut App, width: u16, height: u16) -> Vec<String> {
+        let (_, rows) = drawn(app, width, height);
+        rows.iter().map(|r| r.trim_end().to_string()).collect()
+    }
+
+    /// The background colour where `needle` starts on screen.
     fn cell_bg(app: &mut App, width: u16, height: u16, needle: &str) -> Color {
-        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-        terminal
-            .draw(|f| draw(f, app, Theme { color: true }))
-            .unwrap();
-        let buffer = terminal.backend().buffer().clone();
-        for y in 0..height {
-            let row: String = (0..width)
-                .map(|x| buffer[(x, y)].symbol().to_string())
-                .collect();
+        let (buffer, rows) = drawn(app, width, height);
+        for (y, row) in rows.iter().enumerate() {
             if let Some(col) = row.find(needle) {
                 let x = row[..col].chars().count() as u16;
-                return buffer[(x, y)].bg;
+                return buffer[(x, y as u16)].bg;
             }
         }
         panic!("{needle} not on screen");
