@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. The client sends it in [`ClientMsg::Hello`]; the
 /// server refuses versions it does not speak with [`ErrorCode::UNSUPPORTED_VERSION`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The TLS ALPN protocol name. Both sides offer it, so a Multi-Messenger client and an HTTPS
 /// server (or the reverse) fail at the handshake instead of exchanging garbage.
@@ -73,6 +73,15 @@ pub enum ClientMsg {
         to: String,
         /// 1 to [`MAX_RELAY_LEN`] bytes.
         payload: Vec<u8>,
+    },
+    /// The client has received every line addressed to it personally — [`ServerMsg::Private`],
+    /// [`ServerMsg::Offline`] and [`ServerMsg::Relay`] — whose id is at most `up_to`. The
+    /// server keeps each such line in the recipient's mailbox until this arrives, and sends the
+    /// unacknowledged ones again (with the same ids) at the next login. Not answered, and not
+    /// counted against the rate limit.
+    Received {
+        /// Highest id received; ids of personal lines reach one client in increasing order.
+        up_to: u64,
     },
 }
 
@@ -577,6 +586,7 @@ mod tests {
                 to: "b".into(),
                 payload: vec![1, 2, 3],
             },
+            ClientMsg::Received { up_to: 300 },
         ] {
             let bytes = frame::encode(&msg).unwrap();
             assert_eq!(ClientMsg::decode(&bytes[frame::HEADER_LEN..]).unwrap(), msg);
@@ -607,6 +617,11 @@ mod tests {
         assert_eq!(
             &frame::encode(&err).unwrap()[..],
             &[0, 0, 0, 4, 7, 20, 0, 0]
+        );
+        let received = ClientMsg::Received { up_to: 300 };
+        assert_eq!(
+            &frame::encode(&received).unwrap()[..],
+            &[0, 0, 0, 3, 8, 0xac, 0x02]
         );
         let queued = ServerMsg::Queued { id: 1, ts: 2 };
         assert_eq!(

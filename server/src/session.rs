@@ -477,7 +477,10 @@ async fn handle<S: Stream>(
         Ok(msg) => msg,
         Err(e) => return Some(Exit::Fatal(ErrorCode::BAD_FRAME, e.to_string())),
     };
-    if !matches!(msg, ClientMsg::Pong { .. } | ClientMsg::Quit) {
+    if !matches!(
+        msg,
+        ClientMsg::Pong { .. } | ClientMsg::Quit | ClientMsg::Received { .. }
+    ) {
         match limiter.check(Instant::now().into_std()) {
             Verdict::Allow => {}
             Verdict::Refuse => {
@@ -568,6 +571,7 @@ async fn handle<S: Stream>(
         ClientMsg::Who => queue_users(conn, &ctx.hub.online()),
         ClientMsg::Ping { token } => conn.queue(&ServerMsg::Pong { token }),
         ClientMsg::Pong { .. } => {}
+        ClientMsg::Received { .. } => {}
         ClientMsg::Quit => return Some(Exit::Quit),
         ClientMsg::Hello { .. } => {
             return Some(Exit::Fatal(
