@@ -53,6 +53,10 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(30);
 /// discarded meanwhile, so that closing never turns into a reset).
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How long, after `Shutdown`, the server still answers what the client sends (messages that
+/// crossed the notice on the wire), unless the client closes first.
+const LINGER_AFTER_SHUTDOWN: Duration = Duration::from_secs(1);
+
 /// What every session needs.
 pub(crate) struct Context {
     pub hub: Hub,
@@ -164,6 +168,7 @@ pub(crate) async fn run<S: Stream>(
     match exit {
         Exit::Quit => close(&mut conn, &ctx.limits).await,
         Exit::Shutdown(deadline) => {
+            let deadline = deadline.min(Instant::now() + LINGER_AFTER_SHUTDOWN);
             linger_after_shutdown(&mut conn, deadline).await;
             close(&mut conn, &ctx.limits).await;
         }

@@ -6,6 +6,7 @@ mod adversarial;
 mod bench_smoke;
 mod chat;
 mod cli;
+mod delivery;
 mod hostile;
 mod secure;
 mod shutdown;
