@@ -15,6 +15,8 @@ use tokio::io::AsyncReadExt;
 /// Kills a connection the hard way: a TCP reset, no close_notify, nothing read.
 fn reset(raw: RawTls) {
     let (tcp, _) = raw.stream.get_ref();
+    // A zero linger makes close send a reset and never blocks, which is what this wants.
+    #[allow(deprecated)]
     tcp.set_linger(Some(Duration::ZERO)).unwrap();
     drop(raw);
 }
