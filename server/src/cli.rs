@@ -18,6 +18,11 @@ use crate::store::sqlite::SqliteStore;
 ///
 /// With no options it listens on 127.0.0.1:7667 and, on first start, generates its TLS
 /// certificates (a CA and a server certificate) and its store in its data directory.
+///
+/// Signals: SIGTERM or SIGINT (Ctrl-C) shut down gracefully. SIGHUP reloads server.pem and
+/// server.key from the TLS directory for new connections (a file that does not load keeps the
+/// certificate in use) and logs what it did; the bind address, directories and limits are not
+/// reloaded (restart to change them).
 #[derive(Debug, Parser)]
 #[command(name = "mm-server", version)]
 pub struct Args {

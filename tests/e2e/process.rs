@@ -28,6 +28,7 @@ fn send_signal(pid: u32, signal: &str) {
 async fn wait_for_log(server: &mut ServerProcess, needle: &str, count: usize) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while server.log.iter().filter(|l| l.contains(needle)).count() < count {
+        assert_alive(&mut server.child, &format!("waiting for {needle:?}"));
         assert!(
             tokio::time::Instant::now() < deadline,
             "no {count}th log line with {needle:?}:\n{}",
@@ -206,38 +207,39 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_serving() 
         mm_certs::generate(other.path(), &mm_certs::Names::default(), false).unwrap();
         std::fs::read(other.path().join(mm_certs::SERVER_CERT)).unwrap()
     };
-    let damages: [(&str, Box<dyn Fn()>, &str); 4] = [
+    let truncated = good_cert[..good_cert.len() / 3].to_vec();
+    // (what, server.pem, server.key, what the log line says); None: the file is missing.
+    type File<'a> = Option<&'a [u8]>;
+    let damages: [(&str, File, File, &str); 5] = [
         (
             "garbage certificate",
-            Box::new(|| std::fs::write(tls.join(mm_certs::SERVER_CERT), "garbage\n").unwrap()),
+            Some(b"garbage\n"),
+            Some(&good_key),
             "no certificate",
         ),
         (
             "truncated certificate",
-            Box::new(|| {
-                std::fs::write(
-                    tls.join(mm_certs::SERVER_CERT),
-                    &good_cert[..good_cert.len() / 3],
-                )
-                .unwrap()
-            }),
+            Some(&truncated),
+            Some(&good_key),
             "server.pem",
         ),
         (
-            "key of another certificate",
-            Box::new(|| std::fs::write(tls.join(mm_certs::SERVER_CERT), &old_pem).unwrap()),
+            "another certificate's key",
+            Some(&old_pem),
+            Some(&good_key),
             "unusable certificate or key",
         ),
-        (
-            "missing key",
-            Box::new(|| std::fs::remove_file(tls.join(mm_certs::SERVER_KEY)).unwrap()),
-            "server.key",
-        ),
+        ("missing key", Some(&good_cert), None, "server.key"),
+        ("empty key", Some(&good_cert), Some(b""), "server.key"),
     ];
-    for (n, (what, damage, reason)) in damages.iter().enumerate() {
-        std::fs::write(tls.join(mm_certs::SERVER_CERT), &good_cert).unwrap();
-        std::fs::write(tls.join(mm_certs::SERVER_KEY), &good_key).unwrap();
-        damage();
+    for (n, (what, cert, key, reason)) in damages.into_iter().enumerate() {
+        for (file, contents) in [(mm_certs::SERVER_CERT, cert), (mm_certs::SERVER_KEY, key)] {
+            let path = tls.join(file);
+            match contents {
+                Some(bytes) => std::fs::write(&path, bytes).unwrap(),
+                None => std::fs::remove_file(&path).unwrap(),
+            }
+        }
         send_signal(pid, "HUP");
         wait_for_log(&mut server, "SIGHUP: TLS certificate NOT reloaded", n + 1).await;
         assert_alive(&mut server.child, what);
