@@ -236,3 +236,40 @@ impl ClientCertVerifier for SelfSignedClients {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reload_swaps_only_to_a_loadable_matching_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        mm_certs::generate(dir.path(), &mm_certs::Names::default(), false).unwrap();
+        let cert = ServerCert::load(dir.path()).unwrap();
+        let first = cert.summary();
+        assert_eq!(first.chain_len, 2);
+        assert_eq!(
+            cert.reload(dir.path()).unwrap(),
+            first,
+            "same files, same cert"
+        );
+
+        let other = tempfile::tempdir().unwrap();
+        mm_certs::generate(other.path(), &mm_certs::Names::default(), false).unwrap();
+        // A certificate with someone else's key: refused, the old one stays.
+        std::fs::copy(other.path().join(SERVER_CERT), dir.path().join(SERVER_CERT)).unwrap();
+        assert!(matches!(cert.reload(dir.path()), Err(TlsError::Rustls(_))));
+        assert_eq!(cert.summary(), first);
+        std::fs::remove_file(dir.path().join(SERVER_KEY)).unwrap();
+        assert!(matches!(cert.reload(dir.path()), Err(TlsError::Files(_))));
+        assert_eq!(cert.summary(), first);
+
+        // Both files replaced: the new pair is presented.
+        std::fs::copy(other.path().join(SERVER_KEY), dir.path().join(SERVER_KEY)).unwrap();
+        let second = cert.reload(dir.path()).unwrap();
+        assert_ne!(second, first);
+        assert_eq!(cert.summary(), second);
+        let der = mm_certs::load_certs(&other.path().join(SERVER_CERT)).unwrap();
+        assert_eq!(second.fingerprint, mm_certs::fingerprint(&der[0]));
+    }
+}
