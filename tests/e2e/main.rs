@@ -8,6 +8,7 @@ mod chat;
 mod cli;
 mod delivery;
 mod hostile;
+mod process;
 mod secure;
 mod shutdown;
 mod store;
