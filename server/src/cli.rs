@@ -230,7 +230,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             info!(dir = %tls_dir.display(), covers = %g.covers.join(", "), "generated a CA and a server certificate");
             info!(ca = %g.ca_cert.display(), fingerprint = %g.ca_fingerprint, "clients trust this CA with --ca, or by comparing this fingerprint on first contact");
             if !config.bind.ip().is_loopback() {
-                warn!("the generated certificate covers only localhost; for LAN clients run `mm-certs --force --ip <LAN address>` and send SIGHUP or restart");
+                warn!("the generated certificate covers only localhost; for LAN clients run `mm-certs --renew --ip <LAN address>` (same CA) and send SIGHUP");
             }
         }
     }
