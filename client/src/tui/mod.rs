@@ -262,7 +262,7 @@ struct Link {
 impl Link {
     fn on_event(&mut self, app: &mut App, event: &Event) {
         let note = app.on_event(event, now_ms());
-        if let Event::Closed { error } = event {
+        if let Event::Closed { error, .. } = event {
             self.client = None;
             self.events = None;
             self.attempt = 0;
@@ -354,7 +354,10 @@ async fn next_event(events: &mut Option<Events>) -> Event {
     match events {
         Some(e) => match e.next().await {
             Some(event) => event,
-            None => Event::Closed { error: None },
+            None => Event::Closed {
+                error: None,
+                undelivered: Vec::new(),
+            },
         },
         None => std::future::pending().await,
     }
@@ -420,19 +423,22 @@ async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) {
         Command::Who => client.who().await.map_err(|e| e.to_string()),
         Command::Say(text) => match command::text_refusal(&text, max) {
             Some(e) => Err(e),
-            None => {
-                app.own_public(&text, now);
-                client.public(&text).await.map_err(|e| e.to_string())
-            }
+            None => match client.public(&text).await {
+                Ok(line) => {
+                    app.own_public(line, &text, now);
+                    Ok(())
+                }
+                Err(e) => Err(format!("not sent: {e}")),
+            },
         },
         Command::Msg { to, text } => match command::text_refusal(&text, max) {
             Some(e) => Err(e),
             None => match client.private(&to, &text).await {
-                Ok(delivery) => {
-                    app.own_private(&to, &text, delivery, now);
+                Ok((line, delivery)) => {
+                    app.own_private(&to, &text, line, delivery, now);
                     Ok(())
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(format!("not sent: {e}")),
             },
         },
         Command::Secure(peer) => client.secure(&peer).await.map_err(|e| e.to_string()),

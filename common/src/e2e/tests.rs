@@ -232,7 +232,11 @@ fn texts_wait_for_the_handshake_then_go_encrypted() {
     assert_eq!(r.a.sessions.status("bob"), Status::Starting);
     r.deliver_all();
     assert_eq!(Relay::messages(&r.b), vec!["early 1", "early 2"]);
-    assert_eq!(r.a.sent_lines, [11, 12], "each text's payload carries its tag");
+    assert_eq!(
+        r.a.sent_lines,
+        [11, 12],
+        "each text's payload carries its tag"
+    );
     r.send(true, "later");
     assert_eq!(r.a.sent_lines, [11, 12, 0]);
 }
