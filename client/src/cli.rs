@@ -372,15 +372,23 @@ impl Undelivered {
 
 /// Reads stdin to its end (or a closed stdout), runs every line, waits for the answers to
 /// everything sent, then reports how it went on `done` and quits.
-async fn read_input(client: Client, done: oneshot::Sender<InputEnd>) {
+async fn read_input(
+    client: Client,
+    mut stop: oneshot::Receiver<()>,
+    done: oneshot::Sender<InputEnd>,
+) {
     let mut end = InputEnd::default();
     let mut input = LineReader::new(
         tokio::io::BufReader::new(tokio::io::stdin()),
         MAX_INPUT_LINE,
     );
-    // A closed stdout ends the reading: nobody sees what happens any more.
+    // A closed stdout (`stop`) ends the reading: nobody sees what happens any more.
     while !stdio::stdout_closed() {
-        let (number, line) = match input.next_line().await {
+        let next = tokio::select! {
+            next = input.next_line() => next,
+            _ = &mut stop => break,
+        };
+        let (number, line) = match next {
             Ok(Some(line)) => line,
             Ok(None) => break,
             Err(e) => {
@@ -443,7 +451,9 @@ async fn read_input(client: Client, done: oneshot::Sender<InputEnd>) {
 async fn line_mode(server: &str, client: Client, mut events: Events, welcome: Welcome) -> ExitCode {
     stdio::out(&display::welcome_line(server, &welcome, Style::PLAIN));
     let (done_tx, mut done_rx) = oneshot::channel::<InputEnd>();
-    tokio::spawn(read_input(client, done_tx));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let mut stop_tx = Some(stop_tx);
+    tokio::spawn(read_input(client, stop_rx, done_tx));
 
     let mut fates = Undelivered::default();
     let mut input: Option<InputEnd> = None;
@@ -470,7 +480,12 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
             event = events.next() => {
                 let Some(event) = event else { break };
                 if let Some(line) = display::event_line(&event, Style::PLAIN) {
-                    stdio::out(&line);
+                    if !stdio::out(&line) {
+                        // stdout is closed: stop reading input; what was read still goes.
+                        if let Some(stop) = stop_tx.take() {
+                            let _ = stop.send(());
+                        }
+                    }
                 }
                 match event {
                     Event::Error { line: Some(_), .. } => fates.by_server += 1,

@@ -570,17 +570,46 @@ impl Client {
         self.max_text_len
     }
 
+    /// Queues any message as it is, bypassing the end-to-end layer (for tests and tools);
+    /// [`Client::public`] and [`Client::private`] are what a front end uses. A `Public`,
+    /// `Private` or `Relay` gets a [`LineId`] (returned), reported like theirs; other messages
+    /// get none. Waits only if the outgoing queue (or [`MAX_UNANSWERED`]) is full.
+    ///
+    /// # Errors
+    /// [`NotConnected`] once the connection is closed.
+    pub async fn send(&self, msg: &ClientMsg) -> Result<Option<LineId>, NotConnected> {
+        let relay_to = match msg {
+            ClientMsg::Public { .. } | ClientMsg::Private { .. } => None,
+            ClientMsg::Relay { to, .. } => Some(to.clone()),
+            _ => return self.send_unanswered(msg).await.map(|()| None),
+        };
+        let line = self.lines.add(&self.state).await?;
+        let answer = match relay_to {
+            None => Answer::Text(line),
+            Some(peer) => Answer::Relay {
+                peer,
+                line: Some(line),
+            },
+        };
+        self.send_line(line, msg, answer).await.map(Some)
+    }
+
     /// Queues a message that gets no answer (Who, Ping, Quit); waits only if the outgoing
     /// queue is full.
-    async fn send(&self, msg: &ClientMsg) -> Result<(), NotConnected> {
+    async fn send_unanswered(&self, msg: &ClientMsg) -> Result<(), NotConnected> {
         let outbound = Outbound::new(msg, None).ok_or(NotConnected)?;
         self.out.send(outbound).await.map_err(|_| NotConnected)
     }
 
-    /// Queues `msg`, which carries `line`. The line's fate is reported by events unless this
-    /// returns an error.
-    async fn send_line(&self, line: LineId, msg: &ClientMsg) -> Result<LineId, NotConnected> {
-        let sent = match Outbound::new(msg, Some(Answer::Text(line))) {
+    /// Queues `msg`, which carries `line` and gets `answer`. The line's fate is reported by
+    /// events unless this returns an error.
+    async fn send_line(
+        &self,
+        line: LineId,
+        msg: &ClientMsg,
+        answer: Answer,
+    ) -> Result<LineId, NotConnected> {
+        let sent = match Outbound::new(msg, Some(answer)) {
             Some(outbound) => self.out.send(outbound).await.is_ok(),
             None => false,
         };
@@ -605,13 +634,10 @@ impl Client {
     /// [`NotConnected`]: the line was not taken (and no event will mention it).
     pub async fn public(&self, text: &str) -> Result<LineId, NotConnected> {
         let line = self.lines.add(&self.state).await?;
-        self.send_line(
-            line,
-            &ClientMsg::Public {
-                text: text.to_owned(),
-            },
-        )
-        .await
+        let msg = ClientMsg::Public {
+            text: text.to_owned(),
+        };
+        self.send_line(line, &msg, Answer::Text(line)).await
     }
 
     /// Sends a private line: end-to-end encrypted if there is a secure session with `to`
@@ -646,7 +672,7 @@ impl Client {
                     to: to.to_owned(),
                     text: text.to_owned(),
                 };
-                self.send_line(line, &msg)
+                self.send_line(line, &msg, Answer::Text(line))
                     .await
                     .map_err(|_| SendError::NotConnected)?;
                 Ok((line, Delivery::Plain))
@@ -778,13 +804,13 @@ impl Client {
     /// # Errors
     /// [`NotConnected`].
     pub async fn who(&self) -> Result<(), NotConnected> {
-        self.send(&ClientMsg::Who).await
+        self.send_unanswered(&ClientMsg::Who).await
     }
 
     /// Sends `Quit` after everything queued before it. The server then closes the connection,
     /// which ends the event stream with [`Event::Closed`].
     pub async fn quit(&self) {
-        let _ = self.send(&ClientMsg::Quit).await;
+        let _ = self.send_unanswered(&ClientMsg::Quit).await;
     }
 }
 
