@@ -1494,6 +1494,217 @@ mod tests {
         }
     }
 
+    /// The server's side of an in-memory connection.
+    struct FakeServer {
+        reader: tokio::io::ReadHalf<tokio::io::DuplexStream>,
+        writer: tokio::io::WriteHalf<tokio::io::DuplexStream>,
+        buf: BytesMut,
+    }
+
+    impl FakeServer {
+        /// Writes all of `msgs` at once (one batch for the client's reader).
+        async fn send(&mut self, msgs: &[ServerMsg]) {
+            let mut bytes = BytesMut::new();
+            for msg in msgs {
+                frame::encode_into(msg, &mut bytes).unwrap();
+            }
+            self.writer.write_all(&bytes).await.unwrap();
+        }
+
+        async fn recv(&mut self) -> ClientMsg {
+            loop {
+                if let Ok(payload) = frame::split_frame(&mut self.buf) {
+                    return ClientMsg::decode(&payload).unwrap();
+                }
+                let read = timeout(Duration::from_secs(5), self.reader.read_buf(&mut self.buf));
+                assert!(read.await.unwrap().unwrap() > 0, "client closed");
+            }
+        }
+
+        /// The next frame other than `Received`, and the `up_to`s seen before it.
+        async fn recv_after_acks(&mut self) -> (Vec<u64>, ClientMsg) {
+            let mut acks = Vec::new();
+            loop {
+                match self.recv().await {
+                    ClientMsg::Received { up_to } => acks.push(up_to),
+                    other => return (acks, other),
+                }
+            }
+        }
+    }
+
+    /// A logged-in client on an in-memory connection, with the given options.
+    fn fake(opts: &ConnectOptions) -> (Client, Events, FakeServer) {
+        let (client_end, server_end) = tokio::io::duplex(1 << 20);
+        let (client_read, client_write) = tokio::io::split(client_end);
+        let (reader, writer) = tokio::io::split(server_end);
+        let welcome = Welcome {
+            nick: opts.nick.clone(),
+            server: "fake".into(),
+            max_text_len: 4096,
+            rate_burst: 1000,
+            rate_per_sec: 1000,
+            online: Vec::new(),
+        };
+        let (client, events, _) = start(FrameReader::new(client_read), client_write, welcome, opts);
+        let server = FakeServer {
+            reader,
+            writer,
+            buf: BytesMut::new(),
+        };
+        (client, events, server)
+    }
+
+    fn options() -> ConnectOptions {
+        let mut opts = ConnectOptions::new("fake:1", "me", Trust::Roots(Vec::new()));
+        opts.certificate = None;
+        opts
+    }
+
+    async fn next(events: &mut Events) -> Event {
+        timeout(Duration::from_secs(5), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    fn private(id: u64) -> ServerMsg {
+        ServerMsg::Private {
+            id,
+            ts: 0,
+            from: "bob".into(),
+            text: format!("p{id}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn personal_lines_are_acknowledged_per_batch_and_never_shown_twice() {
+        let opts = options();
+        let (_client, mut events, mut server) = fake(&opts);
+        // One batch of 50 private lines (and a public one, which is not personal).
+        let mut batch: Vec<ServerMsg> = (1..=50).map(private).collect();
+        batch.push(ServerMsg::Public {
+            id: 51,
+            ts: 0,
+            from: "bob".into(),
+            text: "room".into(),
+        });
+        batch.push(ServerMsg::Ping { token: 1 });
+        server.send(&batch).await;
+        for id in 1..=50 {
+            assert!(matches!(next(&mut events).await, Event::Private { id: got, .. } if got == id));
+        }
+        let (acks, after) = server.recv_after_acks().await;
+        assert_eq!(after, ClientMsg::Pong { token: 1 });
+        assert_eq!(
+            acks,
+            [] as [u64; 0],
+            "acknowledged after the batch, not within it"
+        );
+        server.send(&[ServerMsg::Ping { token: 2 }]).await;
+        let (acks, after) = server.recv_after_acks().await;
+        assert_eq!((acks, after), (vec![50], ClientMsg::Pong { token: 2 }));
+        assert_eq!(opts.state.highest_personal(), 50);
+
+        // The next connection of this process (the TUI reconnects with a clone of its
+        // options): the server sends unacknowledged lines again, first, with the same ids.
+        let (_client, mut events, mut server) = fake(&opts.clone());
+        let mut batch: Vec<ServerMsg> = (48..=50)
+            .map(|id| ServerMsg::Offline {
+                id,
+                ts: 0,
+                from: "bob".into(),
+                text: format!("p{id}"),
+            })
+            .collect();
+        batch.push(ServerMsg::Relay {
+            id: 49,
+            ts: 0,
+            from: "bob".into(),
+            payload: vec![1, 2, 3],
+        });
+        batch.push(private(52));
+        server.send(&batch).await;
+        assert!(matches!(
+            next(&mut events).await,
+            Event::Private { id: 52, .. }
+        ));
+        server.send(&[ServerMsg::Ping { token: 3 }]).await;
+        let (acks, after) = server.recv_after_acks().await;
+        assert_eq!(after, ClientMsg::Pong { token: 3 });
+        assert_eq!(acks, [52], "duplicates are acknowledged again, once");
+        assert!(events.try_next().is_none(), "nothing shown twice");
+    }
+
+    #[tokio::test]
+    async fn every_line_gets_its_answer_or_is_listed_undelivered_at_the_close() {
+        let (client, mut events, mut server) = fake(&options());
+        let a = client.public("a").await.unwrap();
+        let b = client.public("b").await.unwrap();
+        let (c, delivery) = client.private("carol", "c").await.unwrap();
+        assert_eq!(delivery, Delivery::Plain);
+        let d = client.private("dave", "d").await.unwrap().0;
+        assert!(a < b && b < c && c < d);
+        for _ in 0..4 {
+            assert!(matches!(
+                server.recv().await,
+                ClientMsg::Public { .. } | ClientMsg::Private { .. }
+            ));
+        }
+        server
+            .send(&[
+                ServerMsg::Sent { id: 7, ts: 1 },
+                ServerMsg::Error {
+                    code: ErrorCode::NO_SUCH_NICK,
+                    fatal: false,
+                    detail: "no".into(),
+                },
+                ServerMsg::Queued { id: 8, ts: 2 },
+            ])
+            .await;
+        assert_eq!(
+            next(&mut events).await,
+            Event::Sent {
+                line: a,
+                id: 7,
+                ts: 1
+            }
+        );
+        assert!(matches!(next(&mut events).await, Event::Error { line: Some(l), .. } if l == b));
+        assert!(matches!(next(&mut events).await, Event::Queued { line, id: 8, .. } if line == c));
+        assert_eq!(client.unanswered(), 1);
+        drop(server); // the connection drops before d is answered
+        assert!(matches!(
+            next(&mut events).await,
+            Event::Closed { undelivered, .. } if undelivered == [d]
+        ));
+        assert_eq!(client.public("too late").await, Err(NotConnected));
+        assert_eq!(
+            client.flush(Duration::from_secs(1)).await,
+            Err(FlushError::Closed)
+        );
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_answers_and_gives_up_on_a_silent_server() {
+        let (client, _events, mut server) = fake(&options());
+        client.public("a").await.unwrap();
+        assert!(matches!(server.recv().await, ClientMsg::Public { .. }));
+        let answer = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            server.send(&[ServerMsg::Sent { id: 1, ts: 1 }]).await;
+            server
+        };
+        let (flushed, mut server) = tokio::join!(client.flush(Duration::from_secs(5)), answer);
+        assert_eq!(flushed, Ok(()));
+        client.public("b").await.unwrap();
+        assert!(matches!(server.recv().await, ClientMsg::Public { .. }));
+        // No answer, ever: flush pings the quiet server, then gives up.
+        let flushed = client.flush(Duration::from_millis(900)).await;
+        assert_eq!(flushed, Err(FlushError::Stalled { unanswered: 1 }));
+        assert!(matches!(server.recv().await, ClientMsg::Ping { .. }));
+    }
+
     #[test]
     fn host_port_forms() {
         assert_eq!(
