@@ -1100,6 +1100,78 @@ mod tests {
     }
 
     #[test]
+    fn own_lines_are_pending_until_answered_and_say_how_they_ended() {
+        use mm_common::protocol::ErrorCode;
+        let mut app = App::new("s", "alice");
+        let [sent, refused, lost, unsent] = [1, 2, 3, 4].map(LineId::from_tag);
+        app.own_public(sent, "a", 0);
+        app.own_private("nobody", "b", refused, Delivery::Plain, 0);
+        app.own_public(lost, "c", 0);
+        app.own_private("bob", "d", unsent, Delivery::Queued, 0);
+        let state = |app: &App, text: &str| {
+            app.tabs
+                .iter()
+                .flat_map(|t| &t.lines)
+                .find(|l| l.text == text)
+                .and_then(|l| l.sending.clone())
+        };
+        assert_eq!(state(&app, "a"), Some(Sending::Pending(sent)));
+        app.on_event(
+            &Event::Sent {
+                line: sent,
+                id: 9,
+                ts: 0,
+            },
+            0,
+        );
+        assert_eq!(state(&app, "a"), Some(Sending::Delivered));
+        let lines_before = app.tabs.iter().map(|t| t.lines.len()).sum::<usize>();
+        app.on_event(
+            &Event::Error {
+                line: Some(refused),
+                code: ErrorCode::NO_SUCH_NICK,
+                fatal: false,
+                detail: "nobody is not online".into(),
+            },
+            0,
+        );
+        assert_eq!(
+            state(&app, "b"),
+            Some(Sending::Refused(
+                "error (no-such-nick): nobody is not online".into()
+            ))
+        );
+        assert_eq!(
+            app.tabs.iter().map(|t| t.lines.len()).sum::<usize>(),
+            lines_before,
+            "the refusal marks the line instead of adding one"
+        );
+        app.on_secure(
+            &E2eEvent::Failed {
+                peer: "bob".into(),
+                failure: Failure::PeerLeft,
+                unsent: vec![unsent.get()],
+            },
+            0,
+        );
+        assert!(
+            matches!(state(&app, "d"), Some(Sending::Refused(why)) if why.contains("not sent"))
+        );
+        app.on_event(
+            &Event::Closed {
+                error: Some("connection lost".into()),
+                undelivered: vec![lost],
+            },
+            0,
+        );
+        assert_eq!(state(&app, "c"), Some(Sending::NotDelivered));
+        assert!(app.tabs[0]
+            .lines
+            .iter()
+            .any(|l| l.kind == LineKind::Error && l.text.contains("1 of your line")));
+    }
+
+    #[test]
     fn tabs_are_bounded() {
         let mut app = App::new("s", "alice");
         for i in 0..MAX_TABS + 5 {
