@@ -30,7 +30,9 @@ use tokio::time::Instant;
 use self::app::{Action, App, Conn, Notification};
 use self::ui::Theme;
 use crate::command::{self, Command, HELP};
-use crate::connection::{connect, Client, ConnectError, ConnectOptions, Event, Events, Welcome};
+use crate::connection::{
+    connect, Client, ConnectError, ConnectOptions, Event, Events, FlushError, Welcome,
+};
 use crate::display::clean;
 
 /// Longest wait between reconnection attempts.
@@ -230,18 +232,42 @@ pub async fn run(
             refresh_security(&mut app, c);
         }
     };
+    let mut unanswered = 0;
     if let Some(c) = link.client.take() {
+        // Lines typed just before quitting still go: wait (a little) for their answers.
+        if c.unanswered() > 0 {
+            app.notice(
+                &format!(
+                    "quitting: waiting for the server to take {} line(s)...",
+                    c.unanswered()
+                ),
+                now_ms(),
+            );
+            terminal.draw(|f| ui::draw(f, &mut app, theme))?;
+            if let Err(FlushError::Stalled { unanswered: n }) = c.flush(QUIT_FLUSH).await {
+                unanswered = n;
+            }
+        }
         // Tell the server we leave; do not wait long for its goodbye.
         let _ = tokio::time::timeout(Duration::from_secs(2), c.quit()).await;
     }
     drop(terminal);
     drop(guard);
+    if unanswered > 0 {
+        crate::stdio::err(&format!(
+            "mm: {unanswered} line(s) not delivered: no answer from the server before quitting"
+        ));
+        return Ok(ExitCode::from(1));
+    }
     Ok(if quit {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
+
+/// At quit, how long the server may stay silent while lines wait for its answers.
+const QUIT_FLUSH: Duration = Duration::from_secs(5);
 
 /// Most events handled between two redraws.
 const MAX_EVENTS_PER_DRAW: usize = 512;
