@@ -548,6 +548,7 @@ pub async fn store(lines: u64, bytes: usize) -> anyhow::Result<Report> {
             mailbox_len: 100,
             max_accounts: 100,
             mailbox_total: 100,
+            max_unacked: 100,
         },
     )?;
     let text = "x".repeat(bytes);
@@ -562,7 +563,7 @@ pub async fn store(lines: u64, bytes: usize) -> anyhow::Result<Report> {
                 text: text.clone(),
             };
             match store.append_public(line) {
-                Ok(()) => break,
+                Ok(_durable) => break, // the close below waits for every commit
                 Err(StoreError::Busy) => {
                     busy += 1;
                     tokio::time::sleep(Duration::from_micros(100)).await;

@@ -169,8 +169,64 @@ pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, Cer
             return Err(CertError::Exists(existing));
         }
     }
+    // Checked before anything is written.
+    let server = server_params(names)?;
     create_private_dir(dir).map_err(io_err(dir))?;
 
+    let now = time::OffsetDateTime::now_utc();
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::default();
+    ca_params.distinguished_name = DistinguishedName::new();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Multi-Messenger CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params.not_before = now - time::Duration::days(1); // tolerate clocks a little behind
+    ca_params.not_after = now + time::Duration::days(CA_VALIDITY_DAYS);
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+
+    // Each key before its certificate: if we crash between files, the next run sees an
+    // incomplete set and says so, rather than serving a certificate whose key is missing.
+    write_secret(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes())?;
+    write_public(&dir.join(CA_CERT), ca_cert.pem().as_bytes())?;
+    let issuer = Issuer::new(ca_params, &ca_key);
+    issue_server(dir, server, &issuer, &ca_cert.pem(), ca_cert.der())
+}
+
+/// Issues a new server certificate and key signed by the CA already in `dir` (`ca.pem` and
+/// `ca.key`) and replaces `server.pem` and `server.key` with them. The CA is untouched, so
+/// clients that trust it (by file or fingerprint) trust the new certificate too; a running
+/// `mm-server` presents it to new connections after SIGHUP.
+///
+/// The key is written before the certificate, each atomically: a server that reloads between
+/// the two finds a key that does not match and keeps its previous certificate.
+///
+/// # Errors
+/// I/O errors, [`CertError::Pem`] if `ca.pem` or `ca.key` holds no usable certificate or key,
+/// [`CertError::Generate`] if they do not parse as a CA and its key.
+pub fn renew_server(dir: &Path, names: &Names) -> Result<Generated, CertError> {
+    let ca_path = dir.join(CA_CERT);
+    let ca_pem = fs::read_to_string(&ca_path).map_err(io_err(&ca_path))?;
+    let ca_der = load_certs(&ca_path)?.remove(0);
+    let key_path = dir.join(CA_KEY);
+    let key_pem =
+        zeroize::Zeroizing::new(fs::read_to_string(&key_path).map_err(io_err(&key_path))?);
+    let ca_key = KeyPair::from_pem(&key_pem).map_err(|e| CertError::Pem {
+        path: key_path.clone(),
+        detail: format!("no usable CA key: {e}"),
+    })?;
+    let issuer = Issuer::from_ca_cert_der(&ca_der, &ca_key)?;
+    issue_server(dir, server_params(names)?, &issuer, &ca_pem, &ca_der)
+}
+
+/// A server certificate's parameters for the default names plus `names`, and the list of
+/// what it covers.
+fn server_params(names: &Names) -> Result<(CertificateParams, Vec<String>), CertError> {
     let mut dns: Vec<String> = DEFAULT_DNS_NAMES.iter().map(|s| s.to_string()).collect();
     for name in &names.dns {
         if !dns.contains(name) {
@@ -185,24 +241,6 @@ pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, Cer
     }
 
     let now = time::OffsetDateTime::now_utc();
-    let yesterday = now - time::Duration::days(1); // tolerate clocks a little behind
-
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::default();
-    ca_params.distinguished_name = DistinguishedName::new();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Multi-Messenger CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca_params.not_before = yesterday;
-    ca_params.not_after = now + time::Duration::days(CA_VALIDITY_DAYS);
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-
     let mut server_params = CertificateParams::default();
     server_params.distinguished_name = DistinguishedName::new();
     server_params
@@ -223,26 +261,31 @@ pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, Cer
     server_params.is_ca = IsCa::NoCa;
     server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    server_params.not_before = yesterday;
+    server_params.not_before = now - time::Duration::days(1); // tolerate clocks a little behind
     server_params.not_after = now + time::Duration::days(SERVER_VALIDITY_DAYS);
-    let server_key = KeyPair::generate()?;
-    let issuer = Issuer::new(ca_params, &ca_key);
-    let server_cert = server_params.signed_by(&server_key, &issuer)?;
-
-    // Keys first: if we crash between files, the next run sees an incomplete set and says so,
-    // rather than serving a certificate whose key is missing.
-    write_secret(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes())?;
-    write_secret(&dir.join(SERVER_KEY), server_key.serialize_pem().as_bytes())?;
-    write_public(&dir.join(CA_CERT), ca_cert.pem().as_bytes())?;
-    let chain = format!("{}{}", server_cert.pem(), ca_cert.pem());
-    write_public(&dir.join(SERVER_CERT), chain.as_bytes())?;
-
     let mut covers = dns;
     covers.extend(ips.iter().map(IpAddr::to_string));
+    Ok((server_params, covers))
+}
+
+/// Signs `server` with `issuer` and writes `server.key`, then `server.pem` (the certificate
+/// followed by `ca_pem`) into `dir`.
+fn issue_server(
+    dir: &Path,
+    (server_params, covers): (CertificateParams, Vec<String>),
+    issuer: &Issuer<'_, &KeyPair>,
+    ca_pem: &str,
+    ca_der: &[u8],
+) -> Result<Generated, CertError> {
+    let server_key = KeyPair::generate()?;
+    let server_cert = server_params.signed_by(&server_key, issuer)?;
+    write_secret(&dir.join(SERVER_KEY), server_key.serialize_pem().as_bytes())?;
+    let chain = format!("{}{}", server_cert.pem(), ca_pem);
+    write_public(&dir.join(SERVER_CERT), chain.as_bytes())?;
     Ok(Generated {
         ca_cert: dir.join(CA_CERT),
         server_cert: dir.join(SERVER_CERT),
-        ca_fingerprint: fingerprint(ca_cert.der()),
+        ca_fingerprint: fingerprint(ca_der),
         covers,
     })
 }
@@ -503,6 +546,52 @@ mod tests {
     fn mode(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
         fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn renewal_keeps_the_ca_and_replaces_the_server_certificate_and_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let first = generate(dir, &Names::default(), false).unwrap();
+        let ca_before = fs::read(dir.join(CA_CERT)).unwrap();
+        let ca_key_before = fs::read(dir.join(CA_KEY)).unwrap();
+        let chain_before = load_certs(&dir.join(SERVER_CERT)).unwrap();
+        let key_before = fs::read(dir.join(SERVER_KEY)).unwrap();
+        let names = Names {
+            dns: vec!["renewed.example".into()],
+            ips: vec![],
+        };
+        let renewed = renew_server(dir, &names).unwrap();
+        assert_eq!(renewed.ca_fingerprint, first.ca_fingerprint);
+        assert!(renewed.covers.contains(&"renewed.example".to_string()));
+        assert_eq!(fs::read(dir.join(CA_CERT)).unwrap(), ca_before);
+        assert_eq!(fs::read(dir.join(CA_KEY)).unwrap(), ca_key_before);
+        let chain = load_certs(&dir.join(SERVER_CERT)).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert_ne!(chain[0], chain_before[0]);
+        assert_eq!(chain[1], load_certs(&dir.join(CA_CERT)).unwrap()[0]);
+        assert_ne!(fs::read(dir.join(SERVER_KEY)).unwrap(), key_before);
+        #[cfg(unix)]
+        assert_eq!(mode(&dir.join(SERVER_KEY)), 0o600);
+
+        // Refusals write nothing.
+        let chain_now = fs::read(dir.join(SERVER_CERT)).unwrap();
+        let bad_name = Names {
+            dns: vec!["b\u{fc}cher.example".into()],
+            ips: vec![],
+        };
+        assert!(renew_server(dir, &bad_name).is_err());
+        fs::write(dir.join(CA_KEY), "damaged").unwrap();
+        assert!(matches!(
+            renew_server(dir, &Names::default()),
+            Err(CertError::Pem { .. })
+        ));
+        assert_eq!(fs::read(dir.join(SERVER_CERT)).unwrap(), chain_now);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            renew_server(empty.path(), &Names::default()),
+            Err(CertError::Io { .. })
+        ));
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! The `mm-server` command line.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::store::sqlite::SqliteStore;
@@ -16,6 +18,11 @@ use crate::store::sqlite::SqliteStore;
 ///
 /// With no options it listens on 127.0.0.1:7667 and, on first start, generates its TLS
 /// certificates (a CA and a server certificate) and its store in its data directory.
+///
+/// Signals: SIGTERM or SIGINT (Ctrl-C) shut down gracefully. SIGHUP reloads server.pem and
+/// server.key from the TLS directory for new connections (a file that does not load keeps the
+/// certificate in use) and logs what it did; the bind address, directories and limits are not
+/// reloaded (restart to change them).
 #[derive(Debug, Parser)]
 #[command(name = "mm-server", version)]
 pub struct Args {
@@ -60,6 +67,10 @@ pub enum AccountsCommand {
 }
 
 /// Runs `mm-server` with the process arguments.
+///
+/// Exit status: 0 after a graceful shutdown or a successful administration command, 1 with a
+/// message on stderr otherwise. Neither a closed stderr (the log) nor a closed stdout (an
+/// administration command's output, e.g. piped into `head`) makes it fail or panic.
 pub fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
@@ -67,63 +78,165 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogSink)
+        // On a failed write tracing-subscriber would report it with eprintln!, which panics when
+        // stderr is gone; LogSink never fails, and this makes sure of it.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("mm-server: cannot start the async runtime: {e}");
+            report(&format!("mm-server: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mm-server: {e:#}");
+            report(&format!("mm-server: {e:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
-    if let Some(dir) = args.data {
-        config.data_dir = Some(dir);
+/// Writes a line to stderr; a failed write is dropped (there is nowhere else to report it).
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Set once stderr reported a broken pipe: nothing reads the log any more.
+static LOG_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// The log's writer: stderr, where a write that fails (EPIPE after the reader of a pipe went
+/// away, ENOSPC, ...) drops the line instead of failing, or panicking in, the task that logged
+/// it. After a broken pipe no more writes are tried.
+#[derive(Debug, Clone, Copy)]
+struct LogSink;
+
+impl LogSink {
+    fn dropped(e: &std::io::Error) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            LOG_CLOSED.store(true, Ordering::Relaxed);
+        }
     }
-    let data_dir = match config.data_dir.clone() {
-        Some(dir) => dir,
-        None => mm_certs::default_server_data_dir()
-            .context("no home directory for the server's data; pass --data DIR")?,
+}
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if LOG_CLOSED.load(Ordering::Relaxed) {
+            return Ok(buf.len());
+        }
+        match std::io::stderr().write(buf) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e), // retried
+            Err(e) => {
+                Self::dropped(&e);
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if LOG_CLOSED.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // One locked write per event, so that lines from different threads do not interleave.
+        if let Err(e) = std::io::stderr().lock().write_all(buf) {
+            Self::dropped(&e);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+/// Where the configuration comes from: the file, then the command line's overrides. Kept so
+/// that SIGHUP can read it again and say what changed.
+#[derive(Debug, Clone)]
+struct Sources {
+    file: Option<PathBuf>,
+    data: Option<PathBuf>,
+    bind: Option<SocketAddr>,
+    tls_dir: Option<PathBuf>,
+}
+
+/// The configuration in effect, with its directories resolved.
+#[derive(Debug, Clone)]
+struct Effective {
+    config: Config,
+    data_dir: PathBuf,
+    tls_dir: PathBuf,
+}
+
+impl Sources {
+    /// Reads the file (blocking) and applies the overrides.
+    fn load(&self) -> anyhow::Result<Effective> {
+        let mut config = match &self.file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = &self.data {
+            config.data_dir = Some(dir.clone());
+        }
+        if let Some(bind) = self.bind {
+            config.bind = bind;
+        }
+        if let Some(dir) = &self.tls_dir {
+            config.tls_dir = Some(dir.clone());
+        }
+        let data_dir = match config.data_dir.clone() {
+            Some(dir) => dir,
+            None => mm_certs::default_server_data_dir()
+                .context("no home directory for the server's data; pass --data DIR")?,
+        };
+        let tls_dir = config
+            .tls_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("tls"));
+        Ok(Effective {
+            config,
+            data_dir,
+            tls_dir,
+        })
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let sources = Sources {
+        file: args.config,
+        data: args.data,
+        bind: args.bind,
+        tls_dir: args.tls_dir,
     };
     if let Some(Command::Accounts(cmd)) = args.command {
-        return accounts(&data_dir.join(crate::STORE_FILE), cmd);
+        let running = sources.load()?;
+        return accounts(&running.data_dir.join(crate::STORE_FILE), cmd);
     }
-    if let Some(bind) = args.bind {
-        config.bind = bind;
-    }
-    if let Some(dir) = args.tls_dir {
-        config.tls_dir = Some(dir);
-    }
-    let tls_dir = config
-        .tls_dir
-        .clone()
-        .unwrap_or_else(|| data_dir.join("tls"));
+    // Before anything slow (the store): from here on SIGHUP, SIGINT and SIGTERM no longer
+    // have their default effect of ending the process on the spot.
+    let signals = Signals::install();
+    let running = sources.load()?;
+    let Effective {
+        config, tls_dir, ..
+    } = &running;
 
-    match mm_certs::ensure_server_files(&tls_dir)? {
-        mm_certs::Ensured::Existing => info!(dir = %tls_dir.display(), "using TLS certificate"),
+    match mm_certs::ensure_server_files(tls_dir)? {
+        mm_certs::Ensured::Existing => {}
         mm_certs::Ensured::Generated(g) => {
             info!(dir = %tls_dir.display(), covers = %g.covers.join(", "), "generated a CA and a server certificate");
             info!(ca = %g.ca_cert.display(), fingerprint = %g.ca_fingerprint, "clients trust this CA with --ca, or by comparing this fingerprint on first contact");
             if !config.bind.ip().is_loopback() {
-                warn!("the generated certificate covers only localhost; for LAN clients run `mm-certs --force --ip <LAN address>` and restart");
+                warn!("the generated certificate covers only localhost; for LAN clients run `mm-certs --force --ip <LAN address>` and send SIGHUP or restart");
             }
         }
     }
-    let tls = crate::tls::server_config_from_dir(&tls_dir)?;
+    let cert = Arc::new(crate::tls::ServerCert::load(tls_dir)?);
+    info!(dir = %tls_dir.display(), fingerprint = %cert.summary().fingerprint, "using TLS certificate");
+    let tls = crate::tls::server_config_with(Arc::clone(&cert))?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -132,7 +245,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
             info!(fingerprint = %mm_certs::fingerprint(ca), "CA fingerprint");
         }
     }
-    crate::run(listener, tls, config.limits, &data_dir, shutdown_signal()).await
+    let Signals {
+        interrupt,
+        terminate,
+        hangup,
+    } = signals;
+    let reloader = tokio::spawn(reload_on_hangup(
+        hangup,
+        cert,
+        sources.clone(),
+        running.clone(),
+    ));
+    let result = crate::run(
+        listener,
+        tls,
+        config.limits.clone(),
+        &running.data_dir,
+        shutdown_requested(interrupt, terminate),
+    )
+    .await;
+    // A SIGHUP during shutdown only swapped the certificate; later ones are ignored (the
+    // handler stays installed for the life of the process).
+    reloader.abort();
+    result
 }
 
 fn accounts(store: &std::path::Path, cmd: AccountsCommand) -> anyhow::Result<()> {
@@ -145,31 +280,47 @@ fn accounts(store: &std::path::Path, cmd: AccountsCommand) -> anyhow::Result<()>
     match cmd {
         AccountsCommand::List => {
             let accounts = SqliteStore::list_accounts(store)?;
-            println!(
-                "{:<32}  {:<16}  {:<16}  {:>7}  fingerprint (SHA-256)",
+            let mut out = format!(
+                "{:<32}  {:<16}  {:<16}  {:>7}  fingerprint (SHA-256)\n",
                 "nick", "registered", "last seen", "waiting"
             );
             for a in &accounts {
-                println!(
-                    "{:<32}  {:<16}  {:<16}  {:>7}  {}",
+                out.push_str(&format!(
+                    "{:<32}  {:<16}  {:<16}  {:>7}  {}\n",
                     a.nick,
                     utc(a.created_ms),
                     utc(a.last_seen_ms),
                     a.waiting,
                     a.fingerprint
-                );
+                ));
             }
-            println!("{} account(s)", accounts.len());
+            out.push_str(&format!("{} account(s)\n", accounts.len()));
+            print_out(&out)
         }
         AccountsCommand::Release { nick } => {
             if SqliteStore::release(store, &nick)? {
-                println!("released {nick}: the next client to log in with it owns it");
+                print_out(&format!(
+                    "released {nick}: the next client to log in with it owns it\n"
+                ))
             } else {
                 anyhow::bail!("no account named {nick}");
             }
         }
     }
-    Ok(())
+}
+
+/// Writes an administration command's output to stdout. A reader that stopped reading (`| head`)
+/// is not an error: what it wanted it has. Any other write error is.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+    }
 }
 
 /// `YYYY-MM-DD HH:MM` in UTC.
@@ -188,25 +339,150 @@ fn utc(ms: u64) -> String {
     }
 }
 
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
-async fn shutdown_signal() {
+/// The signals the server handles, registered at start.
+struct Signals {
     #[cfg(unix)]
-    {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+    #[cfg(not(unix))]
+    interrupt: (),
+    #[cfg(not(unix))]
+    terminate: (),
+    #[cfg(not(unix))]
+    hangup: (),
+}
+
+impl Signals {
+    /// Registers handlers for SIGINT, SIGTERM and SIGHUP; one that cannot be registered is
+    /// logged and keeps its default effect.
+    #[cfg(unix)]
+    fn install() -> Signals {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let register = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                error!(error = %e, "cannot handle {name}; it will end the process without a graceful shutdown");
+                None
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        };
+        Signals {
+            interrupt: register(SignalKind::interrupt(), "SIGINT"),
+            terminate: register(SignalKind::terminate(), "SIGTERM"),
+            hangup: register(SignalKind::hangup(), "SIGHUP"),
         }
     }
+
     #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+    fn install() -> Signals {
+        Signals {
+            interrupt: (),
+            terminate: (),
+            hangup: (),
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM, including one that arrived before the first poll.
+#[cfg(unix)]
+async fn shutdown_requested(
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+) {
+    async fn wait(signal: Option<tokio::signal::unix::Signal>) {
+        if let Some(mut s) = signal {
+            if s.recv().await.is_some() {
+                return;
+            }
+        }
+        // No handler, or no more signals can arrive: never completes.
+        std::future::pending().await
+    }
+    tokio::select! {
+        () = wait(interrupt) => info!("SIGINT received"),
+        () = wait(terminate) => info!("SIGTERM received"),
+    }
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+async fn shutdown_requested((): (), (): ()) {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        error!(error = %e, "cannot handle Ctrl-C; stop the server another way");
+        std::future::pending::<()>().await;
+    }
+    info!("Ctrl-C received");
+}
+
+/// On each SIGHUP: reloads the TLS certificate and re-reads the configuration file to name what
+/// changed but needs a restart. Runs until aborted.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    hangup: Option<tokio::signal::unix::Signal>,
+    cert: Arc<crate::tls::ServerCert>,
+    sources: Sources,
+    running: Effective,
+) {
+    let Some(mut hangup) = hangup else { return };
+    let running = Arc::new(running);
+    while hangup.recv().await.is_some() {
+        let (cert, sources, running) = (Arc::clone(&cert), sources.clone(), Arc::clone(&running));
+        // File reads: off the async workers.
+        if let Err(e) = tokio::task::spawn_blocking(move || reload(&cert, &sources, &running)).await
+        {
+            error!(error = %e, "SIGHUP: reload failed");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(
+    (): (),
+    _cert: Arc<crate::tls::ServerCert>,
+    _sources: Sources,
+    _running: Effective,
+) {
+}
+
+/// What SIGHUP does; see [`reload_on_hangup`]. Blocking.
+fn reload(cert: &crate::tls::ServerCert, sources: &Sources, running: &Effective) {
+    let dir = running.tls_dir.display();
+    let before = cert.summary();
+    match cert.reload(&running.tls_dir) {
+        Ok(now) if now == before => {
+            info!(%dir, fingerprint = %now.fingerprint, "SIGHUP: TLS certificate reloaded; it is unchanged")
+        }
+        Ok(now) => {
+            info!(%dir, fingerprint = %now.fingerprint, previous = %before.fingerprint, "SIGHUP: TLS certificate reloaded; new connections get it, established ones keep theirs")
+        }
+        Err(e) => {
+            warn!(%dir, error = %e, fingerprint = %before.fingerprint, "SIGHUP: TLS certificate NOT reloaded; still using the previous one")
+        }
+    }
+    let fixed = "the bind address, data directory, TLS directory and limits are not reloaded; restart to change them";
+    match sources.load() {
+        Err(e) => warn!(error = %format!("{e:#}"), "SIGHUP: configuration not re-read; {fixed}"),
+        Ok(new) => {
+            let mut changed = Vec::new();
+            if new.config.bind != running.config.bind {
+                changed.push("bind");
+            }
+            if new.data_dir != running.data_dir {
+                changed.push("data_dir");
+            }
+            if new.tls_dir != running.tls_dir {
+                changed.push("tls_dir");
+            }
+            if format!("{:?}", new.config.limits) != format!("{:?}", running.config.limits) {
+                changed.push("limits");
+            }
+            if changed.is_empty() {
+                info!("SIGHUP: {fixed}");
+            } else {
+                warn!(changed = %changed.join(", "), "SIGHUP: configuration changed but not applied; {fixed}");
+            }
+        }
     }
 }

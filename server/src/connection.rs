@@ -73,6 +73,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// Reads whatever the peer sends and throws it away; `Ok(0)` at the end of the stream. For
+    /// the last moments of a connection, after close_notify.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn read_discard(&mut self) -> std::io::Result<usize> {
+        self.read_buf.clear();
+        self.read_buf.reserve(READ_CHUNK);
+        let n = self.stream.read_buf(&mut self.read_buf).await?;
+        self.read_buf.clear();
+        Ok(n)
+    }
+
     /// Appends an already-encoded frame to the write buffer.
     pub fn queue_frame(&mut self, frame: &[u8]) {
         self.write_buf.extend_from_slice(frame);

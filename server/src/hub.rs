@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::config::Limits;
 use crate::store::memory::MemoryStore;
 use crate::store::sqlite::Options;
-use crate::store::{Line, Loaded, QueueOutcome, Reply, Store, StoreError};
+use crate::store::{Arrival, Body, Line, Loaded, Mail, QueueOutcome, Reply, Store, StoreError};
 
 /// Cloneable handle to the shared state.
 #[derive(Debug, Clone)]
@@ -68,6 +68,9 @@ struct State {
     max_queued_bytes: usize,
     /// Join and leave notices are sent only while at most this many users are online.
     presence_max_online: usize,
+    /// Most personal lines one connection may leave unacknowledged before it counts as too
+    /// slow.
+    max_unacked: usize,
     /// The newest public lines as `History` frames, oldest first.
     history: VecDeque<Bytes>,
 }
@@ -92,6 +95,9 @@ struct Peer {
     queue: mpsc::Sender<Bytes>,
     /// Bytes in `queue`; the session subtracts what it takes out.
     queued_bytes: Arc<AtomicUsize>,
+    /// Ids of the personal lines queued live for this connection and not yet acknowledged,
+    /// oldest first (they also wait in the user's mailbox in the store).
+    unacked: VecDeque<u64>,
 }
 
 /// Why a frame could not be queued for a user.
@@ -103,6 +109,23 @@ enum QueueError {
 }
 
 impl Peer {
+    /// Queues a personal line (kept in the mailbox until acknowledged), keeping the number of
+    /// unacknowledged lines within `max_unacked` as well as the queue's bounds.
+    fn enqueue_personal(
+        &mut self,
+        id: u64,
+        frame: Bytes,
+        max_bytes: usize,
+        max_unacked: usize,
+    ) -> Result<(), QueueError> {
+        if self.unacked.len() >= max_unacked {
+            return Err(QueueError::Full);
+        }
+        self.enqueue(frame, max_bytes)?;
+        self.unacked.push_back(id);
+        Ok(())
+    }
+
     /// Queues a frame, keeping the queue within its frame and byte bounds.
     fn enqueue(&self, frame: Bytes, max_bytes: usize) -> Result<(), QueueError> {
         let len = frame.len();
@@ -139,9 +162,10 @@ pub struct Membership {
     /// The room's history at the moment of joining, as `History` frames, oldest first; every
     /// later public line is in `queue`.
     pub history: Vec<Bytes>,
-    /// The private lines stored for this user while offline (`None` if the store refused the
-    /// request; they then wait for the next login).
-    pub waiting: Option<Reply<Vec<Line>>>,
+    /// The personal lines waiting in this user's mailbox (sent while offline, or delivered
+    /// before and never acknowledged), oldest first; `None` if the store refused the request
+    /// (they then wait for the next login).
+    pub waiting: Option<Reply<Vec<Mail>>>,
     /// Set when another login with the same certificate replaced this one; the queue then
     /// closes.
     pub replaced: Arc<AtomicBool>,
@@ -189,13 +213,13 @@ pub struct Accepted {
     pub ts: u64,
 }
 
-/// Where a private line went.
+/// Where a private line went. Either way it was handed to the recipient's mailbox in the store,
+/// whose reply says once it is durable (or why it was not kept); answer the sender only then.
 #[derive(Debug)]
 pub enum PrivateOutcome {
-    /// Into the online recipient's queue.
-    Delivered(Accepted),
-    /// The recipient is offline (or was just dropped as too slow): handed to the store, whose
-    /// reply says whether it was stored for them.
+    /// Into the online recipient's queue too (answer `Sent`).
+    Delivered(Accepted, Reply<QueueOutcome>),
+    /// The recipient is offline, or was just dropped as too slow (answer `Queued`).
     Stored(Accepted, Reply<QueueOutcome>),
 }
 
@@ -243,6 +267,7 @@ impl Hub {
                         .outbound_queue_bytes
                         .max(frame::HEADER_LEN + frame::MAX_FRAME_LEN),
                     presence_max_online: limits.presence_max_online,
+                    max_unacked: limits.outbound_queue.max(1),
                     next_msg_id: loaded.last_id.saturating_add(1),
                     history,
                     ..State::default()
@@ -327,6 +352,7 @@ impl Hub {
                 replaced: Arc::clone(&replaced),
                 queue: tx,
                 queued_bytes: Arc::clone(&queued_bytes),
+                unacked: VecDeque::new(),
             },
         );
         let mut online: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
@@ -376,12 +402,18 @@ impl Hub {
     }
 
     /// Sends a public line to everyone but its sender and adds it to the history (memory and
-    /// store). `text` must already be validated.
+    /// store). `text` must already be validated. The reply says when the line is durable:
+    /// acknowledge it to the sender only then.
     ///
     /// # Errors
-    /// [`SendError::Closed`] when shutting down; [`SendError::Busy`] when the store is too far
-    /// behind to take it (then nobody receives it: what is accepted is also stored).
-    pub fn publish(&self, conn_id: u64, from: &str, text: String) -> Result<Accepted, SendError> {
+    /// [`SendError::Closed`] when shutting down; [`SendError::Busy`] when the store cannot take
+    /// it (then nobody receives it: what is accepted is also stored).
+    pub fn publish(
+        &self,
+        conn_id: u64,
+        from: &str,
+        text: String,
+    ) -> Result<(Accepted, Reply<()>), SendError> {
         let mut state = self.lock();
         if state.closed {
             return Err(SendError::Closed);
@@ -412,10 +444,11 @@ impl Hub {
         } else {
             None
         };
-        self.shared.store.append_public(line).map_err(|e| match e {
-            StoreError::Closed => SendError::Closed,
-            _ => SendError::Busy,
-        })?;
+        let durable = self
+            .shared
+            .store
+            .append_public(line)
+            .map_err(refused_by_store)?;
         if let Some(history) = history {
             if state.history.len() >= self.shared.history_len {
                 state.history.pop_front();
@@ -423,14 +456,16 @@ impl Hub {
             state.history.push_back(history);
         }
         broadcast_frame(&mut state, conn_id, frame);
-        Ok(accepted)
+        Ok((accepted, durable))
     }
 
-    /// Sends a private line to `to` (any case): into their queue when they are online, else to
-    /// the store for their next login. `text` must already be validated.
+    /// Sends a private line to `to` (any case): into their mailbox in the store until their
+    /// client acknowledges it, and into their queue as well when they are online. `text` must
+    /// already be validated.
     ///
     /// # Errors
-    /// [`SendError::Closed`] when shutting down, [`SendError::Busy`] when the store refuses.
+    /// [`SendError::Closed`] when shutting down, [`SendError::Busy`] when the store refuses (then
+    /// nobody receives it).
     pub fn send_private(
         &self,
         from: &str,
@@ -443,79 +478,131 @@ impl Hub {
             return Err(SendError::Closed);
         }
         let accepted = next_accepted(&mut state);
-        if state.peers.contains_key(&key) {
-            let frame = frame::encode(&ServerMsg::Private {
+        if !state.peers.contains_key(&key) {
+            let mail = Mail {
                 id: accepted.id,
                 ts: accepted.ts,
                 from: from.to_owned(),
-                text: text.clone(),
-            })
-            .map_err(|_| SendError::Encode)?;
-            let max_bytes = state.max_queued_bytes;
-            match state.peers.get(&key).map(|p| p.enqueue(frame, max_bytes)) {
-                Some(Ok(())) => return Ok(PrivateOutcome::Delivered(accepted)),
-                // Too slow: dropped, and the line waits in the store like for anyone offline.
-                Some(Err(QueueError::Full)) => evict(&mut state, &key),
-                // The session is gone but has not logged out yet.
-                Some(Err(QueueError::Closed)) | None => {}
-            }
+                body: Body::Text(text),
+            };
+            let reply = self
+                .shared
+                .store
+                .queue_mail(&key, mail, Arrival::Offline)
+                .map_err(refused_by_store)?;
+            return Ok(PrivateOutcome::Stored(accepted, reply));
         }
-        let line = Line {
+        let frame = frame::encode(&ServerMsg::Private {
             id: accepted.id,
             ts: accepted.ts,
             from: from.to_owned(),
-            text,
+            text: text.clone(),
+        })
+        .map_err(|_| SendError::Encode)?;
+        let mail = Mail {
+            id: accepted.id,
+            ts: accepted.ts,
+            from: from.to_owned(),
+            body: Body::Text(text),
         };
-        match self.shared.store.queue_private(&key, line) {
-            Ok(reply) => Ok(PrivateOutcome::Stored(accepted, reply)),
-            Err(StoreError::Closed) => Err(SendError::Closed),
-            Err(_) => Err(SendError::Busy),
+        match self.deliver_live(&mut state, &key, mail, frame)? {
+            (true, reply) => Ok(PrivateOutcome::Delivered(accepted, reply)),
+            (false, reply) => Ok(PrivateOutcome::Stored(accepted, reply)),
         }
     }
 
-    /// Relays an opaque payload (end-to-end data) to `to`, stamped with the sender's nick.
+    /// Relays an opaque payload (end-to-end data) to `to`, who must be online, stamped with the
+    /// sender's nick. Like a private line it stays in the recipient's mailbox until
+    /// acknowledged; the reply says when that is durable.
     ///
     /// # Errors
-    /// As [`Hub::send_private`].
-    pub fn relay(&self, from: &str, to: &str, payload: Vec<u8>) -> Result<Accepted, SendError> {
+    /// [`SendError::NoSuchNick`] if `to` is not online; otherwise as [`Hub::send_private`].
+    pub fn relay(
+        &self,
+        from: &str,
+        to: &str,
+        payload: Vec<u8>,
+    ) -> Result<(Accepted, Reply<QueueOutcome>), SendError> {
         let payload = match &self.shared.relay_hook {
             Some(hook) => hook(from, to, payload),
             None => payload,
         };
-        self.send_direct(to, |a| ServerMsg::Relay {
-            id: a.id,
-            ts: a.ts,
-            from: from.to_owned(),
-            payload,
-        })
-    }
-
-    /// Queues the message `build` makes (given its id and time) for one user.
-    fn send_direct(
-        &self,
-        to: &str,
-        build: impl FnOnce(Accepted) -> ServerMsg,
-    ) -> Result<Accepted, SendError> {
         let key = nick_key(to);
         let mut state = self.lock();
         if state.closed {
             return Err(SendError::Closed);
         }
-        let Some(peer) = state.peers.get(&key) else {
+        if !state.peers.contains_key(&key) {
             return Err(SendError::NoSuchNick(to.to_owned()));
-        };
-        let recipient_nick = peer.nick.clone();
+        }
         let accepted = next_accepted(&mut state);
-        let frame = frame::encode(&build(accepted)).map_err(|_| SendError::Encode)?;
-        let max_bytes = state.max_queued_bytes;
-        match state.peers.get(&key).map(|p| p.enqueue(frame, max_bytes)) {
-            Some(Ok(())) => Ok(accepted),
+        let frame = frame::encode(&ServerMsg::Relay {
+            id: accepted.id,
+            ts: accepted.ts,
+            from: from.to_owned(),
+            payload: payload.clone(),
+        })
+        .map_err(|_| SendError::Encode)?;
+        let mail = Mail {
+            id: accepted.id,
+            ts: accepted.ts,
+            from: from.to_owned(),
+            body: Body::Relay(payload),
+        };
+        // Dropped as too slow or gone: kept for the next login all the same.
+        let (_, reply) = self.deliver_live(&mut state, &key, mail, frame)?;
+        Ok((accepted, reply))
+    }
+
+    /// Hands `mail` to the online user `key`'s mailbox, then queues `frame` for them. Returns
+    /// whether it reached their queue (false: they were dropped as too slow, or their session
+    /// is ending; it then waits in the mailbox for their next login).
+    fn deliver_live(
+        &self,
+        state: &mut State,
+        key: &str,
+        mail: Mail,
+        frame: Bytes,
+    ) -> Result<(bool, Reply<QueueOutcome>), SendError> {
+        let id = mail.id;
+        // Stored first: if the store refuses, nobody receives it.
+        let reply = self
+            .shared
+            .store
+            .queue_mail(key, mail, Arrival::Live)
+            .map_err(refused_by_store)?;
+        let (max_bytes, max_unacked) = (state.max_queued_bytes, state.max_unacked);
+        let queued = state
+            .peers
+            .get_mut(key)
+            .map(|p| p.enqueue_personal(id, frame, max_bytes, max_unacked));
+        match queued {
+            Some(Ok(())) => Ok((true, reply)),
             Some(Err(QueueError::Full)) => {
-                evict(&mut state, &key);
-                Err(SendError::RecipientTooSlow(recipient_nick))
+                evict(state, key);
+                Ok((false, reply))
             }
-            // The session is gone but has not logged out yet.
-            Some(Err(QueueError::Closed)) | None => Err(SendError::NoSuchNick(recipient_nick)),
+            Some(Err(QueueError::Closed)) | None => Ok((false, reply)),
+        }
+    }
+
+    /// The client of connection `conn_id` (logged in as `nick`) acknowledged every personal
+    /// line up to id `up_to`: they leave the mailbox. Acknowledgements from a replaced
+    /// connection count too (the lines reached the user).
+    pub fn received(&self, conn_id: u64, nick: &str, up_to: u64) {
+        let key = nick_key(nick);
+        let mut state = self.lock();
+        if let Some(peer) = state.peers.get_mut(&key) {
+            if peer.conn_id == conn_id {
+                while peer.unacked.front().is_some_and(|&id| id <= up_to) {
+                    peer.unacked.pop_front();
+                }
+            }
+        }
+        // Under the lock: the store deletes after it stored every line up to `up_to`.
+        if let Err(e) = self.shared.store.delivered(&key, up_to) {
+            // Not deleted: sent again at the next login, where the client drops repeats.
+            tracing::debug!(error = %e, "acknowledged lines not deleted");
         }
     }
 
@@ -552,6 +639,15 @@ pub fn store_options(limits: &Limits) -> Options {
         mailbox_len: limits.mailbox_len,
         max_accounts: limits.max_accounts,
         mailbox_total: limits.mailbox_total,
+        max_unacked: limits.outbound_queue.max(1),
+    }
+}
+
+/// A store refusal as the sender learns it.
+fn refused_by_store(e: StoreError) -> SendError {
+    match e {
+        StoreError::Closed => SendError::Closed,
+        _ => SendError::Busy,
     }
 }
 
@@ -652,7 +748,10 @@ mod tests {
     /// A private line that reached an online recipient.
     fn delivered(r: Result<PrivateOutcome, SendError>) -> Accepted {
         match r {
-            Ok(PrivateOutcome::Delivered(a)) => a,
+            Ok(PrivateOutcome::Delivered(a, mut reply)) => {
+                assert_eq!(reply.try_recv().unwrap().unwrap(), QueueOutcome::Queued);
+                a
+            }
             other => panic!("not delivered: {other:?}"),
         }
     }
@@ -701,9 +800,9 @@ mod tests {
         let mut a = hub.join(1, "a", &fp("a")).unwrap();
         let mut b = hub.join(2, "b", &fp("b")).unwrap();
         drain(&mut a);
-        let first = hub.publish(1, "a", "one".into()).unwrap();
+        let (first, _) = hub.publish(1, "a", "one".into()).unwrap();
         let second = delivered(hub.send_private("a", "b", "two".into()));
-        let third = hub.publish(1, "a", "three".into()).unwrap();
+        let (third, _) = hub.publish(1, "a", "three".into()).unwrap();
         assert!(first.id < second.id && second.id < third.id);
         assert!(matches!(next(&mut b), ServerMsg::Public { text, .. } if text == "one"));
         assert!(matches!(next(&mut b), ServerMsg::Private { text, .. } if text == "two"));
@@ -868,7 +967,10 @@ mod tests {
         let hub = test_hub(4, usize::MAX);
         let _a = hub.join(1, "a", &fp("a")).unwrap();
         hub.close();
-        assert_eq!(hub.publish(1, "a", "x".into()), Err(SendError::Closed));
+        assert_eq!(
+            hub.publish(1, "a", "x".into()).map(|(a, _)| a),
+            Err(SendError::Closed)
+        );
         assert!(matches!(
             hub.send_private("a", "a", "x".into()),
             Err(SendError::Closed)
@@ -930,7 +1032,7 @@ mod tests {
         let mut bob = hub.join(2, "bob", &fp("bob")).unwrap();
         let waiting = bob.waiting.take().unwrap().try_recv().unwrap().unwrap();
         assert_eq!(waiting.len(), 1);
-        assert_eq!(waiting[0].text, "while away");
+        assert_eq!(waiting[0].body, Body::Text("while away".into()));
         // Once online, lines go to the queue, not the store.
         delivered(hub.send_private("a", "bob", "live".into()));
     }
@@ -945,6 +1047,6 @@ mod tests {
         };
         let hub = Hub::new(&limits, store, loaded);
         let a = hub.join(1, "a", &fp("a")).unwrap();
-        assert_eq!(hub.publish(a.conn_id, "a", "x".into()).unwrap().id, 42);
+        assert_eq!(hub.publish(a.conn_id, "a", "x".into()).unwrap().0.id, 42);
     }
 }

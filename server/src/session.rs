@@ -6,6 +6,7 @@
 //! Everything after the TLS handshake is generic over the byte stream, so the rules (rate
 //! limits, timeouts) are tested on in-memory streams with tokio's paused clock.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,17 +18,17 @@ use mm_common::protocol::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio::time::{timeout, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::Limits;
 use crate::connection::{Connection, ReadError};
-use crate::hub::{now_ms, Hub, JoinError, Membership, PrivateOutcome, SendError};
+use crate::hub::{now_ms, Accepted, Hub, JoinError, Membership, PrivateOutcome, SendError};
 use crate::limit::{RateLimiter, Verdict};
-use crate::store::{LoginOutcome, QueueOutcome, Reply, StoreError};
+use crate::store::{Body, LoginOutcome, QueueOutcome, Reply, StoreError};
 
 /// A byte stream a session can run on (TLS in production, in-memory in tests).
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {}
@@ -43,9 +44,18 @@ const MAX_BATCH: usize = 16 * 1024;
 /// (and the write timeout applies) instead of buffering more.
 const TLS_BUFFER_LIMIT: usize = 32 * 1024;
 
-/// Longest wait for the store's answer (a login, a stored private line). It answers after a
-/// commit, normally within milliseconds; this only bounds a stuck disk.
-const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the store's answer (a login, a line made durable). It answers after a
+/// commit, normally within milliseconds, and retries while the database is locked; this only
+/// bounds a stuck disk.
+const STORE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest wait, after close_notify, for the client to close its side (its unread input is
+/// discarded meanwhile, so that closing never turns into a reset).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// How long, after `Shutdown`, the server still answers what the client sends (messages that
+/// crossed the notice on the wire), unless the client closes first.
+const LINGER_AFTER_SHUTDOWN: Duration = Duration::from_secs(1);
 
 /// What every session needs.
 pub(crate) struct Context {
@@ -61,8 +71,9 @@ enum Exit {
     Quit,
     /// The client closed the connection or it failed.
     Disconnected,
-    /// The server is shutting down.
-    Shutdown,
+    /// The server is shutting down; `Shutdown` is queued, and the client may still be answered
+    /// until this deadline.
+    Shutdown(Instant),
     /// The client fell too far behind (its queue overflowed).
     TooSlow,
     /// A write made no progress within the write timeout.
@@ -118,7 +129,7 @@ pub(crate) async fn run<S: Stream>(
     ctx: &Context,
     cancel: &CancellationToken,
 ) {
-    let (membership, delivered) = match login(&mut conn, fingerprint, ctx, cancel).await {
+    let membership = match login(&mut conn, fingerprint, ctx, cancel).await {
         Ok(m) => m,
         Err(LoginFailed::Tell(code, detail)) => {
             debug!(%peer, code = %code, "login refused");
@@ -143,10 +154,10 @@ pub(crate) async fn run<S: Stream>(
     let conn_id = membership.conn_id;
     info!(%peer, conn = conn_id, %nick, "logged in");
 
-    let exit = chat(&mut conn, membership, delivered, ctx, cancel).await;
+    let exit = chat(&mut conn, membership, ctx, cancel).await;
     let reason = match &exit {
         Exit::Quit => LeaveReason::Quit,
-        Exit::Disconnected | Exit::Shutdown | Exit::Replaced => LeaveReason::Disconnected,
+        Exit::Disconnected | Exit::Shutdown(_) | Exit::Replaced => LeaveReason::Disconnected,
         Exit::TooSlow | Exit::WriteStalled => LeaveReason::TooSlow,
         Exit::Fatal(code, _) if *code == ErrorCode::TIMEOUT => LeaveReason::Disconnected,
         Exit::Fatal(..) => LeaveReason::ProtocolError,
@@ -155,7 +166,12 @@ pub(crate) async fn run<S: Stream>(
     info!(%peer, conn = conn_id, %nick, reason = reason.as_str(), "left");
 
     match exit {
-        Exit::Quit | Exit::Shutdown => close(&mut conn, &ctx.limits).await,
+        Exit::Quit => close(&mut conn, &ctx.limits).await,
+        Exit::Shutdown(deadline) => {
+            let deadline = deadline.min(Instant::now() + LINGER_AFTER_SHUTDOWN);
+            linger_after_shutdown(&mut conn, deadline).await;
+            close(&mut conn, &ctx.limits).await;
+        }
         Exit::TooSlow => {
             // It is not reading what it has; one last short frame has the best chance.
             conn.discard_pending();
@@ -186,10 +202,54 @@ pub(crate) async fn run<S: Stream>(
     }
 }
 
-/// Flushes what is queued and sends close_notify, each bounded by the write timeout.
+/// Flushes what is queued and sends close_notify, each bounded by the write timeout, then reads
+/// (and discards) whatever the client still sends until it closes too, for at most [`LINGER`]:
+/// closing a socket with unread input makes the kernel send a reset, which can destroy data the
+/// client has not read yet (our last frames included).
 async fn close<S: Stream>(conn: &mut Connection<S>, limits: &Limits) {
-    if timeout(limits.write_timeout, conn.flush()).await.is_ok() {
-        let _ = timeout(limits.write_timeout, conn.shutdown()).await;
+    if timeout(limits.write_timeout, conn.flush()).await.is_err() {
+        return;
+    }
+    if timeout(limits.write_timeout, conn.shutdown())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = timeout(LINGER, async {
+        while let Ok(n) = conn.read_discard().await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// After `Shutdown`: until the client closes, quits, or `deadline` passes, answers what it still
+/// sends (messages that crossed the notice on the wire get `shutting-down`, pings a pong), so that
+/// nothing the client sent goes unanswered.
+async fn linger_after_shutdown<S: Stream>(conn: &mut Connection<S>, deadline: Instant) {
+    loop {
+        if timeout_at(deadline, conn.flush()).await.is_err() {
+            return;
+        }
+        let payload = match timeout_at(deadline, conn.read_frame()).await {
+            Ok(Ok(Some(payload))) => payload,
+            _ => return,
+        };
+        match ClientMsg::decode(&payload) {
+            Ok(ClientMsg::Public { .. } | ClientMsg::Private { .. } | ClientMsg::Relay { .. }) => {
+                conn.queue(&ServerMsg::Error {
+                    code: ErrorCode::SHUTTING_DOWN,
+                    fatal: false,
+                    detail: SendError::Closed.to_string(),
+                });
+            }
+            Ok(ClientMsg::Ping { token }) => conn.queue(&ServerMsg::Pong { token }),
+            Ok(ClientMsg::Quit) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
 }
 
@@ -203,14 +263,14 @@ enum LoginFailed {
 }
 
 /// Waits for `Hello`, checks it and the account, joins the hub and queues `Welcome`, the user
-/// list, the room's history and the private lines stored while the user was offline. Returns
-/// the membership and the id up to which stored lines were queued (to delete once written).
+/// list, the room's history and the personal lines waiting in the user's mailbox (sent while
+/// offline, or delivered before and never acknowledged).
 async fn login<S: Stream>(
     conn: &mut Connection<S>,
     fingerprint: Option<String>,
     ctx: &Context,
     cancel: &CancellationToken,
-) -> Result<(Membership, Option<u64>), LoginFailed> {
+) -> Result<Membership, LoginFailed> {
     let read = timeout(ctx.limits.hello_timeout, conn.read_frame());
     let payload = tokio::select! {
         r = read => match r {
@@ -296,25 +356,32 @@ async fn login<S: Stream>(
     for frame in std::mem::take(&mut membership.history) {
         conn.queue_frame(&frame);
     }
-    let mut delivered = None;
     if let Some(waiting) = membership.waiting.take() {
         match store_answer(Ok(waiting)).await {
-            Ok(lines) => {
-                for line in lines {
-                    delivered = Some(line.id);
-                    conn.queue(&ServerMsg::Offline {
-                        id: line.id,
-                        ts: line.ts,
-                        from: line.from,
-                        text: line.text,
+            Ok(mails) => {
+                // They stay in the mailbox until the client acknowledges them.
+                for mail in mails {
+                    conn.queue(&match mail.body {
+                        Body::Text(text) => ServerMsg::Offline {
+                            id: mail.id,
+                            ts: mail.ts,
+                            from: mail.from,
+                            text,
+                        },
+                        Body::Relay(payload) => ServerMsg::Relay {
+                            id: mail.id,
+                            ts: mail.ts,
+                            from: mail.from,
+                            payload,
+                        },
                     });
                 }
             }
             // They stay stored for the next login.
-            Err(e) => warn!(error = %e, "stored private lines not fetched"),
+            Err(e) => warn!(error = %e, "waiting personal lines not fetched"),
         }
     }
-    Ok((membership, delivered))
+    Ok(membership)
 }
 
 /// The store's answer, within [`STORE_TIMEOUT`].
@@ -343,11 +410,202 @@ fn queue_users<S: Stream>(conn: &mut Connection<S>, nicks: &[String]) {
     }
 }
 
+/// The answer owed to one `Public`, `Private` or `Relay`. Answers leave in the order the
+/// messages came, each once it is known: a line is acknowledged only when it is durable.
+enum Answer {
+    /// Known now (a refusal).
+    Ready(ServerMsg),
+    /// `Sent` once the public line is in the stored history.
+    Public {
+        accepted: Accepted,
+        durable: Reply<()>,
+        deadline: Instant,
+    },
+    /// `Sent` (`live`) or `Queued` once the personal line is in the recipient's mailbox.
+    Mail {
+        accepted: Accepted,
+        to: String,
+        live: bool,
+        reply: Reply<QueueOutcome>,
+        deadline: Instant,
+    },
+}
+
+impl Answer {
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            Answer::Ready(_) => None,
+            Answer::Public { deadline, .. } | Answer::Mail { deadline, .. } => Some(*deadline),
+        }
+    }
+}
+
+/// The message for a settled [`Answer::Public`].
+fn public_answer(accepted: Accepted, stored: Result<(), StoreError>) -> ServerMsg {
+    match stored {
+        Ok(()) => ServerMsg::Sent {
+            id: accepted.id,
+            ts: accepted.ts,
+        },
+        Err(e) => {
+            warn!(error = %e, "public line not stored");
+            refusal(
+                ErrorCode::BUSY,
+                "the server could not store the message (those online may have seen it); try again"
+                    .into(),
+            )
+        }
+    }
+}
+
+/// The message for a settled [`Answer::Mail`].
+fn mail_answer(
+    accepted: Accepted,
+    to: &str,
+    live: bool,
+    stored: Result<QueueOutcome, StoreError>,
+    limits: &Limits,
+) -> ServerMsg {
+    let (code, detail) = match stored {
+        Ok(QueueOutcome::Queued) if live => {
+            return ServerMsg::Sent {
+                id: accepted.id,
+                ts: accepted.ts,
+            }
+        }
+        Ok(QueueOutcome::Queued) => {
+            return ServerMsg::Queued {
+                id: accepted.id,
+                ts: accepted.ts,
+            }
+        }
+        Ok(QueueOutcome::MailboxFull) => (
+            ErrorCode::MAILBOX_FULL,
+            format!(
+                "{to} is offline and has {} messages waiting, the most the server keeps",
+                limits.mailbox_len
+            ),
+        ),
+        Ok(QueueOutcome::StoreFull) => (
+            ErrorCode::MAILBOX_FULL,
+            format!(
+                "{to} is offline and the server keeps no more messages for offline users right now ({} waiting in all)",
+                limits.mailbox_total
+            ),
+        ),
+        Ok(QueueOutcome::NoSuchAccount) => (
+            ErrorCode::NO_SUCH_NICK,
+            format!("{to} is not online and not a registered user"),
+        ),
+        Err(e) => {
+            warn!(error = %e, "private line not stored");
+            (
+                ErrorCode::BUSY,
+                "the server could not store the message; try again".into(),
+            )
+        }
+    };
+    refusal(code, detail)
+}
+
+fn refusal(code: ErrorCode, detail: String) -> ServerMsg {
+    ServerMsg::Error {
+        code,
+        fatal: false,
+        detail,
+    }
+}
+
+/// Moves the answers at the front that are known into the write buffer, in order.
+fn pump<S: Stream>(conn: &mut Connection<S>, answers: &mut VecDeque<Answer>, limits: &Limits) {
+    loop {
+        let msg = match answers.front_mut() {
+            None => return,
+            Some(Answer::Ready(_)) => {
+                if let Some(Answer::Ready(msg)) = answers.pop_front() {
+                    conn.queue(&msg);
+                }
+                continue;
+            }
+            Some(Answer::Public {
+                accepted, durable, ..
+            }) => match durable.try_recv() {
+                Ok(stored) => public_answer(*accepted, stored),
+                Err(oneshot::error::TryRecvError::Empty) => return,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    public_answer(*accepted, Err(StoreError::Closed))
+                }
+            },
+            Some(Answer::Mail {
+                accepted,
+                to,
+                live,
+                reply,
+                ..
+            }) => match reply.try_recv() {
+                Ok(stored) => mail_answer(*accepted, to, *live, stored, limits),
+                Err(oneshot::error::TryRecvError::Empty) => return,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    mail_answer(*accepted, to, *live, Err(StoreError::Closed), limits)
+                }
+            },
+        };
+        answers.pop_front();
+        conn.queue(&msg);
+    }
+}
+
+/// Waits until the answer at the front is known and returns it (removed from the queue).
+/// Cancel-safe: the answer is removed only once known. A store that stays silent past the
+/// answer's deadline ends the session: its outcome is then unknown, and the client's
+/// unacknowledged lines are its to resend.
+async fn settle_front(answers: &mut VecDeque<Answer>, limits: &Limits) -> Result<ServerMsg, Exit> {
+    let Some(deadline) = answers.front().and_then(Answer::deadline) else {
+        return match answers.pop_front() {
+            Some(Answer::Ready(msg)) => Ok(msg),
+            _ => std::future::pending().await,
+        };
+    };
+    let silent = || {
+        Exit::Fatal(
+            ErrorCode::BUSY,
+            "the server's store is not answering; messages not acknowledged may not have been kept"
+                .into(),
+        )
+    };
+    let msg = match answers.front_mut() {
+        Some(Answer::Public {
+            accepted, durable, ..
+        }) => match timeout_at(deadline, durable).await {
+            Ok(Ok(stored)) => public_answer(*accepted, stored),
+            Ok(Err(_)) => public_answer(*accepted, Err(StoreError::Closed)),
+            Err(_) => return Err(silent()),
+        },
+        Some(Answer::Mail {
+            accepted,
+            to,
+            live,
+            reply,
+            ..
+        }) => match timeout_at(deadline, reply).await {
+            Ok(Ok(stored)) => mail_answer(*accepted, to, *live, stored, limits),
+            Ok(Err(_)) => mail_answer(*accepted, to, *live, Err(StoreError::Closed), limits),
+            Err(_) => return Err(silent()),
+        },
+        _ => return std::future::pending().await,
+    };
+    answers.pop_front();
+    Ok(msg)
+}
+
+/// Most answers one session may owe at once (waiting for the store); beyond this it stops
+/// reading from its client until the store catches up.
+const MAX_OWED: usize = 1024;
+
 /// The logged-in loop.
 async fn chat<S: Stream>(
     conn: &mut Connection<S>,
     mut m: Membership,
-    mut delivered: Option<u64>,
     ctx: &Context,
     cancel: &CancellationToken,
 ) -> Exit {
@@ -363,8 +621,24 @@ async fn chat<S: Stream>(
         limits.flood_strikes,
         Instant::now().into_std(),
     );
+    let mut answers: VecDeque<Answer> = VecDeque::new();
+    // Set once the server stops: by then every accepted line must be out and answered.
+    let mut stopping: Option<Instant> = None;
 
     loop {
+        pump(conn, &mut answers, limits);
+        if let Some(deadline) = stopping {
+            // The hub is closed: nothing new enters the queue, so this empties it.
+            if let Err(exit) = drain(conn, &mut m, usize::MAX) {
+                return exit;
+            }
+            if answers.is_empty() || Instant::now() >= deadline {
+                conn.queue(&ServerMsg::Shutdown {
+                    reason: "server is shutting down".into(),
+                });
+                return Exit::Shutdown(deadline);
+            }
+        }
         // Flush first: the welcome, and whatever the last turn collected.
         if conn.pending() > 0 {
             match timeout(limits.write_timeout, conn.flush()).await {
@@ -372,31 +646,21 @@ async fn chat<S: Stream>(
                 Ok(Err(_)) => return Exit::Disconnected,
                 Err(_) => return Exit::WriteStalled,
             }
-            // The lines stored while the user was offline are written: delete them (a crash
-            // before this point delivers them again rather than never).
-            if let Some(up_to) = delivered.take() {
-                if let Err(e) = ctx
-                    .hub
-                    .store()
-                    .delivered(&protocol::nick_key(&m.nick), up_to)
-                {
-                    warn!(error = %e, "delivered lines not deleted; they will be sent again");
-                }
-            }
             if m.queue.is_empty() {
                 conn.shrink_idle(); // going idle: do not keep a burst-sized buffer
             }
         }
+        let owes_store = answers.front().is_some_and(|a| a.deadline().is_some());
         tokio::select! {
-            () = cancel.cancelled() => {
-                return match drain(conn, &mut m, usize::MAX) {
-                    Ok(()) => {
-                        conn.queue(&ServerMsg::Shutdown { reason: "server is shutting down".into() });
-                        Exit::Shutdown
-                    }
-                    Err(exit) => exit,
-                };
+            () = cancel.cancelled(), if stopping.is_none() => {
+                // Keep serving a little longer: deliver what was accepted, answer what is owed
+                // and refuse what still comes (the hub is closed) — then say goodbye.
+                stopping = Some(Instant::now() + limits.shutdown_grace.mul_f64(0.8));
             }
+            settled = settle_front(&mut answers, limits), if owes_store => match settled {
+                Ok(msg) => conn.queue(&msg),
+                Err(exit) => return exit,
+            },
             frame = m.queue.recv() => match frame {
                 Some(frame) => {
                     m.queued_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
@@ -404,11 +668,11 @@ async fn chat<S: Stream>(
                 }
                 None => return closed_queue(&m),
             },
-            read = conn.read_frame() => {
+            read = conn.read_frame(), if answers.len() < MAX_OWED => {
                 last_heard = Instant::now();
                 match read {
                     Ok(Some(payload)) => {
-                        if let Some(exit) = handle(conn, &m, ctx, &mut limiter, &payload).await {
+                        if let Some(exit) = handle(conn, &m, ctx, &mut limiter, &mut answers, &payload) {
                             return exit;
                         }
                     }
@@ -428,6 +692,7 @@ async fn chat<S: Stream>(
                     conn.queue(&ServerMsg::Ping { token: ping_token });
                 }
             }
+            () = tokio::time::sleep_until(stopping.unwrap_or_else(Instant::now)), if stopping.is_some() => {}
         }
         // Collect whatever else is ready so that it leaves in the same write.
         if let Err(exit) = drain(conn, &mut m, MAX_BATCH) {
@@ -465,12 +730,14 @@ fn closed_queue(m: &Membership) -> Exit {
     }
 }
 
-/// Handles one frame from a logged-in client; `Some` ends the session.
-async fn handle<S: Stream>(
+/// Handles one frame from a logged-in client; `Some` ends the session. Answers owed to chat
+/// messages go to `answers`, in order.
+fn handle<S: Stream>(
     conn: &mut Connection<S>,
     m: &Membership,
     ctx: &Context,
     limiter: &mut RateLimiter,
+    answers: &mut VecDeque<Answer>,
     payload: &[u8],
 ) -> Option<Exit> {
     let msg = match ClientMsg::decode(payload) {
@@ -490,13 +757,10 @@ async fn handle<S: Stream>(
                     msg,
                     ClientMsg::Public { .. } | ClientMsg::Private { .. } | ClientMsg::Relay { .. }
                 ) {
-                    answer(
-                        conn,
-                        Err((
-                            ErrorCode::RATE_LIMITED,
-                            "too many messages; slow down".into(),
-                        )),
-                    );
+                    answers.push_back(Answer::Ready(refusal(
+                        ErrorCode::RATE_LIMITED,
+                        "too many messages; slow down".into(),
+                    )));
                 }
                 return None;
             }
@@ -508,70 +772,63 @@ async fn handle<S: Stream>(
             }
         }
     }
-    match msg {
-        ClientMsg::Public { text } => {
-            let result = check_text(&text, ctx).and_then(|()| {
-                ctx.hub
-                    .publish(m.conn_id, &m.nick, text)
-                    .map_err(send_error)
-            });
-            answer(conn, result);
+    let deadline = Instant::now() + STORE_TIMEOUT;
+    let owed = match msg {
+        ClientMsg::Public { text } => check_text(&text, ctx).and_then(|()| {
+            let (accepted, durable) = ctx
+                .hub
+                .publish(m.conn_id, &m.nick, text)
+                .map_err(send_error)?;
+            Ok(Answer::Public {
+                accepted,
+                durable,
+                deadline,
+            })
+        }),
+        ClientMsg::Private { to, text } => check_recipient(&to)
+            .and_then(|()| check_text(&text, ctx))
+            .and_then(|()| {
+                let (accepted, reply, live) = match ctx
+                    .hub
+                    .send_private(&m.nick, &to, text)
+                    .map_err(send_error)?
+                {
+                    PrivateOutcome::Delivered(accepted, reply) => (accepted, reply, true),
+                    PrivateOutcome::Stored(accepted, reply) => (accepted, reply, false),
+                };
+                Ok(Answer::Mail {
+                    accepted,
+                    to: protocol_safe(&to),
+                    live,
+                    reply,
+                    deadline,
+                })
+            }),
+        ClientMsg::Relay { to, payload } => check_recipient(&to)
+            .and_then(|()| check_payload(&payload))
+            .and_then(|()| {
+                let (accepted, reply) = ctx.hub.relay(&m.nick, &to, payload).map_err(send_error)?;
+                Ok(Answer::Mail {
+                    accepted,
+                    to: protocol_safe(&to),
+                    live: true,
+                    reply,
+                    deadline,
+                })
+            }),
+        ClientMsg::Who => {
+            queue_users(conn, &ctx.hub.online());
+            return None;
         }
-        ClientMsg::Private { to, text } => {
-            let result = check_recipient(&to)
-                .and_then(|()| check_text(&text, ctx))
-                .and_then(|()| ctx.hub.send_private(&m.nick, &to, text).map_err(send_error));
-            match result {
-                Ok(PrivateOutcome::Delivered(accepted)) => answer(conn, Ok(accepted)),
-                Ok(PrivateOutcome::Stored(accepted, reply)) => {
-                    let result = match store_answer(Ok(reply)).await {
-                        Ok(QueueOutcome::Queued) => {
-                            conn.queue(&ServerMsg::Queued {
-                                id: accepted.id,
-                                ts: accepted.ts,
-                            });
-                            return None;
-                        }
-                        Ok(QueueOutcome::MailboxFull) => Err((
-                            ErrorCode::MAILBOX_FULL,
-                            format!(
-                                "{} is offline and has {} messages waiting, the most the server keeps",
-                                protocol_safe(&to),
-                                ctx.limits.mailbox_len
-                            ),
-                        )),
-                        Ok(QueueOutcome::StoreFull) => Err((
-                            ErrorCode::MAILBOX_FULL,
-                            format!(
-                                "{} is offline and the server keeps no more messages for offline users right now ({} waiting in all)",
-                                protocol_safe(&to),
-                                ctx.limits.mailbox_total
-                            ),
-                        )),
-                        Ok(QueueOutcome::NoSuchAccount) => Err((
-                            ErrorCode::NO_SUCH_NICK,
-                            format!("{} is not online and not a registered user", protocol_safe(&to)),
-                        )),
-                        Err(e) => {
-                            warn!(error = %e, "private line not stored");
-                            Err((ErrorCode::BUSY, "the server could not store the message; try again".into()))
-                        }
-                    };
-                    answer(conn, result);
-                }
-                Err(e) => answer(conn, Err(e)),
-            }
+        ClientMsg::Ping { token } => {
+            conn.queue(&ServerMsg::Pong { token });
+            return None;
         }
-        ClientMsg::Relay { to, payload } => {
-            let result = check_recipient(&to)
-                .and_then(|()| check_payload(&payload))
-                .and_then(|()| ctx.hub.relay(&m.nick, &to, payload).map_err(send_error));
-            answer(conn, result);
+        ClientMsg::Received { up_to } => {
+            ctx.hub.received(m.conn_id, &m.nick, up_to);
+            return None;
         }
-        ClientMsg::Who => queue_users(conn, &ctx.hub.online()),
-        ClientMsg::Ping { token } => conn.queue(&ServerMsg::Pong { token }),
-        ClientMsg::Pong { .. } => {}
-        ClientMsg::Received { .. } => {}
+        ClientMsg::Pong { .. } => return None,
         ClientMsg::Quit => return Some(Exit::Quit),
         ClientMsg::Hello { .. } => {
             return Some(Exit::Fatal(
@@ -579,7 +836,16 @@ async fn handle<S: Stream>(
                 "already logged in".into(),
             ))
         }
-    }
+    };
+    answers.push_back(match owed {
+        Ok(answer) => answer,
+        Err((code, detail)) => {
+            if code == ErrorCode::INTERNAL {
+                warn!(%detail, "message refused by an internal error");
+            }
+            Answer::Ready(refusal(code, detail))
+        }
+    });
     None
 }
 
@@ -624,29 +890,6 @@ fn send_error(e: SendError) -> (ErrorCode, String) {
         _ => ErrorCode::INTERNAL,
     };
     (code, e.to_string())
-}
-
-/// Answers a Public/Private/Relay with `Sent` or a non-fatal `Error`.
-fn answer<S: Stream>(
-    conn: &mut Connection<S>,
-    result: Result<crate::hub::Accepted, (ErrorCode, String)>,
-) {
-    match result {
-        Ok(accepted) => conn.queue(&ServerMsg::Sent {
-            id: accepted.id,
-            ts: accepted.ts,
-        }),
-        Err((code, detail)) => {
-            if code == ErrorCode::INTERNAL {
-                warn!(%detail, "message refused by an internal error");
-            }
-            conn.queue(&ServerMsg::Error {
-                code,
-                fatal: false,
-                detail,
-            });
-        }
-    }
 }
 
 /// A recipient name echoed in an error: cut to the nick limit and stripped of control characters,

@@ -15,7 +15,7 @@ pub mod sqlite;
 
 use tokio::sync::oneshot;
 
-/// A stored chat line: public history or a private line waiting for its recipient.
+/// A public line in the room's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     /// The message id the hub gave it.
@@ -26,6 +26,41 @@ pub struct Line {
     pub from: String,
     /// The text.
     pub text: String,
+}
+
+/// What a mailbox entry carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// A private chat line (sent again as `ServerMsg::Offline`).
+    Text(String),
+    /// An end-to-end relay payload (sent again as `ServerMsg::Relay`), 1 to
+    /// `MAX_RELAY_LEN` bytes.
+    Relay(Vec<u8>),
+}
+
+/// A personal line in its recipient's mailbox: kept from its acceptance until the recipient's
+/// client acknowledges it (`ClientMsg::Received`), whether or not it was delivered live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// The message id the hub gave it.
+    pub id: u64,
+    /// When the server accepted it, ms since the Unix epoch.
+    pub ts: u64,
+    /// Sender nick.
+    pub from: String,
+    /// The text or payload.
+    pub body: Body,
+}
+
+/// How a personal line enters its recipient's mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// The recipient is offline: the line is checked against the mailbox bounds
+    /// (`mailbox_len`, `mailbox_total`) and the recipient must be a registered user.
+    Offline,
+    /// The recipient is online and the line is already in their queue: it is kept until
+    /// acknowledged, without the bounds (the hub bounds unacknowledged lines per connection).
+    Live,
 }
 
 /// A registered account.
@@ -56,10 +91,10 @@ pub enum LoginOutcome {
     Full,
 }
 
-/// The outcome of storing a private line for an offline user.
+/// The outcome of storing a personal line in a mailbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueOutcome {
-    /// Stored; delivered at the recipient's next login.
+    /// Stored until the recipient acknowledges it (at their next login if offline).
     Queued,
     /// The recipient's mailbox holds as many lines as allowed.
     MailboxFull,
@@ -142,21 +177,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now_ms: u64,
     ) -> Result<Reply<LoginOutcome>, StoreError>;
 
-    /// The private lines waiting for `nick_key`, oldest first. They stay stored until
-    /// [`Store::delivered`].
-    fn waiting(&self, nick_key: &str) -> Result<Reply<Vec<Line>>, StoreError>;
+    /// The personal lines waiting for `nick_key` (never acknowledged), oldest first. They stay
+    /// stored until [`Store::delivered`].
+    fn waiting(&self, nick_key: &str) -> Result<Reply<Vec<Mail>>, StoreError>;
 
-    /// Deletes the waiting lines of `nick_key` up to id `up_to`: they reached the user.
+    /// Deletes the waiting lines of `nick_key` up to id `up_to`: the recipient's client
+    /// acknowledged them.
     fn delivered(&self, nick_key: &str, up_to: u64) -> Result<(), StoreError>;
 
     /// Records that `nick_key` logged out now.
     fn logged_out(&self, nick_key: &str, now_ms: u64) -> Result<(), StoreError>;
 
-    /// Appends a public line to the history (which keeps the most recent lines only).
-    fn append_public(&self, line: Line) -> Result<(), StoreError>;
+    /// Appends a public line to the history (which keeps the most recent lines only); the
+    /// reply comes once it is durable.
+    fn append_public(&self, line: Line) -> Result<Reply<()>, StoreError>;
 
-    /// Stores a private line for the offline user `to_key`.
-    fn queue_private(&self, to_key: &str, line: Line) -> Result<Reply<QueueOutcome>, StoreError>;
+    /// Keeps a personal line in the mailbox of `to_key` until acknowledged; the reply comes
+    /// once it is durable (or says why it was not stored).
+    fn queue_mail(
+        &self,
+        to_key: &str,
+        mail: Mail,
+        arrival: Arrival,
+    ) -> Result<Reply<QueueOutcome>, StoreError>;
 
     /// Makes everything submitted durable, records `last_id`, and stops; later calls fail with
     /// [`StoreError::Closed`].

@@ -6,14 +6,22 @@
 //! checked here); the session then treats the certificate's SHA-256 fingerprint as the account
 //! (see `session::login`). A client that sends no certificate completes TLS and is refused at
 //! login with a clear `certificate-required` error instead of an opaque TLS alert.
+//!
+//! The server's own certificate is a [`ServerCert`]: one configuration serves every connection,
+//! and [`ServerCert::reload`] swaps the certificate it presents to new connections (`mm-server`
+//! does that on SIGHUP) without touching established ones.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use mm_certs::{load_certs, load_key, CertError, SERVER_CERT, SERVER_KEY};
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms,
+};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
@@ -29,24 +37,20 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// Builds a server configuration from a certificate chain and its key.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds a server configuration from a certificate chain (end-entity certificate first) and
+/// its key.
 ///
 /// # Errors
-/// [`TlsError::Rustls`] if rustls refuses them.
+/// [`TlsError::Rustls`] if rustls refuses them (e.g. the key does not match the certificate).
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(SelfSignedClients {
-        algorithms: provider.signature_verification_algorithms,
-    });
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![mm_common::protocol::ALPN.to_vec()];
-    Ok(Arc::new(config))
+    server_config_with(Arc::new(ServerCert::new(chain, key)?))
 }
 
 /// Builds a server configuration from `server.pem` and `server.key` in `dir`.
@@ -54,10 +58,130 @@ pub fn server_config(
 /// # Errors
 /// [`TlsError`] if the files are missing, unreadable or refused.
 pub fn server_config_from_dir(dir: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config(
-        load_certs(&dir.join(SERVER_CERT))?,
-        load_key(&dir.join(SERVER_KEY))?,
-    )
+    server_config_with(Arc::new(ServerCert::load(dir)?))
+}
+
+/// Builds a server configuration that presents whatever `cert` holds at each handshake, so
+/// that [`ServerCert::reload`] applies to every later connection.
+///
+/// # Errors
+/// [`TlsError::Rustls`] if rustls refuses the protocol versions (it does not with its defaults).
+pub fn server_config_with(cert: Arc<ServerCert>) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let verifier = Arc::new(SelfSignedClients {
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![mm_common::protocol::ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The certificate chain and key the server presents, replaceable while it runs.
+///
+/// Every TLS handshake takes the current one (a lock held only to clone an `Arc`, never across
+/// an await); [`ServerCert::reload`] replaces it only with a chain and key that load and match,
+/// so a failed reload leaves the server presenting what it presented before.
+#[derive(Debug)]
+pub struct ServerCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+/// What a [`ServerCert`] presents, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    /// SHA-256 fingerprint of the end-entity certificate (colon-separated uppercase hex, see
+    /// `mm_certs::fingerprint`).
+    pub fingerprint: String,
+    /// Certificates in the chain, the end-entity one included.
+    pub chain_len: usize,
+}
+
+impl ServerCert {
+    /// Checks a chain (end-entity certificate first) and its key.
+    ///
+    /// # Errors
+    /// [`TlsError::Rustls`] if the chain is empty, the end-entity certificate does not parse,
+    /// the key is not usable, or it does not match the certificate.
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<ServerCert, TlsError> {
+        Ok(ServerCert {
+            current: RwLock::new(certified_key(chain, key)?),
+        })
+    }
+
+    /// Loads `server.pem` (chain) and `server.key` from `dir`.
+    ///
+    /// # Errors
+    /// [`TlsError::Files`] if a file is missing, unreadable or holds no PEM certificate/key;
+    /// otherwise as [`ServerCert::new`].
+    pub fn load(dir: &Path) -> Result<ServerCert, TlsError> {
+        Ok(ServerCert {
+            current: RwLock::new(load_certified_key(dir)?),
+        })
+    }
+
+    /// Reads `server.pem` and `server.key` from `dir` again and, if they load and match,
+    /// presents them from the next handshake on. Blocking file I/O (two small files).
+    ///
+    /// # Errors
+    /// As [`ServerCert::load`]; the certificate presented so far stays in use.
+    pub fn reload(&self, dir: &Path) -> Result<CertSummary, TlsError> {
+        let new = load_certified_key(dir)?;
+        let summary = summarize(&new);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(summary)
+    }
+
+    /// What is presented now.
+    pub fn summary(&self) -> CertSummary {
+        summarize(&self.get())
+    }
+
+    fn get(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+fn load_certified_key(dir: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = load_certs(&dir.join(SERVER_CERT))?;
+    let key = load_key(&dir.join(SERVER_KEY))?;
+    certified_key(chain, key)
+}
+
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    if chain.is_empty() {
+        return Err(rustls::Error::NoCertificatesPresented.into());
+    }
+    let certified = CertifiedKey::from_der(chain, key, &provider())?;
+    // from_der lets a key whose public half it cannot tell through; insist, so that a
+    // mismatched pair is refused here rather than failing every handshake later.
+    certified.keys_match()?;
+    Ok(Arc::new(certified))
+}
+
+fn summarize(key: &CertifiedKey) -> CertSummary {
+    CertSummary {
+        fingerprint: key
+            .cert
+            .first()
+            .map(|c| mm_certs::fingerprint(c))
+            .unwrap_or_default(),
+        chain_len: key.cert.len(),
+    }
 }
 
 /// Accepts any client certificate whose key signs the handshake; see the module docs.
@@ -110,5 +234,42 @@ impl ClientCertVerifier for SelfSignedClients {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reload_swaps_only_to_a_loadable_matching_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        mm_certs::generate(dir.path(), &mm_certs::Names::default(), false).unwrap();
+        let cert = ServerCert::load(dir.path()).unwrap();
+        let first = cert.summary();
+        assert_eq!(first.chain_len, 2);
+        assert_eq!(
+            cert.reload(dir.path()).unwrap(),
+            first,
+            "same files, same cert"
+        );
+
+        let other = tempfile::tempdir().unwrap();
+        mm_certs::generate(other.path(), &mm_certs::Names::default(), false).unwrap();
+        // A certificate with someone else's key: refused, the old one stays.
+        std::fs::copy(other.path().join(SERVER_CERT), dir.path().join(SERVER_CERT)).unwrap();
+        assert!(matches!(cert.reload(dir.path()), Err(TlsError::Rustls(_))));
+        assert_eq!(cert.summary(), first);
+        std::fs::remove_file(dir.path().join(SERVER_KEY)).unwrap();
+        assert!(matches!(cert.reload(dir.path()), Err(TlsError::Files(_))));
+        assert_eq!(cert.summary(), first);
+
+        // Both files replaced: the new pair is presented.
+        std::fs::copy(other.path().join(SERVER_KEY), dir.path().join(SERVER_KEY)).unwrap();
+        let second = cert.reload(dir.path()).unwrap();
+        assert_ne!(second, first);
+        assert_eq!(cert.summary(), second);
+        let der = mm_certs::load_certs(&other.path().join(SERVER_CERT)).unwrap();
+        assert_eq!(second.fingerprint, mm_certs::fingerprint(&der[0]));
     }
 }

@@ -9,7 +9,7 @@ use mm_common::protocol::nick_key;
 use tokio::sync::oneshot;
 
 use super::sqlite::Options;
-use super::{Line, LoginOutcome, QueueOutcome, Reply, Store, StoreError};
+use super::{Arrival, Line, LoginOutcome, Mail, QueueOutcome, Reply, Store, StoreError};
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -22,7 +22,7 @@ pub struct MemoryStore {
 struct State {
     /// Fingerprint by nick key.
     accounts: HashMap<String, String>,
-    mailboxes: HashMap<String, VecDeque<Line>>,
+    mailboxes: HashMap<String, VecDeque<Mail>>,
     /// Lines in all mailboxes.
     waiting: usize,
     closed: bool,
@@ -72,7 +72,7 @@ impl Store for MemoryStore {
         .map(answered)
     }
 
-    fn waiting(&self, nick_key: &str) -> Result<Reply<Vec<Line>>, StoreError> {
+    fn waiting(&self, nick_key: &str) -> Result<Reply<Vec<Mail>>, StoreError> {
         self.with(|s| {
             s.mailboxes
                 .get(nick_key)
@@ -96,24 +96,33 @@ impl Store for MemoryStore {
         self.with(|_| ())
     }
 
-    fn append_public(&self, _: Line) -> Result<(), StoreError> {
-        self.with(|_| ()) // the hub's in-memory history is all there is
+    fn append_public(&self, _: Line) -> Result<Reply<()>, StoreError> {
+        self.with(|_| ()).map(answered) // the hub's in-memory history is all there is
     }
 
-    fn queue_private(&self, to_key: &str, line: Line) -> Result<Reply<QueueOutcome>, StoreError> {
+    fn queue_mail(
+        &self,
+        to_key: &str,
+        mail: Mail,
+        arrival: Arrival,
+    ) -> Result<Reply<QueueOutcome>, StoreError> {
         let (max, total) = (self.opts.mailbox_len, self.opts.mailbox_total);
         self.with(|s| {
             if !s.accounts.contains_key(to_key) {
-                return QueueOutcome::NoSuchAccount;
+                // Live: released by an operator while online; delivered, nothing to keep.
+                return match arrival {
+                    Arrival::Live => QueueOutcome::Queued,
+                    Arrival::Offline => QueueOutcome::NoSuchAccount,
+                };
             }
-            if s.waiting >= total {
+            if arrival == Arrival::Offline && s.waiting >= total {
                 return QueueOutcome::StoreFull;
             }
             let mailbox = s.mailboxes.entry(to_key.to_owned()).or_default();
-            if mailbox.len() >= max {
+            if arrival == Arrival::Offline && mailbox.len() >= max {
                 return QueueOutcome::MailboxFull;
             }
-            mailbox.push_back(line);
+            mailbox.push_back(mail);
             s.waiting += 1;
             QueueOutcome::Queued
         })

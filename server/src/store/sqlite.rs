@@ -18,10 +18,13 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use super::{Account, Line, Loaded, LoginOutcome, QueueOutcome, Reply, Store, StoreError};
+use super::{
+    Account, Arrival, Body, Line, Loaded, LoginOutcome, Mail, QueueOutcome, Reply, Store,
+    StoreError,
+};
 
 /// Schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -35,7 +38,8 @@ const CHANNEL_BOUND: usize = 16 * 1024;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migrations, in order; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
     CREATE TABLE accounts (
         nick_key     TEXT PRIMARY KEY,
         nick         TEXT NOT NULL,
@@ -61,7 +65,11 @@ const MIGRATIONS: [&str; 1] = ["
         key   TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
-"];
+",
+    // 2: the mailbox keeps every personal line until acknowledged, relays included (their
+    // payload here, `text` empty).
+    "ALTER TABLE mailbox ADD COLUMN payload BLOB;",
+];
 
 /// How much the store keeps.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +82,16 @@ pub struct Options {
     pub max_accounts: usize,
     /// Most private lines waiting, all mailboxes together.
     pub mailbox_total: usize,
+    /// Most lines one connection may leave unacknowledged; live lines beyond
+    /// `mailbox_len + max_unacked` in one mailbox are delivered but not kept.
+    pub max_unacked: usize,
+}
+
+impl Options {
+    /// Most lines one mailbox holds, live ones included; also the most a login fetches.
+    fn mailbox_ceiling(&self) -> usize {
+        self.mailbox_len.saturating_add(self.max_unacked)
+    }
 }
 
 /// Running counts the writer keeps so that a bound check is not a table count each time. They
@@ -104,7 +122,7 @@ enum Cmd {
     },
     Waiting {
         key: String,
-        reply: oneshot::Sender<Result<Vec<Line>, StoreError>>,
+        reply: oneshot::Sender<Result<Vec<Mail>, StoreError>>,
     },
     Delivered {
         key: String,
@@ -114,10 +132,14 @@ enum Cmd {
         key: String,
         now_ms: u64,
     },
-    Public(Line),
-    Private {
-        to_key: String,
+    Public {
         line: Line,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Mail {
+        to_key: String,
+        mail: Mail,
+        arrival: Arrival,
         reply: oneshot::Sender<Result<QueueOutcome, StoreError>>,
     },
     Close {
@@ -133,9 +155,10 @@ enum Answer {
         Result<LoginOutcome, StoreError>,
     ),
     Waiting(
-        oneshot::Sender<Result<Vec<Line>, StoreError>>,
-        Result<Vec<Line>, StoreError>,
+        oneshot::Sender<Result<Vec<Mail>, StoreError>>,
+        Result<Vec<Mail>, StoreError>,
     ),
+    Public(oneshot::Sender<Result<(), StoreError>>),
     Queue(
         oneshot::Sender<Result<QueueOutcome, StoreError>>,
         Result<QueueOutcome, StoreError>,
@@ -152,7 +175,9 @@ impl Answer {
             Answer::Login(tx, r) => drop(tx.send(failure.map_or(r, |d| Err(fail(d))))),
             Answer::Waiting(tx, r) => drop(tx.send(failure.map_or(r, |d| Err(fail(d))))),
             Answer::Queue(tx, r) => drop(tx.send(failure.map_or(r, |d| Err(fail(d))))),
-            Answer::Close(tx) => drop(tx.send(failure.map_or(Ok(()), |d| Err(fail(d))))),
+            Answer::Public(tx) | Answer::Close(tx) => {
+                drop(tx.send(failure.map_or(Ok(()), |d| Err(fail(d)))))
+            }
         }
     }
 }
@@ -295,7 +320,7 @@ impl Store for SqliteStore {
         Ok(rx)
     }
 
-    fn waiting(&self, nick_key: &str) -> Result<Reply<Vec<Line>>, StoreError> {
+    fn waiting(&self, nick_key: &str) -> Result<Reply<Vec<Mail>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Cmd::Waiting {
             key: nick_key.to_owned(),
@@ -318,15 +343,23 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append_public(&self, line: Line) -> Result<(), StoreError> {
-        self.submit(Cmd::Public(line))
+    fn append_public(&self, line: Line) -> Result<Reply<()>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Public { line, reply })?;
+        Ok(rx)
     }
 
-    fn queue_private(&self, to_key: &str, line: Line) -> Result<Reply<QueueOutcome>, StoreError> {
+    fn queue_mail(
+        &self,
+        to_key: &str,
+        mail: Mail,
+        arrival: Arrival,
+    ) -> Result<Reply<QueueOutcome>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::Private {
+        self.submit(Cmd::Mail {
             to_key: to_key.to_owned(),
-            line,
+            mail,
+            arrival,
             reply,
         })?;
         Ok(rx)
@@ -530,7 +563,8 @@ fn writer(mut conn: Connection, rx: Receiver<Cmd>, opts: Options, mut counts: Co
         let oldest = batch
             .iter()
             .filter_map(|c| match c {
-                Cmd::Public(line) | Cmd::Private { line, .. } => Some(line.ts),
+                Cmd::Public { line, .. } => Some(line.ts),
+                Cmd::Mail { mail, .. } => Some(mail.ts),
                 _ => None,
             })
             .min();
@@ -614,7 +648,7 @@ fn run_batch(
             )),
             Cmd::Waiting { key, reply } => answers.push(Answer::Waiting(
                 reply,
-                waiting(&tx, &key, opts.mailbox_len).map_err(failed),
+                waiting(&tx, &key, opts.mailbox_ceiling()).map_err(failed),
             )),
             Cmd::Delivered { key, up_to } => {
                 let deleted = tx
@@ -630,27 +664,30 @@ fn run_batch(
                 tx.prepare_cached("UPDATE accounts SET last_seen_ms = ?2 WHERE nick_key = ?1")
                     .and_then(|mut s| s.execute(params![key, to_sql(now_ms)])),
             ),
-            Cmd::Public(line) => {
+            Cmd::Public { line, reply } => {
                 max_id = max_id.max(line.id);
                 appended = true;
-                log_failure(
-                    "public",
-                    tx.prepare_cached(
-                        "INSERT OR REPLACE INTO history (id, ts, sender, text) VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![to_sql(line.id), to_sql(line.ts), line.from, line.text])
-                    }),
-                );
+                // A failed insert fails the batch: the line is acknowledged only once durable.
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO history (id, ts, sender, text) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    to_sql(line.id),
+                    to_sql(line.ts),
+                    line.from,
+                    line.text
+                ])?;
+                answers.push(Answer::Public(reply));
             }
-            Cmd::Private {
+            Cmd::Mail {
                 to_key,
-                line,
+                mail,
+                arrival,
                 reply,
             } => {
-                max_id = max_id.max(line.id);
-                let outcome =
-                    queue_private(&tx, &to_key, &line, opts, &mut counts.waiting).map_err(failed);
+                max_id = max_id.max(mail.id);
+                let outcome = queue_mail(&tx, &to_key, &mail, arrival, opts, &mut counts.waiting)
+                    .map_err(failed);
                 answers.push(Answer::Queue(reply, outcome));
             }
             Cmd::Close { last_id, reply } => {
@@ -684,9 +721,10 @@ fn unapplied(cmd: Cmd) -> Option<Answer> {
     match cmd {
         Cmd::Login { reply, .. } => Some(Answer::Login(reply, err())),
         Cmd::Waiting { reply, .. } => Some(Answer::Waiting(reply, err())),
-        Cmd::Private { reply, .. } => Some(Answer::Queue(reply, err())),
+        Cmd::Mail { reply, .. } => Some(Answer::Queue(reply, err())),
+        Cmd::Public { reply, .. } => Some(Answer::Public(reply)),
         Cmd::Close { reply, .. } => Some(Answer::Close(reply)),
-        Cmd::Delivered { .. } | Cmd::LoggedOut { .. } | Cmd::Public(_) => None,
+        Cmd::Delivered { .. } | Cmd::LoggedOut { .. } => None,
     }
 }
 
@@ -754,24 +792,35 @@ fn login(
     }
 }
 
-fn waiting(
-    tx: &rusqlite::Transaction<'_>,
-    key: &str,
-    mailbox_len: usize,
-) -> rusqlite::Result<Vec<Line>> {
+fn waiting(tx: &rusqlite::Transaction<'_>, key: &str, limit: usize) -> rusqlite::Result<Vec<Mail>> {
     let mut stmt = tx.prepare_cached(
-        "SELECT id, ts, sender, text FROM mailbox WHERE to_key = ?1 ORDER BY id LIMIT ?2",
+        "SELECT id, ts, sender, text, payload FROM mailbox WHERE to_key = ?1 ORDER BY id LIMIT ?2",
     )?;
-    let lines = stmt
-        .query_map(params![key, to_sql(mailbox_len as u64)], line_from_row)?
+    let mails = stmt
+        .query_map(params![key, to_sql(limit as u64)], |r| {
+            let payload: Option<Vec<u8>> = r.get(4)?;
+            Ok(Mail {
+                id: from_sql(r.get(0)?),
+                ts: from_sql(r.get(1)?),
+                from: r.get(2)?,
+                body: match payload {
+                    Some(payload) => Body::Relay(payload),
+                    None => Body::Text(r.get(3)?),
+                },
+            })
+        })?
         .collect();
-    lines
+    mails
 }
 
-fn queue_private(
+/// Keeps `mail` for `to_key`. An offline recipient must be registered and within the mailbox
+/// bounds; a live one (already delivered to) is kept up to the mailbox ceiling, so that a client
+/// that never acknowledges cannot grow its mailbox without end.
+fn queue_mail(
     tx: &rusqlite::Transaction<'_>,
     to_key: &str,
-    line: &Line,
+    mail: &Mail,
+    arrival: Arrival,
     opts: Options,
     waiting: &mut u64,
 ) -> rusqlite::Result<QueueOutcome> {
@@ -780,30 +829,52 @@ fn queue_private(
         .query_row([to_key], |_| Ok(()))
         .optional()?
         .is_some();
-    if !registered {
-        return Ok(QueueOutcome::NoSuchAccount);
-    }
     let count: i64 = tx
         .prepare_cached("SELECT COUNT(*) FROM mailbox WHERE to_key = ?1")?
         .query_row([to_key], |r| r.get(0))?;
-    if from_sql(count) >= opts.mailbox_len as u64 {
-        return Ok(QueueOutcome::MailboxFull);
-    }
-    if *waiting >= opts.mailbox_total as u64 {
-        *waiting = count_waiting(tx)?;
-        if *waiting >= opts.mailbox_total as u64 {
-            return Ok(QueueOutcome::StoreFull);
+    let count = from_sql(count);
+    match arrival {
+        Arrival::Offline => {
+            if !registered {
+                return Ok(QueueOutcome::NoSuchAccount);
+            }
+            if count >= opts.mailbox_len as u64 {
+                return Ok(QueueOutcome::MailboxFull);
+            }
+            if *waiting >= opts.mailbox_total as u64 {
+                *waiting = count_waiting(tx)?;
+                if *waiting >= opts.mailbox_total as u64 {
+                    return Ok(QueueOutcome::StoreFull);
+                }
+            }
+        }
+        Arrival::Live => {
+            // Already in the recipient's queue. Not kept for a nick an operator released
+            // meanwhile (its next owner must not read it), nor beyond the ceiling.
+            if !registered || count >= opts.mailbox_ceiling() as u64 {
+                if registered {
+                    warn!(
+                        "a mailbox is at its ceiling; a delivered line is not kept for redelivery"
+                    );
+                }
+                return Ok(QueueOutcome::Queued);
+            }
         }
     }
+    let (text, payload) = match &mail.body {
+        Body::Text(text) => (text.as_str(), None),
+        Body::Relay(payload) => ("", Some(payload.as_slice())),
+    };
     tx.prepare_cached(
-        "INSERT INTO mailbox (id, to_key, ts, sender, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO mailbox (id, to_key, ts, sender, text, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
-        to_sql(line.id),
+        to_sql(mail.id),
         to_key,
-        to_sql(line.ts),
-        line.from,
-        line.text
+        to_sql(mail.ts),
+        mail.from,
+        text,
+        payload
     ])?;
     *waiting += 1;
     Ok(QueueOutcome::Queued)
@@ -818,6 +889,7 @@ mod tests {
         mailbox_len: 2,
         max_accounts: 3,
         mailbox_total: 3,
+        max_unacked: 2,
     };
 
     fn line(id: u64, from: &str, text: &str) -> Line {
@@ -826,6 +898,15 @@ mod tests {
             ts: 1000 + id,
             from: from.into(),
             text: text.into(),
+        }
+    }
+
+    fn mail(id: u64, from: &str, text: &str) -> Mail {
+        Mail {
+            id,
+            ts: 1000 + id,
+            from: from.into(),
+            body: Body::Text(text.into()),
         }
     }
 
@@ -855,17 +936,17 @@ mod tests {
         let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
         reply(store.login("bob", "fp-b", 1)).await;
         assert_eq!(
-            reply(store.queue_private("carol", line(1, "a", "x"))).await,
+            reply(store.queue_mail("carol", mail(1, "a", "x"), Arrival::Offline)).await,
             QueueOutcome::NoSuchAccount
         );
         for id in [5, 6] {
             assert_eq!(
-                reply(store.queue_private("bob", line(id, "a", "m"))).await,
+                reply(store.queue_mail("bob", mail(id, "a", "m"), Arrival::Offline)).await,
                 QueueOutcome::Queued
             );
         }
         assert_eq!(
-            reply(store.queue_private("bob", line(7, "a", "m"))).await,
+            reply(store.queue_mail("bob", mail(7, "a", "m"), Arrival::Offline)).await,
             QueueOutcome::MailboxFull
         );
         let waiting = reply(store.waiting("bob")).await;
@@ -928,7 +1009,7 @@ mod tests {
             let (store, _) = SqliteStore::open(&path, OPTS).unwrap();
             rt.block_on(async {
                 reply(store.login("bob", "fp-b", 1)).await;
-                reply(store.queue_private("bob", line(1, "a", "secret"))).await;
+                reply(store.queue_mail("bob", mail(1, "a", "secret"), Arrival::Offline)).await;
                 reply(store.close(1)).await;
             });
             store.join();
@@ -979,17 +1060,17 @@ mod tests {
         }
         for (id, to) in [(1, "bob"), (2, "bob"), (3, "carol")] {
             assert_eq!(
-                reply(store.queue_private(to, line(id, "a", "m"))).await,
+                reply(store.queue_mail(to, mail(id, "a", "m"), Arrival::Offline)).await,
                 QueueOutcome::Queued
             );
         }
         assert_eq!(
-            reply(store.queue_private("carol", line(4, "a", "m"))).await,
+            reply(store.queue_mail("carol", mail(4, "a", "m"), Arrival::Offline)).await,
             QueueOutcome::StoreFull
         );
         store.delivered("bob", 2).unwrap();
         assert_eq!(
-            reply(store.queue_private("carol", line(5, "a", "m"))).await,
+            reply(store.queue_mail("carol", mail(5, "a", "m"), Arrival::Offline)).await,
             QueueOutcome::Queued
         );
     }
