@@ -474,6 +474,26 @@ async fn mm_owns_its_nick_by_its_home_and_sees_what_it_missed() {
         mail.starts_with("[private, sent ") && mail.ends_with("] <erin> for you only"),
         "{mail}"
     );
+    // mm acknowledged it (Received) once shown: the next login does not get it again.
+    drop(dana.stdin.take());
+    assert!(dana.wait().await.unwrap().success());
+    let mut dana = spawn_trusting(&server, "dana", home.path());
+    let mut stdin = dana.stdin.take().unwrap();
+    // A line of her own after the login sequence: when erin has it, dana has had her mail.
+    stdin.write_all(b"back again\n").await.unwrap();
+    let back = erin.next_line().await;
+    assert!(
+        matches!(&back, Event::Public { text, .. } if text == "back again"),
+        "{back:?}"
+    );
+    drop(stdin);
+    let output = finish(dana, WAIT).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        !stdout.contains("for you only"),
+        "delivered twice:\n{stdout}"
+    );
 }
 
 /// Waits for `mm` to exit (at most `within`) and returns what it wrote.
