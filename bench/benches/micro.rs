@@ -85,7 +85,7 @@ fn e2e(c: &mut Criterion) {
     let text = "x".repeat(64);
     group.bench_function("seal + open 64 B text (128 B bucket)", |bench| {
         bench.iter(|| {
-            let Outgoing::Secure(actions) = a.send_text("bob", &text, now).unwrap() else {
+            let Outgoing::Secure(actions) = a.send_text("bob", &text, 0, now).unwrap() else {
                 panic!()
             };
             for payload in sends(actions) {

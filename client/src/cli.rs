@@ -2,27 +2,32 @@
 //! line mode (stdin is not a terminal: for scripts, bots and tests) and the terminal UI
 //! ([`crate::tui`]).
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
+use mm_common::e2e::E2eEvent;
 use mm_common::protocol::{validate_nick, ErrorCode};
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::oneshot;
 
 use crate::command::{self, Command, HELP};
 use crate::display::{self, Style};
+use crate::stdio::{self, InputLine, LineReader, MAX_INPUT_LINE};
 use crate::trust::KnownServers;
 use crate::{
-    connect, Client, ConnectError, ConnectOptions, Delivery, Event, Events, SecureSetup, SendError,
-    Trust, Welcome,
+    connect, Client, ConnectError, ConnectOptions, Delivery, Event, Events, FlushError,
+    SecureSetup, SendError, Trust, Welcome,
 };
 
-/// How long to wait for the server to close after we quit.
+/// How long to wait for the server to close after we quit, once every line has its answer.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// At EOF, how long the server may stay silent (pinged meanwhile) while lines still wait for
+/// their answers before `mm` gives up on it.
+const STALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Multi-Messenger client.
 ///
@@ -59,8 +64,16 @@ pub struct Args {
     pub notify: bool,
 }
 
-/// Exit code for "could not connect or lost the connection".
+/// Exit code for "could not connect, lost the connection, or the server stopped answering".
 const EXIT_FAILURE: u8 = 1;
+
+/// Exit code for "connected and quit cleanly, but some input lines were refused (by `mm` or
+/// by the server) and not delivered".
+const EXIT_REFUSED: u8 = 2;
+
+/// Exit code when stdout was closed (128 + SIGPIPE, as a shell reports a process the signal
+/// ended): `mm` stopped reading input there.
+const EXIT_STDOUT_CLOSED: u8 = 141;
 
 /// Runs `mm` with the process arguments.
 pub fn main() -> ExitCode {
@@ -69,7 +82,7 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("mm: cannot start the async runtime: {e}");
+            stdio::err(&format!("mm: cannot start the async runtime: {e}"));
             return ExitCode::from(EXIT_FAILURE);
         }
     };
@@ -79,7 +92,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mm: {e:#}");
+            stdio::err(&format!("mm: {e:#}"));
             ExitCode::from(EXIT_FAILURE)
         }
     }
@@ -120,7 +133,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ));
     }
     for note in &notes {
-        eprintln!("mm: {note}");
+        stdio::err(&format!("mm: {note}"));
     }
     let mut opts = ConnectOptions::new(args.server.clone(), nick, trust);
     opts.secure = secure;
@@ -144,11 +157,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 );
             }
             if !ask_to_trust(&server, &fingerprint).await? {
-                eprintln!("Not connecting.");
+                stdio::err("Not connecting.");
                 return Ok(ExitCode::from(EXIT_FAILURE));
             }
             known.add(&server, &fingerprint)?;
-            eprintln!("Remembered {server} in {}.", known.path().display());
+            stdio::err(&format!(
+                "Remembered {server} in {}.",
+                known.path().display()
+            ));
             connect(&opts).await?
         }
         Err(ConnectError::Refused { code, detail }) if code == ErrorCode::NICK_REGISTERED => {
@@ -174,16 +190,17 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Shows a first-contact fingerprint and asks whether to trust it.
 async fn ask_to_trust(server: &str, fingerprint: &str) -> anyhow::Result<bool> {
-    eprintln!("The server {server} is not known yet. Its CA certificate fingerprint (SHA-256) is:");
-    eprintln!("  {fingerprint}");
-    eprintln!(
-        "Compare it with the fingerprint the server's operator gives you (mm-server logs it at"
+    stdio::err(&format!(
+        "The server {server} is not known yet. Its CA certificate fingerprint (SHA-256) is:"
+    ));
+    stdio::err(&format!("  {fingerprint}"));
+    stdio::err(
+        "Compare it with the fingerprint the server's operator gives you (mm-server logs it at",
     );
-    eprintln!(
-        "start; `mm-certs` prints it). If they differ, someone may be intercepting the connection."
+    stdio::err(
+        "start; `mm-certs` prints it). If they differ, someone may be intercepting the connection.",
     );
-    eprint!("Trust this server and remember it? [y/N] ");
-    let _ = std::io::stderr().flush();
+    stdio::err_prompt("Trust this server and remember it? [y/N] ");
     let answer = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)
@@ -202,8 +219,16 @@ fn local_text_error(text: &str, max: usize) -> Option<String> {
 }
 
 /// What one input line did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
+    /// Done (a chat line was handed to the connection, or a command ran).
     Continue,
+    /// Refused by `mm` (and said so): a bad command, a text the server would refuse, a
+    /// blocked secure session.
+    Refused,
+    /// The connection is closed: a chat line was not taken.
+    NotConnected,
+    /// `/quit`.
     Quit,
 }
 
@@ -214,7 +239,7 @@ async fn execute(client: &Client, line: &str, echo: bool, mut say: impl FnMut(St
     let result: Result<(), SendError> = match command::parse(line) {
         Err(e) => {
             say(format!("! {e}"));
-            return Outcome::Continue;
+            return Outcome::Refused;
         }
         Ok(Command::Nothing) => return Outcome::Continue,
         Ok(Command::Quit) => return Outcome::Quit,
@@ -228,19 +253,23 @@ async fn execute(client: &Client, line: &str, echo: bool, mut say: impl FnMut(St
         Ok(Command::Say(text)) => {
             if let Some(err) = local_text_error(&text, max) {
                 say(err);
-                return Outcome::Continue;
+                return Outcome::Refused;
             }
             if echo {
                 say(display::own_public_line(client.nick(), &text, style));
             }
-            client.public(&text).await.map_err(|_| SendError::NotConnected)
+            client
+                .public(&text)
+                .await
+                .map(|_| ())
+                .map_err(|_| SendError::NotConnected)
         }
         Ok(Command::Msg { to, text }) => {
             if let Some(err) = local_text_error(&text, max) {
                 say(err);
-                return Outcome::Continue;
+                return Outcome::Refused;
             }
-            client.private(&to, &text).await.map(|delivery| {
+            client.private(&to, &text).await.map(|(_, delivery)| {
                 if echo {
                     say(match delivery {
                         Delivery::Plain => display::own_private_line(&to, &text, style),
@@ -273,70 +302,223 @@ async fn execute(client: &Client, line: &str, echo: bool, mut say: impl FnMut(St
     };
     match result {
         Ok(()) => Outcome::Continue,
-        Err(SendError::NotConnected) => Outcome::Quit, // the event stream says why
+        Err(SendError::NotConnected) => Outcome::NotConnected, // the event stream says why
         Err(e) => {
             say(format!("! {e}"));
-            Outcome::Continue
+            Outcome::Refused
         }
+    }
+}
+
+/// How the input side of line mode ended.
+#[derive(Debug, Default)]
+struct InputEnd {
+    /// Input lines `mm` refused (and said why).
+    refused: usize,
+    /// Chat lines not taken because the connection was closed.
+    not_taken: usize,
+    /// Reading stdin failed.
+    read_error: bool,
+    /// The server stopped answering while this many lines waited for their answers.
+    stalled: Option<usize>,
+}
+
+/// The fates of our lines that were not delivered, counted for the exit summary.
+#[derive(Debug, Default)]
+struct Undelivered {
+    /// Refused by `mm` before sending.
+    by_mm: usize,
+    /// Refused by the server (a non-fatal error answering the line).
+    by_server: usize,
+    /// Waited for a secure session that failed or ended: never sent.
+    unsent: usize,
+    /// No answer when the connection ended (or when the server stopped answering).
+    unanswered: usize,
+}
+
+impl Undelivered {
+    fn total(&self) -> usize {
+        self.by_mm + self.by_server + self.unsent + self.unanswered
+    }
+
+    /// `mm: 3 lines not delivered: 1 refused by mm, 2 without an answer ...`.
+    fn summary(&self, lost: Option<&str>) -> String {
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (self.by_mm, "refused by mm"),
+            (self.by_server, "refused by the server"),
+            (
+                self.unsent,
+                "dropped with a secure session that did not come up",
+            ),
+            (self.unanswered, "without an answer"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        let n = self.total();
+        let lines = if n == 1 { "line" } else { "lines" };
+        let mut text = format!("mm: {n} {lines} not delivered");
+        if !parts.is_empty() {
+            text.push_str(&format!(": {}", parts.join(", ")));
+        }
+        if let Some(lost) = lost {
+            text.push_str(&format!(" ({lost})"));
+        }
+        text
+    }
+}
+
+/// Reads stdin to its end (or a closed stdout), runs every line, waits for the answers to
+/// everything sent, then reports how it went on `done` and quits.
+async fn read_input(
+    client: Client,
+    mut stop: oneshot::Receiver<()>,
+    done: oneshot::Sender<InputEnd>,
+) {
+    let mut end = InputEnd::default();
+    let mut input = LineReader::new(
+        tokio::io::BufReader::new(tokio::io::stdin()),
+        MAX_INPUT_LINE,
+    );
+    // A closed stdout (`stop`) ends the reading: nobody sees what happens any more.
+    while !stdio::stdout_closed() {
+        let next = tokio::select! {
+            next = input.next_line() => next,
+            _ = &mut stop => break,
+        };
+        let (number, line) = match next {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                stdio::err(&format!("mm: reading stdin: {e}"));
+                end.read_error = true;
+                break;
+            }
+        };
+        let text = match line {
+            InputLine::Text(text) => text,
+            InputLine::NotUtf8 => {
+                stdio::err(&format!(
+                    "mm: stdin line {number} is not valid UTF-8; not sent"
+                ));
+                end.refused += 1;
+                continue;
+            }
+            InputLine::TooLong { len } => {
+                stdio::err(&format!(
+                    "mm: stdin line {number} is {len} bytes, over the {MAX_INPUT_LINE} bytes mm reads as a line; not sent"
+                ));
+                end.refused += 1;
+                continue;
+            }
+        };
+        match execute(&client, &text, false, |l| {
+            stdio::out(&l);
+        })
+        .await
+        {
+            Outcome::Continue => {}
+            Outcome::Refused => end.refused += 1,
+            Outcome::NotConnected => {
+                end.not_taken += 1;
+                break;
+            }
+            Outcome::Quit => break,
+        }
+    }
+    // Everything read is queued; quit only once all of it has its answer, however long the
+    // pacing takes, unless the server stops answering.
+    if let Err(FlushError::Stalled { unanswered }) = client.flush(STALL_TIMEOUT).await {
+        end.stalled = Some(unanswered);
+    }
+    let stalled = end.stalled.is_some();
+    // Said before sending Quit, so that the server's close is never taken for a lost
+    // connection.
+    let _ = done.send(end);
+    if !stalled {
+        client.quit().await;
     }
 }
 
 /// Line mode: stdin lines in, one line per event out. Reading stdin runs in its own task so that
 /// printing events never waits behind a send that waits for the server.
+///
+/// Exit status: 0 when every line was delivered; 1 when the connection was lost or the server
+/// stopped answering; 2 when some lines were refused; 141 when stdout was closed. Any line
+/// not delivered is counted in one line on stderr.
 async fn line_mode(server: &str, client: Client, mut events: Events, welcome: Welcome) -> ExitCode {
-    println!("{}", display::welcome_line(server, &welcome, Style::PLAIN));
-    let (quit_tx, mut quit_rx) = oneshot::channel::<()>();
-    let input_client = client.clone();
-    tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        loop {
-            match lines.next_line().await {
-                Ok(Some(line)) => {
-                    if let Outcome::Quit =
-                        execute(&input_client, &line, false, |l| println!("{l}")).await
-                    {
-                        break;
-                    }
-                }
-                Ok(None) => break, // EOF: everything read has been queued before the Quit below
-                Err(e) => {
-                    eprintln!("mm: reading stdin: {e}");
-                    break;
-                }
-            }
-        }
-        // Say we are quitting before sending Quit, so that the server's close can never be
-        // mistaken for a lost connection.
-        let _ = quit_tx.send(());
-        input_client.quit().await;
-    });
-    drop(client);
+    stdio::out(&display::welcome_line(server, &welcome, Style::PLAIN));
+    let (done_tx, mut done_rx) = oneshot::channel::<InputEnd>();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let mut stop_tx = Some(stop_tx);
+    tokio::spawn(read_input(client, stop_rx, done_tx));
 
-    let mut quitting = false;
+    let mut fates = Undelivered::default();
+    let mut input: Option<InputEnd> = None;
+    let mut lost: Option<String> = None;
     let deadline = tokio::time::sleep(Duration::from_secs(u64::MAX / 4));
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            biased; // see the quit signal before the close it causes
-            _ = &mut quit_rx, if !quitting => {
-                quitting = true;
+            biased; // see the end of the input before the close it causes
+            end = &mut done_rx, if input.is_none() => {
+                let Ok(end) = end else {
+                    lost = Some("mm's input task failed".into());
+                    break;
+                };
+                let stalled = end.stalled;
+                input = Some(end);
+                if let Some(n) = stalled {
+                    fates.unanswered += n;
+                    lost = Some(format!("the server stopped answering for {} s", STALL_TIMEOUT.as_secs()));
+                    break;
+                }
                 deadline.as_mut().reset(tokio::time::Instant::now() + QUIT_TIMEOUT);
             }
             event = events.next() => {
                 let Some(event) = event else { break };
                 if let Some(line) = display::event_line(&event, Style::PLAIN) {
-                    println!("{line}");
+                    if !stdio::out(&line) {
+                        // stdout is closed: stop reading input; what was read still goes.
+                        if let Some(stop) = stop_tx.take() {
+                            let _ = stop.send(());
+                        }
+                    }
                 }
-                if matches!(event, Event::Closed { .. }) {
-                    break;
+                match event {
+                    Event::Error { line: Some(_), .. } => fates.by_server += 1,
+                    Event::Secure(E2eEvent::Failed { unsent, .. } | E2eEvent::Ended { unsent, .. }) => {
+                        fates.unsent += unsent.len();
+                    }
+                    Event::Closed { error, undelivered } => {
+                        fates.unanswered += undelivered.len();
+                        if input.is_none() {
+                            lost = Some(error.unwrap_or_else(|| "the server closed the connection".into()));
+                        }
+                        break;
+                    }
+                    _ => {}
                 }
             }
+            // Every line had its answer; only the goodbye is missing.
             () = &mut deadline => break,
         }
     }
-    if quitting {
-        ExitCode::SUCCESS
-    } else {
+    let end = input.unwrap_or_default();
+    fates.by_mm += end.refused;
+    fates.unanswered += end.not_taken;
+    if lost.is_some() || fates.total() > 0 {
+        stdio::err(&fates.summary(lost.as_deref()));
+    }
+    if lost.is_some() {
         ExitCode::from(EXIT_FAILURE)
+    } else if fates.total() > 0 || end.read_error {
+        ExitCode::from(EXIT_REFUSED)
+    } else if stdio::stdout_closed() {
+        ExitCode::from(EXIT_STDOUT_CLOSED)
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -2,9 +2,10 @@
 //! then a reader task turns frames into [`Event`]s and a writer task sends what the [`Client`]
 //! handle queues, batching whatever is ready into one write and one flush.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,11 +14,10 @@ use mm_common::frame::{self, FrameError};
 use mm_common::protocol::{ClientMsg, ErrorCode, LeaveReason, ServerMsg, ALPN, PROTOCOL_VERSION};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio::time::timeout;
-use tokio_rustls::client::TlsStream;
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::time::{timeout, Instant};
 
 use mm_common::e2e::{E2eEvent, Outgoing, Refused, Status};
 use mm_common::rate::TokenBucket;
@@ -29,14 +29,167 @@ use crate::trust::{KnownServers, Observed, PinVerifier};
 /// without end and grow the list without bound.
 pub(crate) const MAX_LISTED_USERS: usize = 1_000_000;
 
+/// Most lines of one connection waiting for the server's answer (queued for the pacer,
+/// written, or waiting for a secure session); [`Client::public`] and [`Client::private`] wait
+/// for room beyond it.
+pub const MAX_UNANSWERED: usize = 1024;
+
+/// A handle for one chat line given to [`Client::public`] or [`Client::private`]: the events
+/// that answer it ([`Event::Sent`], [`Event::Queued`], a non-fatal [`Event::Error`]), the
+/// end-to-end events that drop it unsent (`unsent` of `E2eEvent::Failed` / `Ended`, as
+/// [`LineId::get`]) and [`Event::Closed`]'s `undelivered` carry it. Unique within one
+/// [`ClientState`] (so across the reconnections of one process), increasing from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LineId(u64);
+
+impl LineId {
+    /// The number (as in end-to-end events' `unsent`).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The handle of an end-to-end tag (which this client sets to [`LineId::get`]).
+    pub(crate) fn from_tag(tag: u64) -> LineId {
+        LineId(tag)
+    }
+}
+
+/// What one client process keeps across its connections: the highest id of a personal line
+/// (`Private`, `Offline`, `Relay`) it received, so that lines a server sends again after a
+/// reconnect are recognised and not shown twice, and the counter for [`LineId`]s. Cheap to
+/// clone; clones share the state. Kept in [`ConnectOptions::state`], so reconnecting with the
+/// same options (or a clone) continues it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientState {
+    inner: Arc<StateInner>,
+}
+
+#[derive(Debug, Default)]
+struct StateInner {
+    last_line: AtomicU64,
+    personal: AtomicU64,
+}
+
+impl ClientState {
+    /// A fresh state: nothing received yet.
+    pub fn new() -> ClientState {
+        ClientState::default()
+    }
+
+    /// The highest personal line id received and passed on as an event (0: none), the
+    /// `up_to` this client acknowledges with `Received`.
+    pub fn highest_personal(&self) -> u64 {
+        self.inner.personal.load(Ordering::SeqCst)
+    }
+
+    /// Whether personal line `id` was not received before.
+    fn is_new_personal(&self, id: u64) -> bool {
+        id > self.highest_personal()
+    }
+
+    /// Records that personal line `id` was passed on.
+    fn received_personal(&self, id: u64) {
+        self.inner.personal.fetch_max(id, Ordering::SeqCst);
+    }
+
+    fn next_line(&self) -> LineId {
+        LineId(
+            self.inner
+                .last_line
+                .fetch_add(1, Ordering::SeqCst)
+                .saturating_add(1),
+        )
+    }
+}
+
+/// The lines of one connection that have no answer yet. Bounded by [`MAX_UNANSWERED`]; once
+/// the connection closed it takes no more lines.
+#[derive(Debug)]
+pub(crate) struct Lines {
+    inner: Mutex<LinesInner>,
+    /// One permit per line that may still be added.
+    room: Semaphore,
+    /// Woken whenever a line is answered or the connection closes.
+    changed: Notify,
+}
+
+#[derive(Debug)]
+struct LinesInner {
+    open: bool,
+    unanswered: BTreeSet<LineId>,
+}
+
+impl Lines {
+    fn new() -> Lines {
+        Lines {
+            inner: Mutex::new(LinesInner {
+                open: true,
+                unanswered: BTreeSet::new(),
+            }),
+            room: Semaphore::new(MAX_UNANSWERED),
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LinesInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new line waiting for its answer; waits while [`MAX_UNANSWERED`] lines wait.
+    async fn add(&self, state: &ClientState) -> Result<LineId, NotConnected> {
+        let permit = self.room.acquire().await.map_err(|_| NotConnected)?;
+        permit.forget();
+        let mut inner = self.lock();
+        if !inner.open {
+            return Err(NotConnected);
+        }
+        let line = state.next_line();
+        inner.unanswered.insert(line);
+        Ok(line)
+    }
+
+    /// `line` got its answer (or was dropped and reported). False if it was not waiting
+    /// (already answered, or reported as undelivered at the close).
+    pub(crate) fn answered(&self, line: LineId) -> bool {
+        let removed = self.lock().unanswered.remove(&line);
+        if removed {
+            self.room.add_permits(1);
+            self.changed.notify_waiters();
+        }
+        removed
+    }
+
+    fn is_open(&self) -> bool {
+        self.lock().open
+    }
+
+    fn unanswered(&self) -> usize {
+        self.lock().unanswered.len()
+    }
+
+    /// The connection is closed: the lines still waiting, oldest first.
+    fn close(&self) -> Vec<LineId> {
+        let lines = {
+            let mut inner = self.lock();
+            inner.open = false;
+            std::mem::take(&mut inner.unanswered)
+        };
+        self.room.close();
+        self.changed.notify_waiters();
+        lines.into_iter().collect()
+    }
+}
+
 /// What the server answers a frame with: every Public, Private and Relay gets exactly one
-/// `Sent` or non-fatal `Error`, in order, so the reader can tell which message an answer is for.
+/// `Sent`/`Queued` or non-fatal `Error`, in order, so the reader can tell which message an
+/// answer is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
-    /// A chat line: the answer is shown to the user.
-    Text,
-    /// End-to-end data for this peer: an error means the peer is unreachable.
-    Relay(String),
+    /// A chat line: the answer is passed on with its handle.
+    Text(LineId),
+    /// End-to-end data for this peer, carrying this line if it is a text: an error means the
+    /// peer is unreachable.
+    Relay { peer: String, line: Option<LineId> },
 }
 
 /// A frame on its way out, with the answer it will get.
@@ -44,19 +197,19 @@ pub(crate) enum Answer {
 pub(crate) struct Outbound {
     frame: Bytes,
     answer: Option<Answer>,
-    /// Counts against the server's rate limit (every frame but Pong and Quit).
+    /// Counts against the server's rate limit (every frame but Pong, Quit and Received).
     paced: bool,
 }
 
 impl Outbound {
-    pub(crate) fn new(msg: &ClientMsg) -> Option<Outbound> {
+    /// `msg` expecting `answer` (which must be `Some` for Public, Private and Relay);
+    /// `None` if it cannot be encoded.
+    pub(crate) fn new(msg: &ClientMsg, answer: Option<Answer>) -> Option<Outbound> {
         let frame = frame::encode(msg).ok()?;
-        let answer = match msg {
-            ClientMsg::Public { .. } | ClientMsg::Private { .. } => Some(Answer::Text),
-            ClientMsg::Relay { to, .. } => Some(Answer::Relay(to.clone())),
-            _ => None,
-        };
-        let paced = !matches!(msg, ClientMsg::Pong { .. } | ClientMsg::Quit);
+        let paced = !matches!(
+            msg,
+            ClientMsg::Pong { .. } | ClientMsg::Quit | ClientMsg::Received { .. }
+        );
         Some(Outbound {
             frame,
             answer,
@@ -67,6 +220,13 @@ impl Outbound {
 
 /// Answers expected from the server, oldest first; the writer pushes, the reader pops.
 type Pending = Arc<Mutex<VecDeque<Answer>>>;
+
+/// When the reader last heard anything from the server.
+type Heard = Arc<Mutex<Instant>>;
+
+fn elapsed_since(heard: &Heard) -> Duration {
+    heard.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+}
 
 /// How the server is to be trusted.
 #[derive(Debug, Clone)]
@@ -97,6 +257,9 @@ pub struct ConnectOptions {
     /// The client certificate presented to the server, which owns our nick there. Without
     /// one, servers that register nicks refuse the login (`certificate-required`).
     pub certificate: Option<mm_certs::ClientIdentity>,
+    /// What this process has received (shared by every connection made with these options
+    /// or their clones: a reconnect does not show personal lines again).
+    pub state: ClientState,
 }
 
 impl ConnectOptions {
@@ -114,6 +277,7 @@ impl ConnectOptions {
             // Generation only fails if the system RNG does; the server then says a certificate
             // is required, which is the truth.
             certificate: mm_certs::ClientIdentity::generate().ok(),
+            state: ClientState::new(),
         }
     }
 }
@@ -256,13 +420,17 @@ pub enum Event {
     },
     /// Our private line's recipient is offline; the server stored it for their next login.
     Queued {
+        /// Our line.
+        line: LineId,
         /// Its id.
         id: u64,
         /// Its server time.
         ts: u64,
     },
-    /// The server accepted our message.
+    /// The server accepted our line (for a secure line: the relay carrying it).
     Sent {
+        /// Our line.
+        line: LineId,
         /// Its id.
         id: u64,
         /// Its server time.
@@ -284,6 +452,9 @@ pub enum Event {
     Users(Vec<String>),
     /// An error from the server.
     Error {
+        /// The line it refuses (non-fatal errors answering one of our lines); `None` for
+        /// errors about something else.
+        line: Option<LineId>,
         /// Code.
         code: ErrorCode,
         /// Whether the server is closing the connection.
@@ -304,6 +475,10 @@ pub enum Event {
     Closed {
         /// Why, when it was not a clean close.
         error: Option<String>,
+        /// Our lines that got no answer, oldest first: whether the server took them is
+        /// unknown (send them again to be sure). Lines waiting for a secure session are here
+        /// too: they were never sent.
+        undelivered: Vec<LineId>,
     },
 }
 
@@ -315,8 +490,27 @@ pub struct Client {
     /// Weak, so that the event stream still ends when the connection does.
     events: mpsc::WeakSender<Event>,
     secure: Arc<Secure>,
+    lines: Arc<Lines>,
+    state: ClientState,
+    heard: Heard,
     nick: String,
     max_text_len: usize,
+}
+
+/// Why [`Client::flush`] stopped waiting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// The connection closed first; [`Event::Closed`] lists the lines without an answer.
+    #[error("the connection closed")]
+    Closed,
+    /// Nothing at all came from the server for the given time (not even an answer to a
+    /// ping) while lines waited for their answers.
+    #[error("the server stopped answering ({unanswered} lines without an answer)")]
+    Stalled {
+        /// Lines without an answer.
+        unanswered: usize,
+    },
 }
 
 /// How a private text went.
@@ -376,51 +570,162 @@ impl Client {
         self.max_text_len
     }
 
-    /// Queues a message for the server; waits only if the outgoing queue is full.
+    /// Queues any message as it is, bypassing the end-to-end layer (for tests and tools);
+    /// [`Client::public`] and [`Client::private`] are what a front end uses. A `Public`,
+    /// `Private` or `Relay` gets a [`LineId`] (returned), reported like theirs; other messages
+    /// get none. Waits only if the outgoing queue (or [`MAX_UNANSWERED`]) is full.
     ///
     /// # Errors
     /// [`NotConnected`] once the connection is closed.
-    pub async fn send(&self, msg: &ClientMsg) -> Result<(), NotConnected> {
-        let outbound = Outbound::new(msg).ok_or(NotConnected)?;
+    pub async fn send(&self, msg: &ClientMsg) -> Result<Option<LineId>, NotConnected> {
+        let relay_to = match msg {
+            ClientMsg::Public { .. } | ClientMsg::Private { .. } => None,
+            ClientMsg::Relay { to, .. } => Some(to.clone()),
+            _ => return self.send_unanswered(msg).await.map(|()| None),
+        };
+        let line = self.lines.add(&self.state).await?;
+        let answer = match relay_to {
+            None => Answer::Text(line),
+            Some(peer) => Answer::Relay {
+                peer,
+                line: Some(line),
+            },
+        };
+        self.send_line(line, msg, answer).await.map(Some)
+    }
+
+    /// Queues a message that gets no answer (Who, Ping, Quit); waits only if the outgoing
+    /// queue is full.
+    async fn send_unanswered(&self, msg: &ClientMsg) -> Result<(), NotConnected> {
+        let outbound = Outbound::new(msg, None).ok_or(NotConnected)?;
         self.out.send(outbound).await.map_err(|_| NotConnected)
     }
 
-    /// Sends a public line.
+    /// Queues `msg`, which carries `line` and gets `answer`. The line's fate is reported by
+    /// events unless this returns an error.
+    async fn send_line(
+        &self,
+        line: LineId,
+        msg: &ClientMsg,
+        answer: Answer,
+    ) -> Result<LineId, NotConnected> {
+        let sent = match Outbound::new(msg, Some(answer)) {
+            Some(outbound) => self.out.send(outbound).await.is_ok(),
+            None => false,
+        };
+        self.settle(line, sent).map_err(|_| NotConnected)
+    }
+
+    /// After trying to send `line`: if it did not go and is still ours to report, take it
+    /// back and fail; if the close already reported it as undelivered, it is the caller's.
+    fn settle(&self, line: LineId, sent: bool) -> Result<LineId, SendError> {
+        if sent || !self.lines.answered(line) {
+            Ok(line)
+        } else {
+            Err(SendError::NotConnected)
+        }
+    }
+
+    /// Sends a public line. The handle is in the answer ([`Event::Sent`], or a non-fatal
+    /// [`Event::Error`] if the server refused it) or, if none came, in [`Event::Closed`]'s
+    /// `undelivered`. Waits while [`MAX_UNANSWERED`] lines wait for their answers.
     ///
     /// # Errors
-    /// [`NotConnected`].
-    pub async fn public(&self, text: &str) -> Result<(), NotConnected> {
-        self.send(&ClientMsg::Public {
+    /// [`NotConnected`]: the line was not taken (and no event will mention it).
+    pub async fn public(&self, text: &str) -> Result<LineId, NotConnected> {
+        let line = self.lines.add(&self.state).await?;
+        let msg = ClientMsg::Public {
             text: text.to_owned(),
-        })
-        .await
+        };
+        self.send_line(line, &msg, Answer::Text(line)).await
     }
 
     /// Sends a private line: end-to-end encrypted if there is a secure session with `to`
-    /// (or one being set up), plain otherwise.
+    /// (or one being set up: then it waits for the session), plain otherwise. The handle is
+    /// reported as for [`Client::public`] ([`Event::Queued`] too, for a plain line to an
+    /// offline user), or in the `unsent` of an end-to-end `Failed`/`Ended` event if the
+    /// session it waited for did not come up.
     ///
     /// # Errors
-    /// [`SendError::Refused`] when the secure session failed: the text is not sent at all.
-    pub async fn private(&self, to: &str, text: &str) -> Result<Delivery, SendError> {
-        let outgoing = self
-            .secure
-            .sessions()
-            .send_text(to, text, std::time::Instant::now())?;
+    /// [`SendError::Refused`] when the secure session failed: the text is not sent at all;
+    /// [`SendError::NotConnected`]. In both cases no event will mention the line.
+    pub async fn private(&self, to: &str, text: &str) -> Result<(LineId, Delivery), SendError> {
+        let line = self
+            .lines
+            .add(&self.state)
+            .await
+            .map_err(|_| SendError::NotConnected)?;
+        let outgoing =
+            self.secure
+                .sessions()
+                .send_text(to, text, line.get(), std::time::Instant::now());
+        let outgoing = match outgoing {
+            Ok(outgoing) => outgoing,
+            Err(e) => {
+                self.lines.answered(line);
+                return Err(e.into());
+            }
+        };
         match outgoing {
             Outgoing::Plain => {
-                self.send(&ClientMsg::Private {
+                let msg = ClientMsg::Private {
                     to: to.to_owned(),
                     text: text.to_owned(),
-                })
-                .await
-                .map_err(|_| SendError::NotConnected)?;
-                Ok(Delivery::Plain)
+                };
+                self.send_line(line, &msg, Answer::Text(line))
+                    .await
+                    .map_err(|_| SendError::NotConnected)?;
+                Ok((line, Delivery::Plain))
             }
             Outgoing::Secure(actions) => {
-                self.perform(actions).await?;
-                Ok(Delivery::Secure)
+                let sent = self.perform(actions).await.is_ok();
+                self.settle(line, sent)?;
+                Ok((line, Delivery::Secure))
             }
-            Outgoing::Queued => Ok(Delivery::Queued),
+            Outgoing::Queued => Ok((line, Delivery::Queued)),
+        }
+    }
+
+    /// Lines of this connection without an answer yet.
+    pub fn unanswered(&self) -> usize {
+        self.lines.unanswered()
+    }
+
+    /// Waits until every line given to [`Client::public`] and [`Client::private`] on this
+    /// connection has its answer (or was dropped by the end-to-end layer, which says so),
+    /// e.g. before [`Client::quit`]. While it waits and the server is quiet, it pings the
+    /// server (at most every `stall / 3`).
+    ///
+    /// # Errors
+    /// [`FlushError::Stalled`] when nothing at all arrived from the server for `stall`;
+    /// [`FlushError::Closed`] if the connection closed first.
+    pub async fn flush(&self, stall: Duration) -> Result<(), FlushError> {
+        let probe_every = stall / 3;
+        let mut last_probe: Option<Instant> = None;
+        loop {
+            let changed = self.lines.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if !self.lines.is_open() {
+                return Err(FlushError::Closed);
+            }
+            let unanswered = self.lines.unanswered();
+            if unanswered == 0 {
+                return Ok(());
+            }
+            let quiet = elapsed_since(&self.heard);
+            if quiet >= stall {
+                return Err(FlushError::Stalled { unanswered });
+            }
+            if quiet >= probe_every && last_probe.is_none_or(|t| t.elapsed() >= probe_every) {
+                last_probe = Some(Instant::now());
+                let probe = Outbound::new(&ClientMsg::Ping { token: 0 }, None);
+                if let Some(probe) = probe {
+                    // A full queue is being sent, and its answers prove liveness anyway.
+                    let _ = self.out.try_send(probe);
+                }
+            }
+            let _ = timeout(Duration::from_millis(200), changed).await;
         }
     }
 
@@ -499,13 +804,13 @@ impl Client {
     /// # Errors
     /// [`NotConnected`].
     pub async fn who(&self) -> Result<(), NotConnected> {
-        self.send(&ClientMsg::Who).await
+        self.send_unanswered(&ClientMsg::Who).await
     }
 
     /// Sends `Quit` after everything queued before it. The server then closes the connection,
     /// which ends the event stream with [`Event::Closed`].
     pub async fn quit(&self) {
-        let _ = self.send(&ClientMsg::Quit).await;
+        let _ = self.send_unanswered(&ClientMsg::Quit).await;
     }
 }
 
@@ -640,7 +945,27 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
         }
     };
 
-    let secure = Arc::new(Secure::new(&welcome.nick, opts.secure.clone()));
+    Ok(start(reader, write_half, welcome, opts))
+}
+
+/// Starts the reader and writer on a logged-in connection.
+fn start<R, W>(
+    reader: FrameReader<R>,
+    write_half: W,
+    welcome: Welcome,
+    opts: &ConnectOptions,
+) -> (Client, Events, Welcome)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let lines = Arc::new(Lines::new());
+    let secure = Arc::new(Secure::new(
+        &welcome.nick,
+        opts.secure.clone(),
+        Arc::clone(&lines),
+    ));
+    let heard: Heard = Arc::new(Mutex::new(Instant::now()));
     let (out_tx, out_rx) = mpsc::channel(256);
     let pending: Pending = Arc::default();
     let (event_tx, event_rx) = mpsc::channel(1024);
@@ -651,25 +976,39 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
         f64::from(welcome.rate_per_sec) * 0.9,
         std::time::Instant::now(),
     );
-    tokio::spawn(write_loop(write_half, out_rx, Arc::clone(&pending), pacer));
+    tokio::spawn(write_loop(
+        write_half,
+        out_rx,
+        Arc::clone(&pending),
+        pacer,
+        Arc::clone(&lines),
+    ));
     // The reader holds only a weak handle (for pongs): when every `Client` is dropped, the
     // writer sees its queue close and ends the connection.
     tokio::spawn(read_loop(
         reader,
         event_tx,
         out_tx.downgrade(),
-        pending,
-        Arc::clone(&secure),
-        opts.read_timeout,
+        Reading {
+            pending,
+            secure: Arc::clone(&secure),
+            lines: Arc::clone(&lines),
+            state: opts.state.clone(),
+            heard: Arc::clone(&heard),
+            read_timeout: opts.read_timeout,
+        },
     ));
     let client = Client {
         out: out_tx,
         events: weak_events,
         secure,
+        lines,
+        state: opts.state.clone(),
+        heard,
         nick: welcome.nick.clone(),
         max_text_len: usize::try_from(welcome.max_text_len).unwrap_or(usize::MAX),
     };
-    Ok((client, Events { rx: event_rx }, welcome))
+    (client, Events { rx: event_rx }, welcome)
 }
 
 async fn read_welcome<R: AsyncRead + Unpin>(
@@ -771,6 +1110,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Whether a whole frame (or a bad header) is already buffered: reading it will not wait.
+    fn has_frame(&self) -> bool {
+        !matches!(frame::check(&self.buf), Err(FrameError::Incomplete { .. }))
+    }
+
     /// The next message; `Ok(None)` on a clean close. Errors are described for the user.
     async fn read_msg(&mut self) -> Result<Option<ServerMsg>, String> {
         loop {
@@ -796,19 +1140,54 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-async fn read_loop(
-    mut reader: FrameReader<ReadHalf<TlsStream<TcpStream>>>,
-    events: mpsc::Sender<Event>,
-    out: mpsc::WeakSender<Outbound>,
+/// What the reader works with, besides its channels.
+struct Reading {
     pending: Pending,
     secure: Arc<Secure>,
+    lines: Arc<Lines>,
+    state: ClientState,
+    heard: Heard,
     read_timeout: Duration,
+}
+
+/// Queues `Received { up_to }` for every personal line passed on so far. False if the
+/// outgoing queue is full (the caller tries again later) or gone.
+fn acknowledge(out: &mpsc::WeakSender<Outbound>, state: &ClientState) -> bool {
+    let up_to = state.highest_personal();
+    match (
+        out.upgrade(),
+        Outbound::new(&ClientMsg::Received { up_to }, None),
+    ) {
+        (Some(out), Some(ack)) => out.try_send(ack).is_ok(),
+        _ => false,
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: FrameReader<R>,
+    events: mpsc::Sender<Event>,
+    out: mpsc::WeakSender<Outbound>,
+    r: Reading,
 ) {
+    let Reading {
+        pending,
+        secure,
+        lines,
+        state,
+        heard,
+        read_timeout,
+    } = r;
     let mut users: Vec<String> = Vec::new();
     // Drives end-to-end timers (handshake timeouts, session renewal) and notices a silent server.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_heard = tokio::time::Instant::now();
+    let mut last_heard = Instant::now();
+    // Personal lines were read (new or again) and not yet acknowledged.
+    let mut ack_due = false;
     let error = loop {
+        // One acknowledgement per batch: when every frame already read is handled.
+        if ack_due && !reader.has_frame() && acknowledge(&out, &state) {
+            ack_due = false;
+        }
         let read = tokio::select! {
             read = reader.read_msg() => read,
             _ = tick.tick() => {
@@ -817,13 +1196,14 @@ async fn read_loop(
                 }
                 let actions = secure.sessions().tick(std::time::Instant::now());
                 if !actions.is_empty() {
-                    let Some(out) = out.upgrade() else { return };
+                    let Some(out) = out.upgrade() else { break None };
                     secure.perform(actions, &out, &events).await;
                 }
                 continue;
             }
         };
-        last_heard = tokio::time::Instant::now();
+        last_heard = Instant::now();
+        *heard.lock().unwrap_or_else(|p| p.into_inner()) = last_heard;
         let msg = match read {
             Ok(Some(msg)) => msg,
             Ok(None) => break None,
@@ -831,21 +1211,31 @@ async fn read_loop(
         };
         let event = match msg {
             ServerMsg::Ping { token } => {
-                if let (Some(out), Some(pong)) =
-                    (out.upgrade(), Outbound::new(&ClientMsg::Pong { token }))
-                {
+                if let (Some(out), Some(pong)) = (
+                    out.upgrade(),
+                    Outbound::new(&ClientMsg::Pong { token }, None),
+                ) {
                     // If the queue is full we are sending anyway, which also proves liveness.
                     let _ = out.try_send(pong);
                 }
                 continue;
             }
             ServerMsg::Pong { .. } | ServerMsg::Welcome { .. } => continue,
-            ServerMsg::Relay { from, payload, .. } => {
+            ServerMsg::Relay {
+                id, from, payload, ..
+            } => {
+                ack_due = true;
+                if !state.is_new_personal(id) {
+                    // Sent again after a reconnect: already processed (and a replayed
+                    // end-to-end message would fail to decrypt and end the session).
+                    continue;
+                }
                 let actions = secure
                     .sessions()
                     .receive(&from, &payload, std::time::Instant::now());
-                let Some(out) = out.upgrade() else { return };
+                let Some(out) = out.upgrade() else { break None };
                 secure.perform(actions, &out, &events).await;
+                state.received_personal(id);
                 continue;
             }
             ServerMsg::Users { nicks, last } => {
@@ -860,12 +1250,26 @@ async fn read_loop(
             }
             ServerMsg::Public { id, ts, from, text } => Event::Public { id, ts, from, text },
             ServerMsg::History { id, ts, from, text } => Event::History { id, ts, from, text },
-            ServerMsg::Offline { id, ts, from, text } => Event::Offline { id, ts, from, text },
-            ServerMsg::Queued { id, ts } => {
-                pop_answer(&pending);
-                Event::Queued { id, ts }
+            ServerMsg::Offline { id, ts, from, text } => {
+                ack_due = true;
+                if !state.is_new_personal(id) {
+                    continue; // shown before this reconnect
+                }
+                if events
+                    .send(Event::Offline { id, ts, from, text })
+                    .await
+                    .is_err()
+                {
+                    break None;
+                }
+                state.received_personal(id);
+                continue;
             }
             ServerMsg::Private { id, ts, from, text } => {
+                ack_due = true;
+                if !state.is_new_personal(id) {
+                    continue; // shown before this reconnect
+                }
                 // Only the rare case pays for a warning: a plain line from a secure peer.
                 let warning = matches!(secure.sessions().status(&from), Status::Secure { .. })
                     .then(|| {
@@ -879,23 +1283,37 @@ async fn read_loop(
                     .await
                     .is_err()
                 {
-                    return;
+                    break None;
                 }
+                state.received_personal(id);
                 match warning {
                     Some(w) => Event::Warning(w),
                     None => continue,
                 }
             }
-            ServerMsg::Sent { id, ts } => match pop_answer(&pending) {
-                // Acknowledgements of end-to-end internals are not the user's business.
-                Some(Answer::Relay(_)) => continue,
-                _ => Event::Sent { id, ts },
-            },
+            ServerMsg::Sent { id, ts } | ServerMsg::Queued { id, ts } => {
+                let queued = matches!(msg, ServerMsg::Queued { .. });
+                let line = match pop_answer(&pending) {
+                    Some(Answer::Text(line)) => line,
+                    Some(Answer::Relay {
+                        line: Some(line), ..
+                    }) => line,
+                    // Acknowledgements of end-to-end internals are not the user's business;
+                    // an answer to nothing (a confused server) is ignored.
+                    Some(Answer::Relay { line: None, .. }) | None => continue,
+                };
+                lines.answered(line);
+                if queued {
+                    Event::Queued { line, id, ts }
+                } else {
+                    Event::Sent { line, id, ts }
+                }
+            }
             ServerMsg::Joined { nick, .. } => Event::Joined { nick },
             ServerMsg::Left { nick, reason, .. } => {
                 let actions = secure.sessions().peer_left(&nick);
                 if events.send(Event::Left { nick, reason }).await.is_err() {
-                    return;
+                    break None;
                 }
                 if let Some(out) = out.upgrade() {
                     secure.perform(actions, &out, &events).await;
@@ -906,25 +1324,58 @@ async fn read_loop(
                 code,
                 fatal: false,
                 detail,
-            } => match pop_answer(&pending) {
-                Some(Answer::Relay(peer)) if code == ErrorCode::NO_SUCH_NICK => {
-                    // The peer is offline: its handshake or session fails now, with that reason.
-                    let actions = secure.sessions().unreachable(&peer);
-                    let Some(out) = out.upgrade() else { return };
-                    secure.perform(actions, &out, &events).await;
-                    continue;
+            } => {
+                let (line, unreachable) = match pop_answer(&pending) {
+                    Some(Answer::Text(line)) => (Some(line), None),
+                    Some(Answer::Relay { peer, line }) => {
+                        (line, (code == ErrorCode::NO_SUCH_NICK).then_some(peer))
+                    }
+                    None => (None, None),
+                };
+                if let Some(line) = line {
+                    lines.answered(line);
                 }
-                _ => Event::Error {
-                    code,
-                    fatal: false,
-                    detail,
-                },
-            },
+                let Some(peer) = unreachable else {
+                    if events
+                        .send(Event::Error {
+                            line,
+                            code,
+                            fatal: false,
+                            detail,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        break None;
+                    }
+                    continue;
+                };
+                // The peer is offline: our line (if this relay carried one) is refused, and
+                // its handshake or session fails now, with that reason.
+                if line.is_some()
+                    && events
+                        .send(Event::Error {
+                            line,
+                            code,
+                            fatal: false,
+                            detail,
+                        })
+                        .await
+                        .is_err()
+                {
+                    break None;
+                }
+                let actions = secure.sessions().unreachable(&peer);
+                let Some(out) = out.upgrade() else { break None };
+                secure.perform(actions, &out, &events).await;
+                continue;
+            }
             ServerMsg::Error {
                 code,
                 fatal: true,
                 detail,
             } => Event::Error {
+                line: None,
                 code,
                 fatal: true,
                 detail,
@@ -932,10 +1383,13 @@ async fn read_loop(
             ServerMsg::Shutdown { reason } => Event::Shutdown { reason },
         };
         if events.send(event).await.is_err() {
-            return; // nobody listens any more
+            break None; // nobody listens any more
         }
     };
-    let _ = events.send(Event::Closed { error }).await;
+    // From here on no line is taken, and the writer stops: what has no answer now never
+    // will on this connection.
+    let undelivered = lines.close();
+    let _ = events.send(Event::Closed { error, undelivered }).await;
 }
 
 fn pop_answer(pending: &Pending) -> Option<Answer> {
@@ -945,14 +1399,18 @@ fn pop_answer(pending: &Pending) -> Option<Answer> {
         .pop_front()
 }
 
-async fn write_loop(
-    mut writer: WriteHalf<TlsStream<TcpStream>>,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
     mut rx: mpsc::Receiver<Outbound>,
     pending: Pending,
     mut pacer: TokenBucket,
+    lines: Arc<Lines>,
 ) {
     let mut batch = BytesMut::new();
     while let Some(first) = rx.recv().await {
+        if !lines.is_open() {
+            return; // the reader reported the connection closed, with what it had not sent
+        }
         let mut next = Some(first);
         while let Some(outbound) = next.take() {
             if outbound.paced {
@@ -963,6 +1421,9 @@ async fn write_loop(
                         return;
                     }
                     tokio::time::sleep(wait).await;
+                    if !lines.is_open() {
+                        return;
+                    }
                 }
                 pacer.try_take(std::time::Instant::now());
             }
@@ -987,7 +1448,7 @@ async fn write_loop(
 }
 
 /// Writes and flushes `batch` (if not empty) and clears it; false if the connection failed.
-async fn write_batch(writer: &mut WriteHalf<TlsStream<TcpStream>>, batch: &mut BytesMut) -> bool {
+async fn write_batch<W: AsyncWrite + Unpin>(writer: &mut W, batch: &mut BytesMut) -> bool {
     const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     if batch.is_empty() {
         return true;
@@ -1031,6 +1492,217 @@ mod tests {
             Err(ConnectError::Protocol(e)) => assert!(e.contains("too long"), "{e}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The server's side of an in-memory connection.
+    struct FakeServer {
+        reader: tokio::io::ReadHalf<tokio::io::DuplexStream>,
+        writer: tokio::io::WriteHalf<tokio::io::DuplexStream>,
+        buf: BytesMut,
+    }
+
+    impl FakeServer {
+        /// Writes all of `msgs` at once (one batch for the client's reader).
+        async fn send(&mut self, msgs: &[ServerMsg]) {
+            let mut bytes = BytesMut::new();
+            for msg in msgs {
+                frame::encode_into(msg, &mut bytes).unwrap();
+            }
+            self.writer.write_all(&bytes).await.unwrap();
+        }
+
+        async fn recv(&mut self) -> ClientMsg {
+            loop {
+                if let Ok(payload) = frame::split_frame(&mut self.buf) {
+                    return ClientMsg::decode(&payload).unwrap();
+                }
+                let read = timeout(Duration::from_secs(5), self.reader.read_buf(&mut self.buf));
+                assert!(read.await.unwrap().unwrap() > 0, "client closed");
+            }
+        }
+
+        /// The next frame other than `Received`, and the `up_to`s seen before it.
+        async fn recv_after_acks(&mut self) -> (Vec<u64>, ClientMsg) {
+            let mut acks = Vec::new();
+            loop {
+                match self.recv().await {
+                    ClientMsg::Received { up_to } => acks.push(up_to),
+                    other => return (acks, other),
+                }
+            }
+        }
+    }
+
+    /// A logged-in client on an in-memory connection, with the given options.
+    fn fake(opts: &ConnectOptions) -> (Client, Events, FakeServer) {
+        let (client_end, server_end) = tokio::io::duplex(1 << 20);
+        let (client_read, client_write) = tokio::io::split(client_end);
+        let (reader, writer) = tokio::io::split(server_end);
+        let welcome = Welcome {
+            nick: opts.nick.clone(),
+            server: "fake".into(),
+            max_text_len: 4096,
+            rate_burst: 1000,
+            rate_per_sec: 1000,
+            online: Vec::new(),
+        };
+        let (client, events, _) = start(FrameReader::new(client_read), client_write, welcome, opts);
+        let server = FakeServer {
+            reader,
+            writer,
+            buf: BytesMut::new(),
+        };
+        (client, events, server)
+    }
+
+    fn options() -> ConnectOptions {
+        let mut opts = ConnectOptions::new("fake:1", "me", Trust::Roots(Vec::new()));
+        opts.certificate = None;
+        opts
+    }
+
+    async fn next(events: &mut Events) -> Event {
+        timeout(Duration::from_secs(5), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    fn private(id: u64) -> ServerMsg {
+        ServerMsg::Private {
+            id,
+            ts: 0,
+            from: "bob".into(),
+            text: format!("p{id}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn personal_lines_are_acknowledged_per_batch_and_never_shown_twice() {
+        let opts = options();
+        let (_client, mut events, mut server) = fake(&opts);
+        // One batch of 50 private lines (and a public one, which is not personal).
+        let mut batch: Vec<ServerMsg> = (1..=50).map(private).collect();
+        batch.push(ServerMsg::Public {
+            id: 51,
+            ts: 0,
+            from: "bob".into(),
+            text: "room".into(),
+        });
+        batch.push(ServerMsg::Ping { token: 1 });
+        server.send(&batch).await;
+        for id in 1..=50 {
+            assert!(matches!(next(&mut events).await, Event::Private { id: got, .. } if got == id));
+        }
+        let (acks, after) = server.recv_after_acks().await;
+        assert_eq!(after, ClientMsg::Pong { token: 1 });
+        assert_eq!(
+            acks,
+            [] as [u64; 0],
+            "acknowledged after the batch, not within it"
+        );
+        server.send(&[ServerMsg::Ping { token: 2 }]).await;
+        let (acks, after) = server.recv_after_acks().await;
+        assert_eq!((acks, after), (vec![50], ClientMsg::Pong { token: 2 }));
+        assert_eq!(opts.state.highest_personal(), 50);
+
+        // The next connection of this process (the TUI reconnects with a clone of its
+        // options): the server sends unacknowledged lines again, first, with the same ids.
+        let (_client, mut events, mut server) = fake(&opts.clone());
+        let mut batch: Vec<ServerMsg> = (48..=50)
+            .map(|id| ServerMsg::Offline {
+                id,
+                ts: 0,
+                from: "bob".into(),
+                text: format!("p{id}"),
+            })
+            .collect();
+        batch.push(ServerMsg::Relay {
+            id: 49,
+            ts: 0,
+            from: "bob".into(),
+            payload: vec![1, 2, 3],
+        });
+        batch.push(private(52));
+        server.send(&batch).await;
+        assert!(matches!(
+            next(&mut events).await,
+            Event::Private { id: 52, .. }
+        ));
+        server.send(&[ServerMsg::Ping { token: 3 }]).await;
+        let (acks, after) = server.recv_after_acks().await;
+        assert_eq!(after, ClientMsg::Pong { token: 3 });
+        assert_eq!(acks, [52], "duplicates are acknowledged again, once");
+        assert!(events.try_next().is_none(), "nothing shown twice");
+    }
+
+    #[tokio::test]
+    async fn every_line_gets_its_answer_or_is_listed_undelivered_at_the_close() {
+        let (client, mut events, mut server) = fake(&options());
+        let a = client.public("a").await.unwrap();
+        let b = client.public("b").await.unwrap();
+        let (c, delivery) = client.private("carol", "c").await.unwrap();
+        assert_eq!(delivery, Delivery::Plain);
+        let d = client.private("dave", "d").await.unwrap().0;
+        assert!(a < b && b < c && c < d);
+        for _ in 0..4 {
+            assert!(matches!(
+                server.recv().await,
+                ClientMsg::Public { .. } | ClientMsg::Private { .. }
+            ));
+        }
+        server
+            .send(&[
+                ServerMsg::Sent { id: 7, ts: 1 },
+                ServerMsg::Error {
+                    code: ErrorCode::NO_SUCH_NICK,
+                    fatal: false,
+                    detail: "no".into(),
+                },
+                ServerMsg::Queued { id: 8, ts: 2 },
+            ])
+            .await;
+        assert_eq!(
+            next(&mut events).await,
+            Event::Sent {
+                line: a,
+                id: 7,
+                ts: 1
+            }
+        );
+        assert!(matches!(next(&mut events).await, Event::Error { line: Some(l), .. } if l == b));
+        assert!(matches!(next(&mut events).await, Event::Queued { line, id: 8, .. } if line == c));
+        assert_eq!(client.unanswered(), 1);
+        drop(server); // the connection drops before d is answered
+        assert!(matches!(
+            next(&mut events).await,
+            Event::Closed { undelivered, .. } if undelivered == [d]
+        ));
+        assert_eq!(client.public("too late").await, Err(NotConnected));
+        assert_eq!(
+            client.flush(Duration::from_secs(1)).await,
+            Err(FlushError::Closed)
+        );
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_answers_and_gives_up_on_a_silent_server() {
+        let (client, _events, mut server) = fake(&options());
+        client.public("a").await.unwrap();
+        assert!(matches!(server.recv().await, ClientMsg::Public { .. }));
+        let answer = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            server.send(&[ServerMsg::Sent { id: 1, ts: 1 }]).await;
+            server
+        };
+        let (flushed, mut server) = tokio::join!(client.flush(Duration::from_secs(5)), answer);
+        assert_eq!(flushed, Ok(()));
+        client.public("b").await.unwrap();
+        assert!(matches!(server.recv().await, ClientMsg::Public { .. }));
+        // No answer, ever: flush pings the quiet server, then gives up.
+        let flushed = client.flush(Duration::from_millis(900)).await;
+        assert_eq!(flushed, Err(FlushError::Stalled { unanswered: 1 }));
+        assert!(matches!(server.recv().await, ClientMsg::Ping { .. }));
     }
 
     #[test]

@@ -139,8 +139,10 @@ pub fn event_line(event: &Event, style: Style) -> Option<String> {
         Event::Shutdown { reason } => {
             style.notice(format!("* server shutting down: {}", clean(reason)))
         }
-        Event::Closed { error: Some(e) } => style.error(format!("! disconnected: {}", clean(e))),
-        Event::Closed { error: None } => style.notice("* disconnected".to_string()),
+        Event::Closed { error: Some(e), .. } => {
+            style.error(format!("! disconnected: {}", clean(e)))
+        }
+        Event::Closed { error: None, .. } => style.notice("* disconnected".to_string()),
         Event::Sent { .. } => return None,
         Event::Secure(e) => return secure_line(e, style),
         Event::Warning(w) => style.error(format!("! warning: {}", clean(w))),
@@ -210,11 +212,16 @@ pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
                 clean(text)
             )
         }
-        E2eEvent::Ended { peer, by_peer } => {
+        E2eEvent::Ended {
+            peer,
+            by_peer,
+            unsent,
+        } => {
             let peer = clean(peer);
             let who = if *by_peer { peer.as_str() } else { "you" };
+            let dropped = not_sent(unsent.len());
             style.notice(format!(
-                "* secure session with {peer} ended by {who}; private messages with {peer} are NOT end-to-end encrypted now"
+                "* secure session with {peer} ended by {who}{dropped}; private messages with {peer} are NOT end-to-end encrypted now"
             ))
         }
         E2eEvent::Failed {
@@ -237,11 +244,7 @@ pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
             unsent,
         } => {
             let peer = clean(peer);
-            let dropped = match unsent {
-                0 => String::new(),
-                1 => "; 1 waiting message was NOT sent".to_string(),
-                n => format!("; {n} waiting messages were NOT sent"),
-            };
+            let dropped = not_sent(unsent.len());
             style.error(format!(
                 "! secure session with {peer} failed: {failure}{dropped}. Messages to {peer} are blocked \
                  until /secure {peer} or /insecure {peer}"
@@ -250,6 +253,15 @@ pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
         _ => return None,
     };
     Some(line)
+}
+
+/// `; 2 waiting messages were NOT sent`, or nothing for 0.
+fn not_sent(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => "; 1 waiting message was NOT sent".to_string(),
+        n => format!("; {n} waiting messages were NOT sent"),
+    }
 }
 
 /// How our own outgoing secure line is echoed in the interactive mode.
@@ -302,6 +314,7 @@ mod tests {
             "[private] <bob> psst"
         );
         let e = Event::Error {
+            line: None,
             code: ErrorCode::NO_SUCH_NICK,
             fatal: false,
             detail: "carol is not online".into(),
@@ -311,7 +324,14 @@ mod tests {
             "! error (no-such-nick): carol is not online"
         );
         assert_eq!(
-            event_line(&Event::Sent { id: 1, ts: 1 }, Style::PLAIN),
+            event_line(
+                &Event::Sent {
+                    line: crate::LineId::from_tag(1),
+                    id: 1,
+                    ts: 1
+                },
+                Style::PLAIN
+            ),
             None
         );
         let l = Event::Left {
@@ -350,7 +370,7 @@ mod tests {
                 pinned: [1; 32],
                 presented: [2; 32],
             },
-            unsent: 0,
+            unsent: vec![],
         });
         let line = event_line(&changed, Style::PLAIN).unwrap();
         assert!(
@@ -364,7 +384,7 @@ mod tests {
         let failed = Event::Secure(E2eEvent::Failed {
             peer: "bob".into(),
             failure: Failure::PeerLeft,
-            unsent: 2,
+            unsent: vec![1, 2],
         });
         let line = event_line(&failed, Style::PLAIN).unwrap();
         assert!(

@@ -9,11 +9,12 @@ pub mod connection;
 pub mod display;
 pub mod home;
 pub mod secure;
+pub mod stdio;
 pub mod trust;
 pub mod tui;
 
 pub use connection::{
-    connect, Client, ConnectError, ConnectOptions, Delivery, Event, Events, NotConnected,
-    SendError, Trust, Welcome,
+    connect, Client, ClientState, ConnectError, ConnectOptions, Delivery, Event, Events,
+    FlushError, LineId, NotConnected, SendError, Trust, Welcome,
 };
 pub use secure::SecureSetup;

@@ -12,7 +12,11 @@ use mm_common::pins::Pins;
 use mm_common::protocol::ClientMsg;
 use tokio::sync::mpsc;
 
-use crate::connection::{Event, Outbound};
+use std::sync::Arc;
+
+use mm_common::e2e::E2eEvent;
+
+use crate::connection::{Answer, Event, LineId, Lines, Outbound};
 
 /// File in the client home holding the identity key (mode 0600).
 pub const IDENTITY_FILE: &str = "identity.key";
@@ -140,6 +144,8 @@ impl SecureSetup {
 pub(crate) struct Secure {
     sessions: Mutex<Sessions>,
     pins_file: Option<PathBuf>,
+    /// The connection's lines waiting for an answer: texts dropped unsent are answered.
+    lines: Arc<Lines>,
 }
 
 impl std::fmt::Debug for Secure {
@@ -149,10 +155,11 @@ impl std::fmt::Debug for Secure {
 }
 
 impl Secure {
-    pub(crate) fn new(me: &str, setup: SecureSetup) -> Secure {
+    pub(crate) fn new(me: &str, setup: SecureSetup, lines: Arc<Lines>) -> Secure {
         Secure {
             sessions: Mutex::new(Sessions::new(me, setup.identity, setup.pins, setup.config)),
             pins_file: setup.pins_file,
+            lines,
         }
     }
 
@@ -171,8 +178,13 @@ impl Secure {
     ) -> bool {
         for action in actions {
             match action {
-                Action::Send { to, payload } => {
-                    let Some(outbound) = Outbound::new(&ClientMsg::Relay { to, payload }) else {
+                Action::Send { to, payload, line } => {
+                    let answer = Answer::Relay {
+                        peer: to.clone(),
+                        line: line.map(LineId::from_tag),
+                    };
+                    let msg = ClientMsg::Relay { to, payload };
+                    let Some(outbound) = Outbound::new(&msg, Some(answer)) else {
                         continue;
                     };
                     if out.send(outbound).await.is_err() {
@@ -180,6 +192,13 @@ impl Secure {
                     }
                 }
                 Action::Event(event) => {
+                    // Texts dropped unsent have their answer: this event.
+                    if let E2eEvent::Failed { unsent, .. } | E2eEvent::Ended { unsent, .. } = &event
+                    {
+                        for &line in unsent {
+                            self.lines.answered(LineId::from_tag(line));
+                        }
+                    }
                     let _ = events.send(Event::Secure(event)).await;
                 }
                 Action::PinsChanged => {

@@ -280,6 +280,9 @@ pub enum E2eEvent {
         peer: String,
         /// Whether the peer ended it.
         by_peer: bool,
+        /// The tags (given to [`Sessions::send_text`]) of texts that were waiting for the
+        /// session and are now dropped, not sent; oldest first.
+        unsent: Vec<u64>,
     },
     /// The session failed; sending to the peer is refused until `/secure` or `/insecure`.
     Failed {
@@ -287,8 +290,9 @@ pub enum E2eEvent {
         peer: String,
         /// Why.
         failure: Failure,
-        /// Texts that were waiting for the session and are now dropped, not sent.
-        unsent: usize,
+        /// The tags (given to [`Sessions::send_text`]) of texts that were waiting for the
+        /// session and are now dropped, not sent; oldest first.
+        unsent: Vec<u64>,
     },
 }
 
@@ -301,6 +305,9 @@ pub enum Action {
         to: String,
         /// The encoded [`Envelope`].
         payload: Vec<u8>,
+        /// The tag of the text this payload carries (as given to [`Sessions::send_text`]),
+        /// `None` for handshake, rekey, close and abort messages.
+        line: Option<u64>,
     },
     /// Show this.
     Event(E2eEvent),
@@ -416,7 +423,8 @@ enum State {
 struct Peer {
     nick: String,
     state: State,
-    queued: VecDeque<String>,
+    /// Texts waiting for the handshake, with their tags.
+    queued: VecDeque<(String, u64)>,
 }
 
 /// All of one user's end-to-end sessions.
@@ -585,6 +593,7 @@ impl Sessions {
             Action::Send {
                 to: nick.clone(),
                 payload: hello,
+                line: None,
             },
             Action::Event(E2eEvent::Starting {
                 peer: nick,
@@ -625,11 +634,20 @@ impl Sessions {
     }
 
     /// A text for `peer`: encrypted, queued, or to be sent plain when there is no session.
+    /// `line` is the caller's tag for the text: the [`Action::Send`] that carries it has
+    /// `line: Some(line)`, and if it is dropped unsent (the session failed or ended while it
+    /// waited), the tag is in that event's `unsent`.
     ///
     /// # Errors
     /// [`Refused`] when the session failed (never a silent fallback to plain text) or the
     /// queue is full.
-    pub fn send_text(&mut self, peer: &str, text: &str, now: Instant) -> Result<Outgoing, Refused> {
+    pub fn send_text(
+        &mut self,
+        peer: &str,
+        text: &str,
+        line: u64,
+        now: Instant,
+    ) -> Result<Outgoing, Refused> {
         let key = nick_key(peer);
         if key == nick_key(&self.me) {
             return Ok(Outgoing::Plain);
@@ -648,11 +666,11 @@ impl Sessions {
                 if entry.queued.len() >= max_queued {
                     return Err(Refused::QueueFull(entry.nick.clone()));
                 }
-                entry.queued.push_back(text.to_owned());
+                entry.queued.push_back((text.to_owned(), line));
                 Ok(Outgoing::Queued)
             }
             State::Handshaking(_) | State::Established(_) => {
-                let actions = self.encrypt_text(&key, text, now)?;
+                let actions = self.encrypt_text(&key, text, line, now)?;
                 Ok(Outgoing::Secure(actions))
             }
         }
@@ -664,6 +682,7 @@ impl Sessions {
         &mut self,
         key: &str,
         text: &str,
+        line: u64,
         now: Instant,
     ) -> Result<Vec<Action>, Refused> {
         let rekey_every = self.config.rekey_every;
@@ -679,6 +698,7 @@ impl Sessions {
         let mut actions = vec![Action::Send {
             to: nick.clone(),
             payload: seal(session, &Inner::Text(text.to_owned()))?,
+            line: Some(line),
         }];
         session.messages += 1;
         session.sent_since_rekey += 1;
@@ -686,6 +706,7 @@ impl Sessions {
             actions.push(Action::Send {
                 to: nick,
                 payload: seal(session, &Inner::Rekey)?,
+                line: None,
             });
             session.transport.rekey_outgoing();
             session.sent_since_rekey = 0;
@@ -721,6 +742,7 @@ impl Sessions {
                 vec![Action::Send {
                     to: nick,
                     payload: hello,
+                    line: None,
                 }]
             }
             None => {
@@ -791,6 +813,7 @@ impl Sessions {
                 let mut actions = vec![Action::Send {
                     to: nick.clone(),
                     payload: reply,
+                    line: None,
                 }];
                 if !renewing {
                     actions.push(Action::Event(E2eEvent::Starting {
@@ -912,6 +935,7 @@ impl Sessions {
         let mut actions = vec![Action::Send {
             to: nick,
             payload: finish,
+            line: None,
         }];
         actions.extend(self.establish(from, *h, trust, now));
         actions
@@ -998,7 +1022,7 @@ impl Sessions {
         let entry = self.peer(from);
         entry.state = State::Established(Box::new(established));
         let nick = entry.nick.clone();
-        let queued: Vec<String> = entry.queued.drain(..).collect();
+        let mut queued: VecDeque<(String, u64)> = entry.queued.drain(..).collect();
         actions.push(Action::Event(E2eEvent::Ready {
             peer: nick,
             key: peer_key,
@@ -1006,10 +1030,17 @@ impl Sessions {
             renewed,
         }));
         let key = nick_key(from);
-        for text in queued {
-            match self.encrypt_text(&key, &text, now) {
+        while let Some((text, line)) = queued.pop_front() {
+            match self.encrypt_text(&key, &text, line, now) {
                 Ok(more) => actions.extend(more),
-                Err(_) => actions.extend(self.fail(from, Failure::Handshake)),
+                Err(_) => {
+                    // This text and the ones after it were not sent: put them back to be
+                    // reported with the failure.
+                    queued.push_front((text, line));
+                    self.peer(from).queued = queued;
+                    actions.extend(self.fail(from, Failure::Handshake));
+                    break;
+                }
             }
         }
         actions
@@ -1059,10 +1090,11 @@ impl Sessions {
             Some(Some(Inner::Close)) => {
                 let entry = self.peer(from);
                 entry.state = State::Idle;
-                entry.queued.clear();
+                let unsent = entry.queued.drain(..).map(|(_, line)| line).collect();
                 vec![Action::Event(E2eEvent::Ended {
                     peer: nick,
                     by_peer: true,
+                    unsent,
                 })]
             }
         }
@@ -1092,12 +1124,11 @@ impl Sessions {
         }
     }
 
-    /// Marks the session with `peer` failed; queued texts are dropped and counted.
+    /// Marks the session with `peer` failed; queued texts are dropped and reported.
     fn fail(&mut self, peer: &str, failure: Failure) -> Vec<Action> {
         let entry = self.peer(peer);
         entry.state = State::Failed(failure.clone());
-        let unsent = entry.queued.len();
-        entry.queued.clear();
+        let unsent = entry.queued.drain(..).map(|(_, line)| line).collect();
         vec![Action::Event(E2eEvent::Failed {
             peer: entry.nick.clone(),
             failure,
@@ -1163,20 +1194,23 @@ impl Sessions {
             State::Established(mut e) => actions.push(Action::Send {
                 to: nick.clone(),
                 payload: seal(&mut e, &Inner::Close)?,
+                line: None,
             }),
             State::Handshaking(h) => match h.previous {
                 Some(mut e) => actions.push(Action::Send {
                     to: nick.clone(),
                     payload: seal(&mut e, &Inner::Close)?,
+                    line: None,
                 }),
                 None => actions.push(abort(&nick, h.session, AbortReason::Ended)),
             },
             State::Failed(_) => {}
         }
-        entry.queued.clear();
+        let unsent = entry.queued.drain(..).map(|(_, line)| line).collect();
         actions.push(Action::Event(E2eEvent::Ended {
             peer: nick,
             by_peer: false,
+            unsent,
         }));
         Ok(actions)
     }
@@ -1310,6 +1344,7 @@ fn abort(to: &str, session: SessionId, reason: AbortReason) -> Action {
     Action::Send {
         to: to.to_owned(),
         payload: encode(&Envelope::Abort { session, reason }),
+        line: None,
     }
 }
 

@@ -205,7 +205,7 @@ proptest! {
             let Some((from_alice, text)) = pending.next() else { break };
             let (me, to_bob) = if *from_alice { (&mut a, true) } else { (&mut b, false) };
             let peer = if *from_alice { "bob" } else { "alice" };
-            match me.send_text(peer, text, now).unwrap() {
+            match me.send_text(peer, text, 0, now).unwrap() {
                 Outgoing::Secure(actions) => {
                     let got = if to_bob { &mut got_a } else { &mut got_b };
                     push(actions, to_bob, &mut wire, got);

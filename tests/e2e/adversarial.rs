@@ -195,7 +195,9 @@ async fn the_server_keeps_serving_while_under_attack() {
                     assert_eq!(text, format!("line {i}"));
                     break;
                 }
-                Ok(Some(Event::Closed { error })) => panic!("bob lost the connection: {error:?}"),
+                Ok(Some(Event::Closed { error, .. })) => {
+                    panic!("bob lost the connection: {error:?}")
+                }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => panic!("line {i} did not arrive within 10 s"),
             }

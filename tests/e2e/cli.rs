@@ -109,12 +109,15 @@ async fn line_mode_client_end_to_end() {
         assert_eq!(next_line(&mut out).await, output);
     }
 
-    drop(stdin); // EOF: quit cleanly
-    let status = tokio::time::timeout(WAIT, bob.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status}");
+    drop(stdin); // EOF: quit cleanly, but say that three input lines did nothing
+    let output = finish(bob, WAIT).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.lines().last().unwrap_or_default(),
+        "mm: 3 lines not delivered: 2 refused by mm, 1 refused by the server",
+        "{stderr}"
+    );
     // Answers to alice's own lines come once they are stored, possibly after bob's lines.
     assert_eq!(
         alice
@@ -471,4 +474,243 @@ async fn mm_owns_its_nick_by_its_home_and_sees_what_it_missed() {
         mail.starts_with("[private, sent ") && mail.ends_with("] <erin> for you only"),
         "{mail}"
     );
+    // mm acknowledged it (Received) once shown: the next login does not get it again.
+    drop(dana.stdin.take());
+    assert!(dana.wait().await.unwrap().success());
+    let mut dana = spawn_trusting(&server, "dana", home.path());
+    let mut stdin = dana.stdin.take().unwrap();
+    // A line of her own after the login sequence: when erin has it, dana has had her mail.
+    stdin.write_all(b"back again\n").await.unwrap();
+    let back = erin.next_line().await;
+    assert!(
+        matches!(&back, Event::Public { text, .. } if text == "back again"),
+        "{back:?}"
+    );
+    drop(stdin);
+    let output = finish(dana, WAIT).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        !stdout.contains("for you only"),
+        "delivered twice:\n{stdout}"
+    );
+}
+
+/// Waits for `mm` to exit (at most `within`) and returns what it wrote.
+async fn finish(mm: Child, within: std::time::Duration) -> std::process::Output {
+    tokio::time::timeout(within, mm.wait_with_output())
+        .await
+        .expect("mm did not exit in time")
+        .unwrap()
+}
+
+/// `mm: N lines not delivered...` from stderr: N.
+fn not_delivered(stderr: &str) -> Option<usize> {
+    stderr.lines().find_map(|l| {
+        l.strip_prefix("mm: ")?
+            .split_once(" line")
+            .filter(|(_, rest)| rest.contains("not delivered"))?
+            .0
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test]
+async fn line_mode_delivers_a_whole_paced_burst_before_it_exits() {
+    // Default limits: a burst of 20, then 5 per second. 100 lines take ~20 s of pacing; mm
+    // must not quit (or exit 0) before the last one is acknowledged.
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut alice = server.client("alice").await;
+    let mut frank = spawn_trusting(&server, "frank", home.path());
+    let input: String = (1..=100).map(|i| format!("line {i}\n")).collect();
+    let mut stdin = frank.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = finish(frank, std::time::Duration::from_secs(90)).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(
+        !stdout.contains("rate-limited"),
+        "paced within the limit:\n{stdout}"
+    );
+    for i in 1..=100 {
+        let line = alice.next_line().await;
+        assert!(
+            matches!(&line, Event::Public { from, text, .. } if from == "frank" && *text == format!("line {i}")),
+            "line {i}: {line:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn line_mode_counts_the_lines_a_lost_connection_did_not_deliver() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut alice = server.client("alice").await;
+    let mut frank = spawn_trusting(&server, "frank", home.path());
+    let input: String = (1..=60).map(|i| format!("line {i}\n")).collect();
+    let mut stdin = frank.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    // The first lines arrive; the server goes away while the pacer still holds the rest.
+    let mut received = 0;
+    while received < 5 {
+        if let Event::Public { .. } = alice.next_line().await {
+            received += 1;
+        }
+    }
+    server.shutdown().await;
+    let output = finish(frank, WAIT).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // Everything the server accepted reached alice before it closed; what it did not is what
+    // mm counts.
+    loop {
+        match alice.next().await {
+            Event::Public { .. } => received += 1,
+            Event::Closed { .. } => break,
+            _ => {}
+        }
+    }
+    let lost = not_delivered(&stderr).unwrap_or_else(|| panic!("no count on stderr:\n{stderr}"));
+    assert!(lost > 0, "{stderr}");
+    assert_eq!(received + lost, 60, "{stderr}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("not delivered"))
+            .count(),
+        1,
+        "one line says it:\n{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn line_mode_gives_up_with_a_count_when_the_server_stops_answering() {
+    let server = mm_tests::ServerProcess::start(MM_SERVER, "").await;
+    let home = tempfile::tempdir().unwrap();
+    let ca = home.path().join("server-ca.pem");
+    std::fs::copy(server.data.path().join("tls").join(mm_certs::CA_CERT), &ca).unwrap();
+    let mut frank = spawn_mm(&server.addr, Some(&ca), "frank", home.path());
+    let mut out = BufReader::new(frank.stdout.take().unwrap()).lines();
+    assert!(next_line(&mut out).await.starts_with("* connected"));
+    server.signal("STOP"); // hangs: the TCP connection stays up, nothing is answered
+    let mut stdin = frank.stdin.take().unwrap();
+    stdin.write_all(b"one\ntwo\nthree\n").await.unwrap();
+    drop(stdin);
+    let started = tokio::time::Instant::now();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(40), frank.wait())
+        .await
+        .expect("mm waits for a hung server only so long")
+        .unwrap();
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut frank.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(not_delivered(&stderr), Some(3), "{stderr}");
+    assert!(stderr.contains("stopped answering"), "{stderr}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(10),
+        "a few seconds of silence are not yet a failure"
+    );
+    server.signal("CONT");
+}
+
+#[tokio::test]
+async fn line_mode_refuses_bad_input_lines_by_number_and_sends_the_rest() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.client("bob").await;
+    let mut frank = spawn_trusting(&server, "frank", home.path());
+    let mut input = b"line one\ncaf\xe9 au lait\nline three\r\n/msg bob line four\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 20_000));
+    input.extend(b"\nnul\0byte\nlast line, no newline");
+    let mut stdin = frank.stdin.take().unwrap();
+    stdin.write_all(&input).await.unwrap();
+    drop(stdin);
+    let output = finish(frank, WAIT).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("stdin line 2 is not valid UTF-8; not sent"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stdin line 5 is 20000 bytes"),
+        "the real size:\n{stderr}"
+    );
+    assert!(stdout.contains("! error (invalid-text)"), "{stdout}");
+    assert_eq!(not_delivered(&stderr), Some(3), "{stderr}");
+    let mut got = Vec::new();
+    loop {
+        match bob.next().await {
+            Event::Public { text, .. } => got.push(text),
+            Event::Private { text, .. } => got.push(format!("private: {text}")),
+            Event::Left { .. } => break,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            "line one",
+            "line three",
+            "private: line four",
+            "last line, no newline"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn line_mode_counts_lines_a_secure_session_never_sent() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut frank = spawn_trusting(&server, "frank", home.path());
+    let mut stdin = frank.stdin.take().unwrap();
+    // ghost is not online: the handshake fails, and the line that waited for it is dropped.
+    stdin
+        .write_all(b"/secure ghost\n/msg ghost hello\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let output = finish(frank, WAIT).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert_eq!(not_delivered(&stderr), Some(1), "{stdout}\n{stderr}");
+}
+
+#[tokio::test]
+async fn line_mode_ends_quietly_when_its_output_pipes_close() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let alice = server.client("alice").await;
+    // stdout closed (`mm | head -1`), stdin still open: mm notices at its next line of output.
+    let mut frank = spawn_trusting(&server, "frank", home.path());
+    let mut out = BufReader::new(frank.stdout.take().unwrap()).lines();
+    assert!(next_line(&mut out).await.starts_with("* connected"));
+    drop(out);
+    let _stdin = frank.stdin.take().unwrap();
+    alice.client.public("anyone there?").await.unwrap();
+    let output = finish(frank, WAIT).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+
+    // stderr closed: a refused input line still ends in an exit status, not a panic.
+    let mut frank = spawn_trusting(&server, "frank", home.path());
+    drop(frank.stderr.take());
+    let mut stdin = frank.stdin.take().unwrap();
+    stdin.write_all(b"caf\xe9\nfine\n").await.unwrap();
+    drop(stdin);
+    let output = finish(frank, WAIT).await;
+    assert_eq!(output.status.code(), Some(2));
 }

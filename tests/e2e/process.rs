@@ -111,7 +111,13 @@ async fn told_to_shut_down(user: &mut TestClient) {
         .wait_for("shutdown notice", |e| matches!(e, Event::Shutdown { .. }))
         .await;
     assert!(matches!(notice, Event::Shutdown { reason } if reason.contains("shutting down")));
-    assert_eq!(user.next().await, Event::Closed { error: None });
+    assert_eq!(
+        user.next().await,
+        Event::Closed {
+            error: None,
+            undelivered: vec![]
+        }
+    );
 }
 
 async fn exit_status(child: &mut tokio::process::Child) -> ExitStatus {

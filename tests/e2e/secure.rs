@@ -63,7 +63,7 @@ async fn alice_and_bob_talk_securely_and_neither_carol_nor_the_server_sees_the_t
         "ünïcødé ✓ secret",
     ];
     assert_eq!(
-        alice.client.private("bob", secrets[0]).await.unwrap(),
+        alice.client.private("bob", secrets[0]).await.unwrap().1,
         Delivery::Secure
     );
     assert_eq!(
@@ -71,7 +71,7 @@ async fn alice_and_bob_talk_securely_and_neither_carol_nor_the_server_sees_the_t
         ("alice".to_string(), secrets[0].to_string())
     );
     assert_eq!(
-        bob.client.private("ALICE", secrets[1]).await.unwrap(),
+        bob.client.private("ALICE", secrets[1]).await.unwrap().1,
         Delivery::Secure
     );
     assert_eq!(
@@ -79,7 +79,7 @@ async fn alice_and_bob_talk_securely_and_neither_carol_nor_the_server_sees_the_t
         ("bob".to_string(), secrets[1].to_string())
     );
     assert_eq!(
-        alice.client.private("bob", secrets[2]).await.unwrap(),
+        alice.client.private("bob", secrets[2]).await.unwrap().1,
         Delivery::Secure
     );
     assert_eq!(
@@ -144,7 +144,7 @@ async fn secure_errors_are_clear() {
         E2eEvent::Failed {
             peer: "carol".into(),
             failure: Failure::Unreachable,
-            unsent: 0
+            unsent: vec![]
         }
     );
     assert!(matches!(
@@ -181,11 +181,20 @@ async fn both_starting_at_once_gives_one_session() {
     bob.secure_ready("alice").await;
     for i in 0..5 {
         assert_eq!(
-            alice.client.private("bob", &format!("a{i}")).await.unwrap(),
+            alice
+                .client
+                .private("bob", &format!("a{i}"))
+                .await
+                .unwrap()
+                .1,
             Delivery::Secure
         );
         assert_eq!(
-            bob.client.private("alice", &format!("b{i}")).await.unwrap(),
+            bob.client
+                .private("alice", &format!("b{i}"))
+                .await
+                .unwrap()
+                .1,
             Delivery::Secure
         );
     }
@@ -236,7 +245,7 @@ async fn a_peer_leaving_blocks_sending_until_the_user_decides() {
     }
     alice.client.insecure("bob").await.unwrap();
     assert_eq!(
-        alice.client.private("bob", "plain now").await.unwrap(),
+        alice.client.private("bob", "plain now").await.unwrap().1,
         Delivery::Plain
     );
     assert!(matches!(bob.next_line().await, Event::Private { text, .. } if text == "plain now"));

@@ -32,7 +32,10 @@ async fn shutdown_tells_clients_after_delivering_everything_accepted() {
         assert!(matches!(shutdown, Event::Shutdown { reason } if reason.contains("shutting down")));
         assert_eq!(
             user.next().await,
-            Event::Closed { error: None },
+            Event::Closed {
+                error: None,
+                undelivered: vec![]
+            },
             "clean TLS close"
         );
     }

@@ -17,7 +17,7 @@ async fn history_of(client: &mut TestClient) -> Vec<(u64, String, String)> {
         match client.next().await {
             Event::History { id, from, text, .. } => history.push((id, from, text)),
             Event::Sent { .. } => return history,
-            Event::Closed { error } => panic!("closed: {error:?}"),
+            Event::Closed { error, .. } => panic!("closed: {error:?}"),
             _ => {}
         }
     }
@@ -246,7 +246,7 @@ async fn after_kill_9_in_a_burst_every_acknowledged_line_is_in_the_store() {
     while acked < SENT / 3 {
         match tokio::time::timeout(WAIT, events.next()).await.unwrap() {
             Some(Event::Sent { .. }) => acked += 1,
-            Some(Event::Closed { error }) => panic!("closed early: {error:?}"),
+            Some(Event::Closed { error, .. }) => panic!("closed early: {error:?}"),
             _ => {}
         }
     }
@@ -272,7 +272,7 @@ async fn after_kill_9_in_a_burst_every_acknowledged_line_is_in_the_store() {
                 texts.push(text);
             }
             Some(Event::Sent { .. }) => break,
-            Some(Event::Closed { error }) => panic!("closed: {error:?}"),
+            Some(Event::Closed { error, .. }) => panic!("closed: {error:?}"),
             _ => {}
         }
     }

@@ -10,6 +10,7 @@ use mm_common::e2e::E2eEvent;
 use mm_tests::{TestServer, WAIT};
 
 const MM: &str = env!("CARGO_BIN_EXE_e2e-mm");
+const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
 
 /// A private tmux server (its own socket), killed at drop.
 struct Tmux {
@@ -25,7 +26,10 @@ impl Tmux {
     }
 
     fn start(command: &str) -> Tmux {
-        let socket = format!("mm-e2e-{}", std::process::id());
+        // One tmux server per test, even when tests run at once.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = format!("mm-e2e-{}-{n}", std::process::id());
         let tmux = Tmux { socket };
         let ok = tmux
             .cmd(&[
@@ -191,4 +195,98 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
     tmux.keys(&["C-c"]);
     let screen = tmux.wait_for("mm exited with 0").await;
     assert!(!screen.contains("#room>"), "the UI is gone:\n{screen}");
+}
+
+/// Waits until some row of the screen satisfies `row`; returns the screen.
+async fn wait_for_row(tmux: &Tmux, what: &str, row: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let screen = tmux.screen();
+        if screen.lines().any(&row) {
+            return screen;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited in vain for {what}; the screen:\n{screen}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_ui_shows_a_line_as_sent_only_once_the_server_has_it() {
+    if !Tmux::available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tmux is required in CI (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    // A server process, to make it hang (SIGSTOP) and die (SIGKILL) under the client.
+    let server = mm_tests::ServerProcess::start(MM_SERVER, "").await;
+    let addr = server.addr.clone();
+    let home = tempfile::tempdir().unwrap();
+    let ca = home.path().join("server-ca.pem");
+    std::fs::copy(server.data.path().join("tls").join(mm_certs::CA_CERT), &ca).unwrap();
+    let (_bob, mut bob_events, _) = mm_client::connect(&server.options("bob")).await.unwrap();
+    let command = format!(
+        "{} --server {addr} --ca {} --nick alice --home {}; echo \"mm exited with $?\"; sleep 30",
+        shell_quote(Path::new(MM)),
+        shell_quote(&ca),
+        shell_quote(home.path())
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for("as alice; 2 online").await;
+
+    // A refused line is shown refused where it stands, not as sent and then an error.
+    tmux.keys(&["/msg nosuchuser hi there", "Enter"]);
+    let screen = wait_for_row(&tmux, "the refusal", |r| {
+        r.contains("<alice> hi there") && r.contains("NOT DELIVERED: error (no-such-nick)")
+    })
+    .await;
+    assert!(
+        !screen.contains("! error"),
+        "no separate error line:\n{screen}"
+    );
+
+    // An accepted line loses its pending mark once the server has it.
+    tmux.keys(&["M-1"]);
+    tmux.keys(&["hello bob", "Enter"]);
+    loop {
+        match tokio::time::timeout(WAIT, bob_events.next()).await.unwrap() {
+            Some(Event::Public { text, .. }) if text == "hello bob" => break,
+            Some(_) => {}
+            None => panic!("bob's connection ended"),
+        }
+    }
+    wait_for_row(&tmux, "hello bob, sent", |r| {
+        r.contains("<alice> hello bob") && !r.contains("sending") && !r.contains("NOT")
+    })
+    .await;
+
+    // The server hangs: a line typed now stays pending...
+    server.signal("STOP");
+    tmux.keys(&["typed during the hang", "Enter"]);
+    wait_for_row(&tmux, "the pending mark", |r| {
+        r.contains("<alice> typed during the hang") && r.contains("(sending)")
+    })
+    .await;
+    // ...and when it dies, it says the line was not delivered, before and after the reconnect.
+    let data = server.kill().await;
+    wait_for_row(&tmux, "not delivered", |r| {
+        r.contains("<alice> typed during the hang") && r.contains("NOT DELIVERED (no answer")
+    })
+    .await;
+    let _server = mm_tests::ServerProcess::start_on(MM_SERVER, &addr, data).await;
+    let screen = tmux.wait_for("reconnected").await;
+    assert!(
+        screen
+            .lines()
+            .any(|r| r.contains("typed during the hang") && r.contains("NOT DELIVERED")),
+        "{screen}"
+    );
+    assert!(screen.contains("Up recalls them"), "{screen}");
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("mm exited with 0").await;
 }

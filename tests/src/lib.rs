@@ -311,12 +311,14 @@ impl TestClient {
     pub async fn expect_refusal(&mut self, code: mm_common::protocol::ErrorCode, needle: &str) {
         match self.next_answer().await {
             Event::Error {
+                line,
                 code: got,
                 fatal,
                 detail,
             } => {
                 assert_eq!(got, code, "{detail}");
                 assert!(!fatal, "{detail}");
+                assert!(line.is_some(), "a refusal names the line it refuses");
                 assert!(detail.contains(needle), "{detail:?} lacks {needle:?}");
             }
             other => panic!("expected a {code} error, got {other:?}"),
@@ -500,11 +502,27 @@ impl ServerProcess {
         Self::start_full(binary, config, None, data).await
     }
 
+    /// As [`ServerProcess::start_in`], listening on `bind` (e.g. the address of a server
+    /// killed before, for clients that reconnect by themselves).
+    pub async fn start_on(binary: &str, bind: &str, data: tempfile::TempDir) -> ServerProcess {
+        Self::start_bound(binary, "", None, data, bind).await
+    }
+
     async fn start_full(
         binary: &str,
         config: &str,
         max_files: Option<u32>,
         data: tempfile::TempDir,
+    ) -> ServerProcess {
+        Self::start_bound(binary, config, max_files, data, "127.0.0.1:0").await
+    }
+
+    async fn start_bound(
+        binary: &str,
+        config: &str,
+        max_files: Option<u32>,
+        data: tempfile::TempDir,
+        bind: &str,
     ) -> ServerProcess {
         use tokio::io::AsyncBufReadExt;
         let config_path = data.path().join("mm-server.toml");
@@ -520,7 +538,7 @@ impl ServerProcess {
             None => tokio::process::Command::new(binary),
         };
         let mut child = command
-            .args(["--bind", "127.0.0.1:0", "--config"])
+            .args(["--bind", bind, "--config"])
             .arg(&config_path)
             .env("MM_SERVER_DATA", data.path())
             .env("RUST_LOG", "info")
@@ -588,6 +606,16 @@ impl ServerProcess {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
+    }
+
+    /// Sends the server process `signal` (e.g. `STOP` to make it hang, `CONT` to resume it).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
     }
 
     /// Kills the server with SIGKILL (no chance to clean up) and returns its data directory.

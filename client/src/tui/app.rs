@@ -12,7 +12,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, Mou
 
 use super::input::{Edit, Input};
 use crate::command::{self, Command};
-use crate::connection::{Delivery, Event};
+use crate::connection::{Delivery, Event, LineId};
 
 /// Lines kept per tab; older ones are dropped.
 pub const SCROLLBACK: usize = 5000;
@@ -127,6 +127,19 @@ pub enum LineKind {
     Safety,
 }
 
+/// How far one of our own lines got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sending {
+    /// No answer from the server yet (or waiting for the secure session).
+    Pending(LineId),
+    /// The server accepted it (or stored it for an offline recipient).
+    Delivered,
+    /// It was not delivered, for this reason (a refusal, a session that failed).
+    Refused(String),
+    /// The connection ended before the server answered: maybe not delivered.
+    NotDelivered,
+}
+
 /// One line of scrollback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
@@ -140,6 +153,8 @@ pub struct Line {
     pub from: Option<String>,
     /// The text (as received: the renderer neutralises control characters).
     pub text: String,
+    /// For our own chat lines: how far it got.
+    pub sending: Option<Sending>,
 }
 
 /// A conversation.
@@ -342,6 +357,18 @@ impl App {
     /// Adds a line to tab `i`, counting it as unread (and a mention if `mention`) when the tab
     /// is not shown.
     pub fn push(&mut self, i: usize, kind: LineKind, from: Option<&str>, text: &str, ts: u64) {
+        self.push_line(i, kind, from, text, ts, None);
+    }
+
+    fn push_line(
+        &mut self,
+        i: usize,
+        kind: LineKind,
+        from: Option<&str>,
+        text: &str,
+        ts: u64,
+        sending: Option<Sending>,
+    ) {
         let shown = i == self.active;
         let Some(tab) = self.tabs.get_mut(i) else {
             return;
@@ -357,6 +384,7 @@ impl App {
             kind,
             from: from.map(str::to_owned),
             text: text.to_owned(),
+            sending,
         });
         if tab.scroll > 0 {
             tab.scroll += 1; // keep the view still while reading back
@@ -442,12 +470,18 @@ impl App {
                     body: text.clone(),
                 });
             }
-            Event::Queued { .. } => self.notice(
-                "they are offline; the server keeps the message for their next login",
-                now,
-            ),
-            // Our own lines come back as history after a reconnect, too.
-            Event::Sent { id, .. } => self.seen.insert(*id),
+            Event::Queued { line, .. } => {
+                self.set_sending(*line, Sending::Delivered);
+                self.notice(
+                    "they are offline; the server keeps the message for their next login",
+                    now,
+                );
+            }
+            Event::Sent { line, id, .. } => {
+                self.set_sending(*line, Sending::Delivered);
+                // Our own lines come back as history after a reconnect, too.
+                self.seen.insert(*id);
+            }
             Event::Joined { nick } => {
                 self.add_online(nick);
                 self.push(0, LineKind::Notice, None, &format!("{nick} joined"), now);
@@ -481,8 +515,17 @@ impl App {
                     now,
                 );
             }
-            Event::Error { code, detail, .. } => {
-                self.error(&format!("error ({}): {detail}", code.name()), now);
+            Event::Error {
+                line, code, detail, ..
+            } => {
+                let why = format!("error ({}): {detail}", code.name());
+                // A refused line says so where it stands; an error about something else (or
+                // a line scrolled away) is a line of its own.
+                let marked =
+                    line.is_some_and(|l| self.set_sending(l, Sending::Refused(why.clone())));
+                if !marked {
+                    self.error(&why, now);
+                }
             }
             Event::Shutdown { reason } => {
                 self.push(
@@ -495,7 +538,7 @@ impl App {
             }
             Event::Warning(w) => self.error(&format!("warning: {w}"), now),
             Event::Secure(e) => return self.on_secure(e, now),
-            Event::Closed { error } => {
+            Event::Closed { error, undelivered } => {
                 let reason = error.clone().unwrap_or_else(|| "connection closed".into());
                 self.push(
                     0,
@@ -504,6 +547,20 @@ impl App {
                     &format!("disconnected: {reason}"),
                     now,
                 );
+                for line in undelivered {
+                    self.set_sending(*line, Sending::NotDelivered);
+                }
+                if !undelivered.is_empty() {
+                    let n = undelivered.len();
+                    let lines = if n == 1 { "line" } else { "lines" };
+                    self.push(
+                        0,
+                        LineKind::Error,
+                        None,
+                        &format!("{n} of your {lines} got no answer before the connection was lost and may not have been delivered (marked NOT DELIVERED); Up recalls them from the input history to send again"),
+                        now,
+                    );
+                }
                 self.conn = Conn::Offline(reason);
                 // Secure sessions live and die with the connection.
                 for tab in &mut self.tabs {
@@ -558,7 +615,15 @@ impl App {
                     body: "new end-to-end encrypted message".into(),
                 });
             }
-            E2eEvent::Ended { by_peer, .. } => {
+            E2eEvent::Ended {
+                by_peer, unsent, ..
+            } => {
+                for &line in unsent {
+                    self.set_sending(
+                        LineId::from_tag(line),
+                        Sending::Refused("not sent: the secure session ended".into()),
+                    );
+                }
                 let text = if *by_peer {
                     format!("{peer} ended the secure session; messages are NOT end-to-end encrypted now")
                 } else {
@@ -569,9 +634,17 @@ impl App {
             E2eEvent::Failed {
                 failure, unsent, ..
             } => {
+                for &line in unsent {
+                    self.set_sending(
+                        LineId::from_tag(line),
+                        Sending::Refused(format!(
+                            "not sent: the secure session failed ({failure})"
+                        )),
+                    );
+                }
                 let mut text = format!("secure session with {peer} FAILED: {failure}");
-                if *unsent > 0 {
-                    text.push_str(&format!("; {unsent} message(s) not sent"));
+                if !unsent.is_empty() {
+                    text.push_str(&format!("; {} message(s) not sent", unsent.len()));
                 }
                 text.push_str(&match failure {
                     Failure::KeyChanged { .. } => ". Sending is blocked. Compare safety numbers (/verify) by phone or in person, then /accept-key, or /insecure".to_string(),
@@ -603,14 +676,24 @@ impl App {
         }
     }
 
-    /// Shows our own line (after the runner sent it).
-    pub fn own_public(&mut self, text: &str, now: u64) {
+    /// Shows our own line (after the runner handed it to the connection), pending until
+    /// the server answers.
+    pub fn own_public(&mut self, line: LineId, text: &str, now: u64) {
         let nick = self.nick.clone();
-        self.push(0, LineKind::Own, Some(&nick), text, now);
+        let sending = Some(Sending::Pending(line));
+        self.push_line(0, LineKind::Own, Some(&nick), text, now, sending);
     }
 
-    /// Shows our own private line in `to`'s tab, as it went.
-    pub fn own_private(&mut self, to: &str, text: &str, delivery: Delivery, now: u64) {
+    /// Shows our own private line in `to`'s tab, as it went, pending until the server
+    /// answers.
+    pub fn own_private(
+        &mut self,
+        to: &str,
+        text: &str,
+        line: LineId,
+        delivery: Delivery,
+        now: u64,
+    ) {
         let kind = match delivery {
             Delivery::Plain => LineKind::Own,
             Delivery::Secure => LineKind::OwnSecure { queued: false },
@@ -618,7 +701,24 @@ impl App {
         };
         let nick = self.nick.clone();
         let i = self.tab_for(to).unwrap_or(0);
-        self.push(i, kind, Some(&nick), text, now);
+        let sending = Some(Sending::Pending(line));
+        self.push_line(i, kind, Some(&nick), text, now, sending);
+    }
+
+    /// Records how our pending line `line` went; false if it is not shown (any more).
+    fn set_sending(&mut self, line: LineId, to: Sending) -> bool {
+        let pending = Some(Sending::Pending(line));
+        for tab in &mut self.tabs {
+            // Pending lines are recent: look from the end.
+            if let Some(l) = tab.lines.iter_mut().rev().find(|l| l.sending == pending) {
+                if let LineKind::OwnSecure { queued } = &mut l.kind {
+                    *queued = false;
+                }
+                l.sending = Some(to);
+                return true;
+            }
+        }
+        false
     }
 
     /// Shows a safety number as a block that is easy to read aloud.
@@ -980,16 +1080,95 @@ mod tests {
             app.on_event(&h(id), 0); // replay after a reconnect, plus one new
         }
         // Our own line (answered with Sent 5) and a line we missed while away (6).
-        app.on_event(&Event::Sent { id: 5, ts: 0 }, 0);
+        app.on_event(
+            &Event::Sent {
+                line: LineId::from_tag(1),
+                id: 5,
+                ts: 0,
+            },
+            0,
+        );
         for id in [5, 6] {
             app.on_event(&h(id), 0);
         }
         let texts: Vec<&str> = app.tabs[0].lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["h1", "h2", "h3", "h4", "h6"]);
         for i in 0..SCROLLBACK + 10 {
-            app.own_public(&format!("{i}"), 0);
+            app.own_public(LineId::from_tag(1), &format!("{i}"), 0);
         }
         assert_eq!(app.tabs[0].lines.len(), SCROLLBACK);
+    }
+
+    #[test]
+    fn own_lines_are_pending_until_answered_and_say_how_they_ended() {
+        use mm_common::protocol::ErrorCode;
+        let mut app = App::new("s", "alice");
+        let [sent, refused, lost, unsent] = [1, 2, 3, 4].map(LineId::from_tag);
+        app.own_public(sent, "a", 0);
+        app.own_private("nobody", "b", refused, Delivery::Plain, 0);
+        app.own_public(lost, "c", 0);
+        app.own_private("bob", "d", unsent, Delivery::Queued, 0);
+        let state = |app: &App, text: &str| {
+            app.tabs
+                .iter()
+                .flat_map(|t| &t.lines)
+                .find(|l| l.text == text)
+                .and_then(|l| l.sending.clone())
+        };
+        assert_eq!(state(&app, "a"), Some(Sending::Pending(sent)));
+        app.on_event(
+            &Event::Sent {
+                line: sent,
+                id: 9,
+                ts: 0,
+            },
+            0,
+        );
+        assert_eq!(state(&app, "a"), Some(Sending::Delivered));
+        let lines_before = app.tabs.iter().map(|t| t.lines.len()).sum::<usize>();
+        app.on_event(
+            &Event::Error {
+                line: Some(refused),
+                code: ErrorCode::NO_SUCH_NICK,
+                fatal: false,
+                detail: "nobody is not online".into(),
+            },
+            0,
+        );
+        assert_eq!(
+            state(&app, "b"),
+            Some(Sending::Refused(
+                "error (no-such-nick): nobody is not online".into()
+            ))
+        );
+        assert_eq!(
+            app.tabs.iter().map(|t| t.lines.len()).sum::<usize>(),
+            lines_before,
+            "the refusal marks the line instead of adding one"
+        );
+        app.on_secure(
+            &E2eEvent::Failed {
+                peer: "bob".into(),
+                failure: Failure::PeerLeft,
+                unsent: vec![unsent.get()],
+            },
+            0,
+        );
+        assert!(
+            matches!(state(&app, "d"), Some(Sending::Refused(why)) if why.contains("not sent"))
+        );
+        app.on_event(
+            &Event::Closed {
+                error: Some("connection lost".into()),
+                undelivered: vec![lost],
+            },
+            0,
+        );
+        assert_eq!(state(&app, "c"), Some(Sending::NotDelivered));
+        assert!(app.tabs[0]
+            .lines
+            .iter()
+            .any(|l| l.kind == LineKind::Error && l.text.contains("1 of your line")));
     }
 
     #[test]
@@ -1005,12 +1184,12 @@ mod tests {
     fn scrolling_back_holds_the_view_and_is_bounded() {
         let mut app = App::new("s", "alice");
         for i in 0..50 {
-            app.own_public(&format!("{i}"), 0);
+            app.own_public(LineId::from_tag(1), &format!("{i}"), 0);
         }
         app.page = 10;
         app.on_key(key(KeyCode::PageUp, KeyModifiers::NONE), 0);
         assert_eq!(app.tabs[0].scroll, 8);
-        app.own_public("new", 0);
+        app.own_public(LineId::from_tag(1), "new", 0);
         assert_eq!(
             app.tabs[0].scroll, 9,
             "new lines do not move what is being read"

@@ -30,7 +30,9 @@ use tokio::time::Instant;
 use self::app::{Action, App, Conn, Notification};
 use self::ui::Theme;
 use crate::command::{self, Command, HELP};
-use crate::connection::{connect, Client, ConnectError, ConnectOptions, Event, Events, Welcome};
+use crate::connection::{
+    connect, Client, ConnectError, ConnectOptions, Event, Events, FlushError, Welcome,
+};
 use crate::display::clean;
 
 /// Longest wait between reconnection attempts.
@@ -230,18 +232,42 @@ pub async fn run(
             refresh_security(&mut app, c);
         }
     };
+    let mut unanswered = 0;
     if let Some(c) = link.client.take() {
+        // Lines typed just before quitting still go: wait (a little) for their answers.
+        if c.unanswered() > 0 {
+            app.notice(
+                &format!(
+                    "quitting: waiting for the server to take {} line(s)...",
+                    c.unanswered()
+                ),
+                now_ms(),
+            );
+            terminal.draw(|f| ui::draw(f, &mut app, theme))?;
+            if let Err(FlushError::Stalled { unanswered: n }) = c.flush(QUIT_FLUSH).await {
+                unanswered = n;
+            }
+        }
         // Tell the server we leave; do not wait long for its goodbye.
         let _ = tokio::time::timeout(Duration::from_secs(2), c.quit()).await;
     }
     drop(terminal);
     drop(guard);
+    if unanswered > 0 {
+        crate::stdio::err(&format!(
+            "mm: {unanswered} line(s) not delivered: no answer from the server before quitting"
+        ));
+        return Ok(ExitCode::from(1));
+    }
     Ok(if quit {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
+
+/// At quit, how long the server may stay silent while lines wait for its answers.
+const QUIT_FLUSH: Duration = Duration::from_secs(5);
 
 /// Most events handled between two redraws.
 const MAX_EVENTS_PER_DRAW: usize = 512;
@@ -262,7 +288,7 @@ struct Link {
 impl Link {
     fn on_event(&mut self, app: &mut App, event: &Event) {
         let note = app.on_event(event, now_ms());
-        if let Event::Closed { error } = event {
+        if let Event::Closed { error, .. } = event {
             self.client = None;
             self.events = None;
             self.attempt = 0;
@@ -354,7 +380,10 @@ async fn next_event(events: &mut Option<Events>) -> Event {
     match events {
         Some(e) => match e.next().await {
             Some(event) => event,
-            None => Event::Closed { error: None },
+            None => Event::Closed {
+                error: None,
+                undelivered: Vec::new(),
+            },
         },
         None => std::future::pending().await,
     }
@@ -420,19 +449,22 @@ async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) {
         Command::Who => client.who().await.map_err(|e| e.to_string()),
         Command::Say(text) => match command::text_refusal(&text, max) {
             Some(e) => Err(e),
-            None => {
-                app.own_public(&text, now);
-                client.public(&text).await.map_err(|e| e.to_string())
-            }
+            None => match client.public(&text).await {
+                Ok(line) => {
+                    app.own_public(line, &text, now);
+                    Ok(())
+                }
+                Err(e) => Err(format!("not sent: {e}")),
+            },
         },
         Command::Msg { to, text } => match command::text_refusal(&text, max) {
             Some(e) => Err(e),
             None => match client.private(&to, &text).await {
-                Ok(delivery) => {
-                    app.own_private(&to, &text, delivery, now);
+                Ok((line, delivery)) => {
+                    app.own_private(&to, &text, line, delivery, now);
                     Ok(())
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(format!("not sent: {e}")),
             },
         },
         Command::Secure(peer) => client.secure(&peer).await.map_err(|e| e.to_string()),

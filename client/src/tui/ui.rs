@@ -16,7 +16,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 use unicode_width::UnicodeWidthChar;
 
-use super::app::{App, Conn, LineKind, Security, Tab};
+use super::app::{App, Conn, LineKind, Security, Sending, Tab};
 use crate::display::{clean, nick_palette_index};
 
 /// Colours on, or only bold/dim/reverse (`NO_COLOR`).
@@ -188,6 +188,29 @@ fn line_spans(line: &super::app::Line, me: &str, theme: Theme) -> Vec<Span<'stat
             text,
             theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
         )),
+    }
+    // Our own line: dimmed with a mark until the server has it; a clear mark if it never
+    // got there. Words, not only colours, so NO_COLOR shows it too.
+    match &line.sending {
+        None | Some(Sending::Delivered) => {}
+        Some(Sending::Pending(_)) => {
+            for span in spans.iter_mut().skip(1) {
+                span.style = span.style.add_modifier(Modifier::DIM);
+            }
+            spans.push(Span::styled(" … (sending)", theme.dim()));
+        }
+        Some(Sending::Refused(why)) => {
+            spans.push(Span::styled(
+                format!("  ✗ NOT DELIVERED: {}", clean(why)),
+                theme.error(),
+            ));
+        }
+        Some(Sending::NotDelivered) => {
+            spans.push(Span::styled(
+                "  ✗ NOT DELIVERED (no answer before the connection was lost; Up to resend)",
+                theme.error(),
+            ));
+        }
     }
     spans
 }

@@ -12,6 +12,8 @@ struct Side {
     inbox: VecDeque<Vec<u8>>,
     events: Vec<E2eEvent>,
     pins_saved: usize,
+    /// Tags of the texts sent, in order.
+    sent_lines: Vec<u64>,
 }
 
 struct Relay {
@@ -27,6 +29,7 @@ fn side(nick: &'static str, identity: Identity, config: E2eConfig) -> Side {
         inbox: VecDeque::new(),
         events: Vec::new(),
         pins_saved: 0,
+        sent_lines: Vec::new(),
     }
 }
 
@@ -52,8 +55,9 @@ impl Relay {
                 (&mut self.b, &mut self.a)
             };
             match action {
-                Action::Send { to, payload } => {
+                Action::Send { to, payload, line } => {
                     assert_eq!(to, other.nick, "sent to the peer");
+                    me.sent_lines.extend(line);
                     other.inbox.push_back(payload);
                 }
                 Action::Event(e) => me.events.push(e),
@@ -114,7 +118,7 @@ impl Relay {
         } else {
             (&mut self.b, "alice")
         };
-        match me.sessions.send_text(peer, text, now).unwrap() {
+        match me.sessions.send_text(peer, text, 0, now).unwrap() {
             Outgoing::Secure(actions) => self.apply(by_a, actions),
             other => panic!("{text}: {other:?}"),
         }
@@ -218,16 +222,23 @@ fn texts_wait_for_the_handshake_then_go_encrypted() {
     r.start(true);
     let now = r.now;
     assert_eq!(
-        r.a.sessions.send_text("bob", "early 1", now).unwrap(),
+        r.a.sessions.send_text("bob", "early 1", 11, now).unwrap(),
         Outgoing::Queued
     );
     assert_eq!(
-        r.a.sessions.send_text("bob", "early 2", now).unwrap(),
+        r.a.sessions.send_text("bob", "early 2", 12, now).unwrap(),
         Outgoing::Queued
     );
     assert_eq!(r.a.sessions.status("bob"), Status::Starting);
     r.deliver_all();
     assert_eq!(Relay::messages(&r.b), vec!["early 1", "early 2"]);
+    assert_eq!(
+        r.a.sent_lines,
+        [11, 12],
+        "each text's payload carries its tag"
+    );
+    r.send(true, "later");
+    assert_eq!(r.a.sent_lines, [11, 12, 0]);
 }
 
 #[test]
@@ -235,11 +246,11 @@ fn without_a_session_texts_are_plain_and_to_oneself_too() {
     let mut r = Relay::new();
     let now = r.now;
     assert_eq!(
-        r.a.sessions.send_text("bob", "x", now).unwrap(),
+        r.a.sessions.send_text("bob", "x", 0, now).unwrap(),
         Outgoing::Plain
     );
     assert_eq!(
-        r.a.sessions.send_text("alice", "x", now).unwrap(),
+        r.a.sessions.send_text("alice", "x", 0, now).unwrap(),
         Outgoing::Plain
     );
     assert_eq!(
@@ -379,7 +390,7 @@ fn truncated_and_garbage_payloads_end_the_session() {
 fn a_failed_session_refuses_to_send_until_the_user_acts() {
     let mut r = mangled(|inbox| inbox.swap(0, 1));
     let now = r.now;
-    match r.b.sessions.send_text("alice", "psst", now) {
+    match r.b.sessions.send_text("alice", "psst", 0, now) {
         Err(Refused::Blocked {
             failure: Failure::Decrypt,
             ..
@@ -387,7 +398,7 @@ fn a_failed_session_refuses_to_send_until_the_user_acts() {
         other => panic!("must never fall back to plain text: {other:?}"),
     }
     assert!(matches!(
-        r.a.sessions.send_text("bob", "psst", now),
+        r.a.sessions.send_text("bob", "psst", 0, now),
         Err(Refused::Blocked { .. })
     ));
     // Either a new session...
@@ -401,15 +412,16 @@ fn a_failed_session_refuses_to_send_until_the_user_acts() {
     r.apply(false, actions);
     r.deliver_all();
     assert_eq!(
-        r.b.sessions.send_text("alice", "plain", now).unwrap(),
+        r.b.sessions.send_text("alice", "plain", 0, now).unwrap(),
         Outgoing::Plain
     );
     assert!(r.a.events.contains(&E2eEvent::Ended {
         peer: "bob".into(),
-        by_peer: true
+        by_peer: true,
+        unsent: vec![],
     }));
     assert_eq!(
-        r.a.sessions.send_text("bob", "plain", now).unwrap(),
+        r.a.sessions.send_text("bob", "plain", 0, now).unwrap(),
         Outgoing::Plain
     );
 }
@@ -419,7 +431,7 @@ fn a_peer_that_leaves_blocks_sending_and_drops_waiting_texts_visibly() {
     let mut r = Relay::new();
     r.start(true);
     let now = r.now;
-    r.a.sessions.send_text("bob", "waiting", now).unwrap();
+    r.a.sessions.send_text("bob", "waiting", 7, now).unwrap();
     let actions = r.a.sessions.peer_left("bob");
     r.apply(true, actions);
     assert_eq!(
@@ -427,16 +439,36 @@ fn a_peer_that_leaves_blocks_sending_and_drops_waiting_texts_visibly() {
         Some(&E2eEvent::Failed {
             peer: "bob".into(),
             failure: Failure::PeerLeft,
-            unsent: 1
+            unsent: vec![7]
         })
     );
     assert!(matches!(
-        r.a.sessions.send_text("bob", "x", now),
+        r.a.sessions.send_text("bob", "x", 0, now),
         Err(Refused::Blocked {
             failure: Failure::PeerLeft,
             ..
         })
     ));
+}
+
+#[test]
+fn ending_a_session_being_set_up_reports_the_texts_that_waited() {
+    let mut r = Relay::new();
+    r.start(true);
+    let now = r.now;
+    r.a.sessions.send_text("bob", "one", 3, now).unwrap();
+    r.a.sessions.send_text("bob", "two", 4, now).unwrap();
+    let actions = r.a.sessions.end("bob").unwrap();
+    r.apply(true, actions);
+    assert_eq!(
+        r.a.events.last(),
+        Some(&E2eEvent::Ended {
+            peer: "bob".into(),
+            by_peer: false,
+            unsent: vec![3, 4]
+        })
+    );
+    assert!(r.a.sent_lines.is_empty(), "nothing was sent");
 }
 
 /// A connected pair, then bob comes back with a new identity (new device, or an attacker).
@@ -482,7 +514,7 @@ fn initiator_detects_a_changed_key_before_sending_message_three() {
     }
     let now = r.now;
     assert!(matches!(
-        r.a.sessions.send_text("bob", "x", now),
+        r.a.sessions.send_text("bob", "x", 0, now),
         Err(Refused::Blocked { .. })
     ));
     assert_eq!(
