@@ -54,20 +54,36 @@ impl LineId {
     }
 }
 
-/// What one client process keeps across its connections: the highest id of a personal line
-/// (`Private`, `Offline`, `Relay`) it received, so that lines a server sends again after a
+/// What one client process keeps across its connections: the personal lines (`Private`,
+/// `Offline`, `Relay`) it received recently, so that lines a server sends again after a
 /// reconnect are recognised and not shown twice, and the counter for [`LineId`]s. Cheap to
 /// clone; clones share the state. Kept in [`ConnectOptions::state`], so reconnecting with the
 /// same options (or a clone) continues it.
+///
+/// A repeat is recognised by its id *and* its server time, never by "an id not above the
+/// highest seen": a server whose store was restored from a backup or replaced hands out
+/// lower ids again, and those lines are new.
 #[derive(Debug, Clone, Default)]
 pub struct ClientState {
     inner: Arc<StateInner>,
 }
 
+/// Most personal lines remembered for recognising repeats: far more than a server sends again
+/// at one login (its mailbox ceiling, 1,124 lines with default limits).
+const MAX_REMEMBERED: usize = 16 * 1024;
+
 #[derive(Debug, Default)]
 struct StateInner {
     last_line: AtomicU64,
-    personal: AtomicU64,
+    seen: Mutex<Seen>,
+}
+
+/// Recently received personal lines by (id, server time), oldest first.
+#[derive(Debug, Default)]
+struct Seen {
+    keys: std::collections::HashSet<(u64, u64)>,
+    order: VecDeque<(u64, u64)>,
+    highest: u64,
 }
 
 impl ClientState {
@@ -76,20 +92,32 @@ impl ClientState {
         ClientState::default()
     }
 
-    /// The highest personal line id received and passed on as an event (0: none), the
-    /// `up_to` this client acknowledges with `Received`.
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.inner.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The highest personal line id received and passed on as an event (0: none).
     pub fn highest_personal(&self) -> u64 {
-        self.inner.personal.load(Ordering::SeqCst)
+        self.seen().highest
     }
 
-    /// Whether personal line `id` was not received before.
-    fn is_new_personal(&self, id: u64) -> bool {
-        id > self.highest_personal()
+    /// Whether the personal line `id` sent at `ts` was not received before.
+    fn is_new_personal(&self, id: u64, ts: u64) -> bool {
+        !self.seen().keys.contains(&(id, ts))
     }
 
-    /// Records that personal line `id` was passed on.
-    fn received_personal(&self, id: u64) {
-        self.inner.personal.fetch_max(id, Ordering::SeqCst);
+    /// Records that the personal line `id` sent at `ts` was passed on.
+    fn received_personal(&self, id: u64, ts: u64) {
+        let mut seen = self.seen();
+        if seen.keys.insert((id, ts)) {
+            seen.order.push_back((id, ts));
+            while seen.order.len() > MAX_REMEMBERED {
+                if let Some(old) = seen.order.pop_front() {
+                    seen.keys.remove(&old);
+                }
+            }
+        }
+        seen.highest = seen.highest.max(id);
     }
 
     fn next_line(&self) -> LineId {
@@ -1150,10 +1178,10 @@ struct Reading {
     read_timeout: Duration,
 }
 
-/// Queues `Received { up_to }` for every personal line passed on so far. False if the
-/// outgoing queue is full (the caller tries again later) or gone.
-fn acknowledge(out: &mpsc::WeakSender<Outbound>, state: &ClientState) -> bool {
-    let up_to = state.highest_personal();
+/// Queues `Received { up_to }` for every personal line read on this connection so far
+/// (`up_to`: the highest such id; they arrive in increasing order). False if the outgoing
+/// queue is full (the caller tries again later) or gone.
+fn acknowledge(out: &mpsc::WeakSender<Outbound>, up_to: u64) -> bool {
     match (
         out.upgrade(),
         Outbound::new(&ClientMsg::Received { up_to }, None),
@@ -1181,11 +1209,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
     // Drives end-to-end timers (handshake timeouts, session renewal) and notices a silent server.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_heard = Instant::now();
-    // Personal lines were read (new or again) and not yet acknowledged.
+    // Personal lines were read (new or again) and not yet acknowledged, up to this id. Only
+    // what this connection read: another server (a store restored from a backup) may use
+    // lower ids, and acknowledging an id never read would delete lines never shown.
     let mut ack_due = false;
+    let mut read_up_to: u64 = 0;
     let error = loop {
         // One acknowledgement per batch: when every frame already read is handled.
-        if ack_due && !reader.has_frame() && acknowledge(&out, &state) {
+        if ack_due && !reader.has_frame() && acknowledge(&out, read_up_to) {
             ack_due = false;
         }
         let read = tokio::select! {
@@ -1222,10 +1253,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             ServerMsg::Pong { .. } | ServerMsg::Welcome { .. } => continue,
             ServerMsg::Relay {
-                id, from, payload, ..
+                id,
+                ts,
+                from,
+                payload,
             } => {
                 ack_due = true;
-                if !state.is_new_personal(id) {
+                read_up_to = read_up_to.max(id);
+                if !state.is_new_personal(id, ts) {
                     // Sent again after a reconnect: already processed (and a replayed
                     // end-to-end message would fail to decrypt and end the session).
                     continue;
@@ -1235,7 +1270,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     .receive(&from, &payload, std::time::Instant::now());
                 let Some(out) = out.upgrade() else { break None };
                 secure.perform(actions, &out, &events).await;
-                state.received_personal(id);
+                state.received_personal(id, ts);
                 continue;
             }
             ServerMsg::Users { nicks, last } => {
@@ -1252,7 +1287,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
             ServerMsg::History { id, ts, from, text } => Event::History { id, ts, from, text },
             ServerMsg::Offline { id, ts, from, text } => {
                 ack_due = true;
-                if !state.is_new_personal(id) {
+                read_up_to = read_up_to.max(id);
+                if !state.is_new_personal(id, ts) {
                     continue; // shown before this reconnect
                 }
                 if events
@@ -1262,12 +1298,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 {
                     break None;
                 }
-                state.received_personal(id);
+                state.received_personal(id, ts);
                 continue;
             }
             ServerMsg::Private { id, ts, from, text } => {
                 ack_due = true;
-                if !state.is_new_personal(id) {
+                read_up_to = read_up_to.max(id);
+                if !state.is_new_personal(id, ts) {
                     continue; // shown before this reconnect
                 }
                 // Only the rare case pays for a warning: a plain line from a secure peer.
@@ -1285,7 +1322,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 {
                     break None;
                 }
-                state.received_personal(id);
+                state.received_personal(id, ts);
                 match warning {
                     Some(w) => Event::Warning(w),
                     None => continue,
@@ -1634,6 +1671,41 @@ mod tests {
         assert_eq!(after, ClientMsg::Pong { token: 3 });
         assert_eq!(acks, [52], "duplicates are acknowledged again, once");
         assert!(events.try_next().is_none(), "nothing shown twice");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_hands_out_lower_ids_again_is_neither_ignored_nor_over_acknowledged() {
+        // A store restored from a backup (or replaced) starts its ids lower than what this
+        // process saw: those lines are new, and acknowledging beyond what was read on this
+        // connection would delete mail never shown.
+        let opts = options();
+        let (_client, mut events, mut server) = fake(&opts);
+        let batch: Vec<ServerMsg> = (1..=50).map(private).collect();
+        server.send(&batch).await;
+        for _ in 1..=50 {
+            next(&mut events).await;
+        }
+        let (_client, mut events, mut server) = fake(&opts.clone());
+        server
+            .send(&[
+                ServerMsg::Offline {
+                    id: 3,
+                    ts: 777_000,
+                    from: "carol".into(),
+                    text: "after the restore".into(),
+                },
+                ServerMsg::Ping { token: 1 },
+            ])
+            .await;
+        assert!(matches!(
+            next(&mut events).await,
+            Event::Offline { id: 3, text, .. } if text == "after the restore"
+        ));
+        let (_, after) = server.recv_after_acks().await;
+        assert_eq!(after, ClientMsg::Pong { token: 1 });
+        server.send(&[ServerMsg::Ping { token: 2 }]).await;
+        let (acks, after) = server.recv_after_acks().await;
+        assert_eq!((acks, after), (vec![3], ClientMsg::Pong { token: 2 }));
     }
 
     #[tokio::test]
