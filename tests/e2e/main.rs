@@ -10,5 +10,6 @@ mod hostile;
 mod secure;
 mod shutdown;
 mod store;
+mod store_faults;
 mod trust;
 mod tui;
