@@ -516,3 +516,29 @@ async fn a_store_that_cannot_be_written_is_refused_at_start_with_what_to_do() {
     let err = SqliteStore::open(&path, OPTS).unwrap_err();
     assert!(matches!(err, StoreError::NotWritable { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn an_owner_logs_in_again_and_again_on_a_store_that_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (store, _) = SqliteStore::open_tuned(&path, OPTS, FAST).unwrap();
+    reply(store.login("bob", "fp-b", 1)).await;
+    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 1").unwrap());
+    // The check is a read; recording the time is best effort: it never fails the login.
+    for now in 2..5 {
+        assert_eq!(
+            reply(store.login("BOB", "fp-b", now)).await,
+            LoginOutcome::Known
+        );
+        let _ = store.logged_out("bob", now); // refused while failing: best effort too
+    }
+    assert_eq!(reply(store.waiting("bob")).await, []);
+    // Writable again: the store notices by itself (nothing was held).
+    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 0").unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.is_failing() {
+        assert!(Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    reply(store.append_public(line(1, "a", "x"))).await;
+}

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mm_common::protocol::nick_key;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
@@ -136,6 +136,8 @@ struct Stats {
     max_lag_ms: u64,
     /// Times the store started failing.
     outages: u64,
+    /// When the last outage ended.
+    recovered: Option<Instant>,
 }
 
 /// The writer thread's state.
@@ -320,13 +322,27 @@ impl Writer {
         for cmd in std::mem::take(batch) {
             self.hold(cmd, batch, &mut mailboxes);
         }
-        let lines = batch.iter().filter(|c| c.is_line()).count();
-        error!(
-            error = %first,
-            operations = batch.len(),
-            lines,
-            "store: cannot commit; the accepted operations are kept and retried until they are stored, new messages are refused (busy) meanwhile, registered users can still log in"
-        );
+        // A store that fails and recovers again and again logs an outage that a single retry
+        // cures only at the 1st, 2nd, 4th, 8th... such outage, or after a quiet minute.
+        let mut announced = false;
+        let announce = |first: &rusqlite::Error, batch: &[Cmd], outages: u64| {
+            error!(
+                error = %first,
+                operations = batch.len(),
+                lines = batch.iter().filter(|c| c.is_line()).count(),
+                outages,
+                "store: cannot commit; the accepted operations are kept and retried until they are stored, new messages are refused (busy) meanwhile, registered users can still log in"
+            );
+        };
+        if self.stats.outages.is_power_of_two()
+            || self
+                .stats
+                .recovered
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            announce(first, batch, self.stats.outages);
+            announced = true;
+        }
         let mut closing = batch.iter().any(|c| matches!(c, Cmd::Close { .. }));
         let mut give_up_at = closing.then(|| Instant::now() + self.tuning.close_effort);
         let mut backoff = self.tuning.backoff_min;
@@ -359,19 +375,25 @@ impl Writer {
                     if let Err(e) = self.conn.busy_timeout(self.tuning.busy_timeout) {
                         warn!(error = %e, "store: cannot restore the lock wait");
                     }
-                    warn!(
-                        attempts,
-                        "store recovered after {} s; {} operations committed",
-                        since.elapsed().as_secs(),
-                        batch.len()
-                    );
+                    if announced {
+                        warn!(
+                            attempts,
+                            "store recovered after {} s; {} operations committed",
+                            since.elapsed().as_secs(),
+                            batch.len()
+                        );
+                    }
+                    self.stats.recovered = Some(Instant::now());
                     self.answer(batch);
                     return closing;
                 }
                 Err(e) => e,
             };
             attempts += 1;
-            if attempts.is_power_of_two() {
+            if !announced {
+                announce(first, batch, self.stats.outages);
+                announced = true;
+            } else if attempts.is_power_of_two() {
                 warn!(
                     error = %error,
                     attempts,
@@ -494,9 +516,7 @@ fn apply(
             let updated = tx
                 .prepare_cached("UPDATE accounts SET last_seen_ms = ?2 WHERE nick_key = ?1")
                 .and_then(|mut s| s.execute(params![key, to_sql(*now_ms)]));
-            if let Err(e) = alone(tx, updated)? {
-                warn!(error = %e, "store: last-seen time not recorded");
-            }
+            best_effort(tx, updated, "last-seen time not recorded")?;
             Outcome::Nothing
         }
         Cmd::Public { line, .. } => {
@@ -548,6 +568,20 @@ fn alone<T>(
         // SQLite may roll the whole transaction back on some errors: then nothing of it holds.
         Err(e) if database_failed(&e) || tx.is_autocommit() => Err(e),
         Err(e) => Ok(Err(e)),
+    }
+}
+
+/// A write whose failure is only logged (even a database failure: a read-only or full store
+/// must not fail a login over its last-seen time), unless SQLite rolled the whole transaction
+/// back, which fails the batch.
+fn best_effort(tx: &Connection, r: rusqlite::Result<usize>, what: &str) -> rusqlite::Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if tx.is_autocommit() => Err(e),
+        Err(e) => {
+            warn!(error = %e, "store: {what}");
+            Ok(())
+        }
     }
 }
 
@@ -625,9 +659,7 @@ fn login(
                     "UPDATE accounts SET nick = ?2, last_seen_ms = ?3 WHERE nick_key = ?1",
                 )
                 .and_then(|mut s| s.execute(params![key, nick, to_sql(now_ms)]));
-            if let Err(e) = alone(tx, seen)? {
-                warn!(error = %e, "store: last-seen time not recorded");
-            }
+            best_effort(tx, seen, "last-seen time not recorded")?;
             Ok(LoginOutcome::Known)
         }
         Some(_) => Ok(LoginOutcome::Taken),
