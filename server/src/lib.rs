@@ -84,7 +84,9 @@ pub async fn run(
 /// `limits.shutdown_grace` passed) and the store is closed.
 ///
 /// # Errors
-/// Only if the listener's address cannot be read; accept errors are retried with backoff.
+/// If the listener's address cannot be read (accept errors are retried with backoff), or if
+/// the store could not commit everything accepted at close (the error says how much was not
+/// stored; `mm-server` then exits non-zero).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -127,14 +129,25 @@ pub async fn serve(
     // closed; closing the store commits it all.
     // Submitting the close may wait for room in the store's queue: off the async workers.
     let closing = tokio::task::spawn_blocking(move || hub.close_store()).await;
-    match closing.unwrap_or(Err(store::StoreError::Closed)) {
+    let lost = match closing.unwrap_or(Err(store::StoreError::Closed)) {
         Ok(reply) => match tokio::time::timeout(Duration::from_secs(30), reply).await {
-            Ok(Ok(Ok(()))) => info!("store closed"),
-            Ok(Ok(Err(e))) => error!(error = %e, "store: final commit failed"),
-            Ok(Err(_)) | Err(_) => error!("store: no answer to close within 30 s"),
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(e))) => Some(format!("the final commit failed: {e}")),
+            Ok(Err(_)) | Err(_) => Some("the store did not answer the close within 30 s".into()),
         },
-        Err(e) => warn!(error = %e, "store already closed"),
+        Err(e) => {
+            warn!(error = %e, "store already closed");
+            None
+        }
+    };
+    if let Some(lost) = lost {
+        // Accepted messages may be missing from the store: not a clean stop.
+        error!("store: {lost}");
+        return Err(std::io::Error::other(format!(
+            "stopped, but {lost}; see the log above"
+        )));
     }
+    info!("store closed");
     info!("stopped");
     Ok(())
 }

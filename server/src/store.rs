@@ -151,9 +151,27 @@ pub enum StoreError {
         /// The newest this build knows.
         known: i64,
     },
-    /// More work is waiting than the store accepts; the caller should refuse, not wait.
+    /// The store opens but cannot be written (a read-only file, directory or mount, a full disk).
+    #[error("the store {path} cannot be written ({detail}); the server must write it: check that the file, its directory (SQLite creates -wal and -shm files beside it) and the file system are writable by the user running mm-server and that the disk is not full, then start again")]
+    NotWritable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What SQLite reported.
+        detail: String,
+    },
+    /// The store cannot take the work right now: more is waiting than it accepts, or it is
+    /// failing to commit (it retries what it accepted). The caller should refuse, not wait.
     #[error("the store is busy")]
     Busy,
+    /// The store gave up on work it had accepted: at close, commits still failed after a final
+    /// bounded effort. What was in the answered operations is not stored.
+    #[error("{lines} accepted lines could not be stored ({detail})")]
+    NotStored {
+        /// Accepted public and personal lines not stored.
+        lines: usize,
+        /// The last failure.
+        detail: String,
+    },
     /// The store has been closed.
     #[error("the store is closed")]
     Closed,
@@ -167,9 +185,17 @@ pub type Reply<T> = oneshot::Receiver<Result<T, StoreError>>;
 
 /// Persistent state behind the hub. Every method only submits work, never blocks, and is applied
 /// in call order; `Err` means it was not accepted (e.g. [`StoreError::Busy`]).
+///
+/// Accepted work is never dropped silently: a backend whose commits fail keeps what it accepted
+/// and retries it (the replies wait), refuses new writes at submission with
+/// [`StoreError::Busy`] while it fails, and still answers reads (`login` of a registered nick,
+/// `waiting`) where it can. Only [`Store::close`] gives up, after a bounded final effort, and
+/// then says so: the pending replies and the close reply carry [`StoreError::NotStored`].
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Logs `nick` in with certificate `fingerprint`: registers the nick if it is free, checks
-    /// the owner otherwise, and records the time.
+    /// the owner otherwise, and records the time (best effort: a failure to record it never
+    /// fails the login). While the store cannot write, a registered owner still logs in and a
+    /// registration is answered [`StoreError::Busy`].
     fn login(
         &self,
         nick: &str,
@@ -202,6 +228,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Reply<QueueOutcome>, StoreError>;
 
     /// Makes everything submitted durable, records `last_id`, and stops; later calls fail with
-    /// [`StoreError::Closed`].
+    /// [`StoreError::Closed`]. Never refused for being busy. If what was accepted still cannot
+    /// be committed after a bounded final effort, the reply is [`StoreError::NotStored`] with how
+    /// many accepted lines were lost.
     fn close(&self, last_id: u64) -> Result<Reply<()>, StoreError>;
 }

@@ -12,5 +12,6 @@ mod process;
 mod secure;
 mod shutdown;
 mod store;
+mod store_faults;
 mod trust;
 mod tui;

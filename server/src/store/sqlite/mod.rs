@@ -1,0 +1,336 @@
+//! The SQLite store: one file in the data directory, WAL mode, `synchronous = FULL`.
+//!
+//! One writer thread owns the connection. Work arrives on a bounded channel; the thread takes
+//! whatever has queued up (up to [`MAX_BATCH`] operations), runs it in one transaction, commits
+//! (one fsync of the WAL), and only then answers. Under load the batches grow, so the message
+//! rate is not bound by the disk's fsync rate; when idle, each operation commits on its own at
+//! once. After `kill -9` what can be lost is what was still waiting in the channel or in the
+//! batch being committed (measured in BENCHMARKS.md); what was answered is on disk.
+//!
+//! A commit that fails (another process holds the lock, a full disk, an I/O error, a file that
+//! became read-only) loses nothing: the writer keeps the batch and retries it whole, with
+//! backoff, until it commits; meanwhile new writes are refused at submission
+//! ([`StoreError::Busy`]) and logins of registered users and mailbox reads are answered from
+//! reads. Only closing gives up, after [`Tuning::close_effort`], and says what was not stored.
+
+mod schema;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mm_common::protocol::nick_key;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use schema::{
+    check_writable, classify, from_sql, load, lock_file, open_connection, open_error, prepare,
+};
+use writer::{count_accounts, count_waiting, Cmd, Writer};
+
+use super::{
+    Account, Arrival, Line, Loaded, LoginOutcome, Mail, QueueOutcome, Reply, Store, StoreError,
+};
+
+/// Most operations committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// Operations that may wait for the writer. Beyond this, callers get [`StoreError::Busy`] and
+/// refuse the message rather than accept what might not be stored.
+const CHANNEL_BOUND: usize = 16 * 1024;
+
+/// How long SQLite waits for a lock held by another connection (an admin command) before a
+/// commit counts as failed.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the writer waits and retries.
+#[derive(Debug, Clone, Copy)]
+struct Tuning {
+    /// SQLite's wait for a lock while commits work ([`BUSY_TIMEOUT`]).
+    busy_timeout: Duration,
+    /// SQLite's wait for a lock while commits fail: short, so that reads are answered between
+    /// attempts.
+    retry_busy_timeout: Duration,
+    /// First pause between attempts; it doubles up to `backoff_max`.
+    backoff_min: Duration,
+    /// Longest pause between attempts.
+    backoff_max: Duration,
+    /// At close (server shutdown), how long the writer keeps retrying before it gives up and
+    /// reports what was not stored.
+    close_effort: Duration,
+}
+
+const TUNING: Tuning = Tuning {
+    busy_timeout: BUSY_TIMEOUT,
+    retry_busy_timeout: Duration::from_millis(100),
+    backoff_min: Duration::from_millis(20),
+    backoff_max: Duration::from_secs(1),
+    close_effort: Duration::from_secs(10),
+};
+
+/// How much the store keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Public lines kept as history.
+    pub history_len: usize,
+    /// Private lines that may wait for one offline user.
+    pub mailbox_len: usize,
+    /// Most accounts.
+    pub max_accounts: usize,
+    /// Most private lines waiting, all mailboxes together.
+    pub mailbox_total: usize,
+    /// Most lines one connection may leave unacknowledged; live lines beyond
+    /// `mailbox_len + max_unacked` in one mailbox are delivered but not kept.
+    pub max_unacked: usize,
+}
+
+impl Options {
+    /// Most lines one mailbox holds, live ones included; also the most a login fetches.
+    fn mailbox_ceiling(&self) -> usize {
+        self.mailbox_len.saturating_add(self.max_unacked)
+    }
+}
+
+/// Running counts the writer keeps so that a bound check is not a table count each time. They
+/// are recounted when they say a bound is reached, since an admin command (another connection)
+/// may have deleted rows.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    accounts: u64,
+    waiting: u64,
+}
+
+/// The SQLite store. Dropping it without [`Store::close`] lets the writer finish what was
+/// submitted and stop.
+#[derive(Debug)]
+pub struct SqliteStore {
+    tx: SyncSender<Cmd>,
+    /// Set by the writer while commits fail: new writes are refused at once.
+    failing: Arc<AtomicBool>,
+    /// Held for the store's life: a second server on the same file is refused at start.
+    _lock: Option<File>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path`, checks it, applies migrations, loads what the
+    /// server needs at start, and starts the writer thread. A lock file beside it (`path` +
+    /// `.lock`) keeps a second server off the same store.
+    ///
+    /// It also proves that the store can be written (a small write transaction), so that a
+    /// read-only store stops the server at start rather than refusing every message later.
+    ///
+    /// # Errors
+    /// [`StoreError::Open`], [`StoreError::Corrupt`], [`StoreError::Locked`],
+    /// [`StoreError::NotWritable`] or [`StoreError::TooNew`], each with the path and what to do.
+    pub fn open(path: &Path, opts: Options) -> Result<(SqliteStore, Loaded), StoreError> {
+        Self::open_tuned(path, opts, TUNING)
+    }
+
+    fn open_tuned(
+        path: &Path,
+        opts: Options,
+        tuning: Tuning,
+    ) -> Result<(SqliteStore, Loaded), StoreError> {
+        let lock = lock_file(path)?;
+        let conn = open_connection(path)?;
+        Self::start(conn, path, opts, Some(lock), tuning)
+    }
+
+    /// A store in memory, for tests: same code, nothing on disk.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`].
+    pub fn open_in_memory(opts: Options) -> Result<(SqliteStore, Loaded), StoreError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| open_error(&path, &e))?;
+        Self::start(conn, &path, opts, None, TUNING)
+    }
+
+    fn start(
+        mut conn: Connection,
+        path: &Path,
+        opts: Options,
+        lock: Option<File>,
+        tuning: Tuning,
+    ) -> Result<(SqliteStore, Loaded), StoreError> {
+        prepare(&mut conn, path)?;
+        check_writable(&mut conn, path, crate::hub::now_ms())?;
+        let loaded = load(&conn, opts.history_len).map_err(|e| classify(path, &e))?;
+        let counts = Counts {
+            accounts: count_accounts(&conn).map_err(|e| classify(path, &e))?,
+            waiting: count_waiting(&conn).map_err(|e| classify(path, &e))?,
+        };
+        conn.busy_timeout(tuning.busy_timeout)
+            .map_err(|e| classify(path, &e))?;
+        let (tx, rx) = sync_channel(CHANNEL_BOUND);
+        let failing = Arc::new(AtomicBool::new(false));
+        let writer = Writer::new(conn, rx, opts, counts, Arc::clone(&failing), tuning);
+        let writer = std::thread::Builder::new()
+            .name("mm-store".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Open {
+                path: path.to_path_buf(),
+                detail: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok((
+            SqliteStore {
+                tx,
+                failing,
+                _lock: lock,
+                writer: Mutex::new(Some(writer)),
+            },
+            loaded,
+        ))
+    }
+
+    /// Hands `cmd` to the writer without waiting. A write is refused at once while the store is
+    /// failing: what it accepted waits for a commit, and what it refuses is delivered to nobody.
+    fn submit(&self, cmd: Cmd) -> Result<(), StoreError> {
+        if cmd.is_write() && self.failing.load(Ordering::Relaxed) {
+            return Err(StoreError::Busy);
+        }
+        self.tx.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(_) => StoreError::Busy,
+            TrySendError::Disconnected(_) => StoreError::Closed,
+        })
+    }
+
+    /// Waits for the writer thread to end (after [`Store::close`]). Blocking: call it from
+    /// `spawn_blocking` or outside the runtime.
+    pub fn join(&self) {
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    /// Every account, by nick (for `mm-server accounts list`). Opens the file directly; works
+    /// while a server runs.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`], or a failed query.
+    pub fn list_accounts(path: &Path) -> Result<Vec<Account>, StoreError> {
+        let mut conn = open_connection(path)?;
+        prepare(&mut conn, path)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT nick, fingerprint, created_ms, last_seen_ms,
+                        (SELECT COUNT(*) FROM mailbox WHERE to_key = accounts.nick_key)
+                 FROM accounts ORDER BY nick_key",
+            )
+            .map_err(|e| classify(path, &e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Account {
+                    nick: r.get(0)?,
+                    fingerprint: r.get(1)?,
+                    created_ms: from_sql(r.get(2)?),
+                    last_seen_ms: from_sql(r.get(3)?),
+                    waiting: from_sql(r.get(4)?),
+                })
+            })
+            .map_err(|e| classify(path, &e))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| classify(path, &e))
+    }
+
+    /// Frees `nick` (any case): deletes its account and the private lines waiting for it, so a
+    /// new owner never reads the old owner's mail. Returns whether there was such an account.
+    /// A running server applies it at the nick's next login.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::list_accounts`].
+    pub fn release(path: &Path, nick: &str) -> Result<bool, StoreError> {
+        let mut conn = open_connection(path)?;
+        prepare(&mut conn, path)?;
+        let key = nick_key(nick);
+        let tx = conn.transaction().map_err(|e| classify(path, &e))?;
+        let removed = tx
+            .execute("DELETE FROM accounts WHERE nick_key = ?1", [&key])
+            .map_err(|e| classify(path, &e))?;
+        tx.execute("DELETE FROM mailbox WHERE to_key = ?1", [&key])
+            .map_err(|e| classify(path, &e))?;
+        tx.commit().map_err(|e| classify(path, &e))?;
+        Ok(removed > 0)
+    }
+}
+
+impl Store for SqliteStore {
+    fn login(
+        &self,
+        nick: &str,
+        fingerprint: &str,
+        now_ms: u64,
+    ) -> Result<Reply<LoginOutcome>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Login {
+            nick: nick.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            now_ms,
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn waiting(&self, nick_key: &str) -> Result<Reply<Vec<Mail>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Waiting {
+            key: nick_key.to_owned(),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn delivered(&self, nick_key: &str, up_to: u64) -> Result<(), StoreError> {
+        self.submit(Cmd::Delivered {
+            key: nick_key.to_owned(),
+            up_to,
+        })
+    }
+
+    fn logged_out(&self, nick_key: &str, now_ms: u64) -> Result<(), StoreError> {
+        self.submit(Cmd::LoggedOut {
+            key: nick_key.to_owned(),
+            now_ms,
+        })
+    }
+
+    fn append_public(&self, line: Line) -> Result<Reply<()>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Public { line, reply })?;
+        Ok(rx)
+    }
+
+    fn queue_mail(
+        &self,
+        to_key: &str,
+        mail: Mail,
+        arrival: Arrival,
+    ) -> Result<Reply<QueueOutcome>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Mail {
+            to_key: to_key.to_owned(),
+            mail,
+            arrival,
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn close(&self, last_id: u64) -> Result<Reply<()>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        // Blocking send: closing must not be refused because the channel is full.
+        self.tx
+            .send(Cmd::Close { last_id, reply })
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+}

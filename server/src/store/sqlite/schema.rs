@@ -1,0 +1,236 @@
+//! The file: opening it, its schema and migrations, what is loaded at start, and the names of
+//! the failures an operator can act on.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+use super::BUSY_TIMEOUT;
+use crate::store::{Line, Loaded, StoreError};
+
+/// Schema version this build writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 2;
+
+/// Migrations, in order; entry `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: [&str; 2] = [
+    "
+    CREATE TABLE accounts (
+        nick_key     TEXT PRIMARY KEY,
+        nick         TEXT NOT NULL,
+        fingerprint  TEXT NOT NULL,
+        created_ms   INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE history (
+        id     INTEGER PRIMARY KEY,
+        ts     INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        text   TEXT NOT NULL
+    );
+    CREATE TABLE mailbox (
+        id     INTEGER PRIMARY KEY,
+        to_key TEXT NOT NULL,
+        ts     INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        text   TEXT NOT NULL
+    );
+    CREATE INDEX mailbox_by_recipient ON mailbox (to_key, id);
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+",
+    // 2: the mailbox keeps every personal line until acknowledged, relays included (their
+    // payload here, `text` empty).
+    "ALTER TABLE mailbox ADD COLUMN payload BLOB;",
+];
+
+/// Takes the store's lock file, or says who has it.
+pub(super) fn lock_file(path: &Path) -> Result<File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Open {
+            path: lock_path.clone(),
+            detail: e.to_string(),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: path.to_path_buf(),
+            detail: format!("{} is held", lock_path.display()),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Open {
+            path: lock_path,
+            detail: e.to_string(),
+        }),
+    }
+}
+
+pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, &e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| classify(path, &e))?;
+    Ok(conn)
+}
+
+/// Settings, an integrity check and migrations.
+pub(super) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let c = |e: rusqlite::Error| classify(path, &e);
+    // Reading the header first turns "not a database" into a clear error before anything else.
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(c)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(c)?;
+    if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+        return Err(StoreError::Open {
+            path: path.to_path_buf(),
+            detail: format!("cannot switch to WAL mode (journal mode is {mode})"),
+        });
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        .map_err(c)?;
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(c)?;
+    if check != "ok" {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: check,
+        });
+    }
+    let start = usize::try_from(version).unwrap_or(0);
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(start) {
+        let tx = conn.transaction().map_err(c)?;
+        tx.execute_batch(migration).map_err(c)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )
+        .map_err(c)?;
+        tx.commit().map_err(c)?;
+    }
+    Ok(())
+}
+
+/// Proves at start that the store can be written: one real write transaction (it records when
+/// the server opened the store). A store that opens but cannot be written (a read-only file,
+/// directory or mount, a full disk) would otherwise refuse every message and registration.
+///
+/// # Errors
+/// [`StoreError::NotWritable`] naming the file and what to check, or [`StoreError::Locked`] /
+/// [`StoreError::Corrupt`] as classified.
+pub(super) fn check_writable(
+    conn: &mut Connection,
+    path: &Path,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let write = |conn: &mut Connection| -> rusqlite::Result<()> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('opened_ms', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [to_sql(now_ms)],
+        )?;
+        tx.commit()
+    };
+    write(conn).map_err(|e| match classify(path, &e) {
+        StoreError::Failed(detail) | StoreError::Open { detail, .. } => StoreError::NotWritable {
+            path: path.to_path_buf(),
+            detail,
+        },
+        other => other,
+    })
+}
+
+pub(super) fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Loaded> {
+    let mut stmt =
+        conn.prepare("SELECT id, ts, sender, text FROM history ORDER BY id DESC LIMIT ?1")?;
+    let mut history = stmt
+        .query_map([to_sql(history_len as u64)], line_from_row)?
+        .collect::<rusqlite::Result<Vec<Line>>>()?;
+    history.reverse();
+    let last_id: i64 = conn.query_row(
+        "SELECT MAX(
+            COALESCE((SELECT value FROM meta WHERE key = 'last_id'), 0),
+            COALESCE((SELECT MAX(id) FROM history), 0),
+            COALESCE((SELECT MAX(id) FROM mailbox), 0))",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(Loaded {
+        history,
+        last_id: from_sql(last_id),
+    })
+}
+
+pub(super) fn line_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Line> {
+    Ok(Line {
+        id: from_sql(r.get(0)?),
+        ts: from_sql(r.get(1)?),
+        from: r.get(2)?,
+        text: r.get(3)?,
+    })
+}
+
+/// SQLite integers are i64; ids and times are u64 far below 2⁶³.
+pub(super) fn to_sql(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(super) fn from_sql(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(super) fn open_error(path: &Path, e: &rusqlite::Error) -> StoreError {
+    match classify(path, e) {
+        StoreError::Failed(detail) => StoreError::Open {
+            path: path.to_path_buf(),
+            detail,
+        },
+        other => other,
+    }
+}
+
+/// Names the failures a user can act on.
+pub(super) fn classify(path: &Path, e: &rusqlite::Error) -> StoreError {
+    let detail = e.to_string();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail,
+        },
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
+            path: path.to_path_buf(),
+            detail,
+        },
+        Some(ErrorCode::ReadOnly) => StoreError::NotWritable {
+            path: path.to_path_buf(),
+            detail,
+        },
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => StoreError::Open {
+            path: path.to_path_buf(),
+            detail,
+        },
+        _ => StoreError::Failed(detail),
+    }
+}

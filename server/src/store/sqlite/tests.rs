@@ -1,0 +1,544 @@
+//! The store's unit tests, fault injection included.
+
+use super::*;
+use crate::store::Body;
+
+const OPTS: Options = Options {
+    history_len: 3,
+    mailbox_len: 2,
+    max_accounts: 3,
+    mailbox_total: 3,
+    max_unacked: 2,
+};
+
+fn line(id: u64, from: &str, text: &str) -> Line {
+    Line {
+        id,
+        ts: 1000 + id,
+        from: from.into(),
+        text: text.into(),
+    }
+}
+
+fn mail(id: u64, from: &str, text: &str) -> Mail {
+    Mail {
+        id,
+        ts: 1000 + id,
+        from: from.into(),
+        body: Body::Text(text.into()),
+    }
+}
+
+async fn reply<T>(r: Result<Reply<T>, StoreError>) -> T {
+    r.unwrap().await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn nick_belongs_to_the_first_fingerprint_case_insensitively() {
+    let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
+    assert_eq!(
+        reply(store.login("Alice", "fp-a", 1)).await,
+        LoginOutcome::Registered
+    );
+    assert_eq!(
+        reply(store.login("alice", "fp-a", 2)).await,
+        LoginOutcome::Known
+    );
+    assert_eq!(
+        reply(store.login("ALICE", "fp-b", 3)).await,
+        LoginOutcome::Taken
+    );
+}
+
+#[tokio::test]
+async fn mailbox_is_bounded_ordered_and_emptied_on_delivery() {
+    let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
+    reply(store.login("bob", "fp-b", 1)).await;
+    assert_eq!(
+        reply(store.queue_mail("carol", mail(1, "a", "x"), Arrival::Offline)).await,
+        QueueOutcome::NoSuchAccount
+    );
+    for id in [5, 6] {
+        assert_eq!(
+            reply(store.queue_mail("bob", mail(id, "a", "m"), Arrival::Offline)).await,
+            QueueOutcome::Queued
+        );
+    }
+    assert_eq!(
+        reply(store.queue_mail("bob", mail(7, "a", "m"), Arrival::Offline)).await,
+        QueueOutcome::MailboxFull
+    );
+    let waiting = reply(store.waiting("bob")).await;
+    assert_eq!(waiting.iter().map(|l| l.id).collect::<Vec<_>>(), [5, 6]);
+    store.delivered("bob", 5).unwrap();
+    let waiting = reply(store.waiting("bob")).await;
+    assert_eq!(waiting.iter().map(|l| l.id).collect::<Vec<_>>(), [6]);
+}
+
+#[tokio::test]
+async fn history_keeps_the_newest_lines_and_ids_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        let (store, loaded) = SqliteStore::open(&path, OPTS).unwrap();
+        assert_eq!(loaded.last_id, 0);
+        for id in 1..=5 {
+            store
+                .append_public(line(id, "a", &format!("l{id}")))
+                .unwrap();
+        }
+        reply(store.close(42)).await;
+        store.join();
+    }
+    let (store, loaded) = SqliteStore::open(&path, OPTS).unwrap();
+    assert_eq!(
+        loaded.history.iter().map(|l| l.id).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    assert_eq!(loaded.history[0], line(3, "a", "l3"));
+    assert_eq!(loaded.last_id, 42);
+    reply(store.close(0)).await;
+}
+
+#[test]
+fn a_second_open_is_refused_while_the_first_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let _first = SqliteStore::open(&path, OPTS).unwrap();
+    let err = SqliteStore::open(&path, OPTS).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+}
+
+#[test]
+fn garbage_file_is_reported_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let err = SqliteStore::open(&path, OPTS).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("move it aside"), "{err}");
+}
+
+#[test]
+fn release_frees_the_nick_and_drops_its_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    {
+        let (store, _) = SqliteStore::open(&path, OPTS).unwrap();
+        rt.block_on(async {
+            reply(store.login("bob", "fp-b", 1)).await;
+            reply(store.queue_mail("bob", mail(1, "a", "secret"), Arrival::Offline)).await;
+            reply(store.close(1)).await;
+        });
+        store.join();
+    }
+    let accounts = SqliteStore::list_accounts(&path).unwrap();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].nick, "bob");
+    assert_eq!(accounts[0].waiting, 1);
+    assert!(SqliteStore::release(&path, "BOB").unwrap());
+    assert!(!SqliteStore::release(&path, "bob").unwrap());
+    let (store, _) = SqliteStore::open(&path, OPTS).unwrap();
+    rt.block_on(async {
+        assert_eq!(
+            reply(store.login("bob", "fp-new", 2)).await,
+            LoginOutcome::Registered
+        );
+        assert!(reply(store.waiting("bob")).await.is_empty());
+    });
+}
+
+#[tokio::test]
+async fn registration_stops_at_the_cap_and_a_release_makes_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (store, _) = SqliteStore::open(&path, OPTS).unwrap(); // at most 3 accounts
+    for nick in ["a", "b", "c"] {
+        assert_eq!(
+            reply(store.login(nick, "fp", 1)).await,
+            LoginOutcome::Registered
+        );
+    }
+    assert_eq!(reply(store.login("d", "fp", 1)).await, LoginOutcome::Full);
+    assert_eq!(reply(store.login("a", "fp", 2)).await, LoginOutcome::Known);
+    // An operator releases one while the server runs: the cap is recounted.
+    assert!(SqliteStore::release(&path, "b").unwrap());
+    assert_eq!(
+        reply(store.login("d", "fp", 3)).await,
+        LoginOutcome::Registered
+    );
+    assert_eq!(reply(store.login("e", "fp", 3)).await, LoginOutcome::Full);
+}
+
+#[tokio::test]
+async fn the_total_of_waiting_lines_is_bounded_and_delivery_frees_room() {
+    let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap(); // 2 per user, 3 in all
+    for nick in ["bob", "carol"] {
+        reply(store.login(nick, "fp", 1)).await;
+    }
+    for (id, to) in [(1, "bob"), (2, "bob"), (3, "carol")] {
+        assert_eq!(
+            reply(store.queue_mail(to, mail(id, "a", "m"), Arrival::Offline)).await,
+            QueueOutcome::Queued
+        );
+    }
+    assert_eq!(
+        reply(store.queue_mail("carol", mail(4, "a", "m"), Arrival::Offline)).await,
+        QueueOutcome::StoreFull
+    );
+    store.delivered("bob", 2).unwrap();
+    assert_eq!(
+        reply(store.queue_mail("carol", mail(5, "a", "m"), Arrival::Offline)).await,
+        QueueOutcome::Queued
+    );
+}
+
+// --- Failures after acceptance: nothing accepted is lost, new writes are refused meanwhile. ---
+
+use std::time::Instant;
+
+use tokio::sync::oneshot::error::TryRecvError;
+
+/// Short waits, so that a failure is noticed (and given up at close) within a test's time.
+const FAST: Tuning = Tuning {
+    busy_timeout: Duration::from_millis(100),
+    retry_busy_timeout: Duration::from_millis(10),
+    backoff_min: Duration::from_millis(5),
+    backoff_max: Duration::from_millis(20),
+    close_effort: Duration::from_millis(300),
+};
+
+impl SqliteStore {
+    /// Runs `f` on the writer thread (outside any transaction) and waits for it.
+    fn on_writer(&self, f: impl FnOnce(&mut writer::Writer) + Send + 'static) {
+        let (done, wait) = std::sync::mpsc::channel();
+        self.tx
+            .send(Cmd::Test(Box::new(move |w| {
+                f(w);
+                let _ = done.send(());
+            })))
+            .unwrap();
+        wait.recv().unwrap();
+    }
+
+    /// Stops the writer until the returned sender is dropped, so that what is submitted
+    /// meanwhile lands in one batch.
+    fn pause(&self) -> std::sync::mpsc::Sender<()> {
+        let (resume, wait) = std::sync::mpsc::channel::<()>();
+        self.tx
+            .send(Cmd::Test(Box::new(move |_| {
+                let _ = wait.recv();
+            })))
+            .unwrap();
+        resume
+    }
+
+    fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+}
+
+/// Waits until the writer says commits fail.
+async fn failing(store: &SqliteStore) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store.is_failing() {
+        assert!(
+            Instant::now() < deadline,
+            "the store never noticed the failure"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Another process's connection holding the store's write lock (as `BEGIN EXCLUSIVE` in the
+/// sqlite3 shell would); released on drop. Root cannot bypass it.
+fn hold_lock(path: &Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    conn
+}
+
+fn history_ids(path: &Path) -> Vec<u64> {
+    let (store, loaded) = SqliteStore::open(path, OPTS_LONG).unwrap();
+    drop(store);
+    loaded.history.iter().map(|l| l.id).collect()
+}
+
+const OPTS_LONG: Options = Options {
+    history_len: 1000,
+    ..OPTS
+};
+
+fn ids(mails: &[Mail]) -> Vec<u64> {
+    mails.iter().map(|m| m.id).collect()
+}
+
+#[tokio::test]
+async fn a_locked_store_keeps_what_it_accepted_refuses_new_writes_and_commits_once_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, FAST).unwrap();
+    reply(store.login("bob", "fp-b", 1)).await;
+    reply(store.queue_mail("bob", mail(1, "a", "waiting"), Arrival::Offline)).await;
+    reply(store.append_public(line(2, "a", "before"))).await;
+
+    let lock = hold_lock(&path);
+    let mut held = store.append_public(line(3, "a", "held")).unwrap();
+    failing(&store).await;
+    // New writes are refused at once (the hub then delivers them to nobody).
+    assert!(matches!(
+        store.append_public(line(4, "a", "refused")),
+        Err(StoreError::Busy)
+    ));
+    assert!(matches!(
+        store.queue_mail("bob", mail(5, "a", "refused"), Arrival::Offline),
+        Err(StoreError::Busy)
+    ));
+    // Reads still work: the owner logs in and reads the mailbox; nobody registers.
+    assert_eq!(
+        reply(store.login("Bob", "fp-b", 2)).await,
+        LoginOutcome::Known
+    );
+    assert_eq!(
+        reply(store.login("bob", "fp-x", 2)).await,
+        LoginOutcome::Taken
+    );
+    assert!(matches!(
+        store.login("carol", "fp-c", 2).unwrap().await.unwrap(),
+        Err(StoreError::Busy)
+    ));
+    assert_eq!(ids(&reply(store.waiting("bob")).await), [1]);
+    // The accepted line is not answered while it is not stored...
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(matches!(held.try_recv(), Err(TryRecvError::Empty)));
+    // ...and is stored, then answered, once the lock is released.
+    drop(lock);
+    held.await.unwrap().unwrap();
+    assert!(!store.is_failing());
+    reply(store.append_public(line(6, "a", "after"))).await;
+    assert_eq!(
+        reply(store.login("carol", "fp-c", 3)).await,
+        LoginOutcome::Registered
+    );
+    reply(store.close(6)).await;
+    store.join();
+    drop(store);
+    assert_eq!(history_ids(&path), [2, 3, 6]);
+}
+
+#[tokio::test]
+async fn a_full_disk_is_retried_until_there_is_room_and_nothing_accepted_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, FAST).unwrap();
+    // The writer's file may not grow (max_page_count is per connection): SQLITE_FULL.
+    store.on_writer(|w| {
+        let pages: i64 = w
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let max: i64 = w
+            .conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(max, pages);
+    });
+    let big = "x".repeat(8000); // overflow pages: the file must grow
+    let paused = store.pause();
+    let held: Vec<_> = (1..=5)
+        .map(|id| store.append_public(line(id, "a", &big)).unwrap())
+        .collect();
+    drop(paused);
+    failing(&store).await;
+    assert!(matches!(
+        store.append_public(line(9, "a", "refused")),
+        Err(StoreError::Busy)
+    ));
+    store.on_writer(|w| {
+        let _: i64 = w
+            .conn
+            .query_row("PRAGMA max_page_count = 1000000", [], |r| r.get(0))
+            .unwrap();
+    });
+    for r in held {
+        r.await.unwrap().unwrap();
+    }
+    reply(store.close(5)).await;
+    store.join();
+    drop(store);
+    assert_eq!(history_ids(&path), [1, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn a_store_that_became_read_only_is_retried_while_owners_still_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, FAST).unwrap();
+    reply(store.login("bob", "fp-b", 1)).await;
+    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 1").unwrap());
+    let held = store
+        .queue_mail("bob", mail(1, "a", "kept"), Arrival::Offline)
+        .unwrap();
+    failing(&store).await;
+    // Not a registration: the owner's login is a read (its last-seen time is best effort).
+    assert_eq!(
+        reply(store.login("bob", "fp-b", 2)).await,
+        LoginOutcome::Known
+    );
+    assert!(matches!(
+        store.login("dave", "fp-d", 2).unwrap().await.unwrap(),
+        Err(StoreError::Busy)
+    ));
+    // bob's mailbox has a held write: the read waits for it, so it stays in order.
+    let mut read = store.waiting("bob").unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(read.try_recv(), Err(TryRecvError::Empty)));
+    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 0").unwrap());
+    assert_eq!(held.await.unwrap().unwrap(), QueueOutcome::Queued);
+    assert_eq!(ids(&read.await.unwrap().unwrap()), [1]);
+    reply(store.close(1)).await;
+}
+
+#[tokio::test]
+async fn io_errors_retry_the_whole_batch_and_the_running_counts_stay_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    // At most 2 lines per mailbox and 3 in all.
+    let (store, _) = SqliteStore::open_tuned(&path, OPTS, FAST).unwrap();
+    for nick in ["bob", "carol", "dave"] {
+        reply(store.login(nick, "fp", 1)).await;
+    }
+    for (id, to) in [(1, "bob"), (2, "bob"), (3, "carol")] {
+        reply(store.queue_mail(to, mail(id, "a", "m"), Arrival::Offline)).await;
+    }
+    // The next three commits fail; the batch deleting bob's two lines is tried four times.
+    store.on_writer(|w| w.fail_commits = 3);
+    store.delivered("bob", 2).unwrap();
+    // After the deletion in order: answered once it is committed.
+    assert!(reply(store.waiting("bob")).await.is_empty());
+    store.on_writer(|w| assert_eq!(w.fail_commits, 0, "the failures were injected"));
+    assert!(!store.is_failing());
+    // One line waits in all: room for exactly two more. A count changed by the failed
+    // attempts would let a fourth line in.
+    for (id, to) in [(4, "carol"), (5, "dave")] {
+        assert_eq!(
+            reply(store.queue_mail(to, mail(id, "a", "m"), Arrival::Offline)).await,
+            QueueOutcome::Queued
+        );
+    }
+    assert_eq!(
+        reply(store.queue_mail("dave", mail(6, "a", "m"), Arrival::Offline)).await,
+        QueueOutcome::StoreFull
+    );
+    reply(store.close(6)).await;
+}
+
+#[tokio::test]
+async fn closing_while_commits_still_fail_gives_up_in_bounded_time_and_names_what_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, FAST).unwrap();
+    reply(store.login("bob", "fp-b", 1)).await;
+    let lock = hold_lock(&path);
+    let paused = store.pause();
+    let public = store.append_public(line(1, "a", "lost")).unwrap();
+    let private = store
+        .queue_mail("bob", mail(2, "a", "lost"), Arrival::Offline)
+        .unwrap();
+    let closing = store.close(2).unwrap();
+    let started = Instant::now();
+    drop(paused);
+    let closed = closing.await.unwrap();
+    assert!(
+        matches!(closed, Err(StoreError::NotStored { lines: 2, .. })),
+        "{closed:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(matches!(
+        public.await.unwrap(),
+        Err(StoreError::NotStored { .. })
+    ));
+    assert!(matches!(
+        private.await.unwrap(),
+        Err(StoreError::NotStored { .. })
+    ));
+    store.join();
+    drop((store, lock));
+    assert!(history_ids(&path).is_empty());
+}
+
+#[tokio::test]
+async fn an_operation_that_fails_on_its_own_is_refused_alone_and_its_batch_commits() {
+    let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
+    reply(store.login("bob", "fp-b", 1)).await;
+    let first = store
+        .queue_mail("bob", mail(1, "a", "one"), Arrival::Offline)
+        .unwrap();
+    // The same id again: a constraint violation, which retrying could never fix.
+    let again = store
+        .queue_mail("bob", mail(1, "a", "dup"), Arrival::Offline)
+        .unwrap();
+    let public = store.append_public(line(2, "a", "p")).unwrap();
+    assert_eq!(first.await.unwrap().unwrap(), QueueOutcome::Queued);
+    assert!(matches!(again.await.unwrap(), Err(StoreError::Failed(_))));
+    public.await.unwrap().unwrap();
+    assert!(!store.is_failing());
+    assert_eq!(ids(&reply(store.waiting("bob")).await), [1]);
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_be_written_is_refused_at_start_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        let (store, _) = SqliteStore::open(&path, OPTS).unwrap();
+        reply(store.close(0)).await;
+        store.join();
+    }
+    // A connection that cannot write (as a read-only mount would make it; root-proof).
+    let conn = schema::open_connection(&path).unwrap();
+    conn.execute_batch("PRAGMA query_only = 1").unwrap();
+    let err = SqliteStore::start(conn, &path, OPTS, None, TUNING).unwrap_err();
+    assert!(matches!(err, StoreError::NotWritable { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&path.display().to_string()) && text.contains("writable"),
+        "{text}"
+    );
+    // A file SQLite itself opens read-only: its header's write version is from the future.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[18] = 3;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = SqliteStore::open(&path, OPTS).unwrap_err();
+    assert!(matches!(err, StoreError::NotWritable { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn an_owner_logs_in_again_and_again_on_a_store_that_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (store, _) = SqliteStore::open_tuned(&path, OPTS, FAST).unwrap();
+    reply(store.login("bob", "fp-b", 1)).await;
+    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 1").unwrap());
+    // The check is a read; recording the time is best effort: it never fails the login.
+    for now in 2..5 {
+        assert_eq!(
+            reply(store.login("BOB", "fp-b", now)).await,
+            LoginOutcome::Known
+        );
+        let _ = store.logged_out("bob", now); // refused while failing: best effort too
+    }
+    assert_eq!(reply(store.waiting("bob")).await, []);
+    // Writable again: the store notices by itself (nothing was held).
+    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 0").unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.is_failing() {
+        assert!(Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    reply(store.append_public(line(1, "a", "x"))).await;
+}

@@ -1,0 +1,755 @@
+//! The writer thread: it owns the connection, commits batches, answers after each commit, and
+//! keeps (and retries) what it accepted while commits fail.
+//!
+//! A batch is run from borrowed commands: a failed attempt consumes nothing (no reply, no
+//! count), so the same batch is retried whole until it commits. While it fails:
+//! - the shared `failing` flag is set, and [`super::SqliteStore`] refuses new writes at once;
+//! - writes already in the channel join the held batch, in order;
+//! - logins are answered from a read (a registered owner gets in; a registration is refused
+//!   with [`StoreError::Busy`]), and so are mailbox reads unless a held write touches that
+//!   mailbox (then the read waits for the commit, to stay in order);
+//! - the failure is logged when it starts, then at attempts 2, 4, 8, ..., and once when it
+//!   recovers. At close, after [`Tuning::close_effort`], the writer gives up and answers
+//!   [`StoreError::NotStored`], naming how many accepted lines were not stored.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mm_common::protocol::nick_key;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+use super::schema::{from_sql, to_sql};
+use super::{Counts, Options, Tuning, MAX_BATCH};
+use crate::store::{Arrival, Body, Line, LoginOutcome, Mail, QueueOutcome, StoreError};
+
+/// A submission to the writer.
+pub(super) enum Cmd {
+    Login {
+        nick: String,
+        fingerprint: String,
+        now_ms: u64,
+        reply: oneshot::Sender<Result<LoginOutcome, StoreError>>,
+    },
+    Waiting {
+        key: String,
+        reply: oneshot::Sender<Result<Vec<Mail>, StoreError>>,
+    },
+    Delivered {
+        key: String,
+        up_to: u64,
+    },
+    LoggedOut {
+        key: String,
+        now_ms: u64,
+    },
+    Public {
+        line: Line,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Mail {
+        to_key: String,
+        mail: Mail,
+        arrival: Arrival,
+        reply: oneshot::Sender<Result<QueueOutcome, StoreError>>,
+    },
+    Close {
+        last_id: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Runs on the writer thread as soon as it is received, outside any transaction: fault
+    /// injection for tests.
+    #[cfg(test)]
+    Test(Box<dyn FnOnce(&mut Writer) + Send>),
+}
+
+impl Cmd {
+    /// Whether it changes the store (refused while the store is failing). Logins and mailbox
+    /// reads are not: they are answered from a read then.
+    pub(super) fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Cmd::Public { .. } | Cmd::Mail { .. } | Cmd::Delivered { .. } | Cmd::LoggedOut { .. }
+        )
+    }
+
+    /// The mailbox a write changes, if any.
+    fn mailbox(&self) -> Option<&str> {
+        match self {
+            Cmd::Mail { to_key, .. } => Some(to_key),
+            Cmd::Delivered { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// An accepted line (whose sender waits for it to be stored).
+    fn is_line(&self) -> bool {
+        matches!(self, Cmd::Public { .. } | Cmd::Mail { .. })
+    }
+
+    /// Sends the answer after the commit.
+    fn answer(self, outcome: Outcome) {
+        // A dropped receiver means the session is gone; nothing to tell.
+        match (self, outcome) {
+            (Cmd::Login { reply, .. }, Outcome::Login(r)) => drop(reply.send(r)),
+            (Cmd::Waiting { reply, .. }, Outcome::Waiting(r)) => drop(reply.send(r)),
+            (Cmd::Public { reply, .. }, Outcome::Public(r)) => drop(reply.send(r)),
+            (Cmd::Mail { reply, .. }, Outcome::Queue(r)) => drop(reply.send(r)),
+            (Cmd::Close { reply, .. }, Outcome::Nothing) => drop(reply.send(Ok(()))),
+            (cmd, _) => cmd.fail(StoreError::Failed("internal: mismatched answer".into())),
+        }
+    }
+
+    /// Answers `error` instead.
+    fn fail(self, error: StoreError) {
+        match self {
+            Cmd::Login { reply, .. } => drop(reply.send(Err(error))),
+            Cmd::Waiting { reply, .. } => drop(reply.send(Err(error))),
+            Cmd::Public { reply, .. } | Cmd::Close { reply, .. } => drop(reply.send(Err(error))),
+            Cmd::Mail { reply, .. } => drop(reply.send(Err(error))),
+            Cmd::Delivered { .. } | Cmd::LoggedOut { .. } => {}
+            #[cfg(test)]
+            Cmd::Test(_) => {}
+        }
+    }
+}
+
+/// What one command of a batch came to, kept until the batch commits.
+enum Outcome {
+    Nothing,
+    Login(Result<LoginOutcome, StoreError>),
+    Waiting(Result<Vec<Mail>, StoreError>),
+    Public(Result<(), StoreError>),
+    Queue(Result<QueueOutcome, StoreError>),
+}
+
+/// What the writer did, logged at close.
+#[derive(Debug, Default)]
+struct Stats {
+    batches: u64,
+    ops: u64,
+    /// Longest time from a line's acceptance to its commit.
+    max_lag_ms: u64,
+    /// Times the store started failing.
+    outages: u64,
+    /// When the last outage ended.
+    recovered: Option<Instant>,
+}
+
+/// The writer thread's state.
+pub(super) struct Writer {
+    pub(super) conn: Connection,
+    rx: Receiver<Cmd>,
+    opts: Options,
+    /// Changed only by committed batches.
+    counts: Counts,
+    /// Shared with the store: set while commits fail.
+    failing: Arc<AtomicBool>,
+    tuning: Tuning,
+    stats: Stats,
+    /// One per command of the batch being run; reused.
+    outcomes: Vec<Outcome>,
+    /// Test hook: fail this many commits with an I/O error.
+    #[cfg(test)]
+    pub(super) fail_commits: u32,
+}
+
+impl Writer {
+    pub(super) fn new(
+        conn: Connection,
+        rx: Receiver<Cmd>,
+        opts: Options,
+        counts: Counts,
+        failing: Arc<AtomicBool>,
+        tuning: Tuning,
+    ) -> Writer {
+        Writer {
+            conn,
+            rx,
+            opts,
+            counts,
+            failing,
+            tuning,
+            stats: Stats::default(),
+            outcomes: Vec::with_capacity(MAX_BATCH),
+            #[cfg(test)]
+            fail_commits: 0,
+        }
+    }
+
+    /// Batches, one transaction each, answers after the commit; until closed.
+    pub(super) fn run(mut self) {
+        let mut batch: Vec<Cmd> = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let Ok(first) = self.rx.recv() else {
+                return; // every sender dropped: nothing more can come
+            };
+            self.take(first, &mut batch);
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(cmd) => self.take(cmd, &mut batch),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let mut closing = batch.iter().any(|c| matches!(c, Cmd::Close { .. }));
+            let oldest = batch
+                .iter()
+                .filter_map(|c| match c {
+                    Cmd::Public { line, .. } => Some(line.ts),
+                    Cmd::Mail { mail, .. } => Some(mail.ts),
+                    _ => None,
+                })
+                .min();
+            self.stats.batches += 1;
+            self.stats.ops += batch.len() as u64;
+            match self.commit(&batch) {
+                Ok(()) => self.answer(&mut batch),
+                Err(e) => closing |= self.retry(&mut batch, &e),
+            }
+            if let Some(oldest) = oldest {
+                // From the hub accepting a line to its commit: what kill -9 can lose at most.
+                self.stats.max_lag_ms = self
+                    .stats
+                    .max_lag_ms
+                    .max(crate::hub::now_ms().saturating_sub(oldest));
+            }
+            if closing {
+                self.finish();
+                return;
+            }
+        }
+    }
+
+    /// Adds `cmd` to the batch (test hooks run at once).
+    fn take(&mut self, cmd: Cmd, batch: &mut Vec<Cmd>) {
+        match cmd {
+            #[cfg(test)]
+            Cmd::Test(hook) => hook(self),
+            cmd => batch.push(cmd),
+        }
+    }
+
+    fn finish(&mut self) {
+        info!(
+            batches = self.stats.batches,
+            operations = self.stats.ops,
+            max_commit_lag_ms = self.stats.max_lag_ms,
+            outages = self.stats.outages,
+            "store: closing"
+        );
+        // Fold the WAL into the main file so that the store is one file at rest.
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            warn!(error = %e, "store: final checkpoint failed (the WAL is kept; nothing lost)");
+        }
+    }
+
+    /// Answers every command of the committed batch.
+    fn answer(&mut self, batch: &mut Vec<Cmd>) {
+        for (cmd, outcome) in batch.drain(..).zip(self.outcomes.drain(..)) {
+            cmd.answer(outcome);
+        }
+    }
+
+    /// Runs `batch` in one transaction and commits it. On failure nothing changed: the
+    /// transaction is rolled back, the counts are as they were, and no command was answered.
+    fn commit(&mut self, batch: &[Cmd]) -> rusqlite::Result<()> {
+        if !self.conn.is_autocommit() {
+            // A transaction left open by an earlier failure (its rollback failed too).
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        let mut counts = self.counts;
+        self.outcomes.clear();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut max_id: u64 = 0;
+        let mut appended = false;
+        for cmd in batch {
+            let outcome = apply(&tx, cmd, self.opts, &mut counts, &mut max_id, &mut appended)?;
+            self.outcomes.push(outcome);
+        }
+        if appended {
+            // Keep only the newest `history_len` lines.
+            let trimmed = tx
+                .prepare_cached(
+                    "DELETE FROM history WHERE id <= (SELECT id FROM history ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+                )
+                .and_then(|mut s| s.execute([to_sql(self.opts.history_len as u64)]));
+            if let Err(e) = alone(&tx, trimmed)? {
+                warn!(error = %e, "store: history not trimmed");
+            }
+        }
+        if max_id > 0 {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('last_id', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+            )?
+            .execute([to_sql(max_id)])?;
+        }
+        #[cfg(test)]
+        if self.fail_commits > 0 {
+            self.fail_commits -= 1;
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                Some("injected I/O error".into()),
+            ));
+        }
+        tx.commit()?;
+        self.counts = counts;
+        Ok(())
+    }
+
+    /// Keeps `batch` and retries it, with backoff, until it commits; meanwhile answers what a
+    /// read can answer and takes in what arrives. At close (or once every sender is gone) it
+    /// gives up after [`Tuning::close_effort`]. Returns whether a close was among what it
+    /// answered.
+    fn retry(&mut self, batch: &mut Vec<Cmd>, first: &rusqlite::Error) -> bool {
+        let since = Instant::now();
+        self.failing.store(true, Ordering::Relaxed);
+        self.stats.outages += 1;
+        if let Err(e) = self.conn.busy_timeout(self.tuning.retry_busy_timeout) {
+            warn!(error = %e, "store: cannot shorten the lock wait");
+        }
+        // Mailboxes with a held write: reading them now would run ahead of it.
+        let mut mailboxes: HashSet<String> = HashSet::new();
+        for cmd in std::mem::take(batch) {
+            self.hold(cmd, batch, &mut mailboxes);
+        }
+        // A store that fails and recovers again and again logs an outage that a single retry
+        // cures only at the 1st, 2nd, 4th, 8th... such outage, or after a quiet minute.
+        let mut announced = false;
+        let announce = |first: &rusqlite::Error, batch: &[Cmd], outages: u64| {
+            error!(
+                error = %first,
+                operations = batch.len(),
+                lines = batch.iter().filter(|c| c.is_line()).count(),
+                outages,
+                "store: cannot commit; the accepted operations are kept and retried until they are stored, new messages are refused (busy) meanwhile, registered users can still log in"
+            );
+        };
+        if self.stats.outages.is_power_of_two()
+            || self
+                .stats
+                .recovered
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            announce(first, batch, self.stats.outages);
+            announced = true;
+        }
+        let mut closing = batch.iter().any(|c| matches!(c, Cmd::Close { .. }));
+        let mut give_up_at = closing.then(|| Instant::now() + self.tuning.close_effort);
+        let mut backoff = self.tuning.backoff_min;
+        let mut attempts: u64 = 1;
+        loop {
+            // Pause, answering reads and taking in what arrives.
+            let wake = Instant::now() + backoff;
+            while let Some(left) = wake.checked_duration_since(Instant::now()) {
+                match self.rx.recv_timeout(left) {
+                    Ok(cmd) => {
+                        if matches!(cmd, Cmd::Close { .. }) {
+                            closing = true;
+                            give_up_at
+                                .get_or_insert_with(|| Instant::now() + self.tuning.close_effort);
+                        }
+                        self.hold(cmd, batch, &mut mailboxes);
+                    }
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        // Dropped without a close: nothing more can come; a bounded effort.
+                        give_up_at.get_or_insert_with(|| Instant::now() + self.tuning.close_effort);
+                        std::thread::sleep(left);
+                        break;
+                    }
+                }
+            }
+            let error = match self.commit(batch) {
+                Ok(()) => {
+                    self.failing.store(false, Ordering::Relaxed);
+                    if let Err(e) = self.conn.busy_timeout(self.tuning.busy_timeout) {
+                        warn!(error = %e, "store: cannot restore the lock wait");
+                    }
+                    if announced {
+                        warn!(
+                            attempts,
+                            "store recovered after {} s; {} operations committed",
+                            since.elapsed().as_secs(),
+                            batch.len()
+                        );
+                    }
+                    self.stats.recovered = Some(Instant::now());
+                    self.answer(batch);
+                    return closing;
+                }
+                Err(e) => e,
+            };
+            attempts += 1;
+            if !announced {
+                announce(first, batch, self.stats.outages);
+                announced = true;
+            } else if attempts.is_power_of_two() {
+                warn!(
+                    error = %error,
+                    attempts,
+                    failing_for_s = since.elapsed().as_secs(),
+                    waiting = batch.len(),
+                    "store: still cannot commit; retrying"
+                );
+            }
+            if give_up_at.is_some_and(|t| Instant::now() >= t) {
+                self.give_up(batch, &error);
+                return closing;
+            }
+            backoff = (backoff * 2).min(self.tuning.backoff_max);
+        }
+    }
+
+    /// While failing: answers `cmd` from a read if it is one that can be, else keeps it (in
+    /// order) for the retried batch.
+    fn hold(&mut self, cmd: Cmd, batch: &mut Vec<Cmd>, mailboxes: &mut HashSet<String>) {
+        match cmd {
+            Cmd::Login {
+                nick,
+                fingerprint,
+                reply,
+                ..
+            } => {
+                // The owner gets in (last-seen is best effort); registering needs a write.
+                let outcome = match owner(&self.conn, &nick_key(&nick)) {
+                    Ok(Some(owner)) if owner == fingerprint => Ok(LoginOutcome::Known),
+                    Ok(Some(_)) => Ok(LoginOutcome::Taken),
+                    Ok(None) => Err(StoreError::Busy),
+                    Err(e) => Err(failed(e)),
+                };
+                drop(reply.send(outcome));
+            }
+            Cmd::Waiting { key, reply } if !mailboxes.contains(&key) => {
+                let mails = waiting(&self.conn, &key, self.opts.mailbox_ceiling()).map_err(failed);
+                drop(reply.send(mails));
+            }
+            #[cfg(test)]
+            Cmd::Test(hook) => hook(self),
+            cmd => {
+                if let Some(key) = cmd.mailbox() {
+                    if !mailboxes.contains(key) {
+                        mailboxes.insert(key.to_owned());
+                    }
+                }
+                batch.push(cmd);
+            }
+        }
+    }
+
+    /// At close, commits still fail: answers every held command with the failure and says how
+    /// much accepted work was not stored.
+    fn give_up(&mut self, batch: &mut Vec<Cmd>, last: &rusqlite::Error) {
+        let lines = batch.iter().filter(|c| c.is_line()).count();
+        let others = batch
+            .iter()
+            .filter(|c| !c.is_line() && !matches!(c, Cmd::Close { .. }))
+            .count();
+        error!(
+            error = %last,
+            lines,
+            other_operations = others,
+            "store: giving up at close; {lines} accepted lines were NOT stored (their senders were not told they were sent); {others} acknowledgements and other updates were not applied"
+        );
+        for cmd in batch.drain(..) {
+            cmd.fail(StoreError::NotStored {
+                lines,
+                detail: last.to_string(),
+            });
+        }
+    }
+}
+
+/// Runs one command inside the batch's transaction. `Err` is a failure of the database (the
+/// whole batch is retried); a failure of this command alone is its answer.
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    cmd: &Cmd,
+    opts: Options,
+    counts: &mut Counts,
+    max_id: &mut u64,
+    appended: &mut bool,
+) -> rusqlite::Result<Outcome> {
+    Ok(match cmd {
+        Cmd::Login {
+            nick,
+            fingerprint,
+            now_ms,
+            ..
+        } => Outcome::Login(
+            alone(
+                tx,
+                login(
+                    tx,
+                    nick,
+                    fingerprint,
+                    *now_ms,
+                    opts.max_accounts,
+                    &mut counts.accounts,
+                ),
+            )?
+            .map_err(failed),
+        ),
+        Cmd::Waiting { key, .. } => {
+            Outcome::Waiting(alone(tx, waiting(tx, key, opts.mailbox_ceiling()))?.map_err(failed))
+        }
+        Cmd::Delivered { key, up_to } => {
+            let deleted = tx
+                .prepare_cached("DELETE FROM mailbox WHERE to_key = ?1 AND id <= ?2")
+                .and_then(|mut s| s.execute(params![key, to_sql(*up_to)]));
+            match alone(tx, deleted)? {
+                Ok(n) => counts.waiting = counts.waiting.saturating_sub(n as u64),
+                Err(e) => warn!(error = %e, "store: acknowledged lines not deleted"),
+            }
+            Outcome::Nothing
+        }
+        Cmd::LoggedOut { key, now_ms } => {
+            let updated = tx
+                .prepare_cached("UPDATE accounts SET last_seen_ms = ?2 WHERE nick_key = ?1")
+                .and_then(|mut s| s.execute(params![key, to_sql(*now_ms)]));
+            best_effort(tx, updated, "last-seen time not recorded")?;
+            Outcome::Nothing
+        }
+        Cmd::Public { line, .. } => {
+            *max_id = (*max_id).max(line.id);
+            *appended = true;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO history (id, ts, sender, text) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        to_sql(line.id),
+                        to_sql(line.ts),
+                        line.from,
+                        line.text
+                    ])
+                });
+            Outcome::Public(alone(tx, inserted)?.map(drop).map_err(failed))
+        }
+        Cmd::Mail {
+            to_key,
+            mail,
+            arrival,
+            ..
+        } => {
+            *max_id = (*max_id).max(mail.id);
+            let queued = queue_mail(tx, to_key, mail, *arrival, opts, &mut counts.waiting);
+            Outcome::Queue(alone(tx, queued)?.map_err(failed))
+        }
+        Cmd::Close { last_id, .. } => {
+            *max_id = (*max_id).max(*last_id);
+            Outcome::Nothing
+        }
+        #[cfg(test)]
+        Cmd::Test(_) => Outcome::Nothing,
+    })
+}
+
+/// Sorts a statement's failure: `Err` if the database failed (busy, locked, full, read-only, an
+/// I/O error, ...: the batch is retried whole), `Ok(Err)` if only this operation did (a
+/// constraint, a value out of range: retrying would fail the same way, so it is answered as a
+/// failure and the batch goes on).
+fn alone<T>(
+    tx: &Connection,
+    r: rusqlite::Result<T>,
+) -> rusqlite::Result<Result<T, rusqlite::Error>> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        // SQLite may roll the whole transaction back on some errors: then nothing of it holds.
+        Err(e) if database_failed(&e) || tx.is_autocommit() => Err(e),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// A write whose failure is only logged (even a database failure: a read-only or full store
+/// must not fail a login over its last-seen time), unless SQLite rolled the whole transaction
+/// back, which fails the batch.
+fn best_effort(tx: &Connection, r: rusqlite::Result<usize>, what: &str) -> rusqlite::Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if tx.is_autocommit() => Err(e),
+        Err(e) => {
+            warn!(error = %e, "store: {what}");
+            Ok(())
+        }
+    }
+}
+
+/// Whether the failure is the database's (and may pass) rather than the operation's own.
+fn database_failed(e: &rusqlite::Error) -> bool {
+    !matches!(
+        e.sqlite_error_code(),
+        None | Some(
+            ErrorCode::ConstraintViolation
+                | ErrorCode::TypeMismatch
+                | ErrorCode::TooBig
+                | ErrorCode::ParameterOutOfRange
+                | ErrorCode::ApiMisuse
+        )
+    )
+}
+
+fn failed(e: rusqlite::Error) -> StoreError {
+    StoreError::Failed(e.to_string())
+}
+
+/// How many private lines are waiting, all mailboxes together.
+pub(super) fn count_waiting(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COUNT(*) FROM mailbox", [], |r| r.get(0))
+        .map(from_sql)
+}
+
+/// How many accounts there are.
+pub(super) fn count_accounts(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+        .map(from_sql)
+}
+
+/// The fingerprint that owns `key`, if registered.
+fn owner(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT fingerprint FROM accounts WHERE nick_key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()
+}
+
+/// The login check is a read; registering writes. Recording the nick's spelling and the time
+/// is best effort: if it fails alone the login still succeeds (if the database fails, the
+/// batch is retried and, meanwhile, the login answered from a read).
+///
+/// `accounts` is the writer's running count, so that registering does not count the table each
+/// time; it is recounted when it says the cap is reached (an admin may have released some).
+fn login(
+    tx: &rusqlite::Transaction<'_>,
+    nick: &str,
+    fingerprint: &str,
+    now_ms: u64,
+    max_accounts: usize,
+    accounts: &mut u64,
+) -> rusqlite::Result<LoginOutcome> {
+    let key = nick_key(nick);
+    match owner(tx, &key)? {
+        None => {
+            if *accounts >= max_accounts as u64 {
+                *accounts = count_accounts(tx)?;
+                if *accounts >= max_accounts as u64 {
+                    return Ok(LoginOutcome::Full);
+                }
+            }
+            tx.prepare_cached(
+                "INSERT INTO accounts (nick_key, nick, fingerprint, created_ms, last_seen_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )?
+            .execute(params![key, nick, fingerprint, to_sql(now_ms)])?;
+            *accounts += 1;
+            Ok(LoginOutcome::Registered)
+        }
+        Some(owner) if owner == fingerprint => {
+            let seen = tx
+                .prepare_cached(
+                    "UPDATE accounts SET nick = ?2, last_seen_ms = ?3 WHERE nick_key = ?1",
+                )
+                .and_then(|mut s| s.execute(params![key, nick, to_sql(now_ms)]));
+            best_effort(tx, seen, "last-seen time not recorded")?;
+            Ok(LoginOutcome::Known)
+        }
+        Some(_) => Ok(LoginOutcome::Taken),
+    }
+}
+
+fn waiting(conn: &Connection, key: &str, limit: usize) -> rusqlite::Result<Vec<Mail>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, ts, sender, text, payload FROM mailbox WHERE to_key = ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let mails = stmt
+        .query_map(params![key, to_sql(limit as u64)], |r| {
+            let payload: Option<Vec<u8>> = r.get(4)?;
+            Ok(Mail {
+                id: from_sql(r.get(0)?),
+                ts: from_sql(r.get(1)?),
+                from: r.get(2)?,
+                body: match payload {
+                    Some(payload) => Body::Relay(payload),
+                    None => Body::Text(r.get(3)?),
+                },
+            })
+        })?
+        .collect();
+    mails
+}
+
+/// Keeps `mail` for `to_key`. An offline recipient must be registered and within the mailbox
+/// bounds; a live one (already delivered to) is kept up to the mailbox ceiling, so that a client
+/// that never acknowledges cannot grow its mailbox without end.
+fn queue_mail(
+    tx: &rusqlite::Transaction<'_>,
+    to_key: &str,
+    mail: &Mail,
+    arrival: Arrival,
+    opts: Options,
+    waiting: &mut u64,
+) -> rusqlite::Result<QueueOutcome> {
+    let registered = tx
+        .prepare_cached("SELECT 1 FROM accounts WHERE nick_key = ?1")?
+        .query_row([to_key], |_| Ok(()))
+        .optional()?
+        .is_some();
+    let count: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM mailbox WHERE to_key = ?1")?
+        .query_row([to_key], |r| r.get(0))?;
+    let count = from_sql(count);
+    match arrival {
+        Arrival::Offline => {
+            if !registered {
+                return Ok(QueueOutcome::NoSuchAccount);
+            }
+            if count >= opts.mailbox_len as u64 {
+                return Ok(QueueOutcome::MailboxFull);
+            }
+            if *waiting >= opts.mailbox_total as u64 {
+                *waiting = count_waiting(tx)?;
+                if *waiting >= opts.mailbox_total as u64 {
+                    return Ok(QueueOutcome::StoreFull);
+                }
+            }
+        }
+        Arrival::Live => {
+            // Already in the recipient's queue. Not kept for a nick an operator released
+            // meanwhile (its next owner must not read it), nor beyond the ceiling.
+            if !registered || count >= opts.mailbox_ceiling() as u64 {
+                if registered {
+                    warn!(
+                        "a mailbox is at its ceiling; a delivered line is not kept for redelivery"
+                    );
+                }
+                return Ok(QueueOutcome::Queued);
+            }
+        }
+    }
+    let (text, payload) = match &mail.body {
+        Body::Text(text) => (text.as_str(), None),
+        Body::Relay(payload) => ("", Some(payload.as_slice())),
+    };
+    tx.prepare_cached(
+        "INSERT INTO mailbox (id, to_key, ts, sender, text, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        to_sql(mail.id),
+        to_key,
+        to_sql(mail.ts),
+        mail.from,
+        text,
+        payload
+    ])?;
+    *waiting += 1;
+    Ok(QueueOutcome::Queued)
+}
