@@ -340,6 +340,27 @@ async fn login<S: Stream>(
         }
         Err(JoinError::Closed) => return Err(LoginFailed::Shutdown),
     };
+    // Without the mailbox the login fails: acknowledging the live lines that would follow
+    // (`Received` is cumulative) would delete waiting ones this client never saw.
+    let fetched = match membership.waiting.take() {
+        Some(waiting) => store_answer(Ok(waiting)).await,
+        None => Err(StoreError::Busy),
+    };
+    let mails = match fetched {
+        Ok(mails) => mails,
+        Err(e) => {
+            warn!(error = %e, "waiting personal lines not fetched; login refused");
+            ctx.hub.leave(
+                membership.conn_id,
+                &membership.nick,
+                LeaveReason::Disconnected,
+            );
+            return Err(LoginFailed::Tell(
+                ErrorCode::BUSY,
+                "the server cannot read your waiting messages right now; try again".into(),
+            ));
+        }
+    };
     let online = u32::try_from(membership.online.len()).unwrap_or(u32::MAX);
     conn.queue(&ServerMsg::Welcome {
         nick: membership.nick.clone(),
@@ -356,30 +377,22 @@ async fn login<S: Stream>(
     for frame in std::mem::take(&mut membership.history) {
         conn.queue_frame(&frame);
     }
-    if let Some(waiting) = membership.waiting.take() {
-        match store_answer(Ok(waiting)).await {
-            Ok(mails) => {
-                // They stay in the mailbox until the client acknowledges them.
-                for mail in mails {
-                    conn.queue(&match mail.body {
-                        Body::Text(text) => ServerMsg::Offline {
-                            id: mail.id,
-                            ts: mail.ts,
-                            from: mail.from,
-                            text,
-                        },
-                        Body::Relay(payload) => ServerMsg::Relay {
-                            id: mail.id,
-                            ts: mail.ts,
-                            from: mail.from,
-                            payload,
-                        },
-                    });
-                }
-            }
-            // They stay stored for the next login.
-            Err(e) => warn!(error = %e, "waiting personal lines not fetched"),
-        }
+    // They stay in the mailbox until the client acknowledges them.
+    for mail in mails {
+        conn.queue(&match mail.body {
+            Body::Text(text) => ServerMsg::Offline {
+                id: mail.id,
+                ts: mail.ts,
+                from: mail.from,
+                text,
+            },
+            Body::Relay(payload) => ServerMsg::Relay {
+                id: mail.id,
+                ts: mail.ts,
+                from: mail.from,
+                payload,
+            },
+        });
     }
     Ok(membership)
 }
@@ -960,6 +973,11 @@ mod tests {
     /// A session on an in-memory stream whose buffer holds `buffer` bytes each way.
     fn start(limits: Limits, buffer: usize) -> (Client, Hub, JoinHandle<()>) {
         let hub = Hub::in_memory(&limits);
+        start_on(hub, limits, buffer)
+    }
+
+    /// A session on `hub`.
+    fn start_on(hub: Hub, limits: Limits, buffer: usize) -> (Client, Hub, JoinHandle<()>) {
         let ctx = Arc::new(Context {
             hub: hub.clone(),
             limits,
@@ -985,6 +1003,84 @@ mod tests {
             hub,
             task,
         )
+    }
+
+    /// A store whose mailbox cannot be read; everything else as [`MemoryStore`].
+    #[derive(Debug)]
+    struct UnreadableMailbox(crate::store::memory::MemoryStore);
+
+    impl crate::store::Store for UnreadableMailbox {
+        fn login(
+            &self,
+            nick: &str,
+            fingerprint: &str,
+            now_ms: u64,
+        ) -> Result<Reply<LoginOutcome>, StoreError> {
+            self.0.login(nick, fingerprint, now_ms)
+        }
+        fn waiting(&self, _: &str) -> Result<Reply<Vec<crate::store::Mail>>, StoreError> {
+            Err(StoreError::Busy)
+        }
+        fn delivered(&self, nick_key: &str, up_to: u64) -> Result<(), StoreError> {
+            self.0.delivered(nick_key, up_to)
+        }
+        fn logged_out(&self, nick_key: &str, now_ms: u64) -> Result<(), StoreError> {
+            self.0.logged_out(nick_key, now_ms)
+        }
+        fn append_public(&self, line: crate::store::Line) -> Result<Reply<()>, StoreError> {
+            self.0.append_public(line)
+        }
+        fn queue_mail(
+            &self,
+            to_key: &str,
+            mail: crate::store::Mail,
+            arrival: crate::store::Arrival,
+        ) -> Result<Reply<QueueOutcome>, StoreError> {
+            self.0.queue_mail(to_key, mail, arrival)
+        }
+        fn close(&self, last_id: u64) -> Result<Reply<()>, StoreError> {
+            self.0.close(last_id)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_login_whose_mailbox_cannot_be_read_is_refused_not_half_done() {
+        // Logged in without its waiting lines, the client would acknowledge the live lines
+        // that follow, and with them (acknowledgements are cumulative) the unread ones.
+        let limits = Limits::default();
+        let store = crate::store::memory::MemoryStore::new(crate::hub::store_options(&limits));
+        let hub = Hub::new(
+            &limits,
+            Arc::new(UnreadableMailbox(store)),
+            crate::store::Loaded::default(),
+        );
+        let (mut c, hub, task) = start_on(hub, limits, 1 << 20);
+        c.send(&ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            nick: "bob".into(),
+        })
+        .await;
+        let mut seen = Vec::new();
+        while let Some(msg) = c.recv().await {
+            seen.push(msg);
+        }
+        assert!(
+            matches!(
+                seen.last(),
+                Some(ServerMsg::Error {
+                    code: ErrorCode::BUSY,
+                    fatal: true,
+                    ..
+                })
+            ),
+            "{seen:?}"
+        );
+        assert!(
+            !seen.iter().any(|m| matches!(m, ServerMsg::Welcome { .. })),
+            "{seen:?}"
+        );
+        task.await.unwrap();
+        assert!(hub.online().is_empty());
     }
 
     fn public(text: &str) -> ClientMsg {

@@ -68,7 +68,7 @@ async fn history_texts(client: &mut TestClient) -> Vec<String> {
         match client.next().await {
             Event::History { text, .. } => texts.push(text),
             Event::Sent { .. } => return texts,
-            Event::Closed { error } => panic!("closed: {error:?}"),
+            Event::Closed { error, .. } => panic!("closed: {error:?}"),
             _ => {}
         }
     }
