@@ -1372,24 +1372,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 if let Some(line) = line {
                     lines.answered(line);
                 }
-                let Some(peer) = unreachable else {
-                    if events
-                        .send(Event::Error {
-                            line,
-                            code,
-                            fatal: false,
-                            detail,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        break None;
-                    }
-                    continue;
-                };
-                // The peer is offline: our line (if this relay carried one) is refused, and
-                // its handshake or session fails now, with that reason.
-                if line.is_some()
+                // An unreachable peer's end-to-end internals are not the user's business;
+                // a refused line of theirs (or any other refusal) is.
+                if (unreachable.is_none() || line.is_some())
                     && events
                         .send(Event::Error {
                             line,
@@ -1402,6 +1387,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 {
                     break None;
                 }
+                // The peer is offline: its handshake or session fails now, with that reason.
+                let Some(peer) = unreachable else { continue };
                 let actions = secure.sessions().unreachable(&peer);
                 let Some(out) = out.upgrade() else { break None };
                 secure.perform(actions, &out, &events).await;

@@ -132,18 +132,7 @@ async fn a_full_mailbox_refuses_more_and_says_so() {
 async fn a_damaged_store_stops_the_server_with_a_clear_error() {
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("mm-server.db"), vec![0x42u8; 16 * 1024]).unwrap();
-    let out = tokio::time::timeout(
-        WAIT,
-        tokio::process::Command::new(MM_SERVER)
-            .args(["--bind", "127.0.0.1:0", "--data"])
-            .arg(data.path())
-            .output(),
-    )
-    .await
-    .expect("mm-server hung on a damaged store")
-    .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = mm_tests::server_refuses_to_start(MM_SERVER, data.path()).await;
     assert!(
         stderr.contains("damaged or not a Multi-Messenger store")
             && stderr.contains("move it aside"),
@@ -158,18 +147,7 @@ async fn a_damaged_store_stops_the_server_with_a_clear_error() {
 #[tokio::test]
 async fn a_second_server_on_the_same_store_is_refused() {
     let first = ServerProcess::start(MM_SERVER, "").await;
-    let out = tokio::time::timeout(
-        WAIT,
-        tokio::process::Command::new(MM_SERVER)
-            .args(["--bind", "127.0.0.1:0", "--data"])
-            .arg(first.data.path())
-            .output(),
-    )
-    .await
-    .expect("second server hung")
-    .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = mm_tests::server_refuses_to_start(MM_SERVER, first.data.path()).await;
     assert!(stderr.contains("in use by another process"), "{stderr}");
     let (status, _) = first.stop().await;
     assert!(status.success());

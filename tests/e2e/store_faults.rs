@@ -205,18 +205,7 @@ async fn a_store_that_cannot_be_written_stops_the_server_at_start_with_a_clear_e
     let mut bytes = std::fs::read(&db).unwrap();
     bytes[18] = 3; // write version
     std::fs::write(&db, &bytes).unwrap();
-    let out = tokio::time::timeout(
-        WAIT,
-        tokio::process::Command::new(MM_SERVER)
-            .args(["--bind", "127.0.0.1:0", "--data"])
-            .arg(data.path())
-            .output(),
-    )
-    .await
-    .expect("mm-server started on a store it cannot write")
-    .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = mm_tests::server_refuses_to_start(MM_SERVER, data.path()).await;
     assert!(
         stderr.contains("cannot be written")
             && stderr.contains(&db.display().to_string())

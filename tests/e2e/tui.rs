@@ -25,6 +25,20 @@ impl Tmux {
             .is_ok_and(|o| o.status.success())
     }
 
+    /// Whether tmux is there; in CI its absence fails the test (never a silent skip), and
+    /// elsewhere the skip is said on stderr.
+    fn usable() -> bool {
+        if Self::available() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tmux is required in CI (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: tmux is not installed");
+        false
+    }
+
     fn start(command: &str) -> Tmux {
         // One tmux server per test, even when tests run at once.
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -100,12 +114,7 @@ fn shell_quote(p: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
-    if !Tmux::available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tmux is required in CI (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: tmux is not installed");
+    if !Tmux::usable() {
         return;
     }
     let server = TestServer::start().await;
@@ -215,12 +224,7 @@ async fn wait_for_row(tmux: &Tmux, what: &str, row: impl Fn(&str) -> bool) -> St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_terminal_ui_shows_a_line_as_sent_only_once_the_server_has_it() {
-    if !Tmux::available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tmux is required in CI (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: tmux is not installed");
+    if !Tmux::usable() {
         return;
     }
     // A server process, to make it hang (SIGSTOP) and die (SIGKILL) under the client.

@@ -334,6 +334,23 @@ impl TestClient {
     }
 }
 
+/// Starts the server `binary` on the data directory `data` expecting it to refuse to start:
+/// asserts that it exits (within [`WAIT`]) unsuccessfully, and returns what it said on stderr.
+pub async fn server_refuses_to_start(binary: &str, data: &Path) -> String {
+    let out = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new(binary)
+            .args(["--bind", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .output(),
+    )
+    .await
+    .expect("mm-server started (or hung) where it should have refused to")
+    .unwrap();
+    assert!(!out.status.success(), "mm-server exited successfully");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A raw TLS connection for sending exactly the bytes a test wants.
 pub struct RawTls {
     /// The stream.
