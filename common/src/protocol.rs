@@ -77,8 +77,9 @@ pub enum ClientMsg {
     /// The client has received every line addressed to it personally — [`ServerMsg::Private`],
     /// [`ServerMsg::Offline`] and [`ServerMsg::Relay`] — whose id is at most `up_to`. The
     /// server keeps each such line in the recipient's mailbox until this arrives, and sends the
-    /// unacknowledged ones again (with the same ids) at the next login. Not answered, and not
-    /// counted against the rate limit.
+    /// unacknowledged ones again (with the same ids) at the next login. Not answered; counted
+    /// against the rate limit only when it acknowledges nothing new (ids beyond what the
+    /// connection was given are ignored).
     Received {
         /// Highest id received; ids of personal lines reach one client in increasing order.
         up_to: u64,

@@ -98,6 +98,11 @@ struct Peer {
     /// Ids of the personal lines queued live for this connection and not yet acknowledged,
     /// oldest first (they also wait in the user's mailbox in the store).
     unacked: VecDeque<u64>,
+    /// The highest personal id this connection was given: fetched from the mailbox at login
+    /// (set by [`Hub::fetched`]) or queued live since.
+    given_up_to: u64,
+    /// The highest id this connection acknowledged (after clamping to `given_up_to`).
+    acked_up_to: u64,
 }
 
 /// Why a frame could not be queued for a user.
@@ -123,6 +128,7 @@ impl Peer {
         }
         self.enqueue(frame, max_bytes)?;
         self.unacked.push_back(id);
+        self.given_up_to = self.given_up_to.max(id);
         Ok(())
     }
 
@@ -353,6 +359,8 @@ impl Hub {
                 queue: tx,
                 queued_bytes: Arc::clone(&queued_bytes),
                 unacked: VecDeque::new(),
+                given_up_to: 0,
+                acked_up_to: 0,
             },
         );
         let mut online: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
@@ -586,24 +594,46 @@ impl Hub {
         }
     }
 
+    /// The login of connection `conn_id` (logged in as `nick`) handed it the mailbox's lines up
+    /// to id `up_to`: they may be acknowledged from now on.
+    pub fn fetched(&self, conn_id: u64, nick: &str, up_to: u64) {
+        let mut state = self.lock();
+        if let Some(peer) = state.peers.get_mut(&nick_key(nick)) {
+            if peer.conn_id == conn_id {
+                peer.given_up_to = peer.given_up_to.max(up_to);
+            }
+        }
+    }
+
     /// The client of connection `conn_id` (logged in as `nick`) acknowledged every personal
-    /// line up to id `up_to`: they leave the mailbox. Acknowledgements from a replaced
-    /// connection count too (the lines reached the user).
-    pub fn received(&self, conn_id: u64, nick: &str, up_to: u64) {
+    /// line up to id `up_to`: they leave the mailbox. Only what this connection was given can
+    /// be acknowledged (`up_to` is clamped to it), and only by the connection that holds the
+    /// nick now (a replaced one's lines are sent again to its successor). Returns whether the
+    /// acknowledgement advanced anything: repeats cost nothing, and a client that keeps
+    /// sending ones that do not is flooding.
+    pub fn received(&self, conn_id: u64, nick: &str, up_to: u64) -> bool {
         let key = nick_key(nick);
         let mut state = self.lock();
-        if let Some(peer) = state.peers.get_mut(&key) {
-            if peer.conn_id == conn_id {
-                while peer.unacked.front().is_some_and(|&id| id <= up_to) {
-                    peer.unacked.pop_front();
-                }
-            }
+        let Some(peer) = state.peers.get_mut(&key) else {
+            return false;
+        };
+        if peer.conn_id != conn_id {
+            return false;
+        }
+        let up_to = up_to.min(peer.given_up_to);
+        if up_to <= peer.acked_up_to {
+            return false;
+        }
+        peer.acked_up_to = up_to;
+        while peer.unacked.front().is_some_and(|&id| id <= up_to) {
+            peer.unacked.pop_front();
         }
         // Under the lock: the store deletes after it stored every line up to `up_to`.
         if let Err(e) = self.shared.store.delivered(&key, up_to) {
             // Not deleted: sent again at the next login, where the client drops repeats.
             tracing::debug!(error = %e, "acknowledged lines not deleted");
         }
+        true
     }
 
     /// Online nicks, sorted case-insensitively.

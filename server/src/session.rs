@@ -378,6 +378,10 @@ async fn login<S: Stream>(
         conn.queue_frame(&frame);
     }
     // They stay in the mailbox until the client acknowledges them.
+    if let Some(last) = mails.last() {
+        ctx.hub
+            .fetched(membership.conn_id, &membership.nick, last.id);
+    }
     for mail in mails {
         conn.queue(&match mail.body {
             Body::Text(text) => ServerMsg::Offline {
@@ -757,10 +761,14 @@ fn handle<S: Stream>(
         Ok(msg) => msg,
         Err(e) => return Some(Exit::Fatal(ErrorCode::BAD_FRAME, e.to_string())),
     };
-    if !matches!(
-        msg,
-        ClientMsg::Pong { .. } | ClientMsg::Quit | ClientMsg::Received { .. }
-    ) {
+    // An acknowledgement that advances is free; one that does not (a repeat, or beyond what
+    // this connection was given) is useless and counts against the rate like any message.
+    let free = match msg {
+        ClientMsg::Pong { .. } | ClientMsg::Quit => true,
+        ClientMsg::Received { up_to } => ctx.hub.received(m.conn_id, &m.nick, up_to),
+        _ => false,
+    };
+    if !free {
         match limiter.check(Instant::now().into_std()) {
             Verdict::Allow => {}
             Verdict::Refuse => {
@@ -837,11 +845,7 @@ fn handle<S: Stream>(
             conn.queue(&ServerMsg::Pong { token });
             return None;
         }
-        ClientMsg::Received { up_to } => {
-            ctx.hub.received(m.conn_id, &m.nick, up_to);
-            return None;
-        }
-        ClientMsg::Pong { .. } => return None,
+        ClientMsg::Received { .. } | ClientMsg::Pong { .. } => return None,
         ClientMsg::Quit => return Some(Exit::Quit),
         ClientMsg::Hello { .. } => {
             return Some(Exit::Fatal(

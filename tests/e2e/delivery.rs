@@ -99,6 +99,7 @@ async fn offline_mail_survives_a_link_that_dies_before_reading_it() {
     );
     // Acknowledging the first two keeps only the third.
     bob.send(&ClientMsg::Received { up_to: queued[1] }).await;
+    assert!(personal_lines_until_pong(&mut bob, 30).await.is_empty()); // it was read
     reset(bob);
     let mut bob = RawTls::login(&server, "bob").await;
     let seen = personal_lines_until_pong(&mut bob, 3).await;
@@ -305,4 +306,47 @@ async fn messages_that_arrive_during_shutdown_are_answered_shutting_down() {
     );
     assert!(end.is_ok(), "closed with {end:?}, not cleanly");
     stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn acknowledgements_that_acknowledge_nothing_new_are_a_flood() {
+    let server = TestServer::start().await;
+    let mut bob = RawTls::login(&server, "bob").await;
+    let mut alice = RawTls::login(&server, "alice").await;
+    let answer = private(&mut alice, "bob", "one").await;
+    assert!(matches!(answer, ServerMsg::Sent { .. }), "{answer:?}");
+    assert_eq!(personal_lines_until_pong(&mut bob, 1).await.len(), 1);
+    // The first acknowledgement counts (clamped to what bob was given); thousands of repeats
+    // are refused like any flood, instead of each costing a store operation.
+    let mut flood = Vec::new();
+    for _ in 0..2000 {
+        flood.extend_from_slice(
+            &mm_common::frame::encode(&ClientMsg::Received { up_to: u64::MAX }).unwrap(),
+        );
+    }
+    bob.send_bytes(&flood).await;
+    let seen = bob.read_to_close().await;
+    assert!(
+        matches!(
+            seen.last(),
+            Some(ServerMsg::Error {
+                code: ErrorCode::RATE_LIMITED,
+                fatal: true,
+                ..
+            })
+        ),
+        "{seen:?}"
+    );
+    // The acknowledged line is gone; nothing else was touched.
+    let mut bob = RawTls::login(&server, "bob").await;
+    assert!(personal_lines_until_pong(&mut bob, 2).await.is_empty());
+    let answer = private(&mut alice, "bob", "two").await;
+    assert!(matches!(answer, ServerMsg::Sent { .. }), "{answer:?}");
+    reset(bob);
+    let mut bob = RawTls::login(&server, "bob").await;
+    let seen = personal_lines_until_pong(&mut bob, 3).await;
+    assert!(
+        matches!(&seen[..], [ServerMsg::Offline { text, .. }] if text == "two"),
+        "{seen:?}"
+    );
 }
