@@ -115,8 +115,11 @@ impl Store for MemoryStore {
                     Arrival::Offline => QueueOutcome::NoSuchAccount,
                 };
             }
-            if arrival == Arrival::Offline && s.waiting >= total {
-                return QueueOutcome::StoreFull;
+            if s.waiting >= total {
+                return match arrival {
+                    Arrival::Offline => QueueOutcome::StoreFull,
+                    Arrival::Live => QueueOutcome::Queued, // delivered, not kept
+                };
             }
             let mailbox = s.mailboxes.entry(to_key.to_owned()).or_default();
             if arrival == Arrival::Offline && mailbox.len() >= max {

@@ -196,6 +196,39 @@ async fn the_total_of_waiting_lines_is_bounded_and_delivery_frees_room() {
 
 // --- Failures after acceptance: nothing accepted is lost, new writes are refused meanwhile. ---
 
+#[tokio::test]
+async fn lines_kept_for_online_users_stay_within_the_mailbox_ceiling_and_the_total() {
+    // 2 per offline user, ceiling 2 + 2 unacknowledged, 3 in all.
+    let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
+    for nick in ["bob", "carol", "dave"] {
+        reply(store.login(nick, "fp", 1)).await;
+    }
+    // A client that never acknowledges: its live lines are kept up to the total...
+    for id in 1..=3 {
+        assert_eq!(
+            reply(store.queue_mail("bob", mail(id, "a", "m"), Arrival::Live)).await,
+            QueueOutcome::Queued
+        );
+    }
+    assert_eq!(reply(store.waiting("bob")).await.len(), 3);
+    // ...and beyond it delivered but not kept, for anyone.
+    assert_eq!(
+        reply(store.queue_mail("carol", mail(4, "a", "m"), Arrival::Live)).await,
+        QueueOutcome::Queued
+    );
+    assert!(reply(store.waiting("carol")).await.is_empty());
+    assert_eq!(
+        reply(store.queue_mail("dave", mail(5, "a", "m"), Arrival::Offline)).await,
+        QueueOutcome::StoreFull
+    );
+    // Acknowledging makes room again.
+    store.delivered("bob", 3).unwrap();
+    assert_eq!(
+        reply(store.queue_mail("dave", mail(6, "a", "m"), Arrival::Offline)).await,
+        QueueOutcome::Queued
+    );
+}
+
 use std::time::Instant;
 
 use tokio::sync::oneshot::error::TryRecvError;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use mm_common::protocol::nick_key;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::schema::{from_sql, to_sql};
 use super::{Counts, Options, Tuning, MAX_BATCH};
@@ -724,13 +724,19 @@ fn queue_mail(
         }
         Arrival::Live => {
             // Already in the recipient's queue. Not kept for a nick an operator released
-            // meanwhile (its next owner must not read it), nor beyond the ceiling.
-            if !registered || count >= opts.mailbox_ceiling() as u64 {
-                if registered {
-                    warn!(
-                        "a mailbox is at its ceiling; a delivered line is not kept for redelivery"
-                    );
-                }
+            // meanwhile (its next owner must not read it), nor beyond the mailbox's ceiling or
+            // the store's total (so that clients that never acknowledge cannot grow the store
+            // without end): then delivered once, not again.
+            if !registered {
+                return Ok(QueueOutcome::Queued);
+            }
+            let mut full = count >= opts.mailbox_ceiling() as u64;
+            if !full && *waiting >= opts.mailbox_total as u64 {
+                *waiting = count_waiting(tx)?;
+                full = *waiting >= opts.mailbox_total as u64;
+            }
+            if full {
+                debug!("a mailbox or the store is at its bound; a delivered line is not kept for redelivery");
                 return Ok(QueueOutcome::Queued);
             }
         }
