@@ -358,6 +358,13 @@ impl Undelivered {
             }
         }
         let n = self.total();
+        if n == 0 {
+            // Nothing was lost; only the connection was.
+            return format!(
+                "mm: connection lost ({}); every line was delivered",
+                lost.unwrap_or("closed")
+            );
+        }
         let lines = if n == 1 { "line" } else { "lines" };
         let mut text = format!("mm: {n} {lines} not delivered");
         if !parts.is_empty() {
@@ -481,7 +488,9 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
                 let Some(event) = event else { break };
                 if let Some(line) = display::event_line(&event, Style::PLAIN) {
                     if !stdio::out(&line) {
-                        // stdout is closed: stop reading input; what was read still goes.
+                        // stdout is closed: what it did not show stays on the server (not
+                        // acknowledged), reading input stops, what was read still goes.
+                        events.hold();
                         if let Some(stop) = stop_tx.take() {
                             let _ = stop.send(());
                         }
@@ -489,12 +498,16 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
                 }
                 match event {
                     Event::Error { line: Some(_), .. } => fates.by_server += 1,
+                    // Say why the connection ends (e.g. logged in elsewhere), not just that.
+                    Event::Error { fatal: true, code, detail, .. } if lost.is_none() => {
+                        lost = Some(format!("{detail} ({code})"));
+                    }
                     Event::Secure(E2eEvent::Failed { unsent, .. } | E2eEvent::Ended { unsent, .. }) => {
                         fates.unsent += unsent.len();
                     }
                     Event::Closed { error, undelivered } => {
                         fates.unanswered += undelivered.len();
-                        if input.is_none() {
+                        if input.is_none() && lost.is_none() {
                             lost = Some(error.unwrap_or_else(|| "the server closed the connection".into()));
                         }
                         break;

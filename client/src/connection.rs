@@ -516,11 +516,12 @@ pub enum Event {
 pub struct Client {
     out: mpsc::Sender<Outbound>,
     /// Weak, so that the event stream still ends when the connection does.
-    events: mpsc::WeakSender<Event>,
+    events: mpsc::WeakSender<Item>,
     secure: Arc<Secure>,
     lines: Arc<Lines>,
     state: ClientState,
     heard: Heard,
+    handled: Arc<Handled>,
     nick: String,
     max_text_len: usize,
 }
@@ -564,21 +565,104 @@ pub enum SendError {
     Refused(#[from] Refused),
 }
 
+/// What travels from the connection's tasks to [`Events`]: an event, or a mark that the
+/// personal lines up to an id (a relay whose events came before the mark, a repeat shown
+/// before) are handled once everything before the mark is.
+#[derive(Debug)]
+pub(crate) enum Item {
+    Event(Event),
+    Handled(u64),
+}
+
+/// Sending events to [`Events`].
+pub(crate) trait SendEvent {
+    /// Sends one event; `Err` once nobody listens.
+    async fn event(&self, event: Event) -> Result<(), mpsc::error::SendError<Item>>;
+}
+
+impl SendEvent for mpsc::Sender<Item> {
+    async fn event(&self, event: Event) -> Result<(), mpsc::error::SendError<Item>> {
+        self.send(Item::Event(event)).await
+    }
+}
+
+/// How far the user has handled the personal lines of one connection: the reader
+/// acknowledges (`Received`) only that far, so that a line the front end never took — its
+/// output closed, the process died with events still queued — stays on the server.
+#[derive(Debug, Default)]
+pub(crate) struct Handled {
+    up_to: AtomicU64,
+    changed: Notify,
+    /// The personal line [`Events`] returned last: handled at its next call, or at
+    /// [`Client::quit`].
+    returned: AtomicU64,
+    /// Set by [`Events::hold`]: nothing more counts as handled.
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl Handled {
+    /// Everything returned so far is handled (unless held); returns how far that is.
+    fn all_returned(&self) -> u64 {
+        let id = self.returned.swap(0, Ordering::SeqCst);
+        self.mark(id);
+        self.up_to.load(Ordering::SeqCst)
+    }
+
+    fn mark(&self, id: u64) {
+        if id == 0 || self.held.load(Ordering::SeqCst) {
+            return;
+        }
+        if self.up_to.fetch_max(id, Ordering::SeqCst) < id {
+            self.changed.notify_one();
+        }
+    }
+}
+
 /// The stream of [`Event`]s.
+///
+/// Asking for the next event says the previous one was handled (shown, stored): a private
+/// line is acknowledged to the server only then. A front end that can no longer show what it
+/// is given calls [`Events::hold`] first, and the server keeps those lines.
 #[derive(Debug)]
 pub struct Events {
-    rx: mpsc::Receiver<Event>,
+    rx: mpsc::Receiver<Item>,
+    handled: Arc<Handled>,
 }
 
 impl Events {
     /// The next event; `None` after [`Event::Closed`] has been returned.
     pub async fn next(&mut self) -> Option<Event> {
-        self.rx.recv().await
+        self.handled.all_returned();
+        loop {
+            match self.rx.recv().await? {
+                Item::Event(event) => return Some(self.returning(event)),
+                Item::Handled(id) => self.handled.mark(id),
+            }
+        }
     }
 
     /// The next event if one is ready now (for batching work, e.g. one redraw per burst).
     pub fn try_next(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
+        self.handled.all_returned();
+        loop {
+            match self.rx.try_recv().ok()? {
+                Item::Event(event) => return Some(self.returning(event)),
+                Item::Handled(id) => self.handled.mark(id),
+            }
+        }
+    }
+
+    /// Stops acknowledging: from now on nothing returned counts as handled (the front end
+    /// cannot show it any more), so the server keeps those lines for the next login.
+    pub fn hold(&mut self) {
+        self.handled.held.store(true, Ordering::SeqCst);
+    }
+
+    fn returning(&mut self, event: Event) -> Event {
+        if let Event::Private { id, .. } | Event::Offline { id, .. } = &event {
+            self.handled.returned.store(*id, Ordering::SeqCst);
+        }
+        event
     }
 }
 
@@ -836,8 +920,14 @@ impl Client {
     }
 
     /// Sends `Quit` after everything queued before it. The server then closes the connection,
-    /// which ends the event stream with [`Event::Closed`].
+    /// which ends the event stream with [`Event::Closed`]. Quitting says every private line
+    /// [`Events`] returned so far was handled (unless [`Events::hold`] was called): they are
+    /// acknowledged first.
     pub async fn quit(&self) {
+        let up_to = self.handled.all_returned();
+        if up_to > 0 {
+            let _ = self.send_unanswered(&ClientMsg::Received { up_to }).await;
+        }
         let _ = self.send_unanswered(&ClientMsg::Quit).await;
     }
 }
@@ -996,7 +1086,8 @@ where
     let heard: Heard = Arc::new(Mutex::new(Instant::now()));
     let (out_tx, out_rx) = mpsc::channel(256);
     let pending: Pending = Arc::default();
-    let (event_tx, event_rx) = mpsc::channel(1024);
+    let (event_tx, event_rx) = mpsc::channel::<Item>(1024);
+    let handled = Arc::new(Handled::default());
     let weak_events = event_tx.downgrade();
     // Pace a little inside the server's limits, so that timing jitter never trips them.
     let pacer = TokenBucket::new(
@@ -1024,6 +1115,7 @@ where
             state: opts.state.clone(),
             heard: Arc::clone(&heard),
             read_timeout: opts.read_timeout,
+            handled: Arc::clone(&handled),
         },
     ));
     let client = Client {
@@ -1033,10 +1125,18 @@ where
         lines,
         state: opts.state.clone(),
         heard,
+        handled: Arc::clone(&handled),
         nick: welcome.nick.clone(),
         max_text_len: usize::try_from(welcome.max_text_len).unwrap_or(usize::MAX),
     };
-    (client, Events { rx: event_rx }, welcome)
+    (
+        client,
+        Events {
+            rx: event_rx,
+            handled,
+        },
+        welcome,
+    )
 }
 
 async fn read_welcome<R: AsyncRead + Unpin>(
@@ -1176,6 +1276,7 @@ struct Reading {
     state: ClientState,
     heard: Heard,
     read_timeout: Duration,
+    handled: Arc<Handled>,
 }
 
 /// Queues `Received { up_to }` for every personal line read on this connection so far
@@ -1193,7 +1294,7 @@ fn acknowledge(out: &mpsc::WeakSender<Outbound>, up_to: u64) -> bool {
 
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FrameReader<R>,
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<Item>,
     out: mpsc::WeakSender<Outbound>,
     r: Reading,
 ) {
@@ -1204,24 +1305,36 @@ async fn read_loop<R: AsyncRead + Unpin>(
         state,
         heard,
         read_timeout,
+        handled,
     } = r;
     let mut users: Vec<String> = Vec::new();
     // Drives end-to-end timers (handshake timeouts, session renewal) and notices a silent server.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_heard = Instant::now();
-    // Personal lines were read (new or again) and not yet acknowledged, up to this id. Only
-    // what this connection read: another server (a store restored from a backup) may use
-    // lower ids, and acknowledging an id never read would delete lines never shown.
-    let mut ack_due = false;
-    let mut read_up_to: u64 = 0;
+    // Personal lines are acknowledged as far as the front end handled them (see `Events`):
+    // only lines of this connection, since another server (a store restored from a backup)
+    // may use lower ids, and acknowledging an id never shown would delete it.
+    let mut acked_up_to: u64 = 0;
+    // Set by the tick: acknowledge what is handled even while events keep coming.
+    let mut ack_anyway = false;
     let error = loop {
-        // One acknowledgement per batch: when every frame already read is handled.
-        if ack_due && !reader.has_frame() && acknowledge(&out, read_up_to) {
-            ack_due = false;
+        // One acknowledgement per burst: when every frame read is passed on and the front end
+        // has taken every event (or once a second under a steady stream).
+        let up_to = handled.up_to.load(Ordering::SeqCst);
+        let caught_up = events.capacity() == events.max_capacity();
+        if up_to > acked_up_to
+            && !reader.has_frame()
+            && (caught_up || ack_anyway)
+            && acknowledge(&out, up_to)
+        {
+            acked_up_to = up_to;
+            ack_anyway = false;
         }
         let read = tokio::select! {
             read = reader.read_msg() => read,
+            () = handled.changed.notified() => continue,
             _ = tick.tick() => {
+                ack_anyway = true;
                 if last_heard.elapsed() >= read_timeout {
                     break Some(format!("server silent for {} s", read_timeout.as_secs()));
                 }
@@ -1258,11 +1371,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 from,
                 payload,
             } => {
-                ack_due = true;
-                read_up_to = read_up_to.max(id);
                 if !state.is_new_personal(id, ts) {
                     // Sent again after a reconnect: already processed (and a replayed
                     // end-to-end message would fail to decrypt and end the session).
+                    if events.send(Item::Handled(id)).await.is_err() {
+                        break None;
+                    }
                     continue;
                 }
                 let actions = secure
@@ -1271,6 +1385,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 let Some(out) = out.upgrade() else { break None };
                 secure.perform(actions, &out, &events).await;
                 state.received_personal(id, ts);
+                // Handled once the events it made are.
+                if events.send(Item::Handled(id)).await.is_err() {
+                    break None;
+                }
                 continue;
             }
             ServerMsg::Users { nicks, last } => {
@@ -1286,13 +1404,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
             ServerMsg::Public { id, ts, from, text } => Event::Public { id, ts, from, text },
             ServerMsg::History { id, ts, from, text } => Event::History { id, ts, from, text },
             ServerMsg::Offline { id, ts, from, text } => {
-                ack_due = true;
-                read_up_to = read_up_to.max(id);
                 if !state.is_new_personal(id, ts) {
-                    continue; // shown before this reconnect
+                    // Shown before this reconnect.
+                    if events.send(Item::Handled(id)).await.is_err() {
+                        break None;
+                    }
+                    continue;
                 }
                 if events
-                    .send(Event::Offline { id, ts, from, text })
+                    .event(Event::Offline { id, ts, from, text })
                     .await
                     .is_err()
                 {
@@ -1302,10 +1422,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 continue;
             }
             ServerMsg::Private { id, ts, from, text } => {
-                ack_due = true;
-                read_up_to = read_up_to.max(id);
                 if !state.is_new_personal(id, ts) {
-                    continue; // shown before this reconnect
+                    // Shown before this reconnect.
+                    if events.send(Item::Handled(id)).await.is_err() {
+                        break None;
+                    }
+                    continue;
                 }
                 // Only the rare case pays for a warning: a plain line from a secure peer.
                 let warning = matches!(secure.sessions().status(&from), Status::Secure { .. })
@@ -1316,7 +1438,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         )
                     });
                 if events
-                    .send(Event::Private { id, ts, from, text })
+                    .event(Event::Private { id, ts, from, text })
                     .await
                     .is_err()
                 {
@@ -1349,7 +1471,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             ServerMsg::Joined { nick, .. } => Event::Joined { nick },
             ServerMsg::Left { nick, reason, .. } => {
                 let actions = secure.sessions().peer_left(&nick);
-                if events.send(Event::Left { nick, reason }).await.is_err() {
+                if events.event(Event::Left { nick, reason }).await.is_err() {
                     break None;
                 }
                 if let Some(out) = out.upgrade() {
@@ -1376,7 +1498,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 // a refused line of theirs (or any other refusal) is.
                 if (unreachable.is_none() || line.is_some())
                     && events
-                        .send(Event::Error {
+                        .event(Event::Error {
                             line,
                             code,
                             fatal: false,
@@ -1406,14 +1528,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
             },
             ServerMsg::Shutdown { reason } => Event::Shutdown { reason },
         };
-        if events.send(event).await.is_err() {
+        if events.event(event).await.is_err() {
             break None; // nobody listens any more
         }
     };
     // From here on no line is taken, and the writer stops: what has no answer now never
     // will on this connection.
     let undelivered = lines.close();
-    let _ = events.send(Event::Closed { error, undelivered }).await;
+    let _ = events.event(Event::Closed { error, undelivered }).await;
 }
 
 fn pop_answer(pending: &Pending) -> Option<Answer> {
@@ -1618,16 +1740,18 @@ mod tests {
         for id in 1..=50 {
             assert!(matches!(next(&mut events).await, Event::Private { id: got, .. } if got == id));
         }
-        let (acks, after) = server.recv_after_acks().await;
+        assert!(matches!(next(&mut events).await, Event::Public { .. }));
+        assert!(events.try_next().is_none()); // the front end caught up
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (mut acks, after) = server.recv_after_acks().await;
         assert_eq!(after, ClientMsg::Pong { token: 1 });
-        assert_eq!(
-            acks,
-            [] as [u64; 0],
-            "acknowledged after the batch, not within it"
-        );
         server.send(&[ServerMsg::Ping { token: 2 }]).await;
-        let (acks, after) = server.recv_after_acks().await;
-        assert_eq!((acks, after), (vec![50], ClientMsg::Pong { token: 2 }));
+        let (more, after) = server.recv_after_acks().await;
+        assert_eq!(after, ClientMsg::Pong { token: 2 });
+        acks.extend(more);
+        assert_eq!(acks.last(), Some(&50), "{acks:?}");
+        assert!(acks.windows(2).all(|w| w[0] < w[1]), "{acks:?}");
+        assert!(acks.len() <= 5, "coalesced, not one per line: {acks:?}");
         assert_eq!(opts.state.highest_personal(), 50);
 
         // The next connection of this process (the TUI reconnects with a clone of its
@@ -1653,11 +1777,16 @@ mod tests {
             next(&mut events).await,
             Event::Private { id: 52, .. }
         ));
+        assert!(events.try_next().is_none(), "nothing shown twice");
+        tokio::time::sleep(Duration::from_millis(50)).await;
         server.send(&[ServerMsg::Ping { token: 3 }]).await;
         let (acks, after) = server.recv_after_acks().await;
         assert_eq!(after, ClientMsg::Pong { token: 3 });
-        assert_eq!(acks, [52], "duplicates are acknowledged again, once");
-        assert!(events.try_next().is_none(), "nothing shown twice");
+        assert_eq!(
+            acks.last(),
+            Some(&52),
+            "duplicates acknowledged again: {acks:?}"
+        );
     }
 
     #[tokio::test]
@@ -1688,11 +1817,50 @@ mod tests {
             next(&mut events).await,
             Event::Offline { id: 3, text, .. } if text == "after the restore"
         ));
-        let (_, after) = server.recv_after_acks().await;
+        assert!(events.try_next().is_none());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (mut acks, after) = server.recv_after_acks().await;
         assert_eq!(after, ClientMsg::Pong { token: 1 });
         server.send(&[ServerMsg::Ping { token: 2 }]).await;
-        let (acks, after) = server.recv_after_acks().await;
-        assert_eq!((acks, after), (vec![3], ClientMsg::Pong { token: 2 }));
+        let (more, after) = server.recv_after_acks().await;
+        assert_eq!(after, ClientMsg::Pong { token: 2 });
+        acks.extend(more);
+        assert_eq!(acks, [3], "never beyond what this connection read");
+    }
+
+    #[tokio::test]
+    async fn a_line_is_acknowledged_only_once_the_front_end_moved_past_it() {
+        let opts = options();
+        let (_client, mut events, mut server) = fake(&opts);
+        server.send(&[private(1), private(2), private(3)]).await;
+        let settle = || tokio::time::sleep(Duration::from_millis(50));
+        assert!(matches!(
+            next(&mut events).await,
+            Event::Private { id: 1, .. }
+        ));
+        settle().await;
+        server.send(&[ServerMsg::Ping { token: 1 }]).await;
+        let (acks, _) = server.recv_after_acks().await;
+        assert!(acks.is_empty(), "taken, not yet handled: {acks:?}");
+        // Asking for the next one says the first was handled.
+        assert!(matches!(
+            next(&mut events).await,
+            Event::Private { id: 2, .. }
+        ));
+        settle().await;
+        server.send(&[ServerMsg::Ping { token: 2 }]).await;
+        let (acks, _) = server.recv_after_acks().await;
+        assert_eq!(acks, [1]);
+        // A front end that cannot show anything any more holds: the rest stays on the server.
+        events.hold();
+        assert!(matches!(
+            next(&mut events).await,
+            Event::Private { id: 3, .. }
+        ));
+        settle().await;
+        server.send(&[ServerMsg::Ping { token: 3 }]).await;
+        let (acks, _) = server.recv_after_acks().await;
+        assert!(acks.is_empty(), "{acks:?}");
     }
 
     #[tokio::test]

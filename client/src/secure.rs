@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use mm_common::e2e::E2eEvent;
 
-use crate::connection::{Answer, Event, LineId, Lines, Outbound};
+use crate::connection::{Answer, Event, Item, LineId, Lines, Outbound, SendEvent};
 
 /// File in the client home holding the identity key (mode 0600).
 pub const IDENTITY_FILE: &str = "identity.key";
@@ -174,7 +174,7 @@ impl Secure {
         &self,
         actions: Vec<Action>,
         out: &mpsc::Sender<Outbound>,
-        events: &mpsc::Sender<Event>,
+        events: &mpsc::Sender<Item>,
     ) -> bool {
         for action in actions {
             match action {
@@ -199,12 +199,12 @@ impl Secure {
                             self.lines.answered(LineId::from_tag(line));
                         }
                     }
-                    let _ = events.send(Event::Secure(event)).await;
+                    let _ = events.event(Event::Secure(event)).await;
                 }
                 Action::PinsChanged => {
                     if let Err(e) = self.save_pins() {
                         let _ = events
-                            .send(Event::Warning(format!("could not save pinned keys: {e}")))
+                            .event(Event::Warning(format!("could not save pinned keys: {e}")))
                             .await;
                     }
                 }

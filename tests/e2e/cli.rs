@@ -714,3 +714,45 @@ async fn line_mode_ends_quietly_when_its_output_pipes_close() {
     let output = finish(frank, WAIT).await;
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn mail_that_mm_could_not_show_stays_on_the_server() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    // bob registers, then is away.
+    let mut bob = spawn_trusting(&server, "bob", home.path());
+    drop(bob.stdin.take());
+    assert!(finish(bob, WAIT).await.status.success());
+    let mut alice = server.client("alice").await;
+    for i in 1..=5 {
+        alice
+            .client
+            .private("bob", &format!("offline line {i}"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            alice.next_answer_or_queued().await,
+            Event::Queued { .. }
+        ));
+    }
+    // bob's mm runs with its output already gone (`mm | head -1` where head has exited): it
+    // cannot show the mail, so it must not tell the server it has it.
+    let mut bob = spawn_trusting(&server, "bob", home.path());
+    drop(bob.stdout.take());
+    let _stdin = bob.stdin.take();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await; // the mail arrives
+    drop(_stdin);
+    let output = finish(bob, WAIT).await;
+    assert_eq!(output.status.code(), Some(141));
+
+    let mut bob = spawn_trusting(&server, "bob", home.path());
+    let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
+    let mut shown = Vec::new();
+    while shown.len() < 5 {
+        let line = next_line(&mut out).await;
+        if let Some(i) = (1..=5).find(|i| line.ends_with(&format!("offline line {i}"))) {
+            shown.push(i);
+        }
+    }
+    assert_eq!(shown, [1, 2, 3, 4, 5]);
+}
