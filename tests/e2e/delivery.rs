@@ -239,7 +239,8 @@ async fn read_until_closed(raw: &mut RawTls) -> (Vec<ServerMsg>, Result<(), std:
 async fn a_client_that_is_behind_at_shutdown_gets_every_line_then_a_clean_close() {
     let server = TestServer::start_unthrottled().await;
     let mut alice = RawTls::login(&server, "alice").await;
-    let mut bob = RawTls::login(&server, "bob").await;
+    // A small window: most of what the server writes for bob waits in the server's buffers.
+    let mut bob = RawTls::login_with(&server, "bob", Some(4096)).await;
     let _ = alice.read().await; // bob's join
     let text = "y".repeat(4000);
     let mut sent = Vec::new();
@@ -253,6 +254,8 @@ async fn a_client_that_is_behind_at_shutdown_gets_every_line_then_a_clean_close(
     let stopping = tokio::spawn(server.shutdown());
     tokio::time::sleep(Duration::from_millis(50)).await;
     bob.send(&ClientMsg::Ping { token: 9 }).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    bob.send(&ClientMsg::Ping { token: 10 }).await; // after the server stopped reading, once
     let (seen, end) = read_until_closed(&mut bob).await;
     let lines: Vec<u64> = seen
         .iter()

@@ -367,6 +367,16 @@ impl RawTls {
 
     /// Connects with TLS presenting `identity` (or no client certificate), and sends nothing.
     pub async fn connect_as(server: &TestServer, identity: Option<&ClientIdentity>) -> RawTls {
+        Self::connect_with(server, identity, None).await
+    }
+
+    /// As [`RawTls::connect_as`], with the socket's receive buffer set to `recv_buffer` bytes
+    /// (a client on a slow or small link: what the server sends waits in its own buffers).
+    pub async fn connect_with(
+        server: &TestServer,
+        identity: Option<&ClientIdentity>,
+        recv_buffer: Option<u32>,
+    ) -> RawTls {
         let mut roots = rustls::RootCertStore::empty();
         for cert in &server.ca {
             roots.add(cert.clone()).unwrap();
@@ -384,7 +394,11 @@ impl RawTls {
             None => config.with_no_client_auth(),
         };
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let tcp = socket.connect(server.addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let stream = connector.connect(name, tcp).await.unwrap();
         RawTls {
@@ -395,7 +409,13 @@ impl RawTls {
 
     /// Connects and logs in as `nick`, reading the welcome and user list.
     pub async fn login(server: &TestServer, nick: &str) -> RawTls {
-        let mut raw = Self::connect_as(server, Some(&identity_for(nick))).await;
+        Self::login_with(server, nick, None).await
+    }
+
+    /// As [`RawTls::login`], with a receive buffer of `recv_buffer` bytes (see
+    /// [`RawTls::connect_with`]).
+    pub async fn login_with(server: &TestServer, nick: &str, recv_buffer: Option<u32>) -> RawTls {
+        let mut raw = Self::connect_with(server, Some(&identity_for(nick)), recv_buffer).await;
         raw.send(&ClientMsg::Hello {
             version: PROTOCOL_VERSION,
             nick: nick.into(),
