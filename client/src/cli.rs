@@ -365,8 +365,10 @@ impl Undelivered {
                 lost.unwrap_or("closed")
             );
         }
-        let lines = if n == 1 { "line" } else { "lines" };
-        let mut text = format!("mm: {n} {lines} not delivered");
+        let mut text = format!(
+            "mm: {} not delivered",
+            crate::display::count(n, "line", "lines")
+        );
         if !parts.is_empty() {
             text.push_str(&format!(": {}", parts.join(", ")));
         }

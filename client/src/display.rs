@@ -289,6 +289,11 @@ pub fn own_public_line(nick: &str, text: &str, style: Style) -> String {
     format!("<{}> {}", style.nick(nick), clean(text))
 }
 
+/// `n` and the word for it: "1 line", "2 lines".
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -238,8 +238,8 @@ pub async fn run(
         if c.unanswered() > 0 {
             app.notice(
                 &format!(
-                    "quitting: waiting for the server to take {} line(s)...",
-                    c.unanswered()
+                    "quitting: waiting for the server to take {}...",
+                    crate::display::count(c.unanswered(), "line", "lines")
                 ),
                 now_ms(),
             );
@@ -255,7 +255,8 @@ pub async fn run(
     drop(guard);
     if unanswered > 0 {
         crate::stdio::err(&format!(
-            "mm: {unanswered} line(s) not delivered: no answer from the server before quitting"
+            "mm: {} not delivered: no answer from the server before quitting",
+            crate::display::count(unanswered, "line", "lines")
         ));
         return Ok(ExitCode::from(1));
     }
