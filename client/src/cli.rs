@@ -380,7 +380,7 @@ impl Undelivered {
 }
 
 /// Reads stdin to its end (or a closed stdout), runs every line, waits for the answers to
-/// everything sent, then reports how it went on `done` and quits.
+/// everything sent, then reports how it went on `done` (the event loop then quits).
 async fn read_input(
     client: Client,
     mut stop: oneshot::Receiver<()>,
@@ -442,13 +442,9 @@ async fn read_input(
     if let Err(FlushError::Stalled { unanswered }) = client.flush(STALL_TIMEOUT).await {
         end.stalled = Some(unanswered);
     }
-    let stalled = end.stalled.is_some();
-    // Said before sending Quit, so that the server's close is never taken for a lost
-    // connection.
+    // The event loop quits: in turn with showing events, so that quitting (which
+    // acknowledges what was shown) never counts a line it is still trying to print.
     let _ = done.send(end);
-    if !stalled {
-        client.quit().await;
-    }
 }
 
 /// Line mode: stdin lines in, one line per event out. Reading stdin runs in its own task so that
@@ -462,7 +458,7 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
     let (done_tx, mut done_rx) = oneshot::channel::<InputEnd>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let mut stop_tx = Some(stop_tx);
-    tokio::spawn(read_input(client, stop_rx, done_tx));
+    tokio::spawn(read_input(client.clone(), stop_rx, done_tx));
 
     let mut fates = Undelivered::default();
     let mut input: Option<InputEnd> = None;
@@ -485,6 +481,7 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
                     break;
                 }
                 deadline.as_mut().reset(tokio::time::Instant::now() + QUIT_TIMEOUT);
+                client.quit().await;
             }
             event = events.next() => {
                 let Some(event) = event else { break };

@@ -175,6 +175,9 @@ pub struct Membership {
     /// Set when another login with the same certificate replaced this one; the queue then
     /// closes.
     pub replaced: Arc<AtomicBool>,
+    /// Whether others are to hear of this login ([`Hub::announce`]): not when it took over the
+    /// same account's older connection.
+    pub announce: bool,
 }
 
 /// Why a login was refused.
@@ -306,15 +309,51 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Logs `nick` in (it must already satisfy `validate_nick` and belong to `fingerprint`) and
-    /// tells the others. The returned `online` list, history and queue fit together: every
-    /// later event is in the queue. If the nick is online with the same certificate (a client
-    /// reconnecting before the server noticed the old connection died), the new login replaces
-    /// the old one.
+    /// [`Hub::join_unannounced`], then [`Hub::announce`].
+    ///
+    /// # Errors
+    /// As [`Hub::join_unannounced`].
+    pub fn join(
+        &self,
+        conn_id: u64,
+        nick: &str,
+        fingerprint: &str,
+    ) -> Result<Membership, JoinError> {
+        let membership = self.join_unannounced(conn_id, nick, fingerprint)?;
+        self.announce(&membership);
+        Ok(membership)
+    }
+
+    /// Tells the others that `m` came online (a `Joined` notice, when the room is small enough
+    /// and it did not take over its own older connection). Called once the login is complete,
+    /// so that a login refused after joining (its mailbox could not be read) is never seen.
+    pub fn announce(&self, m: &Membership) {
+        if !m.announce {
+            return;
+        }
+        let mut state = self.lock();
+        let current = state
+            .peers
+            .get(&nick_key(&m.nick))
+            .is_some_and(|p| p.conn_id == m.conn_id);
+        if current && !state.closed && state.presence(state.peers.len()) {
+            let joined = ServerMsg::Joined {
+                ts: now_ms(),
+                nick: m.nick.clone(),
+            };
+            broadcast(&mut state, m.conn_id, &joined);
+        }
+    }
+
+    /// Logs `nick` in (it must already satisfy `validate_nick` and belong to `fingerprint`),
+    /// without telling the others yet ([`Hub::announce`]). The returned `online` list, history
+    /// and queue fit together: every later event is in the queue. If the nick is online with the
+    /// same certificate (a client reconnecting before the server noticed the old connection
+    /// died), the new login replaces the old one.
     ///
     /// # Errors
     /// [`JoinError`] if the nick is online with another certificate, or the hub is closed.
-    pub fn join(
+    pub fn join_unannounced(
         &self,
         conn_id: u64,
         nick: &str,
@@ -366,15 +405,9 @@ impl Hub {
         let mut online: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
         online.sort_unstable_by_key(|n| nick_key(n));
         let history: Vec<Bytes> = state.history.iter().cloned().collect();
-        if !takeover && state.presence(state.peers.len()) {
-            let joined = ServerMsg::Joined {
-                ts: now_ms(),
-                nick: nick.to_owned(),
-            };
-            broadcast(&mut state, conn_id, &joined);
-        }
         drop(state);
         Ok(Membership {
+            announce: !takeover,
             conn_id,
             nick: nick.to_owned(),
             queue: rx,
@@ -384,6 +417,13 @@ impl Hub {
             waiting,
             replaced,
         })
+    }
+
+    /// Removes a login that never completed (refused after joining, before [`Hub::announce`]):
+    /// nobody heard of it, so nobody hears of its end.
+    pub fn withdraw(&self, conn_id: u64, nick: &str) {
+        let mut state = self.lock();
+        remove_if_current(&mut state, conn_id, nick);
     }
 
     /// Logs a connection out and tells the others, unless the hub already dropped it (or the
@@ -624,14 +664,16 @@ impl Hub {
         if up_to <= peer.acked_up_to {
             return false;
         }
-        peer.acked_up_to = up_to;
         while peer.unacked.front().is_some_and(|&id| id <= up_to) {
             peer.unacked.pop_front();
         }
         // Under the lock: the store deletes after it stored every line up to `up_to`.
-        if let Err(e) = self.shared.store.delivered(&key, up_to) {
-            // Not deleted: sent again at the next login, where the client drops repeats.
-            tracing::debug!(error = %e, "acknowledged lines not deleted");
+        match self.shared.store.delivered(&key, up_to) {
+            Ok(()) => peer.acked_up_to = up_to,
+            // Not deleted (the store is failing or behind): the client's next acknowledgement
+            // (it sends one when it quits) counts as new and tries again; failing that, the
+            // lines come again at the next login, where the client drops repeats it remembers.
+            Err(e) => tracing::debug!(error = %e, "acknowledged lines not deleted yet"),
         }
         true
     }
@@ -1065,6 +1107,74 @@ mod tests {
         assert_eq!(waiting[0].body, Body::Text("while away".into()));
         // Once online, lines go to the queue, not the store.
         delivered(hub.send_private("a", "bob", "live".into()));
+    }
+
+    /// A store whose deletions are refused while `failing` is set (an outage).
+    #[derive(Debug)]
+    struct DeletesFail {
+        inner: MemoryStore,
+        failing: AtomicBool,
+        deleted: Mutex<Vec<u64>>,
+    }
+
+    impl Store for DeletesFail {
+        fn login(
+            &self,
+            n: &str,
+            f: &str,
+            t: u64,
+        ) -> Result<Reply<crate::store::LoginOutcome>, StoreError> {
+            self.inner.login(n, f, t)
+        }
+        fn waiting(&self, k: &str) -> Result<Reply<Vec<Mail>>, StoreError> {
+            self.inner.waiting(k)
+        }
+        fn delivered(&self, k: &str, up_to: u64) -> Result<(), StoreError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Busy);
+            }
+            self.deleted.lock().unwrap().push(up_to);
+            self.inner.delivered(k, up_to)
+        }
+        fn logged_out(&self, k: &str, t: u64) -> Result<(), StoreError> {
+            self.inner.logged_out(k, t)
+        }
+        fn append_public(&self, l: Line) -> Result<Reply<()>, StoreError> {
+            self.inner.append_public(l)
+        }
+        fn queue_mail(
+            &self,
+            k: &str,
+            m: Mail,
+            a: Arrival,
+        ) -> Result<Reply<QueueOutcome>, StoreError> {
+            self.inner.queue_mail(k, m, a)
+        }
+        fn close(&self, id: u64) -> Result<Reply<()>, StoreError> {
+            self.inner.close(id)
+        }
+    }
+
+    #[test]
+    fn an_acknowledgement_the_store_refused_is_taken_again_later() {
+        let limits = Limits::default();
+        let store = Arc::new(DeletesFail {
+            inner: MemoryStore::new(store_options(&limits)),
+            failing: AtomicBool::new(true),
+            deleted: Mutex::default(),
+        });
+        let hub = Hub::new(&limits, store.clone(), Loaded::default());
+        let _a = hub.join(1, "a", &fp("a")).unwrap();
+        let b = hub.join(2, "b", &fp("b")).unwrap();
+        let line = delivered(hub.send_private("a", "b", "x".into()));
+        // During the outage the acknowledgement cannot be applied...
+        assert!(hub.received(b.conn_id, "b", line.id));
+        assert!(store.deleted.lock().unwrap().is_empty());
+        // ...so the same one, sent again (mm sends one when it quits), is new, not a repeat.
+        store.failing.store(false, Ordering::SeqCst);
+        assert!(hub.received(b.conn_id, "b", line.id));
+        assert_eq!(*store.deleted.lock().unwrap(), [line.id]);
+        assert!(!hub.received(b.conn_id, "b", line.id), "now it is a repeat");
     }
 
     #[test]

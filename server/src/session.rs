@@ -159,7 +159,10 @@ pub(crate) async fn run<S: Stream>(
         Exit::Quit => LeaveReason::Quit,
         Exit::Disconnected | Exit::Shutdown(_) | Exit::Replaced => LeaveReason::Disconnected,
         Exit::TooSlow | Exit::WriteStalled => LeaveReason::TooSlow,
-        Exit::Fatal(code, _) if *code == ErrorCode::TIMEOUT => LeaveReason::Disconnected,
+        // Silent, or dropped because the store stopped answering: not the client's fault.
+        Exit::Fatal(code, _) if *code == ErrorCode::TIMEOUT || *code == ErrorCode::BUSY => {
+            LeaveReason::Disconnected
+        }
         Exit::Fatal(..) => LeaveReason::ProtocolError,
     };
     ctx.hub.leave(conn_id, &nick, reason);
@@ -330,7 +333,10 @@ async fn login<S: Stream>(
             ));
         }
     }
-    let mut membership = match ctx.hub.join(ctx.hub.next_conn_id(), &nick, &fingerprint) {
+    let mut membership = match ctx
+        .hub
+        .join_unannounced(ctx.hub.next_conn_id(), &nick, &fingerprint)
+    {
         Ok(m) => m,
         Err(JoinError::NickInUse(n)) => {
             return Err(LoginFailed::Tell(
@@ -350,17 +356,14 @@ async fn login<S: Stream>(
         Ok(mails) => mails,
         Err(e) => {
             warn!(error = %e, "waiting personal lines not fetched; login refused");
-            ctx.hub.leave(
-                membership.conn_id,
-                &membership.nick,
-                LeaveReason::Disconnected,
-            );
+            ctx.hub.withdraw(membership.conn_id, &membership.nick);
             return Err(LoginFailed::Tell(
                 ErrorCode::BUSY,
                 "the server cannot read your waiting messages right now; try again".into(),
             ));
         }
     };
+    ctx.hub.announce(&membership);
     let online = u32::try_from(membership.online.len()).unwrap_or(u32::MAX);
     conn.queue(&ServerMsg::Welcome {
         nick: membership.nick.clone(),
@@ -499,14 +502,14 @@ fn mail_answer(
         Ok(QueueOutcome::MailboxFull) => (
             ErrorCode::MAILBOX_FULL,
             format!(
-                "{to} is offline and has {} messages waiting, the most the server keeps",
+                "{to} is offline and has as many messages waiting as the server keeps for one user ({})",
                 limits.mailbox_len
             ),
         ),
         Ok(QueueOutcome::StoreFull) => (
             ErrorCode::MAILBOX_FULL,
             format!(
-                "{to} is offline and the server keeps no more messages for offline users right now ({} waiting in all)",
+                "{to} is offline and the server keeps no more waiting messages right now (its limit is {} for all users together)",
                 limits.mailbox_total
             ),
         ),
@@ -1058,6 +1061,7 @@ mod tests {
             Arc::new(UnreadableMailbox(store)),
             crate::store::Loaded::default(),
         );
+        let mut watcher = hub.join(hub.next_conn_id(), "watcher", "fp-w").unwrap();
         let (mut c, hub, task) = start_on(hub, limits, 1 << 20);
         c.send(&ClientMsg::Hello {
             version: PROTOCOL_VERSION,
@@ -1084,7 +1088,11 @@ mod tests {
             "{seen:?}"
         );
         task.await.unwrap();
-        assert!(hub.online().is_empty());
+        assert_eq!(hub.online(), ["watcher"]);
+        assert!(
+            watcher.queue.try_recv().is_err(),
+            "nobody hears of a login that did not happen"
+        );
     }
 
     fn public(text: &str) -> ClientMsg {

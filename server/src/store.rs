@@ -165,7 +165,7 @@ pub enum StoreError {
     Busy,
     /// The store gave up on work it had accepted: at close, commits still failed after a final
     /// bounded effort. What was in the answered operations is not stored.
-    #[error("{lines} accepted lines could not be stored ({detail})")]
+    #[error("{} ({detail})", not_stored(*lines))]
     NotStored {
         /// Accepted public and personal lines not stored.
         lines: usize,
@@ -232,4 +232,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// be committed after a bounded final effort, the reply is [`StoreError::NotStored`] with how
     /// many accepted lines were lost.
     fn close(&self, last_id: u64) -> Result<Reply<()>, StoreError>;
+}
+
+/// How [`StoreError::NotStored`] reads.
+fn not_stored(lines: usize) -> String {
+    match lines {
+        0 => "the store's last updates could not be saved (no accepted line was among them)".into(),
+        1 => "1 accepted line could not be stored".into(),
+        n => format!("{n} accepted lines could not be stored"),
+    }
 }

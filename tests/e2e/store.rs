@@ -124,7 +124,7 @@ async fn a_full_mailbox_refuses_more_and_says_so() {
     }
     alice.client.private("bob", "one too many").await.unwrap();
     alice
-        .expect_refusal(ErrorCode::MAILBOX_FULL, "2 messages waiting")
+        .expect_refusal(ErrorCode::MAILBOX_FULL, "keeps for one user (2)")
         .await;
 }
 

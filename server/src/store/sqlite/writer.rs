@@ -454,11 +454,22 @@ impl Writer {
             .iter()
             .filter(|c| !c.is_line() && !matches!(c, Cmd::Close { .. }))
             .count();
+        // Which lines, for the operator (ids only: logs never hold message text).
+        let ids: Vec<u64> = batch
+            .iter()
+            .filter_map(|c| match c {
+                Cmd::Public { line, .. } => Some(line.id),
+                Cmd::Mail { mail, .. } => Some(mail.id),
+                _ => None,
+            })
+            .take(64)
+            .collect();
         error!(
             error = %last,
             lines,
+            ?ids,
             other_operations = others,
-            "store: giving up at close; {lines} accepted lines were NOT stored (their senders were not told they were sent); {others} acknowledgements and other updates were not applied"
+            "store: giving up at close; {lines} accepted lines were NOT stored (their senders were not told they were sent; those online may have seen them); {others} acknowledgements and other updates were not applied"
         );
         for cmd in batch.drain(..) {
             cmd.fail(StoreError::NotStored {
