@@ -98,11 +98,13 @@ struct Peer {
     /// Ids of the personal lines queued live for this connection and not yet acknowledged,
     /// oldest first (they also wait in the user's mailbox in the store).
     unacked: VecDeque<u64>,
-    /// The highest personal id this connection was given: fetched from the mailbox at login
-    /// (set by [`Hub::fetched`]) or queued live since.
-    given_up_to: u64,
-    /// The highest id this connection acknowledged (after clamping to `given_up_to`).
-    acked_up_to: u64,
+    /// Ids of the lines fetched from the mailbox at login ([`Hub::fetched`]) and not yet
+    /// acknowledged, oldest first; all lower than any in `unacked`.
+    fetched: VecDeque<u64>,
+    /// Set when the login could not fetch the whole mailbox (more waited than one fetch
+    /// takes): acknowledgements then stop at the last fetched id, so that they never delete
+    /// the rows in between that this connection was not given.
+    ack_ceiling: Option<u64>,
 }
 
 /// Why a frame could not be queued for a user.
@@ -128,7 +130,6 @@ impl Peer {
         }
         self.enqueue(frame, max_bytes)?;
         self.unacked.push_back(id);
-        self.given_up_to = self.given_up_to.max(id);
         Ok(())
     }
 
@@ -398,8 +399,8 @@ impl Hub {
                 queue: tx,
                 queued_bytes: Arc::clone(&queued_bytes),
                 unacked: VecDeque::new(),
-                given_up_to: 0,
-                acked_up_to: 0,
+                fetched: VecDeque::new(),
+                ack_ceiling: None,
             },
         );
         let mut online: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
@@ -597,9 +598,13 @@ impl Hub {
             from: from.to_owned(),
             body: Body::Relay(payload),
         };
-        // Dropped as too slow or gone: kept for the next login all the same.
-        let (_, reply) = self.deliver_live(&mut state, &key, mail, frame)?;
-        Ok((accepted, reply))
+        // Dropped as too slow, or its session is ending: the sender's end-to-end layer must
+        // learn now that the peer is unreachable (the payload waits in the mailbox all the
+        // same, and at worst ends a stale session at the peer's next login).
+        match self.deliver_live(&mut state, &key, mail, frame)? {
+            (true, reply) => Ok((accepted, reply)),
+            (false, _) => Err(SendError::RecipientTooSlow(to.to_owned())),
+        }
     }
 
     /// Hands `mail` to the online user `key`'s mailbox, then queues `frame` for them. Returns
@@ -634,23 +639,26 @@ impl Hub {
         }
     }
 
-    /// The login of connection `conn_id` (logged in as `nick`) handed it the mailbox's lines up
-    /// to id `up_to`: they may be acknowledged from now on.
-    pub fn fetched(&self, conn_id: u64, nick: &str, up_to: u64) {
+    /// The login of connection `conn_id` (logged in as `nick`) handed it these mailbox lines
+    /// (`ids`, increasing); `complete` says whether that was the whole mailbox.
+    pub fn fetched(&self, conn_id: u64, nick: &str, ids: &[u64], complete: bool) {
         let mut state = self.lock();
         if let Some(peer) = state.peers.get_mut(&nick_key(nick)) {
             if peer.conn_id == conn_id {
-                peer.given_up_to = peer.given_up_to.max(up_to);
+                peer.fetched = ids.iter().copied().collect();
+                if !complete {
+                    peer.ack_ceiling = Some(ids.last().copied().unwrap_or(0));
+                }
             }
         }
     }
 
     /// The client of connection `conn_id` (logged in as `nick`) acknowledged every personal
-    /// line up to id `up_to`: they leave the mailbox. Only what this connection was given can
-    /// be acknowledged (`up_to` is clamped to it), and only by the connection that holds the
-    /// nick now (a replaced one's lines are sent again to its successor). Returns whether the
-    /// acknowledgement advanced anything: repeats cost nothing, and a client that keeps
-    /// sending ones that do not is flooding.
+    /// line up to id `up_to`: the lines this connection was given up to there leave the
+    /// mailbox. Acknowledgements from a connection that no longer holds the nick are ignored
+    /// (its successor is given the lines again). Returns whether it acknowledged at least one
+    /// line given to this connection and not acknowledged before: repeats and guesses cost no
+    /// store work, and a client that keeps sending them is flooding.
     pub fn received(&self, conn_id: u64, nick: &str, up_to: u64) -> bool {
         let key = nick_key(nick);
         let mut state = self.lock();
@@ -660,20 +668,24 @@ impl Hub {
         if peer.conn_id != conn_id {
             return false;
         }
-        let up_to = up_to.min(peer.given_up_to);
-        if up_to <= peer.acked_up_to {
+        let up_to = peer.ack_ceiling.map_or(up_to, |c| up_to.min(c));
+        // The highest given id covered: acknowledging ids never given deletes nothing.
+        let covered = |q: &VecDeque<u64>| q.iter().take_while(|&&id| id <= up_to).last().copied();
+        let Some(highest) = covered(&peer.unacked).or_else(|| covered(&peer.fetched)) else {
+            return false;
+        };
+        // Under the lock: the store deletes after it stored every line up to `highest`.
+        if let Err(e) = self.shared.store.delivered(&key, highest) {
+            // Not deleted (the store is failing or behind): kept as unacknowledged, so the
+            // client's next acknowledgement (it sends one when it quits) tries again; failing
+            // that, the lines come again at the next login, where the client drops repeats.
+            tracing::debug!(error = %e, "acknowledged lines not deleted yet");
             return false;
         }
-        while peer.unacked.front().is_some_and(|&id| id <= up_to) {
-            peer.unacked.pop_front();
-        }
-        // Under the lock: the store deletes after it stored every line up to `up_to`.
-        match self.shared.store.delivered(&key, up_to) {
-            Ok(()) => peer.acked_up_to = up_to,
-            // Not deleted (the store is failing or behind): the client's next acknowledgement
-            // (it sends one when it quits) counts as new and tries again; failing that, the
-            // lines come again at the next login, where the client drops repeats it remembers.
-            Err(e) => tracing::debug!(error = %e, "acknowledged lines not deleted yet"),
+        for q in [&mut peer.fetched, &mut peer.unacked] {
+            while q.front().is_some_and(|&id| id <= highest) {
+                q.pop_front();
+            }
         }
         true
     }
@@ -1167,14 +1179,58 @@ mod tests {
         let _a = hub.join(1, "a", &fp("a")).unwrap();
         let b = hub.join(2, "b", &fp("b")).unwrap();
         let line = delivered(hub.send_private("a", "b", "x".into()));
-        // During the outage the acknowledgement cannot be applied...
-        assert!(hub.received(b.conn_id, "b", line.id));
+        // During the outage the acknowledgement cannot be applied (and counts as nothing)...
+        assert!(!hub.received(b.conn_id, "b", line.id));
         assert!(store.deleted.lock().unwrap().is_empty());
         // ...so the same one, sent again (mm sends one when it quits), is new, not a repeat.
         store.failing.store(false, Ordering::SeqCst);
         assert!(hub.received(b.conn_id, "b", line.id));
         assert_eq!(*store.deleted.lock().unwrap(), [line.id]);
         assert!(!hub.received(b.conn_id, "b", line.id), "now it is a repeat");
+    }
+
+    #[test]
+    fn only_lines_given_to_the_connection_can_be_acknowledged() {
+        let hub = test_hub(16, usize::MAX);
+        let a = hub.join(1, "a", &fp("a")).unwrap();
+        let b = hub.join(2, "b", &fp("b")).unwrap();
+        // Guesses: nothing was given yet, so nothing is acknowledged (and no store work).
+        for up_to in [1, 2, 3, u64::MAX] {
+            assert!(!hub.received(b.conn_id, "b", up_to));
+        }
+        let first = delivered(hub.send_private("a", "b", "1".into()));
+        let second = delivered(hub.send_private("a", "b", "2".into()));
+        assert!(hub.received(b.conn_id, "b", first.id));
+        assert!(!hub.received(b.conn_id, "b", first.id), "a repeat");
+        assert!(hub.received(b.conn_id, "b", u64::MAX), "covers the second");
+        assert!(!hub.received(b.conn_id, "b", second.id + 1));
+        // Not from another connection of the account.
+        let _ = a;
+        assert!(!hub.received(99, "b", u64::MAX));
+    }
+
+    #[test]
+    fn a_partial_mailbox_fetch_stops_acknowledgements_at_its_last_line() {
+        let hub = test_hub(16, usize::MAX);
+        register(&hub, "b");
+        let _a = hub.join(1, "a", &fp("a")).unwrap();
+        stored(hub.send_private("a", "b", "one".into())); // id 1
+        stored(hub.send_private("a", "b", "two".into())); // id 2
+        let b = hub.join(2, "b", &fp("b")).unwrap();
+        // The login got line 1 only: more waited than one fetch takes.
+        hub.fetched(b.conn_id, "b", &[1], false);
+        let live = delivered(hub.send_private("a", "b", "live".into()));
+        assert!(hub.received(b.conn_id, "b", live.id));
+        // Only line 1 is gone: line 2 was never given, and the live line waits with it.
+        let waiting = hub
+            .store()
+            .waiting("b")
+            .unwrap()
+            .try_recv()
+            .unwrap()
+            .unwrap();
+        let ids: Vec<u64> = waiting.iter().map(|m| m.id).collect();
+        assert_eq!(ids, [2, live.id]);
     }
 
     #[test]

@@ -165,16 +165,24 @@ pub(crate) async fn run<S: Stream>(
         }
         Exit::Fatal(..) => LeaveReason::ProtocolError,
     };
+    if let Exit::Shutdown(deadline) = exit {
+        // Still logged in while it lingers: an acknowledgement that crossed the notice (mm
+        // sends one as it quits) must still delete what it covers. Then it leaves, and the
+        // close stays inside the shutdown grace.
+        let linger_until = deadline.min(Instant::now() + LINGER_AFTER_SHUTDOWN);
+        linger_after_shutdown(&mut conn, ctx, conn_id, &nick, linger_until).await;
+        ctx.hub.leave(conn_id, &nick, reason);
+        info!(%peer, conn = conn_id, %nick, reason = reason.as_str(), "left");
+        let grace_end = deadline + ctx.limits.shutdown_grace.mul_f64(0.15);
+        let _ = timeout_at(grace_end, close(&mut conn, &ctx.limits)).await;
+        return;
+    }
     ctx.hub.leave(conn_id, &nick, reason);
     info!(%peer, conn = conn_id, %nick, reason = reason.as_str(), "left");
 
     match exit {
         Exit::Quit => close(&mut conn, &ctx.limits).await,
-        Exit::Shutdown(deadline) => {
-            let deadline = deadline.min(Instant::now() + LINGER_AFTER_SHUTDOWN);
-            linger_after_shutdown(&mut conn, deadline).await;
-            close(&mut conn, &ctx.limits).await;
-        }
+        Exit::Shutdown(_) => {} // handled above
         Exit::TooSlow => {
             // It is not reading what it has; one last short frame has the best chance.
             conn.discard_pending();
@@ -232,7 +240,13 @@ async fn close<S: Stream>(conn: &mut Connection<S>, limits: &Limits) {
 /// After `Shutdown`: until the client closes, quits, or `deadline` passes, answers what it still
 /// sends (messages that crossed the notice on the wire get `shutting-down`, pings a pong), so that
 /// nothing the client sent goes unanswered.
-async fn linger_after_shutdown<S: Stream>(conn: &mut Connection<S>, deadline: Instant) {
+async fn linger_after_shutdown<S: Stream>(
+    conn: &mut Connection<S>,
+    ctx: &Context,
+    conn_id: u64,
+    nick: &str,
+    deadline: Instant,
+) {
     loop {
         if timeout_at(deadline, conn.flush()).await.is_err() {
             return;
@@ -250,6 +264,9 @@ async fn linger_after_shutdown<S: Stream>(conn: &mut Connection<S>, deadline: In
                 });
             }
             Ok(ClientMsg::Ping { token }) => conn.queue(&ServerMsg::Pong { token }),
+            Ok(ClientMsg::Received { up_to }) => {
+                ctx.hub.received(conn_id, nick, up_to);
+            }
             Ok(ClientMsg::Quit) | Err(_) => return,
             Ok(_) => {}
         }
@@ -349,14 +366,30 @@ async fn login<S: Stream>(
     // Without the mailbox the login fails: acknowledging the live lines that would follow
     // (`Received` is cumulative) would delete waiting ones this client never saw.
     let fetched = match membership.waiting.take() {
-        Some(waiting) => store_answer(Ok(waiting)).await,
+        Some(waiting) => tokio::select! {
+            fetched = store_answer(Ok(waiting)) => fetched,
+            () = cancel.cancelled() => {
+                ctx.hub.withdraw(membership.conn_id, &membership.nick);
+                return Err(LoginFailed::Shutdown);
+            }
+        },
         None => Err(StoreError::Busy),
     };
     let mails = match fetched {
         Ok(mails) => mails,
         Err(e) => {
             warn!(error = %e, "waiting personal lines not fetched; login refused");
-            ctx.hub.withdraw(membership.conn_id, &membership.nick);
+            if membership.announce {
+                ctx.hub.withdraw(membership.conn_id, &membership.nick);
+            } else {
+                // It took over an older connection of the account: that one is gone, so the
+                // others must hear that the user left.
+                ctx.hub.leave(
+                    membership.conn_id,
+                    &membership.nick,
+                    LeaveReason::Disconnected,
+                );
+            }
             return Err(LoginFailed::Tell(
                 ErrorCode::BUSY,
                 "the server cannot read your waiting messages right now; try again".into(),
@@ -381,10 +414,16 @@ async fn login<S: Stream>(
         conn.queue_frame(&frame);
     }
     // They stay in the mailbox until the client acknowledges them.
-    if let Some(last) = mails.last() {
-        ctx.hub
-            .fetched(membership.conn_id, &membership.nick, last.id);
-    }
+    let ids: Vec<u64> = mails.iter().map(|m| m.id).collect();
+    // A login fetches at most what one mailbox may hold; more can wait only after the limits
+    // were lowered, and then the rest comes at a later login.
+    let fetch_limit = ctx.limits.mailbox_len + ctx.limits.outbound_queue.max(1);
+    ctx.hub.fetched(
+        membership.conn_id,
+        &membership.nick,
+        &ids,
+        ids.len() < fetch_limit,
+    );
     for mail in mails {
         conn.queue(&match mail.body {
             Body::Text(text) => ServerMsg::Offline {
