@@ -541,17 +541,21 @@ impl Hub {
                 .map_err(refused_by_store)?;
             return Ok(PrivateOutcome::Stored(accepted, reply));
         }
-        let frame = frame::encode(&ServerMsg::Private {
+        let msg = ServerMsg::Private {
             id: accepted.id,
             ts: accepted.ts,
             from: from.to_owned(),
-            text: text.clone(),
-        })
-        .map_err(|_| SendError::Encode)?;
+            text,
+        };
+        let frame = frame::encode(&msg).map_err(|_| SendError::Encode)?;
+        // The message's strings move on into the mailbox entry: no copy of the text.
+        let ServerMsg::Private { from, text, .. } = msg else {
+            return Err(SendError::Encode);
+        };
         let mail = Mail {
             id: accepted.id,
             ts: accepted.ts,
-            from: from.to_owned(),
+            from,
             body: Body::Text(text),
         };
         match self.deliver_live(&mut state, &key, mail, frame)? {
@@ -585,17 +589,21 @@ impl Hub {
             return Err(SendError::NoSuchNick(to.to_owned()));
         }
         let accepted = next_accepted(&mut state);
-        let frame = frame::encode(&ServerMsg::Relay {
+        let msg = ServerMsg::Relay {
             id: accepted.id,
             ts: accepted.ts,
             from: from.to_owned(),
-            payload: payload.clone(),
-        })
-        .map_err(|_| SendError::Encode)?;
+            payload,
+        };
+        let frame = frame::encode(&msg).map_err(|_| SendError::Encode)?;
+        // The payload moves on into the mailbox entry: no copy of up to 16 KiB.
+        let ServerMsg::Relay { from, payload, .. } = msg else {
+            return Err(SendError::Encode);
+        };
         let mail = Mail {
             id: accepted.id,
             ts: accepted.ts,
-            from: from.to_owned(),
+            from,
             body: Body::Relay(payload),
         };
         // Dropped as too slow, or its session is ending: the sender's end-to-end layer must

@@ -525,6 +525,8 @@ fn mail_answer(
     stored: Result<QueueOutcome, StoreError>,
     limits: &Limits,
 ) -> ServerMsg {
+    // Only refusals name the recipient, cleaned of anything a client could have put there.
+    let to = || protocol_safe(to);
     let (code, detail) = match stored {
         Ok(QueueOutcome::Queued) if live => {
             return ServerMsg::Sent {
@@ -541,20 +543,22 @@ fn mail_answer(
         Ok(QueueOutcome::MailboxFull) => (
             ErrorCode::MAILBOX_FULL,
             format!(
-                "{to} is offline and has as many messages waiting as the server keeps for one user ({})",
+                "{} is offline and has as many messages waiting as the server keeps for one user ({})",
+                to(),
                 limits.mailbox_len
             ),
         ),
         Ok(QueueOutcome::StoreFull) => (
             ErrorCode::MAILBOX_FULL,
             format!(
-                "{to} is offline and the server keeps no more waiting messages right now (its limit is {} for all users together)",
+                "{} is offline and the server keeps no more waiting messages right now (its limit is {} for all users together)",
+                to(),
                 limits.mailbox_total
             ),
         ),
         Ok(QueueOutcome::NoSuchAccount) => (
             ErrorCode::NO_SUCH_NICK,
-            format!("{to} is not online and not a registered user"),
+            format!("{} is not online and not a registered user", to()),
         ),
         Err(e) => {
             warn!(error = %e, "private line not stored");
@@ -861,7 +865,7 @@ fn handle<S: Stream>(
                 };
                 Ok(Answer::Mail {
                     accepted,
-                    to: protocol_safe(&to),
+                    to,
                     live,
                     reply,
                     deadline,
@@ -873,7 +877,7 @@ fn handle<S: Stream>(
                 let (accepted, reply) = ctx.hub.relay(&m.nick, &to, payload).map_err(send_error)?;
                 Ok(Answer::Mail {
                     accepted,
-                    to: protocol_safe(&to),
+                    to,
                     live: true,
                     reply,
                     deadline,
