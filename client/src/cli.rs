@@ -51,7 +51,8 @@ pub struct Args {
     /// Your nick: 1-32 of a-z A-Z 0-9 _ -, starting with a letter [default: $USER]
     #[arg(long, env = "MM_NICK")]
     pub nick: Option<String>,
-    /// Directory where mm keeps what it remembers (accepted server fingerprints)
+    /// Directory where mm keeps your identity key and client certificate (which own your nick),
+    /// pinned keys of your peers and the servers you trust; one per user
     /// [default: $MM_HOME or ~/.local/share/multi-messenger/client]
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
