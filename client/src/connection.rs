@@ -1292,6 +1292,22 @@ fn acknowledge(out: &mpsc::WeakSender<Outbound>, up_to: u64) -> bool {
     }
 }
 
+/// Whether the personal line `id` sent at `ts` is one sent again after a reconnect (already
+/// passed on): then it is marked handled, in turn, so that it is acknowledged again without
+/// being shown again. `Err` once nobody listens.
+async fn repeat(
+    events: &mpsc::Sender<Item>,
+    state: &ClientState,
+    id: u64,
+    ts: u64,
+) -> Result<bool, ()> {
+    if state.is_new_personal(id, ts) {
+        return Ok(false);
+    }
+    events.send(Item::Handled(id)).await.map_err(|_| ())?;
+    Ok(true)
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FrameReader<R>,
     events: mpsc::Sender<Item>,
@@ -1371,13 +1387,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 from,
                 payload,
             } => {
-                if !state.is_new_personal(id, ts) {
-                    // Sent again after a reconnect: already processed (and a replayed
-                    // end-to-end message would fail to decrypt and end the session).
-                    if events.send(Item::Handled(id)).await.is_err() {
-                        break None;
-                    }
-                    continue;
+                // A replayed end-to-end message would fail to decrypt and end the session.
+                match repeat(&events, &state, id, ts).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(()) => break None,
                 }
                 let actions = secure
                     .sessions()
@@ -1404,12 +1418,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
             ServerMsg::Public { id, ts, from, text } => Event::Public { id, ts, from, text },
             ServerMsg::History { id, ts, from, text } => Event::History { id, ts, from, text },
             ServerMsg::Offline { id, ts, from, text } => {
-                if !state.is_new_personal(id, ts) {
-                    // Shown before this reconnect.
-                    if events.send(Item::Handled(id)).await.is_err() {
-                        break None;
-                    }
-                    continue;
+                match repeat(&events, &state, id, ts).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(()) => break None,
                 }
                 if events
                     .event(Event::Offline { id, ts, from, text })
@@ -1422,12 +1434,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 continue;
             }
             ServerMsg::Private { id, ts, from, text } => {
-                if !state.is_new_personal(id, ts) {
-                    // Shown before this reconnect.
-                    if events.send(Item::Handled(id)).await.is_err() {
-                        break None;
-                    }
-                    continue;
+                match repeat(&events, &state, id, ts).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(()) => break None,
                 }
                 // Only the rare case pays for a warning: a plain line from a secure peer.
                 let warning = matches!(secure.sessions().status(&from), Status::Secure { .. })

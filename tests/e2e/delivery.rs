@@ -235,6 +235,15 @@ async fn read_until_closed(raw: &mut RawTls) -> (Vec<ServerMsg>, Result<(), std:
     (seen, end)
 }
 
+/// The server sent `Shutdown` and then closed cleanly (close_notify, no reset).
+fn said_goodbye(seen: &[ServerMsg], end: Result<(), std::io::Error>) {
+    assert!(
+        seen.iter().any(|m| matches!(m, ServerMsg::Shutdown { .. })),
+        "{seen:?}"
+    );
+    assert!(end.is_ok(), "closed with {end:?}, not cleanly");
+}
+
 #[tokio::test]
 async fn a_client_that_is_behind_at_shutdown_gets_every_line_then_a_clean_close() {
     let server = TestServer::start_unthrottled().await;
@@ -265,11 +274,7 @@ async fn a_client_that_is_behind_at_shutdown_gets_every_line_then_a_clean_close(
         })
         .collect();
     assert_eq!(lines, sent, "every accepted line, in order");
-    assert!(
-        seen.iter().any(|m| matches!(m, ServerMsg::Shutdown { .. })),
-        "{seen:?}"
-    );
-    assert!(end.is_ok(), "closed with {end:?}, not cleanly");
+    said_goodbye(&seen, end);
     stopping.await.unwrap();
 }
 
@@ -303,11 +308,7 @@ async fn messages_that_arrive_during_shutdown_are_answered_shutting_down() {
         })
         .count();
     assert_eq!(answers, sent, "every message answered: {seen:?}");
-    assert!(
-        seen.iter().any(|m| matches!(m, ServerMsg::Shutdown { .. })),
-        "{seen:?}"
-    );
-    assert!(end.is_ok(), "closed with {end:?}, not cleanly");
+    said_goodbye(&seen, end);
     stopping.await.unwrap();
 }
 
