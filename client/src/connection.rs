@@ -1308,6 +1308,22 @@ async fn repeat(
     Ok(true)
 }
 
+/// Passes a new personal line (`Private` or `Offline`) on and remembers it, so that it is
+/// recognised when it comes again. False once nobody listens.
+async fn pass_on(events: &mpsc::Sender<Item>, state: &ClientState, event: Event) -> bool {
+    let key = match &event {
+        Event::Private { id, ts, .. } | Event::Offline { id, ts, .. } => Some((*id, *ts)),
+        _ => None,
+    };
+    if events.event(event).await.is_err() {
+        return false;
+    }
+    if let Some((id, ts)) = key {
+        state.received_personal(id, ts);
+    }
+    true
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FrameReader<R>,
     events: mpsc::Sender<Item>,
@@ -1423,14 +1439,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     Ok(false) => {}
                     Err(()) => break None,
                 }
-                if events
-                    .event(Event::Offline { id, ts, from, text })
-                    .await
-                    .is_err()
-                {
+                if !pass_on(&events, &state, Event::Offline { id, ts, from, text }).await {
                     break None;
                 }
-                state.received_personal(id, ts);
                 continue;
             }
             ServerMsg::Private { id, ts, from, text } => {
@@ -1447,14 +1458,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
                              although you have a secure session"
                         )
                     });
-                if events
-                    .event(Event::Private { id, ts, from, text })
-                    .await
-                    .is_err()
-                {
+                if !pass_on(&events, &state, Event::Private { id, ts, from, text }).await {
                     break None;
                 }
-                state.received_personal(id, ts);
                 match warning {
                     Some(w) => Event::Warning(w),
                     None => continue,

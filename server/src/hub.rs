@@ -1129,60 +1129,13 @@ mod tests {
         delivered(hub.send_private("a", "bob", "live".into()));
     }
 
-    /// A store whose deletions are refused while `failing` is set (an outage).
-    #[derive(Debug)]
-    struct DeletesFail {
-        inner: MemoryStore,
-        failing: AtomicBool,
-        deleted: Mutex<Vec<u64>>,
-    }
-
-    impl Store for DeletesFail {
-        fn login(
-            &self,
-            n: &str,
-            f: &str,
-            t: u64,
-        ) -> Result<Reply<crate::store::LoginOutcome>, StoreError> {
-            self.inner.login(n, f, t)
-        }
-        fn waiting(&self, k: &str) -> Result<Reply<Vec<Mail>>, StoreError> {
-            self.inner.waiting(k)
-        }
-        fn delivered(&self, k: &str, up_to: u64) -> Result<(), StoreError> {
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(StoreError::Busy);
-            }
-            self.deleted.lock().unwrap().push(up_to);
-            self.inner.delivered(k, up_to)
-        }
-        fn logged_out(&self, k: &str, t: u64) -> Result<(), StoreError> {
-            self.inner.logged_out(k, t)
-        }
-        fn append_public(&self, l: Line) -> Result<Reply<()>, StoreError> {
-            self.inner.append_public(l)
-        }
-        fn queue_mail(
-            &self,
-            k: &str,
-            m: Mail,
-            a: Arrival,
-        ) -> Result<Reply<QueueOutcome>, StoreError> {
-            self.inner.queue_mail(k, m, a)
-        }
-        fn close(&self, id: u64) -> Result<Reply<()>, StoreError> {
-            self.inner.close(id)
-        }
-    }
-
     #[test]
     fn an_acknowledgement_the_store_refused_is_taken_again_later() {
         let limits = Limits::default();
-        let store = Arc::new(DeletesFail {
-            inner: MemoryStore::new(store_options(&limits)),
-            failing: AtomicBool::new(true),
-            deleted: Mutex::default(),
-        });
+        let store = Arc::new(crate::store::memory::FaultyStore::new(store_options(
+            &limits,
+        )));
+        store.deletes_fail.store(true, Ordering::SeqCst);
         let hub = Hub::new(&limits, store.clone(), Loaded::default());
         let _a = hub.join(1, "a", &fp("a")).unwrap();
         let b = hub.join(2, "b", &fp("b")).unwrap();
@@ -1191,7 +1144,7 @@ mod tests {
         assert!(!hub.received(b.conn_id, "b", line.id));
         assert!(store.deleted.lock().unwrap().is_empty());
         // ...so the same one, sent again (mm sends one when it quits), is new, not a repeat.
-        store.failing.store(false, Ordering::SeqCst);
+        store.deletes_fail.store(false, Ordering::SeqCst);
         assert!(hub.received(b.conn_id, "b", line.id));
         assert_eq!(*store.deleted.lock().unwrap(), [line.id]);
         assert!(!hub.received(b.conn_id, "b", line.id), "now it is a repeat");

@@ -1055,55 +1055,14 @@ mod tests {
         )
     }
 
-    /// A store whose mailbox cannot be read; everything else as [`MemoryStore`].
-    #[derive(Debug)]
-    struct UnreadableMailbox(crate::store::memory::MemoryStore);
-
-    impl crate::store::Store for UnreadableMailbox {
-        fn login(
-            &self,
-            nick: &str,
-            fingerprint: &str,
-            now_ms: u64,
-        ) -> Result<Reply<LoginOutcome>, StoreError> {
-            self.0.login(nick, fingerprint, now_ms)
-        }
-        fn waiting(&self, _: &str) -> Result<Reply<Vec<crate::store::Mail>>, StoreError> {
-            Err(StoreError::Busy)
-        }
-        fn delivered(&self, nick_key: &str, up_to: u64) -> Result<(), StoreError> {
-            self.0.delivered(nick_key, up_to)
-        }
-        fn logged_out(&self, nick_key: &str, now_ms: u64) -> Result<(), StoreError> {
-            self.0.logged_out(nick_key, now_ms)
-        }
-        fn append_public(&self, line: crate::store::Line) -> Result<Reply<()>, StoreError> {
-            self.0.append_public(line)
-        }
-        fn queue_mail(
-            &self,
-            to_key: &str,
-            mail: crate::store::Mail,
-            arrival: crate::store::Arrival,
-        ) -> Result<Reply<QueueOutcome>, StoreError> {
-            self.0.queue_mail(to_key, mail, arrival)
-        }
-        fn close(&self, last_id: u64) -> Result<Reply<()>, StoreError> {
-            self.0.close(last_id)
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_login_whose_mailbox_cannot_be_read_is_refused_not_half_done() {
         // Logged in without its waiting lines, the client would acknowledge the live lines
         // that follow, and with them (acknowledgements are cumulative) the unread ones.
         let limits = Limits::default();
-        let store = crate::store::memory::MemoryStore::new(crate::hub::store_options(&limits));
-        let hub = Hub::new(
-            &limits,
-            Arc::new(UnreadableMailbox(store)),
-            crate::store::Loaded::default(),
-        );
+        let store = crate::store::memory::FaultyStore::new(crate::hub::store_options(&limits));
+        store.waiting_fails.store(true, Ordering::SeqCst);
+        let hub = Hub::new(&limits, Arc::new(store), crate::store::Loaded::default());
         let mut watcher = hub.join(hub.next_conn_id(), "watcher", "fp-w").unwrap();
         let (mut c, hub, task) = start_on(hub, limits, 1 << 20);
         c.send(&ClientMsg::Hello {

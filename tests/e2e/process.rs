@@ -7,7 +7,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mm_client::{connect, ConnectOptions, Event, Trust};
+use mm_client::{ConnectOptions, Event, Trust};
 use mm_tests::{identity_for, ServerProcess, TestClient, WAIT};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::AsyncBufReadExt;
@@ -85,14 +85,7 @@ async fn presented(
 async fn login(addr: &str, ca: &[CertificateDer<'static>], nick: &str) -> TestClient {
     let mut opts = ConnectOptions::new(addr.to_owned(), nick, Trust::Roots(ca.to_vec()));
     opts.certificate = Some(identity_for(nick));
-    let (client, events, welcome) = connect(&opts)
-        .await
-        .unwrap_or_else(|e| panic!("{nick} cannot log in: {e}"));
-    TestClient {
-        client,
-        events,
-        welcome,
-    }
+    TestClient::connect(&opts).await
 }
 
 /// `from` says `text` publicly and `to` receives it.

@@ -25,14 +25,7 @@ fn hold_lock(db: &Path) -> rusqlite::Connection {
 }
 
 async fn login(server: &ServerProcess, nick: &str) -> TestClient {
-    let (client, events, welcome) = mm_client::connect(&server.options(nick))
-        .await
-        .unwrap_or_else(|e| panic!("{nick}: {e}"));
-    TestClient {
-        client,
-        events,
-        welcome,
-    }
+    TestClient::connect(&server.options(nick)).await
 }
 
 /// Waits (up to `within`) for a log line containing `needle`.

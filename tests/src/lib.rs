@@ -186,15 +186,7 @@ impl TestServer {
 
     /// Connects with these options; panics on failure.
     pub async fn client_with(&self, opts: ConnectOptions) -> TestClient {
-        let nick = opts.nick.clone();
-        let (client, events, welcome) = connect(&opts)
-            .await
-            .unwrap_or_else(|e| panic!("{nick}: {e}"));
-        TestClient {
-            client,
-            events,
-            welcome,
-        }
+        TestClient::connect(&opts).await
     }
 
     /// Asks the server to shut down gracefully and waits until `run` returns.
@@ -227,6 +219,18 @@ pub struct TestClient {
 }
 
 impl TestClient {
+    /// Connects with `opts` to any server; panics (naming the nick) on failure.
+    pub async fn connect(opts: &ConnectOptions) -> TestClient {
+        let (client, events, welcome) = connect(opts)
+            .await
+            .unwrap_or_else(|e| panic!("{} cannot log in: {e}", opts.nick));
+        TestClient {
+            client,
+            events,
+            welcome,
+        }
+    }
+
     /// The next event, whatever it is (fails the test after [`WAIT`]).
     pub async fn next(&mut self) -> Event {
         tokio::time::timeout(WAIT, self.events.next())

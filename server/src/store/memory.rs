@@ -136,3 +136,69 @@ impl Store for MemoryStore {
         self.with(|s| s.closed = true).map(answered)
     }
 }
+
+/// A [`MemoryStore`] whose mailbox reads or deletions can be made to fail (`Busy`), for tests
+/// of what the hub and sessions do while a store is failing.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct FaultyStore {
+    inner: MemoryStore,
+    /// `waiting` is refused.
+    pub waiting_fails: std::sync::atomic::AtomicBool,
+    /// `delivered` is refused.
+    pub deletes_fail: std::sync::atomic::AtomicBool,
+    /// The `up_to` of every deletion applied.
+    pub deleted: Mutex<Vec<u64>>,
+}
+
+#[cfg(test)]
+impl FaultyStore {
+    pub(crate) fn new(opts: Options) -> FaultyStore {
+        FaultyStore {
+            inner: MemoryStore::new(opts),
+            waiting_fails: Default::default(),
+            deletes_fail: Default::default(),
+            deleted: Mutex::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Store for FaultyStore {
+    fn login(&self, n: &str, f: &str, t: u64) -> Result<Reply<LoginOutcome>, StoreError> {
+        self.inner.login(n, f, t)
+    }
+    fn waiting(&self, key: &str) -> Result<Reply<Vec<Mail>>, StoreError> {
+        if self.waiting_fails.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Busy);
+        }
+        self.inner.waiting(key)
+    }
+    fn delivered(&self, key: &str, up_to: u64) -> Result<(), StoreError> {
+        if self.deletes_fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Busy);
+        }
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(up_to);
+        self.inner.delivered(key, up_to)
+    }
+    fn logged_out(&self, key: &str, t: u64) -> Result<(), StoreError> {
+        self.inner.logged_out(key, t)
+    }
+    fn append_public(&self, line: Line) -> Result<Reply<()>, StoreError> {
+        self.inner.append_public(line)
+    }
+    fn queue_mail(
+        &self,
+        key: &str,
+        mail: Mail,
+        a: Arrival,
+    ) -> Result<Reply<QueueOutcome>, StoreError> {
+        self.inner.queue_mail(key, mail, a)
+    }
+    fn close(&self, last_id: u64) -> Result<Reply<()>, StoreError> {
+        self.inner.close(last_id)
+    }
+}
