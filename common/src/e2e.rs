@@ -22,9 +22,17 @@
 //!   `rehandshake_after`, the session's initiator runs a fresh handshake (new ephemeral keys),
 //!   so a stolen session key stops working: post-compromise recovery. Messages keep flowing on
 //!   the old session until the new one is ready.
-//! * **Never a silent downgrade**: while a session is being set up, texts wait for it; once a
-//!   session failed, sending to that peer is refused until the user starts a new session or
-//!   explicitly ends it.
+//! * **Never a silent downgrade**: once the user asked for a secure chat with a peer (`/secure`)
+//!   or a session with it came up, the conversation *wants* to be secure until the user says
+//!   `/insecure` — across reconnects and client restarts (the caller saves
+//!   [`Sessions::conversations_text`] and gives it back to [`Sessions::restore`]). Texts for
+//!   such a peer are only ever sent encrypted: while a session is being set up they wait for
+//!   it; when a session was *interrupted* (reconnect, restart, the peer left, a timeout) the
+//!   next text starts a new one and waits for it, and the session also restarts by itself when
+//!   the peer is seen online ([`Sessions::presence`]); when the peer is known to be offline, or
+//!   a session *failed* in a way that may be an attack (a key change, a message that did not
+//!   decrypt, a broken handshake), sending is refused with the reason until the user acts.
+//!   SECURITY.md has the table of every transition.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -221,6 +229,55 @@ pub enum Failure {
     PeerAborted(AbortReason),
     /// The handshake did not finish in time.
     Timeout,
+    /// No session since our connection to the server was re-established, or since this
+    /// client started.
+    NotConnected,
+    /// The server refused to relay a message of the session (busy, rate limit): the peer
+    /// would not be able to decrypt what follows, so the session ends.
+    RelayRefused,
+}
+
+impl Failure {
+    /// Whether this only interrupted the session (nothing suggests an attack), so that a new
+    /// one may start by itself. Key changes, messages that did not decrypt and broken
+    /// handshakes block the conversation until the user acts.
+    pub fn is_interruption(&self) -> bool {
+        matches!(
+            self,
+            Failure::PeerLeft
+                | Failure::Unreachable
+                | Failure::Timeout
+                | Failure::NotConnected
+                | Failure::RelayRefused
+                | Failure::PeerAborted(AbortReason::UnknownSession | AbortReason::Ended)
+        )
+    }
+
+    /// The word saved in the conversations file for a failure that blocks (interruptions are
+    /// saved as plain `secure`: after a restart they are [`Failure::NotConnected`]).
+    fn token(&self) -> Option<&'static str> {
+        Some(match self {
+            Failure::Decrypt => "decrypt",
+            Failure::Handshake => "handshake",
+            Failure::BadKey => "bad-key",
+            Failure::PeerAborted(AbortReason::HandshakeFailed) => "peer-handshake",
+            Failure::PeerAborted(AbortReason::KeyNotAccepted) => "peer-key",
+            Failure::PeerAborted(AbortReason::DecryptFailed) => "peer-decrypt",
+            _ => return None,
+        })
+    }
+
+    fn from_token(token: &str) -> Option<Failure> {
+        Some(match token {
+            "decrypt" => Failure::Decrypt,
+            "handshake" => Failure::Handshake,
+            "bad-key" => Failure::BadKey,
+            "peer-handshake" => Failure::PeerAborted(AbortReason::HandshakeFailed),
+            "peer-key" => Failure::PeerAborted(AbortReason::KeyNotAccepted),
+            "peer-decrypt" => Failure::PeerAborted(AbortReason::DecryptFailed),
+            _ => return None,
+        })
+    }
 }
 
 impl fmt::Display for Failure {
@@ -241,6 +298,12 @@ impl fmt::Display for Failure {
             Failure::Unreachable => f.write_str("the peer is not online"),
             Failure::PeerAborted(reason) => write!(f, "the peer dropped the session: {reason}"),
             Failure::Timeout => f.write_str("the handshake timed out"),
+            Failure::NotConnected => {
+                f.write_str("not set up again since the connection to the server was re-established")
+            }
+            Failure::RelayRefused => {
+                f.write_str("the server refused to pass on one of its messages")
+            }
         }
     }
 }
@@ -311,33 +374,46 @@ pub enum Action {
     },
     /// Show this.
     Event(E2eEvent),
-    /// The pins changed; save them.
-    PinsChanged,
+    /// The pins or the conversations changed: save both ([`Sessions::pins`],
+    /// [`Sessions::conversations_text`]).
+    Persist,
+    /// Watch this peer's presence from now on (the server's `Monitor`), so that an interrupted
+    /// session can restart when it comes online: pass what the server says to
+    /// [`Sessions::presence`].
+    Monitor(String),
 }
 
 /// What to do with a text for a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
-    /// No secure session: send it as a plain private message.
+    /// The conversation is plain (never secured, or the user said `/insecure`): send it as a
+    /// plain private message.
     Plain,
     /// Encrypted: carry out these actions.
     Secure(Vec<Action>),
-    /// A handshake is running: the text waits and goes encrypted when it is ready.
-    Queued,
+    /// A handshake is running, or was started now to resume an interrupted session (carry out
+    /// these actions): the text waits and goes encrypted when the session is ready.
+    Queued(Vec<Action>),
 }
 
 /// Why a text or command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refused {
-    /// The session failed; the user must `/secure` again or `/insecure`.
-    #[error("the secure session with {peer} failed ({failure}); nothing was sent. Use /secure {peer} to try again or /insecure {peer} to send unencrypted")]
+    /// The session failed in a way that may be an attack; the user must `/secure` again or
+    /// `/insecure`.
+    #[error("the secure session with {peer} failed ({failure}); nothing was sent. {}", next_step(peer, *online))]
     Blocked {
         /// The peer.
         peer: String,
         /// Why.
         failure: Failure,
+        /// Whether the peer is online now, if known.
+        online: Option<bool>,
     },
+    /// The conversation is secure but the peer is offline, and a session needs both online.
+    #[error("{0} is offline and secure messages need {0} online; nothing was sent. The secure session restarts by itself when {0} is back (/insecure {0} sends unencrypted instead)")]
+    Offline(String),
     /// Too many texts wait for the handshake.
     #[error("too many messages waiting for the secure session with {0}")]
     QueueFull(String),
@@ -355,7 +431,7 @@ pub enum Refused {
     AlreadyStarting(String),
     /// The peer's key changed and the user has not accepted the new key.
     #[error(
-        "{0}'s key changed; compare safety numbers, then /accept-key {0} before a new session"
+        "{0}'s key changed and nothing was sent; compare the safety number of the new key (/verify {0}) with {0}, then /accept-key {0} (or /verified {0}) to start a new session, or /insecure {0} to send unencrypted"
     )]
     KeyNotAccepted(String),
     /// `/accept-key` with no changed key to accept.
@@ -372,10 +448,21 @@ pub enum Refused {
     Crypto,
 }
 
+/// What to tell the user to do about a blocked conversation.
+fn next_step(peer: &str, online: Option<bool>) -> String {
+    match online {
+        Some(false) => format!("{peer} is offline now; when {peer} is back, /secure {peer} starts a new session (/insecure {peer} sends unencrypted)"),
+        Some(true) => format!("{peer} is online: /secure {peer} starts a new session, or /insecure {peer} sends unencrypted"),
+        None => format!("/secure {peer} starts a new session, or /insecure {peer} sends unencrypted"),
+    }
+}
+
 /// Where a conversation stands, for display.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Status {
-    /// No secure session: private messages go in plain text (over TLS).
+    /// Plain (never secured, or the user said `/insecure`): private messages go in plain
+    /// text (over TLS).
     Plain,
     /// Being set up.
     Starting,
@@ -386,7 +473,17 @@ pub enum Status {
         /// Its trust.
         trust: Trust,
     },
-    /// Failed; sending is blocked.
+    /// Secure wanted, but the session was interrupted (`reason`): nothing goes plain; the next
+    /// text starts a new session and waits for it (refused while the peer is offline), and the
+    /// session restarts by itself when the peer comes online.
+    Interrupted {
+        /// Why there is no session now.
+        reason: Failure,
+        /// Whether the peer is online, if known.
+        online: Option<bool>,
+    },
+    /// Failed in a way that may be an attack, or the peer's key changed: sending is refused
+    /// until the user acts.
     Failed(Failure),
 }
 
@@ -420,9 +517,34 @@ enum State {
     Failed(Failure),
 }
 
+/// What the user wants of a conversation; saved across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intent {
+    /// Never secured, or the user said `/insecure`.
+    Plain,
+    /// The user said `/secure`, or a session came up: only encrypted from now on.
+    Secure,
+}
+
+/// Shortest wait before a session that failed to start restarts by itself; it doubles with
+/// every attempt, up to [`MAX_RETRY_WAIT`].
+const RETRY_WAIT: Duration = Duration::from_secs(5);
+
+/// Longest wait between automatic restarts.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
+
 struct Peer {
     nick: String,
     state: State,
+    intent: Intent,
+    /// Whether the peer is online, as far as we know on this connection.
+    online: Option<bool>,
+    /// Whether we asked the server to monitor the peer on this connection.
+    monitored: bool,
+    /// Handshakes we started since the last session came up, and when the last one started:
+    /// automatic restarts wait [`RETRY_WAIT`] × 2^(attempts−1) after it.
+    attempts: u32,
+    last_start: Option<Instant>,
     /// Texts waiting for the handshake, with their tags.
     queued: VecDeque<(String, u64)>,
 }
@@ -544,26 +666,205 @@ impl Sessions {
         self.peers.entry(nick_key(nick)).or_insert_with(|| Peer {
             nick: nick.to_owned(),
             state: State::Idle,
+            intent: Intent::Plain,
+            online: None,
+            monitored: false,
+            attempts: 0,
+            last_start: None,
             queued: VecDeque::new(),
         })
     }
 
+    /// Marks the conversation with `nick` as wanting to be secure. Returns the actions that
+    /// come with a change: save it, and watch the peer's presence.
+    fn want_secure(&mut self, nick: &str) -> Vec<Action> {
+        let entry = self.peer(nick);
+        let mut actions = Vec::new();
+        if entry.intent != Intent::Secure {
+            entry.intent = Intent::Secure;
+            actions.push(Action::Persist);
+        }
+        if !entry.monitored {
+            entry.monitored = true;
+            actions.push(Action::Monitor(entry.nick.clone()));
+        }
+        actions
+    }
+
+    /// The conversations to remember across restarts, one per line: `secure NICK` (secure
+    /// wanted), `blocked NICK REASON` (failed in a way that needs the user), `key-changed NICK
+    /// HEX` (the peer presented the key HEX, not its pin). Plain conversations are not listed.
+    pub fn conversations_text(&self) -> String {
+        let mut lines: Vec<String> = self
+            .peers
+            .values()
+            .filter(|p| p.intent == Intent::Secure)
+            .map(|p| match &p.state {
+                State::Failed(Failure::KeyChanged { presented, .. }) => {
+                    format!("key-changed {} {}", p.nick, crate::identity::hex(presented))
+                }
+                State::Failed(f) => match f.token() {
+                    Some(token) => format!("blocked {} {token}", p.nick),
+                    None => format!("secure {}", p.nick),
+                },
+                _ => format!("secure {}", p.nick),
+            })
+            .collect();
+        lines.sort();
+        let mut text = lines.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Restores what [`Sessions::conversations_text`] saved (call before the first
+    /// connection): secure conversations start [`Status::Interrupted`], blocked ones stay
+    /// blocked, and key changes stay unaccepted.
+    ///
+    /// # Errors
+    /// The 1-based number of the first damaged line; nothing is restored then. Refusing is
+    /// safer than forgetting: a forgotten conversation would go plain.
+    pub fn restore(&mut self, text: &str) -> Result<(), usize> {
+        let mut restored = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let state = match words.as_slice() {
+                [] => continue,
+                ["secure", nick] => (nick, State::Failed(Failure::NotConnected)),
+                ["blocked", nick, token] => match Failure::from_token(token) {
+                    Some(f) => (nick, State::Failed(f)),
+                    None => return Err(i + 1),
+                },
+                ["key-changed", nick, key] => {
+                    let presented = crate::identity::parse_key(key);
+                    match (presented, self.pins.get(nick)) {
+                        (Some(presented), Some(pin)) if pin.key != presented => (
+                            nick,
+                            State::Failed(Failure::KeyChanged {
+                                pinned: pin.key,
+                                presented,
+                            }),
+                        ),
+                        // Accepted meanwhile (or the pin is gone): secure, not blocked.
+                        (Some(_), _) => (nick, State::Failed(Failure::NotConnected)),
+                        (None, _) => return Err(i + 1),
+                    }
+                }
+                _ => return Err(i + 1),
+            };
+            if validate_nick(state.0).is_err() || nick_key(state.0) == nick_key(&self.me) {
+                return Err(i + 1);
+            }
+            restored.push((state.0.to_string(), state.1));
+        }
+        if self.peers.len() + restored.len() > MAX_PEERS {
+            return Err(MAX_PEERS + 1);
+        }
+        for (nick, state) in restored {
+            let entry = self.peer(&nick);
+            entry.intent = Intent::Secure;
+            entry.state = state;
+        }
+        Ok(())
+    }
+
+    /// A new connection to the server: sessions of the old one cannot continue (the peer saw
+    /// us leave). Secure conversations become [`Status::Interrupted`] (blocked ones stay
+    /// blocked); texts that waited were the old connection's, which reported them. Returns the
+    /// peers to monitor on the new connection (the caller sends them; answers go to
+    /// [`Sessions::presence`]), at most [`crate::protocol::MAX_MONITORED`].
+    pub fn connection_reset(&mut self) -> Vec<String> {
+        let mut monitor = Vec::new();
+        for entry in self.peers.values_mut() {
+            entry.online = None;
+            entry.monitored = false;
+            entry.queued.clear();
+            entry.attempts = 0;
+            entry.last_start = None;
+            let interrupted = match &entry.state {
+                State::Handshaking(_) | State::Established(_) => true,
+                State::Failed(f) => f.is_interruption(),
+                State::Idle => false,
+            };
+            if interrupted {
+                entry.state = match entry.intent {
+                    Intent::Secure => State::Failed(Failure::NotConnected),
+                    Intent::Plain => State::Idle,
+                };
+            }
+            if entry.intent == Intent::Secure && monitor.len() < crate::protocol::MAX_MONITORED {
+                entry.monitored = true;
+                monitor.push(entry.nick.clone());
+            }
+        }
+        monitor.sort_unstable_by_key(|n| nick_key(n));
+        monitor
+    }
+
+    /// What the server says of `peer`'s presence (a monitor answer, a join or a leave notice,
+    /// or a refused relay for an offline peer). Going offline ends its session; coming online
+    /// restarts an interrupted secure conversation (waiting longer after each attempt that
+    /// did not come up).
+    pub fn presence(&mut self, peer: &str, online: bool, now: Instant) -> Vec<Action> {
+        let key = nick_key(peer);
+        let Some(entry) = self.peers.get_mut(&key) else {
+            return Vec::new();
+        };
+        entry.online = Some(online);
+        if !online {
+            return self.fail_if_active(peer, Failure::PeerLeft);
+        }
+        self.resume_if_due(&key, now)
+    }
+
+    /// Starts a session by itself for an interrupted secure conversation whose peer is online,
+    /// if the wait after the last attempt is over.
+    fn resume_if_due(&mut self, key: &str, now: Instant) -> Vec<Action> {
+        let Some(entry) = self.peers.get(key) else {
+            return Vec::new();
+        };
+        let interrupted = matches!(&entry.state, State::Failed(f) if f.is_interruption());
+        if entry.intent != Intent::Secure || entry.online != Some(true) || !interrupted {
+            return Vec::new();
+        }
+        if let (Some(last), Some(n)) = (entry.last_start, entry.attempts.checked_sub(1)) {
+            let wait = RETRY_WAIT
+                .saturating_mul(1u32 << n.min(8))
+                .min(MAX_RETRY_WAIT);
+            if now.saturating_duration_since(last) < wait {
+                return Vec::new();
+            }
+        }
+        let nick = entry.nick.clone();
+        self.begin(&nick, now).unwrap_or_default()
+    }
+
     /// Where the conversation with `peer` stands.
     pub fn status(&self, peer: &str) -> Status {
-        match self.peers.get(&nick_key(peer)).map(|p| &p.state) {
-            None | Some(State::Idle) => Status::Plain,
-            Some(State::Handshaking(h)) => match &h.previous {
+        let Some(entry) = self.peers.get(&nick_key(peer)) else {
+            return Status::Plain;
+        };
+        match &entry.state {
+            State::Failed(f) if f.is_interruption() && entry.intent == Intent::Secure => {
+                Status::Interrupted {
+                    reason: f.clone(),
+                    online: entry.online,
+                }
+            }
+            State::Idle => Status::Plain,
+            State::Handshaking(h) => match &h.previous {
                 Some(e) => Status::Secure {
                     key: e.peer_key,
                     trust: e.trust,
                 },
                 None => Status::Starting,
             },
-            Some(State::Established(e)) => Status::Secure {
+            State::Established(e) => Status::Secure {
                 key: e.peer_key,
                 trust: e.trust,
             },
-            Some(State::Failed(f)) => Status::Failed(f.clone()),
+            State::Failed(f) => Status::Failed(f.clone()),
         }
     }
 
@@ -576,6 +877,9 @@ impl Sessions {
         if nick_key(peer) == nick_key(&self.me) {
             return Err(Refused::Yourself);
         }
+        if !self.peers.contains_key(&nick_key(peer)) && self.peers.len() >= MAX_PEERS {
+            return Err(Refused::Crypto);
+        }
         let entry = self.peer(peer);
         match &entry.state {
             State::Established(_) => return Err(Refused::AlreadySecure(entry.nick.clone())),
@@ -585,9 +889,21 @@ impl Sessions {
             }
             State::Idle | State::Failed(_) => {}
         }
+        // The user asked: start now, whatever the wait after earlier attempts.
+        entry.attempts = 0;
+        let mut actions = self.begin(peer, now)?;
+        actions.extend(self.want_secure(peer));
+        Ok(actions)
+    }
+
+    /// Starts a handshake with `peer` (no session and no key change to accept), counting the
+    /// attempt.
+    fn begin(&mut self, peer: &str, now: Instant) -> Result<Vec<Action>, Refused> {
         let (handshake, hello) = self.initiate(peer, now, None).ok_or(Refused::Crypto)?;
         let entry = self.peer(peer);
         entry.state = State::Handshaking(Box::new(handshake));
+        entry.attempts = entry.attempts.saturating_add(1);
+        entry.last_start = Some(now);
         let nick = entry.nick.clone();
         Ok(vec![
             Action::Send {
@@ -658,16 +974,34 @@ impl Sessions {
         };
         match &mut entry.state {
             State::Idle => Ok(Outgoing::Plain),
-            State::Failed(failure) => Err(Refused::Blocked {
-                peer: entry.nick.clone(),
-                failure: failure.clone(),
-            }),
+            State::Failed(Failure::KeyChanged { .. }) => {
+                Err(Refused::KeyNotAccepted(entry.nick.clone()))
+            }
+            State::Failed(failure) if !failure.is_interruption() || entry.intent != Intent::Secure => {
+                Err(Refused::Blocked {
+                    peer: entry.nick.clone(),
+                    failure: failure.clone(),
+                    online: entry.online,
+                })
+            }
+            State::Failed(_) => {
+                // Interrupted: never plain. A new session starts now and the text waits for
+                // it — unless the peer is known to be offline.
+                if entry.online == Some(false) {
+                    return Err(Refused::Offline(entry.nick.clone()));
+                }
+                let nick = entry.nick.clone();
+                let mut actions = self.want_secure(&nick);
+                actions.extend(self.begin(&nick, now)?);
+                self.peer(&nick).queued.push_back((text.to_owned(), line));
+                Ok(Outgoing::Queued(actions))
+            }
             State::Handshaking(h) if h.previous.is_none() => {
                 if entry.queued.len() >= max_queued {
                     return Err(Refused::QueueFull(entry.nick.clone()));
                 }
                 entry.queued.push_back((text.to_owned(), line));
-                Ok(Outgoing::Queued)
+                Ok(Outgoing::Queued(Vec::new()))
             }
             State::Handshaking(_) | State::Established(_) => {
                 let actions = self.encrypt_text(&key, text, line, now)?;
@@ -757,6 +1091,10 @@ impl Sessions {
         if validate_nick(from).is_err() || nick_key(from) == nick_key(&self.me) {
             return Vec::new();
         }
+        // Whatever it sent, the peer is online.
+        if let Some(entry) = self.peers.get_mut(&nick_key(from)) {
+            entry.online = Some(true);
+        }
         let envelope = match postcard::from_bytes::<Envelope>(payload) {
             Ok(envelope) => envelope,
             // Garbage in a live session is tampering; otherwise there is nothing to protect.
@@ -791,7 +1129,19 @@ impl Sessions {
         let previous = match std::mem::replace(&mut entry.state, State::Idle) {
             State::Failed(failure @ Failure::KeyChanged { .. }) => {
                 entry.state = State::Failed(failure);
-                return vec![abort(&nick, session, AbortReason::KeyNotAccepted)];
+                // Answer (message 2 carries our key and nothing else), then drop the session:
+                // the peer learns our key, so that both can compare the safety number of its
+                // new key before this side accepts it.
+                let mut actions = Vec::new();
+                if let Ok((_, reply)) = self.respond(from, session, noise, now, None) {
+                    actions.push(Action::Send {
+                        to: nick.clone(),
+                        payload: reply,
+                        line: None,
+                    });
+                }
+                actions.push(abort(&nick, session, AbortReason::KeyNotAccepted));
+                return actions;
             }
             State::Handshaking(h) if h.initiator && h.session != session => {
                 // Both sides started at once. The side with the smaller nick stays initiator;
@@ -917,12 +1267,17 @@ impl Sessions {
             return self.handshake_failed(from, session, Failure::Handshake);
         }
         // The responder's static key is known now: check it before sending message 3.
-        let trust = match self.check_peer_key(from, key_of(h.noise.get_remote_static())) {
-            Ok(trust) => trust,
-            Err(failure) => {
+        let checked = self.check_peer_key(from, key_of(h.noise.get_remote_static()));
+        if let Err(failure) = &checked {
+            if !matches!(failure, Failure::KeyChanged { .. }) {
+                let failure = failure.clone();
                 return self.abort_and_fail(from, session, abort_reason(&failure), failure);
             }
-        };
+        }
+        // Message 3 carries our static key and nothing else (handshake payloads are empty).
+        // It is sent even when the peer's key changed, then the session is dropped: the peer
+        // then knows our key, so that both sides can compare the safety number of the key
+        // presented before either accepts it.
         let mut buf = [0u8; MAX_HANDSHAKE_MSG];
         let Ok(n) = h.noise.write_message(&[], &mut buf) else {
             return self.handshake_failed(from, session, Failure::Handshake);
@@ -937,7 +1292,12 @@ impl Sessions {
             payload: finish,
             line: None,
         }];
-        actions.extend(self.establish(from, *h, trust, now));
+        match checked {
+            Ok(trust) => actions.extend(self.establish(from, *h, trust, now)),
+            Err(failure) => {
+                actions.extend(self.abort_and_fail(from, session, abort_reason(&failure), failure))
+            }
+        }
         actions
     }
 
@@ -1003,10 +1363,11 @@ impl Sessions {
         let Ok(transport) = h.noise.into_transport_mode() else {
             return self.handshake_failed(from, session, Failure::Handshake);
         };
-        let mut actions = Vec::new();
-        if new_pin && self.pins.pin_new(from, &peer_key) {
-            actions.push(Action::PinsChanged);
+        let mut actions = self.want_secure(from);
+        if new_pin && self.pins.pin_new(from, &peer_key) && !actions.contains(&Action::Persist) {
+            actions.push(Action::Persist);
         }
+        self.peer(from).attempts = 0;
         let renewed = h.previous.is_some();
         let established = Established {
             session,
@@ -1089,7 +1450,11 @@ impl Sessions {
             Some(Some(Inner::Rekey)) => Vec::new(),
             Some(Some(Inner::Close)) => {
                 let entry = self.peer(from);
-                entry.state = State::Idle;
+                // The peer chose plain; this side still wants secure until its user says so.
+                entry.state = match entry.intent {
+                    Intent::Secure => State::Failed(Failure::PeerAborted(AbortReason::Ended)),
+                    Intent::Plain => State::Idle,
+                };
                 let unsent = entry.queued.drain(..).map(|(_, line)| line).collect();
                 vec![Action::Event(E2eEvent::Ended {
                     peer: nick,
@@ -1127,13 +1492,21 @@ impl Sessions {
     /// Marks the session with `peer` failed; queued texts are dropped and reported.
     fn fail(&mut self, peer: &str, failure: Failure) -> Vec<Action> {
         let entry = self.peer(peer);
+        let persist = !failure.is_interruption() && entry.intent == Intent::Secure;
+        if matches!(failure, Failure::PeerLeft | Failure::Unreachable) {
+            entry.online = Some(false);
+        }
         entry.state = State::Failed(failure.clone());
         let unsent = entry.queued.drain(..).map(|(_, line)| line).collect();
-        vec![Action::Event(E2eEvent::Failed {
+        let mut actions = vec![Action::Event(E2eEvent::Failed {
             peer: entry.nick.clone(),
             failure,
             unsent,
-        })]
+        })];
+        if persist {
+            actions.push(Action::Persist);
+        }
+        actions
     }
 
     /// Tells the peer why we dropped `session`, and fails our side of it.
@@ -1168,13 +1541,26 @@ impl Sessions {
 
     /// The peer went offline: its session cannot continue.
     pub fn peer_left(&mut self, peer: &str) -> Vec<Action> {
+        if let Some(entry) = self.peers.get_mut(&nick_key(peer)) {
+            entry.online = Some(false);
+        }
         self.fail_if_active(peer, Failure::PeerLeft)
     }
 
     /// The server could not deliver a payload to `peer` (it is offline): its session cannot
     /// continue, and a handshake to it fails at once instead of timing out.
     pub fn unreachable(&mut self, peer: &str) -> Vec<Action> {
+        if let Some(entry) = self.peers.get_mut(&nick_key(peer)) {
+            entry.online = Some(false);
+        }
         self.fail_if_active(peer, Failure::Unreachable)
+    }
+
+    /// The server refused to relay one of our messages to `peer` for another reason (busy,
+    /// rate limit): the peer would fail to decrypt everything after it, so the session ends
+    /// now, visibly; a secure conversation restarts with the next text.
+    pub fn relay_refused(&mut self, peer: &str) -> Vec<Action> {
+        self.fail_if_active(peer, Failure::RelayRefused)
     }
 
     /// `/insecure peer`: ends the session (telling the peer, encrypted, if it is up) and allows
@@ -1190,7 +1576,10 @@ impl Sessions {
         let nick = entry.nick.clone();
         let mut actions = Vec::new();
         match std::mem::replace(&mut entry.state, State::Idle) {
-            State::Idle => return Err(Refused::NoSession(nick)),
+            State::Idle if entry.intent == Intent::Plain => {
+                return Err(Refused::NoSession(nick))
+            }
+            State::Idle => {}
             State::Established(mut e) => actions.push(Action::Send {
                 to: nick.clone(),
                 payload: seal(&mut e, &Inner::Close)?,
@@ -1207,34 +1596,64 @@ impl Sessions {
             State::Failed(_) => {}
         }
         let unsent = entry.queued.drain(..).map(|(_, line)| line).collect();
+        entry.intent = Intent::Plain;
         actions.push(Action::Event(E2eEvent::Ended {
             peer: nick,
             by_peer: false,
             unsent,
         }));
+        actions.push(Action::Persist);
         Ok(actions)
     }
 
-    /// `/accept-key peer`: after a key change, pins the new key (not verified) and unblocks.
+    /// `/accept-key peer`: after a key change, pins the new key (not verified), unblocks, and
+    /// starts a new session unless the peer is known to be offline.
     ///
     /// # Errors
     /// [`Refused::NothingToAccept`] if the peer's key did not change.
-    pub fn accept_key(&mut self, peer: &str) -> Result<Vec<Action>, Refused> {
+    pub fn accept_key(&mut self, peer: &str, now: Instant) -> Result<Vec<Action>, Refused> {
         let key = nick_key(peer);
         let presented = match self.peers.get(&key).map(|p| &p.state) {
             Some(State::Failed(Failure::KeyChanged { presented, .. })) => *presented,
             _ => return Err(Refused::NothingToAccept(peer.to_owned())),
         };
         self.pins.replace(peer, &presented);
-        self.peer(peer).state = State::Idle;
-        Ok(vec![Action::PinsChanged])
+        Ok(self.accepted(peer, now))
     }
 
-    /// `/verified peer`: the user compared the safety number and it matched.
+    /// After the user accepted a changed key: the conversation is secure and interrupted, and
+    /// a new session starts now if the peer is online.
+    fn accepted(&mut self, peer: &str, now: Instant) -> Vec<Action> {
+        let entry = self.peer(peer);
+        entry.state = State::Failed(Failure::NotConnected);
+        entry.attempts = 0;
+        entry.last_start = None;
+        let mut actions = vec![Action::Persist];
+        let key = nick_key(peer);
+        let online = self.peers.get(&key).and_then(|p| p.online) != Some(false);
+        if online {
+            let nick = self.peer(peer).nick.clone();
+            actions.extend(self.begin(&nick, now).unwrap_or_default());
+        }
+        actions
+    }
+
+    /// `/verified peer`: the user compared the safety number ([`Sessions::safety_number`]) and
+    /// it matched. After a key change that number is the presented key's, so this accepts that
+    /// key as verified (and starts a new session, as [`Sessions::accept_key`]).
     ///
     /// # Errors
     /// [`Refused::NoKey`] if no key is pinned for the peer.
-    pub fn mark_verified(&mut self, peer: &str) -> Result<Vec<Action>, Refused> {
+    pub fn mark_verified(&mut self, peer: &str, now: Instant) -> Result<Vec<Action>, Refused> {
+        let key = nick_key(peer);
+        if let Some(State::Failed(Failure::KeyChanged { presented, .. })) =
+            self.peers.get(&key).map(|p| &p.state)
+        {
+            let presented = *presented;
+            self.pins.replace(peer, &presented);
+            self.pins.mark_verified(peer);
+            return Ok(self.accepted(peer, now));
+        }
         if !self.pins.mark_verified(peer) {
             return Err(Refused::NoKey(peer.to_owned()));
         }
@@ -1244,23 +1663,31 @@ impl Sessions {
                 e.trust = Trust::Verified;
             }
         }
-        Ok(vec![Action::PinsChanged])
+        Ok(vec![Action::Persist])
     }
 
-    /// The safety number with `peer` (from our key and its pinned key).
+    /// The safety number with `peer`: from our key and its pinned key — or, after a key
+    /// change, the key it presents now (not accepted yet), which is the one both users must
+    /// compare before accepting it. The peer's side computes the same digits from our key
+    /// (it learned ours from the handshake we then dropped).
     ///
     /// # Errors
-    /// [`Refused::NoKey`] if no key is pinned for the peer.
+    /// [`Refused::NoKey`] if no key is known for the peer.
     pub fn safety_number(&self, peer: &str) -> Result<String, Refused> {
-        let pin = self
-            .pins
-            .get(peer)
-            .ok_or_else(|| Refused::NoKey(peer.to_owned()))?;
+        let key = match self.peers.get(&nick_key(peer)).map(|p| &p.state) {
+            Some(State::Failed(Failure::KeyChanged { presented, .. })) => *presented,
+            _ => {
+                self.pins
+                    .get(peer)
+                    .ok_or_else(|| Refused::NoKey(peer.to_owned()))?
+                    .key
+            }
+        };
         Ok(crate::safety::safety_number(
             &self.me,
             self.identity.public(),
             peer,
-            &pin.key,
+            &key,
         ))
     }
 
@@ -1285,6 +1712,7 @@ impl Sessions {
                 }
             } else {
                 actions.extend(self.rehandshake_if_due(&key, now));
+                actions.extend(self.resume_if_due(&key, now));
             }
         }
         actions

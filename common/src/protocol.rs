@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. The client sends it in [`ClientMsg::Hello`]; the
 /// server refuses versions it does not speak with [`ErrorCode::UNSUPPORTED_VERSION`].
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The TLS ALPN protocol name. Both sides offer it, so a Multi-Messenger client and an HTTPS
 /// server (or the reverse) fail at the handshake instead of exchanging garbage.
@@ -29,6 +29,13 @@ pub const MAX_RELAY_LEN: usize = 16 * 1024;
 
 /// Longest error detail the server sends, in bytes.
 pub const MAX_DETAIL_LEN: usize = 512;
+
+/// Most nicks in one [`ClientMsg::Monitor`].
+pub const MONITOR_PER_FRAME: usize = 64;
+
+/// Most nicks one connection may monitor; further ones are ignored (like IRCv3 `MONITOR`'s
+/// limit, a bound on the server's memory per connection).
+pub const MAX_MONITORED: usize = 256;
 
 /// A message from a client to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +90,16 @@ pub enum ClientMsg {
     Received {
         /// Highest id received; ids of personal lines reach one client in increasing order.
         up_to: u64,
+    },
+    /// Watch these users' presence (the idea of IRCv3 `MONITOR`): the server answers at once
+    /// with one [`ServerMsg::Presence`] per valid nick, then sends one each time that user
+    /// comes online or goes offline, for as long as this connection lasts — whatever the size
+    /// of the room (join and leave notices stop in large rooms). 1 to [`MONITOR_PER_FRAME`]
+    /// nicks; invalid nicks and those beyond [`MAX_MONITORED`] per connection are ignored. Not
+    /// answered otherwise; counted against the rate limit.
+    Monitor {
+        /// Nicks to watch (case-insensitive).
+        nicks: Vec<String>,
     },
 }
 
@@ -226,6 +243,13 @@ pub enum ServerMsg {
         from: String,
         /// The text, exactly as sent.
         text: String,
+    },
+    /// A monitored user's presence ([`ClientMsg::Monitor`]): now, then at every change.
+    Presence {
+        /// The nick (as registered when online, as asked otherwise).
+        nick: String,
+        /// Whether they are online.
+        online: bool,
     },
 }
 

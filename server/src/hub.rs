@@ -13,14 +13,14 @@
 //! The hub also keeps the room's recent history in memory, already encoded as `History` frames,
 //! so that a login costs a few reference-count increments instead of a database query.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use mm_common::frame;
-use mm_common::protocol::{nick_key, LeaveReason, ServerMsg};
+use mm_common::protocol::{nick_key, validate_nick, LeaveReason, ServerMsg, MAX_MONITORED};
 use tokio::sync::mpsc;
 
 use crate::config::Limits;
@@ -73,6 +73,9 @@ struct State {
     max_unacked: usize,
     /// The newest public lines as `History` frames, oldest first.
     history: VecDeque<Bytes>,
+    /// Presence watches ([`Hub::monitor`]): the watched user's [`nick_key`] → the keys of the
+    /// online users watching it. Each watcher's own list is in its [`Peer::monitoring`].
+    monitors: HashMap<String, HashSet<String>>,
 }
 
 impl State {
@@ -105,6 +108,8 @@ struct Peer {
     /// takes): acknowledgements then stop at the last fetched id, so that they never delete
     /// the rows in between that this connection was not given.
     ack_ceiling: Option<u64>,
+    /// Keys of the users this connection monitors, at most [`MAX_MONITORED`].
+    monitoring: HashSet<String>,
 }
 
 /// Why a frame could not be queued for a user.
@@ -337,6 +342,9 @@ impl Hub {
             .peers
             .get(&nick_key(&m.nick))
             .is_some_and(|p| p.conn_id == m.conn_id);
+        if current && !state.closed {
+            notify_monitors(&mut state, &m.nick, true);
+        }
         if current && !state.closed && state.presence(state.peers.len()) {
             let joined = ServerMsg::Joined {
                 ts: now_ms(),
@@ -374,7 +382,7 @@ impl Hub {
             // Dropping the old entry drops its queue's sender: its session sees the queue
             // close, finds `replaced` set, tells its client and ends.
             existing.replaced.store(true, Ordering::Relaxed);
-            state.peers.remove(&key);
+            remove_peer(&mut state, &key);
             takeover = true;
             tracing::info!(conn = conn_id, nick, "login replaces an older connection");
         }
@@ -401,6 +409,7 @@ impl Hub {
                 unacked: VecDeque::new(),
                 fetched: VecDeque::new(),
                 ack_ceiling: None,
+                monitoring: HashSet::new(),
             },
         );
         let mut online: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
@@ -427,6 +436,58 @@ impl Hub {
         remove_if_current(&mut state, conn_id, nick);
     }
 
+    /// Adds `nicks` to the presence watches of `nick`'s connection `conn_id`
+    /// ([`ClientMsg::Monitor`](mm_common::protocol::ClientMsg::Monitor)) and queues each one's
+    /// presence now; later changes follow in the same queue, so the client sees them in order.
+    /// Invalid nicks, and nicks beyond [`MAX_MONITORED`] per connection, are ignored.
+    pub fn monitor(&self, conn_id: u64, nick: &str, nicks: &[String]) {
+        let mut state = self.lock();
+        let me = nick_key(nick);
+        let mut frames = Vec::new();
+        for watched in nicks {
+            if validate_nick(watched).is_err() {
+                continue;
+            }
+            let key = nick_key(watched);
+            let Some(peer) = state.peers.get_mut(&me).filter(|p| p.conn_id == conn_id) else {
+                return;
+            };
+            if !peer.monitoring.contains(&key) {
+                if peer.monitoring.len() >= MAX_MONITORED {
+                    continue;
+                }
+                peer.monitoring.insert(key.clone());
+                state
+                    .monitors
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(me.clone());
+            }
+            let msg = match state.peers.get(&key) {
+                Some(p) => ServerMsg::Presence {
+                    nick: p.nick.clone(),
+                    online: true,
+                },
+                None => ServerMsg::Presence {
+                    nick: watched.clone(),
+                    online: false,
+                },
+            };
+            if let Ok(frame) = frame::encode(&msg) {
+                frames.push(frame);
+            }
+        }
+        let Some(peer) = state.peers.get(&me).filter(|p| p.conn_id == conn_id) else {
+            return;
+        };
+        let full = frames
+            .into_iter()
+            .any(|f| matches!(peer.enqueue(f, state.max_queued_bytes), Err(QueueError::Full)));
+        if full {
+            evict(&mut state, &me);
+        }
+    }
+
     /// Logs a connection out and tells the others, unless the hub already dropped it (or the
     /// server is shutting down, when leave notices are noise).
     pub fn leave(&self, conn_id: u64, nick: &str, reason: LeaveReason) {
@@ -436,6 +497,9 @@ impl Hub {
         }
         if let Err(e) = self.shared.store.logged_out(&nick_key(nick), now_ms()) {
             tracing::debug!(error = %e, "last-seen time not recorded");
+        }
+        if !state.closed {
+            notify_monitors(&mut state, nick, false);
         }
         if !state.closed && state.presence(state.peers.len() + 1) {
             broadcast(
@@ -782,7 +846,8 @@ fn broadcast_frame(state: &mut State, skip_conn: u64, frame: Bytes) {
 /// Drops a user whose queue is full. Dropping its queue's sender makes its session see the
 /// queue close after the frames already in it: it then tells its client and disconnects.
 fn evict(state: &mut State, key: &str) {
-    if let Some(peer) = state.peers.remove(key) {
+    if let Some(peer) = remove_peer(state, key) {
+        notify_monitors(state, &peer.nick, false);
         tracing::info!(conn = peer.conn_id, nick = %peer.nick, "queue full; disconnecting a slow client");
         let left = ServerMsg::Left {
             ts: now_ms(),
@@ -796,12 +861,56 @@ fn evict(state: &mut State, key: &str) {
     }
 }
 
+/// Removes the connection of `key` and its presence watches.
+fn remove_peer(state: &mut State, key: &str) -> Option<Peer> {
+    let peer = state.peers.remove(key)?;
+    for watched in &peer.monitoring {
+        if let Some(watchers) = state.monitors.get_mut(watched) {
+            watchers.remove(key);
+            if watchers.is_empty() {
+                state.monitors.remove(watched);
+            }
+        }
+    }
+    Some(peer)
+}
+
+/// Tells the users monitoring `nick` that it came online or went offline; watchers whose
+/// queue is full are disconnected, as for any notice.
+fn notify_monitors(state: &mut State, nick: &str, online: bool) {
+    let Some(watchers) = state.monitors.get(&nick_key(nick)) else {
+        return;
+    };
+    let msg = ServerMsg::Presence {
+        nick: nick.to_owned(),
+        online,
+    };
+    let frame = match frame::encode(&msg) {
+        Ok(frame) => frame,
+        Err(e) => {
+            tracing::error!(error = %e, "notice could not be encoded");
+            return;
+        }
+    };
+    let mut too_slow = Vec::new();
+    for watcher in watchers {
+        if let Some(peer) = state.peers.get(watcher) {
+            if let Err(QueueError::Full) = peer.enqueue(frame.clone(), state.max_queued_bytes) {
+                too_slow.push(watcher.clone());
+            }
+        }
+    }
+    for key in too_slow {
+        evict(state, &key);
+    }
+}
+
 /// Removes `nick` if it still belongs to `conn_id` (a new login may have taken the nick after
 /// the hub dropped the old one). Returns whether it removed anything.
 fn remove_if_current(state: &mut State, conn_id: u64, nick: &str) -> bool {
     let key = nick_key(nick);
     if state.peers.get(&key).is_some_and(|p| p.conn_id == conn_id) {
-        state.peers.remove(&key);
+        remove_peer(state, &key);
         true
     } else {
         false

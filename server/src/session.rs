@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mm_common::protocol::{
-    self, validate_nick, validate_text, ClientMsg, ErrorCode, LeaveReason, ServerMsg,
+    self, validate_nick, validate_text, ClientMsg, ErrorCode, MONITOR_PER_FRAME, LeaveReason, ServerMsg,
     PROTOCOL_VERSION, USERS_PER_FRAME,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -885,6 +885,16 @@ fn handle<S: Stream>(
             }),
         ClientMsg::Who => {
             queue_users(conn, &ctx.hub.online());
+            return None;
+        }
+        ClientMsg::Monitor { nicks } => {
+            if nicks.is_empty() || nicks.len() > MONITOR_PER_FRAME {
+                return Some(Exit::Fatal(
+                    ErrorCode::BAD_FRAME,
+                    format!("monitor takes 1 to {MONITOR_PER_FRAME} nicks"),
+                ));
+            }
+            ctx.hub.monitor(m.conn_id, &m.nick, &nicks);
             return None;
         }
         ClientMsg::Ping { token } => {

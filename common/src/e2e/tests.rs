@@ -14,6 +14,8 @@ struct Side {
     pins_saved: usize,
     /// Tags of the texts sent, in order.
     sent_lines: Vec<u64>,
+    /// Peers it asked the server to monitor.
+    monitored: Vec<String>,
 }
 
 struct Relay {
@@ -30,6 +32,7 @@ fn side(nick: &'static str, identity: Identity, config: E2eConfig) -> Side {
         events: Vec::new(),
         pins_saved: 0,
         sent_lines: Vec::new(),
+        monitored: Vec::new(),
     }
 }
 
@@ -61,7 +64,11 @@ impl Relay {
                     other.inbox.push_back(payload);
                 }
                 Action::Event(e) => me.events.push(e),
-                Action::PinsChanged => me.pins_saved += 1,
+                Action::Persist => me.pins_saved += 1,
+                Action::Monitor(nick) => {
+                    assert_eq!(nick, other.nick, "monitors the peer");
+                    me.monitored.push(nick);
+                }
             }
         }
     }
@@ -165,11 +172,13 @@ fn handshake_then_messages_both_ways() {
     r.connect();
     assert_eq!(Relay::readies(&r.a), vec![(Trust::New, false)]);
     assert_eq!(Relay::readies(&r.b), vec![(Trust::New, false)]);
-    assert_eq!(
-        (r.a.pins_saved, r.b.pins_saved),
-        (1, 1),
-        "both pinned the other on first use"
+    assert!(
+        r.a.pins_saved >= 1 && r.b.pins_saved >= 1,
+        "both pinned the other on first use, and saved"
     );
+    assert_eq!(r.a.sessions.pins().get("bob").unwrap().key, *r.b.sessions.public_key());
+    assert_eq!(r.b.sessions.pins().get("alice").unwrap().key, *r.a.sessions.public_key());
+    assert_eq!((r.a.monitored.len(), r.b.monitored.len()), (1, 1), "both watch the other");
     assert!(r.b.events.contains(&E2eEvent::Starting {
         peer: "alice".into(),
         by_peer: true
@@ -223,11 +232,11 @@ fn texts_wait_for_the_handshake_then_go_encrypted() {
     let now = r.now;
     assert_eq!(
         r.a.sessions.send_text("bob", "early 1", 11, now).unwrap(),
-        Outgoing::Queued
+        Outgoing::Queued(vec![])
     );
     assert_eq!(
         r.a.sessions.send_text("bob", "early 2", 12, now).unwrap(),
-        Outgoing::Queued
+        Outgoing::Queued(vec![])
     );
     assert_eq!(r.a.sessions.status("bob"), Status::Starting);
     r.deliver_all();
@@ -420,6 +429,21 @@ fn a_failed_session_refuses_to_send_until_the_user_acts() {
         by_peer: true,
         unsent: vec![],
     }));
+    // bob's choice is not alice's: her conversation stays secure until she says so, and her
+    // next text starts a new session instead of going plain.
+    assert_eq!(
+        r.a.sessions.status("bob"),
+        Status::Interrupted {
+            reason: Failure::PeerAborted(AbortReason::Ended),
+            online: Some(true)
+        }
+    );
+    assert!(matches!(
+        r.a.sessions.send_text("bob", "still secret", 0, now).unwrap(),
+        Outgoing::Queued(actions) if !actions.is_empty()
+    ));
+    let actions = r.a.sessions.end("bob").unwrap();
+    r.apply(true, actions);
     assert_eq!(
         r.a.sessions.send_text("bob", "plain", 0, now).unwrap(),
         Outgoing::Plain
@@ -442,13 +466,18 @@ fn a_peer_that_leaves_blocks_sending_and_drops_waiting_texts_visibly() {
             unsent: vec![7]
         })
     );
-    assert!(matches!(
+    // Never plain: bob is offline, so the text is refused with that reason.
+    assert_eq!(
         r.a.sessions.send_text("bob", "x", 0, now),
-        Err(Refused::Blocked {
-            failure: Failure::PeerLeft,
-            ..
-        })
-    ));
+        Err(Refused::Offline("bob".into()))
+    );
+    assert_eq!(
+        r.a.sessions.status("bob"),
+        Status::Interrupted {
+            reason: Failure::PeerLeft,
+            online: Some(false)
+        }
+    );
 }
 
 #[test]
@@ -498,12 +527,15 @@ fn initiator_detects_a_changed_key_before_sending_message_three() {
     assert!(
         matches!(
             sent.as_slice(),
-            [Envelope::Abort {
-                reason: AbortReason::KeyNotAccepted,
-                ..
-            }]
+            [
+                Envelope::Finish { .. },
+                Envelope::Abort {
+                    reason: AbortReason::KeyNotAccepted,
+                    ..
+                }
+            ]
         ),
-        "no Finish: {sent:?}"
+        "message 3 (so that bob learns alice's key), then the abort: {sent:?}"
     );
     match Relay::failures(&r.a).as_slice() {
         [Failure::KeyChanged { pinned, presented }] => {
@@ -513,22 +545,23 @@ fn initiator_detects_a_changed_key_before_sending_message_three() {
         other => panic!("{other:?}"),
     }
     let now = r.now;
-    assert!(matches!(
+    assert_eq!(
         r.a.sessions.send_text("bob", "x", 0, now),
-        Err(Refused::Blocked { .. })
-    ));
+        Err(Refused::KeyNotAccepted("bob".into()))
+    );
     assert_eq!(
         r.a.sessions.start("bob", now).unwrap_err(),
         Refused::KeyNotAccepted("bob".into())
     );
-    // Only an explicit acceptance unblocks; the new key is pinned but not verified.
-    r.a.sessions.mark_verified("bob").unwrap();
-    let actions = r.a.sessions.accept_key("bob").unwrap();
-    assert_eq!(actions, vec![Action::PinsChanged]);
+    // Only an explicit acceptance unblocks; the new key is pinned but not verified, and a
+    // new session starts at once.
+    r.deliver_all(); // bob takes message 3 and the abort
     r.b.inbox.clear();
     r.a.events.clear();
     r.b.events.clear();
-    r.start(true);
+    let actions = r.a.sessions.accept_key("bob", now).unwrap();
+    assert_eq!(actions.first(), Some(&Action::Persist));
+    r.apply(true, actions);
     r.deliver_all();
     assert_eq!(
         Relay::readies(&r.a),
@@ -755,8 +788,8 @@ fn verification_is_shown_and_survives_in_pins() {
     let mut r = Relay::new();
     r.connect();
     assert_eq!(
-        r.a.sessions.mark_verified("bob").unwrap(),
-        vec![Action::PinsChanged]
+        r.a.sessions.mark_verified("bob", r.now).unwrap(),
+        vec![Action::Persist]
     );
     assert!(matches!(
         r.a.sessions.status("bob"),
@@ -767,7 +800,7 @@ fn verification_is_shown_and_survives_in_pins() {
     ));
     assert!(r.a.sessions.pins().get("bob").unwrap().verified);
     assert_eq!(
-        r.a.sessions.mark_verified("carol").unwrap_err(),
+        r.a.sessions.mark_verified("carol", r.now).unwrap_err(),
         Refused::NoKey("carol".into())
     );
     assert!(matches!(
@@ -825,4 +858,267 @@ fn a_flood_of_hellos_from_many_nicks_is_bounded() {
     r.b.events.clear();
     r.connect();
     assert_eq!(Relay::readies(&r.b).len(), 1);
+}
+
+/// Both sides lose their connection to the server (or restart): each resets.
+fn reconnect(r: &mut Relay) {
+    let monitor_a = r.a.sessions.connection_reset();
+    let monitor_b = r.b.sessions.connection_reset();
+    assert_eq!((monitor_a, monitor_b), (vec!["bob".to_string()], vec!["alice".to_string()]));
+    r.a.inbox.clear();
+    r.b.inbox.clear();
+    r.a.events.clear();
+    r.b.events.clear();
+}
+
+#[test]
+fn a_reconnect_never_turns_a_secure_conversation_plain() {
+    for verified in [false, true] {
+        let mut r = Relay::new();
+        r.connect();
+        if verified {
+            r.a.sessions.mark_verified("bob", r.now).unwrap();
+        }
+        reconnect(&mut r);
+        assert_eq!(
+            r.a.sessions.status("bob"),
+            Status::Interrupted {
+                reason: Failure::NotConnected,
+                online: None
+            }
+        );
+        // The next text starts a new session and waits for it: never plain.
+        let now = r.now;
+        let actions = match r.a.sessions.send_text("bob", "my PIN is 1234", 5, now).unwrap() {
+            Outgoing::Queued(actions) => actions,
+            other => panic!("{other:?}"),
+        };
+        r.apply(true, actions);
+        r.deliver_all();
+        assert_eq!(Relay::messages(&r.b), vec!["my PIN is 1234"]);
+        assert_eq!(r.a.sent_lines.last(), Some(&5));
+        let trust = if verified { Trust::Verified } else { Trust::Pinned };
+        assert_eq!(Relay::readies(&r.a), vec![(trust, false)]);
+    }
+}
+
+#[test]
+fn an_interrupted_session_restarts_when_the_peer_comes_online() {
+    let mut r = Relay::new();
+    r.connect();
+    reconnect(&mut r);
+    let now = r.now;
+    // The monitor answers: bob is offline for alice; sending is refused with that reason.
+    assert!(r.a.sessions.presence("bob", false, now).is_empty());
+    assert_eq!(
+        r.a.sessions.send_text("bob", "x", 0, now),
+        Err(Refused::Offline("bob".into()))
+    );
+    // bob comes online: alice's side restarts by itself.
+    let actions = r.a.sessions.presence("bob", true, now);
+    assert!(matches!(actions.first(), Some(Action::Send { .. })), "{actions:?}");
+    r.apply(true, actions);
+    r.deliver_all();
+    assert!(matches!(r.a.sessions.status("bob"), Status::Secure { .. }));
+    assert!(matches!(r.b.sessions.status("alice"), Status::Secure { .. }));
+    r.send(true, "back");
+    r.deliver_all();
+    assert_eq!(Relay::messages(&r.b), vec!["back"]);
+}
+
+#[test]
+fn both_sides_restarting_at_once_make_one_session() {
+    let mut r = Relay::new();
+    r.connect();
+    reconnect(&mut r);
+    let now = r.now;
+    let a = r.a.sessions.presence("bob", true, now);
+    let b = r.b.sessions.presence("alice", true, now);
+    r.apply(true, a);
+    r.apply(false, b);
+    r.deliver_all();
+    assert!(matches!(r.a.sessions.status("bob"), Status::Secure { .. }));
+    assert!(matches!(r.b.sessions.status("alice"), Status::Secure { .. }));
+    r.send(true, "one");
+    r.send(false, "two");
+    r.deliver_all();
+    assert_eq!(Relay::messages(&r.b), vec!["one"]);
+    assert_eq!(Relay::messages(&r.a), vec!["two"]);
+}
+
+#[test]
+fn automatic_restarts_wait_longer_after_each_attempt_that_fails() {
+    let mut r = Relay::new();
+    r.connect();
+    reconnect(&mut r);
+    let start = r.now;
+    // bob never answers (an old client, or a relay that drops): each attempt times out.
+    let mut starts = Vec::new();
+    let mut t = start;
+    let actions = r.a.sessions.presence("bob", true, t);
+    if !actions.is_empty() {
+        starts.push(0);
+    }
+    for s in 1..=200u64 {
+        t = start + Duration::from_secs(s);
+        let actions = r.a.sessions.tick(t);
+        if actions.iter().any(|a| matches!(a, Action::Event(E2eEvent::Starting { .. }))) {
+            starts.push(s);
+        }
+    }
+    // Each attempt times out after 30 s; the next waits 5, 10, 20, 40 … s after the start of
+    // the last (ticks are 1 s apart).
+    assert_eq!(starts, vec![0, 31, 62, 93, 133], "{starts:?}");
+    assert!(r.b.events.is_empty());
+}
+
+#[test]
+fn a_stale_failure_gives_todays_reason_and_secure_needs_no_insecure_first() {
+    let mut r = Relay::new();
+    let now = r.now;
+    // `/secure bob` while bob is offline.
+    let actions = r.a.sessions.start("bob", now).unwrap();
+    r.apply(true, actions);
+    r.b.inbox.clear();
+    let actions = r.a.sessions.unreachable("bob");
+    r.apply(true, actions);
+    assert_eq!(
+        r.a.sessions.status("bob"),
+        Status::Interrupted {
+            reason: Failure::Unreachable,
+            online: Some(false)
+        }
+    );
+    assert_eq!(
+        r.a.sessions.send_text("bob", "hi", 0, now),
+        Err(Refused::Offline("bob".into()))
+    );
+    // bob logs in (a while later): the session starts by itself.
+    let actions = r.a.sessions.presence("bob", true, now + Duration::from_secs(60));
+    r.apply(true, actions);
+    r.deliver_all();
+    assert!(matches!(r.a.sessions.status("bob"), Status::Secure { .. }));
+    // A blocked conversation names the peer's presence now, and /secure restarts it.
+    let mut r = mangled(|inbox| inbox.swap(0, 1));
+    let now = r.now;
+    let actions = r.b.sessions.presence("alice", true, now);
+    assert!(actions.is_empty(), "a failure that may be an attack does not restart by itself");
+    let refused = r.b.sessions.send_text("alice", "x", 0, now).unwrap_err();
+    assert!(refused.to_string().contains("alice is online: /secure alice"), "{refused}");
+    r.start(false);
+    r.deliver_all();
+    assert!(matches!(r.b.sessions.status("alice"), Status::Secure { .. }));
+}
+
+#[test]
+fn a_refused_relay_ends_the_session_visibly_and_the_next_text_restarts_it() {
+    let mut r = Relay::new();
+    r.connect();
+    r.send(true, "lost");
+    r.b.inbox.clear(); // the server refused it
+    let actions = r.a.sessions.relay_refused("bob");
+    r.apply(true, actions);
+    assert_eq!(Relay::failures(&r.a), vec![Failure::RelayRefused]);
+    let now = r.now;
+    let actions = match r.a.sessions.send_text("bob", "again", 9, now).unwrap() {
+        Outgoing::Queued(actions) => actions,
+        other => panic!("{other:?}"),
+    };
+    r.apply(true, actions);
+    r.deliver_all();
+    assert_eq!(Relay::messages(&r.b), vec!["again"]);
+}
+
+#[test]
+fn conversations_survive_a_restart_secure_blocked_and_key_changed() {
+    let mut r = Relay::new();
+    r.connect();
+    let text = r.a.sessions.conversations_text();
+    assert_eq!(text, "secure bob\n");
+    let restart = |r: &Relay, text: &str| {
+        let mut s = Sessions::new(
+            "alice",
+            r.a.sessions.identity.clone(),
+            r.a.sessions.pins().clone(),
+            E2eConfig::default(),
+        );
+        s.restore(text).unwrap();
+        s
+    };
+    let mut s = restart(&r, &text);
+    assert_eq!(
+        s.status("bob"),
+        Status::Interrupted {
+            reason: Failure::NotConnected,
+            online: None
+        }
+    );
+    assert!(matches!(s.send_text("bob", "x", 1, r.now), Ok(Outgoing::Queued(_))));
+    // Blocked.
+    let r = mangled(|inbox| inbox.swap(0, 1));
+    let text = r.b.sessions.conversations_text();
+    assert_eq!(text, "blocked alice decrypt\n");
+    let mut s = Sessions::new("bob", Identity::generate(), Pins::default(), E2eConfig::default());
+    s.restore(&text).unwrap();
+    assert_eq!(s.status("alice"), Status::Failed(Failure::Decrypt));
+    // Key changed.
+    let mut r = key_changed_pair();
+    r.start(true);
+    r.deliver_all();
+    let text = r.a.sessions.conversations_text();
+    assert!(text.starts_with("key-changed bob "), "{text}");
+    let mut s = restart(&r, &text);
+    assert_eq!(
+        s.send_text("bob", "x", 0, r.now),
+        Err(Refused::KeyNotAccepted("bob".into()))
+    );
+    assert_eq!(s.safety_number("bob"), r.a.sessions.safety_number("bob"));
+    // Damaged files are refused, not half-read.
+    for bad in ["secure", "secure b@d", "blocked bob nonsense", "key-changed bob 12", "frobnicate bob", "secure alice"] {
+        let mut s = Sessions::new("alice", Identity::generate(), Pins::default(), E2eConfig::default());
+        assert_eq!(s.restore(&format!("secure carol\n{bad}\n")), Err(2), "{bad}");
+        assert_eq!(s.status("carol"), Status::Plain, "nothing restored");
+    }
+}
+
+#[test]
+fn after_a_key_change_both_sides_can_compare_the_new_keys_safety_number() {
+    // bob reinstalled (new key, no pins); alice started (initiator) or bob did (responder).
+    for alice_starts in [true, false] {
+        let mut r = Relay::new();
+        r.connect();
+        r.b.sessions = Sessions::new("bob", Identity::generate(), Pins::default(), E2eConfig::default());
+        reconnect_a_only(&mut r);
+        r.start(!alice_starts);
+        r.deliver_all();
+        assert!(
+            matches!(r.a.sessions.status("bob"), Status::Failed(Failure::KeyChanged { .. })),
+            "{:?}",
+            r.a.sessions.status("bob")
+        );
+        let alice_says = r.a.sessions.safety_number("bob").unwrap();
+        let bob_says = r.b.sessions.safety_number("alice").expect("bob learned alice's key");
+        assert_eq!(alice_says, bob_says, "alice_starts={alice_starts}");
+        // bob is told that alice did not accept his key; nothing was shown as a message.
+        assert!(Relay::failures(&r.b).contains(&Failure::PeerAborted(AbortReason::KeyNotAccepted)));
+        // They compared: /verified accepts the presented key as verified and starts anew.
+        let actions = r.a.sessions.mark_verified("bob", r.now).unwrap();
+        r.apply(true, actions);
+        r.deliver_all();
+        assert!(matches!(
+            r.a.sessions.status("bob"),
+            Status::Secure { trust: Trust::Verified, .. }
+        ));
+        r.send(true, "hello again");
+        r.deliver_all();
+        assert_eq!(Relay::messages(&r.b), vec!["hello again"]);
+    }
+}
+
+fn reconnect_a_only(r: &mut Relay) {
+    r.a.sessions.connection_reset();
+    r.a.inbox.clear();
+    r.b.inbox.clear();
+    r.a.events.clear();
+    r.b.events.clear();
 }
