@@ -284,7 +284,16 @@ async fn execute(client: &Client, line: &str, echo: bool, mut say: impl FnMut(St
         Ok(Command::Insecure(peer)) => client.insecure(&peer).await,
         Ok(Command::Verify(peer)) => match client.safety_number(&peer) {
             Ok(number) => {
-                say(format!("* safety number with {peer}: {number}"));
+                if matches!(
+                    client.secure_status(&peer),
+                    mm_common::e2e::Status::Failed(mm_common::e2e::Failure::KeyChanged { .. })
+                ) {
+                    say(format!(
+                        "* safety number of {peer}'s NEW key (not accepted yet): {number}"
+                    ));
+                } else {
+                    say(format!("* safety number with {peer}: {number}"));
+                }
                 say(format!(
                     "* compare it with the one {peer} sees, in person or by phone; if they are the same: /verified {peer}"
                 ));
@@ -297,7 +306,7 @@ async fn execute(client: &Client, line: &str, echo: bool, mut say: impl FnMut(St
         }),
         Ok(Command::AcceptKey(peer)) => client.accept_key(&peer).await.map(|()| {
             say(format!(
-                "* accepted {peer}'s new key (pinned, not verified). /secure {peer} to start a session; /verify {peer} to compare safety numbers"
+                "* accepted {peer}'s new key (pinned, not verified); a new secure session starts. /verify {peer} to compare safety numbers"
             ));
         }),
     };

@@ -499,6 +499,17 @@ pub enum Event {
     Secure(E2eEvent),
     /// A local warning for the user (not from the server).
     Warning(String),
+    /// The safety number of a peer's key ([`Client::safety_number`]), shown unasked when the
+    /// peer presented a key other than its pin: the number of that new key, to compare before
+    /// accepting it.
+    SafetyNumber {
+        /// The peer.
+        peer: String,
+        /// 60 digits in groups of 5.
+        number: String,
+        /// It is the number of a changed key, not accepted yet.
+        new_key: bool,
+    },
     /// The connection ended; always the last event.
     Closed {
         /// Why, when it was not a clean close.
@@ -794,7 +805,10 @@ impl Client {
                 self.settle(line, sent)?;
                 Ok((line, Delivery::Secure))
             }
-            Outgoing::Queued => Ok((line, Delivery::Queued)),
+            Outgoing::Queued(actions) => {
+                self.perform(actions).await?;
+                Ok((line, Delivery::Queued))
+            }
         }
     }
 
@@ -869,7 +883,10 @@ impl Client {
     /// # Errors
     /// [`Refused::NothingToAccept`] if its key did not change.
     pub async fn accept_key(&self, peer: &str) -> Result<(), SendError> {
-        let actions = self.secure.sessions().accept_key(peer)?;
+        let actions = self
+            .secure
+            .sessions()
+            .accept_key(peer, std::time::Instant::now())?;
         self.perform(actions).await
     }
 
@@ -878,7 +895,10 @@ impl Client {
     /// # Errors
     /// [`Refused::NoKey`] if no key is pinned for the peer.
     pub async fn mark_verified(&self, peer: &str) -> Result<(), SendError> {
-        let actions = self.secure.sessions().mark_verified(peer)?;
+        let actions = self
+            .secure
+            .sessions()
+            .mark_verified(peer, std::time::Instant::now())?;
         self.perform(actions).await
     }
 
@@ -1078,13 +1098,19 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let lines = Arc::new(Lines::new());
-    let secure = Arc::new(Secure::new(
-        &welcome.nick,
-        opts.secure.clone(),
-        Arc::clone(&lines),
-    ));
+    let (secure, monitor) = opts.secure.attach(&welcome.nick, Arc::clone(&lines));
     let heard: Heard = Arc::new(Mutex::new(Instant::now()));
     let (out_tx, out_rx) = mpsc::channel(256);
+    // Watch the peers of secure conversations, so that interrupted sessions restart when they
+    // come online (the queue is empty and larger than this: nothing waits).
+    for nicks in monitor.chunks(mm_common::protocol::MONITOR_PER_FRAME) {
+        let msg = ClientMsg::Monitor {
+            nicks: nicks.to_vec(),
+        };
+        if let Some(outbound) = Outbound::new(&msg, None) {
+            let _ = out_tx.try_send(outbound);
+        }
+    }
     let pending: Pending = Arc::default();
     let (event_tx, event_rx) = mpsc::channel::<Item>(1024);
     let handled = Arc::new(Handled::default());
@@ -1221,6 +1247,7 @@ fn variant_name(msg: &ServerMsg) -> &'static str {
         ServerMsg::History { .. } => "History",
         ServerMsg::Queued { .. } => "Queued",
         ServerMsg::Offline { .. } => "Offline",
+        ServerMsg::Presence { .. } => "Presence",
     }
 }
 
@@ -1484,7 +1511,24 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     Event::Sent { line, id, ts }
                 }
             }
-            ServerMsg::Joined { nick, .. } => Event::Joined { nick },
+            ServerMsg::Joined { nick, .. } => {
+                let actions = secure
+                    .sessions()
+                    .presence(&nick, true, std::time::Instant::now());
+                if !actions.is_empty() {
+                    let Some(out) = out.upgrade() else { break None };
+                    secure.perform(actions, &out, &events).await;
+                }
+                Event::Joined { nick }
+            }
+            ServerMsg::Presence { nick, online } => {
+                let actions = secure
+                    .sessions()
+                    .presence(&nick, online, std::time::Instant::now());
+                let Some(out) = out.upgrade() else { break None };
+                secure.perform(actions, &out, &events).await;
+                continue;
+            }
             ServerMsg::Left { nick, reason, .. } => {
                 let actions = secure.sessions().peer_left(&nick);
                 if events.event(Event::Left { nick, reason }).await.is_err() {
@@ -1500,13 +1544,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 fatal: false,
                 detail,
             } => {
-                let (line, unreachable) = match pop_answer(&pending) {
+                let (line, refused_relay) = match pop_answer(&pending) {
                     Some(Answer::Text(line)) => (Some(line), None),
-                    Some(Answer::Relay { peer, line }) => {
-                        (line, (code == ErrorCode::NO_SUCH_NICK).then_some(peer))
-                    }
+                    Some(Answer::Relay { peer, line }) => (line, Some(peer)),
                     None => (None, None),
                 };
+                let unreachable = refused_relay
+                    .as_ref()
+                    .filter(|_| code == ErrorCode::NO_SUCH_NICK)
+                    .cloned();
                 if let Some(line) = line {
                     lines.answered(line);
                 }
@@ -1525,9 +1571,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 {
                     break None;
                 }
-                // The peer is offline: its handshake or session fails now, with that reason.
-                let Some(peer) = unreachable else { continue };
-                let actions = secure.sessions().unreachable(&peer);
+                // The peer is offline: its handshake or session fails now, with that reason. Any
+                // other refused relay leaves a gap the peer could not decrypt past: the session
+                // ends now, visibly.
+                let Some(peer) = refused_relay else { continue };
+                let actions = if unreachable.is_some() {
+                    secure.sessions().unreachable(&peer)
+                } else {
+                    secure.sessions().relay_refused(&peer)
+                };
                 let Some(out) = out.upgrade() else { break None };
                 secure.perform(actions, &out, &events).await;
                 continue;

@@ -146,6 +146,21 @@ pub fn event_line(event: &Event, style: Style) -> Option<String> {
         Event::Sent { .. } => return None,
         Event::Secure(e) => return secure_line(e, style),
         Event::Warning(w) => style.error(format!("! warning: {}", clean(w))),
+        Event::SafetyNumber {
+            peer,
+            number,
+            new_key,
+        } => {
+            let peer = clean(peer);
+            if *new_key {
+                style.error(format!(
+                    "! safety number of {peer}'s NEW key (not accepted): {}",
+                    clean(number)
+                ))
+            } else {
+                style.notice(format!("* safety number with {peer}: {}", clean(number)))
+            }
+        }
     };
     Some(line)
 }
@@ -218,11 +233,16 @@ pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
             unsent,
         } => {
             let peer = clean(peer);
-            let who = if *by_peer { peer.as_str() } else { "you" };
             let dropped = not_sent(unsent.len());
-            style.notice(format!(
-                "* secure session with {peer} ended by {who}{dropped}; private messages with {peer} are NOT end-to-end encrypted now"
-            ))
+            if *by_peer {
+                style.notice(format!(
+                    "* {peer} ended the secure session{dropped}; nothing goes unencrypted: your next message to {peer} starts a new one (/insecure {peer} to go on unencrypted)"
+                ))
+            } else {
+                style.notice(format!(
+                    "* secure session with {peer} ended by you{dropped}; private messages with {peer} are NOT end-to-end encrypted now"
+                ))
+            }
         }
         E2eEvent::Failed {
             peer,
@@ -232,8 +252,9 @@ pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
             let peer = clean(peer);
             style.error(format!(
                 "!! WARNING: {peer}'s key has CHANGED. Pinned: {}. Presented: {}. Someone may be \
-                 intercepting your conversation; nothing was sent. Check with {peer} in person; \
-                 if they really have a new key: /accept-key {peer}",
+                 intercepting your conversation; nothing was sent. Compare the safety number of \
+                 the NEW key (/verify {peer}) with {peer} in person or by phone; if they match: \
+                 /verified {peer}",
                 key_fingerprint(pinned),
                 key_fingerprint(presented)
             ))
@@ -245,10 +266,18 @@ pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
         } => {
             let peer = clean(peer);
             let dropped = not_sent(unsent.len());
-            style.error(format!(
-                "! secure session with {peer} failed: {failure}{dropped}. Messages to {peer} are blocked \
-                 until /secure {peer} or /insecure {peer}"
-            ))
+            if failure.is_interruption() {
+                style.error(format!(
+                    "! secure session with {peer} interrupted: {failure}{dropped}. Nothing goes unencrypted: \
+                     your next message to {peer} starts a new session and waits for it (it also restarts \
+                     by itself when {peer} is online); /insecure {peer} to go on unencrypted"
+                ))
+            } else {
+                style.error(format!(
+                    "! secure session with {peer} failed: {failure}{dropped}. Messages to {peer} are blocked \
+                     until /secure {peer} or /insecure {peer}"
+                ))
+            }
         }
         _ => return None,
     };
@@ -385,7 +414,7 @@ mod tests {
         assert!(
             line.contains(&key_fingerprint(&[1; 32])) && line.contains(&key_fingerprint(&[2; 32]))
         );
-        assert!(line.contains("/accept-key bob"));
+        assert!(line.contains("/verify bob") && line.contains("/verified bob"));
         let failed = Event::Secure(E2eEvent::Failed {
             peer: "bob".into(),
             failure: Failure::PeerLeft,

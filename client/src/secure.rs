@@ -6,9 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use mm_common::e2e::{Action, E2eConfig, Sessions};
+use mm_common::e2e::{check_conversations, Action, E2eConfig, Sessions};
 use mm_common::identity::{Identity, IdentityError};
 use mm_common::pins::Pins;
+use mm_common::protocol::nick_key;
 use mm_common::protocol::ClientMsg;
 use tokio::sync::mpsc;
 
@@ -22,8 +23,13 @@ use crate::connection::{Answer, Event, Item, LineId, Lines, Outbound, SendEvent}
 pub const IDENTITY_FILE: &str = "identity.key";
 /// File in the client home holding pinned peer keys (mode 0600).
 pub const PINS_FILE: &str = "pins";
+/// File in the client home holding which conversations are secure or blocked (mode 0600), so
+/// that neither a reconnect nor a restart turns one plain.
+pub const CONVERSATIONS_FILE: &str = "conversations";
 
-/// What a client needs for end-to-end sessions.
+/// What a client needs for end-to-end sessions. Clones share one set of sessions for the
+/// nick they first connect as: a reconnect made with a clone keeps every conversation's state
+/// (secure, blocked, key changed) and the pins learnt since the start.
 #[derive(Debug, Clone)]
 pub struct SecureSetup {
     /// Our long-term key.
@@ -32,8 +38,14 @@ pub struct SecureSetup {
     pub pins: Pins,
     /// Where to save the pins when they change (`None`: keep them in memory only).
     pub pins_file: Option<PathBuf>,
+    /// The saved conversations ([`mm_common::e2e::Sessions::conversations_text`]).
+    pub conversations: String,
+    /// Where to save them when they change (`None`: keep them in memory only).
+    pub conversations_file: Option<PathBuf>,
     /// Tunables.
     pub config: E2eConfig,
+    /// The sessions, made at the first connection and kept by every clone.
+    shared: Arc<Mutex<Option<Arc<Secure>>>>,
 }
 
 /// The identity or pins file cannot be used.
@@ -65,6 +77,15 @@ pub enum HomeError {
         /// The damaged line.
         line: usize,
     },
+    /// The conversations file is damaged. Refusing to start is safer than forgetting which
+    /// conversations are secure, which would let the next private line go plain.
+    #[error("{path}: line {line} is damaged; fix or remove that line (a removed line makes that conversation plain until /secure)")]
+    Conversations {
+        /// The file.
+        path: PathBuf,
+        /// The damaged line.
+        line: usize,
+    },
     /// Writing a file failed.
     #[error(transparent)]
     Write(#[from] mm_certs::CertError),
@@ -77,7 +98,10 @@ impl SecureSetup {
             identity: Identity::generate(),
             pins: Pins::default(),
             pins_file: None,
+            conversations: String::new(),
+            conversations_file: None,
             config: E2eConfig::default(),
+            shared: Arc::default(),
         }
     }
 
@@ -128,24 +152,85 @@ impl SecureSetup {
                 })
             }
         };
+        let conversations_path = home.join(CONVERSATIONS_FILE);
+        let conversations = match std::fs::read_to_string(&conversations_path) {
+            Ok(text) => {
+                check_conversations(&text).map_err(|line| HomeError::Conversations {
+                    path: conversations_path.clone(),
+                    line,
+                })?;
+                text
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(HomeError::Io {
+                    path: conversations_path,
+                    source,
+                })
+            }
+        };
         Ok((
             SecureSetup {
                 identity,
                 pins,
                 pins_file: Some(pins_path),
+                conversations,
+                conversations_file: Some(conversations_path),
                 config: E2eConfig::default(),
+                shared: Arc::default(),
             },
             created,
         ))
     }
+
+    /// The sessions for a connection logged in as `me` whose lines are `lines`: the ones this
+    /// setup (or a clone) made before if the nick is the same, reset for a new connection;
+    /// otherwise new ones, with the saved conversations restored. Also returns the peers to
+    /// monitor on the new connection.
+    pub(crate) fn attach(&self, me: &str, lines: Arc<Lines>) -> (Arc<Secure>, Vec<String>) {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let secure = match shared.as_ref() {
+            Some(secure) if secure.me == nick_key(me) => {
+                *secure.lines.lock().unwrap_or_else(|p| p.into_inner()) = lines;
+                Arc::clone(secure)
+            }
+            _ => {
+                let mut sessions = Sessions::new(
+                    me,
+                    self.identity.clone(),
+                    self.pins.clone(),
+                    self.config.clone(),
+                );
+                // Checked when loaded; a setup built by hand with a bad text restores nothing.
+                let _ = sessions.restore(&self.conversations);
+                let secure = Arc::new(Secure {
+                    me: nick_key(me),
+                    sessions: Mutex::new(sessions),
+                    pins_file: self.pins_file.clone(),
+                    conversations_file: self.conversations_file.clone(),
+                    lines: Mutex::new(lines),
+                });
+                *shared = Some(Arc::clone(&secure));
+                secure
+            }
+        };
+        drop(shared);
+        let monitor = secure.sessions().connection_reset();
+        (secure, monitor)
+    }
 }
 
-/// Shared by the [`crate::Client`] handles and the reader task.
+/// Shared by the [`crate::Client`] handles and the reader task, and by the connections of one
+/// process that use clones of one [`SecureSetup`].
 pub(crate) struct Secure {
+    /// Our nick, folded.
+    me: String,
     sessions: Mutex<Sessions>,
     pins_file: Option<PathBuf>,
-    /// The connection's lines waiting for an answer: texts dropped unsent are answered.
-    lines: Arc<Lines>,
+    conversations_file: Option<PathBuf>,
+    /// The current connection's lines waiting for an answer: texts dropped unsent are
+    /// answered.
+    lines: Mutex<Arc<Lines>>,
 }
 
 impl std::fmt::Debug for Secure {
@@ -155,14 +240,6 @@ impl std::fmt::Debug for Secure {
 }
 
 impl Secure {
-    pub(crate) fn new(me: &str, setup: SecureSetup, lines: Arc<Lines>) -> Secure {
-        Secure {
-            sessions: Mutex::new(Sessions::new(me, setup.identity, setup.pins, setup.config)),
-            pins_file: setup.pins_file,
-            lines,
-        }
-    }
-
     /// The sessions. Never hold the guard across an `.await`.
     pub(crate) fn sessions(&self) -> MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
@@ -178,6 +255,15 @@ impl Secure {
     ) -> bool {
         for action in actions {
             match action {
+                Action::Monitor(nick) => {
+                    let msg = ClientMsg::Monitor { nicks: vec![nick] };
+                    let Some(outbound) = Outbound::new(&msg, None) else {
+                        continue;
+                    };
+                    if out.send(outbound).await.is_err() {
+                        return false;
+                    }
+                }
                 Action::Send { to, payload, line } => {
                     let answer = Answer::Relay {
                         peer: to.clone(),
@@ -195,16 +281,41 @@ impl Secure {
                     // Texts dropped unsent have their answer: this event.
                     if let E2eEvent::Failed { unsent, .. } | E2eEvent::Ended { unsent, .. } = &event
                     {
+                        let lines =
+                            Arc::clone(&self.lines.lock().unwrap_or_else(|p| p.into_inner()));
                         for &line in unsent {
-                            self.lines.answered(LineId::from_tag(line));
+                            lines.answered(LineId::from_tag(line));
                         }
                     }
+                    let new_key = match &event {
+                        E2eEvent::Failed {
+                            peer,
+                            failure: mm_common::e2e::Failure::KeyChanged { .. },
+                            ..
+                        } => self
+                            .sessions()
+                            .safety_number(peer)
+                            .ok()
+                            .map(|n| (peer.clone(), n)),
+                        _ => None,
+                    };
                     let _ = events.event(Event::Secure(event)).await;
-                }
-                Action::PinsChanged => {
-                    if let Err(e) = self.save_pins() {
+                    if let Some((peer, number)) = new_key {
                         let _ = events
-                            .event(Event::Warning(format!("could not save pinned keys: {e}")))
+                            .event(Event::SafetyNumber {
+                                peer,
+                                number,
+                                new_key: true,
+                            })
+                            .await;
+                    }
+                }
+                Action::Persist => {
+                    if let Err(e) = self.save() {
+                        let _ = events
+                            .event(Event::Warning(format!(
+                                "could not save pinned keys and secure conversations: {e}"
+                            )))
                             .await;
                     }
                 }
@@ -213,13 +324,19 @@ impl Secure {
         true
     }
 
-    /// Writes the pins file (0600, atomically).
-    pub(crate) fn save_pins(&self) -> Result<(), mm_certs::CertError> {
-        let Some(path) = &self.pins_file else {
-            return Ok(());
+    /// Writes the pins and conversations files (0600, each atomically).
+    pub(crate) fn save(&self) -> Result<(), mm_certs::CertError> {
+        let (pins, conversations) = {
+            let sessions = self.sessions();
+            (sessions.pins().to_text(), sessions.conversations_text())
         };
-        let text = self.sessions().pins().to_text();
-        mm_certs::write_secret(path, text.as_bytes())
+        if let Some(path) = &self.pins_file {
+            mm_certs::write_secret(path, pins.as_bytes())?;
+        }
+        if let Some(path) = &self.conversations_file {
+            mm_certs::write_secret(path, conversations.as_bytes())?;
+        }
+        Ok(())
     }
 }
 

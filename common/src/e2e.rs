@@ -298,9 +298,9 @@ impl fmt::Display for Failure {
             Failure::Unreachable => f.write_str("the peer is not online"),
             Failure::PeerAborted(reason) => write!(f, "the peer dropped the session: {reason}"),
             Failure::Timeout => f.write_str("the handshake timed out"),
-            Failure::NotConnected => {
-                f.write_str("not set up again since the connection to the server was re-established")
-            }
+            Failure::NotConnected => f.write_str(
+                "not set up again since the connection to the server was re-established",
+            ),
             Failure::RelayRefused => {
                 f.write_str("the server refused to pass on one of its messages")
             }
@@ -526,6 +526,48 @@ enum Intent {
     Secure,
 }
 
+/// One saved conversation ([`Sessions::conversations_text`]).
+enum Saved {
+    Secure,
+    Blocked(Failure),
+    KeyChanged([u8; KEY_LEN]),
+}
+
+/// Parses a conversations file.
+///
+/// # Errors
+/// The 1-based number of the first damaged line.
+fn parse_conversations(text: &str) -> Result<Vec<(String, Saved)>, usize> {
+    let mut saved = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (nick, entry) = match words.as_slice() {
+            [] => continue,
+            ["secure", nick] => (*nick, Saved::Secure),
+            ["blocked", nick, token] => (
+                *nick,
+                Saved::Blocked(Failure::from_token(token).ok_or(i + 1)?),
+            ),
+            ["key-changed", nick, key] => (
+                *nick,
+                Saved::KeyChanged(crate::identity::parse_key(key).ok_or(i + 1)?),
+            ),
+            _ => return Err(i + 1),
+        };
+        validate_nick(nick).map_err(|_| i + 1)?;
+        saved.push((nick.to_owned(), entry));
+    }
+    Ok(saved)
+}
+
+/// Checks a conversations file ([`Sessions::conversations_text`]) without loading it.
+///
+/// # Errors
+/// The 1-based number of the first damaged line.
+pub fn check_conversations(text: &str) -> Result<(), usize> {
+    parse_conversations(text).map(|_| ())
+}
+
 /// Shortest wait before a session that failed to start restarts by itself; it doubles with
 /// every attempt, up to [`MAX_RETRY_WAIT`].
 const RETRY_WAIT: Duration = Duration::from_secs(5);
@@ -726,42 +768,26 @@ impl Sessions {
     /// The 1-based number of the first damaged line; nothing is restored then. Refusing is
     /// safer than forgetting: a forgotten conversation would go plain.
     pub fn restore(&mut self, text: &str) -> Result<(), usize> {
-        let mut restored = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let state = match words.as_slice() {
-                [] => continue,
-                ["secure", nick] => (nick, State::Failed(Failure::NotConnected)),
-                ["blocked", nick, token] => match Failure::from_token(token) {
-                    Some(f) => (nick, State::Failed(f)),
-                    None => return Err(i + 1),
-                },
-                ["key-changed", nick, key] => {
-                    let presented = crate::identity::parse_key(key);
-                    match (presented, self.pins.get(nick)) {
-                        (Some(presented), Some(pin)) if pin.key != presented => (
-                            nick,
-                            State::Failed(Failure::KeyChanged {
-                                pinned: pin.key,
-                                presented,
-                            }),
-                        ),
-                        // Accepted meanwhile (or the pin is gone): secure, not blocked.
-                        (Some(_), _) => (nick, State::Failed(Failure::NotConnected)),
-                        (None, _) => return Err(i + 1),
-                    }
-                }
-                _ => return Err(i + 1),
-            };
-            if validate_nick(state.0).is_err() || nick_key(state.0) == nick_key(&self.me) {
-                return Err(i + 1);
-            }
-            restored.push((state.0.to_string(), state.1));
-        }
-        if self.peers.len() + restored.len() > MAX_PEERS {
+        let saved = parse_conversations(text)?;
+        if self.peers.len() + saved.len() > MAX_PEERS {
             return Err(MAX_PEERS + 1);
         }
-        for (nick, state) in restored {
+        for (nick, saved) in saved {
+            if nick_key(&nick) == nick_key(&self.me) {
+                continue;
+            }
+            let state = match saved {
+                Saved::Secure => State::Failed(Failure::NotConnected),
+                Saved::Blocked(f) => State::Failed(f),
+                Saved::KeyChanged(presented) => match self.pins.get(&nick) {
+                    Some(pin) if pin.key != presented => State::Failed(Failure::KeyChanged {
+                        pinned: pin.key,
+                        presented,
+                    }),
+                    // Accepted meanwhile (or the pin is gone): secure, not blocked.
+                    _ => State::Failed(Failure::NotConnected),
+                },
+            };
             let entry = self.peer(&nick);
             entry.intent = Intent::Secure;
             entry.state = state;
@@ -977,7 +1003,9 @@ impl Sessions {
             State::Failed(Failure::KeyChanged { .. }) => {
                 Err(Refused::KeyNotAccepted(entry.nick.clone()))
             }
-            State::Failed(failure) if !failure.is_interruption() || entry.intent != Intent::Secure => {
+            State::Failed(failure)
+                if !failure.is_interruption() || entry.intent != Intent::Secure =>
+            {
                 Err(Refused::Blocked {
                     peer: entry.nick.clone(),
                     failure: failure.clone(),
@@ -1576,9 +1604,7 @@ impl Sessions {
         let nick = entry.nick.clone();
         let mut actions = Vec::new();
         match std::mem::replace(&mut entry.state, State::Idle) {
-            State::Idle if entry.intent == Intent::Plain => {
-                return Err(Refused::NoSession(nick))
-            }
+            State::Idle if entry.intent == Intent::Plain => return Err(Refused::NoSession(nick)),
             State::Idle => {}
             State::Established(mut e) => actions.push(Action::Send {
                 to: nick.clone(),

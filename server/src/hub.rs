@@ -480,9 +480,12 @@ impl Hub {
         let Some(peer) = state.peers.get(&me).filter(|p| p.conn_id == conn_id) else {
             return;
         };
-        let full = frames
-            .into_iter()
-            .any(|f| matches!(peer.enqueue(f, state.max_queued_bytes), Err(QueueError::Full)));
+        let full = frames.into_iter().any(|f| {
+            matches!(
+                peer.enqueue(f, state.max_queued_bytes),
+                Err(QueueError::Full)
+            )
+        });
         if full {
             evict(&mut state, &me);
         }
@@ -1141,6 +1144,68 @@ mod tests {
         let _a2 = hub.join(5, "a", &fp("a")).unwrap();
         hub.leave(1, "a", LeaveReason::Disconnected);
         assert_eq!(hub.online(), vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn monitored_presence_is_told_whatever_the_room_size_and_bounded() {
+        let hub = Hub::in_memory(&Limits {
+            presence_max_online: 1,
+            ..Limits::default()
+        });
+        let mut a = hub.join(1, "alice", &fp("alice")).unwrap();
+        hub.monitor(
+            1,
+            "alice",
+            &["Bob".into(), "not a nick!".into(), "carol".into()],
+        );
+        assert_eq!(
+            next(&mut a),
+            ServerMsg::Presence {
+                nick: "Bob".into(),
+                online: false
+            }
+        );
+        assert_eq!(
+            next(&mut a),
+            ServerMsg::Presence {
+                nick: "carol".into(),
+                online: false
+            }
+        );
+        assert!(a.queue.try_recv().is_err(), "invalid nicks are ignored");
+        let _x = hub.join(5, "xavier", &fp("xavier")).unwrap(); // 2 online: no join notices
+        let bob = hub.join(2, "bob", &fp("bob")).unwrap();
+        assert_eq!(
+            next(&mut a),
+            ServerMsg::Presence {
+                nick: "bob".into(),
+                online: true
+            }
+        );
+        assert!(a.queue.try_recv().is_err(), "xavier is not monitored");
+        hub.leave(bob.conn_id, "bob", LeaveReason::Quit);
+        assert_eq!(
+            next(&mut a),
+            ServerMsg::Presence {
+                nick: "bob".into(),
+                online: false
+            }
+        );
+        // Bounded per connection: beyond MAX_MONITORED, nicks are ignored.
+        let many: Vec<String> = (0..MAX_MONITORED + 10).map(|i| format!("u{i}")).collect();
+        for chunk in many.chunks(64) {
+            hub.monitor(1, "alice", chunk);
+        }
+        drain(&mut a);
+        let _late = hub.join(9, &many[MAX_MONITORED + 5], &fp("late")).unwrap();
+        assert!(
+            a.queue.try_recv().is_err(),
+            "a nick beyond the bound is not watched"
+        );
+        // A watcher that leaves stops being told, and its watches are gone.
+        hub.leave(1, "alice", LeaveReason::Quit);
+        let _bob = hub.join(3, "bob", &fp("bob")).unwrap();
+        assert!(hub.lock().monitors.values().all(|w| !w.contains("alice")));
     }
 
     #[test]

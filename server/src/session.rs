@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mm_common::protocol::{
-    self, validate_nick, validate_text, ClientMsg, ErrorCode, MONITOR_PER_FRAME, LeaveReason, ServerMsg,
-    PROTOCOL_VERSION, USERS_PER_FRAME,
+    self, validate_nick, validate_text, ClientMsg, ErrorCode, LeaveReason, ServerMsg,
+    MONITOR_PER_FRAME, PROTOCOL_VERSION, USERS_PER_FRAME,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;

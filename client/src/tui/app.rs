@@ -73,6 +73,14 @@ pub enum Security {
         /// Whether the user verified the safety number.
         verified: bool,
     },
+    /// Secure wanted, no session now (a reconnect, the peer left...): nothing goes plain; the
+    /// next line restarts the session (refused while the peer is offline).
+    Interrupted {
+        /// Why there is no session.
+        reason: String,
+        /// The peer is known to be offline.
+        offline: bool,
+    },
     /// The session failed; sending is blocked until the user acts.
     Failed {
         /// What happened.
@@ -91,9 +99,17 @@ impl From<&Status> for Security {
                 fingerprint: key_fingerprint(key),
                 verified: *trust == Trust::Verified,
             },
+            Status::Interrupted { reason, online } => Security::Interrupted {
+                reason: reason.to_string(),
+                offline: *online == Some(false),
+            },
             Status::Failed(failure) => Security::Failed {
                 reason: failure.to_string(),
                 key_changed: matches!(failure, Failure::KeyChanged { .. }),
+            },
+            _ => Security::Failed {
+                reason: "unknown state".into(),
+                key_changed: false,
             },
         }
     }
@@ -537,6 +553,18 @@ impl App {
                 );
             }
             Event::Warning(w) => self.error(&format!("warning: {w}"), now),
+            Event::SafetyNumber {
+                peer,
+                number,
+                new_key,
+            } => {
+                let title = if *new_key {
+                    format!("safety number of {peer}'s NEW key (not accepted yet):")
+                } else {
+                    format!("safety number with {peer}:")
+                };
+                self.safety_block_titled(peer, &title, number, now);
+            }
             Event::Secure(e) => return self.on_secure(e, now),
             Event::Closed { error, undelivered } => {
                 let reason = error.clone().unwrap_or_else(|| "connection closed".into());
@@ -625,7 +653,7 @@ impl App {
                     );
                 }
                 let text = if *by_peer {
-                    format!("{peer} ended the secure session; messages are NOT end-to-end encrypted now")
+                    format!("{peer} ended the secure session; nothing goes unencrypted: your next line starts a new one (/insecure {peer} to go on unencrypted)")
                 } else {
                     format!("secure session with {peer} ended; messages are NOT end-to-end encrypted now")
                 };
@@ -647,8 +675,9 @@ impl App {
                     text.push_str(&format!("; {} message(s) not sent", unsent.len()));
                 }
                 text.push_str(&match failure {
-                    Failure::KeyChanged { .. } => ". Sending is blocked. Compare safety numbers (/verify) by phone or in person, then /accept-key, or /insecure".to_string(),
-                    _ => ". Sending is blocked: /secure to try again, /insecure to go on unencrypted".into(),
+                    Failure::KeyChanged { .. } => format!(". Sending is blocked. Compare the safety number of the NEW key (/verify {peer}) with {peer} by phone or in person, then /verified {peer} (or /accept-key {peer}), or /insecure {peer}"),
+                    f if f.is_interruption() => format!(". Nothing goes unencrypted: your next line to {peer} starts a new secure session and waits for it (it restarts by itself when {peer} is online); /insecure {peer} to go on unencrypted"),
+                    _ => format!(". Sending is blocked: /secure {peer} to try again, /insecure {peer} to go on unencrypted"),
                 });
                 self.push(i, LineKind::Error, None, &text, now);
                 self.mark_mention(i);
@@ -723,15 +752,14 @@ impl App {
 
     /// Shows a safety number as a block that is easy to read aloud.
     pub fn safety_block(&mut self, peer: &str, number: &str, now: u64) {
+        self.safety_block_titled(peer, &format!("safety number with {peer}:"), number, now);
+    }
+
+    /// [`App::safety_block`] under `title`.
+    pub fn safety_block_titled(&mut self, peer: &str, title: &str, number: &str, now: u64) {
         let i = self.tab_for(peer).unwrap_or(self.active);
         let groups: Vec<&str> = number.split_whitespace().collect();
-        self.push(
-            i,
-            LineKind::Safety,
-            None,
-            &format!("safety number with {peer}:"),
-            now,
-        );
+        self.push(i, LineKind::Safety, None, title, now);
         for row in groups.chunks(4) {
             self.push(
                 i,
@@ -745,7 +773,7 @@ impl App {
             i,
             LineKind::Notice,
             None,
-            &format!("compare it with the one {peer} sees, in person or by phone; if it is the same: /verified"),
+            &format!("compare it with the one {peer} sees, in person or by phone; if it is the same: /verified {peer}"),
             now,
         );
     }

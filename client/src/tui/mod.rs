@@ -472,7 +472,15 @@ async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) {
         Command::Insecure(peer) => client.insecure(&peer).await.map_err(|e| e.to_string()),
         Command::Verify(peer) => match client.safety_number(&peer) {
             Ok(number) => {
-                app.safety_block(&peer, &number, now);
+                if matches!(
+                    client.secure_status(&peer),
+                    mm_common::e2e::Status::Failed(mm_common::e2e::Failure::KeyChanged { .. })
+                ) {
+                    let title = format!("safety number of {peer}'s NEW key (not accepted yet):");
+                    app.safety_block_titled(&peer, &title, &number, now);
+                } else {
+                    app.safety_block(&peer, &number, now);
+                }
                 Ok(())
             }
             Err(e) => Err(e.to_string()),
@@ -482,7 +490,7 @@ async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) {
         }).map_err(|e| e.to_string()),
         Command::AcceptKey(peer) => client.accept_key(&peer).await.map(|()| {
             app.notice(
-                &format!("accepted {peer}'s new key (pinned, not verified); /secure to start a session, /verify to compare safety numbers"),
+                &format!("accepted {peer}'s new key (pinned, not verified); a new secure session starts; /verify to compare safety numbers"),
                 now,
             );
         }).map_err(|e| e.to_string()),

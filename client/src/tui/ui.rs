@@ -94,6 +94,7 @@ fn tab_bar(app: &App, theme: Theme) -> Line<'static> {
         let mut style = match &tab.security {
             Security::Secure { .. } if tab.peer().is_some() => theme.fg(Color::Green),
             Security::Failed { .. } if tab.peer().is_some() => theme.fg(Color::Red),
+            Security::Interrupted { .. } if tab.peer().is_some() => theme.fg(Color::Yellow),
             _ => Style::new(),
         };
         if tab.unread > 0 {
@@ -306,15 +307,16 @@ fn conversation(tab: &Tab, me: &str, area: Rect, theme: Theme) -> Vec<Line<'stat
     rows[start..end].to_vec()
 }
 
-/// The status bar: the conversation's protection first (it must be impossible to miss), then
-/// who and where we are — unless the connection is down, which then comes first.
+/// The status bar: a private conversation's protection first (it must be impossible to miss,
+/// connected or not), then who and where we are; in the room tab the connection comes first
+/// while it is down.
 fn status_bar(app: &App, theme: Theme) -> Line<'static> {
     let bar = Style::new().add_modifier(Modifier::REVERSED);
     let conn = connection_spans(app, theme, bar);
     let tab = tab_spans(app, theme, bar);
     let sep = Span::styled("│", bar);
     let mut spans = Vec::new();
-    if app.conn == Conn::Connected {
+    if app.conn == Conn::Connected || app.current().peer().is_some() {
         spans.extend(tab);
         spans.push(sep);
         spans.extend(conn);
@@ -374,7 +376,19 @@ fn tab_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
         Some(peer) => {
             let peer = clean(peer);
             spans.push(Span::styled(format!("{peer}: "), bar));
+            let paused = app.conn != Conn::Connected
+                && matches!(
+                    tab.security,
+                    Security::Secure { .. } | Security::Starting | Security::Interrupted { .. }
+                );
             spans.push(match &tab.security {
+                _ if paused => Span::styled(
+                    "SECURE e2e · paused while reconnecting (nothing goes plain) ".to_string(),
+                    bar.patch(theme.fg(Color::Yellow)),
+                ),
+                Security::Plain if app.conn != Conn::Connected => {
+                    Span::styled("NOT end-to-end encrypted ".to_string(), bar)
+                }
                 Security::Plain => Span::styled(
                     "NOT end-to-end encrypted (the server can read it) · /secure to encrypt ".to_string(),
                     bar,
@@ -396,6 +410,14 @@ fn tab_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
                 } => Span::styled(
                     format!("SECURE e2e · VERIFIED · key {} ", short(fingerprint)),
                     bar.patch(theme.secure()),
+                ),
+                Security::Interrupted { offline: true, .. } => Span::styled(
+                    format!("SECURE e2e · {peer} offline: sending blocked until {peer} is back "),
+                    bar.patch(theme.fg(Color::Yellow)),
+                ),
+                Security::Interrupted { .. } => Span::styled(
+                    "SECURE e2e · no session now: your next line restarts it (nothing goes plain) ".to_string(),
+                    bar.patch(theme.fg(Color::Yellow)),
                 ),
                 Security::Failed {
                     key_changed: true, ..

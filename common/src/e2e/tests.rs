@@ -176,9 +176,19 @@ fn handshake_then_messages_both_ways() {
         r.a.pins_saved >= 1 && r.b.pins_saved >= 1,
         "both pinned the other on first use, and saved"
     );
-    assert_eq!(r.a.sessions.pins().get("bob").unwrap().key, *r.b.sessions.public_key());
-    assert_eq!(r.b.sessions.pins().get("alice").unwrap().key, *r.a.sessions.public_key());
-    assert_eq!((r.a.monitored.len(), r.b.monitored.len()), (1, 1), "both watch the other");
+    assert_eq!(
+        r.a.sessions.pins().get("bob").unwrap().key,
+        *r.b.sessions.public_key()
+    );
+    assert_eq!(
+        r.b.sessions.pins().get("alice").unwrap().key,
+        *r.a.sessions.public_key()
+    );
+    assert_eq!(
+        (r.a.monitored.len(), r.b.monitored.len()),
+        (1, 1),
+        "both watch the other"
+    );
     assert!(r.b.events.contains(&E2eEvent::Starting {
         peer: "alice".into(),
         by_peer: true
@@ -864,7 +874,10 @@ fn a_flood_of_hellos_from_many_nicks_is_bounded() {
 fn reconnect(r: &mut Relay) {
     let monitor_a = r.a.sessions.connection_reset();
     let monitor_b = r.b.sessions.connection_reset();
-    assert_eq!((monitor_a, monitor_b), (vec!["bob".to_string()], vec!["alice".to_string()]));
+    assert_eq!(
+        (monitor_a, monitor_b),
+        (vec!["bob".to_string()], vec!["alice".to_string()])
+    );
     r.a.inbox.clear();
     r.b.inbox.clear();
     r.a.events.clear();
@@ -889,7 +902,12 @@ fn a_reconnect_never_turns_a_secure_conversation_plain() {
         );
         // The next text starts a new session and waits for it: never plain.
         let now = r.now;
-        let actions = match r.a.sessions.send_text("bob", "my PIN is 1234", 5, now).unwrap() {
+        let actions = match r
+            .a
+            .sessions
+            .send_text("bob", "my PIN is 1234", 5, now)
+            .unwrap()
+        {
             Outgoing::Queued(actions) => actions,
             other => panic!("{other:?}"),
         };
@@ -897,7 +915,11 @@ fn a_reconnect_never_turns_a_secure_conversation_plain() {
         r.deliver_all();
         assert_eq!(Relay::messages(&r.b), vec!["my PIN is 1234"]);
         assert_eq!(r.a.sent_lines.last(), Some(&5));
-        let trust = if verified { Trust::Verified } else { Trust::Pinned };
+        let trust = if verified {
+            Trust::Verified
+        } else {
+            Trust::Pinned
+        };
         assert_eq!(Relay::readies(&r.a), vec![(trust, false)]);
     }
 }
@@ -916,11 +938,17 @@ fn an_interrupted_session_restarts_when_the_peer_comes_online() {
     );
     // bob comes online: alice's side restarts by itself.
     let actions = r.a.sessions.presence("bob", true, now);
-    assert!(matches!(actions.first(), Some(Action::Send { .. })), "{actions:?}");
+    assert!(
+        matches!(actions.first(), Some(Action::Send { .. })),
+        "{actions:?}"
+    );
     r.apply(true, actions);
     r.deliver_all();
     assert!(matches!(r.a.sessions.status("bob"), Status::Secure { .. }));
-    assert!(matches!(r.b.sessions.status("alice"), Status::Secure { .. }));
+    assert!(matches!(
+        r.b.sessions.status("alice"),
+        Status::Secure { .. }
+    ));
     r.send(true, "back");
     r.deliver_all();
     assert_eq!(Relay::messages(&r.b), vec!["back"]);
@@ -938,7 +966,10 @@ fn both_sides_restarting_at_once_make_one_session() {
     r.apply(false, b);
     r.deliver_all();
     assert!(matches!(r.a.sessions.status("bob"), Status::Secure { .. }));
-    assert!(matches!(r.b.sessions.status("alice"), Status::Secure { .. }));
+    assert!(matches!(
+        r.b.sessions.status("alice"),
+        Status::Secure { .. }
+    ));
     r.send(true, "one");
     r.send(false, "two");
     r.deliver_all();
@@ -962,7 +993,10 @@ fn automatic_restarts_wait_longer_after_each_attempt_that_fails() {
     for s in 1..=200u64 {
         t = start + Duration::from_secs(s);
         let actions = r.a.sessions.tick(t);
-        if actions.iter().any(|a| matches!(a, Action::Event(E2eEvent::Starting { .. }))) {
+        if actions
+            .iter()
+            .any(|a| matches!(a, Action::Event(E2eEvent::Starting { .. })))
+        {
             starts.push(s);
         }
     }
@@ -994,7 +1028,9 @@ fn a_stale_failure_gives_todays_reason_and_secure_needs_no_insecure_first() {
         Err(Refused::Offline("bob".into()))
     );
     // bob logs in (a while later): the session starts by itself.
-    let actions = r.a.sessions.presence("bob", true, now + Duration::from_secs(60));
+    let actions =
+        r.a.sessions
+            .presence("bob", true, now + Duration::from_secs(60));
     r.apply(true, actions);
     r.deliver_all();
     assert!(matches!(r.a.sessions.status("bob"), Status::Secure { .. }));
@@ -1002,12 +1038,23 @@ fn a_stale_failure_gives_todays_reason_and_secure_needs_no_insecure_first() {
     let mut r = mangled(|inbox| inbox.swap(0, 1));
     let now = r.now;
     let actions = r.b.sessions.presence("alice", true, now);
-    assert!(actions.is_empty(), "a failure that may be an attack does not restart by itself");
+    assert!(
+        actions.is_empty(),
+        "a failure that may be an attack does not restart by itself"
+    );
     let refused = r.b.sessions.send_text("alice", "x", 0, now).unwrap_err();
-    assert!(refused.to_string().contains("alice is online: /secure alice"), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("alice is online: /secure alice"),
+        "{refused}"
+    );
     r.start(false);
     r.deliver_all();
-    assert!(matches!(r.b.sessions.status("alice"), Status::Secure { .. }));
+    assert!(matches!(
+        r.b.sessions.status("alice"),
+        Status::Secure { .. }
+    ));
 }
 
 #[test]
@@ -1053,12 +1100,20 @@ fn conversations_survive_a_restart_secure_blocked_and_key_changed() {
             online: None
         }
     );
-    assert!(matches!(s.send_text("bob", "x", 1, r.now), Ok(Outgoing::Queued(_))));
+    assert!(matches!(
+        s.send_text("bob", "x", 1, r.now),
+        Ok(Outgoing::Queued(_))
+    ));
     // Blocked.
     let r = mangled(|inbox| inbox.swap(0, 1));
     let text = r.b.sessions.conversations_text();
     assert_eq!(text, "blocked alice decrypt\n");
-    let mut s = Sessions::new("bob", Identity::generate(), Pins::default(), E2eConfig::default());
+    let mut s = Sessions::new(
+        "bob",
+        Identity::generate(),
+        Pins::default(),
+        E2eConfig::default(),
+    );
     s.restore(&text).unwrap();
     assert_eq!(s.status("alice"), Status::Failed(Failure::Decrypt));
     // Key changed.
@@ -1074,9 +1129,24 @@ fn conversations_survive_a_restart_secure_blocked_and_key_changed() {
     );
     assert_eq!(s.safety_number("bob"), r.a.sessions.safety_number("bob"));
     // Damaged files are refused, not half-read.
-    for bad in ["secure", "secure b@d", "blocked bob nonsense", "key-changed bob 12", "frobnicate bob", "secure alice"] {
-        let mut s = Sessions::new("alice", Identity::generate(), Pins::default(), E2eConfig::default());
-        assert_eq!(s.restore(&format!("secure carol\n{bad}\n")), Err(2), "{bad}");
+    for bad in [
+        "secure",
+        "secure b@d",
+        "blocked bob nonsense",
+        "key-changed bob 12",
+        "frobnicate bob",
+    ] {
+        let mut s = Sessions::new(
+            "alice",
+            Identity::generate(),
+            Pins::default(),
+            E2eConfig::default(),
+        );
+        assert_eq!(
+            s.restore(&format!("secure carol\n{bad}\n")),
+            Err(2),
+            "{bad}"
+        );
         assert_eq!(s.status("carol"), Status::Plain, "nothing restored");
     }
 }
@@ -1087,17 +1157,28 @@ fn after_a_key_change_both_sides_can_compare_the_new_keys_safety_number() {
     for alice_starts in [true, false] {
         let mut r = Relay::new();
         r.connect();
-        r.b.sessions = Sessions::new("bob", Identity::generate(), Pins::default(), E2eConfig::default());
+        r.b.sessions = Sessions::new(
+            "bob",
+            Identity::generate(),
+            Pins::default(),
+            E2eConfig::default(),
+        );
         reconnect_a_only(&mut r);
         r.start(!alice_starts);
         r.deliver_all();
         assert!(
-            matches!(r.a.sessions.status("bob"), Status::Failed(Failure::KeyChanged { .. })),
+            matches!(
+                r.a.sessions.status("bob"),
+                Status::Failed(Failure::KeyChanged { .. })
+            ),
             "{:?}",
             r.a.sessions.status("bob")
         );
         let alice_says = r.a.sessions.safety_number("bob").unwrap();
-        let bob_says = r.b.sessions.safety_number("alice").expect("bob learned alice's key");
+        let bob_says =
+            r.b.sessions
+                .safety_number("alice")
+                .expect("bob learned alice's key");
         assert_eq!(alice_says, bob_says, "alice_starts={alice_starts}");
         // bob is told that alice did not accept his key; nothing was shown as a message.
         assert!(Relay::failures(&r.b).contains(&Failure::PeerAborted(AbortReason::KeyNotAccepted)));
@@ -1107,7 +1188,10 @@ fn after_a_key_change_both_sides_can_compare_the_new_keys_safety_number() {
         r.deliver_all();
         assert!(matches!(
             r.a.sessions.status("bob"),
-            Status::Secure { trust: Trust::Verified, .. }
+            Status::Secure {
+                trust: Trust::Verified,
+                ..
+            }
         ));
         r.send(true, "hello again");
         r.deliver_all();
