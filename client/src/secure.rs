@@ -208,6 +208,7 @@ impl SecureSetup {
                     sessions: Mutex::new(sessions),
                     pins_file: self.pins_file.clone(),
                     conversations_file: self.conversations_file.clone(),
+                    saving: Mutex::new(()),
                     lines: Mutex::new(lines),
                 });
                 *shared = Some(Arc::clone(&secure));
@@ -228,6 +229,9 @@ pub(crate) struct Secure {
     sessions: Mutex<Sessions>,
     pins_file: Option<PathBuf>,
     conversations_file: Option<PathBuf>,
+    /// Serialises saving: the reader and the handles may save at once, and each file is
+    /// written through one temporary name.
+    saving: Mutex<()>,
     /// The current connection's lines waiting for an answer: texts dropped unsent are
     /// answered.
     lines: Mutex<Arc<Lines>>,
@@ -326,6 +330,7 @@ impl Secure {
 
     /// Writes the pins and conversations files (0600, each atomically).
     pub(crate) fn save(&self) -> Result<(), mm_certs::CertError> {
+        let _saving = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         let (pins, conversations) = {
             let sessions = self.sessions();
             (sessions.pins().to_text(), sessions.conversations_text())

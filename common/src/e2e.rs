@@ -238,9 +238,12 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Whether this only interrupted the session (nothing suggests an attack), so that a new
-    /// one may start by itself. Key changes, messages that did not decrypt and broken
-    /// handshakes block the conversation until the user acts.
+    /// Whether this only interrupted the session, so that a new one may start by itself. Key
+    /// changes, invalid keys, and messages of an established session that did not decrypt (or
+    /// that the peer could not decrypt) block the conversation until the user acts: they are
+    /// what tampering looks like. A handshake that did not complete is an interruption: it
+    /// exposes nothing, and stale handshake messages (kept in a mailbox across a reconnect)
+    /// cause it harmlessly.
     pub fn is_interruption(&self) -> bool {
         matches!(
             self,
@@ -249,7 +252,10 @@ impl Failure {
                 | Failure::Timeout
                 | Failure::NotConnected
                 | Failure::RelayRefused
-                | Failure::PeerAborted(AbortReason::UnknownSession | AbortReason::Ended)
+                | Failure::Handshake
+                | Failure::PeerAborted(
+                    AbortReason::UnknownSession | AbortReason::Ended | AbortReason::HandshakeFailed
+                )
         )
     }
 
@@ -258,9 +264,7 @@ impl Failure {
     fn token(&self) -> Option<&'static str> {
         Some(match self {
             Failure::Decrypt => "decrypt",
-            Failure::Handshake => "handshake",
             Failure::BadKey => "bad-key",
-            Failure::PeerAborted(AbortReason::HandshakeFailed) => "peer-handshake",
             Failure::PeerAborted(AbortReason::KeyNotAccepted) => "peer-key",
             Failure::PeerAborted(AbortReason::DecryptFailed) => "peer-decrypt",
             _ => return None,
@@ -270,9 +274,7 @@ impl Failure {
     fn from_token(token: &str) -> Option<Failure> {
         Some(match token {
             "decrypt" => Failure::Decrypt,
-            "handshake" => Failure::Handshake,
             "bad-key" => Failure::BadKey,
-            "peer-handshake" => Failure::PeerAborted(AbortReason::HandshakeFailed),
             "peer-key" => Failure::PeerAborted(AbortReason::KeyNotAccepted),
             "peer-decrypt" => Failure::PeerAborted(AbortReason::DecryptFailed),
             _ => return None,

@@ -400,13 +400,21 @@ async fn line_mode_secure_chat_and_safety_number() {
         "{pins}"
     );
 
-    // alice ends the session: bob is told, and /msg goes plain again (and says so).
+    // alice ends the session: bob is told, but his conversation stays secure until *he*
+    // says otherwise — his next line starts a new session instead of going plain.
     alice.client.insecure("bob").await.unwrap();
     let ended = next_line(&mut out).await;
     assert!(
-        ended.starts_with("* secure session with alice ended by alice"),
+        ended.starts_with("* alice ended the secure session; nothing goes unencrypted"),
         "{ended}"
     );
+    stdin.write_all(b"/msg alice still secret\n").await.unwrap();
+    assert_eq!(
+        alice.secure_message().await,
+        ("bob".to_string(), "still secret".to_string())
+    );
+    // Only bob's own /insecure makes it plain (and says so).
+    stdin.write_all(b"/insecure alice\n").await.unwrap();
     stdin.write_all(b"/msg alice plain again\n").await.unwrap();
     assert!(
         matches!(alice.next_line().await, Event::Private { text, .. } if text == "plain again")

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use mm_client::{Delivery, Event, SendError};
 use mm_common::e2e::{
-    noise_builder, prologue, E2eConfig, E2eEvent, Envelope, Failure, Refused, SessionId, Trust,
+    noise_builder, prologue, AbortReason, E2eConfig, E2eEvent, Envelope, Failure, Refused,
+    SessionId, Trust,
 };
 use mm_common::identity::Identity;
-use mm_tests::TestServer;
+use mm_tests::{TestClient, TestServer};
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -147,10 +148,17 @@ async fn secure_errors_are_clear() {
             unsent: vec![]
         }
     );
-    assert!(matches!(
-        alice.client.private("carol", "x").await,
-        Err(SendError::Refused(Refused::Blocked { .. }))
-    ));
+    // Today's reason: carol is offline (nothing is sent, and it says what happens next).
+    match alice.client.private("carol", "x").await {
+        Err(SendError::Refused(e @ Refused::Offline(_))) => {
+            assert!(
+                e.to_string()
+                    .contains("restarts by itself when carol is back"),
+                "{e}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         alice.client.secure("Alice").await.unwrap_err(),
         SendError::Refused(Refused::Yourself)
@@ -219,7 +227,8 @@ async fn both_starting_at_once_gives_one_session() {
 async fn a_peer_leaving_blocks_sending_until_the_user_decides() {
     let server = TestServer::start().await;
     let mut alice = server.client("alice").await;
-    let bob = server.client("bob").await;
+    let bob_opts = server.options("bob");
+    let bob = server.client_with(bob_opts.clone()).await;
     alice.client.secure("bob").await.unwrap();
     alice.secure_ready("bob").await;
     bob.client.quit().await;
@@ -237,12 +246,30 @@ async fn a_peer_leaving_blocks_sending_until_the_user_decides() {
         "{failed:?}"
     );
 
-    let mut bob = server.client("bob").await;
-    // Never a silent fallback to plain text, even though bob is back.
+    // Never a silent fallback to plain text while bob is away.
     match alice.client.private("bob", "are you there?").await {
-        Err(SendError::Refused(Refused::Blocked { .. })) => {}
+        Err(SendError::Refused(Refused::Offline(_))) => {}
         other => panic!("{other:?}"),
     }
+    // bob is back (same keys): alice's side restarts the session by itself (it monitors bob)
+    // and what she sends goes end-to-end again.
+    let mut bob = TestClient::connect(&bob_opts).await;
+    alice
+        .secure_event(
+            "the session restarting",
+            |e| matches!(e, E2eEvent::Ready { peer, .. } if peer == "bob"),
+        )
+        .await;
+    assert_eq!(
+        alice
+            .client
+            .private("bob", "are you there?")
+            .await
+            .unwrap()
+            .1,
+        Delivery::Secure
+    );
+    assert_eq!(bob.secure_message().await.1, "are you there?");
     alice.client.insecure("bob").await.unwrap();
     assert_eq!(
         alice.client.private("bob", "plain now").await.unwrap().1,
@@ -365,22 +392,39 @@ async fn pins_survive_a_restart_and_a_changed_key_is_refused_loudly() {
     }
     assert!(matches!(
         alice.client.private("bob", "x").await,
-        Err(SendError::Refused(Refused::Blocked { .. }))
+        Err(SendError::Refused(Refused::KeyNotAccepted(_)))
     ));
     assert!(matches!(
         alice.client.secure("bob").await,
         Err(SendError::Refused(Refused::KeyNotAccepted(_)))
     ));
-    // bob never got a session (alice stopped before message 3).
+    // bob learns alice's key from message 3 and is told at once that she did not accept his:
+    // nothing he might send reaches her, and both can compare the new key's safety number.
+    // (A handshake replayed from bob's mailbox, stale since his restart, may fail first:
+    // that only interrupts.)
     let bob_saw = bob
-        .secure_event("bob's outcome", |e| {
-            matches!(e, E2eEvent::Failed { .. } | E2eEvent::Ready { .. })
-        })
+        .secure_event(
+            "bob's outcome",
+            |e| matches!(e, E2eEvent::Failed { failure, .. } if !failure.is_interruption()),
+        )
         .await;
-    assert!(matches!(bob_saw, E2eEvent::Failed { .. }), "{bob_saw:?}");
-    // Accepting the new key is explicit and clears "verified".
+    assert!(
+        matches!(
+            bob_saw,
+            E2eEvent::Failed {
+                failure: Failure::PeerAborted(AbortReason::KeyNotAccepted),
+                ..
+            }
+        ),
+        "{bob_saw:?}"
+    );
+    assert_eq!(
+        alice.client.safety_number("bob").unwrap(),
+        bob.client.safety_number("alice").unwrap(),
+        "the safety number alice sees is the one of the key bob presents"
+    );
+    // Accepting the new key is explicit, clears "verified" and starts a new session.
     alice.client.accept_key("bob").await.unwrap();
-    alice.client.secure("bob").await.unwrap();
     assert!(matches!(
         alice.secure_ready("bob").await,
         E2eEvent::Ready {
@@ -614,7 +658,7 @@ async fn a_relay_that_swaps_keys_on_a_pinned_peer_is_stopped_before_anything_is_
         .all(|s| s.transports.is_none()));
     assert!(matches!(
         alice.client.private("bob", "secret").await,
-        Err(SendError::Refused(Refused::Blocked { .. }))
+        Err(SendError::Refused(Refused::KeyNotAccepted(_)))
     ));
     assert!(mitm.read.lock().unwrap().is_empty());
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mm_client::Event;
 use mm_common::e2e::E2eEvent;
-use mm_tests::{TestServer, WAIT};
+use mm_tests::{TestClient, TestServer, WAIT};
 
 const MM: &str = env!("CARGO_BIN_EXE_e2e-mm");
 const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
@@ -119,7 +119,9 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
     }
     let server = TestServer::start().await;
     let home = tempfile::tempdir().unwrap();
-    let mut bob = server.client("bob").await;
+    // bob's options are kept, so that he can come back with the same keys.
+    let bob_opts = server.options("bob");
+    let mut bob = server.client_with(bob_opts.clone()).await;
     // After mm exits, say how it exited and keep the pane, to see the terminal restored.
     let command = format!(
         "{} --server {} --ca {} --nick alice --home {}; echo \"mm exited with $?\"; sleep 30",
@@ -171,14 +173,38 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
     tmux.keys(&["/verify", "Enter"]);
     tmux.wait_for("safety number with bob:").await;
 
-    // The server goes away and comes back: the UI says so and reconnects by itself; the secure
-    // session ended with the connection, and the tab says that too.
+    // The server goes away and comes back: the UI says so and reconnects by itself. The
+    // conversation stays secure — never plain: paused while reconnecting, then blocked while
+    // bob is offline (a line typed then is refused, not sent plain).
     drop(bob);
     let restart = tokio::spawn(server.restart_on_same_port(Duration::from_secs(2)));
-    tmux.wait_for("reconnecting in").await; // the status bar, while the server is down
+    let screen = tmux.wait_for("reconnecting in").await; // the status bar, while the server is down
+    assert!(
+        screen.contains("bob: SECURE e2e · paused while reconnecting"),
+        "{screen}"
+    );
     let server = restart.await.unwrap();
-    let screen = tmux.wait_for("bob: NOT end-to-end encrypted").await;
+    let screen = tmux.wait_for("bob offline: sending blocked").await;
     assert!(screen.contains(" · connected"), "{screen}");
+    tmux.keys(&["not while you are away", "Enter"]);
+    tmux.wait_for("bob is offline and secure messages need bob online; nothing was sent")
+        .await;
+    // bob comes back with his keys: the session restarts by itself, and the next line goes
+    // end-to-end encrypted.
+    let mut bob = TestClient::connect(&bob_opts).await;
+    bob.secure_ready("alice").await;
+    tmux.wait_for("bob: SECURE e2e").await;
+    tmux.keys(&["welcome back, secretly", "Enter"]);
+    let back = bob
+        .secure_event("a secure message", |e| {
+            matches!(e, E2eEvent::Message { .. })
+        })
+        .await;
+    assert!(
+        matches!(&back, E2eEvent::Message { text, .. } if text == "welcome back, secretly"),
+        "{back:?}"
+    );
+    drop(bob);
     tmux.keys(&["M-1"]);
     let screen = tmux.wait_for("reconnected; 1 online").await;
     assert!(screen.contains("disconnected"), "{screen}");

@@ -590,9 +590,15 @@ impl App {
                     );
                 }
                 self.conn = Conn::Offline(reason);
-                // Secure sessions live and die with the connection.
+                // Sessions die with the connection, but a secure conversation stays secure:
+                // the status bar says it is paused, and the next connection restarts it.
                 for tab in &mut self.tabs {
-                    tab.security = Security::Plain;
+                    if matches!(tab.security, Security::Secure { .. } | Security::Starting) {
+                        tab.security = Security::Interrupted {
+                            reason: "the connection to the server was lost".into(),
+                            offline: false,
+                        };
+                    }
                 }
             }
         }
