@@ -221,6 +221,9 @@ pub enum Failure {
     PeerAborted(AbortReason),
     /// The handshake did not finish in time.
     Timeout,
+    /// The peer presented our own identity key: the two users share one home directory (or
+    /// the peer has a copy of our key). Never pinned, never a session.
+    OwnKey,
 }
 
 impl fmt::Display for Failure {
@@ -241,6 +244,9 @@ impl fmt::Display for Failure {
             Failure::Unreachable => f.write_str("the peer is not online"),
             Failure::PeerAborted(reason) => write!(f, "the peer dropped the session: {reason}"),
             Failure::Timeout => f.write_str("the handshake timed out"),
+            Failure::OwnKey => f.write_str(
+                "the peer presents your own key: you share one home directory (identity.key) with them; each user needs their own",
+            ),
         }
     }
 }
@@ -919,6 +925,7 @@ impl Sessions {
         // The responder's static key is known now: check it before sending message 3.
         let trust = match self.check_peer_key(from, key_of(h.noise.get_remote_static())) {
             Ok(trust) => trust,
+            Err(Failure::OwnKey) => return self.own_key(from, session, *h),
             Err(failure) => {
                 return self.abort_and_fail(from, session, abort_reason(&failure), failure);
             }
@@ -971,6 +978,9 @@ impl Sessions {
         if !is_contributory(&key) {
             return Err(Failure::BadKey);
         }
+        if key == *self.identity.public() {
+            return Err(Failure::OwnKey); // before any pin: a pin of our own key counts for nothing
+        }
         match self.pins.check(from, &key) {
             PinCheck::New => Ok((Trust::New, true)),
             PinCheck::Pinned { verified: true } => Ok((Trust::Verified, false)),
@@ -980,6 +990,28 @@ impl Sessions {
                 presented: key,
             }),
         }
+    }
+
+    /// The responder presented our own key. Handshake message 3 still goes (it tells a holder
+    /// of our key nothing new: reading message 2 proved it has our secret key), so that the
+    /// responder sees our key too and warns its user likewise; then no session, no pin.
+    fn own_key(&mut self, from: &str, session: SessionId, mut h: Handshake) -> Vec<Action> {
+        let mut buf = [0u8; MAX_HANDSHAKE_MSG];
+        let mut actions = Vec::new();
+        let written = h.noise.write_message(&[], &mut buf).ok();
+        if let Some(noise) = written.and_then(|n| buf.get(..n)) {
+            let payload = encode(&Envelope::Finish {
+                session,
+                noise: noise.to_vec(),
+            });
+            actions.push(Action::Send {
+                to: self.peer(from).nick.clone(),
+                payload,
+                line: None,
+            });
+        }
+        actions.extend(self.fail(from, Failure::OwnKey));
+        actions
     }
 
     fn establish(
@@ -1335,7 +1367,7 @@ fn seal(e: &mut Established, inner: &Inner) -> Result<Vec<u8>, Refused> {
 /// What to tell a peer whose key check failed.
 fn abort_reason(failure: &Failure) -> AbortReason {
     match failure {
-        Failure::KeyChanged { .. } => AbortReason::KeyNotAccepted,
+        Failure::KeyChanged { .. } | Failure::OwnKey => AbortReason::KeyNotAccepted,
         _ => AbortReason::HandshakeFailed,
     }
 }
