@@ -14,8 +14,8 @@ use mm_common::protocol::{validate_nick, ErrorCode};
 use tokio::sync::oneshot;
 
 use crate::command::{self, Command, HELP};
-use crate::home::Home;
 use crate::display::{self, Style};
+use crate::home::Home;
 use crate::stdio::{self, InputLine, LineReader, MAX_INPUT_LINE};
 use crate::trust::KnownServers;
 use crate::{

@@ -160,11 +160,12 @@ impl Home {
                     Some(_) => {} // just adopted by another nick: drop the lock, make our own
                     None => {
                         let file = old.join(NICK_FILE);
-                        mm_certs::write_secret(&file, format!("{folded}\n").as_bytes())
-                            .map_err(|e| HomeError::Io {
+                        mm_certs::write_secret(&file, format!("{folded}\n").as_bytes()).map_err(
+                            |e| HomeError::Io {
                                 path: file.clone(),
                                 source: std::io::Error::other(e.to_string()),
-                            })?;
+                            },
+                        )?;
                         home.claimed = Some(file);
                         home.notes.push(format!(
                             "using {} as {nick}'s home: it was made by an older mm, before each nick had a home of its own ({}); it now belongs to {nick} (recorded in its `{NICK_FILE}` file), other nicks get their own",
@@ -176,8 +177,7 @@ impl Home {
                 }
             }
         }
-        mm_certs::create_private_dir(&base.join(USERS_DIR))
-            .map_err(io(&base.join(USERS_DIR)))?;
+        mm_certs::create_private_dir(&base.join(USERS_DIR)).map_err(io(&base.join(USERS_DIR)))?;
         Home::open(&own)
     }
 

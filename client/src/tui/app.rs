@@ -1241,4 +1241,43 @@ mod tests {
         }
         assert_eq!(app.tabs[0].scroll, 0);
     }
+
+    #[test]
+    fn a_replaced_connection_says_so_and_offers_reconnect_only() {
+        use mm_common::protocol::ErrorCode;
+        let mut app = App::new("s", "alice");
+        app.on_event(
+            &Event::Error {
+                line: None,
+                code: ErrorCode::REPLACED,
+                fatal: true,
+                detail: "you logged in again from another connection".into(),
+            },
+            0,
+        );
+        app.on_event(
+            &Event::Closed {
+                error: None,
+                undelivered: vec![],
+            },
+            0,
+        );
+        assert!(app.replaced);
+        assert_eq!(app.conn, Conn::Offline(REPLACED_STATUS.into()));
+        assert!(app.tabs[0].lines.iter().any(|l| l.text
+            == "alice logged in from another client; this one is disconnected — /reconnect to take the account back"));
+        assert_eq!(type_line(&mut app, "/reconnect"), Action::Reconnect);
+        // A fatal error of another kind is only an error: reconnecting stays automatic.
+        let mut app = App::new("s", "alice");
+        app.on_event(
+            &Event::Error {
+                line: None,
+                code: ErrorCode::TOO_SLOW,
+                fatal: true,
+                detail: "slow".into(),
+            },
+            0,
+        );
+        assert!(!app.replaced);
+    }
 }

@@ -842,11 +842,21 @@ fn a_peer_presenting_our_own_key_is_refused_on_both_sides_and_never_pinned() {
     for alice_starts in [true, false] {
         let mut r = shared_key_pair();
         // Even an old pin of that key (made before this check existed) does not make it good.
-        r.b.sessions.pins.replace("alice", r.a.sessions.public_key());
+        r.b.sessions
+            .pins
+            .replace("alice", r.a.sessions.public_key());
         r.start(alice_starts);
         r.deliver_all();
-        assert_eq!(Relay::failures(&r.a), vec![Failure::OwnKey], "{alice_starts}");
-        assert_eq!(Relay::failures(&r.b), vec![Failure::OwnKey], "{alice_starts}");
+        assert_eq!(
+            Relay::failures(&r.a),
+            vec![Failure::OwnKey],
+            "{alice_starts}"
+        );
+        assert_eq!(
+            Relay::failures(&r.b),
+            vec![Failure::OwnKey],
+            "{alice_starts}"
+        );
         assert!(Relay::readies(&r.a).is_empty() && Relay::readies(&r.b).is_empty());
         assert_eq!((r.a.pins_saved, r.b.pins_saved), (0, 0), "nothing pinned");
         assert!(r.a.sessions.pins().get("bob").is_none(), "nothing pinned");
