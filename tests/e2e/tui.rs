@@ -334,16 +334,17 @@ async fn a_terminal_ui_replaced_by_another_login_stays_disconnected_until_reconn
     let second = start(&copy);
     second.wait_for("as alice; 1 online").await;
 
+    // Nobody knocks anybody off: for 5 s, still the two logins...
+    assert_eq!(
+        logins(&mut server, "alice", Duration::from_secs(5)).await,
+        2
+    );
+    // ...and the first says why it is off, and what to do.
     let replaced = "alice logged in from another client; this one is disconnected — /reconnect to take the account back";
     first.wait_for(replaced).await;
     first
         .wait_for("offline: logged in from another client — /reconnect takes the account back")
         .await;
-    // Nobody knocks anybody off: for 5 s, still the two logins, and the second stays on.
-    assert_eq!(
-        logins(&mut server, "alice", Duration::from_secs(5)).await,
-        2
-    );
     let screen = first.screen();
     assert!(!screen.contains("reconnect in"), "{screen}");
     let screen = second.screen();
