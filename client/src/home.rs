@@ -85,12 +85,12 @@ pub enum HomeError {
         pid: Option<u32>,
     },
     /// I/O on the home or its lock file.
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {error}", .path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (said in the message, so not a `source` too: it would print twice).
+        error: std::io::Error,
     },
     /// The nick cannot name a home.
     #[error("{0}")]
@@ -98,9 +98,9 @@ pub enum HomeError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
-    move |source| HomeError::Io {
+    move |error| HomeError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -163,7 +163,7 @@ impl Home {
                         mm_certs::write_secret(&file, format!("{folded}\n").as_bytes()).map_err(
                             |e| HomeError::Io {
                                 path: file.clone(),
-                                source: std::io::Error::other(e.to_string()),
+                                error: std::io::Error::other(e.to_string()),
                             },
                         )?;
                         home.claimed = Some(file);
@@ -214,7 +214,7 @@ fn read_owner(home: &Path) -> Result<Option<String>, HomeError> {
         Ok(text) => Ok(Some(nick_key(text.trim()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(Some(String::new())),
-        Err(e) => Err(HomeError::Io { path, source: e }),
+        Err(error) => Err(HomeError::Io { path, error }),
     }
 }
 
