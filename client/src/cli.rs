@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::command::{self, Command, HELP};
 use crate::display::{self, Style};
+use crate::home::Home;
 use crate::stdio::{self, InputLine, LineReader, MAX_INPUT_LINE};
 use crate::trust::KnownServers;
 use crate::{
@@ -34,7 +35,7 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// In a terminal: a full-screen UI with a tab per conversation. Otherwise (line mode): every stdin line is a chat line
 /// or a /command, every event is printed as one line on stdout, and EOF quits.
 #[derive(Debug, Parser)]
-#[command(name = "mm", version)]
+#[command(name = "mm", version, after_help = AFTER_HELP)]
 pub struct Args {
     /// Server to connect to
     #[arg(
@@ -52,8 +53,8 @@ pub struct Args {
     #[arg(long, env = "MM_NICK")]
     pub nick: Option<String>,
     /// Directory where mm keeps your identity key and client certificate (which own your nick),
-    /// pinned keys of your peers and the servers you trust; one per user
-    /// [default: $MM_HOME or ~/.local/share/multi-messenger/client]
+    /// pinned keys of your peers and the servers you trust; one per user, used by one mm at a
+    /// time [default: $MM_HOME, else one per nick: ~/.local/share/multi-messenger/users/NICK]
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
     /// Use line mode even when stdin is a terminal
@@ -65,12 +66,34 @@ pub struct Args {
     pub notify: bool,
 }
 
+/// The end of `mm --help`: homes and exit statuses.
+const AFTER_HELP: &str = "\
+Homes: each nick has its own home by default ($XDG_DATA_HOME or ~/.local/share, then
+multi-messenger/users/NICK), so `mm --nick alice` and `mm --nick bob` on one machine are two
+identities. The single default home of older versions (multi-messenger/client) goes to the first
+nick that starts without a home of its own (recorded in its `nick` file; mm says so once); other
+nicks get their own. A running mm locks its home: a second mm on it stops with an error.
+
+Line mode exit status:
+  0    every line was delivered
+  1    could not start or connect, lost the connection, or the server stopped answering
+  2    some input lines were refused (by mm or the server) and not delivered
+  3    the account logged in from another client (same certificate), which took over
+  141  stdout was closed
+
+In the terminal UI, a client replaced by another login stays disconnected: /reconnect takes the
+account back.";
+
 /// Exit code for "could not connect, lost the connection, or the server stopped answering".
 const EXIT_FAILURE: u8 = 1;
 
 /// Exit code for "connected and quit cleanly, but some input lines were refused (by `mm` or
 /// by the server) and not delivered".
 const EXIT_REFUSED: u8 = 2;
+
+/// Exit code when the account logged in from another client (same certificate), which took
+/// the connection over: this `mm` stops and does not try to take it back.
+const EXIT_REPLACED: u8 = 3;
 
 /// Exit code when stdout was closed (128 + SIGPIPE, as a shell reports a process the signal
 /// ended): `mm` stopped reading input there.
@@ -108,28 +131,35 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = validate_nick(&nick) {
         bail!("{nick:?} cannot be a nick: {e}");
     }
-    let Some(home) = args.home.clone().or_else(crate::home::default_home) else {
-        bail!("no home directory for your identity key; pass --home DIR");
+    // Locked before anything in it is read or written: a second mm on this home stops here.
+    let base = crate::home::default_base();
+    let mut home = match (args.home.clone().or_else(crate::home::env_home), &base) {
+        (Some(dir), _) => Home::open(&dir)?,
+        (None, Some(base)) => Home::open_default(base, &nick)?,
+        (None, None) => bail!("no home directory for your identity key; pass --home DIR"),
     };
-    let trust = match &args.ca {
-        Some(path) => Trust::Roots(mm_certs::load_certs(path)?),
-        None => Trust::Known(KnownServers::in_home(&home)),
-    };
+    let explicit_home = args.home.is_some() || crate::home::env_home().is_some();
     // First-run news: printed on stderr, and repeated inside the terminal UI (whose screen
     // would hide it).
-    let mut notes = Vec::new();
-    let (secure, created) = SecureSetup::load(&home)?;
+    let mut notes = home.take_notes();
+    let home_dir = home.path().to_path_buf();
+    let home_path = home_dir.as_path();
+    let trust = match &args.ca {
+        Some(path) => Trust::Roots(mm_certs::load_certs(path)?),
+        None => Trust::Known(KnownServers::in_home(home_path)),
+    };
+    let (secure, created) = SecureSetup::load(home_path)?;
     if created {
         notes.push(format!(
             "created your identity key in {} (keep it private; copy the directory to move to another machine)",
-            home.display()
+            home_path.display()
         ));
     }
-    let (certificate, created) = mm_certs::ClientIdentity::load_or_create(&home)?;
+    let (certificate, created) = mm_certs::ClientIdentity::load_or_create(home_path)?;
     if created {
         notes.push(format!(
             "created your client certificate in {} (fingerprint {}); servers register your nick to it",
-            home.display(),
+            home_path.display(),
             certificate.fingerprint()
         ));
     }
@@ -170,23 +200,74 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Err(ConnectError::Refused { code, detail }) if code == ErrorCode::NICK_REGISTERED => {
             bail!(
-                "{detail}.\nIf it is yours from another machine, copy that machine's home directory \
-                 (client.pem and client.key at least) to {}; otherwise choose another --nick.",
-                home.display()
+                "{detail}.\n{}",
+                nick_registered_advice(&mut home, explicit_home, base.as_deref(), &opts.nick)
             );
         }
         Err(e) => return Err(e.into()),
     };
 
-    if interactive {
+    let code = if interactive {
         let settings = crate::tui::Settings {
             notify: args.notify,
             notes,
         };
-        crate::tui::run(opts, (client, events, welcome), settings).await
+        crate::tui::run(opts, (client, events, welcome), settings).await?
     } else {
-        Ok(line_mode(&args.server, client, events, welcome).await)
+        line_mode(&args.server, client, events, welcome).await
+    };
+    // The home stays locked until here: the whole time this process may write to it.
+    drop(home);
+    Ok(code)
+}
+
+/// What to do when the server says `nick` is registered to another certificate than the one in
+/// `home`. An old default home this run adopted for `nick` is evidently another nick's: the
+/// adoption is undone, so that nick still finds it.
+fn nick_registered_advice(
+    home: &mut Home,
+    explicit: bool,
+    base: Option<&std::path::Path>,
+    nick: &str,
+) -> String {
+    let copy_to = |dir: &std::path::Path| {
+        format!(
+            "If it is yours from another machine, copy that machine's home directory (client.pem \
+             and client.key at least) to {}; otherwise choose another --nick.",
+            dir.display()
+        )
+    };
+    if home.adopted() {
+        let undone = home.undo_adoption();
+        let own = base.and_then(|b| crate::home::nick_home(b, nick).ok());
+        let mut text = format!(
+            "{} (made by an older mm, before each nick had a home of its own) holds another \
+             nick's identity, so it stays for that nick",
+            home.path().display()
+        );
+        if let Err(e) = undone {
+            text.push_str(&format!(" (but mm could not record that: {e})"));
+        }
+        text.push_str(".\n");
+        if let Some(own) = own {
+            text.push_str(&copy_to(&own));
+        }
+        return text;
     }
+    let mut text = copy_to(home.path());
+    if !explicit {
+        if let Some((old, owner)) = base.and_then(crate::home::old_home_owner) {
+            if owner != mm_common::protocol::nick_key(nick) {
+                text.push_str(&format!(
+                    "\n(The home an older mm made, {}, went to {owner}: if it holds {nick}'s \
+                     identity instead, run mm --nick {nick} --home {}.)",
+                    old.display(),
+                    old.display()
+                ));
+            }
+        }
+    }
+    text
 }
 
 /// Shows a first-contact fingerprint and asks whether to trust it.
@@ -461,8 +542,9 @@ async fn read_input(
 /// printing events never waits behind a send that waits for the server.
 ///
 /// Exit status: 0 when every line was delivered; 1 when the connection was lost or the server
-/// stopped answering; 2 when some lines were refused; 141 when stdout was closed. Any line
-/// not delivered is counted in one line on stderr.
+/// stopped answering; 2 when some lines were refused; 3 when the account logged in from
+/// another client, which took over; 141 when stdout was closed. Any line not delivered is
+/// counted in one line on stderr.
 async fn line_mode(server: &str, client: Client, mut events: Events, welcome: Welcome) -> ExitCode {
     stdio::out(&display::welcome_line(server, &welcome, Style::PLAIN));
     let (done_tx, mut done_rx) = oneshot::channel::<InputEnd>();
@@ -473,6 +555,7 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
     let mut fates = Undelivered::default();
     let mut input: Option<InputEnd> = None;
     let mut lost: Option<String> = None;
+    let mut replaced = false;
     let deadline = tokio::time::sleep(Duration::from_secs(u64::MAX / 4));
     tokio::pin!(deadline);
     loop {
@@ -509,6 +592,7 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
                     Event::Error { line: Some(_), .. } => fates.by_server += 1,
                     // Say why the connection ends (e.g. logged in elsewhere), not just that.
                     Event::Error { fatal: true, code, detail, .. } if lost.is_none() => {
+                        replaced = code == ErrorCode::REPLACED;
                         lost = Some(format!("{detail} ({code})"));
                     }
                     Event::Secure(E2eEvent::Failed { unsent, .. } | E2eEvent::Ended { unsent, .. }) => {
@@ -531,6 +615,16 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
     let end = input.unwrap_or_default();
     fates.by_mm += end.refused;
     fates.unanswered += end.not_taken;
+    if replaced {
+        stdio::err(&format!(
+            "mm: {} logged in from another client (same account, same certificate); this one is disconnected and does not reconnect",
+            welcome.nick
+        ));
+        if fates.total() > 0 {
+            stdio::err(&fates.summary(None));
+        }
+        return ExitCode::from(EXIT_REPLACED);
+    }
     if lost.is_some() || fates.total() > 0 {
         stdio::err(&fates.summary(lost.as_deref()));
     }

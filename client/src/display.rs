@@ -261,6 +261,15 @@ pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
         }
         E2eEvent::Failed {
             peer,
+            failure: Failure::OwnKey,
+            unsent,
+        } => {
+            let peer = clean(peer);
+            let dropped = not_sent(unsent.len());
+            style.error(format!("!! WARNING: {}{dropped}", own_key_warning(&peer)))
+        }
+        E2eEvent::Failed {
+            peer,
             failure,
             unsent,
         } => {
@@ -282,6 +291,17 @@ pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
         _ => return None,
     };
     Some(line)
+}
+
+/// What to tell the user when `peer` presents our own identity key (line mode and the terminal
+/// UI say the same).
+pub fn own_key_warning(peer: &str) -> String {
+    format!(
+        "{peer} presents your own key: you and {peer} share one home directory; each user needs \
+         their own (each --nick has one by default; or --home DIR). Nothing was sent or pinned; \
+         messages to {peer} stay blocked: once {peer} has a home of their own, /secure {peer} \
+         again (or /insecure {peer} to send plain)"
+    )
 }
 
 /// `; 2 waiting messages were NOT sent`, or nothing for 0.

@@ -235,6 +235,9 @@ pub enum Failure {
     /// The server refused to relay a message of the session (busy, rate limit): the peer
     /// would not be able to decrypt what follows, so the session ends.
     RelayRefused,
+    /// The peer presented our own identity key: the two users share one home directory (or
+    /// the peer has a copy of our key). Never pinned, never a session.
+    OwnKey,
 }
 
 impl Failure {
@@ -267,6 +270,7 @@ impl Failure {
             Failure::BadKey => "bad-key",
             Failure::PeerAborted(AbortReason::KeyNotAccepted) => "peer-key",
             Failure::PeerAborted(AbortReason::DecryptFailed) => "peer-decrypt",
+            Failure::OwnKey => "own-key",
             _ => return None,
         })
     }
@@ -277,6 +281,7 @@ impl Failure {
             "bad-key" => Failure::BadKey,
             "peer-key" => Failure::PeerAborted(AbortReason::KeyNotAccepted),
             "peer-decrypt" => Failure::PeerAborted(AbortReason::DecryptFailed),
+            "own-key" => Failure::OwnKey,
             _ => return None,
         })
     }
@@ -306,6 +311,9 @@ impl fmt::Display for Failure {
             Failure::RelayRefused => {
                 f.write_str("the server refused to pass on one of its messages")
             }
+            Failure::OwnKey => f.write_str(
+                "the peer presents your own key: you share one home directory (identity.key) with them; each user needs their own",
+            ),
         }
     }
 }
@@ -1299,6 +1307,9 @@ impl Sessions {
         // The responder's static key is known now: check it before sending message 3.
         let checked = self.check_peer_key(from, key_of(h.noise.get_remote_static()));
         if let Err(failure) = &checked {
+            if matches!(failure, Failure::OwnKey) {
+                return self.own_key(from, session, *h);
+            }
             if !matches!(failure, Failure::KeyChanged { .. }) {
                 let failure = failure.clone();
                 return self.abort_and_fail(from, session, abort_reason(&failure), failure);
@@ -1361,6 +1372,9 @@ impl Sessions {
         if !is_contributory(&key) {
             return Err(Failure::BadKey);
         }
+        if key == *self.identity.public() {
+            return Err(Failure::OwnKey); // before any pin: a pin of our own key counts for nothing
+        }
         match self.pins.check(from, &key) {
             PinCheck::New => Ok((Trust::New, true)),
             PinCheck::Pinned { verified: true } => Ok((Trust::Verified, false)),
@@ -1370,6 +1384,28 @@ impl Sessions {
                 presented: key,
             }),
         }
+    }
+
+    /// The responder presented our own key. Handshake message 3 still goes (it tells a holder
+    /// of our key nothing new: reading message 2 proved it has our secret key), so that the
+    /// responder sees our key too and warns its user likewise; then no session, no pin.
+    fn own_key(&mut self, from: &str, session: SessionId, mut h: Handshake) -> Vec<Action> {
+        let mut buf = [0u8; MAX_HANDSHAKE_MSG];
+        let mut actions = Vec::new();
+        let written = h.noise.write_message(&[], &mut buf).ok();
+        if let Some(noise) = written.and_then(|n| buf.get(..n)) {
+            let payload = encode(&Envelope::Finish {
+                session,
+                noise: noise.to_vec(),
+            });
+            actions.push(Action::Send {
+                to: self.peer(from).nick.clone(),
+                payload,
+                line: None,
+            });
+        }
+        actions.extend(self.fail(from, Failure::OwnKey));
+        actions
     }
 
     fn establish(
@@ -1791,7 +1827,7 @@ fn seal(e: &mut Established, inner: &Inner) -> Result<Vec<u8>, Refused> {
 /// What to tell a peer whose key check failed.
 fn abort_reason(failure: &Failure) -> AbortReason {
     match failure {
-        Failure::KeyChanged { .. } => AbortReason::KeyNotAccepted,
+        Failure::KeyChanged { .. } | Failure::OwnKey => AbortReason::KeyNotAccepted,
         _ => AbortReason::HandshakeFailed,
     }
 }

@@ -7,6 +7,7 @@ mod bench_smoke;
 mod chat;
 mod cli;
 mod delivery;
+mod home;
 mod hostile;
 mod process;
 mod secure;

@@ -320,3 +320,82 @@ async fn the_terminal_ui_shows_a_line_as_sent_only_once_the_server_has_it() {
     tmux.keys(&["C-c"]);
     tmux.wait_for("mm exited with 0").await;
 }
+
+/// Lines of the server's log (read for `wait`) saying `nick` logged in, in all so far.
+async fn logins(server: &mut mm_tests::ServerProcess, nick: &str, wait: Duration) -> usize {
+    server.read_log(wait).await;
+    let who = format!("nick={nick}");
+    server
+        .log
+        .iter()
+        .filter(|l| l.contains("logged in") && l.split_whitespace().any(|w| w == who))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_ui_replaced_by_another_login_stays_disconnected_until_reconnect() {
+    if !Tmux::usable() {
+        return;
+    }
+    // A server process, to count logins in its log.
+    let mut server = mm_tests::ServerProcess::start(MM_SERVER, "").await;
+    let addr = server.addr.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let (home, copy) = (dir.path().join("a"), dir.path().join("b"));
+    let ca = dir.path().join("server-ca.pem");
+    std::fs::copy(server.data.path().join("tls").join(mm_certs::CA_CERT), &ca).unwrap();
+    let start = |home: &Path| {
+        Tmux::start(&format!(
+            "{} --server {addr} --ca {} --nick alice --home {}; echo \"mm exited with $?\"; sleep 30",
+            shell_quote(Path::new(MM)),
+            shell_quote(&ca),
+            shell_quote(home)
+        ))
+    };
+    let first = start(&home);
+    first.wait_for("as alice; 1 online").await;
+    // The home copied while the first runs (so its lock does not stop the second): one account
+    // in two clients.
+    crate::home::copy_home(&home, &copy);
+    let second = start(&copy);
+    second.wait_for("as alice; 1 online").await;
+
+    // Nobody knocks anybody off: for 5 s, still the two logins...
+    assert_eq!(
+        logins(&mut server, "alice", Duration::from_secs(5)).await,
+        2
+    );
+    // ...and the first says why it is off, and what to do.
+    let replaced = "alice logged in from another client; this one is disconnected — /reconnect to take the account back";
+    first.wait_for(replaced).await;
+    first
+        .wait_for("offline: logged in from another client — /reconnect takes the account back")
+        .await;
+    let screen = first.screen();
+    assert!(!screen.contains("reconnect in"), "{screen}");
+    let screen = second.screen();
+    assert!(
+        !screen.contains("disconnected") && screen.contains(" · connected"),
+        "{screen}"
+    );
+
+    // Typing is refused with what to do; /reconnect takes the account back, once.
+    first.keys(&["hello?", "Enter"]);
+    first
+        .wait_for("not connected: /reconnect to connect again")
+        .await;
+    first.keys(&["/reconnect", "Enter"]);
+    first.wait_for("reconnected; 1 online").await;
+    second.wait_for(replaced).await;
+    assert_eq!(
+        logins(&mut server, "alice", Duration::from_secs(4)).await,
+        3
+    );
+    let screen = first.screen();
+    assert!(screen.contains(" · connected"), "{screen}");
+
+    for tmux in [first, second] {
+        tmux.keys(&["C-c"]);
+        tmux.wait_for("mm exited with 0").await;
+    }
+}

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use mm_common::e2e::{E2eEvent, Failure, Status, Trust};
 use mm_common::identity::key_fingerprint;
-use mm_common::protocol::{nick_key, LeaveReason};
+use mm_common::protocol::{nick_key, ErrorCode, LeaveReason};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 
 use super::input::{Edit, Input};
@@ -25,7 +25,7 @@ pub const MAX_TABS: usize = 64;
 const WHEEL: usize = 3;
 
 /// Commands offered by Tab completion.
-pub const COMMANDS: [&str; 13] = [
+pub const COMMANDS: [&str; 14] = [
     "/accept-key",
     "/close",
     "/help",
@@ -33,6 +33,7 @@ pub const COMMANDS: [&str; 13] = [
     "/msg",
     "/query",
     "/quit",
+    "/reconnect",
     "/secure",
     "/verified",
     "/verify",
@@ -40,6 +41,10 @@ pub const COMMANDS: [&str; 13] = [
     "/next",
     "/prev",
 ];
+
+/// The status bar's connection part after another login took the account over.
+pub const REPLACED_STATUS: &str =
+    "logged in from another client — /reconnect takes the account back";
 
 /// Commands that act on one peer and, in a private tab, default to its peer.
 const PEER_COMMANDS: [&str; 5] = [
@@ -249,6 +254,9 @@ pub enum Action {
     None,
     /// Carry out this command (already resolved against the current tab).
     Run(Command),
+    /// `/reconnect`: connect again now, even after being replaced by another login or giving
+    /// up.
+    Reconnect,
     /// Leave.
     Quit,
 }
@@ -283,6 +291,10 @@ pub struct App {
     pub page: usize,
     /// Public lines already shown, so history replayed after a reconnect is not shown twice.
     seen: SeenIds,
+    /// The server said another login with our certificate took the account over: the
+    /// connection that ends now is not to be re-established by itself (the two clients would
+    /// knock each other off forever), only by `/reconnect`.
+    pub replaced: bool,
 }
 
 /// Ids of public lines already shown (theirs and ours), so that the history a server replays
@@ -325,6 +337,7 @@ impl App {
             online: Vec::new(),
             page: 20,
             seen: SeenIds::default(),
+            replaced: false,
         }
     }
 
@@ -532,6 +545,19 @@ impl App {
                 );
             }
             Event::Error {
+                code, fatal: true, ..
+            } if *code == ErrorCode::REPLACED => {
+                self.replaced = true;
+                let text = format!(
+                    "{} logged in from another client; this one is disconnected — /reconnect to take the account back",
+                    self.nick
+                );
+                self.push(0, LineKind::Error, None, &text, now);
+                if self.active != 0 {
+                    self.error(&text, now);
+                }
+            }
+            Event::Error {
                 line, code, detail, ..
             } => {
                 let why = format!("error ({}): {detail}", code.name());
@@ -589,7 +615,11 @@ impl App {
                         now,
                     );
                 }
-                self.conn = Conn::Offline(reason);
+                self.conn = Conn::Offline(if self.replaced {
+                    REPLACED_STATUS.to_owned()
+                } else {
+                    reason
+                });
                 // Sessions die with the connection, but a secure conversation stays secure:
                 // the status bar says it is paused, and the next connection restarts it.
                 for tab in &mut self.tabs {
@@ -676,11 +706,18 @@ impl App {
                         )),
                     );
                 }
-                let mut text = format!("secure session with {peer} FAILED: {failure}");
+                let mut text = match failure {
+                    Failure::OwnKey => format!(
+                        "WARNING: secure session with {peer} FAILED: {}",
+                        crate::display::own_key_warning(&peer)
+                    ),
+                    _ => format!("secure session with {peer} FAILED: {failure}"),
+                };
                 if !unsent.is_empty() {
                     text.push_str(&format!("; {} message(s) not sent", unsent.len()));
                 }
                 text.push_str(&match failure {
+                    Failure::OwnKey => String::new(),
                     Failure::KeyChanged { .. } => format!(". Sending is blocked. Compare the safety number of the NEW key (/verify {peer}) with {peer} by phone or in person, then /verified {peer} (or /accept-key {peer}), or /insecure {peer}"),
                     f if f.is_interruption() => format!(". Nothing goes unencrypted: your next line to {peer} starts a new secure session and waits for it (it restarts by itself when {peer} is online); /insecure {peer} to go on unencrypted"),
                     _ => format!(". Sending is blocked: /secure {peer} to try again, /insecure {peer} to go on unencrypted"),
@@ -907,6 +944,7 @@ impl App {
                 self.cycle(true);
                 return Action::None;
             }
+            "/reconnect" => return Action::Reconnect,
             "/prev" => {
                 self.cycle(false);
                 return Action::None;
@@ -1236,5 +1274,44 @@ mod tests {
             app.on_key(key(KeyCode::PageDown, KeyModifiers::NONE), 0);
         }
         assert_eq!(app.tabs[0].scroll, 0);
+    }
+
+    #[test]
+    fn a_replaced_connection_says_so_and_offers_reconnect_only() {
+        use mm_common::protocol::ErrorCode;
+        let mut app = App::new("s", "alice");
+        app.on_event(
+            &Event::Error {
+                line: None,
+                code: ErrorCode::REPLACED,
+                fatal: true,
+                detail: "you logged in again from another connection".into(),
+            },
+            0,
+        );
+        app.on_event(
+            &Event::Closed {
+                error: None,
+                undelivered: vec![],
+            },
+            0,
+        );
+        assert!(app.replaced);
+        assert_eq!(app.conn, Conn::Offline(REPLACED_STATUS.into()));
+        assert!(app.tabs[0].lines.iter().any(|l| l.text
+            == "alice logged in from another client; this one is disconnected — /reconnect to take the account back"));
+        assert_eq!(type_line(&mut app, "/reconnect"), Action::Reconnect);
+        // A fatal error of another kind is only an error: reconnecting stays automatic.
+        let mut app = App::new("s", "alice");
+        app.on_event(
+            &Event::Error {
+                line: None,
+                code: ErrorCode::TOO_SLOW,
+                fatal: true,
+                detail: "slow".into(),
+            },
+            0,
+        );
+        assert!(!app.replaced);
     }
 }

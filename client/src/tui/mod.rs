@@ -49,6 +49,7 @@ keys:
   Ctrl+A / Ctrl+E, arrows     move in the line; Ctrl+W / Ctrl+U / Ctrl+K delete; Up/Down history
   Tab                         complete nicks and commands
   Ctrl+C, Ctrl+D, /quit       leave
+  /reconnect                  connect again now (after another login took the account, or a refusal)
 in a private tab, lines go to that person and /secure, /verify, /verified need no nick";
 
 static LOCAL_OFFSET: OnceLock<UtcOffset> = OnceLock::new();
@@ -183,8 +184,12 @@ pub async fn run(
                         Action::Quit => break true,
                         Action::Run(command) => match &link.client {
                             Some(c) => carry_out(&mut app, c, command, now).await,
+                            None if link.give_up => {
+                                app.error("not connected: /reconnect to connect again", now);
+                            }
                             None => app.error("not connected; waiting to reconnect", now),
                         },
+                        Action::Reconnect => link.reconnect_now(&mut app, now),
                         Action::None => {}
                     },
                     TermEvent::Mouse(m) => app.on_mouse(m),
@@ -280,7 +285,8 @@ struct Link {
     connecting: Option<Connecting>,
     attempt: u32,
     retry_at: Option<Instant>,
-    /// A reconnection failed in a way retrying cannot fix (refused login, changed server key).
+    /// No reconnecting by itself: a reconnection failed in a way retrying cannot fix (refused
+    /// login, changed server key), or another login took the account over. `/reconnect` only.
     give_up: bool,
     notify: bool,
     last_notification: Option<Instant>,
@@ -293,6 +299,11 @@ impl Link {
             self.client = None;
             self.events = None;
             self.attempt = 0;
+            if app.replaced {
+                // Reconnecting would replace the client that replaced us, which would do the
+                // same: both would knock each other off forever.
+                self.give_up = true;
+            }
             let reason = error
                 .clone()
                 .unwrap_or_else(|| "closed by the server".into());
@@ -301,6 +312,27 @@ impl Link {
         if let (Some(note), true) = (note, self.notify) {
             notify(&note, &mut self.last_notification);
         }
+    }
+
+    /// `/reconnect`: connect now, whatever happened before.
+    fn reconnect_now(&mut self, app: &mut App, now: u64) {
+        if self.client.is_some() {
+            app.notice("already connected", now);
+            return;
+        }
+        if self.connecting.is_some() {
+            app.notice("connecting already...", now);
+            return;
+        }
+        self.give_up = false;
+        self.attempt = 1;
+        self.retry_at = Some(Instant::now());
+        app.notice(&format!("reconnecting to {}...", app.server), now);
+        app.conn = Conn::Reconnecting {
+            attempt: 1,
+            in_secs: 0,
+            reason: "as you asked".into(),
+        };
     }
 
     /// Plans the next attempt after the backoff, and says so.
@@ -323,6 +355,7 @@ impl Link {
         match done {
             Ok((client, events, welcome)) => {
                 app.conn = Conn::Connected;
+                app.replaced = false;
                 app.nick = welcome.nick.clone();
                 app.online = welcome.online.clone();
                 app.push(
@@ -355,7 +388,7 @@ impl Link {
                         0,
                         app::LineKind::Error,
                         None,
-                        &format!("not reconnecting: {e}"),
+                        &format!("not reconnecting: {e} (/reconnect to try again)"),
                         now,
                     );
                 }

@@ -1206,3 +1206,60 @@ fn reconnect_a_only(r: &mut Relay) {
     r.a.events.clear();
     r.b.events.clear();
 }
+
+/// Two nicks with one identity key: two users sharing one home directory.
+fn shared_key_pair() -> Relay {
+    let shared = Identity::generate();
+    Relay {
+        a: side("alice", shared.clone(), E2eConfig::default()),
+        b: side("bob", shared, E2eConfig::default()),
+        now: Instant::now(),
+    }
+}
+
+#[test]
+fn a_peer_presenting_our_own_key_is_refused_on_both_sides_and_never_pinned() {
+    for alice_starts in [true, false] {
+        let mut r = shared_key_pair();
+        // Even an old pin of that key (made before this check existed) does not make it good.
+        r.b.sessions
+            .pins
+            .replace("alice", r.a.sessions.public_key());
+        r.start(alice_starts);
+        r.deliver_all();
+        assert_eq!(
+            Relay::failures(&r.a),
+            vec![Failure::OwnKey],
+            "{alice_starts}"
+        );
+        assert_eq!(
+            Relay::failures(&r.b),
+            vec![Failure::OwnKey],
+            "{alice_starts}"
+        );
+        assert!(Relay::readies(&r.a).is_empty() && Relay::readies(&r.b).is_empty());
+        assert!(r.a.sessions.pins().get("bob").is_none(), "nothing pinned");
+        assert!(
+            r.b.sessions
+                .pins()
+                .get("alice")
+                .is_some_and(|p| p.key == *r.a.sessions.public_key()),
+            "only the old pin"
+        );
+        let now = r.now;
+        for (side, peer) in [(&mut r.a, "bob"), (&mut r.b, "alice")] {
+            assert_eq!(side.sessions.status(peer), Status::Failed(Failure::OwnKey));
+            assert!(
+                matches!(
+                    side.sessions.send_text(peer, "x", 0, now),
+                    Err(Refused::Blocked {
+                        failure: Failure::OwnKey,
+                        ..
+                    })
+                ),
+                "never plain, never secure"
+            );
+        }
+    }
+    assert!(Failure::OwnKey.to_string().contains("your own key"));
+}
