@@ -4,9 +4,10 @@ use std::path::Path;
 use std::process::Stdio;
 
 use mm_client::Event;
+use mm_common::e2e::E2eEvent;
 use mm_common::protocol::LeaveReason;
 use mm_server::Limits;
-use mm_tests::{TestServer, WAIT};
+use mm_tests::{TestClient, TestServer, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -763,4 +764,96 @@ async fn mail_that_mm_could_not_show_stays_on_the_server() {
         }
     }
     assert_eq!(shown, [1, 2, 3, 4, 5]);
+}
+
+/// Reads `mm`'s output until a line contains `what`; returns that line.
+async fn line_containing(lines: &mut Lines<BufReader<ChildStdout>>, what: &str) -> String {
+    loop {
+        let line = next_line(lines).await;
+        if line.contains(what) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test]
+async fn line_mode_keeps_a_secure_conversation_secure_across_a_restart() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let alice_opts = server.options("alice");
+    let mut alice = server.client_with(alice_opts.clone()).await;
+    let mut bob = spawn_trusting(&server, "bob", home.path());
+    let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
+    let mut stdin = bob.stdin.take().unwrap();
+    stdin.write_all(b"/secure alice\n").await.unwrap();
+    line_containing(&mut out, "secure session with alice ready").await;
+    alice.secure_ready("bob").await;
+
+    // bob's mm is killed (no goodbye) and started again on the same home: the conversation is
+    // still secure, and its session comes back by itself (alice is online).
+    bob.kill().await.unwrap();
+    let mut bob = spawn_trusting(&server, "bob", home.path());
+    let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
+    let mut stdin = bob.stdin.take().unwrap();
+    line_containing(&mut out, "secure session with alice ready").await;
+    alice.secure_ready("bob").await;
+    stdin
+        .write_all(b"/msg alice my PIN is 1234\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.secure_message().await,
+        ("bob".to_string(), "my PIN is 1234".to_string())
+    );
+
+    // alice goes offline: bob is told, and a line for her is refused, never sent plain (the
+    // server would otherwise keep it in her mailbox in cleartext).
+    alice.client.quit().await;
+    line_containing(&mut out, "secure session with alice interrupted").await;
+    stdin
+        .write_all(b"/msg alice my PIN is 5678\n")
+        .await
+        .unwrap();
+    let refused = line_containing(&mut out, "nothing was sent").await;
+    assert!(
+        refused.contains("alice is offline") && refused.contains("/insecure alice"),
+        "{refused}"
+    );
+
+    // bob restarts again while alice is away; then alice comes back with her keys: the session
+    // restarts by itself and nothing plain ever reached her.
+    drop(stdin);
+    let _ = finish(bob, WAIT).await;
+    let mut bob = spawn_trusting(&server, "bob", home.path());
+    let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
+    let mut stdin = bob.stdin.take().unwrap();
+    assert!(next_line(&mut out).await.starts_with("* connected to"));
+    stdin.write_all(b"/msg alice still away?\n").await.unwrap();
+    let refused = line_containing(&mut out, "nothing was sent").await;
+    assert!(refused.contains("alice is offline"), "{refused}");
+    let mut alice = TestClient::connect(&alice_opts).await;
+    line_containing(&mut out, "secure session with alice ready").await;
+    stdin.write_all(b"/msg alice back again\n").await.unwrap();
+    let first = alice
+        .wait_for("bob's next line", |e| {
+            matches!(
+                e,
+                Event::Secure(E2eEvent::Message { .. })
+                    | Event::Private { .. }
+                    | Event::Offline { .. }
+            )
+        })
+        .await;
+    assert!(
+        matches!(&first, Event::Secure(E2eEvent::Message { text, .. }) if text == "back again"),
+        "only the secure line reaches alice, nothing plain: {first:?}"
+    );
+    drop(stdin);
+    // The exit status counts the refused line (2: something was refused), and says so.
+    let output = finish(bob, WAIT).await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("1 line not delivered: 1 refused by mm"),
+        "{output:?}"
+    );
 }
