@@ -653,6 +653,21 @@ mod tests {
             &frame::encode(&queued).unwrap()[..],
             &[0, 0, 0, 3, 13, 1, 2]
         );
+        let monitor = ClientMsg::Monitor {
+            nicks: vec!["bob".into()],
+        };
+        assert_eq!(
+            &frame::encode(&monitor).unwrap()[..],
+            &[0, 0, 0, 6, 9, 1, 3, b'b', b'o', b'b']
+        );
+        let presence = ServerMsg::Presence {
+            nick: "bob".into(),
+            online: true,
+        };
+        assert_eq!(
+            &frame::encode(&presence).unwrap()[..],
+            &[0, 0, 0, 6, 15, 3, b'b', b'o', b'b', 1]
+        );
     }
 
     #[test]
