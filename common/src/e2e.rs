@@ -456,6 +456,9 @@ pub enum Refused {
     /// The crypto library failed (not expected with valid state).
     #[error("encryption failed")]
     Crypto,
+    /// Secure conversations with [`MAX_PEERS`] peers exist already.
+    #[error("too many secure conversations ({MAX_PEERS}); /insecure some first")]
+    TooManyPeers,
 }
 
 /// What to tell the user to do about a blocked conversation.
@@ -914,7 +917,7 @@ impl Sessions {
             return Err(Refused::Yourself);
         }
         if !self.peers.contains_key(&nick_key(peer)) && self.peers.len() >= MAX_PEERS {
-            return Err(Refused::Crypto);
+            return Err(Refused::TooManyPeers);
         }
         let entry = self.peer(peer);
         match &entry.state {
