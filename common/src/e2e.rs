@@ -600,6 +600,9 @@ struct Peer {
     /// automatic restarts wait [`RETRY_WAIT`] × 2^(attempts−1) after it.
     attempts: u32,
     last_start: Option<Instant>,
+    /// The handshake running was started automatically after an earlier automatic attempt
+    /// failed: its start and interruption are not announced again.
+    quiet: bool,
     /// Texts waiting for the handshake, with their tags.
     queued: VecDeque<(String, u64)>,
 }
@@ -726,6 +729,7 @@ impl Sessions {
             monitored: false,
             attempts: 0,
             last_start: None,
+            quiet: false,
             queued: VecDeque::new(),
         })
     }
@@ -821,6 +825,7 @@ impl Sessions {
             entry.queued.clear();
             entry.attempts = 0;
             entry.last_start = None;
+            entry.quiet = false;
             let interrupted = match &entry.state {
                 State::Handshaking(_) | State::Established(_) => true,
                 State::Failed(f) => f.is_interruption(),
@@ -876,7 +881,7 @@ impl Sessions {
             }
         }
         let nick = entry.nick.clone();
-        self.begin(&nick, now).unwrap_or_default()
+        self.begin(&nick, now, true).unwrap_or_default()
     }
 
     /// Where the conversation with `peer` stands.
@@ -930,31 +935,36 @@ impl Sessions {
         }
         // The user asked: start now, whatever the wait after earlier attempts.
         entry.attempts = 0;
-        let mut actions = self.begin(peer, now)?;
+        let mut actions = self.begin(peer, now, false)?;
         actions.extend(self.want_secure(peer));
         Ok(actions)
     }
 
     /// Starts a handshake with `peer` (no session and no key change to accept), counting the
-    /// attempt.
-    fn begin(&mut self, peer: &str, now: Instant) -> Result<Vec<Action>, Refused> {
+    /// attempt. An `automatic` attempt after the first one is quiet: no `Starting` event, and
+    /// no `Failed` event if it only times out or is interrupted with nothing waiting for it (the
+    /// status says where the conversation stands), so that a peer that never answers does not
+    /// fill the screen.
+    fn begin(&mut self, peer: &str, now: Instant, automatic: bool) -> Result<Vec<Action>, Refused> {
         let (handshake, hello) = self.initiate(peer, now, None).ok_or(Refused::Crypto)?;
         let entry = self.peer(peer);
         entry.state = State::Handshaking(Box::new(handshake));
         entry.attempts = entry.attempts.saturating_add(1);
         entry.last_start = Some(now);
+        entry.quiet = automatic && entry.attempts > 1;
         let nick = entry.nick.clone();
-        Ok(vec![
-            Action::Send {
-                to: nick.clone(),
-                payload: hello,
-                line: None,
-            },
-            Action::Event(E2eEvent::Starting {
+        let mut actions = vec![Action::Send {
+            to: nick.clone(),
+            payload: hello,
+            line: None,
+        }];
+        if !entry.quiet {
+            actions.push(Action::Event(E2eEvent::Starting {
                 peer: nick,
                 by_peer: false,
-            }),
-        ])
+            }));
+        }
+        Ok(actions)
     }
 
     /// Builds an initiator handshake and its first message.
@@ -1033,7 +1043,7 @@ impl Sessions {
                 }
                 let nick = entry.nick.clone();
                 let mut actions = self.want_secure(&nick);
-                actions.extend(self.begin(&nick, now)?);
+                actions.extend(self.begin(&nick, now, false)?);
                 self.peer(&nick).queued.push_back((text.to_owned(), line));
                 Ok(Outgoing::Queued(actions))
             }
@@ -1436,7 +1446,9 @@ impl Sessions {
         if new_pin && self.pins.pin_new(from, &peer_key) && !actions.contains(&Action::Persist) {
             actions.push(Action::Persist);
         }
-        self.peer(from).attempts = 0;
+        let entry = self.peer(from);
+        entry.attempts = 0;
+        entry.quiet = false;
         let renewed = h.previous.is_some();
         let established = Established {
             session,
@@ -1565,13 +1577,19 @@ impl Sessions {
         if matches!(failure, Failure::PeerLeft | Failure::Unreachable) {
             entry.online = Some(false);
         }
+        let quiet = std::mem::take(&mut entry.quiet)
+            && entry.queued.is_empty()
+            && failure.is_interruption();
         entry.state = State::Failed(failure.clone());
-        let unsent = entry.queued.drain(..).map(|(_, line)| line).collect();
-        let mut actions = vec![Action::Event(E2eEvent::Failed {
-            peer: entry.nick.clone(),
-            failure,
-            unsent,
-        })];
+        let unsent: Vec<u64> = entry.queued.drain(..).map(|(_, line)| line).collect();
+        let mut actions = Vec::new();
+        if !quiet {
+            actions.push(Action::Event(E2eEvent::Failed {
+                peer: entry.nick.clone(),
+                failure,
+                unsent,
+            }));
+        }
         if persist {
             actions.push(Action::Persist);
         }
@@ -1700,7 +1718,7 @@ impl Sessions {
         let online = self.peers.get(&key).and_then(|p| p.online) != Some(false);
         if online {
             let nick = self.peer(peer).nick.clone();
-            actions.extend(self.begin(&nick, now).unwrap_or_default());
+            actions.extend(self.begin(&nick, now, false).unwrap_or_default());
         }
         actions
     }

@@ -985,24 +985,40 @@ fn automatic_restarts_wait_longer_after_each_attempt_that_fails() {
     let start = r.now;
     // bob never answers (an old client, or a relay that drops): each attempt times out.
     let mut starts = Vec::new();
-    let mut t = start;
-    let actions = r.a.sessions.presence("bob", true, t);
-    if !actions.is_empty() {
-        starts.push(0);
-    }
-    for s in 1..=200u64 {
-        t = start + Duration::from_secs(s);
-        let actions = r.a.sessions.tick(t);
-        if actions
-            .iter()
-            .any(|a| matches!(a, Action::Event(E2eEvent::Starting { .. })))
-        {
-            starts.push(s);
+    let mut announced = Vec::new();
+    let mut note = |s: u64, actions: Vec<Action>| {
+        for action in actions {
+            match action {
+                Action::Send { payload, .. }
+                    if matches!(envelope(&payload), Envelope::Hello { .. }) =>
+                {
+                    starts.push(s)
+                }
+                Action::Event(e) => announced.push(e),
+                _ => {}
+            }
         }
+    };
+    note(0, r.a.sessions.presence("bob", true, start));
+    for s in 1..=200u64 {
+        note(s, r.a.sessions.tick(start + Duration::from_secs(s)));
     }
     // Each attempt times out after 30 s; the next waits 5, 10, 20, 40 … s after the start of
-    // the last (ticks are 1 s apart).
+    // the last (ticks are 1 s apart). Only the first is announced (with its failure).
     assert_eq!(starts, vec![0, 31, 62, 93, 133], "{starts:?}");
+    assert!(
+        matches!(
+            announced.as_slice(),
+            [
+                E2eEvent::Starting { .. },
+                E2eEvent::Failed {
+                    failure: Failure::Timeout,
+                    ..
+                }
+            ]
+        ),
+        "{announced:?}"
+    );
     assert!(r.b.events.is_empty());
 }
 
