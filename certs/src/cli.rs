@@ -40,6 +40,7 @@ pub struct Args {
 /// Exit status 0 when the files were written, 1 with a message on stderr otherwise. A closed
 /// stdout or stderr changes neither (and never panics).
 pub fn main() -> ExitCode {
+    crate::restrict_umask();
     let args = Args::parse();
     match run(&args) {
         Ok(report) => {
@@ -66,22 +67,29 @@ fn run(args: &Args) -> anyhow::Result<String> {
         dns: args.names.clone(),
         ips: args.ips.clone(),
     };
+    // Files an older mm-certs left readable by others: private, as the new ones are.
+    let tightened: String = crate::tighten(&dir, &crate::TLS_FILES)
+        .iter()
+        .map(|change| format!("{change}\n"))
+        .collect();
     if args.renew {
         let renewed = renew_server(&dir, &names)?;
-        return Ok(format!(
-            "Wrote a new server certificate and key to {}, signed by the existing CA\n\
+        return Ok(tightened
+            + &format!(
+                "Wrote a new server certificate and key to {}, signed by the existing CA\n\
              \x20 server certificate covers: {}\n\
              \x20 CA fingerprint (SHA-256):  {}\n\
              Clients that trust this CA need nothing new. A running mm-server uses the new\n\
              certificate for new connections after `kill -HUP <its pid>`.\n",
-            dir.display(),
-            renewed.covers.join(", "),
-            renewed.ca_fingerprint
-        ));
+                dir.display(),
+                renewed.covers.join(", "),
+                renewed.ca_fingerprint
+            ));
     }
     let generated = generate(&dir, &names, args.force)?;
-    Ok(format!(
-        "Wrote a CA and a server certificate to {}\n\
+    Ok(tightened
+        + &format!(
+            "Wrote a CA and a server certificate to {}\n\
          \x20 server certificate covers: {}\n\
          \x20 CA fingerprint (SHA-256):  {}\n\
          \n\
@@ -89,9 +97,9 @@ fn run(args: &Args) -> anyhow::Result<String> {
          \x20 mm --server HOST:PORT --ca {} --nick NAME\n\
          or have them compare the fingerprint above when mm asks on first contact.\n\
          Keep ca.key secret (mode 0600); it is only needed to issue new server certificates.\n",
-        dir.display(),
-        generated.covers.join(", "),
-        generated.ca_fingerprint,
-        generated.ca_cert.display()
-    ))
+            dir.display(),
+            generated.covers.join(", "),
+            generated.ca_fingerprint,
+            generated.ca_cert.display()
+        ))
 }

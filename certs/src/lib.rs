@@ -30,7 +30,8 @@ pub const SERVER_CERT: &str = "server.pem";
 /// File name of the server private key.
 pub const SERVER_KEY: &str = "server.key";
 
-const ALL_FILES: [&str; 4] = [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY];
+/// The files of a TLS directory.
+pub const TLS_FILES: [&str; 4] = [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY];
 
 /// The names every server certificate covers, so that local use works with no options.
 pub const DEFAULT_DNS_NAMES: [&str; 1] = ["localhost"];
@@ -160,7 +161,7 @@ pub struct Generated {
 /// [`CertError::Exists`] without `force` when files exist; I/O and generation errors.
 pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, CertError> {
     if !force {
-        let existing: Vec<PathBuf> = ALL_FILES
+        let existing: Vec<PathBuf> = TLS_FILES
             .iter()
             .map(|f| dir.join(f))
             .filter(|p| p.exists())
@@ -193,7 +194,7 @@ pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, Cer
     // Each key before its certificate: if we crash between files, the next run sees an
     // incomplete set and says so, rather than serving a certificate whose key is missing.
     write_secret(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes())?;
-    write_public(&dir.join(CA_CERT), ca_cert.pem().as_bytes())?;
+    write_secret(&dir.join(CA_CERT), ca_cert.pem().as_bytes())?;
     let issuer = Issuer::new(ca_params, &ca_key);
     issue_server(dir, server, &issuer, &ca_cert.pem(), ca_cert.der())
 }
@@ -281,7 +282,7 @@ fn issue_server(
     let server_cert = server_params.signed_by(&server_key, issuer)?;
     write_secret(&dir.join(SERVER_KEY), server_key.serialize_pem().as_bytes())?;
     let chain = format!("{}{}", server_cert.pem(), ca_pem);
-    write_public(&dir.join(SERVER_CERT), chain.as_bytes())?;
+    write_secret(&dir.join(SERVER_CERT), chain.as_bytes())?;
     Ok(Generated {
         ca_cert: dir.join(CA_CERT),
         server_cert: dir.join(SERVER_CERT),
@@ -309,7 +310,7 @@ pub fn ensure_server_files(dir: &Path) -> Result<Ensured, CertError> {
     if server_files.iter().all(|p| p.exists()) {
         return Ok(Ensured::Existing);
     }
-    let (present, missing): (Vec<PathBuf>, Vec<PathBuf>) = ALL_FILES
+    let (present, missing): (Vec<PathBuf>, Vec<PathBuf>) = TLS_FILES
         .iter()
         .map(|f| dir.join(f))
         .partition(|p| p.exists());
@@ -391,7 +392,7 @@ impl ClientIdentity {
                 // Key first, as in `generate`: a crash in between leaves an incomplete pair that
                 // the next start reports, never a certificate without its key.
                 write_secret(&key_path, key_pem.as_bytes())?;
-                write_public(&cert_path, cert_pem.as_bytes())?;
+                write_secret(&cert_path, cert_pem.as_bytes())?;
                 Ok((identity, true))
             }
             (cert, _) => {
@@ -471,8 +472,27 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
     })
 }
 
-/// Creates `dir` and its parents if missing; a directory created here is private (0700).
-/// Shared with the client, whose home holds keys too.
+/// Mode of every directory the programs create (data directory, TLS directory, client home):
+/// owner only.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Mode of every file the programs create, public certificates included: owner only. The
+/// directories they live in are owner-only anyway, so a looser mode would buy nothing; one rule
+/// is easier to check than a list of exceptions.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Sets the process's file-creation mask to 0o077, so that anything created later (by us, by
+/// SQLite, by a library) is owner-only even where no mode is given. Each program calls it first
+/// thing; the explicit modes below are the rule, this is the backstop. Does nothing off Unix.
+pub fn restrict_umask() {
+    #[cfg(unix)]
+    {
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    }
+}
+
+/// Creates `dir` and its missing parents, each private (0700) from the start. An existing
+/// directory is left as it is (see [`tighten`]). Shared with the client, whose home holds keys
+/// too.
 ///
 /// # Errors
 /// I/O errors.
@@ -480,31 +500,150 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir)?;
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(PRIVATE_DIR_MODE);
+    }
+    builder.create(dir)?;
+    // The mode given is filtered by the umask; make sure of it (a umask never loosens it).
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE))?;
     }
     Ok(())
 }
 
+/// Creates `path` as an empty private (0600) file if it does not exist, so that whatever opens
+/// it next (SQLite, which gives its `-wal` and `-shm` files the mode of the database file) finds
+/// it private. An existing file is left as it is (see [`tighten`]). Returns whether it was
+/// created.
+///
+/// # Errors
+/// I/O errors other than the file existing already.
+pub fn create_private_file(path: &Path) -> std::io::Result<bool> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(PRIVATE_FILE_MODE);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// What [`tighten`] found about one directory or file whose mode let others in.
+#[derive(Debug)]
+pub enum ModeChange {
+    /// The mode was looser than private and is now `to`.
+    Tightened {
+        /// The directory or file.
+        path: PathBuf,
+        /// Its mode before (permission bits).
+        from: u32,
+        /// Its mode now.
+        to: u32,
+    },
+    /// The mode is looser than private and could not be changed (e.g. another user owns it):
+    /// the caller warns.
+    Failed {
+        /// The directory or file.
+        path: PathBuf,
+        /// Its mode (permission bits).
+        mode: u32,
+        /// Why it could not be changed.
+        error: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for ModeChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModeChange::Tightened { path, from, to } => write!(
+                f,
+                "tightened the permissions of {} from {from:04o} to {to:04o} (readable by others before)",
+                path.display()
+            ),
+            ModeChange::Failed { path, mode, error } => write!(
+                f,
+                "{} has mode {mode:04o} (others can read it) and could not be made private: {error}; \
+                 fix it with chmod go-rwx",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Makes `dir` private (0700) and the files `names` in it private (0600) where their modes let
+/// group or others in, keeping the owner's bits. Used at start on directories and files an
+/// older version (or a umask) left readable. Only what the program keeps there is touched: the
+/// directory itself and the files named; symbolic links and missing files are skipped.
+///
+/// Returns one entry per directory or file that was looser than private (nothing when all is
+/// well, always nothing off Unix).
+pub fn tighten(dir: &Path, names: &[&str]) -> Vec<ModeChange> {
+    let mut changes = Vec::new();
+    #[cfg(unix)]
+    {
+        tighten_one(dir, true, &mut changes);
+        for name in names {
+            tighten_one(&dir.join(name), false, &mut changes);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, names);
+    changes
+}
+
+#[cfg(unix)]
+fn tighten_one(path: &Path, want_dir: bool, changes: &mut Vec<ModeChange>) {
+    use std::os::unix::fs::PermissionsExt;
+    // Not followed: a link may point anywhere, and its target is not ours to change.
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    let kind_ok = if want_dir {
+        meta.is_dir()
+    } else {
+        meta.is_file()
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if !kind_ok || mode & 0o077 == 0 {
+        return;
+    }
+    let to = mode & 0o700;
+    changes.push(
+        match fs::set_permissions(path, fs::Permissions::from_mode(to)) {
+            Ok(()) => ModeChange::Tightened {
+                path: path.to_path_buf(),
+                from: mode,
+                to,
+            },
+            Err(error) => ModeChange::Failed {
+                path: path.to_path_buf(),
+                mode,
+                error,
+            },
+        },
+    );
+}
+
 /// Writes a file readable only by its owner (0600), atomically: a temporary file in the same
-/// directory, created 0600 from the start (never world-readable, even for a moment), then renamed
-/// over the target.
+/// directory, created 0600 from the start (never readable by others, even for a moment), then
+/// renamed over the target. Every file the programs write goes through here (certificates
+/// too: see [`PRIVATE_FILE_MODE`]).
 ///
 /// # Errors
 /// I/O errors.
 pub fn write_secret(path: &Path, contents: &[u8]) -> Result<(), CertError> {
-    write_atomic(path, contents, 0o600)
-}
-
-/// Writes a public file (0644) atomically.
-///
-/// # Errors
-/// I/O errors.
-pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), CertError> {
-    write_atomic(path, contents, 0o644)
+    write_atomic(path, contents, PRIVATE_FILE_MODE)
 }
 
 fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
@@ -622,7 +761,8 @@ mod tests {
         {
             assert_eq!(mode(&dir.join(SERVER_KEY)), 0o600);
             assert_eq!(mode(&dir.join(CA_KEY)), 0o600);
-            assert_eq!(mode(&dir.join(CA_CERT)), 0o644);
+            assert_eq!(mode(&dir.join(CA_CERT)), 0o600);
+            assert_eq!(mode(&dir.join(SERVER_CERT)), 0o600);
             assert_eq!(mode(&dir), 0o700);
         }
         // No temporary files are left behind.

@@ -101,6 +101,8 @@ const EXIT_STDOUT_CLOSED: u8 = 141;
 
 /// Runs `mm` with the process arguments.
 pub fn main() -> ExitCode {
+    // Before the home directory is touched: whatever mm creates is owner-only.
+    mm_certs::restrict_umask();
     let args = Args::parse();
     crate::tui::init_local_time(); // while still single-threaded
     let runtime = match tokio::runtime::Runtime::new() {
@@ -144,6 +146,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut notes = home.take_notes();
     let home_dir = home.path().to_path_buf();
     let home_path = home_dir.as_path();
+    // What an older mm (or a loose umask) left readable by others: private now, and said so.
+    notes.extend(crate::home::tighten(home_path));
     let trust = match &args.ca {
         Some(path) => Trust::Roots(mm_certs::load_certs(path)?),
         None => Trust::Known(KnownServers::in_home(home_path)),

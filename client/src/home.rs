@@ -1,6 +1,7 @@
 //! The client's home directory: what it must remember between runs (accepted server
 //! fingerprints, the identity key, pinned peer keys, the client certificate). Copying it moves a
-//! user to another machine. Created private (0700) with `mm_certs::create_private_dir`.
+//! user to another machine. Created private (0700) with `mm_certs::create_private_dir`; every
+//! file in it is private (0600), and [`tighten`] makes an older home so.
 //!
 //! One home is one identity, so:
 //! - each nick gets its own default home, `<data dir>/multi-messenger/users/<nick>` (the nick
@@ -24,6 +25,28 @@ pub const LOCK_FILE: &str = "lock";
 
 /// File in the pre-per-nick default home naming the nick that adopted it.
 pub const NICK_FILE: &str = "nick";
+
+/// The files `mm` keeps in its home directory (all private, 0600).
+pub const HOME_FILES: [&str; 8] = [
+    crate::secure::IDENTITY_FILE,
+    crate::secure::PINS_FILE,
+    crate::secure::CONVERSATIONS_FILE,
+    crate::trust::KNOWN_SERVERS,
+    mm_certs::CLIENT_CERT,
+    mm_certs::CLIENT_KEY,
+    LOCK_FILE,
+    NICK_FILE,
+];
+
+/// Tightens `home` (0700) and [`HOME_FILES`] in it (0600) where an older version (which wrote
+/// `client.pem` 0644) or a loose umask left them readable by others. Returns what it changed or
+/// could not change, one line each, to tell the user.
+pub fn tighten(home: &Path) -> Vec<String> {
+    mm_certs::tighten(home, &HOME_FILES)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
 
 /// Folder of per-nick homes under the data directory's `multi-messenger`.
 const USERS_DIR: &str = "users";

@@ -72,6 +72,8 @@ pub enum AccountsCommand {
 /// message on stderr otherwise. Neither a closed stderr (the log) nor a closed stdout (an
 /// administration command's output, e.g. piped into `head`) makes it fail or panic.
 pub fn main() -> ExitCode {
+    // Before anything is created: whatever the server or SQLite creates is owner-only.
+    mm_certs::restrict_umask();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -224,6 +226,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config, tls_dir, ..
     } = &running;
 
+    crate::make_private(&running.data_dir, tls_dir)?;
     match mm_certs::ensure_server_files(tls_dir)? {
         mm_certs::Ensured::Existing => {}
         mm_certs::Ensured::Generated(g) => {

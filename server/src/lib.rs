@@ -36,6 +36,36 @@ pub use hub::Hub;
 /// The file name of the store in the data directory.
 pub const STORE_FILE: &str = "mm-server.db";
 
+/// Every file the server keeps in its data directory: the store, SQLite's write-ahead log and
+/// shared-memory index beside it, and the store's lock file. All private (0600).
+pub const DATA_FILES: [&str; 4] = [
+    STORE_FILE,
+    "mm-server.db-wal",
+    "mm-server.db-shm",
+    "mm-server.db.lock",
+];
+
+/// Makes the data directory and the TLS directory private: creates them 0700 if missing, and
+/// tightens them and the files the server keeps there ([`DATA_FILES`], `mm_certs::TLS_FILES`)
+/// where an older version or a loose umask left them readable by others. Logs each change, and
+/// warns about each mode it could not change.
+///
+/// # Errors
+/// If a directory cannot be created.
+pub fn make_private(data_dir: &Path, tls_dir: &Path) -> std::io::Result<()> {
+    for (dir, files) in [
+        (data_dir, &DATA_FILES[..]),
+        (tls_dir, &mm_certs::TLS_FILES[..]),
+    ] {
+        mm_certs::create_private_dir(dir)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        for change in mm_certs::tighten(dir, files) {
+            warn!("{change}");
+        }
+    }
+    Ok(())
+}
+
 /// Opens (or creates) the store `mm-server.db` in `data_dir` and makes a hub on it, with an
 /// optional relay hook (see [`hub::RelayHook`]).
 ///

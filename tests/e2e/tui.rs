@@ -397,5 +397,53 @@ async fn a_terminal_ui_replaced_by_another_login_stays_disconnected_until_reconn
     for tmux in [first, second] {
         tmux.keys(&["C-c"]);
         tmux.wait_for("mm exited with 0").await;
+
+/// Every file `mm` keeps in its home — the certificate and keys, `known_servers` after trusting
+/// a server on first contact, `pins` after a secure session — is private (0600), in a home it
+/// created private (0700), parents included. Through the real binary in a terminal, since only
+/// the interactive mode asks to trust a server.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_file_mm_keeps_in_its_home_is_private() {
+    if !Tmux::usable() {
+        return;
+    }
+    let server = TestServer::start().await;
+    let mut bob = server.client("bob").await;
+    let place = tempfile::tempdir().unwrap();
+    let home = place.path().join("fresh").join("home");
+    // No --ca: mm asks whether to trust the server and remembers it in known_servers.
+    let command = format!(
+        "{} --server {} --nick alice --home {}; echo \"mm exited with $?\"; sleep 30",
+        shell_quote(Path::new(MM)),
+        server.server(),
+        shell_quote(&home)
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for("Trust this server and remember it?").await;
+    tmux.keys(&["y", "Enter"]);
+    tmux.wait_for("as alice; 2 online").await;
+    tmux.keys(&["/secure bob", "Enter"]);
+    bob.secure_ready("alice").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !home.join("pins").exists() {
+        assert!(tokio::time::Instant::now() < deadline, "no pins file");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("mm exited with 0").await;
+
+    let files = mm_tests::assert_private_tree(&place.path().join("fresh"), &[]);
+    for expected in [
+        "home/client.pem",
+        "home/client.key",
+        "home/identity.key",
+        "home/known_servers",
+        "home/pins",
+    ] {
+        assert!(
+            files.iter().any(|f| f == expected),
+            "{expected} in {files:?}"
+        );
     }
 }

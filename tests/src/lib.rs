@@ -507,6 +507,47 @@ pub fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// Walks `root` (not following links) and checks that every directory, `root` included, is
+/// 0700 and every file 0600, except the names in `skip` (files the test itself wrote). Returns
+/// the paths of the files it checked, relative to `root`.
+#[cfg(unix)]
+pub fn assert_private_tree(root: &Path, skip: &[&str]) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = Vec::new();
+    let mut bad = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let mode = std::fs::symlink_metadata(&dir)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode != 0o700 {
+            bad.push(format!(
+                "{} is a directory with mode {mode:04o}",
+                dir.display()
+            ));
+        }
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                dirs.push(path);
+            } else if !skip.contains(&name.as_str()) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode != 0o600 {
+                    bad.push(format!("{} has mode {mode:04o}", path.display()));
+                }
+                files.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(bad.is_empty(), "not private:\n{}", bad.join("\n"));
+    files.sort();
+    files
+}
+
 /// The real `mm-server` binary running as a child process (so that its own memory can be read).
 pub struct ServerProcess {
     /// The child.
@@ -565,7 +606,6 @@ impl ServerProcess {
         data: tempfile::TempDir,
         bind: &str,
     ) -> ServerProcess {
-        use tokio::io::AsyncBufReadExt;
         let config_path = data.path().join("mm-server.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut command = match max_files {
@@ -578,10 +618,28 @@ impl ServerProcess {
             }
             None => tokio::process::Command::new(binary),
         };
-        let mut child = command
+        command
             .args(["--bind", bind, "--config"])
             .arg(&config_path)
-            .env("MM_SERVER_DATA", data.path())
+            .env("MM_SERVER_DATA", data.path());
+        Self::spawn(command, data).await
+    }
+
+    /// Starts `binary` with `args` only (no configuration file, no `MM_SERVER_DATA`: pass
+    /// `--data` and `--bind`), keeping `data` for the test, and waits until it listens.
+    pub async fn start_with_args(
+        binary: &str,
+        args: &[std::ffi::OsString],
+        data: tempfile::TempDir,
+    ) -> ServerProcess {
+        let mut command = tokio::process::Command::new(binary);
+        command.args(args).env_remove("MM_SERVER_DATA");
+        Self::spawn(command, data).await
+    }
+
+    async fn spawn(mut command: tokio::process::Command, data: tempfile::TempDir) -> ServerProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = command
             .env("RUST_LOG", "info")
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)

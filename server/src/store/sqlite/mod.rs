@@ -140,6 +140,12 @@ impl SqliteStore {
         tuning: Tuning,
     ) -> Result<(SqliteStore, Loaded), StoreError> {
         let lock = lock_file(path)?;
+        // Private before SQLite opens it: SQLite gives the `-wal` and `-shm` files it creates
+        // the database file's mode, and the store holds private lines in cleartext.
+        mm_certs::create_private_file(path).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
         let conn = open_connection(path)?;
         Self::start(conn, path, opts, Some(lock), tuning)
     }

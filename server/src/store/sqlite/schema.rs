@@ -51,15 +51,17 @@ pub(super) fn lock_file(path: &Path) -> Result<File, StoreError> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| StoreError::Open {
-            path: lock_path.clone(),
-            detail: e.to_string(),
-        })?;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mm_certs::PRIVATE_FILE_MODE);
+    }
+    let file = options.open(&lock_path).map_err(|e| StoreError::Open {
+        path: lock_path.clone(),
+        detail: e.to_string(),
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
