@@ -3,8 +3,9 @@
 //! `mm-certs` and the server's first start both call [`generate`]: a self-signed CA (`ca.pem`,
 //! `ca.key`) and a server certificate signed by it (`server.pem` holds the server certificate
 //! followed by the CA, `server.key`). Clients trust the CA, either by file (`mm --ca ca.pem`) or by
-//! accepting its SHA-256 [`fingerprint`] once. Private keys are written with mode 0600 and
-//! replaced atomically, so a crash never leaves a half-written key.
+//! accepting its SHA-256 [`fingerprint`] once. Every file is written owner-only (0600, in 0700
+//! directories: see [`PRIVATE_FILE_MODE`]) and replaced atomically, so a crash never leaves a
+//! half-written key.
 
 pub mod cli;
 
@@ -767,6 +768,54 @@ mod tests {
         }
         // No temporary files are left behind.
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 4);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_directories_files_and_tightening() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let nested = tmp.path().join("a").join("b");
+        create_private_dir(&nested).unwrap();
+        assert_eq!(mode(&tmp.path().join("a")), 0o700, "parents too");
+        assert_eq!(mode(&nested), 0o700);
+        let db = nested.join("db");
+        assert!(create_private_file(&db).unwrap());
+        assert_eq!(mode(&db), 0o600);
+        fs::write(&db, b"kept").unwrap();
+        assert!(
+            !create_private_file(&db).unwrap(),
+            "an existing file is kept"
+        );
+        assert_eq!(fs::read(&db).unwrap(), b"kept");
+
+        let chmod =
+            |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+        chmod(&nested, 0o755);
+        chmod(&db, 0o664);
+        let other = nested.join("not-ours");
+        fs::write(&other, b"x").unwrap();
+        chmod(&other, 0o644);
+        std::os::unix::fs::symlink(&other, nested.join("link")).unwrap();
+        let changes = tighten(&nested, &["db", "link", "missing"]);
+        let found: Vec<(PathBuf, u32, u32)> = changes
+            .iter()
+            .map(|c| match c {
+                ModeChange::Tightened { path, from, to } => (path.clone(), *from, *to),
+                ModeChange::Failed { path, error, .. } => panic!("{}: {error}", path.display()),
+            })
+            .collect();
+        assert_eq!(
+            found,
+            vec![(nested.clone(), 0o755, 0o700), (db.clone(), 0o664, 0o600)]
+        );
+        assert!(changes[1].to_string().contains("from 0664 to 0600"));
+        assert_eq!(
+            mode(&other),
+            0o644,
+            "neither a file not named nor a link's target"
+        );
+        assert!(tighten(&nested, &["db"]).is_empty(), "nothing left to do");
     }
 
     #[test]
