@@ -1,7 +1,8 @@
 //! How events look as lines of text. Line mode prints exactly these lines without colour; the
 //! interactive mode adds colour. Everything that came from the network goes through [`clean`]
-//! first, so a hostile server cannot send terminal escape sequences or reorder text with
-//! Unicode bidi controls.
+//! first, so a hostile server or peer cannot send terminal escape sequences, break a line in
+//! two (U+2028 and the like: a forged second line for whoever splits the output on Unicode line
+//! ends), or reorder or hide text with Unicode bidi and format controls.
 
 use mm_common::e2e::{E2eEvent, Failure};
 use mm_common::identity::key_fingerprint;
@@ -9,17 +10,13 @@ use mm_common::protocol::LeaveReason;
 
 use crate::connection::{Event, Welcome};
 
-/// Replaces control characters and bidi embedding/override/isolate characters with U+FFFD.
-/// An honest server never sends control characters (it refuses them), so this only changes
-/// hostile input.
+/// Replaces every character chat text may not hold (`mm_common::text`: control characters,
+/// line and paragraph separators, bidi embeddings, overrides and isolates, invisible format
+/// characters, stray tags) with U+FFFD, one for one. An honest server refuses them in what it
+/// relays, so this only changes hostile input — and end-to-end decrypted text, which no server
+/// can check. The terminal UI draws through it too.
 pub fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            c if c.is_control() => '\u{FFFD}',
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => '\u{FFFD}',
-            c => c,
-        })
-        .collect()
+    mm_common::text::sanitize(s).into_owned()
 }
 
 /// A stable hash of a nick's lowercase form (FNV-1a), so that a user keeps one colour in line
@@ -409,6 +406,207 @@ mod tests {
             "{line:?}"
         );
         assert_eq!(line.matches('\u{FFFD}').count(), 5);
+    }
+
+    /// Characters that break, reorder or hide a line, and the flag base, to mix into strings.
+    const HOSTILE: [char; 16] = [
+        '\n',
+        '\r',
+        '\u{0B}',
+        '\u{1E}',
+        '\u{1b}',
+        '\u{85}',
+        '\u{2028}',
+        '\u{2029}',
+        '\u{202E}',
+        '\u{2067}',
+        '\u{2061}',
+        '\u{FEFF}',
+        '\u{FFF9}',
+        '\u{E0041}',
+        '\u{E007F}',
+        '\u{1F3F4}',
+    ];
+
+    /// Every line `mm` shows for an event built from `a` and `b` (in every string field).
+    fn all_lines(a: &str, b: &str) -> Vec<String> {
+        let (a, b) = (a.to_string(), b.to_string());
+        let events = vec![
+            Event::Public {
+                id: 1,
+                ts: 0,
+                from: a.clone(),
+                text: b.clone(),
+            },
+            Event::Private {
+                id: 1,
+                ts: 0,
+                from: a.clone(),
+                text: b.clone(),
+            },
+            Event::History {
+                id: 1,
+                ts: 0,
+                from: a.clone(),
+                text: b.clone(),
+            },
+            Event::Offline {
+                id: 1,
+                ts: 0,
+                from: a.clone(),
+                text: b.clone(),
+            },
+            Event::Joined { nick: a.clone() },
+            Event::Left {
+                nick: a.clone(),
+                reason: LeaveReason::Quit,
+            },
+            Event::Left {
+                nick: b.clone(),
+                reason: LeaveReason::TooSlow,
+            },
+            Event::Users(vec![a.clone(), b.clone()]),
+            Event::Error {
+                line: None,
+                code: ErrorCode(7),
+                fatal: true,
+                detail: b.clone(),
+            },
+            Event::Shutdown { reason: a.clone() },
+            Event::Warning(b.clone()),
+            Event::Closed {
+                error: Some(a.clone()),
+                undelivered: vec![],
+            },
+            Event::Secure(E2eEvent::Starting {
+                peer: a.clone(),
+                by_peer: true,
+            }),
+            Event::Secure(E2eEvent::Starting {
+                peer: a.clone(),
+                by_peer: false,
+            }),
+            Event::Secure(E2eEvent::Ready {
+                peer: a.clone(),
+                key: [3; 32],
+                trust: mm_common::e2e::Trust::New,
+                renewed: false,
+            }),
+            Event::Secure(E2eEvent::Message {
+                peer: a.clone(),
+                text: b.clone(),
+            }),
+            Event::Secure(E2eEvent::Ended {
+                peer: b.clone(),
+                by_peer: true,
+                unsent: vec![1],
+            }),
+            Event::Secure(E2eEvent::Failed {
+                peer: a.clone(),
+                failure: Failure::KeyChanged {
+                    pinned: [1; 32],
+                    presented: [2; 32],
+                },
+                unsent: vec![],
+            }),
+            Event::Secure(E2eEvent::Failed {
+                peer: b.clone(),
+                failure: Failure::PeerLeft,
+                unsent: vec![],
+            }),
+        ];
+        let mut lines = Vec::new();
+        for style in [Style::PLAIN, Style { color: true }] {
+            lines.extend(events.iter().filter_map(|e| event_line(e, style)));
+            let welcome = Welcome {
+                nick: a.clone(),
+                server: b.clone(),
+                max_text_len: 1,
+                rate_burst: 1,
+                rate_per_sec: 1,
+                online: vec![a.clone(), b.clone()],
+            };
+            lines.push(welcome_line(&b, &welcome, style));
+            lines.push(own_public_line(&a, &b, style));
+            lines.push(own_private_line(&a, &b, style));
+            lines.push(own_secure_line(&a, &b, true, style));
+        }
+        lines
+    }
+
+    /// What a line may hold: nothing chat text may not hold, except the colour escapes of
+    /// the coloured style (ESC `[` digits `;` `m`), which `mm` writes itself.
+    fn assert_clean(line: &str) {
+        let mut rest = String::new();
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' && chars.peek() == Some(&'[') {
+                chars.next();
+                while chars.next_if(|c| c.is_ascii_digit() || *c == ';').is_some() {}
+                assert_eq!(chars.next(), Some('m'), "{line:?}");
+                continue;
+            }
+            rest.push(c);
+        }
+        assert_eq!(mm_common::text::find_forbidden(&rest), None, "{line:?}");
+        assert!(
+            !rest.contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}', '\u{202E}']),
+            "{line:?}"
+        );
+    }
+
+    #[test]
+    fn nothing_shown_holds_a_line_break_or_a_bidi_or_format_control() {
+        let forged = "ok\u{2028}[secure] <bob> yes, send it to account 42";
+        for line in all_lines(forged, forged) {
+            assert_clean(&line);
+        }
+        for c in HOSTILE {
+            let s = format!("x{c}y");
+            for line in all_lines(&s, &s) {
+                assert_clean(&line);
+            }
+        }
+        let shown = event_line(
+            &Event::Secure(E2eEvent::Message {
+                peer: "mallory".into(),
+                text: forged.into(),
+            }),
+            Style::PLAIN,
+        )
+        .unwrap();
+        assert_eq!(
+            shown,
+            "[secure] <mallory> ok\u{FFFD}[secure] <bob> yes, send it to account 42"
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn no_input_makes_a_shown_line_break_reorder_or_hide(
+                a in proptest::collection::vec(
+                    prop_oneof![
+                        any::<char>(),
+                        proptest::sample::select(&HOSTILE[..]),
+                        (0xE0000u32..=0xE007F).prop_map(|c| char::from_u32(c).unwrap()),
+                    ],
+                    0..40,
+                ),
+                b in ".{0,40}",
+            ) {
+                let a: String = a.into_iter().collect();
+                for line in all_lines(&a, &b).iter().chain(all_lines(&b, &a).iter()) {
+                    assert_clean(line);
+                }
+                let cleaned = clean(&a);
+                prop_assert_eq!(cleaned.chars().count(), a.chars().count());
+                prop_assert_eq!(mm_common::text::find_forbidden(&cleaned), None);
+            }
+        }
     }
 
     #[test]

@@ -88,6 +88,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             InputLine::TooLong { len }
         } else {
             match String::from_utf8(kept) {
+                // A byte order mark that starts the input (a file saved by some Windows editors)
+                // marks the encoding, not text: dropped rather than refused as a format character.
+                Ok(text) if self.number == 1 && text.starts_with('\u{FEFF}') => {
+                    InputLine::Text(text['\u{FEFF}'.len_utf8()..].to_owned())
+                }
                 Ok(text) => InputLine::Text(text),
                 Err(_) => InputLine::NotUtf8,
             }
@@ -100,10 +105,16 @@ static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Writes `line` and a newline to stdout and flushes. False when stdout is closed (e.g. the
 /// reading end of a pipe went away): then nothing more is written to it.
+///
+/// The last gate of line mode, whose output scripts split into lines: whatever `line` holds,
+/// what is written is one line with no character chat text may not hold (`mm_common::text`:
+/// no line break of any kind, no bidi or format control, no escape sequence). The display
+/// functions clean what came from the network already; this catches anything they missed.
 pub fn out(line: &str) -> bool {
     if STDOUT_CLOSED.load(Ordering::Relaxed) {
         return false;
     }
+    let line = mm_common::text::sanitize(line);
     let mut stdout = std::io::stdout().lock();
     let written = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
     if written.is_err() {
@@ -119,10 +130,19 @@ pub fn stdout_closed() -> bool {
 }
 
 /// Writes `line` and a newline to stderr; a closed stderr is ignored (there is nowhere left
-/// to say anything).
+/// to say anything). Messages of several lines keep their `\n`s; anything else chat text may
+/// not hold (a server's error detail could carry it) is replaced, as in [`out`].
 pub fn err(line: &str) {
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{line}").and_then(|()| stderr.flush());
+    let _ = writeln!(stderr, "{}", clean_lines(line)).and_then(|()| stderr.flush());
+}
+
+/// `text` with each of its `\n`-separated lines cleaned (`mm_common::text::sanitize`).
+fn clean_lines(text: &str) -> String {
+    text.split('\n')
+        .map(mm_common::text::sanitize)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Writes `text` to stderr without a newline (a prompt); errors are ignored as in [`err`].
@@ -134,6 +154,14 @@ pub fn err_prompt(text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stderr_keeps_its_newlines_and_nothing_else() {
+        assert_eq!(
+            clean_lines("mm: refused: a\u{2028}b\u{1b}[2J\nsecond line\r"),
+            "mm: refused: a\u{FFFD}b\u{FFFD}[2J\nsecond line\u{FFFD}"
+        );
+    }
 
     async fn read_all(input: &[u8], max: usize) -> Vec<(u64, InputLine)> {
         // A small buffer, so that lines span several reads.
@@ -181,5 +209,11 @@ mod tests {
             ]
         );
         assert!(read_all(b"", 5).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_byte_order_mark_is_dropped_only_where_the_input_starts() {
+        let lines = read_all("\u{FEFF}first\n\u{FEFF}second\n".as_bytes(), 100).await;
+        assert_eq!(lines, [(1, text("first")), (2, text("\u{FEFF}second"))]);
     }
 }

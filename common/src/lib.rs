@@ -14,3 +14,4 @@ pub mod pins;
 pub mod protocol;
 pub mod rate;
 pub mod safety;
+pub mod text;

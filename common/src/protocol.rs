@@ -484,10 +484,20 @@ pub enum TextError {
     /// escape sequences from other users must never reach a terminal.
     #[error("message holds a control character")]
     ControlChar,
+    /// Holds a character that can end a line in some readers, reorder it, or hide text (a line
+    /// separator, a bidi override, an invisible format character…; see [`crate::text`]).
+    #[error(
+        "message holds U+{code:04X}, {what}: characters that can break a line, reorder it or hide text are refused",
+        code = u32::from(*.0),
+        what = crate::text::describe(*.0)
+    )]
+    UnsafeChar(char),
 }
 
 /// Checks a chat text: not empty, at most `max_len` bytes (never more than [`MAX_TEXT_LEN`]),
-/// and no control characters (Unicode category Cc, which includes `\n`, `\r`, `\t`, ESC, NUL).
+/// no control characters (Unicode category Cc, which includes `\n`, `\r`, `\t`, ESC, NUL) and
+/// none of the other characters [`crate::text`] refuses (U+2028, U+2029, bidi embeddings,
+/// overrides and isolates, invisible format characters, tags outside a flag).
 ///
 /// # Errors
 /// The first rule broken.
@@ -502,10 +512,11 @@ pub fn validate_text(text: &str, max_len: usize) -> Result<(), TextError> {
             max,
         });
     }
-    if text.chars().any(char::is_control) {
-        return Err(TextError::ControlChar);
+    match crate::text::find_forbidden(text) {
+        None => Ok(()),
+        Some((_, c)) if c.is_control() => Err(TextError::ControlChar),
+        Some((_, c)) => Err(TextError::UnsafeChar(c)),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -760,6 +771,25 @@ mod tests {
                 Err(TextError::ControlChar),
                 "{bad:?}"
             );
+        }
+        let forged = "ok\u{2028}[secure] <bob> yes, send it to account 42";
+        let err = validate_text(forged, MAX_TEXT_LEN).unwrap_err();
+        assert_eq!(err, TextError::UnsafeChar('\u{2028}'));
+        assert_eq!(
+            err.to_string(),
+            "message holds U+2028, a line separator: characters that can break a line, reorder it or hide text are refused"
+        );
+        for bad in ["\u{202E}", "\u{2066}x", "a\u{FEFF}", "\u{E0041}"] {
+            assert!(
+                matches!(
+                    validate_text(bad, MAX_TEXT_LEN),
+                    Err(TextError::UnsafeChar(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        for good in ["\u{200F}שלום\u{200E}", "\u{627}\u{61C}"] {
+            assert_eq!(validate_text(good, MAX_TEXT_LEN), Ok(()), "{good:?}");
         }
     }
 

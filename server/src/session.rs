@@ -965,11 +965,12 @@ fn send_error(e: SendError) -> (ErrorCode, String) {
     (code, e.to_string())
 }
 
-/// A recipient name echoed in an error: cut to the nick limit and stripped of control characters,
-/// so that error details stay short and printable whatever the client sent.
+/// A recipient name echoed in an error: cut to the nick limit and stripped of every character
+/// chat text may not hold (`mm_common::text`: controls, line separators, bidi and format
+/// controls), so that error details stay short, printable and one line whatever the client sent.
 fn protocol_safe(name: &str) -> String {
     name.chars()
-        .filter(|c| !c.is_control())
+        .filter(|&c| !mm_common::text::is_forbidden(c))
         .take(protocol::MAX_NICK_LEN)
         .collect()
 }

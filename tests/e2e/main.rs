@@ -15,5 +15,6 @@ mod secure;
 mod shutdown;
 mod store;
 mod store_faults;
+mod text;
 mod trust;
 mod tui;

@@ -195,7 +195,12 @@ pub async fn run(
                     TermEvent::Mouse(m) => app.on_mouse(m),
                     TermEvent::Paste(text) => {
                         for c in text.chars() {
-                            let c = if c.is_control() { ' ' } else { c };
+                            // Line breaks of every kind become spaces: one input is one line.
+                            let c = if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                                ' '
+                            } else {
+                                c
+                            };
                             app.input.edit(input::Edit::Insert(c));
                         }
                     }

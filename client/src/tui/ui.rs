@@ -454,7 +454,10 @@ fn short(fingerprint: &str) -> String {
 
 fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect, theme: Theme) {
     let prompt = format!("{}> ", clean(app.current().title()));
-    let text: Vec<char> = app.input.text().chars().collect();
+    // What the user typed or pasted is shown cleaned too (one for one, so the cursor stays
+    // right): a pasted bidi override must not reorder the input line. Sending such a line is
+    // refused with a message saying which character it holds.
+    let text: Vec<char> = clean(&app.input.text()).chars().collect();
     let cursor = app.input.cursor();
     let prompt_w = prompt
         .chars()
@@ -718,17 +721,29 @@ mod tests {
                 id: 1,
                 ts: 0,
                 from: "bob".into(),
-                text: "a\u{1b}[2Jb\u{202e}c".into(),
+                text: "a\u{1b}[2Jb\u{202e}c\u{2028}[secure] <carol> d\u{2066}e".into(),
             },
             0,
         );
-        let screen = render(&mut app, 40, 5);
+        // Typed or pasted input is shown cleaned too.
+        for c in "x\u{202E}y\u{2029}z".chars() {
+            app.input.edit(crate::tui::input::Edit::Insert(c));
+        }
+        let screen = render(&mut app, 60, 5);
         assert!(
             screen
                 .iter()
-                .any(|l| l.ends_with("<bob> a\u{FFFD}[2Jb\u{FFFD}c")),
+                .any(|l| l
+                    .ends_with("<bob> a\u{FFFD}[2Jb\u{FFFD}c\u{FFFD}[secure] <carol> d\u{FFFD}e")),
             "{screen:?}"
         );
+        assert!(
+            screen.iter().any(|l| l.contains("x\u{FFFD}y\u{FFFD}z")),
+            "{screen:?}"
+        );
+        for row in &screen {
+            assert_eq!(mm_common::text::find_forbidden(row), None, "{row:?}");
+        }
     }
 
     #[test]
