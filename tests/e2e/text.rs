@@ -91,6 +91,25 @@ async fn the_server_refuses_every_character_that_can_break_reorder_or_hide_a_lin
     );
 }
 
+/// Reads `mm`'s output into `printed` up to the first line holding `needle`, and returns it.
+async fn read_until(
+    out: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    printed: &mut Vec<String>,
+    needle: &str,
+) -> String {
+    loop {
+        let line = tokio::time::timeout(WAIT, out.next_line())
+            .await
+            .expect("no output in time")
+            .unwrap()
+            .expect("stdout closed");
+        printed.push(line.clone());
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
 #[tokio::test]
 async fn line_mode_never_prints_a_forged_line_even_end_to_end_encrypted() {
     let server = TestServer::start_unthrottled().await;
@@ -114,21 +133,10 @@ async fn line_mode_never_prints_a_forged_line_even_end_to_end_encrypted() {
     let mut out = BufReader::new(alice.stdout.take().unwrap()).lines();
     let mut stdin = alice.stdin.take().unwrap();
     let mut printed = Vec::new();
-    let mut read_until = async |out: &mut tokio::io::Lines<_>, needle: &str| loop {
-        let line: String = tokio::time::timeout(WAIT, out.next_line())
-            .await
-            .expect("no output in time")
-            .unwrap()
-            .expect("stdout closed");
-        printed.push(line.clone());
-        if line.contains(needle) {
-            return line;
-        }
-    };
-    read_until(&mut out, "* connected").await;
+    read_until(&mut out, &mut printed, "* connected").await;
     mallory.client.secure("alice").await.unwrap();
     mallory.secure_ready("alice").await;
-    read_until(&mut out, "secure session with mallory ready").await;
+    read_until(&mut out, &mut printed, "secure session with mallory ready").await;
 
     let payloads: Vec<String> = refused_set()
         .into_iter()
@@ -138,32 +146,19 @@ async fn line_mode_never_prints_a_forged_line_even_end_to_end_encrypted() {
         mallory.client.private("alice", text).await.unwrap();
     }
     mallory.client.private("alice", "the end").await.unwrap();
-    read_until(&mut out, "the end").await;
-
-    // alice herself cannot send such a line: refused by mm, with the character named.
-    stdin
-        .write_all(format!("/msg mallory fine{FORGED}\n").as_bytes())
-        .await
-        .unwrap();
-    let refusal = read_until(&mut out, "! error").await;
-    assert_eq!(
-        refusal,
-        "! error (invalid-text): message holds U+2028, a line separator: characters that can \
-         break a line, reorder it or hide text are refused"
-    );
-    drop(stdin);
-    let output = tokio::time::timeout(WAIT, alice.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2), "one line refused by mm");
+    read_until(&mut out, &mut printed, "the end").await;
 
     let all = printed.join("\n");
     let set = refused_set();
+    let bad: Vec<String> = printed
+        .iter()
+        .flat_map(|l| l.chars().filter(|c| set.contains(c)).map(move |c| (l, c)))
+        .map(|(l, c)| format!("U+{:04X} in {l:?}", u32::from(c)))
+        .collect();
     assert!(
-        !all.chars().any(|c| c != '\n' && set.contains(&c)),
-        "a refused character was printed: {:?}",
-        all.escape_unicode().to_string()
+        bad.is_empty(),
+        "refused characters printed:\n{}",
+        bad.join("\n")
     );
     let secure: Vec<&str> = split_lines_like_python(&all)
         .into_iter()
@@ -182,6 +177,24 @@ async fn line_mode_never_prints_a_forged_line_even_end_to_end_encrypted() {
         secure.contains(&"[secure] <mallory> hi\u{FFFD}[secure] <bob> yes, send it to account 42"),
         "shown, with the separator replaced:\n{all}"
     );
+    // alice herself cannot send such a line: refused by mm, with the character named.
+    stdin
+        .write_all(format!("/msg mallory fine{FORGED}\n").as_bytes())
+        .await
+        .unwrap();
+    let refusal = read_until(&mut out, &mut printed, "! error").await;
+    assert_eq!(
+        refusal,
+        "! error (invalid-text): message holds U+2028, a line separator: characters that can \
+         break a line, reorder it or hide text are refused"
+    );
+    drop(stdin);
+    let output = tokio::time::timeout(WAIT, alice.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "one line refused by mm");
+
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("1 line not delivered: 1 refused by mm"),
