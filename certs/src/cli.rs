@@ -2,17 +2,25 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::{generate, renew_server, Names};
+use crate::{
+    date, generate, load_certs, renew_server, CertInfo, Generated, Names, CA_CERT, CA_KEY,
+    RENEW_BEFORE, SERVER_CERT, SERVER_KEY,
+};
 
-/// Generate a self-signed CA and a server certificate for mm-server.
+/// Make mm-server's certificates: a server certificate from the CA in the directory, or a CA
+/// and a server certificate if there is none yet.
 ///
-/// The server certificate always covers localhost, 127.0.0.1 and ::1; add the names and
-/// addresses clients will use to reach the server with --name and --ip.
+/// With a CA in the directory (ca.pem and ca.key, e.g. made by mm-server's first start), only
+/// server.pem and server.key are replaced, signed by that CA: clients that trust the server
+/// keep trusting it. The server certificate is valid 397 days and always covers localhost,
+/// 127.0.0.1 and ::1; add the names and addresses clients use with --name and --ip. A running
+/// mm-server renews it by itself from ca.key before it runs out; `kill -HUP` it to use a
+/// certificate made here at once.
 #[derive(Debug, Parser)]
 #[command(name = "mm-certs", version)]
 pub struct Args {
@@ -26,12 +34,13 @@ pub struct Args {
     /// Extra IP address for the server certificate, e.g. the LAN address (repeatable)
     #[arg(long = "ip", value_name = "ADDR")]
     pub ips: Vec<IpAddr>,
-    /// Replace existing files (a new CA too: clients must trust it anew)
-    #[arg(long)]
-    pub force: bool,
-    /// Replace only the server certificate and key, signed by the CA already in the directory
-    /// (clients keep trusting it); then `kill -HUP` a running mm-server to use them
-    #[arg(long, conflicts_with = "force")]
+    /// Make a NEW CA (and a server certificate), replacing the one in the directory: every
+    /// client must then trust the server anew
+    #[arg(long, visible_alias = "force")]
+    pub new_ca: bool,
+    /// Issue from the existing CA (what mm-certs does by default when there is one); fails if
+    /// there is none
+    #[arg(long, conflicts_with = "new_ca", hide = true)]
     pub renew: bool,
 }
 
@@ -68,38 +77,126 @@ fn run(args: &Args) -> anyhow::Result<String> {
         ips: args.ips.clone(),
     };
     // Files an older mm-certs left readable by others: private, as the new ones are.
-    let tightened: String = crate::tighten(&dir, &crate::TLS_FILES)
+    let mut report: String = crate::tighten(&dir, &crate::TLS_FILES)
         .iter()
         .map(|change| format!("{change}\n"))
         .collect();
-    if args.renew {
-        let renewed = renew_server(&dir, &names)?;
-        return Ok(tightened
-            + &format!(
-                "Wrote a new server certificate and key to {}, signed by the existing CA\n\
-             \x20 server certificate covers: {}\n\
-             \x20 CA fingerprint (SHA-256):  {}\n\
-             Clients that trust this CA need nothing new. A running mm-server uses the new\n\
-             certificate for new connections after `kill -HUP <its pid>`.\n",
-                dir.display(),
-                renewed.covers.join(", "),
-                renewed.ca_fingerprint
-            ));
+    let has = |name: &str| dir.join(name).exists();
+    let ca = (has(CA_CERT), has(CA_KEY));
+    if args.new_ca {
+        let generated = generate(&dir, &names, true)?;
+        report.push_str(&new_ca_report(&dir, &generated, true)?);
+        return Ok(report);
     }
-    let generated = generate(&dir, &names, args.force)?;
-    Ok(tightened
-        + &format!(
-            "Wrote a CA and a server certificate to {}\n\
-         \x20 server certificate covers: {}\n\
-         \x20 CA fingerprint (SHA-256):  {}\n\
+    match ca {
+        (true, true) => {
+            let previous = previous_names(&dir);
+            let renewed = renew_server(&dir, &names)?;
+            report.push_str(&issued_report(&dir, &renewed, previous.as_ref())?);
+            Ok(report)
+        }
+        (false, false) if !args.renew && !has(SERVER_CERT) && !has(SERVER_KEY) => {
+            let generated = generate(&dir, &names, false)?;
+            report.push_str(&new_ca_report(&dir, &generated, false)?);
+            Ok(report)
+        }
+        (true, false) => anyhow::bail!(
+            "{} holds {CA_CERT} but not {CA_KEY}, so no server certificate can be issued from \
+             that CA here: put {CA_KEY} back (e.g. from where it was moved offline), or pass \
+             --new-ca to make a new CA that every client must trust anew",
+            dir.display()
+        ),
+        _ => anyhow::bail!(
+            "{} holds no CA to issue from ({CA_CERT} and {CA_KEY}){}: pass --new-ca to make a new \
+             CA and server certificate, replacing what is there (every client must trust the \
+             new CA)",
+            dir.display(),
+            if has(SERVER_CERT) || has(SERVER_KEY) {
+                format!(" but a server certificate ({SERVER_CERT}, {SERVER_KEY}) that would be replaced")
+            } else {
+                String::new()
+            }
+        ),
+    }
+}
+
+/// The names the server certificate in `dir` covers now, if it is readable.
+fn previous_names(dir: &Path) -> Option<Names> {
+    let path = dir.join(SERVER_CERT);
+    let der = load_certs(&path).ok()?.into_iter().next()?;
+    CertInfo::parse(&der, &path).ok().map(|info| info.names)
+}
+
+/// The expiry line for the server certificate just written.
+fn validity(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join(SERVER_CERT);
+    let der = load_certs(&path)?.remove(0);
+    let info = CertInfo::parse(&der, &path)?;
+    Ok(format!(
+        "\x20 valid until:              {} (mm-server renews it from {CA_KEY} when fewer than {} days remain)\n",
+        date(info.not_after),
+        RENEW_BEFORE.whole_days()
+    ))
+}
+
+fn issued_report(
+    dir: &Path,
+    renewed: &Generated,
+    previous: Option<&Names>,
+) -> anyhow::Result<String> {
+    let mut report = format!(
+        "Wrote a new server certificate and key to {}, issued by the CA already there\n\
+         \x20 server certificate covers: {}\n{}\
+         \x20 CA fingerprint (SHA-256):  {} (unchanged)\n",
+        dir.display(),
+        renewed.covers.join(", "),
+        validity(dir)?,
+        renewed.ca_fingerprint
+    );
+    if let Some(previous) = previous {
+        let dropped: Vec<String> = previous
+            .dns
+            .iter()
+            .cloned()
+            .chain(previous.ips.iter().map(IpAddr::to_string))
+            .filter(|name| !renewed.covers.contains(name))
+            .collect();
+        if !dropped.is_empty() {
+            report.push_str(&format!(
+                "Note: the previous certificate also covered {}; this one does not (repeat --name/--ip to keep them).\n",
+                dropped.join(", ")
+            ));
+        }
+    }
+    report.push_str(
+        "Clients that trust this CA need nothing new. A running mm-server uses the new\n\
+         certificate for new connections after `kill -HUP <its pid>`.\n",
+    );
+    Ok(report)
+}
+
+fn new_ca_report(dir: &Path, generated: &Generated, replaced: bool) -> anyhow::Result<String> {
+    let warning = if replaced {
+        "\nWARNING: this is a NEW CA. Every client must trust the server anew: give them the new\n\
+         ca.pem (mm --ca), or have them compare the new fingerprint; mm refuses a server whose\n\
+         CA changed, loudly, until then.\n"
+    } else {
+        ""
+    };
+    Ok(format!(
+        "Wrote a CA and a server certificate to {}\n\
+         \x20 server certificate covers: {}\n{}\
+         \x20 CA fingerprint (SHA-256):  {}\n{warning}\
          \n\
          Give clients the CA certificate and connect with:\n\
          \x20 mm --server HOST:PORT --ca {} --nick NAME\n\
          or have them compare the fingerprint above when mm asks on first contact.\n\
-         Keep ca.key secret (mode 0600); it is only needed to issue new server certificates.\n",
-            dir.display(),
-            generated.covers.join(", "),
-            generated.ca_fingerprint,
-            generated.ca_cert.display()
-        ))
+         Keep ca.key secret; mm-server uses it to renew its certificate, and mm-certs to issue\n\
+         new ones (for new names or addresses) that clients trust without doing anything.\n",
+        dir.display(),
+        generated.covers.join(", "),
+        validity(dir)?,
+        generated.ca_fingerprint,
+        generated.ca_cert.display()
+    ))
 }

@@ -42,10 +42,19 @@ pub const DEFAULT_IPS: [IpAddr; 2] = [
     IpAddr::V6(Ipv6Addr::LOCALHOST),
 ];
 
-/// How long a generated CA is valid.
-const CA_VALIDITY_DAYS: i64 = 10 * 365;
-/// How long a generated server certificate is valid (renew with `mm-certs --force`).
-const SERVER_VALIDITY_DAYS: i64 = 5 * 365;
+/// How long a generated CA is valid: ten years. Clients pin it (by file or fingerprint), so it
+/// should outlive many server certificates; replacing it means every client trusts anew.
+pub const CA_VALIDITY: time::Duration = time::Duration::days(10 * 365);
+/// How long a generated server certificate is valid, from its `notBefore` (a day back, for
+/// clocks a little behind) to its `notAfter`: 397 days, under the 398 that browsers accept from
+/// any CA (they refuse over 825 even from a user-installed one) and that scanners flag. The
+/// server renews its own from `ca.key` before it runs out ([`RENEW_BEFORE`]).
+pub const SERVER_VALIDITY: time::Duration = time::Duration::days(397);
+/// A server certificate with less than this left is renewed (`mm-server` checks at start and
+/// daily).
+pub const RENEW_BEFORE: time::Duration = time::Duration::days(30);
+/// How far back a new certificate's `notBefore` is set: clocks a little behind still accept it.
+const BACKDATE: time::Duration = time::Duration::days(1);
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +142,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 }
 
 /// What to put in a server certificate besides the defaults.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Names {
     /// Extra DNS names (e.g. `chat.example.org`, `myhost.local`).
     pub dns: Vec<String>,
@@ -154,6 +163,26 @@ pub struct Generated {
     pub covers: Vec<String>,
 }
 
+/// When a certificate is issued and for how long: [`Issue::now`] for real use; tests give
+/// another time or a short validity instead of waiting.
+#[derive(Debug, Clone, Copy)]
+pub struct Issue {
+    /// The time of issue.
+    pub now: time::OffsetDateTime,
+    /// The server certificate's validity, `notBefore` to `notAfter`.
+    pub server_validity: time::Duration,
+}
+
+impl Issue {
+    /// Now, with [`SERVER_VALIDITY`].
+    pub fn now() -> Issue {
+        Issue {
+            now: time::OffsetDateTime::now_utc(),
+            server_validity: SERVER_VALIDITY,
+        }
+    }
+}
+
 /// Generates a CA and a server certificate into `dir` (created with mode 0700 if missing).
 ///
 /// Without `force`, refuses if any of the four files exists.
@@ -161,6 +190,19 @@ pub struct Generated {
 /// # Errors
 /// [`CertError::Exists`] without `force` when files exist; I/O and generation errors.
 pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, CertError> {
+    generate_at(dir, names, force, Issue::now())
+}
+
+/// [`generate`], issued at `issue.now` with `issue.server_validity`.
+///
+/// # Errors
+/// As [`generate`].
+pub fn generate_at(
+    dir: &Path,
+    names: &Names,
+    force: bool,
+    issue: Issue,
+) -> Result<Generated, CertError> {
     if !force {
         let existing: Vec<PathBuf> = TLS_FILES
             .iter()
@@ -172,10 +214,10 @@ pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, Cer
         }
     }
     // Checked before anything is written.
-    let server = server_params(names)?;
+    let server = server_params(names, issue)?;
     create_private_dir(dir).map_err(io_err(dir))?;
 
-    let now = time::OffsetDateTime::now_utc();
+    let now = issue.now;
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::default();
     ca_params.distinguished_name = DistinguishedName::new();
@@ -188,8 +230,8 @@ pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, Cer
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    ca_params.not_before = now - time::Duration::days(1); // tolerate clocks a little behind
-    ca_params.not_after = now + time::Duration::days(CA_VALIDITY_DAYS);
+    ca_params.not_before = now - BACKDATE;
+    ca_params.not_after = now + CA_VALIDITY;
     let ca_cert = ca_params.self_signed(&ca_key)?;
 
     // Each key before its certificate: if we crash between files, the next run sees an
@@ -208,10 +250,22 @@ pub fn generate(dir: &Path, names: &Names, force: bool) -> Result<Generated, Cer
 /// The key is written before the certificate, each atomically: a server that reloads between
 /// the two finds a key that does not match and keeps its previous certificate.
 ///
+/// The new certificate is checked against the CA before anything is written: a `ca.key` that
+/// does not belong to `ca.pem` is refused, and the files stay as they were.
+///
 /// # Errors
-/// I/O errors, [`CertError::Pem`] if `ca.pem` or `ca.key` holds no usable certificate or key,
-/// [`CertError::Generate`] if they do not parse as a CA and its key.
+/// I/O errors, [`CertError::Pem`] if `ca.pem` or `ca.key` holds no usable certificate or key
+/// or they do not belong together, [`CertError::Generate`] if they do not parse as a CA and its
+/// key.
 pub fn renew_server(dir: &Path, names: &Names) -> Result<Generated, CertError> {
+    renew_server_at(dir, names, Issue::now())
+}
+
+/// [`renew_server`], issued at `issue.now` with `issue.server_validity`.
+///
+/// # Errors
+/// As [`renew_server`].
+pub fn renew_server_at(dir: &Path, names: &Names, issue: Issue) -> Result<Generated, CertError> {
     let ca_path = dir.join(CA_CERT);
     let ca_pem = fs::read_to_string(&ca_path).map_err(io_err(&ca_path))?;
     let ca_der = load_certs(&ca_path)?.remove(0);
@@ -223,12 +277,15 @@ pub fn renew_server(dir: &Path, names: &Names) -> Result<Generated, CertError> {
         detail: format!("no usable CA key: {e}"),
     })?;
     let issuer = Issuer::from_ca_cert_der(&ca_der, &ca_key)?;
-    issue_server(dir, server_params(names)?, &issuer, &ca_pem, &ca_der)
+    issue_server(dir, server_params(names, issue)?, &issuer, &ca_pem, &ca_der)
 }
 
 /// A server certificate's parameters for the default names plus `names`, and the list of
 /// what it covers.
-fn server_params(names: &Names) -> Result<(CertificateParams, Vec<String>), CertError> {
+fn server_params(
+    names: &Names,
+    issue: Issue,
+) -> Result<(CertificateParams, Vec<String>), CertError> {
     let mut dns: Vec<String> = DEFAULT_DNS_NAMES.iter().map(|s| s.to_string()).collect();
     for name in &names.dns {
         if !dns.contains(name) {
@@ -242,7 +299,6 @@ fn server_params(names: &Names) -> Result<(CertificateParams, Vec<String>), Cert
         }
     }
 
-    let now = time::OffsetDateTime::now_utc();
     let mut server_params = CertificateParams::default();
     server_params.distinguished_name = DistinguishedName::new();
     server_params
@@ -263,8 +319,8 @@ fn server_params(names: &Names) -> Result<(CertificateParams, Vec<String>), Cert
     server_params.is_ca = IsCa::NoCa;
     server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    server_params.not_before = now - time::Duration::days(1); // tolerate clocks a little behind
-    server_params.not_after = now + time::Duration::days(SERVER_VALIDITY_DAYS);
+    server_params.not_before = issue.now - BACKDATE;
+    server_params.not_after = server_params.not_before + issue.server_validity;
     let mut covers = dns;
     covers.extend(ips.iter().map(IpAddr::to_string));
     Ok((server_params, covers))
@@ -281,6 +337,14 @@ fn issue_server(
 ) -> Result<Generated, CertError> {
     let server_key = KeyPair::generate()?;
     let server_cert = server_params.signed_by(&server_key, issuer)?;
+    if !issued_by(server_cert.der(), ca_der) {
+        // rcgen signs with whatever key it is given: catch a ca.key from another CA here,
+        // before it replaces a working certificate with one no client accepts.
+        return Err(CertError::Pem {
+            path: dir.join(CA_KEY),
+            detail: format!("this key does not belong to the CA in {CA_CERT}"),
+        });
+    }
     write_secret(&dir.join(SERVER_KEY), server_key.serialize_pem().as_bytes())?;
     let chain = format!("{}{}", server_cert.pem(), ca_pem);
     write_secret(&dir.join(SERVER_CERT), chain.as_bytes())?;
@@ -290,6 +354,83 @@ fn issue_server(
         ca_fingerprint: fingerprint(ca_der),
         covers,
     })
+}
+
+/// What a certificate says about itself, as far as renewing it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Valid from.
+    pub not_before: time::OffsetDateTime,
+    /// Valid until.
+    pub not_after: time::OffsetDateTime,
+    /// The DNS names and IP addresses it covers (subject alternative names).
+    pub names: Names,
+}
+
+impl CertInfo {
+    /// Reads a DER certificate.
+    ///
+    /// # Errors
+    /// [`CertError::Pem`] naming `path` (where the certificate came from) if it does not parse.
+    pub fn parse(der: &[u8], path: &Path) -> Result<CertInfo, CertError> {
+        use x509_parser::extensions::GeneralName;
+        let bad = |detail: String| CertError::Pem {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| bad(format!("unreadable certificate: {e}")))?;
+        let time = |t: &x509_parser::time::ASN1Time| {
+            time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+                .map_err(|e| bad(format!("certificate date out of range: {e}")))
+        };
+        let validity = cert.validity();
+        let mut names = Names::default();
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| bad(format!("unreadable subject alternative names: {e}")))?;
+        for name in san.iter().flat_map(|san| san.value.general_names.iter()) {
+            match name {
+                GeneralName::DNSName(dns) => names.dns.push((*dns).to_owned()),
+                GeneralName::IPAddress(bytes) => {
+                    if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
+                        names.ips.push(IpAddr::from(v4));
+                    } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
+                        names.ips.push(IpAddr::from(v6));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(CertInfo {
+            not_before: time(&validity.not_before)?,
+            not_after: time(&validity.not_after)?,
+            names,
+        })
+    }
+
+    /// Whether it has less than [`RENEW_BEFORE`] left at `now` (or has run out).
+    pub fn due(&self, now: time::OffsetDateTime) -> bool {
+        self.not_after - now < RENEW_BEFORE
+    }
+}
+
+/// Whether the DER certificate `cert` carries a valid signature by the CA certificate `ca`
+/// (`false` for anything that does not parse).
+pub fn issued_by(cert: &[u8], ca: &[u8]) -> bool {
+    let (Ok((_, cert)), Ok((_, ca))) = (
+        x509_parser::parse_x509_certificate(cert),
+        x509_parser::parse_x509_certificate(ca),
+    ) else {
+        return false;
+    };
+    cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok()
+}
+
+/// `YYYY-MM-DD` (UTC), for messages about expiry.
+pub fn date(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
 }
 
 /// What [`ensure_server_files`] found or did.
@@ -816,6 +957,56 @@ mod tests {
             "neither a file not named nor a link's target"
         );
         assert!(tighten(&nested, &["db"]).is_empty(), "nothing left to do");
+    }
+
+    #[test]
+    fn server_certificates_are_valid_397_days_at_most_and_the_ca_ten_years() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let info = |file: &str| {
+            let path = dir.join(file);
+            CertInfo::parse(&load_certs(&path).unwrap()[0], &path).unwrap()
+        };
+        generate(dir, &Names::default(), false).unwrap();
+        let (server, ca) = (info(SERVER_CERT), info(CA_CERT));
+        assert!(server.not_after - server.not_before <= time::Duration::days(397));
+        assert_eq!(server.not_after - server.not_before, SERVER_VALIDITY);
+        assert!(ca.not_after - ca.not_before >= time::Duration::days(3650));
+        assert!(!server.due(time::OffsetDateTime::now_utc()));
+        renew_server(dir, &Names::default()).unwrap();
+        let renewed = info(SERVER_CERT);
+        assert_eq!(renewed.not_after - renewed.not_before, SERVER_VALIDITY);
+        assert_eq!(info(CA_CERT), ca, "renewing leaves the CA alone");
+
+        // Issued at another time, for another period (tests renew without waiting a year).
+        let then = time::OffsetDateTime::now_utc() - time::Duration::days(380);
+        let issue = Issue {
+            now: then,
+            server_validity: time::Duration::days(41),
+        };
+        renew_server_at(dir, &Names::default(), issue).unwrap();
+        let short = info(SERVER_CERT);
+        assert_eq!(short.not_after - short.not_before, time::Duration::days(41));
+        assert!(short.due(time::OffsetDateTime::now_utc()));
+        assert!(!short.due(then));
+        assert!(issued_by(
+            &load_certs(&dir.join(SERVER_CERT)).unwrap()[0],
+            &load_certs(&dir.join(CA_CERT)).unwrap()[0]
+        ));
+        assert_eq!(date(ca.not_before + time::Duration::days(1)).len(), 10);
+    }
+
+    #[test]
+    fn a_ca_key_from_another_ca_issues_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        generate(tmp.path(), &Names::default(), false).unwrap();
+        generate(other.path(), &Names::default(), false).unwrap();
+        let before = fs::read(tmp.path().join(SERVER_CERT)).unwrap();
+        fs::copy(other.path().join(CA_KEY), tmp.path().join(CA_KEY)).unwrap();
+        let err = renew_server(tmp.path(), &Names::default()).unwrap_err();
+        assert!(err.to_string().contains("does not belong"), "{err}");
+        assert_eq!(fs::read(tmp.path().join(SERVER_CERT)).unwrap(), before);
     }
 
     #[test]

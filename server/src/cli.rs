@@ -23,6 +23,10 @@ use crate::store::sqlite::SqliteStore;
 /// server.key from the TLS directory for new connections (a file that does not load keeps the
 /// certificate in use) and logs what it did; the bind address, directories and limits are not
 /// reloaded (restart to change them).
+///
+/// Certificates: the server certificate is valid 397 days. At start and daily the server
+/// renews it from ca.key in the TLS directory when fewer than 30 days remain (same CA, so
+/// clients notice nothing), or warns if ca.key is not there.
 #[derive(Debug, Parser)]
 #[command(name = "mm-server", version)]
 pub struct Args {
@@ -233,12 +237,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             info!(dir = %tls_dir.display(), covers = %g.covers.join(", "), "generated a CA and a server certificate");
             info!(ca = %g.ca_cert.display(), fingerprint = %g.ca_fingerprint, "clients trust this CA with --ca, or by comparing this fingerprint on first contact");
             if !config.bind.ip().is_loopback() {
-                warn!("the generated certificate covers only localhost; for LAN clients run `mm-certs --renew --ip <LAN address>` (same CA) and send SIGHUP");
+                warn!("the generated certificate covers only localhost; for LAN clients run `mm-certs --ip <LAN address>` (same CA) and send SIGHUP");
             }
         }
     }
     let cert = Arc::new(crate::tls::ServerCert::load(tls_dir)?);
-    info!(dir = %tls_dir.display(), fingerprint = %cert.summary().fingerprint, "using TLS certificate");
+    // Before listening: a certificate about to run out is renewed before anyone connects.
+    let renewal = crate::renew::check(tls_dir, &cert, time::OffsetDateTime::now_utc());
+    crate::renew::log(&renewal, tls_dir);
+    let expires = match &renewal {
+        crate::renew::Outcome::Valid { not_after }
+        | crate::renew::Outcome::Renewed { not_after, .. }
+        | crate::renew::Outcome::CannotRenew { not_after, .. } => mm_certs::date(*not_after),
+        _ => "unknown".into(),
+    };
+    info!(dir = %tls_dir.display(), fingerprint = %cert.summary().fingerprint, %expires, "using TLS certificate");
     let tls = crate::tls::server_config_with(Arc::clone(&cert))?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -253,6 +266,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         terminate,
         hangup,
     } = signals;
+    let renewer = tokio::spawn(crate::renew::renew_daily(
+        tls_dir.clone(),
+        Arc::clone(&cert),
+    ));
     let reloader = tokio::spawn(reload_on_hangup(
         hangup,
         cert,
@@ -270,6 +287,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // A SIGHUP during shutdown only swapped the certificate; later ones are ignored (the
     // handler stays installed for the life of the process).
     reloader.abort();
+    renewer.abort();
     result
 }
 

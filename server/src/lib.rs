@@ -13,6 +13,7 @@ pub mod config;
 pub mod connection;
 pub mod hub;
 pub mod limit;
+pub mod renew;
 mod session;
 pub mod store;
 pub mod tls;

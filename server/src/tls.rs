@@ -9,7 +9,8 @@
 //!
 //! The server's own certificate is a [`ServerCert`]: one configuration serves every connection,
 //! and [`ServerCert::reload`] swaps the certificate it presents to new connections (`mm-server`
-//! does that on SIGHUP) without touching established ones.
+//! does that on SIGHUP, and when it renews its certificate: see `renew`) without touching
+//! established ones.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -140,6 +141,11 @@ impl ServerCert {
     /// What is presented now.
     pub fn summary(&self) -> CertSummary {
         summarize(&self.get())
+    }
+
+    /// The end-entity certificate presented now (for its dates and names: see `renew`).
+    pub fn end_entity(&self) -> Option<CertificateDer<'static>> {
+        self.get().cert.first().cloned()
     }
 
     fn get(&self) -> Arc<CertifiedKey> {

@@ -235,19 +235,25 @@ async fn mm_certs_output_works_with_server_and_client_and_keys_are_private() {
         assert_eq!(mm_tests::mode(&tls.join("ca.key")), 0o600);
         assert_eq!(mm_tests::mode(&tls.join("server.key")), 0o600);
     }
-    // Refuses to overwrite without --force.
+    // Run again, it keeps the CA (clients keep trusting the server) and issues a new server
+    // certificate from it.
+    let server_before = std::fs::read(tls.join("server.pem")).unwrap();
     let again = Command::new(MM_CERTS)
         .arg("--out")
         .arg(&tls)
+        .args(["--ip", "192.0.2.10", "--name", "chat.example.test"])
         .output()
         .await
         .unwrap();
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert!(again.status.success());
     assert_eq!(
         mm_certs::load_certs(&tls.join("ca.pem")).unwrap(),
         ca,
-        "nothing was replaced"
+        "the CA was kept"
+    );
+    assert_ne!(
+        std::fs::read(tls.join("server.pem")).unwrap(),
+        server_before
     );
 
     // The files serve a real server and a real client.

@@ -5,6 +5,7 @@
 mod adversarial;
 mod at_rest;
 mod bench_smoke;
+mod certs;
 mod chat;
 mod cli;
 mod delivery;

@@ -4,12 +4,11 @@
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use mm_client::{ConnectOptions, Event, Trust};
-use mm_tests::{identity_for, ServerProcess, TestClient, WAIT};
-use rustls_pki_types::{CertificateDer, ServerName};
+use mm_tests::{identity_for, presented, ServerProcess, TestClient, WAIT};
+use rustls_pki_types::CertificateDer;
 use tokio::io::AsyncBufReadExt;
 
 const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
@@ -51,34 +50,6 @@ fn assert_alive(child: &mut tokio::process::Child, after: &str) {
 /// The first certificate of a PEM file.
 fn end_entity(path: &Path) -> CertificateDer<'static> {
     mm_certs::load_certs(path).unwrap().remove(0)
-}
-
-/// Completes a TLS handshake with the server at `addr`, verifying its certificate for `name`
-/// against `roots`, and returns the end-entity certificate it presented (or the handshake
-/// error).
-async fn presented(
-    addr: &str,
-    roots: &[CertificateDer<'static>],
-    name: &str,
-) -> Result<CertificateDer<'static>, std::io::Error> {
-    let mut store = rustls::RootCertStore::empty();
-    for cert in roots {
-        store.add(cert.clone()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(store)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = ServerName::try_from(name.to_owned()).unwrap();
-    let tls = tokio::time::timeout(WAIT, connector.connect(name, tcp))
-        .await
-        .expect("TLS handshake hung")?;
-    Ok(tls.get_ref().1.peer_certificates().unwrap()[0].clone())
 }
 
 /// Connects and logs in as `nick` with `nick`'s certificate.

@@ -57,6 +57,8 @@ pub struct TestServer {
     pub ca: Vec<CertificateDer<'static>>,
     /// The limits it runs with.
     pub limits: Limits,
+    /// The certificate it presents (replaceable while it runs, as SIGHUP and renewal do).
+    pub cert: Arc<mm_server::tls::ServerCert>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -132,7 +134,8 @@ impl TestServer {
     ) -> TestServer {
         let hub = mm_server::open_hub(data.path(), &limits, hook).unwrap();
         let ca = mm_certs::load_certs(&tls.path().join(mm_certs::CA_CERT)).unwrap();
-        let config = mm_server::tls::server_config_from_dir(tls.path()).unwrap();
+        let cert = Arc::new(mm_server::tls::ServerCert::load(tls.path()).unwrap());
+        let config = mm_server::tls::server_config_with(Arc::clone(&cert)).unwrap();
         let listener = TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -151,6 +154,7 @@ impl TestServer {
             data,
             limits,
             ca,
+            cert,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -206,6 +210,34 @@ impl TestServer {
                 .unwrap();
         }
     }
+}
+
+/// Completes a TLS handshake with the server at `addr`, verifying its certificate for `name`
+/// against `roots`, and returns the end-entity certificate it presented (or the handshake
+/// error).
+pub async fn presented(
+    addr: &str,
+    roots: &[CertificateDer<'static>],
+    name: &str,
+) -> Result<CertificateDer<'static>, std::io::Error> {
+    let mut store = rustls::RootCertStore::empty();
+    for cert in roots {
+        store.add(cert.clone()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(name.to_owned()).unwrap();
+    let tls = tokio::time::timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .expect("TLS handshake hung")?;
+    Ok(tls.get_ref().1.peer_certificates().unwrap()[0].clone())
 }
 
 /// A logged-in client and its event stream.

@@ -1,0 +1,289 @@
+//! The server renews its own certificate.
+//!
+//! Server certificates are valid 397 days (`mm_certs::SERVER_VALIDITY`), so that browsers and
+//! scanners accept them; a server that runs for years must not stop working when one runs out.
+//! [`check`] runs at start and then daily ([`renew_daily`]): when the certificate presented
+//! has fewer than 30 days left (`mm_certs::RENEW_BEFORE`) and the CA that issued it is in the
+//! TLS directory with its key (`ca.pem`, `ca.key`: the server made them, or `mm-certs` did), it
+//! issues a new one for the same names and addresses from that CA, writes it, and presents it
+//! to new connections through the same reload as SIGHUP (established connections keep theirs
+//! and are not dropped). Clients trust the CA, so they notice nothing.
+//!
+//! When it cannot renew — no `ca.key` (certificates supplied by the operator, or the CA key
+//! moved offline), or a certificate the CA there did not issue — it warns instead, at start and
+//! daily, with the expiry date and what to do.
+//!
+//! Time is a parameter, so that tests can be "a year later" without waiting.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mm_certs::{date, CertInfo, Issue, CA_CERT, CA_KEY, SERVER_CERT};
+use time::OffsetDateTime;
+use tracing::{error, info, warn};
+
+use crate::tls::ServerCert;
+
+/// How often a running server checks its certificate.
+pub const CHECK_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What [`check`] found or did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// More than `RENEW_BEFORE` left: nothing to do.
+    Valid {
+        /// When the certificate presented runs out.
+        not_after: OffsetDateTime,
+    },
+    /// A new certificate was issued from the CA and is presented from now on.
+    Renewed {
+        /// When the previous one ran out.
+        previous: OffsetDateTime,
+        /// When the new one runs out.
+        not_after: OffsetDateTime,
+        /// SHA-256 fingerprint of the new certificate.
+        fingerprint: String,
+    },
+    /// Due (or expired), and this server cannot renew it: the operator must.
+    CannotRenew {
+        /// When the certificate presented runs out.
+        not_after: OffsetDateTime,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// Due, but renewing failed (see `error`); the certificate presented is unchanged, and the
+    /// next check tries again.
+    Failed {
+        /// When the certificate presented runs out.
+        not_after: Option<OffsetDateTime>,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Checks the certificate `cert` presents and renews it from the CA in `tls_dir` if fewer than
+/// `mm_certs::RENEW_BEFORE` remain at `now`; see the module docs. Blocking file I/O (a few
+/// small files, and only when due).
+pub fn check(tls_dir: &Path, cert: &ServerCert, now: OffsetDateTime) -> Outcome {
+    let Some(der) = cert.end_entity() else {
+        return Outcome::Failed {
+            not_after: None,
+            error: "no certificate is presented".into(),
+        };
+    };
+    let cert_path = tls_dir.join(SERVER_CERT);
+    let current = match CertInfo::parse(&der, &cert_path) {
+        Ok(info) => info,
+        Err(e) => {
+            return Outcome::Failed {
+                not_after: None,
+                error: e.to_string(),
+            }
+        }
+    };
+    if !current.due(now) {
+        return Outcome::Valid {
+            not_after: current.not_after,
+        };
+    }
+    let cannot = |reason: String| Outcome::CannotRenew {
+        not_after: current.not_after,
+        reason,
+    };
+    let (ca_path, key_path) = (tls_dir.join(CA_CERT), tls_dir.join(CA_KEY));
+    if !key_path.exists() {
+        return cannot(format!(
+            "{} is not there (certificates supplied by the operator, or the CA key kept \
+             offline): put a new {} and server.key in {} and send SIGHUP, or run \
+             `mm-certs --out {}` where ca.key is",
+            key_path.display(),
+            SERVER_CERT,
+            tls_dir.display(),
+            tls_dir.display()
+        ));
+    }
+    let ca = match mm_certs::load_certs(&ca_path) {
+        Ok(certs) => certs,
+        Err(e) => return cannot(format!("cannot read the CA: {e}")),
+    };
+    if !ca.first().is_some_and(|ca| mm_certs::issued_by(&der, ca)) {
+        return cannot(format!(
+            "the certificate presented was not issued by the CA in {}; renew it where it came \
+             from, put it in {} and send SIGHUP",
+            ca_path.display(),
+            tls_dir.display()
+        ));
+    }
+    let issue = Issue {
+        now,
+        server_validity: mm_certs::SERVER_VALIDITY,
+    };
+    let failed = |error: String| Outcome::Failed {
+        not_after: Some(current.not_after),
+        error,
+    };
+    if let Err(e) = mm_certs::renew_server_at(tls_dir, &current.names, issue) {
+        return failed(e.to_string());
+    }
+    match cert.reload(tls_dir) {
+        Ok(summary) => {
+            let not_after = cert
+                .end_entity()
+                .and_then(|der| CertInfo::parse(&der, &cert_path).ok())
+                .map_or(now + mm_certs::SERVER_VALIDITY, |info| info.not_after);
+            Outcome::Renewed {
+                previous: current.not_after,
+                not_after,
+                fingerprint: summary.fingerprint,
+            }
+        }
+        Err(e) => failed(format!("the new certificate did not load: {e}")),
+    }
+}
+
+/// Logs what [`check`] found: a line when it renewed, a warning when it is due and cannot be
+/// renewed here, an error when renewing failed; nothing when all is well.
+pub fn log(outcome: &Outcome, dir: &Path) {
+    let dir = dir.display();
+    match outcome {
+        Outcome::Valid { .. } => {}
+        Outcome::Renewed {
+            previous,
+            not_after,
+            fingerprint,
+        } => info!(
+            %dir,
+            %fingerprint,
+            expires = %date(*not_after),
+            previous_expiry = %date(*previous),
+            "TLS certificate renewed from the CA (same names and addresses); new connections get it, established ones keep theirs"
+        ),
+        Outcome::CannotRenew { not_after, reason } => warn!(
+            %dir,
+            expires = %date(*not_after),
+            "the TLS certificate expires on {} and cannot be renewed here: {reason}",
+            date(*not_after)
+        ),
+        Outcome::Failed { not_after, error } => error!(
+            %dir,
+            expires = %not_after.map(date).unwrap_or_else(|| "unknown".into()),
+            %error,
+            "renewing the TLS certificate failed; still using the current one, trying again at the next check"
+        ),
+    }
+}
+
+/// Runs [`check`] every [`CHECK_EVERY`] (the first one after a full period: the caller checks
+/// at start) and logs each outcome. Runs until aborted.
+pub async fn renew_daily(tls_dir: PathBuf, cert: Arc<ServerCert>) {
+    renew_every(tls_dir, cert, CHECK_EVERY).await;
+}
+
+/// [`renew_daily`], checking every `every` (tests use a short period).
+pub async fn renew_every(tls_dir: PathBuf, cert: Arc<ServerCert>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await; // the first tick is immediate
+    loop {
+        ticks.tick().await;
+        let (dir, cert) = (tls_dir.clone(), Arc::clone(&cert));
+        // File I/O: off the async workers.
+        let done = tokio::task::spawn_blocking(move || {
+            let outcome = check(&dir, &cert, OffsetDateTime::now_utc());
+            log(&outcome, &dir);
+        })
+        .await;
+        if let Err(e) = done {
+            error!(error = %e, "the certificate check failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mm_certs::{generate_at, Names};
+
+    fn issue(now: OffsetDateTime, days: i64) -> Issue {
+        Issue {
+            now,
+            server_validity: time::Duration::days(days),
+        }
+    }
+
+    #[test]
+    fn renews_from_the_ca_keeping_names_only_when_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = OffsetDateTime::now_utc();
+        let names = Names {
+            dns: vec!["chat.example.test".into()],
+            ips: vec!["192.0.2.9".parse().unwrap()],
+        };
+        // Expires in 40 days (41 from its notBefore, a day back).
+        generate_at(dir.path(), &names, false, issue(now, 41)).unwrap();
+        let cert = ServerCert::load(dir.path()).unwrap();
+        let first = cert.summary();
+        assert!(matches!(
+            check(dir.path(), &cert, now),
+            Outcome::Valid { .. }
+        ));
+        assert_eq!(cert.summary(), first);
+
+        // Eleven days later fewer than 30 remain: renewed, for a year, same names.
+        let later = now + time::Duration::days(11);
+        let outcome = check(dir.path(), &cert, later);
+        let Outcome::Renewed {
+            not_after,
+            fingerprint,
+            ..
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_ne!(fingerprint, first.fingerprint);
+        assert_eq!(cert.summary().fingerprint, fingerprint);
+        let info = CertInfo::parse(&cert.end_entity().unwrap(), dir.path()).unwrap();
+        assert_eq!(info.not_after, not_after);
+        assert_eq!(info.not_after - info.not_before, mm_certs::SERVER_VALIDITY);
+        for name in ["chat.example.test", "localhost"] {
+            assert!(info.names.dns.contains(&name.to_string()), "{info:?}");
+        }
+        assert!(info.names.ips.contains(&"192.0.2.9".parse().unwrap()));
+        let ca = mm_certs::load_certs(&dir.path().join(CA_CERT)).unwrap();
+        assert!(mm_certs::issued_by(&cert.end_entity().unwrap(), &ca[0]));
+        // And not again the next day.
+        assert!(matches!(
+            check(dir.path(), &cert, later + time::Duration::days(1)),
+            Outcome::Valid { .. }
+        ));
+    }
+
+    #[test]
+    fn without_the_ca_key_or_with_another_ca_it_warns_and_keeps_the_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = OffsetDateTime::now_utc();
+        generate_at(dir.path(), &Names::default(), false, issue(now, 10)).unwrap();
+        let cert = ServerCert::load(dir.path()).unwrap();
+        let before = cert.summary();
+        std::fs::remove_file(dir.path().join(CA_KEY)).unwrap();
+        let outcome = check(dir.path(), &cert, now);
+        assert!(
+            matches!(&outcome, Outcome::CannotRenew { reason, .. } if reason.contains("ca.key")),
+            "{outcome:?}"
+        );
+        // Another CA's files in the directory: never used to replace this certificate.
+        let other = tempfile::tempdir().unwrap();
+        mm_certs::generate(other.path(), &Names::default(), false).unwrap();
+        for f in [CA_CERT, CA_KEY] {
+            std::fs::copy(other.path().join(f), dir.path().join(f)).unwrap();
+        }
+        let outcome = check(dir.path(), &cert, now);
+        assert!(
+            matches!(&outcome, Outcome::CannotRenew { reason, .. } if reason.contains("not issued by")),
+            "{outcome:?}"
+        );
+        assert_eq!(cert.summary(), before);
+    }
+}

@@ -1,0 +1,246 @@
+//! Certificate lifetimes: server certificates are valid at most 397 days; the server renews its
+//! own from `ca.key` (at start, and periodically while it runs, without dropping anyone) and
+//! warns when it cannot; `mm-certs` issues from the existing CA so that clients keep trusting
+//! the server.
+
+use std::time::Duration;
+
+use mm_certs::{CertInfo, Issue, Names, CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY};
+use mm_client::trust::KnownServers;
+use mm_client::{ConnectOptions, Event, Trust};
+use mm_server::Limits;
+use mm_tests::{identity_for, presented, ServerProcess, TestClient, TestServer, WAIT};
+use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
+use tokio::process::Command;
+
+const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
+const MM_CERTS: &str = env!("CARGO_BIN_EXE_e2e-mm-certs");
+
+fn info(der: &CertificateDer<'_>) -> CertInfo {
+    CertInfo::parse(der, std::path::Path::new("presented")).unwrap()
+}
+
+/// CA and server certificate in `dir`, the server certificate issued now and running out in
+/// `days_left` days.
+fn short_lived(dir: &std::path::Path, names: &Names, days_left: i64) {
+    let issue = Issue {
+        now: OffsetDateTime::now_utc(),
+        // Its notBefore is a day back.
+        server_validity: time::Duration::days(days_left + 1),
+    };
+    mm_certs::generate_at(dir, names, false, issue).unwrap();
+}
+
+/// `from` says `text` publicly and `to` receives it.
+async fn chat(from: &mut TestClient, to: &mut TestClient, text: &str) {
+    from.client.public(text).await.unwrap();
+    assert!(matches!(from.next_answer().await, Event::Sent { .. }));
+    match to.next_line().await {
+        Event::Public { text: got, .. } => assert_eq!(got, text),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn mm_server_renews_a_certificate_about_to_run_out_at_start_and_clients_keep_trusting_it() {
+    let data = tempfile::tempdir().unwrap();
+    let tls = data.path().join("tls");
+    let names = Names {
+        dns: vec!["chat.example.test".into()],
+        ips: vec!["192.0.2.5".parse().unwrap()],
+    };
+    short_lived(&tls, &names, 10);
+    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
+    let old = mm_certs::load_certs(&tls.join(SERVER_CERT))
+        .unwrap()
+        .remove(0);
+
+    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
+    server.read_log(Duration::from_millis(100)).await;
+    let log = server.log.join("\n");
+    let now = presented(&server.addr, &ca, "localhost").await.unwrap();
+    assert_ne!(now, old, "a new certificate is presented:\n{log}");
+    let renewed = info(&now);
+    assert!(
+        renewed.not_after - OffsetDateTime::now_utc() > time::Duration::days(390),
+        "{renewed:?}"
+    );
+    assert!(renewed.not_after - renewed.not_before <= time::Duration::days(397));
+    assert!(mm_certs::issued_by(&now, &ca[0]), "by the same CA");
+    assert!(renewed.names.dns.contains(&"chat.example.test".to_string()));
+    assert!(renewed.names.ips.contains(&"192.0.2.5".parse().unwrap()));
+    assert!(
+        server
+            .log
+            .iter()
+            .any(|l| l.contains("TLS certificate renewed")
+                && l.contains(&format!("expires={}", mm_certs::date(renewed.not_after)))),
+        "the renewal and the new expiry date are logged:\n{log}"
+    );
+    // On disk too (for the next start), private.
+    assert_eq!(
+        mm_certs::load_certs(&tls.join(SERVER_CERT)).unwrap()[0],
+        now
+    );
+    #[cfg(unix)]
+    for f in [SERVER_CERT, SERVER_KEY] {
+        assert_eq!(mm_tests::mode(&tls.join(f)), 0o600, "{f}");
+    }
+
+    // Clients that trust the CA — by file, or by the fingerprint they accepted — connect.
+    let mut alice = TestClient::connect(&server.options("alice")).await;
+    let home = tempfile::tempdir().unwrap();
+    let known = KnownServers::in_home(home.path());
+    known
+        .add(&server.addr, &mm_certs::fingerprint(&ca[0]))
+        .unwrap();
+    let mut opts = ConnectOptions::new(server.addr.clone(), "bob", Trust::Known(known));
+    opts.certificate = Some(identity_for("bob"));
+    let mut bob = TestClient::connect(&opts).await;
+    chat(&mut alice, &mut bob, "same CA, new certificate").await;
+}
+
+#[tokio::test]
+async fn mm_server_warns_when_it_cannot_renew() {
+    let data = tempfile::tempdir().unwrap();
+    let tls = data.path().join("tls");
+    short_lived(&tls, &Names::default(), 10);
+    // Operator-supplied certificates: no CA key here.
+    std::fs::remove_file(tls.join(CA_KEY)).unwrap();
+    let old = mm_certs::load_certs(&tls.join(SERVER_CERT))
+        .unwrap()
+        .remove(0);
+    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
+    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
+    server.read_log(Duration::from_millis(100)).await;
+    let log = server.log.join("\n");
+    let expiry = mm_certs::date(info(&old).not_after);
+    assert!(
+        server.log.iter().any(|l| l.contains("WARN")
+            && l.contains(&format!("expires on {expiry} and cannot be renewed here"))
+            && l.contains("ca.key")),
+        "{log}"
+    );
+    assert_eq!(
+        presented(&server.addr, &ca, "localhost").await.unwrap(),
+        old
+    );
+}
+
+#[tokio::test]
+async fn a_running_server_renews_its_certificate_without_dropping_anyone() {
+    let tls = tempfile::tempdir().unwrap();
+    short_lived(tls.path(), &Names::default(), 20);
+    let server = TestServer::start_in(tls, Limits::default()).await;
+    let old = server.cert.end_entity().unwrap();
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    chat(&mut alice, &mut bob, "before").await;
+
+    // The periodic check, every 50 ms instead of daily.
+    let checker = tokio::spawn(mm_server::renew::renew_every(
+        server.tls.path().to_path_buf(),
+        std::sync::Arc::clone(&server.cert),
+        Duration::from_millis(50),
+    ));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let new = loop {
+        let now = presented(&server.server(), &server.ca, "localhost")
+            .await
+            .unwrap();
+        if now != old {
+            break now;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never renewed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    checker.abort();
+    assert!(info(&new).not_after - OffsetDateTime::now_utc() > time::Duration::days(390));
+    assert_eq!(server.cert.end_entity().unwrap(), new);
+
+    // Those connected before kept their connections; those who come now get the new one.
+    chat(&mut alice, &mut bob, "after").await;
+    chat(&mut bob, &mut alice, "still here").await;
+    let mut carol = server.client("carol").await;
+    chat(&mut carol, &mut alice, "new connection, same CA").await;
+}
+
+/// Runs `mm-certs` with `args`; returns stdout, stderr and success.
+async fn mm_certs(args: &[&str], out: &std::path::Path) -> (String, String, bool) {
+    let output = Command::new(MM_CERTS)
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        output.status.success(),
+    )
+}
+
+#[tokio::test]
+async fn mm_certs_issues_from_the_existing_ca_and_makes_a_new_one_only_when_asked() {
+    // The server made its own CA on first start.
+    let server = ServerProcess::start(MM_SERVER, "").await;
+    let ca = server.ca();
+    let data = server.stop_keeping_data().await;
+    let tls = data.path().join("tls");
+    let first = mm_certs::load_certs(&tls.join(SERVER_CERT))
+        .unwrap()
+        .remove(0);
+    assert!(info(&first).not_after - info(&first).not_before <= time::Duration::days(397));
+
+    // mm-certs for a LAN address: same CA, a new server certificate.
+    let (stdout, stderr, ok) = mm_certs(&["--ip", "192.0.2.10"], &tls).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(mm_certs::load_certs(&tls.join(CA_CERT)).unwrap(), ca);
+    assert!(stdout.contains(&mm_certs::fingerprint(&ca[0])), "{stdout}");
+    assert!(
+        stdout.contains("issued by the CA already there"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("valid until"), "{stdout}");
+    let second = mm_certs::load_certs(&tls.join(SERVER_CERT))
+        .unwrap()
+        .remove(0);
+    assert_ne!(second, first);
+    assert!(mm_certs::issued_by(&second, &ca[0]));
+    assert!(info(&second)
+        .names
+        .ips
+        .contains(&"192.0.2.10".parse().unwrap()));
+    // Without the address again: it says what the new one no longer covers.
+    let (stdout, _, ok) = mm_certs(&[], &tls).await;
+    assert!(ok);
+    assert!(stdout.contains("also covered 192.0.2.10"), "{stdout}");
+    assert_eq!(mm_certs::load_certs(&tls.join(CA_CERT)).unwrap(), ca);
+
+    // The server uses it and clients that trusted the CA still connect.
+    let server = ServerProcess::start_in(MM_SERVER, "", data).await;
+    assert_eq!(server.ca(), ca);
+    let _alice = TestClient::connect(&server.options("alice")).await;
+    let data = server.stop_keeping_data().await;
+    let tls = data.path().join("tls");
+
+    // A new CA only when asked, with a warning.
+    let (stdout, stderr, ok) = mm_certs(&["--new-ca"], &tls).await;
+    assert!(ok, "{stderr}");
+    let new_ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
+    assert_ne!(new_ca, ca);
+    assert!(stdout.contains("WARNING: this is a NEW CA"), "{stdout}");
+
+    // Without ca.key it cannot issue, and says so rather than making a new CA.
+    std::fs::remove_file(tls.join(CA_KEY)).unwrap();
+    let before = std::fs::read(tls.join(SERVER_CERT)).unwrap();
+    let (_, stderr, ok) = mm_certs(&["--ip", "192.0.2.11"], &tls).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("ca.key") && stderr.contains("--new-ca"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(tls.join(SERVER_CERT)).unwrap(), before);
+}
