@@ -397,9 +397,12 @@ async fn a_terminal_ui_replaced_by_another_login_stays_disconnected_until_reconn
     for tmux in [first, second] {
         tmux.keys(&["C-c"]);
         tmux.wait_for("mm exited with 0").await;
+    }
+}
 
 /// Every file `mm` keeps in its home — the certificate and keys, `known_servers` after trusting
-/// a server on first contact, `pins` after a secure session — is private (0600), in a home it
+/// a server on first contact, `pins` and `conversations` after a secure session, the `lock` —
+/// is private (0600), in a home it
 /// created private (0700), parents included. Through the real binary in a terminal, since only
 /// the interactive mode asks to trust a server.
 #[cfg(unix)]
@@ -440,6 +443,8 @@ async fn every_file_mm_keeps_in_its_home_is_private() {
         "home/identity.key",
         "home/known_servers",
         "home/pins",
+        "home/conversations",
+        "home/lock",
     ] {
         assert!(
             files.iter().any(|f| f == expected),
