@@ -69,7 +69,7 @@ pub enum CertError {
         source: std::io::Error,
     },
     /// Generation would overwrite files and `force` was not given.
-    #[error("refusing to overwrite existing {}; pass --force to replace them", list(.0))]
+    #[error("refusing to overwrite existing {}; `mm-certs --new-ca` replaces them (a new CA: every client must trust it anew)", list(.0))]
     Exists(Vec<PathBuf>),
     /// The directory holds some of the files but not all.
     #[error("{dir} holds {} but not {}; restore the missing files or remove the others to start over", list(.present), list(.missing))]
@@ -1018,7 +1018,7 @@ mod tests {
             matches!(&err, CertError::Exists(files) if files.len() == 4),
             "{err}"
         );
-        assert!(err.to_string().contains("--force"));
+        assert!(err.to_string().contains("--new-ca"));
         let ca_before = fs::read(tmp.path().join(CA_CERT)).unwrap();
         assert_eq!(
             fingerprint(&load_certs(&first.ca_cert).unwrap()[0]),
