@@ -6,14 +6,11 @@
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
 
 use mm_client::{ConnectOptions, Event, Trust};
 use mm_tests::{assert_private_tree, identity_for, mode, ServerProcess, TestClient, WAIT};
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
-const MM: &str = env!("CARGO_BIN_EXE_e2e-mm");
 const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
 
 /// `mm-server --data DIR --bind 127.0.0.1:0`, with `DIR` inside `root`.
@@ -141,20 +138,8 @@ async fn mm_server_tightens_what_an_older_version_left_readable() {
 
 /// Runs `mm` in line mode against `server` with `home`, sends nothing, and returns its stderr.
 async fn run_mm(server: &ServerProcess, data: &Path, nick: &str, home: &Path) -> String {
-    let mut mm = Command::new(MM)
-        .args(["--server", &server.addr, "--nick", nick, "--ca"])
-        .arg(data.join("tls").join(mm_certs::CA_CERT))
-        .arg("--home")
-        .arg(home)
-        .env_remove("MM_SERVER")
-        .env_remove("MM_NICK")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let ca = data.join("tls").join(mm_certs::CA_CERT);
+    let mut mm = crate::cli::spawn_mm(&server.addr, Some(&ca), nick, home);
     mm.stdin.take().unwrap().shutdown().await.unwrap();
     let output = tokio::time::timeout(WAIT, mm.wait_with_output())
         .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mm_certs::{CertInfo, Issue, Names, CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY};
 use mm_client::trust::KnownServers;
-use mm_client::{ConnectOptions, Event, Trust};
+use mm_client::{ConnectOptions, Trust};
 use mm_server::Limits;
 use mm_tests::{identity_for, presented, ServerProcess, TestClient, TestServer, WAIT};
 use rustls_pki_types::CertificateDer;
@@ -30,16 +30,6 @@ fn short_lived(dir: &std::path::Path, names: &Names, days_left: i64) {
         server_validity: time::Duration::days(days_left + 1),
     };
     mm_certs::generate_at(dir, names, false, issue).unwrap();
-}
-
-/// `from` says `text` publicly and `to` receives it.
-async fn chat(from: &mut TestClient, to: &mut TestClient, text: &str) {
-    from.client.public(text).await.unwrap();
-    assert!(matches!(from.next_answer().await, Event::Sent { .. }));
-    match to.next_line().await {
-        Event::Public { text: got, .. } => assert_eq!(got, text),
-        other => panic!("{other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -98,7 +88,7 @@ async fn mm_server_renews_a_certificate_about_to_run_out_at_start_and_clients_ke
     let mut opts = ConnectOptions::new(server.addr.clone(), "bob", Trust::Known(known));
     opts.certificate = Some(identity_for("bob"));
     let mut bob = TestClient::connect(&opts).await;
-    chat(&mut alice, &mut bob, "same CA, new certificate").await;
+    alice.chat_to(&mut bob, "same CA, new certificate").await;
 }
 
 #[tokio::test]
@@ -136,7 +126,7 @@ async fn a_running_server_renews_its_certificate_without_dropping_anyone() {
     let old = server.cert.end_entity().unwrap();
     let mut alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
-    chat(&mut alice, &mut bob, "before").await;
+    alice.chat_to(&mut bob, "before").await;
 
     // The periodic check, every 50 ms instead of daily.
     let checker = tokio::spawn(mm_server::renew::renew_every(
@@ -160,10 +150,10 @@ async fn a_running_server_renews_its_certificate_without_dropping_anyone() {
     assert_eq!(server.cert.end_entity().unwrap(), new);
 
     // Those connected before kept their connections; those who come now get the new one.
-    chat(&mut alice, &mut bob, "after").await;
-    chat(&mut bob, &mut alice, "still here").await;
+    alice.chat_to(&mut bob, "after").await;
+    bob.chat_to(&mut alice, "still here").await;
     let mut carol = server.client("carol").await;
-    chat(&mut carol, &mut alice, "new connection, same CA").await;
+    carol.chat_to(&mut alice, "new connection, same CA").await;
 }
 
 /// Runs `mm-certs` with `args`; returns stdout, stderr and success.

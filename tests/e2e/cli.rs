@@ -16,7 +16,7 @@ const MM_CERTS: &str = env!("CARGO_BIN_EXE_e2e-mm-certs");
 const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
 
 /// Starts `mm` in line mode with piped stdin/stdout/stderr and an empty home.
-fn spawn_mm(server: &str, ca: Option<&Path>, nick: &str, home: &Path) -> Child {
+pub(crate) fn spawn_mm(server: &str, ca: Option<&Path>, nick: &str, home: &Path) -> Child {
     let mut cmd = Command::new(MM);
     cmd.args(["--server", server, "--nick", nick])
         .arg("--home")

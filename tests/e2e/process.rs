@@ -59,16 +59,6 @@ async fn login(addr: &str, ca: &[CertificateDer<'static>], nick: &str) -> TestCl
     TestClient::connect(&opts).await
 }
 
-/// `from` says `text` publicly and `to` receives it.
-async fn chat(from: &mut TestClient, to: &mut TestClient, text: &str) {
-    from.client.public(text).await.unwrap();
-    assert!(matches!(from.next_answer().await, Event::Sent { .. }));
-    match to.next_line().await {
-        Event::Public { text: got, .. } => assert_eq!(got, text),
-        other => panic!("{other:?}"),
-    }
-}
-
 /// Waits for the shutdown notice and the clean close that follows it.
 async fn told_to_shut_down(user: &mut TestClient) {
     let notice = user
@@ -120,7 +110,7 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_serving() 
         1,
     )
     .await;
-    chat(&mut alice, &mut bob, "after the first hangup").await;
+    alice.chat_to(&mut bob, "after the first hangup").await;
 
     // The operator issues a new server certificate for another name from the same CA.
     let output = std::process::Command::new(MM_CERTS)
@@ -158,8 +148,8 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_serving() 
     );
 
     // Established connections are untouched; new ones get the new certificate and its name.
-    chat(&mut alice, &mut bob, "on the old connection").await;
-    chat(&mut bob, &mut alice, "both ways").await;
+    alice.chat_to(&mut bob, "on the old connection").await;
+    bob.chat_to(&mut alice, "both ways").await;
     assert_eq!(
         presented(&server.addr, &old_ca, "reloaded.example")
             .await
@@ -167,7 +157,9 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_serving() 
         new_cert
     );
     let mut carol = login(&server.addr, &old_ca, "carol").await;
-    chat(&mut carol, &mut alice, "carol on the new certificate").await;
+    carol
+        .chat_to(&mut alice, "carol on the new certificate")
+        .await;
 
     // Damaged files: each reload fails, says why, and the new certificate stays in use.
     let good_cert = std::fs::read(tls.join(mm_certs::SERVER_CERT)).unwrap();
@@ -231,7 +223,7 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_serving() 
             new_cert,
             "{what}: the previous certificate stays in use"
         );
-        chat(&mut alice, &mut carol, what).await;
+        alice.chat_to(&mut carol, what).await;
     }
 
     // SIGTERM still stops it gracefully, and a SIGHUP during the shutdown does no harm.
@@ -287,7 +279,7 @@ async fn closed_log_then(signal: &str) {
     let mut alice = login(&addr, &ca, "alice").await;
     let mut bob = login(&addr, &ca, "bob").await;
     for i in 0..5 {
-        chat(&mut alice, &mut bob, &format!("line {i}")).await;
+        alice.chat_to(&mut bob, &format!("line {i}")).await;
     }
     let carol = login(&addr, &ca, "carol").await;
     carol.client.quit().await;
@@ -295,12 +287,12 @@ async fn closed_log_then(signal: &str) {
     carol
         .wait_for("close", |e| matches!(e, Event::Closed { .. }))
         .await;
-    chat(&mut bob, &mut alice, "after carol left").await;
+    bob.chat_to(&mut alice, "after carol left").await;
     // A SIGHUP logs too.
     send_signal(pid, "HUP");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_alive(&mut child, "SIGHUP with the log closed");
-    chat(&mut alice, &mut bob, "after the hangup").await;
+    alice.chat_to(&mut bob, "after the hangup").await;
 
     send_signal(pid, signal);
     told_to_shut_down(&mut alice).await;

@@ -3,15 +3,10 @@
 //! by the server, refused by `mm` before sending, and never printed by `mm`'s line mode — even
 //! when they arrive end-to-end encrypted, where no server can see them.
 
-use std::process::Stdio;
-
 use mm_client::Event;
 use mm_common::protocol::{ClientMsg, ErrorCode, ServerMsg};
 use mm_tests::{RawTls, TestServer, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
-
-const MM: &str = env!("CARGO_BIN_EXE_e2e-mm");
 
 /// The refused set as PROTOCOL.md lists it ("Text"), written out here independently of the
 /// implementation.
@@ -116,20 +111,12 @@ async fn line_mode_never_prints_a_forged_line_even_end_to_end_encrypted() {
     let home = tempfile::tempdir().unwrap();
     // The peer's client is hostile: it encrypts whatever it likes, which the server cannot see.
     let mut mallory = server.client("mallory").await;
-    let mut alice = Command::new(MM)
-        .args(["--server", &server.server(), "--nick", "alice", "--ca"])
-        .arg(server.ca_path())
-        .arg("--home")
-        .arg(home.path())
-        .env_remove("MM_SERVER")
-        .env_remove("MM_NICK")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut alice = crate::cli::spawn_mm(
+        &server.server(),
+        Some(&server.ca_path()),
+        "alice",
+        home.path(),
+    );
     let mut out = BufReader::new(alice.stdout.take().unwrap()).lines();
     let mut stdin = alice.stdin.take().unwrap();
     let mut printed = Vec::new();

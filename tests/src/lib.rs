@@ -330,6 +330,16 @@ impl TestClient {
         }
     }
 
+    /// Says `text` publicly, checks the server accepted it, and checks that `to` receives it.
+    pub async fn chat_to(&mut self, to: &mut TestClient, text: &str) {
+        self.client.public(text).await.unwrap();
+        assert!(matches!(self.next_answer().await, Event::Sent { .. }));
+        match to.next_line().await {
+            Event::Public { text: got, .. } => assert_eq!(got, text),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Waits for the answer to a private line: `Sent`, `Queued` (stored for an offline user)
     /// or `Error`.
     pub async fn next_answer_or_queued(&mut self) -> Event {
