@@ -33,27 +33,28 @@ async fn reply<T>(r: Result<Reply<T>, StoreError>) -> T {
     r.unwrap().await.unwrap().unwrap()
 }
 
+/// Logs `nick` in (registering it if free) and says how it went.
+async fn login(store: &SqliteStore, nick: &str, fingerprint: &str, now: u64) -> LoginOutcome {
+    reply(store.login(nick, fingerprint, now, true))
+        .await
+        .outcome
+}
+
 #[tokio::test]
 async fn nick_belongs_to_the_first_fingerprint_case_insensitively() {
     let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
     assert_eq!(
-        reply(store.login("Alice", "fp-a", 1)).await,
+        login(&store, "Alice", "fp-a", 1).await,
         LoginOutcome::Registered
     );
-    assert_eq!(
-        reply(store.login("alice", "fp-a", 2)).await,
-        LoginOutcome::Known
-    );
-    assert_eq!(
-        reply(store.login("ALICE", "fp-b", 3)).await,
-        LoginOutcome::Taken
-    );
+    assert_eq!(login(&store, "alice", "fp-a", 2).await, LoginOutcome::Known);
+    assert_eq!(login(&store, "ALICE", "fp-b", 3).await, LoginOutcome::Taken);
 }
 
 #[tokio::test]
 async fn mailbox_is_bounded_ordered_and_emptied_on_delivery() {
     let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
-    reply(store.login("bob", "fp-b", 1)).await;
+    login(&store, "bob", "fp-b", 1).await;
     assert_eq!(
         reply(store.queue_mail("carol", mail(1, "a", "x"), Arrival::Offline)).await,
         QueueOutcome::NoSuchAccount
@@ -127,7 +128,7 @@ fn release_frees_the_nick_and_drops_its_mail() {
     {
         let (store, _) = SqliteStore::open(&path, OPTS).unwrap();
         rt.block_on(async {
-            reply(store.login("bob", "fp-b", 1)).await;
+            login(&store, "bob", "fp-b", 1).await;
             reply(store.queue_mail("bob", mail(1, "a", "secret"), Arrival::Offline)).await;
             reply(store.close(1)).await;
         });
@@ -142,7 +143,7 @@ fn release_frees_the_nick_and_drops_its_mail() {
     let (store, _) = SqliteStore::open(&path, OPTS).unwrap();
     rt.block_on(async {
         assert_eq!(
-            reply(store.login("bob", "fp-new", 2)).await,
+            login(&store, "bob", "fp-new", 2).await,
             LoginOutcome::Registered
         );
         assert!(reply(store.waiting("bob")).await.is_empty());
@@ -155,27 +156,21 @@ async fn registration_stops_at_the_cap_and_a_release_makes_room() {
     let path = dir.path().join("store.db");
     let (store, _) = SqliteStore::open(&path, OPTS).unwrap(); // at most 3 accounts
     for nick in ["a", "b", "c"] {
-        assert_eq!(
-            reply(store.login(nick, "fp", 1)).await,
-            LoginOutcome::Registered
-        );
+        assert_eq!(login(&store, nick, "fp", 1).await, LoginOutcome::Registered);
     }
-    assert_eq!(reply(store.login("d", "fp", 1)).await, LoginOutcome::Full);
-    assert_eq!(reply(store.login("a", "fp", 2)).await, LoginOutcome::Known);
+    assert_eq!(login(&store, "d", "fp", 1).await, LoginOutcome::Full);
+    assert_eq!(login(&store, "a", "fp", 2).await, LoginOutcome::Known);
     // An operator releases one while the server runs: the cap is recounted.
     assert!(SqliteStore::release(&path, "b").unwrap());
-    assert_eq!(
-        reply(store.login("d", "fp", 3)).await,
-        LoginOutcome::Registered
-    );
-    assert_eq!(reply(store.login("e", "fp", 3)).await, LoginOutcome::Full);
+    assert_eq!(login(&store, "d", "fp", 3).await, LoginOutcome::Registered);
+    assert_eq!(login(&store, "e", "fp", 3).await, LoginOutcome::Full);
 }
 
 #[tokio::test]
 async fn the_total_of_waiting_lines_is_bounded_and_delivery_frees_room() {
     let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap(); // 2 per user, 3 in all
     for nick in ["bob", "carol"] {
-        reply(store.login(nick, "fp", 1)).await;
+        login(&store, nick, "fp", 1).await;
     }
     for (id, to) in [(1, "bob"), (2, "bob"), (3, "carol")] {
         assert_eq!(
@@ -201,7 +196,7 @@ async fn lines_kept_for_online_users_stay_within_the_mailbox_ceiling_and_the_tot
     // 2 per offline user, ceiling 2 + 2 unacknowledged, 3 in all.
     let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
     for nick in ["bob", "carol", "dave"] {
-        reply(store.login(nick, "fp", 1)).await;
+        login(&store, nick, "fp", 1).await;
     }
     // A client that never acknowledges: its live lines are kept up to the total...
     for id in 1..=3 {
@@ -313,7 +308,7 @@ async fn a_locked_store_keeps_what_it_accepted_refuses_new_writes_and_commits_on
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, FAST).unwrap();
-    reply(store.login("bob", "fp-b", 1)).await;
+    login(&store, "bob", "fp-b", 1).await;
     reply(store.queue_mail("bob", mail(1, "a", "waiting"), Arrival::Offline)).await;
     reply(store.append_public(line(2, "a", "before"))).await;
 
@@ -330,16 +325,14 @@ async fn a_locked_store_keeps_what_it_accepted_refuses_new_writes_and_commits_on
         Err(StoreError::Busy)
     ));
     // Reads still work: the owner logs in and reads the mailbox; nobody registers.
-    assert_eq!(
-        reply(store.login("Bob", "fp-b", 2)).await,
-        LoginOutcome::Known
-    );
-    assert_eq!(
-        reply(store.login("bob", "fp-x", 2)).await,
-        LoginOutcome::Taken
-    );
+    assert_eq!(login(&store, "Bob", "fp-b", 2).await, LoginOutcome::Known);
+    assert_eq!(login(&store, "bob", "fp-x", 2).await, LoginOutcome::Taken);
     assert!(matches!(
-        store.login("carol", "fp-c", 2).unwrap().await.unwrap(),
+        store
+            .login("carol", "fp-c", 2, true)
+            .unwrap()
+            .await
+            .unwrap(),
         Err(StoreError::Busy)
     ));
     assert_eq!(ids(&reply(store.waiting("bob")).await), [1]);
@@ -352,7 +345,7 @@ async fn a_locked_store_keeps_what_it_accepted_refuses_new_writes_and_commits_on
     assert!(!store.is_failing());
     reply(store.append_public(line(6, "a", "after"))).await;
     assert_eq!(
-        reply(store.login("carol", "fp-c", 3)).await,
+        login(&store, "carol", "fp-c", 3).await,
         LoginOutcome::Registered
     );
     reply(store.close(6)).await;
@@ -411,27 +404,33 @@ async fn a_store_that_became_read_only_is_retried_while_owners_still_log_in() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, FAST).unwrap();
-    reply(store.login("bob", "fp-b", 1)).await;
+    login(&store, "bob", "fp-b", 1).await;
+    login(&store, "carol", "fp-c", 1).await;
+    login(&store, "carol", "fp-c", 1).await; // returned: nothing left to record
     store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 1").unwrap());
     let held = store
         .queue_mail("bob", mail(1, "a", "kept"), Arrival::Offline)
         .unwrap();
     failing(&store).await;
-    // Not a registration: the owner's login is a read (its last-seen time is best effort).
-    assert_eq!(
-        reply(store.login("bob", "fp-b", 2)).await,
-        LoginOutcome::Known
-    );
+    // Not a registration: an owner's login is a read (its last-seen time is best effort).
+    assert_eq!(login(&store, "carol", "fp-c", 2).await, LoginOutcome::Known);
+    assert_eq!(login(&store, "carol", "fp-x", 2).await, LoginOutcome::Taken);
     assert!(matches!(
-        store.login("dave", "fp-d", 2).unwrap().await.unwrap(),
+        store.login("dave", "fp-d", 2, true).unwrap().await.unwrap(),
         Err(StoreError::Busy)
     ));
-    // bob's mailbox has a held write: the read waits for it, so it stays in order.
+    // bob's mailbox has a held write: his login, which reads it, waits for it, and so does a
+    // plain read, so that they stay in order.
+    let mut bob = store.login("bob", "fp-b", 2, true).unwrap();
     let mut read = store.waiting("bob").unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(bob.try_recv(), Err(TryRecvError::Empty)));
     assert!(matches!(read.try_recv(), Err(TryRecvError::Empty)));
     store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 0").unwrap());
     assert_eq!(held.await.unwrap().unwrap(), QueueOutcome::Queued);
+    let bob = bob.await.unwrap().unwrap();
+    assert_eq!(bob.outcome, LoginOutcome::Known);
+    assert_eq!(ids(&bob.waiting), [1]);
     assert_eq!(ids(&read.await.unwrap().unwrap()), [1]);
     reply(store.close(1)).await;
 }
@@ -443,7 +442,7 @@ async fn io_errors_retry_the_whole_batch_and_the_running_counts_stay_right() {
     // At most 2 lines per mailbox and 3 in all.
     let (store, _) = SqliteStore::open_tuned(&path, OPTS, FAST).unwrap();
     for nick in ["bob", "carol", "dave"] {
-        reply(store.login(nick, "fp", 1)).await;
+        login(&store, nick, "fp", 1).await;
     }
     for (id, to) in [(1, "bob"), (2, "bob"), (3, "carol")] {
         reply(store.queue_mail(to, mail(id, "a", "m"), Arrival::Offline)).await;
@@ -475,7 +474,7 @@ async fn closing_while_commits_still_fail_gives_up_in_bounded_time_and_names_wha
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, FAST).unwrap();
-    reply(store.login("bob", "fp-b", 1)).await;
+    login(&store, "bob", "fp-b", 1).await;
     let lock = hold_lock(&path);
     let paused = store.pause();
     let public = store.append_public(line(1, "a", "lost")).unwrap();
@@ -507,7 +506,7 @@ async fn closing_while_commits_still_fail_gives_up_in_bounded_time_and_names_wha
 #[tokio::test]
 async fn an_operation_that_fails_on_its_own_is_refused_alone_and_its_batch_commits() {
     let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
-    reply(store.login("bob", "fp-b", 1)).await;
+    login(&store, "bob", "fp-b", 1).await;
     let first = store
         .queue_mail("bob", mail(1, "a", "one"), Arrival::Offline)
         .unwrap();
@@ -555,15 +554,12 @@ async fn an_owner_logs_in_again_and_again_on_a_store_that_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let (store, _) = SqliteStore::open_tuned(&path, OPTS, FAST).unwrap();
-    reply(store.login("bob", "fp-b", 1)).await;
+    login(&store, "bob", "fp-b", 1).await;
     store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 1").unwrap());
     // The check is a read; recording the time is best effort: it never fails the login.
     for now in 2..5 {
-        assert_eq!(
-            reply(store.login("BOB", "fp-b", now)).await,
-            LoginOutcome::Known
-        );
-        let _ = store.logged_out("bob", now); // refused while failing: best effort too
+        assert_eq!(login(&store, "BOB", "fp-b", now).await, LoginOutcome::Known);
+        let _ = store.logged_out("bob", now, false); // refused while failing: best effort too
     }
     assert_eq!(reply(store.waiting("bob")).await, []);
     // Writable again: the store notices by itself (nothing was held).
