@@ -1243,6 +1243,19 @@ mod tests {
     }
 
     #[test]
+    fn an_expiry_sweep_never_deletes_an_account_whose_registering_connection_is_open() {
+        let hub = test_hub(16, usize::MAX);
+        register(&hub, "offline");
+        let online = hub.join(1, "online", &fp("online")).unwrap();
+        let mut sweep = hub.expire_unused(u64::MAX, 100).unwrap();
+        assert_eq!(sweep.try_recv().unwrap().unwrap(), ["offline"]);
+        // Once it has left, it is unused like any other.
+        hub.leave(online.conn_id, "online", LeaveReason::Quit);
+        let mut sweep = hub.expire_unused(u64::MAX, 100).unwrap();
+        assert_eq!(sweep.try_recv().unwrap().unwrap(), ["online"]);
+    }
+
+    #[test]
     fn ids_continue_after_what_the_store_loaded() {
         let limits = Limits::default();
         let store = Arc::new(MemoryStore::new(store_options(&limits)));

@@ -1099,6 +1099,7 @@ mod tests {
     use tokio::task::JoinHandle;
 
     use super::*;
+    use crate::store::memory::MemoryStore;
 
     struct Client {
         io: DuplexStream,
@@ -1176,6 +1177,213 @@ mod tests {
             hub,
             task,
         )
+    }
+
+    /// A session for a client with certificate `fingerprint`, sharing `ctx` (and its
+    /// registration limits) with others, stopped by `cancel`.
+    fn session(
+        ctx: &Arc<Context>,
+        fingerprint: &str,
+        cancel: &CancellationToken,
+    ) -> (Client, JoinHandle<()>) {
+        let (ctx, fingerprint, cancel) = (Arc::clone(ctx), fingerprint.to_owned(), cancel.clone());
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let task = tokio::spawn(async move {
+            let peer = SocketAddr::from(([192, 0, 2, 7], 1));
+            run(
+                Connection::new(server),
+                peer,
+                Some(fingerprint),
+                &ctx,
+                &cancel,
+            )
+            .await;
+        });
+        let client = Client {
+            io: client,
+            buf: BytesMut::new(),
+        };
+        (client, task)
+    }
+
+    /// A context on a hub over `store`, with default limits.
+    fn context(store: Arc<dyn crate::store::Store>) -> Arc<Context> {
+        let limits = Limits::default();
+        Arc::new(Context {
+            hub: Hub::new(&limits, store, crate::store::Loaded::default()),
+            registrations: Registrations::from_limits(&limits),
+            limits,
+            server_name: "test".into(),
+        })
+    }
+
+    /// Sends `Hello` as `nick` and reads until the server closes; returns what it sent.
+    async fn hello(c: &mut Client, nick: &str) -> Vec<ServerMsg> {
+        c.send(&ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            nick: nick.into(),
+        })
+        .await;
+        let mut seen = Vec::new();
+        while let Some(msg) = c.recv().await {
+            let done = matches!(msg, ServerMsg::Users { last: true, .. });
+            seen.push(msg);
+            if done {
+                break;
+            }
+        }
+        seen
+    }
+
+    /// The fatal error code that ended a login, or `None` if it was welcomed.
+    fn refused_with(seen: &[ServerMsg]) -> Option<ErrorCode> {
+        if seen.iter().any(|m| matches!(m, ServerMsg::Welcome { .. })) {
+            return None;
+        }
+        match seen.last() {
+            Some(ServerMsg::Error {
+                code, fatal: true, ..
+            }) => Some(*code),
+            Some(ServerMsg::Shutdown { .. }) => Some(ErrorCode::SHUTTING_DOWN),
+            other => panic!("neither welcomed nor refused: {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_login_refused_by_the_hub_registers_nothing() {
+        // Issue 13, item 5: alice online, her account released by the operator, another
+        // certificate logs in as alice: refused nick-in-use, and it must not own alice now.
+        let store = Arc::new(MemoryStore::new(crate::hub::store_options(
+            &Limits::default(),
+        )));
+        let ctx = context(store.clone());
+        let cancel = CancellationToken::new();
+        let (mut alice, _a) = session(&ctx, "fp-alice", &cancel);
+        assert_eq!(refused_with(&hello(&mut alice, "alice").await), None);
+        store.release("alice");
+        let (mut other, task) = session(&ctx, "fp-other", &cancel);
+        assert_eq!(
+            refused_with(&hello(&mut other, "Alice").await),
+            Some(ErrorCode::NICK_IN_USE)
+        );
+        task.await.unwrap();
+        assert!(store.accounts().is_empty(), "{:?}", store.accounts());
+        // The refusal did not count against fp-other's registrations either: 3 still go in.
+        for nick in ["o1", "o2", "o3"] {
+            let (mut c, _t) = session(&ctx, "fp-other", &cancel);
+            assert_eq!(refused_with(&hello(&mut c, nick).await), None, "{nick}");
+        }
+        // The hub refuses during shutdown before the store does anything, too.
+        ctx.hub.close();
+        let (mut late, task) = session(&ctx, "fp-late", &cancel);
+        assert_eq!(
+            refused_with(&hello(&mut late, "late").await),
+            Some(ErrorCode::SHUTTING_DOWN)
+        );
+        task.await.unwrap();
+        assert!(!store.accounts().contains_key("late"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_login_refused_after_the_store_was_asked_registers_nothing() {
+        let limits = Limits::default();
+        let store = Arc::new(crate::store::memory::FaultyStore::new(
+            crate::hub::store_options(&limits),
+        ));
+        let ctx = context(store.clone());
+        let cancel = CancellationToken::new();
+        // The mailbox cannot be read: the whole login fails, registration included.
+        store.waiting_fails.store(true, Ordering::SeqCst);
+        let (mut c, task) = session(&ctx, "fp-bob", &cancel);
+        assert_eq!(
+            refused_with(&hello(&mut c, "bob").await),
+            Some(ErrorCode::BUSY)
+        );
+        task.await.unwrap();
+        store.waiting_fails.store(false, Ordering::SeqCst);
+        // The store registers but its answer does not come: after the store's timeout the
+        // session gives up (busy), and the registration is undone in the store's order.
+        store.logins_stall.store(true, Ordering::SeqCst);
+        let (mut c, task) = session(&ctx, "fp-carol", &cancel);
+        let t0 = Instant::now();
+        assert_eq!(
+            refused_with(&hello(&mut c, "carol").await),
+            Some(ErrorCode::BUSY)
+        );
+        assert_eq!(t0.elapsed(), STORE_TIMEOUT);
+        task.await.unwrap();
+        // Shutdown while the answer is awaited: refused, and undone likewise.
+        let (mut c, task) = session(&ctx, "fp-dave", &cancel);
+        c.send(&ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            nick: "dave".into(),
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            store.inner.accounts().contains_key("dave"),
+            "registered, unanswered"
+        );
+        cancel.cancel();
+        let mut seen = Vec::new();
+        while let Some(msg) = c.recv().await {
+            seen.push(msg);
+        }
+        assert_eq!(refused_with(&seen), Some(ErrorCode::SHUTTING_DOWN));
+        task.await.unwrap();
+        assert!(
+            store.inner.accounts().is_empty(),
+            "{:?}",
+            store.inner.accounts()
+        );
+        assert!(ctx.hub.online().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_registrations_leave_no_trace_and_count_for_nothing() {
+        let store = Arc::new(MemoryStore::new(crate::hub::store_options(
+            &Limits::default(),
+        )));
+        let ctx = context(store.clone());
+        let cancel = CancellationToken::new();
+        let (mut alice, _a) = session(&ctx, "fp-alice", &cancel);
+        assert_eq!(refused_with(&hello(&mut alice, "alice").await), None);
+        // Look-alikes of alice from one certificate, again and again: refused, not stored, and
+        // not counted against its registrations.
+        for fake in ["aIice", "a1ice", "ALlCE", "aiice", "AL1CE", "a1lce"] {
+            let (mut c, task) = session(&ctx, "fp-mallory", &cancel);
+            let seen = hello(&mut c, fake).await;
+            assert_eq!(refused_with(&seen), Some(ErrorCode::NICK_LOOKS_LIKE));
+            let Some(ServerMsg::Error { detail, .. }) = seen.last() else {
+                unreachable!()
+            };
+            assert_eq!(
+                detail,
+                &format!("nick {fake} looks like the registered nick alice; choose another")
+            );
+            task.await.unwrap();
+        }
+        assert_eq!(store.accounts().len(), 1);
+        for nick in ["m1", "m2", "m3"] {
+            let (mut c, _t) = session(&ctx, "fp-mallory", &cancel);
+            assert_eq!(refused_with(&hello(&mut c, nick).await), None, "{nick}");
+        }
+        // The fourth new nick of one certificate in a day is over the limit.
+        let (mut c, task) = session(&ctx, "fp-mallory", &cancel);
+        let seen = hello(&mut c, "m4").await;
+        assert_eq!(refused_with(&seen), Some(ErrorCode::REGISTRATION_LIMIT));
+        let Some(ServerMsg::Error { detail, .. }) = seen.last() else {
+            unreachable!()
+        };
+        assert!(
+            detail.contains("this certificate") && detail.contains("try again in 8 hours"),
+            "{detail}"
+        );
+        task.await.unwrap();
+        assert!(!store.accounts().contains_key("m4"));
+        // Its registered nicks still log in.
+        let (mut c, _t) = session(&ctx, "fp-mallory", &cancel);
+        assert_eq!(refused_with(&hello(&mut c, "M1").await), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -81,6 +81,16 @@ impl MemoryStore {
             .collect()
     }
 
+    /// Frees `nick` and drops its mail, as `mm-server accounts release` does, for tests.
+    #[cfg(test)]
+    pub(crate) fn release(&self, nick: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.accounts.remove(&nick_key(nick));
+        if let Some(m) = state.mailboxes.remove(&nick_key(nick)) {
+            state.waiting -= m.len();
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, StoreError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.closed {

@@ -879,7 +879,9 @@ fn evaluate(
         }
     }
     let like: Option<String> = conn
-        .prepare_cached("SELECT nick FROM accounts WHERE skeleton = ?1 LIMIT 1")?
+        .prepare_cached(
+            "SELECT nick FROM accounts WHERE skeleton = ?1 ORDER BY created_ms, nick_key LIMIT 1",
+        )?
         .query_row([skeleton(nick)], |r| r.get(0))
         .optional()?;
     Ok(match like {
