@@ -418,7 +418,12 @@ async fn login<S: Stream>(
                 .into(),
         ));
     };
-    let checked = match store_answer(ctx.hub.store().check_login(&nick, &fingerprint)).await {
+    let checked = tokio::select! {
+        checked = store_answer(ctx.hub.store().check_login(&nick, &fingerprint)) => checked,
+        // A read: nothing to undo.
+        () = cancel.cancelled() => return Err(LoginFailed::Shutdown),
+    };
+    let checked = match checked {
         Ok(outcome) => outcome,
         Err(e) => {
             warn!(error = %e, "login not checked: store failed");
@@ -501,7 +506,10 @@ async fn login<S: Stream>(
                 ctx.hub.withdraw(membership.conn_id, &membership.nick);
             } else {
                 // It took over an older connection of the account: that one is gone, so the
-                // others must hear that the user left.
+                // others must hear that the user left (and its logout is recorded: the older
+                // connection's, not this login's). Taking over is the one thing a login does
+                // before the store admits it, because the live queue must exist when the
+                // mailbox is read; only the owner's own certificate can do it.
                 ctx.hub.leave(
                     membership.conn_id,
                     &membership.nick,

@@ -5,7 +5,6 @@
 //! under the default limits.
 
 use std::path::Path;
-use std::time::Duration;
 
 use mm_certs::ClientIdentity;
 use mm_client::{connect, ConnectError, ConnectOptions, Event};
@@ -111,11 +110,11 @@ async fn refused_registrations_of_every_kind_leave_no_account_behind() {
     let server = ServerProcess::start(MM_SERVER, "").await;
     let data = server.data.path().to_path_buf();
     let (_alice, _events, _) = connect(&server.options("alice")).await.unwrap();
-    // Look-alike, registration limit (one certificate, many nicks), invalid nick: each refused,
-    // none leaves an account.
+    // Look-alike and registration limit (one certificate, many nicks): each refused, none
+    // leaves an account (nor counts: the look-alike's certificate has registered nothing).
     let (lookalike, lookalike_fp) = stranger(server.options("aIice"));
     refused(&lookalike, ErrorCode::NICK_LOOKS_LIKE).await;
-    let (mut greedy, greedy_fp) = stranger(server.options("first"));
+    let (mut greedy, greedy_fp) = stranger(server.options("greedy"));
     let mut refusals = 0;
     for i in 0..6 {
         greedy.nick = format!("greedy{i}");

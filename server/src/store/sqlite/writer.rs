@@ -5,9 +5,10 @@
 //! count), so the same batch is retried whole until it commits. While it fails:
 //! - the shared `failing` flag is set, and [`super::SqliteStore`] refuses new writes at once;
 //! - writes already in the channel join the held batch, in order;
-//! - logins are answered from a read (a registered owner gets in; a registration is refused
-//!   with [`StoreError::Busy`]), and so are mailbox reads unless a held write touches that
-//!   mailbox (then the read waits for the commit, to stay in order);
+//! - logins are answered from a read (a registered owner gets in, and that it came back is
+//!   held to be written with the batch; a registration is refused with [`StoreError::Busy`]),
+//!   and so are mailbox reads, unless a held write touches that account or mailbox (then the
+//!   login or read waits for the commit, to stay in order);
 //! - the failure is logged when it starts, then at attempts 2, 4, 8, ..., and once when it
 //!   recovers. At close, after [`Tuning::close_effort`], the writer gives up and answers
 //!   [`StoreError::NotStored`], naming how many accepted lines were not stored.
