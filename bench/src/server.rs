@@ -22,8 +22,10 @@ outbound_queue_bytes = 268435456
 ping_interval = "10m"
 idle_timeout = "30m"
 write_timeout = "60s"
-# Every connect-scenario login is a new nick.
+# Every connect-scenario login is a new nick, all from one address.
 max_accounts = 10000000
+registrations_per_certificate = 1000000000
+registrations_per_address = 1000000000
 "#;
 
 /// A server to benchmark.

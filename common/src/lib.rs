@@ -7,6 +7,7 @@
 //! The data path on the wire is: bytes → [`frame`] (length prefix, size limit) →
 //! [`protocol`] (postcard-encoded [`protocol::ClientMsg`] / [`protocol::ServerMsg`]).
 
+pub mod confusable;
 pub mod e2e;
 pub mod frame;
 pub mod identity;

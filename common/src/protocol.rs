@@ -303,6 +303,12 @@ impl ErrorCode {
     pub const REPLACED: ErrorCode = ErrorCode(14);
     /// The nick is not registered and the server takes no new accounts (it holds its maximum).
     pub const ACCOUNTS_FULL: ErrorCode = ErrorCode(15);
+    /// The nick is not registered, and it looks like a registered nick (same
+    /// [`crate::confusable::skeleton`]): choose another.
+    pub const NICK_LOOKS_LIKE: ErrorCode = ErrorCode(16);
+    /// The nick is not registered, and this client certificate or address registered as many
+    /// new nicks as the server allows for now; the detail says when to try again.
+    pub const REGISTRATION_LIMIT: ErrorCode = ErrorCode(17);
     /// The recipient of a private message is not online.
     pub const NO_SUCH_NICK: ErrorCode = ErrorCode(20);
     /// The text is longer than the server's limit.
@@ -340,6 +346,8 @@ impl ErrorCode {
             Self::CERTIFICATE_REQUIRED => "certificate-required",
             Self::REPLACED => "replaced",
             Self::ACCOUNTS_FULL => "accounts-full",
+            Self::NICK_LOOKS_LIKE => "nick-looks-like",
+            Self::REGISTRATION_LIMIT => "registration-limit",
             Self::NO_SUCH_NICK => "no-such-nick",
             Self::TEXT_TOO_LONG => "text-too-long",
             Self::INVALID_TEXT => "invalid-text",

@@ -41,6 +41,18 @@ impl TokenBucket {
             false
         }
     }
+
+    /// Returns one token taken for something that did not happen after all (never beyond the
+    /// capacity).
+    pub fn give_back(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.capacity);
+    }
+
+    /// Whether the bucket is full at `now`: it then remembers nothing a new bucket would not.
+    pub fn is_full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= self.capacity
+    }
 }
 
 impl TokenBucket {
@@ -79,6 +91,22 @@ mod tests {
         let mut bucket = TokenBucket::new(1, 1.0, t0);
         assert!(bucket.try_take(t0));
         assert!(!bucket.try_take(t0 - Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_token_given_back_can_be_taken_again_but_never_beyond_the_capacity() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(2, 0.0, t0);
+        assert!(bucket.try_take(t0));
+        assert!(bucket.try_take(t0));
+        assert!(!bucket.try_take(t0));
+        bucket.give_back();
+        assert!(bucket.try_take(t0));
+        for _ in 0..10 {
+            bucket.give_back();
+        }
+        assert!(bucket.is_full(t0));
+        assert_eq!((0..10).filter(|_| bucket.try_take(t0)).count(), 2);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
+use mm_common::confusable::skeleton;
 use mm_common::e2e::{Action, E2eConfig, E2eEvent, Envelope, Outgoing, Sessions, PAD_BUCKETS};
 use mm_common::frame::{self, FrameError, HEADER_LEN};
 use mm_common::identity::Identity;
@@ -216,5 +217,81 @@ proptest! {
         }
         prop_assert_eq!(got_b, sent_to_b);
         prop_assert_eq!(got_a, sent_to_a);
+    }
+}
+
+/// Every look-alike substitution the skeleton covers, both ways: (what, what it may replace).
+const LOOK_ALIKES: &[(&str, &str)] = &[
+    ("I", "l"),
+    ("l", "I"),
+    ("1", "l"),
+    ("l", "1"),
+    ("I", "1"),
+    ("i", "l"),
+    ("L", "I"),
+    ("0", "O"),
+    ("O", "0"),
+    ("o", "0"),
+    ("m", "rn"),
+    ("rn", "m"),
+    ("M", "RN"),
+    ("w", "vv"),
+    ("vv", "w"),
+    ("W", "VV"),
+    ("d", "cl"),
+    ("cl", "d"),
+    ("D", "CL"),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_look_alike_substitution_keeps_the_skeleton(
+        nick in "[a-zA-Z][a-zA-Z0-9_-]{0,31}",
+        at in any::<proptest::sample::Index>(),
+    ) {
+        let s = skeleton(&nick);
+        for (from, to) in LOOK_ALIKES {
+            // Replace each occurrence alone, and all of them at once.
+            let found: Vec<usize> = nick.match_indices(from).map(|(i, _)| i).collect();
+            if found.is_empty() {
+                continue;
+            }
+            let i = found[at.index(found.len())];
+            let one = format!("{}{}{}", &nick[..i], to, &nick[i + from.len()..]);
+            prop_assert_eq!(skeleton(&one), s.clone(), "{} -> {}", nick, one);
+            let all = nick.replace(from, to);
+            prop_assert_eq!(skeleton(&all), s.clone(), "{} -> {}", nick, all);
+        }
+    }
+
+    #[test]
+    fn a_look_alike_inserted_anywhere_matches_the_original(
+        nick in "[a-zA-Z][a-zA-Z0-9_-]{0,28}",
+        at in any::<proptest::sample::Index>(),
+        pair in proptest::sample::select(LOOK_ALIKES),
+    ) {
+        // The same name with `pair.0` at one place, or `pair.1` there instead.
+        let i = at.index(nick.len() + 1);
+        let a = format!("{}{}{}", &nick[..i], pair.0, &nick[i..]);
+        let b = format!("{}{}{}", &nick[..i], pair.1, &nick[i..]);
+        prop_assert_eq!(skeleton(&a), skeleton(&b));
+    }
+
+    #[test]
+    fn skeletons_are_idempotent_and_case_insensitive(nick in "[a-zA-Z][a-zA-Z0-9_-]{0,31}") {
+        let s = skeleton(&nick);
+        prop_assert_eq!(skeleton(&s), s.clone());
+        prop_assert_eq!(skeleton(&nick.to_ascii_lowercase()), s.clone());
+        prop_assert_eq!(skeleton(&nick.to_ascii_uppercase()), s.clone());
+        prop_assert_eq!(skeleton(&nick_key(&nick)), s.clone());
+        prop_assert!(s.len() <= 2 * nick.len());
+    }
+
+    #[test]
+    fn the_skeleton_never_panics(name in ".{0,64}") {
+        let s = skeleton(&name);
+        prop_assert_eq!(skeleton(&s), s);
     }
 }

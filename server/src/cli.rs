@@ -60,7 +60,8 @@ pub enum Command {
 /// `mm-server accounts ...`
 #[derive(Debug, Subcommand)]
 pub enum AccountsCommand {
-    /// List accounts: nick, certificate fingerprint, registration and last-seen times
+    /// List accounts: nick, registration and last-seen times, when it expires if nobody logs in
+    /// to it again (unused_account_days), waiting messages, certificate fingerprint
     List,
     /// Free a nick so that the next client to log in with it owns it (e.g. a user who lost
     /// their key). Deletes the messages waiting for it.
@@ -220,7 +221,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     if let Some(Command::Accounts(cmd)) = args.command {
         let running = sources.load()?;
-        return accounts(&running.data_dir.join(crate::STORE_FILE), cmd);
+        return accounts(
+            &running.data_dir.join(crate::STORE_FILE),
+            cmd,
+            running.config.limits.unused_account_days,
+        );
     }
     // Before anything slow (the store): from here on SIGHUP, SIGINT and SIGTERM no longer
     // have their default effect of ending the process on the spot.
@@ -291,7 +296,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
-fn accounts(store: &std::path::Path, cmd: AccountsCommand) -> anyhow::Result<()> {
+fn accounts(
+    store: &std::path::Path,
+    cmd: AccountsCommand,
+    unused_account_days: u32,
+) -> anyhow::Result<()> {
     if !store.exists() {
         anyhow::bail!(
             "no store at {} (the server creates it on first start)",
@@ -302,20 +311,39 @@ fn accounts(store: &std::path::Path, cmd: AccountsCommand) -> anyhow::Result<()>
         AccountsCommand::List => {
             let accounts = SqliteStore::list_accounts(store)?;
             let mut out = format!(
-                "{:<32}  {:<16}  {:<16}  {:>7}  fingerprint (SHA-256)\n",
-                "nick", "registered", "last seen", "waiting"
+                "{:<32}  {:<16}  {:<16}  {:<16}  {:>7}  fingerprint (SHA-256)\n",
+                "nick", "registered", "last seen", "expires (unused)", "waiting"
             );
+            let mut unused = 0;
             for a in &accounts {
+                let expires = match (a.returned_ms, unused_account_days) {
+                    (Some(_), _) | (None, 0) => "never".to_owned(),
+                    (None, days) => {
+                        unused += 1;
+                        // From the end of its registering connection (its last-seen time).
+                        let from = a.created_ms.max(a.last_seen_ms);
+                        utc(from.saturating_add(u64::from(days) * 86_400_000))
+                    }
+                };
                 out.push_str(&format!(
-                    "{:<32}  {:<16}  {:<16}  {:>7}  {}\n",
+                    "{:<32}  {:<16}  {:<16}  {:<16}  {:>7}  {}\n",
                     a.nick,
                     utc(a.created_ms),
                     utc(a.last_seen_ms),
+                    expires,
                     a.waiting,
                     a.fingerprint
                 ));
             }
-            out.push_str(&format!("{} account(s)\n", accounts.len()));
+            out.push_str(&format!(
+                "{} account(s); {unused} never logged in again after registering{}\n",
+                accounts.len(),
+                if unused_account_days == 0 {
+                    " (they never expire: unused_account_days = 0)".to_owned()
+                } else {
+                    format!(" (each expires {unused_account_days} days after its registering connection ended, unless it logs in again)")
+                }
+            ));
             print_out(&out)
         }
         AccountsCommand::Release { nick } => {

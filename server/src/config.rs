@@ -96,6 +96,30 @@ pub struct Limits {
     /// disk with accounts; beyond it, new nicks are refused with `accounts-full` (existing
     /// accounts log in as usual).
     pub max_accounts: usize,
+    /// New nicks one client certificate may register per `registrations_per_certificate_period`
+    /// (a token bucket: this many at once, then one each period / this many). Beyond it new
+    /// nicks are refused with `registration-limit`; logging in to a registered nick is never
+    /// limited. One person registers one or two nicks.
+    pub registrations_per_certificate: u32,
+    /// See `registrations_per_certificate`.
+    #[serde(with = "humantime_serde")]
+    pub registrations_per_certificate_period: Duration,
+    /// New nicks one client address may register per `registrations_per_address_period`, all
+    /// certificates together (certificates cost nothing to make; addresses do). IPv6 addresses
+    /// count by their /64 network, which one host usually has whole. Loopback included: behind
+    /// a proxy on the same machine every client has one address.
+    pub registrations_per_address: u32,
+    /// See `registrations_per_address`.
+    #[serde(with = "humantime_serde")]
+    pub registrations_per_address_period: Duration,
+    /// Most certificates, and most addresses, whose recent registrations are remembered (in
+    /// memory, about 200 bytes each). Beyond it the least recently seen is forgotten: the one
+    /// whose allowance has most likely refilled already.
+    pub registrations_tracked: usize,
+    /// An account that never logs in again after the connection that registered it expires
+    /// (it and its waiting messages are deleted) this many days after that connection ended;
+    /// 0 keeps every account. Accounts that logged in again never expire.
+    pub unused_account_days: u32,
 }
 
 impl Default for Limits {
@@ -120,6 +144,12 @@ impl Default for Limits {
             mailbox_len: 100,
             max_accounts: 100_000,
             mailbox_total: 1_000_000,
+            registrations_per_certificate: 3,
+            registrations_per_certificate_period: Duration::from_secs(24 * 3600),
+            registrations_per_address: 10,
+            registrations_per_address_period: Duration::from_secs(3600),
+            registrations_tracked: 10_000,
+            unused_account_days: 30,
         }
     }
 }
@@ -183,6 +213,15 @@ impl Limits {
             ("rate_burst", self.rate_burst as usize),
             ("rate_per_sec", self.rate_per_sec as usize),
             ("flood_strikes", self.flood_strikes as usize),
+            (
+                "registrations_per_certificate",
+                self.registrations_per_certificate as usize,
+            ),
+            (
+                "registrations_per_address",
+                self.registrations_per_address as usize,
+            ),
+            ("registrations_tracked", self.registrations_tracked),
         ];
         for (name, value) in nonzero {
             if value == 0 {
@@ -197,6 +236,14 @@ impl Limits {
             ("ping_interval", self.ping_interval),
             ("idle_timeout", self.idle_timeout),
             ("write_timeout", self.write_timeout),
+            (
+                "registrations_per_certificate_period",
+                self.registrations_per_certificate_period,
+            ),
+            (
+                "registrations_per_address_period",
+                self.registrations_per_address_period,
+            ),
         ];
         for (name, value) in durations {
             if value.is_zero() {

@@ -26,7 +26,9 @@ use tokio::sync::mpsc;
 use crate::config::Limits;
 use crate::store::memory::MemoryStore;
 use crate::store::sqlite::Options;
-use crate::store::{Arrival, Body, Line, Loaded, Mail, QueueOutcome, Reply, Store, StoreError};
+use crate::store::{
+    Arrival, Body, Line, Loaded, Login, Mail, QueueOutcome, Reply, Store, StoreError,
+};
 
 /// Cloneable handle to the shared state.
 #[derive(Debug, Clone)]
@@ -110,6 +112,9 @@ struct Peer {
     ack_ceiling: Option<u64>,
     /// Keys of the users this connection monitors, at most [`MAX_MONITORED`].
     monitoring: HashSet<String>,
+    /// Whether this connection's login registers the nick: its logout is then recorded
+    /// durably (an unused account's expiry counts from the end of its registering connection).
+    registering: bool,
 }
 
 /// Why a frame could not be queued for a user.
@@ -174,10 +179,11 @@ pub struct Membership {
     /// The room's history at the moment of joining, as `History` frames, oldest first; every
     /// later public line is in `queue`.
     pub history: Vec<Bytes>,
-    /// The personal lines waiting in this user's mailbox (sent while offline, or delivered
-    /// before and never acknowledged), oldest first; `None` if the store refused the request
-    /// (they then wait for the next login).
-    pub waiting: Option<Reply<Vec<Mail>>>,
+    /// The store's decision on this login ([`Store::login`], submitted in the hub's order):
+    /// whether it is admitted (registering the nick if it was free), and the personal lines
+    /// waiting in the user's mailbox (sent while offline, or delivered before and never
+    /// acknowledged), oldest first. `None` if the store refused the request.
+    pub login: Option<Reply<Login>>,
     /// Set when another login with the same certificate replaced this one; the queue then
     /// closes.
     pub replaced: Arc<AtomicBool>,
@@ -315,7 +321,8 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// [`Hub::join_unannounced`], then [`Hub::announce`].
+    /// [`Hub::join_unannounced`] (registering the nick if it is free), then [`Hub::announce`],
+    /// without waiting for the store's answer. For tests and tools: a session waits for it.
     ///
     /// # Errors
     /// As [`Hub::join_unannounced`].
@@ -325,7 +332,7 @@ impl Hub {
         nick: &str,
         fingerprint: &str,
     ) -> Result<Membership, JoinError> {
-        let membership = self.join_unannounced(conn_id, nick, fingerprint)?;
+        let membership = self.join_unannounced(conn_id, nick, fingerprint, now_ms(), true)?;
         self.announce(&membership);
         Ok(membership)
     }
@@ -354,11 +361,16 @@ impl Hub {
         }
     }
 
-    /// Logs `nick` in (it must already satisfy `validate_nick` and belong to `fingerprint`),
-    /// without telling the others yet ([`Hub::announce`]). The returned `online` list, history
-    /// and queue fit together: every later event is in the queue. If the nick is online with the
-    /// same certificate (a client reconnecting before the server noticed the old connection
-    /// died), the new login replaces the old one.
+    /// Admits a login of `nick` (it must already satisfy `validate_nick`) with `fingerprint`,
+    /// without telling the others yet ([`Hub::announce`]), and hands the rest of the login to
+    /// the store ([`Store::login`] with `now_ms` and `register`): the session must wait for
+    /// its answer ([`Membership::login`]) and [`Hub::withdraw`] if it does not admit the login.
+    ///
+    /// The hub's own refusals come first, before the store is asked to do anything, so that a
+    /// login refused here leaves no trace in the store (nothing is registered). The returned
+    /// `online` list, history and queue fit together: every later event is in the queue. If the
+    /// nick is online with the same certificate (a client reconnecting before the server
+    /// noticed the old connection died), the new login replaces the old one.
     ///
     /// # Errors
     /// [`JoinError`] if the nick is online with another certificate, or the hub is closed.
@@ -367,6 +379,8 @@ impl Hub {
         conn_id: u64,
         nick: &str,
         fingerprint: &str,
+        now_ms: u64,
+        register: bool,
     ) -> Result<Membership, JoinError> {
         let key = nick_key(nick);
         let (tx, rx) = mpsc::channel(self.shared.outbound_queue);
@@ -387,11 +401,12 @@ impl Hub {
             tracing::info!(conn = conn_id, nick, "login replaces an older connection");
         }
         // Under the lock, so that a private line stored for this user before this point is in
-        // what the store returns, and every later one goes to the queue instead.
-        let waiting = match self.shared.store.waiting(&key) {
+        // what the store returns, and every later one goes to the queue instead. The store
+        // writes nothing unless it admits the login.
+        let login = match self.shared.store.login(nick, fingerprint, now_ms, register) {
             Ok(reply) => Some(reply),
             Err(e) => {
-                tracing::warn!(error = %e, "store refused the mailbox request; it waits for the next login");
+                tracing::warn!(error = %e, "store refused the login request");
                 None
             }
         };
@@ -410,6 +425,7 @@ impl Hub {
                 fetched: VecDeque::new(),
                 ack_ceiling: None,
                 monitoring: HashSet::new(),
+                registering: register,
             },
         );
         let mut online: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
@@ -424,7 +440,7 @@ impl Hub {
             queued_bytes,
             online,
             history,
-            waiting,
+            login,
             replaced,
         })
     }
@@ -491,15 +507,41 @@ impl Hub {
         }
     }
 
+    /// Submits an expiry sweep to the store ([`Store::expire_unused`]): accounts that never
+    /// logged in again after their registering connection, registered and last seen before
+    /// `cutoff_ms`, at most `limit` of them. Those online (their registering connection is
+    /// still open) are kept. Under the lock, so that a login admitted after this point is
+    /// decided after the sweep.
+    ///
+    /// # Errors
+    /// If the store refuses the work (busy, closed): try again later.
+    pub fn expire_unused(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<Reply<Vec<String>>, StoreError> {
+        let state = self.lock();
+        let online: Vec<String> = state.peers.keys().cloned().collect();
+        self.shared.store.expire_unused(cutoff_ms, online, limit)
+    }
+
     /// Logs a connection out and tells the others, unless the hub already dropped it (or the
     /// server is shutting down, when leave notices are noise).
     pub fn leave(&self, conn_id: u64, nick: &str, reason: LeaveReason) {
         let mut state = self.lock();
-        if !remove_if_current(&mut state, conn_id, nick) {
+        let Some(peer) = remove_if_current(&mut state, conn_id, nick) else {
             return;
-        }
-        if let Err(e) = self.shared.store.logged_out(&nick_key(nick), now_ms()) {
-            tracing::debug!(error = %e, "last-seen time not recorded");
+        };
+        if let Err(e) = self
+            .shared
+            .store
+            .logged_out(&nick_key(nick), now_ms(), peer.registering)
+        {
+            if peer.registering {
+                tracing::warn!(error = %e, "the end of a registering connection not recorded; the account's expiry counts from its registration");
+            } else {
+                tracing::debug!(error = %e, "last-seen time not recorded");
+            }
         }
         if !state.closed {
             notify_monitors(&mut state, nick, false);
@@ -909,14 +951,13 @@ fn notify_monitors(state: &mut State, nick: &str, online: bool) {
 }
 
 /// Removes `nick` if it still belongs to `conn_id` (a new login may have taken the nick after
-/// the hub dropped the old one). Returns whether it removed anything.
-fn remove_if_current(state: &mut State, conn_id: u64, nick: &str) -> bool {
+/// the hub dropped the old one). Returns what it removed.
+fn remove_if_current(state: &mut State, conn_id: u64, nick: &str) -> Option<Peer> {
     let key = nick_key(nick);
     if state.peers.get(&key).is_some_and(|p| p.conn_id == conn_id) {
-        remove_peer(state, &key);
-        true
+        remove_peer(state, &key)
     } else {
-        false
+        None
     }
 }
 
@@ -945,7 +986,7 @@ mod tests {
 
     /// Registers `nick` in the hub's store (as a login would) so that lines can wait for it.
     fn register(hub: &Hub, nick: &str) {
-        let mut reply = hub.store().login(nick, &fp(nick), 0).unwrap();
+        let mut reply = hub.store().login(nick, &fp(nick), 0, true).unwrap();
         assert!(reply.try_recv().unwrap().is_ok());
     }
 
@@ -1296,7 +1337,14 @@ mod tests {
             QueueOutcome::Queued
         );
         let mut bob = hub.join(2, "bob", &fp("bob")).unwrap();
-        let waiting = bob.waiting.take().unwrap().try_recv().unwrap().unwrap();
+        let waiting = bob
+            .login
+            .take()
+            .unwrap()
+            .try_recv()
+            .unwrap()
+            .unwrap()
+            .waiting;
         assert_eq!(waiting.len(), 1);
         assert_eq!(waiting[0].body, Body::Text("while away".into()));
         // Once online, lines go to the queue, not the store.
@@ -1366,6 +1414,19 @@ mod tests {
             .unwrap();
         let ids: Vec<u64> = waiting.iter().map(|m| m.id).collect();
         assert_eq!(ids, [2, live.id]);
+    }
+
+    #[test]
+    fn an_expiry_sweep_never_deletes_an_account_whose_registering_connection_is_open() {
+        let hub = test_hub(16, usize::MAX);
+        register(&hub, "offline");
+        let online = hub.join(1, "online", &fp("online")).unwrap();
+        let mut sweep = hub.expire_unused(u64::MAX, 100).unwrap();
+        assert_eq!(sweep.try_recv().unwrap().unwrap(), ["offline"]);
+        // Once it has left, it is unused like any other.
+        hub.leave(online.conn_id, "online", LeaveReason::Quit);
+        let mut sweep = hub.expire_unused(u64::MAX, 100).unwrap();
+        assert_eq!(sweep.try_recv().unwrap().unwrap(), ["online"]);
     }
 
     #[test]

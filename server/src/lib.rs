@@ -130,10 +130,21 @@ pub async fn serve(
         hub: hub.clone(),
         server_name: format!("mm-server {}", env!("CARGO_PKG_VERSION")),
         limits: limits.clone(),
+        registrations: limit::Registrations::from_limits(&limits),
     });
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let local = listener.local_addr()?;
+    if limits.unused_account_days > 0 {
+        // The first sweep is submitted before any login, so it is applied before them.
+        let first = sweep_unused(&hub, limits.unused_account_days);
+        tracker.spawn(expire_unused_accounts(
+            hub.clone(),
+            limits.unused_account_days,
+            first,
+            cancel.clone(),
+        ));
+    }
     info!(%local, "listening");
 
     tokio::select! {
@@ -181,6 +192,76 @@ pub async fn serve(
     info!("store closed");
     info!("stopped");
     Ok(())
+}
+
+/// How often unused accounts are looked for (and once at start).
+const EXPIRY_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Most accounts one sweep deletes (one store transaction, kept short); when there are more,
+/// the next sweep follows [`EXPIRY_SWEEP_SOON`] later.
+const EXPIRY_SWEEP_BATCH: usize = 1000;
+
+/// The pause between sweeps while a backlog of expired accounts is being deleted, or after the
+/// store refused a sweep.
+const EXPIRY_SWEEP_SOON: Duration = Duration::from_secs(1);
+
+/// Submits one expiry sweep through the store's writer: accounts that never logged in again
+/// after their registering connection, which ended (or began, if its end was not recorded)
+/// more than `days` days ago.
+fn sweep_unused(hub: &Hub, days: u32) -> Result<store::Reply<Vec<String>>, store::StoreError> {
+    let cutoff = hub::now_ms().saturating_sub(u64::from(days).saturating_mul(86_400_000));
+    hub.expire_unused(cutoff, EXPIRY_SWEEP_BATCH)
+}
+
+/// Deletes unused accounts (see [`Limits::unused_account_days`]): the sweep `first` submitted
+/// at start, then one every [`EXPIRY_SWEEP_EVERY`], until `cancel`.
+async fn expire_unused_accounts(
+    hub: Hub,
+    days: u32,
+    mut sweep: Result<store::Reply<Vec<String>>, store::StoreError>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let next = match sweep {
+            Ok(reply) => {
+                let answer = tokio::select! {
+                    answer = reply => answer,
+                    () = cancel.cancelled() => return,
+                };
+                match answer {
+                    Ok(Ok(nicks)) if nicks.is_empty() => EXPIRY_SWEEP_EVERY,
+                    Ok(Ok(nicks)) => {
+                        let shown: Vec<&str> = nicks.iter().take(20).map(String::as_str).collect();
+                        info!(
+                            count = nicks.len(),
+                            nicks = %shown.join(", "),
+                            "expired accounts nobody logged in to again within {days} days of registering them (their nicks are free)"
+                        );
+                        if nicks.len() >= EXPIRY_SWEEP_BATCH {
+                            EXPIRY_SWEEP_SOON
+                        } else {
+                            EXPIRY_SWEEP_EVERY
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "expiry of unused accounts failed; trying again later");
+                        EXPIRY_SWEEP_EVERY
+                    }
+                    Err(_) => return, // the store closed
+                }
+            }
+            Err(store::StoreError::Closed) => return,
+            Err(e) => {
+                debug!(error = %e, "store busy; expiry of unused accounts postponed");
+                Duration::from_secs(60)
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(next) => {}
+            () = cancel.cancelled() => return,
+        }
+        sweep = sweep_unused(&hub, days);
+    }
 }
 
 async fn accept_loop(

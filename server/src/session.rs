@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use crate::config::Limits;
 use crate::connection::{Connection, ReadError};
 use crate::hub::{now_ms, Accepted, Hub, JoinError, Membership, PrivateOutcome, SendError};
-use crate::limit::{RateLimiter, Verdict};
+use crate::limit::{RateLimiter, Registrations, Verdict};
 use crate::store::{Body, LoginOutcome, QueueOutcome, Reply, StoreError};
 
 /// A byte stream a session can run on (TLS in production, in-memory in tests).
@@ -62,6 +62,8 @@ pub(crate) struct Context {
     pub hub: Hub,
     pub limits: Limits,
     pub server_name: String,
+    /// New registrations per certificate and per address.
+    pub registrations: Registrations,
 }
 
 /// Why a logged-in session ended.
@@ -129,7 +131,7 @@ pub(crate) async fn run<S: Stream>(
     ctx: &Context,
     cancel: &CancellationToken,
 ) {
-    let membership = match login(&mut conn, fingerprint, ctx, cancel).await {
+    let membership = match login(&mut conn, peer, fingerprint, ctx, cancel).await {
         Ok(m) => m,
         Err(LoginFailed::Tell(code, detail)) => {
             debug!(%peer, code = %code, "login refused");
@@ -282,11 +284,100 @@ enum LoginFailed {
     Silent,
 }
 
+impl From<StoreError> for LoginFailed {
+    /// The store could not complete the login (busy, failing, a stuck disk, closed).
+    fn from(e: StoreError) -> Self {
+        warn!(error = %e, "login not completed: store failed");
+        LoginFailed::Tell(
+            ErrorCode::BUSY,
+            "the server cannot complete your login right now (its store is busy); try again".into(),
+        )
+    }
+}
+
+/// The refusal for a login the accounts do not admit.
+fn login_refusal(nick: &str, outcome: &LoginOutcome) -> LoginFailed {
+    let (code, detail) = match outcome {
+        LoginOutcome::Taken => (
+            ErrorCode::NICK_REGISTERED,
+            format!("nick {nick} is registered to another key (client certificate)"),
+        ),
+        LoginOutcome::Full => (
+            ErrorCode::ACCOUNTS_FULL,
+            format!("nick {nick} is not registered and this server takes no new accounts (it holds its maximum); ask its operator"),
+        ),
+        LoginOutcome::LooksLike(other) => (
+            ErrorCode::NICK_LOOKS_LIKE,
+            format!("nick {nick} looks like the registered nick {other}; choose another"),
+        ),
+        LoginOutcome::Changed => (
+            ErrorCode::BUSY,
+            format!("the account {nick} changed while you logged in (released or expired); log in again"),
+        ),
+        LoginOutcome::Registered | LoginOutcome::Known => (
+            ErrorCode::INTERNAL,
+            "login refused for no reason (a server bug)".into(),
+        ),
+    };
+    LoginFailed::Tell(code, detail)
+}
+
+/// A registration that [`Store::login`](crate::store::Store::login) may be making while the
+/// session waits for the answer. If the session stops waiting before it knows the outcome
+/// (shutdown, the store's timeout, the task dropped at the end of the shutdown grace), dropping
+/// this undoes the registration, applied after it in the store's order: the login was
+/// refused, so it must not leave the nick registered to this certificate.
+struct PendingRegistration<'a> {
+    armed: bool,
+    store: &'a Arc<dyn crate::store::Store>,
+    nick: &'a str,
+    fingerprint: &'a str,
+    created_ms: u64,
+}
+
+impl PendingRegistration<'_> {
+    /// The store's answer arrived: nothing to undo.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for PendingRegistration<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Err(e) =
+            self.store
+                .abandon_registration(self.nick, self.fingerprint, self.created_ms)
+        {
+            warn!(error = %e, nick = self.nick, "a registration whose login did not complete could not be undone; the operator can release the nick");
+        }
+    }
+}
+
 /// Waits for `Hello`, checks it and the account, joins the hub and queues `Welcome`, the user
 /// list, the room's history and the personal lines waiting in the user's mailbox (sent while
 /// offline, or delivered before and never acknowledged).
+///
+/// A login's side effects happen only if it succeeds. In order:
+/// 1. what can be checked without anyone's help (hello, nick, certificate);
+/// 2. the account, from a read ([`Store::check_login`](crate::store::Store::check_login):
+///    nick registered to another certificate, look-alike, accounts full);
+/// 3. for a new nick, the registration limits (in memory; given back if the login fails);
+/// 4. the hub (nick online with another certificate, shutting down), which admits the login;
+/// 5. the store, which decides again in its own order and, only if it admits the login,
+///    writes all a login writes — the registration, "logged in again" — and reads the mailbox,
+///    as one unit ([`Store::login`](crate::store::Store::login)).
+///
+/// Nothing is written before step 5, and nothing can refuse the login after it, except that
+/// the session may stop waiting for the store's answer (shutdown, a stuck store, the task
+/// dropped): a [`PendingRegistration`] then undoes the registration in the store's order, so
+/// that a refused login never leaves a nick registered (the fault of issue 13, item 5: a
+/// refused `nick-in-use` login used to register the nick first).
 async fn login<S: Stream>(
     conn: &mut Connection<S>,
+    peer: SocketAddr,
     fingerprint: Option<String>,
     ctx: &Context,
     cancel: &CancellationToken,
@@ -327,21 +418,13 @@ async fn login<S: Stream>(
                 .into(),
         ));
     };
-    match store_answer(ctx.hub.store().login(&nick, &fingerprint, now_ms())).await {
-        Ok(LoginOutcome::Registered) => info!(%nick, %fingerprint, "nick registered"),
-        Ok(LoginOutcome::Known) => {}
-        Ok(LoginOutcome::Full) => {
-            return Err(LoginFailed::Tell(
-                ErrorCode::ACCOUNTS_FULL,
-                format!("nick {nick} is not registered and this server takes no new accounts (it holds its maximum); ask its operator"),
-            ))
-        }
-        Ok(LoginOutcome::Taken) => {
-            return Err(LoginFailed::Tell(
-                ErrorCode::NICK_REGISTERED,
-                format!("nick {nick} is registered to another key (client certificate)"),
-            ))
-        }
+    let checked = tokio::select! {
+        checked = store_answer(ctx.hub.store().check_login(&nick, &fingerprint)) => checked,
+        // A read: nothing to undo.
+        () = cancel.cancelled() => return Err(LoginFailed::Shutdown),
+    };
+    let checked = match checked {
+        Ok(outcome) => outcome,
         Err(e) => {
             warn!(error = %e, "login not checked: store failed");
             return Err(LoginFailed::Tell(
@@ -349,53 +432,100 @@ async fn login<S: Stream>(
                 "the server cannot check accounts right now; try again".into(),
             ));
         }
-    }
-    let mut membership = match ctx
-        .hub
-        .join_unannounced(ctx.hub.next_conn_id(), &nick, &fingerprint)
-    {
-        Ok(m) => m,
-        Err(JoinError::NickInUse(n)) => {
-            return Err(LoginFailed::Tell(
-                ErrorCode::NICK_IN_USE,
-                format!("{n} is already online"),
-            ))
-        }
-        Err(JoinError::Closed) => return Err(LoginFailed::Shutdown),
     };
+    let register = match checked {
+        LoginOutcome::Known => false,
+        LoginOutcome::Registered => true,
+        refused => return Err(login_refusal(&nick, &refused)),
+    };
+    let reservation = if register {
+        match ctx
+            .registrations
+            .reserve(&fingerprint, peer.ip(), std::time::Instant::now())
+        {
+            Ok(reservation) => Some(reservation),
+            Err(over) => {
+                info!(%peer, %nick, limit = ?over.by, "registration refused: over the limit");
+                return Err(LoginFailed::Tell(
+                    ErrorCode::REGISTRATION_LIMIT,
+                    format!("cannot register the new nick {nick}: {over}"),
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    let now = now_ms();
+    let mut membership =
+        match ctx
+            .hub
+            .join_unannounced(ctx.hub.next_conn_id(), &nick, &fingerprint, now, register)
+        {
+            Ok(m) => m,
+            Err(JoinError::NickInUse(n)) => {
+                return Err(LoginFailed::Tell(
+                    ErrorCode::NICK_IN_USE,
+                    format!("{n} is already online"),
+                ))
+            }
+            Err(JoinError::Closed) => return Err(LoginFailed::Shutdown),
+        };
     // Without the mailbox the login fails: acknowledging the live lines that would follow
     // (`Received` is cumulative) would delete waiting ones this client never saw.
-    let fetched = match membership.waiting.take() {
-        Some(waiting) => tokio::select! {
-            fetched = store_answer(Ok(waiting)) => fetched,
-            () = cancel.cancelled() => {
-                ctx.hub.withdraw(membership.conn_id, &membership.nick);
-                return Err(LoginFailed::Shutdown);
+    let answer = match membership.login.take() {
+        Some(reply) => {
+            let pending = PendingRegistration {
+                armed: register,
+                store: ctx.hub.store(),
+                nick: &nick,
+                fingerprint: &fingerprint,
+                created_ms: now,
+            };
+            let answer = tokio::select! {
+                answer = store_answer(Ok(reply)) => answer.map_err(LoginFailed::from),
+                // Stops waiting: the pending registration, if any, is undone.
+                () = cancel.cancelled() => Err(LoginFailed::Shutdown),
+            };
+            if answer.is_ok() {
+                // The store decided; whatever it decided, nothing is left to undo.
+                pending.disarm();
             }
-        },
-        None => Err(StoreError::Busy),
+            answer
+        }
+        None => Err(LoginFailed::from(StoreError::Busy)),
     };
-    let mails = match fetched {
-        Ok(mails) => mails,
-        Err(e) => {
-            warn!(error = %e, "waiting personal lines not fetched; login refused");
+    let admitted = match answer {
+        Ok(login) if login.outcome.admits() => Ok(login),
+        Ok(login) => Err(login_refusal(&nick, &login.outcome)),
+        Err(failed) => Err(failed),
+    };
+    let login = match admitted {
+        Ok(login) => login,
+        Err(failed) => {
             if membership.announce {
                 ctx.hub.withdraw(membership.conn_id, &membership.nick);
             } else {
                 // It took over an older connection of the account: that one is gone, so the
-                // others must hear that the user left.
+                // others must hear that the user left (and its logout is recorded: the older
+                // connection's, not this login's). Taking over is the one thing a login does
+                // before the store admits it, because the live queue must exist when the
+                // mailbox is read; only the owner's own certificate can do it.
                 ctx.hub.leave(
                     membership.conn_id,
                     &membership.nick,
                     LeaveReason::Disconnected,
                 );
             }
-            return Err(LoginFailed::Tell(
-                ErrorCode::BUSY,
-                "the server cannot read your waiting messages right now; try again".into(),
-            ));
+            return Err(failed);
         }
     };
+    if login.outcome == LoginOutcome::Registered {
+        if let Some(reservation) = reservation {
+            reservation.commit();
+        }
+        info!(%peer, %nick, %fingerprint, "nick registered");
+    }
+    let mails = login.waiting;
     ctx.hub.announce(&membership);
     let online = u32::try_from(membership.online.len()).unwrap_or(u32::MAX);
     conn.queue(&ServerMsg::Welcome {
@@ -988,6 +1118,7 @@ mod tests {
     use tokio::task::JoinHandle;
 
     use super::*;
+    use crate::store::memory::MemoryStore;
 
     struct Client {
         io: DuplexStream,
@@ -1041,6 +1172,7 @@ mod tests {
     fn start_on(hub: Hub, limits: Limits, buffer: usize) -> (Client, Hub, JoinHandle<()>) {
         let ctx = Arc::new(Context {
             hub: hub.clone(),
+            registrations: Registrations::from_limits(&limits),
             limits,
             server_name: "test".into(),
         });
@@ -1064,6 +1196,213 @@ mod tests {
             hub,
             task,
         )
+    }
+
+    /// A session for a client with certificate `fingerprint`, sharing `ctx` (and its
+    /// registration limits) with others, stopped by `cancel`.
+    fn session(
+        ctx: &Arc<Context>,
+        fingerprint: &str,
+        cancel: &CancellationToken,
+    ) -> (Client, JoinHandle<()>) {
+        let (ctx, fingerprint, cancel) = (Arc::clone(ctx), fingerprint.to_owned(), cancel.clone());
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let task = tokio::spawn(async move {
+            let peer = SocketAddr::from(([192, 0, 2, 7], 1));
+            run(
+                Connection::new(server),
+                peer,
+                Some(fingerprint),
+                &ctx,
+                &cancel,
+            )
+            .await;
+        });
+        let client = Client {
+            io: client,
+            buf: BytesMut::new(),
+        };
+        (client, task)
+    }
+
+    /// A context on a hub over `store`, with default limits.
+    fn context(store: Arc<dyn crate::store::Store>) -> Arc<Context> {
+        let limits = Limits::default();
+        Arc::new(Context {
+            hub: Hub::new(&limits, store, crate::store::Loaded::default()),
+            registrations: Registrations::from_limits(&limits),
+            limits,
+            server_name: "test".into(),
+        })
+    }
+
+    /// Sends `Hello` as `nick` and reads until the server closes; returns what it sent.
+    async fn hello(c: &mut Client, nick: &str) -> Vec<ServerMsg> {
+        c.send(&ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            nick: nick.into(),
+        })
+        .await;
+        let mut seen = Vec::new();
+        while let Some(msg) = c.recv().await {
+            let done = matches!(msg, ServerMsg::Users { last: true, .. });
+            seen.push(msg);
+            if done {
+                break;
+            }
+        }
+        seen
+    }
+
+    /// The fatal error code that ended a login, or `None` if it was welcomed.
+    fn refused_with(seen: &[ServerMsg]) -> Option<ErrorCode> {
+        if seen.iter().any(|m| matches!(m, ServerMsg::Welcome { .. })) {
+            return None;
+        }
+        match seen.last() {
+            Some(ServerMsg::Error {
+                code, fatal: true, ..
+            }) => Some(*code),
+            Some(ServerMsg::Shutdown { .. }) => Some(ErrorCode::SHUTTING_DOWN),
+            other => panic!("neither welcomed nor refused: {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_login_refused_by_the_hub_registers_nothing() {
+        // Issue 13, item 5: alice online, her account released by the operator, another
+        // certificate logs in as alice: refused nick-in-use, and it must not own alice now.
+        let store = Arc::new(MemoryStore::new(crate::hub::store_options(
+            &Limits::default(),
+        )));
+        let ctx = context(store.clone());
+        let cancel = CancellationToken::new();
+        let (mut alice, _a) = session(&ctx, "fp-alice", &cancel);
+        assert_eq!(refused_with(&hello(&mut alice, "alice").await), None);
+        store.release("alice");
+        let (mut other, task) = session(&ctx, "fp-other", &cancel);
+        assert_eq!(
+            refused_with(&hello(&mut other, "Alice").await),
+            Some(ErrorCode::NICK_IN_USE)
+        );
+        task.await.unwrap();
+        assert!(store.accounts().is_empty(), "{:?}", store.accounts());
+        // The refusal did not count against fp-other's registrations either: 3 still go in.
+        for nick in ["o1", "o2", "o3"] {
+            let (mut c, _t) = session(&ctx, "fp-other", &cancel);
+            assert_eq!(refused_with(&hello(&mut c, nick).await), None, "{nick}");
+        }
+        // The hub refuses during shutdown before the store does anything, too.
+        ctx.hub.close();
+        let (mut late, task) = session(&ctx, "fp-late", &cancel);
+        assert_eq!(
+            refused_with(&hello(&mut late, "late").await),
+            Some(ErrorCode::SHUTTING_DOWN)
+        );
+        task.await.unwrap();
+        assert!(!store.accounts().contains_key("late"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_login_refused_after_the_store_was_asked_registers_nothing() {
+        let limits = Limits::default();
+        let store = Arc::new(crate::store::memory::FaultyStore::new(
+            crate::hub::store_options(&limits),
+        ));
+        let ctx = context(store.clone());
+        let cancel = CancellationToken::new();
+        // The mailbox cannot be read: the whole login fails, registration included.
+        store.waiting_fails.store(true, Ordering::SeqCst);
+        let (mut c, task) = session(&ctx, "fp-bob", &cancel);
+        assert_eq!(
+            refused_with(&hello(&mut c, "bob").await),
+            Some(ErrorCode::BUSY)
+        );
+        task.await.unwrap();
+        store.waiting_fails.store(false, Ordering::SeqCst);
+        // The store registers but its answer does not come: after the store's timeout the
+        // session gives up (busy), and the registration is undone in the store's order.
+        store.logins_stall.store(true, Ordering::SeqCst);
+        let (mut c, task) = session(&ctx, "fp-carol", &cancel);
+        let t0 = Instant::now();
+        assert_eq!(
+            refused_with(&hello(&mut c, "carol").await),
+            Some(ErrorCode::BUSY)
+        );
+        assert_eq!(t0.elapsed(), STORE_TIMEOUT);
+        task.await.unwrap();
+        // Shutdown while the answer is awaited: refused, and undone likewise.
+        let (mut c, task) = session(&ctx, "fp-dave", &cancel);
+        c.send(&ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            nick: "dave".into(),
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            store.inner.accounts().contains_key("dave"),
+            "registered, unanswered"
+        );
+        cancel.cancel();
+        let mut seen = Vec::new();
+        while let Some(msg) = c.recv().await {
+            seen.push(msg);
+        }
+        assert_eq!(refused_with(&seen), Some(ErrorCode::SHUTTING_DOWN));
+        task.await.unwrap();
+        assert!(
+            store.inner.accounts().is_empty(),
+            "{:?}",
+            store.inner.accounts()
+        );
+        assert!(ctx.hub.online().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_registrations_leave_no_trace_and_count_for_nothing() {
+        let store = Arc::new(MemoryStore::new(crate::hub::store_options(
+            &Limits::default(),
+        )));
+        let ctx = context(store.clone());
+        let cancel = CancellationToken::new();
+        let (mut alice, _a) = session(&ctx, "fp-alice", &cancel);
+        assert_eq!(refused_with(&hello(&mut alice, "alice").await), None);
+        // Look-alikes of alice from one certificate, again and again: refused, not stored, and
+        // not counted against its registrations.
+        for fake in ["aIice", "a1ice", "ALlCE", "aiice", "AL1CE", "a1lce"] {
+            let (mut c, task) = session(&ctx, "fp-mallory", &cancel);
+            let seen = hello(&mut c, fake).await;
+            assert_eq!(refused_with(&seen), Some(ErrorCode::NICK_LOOKS_LIKE));
+            let Some(ServerMsg::Error { detail, .. }) = seen.last() else {
+                unreachable!()
+            };
+            assert_eq!(
+                detail,
+                &format!("nick {fake} looks like the registered nick alice; choose another")
+            );
+            task.await.unwrap();
+        }
+        assert_eq!(store.accounts().len(), 1);
+        for nick in ["m1", "m2", "m3"] {
+            let (mut c, _t) = session(&ctx, "fp-mallory", &cancel);
+            assert_eq!(refused_with(&hello(&mut c, nick).await), None, "{nick}");
+        }
+        // The fourth new nick of one certificate in a day is over the limit.
+        let (mut c, task) = session(&ctx, "fp-mallory", &cancel);
+        let seen = hello(&mut c, "m4").await;
+        assert_eq!(refused_with(&seen), Some(ErrorCode::REGISTRATION_LIMIT));
+        let Some(ServerMsg::Error { detail, .. }) = seen.last() else {
+            unreachable!()
+        };
+        assert!(
+            detail.contains("this certificate") && detail.contains("try again in 8 hours"),
+            "{detail}"
+        );
+        task.await.unwrap();
+        assert!(!store.accounts().contains_key("m4"));
+        // Its registered nicks still log in.
+        let (mut c, _t) = session(&ctx, "fp-mallory", &cancel);
+        assert_eq!(refused_with(&hello(&mut c, "M1").await), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -72,16 +72,22 @@ pub struct Account {
     pub fingerprint: String,
     /// When it was registered, ms since the Unix epoch.
     pub created_ms: u64,
-    /// When it last logged in or out, ms since the Unix epoch.
+    /// When it last logged in or out, ms since the Unix epoch (best effort).
     pub last_seen_ms: u64,
+    /// When it first logged in again after its registering connection, ms since the Unix
+    /// epoch; `None` if it never did (such an account expires, see `unused_account_days`).
+    pub returned_ms: Option<u64>,
     /// Private lines waiting for it.
     pub waiting: u64,
 }
 
-/// The outcome of a login against the accounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a login stands against the accounts.
+///
+/// [`Store::check_login`] answers it from a read (`Registered` then means "free: logging in
+/// would register it"); [`Store::login`] decides it again and acts on it in one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginOutcome {
-    /// The nick was free and now belongs to this fingerprint.
+    /// The nick was free and now belongs to this fingerprint (from `check_login`: would).
     Registered,
     /// The nick already belongs to this fingerprint.
     Known,
@@ -89,6 +95,29 @@ pub enum LoginOutcome {
     Taken,
     /// The nick is free but the store holds as many accounts as allowed.
     Full,
+    /// The nick is free but looks like this registered nick (same
+    /// [`mm_common::confusable::skeleton`]).
+    LooksLike(String),
+    /// The nick is free, but the login was admitted as its owner's (`register = false`): an
+    /// operator released it, or it expired, in between. Nothing was done; log in again.
+    Changed,
+}
+
+impl LoginOutcome {
+    /// Whether the login may go on.
+    pub fn admits(&self) -> bool {
+        matches!(self, LoginOutcome::Registered | LoginOutcome::Known)
+    }
+}
+
+/// What [`Store::login`] decided, with the mailbox when the login is admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The decision; nothing was written unless it [`admits`](LoginOutcome::admits).
+    pub outcome: LoginOutcome,
+    /// The personal lines waiting for the user (never acknowledged), oldest first; empty
+    /// unless admitted.
+    pub waiting: Vec<Mail>,
 }
 
 /// The outcome of storing a personal line in a mailbox.
@@ -192,16 +221,40 @@ pub type Reply<T> = oneshot::Receiver<Result<T, StoreError>>;
 /// `waiting`) where it can. Only [`Store::close`] gives up, after a bounded final effort, and
 /// then says so: the pending replies and the close reply carry [`StoreError::NotStored`].
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Logs `nick` in with certificate `fingerprint`: registers the nick if it is free, checks
-    /// the owner otherwise, and records the time (best effort: a failure to record it never
-    /// fails the login). While the store cannot write, a registered owner still logs in and a
-    /// registration is answered [`StoreError::Busy`].
+    /// How a login of `nick` with certificate `fingerprint` stands: a read, which changes
+    /// nothing (so a login refused later, by the hub or a limit, has left no trace). The
+    /// answer can be out of date by the time of [`Store::login`], which decides again.
+    fn check_login(&self, nick: &str, fingerprint: &str)
+        -> Result<Reply<LoginOutcome>, StoreError>;
+
+    /// Completes a login the hub admitted, in one step in the store's order: decides as
+    /// [`Store::check_login`] does, and only if the login is admitted registers the nick
+    /// (when free and `register` is set; free without it gives [`LoginOutcome::Changed`]),
+    /// marks an account that logs in again as returned (durably), records the spelling and
+    /// the time (best effort), and reads the mailbox. If any part fails, none of it is kept.
+    ///
+    /// While the store cannot write, a registered owner still logs in (from a read; that it
+    /// returned is recorded once the store recovers) and a registration is answered
+    /// [`StoreError::Busy`].
     fn login(
         &self,
         nick: &str,
         fingerprint: &str,
         now_ms: u64,
-    ) -> Result<Reply<LoginOutcome>, StoreError>;
+        register: bool,
+    ) -> Result<Reply<Login>, StoreError>;
+
+    /// Undoes the registration a [`Store::login`] with these arguments may have made, if the
+    /// session could not learn its outcome (it gave up waiting): deletes the account if it is
+    /// still the one that login created (same certificate, created at `created_ms`, never
+    /// logged in again) and its mailbox. Applied in the store's order, after that login.
+    /// Accepted even while the store is failing (it is retried like an accepted line).
+    fn abandon_registration(
+        &self,
+        nick: &str,
+        fingerprint: &str,
+        created_ms: u64,
+    ) -> Result<(), StoreError>;
 
     /// The personal lines waiting for `nick_key` (never acknowledged), oldest first. They stay
     /// stored until [`Store::delivered`].
@@ -211,8 +264,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// acknowledged them.
     fn delivered(&self, nick_key: &str, up_to: u64) -> Result<(), StoreError>;
 
-    /// Records that `nick_key` logged out now.
-    fn logged_out(&self, nick_key: &str, now_ms: u64) -> Result<(), StoreError>;
+    /// Records that `nick_key` logged out now. Best effort, unless `durable`: the end of an
+    /// account's registering connection, from which an unused account's expiry counts, is
+    /// accepted even while the store is failing and retried until stored.
+    fn logged_out(&self, nick_key: &str, now_ms: u64, durable: bool) -> Result<(), StoreError>;
+
+    /// Deletes, with their mailboxes, up to `limit` accounts that never logged in again after
+    /// their registering connection, whose registration and last logout are both before
+    /// `cutoff_ms`, and that are not in `online` (nick keys: a registering connection still
+    /// open is in use). Answers the nicks deleted.
+    fn expire_unused(
+        &self,
+        cutoff_ms: u64,
+        online: Vec<String>,
+        limit: usize,
+    ) -> Result<Reply<Vec<String>>, StoreError>;
 
     /// Appends a public line to the history (which keeps the most recent lines only); the
     /// reply comes once it is durable.

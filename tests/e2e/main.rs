@@ -2,6 +2,7 @@
 //! at test time and talks to it over real TLS, with the real client library or binaries.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod accounts;
 mod adversarial;
 mod at_rest;
 mod bench_smoke;

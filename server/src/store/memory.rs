@@ -5,11 +5,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+use mm_common::confusable::skeleton;
 use mm_common::protocol::nick_key;
 use tokio::sync::oneshot;
 
 use super::sqlite::Options;
-use super::{Arrival, Line, LoginOutcome, Mail, QueueOutcome, Reply, Store, StoreError};
+use super::{Arrival, Line, Login, LoginOutcome, Mail, QueueOutcome, Reply, Store, StoreError};
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -18,10 +19,20 @@ pub struct MemoryStore {
     state: Mutex<State>,
 }
 
+#[derive(Debug)]
+struct Account {
+    nick: String,
+    fingerprint: String,
+    skeleton: String,
+    created_ms: u64,
+    last_seen_ms: u64,
+    returned: bool,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// Fingerprint by nick key.
-    accounts: HashMap<String, String>,
+    /// By nick key.
+    accounts: HashMap<String, Account>,
     mailboxes: HashMap<String, VecDeque<Mail>>,
     /// Lines in all mailboxes.
     waiting: usize,
@@ -43,6 +54,43 @@ impl MemoryStore {
         }
     }
 
+    /// Decides a login as the SQLite store does: `Registered` means "free".
+    fn decide(&self, s: &State, nick: &str, fingerprint: &str) -> LoginOutcome {
+        match s.accounts.get(&nick_key(nick)) {
+            Some(a) if a.fingerprint == fingerprint => LoginOutcome::Known,
+            Some(_) => LoginOutcome::Taken,
+            None if s.accounts.len() >= self.opts.max_accounts => LoginOutcome::Full,
+            None => {
+                let sk = skeleton(nick);
+                match s.accounts.values().find(|a| a.skeleton == sk) {
+                    Some(a) => LoginOutcome::LooksLike(a.nick.clone()),
+                    None => LoginOutcome::Registered,
+                }
+            }
+        }
+    }
+
+    /// The nicks registered, as nick key → (fingerprint, returned), for tests.
+    #[cfg(test)]
+    pub(crate) fn accounts(&self) -> HashMap<String, (String, bool)> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .accounts
+            .iter()
+            .map(|(k, a)| (k.clone(), (a.fingerprint.clone(), a.returned)))
+            .collect()
+    }
+
+    /// Frees `nick` and drops its mail, as `mm-server accounts release` does, for tests.
+    #[cfg(test)]
+    pub(crate) fn release(&self, nick: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.accounts.remove(&nick_key(nick));
+        if let Some(m) = state.mailboxes.remove(&nick_key(nick)) {
+            state.waiting -= m.len();
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, StoreError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.closed {
@@ -53,23 +101,82 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn check_login(
+        &self,
+        nick: &str,
+        fingerprint: &str,
+    ) -> Result<Reply<LoginOutcome>, StoreError> {
+        self.with(|s| self.decide(s, nick, fingerprint))
+            .map(answered)
+    }
+
     fn login(
         &self,
         nick: &str,
         fingerprint: &str,
-        _: u64,
-    ) -> Result<Reply<LoginOutcome>, StoreError> {
-        let max = self.opts.max_accounts;
-        self.with(|s| match s.accounts.get(&nick_key(nick)) {
-            None if s.accounts.len() >= max => LoginOutcome::Full,
-            None => {
-                s.accounts.insert(nick_key(nick), fingerprint.to_owned());
-                LoginOutcome::Registered
-            }
-            Some(owner) if owner == fingerprint => LoginOutcome::Known,
-            Some(_) => LoginOutcome::Taken,
+        now_ms: u64,
+        register: bool,
+    ) -> Result<Reply<Login>, StoreError> {
+        let mailbox_ceiling = self.opts.mailbox_len + self.opts.max_unacked;
+        self.with(|s| {
+            let key = nick_key(nick);
+            let outcome = match self.decide(s, nick, fingerprint) {
+                LoginOutcome::Known => {
+                    if let Some(a) = s.accounts.get_mut(&key) {
+                        a.returned = true;
+                        a.nick = nick.to_owned();
+                        a.last_seen_ms = now_ms;
+                    }
+                    LoginOutcome::Known
+                }
+                LoginOutcome::Registered if register => {
+                    s.accounts.insert(
+                        key.clone(),
+                        Account {
+                            nick: nick.to_owned(),
+                            fingerprint: fingerprint.to_owned(),
+                            skeleton: skeleton(nick),
+                            created_ms: now_ms,
+                            last_seen_ms: now_ms,
+                            returned: false,
+                        },
+                    );
+                    LoginOutcome::Registered
+                }
+                LoginOutcome::Registered => LoginOutcome::Changed,
+                refused => refused,
+            };
+            let waiting = if outcome.admits() {
+                s.mailboxes
+                    .get(&key)
+                    .map(|m| m.iter().take(mailbox_ceiling).cloned().collect())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            Login { outcome, waiting }
         })
         .map(answered)
+    }
+
+    fn abandon_registration(
+        &self,
+        nick: &str,
+        fingerprint: &str,
+        created_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.with(|s| {
+            let key = nick_key(nick);
+            let ours = s.accounts.get(&key).is_some_and(|a| {
+                a.fingerprint == fingerprint && a.created_ms == created_ms && !a.returned
+            });
+            if ours {
+                s.accounts.remove(&key);
+                if let Some(m) = s.mailboxes.remove(&key) {
+                    s.waiting -= m.len();
+                }
+            }
+        })
     }
 
     fn waiting(&self, nick_key: &str) -> Result<Reply<Vec<Mail>>, StoreError> {
@@ -92,8 +199,46 @@ impl Store for MemoryStore {
         })
     }
 
-    fn logged_out(&self, _: &str, _: u64) -> Result<(), StoreError> {
-        self.with(|_| ())
+    fn logged_out(&self, key: &str, now_ms: u64, _: bool) -> Result<(), StoreError> {
+        self.with(|s| {
+            if let Some(a) = s.accounts.get_mut(key) {
+                a.last_seen_ms = now_ms;
+            }
+        })
+    }
+
+    fn expire_unused(
+        &self,
+        cutoff_ms: u64,
+        online: Vec<String>,
+        limit: usize,
+    ) -> Result<Reply<Vec<String>>, StoreError> {
+        self.with(|s| {
+            let mut old: Vec<(u64, String)> = s
+                .accounts
+                .iter()
+                .filter(|(k, a)| {
+                    !a.returned
+                        && a.created_ms < cutoff_ms
+                        && a.last_seen_ms < cutoff_ms
+                        && !online.contains(k)
+                })
+                .map(|(k, a)| (a.created_ms, k.clone()))
+                .collect();
+            old.sort_unstable();
+            old.truncate(limit);
+            let mut expired = Vec::new();
+            for (_, key) in old {
+                if let Some(a) = s.accounts.remove(&key) {
+                    expired.push(a.nick);
+                }
+                if let Some(m) = s.mailboxes.remove(&key) {
+                    s.waiting -= m.len();
+                }
+            }
+            expired
+        })
+        .map(answered)
     }
 
     fn append_public(&self, _: Line) -> Result<Reply<()>, StoreError> {
@@ -137,14 +282,24 @@ impl Store for MemoryStore {
     }
 }
 
-/// A [`MemoryStore`] whose mailbox reads or deletions can be made to fail (`Busy`), for tests
-/// of what the hub and sessions do while a store is failing.
+/// A reply the store gave that a [`FaultyStore`] holds back, with where it was to go.
+#[cfg(test)]
+type Stalled = (Reply<Login>, oneshot::Sender<Result<Login, StoreError>>);
+
+/// A [`MemoryStore`] whose mailbox reads or deletions can be made to fail (`Busy`), or whose
+/// login answers can be held back, for tests of what the hub and sessions do while a store is
+/// failing.
 #[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct FaultyStore {
-    inner: MemoryStore,
-    /// `waiting` is refused.
+    /// The store behind it.
+    pub inner: MemoryStore,
+    /// `waiting` is refused, and a login fails (its mailbox cannot be read).
     pub waiting_fails: std::sync::atomic::AtomicBool,
+    /// A login is applied, but its answer is held back (in `stalled`).
+    pub logins_stall: std::sync::atomic::AtomicBool,
+    /// The held-back login answers.
+    pub stalled: Mutex<Vec<Stalled>>,
     /// `delivered` is refused.
     pub deletes_fail: std::sync::atomic::AtomicBool,
     /// The `up_to` of every deletion applied.
@@ -157,6 +312,8 @@ impl FaultyStore {
         FaultyStore {
             inner: MemoryStore::new(opts),
             waiting_fails: Default::default(),
+            logins_stall: Default::default(),
+            stalled: Mutex::default(),
             deletes_fail: Default::default(),
             deleted: Mutex::default(),
         }
@@ -165,8 +322,39 @@ impl FaultyStore {
 
 #[cfg(test)]
 impl Store for FaultyStore {
-    fn login(&self, n: &str, f: &str, t: u64) -> Result<Reply<LoginOutcome>, StoreError> {
-        self.inner.login(n, f, t)
+    fn check_login(&self, n: &str, f: &str) -> Result<Reply<LoginOutcome>, StoreError> {
+        self.inner.check_login(n, f)
+    }
+    fn login(&self, n: &str, f: &str, t: u64, register: bool) -> Result<Reply<Login>, StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.waiting_fails.load(SeqCst) {
+            // The mailbox cannot be read: the whole login fails, and none of it is kept.
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Err(StoreError::Busy));
+            return Ok(rx);
+        }
+        let reply = self.inner.login(n, f, t, register)?;
+        if !self.logins_stall.load(SeqCst) {
+            return Ok(reply);
+        }
+        // Done, but the answer does not come (a stuck disk, as the session sees it).
+        let (tx, rx) = oneshot::channel();
+        self.stalled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((reply, tx));
+        Ok(rx)
+    }
+    fn abandon_registration(&self, n: &str, f: &str, t: u64) -> Result<(), StoreError> {
+        self.inner.abandon_registration(n, f, t)
+    }
+    fn expire_unused(
+        &self,
+        cutoff_ms: u64,
+        online: Vec<String>,
+        limit: usize,
+    ) -> Result<Reply<Vec<String>>, StoreError> {
+        self.inner.expire_unused(cutoff_ms, online, limit)
     }
     fn waiting(&self, key: &str) -> Result<Reply<Vec<Mail>>, StoreError> {
         if self.waiting_fails.load(std::sync::atomic::Ordering::SeqCst) {
@@ -184,8 +372,8 @@ impl Store for FaultyStore {
             .push(up_to);
         self.inner.delivered(key, up_to)
     }
-    fn logged_out(&self, key: &str, t: u64) -> Result<(), StoreError> {
-        self.inner.logged_out(key, t)
+    fn logged_out(&self, key: &str, t: u64, durable: bool) -> Result<(), StoreError> {
+        self.inner.logged_out(key, t, durable)
     }
     fn append_public(&self, line: Line) -> Result<Reply<()>, StoreError> {
         self.inner.append_public(line)

@@ -36,7 +36,8 @@ use schema::{
 use writer::{count_accounts, count_waiting, Cmd, Writer};
 
 use super::{
-    Account, Arrival, Line, Loaded, LoginOutcome, Mail, QueueOutcome, Reply, Store, StoreError,
+    Account, Arrival, Line, Loaded, Login, LoginOutcome, Mail, QueueOutcome, Reply, Store,
+    StoreError,
 };
 
 /// Most operations committed in one transaction.
@@ -198,9 +199,10 @@ impl SqliteStore {
     }
 
     /// Hands `cmd` to the writer without waiting. A write is refused at once while the store is
-    /// failing: what it accepted waits for a commit, and what it refuses is delivered to nobody.
+    /// failing (what it accepted waits for a commit, and what it refuses is delivered to
+    /// nobody), except the few that must not be dropped (see `Cmd::must_keep`).
     fn submit(&self, cmd: Cmd) -> Result<(), StoreError> {
-        if cmd.is_write() && self.failing.load(Ordering::Relaxed) {
+        if cmd.is_write() && !cmd.must_keep() && self.failing.load(Ordering::Relaxed) {
             return Err(StoreError::Busy);
         }
         self.tx.try_send(cmd).map_err(|e| match e {
@@ -228,7 +230,7 @@ impl SqliteStore {
         prepare(&mut conn, path)?;
         let mut stmt = conn
             .prepare(
-                "SELECT nick, fingerprint, created_ms, last_seen_ms,
+                "SELECT nick, fingerprint, created_ms, last_seen_ms, returned_ms,
                         (SELECT COUNT(*) FROM mailbox WHERE to_key = accounts.nick_key)
                  FROM accounts ORDER BY nick_key",
             )
@@ -240,7 +242,8 @@ impl SqliteStore {
                     fingerprint: r.get(1)?,
                     created_ms: from_sql(r.get(2)?),
                     last_seen_ms: from_sql(r.get(3)?),
-                    waiting: from_sql(r.get(4)?),
+                    returned_ms: r.get::<_, Option<i64>>(4)?.map(from_sql),
+                    waiting: from_sql(r.get(5)?),
                 })
             })
             .map_err(|e| classify(path, &e))?;
@@ -270,20 +273,49 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn check_login(
+        &self,
+        nick: &str,
+        fingerprint: &str,
+    ) -> Result<Reply<LoginOutcome>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Check {
+            nick: nick.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
     fn login(
         &self,
         nick: &str,
         fingerprint: &str,
         now_ms: u64,
-    ) -> Result<Reply<LoginOutcome>, StoreError> {
+        register: bool,
+    ) -> Result<Reply<Login>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Cmd::Login {
             nick: nick.to_owned(),
             fingerprint: fingerprint.to_owned(),
             now_ms,
+            register,
             reply,
         })?;
         Ok(rx)
+    }
+
+    fn abandon_registration(
+        &self,
+        nick: &str,
+        fingerprint: &str,
+        created_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.submit(Cmd::Abandon {
+            key: nick_key(nick),
+            fingerprint: fingerprint.to_owned(),
+            created_ms,
+        })
     }
 
     fn waiting(&self, nick_key: &str) -> Result<Reply<Vec<Mail>>, StoreError> {
@@ -302,11 +334,28 @@ impl Store for SqliteStore {
         })
     }
 
-    fn logged_out(&self, nick_key: &str, now_ms: u64) -> Result<(), StoreError> {
+    fn logged_out(&self, nick_key: &str, now_ms: u64, durable: bool) -> Result<(), StoreError> {
         self.submit(Cmd::LoggedOut {
             key: nick_key.to_owned(),
             now_ms,
+            durable,
         })
+    }
+
+    fn expire_unused(
+        &self,
+        cutoff_ms: u64,
+        online: Vec<String>,
+        limit: usize,
+    ) -> Result<Reply<Vec<String>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Expire {
+            cutoff_ms,
+            online,
+            limit,
+            reply,
+        })?;
+        Ok(rx)
     }
 
     fn append_public(&self, line: Line) -> Result<Reply<()>, StoreError> {

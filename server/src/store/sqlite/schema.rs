@@ -4,17 +4,25 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use mm_common::confusable::skeleton;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use super::BUSY_TIMEOUT;
 use crate::store::{Line, Loaded, StoreError};
 
 /// Schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
+
+/// One schema step: SQL, then (optionally) work SQL cannot do, in the same transaction.
+struct Migration {
+    sql: &'static str,
+    then: Option<fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>>,
+}
 
 /// Migrations, in order; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [
-    "
+const MIGRATIONS: [Migration; 3] = [
+    Migration {
+        sql: "
     CREATE TABLE accounts (
         nick_key     TEXT PRIMARY KEY,
         nick         TEXT NOT NULL,
@@ -41,10 +49,48 @@ const MIGRATIONS: [&str; 2] = [
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
 ",
+        then: None,
+    },
     // 2: the mailbox keeps every personal line until acknowledged, relays included (their
     // payload here, `text` empty).
-    "ALTER TABLE mailbox ADD COLUMN payload BLOB;",
+    Migration {
+        sql: "ALTER TABLE mailbox ADD COLUMN payload BLOB;",
+        then: None,
+    },
+    // 3: look-alike nicks and unused accounts.
+    // - `skeleton`: the nick's confusable skeleton (`mm_common::confusable::skeleton`), indexed:
+    //   a new nick whose skeleton an account already has is refused. Not unique: accounts
+    //   registered before the rule may share one, and both keep working.
+    // - `returned_ms`: when the account first logged in again after its registering connection
+    //   (NULL: never). Only accounts with NULL here expire (`unused_account_days`). It is
+    //   written durably, never as a best-effort write, so a lost last-seen update cannot make a
+    //   used account look unused. Accounts from before this version count as returned: whether
+    //   they were used is not known, and an account that was used must never expire.
+    Migration {
+        sql: "
+    ALTER TABLE accounts ADD COLUMN skeleton TEXT NOT NULL DEFAULT '';
+    ALTER TABLE accounts ADD COLUMN returned_ms INTEGER;
+    UPDATE accounts SET returned_ms = last_seen_ms;
+",
+        then: Some(fill_skeletons),
+    },
 ];
+
+/// Migration 3, after its SQL: every existing account gets its skeleton, then the indexes.
+fn fill_skeletons(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let accounts: Vec<(String, String)> = tx
+        .prepare("SELECT nick_key, nick FROM accounts")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = tx.prepare("UPDATE accounts SET skeleton = ?2 WHERE nick_key = ?1")?;
+    for (key, nick) in accounts {
+        update.execute([&key, &skeleton(&nick)])?;
+    }
+    tx.execute_batch(
+        "CREATE INDEX accounts_by_skeleton ON accounts (skeleton);
+         CREATE INDEX accounts_unreturned ON accounts (created_ms) WHERE returned_ms IS NULL;",
+    )
+}
 
 /// Takes the store's lock file, or says who has it.
 pub(super) fn lock_file(path: &Path) -> Result<File, StoreError> {
@@ -122,7 +168,10 @@ pub(super) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     let start = usize::try_from(version).unwrap_or(0);
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(start) {
         let tx = conn.transaction().map_err(c)?;
-        tx.execute_batch(migration).map_err(c)?;
+        tx.execute_batch(migration.sql).map_err(c)?;
+        if let Some(then) = migration.then {
+            then(&tx).map_err(c)?;
+        }
         tx.pragma_update(
             None,
             "user_version",

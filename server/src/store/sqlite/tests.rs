@@ -33,27 +33,28 @@ async fn reply<T>(r: Result<Reply<T>, StoreError>) -> T {
     r.unwrap().await.unwrap().unwrap()
 }
 
+/// Logs `nick` in (registering it if free) and says how it went.
+async fn login(store: &SqliteStore, nick: &str, fingerprint: &str, now: u64) -> LoginOutcome {
+    reply(store.login(nick, fingerprint, now, true))
+        .await
+        .outcome
+}
+
 #[tokio::test]
 async fn nick_belongs_to_the_first_fingerprint_case_insensitively() {
     let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
     assert_eq!(
-        reply(store.login("Alice", "fp-a", 1)).await,
+        login(&store, "Alice", "fp-a", 1).await,
         LoginOutcome::Registered
     );
-    assert_eq!(
-        reply(store.login("alice", "fp-a", 2)).await,
-        LoginOutcome::Known
-    );
-    assert_eq!(
-        reply(store.login("ALICE", "fp-b", 3)).await,
-        LoginOutcome::Taken
-    );
+    assert_eq!(login(&store, "alice", "fp-a", 2).await, LoginOutcome::Known);
+    assert_eq!(login(&store, "ALICE", "fp-b", 3).await, LoginOutcome::Taken);
 }
 
 #[tokio::test]
 async fn mailbox_is_bounded_ordered_and_emptied_on_delivery() {
     let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
-    reply(store.login("bob", "fp-b", 1)).await;
+    login(&store, "bob", "fp-b", 1).await;
     assert_eq!(
         reply(store.queue_mail("carol", mail(1, "a", "x"), Arrival::Offline)).await,
         QueueOutcome::NoSuchAccount
@@ -127,7 +128,7 @@ fn release_frees_the_nick_and_drops_its_mail() {
     {
         let (store, _) = SqliteStore::open(&path, OPTS).unwrap();
         rt.block_on(async {
-            reply(store.login("bob", "fp-b", 1)).await;
+            login(&store, "bob", "fp-b", 1).await;
             reply(store.queue_mail("bob", mail(1, "a", "secret"), Arrival::Offline)).await;
             reply(store.close(1)).await;
         });
@@ -142,7 +143,7 @@ fn release_frees_the_nick_and_drops_its_mail() {
     let (store, _) = SqliteStore::open(&path, OPTS).unwrap();
     rt.block_on(async {
         assert_eq!(
-            reply(store.login("bob", "fp-new", 2)).await,
+            login(&store, "bob", "fp-new", 2).await,
             LoginOutcome::Registered
         );
         assert!(reply(store.waiting("bob")).await.is_empty());
@@ -155,27 +156,21 @@ async fn registration_stops_at_the_cap_and_a_release_makes_room() {
     let path = dir.path().join("store.db");
     let (store, _) = SqliteStore::open(&path, OPTS).unwrap(); // at most 3 accounts
     for nick in ["a", "b", "c"] {
-        assert_eq!(
-            reply(store.login(nick, "fp", 1)).await,
-            LoginOutcome::Registered
-        );
+        assert_eq!(login(&store, nick, "fp", 1).await, LoginOutcome::Registered);
     }
-    assert_eq!(reply(store.login("d", "fp", 1)).await, LoginOutcome::Full);
-    assert_eq!(reply(store.login("a", "fp", 2)).await, LoginOutcome::Known);
+    assert_eq!(login(&store, "d", "fp", 1).await, LoginOutcome::Full);
+    assert_eq!(login(&store, "a", "fp", 2).await, LoginOutcome::Known);
     // An operator releases one while the server runs: the cap is recounted.
     assert!(SqliteStore::release(&path, "b").unwrap());
-    assert_eq!(
-        reply(store.login("d", "fp", 3)).await,
-        LoginOutcome::Registered
-    );
-    assert_eq!(reply(store.login("e", "fp", 3)).await, LoginOutcome::Full);
+    assert_eq!(login(&store, "d", "fp", 3).await, LoginOutcome::Registered);
+    assert_eq!(login(&store, "e", "fp", 3).await, LoginOutcome::Full);
 }
 
 #[tokio::test]
 async fn the_total_of_waiting_lines_is_bounded_and_delivery_frees_room() {
     let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap(); // 2 per user, 3 in all
     for nick in ["bob", "carol"] {
-        reply(store.login(nick, "fp", 1)).await;
+        login(&store, nick, "fp", 1).await;
     }
     for (id, to) in [(1, "bob"), (2, "bob"), (3, "carol")] {
         assert_eq!(
@@ -201,7 +196,7 @@ async fn lines_kept_for_online_users_stay_within_the_mailbox_ceiling_and_the_tot
     // 2 per offline user, ceiling 2 + 2 unacknowledged, 3 in all.
     let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
     for nick in ["bob", "carol", "dave"] {
-        reply(store.login(nick, "fp", 1)).await;
+        login(&store, nick, "fp", 1).await;
     }
     // A client that never acknowledges: its live lines are kept up to the total...
     for id in 1..=3 {
@@ -313,7 +308,7 @@ async fn a_locked_store_keeps_what_it_accepted_refuses_new_writes_and_commits_on
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, FAST).unwrap();
-    reply(store.login("bob", "fp-b", 1)).await;
+    login(&store, "bob", "fp-b", 1).await;
     reply(store.queue_mail("bob", mail(1, "a", "waiting"), Arrival::Offline)).await;
     reply(store.append_public(line(2, "a", "before"))).await;
 
@@ -330,16 +325,14 @@ async fn a_locked_store_keeps_what_it_accepted_refuses_new_writes_and_commits_on
         Err(StoreError::Busy)
     ));
     // Reads still work: the owner logs in and reads the mailbox; nobody registers.
-    assert_eq!(
-        reply(store.login("Bob", "fp-b", 2)).await,
-        LoginOutcome::Known
-    );
-    assert_eq!(
-        reply(store.login("bob", "fp-x", 2)).await,
-        LoginOutcome::Taken
-    );
+    assert_eq!(login(&store, "Bob", "fp-b", 2).await, LoginOutcome::Known);
+    assert_eq!(login(&store, "bob", "fp-x", 2).await, LoginOutcome::Taken);
     assert!(matches!(
-        store.login("carol", "fp-c", 2).unwrap().await.unwrap(),
+        store
+            .login("carol", "fp-c", 2, true)
+            .unwrap()
+            .await
+            .unwrap(),
         Err(StoreError::Busy)
     ));
     assert_eq!(ids(&reply(store.waiting("bob")).await), [1]);
@@ -352,7 +345,7 @@ async fn a_locked_store_keeps_what_it_accepted_refuses_new_writes_and_commits_on
     assert!(!store.is_failing());
     reply(store.append_public(line(6, "a", "after"))).await;
     assert_eq!(
-        reply(store.login("carol", "fp-c", 3)).await,
+        login(&store, "carol", "fp-c", 3).await,
         LoginOutcome::Registered
     );
     reply(store.close(6)).await;
@@ -411,27 +404,33 @@ async fn a_store_that_became_read_only_is_retried_while_owners_still_log_in() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, FAST).unwrap();
-    reply(store.login("bob", "fp-b", 1)).await;
+    login(&store, "bob", "fp-b", 1).await;
+    login(&store, "carol", "fp-c", 1).await;
+    login(&store, "carol", "fp-c", 1).await; // returned: nothing left to record
     store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 1").unwrap());
     let held = store
         .queue_mail("bob", mail(1, "a", "kept"), Arrival::Offline)
         .unwrap();
     failing(&store).await;
-    // Not a registration: the owner's login is a read (its last-seen time is best effort).
-    assert_eq!(
-        reply(store.login("bob", "fp-b", 2)).await,
-        LoginOutcome::Known
-    );
+    // Not a registration: an owner's login is a read (its last-seen time is best effort).
+    assert_eq!(login(&store, "carol", "fp-c", 2).await, LoginOutcome::Known);
+    assert_eq!(login(&store, "carol", "fp-x", 2).await, LoginOutcome::Taken);
     assert!(matches!(
-        store.login("dave", "fp-d", 2).unwrap().await.unwrap(),
+        store.login("dave", "fp-d", 2, true).unwrap().await.unwrap(),
         Err(StoreError::Busy)
     ));
-    // bob's mailbox has a held write: the read waits for it, so it stays in order.
+    // bob's mailbox has a held write: his login, which reads it, waits for it, and so does a
+    // plain read, so that they stay in order.
+    let mut bob = store.login("bob", "fp-b", 2, true).unwrap();
     let mut read = store.waiting("bob").unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(bob.try_recv(), Err(TryRecvError::Empty)));
     assert!(matches!(read.try_recv(), Err(TryRecvError::Empty)));
     store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 0").unwrap());
     assert_eq!(held.await.unwrap().unwrap(), QueueOutcome::Queued);
+    let bob = bob.await.unwrap().unwrap();
+    assert_eq!(bob.outcome, LoginOutcome::Known);
+    assert_eq!(ids(&bob.waiting), [1]);
     assert_eq!(ids(&read.await.unwrap().unwrap()), [1]);
     reply(store.close(1)).await;
 }
@@ -443,7 +442,7 @@ async fn io_errors_retry_the_whole_batch_and_the_running_counts_stay_right() {
     // At most 2 lines per mailbox and 3 in all.
     let (store, _) = SqliteStore::open_tuned(&path, OPTS, FAST).unwrap();
     for nick in ["bob", "carol", "dave"] {
-        reply(store.login(nick, "fp", 1)).await;
+        login(&store, nick, "fp", 1).await;
     }
     for (id, to) in [(1, "bob"), (2, "bob"), (3, "carol")] {
         reply(store.queue_mail(to, mail(id, "a", "m"), Arrival::Offline)).await;
@@ -475,7 +474,7 @@ async fn closing_while_commits_still_fail_gives_up_in_bounded_time_and_names_wha
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, FAST).unwrap();
-    reply(store.login("bob", "fp-b", 1)).await;
+    login(&store, "bob", "fp-b", 1).await;
     let lock = hold_lock(&path);
     let paused = store.pause();
     let public = store.append_public(line(1, "a", "lost")).unwrap();
@@ -507,7 +506,7 @@ async fn closing_while_commits_still_fail_gives_up_in_bounded_time_and_names_wha
 #[tokio::test]
 async fn an_operation_that_fails_on_its_own_is_refused_alone_and_its_batch_commits() {
     let (store, _) = SqliteStore::open_in_memory(OPTS).unwrap();
-    reply(store.login("bob", "fp-b", 1)).await;
+    login(&store, "bob", "fp-b", 1).await;
     let first = store
         .queue_mail("bob", mail(1, "a", "one"), Arrival::Offline)
         .unwrap();
@@ -555,15 +554,12 @@ async fn an_owner_logs_in_again_and_again_on_a_store_that_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let (store, _) = SqliteStore::open_tuned(&path, OPTS, FAST).unwrap();
-    reply(store.login("bob", "fp-b", 1)).await;
+    login(&store, "bob", "fp-b", 1).await;
     store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 1").unwrap());
     // The check is a read; recording the time is best effort: it never fails the login.
     for now in 2..5 {
-        assert_eq!(
-            reply(store.login("BOB", "fp-b", now)).await,
-            LoginOutcome::Known
-        );
-        let _ = store.logged_out("bob", now); // refused while failing: best effort too
+        assert_eq!(login(&store, "BOB", "fp-b", now).await, LoginOutcome::Known);
+        let _ = store.logged_out("bob", now, false); // refused while failing: best effort too
     }
     assert_eq!(reply(store.waiting("bob")).await, []);
     // Writable again: the store notices by itself (nothing was held).
@@ -574,4 +570,257 @@ async fn an_owner_logs_in_again_and_again_on_a_store_that_cannot_write() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     reply(store.append_public(line(1, "a", "x"))).await;
+}
+
+// --- Accounts: look-alikes, atomic logins, undoing registrations, expiry. ---
+
+const OPTS_MANY: Options = Options {
+    max_accounts: 100,
+    ..OPTS_LONG
+};
+
+fn account<'a>(accounts: &'a [Account], nick: &str) -> Option<&'a Account> {
+    accounts.iter().find(|a| a.nick.eq_ignore_ascii_case(nick))
+}
+
+#[tokio::test]
+async fn look_alikes_are_refused_even_when_registering_in_the_same_batch() {
+    let (store, _) = SqliteStore::open_in_memory(OPTS_MANY).unwrap();
+    let paused = store.pause();
+    let first = store.login("alice", "fp-a", 1, true).unwrap();
+    let second = store.login("aIice", "fp-m", 1, true).unwrap();
+    let check = store.check_login("AL1CE", "fp-m").unwrap();
+    drop(paused);
+    assert_eq!(
+        first.await.unwrap().unwrap().outcome,
+        LoginOutcome::Registered
+    );
+    assert_eq!(
+        second.await.unwrap().unwrap().outcome,
+        LoginOutcome::LooksLike("alice".into())
+    );
+    assert_eq!(
+        check.await.unwrap().unwrap(),
+        LoginOutcome::LooksLike("alice".into())
+    );
+    // The owner, in any spelling, is unaffected; a nick that only reads alike is fine.
+    assert_eq!(login(&store, "ALICE", "fp-a", 2).await, LoginOutcome::Known);
+    assert_eq!(
+        login(&store, "alicia", "fp-m", 2).await,
+        LoginOutcome::Registered
+    );
+}
+
+/// A store file as schema version 2 left it, with these (nick, fingerprint) accounts.
+fn schema_2_store(path: &Path, accounts: &[(&str, &str)]) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE accounts (nick_key TEXT PRIMARY KEY, nick TEXT NOT NULL,
+             fingerprint TEXT NOT NULL, created_ms INTEGER NOT NULL,
+             last_seen_ms INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE history (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL,
+             sender TEXT NOT NULL, text TEXT NOT NULL);
+         CREATE TABLE mailbox (id INTEGER PRIMARY KEY, to_key TEXT NOT NULL,
+             ts INTEGER NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL, payload BLOB);
+         CREATE INDEX mailbox_by_recipient ON mailbox (to_key, id);
+         CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    for (nick, fp) in accounts {
+        conn.execute(
+            "INSERT INTO accounts VALUES (?1, ?2, ?3, 5, 7)",
+            [&nick.to_ascii_lowercase(), *nick, *fp],
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_migration_fills_skeletons_and_registered_look_alikes_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    schema_2_store(
+        &path,
+        &[("alice", "fp-a"), ("aIice", "fp-m"), ("bob", "fp-b")],
+    );
+    let (store, _) = SqliteStore::open(&path, OPTS_MANY).unwrap();
+    let skeletons: Vec<(String, String)> = {
+        let conn = Connection::open(&path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT nick, skeleton FROM accounts ORDER BY nick_key")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        rows
+    };
+    assert_eq!(
+        skeletons,
+        [
+            ("aIice".to_string(), "allce".to_string()),
+            ("alice".into(), "allce".into()),
+            ("bob".into(), "bob".into())
+        ]
+    );
+    // Both registered look-alikes log in; a new one is refused; nobody's account is unused.
+    assert_eq!(
+        login(&store, "alice", "fp-a", 10).await,
+        LoginOutcome::Known
+    );
+    assert_eq!(
+        login(&store, "AIICE", "fp-m", 10).await,
+        LoginOutcome::Known
+    );
+    assert!(matches!(
+        login(&store, "a1ice", "fp-x", 10).await,
+        LoginOutcome::LooksLike(n) if n == "alice" || n == "AIICE"
+    ));
+    reply(store.close(0)).await;
+    store.join();
+    drop(store);
+    let accounts = SqliteStore::list_accounts(&path).unwrap();
+    assert_eq!(accounts.len(), 3);
+    assert_eq!(account(&accounts, "bob").unwrap().returned_ms, Some(7));
+}
+
+#[tokio::test]
+async fn a_login_that_fails_part_way_keeps_nothing_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (store, _) = SqliteStore::open(&path, OPTS).unwrap(); // at most 3 accounts
+                                                              // A mailbox row that cannot be read (its time is not a number): reading carol's mailbox
+                                                              // fails on its own, after her registration was written in the same login.
+    store.on_writer(|w| {
+        w.conn
+            .execute(
+                "INSERT INTO mailbox (id, to_key, ts, sender, text) VALUES (1, 'carol', 'x', 'a', 'b')",
+                [],
+            )
+            .unwrap();
+    });
+    assert!(matches!(
+        store
+            .login("carol", "fp-c", 1, true)
+            .unwrap()
+            .await
+            .unwrap(),
+        Err(StoreError::Failed(_))
+    ));
+    assert!(!store.is_failing());
+    assert!(account(&SqliteStore::list_accounts(&path).unwrap(), "carol").is_none());
+    // The running count did not move: three accounts still fit.
+    for nick in ["a", "b", "c"] {
+        assert_eq!(login(&store, nick, "fp", 2).await, LoginOutcome::Registered);
+    }
+    assert_eq!(login(&store, "d", "fp", 2).await, LoginOutcome::Full);
+}
+
+#[tokio::test]
+async fn an_abandoned_registration_is_undone_only_if_it_is_still_that_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (store, _) = SqliteStore::open(&path, OPTS_MANY).unwrap();
+    // Registered, mail arrived, then its login gave up: undone, mail and all.
+    assert_eq!(
+        login(&store, "bob", "fp-b", 5).await,
+        LoginOutcome::Registered
+    );
+    reply(store.queue_mail("bob", mail(1, "a", "x"), Arrival::Offline)).await;
+    store.abandon_registration("BOB", "fp-b", 5).unwrap();
+    // Only what that login made: not another certificate's, not another time's, not once used.
+    assert_eq!(
+        login(&store, "carol", "fp-c", 6).await,
+        LoginOutcome::Registered
+    );
+    store.abandon_registration("carol", "fp-x", 6).unwrap();
+    store.abandon_registration("carol", "fp-c", 5).unwrap();
+    assert_eq!(
+        login(&store, "dave", "fp-d", 7).await,
+        LoginOutcome::Registered
+    );
+    assert_eq!(login(&store, "dave", "fp-d", 8).await, LoginOutcome::Known);
+    store.abandon_registration("dave", "fp-d", 7).unwrap();
+    assert!(reply(store.waiting("bob")).await.is_empty());
+    let accounts = SqliteStore::list_accounts(&path).unwrap();
+    let nicks: Vec<&str> = accounts.iter().map(|a| a.nick.as_str()).collect();
+    assert_eq!(nicks, ["carol", "dave"]);
+}
+
+#[tokio::test]
+async fn expiry_deletes_only_accounts_nobody_came_back_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (store, _) = SqliteStore::open(&path, OPTS_MANY).unwrap();
+    let day = 86_400_000;
+    for (nick, at) in [
+        ("gone", 1),
+        ("gone2", 2),
+        ("used", 1),
+        ("online", 1),
+        ("late", 1),
+        ("recent", 30 * day),
+    ] {
+        assert_eq!(
+            login(&store, nick, "fp", at).await,
+            LoginOutcome::Registered
+        );
+    }
+    assert_eq!(login(&store, "used", "fp", 2).await, LoginOutcome::Known);
+    // late's registering connection ended on day 29 (a durable logout).
+    store.logged_out("late", 29 * day, true).unwrap();
+    reply(store.queue_mail("gone", mail(1, "a", "x"), Arrival::Offline)).await;
+    let cutoff = 31 * day - 30 * day; // now = day 31, 30 days
+    let expired = reply(store.expire_unused(cutoff, vec!["online".into()], 1)).await;
+    assert_eq!(expired, ["gone"], "at most `limit`, oldest first");
+    let expired = reply(store.expire_unused(cutoff, vec!["online".into()], 10)).await;
+    assert_eq!(expired, ["gone2"]);
+    assert!(reply(store.waiting("gone")).await.is_empty());
+    let accounts = SqliteStore::list_accounts(&path).unwrap();
+    let nicks: Vec<&str> = accounts.iter().map(|a| a.nick.as_str()).collect();
+    assert_eq!(nicks, ["late", "online", "recent", "used"]);
+    assert_eq!(account(&accounts, "used").unwrap().returned_ms, Some(2));
+    assert_eq!(account(&accounts, "online").unwrap().returned_ms, None);
+    // The expired nicks are free for anyone.
+    assert_eq!(
+        login(&store, "gone", "fp-new", 31 * day).await,
+        LoginOutcome::Registered
+    );
+}
+
+#[tokio::test]
+async fn that_an_account_was_used_is_recorded_even_if_the_store_fails_at_that_moment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (store, _) = SqliteStore::open_tuned(&path, OPTS_MANY, FAST).unwrap();
+    assert_eq!(
+        login(&store, "bob", "fp-b", 1).await,
+        LoginOutcome::Registered
+    );
+    assert_eq!(
+        login(&store, "eve", "fp-e", 1).await,
+        LoginOutcome::Registered
+    );
+    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 1").unwrap());
+    // bob comes back: the login works (from a read) even though nothing can be written...
+    let held = store.append_public(line(1, "a", "held")).unwrap();
+    failing(&store).await;
+    assert_eq!(login(&store, "bob", "fp-b", 2).await, LoginOutcome::Known);
+    // ...and eve's registering connection ends: recorded too, though other writes are refused.
+    store.logged_out("eve", 3, true).unwrap();
+    assert!(matches!(
+        store.logged_out("bob", 3, false),
+        Err(StoreError::Busy)
+    ));
+    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 0").unwrap());
+    held.await.unwrap().unwrap();
+    reply(store.close(1)).await;
+    store.join();
+    drop(store);
+    let accounts = SqliteStore::list_accounts(&path).unwrap();
+    assert_eq!(account(&accounts, "bob").unwrap().returned_ms, Some(2));
+    assert_eq!(account(&accounts, "eve").unwrap().last_seen_ms, 3);
+    assert_eq!(account(&accounts, "eve").unwrap().returned_ms, None);
 }

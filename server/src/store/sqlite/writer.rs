@@ -5,9 +5,10 @@
 //! count), so the same batch is retried whole until it commits. While it fails:
 //! - the shared `failing` flag is set, and [`super::SqliteStore`] refuses new writes at once;
 //! - writes already in the channel join the held batch, in order;
-//! - logins are answered from a read (a registered owner gets in; a registration is refused
-//!   with [`StoreError::Busy`]), and so are mailbox reads unless a held write touches that
-//!   mailbox (then the read waits for the commit, to stay in order);
+//! - logins are answered from a read (a registered owner gets in, and that it came back is
+//!   held to be written with the batch; a registration is refused with [`StoreError::Busy`]),
+//!   and so are mailbox reads, unless a held write touches that account or mailbox (then the
+//!   login or read waits for the commit, to stay in order);
 //! - the failure is logged when it starts, then at attempts 2, 4, 8, ..., and once when it
 //!   recovers. At close, after [`Tuning::close_effort`], the writer gives up and answers
 //!   [`StoreError::NotStored`], naming how many accepted lines were not stored.
@@ -18,6 +19,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mm_common::confusable::skeleton;
 use mm_common::protocol::nick_key;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -25,15 +27,33 @@ use tracing::{debug, error, info, warn};
 
 use super::schema::{from_sql, to_sql};
 use super::{Counts, Options, Tuning, MAX_BATCH};
-use crate::store::{Arrival, Body, Line, LoginOutcome, Mail, QueueOutcome, StoreError};
+use crate::store::{Arrival, Body, Line, Login, LoginOutcome, Mail, QueueOutcome, StoreError};
 
 /// A submission to the writer.
 pub(super) enum Cmd {
+    Check {
+        nick: String,
+        fingerprint: String,
+        reply: oneshot::Sender<Result<LoginOutcome, StoreError>>,
+    },
     Login {
         nick: String,
         fingerprint: String,
         now_ms: u64,
-        reply: oneshot::Sender<Result<LoginOutcome, StoreError>>,
+        register: bool,
+        reply: oneshot::Sender<Result<Login, StoreError>>,
+    },
+    Abandon {
+        key: String,
+        fingerprint: String,
+        created_ms: u64,
+    },
+    /// An owner's login answered from a read while commits failed: that the account was used
+    /// again is recorded once they work (never dropped: expiry depends on it).
+    Returned {
+        key: String,
+        fingerprint: String,
+        now_ms: u64,
     },
     Waiting {
         key: String,
@@ -46,6 +66,13 @@ pub(super) enum Cmd {
     LoggedOut {
         key: String,
         now_ms: u64,
+        durable: bool,
+    },
+    Expire {
+        cutoff_ms: u64,
+        online: Vec<String>,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<String>, StoreError>>,
     },
     Public {
         line: Line,
@@ -73,7 +100,23 @@ impl Cmd {
     pub(super) fn is_write(&self) -> bool {
         matches!(
             self,
-            Cmd::Public { .. } | Cmd::Mail { .. } | Cmd::Delivered { .. } | Cmd::LoggedOut { .. }
+            Cmd::Public { .. }
+                | Cmd::Mail { .. }
+                | Cmd::Delivered { .. }
+                | Cmd::LoggedOut { .. }
+                | Cmd::Abandon { .. }
+                | Cmd::Returned { .. }
+                | Cmd::Expire { .. }
+        )
+    }
+
+    /// A write accepted even while commits fail (and then retried like an accepted line):
+    /// undoing a registration whose login gave up, and what an unused account's expiry
+    /// depends on. Each is bounded by the logins that cause it.
+    pub(super) fn must_keep(&self) -> bool {
+        matches!(
+            self,
+            Cmd::Abandon { .. } | Cmd::Returned { .. } | Cmd::LoggedOut { durable: true, .. }
         )
     }
 
@@ -81,7 +124,7 @@ impl Cmd {
     fn mailbox(&self) -> Option<&str> {
         match self {
             Cmd::Mail { to_key, .. } => Some(to_key),
-            Cmd::Delivered { key, .. } => Some(key),
+            Cmd::Delivered { key, .. } | Cmd::Abandon { key, .. } => Some(key),
             _ => None,
         }
     }
@@ -95,7 +138,9 @@ impl Cmd {
     fn answer(self, outcome: Outcome) {
         // A dropped receiver means the session is gone; nothing to tell.
         match (self, outcome) {
+            (Cmd::Check { reply, .. }, Outcome::Check(r)) => drop(reply.send(r)),
             (Cmd::Login { reply, .. }, Outcome::Login(r)) => drop(reply.send(r)),
+            (Cmd::Expire { reply, .. }, Outcome::Expired(r)) => drop(reply.send(r)),
             (Cmd::Waiting { reply, .. }, Outcome::Waiting(r)) => drop(reply.send(r)),
             (Cmd::Public { reply, .. }, Outcome::Public(r)) => drop(reply.send(r)),
             (Cmd::Mail { reply, .. }, Outcome::Queue(r)) => drop(reply.send(r)),
@@ -107,11 +152,16 @@ impl Cmd {
     /// Answers `error` instead.
     fn fail(self, error: StoreError) {
         match self {
+            Cmd::Check { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Login { reply, .. } => drop(reply.send(Err(error))),
+            Cmd::Expire { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Waiting { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Public { reply, .. } | Cmd::Close { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Mail { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::Delivered { .. } | Cmd::LoggedOut { .. } => {}
+            Cmd::Delivered { .. }
+            | Cmd::LoggedOut { .. }
+            | Cmd::Abandon { .. }
+            | Cmd::Returned { .. } => {}
             #[cfg(test)]
             Cmd::Test(_) => {}
         }
@@ -121,10 +171,22 @@ impl Cmd {
 /// What one command of a batch came to, kept until the batch commits.
 enum Outcome {
     Nothing,
-    Login(Result<LoginOutcome, StoreError>),
+    Check(Result<LoginOutcome, StoreError>),
+    Login(Result<Login, StoreError>),
+    Expired(Result<Vec<String>, StoreError>),
     Waiting(Result<Vec<Mail>, StoreError>),
     Public(Result<(), StoreError>),
     Queue(Result<QueueOutcome, StoreError>),
+}
+
+/// While commits fail: what the held batch is about to change, so that reads of it wait for
+/// the commit instead of running ahead of it.
+#[derive(Debug, Default)]
+struct Held {
+    /// Accounts and mailboxes a held write changes.
+    mailboxes: HashSet<String>,
+    /// A held expiry sweep, which may delete any unused account.
+    expire: bool,
 }
 
 /// What the writer did, logged at close.
@@ -317,10 +379,10 @@ impl Writer {
         if let Err(e) = self.conn.busy_timeout(self.tuning.retry_busy_timeout) {
             warn!(error = %e, "store: cannot shorten the lock wait");
         }
-        // Mailboxes with a held write: reading them now would run ahead of it.
-        let mut mailboxes: HashSet<String> = HashSet::new();
+        // Accounts and mailboxes with a held write: reading them now would run ahead of it.
+        let mut held = Held::default();
         for cmd in std::mem::take(batch) {
-            self.hold(cmd, batch, &mut mailboxes);
+            self.hold(cmd, batch, &mut held);
         }
         // A store that fails and recovers again and again logs an outage that a single retry
         // cures only at the 1st, 2nd, 4th, 8th... such outage, or after a quiet minute.
@@ -358,7 +420,7 @@ impl Writer {
                             give_up_at
                                 .get_or_insert_with(|| Instant::now() + self.tuning.close_effort);
                         }
-                        self.hold(cmd, batch, &mut mailboxes);
+                        self.hold(cmd, batch, &mut held);
                     }
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => {
@@ -412,24 +474,88 @@ impl Writer {
 
     /// While failing: answers `cmd` from a read if it is one that can be, else keeps it (in
     /// order) for the retried batch.
-    fn hold(&mut self, cmd: Cmd, batch: &mut Vec<Cmd>, mailboxes: &mut HashSet<String>) {
+    fn hold(&mut self, cmd: Cmd, batch: &mut Vec<Cmd>, held: &mut Held) {
         match cmd {
-            Cmd::Login {
+            Cmd::Check {
                 nick,
                 fingerprint,
                 reply,
-                ..
             } => {
-                // The owner gets in (last-seen is best effort); registering needs a write.
-                let outcome = match owner(&self.conn, &nick_key(&nick)) {
-                    Ok(Some(owner)) if owner == fingerprint => Ok(LoginOutcome::Known),
-                    Ok(Some(_)) => Ok(LoginOutcome::Taken),
-                    Ok(None) => Err(StoreError::Busy),
+                let mut accounts = self.counts.accounts;
+                let outcome = match evaluate(
+                    &self.conn,
+                    &nick,
+                    &fingerprint,
+                    self.opts.max_accounts,
+                    &mut accounts,
+                ) {
+                    // Registering needs a write.
+                    Ok(Decision::Register) => Err(StoreError::Busy),
+                    Ok(Decision::Owner { .. }) => Ok(LoginOutcome::Known),
+                    Ok(Decision::Refused(outcome)) => Ok(outcome),
                     Err(e) => Err(failed(e)),
                 };
                 drop(reply.send(outcome));
             }
-            Cmd::Waiting { key, reply } if !mailboxes.contains(&key) => {
+            Cmd::Login {
+                nick,
+                fingerprint,
+                now_ms,
+                reply,
+                ..
+            } => {
+                let key = nick_key(&nick);
+                if held.expire || held.mailboxes.contains(&key) {
+                    // A held write changes this account or mailbox: read after it, at the
+                    // commit, and register nothing meanwhile.
+                    batch.push(Cmd::Login {
+                        nick,
+                        fingerprint,
+                        now_ms,
+                        register: false,
+                        reply,
+                    });
+                    return;
+                }
+                let mut accounts = self.counts.accounts;
+                let answer = match evaluate(
+                    &self.conn,
+                    &nick,
+                    &fingerprint,
+                    self.opts.max_accounts,
+                    &mut accounts,
+                ) {
+                    Ok(Decision::Owner { returned }) => {
+                        match waiting(&self.conn, &key, self.opts.mailbox_ceiling()) {
+                            Ok(mails) => {
+                                if !returned {
+                                    // The owner is in (from a read); that it came back is
+                                    // recorded with the retried batch, never dropped.
+                                    batch.push(Cmd::Returned {
+                                        key,
+                                        fingerprint,
+                                        now_ms,
+                                    });
+                                }
+                                Ok(Login {
+                                    outcome: LoginOutcome::Known,
+                                    waiting: mails,
+                                })
+                            }
+                            Err(e) => Err(failed(e)),
+                        }
+                    }
+                    // Registering needs a write.
+                    Ok(Decision::Register) => Err(StoreError::Busy),
+                    Ok(Decision::Refused(outcome)) => Ok(Login {
+                        outcome,
+                        waiting: Vec::new(),
+                    }),
+                    Err(e) => Err(failed(e)),
+                };
+                drop(reply.send(answer));
+            }
+            Cmd::Waiting { key, reply } if !held.expire && !held.mailboxes.contains(&key) => {
                 let mails = waiting(&self.conn, &key, self.opts.mailbox_ceiling()).map_err(failed);
                 drop(reply.send(mails));
             }
@@ -437,10 +563,11 @@ impl Writer {
             Cmd::Test(hook) => hook(self),
             cmd => {
                 if let Some(key) = cmd.mailbox() {
-                    if !mailboxes.contains(key) {
-                        mailboxes.insert(key.to_owned());
+                    if !held.mailboxes.contains(key) {
+                        held.mailboxes.insert(key.to_owned());
                     }
                 }
+                held.expire |= matches!(cmd, Cmd::Expire { .. });
                 batch.push(cmd);
             }
         }
@@ -491,23 +618,60 @@ fn apply(
     appended: &mut bool,
 ) -> rusqlite::Result<Outcome> {
     Ok(match cmd {
+        Cmd::Check {
+            nick, fingerprint, ..
+        } => {
+            let decided = evaluate(
+                tx,
+                nick,
+                fingerprint,
+                opts.max_accounts,
+                &mut counts.accounts,
+            );
+            Outcome::Check(alone(tx, decided)?.map(Decision::outcome).map_err(failed))
+        }
         Cmd::Login {
             nick,
             fingerprint,
             now_ms,
+            register,
             ..
         } => Outcome::Login(
-            alone(
-                tx,
-                login(
-                    tx,
-                    nick,
-                    fingerprint,
-                    *now_ms,
-                    opts.max_accounts,
-                    &mut counts.accounts,
-                ),
+            atomically(tx, counts, |counts| {
+                login(tx, nick, fingerprint, *now_ms, *register, opts, counts)
+            })?
+            .map_err(failed),
+        ),
+        Cmd::Abandon {
+            key,
+            fingerprint,
+            created_ms,
+        } => {
+            abandon(tx, key, fingerprint, *created_ms, counts)?;
+            Outcome::Nothing
+        }
+        Cmd::Returned {
+            key,
+            fingerprint,
+            now_ms,
+        } => {
+            // Required, not best effort: if it fails, the batch is retried.
+            tx.prepare_cached(
+                "UPDATE accounts SET returned_ms = COALESCE(returned_ms, ?3)
+                 WHERE nick_key = ?1 AND fingerprint = ?2",
             )?
+            .execute(params![key, fingerprint, to_sql(*now_ms)])?;
+            Outcome::Nothing
+        }
+        Cmd::Expire {
+            cutoff_ms,
+            online,
+            limit,
+            ..
+        } => Outcome::Expired(
+            atomically(tx, counts, |counts| {
+                expire(tx, *cutoff_ms, online, *limit, counts)
+            })?
             .map_err(failed),
         ),
         Cmd::Waiting { key, .. } => {
@@ -523,11 +687,21 @@ fn apply(
             }
             Outcome::Nothing
         }
-        Cmd::LoggedOut { key, now_ms } => {
+        Cmd::LoggedOut {
+            key,
+            now_ms,
+            durable,
+        } => {
             let updated = tx
                 .prepare_cached("UPDATE accounts SET last_seen_ms = ?2 WHERE nick_key = ?1")
                 .and_then(|mut s| s.execute(params![key, to_sql(*now_ms)]));
-            best_effort(tx, updated, "last-seen time not recorded")?;
+            if *durable {
+                // The end of a registering connection: an unused account's expiry counts
+                // from it, so a failure retries the batch.
+                updated?;
+            } else {
+                best_effort(tx, updated, "last-seen time not recorded")?;
+            }
             Outcome::Nothing
         }
         Cmd::Public { line, .. } => {
@@ -626,55 +800,229 @@ pub(super) fn count_accounts(conn: &Connection) -> rusqlite::Result<u64> {
         .map(from_sql)
 }
 
-/// The fingerprint that owns `key`, if registered.
-fn owner(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT fingerprint FROM accounts WHERE nick_key = ?1")?
-        .query_row([key], |r| r.get(0))
-        .optional()
+/// Runs `f` as one unit inside the batch's transaction: if it fails on its own (see
+/// [`alone`]), whatever it wrote is rolled back and the running counts are as before; if the
+/// database fails, the whole batch is retried as usual.
+fn atomically<T>(
+    tx: &rusqlite::Transaction<'_>,
+    counts: &mut Counts,
+    f: impl FnOnce(&mut Counts) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Result<T, rusqlite::Error>> {
+    tx.execute_batch("SAVEPOINT unit")?;
+    let mut scratch = *counts;
+    match alone(tx, f(&mut scratch))? {
+        Ok(value) => {
+            tx.execute_batch("RELEASE unit")?;
+            *counts = scratch;
+            Ok(Ok(value))
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO unit; RELEASE unit")?;
+            Ok(Err(e))
+        }
+    }
 }
 
-/// The login check is a read; registering writes. Recording the nick's spelling and the time
-/// is best effort: if it fails alone the login still succeeds (if the database fails, the
-/// batch is retried and, meanwhile, the login answered from a read).
+/// How a login stands, from reads only.
+enum Decision {
+    /// The nick belongs to this certificate; `returned` if it logged in again after its
+    /// registering connection before.
+    Owner { returned: bool },
+    /// The nick is free and may be registered.
+    Register,
+    /// Refused, and why.
+    Refused(LoginOutcome),
+}
+
+impl Decision {
+    /// As [`crate::store::Store::check_login`] answers it.
+    fn outcome(self) -> LoginOutcome {
+        match self {
+            Decision::Owner { .. } => LoginOutcome::Known,
+            Decision::Register => LoginOutcome::Registered,
+            Decision::Refused(outcome) => outcome,
+        }
+    }
+}
+
+/// Decides a login of `nick` with `fingerprint`: the owner's certificate gets in, another is
+/// refused, and a free nick may be registered unless the store is full or the nick looks like
+/// a registered one (its confusable skeleton is taken; checked here, in the writer's order,
+/// so that two look-alikes registering at once cannot both get in).
 ///
 /// `accounts` is the writer's running count, so that registering does not count the table each
 /// time; it is recounted when it says the cap is reached (an admin may have released some).
+fn evaluate(
+    conn: &Connection,
+    nick: &str,
+    fingerprint: &str,
+    max_accounts: usize,
+    accounts: &mut u64,
+) -> rusqlite::Result<Decision> {
+    let key = nick_key(nick);
+    let owner: Option<(String, bool)> = conn
+        .prepare_cached(
+            "SELECT fingerprint, returned_ms IS NOT NULL FROM accounts WHERE nick_key = ?1",
+        )?
+        .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((owner, returned)) = owner {
+        return Ok(if owner == fingerprint {
+            Decision::Owner { returned }
+        } else {
+            Decision::Refused(LoginOutcome::Taken)
+        });
+    }
+    if *accounts >= max_accounts as u64 {
+        *accounts = count_accounts(conn)?;
+        if *accounts >= max_accounts as u64 {
+            return Ok(Decision::Refused(LoginOutcome::Full));
+        }
+    }
+    let like: Option<String> = conn
+        .prepare_cached(
+            "SELECT nick FROM accounts WHERE skeleton = ?1 ORDER BY created_ms, nick_key LIMIT 1",
+        )?
+        .query_row([skeleton(nick)], |r| r.get(0))
+        .optional()?;
+    Ok(match like {
+        Some(other) => Decision::Refused(LoginOutcome::LooksLike(other)),
+        None => Decision::Register,
+    })
+}
+
+/// Completes a login (run [`atomically`]: a failure of any step keeps none of it). Everything
+/// a login writes is here, and only for a login that is admitted: registering a free nick (if
+/// `register`), marking an owner's account as returned the first time it logs in again
+/// (required: expiry depends on it), and its spelling and last-seen time (best effort: if that
+/// fails alone the login still succeeds; if the database fails, the batch is retried and,
+/// meanwhile, the login answered from a read). Then the mailbox is read.
 fn login(
     tx: &rusqlite::Transaction<'_>,
     nick: &str,
     fingerprint: &str,
     now_ms: u64,
-    max_accounts: usize,
-    accounts: &mut u64,
-) -> rusqlite::Result<LoginOutcome> {
+    register: bool,
+    opts: Options,
+    counts: &mut Counts,
+) -> rusqlite::Result<Login> {
     let key = nick_key(nick);
-    match owner(tx, &key)? {
-        None => {
-            if *accounts >= max_accounts as u64 {
-                *accounts = count_accounts(tx)?;
-                if *accounts >= max_accounts as u64 {
-                    return Ok(LoginOutcome::Full);
-                }
+    let outcome = match evaluate(
+        tx,
+        nick,
+        fingerprint,
+        opts.max_accounts,
+        &mut counts.accounts,
+    )? {
+        Decision::Owner { returned } => {
+            if !returned {
+                tx.prepare_cached("UPDATE accounts SET returned_ms = ?2 WHERE nick_key = ?1")?
+                    .execute(params![key, to_sql(now_ms)])?;
             }
-            tx.prepare_cached(
-                "INSERT INTO accounts (nick_key, nick, fingerprint, created_ms, last_seen_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?4)",
-            )?
-            .execute(params![key, nick, fingerprint, to_sql(now_ms)])?;
-            *accounts += 1;
-            Ok(LoginOutcome::Registered)
-        }
-        Some(owner) if owner == fingerprint => {
             let seen = tx
                 .prepare_cached(
                     "UPDATE accounts SET nick = ?2, last_seen_ms = ?3 WHERE nick_key = ?1",
                 )
                 .and_then(|mut s| s.execute(params![key, nick, to_sql(now_ms)]));
             best_effort(tx, seen, "last-seen time not recorded")?;
-            Ok(LoginOutcome::Known)
+            LoginOutcome::Known
         }
-        Some(_) => Ok(LoginOutcome::Taken),
+        Decision::Register if register => {
+            tx.prepare_cached(
+                "INSERT INTO accounts
+                     (nick_key, nick, fingerprint, created_ms, last_seen_ms, skeleton)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+            )?
+            .execute(params![
+                key,
+                nick,
+                fingerprint,
+                to_sql(now_ms),
+                skeleton(nick)
+            ])?;
+            counts.accounts += 1;
+            LoginOutcome::Registered
+        }
+        Decision::Register => LoginOutcome::Changed,
+        Decision::Refused(outcome) => outcome,
+    };
+    let waiting = if outcome.admits() {
+        waiting(tx, &key, opts.mailbox_ceiling())?
+    } else {
+        Vec::new()
+    };
+    Ok(Login { outcome, waiting })
+}
+
+/// Deletes the account `key` and its mailbox if it is still exactly what a registration by
+/// `fingerprint` at `created_ms` made (nobody logged in with it since).
+fn abandon(
+    tx: &rusqlite::Transaction<'_>,
+    key: &str,
+    fingerprint: &str,
+    created_ms: u64,
+    counts: &mut Counts,
+) -> rusqlite::Result<()> {
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM accounts WHERE nick_key = ?1 AND fingerprint = ?2 AND created_ms = ?3
+             AND returned_ms IS NULL",
+        )?
+        .execute(params![key, fingerprint, to_sql(created_ms)])?;
+    if deleted > 0 {
+        let mails = tx
+            .prepare_cached("DELETE FROM mailbox WHERE to_key = ?1")?
+            .execute([key])?;
+        counts.accounts = counts.accounts.saturating_sub(1);
+        counts.waiting = counts.waiting.saturating_sub(mails as u64);
+        info!("store: a registration whose login did not complete was undone");
     }
+    Ok(())
+}
+
+/// Deletes up to `limit` unused accounts (see [`crate::store::Store::expire_unused`]) and
+/// their mailboxes; returns their nicks.
+fn expire(
+    tx: &rusqlite::Transaction<'_>,
+    cutoff_ms: u64,
+    online: &[String],
+    limit: usize,
+    counts: &mut Counts,
+) -> rusqlite::Result<Vec<String>> {
+    let online: HashSet<&str> = online.iter().map(String::as_str).collect();
+    // Online ones are skipped, so look at that many more.
+    let candidates: Vec<(String, String)> = tx
+        .prepare_cached(
+            "SELECT nick_key, nick FROM accounts
+             WHERE returned_ms IS NULL AND created_ms < ?1 AND last_seen_ms < ?1
+             ORDER BY created_ms LIMIT ?2",
+        )?
+        .query_map(
+            params![
+                to_sql(cutoff_ms),
+                to_sql(limit.saturating_add(online.len()) as u64)
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut expired = Vec::new();
+    for (key, nick) in candidates {
+        if expired.len() >= limit {
+            break;
+        }
+        if online.contains(key.as_str()) {
+            continue;
+        }
+        tx.prepare_cached("DELETE FROM accounts WHERE nick_key = ?1")?
+            .execute([&key])?;
+        let mails = tx
+            .prepare_cached("DELETE FROM mailbox WHERE to_key = ?1")?
+            .execute([&key])?;
+        counts.accounts = counts.accounts.saturating_sub(1);
+        counts.waiting = counts.waiting.saturating_sub(mails as u64);
+        expired.push(nick);
+    }
+    Ok(expired)
 }
 
 fn waiting(conn: &Connection, key: &str, limit: usize) -> rusqlite::Result<Vec<Mail>> {
