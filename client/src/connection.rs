@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mm_common::frame::{self, FrameError};
-use mm_common::protocol::{ClientMsg, ErrorCode, LeaveReason, ServerMsg, ALPN, PROTOCOL_VERSION};
+use mm_common::protocol::{
+    nick_key, validate_nick, ClientMsg, ErrorCode, LeaveReason, ServerMsg, ALPN, PROTOCOL_VERSION,
+};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -1071,7 +1073,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
             .flush()
             .await
             .map_err(|e| ConnectError::Protocol(e.to_string()))?;
-        read_welcome(&mut reader).await
+        read_welcome(&mut reader, &opts.nick).await
     };
     let welcome = match timeout(opts.connect_timeout, login).await {
         Ok(result) => result?,
@@ -1082,7 +1084,6 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
             })
         }
     };
-
     Ok(start(reader, write_half, welcome, opts))
 }
 
@@ -1167,6 +1168,7 @@ where
 
 async fn read_welcome<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
+    asked: &str,
 ) -> Result<Welcome, ConnectError> {
     let mut welcome: Option<Welcome> = None;
     loop {
@@ -1191,6 +1193,15 @@ async fn read_welcome<R: AsyncRead + Unpin>(
                 },
                 None,
             ) => {
+                // The nick is who we are to the end-to-end layer: a server that welcomed us as
+                // someone else could make a conversation with that someone look like one with
+                // ourselves (which goes plain). Only the spelling may differ.
+                if nick_key(&nick) != nick_key(asked) || validate_nick(&nick).is_err() {
+                    return Err(ConnectError::Protocol(format!(
+                        "the server welcomed us as {:?}, not as {asked}",
+                        mm_common::text::sanitize(&nick)
+                    )));
+                }
                 welcome = Some(Welcome {
                     nick,
                     server,
@@ -1702,9 +1713,43 @@ mod tests {
             while server.write_all(&chunk).await.is_ok() {}
         });
         let mut reader = FrameReader::new(client);
-        match read_welcome(&mut reader).await {
+        match read_welcome(&mut reader, "A").await {
             Err(ConnectError::Protocol(e)) => assert!(e.contains("too long"), "{e}"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_welcomes_us_as_someone_else_is_refused() {
+        for (asked, welcomed, ok) in [
+            ("alice", "Alice", true),
+            ("alice", "bob", false),
+            ("alice", "alice\u{2028}", false),
+            ("alice", "", false),
+        ] {
+            let (client, mut server) = tokio::io::duplex(1 << 16);
+            let welcome = ServerMsg::Welcome {
+                nick: welcomed.into(),
+                server: "s".into(),
+                online: 1,
+                max_text_len: 10,
+                rate_burst: 1,
+                rate_per_sec: 1,
+            };
+            let users = ServerMsg::Users {
+                nicks: vec![welcomed.into()],
+                last: true,
+            };
+            server.write_all(&frame::encode(&welcome).unwrap()).await.unwrap();
+            server.write_all(&frame::encode(&users).unwrap()).await.unwrap();
+            let mut reader = FrameReader::new(client);
+            match read_welcome(&mut reader, asked).await {
+                Ok(w) => assert!(ok && w.nick == welcomed, "{welcomed}"),
+                Err(ConnectError::Protocol(e)) => {
+                    assert!(!ok && e.contains("welcomed us as"), "{welcomed}: {e}")
+                }
+                Err(e) => panic!("{e:?}"),
+            }
         }
     }
 
