@@ -619,6 +619,15 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
     let end = input.unwrap_or_default();
     fates.by_mm += end.refused;
     fates.unanswered += end.not_taken;
+    // A last try to save what the disk refused so far: what is not saved is forgotten.
+    let unsaved = client
+        .unsaved()
+        .filter(|_| client.retry_save_now().is_err());
+    if let Some(why) = &unsaved {
+        stdio::err(&format!(
+            "mm: pinned keys and secure conversations could not be saved ({why}): after a restart they are forgotten, and those conversations would start plain; fix the home directory before the next start"
+        ));
+    }
     if replaced {
         stdio::err(&format!(
             "mm: {} logged in from another client (same account, same certificate); this one is disconnected and does not reconnect",
@@ -632,7 +641,7 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
     if lost.is_some() || fates.total() > 0 {
         stdio::err(&fates.summary(lost.as_deref()));
     }
-    if lost.is_some() {
+    if lost.is_some() || unsaved.is_some() {
         ExitCode::from(EXIT_FAILURE)
     } else if fates.total() > 0 || end.read_error {
         ExitCode::from(EXIT_REFUSED)

@@ -150,7 +150,7 @@ struct LinesInner {
 }
 
 impl Lines {
-    fn new() -> Lines {
+    pub(crate) fn new() -> Lines {
         Lines {
             inner: Mutex::new(LinesInner {
                 open: true,
@@ -917,6 +917,25 @@ impl Client {
         self.secure.sessions().status(peer)
     }
 
+    /// Whether pins or conversations changed and could not be saved yet (the disk is full or
+    /// the home not writable); they are retried every second. Check before exiting: what is
+    /// not saved is forgotten at the next start, and a forgotten conversation is plain.
+    pub fn unsaved(&self) -> Option<String> {
+        self.secure.unsaved()
+    }
+
+    /// Saves the pins and conversations now (e.g. before exiting after [`Client::unsaved`]).
+    ///
+    /// # Errors
+    /// Why saving failed.
+    pub fn retry_save_now(&self) -> Result<(), String> {
+        self.secure.retry_save();
+        match self.secure.unsaved() {
+            None => Ok(()),
+            Some(why) => Err(why),
+        }
+    }
+
     /// Our identity public key.
     pub fn public_key(&self) -> [u8; mm_common::identity::KEY_LEN] {
         *self.secure.sessions().public_key()
@@ -1413,6 +1432,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let Some(out) = out.upgrade() else { break None };
                     secure.perform(actions, &out, &events).await;
                 }
+                // Pins and conversations that could not be saved are saved as soon as the
+                // disk lets us: forgetting them would turn a secure conversation plain (and a
+                // pin into trust on first use) after a restart.
+                if let Some(saved) = secure.retry_save() {
+                    let _ = events.event(saved).await;
+                }
                 continue;
             }
         };
@@ -1740,8 +1765,14 @@ mod tests {
                 nicks: vec![welcomed.into()],
                 last: true,
             };
-            server.write_all(&frame::encode(&welcome).unwrap()).await.unwrap();
-            server.write_all(&frame::encode(&users).unwrap()).await.unwrap();
+            server
+                .write_all(&frame::encode(&welcome).unwrap())
+                .await
+                .unwrap();
+            server
+                .write_all(&frame::encode(&users).unwrap())
+                .await
+                .unwrap();
             let mut reader = FrameReader::new(client);
             match read_welcome(&mut reader, asked).await {
                 Ok(w) => assert!(ok && w.nick == welcomed, "{welcomed}"),

@@ -183,6 +183,25 @@ impl SecureSetup {
         ))
     }
 
+    /// Saves what the disk refused so far (see [`crate::Client::unsaved`]), e.g. before exiting.
+    ///
+    /// # Errors
+    /// Why saving still fails.
+    pub fn save_pending(&self) -> Result<(), String> {
+        let shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match shared {
+            Some(secure) => {
+                secure.retry_save();
+                secure.unsaved().map_or(Ok(()), Err)
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The sessions for a connection logged in as `me` whose lines are `lines`: the ones this
     /// setup (or a clone) made before if the nick is the same, reset for a new connection;
     /// otherwise new ones, with the saved conversations restored. Also returns the peers to
@@ -209,6 +228,7 @@ impl SecureSetup {
                     pins_file: self.pins_file.clone(),
                     conversations_file: self.conversations_file.clone(),
                     saving: Mutex::new(()),
+                    unsaved: Mutex::new(None),
                     lines: Mutex::new(lines),
                 });
                 *shared = Some(Arc::clone(&secure));
@@ -232,6 +252,8 @@ pub(crate) struct Secure {
     /// Serialises saving: the reader and the handles may save at once, and each file is
     /// written through one temporary name.
     saving: Mutex<()>,
+    /// Why saving failed, while the pins and conversations on disk are out of date.
+    unsaved: Mutex<Option<String>>,
     /// The current connection's lines waiting for an answer: texts dropped unsent are
     /// answered.
     lines: Mutex<Arc<Lines>>,
@@ -316,16 +338,52 @@ impl Secure {
                 }
                 Action::Persist => {
                     if let Err(e) = self.save() {
-                        let _ = events
-                            .event(Event::Warning(format!(
-                                "could not save pinned keys and secure conversations: {e}"
-                            )))
-                            .await;
+                        let first = {
+                            let mut unsaved =
+                                self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+                            let first = unsaved.is_none();
+                            *unsaved = Some(e.to_string());
+                            first
+                        };
+                        if first {
+                            let _ = events
+                                .event(Event::Warning(format!(
+                                    "could not save pinned keys and secure conversations ({e}); retrying every second. If mm stops before they are saved, they are forgotten and these conversations would start plain: free some space or fix the home directory"
+                                )))
+                                .await;
+                        }
                     }
                 }
             }
         }
         true
+    }
+
+    /// If a save failed earlier, tries again: `Some` notice when it now worked.
+    pub(crate) fn retry_save(&self) -> Option<Event> {
+        if self.unsaved().is_none() {
+            return None;
+        }
+        match self.save() {
+            Ok(()) => {
+                *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Some(Event::Warning(
+                    "pinned keys and secure conversations are saved now".into(),
+                ))
+            }
+            Err(e) => {
+                *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Why the last save failed, while what changed is not saved.
+    pub(crate) fn unsaved(&self) -> Option<String> {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Writes the pins and conversations files (0600, each atomically).
@@ -368,6 +426,36 @@ mod tests {
                 & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    #[tokio::test]
+    async fn what_the_disk_refused_is_saved_as_soon_as_it_can_be() {
+        let tmp = tempfile::tempdir().unwrap();
+        let gone = tmp.path().join("not-yet");
+        let mut setup = SecureSetup::ephemeral();
+        setup.pins_file = Some(gone.join(PINS_FILE));
+        setup.conversations_file = Some(gone.join(CONVERSATIONS_FILE));
+        setup.conversations = "secure bob\n".into();
+        let (secure, monitor) = setup.attach("alice", Arc::new(Lines::new()));
+        assert_eq!(monitor, vec!["bob".to_string()]);
+        let (out, _out_rx) = mpsc::channel(8);
+        let (events, mut events_rx) = mpsc::channel(8);
+        assert!(secure.perform(vec![Action::Persist], &out, &events).await);
+        match events_rx.try_recv() {
+            Ok(Item::Event(Event::Warning(w))) => assert!(w.contains("retrying"), "{w}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(secure.unsaved().is_some());
+        assert!(setup.save_pending().is_err(), "still failing");
+        assert!(secure.retry_save().is_none());
+        std::fs::create_dir(&gone).unwrap();
+        assert!(matches!(secure.retry_save(), Some(Event::Warning(_))));
+        assert!(secure.unsaved().is_none());
+        assert_eq!(
+            std::fs::read_to_string(gone.join(CONVERSATIONS_FILE)).unwrap(),
+            "secure bob\n"
+        );
+        assert!(setup.save_pending().is_ok());
     }
 
     #[test]

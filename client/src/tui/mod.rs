@@ -263,6 +263,12 @@ pub async fn run(
     }
     drop(terminal);
     drop(guard);
+    if let Err(why) = opts.secure.save_pending() {
+        crate::stdio::err(&format!(
+            "mm: pinned keys and secure conversations could not be saved ({why}): after a restart they are forgotten, and those conversations would start plain; fix the home directory before the next start"
+        ));
+        return Ok(ExitCode::from(1));
+    }
     if unanswered > 0 {
         crate::stdio::err(&format!(
             "mm: {} not delivered: no answer from the server before quitting",
