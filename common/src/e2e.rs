@@ -581,6 +581,14 @@ pub fn check_conversations(text: &str) -> Result<(), usize> {
     parse_conversations(text).map(|_| ())
 }
 
+/// A responder waits this many times `handshake_timeout` for message 3.
+const RESPONDER_PATIENCE: u32 = 4;
+
+/// Most handshakes started automatically ([`Sessions::presence`], [`Sessions::tick`]) that run at
+/// once: after a reconnect with many secure peers online, the others start as these finish,
+/// instead of all queueing behind the client's rate pacing and timing out.
+pub const MAX_AUTOMATIC_STARTS: usize = 4;
+
 /// Shortest wait before a session that failed to start restarts by itself; it doubles with
 /// every attempt, up to [`MAX_RETRY_WAIT`].
 const RETRY_WAIT: Duration = Duration::from_secs(5);
@@ -603,6 +611,8 @@ struct Peer {
     /// The handshake running was started automatically after an earlier automatic attempt
     /// failed: its start and interruption are not announced again.
     quiet: bool,
+    /// The handshake running (if any) was started automatically.
+    automatic: bool,
     /// Texts waiting for the handshake, with their tags.
     queued: VecDeque<(String, u64)>,
 }
@@ -730,6 +740,7 @@ impl Sessions {
             attempts: 0,
             last_start: None,
             quiet: false,
+            automatic: false,
             queued: VecDeque::new(),
         })
     }
@@ -743,7 +754,9 @@ impl Sessions {
             entry.intent = Intent::Secure;
             actions.push(Action::Persist);
         }
-        if !entry.monitored {
+        let monitored = self.peers.values().filter(|p| p.monitored).count();
+        let entry = self.peer(nick);
+        if !entry.monitored && monitored < crate::protocol::MAX_MONITORED {
             entry.monitored = true;
             actions.push(Action::Monitor(entry.nick.clone()));
         }
@@ -837,12 +850,19 @@ impl Sessions {
                     Intent::Plain => State::Idle,
                 };
             }
-            if entry.intent == Intent::Secure && monitor.len() < crate::protocol::MAX_MONITORED {
-                entry.monitored = true;
+            if entry.intent == Intent::Secure {
                 monitor.push(entry.nick.clone());
             }
         }
+        // Beyond the server's bound, the same peers every time (by name); the others restart
+        // on the user's next line to them.
         monitor.sort_unstable_by_key(|n| nick_key(n));
+        monitor.truncate(crate::protocol::MAX_MONITORED);
+        for nick in &monitor {
+            if let Some(entry) = self.peers.get_mut(&nick_key(nick)) {
+                entry.monitored = true;
+            }
+        }
         monitor
     }
 
@@ -871,6 +891,14 @@ impl Sessions {
         let interrupted = matches!(&entry.state, State::Failed(f) if f.is_interruption());
         if entry.intent != Intent::Secure || entry.online != Some(true) || !interrupted {
             return Vec::new();
+        }
+        let running = self
+            .peers
+            .values()
+            .filter(|p| p.automatic && matches!(p.state, State::Handshaking(_)))
+            .count();
+        if running >= MAX_AUTOMATIC_STARTS {
+            return Vec::new(); // `tick` starts it when one of those is done
         }
         if let (Some(last), Some(n)) = (entry.last_start, entry.attempts.checked_sub(1)) {
             let wait = RETRY_WAIT
@@ -952,6 +980,7 @@ impl Sessions {
         entry.attempts = entry.attempts.saturating_add(1);
         entry.last_start = Some(now);
         entry.quiet = automatic && entry.attempts > 1;
+        entry.automatic = automatic;
         let nick = entry.nick.clone();
         let mut actions = vec![Action::Send {
             to: nick.clone(),
@@ -1037,8 +1066,9 @@ impl Sessions {
             }
             State::Failed(_) => {
                 // Interrupted: never plain. A new session starts now and the text waits for
-                // it — unless the peer is known to be offline.
-                if entry.online == Some(false) {
+                // it — unless the peer is known to be offline (what we know of a peer we do
+                // not monitor may be stale: then try, and the server says if it is offline).
+                if entry.online == Some(false) && entry.monitored {
                     return Err(Refused::Offline(entry.nick.clone()));
                 }
                 let nick = entry.nick.clone();
@@ -1786,7 +1816,11 @@ impl Sessions {
                 continue;
             };
             let nick = entry.nick.clone();
-            let timed_out = matches!(&entry.state, State::Handshaking(h) if now.saturating_duration_since(h.started) >= timeout);
+            // A responder waits longer than an initiator: message 3 may wait behind the
+            // initiator's own paced traffic after it already counts the session as up.
+            let timed_out = matches!(&entry.state, State::Handshaking(h)
+                if now.saturating_duration_since(h.started)
+                    >= if h.initiator { timeout } else { timeout.saturating_mul(RESPONDER_PATIENCE) });
             if timed_out {
                 if let State::Handshaking(h) = std::mem::replace(&mut entry.state, State::Idle) {
                     match h.previous {

@@ -860,8 +860,9 @@ fn a_flood_of_hellos_from_many_nicks_is_bounded() {
         MAX_INCOMING_HANDSHAKES,
         "no state for refused senders"
     );
-    // A real peer still gets through once the stale handshakes time out.
-    r.now += Duration::from_secs(31);
+    // A real peer still gets through once the stale handshakes time out (a responder waits
+    // RESPONDER_PATIENCE times the handshake timeout).
+    r.now += Duration::from_secs(30 * u64::from(RESPONDER_PATIENCE) + 1);
     let actions = r.b.sessions.tick(r.now);
     r.apply(false, actions);
     r.a.inbox.clear();
@@ -1278,4 +1279,76 @@ fn a_peer_presenting_our_own_key_is_refused_on_both_sides_and_never_pinned() {
         }
     }
     assert!(Failure::OwnKey.to_string().contains("your own key"));
+}
+
+#[test]
+fn a_responder_waits_for_message_three_longer_than_an_initiator_waits_for_message_two() {
+    let mut r = Relay::new();
+    r.start(true);
+    r.deliver_one(false); // bob answers; alice's message 3 is delayed (her paced queue)
+    let late = r.now + Duration::from_secs(90);
+    let actions = r.b.sessions.tick(late);
+    assert!(actions.is_empty(), "bob still waits at 90 s: {actions:?}");
+    r.now = late;
+    r.deliver_all();
+    assert!(matches!(
+        r.b.sessions.status("alice"),
+        Status::Secure { .. }
+    ));
+    r.send(true, "made it");
+    r.deliver_all();
+    assert_eq!(Relay::messages(&r.b), vec!["made it"]);
+}
+
+#[test]
+fn after_a_reconnect_only_a_few_automatic_handshakes_run_at_once() {
+    let mut a = Sessions::new(
+        "alice",
+        Identity::generate(),
+        Pins::default(),
+        E2eConfig::default(),
+    );
+    let text: String = (0..20).map(|i| format!("secure peer{i}\n")).collect();
+    a.restore(&text).unwrap();
+    assert_eq!(a.connection_reset().len(), 20);
+    let now = Instant::now();
+    let hellos = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::Send { payload, .. } if matches!(envelope(payload), Envelope::Hello { .. })))
+            .count()
+    };
+    let mut started = 0;
+    for i in 0..20 {
+        started += hellos(&a.presence(&format!("peer{i}"), true, now));
+    }
+    assert_eq!(started, MAX_AUTOMATIC_STARTS);
+    // As they time out (nobody answers here), the next ones start.
+    let later = now + Duration::from_secs(31);
+    let more = hellos(&a.tick(later));
+    assert!(more > 0 && more <= MAX_AUTOMATIC_STARTS, "{more}");
+}
+
+#[test]
+fn beyond_the_monitor_bound_the_same_peers_are_watched_and_the_rest_are_tried_when_written_to() {
+    let mut a = Sessions::new(
+        "alice",
+        Identity::generate(),
+        Pins::default(),
+        E2eConfig::default(),
+    );
+    let n = crate::protocol::MAX_MONITORED + 10;
+    let text: String = (0..n).map(|i| format!("secure peer{i:04}\n")).collect();
+    a.restore(&text).unwrap();
+    let first = a.connection_reset();
+    assert_eq!(first.len(), crate::protocol::MAX_MONITORED);
+    assert_eq!(a.connection_reset(), first, "the same ones every time");
+    let last = format!("peer{:04}", n - 1);
+    assert!(!first.contains(&last));
+    // An unwatched peer seen offline once may be back: a line to it is tried, not refused.
+    a.peer_left(&last);
+    assert!(matches!(
+        a.send_text(&last, "hi", 1, Instant::now()),
+        Ok(Outgoing::Queued(actions)) if !actions.is_empty()
+    ));
 }
