@@ -33,6 +33,10 @@ pub const SERVER_KEY: &str = "server.key";
 
 /// The files of a TLS directory.
 pub const TLS_FILES: [&str; 4] = [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY];
+/// A new `server.key` waiting to be put in place (see [`finish_pending`]).
+pub const SERVER_KEY_PENDING: &str = "server.key.new";
+/// A new `server.pem` waiting to be put in place (see [`finish_pending`]).
+pub const SERVER_CERT_PENDING: &str = "server.pem.new";
 
 /// The names every server certificate covers, so that local use works with no options.
 pub const DEFAULT_DNS_NAMES: [&str; 1] = ["localhost"];
@@ -57,16 +61,20 @@ pub const RENEW_BEFORE: time::Duration = time::Duration::days(30);
 const BACKDATE: time::Duration = time::Duration::days(1);
 
 /// Errors of this crate.
+///
+/// Each message says its cause once: the cause is part of the text and is not also given as
+/// the error's `source()`, which `{:#}` (anyhow, the programs' last line) would print again
+/// ("...: Is a directory: Is a directory").
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CertError {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Generation would overwrite files and `force` was not given.
     #[error("refusing to overwrite existing {}; `mm-certs --new-ca` replaces them (a new CA: every client must trust it anew)", list(.0))]
@@ -94,7 +102,13 @@ pub enum CertError {
     InvalidName(String),
     /// rcgen failed.
     #[error("certificate generation failed: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
+}
+
+impl From<rcgen::Error> for CertError {
+    fn from(e: rcgen::Error) -> CertError {
+        CertError::Generate(e)
+    }
 }
 
 fn list(paths: &[PathBuf]) -> String {
@@ -106,9 +120,9 @@ fn list(paths: &[PathBuf]) -> String {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
-    move |source| CertError::Io {
+    move |error| CertError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -247,8 +261,11 @@ pub fn generate_at(
 /// clients that trust it (by file or fingerprint) trust the new certificate too; a running
 /// `mm-server` presents it to new connections after SIGHUP.
 ///
-/// The key is written before the certificate, each atomically: a server that reloads between
-/// the two finds a key that does not match and keeps its previous certificate.
+/// The new key and certificate replace the old ones as a pair: see [`finish_pending`] for
+/// the rule. A failure before the commit leaves the old pair; a crash during it leaves a
+/// half-done commit that [`finish_pending`] completes (`mm-server` and `mm-certs` call it
+/// first thing). A server that reloads (SIGHUP) in the instant between the two renames finds
+/// a key that does not match and keeps presenting its previous certificate.
 ///
 /// The new certificate is checked against the CA before anything is written: a `ca.key` that
 /// does not belong to `ca.pem` is refused, and the files stay as they were.
@@ -326,8 +343,8 @@ fn server_params(
     Ok((server_params, covers))
 }
 
-/// Signs `server` with `issuer` and writes `server.key`, then `server.pem` (the certificate
-/// followed by `ca_pem`) into `dir`.
+/// Signs `server` with `issuer` and replaces `server.key` and `server.pem` (the certificate
+/// followed by `ca_pem`) in `dir` with the new pair ([`commit_server_pair`]).
 fn issue_server(
     dir: &Path,
     (server_params, covers): (CertificateParams, Vec<String>),
@@ -345,14 +362,160 @@ fn issue_server(
             detail: format!("this key does not belong to the CA in {CA_CERT}"),
         });
     }
-    write_secret(&dir.join(SERVER_KEY), server_key.serialize_pem().as_bytes())?;
+    let key_pem = zeroize::Zeroizing::new(server_key.serialize_pem());
     let chain = format!("{}{}", server_cert.pem(), ca_pem);
-    write_secret(&dir.join(SERVER_CERT), chain.as_bytes())?;
+    commit_server_pair(dir, key_pem.as_bytes(), chain.as_bytes())?;
     Ok(Generated {
         ca_cert: dir.join(CA_CERT),
         server_cert: dir.join(SERVER_CERT),
         ca_fingerprint: fingerprint(ca_der),
         covers,
+    })
+}
+
+/// Replaces `server.key` and `server.pem` in `dir` with `key_pem` and `chain` as a pair.
+///
+/// The rule, which [`finish_pending`] relies on:
+///
+/// 1. `server.key.new`, then `server.pem.new`, are written (each complete and synced, or not
+///    there at all: [`write_secret`]). Any failure here removes both: the old pair is
+///    untouched.
+/// 2. Once `server.pem.new` exists the pair is *committed*: `server.key.new` is renamed over
+///    `server.key`, then `server.pem.new` over `server.pem`, the directory synced after each so
+///    that a crash cannot reorder them. A crash or failure in this step leaves the new
+///    certificate under its pending name, next to its key or its pending key;
+///    [`finish_pending`] puts it in place at the next start.
+fn commit_server_pair(dir: &Path, key_pem: &[u8], chain: &[u8]) -> Result<(), CertError> {
+    let (key, cert) = (dir.join(SERVER_KEY), dir.join(SERVER_CERT));
+    let (key_new, cert_new) = (dir.join(SERVER_KEY_PENDING), dir.join(SERVER_CERT_PENDING));
+    let written = write_secret(&key_new, key_pem)
+        .and_then(|()| write_secret(&cert_new, chain))
+        .and_then(|()| sync_dir(dir));
+    if let Err(e) = written {
+        // Not committed: the old pair stays. (A pending key left here because even removing
+        // it failed is removed by `finish_pending`.)
+        let _ = fs::remove_file(&cert_new);
+        let _ = fs::remove_file(&key_new);
+        return Err(e);
+    }
+    rename_synced(&key_new, &key, dir)?;
+    rename_synced(&cert_new, &cert, dir).map_err(|e| CertError::Pem {
+        path: cert.clone(),
+        detail: format!(
+            "the new key is in place but its certificate could not be ({e}); it waits in \
+             {SERVER_CERT_PENDING} and is put in place at the next start of mm-server or run \
+             of mm-certs"
+        ),
+    })
+}
+
+/// Renames `from` to `to` in `dir` and syncs `dir`, so that the rename is on disk before
+/// anything that follows.
+fn rename_synced(from: &Path, to: &Path, dir: &Path) -> Result<(), CertError> {
+    fs::rename(from, to).map_err(io_err(to))?;
+    sync_dir(dir)
+}
+
+/// Makes the directory's entries (renames, new files) durable. Not possible off Unix, where
+/// directories cannot be opened; there the rename order is all there is.
+fn sync_dir(dir: &Path) -> Result<(), CertError> {
+    #[cfg(unix)]
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// What [`finish_pending`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Pending {
+    /// No pending files: nothing was interrupted.
+    None,
+    /// A committed pair was half in place; it now is in place.
+    Completed,
+    /// A pending key whose certificate was never written (an interrupted write) was removed;
+    /// the pair in place is the one from before.
+    RolledBack,
+    /// A pending certificate that goes with no key here (not written by the commit rule: a
+    /// hand edit) was removed.
+    Discarded,
+}
+
+/// Completes or rolls back a replacement of `server.key` and `server.pem` that was interrupted
+/// (a crash, a full disk, an I/O error), following the rule of the commit
+/// ([`renew_server`], [`generate`]):
+///
+/// - `server.pem.new` is there: the commit point was reached. If `server.key.new` is there too
+///   (neither rename happened) and belongs to it, both are renamed into place, key first; if
+///   only `server.pem.new` is left and belongs to `server.key` (the key was renamed already),
+///   it is renamed into place. A `server.pem.new` that belongs to neither key is removed.
+/// - Only `server.key.new` is there: the certificate was never written, so the commit did not
+///   happen; it is removed and the old pair stays. (If it belongs to `server.pem`, the two
+///   renames were somehow reordered, and it is put in place instead.)
+///
+/// After this, no pending file is left. Called by `mm-server` at start and by `mm-certs`
+/// before anything else.
+///
+/// # Errors
+/// I/O errors while renaming or removing.
+pub fn finish_pending(dir: &Path) -> Result<Pending, CertError> {
+    let (key, cert) = (dir.join(SERVER_KEY), dir.join(SERVER_CERT));
+    let (key_new, cert_new) = (dir.join(SERVER_KEY_PENDING), dir.join(SERVER_CERT_PENDING));
+    let (has_key_new, has_cert_new) = (key_new.is_file(), cert_new.is_file());
+    let remove = |path: &Path| fs::remove_file(path).map_err(io_err(path));
+    match (has_key_new, has_cert_new) {
+        (false, false) => Ok(Pending::None),
+        (true, true) if pair_matches(&cert_new, &key_new) => {
+            rename_synced(&key_new, &key, dir)?;
+            rename_synced(&cert_new, &cert, dir)?;
+            Ok(Pending::Completed)
+        }
+        (true, true) => {
+            remove(&cert_new)?;
+            remove(&key_new)?;
+            sync_dir(dir)?;
+            Ok(Pending::Discarded)
+        }
+        (false, true) if pair_matches(&cert_new, &key) => {
+            rename_synced(&cert_new, &cert, dir)?;
+            Ok(Pending::Completed)
+        }
+        (false, true) => {
+            remove(&cert_new)?;
+            sync_dir(dir)?;
+            Ok(Pending::Discarded)
+        }
+        (true, false) if pair_matches(&cert, &key_new) => {
+            rename_synced(&key_new, &key, dir)?;
+            Ok(Pending::Completed)
+        }
+        (true, false) => {
+            remove(&key_new)?;
+            sync_dir(dir)?;
+            Ok(Pending::RolledBack)
+        }
+    }
+}
+
+/// Whether the first certificate in `cert_path` is the certificate of the key in `key_path`
+/// (`false` if either does not load, or the key is of a kind rcgen does not read).
+pub fn pair_matches(cert_path: &Path, key_path: &Path) -> bool {
+    let Ok(certs) = load_certs(cert_path) else {
+        return false;
+    };
+    let Ok(key_pem) = fs::read_to_string(key_path).map(zeroize::Zeroizing::new) else {
+        return false;
+    };
+    let Ok(key) = KeyPair::from_pem(&key_pem) else {
+        return false;
+    };
+    certs.first().is_some_and(|der| {
+        x509_parser::parse_x509_certificate(der).is_ok_and(|(_, cert)| {
+            cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+        })
     })
 }
 
@@ -412,6 +575,63 @@ impl CertInfo {
     /// Whether it has less than [`RENEW_BEFORE`] left at `now` (or has run out).
     pub fn due(&self, now: time::OffsetDateTime) -> bool {
         self.not_after - now < RENEW_BEFORE
+    }
+
+    /// Its total validity, `notBefore` to `notAfter`.
+    pub fn validity(&self) -> time::Duration {
+        self.not_after - self.not_before
+    }
+
+    /// Whether it is valid longer than [`SERVER_VALIDITY`] (397 days) in all: what versions
+    /// before 397-day certificates made (five years). Browsers refuse server certificates
+    /// valid over 398 days, so such a certificate is replaced as if it were about to run out.
+    pub fn too_long(&self) -> bool {
+        self.validity() > SERVER_VALIDITY
+    }
+
+    /// Why a server certificate should be replaced at `now`, if it should: it runs out soon
+    /// ([`CertInfo::due`], said first: it is the more urgent), or it is valid too long
+    /// ([`CertInfo::too_long`]).
+    pub fn renewal(&self, now: time::OffsetDateTime) -> Option<Renewal> {
+        if self.due(now) {
+            Some(Renewal::Expiring)
+        } else if self.too_long() {
+            Some(Renewal::TooLong {
+                days: self.validity().whole_days(),
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a server certificate is replaced: see [`CertInfo::renewal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Renewal {
+    /// Fewer than [`RENEW_BEFORE`] left, or run out.
+    Expiring,
+    /// Valid longer than [`SERVER_VALIDITY`] in all.
+    TooLong {
+        /// Its total validity, in whole days.
+        days: i64,
+    },
+}
+
+impl std::fmt::Display for Renewal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Renewal::Expiring => write!(
+                f,
+                "fewer than {} days left",
+                RENEW_BEFORE.whole_days()
+            ),
+            Renewal::TooLong { days } => write!(
+                f,
+                "valid longer than {} days; browsers refuse such certificates (this one is valid {days} days in all)",
+                SERVER_VALIDITY.whole_days()
+            ),
+        }
     }
 }
 

@@ -1260,6 +1260,18 @@ async fn read_welcome<R: AsyncRead + Unpin>(
     }
 }
 
+/// The warning for a plain private line from `from` when the conversation with them is
+/// secure (a session is up, being set up, or interrupted, or it is blocked): their client (or
+/// an old copy of it), or the server, sent it plain. Only the rare case pays for it.
+fn plain_from_secure(secure: &Secure, from: &str) -> Option<String> {
+    (!matches!(secure.sessions().status(from), Status::Plain)).then(|| {
+        format!(
+            "the private message from {from} above was NOT end-to-end encrypted, although your \
+             conversation with {from} is secure: the server could read it (or forged it)"
+        )
+    })
+}
+
 fn variant_name(msg: &ServerMsg) -> &'static str {
     match msg {
         ServerMsg::Welcome { .. } => "Welcome",
@@ -1502,10 +1514,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     Ok(false) => {}
                     Err(()) => break None,
                 }
+                let warning = plain_from_secure(&secure, &from);
                 if !pass_on(&events, &state, Event::Offline { id, ts, from, text }).await {
                     break None;
                 }
-                continue;
+                match warning {
+                    Some(w) => Event::Warning(w),
+                    None => continue,
+                }
             }
             ServerMsg::Private { id, ts, from, text } => {
                 match repeat(&events, &state, id, ts).await {
@@ -1513,14 +1529,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     Ok(false) => {}
                     Err(()) => break None,
                 }
-                // Only the rare case pays for a warning: a plain line from a secure peer.
-                let warning = matches!(secure.sessions().status(&from), Status::Secure { .. })
-                    .then(|| {
-                        format!(
-                            "the private message from {from} above was NOT end-to-end encrypted, \
-                             although you have a secure session"
-                        )
-                    });
+                let warning = plain_from_secure(&secure, &from);
                 if !pass_on(&events, &state, Event::Private { id, ts, from, text }).await {
                     break None;
                 }

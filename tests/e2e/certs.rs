@@ -234,3 +234,258 @@ async fn mm_certs_issues_from_the_existing_ca_and_makes_a_new_one_only_when_aske
     );
     assert_eq!(std::fs::read(tls.join(SERVER_CERT)).unwrap(), before);
 }
+
+/// Copies the four TLS files of `tls` into a new directory and issues a new server certificate
+/// and key there from the same CA: a pair that belongs to the CA in `tls` but not to its
+/// `server.pem` or `server.key`.
+fn other_pair_from_the_same_ca(tls: &std::path::Path) -> tempfile::TempDir {
+    let other = tempfile::tempdir().unwrap();
+    for f in mm_certs::TLS_FILES {
+        std::fs::copy(tls.join(f), other.path().join(f)).unwrap();
+    }
+    mm_certs::renew_server(other.path(), &Names::default()).unwrap();
+    other
+}
+
+/// Whether `server.pem` and `server.key` in `tls` load as a pair, as the server loads them.
+fn pair_on_disk_matches(tls: &std::path::Path) -> bool {
+    mm_server::tls::ServerCert::load(tls).is_ok()
+}
+
+/// Asserts that an error line says each cause once: no "X: X" (the cause printed again by an
+/// error chain).
+fn says_each_cause_once(stderr: &str) {
+    let parts: Vec<&str> = stderr.trim().split(": ").collect();
+    for pair in parts.windows(2) {
+        assert_ne!(pair[0], pair[1], "a cause printed twice: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn mm_server_reissues_a_certificate_valid_longer_than_397_days_at_start() {
+    // What an older version made: a server certificate valid five years, from the same CA.
+    let data = tempfile::tempdir().unwrap();
+    let tls = data.path().join("tls");
+    let names = Names {
+        dns: vec!["old.example.test".into()],
+        ips: vec!["192.0.2.6".parse().unwrap()],
+    };
+    let five_years = Issue {
+        now: OffsetDateTime::now_utc(),
+        server_validity: time::Duration::days(1825),
+    };
+    mm_certs::generate_at(&tls, &names, false, five_years).unwrap();
+    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
+    let old = mm_certs::load_certs(&tls.join(SERVER_CERT))
+        .unwrap()
+        .remove(0);
+
+    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
+    server.read_log(Duration::from_millis(100)).await;
+    let log = server.log.join("\n");
+    let now = presented(&server.addr, &ca, "localhost").await.unwrap();
+    assert_ne!(now, old, "re-issued:\n{log}");
+    let new = info(&now);
+    assert!(
+        new.not_after - new.not_before <= time::Duration::days(397),
+        "{new:?}"
+    );
+    assert!(mm_certs::issued_by(&now, &ca[0]), "by the same CA");
+    assert_eq!(new.names, info(&old).names, "same names and addresses");
+    assert!(
+        server
+            .log
+            .iter()
+            .any(|l| l.contains("TLS certificate renewed")
+                && l.contains("valid longer than 397 days; browsers refuse such certificates")),
+        "the reason is logged:\n{log}"
+    );
+    assert_eq!(
+        mm_certs::load_certs(&tls_of(&server).join(SERVER_CERT)).unwrap()[0],
+        now,
+        "on disk too"
+    );
+    let _alice = TestClient::connect(&server.options("alice")).await;
+}
+
+fn tls_of(server: &ServerProcess) -> std::path::PathBuf {
+    server.data.path().join("tls")
+}
+
+#[tokio::test]
+async fn mm_server_warns_about_a_certificate_valid_longer_than_397_days_without_ca_key() {
+    let data = tempfile::tempdir().unwrap();
+    let tls = data.path().join("tls");
+    let five_years = Issue {
+        now: OffsetDateTime::now_utc(),
+        server_validity: time::Duration::days(1825),
+    };
+    mm_certs::generate_at(&tls, &Names::default(), false, five_years).unwrap();
+    // Operator-supplied: no CA key here.
+    std::fs::remove_file(tls.join(CA_KEY)).unwrap();
+    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
+    let old = mm_certs::load_certs(&tls.join(SERVER_CERT))
+        .unwrap()
+        .remove(0);
+    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
+    server.read_log(Duration::from_millis(100)).await;
+    let log = server.log.join("\n");
+    assert!(
+        server.log.iter().any(|l| l.contains("WARN")
+            && l.contains("valid longer than 397 days; browsers refuse such certificates")
+            && l.contains("ca.key")),
+        "{log}"
+    );
+    assert_eq!(
+        presented(&server.addr, &ca, "localhost").await.unwrap(),
+        old,
+        "kept: nothing here can replace it"
+    );
+}
+
+#[tokio::test]
+async fn a_renewal_that_fails_half_way_leaves_the_certificate_and_key_a_pair() {
+    let data = tempfile::tempdir().unwrap();
+    let tls = data.path().join("tls");
+    short_lived(&tls, &Names::default(), 10);
+    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
+    let old = mm_certs::load_certs(&tls.join(SERVER_CERT))
+        .unwrap()
+        .remove(0);
+
+    // Writing the new certificate fails (its temporary file cannot be created: a directory is
+    // in the way, under the names this and older versions use), after the key could be written.
+    let script = format!(
+        "mkdir '{0}/.server.pem.tmp'$$ '{0}/.server.pem.new.tmp'$$ && exec \"$0\" \"$@\"",
+        tls.display()
+    );
+    let args: Vec<std::ffi::OsString> = vec![
+        "-c".into(),
+        script.into(),
+        MM_SERVER.into(),
+        "--bind".into(),
+        "127.0.0.1:0".into(),
+        "--data".into(),
+        data.path().into(),
+    ];
+    let mut server = ServerProcess::start_with_args("sh", &args, data).await;
+    server.read_log(Duration::from_millis(100)).await;
+    let log = server.log.join("\n");
+    assert!(
+        server
+            .log
+            .iter()
+            .any(|l| l.contains("renewing the TLS certificate failed")),
+        "{log}"
+    );
+    assert_eq!(
+        presented(&server.addr, &ca, "localhost").await.unwrap(),
+        old,
+        "still presenting the certificate it had"
+    );
+    let data = server.stop_keeping_data().await;
+    assert!(
+        pair_on_disk_matches(&tls),
+        "server.key and server.pem on disk still belong together:\n{log}"
+    );
+
+    // The next start (the obstacle gone) renews.
+    for entry in std::fs::read_dir(&tls).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir(path).unwrap();
+        }
+    }
+    let server = ServerProcess::start_in(MM_SERVER, "", data).await;
+    let now = presented(&server.addr, &ca, "localhost").await.unwrap();
+    assert_ne!(now, old);
+    assert!(pair_on_disk_matches(&tls));
+}
+
+#[tokio::test]
+async fn a_crash_between_the_renames_is_completed_at_the_next_start() {
+    // A renewal that got as far as renaming the new key into place, and no further: the new
+    // certificate still under its pending name. No ca.key, so nothing could re-issue it.
+    let data = tempfile::tempdir().unwrap();
+    let tls = data.path().join("tls");
+    short_lived(&tls, &Names::default(), 10);
+    let other = other_pair_from_the_same_ca(&tls);
+    std::fs::copy(other.path().join(SERVER_KEY), tls.join(SERVER_KEY)).unwrap();
+    std::fs::copy(other.path().join(SERVER_CERT), tls.join("server.pem.new")).unwrap();
+    std::fs::remove_file(tls.join(CA_KEY)).unwrap();
+    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
+    let new = mm_certs::load_certs(&other.path().join(SERVER_CERT))
+        .unwrap()
+        .remove(0);
+
+    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
+    server.read_log(Duration::from_millis(100)).await;
+    let log = server.log.join("\n");
+    assert_eq!(
+        presented(&server.addr, &ca, "localhost").await.unwrap(),
+        new,
+        "the interrupted renewal was completed:\n{log}"
+    );
+    assert!(!tls.join("server.pem.new").exists());
+    assert!(pair_on_disk_matches(&tls));
+    assert!(server.log.iter().any(|l| l.contains("completed")), "{log}");
+}
+
+#[tokio::test]
+async fn a_key_that_does_not_belong_to_the_certificate_is_reissued_from_the_ca_or_explained() {
+    // The state older versions left after a failed renewal: a new key next to the old
+    // certificate.
+    let data = tempfile::tempdir().unwrap();
+    let tls = data.path().join("tls");
+    let names = Names {
+        dns: vec!["chat.example.test".into()],
+        ips: vec![],
+    };
+    short_lived(&tls, &names, 100);
+    let other = other_pair_from_the_same_ca(&tls);
+    std::fs::copy(other.path().join(SERVER_KEY), tls.join(SERVER_KEY)).unwrap();
+    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
+    let old = mm_certs::load_certs(&tls.join(SERVER_CERT))
+        .unwrap()
+        .remove(0);
+
+    // With ca.key: healed at start, a fresh certificate for the same names.
+    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
+    server.read_log(Duration::from_millis(100)).await;
+    let log = server.log.join("\n");
+    let now = presented(&server.addr, &ca, "localhost").await.unwrap();
+    assert_ne!(now, old, "{log}");
+    assert!(mm_certs::issued_by(&now, &ca[0]));
+    assert!(info(&now)
+        .names
+        .dns
+        .contains(&"chat.example.test".to_string()));
+    assert!(
+        server
+            .log
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("server.key") && l.contains("issued")),
+        "{log}"
+    );
+    let data = server.stop_keeping_data().await;
+    assert!(pair_on_disk_matches(&tls));
+
+    // Without ca.key: refused, saying what is wrong once and what to do.
+    std::fs::copy(other.path().join(SERVER_KEY), tls.join(SERVER_KEY)).unwrap();
+    std::fs::remove_file(tls.join(CA_KEY)).unwrap();
+    let stderr = mm_tests::server_refuses_to_start(MM_SERVER, data.path()).await;
+    assert!(!stderr.contains("KeyMismatch"), "plain words: {stderr}");
+    assert!(
+        stderr.contains("server.key") && stderr.contains("server.pem"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("mm-certs --out"), "what to do: {stderr}");
+    says_each_cause_once(&stderr);
+
+    // Other unreadable files: each cause once too.
+    std::fs::remove_file(tls.join(SERVER_CERT)).unwrap();
+    std::fs::create_dir(tls.join(SERVER_CERT)).unwrap();
+    let stderr = mm_tests::server_refuses_to_start(MM_SERVER, data.path()).await;
+    assert!(stderr.contains("server.pem"), "{stderr}");
+    says_each_cause_once(&stderr);
+}

@@ -689,3 +689,46 @@ async fn a_plain_message_during_a_secure_session_is_shown_plain_and_flagged() {
         other => panic!("expected a warning, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_plain_line_in_a_secure_conversation_is_flagged_even_from_the_mailbox() {
+    let server = TestServer::start().await;
+    let alice_opts = server.options("alice");
+    let bob_opts = server.options("bob");
+    let mut alice = server.client_with(alice_opts.clone()).await;
+    let bob = server.client_with(bob_opts.clone()).await;
+    alice.client.secure("bob").await.unwrap();
+    alice.secure_ready("bob").await;
+    bob.client.quit().await;
+    alice.client.quit().await;
+    // An old copy of bob's home (same certificate, no secure conversation) writes plain while
+    // alice is away: the server keeps it in her mailbox.
+    let mut stale = bob_opts.clone();
+    stale.secure = mm_client::SecureSetup::ephemeral();
+    let mut stale_bob = TestClient::connect(&stale).await;
+    stale_bob
+        .client
+        .private("alice", "plain, from an old copy")
+        .await
+        .unwrap();
+    assert!(matches!(
+        stale_bob.next_answer_or_queued().await,
+        Event::Queued { .. }
+    ));
+    stale_bob.client.quit().await;
+    // alice comes back: the line is shown, and flagged.
+    let mut alice = TestClient::connect(&alice_opts).await;
+    alice
+        .wait_for(
+            "the mail",
+            |e| matches!(e, Event::Offline { text, .. } if text == "plain, from an old copy"),
+        )
+        .await;
+    let warning = alice
+        .wait_for("the warning", |e| matches!(e, Event::Warning(_)))
+        .await;
+    assert!(
+        matches!(&warning, Event::Warning(w) if w.contains("NOT end-to-end encrypted") && w.contains("bob")),
+        "{warning:?}"
+    );
+}
