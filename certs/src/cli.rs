@@ -81,6 +81,19 @@ fn run(args: &Args) -> anyhow::Result<String> {
         .iter()
         .map(|change| format!("{change}\n"))
         .collect();
+    // A replacement of server.key and server.pem that was interrupted: completed (or rolled
+    // back) first, so that what follows sees a pair.
+    match crate::finish_pending(&dir)? {
+        crate::Pending::Completed => report.push_str(&format!(
+            "Completed an interrupted replacement of {SERVER_CERT} and {SERVER_KEY}.\n"
+        )),
+        crate::Pending::RolledBack | crate::Pending::Discarded => report.push_str(&format!(
+            "Removed unfinished new files ({}, {}).\n",
+            crate::SERVER_KEY_PENDING,
+            crate::SERVER_CERT_PENDING
+        )),
+        _ => {}
+    }
     let has = |name: &str| dir.join(name).exists();
     let ca = (has(CA_CERT), has(CA_KEY));
     if args.new_ca {

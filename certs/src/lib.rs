@@ -103,6 +103,15 @@ pub enum CertError {
     /// rcgen failed.
     #[error("certificate generation failed: {0}")]
     Generate(rcgen::Error),
+    /// A new server key was put in place but its certificate could not be: the commit is half
+    /// done, and [`finish_pending`] completes it.
+    #[error("{}: the new server key is in place but its certificate is not ({cause}); it waits in {SERVER_CERT_PENDING}, and the next start of mm-server (or run of mm-certs) puts it in place", dir.display())]
+    Unfinished {
+        /// The directory.
+        dir: PathBuf,
+        /// What failed.
+        cause: String,
+    },
 }
 
 impl From<rcgen::Error> for CertError {
@@ -399,13 +408,9 @@ fn commit_server_pair(dir: &Path, key_pem: &[u8], chain: &[u8]) -> Result<(), Ce
         return Err(e);
     }
     rename_synced(&key_new, &key, dir)?;
-    rename_synced(&cert_new, &cert, dir).map_err(|e| CertError::Pem {
-        path: cert.clone(),
-        detail: format!(
-            "the new key is in place but its certificate could not be ({e}); it waits in \
-             {SERVER_CERT_PENDING} and is put in place at the next start of mm-server or run \
-             of mm-certs"
-        ),
+    rename_synced(&cert_new, &cert, dir).map_err(|e| CertError::Unfinished {
+        dir: dir.to_path_buf(),
+        cause: e.to_string(),
     })
 }
 

@@ -251,7 +251,7 @@ pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
                 "!! WARNING: {peer}'s key has CHANGED. Pinned: {}. Presented: {}. Someone may be \
                  intercepting your conversation; nothing was sent. Compare the safety number of \
                  the NEW key (/verify {peer}) with {peer} in person or by phone; if they match: \
-                 /verified {peer}",
+                 /accept-key {peer}, then /verified {peer}",
                 key_fingerprint(pinned),
                 key_fingerprint(presented)
             ))
@@ -632,7 +632,7 @@ mod tests {
         assert!(
             line.contains(&key_fingerprint(&[1; 32])) && line.contains(&key_fingerprint(&[2; 32]))
         );
-        assert!(line.contains("/verify bob") && line.contains("/verified bob"));
+        assert!(line.contains("/verify bob") && line.contains("/accept-key bob"));
         let failed = Event::Secure(E2eEvent::Failed {
             peer: "bob".into(),
             failure: Failure::PeerLeft,

@@ -441,7 +441,7 @@ pub enum Refused {
     AlreadyStarting(String),
     /// The peer's key changed and the user has not accepted the new key.
     #[error(
-        "{0}'s key changed and nothing was sent; compare the safety number of the new key (/verify {0}) with {0}, then /accept-key {0} (or /verified {0}) to start a new session, or /insecure {0} to send unencrypted"
+        "{0}'s key changed and nothing was sent; compare the safety number of the new key (/verify {0}) with {0}, then /accept-key {0} to start a new session (and /verified {0} if the numbers matched), or /insecure {0} to send unencrypted"
     )]
     KeyNotAccepted(String),
     /// `/accept-key` with no changed key to accept.
@@ -1754,20 +1754,19 @@ impl Sessions {
     }
 
     /// `/verified peer`: the user compared the safety number ([`Sessions::safety_number`]) and
-    /// it matched. After a key change that number is the presented key's, so this accepts that
-    /// key as verified (and starts a new session, as [`Sessions::accept_key`]).
+    /// it matched. It never accepts a changed key: that takes its own explicit step
+    /// ([`Sessions::accept_key`]), so that a `/verified` meant for an earlier comparison cannot
+    /// accept a key that changed since.
     ///
     /// # Errors
-    /// [`Refused::NoKey`] if no key is pinned for the peer.
-    pub fn mark_verified(&mut self, peer: &str, now: Instant) -> Result<Vec<Action>, Refused> {
+    /// [`Refused::NoKey`] if no key is pinned for the peer; [`Refused::KeyNotAccepted`] after
+    /// a key change not accepted yet.
+    pub fn mark_verified(&mut self, peer: &str, _now: Instant) -> Result<Vec<Action>, Refused> {
         let key = nick_key(peer);
-        if let Some(State::Failed(Failure::KeyChanged { presented, .. })) =
+        if let Some(State::Failed(Failure::KeyChanged { .. })) =
             self.peers.get(&key).map(|p| &p.state)
         {
-            let presented = *presented;
-            self.pins.replace(peer, &presented);
-            self.pins.mark_verified(peer);
-            return Ok(self.accepted(peer, now));
+            return Err(Refused::KeyNotAccepted(self.peer(peer).nick.clone()));
         }
         if !self.pins.mark_verified(peer) {
             return Err(Refused::NoKey(peer.to_owned()));

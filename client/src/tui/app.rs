@@ -718,7 +718,7 @@ impl App {
                 }
                 text.push_str(&match failure {
                     Failure::OwnKey => String::new(),
-                    Failure::KeyChanged { .. } => format!(". Sending is blocked. Compare the safety number of the NEW key (/verify {peer}) with {peer} by phone or in person, then /verified {peer} (or /accept-key {peer}), or /insecure {peer}"),
+                    Failure::KeyChanged { .. } => format!(". Sending is blocked. Compare the safety number of the NEW key (/verify {peer}) with {peer} by phone or in person, then /accept-key {peer} (and /verified {peer} if they matched), or /insecure {peer}"),
                     f if f.is_interruption() => format!(". Nothing goes unencrypted: your next line to {peer} starts a new secure session and waits for it (it restarts by itself when {peer} is online); /insecure {peer} to go on unencrypted"),
                     _ => format!(". Sending is blocked: /secure {peer} to try again, /insecure {peer} to go on unencrypted"),
                 });

@@ -1199,7 +1199,14 @@ fn after_a_key_change_both_sides_can_compare_the_new_keys_safety_number() {
         assert_eq!(alice_says, bob_says, "alice_starts={alice_starts}");
         // bob is told that alice did not accept his key; nothing was shown as a message.
         assert!(Relay::failures(&r.b).contains(&Failure::PeerAborted(AbortReason::KeyNotAccepted)));
-        // They compared: /verified accepts the presented key as verified and starts anew.
+        // /verified alone never accepts a changed key (it may have been meant for an earlier
+        // comparison); they compared: /accept-key, then /verified.
+        assert_eq!(
+            r.a.sessions.mark_verified("bob", r.now),
+            Err(Refused::KeyNotAccepted("bob".into()))
+        );
+        let actions = r.a.sessions.accept_key("bob", r.now).unwrap();
+        r.apply(true, actions);
         let actions = r.a.sessions.mark_verified("bob", r.now).unwrap();
         r.apply(true, actions);
         r.deliver_all();
