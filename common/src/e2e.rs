@@ -613,6 +613,10 @@ struct Peer {
     quiet: bool,
     /// The handshake running (if any) was started automatically.
     automatic: bool,
+    /// The conversation was blocked for this reason when the peer started the handshake now
+    /// running: if it does not complete, the conversation is blocked again (not merely
+    /// interrupted).
+    blocked_by: Option<Failure>,
     /// Texts waiting for the handshake, with their tags.
     queued: VecDeque<(String, u64)>,
 }
@@ -741,6 +745,7 @@ impl Sessions {
             last_start: None,
             quiet: false,
             automatic: false,
+            blocked_by: None,
             queued: VecDeque::new(),
         })
     }
@@ -963,6 +968,7 @@ impl Sessions {
         }
         // The user asked: start now, whatever the wait after earlier attempts.
         entry.attempts = 0;
+        entry.blocked_by = None;
         let mut actions = self.begin(peer, now, false)?;
         actions.extend(self.want_secure(peer));
         Ok(actions)
@@ -1235,7 +1241,15 @@ impl Sessions {
             }
             State::Handshaking(h) => h.previous,
             State::Established(e) => Some(e), // the peer renews the session
-            State::Idle | State::Failed(_) => None,
+            State::Failed(f) => {
+                // A peer (or a forged Hello) may start a new session on a blocked
+                // conversation; if that does not complete, it stays blocked for its reason.
+                if !f.is_interruption() {
+                    entry.blocked_by = Some(f);
+                }
+                None
+            }
+            State::Idle => None,
         };
         let renewing = previous.is_some();
         match self.respond(from, session, noise, now, previous) {
@@ -1277,9 +1291,12 @@ impl Sessions {
             .and_then(|b| b.build_responder())
             .map_err(|_| Failure::Handshake)?;
         let mut payload = [0u8; MAX_HANDSHAKE_MSG];
+        // Handshake payloads are empty by this protocol: anything in one is refused.
         state
             .read_message(noise, &mut payload)
-            .map_err(|_| Failure::Handshake)?;
+            .ok()
+            .filter(|n| *n == 0)
+            .ok_or(Failure::Handshake)?;
         let mut buf = [0u8; MAX_HANDSHAKE_MSG];
         let n = state
             .write_message(&[], &mut buf)
@@ -1344,7 +1361,7 @@ impl Sessions {
             return self.handshake_failed(from, session, Failure::BadKey);
         }
         let mut payload = [0u8; MAX_HANDSHAKE_MSG];
-        if h.noise.read_message(noise, &mut payload).is_err() {
+        if h.noise.read_message(noise, &mut payload) != Ok(0) {
             return self.handshake_failed(from, session, Failure::Handshake);
         }
         // The responder's static key is known now: check it before sending message 3.
@@ -1396,7 +1413,7 @@ impl Sessions {
             return Vec::new();
         };
         let mut payload = [0u8; MAX_HANDSHAKE_MSG];
-        if noise.len() > MAX_HANDSHAKE_MSG || h.noise.read_message(noise, &mut payload).is_err() {
+        if noise.len() > MAX_HANDSHAKE_MSG || h.noise.read_message(noise, &mut payload) != Ok(0) {
             return self.handshake_failed(from, session, Failure::Handshake);
         }
         match self.check_peer_key(from, key_of(h.noise.get_remote_static())) {
@@ -1479,6 +1496,7 @@ impl Sessions {
         let entry = self.peer(from);
         entry.attempts = 0;
         entry.quiet = false;
+        entry.blocked_by = None;
         let renewed = h.previous.is_some();
         let established = Established {
             session,
@@ -1603,6 +1621,10 @@ impl Sessions {
     /// Marks the session with `peer` failed; queued texts are dropped and reported.
     fn fail(&mut self, peer: &str, failure: Failure) -> Vec<Action> {
         let entry = self.peer(peer);
+        let failure = match entry.blocked_by.take() {
+            Some(blocked) if failure.is_interruption() => blocked,
+            _ => failure,
+        };
         let persist = !failure.is_interruption() && entry.intent == Intent::Secure;
         if matches!(failure, Failure::PeerLeft | Failure::Unreachable) {
             entry.online = Some(false);
@@ -1610,7 +1632,14 @@ impl Sessions {
         let quiet = std::mem::take(&mut entry.quiet)
             && entry.queued.is_empty()
             && failure.is_interruption();
-        entry.state = State::Failed(failure.clone());
+        // A conversation the user never made secure stays plain when a session the peer
+        // started fails (the failure is still shown); key problems block it all the same.
+        entry.state = match (entry.intent, &failure) {
+            (Intent::Plain, f) if !matches!(f, Failure::KeyChanged { .. } | Failure::OwnKey) => {
+                State::Idle
+            }
+            _ => State::Failed(failure.clone()),
+        };
         let unsent: Vec<u64> = entry.queued.drain(..).map(|(_, line)| line).collect();
         let mut actions = Vec::new();
         if !quiet {
@@ -1712,6 +1741,7 @@ impl Sessions {
         }
         let unsent = entry.queued.drain(..).map(|(_, line)| line).collect();
         entry.intent = Intent::Plain;
+        entry.blocked_by = None;
         actions.push(Action::Event(E2eEvent::Ended {
             peer: nick,
             by_peer: false,

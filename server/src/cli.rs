@@ -25,8 +25,9 @@ use crate::store::sqlite::SqliteStore;
 /// reloaded (restart to change them).
 ///
 /// Certificates: the server certificate is valid 397 days. At start and daily the server
-/// renews it from ca.key in the TLS directory when fewer than 30 days remain (same CA, so
-/// clients notice nothing), or warns if ca.key is not there.
+/// renews it from ca.key in the TLS directory when fewer than 30 days remain, or when it is
+/// valid longer than 397 days in all (made by an older version), with the same names and CA
+/// (so clients notice nothing), or warns if ca.key is not there.
 #[derive(Debug, Parser)]
 #[command(name = "mm-server", version)]
 pub struct Args {
@@ -236,6 +237,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } = &running;
 
     crate::make_private(&running.data_dir, tls_dir)?;
+    // An interrupted replacement of server.key and server.pem is completed (or rolled back)
+    // before anything reads them.
+    crate::renew::finish_pending(tls_dir)?;
     match mm_certs::ensure_server_files(tls_dir)? {
         mm_certs::Ensured::Existing => {}
         mm_certs::Ensured::Generated(g) => {
@@ -246,7 +250,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    let cert = Arc::new(crate::tls::ServerCert::load(tls_dir)?);
+    // A key that is not the certificate's is healed from ca.key if it can be, else refused.
+    let cert = Arc::new(crate::renew::load_at_start(
+        tls_dir,
+        time::OffsetDateTime::now_utc(),
+    )?);
     // Before listening: a certificate about to run out is renewed before anyone connects.
     let renewal = crate::renew::check(tls_dir, &cert, time::OffsetDateTime::now_utc());
     crate::renew::log(&renewal, tls_dir);

@@ -9,9 +9,21 @@
 //! to new connections through the same reload as SIGHUP (established connections keep theirs
 //! and are not dropped). Clients trust the CA, so they notice nothing.
 //!
+//! A certificate valid longer than 397 days in all (`notAfter - notBefore`; versions before
+//! 397-day certificates made five-year ones, and an upgrade keeps them) is replaced the same
+//! way, at start and daily, with the reason logged: browsers refuse such certificates.
+//!
 //! When it cannot renew — no `ca.key` (certificates supplied by the operator, or the CA key
 //! moved offline), or a certificate the CA there did not issue — it warns instead, at start and
-//! daily, with the expiry date and what to do.
+//! daily, with the expiry date (or the validity) and what to do.
+//!
+//! At start, before the certificate is loaded, [`finish_pending`] completes or rolls back a
+//! replacement of `server.key` and `server.pem` that was interrupted (the rule is at
+//! `mm_certs::finish_pending`), and [`load_at_start`] heals a pair that still does not match —
+//! a key that is not the certificate's, left by an older version's interrupted renewal, a crash
+//! or a hand edit — by issuing a new certificate and key from the CA, as a renewal would, when
+//! `ca.key` is there and issued the certificate; otherwise the server refuses to start and
+//! says what to do.
 //!
 //! Time is a parameter, so that tests can be "a year later" without waiting.
 
@@ -19,11 +31,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mm_certs::{date, CertInfo, Issue, CA_CERT, CA_KEY, SERVER_CERT};
+use mm_certs::{date, CertInfo, Issue, Renewal, CA_CERT, CA_KEY, SERVER_CERT};
 use time::OffsetDateTime;
 use tracing::{error, info, warn};
 
-use crate::tls::ServerCert;
+use crate::tls::{ServerCert, TlsError};
 
 /// How often a running server checks its certificate.
 pub const CHECK_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -39,6 +51,8 @@ pub enum Outcome {
     },
     /// A new certificate was issued from the CA and is presented from now on.
     Renewed {
+        /// Why.
+        why: Renewal,
         /// When the previous one ran out.
         previous: OffsetDateTime,
         /// When the new one runs out.
@@ -46,8 +60,10 @@ pub enum Outcome {
         /// SHA-256 fingerprint of the new certificate.
         fingerprint: String,
     },
-    /// Due (or expired), and this server cannot renew it: the operator must.
+    /// Due (or expired, or valid too long), and this server cannot renew it: the operator must.
     CannotRenew {
+        /// Why it should be renewed.
+        why: Renewal,
         /// When the certificate presented runs out.
         not_after: OffsetDateTime,
         /// Why, and what to do.
@@ -64,8 +80,9 @@ pub enum Outcome {
 }
 
 /// Checks the certificate `cert` presents and renews it from the CA in `tls_dir` if fewer than
-/// `mm_certs::RENEW_BEFORE` remain at `now`; see the module docs. Blocking file I/O (a few
-/// small files, and only when due).
+/// `mm_certs::RENEW_BEFORE` remain at `now`, or if it is valid longer than
+/// `mm_certs::SERVER_VALIDITY` in all (`mm_certs::CertInfo::renewal`); see the module docs.
+/// Blocking file I/O (a few small files, and only when due).
 pub fn check(tls_dir: &Path, cert: &ServerCert, now: OffsetDateTime) -> Outcome {
     let Some(der) = cert.end_entity() else {
         return Outcome::Failed {
@@ -83,12 +100,13 @@ pub fn check(tls_dir: &Path, cert: &ServerCert, now: OffsetDateTime) -> Outcome 
             }
         }
     };
-    if !current.due(now) {
+    let Some(why) = current.renewal(now) else {
         return Outcome::Valid {
             not_after: current.not_after,
         };
-    }
+    };
     let cannot = |reason: String| Outcome::CannotRenew {
+        why,
         not_after: current.not_after,
         reason,
     };
@@ -134,6 +152,7 @@ pub fn check(tls_dir: &Path, cert: &ServerCert, now: OffsetDateTime) -> Outcome 
                 .and_then(|der| CertInfo::parse(&der, &cert_path).ok())
                 .map_or(now + mm_certs::SERVER_VALIDITY, |info| info.not_after);
             Outcome::Renewed {
+                why,
                 previous: current.not_after,
                 not_after,
                 fingerprint: summary.fingerprint,
@@ -150,6 +169,7 @@ pub fn log(outcome: &Outcome, dir: &Path) {
     match outcome {
         Outcome::Valid { .. } => {}
         Outcome::Renewed {
+            why,
             previous,
             not_after,
             fingerprint,
@@ -158,13 +178,27 @@ pub fn log(outcome: &Outcome, dir: &Path) {
             %fingerprint,
             expires = %date(*not_after),
             previous_expiry = %date(*previous),
+            reason = %why,
             "TLS certificate renewed from the CA (same names and addresses); new connections get it, established ones keep theirs"
         ),
-        Outcome::CannotRenew { not_after, reason } => warn!(
+        Outcome::CannotRenew {
+            why: Renewal::Expiring,
+            not_after,
+            reason,
+        } => warn!(
             %dir,
             expires = %date(*not_after),
             "the TLS certificate expires on {} and cannot be renewed here: {reason}",
             date(*not_after)
+        ),
+        Outcome::CannotRenew {
+            why,
+            not_after,
+            reason,
+        } => warn!(
+            %dir,
+            expires = %date(*not_after),
+            "the TLS certificate is {why}; it cannot be re-issued here: {reason}"
         ),
         Outcome::Failed { not_after, error } => error!(
             %dir,
@@ -173,6 +207,82 @@ pub fn log(outcome: &Outcome, dir: &Path) {
             "renewing the TLS certificate failed; still using the current one, trying again at the next check"
         ),
     }
+}
+
+/// Completes or rolls back an interrupted replacement of `server.key` and `server.pem` in
+/// `tls_dir` (`mm_certs::finish_pending`, where the rule is) and logs what it did. Called at
+/// start, before the files are read.
+///
+/// # Errors
+/// I/O errors renaming or removing the pending files.
+pub fn finish_pending(tls_dir: &Path) -> Result<(), mm_certs::CertError> {
+    let dir = tls_dir.display();
+    match mm_certs::finish_pending(tls_dir)? {
+        mm_certs::Pending::Completed => warn!(
+            %dir,
+            "completed a replacement of server.key and server.pem that was interrupted (a crash or a failed write); the new pair is in place"
+        ),
+        mm_certs::Pending::RolledBack => warn!(
+            %dir,
+            "removed {} left by a replacement of server.key and server.pem that was interrupted before its certificate was written; the previous pair stays",
+            mm_certs::SERVER_KEY_PENDING
+        ),
+        mm_certs::Pending::Discarded => warn!(
+            %dir,
+            "removed {} that belonged to no key here",
+            mm_certs::SERVER_CERT_PENDING
+        ),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Loads `server.pem` and `server.key` from `tls_dir` at start. If the key is not the
+/// certificate's (an older version's interrupted renewal, a crash, a hand edit) and the CA in
+/// `tls_dir` issued the certificate and its key `ca.key` is there, issues a new certificate and
+/// key from it for the same names and addresses, as a renewal would (clients trust the same
+/// CA, so they notice nothing), logs a warning, and loads them. Blocking file I/O.
+///
+/// # Errors
+/// [`TlsError::KeyMismatch`] (saying what to do) when the pair does not match and cannot be
+/// re-issued here; otherwise as [`ServerCert::load`].
+pub fn load_at_start(tls_dir: &Path, now: OffsetDateTime) -> Result<ServerCert, TlsError> {
+    let mismatch = match ServerCert::load(tls_dir) {
+        Err(e @ TlsError::KeyMismatch { .. }) => e,
+        loaded => return loaded,
+    };
+    let cert_path = tls_dir.join(SERVER_CERT);
+    let Some(names) = mm_certs::load_certs(&cert_path)
+        .ok()
+        .and_then(|chain| chain.into_iter().next())
+        .filter(|der| {
+            tls_dir.join(CA_KEY).is_file()
+                && mm_certs::load_certs(&tls_dir.join(CA_CERT))
+                    .ok()
+                    .and_then(|ca| ca.into_iter().next())
+                    .is_some_and(|ca| mm_certs::issued_by(der, &ca))
+        })
+        .and_then(|der| CertInfo::parse(&der, &cert_path).ok())
+        .map(|info| info.names)
+    else {
+        // Not ours to replace (no ca.key, or the certificate came from elsewhere).
+        return Err(mismatch);
+    };
+    let issue = Issue {
+        now,
+        server_validity: mm_certs::SERVER_VALIDITY,
+    };
+    if let Err(e) = mm_certs::renew_server_at(tls_dir, &names, issue) {
+        error!(dir = %tls_dir.display(), error = %e, "could not issue a new server certificate and key from the CA");
+        return Err(mismatch);
+    }
+    let cert = ServerCert::load(tls_dir)?;
+    warn!(
+        dir = %tls_dir.display(),
+        fingerprint = %cert.summary().fingerprint,
+        "server.key was not the key of the certificate in server.pem (an interrupted write by an older version, a crash, or a file replaced by hand); issued a new server certificate and key from the CA for the same names and addresses"
+    );
+    Ok(cert)
 }
 
 /// Runs [`check`] every [`CHECK_EVERY`] (the first one after a full period: the caller checks

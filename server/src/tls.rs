@@ -12,7 +12,7 @@
 //! does that on SIGHUP, and when it renews its certificate: see `renew`) without touching
 //! established ones.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use mm_certs::{load_certs, load_key, CertError, SERVER_CERT, SERVER_KEY};
@@ -27,15 +27,50 @@ use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureSc
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 /// Why a TLS configuration could not be built.
+///
+/// Each message says its cause once, in its own text: no variant gives it again as `source()`
+/// (which `{:#}`, the server's last line, would print a second time).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
     /// The certificate or key file is missing or unreadable.
     #[error(transparent)]
     Files(#[from] CertError),
-    /// rustls refused the certificate/key pair (e.g. they do not match).
+    /// The key is not the certificate's: the two files are not a pair.
+    #[error("{}", key_mismatch(.dir.as_deref()))]
+    KeyMismatch {
+        /// The TLS directory they were read from (`None` for a chain and key given in memory).
+        dir: Option<PathBuf>,
+    },
+    /// rustls refused the certificate or key otherwise.
     #[error("unusable certificate or key: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
+}
+
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> TlsError {
+        match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                TlsError::KeyMismatch { dir: None }
+            }
+            e => TlsError::Rustls(e),
+        }
+    }
+}
+
+fn key_mismatch(dir: Option<&Path>) -> String {
+    let Some(dir) = dir else {
+        return "the private key is not the key of the certificate".into();
+    };
+    format!(
+        "{} is not the key of the certificate in {}: put back the key that was made with that \
+         certificate, or make a new pair with `mm-certs --out {}` (mm-server does this by itself \
+         at start when {} is in that directory and issued the certificate)",
+        dir.join(SERVER_KEY).display(),
+        dir.join(SERVER_CERT).display(),
+        dir.display(),
+        mm_certs::CA_KEY,
+    )
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -162,7 +197,12 @@ impl ResolvesServerCert for ServerCert {
 fn load_certified_key(dir: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain = load_certs(&dir.join(SERVER_CERT))?;
     let key = load_key(&dir.join(SERVER_KEY))?;
-    certified_key(chain, key)
+    certified_key(chain, key).map_err(|e| match e {
+        TlsError::KeyMismatch { .. } => TlsError::KeyMismatch {
+            dir: Some(dir.to_path_buf()),
+        },
+        e => e,
+    })
 }
 
 fn certified_key(
@@ -264,7 +304,12 @@ mod tests {
         mm_certs::generate(other.path(), &mm_certs::Names::default(), false).unwrap();
         // A certificate with someone else's key: refused, the old one stays.
         std::fs::copy(other.path().join(SERVER_CERT), dir.path().join(SERVER_CERT)).unwrap();
-        assert!(matches!(cert.reload(dir.path()), Err(TlsError::Rustls(_))));
+        let err = cert.reload(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, TlsError::KeyMismatch { dir: Some(_) }),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_none(), "said once");
         assert_eq!(cert.summary(), first);
         std::fs::remove_file(dir.path().join(SERVER_KEY)).unwrap();
         assert!(matches!(cert.reload(dir.path()), Err(TlsError::Files(_))));

@@ -1359,3 +1359,63 @@ fn beyond_the_monitor_bound_the_same_peers_are_watched_and_the_rest_are_tried_wh
         Ok(Outgoing::Queued(actions)) if !actions.is_empty()
     ));
 }
+
+#[test]
+fn a_hello_that_never_completes_does_not_unblock_a_blocked_conversation() {
+    let mut r = mangled(|inbox| inbox.swap(0, 1));
+    assert_eq!(
+        r.b.sessions.status("alice"),
+        Status::Failed(Failure::Decrypt)
+    );
+    // The server forges a Hello "from alice" (it cannot finish the handshake).
+    let mut forger = Sessions::new(
+        "alice",
+        Identity::generate(),
+        Pins::default(),
+        E2eConfig::default(),
+    );
+    let hello = match forger.start("bob", r.now).unwrap().into_iter().next() {
+        Some(Action::Send { payload, .. }) => payload,
+        other => panic!("{other:?}"),
+    };
+    let actions = r.b.sessions.receive("alice", &hello, r.now);
+    r.apply(false, actions);
+    let later = r.now + Duration::from_secs(600);
+    let actions = r.b.sessions.tick(later);
+    r.apply(false, actions);
+    assert_eq!(
+        r.b.sessions.status("alice"),
+        Status::Failed(Failure::Decrypt),
+        "still blocked for its reason, not merely interrupted"
+    );
+    assert!(matches!(
+        r.b.sessions.send_text("alice", "x", 0, later),
+        Err(Refused::Blocked { .. })
+    ));
+}
+
+#[test]
+fn a_broken_hello_leaves_a_plain_conversation_plain() {
+    let mut r = Relay::new();
+    // A Hello with a payload (handshake payloads are always empty) and one with a
+    // small-order key.
+    for noise in [vec![9; 48], vec![0; 32]] {
+        let hello = postcard::to_allocvec(&Envelope::Hello {
+            session: [7; 16],
+            noise,
+        })
+        .unwrap();
+        let actions = r.b.sessions.receive("alice", &hello, r.now);
+        r.apply(false, actions);
+    }
+    assert_eq!(
+        Relay::failures(&r.b),
+        vec![Failure::Handshake, Failure::BadKey],
+        "the failures are shown"
+    );
+    assert_eq!(r.b.sessions.status("alice"), Status::Plain);
+    assert_eq!(
+        r.b.sessions.send_text("alice", "plain as chosen", 0, r.now),
+        Ok(Outgoing::Plain)
+    );
+}
