@@ -551,6 +551,11 @@ enum Saved {
 /// # Errors
 /// The 1-based number of the first damaged line.
 fn parse_conversations(text: &str) -> Result<Vec<(String, Saved)>, usize> {
+    // Written whole (atomically) with every line ended: a last line without its end was cut
+    // off, and a cut-off nick would name someone else.
+    if !text.is_empty() && !text.ends_with('\n') {
+        return Err(text.lines().count().max(1));
+    }
     let mut saved = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -568,6 +573,9 @@ fn parse_conversations(text: &str) -> Result<Vec<(String, Saved)>, usize> {
             _ => return Err(i + 1),
         };
         validate_nick(nick).map_err(|_| i + 1)?;
+        if saved.len() >= MAX_PEERS {
+            return Err(i + 1);
+        }
         saved.push((nick.to_owned(), entry));
     }
     Ok(saved)

@@ -1145,6 +1145,10 @@ fn conversations_survive_a_restart_secure_blocked_and_key_changed() {
         Err(Refused::KeyNotAccepted("bob".into()))
     );
     assert_eq!(s.safety_number("bob"), r.a.sessions.safety_number("bob"));
+    // A cut-off file and one with more conversations than a client keeps are refused.
+    assert_eq!(check_conversations("secure bob\nsecure bo"), Err(2));
+    let many: String = (0..=MAX_PEERS).map(|i| format!("secure p{i}\n")).collect();
+    assert_eq!(check_conversations(&many), Err(MAX_PEERS + 1));
     // Damaged files are refused, not half-read.
     for bad in [
         "secure",
