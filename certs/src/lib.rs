@@ -1100,6 +1100,149 @@ mod tests {
         ));
     }
 
+    /// A directory with a CA and a server pair, and another pair from the same CA (in a second
+    /// directory): what an interrupted replacement leaves, file by file.
+    fn old_and_new_pair() -> (tempfile::TempDir, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        generate(tmp.path(), &Names::default(), false).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        for f in TLS_FILES {
+            fs::copy(tmp.path().join(f), other.path().join(f)).unwrap();
+        }
+        renew_server(other.path(), &Names::default()).unwrap();
+        (tmp, other)
+    }
+
+    fn pair_on_disk(dir: &Path) -> (Vec<u8>, Vec<u8>) {
+        (
+            fs::read(dir.join(SERVER_KEY)).unwrap(),
+            fs::read(dir.join(SERVER_CERT)).unwrap(),
+        )
+    }
+
+    fn no_pending(dir: &Path) -> bool {
+        !dir.join(SERVER_KEY_PENDING).exists() && !dir.join(SERVER_CERT_PENDING).exists()
+    }
+
+    #[test]
+    fn an_interrupted_replacement_is_completed_or_rolled_back_never_left_half_done() {
+        let copy = |from: &Path, name: &str, to: &Path, as_name: &str| {
+            fs::copy(from.join(name), to.join(as_name)).unwrap();
+        };
+        // Crashed after both pending files were written, before any rename: committed.
+        let (dir, new) = old_and_new_pair();
+        let (dir, new) = (dir.path(), new.path());
+        copy(new, SERVER_KEY, dir, SERVER_KEY_PENDING);
+        copy(new, SERVER_CERT, dir, SERVER_CERT_PENDING);
+        assert_eq!(finish_pending(dir).unwrap(), Pending::Completed);
+        assert_eq!(pair_on_disk(dir), pair_on_disk(new));
+        assert!(no_pending(dir));
+        assert_eq!(finish_pending(dir).unwrap(), Pending::None, "once");
+
+        // Crashed between the renames: the new key in place, its certificate pending.
+        let (dir, new) = old_and_new_pair();
+        let (dir, new) = (dir.path(), new.path());
+        copy(new, SERVER_KEY, dir, SERVER_KEY);
+        copy(new, SERVER_CERT, dir, SERVER_CERT_PENDING);
+        assert!(!pair_matches(&dir.join(SERVER_CERT), &dir.join(SERVER_KEY)));
+        assert_eq!(finish_pending(dir).unwrap(), Pending::Completed);
+        assert_eq!(pair_on_disk(dir), pair_on_disk(new));
+        assert!(no_pending(dir));
+
+        // Crashed while writing the certificate: only the pending key. Rolled back.
+        let (dir, new) = old_and_new_pair();
+        let (dir, new) = (dir.path(), new.path());
+        let before = pair_on_disk(dir);
+        copy(new, SERVER_KEY, dir, SERVER_KEY_PENDING);
+        assert_eq!(finish_pending(dir).unwrap(), Pending::RolledBack);
+        assert_eq!(pair_on_disk(dir), before);
+        assert!(no_pending(dir));
+
+        // The renames reordered (the certificate in place, its key pending): completed.
+        let (dir, new) = old_and_new_pair();
+        let (dir, new) = (dir.path(), new.path());
+        copy(new, SERVER_CERT, dir, SERVER_CERT);
+        copy(new, SERVER_KEY, dir, SERVER_KEY_PENDING);
+        assert_eq!(finish_pending(dir).unwrap(), Pending::Completed);
+        assert_eq!(pair_on_disk(dir), pair_on_disk(new));
+
+        // A pending certificate that goes with no key here: removed, the pair untouched.
+        let (dir, new) = old_and_new_pair();
+        let (dir, new) = (dir.path(), new.path());
+        let before = pair_on_disk(dir);
+        copy(new, SERVER_CERT, dir, SERVER_CERT_PENDING);
+        assert_eq!(finish_pending(dir).unwrap(), Pending::Discarded);
+        assert_eq!(pair_on_disk(dir), before);
+        assert!(no_pending(dir));
+        assert!(pair_matches(&dir.join(SERVER_CERT), &dir.join(SERVER_KEY)));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_renewal_whose_certificate_cannot_be_written_leaves_the_old_pair() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        generate(dir, &Names::default(), false).unwrap();
+        let before = pair_on_disk(dir);
+        // The certificate's temporary file cannot be created (a directory in the way), after
+        // the key was written: as with a full disk between the two.
+        let pid = std::process::id();
+        for name in [SERVER_CERT, SERVER_CERT_PENDING] {
+            fs::create_dir(dir.join(format!(".{name}.tmp{pid}"))).unwrap();
+        }
+        assert!(renew_server(dir, &Names::default()).is_err());
+        assert_eq!(pair_on_disk(dir), before, "the old pair, both files");
+        assert!(pair_matches(&dir.join(SERVER_CERT), &dir.join(SERVER_KEY)));
+        assert!(no_pending(dir));
+        for name in [SERVER_CERT, SERVER_CERT_PENDING] {
+            fs::remove_dir(dir.join(format!(".{name}.tmp{pid}"))).unwrap();
+        }
+        renew_server(dir, &Names::default()).unwrap();
+        assert_ne!(pair_on_disk(dir), before);
+        assert!(pair_matches(&dir.join(SERVER_CERT), &dir.join(SERVER_KEY)));
+        assert!(no_pending(dir));
+    }
+
+    #[test]
+    fn errors_say_their_cause_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = load_certs(tmp.path()).unwrap_err();
+        assert!(matches!(err, CertError::Io { .. }), "{err}");
+        assert!(std::error::Error::source(&err).is_none(), "{err}");
+        let generate_err = CertError::from(rcgen::Error::CouldNotParseCertificate);
+        assert!(std::error::Error::source(&generate_err).is_none());
+    }
+
+    #[test]
+    fn certificates_valid_longer_than_397_days_are_renewed_with_the_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let now = time::OffsetDateTime::now_utc();
+        let five_years = Issue {
+            now,
+            server_validity: time::Duration::days(1825),
+        };
+        generate_at(dir, &Names::default(), false, five_years).unwrap();
+        let path = dir.join(SERVER_CERT);
+        let info = CertInfo::parse(&load_certs(&path).unwrap()[0], &path).unwrap();
+        assert!(!info.due(now));
+        assert!(info.too_long());
+        let why = info.renewal(now).unwrap();
+        assert_eq!(why, Renewal::TooLong { days: 1825 });
+        assert!(why
+            .to_string()
+            .contains("valid longer than 397 days; browsers refuse such certificates"));
+        // About to run out says so first.
+        let late = info.not_after - time::Duration::days(3);
+        assert_eq!(info.renewal(late), Some(Renewal::Expiring));
+        // 397 days exactly is fine.
+        renew_server_at(dir, &Names::default(), Issue::now()).unwrap();
+        let info = CertInfo::parse(&load_certs(&path).unwrap()[0], &path).unwrap();
+        assert_eq!(info.validity(), SERVER_VALIDITY);
+        assert!(!info.too_long());
+        assert_eq!(info.renewal(now), None);
+    }
+
     #[test]
     fn generates_loadable_files_with_private_keys_0600() {
         let tmp = tempfile::tempdir().unwrap();

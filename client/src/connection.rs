@@ -1318,7 +1318,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             match frame::split_frame(&mut self.buf) {
                 Ok(payload) => {
                     return ServerMsg::decode(&payload)
-                        .map(Some)
+                        .map(|msg| Some(server_words_on_one_line(msg)))
                         .map_err(|e| format!("bad message from server: {e}"))
                 }
                 Err(FrameError::Incomplete { needed }) => {
@@ -1334,6 +1334,58 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Err(e) => return Err(format!("connection lost: {e}")),
             }
         }
+    }
+}
+
+/// The server's own words (error details, shutdown reasons, its name) are one line of text:
+/// whatever could end or reorder a line in them becomes a space, so that a hostile server
+/// cannot print lines of its choosing (say, a forged `[secure] <bob> ...`) on our stderr.
+/// Users' texts are checked where they are shown.
+fn server_words_on_one_line(msg: ServerMsg) -> ServerMsg {
+    let one_line = |text: String| -> String {
+        if text.chars().any(mm_common::text::is_forbidden) {
+            text.chars()
+                .map(|c| {
+                    if mm_common::text::is_forbidden(c) {
+                        ' '
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        } else {
+            text
+        }
+    };
+    match msg {
+        ServerMsg::Error {
+            code,
+            fatal,
+            detail,
+        } => ServerMsg::Error {
+            code,
+            fatal,
+            detail: one_line(detail),
+        },
+        ServerMsg::Shutdown { reason } => ServerMsg::Shutdown {
+            reason: one_line(reason),
+        },
+        ServerMsg::Welcome {
+            nick,
+            server,
+            online,
+            max_text_len,
+            rate_burst,
+            rate_per_sec,
+        } => ServerMsg::Welcome {
+            nick,
+            server: one_line(server),
+            online,
+            max_text_len,
+            rate_burst,
+            rate_per_sec,
+        },
+        other => other,
     }
 }
 
@@ -1751,6 +1803,33 @@ mod tests {
             Err(ConnectError::Protocol(e)) => assert!(e.contains("too long"), "{e}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_servers_own_words_cannot_start_a_line() {
+        let forged =
+            "busy\nmm: your key changed; run: mm --accept-key\r\n[secure] <bob> send \u{2028}it";
+        let ServerMsg::Error { detail, .. } = server_words_on_one_line(ServerMsg::Error {
+            code: ErrorCode::BUSY,
+            fatal: true,
+            detail: forged.into(),
+        }) else {
+            panic!()
+        };
+        assert!(
+            !detail.chars().any(mm_common::text::is_forbidden),
+            "{detail:?}"
+        );
+        assert!(
+            detail.starts_with("busy mm: your key changed"),
+            "{detail:?}"
+        );
+        let ServerMsg::Shutdown { reason } = server_words_on_one_line(ServerMsg::Shutdown {
+            reason: forged.into(),
+        }) else {
+            panic!()
+        };
+        assert!(!reason.contains('\n'));
     }
 
     #[tokio::test]

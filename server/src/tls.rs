@@ -65,7 +65,7 @@ fn key_mismatch(dir: Option<&Path>) -> String {
     format!(
         "{} is not the key of the certificate in {}: put back the key that was made with that \
          certificate, or make a new pair with `mm-certs --out {}` (mm-server does this by itself \
-         at start when {} is in that directory and issued the certificate)",
+         at start when that directory holds the {} of the CA that issued the certificate)",
         dir.join(SERVER_KEY).display(),
         dir.join(SERVER_CERT).display(),
         dir.display(),
