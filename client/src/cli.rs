@@ -140,6 +140,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(base)) => Home::open_default(base, &nick)?,
         (None, None) => bail!("no home directory for your identity key; pass --home DIR"),
     };
+    home.claim(&nick)?;
     let explicit_home = args.home.is_some() || crate::home::env_home().is_some();
     // First-run news: printed on stderr, and repeated inside the terminal UI (whose screen
     // would hide it).

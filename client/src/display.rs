@@ -4,7 +4,7 @@
 //! two (U+2028 and the like: a forged second line for whoever splits the output on Unicode line
 //! ends), or reorder or hide text with Unicode bidi and format controls.
 
-use mm_common::e2e::{E2eEvent, Failure};
+use mm_common::e2e::{E2eEvent, Failure, Trust};
 use mm_common::identity::key_fingerprint;
 use mm_common::protocol::LeaveReason;
 
@@ -202,9 +202,14 @@ pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
             renewed: false,
         } => {
             let peer = clean(peer);
+            let compare = if *trust == Trust::Verified {
+                String::new()
+            } else {
+                format!(". Compare safety numbers: /verify {peer}")
+            };
             style.secure(format!(
                 "* secure session with {peer} ready: messages to and from {peer} are end-to-end encrypted. \
-                 {peer}'s key: {} ({trust}). Compare safety numbers: /verify {peer}",
+                 {peer}'s key: {} ({trust}){compare}",
                 key_fingerprint(key)
             ))
         }
@@ -272,7 +277,13 @@ pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
         } => {
             let peer = clean(peer);
             let dropped = not_sent(unsent.len());
-            if failure.is_interruption() {
+            if matches!(failure, Failure::PeerLeft | Failure::Unreachable) {
+                style.error(format!(
+                    "! secure session with {peer} interrupted: {failure}{dropped}. Nothing goes unencrypted: \
+                     messages to {peer} are refused until {peer} is back, and the session then restarts \
+                     by itself; /insecure {peer} to go on unencrypted"
+                ))
+            } else if failure.is_interruption() {
                 style.error(format!(
                     "! secure session with {peer} interrupted: {failure}{dropped}. Nothing goes unencrypted: \
                      your next message to {peer} starts a new session and waits for it (it also restarts \

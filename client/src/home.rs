@@ -23,7 +23,8 @@ use mm_common::protocol::{nick_key, validate_nick};
 /// a second one shows).
 pub const LOCK_FILE: &str = "lock";
 
-/// File in the pre-per-nick default home naming the nick that adopted it.
+/// File in a home naming the nick it belongs to (written at its first use; in the old default
+/// home, by the nick that adopted it).
 pub const NICK_FILE: &str = "nick";
 
 /// The files `mm` keeps in its home directory (all private, 0600).
@@ -118,6 +119,17 @@ pub enum HomeError {
     /// The nick cannot name a home.
     #[error("{0}")]
     BadNick(String),
+    /// The home belongs to another nick (its [`NICK_FILE`]): one home is one identity, and its
+    /// secure conversations and pins are that nick's.
+    #[error("{} is {owner}'s home: its identity, pinned keys and secure conversations are {owner}'s; use --nick {owner}, or give {nick} a home of its own (no --home, or --home NEW_DIR)", .home.display())]
+    OtherNick {
+        /// The home.
+        home: PathBuf,
+        /// The nick it belongs to.
+        owner: String,
+        /// The nick asked for.
+        nick: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
@@ -207,6 +219,37 @@ impl Home {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Binds the home to `nick` at its first use (its [`NICK_FILE`]); a home that belongs to
+    /// another nick is refused. A copy of alice's home used as carol would otherwise carry
+    /// alice's identity, pins and secure conversations into carol's name.
+    ///
+    /// # Errors
+    /// [`HomeError::OtherNick`]; I/O errors.
+    pub fn claim(&self, nick: &str) -> Result<(), HomeError> {
+        let folded = nick_key(nick);
+        match read_owner(&self.path)? {
+            Some(owner) if owner == folded => Ok(()),
+            Some(owner) => Err(HomeError::OtherNick {
+                home: self.path.clone(),
+                owner: if owner.is_empty() {
+                    "another nick".into()
+                } else {
+                    owner
+                },
+                nick: nick.to_owned(),
+            }),
+            None => {
+                let file = self.path.join(NICK_FILE);
+                mm_certs::write_secret(&file, format!("{folded}\n").as_bytes()).map_err(|e| {
+                    HomeError::Io {
+                        path: file.clone(),
+                        error: std::io::Error::other(e.to_string()),
+                    }
+                })
+            }
+        }
     }
 
     /// Things to tell the user once, taken.

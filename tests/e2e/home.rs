@@ -281,6 +281,8 @@ async fn the_default_home_of_older_versions_goes_to_the_nick_it_was_registered_w
     let made = run(mm(&server, "alice", data.path(), Some(&old))).await;
     assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
     let alices = certificate(&old);
+    // (This version names a home's nick in it; the older one did not.)
+    std::fs::remove_file(old.join("nick")).unwrap();
     // bob has an account of his own (another machine).
     drop(server.client("bob").await);
 
@@ -330,8 +332,11 @@ async fn a_peer_presenting_our_own_key_is_refused_with_a_warning_on_both_sides()
     let (home, copy) = (data.path().join("a"), data.path().join("b"));
     let mut alice = Mm::spawn(mm(&server, "alice", data.path(), Some(&home)));
     alice.connected("alice").await;
-    // bob runs on a copy of alice's home: one identity key for two people.
+    // bob runs on a copy of alice's home: one identity key for two people. (A home names its
+    // nick since this version, which refuses another nick; a copy made by an older version
+    // does not.)
     copy_home(&home, &copy);
+    std::fs::remove_file(copy.join("nick")).unwrap();
     let mut bob = Mm::spawn(mm(&server, "bob", data.path(), Some(&copy)));
     bob.connected("bob").await;
 
@@ -367,4 +372,39 @@ async fn a_peer_presenting_our_own_key_is_refused_with_a_warning_on_both_sides()
         let pins = std::fs::read_to_string(dir.join("pins")).unwrap_or_default();
         assert!(!pins.contains(peer), "{peer} was pinned: {pins}");
     }
+}
+
+#[tokio::test]
+async fn a_home_belongs_to_its_nick_and_a_copy_cannot_be_used_as_another() {
+    let server = TestServer::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let (home, copy) = (data.path().join("a"), data.path().join("c"));
+    let mut alice = Mm::spawn(mm(&server, "alice", data.path(), Some(&home)));
+    alice.connected("alice").await;
+    alice.finish().await;
+    assert_eq!(
+        std::fs::read_to_string(home.join("nick")).unwrap(),
+        "alice\n"
+    );
+    // carol on a copy of alice's home would carry alice's identity, pins and secure
+    // conversations into carol's name: refused before anything is touched.
+    copy_home(&home, &copy);
+    let without_lock = |dir: &Path| {
+        let mut files = snapshot(dir);
+        files.remove("lock"); // holds the pid of the last mm that locked the home
+        files
+    };
+    let before = without_lock(&copy);
+    let output = run(mm(&server, "carol", data.path(), Some(&copy))).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("is alice's home") && err.contains("--nick alice"),
+        "{err}"
+    );
+    assert_eq!(without_lock(&copy), before, "nothing in the home changed");
+    // The same home as alice (any spelling) is fine.
+    let mut again = Mm::spawn(mm(&server, "Alice", data.path(), Some(&home)));
+    again.connected("Alice").await;
+    again.finish().await;
 }

@@ -711,6 +711,9 @@ impl App {
                         "WARNING: secure session with {peer} FAILED: {}",
                         crate::display::own_key_warning(&peer)
                     ),
+                    f if f.is_interruption() => {
+                        format!("secure session with {peer} interrupted: {failure}")
+                    }
                     _ => format!("secure session with {peer} FAILED: {failure}"),
                 };
                 if !unsent.is_empty() {
@@ -719,6 +722,7 @@ impl App {
                 text.push_str(&match failure {
                     Failure::OwnKey => String::new(),
                     Failure::KeyChanged { .. } => format!(". Sending is blocked. Compare the safety number of the NEW key (/verify {peer}) with {peer} by phone or in person, then /accept-key {peer} (and /verified {peer} if they matched), or /insecure {peer}"),
+                    Failure::PeerLeft | Failure::Unreachable => format!(". Nothing goes unencrypted: sending to {peer} is blocked until {peer} is back, and the session then restarts by itself; /insecure {peer} to go on unencrypted"),
                     f if f.is_interruption() => format!(". Nothing goes unencrypted: your next line to {peer} starts a new secure session and waits for it (it restarts by itself when {peer} is online); /insecure {peer} to go on unencrypted"),
                     _ => format!(". Sending is blocked: /secure {peer} to try again, /insecure {peer} to go on unencrypted"),
                 });

@@ -383,7 +383,11 @@ fn tab_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
                 );
             spans.push(match &tab.security {
                 _ if paused => Span::styled(
-                    "SECURE e2e · paused while reconnecting (nothing goes plain) ".to_string(),
+                    if matches!(app.conn, Conn::Reconnecting { .. }) {
+                        "SECURE e2e · paused while reconnecting (nothing goes plain) ".to_string()
+                    } else {
+                        "SECURE e2e · paused: not connected (nothing goes plain) ".to_string()
+                    },
                     bar.patch(theme.fg(Color::Yellow)),
                 ),
                 Security::Plain if app.conn != Conn::Connected => {
