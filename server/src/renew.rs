@@ -371,6 +371,84 @@ mod tests {
     }
 
     #[test]
+    fn the_daily_check_reissues_a_certificate_valid_longer_than_397_days_or_warns() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = OffsetDateTime::now_utc();
+        let names = Names {
+            dns: vec!["old.example.test".into()],
+            ips: vec![],
+        };
+        // Made by an older version: five years, years left.
+        generate_at(dir.path(), &names, false, issue(now, 1825)).unwrap();
+        let cert = ServerCert::load(dir.path()).unwrap();
+        let first = cert.summary();
+
+        // Without ca.key: a warning with the reason, and the certificate kept.
+        let ca_key = std::fs::read(dir.path().join(CA_KEY)).unwrap();
+        std::fs::remove_file(dir.path().join(CA_KEY)).unwrap();
+        let outcome = check(dir.path(), &cert, now + time::Duration::days(1));
+        assert!(
+            matches!(&outcome, Outcome::CannotRenew { why: Renewal::TooLong { days: 1825 }, reason, .. } if reason.contains("ca.key")),
+            "{outcome:?}"
+        );
+        assert_eq!(cert.summary(), first);
+
+        // With it (the next day's check): re-issued, 397 days, same names and CA.
+        std::fs::write(dir.path().join(CA_KEY), ca_key).unwrap();
+        let outcome = check(dir.path(), &cert, now + time::Duration::days(2));
+        assert!(
+            matches!(
+                &outcome,
+                Outcome::Renewed {
+                    why: Renewal::TooLong { .. },
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        let info = CertInfo::parse(&cert.end_entity().unwrap(), dir.path()).unwrap();
+        assert_eq!(info.not_after - info.not_before, mm_certs::SERVER_VALIDITY);
+        assert!(info.names.dns.contains(&"old.example.test".to_string()));
+        let ca = mm_certs::load_certs(&dir.path().join(CA_CERT)).unwrap();
+        assert!(mm_certs::issued_by(&cert.end_entity().unwrap(), &ca[0]));
+        assert!(matches!(
+            check(dir.path(), &cert, now + time::Duration::days(3)),
+            Outcome::Valid { .. }
+        ));
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_healed_only_from_the_ca_that_issued_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = OffsetDateTime::now_utc();
+        generate_at(dir.path(), &Names::default(), false, issue(now, 200)).unwrap();
+        let old = mm_certs::load_certs(&dir.path().join(SERVER_CERT)).unwrap();
+        let foreign = tempfile::tempdir().unwrap();
+        mm_certs::generate(foreign.path(), &Names::default(), false).unwrap();
+        let server_key = dir.path().join(mm_certs::SERVER_KEY);
+        std::fs::copy(foreign.path().join(mm_certs::SERVER_KEY), &server_key).unwrap();
+
+        let cert = load_at_start(dir.path(), now).unwrap();
+        let new = cert.end_entity().unwrap();
+        assert_ne!(new, old[0]);
+        assert!(mm_certs::issued_by(&new, &old[1]), "from the same CA");
+
+        // A certificate another CA issued (an operator's own) is never replaced: refused,
+        // saying what to do.
+        for f in [SERVER_CERT, mm_certs::SERVER_KEY] {
+            std::fs::copy(foreign.path().join(f), dir.path().join(f)).unwrap();
+        }
+        let other_key = tempfile::tempdir().unwrap();
+        mm_certs::generate(other_key.path(), &Names::default(), false).unwrap();
+        std::fs::copy(other_key.path().join(mm_certs::SERVER_KEY), &server_key).unwrap();
+        let before = std::fs::read(dir.path().join(SERVER_CERT)).unwrap();
+        let err = load_at_start(dir.path(), now).unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("mm-certs --out"), "{err}");
+        assert_eq!(std::fs::read(dir.path().join(SERVER_CERT)).unwrap(), before);
+    }
+
+    #[test]
     fn without_the_ca_key_or_with_another_ca_it_warns_and_keeps_the_certificate() {
         let dir = tempfile::tempdir().unwrap();
         let now = OffsetDateTime::now_utc();
