@@ -60,10 +60,11 @@ impl From<rustls::Error> for TlsError {
 
 fn key_mismatch(dir: Option<&Path>) -> String {
     let Some(dir) = dir else {
-        return "the private key is not the key of the certificate".into();
+        return "unusable certificate or key: the private key is not the key of the certificate"
+            .into();
     };
     format!(
-        "{} is not the key of the certificate in {}: put back the key that was made with that \
+        "unusable certificate or key: {} is not the key of the certificate in {}: put back the key that was made with that \
          certificate, or make a new pair with `mm-certs --out {}` (mm-server does this by itself \
          at start when that directory holds the {} of the CA that issued the certificate)",
         dir.join(SERVER_KEY).display(),
