@@ -361,9 +361,7 @@ impl Secure {
 
     /// If a save failed earlier, tries again: `Some` notice when it now worked.
     pub(crate) fn retry_save(&self) -> Option<Event> {
-        if self.unsaved().is_none() {
-            return None;
-        }
+        self.unsaved()?;
         match self.save() {
             Ok(()) => {
                 *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()) = None;
