@@ -600,7 +600,11 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
                         replaced = code == ErrorCode::REPLACED;
                         lost = Some(format!("{detail} ({code})"));
                     }
-                    Event::Secure(E2eEvent::Failed { unsent, .. } | E2eEvent::Ended { unsent, .. }) => {
+                    Event::Secure(
+                        E2eEvent::Failed { unsent, .. }
+                        | E2eEvent::Ended { unsent, .. }
+                        | E2eEvent::NotStarted { unsent, .. },
+                    ) => {
                         fates.unsent += unsent.len();
                     }
                     Event::Closed { error, undelivered } => {

@@ -246,6 +246,17 @@ pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
                 ))
             }
         }
+        E2eEvent::NotStarted {
+            peer,
+            failure,
+            unsent,
+        } => {
+            let peer = clean(peer);
+            let dropped = not_sent(unsent.len());
+            style.notice(format!(
+                "* the secure session {peer} offered did not come up ({failure}){dropped}; private messages with {peer} are still NOT end-to-end encrypted (/secure {peer} to try)"
+            ))
+        }
         E2eEvent::Failed {
             peer,
             failure: Failure::KeyChanged { pinned, presented },
@@ -644,6 +655,18 @@ mod tests {
             line.contains(&key_fingerprint(&[1; 32])) && line.contains(&key_fingerprint(&[2; 32]))
         );
         assert!(line.contains("/verify bob") && line.contains("/accept-key bob"));
+        // An offer that did not come up in a plain conversation never claims it is secure.
+        let offer = Event::Secure(E2eEvent::NotStarted {
+            peer: "bob".into(),
+            failure: Failure::Timeout,
+            unsent: vec![],
+        });
+        let line = event_line(&offer, Style::PLAIN).unwrap();
+        assert!(
+            line.contains("still NOT end-to-end encrypted")
+                && !line.contains("Nothing goes unencrypted"),
+            "{line}"
+        );
         let failed = Event::Secure(E2eEvent::Failed {
             peer: "bob".into(),
             failure: Failure::PeerLeft,

@@ -305,7 +305,9 @@ impl Secure {
                 }
                 Action::Event(event) => {
                     // Texts dropped unsent have their answer: this event.
-                    if let E2eEvent::Failed { unsent, .. } | E2eEvent::Ended { unsent, .. } = &event
+                    if let E2eEvent::Failed { unsent, .. }
+                    | E2eEvent::Ended { unsent, .. }
+                    | E2eEvent::NotStarted { unsent, .. } = &event
                     {
                         let lines =
                             Arc::clone(&self.lines.lock().unwrap_or_else(|p| p.into_inner()));

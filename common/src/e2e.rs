@@ -357,6 +357,16 @@ pub enum E2eEvent {
         /// session and are now dropped, not sent; oldest first.
         unsent: Vec<u64>,
     },
+    /// A session the peer offered did not come up, in a conversation the user never made
+    /// secure: it stays plain (as it was).
+    NotStarted {
+        /// The peer.
+        peer: String,
+        /// Why.
+        failure: Failure,
+        /// The tags of texts that waited for the session and are dropped, not sent.
+        unsent: Vec<u64>,
+    },
     /// The session failed; sending to the peer is refused until `/secure` or `/insecure`.
     Failed {
         /// The peer.
@@ -1650,7 +1660,14 @@ impl Sessions {
         };
         let unsent: Vec<u64> = entry.queued.drain(..).map(|(_, line)| line).collect();
         let mut actions = Vec::new();
-        if !quiet {
+        if entry.intent == Intent::Plain && failure.is_interruption() {
+            // A session the peer offered did not come up: nothing was secure to begin with.
+            actions.push(Action::Event(E2eEvent::NotStarted {
+                peer: entry.nick.clone(),
+                failure,
+                unsent,
+            }));
+        } else if !quiet {
             actions.push(Action::Event(E2eEvent::Failed {
                 peer: entry.nick.clone(),
                 failure,

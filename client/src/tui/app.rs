@@ -641,6 +641,7 @@ impl App {
             | E2eEvent::Ready { peer, .. }
             | E2eEvent::Message { peer, .. }
             | E2eEvent::Ended { peer, .. }
+            | E2eEvent::NotStarted { peer, .. }
             | E2eEvent::Failed { peer, .. } => peer.clone(),
             _ => return None, // a kind of event this version does not show
         };
@@ -693,6 +694,20 @@ impl App {
                 } else {
                     format!("secure session with {peer} ended; messages are NOT end-to-end encrypted now")
                 };
+                self.push(i, LineKind::Notice, None, &text, now);
+            }
+            E2eEvent::NotStarted {
+                failure, unsent, ..
+            } => {
+                for &line in unsent {
+                    self.set_sending(
+                        LineId::from_tag(line),
+                        Sending::Refused(format!(
+                            "not sent: the secure session did not come up ({failure})"
+                        )),
+                    );
+                }
+                let text = format!("the secure session {peer} offered did not come up ({failure}); messages are still NOT end-to-end encrypted (/secure to try)");
                 self.push(i, LineKind::Notice, None, &text, now);
             }
             E2eEvent::Failed {
