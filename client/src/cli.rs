@@ -370,19 +370,23 @@ async fn execute(client: &Client, line: &str, echo: bool, mut say: impl FnMut(St
         Ok(Command::Insecure(peer)) => client.insecure(&peer).await,
         Ok(Command::Verify(peer)) => match client.safety_number(&peer) {
             Ok(number) => {
-                if matches!(
+                let changed = matches!(
                     client.secure_status(&peer),
                     mm_common::e2e::Status::Failed(mm_common::e2e::Failure::KeyChanged { .. })
-                ) {
+                );
+                if changed {
                     say(format!(
                         "* safety number of {peer}'s NEW key (not accepted yet): {number}"
                     ));
+                    say(format!(
+                        "* compare it with the one {peer} sees, in person or by phone; if they are the same: /accept-key {peer}, then /verified {peer}"
+                    ));
                 } else {
                     say(format!("* safety number with {peer}: {number}"));
+                    say(format!(
+                        "* compare it with the one {peer} sees, in person or by phone; if they are the same: /verified {peer}"
+                    ));
                 }
-                say(format!(
-                    "* compare it with the one {peer} sees, in person or by phone; if they are the same: /verified {peer}"
-                ));
                 Ok(())
             }
             Err(e) => Err(e.into()),

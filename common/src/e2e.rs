@@ -794,15 +794,21 @@ impl Sessions {
             .peers
             .values()
             .filter(|p| p.intent == Intent::Secure)
-            .map(|p| match &p.state {
-                State::Failed(Failure::KeyChanged { presented, .. }) => {
-                    format!("key-changed {} {}", p.nick, crate::identity::hex(presented))
-                }
-                State::Failed(f) => match f.token() {
+            .map(|p| match (&p.state, &p.blocked_by) {
+                (State::Handshaking(_), Some(f)) => match f.token() {
                     Some(token) => format!("blocked {} {token}", p.nick),
                     None => format!("secure {}", p.nick),
                 },
-                _ => format!("secure {}", p.nick),
+                (state, _) => match state {
+                    State::Failed(Failure::KeyChanged { presented, .. }) => {
+                        format!("key-changed {} {}", p.nick, crate::identity::hex(presented))
+                    }
+                    State::Failed(f) => match f.token() {
+                        Some(token) => format!("blocked {} {token}", p.nick),
+                        None => format!("secure {}", p.nick),
+                    },
+                    _ => format!("secure {}", p.nick),
+                },
             })
             .collect();
         lines.sort();
@@ -862,6 +868,11 @@ impl Sessions {
             entry.attempts = 0;
             entry.last_start = None;
             entry.quiet = false;
+            // A blocked conversation whose peer was starting a session stays blocked.
+            if let (State::Handshaking(_), Some(blocked)) = (&entry.state, entry.blocked_by.take())
+            {
+                entry.state = State::Failed(blocked);
+            }
             let interrupted = match &entry.state {
                 State::Handshaking(_) | State::Established(_) => true,
                 State::Failed(f) => f.is_interruption(),
@@ -911,7 +922,10 @@ impl Sessions {
         let Some(entry) = self.peers.get(key) else {
             return Vec::new();
         };
-        let interrupted = matches!(&entry.state, State::Failed(f) if f.is_interruption());
+        // Not after the peer ended the session on purpose (`/insecure` on its side): that
+        // waits for this side's user to write again, so that both users' choices are seen.
+        let interrupted = matches!(&entry.state, State::Failed(f)
+            if f.is_interruption() && *f != Failure::PeerAborted(AbortReason::Ended));
         if entry.intent != Intent::Secure || entry.online != Some(true) || !interrupted {
             return Vec::new();
         }

@@ -835,7 +835,11 @@ impl App {
             i,
             LineKind::Notice,
             None,
-            &format!("compare it with the one {peer} sees, in person or by phone; if it is the same: /verified {peer}"),
+            &if title.contains("NEW key") {
+                format!("compare it with the one {peer} sees, in person or by phone; if it is the same: /accept-key {peer}, then /verified {peer}")
+            } else {
+                format!("compare it with the one {peer} sees, in person or by phone; if it is the same: /verified {peer}")
+            },
             now,
         );
     }

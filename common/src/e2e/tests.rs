@@ -1427,3 +1427,49 @@ fn a_broken_hello_leaves_a_plain_conversation_plain() {
         Ok(Outgoing::Plain)
     );
 }
+
+#[test]
+fn a_forged_hello_on_a_blocked_conversation_does_not_survive_a_reconnect_or_a_save() {
+    let mut r = mangled(|inbox| inbox.swap(0, 1));
+    let mut forger = Sessions::new(
+        "alice",
+        Identity::generate(),
+        Pins::default(),
+        E2eConfig::default(),
+    );
+    let hello = match forger.start("bob", r.now).unwrap().into_iter().next() {
+        Some(Action::Send { payload, .. }) => payload,
+        other => panic!("{other:?}"),
+    };
+    let actions = r.b.sessions.receive("alice", &hello, r.now);
+    r.apply(false, actions);
+    assert_eq!(r.b.sessions.conversations_text(), "blocked alice decrypt\n");
+    r.b.sessions.connection_reset();
+    assert_eq!(
+        r.b.sessions.status("alice"),
+        Status::Failed(Failure::Decrypt)
+    );
+    assert!(matches!(
+        r.b.sessions.send_text("alice", "x", 0, r.now),
+        Err(Refused::Blocked { .. })
+    ));
+}
+
+#[test]
+fn the_peers_insecure_is_not_undone_by_an_automatic_restart() {
+    let mut r = Relay::new();
+    r.connect();
+    let actions = r.b.sessions.end("alice").unwrap();
+    r.apply(false, actions);
+    r.deliver_all();
+    let later = r.now + Duration::from_secs(600);
+    let actions = r.a.sessions.tick(later);
+    assert!(actions.is_empty(), "alice waits for her user: {actions:?}");
+    let actions = r.a.sessions.presence("bob", true, later);
+    assert!(actions.is_empty(), "{actions:?}");
+    // Her next line is hers to send: it starts a new session (never plain).
+    assert!(matches!(
+        r.a.sessions.send_text("bob", "x", 1, later),
+        Ok(Outgoing::Queued(actions)) if !actions.is_empty()
+    ));
+}
