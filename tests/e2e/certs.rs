@@ -21,15 +21,49 @@ fn info(der: &CertificateDer<'_>) -> CertInfo {
     CertInfo::parse(der, std::path::Path::new("presented")).unwrap()
 }
 
+/// CA and server certificate in `dir`, the server certificate issued now and valid for
+/// `validity` (from a day back).
+fn generate(dir: &std::path::Path, names: &Names, validity: time::Duration) {
+    let issue = Issue {
+        now: OffsetDateTime::now_utc(),
+        server_validity: validity,
+    };
+    mm_certs::generate_at(dir, names, false, issue).unwrap();
+}
+
 /// CA and server certificate in `dir`, the server certificate issued now and running out in
 /// `days_left` days.
 fn short_lived(dir: &std::path::Path, names: &Names, days_left: i64) {
-    let issue = Issue {
-        now: OffsetDateTime::now_utc(),
-        // Its notBefore is a day back.
-        server_validity: time::Duration::days(days_left + 1),
-    };
-    mm_certs::generate_at(dir, names, false, issue).unwrap();
+    // Its notBefore is a day back.
+    generate(dir, names, time::Duration::days(days_left + 1));
+}
+
+/// CA and server certificate in `dir`, the server certificate valid five years (what an older
+/// version made).
+fn five_years(dir: &std::path::Path, names: &Names) {
+    generate(dir, names, time::Duration::days(1825));
+}
+
+/// The CA certificates and the server certificate in `tls`.
+fn ca_and_server(tls: &std::path::Path) -> (Vec<CertificateDer<'static>>, CertificateDer<'static>) {
+    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
+    let server = mm_certs::load_certs(&tls.join(SERVER_CERT))
+        .unwrap()
+        .remove(0);
+    (ca, server)
+}
+
+/// Starts `mm-server` on `data` and reads what it logs at start; returns it, that log as one
+/// text, and the certificate it presents to a client that trusts `ca`.
+async fn start_and_present(
+    data: tempfile::TempDir,
+    ca: &[CertificateDer<'static>],
+) -> (ServerProcess, String, CertificateDer<'static>) {
+    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
+    server.read_log(Duration::from_millis(100)).await;
+    let log = server.log.join("\n");
+    let presented = presented(&server.addr, ca, "localhost").await.unwrap();
+    (server, log, presented)
 }
 
 #[tokio::test]
@@ -41,15 +75,9 @@ async fn mm_server_renews_a_certificate_about_to_run_out_at_start_and_clients_ke
         ips: vec!["192.0.2.5".parse().unwrap()],
     };
     short_lived(&tls, &names, 10);
-    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
-    let old = mm_certs::load_certs(&tls.join(SERVER_CERT))
-        .unwrap()
-        .remove(0);
+    let (ca, old) = ca_and_server(&tls);
 
-    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
-    server.read_log(Duration::from_millis(100)).await;
-    let log = server.log.join("\n");
-    let now = presented(&server.addr, &ca, "localhost").await.unwrap();
+    let (server, log, now) = start_and_present(data, &ca).await;
     assert_ne!(now, old, "a new certificate is presented:\n{log}");
     let renewed = info(&now);
     assert!(
@@ -98,13 +126,8 @@ async fn mm_server_warns_when_it_cannot_renew() {
     short_lived(&tls, &Names::default(), 10);
     // Operator-supplied certificates: no CA key here.
     std::fs::remove_file(tls.join(CA_KEY)).unwrap();
-    let old = mm_certs::load_certs(&tls.join(SERVER_CERT))
-        .unwrap()
-        .remove(0);
-    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
-    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
-    server.read_log(Duration::from_millis(100)).await;
-    let log = server.log.join("\n");
+    let (ca, old) = ca_and_server(&tls);
+    let (server, log, now) = start_and_present(data, &ca).await;
     let expiry = mm_certs::date(info(&old).not_after);
     assert!(
         server.log.iter().any(|l| l.contains("WARN")
@@ -112,10 +135,7 @@ async fn mm_server_warns_when_it_cannot_renew() {
             && l.contains("ca.key")),
         "{log}"
     );
-    assert_eq!(
-        presented(&server.addr, &ca, "localhost").await.unwrap(),
-        old
-    );
+    assert_eq!(now, old);
 }
 
 #[tokio::test]
@@ -270,20 +290,10 @@ async fn mm_server_reissues_a_certificate_valid_longer_than_397_days_at_start() 
         dns: vec!["old.example.test".into()],
         ips: vec!["192.0.2.6".parse().unwrap()],
     };
-    let five_years = Issue {
-        now: OffsetDateTime::now_utc(),
-        server_validity: time::Duration::days(1825),
-    };
-    mm_certs::generate_at(&tls, &names, false, five_years).unwrap();
-    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
-    let old = mm_certs::load_certs(&tls.join(SERVER_CERT))
-        .unwrap()
-        .remove(0);
+    five_years(&tls, &names);
+    let (ca, old) = ca_and_server(&tls);
 
-    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
-    server.read_log(Duration::from_millis(100)).await;
-    let log = server.log.join("\n");
-    let now = presented(&server.addr, &ca, "localhost").await.unwrap();
+    let (server, log, now) = start_and_present(data, &ca).await;
     assert_ne!(now, old, "re-issued:\n{log}");
     let new = info(&now);
     assert!(
@@ -316,31 +326,18 @@ fn tls_of(server: &ServerProcess) -> std::path::PathBuf {
 async fn mm_server_warns_about_a_certificate_valid_longer_than_397_days_without_ca_key() {
     let data = tempfile::tempdir().unwrap();
     let tls = data.path().join("tls");
-    let five_years = Issue {
-        now: OffsetDateTime::now_utc(),
-        server_validity: time::Duration::days(1825),
-    };
-    mm_certs::generate_at(&tls, &Names::default(), false, five_years).unwrap();
+    five_years(&tls, &Names::default());
     // Operator-supplied: no CA key here.
     std::fs::remove_file(tls.join(CA_KEY)).unwrap();
-    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
-    let old = mm_certs::load_certs(&tls.join(SERVER_CERT))
-        .unwrap()
-        .remove(0);
-    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
-    server.read_log(Duration::from_millis(100)).await;
-    let log = server.log.join("\n");
+    let (ca, old) = ca_and_server(&tls);
+    let (server, log, now) = start_and_present(data, &ca).await;
     assert!(
         server.log.iter().any(|l| l.contains("WARN")
             && l.contains("valid longer than 397 days; browsers refuse such certificates")
             && l.contains("ca.key")),
         "{log}"
     );
-    assert_eq!(
-        presented(&server.addr, &ca, "localhost").await.unwrap(),
-        old,
-        "kept: nothing here can replace it"
-    );
+    assert_eq!(now, old, "kept: nothing here can replace it");
 }
 
 #[tokio::test]
@@ -348,10 +345,7 @@ async fn a_renewal_that_fails_half_way_leaves_the_certificate_and_key_a_pair() {
     let data = tempfile::tempdir().unwrap();
     let tls = data.path().join("tls");
     short_lived(&tls, &Names::default(), 10);
-    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
-    let old = mm_certs::load_certs(&tls.join(SERVER_CERT))
-        .unwrap()
-        .remove(0);
+    let (ca, old) = ca_and_server(&tls);
 
     // Writing the new certificate fails (its temporary file cannot be created: a directory is
     // in the way, under the names this and older versions use), after the key could be written.
@@ -418,14 +412,8 @@ async fn a_crash_between_the_renames_is_completed_at_the_next_start() {
         .unwrap()
         .remove(0);
 
-    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
-    server.read_log(Duration::from_millis(100)).await;
-    let log = server.log.join("\n");
-    assert_eq!(
-        presented(&server.addr, &ca, "localhost").await.unwrap(),
-        new,
-        "the interrupted renewal was completed:\n{log}"
-    );
+    let (server, log, now) = start_and_present(data, &ca).await;
+    assert_eq!(now, new, "the interrupted renewal was completed:\n{log}");
     assert!(!tls.join("server.pem.new").exists());
     assert!(pair_on_disk_matches(&tls));
     assert!(server.log.iter().any(|l| l.contains("completed")), "{log}");
@@ -444,16 +432,10 @@ async fn a_key_that_does_not_belong_to_the_certificate_is_reissued_from_the_ca_o
     short_lived(&tls, &names, 100);
     let other = other_pair_from_the_same_ca(&tls);
     std::fs::copy(other.path().join(SERVER_KEY), tls.join(SERVER_KEY)).unwrap();
-    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
-    let old = mm_certs::load_certs(&tls.join(SERVER_CERT))
-        .unwrap()
-        .remove(0);
+    let (ca, old) = ca_and_server(&tls);
 
     // With ca.key: healed at start, a fresh certificate for the same names.
-    let mut server = ServerProcess::start_in(MM_SERVER, "", data).await;
-    server.read_log(Duration::from_millis(100)).await;
-    let log = server.log.join("\n");
-    let now = presented(&server.addr, &ca, "localhost").await.unwrap();
+    let (server, log, now) = start_and_present(data, &ca).await;
     assert_ne!(now, old, "{log}");
     assert!(mm_certs::issued_by(&now, &ca[0]));
     assert!(info(&now)

@@ -683,12 +683,7 @@ impl App {
             E2eEvent::Ended {
                 by_peer, unsent, ..
             } => {
-                for &line in unsent {
-                    self.set_sending(
-                        LineId::from_tag(line),
-                        Sending::Refused("not sent: the secure session ended".into()),
-                    );
-                }
+                self.refuse_unsent(unsent, "not sent: the secure session ended");
                 let text = if *by_peer {
                     format!("{peer} ended the secure session; nothing goes unencrypted: your next line starts a new one (/insecure {peer} to go on unencrypted)")
                 } else {
@@ -699,28 +694,20 @@ impl App {
             E2eEvent::NotStarted {
                 failure, unsent, ..
             } => {
-                for &line in unsent {
-                    self.set_sending(
-                        LineId::from_tag(line),
-                        Sending::Refused(format!(
-                            "not sent: the secure session did not come up ({failure})"
-                        )),
-                    );
-                }
+                self.refuse_unsent(
+                    unsent,
+                    &format!("not sent: the secure session did not come up ({failure})"),
+                );
                 let text = format!("the secure session {peer} offered did not come up ({failure}); messages are still NOT end-to-end encrypted (/secure to try)");
                 self.push(i, LineKind::Notice, None, &text, now);
             }
             E2eEvent::Failed {
                 failure, unsent, ..
             } => {
-                for &line in unsent {
-                    self.set_sending(
-                        LineId::from_tag(line),
-                        Sending::Refused(format!(
-                            "not sent: the secure session failed ({failure})"
-                        )),
-                    );
-                }
+                self.refuse_unsent(
+                    unsent,
+                    &format!("not sent: the secure session failed ({failure})"),
+                );
                 let mut text = match failure {
                     Failure::OwnKey => format!(
                         "WARNING: secure session with {peer} FAILED: {}",
@@ -794,6 +781,14 @@ impl App {
         let i = self.tab_for(to).unwrap_or(0);
         let sending = Some(Sending::Pending(line));
         self.push_line(i, kind, Some(&nick), text, now, sending);
+    }
+
+    /// Marks our pending lines with the tags `unsent` (the secure session's texts that never
+    /// went) as refused, saying `why`.
+    fn refuse_unsent(&mut self, unsent: &[u64], why: &str) {
+        for &line in unsent {
+            self.set_sending(LineId::from_tag(line), Sending::Refused(why.to_owned()));
+        }
     }
 
     /// Records how our pending line `line` went; false if it is not shown (any more).

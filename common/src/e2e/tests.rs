@@ -166,6 +166,34 @@ fn envelope(payload: &[u8]) -> Envelope {
     postcard::from_bytes(payload).unwrap()
 }
 
+/// A new `Sessions` for `nick`, with a new identity, no pins and the default configuration.
+fn fresh(nick: &str) -> Sessions {
+    Sessions::new(
+        nick,
+        Identity::generate(),
+        Pins::default(),
+        E2eConfig::default(),
+    )
+}
+
+/// The opening of a real handshake "from `from`" to `to`, made by a `Sessions` with a key of its
+/// own that is never used again (a forger: it cannot finish the handshake).
+fn forged_hello(from: &str, to: &str, now: Instant) -> Vec<u8> {
+    match fresh(from).start(to, now).unwrap().into_iter().next() {
+        Some(Action::Send { payload, .. }) => payload,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A Hello carrying `noise` as its handshake message (a broken one, for the tests that send it).
+fn hello_with(noise: Vec<u8>) -> Vec<u8> {
+    postcard::to_allocvec(&Envelope::Hello {
+        session: [7; 16],
+        noise,
+    })
+    .unwrap()
+}
+
 #[test]
 fn handshake_then_messages_both_ways() {
     let mut r = Relay::new();
@@ -608,11 +636,7 @@ fn responder_detects_a_changed_key_after_message_three() {
 #[test]
 fn small_order_keys_are_refused() {
     let mut r = Relay::new();
-    let hello = postcard::to_allocvec(&Envelope::Hello {
-        session: [7; 16],
-        noise: vec![0; 32],
-    })
-    .unwrap();
+    let hello = hello_with(vec![0; 32]);
     let actions = r.b.sessions.receive("alice", &hello, r.now);
     r.apply(false, actions);
     assert_eq!(Relay::failures(&r.b), vec![Failure::BadKey]);
@@ -841,16 +865,7 @@ fn a_flood_of_hellos_from_many_nicks_is_bounded() {
     // Real handshake openings from many different (invented) nicks, never finished.
     for i in 0..(MAX_INCOMING_HANDSHAKES + 50) {
         let nick = format!("mallory{i}");
-        let mut attacker = Sessions::new(
-            &nick,
-            Identity::generate(),
-            Pins::default(),
-            E2eConfig::default(),
-        );
-        let hello = match attacker.start("bob", now).unwrap().into_iter().next() {
-            Some(Action::Send { payload, .. }) => payload,
-            other => panic!("{other:?}"),
-        };
+        let hello = forged_hello(&nick, "bob", now);
         let actions = r.b.sessions.receive(&nick, &hello, now);
         let replied = actions.iter().any(|a| matches!(a, Action::Send { payload, .. } if matches!(envelope(payload), Envelope::Reply { .. })));
         assert_eq!(replied, i < MAX_INCOMING_HANDSHAKES, "hello {i}");
@@ -1125,12 +1140,7 @@ fn conversations_survive_a_restart_secure_blocked_and_key_changed() {
     let r = mangled(|inbox| inbox.swap(0, 1));
     let text = r.b.sessions.conversations_text();
     assert_eq!(text, "blocked alice decrypt\n");
-    let mut s = Sessions::new(
-        "bob",
-        Identity::generate(),
-        Pins::default(),
-        E2eConfig::default(),
-    );
+    let mut s = fresh("bob");
     s.restore(&text).unwrap();
     assert_eq!(s.status("alice"), Status::Failed(Failure::Decrypt));
     // Key changed.
@@ -1157,12 +1167,7 @@ fn conversations_survive_a_restart_secure_blocked_and_key_changed() {
         "key-changed bob 12",
         "frobnicate bob",
     ] {
-        let mut s = Sessions::new(
-            "alice",
-            Identity::generate(),
-            Pins::default(),
-            E2eConfig::default(),
-        );
+        let mut s = fresh("alice");
         assert_eq!(
             s.restore(&format!("secure carol\n{bad}\n")),
             Err(2),
@@ -1178,12 +1183,7 @@ fn after_a_key_change_both_sides_can_compare_the_new_keys_safety_number() {
     for alice_starts in [true, false] {
         let mut r = Relay::new();
         r.connect();
-        r.b.sessions = Sessions::new(
-            "bob",
-            Identity::generate(),
-            Pins::default(),
-            E2eConfig::default(),
-        );
+        r.b.sessions = fresh("bob");
         reconnect_a_only(&mut r);
         r.start(!alice_starts);
         r.deliver_all();
@@ -1313,12 +1313,7 @@ fn a_responder_waits_for_message_three_longer_than_an_initiator_waits_for_messag
 
 #[test]
 fn after_a_reconnect_only_a_few_automatic_handshakes_run_at_once() {
-    let mut a = Sessions::new(
-        "alice",
-        Identity::generate(),
-        Pins::default(),
-        E2eConfig::default(),
-    );
+    let mut a = fresh("alice");
     let text: String = (0..20).map(|i| format!("secure peer{i}\n")).collect();
     a.restore(&text).unwrap();
     assert_eq!(a.connection_reset().len(), 20);
@@ -1342,12 +1337,7 @@ fn after_a_reconnect_only_a_few_automatic_handshakes_run_at_once() {
 
 #[test]
 fn beyond_the_monitor_bound_the_same_peers_are_watched_and_the_rest_are_tried_when_written_to() {
-    let mut a = Sessions::new(
-        "alice",
-        Identity::generate(),
-        Pins::default(),
-        E2eConfig::default(),
-    );
+    let mut a = fresh("alice");
     let n = crate::protocol::MAX_MONITORED + 10;
     let text: String = (0..n).map(|i| format!("secure peer{i:04}\n")).collect();
     a.restore(&text).unwrap();
@@ -1372,16 +1362,7 @@ fn a_hello_that_never_completes_does_not_unblock_a_blocked_conversation() {
         Status::Failed(Failure::Decrypt)
     );
     // The server forges a Hello "from alice" (it cannot finish the handshake).
-    let mut forger = Sessions::new(
-        "alice",
-        Identity::generate(),
-        Pins::default(),
-        E2eConfig::default(),
-    );
-    let hello = match forger.start("bob", r.now).unwrap().into_iter().next() {
-        Some(Action::Send { payload, .. }) => payload,
-        other => panic!("{other:?}"),
-    };
+    let hello = forged_hello("alice", "bob", r.now);
     let actions = r.b.sessions.receive("alice", &hello, r.now);
     r.apply(false, actions);
     let later = r.now + Duration::from_secs(600);
@@ -1404,11 +1385,7 @@ fn a_broken_hello_leaves_a_plain_conversation_plain() {
     // A Hello with a payload (handshake payloads are always empty) and one with a
     // small-order key.
     for noise in [vec![9; 48], vec![0; 32]] {
-        let hello = postcard::to_allocvec(&Envelope::Hello {
-            session: [7; 16],
-            noise,
-        })
-        .unwrap();
+        let hello = hello_with(noise);
         let actions = r.b.sessions.receive("alice", &hello, r.now);
         r.apply(false, actions);
     }
@@ -1431,16 +1408,7 @@ fn a_broken_hello_leaves_a_plain_conversation_plain() {
 #[test]
 fn a_forged_hello_on_a_blocked_conversation_does_not_survive_a_reconnect_or_a_save() {
     let mut r = mangled(|inbox| inbox.swap(0, 1));
-    let mut forger = Sessions::new(
-        "alice",
-        Identity::generate(),
-        Pins::default(),
-        E2eConfig::default(),
-    );
-    let hello = match forger.start("bob", r.now).unwrap().into_iter().next() {
-        Some(Action::Send { payload, .. }) => payload,
-        other => panic!("{other:?}"),
-    };
+    let hello = forged_hello("alice", "bob", r.now);
     let actions = r.b.sessions.receive("alice", &hello, r.now);
     r.apply(false, actions);
     assert_eq!(r.b.sessions.conversations_text(), "blocked alice decrypt\n");
