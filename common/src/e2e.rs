@@ -913,12 +913,20 @@ impl Sessions {
         if !online {
             return self.fail_if_active(peer, Failure::PeerLeft);
         }
-        self.resume_if_due(&key, now)
+        self.resume_if_due(&key, now, &mut None)
     }
 
     /// Starts a session by itself for an interrupted secure conversation whose peer is online,
     /// if the wait after the last attempt is over.
-    fn resume_if_due(&mut self, key: &str, now: Instant) -> Vec<Action> {
+    ///
+    /// `running` is the number of automatic handshakes running, counted on first need and kept
+    /// up to date by the caller's loop (so that a tick over many peers counts once).
+    fn resume_if_due(
+        &mut self,
+        key: &str,
+        now: Instant,
+        running: &mut Option<usize>,
+    ) -> Vec<Action> {
         let Some(entry) = self.peers.get(key) else {
             return Vec::new();
         };
@@ -929,14 +937,6 @@ impl Sessions {
         if entry.intent != Intent::Secure || entry.online != Some(true) || !interrupted {
             return Vec::new();
         }
-        let running = self
-            .peers
-            .values()
-            .filter(|p| p.automatic && matches!(p.state, State::Handshaking(_)))
-            .count();
-        if running >= MAX_AUTOMATIC_STARTS {
-            return Vec::new(); // `tick` starts it when one of those is done
-        }
         if let (Some(last), Some(n)) = (entry.last_start, entry.attempts.checked_sub(1)) {
             let wait = RETRY_WAIT
                 .saturating_mul(1u32 << n.min(8))
@@ -946,7 +946,20 @@ impl Sessions {
             }
         }
         let nick = entry.nick.clone();
-        self.begin(&nick, now, true).unwrap_or_default()
+        let count = *running.get_or_insert_with(|| {
+            self.peers
+                .values()
+                .filter(|p| p.automatic && matches!(p.state, State::Handshaking(_)))
+                .count()
+        });
+        if count >= MAX_AUTOMATIC_STARTS {
+            return Vec::new(); // `tick` starts it when one of those is done
+        }
+        let actions = self.begin(&nick, now, true).unwrap_or_default();
+        if !actions.is_empty() {
+            *running = Some(count + 1);
+        }
+        actions
     }
 
     /// Where the conversation with `peer` stands.
@@ -1879,6 +1892,8 @@ impl Sessions {
         let timeout = self.config.handshake_timeout;
         let keys: Vec<String> = self.peers.keys().cloned().collect();
         let mut actions = Vec::new();
+        let mut running = None;
+        let mut waiting = Vec::new();
         for key in keys {
             let Some(entry) = self.peers.get_mut(&key) else {
                 continue;
@@ -1899,8 +1914,13 @@ impl Sessions {
                 }
             } else {
                 actions.extend(self.rehandshake_if_due(&key, now));
-                actions.extend(self.resume_if_due(&key, now));
+                waiting.push(key);
             }
+        }
+        // Then automatic restarts, once the handshakes that timed out are counted out (those
+        // restart at a later tick).
+        for key in waiting {
+            actions.extend(self.resume_if_due(&key, now, &mut running));
         }
         actions
     }
