@@ -320,12 +320,12 @@ pub enum ConnectError {
     #[error("{0:?} is not HOST:PORT")]
     BadAddress(String),
     /// TCP connect failed.
-    #[error("cannot reach {server}: {source}")]
+    #[error("cannot reach {server}: {cause}")]
     Unreachable {
         /// The server.
         server: String,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A step took longer than the connect timeout.
     #[error("{server} did not answer in time ({step})")]
@@ -356,12 +356,12 @@ pub enum ConnectError {
         known_file: PathBuf,
     },
     /// TLS failed for another reason (e.g. the certificate does not cover this name).
-    #[error("TLS with {server} failed: {source}")]
+    #[error("TLS with {server} failed: {cause}")]
     Tls {
         /// The server.
         server: String,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The server refused the login.
     #[error("server refused the login: {detail} ({code})")]
@@ -1039,7 +1039,12 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
     .await
     {
         Ok(Ok(tcp)) => tcp,
-        Ok(Err(source)) => return Err(ConnectError::Unreachable { server, source }),
+        Ok(Err(source)) => {
+            return Err(ConnectError::Unreachable {
+                server,
+                cause: source,
+            })
+        }
         Err(_) => {
             return Err(ConnectError::Timeout {
                 server,
@@ -1065,7 +1070,10 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
                     found,
                     known_file: known_file.unwrap_or_default(),
                 },
-                None => ConnectError::Tls { server, source },
+                None => ConnectError::Tls {
+                    server,
+                    cause: source,
+                },
             });
         }
         Err(_) => {
@@ -1802,6 +1810,26 @@ mod tests {
         match read_welcome(&mut reader, "A").await {
             Err(ConnectError::Protocol(e)) => assert!(e.contains("too long"), "{e}"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_connect_error_says_its_cause_once() {
+        let cause =
+            || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        for e in [
+            ConnectError::Unreachable {
+                server: "localhost:7667".into(),
+                cause: cause(),
+            },
+            ConnectError::Tls {
+                server: "localhost:7667".into(),
+                cause: cause(),
+            },
+        ] {
+            // As mm prints it (anyhow's alternate form shows the chain of sources).
+            let shown = format!("{:#}", anyhow::Error::from(e));
+            assert_eq!(shown.matches("Connection refused").count(), 1, "{shown}");
         }
     }
 

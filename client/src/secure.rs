@@ -53,20 +53,20 @@ pub struct SecureSetup {
 #[non_exhaustive]
 pub enum HomeError {
     /// I/O on a file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The identity file is damaged.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Identity {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        source: IdentityError,
+        cause: IdentityError,
     },
     /// The pins file is damaged. Refusing to start is safer than forgetting pins, which would
     /// turn a key change into a "new" key.
@@ -113,7 +113,7 @@ impl SecureSetup {
     pub fn load(home: &Path) -> Result<(SecureSetup, bool), HomeError> {
         mm_certs::create_private_dir(home).map_err(|source| HomeError::Io {
             path: home.to_path_buf(),
-            source,
+            cause: source,
         })?;
         let id_path = home.join(IDENTITY_FILE);
         let (identity, created) = match std::fs::read_to_string(&id_path) {
@@ -122,7 +122,7 @@ impl SecureSetup {
                 let identity =
                     Identity::from_file_text(&text).map_err(|source| HomeError::Identity {
                         path: id_path.clone(),
-                        source,
+                        cause: source,
                     })?;
                 (identity, false)
             }
@@ -134,7 +134,7 @@ impl SecureSetup {
             Err(source) => {
                 return Err(HomeError::Io {
                     path: id_path,
-                    source,
+                    cause: source,
                 })
             }
         };
@@ -148,7 +148,7 @@ impl SecureSetup {
             Err(source) => {
                 return Err(HomeError::Io {
                     path: pins_path,
-                    source,
+                    cause: source,
                 })
             }
         };
@@ -165,7 +165,7 @@ impl SecureSetup {
             Err(source) => {
                 return Err(HomeError::Io {
                     path: conversations_path,
-                    source,
+                    cause: source,
                 })
             }
         };

@@ -30,12 +30,12 @@ pub const KNOWN_SERVERS: &str = "known_servers";
 #[non_exhaustive]
 pub enum KnownServersError {
     /// I/O on the file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -78,7 +78,7 @@ impl KnownServers {
             Err(source) => {
                 return Err(KnownServersError::Io {
                     path: self.path.clone(),
-                    source,
+                    cause: source,
                 })
             }
         };
@@ -110,7 +110,7 @@ impl KnownServers {
         use std::io::Write;
         let io = |source| KnownServersError::Io {
             path: self.path.clone(),
-            source,
+            cause: source,
         };
         if let Some(dir) = self.path.parent() {
             mm_certs::create_private_dir(dir).map_err(io)?;

@@ -159,20 +159,20 @@ impl Default for Limits {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not valid TOML for this configuration.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Parse {
         /// The file.
         path: PathBuf,
         /// What is wrong, with its location.
-        source: Box<toml::de::Error>,
+        cause: Box<toml::de::Error>,
     },
     /// A value is out of range.
     #[error("{0}")]
@@ -187,11 +187,11 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
-            source: Box::new(source),
+            cause: Box::new(source),
         })?;
         config.limits.check()?;
         Ok(config)
@@ -327,6 +327,17 @@ mod tests {
         let config = Config::from_file(&path).unwrap();
         assert_eq!(config.bind.port(), 9000);
         assert_eq!(config.limits.write_timeout, Duration::from_millis(250));
+        // Printed as mm-server prints errors (anyhow's chain), each cause is said once.
+        for broken in [dir.path().join("nope"), {
+            let bad = dir.path().join("bad.toml");
+            std::fs::write(&bad, "bind = 7\n").unwrap();
+            bad
+        }] {
+            let e = Config::from_file(&broken).unwrap_err();
+            let shown = format!("{:#}", anyhow::Error::from(e));
+            let first = shown.split(": ").last().unwrap_or_default().to_string();
+            assert_eq!(shown.matches(first.as_str()).count(), 1, "{shown}");
+        }
         assert!(matches!(
             Config::from_file(&dir.path().join("nope")),
             Err(ConfigError::Read { .. })

@@ -11,7 +11,7 @@ async fn a_client_given_the_wrong_ca_refuses_to_connect() {
     let other = TestServer::start().await;
     let opts = ConnectOptions::new(server.server(), "alice", Trust::Roots(other.ca.clone()));
     match connect(&opts).await {
-        Err(ConnectError::Tls { source, .. }) => {
+        Err(ConnectError::Tls { cause: source, .. }) => {
             assert!(
                 source.to_string().to_lowercase().contains("certificate"),
                 "{source}"
@@ -109,7 +109,7 @@ async fn the_pinned_certificate_must_still_cover_the_address_used() {
         .unwrap();
     let opts = ConnectOptions::new(server.server(), "alice", Trust::Known(known));
     match connect(&opts).await {
-        Err(ConnectError::Tls { source, .. }) => {
+        Err(ConnectError::Tls { cause: source, .. }) => {
             assert!(
                 source.to_string().contains("not valid for name"),
                 "{source}"
