@@ -6,6 +6,7 @@ mod accounts;
 mod adversarial;
 mod at_rest;
 mod bench_smoke;
+mod build;
 mod certs;
 mod chat;
 mod cli;

@@ -1,0 +1,1 @@
+//! No code: this crate only asks for dependency features (see its Cargo.toml).
