@@ -37,12 +37,13 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Parser)]
 #[command(name = "mm", version, after_help = AFTER_HELP)]
 pub struct Args {
-    /// Server to connect to
+    /// Server to connect to; without a port, 7667
     #[arg(
         long,
-        value_name = "HOST:PORT",
+        value_name = "HOST[:PORT]",
         env = "MM_SERVER",
-        default_value = "localhost:7667"
+        default_value = "localhost:7667",
+        value_parser = parse_server
     )]
     pub server: String,
     /// CA certificate to verify the server with (the server's ca.pem). Without it, the server
@@ -83,6 +84,13 @@ Line mode exit status:
 
 In the terminal UI, a client replaced by another login stays disconnected: /reconnect takes the
 account back.";
+
+/// `--server`'s value in its canonical form (see [`crate::connection::server_address`]).
+fn parse_server(value: &str) -> Result<String, String> {
+    crate::connection::server_address(value).ok_or_else(|| {
+        "give HOST or HOST:PORT, for example chat.example.org or 192.168.1.20:7667".to_owned()
+    })
+}
 
 /// Exit code for "could not connect, lost the connection, or the server stopped answering".
 const EXIT_FAILURE: u8 = 1;

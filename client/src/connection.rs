@@ -316,8 +316,8 @@ impl ConnectOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// `--server` is not `host:port`.
-    #[error("{0:?} is not HOST:PORT")]
+    /// `--server` is not `HOST` or `HOST:PORT` (see [`server_address`]).
+    #[error("{0:?} is not a server address: give HOST or HOST:PORT, for example chat.example.org or 192.168.1.20:7667")]
     BadAddress(String),
     /// TCP connect failed.
     #[error("cannot reach {server}: {cause}")]
@@ -973,13 +973,39 @@ impl Client {
     }
 }
 
+/// The canonical `HOST:PORT` form of a server address as a user types it: `chat.example.org`,
+/// `chat.example.org:7667`, `192.168.1.20`, `192.168.1.20:7667`, `::1`, `[::1]` or `[::1]:7667`.
+/// Without a port, [`DEFAULT_PORT`](mm_common::protocol::DEFAULT_PORT); IPv6 addresses come back
+/// in brackets. `None` for anything else (an empty host, a port that is not 1–65535, spaces).
+/// Known servers are remembered under this form, so `localhost` and `localhost:7667` are one.
+pub fn server_address(input: &str) -> Option<String> {
+    let (host, port) = split_host_port(input)?;
+    Some(match host.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => format!("[{v6}]:{port}"),
+        Err(_) => format!("{host}:{port}"),
+    })
+}
+
+/// `(host, port)` of a server address in any form [`server_address`] takes; IPv6 without
+/// brackets.
 fn split_host_port(server: &str) -> Option<(String, u16)> {
+    const DEFAULT: u16 = mm_common::protocol::DEFAULT_PORT;
     if let Ok(addr) = server.parse::<SocketAddr>() {
-        return Some((addr.ip().to_string(), addr.port()));
+        return (addr.port() != 0).then(|| (addr.ip().to_string(), addr.port()));
     }
-    let (host, port) = server.rsplit_once(':')?;
-    let port = port.parse().ok()?;
-    if host.is_empty() || host.contains(':') {
+    if let Ok(ip) = server.parse::<std::net::IpAddr>() {
+        return Some((ip.to_string(), DEFAULT));
+    }
+    if let Some(v6) = server.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+        let ip = v6.parse::<std::net::Ipv6Addr>().ok()?;
+        return Some((ip.to_string(), DEFAULT));
+    }
+    let (host, port) = match server.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().ok().filter(|p| *p != 0)?),
+        None => (server, DEFAULT),
+    };
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    if host.is_empty() || !host.chars().all(valid) {
         return None;
     }
     Some((host.to_owned(), port))
@@ -991,7 +1017,8 @@ fn split_host_port(server: &str) -> Option<(String, u16)> {
 /// [`ConnectError`] says which step failed; [`ConnectError::UnknownServer`] and
 /// [`ConnectError::ServerKeyChanged`] carry the fingerprint the server presented.
 pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome), ConnectError> {
-    let server = opts.server.clone();
+    let server = server_address(&opts.server)
+        .ok_or_else(|| ConnectError::BadAddress(opts.server.clone()))?;
     let (host, port) =
         split_host_port(&server).ok_or_else(|| ConnectError::BadAddress(server.clone()))?;
     let server_name =
@@ -2203,9 +2230,44 @@ mod tests {
             Some(("192.168.1.5".into(), 1))
         );
         assert_eq!(split_host_port("[::1]:7667"), Some(("::1".into(), 7667)));
-        assert_eq!(split_host_port("localhost"), None);
         assert_eq!(split_host_port(":7667"), None);
-        assert_eq!(split_host_port("::1:7667"), None);
         assert_eq!(split_host_port("host:99999"), None);
+        assert_eq!(split_host_port("host:0"), None);
+        assert_eq!(split_host_port("host:"), None);
+        assert_eq!(split_host_port("two words"), None);
+        assert_eq!(split_host_port("a:b:c"), None);
+        assert_eq!(split_host_port(""), None);
+    }
+
+    /// A host without a port takes the default port (`mm --server localhost` was refused), and
+    /// every spelling of one address is one known server.
+    #[test]
+    fn server_addresses_default_the_port_and_have_one_form() {
+        for (typed, canonical) in [
+            ("localhost", "localhost:7667"),
+            ("localhost:7667", "localhost:7667"),
+            ("chat.example.org", "chat.example.org:7667"),
+            ("chat.example.org:443", "chat.example.org:443"),
+            ("192.168.1.20", "192.168.1.20:7667"),
+            ("192.168.1.20:9000", "192.168.1.20:9000"),
+            ("::1", "[::1]:7667"),
+            ("[::1]", "[::1]:7667"),
+            ("[::1]:7667", "[::1]:7667"),
+            ("[0:0::1]:8000", "[::1]:8000"),
+        ] {
+            assert_eq!(server_address(typed).as_deref(), Some(canonical), "{typed}");
+        }
+        for bad in [
+            "",
+            ":7667",
+            "host:",
+            "host:0",
+            "host:x",
+            "[::1",
+            "a b",
+            "::1:7667:x",
+        ] {
+            assert_eq!(server_address(bad), None, "{bad:?}");
+        }
     }
 }

@@ -14,6 +14,10 @@ pub const PROTOCOL_VERSION: u16 = 4;
 /// server (or the reverse) fail at the handshake instead of exchanging garbage.
 pub const ALPN: &[u8] = b"mm/1";
 
+/// The TCP port a server listens on and a client connects to when none is given (unassigned by
+/// IANA).
+pub const DEFAULT_PORT: u16 = 7667;
+
 /// Longest nick, in characters (nicks are ASCII, so also in bytes).
 pub const MAX_NICK_LEN: usize = 32;
 

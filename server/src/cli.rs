@@ -213,6 +213,34 @@ impl Sources {
     }
 }
 
+/// Listens on `addr`; a refusal says why in plain words and what to do.
+async fn listen(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!(listen_refused(addr, &e)))
+}
+
+/// The sentence for a refused `bind(2)` on `addr`.
+fn listen_refused(addr: SocketAddr, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "cannot listen on {addr}: the address is already in use (another mm-server?); \
+             stop the other program or choose another address with --bind"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "cannot listen on {addr}: permission denied (ports below 1024 need privileges); \
+             choose a port above 1023 with --bind, for example 0.0.0.0:7667"
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "cannot listen on {addr}: {} is not an address of this machine; \
+             use one of its addresses, 0.0.0.0 for all of them, or 127.0.0.1",
+            addr.ip()
+        ),
+        _ => format!("cannot listen on {addr}: {e}"),
+    }
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let sources = Sources {
         file: args.config,
@@ -236,6 +264,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config, tls_dir, ..
     } = &running;
 
+    // The address first: a busy port fails before anything is created on disk (a new data
+    // directory, a CA). Connections wait in the backlog until the server accepts.
+    let listener = listen(config.bind).await?;
     crate::make_private(&running.data_dir, tls_dir)?;
     // An interrupted replacement of server.key and server.pem is completed (or rolled back)
     // before anything reads them.
@@ -266,9 +297,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     info!(dir = %tls_dir.display(), fingerprint = %cert.summary().fingerprint, %expires, "using TLS certificate");
     let tls = crate::tls::server_config_with(Arc::clone(&cert))?;
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.bind))?;
     if let Ok(ca) = mm_certs::load_certs(&tls_dir.join(mm_certs::CA_CERT)) {
         if let Some(ca) = ca.first() {
             info!(fingerprint = %mm_certs::fingerprint(ca), "CA fingerprint");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The port mm-server listens on unless told otherwise.
-pub const DEFAULT_PORT: u16 = 7667;
+pub use mm_common::protocol::DEFAULT_PORT;
 
 /// Everything the server can be configured with.
 #[derive(Debug, Clone, Deserialize)]

@@ -512,6 +512,33 @@ async fn mm_owns_its_nick_by_its_home_and_sees_what_it_missed() {
 }
 
 /// Waits for `mm` to exit (at most `within`) and returns what it wrote.
+/// `--server HOST` takes the default port (it was refused: "is not HOST:PORT"); a value that is
+/// no address is refused in words that show the accepted forms.
+#[tokio::test]
+async fn a_server_without_a_port_gets_the_default_port() {
+    let home = tempfile::tempdir().unwrap();
+    // Nothing is trusted in this home, so whatever listens on 7667 (or nothing) is refused; the
+    // refusal names the address mm used.
+    let mut mm = spawn_mm("127.0.0.1", None, "bob", home.path());
+    drop(mm.stdin.take());
+    let output = finish(mm, WAIT).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:7667"), "{stderr}");
+
+    for bad in ["two words", "host:0", "host:port"] {
+        let mut mm = spawn_mm(bad, None, "bob", home.path());
+        drop(mm.stdin.take());
+        let output = finish(mm, WAIT).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!("invalid value '{bad}' for '--server <HOST[:PORT]>': give HOST or HOST:PORT, for example chat.example.org or 192.168.1.20:7667")),
+            "{stderr}"
+        );
+    }
+}
+
 async fn finish(mm: Child, within: std::time::Duration) -> std::process::Output {
     tokio::time::timeout(within, mm.wait_with_output())
         .await

@@ -414,3 +414,51 @@ async fn admin_output_into_a_closed_pipe_is_not_an_error_and_a_full_disk_is_one(
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// Runs `mm-server --bind ADDR --data DIR` expecting it to refuse at start; returns its stderr.
+async fn refused_start(bind: &str, data: &Path) -> String {
+    let child = tokio::process::Command::new(MM_SERVER)
+        .args(["--bind", bind, "--data"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("mm-server did not finish")
+        .unwrap();
+    assert!(!output.status.success(), "started on {bind}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A busy port (or an address not on this machine) is refused in plain words before anything
+/// is made on disk: it used to create the data directory and a new CA first.
+#[tokio::test]
+async fn an_address_that_cannot_be_used_is_refused_before_anything_is_created() {
+    let parent = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let data = parent.path().join("new-data");
+    let stderr = refused_start(&addr, &data).await;
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on {addr}: the address is already in use (another mm-server?); \
+             stop the other program or choose another address with --bind"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("os error"), "{stderr}");
+    assert!(!data.exists(), "a refused start made {}", data.display());
+
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine.
+    let stderr = refused_start("192.0.2.1:7667", &data).await;
+    assert!(
+        stderr.contains(
+            "cannot listen on 192.0.2.1:7667: 192.0.2.1 is not an address of this machine"
+        ),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "a refused start made {}", data.display());
+}
