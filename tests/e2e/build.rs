@@ -10,7 +10,15 @@ fn resolved_features(selection: &[&str]) -> BTreeSet<String> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new(env!("CARGO"))
         .current_dir(&workspace)
-        .args(["tree", "--offline", "--locked", "-e", "normal,build", "--prefix", "none"])
+        .args([
+            "tree",
+            "--offline",
+            "--locked",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+        ])
         .args(["-f", "{p} [{f}]"])
         .args(selection)
         .output()
