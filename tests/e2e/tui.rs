@@ -452,3 +452,101 @@ async fn every_file_mm_keeps_in_its_home_is_private() {
         );
     }
 }
+
+/// 2025-07-01 12:00 UTC and 2025-01-01 12:00 UTC, in milliseconds.
+const SUMMER_NOON_UTC: i64 = 1_751_371_200_000;
+const WINTER_NOON_UTC: i64 = 1_735_732_800_000;
+
+/// A server whose history holds bob's "a summer line" from 1 July 12:00 UTC and "a winter line"
+/// from 1 January 12:00 UTC (sent now, then dated back in its store while it is stopped).
+async fn server_with_history_from_two_seasons() -> mm_tests::ServerProcess {
+    let server = mm_tests::ServerProcess::start(MM_SERVER, "").await;
+    let bob = TestClient::connect(&server.options("bob")).await;
+    for text in ["a summer line", "a winter line"] {
+        bob.client.public(text).await.unwrap();
+    }
+    bob.client.flush(WAIT).await.unwrap();
+    bob.client.quit().await;
+    drop(bob);
+    let data = server.stop_keeping_data().await;
+    {
+        let db = rusqlite::Connection::open(data.path().join("mm-server.db")).unwrap();
+        for (text, ts) in [
+            ("a summer line", SUMMER_NOON_UTC),
+            ("a winter line", WINTER_NOON_UTC),
+        ] {
+            let n = db
+                .execute(
+                    "UPDATE history SET ts = ?1 WHERE text = ?2",
+                    rusqlite::params![ts, text],
+                )
+                .unwrap();
+            assert_eq!(n, 1, "{text} is in the history");
+        }
+    }
+    mm_tests::ServerProcess::start_in(MM_SERVER, "", data).await
+}
+
+/// History from two seasons in a terminal in New York: each line in the local time of its own
+/// day — 08:00 (EDT, UTC-4) in July, 07:00 (EST, UTC-5) in January — whatever the season the
+/// test runs in (the offset is not the one of the moment `mm` started). A `TZ` naming no zone
+/// shows UTC, and the UI says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_ui_shows_each_time_with_the_offset_of_its_own_day() {
+    if !Tmux::usable() {
+        return;
+    }
+    let server = server_with_history_from_two_seasons().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("server-ca.pem");
+    std::fs::copy(server.data.path().join("tls").join(mm_certs::CA_CERT), &ca).unwrap();
+    let start = |tz: &str, nick: &str| {
+        Tmux::start(&format!(
+            "TZ={tz} {} --server {} --ca {} --nick {nick} --home {}; echo \"mm exited with $?\"; sleep 30",
+            shell_quote(Path::new(MM)),
+            server.addr,
+            shell_quote(&ca),
+            shell_quote(&dir.path().join(nick))
+        ))
+    };
+    let new_york = start("America/New_York", "alice");
+    let nowhere = start("Mars/Olympus", "carol");
+
+    let row = |screen: &str, text: &str| -> String {
+        screen
+            .lines()
+            .find(|r| r.contains(text))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    new_york.wait_for("<bob> a winter line").await;
+    let screen = new_york.wait_for("<bob> a summer line").await;
+    assert!(
+        row(&screen, "a summer line").starts_with("07-01 08:00 [history] <bob> a summer line"),
+        "July is EDT (UTC-4):\n{screen}"
+    );
+    assert!(
+        row(&screen, "a winter line").starts_with("01-01 07:00 [history] <bob> a winter line"),
+        "January is EST (UTC-5):\n{screen}"
+    );
+    assert!(!screen.contains("not a time zone"), "{screen}");
+
+    nowhere.wait_for("<bob> a winter line").await;
+    let screen = nowhere
+        .wait_for("TZ=Mars/Olympus is not a time zone mm can find")
+        .await;
+    assert!(
+        row(&screen, "a summer line").starts_with("07-01 12:00 [history] <bob> a summer line"),
+        "an unknown zone is UTC:\n{screen}"
+    );
+    assert!(
+        row(&screen, "a winter line").starts_with("01-01 12:00 [history] <bob> a winter line"),
+        "{screen}"
+    );
+    assert!(screen.contains("times are shown in UTC"), "{screen}");
+
+    for tmux in [new_york, nowhere] {
+        tmux.keys(&["C-c"]);
+        tmux.wait_for("mm exited with 0").await;
+    }
+}

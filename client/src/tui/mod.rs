@@ -12,7 +12,6 @@ pub mod ui;
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,7 +21,6 @@ use ratatui::crossterm::event::{
     Event as TermEvent, KeyEventKind,
 };
 use ratatui::crossterm::execute;
-use time::{OffsetDateTime, UtcOffset};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -51,22 +49,6 @@ keys:
   Ctrl+C, Ctrl+D, /quit       leave
   /reconnect                  connect again now (after another login took the account, or a refusal)
 in a private tab, lines go to that person and /secure, /verify, /verified need no nick";
-
-static LOCAL_OFFSET: OnceLock<UtcOffset> = OnceLock::new();
-
-/// Reads the local time zone. Call it before any thread starts: the `time` crate only reads
-/// it while the process is single-threaded (a libc limitation); otherwise times show as UTC.
-pub fn init_local_time() {
-    let _ = LOCAL_OFFSET.set(UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC));
-}
-
-/// A server timestamp in local time.
-pub fn local_time(ts_ms: u64) -> OffsetDateTime {
-    let secs = i64::try_from(ts_ms / 1000).unwrap_or(0);
-    OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-        .to_offset(*LOCAL_OFFSET.get().unwrap_or(&UtcOffset::UTC))
-}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()

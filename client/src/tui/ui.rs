@@ -117,19 +117,14 @@ fn tab_bar(app: &App, theme: Theme) -> Line<'static> {
     Line::from(spans)
 }
 
-/// `HH:MM` local time, or `MM-DD HH:MM` for lines from the past (history, offline mail).
+/// `HH:MM` local time, or `MM-DD HH:MM` for lines from the past (history, offline mail): each
+/// with the UTC offset in force at that instant.
 fn stamp(ts: u64, with_date: bool) -> String {
-    let t = super::local_time(ts);
+    let zone = crate::localtime::zone();
     if with_date {
-        format!(
-            "{:02}-{:02} {:02}:{:02}",
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute()
-        )
+        crate::localtime::format_date_time(ts, zone)
     } else {
-        format!("{:02}:{:02}", t.hour(), t.minute())
+        crate::localtime::format_time(ts, zone)
     }
 }
 
