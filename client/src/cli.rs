@@ -112,7 +112,6 @@ pub fn main() -> ExitCode {
     // Before the home directory is touched: whatever mm creates is owner-only.
     mm_certs::restrict_umask();
     let args = Args::parse();
-    crate::tui::init_local_time(); // while still single-threaded
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -221,6 +220,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
 
     let code = if interactive {
+        // Line mode prints UTC (labelled, the same for every reader); the UI local time.
+        notes.extend(crate::localtime::init());
         let settings = crate::tui::Settings {
             notify: args.notify,
             notes,

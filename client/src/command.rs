@@ -51,6 +51,22 @@ commands:
   /help            this list
   /quit            leave (Ctrl-D too)";
 
+/// Spaces a tab becomes in chat text.
+pub const TAB_SPACES: usize = 4;
+
+/// `text` with each tab replaced by [`TAB_SPACES`] spaces. One message is one line and may not
+/// hold a control character; a tab (from a paste, or a file piped to line mode) is the one whose
+/// meaning survives as plain spaces. A fixed width, not tab stops: the receiver's line starts
+/// after a time and a nick of any width, so no column could be kept anyway. Every other control
+/// character is left for [`text_refusal`] to refuse.
+pub fn expand_tabs(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\t') {
+        std::borrow::Cow::Owned(text.replace('\t', &" ".repeat(TAB_SPACES)))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Why a text would be refused, checked before sending and worded like the server's error
 /// (`error (text-too-long): ...`); `None` if it may be sent.
 pub fn text_refusal(text: &str, max: usize) -> Option<String> {
@@ -64,7 +80,8 @@ pub fn text_refusal(text: &str, max: usize) -> Option<String> {
     })
 }
 
-/// Parses one input line (without its newline).
+/// Parses one input line (without its newline). Tabs in the text to send become spaces
+/// ([`expand_tabs`]); between a command and its arguments they separate words like spaces.
 ///
 /// # Errors
 /// [`CommandError`] for unknown commands or missing arguments.
@@ -74,10 +91,10 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         return Ok(Command::Nothing);
     }
     if let Some(escaped) = line.strip_prefix("//") {
-        return Ok(Command::Say(format!("/{escaped}")));
+        return Ok(Command::Say(format!("/{}", expand_tabs(escaped))));
     }
     let Some(rest) = line.strip_prefix('/') else {
-        return Ok(Command::Say(line.to_owned()));
+        return Ok(Command::Say(expand_tabs(line).into_owned()));
     };
     let (name, args) = match rest.split_once(char::is_whitespace) {
         Some((name, args)) => (name, args.trim_start()),
@@ -91,7 +108,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
             }
             Ok(Command::Msg {
                 to: to.to_owned(),
-                text: text.to_owned(),
+                text: expand_tabs(text).into_owned(),
             })
         }
         "secure" | "insecure" | "verify" | "verified" | "accept-key" => {
@@ -135,6 +152,39 @@ mod tests {
         );
         assert_eq!(parse(""), Ok(Command::Nothing));
         assert_eq!(parse("   "), Ok(Command::Nothing));
+    }
+
+    #[test]
+    fn tabs_become_four_spaces_and_other_control_characters_stay_to_be_refused() {
+        assert_eq!(parse("a\tb"), Ok(Command::Say("a    b".into())));
+        assert_eq!(parse("\tindented"), Ok(Command::Say("    indented".into())));
+        assert_eq!(parse("//x\ty"), Ok(Command::Say("/x    y".into())));
+        // Between words of a command a tab separates them; in the text it is four spaces.
+        assert_eq!(
+            parse("/msg\tbob\tcol1\tcol2"),
+            Ok(Command::Msg {
+                to: "bob".into(),
+                text: "col1    col2".into()
+            })
+        );
+        assert_eq!(parse("\t\t"), Ok(Command::Nothing));
+        assert!(parse("/msg bob \t").is_err(), "a tab alone is no text");
+        // Only tabs: what else the server refuses is left in, and refused before sending.
+        for refused in [
+            "a\u{1b}[2Jb",
+            "bell\u{7}",
+            "nul\0",
+            "a\rb",
+            "a\u{b}b",
+            "a\u{2028}b",
+        ] {
+            let Ok(Command::Say(text)) = parse(refused) else {
+                panic!("{refused:?}")
+            };
+            assert_eq!(text, refused);
+            assert!(text_refusal(&text, 4096).is_some(), "{refused:?}");
+        }
+        assert_eq!(text_refusal(&expand_tabs("a\tb"), 4096), None);
     }
 
     #[test]

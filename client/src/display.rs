@@ -162,19 +162,13 @@ pub fn event_line(event: &Event, style: Style) -> Option<String> {
     Some(line)
 }
 
-/// `MM-DD HH:MM` (UTC) of a server timestamp, for lines from the past.
+/// `MM-DD HH:MM UTC` of a server timestamp, for lines from the past: line mode's output is read
+/// by scripts, the same wherever they run (the terminal UI shows local time).
 pub fn clock(ts_ms: u64) -> String {
-    let secs = i64::try_from(ts_ms / 1000).unwrap_or(0);
-    match time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => format!(
-            "{:02}-{:02} {:02}:{:02} UTC",
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute()
-        ),
-        Err(_) => "?".into(),
-    }
+    format!(
+        "{} UTC",
+        crate::localtime::format_date_time(ts_ms, &jiff::tz::TimeZone::UTC)
+    )
 }
 
 /// The line for an end-to-end event. Secure messages carry the fixed marker `[secure]`; nothing

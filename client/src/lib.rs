@@ -8,6 +8,7 @@ pub mod command;
 pub mod connection;
 pub mod display;
 pub mod home;
+pub mod localtime;
 pub mod secure;
 pub mod stdio;
 pub mod trust;

@@ -131,6 +131,62 @@ async fn line_mode_client_end_to_end() {
     );
 }
 
+/// A file piped to line mode (or a paste into it): a tab becomes four spaces, in public and
+/// private text alike, and every other control character is still refused. A line over the
+/// server's limit is refused with its real size in bytes (multi-byte text counts its bytes),
+/// never cut, and the lines around it still go.
+#[tokio::test]
+async fn line_mode_turns_tabs_into_spaces_and_refuses_long_lines_with_their_real_size() {
+    let server = TestServer::start_unthrottled().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut alice = server.client("alice").await;
+    let mut bob = spawn_trusting(&server, "bob", home.path());
+    let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
+    let mut stdin = bob.stdin.take().unwrap();
+    next_line(&mut out).await; // connected
+    let input = format!(
+        "name\tage\r\n/msg alice\tsecret\tcol\n{}\nbell\x07\n{}\n{}\nlast\n",
+        "x".repeat(5000),
+        "é".repeat(2100),
+        "é".repeat(2048)
+    );
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+
+    let mut said = Vec::new();
+    loop {
+        match alice.next_line().await {
+            Event::Public { text, .. } if text == "last" => break,
+            Event::Public { text, .. } | Event::Private { text, .. } => said.push(text),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        said,
+        ["name    age", "secret    col", "é".repeat(2048).as_str()],
+        "tabs as four spaces; 2048 é are 4096 bytes: just in"
+    );
+    let mut printed = Vec::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(WAIT, out.next_line()).await {
+        printed.push(line);
+    }
+    let printed = printed.join("\n");
+    for refusal in [
+        "message of 5000 bytes is over the limit of 4096 bytes",
+        "message of 4200 bytes is over the limit of 4096 bytes",
+        "message holds a control character",
+    ] {
+        assert!(printed.contains(refusal), "{refusal}:\n{printed}");
+    }
+    let output = finish(bob, WAIT).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("mm: 3 lines not delivered: 3 refused by mm"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn line_mode_sends_everything_before_eof_then_exits_zero() {
     let server = TestServer::start_unthrottled().await;

@@ -77,6 +77,33 @@ impl Tmux {
         assert!(self.cmd(&args).status().unwrap().success());
     }
 
+    /// Pastes `text` as a terminal does: tmux's paste buffer, sent with bracketed-paste marks
+    /// when `bracketed` (and the application asked for them), as plain keys otherwise (a
+    /// terminal without bracketed paste). tmux sends each `\n` as `\r`, as terminals do,
+    /// unless `raw`.
+    fn paste(&self, text: &str, bracketed: bool, raw: bool) {
+        use std::io::Write as _;
+        let mut load = self
+            .cmd(&["load-buffer", "-b", "clip", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        load.stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        assert!(load.wait().unwrap().success());
+        let mut args = vec!["paste-buffer", "-d", "-b", "clip", "-t", "t"];
+        if bracketed {
+            args.push("-p");
+        }
+        if raw {
+            args.push("-r");
+        }
+        assert!(self.cmd(&args).status().unwrap().success());
+    }
+
     fn screen(&self) -> String {
         let out = self
             .cmd(&["capture-pane", "-p", "-t", "t"])
@@ -451,4 +478,197 @@ async fn every_file_mm_keeps_in_its_home_is_private() {
             "{expected} in {files:?}"
         );
     }
+}
+
+/// 2025-07-01 12:00 UTC and 2025-01-01 12:00 UTC, in milliseconds.
+const SUMMER_NOON_UTC: i64 = 1_751_371_200_000;
+const WINTER_NOON_UTC: i64 = 1_735_732_800_000;
+
+/// A server whose history holds bob's "a summer line" from 1 July 12:00 UTC and "a winter line"
+/// from 1 January 12:00 UTC (sent now, then dated back in its store while it is stopped).
+async fn server_with_history_from_two_seasons() -> mm_tests::ServerProcess {
+    let server = mm_tests::ServerProcess::start(MM_SERVER, "").await;
+    let bob = TestClient::connect(&server.options("bob")).await;
+    for text in ["a summer line", "a winter line"] {
+        bob.client.public(text).await.unwrap();
+    }
+    bob.client.flush(WAIT).await.unwrap();
+    bob.client.quit().await;
+    drop(bob);
+    let data = server.stop_keeping_data().await;
+    {
+        let db = rusqlite::Connection::open(data.path().join("mm-server.db")).unwrap();
+        for (text, ts) in [
+            ("a summer line", SUMMER_NOON_UTC),
+            ("a winter line", WINTER_NOON_UTC),
+        ] {
+            let n = db
+                .execute(
+                    "UPDATE history SET ts = ?1 WHERE text = ?2",
+                    rusqlite::params![ts, text],
+                )
+                .unwrap();
+            assert_eq!(n, 1, "{text} is in the history");
+        }
+    }
+    mm_tests::ServerProcess::start_in(MM_SERVER, "", data).await
+}
+
+/// History from two seasons in a terminal in New York: each line in the local time of its own
+/// day — 08:00 (EDT, UTC-4) in July, 07:00 (EST, UTC-5) in January — whatever the season the
+/// test runs in (the offset is not the one of the moment `mm` started). A `TZ` naming no zone
+/// shows UTC, and the UI says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_ui_shows_each_time_with_the_offset_of_its_own_day() {
+    if !Tmux::usable() {
+        return;
+    }
+    let server = server_with_history_from_two_seasons().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("server-ca.pem");
+    std::fs::copy(server.data.path().join("tls").join(mm_certs::CA_CERT), &ca).unwrap();
+    let start = |tz: &str, nick: &str| {
+        Tmux::start(&format!(
+            "TZ={tz} {} --server {} --ca {} --nick {nick} --home {}; echo \"mm exited with $?\"; sleep 30",
+            shell_quote(Path::new(MM)),
+            server.addr,
+            shell_quote(&ca),
+            shell_quote(&dir.path().join(nick))
+        ))
+    };
+    let new_york = start("America/New_York", "alice");
+    let nowhere = start("Mars/Olympus", "carol");
+
+    let row = |screen: &str, text: &str| -> String {
+        screen
+            .lines()
+            .find(|r| r.contains(text))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    new_york.wait_for("<bob> a winter line").await;
+    let screen = new_york.wait_for("<bob> a summer line").await;
+    assert!(
+        row(&screen, "a summer line").starts_with("07-01 08:00 [history] <bob> a summer line"),
+        "July is EDT (UTC-4):\n{screen}"
+    );
+    assert!(
+        row(&screen, "a winter line").starts_with("01-01 07:00 [history] <bob> a winter line"),
+        "January is EST (UTC-5):\n{screen}"
+    );
+    assert!(!screen.contains("not a time zone"), "{screen}");
+
+    nowhere.wait_for("<bob> a winter line").await;
+    let screen = nowhere
+        .wait_for("TZ=Mars/Olympus is not a time zone mm can find")
+        .await;
+    assert!(
+        row(&screen, "a summer line").starts_with("07-01 12:00 [history] <bob> a summer line"),
+        "an unknown zone is UTC:\n{screen}"
+    );
+    assert!(
+        row(&screen, "a winter line").starts_with("01-01 12:00 [history] <bob> a winter line"),
+        "{screen}"
+    );
+    assert!(screen.contains("times are shown in UTC"), "{screen}");
+
+    for tmux in [new_york, nowhere] {
+        tmux.keys(&["C-c"]);
+        tmux.wait_for("mm exited with 0").await;
+    }
+}
+
+/// The next chat line bob receives, as (private?, text).
+async fn said_to_bob(bob: &mut TestClient) -> (bool, String) {
+    match bob.next_line().await {
+        Event::Public { text, .. } => (false, text),
+        Event::Private { text, .. } => (true, text),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Pastes into the terminal UI: lines stay lines (sent one by one, in order, on Enter, never
+/// before), tabs become spaces, CR LF and bare CR end lines, a line over the server's limit
+/// is refused with its real size and stays to be edited — in a terminal with bracketed paste
+/// and in one without (the paste then arrives as keys, Enter and Tab included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_ui_sends_pasted_lines_as_lines_and_never_cuts_one() {
+    if !Tmux::usable() {
+        return;
+    }
+    let server = TestServer::start_unthrottled().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.client("bob").await;
+    let command = format!(
+        "{} --server {} --ca {} --nick alice --home {}; echo \"mm exited with $?\"; sleep 30",
+        shell_quote(Path::new(MM)),
+        server.server(),
+        shell_quote(&server.ca_path()),
+        shell_quote(home.path())
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for("as alice; 2 online").await;
+    bob.wait_for("alice joined", |e| matches!(e, Event::Joined { .. }))
+        .await;
+
+    // Bracketed paste of three lines with a tab and an empty line (tmux sends \n as \r).
+    tmux.paste("first pasted line\nsecond\tcolumn\n\nthird\n", true, false);
+    tmux.wait_for("pasted 3 lines: Enter sends each as its own line")
+        .await;
+    let screen = tmux.wait_for("#room (5 lines)> first pasted line").await;
+    assert!(screen.contains("second    column"), "{screen}");
+    tmux.keys(&["Enter"]);
+    for expected in ["first pasted line", "second    column", "third"] {
+        assert_eq!(
+            said_to_bob(&mut bob).await,
+            (false, expected.to_owned()),
+            "in order, nothing before Enter"
+        );
+    }
+    tmux.wait_for("left out 1 empty line").await;
+
+    // CR LF line ends (a copy from Windows), with /msg on the first line: all to bob.
+    tmux.keys(&["/msg bob "]);
+    tmux.paste("one\r\ntwo\r\n", true, true);
+    tmux.wait_for("pasted 2 lines").await;
+    tmux.keys(&["Enter"]);
+    assert_eq!(said_to_bob(&mut bob).await, (true, "one".to_owned()));
+    assert_eq!(said_to_bob(&mut bob).await, (true, "two".to_owned()));
+
+    // 5,000 characters: refused with their real size, kept in the input, nothing cut or sent.
+    tmux.keys(&["M-1"]);
+    tmux.paste(&"x".repeat(5000), true, false);
+    tmux.wait_for("5000/4096 bytes").await;
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(
+        "message of 5000 bytes is over the limit of 4096 bytes — nothing was sent; the line stays in the input to edit",
+    )
+    .await;
+    let screen = tmux.wait_for("5000/4096 bytes").await;
+    assert!(
+        screen.contains("#room> xxxx"),
+        "still in the input:\n{screen}"
+    );
+    tmux.keys(&["C-u"]);
+    tmux.keys(&["after the long one", "Enter"]);
+    assert_eq!(
+        said_to_bob(&mut bob).await,
+        (false, "after the long one".to_owned()),
+        "the long line never went"
+    );
+
+    // A terminal without bracketed paste: the lines arrive as keys, Enter and Tab included,
+    // at once. They make a draft all the same (nothing sent, no completion).
+    tmux.paste("plain a\nplain\tb\n", false, false);
+    tmux.wait_for("pasted 2 lines").await;
+    tmux.wait_for("#room (3 lines)> plain a").await;
+    tmux.keys(&["Enter"]);
+    assert_eq!(said_to_bob(&mut bob).await, (false, "plain a".to_owned()));
+    assert_eq!(
+        said_to_bob(&mut bob).await,
+        (false, "plain    b".to_owned())
+    );
+
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("mm exited with 0").await;
 }

@@ -21,6 +21,11 @@ pub const SCROLLBACK: usize = 5000;
 /// messages from many nicks cannot make the client grow without bound.
 pub const MAX_TABS: usize = 64;
 
+/// Most lines one draft sends. The server takes a burst of 20 lines and then 5 a second (by
+/// default): 100 lines take some 16 s to go, while they queue without holding up the UI (a
+/// longer paste belongs in a file).
+pub const MAX_DRAFT_LINES: usize = 100;
+
 /// Lines scrolled per mouse-wheel step.
 const WHEEL: usize = 3;
 
@@ -254,6 +259,9 @@ pub enum Action {
     None,
     /// Carry out this command (already resolved against the current tab).
     Run(Command),
+    /// Send these lines in order, one chat line each: a draft of several lines. If one is not
+    /// sent, it and the ones after it go back into the input ([`App::unsent`]).
+    RunAll(Vec<Command>),
     /// `/reconnect`: connect again now, even after being replaced by another login or giving
     /// up.
     Reconnect,
@@ -295,6 +303,15 @@ pub struct App {
     /// connection that ends now is not to be re-established by itself (the two clients would
     /// knock each other off forever), only by `/reconnect`.
     pub replaced: bool,
+    /// The server's limit on a chat text, in bytes (from its welcome).
+    pub max_text_len: usize,
+    /// Line breaks seen so far in the burst of keys being taken (a paste in a terminal without
+    /// bracketed paste).
+    burst_breaks: usize,
+    /// "The input is full" was said, and nothing was taken since.
+    said_full: bool,
+    /// Empty lines left out of the draft being sent, said once its lines are ([`App::sent`]).
+    left_out: usize,
 }
 
 /// Ids of public lines already shown (theirs and ours), so that the history a server replays
@@ -338,6 +355,10 @@ impl App {
             page: 20,
             seen: SeenIds::default(),
             replaced: false,
+            max_text_len: mm_common::protocol::MAX_TEXT_LEN,
+            burst_breaks: 0,
+            said_full: false,
+            left_out: 0,
         }
     }
 
@@ -859,7 +880,7 @@ impl App {
             KeyCode::Char('b') if alt => self.input.edit(Edit::WordLeft),
             KeyCode::Char('f') if alt => self.input.edit(Edit::WordRight),
             KeyCode::Char(_) if ctrl || alt => {}
-            KeyCode::Char(c) => self.input.edit(Edit::Insert(c)),
+            KeyCode::Char(c) => self.insert(Edit::Insert(c), now),
             KeyCode::Backspace => self.input.edit(Edit::Backspace),
             KeyCode::Delete => self.input.edit(Edit::Delete),
             KeyCode::Left if ctrl || alt => self.input.edit(Edit::WordLeft),
@@ -884,13 +905,279 @@ impl App {
                 nicks.dedup_by_key(|n| nick_key(n));
                 self.input.complete(&COMMANDS, &nicks);
             }
-            KeyCode::Enter => {
-                let line = self.input.submit();
-                return self.resolve(&line, now);
+            // Alt+Enter (Shift+Enter where the terminal tells it apart): a new line in the draft.
+            KeyCode::Enter if alt || key.modifiers.contains(KeyModifiers::SHIFT) => {
+                self.insert(Edit::Newline, now);
             }
+            KeyCode::Enter => return self.send_draft(now),
             _ => {}
         }
         Action::None
+    }
+
+    /// Takes a key that came in a burst with others (read at once: keys no hand types that
+    /// fast), as a terminal without bracketed paste delivers a paste. `more` says whether more
+    /// keys follow in the burst. A burst with Enter between keys is a paste of several lines:
+    /// its Enters (the last one too) start new lines in the draft instead of sending, and its
+    /// tabs become spaces instead of completing — as [`App::on_paste`] does. The last key of
+    /// a burst without line breaks is taken as typed (a fast `hi` + Enter over a slow link
+    /// still sends; a last Tab still completes).
+    pub fn on_burst_key(&mut self, key: KeyEvent, more: bool, now: u64) -> Action {
+        let plain = !key
+            .modifiers
+            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
+        let pasted = more || self.burst_breaks > 0;
+        let action = match key.code {
+            KeyCode::Enter if plain && pasted => {
+                self.burst_breaks += 1;
+                self.insert(Edit::Newline, now);
+                Action::None
+            }
+            KeyCode::Tab if plain && pasted => {
+                for _ in 0..command::TAB_SPACES {
+                    self.insert(Edit::Insert(' '), now);
+                }
+                Action::None
+            }
+            _ => self.on_key(key, now),
+        };
+        if !more && std::mem::take(&mut self.burst_breaks) > 0 {
+            let lines = self
+                .input
+                .text()
+                .split('\n')
+                .filter(|l| !l.trim().is_empty())
+                .count();
+            if lines > 1 {
+                self.say_pasted(lines, now);
+            }
+        }
+        action
+    }
+
+    /// Takes a paste (bracketed paste: the terminal marks it as one): its lines stay lines —
+    /// line breaks of every kind, `\r\n` included, start a new line in the draft — and its tabs
+    /// become spaces. A paste of several lines is said, with what Enter will do. Nothing is
+    /// sent before Enter, so a paste can be read and edited first; a paste that does not fit in
+    /// the input is refused whole, and said so.
+    pub fn on_paste(&mut self, text: &str, now: u64) {
+        match self.input.paste(text) {
+            Ok(lines) if lines > 1 => self.say_pasted(lines, now),
+            Ok(_) => {}
+            Err(e) => self.error(
+                &format!(
+                    "not pasted: the paste is {} characters and the input holds at most {} ({} in it now)",
+                    e.pasted,
+                    super::input::MAX_DRAFT,
+                    e.held
+                ),
+                now,
+            ),
+        }
+    }
+
+    /// The notice for a paste of several lines.
+    fn say_pasted(&mut self, lines: usize, now: u64) {
+        self.notice(
+            &format!(
+                "pasted {lines} lines: Enter sends each as its own line, in order (Up/Down move between them, Ctrl+U clears the draft)"
+            ),
+            now,
+        );
+    }
+
+    /// A typed character or line break, unless the input is full (said once).
+    fn insert(&mut self, edit: Edit, now: u64) {
+        if self.input.is_full() {
+            if !self.said_full {
+                self.said_full = true;
+                self.error(
+                    &format!(
+                        "the input is full ({} characters): send or clear it (Ctrl+U) to type more",
+                        super::input::MAX_DRAFT
+                    ),
+                    now,
+                );
+            }
+            return;
+        }
+        self.said_full = false;
+        self.input.edit(edit);
+    }
+
+    /// The size in bytes of the text the cursor's line would send, and the server's limit, once
+    /// it is over three quarters of the limit (the input shows it then).
+    pub fn size_of_line_at_cursor(&self) -> Option<(usize, usize)> {
+        let (row, _) = self.input.cursor_row_col();
+        let draft = self.input.text();
+        let line = draft.split('\n').nth(row)?;
+        let text = if row == 0 {
+            Self::text_of(line)?
+        } else {
+            command::expand_tabs(line).into_owned()
+        };
+        let limit = self.max_text_len.min(mm_common::protocol::MAX_TEXT_LEN);
+        (text.len() > limit / 4 * 3).then_some((text.len(), limit))
+    }
+
+    /// The text a line would send (a chat line or `/msg`), if it sends one.
+    fn text_of(line: &str) -> Option<String> {
+        match command::parse(line) {
+            Ok(Command::Say(text) | Command::Msg { text, .. }) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Why the server would refuse `text`, with its size in characters too when that differs
+    /// from its size in bytes (the limit counts bytes).
+    fn refusal(&self, text: &str) -> Option<String> {
+        let why = command::text_refusal(text, self.max_text_len)?;
+        let chars = text.chars().count();
+        if text.len() > self.max_text_len.min(mm_common::protocol::MAX_TEXT_LEN)
+            && chars != text.len()
+        {
+            return Some(format!("{why} ({chars} characters)"));
+        }
+        Some(why)
+    }
+
+    /// Enter. A draft of one line is a chat line or a command, as typed. A draft of several
+    /// lines (a paste, or Alt+Enter) sends each line as its own chat line, in order: its first
+    /// line says where they all go (the tab shown, or `/msg NICK` at its start) and the others
+    /// are text even when they start with `/` (a pasted line is never run as a command). Empty
+    /// lines are left out (the server takes none; those in the middle are said). A line the
+    /// server would refuse — longer than it takes, or holding a control character — sends
+    /// nothing: the error says which line and its real size, and the draft stays in the input
+    /// to be edited.
+    fn send_draft(&mut self, now: u64) -> Action {
+        let draft = self.input.text();
+        let all: Vec<&str> = draft.split('\n').collect();
+        let filled: Vec<&str> = all
+            .iter()
+            .copied()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        if filled.len() <= 1 {
+            let line = filled.first().copied().unwrap_or(draft.as_str()).to_owned();
+            if let Some(why) = Self::text_of(&line).and_then(|t| self.refusal(&t)) {
+                self.error(
+                    &format!("{why} — nothing was sent; the line stays in the input to edit"),
+                    now,
+                );
+                return Action::None;
+            }
+            self.input.submit();
+            return self.resolve(&line, now);
+        }
+        let n = filled.len();
+        if n > MAX_DRAFT_LINES {
+            self.error(
+                &format!(
+                    "the draft holds {n} lines and mm sends at most {MAX_DRAFT_LINES} at once — nothing was sent (Ctrl+U clears the draft)"
+                ),
+                now,
+            );
+            return Action::None;
+        }
+        let (to, first) = match command::parse(filled[0]) {
+            Ok(Command::Say(text)) => (None, text),
+            Ok(Command::Msg { to, text }) => (Some(to), text),
+            _ => {
+                self.error(
+                    &format!(
+                        "the draft's first line is a command, and a command takes one line; the draft holds {n} lines — nothing was sent (start it with // to send a line that begins with /; Ctrl+U clears the draft)"
+                    ),
+                    now,
+                );
+                return Action::None;
+            }
+        };
+        let texts: Vec<String> = std::iter::once(first)
+            .chain(
+                filled[1..]
+                    .iter()
+                    .map(|l| command::expand_tabs(l).into_owned()),
+            )
+            .collect();
+        for (i, text) in texts.iter().enumerate() {
+            if let Some(why) = self.refusal(text) {
+                self.error(
+                    &format!(
+                        "line {} of {n}: {why} — nothing was sent; the draft stays in the input to edit",
+                        i + 1
+                    ),
+                    now,
+                );
+                return Action::None;
+            }
+        }
+        self.input.submit();
+        let mut commands = Vec::with_capacity(n);
+        for text in texts {
+            let command = match &to {
+                Some(to) => Command::Msg {
+                    to: to.clone(),
+                    text,
+                },
+                None => Command::Say(text),
+            };
+            match self.route(command, now) {
+                Action::Run(command) => commands.push(command),
+                other => return other, // refused, and said why (a changed key)
+            }
+        }
+        // Empty lines between the first and the last one that hold something.
+        let first = all.iter().position(|l| !l.trim().is_empty()).unwrap_or(0);
+        let last = all.iter().rposition(|l| !l.trim().is_empty()).unwrap_or(0);
+        self.left_out = (last + 1 - first).saturating_sub(n);
+        Action::RunAll(commands)
+    }
+
+    /// The lines of a draft went (or some did not, and said so): says the empty lines left out
+    /// of it, after them.
+    pub fn sent(&mut self, now: u64) {
+        let left_out = std::mem::take(&mut self.left_out);
+        if left_out > 0 {
+            self.notice(
+                &format!(
+                    "left out {} (the server takes no empty lines)",
+                    crate::display::count(left_out, "empty line", "empty lines")
+                ),
+                now,
+            );
+        }
+    }
+
+    /// After a line of a draft was not sent: puts it and the lines after it back into the input
+    /// (if nothing was typed since), the first one with where it goes, so that Enter sends them
+    /// to the same place; returns whether it did.
+    pub fn unsent(&mut self, commands: &[Command], now: u64) -> bool {
+        if commands.is_empty() || !self.input.is_empty() {
+            return false;
+        }
+        let mut lines = Vec::with_capacity(commands.len());
+        for (i, command) in commands.iter().enumerate() {
+            let (to, text) = match command {
+                Command::Say(text) => (None, text),
+                Command::Msg { to, text } => (Some(to), text),
+                _ => continue,
+            };
+            lines.push(match (i, to) {
+                (0, Some(to)) => format!("/msg {to} {text}"),
+                (0, None) if text.starts_with('/') => format!("/{text}"),
+                _ => text.clone(),
+            });
+        }
+        self.input.restore(&lines.join("\n"));
+        self.notice(
+            &format!(
+                "{} not sent {} back in the input: Enter sends again",
+                crate::display::count(lines.len(), "line", "lines"),
+                if lines.len() == 1 { "is" } else { "are" }
+            ),
+            now,
+        );
+        true
     }
 
     /// Takes a mouse event (the wheel scrolls).
@@ -976,6 +1263,14 @@ impl App {
                 return Action::None;
             }
         };
+        self.route(command, now)
+    }
+
+    /// A parsed command in the context of the tab shown: in a private tab a plain line goes to
+    /// its peer; `/msg` and `/secure` open (and show) the peer's tab; a line to a peer whose key
+    /// changed is refused.
+    fn route(&mut self, command: Command, now: u64) -> Action {
+        let peer = self.current().peer().map(str::to_owned);
         let command = match (command, &peer) {
             (Command::Say(text), Some(peer)) => Command::Msg {
                 to: peer.clone(),
@@ -1331,5 +1626,260 @@ mod tests {
             0,
         );
         assert!(!app.replaced);
+    }
+
+    fn last_line(app: &App) -> String {
+        app.current()
+            .lines
+            .back()
+            .map(|l| l.text.clone())
+            .unwrap_or_default()
+    }
+
+    fn say(text: &str) -> Command {
+        Command::Say(text.into())
+    }
+
+    fn msg(to: &str, text: &str) -> Command {
+        Command::Msg {
+            to: to.into(),
+            text: text.into(),
+        }
+    }
+
+    fn enter(app: &mut App) -> Action {
+        app.on_key(key(KeyCode::Enter, KeyModifiers::NONE), 0)
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_refused_with_its_real_size_and_stays_in_the_input() {
+        let mut app = App::new("s", "alice");
+        let long = "x".repeat(5000);
+        assert_eq!(type_line(&mut app, &long), Action::None);
+        assert_eq!(app.input.text(), long, "not cut, not lost");
+        assert_eq!(
+            last_line(&app),
+            "error (text-too-long): message of 5000 bytes is over the limit of 4096 bytes — nothing was sent; the line stays in the input to edit"
+        );
+        // Multi-byte text: the limit counts bytes, and the characters are said too.
+        let mut app = App::new("s", "alice");
+        assert_eq!(type_line(&mut app, &"é".repeat(2100)), Action::None);
+        assert!(
+            last_line(&app).contains(
+                "message of 4200 bytes is over the limit of 4096 bytes (2100 characters)"
+            ),
+            "{}",
+            last_line(&app)
+        );
+        // Deleting what is too much sends it: 2048 'é' are 4096 bytes.
+        for _ in 0..52 {
+            app.on_key(key(KeyCode::Backspace, KeyModifiers::NONE), 0);
+        }
+        assert_eq!(enter(&mut app), Action::Run(say(&"é".repeat(2048))));
+        assert!(app.input.is_empty());
+        // The limit is the server's: a smaller one counts.
+        let mut app = App::new("s", "alice");
+        app.max_text_len = 10;
+        assert_eq!(type_line(&mut app, "/msg bob 12345678901"), Action::None);
+        assert!(last_line(&app).contains("message of 11 bytes is over the limit of 10 bytes"));
+        assert_eq!(app.input.text(), "/msg bob 12345678901");
+        // Other refused text stays too; other errors clear the line as before (Up recalls it).
+        let mut app = App::new("s", "alice");
+        app.on_paste("a\u{1b}[2Jb", 0);
+        assert_eq!(enter(&mut app), Action::None);
+        assert!(
+            last_line(&app).contains("control character"),
+            "{}",
+            last_line(&app)
+        );
+        assert_eq!(app.input.text(), "a\u{1b}[2Jb");
+    }
+
+    #[test]
+    fn a_pasted_draft_sends_each_line_as_a_line_in_order() {
+        let mut app = App::new("s", "alice");
+        app.on_paste("one\r\ntwo\tcols\r\n\r\n/three\r\n", 0);
+        assert_eq!(app.input.text(), "one\ntwo    cols\n\n/three\n");
+        assert!(
+            last_line(&app).starts_with("pasted 3 lines: Enter sends each as its own line"),
+            "{}",
+            last_line(&app)
+        );
+        // Nothing is sent before Enter; then each line, in order, a pasted "/..." as text.
+        assert_eq!(
+            enter(&mut app),
+            Action::RunAll(vec![say("one"), say("two    cols"), say("/three")])
+        );
+        app.sent(0);
+        assert_eq!(
+            last_line(&app),
+            "left out 1 empty line (the server takes no empty lines)"
+        );
+        assert!(app.input.is_empty());
+        // Up brings the draft back whole.
+        app.on_key(key(KeyCode::Up, KeyModifiers::NONE), 0);
+        assert_eq!(app.input.text(), "one\ntwo    cols\n\n/three\n");
+
+        // "/msg NICK" on the first line takes them all to NICK (never the rest to the room).
+        let mut app = App::new("s", "alice");
+        for c in "/msg bob ".chars() {
+            app.on_key(key(KeyCode::Char(c), KeyModifiers::NONE), 0);
+        }
+        app.on_paste("first\nsecond", 0);
+        assert_eq!(
+            enter(&mut app),
+            Action::RunAll(vec![msg("bob", "first"), msg("bob", "second")])
+        );
+        assert_eq!(app.current().peer(), Some("bob"), "bob's tab, shown");
+        // In a private tab, they all go to its peer.
+        app.on_paste("a\nb", 0);
+        assert_eq!(
+            enter(&mut app),
+            Action::RunAll(vec![msg("bob", "a"), msg("bob", "b")])
+        );
+        // A paste that ends with a line break is one line: sent as typed.
+        app.on_paste("just this\n", 0);
+        assert_eq!(enter(&mut app), Action::Run(msg("bob", "just this")));
+        // Blanks only: nothing.
+        app.on_paste(" \n\t\n", 0);
+        assert_eq!(enter(&mut app), Action::Run(Command::Nothing));
+    }
+
+    #[test]
+    fn a_draft_that_cannot_go_whole_sends_nothing_and_stays() {
+        let mut app = App::new("s", "alice");
+        app.on_paste(&format!("fine\n{}\nalso fine", "x".repeat(5000)), 0);
+        assert_eq!(enter(&mut app), Action::None);
+        assert_eq!(
+            last_line(&app),
+            "line 2 of 3: error (text-too-long): message of 5000 bytes is over the limit of 4096 bytes — nothing was sent; the draft stays in the input to edit"
+        );
+        assert_eq!(app.input.rows(), 3);
+        let mut app = App::new("s", "alice");
+        app.on_paste("fine\nbell\u{7}", 0);
+        assert_eq!(enter(&mut app), Action::None);
+        assert!(last_line(&app).starts_with("line 2 of 2: error (invalid-text)"));
+        // At most 100 lines at once.
+        let mut app = App::new("s", "alice");
+        let many: Vec<String> = (0..=MAX_DRAFT_LINES).map(|i| i.to_string()).collect();
+        app.on_paste(&many.join("\n"), 0);
+        assert_eq!(enter(&mut app), Action::None);
+        assert_eq!(
+            last_line(&app),
+            "the draft holds 101 lines and mm sends at most 100 at once — nothing was sent (Ctrl+U clears the draft)"
+        );
+        assert_eq!(app.input.rows(), 101);
+        app.on_key(key(KeyCode::Backspace, KeyModifiers::NONE), 0);
+        app.on_key(key(KeyCode::Backspace, KeyModifiers::NONE), 0);
+        app.on_key(key(KeyCode::Backspace, KeyModifiers::NONE), 0);
+        assert!(matches!(enter(&mut app), Action::RunAll(lines) if lines.len() == 100));
+        // A command takes one line.
+        let mut app = App::new("s", "alice");
+        app.on_paste("/secure bob\nhello", 0);
+        assert_eq!(enter(&mut app), Action::None);
+        assert!(last_line(&app).starts_with("the draft's first line is a command"));
+        assert_eq!(app.input.text(), "/secure bob\nhello");
+        // Lines not sent come back, with where they go.
+        let mut app = App::new("s", "alice");
+        app.input.submit();
+        assert!(app.unsent(&[msg("bob", "x"), msg("bob", "/y")], 0));
+        assert_eq!(app.input.text(), "/msg bob x\n/y");
+        assert_eq!(
+            last_line(&app),
+            "2 lines not sent are back in the input: Enter sends again"
+        );
+        app.input.submit();
+        assert!(app.unsent(&[say("/etc/passwd is here"), say("z")], 0));
+        assert_eq!(app.input.text(), "//etc/passwd is here\nz");
+        assert_eq!(
+            enter(&mut app),
+            Action::RunAll(vec![say("/etc/passwd is here"), say("z")])
+        );
+        // Not over something typed since.
+        app.on_key(key(KeyCode::Char('q'), KeyModifiers::NONE), 0);
+        assert!(!app.unsent(&[say("lost?")], 0));
+        assert_eq!(app.input.text(), "q");
+    }
+
+    #[test]
+    fn keys_that_arrive_as_one_burst_with_line_breaks_are_a_paste() {
+        // A terminal without bracketed paste: the pasted lines arrive as keys, Enter included,
+        // all at once. They make a draft, tabs as spaces; nothing is sent or completed.
+        let mut app = App::new("s", "alice");
+        app.on_event(&Event::Users(vec!["alice".into(), "bob".into()]), 0);
+        let mut burst: Vec<KeyEvent> = Vec::new();
+        for c in "bo".chars() {
+            burst.push(key(KeyCode::Char(c), KeyModifiers::NONE));
+        }
+        burst.push(key(KeyCode::Tab, KeyModifiers::NONE));
+        burst.push(key(KeyCode::Char('x'), KeyModifiers::NONE));
+        burst.push(key(KeyCode::Enter, KeyModifiers::NONE));
+        burst.push(key(KeyCode::Char('y'), KeyModifiers::NONE));
+        burst.push(key(KeyCode::Enter, KeyModifiers::NONE));
+        let last = burst.len() - 1;
+        for (i, k) in burst.into_iter().enumerate() {
+            assert_eq!(app.on_burst_key(k, i < last, 0), Action::None);
+        }
+        assert_eq!(app.input.text(), "bo    x\ny\n");
+        assert!(last_line(&app).starts_with("pasted 2 lines"));
+        // Then a typed Enter sends them.
+        assert_eq!(
+            app.on_burst_key(key(KeyCode::Enter, KeyModifiers::NONE), false, 0),
+            Action::RunAll(vec![say("bo    x"), say("y")])
+        );
+        // A burst without a line break before its end is typing (a slow link): its last Enter
+        // sends, its last Tab completes.
+        let burst = [
+            key(KeyCode::Char('b'), KeyModifiers::NONE),
+            key(KeyCode::Tab, KeyModifiers::NONE),
+        ];
+        app.on_burst_key(burst[0], true, 0);
+        app.on_burst_key(burst[1], false, 0);
+        assert_eq!(app.input.text(), "bob: ");
+        app.on_burst_key(key(KeyCode::Char('h'), KeyModifiers::NONE), true, 0);
+        assert_eq!(
+            app.on_burst_key(key(KeyCode::Enter, KeyModifiers::NONE), false, 0),
+            Action::Run(say("bob: h"))
+        );
+        // Alt+Enter starts a line by hand.
+        app.on_key(key(KeyCode::Char('1'), KeyModifiers::NONE), 0);
+        app.on_key(key(KeyCode::Enter, KeyModifiers::ALT), 0);
+        app.on_key(key(KeyCode::Char('2'), KeyModifiers::NONE), 0);
+        assert_eq!(enter(&mut app), Action::RunAll(vec![say("1"), say("2")]));
+    }
+
+    #[test]
+    fn a_full_input_says_so_once_and_a_paste_that_does_not_fit_is_refused_whole() {
+        let mut app = App::new("s", "alice");
+        app.on_paste(&"x".repeat(super::super::input::MAX_DRAFT - 1), 0);
+        let lines = app.current().lines.len();
+        for _ in 0..3 {
+            app.on_key(key(KeyCode::Char('y'), KeyModifiers::NONE), 0);
+        }
+        assert_eq!(app.input.len(), super::super::input::MAX_DRAFT);
+        assert_eq!(app.current().lines.len(), lines + 1, "said once");
+        assert!(last_line(&app).starts_with("the input is full (262144 characters)"));
+        let mut app = App::new("s", "alice");
+        app.on_paste("abc", 0);
+        app.on_paste(&"x".repeat(super::super::input::MAX_DRAFT), 0);
+        assert_eq!(app.input.text(), "abc");
+        assert_eq!(
+            last_line(&app),
+            "not pasted: the paste is 262144 characters and the input holds at most 262144 (3 in it now)"
+        );
+    }
+
+    #[test]
+    fn the_size_of_a_long_line_shows_once_it_nears_the_limit() {
+        let mut app = App::new("s", "alice");
+        app.on_paste(&"x".repeat(3000), 0);
+        assert_eq!(app.size_of_line_at_cursor(), None);
+        app.on_paste(&"x".repeat(100), 0);
+        assert_eq!(app.size_of_line_at_cursor(), Some((3100, 4096)));
+        let mut app = App::new("s", "alice");
+        app.on_paste(&format!("/msg bob {}", "é".repeat(2100)), 0);
+        assert_eq!(app.size_of_line_at_cursor(), Some((4200, 4096)));
+        app.on_paste("\nshort", 0);
+        assert_eq!(app.size_of_line_at_cursor(), None, "the cursor's line");
     }
 }

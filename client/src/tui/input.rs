@@ -1,14 +1,53 @@
-//! The input line: a small line editor with the usual terminal keys, input history and Tab
-//! completion. Pure state, no terminal: every key is unit-tested.
+//! The input: a small line editor with the usual terminal keys, input history and Tab
+//! completion. Usually one line; a paste of several lines (or Alt+Enter) makes it a draft of
+//! several, held as `\n`-separated text, which is sent line by line. Pure state, no terminal:
+//! every key is unit-tested.
 
 use std::collections::VecDeque;
 
 /// Most lines kept in the input history.
 const HISTORY: usize = 500;
 
-/// Longest input accepted, in characters (the server's text limit is 4096 bytes; a little more
-/// leaves room for `/msg NICK `).
-pub const MAX_INPUT: usize = 4200;
+/// Most characters the input holds. Far over what the server takes in one line (4,096 bytes):
+/// never a reason to cut a line, only a bound on memory; a paste that would go over it is
+/// refused whole, and the UI says so.
+pub const MAX_DRAFT: usize = 256 * 1024;
+
+/// What ends a line in pasted text: CR LF, and Unicode's mandatory breaks (LF, CR, VT, FF, NEL,
+/// the line and paragraph separators).
+fn is_line_break(c: char) -> bool {
+    matches!(
+        c,
+        '\n' | '\r' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+/// Pasted text as the input holds it: each line break (`\r\n` is one) a `\n`, each tab
+/// [`crate::command::TAB_SPACES`] spaces. Nothing else is changed: a character the server
+/// refuses (an escape, a NUL...) stays, shown as `�`, and sending the line is refused with its
+/// name, as in line mode.
+pub fn normalize_paste(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\t' => out.extend(std::iter::repeat_n(' ', crate::command::TAB_SPACES)),
+            c if is_line_break(c) => out.push('\n'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A paste that did not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooBig {
+    /// Characters of the paste.
+    pub pasted: usize,
+    /// Characters already in the input.
+    pub held: usize,
+}
 
 /// The line being typed.
 #[derive(Debug, Default)]
@@ -38,6 +77,8 @@ struct Completion {
 pub enum Edit {
     /// Insert a character at the cursor.
     Insert(char),
+    /// Start a new line in the draft at the cursor (Alt+Enter).
+    Newline,
     /// Delete the character before the cursor (Backspace).
     Backspace,
     /// Delete the character at the cursor (Delete).
@@ -50,19 +91,20 @@ pub enum Edit {
     WordLeft,
     /// Cursor one word right.
     WordRight,
-    /// Cursor to the start (Home, Ctrl+A).
+    /// Cursor to the start of its line (Home, Ctrl+A).
     Home,
-    /// Cursor to the end (End, Ctrl+E).
+    /// Cursor to the end of its line (End, Ctrl+E).
     End,
     /// Delete the word before the cursor (Ctrl+W).
     DeleteWord,
-    /// Delete from the start to the cursor (Ctrl+U).
+    /// Delete from the start of the draft to the cursor (Ctrl+U; at the end of a pasted draft
+    /// it clears the whole draft).
     DeleteToStart,
-    /// Delete from the cursor to the end (Ctrl+K).
+    /// Delete from the cursor to the end of the draft (Ctrl+K).
     DeleteToEnd,
-    /// Previous history entry (Up).
+    /// The line above in a draft of several lines, else the previous history entry (Up).
     HistoryUp,
-    /// Next history entry (Down).
+    /// The line below in a draft of several lines, else the next history entry (Down).
     HistoryDown,
 }
 
@@ -82,6 +124,78 @@ impl Input {
         self.chars.is_empty()
     }
 
+    /// Characters held.
+    pub fn len(&self) -> usize {
+        self.chars.len()
+    }
+
+    /// Whether the input holds [`MAX_DRAFT`] characters: nothing more can be typed.
+    pub fn is_full(&self) -> bool {
+        self.chars.len() >= MAX_DRAFT
+    }
+
+    /// Lines of the draft (1 for a plain line).
+    pub fn rows(&self) -> usize {
+        1 + self.chars.iter().filter(|&&c| c == '\n').count()
+    }
+
+    /// The cursor's line (from 0) and column (in characters).
+    pub fn cursor_row_col(&self) -> (usize, usize) {
+        let before = &self.chars[..self.cursor];
+        let row = before.iter().filter(|&&c| c == '\n').count();
+        let start = self.row_start(self.cursor);
+        (row, self.cursor - start)
+    }
+
+    /// Where the line holding position `at` starts.
+    fn row_start(&self, at: usize) -> usize {
+        self.chars[..at]
+            .iter()
+            .rposition(|&c| c == '\n')
+            .map_or(0, |i| i + 1)
+    }
+
+    /// Where the line holding position `at` ends (its `\n`, or the end).
+    fn row_end(&self, at: usize) -> usize {
+        self.chars[at..]
+            .iter()
+            .position(|&c| c == '\n')
+            .map_or(self.chars.len(), |i| at + i)
+    }
+
+    /// Inserts pasted text at the cursor ([`normalize_paste`]); returns its lines that hold
+    /// something. All or nothing: a paste that would take the input over [`MAX_DRAFT`]
+    /// characters is refused whole.
+    ///
+    /// # Errors
+    /// [`TooBig`] when it does not fit; the input is unchanged.
+    pub fn paste(&mut self, text: &str) -> Result<usize, TooBig> {
+        let text: Vec<char> = normalize_paste(text).chars().collect();
+        if self.chars.len() + text.len() > MAX_DRAFT {
+            return Err(TooBig {
+                pasted: text.len(),
+                held: self.chars.len(),
+            });
+        }
+        self.browsing = None;
+        self.completing = None;
+        let lines = text
+            .split(|&c| c == '\n')
+            .filter(|l| l.iter().any(|c| !c.is_whitespace()))
+            .count();
+        let n = text.len();
+        self.chars.splice(self.cursor..self.cursor, text);
+        self.cursor += n;
+        Ok(lines)
+    }
+
+    /// Puts `text` (a draft of one or more lines) back in the input, the cursor at its end.
+    pub fn restore(&mut self, text: &str) {
+        self.browsing = None;
+        self.completing = None;
+        self.set(text);
+    }
+
     /// Applies one edit.
     pub fn edit(&mut self, edit: Edit) {
         if !matches!(edit, Edit::HistoryUp | Edit::HistoryDown) {
@@ -91,8 +205,14 @@ impl Input {
         let len = self.chars.len();
         match edit {
             Edit::Insert(c) => {
-                if len < MAX_INPUT && !c.is_control() {
+                if len < MAX_DRAFT && !c.is_control() {
                     self.chars.insert(self.cursor, c);
+                    self.cursor += 1;
+                }
+            }
+            Edit::Newline => {
+                if len < MAX_DRAFT {
+                    self.chars.insert(self.cursor, '\n');
                     self.cursor += 1;
                 }
             }
@@ -120,8 +240,8 @@ impl Input {
                 }
                 self.cursor = i;
             }
-            Edit::Home => self.cursor = 0,
-            Edit::End => self.cursor = len,
+            Edit::Home => self.cursor = self.row_start(self.cursor),
+            Edit::End => self.cursor = self.row_end(self.cursor),
             Edit::DeleteWord => {
                 let start = self.word_start();
                 self.chars.drain(start..self.cursor);
@@ -150,11 +270,35 @@ impl Input {
     }
 
     fn set(&mut self, text: &str) {
-        self.chars = text.chars().take(MAX_INPUT).collect();
+        self.chars = text.chars().take(MAX_DRAFT).collect();
         self.cursor = self.chars.len();
     }
 
+    /// Up or Down: to the line above or below in the draft, keeping the column where it can.
+    /// False on its first (Up) or last (Down) line.
+    fn row_step(&mut self, up: bool) -> bool {
+        let (_, col) = self.cursor_row_col();
+        let start = self.row_start(self.cursor);
+        let end = self.row_end(self.cursor);
+        let target = if up {
+            if start == 0 {
+                return false;
+            }
+            self.row_start(start - 1)
+        } else {
+            if end == self.chars.len() {
+                return false;
+            }
+            end + 1
+        };
+        self.cursor = (target + col).min(self.row_end(target));
+        true
+    }
+
     fn history_step(&mut self, up: bool) {
+        if self.row_step(up) {
+            return;
+        }
         if self.history.is_empty() {
             return;
         }
@@ -364,10 +508,91 @@ mod tests {
     }
 
     #[test]
-    fn input_is_bounded() {
-        let mut i = typed(&"x".repeat(MAX_INPUT + 50));
-        assert_eq!(i.text().len(), MAX_INPUT);
+    fn a_line_longer_than_the_server_takes_is_kept_whole() {
+        // 5,000 characters and 3,000 two-byte ones: nothing cut (the old input stopped at 4,200);
+        // sending says how long the line is.
+        let i = typed(&"x".repeat(5000));
+        assert_eq!(i.text().len(), 5000);
+        let mut i = Input::default();
+        assert_eq!(i.paste(&"é".repeat(3000)), Ok(1));
+        assert_eq!((i.text().len(), i.len()), (6000, 3000));
+    }
+
+    #[test]
+    fn the_input_is_bounded_and_a_paste_that_does_not_fit_is_refused_whole() {
+        let mut i = Input::default();
+        assert_eq!(i.paste(&"x".repeat(MAX_DRAFT - 2)), Ok(1));
+        assert_eq!(
+            i.paste("abc"),
+            Err(TooBig {
+                pasted: 3,
+                held: MAX_DRAFT - 2
+            })
+        );
+        assert_eq!(i.len(), MAX_DRAFT - 2, "nothing of it went in");
+        assert!(!i.is_full());
         i.edit(Edit::Insert('y'));
-        assert_eq!(i.text().len(), MAX_INPUT);
+        i.edit(Edit::Newline);
+        assert!(i.is_full());
+        i.edit(Edit::Insert('z'));
+        assert_eq!(i.len(), MAX_DRAFT);
+        assert!(i.text().ends_with("y\n"));
+    }
+
+    #[test]
+    fn a_paste_keeps_its_lines_turns_tabs_into_spaces_and_keeps_the_rest_to_be_refused() {
+        assert_eq!(
+            normalize_paste("a\r\nb\rc\nd\u{2028}e\u{2029}f\u{85}g\u{b}h\u{c}i"),
+            "a\nb\nc\nd\ne\nf\ng\nh\ni"
+        );
+        assert_eq!(normalize_paste("k\tv\r\n"), "k    v\n");
+        assert_eq!(normalize_paste("\u{1b}[31mred\0"), "\u{1b}[31mred\0");
+        let mut i = typed("say: ");
+        i.edit(Edit::Left);
+        i.edit(Edit::Left);
+        assert_eq!(i.paste("one\r\n\r\n\ttwo\r\nthree"), Ok(3));
+        assert_eq!(i.text(), "sayone\n\n    two\nthree: ");
+        assert_eq!(i.rows(), 4);
+        assert_eq!(i.cursor_row_col(), (3, 5), "after the pasted text");
+        let mut i = Input::default();
+        assert_eq!(i.paste("  \n\t\n"), Ok(0), "only blanks");
+    }
+
+    #[test]
+    fn up_and_down_move_between_the_lines_of_a_draft_before_the_history() {
+        let mut i = typed("old");
+        i.submit();
+        i.paste("first line\nsecond\nthird line").unwrap();
+        i.edit(Edit::Home);
+        assert_eq!(i.cursor_row_col(), (2, 0), "Home: the start of the line");
+        i.edit(Edit::End);
+        assert_eq!(i.cursor_row_col(), (2, 10));
+        i.edit(Edit::HistoryUp);
+        assert_eq!(
+            i.cursor_row_col(),
+            (1, 6),
+            "the column, as far as the line goes"
+        );
+        i.edit(Edit::HistoryUp);
+        assert_eq!(i.cursor_row_col(), (0, 6));
+        i.edit(Edit::Insert('!'));
+        assert_eq!(i.text(), "first !line\nsecond\nthird line");
+        i.edit(Edit::HistoryDown);
+        assert_eq!(i.cursor_row_col(), (1, 6));
+        i.edit(Edit::HistoryDown);
+        assert_eq!(i.cursor_row_col(), (2, 6));
+        i.edit(Edit::Left);
+        i.edit(Edit::Home);
+        i.edit(Edit::Backspace);
+        assert_eq!(i.text(), "first !line\nsecondthird line", "joins two lines");
+        // On the first line, Up is the history again; the draft comes back with Down.
+        i.edit(Edit::HistoryUp);
+        i.edit(Edit::HistoryUp);
+        assert_eq!(i.text(), "old");
+        i.edit(Edit::HistoryDown);
+        assert_eq!(i.text(), "first !line\nsecondthird line");
+        // Ctrl+U at the end clears a whole draft.
+        i.edit(Edit::DeleteToStart);
+        assert!(i.is_empty());
     }
 }

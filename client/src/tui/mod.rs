@@ -12,7 +12,6 @@ pub mod ui;
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,7 +21,6 @@ use ratatui::crossterm::event::{
     Event as TermEvent, KeyEventKind,
 };
 use ratatui::crossterm::execute;
-use time::{OffsetDateTime, UtcOffset};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -48,25 +46,11 @@ keys:
   PgUp / PgDn, mouse wheel    scroll back and forth
   Ctrl+A / Ctrl+E, arrows     move in the line; Ctrl+W / Ctrl+U / Ctrl+K delete; Up/Down history
   Tab                         complete nicks and commands
+  paste, Alt+Enter            a draft of several lines: Enter sends each line as its own, in order
+                              (the first line says where: /msg NICK or the tab); a tab is 4 spaces
   Ctrl+C, Ctrl+D, /quit       leave
   /reconnect                  connect again now (after another login took the account, or a refusal)
 in a private tab, lines go to that person and /secure, /verify, /verified need no nick";
-
-static LOCAL_OFFSET: OnceLock<UtcOffset> = OnceLock::new();
-
-/// Reads the local time zone. Call it before any thread starts: the `time` crate only reads
-/// it while the process is single-threaded (a libc limitation); otherwise times show as UTC.
-pub fn init_local_time() {
-    let _ = LOCAL_OFFSET.set(UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC));
-}
-
-/// A server timestamp in local time.
-pub fn local_time(ts_ms: u64) -> OffsetDateTime {
-    let secs = i64::try_from(ts_ms / 1000).unwrap_or(0);
-    OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-        .to_offset(*LOCAL_OFFSET.get().unwrap_or(&UtcOffset::UTC))
-}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -134,6 +118,7 @@ pub async fn run(
     };
     let mut app = App::new(&opts.server, &welcome.nick);
     app.online = welcome.online.clone();
+    app.max_text_len = text_limit(&welcome);
     for note in &settings.notes {
         app.notice(note, now_ms());
     }
@@ -147,13 +132,14 @@ pub async fn run(
         now_ms(),
     );
 
-    // Keys come from a thread: crossterm's reader blocks.
-    let (key_tx, mut keys) = mpsc::channel::<TermEvent>(256);
+    // Keys come from a thread: crossterm's reader blocks. They come in bursts: what arrived
+    // together (a paste, in a terminal without bracketed paste) is handed over together.
+    let (key_tx, mut keys) = mpsc::channel::<Vec<TermEvent>>(256);
     std::thread::Builder::new()
         .name("mm-keys".into())
         .spawn(move || {
-            while let Ok(ev) = ratatui::crossterm::event::read() {
-                if key_tx.blocking_send(ev).is_err() {
+            while let Some(burst) = read_burst() {
+                if key_tx.blocking_send(burst).is_err() {
                     break;
                 }
             }
@@ -173,38 +159,35 @@ pub async fn run(
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
 
-    let quit = loop {
+    let quit = 'ui: loop {
         terminal.draw(|f| ui::draw(f, &mut app, theme))?;
         tokio::select! {
-            key = keys.recv() => {
-                let Some(key) = key else { break true };
+            burst = keys.recv() => {
+                let Some(burst) = burst else { break true };
                 let now = now_ms();
-                match key {
-                    TermEvent::Key(k) if k.kind != KeyEventKind::Release => match app.on_key(k, now) {
-                        Action::Quit => break true,
-                        Action::Run(command) => match &link.client {
-                            Some(c) => carry_out(&mut app, c, command, now).await,
-                            None if link.give_up => {
-                                app.error("not connected: /reconnect to connect again", now);
+                let is_key = |e: &TermEvent| matches!(e, TermEvent::Key(k) if k.kind != KeyEventKind::Release);
+                let last_key = burst.iter().rposition(is_key);
+                for (i, event) in burst.into_iter().enumerate() {
+                    match event {
+                        TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
+                            let more = last_key.is_some_and(|last| i < last);
+                            match app.on_burst_key(k, more, now) {
+                                Action::Quit => break 'ui true,
+                                Action::Run(command) => {
+                                    link.run(&mut app, vec![command], false, now).await;
+                                }
+                                Action::RunAll(commands) => {
+                                    link.run(&mut app, commands, true, now).await;
+                                    app.sent(now);
+                                }
+                                Action::Reconnect => link.reconnect_now(&mut app, now),
+                                Action::None => {}
                             }
-                            None => app.error("not connected; waiting to reconnect", now),
-                        },
-                        Action::Reconnect => link.reconnect_now(&mut app, now),
-                        Action::None => {}
-                    },
-                    TermEvent::Mouse(m) => app.on_mouse(m),
-                    TermEvent::Paste(text) => {
-                        for c in text.chars() {
-                            // Line breaks of every kind become spaces: one input is one line.
-                            let c = if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
-                                ' '
-                            } else {
-                                c
-                            };
-                            app.input.edit(input::Edit::Insert(c));
                         }
+                        TermEvent::Mouse(m) => app.on_mouse(m),
+                        TermEvent::Paste(text) => app.on_paste(&text, now),
+                        _ => {} // resize: the next draw adapts
                     }
-                    _ => {} // resize: the next draw adapts
                 }
             }
             event = next_event(&mut link.events) => {
@@ -304,6 +287,30 @@ struct Link {
 }
 
 impl Link {
+    /// Carries out commands in order, stopping at the first one that fails. With `give_back`
+    /// (the lines of a draft), the lines not sent go back into the input.
+    async fn run(&self, app: &mut App, commands: Vec<Command>, give_back: bool, now: u64) {
+        let Some(client) = &self.client else {
+            if self.give_up {
+                app.error("not connected: /reconnect to connect again", now);
+            } else {
+                app.error("not connected; waiting to reconnect", now);
+            }
+            if give_back {
+                app.unsent(&commands, now);
+            }
+            return;
+        };
+        for (i, command) in commands.iter().enumerate() {
+            if !carry_out(app, client, command.clone(), now).await {
+                if give_back {
+                    app.unsent(&commands[i..], now);
+                }
+                return;
+            }
+        }
+    }
+
     fn on_event(&mut self, app: &mut App, event: &Event) {
         let note = app.on_event(event, now_ms());
         if let Event::Closed { error, .. } = event {
@@ -367,6 +374,7 @@ impl Link {
             Ok((client, events, welcome)) => {
                 app.conn = Conn::Connected;
                 app.replaced = false;
+                app.max_text_len = text_limit(&welcome);
                 app.nick = welcome.nick.clone();
                 app.online = welcome.online.clone();
                 app.push(
@@ -406,6 +414,32 @@ impl Link {
             }
         }
     }
+}
+
+/// The server's limit on a chat text, in bytes.
+fn text_limit(welcome: &Welcome) -> usize {
+    usize::try_from(welcome.max_text_len).unwrap_or(usize::MAX)
+}
+
+/// Longest pause between two events of one burst: a paste arrives in pieces microseconds apart,
+/// while no hand types two keys within it.
+const BURST_GAP: Duration = Duration::from_millis(5);
+
+/// Most events in one burst: input that never pauses is still handed over.
+const MAX_BURST: usize = 64 * 1024;
+
+/// The next terminal event and whatever follows it without a pause; `None` when the terminal
+/// is gone.
+fn read_burst() -> Option<Vec<TermEvent>> {
+    use ratatui::crossterm::event::{poll, read};
+    let mut burst = vec![read().ok()?];
+    while burst.len() < MAX_BURST && poll(BURST_GAP).unwrap_or(false) {
+        match read() {
+            Ok(event) => burst.push(event),
+            Err(_) => break,
+        }
+    }
+    Some(burst)
 }
 
 /// 1, 2, 4, 8, 16, 30, 30... seconds.
@@ -480,8 +514,8 @@ fn notify(note: &Notification, last: &mut Option<Instant>) {
     }
 }
 
-/// Carries out a command resolved by [`App::resolve`].
-async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) {
+/// Carries out a command resolved by [`App::resolve`]; false if it failed (and said why).
+async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) -> bool {
     let max = client.max_text_len();
     let result: Result<(), String> = match command {
         Command::Nothing | Command::Quit => Ok(()),
@@ -539,7 +573,11 @@ async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) {
             );
         }).map_err(|e| e.to_string()),
     };
-    if let Err(e) = result {
-        app.error(&e, now);
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            app.error(&e, now);
+            false
+        }
     }
 }

@@ -66,13 +66,28 @@ impl Theme {
     }
 }
 
+/// Most rows the input takes (a draft of more lines scrolls).
+const MAX_INPUT_ROWS: usize = 6;
+
+/// Rows the input takes: one per line of the draft, up to [`MAX_INPUT_ROWS`] and a third of the
+/// screen.
+fn input_height(app: &App, screen: Rect) -> u16 {
+    let rows = app
+        .input
+        .rows()
+        .min(MAX_INPUT_ROWS)
+        .min(usize::from(screen.height / 3))
+        .max(1);
+    u16::try_from(rows).unwrap_or(1)
+}
+
 /// Draws everything.
 pub fn draw(frame: &mut Frame<'_>, app: &mut App, theme: Theme) {
     let [tabs, body, status, input] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
         Constraint::Length(1),
-        Constraint::Length(1),
+        Constraint::Length(input_height(app, frame.area())),
     ])
     .areas(frame.area());
     app.page = usize::from(body.height);
@@ -117,19 +132,14 @@ fn tab_bar(app: &App, theme: Theme) -> Line<'static> {
     Line::from(spans)
 }
 
-/// `HH:MM` local time, or `MM-DD HH:MM` for lines from the past (history, offline mail).
+/// `HH:MM` local time, or `MM-DD HH:MM` for lines from the past (history, offline mail): each
+/// with the UTC offset in force at that instant.
 fn stamp(ts: u64, with_date: bool) -> String {
-    let t = super::local_time(ts);
+    let zone = crate::localtime::zone();
     if with_date {
-        format!(
-            "{:02}-{:02} {:02}:{:02}",
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute()
-        )
+        crate::localtime::format_date_time(ts, zone)
     } else {
-        format!("{:02}:{:02}", t.hour(), t.minute())
+        crate::localtime::format_time(ts, zone)
     }
 }
 
@@ -456,39 +466,89 @@ fn short(fingerprint: &str) -> String {
     }
 }
 
+/// The input: the prompt, then the draft, one row per line (a draft of several lines says how
+/// many, and scrolls to keep the cursor's line in view); the cursor's line scrolls sideways to
+/// keep the cursor in view. Near or over the server's limit, the cursor's line shows its size
+/// in bytes, in red when over.
 fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect, theme: Theme) {
-    let prompt = format!("{}> ", clean(app.current().title()));
+    let lines = app.input.rows();
+    let title = clean(app.current().title());
+    let prompt = if lines > 1 {
+        format!("{title} ({lines} lines)> ")
+    } else {
+        format!("{title}> ")
+    };
+    let prompt_w: usize = prompt.chars().map(|c| c.width().unwrap_or(0)).sum();
+    let indent = " ".repeat(prompt_w);
+    let (cursor_row, cursor_col) = app.input.cursor_row_col();
+    let height = usize::from(area.height).max(1);
+    let top = (cursor_row + 1).saturating_sub(height);
+    let size = app.size_of_line_at_cursor().map(|(bytes, limit)| {
+        let style = if bytes > limit {
+            theme.error()
+        } else {
+            theme.dim()
+        };
+        (format!(" {bytes}/{limit} bytes"), style)
+    });
     // What the user typed or pasted is shown cleaned too (one for one, so the cursor stays
-    // right): a pasted bidi override must not reorder the input line. Sending such a line is
-    // refused with a message saying which character it holds.
-    let text: Vec<char> = clean(&app.input.text()).chars().collect();
-    let cursor = app.input.cursor();
-    let prompt_w = prompt
-        .chars()
-        .map(|c| c.width().unwrap_or(0))
-        .sum::<usize>();
-    let room = usize::from(area.width).saturating_sub(prompt_w + 1).max(1);
-    // Scroll horizontally so that the cursor stays visible.
-    let first = cursor.saturating_sub(room);
-    let shown: String = text.iter().skip(first).take(room).collect();
-    let before: usize = text[first..cursor.min(text.len())]
-        .iter()
-        .map(|c| c.width().unwrap_or(0))
-        .sum();
-    frame.render_widget(
-        Paragraph::new(Line::from(vec![
+    // right): a pasted bidi override must not reorder the input. Sending such a line is refused
+    // with a message saying which character it holds.
+    let draft = app.input.text();
+    let mut rows = Vec::with_capacity(height);
+    let mut cursor_x = 0;
+    for (i, row) in draft.split('\n').enumerate().skip(top).take(height) {
+        let text: Vec<char> = clean(row).chars().collect();
+        let lead = if i == top {
             Span::styled(
-                prompt,
+                prompt.clone(),
                 theme
                     .nick(app.current().title())
                     .add_modifier(Modifier::BOLD),
-            ),
-            Span::raw(shown),
-        ])),
-        area,
-    );
-    let x = area.x + u16::try_from(prompt_w + before).unwrap_or(area.width);
-    frame.set_cursor_position(Position::new(x.min(area.right().saturating_sub(1)), area.y));
+            )
+        } else {
+            Span::raw(indent.clone())
+        };
+        let mut spans = vec![lead];
+        if i == cursor_row {
+            let tail = size.as_ref().map_or(0, |(s, _)| s.chars().count());
+            let room = usize::from(area.width)
+                .saturating_sub(prompt_w + 1 + tail)
+                .max(1);
+            let col = cursor_col.min(text.len());
+            let first = col.saturating_sub(room);
+            spans.push(Span::raw(
+                text.iter().skip(first).take(room).collect::<String>(),
+            ));
+            cursor_x = prompt_w
+                + text[first..col]
+                    .iter()
+                    .map(|c| c.width().unwrap_or(0))
+                    .sum::<usize>();
+            if let Some((label, style)) = &size {
+                let used: usize = text
+                    .iter()
+                    .skip(first)
+                    .take(room)
+                    .map(|c| c.width().unwrap_or(0))
+                    .sum();
+                let gap = usize::from(area.width).saturating_sub(prompt_w + used + tail);
+                spans.push(Span::raw(" ".repeat(gap)));
+                spans.push(Span::styled(label.clone(), *style));
+            }
+        } else {
+            let room = usize::from(area.width).saturating_sub(prompt_w).max(1);
+            spans.push(Span::raw(text.iter().take(room).collect::<String>()));
+        }
+        rows.push(Line::from(spans));
+    }
+    frame.render_widget(Paragraph::new(rows), area);
+    let x = area.x + u16::try_from(cursor_x).unwrap_or(area.width);
+    let y = area.y + u16::try_from(cursor_row - top).unwrap_or(0);
+    frame.set_cursor_position(Position::new(
+        x.min(area.right().saturating_sub(1)),
+        y.min(area.bottom().saturating_sub(1)),
+    ));
 }
 
 #[cfg(test)]
@@ -762,5 +822,42 @@ mod tests {
         assert_eq!(rows("abcdefghijkl", 5), ["abcde", "fghij", "kl"]);
         assert_eq!(rows("日本語のテキスト", 6), ["日本語", "のテキ", "スト"]);
         assert_eq!(rows("", 5), [""]);
+    }
+
+    #[test]
+    fn a_draft_of_several_lines_shows_them_all_and_a_long_line_its_size() {
+        let mut app = App::new("s", "alice");
+        app.on_paste("first line\nsecond\tline\nthird", 0);
+        let screen = render(&mut app, 60, 12);
+        let input = &screen[9..];
+        assert_eq!(
+            input,
+            [
+                "#room (3 lines)> first line",
+                "                 second    line",
+                "                 third"
+            ],
+            "{screen:?}"
+        );
+        assert!(
+            screen.iter().any(|l| l.contains("* pasted 3 lines")),
+            "{screen:?}"
+        );
+        // More lines than rows: the cursor's line stays in view, the prompt on top.
+        let mut app = App::new("s", "alice");
+        let draft: Vec<String> = (1..=10).map(|i| format!("line {i}")).collect();
+        app.on_paste(&draft.join("\n"), 0);
+        let screen = render(&mut app, 60, 30);
+        assert_eq!(screen[24], "#room (10 lines)> line 5", "{screen:?}");
+        assert_eq!(screen[29], "                  line 10", "{screen:?}");
+        // Over the limit: the size, in bytes.
+        let mut app = App::new("s", "alice");
+        app.on_paste(&"é".repeat(2100), 0);
+        let screen = render(&mut app, 60, 5);
+        assert!(screen[4].ends_with(" 4200/4096 bytes"), "{screen:?}");
+        assert!(screen[4].starts_with("#room> éééé"), "{screen:?}");
+        let (buffer, rows) = drawn(&mut app, 60, 5);
+        let x = rows[4].chars().position(|c| c == '4').unwrap() as u16;
+        assert_eq!(buffer[(x, 4)].fg, Color::Red, "over: in red");
     }
 }

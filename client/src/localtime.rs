@@ -1,0 +1,144 @@
+//! Server timestamps (UTC milliseconds) as local wall-clock time for the terminal UI.
+//!
+//! Each timestamp is converted with the UTC offset in force *at that instant* in the user's time
+//! zone, not with the offset of the moment `mm` started: a line from July shows summer time and
+//! one from January winter time, and a UI left running across a daylight-saving change keeps
+//! showing the right hour. The zone (with all its rules) comes from `jiff`, which reads `TZ`
+//! (`America/New_York`, a POSIX rule such as `EST5EDT,M3.2.0,M11.1.0`, or a file path) and
+//! otherwise `/etc/localtime`, using the system's time zone database; where a system has none
+//! (a minimal container without tzdata), the copy of the database built into `mm` is used.
+//!
+//! A zone that cannot be found (`TZ=Mars/Olympus`) is UTC, as the C library treats it; the UI
+//! says so once at start.
+
+use std::sync::OnceLock;
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+/// The user's time zone, read once.
+static ZONE: OnceLock<TimeZone> = OnceLock::new();
+
+/// UTC, for before [`init`].
+static UTC: TimeZone = TimeZone::UTC;
+
+/// Reads the user's time zone (from `TZ`, else the system's setting) for [`zone`]. Returns a
+/// note for the user when `TZ` names no zone `mm` can find and times are shown in UTC instead.
+pub fn init() -> Option<String> {
+    let (zone, note) = system_zone();
+    let _ = ZONE.set(zone);
+    note
+}
+
+/// The user's time zone: the one [`init`] read, or UTC before that.
+pub fn zone() -> &'static TimeZone {
+    ZONE.get().unwrap_or(&UTC)
+}
+
+/// The system's zone, else UTC with a note saying why (only when `TZ` is set: a system with no
+/// zone configured at all is UTC, and says nothing, like every other program on it).
+fn system_zone() -> (TimeZone, Option<String>) {
+    match TimeZone::try_system() {
+        Ok(zone) => (zone, None),
+        Err(e) => {
+            let note = std::env::var_os("TZ").map(|tz| {
+                format!(
+                    "TZ={} is not a time zone mm can find ({e}); times are shown in UTC",
+                    tz.to_string_lossy()
+                )
+            });
+            (TimeZone::UTC, note)
+        }
+    }
+}
+
+/// The wall-clock time of `ts_ms` in `zone`, if the timestamp is one `jiff` can represent.
+fn civil(ts_ms: u64, zone: &TimeZone) -> Option<jiff::civil::DateTime> {
+    let ms = i64::try_from(ts_ms).ok()?;
+    let at = Timestamp::from_millisecond(ms).ok()?;
+    Some(zone.to_datetime(at))
+}
+
+/// `HH:MM` of a server timestamp in `zone`, with the offset in force at that instant; `??:??`
+/// for a timestamp out of range.
+pub fn format_time(ts_ms: u64, zone: &TimeZone) -> String {
+    match civil(ts_ms, zone) {
+        Some(t) => format!("{:02}:{:02}", t.hour(), t.minute()),
+        None => "??:??".into(),
+    }
+}
+
+/// `MM-DD HH:MM` of a server timestamp in `zone` (for lines from the past), with the offset in
+/// force at that instant; `??-?? ??:??` for a timestamp out of range.
+pub fn format_date_time(ts_ms: u64, zone: &TimeZone) -> String {
+    match civil(ts_ms, zone) {
+        Some(t) => format!(
+            "{:02}-{:02} {:02}:{:02}",
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        None => "??-?? ??:??".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Milliseconds since the epoch of a UTC date and time.
+    fn utc(y: i16, m: i8, d: i8, h: i8, min: i8) -> u64 {
+        let t = jiff::civil::date(y, m, d)
+            .at(h, min, 0, 0)
+            .to_zoned_datetime(TimeZone::UTC)
+            .unwrap()
+            .timestamp()
+            .as_millisecond();
+        u64::try_from(t).unwrap()
+    }
+
+    fn zone(name: &str) -> TimeZone {
+        TimeZone::get(name).unwrap()
+    }
+
+    #[test]
+    fn each_timestamp_takes_the_offset_in_force_at_that_instant() {
+        let ny = zone("America/New_York");
+        // Summer (EDT, UTC-4) and winter (EST, UTC-5), whatever the date today.
+        assert_eq!(format_time(utc(2025, 7, 1, 12, 0), &ny), "08:00");
+        assert_eq!(format_time(utc(2025, 1, 1, 12, 0), &ny), "07:00");
+        assert_eq!(format_date_time(utc(2025, 7, 1, 12, 0), &ny), "07-01 08:00");
+        assert_eq!(format_date_time(utc(2025, 1, 1, 12, 0), &ny), "01-01 07:00");
+        // Across the change itself (2025-03-09 02:00 EST -> 03:00 EDT, 07:00 UTC): one minute
+        // before and at the change.
+        assert_eq!(format_time(utc(2025, 3, 9, 6, 59), &ny), "01:59");
+        assert_eq!(format_time(utc(2025, 3, 9, 7, 0), &ny), "03:00");
+        // The southern hemisphere has its summer in January.
+        let sydney = zone("Australia/Sydney");
+        assert_eq!(format_time(utc(2025, 1, 1, 12, 0), &sydney), "23:00");
+        assert_eq!(format_time(utc(2025, 7, 1, 12, 0), &sydney), "22:00");
+        // A date that the offset moves to the next day.
+        assert_eq!(
+            format_date_time(utc(2025, 12, 31, 20, 30), &sydney),
+            "01-01 07:30"
+        );
+    }
+
+    #[test]
+    fn utc_and_posix_rules_work_too() {
+        let t = utc(2025, 7, 1, 12, 5);
+        assert_eq!(format_date_time(t, &TimeZone::UTC), "07-01 12:05");
+        // What TZ=EST5EDT,M3.2.0,M11.1.0 means, without any database.
+        let rule = TimeZone::posix("EST5EDT,M3.2.0,M11.1.0").unwrap();
+        assert_eq!(format_time(t, &rule), "08:05");
+        assert_eq!(format_time(utc(2025, 1, 1, 12, 5), &rule), "07:05");
+    }
+
+    #[test]
+    fn timestamps_out_of_range_do_not_panic() {
+        assert_eq!(format_time(u64::MAX, &TimeZone::UTC), "??:??");
+        assert_eq!(format_date_time(u64::MAX, &TimeZone::UTC), "??-?? ??:??");
+        assert_eq!(format_date_time(0, &TimeZone::UTC), "01-01 00:00");
+    }
+}
