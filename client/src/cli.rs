@@ -49,7 +49,7 @@ pub struct Args {
     )]
     pub server: String,
     /// CA certificate to verify the server with (the server's ca.pem). Without it, the server
-    /// must be one whose fingerprint you accepted before
+    /// must be one whose fingerprint you accepted before (see `mm trust`)
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Your nick: 1-32 of a-z A-Z 0-9 _ -, starting with a letter [default: $USER]
@@ -116,10 +116,10 @@ nicks get their own. A running mm locks its home: a second mm on it stops with a
 
 Trust: with --ca, the server must be signed by that CA. Without it, mm shows an unknown
 server's CA fingerprint once and asks whether to trust it (in a terminal), then remembers it in
-known_servers in your home. `mm trust list` shows those servers, `mm trust forget HOST:PORT`
-forgets one (when its operator made a new CA: mm then refuses it, warning that its certificate
-changed), and `mm trust add HOST:PORT FINGERPRINT` (or --ca FILE) trusts one without asking.
-Give `mm trust` the same --nick or --home as mm.
+known_servers in your home. `mm trust list` shows those servers; `mm trust forget HOST:PORT`
+forgets one (do it when its operator made a new CA: until then mm refuses the server, warning
+that its certificate changed); `mm trust add HOST:PORT FINGERPRINT` (or --ca FILE) trusts one
+without asking. Give `mm trust` the same --nick or --home as mm.
 
 Line mode exit status:
   0    every line was delivered

@@ -397,8 +397,8 @@ pub enum ConnectError {
     /// Reading the known-servers file failed.
     #[error(transparent)]
     KnownServers(#[from] crate::trust::KnownServersError),
-    /// The TLS configuration could not be built.
-    #[error("TLS configuration: {0}")]
+    /// The TLS configuration could not be built (said in full).
+    #[error("{0}")]
     Config(String),
 }
 
@@ -1057,9 +1057,15 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
         Trust::Roots(certs) => {
             let mut roots = RootCertStore::empty();
             for cert in certs {
-                roots
-                    .add(cert.clone())
-                    .map_err(|e| ConnectError::Config(format!("CA certificate: {e}")))?;
+                roots.add(cert.clone()).map_err(|_| {
+                    ConnectError::Config(match &opts.ca_file {
+                        Some(file) => format!(
+                            "{} does not hold a certificate mm can check servers with (a damaged file?); --ca takes the server's ca.pem",
+                            file.display()
+                        ),
+                        None => "a CA certificate mm was given is damaged".into(),
+                    })
+                })?;
             }
             builder.with_root_certificates(roots)
         }
@@ -1076,7 +1082,11 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
     let mut config = match &opts.certificate {
         Some(id) => builder
             .with_client_auth_cert(vec![id.cert.clone()], id.key())
-            .map_err(|e| ConnectError::Config(format!("client certificate: {e}")))?,
+            .map_err(|e| {
+                ConnectError::Config(format!(
+                    "your client certificate (client.pem and client.key in your home) cannot be used: {e}"
+                ))
+            })?,
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![ALPN.to_vec()];

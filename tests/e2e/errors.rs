@@ -100,7 +100,9 @@ async fn a_server_that_is_not_a_multi_messenger_server_is_said_to_be_none() {
     let http = listener(|mut tcp| async move {
         read_some(&mut tcp).await;
         let _ = tcp
-            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
             .await;
     })
     .await;
@@ -204,7 +206,10 @@ async fn a_server_signed_by_another_ca_than_the_ca_file_names_the_file() {
             line.contains("why=the client does not trust this server's CA (it was given another ca.pem, or pinned another fingerprint): give its user this server's ca.pem or its CA fingerprint (logged at start)"),
             "{line}"
         );
-        assert!(!line.contains("UnknownCA") && !line.contains("DecryptError"), "{line}");
+        assert!(
+            !line.contains("UnknownCA") && !line.contains("DecryptError"),
+            "{line}"
+        );
     }
 }
 
@@ -334,10 +339,13 @@ async fn a_server_that_goes_away_without_a_goodbye_is_said_so_without_the_tls_li
     let mut mm = spawn_mm(&server.addr, Some(&ca), "alice", &dir.path().join("home"));
     let mut out = tokio::io::BufReader::new(mm.stdout.take().unwrap());
     let mut line = String::new();
-    tokio::time::timeout(WAIT, tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(line.starts_with("* connected"), "{line}");
     // SIGKILL: the socket closes without TLS close_notify.
     let _data = server.kill().await;
@@ -361,4 +369,23 @@ async fn a_server_that_goes_away_without_a_goodbye_is_said_so_without_the_tls_li
     assert_plain(&rest);
     assert_plain(&stderr);
     assert_eq!(output.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn a_damaged_ca_file_is_named() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    assert_eq!(
+        mm_fails(&server.server(), Some(&ca)).await,
+        format!(
+            "mm: {} does not hold a certificate mm can check servers with (a damaged file?); --ca takes the server's ca.pem",
+            ca.display()
+        )
+    );
 }
