@@ -1933,6 +1933,33 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_and_failed_lookups_say_which_step_in_words() {
+        let timeout = |step| ConnectError::Timeout {
+            server: "h:1".into(),
+            step,
+        };
+        assert_eq!(
+            timeout("TCP connect").to_string(),
+            "h:1 did not answer (no connection within the time allowed): a firewall, or the wrong address in --server?"
+        );
+        assert_eq!(
+            timeout("TLS handshake").to_string(),
+            "h:1 took the connection but did not set up a secure connection in time: it may not be a Multi-Messenger server (check --server), or it is overloaded (try again later)"
+        );
+        let lookup = ConnectError::UnknownHost {
+            server: "nowhere.invalid:1".into(),
+            host: "nowhere.invalid".into(),
+            cause: std::io::Error::other(
+                "failed to lookup address information: Name or service not known",
+            ),
+        };
+        assert_eq!(
+            lookup.to_string(),
+            "cannot reach nowhere.invalid:1: the name nowhere.invalid could not be looked up (name or service not known); check the name in --server, and that this computer is online"
+        );
+    }
+
+    #[test]
     fn a_changed_server_certificate_names_both_fingerprints_and_the_command_that_forgets_it() {
         let e = ConnectError::ServerKeyChanged {
             server: "127.0.0.1:7667".into(),
