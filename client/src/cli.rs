@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use mm_common::e2e::E2eEvent;
 use mm_common::protocol::{validate_nick, ErrorCode};
 use tokio::sync::oneshot;
@@ -37,6 +37,9 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Parser)]
 #[command(name = "mm", version, after_help = AFTER_HELP)]
 pub struct Args {
+    /// Without one, mm connects and chats
+    #[command(subcommand)]
+    pub command: Option<MmCommand>,
     /// Server to connect to; without a port, 7667
     #[arg(
         long,
@@ -47,16 +50,16 @@ pub struct Args {
     )]
     pub server: String,
     /// CA certificate to verify the server with (the server's ca.pem). Without it, the server
-    /// must be one whose fingerprint you accepted before
+    /// must be one whose fingerprint you accepted before (see `mm trust`)
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Your nick: 1-32 of a-z A-Z 0-9 _ -, starting with a letter [default: $USER]
-    #[arg(long, env = "MM_NICK")]
+    #[arg(long, env = "MM_NICK", global = true)]
     pub nick: Option<String>,
     /// Directory where mm keeps your identity key and client certificate (which own your nick),
     /// pinned keys of your peers and the servers you trust; one per user, used by one mm at a
     /// time [default: $MM_HOME, else one per nick: ~/.local/share/multi-messenger/users/NICK]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub home: Option<PathBuf>,
     /// Use line mode even when stdin is a terminal
     #[arg(long)]
@@ -67,6 +70,43 @@ pub struct Args {
     pub notify: bool,
 }
 
+/// What `mm` does instead of chatting.
+#[derive(Debug, Subcommand)]
+pub enum MmCommand {
+    /// The servers you trust by their CA fingerprint, without --ca (known_servers in your
+    /// home; with --nick or --home, that nick's or that home's)
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+/// `mm trust ...`
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// List them: server, CA fingerprint, and the day you trusted it
+    List,
+    /// Forget a server (e.g. after its operator made a new CA): the next connection to it
+    /// shows its fingerprint and asks again
+    Forget {
+        /// As given to --server when you trusted it (without a port, 7667)
+        #[arg(value_name = "HOST[:PORT]", value_parser = parse_server)]
+        server: String,
+    },
+    /// Trust a server by the CA fingerprint its operator gives you (mm-server logs it at
+    /// start), or by its CA file, replacing what you trusted for it before
+    #[command(visible_alias = "set")]
+    Add {
+        /// As you give it to --server (without a port, 7667)
+        #[arg(value_name = "HOST[:PORT]", value_parser = parse_server)]
+        server: String,
+        /// SHA-256 fingerprint, AB:CD:... (colons and case do not matter)
+        #[arg(required_unless_present = "ca", conflicts_with = "ca")]
+        fingerprint: Option<String>,
+        /// The server's CA certificate (ca.pem) instead of a fingerprint
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+    },
+}
+
 /// The end of `mm --help`: homes and exit statuses.
 const AFTER_HELP: &str = "\
 Homes: each nick has its own home by default ($XDG_DATA_HOME or ~/.local/share, then
@@ -74,6 +114,13 @@ multi-messenger/users/NICK), so `mm --nick alice` and `mm --nick bob` on one mac
 identities. The single default home of older versions (multi-messenger/client) goes to the first
 nick that starts without a home of its own (recorded in its `nick` file; mm says so once); other
 nicks get their own. A running mm locks its home: a second mm on it stops with an error.
+
+Trust: with --ca, the server must be signed by that CA. Without it, mm shows an unknown
+server's CA fingerprint once and asks whether to trust it (in a terminal), then remembers it in
+known_servers in your home. `mm trust list` shows those servers; `mm trust forget HOST:PORT`
+forgets one (do it when its operator made a new CA: until then mm refuses the server, warning
+that its certificate changed); `mm trust add HOST:PORT FINGERPRINT` (or --ca FILE) trusts one
+without asking. Give `mm trust` the same --nick or --home as mm.
 
 Line mode exit status:
   0    every line was delivered
@@ -132,14 +179,11 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let interactive = std::io::stdin().is_terminal() && !args.line_mode;
-    let nick = match args.nick.clone().or_else(|| std::env::var("USER").ok()) {
-        Some(nick) => nick,
-        None => bail!("choose a nick with --nick NAME"),
-    };
-    if let Err(e) = validate_nick(&nick) {
-        bail!("{nick:?} cannot be a nick: {e}");
+    if let Some(MmCommand::Trust(command)) = &args.command {
+        return trust_command(&args, command);
     }
+    let interactive = std::io::stdin().is_terminal() && !args.line_mode;
+    let nick = nick_of(&args)?;
     // Locked before anything in it is read or written: a second mm on this home stops here.
     let base = crate::home::default_base();
     let mut home = match (args.home.clone().or_else(crate::home::env_home), &base) {
@@ -158,7 +202,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     notes.extend(crate::home::tighten(home_path));
     let trust = match &args.ca {
         Some(path) => Trust::Roots(mm_certs::load_certs(path)?),
-        None => Trust::Known(KnownServers::in_home(home_path)),
+        None => {
+            Trust::Known(KnownServers::in_home(home_path).with_options(trust_options(&args, &nick)))
+        }
     };
     let (secure, created) = SecureSetup::load(home_path)?;
     if created {
@@ -179,6 +225,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         stdio::err(&format!("mm: {note}"));
     }
     let mut opts = ConnectOptions::new(args.server.clone(), nick, trust);
+    opts.ca_file.clone_from(&args.ca);
     opts.secure = secure;
     opts.certificate = Some(certificate);
 
@@ -196,7 +243,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "{server} is not a known server; refusing to connect without a trust anchor.\n\
                      Its CA certificate fingerprint (SHA-256) is\n  {fingerprint}\n\
                      Pass --ca with the server's ca.pem, or run mm once in a terminal to compare \
-                     this fingerprint with the one mm-server logged and accept it."
+                     this fingerprint with the one mm-server logged and accept it (or, once \
+                     compared: {}).",
+                    known.command(&format!("add {server} {fingerprint}"))
                 );
             }
             if !ask_to_trust(&server, &fingerprint).await? {
@@ -233,6 +282,133 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The home stays locked until here: the whole time this process may write to it.
     drop(home);
     Ok(code)
+}
+
+/// The nick `mm` runs as: `--nick` (or `$MM_NICK`), else `$USER`, validated.
+fn nick_of(args: &Args) -> anyhow::Result<String> {
+    let nick = match args.nick.clone().or_else(|| std::env::var("USER").ok()) {
+        Some(nick) => nick,
+        None => bail!("choose a nick with --nick NAME"),
+    };
+    if let Err(e) = validate_nick(&nick) {
+        bail!("{nick:?} cannot be a nick: {e}");
+    }
+    Ok(nick)
+}
+
+/// The options `mm trust` needs to act on the `known_servers` this `mm` uses (for the commands
+/// its messages name): `--home DIR` for a home given on the command line; `--nick NICK` for a
+/// nick's default home when `mm trust` alone would pick another nick; nothing otherwise
+/// (`$MM_HOME` and `$MM_NICK` carry over by themselves).
+fn trust_options(args: &Args, nick: &str) -> String {
+    if let Some(home) = &args.home {
+        return format!("--home {}", shell_word(&home.display().to_string()));
+    }
+    if crate::home::env_home().is_some() {
+        return String::new();
+    }
+    let default = std::env::var("MM_NICK")
+        .ok()
+        .or_else(|| std::env::var("USER").ok());
+    if default
+        .is_some_and(|d| mm_common::protocol::nick_key(&d) == mm_common::protocol::nick_key(nick))
+    {
+        String::new()
+    } else {
+        format!("--nick {nick}")
+    }
+}
+
+/// `word` as one shell word: as it is when it is plain, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// `mm trust ...`: works on the `known_servers` file the same `--nick`/`--home` would use to
+/// connect. It does not take the home's lock, so that it can be run while that `mm` runs (to
+/// act on its certificate-changed warning); the file is rewritten atomically, and a running
+/// `mm` only writes it when its user accepts a server at start.
+fn trust_command(args: &Args, command: &TrustCommand) -> anyhow::Result<ExitCode> {
+    let home = match (
+        args.home.clone().or_else(crate::home::env_home),
+        crate::home::default_base(),
+    ) {
+        (Some(dir), _) => dir,
+        (None, Some(base)) => crate::home::locate_default(&base, &nick_of(args)?)?,
+        (None, None) => bail!("no home directory to find known_servers in; pass --home DIR"),
+    };
+    let known = KnownServers::in_home(&home);
+    let file = known.path().display().to_string();
+    match command {
+        TrustCommand::List => {
+            let entries = known.list()?;
+            if entries.is_empty() {
+                stdio::err(&format!(
+                    "mm: no trusted servers in {file} (mm adds one when you accept it at first contact, or with mm trust add)"
+                ));
+            }
+            for entry in entries {
+                let added = entry
+                    .added
+                    .map_or_else(|| "trusted before mm noted dates".to_owned(), |d| format!("trusted {d}"));
+                stdio::out(&format!("{}  {}  {added}", entry.server, entry.fingerprint));
+            }
+        }
+        TrustCommand::Forget { server } => match known.forget(server)? {
+            Some(old) => stdio::err(&format!(
+                "mm: forgot {} (CA fingerprint {}) in {file}; the next connection to it shows its fingerprint and asks again",
+                old.server, old.fingerprint
+            )),
+            None => bail!(
+                "{server} is not a trusted server in {file} (nothing forgotten; mm trust list shows them, as HOST:PORT given to --server)"
+            ),
+        },
+        TrustCommand::Add {
+            server,
+            fingerprint,
+            ca,
+        } => {
+            if crate::connection::split_host_port(server).is_none() {
+                bail!("{server:?} is not HOST:PORT");
+            }
+            let fingerprint = match (fingerprint, ca) {
+                (Some(typed), _) => crate::trust::normalize_fingerprint(typed).with_context(|| {
+                    format!("{typed:?} is not a SHA-256 fingerprint (64 hex digits, AB:CD:...; mm-server logs it at start, mm-certs prints it)")
+                })?,
+                (None, Some(file)) => {
+                    let certs = mm_certs::load_certs(file)?;
+                    let Some(ca) = certs.last() else {
+                        bail!("{}: no certificate found", file.display());
+                    };
+                    mm_certs::fingerprint(ca)
+                }
+                (None, None) => bail!("give the fingerprint, or --ca FILE"),
+            };
+            match known.add(server, &fingerprint)? {
+                Some(old) if old.fingerprint == fingerprint => stdio::err(&format!(
+                    "mm: {} was trusted with this fingerprint already ({file})",
+                    old.server
+                )),
+                Some(old) => stdio::err(&format!(
+                    "mm: {} now trusted with CA fingerprint {fingerprint} (was {}) in {file}",
+                    old.server, old.fingerprint
+                )),
+                None => stdio::err(&format!(
+                    "mm: {} trusted with CA fingerprint {fingerprint} in {file}",
+                    server.to_ascii_lowercase()
+                )),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What to do when the server says `nick` is registered to another certificate than the one in
@@ -667,5 +843,69 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
         ExitCode::from(EXIT_STDOUT_CLOSED)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("mm").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn chatting_needs_no_subcommand_and_trust_takes_the_same_nick_and_home() {
+        let chat = parse(&["--server", "h:1", "--nick", "alice"]);
+        assert!(chat.command.is_none());
+        assert_eq!(chat.nick.as_deref(), Some("alice"));
+        assert_eq!(chat.server, "h:1");
+
+        for args in [
+            &["trust", "list", "--nick", "bob", "--home", "/x"][..],
+            &["--nick", "bob", "--home", "/x", "trust", "list"][..],
+        ] {
+            let trust = parse(args);
+            assert!(matches!(
+                trust.command,
+                Some(MmCommand::Trust(TrustCommand::List))
+            ));
+            assert_eq!(trust.nick.as_deref(), Some("bob"));
+            assert_eq!(trust.home.as_deref(), Some(std::path::Path::new("/x")));
+        }
+        let forget = parse(&["trust", "forget", "127.0.0.1:7667"]);
+        assert!(matches!(
+            forget.command,
+            Some(MmCommand::Trust(TrustCommand::Forget { server })) if server == "127.0.0.1:7667"
+        ));
+        let add = parse(&["trust", "set", "h:1", "--ca", "ca.pem"]);
+        assert!(matches!(
+            add.command,
+            Some(MmCommand::Trust(TrustCommand::Add {
+                fingerprint: None,
+                ca: Some(_),
+                ..
+            }))
+        ));
+        assert!(
+            Args::try_parse_from(["mm", "trust", "add", "h:1"]).is_err(),
+            "a fingerprint or --ca"
+        );
+        assert!(Args::try_parse_from(["mm", "trust", "add", "h:1", "AB", "--ca", "f"]).is_err());
+    }
+
+    #[test]
+    fn the_forget_command_names_a_home_given_on_the_command_line() {
+        let args = parse(&["--nick", "bob", "--home", "/tmp/my home"]);
+        assert_eq!(trust_options(&args, "bob"), "--home '/tmp/my home'");
+        let args = parse(&["--nick", "bob", "--home", "/tmp/h"]);
+        assert_eq!(trust_options(&args, "bob"), "--home /tmp/h");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
     }
 }

@@ -276,6 +276,9 @@ pub struct ConnectOptions {
     pub nick: String,
     /// How to verify the server.
     pub trust: Trust,
+    /// The file the [`Trust::Roots`] certificates were read from (`--ca`), named when the server
+    /// turns out not to be signed by them.
+    pub ca_file: Option<PathBuf>,
     /// Limit for each of TCP connect, TLS handshake, and hello-to-welcome.
     pub connect_timeout: Duration,
     /// If nothing at all arrives from the server for this long, the connection is considered
@@ -301,6 +304,7 @@ impl ConnectOptions {
             server: server.into(),
             nick: nick.into(),
             trust,
+            ca_file: None,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(180),
             secure: SecureSetup::ephemeral(),
@@ -319,8 +323,18 @@ pub enum ConnectError {
     /// `--server` is not `HOST` or `HOST:PORT` (see [`server_address`]).
     #[error("{0:?} is not a server address: give HOST or HOST:PORT, for example chat.example.org or 192.168.1.20:7667")]
     BadAddress(String),
+    /// The host name could not be looked up.
+    #[error("cannot reach {server}: the name {host} could not be looked up ({}); check the name in --server, and that this computer is online", lookup_words(.cause))]
+    UnknownHost {
+        /// The server.
+        server: String,
+        /// The host part.
+        host: String,
+        /// The cause.
+        cause: std::io::Error,
+    },
     /// TCP connect failed.
-    #[error("cannot reach {server}: {cause}")]
+    #[error("cannot reach {server}: {}", crate::explain::unreachable(.cause))]
     Unreachable {
         /// The server.
         server: String,
@@ -328,7 +342,7 @@ pub enum ConnectError {
         cause: std::io::Error,
     },
     /// A step took longer than the connect timeout.
-    #[error("{server} did not answer in time ({step})")]
+    #[error("{}", timeout_words(.server, .step))]
     Timeout {
         /// The server.
         server: String,
@@ -344,7 +358,7 @@ pub enum ConnectError {
         fingerprint: String,
     },
     /// The server presented a different certificate than the pinned one: possibly an attack.
-    #[error("the certificate of {server} has CHANGED\n  pinned:    {expected}\n  presented: {found}\nThis may be an attack (someone between you and the server), or the server's certificates were regenerated.\nAsk the server's operator. If the change is expected, delete the line for {server} from {}", .known_file.display())]
+    #[error("the certificate of {server} has CHANGED since you trusted it\n  trusted:   {expected}\n  presented: {found}\nThis may be an attack (someone between you and the server), or its operator made a new CA.\nAsk the operator which fingerprint is right. If it is the presented one, forget the old one with\n  {forget}\nand connect again to accept the new one.")]
     ServerKeyChanged {
         /// The server.
         server: String,
@@ -354,14 +368,20 @@ pub enum ConnectError {
         found: String,
         /// The file holding the pin.
         known_file: PathBuf,
+        /// The command that forgets the pin (`mm trust forget HOST:PORT`, with the options
+        /// that find this file).
+        forget: String,
     },
-    /// TLS failed for another reason (e.g. the certificate does not cover this name).
-    #[error("TLS with {server} failed: {cause}")]
+    /// TLS failed for another reason (e.g. the certificate does not cover this name, or the
+    /// server does not speak TLS); said in plain words with what to do.
+    #[error("{}", crate::explain::handshake(.server, .cause, .verified))]
     Tls {
         /// The server.
         server: String,
         /// The cause.
         cause: std::io::Error,
+        /// How the server was to be verified (for the advice).
+        verified: crate::explain::Verified,
     },
     /// The server refused the login.
     #[error("server refused the login: {detail} ({code})")]
@@ -377,9 +397,39 @@ pub enum ConnectError {
     /// Reading the known-servers file failed.
     #[error(transparent)]
     KnownServers(#[from] crate::trust::KnownServersError),
-    /// The TLS configuration could not be built.
-    #[error("TLS configuration: {0}")]
+    /// The TLS configuration could not be built (said in full).
+    #[error("{0}")]
     Config(String),
+}
+
+/// A failed name lookup in words: the resolver's own, without its preamble and number.
+fn lookup_words(e: &std::io::Error) -> String {
+    let words = crate::explain::io_words(e);
+    words
+        .strip_prefix("failed to lookup address information: ")
+        .map_or(words.clone(), |w| {
+            let mut chars = w.chars();
+            chars
+                .next()
+                .map(|c| c.to_lowercase().chain(chars).collect())
+                .unwrap_or_default()
+        })
+}
+
+/// A connection step that took too long, in words.
+fn timeout_words(server: &str, step: &str) -> String {
+    match step {
+        "TCP connect" => format!(
+            "{server} did not answer (no connection within the time allowed): a firewall, or the wrong address in --server?"
+        ),
+        "TLS handshake" => format!(
+            "{server} took the connection but did not set up a secure connection in time: it may not be a Multi-Messenger server (check --server), or it is overloaded (try again later)"
+        ),
+        "login" => format!(
+            "{server} did not answer the login in time: it may be overloaded; try again later"
+        ),
+        other => format!("{server} did not answer in time ({other})"),
+    }
 }
 
 /// What the server said when we logged in.
@@ -988,7 +1038,7 @@ pub fn server_address(input: &str) -> Option<String> {
 
 /// `(host, port)` of a server address in any form [`server_address`] takes; IPv6 without
 /// brackets.
-fn split_host_port(server: &str) -> Option<(String, u16)> {
+pub(crate) fn split_host_port(server: &str) -> Option<(String, u16)> {
     const DEFAULT: u16 = mm_common::protocol::DEFAULT_PORT;
     if let Ok(addr) = server.parse::<SocketAddr>() {
         return (addr.port() != 0).then(|| (addr.ip().to_string(), addr.port()));
@@ -1029,14 +1079,20 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
         .with_safe_default_protocol_versions()
         .map_err(|e| ConnectError::Config(e.to_string()))?;
     let mut observed: Option<Arc<Mutex<Option<Observed>>>> = None;
-    let mut known_file = None;
+    let mut known_pins: Option<&KnownServers> = None;
     let builder = match &opts.trust {
         Trust::Roots(certs) => {
             let mut roots = RootCertStore::empty();
             for cert in certs {
-                roots
-                    .add(cert.clone())
-                    .map_err(|e| ConnectError::Config(format!("CA certificate: {e}")))?;
+                roots.add(cert.clone()).map_err(|_| {
+                    ConnectError::Config(match &opts.ca_file {
+                        Some(file) => format!(
+                            "{} does not hold a certificate mm can check servers with (a damaged file?); --ca takes the server's ca.pem",
+                            file.display()
+                        ),
+                        None => "a CA certificate mm was given is damaged".into(),
+                    })
+                })?;
             }
             builder.with_root_certificates(roots)
         }
@@ -1044,7 +1100,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
             let pin = known.lookup(&server)?.map(|p| p.fingerprint);
             let (verifier, seen) = PinVerifier::new(pin, Arc::clone(&provider));
             observed = Some(seen);
-            known_file = Some(known.path().to_path_buf());
+            known_pins = Some(known);
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(verifier)
@@ -1053,18 +1109,37 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
     let mut config = match &opts.certificate {
         Some(id) => builder
             .with_client_auth_cert(vec![id.cert.clone()], id.key())
-            .map_err(|e| ConnectError::Config(format!("client certificate: {e}")))?,
+            .map_err(|e| {
+                ConnectError::Config(format!(
+                    "your client certificate (client.pem and client.key in your home) cannot be used: {e}"
+                ))
+            })?,
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![ALPN.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
 
-    let tcp = match timeout(
-        opts.connect_timeout,
-        TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    {
+    let deadline = Instant::now() + opts.connect_timeout;
+    let addrs: Vec<SocketAddr> =
+        match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host.as_str(), port)))
+            .await
+        {
+            Ok(Ok(addrs)) => addrs.collect(),
+            Ok(Err(cause)) => {
+                return Err(ConnectError::UnknownHost {
+                    server,
+                    host: host.clone(),
+                    cause,
+                })
+            }
+            Err(_) => {
+                return Err(ConnectError::Timeout {
+                    server,
+                    step: "TCP connect",
+                })
+            }
+        };
+    let tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(&addrs[..])).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(source)) => {
             return Err(ConnectError::Unreachable {
@@ -1092,12 +1167,22 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
                     fingerprint,
                 },
                 Some(Observed::Changed { expected, found }) => ConnectError::ServerKeyChanged {
+                    forget: known_pins.map_or_else(
+                        || format!("mm trust forget {server}"),
+                        |k| k.command(&format!("forget {server}")),
+                    ),
                     server,
                     expected,
                     found,
-                    known_file: known_file.unwrap_or_default(),
+                    known_file: known_pins
+                        .map(|k| k.path().to_path_buf())
+                        .unwrap_or_default(),
                 },
                 None => ConnectError::Tls {
+                    verified: match known_pins {
+                        Some(k) => crate::explain::Verified::Pin(k.path().to_path_buf()),
+                        None => crate::explain::Verified::Ca(opts.ca_file.clone()),
+                    },
                     server,
                     cause: source,
                 },
@@ -1122,11 +1207,11 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
         write_half
             .write_all(&hello)
             .await
-            .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+            .map_err(|e| ConnectError::Protocol(crate::explain::lost(&e)))?;
         write_half
             .flush()
             .await
-            .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+            .map_err(|e| ConnectError::Protocol(crate::explain::lost(&e)))?;
         read_welcome(&mut reader, &opts.nick).await
     };
     let welcome = match timeout(opts.connect_timeout, login).await {
@@ -1366,7 +1451,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Ok(0) if self.buf.is_empty() => return Ok(None),
                 Ok(0) => return Err("connection closed in the middle of a frame".into()),
                 Ok(_) => {}
-                Err(e) => return Err(format!("connection lost: {e}")),
+                Err(e) => return Err(crate::explain::lost(&e)),
             }
         }
     }
@@ -1844,20 +1929,76 @@ mod tests {
     fn a_connect_error_says_its_cause_once() {
         let cause =
             || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
-        for e in [
-            ConnectError::Unreachable {
-                server: "localhost:7667".into(),
-                cause: cause(),
-            },
-            ConnectError::Tls {
-                server: "localhost:7667".into(),
-                cause: cause(),
-            },
+        for (e, words) in [
+            (
+                ConnectError::Unreachable {
+                    server: "localhost:7667".into(),
+                    cause: cause(),
+                },
+                "nothing is listening there",
+            ),
+            (
+                ConnectError::Tls {
+                    server: "localhost:7667".into(),
+                    cause: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+                    ),
+                    verified: crate::explain::Verified::Ca(None),
+                },
+                "is not a Multi-Messenger server",
+            ),
         ] {
             // As mm prints it (anyhow's alternate form shows the chain of sources).
             let shown = format!("{:#}", anyhow::Error::from(e));
-            assert_eq!(shown.matches("Connection refused").count(), 1, "{shown}");
+            assert_eq!(shown.matches(words).count(), 1, "{shown}");
+            assert!(
+                !shown.contains("os error") && !shown.contains("InvalidContentType"),
+                "{shown}"
+            );
         }
+    }
+
+    #[test]
+    fn timeouts_and_failed_lookups_say_which_step_in_words() {
+        let timeout = |step| ConnectError::Timeout {
+            server: "h:1".into(),
+            step,
+        };
+        assert_eq!(
+            timeout("TCP connect").to_string(),
+            "h:1 did not answer (no connection within the time allowed): a firewall, or the wrong address in --server?"
+        );
+        assert_eq!(
+            timeout("TLS handshake").to_string(),
+            "h:1 took the connection but did not set up a secure connection in time: it may not be a Multi-Messenger server (check --server), or it is overloaded (try again later)"
+        );
+        let lookup = ConnectError::UnknownHost {
+            server: "nowhere.invalid:1".into(),
+            host: "nowhere.invalid".into(),
+            cause: std::io::Error::other(
+                "failed to lookup address information: Name or service not known",
+            ),
+        };
+        assert_eq!(
+            lookup.to_string(),
+            "cannot reach nowhere.invalid:1: the name nowhere.invalid could not be looked up (name or service not known); check the name in --server, and that this computer is online"
+        );
+    }
+
+    #[test]
+    fn a_changed_server_certificate_names_both_fingerprints_and_the_command_that_forgets_it() {
+        let e = ConnectError::ServerKeyChanged {
+            server: "127.0.0.1:7667".into(),
+            expected: "AA:AA".into(),
+            found: "BB:BB".into(),
+            known_file: PathBuf::from("/h/known_servers"),
+            forget: "mm trust forget 127.0.0.1:7667 --nick bob".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the certificate of 127.0.0.1:7667 has CHANGED since you trusted it\n  trusted:   AA:AA\n  presented: BB:BB\nThis may be an attack (someone between you and the server), or its operator made a new CA.\nAsk the operator which fingerprint is right. If it is the presented one, forget the old one with\n  mm trust forget 127.0.0.1:7667 --nick bob\nand connect again to accept the new one."
+        );
     }
 
     #[test]

@@ -272,6 +272,28 @@ impl Home {
     }
 }
 
+/// The home [`Home::open_default`] would use for `nick` under `base`, found without creating,
+/// adopting or locking anything (for `mm trust`, which reads and rewrites one file in it): its
+/// own home when it exists; else the old default home when it is `nick`'s or nobody's yet;
+/// else its own (perhaps not made yet).
+///
+/// # Errors
+/// An invalid nick; I/O errors reading the old home's [`NICK_FILE`].
+pub fn locate_default(base: &Path, nick: &str) -> Result<PathBuf, HomeError> {
+    let own = nick_home(base, nick)?;
+    if own.is_dir() {
+        return Ok(own);
+    }
+    let old = base.join(OLD_HOME_DIR);
+    if old.is_dir() {
+        let owner = read_owner(&old)?;
+        if owner.is_none() || owner.as_deref() == Some(nick_key(nick).as_str()) {
+            return Ok(old);
+        }
+    }
+    Ok(own)
+}
+
 /// The nick named in a home's [`NICK_FILE`], if any (folded; a damaged file counts as someone
 /// else's, so it is never adopted twice).
 fn read_owner(home: &Path) -> Result<Option<String>, HomeError> {
@@ -410,6 +432,29 @@ mod tests {
         std::fs::create_dir_all(base.join("users").join("alice")).unwrap();
         let own = Home::open_default(base, "alice").unwrap();
         assert_eq!(own.path(), base.join("users").join("alice"));
+    }
+
+    #[test]
+    fn locating_a_default_home_finds_what_opening_it_would_and_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path();
+        assert_eq!(
+            locate_default(base, "Alice").unwrap(),
+            base.join("users").join("alice")
+        );
+        assert!(!base.join("users").exists(), "nothing made");
+        std::fs::create_dir_all(base.join("client")).unwrap();
+        assert_eq!(locate_default(base, "alice").unwrap(), base.join("client"));
+        assert!(!base.join("client").join(NICK_FILE).exists(), "not adopted");
+        let alice = Home::open_default(base, "alice").unwrap();
+        assert_eq!(locate_default(base, "alice").unwrap(), alice.path());
+        assert_eq!(
+            locate_default(base, "bob").unwrap(),
+            base.join("users").join("bob")
+        );
+        drop(alice);
+        let bob = Home::open_default(base, "bob").unwrap();
+        assert_eq!(locate_default(base, "bob").unwrap(), bob.path());
     }
 
     #[test]

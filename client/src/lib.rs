@@ -7,6 +7,7 @@ pub mod cli;
 pub mod command;
 pub mod connection;
 pub mod display;
+pub mod explain;
 pub mod home;
 pub mod localtime;
 pub mod secure;

@@ -137,9 +137,12 @@ pub fn err(line: &str) {
     let _ = writeln!(stderr, "{}", clean_lines(line)).and_then(|()| stderr.flush());
 }
 
-/// `text` with each of its `\n`-separated lines cleaned (`mm_common::text::sanitize`).
+/// `text` with each of its `\n`-separated lines cleaned (`mm_common::text::sanitize`), and
+/// without any library's documentation link ([`crate::explain::scrub`]): stderr is mm's own
+/// words.
 fn clean_lines(text: &str) -> String {
-    text.split('\n')
+    crate::explain::scrub(text)
+        .split('\n')
         .map(mm_common::text::sanitize)
         .collect::<Vec<_>>()
         .join("\n")

@@ -39,10 +39,16 @@ pub enum KnownServersError {
     },
 }
 
-/// The `known_servers` file: lines of `host:port FINGERPRINT`, `#` comments allowed.
+/// The `known_servers` file: lines of `host:port FINGERPRINT [DATE]` (the date the server was
+/// trusted, `YYYY-MM-DD`, since `mm trust` shows it; older lines have none, and older versions
+/// read only the first two words), `#` comments allowed. Rewritten whole and atomically (a
+/// temporary file renamed over it, 0600 from the start) whenever it changes.
 #[derive(Debug, Clone)]
 pub struct KnownServers {
     path: PathBuf,
+    /// The options `mm trust` needs to find this same file (`--home DIR`, `--nick NICK`, or
+    /// nothing for the default), for the commands named in messages.
+    options: String,
 }
 
 /// A pinned entry found in the file.
@@ -54,12 +60,64 @@ pub struct Pin {
     pub line: usize,
 }
 
+/// One trusted server, as `mm trust list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `host:port` as trusted (host in lower case).
+    pub server: String,
+    /// The CA fingerprint (SHA-256, colon-separated upper-case hex).
+    pub fingerprint: String,
+    /// When it was trusted (`YYYY-MM-DD`, UTC), if the line says.
+    pub added: Option<String>,
+}
+
+/// Parses a line of the file; `None` for comments, blank and damaged lines.
+fn parse_line(line: &str) -> Option<Entry> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (server, fingerprint) = (parts.next()?, parts.next()?);
+    Some(Entry {
+        server: server.to_ascii_lowercase(),
+        fingerprint: fingerprint.to_ascii_uppercase(),
+        added: parts.next().map(str::to_owned),
+    })
+}
+
+/// A SHA-256 fingerprint as `mm` writes it (`AB:CD:...`, 32 bytes), from what a user may type:
+/// any case, with or without colons (or spaces). `None` if it is not 64 hex digits.
+pub fn normalize_fingerprint(text: &str) -> Option<String> {
+    let hex: String = text
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' ' | '-'))
+        .collect();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let upper = hex.to_ascii_uppercase();
+    let pairs: Vec<&str> = (0..32)
+        .filter_map(|i| upper.get(2 * i..2 * i + 2))
+        .collect();
+    Some(pairs.join(":"))
+}
+
 impl KnownServers {
     /// The file in `home`.
     pub fn in_home(home: &Path) -> KnownServers {
         KnownServers {
             path: home.join(KNOWN_SERVERS),
+            options: String::new(),
         }
+    }
+
+    /// The same, naming `options` (e.g. `--nick bob` or `--home DIR`) in the `mm trust`
+    /// commands its messages suggest, so that they act on this file.
+    #[must_use]
+    pub fn with_options(mut self, options: impl Into<String>) -> KnownServers {
+        self.options = options.into();
+        self
     }
 
     /// Its path.
@@ -67,64 +125,125 @@ impl KnownServers {
         &self.path
     }
 
+    /// The command line for `mm trust ARGS` on this file: `mm trust forget host:7667 --nick bob`.
+    pub fn command(&self, args: &str) -> String {
+        if self.options.is_empty() {
+            format!("mm trust {args}")
+        } else {
+            format!("mm trust {args} {}", self.options)
+        }
+    }
+
+    fn io(&self) -> impl Fn(std::io::Error) -> KnownServersError + '_ {
+        |cause| KnownServersError::Io {
+            path: self.path.clone(),
+            cause,
+        }
+    }
+
+    /// The file's text; empty if it does not exist.
+    fn read(&self) -> Result<String, KnownServersError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(self.io()(e)),
+        }
+    }
+
+    /// Replaces the file with `text`, atomically and private (0600); the home directory is
+    /// created (0700) if needed: the file tells which servers the user talks to.
+    fn write(&self, text: &str) -> Result<(), KnownServersError> {
+        if let Some(dir) = self.path.parent() {
+            mm_certs::create_private_dir(dir).map_err(self.io())?;
+        }
+        mm_certs::write_secret(&self.path, text.as_bytes()).map_err(|e| match e {
+            mm_certs::CertError::Io { error, .. } => self.io()(error),
+            other => self.io()(std::io::Error::other(other.to_string())),
+        })
+    }
+
     /// The pin for `server` (`host:port`, host compared case-insensitively), if any.
     ///
     /// # Errors
     /// I/O errors other than a missing file.
     pub fn lookup(&self, server: &str) -> Result<Option<Pin>, KnownServersError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(KnownServersError::Io {
-                    path: self.path.clone(),
-                    cause: source,
-                })
-            }
-        };
+        let text = self.read()?;
         let wanted = server.to_ascii_lowercase();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let mut parts = line.split_whitespace();
-            if let (Some(name), Some(fp)) = (parts.next(), parts.next()) {
-                if name.to_ascii_lowercase() == wanted {
-                    return Ok(Some(Pin {
-                        fingerprint: fp.to_ascii_uppercase(),
-                        line: i + 1,
-                    }));
-                }
-            }
-        }
-        Ok(None)
+        Ok(text.lines().enumerate().find_map(|(i, line)| {
+            parse_line(line)
+                .filter(|e| e.server == wanted)
+                .map(|e| Pin {
+                    fingerprint: e.fingerprint,
+                    line: i + 1,
+                })
+        }))
     }
 
-    /// Appends a pin for `server`. The home directory is created (0700) if needed and the file
-    /// is kept private (0600): it tells which servers the user talks to.
+    /// Every trusted server, in the file's order (the first line for a server is the one that
+    /// counts; later ones for the same server are not listed).
+    ///
+    /// # Errors
+    /// I/O errors other than a missing file.
+    pub fn list(&self) -> Result<Vec<Entry>, KnownServersError> {
+        let mut entries: Vec<Entry> = Vec::new();
+        for entry in self.read()?.lines().filter_map(parse_line) {
+            if !entries.iter().any(|e| e.server == entry.server) {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Trusts `server` with `fingerprint` from today, replacing what was trusted for it; returns
+    /// the entry it replaced. The rest of the file (comments included) stays as it was.
     ///
     /// # Errors
     /// I/O errors.
-    pub fn add(&self, server: &str, fingerprint: &str) -> Result<(), KnownServersError> {
-        use std::io::Write;
-        let io = |source| KnownServersError::Io {
-            path: self.path.clone(),
-            cause: source,
-        };
-        if let Some(dir) = self.path.parent() {
-            mm_certs::create_private_dir(dir).map_err(io)?;
+    pub fn add(&self, server: &str, fingerprint: &str) -> Result<Option<Entry>, KnownServersError> {
+        let (mut text, old) = self.without(server)?;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
         }
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
+        let today = jiff::Timestamp::now().strftime("%Y-%m-%d");
+        text.push_str(&format!(
+            "{} {} {today}\n",
+            server.to_ascii_lowercase(),
+            fingerprint.to_ascii_uppercase()
+        ));
+        self.write(&text)?;
+        Ok(old)
+    }
+
+    /// Forgets `server`: the next connection to it asks again whether to trust it (or needs
+    /// `--ca`). Returns what was trusted for it, `None` (and the file untouched) if nothing was.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn forget(&self, server: &str) -> Result<Option<Entry>, KnownServersError> {
+        let (text, old) = self.without(server)?;
+        if old.is_some() {
+            self.write(&text)?;
         }
-        let mut file = options.open(&self.path).map_err(io)?;
-        writeln!(file, "{} {}", server.to_ascii_lowercase(), fingerprint).map_err(io)?;
-        file.sync_all().map_err(io)
+        Ok(old)
+    }
+
+    /// The file's text without the lines for `server`, and the first of them.
+    fn without(&self, server: &str) -> Result<(String, Option<Entry>), KnownServersError> {
+        let wanted = server.to_ascii_lowercase();
+        let mut kept = String::new();
+        let mut old = None;
+        for line in self.read()?.lines() {
+            match parse_line(line) {
+                Some(entry) if entry.server == wanted => {
+                    old.get_or_insert(entry);
+                }
+                _ => {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+            }
+        }
+        Ok((kept, old))
     }
 }
 
@@ -194,14 +313,20 @@ impl ServerCertVerifier for PinVerifier {
         let found = mm_certs::fingerprint(anchor);
         let Some(expected) = &self.pin else {
             self.observe(Observed::Unknown(found));
-            return Err(rustls::Error::General("server not known yet".into()));
+            // Said to the server as "unknown CA", which its log words as a client that does
+            // not trust it (yet).
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ));
         };
         if *expected != found {
             self.observe(Observed::Changed {
                 expected: expected.clone(),
                 found,
             });
-            return Err(rustls::Error::General("server certificate changed".into()));
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ));
         }
         if intermediates.is_empty() {
             // A lone self-signed certificate, pinned exactly (the handshake signature is still
@@ -288,6 +413,98 @@ mod tests {
                 & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    #[test]
+    fn trusted_servers_are_listed_forgotten_and_replaced_keeping_the_rest_of_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let known = KnownServers::in_home(&home);
+        assert!(known.list().unwrap().is_empty());
+        assert_eq!(known.forget("a:1").unwrap(), None);
+        assert!(!known.path().exists(), "forgetting nothing writes nothing");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(
+            known.path(),
+            "# mine\nold:1 AA:BB\nnew:2 cc:dd 2026-01-02\nOLD:1 EE:FF\n",
+        )
+        .unwrap();
+        let entry = |server: &str, fp: &str, added: Option<&str>| Entry {
+            server: server.into(),
+            fingerprint: fp.into(),
+            added: added.map(str::to_owned),
+        };
+        assert_eq!(
+            known.list().unwrap(),
+            vec![
+                entry("old:1", "AA:BB", None),
+                entry("new:2", "CC:DD", Some("2026-01-02"))
+            ]
+        );
+        // Forgetting removes every line of that server, and only those.
+        assert_eq!(
+            known.forget("Old:1").unwrap(),
+            Some(entry("old:1", "AA:BB", None))
+        );
+        assert_eq!(
+            std::fs::read_to_string(known.path()).unwrap(),
+            "# mine\nnew:2 cc:dd 2026-01-02\n"
+        );
+        // Trusting again replaces, with today's date.
+        let replaced = known.add("new:2", "11:22").unwrap();
+        assert_eq!(replaced, Some(entry("new:2", "CC:DD", Some("2026-01-02"))));
+        let today = jiff::Timestamp::now().strftime("%Y-%m-%d");
+        assert_eq!(
+            known.list().unwrap(),
+            vec![entry("new:2", "11:22", Some(&today))]
+        );
+        assert_eq!(known.lookup("NEW:2").unwrap().unwrap().fingerprint, "11:22");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(known.path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600);
+            let leftovers: Vec<_> = std::fs::read_dir(&home)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(leftovers, vec![std::ffi::OsString::from(KNOWN_SERVERS)]);
+        }
+    }
+
+    #[test]
+    fn fingerprints_are_taken_as_people_type_them() {
+        let fp = "AB:".repeat(31) + "AB";
+        for typed in [
+            fp.clone(),
+            fp.to_lowercase(),
+            fp.replace(':', ""),
+            fp.replace(':', " "),
+        ] {
+            assert_eq!(
+                normalize_fingerprint(&typed).as_deref(),
+                Some(fp.as_str()),
+                "{typed}"
+            );
+        }
+        for bad in ["", "AB:CD", &"AB:".repeat(33), &"ZZ".repeat(32)] {
+            assert_eq!(normalize_fingerprint(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_commands_in_messages_carry_the_options_that_find_the_file() {
+        let known = KnownServers::in_home(Path::new("/h"));
+        assert_eq!(known.command("forget a:1"), "mm trust forget a:1");
+        let known = known.with_options("--nick bob");
+        assert_eq!(
+            known.command("forget a:1"),
+            "mm trust forget a:1 --nick bob"
+        );
     }
 
     #[test]

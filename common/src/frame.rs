@@ -30,13 +30,13 @@ pub enum FrameError {
         needed: usize,
     },
     /// The length prefix announces more than [`MAX_FRAME_LEN`] bytes.
-    #[error("frame of {len} bytes exceeds the maximum of {MAX_FRAME_LEN}")]
+    #[error("frame too long: {len} bytes, the limit is {MAX_FRAME_LEN}")]
     TooLarge {
         /// The announced payload length.
         len: u64,
     },
     /// The length prefix is zero; every message encodes to at least one byte.
-    #[error("empty frame")]
+    #[error("malformed frame: length 0 (a frame holds 1 to {MAX_FRAME_LEN} bytes)")]
     Empty,
 }
 
@@ -86,14 +86,20 @@ pub fn split_frame(buf: &mut BytesMut) -> Result<BytesMut, FrameError> {
 pub enum EncodeError {
     /// The encoded message would exceed [`MAX_FRAME_LEN`]. Callers validate lengths before
     /// encoding, so this means a bug or an unchecked input.
-    #[error("encoded message of {len} bytes exceeds the frame limit of {MAX_FRAME_LEN}")]
+    #[error("message too long to send: {len} bytes, the frame limit is {MAX_FRAME_LEN}")]
     TooLarge {
         /// Encoded payload length.
         len: usize,
     },
-    /// postcard refused the value.
-    #[error("message encoding failed: {0}")]
-    Postcard(#[from] postcard::Error),
+    /// postcard refused the value (kept for debugging, not said: its words are the library's).
+    #[error("the message cannot be encoded")]
+    Postcard(postcard::Error),
+}
+
+impl From<postcard::Error> for EncodeError {
+    fn from(e: postcard::Error) -> EncodeError {
+        EncodeError::Postcard(e)
+    }
 }
 
 /// Encodes `msg` as one complete frame (header and payload).
@@ -152,6 +158,19 @@ mod tests {
         );
         assert_eq!(check(&[0, 0, 0, 3, 1, 2, 3]), Ok(3));
         assert_eq!(check(&[0, 0, 0, 0]), Err(FrameError::Empty));
+    }
+
+    #[test]
+    fn frame_errors_are_said_in_the_protocols_words() {
+        // The `bad-frame` details of PROTOCOL.md.
+        assert_eq!(
+            check(&[0, 1, 0x11, 0x70]).unwrap_err().to_string(),
+            "frame too long: 70000 bytes, the limit is 65536"
+        );
+        assert_eq!(
+            check(&[0, 0, 0, 0]).unwrap_err().to_string(),
+            "malformed frame: length 0 (a frame holds 1 to 65536 bytes)"
+        );
     }
 
     #[test]

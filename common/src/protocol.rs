@@ -381,30 +381,97 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// A payload that is not a valid message.
-#[derive(Debug, thiserror::Error)]
+/// A payload that is not a valid message. The messages are the `bad-frame` details the server
+/// sends (PROTOCOL.md, "Error details"): the protocol's own words, never the decoder's, so that
+/// what a peer reads does not depend on the library that decoded it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
-    /// postcard could not decode it (unknown variant, bad varint, invalid UTF-8, short input).
-    #[error("undecodable message: {0}")]
-    Postcard(#[from] postcard::Error),
+    /// The payload does not start with a message type (a varint that ends).
+    #[error("malformed frame: the message type is not a valid number")]
+    BadType,
+    /// The message type is not one of this protocol's (a newer peer, or garbage).
+    #[error("unknown message type {0}")]
+    UnknownType(u64),
+    /// The type is known but the rest is not that message.
+    #[error("malformed frame: the {kind} message does not decode ({why})")]
+    Body {
+        /// The message type's name (`Hello`, `Public`, ...).
+        kind: &'static str,
+        /// What is wrong with it, in a few words.
+        why: &'static str,
+    },
     /// A message decoded but bytes were left over; a frame holds exactly one message.
-    #[error("{0} trailing bytes after the message")]
+    #[error("malformed frame: {} after the end of the message", bytes(*.0))]
     TrailingBytes(usize),
     /// The message is not in its one canonical encoding (e.g. an overlong varint). postcard
     /// would accept it, but every message has exactly one valid encoding, so that nothing can
     /// be smuggled in alternative forms (found by fuzzing).
-    #[error("message not in canonical encoding")]
+    #[error("malformed frame: the message is not in its one canonical encoding (a number or length with needless extra bytes)")]
     NonCanonical,
 }
 
-fn decode_exact<'a, T: Deserialize<'a> + Serialize>(payload: &'a [u8]) -> Result<T, DecodeError> {
-    let (msg, rest) = postcard::take_from_bytes(payload)?;
+/// `1 byte`, `3 bytes`.
+fn bytes(n: usize) -> String {
+    if n == 1 {
+        "1 byte".into()
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// What a postcard failure means for a message body, in the protocol's words.
+fn body_fault(e: &postcard::Error) -> &'static str {
+    match e {
+        postcard::Error::DeserializeUnexpectedEnd => "it ends too early",
+        postcard::Error::DeserializeBadVarint => "a number is malformed",
+        postcard::Error::DeserializeBadBool => "a true/false field is not 0 or 1",
+        postcard::Error::DeserializeBadUtf8 | postcard::Error::DeserializeBadChar => {
+            "a text is not valid UTF-8"
+        }
+        postcard::Error::DeserializeBadOption | postcard::Error::DeserializeBadEnum => {
+            "a field holds an unknown value"
+        }
+        // An unknown variant of an enum field (e.g. a `LeaveReason`) comes back as serde's
+        // custom error.
+        postcard::Error::SerdeDeCustom => "a field holds an unknown value",
+        _ => "its fields do not decode",
+    }
+}
+
+/// Reads the variant index that starts a postcard enum: `Ok(None)` when the varint does not
+/// end within the payload (or is longer than any `u64`).
+fn leading_varint(payload: &[u8]) -> Option<u64> {
+    let mut value: u64 = 0;
+    for (i, &byte) in payload.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f).checked_shl(7 * u32::try_from(i).ok()?)?;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn decode_exact<'a, T: Deserialize<'a> + Serialize>(
+    payload: &'a [u8],
+    kinds: &[&'static str],
+) -> Result<T, DecodeError> {
+    let index = leading_varint(payload).ok_or(DecodeError::BadType)?;
+    let kind = usize::try_from(index)
+        .ok()
+        .and_then(|i| kinds.get(i))
+        .copied()
+        .ok_or(DecodeError::UnknownType(index))?;
+    let (msg, rest) = postcard::take_from_bytes(payload).map_err(|e| DecodeError::Body {
+        kind,
+        why: body_fault(&e),
+    })?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
     // Re-encode and compare: a short, allocation-once check next to the TLS work per frame.
-    let canonical = postcard::to_allocvec(&msg)?;
+    // (Encoding what was just decoded does not fail; if it did, the payload is not canonical.)
+    let canonical = postcard::to_allocvec(&msg).map_err(|_| DecodeError::NonCanonical)?;
     if canonical != payload {
         return Err(DecodeError::NonCanonical);
     }
@@ -417,8 +484,13 @@ impl ClientMsg {
     /// # Errors
     /// [`DecodeError`] if the payload is not exactly one `ClientMsg`.
     pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
-        decode_exact(payload)
+        decode_exact(payload, &Self::KINDS)
     }
+
+    /// The message types' names, by their number on the wire (for error details).
+    pub const KINDS: [&'static str; 10] = [
+        "Hello", "Public", "Private", "Who", "Ping", "Pong", "Quit", "Relay", "Received", "Monitor",
+    ];
 }
 
 impl ServerMsg {
@@ -427,8 +499,14 @@ impl ServerMsg {
     /// # Errors
     /// [`DecodeError`] if the payload is not exactly one `ServerMsg`.
     pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
-        decode_exact(payload)
+        decode_exact(payload, &Self::KINDS)
     }
+
+    /// The message types' names, by their number on the wire (for error details).
+    pub const KINDS: [&'static str; 16] = [
+        "Welcome", "Users", "Public", "Private", "Sent", "Joined", "Left", "Error", "Shutdown",
+        "Ping", "Pong", "Relay", "History", "Queued", "Offline", "Presence",
+    ];
 }
 
 /// Why a nick is not acceptable.
@@ -706,6 +784,178 @@ mod tests {
         assert!(ClientMsg::decode(&[1, 5, b'a']).is_err()); // string shorter than its length
         assert!(ClientMsg::decode(&[1, 2, 0xff, 0xfe]).is_err()); // invalid UTF-8
         assert!(ClientMsg::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn decode_errors_say_what_is_wrong_in_the_protocols_words() {
+        // Every detail the server sends for an undecodable payload (PROTOCOL.md, "Error
+        // details"): never the decoder's own words ("Serde Deserialization Error", "Found a
+        // varint that didn't terminate", "Hit the end of buffer").
+        for (payload, detail) in [
+            (&[42][..], "unknown message type 42"),
+            (&[0xac, 0x02][..], "unknown message type 300"),
+            (&[0x80][..], "malformed frame: the message type is not a valid number"),
+            (&[][..], "malformed frame: the message type is not a valid number"),
+            (
+                &[1, 5, b'a'][..],
+                "malformed frame: the Public message does not decode (it ends too early)",
+            ),
+            (
+                &[1, 2, 0xff, 0xfe][..],
+                "malformed frame: the Public message does not decode (a text is not valid UTF-8)",
+            ),
+            (
+                &[4, 0xff, 0xff][..],
+                "malformed frame: the Ping message does not decode (it ends too early)",
+            ),
+            (
+                &[4, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01][..],
+                "malformed frame: the Ping message does not decode (a number is malformed)",
+            ),
+            (
+                &[3, 0][..],
+                "malformed frame: 1 byte after the end of the message",
+            ),
+            (
+                &[6, 0, 0][..],
+                "malformed frame: 2 bytes after the end of the message",
+            ),
+            (
+                &[0x00, 0x82, 0x00, 0x00][..],
+                "malformed frame: the message is not in its one canonical encoding (a number or length with needless extra bytes)",
+            ),
+        ] {
+            let e = ClientMsg::decode(payload).unwrap_err();
+            assert_eq!(e.to_string(), detail, "{payload:?}");
+        }
+        for (payload, detail) in [
+            (&[16][..], "unknown message type 16"),
+            (
+                &[6, 1, 1, b'a', 9][..],
+                "malformed frame: the Left message does not decode (a field holds an unknown value)",
+            ),
+            (
+                &[15, 1, b'a', 2][..],
+                "malformed frame: the Presence message does not decode (a true/false field is not 0 or 1)",
+            ),
+        ] {
+            let e = ServerMsg::decode(payload).unwrap_err();
+            assert_eq!(e.to_string(), detail, "{payload:?}");
+        }
+    }
+
+    #[test]
+    fn the_kind_names_follow_the_variant_numbers() {
+        let clients = [
+            ClientMsg::Hello {
+                version: 1,
+                nick: "a".into(),
+            },
+            ClientMsg::Public { text: "x".into() },
+            ClientMsg::Private {
+                to: "a".into(),
+                text: "x".into(),
+            },
+            ClientMsg::Who,
+            ClientMsg::Ping { token: 1 },
+            ClientMsg::Pong { token: 1 },
+            ClientMsg::Quit,
+            ClientMsg::Relay {
+                to: "a".into(),
+                payload: vec![1],
+            },
+            ClientMsg::Received { up_to: 1 },
+            ClientMsg::Monitor {
+                nicks: vec!["a".into()],
+            },
+        ];
+        assert_eq!(clients.len(), ClientMsg::KINDS.len());
+        for msg in clients {
+            let bytes = postcard::to_allocvec(&msg).unwrap();
+            let name = format!("{msg:?}");
+            assert!(
+                name.split([' ', '{']).next() == Some(ClientMsg::KINDS[usize::from(bytes[0])]),
+                "{name}"
+            );
+        }
+        let servers = [
+            ServerMsg::Welcome {
+                nick: "a".into(),
+                server: "s".into(),
+                online: 1,
+                max_text_len: 1,
+                rate_burst: 1,
+                rate_per_sec: 1,
+            },
+            ServerMsg::Users {
+                nicks: vec![],
+                last: true,
+            },
+            ServerMsg::Public {
+                id: 1,
+                ts: 1,
+                from: "a".into(),
+                text: "x".into(),
+            },
+            ServerMsg::Private {
+                id: 1,
+                ts: 1,
+                from: "a".into(),
+                text: "x".into(),
+            },
+            ServerMsg::Sent { id: 1, ts: 1 },
+            ServerMsg::Joined {
+                ts: 1,
+                nick: "a".into(),
+            },
+            ServerMsg::Left {
+                ts: 1,
+                nick: "a".into(),
+                reason: LeaveReason::Quit,
+            },
+            ServerMsg::Error {
+                code: ErrorCode::BUSY,
+                fatal: false,
+                detail: String::new(),
+            },
+            ServerMsg::Shutdown {
+                reason: String::new(),
+            },
+            ServerMsg::Ping { token: 1 },
+            ServerMsg::Pong { token: 1 },
+            ServerMsg::Relay {
+                id: 1,
+                ts: 1,
+                from: "a".into(),
+                payload: vec![1],
+            },
+            ServerMsg::History {
+                id: 1,
+                ts: 1,
+                from: "a".into(),
+                text: "x".into(),
+            },
+            ServerMsg::Queued { id: 1, ts: 1 },
+            ServerMsg::Offline {
+                id: 1,
+                ts: 1,
+                from: "a".into(),
+                text: "x".into(),
+            },
+            ServerMsg::Presence {
+                nick: "a".into(),
+                online: true,
+            },
+        ];
+        assert_eq!(servers.len(), ServerMsg::KINDS.len());
+        for msg in servers {
+            let bytes = postcard::to_allocvec(&msg).unwrap();
+            let name = format!("{msg:?}");
+            assert!(
+                name.split([' ', '{']).next() == Some(ServerMsg::KINDS[usize::from(bytes[0])]),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -131,9 +131,70 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
     )
 }
 
+/// An identifier from another library (a TLS alert's name, `BadCertificate`, `UnknownCA`) as
+/// words for people: `bad certificate`, `unknown CA`. Words in capitals stay so; anything
+/// that is not a letter or digit becomes a space (`Unknown(42)`: `unknown 42`).
+pub fn words(identifier: &str) -> String {
+    let chars: Vec<char> = identifier.chars().collect();
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if !c.is_ascii_alphanumeric() {
+            if !word.is_empty() {
+                words.push(std::mem::take(&mut word));
+            }
+            continue;
+        }
+        let prev = i.checked_sub(1).and_then(|p| chars.get(p)).copied();
+        let next = chars.get(i + 1).copied();
+        // A new word at a capital after a small letter (`badCert`), or at the last capital of
+        // a run followed by a small letter (`CAFile`: `CA`, `File`).
+        let starts = c.is_ascii_uppercase()
+            && (prev.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
+                || (prev.is_some_and(|p| p.is_ascii_uppercase())
+                    && next.is_some_and(|n| n.is_ascii_lowercase())));
+        if starts && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        word.push(c);
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+        .into_iter()
+        .map(|w| {
+            if w.len() > 1 && w.chars().all(|c| !c.is_ascii_lowercase()) {
+                w
+            } else {
+                w.to_ascii_lowercase()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_become_words() {
+        for (name, said) in [
+            ("BadCertificate", "bad certificate"),
+            ("UnknownCA", "unknown CA"),
+            ("CAFile", "CA file"),
+            ("Unknown(42)", "unknown 42"),
+            ("NoApplicationProtocol", "no application protocol"),
+            (
+                "PeerMisbehaved(SelectedUnofferedCipherSuite)",
+                "peer misbehaved selected unoffered cipher suite",
+            ),
+            ("", ""),
+        ] {
+            assert_eq!(words(name), said, "{name}");
+        }
+    }
 
     /// Every character of the refused set, by range.
     fn refused() -> impl Iterator<Item = char> {

@@ -100,7 +100,12 @@ pub(crate) async fn serve(
         r = accept => match r {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
-                debug!(%peer, error = %e, "TLS handshake failed");
+                let failure = crate::tls::handshake_failure(&e);
+                if failure.certificate_refused {
+                    info!(%peer, why = %failure.why, "TLS handshake failed");
+                } else {
+                    debug!(%peer, why = %failure.why, "TLS handshake failed");
+                }
                 return;
             }
             Err(_) => {

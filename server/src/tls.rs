@@ -231,6 +231,69 @@ fn summarize(key: &CertifiedKey) -> CertSummary {
     }
 }
 
+/// Why a client's TLS handshake failed, in plain words for the log (the rustls error names,
+/// `InvalidContentType`, `UnknownCA`..., say little to someone who runs a chat server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeFailure {
+    /// One short sentence.
+    pub why: String,
+    /// The client refused this server's certificate: the operator can do something about it
+    /// (hand out ca.pem or its fingerprint, add a name, renew), so it is logged at info level.
+    pub certificate_refused: bool,
+}
+
+/// Says why a TLS handshake with a client failed (see [`HandshakeFailure`]).
+pub fn handshake_failure(e: &std::io::Error) -> HandshakeFailure {
+    use rustls::AlertDescription as Alert;
+    let plain = |why: &str| HandshakeFailure {
+        why: why.to_owned(),
+        certificate_refused: false,
+    };
+    let refused = |why: &str| HandshakeFailure {
+        why: why.to_owned(),
+        certificate_refused: true,
+    };
+    let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
+        return match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                plain("the client closed the connection during the TLS handshake")
+            }
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                plain("the client reset the connection during the TLS handshake")
+            }
+            _ => plain("the connection failed during the TLS handshake"),
+        };
+    };
+    match tls {
+        rustls::Error::InvalidMessage(_) => {
+            plain("the client does not speak TLS (a plain-TCP or HTTP client on the TLS port?)")
+        }
+        rustls::Error::NoApplicationProtocol => plain(
+            "the client is not a Multi-Messenger client (it asked for another protocol than mm/1: a web browser?)",
+        ),
+        rustls::Error::PeerIncompatible(_) => {
+            plain("the client has no TLS version or cipher in common with this server")
+        }
+        rustls::Error::AlertReceived(Alert::UnknownCA | Alert::DecryptError) => refused(
+            "the client does not trust this server's CA (it was given another ca.pem, or pinned another fingerprint): give its user this server's ca.pem or its CA fingerprint (logged at start)",
+        ),
+        rustls::Error::AlertReceived(Alert::BadCertificate) => refused(
+            "the client refused this server's certificate (it does not cover the name or address the client used? add it with mm-certs --name or --ip)",
+        ),
+        rustls::Error::AlertReceived(Alert::CertificateExpired) => refused(
+            "the client says this server's certificate is expired or not valid yet (check this machine's clock and the client's)",
+        ),
+        rustls::Error::AlertReceived(alert) => plain(&format!(
+            "the client ended the TLS handshake ({})",
+            mm_common::text::words(&format!("{alert:?}"))
+        )),
+        other => plain(&format!(
+            "the TLS handshake failed ({})",
+            mm_common::text::words(&format!("{other:?}"))
+        )),
+    }
+}
+
 /// Accepts any client certificate whose key signs the handshake; see the module docs.
 #[derive(Debug)]
 struct SelfSignedClients {
@@ -287,6 +350,53 @@ impl ClientCertVerifier for SelfSignedClients {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_handshake_is_said_in_plain_words() {
+        use rustls::{AlertDescription, InvalidMessage};
+        let tls = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        for (e, why, refused) in [
+            (
+                tls(rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType)),
+                "the client does not speak TLS (a plain-TCP or HTTP client on the TLS port?)",
+                false,
+            ),
+            (
+                tls(rustls::Error::AlertReceived(AlertDescription::UnknownCA)),
+                "the client does not trust this server's CA (it was given another ca.pem, or pinned another fingerprint): give its user this server's ca.pem or its CA fingerprint (logged at start)",
+                true,
+            ),
+            (
+                tls(rustls::Error::AlertReceived(AlertDescription::DecryptError)),
+                "the client does not trust this server's CA (it was given another ca.pem, or pinned another fingerprint): give its user this server's ca.pem or its CA fingerprint (logged at start)",
+                true,
+            ),
+            (
+                tls(rustls::Error::AlertReceived(AlertDescription::BadCertificate)),
+                "the client refused this server's certificate (it does not cover the name or address the client used? add it with mm-certs --name or --ip)",
+                true,
+            ),
+            (
+                tls(rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)),
+                "the client ended the TLS handshake (protocol version)",
+                false,
+            ),
+            (
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "tls handshake eof"),
+                "the client closed the connection during the TLS handshake",
+                false,
+            ),
+            (
+                std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+                "the client reset the connection during the TLS handshake",
+                false,
+            ),
+        ] {
+            let failure = handshake_failure(&e);
+            assert_eq!(failure.why, why, "{e}");
+            assert_eq!(failure.certificate_refused, refused, "{e}");
+        }
+    }
 
     #[test]
     fn reload_swaps_only_to_a_loadable_matching_pair() {

@@ -55,7 +55,7 @@ async fn oversized_length_prefix_gets_bad_frame_and_a_disconnect() {
     raw.send_bytes(&too_big).await;
     let (code, detail) = fatal_error(&raw.read_to_close().await);
     assert_eq!(code, ErrorCode::BAD_FRAME);
-    assert!(detail.contains("exceeds"), "{detail}");
+    assert_eq!(detail, "frame too long: 65537 bytes, the limit is 65536");
 
     // Before login too, and with the largest possible prefix.
     let mut raw = RawTls::connect(&server).await;
@@ -123,6 +123,54 @@ async fn undecodable_and_out_of_place_messages_are_fatal_errors() {
             matches!(&left, Event::Left { nick: n, reason } if n == nick && *reason != LeaveReason::Quit),
             "{left:?}"
         );
+    }
+}
+
+/// What the server says about a frame it cannot read is in the protocol's own words
+/// (PROTOCOL.md, "Error details"), before and after login, never the decoder's ("Serde
+/// Deserialization Error", "Found a varint that didn't terminate", "Hit the end of buffer").
+#[tokio::test]
+async fn bad_frame_details_are_the_protocols_own_words() {
+    let server = TestServer::start().await;
+    let cases: [(&[u8], &str); 7] = [
+        (&[0, 0, 0, 1, 42], "unknown message type 42"),
+        (
+            &[0, 0, 0, 1, 0x80],
+            "malformed frame: the message type is not a valid number",
+        ),
+        (
+            &[0, 0, 0, 3, 1, 5, b'a'],
+            "malformed frame: the Public message does not decode (it ends too early)",
+        ),
+        (
+            &[0, 0, 0, 4, 1, 2, 0xff, 0xfe],
+            "malformed frame: the Public message does not decode (a text is not valid UTF-8)",
+        ),
+        (
+            &[0, 0, 0, 2, 3, 0],
+            "malformed frame: 1 byte after the end of the message",
+        ),
+        (
+            &[0, 0, 0, 0],
+            "malformed frame: length 0 (a frame holds 1 to 65536 bytes)",
+        ),
+        (
+            &[0, 1, 0x11, 0x70],
+            "frame too long: 70000 bytes, the limit is 65536",
+        ),
+    ];
+    for (i, (bytes, expected)) in cases.iter().enumerate() {
+        for logged_in in [false, true] {
+            let mut raw = if logged_in {
+                RawTls::login(&server, &format!("m{i}")).await
+            } else {
+                RawTls::connect(&server).await
+            };
+            raw.send_bytes(bytes).await;
+            let (code, detail) = fatal_error(&raw.read_to_close().await);
+            assert_eq!(code, ErrorCode::BAD_FRAME, "{bytes:?}");
+            assert_eq!(&detail, expected, "{bytes:?} (logged in: {logged_in})");
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod certs;
 mod chat;
 mod cli;
 mod delivery;
+mod errors;
 mod home;
 mod hostile;
 mod process;

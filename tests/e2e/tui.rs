@@ -672,3 +672,104 @@ async fn the_terminal_ui_sends_pasted_lines_as_lines_and_never_cuts_one() {
     tmux.keys(&["C-c"]);
     tmux.wait_for("mm exited with 0").await;
 }
+
+/// The server-certificate-changed warning shows in the terminal UI as lines (it showed its line
+/// breaks as `�`, in the room and the status bar), with both fingerprints and the command that
+/// forgets the old one; that command, run as shown, works on this mm's file, and after it
+/// /reconnect says how to trust the new certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_server_certificate_shows_as_lines_naming_mm_trust_forget() {
+    if !Tmux::usable() {
+        return;
+    }
+    let server = TestServer::start().await;
+    let old_fp = mm_certs::fingerprint(&server.ca[0]);
+    let place = tempfile::tempdir().unwrap();
+    let home = place.path().join("home");
+    let command = format!(
+        "{} --server {} --nick alice --home {}; echo \"mm exited with $?\"; sleep 30",
+        shell_quote(Path::new(MM)),
+        server.server(),
+        shell_quote(&home)
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for("Trust this server and remember it?").await;
+    tmux.keys(&["y", "Enter"]);
+    tmux.wait_for("as alice; 1 online").await;
+
+    // The operator makes a new CA and restarts the server.
+    mm_certs::generate(server.tls.path(), &mm_certs::Names::default(), true).unwrap();
+    let server = server
+        .restart_on_same_port(Duration::from_millis(300))
+        .await;
+    let new_fp = mm_certs::fingerprint(&server.ca[0]);
+    let addr = server.server();
+    let forget = format!("mm trust forget {addr} --home {}", home.display());
+    let screen = wait_for_row(&tmux, "the forget command", |r| r.ends_with(&forget)).await;
+    for row in [
+        format!("! not reconnecting (/reconnect to try again): the certificate of {addr} has CHANGED since you trusted it"),
+        format!("!   trusted:   {old_fp}"),
+        format!("!   presented: {new_fp}"),
+        "! This may be an attack (someone between you and the server), or its operator made a new CA.".to_string(),
+        format!("!   {forget}"),
+        "! and connect again to accept the new one.".to_string(),
+    ] {
+        assert!(
+            screen.lines().any(|r| r.trim_end().ends_with(&row)),
+            "{row:?} as a row of its own:\n{screen}"
+        );
+    }
+    assert!(!screen.contains('\u{fffd}'), "{screen}");
+    assert!(
+        screen.contains(&format!(
+            "offline: the certificate of {addr} has CHANGED since you trusted it …"
+        )),
+        "the status bar says it in one line:\n{screen}"
+    );
+
+    // The command as shown, on the file this mm uses (while it runs).
+    let mm = |args: &[&str]| {
+        let out = Command::new(MM)
+            .args(args)
+            .env_remove("MM_HOME")
+            .env_remove("MM_NICK")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let home_arg = home.display().to_string();
+    let said = mm(&["trust", "forget", &addr, "--home", &home_arg]);
+    assert_eq!(
+        said.trim_end(),
+        format!(
+            "mm: forgot {addr} (CA fingerprint {old_fp}) in {}; the next connection to it shows its fingerprint and asks again",
+            home.join("known_servers").display()
+        )
+    );
+    // Not trusted any more: /reconnect says how to trust it.
+    tmux.keys(&["/reconnect", "Enter"]);
+    let screen = tmux
+        .wait_for(&format!(
+            "! not reconnecting: {addr} is not a trusted server (any more); its CA fingerprint is"
+        ))
+        .await;
+    assert!(
+        screen
+            .lines()
+            .any(|r| r.trim_end().ends_with(&format!("!   {new_fp}"))),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&format!("!   mm trust add {addr} {new_fp}")),
+        "{screen}"
+    );
+    // The operator confirms the new fingerprint: trusted, and /reconnect connects.
+    mm(&["trust", "add", &addr, &new_fp, "--home", &home_arg]);
+    tmux.keys(&["/reconnect", "Enter"]);
+    let screen = tmux.wait_for("reconnected; 1 online").await;
+    assert!(screen.contains(" · connected"), "{screen}");
+    assert!(!screen.contains('\u{fffd}'), "{screen}");
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("mm exited with 0").await;
+}

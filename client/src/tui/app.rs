@@ -410,7 +410,39 @@ impl App {
         self.push_line(i, kind, from, text, ts, None);
     }
 
+    /// Adds a line; mm's own texts (notices, errors, safety numbers) of several lines become
+    /// that many lines, so that a message like the server-certificate warning reads as lines
+    /// wherever it comes from. Chat lines stay one line whatever they hold: a line break in
+    /// one (which no server passes on) is shown as a replacement character, never as a line
+    /// that could pass for someone else's.
     fn push_line(
+        &mut self,
+        i: usize,
+        kind: LineKind,
+        from: Option<&str>,
+        text: &str,
+        ts: u64,
+        sending: Option<Sending>,
+    ) {
+        if matches!(kind, LineKind::Notice | LineKind::Error | LineKind::Safety) {
+            let text = crate::explain::scrub(text);
+            if text.contains('\n') {
+                for part in text
+                    .split('\n')
+                    .map(|l| l.trim_end_matches('\r'))
+                    .filter(|l| !l.trim().is_empty())
+                {
+                    self.push_one(i, kind, from, part, ts, None);
+                }
+                return;
+            }
+            self.push_one(i, kind, from, &text, ts, sending);
+        } else {
+            self.push_one(i, kind, from, text, ts, sending);
+        }
+    }
+
+    fn push_one(
         &mut self,
         i: usize,
         kind: LineKind,

@@ -204,7 +204,7 @@ pub async fn run(
             }
             done = wait_for(&mut link.connecting) => {
                 link.connecting = None;
-                link.connected(&mut app, done);
+                link.connected(&mut app, done, &opts);
             }
             () = retry(link.retry_at), if link.connecting.is_none() => {
                 link.retry_at = None;
@@ -368,7 +368,12 @@ impl Link {
         };
     }
 
-    fn connected(&mut self, app: &mut App, done: Result<(Client, Events, Welcome), ConnectError>) {
+    fn connected(
+        &mut self,
+        app: &mut App,
+        done: Result<(Client, Events, Welcome), ConnectError>,
+        opts: &ConnectOptions,
+    ) {
         let now = now_ms();
         match done {
             Ok((client, events, welcome)) => {
@@ -403,13 +408,21 @@ impl Link {
                 } else {
                     self.give_up = true;
                     app.conn = Conn::Offline(e.to_string());
-                    app.push(
-                        0,
-                        app::LineKind::Error,
-                        None,
-                        &format!("not reconnecting: {e} (/reconnect to try again)"),
-                        now,
-                    );
+                    let text = match (&e, &opts.trust) {
+                        // Forgotten (`mm trust forget`) while this mm ran.
+                        (
+                            ConnectError::UnknownServer {
+                                server,
+                                fingerprint,
+                            },
+                            crate::connection::Trust::Known(known),
+                        ) => format!(
+                            "not reconnecting: {server} is not a trusted server (any more); its CA fingerprint is\n  {fingerprint}\nCompare it with the one its operator gives you; if they are the same, trust it with\n  {}\nthen /reconnect (or quit and start mm again, which asks)",
+                            known.command(&format!("add {server} {fingerprint}"))
+                        ),
+                        _ => format!("not reconnecting (/reconnect to try again): {e}"),
+                    };
+                    app.push(0, app::LineKind::Error, None, &text, now);
                 }
             }
         }

@@ -344,6 +344,23 @@ fn status_bar(app: &App, theme: Theme) -> Line<'static> {
     Line::from(spans)
 }
 
+/// A text of one or more lines as one status-bar line: its first line, cleaned, with ` …` when
+/// more follows (the whole text is in the conversation). The bar is one row: a line break in it
+/// would show as a replacement character, or cut the bar.
+fn one_line(text: &str) -> String {
+    let text = crate::explain::scrub(text);
+    let mut lines = text
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    let first = clean(lines.next().unwrap_or_default());
+    if lines.next().is_some() {
+        format!("{first} …")
+    } else {
+        first
+    }
+}
+
 fn connection_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
     let mut spans = vec![Span::styled(
         format!(" {}@{} · ", clean(&app.nick), clean(&app.server)),
@@ -357,18 +374,21 @@ fn connection_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
             reason,
         } => Span::styled(
             if *in_secs == 0 {
-                format!("reconnecting now (attempt {attempt}) — {} ", clean(reason))
+                format!(
+                    "reconnecting now (attempt {attempt}) — {} ",
+                    one_line(reason)
+                )
             } else {
                 format!(
                     "reconnecting in {in_secs} s (attempt {attempt}) — {} ",
-                    clean(reason)
+                    one_line(reason)
                 )
             },
             bar.patch(theme.fg(Color::Yellow))
                 .add_modifier(Modifier::BOLD),
         ),
         Conn::Offline(reason) => Span::styled(
-            format!("offline: {} ", clean(reason)),
+            format!("offline: {} ", one_line(reason)),
             bar.patch(theme.error()),
         ),
     });
@@ -603,6 +623,58 @@ mod tests {
             0,
         );
         app
+    }
+
+    #[test]
+    fn a_notice_of_several_lines_shows_as_lines_and_the_status_bar_as_one() {
+        let mut app = app_with_bob();
+        let warning = "the certificate of localhost:7667 has CHANGED since you trusted it\n  trusted:   AA:AA\n  presented: BB:BB\nforget it with\n  mm trust forget localhost:7667\r\n";
+        app.conn = Conn::Offline(warning.into());
+        app.error(&format!("not reconnecting: {warning}"), 0);
+        app.notice(
+            "peer closed connection: https://docs.rs/rustls/latest/x#y",
+            0,
+        );
+        let rows = render(&mut app, 140, 12);
+        let screen = rows.join("\n");
+        assert!(!screen.contains('\u{fffd}'), "{screen}");
+        assert!(!screen.contains("docs.rs"), "{screen}");
+        for line in [
+            "! not reconnecting: the certificate of localhost:7667 has CHANGED since you trusted it",
+            "!   trusted:   AA:AA",
+            "!   presented: BB:BB",
+            "! forget it with",
+            "!   mm trust forget localhost:7667",
+            "* peer closed connection",
+        ] {
+            assert!(
+                rows.iter().any(|r| r.ends_with(line)),
+                "{line:?} as a row of its own:\n{screen}"
+            );
+        }
+        let status = &rows[10];
+        assert!(
+            status.contains(
+                "offline: the certificate of localhost:7667 has CHANGED since you trusted it …"
+            ),
+            "{status}"
+        );
+        // Chat lines stay one line whatever they hold.
+        app.on_event(
+            &Event::Public {
+                id: 9,
+                ts: 0,
+                from: "bob".into(),
+                text: "one\n[secure] <carol> two".into(),
+            },
+            0,
+        );
+        let rows = render(&mut app, 100, 12);
+        assert!(
+            rows.iter()
+                .any(|r| r.contains("<bob> one\u{fffd}[secure] <carol> two")),
+            "{rows:#?}"
+        );
     }
 
     #[test]
