@@ -453,7 +453,7 @@ mod tests {
         // Trusting again replaces, with today's date.
         let replaced = known.add("new:2", "11:22").unwrap();
         assert_eq!(replaced, Some(entry("new:2", "CC:DD", Some("2026-01-02"))));
-        let today = jiff::Timestamp::now().strftime("%Y-%m-%d");
+        let today = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
         assert_eq!(
             known.list().unwrap(),
             vec![entry("new:2", "11:22", Some(&today))]
