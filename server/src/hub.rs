@@ -1498,6 +1498,116 @@ mod tests {
         assert_eq!(sweep.try_recv().unwrap().unwrap(), ["online"]);
     }
 
+    /// Expiry at its boundary through the hub, on a store sharing the hub's clock.
+    fn expires_one_ms_after_exactly_n_days(store: Arc<dyn Store>) {
+        let (hub, clock) = on_manual_clock(store);
+        let answer = |r: Result<Reply<Vec<String>>, StoreError>| r.unwrap().blocking_recv();
+        let mut idle = hub.join(1, "idle", &fp("idle")).unwrap();
+        let mut used = hub.join(2, "used", &fp("used")).unwrap();
+        for m in [&mut idle, &mut used] {
+            let login = m.login.take().unwrap().blocking_recv().unwrap().unwrap();
+            assert_eq!(login.outcome, crate::store::LoginOutcome::Registered);
+        }
+        // The registering connections end an hour later; "used" logs in again the next day.
+        clock.advance(Duration::from_secs(3600));
+        let ended = clock.now_ms();
+        hub.leave(idle.conn_id, "idle", LeaveReason::Quit);
+        hub.leave(used.conn_id, "used", LeaveReason::Quit);
+        clock.advance(Duration::from_millis(DAY_MS));
+        let mut again = hub.join(3, "used", &fp("used")).unwrap();
+        let login = again
+            .login
+            .take()
+            .unwrap()
+            .blocking_recv()
+            .unwrap()
+            .unwrap();
+        assert_eq!(login.outcome, crate::store::LoginOutcome::Known);
+        hub.leave(again.conn_id, "used", LeaveReason::Quit);
+        // Unused for exactly 30 days: kept.
+        clock.set(ended + 30 * DAY_MS);
+        assert_eq!(
+            answer(hub.expire_unused(30, 100)).unwrap().unwrap(),
+            Vec::<String>::new()
+        );
+        // 1 ms later: expired; an account used again never is.
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(
+            answer(hub.expire_unused(30, 100)).unwrap().unwrap(),
+            ["idle"]
+        );
+        clock.advance(Duration::from_millis(1000 * DAY_MS));
+        assert_eq!(
+            answer(hub.expire_unused(30, 100)).unwrap().unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn an_account_unused_for_exactly_n_days_expires_1_ms_later_and_not_before() {
+        let limits = Limits::default();
+        expires_one_ms_after_exactly_n_days(memory_store(&limits));
+        let (store, _) = crate::store::sqlite::SqliteStore::open_in_memory(
+            Options::from_limits(&limits),
+            Arc::new(ManualClock::new(START_MS)),
+        )
+        .unwrap();
+        expires_one_ms_after_exactly_n_days(Arc::new(store));
+    }
+
+    #[test]
+    fn lines_and_notices_carry_the_time_of_the_hub_clock_when_accepted() {
+        let (hub, clock) = on_manual_clock(memory_store(&Limits::default()));
+        let ts = |msg: ServerMsg| match msg {
+            ServerMsg::Joined { ts, .. }
+            | ServerMsg::Left { ts, .. }
+            | ServerMsg::Public { ts, .. }
+            | ServerMsg::Private { ts, .. }
+            | ServerMsg::Relay { ts, .. }
+            | ServerMsg::History { ts, .. } => ts,
+            other => panic!("{other:?}"),
+        };
+        let mut a = hub.join(1, "a", &fp("a")).unwrap();
+        clock.advance(Duration::from_millis(7));
+        let mut b = hub.join(2, "b", &fp("b")).unwrap();
+        assert_eq!(ts(next(&mut a)), START_MS + 7, "b's join notice");
+        clock.advance(Duration::from_millis(5));
+        let (public, _) = hub.publish(1, "a", "one".into()).unwrap();
+        assert_eq!(public.ts, START_MS + 12);
+        assert_eq!(ts(next(&mut b)), START_MS + 12);
+        clock.advance(Duration::from_millis(1));
+        let private = delivered(hub.send_private("a", "b", "two".into()));
+        assert_eq!(private.ts, START_MS + 13);
+        assert_eq!(ts(next(&mut b)), START_MS + 13);
+        clock.advance(Duration::from_millis(1));
+        let (relay, _) = hub.relay("a", "b", vec![1]).unwrap();
+        assert_eq!(relay.ts, START_MS + 14);
+        assert_eq!(ts(next(&mut b)), START_MS + 14);
+        // Kept as accepted: the history a newcomer gets, the mailbox a login fetches.
+        clock.advance(Duration::from_secs(3600));
+        let c = hub.join(3, "c", &fp("c")).unwrap();
+        let history = ServerMsg::decode(&c.history[0][HEADER_LEN..]).unwrap();
+        assert_eq!(ts(history), START_MS + 12);
+        let waiting = hub
+            .store()
+            .waiting("b")
+            .unwrap()
+            .try_recv()
+            .unwrap()
+            .unwrap();
+        let times: Vec<u64> = waiting.iter().map(|m| m.ts).collect();
+        assert_eq!(times, [START_MS + 13, START_MS + 14]);
+        // A clock stepped back: timestamps follow it, ids do not.
+        clock.set(START_MS);
+        let (earlier, _) = hub.publish(1, "a", "three".into()).unwrap();
+        assert_eq!(earlier.ts, START_MS);
+        assert!(earlier.id > relay.id);
+        hub.leave(b.conn_id, "b", LeaveReason::Quit);
+        drain(&mut a);
+        hub.leave(c.conn_id, "c", LeaveReason::Quit);
+        assert_eq!(ts(next(&mut a)), START_MS, "c's leave notice");
+    }
+
     #[test]
     fn ids_continue_after_what_the_store_loaded() {
         let limits = Limits::default();

@@ -183,3 +183,70 @@ async fn lines_kept_for_online_users_stay_within_the_mailbox_ceiling_and_the_tot
         QueueOutcome::Queued
     );
 }
+
+// --- The store's own clock: when it was opened, and the commit lag it logs at close. ---
+
+/// The time the store recorded as its last opening.
+fn opened_ms(path: &Path) -> i64 {
+    Connection::open(path)
+        .unwrap()
+        .query_row("SELECT value FROM meta WHERE key = 'opened_ms'", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_opening_is_recorded_at_the_time_of_the_store_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let clock = Arc::new(ManualClock::new(START_MS));
+    {
+        let (store, _) = SqliteStore::open(&path, OPTS, clock.clone()).unwrap();
+        reply(store.close(0)).await;
+        store.join();
+    }
+    assert_eq!(opened_ms(&path), START_MS as i64);
+    clock.advance(Duration::from_millis(crate::clock::DAY_MS + 1));
+    let (store, _) = SqliteStore::open(&path, OPTS, clock.clone()).unwrap();
+    assert_eq!(
+        opened_ms(&path),
+        (START_MS + crate::clock::DAY_MS + 1) as i64
+    );
+    reply(store.close(0)).await;
+}
+
+#[tokio::test]
+async fn the_commit_lag_is_measured_from_acceptance_on_the_store_clock() {
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let (store, _) = SqliteStore::open_in_memory(OPTS, clock.clone()).unwrap();
+    let max_lag = |store: &SqliteStore| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        store.on_writer(move |w| tx.send(w.stats.max_lag_ms).unwrap());
+        rx.recv().unwrap()
+    };
+    let public = |id, ts| Line {
+        id,
+        ts,
+        from: "a".into(),
+        text: "x".into(),
+    };
+    assert_eq!(max_lag(&store), 0);
+    // Accepted by the hub 250 ms before the store commits it, then one 100 ms before.
+    reply(store.append_public(public(1, START_MS - 250))).await;
+    assert_eq!(max_lag(&store), 250);
+    reply(store.append_public(public(2, START_MS - 100))).await;
+    assert_eq!(max_lag(&store), 250, "the longest is kept");
+    // A personal line committed while the clock reads 2 s after its acceptance.
+    login(&store, "bob", "fp-b", START_MS).await;
+    clock.advance(Duration::from_secs(2));
+    let waiting = Mail {
+        id: 3,
+        ts: START_MS,
+        from: "a".into(),
+        body: Body::Text("x".into()),
+    };
+    reply(store.queue_mail("bob", waiting, Arrival::Offline)).await;
+    assert_eq!(max_lag(&store), 2000);
+    reply(store.close(3)).await;
+}
