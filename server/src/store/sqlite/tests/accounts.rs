@@ -173,7 +173,7 @@ async fn expiry_deletes_only_accounts_nobody_came_back_to() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let (store, _) = SqliteStore::open(&path, OPTS_MANY, clock()).unwrap();
-    let day = 86_400_000;
+    let day = crate::clock::DAY_MS;
     for (nick, at) in [
         ("gone", 1),
         ("gone2", 2),
