@@ -538,8 +538,9 @@ async fn wait_for(
 /// `store`: the SQLite store alone. Appends `lines` public lines of `bytes` bytes as fast as it
 /// accepts them (retrying when it says busy) and waits until the last is committed.
 pub async fn store(lines: u64, bytes: usize) -> anyhow::Result<Report> {
-    use mm_server::store::sqlite::{Options, SqliteStore};
-    use mm_server::store::{Line, Store, StoreError};
+    use mm_server::clock::{Clock, SystemClock};
+    use mm_server::store::sqlite::SqliteStore;
+    use mm_server::store::{Line, Options, Store, StoreError};
     let dir = tempfile::tempdir()?;
     let (store, _) = SqliteStore::open(
         &dir.path().join("bench.db"),
@@ -550,6 +551,7 @@ pub async fn store(lines: u64, bytes: usize) -> anyhow::Result<Report> {
             mailbox_total: 100,
             max_unacked: 100,
         },
+        std::sync::Arc::new(SystemClock),
     )?;
     let text = "x".repeat(bytes);
     let start = Instant::now();
@@ -558,7 +560,7 @@ pub async fn store(lines: u64, bytes: usize) -> anyhow::Result<Report> {
         loop {
             let line = Line {
                 id,
-                ts: mm_server::hub::now_ms(),
+                ts: SystemClock.now_ms(),
                 from: "bench".into(),
                 text: text.clone(),
             };

@@ -358,7 +358,7 @@ fn accounts(
                         unused += 1;
                         // From the end of its registering connection (its last-seen time).
                         let from = a.created_ms.max(a.last_seen_ms);
-                        utc(from.saturating_add(u64::from(days) * 86_400_000))
+                        utc(from.saturating_add(u64::from(days) * crate::clock::DAY_MS))
                     }
                 };
                 out.push_str(&format!(

@@ -16,18 +16,17 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use mm_common::frame;
 use mm_common::protocol::{nick_key, validate_nick, LeaveReason, ServerMsg, MAX_MONITORED};
 use tokio::sync::mpsc;
 
+use crate::clock::{Clock, SystemClock, DAY_MS};
 use crate::config::Limits;
 use crate::store::memory::MemoryStore;
-use crate::store::sqlite::Options;
 use crate::store::{
-    Arrival, Body, Line, Loaded, Login, Mail, QueueOutcome, Reply, Store, StoreError,
+    Arrival, Body, Line, Loaded, Login, Mail, Options, QueueOutcome, Reply, Store, StoreError,
 };
 
 /// Cloneable handle to the shared state.
@@ -58,8 +57,10 @@ impl std::fmt::Debug for Shared {
 /// malicious relay. The default server has none.
 pub type RelayHook = Arc<dyn Fn(&str, &str, Vec<u8>) -> Vec<u8> + Send + Sync>;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
+    /// The hub's clock: every timestamp is read under the lock, as the event is accepted.
+    clock: Arc<dyn Clock>,
     /// Online users by [`nick_key`].
     peers: HashMap<String, Peer>,
     /// Set by [`Hub::close`]: no more logins or messages are accepted.
@@ -244,35 +245,49 @@ pub enum PrivateOutcome {
     Stored(Accepted, Reply<QueueOutcome>),
 }
 
-/// Milliseconds since the Unix epoch; 0 if the clock is before 1970.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+/// How a hub is put together beyond its limits and store: see [`Hub::builder`].
+#[must_use = "a builder does nothing until `build`"]
+pub struct HubBuilder<'a> {
+    limits: &'a Limits,
+    store: Arc<dyn Store>,
+    loaded: Loaded,
+    hook: Option<RelayHook>,
+    clock: Arc<dyn Clock>,
 }
 
-impl Hub {
-    /// A hub with these limits (`outbound_queue`, `outbound_queue_bytes`,
-    /// `presence_max_online`, `history_len`), backed by `store`, starting from what the store
-    /// loaded.
-    pub fn new(limits: &Limits, store: Arc<dyn Store>, loaded: Loaded) -> Hub {
-        Self::with_relay_hook(limits, store, loaded, None)
+impl std::fmt::Debug for HubBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubBuilder")
+            .field("store", &self.store)
+            .field("hook", &self.hook.is_some())
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubBuilder<'_> {
+    /// Passes every relayed payload through `hook` (see [`RelayHook`]); none by default.
+    pub fn relay_hook(mut self, hook: Option<RelayHook>) -> Self {
+        self.hook = hook;
+        self
     }
 
-    /// A hub with an in-memory store: nothing survives the process. For tests.
-    pub fn in_memory(limits: &Limits) -> Hub {
-        let store = MemoryStore::new(store_options(limits));
-        Self::new(limits, Arc::new(store), Loaded::default())
+    /// Reads the time from `clock` (message timestamps, logins and logouts, expiry cutoffs);
+    /// [`SystemClock`] by default. Give the store the same clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
-    /// A hub that passes every relayed payload through `hook` (see [`RelayHook`]).
-    pub fn with_relay_hook(
-        limits: &Limits,
-        store: Arc<dyn Store>,
-        loaded: Loaded,
-        hook: Option<RelayHook>,
-    ) -> Hub {
+    /// The hub.
+    pub fn build(self) -> Hub {
+        let HubBuilder {
+            limits,
+            store,
+            loaded,
+            hook,
+            clock,
+        } = self;
         let history: VecDeque<Bytes> = loaded
             .history
             .into_iter()
@@ -284,6 +299,9 @@ impl Hub {
         Hub {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
+                    clock,
+                    peers: HashMap::new(),
+                    closed: false,
                     max_queued_bytes: limits
                         .outbound_queue_bytes
                         .max(frame::HEADER_LEN + frame::MAX_FRAME_LEN),
@@ -291,7 +309,7 @@ impl Hub {
                     max_unacked: limits.outbound_queue.max(1),
                     next_msg_id: loaded.last_id.saturating_add(1),
                     history,
-                    ..State::default()
+                    monitors: HashMap::new(),
                 }),
                 next_conn_id: AtomicU64::new(1),
                 outbound_queue: limits.outbound_queue.max(1),
@@ -300,6 +318,37 @@ impl Hub {
                 history_len: limits.history_len,
             }),
         }
+    }
+}
+
+impl Hub {
+    /// A hub with these limits (`outbound_queue`, `outbound_queue_bytes`,
+    /// `presence_max_online`, `history_len`), backed by `store`, starting from what the store
+    /// loaded, on the [`SystemClock`], without a relay hook.
+    pub fn new(limits: &Limits, store: Arc<dyn Store>, loaded: Loaded) -> Hub {
+        Self::builder(limits, store, loaded).build()
+    }
+
+    /// A hub with an in-memory store: nothing survives the process. For tests.
+    pub fn in_memory(limits: &Limits) -> Hub {
+        let store = MemoryStore::new(Options::from_limits(limits));
+        Self::new(limits, Arc::new(store), Loaded::default())
+    }
+
+    /// As [`Hub::new`], with what [`HubBuilder`] lets a caller change (a relay hook, a clock).
+    pub fn builder(limits: &Limits, store: Arc<dyn Store>, loaded: Loaded) -> HubBuilder<'_> {
+        HubBuilder {
+            limits,
+            store,
+            loaded,
+            hook: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The hub's clock (give the store the same one).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.lock().clock)
     }
 
     /// The store behind this hub.
@@ -332,7 +381,8 @@ impl Hub {
         nick: &str,
         fingerprint: &str,
     ) -> Result<Membership, JoinError> {
-        let membership = self.join_unannounced(conn_id, nick, fingerprint, now_ms(), true)?;
+        let now_ms = self.clock().now_ms();
+        let membership = self.join_unannounced(conn_id, nick, fingerprint, now_ms, true)?;
         self.announce(&membership);
         Ok(membership)
     }
@@ -354,7 +404,7 @@ impl Hub {
         }
         if current && !state.closed && state.presence(state.peers.len()) {
             let joined = ServerMsg::Joined {
-                ts: now_ms(),
+                ts: state.clock.now_ms(),
                 nick: m.nick.clone(),
             };
             broadcast(&mut state, m.conn_id, &joined);
@@ -508,19 +558,20 @@ impl Hub {
     }
 
     /// Submits an expiry sweep to the store ([`Store::expire_unused`]): accounts that never
-    /// logged in again after their registering connection, registered and last seen before
-    /// `cutoff_ms`, at most `limit` of them. Those online (their registering connection is
-    /// still open) are kept. Under the lock, so that a login admitted after this point is
-    /// decided after the sweep.
+    /// logged in again after their registering connection, registered and last seen more than
+    /// `days` days (of [`DAY_MS`]) before now on the hub's clock, at most `limit` of them. An
+    /// account last seen exactly `days` days ago is kept; 1 ms later it goes. Those online
+    /// (their registering connection is still open) are kept. Under the lock, so that a login
+    /// admitted after this point is decided after the sweep.
     ///
     /// # Errors
     /// If the store refuses the work (busy, closed): try again later.
-    pub fn expire_unused(
-        &self,
-        cutoff_ms: u64,
-        limit: usize,
-    ) -> Result<Reply<Vec<String>>, StoreError> {
+    pub fn expire_unused(&self, days: u32, limit: usize) -> Result<Reply<Vec<String>>, StoreError> {
         let state = self.lock();
+        let cutoff_ms = state
+            .clock
+            .now_ms()
+            .saturating_sub(u64::from(days).saturating_mul(DAY_MS));
         let online: Vec<String> = state.peers.keys().cloned().collect();
         self.shared.store.expire_unused(cutoff_ms, online, limit)
     }
@@ -532,10 +583,11 @@ impl Hub {
         let Some(peer) = remove_if_current(&mut state, conn_id, nick) else {
             return;
         };
+        let now_ms = state.clock.now_ms();
         if let Err(e) = self
             .shared
             .store
-            .logged_out(&nick_key(nick), now_ms(), peer.registering)
+            .logged_out(&nick_key(nick), now_ms, peer.registering)
         {
             if peer.registering {
                 tracing::warn!(error = %e, "the end of a registering connection not recorded; the account's expiry counts from its registration");
@@ -551,7 +603,7 @@ impl Hub {
                 &mut state,
                 conn_id,
                 &ServerMsg::Left {
-                    ts: now_ms(),
+                    ts: now_ms,
                     nick: nick.to_owned(),
                     reason,
                 },
@@ -833,17 +885,6 @@ impl Hub {
     }
 }
 
-/// How much the store keeps, from the limits.
-pub fn store_options(limits: &Limits) -> Options {
-    Options {
-        history_len: limits.history_len,
-        mailbox_len: limits.mailbox_len,
-        max_accounts: limits.max_accounts,
-        mailbox_total: limits.mailbox_total,
-        max_unacked: limits.outbound_queue.max(1),
-    }
-}
-
 /// A store refusal as the sender learns it.
 fn refused_by_store(e: StoreError) -> SendError {
     match e {
@@ -860,7 +901,10 @@ fn history_frame(id: u64, ts: u64, from: String, text: String) -> Option<Bytes> 
 fn next_accepted(state: &mut State) -> Accepted {
     let id = state.next_msg_id;
     state.next_msg_id = state.next_msg_id.saturating_add(1);
-    Accepted { id, ts: now_ms() }
+    Accepted {
+        id,
+        ts: state.clock.now_ms(),
+    }
 }
 
 /// Encodes `msg` once and queues it for everyone except `skip_conn`.
@@ -895,7 +939,7 @@ fn evict(state: &mut State, key: &str) {
         notify_monitors(state, &peer.nick, false);
         tracing::info!(conn = peer.conn_id, nick = %peer.nick, "queue full; disconnecting a slow client");
         let left = ServerMsg::Left {
-            ts: now_ms(),
+            ts: state.clock.now_ms(),
             nick: peer.nick,
             reason: LeaveReason::TooSlow,
         };
@@ -964,7 +1008,28 @@ fn remove_if_current(state: &mut State, conn_id: u64, nick: &str) -> Option<Peer
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use mm_common::frame::HEADER_LEN;
+    use std::time::Duration;
+
+    /// Where the tests' manual clocks start (2023-11-14T22:13:20Z).
+    const START_MS: u64 = 1_700_000_000_000;
+
+    /// 31 days: past the 30 days the expiry tests use.
+    const DAYS_31: Duration = Duration::from_millis(31 * DAY_MS);
+
+    /// A hub with default limits over `store`, on a manual clock standing at [`START_MS`].
+    fn on_manual_clock(store: Arc<dyn Store>) -> (Hub, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let hub = Hub::builder(&Limits::default(), store, Loaded::default())
+            .clock(clock.clone())
+            .build();
+        (hub, clock)
+    }
+
+    fn memory_store(limits: &Limits) -> Arc<dyn Store> {
+        Arc::new(MemoryStore::new(Options::from_limits(limits)))
+    }
 
     fn test_hub(outbound_queue: usize, outbound_queue_bytes: usize) -> Hub {
         Hub::in_memory(&Limits {
@@ -984,9 +1049,11 @@ mod tests {
         format!("fp-{}", nick_key(nick))
     }
 
-    /// Registers `nick` in the hub's store (as a login would) so that lines can wait for it.
+    /// Registers `nick` in the hub's store (as a login would, at the hub's time) so that lines
+    /// can wait for it.
     fn register(hub: &Hub, nick: &str) {
-        let mut reply = hub.store().login(nick, &fp(nick), 0, true).unwrap();
+        let now = hub.clock().now_ms();
+        let mut reply = hub.store().login(nick, &fp(nick), now, true).unwrap();
         assert!(reply.try_recv().unwrap().is_ok());
     }
 
@@ -1354,9 +1421,9 @@ mod tests {
     #[test]
     fn an_acknowledgement_the_store_refused_is_taken_again_later() {
         let limits = Limits::default();
-        let store = Arc::new(crate::store::memory::FaultyStore::new(store_options(
-            &limits,
-        )));
+        let store = Arc::new(crate::store::memory::FaultyStore::new(
+            Options::from_limits(&limits),
+        ));
         store.deletes_fail.store(true, Ordering::SeqCst);
         let hub = Hub::new(&limits, store.clone(), Loaded::default());
         let _a = hub.join(1, "a", &fp("a")).unwrap();
@@ -1418,21 +1485,133 @@ mod tests {
 
     #[test]
     fn an_expiry_sweep_never_deletes_an_account_whose_registering_connection_is_open() {
-        let hub = test_hub(16, usize::MAX);
+        let (hub, clock) = on_manual_clock(memory_store(&Limits::default()));
         register(&hub, "offline");
         let online = hub.join(1, "online", &fp("online")).unwrap();
-        let mut sweep = hub.expire_unused(u64::MAX, 100).unwrap();
+        clock.advance(DAYS_31);
+        let mut sweep = hub.expire_unused(30, 100).unwrap();
         assert_eq!(sweep.try_recv().unwrap().unwrap(), ["offline"]);
         // Once it has left, it is unused like any other.
         hub.leave(online.conn_id, "online", LeaveReason::Quit);
-        let mut sweep = hub.expire_unused(u64::MAX, 100).unwrap();
+        clock.advance(DAYS_31);
+        let mut sweep = hub.expire_unused(30, 100).unwrap();
         assert_eq!(sweep.try_recv().unwrap().unwrap(), ["online"]);
+    }
+
+    /// Expiry at its boundary through the hub, on a store sharing the hub's clock.
+    fn expires_one_ms_after_exactly_n_days(store: Arc<dyn Store>) {
+        let (hub, clock) = on_manual_clock(store);
+        let answer = |r: Result<Reply<Vec<String>>, StoreError>| r.unwrap().blocking_recv();
+        let mut idle = hub.join(1, "idle", &fp("idle")).unwrap();
+        let mut used = hub.join(2, "used", &fp("used")).unwrap();
+        for m in [&mut idle, &mut used] {
+            let login = m.login.take().unwrap().blocking_recv().unwrap().unwrap();
+            assert_eq!(login.outcome, crate::store::LoginOutcome::Registered);
+        }
+        // The registering connections end an hour later; "used" logs in again the next day.
+        clock.advance(Duration::from_secs(3600));
+        let ended = clock.now_ms();
+        hub.leave(idle.conn_id, "idle", LeaveReason::Quit);
+        hub.leave(used.conn_id, "used", LeaveReason::Quit);
+        clock.advance(Duration::from_millis(DAY_MS));
+        let mut again = hub.join(3, "used", &fp("used")).unwrap();
+        let login = again
+            .login
+            .take()
+            .unwrap()
+            .blocking_recv()
+            .unwrap()
+            .unwrap();
+        assert_eq!(login.outcome, crate::store::LoginOutcome::Known);
+        hub.leave(again.conn_id, "used", LeaveReason::Quit);
+        // Unused for exactly 30 days: kept.
+        clock.set(ended + 30 * DAY_MS);
+        assert_eq!(
+            answer(hub.expire_unused(30, 100)).unwrap().unwrap(),
+            Vec::<String>::new()
+        );
+        // 1 ms later: expired; an account used again never is.
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(
+            answer(hub.expire_unused(30, 100)).unwrap().unwrap(),
+            ["idle"]
+        );
+        clock.advance(Duration::from_millis(1000 * DAY_MS));
+        assert_eq!(
+            answer(hub.expire_unused(30, 100)).unwrap().unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn an_account_unused_for_exactly_n_days_expires_1_ms_later_and_not_before() {
+        let limits = Limits::default();
+        expires_one_ms_after_exactly_n_days(memory_store(&limits));
+        let (store, _) = crate::store::sqlite::SqliteStore::open_in_memory(
+            Options::from_limits(&limits),
+            Arc::new(ManualClock::new(START_MS)),
+        )
+        .unwrap();
+        expires_one_ms_after_exactly_n_days(Arc::new(store));
+    }
+
+    #[test]
+    fn lines_and_notices_carry_the_time_of_the_hub_clock_when_accepted() {
+        let (hub, clock) = on_manual_clock(memory_store(&Limits::default()));
+        let ts = |msg: ServerMsg| match msg {
+            ServerMsg::Joined { ts, .. }
+            | ServerMsg::Left { ts, .. }
+            | ServerMsg::Public { ts, .. }
+            | ServerMsg::Private { ts, .. }
+            | ServerMsg::Relay { ts, .. }
+            | ServerMsg::History { ts, .. } => ts,
+            other => panic!("{other:?}"),
+        };
+        let mut a = hub.join(1, "a", &fp("a")).unwrap();
+        clock.advance(Duration::from_millis(7));
+        let mut b = hub.join(2, "b", &fp("b")).unwrap();
+        assert_eq!(ts(next(&mut a)), START_MS + 7, "b's join notice");
+        clock.advance(Duration::from_millis(5));
+        let (public, _) = hub.publish(1, "a", "one".into()).unwrap();
+        assert_eq!(public.ts, START_MS + 12);
+        assert_eq!(ts(next(&mut b)), START_MS + 12);
+        clock.advance(Duration::from_millis(1));
+        let private = delivered(hub.send_private("a", "b", "two".into()));
+        assert_eq!(private.ts, START_MS + 13);
+        assert_eq!(ts(next(&mut b)), START_MS + 13);
+        clock.advance(Duration::from_millis(1));
+        let (relay, _) = hub.relay("a", "b", vec![1]).unwrap();
+        assert_eq!(relay.ts, START_MS + 14);
+        assert_eq!(ts(next(&mut b)), START_MS + 14);
+        // Kept as accepted: the history a newcomer gets, the mailbox a login fetches.
+        clock.advance(Duration::from_secs(3600));
+        let c = hub.join(3, "c", &fp("c")).unwrap();
+        let history = ServerMsg::decode(&c.history[0][HEADER_LEN..]).unwrap();
+        assert_eq!(ts(history), START_MS + 12);
+        let waiting = hub
+            .store()
+            .waiting("b")
+            .unwrap()
+            .try_recv()
+            .unwrap()
+            .unwrap();
+        let times: Vec<u64> = waiting.iter().map(|m| m.ts).collect();
+        assert_eq!(times, [START_MS + 13, START_MS + 14]);
+        // A clock stepped back: timestamps follow it, ids do not.
+        clock.set(START_MS);
+        let (earlier, _) = hub.publish(1, "a", "three".into()).unwrap();
+        assert_eq!(earlier.ts, START_MS);
+        assert!(earlier.id > relay.id);
+        hub.leave(b.conn_id, "b", LeaveReason::Quit);
+        drain(&mut a);
+        hub.leave(c.conn_id, "c", LeaveReason::Quit);
+        assert_eq!(ts(next(&mut a)), START_MS, "c's leave notice");
     }
 
     #[test]
     fn ids_continue_after_what_the_store_loaded() {
         let limits = Limits::default();
-        let store = Arc::new(MemoryStore::new(store_options(&limits)));
+        let store = Arc::new(MemoryStore::new(Options::from_limits(&limits)));
         let loaded = Loaded {
             history: Vec::new(),
             last_id: 41,

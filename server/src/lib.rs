@@ -9,6 +9,7 @@
 //! keys (only its own TLS key).
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod hub;
@@ -81,15 +82,22 @@ pub fn open_hub(
         path: data_dir.to_path_buf(),
         detail: e.to_string(),
     })?;
-    let (store, loaded) =
-        store::sqlite::SqliteStore::open(&data_dir.join(STORE_FILE), hub::store_options(limits))?;
+    let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
+    let (store, loaded) = store::sqlite::SqliteStore::open(
+        &data_dir.join(STORE_FILE),
+        store::Options::from_limits(limits),
+        Arc::clone(&clock),
+    )?;
     info!(
         dir = %data_dir.display(),
         history = loaded.history.len(),
         last_id = loaded.last_id,
         "store opened"
     );
-    Ok(Hub::with_relay_hook(limits, Arc::new(store), loaded, hook))
+    Ok(Hub::builder(limits, Arc::new(store), loaded)
+        .relay_hook(hook)
+        .clock(clock)
+        .build())
 }
 
 /// Serves clients on `listener` with the store in `data_dir` until `shutdown` completes; see
@@ -209,8 +217,7 @@ const EXPIRY_SWEEP_SOON: Duration = Duration::from_secs(1);
 /// after their registering connection, which ended (or began, if its end was not recorded)
 /// more than `days` days ago.
 fn sweep_unused(hub: &Hub, days: u32) -> Result<store::Reply<Vec<String>>, store::StoreError> {
-    let cutoff = hub::now_ms().saturating_sub(u64::from(days).saturating_mul(86_400_000));
-    hub.expire_unused(cutoff, EXPIRY_SWEEP_BATCH)
+    hub.expire_unused(days, EXPIRY_SWEEP_BATCH)
 }
 
 /// Deletes unused accounts (see [`Limits::unused_account_days`]): the sweep `first` submitted

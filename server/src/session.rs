@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Limits;
 use crate::connection::{Connection, ReadError};
-use crate::hub::{now_ms, Accepted, Hub, JoinError, Membership, PrivateOutcome, SendError};
+use crate::hub::{Accepted, Hub, JoinError, Membership, PrivateOutcome, SendError};
 use crate::limit::{RateLimiter, Registrations, Verdict};
 use crate::store::{Body, LoginOutcome, QueueOutcome, Reply, StoreError};
 
@@ -460,7 +460,7 @@ async fn login<S: Stream>(
     } else {
         None
     };
-    let now = now_ms();
+    let now = ctx.hub.clock().now_ms();
     let mut membership =
         match ctx
             .hub
@@ -1277,7 +1277,7 @@ mod tests {
     async fn a_login_refused_by_the_hub_registers_nothing() {
         // Issue 13, item 5: alice online, her account released by the operator, another
         // certificate logs in as alice: refused nick-in-use, and it must not own alice now.
-        let store = Arc::new(MemoryStore::new(crate::hub::store_options(
+        let store = Arc::new(MemoryStore::new(crate::store::Options::from_limits(
             &Limits::default(),
         )));
         let ctx = context(store.clone());
@@ -1312,7 +1312,7 @@ mod tests {
     async fn a_login_refused_after_the_store_was_asked_registers_nothing() {
         let limits = Limits::default();
         let store = Arc::new(crate::store::memory::FaultyStore::new(
-            crate::hub::store_options(&limits),
+            crate::store::Options::from_limits(&limits),
         ));
         let ctx = context(store.clone());
         let cancel = CancellationToken::new();
@@ -1365,7 +1365,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn refused_registrations_leave_no_trace_and_count_for_nothing() {
-        let store = Arc::new(MemoryStore::new(crate::hub::store_options(
+        let store = Arc::new(MemoryStore::new(crate::store::Options::from_limits(
             &Limits::default(),
         )));
         let ctx = context(store.clone());
@@ -1415,7 +1415,8 @@ mod tests {
         // Logged in without its waiting lines, the client would acknowledge the live lines
         // that follow, and with them (acknowledgements are cumulative) the unread ones.
         let limits = Limits::default();
-        let store = crate::store::memory::FaultyStore::new(crate::hub::store_options(&limits));
+        let store =
+            crate::store::memory::FaultyStore::new(crate::store::Options::from_limits(&limits));
         store.waiting_fails.store(true, Ordering::SeqCst);
         let hub = Hub::new(&limits, Arc::new(store), crate::store::Loaded::default());
         let mut watcher = hub.join(hub.next_conn_id(), "watcher", "fp-w").unwrap();

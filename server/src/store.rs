@@ -8,12 +8,56 @@
 //! queued for bob before bob's login fetched his mailbox is always in that mailbox). Answers
 //! come back on a oneshot channel once the work is durable.
 //!
+//! How much a store keeps is its [`Options`] (from the server's limits). Times come with each
+//! call, read by the hub from its clock ([`crate::clock`]); a backend that also times its own
+//! bookkeeping takes a clock when it is opened.
+//!
 //! The backend is [`sqlite::SqliteStore`]; [`memory::MemoryStore`] keeps nothing, for tests.
 
 pub mod memory;
 pub mod sqlite;
 
 use tokio::sync::oneshot;
+
+use crate::config::Limits;
+
+/// How much a store keeps: its bounds, in lines and accounts. Every backend enforces them the
+/// same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Public lines kept as history.
+    pub history_len: usize,
+    /// Private lines that may wait for one offline user.
+    pub mailbox_len: usize,
+    /// Most accounts.
+    pub max_accounts: usize,
+    /// Most private lines waiting, all mailboxes together.
+    pub mailbox_total: usize,
+    /// Most lines one connection may leave unacknowledged; live lines beyond
+    /// `mailbox_len + max_unacked` in one mailbox are delivered but not kept.
+    pub max_unacked: usize,
+}
+
+impl Options {
+    /// The bounds the server's `limits` set: `history_len`, `mailbox_len`, `max_accounts` and
+    /// `mailbox_total` as they are, and `max_unacked` from `outbound_queue` (at least 1), the
+    /// hub's bound on a connection's unacknowledged lines.
+    pub fn from_limits(limits: &Limits) -> Options {
+        Options {
+            history_len: limits.history_len,
+            mailbox_len: limits.mailbox_len,
+            max_accounts: limits.max_accounts,
+            mailbox_total: limits.mailbox_total,
+            max_unacked: limits.outbound_queue.max(1),
+        }
+    }
+
+    /// Most lines one mailbox holds, live ones included (`mailbox_len + max_unacked`,
+    /// saturating); also the most a login fetches.
+    pub fn mailbox_ceiling(&self) -> usize {
+        self.mailbox_len.saturating_add(self.max_unacked)
+    }
+}
 
 /// A public line in the room's history.
 #[derive(Debug, Clone, PartialEq, Eq)]

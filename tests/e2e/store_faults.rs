@@ -190,8 +190,9 @@ async fn a_store_that_cannot_be_written_stops_the_server_at_start_with_a_clear_e
     // A store as a server leaves it.
     let data = tempfile::tempdir().unwrap();
     let db = data.path().join(mm_server::STORE_FILE);
-    let opts = mm_server::hub::store_options(&mm_server::Limits::default());
-    let (store, _) = SqliteStore::open(&db, opts).unwrap();
+    let opts = mm_server::store::Options::from_limits(&mm_server::Limits::default());
+    let clock = std::sync::Arc::new(mm_server::clock::SystemClock);
+    let (store, _) = SqliteStore::open(&db, opts, clock).unwrap();
     store.close(0).unwrap().await.unwrap().unwrap();
     store.join();
     drop(store);

@@ -9,8 +9,9 @@ use mm_common::confusable::skeleton;
 use mm_common::protocol::nick_key;
 use tokio::sync::oneshot;
 
-use super::sqlite::Options;
-use super::{Arrival, Line, Login, LoginOutcome, Mail, QueueOutcome, Reply, Store, StoreError};
+use super::{
+    Arrival, Line, Login, LoginOutcome, Mail, Options, QueueOutcome, Reply, Store, StoreError,
+};
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -117,7 +118,7 @@ impl Store for MemoryStore {
         now_ms: u64,
         register: bool,
     ) -> Result<Reply<Login>, StoreError> {
-        let mailbox_ceiling = self.opts.mailbox_len + self.opts.max_unacked;
+        let mailbox_ceiling = self.opts.mailbox_ceiling();
         self.with(|s| {
             let key = nick_key(nick);
             let outcome = match self.decide(s, nick, fingerprint) {

@@ -12,7 +12,22 @@
 //! backoff, until it commits; meanwhile new writes are refused at submission
 //! ([`StoreError::Busy`]) and logins of registered users and mailbox reads are answered from
 //! reads. Only closing gives up, after [`Tuning::close_effort`], and says what was not stored.
+//!
+//! Layout: [`SqliteStore`] (here) submits `command::Cmd`s to the `writer` thread, which runs
+//! them in batches (`command::apply`) through the SQL of one module per table (`accounts`,
+//! `mailbox`, `history`, `meta`), sorting failures with `failure`. `schema` opens the file and
+//! migrates it, `lock` keeps a second server off it, and `admin` holds what `mm-server
+//! accounts` does, on a connection of its own.
 
+mod accounts;
+mod admin;
+mod command;
+mod convert;
+mod failure;
+mod history;
+mod lock;
+mod mailbox;
+mod meta;
 mod schema;
 mod writer;
 
@@ -30,15 +45,16 @@ use mm_common::protocol::nick_key;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use schema::{
-    check_writable, classify, from_sql, load, lock_file, open_connection, open_error, prepare,
-};
-use writer::{count_accounts, count_waiting, Cmd, Writer};
+use command::Cmd;
+use lock::lock_file;
+use schema::{check_writable, classify, open_connection, open_error, prepare};
+use writer::{Msg, Writer};
 
 use super::{
-    Account, Arrival, Line, Loaded, Login, LoginOutcome, Mail, QueueOutcome, Reply, Store,
+    Arrival, Line, Loaded, Login, LoginOutcome, Mail, Options, QueueOutcome, Reply, Store,
     StoreError,
 };
+use crate::clock::Clock;
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -76,29 +92,6 @@ const TUNING: Tuning = Tuning {
     close_effort: Duration::from_secs(10),
 };
 
-/// How much the store keeps.
-#[derive(Debug, Clone, Copy)]
-pub struct Options {
-    /// Public lines kept as history.
-    pub history_len: usize,
-    /// Private lines that may wait for one offline user.
-    pub mailbox_len: usize,
-    /// Most accounts.
-    pub max_accounts: usize,
-    /// Most private lines waiting, all mailboxes together.
-    pub mailbox_total: usize,
-    /// Most lines one connection may leave unacknowledged; live lines beyond
-    /// `mailbox_len + max_unacked` in one mailbox are delivered but not kept.
-    pub max_unacked: usize,
-}
-
-impl Options {
-    /// Most lines one mailbox holds, live ones included; also the most a login fetches.
-    fn mailbox_ceiling(&self) -> usize {
-        self.mailbox_len.saturating_add(self.max_unacked)
-    }
-}
-
 /// Running counts the writer keeps so that a bound check is not a table count each time. They
 /// are recounted when they say a bound is reached, since an admin command (another connection)
 /// may have deleted rows.
@@ -112,7 +105,7 @@ struct Counts {
 /// submitted and stop.
 #[derive(Debug)]
 pub struct SqliteStore {
-    tx: SyncSender<Cmd>,
+    tx: SyncSender<Msg>,
     /// Set by the writer while commits fail: new writes are refused at once.
     failing: Arc<AtomicBool>,
     /// Held for the store's life: a second server on the same file is refused at start.
@@ -122,22 +115,31 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (or creates) the store at `path`, checks it, applies migrations, loads what the
-    /// server needs at start, and starts the writer thread. A lock file beside it (`path` +
+    /// server needs at start (the newest `opts.history_len` public lines and the last id), and
+    /// starts the writer thread, which keeps within `opts`. A lock file beside it (`path` +
     /// `.lock`) keeps a second server off the same store.
     ///
-    /// It also proves that the store can be written (a small write transaction), so that a
-    /// read-only store stops the server at start rather than refusing every message later.
+    /// It also proves that the store can be written (a small write transaction, recording when
+    /// it was opened by `clock`), so that a read-only store stops the server at start rather
+    /// than refusing every message later. The times of accounts and lines come with each
+    /// call (the hub's clock); `clock` only times the store's own bookkeeping: give it the
+    /// hub's.
     ///
     /// # Errors
     /// [`StoreError::Open`], [`StoreError::Corrupt`], [`StoreError::Locked`],
     /// [`StoreError::NotWritable`] or [`StoreError::TooNew`], each with the path and what to do.
-    pub fn open(path: &Path, opts: Options) -> Result<(SqliteStore, Loaded), StoreError> {
-        Self::open_tuned(path, opts, TUNING)
+    pub fn open(
+        path: &Path,
+        opts: Options,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(SqliteStore, Loaded), StoreError> {
+        Self::open_tuned(path, opts, clock, TUNING)
     }
 
     fn open_tuned(
         path: &Path,
         opts: Options,
+        clock: Arc<dyn Clock>,
         tuning: Tuning,
     ) -> Result<(SqliteStore, Loaded), StoreError> {
         let lock = lock_file(path)?;
@@ -148,38 +150,45 @@ impl SqliteStore {
             detail: e.to_string(),
         })?;
         let conn = open_connection(path)?;
-        Self::start(conn, path, opts, Some(lock), tuning)
+        Self::start(conn, path, opts, clock, Some(lock), tuning)
     }
 
     /// A store in memory, for tests: same code, nothing on disk.
     ///
     /// # Errors
     /// As [`SqliteStore::open`].
-    pub fn open_in_memory(opts: Options) -> Result<(SqliteStore, Loaded), StoreError> {
+    pub fn open_in_memory(
+        opts: Options,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(SqliteStore, Loaded), StoreError> {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|e| open_error(&path, &e))?;
-        Self::start(conn, &path, opts, None, TUNING)
+        Self::start(conn, &path, opts, clock, None, TUNING)
     }
 
     fn start(
         mut conn: Connection,
         path: &Path,
         opts: Options,
+        clock: Arc<dyn Clock>,
         lock: Option<File>,
         tuning: Tuning,
     ) -> Result<(SqliteStore, Loaded), StoreError> {
         prepare(&mut conn, path)?;
-        check_writable(&mut conn, path, crate::hub::now_ms())?;
-        let loaded = load(&conn, opts.history_len).map_err(|e| classify(path, &e))?;
-        let counts = Counts {
-            accounts: count_accounts(&conn).map_err(|e| classify(path, &e))?,
-            waiting: count_waiting(&conn).map_err(|e| classify(path, &e))?,
+        check_writable(&mut conn, path, clock.now_ms())?;
+        let c = |e: rusqlite::Error| classify(path, &e);
+        let loaded = Loaded {
+            history: history::recent(&conn, opts.history_len).map_err(c)?,
+            last_id: meta::last_id(&conn).map_err(c)?,
         };
-        conn.busy_timeout(tuning.busy_timeout)
-            .map_err(|e| classify(path, &e))?;
+        let counts = Counts {
+            accounts: accounts::count(&conn).map_err(c)?,
+            waiting: mailbox::total(&conn).map_err(c)?,
+        };
+        conn.busy_timeout(tuning.busy_timeout).map_err(c)?;
         let (tx, rx) = sync_channel(CHANNEL_BOUND);
         let failing = Arc::new(AtomicBool::new(false));
-        let writer = Writer::new(conn, rx, opts, counts, Arc::clone(&failing), tuning);
+        let writer = Writer::new(conn, rx, opts, counts, Arc::clone(&failing), tuning, clock);
         let writer = std::thread::Builder::new()
             .name("mm-store".into())
             .spawn(move || writer.run())
@@ -205,7 +214,7 @@ impl SqliteStore {
         if cmd.is_write() && !cmd.must_keep() && self.failing.load(Ordering::Relaxed) {
             return Err(StoreError::Busy);
         }
-        self.tx.try_send(cmd).map_err(|e| match e {
+        self.tx.try_send(Msg::Cmd(cmd)).map_err(|e| match e {
             TrySendError::Full(_) => StoreError::Busy,
             TrySendError::Disconnected(_) => StoreError::Closed,
         })
@@ -218,57 +227,6 @@ impl SqliteStore {
         if let Some(handle) = handle {
             let _ = handle.join();
         }
-    }
-
-    /// Every account, by nick (for `mm-server accounts list`). Opens the file directly; works
-    /// while a server runs.
-    ///
-    /// # Errors
-    /// As [`SqliteStore::open`], or a failed query.
-    pub fn list_accounts(path: &Path) -> Result<Vec<Account>, StoreError> {
-        let mut conn = open_connection(path)?;
-        prepare(&mut conn, path)?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT nick, fingerprint, created_ms, last_seen_ms, returned_ms,
-                        (SELECT COUNT(*) FROM mailbox WHERE to_key = accounts.nick_key)
-                 FROM accounts ORDER BY nick_key",
-            )
-            .map_err(|e| classify(path, &e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(Account {
-                    nick: r.get(0)?,
-                    fingerprint: r.get(1)?,
-                    created_ms: from_sql(r.get(2)?),
-                    last_seen_ms: from_sql(r.get(3)?),
-                    returned_ms: r.get::<_, Option<i64>>(4)?.map(from_sql),
-                    waiting: from_sql(r.get(5)?),
-                })
-            })
-            .map_err(|e| classify(path, &e))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| classify(path, &e))
-    }
-
-    /// Frees `nick` (any case): deletes its account and the private lines waiting for it, so a
-    /// new owner never reads the old owner's mail. Returns whether there was such an account.
-    /// A running server applies it at the nick's next login.
-    ///
-    /// # Errors
-    /// As [`SqliteStore::list_accounts`].
-    pub fn release(path: &Path, nick: &str) -> Result<bool, StoreError> {
-        let mut conn = open_connection(path)?;
-        prepare(&mut conn, path)?;
-        let key = nick_key(nick);
-        let tx = conn.transaction().map_err(|e| classify(path, &e))?;
-        let removed = tx
-            .execute("DELETE FROM accounts WHERE nick_key = ?1", [&key])
-            .map_err(|e| classify(path, &e))?;
-        tx.execute("DELETE FROM mailbox WHERE to_key = ?1", [&key])
-            .map_err(|e| classify(path, &e))?;
-        tx.commit().map_err(|e| classify(path, &e))?;
-        Ok(removed > 0)
     }
 }
 
@@ -384,7 +342,7 @@ impl Store for SqliteStore {
         let (reply, rx) = oneshot::channel();
         // Blocking send: closing must not be refused because the channel is full.
         self.tx
-            .send(Cmd::Close { last_id, reply })
+            .send(Msg::Cmd(Cmd::Close { last_id, reply }))
             .map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }

@@ -1,14 +1,13 @@
-//! The file: opening it, its schema and migrations, what is loaded at start, and the names of
-//! the failures an operator can act on.
+//! The file: opening it, its schema and migrations, proving it can be written, and the names
+//! of the failures an operator can act on.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mm_common::confusable::skeleton;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
-use super::BUSY_TIMEOUT;
-use crate::store::{Line, Loaded, StoreError};
+use super::{meta, BUSY_TIMEOUT};
+use crate::store::StoreError;
 
 /// Schema version this build writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 3;
@@ -92,35 +91,6 @@ fn fill_skeletons(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     )
 }
 
-/// Takes the store's lock file, or says who has it.
-pub(super) fn lock_file(path: &Path) -> Result<File, StoreError> {
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).truncate(false).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mm_certs::PRIVATE_FILE_MODE);
-    }
-    let file = options.open(&lock_path).map_err(|e| StoreError::Open {
-        path: lock_path.clone(),
-        detail: e.to_string(),
-    })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
-            path: path.to_path_buf(),
-            detail: format!("{} is held", lock_path.display()),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Open {
-            path: lock_path,
-            detail: e.to_string(),
-        }),
-    }
-}
-
 pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -183,8 +153,8 @@ pub(super) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Proves at start that the store can be written: one real write transaction (it records when
-/// the server opened the store). A store that opens but cannot be written (a read-only file,
+/// Proves at start that the store can be written: one real write transaction (it records
+/// `now_ms`, ms since the Unix epoch, as when the server opened the store). A store that opens but cannot be written (a read-only file,
 /// directory or mount, a full disk) would otherwise refuse every message and registration.
 ///
 /// # Errors
@@ -197,11 +167,7 @@ pub(super) fn check_writable(
 ) -> Result<(), StoreError> {
     let write = |conn: &mut Connection| -> rusqlite::Result<()> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('opened_ms', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [to_sql(now_ms)],
-        )?;
+        meta::record_opened(&tx, now_ms)?;
         tx.commit()
     };
     write(conn).map_err(|e| match classify(path, &e) {
@@ -211,45 +177,6 @@ pub(super) fn check_writable(
         },
         other => other,
     })
-}
-
-pub(super) fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Loaded> {
-    let mut stmt =
-        conn.prepare("SELECT id, ts, sender, text FROM history ORDER BY id DESC LIMIT ?1")?;
-    let mut history = stmt
-        .query_map([to_sql(history_len as u64)], line_from_row)?
-        .collect::<rusqlite::Result<Vec<Line>>>()?;
-    history.reverse();
-    let last_id: i64 = conn.query_row(
-        "SELECT MAX(
-            COALESCE((SELECT value FROM meta WHERE key = 'last_id'), 0),
-            COALESCE((SELECT MAX(id) FROM history), 0),
-            COALESCE((SELECT MAX(id) FROM mailbox), 0))",
-        [],
-        |r| r.get(0),
-    )?;
-    Ok(Loaded {
-        history,
-        last_id: from_sql(last_id),
-    })
-}
-
-pub(super) fn line_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Line> {
-    Ok(Line {
-        id: from_sql(r.get(0)?),
-        ts: from_sql(r.get(1)?),
-        from: r.get(2)?,
-        text: r.get(3)?,
-    })
-}
-
-/// SQLite integers are i64; ids and times are u64 far below 2⁶³.
-pub(super) fn to_sql(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-pub(super) fn from_sql(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 pub(super) fn open_error(path: &Path, e: &rusqlite::Error) -> StoreError {

@@ -1,0 +1,301 @@
+//! The `accounts` table: who owns which nick, deciding and completing logins, and the
+//! deletions that free a nick (always with its mailbox: a new owner never reads the old
+//! owner's mail).
+
+use std::collections::HashSet;
+
+use mm_common::confusable::skeleton;
+use mm_common::protocol::nick_key;
+use rusqlite::{params, Connection, OptionalExtension};
+use tracing::info;
+
+use super::convert::{from_sql, to_sql};
+use super::failure::best_effort;
+use super::mailbox;
+use super::Counts;
+use crate::store::{Account, Login, LoginOutcome, Options};
+
+/// How a login stands, from reads only.
+pub(super) enum Decision {
+    /// The nick belongs to this certificate; `returned` if it logged in again after its
+    /// registering connection before.
+    Owner { returned: bool },
+    /// The nick is free and may be registered.
+    Register,
+    /// Refused, and why.
+    Refused(LoginOutcome),
+}
+
+impl Decision {
+    /// As [`crate::store::Store::check_login`] answers it.
+    pub(super) fn outcome(self) -> LoginOutcome {
+        match self {
+            Decision::Owner { .. } => LoginOutcome::Known,
+            Decision::Register => LoginOutcome::Registered,
+            Decision::Refused(outcome) => outcome,
+        }
+    }
+}
+
+/// Decides a login of `nick` with `fingerprint`: the owner's certificate gets in, another is
+/// refused, and a free nick may be registered unless the store is full or the nick looks like
+/// a registered one (its confusable skeleton is taken; checked here, in the writer's order,
+/// so that two look-alikes registering at once cannot both get in).
+///
+/// `accounts` is the writer's running count, so that registering does not count the table each
+/// time; it is recounted when it says the cap is reached (an admin may have released some).
+pub(super) fn evaluate(
+    conn: &Connection,
+    nick: &str,
+    fingerprint: &str,
+    max_accounts: usize,
+    accounts: &mut u64,
+) -> rusqlite::Result<Decision> {
+    let key = nick_key(nick);
+    let owner: Option<(String, bool)> = conn
+        .prepare_cached(
+            "SELECT fingerprint, returned_ms IS NOT NULL FROM accounts WHERE nick_key = ?1",
+        )?
+        .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((owner, returned)) = owner {
+        return Ok(if owner == fingerprint {
+            Decision::Owner { returned }
+        } else {
+            Decision::Refused(LoginOutcome::Taken)
+        });
+    }
+    if *accounts >= max_accounts as u64 {
+        *accounts = count(conn)?;
+        if *accounts >= max_accounts as u64 {
+            return Ok(Decision::Refused(LoginOutcome::Full));
+        }
+    }
+    let like: Option<String> = conn
+        .prepare_cached(
+            "SELECT nick FROM accounts WHERE skeleton = ?1 ORDER BY created_ms, nick_key LIMIT 1",
+        )?
+        .query_row([skeleton(nick)], |r| r.get(0))
+        .optional()?;
+    Ok(match like {
+        Some(other) => Decision::Refused(LoginOutcome::LooksLike(other)),
+        None => Decision::Register,
+    })
+}
+
+/// Completes a login (run [`super::failure::atomically`]: a failure of any step keeps none of it). Everything
+/// a login writes is here, and only for a login that is admitted: registering a free nick (if
+/// `register`), marking an owner's account as returned the first time it logs in again
+/// (required: expiry depends on it), and its spelling and last-seen time (best effort: if that
+/// fails alone the login still succeeds; if the database fails, the batch is retried and,
+/// meanwhile, the login answered from a read). Then the mailbox is read.
+pub(super) fn login(
+    tx: &rusqlite::Transaction<'_>,
+    nick: &str,
+    fingerprint: &str,
+    now_ms: u64,
+    register: bool,
+    opts: Options,
+    counts: &mut Counts,
+) -> rusqlite::Result<Login> {
+    let key = nick_key(nick);
+    let outcome = match evaluate(
+        tx,
+        nick,
+        fingerprint,
+        opts.max_accounts,
+        &mut counts.accounts,
+    )? {
+        Decision::Owner { returned } => {
+            if !returned {
+                tx.prepare_cached("UPDATE accounts SET returned_ms = ?2 WHERE nick_key = ?1")?
+                    .execute(params![key, to_sql(now_ms)])?;
+            }
+            let seen = tx
+                .prepare_cached(
+                    "UPDATE accounts SET nick = ?2, last_seen_ms = ?3 WHERE nick_key = ?1",
+                )
+                .and_then(|mut s| s.execute(params![key, nick, to_sql(now_ms)]));
+            best_effort(tx, seen, "last-seen time not recorded")?;
+            LoginOutcome::Known
+        }
+        Decision::Register if register => {
+            tx.prepare_cached(
+                "INSERT INTO accounts
+                     (nick_key, nick, fingerprint, created_ms, last_seen_ms, skeleton)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+            )?
+            .execute(params![
+                key,
+                nick,
+                fingerprint,
+                to_sql(now_ms),
+                skeleton(nick)
+            ])?;
+            counts.accounts += 1;
+            LoginOutcome::Registered
+        }
+        Decision::Register => LoginOutcome::Changed,
+        Decision::Refused(outcome) => outcome,
+    };
+    let waiting = if outcome.admits() {
+        mailbox::waiting(tx, &key, opts.mailbox_ceiling())?
+    } else {
+        Vec::new()
+    };
+    Ok(Login { outcome, waiting })
+}
+
+/// Deletes the account `key` and its mailbox if it is still exactly what a registration by
+/// `fingerprint` at `created_ms` made (nobody logged in with it since).
+pub(super) fn abandon(
+    tx: &rusqlite::Transaction<'_>,
+    key: &str,
+    fingerprint: &str,
+    created_ms: u64,
+    counts: &mut Counts,
+) -> rusqlite::Result<()> {
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM accounts WHERE nick_key = ?1 AND fingerprint = ?2 AND created_ms = ?3
+             AND returned_ms IS NULL",
+        )?
+        .execute(params![key, fingerprint, to_sql(created_ms)])?;
+    if deleted > 0 {
+        forget_mailbox(tx, key, counts)?;
+        info!("store: a registration whose login did not complete was undone");
+    }
+    Ok(())
+}
+
+/// Deletes up to `limit` unused accounts (see [`crate::store::Store::expire_unused`]) and
+/// their mailboxes; returns their nicks.
+pub(super) fn expire(
+    tx: &rusqlite::Transaction<'_>,
+    cutoff_ms: u64,
+    online: &[String],
+    limit: usize,
+    counts: &mut Counts,
+) -> rusqlite::Result<Vec<String>> {
+    let online: HashSet<&str> = online.iter().map(String::as_str).collect();
+    // Online ones are skipped, so look at that many more.
+    let candidates: Vec<(String, String)> = tx
+        .prepare_cached(
+            "SELECT nick_key, nick FROM accounts
+             WHERE returned_ms IS NULL AND created_ms < ?1 AND last_seen_ms < ?1
+             ORDER BY created_ms LIMIT ?2",
+        )?
+        .query_map(
+            params![
+                to_sql(cutoff_ms),
+                to_sql(limit.saturating_add(online.len()) as u64)
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut expired = Vec::new();
+    for (key, nick) in candidates {
+        if expired.len() >= limit {
+            break;
+        }
+        if online.contains(key.as_str()) {
+            continue;
+        }
+        delete(tx, &key)?;
+        forget_mailbox(tx, &key, counts)?;
+        expired.push(nick);
+    }
+    Ok(expired)
+}
+
+/// Whether `key` is a registered account.
+pub(super) fn exists(conn: &Connection, key: &str) -> rusqlite::Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM accounts WHERE nick_key = ?1")?
+        .query_row([key], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Marks the account `key` of `fingerprint` as returned at `now_ms`, unless it already is: an
+/// owner's login answered from a read while commits failed. Required, not best effort: expiry
+/// depends on it.
+pub(super) fn returned(
+    tx: &rusqlite::Transaction<'_>,
+    key: &str,
+    fingerprint: &str,
+    now_ms: u64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE accounts SET returned_ms = COALESCE(returned_ms, ?3)
+         WHERE nick_key = ?1 AND fingerprint = ?2",
+    )?
+    .execute(params![key, fingerprint, to_sql(now_ms)])?;
+    Ok(())
+}
+
+/// Records that `key` logged out at `now_ms` (its last-seen time). Best effort (a failure is
+/// logged), unless `durable`: the end of a registering connection, from which an unused
+/// account's expiry counts, so then a failure fails the batch, which is retried.
+pub(super) fn logged_out(
+    tx: &rusqlite::Transaction<'_>,
+    key: &str,
+    now_ms: u64,
+    durable: bool,
+) -> rusqlite::Result<()> {
+    let updated = tx
+        .prepare_cached("UPDATE accounts SET last_seen_ms = ?2 WHERE nick_key = ?1")
+        .and_then(|mut s| s.execute(params![key, to_sql(now_ms)]));
+    if durable {
+        updated?;
+    } else {
+        best_effort(tx, updated, "last-seen time not recorded")?;
+    }
+    Ok(())
+}
+
+/// Deletes the account `key`, not its mailbox; returns whether there was one.
+pub(super) fn delete(tx: &Connection, key: &str) -> rusqlite::Result<bool> {
+    Ok(tx
+        .prepare_cached("DELETE FROM accounts WHERE nick_key = ?1")?
+        .execute([key])?
+        > 0)
+}
+
+/// After the account `key` was deleted: deletes its mailbox, and counts both out.
+fn forget_mailbox(
+    tx: &rusqlite::Transaction<'_>,
+    key: &str,
+    counts: &mut Counts,
+) -> rusqlite::Result<()> {
+    let mails = mailbox::delete_all(tx, key)?;
+    counts.accounts = counts.accounts.saturating_sub(1);
+    counts.waiting = counts.waiting.saturating_sub(mails as u64);
+    Ok(())
+}
+
+/// How many accounts there are.
+pub(super) fn count(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+        .map(from_sql)
+}
+
+/// Every account with its number of waiting lines, by nick key.
+pub(super) fn list(conn: &Connection) -> rusqlite::Result<Vec<Account>> {
+    let mut stmt = conn.prepare(
+        "SELECT nick, fingerprint, created_ms, last_seen_ms, returned_ms,
+                (SELECT COUNT(*) FROM mailbox WHERE to_key = accounts.nick_key)
+         FROM accounts ORDER BY nick_key",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Account {
+            nick: r.get(0)?,
+            fingerprint: r.get(1)?,
+            created_ms: from_sql(r.get(2)?),
+            last_seen_ms: from_sql(r.get(3)?),
+            returned_ms: r.get::<_, Option<i64>>(4)?.map(from_sql),
+            waiting: from_sql(r.get(5)?),
+        })
+    })?;
+    rows.collect()
+}

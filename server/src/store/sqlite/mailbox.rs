@@ -1,0 +1,122 @@
+//! The `mailbox` table: personal lines kept until their recipient acknowledges them.
+
+use rusqlite::{params, Connection};
+use tracing::debug;
+
+use super::convert::{from_sql, to_sql};
+use crate::store::{Arrival, Body, Mail, Options, QueueOutcome};
+
+/// The first `limit` lines waiting for `key`, oldest first.
+pub(super) fn waiting(conn: &Connection, key: &str, limit: usize) -> rusqlite::Result<Vec<Mail>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, ts, sender, text, payload FROM mailbox WHERE to_key = ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let mails = stmt
+        .query_map(params![key, to_sql(limit as u64)], |r| {
+            let payload: Option<Vec<u8>> = r.get(4)?;
+            Ok(Mail {
+                id: from_sql(r.get(0)?),
+                ts: from_sql(r.get(1)?),
+                from: r.get(2)?,
+                body: match payload {
+                    Some(payload) => Body::Relay(payload),
+                    None => Body::Text(r.get(3)?),
+                },
+            })
+        })?
+        .collect();
+    mails
+}
+
+/// Keeps `mail` for `to_key`, whose account exists if `registered` ([`super::accounts::exists`]).
+/// An offline recipient must be registered and within the mailbox bounds; a live one (already
+/// delivered to) is kept up to the mailbox ceiling, so that a client that never acknowledges
+/// cannot grow its mailbox without end. `waiting` is the writer's running count of lines in all
+/// mailboxes, recounted when it says the total is reached.
+pub(super) fn queue(
+    tx: &rusqlite::Transaction<'_>,
+    to_key: &str,
+    registered: bool,
+    mail: &Mail,
+    arrival: Arrival,
+    opts: Options,
+    waiting: &mut u64,
+) -> rusqlite::Result<QueueOutcome> {
+    let count: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM mailbox WHERE to_key = ?1")?
+        .query_row([to_key], |r| r.get(0))?;
+    let count = from_sql(count);
+    match arrival {
+        Arrival::Offline => {
+            if !registered {
+                return Ok(QueueOutcome::NoSuchAccount);
+            }
+            if count >= opts.mailbox_len as u64 {
+                return Ok(QueueOutcome::MailboxFull);
+            }
+            if *waiting >= opts.mailbox_total as u64 {
+                *waiting = total(tx)?;
+                if *waiting >= opts.mailbox_total as u64 {
+                    return Ok(QueueOutcome::StoreFull);
+                }
+            }
+        }
+        Arrival::Live => {
+            // Already in the recipient's queue. Not kept for a nick an operator released
+            // meanwhile (its next owner must not read it), nor beyond the mailbox's ceiling or
+            // the store's total (so that clients that never acknowledge cannot grow the store
+            // without end): then delivered once, not again.
+            if !registered {
+                return Ok(QueueOutcome::Queued);
+            }
+            let mut full = count >= opts.mailbox_ceiling() as u64;
+            if !full && *waiting >= opts.mailbox_total as u64 {
+                *waiting = total(tx)?;
+                full = *waiting >= opts.mailbox_total as u64;
+            }
+            if full {
+                debug!("a mailbox or the store is at its bound; a delivered line is not kept for redelivery");
+                return Ok(QueueOutcome::Queued);
+            }
+        }
+    }
+    let (text, payload) = match &mail.body {
+        Body::Text(text) => (text.as_str(), None),
+        Body::Relay(payload) => ("", Some(payload.as_slice())),
+    };
+    tx.prepare_cached(
+        "INSERT INTO mailbox (id, to_key, ts, sender, text, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        to_sql(mail.id),
+        to_key,
+        to_sql(mail.ts),
+        mail.from,
+        text,
+        payload
+    ])?;
+    *waiting += 1;
+    Ok(QueueOutcome::Queued)
+}
+
+/// Deletes the lines waiting for `key` up to id `up_to` (acknowledged); returns how many.
+pub(super) fn delete_up_to(
+    tx: &rusqlite::Transaction<'_>,
+    key: &str,
+    up_to: u64,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached("DELETE FROM mailbox WHERE to_key = ?1 AND id <= ?2")
+        .and_then(|mut s| s.execute(params![key, to_sql(up_to)]))
+}
+
+/// Deletes every line waiting for `key` (its account is gone); returns how many.
+pub(super) fn delete_all(tx: &Connection, key: &str) -> rusqlite::Result<usize> {
+    tx.prepare_cached("DELETE FROM mailbox WHERE to_key = ?1")?
+        .execute([key])
+}
+
+/// How many private lines are waiting, all mailboxes together.
+pub(super) fn total(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COUNT(*) FROM mailbox", [], |r| r.get(0))
+        .map(from_sql)
+}

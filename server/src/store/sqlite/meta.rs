@@ -1,0 +1,40 @@
+//! The `meta` table: the highest message id given out, and when the server last opened the
+//! store.
+
+use rusqlite::Connection;
+
+use super::convert::{from_sql, to_sql};
+
+/// Records that ids up to `id` were given out (never lowers what is recorded).
+pub(super) fn record_last_id(tx: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('last_id', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+    )?
+    .execute([to_sql(id)])?;
+    Ok(())
+}
+
+/// The highest message id ever given out: the recorded one, or a higher one still in the
+/// history or a mailbox; 0 for a new store.
+pub(super) fn last_id(conn: &Connection) -> rusqlite::Result<u64> {
+    let last_id: i64 = conn.query_row(
+        "SELECT MAX(
+            COALESCE((SELECT value FROM meta WHERE key = 'last_id'), 0),
+            COALESCE((SELECT MAX(id) FROM history), 0),
+            COALESCE((SELECT MAX(id) FROM mailbox), 0))",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(from_sql(last_id))
+}
+
+/// Records that the server opened the store at `now_ms` (ms since the Unix epoch).
+pub(super) fn record_opened(tx: &rusqlite::Transaction<'_>, now_ms: u64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('opened_ms', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [to_sql(now_ms)],
+    )?;
+    Ok(())
+}
