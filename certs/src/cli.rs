@@ -24,8 +24,9 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(name = "mm-certs", version)]
 pub struct Args {
-    /// Directory to write ca.pem, ca.key, server.pem and server.key into
-    /// [default: the directory mm-server reads by default]
+    /// Directory to write ca.pem, ca.key, server.pem and server.key into [default: the TLS
+    /// directory of an mm-server started without --data, --tls-dir or --config:
+    /// $MM_SERVER_DATA/tls, else multi-messenger/server/tls in $XDG_DATA_HOME or ~/.local/share]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Extra DNS name for the server certificate (repeatable)
@@ -191,8 +192,8 @@ fn issued_report(
 fn new_ca_report(dir: &Path, generated: &Generated, replaced: bool) -> anyhow::Result<String> {
     let warning = if replaced {
         "\nWARNING: this is a NEW CA. Every client must trust the server anew: give them the new\n\
-         ca.pem (mm --ca), or have them compare the new fingerprint; mm refuses a server whose\n\
-         CA changed, loudly, until then.\n"
+         ca.pem (mm --ca), or the new fingerprint (mm trust add HOST:PORT FINGERPRINT, which\n\
+         replaces the old one). Until then mm refuses the server, loudly, as one whose CA changed.\n"
     } else {
         ""
     };

@@ -57,8 +57,9 @@ pub struct Args {
     #[arg(long, env = "MM_NICK", global = true)]
     pub nick: Option<String>,
     /// Directory where mm keeps your identity key and client certificate (which own your nick),
-    /// pinned keys of your peers and the servers you trust; one per user, used by one mm at a
-    /// time [default: $MM_HOME, else one per nick: ~/.local/share/multi-messenger/users/NICK]
+    /// your peers' pinned keys, which conversations are secure, and the servers you trust; one
+    /// per nick, used by one mm at a time [default: $MM_HOME, else one per nick:
+    /// ~/.local/share/multi-messenger/users/NICK]
     #[arg(long, value_name = "DIR", global = true)]
     pub home: Option<PathBuf>,
     /// Use line mode even when stdin is a terminal
@@ -107,13 +108,27 @@ pub enum TrustCommand {
     },
 }
 
-/// The end of `mm --help`: homes and exit statuses.
+/// The end of `mm --help`: chat commands, homes, trust and exit statuses. Every chat command it
+/// names is one [`command::parse`] or the terminal UI knows (a test checks).
 const AFTER_HELP: &str = "\
+Chat commands (type /help in mm for all):
+  TEXT              say TEXT to everyone (//TEXT says a line that starts with /)
+  /msg NICK TEXT    say TEXT to NICK only
+  /secure NICK      end-to-end encrypt your private chat with NICK (the server cannot read it)
+  /verify NICK      show the safety number to compare with NICK in person or by phone
+  /verified NICK    mark NICK's key as verified after the numbers matched
+  /accept-key NICK  accept NICK's new key after a key-change warning
+  /insecure NICK    end the secure chat with NICK: private messages are unencrypted again
+  /who              who is online
+  /help             all commands (in the terminal UI also its keys, /query, /close, /reconnect)
+  /quit             leave (Ctrl-D too)
+
 Homes: each nick has its own home by default ($XDG_DATA_HOME or ~/.local/share, then
 multi-messenger/users/NICK), so `mm --nick alice` and `mm --nick bob` on one machine are two
-identities. The single default home of older versions (multi-messenger/client) goes to the first
-nick that starts without a home of its own (recorded in its `nick` file; mm says so once); other
-nicks get their own. A running mm locks its home: a second mm on it stops with an error.
+identities. A home belongs to the nick that first used it (its `nick` file): mm refuses it to
+another nick. The single default home of older versions (multi-messenger/client) goes to the
+first nick that starts without a home of its own (mm says so once); other nicks get their own. A
+running mm locks its home: a second mm on it stops with an error.
 
 Trust: with --ca, the server must be signed by that CA. Without it, mm shows an unknown
 server's CA fingerprint once and asks whether to trust it (in a terminal), then remembers it in
@@ -124,8 +139,10 @@ without asking. Give `mm trust` the same --nick or --home as mm.
 
 Line mode exit status:
   0    every line was delivered
-  1    could not start or connect, lost the connection, or the server stopped answering
-  2    some input lines were refused (by mm or the server) and not delivered
+  1    could not start or connect, lost the connection, the server stopped answering, or pinned
+       keys and secure conversations could not be saved
+  2    some input lines were refused (by mm or the server) and not delivered, or reading stdin
+       failed
   3    the account logged in from another client (same certificate), which took over
   141  stdout was closed
 
@@ -898,6 +915,45 @@ mod tests {
             "a fingerprint or --ca"
         );
         assert!(Args::try_parse_from(["mm", "trust", "add", "h:1", "AB", "--ca", "f"]).is_err());
+    }
+
+    #[test]
+    fn the_chat_commands_in_mm_help_are_commands_mm_knows() {
+        let section: Vec<&str> = AFTER_HELP
+            .split("\n\n")
+            .find(|part| part.starts_with("Chat commands (type /help in mm for all):"))
+            .expect("mm --help lists the chat commands")
+            .lines()
+            .skip(1)
+            .collect();
+        let mut listed = Vec::new();
+        for line in &section {
+            // The command column, and every command named in the explanations.
+            for word in line.split(|c: char| c.is_whitespace() || ",()".contains(c)) {
+                if word.starts_with("//") {
+                    continue;
+                }
+                let Some(name) = word.strip_prefix('/').filter(|n| !n.is_empty()) else {
+                    continue; // not a command ("a line that starts with /" is not one)
+                };
+                let known = command::command_name(name).is_some()
+                    || crate::tui::app::COMMANDS.contains(&word);
+                assert!(known, "mm --help names {word}, which mm does not know");
+                listed.push(name);
+            }
+        }
+        // Each command of the parser has its line (the others are the terminal UI's).
+        for (name, _) in command::NAMES {
+            assert!(
+                section
+                    .iter()
+                    .any(|l| l.trim_start().starts_with(&format!("/{name} "))),
+                "mm --help does not list /{name}"
+            );
+            assert!(listed.contains(&name));
+        }
+        // What the TEXT line says of //.
+        assert_eq!(command::parse("//x"), Ok(Command::Say("/x".into())));
     }
 
     #[test]

@@ -37,11 +37,35 @@ pub enum Command {
 #[error("{0}")]
 pub struct CommandError(pub String);
 
+/// Every command [`parse`] knows: its name (without the `/`), then its other spellings. Any
+/// case is the same command. [`HELP`] lists each by its name (a test keeps the two in step).
+pub const NAMES: [(&str, &[&str]); 9] = [
+    ("msg", &["m"]),
+    ("secure", &[]),
+    ("insecure", &[]),
+    ("verify", &[]),
+    ("verified", &[]),
+    ("accept-key", &[]),
+    ("who", &["names"]),
+    ("help", &["?"]),
+    ("quit", &["exit", "q"]),
+];
+
+/// The name (in [`NAMES`]) of the command `word` spells, in any case and by any of its
+/// spellings: `Some("quit")` for `Q`; `None` for a word that is no command.
+pub fn command_name(word: &str) -> Option<&'static str> {
+    let word = word.to_ascii_lowercase();
+    NAMES
+        .iter()
+        .find(|(name, aliases)| *name == word || aliases.contains(&word.as_str()))
+        .map(|(name, _)| *name)
+}
+
 /// The `/help` text.
 pub const HELP: &str = "\
 commands:
   TEXT             say TEXT to everyone (start with // to say something beginning with /)
-  /msg NICK TEXT   say TEXT to NICK only (end-to-end encrypted if a secure session is up)
+  /msg NICK TEXT   say TEXT to NICK only (end-to-end encrypted once you said /secure NICK)
   /secure NICK     start an end-to-end encrypted session with NICK (the server cannot read it)
   /verify NICK     show the safety number to compare with NICK in person or by phone
   /verified NICK   mark NICK's key as verified after the numbers matched
@@ -100,8 +124,14 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         Some((name, args)) => (name, args.trim_start()),
         None => (rest, ""),
     };
-    match name.to_ascii_lowercase().as_str() {
-        "msg" | "m" => {
+    let Some(command) = command_name(name) else {
+        return Err(CommandError(format!(
+            "unknown command /{} (try /help)",
+            name.to_ascii_lowercase()
+        )));
+    };
+    match command {
+        "msg" => {
             let (to, text) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
             if to.is_empty() || text.trim().is_empty() {
                 return Err(CommandError("usage: /msg NICK TEXT".into()));
@@ -117,7 +147,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
                 return Err(CommandError(format!("usage: /{name} NICK")));
             };
             let nick = nick.to_owned();
-            Ok(match name.to_ascii_lowercase().as_str() {
+            Ok(match command {
                 "secure" => Command::Secure(nick),
                 "insecure" => Command::Insecure(nick),
                 "verify" => Command::Verify(nick),
@@ -125,9 +155,10 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
                 _ => Command::AcceptKey(nick),
             })
         }
-        "who" | "names" => Ok(Command::Who),
-        "help" | "?" => Ok(Command::Help),
-        "quit" | "exit" | "q" => Ok(Command::Quit),
+        "who" => Ok(Command::Who),
+        "help" => Ok(Command::Help),
+        "quit" => Ok(Command::Quit),
+        // A name in NAMES without its arm here (a test finds it).
         other => Err(CommandError(format!(
             "unknown command /{other} (try /help)"
         ))),
@@ -213,5 +244,59 @@ mod tests {
             parse("/frob x").unwrap_err().0,
             "unknown command /frob (try /help)"
         );
+        assert_eq!(parse("/Q"), Ok(Command::Quit));
+        assert_eq!(parse("/names"), Ok(Command::Who));
+        assert_eq!(
+            parse("/m bob hi"),
+            Ok(Command::Msg {
+                to: "bob".into(),
+                text: "hi".into()
+            })
+        );
+    }
+
+    /// Whether `parse` takes `/word` as a command (rightly used or not).
+    fn parses_as_a_command(word: &str) -> bool {
+        !matches!(parse(&format!("/{word} bob hi")), Err(e) if e.0.starts_with("unknown command"))
+    }
+
+    /// The commands `/help` lists: the first word of each line that starts with one.
+    fn help_commands() -> Vec<&'static str> {
+        HELP.lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .filter_map(|word| word.strip_prefix('/'))
+            .collect()
+    }
+
+    #[test]
+    fn every_command_the_parser_knows_is_in_help_and_every_one_in_help_parses() {
+        for (name, aliases) in NAMES {
+            for word in std::iter::once(name).chain(aliases.iter().copied()) {
+                assert!(
+                    parses_as_a_command(word),
+                    "/{word} is in NAMES but not parsed"
+                );
+                assert!(
+                    parses_as_a_command(&word.to_ascii_uppercase()),
+                    "/{word} in capitals"
+                );
+                assert_eq!(command_name(word), Some(name));
+            }
+            assert!(
+                help_commands().contains(&name),
+                "/help does not list /{name}"
+            );
+        }
+        for listed in help_commands() {
+            assert!(
+                command_name(listed).is_some() && parses_as_a_command(listed),
+                "/help lists /{listed}, which is no command"
+            );
+        }
+        // Anything else is unknown: the parser looks every name up in NAMES.
+        for word in ["frob", "me", "reconnect", "query", "", "msgx", "m-sg"] {
+            assert_eq!(command_name(word), None, "{word}");
+            assert!(!parses_as_a_command(word), "{word}");
+        }
     }
 }

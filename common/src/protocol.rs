@@ -120,7 +120,8 @@ pub enum ServerMsg {
         online: u32,
         /// The server's text limit in bytes (at most [`MAX_TEXT_LEN`]).
         max_text_len: u32,
-        /// Messages a client may send at once (every frame but `Pong` and `Quit` counts).
+        /// Messages a client may send at once (every frame counts but `Pong`, `Quit` and a
+        /// `Received` that acknowledges something new).
         rate_burst: u32,
         /// Messages per second a client may send, sustained. Clients should pace themselves
         /// within these limits; frames over them are refused with `rate-limited`.

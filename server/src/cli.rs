@@ -35,14 +35,16 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Data directory: the store (mm-server.db) and, unless --tls-dir is given, tls/
-    /// [default: $MM_SERVER_DATA or ~/.local/share/multi-messenger/server]
+    /// [default: data_dir in --config, else $MM_SERVER_DATA, else multi-messenger/server in
+    /// $XDG_DATA_HOME or ~/.local/share]
     #[arg(long, value_name = "DIR", global = true)]
     pub data: Option<PathBuf>,
     /// Address and port to listen on, e.g. 0.0.0.0:7667 for a LAN [default: 127.0.0.1:7667]
     #[arg(long, value_name = "ADDR:PORT")]
     pub bind: Option<SocketAddr>,
-    /// Directory with server.pem and server.key, generated if empty
-    /// [default: $MM_SERVER_DATA/tls or ~/.local/share/multi-messenger/server/tls]
+    /// Directory with the CA (ca.pem, ca.key) and the server certificate (server.pem,
+    /// server.key); when it holds none of them, a CA and a certificate are generated there
+    /// [default: tls_dir in --config, else tls/ in the data directory]
     #[arg(long, value_name = "DIR")]
     pub tls_dir: Option<PathBuf>,
     /// TOML configuration file (see mm-server.example.toml); flags override it

@@ -18,11 +18,13 @@ pub struct Config {
     /// Address and port to listen on. Default `127.0.0.1:7667` (this machine only); use
     /// `0.0.0.0:7667` to serve a LAN.
     pub bind: SocketAddr,
-    /// Directory holding `server.pem` and `server.key`; generated on first start if empty.
-    /// Default: see `mm_certs::default_tls_dir`.
+    /// Directory holding the CA (`ca.pem`, `ca.key`), `server.pem` and `server.key`; a CA and a
+    /// server certificate are generated at start when it holds none of them. Default: `tls/` in
+    /// `data_dir`.
     pub tls_dir: Option<PathBuf>,
     /// Directory for the store (`mm-server.db`) and, unless `tls_dir` says otherwise, the TLS
-    /// files (`tls/`). Default: `$MM_SERVER_DATA`, else `~/.local/share/multi-messenger/server`.
+    /// files (`tls/`). Default: `$MM_SERVER_DATA`, else `multi-messenger/server` in
+    /// `$XDG_DATA_HOME` or `~/.local/share` (`mm_certs::default_server_data_dir`).
     pub data_dir: Option<PathBuf>,
     /// Limits and timeouts.
     pub limits: Limits,

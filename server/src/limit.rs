@@ -4,8 +4,10 @@
 //! [`Registrations`] limits new nicks per client certificate and per client address over time.
 //!
 //! Each connection has two buckets:
-//! * **messages**: `burst` tokens, refilled at `per_sec`. Every client frame but `Pong` and `Quit`
-//!   takes one; a frame finding it empty is refused with `rate-limited` (not processed).
+//! * **messages**: `burst` tokens, refilled at `per_sec`. Every client frame but `Pong`, `Quit`
+//!   and a `Received` that acknowledges something new takes one; a frame finding it empty is
+//!   not processed: a `Public`, `Private` or `Relay` is refused with `rate-limited`, any other
+//!   dropped.
 //! * **strikes**: every refused frame takes one; they refill at one per second. A client that
 //!   keeps flooding runs out and is disconnected, while one that pastes a burst now and then
 //!   never does.

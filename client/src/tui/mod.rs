@@ -50,7 +50,7 @@ keys:
                               (the first line says where: /msg NICK or the tab); a tab is 4 spaces
   Ctrl+C, Ctrl+D, /quit       leave
   /reconnect                  connect again now (after another login took the account, or a refusal)
-in a private tab, lines go to that person and /secure, /verify, /verified need no nick";
+in a private tab, lines go to that person; /secure, /insecure, /verify, /verified, /accept-key need no nick";
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -591,6 +591,44 @@ async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) -
         Err(e) => {
             app.error(&e, now);
             false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_in_the_terminal_ui_names_every_command_it_knows() {
+        let help = format!("{HELP}\n{KEYS_HELP}");
+        let words: Vec<&str> = help
+            .split(|c: char| c.is_whitespace() || ",;()".contains(c))
+            .collect();
+        // Tab completes every command the UI takes, its own (/query, /close...) included.
+        for command in app::COMMANDS {
+            assert!(
+                words.contains(&command),
+                "/help in the terminal UI does not name {command}"
+            );
+        }
+        for (name, _) in command::NAMES {
+            let command = format!("/{name}");
+            assert!(
+                app::COMMANDS.contains(&command.as_str()),
+                "Tab does not complete {command}"
+            );
+        }
+        // And the UI takes each of them: none is an unknown command.
+        for command in app::COMMANDS {
+            let mut ui = App::new("localhost:7667", "alice");
+            ui.resolve(&format!("{command} bob hi"), 0);
+            let unknown = ui
+                .tabs
+                .iter()
+                .flat_map(|tab| &tab.lines)
+                .any(|line| line.text.contains("unknown command"));
+            assert!(!unknown, "the terminal UI does not know {command}");
         }
     }
 }
