@@ -265,11 +265,6 @@ impl Limits {
                 "limits.max_accounts and limits.mailbox_total must be at least 1".into(),
             ));
         }
-        if self.max_accounts == 0 {
-            return Err(ConfigError::Invalid(
-                "limits.max_accounts must be at least 1".into(),
-            ));
-        }
         if !(1..=10_000).contains(&self.mailbox_len) {
             return Err(ConfigError::Invalid(
                 "limits.mailbox_len must be 1 to 10000".into(),
