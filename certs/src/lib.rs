@@ -69,7 +69,7 @@ const BACKDATE: time::Duration = time::Duration::days(1);
 #[non_exhaustive]
 pub enum CertError {
     /// Reading or writing a file failed.
-    #[error("{path}: {error}")]
+    #[error("{path}: {}", mm_common::text::os_words(.error))]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -940,9 +940,10 @@ impl std::fmt::Display for ModeChange {
             ),
             ModeChange::Failed { path, mode, error } => write!(
                 f,
-                "{} has mode {mode:04o} (others can read it) and could not be made private: {error}; \
+                "{} has mode {mode:04o} (others can read it) and could not be made private: {}; \
                  fix it with chmod go-rwx",
-                path.display()
+                path.display(),
+                mm_common::text::os_words(error)
             ),
         }
     }

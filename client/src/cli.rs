@@ -3,7 +3,7 @@
 //! ([`crate::tui`]).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use mm_common::e2e::E2eEvent;
 use mm_common::protocol::{validate_nick, ErrorCode};
+use rustls_pki_types::CertificateDer;
 use tokio::sync::oneshot;
 
 use crate::command::{self, Command, HELP};
@@ -149,6 +150,37 @@ Line mode exit status:
 In the terminal UI, a client replaced by another login stays disconnected: /reconnect takes the
 account back.";
 
+/// The certificates in `--ca FILE`, or why that file is not a CA certificate, in words that say
+/// which file `--ca` takes.
+fn ca_file(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    match mm_certs::load_certs(path) {
+        Ok(certs) => Ok(certs),
+        Err(mm_certs::CertError::Io { error, .. }) => {
+            bail!("{}", ca_refused(path, &mm_common::text::os_words(&error)))
+        }
+        Err(_) => {
+            let holds_key = std::fs::read(path)
+                .map(|b| String::from_utf8_lossy(&b).contains("PRIVATE KEY-----"))
+                .unwrap_or(false);
+            let what = if holds_key {
+                "holds a private key, not a certificate (keep ca.key secret, on the server)"
+            } else {
+                "holds no certificate (a PEM file with -----BEGIN CERTIFICATE-----)"
+            };
+            bail!("{}", ca_refused(path, what))
+        }
+    }
+}
+
+/// `--ca FILE` refused: `why`, and which file to give.
+fn ca_refused(path: &Path, why: &str) -> String {
+    format!(
+        "--ca {}: {why}; --ca takes the server's ca.pem (in its TLS directory; mm-certs prints \
+         where it wrote it)",
+        path.display()
+    )
+}
+
 /// `--server`'s value in its canonical form (see [`crate::connection::server_address`]).
 fn parse_server(value: &str) -> Result<String, String> {
     crate::connection::server_address(value).ok_or_else(|| {
@@ -218,7 +250,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // What an older mm (or a loose umask) left readable by others: private now, and said so.
     notes.extend(crate::home::tighten(home_path));
     let trust = match &args.ca {
-        Some(path) => Trust::Roots(mm_certs::load_certs(path)?),
+        Some(path) => Trust::Roots(ca_file(path)?),
         None => {
             Trust::Known(KnownServers::in_home(home_path).with_options(trust_options(&args, &nick)))
         }
@@ -401,9 +433,9 @@ fn trust_command(args: &Args, command: &TrustCommand) -> anyhow::Result<ExitCode
                     format!("{typed:?} is not a SHA-256 fingerprint (64 hex digits, AB:CD:...; mm-server logs it at start, mm-certs prints it)")
                 })?,
                 (None, Some(file)) => {
-                    let certs = mm_certs::load_certs(file)?;
+                    let certs = ca_file(file)?;
                     let Some(ca) = certs.last() else {
-                        bail!("{}: no certificate found", file.display());
+                        bail!("{}", ca_refused(file, "holds no certificate"));
                     };
                     mm_certs::fingerprint(ca)
                 }

@@ -358,7 +358,7 @@ pub enum ConnectError {
         fingerprint: String,
     },
     /// The server presented a different certificate than the pinned one: possibly an attack.
-    #[error("the certificate of {server} has CHANGED since you trusted it\n  trusted:   {expected}\n  presented: {found}\nThis may be an attack (someone between you and the server), or its operator made a new CA.\nAsk the operator which fingerprint is right. If it is the presented one, forget the old one with\n  {forget}\nand connect again to accept the new one.")]
+    #[error("the certificate of {server} has CHANGED since you trusted it\n  trusted:   {expected}\n  presented: {found}\nThis may be an attack (someone between you and the server), or its operator made a new CA.\nAsk the operator which fingerprint is right. If it is the presented one, trust it instead with\n  {trust_presented}\nthen connect again (/reconnect in the terminal UI).")]
     ServerKeyChanged {
         /// The server.
         server: String,
@@ -368,9 +368,9 @@ pub enum ConnectError {
         found: String,
         /// The file holding the pin.
         known_file: PathBuf,
-        /// The command that forgets the pin (`mm trust forget HOST:PORT`, with the options
-        /// that find this file).
-        forget: String,
+        /// The command that trusts the presented CA instead (`mm trust add HOST:PORT FINGERPRINT`,
+        /// with the options that find this file).
+        trust_presented: String,
     },
     /// TLS failed for another reason (e.g. the certificate does not cover this name, or the
     /// server does not speak TLS); said in plain words with what to do.
@@ -1167,9 +1167,9 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
                     fingerprint,
                 },
                 Some(Observed::Changed { expected, found }) => ConnectError::ServerKeyChanged {
-                    forget: known_pins.map_or_else(
-                        || format!("mm trust forget {server}"),
-                        |k| k.command(&format!("forget {server}")),
+                    trust_presented: known_pins.map_or_else(
+                        || format!("mm trust add {server} {found}"),
+                        |k| k.command(&format!("add {server} {found}")),
                     ),
                     server,
                     expected,
@@ -1987,17 +1987,18 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_server_certificate_names_both_fingerprints_and_the_command_that_forgets_it() {
+    fn a_changed_server_certificate_names_both_fingerprints_and_the_command_that_trusts_the_new_one(
+    ) {
         let e = ConnectError::ServerKeyChanged {
             server: "127.0.0.1:7667".into(),
             expected: "AA:AA".into(),
             found: "BB:BB".into(),
             known_file: PathBuf::from("/h/known_servers"),
-            forget: "mm trust forget 127.0.0.1:7667 --nick bob".into(),
+            trust_presented: "mm trust add 127.0.0.1:7667 BB:BB --nick bob".into(),
         };
         assert_eq!(
             e.to_string(),
-            "the certificate of 127.0.0.1:7667 has CHANGED since you trusted it\n  trusted:   AA:AA\n  presented: BB:BB\nThis may be an attack (someone between you and the server), or its operator made a new CA.\nAsk the operator which fingerprint is right. If it is the presented one, forget the old one with\n  mm trust forget 127.0.0.1:7667 --nick bob\nand connect again to accept the new one."
+            "the certificate of 127.0.0.1:7667 has CHANGED since you trusted it\n  trusted:   AA:AA\n  presented: BB:BB\nThis may be an attack (someone between you and the server), or its operator made a new CA.\nAsk the operator which fingerprint is right. If it is the presented one, trust it instead with\n  mm trust add 127.0.0.1:7667 BB:BB --nick bob\nthen connect again (/reconnect in the terminal UI)."
         );
     }
 

@@ -133,9 +133,7 @@ pub fn event_line(event: &Event, style: Style) -> Option<String> {
         Event::Error { code, detail, .. } => {
             style.error(format!("! error ({}): {}", code.name(), clean(detail)))
         }
-        Event::Shutdown { reason } => {
-            style.notice(format!("* server shutting down: {}", clean(reason)))
-        }
+        Event::Shutdown { reason } => style.notice(format!("* {}", shutdown_words(&clean(reason)))),
         Event::Closed { error: Some(e), .. } => {
             style.error(format!("! disconnected: {}", clean(e)))
         }
@@ -354,6 +352,17 @@ pub fn own_public_line(nick: &str, text: &str, style: Style) -> String {
 /// `n` and the word for it: "1 line", "2 lines".
 pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The notice for the server's `Shutdown { reason }`: `server shutting down`, with the reason
+/// only when it says more than that (today's server says just "server is shutting down").
+pub fn shutdown_words(reason: &str) -> String {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.to_ascii_lowercase().contains("shutting down") {
+        "server shutting down".to_owned()
+    } else {
+        format!("server shutting down: {reason}")
+    }
 }
 
 #[cfg(test)]
@@ -689,5 +698,25 @@ mod tests {
         assert_eq!(style.nick("Alice"), style.nick("Alice"));
         assert!(style.nick("alice").starts_with("\x1b["));
         assert_eq!(Style::PLAIN.nick("alice"), "alice");
+    }
+
+    /// The notice said its cause twice: `server shutting down: server is shutting down`.
+    #[test]
+    fn a_shutdown_notice_says_it_once() {
+        let say = |reason: &str| {
+            event_line(
+                &Event::Shutdown {
+                    reason: reason.into(),
+                },
+                Style::PLAIN,
+            )
+            .unwrap()
+        };
+        assert_eq!(say("server is shutting down"), "* server shutting down");
+        assert_eq!(say(""), "* server shutting down");
+        assert_eq!(
+            say("upgrade to 0.2"),
+            "* server shutting down: upgrade to 0.2"
+        );
     }
 }

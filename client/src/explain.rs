@@ -235,19 +235,7 @@ pub fn io_words(e: &std::io::Error) -> String {
     if let Some(tls) = rustls_error(e) {
         return format!("TLS error: {}", mm_common::text::words(&format!("{tls:?}")));
     }
-    let text = e.to_string();
-    let text = match text.find(" (os error ") {
-        Some(at) => &text[..at],
-        None => text.as_str(),
-    };
-    let text = scrub(text);
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) if chars.clone().next().is_some_and(char::is_lowercase) => {
-            first.to_lowercase().chain(chars).collect()
-        }
-        _ => text.into_owned(),
-    }
+    scrub(&mm_common::text::os_words(e)).into_owned()
 }
 
 /// Removes documentation links (`https://docs.rs/...`, rustls' advice for programmers) and

@@ -40,15 +40,26 @@ pub fn zone() -> &'static TimeZone {
 fn system_zone() -> (TimeZone, Option<String>) {
     match TimeZone::try_system() {
         Ok(zone) => (zone, None),
-        Err(e) => {
+        // jiff's error says which lookups it tried, in a programmer's words: not for users.
+        Err(_) => {
             let note = std::env::var_os("TZ").map(|tz| {
                 format!(
-                    "TZ={} is not a time zone mm can find ({e}); times are shown in UTC",
-                    tz.to_string_lossy()
+                    "TZ={} is not a time zone mm can find (a name like Europe/Paris or \
+                     America/New_York, from the system's time zone database); times are shown in UTC",
+                    shown_tz(&tz.to_string_lossy())
                 )
             });
             (TimeZone::UTC, note)
         }
+    }
+}
+
+/// `TZ` as it can be shown: forbidden characters replaced, at most 64 characters.
+fn shown_tz(tz: &str) -> String {
+    let clean = mm_common::text::sanitize(tz);
+    match clean.char_indices().nth(64) {
+        Some((at, _)) => format!("{}…", &clean[..at]),
+        None => clean.into_owned(),
     }
 }
 
@@ -140,5 +151,14 @@ mod tests {
         assert_eq!(format_time(u64::MAX, &TimeZone::UTC), "??:??");
         assert_eq!(format_date_time(u64::MAX, &TimeZone::UTC), "??-?? ??:??");
         assert_eq!(format_date_time(0, &TimeZone::UTC), "01-01 00:00");
+    }
+
+    #[test]
+    fn a_hostile_tz_is_shown_short_and_clean() {
+        assert_eq!(shown_tz("Nowhere/Place"), "Nowhere/Place");
+        assert_eq!(shown_tz("a\u{1b}[2Jb"), "a\u{fffd}[2Jb");
+        let long = shown_tz(&"x".repeat(5000));
+        assert_eq!(long.chars().count(), 65);
+        assert!(long.ends_with('…'));
     }
 }

@@ -53,7 +53,7 @@ pub struct SecureSetup {
 #[non_exhaustive]
 pub enum HomeError {
     /// I/O on a file.
-    #[error("{path}: {cause}")]
+    #[error("{path}: {}", mm_common::text::os_words(.cause))]
     Io {
         /// The file.
         path: PathBuf,

@@ -131,6 +131,24 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
     )
 }
 
+/// An operating-system error as a short phrase for people: its words without the error number
+/// (`No such file or directory (os error 2)`: `no such file or directory`).
+pub fn os_words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error ") {
+        Some(at) => &text[..at],
+        None => text.as_str(),
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        // `Permission denied`: `permission denied`; `TLS …` and other capitals stay.
+        Some(first) if chars.clone().next().is_some_and(char::is_lowercase) => {
+            first.to_lowercase().chain(chars).collect()
+        }
+        _ => text.to_owned(),
+    }
+}
+
 /// An identifier from another library (a TLS alert's name, `BadCertificate`, `UnknownCA`) as
 /// words for people: `bad certificate`, `unknown CA`. Words in capitals stay so; anything
 /// that is not a letter or digit becomes a space (`Unknown(42)`: `unknown 42`).
@@ -287,5 +305,19 @@ mod tests {
         );
         assert_eq!(describe('\u{2028}'), "a line separator");
         assert_eq!(describe('\u{85}'), "a line break");
+    }
+
+    #[test]
+    fn os_errors_lose_their_numbers() {
+        use std::io::{Error, ErrorKind};
+        assert_eq!(
+            os_words(&Error::from_raw_os_error(2)),
+            "no such file or directory"
+        );
+        assert_eq!(os_words(&Error::from_raw_os_error(13)), "permission denied");
+        assert_eq!(
+            os_words(&Error::new(ErrorKind::Other, "TLS eof")),
+            "TLS eof"
+        );
     }
 }

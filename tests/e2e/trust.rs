@@ -295,15 +295,16 @@ async fn the_certificate_changed_warning_shows_both_fingerprints_and_the_command
     assert_eq!(
         said(&err),
         format!(
-            "mm: the certificate of {addr} has CHANGED since you trusted it\n  trusted:   {old_fp}\n  presented: {new_fp}\nThis may be an attack (someone between you and the server), or its operator made a new CA.\nAsk the operator which fingerprint is right. If it is the presented one, forget the old one with\n  mm trust forget {addr} --nick alice\nand connect again to accept the new one."
+            "mm: the certificate of {addr} has CHANGED since you trusted it\n  trusted:   {old_fp}\n  presented: {new_fp}\nThis may be an attack (someone between you and the server), or its operator made a new CA.\nAsk the operator which fingerprint is right. If it is the presented one, trust it instead with\n  mm trust add {addr} {new_fp} --nick alice\nthen connect again (/reconnect in the terminal UI)."
         )
     );
-    // The command as shown.
+    // Forgetting instead: the next connection asks again (not a terminal here: refused).
     let (code, _, err) = mm(data, &["trust", "forget", &addr, "--nick", "alice"]).await;
     assert_eq!(code, Some(0), "{err}");
     let (code, _, err) = mm(data, &chat).await;
     assert_eq!(code, Some(1));
     assert!(said(&err).contains(&new_fp), "{err}");
+    // The command as shown.
     let (code, _, err) = mm(data, &["trust", "add", &addr, &new_fp, "--nick", "alice"]).await;
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(

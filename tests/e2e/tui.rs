@@ -40,6 +40,11 @@ impl Tmux {
     }
 
     fn start(command: &str) -> Tmux {
+        Self::start_sized(command, 140, 30)
+    }
+
+    /// A window of `width` columns and `height` rows.
+    fn start_sized(command: &str, width: u16, height: u16) -> Tmux {
         // One tmux server per test, even when tests run at once.
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -52,9 +57,9 @@ impl Tmux {
                 "-s",
                 "t",
                 "-x",
-                "140",
+                &width.to_string(),
                 "-y",
-                "30",
+                &height.to_string(),
                 command,
             ])
             .status()
@@ -675,10 +680,11 @@ async fn the_terminal_ui_sends_pasted_lines_as_lines_and_never_cuts_one() {
 
 /// The server-certificate-changed warning shows in the terminal UI as lines (it showed its line
 /// breaks as `�`, in the room and the status bar), with both fingerprints and the command that
-/// forgets the old one; that command, run as shown, works on this mm's file, and after it
-/// /reconnect says how to trust the new certificate.
+/// trusts the new one. Forgetting the old one (`mm trust forget`) works on this mm's file while
+/// it runs, after which /reconnect says how to trust the new certificate; the shown command then
+/// gets it connected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changed_server_certificate_shows_as_lines_naming_mm_trust_forget() {
+async fn a_changed_server_certificate_shows_as_lines_naming_mm_trust_add() {
     if !Tmux::usable() {
         return;
     }
@@ -692,7 +698,8 @@ async fn a_changed_server_certificate_shows_as_lines_naming_mm_trust_forget() {
         server.server(),
         shell_quote(&home)
     );
-    let tmux = Tmux::start(&command);
+    // Wide enough for the trust command (a 95-character fingerprint) on one row.
+    let tmux = Tmux::start_sized(&command, 220, 40);
     tmux.wait_for("Trust this server and remember it?").await;
     tmux.keys(&["y", "Enter"]);
     tmux.wait_for("as alice; 1 online").await;
@@ -704,15 +711,15 @@ async fn a_changed_server_certificate_shows_as_lines_naming_mm_trust_forget() {
         .await;
     let new_fp = mm_certs::fingerprint(&server.ca[0]);
     let addr = server.server();
-    let forget = format!("mm trust forget {addr} --home {}", home.display());
-    let screen = wait_for_row(&tmux, "the forget command", |r| r.ends_with(&forget)).await;
+    let trust = format!("mm trust add {addr} {new_fp} --home {}", home.display());
+    let screen = wait_for_row(&tmux, "the trust command", |r| r.ends_with(&trust)).await;
     for row in [
         format!("! not reconnecting (/reconnect to try again): the certificate of {addr} has CHANGED since you trusted it"),
         format!("!   trusted:   {old_fp}"),
         format!("!   presented: {new_fp}"),
         "! This may be an attack (someone between you and the server), or its operator made a new CA.".to_string(),
-        format!("!   {forget}"),
-        "! and connect again to accept the new one.".to_string(),
+        format!("!   {trust}"),
+        "! then connect again (/reconnect in the terminal UI).".to_string(),
     ] {
         assert!(
             screen.lines().any(|r| r.trim_end().ends_with(&row)),

@@ -627,7 +627,7 @@ impl App {
                     0,
                     LineKind::Notice,
                     None,
-                    &format!("server shutting down: {reason}"),
+                    &crate::display::shutdown_words(reason),
                     now,
                 );
             }
