@@ -806,17 +806,44 @@ impl std::fmt::Debug for ClientIdentity {
     }
 }
 
+/// Largest PEM file the programs read (a certificate chain or a key is a few KiB).
+pub const MAX_PEM_FILE: u64 = 1024 * 1024;
+
+/// Reads a small file the programs keep (PEM files, known servers, pins), at most `max` bytes.
+/// Refuses anything that is not a regular file before opening it, so a FIFO cannot block and
+/// `/dev/zero` cannot fill memory.
+///
+/// # Errors
+/// I/O errors; [`std::io::ErrorKind::InvalidInput`] with words for people when the path is
+/// not a regular file or holds more than `max` bytes.
+pub fn read_limited(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
+    if !fs::metadata(path)?.is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(path)?
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(invalid(format!("larger than {max} bytes")));
+    }
+    Ok(bytes)
+}
+
 /// Reads every certificate in a PEM file, in order.
 ///
 /// # Errors
-/// I/O errors, or [`CertError::Pem`] if the file holds no certificate.
+/// I/O errors (also for a file that is not a regular file or is over [`MAX_PEM_FILE`]), or
+/// [`CertError::Pem`] if the file holds no certificate.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
-    let pem = fs::read(path).map_err(io_err(path))?;
+    let pem = read_limited(path, MAX_PEM_FILE).map_err(io_err(path))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CertError::Pem {
+        .map_err(|_| CertError::Pem {
             path: path.to_path_buf(),
-            detail: e.to_string(),
+            detail: "not a readable PEM file (damaged, or cut short?)".into(),
         })?;
     if certs.is_empty() {
         return Err(CertError::Pem {
@@ -832,7 +859,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError
 /// # Errors
 /// I/O errors, or [`CertError::Pem`] if the file holds no key.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
-    let pem = fs::read(path).map_err(io_err(path))?;
+    let pem = zeroize::Zeroizing::new(read_limited(path, MAX_PEM_FILE).map_err(io_err(path))?);
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| CertError::Pem {
         path: path.to_path_buf(),
         detail: format!("no usable private key: {e}"),

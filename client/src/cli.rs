@@ -154,7 +154,23 @@ account back.";
 /// which file `--ca` takes.
 fn ca_file(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     match mm_certs::load_certs(path) {
-        Ok(certs) => Ok(certs),
+        Ok(certs) => {
+            // What `mm --ca` would refuse at connect time is refused here too (`mm trust add
+            // --ca` pinned the fingerprint of garbage, later reported as a changed certificate).
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in &certs {
+                if roots.add(cert.clone()).is_err() {
+                    bail!(
+                        "{}",
+                        ca_refused(
+                            path,
+                            "does not hold a certificate mm can check servers with (damaged?)"
+                        )
+                    );
+                }
+            }
+            Ok(certs)
+        }
         Err(mm_certs::CertError::Io { error, .. }) => {
             bail!("{}", ca_refused(path, &mm_common::text::os_words(&error)))
         }

@@ -321,7 +321,7 @@ impl ConnectOptions {
 #[non_exhaustive]
 pub enum ConnectError {
     /// `--server` is not `HOST` or `HOST:PORT` (see [`server_address`]).
-    #[error("{0:?} is not a server address: give HOST or HOST:PORT, for example chat.example.org or 192.168.1.20:7667")]
+    #[error("'{0}' is not a server address: give HOST or HOST:PORT, for example chat.example.org or 192.168.1.20:7667")]
     BadAddress(String),
     /// The host name could not be looked up.
     #[error("cannot reach {server}: the name {host} could not be looked up ({}); check the name in --server, and that this computer is online", lookup_words(.cause))]
@@ -1051,11 +1051,23 @@ pub(crate) fn split_host_port(server: &str) -> Option<(String, u16)> {
         return Some((ip.to_string(), DEFAULT));
     }
     let (host, port) = match server.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse::<u16>().ok().filter(|p| *p != 0)?),
+        // Digits only: `+80` and ` 80` are not ports, whatever `u16::from_str` takes.
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (host, port.parse::<u16>().ok().filter(|p| *p != 0)?)
+        }
+        Some(_) => return None,
         None => (server, DEFAULT),
     };
+    // A name TLS can check a certificate against (RFC 1035 labels, not all digits: `127.1`
+    // and `a..b` are refused here, not after the home was made).
     let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
-    if host.is_empty() || !host.chars().all(valid) {
+    if host.is_empty()
+        || !host.chars().all(valid)
+        || !matches!(
+            rustls_pki_types::ServerName::try_from(host),
+            Ok(rustls_pki_types::ServerName::DnsName(_))
+        )
+    {
         return None;
     }
     Some((host.to_owned(), port))
@@ -2400,6 +2412,14 @@ mod tests {
             assert_eq!(server_address(typed).as_deref(), Some(canonical), "{typed}");
         }
         for bad in [
+            "127.1",
+            "2130706433",
+            "a..b",
+            "1.2.3.4.5",
+            "999.1.1.1",
+            "host:+80",
+            "host: 80",
+            "-",
             "",
             ":7667",
             "host:",

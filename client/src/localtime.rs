@@ -38,7 +38,8 @@ pub fn zone() -> &'static TimeZone {
 /// The system's zone, else UTC with a note saying why (only when `TZ` is set: a system with no
 /// zone configured at all is UTC, and says nothing, like every other program on it).
 fn system_zone() -> (TimeZone, Option<String>) {
-    match TimeZone::try_system() {
+    let usable = std::env::var_os("TZ").is_none_or(|tz| tz_file_is_usable(&tz));
+    match TimeZone::try_system().ok().filter(|_| usable).ok_or(()) {
         Ok(zone) => (zone, None),
         // jiff's error says which lookups it tried, in a programmer's words: not for users.
         Err(_) => {
@@ -51,6 +52,21 @@ fn system_zone() -> (TimeZone, Option<String>) {
             });
             (TimeZone::UTC, note)
         }
+    }
+}
+
+/// Whether `TZ` may be handed to jiff: a value naming a file that exists (`:/etc/localtime`,
+/// `/usr/share/zoneinfo/Europe/Paris`, or a relative path) must be a regular file of at most
+/// 1 MiB (a zone file is a few KiB). jiff would read `/dev/zero` or a FIFO without end.
+fn tz_file_is_usable(tz: &std::ffi::OsStr) -> bool {
+    let bytes = tz.as_encoded_bytes();
+    let path = std::path::Path::new(std::ffi::OsStr::new(
+        std::str::from_utf8(bytes.strip_prefix(b":").unwrap_or(bytes)).unwrap_or(""),
+    ));
+    match std::fs::metadata(path) {
+        Ok(meta) => meta.is_file() && meta.len() <= 1024 * 1024,
+        // Not a file: a zone name (`Europe/Paris`) or a POSIX rule, for jiff to look up.
+        Err(_) => true,
     }
 }
 
@@ -160,5 +176,23 @@ mod tests {
         let long = shown_tz(&"x".repeat(5000));
         assert_eq!(long.chars().count(), 65);
         assert!(long.ends_with('…'));
+    }
+
+    /// `TZ=/dev/zero` made mm read without end (gigabytes in seconds).
+    #[test]
+    fn a_tz_naming_a_device_a_directory_or_a_huge_file_is_not_read() {
+        use std::ffi::OsStr;
+        assert!(!tz_file_is_usable(OsStr::new("/dev/zero")));
+        assert!(!tz_file_is_usable(OsStr::new(":/dev/urandom")));
+        assert!(!tz_file_is_usable(OsStr::new("/")));
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![0u8; 1024 * 1024 + 1]).unwrap();
+        assert!(!tz_file_is_usable(big.as_os_str()));
+        let small = dir.path().join("zone");
+        std::fs::write(&small, b"TZif").unwrap();
+        assert!(tz_file_is_usable(small.as_os_str()));
+        assert!(tz_file_is_usable(OsStr::new("Europe/Paris")));
+        assert!(tz_file_is_usable(OsStr::new("EST5EDT,M3.2.0,M11.1.0")));
     }
 }

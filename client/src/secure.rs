@@ -91,6 +91,22 @@ pub enum HomeError {
     Write(#[from] mm_certs::CertError),
 }
 
+/// Largest home file read (identity, pins, conversations: a few bytes per peer; the peer table
+/// is bounded far below this).
+const MAX_HOME_FILE: u64 = 8 * 1024 * 1024;
+
+/// A home file's text, read with [`mm_certs::read_limited`] (never a FIFO or a device, never
+/// more than [`MAX_HOME_FILE`]); not UTF-8 is an error of kind `InvalidData`.
+fn read_text(path: &Path) -> std::io::Result<String> {
+    let bytes = mm_certs::read_limited(path, MAX_HOME_FILE)?;
+    String::from_utf8(bytes).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not text (UTF-8): damaged?",
+        )
+    })
+}
+
 impl SecureSetup {
     /// A fresh identity kept in memory only, with no pins (tests, or no home directory).
     pub fn ephemeral() -> SecureSetup {
@@ -116,7 +132,7 @@ impl SecureSetup {
             cause: source,
         })?;
         let id_path = home.join(IDENTITY_FILE);
-        let (identity, created) = match std::fs::read_to_string(&id_path) {
+        let (identity, created) = match read_text(&id_path) {
             Ok(text) => {
                 let text = zeroize::Zeroizing::new(text);
                 let identity =
@@ -139,7 +155,7 @@ impl SecureSetup {
             }
         };
         let pins_path = home.join(PINS_FILE);
-        let pins = match std::fs::read_to_string(&pins_path) {
+        let pins = match read_text(&pins_path) {
             Ok(text) => Pins::from_text(&text).map_err(|line| HomeError::Pins {
                 path: pins_path.clone(),
                 line,
@@ -153,7 +169,7 @@ impl SecureSetup {
             }
         };
         let conversations_path = home.join(CONVERSATIONS_FILE);
-        let conversations = match std::fs::read_to_string(&conversations_path) {
+        let conversations = match read_text(&conversations_path) {
             Ok(text) => {
                 check_conversations(&text).map_err(|line| HomeError::Conversations {
                     path: conversations_path.clone(),

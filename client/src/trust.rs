@@ -22,6 +22,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+/// Largest known_servers file read (a line is ~120 bytes: tens of thousands of servers).
+const MAX_FILE: u64 = 4 * 1024 * 1024;
 /// File in the client home holding accepted server fingerprints.
 pub const KNOWN_SERVERS: &str = "known_servers";
 
@@ -79,6 +81,10 @@ fn parse_line(line: &str) -> Option<Entry> {
     }
     let mut parts = line.split_whitespace();
     let (server, fingerprint) = (parts.next()?, parts.next()?);
+    // A line spoiled by bytes that were not UTF-8 (read as U+FFFD) names no server.
+    if !server.bytes().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
     Some(Entry {
         server: server.to_ascii_lowercase(),
         fingerprint: fingerprint.to_ascii_uppercase(),
@@ -141,13 +147,34 @@ impl KnownServers {
         }
     }
 
-    /// The file's text; empty if it does not exist.
+    /// The file's text; empty if it does not exist. Bytes that are not UTF-8 spoil only their
+    /// line (it no longer parses and is skipped, as junk lines are), so `mm trust` can still
+    /// repair the file.
     fn read(&self) -> Result<String, KnownServersError> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => Ok(text),
+        match mm_certs::read_limited(&self.path, MAX_FILE) {
+            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
             Err(e) => Err(self.io()(e)),
         }
+    }
+
+    /// Holds `known_servers.lock` (beside the file) until dropped, so that two `mm trust` (or a
+    /// `mm` accepting a server) changing the file at once do not lose each other's change.
+    fn lock(&self) -> Result<std::fs::File, KnownServersError> {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        let path = self.path.with_file_name(name);
+        if let Some(dir) = self.path.parent() {
+            mm_certs::create_private_dir(dir).map_err(self.io())?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(self.io())?;
+        file.lock().map_err(self.io())?;
+        Ok(file)
     }
 
     /// Replaces the file with `text`, atomically and private (0600); the home directory is
@@ -200,6 +227,7 @@ impl KnownServers {
     /// # Errors
     /// I/O errors.
     pub fn add(&self, server: &str, fingerprint: &str) -> Result<Option<Entry>, KnownServersError> {
+        let _lock = self.lock()?;
         let (mut text, old) = self.without(server)?;
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
@@ -220,6 +248,7 @@ impl KnownServers {
     /// # Errors
     /// I/O errors.
     pub fn forget(&self, server: &str) -> Result<Option<Entry>, KnownServersError> {
+        let _lock = self.lock()?;
         let (text, old) = self.without(server)?;
         if old.is_some() {
             self.write(&text)?;
@@ -468,11 +497,13 @@ mod tests {
                 .mode()
                 & 0o777;
             assert_eq!(mode, 0o600);
-            let leftovers: Vec<_> = std::fs::read_dir(&home)
+            let mut leftovers: Vec<_> = std::fs::read_dir(&home)
                 .unwrap()
                 .map(|e| e.unwrap().file_name())
                 .collect();
-            assert_eq!(leftovers, vec![std::ffi::OsString::from(KNOWN_SERVERS)]);
+            leftovers.sort();
+            // No temporary file left; the lock file that serializes changes stays.
+            assert_eq!(leftovers, ["known_servers", "known_servers.lock"]);
         }
     }
 
@@ -523,5 +554,41 @@ mod tests {
                 line: 4
             })
         );
+    }
+
+    /// Thirty `mm trust add` at once kept 5 entries: read, change and rename with no lock.
+    #[test]
+    fn changes_made_at_once_are_all_kept() {
+        let home = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..30)
+            .map(|i| {
+                let home = home.path().to_path_buf();
+                std::thread::spawn(move || {
+                    KnownServers::in_home(&home)
+                        .add(&format!("host{i}:7667"), "AB:CD")
+                        .unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(KnownServers::in_home(home.path()).list().unwrap().len(), 30);
+    }
+
+    /// One byte that is not UTF-8 made every connection and every `mm trust` fail, so the file
+    /// could not be repaired with the tool meant for it.
+    #[test]
+    fn a_line_that_is_not_utf8_spoils_only_itself() {
+        let home = tempfile::tempdir().unwrap();
+        let known = KnownServers::in_home(home.path());
+        known.add("good:1", "AB:CD").unwrap();
+        let mut bytes = std::fs::read(known.path()).unwrap();
+        bytes.extend_from_slice(b"bad\xff:1 AB:CD\n");
+        std::fs::write(known.path(), bytes).unwrap();
+        assert_eq!(known.list().unwrap().len(), 1);
+        assert!(known.lookup("good:1").unwrap().is_some());
+        known.add("new:1", "EF:01").unwrap();
+        assert_eq!(known.list().unwrap().len(), 2);
     }
 }

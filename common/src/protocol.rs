@@ -440,14 +440,16 @@ fn body_fault(e: &postcard::Error) -> &'static str {
     }
 }
 
-/// Reads the variant index that starts a postcard enum: `Ok(None)` when the varint does not
-/// end within the payload (or is longer than any `u64`).
+/// Reads the variant index that starts a postcard enum (a `u32` varint, at most 5 bytes):
+/// `None` when the varint does not end within 5 bytes of the payload or does not fit a `u32`
+/// (`ff ff ff ff ff ff ff ff ff 7f` was read as type 18446744073709551615).
 fn leading_varint(payload: &[u8]) -> Option<u64> {
     let mut value: u64 = 0;
-    for (i, &byte) in payload.iter().enumerate().take(10) {
-        value |= u64::from(byte & 0x7f).checked_shl(7 * u32::try_from(i).ok()?)?;
+    for (i, &byte) in payload.iter().enumerate().take(5) {
+        // At most 35 bits: no shift loses anything.
+        value |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
-            return Some(value);
+            return (value <= u64::from(u32::MAX)).then_some(value);
         }
     }
     None
@@ -795,6 +797,18 @@ mod tests {
         for (payload, detail) in [
             (&[42][..], "unknown message type 42"),
             (&[0xac, 0x02][..], "unknown message type 300"),
+            (
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f][..],
+                "malformed frame: the message type is not a valid number",
+            ),
+            (
+                &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02][..],
+                "malformed frame: the message type is not a valid number",
+            ),
+            (
+                &[0xff, 0xff, 0xff, 0xff, 0x1f][..],
+                "malformed frame: the message type is not a valid number",
+            ),
             (&[0x80][..], "malformed frame: the message type is not a valid number"),
             (&[][..], "malformed frame: the message type is not a valid number"),
             (

@@ -79,6 +79,9 @@ pub enum AccountsCommand {
 /// Exit status: 0 after a graceful shutdown or a successful administration command, 1 with a
 /// message on stderr otherwise. Neither a closed stderr (the log) nor a closed stdout (an
 /// administration command's output, e.g. piped into `head`) makes it fail or panic.
+/// The log filter without `RUST_LOG`.
+const DEFAULT_LOG_FILTER: &str = "info,rustls=off";
+
 pub fn main() -> ExitCode {
     // Before anything is created: whatever the server or SQLite creates is owner-only.
     mm_certs::restrict_umask();
@@ -86,7 +89,10 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // rustls logs a misbehaving peer's messages as warnings in its own terms, and
+                // anyone who can connect can repeat them; the session logs each failed
+                // handshake in plain words instead (debug, or info when the client refused us).
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(|| LogSink)
         // On a failed write tracing-subscriber would report it with eprintln!, which panics when

@@ -1062,7 +1062,17 @@ fn check_recipient(to: &str) -> Result<(), (ErrorCode, String)> {
     validate_nick(to).map_err(|_| {
         (
             ErrorCode::NO_SUCH_NICK,
-            format!("{} is not a valid nick", protocol_safe(to)),
+            // Echoed only when it can be shown whole: cut or cleaned, `aaa…(600)` would come
+            // back as a 32-character nick that IS valid.
+            if protocol_safe(to) == to {
+                format!("{to} is not a valid nick")
+            } else {
+                format!(
+                    "the recipient is not a valid nick ({} bytes; a nick is 1-{} of a-z A-Z 0-9 _ -, starting with a letter)",
+                    to.len(),
+                    protocol::MAX_NICK_LEN
+                )
+            },
         )
     })
 }

@@ -375,6 +375,12 @@ async fn a_server_that_goes_away_without_a_goodbye_is_said_so_without_the_tls_li
 async fn a_damaged_ca_file_is_named() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
+    let said = |path: &Path, why: &str| {
+        format!(
+            "mm: --ca {}: {why}; --ca takes the server's ca.pem (in its TLS directory; mm-certs prints where it wrote it)",
+            path.display()
+        )
+    };
     let ca = dir.path().join("ca.pem");
     std::fs::write(
         &ca,
@@ -383,9 +389,51 @@ async fn a_damaged_ca_file_is_named() {
     .unwrap();
     assert_eq!(
         mm_fails(&server.server(), Some(&ca)).await,
-        format!(
-            "mm: {} does not hold a certificate mm can check servers with (a damaged file?); --ca takes the server's ca.pem",
-            ca.display()
+        said(
+            &ca,
+            "does not hold a certificate mm can check servers with (damaged?)"
         )
     );
+    // Every other file that is not a CA certificate, each said in words (they were "no
+    // certificate found", "No such file or directory (os error 2)", Debug byte lists, and
+    // /dev/zero read until memory ran out).
+    let text = dir.path().join("README.md");
+    std::fs::write(&text, "# not a certificate\n").unwrap();
+    let key = dir.path().join("ca.key");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let cut = dir.path().join("cut.pem");
+    std::fs::write(&cut, "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let fifo = dir.path().join("fifo.pem");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for (path, why) in [
+        (
+            text.as_path(),
+            "holds no certificate (a PEM file with -----BEGIN CERTIFICATE-----)",
+        ),
+        (
+            key.as_path(),
+            "holds a private key, not a certificate (keep ca.key secret, on the server)",
+        ),
+        (
+            cut.as_path(),
+            "holds no certificate (a PEM file with -----BEGIN CERTIFICATE-----)",
+        ),
+        (missing.as_path(), "no such file or directory"),
+        (Path::new("/dev/zero"), "not a regular file"),
+        (fifo.as_path(), "not a regular file"),
+    ] {
+        assert_eq!(
+            mm_fails(&server.server(), Some(path)).await,
+            said(path, why)
+        );
+    }
 }

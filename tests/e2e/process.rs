@@ -462,3 +462,58 @@ async fn an_address_that_cannot_be_used_is_refused_before_anything_is_created() 
     );
     assert!(!data.exists(), "a refused start made {}", data.display());
 }
+
+/// rustls logged a misbehaving peer's records as warnings in its own terms (`WARN rustls::check:
+/// Received a ApplicationData message while expecting [Handshake]`), at the default level and as
+/// often as anyone cared to connect; the default log now leaves them out.
+#[tokio::test]
+async fn the_default_log_holds_no_tls_library_warnings_about_bad_clients() {
+    use tokio::io::AsyncWriteExt as _;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(MM_SERVER)
+        .args(["--bind", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("server did not start")
+            .unwrap()
+            .expect("server exited");
+        log.push(line.clone());
+        if let Some(rest) = line.split("listening local=").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    // A TLS record of application data before any handshake, and a ChangeCipherSpec.
+    for record in [
+        &[0x17, 0x03, 0x03, 0x00, 0x01, 0x00][..],
+        &[0x14, 0x03, 0x03, 0x00, 0x01, 0x01][..],
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(record).await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(
+            WAIT,
+            tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut sink),
+        )
+        .await;
+    }
+    send_signal(child.id().unwrap(), "TERM");
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(WAIT, lines.next_line()).await {
+        log.push(line);
+    }
+    let log = log.join("\n");
+    assert!(
+        log.contains("shut down") || log.contains("stopped"),
+        "{log}"
+    );
+    assert!(!log.contains("rustls"), "{log}");
+}
