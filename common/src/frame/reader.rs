@@ -3,7 +3,7 @@
 //! generator. Only with the `io` feature (tokio's `AsyncRead`); parsing stays in [`super`].
 //!
 //! Like mini-redis' `Connection::read_frame`: the reader owns its buffer, asks
-//! [`split_frame`](super::split_frame) for a frame, and reads more only when it says
+//! [`split_frame`] for a frame, and reads more only when it says
 //! [`Incomplete`](FrameError::Incomplete).
 
 use bytes::BytesMut;
