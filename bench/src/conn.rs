@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use bytes::BytesMut;
-use mm_common::frame::{self, FrameError};
+use mm_common::frame::{self, FrameReader, ReadError};
 use mm_common::protocol::{ClientMsg, ServerMsg, PROTOCOL_VERSION};
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -17,7 +17,8 @@ type Tls = TlsStream<TcpStream>;
 /// The reading side of a bench connection.
 pub struct Reader {
     read: ReadHalf<Tls>,
-    buf: BytesMut,
+    /// 8 KiB per read: a bench client receives fan-out at full speed.
+    frames: FrameReader<{ 8 * 1024 }>,
 }
 
 /// The writing side.
@@ -43,7 +44,7 @@ pub async fn login(
     let (read, write) = tokio::io::split(stream);
     let mut reader = Reader {
         read,
-        buf: BytesMut::with_capacity(8 * 1024),
+        frames: FrameReader::new(),
     };
     let mut writer = Writer {
         write,
@@ -72,18 +73,12 @@ pub async fn login(
 impl Reader {
     /// The next message; `None` when the server closed.
     pub async fn next(&mut self) -> anyhow::Result<Option<ServerMsg>> {
-        loop {
-            match frame::split_frame(&mut self.buf) {
-                Ok(payload) => return Ok(Some(ServerMsg::decode(&payload)?)),
-                Err(FrameError::Incomplete { needed }) => {
-                    let missing = needed.saturating_sub(self.buf.len());
-                    self.buf.reserve(missing.max(8 * 1024));
-                }
-                Err(e) => bail!("bad frame: {e}"),
-            }
-            if self.read.read_buf(&mut self.buf).await? == 0 {
-                return Ok(None);
-            }
+        match self.frames.read_frame(&mut self.read).await {
+            Ok(Some(payload)) => Ok(Some(ServerMsg::decode(&payload)?)),
+            // A close in the middle of a frame ends the stream as a clean close does.
+            Ok(None) | Err(ReadError::Truncated) => Ok(None),
+            Err(ReadError::Frame(e)) => bail!("bad frame: {e}"),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mm_common::frame::{self, FrameError};
+use mm_common::frame::{self, FrameReader, ReadError};
 use mm_common::protocol::{
     nick_key, validate_nick, ClientMsg, ErrorCode, LeaveReason, ServerMsg, ALPN, PROTOCOL_VERSION,
 };
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::{timeout, Instant};
@@ -1209,7 +1209,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
     };
 
     let (read_half, mut write_half) = tokio::io::split(tls);
-    let mut reader = FrameReader::new(read_half);
+    let mut reader = ServerReader::new(read_half);
     let hello = frame::encode(&ClientMsg::Hello {
         version: PROTOCOL_VERSION,
         nick: opts.nick.clone(),
@@ -1240,7 +1240,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome),
 
 /// Starts the reader and writer on a logged-in connection.
 fn start<R, W>(
-    reader: FrameReader<R>,
+    reader: ServerReader<R>,
     write_half: W,
     welcome: Welcome,
     opts: &ConnectOptions,
@@ -1318,7 +1318,7 @@ where
 }
 
 async fn read_welcome<R: AsyncRead + Unpin>(
-    reader: &mut FrameReader<R>,
+    reader: &mut ServerReader<R>,
     asked: &str,
 ) -> Result<Welcome, ConnectError> {
     let mut welcome: Option<Welcome> = None;
@@ -1425,46 +1425,38 @@ fn variant_name(msg: &ServerMsg) -> &'static str {
     }
 }
 
-/// Reads frames from the read half of the TLS stream with a bounded buffer.
-struct FrameReader<R> {
+/// Reads the server's messages from the read half of the TLS stream, with a bounded buffer
+/// (4 KiB per read, grown only as far as the next frame needs).
+struct ServerReader<R> {
     inner: R,
-    buf: BytesMut,
+    frames: FrameReader<4096>,
 }
 
-impl<R: AsyncRead + Unpin> FrameReader<R> {
+impl<R: AsyncRead + Unpin> ServerReader<R> {
     fn new(inner: R) -> Self {
-        FrameReader {
+        ServerReader {
             inner,
-            buf: BytesMut::with_capacity(4096),
+            frames: FrameReader::new(),
         }
     }
 
     /// Whether a whole frame (or a bad header) is already buffered: reading it will not wait.
     fn has_frame(&self) -> bool {
-        !matches!(frame::check(&self.buf), Err(FrameError::Incomplete { .. }))
+        self.frames.has_frame()
     }
 
     /// The next message; `Ok(None)` on a clean close. Errors are described for the user.
+    /// Cancel-safe (see [`FrameReader::read_frame`]).
     async fn read_msg(&mut self) -> Result<Option<ServerMsg>, String> {
-        loop {
-            match frame::split_frame(&mut self.buf) {
-                Ok(payload) => {
-                    return ServerMsg::decode(&payload)
-                        .map(|msg| Some(server_words_on_one_line(msg)))
-                        .map_err(|e| format!("bad message from server: {e}"))
-                }
-                Err(FrameError::Incomplete { needed }) => {
-                    let missing = needed.saturating_sub(self.buf.len());
-                    self.buf.reserve(missing.max(4096));
-                }
-                Err(e) => return Err(format!("bad frame from server: {e}")),
-            }
-            match self.inner.read_buf(&mut self.buf).await {
-                Ok(0) if self.buf.is_empty() => return Ok(None),
-                Ok(0) => return Err("connection closed in the middle of a frame".into()),
-                Ok(_) => {}
-                Err(e) => return Err(crate::explain::lost(&e)),
-            }
+        match self.frames.read_frame(&mut self.inner).await {
+            Ok(Some(payload)) => ServerMsg::decode(&payload)
+                .map(|msg| Some(server_words_on_one_line(msg)))
+                .map_err(|e| format!("bad message from server: {e}")),
+            Ok(None) => Ok(None),
+            Err(ReadError::Io(e)) => Err(crate::explain::lost(&e)),
+            Err(ReadError::Frame(e)) => Err(format!("bad frame from server: {e}")),
+            // Truncated: "connection closed in the middle of a frame".
+            Err(e) => Err(e.to_string()),
         }
     }
 }
@@ -1578,7 +1570,7 @@ async fn pass_on(events: &mpsc::Sender<Item>, state: &ClientState, event: Event)
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
-    mut reader: FrameReader<R>,
+    mut reader: ServerReader<R>,
     events: mpsc::Sender<Item>,
     out: mpsc::WeakSender<Outbound>,
     r: Reading,
@@ -1930,7 +1922,7 @@ mod tests {
             // Never says `last`.
             while server.write_all(&chunk).await.is_ok() {}
         });
-        let mut reader = FrameReader::new(client);
+        let mut reader = ServerReader::new(client);
         match read_welcome(&mut reader, "A").await {
             Err(ConnectError::Protocol(e)) => assert!(e.contains("too long"), "{e}"),
             other => panic!("{other:?}"),
@@ -2070,7 +2062,7 @@ mod tests {
                 .write_all(&frame::encode(&users).unwrap())
                 .await
                 .unwrap();
-            let mut reader = FrameReader::new(client);
+            let mut reader = ServerReader::new(client);
             match read_welcome(&mut reader, asked).await {
                 Ok(w) => assert!(ok && w.nick == welcomed, "{welcomed}"),
                 Err(ConnectError::Protocol(e)) => {
@@ -2085,7 +2077,7 @@ mod tests {
     struct FakeServer {
         reader: tokio::io::ReadHalf<tokio::io::DuplexStream>,
         writer: tokio::io::WriteHalf<tokio::io::DuplexStream>,
-        buf: BytesMut,
+        frames: FrameReader,
     }
 
     impl FakeServer {
@@ -2099,13 +2091,12 @@ mod tests {
         }
 
         async fn recv(&mut self) -> ClientMsg {
-            loop {
-                if let Ok(payload) = frame::split_frame(&mut self.buf) {
-                    return ClientMsg::decode(&payload).unwrap();
-                }
-                let read = timeout(Duration::from_secs(5), self.reader.read_buf(&mut self.buf));
-                assert!(read.await.unwrap().unwrap() > 0, "client closed");
-            }
+            let read = timeout(
+                Duration::from_secs(5),
+                self.frames.read_frame(&mut self.reader),
+            );
+            let payload = read.await.unwrap().unwrap().expect("client closed");
+            ClientMsg::decode(&payload).unwrap()
         }
 
         /// The next frame other than `Received`, and the `up_to`s seen before it.
@@ -2133,11 +2124,12 @@ mod tests {
             rate_per_sec: 1000,
             online: Vec::new(),
         };
-        let (client, events, _) = start(FrameReader::new(client_read), client_write, welcome, opts);
+        let (client, events, _) =
+            start(ServerReader::new(client_read), client_write, welcome, opts);
         let server = FakeServer {
             reader,
             writer,
-            buf: BytesMut::new(),
+            frames: FrameReader::new(),
         };
         (client, events, server)
     }

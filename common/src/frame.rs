@@ -8,9 +8,19 @@
 //! Parsing tells "not enough bytes yet" ([`FrameError::Incomplete`], read more and retry) apart
 //! from "these bytes can never be a frame" (every other variant, drop the connection), like
 //! mini-redis' `frame.rs`.
+//!
+//! Two kinds of encoding: [`encode_message`] makes a *message* (the payload alone), what the
+//! server's hub queues and shares between recipients; [`encode`], [`encode_into`] and
+//! [`put_frame`] make *frames* (header and payload), what goes on a byte stream. With the `io`
+//! feature, [`FrameReader`] reads frames from a tokio `AsyncRead`.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
+
+#[cfg(feature = "io")]
+mod reader;
+#[cfg(feature = "io")]
+pub use reader::{FrameReader, ReadError};
 
 /// Size of the length prefix in bytes.
 pub const HEADER_LEN: usize = 4;
@@ -91,6 +101,10 @@ pub enum EncodeError {
         /// Encoded payload length.
         len: usize,
     },
+    /// An empty payload cannot be a frame (every message encodes to at least one byte, so
+    /// this means a bug).
+    #[error("an empty message cannot be sent (a frame holds 1 to {MAX_FRAME_LEN} bytes)")]
+    Empty,
     /// postcard refused the value (kept for debugging, not said: its words are the library's).
     #[error("the message cannot be encoded")]
     Postcard(postcard::Error),
@@ -102,10 +116,21 @@ impl From<postcard::Error> for EncodeError {
     }
 }
 
-/// Encodes `msg` as one complete frame (header and payload).
+/// Encodes `msg` as one message payload, without a frame header: 1 to [`MAX_FRAME_LEN`]
+/// bytes, ready for [`put_frame`] (or any transport's own framing).
 ///
-/// The result is a [`Bytes`] so that a frame meant for many recipients is encoded once and
+/// The result is a [`Bytes`] so that a message meant for many recipients is encoded once and
 /// shared by reference count.
+///
+/// # Errors
+/// [`EncodeError`] if the message does not fit in a frame.
+pub fn encode_message<T: Serialize + ?Sized>(msg: &T) -> Result<Bytes, EncodeError> {
+    let mut out = BytesMut::with_capacity(64);
+    put_payload(msg, &mut out)?;
+    Ok(out.freeze())
+}
+
+/// Encodes `msg` as one complete frame (header and payload).
 ///
 /// # Errors
 /// [`EncodeError`] if the message does not fit in a frame.
@@ -122,20 +147,51 @@ pub fn encode<T: Serialize + ?Sized>(msg: &T) -> Result<Bytes, EncodeError> {
 pub fn encode_into<T: Serialize + ?Sized>(msg: &T, out: &mut BytesMut) -> Result<(), EncodeError> {
     let start = out.len();
     out.put_u32(0); // patched below once the payload length is known
-                    // `&mut BytesMut` is itself a `BufMut`, so the writer borrows `out` instead of taking it.
+    let len = match put_payload(msg, out) {
+        Ok(len) => len,
+        Err(e) => {
+            out.truncate(start);
+            return Err(e);
+        }
+    };
+    // put_payload checked len <= MAX_FRAME_LEN, so it fits in u32.
+    let header = u32::try_from(len).map_err(|_| EncodeError::TooLarge { len })?;
+    out[start..start + HEADER_LEN].copy_from_slice(&header.to_be_bytes());
+    Ok(())
+}
+
+/// Appends an already encoded message (see [`encode_message`]) to `out` as one frame: its
+/// 4-byte length, then `payload`. On error `out` is left as it was.
+///
+/// # Errors
+/// [`EncodeError::Empty`] if `payload` is empty, [`EncodeError::TooLarge`] if it is longer
+/// than [`MAX_FRAME_LEN`] (no message encodes to either).
+pub fn put_frame(payload: &[u8], out: &mut BytesMut) -> Result<(), EncodeError> {
+    let len = payload.len();
+    if len == 0 {
+        return Err(EncodeError::Empty);
+    }
+    let header = u32::try_from(len)
+        .ok()
+        .filter(|_| len <= MAX_FRAME_LEN)
+        .ok_or(EncodeError::TooLarge { len })?;
+    out.reserve(HEADER_LEN + len);
+    out.put_u32(header);
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Appends `msg`'s payload to `out` and returns its length. On error `out` is left as it was.
+fn put_payload<T: Serialize + ?Sized>(msg: &T, out: &mut BytesMut) -> Result<usize, EncodeError> {
+    let start = out.len();
+    // `&mut BytesMut` is itself a `BufMut`, so the writer borrows `out` instead of taking it.
     let result = postcard::to_io(msg, (&mut *out).writer()).map(|_| ());
-    let out_len = out.len();
+    let len = out.len() - start;
     match result {
+        Ok(_) if len <= MAX_FRAME_LEN => Ok(len),
         Ok(_) => {
-            let len = out_len - start - HEADER_LEN;
-            if len > MAX_FRAME_LEN {
-                out.truncate(start);
-                return Err(EncodeError::TooLarge { len });
-            }
-            // len <= MAX_FRAME_LEN, so it fits in u32.
-            let header = u32::try_from(len).map_err(|_| EncodeError::TooLarge { len })?;
-            out[start..start + HEADER_LEN].copy_from_slice(&header.to_be_bytes());
-            Ok(())
+            out.truncate(start);
+            Err(EncodeError::TooLarge { len })
         }
         Err(e) => {
             out.truncate(start);
@@ -226,5 +282,32 @@ mod tests {
         let fits = vec![0u8; MAX_FRAME_LEN - 3];
         encode_into(&fits, &mut out).unwrap();
         assert_eq!(out.len(), 4 + 4 + MAX_FRAME_LEN);
+    }
+
+    #[test]
+    fn a_message_framed_later_is_the_frame_encoded_at_once() {
+        let msg = (42u32, "hello".to_string());
+        let payload = encode_message(&msg).unwrap();
+        let mut framed = BytesMut::new();
+        put_frame(&payload, &mut framed).unwrap();
+        assert_eq!(&framed[..], &encode(&msg).unwrap()[..]);
+        assert_eq!(&split_frame(&mut framed).unwrap()[..], &payload[..]);
+    }
+
+    #[test]
+    fn framing_refuses_what_no_peer_would_accept_and_leaves_the_buffer_intact() {
+        let mut out = BytesMut::from(&b"keep"[..]);
+        assert!(matches!(put_frame(&[], &mut out), Err(EncodeError::Empty)));
+        assert!(matches!(
+            put_frame(&vec![0u8; MAX_FRAME_LEN + 1], &mut out),
+            Err(EncodeError::TooLarge { .. })
+        ));
+        assert_eq!(&out[..], b"keep");
+        put_frame(&vec![0u8; MAX_FRAME_LEN], &mut out).unwrap();
+        assert_eq!(out.len(), 4 + HEADER_LEN + MAX_FRAME_LEN);
+        assert!(matches!(
+            encode_message(&vec![0u8; MAX_FRAME_LEN]),
+            Err(EncodeError::TooLarge { .. })
+        ));
     }
 }

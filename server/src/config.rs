@@ -78,7 +78,9 @@ pub struct Limits {
     /// disconnected as too slow. Frames are shared between recipients, so a full queue costs
     /// about 16 bytes per entry plus the frames themselves.
     pub outbound_queue: usize,
-    /// Bytes that may wait for one client before it is disconnected as too slow.
+    /// Bytes that may wait for one client before it is disconnected as too slow: the encoded
+    /// messages themselves, not the 4-byte length each one gets on the wire. At least 64 KiB
+    /// (one largest message) whatever is configured.
     pub outbound_queue_bytes: usize,
     /// Join and leave notices are sent only while at most this many users are online; in
     /// larger rooms they stop (clients use `Who`).

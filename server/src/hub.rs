@@ -2,15 +2,16 @@
 //!
 //! Every event for a user — public lines, private lines, joins, leaves — goes into that user's
 //! one bounded queue in the order the hub accepted it, so everyone sees one consistent order and
-//! a sender's lines never overtake each other. A frame meant for many users is encoded once into
-//! [`Bytes`]; each queue gets a reference-counted handle, never a copy. When a user's queue is
+//! a sender's lines never overtake each other. A message meant for many users is encoded once
+//! into [`Bytes`] (the payload only: each session's transport frames it as it writes); each
+//! queue gets a reference-counted handle, never a copy. When a user's queue is
 //! full, that user is disconnected as too slow: nobody ever waits for a slow client.
 //!
 //! All state sits behind one `std::sync::Mutex` (as in mini-redis' `db.rs`): critical sections
 //! are short, never `.await`, and only do map work and non-blocking `try_send`s — including the
 //! submissions to the [`Store`], so the store applies them in the hub's order.
 //!
-//! The hub also keeps the room's recent history in memory, already encoded as `History` frames,
+//! The hub also keeps the room's recent history in memory, already encoded as `History` messages,
 //! so that a login costs a few reference-count increments instead of a database query.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -67,14 +68,15 @@ struct State {
     closed: bool,
     /// Id of the next public or private message.
     next_msg_id: u64,
-    /// Most bytes that may wait in one user's queue.
+    /// Most bytes of encoded messages that may wait in one user's queue (at least one largest
+    /// message).
     max_queued_bytes: usize,
     /// Join and leave notices are sent only while at most this many users are online.
     presence_max_online: usize,
     /// Most personal lines one connection may leave unacknowledged before it counts as too
     /// slow.
     max_unacked: usize,
-    /// The newest public lines as `History` frames, oldest first.
+    /// The newest public lines as encoded `History` messages, oldest first.
     history: VecDeque<Bytes>,
     /// Presence watches ([`Hub::monitor`]): the watched user's [`nick_key`] → the keys of the
     /// online users watching it. Each watcher's own list is in its [`Peer::monitoring`].
@@ -83,7 +85,7 @@ struct State {
 
 impl State {
     /// Whether join/leave notices go out with `online` users in the room: in a large room
-    /// they are noise nobody reads, and each costs one queued frame per user (O(N²) for N
+    /// they are noise nobody reads, and each costs one queued message per user (O(N²) for N
     /// logins; measured at 312 KiB per connection with 10,000 users).
     fn presence(&self, online: usize) -> bool {
         online <= self.presence_max_online
@@ -118,9 +120,9 @@ struct Peer {
     registering: bool,
 }
 
-/// Why a frame could not be queued for a user.
+/// Why a message could not be queued for a user.
 enum QueueError {
-    /// The queue is full, in frames or in bytes.
+    /// The queue is full, in messages or in bytes.
     Full,
     /// The session is gone.
     Closed,
@@ -132,28 +134,28 @@ impl Peer {
     fn enqueue_personal(
         &mut self,
         id: u64,
-        frame: Bytes,
+        encoded: Bytes,
         max_bytes: usize,
         max_unacked: usize,
     ) -> Result<(), QueueError> {
         if self.unacked.len() >= max_unacked {
             return Err(QueueError::Full);
         }
-        self.enqueue(frame, max_bytes)?;
+        self.enqueue(encoded, max_bytes)?;
         self.unacked.push_back(id);
         Ok(())
     }
 
-    /// Queues a frame, keeping the queue within its frame and byte bounds.
-    fn enqueue(&self, frame: Bytes, max_bytes: usize) -> Result<(), QueueError> {
-        let len = frame.len();
+    /// Queues an encoded message, keeping the queue within its message and byte bounds.
+    fn enqueue(&self, msg: Bytes, max_bytes: usize) -> Result<(), QueueError> {
+        let len = msg.len();
         // Counted before sending so that the session's subtraction can never come first.
         let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
         if before.saturating_add(len) > max_bytes {
             self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             return Err(QueueError::Full);
         }
-        self.queue.try_send(frame).map_err(|e| {
+        self.queue.try_send(msg).map_err(|e| {
             self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             match e {
                 mpsc::error::TrySendError::Full(_) => QueueError::Full,
@@ -170,15 +172,15 @@ pub struct Membership {
     pub conn_id: u64,
     /// The nick as registered.
     pub nick: String,
-    /// Frames for this user, in hub order. `None` from `recv` means the hub dropped the user
-    /// because the queue overflowed.
+    /// Encoded messages (`ServerMsg` payloads, no frame header) for this user, in hub order.
+    /// `None` from `recv` means the hub dropped the user because the queue overflowed.
     pub queue: mpsc::Receiver<Bytes>,
-    /// Bytes waiting in `queue`: subtract each frame's length when taking it out.
+    /// Bytes waiting in `queue`: subtract each message's length when taking it out.
     pub queued_bytes: Arc<AtomicUsize>,
     /// Nicks online at the moment of joining (this user included), sorted.
     pub online: Vec<String>,
-    /// The room's history at the moment of joining, as `History` frames, oldest first; every
-    /// later public line is in `queue`.
+    /// The room's history at the moment of joining, as encoded `History` messages, oldest
+    /// first; every later public line is in `queue`.
     pub history: Vec<Bytes>,
     /// The store's decision on this login ([`Store::login`], submitted in the hub's order):
     /// whether it is admitted (registering the nick if it was free), and the personal lines
@@ -294,7 +296,7 @@ impl HubBuilder<'_> {
             .rev()
             .take(limits.history_len)
             .rev()
-            .filter_map(|l| history_frame(l.id, l.ts, l.from, l.text))
+            .filter_map(|l| history_message(l.id, l.ts, l.from, l.text))
             .collect();
         Hub {
             shared: Arc::new(Shared {
@@ -302,9 +304,7 @@ impl HubBuilder<'_> {
                     clock,
                     peers: HashMap::new(),
                     closed: false,
-                    max_queued_bytes: limits
-                        .outbound_queue_bytes
-                        .max(frame::HEADER_LEN + frame::MAX_FRAME_LEN),
+                    max_queued_bytes: limits.outbound_queue_bytes.max(frame::MAX_FRAME_LEN),
                     presence_max_online: limits.presence_max_online,
                     max_unacked: limits.outbound_queue.max(1),
                     next_msg_id: loaded.last_id.saturating_add(1),
@@ -509,7 +509,7 @@ impl Hub {
     pub fn monitor(&self, conn_id: u64, nick: &str, nicks: &[String]) {
         let mut state = self.lock();
         let me = nick_key(nick);
-        let mut frames = Vec::new();
+        let mut notices = Vec::new();
         for watched in nicks {
             if validate_nick(watched).is_err() {
                 continue;
@@ -539,14 +539,14 @@ impl Hub {
                     online: false,
                 },
             };
-            if let Ok(frame) = frame::encode(&msg) {
-                frames.push(frame);
+            if let Ok(encoded) = frame::encode_message(&msg) {
+                notices.push(encoded);
             }
         }
         let Some(peer) = state.peers.get(&me).filter(|p| p.conn_id == conn_id) else {
             return;
         };
-        let full = frames.into_iter().any(|f| {
+        let full = notices.into_iter().any(|f| {
             matches!(
                 peer.enqueue(f, state.max_queued_bytes),
                 Err(QueueError::Full)
@@ -635,7 +635,7 @@ impl Hub {
             from: from.to_owned(),
             text,
         };
-        let frame = frame::encode(&msg).map_err(|_| SendError::Encode)?;
+        let encoded = frame::encode_message(&msg).map_err(|_| SendError::Encode)?;
         // The message's strings move on into the store's line: one allocation each.
         let ServerMsg::Public { from, text, .. } = msg else {
             return Err(SendError::Encode);
@@ -648,7 +648,7 @@ impl Hub {
         };
         let history = if self.shared.history_len > 0 {
             Some(
-                history_frame(line.id, line.ts, line.from.clone(), line.text.clone())
+                history_message(line.id, line.ts, line.from.clone(), line.text.clone())
                     .ok_or(SendError::Encode)?,
             )
         } else {
@@ -665,7 +665,7 @@ impl Hub {
             }
             state.history.push_back(history);
         }
-        broadcast_frame(&mut state, conn_id, frame);
+        broadcast_encoded(&mut state, conn_id, encoded);
         Ok((accepted, durable))
     }
 
@@ -708,7 +708,7 @@ impl Hub {
             from: from.to_owned(),
             text,
         };
-        let frame = frame::encode(&msg).map_err(|_| SendError::Encode)?;
+        let encoded = frame::encode_message(&msg).map_err(|_| SendError::Encode)?;
         // The message's strings move on into the mailbox entry: no copy of the text.
         let ServerMsg::Private { from, text, .. } = msg else {
             return Err(SendError::Encode);
@@ -719,7 +719,7 @@ impl Hub {
             from,
             body: Body::Text(text),
         };
-        match self.deliver_live(&mut state, &key, mail, frame)? {
+        match self.deliver_live(&mut state, &key, mail, encoded)? {
             (true, reply) => Ok(PrivateOutcome::Delivered(accepted, reply)),
             (false, reply) => Ok(PrivateOutcome::Stored(accepted, reply)),
         }
@@ -756,7 +756,7 @@ impl Hub {
             from: from.to_owned(),
             payload,
         };
-        let frame = frame::encode(&msg).map_err(|_| SendError::Encode)?;
+        let encoded = frame::encode_message(&msg).map_err(|_| SendError::Encode)?;
         // The payload moves on into the mailbox entry: no copy of up to 16 KiB.
         let ServerMsg::Relay { from, payload, .. } = msg else {
             return Err(SendError::Encode);
@@ -770,13 +770,14 @@ impl Hub {
         // Dropped as too slow, or its session is ending: the sender's end-to-end layer must
         // learn now that the peer is unreachable (the payload waits in the mailbox all the
         // same, and at worst ends a stale session at the peer's next login).
-        match self.deliver_live(&mut state, &key, mail, frame)? {
+        match self.deliver_live(&mut state, &key, mail, encoded)? {
             (true, reply) => Ok((accepted, reply)),
             (false, _) => Err(SendError::RecipientTooSlow(to.to_owned())),
         }
     }
 
-    /// Hands `mail` to the online user `key`'s mailbox, then queues `frame` for them. Returns
+    /// Hands `mail` to the online user `key`'s mailbox, then queues the message `encoded` for
+    /// them. Returns
     /// whether it reached their queue (false: they were dropped as too slow, or their session
     /// is ending; it then waits in the mailbox for their next login).
     fn deliver_live(
@@ -784,7 +785,7 @@ impl Hub {
         state: &mut State,
         key: &str,
         mail: Mail,
-        frame: Bytes,
+        encoded: Bytes,
     ) -> Result<(bool, Reply<QueueOutcome>), SendError> {
         let id = mail.id;
         // Stored first: if the store refuses, nobody receives it.
@@ -797,7 +798,7 @@ impl Hub {
         let queued = state
             .peers
             .get_mut(key)
-            .map(|p| p.enqueue_personal(id, frame, max_bytes, max_unacked));
+            .map(|p| p.enqueue_personal(id, encoded, max_bytes, max_unacked));
         match queued {
             Some(Ok(())) => Ok((true, reply)),
             Some(Err(QueueError::Full)) => {
@@ -893,9 +894,9 @@ fn refused_by_store(e: StoreError) -> SendError {
     }
 }
 
-/// A public line as the `History` frame a newcomer receives.
-fn history_frame(id: u64, ts: u64, from: String, text: String) -> Option<Bytes> {
-    frame::encode(&ServerMsg::History { id, ts, from, text }).ok()
+/// A public line as the encoded `History` message a newcomer receives.
+fn history_message(id: u64, ts: u64, from: String, text: String) -> Option<Bytes> {
+    frame::encode_message(&ServerMsg::History { id, ts, from, text }).ok()
 }
 
 fn next_accepted(state: &mut State) -> Accepted {
@@ -909,21 +910,21 @@ fn next_accepted(state: &mut State) -> Accepted {
 
 /// Encodes `msg` once and queues it for everyone except `skip_conn`.
 fn broadcast(state: &mut State, skip_conn: u64, msg: &ServerMsg) {
-    match frame::encode(msg) {
-        Ok(frame) => broadcast_frame(state, skip_conn, frame),
+    match frame::encode_message(msg) {
+        Ok(encoded) => broadcast_encoded(state, skip_conn, encoded),
         Err(e) => tracing::error!(error = %e, "notice could not be encoded"),
     }
 }
 
-/// Queues `frame` for everyone except `skip_conn`; users whose queue is full are disconnected
-/// (and their leaving announced the same way).
-fn broadcast_frame(state: &mut State, skip_conn: u64, frame: Bytes) {
+/// Queues the message `encoded` for everyone except `skip_conn`; users whose queue is full are
+/// disconnected (and their leaving announced the same way).
+fn broadcast_encoded(state: &mut State, skip_conn: u64, encoded: Bytes) {
     let mut too_slow = Vec::new();
     for (key, peer) in &state.peers {
         if peer.conn_id == skip_conn {
             continue;
         }
-        if let Err(QueueError::Full) = peer.enqueue(frame.clone(), state.max_queued_bytes) {
+        if let Err(QueueError::Full) = peer.enqueue(encoded.clone(), state.max_queued_bytes) {
             too_slow.push(key.clone());
         }
     }
@@ -933,7 +934,7 @@ fn broadcast_frame(state: &mut State, skip_conn: u64, frame: Bytes) {
 }
 
 /// Drops a user whose queue is full. Dropping its queue's sender makes its session see the
-/// queue close after the frames already in it: it then tells its client and disconnects.
+/// queue close after the messages already in it: it then tells its client and disconnects.
 fn evict(state: &mut State, key: &str) {
     if let Some(peer) = remove_peer(state, key) {
         notify_monitors(state, &peer.nick, false);
@@ -974,8 +975,8 @@ fn notify_monitors(state: &mut State, nick: &str, online: bool) {
         nick: nick.to_owned(),
         online,
     };
-    let frame = match frame::encode(&msg) {
-        Ok(frame) => frame,
+    let encoded = match frame::encode_message(&msg) {
+        Ok(encoded) => encoded,
         Err(e) => {
             tracing::error!(error = %e, "notice could not be encoded");
             return;
@@ -984,7 +985,7 @@ fn notify_monitors(state: &mut State, nick: &str, online: bool) {
     let mut too_slow = Vec::new();
     for watcher in watchers {
         if let Some(peer) = state.peers.get(watcher) {
-            if let Err(QueueError::Full) = peer.enqueue(frame.clone(), state.max_queued_bytes) {
+            if let Err(QueueError::Full) = peer.enqueue(encoded.clone(), state.max_queued_bytes) {
                 too_slow.push(watcher.clone());
             }
         }
@@ -1009,7 +1010,6 @@ fn remove_if_current(state: &mut State, conn_id: u64, nick: &str) -> Option<Peer
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use mm_common::frame::HEADER_LEN;
     use std::time::Duration;
 
     /// Where the tests' manual clocks start (2023-11-14T22:13:20Z).
@@ -1039,9 +1039,10 @@ mod tests {
         })
     }
 
+    /// The next message queued for `m` (a whole message: the hub queues no frame headers).
     fn next(m: &mut Membership) -> ServerMsg {
-        let frame = m.queue.try_recv().unwrap();
-        ServerMsg::decode(&frame[HEADER_LEN..]).unwrap()
+        let msg = m.queue.try_recv().unwrap();
+        ServerMsg::decode(&msg).unwrap()
     }
 
     /// Each test user's certificate: one per nick, case-insensitively.
@@ -1212,7 +1213,7 @@ mod tests {
 
     #[test]
     fn the_byte_bound_disconnects_before_the_frame_bound() {
-        let hub = test_hub(1000, 200_000); // the byte bound is raised to one full frame at least
+        let hub = test_hub(1000, 200_000); // the byte bound is raised to one largest message at least
         let mut a = hub.join(1, "a", &fp("a")).unwrap();
         let slow = hub.join(2, "slow", &fp("slow")).unwrap();
         drain(&mut a);
@@ -1223,7 +1224,7 @@ mod tests {
             sent += 1;
             assert!(sent < 1000, "never disconnected");
         }
-        // 200 KB of 4 KB frames: about 50 frames, far below the 1000-frame bound.
+        // 200 KB of 4 KB messages: about 50, far below the bound of 1000 messages.
         assert!((45..=55).contains(&sent), "{sent}");
         assert!(slow.queued_bytes.load(Ordering::Relaxed) <= 200_000);
     }
@@ -1236,10 +1237,10 @@ mod tests {
         let joined = a.queue.try_recv().unwrap(); // b's join notice
         assert_eq!(a.queued_bytes.load(Ordering::Relaxed), joined.len());
         delivered(hub.send_private("b", "a", "hello".into()));
-        let frame = a.queue.try_recv().unwrap();
+        let private = a.queue.try_recv().unwrap();
         assert_eq!(
             a.queued_bytes.load(Ordering::Relaxed),
-            joined.len() + frame.len()
+            joined.len() + private.len()
         );
     }
 
@@ -1386,7 +1387,7 @@ mod tests {
         let texts: Vec<String> = b
             .history
             .iter()
-            .map(|f| match ServerMsg::decode(&f[HEADER_LEN..]).unwrap() {
+            .map(|f| match ServerMsg::decode(f).unwrap() {
                 ServerMsg::History { from, text, .. } => format!("{from}:{text}"),
                 other => panic!("{other:?}"),
             })
@@ -1586,7 +1587,7 @@ mod tests {
         // Kept as accepted: the history a newcomer gets, the mailbox a login fetches.
         clock.advance(Duration::from_secs(3600));
         let c = hub.join(3, "c", &fp("c")).unwrap();
-        let history = ServerMsg::decode(&c.history[0][HEADER_LEN..]).unwrap();
+        let history = ServerMsg::decode(&c.history[0]).unwrap();
         assert_eq!(ts(history), START_MS + 12);
         let waiting = hub
             .store()

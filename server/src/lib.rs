@@ -1,9 +1,11 @@
 //! The Multi-Messenger server.
 //!
-//! Data path: TCP accept ([`run`]) → TLS handshake and hello ([`session`]) → frames
-//! ([`connection`]) → messages (`mm_common::protocol`) → [`hub`] (each
-//! recipient's bounded queue) → each recipient's session → its socket. Beside it, the hub hands
-//! accounts, public history and private lines for offline users to the [`store`].
+//! Data path: TCP accept ([`run`]) → TLS handshake ([`session`]) → [`transport`] (frames in,
+//! one message each; [`transport::framed`] is TLS over TCP) → the session (login, then each
+//! `ClientMsg` dispatched) → [`hub`] (each message encoded once, a shared handle pushed into each
+//! recipient's bounded queue) → each recipient's session → its transport (framed there, one
+//! write per wake-up) → its socket. Beside it, the hub hands accounts, public history and
+//! private lines for offline users to the [`store`].
 //!
 //! The server relays end-to-end encrypted payloads as opaque bytes; it never holds end-to-end
 //! keys (only its own TLS key).
@@ -11,13 +13,13 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod connection;
 pub mod hub;
 pub mod limit;
 pub mod renew;
 mod session;
 pub mod store;
 pub mod tls;
+pub mod transport;
 
 use std::collections::HashMap;
 use std::future::Future;

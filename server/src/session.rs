@@ -1,10 +1,11 @@
 //! One client connection from TCP accept to close: TLS handshake, hello, then a single task that
-//! `select!`s over the socket, the user's queue, the ping timer and shutdown. Whatever became
-//! ready is collected into the connection's write buffer and sent with one write and one flush,
+//! `select!`s over the client's messages, the user's queue, the ping timer and shutdown.
+//! Whatever became ready is queued on the transport and sent with one flush (for TLS: one write),
 //! under a timeout: a client that stops reading is dropped, never waited for.
 //!
-//! Everything after the TLS handshake is generic over the byte stream, so the rules (rate
-//! limits, timeouts) are tested on in-memory streams with tokio's paused clock.
+//! Everything after the TLS handshake is generic over the [`Transport`], so the rules (login,
+//! rate limits, timeouts, slow clients) are tested on the in-memory transport with tokio's paused
+//! clock (`tests`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,7 +17,6 @@ use mm_common::protocol::{
     self, validate_nick, validate_text, ClientMsg, ErrorCode, LeaveReason, ServerMsg,
     MONITOR_PER_FRAME, PROTOCOL_VERSION, USERS_PER_FRAME,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout, timeout_at, Instant};
@@ -25,24 +25,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::Limits;
-use crate::connection::{Connection, ReadError};
 use crate::hub::{Accepted, Hub, JoinError, Membership, PrivateOutcome, SendError};
 use crate::limit::{RateLimiter, Registrations, Verdict};
 use crate::store::{Body, LoginOutcome, QueueOutcome, Reply, StoreError};
-
-/// A byte stream a session can run on (TLS in production, in-memory in tests).
-pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Unpin> Stream for T {}
+use crate::transport::framed::Framed;
+use crate::transport::{ReadError, Transport};
 
 /// Most bytes collected into one write: one TLS record's worth. Enough to amortise the write and
 /// flush over hundreds of chat lines, small enough that 10,000 busy sessions do not hold
 /// gigabytes between them (measured: 256 KiB batches peaked at 333 KiB RSS per idle connection
 /// during a join storm).
 const MAX_BATCH: usize = 16 * 1024;
-
-/// Plaintext rustls may hold for a connection that is slow to take it; beyond this, writes wait
-/// (and the write timeout applies) instead of buffering more.
-const TLS_BUFFER_LIMIT: usize = 32 * 1024;
 
 /// Longest wait for the store's answer (a login, a line made durable). It answers after a
 /// commit, normally within milliseconds, and retries while the database is locked; this only
@@ -115,32 +108,23 @@ pub(crate) async fn serve(
         },
         () = cancel.cancelled() => return,
     };
-    let mut tls = tls;
-    tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-    // TLS proved the client holds the key of this certificate (if it sent one); the account is
-    // the certificate's fingerprint.
-    let fingerprint = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|cert| mm_certs::fingerprint(cert));
-    run(Connection::new(tls), peer, fingerprint, &ctx, &cancel).await;
+    run(Framed::tls(tls), peer, &ctx, &cancel).await;
 }
 
-/// Runs a session on an established stream: hello, chat, and the goodbye.
-pub(crate) async fn run<S: Stream>(
-    mut conn: Connection<S>,
+/// Runs a session on an established connection: hello, chat, and the goodbye. The account is
+/// the fingerprint of the client's certificate ([`Transport::peer_fingerprint`]).
+pub(crate) async fn run<T: Transport>(
+    mut conn: T,
     peer: SocketAddr,
-    fingerprint: Option<String>,
     ctx: &Context,
     cancel: &CancellationToken,
 ) {
+    let fingerprint = conn.peer_fingerprint();
     let membership = match login(&mut conn, peer, fingerprint, ctx, cancel).await {
         Ok(m) => m,
         Err(LoginFailed::Tell(code, detail)) => {
             debug!(%peer, code = %code, "login refused");
-            conn.queue(&ServerMsg::Error {
+            conn.queue_msg(&ServerMsg::Error {
                 code,
                 fatal: true,
                 detail,
@@ -149,7 +133,7 @@ pub(crate) async fn run<S: Stream>(
             return;
         }
         Err(LoginFailed::Shutdown) => {
-            conn.queue(&ServerMsg::Shutdown {
+            conn.queue_msg(&ServerMsg::Shutdown {
                 reason: "server is shutting down".into(),
             });
             close(&mut conn, &ctx.limits).await;
@@ -191,9 +175,9 @@ pub(crate) async fn run<S: Stream>(
         Exit::Quit => close(&mut conn, &ctx.limits).await,
         Exit::Shutdown(_) => {} // handled above
         Exit::TooSlow => {
-            // It is not reading what it has; one last short frame has the best chance.
+            // It is not reading what it has; one last short message has the best chance.
             conn.discard_pending();
-            conn.queue(&ServerMsg::Error {
+            conn.queue_msg(&ServerMsg::Error {
                 code: ErrorCode::TOO_SLOW,
                 fatal: true,
                 detail: "you did not read messages fast enough".into(),
@@ -201,7 +185,7 @@ pub(crate) async fn run<S: Stream>(
             close(&mut conn, &ctx.limits).await;
         }
         Exit::Fatal(code, detail) => {
-            conn.queue(&ServerMsg::Error {
+            conn.queue_msg(&ServerMsg::Error {
                 code,
                 fatal: true,
                 detail,
@@ -209,7 +193,7 @@ pub(crate) async fn run<S: Stream>(
             close(&mut conn, &ctx.limits).await;
         }
         Exit::Replaced => {
-            conn.queue(&ServerMsg::Error {
+            conn.queue_msg(&ServerMsg::Error {
                 code: ErrorCode::REPLACED,
                 fatal: true,
                 detail: "you logged in again from another connection".into(),
@@ -224,14 +208,11 @@ pub(crate) async fn run<S: Stream>(
 /// (and discards) whatever the client still sends until it closes too, for at most [`LINGER`]:
 /// closing a socket with unread input makes the kernel send a reset, which can destroy data the
 /// client has not read yet (our last frames included).
-async fn close<S: Stream>(conn: &mut Connection<S>, limits: &Limits) {
+async fn close<T: Transport>(conn: &mut T, limits: &Limits) {
     if timeout(limits.write_timeout, conn.flush()).await.is_err() {
         return;
     }
-    if timeout(limits.write_timeout, conn.shutdown())
-        .await
-        .is_err()
-    {
+    if timeout(limits.write_timeout, conn.close()).await.is_err() {
         return;
     }
     let _ = timeout(LINGER, async {
@@ -247,8 +228,8 @@ async fn close<S: Stream>(conn: &mut Connection<S>, limits: &Limits) {
 /// After `Shutdown`: until the client closes, quits, or `deadline` passes, answers what it still
 /// sends (messages that crossed the notice on the wire get `shutting-down`, pings a pong), so that
 /// nothing the client sent goes unanswered.
-async fn linger_after_shutdown<S: Stream>(
-    conn: &mut Connection<S>,
+async fn linger_after_shutdown<T: Transport>(
+    conn: &mut T,
     ctx: &Context,
     conn_id: u64,
     nick: &str,
@@ -258,19 +239,19 @@ async fn linger_after_shutdown<S: Stream>(
         if timeout_at(deadline, conn.flush()).await.is_err() {
             return;
         }
-        let payload = match timeout_at(deadline, conn.read_frame()).await {
+        let payload = match timeout_at(deadline, conn.recv()).await {
             Ok(Ok(Some(payload))) => payload,
             _ => return,
         };
         match ClientMsg::decode(&payload) {
             Ok(ClientMsg::Public { .. } | ClientMsg::Private { .. } | ClientMsg::Relay { .. }) => {
-                conn.queue(&ServerMsg::Error {
+                conn.queue_msg(&ServerMsg::Error {
                     code: ErrorCode::SHUTTING_DOWN,
                     fatal: false,
                     detail: SendError::Closed.to_string(),
                 });
             }
-            Ok(ClientMsg::Ping { token }) => conn.queue(&ServerMsg::Pong { token }),
+            Ok(ClientMsg::Ping { token }) => conn.queue_msg(&ServerMsg::Pong { token }),
             Ok(ClientMsg::Received { up_to }) => {
                 ctx.hub.received(conn_id, nick, up_to);
             }
@@ -285,7 +266,7 @@ enum LoginFailed {
     Tell(ErrorCode, String),
     /// The server is shutting down.
     Shutdown,
-    /// The peer is gone or sent no frame at all; nothing to say.
+    /// The peer is gone or sent no message at all; nothing to say.
     Silent,
 }
 
@@ -380,14 +361,14 @@ impl Drop for PendingRegistration<'_> {
 /// dropped): a [`PendingRegistration`] then undoes the registration in the store's order, so
 /// that a refused login never leaves a nick registered (the fault of issue 13, item 5: a
 /// refused `nick-in-use` login used to register the nick first).
-async fn login<S: Stream>(
-    conn: &mut Connection<S>,
+async fn login<T: Transport>(
+    conn: &mut T,
     peer: SocketAddr,
     fingerprint: Option<String>,
     ctx: &Context,
     cancel: &CancellationToken,
 ) -> Result<Membership, LoginFailed> {
-    let read = timeout(ctx.limits.hello_timeout, conn.read_frame());
+    let read = timeout(ctx.limits.hello_timeout, conn.recv());
     let payload = tokio::select! {
         r = read => match r {
             Ok(Ok(Some(payload))) => payload,
@@ -533,7 +514,7 @@ async fn login<S: Stream>(
     let mails = login.waiting;
     ctx.hub.announce(&membership);
     let online = u32::try_from(membership.online.len()).unwrap_or(u32::MAX);
-    conn.queue(&ServerMsg::Welcome {
+    conn.queue_msg(&ServerMsg::Welcome {
         nick: membership.nick.clone(),
         server: ctx.server_name.clone(),
         online,
@@ -545,8 +526,8 @@ async fn login<S: Stream>(
     // Sent; do not keep it. Every session holding the list of who was online when it joined
     // cost N²/2 strings: 325 KiB per connection with 10,000 users.
     membership.online = Vec::new();
-    for frame in std::mem::take(&mut membership.history) {
-        conn.queue_frame(&frame);
+    for line in std::mem::take(&mut membership.history) {
+        conn.queue(line);
     }
     // They stay in the mailbox until the client acknowledges them.
     let ids: Vec<u64> = mails.iter().map(|m| m.id).collect();
@@ -560,7 +541,7 @@ async fn login<S: Stream>(
         ids.len() < fetch_limit,
     );
     for mail in mails {
-        conn.queue(&match mail.body {
+        conn.queue_msg(&match mail.body {
             Body::Text(text) => ServerMsg::Offline {
                 id: mail.id,
                 ts: mail.ts,
@@ -588,16 +569,16 @@ async fn store_answer<T>(submitted: Result<Reply<T>, StoreError>) -> Result<T, S
 }
 
 /// Queues the user list in frames of at most [`USERS_PER_FRAME`] nicks.
-fn queue_users<S: Stream>(conn: &mut Connection<S>, nicks: &[String]) {
+fn queue_users<T: Transport>(conn: &mut T, nicks: &[String]) {
     let mut chunks = nicks.chunks(USERS_PER_FRAME).peekable();
     if chunks.peek().is_none() {
-        conn.queue(&ServerMsg::Users {
+        conn.queue_msg(&ServerMsg::Users {
             nicks: Vec::new(),
             last: true,
         });
     }
     while let Some(chunk) = chunks.next() {
-        conn.queue(&ServerMsg::Users {
+        conn.queue_msg(&ServerMsg::Users {
             nicks: chunk.to_vec(),
             last: chunks.peek().is_none(),
         });
@@ -715,13 +696,13 @@ fn refusal(code: ErrorCode, detail: String) -> ServerMsg {
 }
 
 /// Moves the answers at the front that are known into the write buffer, in order.
-fn pump<S: Stream>(conn: &mut Connection<S>, answers: &mut VecDeque<Answer>, limits: &Limits) {
+fn pump<T: Transport>(conn: &mut T, answers: &mut VecDeque<Answer>, limits: &Limits) {
     loop {
         let msg = match answers.front_mut() {
             None => return,
             Some(Answer::Ready(_)) => {
                 if let Some(Answer::Ready(msg)) = answers.pop_front() {
-                    conn.queue(&msg);
+                    conn.queue_msg(&msg);
                 }
                 continue;
             }
@@ -749,7 +730,7 @@ fn pump<S: Stream>(conn: &mut Connection<S>, answers: &mut VecDeque<Answer>, lim
             },
         };
         answers.pop_front();
-        conn.queue(&msg);
+        conn.queue_msg(&msg);
     }
 }
 
@@ -801,8 +782,8 @@ async fn settle_front(answers: &mut VecDeque<Answer>, limits: &Limits) -> Result
 const MAX_OWED: usize = 1024;
 
 /// The logged-in loop.
-async fn chat<S: Stream>(
-    conn: &mut Connection<S>,
+async fn chat<T: Transport>(
+    conn: &mut T,
     mut m: Membership,
     ctx: &Context,
     cancel: &CancellationToken,
@@ -831,7 +812,7 @@ async fn chat<S: Stream>(
                 return exit;
             }
             if answers.is_empty() || Instant::now() >= deadline {
-                conn.queue(&ServerMsg::Shutdown {
+                conn.queue_msg(&ServerMsg::Shutdown {
                     reason: "server is shutting down".into(),
                 });
                 return Exit::Shutdown(deadline);
@@ -856,17 +837,17 @@ async fn chat<S: Stream>(
                 stopping = Some(Instant::now() + limits.shutdown_grace.mul_f64(0.8));
             }
             settled = settle_front(&mut answers, limits), if owes_store => match settled {
-                Ok(msg) => conn.queue(&msg),
+                Ok(msg) => conn.queue_msg(&msg),
                 Err(exit) => return exit,
             },
-            frame = m.queue.recv() => match frame {
-                Some(frame) => {
-                    m.queued_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
-                    conn.queue_frame(&frame);
+            queued = m.queue.recv() => match queued {
+                Some(msg) => {
+                    m.queued_bytes.fetch_sub(msg.len(), Ordering::Relaxed);
+                    conn.queue(msg);
                 }
                 None => return closed_queue(&m),
             },
-            read = conn.read_frame(), if answers.len() < MAX_OWED => {
+            read = conn.recv(), if answers.len() < MAX_OWED => {
                 last_heard = Instant::now();
                 match read {
                     Ok(Some(payload)) => {
@@ -875,9 +856,8 @@ async fn chat<S: Stream>(
                         }
                     }
                     Ok(None) | Err(ReadError::Io(_)) => return Exit::Disconnected,
-                    Err(e @ (ReadError::Frame(_) | ReadError::Truncated)) => {
-                        return Exit::Fatal(ErrorCode::BAD_FRAME, e.to_string())
-                    }
+                    // Not messages (a bad frame, or cut in the middle of one).
+                    Err(e) => return Exit::Fatal(ErrorCode::BAD_FRAME, e.to_string()),
                 }
             }
             _ = ping.tick() => {
@@ -887,7 +867,7 @@ async fn chat<S: Stream>(
                 }
                 if silent >= limits.ping_interval {
                     ping_token = ping_token.wrapping_add(1);
-                    conn.queue(&ServerMsg::Ping { token: ping_token });
+                    conn.queue_msg(&ServerMsg::Ping { token: ping_token });
                 }
             }
             () = tokio::time::sleep_until(stopping.unwrap_or_else(Instant::now)), if stopping.is_some() => {}
@@ -899,18 +879,14 @@ async fn chat<S: Stream>(
     }
 }
 
-/// Moves ready frames from the user's queue into the write buffer without waiting, until the
-/// buffer holds `budget` bytes.
-fn drain<S: Stream>(
-    conn: &mut Connection<S>,
-    m: &mut Membership,
-    budget: usize,
-) -> Result<(), Exit> {
+/// Moves ready messages from the user's queue onto the transport without waiting, until it
+/// holds `budget` bytes.
+fn drain<T: Transport>(conn: &mut T, m: &mut Membership, budget: usize) -> Result<(), Exit> {
     while conn.pending() < budget {
         match m.queue.try_recv() {
-            Ok(frame) => {
-                m.queued_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
-                conn.queue_frame(&frame);
+            Ok(msg) => {
+                m.queued_bytes.fetch_sub(msg.len(), Ordering::Relaxed);
+                conn.queue(msg);
             }
             Err(mpsc::error::TryRecvError::Empty) => break,
             Err(mpsc::error::TryRecvError::Disconnected) => return Err(closed_queue(m)),
@@ -928,10 +904,10 @@ fn closed_queue(m: &Membership) -> Exit {
     }
 }
 
-/// Handles one frame from a logged-in client; `Some` ends the session. Answers owed to chat
+/// Handles one message from a logged-in client; `Some` ends the session. Answers owed to chat
 /// messages go to `answers`, in order.
-fn handle<S: Stream>(
-    conn: &mut Connection<S>,
+fn handle<T: Transport>(
+    conn: &mut T,
     m: &Membership,
     ctx: &Context,
     limiter: &mut RateLimiter,
@@ -1033,7 +1009,7 @@ fn handle<S: Stream>(
             return None;
         }
         ClientMsg::Ping { token } => {
-            conn.queue(&ServerMsg::Pong { token });
+            conn.queue_msg(&ServerMsg::Pong { token });
             return None;
         }
         ClientMsg::Received { .. } | ClientMsg::Pong { .. } => return None,
@@ -1121,542 +1097,4 @@ fn protocol_safe(name: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    //! Session rules on in-memory streams with tokio's paused clock: timeouts and rate limits
-    //! are checked to the second without waiting for them.
-
-    use std::time::Duration;
-
-    use bytes::BytesMut;
-    use mm_common::frame;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-    use tokio::task::JoinHandle;
-
-    use super::*;
-    use crate::store::memory::MemoryStore;
-
-    struct Client {
-        io: DuplexStream,
-        buf: BytesMut,
-    }
-
-    impl Client {
-        async fn send(&mut self, msg: &ClientMsg) {
-            self.io
-                .write_all(&frame::encode(msg).unwrap())
-                .await
-                .unwrap();
-        }
-
-        /// The next message, or `None` once the server closed.
-        async fn recv(&mut self) -> Option<ServerMsg> {
-            loop {
-                match frame::split_frame(&mut self.buf) {
-                    Ok(payload) => return Some(ServerMsg::decode(&payload).unwrap()),
-                    Err(frame::FrameError::Incomplete { .. }) => {}
-                    Err(e) => panic!("{e}"),
-                }
-                match self.io.read_buf(&mut self.buf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        }
-
-        async fn login(&mut self, nick: &str) {
-            self.send(&ClientMsg::Hello {
-                version: PROTOCOL_VERSION,
-                nick: nick.into(),
-            })
-            .await;
-            assert!(matches!(self.recv().await, Some(ServerMsg::Welcome { .. })));
-            assert!(matches!(
-                self.recv().await,
-                Some(ServerMsg::Users { last: true, .. })
-            ));
-        }
-    }
-
-    /// A session on an in-memory stream whose buffer holds `buffer` bytes each way.
-    fn start(limits: Limits, buffer: usize) -> (Client, Hub, JoinHandle<()>) {
-        let hub = Hub::in_memory(&limits);
-        start_on(hub, limits, buffer)
-    }
-
-    /// A session on `hub`.
-    fn start_on(hub: Hub, limits: Limits, buffer: usize) -> (Client, Hub, JoinHandle<()>) {
-        let ctx = Arc::new(Context {
-            hub: hub.clone(),
-            registrations: Registrations::from_limits(&limits),
-            limits,
-            server_name: "test".into(),
-        });
-        let (client, server) = tokio::io::duplex(buffer);
-        let task = tokio::spawn(async move {
-            let peer = SocketAddr::from(([127, 0, 0, 1], 1));
-            run(
-                Connection::new(server),
-                peer,
-                Some("fingerprint".into()),
-                &ctx,
-                &CancellationToken::new(),
-            )
-            .await;
-        });
-        (
-            Client {
-                io: client,
-                buf: BytesMut::new(),
-            },
-            hub,
-            task,
-        )
-    }
-
-    /// A session for a client with certificate `fingerprint`, sharing `ctx` (and its
-    /// registration limits) with others, stopped by `cancel`.
-    fn session(
-        ctx: &Arc<Context>,
-        fingerprint: &str,
-        cancel: &CancellationToken,
-    ) -> (Client, JoinHandle<()>) {
-        let (ctx, fingerprint, cancel) = (Arc::clone(ctx), fingerprint.to_owned(), cancel.clone());
-        let (client, server) = tokio::io::duplex(1 << 20);
-        let task = tokio::spawn(async move {
-            let peer = SocketAddr::from(([192, 0, 2, 7], 1));
-            run(
-                Connection::new(server),
-                peer,
-                Some(fingerprint),
-                &ctx,
-                &cancel,
-            )
-            .await;
-        });
-        let client = Client {
-            io: client,
-            buf: BytesMut::new(),
-        };
-        (client, task)
-    }
-
-    /// A context on a hub over `store`, with default limits.
-    fn context(store: Arc<dyn crate::store::Store>) -> Arc<Context> {
-        let limits = Limits::default();
-        Arc::new(Context {
-            hub: Hub::new(&limits, store, crate::store::Loaded::default()),
-            registrations: Registrations::from_limits(&limits),
-            limits,
-            server_name: "test".into(),
-        })
-    }
-
-    /// Sends `Hello` as `nick` and reads until the server closes; returns what it sent.
-    async fn hello(c: &mut Client, nick: &str) -> Vec<ServerMsg> {
-        c.send(&ClientMsg::Hello {
-            version: PROTOCOL_VERSION,
-            nick: nick.into(),
-        })
-        .await;
-        let mut seen = Vec::new();
-        while let Some(msg) = c.recv().await {
-            let done = matches!(msg, ServerMsg::Users { last: true, .. });
-            seen.push(msg);
-            if done {
-                break;
-            }
-        }
-        seen
-    }
-
-    /// The fatal error code that ended a login, or `None` if it was welcomed.
-    fn refused_with(seen: &[ServerMsg]) -> Option<ErrorCode> {
-        if seen.iter().any(|m| matches!(m, ServerMsg::Welcome { .. })) {
-            return None;
-        }
-        match seen.last() {
-            Some(ServerMsg::Error {
-                code, fatal: true, ..
-            }) => Some(*code),
-            Some(ServerMsg::Shutdown { .. }) => Some(ErrorCode::SHUTTING_DOWN),
-            other => panic!("neither welcomed nor refused: {other:?}"),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_login_refused_by_the_hub_registers_nothing() {
-        // Issue 13, item 5: alice online, her account released by the operator, another
-        // certificate logs in as alice: refused nick-in-use, and it must not own alice now.
-        let store = Arc::new(MemoryStore::new(crate::store::Options::from_limits(
-            &Limits::default(),
-        )));
-        let ctx = context(store.clone());
-        let cancel = CancellationToken::new();
-        let (mut alice, _a) = session(&ctx, "fp-alice", &cancel);
-        assert_eq!(refused_with(&hello(&mut alice, "alice").await), None);
-        store.release("alice");
-        let (mut other, task) = session(&ctx, "fp-other", &cancel);
-        assert_eq!(
-            refused_with(&hello(&mut other, "Alice").await),
-            Some(ErrorCode::NICK_IN_USE)
-        );
-        task.await.unwrap();
-        assert!(store.accounts().is_empty(), "{:?}", store.accounts());
-        // The refusal did not count against fp-other's registrations either: 3 still go in.
-        for nick in ["o1", "o2", "o3"] {
-            let (mut c, _t) = session(&ctx, "fp-other", &cancel);
-            assert_eq!(refused_with(&hello(&mut c, nick).await), None, "{nick}");
-        }
-        // The hub refuses during shutdown before the store does anything, too.
-        ctx.hub.close();
-        let (mut late, task) = session(&ctx, "fp-late", &cancel);
-        assert_eq!(
-            refused_with(&hello(&mut late, "late").await),
-            Some(ErrorCode::SHUTTING_DOWN)
-        );
-        task.await.unwrap();
-        assert!(!store.accounts().contains_key("late"));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_login_refused_after_the_store_was_asked_registers_nothing() {
-        let limits = Limits::default();
-        let store = Arc::new(crate::store::memory::FaultyStore::new(
-            crate::store::Options::from_limits(&limits),
-        ));
-        let ctx = context(store.clone());
-        let cancel = CancellationToken::new();
-        // The mailbox cannot be read: the whole login fails, registration included.
-        store.waiting_fails.store(true, Ordering::SeqCst);
-        let (mut c, task) = session(&ctx, "fp-bob", &cancel);
-        assert_eq!(
-            refused_with(&hello(&mut c, "bob").await),
-            Some(ErrorCode::BUSY)
-        );
-        task.await.unwrap();
-        store.waiting_fails.store(false, Ordering::SeqCst);
-        // The store registers but its answer does not come: after the store's timeout the
-        // session gives up (busy), and the registration is undone in the store's order.
-        store.logins_stall.store(true, Ordering::SeqCst);
-        let (mut c, task) = session(&ctx, "fp-carol", &cancel);
-        let t0 = Instant::now();
-        assert_eq!(
-            refused_with(&hello(&mut c, "carol").await),
-            Some(ErrorCode::BUSY)
-        );
-        assert_eq!(t0.elapsed(), STORE_TIMEOUT);
-        task.await.unwrap();
-        // Shutdown while the answer is awaited: refused, and undone likewise.
-        let (mut c, task) = session(&ctx, "fp-dave", &cancel);
-        c.send(&ClientMsg::Hello {
-            version: PROTOCOL_VERSION,
-            nick: "dave".into(),
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert!(
-            store.inner.accounts().contains_key("dave"),
-            "registered, unanswered"
-        );
-        cancel.cancel();
-        let mut seen = Vec::new();
-        while let Some(msg) = c.recv().await {
-            seen.push(msg);
-        }
-        assert_eq!(refused_with(&seen), Some(ErrorCode::SHUTTING_DOWN));
-        task.await.unwrap();
-        assert!(
-            store.inner.accounts().is_empty(),
-            "{:?}",
-            store.inner.accounts()
-        );
-        assert!(ctx.hub.online().is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn refused_registrations_leave_no_trace_and_count_for_nothing() {
-        let store = Arc::new(MemoryStore::new(crate::store::Options::from_limits(
-            &Limits::default(),
-        )));
-        let ctx = context(store.clone());
-        let cancel = CancellationToken::new();
-        let (mut alice, _a) = session(&ctx, "fp-alice", &cancel);
-        assert_eq!(refused_with(&hello(&mut alice, "alice").await), None);
-        // Look-alikes of alice from one certificate, again and again: refused, not stored, and
-        // not counted against its registrations.
-        for fake in ["aIice", "a1ice", "ALlCE", "aiice", "AL1CE", "a1lce"] {
-            let (mut c, task) = session(&ctx, "fp-mallory", &cancel);
-            let seen = hello(&mut c, fake).await;
-            assert_eq!(refused_with(&seen), Some(ErrorCode::NICK_LOOKS_LIKE));
-            let Some(ServerMsg::Error { detail, .. }) = seen.last() else {
-                unreachable!()
-            };
-            assert_eq!(
-                detail,
-                &format!("nick {fake} looks like the registered nick alice; choose another")
-            );
-            task.await.unwrap();
-        }
-        assert_eq!(store.accounts().len(), 1);
-        for nick in ["m1", "m2", "m3"] {
-            let (mut c, _t) = session(&ctx, "fp-mallory", &cancel);
-            assert_eq!(refused_with(&hello(&mut c, nick).await), None, "{nick}");
-        }
-        // The fourth new nick of one certificate in a day is over the limit.
-        let (mut c, task) = session(&ctx, "fp-mallory", &cancel);
-        let seen = hello(&mut c, "m4").await;
-        assert_eq!(refused_with(&seen), Some(ErrorCode::REGISTRATION_LIMIT));
-        let Some(ServerMsg::Error { detail, .. }) = seen.last() else {
-            unreachable!()
-        };
-        assert!(
-            detail.contains("this certificate") && detail.contains("try again in 8 hours"),
-            "{detail}"
-        );
-        task.await.unwrap();
-        assert!(!store.accounts().contains_key("m4"));
-        // Its registered nicks still log in.
-        let (mut c, _t) = session(&ctx, "fp-mallory", &cancel);
-        assert_eq!(refused_with(&hello(&mut c, "M1").await), None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_login_whose_mailbox_cannot_be_read_is_refused_not_half_done() {
-        // Logged in without its waiting lines, the client would acknowledge the live lines
-        // that follow, and with them (acknowledgements are cumulative) the unread ones.
-        let limits = Limits::default();
-        let store =
-            crate::store::memory::FaultyStore::new(crate::store::Options::from_limits(&limits));
-        store.waiting_fails.store(true, Ordering::SeqCst);
-        let hub = Hub::new(&limits, Arc::new(store), crate::store::Loaded::default());
-        let mut watcher = hub.join(hub.next_conn_id(), "watcher", "fp-w").unwrap();
-        let (mut c, hub, task) = start_on(hub, limits, 1 << 20);
-        c.send(&ClientMsg::Hello {
-            version: PROTOCOL_VERSION,
-            nick: "bob".into(),
-        })
-        .await;
-        let mut seen = Vec::new();
-        while let Some(msg) = c.recv().await {
-            seen.push(msg);
-        }
-        assert!(
-            matches!(
-                seen.last(),
-                Some(ServerMsg::Error {
-                    code: ErrorCode::BUSY,
-                    fatal: true,
-                    ..
-                })
-            ),
-            "{seen:?}"
-        );
-        assert!(
-            !seen.iter().any(|m| matches!(m, ServerMsg::Welcome { .. })),
-            "{seen:?}"
-        );
-        task.await.unwrap();
-        assert_eq!(hub.online(), ["watcher"]);
-        assert!(
-            watcher.queue.try_recv().is_err(),
-            "nobody hears of a login that did not happen"
-        );
-    }
-
-    fn public(text: &str) -> ClientMsg {
-        ClientMsg::Public { text: text.into() }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn over_the_rate_messages_are_refused_then_allowed_again() {
-        let limits = Limits {
-            rate_burst: 5,
-            rate_per_sec: 2,
-            flood_strikes: 100,
-            ..Limits::default()
-        };
-        let (mut c, _hub, _task) = start(limits, 1 << 20);
-        c.login("alice").await;
-        for _ in 0..8 {
-            c.send(&public("x")).await;
-        }
-        let mut answers = Vec::new();
-        for _ in 0..8 {
-            answers.push(match c.recv().await.unwrap() {
-                ServerMsg::Sent { .. } => "sent",
-                ServerMsg::Error {
-                    code: ErrorCode::RATE_LIMITED,
-                    fatal: false,
-                    ..
-                } => "limited",
-                other => panic!("{other:?}"),
-            });
-        }
-        assert_eq!(
-            answers,
-            ["sent"; 5]
-                .iter()
-                .chain(["limited"; 3].iter())
-                .copied()
-                .collect::<Vec<_>>()
-        );
-        // One second later two more tokens (2 per second).
-        tokio::time::advance(Duration::from_secs(1)).await;
-        for _ in 0..3 {
-            c.send(&public("y")).await;
-        }
-        assert!(matches!(c.recv().await, Some(ServerMsg::Sent { .. })));
-        assert!(matches!(c.recv().await, Some(ServerMsg::Sent { .. })));
-        assert!(matches!(
-            c.recv().await,
-            Some(ServerMsg::Error {
-                code: ErrorCode::RATE_LIMITED,
-                ..
-            })
-        ));
-        // A refused Who is dropped without an answer; the next answer is for the next message.
-        c.send(&ClientMsg::Who).await;
-        tokio::time::sleep(Duration::from_millis(1)).await; // let the session see it now
-        tokio::time::advance(Duration::from_secs(1)).await;
-        c.send(&public("z")).await;
-        assert!(matches!(c.recv().await, Some(ServerMsg::Sent { .. })));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_sustained_flooder_is_disconnected() {
-        let limits = Limits {
-            rate_burst: 5,
-            rate_per_sec: 1,
-            flood_strikes: 10,
-            ..Limits::default()
-        };
-        let (mut c, hub, task) = start(limits, 1 << 20);
-        c.login("flood").await;
-        for _ in 0..100 {
-            c.send(&public("spam")).await;
-        }
-        let mut seen = Vec::new();
-        while let Some(msg) = c.recv().await {
-            seen.push(msg);
-        }
-        let sent = seen
-            .iter()
-            .filter(|m| matches!(m, ServerMsg::Sent { .. }))
-            .count();
-        let limited = seen
-            .iter()
-            .filter(|m| {
-                matches!(
-                    m,
-                    ServerMsg::Error {
-                        code: ErrorCode::RATE_LIMITED,
-                        fatal: false,
-                        ..
-                    }
-                )
-            })
-            .count();
-        assert_eq!((sent, limited), (5, 10), "{seen:?}");
-        assert!(matches!(
-            seen.last(),
-            Some(ServerMsg::Error {
-                code: ErrorCode::RATE_LIMITED,
-                fatal: true,
-                ..
-            })
-        ));
-        task.await.unwrap();
-        assert!(hub.online().is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_client_is_pinged_then_dropped_on_time() {
-        let (mut c, hub, task) = start(Limits::default(), 1 << 20); // ping 30 s, idle 90 s
-        c.login("mute").await;
-        let t0 = Instant::now();
-        let mut pings = Vec::new();
-        let last = loop {
-            match c.recv().await.unwrap() {
-                ServerMsg::Ping { .. } => pings.push(t0.elapsed().as_secs()),
-                other => break other,
-            }
-        };
-        assert_eq!(pings, vec![30, 60]);
-        assert!(
-            matches!(
-                last,
-                ServerMsg::Error {
-                    code: ErrorCode::TIMEOUT,
-                    fatal: true,
-                    ..
-                }
-            ),
-            "{last:?}"
-        );
-        assert_eq!(t0.elapsed().as_secs(), 90);
-        assert!(c.recv().await.is_none());
-        task.await.unwrap();
-        assert!(hub.online().is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn answering_pings_keeps_a_client_connected_for_hours() {
-        let (mut c, hub, _task) = start(Limits::default(), 1 << 20);
-        c.login("alive").await;
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(3 * 3600) {
-            match c.recv().await.unwrap() {
-                ServerMsg::Ping { token } => c.send(&ClientMsg::Pong { token }).await,
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(hub.online(), vec!["alive".to_string()]);
-        c.send(&public("still here")).await;
-        assert!(matches!(c.recv().await, Some(ServerMsg::Sent { .. })));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn no_hello_times_out_on_time() {
-        let (mut c, _hub, task) = start(Limits::default(), 1 << 20); // hello_timeout 10 s
-        let t0 = Instant::now();
-        let msg = c.recv().await;
-        assert!(
-            matches!(
-                msg,
-                Some(ServerMsg::Error {
-                    code: ErrorCode::TIMEOUT,
-                    fatal: true,
-                    ..
-                })
-            ),
-            "{msg:?}"
-        );
-        assert_eq!(t0.elapsed().as_secs(), 10);
-        task.await.unwrap();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
-        let limits = Limits::default(); // write_timeout 10 s
-        let (mut c, hub, task) = start(limits, 4096); // small buffer: writes block quickly
-        c.login("sloth").await;
-        let other = hub.join(hub.next_conn_id(), "talker", "fp").unwrap();
-        // The talker's lines fill sloth's stream; sloth reads nothing.
-        for i in 0..20 {
-            hub.publish(
-                other.conn_id,
-                "talker",
-                format!("line {i} {}", "x".repeat(1000)),
-            )
-            .unwrap();
-        }
-        let t0 = Instant::now();
-        task.await.unwrap();
-        assert_eq!(
-            t0.elapsed().as_secs(),
-            10,
-            "dropped when the write timeout ran out"
-        );
-        assert_eq!(hub.online(), vec!["talker".to_string()]);
-    }
-}
+mod tests;

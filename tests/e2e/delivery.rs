@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
+use mm_common::frame::ReadError;
 use mm_common::protocol::{ClientMsg, ErrorCode, ServerMsg, PROTOCOL_VERSION};
 use mm_server::Limits;
 use mm_tests::{identity_for, RawTls, TestServer, WAIT};
-use tokio::io::AsyncReadExt;
 
 /// Kills a connection the hard way: a TCP reset, no close_notify, nothing read.
 fn reset(raw: RawTls) {
@@ -217,16 +217,14 @@ async fn an_older_client_is_told_which_version_to_speak() {
 /// close_notify) rather than with a reset or a cut.
 async fn read_until_closed(raw: &mut RawTls) -> (Vec<ServerMsg>, Result<(), std::io::Error>) {
     let mut seen = Vec::new();
-    let mut buf = bytes::BytesMut::new();
     let end = tokio::time::timeout(WAIT, async {
         loop {
-            while let Ok(payload) = mm_common::frame::split_frame(&mut buf) {
-                seen.push(ServerMsg::decode(&payload).unwrap());
-            }
-            match raw.stream.read_buf(&mut buf).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(e),
+            match raw.read_frame().await {
+                Ok(Some(payload)) => seen.push(ServerMsg::decode(&payload).unwrap()),
+                Ok(None) => return Ok(()),
+                Err(ReadError::Io(e)) => return Err(e),
+                // A bad frame, or one cut short: not a clean close either.
+                Err(e) => return Err(std::io::Error::other(e)),
             }
         }
     })

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use mm_certs::ClientIdentity;
 use mm_client::{connect, Client, ConnectError, ConnectOptions, Event, Events, Trust, Welcome};
 use mm_common::e2e::E2eEvent;
-use mm_common::frame;
+use mm_common::frame::{self, FrameReader, ReadError};
 use mm_common::protocol::{nick_key, ClientMsg, ServerMsg, PROTOCOL_VERSION};
 use mm_server::Limits;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -401,7 +401,7 @@ pub async fn server_refuses_to_start(binary: &str, data: &Path) -> String {
 pub struct RawTls {
     /// The stream.
     pub stream: tokio_rustls::client::TlsStream<TcpStream>,
-    buf: BytesMut,
+    frames: FrameReader,
 }
 
 impl RawTls {
@@ -449,7 +449,7 @@ impl RawTls {
         let stream = connector.connect(name, tcp).await.unwrap();
         RawTls {
             stream,
-            buf: BytesMut::new(),
+            frames: FrameReader::new(),
         }
     }
 
@@ -488,25 +488,22 @@ impl RawTls {
         let _ = self.stream.flush().await;
     }
 
-    /// Reads the next message; `None` when the server closed the connection.
+    /// Reads the next frame's payload, however long it takes; `Ok(None)` when the server
+    /// closed the connection cleanly between frames.
+    pub async fn read_frame(&mut self) -> Result<Option<BytesMut>, ReadError> {
+        self.frames.read_frame(&mut self.stream).await
+    }
+
+    /// Reads the next message; `None` when the server closed the connection (cleanly or not).
     pub async fn read(&mut self) -> Option<ServerMsg> {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                match frame::split_frame(&mut self.buf) {
-                    Ok(payload) => {
-                        return Some(ServerMsg::decode(&payload).expect("server sent garbage"))
-                    }
-                    Err(frame::FrameError::Incomplete { .. }) => {}
-                    Err(e) => panic!("server sent a bad frame: {e}"),
-                }
-                match self.stream.read_buf(&mut self.buf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-        .expect("server neither answered nor closed")
+        let read = tokio::time::timeout(WAIT, self.read_frame())
+            .await
+            .expect("server neither answered nor closed");
+        match read {
+            Ok(Some(payload)) => Some(ServerMsg::decode(&payload).expect("server sent garbage")),
+            Err(ReadError::Frame(e)) => panic!("server sent a bad frame: {e}"),
+            Ok(None) | Err(_) => None,
+        }
     }
 
     /// Reads until the server closes; returns every message seen.
