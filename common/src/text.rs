@@ -309,15 +309,12 @@ mod tests {
 
     #[test]
     fn os_errors_lose_their_numbers() {
-        use std::io::{Error, ErrorKind};
+        use std::io::Error;
         assert_eq!(
             os_words(&Error::from_raw_os_error(2)),
             "no such file or directory"
         );
         assert_eq!(os_words(&Error::from_raw_os_error(13)), "permission denied");
-        assert_eq!(
-            os_words(&Error::new(ErrorKind::Other, "TLS eof")),
-            "TLS eof"
-        );
+        assert_eq!(os_words(&Error::other("TLS eof")), "TLS eof");
     }
 }
