@@ -1466,7 +1466,17 @@ impl<R: AsyncRead + Unpin> ServerReader<R> {
 /// cannot print lines of its choosing (say, a forged `[secure] <bob> ...`) on our stderr.
 /// Users' texts are checked where they are shown.
 fn server_words_on_one_line(msg: ServerMsg) -> ServerMsg {
-    let one_line = |text: String| -> String {
+    // At most MAX_DETAIL_LEN bytes, as PROTOCOL.md promises (a hostile server sent 60,000).
+    let one_line = |mut text: String| -> String {
+        let max = mm_common::protocol::MAX_DETAIL_LEN;
+        if text.len() > max {
+            let mut cut = max - '…'.len_utf8();
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
         if text.chars().any(mm_common::text::is_forbidden) {
             text.chars()
                 .map(|c| {
@@ -2031,6 +2041,26 @@ mod tests {
             panic!()
         };
         assert!(!reason.contains('\n'));
+    }
+
+    /// A hostile server's 60,000-character detail was printed whole; PROTOCOL.md says 512 bytes.
+    #[test]
+    fn the_servers_words_are_cut_to_the_protocols_limit() {
+        for long in ["x".repeat(60_000), "é".repeat(30_000)] {
+            let ServerMsg::Error { detail, .. } = server_words_on_one_line(ServerMsg::Error {
+                code: ErrorCode::BUSY,
+                fatal: false,
+                detail: long,
+            }) else {
+                panic!()
+            };
+            assert!(
+                detail.len() <= mm_common::protocol::MAX_DETAIL_LEN,
+                "{}",
+                detail.len()
+            );
+            assert!(detail.ends_with('…'));
+        }
     }
 
     #[tokio::test]

@@ -96,16 +96,31 @@ pub fn format_time(ts_ms: u64, zone: &TimeZone) -> String {
 }
 
 /// `MM-DD HH:MM` of a server timestamp in `zone` (for lines from the past), with the offset in
-/// force at that instant; `??-?? ??:??` for a timestamp out of range.
+/// force at that instant, and `YYYY-MM-DD HH:MM` when it is not from this year (a line from
+/// last November looked like today's); `??-?? ??:??` for a timestamp out of range.
 pub fn format_date_time(ts_ms: u64, zone: &TimeZone) -> String {
+    let now = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or(0);
+    format_date_time_at(ts_ms, zone, now)
+}
+
+/// [`format_date_time`] as seen at `now_ms`.
+fn format_date_time_at(ts_ms: u64, zone: &TimeZone, now_ms: u64) -> String {
     match civil(ts_ms, zone) {
-        Some(t) => format!(
-            "{:02}-{:02} {:02}:{:02}",
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute()
-        ),
+        Some(t) => {
+            let this_year = civil(now_ms, zone).is_some_and(|now| now.year() == t.year());
+            let year = if this_year {
+                String::new()
+            } else {
+                format!("{:04}-", t.year())
+            };
+            format!(
+                "{year}{:02}-{:02} {:02}:{:02}",
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        }
         None => "??-?? ??:??".into(),
     }
 }
@@ -113,6 +128,9 @@ pub fn format_date_time(ts_ms: u64, zone: &TimeZone) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 2025-06-01 00:00 UTC: "now" for lines from 2025 (no year shown).
+    const MID_2025: u64 = 1_748_736_000_000;
 
     /// Milliseconds since the epoch of a UTC date and time.
     fn utc(y: i16, m: i8, d: i8, h: i8, min: i8) -> u64 {
@@ -135,8 +153,14 @@ mod tests {
         // Summer (EDT, UTC-4) and winter (EST, UTC-5), whatever the date today.
         assert_eq!(format_time(utc(2025, 7, 1, 12, 0), &ny), "08:00");
         assert_eq!(format_time(utc(2025, 1, 1, 12, 0), &ny), "07:00");
-        assert_eq!(format_date_time(utc(2025, 7, 1, 12, 0), &ny), "07-01 08:00");
-        assert_eq!(format_date_time(utc(2025, 1, 1, 12, 0), &ny), "01-01 07:00");
+        assert_eq!(
+            format_date_time_at(utc(2025, 7, 1, 12, 0), &ny, MID_2025),
+            "07-01 08:00"
+        );
+        assert_eq!(
+            format_date_time_at(utc(2025, 1, 1, 12, 0), &ny, MID_2025),
+            "01-01 07:00"
+        );
         // Across the change itself (2025-03-09 02:00 EST -> 03:00 EDT, 07:00 UTC): one minute
         // before and at the change.
         assert_eq!(format_time(utc(2025, 3, 9, 6, 59), &ny), "01:59");
@@ -147,15 +171,18 @@ mod tests {
         assert_eq!(format_time(utc(2025, 7, 1, 12, 0), &sydney), "22:00");
         // A date that the offset moves to the next day.
         assert_eq!(
-            format_date_time(utc(2025, 12, 31, 20, 30), &sydney),
-            "01-01 07:30"
+            format_date_time_at(utc(2025, 12, 31, 20, 30), &sydney, MID_2025),
+            "2026-01-01 07:30"
         );
     }
 
     #[test]
     fn utc_and_posix_rules_work_too() {
         let t = utc(2025, 7, 1, 12, 5);
-        assert_eq!(format_date_time(t, &TimeZone::UTC), "07-01 12:05");
+        assert_eq!(
+            format_date_time_at(t, &TimeZone::UTC, MID_2025),
+            "07-01 12:05"
+        );
         // What TZ=EST5EDT,M3.2.0,M11.1.0 means, without any database.
         let rule = TimeZone::posix("EST5EDT,M3.2.0,M11.1.0").unwrap();
         assert_eq!(format_time(t, &rule), "08:05");
@@ -166,7 +193,7 @@ mod tests {
     fn timestamps_out_of_range_do_not_panic() {
         assert_eq!(format_time(u64::MAX, &TimeZone::UTC), "??:??");
         assert_eq!(format_date_time(u64::MAX, &TimeZone::UTC), "??-?? ??:??");
-        assert_eq!(format_date_time(0, &TimeZone::UTC), "01-01 00:00");
+        assert_eq!(format_date_time(0, &TimeZone::UTC), "1970-01-01 00:00");
     }
 
     #[test]
@@ -194,5 +221,18 @@ mod tests {
         assert!(tz_file_is_usable(small.as_os_str()));
         assert!(tz_file_is_usable(OsStr::new("Europe/Paris")));
         assert!(tz_file_is_usable(OsStr::new("EST5EDT,M3.2.0,M11.1.0")));
+    }
+
+    /// A line from another year shows its year (2024-11-30 looked like today, 11-30).
+    #[test]
+    fn lines_from_another_year_show_it() {
+        let utc = TimeZone::UTC;
+        // 2026-11-30 12:00 UTC and 2024-11-30 11:00 UTC, in milliseconds.
+        let now = 1_796_040_000_000;
+        assert_eq!(format_date_time_at(now, &utc, now), "11-30 12:00");
+        assert_eq!(
+            format_date_time_at(1_732_964_400_000, &utc, now),
+            "2024-11-30 11:00"
+        );
     }
 }

@@ -554,11 +554,11 @@ async fn the_terminal_ui_shows_each_time_with_the_offset_of_its_own_day() {
     new_york.wait_for("<bob> a winter line").await;
     let screen = new_york.wait_for("<bob> a summer line").await;
     assert!(
-        row(&screen, "a summer line").starts_with("07-01 08:00 [history] <bob> a summer line"),
+        row(&screen, "a summer line").starts_with("2025-07-01 08:00 [history] <bob> a summer line"),
         "July is EDT (UTC-4):\n{screen}"
     );
     assert!(
-        row(&screen, "a winter line").starts_with("01-01 07:00 [history] <bob> a winter line"),
+        row(&screen, "a winter line").starts_with("2025-01-01 07:00 [history] <bob> a winter line"),
         "January is EST (UTC-5):\n{screen}"
     );
     assert!(!screen.contains("not a time zone"), "{screen}");
@@ -568,11 +568,11 @@ async fn the_terminal_ui_shows_each_time_with_the_offset_of_its_own_day() {
         .wait_for("TZ=Mars/Olympus is not a time zone mm can find")
         .await;
     assert!(
-        row(&screen, "a summer line").starts_with("07-01 12:00 [history] <bob> a summer line"),
+        row(&screen, "a summer line").starts_with("2025-07-01 12:00 [history] <bob> a summer line"),
         "an unknown zone is UTC:\n{screen}"
     );
     assert!(
-        row(&screen, "a winter line").starts_with("01-01 12:00 [history] <bob> a winter line"),
+        row(&screen, "a winter line").starts_with("2025-01-01 12:00 [history] <bob> a winter line"),
         "{screen}"
     );
     assert!(screen.contains("times are shown in UTC"), "{screen}");
