@@ -901,7 +901,19 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(PRIVATE_DIR_MODE);
     }
-    builder.create(dir)?;
+    builder.create(dir).map_err(|e| {
+        // `File exists` for a path that is a file (or under one) says nothing useful.
+        if e.kind() == std::io::ErrorKind::AlreadyExists
+            || e.kind() == std::io::ErrorKind::NotADirectory
+        {
+            std::io::Error::new(
+                e.kind(),
+                "exists and is not a directory (or is inside a file)",
+            )
+        } else {
+            e
+        }
+    })?;
     // The mode given is filtered by the umask; make sure of it (a umask never loosens it).
     #[cfg(unix)]
     {
@@ -1464,5 +1476,20 @@ mod tests {
         // SHA-256("abc") = ba7816bf...
         assert!(fp.starts_with("BA:78:16:BF:"), "{fp}");
         assert_eq!(fp.len(), 32 * 3 - 1);
+    }
+
+    /// `--home` or `--data` naming a file said `File exists (os error 17)`.
+    #[test]
+    fn a_directory_that_is_a_file_is_said_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        for dir in [file.clone(), file.join("sub")] {
+            let e = create_private_dir(&dir).unwrap_err();
+            assert_eq!(
+                mm_common::text::os_words(&e),
+                "exists and is not a directory (or is inside a file)"
+            );
+        }
     }
 }
