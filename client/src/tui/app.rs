@@ -308,6 +308,12 @@ pub struct App {
     /// Line breaks seen so far in the burst of keys being taken (a paste in a terminal without
     /// bracketed paste).
     burst_breaks: usize,
+    /// Line breaks the burst being taken put at the end of the draft, with nothing but blanks
+    /// after them: a paste's last line break, which starts no line.
+    burst_tail: usize,
+    /// A burst of keys is being taken (its last key not yet), and whether the input was one line
+    /// when it began.
+    burst: Option<bool>,
     /// "The input is full" was said, and nothing was taken since.
     said_full: bool,
     /// Empty lines left out of the draft being sent, said once its lines are ([`App::sent`]).
@@ -357,6 +363,8 @@ impl App {
             replaced: false,
             max_text_len: mm_common::protocol::MAX_TEXT_LEN,
             burst_breaks: 0,
+            burst_tail: 0,
+            burst: None,
             said_full: false,
             left_out: 0,
         }
@@ -951,10 +959,11 @@ impl App {
     /// fast), as a terminal without bracketed paste delivers a paste. `more` says whether more
     /// keys follow in the burst. A burst with Enter between keys is a paste of several lines:
     /// its Enters (the last one too) start new lines in the draft instead of sending, and its
-    /// tabs become spaces instead of completing — as [`App::on_paste`] does. The last key of
-    /// a burst without line breaks is taken as typed (a fast `hi` + Enter over a slow link
-    /// still sends; a last Tab still completes).
+    /// tabs become spaces instead of completing — as [`App::on_paste`] does, a last line break
+    /// starting no line. The last key of a burst without line breaks is taken as typed (a fast
+    /// `hi` + Enter over a slow link still sends; a last Tab still completes).
     pub fn on_burst_key(&mut self, key: KeyEvent, more: bool, now: u64) -> Action {
+        let one_line = *self.burst.get_or_insert(self.input.rows() == 1);
         let plain = !key
             .modifiers
             .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
@@ -962,6 +971,7 @@ impl App {
         let action = match key.code {
             KeyCode::Enter if plain && pasted => {
                 self.burst_breaks += 1;
+                self.burst_tail += 1;
                 self.insert(Edit::Newline, now);
                 Action::None
             }
@@ -971,17 +981,21 @@ impl App {
                 }
                 Action::None
             }
-            _ => self.on_key(key, now),
+            code => {
+                if code != KeyCode::Char(' ') {
+                    self.burst_tail = 0;
+                }
+                self.on_key(key, now)
+            }
         };
-        if !more && std::mem::take(&mut self.burst_breaks) > 0 {
-            let lines = self
-                .input
-                .text()
-                .split('\n')
-                .filter(|l| !l.trim().is_empty())
-                .count();
-            if lines > 1 {
-                self.say_pasted(lines, now);
+        if !more {
+            self.burst = None;
+            let tail = std::mem::take(&mut self.burst_tail);
+            if std::mem::take(&mut self.burst_breaks) > 0 {
+                self.input.trim_blank_tail(tail);
+                if self.input.rows() > 1 {
+                    self.say_pasted(one_line, now);
+                }
             }
         }
         action
@@ -989,12 +1003,14 @@ impl App {
 
     /// Takes a paste (bracketed paste: the terminal marks it as one): its lines stay lines —
     /// line breaks of every kind, `\r\n` included, start a new line in the draft — and its tabs
-    /// become spaces. A paste of several lines is said, with what Enter will do. Nothing is
-    /// sent before Enter, so a paste can be read and edited first; a paste that does not fit in
-    /// the input is refused whole, and said so.
+    /// become spaces; at the end of the input, a last line break starts no line. A paste of
+    /// several lines is said, with what Enter will do. Nothing is sent before Enter, so a paste
+    /// can be read and edited first; a paste that does not fit in the input is refused whole,
+    /// and said so.
     pub fn on_paste(&mut self, text: &str, now: u64) {
+        let one_line = self.input.rows() == 1;
         match self.input.paste(text) {
-            Ok(lines) if lines > 1 => self.say_pasted(lines, now),
+            Ok(lines) if lines.rows() > 1 => self.say_pasted(one_line, now),
             Ok(_) => {}
             Err(e) => self.error(
                 &format!(
@@ -1008,14 +1024,41 @@ impl App {
         }
     }
 
-    /// The notice for a paste of several lines.
-    fn say_pasted(&mut self, lines: usize, now: u64) {
-        self.notice(
-            &format!(
-                "pasted {lines} lines: Enter sends each as its own line, in order (Up/Down move between them, Ctrl+U clears the draft)"
-            ),
-            now,
-        );
+    /// The notice for a paste that made a draft of several lines, counted as the input counts
+    /// them ([`Input::lines`](super::input::Input::lines)): what Enter will do, or, over
+    /// [`MAX_DRAFT_LINES`], that it will send nothing until the draft is short enough. Pasted
+    /// onto a draft of one line, the draft's lines are the paste's (its first line goes on the
+    /// line typed); onto a draft of several, the notice says the draft's.
+    fn say_pasted(&mut self, onto_one_line: bool, now: u64) {
+        use crate::display::count;
+        let lines = self.input.lines();
+        let filled = count(lines.filled, "line", "lines");
+        let mut what = if onto_one_line {
+            format!("pasted {filled}")
+        } else {
+            format!("pasted into the draft, which holds {filled}")
+        };
+        if lines.empty > 0 {
+            what.push_str(&format!(
+                " (and {}, left out)",
+                count(lines.empty, "empty line", "empty lines")
+            ));
+        }
+        if lines.filled > MAX_DRAFT_LINES {
+            self.error(
+                &format!(
+                    "{what}: mm sends at most {MAX_DRAFT_LINES} lines at once, so Enter sends nothing until the draft holds {MAX_DRAFT_LINES} or fewer (edit it, or Ctrl+U clears it)"
+                ),
+                now,
+            );
+        } else {
+            self.notice(
+                &format!(
+                    "{what}: Enter sends each as its own line, in order (Up/Down move between them, Ctrl+U clears the draft)"
+                ),
+                now,
+            );
+        }
     }
 
     /// A typed character or line break, unless the input is full (said once).
@@ -1158,10 +1201,8 @@ impl App {
                 other => return other, // refused, and said why (a changed key)
             }
         }
-        // Empty lines between the first and the last one that hold something.
-        let first = all.iter().position(|l| !l.trim().is_empty()).unwrap_or(0);
-        let last = all.iter().rposition(|l| !l.trim().is_empty()).unwrap_or(0);
-        self.left_out = (last + 1 - first).saturating_sub(n);
+        // The empty lines, as the prompt and the paste's notice counted them.
+        self.left_out = all.len() - n;
         Action::RunAll(commands)
     }
 
@@ -1731,9 +1772,11 @@ mod tests {
     fn a_pasted_draft_sends_each_line_as_a_line_in_order() {
         let mut app = App::new("s", "alice");
         app.on_paste("one\r\ntwo\tcols\r\n\r\n/three\r\n", 0);
-        assert_eq!(app.input.text(), "one\ntwo    cols\n\n/three\n");
+        assert_eq!(app.input.text(), "one\ntwo    cols\n\n/three");
         assert!(
-            last_line(&app).starts_with("pasted 3 lines: Enter sends each as its own line"),
+            last_line(&app).starts_with(
+                "pasted 3 lines (and 1 empty line, left out): Enter sends each as its own line"
+            ),
             "{}",
             last_line(&app)
         );
@@ -1750,7 +1793,7 @@ mod tests {
         assert!(app.input.is_empty());
         // Up brings the draft back whole.
         app.on_key(key(KeyCode::Up, KeyModifiers::NONE), 0);
-        assert_eq!(app.input.text(), "one\ntwo    cols\n\n/three\n");
+        assert_eq!(app.input.text(), "one\ntwo    cols\n\n/three");
 
         // "/msg NICK" on the first line takes them all to NICK (never the rest to the room).
         let mut app = App::new("s", "alice");
@@ -1852,8 +1895,12 @@ mod tests {
         for (i, k) in burst.into_iter().enumerate() {
             assert_eq!(app.on_burst_key(k, i < last, 0), Action::None);
         }
-        assert_eq!(app.input.text(), "bo    x\ny\n");
-        assert!(last_line(&app).starts_with("pasted 2 lines"));
+        assert_eq!(
+            app.input.text(),
+            "bo    x\ny",
+            "the last line break starts no line"
+        );
+        assert!(last_line(&app).starts_with("pasted 2 lines: Enter sends"));
         // Then a typed Enter sends them.
         assert_eq!(
             app.on_burst_key(key(KeyCode::Enter, KeyModifiers::NONE), false, 0),
@@ -1878,6 +1925,115 @@ mod tests {
         app.on_key(key(KeyCode::Enter, KeyModifiers::ALT), 0);
         app.on_key(key(KeyCode::Char('2'), KeyModifiers::NONE), 0);
         assert_eq!(enter(&mut app), Action::RunAll(vec![say("1"), say("2")]));
+    }
+
+    /// Pastes `text` as a terminal without bracketed paste delivers it: one burst of keys, each
+    /// line break an Enter.
+    fn burst_paste(app: &mut App, text: &str) -> Vec<Action> {
+        let keys: Vec<KeyEvent> = text
+            .chars()
+            .map(|c| match c {
+                '\n' => key(KeyCode::Enter, KeyModifiers::NONE),
+                c => key(KeyCode::Char(c), KeyModifiers::NONE),
+            })
+            .collect();
+        let last = keys.len() - 1;
+        keys.into_iter()
+            .enumerate()
+            .map(|(i, k)| app.on_burst_key(k, i < last, 0))
+            .collect()
+    }
+
+    #[test]
+    fn a_paste_is_counted_one_way_its_last_line_break_starting_no_line() {
+        // 4 lines copied as whole lines (the last one ends with a line break), pasted both ways:
+        // the notice, the draft and Enter all count 4.
+        for bracketed in [true, false] {
+            let mut app = App::new("s", "alice");
+            if bracketed {
+                app.on_paste("a\nb\nc\nd\n", 0);
+            } else {
+                burst_paste(&mut app, "a\nb\nc\nd\n");
+            }
+            assert_eq!(app.input.text(), "a\nb\nc\nd", "bracketed: {bracketed}");
+            assert_eq!(app.input.rows(), 4);
+            assert!(
+                last_line(&app).starts_with("pasted 4 lines: Enter sends each"),
+                "{}",
+                last_line(&app)
+            );
+            assert!(matches!(enter(&mut app), Action::RunAll(lines) if lines.len() == 4));
+        }
+        // Empty lines are shown, counted apart and left out, the same in the notice and after
+        // sending.
+        let mut app = App::new("s", "alice");
+        app.on_paste("\nfirst\n\n\nsecond\n\n", 0);
+        assert_eq!(app.input.text(), "\nfirst\n\n\nsecond");
+        assert_eq!(
+            last_line(&app),
+            "pasted 2 lines (and 3 empty lines, left out): Enter sends each as its own line, in order (Up/Down move between them, Ctrl+U clears the draft)"
+        );
+        assert_eq!(
+            enter(&mut app),
+            Action::RunAll(vec![say("first"), say("second")])
+        );
+        app.sent(0);
+        assert_eq!(
+            last_line(&app),
+            "left out 3 empty lines (the server takes no empty lines)"
+        );
+        // Into a draft that already holds lines: the draft's count.
+        let mut app = App::new("s", "alice");
+        app.on_paste("x\ny", 0);
+        app.on_key(key(KeyCode::Enter, KeyModifiers::ALT), 0);
+        app.on_paste("z\nw\n", 0);
+        assert!(
+            last_line(&app).starts_with("pasted into the draft, which holds 4 lines: Enter sends"),
+            "{}",
+            last_line(&app)
+        );
+        assert!(matches!(enter(&mut app), Action::RunAll(lines) if lines.len() == 4));
+    }
+
+    #[test]
+    fn a_paste_over_the_line_limit_says_so_at_once_and_stays() {
+        let many: String = (1..=150).map(|i| format!("line {i}\n")).collect();
+        for bracketed in [true, false] {
+            let mut app = App::new("s", "alice");
+            if bracketed {
+                app.on_paste(&many, 0);
+            } else {
+                let actions = burst_paste(&mut app, &many);
+                assert!(actions.iter().all(|a| *a == Action::None));
+            }
+            let said = app.current().lines.back().unwrap().clone();
+            assert_eq!(said.kind, LineKind::Error, "bracketed: {bracketed}");
+            assert_eq!(
+                said.text,
+                "pasted 150 lines: mm sends at most 100 lines at once, so Enter sends nothing until the draft holds 100 or fewer (edit it, or Ctrl+U clears it)"
+            );
+            assert!(
+                !app.current()
+                    .lines
+                    .iter()
+                    .any(|l| l.text.contains("Enter sends each")),
+                "never promises to send them"
+            );
+            assert_eq!(app.input.lines().filled, 150, "the draft stays");
+            // Enter refuses with the same count, and the draft still stays.
+            assert_eq!(enter(&mut app), Action::None);
+            assert_eq!(
+                last_line(&app),
+                "the draft holds 150 lines and mm sends at most 100 at once — nothing was sent (Ctrl+U clears the draft)"
+            );
+            assert_eq!(app.input.rows(), 150);
+        }
+        // 100 lines go.
+        let mut app = App::new("s", "alice");
+        let hundred: String = (1..=100).map(|i| format!("line {i}\n")).collect();
+        app.on_paste(&hundred, 0);
+        assert!(last_line(&app).starts_with("pasted 100 lines: Enter sends each"));
+        assert!(matches!(enter(&mut app), Action::RunAll(lines) if lines.len() == 100));
     }
 
     #[test]

@@ -491,10 +491,16 @@ fn short(fingerprint: &str) -> String {
 /// keep the cursor in view. Near or over the server's limit, the cursor's line shows its size
 /// in bytes, in red when over.
 fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect, theme: Theme) {
-    let lines = app.input.rows();
     let title = clean(app.current().title());
-    let prompt = if lines > 1 {
-        format!("{title} ({lines} lines)> ")
+    // The lines counted as everywhere else (the paste's notice, Enter's refusals): those that
+    // hold something, which Enter sends, and the empty ones, left out.
+    let prompt = if app.input.rows() > 1 {
+        let lines = app.input.lines();
+        let mut count = crate::display::count(lines.filled, "line", "lines");
+        if lines.empty > 0 {
+            count.push_str(&format!(", {} empty", lines.empty));
+        }
+        format!("{title} ({count})> ")
     } else {
         format!("{title}> ")
     };
@@ -913,6 +919,29 @@ mod tests {
         );
         assert!(
             screen.iter().any(|l| l.contains("* pasted 3 lines")),
+            "{screen:?}"
+        );
+        // The prompt counts as the paste's notice does: a last line break is no line, empty
+        // lines are counted apart.
+        let mut app = App::new("s", "alice");
+        app.on_paste("a\nb\nc\nd\n", 0);
+        let screen = render(&mut app, 60, 12);
+        assert!(screen[8].starts_with("#room (4 lines)> a"), "{screen:?}");
+        assert!(
+            screen.iter().any(|l| l.contains("* pasted 4 lines:")),
+            "{screen:?}"
+        );
+        let mut app = App::new("s", "alice");
+        app.on_paste("a\n\nb\n", 0);
+        let screen = render(&mut app, 60, 12);
+        assert!(
+            screen[9].starts_with("#room (2 lines, 1 empty)> a"),
+            "{screen:?}"
+        );
+        assert!(
+            screen
+                .iter()
+                .any(|l| l.contains("* pasted 2 lines (and 1 empty line, left out):")),
             "{screen:?}"
         );
         // More lines than rows: the cursor's line stays in view, the prompt on top.
