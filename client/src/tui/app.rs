@@ -295,6 +295,9 @@ pub struct App {
     pub input: Input,
     /// Online nicks (for the status bar and completion), sorted case-insensitively.
     pub online: Vec<String>,
+    /// Whether `online` is the server's word: false from a disconnection until the next list of
+    /// users (a welcome, `/who`), the status bar then showing no count.
+    pub online_known: bool,
     /// Rows of the message area at the last draw (for PgUp/PgDn).
     pub page: usize,
     /// Public lines already shown, so history replayed after a reconnect is not shown twice.
@@ -358,6 +361,7 @@ impl App {
             active: 0,
             input: Input::default(),
             online: Vec::new(),
+            online_known: true,
             page: 20,
             seen: SeenIds::default(),
             replaced: false,
@@ -598,8 +602,7 @@ impl App {
                 }
             }
             Event::Users(nicks) => {
-                self.online = nicks.clone();
-                self.online.sort_unstable_by_key(|n| nick_key(n));
+                self.set_online(nicks.clone());
                 self.notice(
                     &format!("online ({}): {}", nicks.len(), nicks.join(", ")),
                     now,
@@ -676,6 +679,8 @@ impl App {
                         now,
                     );
                 }
+                // Who is online is unknown until the next connection says.
+                self.online_known = false;
                 self.conn = Conn::Offline(if self.replaced {
                     REPLACED_STATUS.to_owned()
                 } else {
@@ -802,6 +807,13 @@ impl App {
         self.tabs
             .iter()
             .position(|t| t.peer().is_some_and(|p| nick_key(p) == key))
+    }
+
+    /// The server's list of who is online (a welcome, an answer to `/who`).
+    pub fn set_online(&mut self, mut nicks: Vec<String>) {
+        nicks.sort_unstable_by_key(|n| nick_key(n));
+        self.online = nicks;
+        self.online_known = true;
     }
 
     /// Adds a nick to the sorted online list, which stays as bounded as the server's user

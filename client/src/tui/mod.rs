@@ -117,7 +117,7 @@ pub async fn run(
         color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
     let mut app = App::new(&opts.server, &welcome.nick);
-    app.online = welcome.online.clone();
+    app.set_online(welcome.online.clone());
     app.max_text_len = text_limit(&welcome);
     for note in &settings.notes {
         app.notice(note, now_ms());
@@ -384,7 +384,7 @@ impl Link {
                 app.replaced = false;
                 app.max_text_len = text_limit(&welcome);
                 app.nick = welcome.nick.clone();
-                app.online = welcome.online.clone();
+                app.set_online(welcome.online.clone());
                 app.push(
                     0,
                     app::LineKind::Notice,

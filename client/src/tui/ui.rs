@@ -399,6 +399,10 @@ fn tab_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
     let mut spans = vec![Span::styled(" ", bar)];
     let tab = app.current();
     match tab.peer() {
+        // Not connected, the count of the last connection would be stale.
+        None if !app.online_known => {
+            spans.push(Span::styled("#room · online: unknown ".to_string(), bar));
+        }
         None => spans.push(Span::styled(
             format!("#room · {} online ", app.online.len()),
             bar,
@@ -708,6 +712,48 @@ mod tests {
         );
         assert!(screen[8].contains("#room · 2 online"), "{screen:?}");
         assert!(screen[9].starts_with("#room>"), "{screen:?}");
+    }
+
+    #[test]
+    fn the_room_shows_no_count_of_who_is_online_while_disconnected() {
+        let mut app = app_with_bob();
+        let status = |app: &mut App| render(app, 120, 8)[6].clone();
+        assert!(status(&mut app).contains("#room · 2 online"));
+        app.on_event(
+            &Event::Closed {
+                error: Some("connection reset".into()),
+                undelivered: vec![],
+            },
+            0,
+        );
+        for conn in [
+            Conn::Reconnecting {
+                attempt: 1,
+                in_secs: 2,
+                reason: "connection reset".into(),
+            },
+            Conn::Offline("connection reset".into()),
+        ] {
+            app.conn = conn;
+            let s = status(&mut app);
+            assert!(s.contains("#room · online: unknown"), "{s}");
+            assert!(!s.contains("2 online"), "{s}");
+        }
+        // The next connection's welcome says again.
+        app.conn = Conn::Connected;
+        app.set_online(vec!["alice".into()]);
+        assert!(status(&mut app).contains("#room · 1 online"));
+        // And so does a list of users.
+        app.on_event(
+            &Event::Closed {
+                error: None,
+                undelivered: vec![],
+            },
+            0,
+        );
+        app.on_event(&Event::Users(vec!["bob".into(), "alice".into()]), 0);
+        assert!(status(&mut app).contains("#room · 2 online"));
+        assert_eq!(app.online, ["alice", "bob"]);
     }
 
     #[test]
