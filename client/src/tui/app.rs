@@ -194,7 +194,8 @@ pub struct Tab {
     pub unread: usize,
     /// Whether one of them mentions us (or, for a private tab, any line at all).
     pub mention: bool,
-    /// Rows scrolled back from the bottom (0: following new lines).
+    /// Rows scrolled back from the bottom, as drawn (long lines wrap to several rows; 0:
+    /// following new lines). At most what shows the conversation's first row at the top.
     pub scroll: usize,
     /// The first line that arrived since the user last left the tab.
     pub marker: Option<u64>,
@@ -300,6 +301,8 @@ pub struct App {
     pub online_known: bool,
     /// Rows of the message area at the last draw (for PgUp/PgDn).
     pub page: usize,
+    /// Columns of the message area at the last draw: scrolling counts rows of this width.
+    pub width: usize,
     /// Public lines already shown, so history replayed after a reconnect is not shown twice.
     seen: SeenIds,
     /// The server said another login with our certificate took the account over: the
@@ -321,6 +324,12 @@ pub struct App {
     said_full: bool,
     /// Empty lines left out of the draft being sent, said once its lines are ([`App::sent`]).
     left_out: usize,
+}
+
+/// The rows `line` of `tab` takes at `width` columns, as drawn: its wrapped text and the unread
+/// marker's row before it.
+fn rows_of(tab: &Tab, line: &Line, me: &str, width: usize) -> usize {
+    super::ui::line_rows(line, me, width) + usize::from(tab.marker == Some(line.seq))
 }
 
 /// Ids of public lines already shown (theirs and ours), so that the history a server replays
@@ -363,6 +372,7 @@ impl App {
             online: Vec::new(),
             online_known: true,
             page: 20,
+            width: 80,
             seen: SeenIds::default(),
             replaced: false,
             max_text_len: mm_common::protocol::MAX_TEXT_LEN,
@@ -377,11 +387,6 @@ impl App {
     /// The tab shown.
     pub fn current(&self) -> &Tab {
         &self.tabs[self.active.min(self.tabs.len() - 1)]
-    }
-
-    fn current_mut(&mut self) -> &mut Tab {
-        let i = self.active.min(self.tabs.len() - 1);
-        &mut self.tabs[i]
     }
 
     /// The index of `peer`'s tab, opening it if needed (if there is room for another tab).
@@ -464,6 +469,7 @@ impl App {
         sending: Option<Sending>,
     ) {
         let shown = i == self.active;
+        let (nick, width) = (&self.nick, self.width);
         let Some(tab) = self.tabs.get_mut(i) else {
             return;
         };
@@ -472,17 +478,14 @@ impl App {
         if tab.lines.len() == SCROLLBACK {
             tab.lines.pop_front();
         }
-        tab.lines.push_back(Line {
+        let line = Line {
             seq,
             ts,
             kind,
             from: from.map(str::to_owned),
             text: text.to_owned(),
             sending,
-        });
-        if tab.scroll > 0 {
-            tab.scroll += 1; // keep the view still while reading back
-        }
+        };
         let counts = !matches!(kind, LineKind::Own | LineKind::OwnSecure { .. });
         if !shown && counts {
             tab.unread += 1;
@@ -490,6 +493,12 @@ impl App {
                 tab.marker = Some(seq);
             }
         }
+        if tab.scroll > 0 {
+            // Keep the view still while reading back: the new line's rows (and the unread
+            // marker's) come below it.
+            tab.scroll += rows_of(tab, &line, nick, width);
+        }
+        tab.lines.push_back(line);
     }
 
     fn mark_mention(&mut self, i: usize) {
@@ -1274,10 +1283,71 @@ impl App {
         }
     }
 
+    /// Scrolls the tab shown `by` rows (back when positive), as far as its first row at the top
+    /// of the view and no farther.
     fn scroll(&mut self, by: isize) {
-        let tab = self.current_mut();
-        let max = tab.lines.len();
-        tab.scroll = tab.scroll.saturating_add_signed(by).min(max);
+        let i = self.active.min(self.tabs.len() - 1);
+        let wanted = self.tabs[i].scroll.saturating_add_signed(by);
+        self.tabs[i].scroll = self.reachable(i, wanted);
+    }
+
+    /// `wanted` rows back in tab `i`, or as far back as it goes: where its first row is at the
+    /// top of the view. Counts rows from the newest line back, no farther than needed.
+    fn reachable(&self, i: usize, wanted: usize) -> usize {
+        let tab = &self.tabs[i];
+        let needed = wanted.saturating_add(self.page);
+        let mut rows = 0;
+        for line in tab.lines.iter().rev() {
+            if rows >= needed {
+                break;
+            }
+            rows += rows_of(tab, line, &self.nick, self.width);
+        }
+        wanted.min(rows.saturating_sub(self.page))
+    }
+
+    /// Whether the tab shown is scrolled back to its first row.
+    pub fn at_top(&self) -> bool {
+        let i = self.active.min(self.tabs.len() - 1);
+        let scroll = self.tabs[i].scroll;
+        scroll > 0 && self.reachable(i, scroll + 1) == scroll
+    }
+
+    /// The size of the message area, at each draw. When its width changes, a tab scrolled back
+    /// keeps the line at the bottom of its view there, its rows counted anew; a taller area
+    /// takes the view no farther back than the first row at its top.
+    pub fn set_view(&mut self, width: usize, height: usize) {
+        let width = width.max(1);
+        if width != self.width {
+            for i in 0..self.tabs.len() {
+                if self.tabs[i].scroll > 0 {
+                    self.tabs[i].scroll = self.rewrapped_scroll(&self.tabs[i], width);
+                }
+            }
+            self.width = width;
+        }
+        self.page = height;
+        let i = self.active.min(self.tabs.len() - 1);
+        if self.tabs[i].scroll > 0 {
+            self.tabs[i].scroll = self.reachable(i, self.tabs[i].scroll);
+        }
+    }
+
+    /// `tab`'s scroll at `width` columns instead of [`App::width`]: the same line at the bottom
+    /// of the view, as many of its rows below it as in proportion before.
+    fn rewrapped_scroll(&self, tab: &Tab, width: usize) -> usize {
+        let (mut below, mut below_now) = (0, 0);
+        for line in tab.lines.iter().rev() {
+            let rows = rows_of(tab, line, &self.nick, self.width);
+            let rows_now = rows_of(tab, line, &self.nick, width);
+            if below + rows > tab.scroll {
+                let hidden = tab.scroll - below; // of this line's rows, below the view
+                return below_now + hidden * rows_now / rows;
+            }
+            below += rows;
+            below_now += rows_now;
+        }
+        below_now
     }
 
     fn cycle(&mut self, forward: bool) {
@@ -1664,10 +1734,16 @@ mod tests {
             app.tabs[0].scroll, 9,
             "new lines do not move what is being read"
         );
+        // A new line of several rows moves the view by as many (80 columns: the time and the
+        // nick on a row, then 1,000 characters without a space on 13).
+        app.own_public(LineId::from_tag(1), &"w".repeat(1000), 0);
+        assert_eq!(app.tabs[0].scroll, 9 + 14);
         for _ in 0..20 {
             app.on_key(key(KeyCode::PageUp, KeyModifiers::NONE), 0);
         }
-        assert_eq!(app.tabs[0].scroll, 51);
+        // 51 lines of one row and one of 14, in a view of 10 rows: the first row at the top.
+        assert_eq!(app.tabs[0].scroll, 51 + 14 - 10);
+        assert!(app.at_top());
         for _ in 0..20 {
             app.on_key(key(KeyCode::PageDown, KeyModifiers::NONE), 0);
         }
