@@ -618,9 +618,12 @@ async fn the_terminal_ui_sends_pasted_lines_as_lines_and_never_cuts_one() {
 
     // Bracketed paste of three lines with a tab and an empty line (tmux sends \n as \r).
     tmux.paste("first pasted line\nsecond\tcolumn\n\nthird\n", true, false);
-    tmux.wait_for("pasted 3 lines: Enter sends each as its own line")
+    // Its last line break starts no line; the empty line is counted apart, left out.
+    tmux.wait_for("pasted 3 lines (and 1 empty line, left out): Enter sends each as its own line")
         .await;
-    let screen = tmux.wait_for("#room (5 lines)> first pasted line").await;
+    let screen = tmux
+        .wait_for("#room (3 lines, 1 empty)> first pasted line")
+        .await;
     assert!(screen.contains("second    column"), "{screen}");
     tmux.keys(&["Enter"]);
     for expected in ["first pasted line", "second    column", "third"] {
@@ -666,7 +669,7 @@ async fn the_terminal_ui_sends_pasted_lines_as_lines_and_never_cuts_one() {
     // at once. They make a draft all the same (nothing sent, no completion).
     tmux.paste("plain a\nplain\tb\n", false, false);
     tmux.wait_for("pasted 2 lines").await;
-    tmux.wait_for("#room (3 lines)> plain a").await;
+    tmux.wait_for("#room (2 lines)> plain a").await;
     tmux.keys(&["Enter"]);
     assert_eq!(said_to_bob(&mut bob).await, (false, "plain a".to_owned()));
     assert_eq!(
@@ -675,6 +678,82 @@ async fn the_terminal_ui_sends_pasted_lines_as_lines_and_never_cuts_one() {
     );
 
     tmux.keys(&["C-c"]);
+    tmux.wait_for("mm exited with 0").await;
+}
+
+/// A terminal without bracketed paste, and input longer than one read of the terminal (2 KiB
+/// and more: a paste of 3,000 characters, 1,000 arrow keys): everything arrives and shows at
+/// once, and a key typed after a pause is taken on its own — an Enter sends, it is never held
+/// back to arrive with the next key and be taken as a line break of the paste.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_typed_after_long_input_without_bracketed_paste_are_taken_at_once_and_alone() {
+    if !Tmux::usable() {
+        return;
+    }
+    let server = TestServer::start_unthrottled().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.client("bob").await;
+    let command = format!(
+        "{} --server {} --ca {} --nick alice --home {}; echo \"mm exited with $?\"; sleep 30",
+        shell_quote(Path::new(MM)),
+        server.server(),
+        shell_quote(&server.ca_path()),
+        shell_quote(home.path())
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for("as alice; 2 online").await;
+    bob.wait_for("alice joined", |e| matches!(e, Event::Joined { .. }))
+        .await;
+    let pause = || tokio::time::sleep(Duration::from_millis(700));
+
+    // 3,000 characters in one line: all of it shows without another key...
+    let long = format!("{}the end", "x".repeat(2993));
+    tmux.paste(&long, false, false);
+    tmux.wait_for("xxxxthe end").await;
+    // ...and Enter after a pause sends it, whole, as one line.
+    pause().await;
+    tmux.keys(&["Enter"]);
+    assert_eq!(said_to_bob(&mut bob).await, (false, long.clone()));
+    let screen = tmux.wait_for("#room> ").await;
+    assert!(!screen.contains("lines)>"), "no draft of lines:\n{screen}");
+
+    // A letter typed after such a paste shows at once, without another key after it.
+    tmux.paste(&format!("{}two", "y".repeat(2997)), false, false);
+    tmux.wait_for("yyyytwo").await;
+    pause().await;
+    tmux.keys(&["!"]);
+    tmux.wait_for("yyyytwo!").await;
+    tmux.keys(&["C-u"]);
+
+    // 40 lines of 80 characters (3,240 bytes with the line breaks), then Enter after a pause:
+    // the 40 lines go, in order.
+    let lines: Vec<String> = (1..=40)
+        .map(|i| format!("{i:02} {}", "z".repeat(77)))
+        .collect();
+    tmux.paste(&(lines.join("\n") + "\n"), false, false);
+    tmux.wait_for("pasted 40 lines").await;
+    pause().await;
+    tmux.keys(&["Enter"]);
+    for line in &lines {
+        assert_eq!(said_to_bob(&mut bob).await, (false, line.clone()));
+    }
+
+    // 1,000 arrow keys (3,000 bytes) at once, then Enter: the line is sent as it is.
+    tmux.keys(&["moved over"]);
+    tmux.keys(&["-N", "1000", "Left"]);
+    pause().await;
+    tmux.keys(&["Enter"]);
+    assert_eq!(
+        said_to_bob(&mut bob).await,
+        (false, "moved over".to_owned())
+    );
+
+    // A command typed after a long paste is a command.
+    tmux.paste(&"w".repeat(3000), false, false);
+    pause().await;
+    tmux.keys(&["C-u"]);
+    pause().await;
+    tmux.keys(&["/quit", "Enter"]);
     tmux.wait_for("mm exited with 0").await;
 }
 

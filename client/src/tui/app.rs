@@ -194,7 +194,8 @@ pub struct Tab {
     pub unread: usize,
     /// Whether one of them mentions us (or, for a private tab, any line at all).
     pub mention: bool,
-    /// Rows scrolled back from the bottom (0: following new lines).
+    /// Rows scrolled back from the bottom, as drawn (long lines wrap to several rows; 0:
+    /// following new lines). At most what shows the conversation's first row at the top.
     pub scroll: usize,
     /// The first line that arrived since the user last left the tab.
     pub marker: Option<u64>,
@@ -295,8 +296,13 @@ pub struct App {
     pub input: Input,
     /// Online nicks (for the status bar and completion), sorted case-insensitively.
     pub online: Vec<String>,
+    /// Whether `online` is the server's word: false from a disconnection until the next list of
+    /// users (a welcome, `/who`), the status bar then showing no count.
+    pub online_known: bool,
     /// Rows of the message area at the last draw (for PgUp/PgDn).
     pub page: usize,
+    /// Columns of the message area at the last draw: scrolling counts rows of this width.
+    pub width: usize,
     /// Public lines already shown, so history replayed after a reconnect is not shown twice.
     seen: SeenIds,
     /// The server said another login with our certificate took the account over: the
@@ -308,10 +314,22 @@ pub struct App {
     /// Line breaks seen so far in the burst of keys being taken (a paste in a terminal without
     /// bracketed paste).
     burst_breaks: usize,
+    /// Line breaks the burst being taken put at the end of the draft, with nothing but blanks
+    /// after them: a paste's last line break, which starts no line.
+    burst_tail: usize,
+    /// A burst of keys is being taken (its last key not yet), and whether the input was one line
+    /// when it began.
+    burst: Option<bool>,
     /// "The input is full" was said, and nothing was taken since.
     said_full: bool,
     /// Empty lines left out of the draft being sent, said once its lines are ([`App::sent`]).
     left_out: usize,
+}
+
+/// The rows `line` of `tab` takes at `width` columns, as drawn: its wrapped text and the unread
+/// marker's row before it.
+fn rows_of(tab: &Tab, line: &Line, me: &str, width: usize) -> usize {
+    super::ui::line_rows(line, me, width) + usize::from(tab.marker == Some(line.seq))
 }
 
 /// Ids of public lines already shown (theirs and ours), so that the history a server replays
@@ -352,11 +370,15 @@ impl App {
             active: 0,
             input: Input::default(),
             online: Vec::new(),
+            online_known: true,
             page: 20,
+            width: 80,
             seen: SeenIds::default(),
             replaced: false,
             max_text_len: mm_common::protocol::MAX_TEXT_LEN,
             burst_breaks: 0,
+            burst_tail: 0,
+            burst: None,
             said_full: false,
             left_out: 0,
         }
@@ -365,11 +387,6 @@ impl App {
     /// The tab shown.
     pub fn current(&self) -> &Tab {
         &self.tabs[self.active.min(self.tabs.len() - 1)]
-    }
-
-    fn current_mut(&mut self) -> &mut Tab {
-        let i = self.active.min(self.tabs.len() - 1);
-        &mut self.tabs[i]
     }
 
     /// The index of `peer`'s tab, opening it if needed (if there is room for another tab).
@@ -452,6 +469,7 @@ impl App {
         sending: Option<Sending>,
     ) {
         let shown = i == self.active;
+        let (nick, width) = (&self.nick, self.width);
         let Some(tab) = self.tabs.get_mut(i) else {
             return;
         };
@@ -460,17 +478,14 @@ impl App {
         if tab.lines.len() == SCROLLBACK {
             tab.lines.pop_front();
         }
-        tab.lines.push_back(Line {
+        let line = Line {
             seq,
             ts,
             kind,
             from: from.map(str::to_owned),
             text: text.to_owned(),
             sending,
-        });
-        if tab.scroll > 0 {
-            tab.scroll += 1; // keep the view still while reading back
-        }
+        };
         let counts = !matches!(kind, LineKind::Own | LineKind::OwnSecure { .. });
         if !shown && counts {
             tab.unread += 1;
@@ -478,6 +493,12 @@ impl App {
                 tab.marker = Some(seq);
             }
         }
+        if tab.scroll > 0 {
+            // Keep the view still while reading back: the new line's rows (and the unread
+            // marker's) come below it.
+            tab.scroll += rows_of(tab, &line, nick, width);
+        }
+        tab.lines.push_back(line);
     }
 
     fn mark_mention(&mut self, i: usize) {
@@ -590,8 +611,7 @@ impl App {
                 }
             }
             Event::Users(nicks) => {
-                self.online = nicks.clone();
-                self.online.sort_unstable_by_key(|n| nick_key(n));
+                self.set_online(nicks.clone());
                 self.notice(
                     &format!("online ({}): {}", nicks.len(), nicks.join(", ")),
                     now,
@@ -668,6 +688,8 @@ impl App {
                         now,
                     );
                 }
+                // Who is online is unknown until the next connection says.
+                self.online_known = false;
                 self.conn = Conn::Offline(if self.replaced {
                     REPLACED_STATUS.to_owned()
                 } else {
@@ -794,6 +816,13 @@ impl App {
         self.tabs
             .iter()
             .position(|t| t.peer().is_some_and(|p| nick_key(p) == key))
+    }
+
+    /// The server's list of who is online (a welcome, an answer to `/who`).
+    pub fn set_online(&mut self, mut nicks: Vec<String>) {
+        nicks.sort_unstable_by_key(|n| nick_key(n));
+        self.online = nicks;
+        self.online_known = true;
     }
 
     /// Adds a nick to the sorted online list, which stays as bounded as the server's user
@@ -951,10 +980,11 @@ impl App {
     /// fast), as a terminal without bracketed paste delivers a paste. `more` says whether more
     /// keys follow in the burst. A burst with Enter between keys is a paste of several lines:
     /// its Enters (the last one too) start new lines in the draft instead of sending, and its
-    /// tabs become spaces instead of completing — as [`App::on_paste`] does. The last key of
-    /// a burst without line breaks is taken as typed (a fast `hi` + Enter over a slow link
-    /// still sends; a last Tab still completes).
+    /// tabs become spaces instead of completing — as [`App::on_paste`] does, a last line break
+    /// starting no line. The last key of a burst without line breaks is taken as typed (a fast
+    /// `hi` + Enter over a slow link still sends; a last Tab still completes).
     pub fn on_burst_key(&mut self, key: KeyEvent, more: bool, now: u64) -> Action {
+        let one_line = *self.burst.get_or_insert(self.input.rows() == 1);
         let plain = !key
             .modifiers
             .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
@@ -962,6 +992,7 @@ impl App {
         let action = match key.code {
             KeyCode::Enter if plain && pasted => {
                 self.burst_breaks += 1;
+                self.burst_tail += 1;
                 self.insert(Edit::Newline, now);
                 Action::None
             }
@@ -971,17 +1002,21 @@ impl App {
                 }
                 Action::None
             }
-            _ => self.on_key(key, now),
+            code => {
+                if code != KeyCode::Char(' ') {
+                    self.burst_tail = 0;
+                }
+                self.on_key(key, now)
+            }
         };
-        if !more && std::mem::take(&mut self.burst_breaks) > 0 {
-            let lines = self
-                .input
-                .text()
-                .split('\n')
-                .filter(|l| !l.trim().is_empty())
-                .count();
-            if lines > 1 {
-                self.say_pasted(lines, now);
+        if !more {
+            self.burst = None;
+            let tail = std::mem::take(&mut self.burst_tail);
+            if std::mem::take(&mut self.burst_breaks) > 0 {
+                self.input.trim_blank_tail(tail);
+                if self.input.rows() > 1 {
+                    self.say_pasted(one_line, now);
+                }
             }
         }
         action
@@ -989,12 +1024,14 @@ impl App {
 
     /// Takes a paste (bracketed paste: the terminal marks it as one): its lines stay lines —
     /// line breaks of every kind, `\r\n` included, start a new line in the draft — and its tabs
-    /// become spaces. A paste of several lines is said, with what Enter will do. Nothing is
-    /// sent before Enter, so a paste can be read and edited first; a paste that does not fit in
-    /// the input is refused whole, and said so.
+    /// become spaces; at the end of the input, a last line break starts no line. A paste of
+    /// several lines is said, with what Enter will do. Nothing is sent before Enter, so a paste
+    /// can be read and edited first; a paste that does not fit in the input is refused whole,
+    /// and said so.
     pub fn on_paste(&mut self, text: &str, now: u64) {
+        let one_line = self.input.rows() == 1;
         match self.input.paste(text) {
-            Ok(lines) if lines > 1 => self.say_pasted(lines, now),
+            Ok(lines) if lines.rows() > 1 => self.say_pasted(one_line, now),
             Ok(_) => {}
             Err(e) => self.error(
                 &format!(
@@ -1008,14 +1045,41 @@ impl App {
         }
     }
 
-    /// The notice for a paste of several lines.
-    fn say_pasted(&mut self, lines: usize, now: u64) {
-        self.notice(
-            &format!(
-                "pasted {lines} lines: Enter sends each as its own line, in order (Up/Down move between them, Ctrl+U clears the draft)"
-            ),
-            now,
-        );
+    /// The notice for a paste that made a draft of several lines, counted as the input counts
+    /// them ([`Input::lines`](super::input::Input::lines)): what Enter will do, or, over
+    /// [`MAX_DRAFT_LINES`], that it will send nothing until the draft is short enough. Pasted
+    /// onto a draft of one line, the draft's lines are the paste's (its first line goes on the
+    /// line typed); onto a draft of several, the notice says the draft's.
+    fn say_pasted(&mut self, onto_one_line: bool, now: u64) {
+        use crate::display::count;
+        let lines = self.input.lines();
+        let filled = count(lines.filled, "line", "lines");
+        let mut what = if onto_one_line {
+            format!("pasted {filled}")
+        } else {
+            format!("pasted into the draft, which holds {filled}")
+        };
+        if lines.empty > 0 {
+            what.push_str(&format!(
+                " (and {}, left out)",
+                count(lines.empty, "empty line", "empty lines")
+            ));
+        }
+        if lines.filled > MAX_DRAFT_LINES {
+            self.error(
+                &format!(
+                    "{what}: mm sends at most {MAX_DRAFT_LINES} lines at once, so Enter sends nothing until the draft holds {MAX_DRAFT_LINES} or fewer (edit it, or Ctrl+U clears it)"
+                ),
+                now,
+            );
+        } else {
+            self.notice(
+                &format!(
+                    "{what}: Enter sends each as its own line, in order (Up/Down move between them, Ctrl+U clears the draft)"
+                ),
+                now,
+            );
+        }
     }
 
     /// A typed character or line break, unless the input is full (said once).
@@ -1158,10 +1222,8 @@ impl App {
                 other => return other, // refused, and said why (a changed key)
             }
         }
-        // Empty lines between the first and the last one that hold something.
-        let first = all.iter().position(|l| !l.trim().is_empty()).unwrap_or(0);
-        let last = all.iter().rposition(|l| !l.trim().is_empty()).unwrap_or(0);
-        self.left_out = (last + 1 - first).saturating_sub(n);
+        // The empty lines, as the prompt and the paste's notice counted them.
+        self.left_out = all.len() - n;
         Action::RunAll(commands)
     }
 
@@ -1221,10 +1283,71 @@ impl App {
         }
     }
 
+    /// Scrolls the tab shown `by` rows (back when positive), as far as its first row at the top
+    /// of the view and no farther.
     fn scroll(&mut self, by: isize) {
-        let tab = self.current_mut();
-        let max = tab.lines.len();
-        tab.scroll = tab.scroll.saturating_add_signed(by).min(max);
+        let i = self.active.min(self.tabs.len() - 1);
+        let wanted = self.tabs[i].scroll.saturating_add_signed(by);
+        self.tabs[i].scroll = self.reachable(i, wanted);
+    }
+
+    /// `wanted` rows back in tab `i`, or as far back as it goes: where its first row is at the
+    /// top of the view. Counts rows from the newest line back, no farther than needed.
+    fn reachable(&self, i: usize, wanted: usize) -> usize {
+        let tab = &self.tabs[i];
+        let needed = wanted.saturating_add(self.page);
+        let mut rows = 0;
+        for line in tab.lines.iter().rev() {
+            if rows >= needed {
+                break;
+            }
+            rows += rows_of(tab, line, &self.nick, self.width);
+        }
+        wanted.min(rows.saturating_sub(self.page))
+    }
+
+    /// Whether the tab shown is scrolled back to its first row.
+    pub fn at_top(&self) -> bool {
+        let i = self.active.min(self.tabs.len() - 1);
+        let scroll = self.tabs[i].scroll;
+        scroll > 0 && self.reachable(i, scroll + 1) == scroll
+    }
+
+    /// The size of the message area, at each draw. When its width changes, a tab scrolled back
+    /// keeps the line at the bottom of its view there, its rows counted anew; a taller area
+    /// takes the view no farther back than the first row at its top.
+    pub fn set_view(&mut self, width: usize, height: usize) {
+        let width = width.max(1);
+        if width != self.width {
+            for i in 0..self.tabs.len() {
+                if self.tabs[i].scroll > 0 {
+                    self.tabs[i].scroll = self.rewrapped_scroll(&self.tabs[i], width);
+                }
+            }
+            self.width = width;
+        }
+        self.page = height;
+        let i = self.active.min(self.tabs.len() - 1);
+        if self.tabs[i].scroll > 0 {
+            self.tabs[i].scroll = self.reachable(i, self.tabs[i].scroll);
+        }
+    }
+
+    /// `tab`'s scroll at `width` columns instead of [`App::width`]: the same line at the bottom
+    /// of the view, as many of its rows below it as in proportion before.
+    fn rewrapped_scroll(&self, tab: &Tab, width: usize) -> usize {
+        let (mut below, mut below_now) = (0, 0);
+        for line in tab.lines.iter().rev() {
+            let rows = rows_of(tab, line, &self.nick, self.width);
+            let rows_now = rows_of(tab, line, &self.nick, width);
+            if below + rows > tab.scroll {
+                let hidden = tab.scroll - below; // of this line's rows, below the view
+                return below_now + hidden * rows_now / rows;
+            }
+            below += rows;
+            below_now += rows_now;
+        }
+        below_now
     }
 
     fn cycle(&mut self, forward: bool) {
@@ -1611,10 +1734,16 @@ mod tests {
             app.tabs[0].scroll, 9,
             "new lines do not move what is being read"
         );
+        // A new line of several rows moves the view by as many (80 columns: the time and the
+        // nick on a row, then 1,000 characters without a space on 13).
+        app.own_public(LineId::from_tag(1), &"w".repeat(1000), 0);
+        assert_eq!(app.tabs[0].scroll, 9 + 14);
         for _ in 0..20 {
             app.on_key(key(KeyCode::PageUp, KeyModifiers::NONE), 0);
         }
-        assert_eq!(app.tabs[0].scroll, 51);
+        // 51 lines of one row and one of 14, in a view of 10 rows: the first row at the top.
+        assert_eq!(app.tabs[0].scroll, 51 + 14 - 10);
+        assert!(app.at_top());
         for _ in 0..20 {
             app.on_key(key(KeyCode::PageDown, KeyModifiers::NONE), 0);
         }
@@ -1731,9 +1860,11 @@ mod tests {
     fn a_pasted_draft_sends_each_line_as_a_line_in_order() {
         let mut app = App::new("s", "alice");
         app.on_paste("one\r\ntwo\tcols\r\n\r\n/three\r\n", 0);
-        assert_eq!(app.input.text(), "one\ntwo    cols\n\n/three\n");
+        assert_eq!(app.input.text(), "one\ntwo    cols\n\n/three");
         assert!(
-            last_line(&app).starts_with("pasted 3 lines: Enter sends each as its own line"),
+            last_line(&app).starts_with(
+                "pasted 3 lines (and 1 empty line, left out): Enter sends each as its own line"
+            ),
             "{}",
             last_line(&app)
         );
@@ -1750,7 +1881,7 @@ mod tests {
         assert!(app.input.is_empty());
         // Up brings the draft back whole.
         app.on_key(key(KeyCode::Up, KeyModifiers::NONE), 0);
-        assert_eq!(app.input.text(), "one\ntwo    cols\n\n/three\n");
+        assert_eq!(app.input.text(), "one\ntwo    cols\n\n/three");
 
         // "/msg NICK" on the first line takes them all to NICK (never the rest to the room).
         let mut app = App::new("s", "alice");
@@ -1852,8 +1983,12 @@ mod tests {
         for (i, k) in burst.into_iter().enumerate() {
             assert_eq!(app.on_burst_key(k, i < last, 0), Action::None);
         }
-        assert_eq!(app.input.text(), "bo    x\ny\n");
-        assert!(last_line(&app).starts_with("pasted 2 lines"));
+        assert_eq!(
+            app.input.text(),
+            "bo    x\ny",
+            "the last line break starts no line"
+        );
+        assert!(last_line(&app).starts_with("pasted 2 lines: Enter sends"));
         // Then a typed Enter sends them.
         assert_eq!(
             app.on_burst_key(key(KeyCode::Enter, KeyModifiers::NONE), false, 0),
@@ -1878,6 +2013,115 @@ mod tests {
         app.on_key(key(KeyCode::Enter, KeyModifiers::ALT), 0);
         app.on_key(key(KeyCode::Char('2'), KeyModifiers::NONE), 0);
         assert_eq!(enter(&mut app), Action::RunAll(vec![say("1"), say("2")]));
+    }
+
+    /// Pastes `text` as a terminal without bracketed paste delivers it: one burst of keys, each
+    /// line break an Enter.
+    fn burst_paste(app: &mut App, text: &str) -> Vec<Action> {
+        let keys: Vec<KeyEvent> = text
+            .chars()
+            .map(|c| match c {
+                '\n' => key(KeyCode::Enter, KeyModifiers::NONE),
+                c => key(KeyCode::Char(c), KeyModifiers::NONE),
+            })
+            .collect();
+        let last = keys.len() - 1;
+        keys.into_iter()
+            .enumerate()
+            .map(|(i, k)| app.on_burst_key(k, i < last, 0))
+            .collect()
+    }
+
+    #[test]
+    fn a_paste_is_counted_one_way_its_last_line_break_starting_no_line() {
+        // 4 lines copied as whole lines (the last one ends with a line break), pasted both ways:
+        // the notice, the draft and Enter all count 4.
+        for bracketed in [true, false] {
+            let mut app = App::new("s", "alice");
+            if bracketed {
+                app.on_paste("a\nb\nc\nd\n", 0);
+            } else {
+                burst_paste(&mut app, "a\nb\nc\nd\n");
+            }
+            assert_eq!(app.input.text(), "a\nb\nc\nd", "bracketed: {bracketed}");
+            assert_eq!(app.input.rows(), 4);
+            assert!(
+                last_line(&app).starts_with("pasted 4 lines: Enter sends each"),
+                "{}",
+                last_line(&app)
+            );
+            assert!(matches!(enter(&mut app), Action::RunAll(lines) if lines.len() == 4));
+        }
+        // Empty lines are shown, counted apart and left out, the same in the notice and after
+        // sending.
+        let mut app = App::new("s", "alice");
+        app.on_paste("\nfirst\n\n\nsecond\n\n", 0);
+        assert_eq!(app.input.text(), "\nfirst\n\n\nsecond");
+        assert_eq!(
+            last_line(&app),
+            "pasted 2 lines (and 3 empty lines, left out): Enter sends each as its own line, in order (Up/Down move between them, Ctrl+U clears the draft)"
+        );
+        assert_eq!(
+            enter(&mut app),
+            Action::RunAll(vec![say("first"), say("second")])
+        );
+        app.sent(0);
+        assert_eq!(
+            last_line(&app),
+            "left out 3 empty lines (the server takes no empty lines)"
+        );
+        // Into a draft that already holds lines: the draft's count.
+        let mut app = App::new("s", "alice");
+        app.on_paste("x\ny", 0);
+        app.on_key(key(KeyCode::Enter, KeyModifiers::ALT), 0);
+        app.on_paste("z\nw\n", 0);
+        assert!(
+            last_line(&app).starts_with("pasted into the draft, which holds 4 lines: Enter sends"),
+            "{}",
+            last_line(&app)
+        );
+        assert!(matches!(enter(&mut app), Action::RunAll(lines) if lines.len() == 4));
+    }
+
+    #[test]
+    fn a_paste_over_the_line_limit_says_so_at_once_and_stays() {
+        let many: String = (1..=150).map(|i| format!("line {i}\n")).collect();
+        for bracketed in [true, false] {
+            let mut app = App::new("s", "alice");
+            if bracketed {
+                app.on_paste(&many, 0);
+            } else {
+                let actions = burst_paste(&mut app, &many);
+                assert!(actions.iter().all(|a| *a == Action::None));
+            }
+            let said = app.current().lines.back().unwrap().clone();
+            assert_eq!(said.kind, LineKind::Error, "bracketed: {bracketed}");
+            assert_eq!(
+                said.text,
+                "pasted 150 lines: mm sends at most 100 lines at once, so Enter sends nothing until the draft holds 100 or fewer (edit it, or Ctrl+U clears it)"
+            );
+            assert!(
+                !app.current()
+                    .lines
+                    .iter()
+                    .any(|l| l.text.contains("Enter sends each")),
+                "never promises to send them"
+            );
+            assert_eq!(app.input.lines().filled, 150, "the draft stays");
+            // Enter refuses with the same count, and the draft still stays.
+            assert_eq!(enter(&mut app), Action::None);
+            assert_eq!(
+                last_line(&app),
+                "the draft holds 150 lines and mm sends at most 100 at once — nothing was sent (Ctrl+U clears the draft)"
+            );
+            assert_eq!(app.input.rows(), 150);
+        }
+        // 100 lines go.
+        let mut app = App::new("s", "alice");
+        let hundred: String = (1..=100).map(|i| format!("line {i}\n")).collect();
+        app.on_paste(&hundred, 0);
+        assert!(last_line(&app).starts_with("pasted 100 lines: Enter sends each"));
+        assert!(matches!(enter(&mut app), Action::RunAll(lines) if lines.len() == 100));
     }
 
     #[test]

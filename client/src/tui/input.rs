@@ -40,6 +40,52 @@ pub fn normalize_paste(text: &str) -> String {
     out
 }
 
+/// The lines of a draft, counted one way wherever a count is shown: those that hold something,
+/// each sent as a chat line of its own, and the empty ones (blanks only), left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lines {
+    /// Lines that hold something: what Enter sends.
+    pub filled: usize,
+    /// Empty lines (or spaces only): shown, never sent.
+    pub empty: usize,
+}
+
+impl Lines {
+    fn of(chars: &[char]) -> Lines {
+        let mut lines = Lines {
+            filled: 0,
+            empty: 0,
+        };
+        for line in chars.split(|&c| c == '\n') {
+            if line.iter().all(|c| c.is_whitespace()) {
+                lines.empty += 1;
+            } else {
+                lines.filled += 1;
+            }
+        }
+        lines
+    }
+
+    /// All of them: the rows of the draft.
+    pub fn rows(self) -> usize {
+        self.filled + self.empty
+    }
+}
+
+/// Where the empty lines at the end of `chars` start, at most `max` of them: the line break
+/// before each and what follows it. A text copied as whole lines ends with a line break, which
+/// is no line of its own.
+fn blank_tail(chars: &[char], max: usize) -> usize {
+    let mut end = chars.len();
+    for _ in 0..max {
+        match chars[..end].iter().rposition(|&c| c == '\n') {
+            Some(i) if chars[i + 1..end].iter().all(|c| c.is_whitespace()) => end = i,
+            _ => break,
+        }
+    }
+    end
+}
+
 /// A paste that did not fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooBig {
@@ -139,6 +185,24 @@ impl Input {
         1 + self.chars.iter().filter(|&&c| c == '\n').count()
     }
 
+    /// The draft's lines, filled and empty.
+    pub fn lines(&self) -> Lines {
+        Lines::of(&self.chars)
+    }
+
+    /// At the end of the input, removes up to `max` empty lines that end it (a paste's last line
+    /// break); returns how many it removed.
+    pub fn trim_blank_tail(&mut self, max: usize) -> usize {
+        if self.cursor != self.chars.len() {
+            return 0;
+        }
+        let end = blank_tail(&self.chars, max);
+        let removed = self.chars[end..].iter().filter(|&&c| c == '\n').count();
+        self.chars.truncate(end);
+        self.cursor = end;
+        removed
+    }
+
     /// The cursor's line (from 0) and column (in characters).
     pub fn cursor_row_col(&self) -> (usize, usize) {
         let before = &self.chars[..self.cursor];
@@ -163,14 +227,18 @@ impl Input {
             .map_or(self.chars.len(), |i| at + i)
     }
 
-    /// Inserts pasted text at the cursor ([`normalize_paste`]); returns its lines that hold
-    /// something. All or nothing: a paste that would take the input over [`MAX_DRAFT`]
-    /// characters is refused whole.
+    /// Inserts pasted text at the cursor ([`normalize_paste`]); returns its lines. At the end of
+    /// the input, the empty lines that end the paste are left out: a text copied as whole lines
+    /// ends with a line break, which starts no line. All or nothing: a paste that would take the
+    /// input over [`MAX_DRAFT`] characters is refused whole.
     ///
     /// # Errors
     /// [`TooBig`] when it does not fit; the input is unchanged.
-    pub fn paste(&mut self, text: &str) -> Result<usize, TooBig> {
-        let text: Vec<char> = normalize_paste(text).chars().collect();
+    pub fn paste(&mut self, text: &str) -> Result<Lines, TooBig> {
+        let mut text: Vec<char> = normalize_paste(text).chars().collect();
+        if self.cursor == self.chars.len() {
+            text.truncate(blank_tail(&text, usize::MAX));
+        }
         if self.chars.len() + text.len() > MAX_DRAFT {
             return Err(TooBig {
                 pasted: text.len(),
@@ -179,10 +247,7 @@ impl Input {
         }
         self.browsing = None;
         self.completing = None;
-        let lines = text
-            .split(|&c| c == '\n')
-            .filter(|l| l.iter().any(|c| !c.is_whitespace()))
-            .count();
+        let lines = Lines::of(&text);
         let n = text.len();
         self.chars.splice(self.cursor..self.cursor, text);
         self.cursor += n;
@@ -514,14 +579,26 @@ mod tests {
         let i = typed(&"x".repeat(5000));
         assert_eq!(i.text().len(), 5000);
         let mut i = Input::default();
-        assert_eq!(i.paste(&"é".repeat(3000)), Ok(1));
+        assert_eq!(
+            i.paste(&"é".repeat(3000)),
+            Ok(Lines {
+                filled: 1,
+                empty: 0
+            })
+        );
         assert_eq!((i.text().len(), i.len()), (6000, 3000));
     }
 
     #[test]
     fn the_input_is_bounded_and_a_paste_that_does_not_fit_is_refused_whole() {
         let mut i = Input::default();
-        assert_eq!(i.paste(&"x".repeat(MAX_DRAFT - 2)), Ok(1));
+        assert_eq!(
+            i.paste(&"x".repeat(MAX_DRAFT - 2)),
+            Ok(Lines {
+                filled: 1,
+                empty: 0
+            })
+        );
         assert_eq!(
             i.paste("abc"),
             Err(TooBig {
@@ -550,12 +627,83 @@ mod tests {
         let mut i = typed("say: ");
         i.edit(Edit::Left);
         i.edit(Edit::Left);
-        assert_eq!(i.paste("one\r\n\r\n\ttwo\r\nthree"), Ok(3));
+        assert_eq!(
+            i.paste("one\r\n\r\n\ttwo\r\nthree"),
+            Ok(Lines {
+                filled: 3,
+                empty: 1
+            })
+        );
         assert_eq!(i.text(), "sayone\n\n    two\nthree: ");
         assert_eq!(i.rows(), 4);
         assert_eq!(i.cursor_row_col(), (3, 5), "after the pasted text");
         let mut i = Input::default();
-        assert_eq!(i.paste("  \n\t\n"), Ok(0), "only blanks");
+        assert_eq!(
+            i.paste("  \n\t\n"),
+            Ok(Lines {
+                filled: 0,
+                empty: 1
+            }),
+            "only blanks"
+        );
+        assert_eq!(i.text(), "  ");
+    }
+
+    #[test]
+    fn a_pastes_last_line_break_starts_no_line_and_the_count_is_the_drafts() {
+        // Copied as whole lines: 4 lines and a line break, not 5 lines.
+        let mut i = Input::default();
+        assert_eq!(
+            i.paste("a\nb\nc\nd\n"),
+            Ok(Lines {
+                filled: 4,
+                empty: 0
+            })
+        );
+        assert_eq!(i.text(), "a\nb\nc\nd");
+        assert_eq!(
+            (i.rows(), i.lines()),
+            (
+                4,
+                Lines {
+                    filled: 4,
+                    empty: 0
+                }
+            )
+        );
+        // CR LF, blank lines and spaces at the end alike; an empty line inside stays, counted
+        // as empty.
+        let mut i = Input::default();
+        let pasted = i.paste("one\r\n\r\ntwo\r\n  \r\n\r\n").unwrap();
+        assert_eq!(i.text(), "one\n\ntwo");
+        assert_eq!(
+            pasted,
+            Lines {
+                filled: 2,
+                empty: 1
+            }
+        );
+        assert_eq!(i.lines(), pasted);
+        assert_eq!(i.rows(), pasted.rows());
+        // 150 lines are 150 lines.
+        let mut i = Input::default();
+        let many: String = (1..=150).map(|n| format!("{n}\n")).collect();
+        assert_eq!(i.paste(&many).map(Lines::rows), Ok(150));
+        assert_eq!(i.rows(), 150);
+        // Pasted inside a line, the line break keeps what follows on a line of its own.
+        let mut i = Input::default();
+        i.paste("ab").unwrap();
+        i.edit(Edit::Left);
+        i.paste("x\n").unwrap();
+        assert_eq!(i.text(), "ax\nb");
+        // A burst's last line breaks, removed at the end of the input only, at most as asked.
+        let mut i = typed("k");
+        i.edit(Edit::Newline);
+        i.edit(Edit::Newline);
+        assert_eq!(i.trim_blank_tail(1), 1);
+        assert_eq!(i.text(), "k\n");
+        i.edit(Edit::Left);
+        assert_eq!(i.trim_blank_tail(1), 0, "not at the end");
     }
 
     #[test]

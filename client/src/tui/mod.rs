@@ -117,7 +117,7 @@ pub async fn run(
         color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
     let mut app = App::new(&opts.server, &welcome.nick);
-    app.online = welcome.online.clone();
+    app.set_online(welcome.online.clone());
     app.max_text_len = text_limit(&welcome);
     for note in &settings.notes {
         app.notice(note, now_ms());
@@ -134,12 +134,13 @@ pub async fn run(
 
     // Keys come from a thread: crossterm's reader blocks. They come in bursts: what arrived
     // together (a paste, in a terminal without bracketed paste) is handed over together.
-    let (key_tx, mut keys) = mpsc::channel::<Vec<TermEvent>>(256);
+    let (key_tx, mut keys) = mpsc::channel::<Chunk>(256);
     std::thread::Builder::new()
         .name("mm-keys".into())
         .spawn(move || {
-            while let Some(burst) = read_burst() {
-                if key_tx.blocking_send(burst).is_err() {
+            let mut reader = BurstReader::new(Terminal);
+            while let Some(chunk) = reader.next_chunk() {
+                if key_tx.blocking_send(chunk).is_err() {
                     break;
                 }
             }
@@ -162,15 +163,17 @@ pub async fn run(
     let quit = 'ui: loop {
         terminal.draw(|f| ui::draw(f, &mut app, theme))?;
         tokio::select! {
-            burst = keys.recv() => {
-                let Some(burst) = burst else { break true };
+            chunk = keys.recv() => {
+                let Some(chunk) = chunk else { break true };
                 let now = now_ms();
                 let is_key = |e: &TermEvent| matches!(e, TermEvent::Key(k) if k.kind != KeyEventKind::Release);
-                let last_key = burst.iter().rposition(is_key);
-                for (i, event) in burst.into_iter().enumerate() {
+                let last_key = chunk.events.iter().rposition(is_key);
+                for (i, event) in chunk.events.into_iter().enumerate() {
                     match event {
                         TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
-                            let more = last_key.is_some_and(|last| i < last);
+                            // More keys follow in this burst: a later key of this chunk, or the
+                            // next chunk of a burst that has not ended.
+                            let more = !chunk.ends || last_key.is_some_and(|last| i < last);
                             match app.on_burst_key(k, more, now) {
                                 Action::Quit => break 'ui true,
                                 Action::Run(command) => {
@@ -381,7 +384,7 @@ impl Link {
                 app.replaced = false;
                 app.max_text_len = text_limit(&welcome);
                 app.nick = welcome.nick.clone();
-                app.online = welcome.online.clone();
+                app.set_online(welcome.online.clone());
                 app.push(
                     0,
                     app::LineKind::Notice,
@@ -438,21 +441,82 @@ fn text_limit(welcome: &Welcome) -> usize {
 /// while no hand types two keys within it.
 const BURST_GAP: Duration = Duration::from_millis(5);
 
-/// Most events in one burst: input that never pauses is still handed over.
-const MAX_BURST: usize = 64 * 1024;
+/// Most events handed over at once: input that never pauses is still handed over, in chunks of
+/// one burst.
+const MAX_CHUNK: usize = 64 * 1024;
 
-/// The next terminal event and whatever follows it without a pause; `None` when the terminal
-/// is gone.
-fn read_burst() -> Option<Vec<TermEvent>> {
-    use ratatui::crossterm::event::{poll, read};
-    let mut burst = vec![read().ok()?];
-    while burst.len() < MAX_BURST && poll(BURST_GAP).unwrap_or(false) {
-        match read() {
-            Ok(event) => burst.push(event),
-            Err(_) => break,
+/// Events read together, in order.
+#[derive(Debug)]
+struct Chunk {
+    events: Vec<TermEvent>,
+    /// The burst ends with this chunk: the input paused ([`BURST_GAP`]) after its last event.
+    /// Otherwise the next chunk goes on with the same burst.
+    ends: bool,
+}
+
+/// Where terminal events come from: crossterm's reader, or a script in tests.
+trait EventSource {
+    /// Whether an event is there, waiting at most `timeout` for one.
+    fn poll(&mut self, timeout: Duration) -> std::io::Result<bool>;
+    /// The next event, waiting for it.
+    fn read(&mut self) -> std::io::Result<TermEvent>;
+}
+
+/// The terminal, through crossterm. Its reader (crossterm's `use-dev-tty` one) waits with
+/// poll(2), which says there is input as long as some waits unread: input that came in one go,
+/// however long, is all read without waiting for another key.
+struct Terminal;
+
+impl EventSource for Terminal {
+    fn poll(&mut self, timeout: Duration) -> std::io::Result<bool> {
+        ratatui::crossterm::event::poll(timeout)
+    }
+
+    fn read(&mut self) -> std::io::Result<TermEvent> {
+        ratatui::crossterm::event::read()
+    }
+}
+
+/// Splits terminal input into bursts by time alone: a burst is what arrives without a pause of
+/// [`BURST_GAP`]; it ends at the first such pause, whatever the sizes of the terminal's reads.
+/// An event is handed over as soon as the input pauses after it: never held back until the next
+/// key, never merged into a burst that already ended.
+struct BurstReader<S> {
+    source: S,
+    /// The first event of the next chunk, read to know that the burst goes on.
+    next: Option<TermEvent>,
+}
+
+impl<S: EventSource> BurstReader<S> {
+    fn new(source: S) -> BurstReader<S> {
+        BurstReader { source, next: None }
+    }
+
+    /// The next events and whether their burst ends with them; `None` when the terminal is
+    /// gone.
+    fn next_chunk(&mut self) -> Option<Chunk> {
+        let first = match self.next.take() {
+            Some(event) => event,
+            None => self.source.read().ok()?,
+        };
+        let mut events = vec![first];
+        loop {
+            if !self.source.poll(BURST_GAP).unwrap_or(false) {
+                return Some(Chunk { events, ends: true });
+            }
+            let Ok(event) = self.source.read() else {
+                return Some(Chunk { events, ends: true });
+            };
+            if events.len() >= MAX_CHUNK {
+                self.next = Some(event);
+                return Some(Chunk {
+                    events,
+                    ends: false,
+                });
+            }
+            events.push(event);
         }
     }
-    Some(burst)
 }
 
 /// 1, 2, 4, 8, 16, 30, 30... seconds.
@@ -598,6 +662,116 @@ async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    /// Events arriving at given times (ms), on a clock of its own: `poll` and `read` wait (move
+    /// the clock) as a terminal would.
+    struct Script {
+        now: u64,
+        events: std::collections::VecDeque<(u64, TermEvent)>,
+    }
+
+    impl Script {
+        fn new(events: Vec<(u64, TermEvent)>) -> Script {
+            Script {
+                now: 0,
+                events: events.into(),
+            }
+        }
+    }
+
+    impl EventSource for Script {
+        fn poll(&mut self, timeout: Duration) -> std::io::Result<bool> {
+            let until = self.now + u64::try_from(timeout.as_millis()).unwrap();
+            match self.events.front() {
+                Some(&(at, _)) if at <= until => {
+                    self.now = self.now.max(at);
+                    Ok(true)
+                }
+                _ => {
+                    self.now = until;
+                    Ok(false)
+                }
+            }
+        }
+
+        fn read(&mut self) -> std::io::Result<TermEvent> {
+            let (at, event) = self
+                .events
+                .pop_front()
+                .ok_or_else(|| std::io::Error::other("the terminal is gone"))?;
+            self.now = self.now.max(at);
+            Ok(event)
+        }
+    }
+
+    fn press(code: KeyCode) -> TermEvent {
+        TermEvent::Key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    /// The chunks read from `events`: (how many events, whether the burst ends).
+    fn chunks(events: Vec<(u64, TermEvent)>) -> Vec<(Vec<TermEvent>, bool)> {
+        let mut reader = BurstReader::new(Script::new(events));
+        std::iter::from_fn(|| reader.next_chunk())
+            .map(|c| (c.events, c.ends))
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_ends_when_the_input_pauses_and_a_key_after_a_pause_comes_alone() {
+        // 3,000 characters at once (more than any read of the terminal), then Enter 3 s later,
+        // then a letter 1 s after that.
+        let mut events: Vec<(u64, TermEvent)> =
+            (0..3000).map(|_| (0, press(KeyCode::Char('x')))).collect();
+        events.push((3000, press(KeyCode::Enter)));
+        events.push((4000, press(KeyCode::Char('a'))));
+        let got = chunks(events);
+        assert_eq!(
+            got.len(),
+            3,
+            "{:?}",
+            got.iter().map(|c| c.0.len()).collect::<Vec<_>>()
+        );
+        assert_eq!((got[0].0.len(), got[0].1), (3000, true));
+        assert_eq!(
+            got[1],
+            (vec![press(KeyCode::Enter)], true),
+            "Enter on its own"
+        );
+        assert_eq!(got[2], (vec![press(KeyCode::Char('a'))], true));
+
+        // Pieces 1 ms apart are one burst; a pause of 6 ms ends it; 5 ms is still within.
+        let got = chunks(vec![
+            (0, press(KeyCode::Char('a'))),
+            (1, press(KeyCode::Enter)),
+            (2, press(KeyCode::Char('b'))),
+            (7, press(KeyCode::Char('c'))),
+            (13, press(KeyCode::Enter)),
+        ]);
+        let sizes: Vec<(usize, bool)> = got.iter().map(|(e, ends)| (e.len(), *ends)).collect();
+        assert_eq!(sizes, [(4, true), (1, true)]);
+    }
+
+    #[test]
+    fn input_that_never_pauses_is_handed_over_in_chunks_of_one_burst() {
+        let n = MAX_CHUNK * 2 + 10;
+        let mut events: Vec<(u64, TermEvent)> = (0..n)
+            .map(|i| (u64::try_from(i / 1000).unwrap(), press(KeyCode::Left)))
+            .collect();
+        events.push((1000, press(KeyCode::Enter)));
+        let got = chunks(events);
+        let sizes: Vec<(usize, bool)> = got.iter().map(|(e, ends)| (e.len(), *ends)).collect();
+        assert_eq!(
+            sizes,
+            [
+                (MAX_CHUNK, false),
+                (MAX_CHUNK, false),
+                (10, true),
+                (1, true)
+            ],
+            "nothing lost, nothing held back past the end of the burst"
+        );
+    }
 
     #[test]
     fn help_in_the_terminal_ui_names_every_command_it_knows() {

@@ -90,7 +90,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &mut App, theme: Theme) {
         Constraint::Length(input_height(app, frame.area())),
     ])
     .areas(frame.area());
-    app.page = usize::from(body.height);
+    app.set_view(usize::from(body.width), usize::from(body.height));
     frame.render_widget(Paragraph::new(tab_bar(app, theme)), tabs);
     let rows = conversation(app.current(), &app.nick, body, theme);
     frame.render_widget(Paragraph::new(rows), body);
@@ -229,7 +229,6 @@ fn line_spans(line: &super::app::Line, me: &str, theme: Theme) -> Vec<Span<'stat
 /// Splits styled spans into rows of at most `width` columns (by display width), breaking after
 /// a space where the row has one and inside a word only when it does not.
 fn wrap(spans: Vec<Span<'static>>, width: usize) -> Vec<Line<'static>> {
-    let width = width.max(1);
     let cells: Vec<(char, Style, usize)> = spans
         .iter()
         .flat_map(|s| {
@@ -238,6 +237,20 @@ fn wrap(spans: Vec<Span<'static>>, width: usize) -> Vec<Line<'static>> {
                 .map(move |c| (c, s.style, c.width().unwrap_or(0)))
         })
         .collect();
+    let mut rows: Vec<Line<'static>> = row_ranges(&cells, width)
+        .into_iter()
+        .map(|(start, end)| styled_row(&cells[start..end]))
+        .collect();
+    if rows.is_empty() {
+        rows.push(Line::default());
+    }
+    rows
+}
+
+/// Where [`wrap`] breaks cells (a character, its style, its width) into rows: each row's start
+/// and end.
+fn row_ranges(cells: &[(char, Style, usize)], width: usize) -> Vec<(usize, usize)> {
+    let width = width.max(1);
     let mut rows = Vec::new();
     let mut start = 0;
     while start < cells.len() {
@@ -256,13 +269,24 @@ fn wrap(spans: Vec<Span<'static>>, width: usize) -> Vec<Line<'static>> {
                 end = space + 1;
             }
         }
-        rows.push(styled_row(&cells[start..end]));
+        rows.push((start, end));
         start = end;
     }
-    if rows.is_empty() {
-        rows.push(Line::default());
-    }
     rows
+}
+
+/// The rows a scrollback line takes in a conversation `width` columns wide, as drawn (the
+/// unread marker's row not included).
+pub fn line_rows(line: &super::app::Line, me: &str, width: usize) -> usize {
+    let cells: Vec<(char, Style, usize)> = line_spans(line, me, Theme { color: false })
+        .iter()
+        .flat_map(|s| {
+            s.content
+                .chars()
+                .map(|c| (c, Style::new(), c.width().unwrap_or(0)))
+        })
+        .collect();
+    row_ranges(&cells, width).len().max(1)
 }
 
 /// Groups runs of equally styled characters back into spans.
@@ -325,22 +349,25 @@ fn status_bar(app: &App, theme: Theme) -> Line<'static> {
     let conn = connection_spans(app, theme, bar);
     let tab = tab_spans(app, theme, bar);
     let sep = Span::styled("│", bar);
-    let mut spans = Vec::new();
-    if app.conn == Conn::Connected || app.current().peer().is_some() {
-        spans.extend(tab);
-        spans.push(sep);
-        spans.extend(conn);
+    let (first, second) = if app.conn == Conn::Connected || app.current().peer().is_some() {
+        (tab, conn)
     } else {
-        spans.extend(conn);
-        spans.push(sep);
-        spans.extend(tab);
-    }
-    if app.current().scroll > 0 {
+        (conn, tab)
+    };
+    let mut spans = first;
+    // Scrolled back, the bar says so right after its first part, where a narrow window still
+    // shows it: in rows, the unit PgUp, PgDn and the wheel move by.
+    let scroll = app.current().scroll;
+    if scroll > 0 {
+        let rows = crate::display::count(scroll, "row", "rows");
+        let top = if app.at_top() { ", at the top" } else { "" };
         spans.push(Span::styled(
-            format!("│ scrolled back {} (PgDn) ", app.current().scroll),
+            format!("│ scrolled back {rows}{top} (PgDn) "),
             bar,
         ));
     }
+    spans.push(sep);
+    spans.extend(second);
     Line::from(spans)
 }
 
@@ -399,6 +426,10 @@ fn tab_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
     let mut spans = vec![Span::styled(" ", bar)];
     let tab = app.current();
     match tab.peer() {
+        // Not connected, the count of the last connection would be stale.
+        None if !app.online_known => {
+            spans.push(Span::styled("#room · online: unknown ".to_string(), bar));
+        }
         None => spans.push(Span::styled(
             format!("#room · {} online ", app.online.len()),
             bar,
@@ -491,10 +522,16 @@ fn short(fingerprint: &str) -> String {
 /// keep the cursor in view. Near or over the server's limit, the cursor's line shows its size
 /// in bytes, in red when over.
 fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect, theme: Theme) {
-    let lines = app.input.rows();
     let title = clean(app.current().title());
-    let prompt = if lines > 1 {
-        format!("{title} ({lines} lines)> ")
+    // The lines counted as everywhere else (the paste's notice, Enter's refusals): those that
+    // hold something, which Enter sends, and the empty ones, left out.
+    let prompt = if app.input.rows() > 1 {
+        let lines = app.input.lines();
+        let mut count = crate::display::count(lines.filled, "line", "lines");
+        if lines.empty > 0 {
+            count.push_str(&format!(", {} empty", lines.empty));
+        }
+        format!("{title} ({count})> ")
     } else {
         format!("{title}> ")
     };
@@ -578,6 +615,7 @@ mod tests {
     use mm_common::e2e::{Failure, Status, Trust};
     use ratatui::backend::TestBackend;
     use ratatui::buffer::Buffer;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent};
     use ratatui::Terminal;
 
     /// Draws `app` on an in-memory terminal; returns the buffer and its rows as text.
@@ -702,6 +740,188 @@ mod tests {
         );
         assert!(screen[8].contains("#room · 2 online"), "{screen:?}");
         assert!(screen[9].starts_with("#room>"), "{screen:?}");
+    }
+
+    /// The text of a screen's rows, joined.
+    fn rows_text(rows: &[String]) -> String {
+        rows.join("\n")
+    }
+
+    #[test]
+    fn scrolling_back_reaches_the_first_row_whatever_the_lines_and_the_window() {
+        // Start-up notices, then history holding lines of 2,500 to 3,000 characters (each some
+        // 20 rows at 150 columns), then short ones.
+        let mut app = App::new("localhost:7667", "alice");
+        app.notice("first notice at start-up", 0);
+        app.notice("connected to localhost:7667 as alice; 2 online", 0);
+        for (id, n) in [(1, 2500), (2, 3000), (3, 2800), (4, 2600)] {
+            app.on_event(
+                &Event::History {
+                    id,
+                    ts: 0,
+                    from: "bob".into(),
+                    text: format!("{}{id}", "long ".repeat(n / 5)),
+                },
+                0,
+            );
+        }
+        for id in 5..15 {
+            app.on_event(
+                &Event::Public {
+                    id,
+                    ts: 0,
+                    from: "bob".into(),
+                    text: format!("short {id}"),
+                },
+                0,
+            );
+        }
+        for (width, height) in [(150, 30), (80, 24), (200, 60), (40, 12)] {
+            let pgup = |app: &mut App| app.on_key(KeyEvent::from(KeyCode::PageUp), 0);
+            render(&mut app, width, height); // the window's size, for PgUp
+            let mut screen;
+            // PgUp until the view stops moving: the first row at the top.
+            let mut steps = 0;
+            loop {
+                let before = app.current().scroll;
+                pgup(&mut app);
+                screen = render(&mut app, width, height);
+                if app.current().scroll == before {
+                    break;
+                }
+                steps += 1;
+                assert!(steps < 1000, "{width}x{height}: no end");
+            }
+            assert!(
+                screen[1].ends_with("* first notice at start-up"),
+                "{width}x{height}: the first row at the top:\n{}",
+                rows_text(&screen)
+            );
+            let status = &screen[usize::from(height) - 2];
+            let rows = app.current().scroll;
+            assert!(app.at_top());
+            // (40 columns are too few for the whole bar.)
+            assert!(
+                width < 80
+                    || status.contains(&format!("scrolled back {rows} rows, at the top (PgDn)")),
+                "{width}x{height}: {status}"
+            );
+            // The count is the rows below the view: PgDn by PgDn back to the bottom, each a
+            // page less 2 rows.
+            let step = usize::from(height) - 3 - 2;
+            let mut expected = rows;
+            while expected > 0 {
+                app.on_key(KeyEvent::from(KeyCode::PageDown), 0);
+                expected = expected.saturating_sub(step);
+                screen = render(&mut app, width, height);
+                assert_eq!(app.current().scroll, expected);
+                let status = &screen[usize::from(height) - 2];
+                if expected > 0 && width >= 80 {
+                    assert!(
+                        status.contains(&format!("scrolled back {expected} rows (PgDn)"))
+                            || status.contains(&format!("scrolled back {expected} row (PgDn)")),
+                        "{status}"
+                    );
+                } else if expected == 0 {
+                    assert!(!status.contains("scrolled back"), "{status}");
+                }
+            }
+            assert!(screen[usize::from(height) - 3].ends_with("<bob> short 14"));
+        }
+    }
+
+    #[test]
+    fn a_view_scrolled_back_keeps_its_place_when_the_window_changes() {
+        let mut app = App::new("localhost:7667", "alice");
+        for id in 0..40 {
+            app.on_event(
+                &Event::Public {
+                    id,
+                    ts: 0,
+                    from: "bob".into(),
+                    text: format!("line {id} {}", "word ".repeat(60)),
+                },
+                0,
+            );
+        }
+        render(&mut app, 150, 30);
+        for _ in 0..8 {
+            app.on_key(KeyEvent::from(KeyCode::PageUp), 0);
+        }
+        let screen = render(&mut app, 150, 30);
+        // The line at the bottom of the view: the last row naming a line.
+        let last_named = |screen: &[String]| {
+            screen
+                .iter()
+                .rev()
+                .find_map(|r| {
+                    r.split("<bob> line ")
+                        .nth(1)
+                        .and_then(|rest| rest.split(' ').next())
+                        .map(str::to_owned)
+                })
+                .unwrap()
+        };
+        let before = last_named(&screen);
+        // Narrower (more rows a line), then wider again: the same lines in view.
+        let narrow = render(&mut app, 60, 30);
+        let text = rows_text(&narrow);
+        assert!(
+            text.contains(&format!("<bob> line {before} ")) || {
+                // The line's start may be above the view: its number, then, is one more than
+                // the last line named.
+                let shown = last_named(&narrow).parse::<usize>().unwrap();
+                shown + 1 == before.parse::<usize>().unwrap()
+            },
+            "line {before} in view:\n{text}"
+        );
+        let wide = render(&mut app, 150, 30);
+        assert_eq!(last_named(&wide), before, "{}", rows_text(&wide));
+        // Taller than the whole conversation's rows: the view goes to the bottom, not past the top.
+        render(&mut app, 150, 500);
+        assert_eq!(app.current().scroll, 0);
+    }
+
+    #[test]
+    fn the_room_shows_no_count_of_who_is_online_while_disconnected() {
+        let mut app = app_with_bob();
+        let status = |app: &mut App| render(app, 120, 8)[6].clone();
+        assert!(status(&mut app).contains("#room · 2 online"));
+        app.on_event(
+            &Event::Closed {
+                error: Some("connection reset".into()),
+                undelivered: vec![],
+            },
+            0,
+        );
+        for conn in [
+            Conn::Reconnecting {
+                attempt: 1,
+                in_secs: 2,
+                reason: "connection reset".into(),
+            },
+            Conn::Offline("connection reset".into()),
+        ] {
+            app.conn = conn;
+            let s = status(&mut app);
+            assert!(s.contains("#room · online: unknown"), "{s}");
+            assert!(!s.contains("2 online"), "{s}");
+        }
+        // The next connection's welcome says again.
+        app.conn = Conn::Connected;
+        app.set_online(vec!["alice".into()]);
+        assert!(status(&mut app).contains("#room · 1 online"));
+        // And so does a list of users.
+        app.on_event(
+            &Event::Closed {
+                error: None,
+                undelivered: vec![],
+            },
+            0,
+        );
+        app.on_event(&Event::Users(vec!["bob".into(), "alice".into()]), 0);
+        assert!(status(&mut app).contains("#room · 2 online"));
+        assert_eq!(app.online, ["alice", "bob"]);
     }
 
     #[test]
@@ -913,6 +1133,29 @@ mod tests {
         );
         assert!(
             screen.iter().any(|l| l.contains("* pasted 3 lines")),
+            "{screen:?}"
+        );
+        // The prompt counts as the paste's notice does: a last line break is no line, empty
+        // lines are counted apart.
+        let mut app = App::new("s", "alice");
+        app.on_paste("a\nb\nc\nd\n", 0);
+        let screen = render(&mut app, 60, 12);
+        assert!(screen[8].starts_with("#room (4 lines)> a"), "{screen:?}");
+        assert!(
+            screen.iter().any(|l| l.contains("* pasted 4 lines:")),
+            "{screen:?}"
+        );
+        let mut app = App::new("s", "alice");
+        app.on_paste("a\n\nb\n", 0);
+        let screen = render(&mut app, 60, 12);
+        assert!(
+            screen[9].starts_with("#room (2 lines, 1 empty)> a"),
+            "{screen:?}"
+        );
+        assert!(
+            screen
+                .iter()
+                .any(|l| l.contains("* pasted 2 lines (and 1 empty line, left out):")),
             "{screen:?}"
         );
         // More lines than rows: the cursor's line stays in view, the prompt on top.
