@@ -314,6 +314,10 @@ pub struct App {
     /// Line breaks seen so far in the burst of keys being taken (a paste in a terminal without
     /// bracketed paste).
     burst_breaks: usize,
+    /// A bracketed paste came in the current burst: an Enter in the same burst is part of what
+    /// arrived at once (a paste holding `ESC [ 201 ~` then a line break ended the paste early
+    /// and its Enter ran the draft as a command), never a key the user pressed.
+    pasted_in_burst: bool,
     /// Line breaks the burst being taken put at the end of the draft, with nothing but blanks
     /// after them: a paste's last line break, which starts no line.
     burst_tail: usize,
@@ -377,6 +381,7 @@ impl App {
             replaced: false,
             max_text_len: mm_common::protocol::MAX_TEXT_LEN,
             burst_breaks: 0,
+            pasted_in_burst: false,
             burst_tail: 0,
             burst: None,
             said_full: false,
@@ -988,7 +993,7 @@ impl App {
         let plain = !key
             .modifiers
             .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
-        let pasted = more || self.burst_breaks > 0;
+        let pasted = more || self.burst_breaks > 0 || self.pasted_in_burst;
         let action = match key.code {
             KeyCode::Enter if plain && pasted => {
                 self.burst_breaks += 1;
@@ -1022,6 +1027,11 @@ impl App {
         action
     }
 
+    /// The input paused: what comes next is a new burst.
+    pub fn end_burst(&mut self) {
+        self.pasted_in_burst = false;
+    }
+
     /// Takes a paste (bracketed paste: the terminal marks it as one): its lines stay lines —
     /// line breaks of every kind, `\r\n` included, start a new line in the draft — and its tabs
     /// become spaces; at the end of the input, a last line break starts no line. A paste of
@@ -1029,6 +1039,7 @@ impl App {
     /// can be read and edited first; a paste that does not fit in the input is refused whole,
     /// and said so.
     pub fn on_paste(&mut self, text: &str, now: u64) {
+        self.pasted_in_burst = true;
         let one_line = self.input.rows() == 1;
         match self.input.paste(text) {
             Ok(lines) if lines.rows() > 1 => self.say_pasted(one_line, now),
@@ -2157,5 +2168,24 @@ mod tests {
         assert_eq!(app.size_of_line_at_cursor(), Some((4200, 4096)));
         app.on_paste("\nshort", 0);
         assert_eq!(app.size_of_line_at_cursor(), None, "the cursor's line");
+    }
+
+    /// A bracketed paste holding `ESC [ 201 ~` then a line break ended early, and its Enter (in
+    /// the same burst) ran `/quit`: an Enter arriving with a paste is part of it.
+    #[test]
+    fn an_enter_in_the_burst_of_a_paste_sends_and_runs_nothing() {
+        let mut app = App::new("s", "alice");
+        app.on_paste("/quit", 0);
+        assert_eq!(
+            app.on_burst_key(key(KeyCode::Enter, KeyModifiers::NONE), false, 0),
+            Action::None
+        );
+        assert_eq!(app.input.text(), "/quit", "kept as a draft");
+        app.end_burst();
+        // A key after the pause is the user's: Enter runs what they now see.
+        assert_eq!(
+            app.on_burst_key(key(KeyCode::Enter, KeyModifiers::NONE), false, 0),
+            Action::Quit
+        );
     }
 }

@@ -168,12 +168,13 @@ pub async fn run(
                 let now = now_ms();
                 let is_key = |e: &TermEvent| matches!(e, TermEvent::Key(k) if k.kind != KeyEventKind::Release);
                 let last_key = chunk.events.iter().rposition(is_key);
+                let ends = chunk.ends;
                 for (i, event) in chunk.events.into_iter().enumerate() {
                     match event {
                         TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
                             // More keys follow in this burst: a later key of this chunk, or the
                             // next chunk of a burst that has not ended.
-                            let more = !chunk.ends || last_key.is_some_and(|last| i < last);
+                            let more = !ends || last_key.is_some_and(|last| i < last);
                             match app.on_burst_key(k, more, now) {
                                 Action::Quit => break 'ui true,
                                 Action::Run(command) => {
@@ -191,6 +192,9 @@ pub async fn run(
                         TermEvent::Paste(text) => app.on_paste(&text, now),
                         _ => {} // resize: the next draw adapts
                     }
+                }
+                if ends {
+                    app.end_burst();
                 }
             }
             event = next_event(&mut link.events) => {
