@@ -1026,7 +1026,7 @@ mod tests {
             0,
         );
         app.switch_to(1);
-        let screen = render(&mut app, 60, 6);
+        let screen = render(&mut app, 80, 6);
         assert!(
             screen
                 .iter()
