@@ -239,32 +239,50 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_serving() 
     assert!(log.iter().any(|l| l.contains("store closed")));
 }
 
-/// Starts the binary with an empty data directory and its log on a pipe; reads the log up to
-/// the "listening" line, then closes the pipe's read end, as when `tee` dies with Ctrl-C.
-/// Returns the child, its address and the data directory.
-async fn start_then_close_the_log() -> (tokio::process::Child, String, tempfile::TempDir) {
-    let data = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(MM_SERVER)
-        .args(["--bind", "127.0.0.1:0", "--data"])
-        .arg(data.path())
-        .env("RUST_LOG", "info")
+/// The server's log (stderr) as lines.
+type LogLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>;
+
+/// Starts the binary on 127.0.0.1:0 with data directory `data` and `RUST_LOG` set to
+/// `rust_log` (unset: the default filter), reading its log up to the "listening" line.
+/// Returns the child, the rest of its log, its address and the lines read so far.
+async fn start_logging(
+    data: &Path,
+    rust_log: Option<&str>,
+) -> (tokio::process::Child, LogLines, String, Vec<String>) {
+    let mut command = tokio::process::Command::new(MM_SERVER);
+    command.args(["--bind", "127.0.0.1:0", "--data"]).arg(data);
+    match rust_log {
+        Some(filter) => command.env("RUST_LOG", filter),
+        None => command.env_remove("RUST_LOG"),
+    };
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
     let addr = loop {
         let line = tokio::time::timeout(WAIT, lines.next_line())
             .await
             .expect("server did not start")
             .unwrap()
             .expect("server exited");
+        log.push(line.clone());
         if let Some(rest) = line.split("listening local=").nth(1) {
             break rest.trim().to_string();
         }
     };
+    (child, lines, addr, log)
+}
+
+/// Starts the binary with an empty data directory and its log on a pipe; reads the log up to
+/// the "listening" line, then closes the pipe's read end, as when `tee` dies with Ctrl-C.
+/// Returns the child, its address and the data directory.
+async fn start_then_close_the_log() -> (tokio::process::Child, String, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, lines, addr, _) = start_logging(data.path(), Some("info")).await;
     drop(lines); // the read end: every later write to stderr fails with EPIPE
     drop(child.stdout.take());
     (child, addr, data)
@@ -470,28 +488,7 @@ async fn an_address_that_cannot_be_used_is_refused_before_anything_is_created() 
 async fn the_default_log_holds_no_tls_library_warnings_about_bad_clients() {
     use tokio::io::AsyncWriteExt as _;
     let data = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(MM_SERVER)
-        .args(["--bind", "127.0.0.1:0", "--data"])
-        .arg(data.path())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = Vec::new();
-    let addr = loop {
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("server did not start")
-            .unwrap()
-            .expect("server exited");
-        log.push(line.clone());
-        if let Some(rest) = line.split("listening local=").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
+    let (child, mut lines, addr, mut log) = start_logging(data.path(), None).await;
     // A TLS record of application data before any handshake, and a ChangeCipherSpec.
     for record in [
         &[0x17, 0x03, 0x03, 0x00, 0x01, 0x00][..],

@@ -144,6 +144,30 @@ fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }
 
+/// The shell command that runs mm for alice on `server` (trusting its CA) with her home in
+/// `home`, then says how mm exited and keeps the pane open.
+fn alice_command(server: &TestServer, home: &Path) -> String {
+    format!(
+        "{} --server {} --ca {} --nick alice --home {}; echo \"mm exited with $?\"; sleep 30",
+        shell_quote(Path::new(MM)),
+        server.server(),
+        shell_quote(&server.ca_path()),
+        shell_quote(home)
+    )
+}
+
+/// alice's mm in tmux and bob's test client, on `server`, both logged in and bob told that
+/// alice joined; the last value is alice's home (kept until the test ends).
+async fn alice_in_tmux_beside_bob(server: &TestServer) -> (Tmux, TestClient, tempfile::TempDir) {
+    let home = tempfile::tempdir().unwrap();
+    let mut bob = server.client("bob").await;
+    let tmux = Tmux::start(&alice_command(server, home.path()));
+    tmux.wait_for("as alice; 2 online").await;
+    bob.wait_for("alice joined", |e| matches!(e, Event::Joined { .. }))
+        .await;
+    (tmux, bob, home)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
     if !Tmux::usable() {
@@ -155,13 +179,7 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
     let bob_opts = server.options("bob");
     let mut bob = server.client_with(bob_opts.clone()).await;
     // After mm exits, say how it exited and keep the pane, to see the terminal restored.
-    let command = format!(
-        "{} --server {} --ca {} --nick alice --home {}; echo \"mm exited with $?\"; sleep 30",
-        shell_quote(Path::new(MM)),
-        server.server(),
-        shell_quote(&server.ca_path()),
-        shell_quote(home.path())
-    );
+    let command = alice_command(&server, home.path());
     let tmux = Tmux::start(&command);
     tmux.wait_for("as alice; 2 online").await;
     tmux.wait_for("#room · 2 online").await;
@@ -602,19 +620,7 @@ async fn the_terminal_ui_sends_pasted_lines_as_lines_and_never_cuts_one() {
         return;
     }
     let server = TestServer::start_unthrottled().await;
-    let home = tempfile::tempdir().unwrap();
-    let mut bob = server.client("bob").await;
-    let command = format!(
-        "{} --server {} --ca {} --nick alice --home {}; echo \"mm exited with $?\"; sleep 30",
-        shell_quote(Path::new(MM)),
-        server.server(),
-        shell_quote(&server.ca_path()),
-        shell_quote(home.path())
-    );
-    let tmux = Tmux::start(&command);
-    tmux.wait_for("as alice; 2 online").await;
-    bob.wait_for("alice joined", |e| matches!(e, Event::Joined { .. }))
-        .await;
+    let (tmux, mut bob, _home) = alice_in_tmux_beside_bob(&server).await;
 
     // Bracketed paste of three lines with a tab and an empty line (tmux sends \n as \r).
     tmux.paste("first pasted line\nsecond\tcolumn\n\nthird\n", true, false);
@@ -691,19 +697,7 @@ async fn keys_typed_after_long_input_without_bracketed_paste_are_taken_at_once_a
         return;
     }
     let server = TestServer::start_unthrottled().await;
-    let home = tempfile::tempdir().unwrap();
-    let mut bob = server.client("bob").await;
-    let command = format!(
-        "{} --server {} --ca {} --nick alice --home {}; echo \"mm exited with $?\"; sleep 30",
-        shell_quote(Path::new(MM)),
-        server.server(),
-        shell_quote(&server.ca_path()),
-        shell_quote(home.path())
-    );
-    let tmux = Tmux::start(&command);
-    tmux.wait_for("as alice; 2 online").await;
-    bob.wait_for("alice joined", |e| matches!(e, Event::Joined { .. }))
-        .await;
+    let (tmux, mut bob, _home) = alice_in_tmux_beside_bob(&server).await;
     let pause = || tokio::time::sleep(Duration::from_millis(700));
 
     // 3,000 characters in one line: all of it shows without another key...
