@@ -9,9 +9,13 @@ use bytes::Bytes;
 use mm_common::frame;
 use tokio::task::JoinHandle;
 
+use super::context::STORE_TIMEOUT;
 use super::*;
+use crate::hub::Hub;
+use crate::limit::Registrations;
 use crate::store::memory::MemoryStore;
 use crate::transport::memory::{self, MemoryClient};
+use mm_common::protocol::PROTOCOL_VERSION;
 
 /// Room in each direction of a test connection, in messages: more than any test sends unread.
 const ROOMY: usize = 4096;

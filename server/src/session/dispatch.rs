@@ -1,0 +1,193 @@
+//! What a logged-in session does with each message from its client: [`dispatch`] decodes it,
+//! charges the rate limit, and hands it to the one function for its kind. Chat lines (`Public`,
+//! `Private`, `Relay`) owe an [`Answer`], queued in order; the rest answer at once or not at all.
+//! A refusal is a [`Refusal`]: sent as the line's answer, or, when fatal, the session's [`Exit`].
+
+use std::collections::VecDeque;
+
+use mm_common::protocol::{
+    validate_nick, validate_text, ClientMsg, ErrorCode, ServerMsg, MAX_RELAY_LEN, MONITOR_PER_FRAME,
+};
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::answers::Answer;
+use super::context::{queue_users, Context, Exit, STORE_TIMEOUT};
+use super::refusal::Refusal;
+use crate::hub::{Membership, PrivateOutcome};
+use crate::limit::{RateLimiter, Verdict};
+use crate::transport::Transport;
+
+/// Handles one message from a logged-in client; `Some` ends the session. Answers owed to chat
+/// messages go to `answers`, in order. Fatal: a payload that is not a message (`BadFrame`),
+/// flooding, a bad `Monitor`, a second `Hello`.
+pub(crate) fn dispatch<T: Transport>(
+    conn: &mut T,
+    m: &Membership,
+    ctx: &Context,
+    limiter: &mut RateLimiter,
+    answers: &mut VecDeque<Answer>,
+    payload: &[u8],
+) -> Option<Exit> {
+    let msg = match ClientMsg::decode(payload) {
+        Ok(msg) => msg,
+        Err(e) => return Some(Exit::Fatal(Refusal::BadFrame(e.to_string()))),
+    };
+    // An acknowledgement that advances is free; one that does not (a repeat, or beyond what
+    // this connection was given) is useless and counts against the rate like any message.
+    let free = match msg {
+        ClientMsg::Pong { .. } | ClientMsg::Quit => true,
+        ClientMsg::Received { up_to } => ctx.hub.received(m.conn_id, &m.nick, up_to),
+        _ => false,
+    };
+    if !free {
+        match limiter.check(Instant::now().into_std()) {
+            Verdict::Allow => {}
+            Verdict::Refuse => {
+                // Messages that expect an answer get one; a refused Who or Ping is dropped,
+                // so that a client counting answers never sees one it did not expect.
+                if matches!(
+                    msg,
+                    ClientMsg::Public { .. } | ClientMsg::Private { .. } | ClientMsg::Relay { .. }
+                ) {
+                    answers.push_back(Answer::Ready(Refusal::RateLimited.answer()));
+                }
+                return None;
+            }
+            Verdict::Disconnect => return Some(Exit::Fatal(Refusal::Flooding)),
+        }
+    }
+    let deadline = Instant::now() + STORE_TIMEOUT;
+    match msg {
+        ClientMsg::Public { text } => owe(answers, public(m, ctx, text, deadline)),
+        ClientMsg::Private { to, text } => owe(answers, private(m, ctx, to, text, deadline)),
+        ClientMsg::Relay { to, payload } => owe(answers, relay(m, ctx, to, payload, deadline)),
+        ClientMsg::Who => {
+            queue_users(conn, &ctx.hub.online());
+            None
+        }
+        ClientMsg::Monitor { nicks } => monitor(m, ctx, &nicks),
+        ClientMsg::Ping { token } => {
+            conn.queue_msg(&ServerMsg::Pong { token });
+            None
+        }
+        // Acknowledged above.
+        ClientMsg::Received { .. } | ClientMsg::Pong { .. } => None,
+        ClientMsg::Quit => Some(Exit::Quit),
+        ClientMsg::Hello { .. } => Some(Exit::Fatal(Refusal::AlreadyLoggedIn)),
+    }
+}
+
+/// Queues the answer owed to a chat line: the store's, or the refusal now.
+fn owe(answers: &mut VecDeque<Answer>, owed: Result<Answer, Refusal>) -> Option<Exit> {
+    answers.push_back(match owed {
+        Ok(answer) => answer,
+        Err(refusal) => {
+            if refusal.code() == ErrorCode::INTERNAL {
+                let (_, detail) = refusal.wire();
+                warn!(%detail, "message refused by an internal error");
+            }
+            Answer::Ready(refusal.answer())
+        }
+    });
+    None
+}
+
+/// `Public`: a line for the room, answered once it is in the stored history.
+/// Refusals: [`Refusal::TextRefused`], [`Refusal::Send`].
+fn public(
+    m: &Membership,
+    ctx: &Context,
+    text: String,
+    deadline: Instant,
+) -> Result<Answer, Refusal> {
+    check_text(&text, ctx)?;
+    let (accepted, durable) = ctx
+        .hub
+        .publish(m.conn_id, &m.nick, text)
+        .map_err(Refusal::Send)?;
+    Ok(Answer::Public {
+        accepted,
+        durable,
+        deadline,
+    })
+}
+
+/// `Private`: a line for one user, delivered live or kept in the mailbox, answered once it is
+/// in the mailbox. Refusals: [`Refusal::InvalidRecipient`], [`Refusal::TextRefused`],
+/// [`Refusal::Send`].
+fn private(
+    m: &Membership,
+    ctx: &Context,
+    to: String,
+    text: String,
+    deadline: Instant,
+) -> Result<Answer, Refusal> {
+    check_recipient(&to)?;
+    check_text(&text, ctx)?;
+    let (accepted, reply, live) = match ctx
+        .hub
+        .send_private(&m.nick, &to, text)
+        .map_err(Refusal::Send)?
+    {
+        PrivateOutcome::Delivered(accepted, reply) => (accepted, reply, true),
+        PrivateOutcome::Stored(accepted, reply) => (accepted, reply, false),
+    };
+    Ok(Answer::Mail {
+        accepted,
+        to,
+        live,
+        reply,
+        deadline,
+    })
+}
+
+/// `Relay`: an opaque payload for one user online. Refusals: [`Refusal::InvalidRecipient`],
+/// [`Refusal::PayloadLength`], [`Refusal::Send`].
+fn relay(
+    m: &Membership,
+    ctx: &Context,
+    to: String,
+    payload: Vec<u8>,
+    deadline: Instant,
+) -> Result<Answer, Refusal> {
+    check_recipient(&to)?;
+    check_payload(&payload)?;
+    let (accepted, reply) = ctx
+        .hub
+        .relay(&m.nick, &to, payload)
+        .map_err(Refusal::Send)?;
+    Ok(Answer::Mail {
+        accepted,
+        to,
+        live: true,
+        reply,
+        deadline,
+    })
+}
+
+/// `Monitor`: watch these nicks come and go. Fatal [`Refusal::MonitorCount`] for none or more
+/// than [`MONITOR_PER_FRAME`].
+fn monitor(m: &Membership, ctx: &Context, nicks: &[String]) -> Option<Exit> {
+    if nicks.is_empty() || nicks.len() > MONITOR_PER_FRAME {
+        return Some(Exit::Fatal(Refusal::MonitorCount));
+    }
+    ctx.hub.monitor(m.conn_id, &m.nick, nicks);
+    None
+}
+
+/// A recipient that is not even a valid nick cannot be online.
+fn check_recipient(to: &str) -> Result<(), Refusal> {
+    validate_nick(to).map_err(|_| Refusal::InvalidRecipient { to: to.to_owned() })
+}
+
+fn check_payload(payload: &[u8]) -> Result<(), Refusal> {
+    if payload.is_empty() || payload.len() > MAX_RELAY_LEN {
+        return Err(Refusal::PayloadLength);
+    }
+    Ok(())
+}
+
+fn check_text(text: &str, ctx: &Context) -> Result<(), Refusal> {
+    validate_text(text, ctx.limits.max_text_len).map_err(Refusal::TextRefused)
+}
