@@ -442,8 +442,11 @@ fn text_limit(welcome: &Welcome) -> usize {
 }
 
 /// Longest pause between two events of one burst: a paste arrives in pieces microseconds apart,
-/// while no hand types two keys within it.
-const BURST_GAP: Duration = Duration::from_millis(5);
+/// but tens of milliseconds apart when the terminal is starved of CPU (with 5 ms, and once with
+/// 15 ms, a paste test split while two cores ran the whole suite). A hand takes ~50 ms or more
+/// from a key to the next; an Enter taken as a line break by mistake makes a visible draft, never
+/// a sent line.
+const BURST_GAP: Duration = Duration::from_millis(40);
 
 /// Most events handed over at once: input that never pauses is still handed over, in chunks of
 /// one burst.
@@ -744,13 +747,13 @@ mod tests {
         );
         assert_eq!(got[2], (vec![press(KeyCode::Char('a'))], true));
 
-        // Pieces 1 ms apart are one burst; a pause of 6 ms ends it; 5 ms is still within.
+        // Pieces 1 ms apart are one burst; a pause of 41 ms ends it; 40 ms is still within.
         let got = chunks(vec![
             (0, press(KeyCode::Char('a'))),
             (1, press(KeyCode::Enter)),
             (2, press(KeyCode::Char('b'))),
-            (7, press(KeyCode::Char('c'))),
-            (13, press(KeyCode::Enter)),
+            (42, press(KeyCode::Char('c'))),
+            (83, press(KeyCode::Enter)),
         ]);
         let sizes: Vec<(usize, bool)> = got.iter().map(|(e, ends)| (e.len(), *ends)).collect();
         assert_eq!(sizes, [(4, true), (1, true)]);
