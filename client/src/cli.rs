@@ -175,7 +175,7 @@ fn ca_file(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
             bail!("{}", ca_refused(path, &mm_common::text::os_words(&error)))
         }
         Err(_) => {
-            let holds_key = std::fs::read(path)
+            let holds_key = mm_certs::read_limited(path, mm_certs::MAX_PEM_FILE)
                 .map(|b| String::from_utf8_lossy(&b).contains("PRIVATE KEY-----"))
                 .unwrap_or(false);
             let what = if holds_key {

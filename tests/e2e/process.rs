@@ -435,20 +435,9 @@ async fn admin_output_into_a_closed_pipe_is_not_an_error_and_a_full_disk_is_one(
 
 /// Runs `mm-server --bind ADDR --data DIR` expecting it to refuse at start; returns its stderr.
 async fn refused_start(bind: &str, data: &Path) -> String {
-    let child = tokio::process::Command::new(MM_SERVER)
-        .args(["--bind", bind, "--data"])
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let output = tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("mm-server did not finish")
-        .unwrap();
-    assert!(!output.status.success(), "started on {bind}");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    let (status, stderr) = admin(data, &["--bind", bind], Stdio::null()).await;
+    assert!(!status.success(), "started on {bind}");
+    stderr
 }
 
 /// A busy port (or an address not on this machine) is refused in plain words before anything
