@@ -441,11 +441,10 @@ fn text_limit(welcome: &Welcome) -> usize {
     usize::try_from(welcome.max_text_len).unwrap_or(usize::MAX)
 }
 
-/// Longest pause between two events of one burst: a paste arrives in pieces microseconds apart,
-/// but tens of milliseconds apart when the terminal is starved of CPU (with 5 ms, and once with
-/// 15 ms, a paste test split while two cores ran the whole suite). A hand takes ~50 ms or more
-/// from a key to the next; an Enter taken as a line break by mistake makes a visible draft, never
-/// a sent line.
+/// Longest pause between two events of one burst: a paste arrives in pieces microseconds apart
+/// on an idle machine, and a busy one can delay a piece by a scheduler time slice (milliseconds,
+/// up to tens of them), so the gap leaves that room. A hand takes ~50 ms or more from a key to
+/// the next; an Enter taken as a line break by mistake makes a visible draft, never a sent line.
 const BURST_GAP: Duration = Duration::from_millis(40);
 
 /// Most events handed over at once: input that never pauses is still handed over, in chunks of
