@@ -223,9 +223,7 @@ impl Sources {
 
 /// Listens on `addr`; a refusal says why in plain words and what to do.
 async fn listen(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!(listen_refused(addr, &e)))
+    crate::listener::bind(addr).map_err(|e| anyhow::anyhow!(listen_refused(addr, &e)))
 }
 
 /// The sentence for a refused `bind(2)` on `addr`.

@@ -15,21 +15,19 @@ pub mod clock;
 pub mod config;
 pub mod hub;
 pub mod limit;
+pub mod listener;
 pub mod renew;
 mod session;
 pub mod store;
 pub mod tls;
 pub mod transport;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -158,7 +156,7 @@ pub async fn serve(
     info!(%local, "listening");
 
     tokio::select! {
-        () = accept_loop(&listener, &acceptor, &ctx, &cancel, &tracker) => {}
+        () = listener::accept_loop(&listener, &acceptor, &ctx, &cancel, &tracker) => {}
         () = shutdown => info!("shutdown requested"),
     }
     drop(listener);
@@ -270,94 +268,5 @@ async fn expire_unused_accounts(
             () = cancel.cancelled() => return,
         }
         sweep = sweep_unused(&hub, days);
-    }
-}
-
-async fn accept_loop(
-    listener: &TcpListener,
-    acceptor: &tokio_rustls::TlsAcceptor,
-    ctx: &Arc<session::Context>,
-    cancel: &CancellationToken,
-    tracker: &TaskTracker,
-) {
-    let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
-    let per_ip = PerIp::new(ctx.limits.max_connections_per_ip);
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        // Hold a slot before accepting: at the cap, new connections wait in the kernel backlog
-        // instead of costing us memory.
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return; // the semaphore is never closed
-        };
-        match listener.accept().await {
-            Ok((tcp, peer)) => {
-                backoff = Duration::from_millis(10);
-                let Some(ip_slot) = per_ip.claim(peer.ip()) else {
-                    debug!(%peer, "per-address connection cap reached; closing");
-                    continue; // dropping `tcp` closes it; the permit returns to the pool
-                };
-                let (acceptor, ctx, cancel) = (acceptor.clone(), Arc::clone(ctx), cancel.clone());
-                tracker.spawn(async move {
-                    session::serve(tcp, peer, acceptor, ctx, cancel).await;
-                    drop(ip_slot);
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                // EMFILE/ENFILE/ECONNABORTED and the like: back off instead of spinning, and
-                // keep serving the connections we have.
-                error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed");
-                drop(permit);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
-}
-
-/// Connections per client address, capped.
-#[derive(Debug, Clone)]
-struct PerIp {
-    max: usize,
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-/// One connection's claim on its address's count; released on drop.
-struct IpSlot {
-    ip: IpAddr,
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-impl PerIp {
-    fn new(max: usize) -> PerIp {
-        PerIp {
-            max,
-            counts: Arc::default(),
-        }
-    }
-
-    fn claim(&self, ip: IpAddr) -> Option<IpSlot> {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= self.max {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            ip,
-            counts: Arc::clone(&self.counts),
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
     }
 }

@@ -17,7 +17,7 @@ use mm_common::protocol::{nick_key, ClientMsg, ServerMsg, PROTOCOL_VERSION};
 use mm_server::Limits;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -136,7 +136,7 @@ impl TestServer {
         let ca = mm_certs::load_certs(&tls.path().join(mm_certs::CA_CERT)).unwrap();
         let cert = Arc::new(mm_server::tls::ServerCert::load(tls.path()).unwrap());
         let config = mm_server::tls::server_config_with(Arc::clone(&cert)).unwrap();
-        let listener = TcpListener::bind(bind).await.unwrap();
+        let listener = mm_server::listener::bind(bind.parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(mm_server::serve(
