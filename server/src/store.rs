@@ -182,7 +182,8 @@ pub enum QueueOutcome {
 pub struct Loaded {
     /// The most recent public lines, oldest first.
     pub history: Vec<Line>,
-    /// The highest message id ever given out; new ids continue after it.
+    /// The highest message id ever given out or reserved ([`Store::reserve_ids`]); new ids
+    /// continue after it.
     pub last_id: u64,
 }
 
@@ -336,6 +337,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         mail: Mail,
         arrival: Arrival,
     ) -> Result<Reply<QueueOutcome>, StoreError>;
+
+    /// Records durably that message ids up to `up_to` may have been given out, so that the
+    /// next start continues after them ([`Loaded::last_id`] is at least `up_to`): the hub's
+    /// ids are reserved this way before it gives them out (`hub::ids`). Applied in order; the
+    /// reply comes once it is durable. Never lowers what is recorded.
+    fn reserve_ids(&self, up_to: u64) -> Result<Reply<()>, StoreError>;
 
     /// Makes everything submitted durable, records `last_id`, and stops; later calls fail with
     /// [`StoreError::Closed`]. Never refused for being busy. If what was accepted still cannot

@@ -14,7 +14,7 @@ use tracing::warn;
 use super::answers::Answer;
 use super::context::{queue_users, Context, Exit, STORE_TIMEOUT};
 use super::refusal::Refusal;
-use crate::hub::{Membership, PrivateOutcome};
+use crate::hub::{Outbox, PrivateOutcome};
 use crate::limit::{RateLimiter, Verdict};
 use crate::transport::Transport;
 
@@ -23,7 +23,7 @@ use crate::transport::Transport;
 /// flooding, a bad `Monitor`, a second `Hello`.
 pub(crate) fn dispatch<T: Transport>(
     conn: &mut T,
-    m: &Membership,
+    m: &Outbox,
     ctx: &Context,
     limiter: &mut RateLimiter,
     answers: &mut VecDeque<Answer>,
@@ -95,12 +95,7 @@ fn owe(answers: &mut VecDeque<Answer>, owed: Result<Answer, Refusal>) -> Option<
 
 /// `Public`: a line for the room, answered once it is in the stored history.
 /// Refusals: [`Refusal::TextRefused`], [`Refusal::Send`].
-fn public(
-    m: &Membership,
-    ctx: &Context,
-    text: String,
-    deadline: Instant,
-) -> Result<Answer, Refusal> {
+fn public(m: &Outbox, ctx: &Context, text: String, deadline: Instant) -> Result<Answer, Refusal> {
     check_text(&text, ctx)?;
     let (accepted, durable) = ctx
         .hub
@@ -117,7 +112,7 @@ fn public(
 /// in the mailbox. Refusals: [`Refusal::InvalidRecipient`], [`Refusal::TextRefused`],
 /// [`Refusal::Send`].
 fn private(
-    m: &Membership,
+    m: &Outbox,
     ctx: &Context,
     to: String,
     text: String,
@@ -145,7 +140,7 @@ fn private(
 /// `Relay`: an opaque payload for one user online. Refusals: [`Refusal::InvalidRecipient`],
 /// [`Refusal::PayloadLength`], [`Refusal::Send`].
 fn relay(
-    m: &Membership,
+    m: &Outbox,
     ctx: &Context,
     to: String,
     payload: Vec<u8>,
@@ -168,7 +163,7 @@ fn relay(
 
 /// `Monitor`: watch these nicks come and go. Fatal [`Refusal::MonitorCount`] for none or more
 /// than [`MONITOR_PER_FRAME`].
-fn monitor(m: &Membership, ctx: &Context, nicks: &[String]) -> Option<Exit> {
+fn monitor(m: &Outbox, ctx: &Context, nicks: &[String]) -> Option<Exit> {
     if nicks.is_empty() || nicks.len() > MONITOR_PER_FRAME {
         return Some(Exit::Fatal(Refusal::MonitorCount));
     }

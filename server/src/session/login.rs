@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use super::context::{queue_users, Context, STORE_TIMEOUT};
 use super::refusal::Refusal;
-use crate::hub::{JoinError, Membership};
+use crate::hub::{JoinError, Outbox};
 use crate::store::{Body, LoginOutcome, Reply, StoreError};
 use crate::transport::{ReadError, Transport};
 
@@ -108,7 +108,7 @@ pub(crate) async fn login<T: Transport>(
     fingerprint: Option<String>,
     ctx: &Context,
     cancel: &CancellationToken,
-) -> Result<Membership, LoginFailed> {
+) -> Result<Outbox, LoginFailed> {
     let read = timeout(ctx.limits.hello_timeout, conn.recv());
     let payload = tokio::select! {
         r = read => match r {
@@ -168,7 +168,7 @@ pub(crate) async fn login<T: Transport>(
         None
     };
     let now = ctx.hub.clock().now_ms();
-    let mut membership =
+    let mut joined =
         match ctx
             .hub
             .join_unannounced(ctx.hub.next_conn_id(), &nick, &fingerprint, now, register)
@@ -181,7 +181,7 @@ pub(crate) async fn login<T: Transport>(
         };
     // Without the mailbox the login fails: acknowledging the live lines that would follow
     // (`Received` is cumulative) would delete waiting ones this client never saw.
-    let answer = match membership.login.take() {
+    let answer = match joined.login.take() {
         Some(reply) => {
             let pending = PendingRegistration {
                 armed: register,
@@ -211,8 +211,8 @@ pub(crate) async fn login<T: Transport>(
     let login = match admitted {
         Ok(login) => login,
         Err(failed) => {
-            if membership.announce {
-                ctx.hub.withdraw(membership.conn_id, &membership.nick);
+            if joined.announce {
+                ctx.hub.withdraw(joined.outbox.conn_id, &joined.outbox.nick);
             } else {
                 // It took over an older connection of the account: that one is gone, so the
                 // others must hear that the user left (and its logout is recorded: the older
@@ -220,8 +220,8 @@ pub(crate) async fn login<T: Transport>(
                 // before the store admits it, because the live queue must exist when the
                 // mailbox is read; only the owner's own certificate can do it.
                 ctx.hub.leave(
-                    membership.conn_id,
-                    &membership.nick,
+                    joined.outbox.conn_id,
+                    &joined.outbox.nick,
                     LeaveReason::Disconnected,
                 );
             }
@@ -235,21 +235,21 @@ pub(crate) async fn login<T: Transport>(
         info!(%peer, %nick, %fingerprint, "nick registered");
     }
     let mails = login.waiting;
-    ctx.hub.announce(&membership);
-    let online = u32::try_from(membership.online.len()).unwrap_or(u32::MAX);
+    ctx.hub.announce(&joined.outbox, joined.announce);
+    let online = u32::try_from(joined.online.len()).unwrap_or(u32::MAX);
     conn.queue_msg(&ServerMsg::Welcome {
-        nick: membership.nick.clone(),
+        nick: joined.outbox.nick.clone(),
         server: ctx.server_name.clone(),
         online,
         max_text_len: u32::try_from(ctx.limits.max_text_len).unwrap_or(u32::MAX),
         rate_burst: ctx.limits.rate_burst,
         rate_per_sec: ctx.limits.rate_per_sec,
     });
-    queue_users(conn, &membership.online);
-    // Sent; do not keep it. Every session holding the list of who was online when it joined
-    // cost N²/2 strings: 325 KiB per connection with 10,000 users.
-    membership.online = Vec::new();
-    for line in std::mem::take(&mut membership.history) {
+    queue_users(conn, &joined.online);
+    // Sent, and dropped with `joined` when the login returns: the session keeps only its
+    // outbox. (Every session holding the list of who was online when it joined cost N²/2
+    // strings: 325 KiB per connection with 10,000 users.)
+    for line in std::mem::take(&mut joined.history) {
         conn.queue(line);
     }
     // They stay in the mailbox until the client acknowledges them.
@@ -258,8 +258,8 @@ pub(crate) async fn login<T: Transport>(
     // were lowered, and then the rest comes at a later login.
     let fetch_limit = ctx.limits.mailbox_len + ctx.limits.outbound_queue.max(1);
     ctx.hub.fetched(
-        membership.conn_id,
-        &membership.nick,
+        joined.outbox.conn_id,
+        &joined.outbox.nick,
         &ids,
         ids.len() < fetch_limit,
     );
@@ -279,7 +279,7 @@ pub(crate) async fn login<T: Transport>(
             },
         });
     }
-    Ok(membership)
+    Ok(joined.outbox)
 }
 
 /// The store's answer, within [`STORE_TIMEOUT`].

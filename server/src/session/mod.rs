@@ -24,20 +24,18 @@ mod refusal;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mm_common::protocol::{ClientMsg, ErrorCode, LeaveReason, ServerMsg};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::Limits;
-use crate::hub::{Membership, SendError};
+use crate::hub::{Closed, Outbox, SendError};
 use crate::limit::RateLimiter;
 use crate::transport::framed::Framed;
 use crate::transport::{ReadError, Transport};
@@ -103,7 +101,7 @@ pub(crate) async fn run<T: Transport>(
     cancel: &CancellationToken,
 ) {
     let fingerprint = conn.peer_fingerprint();
-    let membership = match login(&mut conn, peer, fingerprint, ctx, cancel).await {
+    let outbox = match login(&mut conn, peer, fingerprint, ctx, cancel).await {
         Ok(m) => m,
         Err(LoginFailed::Tell(refusal)) => {
             debug!(%peer, code = %refusal.code(), "login refused");
@@ -120,11 +118,11 @@ pub(crate) async fn run<T: Transport>(
         }
         Err(LoginFailed::Silent) => return,
     };
-    let nick = membership.nick.clone();
-    let conn_id = membership.conn_id;
+    let nick = outbox.nick.clone();
+    let conn_id = outbox.conn_id;
     info!(%peer, conn = conn_id, %nick, "logged in");
 
-    let exit = chat(&mut conn, membership, ctx, cancel).await;
+    let exit = chat(&mut conn, outbox, ctx, cancel).await;
     let reason = match &exit {
         Exit::Quit => LeaveReason::Quit,
         Exit::Disconnected | Exit::Shutdown(_) | Exit::Replaced => LeaveReason::Disconnected,
@@ -227,7 +225,7 @@ async fn linger_after_shutdown<T: Transport>(
 /// The logged-in loop.
 async fn chat<T: Transport>(
     conn: &mut T,
-    mut m: Membership,
+    mut outbox: Outbox,
     ctx: &Context,
     cancel: &CancellationToken,
 ) -> Exit {
@@ -251,7 +249,7 @@ async fn chat<T: Transport>(
         pump(conn, &mut answers, limits);
         if let Some(deadline) = stopping {
             // The hub is closed: nothing new enters the queue, so this empties it.
-            if let Err(exit) = drain(conn, &mut m, usize::MAX) {
+            if let Err(exit) = drain(conn, &mut outbox, usize::MAX) {
                 return exit;
             }
             if answers.is_empty() || Instant::now() >= deadline {
@@ -268,7 +266,7 @@ async fn chat<T: Transport>(
                 Ok(Err(_)) => return Exit::Disconnected,
                 Err(_) => return Exit::WriteStalled,
             }
-            if m.queue.is_empty() {
+            if outbox.is_empty() {
                 conn.shrink_idle(); // going idle: do not keep a burst-sized buffer
             }
         }
@@ -283,18 +281,15 @@ async fn chat<T: Transport>(
                 Ok(msg) => conn.queue_msg(&msg),
                 Err(exit) => return exit,
             },
-            queued = m.queue.recv() => match queued {
-                Some(msg) => {
-                    m.queued_bytes.fetch_sub(msg.len(), Ordering::Relaxed);
-                    conn.queue(msg);
-                }
-                None => return closed_queue(&m),
+            queued = outbox.recv() => match queued {
+                Ok(msg) => conn.queue(msg),
+                Err(closed) => return closed_exit(closed),
             },
             read = conn.recv(), if answers.len() < MAX_OWED => {
                 last_heard = Instant::now();
                 match read {
                     Ok(Some(payload)) => {
-                        if let Some(exit) = dispatch(conn, &m, ctx, &mut limiter, &mut answers, &payload) {
+                        if let Some(exit) = dispatch(conn, &outbox, ctx, &mut limiter, &mut answers, &payload) {
                             return exit;
                         }
                     }
@@ -316,34 +311,30 @@ async fn chat<T: Transport>(
             () = tokio::time::sleep_until(stopping.unwrap_or_else(Instant::now)), if stopping.is_some() => {}
         }
         // Collect whatever else is ready so that it leaves in the same write.
-        if let Err(exit) = drain(conn, &mut m, MAX_BATCH) {
+        if let Err(exit) = drain(conn, &mut outbox, MAX_BATCH) {
             return exit;
         }
     }
 }
 
-/// Moves ready messages from the user's queue onto the transport without waiting, until it
-/// holds `budget` bytes.
-fn drain<T: Transport>(conn: &mut T, m: &mut Membership, budget: usize) -> Result<(), Exit> {
+/// Moves ready messages from the outbox onto the transport without waiting, until it holds
+/// `budget` bytes.
+fn drain<T: Transport>(conn: &mut T, outbox: &mut Outbox, budget: usize) -> Result<(), Exit> {
     while conn.pending() < budget {
-        match m.queue.try_recv() {
-            Ok(msg) => {
-                m.queued_bytes.fetch_sub(msg.len(), Ordering::Relaxed);
-                conn.queue(msg);
-            }
-            Err(mpsc::error::TryRecvError::Empty) => break,
-            Err(mpsc::error::TryRecvError::Disconnected) => return Err(closed_queue(m)),
+        match outbox.try_recv() {
+            Ok(Some(msg)) => conn.queue(msg),
+            Ok(None) => break,
+            Err(closed) => return Err(closed_exit(closed)),
         }
     }
     Ok(())
 }
 
-/// Why the hub closed our queue: another login took the nick over, or we fell behind.
-fn closed_queue(m: &Membership) -> Exit {
-    if m.replaced.load(Ordering::Relaxed) {
-        Exit::Replaced
-    } else {
-        Exit::TooSlow
+/// How the session ends when the hub closed its outbox.
+fn closed_exit(closed: Closed) -> Exit {
+    match closed {
+        Closed::Replaced => Exit::Replaced,
+        Closed::TooSlow => Exit::TooSlow,
     }
 }
 

@@ -278,6 +278,11 @@ impl Store for MemoryStore {
         .map(answered)
     }
 
+    fn reserve_ids(&self, _up_to: u64) -> Result<Reply<()>, StoreError> {
+        // Nothing survives the process: there is no later start to continue after them.
+        self.with(|_| ()).map(answered)
+    }
+
     fn close(&self, _: u64) -> Result<Reply<()>, StoreError> {
         self.with(|s| s.closed = true).map(answered)
     }
@@ -305,6 +310,15 @@ pub(crate) struct FaultyStore {
     pub deletes_fail: std::sync::atomic::AtomicBool,
     /// The `up_to` of every deletion applied.
     pub deleted: Mutex<Vec<u64>>,
+    /// `reserve_ids` is refused.
+    pub reserve_fails: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(test)]
+impl Default for FaultyStore {
+    fn default() -> FaultyStore {
+        FaultyStore::new(Options::from_limits(&crate::config::Limits::default()))
+    }
 }
 
 #[cfg(test)]
@@ -317,6 +331,7 @@ impl FaultyStore {
             stalled: Mutex::default(),
             deletes_fail: Default::default(),
             deleted: Mutex::default(),
+            reserve_fails: Default::default(),
         }
     }
 }
@@ -386,6 +401,12 @@ impl Store for FaultyStore {
         a: Arrival,
     ) -> Result<Reply<QueueOutcome>, StoreError> {
         self.inner.queue_mail(key, mail, a)
+    }
+    fn reserve_ids(&self, up_to: u64) -> Result<Reply<()>, StoreError> {
+        if self.reserve_fails.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Busy);
+        }
+        self.inner.reserve_ids(up_to)
     }
     fn close(&self, last_id: u64) -> Result<Reply<()>, StoreError> {
         self.inner.close(last_id)

@@ -64,6 +64,10 @@ pub(super) enum Cmd {
         arrival: Arrival,
         reply: oneshot::Sender<Result<QueueOutcome, StoreError>>,
     },
+    ReserveIds {
+        up_to: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     Close {
         last_id: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -83,6 +87,7 @@ impl Cmd {
                 | Cmd::Abandon { .. }
                 | Cmd::Returned { .. }
                 | Cmd::Expire { .. }
+                | Cmd::ReserveIds { .. }
         )
     }
 
@@ -120,7 +125,9 @@ impl Cmd {
             (Cmd::Waiting { reply, .. }, Outcome::Waiting(r)) => drop(reply.send(r)),
             (Cmd::Public { reply, .. }, Outcome::Public(r)) => drop(reply.send(r)),
             (Cmd::Mail { reply, .. }, Outcome::Queue(r)) => drop(reply.send(r)),
-            (Cmd::Close { reply, .. }, Outcome::Nothing) => drop(reply.send(Ok(()))),
+            (Cmd::Close { reply, .. } | Cmd::ReserveIds { reply, .. }, Outcome::Nothing) => {
+                drop(reply.send(Ok(())));
+            }
             (cmd, _) => cmd.fail(StoreError::Failed("internal: mismatched answer".into())),
         }
     }
@@ -132,7 +139,9 @@ impl Cmd {
             Cmd::Login { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Expire { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Waiting { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::Public { reply, .. } | Cmd::Close { reply, .. } => drop(reply.send(Err(error))),
+            Cmd::Public { reply, .. }
+            | Cmd::Close { reply, .. }
+            | Cmd::ReserveIds { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Mail { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Delivered { .. }
             | Cmd::LoggedOut { .. }
@@ -268,6 +277,11 @@ pub(super) fn apply(
         }
         Cmd::Close { last_id, .. } => {
             *max_id = (*max_id).max(*last_id);
+            Outcome::Nothing
+        }
+        // Recorded as the highest id given out, which is what a reservation promises.
+        Cmd::ReserveIds { up_to, .. } => {
+            *max_id = (*max_id).max(*up_to);
             Outcome::Nothing
         }
     })

@@ -338,6 +338,12 @@ impl Store for SqliteStore {
         Ok(rx)
     }
 
+    fn reserve_ids(&self, up_to: u64) -> Result<Reply<()>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::ReserveIds { up_to, reply })?;
+        Ok(rx)
+    }
+
     fn close(&self, last_id: u64) -> Result<Reply<()>, StoreError> {
         let (reply, rx) = oneshot::channel();
         // Blocking send: closing must not be refused because the channel is full.

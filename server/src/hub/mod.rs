@@ -1,0 +1,765 @@
+//! The hub: who is online, and how a message reaches its recipients.
+//!
+//! A message accepted by the hub gets its id ([`ids`]) and timestamp ([`Clock`]), is handed to
+//! the [`Store`], encoded once into [`Bytes`] (the payload only: each session's transport frames
+//! it as it writes), and published on the [`bus`] to a [`Topic`]: the room's for public lines
+//! and room notices, a user's own for personal lines and notices. The bus puts a
+//! reference-counted handle — never a copy — into the [`Outbox`] of each subscriber; when an
+//! outbox is full, its connection is disconnected as too slow ([`fanout`]): nobody ever waits
+//! for a slow client. Who is online, and who watches whose presence, is [`presence`]; each
+//! room's recent lines are kept encoded in memory ([`history`]).
+//!
+//! Every event for a connection passes through its one outbox in the order the hub accepted
+//! it, so everyone sees one consistent order and a sender's lines never overtake each other.
+//! All state sits behind one `std::sync::Mutex` (as in mini-redis' `db.rs`): critical sections
+//! are short, never `.await`, and only do map work and non-blocking queue pushes — including
+//! the submissions to the store, so that the store applies them in the hub's order.
+
+pub(crate) mod bus;
+mod fanout;
+mod history;
+pub(crate) mod ids;
+pub mod outbox;
+mod presence;
+pub mod topic;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use mm_common::frame;
+use mm_common::protocol::{nick_key, LeaveReason, ServerMsg};
+
+use crate::clock::{Clock, SystemClock, DAY_MS};
+use crate::config::Limits;
+use crate::store::memory::MemoryStore;
+use crate::store::{
+    Arrival, Body, Line, Loaded, Login, Mail, Options, QueueOutcome, Reply, Store, StoreError,
+};
+use bus::{Bus, LocalBus};
+use history::History;
+use ids::{IdSource, ReservedIds};
+pub use outbox::{Closed, Outbox};
+use presence::Peer;
+pub use topic::{RoomId, Topic};
+
+/// Cloneable handle to the shared state.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    next_conn_id: AtomicU64,
+    /// Most messages that may wait in one outbox.
+    outbound_queue: usize,
+    /// Most bytes of encoded messages that may wait in one outbox (at least one largest
+    /// message).
+    max_queued_bytes: usize,
+    relay_hook: Option<RelayHook>,
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("outbound_queue", &self.outbound_queue)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sees every relayed payload (sender, recipient, bytes) and returns what to forward. For tests
+/// and audits: a test can prove what the server saw of an end-to-end session, or play a
+/// malicious relay. The default server has none.
+pub type RelayHook = Arc<dyn Fn(&str, &str, Vec<u8>) -> Vec<u8> + Send + Sync>;
+
+/// Everything behind the hub's lock.
+#[derive(Debug)]
+struct State {
+    /// The hub's clock: every timestamp is read under the lock, as the event is accepted.
+    clock: Arc<dyn Clock>,
+    /// Online users by [`nick_key`].
+    peers: HashMap<String, Peer>,
+    /// Where messages are published.
+    bus: Box<dyn Bus>,
+    /// Where message ids come from.
+    ids: Box<dyn IdSource>,
+    /// Set by [`Hub::close`]: no more logins or messages are accepted.
+    closed: bool,
+    /// Join and leave notices are sent only while at most this many users are online.
+    presence_max_online: usize,
+    /// Most personal lines one connection may leave unacknowledged before it counts as too
+    /// slow.
+    max_unacked: usize,
+    /// The lobby's newest lines.
+    history: History,
+    /// Presence watches ([`Hub::monitor`]): the watched user's [`nick_key`] → the keys of the
+    /// online users watching it. Each watcher's own list is in its [`Peer::monitoring`].
+    monitors: HashMap<String, HashSet<String>>,
+}
+
+/// What a login admitted by the hub gets: its outbox and what it must tell its client first.
+#[derive(Debug)]
+pub struct Joined {
+    /// Everything for this connection from now on, in hub order.
+    pub outbox: Outbox,
+    /// Nicks online at the moment of joining (this user included), sorted.
+    pub online: Vec<String>,
+    /// The room's history at the moment of joining, as encoded `History` messages, oldest
+    /// first; every later public line is in the outbox.
+    pub history: Vec<Bytes>,
+    /// The store's decision on this login ([`Store::login`], submitted in the hub's order):
+    /// whether it is admitted (registering the nick if it was free), and the personal lines
+    /// waiting in the user's mailbox (sent while offline, or delivered before and never
+    /// acknowledged), oldest first. `None` if the store refused the request.
+    pub login: Option<Reply<Login>>,
+    /// Whether others are to hear of this login ([`Hub::announce`]): not when it took over the
+    /// same account's older connection.
+    pub announce: bool,
+}
+
+/// Why a login was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// Someone online has that nick (case-insensitively) with another certificate.
+    #[error("nick {0} is already in use")]
+    NickInUse(String),
+    /// The server is shutting down.
+    #[error("server is shutting down")]
+    Closed,
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The recipient is not online.
+    #[error("{0} is not online")]
+    NoSuchNick(String),
+    /// The recipient could not keep up and was disconnected; the message was not delivered.
+    #[error("{0} could not keep up and was disconnected; message not delivered")]
+    RecipientTooSlow(String),
+    /// The server is shutting down.
+    #[error("server is shutting down")]
+    Closed,
+    /// The store cannot take more work right now; the message was not accepted.
+    #[error("the server is busy; try again")]
+    Busy,
+    /// The message could not be encoded (a bug: inputs are validated first).
+    #[error("message could not be encoded")]
+    Encode,
+}
+
+/// An accepted message's id and server timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Message id.
+    pub id: u64,
+    /// Server time, ms since the Unix epoch.
+    pub ts: u64,
+}
+
+/// Where a private line went. Either way it was handed to the recipient's mailbox in the store,
+/// whose reply says once it is durable (or why it was not kept); answer the sender only then.
+#[derive(Debug)]
+pub enum PrivateOutcome {
+    /// Into the online recipient's outbox too (answer `Sent`).
+    Delivered(Accepted, Reply<QueueOutcome>),
+    /// The recipient is offline, or was just dropped as too slow (answer `Queued`).
+    Stored(Accepted, Reply<QueueOutcome>),
+}
+
+/// How a hub is put together beyond its limits and store: see [`Hub::builder`].
+#[must_use = "a builder does nothing until `build`"]
+pub struct HubBuilder<'a> {
+    limits: &'a Limits,
+    store: Arc<dyn Store>,
+    loaded: Loaded,
+    hook: Option<RelayHook>,
+    clock: Arc<dyn Clock>,
+    bus: Option<Box<dyn Bus>>,
+}
+
+impl std::fmt::Debug for HubBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubBuilder")
+            .field("store", &self.store)
+            .field("hook", &self.hook.is_some())
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubBuilder<'_> {
+    /// Passes every relayed payload through `hook` (see [`RelayHook`]); none by default.
+    pub fn relay_hook(mut self, hook: Option<RelayHook>) -> Self {
+        self.hook = hook;
+        self
+    }
+
+    /// Reads the time from `clock` (message timestamps, logins and logouts, expiry cutoffs);
+    /// [`SystemClock`] by default. Give the store the same clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Publishes through `bus`; a [`LocalBus`] by default.
+    #[cfg(test)]
+    pub(crate) fn bus(mut self, bus: Box<dyn Bus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// The hub.
+    pub fn build(self) -> Hub {
+        let HubBuilder {
+            limits,
+            store,
+            loaded,
+            hook,
+            clock,
+            bus,
+        } = self;
+        let ids = ReservedIds::new(Arc::clone(&store), loaded.last_id);
+        Hub {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    clock,
+                    peers: HashMap::new(),
+                    bus: bus.unwrap_or_else(|| Box::new(LocalBus::default())),
+                    ids: Box::new(ids),
+                    closed: false,
+                    presence_max_online: limits.presence_max_online,
+                    max_unacked: limits.outbound_queue.max(1),
+                    history: History::from_lines(loaded.history, limits.history_len),
+                    monitors: HashMap::new(),
+                }),
+                next_conn_id: AtomicU64::new(1),
+                outbound_queue: limits.outbound_queue.max(1),
+                max_queued_bytes: limits.outbound_queue_bytes.max(frame::MAX_FRAME_LEN),
+                relay_hook: hook,
+                store,
+            }),
+        }
+    }
+}
+
+impl Hub {
+    /// A hub with these limits (`outbound_queue`, `outbound_queue_bytes`,
+    /// `presence_max_online`, `history_len`), backed by `store`, starting from what the store
+    /// loaded, on the [`SystemClock`], without a relay hook.
+    pub fn new(limits: &Limits, store: Arc<dyn Store>, loaded: Loaded) -> Hub {
+        Self::builder(limits, store, loaded).build()
+    }
+
+    /// A hub with an in-memory store: nothing survives the process. For tests.
+    pub fn in_memory(limits: &Limits) -> Hub {
+        let store = MemoryStore::new(Options::from_limits(limits));
+        Self::new(limits, Arc::new(store), Loaded::default())
+    }
+
+    /// As [`Hub::new`], with what [`HubBuilder`] lets a caller change (a relay hook, a clock).
+    pub fn builder(limits: &Limits, store: Arc<dyn Store>, loaded: Loaded) -> HubBuilder<'_> {
+        HubBuilder {
+            limits,
+            store,
+            loaded,
+            hook: None,
+            clock: Arc::new(SystemClock),
+            bus: None,
+        }
+    }
+
+    /// The hub's clock (give the store the same one).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.lock().clock)
+    }
+
+    /// The store behind this hub.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// A fresh connection id (never 0).
+    pub fn next_conn_id(&self) -> u64 {
+        self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the maps consistent before anything that could panic,
+        // so a poisoned lock is still usable; keep serving rather than take the server down.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// [`Hub::join_unannounced`] (registering the nick if it is free), then [`Hub::announce`],
+    /// without waiting for the store's answer. For tests and tools: a session waits for it.
+    ///
+    /// # Errors
+    /// As [`Hub::join_unannounced`].
+    pub fn join(&self, conn_id: u64, nick: &str, fingerprint: &str) -> Result<Joined, JoinError> {
+        let now_ms = self.clock().now_ms();
+        let joined = self.join_unannounced(conn_id, nick, fingerprint, now_ms, true)?;
+        self.announce(&joined.outbox, joined.announce);
+        Ok(joined)
+    }
+
+    /// Tells the others that the owner of `outbox` came online (a `Joined` notice, when the
+    /// room is small enough, and to its monitors), if `announce` ([`Joined::announce`]: not
+    /// when it took over its own older connection). Called once the login is complete, so
+    /// that a login refused after joining (its mailbox could not be read) is never seen.
+    pub fn announce(&self, outbox: &Outbox, announce: bool) {
+        if !announce {
+            return;
+        }
+        let mut state = self.lock();
+        if state.closed || !state.is_current(outbox.conn_id, &nick_key(&outbox.nick)) {
+            return;
+        }
+        state.notify_monitors(&outbox.nick, true);
+        if state.presence(state.bus.subscribers(&Topic::Room(RoomId::LOBBY))) {
+            let joined = ServerMsg::Joined {
+                ts: state.clock.now_ms(),
+                nick: outbox.nick.clone(),
+            };
+            state.notice(outbox.conn_id, &joined);
+        }
+    }
+
+    /// Admits a login of `nick` (it must already satisfy `validate_nick`) with `fingerprint`,
+    /// without telling the others yet ([`Hub::announce`]), and hands the rest of the login to
+    /// the store ([`Store::login`] with `now_ms` and `register`): the session must wait for
+    /// its answer ([`Joined::login`]) and [`Hub::withdraw`] if it does not admit the login.
+    ///
+    /// The hub's own refusals come first, before the store is asked to do anything, so that a
+    /// login refused here leaves no trace in the store (nothing is registered). The returned
+    /// `online` list, history and outbox fit together: every later event is in the outbox. If
+    /// the nick is online with the same certificate (a client reconnecting before the server
+    /// noticed the old connection died), the new login replaces the old one.
+    ///
+    /// # Errors
+    /// [`JoinError`] if the nick is online with another certificate, or the hub is closed.
+    pub fn join_unannounced(
+        &self,
+        conn_id: u64,
+        nick: &str,
+        fingerprint: &str,
+        now_ms: u64,
+        register: bool,
+    ) -> Result<Joined, JoinError> {
+        let key = nick_key(nick);
+        let replaced = Arc::new(AtomicBool::new(false));
+        let (sender, outbox) = outbox::outbox(
+            conn_id,
+            nick,
+            &key,
+            self.shared.outbound_queue,
+            self.shared.max_queued_bytes,
+            Arc::clone(&replaced),
+        );
+        let mut state = self.lock();
+        if state.closed {
+            return Err(JoinError::Closed);
+        }
+        let mut takeover = false;
+        if let Some(existing) = state.peers.get(&key) {
+            if existing.fingerprint != fingerprint {
+                return Err(JoinError::NickInUse(existing.nick.clone()));
+            }
+            // Unsubscribing the old connection closes its outbox: its session sees it close,
+            // finds `replaced` set, tells its client and ends.
+            existing.replaced.store(true, Ordering::Relaxed);
+            state.remove_peer(&key);
+            takeover = true;
+            tracing::info!(conn = conn_id, nick, "login replaces an older connection");
+        }
+        // Under the lock, so that a private line stored for this user before this point is in
+        // what the store returns, and every later one goes to the outbox instead. The store
+        // writes nothing unless it admits the login.
+        let login = match self.shared.store.login(nick, fingerprint, now_ms, register) {
+            Ok(reply) => Some(reply),
+            Err(e) => {
+                tracing::warn!(error = %e, "store refused the login request");
+                None
+            }
+        };
+        state
+            .bus
+            .subscribe(Topic::Room(RoomId::LOBBY), sender.clone());
+        state.bus.subscribe(Topic::user(&key), sender);
+        state.peers.insert(
+            key,
+            Peer {
+                conn_id,
+                nick: nick.to_owned(),
+                fingerprint: fingerprint.to_owned(),
+                replaced,
+                unacked: VecDeque::new(),
+                fetched: VecDeque::new(),
+                ack_ceiling: None,
+                monitoring: HashSet::new(),
+                registering: register,
+            },
+        );
+        let mut online: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
+        let history = state.history.snapshot();
+        drop(state);
+        online.sort_unstable_by_key(|n| nick_key(n));
+        Ok(Joined {
+            outbox,
+            online,
+            history,
+            login,
+            announce: !takeover,
+        })
+    }
+
+    /// Removes a login that never completed (refused after joining, before [`Hub::announce`]):
+    /// nobody heard of it, so nobody hears of its end.
+    pub fn withdraw(&self, conn_id: u64, nick: &str) {
+        self.lock().remove_if_current(conn_id, &nick_key(nick));
+    }
+
+    /// Adds `nicks` to the presence watches of `nick`'s connection `conn_id`
+    /// ([`ClientMsg::Monitor`](mm_common::protocol::ClientMsg::Monitor)) and queues each one's
+    /// presence now; later changes follow in the same outbox, so the client sees them in order.
+    /// Invalid nicks, and nicks beyond [`MAX_MONITORED`](mm_common::protocol::MAX_MONITORED)
+    /// per connection, are ignored.
+    pub fn monitor(&self, conn_id: u64, nick: &str, nicks: &[String]) {
+        self.lock().monitor(conn_id, &nick_key(nick), nicks);
+    }
+
+    /// Submits an expiry sweep to the store ([`Store::expire_unused`]): accounts that never
+    /// logged in again after their registering connection, registered and last seen more than
+    /// `days` days (of [`DAY_MS`]) before now on the hub's clock, at most `limit` of them. An
+    /// account last seen exactly `days` days ago is kept; 1 ms later it goes. Those online
+    /// (their registering connection is still open) are kept. Under the lock, so that a login
+    /// admitted after this point is decided after the sweep.
+    ///
+    /// # Errors
+    /// If the store refuses the work (busy, closed): try again later.
+    pub fn expire_unused(&self, days: u32, limit: usize) -> Result<Reply<Vec<String>>, StoreError> {
+        let state = self.lock();
+        let cutoff_ms = state
+            .clock
+            .now_ms()
+            .saturating_sub(u64::from(days).saturating_mul(DAY_MS));
+        let online: Vec<String> = state.peers.keys().cloned().collect();
+        self.shared.store.expire_unused(cutoff_ms, online, limit)
+    }
+
+    /// Logs a connection out and tells the others, unless the hub already dropped it (or the
+    /// server is shutting down, when leave notices are noise).
+    pub fn leave(&self, conn_id: u64, nick: &str, reason: LeaveReason) {
+        let mut state = self.lock();
+        let key = nick_key(nick);
+        let Some(peer) = state.remove_if_current(conn_id, &key) else {
+            return;
+        };
+        let now_ms = state.clock.now_ms();
+        if let Err(e) = self.shared.store.logged_out(&key, now_ms, peer.registering) {
+            if peer.registering {
+                tracing::warn!(error = %e, "the end of a registering connection not recorded; the account's expiry counts from its registration");
+            } else {
+                tracing::debug!(error = %e, "last-seen time not recorded");
+            }
+        }
+        if state.closed {
+            return;
+        }
+        state.notify_monitors(nick, false);
+        // The room as it was, with the one who left.
+        if state.presence(state.bus.subscribers(&Topic::Room(RoomId::LOBBY)) + 1) {
+            let left = ServerMsg::Left {
+                ts: now_ms,
+                nick: nick.to_owned(),
+                reason,
+            };
+            state.notice(conn_id, &left);
+        }
+    }
+
+    /// Sends a public line to everyone but its sender and adds it to the history (memory and
+    /// store). `text` must already be validated. The reply says when the line is durable:
+    /// acknowledge it to the sender only then.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] when shutting down; [`SendError::Busy`] when the store cannot take
+    /// it (then nobody receives it: what is accepted is also stored).
+    pub fn publish(
+        &self,
+        conn_id: u64,
+        from: &str,
+        text: String,
+    ) -> Result<(Accepted, Reply<()>), SendError> {
+        let lobby = Topic::Room(RoomId::LOBBY);
+        let mut state = self.lock();
+        let accepted = accept(&mut state, &lobby)?;
+        let msg = ServerMsg::Public {
+            id: accepted.id,
+            ts: accepted.ts,
+            from: from.to_owned(),
+            text,
+        };
+        let encoded = frame::encode_message(&msg).map_err(|_| SendError::Encode)?;
+        // The message's strings move on into the store's line: one allocation each.
+        let ServerMsg::Public { from, text, .. } = msg else {
+            return Err(SendError::Encode);
+        };
+        let line = Line {
+            id: accepted.id,
+            ts: accepted.ts,
+            from,
+            text,
+        };
+        let history = if state.history.is_kept() {
+            Some(
+                history::encode(line.id, line.ts, line.from.clone(), line.text.clone())
+                    .ok_or(SendError::Encode)?,
+            )
+        } else {
+            None
+        };
+        let durable = self
+            .shared
+            .store
+            .append_public(line)
+            .map_err(refused_by_store)?;
+        if let Some(history) = history {
+            state.history.push(history);
+        }
+        state.publish(&lobby, &encoded, Some(conn_id));
+        Ok((accepted, durable))
+    }
+
+    /// Sends a private line to `to` (any case): into their mailbox in the store until their
+    /// client acknowledges it, and into their outbox as well when they are online. `text` must
+    /// already be validated.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] when shutting down, [`SendError::Busy`] when the store refuses (then
+    /// nobody receives it).
+    pub fn send_private(
+        &self,
+        from: &str,
+        to: &str,
+        text: String,
+    ) -> Result<PrivateOutcome, SendError> {
+        let key = nick_key(to);
+        let topic = Topic::user(&key);
+        let mut state = self.lock();
+        let accepted = accept(&mut state, &topic)?;
+        if !state.peers.contains_key(&key) {
+            let mail = Mail {
+                id: accepted.id,
+                ts: accepted.ts,
+                from: from.to_owned(),
+                body: Body::Text(text),
+            };
+            let reply = self
+                .shared
+                .store
+                .queue_mail(&key, mail, Arrival::Offline)
+                .map_err(refused_by_store)?;
+            return Ok(PrivateOutcome::Stored(accepted, reply));
+        }
+        let msg = ServerMsg::Private {
+            id: accepted.id,
+            ts: accepted.ts,
+            from: from.to_owned(),
+            text,
+        };
+        let encoded = frame::encode_message(&msg).map_err(|_| SendError::Encode)?;
+        // The message's strings move on into the mailbox entry: no copy of the text.
+        let ServerMsg::Private { from, text, .. } = msg else {
+            return Err(SendError::Encode);
+        };
+        let mail = Mail {
+            id: accepted.id,
+            ts: accepted.ts,
+            from,
+            body: Body::Text(text),
+        };
+        match self.deliver_live(&mut state, &key, mail, &encoded)? {
+            (true, reply) => Ok(PrivateOutcome::Delivered(accepted, reply)),
+            (false, reply) => Ok(PrivateOutcome::Stored(accepted, reply)),
+        }
+    }
+
+    /// Relays an opaque payload (end-to-end data) to `to`, who must be online, stamped with the
+    /// sender's nick. Like a private line it stays in the recipient's mailbox until
+    /// acknowledged; the reply says when that is durable.
+    ///
+    /// # Errors
+    /// [`SendError::NoSuchNick`] if `to` is not online; otherwise as [`Hub::send_private`].
+    pub fn relay(
+        &self,
+        from: &str,
+        to: &str,
+        payload: Vec<u8>,
+    ) -> Result<(Accepted, Reply<QueueOutcome>), SendError> {
+        let payload = match &self.shared.relay_hook {
+            Some(hook) => hook(from, to, payload),
+            None => payload,
+        };
+        let key = nick_key(to);
+        let mut state = self.lock();
+        if state.closed {
+            return Err(SendError::Closed);
+        }
+        if !state.peers.contains_key(&key) {
+            return Err(SendError::NoSuchNick(to.to_owned()));
+        }
+        let accepted = accept(&mut state, &Topic::user(&key))?;
+        let msg = ServerMsg::Relay {
+            id: accepted.id,
+            ts: accepted.ts,
+            from: from.to_owned(),
+            payload,
+        };
+        let encoded = frame::encode_message(&msg).map_err(|_| SendError::Encode)?;
+        // The payload moves on into the mailbox entry: no copy of up to 16 KiB.
+        let ServerMsg::Relay { from, payload, .. } = msg else {
+            return Err(SendError::Encode);
+        };
+        let mail = Mail {
+            id: accepted.id,
+            ts: accepted.ts,
+            from,
+            body: Body::Relay(payload),
+        };
+        // Dropped as too slow, or its session is ending: the sender's end-to-end layer must
+        // learn now that the peer is unreachable (the payload waits in the mailbox all the
+        // same, and at worst ends a stale session at the peer's next login).
+        match self.deliver_live(&mut state, &key, mail, &encoded)? {
+            (true, reply) => Ok((accepted, reply)),
+            (false, _) => Err(SendError::RecipientTooSlow(to.to_owned())),
+        }
+    }
+
+    /// Hands `mail` to the online user `key`'s mailbox, then publishes the message `encoded`
+    /// to them. Returns whether it reached their outbox (false: they were dropped as too slow,
+    /// or their session is ending; it then waits in the mailbox for their next login).
+    fn deliver_live(
+        &self,
+        state: &mut State,
+        key: &str,
+        mail: Mail,
+        encoded: &Bytes,
+    ) -> Result<(bool, Reply<QueueOutcome>), SendError> {
+        let id = mail.id;
+        // Stored first: if the store refuses, nobody receives it.
+        let reply = self
+            .shared
+            .store
+            .queue_mail(key, mail, Arrival::Live)
+            .map_err(refused_by_store)?;
+        Ok((state.deliver_personal(key, id, encoded), reply))
+    }
+
+    /// The login of connection `conn_id` (logged in as `nick`) handed it these mailbox lines
+    /// (`ids`, increasing); `complete` says whether that was the whole mailbox.
+    pub fn fetched(&self, conn_id: u64, nick: &str, ids: &[u64], complete: bool) {
+        let mut state = self.lock();
+        if let Some(peer) = state.peers.get_mut(&nick_key(nick)) {
+            if peer.conn_id == conn_id {
+                peer.fetched = ids.iter().copied().collect();
+                if !complete {
+                    peer.ack_ceiling = Some(ids.last().copied().unwrap_or(0));
+                }
+            }
+        }
+    }
+
+    /// The client of connection `conn_id` (logged in as `nick`) acknowledged every personal
+    /// line up to id `up_to`: the lines this connection was given up to there leave the
+    /// mailbox. Acknowledgements from a connection that no longer holds the nick are ignored
+    /// (its successor is given the lines again). Returns whether it acknowledged at least one
+    /// line given to this connection and not acknowledged before: repeats and guesses cost no
+    /// store work, and a client that keeps sending them is flooding.
+    pub fn received(&self, conn_id: u64, nick: &str, up_to: u64) -> bool {
+        let key = nick_key(nick);
+        let mut state = self.lock();
+        let Some(peer) = state.peers.get_mut(&key) else {
+            return false;
+        };
+        if peer.conn_id != conn_id {
+            return false;
+        }
+        let up_to = peer.ack_ceiling.map_or(up_to, |c| up_to.min(c));
+        // The highest given id covered: acknowledging ids never given deletes nothing.
+        let covered = |q: &VecDeque<u64>| q.iter().take_while(|&&id| id <= up_to).last().copied();
+        let Some(highest) = covered(&peer.unacked).or_else(|| covered(&peer.fetched)) else {
+            return false;
+        };
+        // Under the lock: the store deletes after it stored every line up to `highest`.
+        if let Err(e) = self.shared.store.delivered(&key, highest) {
+            // Not deleted (the store is failing or behind): kept as unacknowledged, so the
+            // client's next acknowledgement (it sends one when it quits) tries again; failing
+            // that, the lines come again at the next login, where the client drops repeats.
+            tracing::debug!(error = %e, "acknowledged lines not deleted yet");
+            return false;
+        }
+        for q in [&mut peer.fetched, &mut peer.unacked] {
+            while q.front().is_some_and(|&id| id <= highest) {
+                q.pop_front();
+            }
+        }
+        true
+    }
+
+    /// Online nicks, sorted case-insensitively.
+    pub fn online(&self) -> Vec<String> {
+        let state = self.lock();
+        let mut nicks: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
+        drop(state);
+        nicks.sort_unstable_by_key(|n| nick_key(n));
+        nicks
+    }
+
+    /// Stops accepting logins and messages. Everything accepted before this call is already in
+    /// an outbox, so sessions that drain their outbox after it deliver all of it.
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    /// Closes the store after [`Hub::close`]: everything accepted is made durable, with the
+    /// last message id given out so that ids keep increasing after a restart.
+    ///
+    /// # Errors
+    /// If the store is already closed.
+    pub fn close_store(&self) -> Result<Reply<()>, StoreError> {
+        let last_id = self.lock().ids.last();
+        self.shared.store.close(last_id)
+    }
+}
+
+/// A store refusal as the sender learns it.
+fn refused_by_store(e: StoreError) -> SendError {
+    match e {
+        StoreError::Closed => SendError::Closed,
+        _ => SendError::Busy,
+    }
+}
+
+/// Accepts a message for `topic`: its id and the time, unless the hub is closed or no id may
+/// be given out yet (see [`ids`]).
+fn accept(state: &mut State, topic: &Topic) -> Result<Accepted, SendError> {
+    if state.closed {
+        return Err(SendError::Closed);
+    }
+    let id = state.ids.next(topic).ok_or(SendError::Busy)?;
+    Ok(Accepted {
+        id,
+        ts: state.clock.now_ms(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
