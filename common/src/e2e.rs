@@ -128,7 +128,7 @@ pub enum Envelope {
         /// Noise message.
         noise: Vec<u8>,
     },
-    /// An encrypted, padded [`Inner`] message.
+    /// An encrypted, padded `Inner` message.
     Data {
         /// The session it is encrypted in.
         session: SessionId,

@@ -1,11 +1,12 @@
 //! The Multi-Messenger server.
 //!
-//! Data path: TCP accept ([`run`]) → TLS handshake ([`session`]) → [`transport`] (frames in,
+//! Data path: TCP accept ([`listener`]) → TLS handshake (`session`) → [`transport`] (frames in,
 //! one message each; [`transport::framed`] is TLS over TCP) → the session (login, then each
-//! `ClientMsg` dispatched) → [`hub`] (each message encoded once, a shared handle pushed into each
-//! recipient's bounded queue) → each recipient's session → its transport (framed there, one
-//! write per wake-up) → its socket. Beside it, the hub hands accounts, public history and
-//! private lines for offline users to the [`store`].
+//! `ClientMsg` dispatched) → [`hub`] (an id and a time, the store, each message encoded once)
+//! → a [`hub::Topic`] on the bus (a shared handle pushed into the [`hub::Outbox`] of each
+//! subscriber) → each recipient's session → its transport (framed there, one write per
+//! wake-up) → its socket. Beside it, the hub hands accounts, public history and private lines
+//! for offline users to the [`store`].
 //!
 //! The server relays end-to-end encrypted payloads as opaque bytes; it never holds end-to-end
 //! keys (only its own TLS key).

@@ -1,11 +1,11 @@
 //! A connection's outbox: the one bounded queue through which everything for a logged-in
-//! connection passes, in the order the hub accepted it. The hub's side ([`OutboxSender`]) is
-//! what the [`Bus`](super::bus::Bus) delivers into; the session's side ([`Outbox`]) is what it
+//! connection passes, in the order the hub accepted it. The hub's side (`OutboxSender`) is
+//! what the `Bus` delivers into; the session's side ([`Outbox`]) is what it
 //! drains onto its transport.
 //!
 //! The queue is bounded twice: in messages (a tokio `mpsc` channel) and in bytes (a shared
 //! counter, so that a few large messages cannot hold megabytes). A full outbox never makes
-//! anybody wait: the sender learns [`QueueError::Full`] and the hub disconnects that connection
+//! anybody wait: the sender learns `QueueError::Full` and the hub disconnects that connection
 //! as too slow. Not to be confused with a *mailbox* (PROTOCOL.md: the personal lines the store
 //! keeps for a user until their client acknowledges them).
 

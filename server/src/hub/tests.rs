@@ -1,7 +1,9 @@
 //! The hub's unit tests: a hub over an in-memory store, on a manual clock where time matters.
+//! (Over 600 lines: one test per rule of the hub, sharing the set-up helpers at the top.)
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::store::{Body, QueueOutcome};
 use mm_common::protocol::MAX_MONITORED;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

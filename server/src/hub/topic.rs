@@ -1,4 +1,4 @@
-//! Topics: what a message is addressed to on the [`Bus`](super::bus::Bus). A room's lines,
+//! Topics: what a message is addressed to on the `Bus`. A room's lines,
 //! notices and presence go to the room's topic, whose subscribers are its members' outboxes;
 //! a user's personal lines and notices go to the user's own topic, whose subscriber is the
 //! outbox of their current connection. Today's public chat is one room, [`RoomId::LOBBY`].

@@ -1,7 +1,7 @@
 //! The SQLite store: one file in the data directory, WAL mode, `synchronous = FULL`.
 //!
 //! One writer thread owns the connection. Work arrives on a bounded channel; the thread takes
-//! whatever has queued up (up to [`MAX_BATCH`] operations), runs it in one transaction, commits
+//! whatever has queued up (up to `MAX_BATCH` operations), runs it in one transaction, commits
 //! (one fsync of the WAL), and only then answers. Under load the batches grow, so the message
 //! rate is not bound by the disk's fsync rate; when idle, each operation commits on its own at
 //! once. After `kill -9` what can be lost is what was still waiting in the channel or in the
@@ -11,7 +11,7 @@
 //! became read-only) loses nothing: the writer keeps the batch and retries it whole, with
 //! backoff, until it commits; meanwhile new writes are refused at submission
 //! ([`StoreError::Busy`]) and logins of registered users and mailbox reads are answered from
-//! reads. Only closing gives up, after [`Tuning::close_effort`], and says what was not stored.
+//! reads. Only closing gives up, after `Tuning::close_effort`, and says what was not stored.
 //!
 //! Layout: [`SqliteStore`] (here) submits `command::Cmd`s to the `writer` thread, which runs
 //! them in batches (`command::apply`) through the SQL of one module per table (`accounts`,

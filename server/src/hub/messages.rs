@@ -1,0 +1,305 @@
+//! Accepting messages: public lines (to the room, its history and the store), private lines
+//! (to the recipient's mailbox in the store, and their outbox when online), relayed end-to-end
+//! payloads, and the acknowledgements that take personal lines out of the mailbox.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use mm_common::frame;
+use mm_common::protocol::{nick_key, ServerMsg};
+
+use super::topic::{RoomId, Topic};
+use super::{history, Hub, State};
+use crate::store::{Arrival, Body, Line, Mail, QueueOutcome, Reply, StoreError};
+
+/// Why a message was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The recipient is not online.
+    #[error("{0} is not online")]
+    NoSuchNick(String),
+    /// The recipient could not keep up and was disconnected; the message was not delivered.
+    #[error("{0} could not keep up and was disconnected; message not delivered")]
+    RecipientTooSlow(String),
+    /// The server is shutting down.
+    #[error("server is shutting down")]
+    Closed,
+    /// The store cannot take more work right now; the message was not accepted.
+    #[error("the server is busy; try again")]
+    Busy,
+    /// The message could not be encoded (a bug: inputs are validated first).
+    #[error("message could not be encoded")]
+    Encode,
+}
+
+/// An accepted message's id and server timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Message id.
+    pub id: u64,
+    /// Server time, ms since the Unix epoch.
+    pub ts: u64,
+}
+
+/// Where a private line went. Either way it was handed to the recipient's mailbox in the store,
+/// whose reply says once it is durable (or why it was not kept); answer the sender only then.
+#[derive(Debug)]
+pub enum PrivateOutcome {
+    /// Into the online recipient's outbox too (answer `Sent`).
+    Delivered(Accepted, Reply<QueueOutcome>),
+    /// The recipient is offline, or was just dropped as too slow (answer `Queued`).
+    Stored(Accepted, Reply<QueueOutcome>),
+}
+
+impl Hub {
+    /// Sends a public line to everyone but its sender and adds it to the history (memory and
+    /// store). `text` must already be validated. The reply says when the line is durable:
+    /// acknowledge it to the sender only then.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] when shutting down; [`SendError::Busy`] when the store cannot take
+    /// it (then nobody receives it: what is accepted is also stored).
+    pub fn publish(
+        &self,
+        conn_id: u64,
+        from: &str,
+        text: String,
+    ) -> Result<(Accepted, Reply<()>), SendError> {
+        let lobby = Topic::Room(RoomId::LOBBY);
+        let mut state = self.lock();
+        let accepted = accept(&mut state, &lobby)?;
+        let msg = ServerMsg::Public {
+            id: accepted.id,
+            ts: accepted.ts,
+            from: from.to_owned(),
+            text,
+        };
+        let encoded = frame::encode_message(&msg).map_err(|_| SendError::Encode)?;
+        // The message's strings move on into the store's line: one allocation each.
+        let ServerMsg::Public { from, text, .. } = msg else {
+            return Err(SendError::Encode);
+        };
+        let line = Line {
+            id: accepted.id,
+            ts: accepted.ts,
+            from,
+            text,
+        };
+        let history = if state.history.is_kept() {
+            Some(
+                history::encode(line.id, line.ts, line.from.clone(), line.text.clone())
+                    .ok_or(SendError::Encode)?,
+            )
+        } else {
+            None
+        };
+        let durable = self
+            .shared
+            .store
+            .append_public(line)
+            .map_err(refused_by_store)?;
+        if let Some(history) = history {
+            state.history.push(history);
+        }
+        state.publish(&lobby, &encoded, Some(conn_id));
+        Ok((accepted, durable))
+    }
+
+    /// Sends a private line to `to` (any case): into their mailbox in the store until their
+    /// client acknowledges it, and into their outbox as well when they are online. `text` must
+    /// already be validated.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] when shutting down, [`SendError::Busy`] when the store refuses (then
+    /// nobody receives it).
+    pub fn send_private(
+        &self,
+        from: &str,
+        to: &str,
+        text: String,
+    ) -> Result<PrivateOutcome, SendError> {
+        let key = nick_key(to);
+        let topic = Topic::user(&key);
+        let mut state = self.lock();
+        let accepted = accept(&mut state, &topic)?;
+        if !state.peers.contains_key(&key) {
+            let mail = Mail {
+                id: accepted.id,
+                ts: accepted.ts,
+                from: from.to_owned(),
+                body: Body::Text(text),
+            };
+            let reply = self
+                .shared
+                .store
+                .queue_mail(&key, mail, Arrival::Offline)
+                .map_err(refused_by_store)?;
+            return Ok(PrivateOutcome::Stored(accepted, reply));
+        }
+        let msg = ServerMsg::Private {
+            id: accepted.id,
+            ts: accepted.ts,
+            from: from.to_owned(),
+            text,
+        };
+        let encoded = frame::encode_message(&msg).map_err(|_| SendError::Encode)?;
+        // The message's strings move on into the mailbox entry: no copy of the text.
+        let ServerMsg::Private { from, text, .. } = msg else {
+            return Err(SendError::Encode);
+        };
+        let mail = Mail {
+            id: accepted.id,
+            ts: accepted.ts,
+            from,
+            body: Body::Text(text),
+        };
+        match self.deliver_live(&mut state, &key, mail, &encoded)? {
+            (true, reply) => Ok(PrivateOutcome::Delivered(accepted, reply)),
+            (false, reply) => Ok(PrivateOutcome::Stored(accepted, reply)),
+        }
+    }
+
+    /// Relays an opaque payload (end-to-end data) to `to`, who must be online, stamped with the
+    /// sender's nick. Like a private line it stays in the recipient's mailbox until
+    /// acknowledged; the reply says when that is durable.
+    ///
+    /// # Errors
+    /// [`SendError::NoSuchNick`] if `to` is not online; otherwise as [`Hub::send_private`].
+    pub fn relay(
+        &self,
+        from: &str,
+        to: &str,
+        payload: Vec<u8>,
+    ) -> Result<(Accepted, Reply<QueueOutcome>), SendError> {
+        let payload = match &self.shared.relay_hook {
+            Some(hook) => hook(from, to, payload),
+            None => payload,
+        };
+        let key = nick_key(to);
+        let mut state = self.lock();
+        if state.closed {
+            return Err(SendError::Closed);
+        }
+        if !state.peers.contains_key(&key) {
+            return Err(SendError::NoSuchNick(to.to_owned()));
+        }
+        let accepted = accept(&mut state, &Topic::user(&key))?;
+        let msg = ServerMsg::Relay {
+            id: accepted.id,
+            ts: accepted.ts,
+            from: from.to_owned(),
+            payload,
+        };
+        let encoded = frame::encode_message(&msg).map_err(|_| SendError::Encode)?;
+        // The payload moves on into the mailbox entry: no copy of up to 16 KiB.
+        let ServerMsg::Relay { from, payload, .. } = msg else {
+            return Err(SendError::Encode);
+        };
+        let mail = Mail {
+            id: accepted.id,
+            ts: accepted.ts,
+            from,
+            body: Body::Relay(payload),
+        };
+        // Dropped as too slow, or its session is ending: the sender's end-to-end layer must
+        // learn now that the peer is unreachable (the payload waits in the mailbox all the
+        // same, and at worst ends a stale session at the peer's next login).
+        match self.deliver_live(&mut state, &key, mail, &encoded)? {
+            (true, reply) => Ok((accepted, reply)),
+            (false, _) => Err(SendError::RecipientTooSlow(to.to_owned())),
+        }
+    }
+
+    /// Hands `mail` to the online user `key`'s mailbox, then publishes the message `encoded`
+    /// to them. Returns whether it reached their outbox (false: they were dropped as too slow,
+    /// or their session is ending; it then waits in the mailbox for their next login).
+    fn deliver_live(
+        &self,
+        state: &mut State,
+        key: &str,
+        mail: Mail,
+        encoded: &Bytes,
+    ) -> Result<(bool, Reply<QueueOutcome>), SendError> {
+        let id = mail.id;
+        // Stored first: if the store refuses, nobody receives it.
+        let reply = self
+            .shared
+            .store
+            .queue_mail(key, mail, Arrival::Live)
+            .map_err(refused_by_store)?;
+        Ok((state.deliver_personal(key, id, encoded), reply))
+    }
+
+    /// The login of connection `conn_id` (logged in as `nick`) handed it these mailbox lines
+    /// (`ids`, increasing); `complete` says whether that was the whole mailbox.
+    pub fn fetched(&self, conn_id: u64, nick: &str, ids: &[u64], complete: bool) {
+        let mut state = self.lock();
+        if let Some(peer) = state.peers.get_mut(&nick_key(nick)) {
+            if peer.conn_id == conn_id {
+                peer.fetched = ids.iter().copied().collect();
+                if !complete {
+                    peer.ack_ceiling = Some(ids.last().copied().unwrap_or(0));
+                }
+            }
+        }
+    }
+
+    /// The client of connection `conn_id` (logged in as `nick`) acknowledged every personal
+    /// line up to id `up_to`: the lines this connection was given up to there leave the
+    /// mailbox. Acknowledgements from a connection that no longer holds the nick are ignored
+    /// (its successor is given the lines again). Returns whether it acknowledged at least one
+    /// line given to this connection and not acknowledged before: repeats and guesses cost no
+    /// store work, and a client that keeps sending them is flooding.
+    pub fn received(&self, conn_id: u64, nick: &str, up_to: u64) -> bool {
+        let key = nick_key(nick);
+        let mut state = self.lock();
+        let Some(peer) = state.peers.get_mut(&key) else {
+            return false;
+        };
+        if peer.conn_id != conn_id {
+            return false;
+        }
+        let up_to = peer.ack_ceiling.map_or(up_to, |c| up_to.min(c));
+        // The highest given id covered: acknowledging ids never given deletes nothing.
+        let covered = |q: &VecDeque<u64>| q.iter().take_while(|&&id| id <= up_to).last().copied();
+        let Some(highest) = covered(&peer.unacked).or_else(|| covered(&peer.fetched)) else {
+            return false;
+        };
+        // Under the lock: the store deletes after it stored every line up to `highest`.
+        if let Err(e) = self.shared.store.delivered(&key, highest) {
+            // Not deleted (the store is failing or behind): kept as unacknowledged, so the
+            // client's next acknowledgement (it sends one when it quits) tries again; failing
+            // that, the lines come again at the next login, where the client drops repeats.
+            tracing::debug!(error = %e, "acknowledged lines not deleted yet");
+            return false;
+        }
+        for q in [&mut peer.fetched, &mut peer.unacked] {
+            while q.front().is_some_and(|&id| id <= highest) {
+                q.pop_front();
+            }
+        }
+        true
+    }
+}
+
+/// A store refusal as the sender learns it.
+fn refused_by_store(e: StoreError) -> SendError {
+    match e {
+        StoreError::Closed => SendError::Closed,
+        _ => SendError::Busy,
+    }
+}
+
+/// Accepts a message for `topic`: its id and the time, unless the hub is closed or no id may
+/// be given out yet (see [`ids`]).
+fn accept(state: &mut State, topic: &Topic) -> Result<Accepted, SendError> {
+    if state.closed {
+        return Err(SendError::Closed);
+    }
+    let id = state.ids.next(topic).ok_or(SendError::Busy)?;
+    Ok(Accepted {
+        id,
+        ts: state.clock.now_ms(),
+    })
+}
