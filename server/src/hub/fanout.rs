@@ -62,8 +62,11 @@ impl State {
         let Some(peer) = self.remove_if_current(conn_id, key) else {
             return; // already gone (evicted by an earlier publish, or logged out)
         };
-        self.notify_monitors(&peer.nick, false);
         tracing::info!(conn = peer.conn_id, nick = %peer.nick, "queue full; disconnecting a slow client");
+        if !peer.announced {
+            return; // nobody heard of it
+        }
+        self.notify_monitors(&peer.nick, false);
         let left = ServerMsg::Left {
             ts: self.clock.now_ms(),
             nick: peer.nick,

@@ -25,6 +25,10 @@ pub enum SendError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     Closed,
+    /// The sending connection was replaced by a newer login of the same account (the line
+    /// crossed the replacement; the old connection is about to be told and closed).
+    #[error("this connection was replaced by a newer login of the same account; not sent")]
+    Replaced,
     /// The store cannot take more work right now; the message was not accepted.
     #[error("the server is busy; try again")]
     Busy,
@@ -58,8 +62,9 @@ impl Hub {
     /// acknowledge it to the sender only then.
     ///
     /// # Errors
-    /// [`SendError::Closed`] when shutting down; [`SendError::Busy`] when the store cannot take
-    /// it (then nobody receives it: what is accepted is also stored).
+    /// [`SendError::Closed`] when shutting down; [`SendError::Replaced`] when a newer login of
+    /// `from` replaced connection `conn_id`; [`SendError::Busy`] when the store cannot take it
+    /// (then nobody receives it: what is accepted is also stored).
     pub fn publish(
         &self,
         conn_id: u64,
@@ -68,7 +73,7 @@ impl Hub {
     ) -> Result<(Accepted, Reply<()>), SendError> {
         let lobby = Topic::Room(RoomId::LOBBY);
         let mut state = self.lock();
-        let accepted = accept(&mut state, &lobby)?;
+        let accepted = accept(&mut state, conn_id, from, &lobby)?;
         let msg = ServerMsg::Public {
             id: accepted.id,
             ts: accepted.ts,
@@ -111,10 +116,11 @@ impl Hub {
     /// already be validated.
     ///
     /// # Errors
-    /// [`SendError::Closed`] when shutting down, [`SendError::Busy`] when the store refuses (then
-    /// nobody receives it).
+    /// As [`Hub::publish`]: [`SendError::Closed`], [`SendError::Replaced`], [`SendError::Busy`]
+    /// (then nobody receives it).
     pub fn send_private(
         &self,
+        conn_id: u64,
         from: &str,
         to: &str,
         text: String,
@@ -122,7 +128,7 @@ impl Hub {
         let key = nick_key(to);
         let topic = Topic::user(&key);
         let mut state = self.lock();
-        let accepted = accept(&mut state, &topic)?;
+        let accepted = accept(&mut state, conn_id, from, &topic)?;
         if !state.peers.contains_key(&key) {
             let mail = Mail {
                 id: accepted.id,
@@ -168,6 +174,7 @@ impl Hub {
     /// [`SendError::NoSuchNick`] if `to` is not online; otherwise as [`Hub::send_private`].
     pub fn relay(
         &self,
+        conn_id: u64,
         from: &str,
         to: &str,
         payload: Vec<u8>,
@@ -184,7 +191,7 @@ impl Hub {
         if !state.peers.contains_key(&key) {
             return Err(SendError::NoSuchNick(to.to_owned()));
         }
-        let accepted = accept(&mut state, &Topic::user(&key))?;
+        let accepted = accept(&mut state, conn_id, from, &Topic::user(&key))?;
         let msg = ServerMsg::Relay {
             id: accepted.id,
             ts: accepted.ts,
@@ -291,11 +298,24 @@ fn refused_by_store(e: StoreError) -> SendError {
     }
 }
 
-/// Accepts a message for `topic`: its id and the time, unless the hub is closed or no id may
-/// be given out yet (see [`ids`]).
-fn accept(state: &mut State, topic: &Topic) -> Result<Accepted, SendError> {
+/// Accepts a message from connection `conn_id` of `from` for `topic`: its id and the time,
+/// unless the hub is closed, a newer login of `from` replaced that connection, or no id may be
+/// given out yet (see `ids`).
+fn accept(
+    state: &mut State,
+    conn_id: u64,
+    from: &str,
+    topic: &Topic,
+) -> Result<Accepted, SendError> {
     if state.closed {
         return Err(SendError::Closed);
+    }
+    if state
+        .peers
+        .get(&nick_key(from))
+        .is_some_and(|p| p.conn_id != conn_id)
+    {
+        return Err(SendError::Replaced);
     }
     let id = state.ids.next(topic).ok_or(SendError::Busy)?;
     Ok(Accepted {

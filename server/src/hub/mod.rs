@@ -115,8 +115,8 @@ pub struct Joined {
     /// waiting in the user's mailbox (sent while offline, or delivered before and never
     /// acknowledged), oldest first. `None` if the store refused the request.
     pub login: Option<Reply<Login>>,
-    /// Whether others are to hear of this login ([`Hub::announce`]): not when it took over the
-    /// same account's older connection.
+    /// Whether others are to hear of this login ([`Hub::announce`]): not when it took over an
+    /// older connection of the same account that they had heard of (it replaces it quietly).
     pub announce: bool,
 }
 
@@ -279,9 +279,18 @@ impl Hub {
             return;
         }
         let mut state = self.lock();
-        if state.closed || !state.is_current(outbox.conn_id, &nick_key(&outbox.nick)) {
+        if state.closed {
             return;
         }
+        let key = nick_key(&outbox.nick);
+        let Some(peer) = state
+            .peers
+            .get_mut(&key)
+            .filter(|p| p.conn_id == outbox.conn_id)
+        else {
+            return; // replaced or dropped meanwhile
+        };
+        peer.announced = true;
         state.notify_monitors(&outbox.nick, true);
         if state.presence(state.bus.subscribers(&Topic::Room(RoomId::LOBBY))) {
             let joined = ServerMsg::Joined {
@@ -327,7 +336,10 @@ impl Hub {
         if state.closed {
             return Err(JoinError::Closed);
         }
-        let mut takeover = false;
+        // Whether the others heard of the connection this login replaces: then it replaces it
+        // quietly; if they did not (that login was still waiting for the store), this one is
+        // announced once complete.
+        let mut inherited = false;
         if let Some(existing) = state.peers.get(&key) {
             if existing.fingerprint != fingerprint {
                 return Err(JoinError::NickInUse(existing.nick.clone()));
@@ -335,8 +347,8 @@ impl Hub {
             // Unsubscribing the old connection closes its outbox: its session sees it close,
             // finds `replaced` set, tells its client and ends.
             existing.replaced.store(true, Ordering::Relaxed);
+            inherited = existing.announced;
             state.remove_peer(&key);
-            takeover = true;
             tracing::info!(conn = conn_id, nick, "login replaces an older connection");
         }
         // Under the lock, so that a private line stored for this user before this point is in
@@ -364,6 +376,7 @@ impl Hub {
                 fetched: VecDeque::new(),
                 ack_ceiling: None,
                 monitoring: HashSet::new(),
+                announced: inherited,
                 registering: register,
             },
         );
@@ -376,7 +389,7 @@ impl Hub {
             online,
             history,
             login,
-            announce: !takeover,
+            announce: !inherited,
         })
     }
 
@@ -430,8 +443,8 @@ impl Hub {
                 tracing::debug!(error = %e, "last-seen time not recorded");
             }
         }
-        if state.closed {
-            return;
+        if state.closed || !peer.announced {
+            return; // shutting down (notices are noise), or nobody heard of this login
         }
         state.notify_monitors(nick, false);
         // The room as it was, with the one who left.

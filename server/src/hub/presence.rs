@@ -37,6 +37,11 @@ pub(super) struct Peer {
     pub ack_ceiling: Option<u64>,
     /// Keys of the users this connection monitors, at most [`MAX_MONITORED`].
     pub monitoring: HashSet<String>,
+    /// Whether the others were told that this user is online ([`Hub::announce`](super::Hub)):
+    /// until then the login may still be refused, so nobody hears of it — not of its end,
+    /// and not from a MONITOR either. A login that takes over an announced connection of the
+    /// same account inherits it (it replaces it quietly).
+    pub announced: bool,
     /// Whether this connection's login registers the nick: its logout is then recorded
     /// durably (an unused account's expiry counts from the end of its registering connection).
     pub registering: bool,
@@ -133,11 +138,11 @@ impl State {
                     .insert(me.to_owned());
             }
             let msg = match self.peers.get(&key) {
-                Some(p) => ServerMsg::Presence {
+                Some(p) if p.announced => ServerMsg::Presence {
                     nick: p.nick.clone(),
                     online: true,
                 },
-                None => ServerMsg::Presence {
+                _ => ServerMsg::Presence {
                     nick: watched.clone(),
                     online: false,
                 },

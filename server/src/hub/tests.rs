@@ -41,6 +41,14 @@ fn next(m: &mut Joined) -> ServerMsg {
     ServerMsg::decode(&msg).unwrap()
 }
 
+/// The connection `nick` is online with (0 if offline: any connection may send then).
+fn conn_of(hub: &Hub, nick: &str) -> u64 {
+    hub.lock()
+        .peers
+        .get(&nick_key(nick))
+        .map_or(0, |p| p.conn_id)
+}
+
 /// Each test user's certificate: one per nick, case-insensitively.
 fn fp(nick: &str) -> String {
     format!("fp-{}", nick_key(nick))
@@ -112,7 +120,7 @@ fn public_and_private_keep_the_order_they_were_accepted_in() {
     let mut b = hub.join(2, "b", &fp("b")).unwrap();
     drain(&mut a);
     let (first, _) = hub.publish(1, "a", "one".into()).unwrap();
-    let second = delivered(hub.send_private("a", "b", "two".into()));
+    let second = delivered(hub.send_private(conn_of(&hub, "a"), "a", "b", "two".into()));
     let (third, _) = hub.publish(1, "a", "three".into()).unwrap();
     assert!(first.id < second.id && second.id < third.id);
     assert!(matches!(next(&mut b), ServerMsg::Public { text, .. } if text == "one"));
@@ -149,13 +157,13 @@ fn private_goes_to_one_queue_and_unknown_recipients_are_errors() {
     let mut a = hub.join(1, "a", &fp("a")).unwrap();
     let mut b = hub.join(2, "b", &fp("b")).unwrap();
     drain(&mut a);
-    delivered(hub.send_private("a", "B", "psst".into()));
+    delivered(hub.send_private(conn_of(&hub, "a"), "a", "B", "psst".into()));
     assert!(
         matches!(next(&mut b), ServerMsg::Private { from, text, .. } if from == "a" && text == "psst")
     );
     assert!(nothing_for(&mut a));
     assert_eq!(
-        stored(hub.send_private("a", "carol", "x".into())),
+        stored(hub.send_private(conn_of(&hub, "a"), "a", "carol", "x".into())),
         QueueOutcome::NoSuchAccount
     );
 }
@@ -170,11 +178,11 @@ fn a_full_queue_disconnects_that_user_only() {
     drain(&mut slow);
     drain(&mut c);
     register(&hub, "slow");
-    delivered(hub.send_private("a", "slow", "1".into()));
-    delivered(hub.send_private("a", "slow", "2".into()));
+    delivered(hub.send_private(conn_of(&hub, "a"), "a", "slow", "1".into()));
+    delivered(hub.send_private(conn_of(&hub, "a"), "a", "slow", "2".into()));
     // The third does not fit: slow is dropped and the line waits in the store instead.
     assert_eq!(
-        stored(hub.send_private("a", "slow", "3".into())),
+        stored(hub.send_private(conn_of(&hub, "a"), "a", "slow", "3".into())),
         QueueOutcome::Queued
     );
     assert_eq!(hub.online(), vec!["a".to_string(), "c".to_string()]);
@@ -215,7 +223,7 @@ fn the_byte_bound_disconnects_before_the_frame_bound() {
     let text = "x".repeat(4000);
     let mut sent = 0;
     while hub.online().len() == 2 {
-        let _ = hub.send_private("a", "slow", text.clone());
+        let _ = hub.send_private(conn_of(&hub, "a"), "a", "slow", text.clone());
         sent += 1;
         assert!(sent < 1000, "never disconnected");
     }
@@ -231,7 +239,7 @@ fn queued_bytes_follow_the_queue() {
     let _b = hub.join(2, "b", &fp("b")).unwrap();
     let notice = a.outbox.queued_bytes(); // b's join notice, waiting
     assert!(notice > 0);
-    delivered(hub.send_private("b", "a", "hello".into()));
+    delivered(hub.send_private(conn_of(&hub, "b"), "b", "a", "hello".into()));
     let both = a.outbox.queued_bytes();
     assert!(both > notice);
     let joined = a.outbox.try_recv().unwrap().unwrap();
@@ -246,8 +254,8 @@ fn queued_bytes_follow_the_queue() {
 fn a_stale_session_cannot_log_out_the_new_owner_of_its_nick() {
     let hub = test_hub(1, usize::MAX);
     let _a = hub.join(1, "a", &fp("a")).unwrap();
-    delivered(hub.send_private("x", "a", "1".into()));
-    let _ = hub.send_private("x", "a", "2".into()); // evicts conn 1
+    delivered(hub.send_private(conn_of(&hub, "x"), "x", "a", "1".into()));
+    let _ = hub.send_private(conn_of(&hub, "x"), "x", "a", "2".into()); // evicts conn 1
     let _a2 = hub.join(5, "a", &fp("a")).unwrap();
     hub.leave(1, "a", LeaveReason::Disconnected);
     assert_eq!(hub.online(), vec!["a".to_string()]);
@@ -345,7 +353,7 @@ fn closed_hub_accepts_nothing() {
         Err(SendError::Closed)
     );
     assert!(matches!(
-        hub.send_private("a", "a", "x".into()),
+        hub.send_private(conn_of(&hub, "a"), "a", "a", "x".into()),
         Err(SendError::Closed)
     ));
     assert_eq!(hub.join(2, "b", &fp("b")).unwrap_err(), JoinError::Closed);
@@ -396,7 +404,7 @@ fn lines_for_an_offline_user_wait_for_their_next_login() {
     register(&hub, "bob");
     let _a = hub.join(1, "a", &fp("a")).unwrap();
     assert_eq!(
-        stored(hub.send_private("a", "bob", "while away".into())),
+        stored(hub.send_private(conn_of(&hub, "a"), "a", "bob", "while away".into())),
         QueueOutcome::Queued
     );
     let mut bob = hub.join(2, "bob", &fp("bob")).unwrap();
@@ -411,7 +419,7 @@ fn lines_for_an_offline_user_wait_for_their_next_login() {
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0].body, Body::Text("while away".into()));
     // Once online, lines go to the queue, not the store.
-    delivered(hub.send_private("a", "bob", "live".into()));
+    delivered(hub.send_private(conn_of(&hub, "a"), "a", "bob", "live".into()));
 }
 
 #[test]
@@ -424,7 +432,7 @@ fn an_acknowledgement_the_store_refused_is_taken_again_later() {
     let hub = Hub::new(&limits, store.clone(), Loaded::default());
     let _a = hub.join(1, "a", &fp("a")).unwrap();
     let b = hub.join(2, "b", &fp("b")).unwrap();
-    let line = delivered(hub.send_private("a", "b", "x".into()));
+    let line = delivered(hub.send_private(conn_of(&hub, "a"), "a", "b", "x".into()));
     // During the outage the acknowledgement cannot be applied (and counts as nothing)...
     assert!(!hub.received(b.outbox.conn_id, "b", line.id));
     assert!(store.deleted.lock().unwrap().is_empty());
@@ -447,8 +455,8 @@ fn only_lines_given_to_the_connection_can_be_acknowledged() {
     for up_to in [1, 2, 3, u64::MAX] {
         assert!(!hub.received(b.outbox.conn_id, "b", up_to));
     }
-    let first = delivered(hub.send_private("a", "b", "1".into()));
-    let second = delivered(hub.send_private("a", "b", "2".into()));
+    let first = delivered(hub.send_private(conn_of(&hub, "a"), "a", "b", "1".into()));
+    let second = delivered(hub.send_private(conn_of(&hub, "a"), "a", "b", "2".into()));
     assert!(hub.received(b.outbox.conn_id, "b", first.id));
     assert!(!hub.received(b.outbox.conn_id, "b", first.id), "a repeat");
     assert!(
@@ -466,12 +474,12 @@ fn a_partial_mailbox_fetch_stops_acknowledgements_at_its_last_line() {
     let hub = test_hub(16, usize::MAX);
     register(&hub, "b");
     let _a = hub.join(1, "a", &fp("a")).unwrap();
-    stored(hub.send_private("a", "b", "one".into())); // id 1
-    stored(hub.send_private("a", "b", "two".into())); // id 2
+    stored(hub.send_private(conn_of(&hub, "a"), "a", "b", "one".into())); // id 1
+    stored(hub.send_private(conn_of(&hub, "a"), "a", "b", "two".into())); // id 2
     let b = hub.join(2, "b", &fp("b")).unwrap();
     // The login got line 1 only: more waited than one fetch takes.
     hub.fetched(b.outbox.conn_id, "b", &[1], false);
-    let live = delivered(hub.send_private("a", "b", "live".into()));
+    let live = delivered(hub.send_private(conn_of(&hub, "a"), "a", "b", "live".into()));
     assert!(hub.received(b.outbox.conn_id, "b", live.id));
     // Only line 1 is gone: line 2 was never given, and the live line waits with it.
     let waiting = hub
@@ -578,11 +586,11 @@ fn lines_and_notices_carry_the_time_of_the_hub_clock_when_accepted() {
     assert_eq!(public.ts, START_MS + 12);
     assert_eq!(ts(next(&mut b)), START_MS + 12);
     clock.advance(Duration::from_millis(1));
-    let private = delivered(hub.send_private("a", "b", "two".into()));
+    let private = delivered(hub.send_private(conn_of(&hub, "a"), "a", "b", "two".into()));
     assert_eq!(private.ts, START_MS + 13);
     assert_eq!(ts(next(&mut b)), START_MS + 13);
     clock.advance(Duration::from_millis(1));
-    let (relay, _) = hub.relay("a", "b", vec![1]).unwrap();
+    let (relay, _) = hub.relay(conn_of(&hub, "a"), "a", "b", vec![1]).unwrap();
     assert_eq!(relay.ts, START_MS + 14);
     assert_eq!(ts(next(&mut b)), START_MS + 14);
     // Kept as accepted: the history a newcomer gets, the mailbox a login fetches.
@@ -639,8 +647,10 @@ fn each_message_is_published_once_to_its_topic() {
     let mut bob = hub.join(2, "bob", &fp("bob")).unwrap();
     drain(&mut alice);
     let (line, _) = hub.publish(2, "bob", "hi all".into()).unwrap();
-    delivered(hub.send_private("bob", "ALICE", "hi you".into()));
-    let (relayed, _) = hub.relay("Alice", "bob", vec![1, 2, 3]).unwrap();
+    delivered(hub.send_private(conn_of(&hub, "bob"), "bob", "ALICE", "hi you".into()));
+    let (relayed, _) = hub
+        .relay(conn_of(&hub, "Alice"), "Alice", "bob", vec![1, 2, 3])
+        .unwrap();
     hub.leave(2, "bob", LeaveReason::Quit);
 
     let lobby = Topic::Room(RoomId::LOBBY);
@@ -688,4 +698,118 @@ fn each_message_is_published_once_to_its_topic() {
     assert!(matches!(next(&mut alice), ServerMsg::Public { text, .. } if text == "hi all"));
     assert!(matches!(next(&mut alice), ServerMsg::Private { text, .. } if text == "hi you"));
     assert!(matches!(next(&mut bob), ServerMsg::Relay { payload, .. } if payload == [1, 2, 3]));
+}
+
+/// Every message waiting for `m`, decoded.
+fn all(m: &mut Joined) -> Vec<ServerMsg> {
+    let mut out = Vec::new();
+    while let Ok(Some(b)) = m.outbox.try_recv() {
+        out.push(ServerMsg::decode(&b).unwrap());
+    }
+    out
+}
+
+#[test]
+fn a_login_that_takes_over_one_nobody_heard_of_is_announced_once_complete() {
+    // Two logins of one account race (a quick reconnect, two devices): the second takes over
+    // the first before the store answered it, so nobody had heard of the first.
+    let hub = test_hub(64, usize::MAX);
+    let mut w = hub.join(1, "w", &fp("w")).unwrap();
+    hub.monitor(1, "w", &["a".into()]);
+    all(&mut w);
+    let now = hub.clock().now_ms();
+    let first = hub.join_unannounced(2, "a", &fp("a"), now, true).unwrap();
+    let second = hub.join_unannounced(3, "a", &fp("a"), now, true).unwrap();
+    assert!(first.outbox.is_replaced());
+    assert!(
+        second.announce,
+        "nobody heard of the first: this one must be announced"
+    );
+    hub.announce(&second.outbox, second.announce);
+    let got = all(&mut w);
+    assert!(
+        got.contains(&ServerMsg::Presence {
+            nick: "a".into(),
+            online: true
+        }),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "a")),
+        "{got:?}"
+    );
+    // Taking over a connection the others heard of stays quiet.
+    let third = hub.join(4, "a", &fp("a")).unwrap();
+    assert!(!third.announce);
+    assert_eq!(all(&mut w), []);
+}
+
+#[test]
+fn a_login_still_waiting_for_the_store_is_not_online_to_anyone() {
+    let hub = test_hub(64, usize::MAX);
+    let mut w = hub.join(1, "w", &fp("w")).unwrap();
+    let now = hub.clock().now_ms();
+    let x = hub.join_unannounced(2, "x", &fp("x"), now, true).unwrap();
+    hub.monitor(1, "w", &["x".into()]);
+    assert_eq!(
+        all(&mut w),
+        [ServerMsg::Presence {
+            nick: "x".into(),
+            online: false
+        }]
+    );
+    // Refused after all (its mailbox could not be read): nobody hears of its end either.
+    hub.withdraw(x.outbox.conn_id, "x");
+    assert_eq!(all(&mut w), []);
+    // Admitted: the watcher hears it once, and of its end.
+    let x = hub.join_unannounced(3, "x", &fp("x"), now, true).unwrap();
+    assert_eq!(all(&mut w), []);
+    hub.announce(&x.outbox, x.announce);
+    hub.leave(3, "x", LeaveReason::Quit);
+    let got = all(&mut w);
+    assert_eq!(
+        got.iter()
+            .filter(|m| matches!(m, ServerMsg::Presence { .. }))
+            .collect::<Vec<_>>(),
+        [
+            &ServerMsg::Presence {
+                nick: "x".into(),
+                online: true
+            },
+            &ServerMsg::Presence {
+                nick: "x".into(),
+                online: false
+            }
+        ]
+    );
+}
+
+#[test]
+fn a_replaced_connection_can_no_longer_send() {
+    // Its session ends once it finds its outbox closed; lines it read before that are
+    // refused, never delivered as the account's (to its successor among others).
+    let hub = test_hub(64, usize::MAX);
+    let mut b = hub.join(1, "b", &fp("b")).unwrap();
+    let _old = hub.join(2, "a", &fp("a")).unwrap();
+    let mut new = hub.join(3, "a", &fp("a")).unwrap();
+    all(&mut b);
+    all(&mut new);
+    assert_eq!(
+        hub.publish(2, "a", "stale".into()).unwrap_err(),
+        SendError::Replaced
+    );
+    assert_eq!(
+        hub.send_private(2, "a", "b", "stale".into()).unwrap_err(),
+        SendError::Replaced
+    );
+    assert_eq!(
+        hub.relay(2, "a", "b", vec![1]).unwrap_err(),
+        SendError::Replaced
+    );
+    assert_eq!(all(&mut b), []);
+    assert_eq!(all(&mut new), []);
+    // The current connection sends as before.
+    hub.publish(3, "a", "fresh".into()).unwrap();
+    assert!(matches!(&all(&mut b)[..], [ServerMsg::Public { text, .. }] if text == "fresh"));
 }

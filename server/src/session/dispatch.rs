@@ -122,7 +122,7 @@ fn private(
     check_text(&text, ctx)?;
     let (accepted, reply, live) = match ctx
         .hub
-        .send_private(&m.nick, &to, text)
+        .send_private(m.conn_id, &m.nick, &to, text)
         .map_err(Refusal::Send)?
     {
         PrivateOutcome::Delivered(accepted, reply) => (accepted, reply, true),
@@ -150,7 +150,7 @@ fn relay(
     check_payload(&payload)?;
     let (accepted, reply) = ctx
         .hub
-        .relay(&m.nick, &to, payload)
+        .relay(m.conn_id, &m.nick, &to, payload)
         .map_err(Refusal::Send)?;
     Ok(Answer::Mail {
         accepted,

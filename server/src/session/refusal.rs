@@ -196,6 +196,7 @@ impl Refusal {
                         ErrorCode::NO_SUCH_NICK
                     }
                     SendError::Closed => ErrorCode::SHUTTING_DOWN,
+                    SendError::Replaced => ErrorCode::REPLACED,
                     SendError::Busy => ErrorCode::BUSY,
                     _ => ErrorCode::INTERNAL,
                 };
