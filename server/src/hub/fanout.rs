@@ -1,10 +1,18 @@
 //! Fan-out and eviction: publishing to a topic through the bus, and disconnecting the
 //! connections whose outbox was full. Nobody ever waits for a slow client.
+//!
+//! Evicting one connection tells others (its watchers, the room), which can find more outboxes
+//! full: eviction works through a list, never by recursion, so that a cascade through
+//! thousands of full outboxes costs no stack (a chain of 3,000 watchers, each watching the
+//! next, once overflowed a worker's 2 MiB stack and aborted the server).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use mm_common::frame;
 use mm_common::protocol::{LeaveReason, ServerMsg};
 
+use super::bus::TooSlow;
 use super::topic::{RoomId, Topic};
 use super::State;
 
@@ -14,9 +22,7 @@ impl State {
     /// way). Returns how many outboxes took it.
     pub(super) fn publish(&mut self, topic: &Topic, msg: &Bytes, skip: Option<u64>) -> usize {
         let published = self.bus.publish(topic, msg, skip);
-        for (conn_id, key) in published.too_slow {
-            self.evict(conn_id, &key);
-        }
+        self.evict_all(published.too_slow);
         published.delivered
     }
 
@@ -55,27 +61,42 @@ impl State {
         }
     }
 
-    /// Drops connection `conn_id` of the user `key`, whose outbox is full. Unsubscribing it
-    /// everywhere closes its outbox after the messages already in it: its session then tells
-    /// its client and disconnects.
+    /// Drops connection `conn_id` of the user `key`, whose outbox is full; see
+    /// [`State::evict_all`].
     pub(super) fn evict(&mut self, conn_id: u64, key: &str) {
-        let Some(peer) = self.remove_if_current(conn_id, key) else {
-            return; // already gone (evicted by an earlier publish, or logged out)
-        };
-        tracing::info!(conn = peer.conn_id, nick = %peer.nick, "queue full; disconnecting a slow client");
-        if !peer.announced {
-            return; // nobody heard of it
-        }
-        self.notify_monitors(&peer.nick, false);
-        let left = ServerMsg::Left {
-            ts: self.clock.now_ms(),
-            nick: peer.nick,
-            reason: LeaveReason::TooSlow,
-        };
-        // Recursion depth is bounded by the number of users, each evicted at most once.
-        let lobby = Topic::Room(RoomId::LOBBY);
-        if self.presence(self.bus.subscribers(&lobby) + 1) {
-            self.notice(peer.conn_id, &left);
+        self.evict_all(vec![(conn_id, Arc::from(key))]);
+    }
+
+    /// Drops the connections in `pending` (connection id, nick key), whose outbox is full, and
+    /// every connection that the notices of their leaving find full in turn. Unsubscribing a
+    /// connection everywhere closes its outbox after the messages already in it: its session
+    /// then tells its client and disconnects. Each connection is dropped at most once, so
+    /// this ends after at most one round per user online.
+    pub(super) fn evict_all(&mut self, mut pending: TooSlow) {
+        while let Some((conn_id, key)) = pending.pop() {
+            let Some(peer) = self.remove_if_current(conn_id, &key) else {
+                continue; // already gone (dropped earlier in this cascade, or logged out)
+            };
+            tracing::info!(conn = peer.conn_id, nick = %peer.nick, "queue full; disconnecting a slow client");
+            if !peer.announced {
+                continue; // nobody heard of it
+            }
+            pending.extend(self.notify_monitors(&peer.nick, false));
+            let lobby = Topic::Room(RoomId::LOBBY);
+            if !self.presence(self.bus.subscribers(&lobby) + 1) {
+                continue;
+            }
+            let left = ServerMsg::Left {
+                ts: self.clock.now_ms(),
+                nick: peer.nick,
+                reason: LeaveReason::TooSlow,
+            };
+            match frame::encode_message(&left) {
+                Ok(encoded) => {
+                    pending.extend(self.bus.publish(&lobby, &encoded, Some(conn_id)).too_slow);
+                }
+                Err(e) => tracing::error!(error = %e, "notice could not be encoded"),
+            }
         }
     }
 }

@@ -291,7 +291,8 @@ impl Hub {
             return; // replaced or dropped meanwhile
         };
         peer.announced = true;
-        state.notify_monitors(&outbox.nick, true);
+        let too_slow = state.notify_monitors(&outbox.nick, true);
+        state.evict_all(too_slow);
         if state.presence(state.bus.subscribers(&Topic::Room(RoomId::LOBBY))) {
             let joined = ServerMsg::Joined {
                 ts: state.clock.now_ms(),
@@ -383,7 +384,8 @@ impl Hub {
         let mut online: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
         let history = state.history.snapshot();
         drop(state);
-        online.sort_unstable_by_key(|n| nick_key(n));
+        // One key per nick, not two per comparison: 10,000 nicks online cost ~4 ms otherwise.
+        online.sort_by_cached_key(|n| nick_key(n));
         Ok(Joined {
             outbox,
             online,
@@ -446,7 +448,8 @@ impl Hub {
         if state.closed || !peer.announced {
             return; // shutting down (notices are noise), or nobody heard of this login
         }
-        state.notify_monitors(nick, false);
+        let too_slow = state.notify_monitors(nick, false);
+        state.evict_all(too_slow);
         // The room as it was, with the one who left.
         if state.presence(state.bus.subscribers(&Topic::Room(RoomId::LOBBY)) + 1) {
             let left = ServerMsg::Left {
@@ -463,7 +466,7 @@ impl Hub {
         let state = self.lock();
         let mut nicks: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
         drop(state);
-        nicks.sort_unstable_by_key(|n| nick_key(n));
+        nicks.sort_by_cached_key(|n| nick_key(n));
         nicks
     }
 

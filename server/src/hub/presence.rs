@@ -13,6 +13,7 @@ use std::sync::Arc;
 use mm_common::frame;
 use mm_common::protocol::{nick_key, validate_nick, ServerMsg, MAX_MONITORED};
 
+use super::bus::TooSlow;
 use super::topic::{RoomId, Topic};
 use super::State;
 
@@ -88,11 +89,13 @@ impl State {
         self.peers.get(key).is_some_and(|p| p.conn_id == conn_id)
     }
 
-    /// Tells the users monitoring `nick` that it came online or went offline; watchers whose
-    /// outbox is full are disconnected, as for any notice.
-    pub(super) fn notify_monitors(&mut self, nick: &str, online: bool) {
+    /// Tells the users monitoring `nick` that it came online or went offline. Returns the
+    /// watchers whose outbox was full, for [`State::evict_all`].
+    #[must_use = "the watchers returned must be evicted"]
+    pub(super) fn notify_monitors(&mut self, nick: &str, online: bool) -> TooSlow {
+        let mut too_slow = TooSlow::new();
         let Some(watchers) = self.monitors.get(&nick_key(nick)) else {
-            return;
+            return too_slow;
         };
         let msg = ServerMsg::Presence {
             nick: nick.to_owned(),
@@ -102,17 +105,14 @@ impl State {
             Ok(encoded) => encoded,
             Err(e) => {
                 tracing::error!(error = %e, "notice could not be encoded");
-                return;
+                return too_slow;
             }
         };
-        let mut too_slow = Vec::new();
         for watcher in watchers {
             let published = self.bus.publish(&Topic::user(watcher), &encoded, None);
             too_slow.extend(published.too_slow);
         }
-        for (conn_id, key) in too_slow {
-            self.evict(conn_id, &key);
-        }
+        too_slow
     }
 
     /// Adds `nicks` to the presence watches of connection `conn_id` of the user `me`, and

@@ -813,3 +813,45 @@ fn a_replaced_connection_can_no_longer_send() {
     hub.publish(3, "a", "fresh".into()).unwrap();
     assert!(matches!(&all(&mut b)[..], [ServerMsg::Public { text, .. }] if text == "fresh"));
 }
+
+/// A chain of watchers (u1 monitors u0, u2 monitors u1, …) whose outboxes are all full: one
+/// logout drops the whole chain in one call under the hub's lock.
+fn eviction_chain(users: u64) {
+    let hub = Hub::in_memory(&Limits {
+        outbound_queue: 1,
+        outbound_queue_bytes: usize::MAX,
+        presence_max_online: 0,
+        // The in-memory store then answers every login "full" at once instead of scanning
+        // every account (the hub admits the connection either way): joins stay O(1).
+        max_accounts: 0,
+        ..Limits::default()
+    });
+    let mut keep = Vec::new();
+    for i in 0..users {
+        let nick = format!("u{i}");
+        keep.push(hub.join(i + 1, &nick, &fp(&nick)).unwrap().outbox);
+        if i > 0 {
+            // Its one slot now holds the presence of u{i-1}: full.
+            hub.monitor(i + 1, &nick, &[format!("u{}", i - 1)]);
+        }
+    }
+    hub.leave(1, "u0", LeaveReason::Quit);
+    assert!(hub.online().is_empty(), "the whole chain is dropped");
+    for outbox in &mut keep[1..] {
+        let _ = outbox.try_recv(); // what it held
+        assert_eq!(outbox.try_recv(), Err(Closed::TooSlow));
+    }
+}
+
+#[test]
+fn a_cascade_of_evictions_costs_no_stack() {
+    // On a thread with tokio's worker stack: one level of recursion per user overflowed it
+    // at 3,000 users (2,000 in a debug build, as tests run) and aborted the server. (Each login copies the
+    // list of who is online, so the set-up is quadratic: 2,500 keeps it to seconds.)
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| eviction_chain(2_500))
+        .unwrap()
+        .join()
+        .unwrap();
+}
