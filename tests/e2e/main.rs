@@ -14,6 +14,7 @@ mod delivery;
 mod errors;
 mod home;
 mod hostile;
+mod ids;
 mod process;
 mod secure;
 mod shutdown;
