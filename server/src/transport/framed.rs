@@ -44,6 +44,28 @@ impl<IO> PeerCertificate for tokio_rustls::server::TlsStream<IO> {
     }
 }
 
+/// A byte stream that can wait for input without a buffer to read it into.
+pub trait ReadReady {
+    /// Returns once a read may find something (input, the end, an error), or at once if the
+    /// stream cannot tell. A read buffer handed to the stream before then would be held for as
+    /// long as the client stays silent.
+    fn read_ready(&self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl ReadReady for TlsStream {
+    /// Waits on the socket only while rustls holds no plaintext and no close_notify
+    /// (`wants_read`): records it has already taken in are processed as they arrive, so then
+    /// only the socket can bring more. rustls' own read buffer (4 KiB, its deframer) is allocated
+    /// by its first read and kept; this spares the session's read buffer.
+    async fn read_ready(&self) {
+        let (tcp, tls) = self.get_ref();
+        if tls.wants_read() {
+            // An error shows again at the read that follows.
+            let _ = tcp.readable().await;
+        }
+    }
+}
+
 /// Messages framed over a byte stream `S` (see the module).
 #[derive(Debug)]
 pub struct Framed<S> {
@@ -73,9 +95,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
 
 impl<S> Transport for Framed<S>
 where
-    S: AsyncRead + AsyncWrite + PeerCertificate + Unpin + Send,
+    S: AsyncRead + AsyncWrite + PeerCertificate + ReadReady + Unpin + Sync + Send,
 {
     async fn recv(&mut self) -> Result<Option<Bytes>, ReadError> {
+        if self.reader.buffered() == 0 {
+            // Between messages (the usual state of an idle connection): wait for input with no
+            // read buffer, instead of with the 1 KiB one a read reserves. Cancel-safe: nothing
+            // is read before the stream is ready.
+            self.reader.release_if_empty();
+            self.stream.read_ready().await;
+        }
         // The payload shares the read buffer's allocation; freezing it copies nothing.
         Ok(self
             .reader
@@ -164,6 +193,10 @@ mod tests {
         fn peer_fingerprint(&self) -> Option<String> {
             None
         }
+    }
+
+    impl ReadReady for DuplexStream {
+        async fn read_ready(&self) {}
     }
 
     #[tokio::test]
