@@ -65,6 +65,15 @@ impl<const CHUNK: usize> FrameReader<CHUNK> {
         self.buf.capacity()
     }
 
+    /// Frees the buffer if it holds nothing (bytes of a frame not complete yet stay): for a
+    /// connection about to wait, so that an idle one keeps no read buffer. The next read
+    /// allocates again.
+    pub fn release_if_empty(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Reads from `stream` until one whole frame is buffered and returns its payload (1 to
     /// [`MAX_FRAME_LEN`](super::MAX_FRAME_LEN) bytes, sharing the buffer's allocation: no copy);
     /// bytes after it stay buffered for the next call. `Ok(None)` on a clean end of stream
@@ -205,6 +214,34 @@ mod tests {
             "{}",
             reader.capacity()
         );
+    }
+
+    #[tokio::test]
+    async fn releasing_frees_an_empty_buffer_only() {
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::<1024>::new();
+        let wire = frames(&[b"one", b"two"]);
+        client.write_all(&wire[..wire.len() - 1]).await.unwrap();
+        assert_eq!(
+            &reader.read_frame(&mut server).await.unwrap().unwrap()[..],
+            b"\x03one"
+        );
+        reader.release_if_empty();
+        assert!(reader.capacity() > 0, "a partial frame is kept");
+        assert_eq!(
+            reader.buffered(),
+            HEADER_LEN + 3,
+            "all of `two` but its last byte"
+        );
+        client.write_all(&wire[wire.len() - 1..]).await.unwrap();
+        assert_eq!(
+            &reader.read_frame(&mut server).await.unwrap().unwrap()[..],
+            b"\x03two"
+        );
+        reader.release_if_empty();
+        assert_eq!(reader.capacity(), 0);
+        drop(client);
+        assert!(reader.read_frame(&mut server).await.unwrap().is_none());
     }
 
     #[tokio::test]

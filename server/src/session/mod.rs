@@ -89,31 +89,38 @@ pub(crate) async fn serve(
         },
         () = cancel.cancelled() => return,
     };
-    run(Framed::tls(tls), peer, &ctx, &cancel).await;
+    // Owned here and lent to `run`: an async fn keeps its arguments and the locals it moves
+    // them into side by side (rust-lang/rust#62958), which for a 1.3 KB connection taken by
+    // value cost every session's future another copy of it.
+    let mut conn = Framed::tls(tls);
+    run(&mut conn, peer, &ctx, &cancel).await;
 }
 
 /// Runs a session on an established connection: hello, chat, and the goodbye. The account is
 /// the fingerprint of the client's certificate ([`Transport::peer_fingerprint`]).
 pub(crate) async fn run<T: Transport>(
-    mut conn: T,
+    conn: &mut T,
     peer: SocketAddr,
     ctx: &Context,
     cancel: &CancellationToken,
 ) {
     let fingerprint = conn.peer_fingerprint();
-    let outbox = match login(&mut conn, peer, fingerprint, ctx, cancel).await {
+    // The login, the goodbyes and the linger run once per connection: boxed, their futures
+    // live on the heap only while they run, and the session's own future (the task, for as long
+    // as the connection lives) is only as large as the chat loop needs.
+    let mut outbox = match Box::pin(login(conn, peer, fingerprint, ctx, cancel)).await {
         Ok(m) => m,
         Err(LoginFailed::Tell(refusal)) => {
             debug!(%peer, code = %refusal.code(), "login refused");
             conn.queue_msg(&refusal.fatal());
-            close(&mut conn, &ctx.limits).await;
+            Box::pin(close(conn, &ctx.limits)).await;
             return;
         }
         Err(LoginFailed::Shutdown) => {
             conn.queue_msg(&ServerMsg::Shutdown {
                 reason: "server is shutting down".into(),
             });
-            close(&mut conn, &ctx.limits).await;
+            Box::pin(close(conn, &ctx.limits)).await;
             return;
         }
         Err(LoginFailed::Silent) => return,
@@ -122,7 +129,7 @@ pub(crate) async fn run<T: Transport>(
     let conn_id = outbox.conn_id;
     info!(%peer, conn = conn_id, %nick, "logged in");
 
-    let exit = chat(&mut conn, outbox, ctx, cancel).await;
+    let exit = chat(conn, &mut outbox, ctx, cancel).await;
     let reason = match &exit {
         Exit::Quit => LeaveReason::Quit,
         Exit::Disconnected | Exit::Shutdown(_) | Exit::Replaced => LeaveReason::Disconnected,
@@ -138,32 +145,39 @@ pub(crate) async fn run<T: Transport>(
         // sends one as it quits) must still delete what it covers. Then it leaves, and the
         // close stays inside the shutdown grace.
         let linger_until = deadline.min(Instant::now() + LINGER_AFTER_SHUTDOWN);
-        linger_after_shutdown(&mut conn, ctx, conn_id, &nick, linger_until).await;
+        Box::pin(linger_after_shutdown(
+            conn,
+            ctx,
+            conn_id,
+            &nick,
+            linger_until,
+        ))
+        .await;
         ctx.hub.leave(conn_id, &nick, reason);
         info!(%peer, conn = conn_id, %nick, reason = reason.as_str(), "left");
         let grace_end = deadline + ctx.limits.shutdown_grace.mul_f64(0.15);
-        let _ = timeout_at(grace_end, close(&mut conn, &ctx.limits)).await;
+        let _ = Box::pin(timeout_at(grace_end, close(conn, &ctx.limits))).await;
         return;
     }
     ctx.hub.leave(conn_id, &nick, reason);
     info!(%peer, conn = conn_id, %nick, reason = reason.as_str(), "left");
 
     match exit {
-        Exit::Quit => close(&mut conn, &ctx.limits).await,
+        Exit::Quit => Box::pin(close(conn, &ctx.limits)).await,
         Exit::Shutdown(_) => {} // handled above
         Exit::TooSlow => {
             // It is not reading what it has; one last short message has the best chance.
             conn.discard_pending();
             conn.queue_msg(&Refusal::TooSlow.fatal());
-            close(&mut conn, &ctx.limits).await;
+            Box::pin(close(conn, &ctx.limits)).await;
         }
         Exit::Fatal(refusal) => {
             conn.queue_msg(&refusal.fatal());
-            close(&mut conn, &ctx.limits).await;
+            Box::pin(close(conn, &ctx.limits)).await;
         }
         Exit::Replaced => {
             conn.queue_msg(&Refusal::Replaced.fatal());
-            close(&mut conn, &ctx.limits).await;
+            Box::pin(close(conn, &ctx.limits)).await;
         }
         Exit::Disconnected | Exit::WriteStalled => {}
     }
@@ -225,7 +239,7 @@ async fn linger_after_shutdown<T: Transport>(
 /// The logged-in loop.
 async fn chat<T: Transport>(
     conn: &mut T,
-    mut outbox: Outbox,
+    outbox: &mut Outbox,
     ctx: &Context,
     cancel: &CancellationToken,
 ) -> Exit {
@@ -249,7 +263,7 @@ async fn chat<T: Transport>(
         pump(conn, &mut answers, limits);
         if let Some(deadline) = stopping {
             // The hub is closed: nothing new enters the queue, so this empties it.
-            if let Err(exit) = drain(conn, &mut outbox, usize::MAX) {
+            if let Err(exit) = drain(conn, outbox, usize::MAX) {
                 return exit;
             }
             if answers.is_empty() || Instant::now() >= deadline {
@@ -289,7 +303,7 @@ async fn chat<T: Transport>(
                 last_heard = Instant::now();
                 match read {
                     Ok(Some(payload)) => {
-                        if let Some(exit) = dispatch(conn, &outbox, ctx, &mut limiter, &mut answers, &payload) {
+                        if let Some(exit) = dispatch(conn, outbox, ctx, &mut limiter, &mut answers, &payload) {
                             return exit;
                         }
                     }
@@ -311,7 +325,7 @@ async fn chat<T: Transport>(
             () = tokio::time::sleep_until(stopping.unwrap_or_else(Instant::now)), if stopping.is_some() => {}
         }
         // Collect whatever else is ready so that it leaves in the same write.
-        if let Err(exit) = drain(conn, &mut outbox, MAX_BATCH) {
+        if let Err(exit) = drain(conn, outbox, MAX_BATCH) {
             return exit;
         }
     }

@@ -104,11 +104,11 @@ pub(super) fn connect(
     capacity: usize,
     cancel: &CancellationToken,
 ) -> (Client, JoinHandle<()>) {
-    let (transport, io) = memory::pair(capacity, Some(fingerprint));
+    let (mut transport, io) = memory::pair(capacity, Some(fingerprint));
     let (ctx, cancel) = (Arc::clone(ctx), cancel.clone());
     let task = tokio::spawn(async move {
         let peer = SocketAddr::from(([192, 0, 2, 7], 1));
-        run(transport, peer, &ctx, &cancel).await;
+        run(&mut transport, peer, &ctx, &cancel).await;
     });
     (Client { io }, task)
 }
