@@ -256,7 +256,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(base)) => Home::open_default(base, &nick)?,
         (None, None) => bail!("no home directory for your identity key; pass --home DIR"),
     };
-    home.claim(&nick)?;
+    let first_use = home.claim(&nick)?;
     let explicit_home = args.home.is_some() || crate::home::env_home().is_some();
     // First-run news: printed on stderr, and repeated inside the terminal UI (whose screen
     // would hide it).
@@ -294,7 +294,23 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     opts.secure = secure;
     opts.certificate = Some(certificate);
 
-    let (client, events, welcome) = match connect(&opts).await {
+    let connected = connect(&opts).await;
+    if let Err(ConnectError::Refused { code, .. }) = &connected {
+        let nick_refused = [
+            ErrorCode::NICK_REGISTERED,
+            ErrorCode::NICK_LOOKS_LIKE,
+            ErrorCode::INVALID_NICK,
+        ]
+        .contains(code);
+        // The server refused the nick itself: a home this run bound to it was never its, and
+        // the next try with another --nick may use it.
+        if nick_refused && first_use {
+            if let Err(e) = home.unclaim() {
+                stdio::err(&format!("mm: the nick was refused, but {e}"));
+            }
+        }
+    }
+    let (client, events, welcome) = match connected {
         Ok(connected) => connected,
         Err(ConnectError::UnknownServer {
             server,

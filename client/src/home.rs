@@ -223,14 +223,15 @@ impl Home {
 
     /// Binds the home to `nick` at its first use (its [`NICK_FILE`]); a home that belongs to
     /// another nick is refused. A copy of alice's home used as carol would otherwise carry
-    /// alice's identity, pins and secure conversations into carol's name.
+    /// alice's identity, pins and secure conversations into carol's name. Returns whether this
+    /// call bound it (its first use): see [`Home::unclaim`].
     ///
     /// # Errors
     /// [`HomeError::OtherNick`]; I/O errors.
-    pub fn claim(&self, nick: &str) -> Result<(), HomeError> {
+    pub fn claim(&self, nick: &str) -> Result<bool, HomeError> {
         let folded = nick_key(nick);
         match read_owner(&self.path)? {
-            Some(owner) if owner == folded => Ok(()),
+            Some(owner) if owner == folded => Ok(false),
             Some(owner) => Err(HomeError::OtherNick {
                 home: self.path.clone(),
                 owner: if owner.is_empty() {
@@ -247,9 +248,21 @@ impl Home {
                         path: file.clone(),
                         error: std::io::Error::other(e.to_string()),
                     }
-                })
+                })?;
+                Ok(true)
             }
         }
+    }
+
+    /// Unbinds a home that [`Home::claim`] bound in this run, when the server refused the nick
+    /// (registered to someone else, too like another, invalid): the home was never that nick's,
+    /// and the user's next try with another `--nick` may use it.
+    ///
+    /// # Errors
+    /// I/O errors removing its [`NICK_FILE`].
+    pub fn unclaim(&self) -> Result<(), HomeError> {
+        let file = self.path.join(NICK_FILE);
+        std::fs::remove_file(&file).map_err(io(&file))
     }
 
     /// Things to tell the user once, taken.

@@ -530,6 +530,13 @@ async fn mm_owns_its_nick_by_its_home_and_sees_what_it_missed() {
         stderr.contains("registered to another key") && stderr.contains("copy that machine's home"),
         "{stderr}"
     );
+    // Following the advice ("otherwise choose another --nick") works with the same home: the
+    // refused nick did not keep it.
+    let mut dora = spawn_trusting(&server, "dora", other_home.path());
+    let mut out = BufReader::new(dora.stdout.take().unwrap()).lines();
+    assert!(next_line(&mut out).await.starts_with("* connected"));
+    drop(dora.stdin.take());
+    assert!(dora.wait().await.unwrap().success());
 
     // Dana again, same home: history, then her mail.
     let mut dana = spawn_trusting(&server, "dana", home.path());
