@@ -369,7 +369,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn nick_of(args: &Args) -> anyhow::Result<String> {
     let nick = match args.nick.clone().or_else(|| std::env::var("USER").ok()) {
         Some(nick) => nick,
-        None => bail!("choose a nick with --nick NAME"),
+        None => bail!("choose a nick with --nick NAME (or MM_NICK; without either, mm uses $USER, which is not set here)"),
     };
     if let Err(e) = validate_nick(&nick) {
         bail!("{nick:?} cannot be a nick: {e}");

@@ -962,3 +962,22 @@ async fn line_mode_keeps_a_secure_conversation_secure_across_a_restart() {
         "{output:?}"
     );
 }
+
+#[test]
+fn without_a_nick_mm_says_which_ones_it_looked_for() {
+    let home = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(MM)
+        .args(["--home"])
+        .arg(home.path())
+        .env_remove("USER")
+        .env_remove("MM_NICK")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--nick NAME") && stderr.contains("$USER, which is not set"),
+        "{stderr}"
+    );
+}
