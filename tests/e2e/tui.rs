@@ -432,7 +432,7 @@ async fn a_terminal_ui_replaced_by_another_login_stays_disconnected_until_reconn
     // Typing is refused with what to do; /reconnect takes the account back, once.
     first.keys(&["hello?", "Enter"]);
     first
-        .wait_for("not connected: /reconnect to connect again")
+        .wait_for("not connected: nothing was sent; /reconnect to connect again")
         .await;
     first.keys(&["/reconnect", "Enter"]);
     first.wait_for("reconnected; 1 online").await;
