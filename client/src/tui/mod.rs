@@ -299,7 +299,10 @@ impl Link {
     async fn run(&self, app: &mut App, commands: Vec<Command>, give_back: bool, now: u64) {
         let Some(client) = &self.client else {
             if self.give_up {
-                app.error("not connected: nothing was sent; /reconnect to connect again", now);
+                app.error(
+                    "not connected: nothing was sent; /reconnect to connect again",
+                    now,
+                );
             } else {
                 app.error("not connected: nothing was sent; waiting to reconnect", now);
             }
