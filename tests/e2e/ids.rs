@@ -6,12 +6,8 @@ use mm_tests::{ServerProcess, WAIT};
 
 const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
 
-const CONFIG: &str = r#"
-[limits]
-rate_burst = 1000000
-rate_per_sec = 1000000
-history_len = 1000
-"#;
+/// No rate limit, and history long enough for every line.
+const CONFIG: &str = crate::store::BURST_CONFIG;
 
 /// Every (id, ts, text) of a personal or public line `events` yields until `until` matches one
 /// event (which is included if it is a line).

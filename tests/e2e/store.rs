@@ -197,7 +197,7 @@ async fn admin_lists_accounts_and_releases_a_nick() {
 }
 
 /// The server with history kept long enough to hold the whole burst, and no rate limit.
-const BURST_CONFIG: &str = r#"
+pub(crate) const BURST_CONFIG: &str = r#"
 [limits]
 rate_burst = 1000000
 rate_per_sec = 1000000
