@@ -281,7 +281,9 @@ async fn chat<T: Transport>(
                 Err(_) => return Exit::WriteStalled,
             }
             if outbox.is_empty() {
-                conn.shrink_idle(); // going idle: do not keep a burst-sized buffer
+                // Going idle: do not keep burst-sized buffers.
+                conn.shrink_idle();
+                outbox.shrink_idle();
             }
         }
         let owes_store = answers.front().is_some_and(|a| a.deadline().is_some());
