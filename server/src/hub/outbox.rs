@@ -87,7 +87,10 @@ impl OutboxSender {
             return Err(QueueError::Closed);
         }
         if queue.messages.len() >= shared.max_messages
-            || queue.bytes.saturating_add(msg.len()) > shared.max_bytes
+            || queue
+                .bytes
+                .checked_add(msg.len())
+                .is_none_or(|total| total > shared.max_bytes)
         {
             return Err(QueueError::Full);
         }
@@ -246,6 +249,65 @@ mod tests {
         pusher.join().unwrap();
         assert_eq!(rx.recv().await, Err(Closed::TooSlow));
         assert_eq!(rx.queued_bytes(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recv_cancelled_by_select_loses_nothing_and_the_close_wakes_the_session() {
+        for _round in 0..200 {
+            let (tx, mut rx) = outbox(1, "a", "a", 8, 64, Arc::default());
+            let pusher = std::thread::spawn(move || {
+                let mut sent = 0u32;
+                while sent < 2_000 {
+                    match tx.push(Bytes::from(sent.to_be_bytes().to_vec())) {
+                        Ok(()) => sent += 1,
+                        Err(QueueError::Full) => std::thread::yield_now(),
+                        Err(QueueError::Closed) => panic!("the session is here"),
+                    }
+                }
+            });
+            let (mut expected, mut spins) = (0u32, 0u32);
+            loop {
+                spins += 1;
+                // As the session's select! does: recv is often dropped while it waits.
+                let got = tokio::select! {
+                    r = rx.recv() => r,
+                    () = tokio::task::yield_now() => {
+                        if spins % 3 != 0 {
+                            continue;
+                        }
+                        match rx.try_recv() {
+                            Ok(Some(msg)) => Ok(msg),
+                            Ok(None) => continue,
+                            Err(closed) => Err(closed),
+                        }
+                    }
+                };
+                match got {
+                    Ok(msg) => {
+                        assert_eq!(msg[..], expected.to_be_bytes());
+                        expected += 1;
+                        if rx.is_empty() {
+                            rx.shrink_idle();
+                        }
+                    }
+                    Err(closed) => {
+                        assert_eq!(closed, Closed::TooSlow);
+                        break;
+                    }
+                }
+            }
+            assert_eq!(expected, 2_000);
+            assert_eq!(rx.queued_bytes(), 0);
+            pusher.join().unwrap();
+            // A session waiting when the last sender goes from another thread wakes up.
+            let (tx, mut rx) = outbox(1, "a", "a", 8, 64, Arc::default());
+            let dropper = std::thread::spawn(move || drop(tx));
+            let closed = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .expect("hung after the close");
+            assert_eq!(closed, Err(Closed::TooSlow));
+            dropper.join().unwrap();
+        }
     }
 
     #[test]
