@@ -197,9 +197,9 @@ fn ca_refused(path: &Path, why: &str) -> String {
     )
 }
 
-/// `--server`'s value in its canonical form (see [`crate::connection::server_address`]).
+/// `--server`'s value in its canonical form (see [`crate::server_address`]).
 fn parse_server(value: &str) -> Result<String, String> {
-    crate::connection::server_address(value).ok_or_else(|| {
+    crate::server_address(value).ok_or_else(|| {
         "give HOST or HOST:PORT, for example chat.example.org or 192.168.1.20:7667".to_owned()
     })
 }
@@ -457,7 +457,7 @@ fn trust_command(args: &Args, command: &TrustCommand) -> anyhow::Result<ExitCode
             fingerprint,
             ca,
         } => {
-            if crate::connection::split_host_port(server).is_none() {
+            if crate::connect::split_host_port(server).is_none() {
                 bail!("{server:?} is not HOST:PORT");
             }
             let fingerprint = match (fingerprint, ca) {

@@ -8,7 +8,7 @@ use mm_common::e2e::{E2eEvent, Failure, Trust};
 use mm_common::identity::key_fingerprint;
 use mm_common::protocol::LeaveReason;
 
-use crate::connection::{Event, Welcome};
+use crate::{Event, Welcome};
 
 /// Replaces every character chat text may not hold (`mm_common::text`: control characters,
 /// line and paragraph separators, bidi embeddings, overrides and isolates, invisible format

@@ -2,11 +2,18 @@
 //!
 //! [`connect`] gives a [`Client`] handle to send with and an [`Events`] stream to read from.
 //! The server is always verified ([`trust`]); there is no insecure mode.
+//!
+//! Layers, bottom up: [`core`] is the protocol without I/O (fed bytes and the time, it yields
+//! bytes to send, events and timeouts); [`connect`](mod@connect) reaches a server over TLS;
+//! [`driver`] runs a core on a socket; [`secure`] keeps end-to-end keys in the home; the front
+//! ends ([`cli`] line mode, [`tui`]) sit on top.
 
 pub mod cli;
 pub mod command;
-pub mod connection;
+pub mod connect;
+pub mod core;
 pub mod display;
+pub mod driver;
 pub mod explain;
 pub mod home;
 pub mod localtime;
@@ -15,8 +22,9 @@ pub mod stdio;
 pub mod trust;
 pub mod tui;
 
-pub use connection::{
-    connect, Client, ClientState, ConnectError, ConnectOptions, Delivery, Event, Events,
-    FlushError, LineId, NotConnected, SendError, Trust, Welcome,
+pub use crate::core::{
+    ClientState, Delivery, Event, LineId, NotConnected, SendError, Welcome, MAX_UNANSWERED,
 };
+pub use connect::{server_address, ConnectError, ConnectOptions, Trust};
+pub use driver::{connect, Client, Events, FlushError};
 pub use secure::SecureSetup;

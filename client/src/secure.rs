@@ -6,18 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use mm_common::e2e::{check_conversations, Action, E2eConfig, Sessions};
+use mm_common::e2e::{check_conversations, E2eConfig, Sessions};
 use mm_common::identity::{Identity, IdentityError};
 use mm_common::pins::Pins;
 use mm_common::protocol::nick_key;
-use mm_common::protocol::ClientMsg;
-use tokio::sync::mpsc;
 
 use std::sync::Arc;
-
-use mm_common::e2e::E2eEvent;
-
-use crate::connection::{Answer, Event, Item, LineId, Lines, Outbound, SendEvent};
 
 /// File in the client home holding the identity key (mode 0600).
 pub const IDENTITY_FILE: &str = "identity.key";
@@ -210,25 +204,18 @@ impl SecureSetup {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         match shared {
-            Some(secure) => {
-                secure.retry_save();
-                secure.unsaved().map_or(Ok(()), Err)
-            }
-            None => Ok(()),
+            Some(secure) if secure.unsaved().is_some() => secure.save_now(),
+            _ => Ok(()),
         }
     }
 
-    /// The sessions for a connection logged in as `me` whose lines are `lines`: the ones this
-    /// setup (or a clone) made before if the nick is the same, reset for a new connection;
-    /// otherwise new ones, with the saved conversations restored. Also returns the peers to
-    /// monitor on the new connection.
-    pub(crate) fn attach(&self, me: &str, lines: Arc<Lines>) -> (Arc<Secure>, Vec<String>) {
+    /// The sessions for a connection logged in as `me`: the ones this setup (or a clone) made
+    /// before if the nick is the same, reset for a new connection; otherwise new ones, with the
+    /// saved conversations restored. Also returns the peers to monitor on the new connection.
+    pub(crate) fn attach(&self, me: &str) -> (Arc<Secure>, Vec<String>) {
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         let secure = match shared.as_ref() {
-            Some(secure) if secure.me == nick_key(me) => {
-                *secure.lines.lock().unwrap_or_else(|p| p.into_inner()) = lines;
-                Arc::clone(secure)
-            }
+            Some(secure) if secure.me == nick_key(me) => Arc::clone(secure),
             _ => {
                 let mut sessions = Sessions::new(
                     me,
@@ -245,7 +232,6 @@ impl SecureSetup {
                     conversations_file: self.conversations_file.clone(),
                     saving: Mutex::new(()),
                     unsaved: Mutex::new(None),
-                    lines: Mutex::new(lines),
                 });
                 *shared = Some(Arc::clone(&secure));
                 secure
@@ -257,9 +243,11 @@ impl SecureSetup {
     }
 }
 
-/// Shared by the [`crate::Client`] handles and the reader task, and by the connections of one
-/// process that use clones of one [`SecureSetup`].
-pub(crate) struct Secure {
+/// The end-to-end sessions of one nick and where they are kept: shared by the connections of
+/// one process that use clones of one [`SecureSetup`]. The protocol core
+/// ([`crate::core::Core`]) drives the sessions; saving (file I/O) happens here, when the core
+/// asks for it.
+pub struct Secure {
     /// Our nick, folded.
     me: String,
     sessions: Mutex<Sessions>,
@@ -270,9 +258,6 @@ pub(crate) struct Secure {
     saving: Mutex<()>,
     /// Why saving failed, while the pins and conversations on disk are out of date.
     unsaved: Mutex<Option<String>>,
-    /// The current connection's lines waiting for an answer: texts dropped unsent are
-    /// answered.
-    lines: Mutex<Arc<Lines>>,
 }
 
 impl std::fmt::Debug for Secure {
@@ -287,115 +272,27 @@ impl Secure {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Carries out `actions`: relays go out through `out`, events to `events`, pins to disk.
-    /// Returns false if the connection is gone.
-    pub(crate) async fn perform(
-        &self,
-        actions: Vec<Action>,
-        out: &mpsc::Sender<Outbound>,
-        events: &mpsc::Sender<Item>,
-    ) -> bool {
-        for action in actions {
-            match action {
-                Action::Monitor(nick) => {
-                    let msg = ClientMsg::Monitor { nicks: vec![nick] };
-                    let Some(outbound) = Outbound::new(&msg, None) else {
-                        continue;
-                    };
-                    if out.send(outbound).await.is_err() {
-                        return false;
-                    }
-                }
-                Action::Send { to, payload, line } => {
-                    let answer = Answer::Relay {
-                        peer: to.clone(),
-                        line: line.map(LineId::from_tag),
-                    };
-                    let msg = ClientMsg::Relay { to, payload };
-                    let Some(outbound) = Outbound::new(&msg, Some(answer)) else {
-                        continue;
-                    };
-                    if out.send(outbound).await.is_err() {
-                        return false;
-                    }
-                }
-                Action::Event(event) => {
-                    // Texts dropped unsent have their answer: this event.
-                    if let E2eEvent::Failed { unsent, .. }
-                    | E2eEvent::Ended { unsent, .. }
-                    | E2eEvent::NotStarted { unsent, .. } = &event
-                    {
-                        let lines =
-                            Arc::clone(&self.lines.lock().unwrap_or_else(|p| p.into_inner()));
-                        for &line in unsent {
-                            lines.answered(LineId::from_tag(line));
-                        }
-                    }
-                    let new_key = match &event {
-                        E2eEvent::Failed {
-                            peer,
-                            failure: mm_common::e2e::Failure::KeyChanged { .. },
-                            ..
-                        } => self
-                            .sessions()
-                            .safety_number(peer)
-                            .ok()
-                            .map(|n| (peer.clone(), n)),
-                        _ => None,
-                    };
-                    let _ = events.event(Event::Secure(event)).await;
-                    if let Some((peer, number)) = new_key {
-                        let _ = events
-                            .event(Event::SafetyNumber {
-                                peer,
-                                number,
-                                new_key: true,
-                            })
-                            .await;
-                    }
-                }
-                Action::Persist => {
-                    if let Err(e) = self.save() {
-                        let first = {
-                            let mut unsaved =
-                                self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-                            let first = unsaved.is_none();
-                            *unsaved = Some(e.to_string());
-                            first
-                        };
-                        if first {
-                            let _ = events
-                                .event(Event::Warning(format!(
-                                    "could not save pinned keys and secure conversations ({e}); retrying every second. If mm stops before they are saved, they are forgotten and these conversations would start plain: free some space or fix the home directory"
-                                )))
-                                .await;
-                        }
-                    }
-                }
-            }
-        }
-        true
+    /// Saves the pins and conversations now and records the outcome for
+    /// [`Secure::unsaved`].
+    ///
+    /// # Errors
+    /// Why saving failed, in words.
+    pub fn save_now(&self) -> Result<(), String> {
+        let result = self.save().map_err(|e| e.to_string());
+        self.set_unsaved(result.clone().err());
+        result
     }
 
-    /// If a save failed earlier, tries again: `Some` notice when it now worked.
-    pub(crate) fn retry_save(&self) -> Option<Event> {
-        self.unsaved()?;
-        match self.save() {
-            Ok(()) => {
-                *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                Some(Event::Warning(
-                    "pinned keys and secure conversations are saved now".into(),
-                ))
-            }
-            Err(e) => {
-                *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                None
-            }
-        }
+    /// Records why saving failed (`None`: saved); returns what was recorded before.
+    pub(crate) fn set_unsaved(&self, why: Option<String>) -> Option<String> {
+        std::mem::replace(
+            &mut *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()),
+            why,
+        )
     }
 
     /// Why the last save failed, while what changed is not saved.
-    pub(crate) fn unsaved(&self) -> Option<String> {
+    pub fn unsaved(&self) -> Option<String> {
         self.unsaved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -403,7 +300,10 @@ impl Secure {
     }
 
     /// Writes the pins and conversations files (0600, each atomically).
-    pub(crate) fn save(&self) -> Result<(), mm_certs::CertError> {
+    ///
+    /// # Errors
+    /// The write that failed.
+    pub fn save(&self) -> Result<(), mm_certs::CertError> {
         let _saving = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         let (pins, conversations) = {
             let sessions = self.sessions();
@@ -444,34 +344,26 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn what_the_disk_refused_is_saved_as_soon_as_it_can_be() {
+    #[test]
+    fn what_the_disk_refused_is_saved_as_soon_as_it_can_be() {
         let tmp = tempfile::tempdir().unwrap();
         let gone = tmp.path().join("not-yet");
         let mut setup = SecureSetup::ephemeral();
         setup.pins_file = Some(gone.join(PINS_FILE));
         setup.conversations_file = Some(gone.join(CONVERSATIONS_FILE));
         setup.conversations = "secure bob\n".into();
-        let (secure, monitor) = setup.attach("alice", Arc::new(Lines::new()));
+        let (secure, monitor) = setup.attach("alice");
         assert_eq!(monitor, vec!["bob".to_string()]);
-        let (out, _out_rx) = mpsc::channel(8);
-        let (events, mut events_rx) = mpsc::channel(8);
-        assert!(secure.perform(vec![Action::Persist], &out, &events).await);
-        match events_rx.try_recv() {
-            Ok(Item::Event(Event::Warning(w))) => assert!(w.contains("retrying"), "{w}"),
-            other => panic!("{other:?}"),
-        }
+        assert!(secure.save_now().is_err());
         assert!(secure.unsaved().is_some());
         assert!(setup.save_pending().is_err(), "still failing");
-        assert!(secure.retry_save().is_none());
         std::fs::create_dir(&gone).unwrap();
-        assert!(matches!(secure.retry_save(), Some(Event::Warning(_))));
+        assert!(setup.save_pending().is_ok());
         assert!(secure.unsaved().is_none());
         assert_eq!(
             std::fs::read_to_string(gone.join(CONVERSATIONS_FILE)).unwrap(),
             "secure bob\n"
         );
-        assert!(setup.save_pending().is_ok());
     }
 
     #[test]

@@ -4,6 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+/// A token counts as whole from here: refilling in floating point leaves 0.999999999 where
+/// 1 is meant, which [`TokenBucket::wait_time`] would call a wait of zero (below a nanosecond)
+/// while [`TokenBucket::try_take`] refused — a pacer asking both would spin.
+const WHOLE: f64 = 1.0 - 1e-6;
+
 /// A token bucket.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
@@ -34,8 +39,8 @@ impl TokenBucket {
     /// Takes one token if there is one.
     pub fn try_take(&mut self, now: Instant) -> bool {
         self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= WHOLE {
+            self.tokens = (self.tokens - 1.0).max(0.0);
             true
         } else {
             false
@@ -59,7 +64,7 @@ impl TokenBucket {
     /// How long until a token is available (zero if one is).
     pub fn wait_time(&mut self, now: Instant) -> Duration {
         self.refill(now);
-        if self.tokens >= 1.0 || self.per_sec <= 0.0 {
+        if self.tokens >= WHOLE || self.per_sec <= 0.0 {
             Duration::ZERO
         } else {
             Duration::from_secs_f64((1.0 - self.tokens) / self.per_sec)

@@ -12,7 +12,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, Mou
 
 use super::input::{Edit, Input};
 use crate::command::{self, Command};
-use crate::connection::{Delivery, Event, LineId};
+use crate::{Delivery, Event, LineId};
 
 /// Lines kept per tab; older ones are dropped.
 pub const SCROLLBACK: usize = 5000;
@@ -835,7 +835,7 @@ impl App {
     fn add_online(&mut self, nick: &str) {
         let key = nick_key(nick);
         if let Err(at) = self.online.binary_search_by_key(&key, |n| nick_key(n)) {
-            if self.online.len() < crate::connection::MAX_LISTED_USERS {
+            if self.online.len() < crate::core::MAX_LISTED_USERS {
                 self.online.insert(at, nick.to_owned());
             }
         }

@@ -28,10 +28,8 @@ use tokio::time::Instant;
 use self::app::{Action, App, Conn, Notification};
 use self::ui::Theme;
 use crate::command::{self, Command, HELP};
-use crate::connection::{
-    connect, Client, ConnectError, ConnectOptions, Event, Events, FlushError, Welcome,
-};
 use crate::display::clean;
+use crate::{connect, Client, ConnectError, ConnectOptions, Event, Events, FlushError, Welcome};
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -425,7 +423,7 @@ impl Link {
                                 server,
                                 fingerprint,
                             },
-                            crate::connection::Trust::Known(known),
+                            crate::Trust::Known(known),
                         ) => format!(
                             "not reconnecting: {server} is not a trusted server (any more); its CA fingerprint is\n  {fingerprint}\nCompare it with the one its operator gives you; if they are the same, trust it with\n  {}\nthen /reconnect (or quit and start mm again, which asks)",
                             known.command(&format!("add {server} {fingerprint}"))

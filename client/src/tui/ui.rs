@@ -611,7 +611,7 @@ fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect, theme: Theme) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::Event;
+    use crate::Event;
     use mm_common::e2e::{Failure, Status, Trust};
     use ratatui::backend::TestBackend;
     use ratatui::buffer::Buffer;

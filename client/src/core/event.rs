@@ -1,0 +1,168 @@
+//! What the protocol core tells its front end: [`Event`]s, the [`Welcome`] of a login, and the
+//! [`LineId`] handles of the user's own lines.
+
+use mm_common::e2e::E2eEvent;
+use mm_common::protocol::{ErrorCode, LeaveReason};
+
+/// A handle for one chat line given to [`crate::Client::public`] or [`crate::Client::private`]:
+/// the events that answer it ([`Event::Sent`], [`Event::Queued`], a non-fatal
+/// [`Event::Error`]), the end-to-end events that drop it unsent (`unsent` of
+/// `E2eEvent::Failed` / `Ended`, as [`LineId::get`]) and [`Event::Closed`]'s `undelivered`
+/// carry it. Unique within one [`crate::ClientState`] (so across the reconnections of one
+/// process), increasing from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LineId(pub(crate) u64);
+
+impl LineId {
+    /// The number (as in end-to-end events' `unsent`).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The handle of an end-to-end tag (which this client sets to [`LineId::get`]).
+    pub(crate) fn from_tag(tag: u64) -> LineId {
+        LineId(tag)
+    }
+}
+
+/// What the server said when we logged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// Our nick as registered.
+    pub nick: String,
+    /// Server software.
+    pub server: String,
+    /// The server's text limit in bytes.
+    pub max_text_len: u32,
+    /// The server's rate limit: messages at once...
+    pub rate_burst: u32,
+    /// ...and per second, sustained. The client paces itself within them.
+    pub rate_per_sec: u32,
+    /// Users online, us included (empty when the options asked not to keep the list:
+    /// [`crate::ConnectOptions::user_list`]).
+    pub online: Vec<String>,
+}
+
+/// Something that happened on the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A public line.
+    Public {
+        /// Message id.
+        id: u64,
+        /// Server time, ms since the Unix epoch.
+        ts: u64,
+        /// Sender.
+        from: String,
+        /// Text.
+        text: String,
+    },
+    /// A private line to us, sent plain (readable by the server).
+    Private {
+        /// Message id.
+        id: u64,
+        /// Server time, ms since the Unix epoch.
+        ts: u64,
+        /// Sender.
+        from: String,
+        /// Text.
+        text: String,
+    },
+    /// A public line from before we logged in (the room's recent history, oldest first,
+    /// before anything live).
+    History {
+        /// Message id.
+        id: u64,
+        /// Server time, ms since the Unix epoch.
+        ts: u64,
+        /// Sender.
+        from: String,
+        /// Text.
+        text: String,
+    },
+    /// A private line sent to us while we were offline, delivered at login (oldest first).
+    Offline {
+        /// Message id.
+        id: u64,
+        /// Server time, ms since the Unix epoch.
+        ts: u64,
+        /// Sender.
+        from: String,
+        /// Text.
+        text: String,
+    },
+    /// Our private line's recipient is offline; the server stored it for their next login.
+    Queued {
+        /// Our line.
+        line: LineId,
+        /// Its id.
+        id: u64,
+        /// Its server time.
+        ts: u64,
+    },
+    /// The server accepted our line (for a secure line: the relay carrying it).
+    Sent {
+        /// Our line.
+        line: LineId,
+        /// Its id.
+        id: u64,
+        /// Its server time.
+        ts: u64,
+    },
+    /// Someone came online.
+    Joined {
+        /// Their nick.
+        nick: String,
+    },
+    /// Someone went offline.
+    Left {
+        /// Their nick.
+        nick: String,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// The complete list of online users (answer to `/who`).
+    Users(Vec<String>),
+    /// An error from the server.
+    Error {
+        /// The line it refuses (non-fatal errors answering one of our lines); `None` for
+        /// errors about something else.
+        line: Option<LineId>,
+        /// Code.
+        code: ErrorCode,
+        /// Whether the server is closing the connection.
+        fatal: bool,
+        /// Detail.
+        detail: String,
+    },
+    /// The server is shutting down.
+    Shutdown {
+        /// Its reason.
+        reason: String,
+    },
+    /// Something about an end-to-end session (ready, a decrypted message, a failure...).
+    Secure(E2eEvent),
+    /// A local warning for the user (not from the server).
+    Warning(String),
+    /// The safety number of a peer's key ([`crate::Client::safety_number`]), shown unasked
+    /// when the peer presented a key other than its pin: the number of that new key, to compare
+    /// before accepting it.
+    SafetyNumber {
+        /// The peer.
+        peer: String,
+        /// 60 digits in groups of 5.
+        number: String,
+        /// It is the number of a changed key, not accepted yet.
+        new_key: bool,
+    },
+    /// The connection ended; always the last event of a connection.
+    Closed {
+        /// Why, when it was not a clean close.
+        error: Option<String>,
+        /// Our lines that got no answer, oldest first: whether the server took them is
+        /// unknown (send them again to be sure). Lines waiting for a secure session are here
+        /// too: they were never sent.
+        undelivered: Vec<LineId>,
+    },
+}

@@ -1,0 +1,819 @@
+//! The client's protocol core, without I/O: fed the bytes the server sent and the time, it
+//! yields the bytes to send, the [`Event`]s for the front end, and when it next needs the time
+//! ([`Core::poll_timeout`]) — the shape of quinn-proto's `Connection`. It owns the login, the
+//! answers expected for the user's lines, pings, the `/who` list, acknowledgements of personal
+//! lines, pacing inside the server's announced rate, and the end-to-end layer's dispatch.
+//!
+//! The driver ([`crate::driver`]) moves bytes between a TLS socket and a [`Core`]; tests wire
+//! cores to an in-memory server double and advance time themselves.
+//!
+//! ```text
+//! server bytes ─▶ receive ─▶ frames ─▶ dispatch ─┬─▶ events ─▶ poll_event ─▶ front end
+//!                                                ├─▶ e2e (Sessions) ─▶ actions ─┐
+//! front end ─▶ public / private / secure ... ────┴──────────────────────────────┴─▶ queue
+//! queue ─▶ pacer ─▶ poll_transmit ─▶ driver writes         poll_timeout / handle_timeout
+//! ```
+//!
+//! Nothing in it grows with the number of users online unless asked: the login's user list is
+//! kept only with [`CoreConfig::user_list`], a `/who` answer only when asked for.
+
+mod dispatch;
+mod event;
+mod lines;
+mod login;
+mod received;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mm_common::e2e::{Action, E2eEvent, Outgoing as E2eOutgoing, Refused, Status};
+use mm_common::frame::{self, FrameError};
+use mm_common::protocol::{ClientMsg, ServerMsg, PROTOCOL_VERSION};
+
+use crate::secure::{Secure, SecureSetup};
+
+pub use event::{Event, LineId, Welcome};
+pub use lines::MAX_UNANSWERED;
+pub use login::LoginError;
+pub use received::ClientState;
+
+use lines::{Answer, Outgoing};
+use login::{Login, Step};
+use received::Acks;
+
+pub(crate) use login::{server_words_on_one_line, MAX_LISTED_USERS};
+
+/// Most events waiting for the front end; beyond it the core reads no more input (so the
+/// server sees a slow reader, not an unbounded client).
+pub const MAX_EVENTS: usize = 1024;
+
+/// How often a save the disk refused is tried again.
+const SAVE_RETRY: Duration = Duration::from_secs(1);
+
+/// How a private text went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Unencrypted (TLS to the server only): there is no secure session with the peer.
+    Plain,
+    /// End-to-end encrypted.
+    Secure,
+    /// Waiting for the secure session being set up; it goes encrypted when it is ready.
+    Queued,
+}
+
+/// Sending failed because the connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not connected")]
+pub struct NotConnected;
+
+/// Why a private text or secure-session command did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection is closed (or not logged in yet).
+    #[error("not connected")]
+    NotConnected,
+    /// [`MAX_UNANSWERED`] lines wait for their answers: wait for some (the async
+    /// [`crate::Client`] does).
+    #[error("too many lines wait for the server's answer")]
+    Busy,
+    /// The end-to-end layer refused (e.g. the session failed: never a silent fallback).
+    #[error(transparent)]
+    Refused(#[from] Refused),
+}
+
+impl From<NotConnected> for SendError {
+    fn from(_: NotConnected) -> SendError {
+        SendError::NotConnected
+    }
+}
+
+/// What a [`Core`] is made with.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The nick to log in with.
+    pub nick: String,
+    /// Longest wait for the login to complete.
+    pub login_timeout: Duration,
+    /// If nothing at all arrives from the server for this long, the connection is dead.
+    pub read_timeout: Duration,
+    /// Keep the login's list of users online in [`Welcome::online`] (a front end that shows
+    /// it); without, the list is only counted.
+    pub user_list: bool,
+    /// Identity, pins and conversations for end-to-end sessions (shared by reconnections).
+    pub secure: SecureSetup,
+    /// What this process received (shared by reconnections).
+    pub state: ClientState,
+}
+
+/// What travels to the front end: an event, or a mark that the personal lines up to an id (a
+/// relay whose events came before the mark, a repeat shown before) are handled once everything
+/// before the mark is.
+#[derive(Debug)]
+enum Item {
+    Event(Event),
+    Handled(u64),
+}
+
+#[derive(Debug)]
+enum Phase {
+    Login(Login),
+    Ready,
+    Closed,
+}
+
+/// One connection's protocol state. See the module documentation.
+#[derive(Debug)]
+pub struct Core {
+    phase: Phase,
+    config: CoreConfig,
+    /// Our nick as welcomed.
+    nick: String,
+    max_text_len: usize,
+    /// Bytes received and not yet taken as frames.
+    input: BytesMut,
+    /// The connection ended on the server's side (clean, or with this error); applied once
+    /// every whole frame received is taken.
+    ending: Option<Option<String>>,
+    out: Outgoing,
+    events: VecDeque<Item>,
+    /// A `/who` answer being put together.
+    who: Option<Vec<String>>,
+    secure: Option<Arc<Secure>>,
+    acks: Acks,
+    last_heard: Instant,
+    login_deadline: Instant,
+    login_result: Option<Result<Welcome, LoginError>>,
+    /// Pins or conversations changed and are to be saved.
+    save_wanted: bool,
+    save_retry_at: Option<Instant>,
+    /// When the end-to-end timers last ran.
+    e2e_ticked: Instant,
+}
+
+impl Core {
+    /// A connection starting its login at `now`: the first [`Core::poll_transmit`] yields
+    /// `Hello`.
+    pub fn new(config: CoreConfig, now: Instant) -> Core {
+        let mut out = Outgoing::new(2, 1, now);
+        out.queue(
+            &ClientMsg::Hello {
+                version: PROTOCOL_VERSION,
+                nick: config.nick.clone(),
+            },
+            None,
+        );
+        Core {
+            phase: Phase::Login(Login::new(&config.nick, config.user_list)),
+            nick: config.nick.clone(),
+            max_text_len: 0,
+            input: BytesMut::new(),
+            ending: None,
+            out,
+            events: VecDeque::new(),
+            who: None,
+            secure: None,
+            acks: Acks::default(),
+            last_heard: now,
+            login_deadline: now + config.login_timeout,
+            login_result: None,
+            save_wanted: false,
+            save_retry_at: None,
+            e2e_ticked: now,
+            config,
+        }
+    }
+
+    // ---- input ----------------------------------------------------------------------------
+
+    /// Bytes from the server, in order, as they came.
+    pub fn receive(&mut self, bytes: &[u8], now: Instant) {
+        if matches!(self.phase, Phase::Closed) || self.ending.is_some() {
+            return;
+        }
+        if !bytes.is_empty() {
+            self.last_heard = now;
+        }
+        self.input.extend_from_slice(bytes);
+        self.process(now);
+    }
+
+    /// The server closed the connection (end of stream).
+    pub fn receive_end(&mut self, now: Instant) {
+        if self.ending.is_none() {
+            self.ending = Some(None);
+        }
+        self.process(now);
+    }
+
+    /// The connection failed; `why` says how, in words for the user.
+    pub fn connection_lost(&mut self, why: String, now: Instant) {
+        if self.ending.is_none() {
+            self.ending = Some(Some(why));
+        }
+        self.process(now);
+    }
+
+    /// Whether the driver should read more from the socket: the core takes input while the
+    /// front end keeps up and the outgoing queue drains.
+    pub fn wants_input(&self) -> bool {
+        !matches!(self.phase, Phase::Closed)
+            && self.ending.is_none()
+            && self.events.len() < MAX_EVENTS
+            && self.out.control_has_room()
+            && !self.has_frame()
+    }
+
+    /// Whether a whole frame (or a bad header) is buffered.
+    fn has_frame(&self) -> bool {
+        !matches!(
+            frame::check(&self.input),
+            Err(FrameError::Incomplete { .. })
+        )
+    }
+
+    /// Takes the whole frames received, as far as there is room for what they cause.
+    fn process(&mut self, now: Instant) {
+        loop {
+            if matches!(self.phase, Phase::Closed) {
+                return;
+            }
+            if self.events.len() >= MAX_EVENTS || !self.out.control_has_room() {
+                return;
+            }
+            let payload = match frame::split_frame(&mut self.input) {
+                Ok(payload) => payload,
+                Err(FrameError::Incomplete { .. }) => break,
+                Err(e) => return self.close(Some(format!("bad frame from server: {e}")), now),
+            };
+            let msg = match ServerMsg::decode(&payload) {
+                Ok(msg) => server_words_on_one_line(msg),
+                Err(e) => return self.close(Some(format!("bad message from server: {e}")), now),
+            };
+            self.on_message(msg, now);
+        }
+        if self.input.is_empty() {
+            // An idle connection keeps no read buffer.
+            self.input = BytesMut::new();
+        }
+        if let Some(ending) = self.ending.take() {
+            let error = match ending {
+                None if !self.input.is_empty() => {
+                    Some("connection closed in the middle of a frame".to_string())
+                }
+                other => other,
+            };
+            self.close(error, now);
+        }
+    }
+
+    fn on_message(&mut self, msg: ServerMsg, now: Instant) {
+        let Phase::Login(login) = &mut self.phase else {
+            return self.dispatch(msg, now);
+        };
+        match login.step(msg) {
+            Ok(Step::More) => {}
+            Ok(Step::Done(welcome)) => self.logged_in(welcome, now),
+            Err(e) => {
+                self.login_result = Some(Err(e));
+                self.phase = Phase::Closed;
+                self.out.close();
+            }
+        }
+    }
+
+    fn logged_in(&mut self, welcome: Welcome, now: Instant) {
+        self.nick = welcome.nick.clone();
+        self.max_text_len = usize::try_from(welcome.max_text_len).unwrap_or(usize::MAX);
+        self.out = Outgoing::new(welcome.rate_burst, welcome.rate_per_sec, now);
+        let (secure, monitor) = self.config.secure.attach(&welcome.nick);
+        self.secure = Some(secure);
+        // Watch the peers of secure conversations, so that interrupted sessions restart when
+        // they come online.
+        for nicks in monitor.chunks(mm_common::protocol::MONITOR_PER_FRAME) {
+            self.out.queue(
+                &ClientMsg::Monitor {
+                    nicks: nicks.to_vec(),
+                },
+                None,
+            );
+        }
+        self.phase = Phase::Ready;
+        self.login_result = Some(Ok(welcome));
+    }
+
+    /// The login's outcome, once: `None` while it is in progress (or after it was taken).
+    pub fn poll_login(&mut self) -> Option<Result<Welcome, LoginError>> {
+        if let (Phase::Closed, None) = (&self.phase, &self.login_result) {
+            return None;
+        }
+        self.login_result.take()
+    }
+
+    // ---- time -----------------------------------------------------------------------------
+
+    /// When [`Core::handle_timeout`] must be called next (`None`: only input or the user can
+    /// change anything). Ask again after every call that takes `&mut self`.
+    pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+        let mut at: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                at = Some(at.map_or(t, |a| a.min(t)));
+            }
+        };
+        match &self.phase {
+            Phase::Closed => return None,
+            Phase::Login(_) => consider(Some(self.login_deadline)),
+            Phase::Ready => {
+                consider(Some(self.last_heard + self.config.read_timeout));
+                consider(self.acks.deadline());
+                consider(self.save_retry_at);
+                consider(self.e2e_deadline());
+            }
+        }
+        consider(self.out.next_send(now));
+        at
+    }
+
+    /// The time is `now`: timers that are due fire.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &self.phase {
+            Phase::Closed => {}
+            Phase::Login(_) => {
+                if now >= self.login_deadline {
+                    self.login_result = Some(Err(LoginError::Timeout));
+                    self.phase = Phase::Closed;
+                    self.out.close();
+                }
+            }
+            Phase::Ready => {
+                let silent = now.saturating_duration_since(self.last_heard);
+                if silent >= self.config.read_timeout {
+                    let secs = self.config.read_timeout.as_secs();
+                    return self.close(Some(format!("server silent for {secs} s")), now);
+                }
+                if let Some(secure) = self.secure.clone() {
+                    if self.e2e_deadline().is_some_and(|t| t <= now) {
+                        let actions = secure.sessions().tick(now);
+                        self.e2e_ticked = now;
+                        self.perform(actions, now);
+                    }
+                }
+                if self.save_retry_at.is_some_and(|t| t <= now) {
+                    self.save_retry_at = None;
+                    self.save_wanted = true;
+                }
+            }
+        }
+    }
+
+    /// When the end-to-end layer's timers (handshake timeouts, retries, session renewal) must
+    /// run next.
+    fn e2e_deadline(&self) -> Option<Instant> {
+        self.secure
+            .as_ref()
+            .map(|_| self.e2e_ticked + Duration::from_secs(1))
+    }
+
+    // ---- output ---------------------------------------------------------------------------
+
+    /// Appends to `out` what may be sent at `now` (acknowledgements, answers, the user's lines
+    /// within the pace); false if nothing was added.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut) -> bool {
+        if let Phase::Ready = self.phase {
+            let caught_up = self.events.is_empty() && !self.has_frame();
+            if let Some(up_to) = self.acks.poll(caught_up, now) {
+                self.out.queue(&ClientMsg::Received { up_to }, None);
+            }
+        }
+        let before = out.len();
+        self.out.transmit(now, out);
+        out.len() > before
+    }
+
+    /// Whether frames wait to be transmitted (now or when the pace allows).
+    pub fn has_queued(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Whether [`Core::poll_transmit`] has something to send at `now`.
+    pub fn wants_transmit(&mut self, now: Instant) -> bool {
+        self.out.ready(now)
+    }
+
+    /// The next event for the front end. Asking says the event returned before was handled
+    /// (shown, stored): a private line is acknowledged to the server only then.
+    pub fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        self.acks.all_returned(now);
+        let event = loop {
+            match self.events.pop_front()? {
+                Item::Handled(id) => self.acks.mark(id, now),
+                Item::Event(event) => break event,
+            }
+        };
+        if let Event::Private { id, .. } | Event::Offline { id, .. } = &event {
+            self.acks.returning(*id);
+        }
+        if self.has_frame() {
+            self.process(now);
+        }
+        Some(event)
+    }
+
+    /// Whether an event is waiting.
+    pub fn has_event(&self) -> bool {
+        self.events.iter().any(|i| matches!(i, Item::Event(_)))
+    }
+
+    /// Stops acknowledging: from now on nothing returned counts as handled (the front end
+    /// cannot show it any more), so the server keeps those lines for the next login.
+    pub fn hold(&mut self) {
+        self.acks.hold();
+    }
+
+    /// Whether pins or conversations are to be saved now; the driver saves them
+    /// ([`Secure::save`]) and reports with [`Core::saved`].
+    pub fn poll_save(&mut self) -> Option<Arc<Secure>> {
+        if !std::mem::take(&mut self.save_wanted) {
+            return None;
+        }
+        self.secure.clone()
+    }
+
+    /// How the save asked for by [`Core::poll_save`] went.
+    pub fn saved(&mut self, result: Result<(), String>, now: Instant) {
+        let Some(secure) = &self.secure else { return };
+        match result {
+            Ok(()) => {
+                if secure.set_unsaved(None).is_some() {
+                    self.push(Event::Warning(
+                        "pinned keys and secure conversations are saved now".into(),
+                    ));
+                }
+                self.save_retry_at = None;
+            }
+            Err(e) => {
+                if secure.set_unsaved(Some(e.clone())).is_none() {
+                    self.push(Event::Warning(format!(
+                        "could not save pinned keys and secure conversations ({e}); retrying every second. If mm stops before they are saved, they are forgotten and these conversations would start plain: free some space or fix the home directory"
+                    )));
+                }
+                self.save_retry_at = Some(now + SAVE_RETRY);
+            }
+        }
+    }
+
+    /// Whether the connection is closed (its [`Event::Closed`] is queued or was returned).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Closes the connection on our side (e.g. the front end went away): what has no answer
+    /// is reported undelivered.
+    pub fn close(&mut self, error: Option<String>, _now: Instant) {
+        match &self.phase {
+            Phase::Closed => {}
+            Phase::Login(_) => {
+                self.login_result = Some(Err(LoginError::Protocol(
+                    error.unwrap_or_else(|| "server closed the connection".into()),
+                )));
+                self.phase = Phase::Closed;
+                self.out.close();
+            }
+            Phase::Ready => {
+                self.phase = Phase::Closed;
+                let undelivered = self.out.close();
+                self.push(Event::Closed { error, undelivered });
+            }
+        }
+    }
+
+    fn push(&mut self, event: Event) {
+        self.events.push_back(Item::Event(event));
+    }
+
+    // ---- the user's commands ----------------------------------------------------------------
+
+    /// Our nick (as welcomed, once logged in).
+    pub fn nick(&self) -> &str {
+        &self.nick
+    }
+
+    /// The server's text limit in bytes (0 before the login).
+    pub fn max_text_len(&self) -> usize {
+        self.max_text_len
+    }
+
+    /// When anything last arrived from the server.
+    pub fn last_heard(&self) -> Instant {
+        self.last_heard
+    }
+
+    /// Lines without an answer yet.
+    pub fn unanswered(&self) -> usize {
+        self.out.unanswered()
+    }
+
+    /// Whether another line may be sent now ([`MAX_UNANSWERED`]), and commands without a line
+    /// queued.
+    pub fn has_room(&self) -> bool {
+        self.out.has_room() && self.out.control_has_room()
+    }
+
+    fn ready(&self) -> Result<(), SendError> {
+        match self.phase {
+            Phase::Ready => Ok(()),
+            _ => Err(SendError::NotConnected),
+        }
+    }
+
+    fn new_line(&mut self) -> Result<LineId, SendError> {
+        self.ready()?;
+        if !self.out.has_room() {
+            return Err(SendError::Busy);
+        }
+        let line = self.config.state.next_line();
+        self.out.add_line(line);
+        Ok(line)
+    }
+
+    /// Queues `line`'s message; if it cannot be encoded, the line is taken back.
+    fn queue_line(
+        &mut self,
+        line: LineId,
+        msg: &ClientMsg,
+        answer: Answer,
+    ) -> Result<LineId, SendError> {
+        if self.out.queue(msg, Some(answer)) {
+            Ok(line)
+        } else {
+            self.out.answered(line);
+            Err(SendError::NotConnected)
+        }
+    }
+
+    /// Queues any message as it is, bypassing the end-to-end layer (tests and tools). A
+    /// `Public`, `Private` or `Relay` gets a [`LineId`], reported like the user's lines.
+    ///
+    /// # Errors
+    /// [`SendError::NotConnected`], [`SendError::Busy`].
+    pub fn send_raw(&mut self, msg: &ClientMsg) -> Result<Option<LineId>, SendError> {
+        let answer = match msg {
+            ClientMsg::Public { .. } | ClientMsg::Private { .. } => None,
+            ClientMsg::Relay { to, .. } => Some(to.clone()),
+            _ => return self.control(msg).map(|()| None),
+        };
+        let line = self.new_line()?;
+        let answer = match answer {
+            None => Answer::Text(line),
+            Some(peer) => Answer::Relay {
+                peer,
+                line: Some(line),
+            },
+        };
+        self.queue_line(line, msg, answer).map(Some)
+    }
+
+    fn control(&mut self, msg: &ClientMsg) -> Result<(), SendError> {
+        self.ready()?;
+        if !self.out.control_has_room() {
+            return Err(SendError::Busy);
+        }
+        self.out.queue(msg, None);
+        Ok(())
+    }
+
+    /// A public line. Its fate comes as [`Event::Sent`], a non-fatal [`Event::Error`], or in
+    /// [`Event::Closed`]'s `undelivered`.
+    ///
+    /// # Errors
+    /// [`SendError::NotConnected`], [`SendError::Busy`]: the line was not taken.
+    pub fn public(&mut self, text: &str) -> Result<LineId, SendError> {
+        let line = self.new_line()?;
+        let msg = ClientMsg::Public {
+            text: text.to_owned(),
+        };
+        self.queue_line(line, &msg, Answer::Text(line))
+    }
+
+    /// A private line: end-to-end encrypted if there is a secure session with `to` (or one
+    /// being set up: then it waits for the session), plain otherwise.
+    ///
+    /// # Errors
+    /// [`SendError::Refused`] when the conversation is blocked (never a silent plain send),
+    /// [`SendError::NotConnected`], [`SendError::Busy`]; the line was not taken.
+    pub fn private(
+        &mut self,
+        to: &str,
+        text: &str,
+        now: Instant,
+    ) -> Result<(LineId, Delivery), SendError> {
+        let line = self.new_line()?;
+        let outgoing = self.sessions_do(|s| s.send_text(to, text, line.get(), now));
+        let outgoing = match outgoing {
+            Ok(outgoing) => outgoing,
+            Err(e) => {
+                self.out.answered(line);
+                return Err(e);
+            }
+        };
+        match outgoing {
+            E2eOutgoing::Plain => {
+                let msg = ClientMsg::Private {
+                    to: to.to_owned(),
+                    text: text.to_owned(),
+                };
+                self.queue_line(line, &msg, Answer::Text(line))?;
+                Ok((line, Delivery::Plain))
+            }
+            E2eOutgoing::Secure(actions) => {
+                self.perform(actions, now);
+                Ok((line, Delivery::Secure))
+            }
+            E2eOutgoing::Queued(actions) => {
+                self.perform(actions, now);
+                Ok((line, Delivery::Queued))
+            }
+        }
+    }
+
+    /// Runs `f` on the end-to-end sessions.
+    fn sessions_do<T>(
+        &mut self,
+        f: impl FnOnce(&mut mm_common::e2e::Sessions) -> Result<T, Refused>,
+    ) -> Result<T, SendError> {
+        self.ready()?;
+        let secure = self.secure.as_ref().ok_or(SendError::NotConnected)?;
+        let mut sessions = secure.sessions();
+        f(&mut sessions).map_err(SendError::from)
+    }
+
+    fn e2e_command(
+        &mut self,
+        f: impl FnOnce(&mut mm_common::e2e::Sessions) -> Result<Vec<Action>, Refused>,
+        now: Instant,
+    ) -> Result<(), SendError> {
+        let actions = self.sessions_do(f)?;
+        self.perform(actions, now);
+        Ok(())
+    }
+
+    /// `/secure peer`: starts an end-to-end session; [`Event::Secure`] events follow.
+    ///
+    /// # Errors
+    /// [`SendError::Refused`] if a session exists or the peer's key changed and was not
+    /// accepted.
+    pub fn secure(&mut self, peer: &str, now: Instant) -> Result<(), SendError> {
+        self.e2e_command(|s| s.start(peer, now), now)
+    }
+
+    /// `/insecure peer`: ends the secure session; private texts to the peer go plain again.
+    ///
+    /// # Errors
+    /// [`SendError::Refused`] if there is no session.
+    pub fn insecure(&mut self, peer: &str, now: Instant) -> Result<(), SendError> {
+        self.e2e_command(|s| s.end(peer), now)
+    }
+
+    /// `/accept-key peer`: accepts the peer's changed key (pinned again, not verified).
+    ///
+    /// # Errors
+    /// [`Refused::NothingToAccept`] if its key did not change.
+    pub fn accept_key(&mut self, peer: &str, now: Instant) -> Result<(), SendError> {
+        self.e2e_command(|s| s.accept_key(peer, now), now)
+    }
+
+    /// `/verified peer`: the users compared the safety number and it matched.
+    ///
+    /// # Errors
+    /// [`Refused::NoKey`] if no key is pinned for the peer.
+    pub fn mark_verified(&mut self, peer: &str, now: Instant) -> Result<(), SendError> {
+        self.e2e_command(|s| s.mark_verified(peer, now), now)
+    }
+
+    /// The safety number with `peer` (60 digits in groups of 5), from the pinned key.
+    ///
+    /// # Errors
+    /// [`Refused::NoKey`] if no key is pinned for the peer.
+    pub fn safety_number(&self, peer: &str) -> Result<String, Refused> {
+        match &self.secure {
+            Some(secure) => secure.sessions().safety_number(peer),
+            None => Err(Refused::NoKey(peer.to_owned())),
+        }
+    }
+
+    /// Where the conversation with `peer` stands (plain, starting, secure, failed).
+    pub fn secure_status(&self, peer: &str) -> Status {
+        match &self.secure {
+            Some(secure) => secure.sessions().status(peer),
+            None => Status::Plain,
+        }
+    }
+
+    /// Where this nick's pins and conversations are kept (after the login).
+    pub fn keys(&self) -> Option<Arc<Secure>> {
+        self.secure.clone()
+    }
+
+    /// Our identity public key.
+    pub fn public_key(&self) -> [u8; mm_common::identity::KEY_LEN] {
+        *self.config.secure.identity.public()
+    }
+
+    /// Asks for the online users (answered with [`Event::Users`]).
+    ///
+    /// # Errors
+    /// [`SendError::NotConnected`], [`SendError::Busy`].
+    pub fn who(&mut self) -> Result<(), SendError> {
+        self.control(&ClientMsg::Who)
+    }
+
+    /// Asks the server for a sign of life (its answer proves the connection works).
+    ///
+    /// # Errors
+    /// [`SendError::NotConnected`], [`SendError::Busy`].
+    pub fn ping(&mut self) -> Result<(), SendError> {
+        self.control(&ClientMsg::Ping { token: 0 })
+    }
+
+    /// Acknowledges every private line returned so far (unless held), then asks the server to
+    /// close: `Quit` goes after everything queued before it.
+    pub fn quit(&mut self, now: Instant) {
+        if self.ready().is_err() {
+            return;
+        }
+        self.acks.all_returned(now);
+        let up_to = self.acks.handled();
+        if up_to > 0 {
+            self.out.queue(&ClientMsg::Received { up_to }, None);
+        }
+        self.out.queue(&ClientMsg::Quit, None);
+    }
+
+    // ---- end-to-end effects -----------------------------------------------------------------
+
+    /// Carries out what the end-to-end layer asked for.
+    fn perform(&mut self, actions: Vec<Action>, _now: Instant) {
+        for action in actions {
+            match action {
+                Action::Monitor(nick) => {
+                    self.out
+                        .queue(&ClientMsg::Monitor { nicks: vec![nick] }, None);
+                }
+                Action::Send { to, payload, line } => {
+                    let answer = Answer::Relay {
+                        peer: to.clone(),
+                        line: line.map(LineId::from_tag),
+                    };
+                    let queued = self
+                        .out
+                        .queue(&ClientMsg::Relay { to, payload }, Some(answer));
+                    if let (false, Some(line)) = (queued, line) {
+                        self.out.answered(LineId::from_tag(line));
+                    }
+                }
+                Action::Event(event) => self.secure_event(event),
+                Action::Persist => self.save_wanted = true,
+            }
+        }
+    }
+
+    fn secure_event(&mut self, event: E2eEvent) {
+        // Texts dropped unsent have their answer: this event.
+        if let E2eEvent::Failed { unsent, .. }
+        | E2eEvent::Ended { unsent, .. }
+        | E2eEvent::NotStarted { unsent, .. } = &event
+        {
+            for &line in unsent {
+                self.out.answered(LineId::from_tag(line));
+            }
+        }
+        let new_key = match (&event, &self.secure) {
+            (
+                E2eEvent::Failed {
+                    peer,
+                    failure: mm_common::e2e::Failure::KeyChanged { .. },
+                    ..
+                },
+                Some(secure),
+            ) => secure
+                .sessions()
+                .safety_number(peer)
+                .ok()
+                .map(|n| (peer.clone(), n)),
+            _ => None,
+        };
+        self.push(Event::Secure(event));
+        if let Some((peer, number)) = new_key {
+            self.push(Event::SafetyNumber {
+                peer,
+                number,
+                new_key: true,
+            });
+        }
+    }
+}

@@ -1,0 +1,556 @@
+//! The async driver: one task per connection moves bytes between the TLS socket and the
+//! protocol core ([`crate::core::Core`]), sleeps until the core's next timeout, and saves what
+//! the core asks to be saved. [`Client`] handles and the [`Events`] stream share the core behind
+//! a `std` mutex that is never held across an `.await` (the quinn / mini-redis shape).
+//!
+//! One write per wake-up (the core hands over at most 64 KiB at a time), reads of 8 KiB while
+//! the core wants input (it stops while the front end lags, so a slow front end is a slow
+//! reader to the server, never an unbounded client).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use mm_common::e2e::{Refused, Status};
+use mm_common::protocol::ClientMsg;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use crate::connect::{tls_connect, ConnectError, ConnectOptions};
+use crate::core::{
+    Core, CoreConfig, Delivery, Event, LineId, LoginError, NotConnected, SendError, Welcome,
+};
+
+/// Longest a write may make no progress before the connection is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes read from the socket at once.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// What the handles, the event stream and the driver task share.
+#[derive(Debug)]
+struct Shared {
+    core: Mutex<Core>,
+    /// Wakes the driver: something to send, room for input, a handle gone.
+    wake: Notify,
+    /// Wakes handles and the event stream: events came, lines were answered, it closed.
+    changed: Notify,
+    /// Every [`Client`] is dropped: the driver closes our side once it sent what was queued.
+    clients_gone: AtomicBool,
+    /// [`Events`] is dropped: nobody reads events, so the connection ends.
+    events_gone: AtomicBool,
+}
+
+impl Shared {
+    fn core(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Dropped with the last [`Client`] clone.
+#[derive(Debug)]
+struct ClientsAlive(Arc<Shared>);
+
+impl Drop for ClientsAlive {
+    fn drop(&mut self) {
+        self.0.clients_gone.store(true, Ordering::SeqCst);
+        self.0.wake.notify_one();
+    }
+}
+
+/// Handle for sending. Cheap to clone; the connection closes when every clone is dropped or
+/// [`Client::quit`] is called.
+#[derive(Debug, Clone)]
+pub struct Client {
+    alive: Arc<ClientsAlive>,
+    nick: String,
+    max_text_len: usize,
+}
+
+/// The stream of [`Event`]s.
+///
+/// Asking for the next event says the previous one was handled (shown, stored): a private
+/// line is acknowledged to the server only then. A front end that can no longer show what it
+/// is given calls [`Events::hold`] first, and the server keeps those lines.
+#[derive(Debug)]
+pub struct Events {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        self.shared.events_gone.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Why [`Client::flush`] stopped waiting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// The connection closed first; [`Event::Closed`] lists the lines without an answer.
+    #[error("the connection closed")]
+    Closed,
+    /// Nothing at all came from the server for the given time (not even an answer to a
+    /// ping) while lines waited for their answers.
+    #[error("the server stopped answering ({unanswered} lines without an answer)")]
+    Stalled {
+        /// Lines without an answer.
+        unanswered: usize,
+    },
+}
+
+/// Connects, verifies the server, logs in and starts the connection's driver task.
+///
+/// # Errors
+/// [`ConnectError`] says which step failed; [`ConnectError::UnknownServer`] and
+/// [`ConnectError::ServerKeyChanged`] carry the fingerprint the server presented.
+pub async fn connect(opts: &ConnectOptions) -> Result<(Client, Events, Welcome), ConnectError> {
+    let (tls, server) = tls_connect(opts).await?;
+    start(tls, opts)
+        .await
+        .map_err(|e| match ConnectError::from(e) {
+            ConnectError::Timeout { step, .. } => ConnectError::Timeout { server, step },
+            other => other,
+        })
+}
+
+/// The core's configuration from the connect options.
+fn core_config(opts: &ConnectOptions) -> CoreConfig {
+    CoreConfig {
+        nick: opts.nick.clone(),
+        login_timeout: opts.connect_timeout,
+        read_timeout: opts.read_timeout,
+        user_list: opts.user_list,
+        secure: opts.secure.clone(),
+        state: opts.state.clone(),
+    }
+}
+
+/// Logs in over `stream` (any byte stream: TLS in `mm`, in memory in tests) and, once the
+/// server welcomed us, hands out the handles.
+///
+/// # Errors
+/// [`LoginError`] when the server refused, broke the protocol, closed or took too long.
+pub(crate) async fn start<S>(
+    stream: S,
+    opts: &ConnectOptions,
+) -> Result<(Client, Events, Welcome), LoginError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let core = Core::new(core_config(opts), Instant::now());
+    let shared = Arc::new(Shared {
+        core: Mutex::new(core),
+        wake: Notify::new(),
+        changed: Notify::new(),
+        clients_gone: AtomicBool::new(false),
+        events_gone: AtomicBool::new(false),
+    });
+    tokio::spawn(drive(Arc::clone(&shared), stream));
+    let welcome = loop {
+        let changed = shared.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if let Some(result) = shared.core().poll_login() {
+            break result?;
+        }
+        changed.await;
+    };
+    let client = Client {
+        alive: Arc::new(ClientsAlive(Arc::clone(&shared))),
+        nick: welcome.nick.clone(),
+        max_text_len: usize::try_from(welcome.max_text_len).unwrap_or(usize::MAX),
+    };
+    Ok((client, Events { shared }, welcome))
+}
+
+/// The connection's task: until the core is closed, reads while the core wants input, writes
+/// what it hands over, and sleeps until its next timeout.
+async fn drive<S>(shared: Arc<Shared>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut out = BytesMut::new();
+    let mut unflushed = false;
+    let mut read_buf = vec![0u8; READ_CHUNK].into_boxed_slice();
+    let mut last_progress = tokio::time::Instant::now();
+    let mut our_side_closed = false;
+    loop {
+        let now = Instant::now();
+        let (wants_input, deadline, save, queued) = {
+            let mut core = shared.core();
+            if shared.events_gone.load(Ordering::SeqCst) {
+                core.close(None, now);
+            }
+            if core.is_closed() {
+                drop(core);
+                shared.changed.notify_waiters();
+                break;
+            }
+            if out.is_empty() && core.poll_transmit(now, &mut out) {
+                last_progress = tokio::time::Instant::now();
+            }
+            let save = core.poll_save();
+            let queued = core.has_queued();
+            (core.wants_input(), core.poll_timeout(now), save, queued)
+        };
+        shared.changed.notify_waiters();
+        if let Some(keys) = save {
+            // Small files, written rarely (a pin learnt, a conversation turned secure).
+            let result = keys.save_now();
+            shared.core().saved(result, Instant::now());
+            continue;
+        }
+        let all_sent = out.is_empty() && !queued && !unflushed;
+        if shared.clients_gone.load(Ordering::SeqCst) && all_sent && !our_side_closed {
+            // Every handle is gone and what they queued is written: close our side cleanly
+            // (TLS close_notify); the server closes its side, which ends the event stream.
+            our_side_closed = true;
+            let _ = tokio::time::timeout(Duration::from_secs(5), writer.shutdown()).await;
+            continue;
+        }
+        let sleep_until = deadline.map(tokio::time::Instant::from_std);
+        tokio::select! {
+            read = reader.read(&mut read_buf), if wants_input => {
+                let now = Instant::now();
+                let mut core = shared.core();
+                match read {
+                    Ok(0) => core.receive_end(now),
+                    Ok(n) => core.receive(&read_buf[..n], now),
+                    Err(e) => core.connection_lost(crate::explain::lost(&e), now),
+                }
+            }
+            io = write_or_flush(&mut writer, &out), if (!out.is_empty() || unflushed) && !our_side_closed => match io {
+                Ok(Io::Wrote(n)) if n > 0 => {
+                    out.advance(n);
+                    unflushed = true;
+                    last_progress = tokio::time::Instant::now();
+                }
+                Ok(Io::Wrote(_)) => shared.core().connection_lost("the connection closed".into(), Instant::now()),
+                Ok(Io::Flushed) => unflushed = false,
+                Err(e) => shared.core().connection_lost(crate::explain::lost(&e), Instant::now()),
+            },
+            () = tokio::time::sleep_until(last_progress + WRITE_TIMEOUT), if !out.is_empty() => {
+                let why = format!("the server took nothing for {} s", WRITE_TIMEOUT.as_secs());
+                shared.core().connection_lost(why, Instant::now());
+            }
+            () = sleep_or_never(sleep_until) => shared.core().handle_timeout(Instant::now()),
+            () = shared.wake.notified() => {}
+        }
+    }
+    if !our_side_closed {
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer.shutdown()).await;
+    }
+}
+
+/// What [`write_or_flush`] did.
+enum Io {
+    /// Wrote this many bytes.
+    Wrote(usize),
+    /// Flushed what was written.
+    Flushed,
+}
+
+/// Writes some of `out`, or flushes once it is all written. Cancel-safe: a write that did not
+/// complete took nothing, and a flush can be repeated.
+async fn write_or_flush<W: AsyncWrite + Unpin>(writer: &mut W, out: &[u8]) -> std::io::Result<Io> {
+    if out.is_empty() {
+        writer.flush().await.map(|()| Io::Flushed)
+    } else {
+        writer.write(out).await.map(Io::Wrote)
+    }
+}
+
+async fn sleep_or_never(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Saves what the core asks to be saved, in the calling task: a command that changed a pin or
+/// a conversation (`/verified`, `/accept-key`, `/insecure`) returns once it is on disk (or the
+/// core said why not), as the user expects of a command.
+fn save_now(shared: &Shared) {
+    let save = shared.core().poll_save();
+    if let Some(keys) = save {
+        let result = keys.save_now();
+        shared.core().saved(result, Instant::now());
+    }
+}
+
+/// `Ok(Some)`: an event; `Ok(None)`: the stream ended; `Err`: nothing yet.
+fn take(shared: &Shared) -> Result<Option<Event>, ()> {
+    let mut core = shared.core();
+    let event = core.poll_event(Instant::now());
+    let closed = core.is_closed();
+    drop(core);
+    match event {
+        Some(event) => {
+            // Taking an event may let the core read on, or acknowledge.
+            shared.wake.notify_one();
+            Ok(Some(event))
+        }
+        None if closed => Ok(None),
+        None => Err(()),
+    }
+}
+
+impl Events {
+    /// The next event; `None` after [`Event::Closed`] has been returned.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match take(&self.shared) {
+                Ok(event) => return event,
+                Err(()) => changed.await,
+            }
+        }
+    }
+
+    /// The next event if one is ready now (for batching work, e.g. one redraw per burst).
+    pub fn try_next(&mut self) -> Option<Event> {
+        take(&self.shared).ok().flatten()
+    }
+
+    /// Stops acknowledging: from now on nothing returned counts as handled (the front end
+    /// cannot show it any more), so the server keeps those lines for the next login.
+    pub fn hold(&mut self) {
+        self.shared.core().hold();
+    }
+}
+
+impl Client {
+    fn shared(&self) -> &Shared {
+        &self.alive.0
+    }
+
+    /// Runs `f` on the core once it has room for another line (waits while
+    /// [`crate::MAX_UNANSWERED`] lines wait for their answers), then wakes the driver.
+    async fn with_room<T>(
+        &self,
+        mut f: impl FnMut(&mut Core, Instant) -> Result<T, SendError>,
+    ) -> Result<T, SendError> {
+        let shared = self.shared();
+        loop {
+            let changed = shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut core = shared.core();
+                if core.is_closed() {
+                    return Err(SendError::NotConnected);
+                }
+                if core.has_room() {
+                    let result = f(&mut core, Instant::now());
+                    drop(core);
+                    save_now(shared);
+                    shared.wake.notify_one();
+                    return result;
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// Runs `f` on the core now, then wakes the driver.
+    fn now<T>(&self, f: impl FnOnce(&mut Core, Instant) -> T) -> T {
+        let result = f(&mut self.shared().core(), Instant::now());
+        save_now(self.shared());
+        self.shared().wake.notify_one();
+        result
+    }
+
+    /// Our nick.
+    pub fn nick(&self) -> &str {
+        &self.nick
+    }
+
+    /// The server's text limit in bytes.
+    pub fn max_text_len(&self) -> usize {
+        self.max_text_len
+    }
+
+    /// Queues any message as it is, bypassing the end-to-end layer (for tests and tools);
+    /// [`Client::public`] and [`Client::private`] are what a front end uses. A `Public`,
+    /// `Private` or `Relay` gets a [`LineId`] (returned), reported like theirs; other messages
+    /// get none. Waits only while [`crate::MAX_UNANSWERED`] lines wait.
+    ///
+    /// # Errors
+    /// [`NotConnected`] once the connection is closed.
+    pub async fn send(&self, msg: &ClientMsg) -> Result<Option<LineId>, NotConnected> {
+        self.with_room(|core, _| core.send_raw(msg))
+            .await
+            .map_err(|_| NotConnected)
+    }
+
+    /// Sends a public line. The handle is in the answer ([`Event::Sent`], or a non-fatal
+    /// [`Event::Error`] if the server refused it) or, if none came, in [`Event::Closed`]'s
+    /// `undelivered`. Waits while [`crate::MAX_UNANSWERED`] lines wait for their answers.
+    ///
+    /// # Errors
+    /// [`NotConnected`]: the line was not taken (and no event will mention it).
+    pub async fn public(&self, text: &str) -> Result<LineId, NotConnected> {
+        self.with_room(|core, _| core.public(text))
+            .await
+            .map_err(|_| NotConnected)
+    }
+
+    /// Sends a private line: end-to-end encrypted if there is a secure session with `to`
+    /// (or one being set up: then it waits for the session), plain otherwise. The handle is
+    /// reported as for [`Client::public`] ([`Event::Queued`] too, for a plain line to an
+    /// offline user), or in the `unsent` of an end-to-end `Failed`/`Ended` event if the
+    /// session it waited for did not come up.
+    ///
+    /// # Errors
+    /// [`SendError::Refused`] when the secure session failed: the text is not sent at all;
+    /// [`SendError::NotConnected`]. In both cases no event will mention the line.
+    pub async fn private(&self, to: &str, text: &str) -> Result<(LineId, Delivery), SendError> {
+        self.with_room(|core, now| core.private(to, text, now))
+            .await
+    }
+
+    /// Lines of this connection without an answer yet.
+    pub fn unanswered(&self) -> usize {
+        self.shared().core().unanswered()
+    }
+
+    /// Waits until every line given to [`Client::public`] and [`Client::private`] on this
+    /// connection has its answer (or was dropped by the end-to-end layer, which says so),
+    /// e.g. before [`Client::quit`]. While it waits and the server is quiet, it pings the
+    /// server (at most every `stall / 3`).
+    ///
+    /// # Errors
+    /// [`FlushError::Stalled`] when nothing at all arrived from the server for `stall`;
+    /// [`FlushError::Closed`] if the connection closed first.
+    pub async fn flush(&self, stall: Duration) -> Result<(), FlushError> {
+        let probe_every = stall / 3;
+        let mut last_probe: Option<Instant> = None;
+        let shared = self.shared();
+        loop {
+            let changed = shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let now = Instant::now();
+            let wait = {
+                let mut core = shared.core();
+                if core.is_closed() {
+                    return Err(FlushError::Closed);
+                }
+                let unanswered = core.unanswered();
+                if unanswered == 0 {
+                    return Ok(());
+                }
+                let quiet = now.saturating_duration_since(core.last_heard());
+                if quiet >= stall {
+                    return Err(FlushError::Stalled { unanswered });
+                }
+                let probe_due = last_probe.is_none_or(|t| now - t >= probe_every);
+                if quiet >= probe_every && probe_due {
+                    last_probe = Some(now);
+                    // A full queue is being sent, and its answers prove liveness anyway.
+                    let _ = core.ping();
+                    drop(core);
+                    shared.wake.notify_one();
+                }
+                // Until the next probe or the stall, whichever is first.
+                let next_probe =
+                    last_probe.map_or(probe_every, |t| probe_every - (now - t).min(probe_every));
+                (stall - quiet).min(next_probe.max(Duration::from_millis(10)))
+            };
+            let _ = tokio::time::timeout(wait, changed).await;
+        }
+    }
+
+    /// `/secure peer`: starts an end-to-end session; [`Event::Secure`] events follow.
+    ///
+    /// # Errors
+    /// [`SendError::Refused`] if a session exists or the peer's key changed and was not
+    /// accepted. An offline peer fails the handshake with `Failure::Unreachable` as soon as the
+    /// server says so.
+    pub async fn secure(&self, peer: &str) -> Result<(), SendError> {
+        self.with_room(|core, now| core.secure(peer, now)).await
+    }
+
+    /// `/insecure peer`: ends the secure session; private texts to the peer go plain again.
+    ///
+    /// # Errors
+    /// [`SendError::Refused`] if there is no session.
+    pub async fn insecure(&self, peer: &str) -> Result<(), SendError> {
+        self.with_room(|core, now| core.insecure(peer, now)).await
+    }
+
+    /// `/accept-key peer`: accepts the peer's changed key (pinned again, not verified).
+    ///
+    /// # Errors
+    /// [`Refused::NothingToAccept`] if its key did not change.
+    pub async fn accept_key(&self, peer: &str) -> Result<(), SendError> {
+        self.with_room(|core, now| core.accept_key(peer, now)).await
+    }
+
+    /// `/verified peer`: the users compared the safety number and it matched.
+    ///
+    /// # Errors
+    /// [`Refused::NoKey`] if no key is pinned for the peer.
+    pub async fn mark_verified(&self, peer: &str) -> Result<(), SendError> {
+        self.with_room(|core, now| core.mark_verified(peer, now))
+            .await
+    }
+
+    /// The safety number with `peer` (60 digits in groups of 5), from the pinned key.
+    ///
+    /// # Errors
+    /// [`Refused::NoKey`] if no key is pinned for the peer.
+    pub fn safety_number(&self, peer: &str) -> Result<String, Refused> {
+        self.shared().core().safety_number(peer)
+    }
+
+    /// Where the conversation with `peer` stands (plain, starting, secure, failed).
+    pub fn secure_status(&self, peer: &str) -> Status {
+        self.shared().core().secure_status(peer)
+    }
+
+    /// Whether pins or conversations changed and could not be saved yet (the disk is full or
+    /// the home not writable); they are retried every second. Check before exiting: what is
+    /// not saved is forgotten at the next start, and a forgotten conversation is plain.
+    pub fn unsaved(&self) -> Option<String> {
+        self.shared().core().keys().and_then(|s| s.unsaved())
+    }
+
+    /// Saves the pins and conversations now (e.g. before exiting after [`Client::unsaved`]).
+    ///
+    /// # Errors
+    /// Why saving failed.
+    pub fn retry_save_now(&self) -> Result<(), String> {
+        let keys = self.shared().core().keys();
+        keys.map_or(Ok(()), |k| k.save_now())
+    }
+
+    /// Our identity public key.
+    pub fn public_key(&self) -> [u8; mm_common::identity::KEY_LEN] {
+        self.shared().core().public_key()
+    }
+
+    /// Asks for the online users (answered with [`Event::Users`]).
+    ///
+    /// # Errors
+    /// [`NotConnected`].
+    pub async fn who(&self) -> Result<(), NotConnected> {
+        self.with_room(|core, _| core.who())
+            .await
+            .map_err(|_| NotConnected)
+    }
+
+    /// Sends `Quit` after everything queued before it. The server then closes the connection,
+    /// which ends the event stream with [`Event::Closed`]. Quitting says every private line
+    /// [`Events`] returned so far was handled (unless [`Events::hold`] was called): they are
+    /// acknowledged first.
+    pub async fn quit(&self) {
+        self.now(|core, now| core.quit(now));
+    }
+}
