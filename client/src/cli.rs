@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use mm_common::e2e::E2eEvent;
 use mm_common::protocol::{validate_nick, ErrorCode};
 use rustls_pki_types::CertificateDer;
@@ -70,6 +70,23 @@ pub struct Args {
     /// mentions in tabs not shown
     #[arg(long)]
     pub notify: bool,
+    /// Line mode: reconnect by itself when the connection drops (what you type meanwhile
+    /// waits). auto: when stdin is a terminal; a script piping into mm gets the end of the
+    /// connection, the lines without an answer, and an exit code instead. The terminal UI
+    /// always reconnects
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub reconnect: Reconnect,
+}
+
+/// When line mode reconnects (`--reconnect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Reconnect {
+    /// When stdin is a terminal.
+    Auto,
+    /// Always.
+    Always,
+    /// Never: the first drop ends mm.
+    Never,
 }
 
 /// What `mm` does instead of chatting.
@@ -293,6 +310,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     opts.ca_file.clone_from(&args.ca);
     opts.secure = secure;
     opts.certificate = Some(certificate);
+    // The terminal UI reconnects through its own loop (with /reconnect and its status line).
+    opts.reconnect = !interactive
+        && match args.reconnect {
+            Reconnect::Auto => std::io::stdin().is_terminal(),
+            Reconnect::Always => true,
+            Reconnect::Never => false,
+        };
 
     let connected = connect(&opts).await;
     if let Err(ConnectError::Refused { code, .. }) = &connected {
@@ -358,7 +382,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         crate::tui::run(opts, (client, events, welcome), settings).await?
     } else {
-        line_mode(&args.server, client, events, welcome).await
+        line_mode(&args.server, client, events, welcome, opts.reconnect).await
     };
     // The home stays locked until here: the whole time this process may write to it.
     drop(home);
@@ -820,7 +844,13 @@ async fn read_input(
 /// stopped answering; 2 when some lines were refused; 3 when the account logged in from
 /// another client, which took over; 141 when stdout was closed. Any line not delivered is
 /// counted in one line on stderr.
-async fn line_mode(server: &str, client: Client, mut events: Events, welcome: Welcome) -> ExitCode {
+async fn line_mode(
+    server: &str,
+    client: Client,
+    mut events: Events,
+    welcome: Welcome,
+    reconnect: bool,
+) -> ExitCode {
     stdio::out(&display::welcome_line(server, &welcome, Style::PLAIN));
     let (done_tx, mut done_rx) = oneshot::channel::<InputEnd>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -877,6 +907,22 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
                     ) => {
                         fates.unsent += unsent.len();
                     }
+                    Event::Closed { undelivered, .. } if reconnect && input.is_none() && !replaced => {
+                        // Reconnecting follows; say which lines may not have arrived.
+                        fates.unanswered += undelivered.len();
+                        if !undelivered.is_empty() {
+                            stdio::err(&format!(
+                                "mm: {} without an answer from the server when the connection dropped: they may not have arrived",
+                                display::count(undelivered.len(), "line", "lines")
+                            ));
+                        }
+                    }
+                    Event::GaveUp { reason } => {
+                        lost = Some(reason);
+                        break;
+                    }
+                    // Connected again: what ended the connection before is over.
+                    Event::Reconnected(_) => lost = None,
                     Event::Closed { error, undelivered } => {
                         fates.unanswered += undelivered.len();
                         if input.is_none() && lost.is_none() {

@@ -58,6 +58,11 @@ pub struct ConnectOptions {
     /// on for front ends that show it; off for load generators, so that 10,000 connections
     /// do not each hold a 10,000-nick list.
     pub user_list: bool,
+    /// Reconnect by itself when the connection drops (with backoff: 1, 2, 4 ... 30 s), and
+    /// keep the [`crate::Client`] and [`crate::Events`] across connections; see
+    /// [`crate::Event::Reconnecting`]. Off by default: a program that wants each connection's
+    /// end (a script piping into `mm`) gets it.
+    pub reconnect: bool,
 }
 
 impl ConnectOptions {
@@ -78,6 +83,7 @@ impl ConnectOptions {
             certificate: mm_certs::ClientIdentity::generate().ok(),
             state: ClientState::new(),
             user_list: true,
+            reconnect: false,
         }
     }
 }
@@ -166,6 +172,25 @@ pub enum ConnectError {
     /// The TLS configuration could not be built (said in full).
     #[error("{0}")]
     Config(String),
+}
+
+impl ConnectError {
+    /// Whether trying again later may work: not after a refusal retrying cannot change (a
+    /// changed or unknown server certificate, a refused login other than "busy" or "shutting
+    /// down", a damaged configuration).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ConnectError::ServerKeyChanged { .. }
+            | ConnectError::UnknownServer { .. }
+            | ConnectError::BadAddress(_)
+            | ConnectError::KnownServers(_)
+            | ConnectError::Config(_) => false,
+            ConnectError::Refused { code, .. } => {
+                *code == ErrorCode::SHUTTING_DOWN || *code == ErrorCode::BUSY
+            }
+            _ => true,
+        }
+    }
 }
 
 /// A failed name lookup in words: the resolver's own, without its preamble and number.

@@ -122,6 +122,19 @@ pub fn event_line(event: &Event, style: Style) -> Option<String> {
         Event::Queued { .. } => style
             .notice("* they are offline; the server keeps the message for their next login".into()),
         Event::Joined { nick } => style.notice(format!("* {} joined", clean(nick))),
+        Event::Reconnecting {
+            attempt,
+            in_secs,
+            reason,
+        } => style.notice(format!(
+            "* not connected ({}); reconnecting in {in_secs} s (attempt {attempt}); what you type waits",
+            clean(reason)
+        )),
+        Event::Reconnected(w) => style.notice(format!(
+            "* reconnected; {}",
+            count(w.online.len(), "user online", "users online")
+        )),
+        Event::GaveUp { reason } => style.error(format!("! not reconnecting: {}", clean(reason))),
         Event::Left { nick, reason } => match reason {
             LeaveReason::Quit => style.notice(format!("* {} left", clean(nick))),
             other => style.notice(format!("* {} left ({})", clean(nick), other.as_str())),

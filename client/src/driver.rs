@@ -40,6 +40,12 @@ struct Shared {
     clients_gone: AtomicBool,
     /// [`Events`] is dropped: nobody reads events, so the connection ends.
     events_gone: AtomicBool,
+    /// No more connections: the event stream ends once drained.
+    finished: AtomicBool,
+    /// The driver is between connections and will try again by itself (commands wait).
+    reconnecting: AtomicBool,
+    /// [`Client::reconnect_now`] was called.
+    reconnect_now: Notify,
 }
 
 impl Shared {
@@ -125,6 +131,7 @@ fn core_config(opts: &ConnectOptions) -> CoreConfig {
         user_list: opts.user_list,
         secure: opts.secure.clone(),
         state: opts.state.clone(),
+        reconnection: false,
     }
 }
 
@@ -147,8 +154,11 @@ where
         changed: Notify::new(),
         clients_gone: AtomicBool::new(false),
         events_gone: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
+        reconnecting: AtomicBool::new(false),
+        reconnect_now: Notify::new(),
     });
-    tokio::spawn(drive(Arc::clone(&shared), stream));
+    tokio::spawn(supervise(Arc::clone(&shared), stream, opts.clone()));
     let welcome = loop {
         let changed = shared.changed.notified();
         tokio::pin!(changed);
@@ -164,6 +174,129 @@ where
         max_text_len: usize::try_from(welcome.max_text_len).unwrap_or(usize::MAX),
     };
     Ok((client, Events { shared }, welcome))
+}
+
+/// 1, 2, 4, 8, 16, 30, 30... seconds.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
+
+/// The task of one [`Client`]: drives the first connection and, with
+/// [`ConnectOptions::reconnect`], the ones after it — waiting [`backoff`] between attempts,
+/// giving up (until [`Client::reconnect_now`]) when retrying cannot help. Secure
+/// conversations survive a reconnection: their state is in the shared [`crate::SecureSetup`],
+/// and they restart by themselves (never plain).
+async fn supervise<S>(shared: Arc<Shared>, first: S, opts: ConnectOptions)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    drive(Arc::clone(&shared), first).await;
+    let mut attempt = 0u32;
+    let mut reason: Option<String> = None;
+    let mut given_up = false;
+    loop {
+        let gone =
+            shared.clients_gone.load(Ordering::SeqCst) || shared.events_gone.load(Ordering::SeqCst);
+        let (quit, replaced, dropped_why, was_ready, login) = {
+            let mut core = shared.core();
+            (
+                core.quitting(),
+                core.was_replaced(),
+                core.closed_reason().map(str::to_owned),
+                core.was_ready(),
+                core.poll_login(),
+            )
+        };
+        if !opts.reconnect || gone || quit {
+            break;
+        }
+        if was_ready {
+            attempt = 0;
+            reason = Some(dropped_why.unwrap_or_else(|| "the server closed the connection".into()));
+        }
+        if let Some(Err(e)) = login {
+            let e = ConnectError::from(e);
+            given_up |= !e.is_retryable();
+            reason = Some(e.to_string());
+        }
+        if replaced {
+            given_up = true;
+            reason = Some(
+                "another client logged in with this account (same certificate); reconnecting would knock it off, and it would do the same: /reconnect to take over".into(),
+            );
+        }
+        let wait = if given_up {
+            shared.reconnecting.store(false, Ordering::SeqCst);
+            push(
+                &shared,
+                Event::GaveUp {
+                    reason: reason.clone().unwrap_or_default(),
+                },
+            );
+            None
+        } else {
+            attempt += 1;
+            let wait = backoff(attempt);
+            shared.reconnecting.store(true, Ordering::SeqCst);
+            push(
+                &shared,
+                Event::Reconnecting {
+                    attempt,
+                    in_secs: wait.as_secs(),
+                    reason: reason.clone().unwrap_or_default(),
+                },
+            );
+            Some(wait)
+        };
+        let until = wait.map(|w| tokio::time::Instant::now() + w);
+        let stop = loop {
+            tokio::select! {
+                () = sleep_or_never(until) => break false,
+                () = shared.reconnect_now.notified() => {
+                    given_up = false;
+                    shared.reconnecting.store(true, Ordering::SeqCst);
+                    break false;
+                }
+                // An event taken, or a handle or the event stream gone.
+                () = shared.wake.notified() => {
+                    if shared.clients_gone.load(Ordering::SeqCst)
+                        || shared.events_gone.load(Ordering::SeqCst)
+                    {
+                        break true;
+                    }
+                }
+            }
+        };
+        if stop {
+            break;
+        }
+        match tls_connect(&opts).await {
+            Ok((tls, _)) => {
+                let mut config = core_config(&opts);
+                config.reconnection = true;
+                let mut next = Core::new(config, Instant::now());
+                {
+                    let mut core = shared.core();
+                    next.adopt_events(&mut core);
+                    *core = next;
+                }
+                drive(Arc::clone(&shared), tls).await;
+            }
+            Err(e) => {
+                given_up = !e.is_retryable();
+                reason = Some(e.to_string());
+            }
+        }
+    }
+    shared.reconnecting.store(false, Ordering::SeqCst);
+    shared.finished.store(true, Ordering::SeqCst);
+    shared.changed.notify_waiters();
+}
+
+/// Adds a driver event for the front end.
+fn push(shared: &Shared, event: Event) {
+    shared.core().push_event(event);
+    shared.changed.notify_waiters();
 }
 
 /// The connection's task: until the core is closed, reads while the core wants input, writes
@@ -286,7 +419,7 @@ fn save_now(shared: &Shared) {
 fn take(shared: &Shared) -> Result<Option<Event>, ()> {
     let mut core = shared.core();
     let event = core.poll_event(Instant::now());
-    let closed = core.is_closed();
+    let closed = core.is_closed() && shared.finished.load(Ordering::SeqCst);
     drop(core);
     match event {
         Some(event) => {
@@ -343,10 +476,11 @@ impl Client {
             changed.as_mut().enable();
             {
                 let mut core = shared.core();
-                if core.is_closed() {
+                let between = shared.reconnecting.load(Ordering::SeqCst);
+                if !core.is_ready() && !between {
                     return Err(SendError::NotConnected);
                 }
-                if core.has_room() {
+                if core.is_ready() && core.has_room() {
                     let result = f(&mut core, Instant::now());
                     drop(core);
                     save_now(shared);
@@ -364,6 +498,18 @@ impl Client {
         save_now(self.shared());
         self.shared().wake.notify_one();
         result
+    }
+
+    /// Connects again now (`/reconnect`): ends the wait of a reconnecting client, or starts
+    /// again after it gave up ([`Event::GaveUp`]). Nothing happens while connected, or
+    /// without [`ConnectOptions::reconnect`].
+    pub fn reconnect_now(&self) {
+        self.shared().reconnect_now.notify_one();
+    }
+
+    /// Whether it is connected and logged in now.
+    pub fn is_connected(&self) -> bool {
+        self.shared().core().is_ready()
     }
 
     /// Our nick.
@@ -437,11 +583,17 @@ impl Client {
             tokio::pin!(changed);
             changed.as_mut().enable();
             let now = Instant::now();
-            let wait = {
-                let mut core = shared.core();
-                if core.is_closed() {
+            let connected = shared.core().is_ready();
+            if !connected {
+                if !shared.reconnecting.load(Ordering::SeqCst) {
                     return Err(FlushError::Closed);
                 }
+                // Between connections: the old one reported its lines; wait for the next.
+                changed.await;
+                continue;
+            }
+            let wait = {
+                let mut core = shared.core();
                 let unanswered = core.unanswered();
                 if unanswered == 0 {
                     return Ok(());

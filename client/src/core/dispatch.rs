@@ -62,12 +62,15 @@ impl Core {
                 code,
                 fatal: true,
                 detail,
-            } => self.push(Event::Error {
-                line: None,
-                code,
-                fatal: true,
-                detail,
-            }),
+            } => {
+                self.replaced |= code == ErrorCode::REPLACED;
+                self.push(Event::Error {
+                    line: None,
+                    code,
+                    fatal: true,
+                    detail,
+                })
+            }
             ServerMsg::Shutdown { reason } => self.push(Event::Shutdown { reason }),
         }
     }

@@ -156,7 +156,30 @@ pub enum Event {
         /// It is the number of a changed key, not accepted yet.
         new_key: bool,
     },
-    /// The connection ended; always the last event of a connection.
+    /// The connection dropped and the driver reconnects by itself
+    /// ([`crate::ConnectOptions::reconnect`]): attempt `attempt` starts in `in_secs` seconds
+    /// (or at once after [`crate::Client::reconnect_now`]). Follows [`Event::Closed`] or a
+    /// failed attempt.
+    Reconnecting {
+        /// 1 for the first attempt after a drop.
+        attempt: u32,
+        /// Seconds until it starts.
+        in_secs: u64,
+        /// Why the last connection or attempt failed, in words.
+        reason: String,
+    },
+    /// Connected and logged in again after [`Event::Reconnecting`]: the server's welcome.
+    /// Secure conversations restart by themselves as their peers are seen online.
+    Reconnected(Welcome),
+    /// The driver stopped reconnecting: retrying cannot help (the server refused the login,
+    /// its certificate changed, another login took the account over) until the user asks
+    /// ([`crate::Client::reconnect_now`]).
+    GaveUp {
+        /// Why, in words, with what to do.
+        reason: String,
+    },
+    /// The connection ended; always the last event of a connection (with reconnecting on,
+    /// [`Event::Reconnecting`] or [`Event::GaveUp`] follows).
     Closed {
         /// Why, when it was not a clean close.
         error: Option<String>,

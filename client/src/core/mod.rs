@@ -108,6 +108,9 @@ pub struct CoreConfig {
     pub secure: SecureSetup,
     /// What this process received (shared by reconnections).
     pub state: ClientState,
+    /// This connection replaces one that dropped: its login is announced as
+    /// [`Event::Reconnected`] (the first login is the caller's to show).
+    pub reconnection: bool,
 }
 
 /// What travels to the front end: an event, or a mark that the personal lines up to an id (a
@@ -151,6 +154,14 @@ pub struct Core {
     /// Pins or conversations changed and are to be saved.
     save_wanted: bool,
     save_retry_at: Option<Instant>,
+    /// Why the connection closed (`None`: cleanly, or not yet).
+    closed_reason: Option<String>,
+    /// Whether it was logged in at some point.
+    was_ready: bool,
+    /// The server closed it because another login took the account over.
+    replaced: bool,
+    /// The user quit.
+    quitting: bool,
     /// When the end-to-end timers last ran.
     e2e_ticked: Instant,
 }
@@ -183,6 +194,10 @@ impl Core {
             login_result: None,
             save_wanted: false,
             save_retry_at: None,
+            closed_reason: None,
+            was_ready: false,
+            replaced: false,
+            quitting: false,
             e2e_ticked: now,
             config,
         }
@@ -303,6 +318,10 @@ impl Core {
             );
         }
         self.phase = Phase::Ready;
+        self.was_ready = true;
+        if self.config.reconnection {
+            self.push(Event::Reconnected(welcome.clone()));
+        }
         self.login_result = Some(Ok(welcome));
     }
 
@@ -486,10 +505,54 @@ impl Core {
             }
             Phase::Ready => {
                 self.phase = Phase::Closed;
+                self.closed_reason.clone_from(&error);
                 let undelivered = self.out.close();
                 self.push(Event::Closed { error, undelivered });
             }
         }
+    }
+
+    /// Why the connection closed, in words (`None`: cleanly, or still open).
+    pub fn closed_reason(&self) -> Option<&str> {
+        self.closed_reason.as_deref()
+    }
+
+    /// Whether the login completed on this connection.
+    pub fn was_ready(&self) -> bool {
+        self.was_ready
+    }
+
+    /// Whether it is logged in and open (commands are taken).
+    pub fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready)
+    }
+
+    /// Whether the server closed it because another login with our account took over
+    /// (reconnecting would knock that one off, which would do the same).
+    pub fn was_replaced(&self) -> bool {
+        self.replaced
+    }
+
+    /// Whether the user quit.
+    pub fn quitting(&self) -> bool {
+        self.quitting
+    }
+
+    /// Takes over the events `old` (the closed connection before this one) still holds for
+    /// the front end, ahead of this connection's (its acknowledgement marks stay behind:
+    /// they were that connection's).
+    pub fn adopt_events(&mut self, old: &mut Core) {
+        let mut items: VecDeque<Item> = std::mem::take(&mut old.events)
+            .into_iter()
+            .filter(|i| matches!(i, Item::Event(_)))
+            .collect();
+        items.append(&mut self.events);
+        self.events = items;
+    }
+
+    /// Adds an event of the driver's (reconnecting) for the front end.
+    pub fn push_event(&mut self, event: Event) {
+        self.push(event);
     }
 
     fn push(&mut self, event: Event) {
@@ -746,6 +809,7 @@ impl Core {
         if self.ready().is_err() {
             return;
         }
+        self.quitting = true;
         self.acks.all_returned(now);
         let up_to = self.acks.handled();
         if up_to > 0 {

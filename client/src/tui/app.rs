@@ -647,6 +647,8 @@ impl App {
                     self.error(&why, now);
                 }
             }
+            // The terminal UI reconnects by itself (`Link`), with its own status line.
+            Event::Reconnecting { .. } | Event::Reconnected(_) | Event::GaveUp { .. } => {}
             Event::Shutdown { reason } => {
                 self.push(
                     0,
