@@ -14,14 +14,16 @@ use mm_common::protocol::{validate_nick, ErrorCode};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::oneshot;
 
-use crate::command::{self, Command, HELP};
+use crate::command;
 use crate::display::{self, Style};
+use crate::execute::{Outcome, Sink};
 use crate::home::Home;
+use crate::render::Rendered;
 use crate::stdio::{self, InputLine, LineReader, MAX_INPUT_LINE};
 use crate::trust::KnownServers;
 use crate::{
-    connect, Client, ConnectError, ConnectOptions, Delivery, Event, Events, FlushError,
-    SecureSetup, SendError, Trust, Welcome,
+    connect, Client, ConnectError, ConnectOptions, Event, Events, FlushError, SecureSetup, Trust,
+    Welcome,
 };
 
 /// How long to wait for the server to close after we quit, once every line has its answer.
@@ -566,113 +568,27 @@ async fn ask_to_trust(server: &str, fingerprint: &str) -> anyhow::Result<bool> {
     ))
 }
 
-/// [`command::text_refusal`] as a line-mode line.
-fn local_text_error(text: &str, max: usize) -> Option<String> {
-    command::text_refusal(text, max).map(|e| format!("! {e}"))
+/// Line mode's sink: each item as its line ([`display::format`], without colour), to `say`.
+/// Line mode does not echo what it sends.
+struct LineSink<F>(F);
+
+impl<F: FnMut(String)> Sink for LineSink<F> {
+    fn show(&mut self, item: Rendered) {
+        if let Some(line) = display::format(&item, Style::PLAIN) {
+            (self.0)(line);
+        }
+    }
 }
 
-/// What one input line did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// Done (a chat line was handed to the connection, or a command ran).
-    Continue,
-    /// Refused by `mm` (and said so): a bad command, a text the server would refuse, a
-    /// blocked secure session.
-    Refused,
-    /// The connection is closed: a chat line was not taken.
-    NotConnected,
-    /// `/quit`.
-    Quit,
-}
-
-/// Carries out one parsed command. `say` shows lines to the user (stdout or above the prompt).
-async fn execute(client: &Client, line: &str, echo: bool, mut say: impl FnMut(String)) -> Outcome {
-    let max = client.max_text_len();
-    let style = Style::from_env();
-    let result: Result<(), SendError> = match command::parse(line) {
+/// Parses and carries out one input line. `say` shows lines to the user (stdout).
+async fn execute(client: &Client, line: &str, say: impl FnMut(String)) -> Outcome {
+    let mut sink = LineSink(say);
+    match command::parse(line) {
         Err(e) => {
-            say(format!("! {e}"));
-            return Outcome::Refused;
-        }
-        Ok(Command::Nothing) => return Outcome::Continue,
-        Ok(Command::Quit) => return Outcome::Quit,
-        Ok(Command::Help) => {
-            for line in HELP.lines() {
-                say(format!("* {line}"));
-            }
-            return Outcome::Continue;
-        }
-        Ok(Command::Who) => client.who().await.map_err(|_| SendError::NotConnected),
-        Ok(Command::Say(text)) => {
-            if let Some(err) = local_text_error(&text, max) {
-                say(err);
-                return Outcome::Refused;
-            }
-            if echo {
-                say(display::own_public_line(client.nick(), &text, style));
-            }
-            client
-                .public(&text)
-                .await
-                .map(|_| ())
-                .map_err(|_| SendError::NotConnected)
-        }
-        Ok(Command::Msg { to, text }) => {
-            if let Some(err) = local_text_error(&text, max) {
-                say(err);
-                return Outcome::Refused;
-            }
-            client.private(&to, &text).await.map(|(_, delivery)| {
-                if echo {
-                    say(match delivery {
-                        Delivery::Plain => display::own_private_line(&to, &text, style),
-                        Delivery::Secure => display::own_secure_line(&to, &text, false, style),
-                        Delivery::Queued => display::own_secure_line(&to, &text, true, style),
-                    });
-                }
-            })
-        }
-        Ok(Command::Secure(peer)) => client.secure(&peer).await,
-        Ok(Command::Insecure(peer)) => client.insecure(&peer).await,
-        Ok(Command::Verify(peer)) => match client.safety_number(&peer) {
-            Ok(number) => {
-                let changed = matches!(
-                    client.secure_status(&peer),
-                    mm_common::e2e::Status::Failed(mm_common::e2e::Failure::KeyChanged { .. })
-                );
-                if changed {
-                    say(format!(
-                        "* safety number of {peer}'s NEW key (not accepted yet): {number}"
-                    ));
-                    say(format!(
-                        "* compare it with the one {peer} sees, in person or by phone; if they are the same: /accept-key {peer}, then /verified {peer}"
-                    ));
-                } else {
-                    say(format!("* safety number with {peer}: {number}"));
-                    say(format!(
-                        "* compare it with the one {peer} sees, in person or by phone; if they are the same: /verified {peer}"
-                    ));
-                }
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        },
-        Ok(Command::Verified(peer)) => client.mark_verified(&peer).await.map(|()| {
-            say(format!("* {peer}'s key is now marked as verified"));
-        }),
-        Ok(Command::AcceptKey(peer)) => client.accept_key(&peer).await.map(|()| {
-            say(format!(
-                "* accepted {peer}'s new key (pinned, not verified); a new secure session starts. /verify {peer} to compare safety numbers"
-            ));
-        }),
-    };
-    match result {
-        Ok(()) => Outcome::Continue,
-        Err(SendError::NotConnected) => Outcome::NotConnected, // the event stream says why
-        Err(e) => {
-            say(format!("! {e}"));
+            sink.show(Rendered::error(e.0));
             Outcome::Refused
         }
+        Ok(command) => crate::execute::execute(client, command, &mut sink).await,
     }
 }
 
@@ -789,12 +705,12 @@ async fn read_input(
                 continue;
             }
         };
-        match execute(&client, &text, false, |l| {
+        match execute(&client, &text, |l| {
             stdio::out(&l);
         })
         .await
         {
-            Outcome::Continue => {}
+            Outcome::Done => {}
             Outcome::Refused => end.refused += 1,
             Outcome::NotConnected => {
                 end.not_taken += 1;
@@ -853,7 +769,7 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
             }
             event = events.next() => {
                 let Some(event) = event else { break };
-                if let Some(line) = display::event_line(&event, Style::PLAIN) {
+                for line in display::event_lines(&event, Style::PLAIN) {
                     if !stdio::out(&line) {
                         // stdout is closed: what it did not show stays on the server (not
                         // acknowledged), reading input stops, what was read still goes.
@@ -861,6 +777,7 @@ async fn line_mode(server: &str, client: Client, mut events: Events, welcome: We
                         if let Some(stop) = stop_tx.take() {
                             let _ = stop.send(());
                         }
+                        break;
                     }
                 }
                 match event {
@@ -1017,7 +934,10 @@ mod tests {
             assert!(listed.contains(&name));
         }
         // What the TEXT line says of //.
-        assert_eq!(command::parse("//x"), Ok(Command::Say("/x".into())));
+        assert_eq!(
+            command::parse("//x"),
+            Ok(command::Command::Say("/x".into()))
+        );
     }
 
     #[test]

@@ -7,12 +7,14 @@ use std::collections::VecDeque;
 
 use mm_common::e2e::{E2eEvent, Failure, Status, Trust};
 use mm_common::identity::key_fingerprint;
-use mm_common::protocol::{nick_key, ErrorCode, LeaveReason};
+use mm_common::protocol::{nick_key, ErrorCode};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 
 use super::input::{Edit, Input};
 use crate::command::{self, Command};
 use crate::connection::{Delivery, Event, LineId};
+use crate::execute::Sink;
+use crate::render::{self, Kind, Rendered, Target};
 
 /// Lines kept per tab; older ones are dropped.
 pub const SCROLLBACK: usize = 5000;
@@ -336,6 +338,26 @@ fn rows_of(tab: &Tab, line: &Line, me: &str, width: usize) -> usize {
     super::ui::line_rows(line, me, width) + usize::from(tab.marker == Some(line.seq))
 }
 
+/// The terminal UI as the command executor's sink ([`crate::execute`]): items go where
+/// [`App::place`] puts them, at `now`; our own lines pending until the server answers.
+pub struct Placing<'a> {
+    /// The state.
+    pub app: &'a mut App,
+    /// The time, ms since the epoch.
+    pub now: u64,
+}
+
+impl Sink for Placing<'_> {
+    fn show(&mut self, item: Rendered) {
+        self.app.place(item, self.now);
+    }
+
+    fn own(&mut self, item: Rendered, line: LineId) {
+        self.app
+            .place_with(item, Some(Sending::Pending(line)), self.now);
+    }
+}
+
 /// Ids of public lines already shown (theirs and ours), so that the history a server replays
 /// after a reconnect shows only what was missed. Bounded: ids older than the window count as
 /// seen.
@@ -542,86 +564,34 @@ impl App {
             .any(|w| w == me)
     }
 
-    /// Takes an event from the connection. Returns a notification for private lines and
-    /// mentions in a tab that is not shown.
+    /// Takes an event from the connection: what it says ([`render::event`]) goes to its tabs
+    /// ([`App::place`]) and the state follows it (who is online, how our lines went, mentions,
+    /// the connection). Returns a notification for private lines and mentions in a tab that is
+    /// not shown.
     pub fn on_event(&mut self, event: &Event, now: u64) -> Option<Notification> {
         match event {
-            Event::Public { id, ts, from, text } => {
-                self.seen.insert(*id);
-                self.push(0, LineKind::Public, Some(from), text, *ts);
-                if self.mentions_me(text) {
-                    self.mark_mention(0);
-                    return (self.active != 0).then(|| Notification {
-                        title: format!("{from} in #room"),
-                        body: text.clone(),
-                    });
-                }
-            }
-            Event::History { id, ts, from, text } => {
+            Event::Public { id, .. } => self.seen.insert(*id),
+            Event::History { id, .. } => {
                 // After a reconnect the server replays history we already have.
-                if !self.seen.contains(*id) {
-                    self.seen.insert(*id);
-                    self.push(0, LineKind::History, Some(from), text, *ts);
+                if self.seen.contains(*id) {
+                    return None;
                 }
-            }
-            Event::Private { ts, from, text, .. } | Event::Offline { ts, from, text, .. } => {
-                let kind = if matches!(event, Event::Offline { .. }) {
-                    LineKind::Offline
-                } else {
-                    LineKind::Private
-                };
-                let i = self.tab_for(from).unwrap_or(0);
-                self.push(i, kind, Some(from), text, *ts);
-                self.mark_mention(i);
-                return (self.active != i).then(|| Notification {
-                    title: format!("{from} (private)"),
-                    body: text.clone(),
-                });
+                self.seen.insert(*id);
             }
             Event::Queued { line, .. } => {
                 self.set_sending(*line, Sending::Delivered);
-                self.notice(
-                    "they are offline; the server keeps the message for their next login",
-                    now,
-                );
             }
             Event::Sent { line, id, .. } => {
                 self.set_sending(*line, Sending::Delivered);
                 // Our own lines come back as history after a reconnect, too.
                 self.seen.insert(*id);
             }
-            Event::Joined { nick } => {
-                self.add_online(nick);
-                self.push(0, LineKind::Notice, None, &format!("{nick} joined"), now);
-                if let Some(i) = self.find_tab(nick) {
-                    self.push(i, LineKind::Notice, None, &format!("{nick} is online"), now);
-                }
-            }
-            Event::Left { nick, reason } => {
+            Event::Joined { nick } => self.add_online(nick),
+            Event::Left { nick, .. } => {
                 let key = nick_key(nick);
                 self.online.retain(|n| nick_key(n) != key);
-                let why = match reason {
-                    LeaveReason::Quit => String::new(),
-                    other => format!(" ({})", other.as_str()),
-                };
-                self.push(0, LineKind::Notice, None, &format!("{nick} left{why}"), now);
-                if let Some(i) = self.find_tab(nick) {
-                    self.push(
-                        i,
-                        LineKind::Notice,
-                        None,
-                        &format!("{nick} went offline{why}"),
-                        now,
-                    );
-                }
             }
-            Event::Users(nicks) => {
-                self.set_online(nicks.clone());
-                self.notice(
-                    &format!("online ({}): {}", nicks.len(), nicks.join(", ")),
-                    now,
-                );
-            }
+            Event::Users(nicks) => self.set_online(nicks.clone()),
             Event::Error {
                 code, fatal: true, ..
             } if *code == ErrorCode::REPLACED => {
@@ -634,186 +604,147 @@ impl App {
                 if self.active != 0 {
                     self.error(&text, now);
                 }
+                return None;
             }
-            Event::Error {
-                line, code, detail, ..
-            } => {
-                let why = format!("error ({}): {detail}", code.name());
+            Event::Error { line: Some(l), .. } => {
                 // A refused line says so where it stands; an error about something else (or
                 // a line scrolled away) is a line of its own.
-                let marked =
-                    line.is_some_and(|l| self.set_sending(l, Sending::Refused(why.clone())));
-                if !marked {
-                    self.error(&why, now);
+                let why = render::event(event)
+                    .into_iter()
+                    .next()
+                    .map(|item| item.text)
+                    .unwrap_or_default();
+                if self.set_sending(*l, Sending::Refused(why)) {
+                    return None;
                 }
             }
-            Event::Shutdown { reason } => {
-                self.push(
-                    0,
-                    LineKind::Notice,
-                    None,
-                    &crate::display::shutdown_words(reason),
-                    now,
-                );
+            Event::Secure(
+                e @ (E2eEvent::Ended { unsent, .. }
+                | E2eEvent::NotStarted { unsent, .. }
+                | E2eEvent::Failed { unsent, .. }),
+            ) => {
+                if let Some(why) = render::unsent_reason(e) {
+                    self.refuse_unsent(unsent, &why);
+                }
             }
-            Event::Warning(w) => self.error(&format!("warning: {w}"), now),
-            Event::SafetyNumber {
-                peer,
-                number,
-                new_key,
-            } => {
-                let title = if *new_key {
-                    format!("safety number of {peer}'s NEW key (not accepted yet):")
-                } else {
-                    format!("safety number with {peer}:")
-                };
-                self.safety_block_titled(peer, &title, number, now);
-            }
-            Event::Secure(e) => return self.on_secure(e, now),
-            Event::Closed { error, undelivered } => {
-                let reason = error.clone().unwrap_or_else(|| "connection closed".into());
-                self.push(
-                    0,
-                    LineKind::Error,
-                    None,
-                    &format!("disconnected: {reason}"),
-                    now,
-                );
+            Event::Closed { undelivered, .. } => {
                 for line in undelivered {
                     self.set_sending(*line, Sending::NotDelivered);
                 }
-                if !undelivered.is_empty() {
-                    let n = undelivered.len();
-                    let lines = if n == 1 { "line" } else { "lines" };
-                    self.push(
-                        0,
-                        LineKind::Error,
-                        None,
-                        &format!("{n} of your {lines} got no answer before the connection was lost and may not have been delivered (marked NOT DELIVERED); Up recalls them from the input history to send again"),
-                        now,
-                    );
-                }
-                // Who is online is unknown until the next connection says.
-                self.online_known = false;
-                self.conn = Conn::Offline(if self.replaced {
-                    REPLACED_STATUS.to_owned()
-                } else {
-                    reason
-                });
-                // Sessions die with the connection, but a secure conversation stays secure:
-                // the status bar says it is paused, and the next connection restarts it.
-                for tab in &mut self.tabs {
-                    if matches!(tab.security, Security::Secure { .. } | Security::Starting) {
-                        tab.security = Security::Interrupted {
-                            reason: "the connection to the server was lost".into(),
-                            offline: false,
-                        };
-                    }
-                }
             }
+            _ => {}
         }
-        None
-    }
-
-    fn on_secure(&mut self, event: &E2eEvent, now: u64) -> Option<Notification> {
-        let peer = match event {
-            E2eEvent::Starting { peer, .. }
-            | E2eEvent::Ready { peer, .. }
-            | E2eEvent::Message { peer, .. }
-            | E2eEvent::Ended { peer, .. }
-            | E2eEvent::NotStarted { peer, .. }
-            | E2eEvent::Failed { peer, .. } => peer.clone(),
-            _ => return None, // a kind of event this version does not show
-        };
-        let i = self.tab_for(&peer).unwrap_or(0);
+        for item in render::event(event) {
+            self.place(item, now);
+        }
         match event {
-            E2eEvent::Starting { by_peer, .. } => {
-                let text = if *by_peer {
-                    format!("{peer} is setting up a secure session with you...")
-                } else {
-                    format!("setting up a secure session with {peer}...")
-                };
-                self.push(i, LineKind::Notice, None, &text, now);
+            Event::Public { from, text, .. } if self.mentions_me(text) => {
+                self.mark_mention(0);
+                return (self.active != 0).then(|| Notification {
+                    title: format!("{from} in #room"),
+                    body: text.clone(),
+                });
             }
-            E2eEvent::Ready {
-                key,
-                trust,
-                renewed: false,
-                ..
-            } => {
-                let hint = if *trust == Trust::Verified {
-                    ""
-                } else {
-                    " — /verify to compare safety numbers"
-                };
-                let text = format!(
-                    "secure session with {peer} ready: end-to-end encrypted; {peer}'s key {} ({trust}){hint}",
-                    key_fingerprint(key),
-                );
-                self.push(i, LineKind::Notice, None, &text, now);
+            Event::Private { from, text, .. } | Event::Offline { from, text, .. } => {
+                let i = self.find_tab(from).unwrap_or(0);
+                self.mark_mention(i);
+                return (self.active != i).then(|| Notification {
+                    title: format!("{from} (private)"),
+                    body: text.clone(),
+                });
             }
-            E2eEvent::Message { text, .. } => {
-                self.push(i, LineKind::Secure, Some(&peer), text, now);
+            Event::Secure(E2eEvent::Message { peer, .. }) => {
+                let i = self.find_tab(peer).unwrap_or(0);
                 self.mark_mention(i);
                 return (self.active != i).then(|| Notification {
                     title: format!("{peer} (secure)"),
                     body: "new end-to-end encrypted message".into(),
                 });
             }
-            E2eEvent::Ended {
-                by_peer, unsent, ..
-            } => {
-                self.refuse_unsent(unsent, "not sent: the secure session ended");
-                let text = if *by_peer {
-                    format!("{peer} ended the secure session; nothing goes unencrypted: your next line starts a new one (/insecure {peer} to go on unencrypted)")
-                } else {
-                    format!("secure session with {peer} ended; messages are NOT end-to-end encrypted now")
-                };
-                self.push(i, LineKind::Notice, None, &text, now);
-            }
-            E2eEvent::NotStarted {
-                failure, unsent, ..
-            } => {
-                self.refuse_unsent(
-                    unsent,
-                    &format!("not sent: the secure session did not come up ({failure})"),
-                );
-                let text = format!("the secure session {peer} offered did not come up ({failure}); messages are still NOT end-to-end encrypted (/secure to try)");
-                self.push(i, LineKind::Notice, None, &text, now);
-            }
-            E2eEvent::Failed {
-                failure, unsent, ..
-            } => {
-                self.refuse_unsent(
-                    unsent,
-                    &format!("not sent: the secure session failed ({failure})"),
-                );
-                let mut text = match failure {
-                    Failure::OwnKey => format!(
-                        "WARNING: secure session with {peer} FAILED: {}",
-                        crate::display::own_key_warning(&peer)
-                    ),
-                    f if f.is_interruption() => {
-                        format!("secure session with {peer} interrupted: {failure}")
-                    }
-                    _ => format!("secure session with {peer} FAILED: {failure}"),
-                };
-                if !unsent.is_empty() {
-                    text.push_str(&format!("; {} message(s) not sent", unsent.len()));
-                }
-                text.push_str(&match failure {
-                    Failure::OwnKey => String::new(),
-                    Failure::KeyChanged { .. } => format!(". Sending is blocked. Compare the safety number of the NEW key (/verify {peer}) with {peer} by phone or in person, then /accept-key {peer} (and /verified {peer} if they matched), or /insecure {peer}"),
-                    Failure::PeerLeft | Failure::Unreachable => format!(". Nothing goes unencrypted: sending to {peer} is blocked until {peer} is back, and the session then restarts by itself; /insecure {peer} to go on unencrypted"),
-                    f if f.is_interruption() => format!(". Nothing goes unencrypted: your next line to {peer} starts a new secure session and waits for it (it restarts by itself when {peer} is online); /insecure {peer} to go on unencrypted"),
-                    _ => format!(". Sending is blocked: /secure {peer} to try again, /insecure {peer} to go on unencrypted"),
-                });
-                self.push(i, LineKind::Error, None, &text, now);
+            Event::Secure(E2eEvent::Failed { peer, .. }) => {
+                let i = self.find_tab(peer).unwrap_or(0);
                 self.mark_mention(i);
+            }
+            Event::Closed { error, undelivered } => {
+                self.closed(error.as_deref(), undelivered.len(), now)
             }
             _ => {}
         }
         None
+    }
+
+    /// The connection ended, with `undelivered` of our lines without an answer.
+    fn closed(&mut self, error: Option<&str>, undelivered: usize, now: u64) {
+        if undelivered > 0 {
+            let lines = if undelivered == 1 { "line" } else { "lines" };
+            self.push(
+                0,
+                LineKind::Error,
+                None,
+                &format!("{undelivered} of your {lines} got no answer before the connection was lost and may not have been delivered (marked NOT DELIVERED); Up recalls them from the input history to send again"),
+                now,
+            );
+        }
+        // Who is online is unknown until the next connection says.
+        self.online_known = false;
+        self.conn = Conn::Offline(if self.replaced {
+            REPLACED_STATUS.to_owned()
+        } else {
+            error.unwrap_or("connection closed").to_owned()
+        });
+        // Sessions die with the connection, but a secure conversation stays secure: the status
+        // bar says it is paused, and the next connection restarts it.
+        for tab in &mut self.tabs {
+            if matches!(tab.security, Security::Secure { .. } | Security::Starting) {
+                tab.security = Security::Interrupted {
+                    reason: "the connection to the server was lost".into(),
+                    offline: false,
+                };
+            }
+        }
+    }
+
+    /// Puts an item where it belongs ([`Target`]): the room, a peer's tab (opened for it; the
+    /// room when no more tabs fit), a peer's tab only if open ([`Target::PeerTab`]), or the tab
+    /// shown. At its server time, else at `now`. A safety number becomes a block that is easy
+    /// to read aloud: its title, then four groups of digits a row.
+    pub fn place(&mut self, item: Rendered, now: u64) {
+        self.place_with(item, None, now);
+    }
+
+    /// [`App::place`] for our own line, `sending` saying how far it got.
+    fn place_with(&mut self, item: Rendered, sending: Option<Sending>, now: u64) {
+        let i = match &item.target {
+            Target::Room => 0,
+            Target::Peer(peer) => self.tab_for(peer).unwrap_or(0),
+            Target::PeerTab(peer) => match self.find_tab(peer) {
+                Some(i) => i,
+                None => return,
+            },
+            Target::Here => self.active,
+        };
+        let ts = item.ts.unwrap_or(now);
+        let kind = match item.kind {
+            Kind::Public => LineKind::Public,
+            Kind::Private => LineKind::Private,
+            Kind::History => LineKind::History,
+            Kind::Offline => LineKind::Offline,
+            Kind::Secure => LineKind::Secure,
+            Kind::OwnPublic | Kind::OwnPrivate => LineKind::Own,
+            Kind::OwnSecure { queued } => LineKind::OwnSecure { queued },
+            Kind::Notice | Kind::Ready => LineKind::Notice,
+            Kind::Error | Kind::Alarm => LineKind::Error,
+            Kind::SafetyNumber { number, .. } => {
+                self.push(i, LineKind::Safety, None, &format!("{}:", item.text), ts);
+                let groups: Vec<&str> = number.split_whitespace().collect();
+                for row in groups.chunks(4) {
+                    let row = format!("    {}", row.join("  "));
+                    self.push(i, LineKind::Safety, None, &row, ts);
+                }
+                return;
+            }
+        };
+        self.push_line(i, kind, item.from.as_deref(), &item.text, ts, sending);
     }
 
     fn find_tab(&self, nick: &str) -> Option<usize> {
@@ -844,9 +775,8 @@ impl App {
     /// Shows our own line (after the runner handed it to the connection), pending until
     /// the server answers.
     pub fn own_public(&mut self, line: LineId, text: &str, now: u64) {
-        let nick = self.nick.clone();
-        let sending = Some(Sending::Pending(line));
-        self.push_line(0, LineKind::Own, Some(&nick), text, now, sending);
+        let item = render::own_public(&self.nick, text);
+        self.place_with(item, Some(Sending::Pending(line)), now);
     }
 
     /// Shows our own private line in `to`'s tab, as it went, pending until the server
@@ -859,15 +789,8 @@ impl App {
         delivery: Delivery,
         now: u64,
     ) {
-        let kind = match delivery {
-            Delivery::Plain => LineKind::Own,
-            Delivery::Secure => LineKind::OwnSecure { queued: false },
-            Delivery::Queued => LineKind::OwnSecure { queued: true },
-        };
-        let nick = self.nick.clone();
-        let i = self.tab_for(to).unwrap_or(0);
-        let sending = Some(Sending::Pending(line));
-        self.push_line(i, kind, Some(&nick), text, now, sending);
+        let item = render::own_private(&self.nick, to, text, delivery);
+        self.place_with(item, Some(Sending::Pending(line)), now);
     }
 
     /// Marks our pending lines with the tags `unsent` (the secure session's texts that never
@@ -894,36 +817,12 @@ impl App {
         false
     }
 
-    /// Shows a safety number as a block that is easy to read aloud.
+    /// Shows the safety number with `peer` as a block that is easy to read aloud, and how to
+    /// compare it.
     pub fn safety_block(&mut self, peer: &str, number: &str, now: u64) {
-        self.safety_block_titled(peer, &format!("safety number with {peer}:"), number, now);
-    }
-
-    /// [`App::safety_block`] under `title`.
-    pub fn safety_block_titled(&mut self, peer: &str, title: &str, number: &str, now: u64) {
-        let i = self.tab_for(peer).unwrap_or(self.active);
-        let groups: Vec<&str> = number.split_whitespace().collect();
-        self.push(i, LineKind::Safety, None, title, now);
-        for row in groups.chunks(4) {
-            self.push(
-                i,
-                LineKind::Safety,
-                None,
-                &format!("    {}", row.join("  ")),
-                now,
-            );
+        for item in render::safety_number(peer, number, false) {
+            self.place(item, now);
         }
-        self.push(
-            i,
-            LineKind::Notice,
-            None,
-            &if title.contains("NEW key") {
-                format!("compare it with the one {peer} sees, in person or by phone; if it is the same: /accept-key {peer}, then /verified {peer}")
-            } else {
-                format!("compare it with the one {peer} sees, in person or by phone; if it is the same: /verified {peer}")
-            },
-            now,
-        );
     }
 
     /// Takes a key.
@@ -1697,12 +1596,12 @@ mod tests {
             lines_before,
             "the refusal marks the line instead of adding one"
         );
-        app.on_secure(
-            &E2eEvent::Failed {
+        app.on_event(
+            &Event::Secure(E2eEvent::Failed {
                 peer: "bob".into(),
                 failure: Failure::PeerLeft,
                 unsent: vec![unsent.get()],
-            },
+            }),
             0,
         );
         assert!(
