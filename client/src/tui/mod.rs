@@ -1,3 +1,4 @@
+// Over 600 lines: about 150 of them are its tests (the burst reader, /help).
 //! The interactive `mm` (stdin is a terminal): a ratatui + crossterm UI with one tab per
 //! conversation, scrollback, an input line with completion, and a status bar that always says
 //! whether the conversation shown is end-to-end encrypted.
