@@ -716,3 +716,60 @@ fn an_enter_in_the_burst_of_a_paste_sends_and_runs_nothing() {
         Action::Quit
     );
 }
+
+#[test]
+fn rendered_items_go_where_their_target_says() {
+    use mm_common::protocol::LeaveReason;
+    let mut app = App::new("s", "alice");
+    app.on_event(&Event::Joined { nick: "bob".into() }, 0);
+    assert_eq!(app.tabs.len(), 1, "a join opens no tab");
+    assert_eq!(app.tabs[0].lines.back().unwrap().text, "bob joined");
+    let bob = app.tab_for("bob").unwrap();
+    app.on_event(
+        &Event::Left {
+            nick: "bob".into(),
+            reason: LeaveReason::Quit,
+        },
+        0,
+    );
+    assert_eq!(app.tabs[0].lines.back().unwrap().text, "bob left");
+    assert_eq!(app.tabs[bob].lines.back().unwrap().text, "bob went offline");
+    // Answers and warnings go to the tab shown.
+    app.switch_to(bob);
+    app.on_event(&Event::Warning("careful".into()), 0);
+    let last = app.tabs[bob].lines.back().unwrap();
+    assert_eq!(
+        (last.kind, last.text.as_str()),
+        (LineKind::Error, "warning: careful")
+    );
+    // A safety number is a block in the peer's tab, with how to compare it.
+    app.on_event(
+        &Event::SafetyNumber {
+            peer: "carol".into(),
+            number: "00000 11111 22222 33333 44444".into(),
+            new_key: true,
+        },
+        7,
+    );
+    let carol = app.find_tab("carol").unwrap();
+    let lines: Vec<(LineKind, &str)> = app.tabs[carol]
+        .lines
+        .iter()
+        .map(|l| (l.kind, l.text.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (
+                LineKind::Safety,
+                "safety number of carol's NEW key (not accepted yet):"
+            ),
+            (LineKind::Safety, "    00000  11111  22222  33333"),
+            (LineKind::Safety, "    44444"),
+            (
+                LineKind::Notice,
+                "compare it with the one carol sees, in person or by phone; if they are the same: /accept-key carol, then /verified carol"
+            ),
+        ]
+    );
+}
