@@ -2,6 +2,9 @@
 //!
 //! [`connect`] gives a [`Client`] handle to send with and an [`Events`] stream to read from.
 //! The server is always verified ([`trust`]); there is no insecure mode.
+//!
+//! What an event says is worded once, in [`render`]; a command is carried out once, in
+//! [`execute`]. Line mode lays the words out with [`display`], the terminal UI with [`tui`].
 
 pub mod cli;
 pub mod command;

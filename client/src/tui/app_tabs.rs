@@ -138,7 +138,7 @@ pub struct Line {
 pub struct Tab {
     /// What it is.
     pub kind: TabKind,
-    /// Scrollback, oldest first, at most [`SCROLLBACK`].
+    /// Scrollback, oldest first, at most [`SCROLLBACK`](super::SCROLLBACK).
     pub lines: VecDeque<Line>,
     /// Lines that arrived while the tab was not shown.
     pub unread: usize,
@@ -211,7 +211,7 @@ pub enum Action {
     /// Carry out this command (already resolved against the current tab).
     Run(Command),
     /// Send these lines in order, one chat line each: a draft of several lines. If one is not
-    /// sent, it and the ones after it go back into the input ([`App::unsent`]).
+    /// sent, it and the ones after it go back into the input ([`App::unsent`](super::App::unsent)).
     RunAll(Vec<Command>),
     /// `/reconnect`: connect again now, even after being replaced by another login or giving
     /// up.
