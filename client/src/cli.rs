@@ -1,35 +1,21 @@
+// Over 600 lines with its tests (about 100); the code is under 600.
 //! The `mm` command line: argument handling, trust on first contact, and the two front ends —
-//! line mode (stdin is not a terminal: for scripts, bots and tests) and the terminal UI
-//! ([`crate::tui`]).
+//! line mode (stdin is not a terminal: for scripts, bots and tests; in `line_mode.rs`) and the
+//! terminal UI ([`crate::tui`]).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
-use mm_common::e2e::E2eEvent;
 use mm_common::protocol::{validate_nick, ErrorCode};
 use rustls_pki_types::CertificateDer;
-use tokio::sync::oneshot;
 
-use crate::command::{self, Command, HELP};
-use crate::display::{self, Style};
 use crate::home::Home;
-use crate::stdio::{self, InputLine, LineReader, MAX_INPUT_LINE};
+use crate::stdio;
 use crate::trust::KnownServers;
-use crate::{
-    connect, Client, ConnectError, ConnectOptions, Delivery, Event, Events, FlushError,
-    SecureSetup, SendError, Trust, Welcome,
-};
-
-/// How long to wait for the server to close after we quit, once every line has its answer.
-const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// At EOF, how long the server may stay silent (pinged meanwhile) while lines still wait for
-/// their answers before `mm` gives up on it.
-const STALL_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::{connect, ConnectError, ConnectOptions, SecureSetup, Trust};
 
 /// Multi-Messenger client.
 ///
@@ -221,6 +207,9 @@ fn parse_server(value: &str) -> Result<String, String> {
     })
 }
 
+#[path = "line_mode.rs"]
+mod line;
+
 /// Exit code for "could not connect, lost the connection, or the server stopped answering".
 const EXIT_FAILURE: u8 = 1;
 
@@ -382,7 +371,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         crate::tui::run(opts, (client, events, welcome), settings).await?
     } else {
-        line_mode(&args.server, client, events, welcome, opts.reconnect).await
+        line::line_mode(&args.server, client, events, welcome, opts.reconnect).await
     };
     // The home stays locked until here: the whole time this process may write to it.
     drop(home);
@@ -590,392 +579,10 @@ async fn ask_to_trust(server: &str, fingerprint: &str) -> anyhow::Result<bool> {
     ))
 }
 
-/// [`command::text_refusal`] as a line-mode line.
-fn local_text_error(text: &str, max: usize) -> Option<String> {
-    command::text_refusal(text, max).map(|e| format!("! {e}"))
-}
-
-/// What one input line did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// Done (a chat line was handed to the connection, or a command ran).
-    Continue,
-    /// Refused by `mm` (and said so): a bad command, a text the server would refuse, a
-    /// blocked secure session.
-    Refused,
-    /// The connection is closed: a chat line was not taken.
-    NotConnected,
-    /// `/quit`.
-    Quit,
-}
-
-/// Carries out one parsed command. `say` shows lines to the user (stdout or above the prompt).
-async fn execute(client: &Client, line: &str, echo: bool, mut say: impl FnMut(String)) -> Outcome {
-    let max = client.max_text_len();
-    let style = Style::from_env();
-    let result: Result<(), SendError> = match command::parse(line) {
-        Err(e) => {
-            say(format!("! {e}"));
-            return Outcome::Refused;
-        }
-        Ok(Command::Nothing) => return Outcome::Continue,
-        Ok(Command::Quit) => return Outcome::Quit,
-        Ok(Command::Help) => {
-            for line in HELP.lines() {
-                say(format!("* {line}"));
-            }
-            return Outcome::Continue;
-        }
-        Ok(Command::Who) => client.who().await.map_err(|_| SendError::NotConnected),
-        Ok(Command::Say(text)) => {
-            if let Some(err) = local_text_error(&text, max) {
-                say(err);
-                return Outcome::Refused;
-            }
-            if echo {
-                say(display::own_public_line(client.nick(), &text, style));
-            }
-            client
-                .public(&text)
-                .await
-                .map(|_| ())
-                .map_err(|_| SendError::NotConnected)
-        }
-        Ok(Command::Msg { to, text }) => {
-            if let Some(err) = local_text_error(&text, max) {
-                say(err);
-                return Outcome::Refused;
-            }
-            client.private(&to, &text).await.map(|(_, delivery)| {
-                if echo {
-                    say(match delivery {
-                        Delivery::Plain => display::own_private_line(&to, &text, style),
-                        Delivery::Secure => display::own_secure_line(&to, &text, false, style),
-                        Delivery::Queued => display::own_secure_line(&to, &text, true, style),
-                    });
-                }
-            })
-        }
-        Ok(Command::Secure(peer)) => client.secure(&peer).await,
-        Ok(Command::Insecure(peer)) => client.insecure(&peer).await,
-        Ok(Command::Verify(peer)) => match client.safety_number(&peer) {
-            Ok(number) => {
-                let changed = matches!(
-                    client.secure_status(&peer),
-                    mm_common::e2e::Status::Failed(mm_common::e2e::Failure::KeyChanged { .. })
-                );
-                if changed {
-                    say(format!(
-                        "* safety number of {peer}'s NEW key (not accepted yet): {number}"
-                    ));
-                    say(format!(
-                        "* compare it with the one {peer} sees, in person or by phone; if they are the same: /accept-key {peer}, then /verified {peer}"
-                    ));
-                } else {
-                    say(format!("* safety number with {peer}: {number}"));
-                    say(format!(
-                        "* compare it with the one {peer} sees, in person or by phone; if they are the same: /verified {peer}"
-                    ));
-                }
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        },
-        Ok(Command::Verified(peer)) => client.mark_verified(&peer).await.map(|()| {
-            say(format!("* {peer}'s key is now marked as verified"));
-        }),
-        Ok(Command::AcceptKey(peer)) => client.accept_key(&peer).await.map(|()| {
-            say(format!(
-                "* accepted {peer}'s new key (pinned, not verified); a new secure session starts. /verify {peer} to compare safety numbers"
-            ));
-        }),
-    };
-    match result {
-        Ok(()) => Outcome::Continue,
-        Err(SendError::NotConnected) => Outcome::NotConnected, // the event stream says why
-        Err(e) => {
-            say(format!("! {e}"));
-            Outcome::Refused
-        }
-    }
-}
-
-/// How the input side of line mode ended.
-#[derive(Debug, Default)]
-struct InputEnd {
-    /// Input lines `mm` refused (and said why).
-    refused: usize,
-    /// Chat lines not taken because the connection was closed.
-    not_taken: usize,
-    /// Reading stdin failed.
-    read_error: bool,
-    /// The server stopped answering while this many lines waited for their answers.
-    stalled: Option<usize>,
-}
-
-/// The fates of our lines that were not delivered, counted for the exit summary.
-#[derive(Debug, Default)]
-struct Undelivered {
-    /// Refused by `mm` before sending.
-    by_mm: usize,
-    /// Refused by the server (a non-fatal error answering the line).
-    by_server: usize,
-    /// Waited for a secure session that failed or ended: never sent.
-    unsent: usize,
-    /// No answer when the connection ended (or when the server stopped answering).
-    unanswered: usize,
-}
-
-impl Undelivered {
-    fn total(&self) -> usize {
-        self.by_mm + self.by_server + self.unsent + self.unanswered
-    }
-
-    /// `mm: 3 lines not delivered: 1 refused by mm, 2 without an answer ...`.
-    fn summary(&self, lost: Option<&str>) -> String {
-        let mut parts = Vec::new();
-        for (n, what) in [
-            (self.by_mm, "refused by mm"),
-            (self.by_server, "refused by the server"),
-            (
-                self.unsent,
-                "dropped with a secure session that did not come up",
-            ),
-            (self.unanswered, "without an answer"),
-        ] {
-            if n > 0 {
-                parts.push(format!("{n} {what}"));
-            }
-        }
-        let n = self.total();
-        if n == 0 {
-            // Nothing was lost; only the connection was.
-            return format!(
-                "mm: connection lost ({}); every line was delivered",
-                lost.unwrap_or("closed")
-            );
-        }
-        let mut text = format!(
-            "mm: {} not delivered",
-            crate::display::count(n, "line", "lines")
-        );
-        if !parts.is_empty() {
-            text.push_str(&format!(": {}", parts.join(", ")));
-        }
-        if let Some(lost) = lost {
-            text.push_str(&format!(" ({lost})"));
-        }
-        text
-    }
-}
-
-/// Reads stdin to its end (or a closed stdout), runs every line, waits for the answers to
-/// everything sent, then reports how it went on `done` (the event loop then quits).
-async fn read_input(
-    client: Client,
-    mut stop: oneshot::Receiver<()>,
-    done: oneshot::Sender<InputEnd>,
-) {
-    let mut end = InputEnd::default();
-    let mut input = LineReader::new(
-        tokio::io::BufReader::new(tokio::io::stdin()),
-        MAX_INPUT_LINE,
-    );
-    // A closed stdout (`stop`) ends the reading: nobody sees what happens any more.
-    while !stdio::stdout_closed() {
-        let next = tokio::select! {
-            next = input.next_line() => next,
-            _ = &mut stop => break,
-        };
-        let (number, line) = match next {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(e) => {
-                stdio::err(&format!("mm: reading stdin: {e}"));
-                end.read_error = true;
-                break;
-            }
-        };
-        let text = match line {
-            InputLine::Text(text) => text,
-            InputLine::NotUtf8 => {
-                stdio::err(&format!(
-                    "mm: stdin line {number} is not valid UTF-8; not sent"
-                ));
-                end.refused += 1;
-                continue;
-            }
-            InputLine::TooLong { len } => {
-                stdio::err(&format!(
-                    "mm: stdin line {number} is {len} bytes, over the {MAX_INPUT_LINE} bytes mm reads as a line; not sent"
-                ));
-                end.refused += 1;
-                continue;
-            }
-        };
-        match execute(&client, &text, false, |l| {
-            stdio::out(&l);
-        })
-        .await
-        {
-            Outcome::Continue => {}
-            Outcome::Refused => end.refused += 1,
-            Outcome::NotConnected => {
-                end.not_taken += 1;
-                break;
-            }
-            Outcome::Quit => break,
-        }
-    }
-    // Everything read is queued; quit only once all of it has its answer, however long the
-    // pacing takes, unless the server stops answering.
-    if let Err(FlushError::Stalled { unanswered }) = client.flush(STALL_TIMEOUT).await {
-        end.stalled = Some(unanswered);
-    }
-    // The event loop quits: in turn with showing events, so that quitting (which
-    // acknowledges what was shown) never counts a line it is still trying to print.
-    let _ = done.send(end);
-}
-
-/// Line mode: stdin lines in, one line per event out. Reading stdin runs in its own task so that
-/// printing events never waits behind a send that waits for the server.
-///
-/// Exit status: 0 when every line was delivered; 1 when the connection was lost or the server
-/// stopped answering; 2 when some lines were refused; 3 when the account logged in from
-/// another client, which took over; 141 when stdout was closed. Any line not delivered is
-/// counted in one line on stderr.
-async fn line_mode(
-    server: &str,
-    client: Client,
-    mut events: Events,
-    welcome: Welcome,
-    reconnect: bool,
-) -> ExitCode {
-    stdio::out(&display::welcome_line(server, &welcome, Style::PLAIN));
-    let (done_tx, mut done_rx) = oneshot::channel::<InputEnd>();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let mut stop_tx = Some(stop_tx);
-    tokio::spawn(read_input(client.clone(), stop_rx, done_tx));
-
-    let mut fates = Undelivered::default();
-    let mut input: Option<InputEnd> = None;
-    let mut lost: Option<String> = None;
-    let mut replaced = false;
-    let deadline = tokio::time::sleep(Duration::from_secs(u64::MAX / 4));
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            biased; // see the end of the input before the close it causes
-            end = &mut done_rx, if input.is_none() => {
-                let Ok(end) = end else {
-                    lost = Some("mm's input task failed".into());
-                    break;
-                };
-                let stalled = end.stalled;
-                input = Some(end);
-                if let Some(n) = stalled {
-                    fates.unanswered += n;
-                    lost = Some(format!("the server stopped answering for {} s", STALL_TIMEOUT.as_secs()));
-                    break;
-                }
-                deadline.as_mut().reset(tokio::time::Instant::now() + QUIT_TIMEOUT);
-                client.quit().await;
-            }
-            event = events.next() => {
-                let Some(event) = event else { break };
-                if let Some(line) = display::event_line(&event, Style::PLAIN) {
-                    if !stdio::out(&line) {
-                        // stdout is closed: what it did not show stays on the server (not
-                        // acknowledged), reading input stops, what was read still goes.
-                        events.hold();
-                        if let Some(stop) = stop_tx.take() {
-                            let _ = stop.send(());
-                        }
-                    }
-                }
-                match event {
-                    Event::Error { line: Some(_), .. } => fates.by_server += 1,
-                    // Say why the connection ends (e.g. logged in elsewhere), not just that.
-                    Event::Error { fatal: true, code, detail, .. } if lost.is_none() => {
-                        replaced = code == ErrorCode::REPLACED;
-                        lost = Some(format!("{detail} ({code})"));
-                    }
-                    Event::Secure(
-                        E2eEvent::Failed { unsent, .. }
-                        | E2eEvent::Ended { unsent, .. }
-                        | E2eEvent::NotStarted { unsent, .. },
-                    ) => {
-                        fates.unsent += unsent.len();
-                    }
-                    Event::Closed { undelivered, .. } if reconnect && input.is_none() && !replaced => {
-                        // Reconnecting follows; say which lines may not have arrived.
-                        fates.unanswered += undelivered.len();
-                        if !undelivered.is_empty() {
-                            stdio::err(&format!(
-                                "mm: {} without an answer from the server when the connection dropped: they may not have arrived",
-                                display::count(undelivered.len(), "line", "lines")
-                            ));
-                        }
-                    }
-                    Event::GaveUp { reason } => {
-                        lost = Some(reason);
-                        break;
-                    }
-                    // Connected again: what ended the connection before is over.
-                    Event::Reconnected(_) => lost = None,
-                    Event::Closed { error, undelivered } => {
-                        fates.unanswered += undelivered.len();
-                        if input.is_none() && lost.is_none() {
-                            lost = Some(error.unwrap_or_else(|| "the server closed the connection".into()));
-                        }
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            // Every line had its answer; only the goodbye is missing.
-            () = &mut deadline => break,
-        }
-    }
-    let end = input.unwrap_or_default();
-    fates.by_mm += end.refused;
-    fates.unanswered += end.not_taken;
-    // A last try to save what the disk refused so far: what is not saved is forgotten.
-    let unsaved = client
-        .unsaved()
-        .filter(|_| client.retry_save_now().is_err());
-    if let Some(why) = &unsaved {
-        stdio::err(&format!(
-            "mm: pinned keys and secure conversations could not be saved ({why}): after a restart they are forgotten, and those conversations would start plain; fix the home directory before the next start"
-        ));
-    }
-    if replaced {
-        stdio::err(&format!(
-            "mm: {} logged in from another client (same account, same certificate); this one is disconnected and does not reconnect",
-            welcome.nick
-        ));
-        if fates.total() > 0 {
-            stdio::err(&fates.summary(None));
-        }
-        return ExitCode::from(EXIT_REPLACED);
-    }
-    if lost.is_some() || fates.total() > 0 {
-        stdio::err(&fates.summary(lost.as_deref()));
-    }
-    if lost.is_some() || unsaved.is_some() {
-        ExitCode::from(EXIT_FAILURE)
-    } else if fates.total() > 0 || end.read_error {
-        ExitCode::from(EXIT_REFUSED)
-    } else if stdio::stdout_closed() {
-        ExitCode::from(EXIT_STDOUT_CLOSED)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command;
     use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Args {
@@ -1063,7 +670,10 @@ mod tests {
             assert!(listed.contains(&name));
         }
         // What the TEXT line says of //.
-        assert_eq!(command::parse("//x"), Ok(Command::Say("/x".into())));
+        assert_eq!(
+            command::parse("//x"),
+            Ok(command::Command::Say("/x".into()))
+        );
     }
 
     #[test]

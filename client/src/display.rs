@@ -1,13 +1,12 @@
-//! How events look as lines of text. Line mode prints exactly these lines without colour; the
-//! interactive mode adds colour. Everything that came from the network goes through [`clean`]
+//! Line mode's layout of [`Rendered`] items (what an event says is decided in
+//! [`crate::render`]): one line each, with a prefix for its kind (`*` notices, `!` errors, `!!`
+//! alarms, `[secure]`, `[private]`...) and, when asked, colour. Line mode prints them without
+//! colour. Everything that came from the network goes through [`clean`]
 //! first, so a hostile server or peer cannot send terminal escape sequences, break a line in
 //! two (U+2028 and the like: a forged second line for whoever splits the output on Unicode line
 //! ends), or reorder or hide text with Unicode bidi and format controls.
 
-use mm_common::e2e::{E2eEvent, Failure, Trust};
-use mm_common::identity::key_fingerprint;
-use mm_common::protocol::LeaveReason;
-
+use crate::render::{self, Kind, Rendered, Target};
 use crate::{Event, Welcome};
 
 /// Replaces every character chat text may not hold (`mm_common::text`: control characters,
@@ -88,89 +87,77 @@ impl Style {
     }
 }
 
-/// The line shown after logging in.
-pub fn welcome_line(server: &str, w: &Welcome, style: Style) -> String {
-    let names: Vec<String> = w.online.iter().map(|n| style.nick(n)).collect();
-    style.notice(format!(
-        "* connected to {} as {}; {} online: {}",
-        clean(server),
-        clean(&w.nick),
-        w.online.len(),
-        names.join(", ")
-    ))
-}
-
-/// The line for an event, or `None` for events that are not shown (acknowledgements).
-pub fn event_line(event: &Event, style: Style) -> Option<String> {
-    let line = match event {
-        Event::Public { from, text, .. } => format!("<{}> {}", style.nick(from), clean(text)),
-        Event::Private { from, text, .. } => {
-            format!("[private] <{}> {}", style.nick(from), clean(text))
-        }
-        Event::History { ts, from, text, .. } => style.notice(format!(
-            "[history {}] <{}> {}",
-            clock(*ts),
-            clean(from),
-            clean(text)
-        )),
-        Event::Offline { ts, from, text, .. } => format!(
-            "[private, sent {}] <{}> {}",
-            clock(*ts),
-            style.nick(from),
-            clean(text)
+/// The line for `item`, or `None` for an item line mode does not show (one for a
+/// conversation's tab only: [`Target::PeerTab`]). Everything in it is cleaned ([`clean`]).
+pub fn format(item: &Rendered, style: Style) -> Option<String> {
+    if matches!(item.target, Target::PeerTab(_)) {
+        return None;
+    }
+    let text = clean(&item.text);
+    let from = item.from.as_deref().unwrap_or_default();
+    let ts = item.ts.unwrap_or(0);
+    let line = match &item.kind {
+        Kind::Public | Kind::OwnPublic => format!("<{}> {text}", style.nick(from)),
+        Kind::Private => format!("[private] <{}> {text}", style.nick(from)),
+        Kind::History => style.notice(format!("[history {}] <{}> {text}", clock(ts), clean(from))),
+        Kind::Offline => format!(
+            "[private, sent {}] <{}> {text}",
+            clock(ts),
+            style.nick(from)
         ),
-        Event::Queued { .. } => style
-            .notice("* they are offline; the server keeps the message for their next login".into()),
-        Event::Joined { nick } => style.notice(format!("* {} joined", clean(nick))),
-        Event::Reconnecting {
-            attempt,
-            in_secs,
-            reason,
-        } => style.notice(format!(
-            "* not connected ({}); reconnecting in {in_secs} s (attempt {attempt}); what you type waits",
-            clean(reason)
-        )),
-        Event::Reconnected(w) => style.notice(format!(
-            "* reconnected; {}",
-            count(w.online.len(), "user online", "users online")
-        )),
-        Event::GaveUp { reason } => style.error(format!("! not reconnecting: {}", clean(reason))),
-        Event::Left { nick, reason } => match reason {
-            LeaveReason::Quit => style.notice(format!("* {} left", clean(nick))),
-            other => style.notice(format!("* {} left ({})", clean(nick), other.as_str())),
-        },
-        Event::Users(nicks) => {
-            let names: Vec<String> = nicks.iter().map(|n| style.nick(n)).collect();
-            style.notice(format!("* online ({}): {}", nicks.len(), names.join(", ")))
-        }
-        Event::Error { code, detail, .. } => {
-            style.error(format!("! error ({}): {}", code.name(), clean(detail)))
-        }
-        Event::Shutdown { reason } => style.notice(format!("* {}", shutdown_words(&clean(reason)))),
-        Event::Closed { error: Some(e), .. } => {
-            style.error(format!("! disconnected: {}", clean(e)))
-        }
-        Event::Closed { error: None, .. } => style.notice("* disconnected".to_string()),
-        Event::Sent { .. } => return None,
-        Event::Secure(e) => return secure_line(e, style),
-        Event::Warning(w) => style.error(format!("! warning: {}", clean(w))),
-        Event::SafetyNumber {
-            peer,
-            number,
-            new_key,
-        } => {
-            let peer = clean(peer);
-            if *new_key {
-                style.error(format!(
-                    "! safety number of {peer}'s NEW key (not accepted): {}",
-                    clean(number)
-                ))
+        Kind::Secure => format!(
+            "{} <{}> {text}",
+            style.secure("[secure]".into()),
+            style.nick(from)
+        ),
+        Kind::OwnPrivate => format!("[private] -> <{}> {text}", style.nick(recipient(item))),
+        Kind::OwnSecure { queued } => {
+            let waiting = if *queued {
+                " (sent when the session is ready)"
             } else {
-                style.notice(format!("* safety number with {peer}: {}", clean(number)))
-            }
+                ""
+            };
+            format!(
+                "{} -> <{}> {text}{waiting}",
+                style.secure("[secure]".into()),
+                style.nick(recipient(item))
+            )
         }
+        Kind::Notice => style.notice(format!("* {text}")),
+        Kind::Ready => style.secure(format!("* {text}")),
+        Kind::Error => style.error(format!("! {text}")),
+        Kind::Alarm => style.error(format!("!! {text}")),
+        Kind::SafetyNumber {
+            number,
+            new_key: true,
+        } => style.error(format!("! {text}: {}", clean(number))),
+        Kind::SafetyNumber {
+            number,
+            new_key: false,
+        } => style.notice(format!("* {text}: {}", clean(number))),
     };
     Some(line)
+}
+
+/// The recipient of our own private line (its target).
+fn recipient(item: &Rendered) -> &str {
+    match &item.target {
+        Target::Peer(nick) | Target::PeerTab(nick) => nick,
+        Target::Room | Target::Here => "",
+    }
+}
+
+/// The lines for an event (none for acknowledgements).
+pub fn event_lines(event: &Event, style: Style) -> Vec<String> {
+    render::event(event)
+        .iter()
+        .filter_map(|item| format(item, style))
+        .collect()
+}
+
+/// The line shown after logging in.
+pub fn welcome_line(server: &str, w: &Welcome, style: Style) -> String {
+    format(&render::welcome(server, w), style).unwrap_or_default()
 }
 
 /// `MM-DD HH:MM UTC` of a server timestamp, for lines from the past: line mode's output is read
@@ -182,206 +169,25 @@ pub fn clock(ts_ms: u64) -> String {
     )
 }
 
-/// The line for an end-to-end event. Secure messages carry the fixed marker `[secure]`; nothing
-/// else starts with it, so a script can rely on it.
-pub fn secure_line(event: &E2eEvent, style: Style) -> Option<String> {
-    let line = match event {
-        E2eEvent::Starting {
-            peer,
-            by_peer: false,
-        } => style.notice(format!(
-            "* setting up a secure session with {}...",
-            clean(peer)
-        )),
-        E2eEvent::Starting {
-            peer,
-            by_peer: true,
-        } => style.notice(format!(
-            "* {} is setting up a secure session with you...",
-            clean(peer)
-        )),
-        E2eEvent::Ready {
-            peer,
-            key,
-            trust,
-            renewed: false,
-        } => {
-            let peer = clean(peer);
-            let compare = if *trust == Trust::Verified {
-                String::new()
-            } else {
-                format!(". Compare safety numbers: /verify {peer}")
-            };
-            style.secure(format!(
-                "* secure session with {peer} ready: messages to and from {peer} are end-to-end encrypted. \
-                 {peer}'s key: {} ({trust}){compare}",
-                key_fingerprint(key)
-            ))
-        }
-        E2eEvent::Ready {
-            peer,
-            renewed: true,
-            ..
-        } => style.notice(format!(
-            "* secure session with {} renewed with fresh keys",
-            clean(peer)
-        )),
-        E2eEvent::Message { peer, text } => {
-            format!(
-                "{} <{}> {}",
-                style.secure("[secure]".into()),
-                style.nick(peer),
-                clean(text)
-            )
-        }
-        E2eEvent::Ended {
-            peer,
-            by_peer,
-            unsent,
-        } => {
-            let peer = clean(peer);
-            let dropped = not_sent(unsent.len());
-            if *by_peer {
-                style.notice(format!(
-                    "* {peer} ended the secure session{dropped}; nothing goes unencrypted: your next message to {peer} starts a new one (/insecure {peer} to go on unencrypted)"
-                ))
-            } else {
-                style.notice(format!(
-                    "* secure session with {peer} ended by you{dropped}; private messages with {peer} are NOT end-to-end encrypted now"
-                ))
-            }
-        }
-        E2eEvent::NotStarted {
-            peer,
-            failure,
-            unsent,
-        } => {
-            let peer = clean(peer);
-            let dropped = not_sent(unsent.len());
-            style.notice(format!(
-                "* the secure session {peer} offered did not come up ({failure}){dropped}; private messages with {peer} are still NOT end-to-end encrypted (/secure {peer} to try)"
-            ))
-        }
-        E2eEvent::Failed {
-            peer,
-            failure: Failure::KeyChanged { pinned, presented },
-            ..
-        } => {
-            let peer = clean(peer);
-            style.error(format!(
-                "!! WARNING: {peer}'s key has CHANGED. Pinned: {}. Presented: {}. Someone may be \
-                 intercepting your conversation; nothing was sent. Compare the safety number of \
-                 the NEW key (/verify {peer}) with {peer} in person or by phone; if they match: \
-                 /accept-key {peer}, then /verified {peer}",
-                key_fingerprint(pinned),
-                key_fingerprint(presented)
-            ))
-        }
-        E2eEvent::Failed {
-            peer,
-            failure: Failure::OwnKey,
-            unsent,
-        } => {
-            let peer = clean(peer);
-            let dropped = not_sent(unsent.len());
-            style.error(format!("!! WARNING: {}{dropped}", own_key_warning(&peer)))
-        }
-        E2eEvent::Failed {
-            peer,
-            failure,
-            unsent,
-        } => {
-            let peer = clean(peer);
-            let dropped = not_sent(unsent.len());
-            if matches!(failure, Failure::PeerLeft | Failure::Unreachable) {
-                style.error(format!(
-                    "! secure session with {peer} interrupted: {failure}{dropped}. Nothing goes unencrypted: \
-                     messages to {peer} are refused until {peer} is back, and the session then restarts \
-                     by itself; /insecure {peer} to go on unencrypted"
-                ))
-            } else if failure.is_interruption() {
-                style.error(format!(
-                    "! secure session with {peer} interrupted: {failure}{dropped}. Nothing goes unencrypted: \
-                     your next message to {peer} starts a new session and waits for it (it also restarts \
-                     by itself when {peer} is online); /insecure {peer} to go on unencrypted"
-                ))
-            } else {
-                style.error(format!(
-                    "! secure session with {peer} failed: {failure}{dropped}. Messages to {peer} are blocked \
-                     until /secure {peer} or /insecure {peer}"
-                ))
-            }
-        }
-        _ => return None,
-    };
-    Some(line)
-}
-
-/// What to tell the user when `peer` presents our own identity key (line mode and the terminal
-/// UI say the same).
-pub fn own_key_warning(peer: &str) -> String {
-    format!(
-        "{peer} presents your own key: you and {peer} share one home directory; each user needs \
-         their own (each --nick has one by default; or --home DIR). Nothing was sent or pinned; \
-         messages to {peer} stay blocked: once {peer} has a home of their own, /secure {peer} \
-         again (or /insecure {peer} to send plain)"
-    )
-}
-
-/// `; 2 waiting messages were NOT sent`, or nothing for 0.
-fn not_sent(n: usize) -> String {
-    match n {
-        0 => String::new(),
-        1 => "; 1 waiting message was NOT sent".to_string(),
-        n => format!("; {n} waiting messages were NOT sent"),
-    }
-}
-
-/// How our own outgoing secure line is echoed in the interactive mode.
-pub fn own_secure_line(to: &str, text: &str, queued: bool, style: Style) -> String {
-    let waiting = if queued {
-        " (sent when the session is ready)"
-    } else {
-        ""
-    };
-    format!(
-        "{} -> <{}> {}{waiting}",
-        style.secure("[secure]".into()),
-        style.nick(to),
-        clean(text)
-    )
-}
-
-/// How our own outgoing private line is echoed in the interactive mode.
-pub fn own_private_line(to: &str, text: &str, style: Style) -> String {
-    format!("[private] -> <{}> {}", style.nick(to), clean(text))
-}
-
-/// How our own public line is echoed in the interactive mode.
-pub fn own_public_line(nick: &str, text: &str, style: Style) -> String {
-    format!("<{}> {}", style.nick(nick), clean(text))
-}
-
 /// `n` and the word for it: "1 line", "2 lines".
 pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The notice for the server's `Shutdown { reason }`: `server shutting down`, with the reason
-/// only when it says more than that (today's server says just "server is shutting down").
-pub fn shutdown_words(reason: &str) -> String {
-    let reason = reason.trim();
-    if reason.is_empty() || reason.to_ascii_lowercase().contains("shutting down") {
-        "server shutting down".to_owned()
-    } else {
-        format!("server shutting down: {reason}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mm_common::protocol::ErrorCode;
+    use crate::Delivery;
+    use mm_common::e2e::{E2eEvent, Failure};
+    use mm_common::identity::key_fingerprint;
+    use mm_common::protocol::{ErrorCode, LeaveReason};
+
+    /// The one line line mode shows for `event`, if any.
+    fn event_line(event: &Event, style: Style) -> Option<String> {
+        let mut lines = event_lines(event, style);
+        assert!(lines.len() <= 1, "{lines:?}");
+        lines.pop()
+    }
 
     #[test]
     fn lines_hold_the_nick_and_the_text_verbatim() {
@@ -555,7 +361,7 @@ mod tests {
         ];
         let mut lines = Vec::new();
         for style in [Style::PLAIN, Style { color: true }] {
-            lines.extend(events.iter().filter_map(|e| event_line(e, style)));
+            lines.extend(events.iter().flat_map(|e| event_lines(e, style)));
             let welcome = Welcome {
                 nick: a.clone(),
                 server: b.clone(),
@@ -565,9 +371,13 @@ mod tests {
                 online: vec![a.clone(), b.clone()],
             };
             lines.push(welcome_line(&b, &welcome, style));
-            lines.push(own_public_line(&a, &b, style));
-            lines.push(own_private_line(&a, &b, style));
-            lines.push(own_secure_line(&a, &b, true, style));
+            for own in [
+                render::own_public(&a, &b),
+                render::own_private(&b, &a, &b, Delivery::Plain),
+                render::own_private(&b, &a, &b, Delivery::Queued),
+            ] {
+                lines.extend(format(&own, style));
+            }
         }
         lines
     }

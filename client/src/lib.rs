@@ -5,8 +5,9 @@
 //!
 //! Layers, bottom up: [`core`] is the protocol without I/O (fed bytes and the time, it yields
 //! bytes to send, events and timeouts); [`connect`](mod@connect) reaches a server over TLS;
-//! [`driver`] runs a core on a socket; [`secure`] keeps end-to-end keys in the home; the front
-//! ends ([`cli`] line mode, [`tui`]) sit on top.
+//! [`driver`] runs a core on a socket (and reconnects); [`secure`] keeps end-to-end keys in the
+//! home. What an event says is worded once, in [`render`]; a command is carried out once, in
+//! [`execute`]. Line mode lays the words out with [`display`], the terminal UI with [`tui`].
 
 pub mod cli;
 pub mod command;
@@ -14,9 +15,11 @@ pub mod connect;
 pub mod core;
 pub mod display;
 pub mod driver;
+pub mod execute;
 pub mod explain;
 pub mod home;
 pub mod localtime;
+pub mod render;
 pub mod secure;
 pub mod stdio;
 pub mod trust;

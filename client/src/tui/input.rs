@@ -1,3 +1,4 @@
+// Over 600 lines: a third of them are its tests.
 //! The input: a small line editor with the usual terminal keys, input history and Tab
 //! completion. Usually one line; a paste of several lines (or Alt+Enter) makes it a draft of
 //! several, held as `\n`-separated text, which is sent line by line. Pure state, no terminal:

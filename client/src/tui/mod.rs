@@ -1,3 +1,4 @@
+// Over 600 lines: about 150 of them are its tests (the burst reader, /help).
 //! The interactive `mm` (stdin is a terminal): a ratatui + crossterm UI with one tab per
 //! conversation, scrollback, an input line with completion, and a status bar that always says
 //! whether the conversation shown is end-to-end encrypted.
@@ -25,11 +26,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use self::app::{Action, App, Conn, Notification};
+use self::app::{Action, App, Conn, Notification, Placing};
 use self::ui::Theme;
-use crate::command::{self, Command, HELP};
+use crate::command::Command;
 use crate::display::clean;
-use crate::{connect, Client, ConnectError, ConnectOptions, Event, Events, FlushError, Welcome};
+use crate::execute::Outcome;
+use crate::{
+    connect, Client, ConnectError, ConnectOptions, Event, Events, FlushError, SendError, Welcome,
+};
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -120,15 +124,8 @@ pub async fn run(
     for note in &settings.notes {
         app.notice(note, now_ms());
     }
-    app.notice(
-        &format!(
-            "connected to {} as {}; {} online. /help for commands and keys",
-            opts.server,
-            welcome.nick,
-            welcome.online.len()
-        ),
-        now_ms(),
-    );
+    app.place(crate::render::welcome(&opts.server, &welcome), now_ms());
+    app.notice("/help for commands and keys", now_ms());
 
     // Keys come from a thread: crossterm's reader blocks. They come in bursts: what arrived
     // together (a paste, in a terminal without bracketed paste) is handed over together.
@@ -598,69 +595,21 @@ fn notify(note: &Notification, last: &mut Option<Instant>) {
     }
 }
 
-/// Carries out a command resolved by [`App::resolve`]; false if it failed (and said why).
+/// Carries out a command resolved by [`App::resolve`] ([`crate::execute`]); false if it
+/// failed (and said why). `/help` adds the terminal UI's keys.
 async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) -> bool {
-    let max = client.max_text_len();
-    let result: Result<(), String> = match command {
-        Command::Nothing | Command::Quit => Ok(()),
-        Command::Help => {
-            for line in HELP.lines().chain(KEYS_HELP.lines()) {
-                app.notice(line, now);
-            }
-            Ok(())
+    let help = command == Command::Help;
+    let outcome = crate::execute::execute(client, command, &mut Placing { app, now }).await;
+    if help {
+        for line in KEYS_HELP.lines() {
+            app.notice(line, now);
         }
-        Command::Who => client.who().await.map_err(|e| e.to_string()),
-        Command::Say(text) => match command::text_refusal(&text, max) {
-            Some(e) => Err(e),
-            None => match client.public(&text).await {
-                Ok(line) => {
-                    app.own_public(line, &text, now);
-                    Ok(())
-                }
-                Err(e) => Err(format!("not sent: {e}")),
-            },
-        },
-        Command::Msg { to, text } => match command::text_refusal(&text, max) {
-            Some(e) => Err(e),
-            None => match client.private(&to, &text).await {
-                Ok((line, delivery)) => {
-                    app.own_private(&to, &text, line, delivery, now);
-                    Ok(())
-                }
-                Err(e) => Err(format!("not sent: {e}")),
-            },
-        },
-        Command::Secure(peer) => client.secure(&peer).await.map_err(|e| e.to_string()),
-        Command::Insecure(peer) => client.insecure(&peer).await.map_err(|e| e.to_string()),
-        Command::Verify(peer) => match client.safety_number(&peer) {
-            Ok(number) => {
-                if matches!(
-                    client.secure_status(&peer),
-                    mm_common::e2e::Status::Failed(mm_common::e2e::Failure::KeyChanged { .. })
-                ) {
-                    let title = format!("safety number of {peer}'s NEW key (not accepted yet):");
-                    app.safety_block_titled(&peer, &title, &number, now);
-                } else {
-                    app.safety_block(&peer, &number, now);
-                }
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
-        },
-        Command::Verified(peer) => client.mark_verified(&peer).await.map(|()| {
-            app.notice(&format!("{peer}'s key is now marked as verified"), now);
-        }).map_err(|e| e.to_string()),
-        Command::AcceptKey(peer) => client.accept_key(&peer).await.map(|()| {
-            app.notice(
-                &format!("accepted {peer}'s new key (pinned, not verified); a new secure session starts; /verify to compare safety numbers"),
-                now,
-            );
-        }).map_err(|e| e.to_string()),
-    };
-    match result {
-        Ok(()) => true,
-        Err(e) => {
-            app.error(&e, now);
+    }
+    match outcome {
+        Outcome::Done | Outcome::Quit => true,
+        Outcome::Refused => false,
+        Outcome::NotConnected => {
+            app.error(&format!("not sent: {}", SendError::NotConnected), now);
             false
         }
     }
@@ -669,6 +618,7 @@ async fn carry_out(app: &mut App, client: &Client, command: Command, now: u64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::{self, HELP};
     use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
     /// Events arriving at given times (ms), on a clock of its own: `poll` and `read` wait (move

@@ -1,3 +1,4 @@
+// Over 600 lines: half of them are its tests, drawn on ratatui's TestBackend.
 //! Drawing the [`App`]: the tab bar, the conversation, the status bar and the input line.
 //!
 //! ```text

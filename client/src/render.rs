@@ -1,0 +1,478 @@
+//! What an event says, decided once for both front ends. [`event`] turns an [`Event`] into
+//! [`Rendered`] items — where it goes, what kind of line it is, who said it, the words — and
+//! line mode ([`crate::display::format`]) and the terminal UI ([`crate::tui::app::App`]) lay
+//! those out in their own way (prefixes and colours; tabs and styles). Pure: no I/O.
+//!
+//! The text of an item is raw: it holds what came from the network as it came. Each front end
+//! cleans what it shows ([`crate::display::clean`]), so a hostile server or peer can never put
+//! a control character, a line break or a bidi override on the terminal.
+
+use mm_common::e2e::{E2eEvent, Failure, Trust};
+use mm_common::identity::key_fingerprint;
+use mm_common::protocol::LeaveReason;
+
+use crate::command::HELP;
+use crate::{Delivery, Event, Welcome};
+
+/// Where an item belongs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The public room.
+    Room,
+    /// The private conversation with this nick (the terminal UI opens its tab).
+    Peer(String),
+    /// The private conversation with this nick, only if one is open already: a front end
+    /// without conversations (line mode) does not show it, and neither does one without a
+    /// conversation with that nick. Used for what the room says too (`bob joined`), in other
+    /// words.
+    PeerTab(String),
+    /// Wherever the user is looking (the tab shown; line mode's stdout): answers to commands,
+    /// server errors, warnings.
+    Here,
+}
+
+/// What kind of line an item is; front ends pick their prefix and colour from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// Someone's public line (`from` is set).
+    Public,
+    /// Someone's private line, not end-to-end encrypted (`from` is set).
+    Private,
+    /// A public line from before we logged in (`from` and `ts` are set).
+    History,
+    /// A private line sent while we were offline (`from` and `ts` are set).
+    Offline,
+    /// An end-to-end encrypted line from a peer (`from` is set).
+    Secure,
+    /// Our own public line (`from` is our nick).
+    OwnPublic,
+    /// Our own private line, not end-to-end encrypted (`from` is our nick; the target is the
+    /// recipient).
+    OwnPrivate,
+    /// Our own end-to-end encrypted line; `queued`: waiting for the session to be ready.
+    OwnSecure {
+        /// Still waiting for the session.
+        queued: bool,
+    },
+    /// A notice: joins, session changes, answers to commands.
+    Notice,
+    /// A secure session came up: a notice worth its own colour.
+    Ready,
+    /// An error or a warning.
+    Error,
+    /// A warning that may mean an attack (a changed key): louder than [`Kind::Error`].
+    Alarm,
+    /// A safety number: `text` is its title (`safety number with bob`), `number` its 60 digits
+    /// in groups of 5.
+    SafetyNumber {
+        /// The digits, in groups of 5 separated by spaces.
+        number: String,
+        /// It is the number of a changed key, not accepted yet.
+        new_key: bool,
+    },
+}
+
+/// One thing to show, in no front end's layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// Where it goes.
+    pub target: Target,
+    /// What kind of line it is.
+    pub kind: Kind,
+    /// The sender of a chat line; `None` for notices.
+    pub from: Option<String>,
+    /// The words, raw (clean them before showing: [`crate::display::clean`]).
+    pub text: String,
+    /// When it was sent (ms since the Unix epoch) for lines from the server; `None`: now.
+    pub ts: Option<u64>,
+}
+
+impl Rendered {
+    /// A notice at `target`.
+    pub fn notice(target: Target, text: impl Into<String>) -> Rendered {
+        Rendered::new(target, Kind::Notice, text)
+    }
+
+    /// An error where the user is looking.
+    pub fn error(text: impl Into<String>) -> Rendered {
+        Rendered::new(Target::Here, Kind::Error, text)
+    }
+
+    /// An item without a sender or a time.
+    pub fn new(target: Target, kind: Kind, text: impl Into<String>) -> Rendered {
+        Rendered {
+            target,
+            kind,
+            from: None,
+            text: text.into(),
+            ts: None,
+        }
+    }
+
+    fn chat(target: Target, kind: Kind, from: &str, text: &str, ts: Option<u64>) -> Rendered {
+        Rendered {
+            target,
+            kind,
+            from: Some(from.to_owned()),
+            text: text.to_owned(),
+            ts,
+        }
+    }
+}
+
+/// What `event` says, in order; empty for events that show nothing (acknowledgements).
+pub fn event(event: &Event) -> Vec<Rendered> {
+    let one = |item: Rendered| vec![item];
+    match event {
+        Event::Public { ts, from, text, .. } => one(Rendered::chat(
+            Target::Room,
+            Kind::Public,
+            from,
+            text,
+            Some(*ts),
+        )),
+        Event::Private { ts, from, text, .. } => one(Rendered::chat(
+            Target::Peer(from.clone()),
+            Kind::Private,
+            from,
+            text,
+            Some(*ts),
+        )),
+        Event::History { ts, from, text, .. } => one(Rendered::chat(
+            Target::Room,
+            Kind::History,
+            from,
+            text,
+            Some(*ts),
+        )),
+        Event::Offline { ts, from, text, .. } => one(Rendered::chat(
+            Target::Peer(from.clone()),
+            Kind::Offline,
+            from,
+            text,
+            Some(*ts),
+        )),
+        Event::Queued { .. } => one(Rendered::notice(
+            Target::Here,
+            "they are offline; the server keeps the message for their next login",
+        )),
+        Event::Sent { .. } => Vec::new(),
+        Event::Joined { nick } => vec![
+            Rendered::notice(Target::Room, format!("{nick} joined")),
+            Rendered::notice(Target::PeerTab(nick.clone()), format!("{nick} is online")),
+        ],
+        Event::Left { nick, reason } => {
+            let why = match reason {
+                LeaveReason::Quit => String::new(),
+                other => format!(" ({})", other.as_str()),
+            };
+            vec![
+                Rendered::notice(Target::Room, format!("{nick} left{why}")),
+                Rendered::notice(
+                    Target::PeerTab(nick.clone()),
+                    format!("{nick} went offline{why}"),
+                ),
+            ]
+        }
+        Event::Users(nicks) => one(Rendered::notice(
+            Target::Here,
+            format!("online ({}): {}", nicks.len(), nicks.join(", ")),
+        )),
+        Event::Error { code, detail, .. } => one(Rendered::error(format!(
+            "error ({}): {detail}",
+            code.name()
+        ))),
+        Event::Shutdown { reason } => one(Rendered::notice(Target::Room, shutdown_words(reason))),
+        Event::Warning(w) => one(Rendered::error(format!("warning: {w}"))),
+        Event::Reconnecting {
+            attempt,
+            in_secs,
+            reason,
+        } => one(Rendered::notice(
+            Target::Room,
+            format!(
+                "not connected ({reason}); reconnecting in {in_secs} s (attempt {attempt}); what you type waits"
+            ),
+        )),
+        Event::Reconnected(w) => one(Rendered::notice(
+            Target::Room,
+            format!(
+                "reconnected; {}",
+                crate::display::count(w.online.len(), "user online", "users online")
+            ),
+        )),
+        Event::GaveUp { reason } => one(Rendered::new(
+            Target::Room,
+            Kind::Error,
+            format!("not reconnecting: {reason}"),
+        )),
+        Event::SafetyNumber {
+            peer,
+            number,
+            new_key,
+        } => safety_number(peer, number, *new_key),
+        Event::Secure(e) => secure(e),
+        Event::Closed { error: Some(e), .. } => one(Rendered::new(
+            Target::Room,
+            Kind::Error,
+            format!("disconnected: {e}"),
+        )),
+        Event::Closed { error: None, .. } => one(Rendered::notice(Target::Room, "disconnected")),
+    }
+}
+
+/// What an end-to-end event says (in the conversation with its peer); empty for a kind of
+/// event this version does not show.
+pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
+    let Some(peer) = e2e_peer(event) else {
+        return Vec::new();
+    };
+    let at = || Target::Peer(peer.to_owned());
+    let item = match event {
+        E2eEvent::Starting { by_peer: false, .. } => Rendered::notice(
+            at(),
+            format!("setting up a secure session with {peer}..."),
+        ),
+        E2eEvent::Starting { by_peer: true, .. } => Rendered::notice(
+            at(),
+            format!("{peer} is setting up a secure session with you..."),
+        ),
+        E2eEvent::Ready {
+            key,
+            trust,
+            renewed: false,
+            ..
+        } => {
+            let compare = if *trust == Trust::Verified {
+                String::new()
+            } else {
+                format!(". Compare safety numbers: /verify {peer}")
+            };
+            Rendered::new(
+                at(),
+                Kind::Ready,
+                format!(
+                    "secure session with {peer} ready: messages to and from {peer} are end-to-end encrypted. \
+                     {peer}'s key: {} ({trust}){compare}",
+                    key_fingerprint(key)
+                ),
+            )
+        }
+        E2eEvent::Ready { renewed: true, .. } => Rendered::notice(
+            at(),
+            format!("secure session with {peer} renewed with fresh keys"),
+        ),
+        E2eEvent::Message { text, .. } => Rendered::chat(at(), Kind::Secure, peer, text, None),
+        E2eEvent::Ended {
+            by_peer, unsent, ..
+        } => {
+            let dropped = not_sent(unsent.len());
+            Rendered::notice(
+                at(),
+                if *by_peer {
+                    format!(
+                        "{peer} ended the secure session{dropped}; nothing goes unencrypted: your next message to {peer} starts a new one (/insecure {peer} to go on unencrypted)"
+                    )
+                } else {
+                    format!(
+                        "secure session with {peer} ended by you{dropped}; private messages with {peer} are NOT end-to-end encrypted now"
+                    )
+                },
+            )
+        }
+        E2eEvent::NotStarted {
+            failure, unsent, ..
+        } => Rendered::notice(
+            at(),
+            format!(
+                "the secure session {peer} offered did not come up ({failure}){}; private messages with {peer} are still NOT end-to-end encrypted (/secure {peer} to try)",
+                not_sent(unsent.len())
+            ),
+        ),
+        E2eEvent::Failed {
+            failure: Failure::KeyChanged { pinned, presented },
+            ..
+        } => Rendered::new(
+            at(),
+            Kind::Alarm,
+            format!(
+                "WARNING: {peer}'s key has CHANGED. Pinned: {}. Presented: {}. Someone may be \
+                 intercepting your conversation; nothing was sent. Compare the safety number of \
+                 the NEW key (/verify {peer}) with {peer} in person or by phone; if they match: \
+                 /accept-key {peer}, then /verified {peer}",
+                key_fingerprint(pinned),
+                key_fingerprint(presented)
+            ),
+        ),
+        E2eEvent::Failed {
+            failure: Failure::OwnKey,
+            unsent,
+            ..
+        } => Rendered::new(
+            at(),
+            Kind::Alarm,
+            format!(
+                "WARNING: {}{}",
+                own_key_warning(peer),
+                not_sent(unsent.len())
+            ),
+        ),
+        E2eEvent::Failed {
+            failure, unsent, ..
+        } => {
+            let dropped = not_sent(unsent.len());
+            let text = if matches!(failure, Failure::PeerLeft | Failure::Unreachable) {
+                format!(
+                    "secure session with {peer} interrupted: {failure}{dropped}. Nothing goes unencrypted: \
+                     messages to {peer} are refused until {peer} is back, and the session then restarts \
+                     by itself; /insecure {peer} to go on unencrypted"
+                )
+            } else if failure.is_interruption() {
+                format!(
+                    "secure session with {peer} interrupted: {failure}{dropped}. Nothing goes unencrypted: \
+                     your next message to {peer} starts a new session and waits for it (it also restarts \
+                     by itself when {peer} is online); /insecure {peer} to go on unencrypted"
+                )
+            } else {
+                format!(
+                    "secure session with {peer} failed: {failure}{dropped}. Messages to {peer} are blocked \
+                     until /secure {peer} or /insecure {peer}"
+                )
+            };
+            Rendered::new(at(), Kind::Error, text)
+        }
+        _ => return Vec::new(),
+    };
+    vec![item]
+}
+
+/// The peer an end-to-end event is about; `None` for a kind this version does not know.
+pub fn e2e_peer(event: &E2eEvent) -> Option<&str> {
+    match event {
+        E2eEvent::Starting { peer, .. }
+        | E2eEvent::Ready { peer, .. }
+        | E2eEvent::Message { peer, .. }
+        | E2eEvent::Ended { peer, .. }
+        | E2eEvent::NotStarted { peer, .. }
+        | E2eEvent::Failed { peer, .. } => Some(peer),
+        _ => None,
+    }
+}
+
+/// Why the lines an end-to-end event drops (its `unsent`) were not sent, for a front end that
+/// marks each of them; `None` for an event that drops none.
+pub fn unsent_reason(event: &E2eEvent) -> Option<String> {
+    match event {
+        E2eEvent::Ended { .. } => Some("not sent: the secure session ended".into()),
+        E2eEvent::NotStarted { failure, .. } => Some(format!(
+            "not sent: the secure session did not come up ({failure})"
+        )),
+        E2eEvent::Failed { failure, .. } => {
+            Some(format!("not sent: the secure session failed ({failure})"))
+        }
+        _ => None,
+    }
+}
+
+/// A safety number and what to do with it, in the conversation with `peer`: the number
+/// ([`Kind::SafetyNumber`]), then a notice saying how to compare it. `new_key`: the number of
+/// a changed key, not accepted yet.
+pub fn safety_number(peer: &str, number: &str, new_key: bool) -> Vec<Rendered> {
+    let (title, then) = if new_key {
+        (
+            format!("safety number of {peer}'s NEW key (not accepted yet)"),
+            format!("/accept-key {peer}, then /verified {peer}"),
+        )
+    } else {
+        (
+            format!("safety number with {peer}"),
+            format!("/verified {peer}"),
+        )
+    };
+    let at = Target::Peer(peer.to_owned());
+    vec![
+        Rendered::new(
+            at.clone(),
+            Kind::SafetyNumber {
+                number: number.to_owned(),
+                new_key,
+            },
+            title,
+        ),
+        Rendered::notice(
+            at,
+            format!(
+                "compare it with the one {peer} sees, in person or by phone; if they are the same: {then}"
+            ),
+        ),
+    ]
+}
+
+/// The notice after logging in: `connected to SERVER as NICK; 2 online: alice, bob`.
+pub fn welcome(server: &str, w: &Welcome) -> Rendered {
+    Rendered::notice(
+        Target::Room,
+        format!(
+            "connected to {server} as {}; {} online: {}",
+            w.nick,
+            w.online.len(),
+            w.online.join(", ")
+        ),
+    )
+}
+
+/// Our own public line, as handed to the connection.
+pub fn own_public(nick: &str, text: &str) -> Rendered {
+    Rendered::chat(Target::Room, Kind::OwnPublic, nick, text, None)
+}
+
+/// Our own private line to `to`, as it went (`delivery`).
+pub fn own_private(nick: &str, to: &str, text: &str, delivery: Delivery) -> Rendered {
+    let kind = match delivery {
+        Delivery::Plain => Kind::OwnPrivate,
+        Delivery::Secure => Kind::OwnSecure { queued: false },
+        Delivery::Queued => Kind::OwnSecure { queued: true },
+    };
+    Rendered::chat(Target::Peer(to.to_owned()), kind, nick, text, None)
+}
+
+/// The `/help` text, one notice a line.
+pub fn help() -> Vec<Rendered> {
+    HELP.lines()
+        .map(|line| Rendered::notice(Target::Here, line))
+        .collect()
+}
+
+/// What to tell the user when `peer` presents our own identity key.
+pub fn own_key_warning(peer: &str) -> String {
+    format!(
+        "{peer} presents your own key: you and {peer} share one home directory; each user needs \
+         their own (each --nick has one by default; or --home DIR). Nothing was sent or pinned; \
+         messages to {peer} stay blocked: once {peer} has a home of their own, /secure {peer} \
+         again (or /insecure {peer} to send plain)"
+    )
+}
+
+/// `; 2 waiting messages were NOT sent`, or nothing for 0.
+fn not_sent(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => "; 1 waiting message was NOT sent".to_string(),
+        n => format!("; {n} waiting messages were NOT sent"),
+    }
+}
+
+/// The notice for the server's `Shutdown { reason }`: `server shutting down`, with the reason
+/// only when it says more than that (today's server says just "server is shutting down").
+pub fn shutdown_words(reason: &str) -> String {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.to_ascii_lowercase().contains("shutting down") {
+        "server shutting down".to_owned()
+    } else {
+        format!("server shutting down: {reason}")
+    }
+}
+
+#[cfg(test)]
+#[path = "render_tests.rs"]
+mod tests;

@@ -1,0 +1,514 @@
+//! Tests of [`super`]: one or more per event kind (where it goes, what kind, the words), and
+//! hostile text through both layouts.
+
+use super::*;
+use crate::display::{self, Style};
+use crate::tui::app::{App, LineKind};
+use crate::LineId;
+use mm_common::protocol::ErrorCode;
+
+fn only(event: &Event) -> Rendered {
+    let mut items = super::event(event);
+    assert_eq!(items.len(), 1, "{items:?}");
+    items.remove(0)
+}
+
+fn chat(target: Target, kind: Kind, from: &str, text: &str, ts: Option<u64>) -> Rendered {
+    Rendered {
+        target,
+        kind,
+        from: Some(from.into()),
+        text: text.into(),
+        ts,
+    }
+}
+
+fn peer(nick: &str) -> Target {
+    Target::Peer(nick.into())
+}
+
+#[test]
+fn chat_lines_keep_sender_text_and_time() {
+    let (from, text) = ("alice".to_string(), "hi  there".to_string());
+    let cases = [
+        (
+            Event::Public {
+                id: 1,
+                ts: 5,
+                from: from.clone(),
+                text: text.clone(),
+            },
+            Target::Room,
+            Kind::Public,
+        ),
+        (
+            Event::Private {
+                id: 1,
+                ts: 5,
+                from: from.clone(),
+                text: text.clone(),
+            },
+            peer("alice"),
+            Kind::Private,
+        ),
+        (
+            Event::History {
+                id: 1,
+                ts: 5,
+                from: from.clone(),
+                text: text.clone(),
+            },
+            Target::Room,
+            Kind::History,
+        ),
+        (
+            Event::Offline {
+                id: 1,
+                ts: 5,
+                from: from.clone(),
+                text: text.clone(),
+            },
+            peer("alice"),
+            Kind::Offline,
+        ),
+    ];
+    for (event, target, kind) in cases {
+        assert_eq!(
+            only(&event),
+            chat(target, kind, "alice", "hi  there", Some(5))
+        );
+    }
+}
+
+#[test]
+fn acknowledgements_show_nothing_and_a_queued_line_is_said_here() {
+    let line = LineId::from_tag(3);
+    assert!(super::event(&Event::Sent { line, id: 1, ts: 1 }).is_empty());
+    assert_eq!(
+        only(&Event::Queued { line, id: 1, ts: 1 }),
+        Rendered::notice(
+            Target::Here,
+            "they are offline; the server keeps the message for their next login"
+        )
+    );
+}
+
+#[test]
+fn joins_and_leaves_are_said_in_the_room_and_in_an_open_conversation() {
+    assert_eq!(
+        super::event(&Event::Joined { nick: "bob".into() }),
+        [
+            Rendered::notice(Target::Room, "bob joined"),
+            Rendered::notice(Target::PeerTab("bob".into()), "bob is online"),
+        ]
+    );
+    assert_eq!(
+        super::event(&Event::Left {
+            nick: "bob".into(),
+            reason: LeaveReason::Quit
+        }),
+        [
+            Rendered::notice(Target::Room, "bob left"),
+            Rendered::notice(Target::PeerTab("bob".into()), "bob went offline"),
+        ]
+    );
+    let slow = super::event(&Event::Left {
+        nick: "bob".into(),
+        reason: LeaveReason::TooSlow,
+    });
+    assert_eq!(slow[0].text, "bob left (too slow)");
+    assert_eq!(slow[1].text, "bob went offline (too slow)");
+}
+
+#[test]
+fn users_errors_warnings_shutdowns_and_closes() {
+    assert_eq!(
+        only(&Event::Users(vec!["a".into(), "b".into()])),
+        Rendered::notice(Target::Here, "online (2): a, b")
+    );
+    assert_eq!(
+        only(&Event::Error {
+            line: None,
+            code: ErrorCode::NO_SUCH_NICK,
+            fatal: false,
+            detail: "carol is not online".into(),
+        }),
+        Rendered::error("error (no-such-nick): carol is not online")
+    );
+    assert_eq!(
+        only(&Event::Warning("careful".into())),
+        Rendered::error("warning: careful")
+    );
+    assert_eq!(
+        only(&Event::Shutdown {
+            reason: "server is shutting down".into()
+        }),
+        Rendered::notice(Target::Room, "server shutting down")
+    );
+    assert_eq!(
+        only(&Event::Closed {
+            error: Some("reset".into()),
+            undelivered: vec![],
+        }),
+        Rendered::new(Target::Room, Kind::Error, "disconnected: reset")
+    );
+    assert_eq!(
+        only(&Event::Closed {
+            error: None,
+            undelivered: vec![],
+        }),
+        Rendered::notice(Target::Room, "disconnected")
+    );
+}
+
+#[test]
+fn a_safety_number_comes_with_how_to_compare_it() {
+    let items = super::event(&Event::SafetyNumber {
+        peer: "bob".into(),
+        number: "12345 67890".into(),
+        new_key: true,
+    });
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(
+        items[0],
+        Rendered::new(
+            peer("bob"),
+            Kind::SafetyNumber {
+                number: "12345 67890".into(),
+                new_key: true
+            },
+            "safety number of bob's NEW key (not accepted yet)"
+        )
+    );
+    assert_eq!(items[1].target, peer("bob"));
+    assert!(
+        items[1]
+            .text
+            .ends_with("if they are the same: /accept-key bob, then /verified bob"),
+        "{items:?}"
+    );
+    let plain = safety_number("bob", "1", false);
+    assert_eq!(plain[0].text, "safety number with bob");
+    assert!(plain[1]
+        .text
+        .ends_with("if they are the same: /verified bob"));
+}
+
+fn e2e(event: E2eEvent) -> Rendered {
+    only(&Event::Secure(event))
+}
+
+#[test]
+fn secure_session_events_go_to_the_peer() {
+    let starting = e2e(E2eEvent::Starting {
+        peer: "bob".into(),
+        by_peer: false,
+    });
+    assert_eq!(
+        starting,
+        Rendered::notice(peer("bob"), "setting up a secure session with bob...")
+    );
+    let offered = e2e(E2eEvent::Starting {
+        peer: "bob".into(),
+        by_peer: true,
+    });
+    assert_eq!(
+        offered.text,
+        "bob is setting up a secure session with you..."
+    );
+    let ready = e2e(E2eEvent::Ready {
+        peer: "bob".into(),
+        key: [3; 32],
+        trust: Trust::New,
+        renewed: false,
+    });
+    assert_eq!(
+        (ready.target.clone(), ready.kind.clone()),
+        (peer("bob"), Kind::Ready)
+    );
+    assert!(
+        ready.text.starts_with("secure session with bob ready")
+            && ready.text.contains(&key_fingerprint(&[3; 32]))
+            && ready.text.ends_with("Compare safety numbers: /verify bob"),
+        "{ready:?}"
+    );
+    let verified = e2e(E2eEvent::Ready {
+        peer: "bob".into(),
+        key: [3; 32],
+        trust: Trust::Verified,
+        renewed: false,
+    });
+    assert!(!verified.text.contains("/verify"), "{verified:?}");
+    let renewed = e2e(E2eEvent::Ready {
+        peer: "bob".into(),
+        key: [3; 32],
+        trust: Trust::Verified,
+        renewed: true,
+    });
+    assert_eq!(
+        renewed,
+        Rendered::notice(
+            peer("bob"),
+            "secure session with bob renewed with fresh keys"
+        )
+    );
+    let message = e2e(E2eEvent::Message {
+        peer: "bob".into(),
+        text: "psst".into(),
+    });
+    assert_eq!(
+        message,
+        chat(peer("bob"), Kind::Secure, "bob", "psst", None)
+    );
+}
+
+#[test]
+fn secure_session_endings_say_what_was_not_sent_and_what_to_do() {
+    let ended = e2e(E2eEvent::Ended {
+        peer: "bob".into(),
+        by_peer: true,
+        unsent: vec![1, 2],
+    });
+    assert_eq!(ended.kind, Kind::Notice);
+    assert!(
+        ended
+            .text
+            .starts_with("bob ended the secure session; 2 waiting messages were NOT sent")
+            && ended.text.contains("/insecure bob"),
+        "{ended:?}"
+    );
+    let by_us = e2e(E2eEvent::Ended {
+        peer: "bob".into(),
+        by_peer: false,
+        unsent: vec![1],
+    });
+    assert!(
+        by_us
+            .text
+            .contains("ended by you; 1 waiting message was NOT sent")
+            && by_us.text.contains("NOT end-to-end encrypted now"),
+        "{by_us:?}"
+    );
+    let not_started = e2e(E2eEvent::NotStarted {
+        peer: "bob".into(),
+        failure: Failure::Timeout,
+        unsent: vec![],
+    });
+    assert!(
+        not_started
+            .text
+            .contains("still NOT end-to-end encrypted (/secure bob to try)"),
+        "{not_started:?}"
+    );
+    let changed = e2e(E2eEvent::Failed {
+        peer: "bob".into(),
+        failure: Failure::KeyChanged {
+            pinned: [1; 32],
+            presented: [2; 32],
+        },
+        unsent: vec![],
+    });
+    assert_eq!(changed.kind, Kind::Alarm);
+    assert!(changed.text.starts_with("WARNING: bob's key has CHANGED"));
+    let own = e2e(E2eEvent::Failed {
+        peer: "bob".into(),
+        failure: Failure::OwnKey,
+        unsent: vec![7],
+    });
+    assert_eq!(own.kind, Kind::Alarm);
+    assert!(
+        own.text.starts_with("WARNING: bob presents your own key")
+            && own.text.ends_with("; 1 waiting message was NOT sent"),
+        "{own:?}"
+    );
+    let left = e2e(E2eEvent::Failed {
+        peer: "bob".into(),
+        failure: Failure::PeerLeft,
+        unsent: vec![],
+    });
+    assert_eq!(left.kind, Kind::Error);
+    assert!(
+        left.text.contains("interrupted") && left.text.contains("refused until bob is back"),
+        "{left:?}"
+    );
+    let failed = e2e(E2eEvent::Failed {
+        peer: "bob".into(),
+        failure: Failure::Timeout,
+        unsent: vec![],
+    });
+    assert!(
+        failed.text.starts_with("secure session with bob"),
+        "{failed:?}"
+    );
+    for event in [
+        E2eEvent::Ended {
+            peer: "b".into(),
+            by_peer: true,
+            unsent: vec![],
+        },
+        E2eEvent::Failed {
+            peer: "b".into(),
+            failure: Failure::PeerLeft,
+            unsent: vec![],
+        },
+    ] {
+        assert!(unsent_reason(&event).is_some_and(|why| why.starts_with("not sent: ")));
+    }
+    assert_eq!(
+        unsent_reason(&E2eEvent::Message {
+            peer: "b".into(),
+            text: "x".into()
+        }),
+        None
+    );
+}
+
+#[test]
+fn welcome_own_lines_and_help() {
+    let w = Welcome {
+        nick: "alice".into(),
+        server: "s".into(),
+        max_text_len: 1,
+        rate_burst: 1,
+        rate_per_sec: 1,
+        online: vec!["alice".into(), "bob".into()],
+    };
+    assert_eq!(
+        welcome("h:1", &w),
+        Rendered::notice(
+            Target::Room,
+            "connected to h:1 as alice; 2 online: alice, bob"
+        )
+    );
+    assert_eq!(
+        own_public("alice", "hi"),
+        chat(Target::Room, Kind::OwnPublic, "alice", "hi", None)
+    );
+    assert_eq!(
+        own_private("alice", "bob", "hi", Delivery::Queued),
+        chat(
+            peer("bob"),
+            Kind::OwnSecure { queued: true },
+            "alice",
+            "hi",
+            None
+        )
+    );
+    assert_eq!(
+        own_private("alice", "bob", "hi", Delivery::Plain).kind,
+        Kind::OwnPrivate
+    );
+    let help = help();
+    assert_eq!(help.len(), HELP.lines().count());
+    assert!(help
+        .iter()
+        .all(|i| i.kind == Kind::Notice && i.target == Target::Here));
+}
+
+/// Characters that break, reorder or hide a line.
+const HOSTILE: [&str; 10] = [
+    "\n",
+    "\r",
+    "\u{1b}[2J",
+    "\u{7}",
+    "\u{85}",
+    "\u{2028}",
+    "\u{2029}",
+    "\u{202E}",
+    "\u{2066}",
+    "\u{FEFF}",
+];
+
+/// Every event with `s` in each string field.
+fn every_event(s: &str) -> Vec<Event> {
+    let s = s.to_string();
+    vec![
+        Event::Public {
+            id: 1,
+            ts: 0,
+            from: s.clone(),
+            text: s.clone(),
+        },
+        Event::Private {
+            id: 2,
+            ts: 0,
+            from: s.clone(),
+            text: s.clone(),
+        },
+        Event::History {
+            id: 3,
+            ts: 0,
+            from: s.clone(),
+            text: s.clone(),
+        },
+        Event::Offline {
+            id: 4,
+            ts: 0,
+            from: s.clone(),
+            text: s.clone(),
+        },
+        Event::Joined { nick: s.clone() },
+        Event::Left {
+            nick: s.clone(),
+            reason: LeaveReason::TooSlow,
+        },
+        Event::Users(vec![s.clone(), s.clone()]),
+        Event::Error {
+            line: None,
+            code: ErrorCode(7),
+            fatal: false,
+            detail: s.clone(),
+        },
+        Event::Shutdown { reason: s.clone() },
+        Event::Warning(s.clone()),
+        Event::SafetyNumber {
+            peer: s.clone(),
+            number: s.clone(),
+            new_key: true,
+        },
+        Event::Secure(E2eEvent::Message {
+            peer: s.clone(),
+            text: s.clone(),
+        }),
+        Event::Secure(E2eEvent::Failed {
+            peer: s.clone(),
+            failure: Failure::PeerLeft,
+            unsent: vec![],
+        }),
+        Event::Closed {
+            error: Some(s.clone()),
+            undelivered: vec![],
+        },
+    ]
+}
+
+fn assert_shows_clean(line: &str) {
+    assert_eq!(mm_common::text::find_forbidden(line), None, "{line:?}");
+    assert!(!line.chars().any(char::is_control), "{line:?}");
+}
+
+#[test]
+fn hostile_text_reaches_neither_front_end() {
+    for bad in HOSTILE {
+        let s = format!("x{bad}y");
+        for event in every_event(&s) {
+            for item in super::event(&event) {
+                // Line mode: its one line.
+                if let Some(line) = display::format(&item, Style::PLAIN) {
+                    assert_shows_clean(&line);
+                }
+            }
+            // The terminal UI: every line it keeps, as the screen cleans it.
+            let mut app = App::new("s", "me");
+            app.on_event(&event, 0);
+            for line in app.tabs.iter().flat_map(|t| &t.lines) {
+                let shown = display::clean(&line.text);
+                if line.kind != LineKind::Notice && line.kind != LineKind::Error {
+                    assert_eq!(shown.chars().count(), line.text.chars().count());
+                }
+                assert_shows_clean(&shown);
+                assert_shows_clean(&display::clean(line.from.as_deref().unwrap_or("")));
+            }
+        }
+    }
+}
