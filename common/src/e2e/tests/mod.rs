@@ -1,10 +1,85 @@
 //! The end-to-end state machine, tested in memory: two `Sessions` and a relay the test
-//! controls (it can drop, replay, reorder and alter payloads).
+//! controls (it can drop, replay, reorder and alter payloads). Every random byte (identities,
+//! session ids, ephemeral keys) comes from [`TestRng`], seeded per test: runs are repeatable.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use rand_core::{CryptoRng, RngCore};
+
+use super::config::RESPONDER_PATIENCE;
 use super::*;
+use crate::identity::Identity;
+use crate::pins::Pins;
+
+/// TEST-ONLY, NOT CRYPTOGRAPHIC: SplitMix64 (Steele, Lea, Flood 2014), a deterministic
+/// generator whose whole state is one `u64` seed. It claims `CryptoRng` only so that tests can
+/// inject it where the end-to-end layer takes a secure generator; it must never leave tests.
+struct TestRng(u64);
+
+impl RngCore for TestRng {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl CryptoRng for TestRng {}
+
+thread_local! {
+    /// Seeds handed out on this test's thread (each test runs on its own thread).
+    static NEXT_SEED: Cell<u64> = const { Cell::new(1) };
+}
+
+/// The next seed of this test: the same sequence in every run of a test.
+fn next_seed() -> u64 {
+    NEXT_SEED.with(|n| {
+        let seed = n.get();
+        n.set(seed + 1);
+        seed
+    })
+}
+
+/// An identity drawn from a new seed of this test.
+fn test_identity() -> Identity {
+    Identity::generate_with(&mut TestRng(next_seed()))
+}
+
+/// `Sessions` drawing from `seed`.
+fn seeded_sessions(
+    nick: &str,
+    identity: Identity,
+    pins: Pins,
+    config: E2eConfig,
+    seed: u64,
+) -> Sessions {
+    Sessions::with_rng(nick, identity, pins, config, Box::new(TestRng(seed)))
+}
+
+/// `Sessions` drawing from a new seed of this test.
+fn test_sessions(nick: &str, identity: Identity, pins: Pins, config: E2eConfig) -> Sessions {
+    seeded_sessions(nick, identity, pins, config, next_seed())
+}
 
 struct Side {
     nick: &'static str,
@@ -22,12 +97,14 @@ struct Relay {
     a: Side,
     b: Side,
     now: Instant,
+    /// Every payload relayed, in order.
+    relayed: Vec<Vec<u8>>,
 }
 
-fn side(nick: &'static str, identity: Identity, config: E2eConfig) -> Side {
+fn side(nick: &'static str, identity: Identity, config: E2eConfig, seed: u64) -> Side {
     Side {
         nick,
-        sessions: Sessions::new(nick, identity, Pins::default(), config),
+        sessions: seeded_sessions(nick, identity, Pins::default(), config, seed),
         inbox: VecDeque::new(),
         events: Vec::new(),
         pins_saved: 0,
@@ -42,10 +119,21 @@ impl Relay {
     }
 
     fn with_config(config: E2eConfig) -> Relay {
+        Self::seeded(config, next_seed())
+    }
+
+    /// Alice and bob with identities and randomness all drawn from `seed`.
+    fn seeded(config: E2eConfig, seed: u64) -> Relay {
+        let mut rng = TestRng(seed);
+        let (alice, bob) = (
+            Identity::generate_with(&mut rng),
+            Identity::generate_with(&mut rng),
+        );
         Relay {
-            a: side("alice", Identity::generate(), config.clone()),
-            b: side("bob", Identity::generate(), config),
+            a: side("alice", alice, config.clone(), rng.next_u64()),
+            b: side("bob", bob, config, rng.next_u64()),
             now: Instant::now(),
+            relayed: Vec::new(),
         }
     }
 
@@ -61,6 +149,7 @@ impl Relay {
                 Action::Send { to, payload, line } => {
                     assert_eq!(to, other.nick, "sent to the peer");
                     me.sent_lines.extend(line);
+                    self.relayed.push(payload.clone());
                     other.inbox.push_back(payload);
                 }
                 Action::Event(e) => me.events.push(e),
@@ -168,12 +257,7 @@ fn envelope(payload: &[u8]) -> Envelope {
 
 /// A new `Sessions` for `nick`, with a new identity, no pins and the default configuration.
 fn fresh(nick: &str) -> Sessions {
-    Sessions::new(
-        nick,
-        Identity::generate(),
-        Pins::default(),
-        E2eConfig::default(),
-    )
+    test_sessions(nick, test_identity(), Pins::default(), E2eConfig::default())
 }
 
 /// The opening of a real handshake "from `from`" to `to`, made by a `Sessions` with a key of its
@@ -543,7 +627,7 @@ fn key_changed_pair() -> Relay {
     let mut r = Relay::new();
     r.connect();
     let pins_b = r.b.sessions.pins().clone();
-    r.b.sessions = Sessions::new("bob", Identity::generate(), pins_b, E2eConfig::default());
+    r.b.sessions = test_sessions("bob", test_identity(), pins_b, E2eConfig::default());
     r.a.events.clear();
     r.b.events.clear();
     let actions = r.a.sessions.peer_left("bob");
@@ -613,11 +697,13 @@ fn responder_detects_a_changed_key_after_message_three() {
     let mut r = key_changed_pair();
     // Now alice changes key and bob (who pinned her old one) answers her.
     let pins_a = r.a.sessions.pins().clone();
-    r.a.sessions = Sessions::new("alice", Identity::generate(), pins_a, E2eConfig::default());
+    r.a.sessions = test_sessions("alice", test_identity(), pins_a, E2eConfig::default());
     let pins_b = r.b.sessions.pins().clone();
     // bob keeps his identity from key_changed_pair, which alice has not pinned yet: give alice
     // a pin for it so only bob's check can fail.
-    r.a.sessions.pins.replace("bob", r.b.sessions.public_key());
+    r.a.sessions
+        .pins_mut()
+        .replace("bob", r.b.sessions.public_key());
     assert_eq!(pins_b, *r.b.sessions.pins());
     r.start(true);
     r.deliver_all();
@@ -692,7 +778,7 @@ fn rehandshake_renews_keys_so_stolen_session_keys_stop_working() {
     };
     let mut r = Relay::with_config(config);
     r.connect();
-    let (first_session, stolen_i2r, _) = r.a.sessions.stolen[0];
+    let (first_session, stolen_i2r, _) = r.a.sessions.stolen()[0];
     // The thief reads the first session's traffic...
     r.send(true, "m0");
     let Envelope::Data {
@@ -871,7 +957,7 @@ fn a_flood_of_hellos_from_many_nicks_is_bounded() {
         assert_eq!(replied, i < MAX_INCOMING_HANDSHAKES, "hello {i}");
     }
     assert_eq!(
-        r.b.sessions.peers.len(),
+        r.b.sessions.peer_count(),
         MAX_INCOMING_HANDSHAKES,
         "no state for refused senders"
     );
@@ -1115,9 +1201,9 @@ fn conversations_survive_a_restart_secure_blocked_and_key_changed() {
     let text = r.a.sessions.conversations_text();
     assert_eq!(text, "secure bob\n");
     let restart = |r: &Relay, text: &str| {
-        let mut s = Sessions::new(
+        let mut s = test_sessions(
             "alice",
-            r.a.sessions.identity.clone(),
+            r.a.sessions.identity().clone(),
             r.a.sessions.pins().clone(),
             E2eConfig::default(),
         );
@@ -1237,11 +1323,12 @@ fn reconnect_a_only(r: &mut Relay) {
 
 /// Two nicks with one identity key: two users sharing one home directory.
 fn shared_key_pair() -> Relay {
-    let shared = Identity::generate();
+    let shared = test_identity();
     Relay {
-        a: side("alice", shared.clone(), E2eConfig::default()),
-        b: side("bob", shared, E2eConfig::default()),
+        a: side("alice", shared.clone(), E2eConfig::default(), next_seed()),
+        b: side("bob", shared, E2eConfig::default(), next_seed()),
         now: Instant::now(),
+        relayed: Vec::new(),
     }
 }
 
@@ -1251,7 +1338,7 @@ fn a_peer_presenting_our_own_key_is_refused_on_both_sides_and_never_pinned() {
         let mut r = shared_key_pair();
         // Even an old pin of that key (made before this check existed) does not make it good.
         r.b.sessions
-            .pins
+            .pins_mut()
             .replace("alice", r.a.sessions.public_key());
         r.start(alice_starts);
         r.deliver_all();
