@@ -1,8 +1,11 @@
 //! The peer table ([`Sessions`]): one entry per peer with its session state, what the user
 //! wants of the conversation, presence, and the texts waiting for a handshake; the user's
-//! commands and what the server says of peers. Incoming payloads are in [`receive`], timers
+//! sending of texts and the failure of sessions. The user's commands are in [`commands`], what
+//! the server says of peers in [`presence`], incoming payloads in [`receive`], timers
 //! (handshake timeouts, renewals, automatic restarts with backoff) in [`timers`].
 
+mod commands;
+mod presence;
 mod receive;
 mod timers;
 
@@ -14,15 +17,14 @@ use rand_core::OsRng;
 
 use super::config::{E2eConfig, MAX_PEERS};
 use super::conversations::{parse_conversations, Saved};
-use super::envelope::{encode, Envelope, Inner, SessionId};
+use super::envelope::{encode, Envelope, SessionId};
 use super::error::{AbortReason, Failure, Refused};
 use super::event::{Action, E2eEvent, Outgoing, Status};
 use super::rng::{BoxedRng, SharedRng};
 use super::session::{Established, Handshake};
-use super::trust::Trust;
 use crate::identity::{Identity, KEY_LEN};
 use crate::pins::Pins;
-use crate::protocol::{nick_key, validate_nick};
+use crate::protocol::nick_key;
 
 /// Where one peer's session stands.
 enum State {
@@ -269,69 +271,6 @@ impl Sessions {
         }
         Ok(())
     }
-    /// A new connection to the server: sessions of the old one cannot continue (the peer saw
-    /// us leave). Secure conversations become [`Status::Interrupted`] (blocked ones stay
-    /// blocked); texts that waited were the old connection's, which reported them. Returns the
-    /// peers to monitor on the new connection (the caller sends them; answers go to
-    /// [`Sessions::presence`]), at most [`crate::protocol::MAX_MONITORED`].
-    pub fn connection_reset(&mut self) -> Vec<String> {
-        let mut monitor = Vec::new();
-        for entry in self.peers.values_mut() {
-            entry.online = None;
-            entry.monitored = false;
-            entry.queued.clear();
-            entry.attempts = 0;
-            entry.last_start = None;
-            entry.quiet = false;
-            // A blocked conversation whose peer was starting a session stays blocked.
-            if let (State::Handshaking(_), Some(blocked)) = (&entry.state, entry.blocked_by.take())
-            {
-                entry.state = State::Failed(blocked);
-            }
-            let interrupted = match &entry.state {
-                State::Handshaking(_) | State::Established(_) => true,
-                State::Failed(f) => f.is_interruption(),
-                State::Idle => false,
-            };
-            if interrupted {
-                entry.state = match entry.intent {
-                    Intent::Secure => State::Failed(Failure::NotConnected),
-                    Intent::Plain => State::Idle,
-                };
-            }
-            if entry.intent == Intent::Secure {
-                monitor.push(entry.nick.clone());
-            }
-        }
-        // Beyond the server's bound, the same peers every time (by name); the others restart
-        // on the user's next line to them.
-        monitor.sort_unstable_by_key(|n| nick_key(n));
-        monitor.truncate(crate::protocol::MAX_MONITORED);
-        for nick in &monitor {
-            if let Some(entry) = self.peers.get_mut(&nick_key(nick)) {
-                entry.monitored = true;
-            }
-        }
-        monitor
-    }
-
-    /// What the server says of `peer`'s presence (a monitor answer, a join or a leave notice,
-    /// or a refused relay for an offline peer). Going offline ends its session; coming online
-    /// restarts an interrupted secure conversation (waiting longer after each attempt that
-    /// did not come up).
-    pub fn presence(&mut self, peer: &str, online: bool, now: Instant) -> Vec<Action> {
-        self.saw(now);
-        let key = nick_key(peer);
-        let Some(entry) = self.peers.get_mut(&key) else {
-            return Vec::new();
-        };
-        entry.online = Some(online);
-        if !online {
-            return self.fail_if_active(peer, Failure::PeerLeft);
-        }
-        self.resume_if_due(&key, now, &mut None)
-    }
-
     /// Where the conversation with `peer` stands.
     pub fn status(&self, peer: &str) -> Status {
         let Some(entry) = self.peers.get(&nick_key(peer)) else {
@@ -358,36 +297,6 @@ impl Sessions {
             },
             State::Failed(f) => Status::Failed(f.clone()),
         }
-    }
-
-    /// `/secure peer`: starts a handshake.
-    ///
-    /// # Errors
-    /// [`Refused`] if there is a session already, the peer is us, or its key changed.
-    pub fn start(&mut self, peer: &str, now: Instant) -> Result<Vec<Action>, Refused> {
-        self.saw(now);
-        validate_nick(peer).map_err(|_| Refused::InvalidNick(peer.to_owned()))?;
-        if nick_key(peer) == nick_key(&self.me) {
-            return Err(Refused::Yourself);
-        }
-        if !self.peers.contains_key(&nick_key(peer)) && self.peers.len() >= MAX_PEERS {
-            return Err(Refused::TooManyPeers);
-        }
-        let entry = self.peer(peer);
-        match &entry.state {
-            State::Established(_) => return Err(Refused::AlreadySecure(entry.nick.clone())),
-            State::Handshaking(_) => return Err(Refused::AlreadyStarting(entry.nick.clone())),
-            State::Failed(Failure::KeyChanged { .. }) => {
-                return Err(Refused::KeyNotAccepted(entry.nick.clone()))
-            }
-            State::Idle | State::Failed(_) => {}
-        }
-        // The user asked: start now, whatever the wait after earlier attempts.
-        entry.attempts = 0;
-        entry.blocked_by = None;
-        let mut actions = self.begin(peer, now, false)?;
-        actions.extend(self.want_secure(peer));
-        Ok(actions)
     }
 
     /// Starts a handshake with `peer` (no session and no key change to accept), counting the
@@ -606,157 +515,5 @@ impl Sessions {
             Some(State::Handshaking(_) | State::Established(_)) => self.fail(peer, failure),
             _ => Vec::new(),
         }
-    }
-
-    /// The peer went offline: its session cannot continue.
-    pub fn peer_left(&mut self, peer: &str) -> Vec<Action> {
-        if let Some(entry) = self.peers.get_mut(&nick_key(peer)) {
-            entry.online = Some(false);
-        }
-        self.fail_if_active(peer, Failure::PeerLeft)
-    }
-
-    /// The server could not deliver a payload to `peer` (it is offline): its session cannot
-    /// continue, and a handshake to it fails at once instead of timing out.
-    pub fn unreachable(&mut self, peer: &str) -> Vec<Action> {
-        if let Some(entry) = self.peers.get_mut(&nick_key(peer)) {
-            entry.online = Some(false);
-        }
-        self.fail_if_active(peer, Failure::Unreachable)
-    }
-
-    /// The server refused to relay one of our messages to `peer` for another reason (busy,
-    /// rate limit): the peer would fail to decrypt everything after it, so the session ends
-    /// now, visibly; a secure conversation restarts with the next text.
-    pub fn relay_refused(&mut self, peer: &str) -> Vec<Action> {
-        self.fail_if_active(peer, Failure::RelayRefused)
-    }
-
-    /// `/insecure peer`: ends the session (telling the peer, encrypted, if it is up) and allows
-    /// plain private messages again.
-    ///
-    /// # Errors
-    /// [`Refused::NoSession`] if there is nothing to end.
-    pub fn end(&mut self, peer: &str) -> Result<Vec<Action>, Refused> {
-        let key = nick_key(peer);
-        let Some(entry) = self.peers.get_mut(&key) else {
-            return Err(Refused::NoSession(peer.to_owned()));
-        };
-        let nick = entry.nick.clone();
-        let mut actions = Vec::new();
-        match std::mem::replace(&mut entry.state, State::Idle) {
-            State::Idle if entry.intent == Intent::Plain => return Err(Refused::NoSession(nick)),
-            State::Idle => {}
-            State::Established(mut e) => actions.push(Action::Send {
-                to: nick.clone(),
-                payload: e.seal(&Inner::Close)?,
-                line: None,
-            }),
-            State::Handshaking(h) => match h.previous {
-                Some(mut e) => actions.push(Action::Send {
-                    to: nick.clone(),
-                    payload: e.seal(&Inner::Close)?,
-                    line: None,
-                }),
-                None => actions.push(abort(&nick, h.session, AbortReason::Ended)),
-            },
-            State::Failed(_) => {}
-        }
-        let unsent = entry.queued.drain(..).map(|(_, line)| line).collect();
-        entry.intent = Intent::Plain;
-        entry.blocked_by = None;
-        actions.push(Action::Event(E2eEvent::Ended {
-            peer: nick,
-            by_peer: false,
-            unsent,
-        }));
-        actions.push(Action::Persist);
-        Ok(actions)
-    }
-
-    /// `/accept-key peer`: after a key change, pins the new key (not verified), unblocks, and
-    /// starts a new session unless the peer is known to be offline.
-    ///
-    /// # Errors
-    /// [`Refused::NothingToAccept`] if the peer's key did not change.
-    pub fn accept_key(&mut self, peer: &str, now: Instant) -> Result<Vec<Action>, Refused> {
-        self.saw(now);
-        let key = nick_key(peer);
-        let presented = match self.peers.get(&key).map(|p| &p.state) {
-            Some(State::Failed(Failure::KeyChanged { presented, .. })) => *presented,
-            _ => return Err(Refused::NothingToAccept(peer.to_owned())),
-        };
-        self.pins.replace(peer, &presented);
-        Ok(self.accepted(peer, now))
-    }
-
-    /// After the user accepted a changed key: the conversation is secure and interrupted, and
-    /// a new session starts now if the peer is online.
-    fn accepted(&mut self, peer: &str, now: Instant) -> Vec<Action> {
-        let entry = self.peer(peer);
-        entry.state = State::Failed(Failure::NotConnected);
-        entry.attempts = 0;
-        entry.last_start = None;
-        let mut actions = vec![Action::Persist];
-        let key = nick_key(peer);
-        let online = self.peers.get(&key).and_then(|p| p.online) != Some(false);
-        if online {
-            let nick = self.peer(peer).nick.clone();
-            actions.extend(self.begin(&nick, now, false).unwrap_or_default());
-        }
-        actions
-    }
-
-    /// `/verified peer`: the user compared the safety number ([`Sessions::safety_number`]) and
-    /// it matched. It never accepts a changed key: that takes its own explicit step
-    /// ([`Sessions::accept_key`]), so that a `/verified` meant for an earlier comparison cannot
-    /// accept a key that changed since.
-    ///
-    /// # Errors
-    /// [`Refused::NoKey`] if no key is pinned for the peer; [`Refused::KeyNotAccepted`] after
-    /// a key change not accepted yet.
-    pub fn mark_verified(&mut self, peer: &str, now: Instant) -> Result<Vec<Action>, Refused> {
-        self.saw(now);
-        let key = nick_key(peer);
-        if let Some(State::Failed(Failure::KeyChanged { .. })) =
-            self.peers.get(&key).map(|p| &p.state)
-        {
-            return Err(Refused::KeyNotAccepted(self.peer(peer).nick.clone()));
-        }
-        if !self.pins.mark_verified(peer) {
-            return Err(Refused::NoKey(peer.to_owned()));
-        }
-        let pinned = self.pins.get(peer).map(|p| p.key);
-        if let Some(e) = self.current_mut(&nick_key(peer)) {
-            if Some(e.peer_key) == pinned {
-                e.trust = Trust::Verified;
-            }
-        }
-        Ok(vec![Action::Persist])
-    }
-
-    /// The safety number with `peer`: from our key and its pinned key — or, after a key
-    /// change, the key it presents now (not accepted yet), which is the one both users must
-    /// compare before accepting it. The peer's side computes the same digits from our key
-    /// (it learned ours from the handshake we then dropped).
-    ///
-    /// # Errors
-    /// [`Refused::NoKey`] if no key is known for the peer.
-    pub fn safety_number(&self, peer: &str) -> Result<String, Refused> {
-        let key = match self.peers.get(&nick_key(peer)).map(|p| &p.state) {
-            Some(State::Failed(Failure::KeyChanged { presented, .. })) => *presented,
-            _ => {
-                self.pins
-                    .get(peer)
-                    .ok_or_else(|| Refused::NoKey(peer.to_owned()))?
-                    .key
-            }
-        };
-        Ok(crate::safety::safety_number(
-            &self.me,
-            self.identity.public(),
-            peer,
-            &key,
-        ))
     }
 }
