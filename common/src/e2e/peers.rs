@@ -1,7 +1,7 @@
 //! The peer table ([`Sessions`]): one entry per peer with its session state, what the user
-//! wants of the conversation, presence, and the texts waiting for a handshake; the user's
-//! sending of texts and the failure of sessions. The user's commands are in [`commands`], what
-//! the server says of peers in [`presence`], incoming payloads in [`receive`], timers
+//! wants of the conversation, presence, and the texts waiting for a handshake. Here: the
+//! table itself, sending texts, and failing sessions; the user's commands are in [`commands`],
+//! what the server says of peers in [`presence`], incoming payloads in [`receive`], timers
 //! (handshake timeouts, renewals, automatic restarts with backoff) in [`timers`].
 
 mod commands;
