@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use rand_core::{OsRng, RngCore};
+use rand_core::{CryptoRngCore, OsRng};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -35,10 +35,16 @@ pub enum IdentityError {
 }
 
 impl Identity {
-    /// A fresh random identity.
+    /// A fresh random identity, from the operating system's generator.
     pub fn generate() -> Identity {
+        Identity::generate_with(&mut OsRng)
+    }
+
+    /// A fresh identity whose secret is 32 bytes drawn from `rng` (a cryptographically secure
+    /// generator outside tests; a seeded one gives the same identity every time).
+    pub fn generate_with(rng: &mut (impl CryptoRngCore + ?Sized)) -> Identity {
         let mut secret = Zeroizing::new([0u8; KEY_LEN]);
-        OsRng.fill_bytes(&mut secret[..]);
+        rng.fill_bytes(&mut secret[..]);
         Identity::from_secret(*secret)
     }
 
