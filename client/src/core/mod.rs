@@ -51,6 +51,9 @@ pub(crate) use login::{server_words_on_one_line, MAX_LISTED_USERS};
 /// server sees a slow reader, not an unbounded client).
 pub const MAX_EVENTS: usize = 1024;
 
+/// Least time between two runs of the end-to-end timers.
+const E2E_MIN_GAP: Duration = Duration::from_millis(10);
+
 /// How often a save the disk refused is tried again.
 const SAVE_RETRY: Duration = Duration::from_secs(1);
 
@@ -156,14 +159,14 @@ pub struct Core {
     save_retry_at: Option<Instant>,
     /// Why the connection closed (`None`: cleanly, or not yet).
     closed_reason: Option<String>,
+    /// When the end-to-end timers last ran.
+    e2e_ran: Option<Instant>,
     /// Whether it was logged in at some point.
     was_ready: bool,
     /// The server closed it because another login took the account over.
     replaced: bool,
     /// The user quit.
     quitting: bool,
-    /// When the end-to-end timers last ran.
-    e2e_ticked: Instant,
 }
 
 impl Core {
@@ -195,10 +198,10 @@ impl Core {
             save_wanted: false,
             save_retry_at: None,
             closed_reason: None,
+            e2e_ran: None,
             was_ready: false,
             replaced: false,
             quitting: false,
-            e2e_ticked: now,
             config,
         }
     }
@@ -377,8 +380,8 @@ impl Core {
                 }
                 if let Some(secure) = self.secure.clone() {
                     if self.e2e_deadline().is_some_and(|t| t <= now) {
-                        let actions = secure.sessions().tick(now);
-                        self.e2e_ticked = now;
+                        self.e2e_ran = Some(now);
+                        let actions = secure.sessions().handle_timeout(now);
                         self.perform(actions, now);
                     }
                 }
@@ -390,12 +393,16 @@ impl Core {
         }
     }
 
-    /// When the end-to-end layer's timers (handshake timeouts, retries, session renewal) must
-    /// run next.
+    /// When the end-to-end layer's timers (handshake timeouts, automatic restarts, session
+    /// renewal) must run next ([`mm_common::e2e::Sessions::poll_timeout`]).
+    /// Never sooner than [`E2E_MIN_GAP`] after the last run: a timer that stays due without
+    /// acting must not make the driver spin.
     fn e2e_deadline(&self) -> Option<Instant> {
-        self.secure
-            .as_ref()
-            .map(|_| self.e2e_ticked + Duration::from_secs(1))
+        let due = self.secure.as_ref()?.sessions().poll_timeout()?;
+        Some(match self.e2e_ran {
+            Some(ran) => due.max(ran + E2E_MIN_GAP),
+            None => due,
+        })
     }
 
     // ---- output ---------------------------------------------------------------------------
