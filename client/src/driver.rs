@@ -191,6 +191,12 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     drive(Arc::clone(&shared), first).await;
+    if !shared.core().was_ready() {
+        // The first login failed: `start` reports that (its outcome is left for it to take).
+        shared.finished.store(true, Ordering::SeqCst);
+        shared.changed.notify_waiters();
+        return;
+    }
     let mut attempt = 0u32;
     let mut reason: Option<String> = None;
     let mut given_up = false;
