@@ -366,3 +366,54 @@ fn a_silent_server_is_given_up_on_after_the_read_timeout_with_its_lines_undelive
     );
     assert_eq!(core.poll_timeout(deadline), None, "a closed core sleeps");
 }
+
+/// More pings in one read than the core queues frames without a line ([`MAX_QUEUED_CONTROL`]
+/// is 256): it stops taking frames while the pongs wait, and must take the rest once they are
+/// written, although no event is waiting (the driver then only transmits and polls events).
+///
+/// [`MAX_QUEUED_CONTROL`]: crate::core::lines::MAX_QUEUED_CONTROL
+#[test]
+fn a_burst_of_pings_larger_than_the_control_queue_is_answered_in_full() {
+    let t0 = Instant::now();
+    let mut core = logged_in(&config("me"), t0);
+    let pings: Vec<ServerMsg> = (0..300).map(|token| ServerMsg::Ping { token }).collect();
+    core.receive(&frames(&pings), t0);
+    let mut pongs = 0;
+    for _ in 0..10 {
+        pongs += transmitted(&mut core, t0)
+            .iter()
+            .filter(|m| matches!(m, ClientMsg::Pong { .. }))
+            .count();
+        drain(&mut core, t0);
+    }
+    assert_eq!(pongs, 300);
+    assert!(core.wants_input(), "reading on");
+}
+
+/// A server that sends more lines than the front end's queue holds ([`MAX_EVENTS`]) and then
+/// closes: the close comes after the last line, not at the read timeout.
+///
+/// [`MAX_EVENTS`]: crate::core::MAX_EVENTS
+#[test]
+fn a_close_after_more_lines_than_the_event_queue_holds_is_seen_after_the_last_line() {
+    let t0 = Instant::now();
+    let mut core = logged_in(&config("me"), t0);
+    let mail: Vec<ServerMsg> = (1..=1100)
+        .map(|id| ServerMsg::Offline {
+            id,
+            ts: 0,
+            from: "bob".into(),
+            text: format!("m{id}"),
+        })
+        .collect();
+    core.receive(&frames(&mail), t0);
+    core.receive_end(t0);
+    let events = drain(&mut core, t0);
+    assert_eq!(events.len(), 1101, "every line, then the close");
+    assert!(
+        matches!(events.last(), Some(Event::Closed { error: None, .. })),
+        "{:?}",
+        events.last()
+    );
+    assert!(core.is_closed());
+}
