@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mm_common::protocol::ClientMsg;
 
-use super::double::World;
+use super::world::World;
 use super::READ_TIMEOUT;
 use crate::core::{Delivery, Event, LineId};
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use mm_common::e2e::{AbortReason, E2eConfig, E2eEvent, Failure, Refused, Status};
 use mm_common::protocol::{ClientMsg, ErrorCode};
 
-use super::double::World;
 use super::secure::{secured, secured_with};
+use super::world::World;
 use super::{config, ready, secure_events, secure_texts, sent_plain};
 use crate::core::{Delivery, Event, SendError};
 

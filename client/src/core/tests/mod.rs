@@ -1,8 +1,8 @@
 //! Deterministic in-memory tests of the protocol core: no sockets, no threads, no sleeps. Time
 //! is an [`Instant`] the tests move themselves.
 //!
-//! - [`double`]: an in-memory server double speaking the real wire protocol, and a
-//!   [`double::World`] of several cores around it;
+//! - [`double`]: an in-memory server double speaking the real wire protocol;
+//! - [`world`]: the double and several cores on a simulated clock ([`world::World`]);
 //! - `script`: one core fed scripted server bytes (hostile servers, acknowledgements);
 //! - `chat`: login, public and private chat, offline mail, `/who`, pacing, wake-ups;
 //! - `secure`: end-to-end sessions, their renewal and reconnects;
@@ -24,6 +24,7 @@ mod double;
 mod exits;
 mod script;
 mod secure;
+mod world;
 
 /// Read timeout of test cores: long, so that only tests about it see it.
 const READ_TIMEOUT: Duration = Duration::from_secs(600);
@@ -103,7 +104,7 @@ fn secure_texts(events: &[Event], peer: &str) -> Vec<String> {
 }
 
 /// Whether the plain text `text` reached the server as a `Private` from anyone.
-fn sent_plain(world: &double::World, text: &str) -> bool {
+fn sent_plain(world: &world::World, text: &str) -> bool {
     world
         .server
         .log

@@ -6,7 +6,7 @@ use std::time::Duration;
 use mm_common::e2e::{E2eConfig, Failure, Status};
 use mm_common::protocol::ClientMsg;
 
-use super::double::World;
+use super::world::World;
 use super::{config_e2e, contains, ready, secure_texts, sent_plain};
 use crate::core::{Delivery, Event};
 
