@@ -219,3 +219,69 @@ fn an_idle_core_without_secure_sessions_sleeps_until_its_read_timeout() {
         "an idle core does not wake every second"
     );
 }
+
+#[test]
+fn quitting_acknowledges_what_was_shown_and_ends_with_a_clean_close() {
+    let mut world = World::new();
+    world.connect("alice");
+    world.connect("bob");
+    let now = world.now;
+    world
+        .core("alice")
+        .private("bob", "before you go", now)
+        .expect("connected");
+    world.pump();
+    let shown = world.events("bob");
+    let Some(id) = shown.iter().find_map(|e| match e {
+        Event::Private { id, .. } => Some(*id),
+        _ => None,
+    }) else {
+        panic!("{shown:?}")
+    };
+    let now = world.now;
+    world.core("bob").quit(now);
+    world.pump();
+    let sent: Vec<ClientMsg> = world
+        .server
+        .log
+        .iter()
+        .filter(|l| l.from == "bob")
+        .map(|l| l.msg.clone())
+        .collect();
+    assert!(
+        sent.ends_with(&[ClientMsg::Received { up_to: id }, ClientMsg::Quit]),
+        "what was shown is acknowledged, then Quit: {sent:?}"
+    );
+    let events = world.events("bob");
+    assert_eq!(
+        events.last(),
+        Some(&Event::Closed {
+            error: None,
+            undelivered: Vec::new()
+        })
+    );
+    assert!(world.core("bob").is_closed());
+    let alice = world.events("alice");
+    assert!(
+        alice
+            .iter()
+            .any(|e| matches!(e, Event::Left { nick, .. } if nick == "bob")),
+        "{alice:?}"
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_the_login_times_it_out() {
+    // A connection nobody answers: the core's Hello goes nowhere.
+    let t0 = std::time::Instant::now();
+    let mut core = crate::core::Core::new(super::config("alice"), t0);
+    assert_eq!(core.poll_timeout(t0), Some(t0 + Duration::from_secs(10)));
+    core.handle_timeout(t0 + Duration::from_secs(9));
+    assert_eq!(core.poll_login(), None, "not yet");
+    core.handle_timeout(t0 + Duration::from_secs(10));
+    assert!(matches!(
+        core.poll_login(),
+        Some(Err(crate::core::LoginError::Timeout))
+    ));
+    assert!(core.is_closed());
+}

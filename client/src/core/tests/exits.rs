@@ -455,3 +455,42 @@ fn a_peer_presenting_our_own_key_is_refused_and_never_pinned() {
     );
     assert!(!sent_plain(&world, "to myself?"));
 }
+
+#[test]
+fn our_client_restarting_restores_the_conversation_and_the_session_comes_back_by_itself() {
+    let mut world = secured();
+    // What a restart keeps: the identity, the pins and the conversations, as saved.
+    let keys = world.core("alice").keys().expect("logged in");
+    let (pins, conversations) = {
+        let sessions = keys.sessions();
+        (sessions.pins().clone(), sessions.conversations_text())
+    };
+    assert!(conversations.contains("bob"), "{conversations:?}");
+    let identity = world.client("alice").config.secure.identity.clone();
+    world.disconnect("alice");
+    world.advance(Duration::from_secs(10));
+    // A new process: nothing shared with the old one but what was saved.
+    let mut restarted = config("alice");
+    restarted.secure.identity = identity;
+    restarted.secure.pins = pins;
+    restarted.secure.conversations = conversations;
+    world.server.hold_relays_from.insert("alice".into());
+    world.connect_with("alice", restarted);
+    let status = world.core("alice").secure_status("bob");
+    assert!(
+        !matches!(status, Status::Plain | Status::Secure { .. }),
+        "restored, not up yet: {status:?}"
+    );
+    let now = world.now;
+    let sent = world.core("alice").private("bob", "after a restart", now);
+    assert!(
+        matches!(sent, Ok((_, Delivery::Queued)) | Err(_)),
+        "queued or refused, never plain: {sent:?}"
+    );
+    world.server.hold_relays_from.clear();
+    let now = world.now;
+    world.server.release_held(now);
+    world.advance(Duration::from_secs(2));
+    assert!(both_secure(&mut world));
+    assert!(!sent_plain(&world, "after a restart"));
+}

@@ -205,3 +205,30 @@ fn a_reconnect_never_turns_a_secure_conversation_plain() {
     assert!(!sent_plain(&world, "secure again"));
     assert!(!sent_plain(&world, "in flight"));
 }
+
+#[test]
+fn texts_keep_arriving_across_rekeys_in_both_directions() {
+    let e2e = E2eConfig {
+        rekey_every: 3,
+        ..E2eConfig::default()
+    };
+    let mut world = secured_with(&e2e);
+    let texts: Vec<String> = (0..10).map(|i| format!("text {i}")).collect();
+    for text in &texts {
+        let now = world.now;
+        let (_, delivery) = world
+            .core("alice")
+            .private("bob", text, now)
+            .expect("connected");
+        assert_eq!(delivery, Delivery::Secure);
+        let (_, delivery) = world
+            .core("bob")
+            .private("alice", text, now)
+            .expect("connected");
+        assert_eq!(delivery, Delivery::Secure);
+        world.advance(Duration::from_millis(500));
+    }
+    assert_eq!(secure_texts(&world.events("bob"), "alice"), texts);
+    assert_eq!(secure_texts(&world.events("alice"), "bob"), texts);
+    assert!(!sent_plain(&world, "text 0"));
+}
