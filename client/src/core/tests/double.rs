@@ -401,6 +401,22 @@ impl Server {
         self.send(&peer, &relay);
     }
 
+    /// Delivers `payload` to `to` as a relay from `from` with a new id, as a server replaying
+    /// an old message from its mailbox would.
+    pub(super) fn inject_relay(&mut self, from: &str, to: &str, payload: Vec<u8>, now: Instant) {
+        let ts = self.ts(now);
+        if let Some(peer) = self.online(to) {
+            let id = self.id();
+            let relay = ServerMsg::Relay {
+                id,
+                ts,
+                from: from.to_owned(),
+                payload,
+            };
+            self.send(&peer, &relay);
+        }
+    }
+
     /// Delivers the relays held back (to recipients still online), in order.
     pub(super) fn release_held(&mut self, now: Instant) {
         let ts = self.ts(now);

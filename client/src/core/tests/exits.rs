@@ -494,3 +494,51 @@ fn our_client_restarting_restores_the_conversation_and_the_session_comes_back_by
     assert!(both_secure(&mut world));
     assert!(!sent_plain(&world, "after a restart"));
 }
+
+#[test]
+fn a_handshake_message_that_fails_even_a_stale_one_replayed_interrupts_and_never_goes_plain() {
+    let mut world = secured();
+    // Every handshake message of the session, as a server that kept them could replay them.
+    let stale: Vec<(String, String, Vec<u8>)> = world
+        .server
+        .log
+        .iter()
+        .filter_map(|l| match &l.msg {
+            ClientMsg::Relay { to, payload } => Some((l.from.clone(), to.clone(), payload.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(stale.len() >= 3, "{stale:?}");
+    world.advance(Duration::from_secs(5));
+    for (from, to, payload) in stale {
+        let now = world.now;
+        world.server.inject_relay(&from, &to, payload, now);
+        world.pump();
+    }
+    let bob = world.events("bob");
+    assert!(failed(&bob, "alice", &Failure::Handshake), "{bob:?}");
+    for (me, peer) in [("alice", "bob"), ("bob", "alice")] {
+        let status = world.core(me).secure_status(peer);
+        assert!(
+            matches!(
+                status,
+                Status::Interrupted { .. } | Status::Starting | Status::Secure { .. }
+            ),
+            "{me}: {status:?}"
+        );
+    }
+    // Interrupted: the next line goes encrypted, restarting the session if it has to.
+    world.advance(Duration::from_secs(40));
+    let now = world.now;
+    let sent = world.core("alice").private("bob", "after the replay", now);
+    assert!(
+        matches!(sent, Ok((_, Delivery::Secure | Delivery::Queued))),
+        "{sent:?}"
+    );
+    world.advance(Duration::from_secs(2));
+    assert_eq!(
+        secure_texts(&world.events("bob"), "alice"),
+        ["after the replay"]
+    );
+    assert!(!sent_plain(&world, "after the replay"));
+}
