@@ -366,10 +366,18 @@ fn a_message_that_does_not_decrypt_blocks_the_conversation_until_the_user_acts()
         world.core("bob").secure_status("alice"),
         Status::Failed(Failure::Decrypt)
     );
-    assert_ne!(world.core("alice").secure_status("bob"), Status::Plain);
+    // The row "Abort: it could not decrypt": bob told alice, whose side is blocked too.
+    let peer_failed = Failure::PeerAborted(AbortReason::DecryptFailed);
+    assert_eq!(
+        world.core("alice").secure_status("bob"),
+        Status::Failed(peer_failed.clone())
+    );
     let now = world.now;
     let sent = world.core("alice").private("bob", "from alice", now);
-    assert!(!matches!(sent, Ok((_, Delivery::Plain))), "{sent:?}");
+    assert!(
+        matches!(&sent, Err(SendError::Refused(Refused::Blocked { failure, .. })) if *failure == peer_failed),
+        "{sent:?}"
+    );
     world.pump();
     assert!(!sent_plain(&world, "reply") && !sent_plain(&world, "from alice"));
     // Until the user acts: /secure starts a new session.
@@ -541,4 +549,42 @@ fn a_handshake_message_that_fails_even_a_stale_one_replayed_interrupts_and_never
         ["after the replay"]
     );
     assert!(!sent_plain(&world, "after the replay"));
+}
+
+#[test]
+fn a_peer_that_does_not_accept_our_key_blocks_the_conversation_until_the_user_acts() {
+    let mut world = secured();
+    // bob comes back with a new identity but his saved conversations (a lost identity file):
+    // he wants a secure session with alice, who pinned his old key.
+    world.disconnect("bob");
+    world.advance(Duration::from_secs(10));
+    world.events("alice");
+    let mut lost_key = config("bob");
+    lost_key.secure.conversations = "secure alice\n".into();
+    world.connect_with("bob", lost_key);
+    world.advance(Duration::from_secs(2));
+    let bob = world.events("bob");
+    let refused = Failure::PeerAborted(AbortReason::KeyNotAccepted);
+    assert!(failed(&bob, "alice", &refused), "{bob:?}");
+    assert_eq!(
+        world.core("bob").secure_status("alice"),
+        Status::Failed(refused.clone())
+    );
+    let now = world.now;
+    let sent = world.core("bob").private("alice", "it is me", now);
+    assert!(
+        matches!(&sent, Err(SendError::Refused(Refused::Blocked { failure, .. })) if *failure == refused),
+        "{sent:?}"
+    );
+    world.advance(Duration::from_secs(60));
+    assert_eq!(
+        world.core("bob").secure_status("alice"),
+        Status::Failed(refused),
+        "blocked, not restarted by itself"
+    );
+    assert!(!sent_plain(&world, "it is me"));
+    // Both sides can compare the same safety number (of bob's new key) before accepting it.
+    let alice_number = world.core("alice").safety_number("bob").expect("presented");
+    let bob_number = world.core("bob").safety_number("alice").expect("pinned");
+    assert_eq!(alice_number, bob_number);
 }
