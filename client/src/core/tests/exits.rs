@@ -525,6 +525,16 @@ fn a_handshake_message_that_fails_even_a_stale_one_replayed_interrupts_and_never
     }
     let bob = world.events("bob");
     assert!(failed(&bob, "alice", &Failure::Handshake), "{bob:?}");
+    // The row "Abort: unknown session / its handshake failed": alice is told, interrupted.
+    let alice = world.events("alice");
+    assert!(
+        failed(
+            &alice,
+            "bob",
+            &Failure::PeerAborted(AbortReason::HandshakeFailed)
+        ),
+        "{alice:?}"
+    );
     for (me, peer) in [("alice", "bob"), ("bob", "alice")] {
         let status = world.core(me).secure_status(peer);
         assert!(

@@ -232,3 +232,40 @@ fn texts_keep_arriving_across_rekeys_in_both_directions() {
     assert_eq!(secure_texts(&world.events("alice"), "bob"), texts);
     assert!(!sent_plain(&world, "text 0"));
 }
+
+#[test]
+fn a_line_waiting_for_a_session_when_the_link_drops_is_reported_undelivered_and_never_sent_later() {
+    let mut world = World::new();
+    world.connect("alice");
+    world.connect("bob");
+    world.server.hold_relays_from.insert("bob".into());
+    let now = world.now;
+    world.core("alice").secure("bob", now).expect("connected");
+    let (waiting, delivery) = world
+        .core("alice")
+        .private("bob", "typed too early", now)
+        .expect("queued");
+    assert_eq!(delivery, Delivery::Queued);
+    world.pump();
+    world.disconnect("alice");
+    let events = world.events("alice");
+    assert!(
+        matches!(events.last(), Some(Event::Closed { undelivered, .. }) if undelivered.contains(&waiting)),
+        "{events:?}"
+    );
+    // The session comes up on the next connection; the line reported undelivered stays unsent
+    // (the user may have sent it again: it must not arrive twice).
+    world.server.hold_relays_from.clear();
+    world.server.held.clear();
+    world.advance(Duration::from_secs(10));
+    let config = world.client("alice").config.clone();
+    world.connect_with("alice", config);
+    world.advance(Duration::from_secs(2));
+    assert!(matches!(
+        world.core("alice").secure_status("bob"),
+        Status::Secure { .. }
+    ));
+    let bob = world.events("bob");
+    assert!(secure_texts(&bob, "alice").is_empty(), "{bob:?}");
+    assert!(!sent_plain(&world, "typed too early"));
+}
