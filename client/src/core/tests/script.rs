@@ -417,3 +417,26 @@ fn a_close_after_more_lines_than_the_event_queue_holds_is_seen_after_the_last_li
     );
     assert!(core.is_closed());
 }
+
+#[test]
+fn lines_beyond_the_unanswered_limit_are_refused_until_answers_come() {
+    let t0 = Instant::now();
+    let mut core = logged_in(&config("me"), t0);
+    for i in 0..crate::core::MAX_UNANSWERED {
+        core.public(&format!("{i}")).expect("room");
+    }
+    assert!(!core.has_room());
+    assert_eq!(core.public("one too many"), Err(SendError::Busy));
+    assert_eq!(
+        core.private("bob", "one too many", t0),
+        Err(SendError::Busy)
+    );
+    let mut sent = transmitted(&mut core, t0);
+    let t1 = t0 + Duration::from_secs(1);
+    sent.extend(transmitted(&mut core, t1));
+    assert_eq!(sent.len(), crate::core::MAX_UNANSWERED, "within the pace");
+    core.receive(&frames(&[ServerMsg::Sent { id: 1, ts: 1 }]), t1);
+    drain(&mut core, t1);
+    assert!(core.has_room());
+    core.public("now there is room").expect("room");
+}

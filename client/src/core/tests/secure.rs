@@ -269,3 +269,36 @@ fn a_line_waiting_for_a_session_when_the_link_drops_is_reported_undelivered_and_
     assert!(secure_texts(&bob, "alice").is_empty(), "{bob:?}");
     assert!(!sent_plain(&world, "typed too early"));
 }
+
+#[test]
+fn sixty_lines_typed_while_the_session_starts_all_arrive_in_order_within_the_rate() {
+    let mut world = World::with_rate(10, 5);
+    world.connect("alice");
+    world.connect("bob");
+    let now = world.now;
+    world.core("alice").secure("bob", now).expect("connected");
+    let texts: Vec<String> = (0..60).map(|i| format!("queued {i}")).collect();
+    let mut lines = Vec::new();
+    for text in &texts {
+        let (line, delivery) = world
+            .core("alice")
+            .private("bob", text, now)
+            .expect("room in the queue");
+        assert_eq!(delivery, Delivery::Queued);
+        lines.push(line);
+    }
+    world.pump();
+    world.advance(Duration::from_secs(20));
+    assert_eq!(secure_texts(&world.events("bob"), "alice"), texts);
+    assert_eq!(world.server.rate_violations, 0);
+    let alice = world.events("alice");
+    for line in lines {
+        assert!(
+            alice
+                .iter()
+                .any(|e| matches!(e, Event::Sent { line: l, .. } if *l == line)),
+            "{line:?} answered: {alice:?}"
+        );
+    }
+    assert_eq!(world.core("alice").unanswered(), 0);
+}
