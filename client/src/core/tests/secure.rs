@@ -302,3 +302,38 @@ fn sixty_lines_typed_while_the_session_starts_all_arrive_in_order_within_the_rat
     }
     assert_eq!(world.core("alice").unanswered(), 0);
 }
+
+#[test]
+fn a_secure_line_crossing_the_peers_departure_is_answered_once_with_the_refusal() {
+    let mut world = secured();
+    let now = world.now;
+    // Encrypted and queued, but not written yet when bob's link drops.
+    let (line, delivery) = world
+        .core("alice")
+        .private("bob", "too late", now)
+        .expect("connected");
+    assert_eq!(delivery, Delivery::Secure);
+    world.disconnect("bob");
+    let events = world.events("alice");
+    let answers = events
+        .iter()
+        .filter(|e| {
+            matches!(e,
+            Event::Sent { line: l, .. } | Event::Queued { line: l, .. }
+                | Event::Error { line: Some(l), .. } if *l == line)
+        })
+        .count();
+    assert_eq!(answers, 1, "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::Error { line: Some(l), code, .. }
+                if *l == line && *code == mm_common::protocol::ErrorCode::NO_SUCH_NICK)),
+        "{events:?}"
+    );
+    assert_eq!(world.core("alice").unanswered(), 0);
+    assert!(matches!(
+        world.core("alice").secure_status("bob"),
+        Status::Interrupted { .. }
+    ));
+    assert!(!sent_plain(&world, "too late"));
+}
