@@ -254,6 +254,22 @@ impl Core {
         )
     }
 
+    /// Takes up again what [`Core::process`] left for lack of room: buffered frames, or the
+    /// end of the connection.
+    ///
+    /// Bug fixed (found by `tests::script`): `process` stops while the events or the queue of
+    /// frames without a line are full, and only `poll_event` took it up again, and only while
+    /// an event was waiting and a whole frame was buffered. So frames left when the control
+    /// queue filled (more pings in one read than it holds) were never taken, as no event
+    /// waited and the driver reads no more while a frame is buffered; and an end of stream
+    /// met with the events full was never applied: `Closed` came at the read timeout, as
+    /// "server silent".
+    fn resume(&mut self, now: Instant) {
+        if self.has_frame() || self.ending.is_some() {
+            self.process(now);
+        }
+    }
+
     /// Takes the whole frames received, as far as there is room for what they cause.
     fn process(&mut self, now: Instant) {
         loop {
@@ -418,6 +434,8 @@ impl Core {
         }
         let before = out.len();
         self.out.transmit(now, out);
+        // What was written may have made room for frames left unread.
+        self.resume(now);
         out.len() > before
     }
 
@@ -435,6 +453,7 @@ impl Core {
     /// (shown, stored): a private line is acknowledged to the server only then.
     pub fn poll_event(&mut self, now: Instant) -> Option<Event> {
         self.acks.all_returned(now);
+        self.resume(now);
         let event = loop {
             match self.events.pop_front()? {
                 Item::Handled(id) => self.acks.mark(id, now),
@@ -444,9 +463,7 @@ impl Core {
         if let Event::Private { id, .. } | Event::Offline { id, .. } = &event {
             self.acks.returning(*id);
         }
-        if self.has_frame() {
-            self.process(now);
-        }
+        self.resume(now);
         Some(event)
     }
 
