@@ -206,7 +206,6 @@ fn fifty_lines_at_once_go_out_within_the_announced_rate_and_all_are_answered() {
 }
 
 #[test]
-#[ignore = "until e2e poll_timeout lands"]
 fn an_idle_core_without_secure_sessions_sleeps_until_its_read_timeout() {
     let mut world = World::new();
     world.connect("alice");

@@ -45,6 +45,7 @@ fn config_e2e(nick: &str, e2e: E2eConfig) -> CoreConfig {
         user_list: true,
         secure,
         state: ClientState::new(),
+        reconnection: false,
     }
 }
 
