@@ -1,6 +1,7 @@
 //! The shipped programs, run as subprocesses: `mm` in line mode, `mm-certs`, `mm-server`.
 
 use std::path::Path;
+use std::time::Duration;
 use std::process::Stdio;
 
 use mm_client::Event;
@@ -980,4 +981,75 @@ fn without_a_nick_mm_says_which_ones_it_looked_for() {
         stderr.contains("--nick NAME") && stderr.contains("$USER, which is not set"),
         "{stderr}"
     );
+}
+
+/// Line mode reconnects when asked to (`--reconnect always`; by default when stdin is a
+/// terminal): the server restarts, mm says so, a line typed while it is down waits and arrives
+/// after the reconnect, once; piped without the option, the first drop ends mm (as before).
+#[tokio::test]
+async fn line_mode_reconnects_and_what_was_typed_meanwhile_arrives_once() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(MM);
+    cmd.args(["--server", &server.server(), "--nick", "bob"])
+        .arg("--ca")
+        .arg(server.ca_path())
+        .arg("--home")
+        .arg(home.path())
+        .args(["--reconnect", "always"])
+        .env_remove("MM_SERVER")
+        .env_remove("MM_NICK")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut bob = cmd.spawn().unwrap();
+    let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
+    let mut stdin = bob.stdin.take().unwrap();
+    assert!(next_line(&mut out).await.starts_with("* connected to"));
+
+    let restart = tokio::spawn(server.restart_on_same_port(Duration::from_secs(2)));
+    let mut seen = Vec::new();
+    loop {
+        let line = next_line(&mut out).await;
+        seen.push(line.clone());
+        if line.starts_with("* not connected (") {
+            assert!(line.contains("reconnecting in"), "{line}");
+            break;
+        }
+    }
+    // Typed while the server is down: it waits for the next connection.
+    stdin.write_all(b"typed while down\n").await.unwrap();
+    let server = restart.await.unwrap();
+    loop {
+        let line = next_line(&mut out).await;
+        seen.push(line.clone());
+        if line.starts_with("* reconnected") {
+            break;
+        }
+    }
+    // alice logs in after it went: the room's history holds it, once.
+    let mut alice = server.client("alice").await;
+    stdin.write_all(b"after the restart\n").await.unwrap();
+    let mut history = Vec::new();
+    let live = loop {
+        match alice.next().await {
+            Event::History { from, text, .. } => history.push((from, text)),
+            Event::Public { from, text, .. } => break (from, text),
+            _ => {}
+        }
+    };
+    assert_eq!(
+        history
+            .iter()
+            .filter(|(f, t)| f == "bob" && t == "typed while down")
+            .count(),
+        1,
+        "{history:?} {seen:?}"
+    );
+    assert_eq!(live, ("bob".to_string(), "after the restart".to_string()));
+    drop(stdin);
+    let status = tokio::time::timeout(WAIT, bob.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
 }
