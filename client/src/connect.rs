@@ -28,7 +28,7 @@ pub enum Trust {
     Known(KnownServers),
 }
 
-/// Everything [`connect`] needs.
+/// Everything [`connect`](crate::driver::connect) needs.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// `host:port`, `[v6]:port`.

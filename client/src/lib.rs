@@ -1,6 +1,6 @@
 //! Multi-Messenger client library, and the `mm` command line ([`cli`]).
 //!
-//! [`connect`] gives a [`Client`] handle to send with and an [`Events`] stream to read from.
+//! [`connect()`] gives a [`Client`] handle to send with and an [`Events`] stream to read from.
 //! The server is always verified ([`trust`]); there is no insecure mode.
 //!
 //! Layers, bottom up: [`core`] is the protocol without I/O (fed bytes and the time, it yields

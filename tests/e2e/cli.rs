@@ -1,8 +1,8 @@
 //! The shipped programs, run as subprocesses: `mm` in line mode, `mm-certs`, `mm-server`.
 
 use std::path::Path;
-use std::time::Duration;
 use std::process::Stdio;
+use std::time::Duration;
 
 use mm_client::Event;
 use mm_common::e2e::E2eEvent;
@@ -1050,6 +1050,9 @@ async fn line_mode_reconnects_and_what_was_typed_meanwhile_arrives_once() {
     );
     assert_eq!(live, ("bob".to_string(), "after the restart".to_string()));
     drop(stdin);
-    let status = tokio::time::timeout(WAIT, bob.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(WAIT, bob.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "{status:?}");
 }
