@@ -299,9 +299,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     opts.ca_file.clone_from(&args.ca);
     opts.secure = secure;
     opts.certificate = Some(certificate);
-    // The terminal UI reconnects through its own loop (with /reconnect and its status line).
-    opts.reconnect = !interactive
-        && match args.reconnect {
+    // The terminal UI always reconnects (with /reconnect and its status line); line mode as
+    // --reconnect says.
+    opts.reconnect = interactive
+        || match args.reconnect {
             Reconnect::Auto => std::io::stdin().is_terminal(),
             Reconnect::Always => true,
             Reconnect::Never => false,

@@ -266,7 +266,7 @@ pub(super) async fn line_mode(
                             ));
                         }
                     }
-                    Event::GaveUp { reason } => {
+                    Event::GaveUp { reason, .. } => {
                         lost = Some(reason);
                         break;
                     }

@@ -196,16 +196,9 @@ pub fn event(event: &Event) -> Vec<Rendered> {
         )),
         Event::Reconnected(w) => one(Rendered::notice(
             Target::Room,
-            format!(
-                "reconnected; {}",
-                crate::display::count(w.online.len(), "user online", "users online")
-            ),
+            format!("reconnected; {} online", w.online.len()),
         )),
-        Event::GaveUp { reason } => one(Rendered::new(
-            Target::Room,
-            Kind::Error,
-            format!("not reconnecting: {reason}"),
-        )),
+        Event::GaveUp { advice, .. } => one(Rendered::new(Target::Room, Kind::Error, advice.clone())),
         Event::SafetyNumber {
             peer,
             number,

@@ -175,8 +175,11 @@ pub enum Event {
     /// its certificate changed, another login took the account over) until the user asks
     /// ([`crate::Client::reconnect_now`]).
     GaveUp {
-        /// Why, in words, with what to do.
+        /// Why, in a few words (a status line).
         reason: String,
+        /// The whole story for the user: why, and what to do (trust a new certificate, then
+        /// `/reconnect`...).
+        advice: String,
     },
     /// The connection ended; always the last event of a connection (with reconnecting on,
     /// [`Event::Reconnecting`] or [`Event::GaveUp`] follows).

@@ -198,10 +198,13 @@ where
     let mut attempt = 0u32;
     let mut reason: Option<String> = None;
     let mut given_up = false;
+    let mut failed: Option<ConnectError> = None;
+    let mut driven = true;
     loop {
         let gone =
             shared.clients_gone.load(Ordering::SeqCst) || shared.events_gone.load(Ordering::SeqCst);
-        let (quit, replaced, dropped_why, was_ready, login) = {
+        // What the connection just driven (if any) ended with.
+        let (quit, replaced, dropped_why, was_ready, login) = if std::mem::take(&mut driven) {
             let mut core = shared.core();
             (
                 core.quitting(),
@@ -210,6 +213,8 @@ where
                 core.was_ready(),
                 core.poll_login(),
             )
+        } else {
+            (false, false, None, false, None)
         };
         if !opts.reconnect || gone || quit {
             break;
@@ -218,25 +223,31 @@ where
             attempt = 0;
             reason = Some(dropped_why.unwrap_or_else(|| "the server closed the connection".into()));
         }
+        let mut advice = None;
         if let Some(Err(e)) = login {
             let e = ConnectError::from(e);
             given_up |= !e.is_retryable();
+            advice = Some(give_up_words(&e, &opts));
+            reason = Some(e.to_string());
+        }
+        if let Some(e) = failed.take() {
+            given_up |= !e.is_retryable();
+            advice = Some(give_up_words(&e, &opts));
             reason = Some(e.to_string());
         }
         if replaced {
             given_up = true;
-            reason = Some(
-                "another client logged in with this account (same certificate); reconnecting would knock it off, and it would do the same: /reconnect to take over".into(),
-            );
+            let words = "another client logged in with this account (same certificate); reconnecting would knock it off, and it would do the same: /reconnect to take the account back";
+            reason = Some(words.into());
+            advice = Some(format!("not reconnecting: {words}"));
         }
         let wait = if given_up {
             shared.reconnecting.store(false, Ordering::SeqCst);
-            push(
-                &shared,
-                Event::GaveUp {
-                    reason: reason.clone().unwrap_or_default(),
-                },
-            );
+            let reason = reason.clone().unwrap_or_default();
+            let advice = advice
+                .take()
+                .unwrap_or_else(|| format!("not reconnecting (/reconnect to try again): {reason}"));
+            push(&shared, Event::GaveUp { reason, advice });
             None
         } else {
             attempt += 1;
@@ -285,16 +296,32 @@ where
                     *core = next;
                 }
                 drive(Arc::clone(&shared), tls).await;
+                driven = true;
             }
-            Err(e) => {
-                given_up = !e.is_retryable();
-                reason = Some(e.to_string());
-            }
+            Err(e) => failed = Some(e),
         }
     }
     shared.reconnecting.store(false, Ordering::SeqCst);
     shared.finished.store(true, Ordering::SeqCst);
     shared.changed.notify_waiters();
+}
+
+/// What to tell the user when reconnecting stops after `e`.
+fn give_up_words(e: &ConnectError, opts: &ConnectOptions) -> String {
+    match (e, &opts.trust) {
+        // Forgotten (`mm trust forget`) while this mm ran.
+        (
+            ConnectError::UnknownServer {
+                server,
+                fingerprint,
+            },
+            crate::Trust::Known(known),
+        ) => format!(
+            "not reconnecting: {server} is not a trusted server (any more); its CA fingerprint is\n  {fingerprint}\nCompare it with the one its operator gives you; if they are the same, trust it with\n  {}\nthen /reconnect (or quit and start mm again, which asks)",
+            known.command(&format!("add {server} {fingerprint}"))
+        ),
+        _ => format!("not reconnecting (/reconnect to try again): {e}"),
+    }
 }
 
 /// Adds a driver event for the front end.

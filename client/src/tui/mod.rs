@@ -16,14 +16,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mm_common::protocol::ErrorCode;
 use ratatui::crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
     Event as TermEvent, KeyEventKind,
 };
 use ratatui::crossterm::execute;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use self::app::{Action, App, Conn, Notification, Placing};
@@ -31,12 +29,7 @@ use self::ui::Theme;
 use crate::command::Command;
 use crate::display::clean;
 use crate::execute::Outcome;
-use crate::{
-    connect, Client, ConnectError, ConnectOptions, Event, Events, FlushError, SendError, Welcome,
-};
-
-/// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+use crate::{Client, ConnectOptions, Event, Events, FlushError, SendError, Welcome};
 
 /// Fewest seconds between two desktop notifications.
 const NOTIFY_EVERY: Duration = Duration::from_secs(2);
@@ -104,8 +97,6 @@ impl Drop for TerminalGuard {
     }
 }
 
-type Connecting = JoinHandle<Result<(Client, Events, Welcome), ConnectError>>;
-
 /// Runs the UI on an established connection until the user quits.
 ///
 /// # Errors
@@ -144,10 +135,8 @@ pub async fn run(
 
     let (guard, mut terminal) = TerminalGuard::enter()?;
     let mut link = Link {
-        client: Some(client),
-        events: Some(events),
-        connecting: None,
-        attempt: 0,
+        client,
+        events,
         retry_at: None,
         give_up: false,
         notify: settings.notify,
@@ -192,29 +181,20 @@ pub async fn run(
                     app.end_burst();
                 }
             }
-            event = next_event(&mut link.events) => {
+            event = link.events.next() => {
+                // None: the driver stopped for good (it never does while this UI holds the
+                // handles); nothing more will come.
+                let Some(event) = event else { break 'ui false };
                 link.on_event(&mut app, &event);
                 // Take whatever else already arrived before drawing again: under a flood of
                 // lines the screen is redrawn once per burst, not once per line (a redraw of
                 // a full 120x40 screen costs ~0.3 ms; see BENCHMARKS.md).
                 for _ in 0..MAX_EVENTS_PER_DRAW {
-                    let Some(event) = link.events.as_mut().and_then(Events::try_next) else {
+                    let Some(event) = link.events.try_next() else {
                         break;
                     };
                     link.on_event(&mut app, &event);
                 }
-            }
-            done = wait_for(&mut link.connecting) => {
-                link.connecting = None;
-                link.connected(&mut app, done, &opts);
-            }
-            () = retry(link.retry_at), if link.connecting.is_none() => {
-                link.retry_at = None;
-                if let Conn::Reconnecting { in_secs, .. } = &mut app.conn {
-                    *in_secs = 0; // "reconnecting now"
-                }
-                let opts = opts.clone();
-                link.connecting = Some(tokio::spawn(async move { connect(&opts).await }));
             }
             _ = tick.tick() => {
                 // The countdown in the status bar.
@@ -223,12 +203,11 @@ pub async fn run(
                 }
             }
         }
-        if let Some(c) = &link.client {
-            refresh_security(&mut app, c);
-        }
+        refresh_security(&mut app, &link.client);
     };
     let mut unanswered = 0;
-    if let Some(c) = link.client.take() {
+    if link.client.is_connected() {
+        let c = &link.client;
         // Lines typed just before quitting still go: wait (a little) for their answers.
         if c.unanswered() > 0 {
             app.notice(
@@ -274,15 +253,16 @@ const QUIT_FLUSH: Duration = Duration::from_secs(5);
 /// Most events handled between two redraws.
 const MAX_EVENTS_PER_DRAW: usize = 512;
 
-/// The connection and its reconnection state.
+/// The connection, which the driver reconnects by itself ([`ConnectOptions::reconnect`]), and
+/// what the status bar shows of it.
 struct Link {
-    client: Option<Client>,
-    events: Option<Events>,
-    connecting: Option<Connecting>,
-    attempt: u32,
+    client: Client,
+    events: Events,
+    /// When the driver's next attempt starts (for the countdown in the status bar).
     retry_at: Option<Instant>,
-    /// No reconnecting by itself: a reconnection failed in a way retrying cannot fix (refused
-    /// login, changed server key), or another login took the account over. `/reconnect` only.
+    /// The driver stopped reconnecting by itself: a reconnection failed in a way retrying
+    /// cannot fix (refused login, changed server key), or another login took the account
+    /// over. `/reconnect` only.
     give_up: bool,
     notify: bool,
     last_notification: Option<Instant>,
@@ -292,7 +272,8 @@ impl Link {
     /// Carries out commands in order, stopping at the first one that fails. With `give_back`
     /// (the lines of a draft), the lines not sent go back into the input.
     async fn run(&self, app: &mut App, commands: Vec<Command>, give_back: bool, now: u64) {
-        let Some(client) = &self.client else {
+        // Between connections the client would wait for the next one: the UI says so instead.
+        if !self.client.is_connected() {
             if self.give_up {
                 app.error(
                     "not connected: nothing was sent; /reconnect to connect again",
@@ -305,9 +286,9 @@ impl Link {
                 app.unsent(&commands, now);
             }
             return;
-        };
+        }
         for (i, command) in commands.iter().enumerate() {
-            if !carry_out(app, client, command.clone(), now).await {
+            if !carry_out(app, &self.client, command.clone(), now).await {
                 if give_back {
                     app.unsent(&commands[i..], now);
                 }
@@ -317,21 +298,40 @@ impl Link {
     }
 
     fn on_event(&mut self, app: &mut App, event: &Event) {
-        let note = app.on_event(event, now_ms());
-        if let Event::Closed { error, .. } = event {
-            self.client = None;
-            self.events = None;
-            self.attempt = 0;
-            if app.replaced {
-                // Reconnecting would replace the client that replaced us, which would do the
-                // same: both would knock each other off forever.
-                self.give_up = true;
+        match event {
+            Event::Reconnecting {
+                attempt,
+                in_secs,
+                reason,
+            } => {
+                self.give_up = false;
+                self.retry_at = Some(Instant::now() + Duration::from_secs(*in_secs));
+                app.conn = Conn::Reconnecting {
+                    attempt: *attempt,
+                    in_secs: *in_secs,
+                    reason: reason.clone(),
+                };
             }
-            let reason = error
-                .clone()
-                .unwrap_or_else(|| "closed by the server".into());
-            self.schedule(app, reason);
+            Event::Reconnected(welcome) => {
+                self.retry_at = None;
+                app.conn = Conn::Connected;
+                app.replaced = false;
+                app.max_text_len = text_limit(welcome);
+                app.nick = welcome.nick.clone();
+                app.set_online(welcome.online.clone());
+            }
+            Event::GaveUp { reason, .. } => {
+                self.give_up = true;
+                self.retry_at = None;
+                if app.replaced {
+                    // It said so already, with what to do.
+                    return;
+                }
+                app.conn = Conn::Offline(reason.clone());
+            }
+            _ => {}
         }
+        let note = app.on_event(event, now_ms());
         if let (Some(note), true) = (note, self.notify) {
             notify(&note, &mut self.last_notification);
         }
@@ -339,98 +339,19 @@ impl Link {
 
     /// `/reconnect`: connect now, whatever happened before.
     fn reconnect_now(&mut self, app: &mut App, now: u64) {
-        if self.client.is_some() {
+        if self.client.is_connected() {
             app.notice("already connected", now);
             return;
         }
-        if self.connecting.is_some() {
-            app.notice("connecting already...", now);
-            return;
-        }
         self.give_up = false;
-        self.attempt = 1;
-        self.retry_at = Some(Instant::now());
+        self.retry_at = None;
         app.notice(&format!("reconnecting to {}...", app.server), now);
         app.conn = Conn::Reconnecting {
             attempt: 1,
             in_secs: 0,
             reason: "as you asked".into(),
         };
-    }
-
-    /// Plans the next attempt after the backoff, and says so.
-    fn schedule(&mut self, app: &mut App, reason: String) {
-        if self.give_up {
-            return;
-        }
-        self.attempt += 1;
-        let wait = backoff(self.attempt);
-        self.retry_at = Some(Instant::now() + wait);
-        app.conn = Conn::Reconnecting {
-            attempt: self.attempt,
-            in_secs: wait.as_secs(),
-            reason,
-        };
-    }
-
-    fn connected(
-        &mut self,
-        app: &mut App,
-        done: Result<(Client, Events, Welcome), ConnectError>,
-        opts: &ConnectOptions,
-    ) {
-        let now = now_ms();
-        match done {
-            Ok((client, events, welcome)) => {
-                app.conn = Conn::Connected;
-                app.replaced = false;
-                app.max_text_len = text_limit(&welcome);
-                app.nick = welcome.nick.clone();
-                app.set_online(welcome.online.clone());
-                app.push(
-                    0,
-                    app::LineKind::Notice,
-                    None,
-                    &format!("reconnected; {} online", welcome.online.len()),
-                    now,
-                );
-                self.client = Some(client);
-                self.events = Some(events);
-                self.attempt = 0;
-            }
-            Err(e) => {
-                let retryable = match &e {
-                    ConnectError::ServerKeyChanged { .. } | ConnectError::UnknownServer { .. } => {
-                        false
-                    }
-                    ConnectError::Refused { code, .. } => {
-                        *code == ErrorCode::SHUTTING_DOWN || *code == ErrorCode::BUSY
-                    }
-                    _ => true,
-                };
-                if retryable {
-                    self.schedule(app, e.to_string());
-                } else {
-                    self.give_up = true;
-                    app.conn = Conn::Offline(e.to_string());
-                    let text = match (&e, &opts.trust) {
-                        // Forgotten (`mm trust forget`) while this mm ran.
-                        (
-                            ConnectError::UnknownServer {
-                                server,
-                                fingerprint,
-                            },
-                            crate::Trust::Known(known),
-                        ) => format!(
-                            "not reconnecting: {server} is not a trusted server (any more); its CA fingerprint is\n  {fingerprint}\nCompare it with the one its operator gives you; if they are the same, trust it with\n  {}\nthen /reconnect (or quit and start mm again, which asks)",
-                            known.command(&format!("add {server} {fingerprint}"))
-                        ),
-                        _ => format!("not reconnecting (/reconnect to try again): {e}"),
-                    };
-                    app.push(0, app::LineKind::Error, None, &text, now);
-                }
-            }
-        }
+        self.client.reconnect_now();
     }
 }
 
@@ -520,44 +441,6 @@ impl<S: EventSource> BurstReader<S> {
             }
             events.push(event);
         }
-    }
-}
-
-/// 1, 2, 4, 8, 16, 30, 30... seconds.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(MAX_BACKOFF)
-}
-
-/// Completes at `at`; never without one.
-async fn retry(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_event(events: &mut Option<Events>) -> Event {
-    match events {
-        Some(e) => match e.next().await {
-            Some(event) => event,
-            None => Event::Closed {
-                error: None,
-                undelivered: Vec::new(),
-            },
-        },
-        None => std::future::pending().await,
-    }
-}
-
-async fn wait_for(
-    connecting: &mut Option<Connecting>,
-) -> Result<(Client, Events, Welcome), ConnectError> {
-    match connecting {
-        Some(handle) => match handle.await {
-            Ok(result) => result,
-            Err(e) => Err(ConnectError::Protocol(format!("connect task failed: {e}"))),
-        },
-        None => std::future::pending().await,
     }
 }
 
