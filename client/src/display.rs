@@ -177,6 +177,7 @@ pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ChatLine;
     use crate::Delivery;
     use mm_common::e2e::{E2eEvent, Failure};
     use mm_common::identity::key_fingerprint;
@@ -191,19 +192,19 @@ mod tests {
 
     #[test]
     fn lines_hold_the_nick_and_the_text_verbatim() {
-        let p = Event::Public {
+        let p = Event::Public(ChatLine {
             id: 1,
             ts: 0,
             from: "alice".into(),
             text: "hi  there ✓".into(),
-        };
+        });
         assert_eq!(event_line(&p, Style::PLAIN).unwrap(), "<alice> hi  there ✓");
-        let q = Event::Private {
+        let q = Event::Private(ChatLine {
             id: 1,
             ts: 0,
             from: "bob".into(),
             text: "psst".into(),
-        };
+        });
         assert_eq!(
             event_line(&q, Style::PLAIN).unwrap(),
             "[private] <bob> psst"
@@ -238,12 +239,12 @@ mod tests {
 
     #[test]
     fn hostile_bytes_never_reach_the_terminal() {
-        let p = Event::Public {
+        let p = Event::Public(crate::ChatLine {
             id: 1,
             ts: 0,
             from: "ev\u{1b}[2Jil".into(),
             text: "a\u{1b}]0;pwned\u{7}b\u{202E}cba\nx".into(),
-        };
+        });
         let line = event_line(&p, Style::PLAIN).unwrap();
         assert!(
             !line.chars().any(|c| c.is_control() || c == '\u{202E}'),
@@ -276,30 +277,30 @@ mod tests {
     fn all_lines(a: &str, b: &str) -> Vec<String> {
         let (a, b) = (a.to_string(), b.to_string());
         let events = vec![
-            Event::Public {
+            Event::Public(ChatLine {
                 id: 1,
                 ts: 0,
                 from: a.clone(),
                 text: b.clone(),
-            },
-            Event::Private {
+            }),
+            Event::Private(ChatLine {
                 id: 1,
                 ts: 0,
                 from: a.clone(),
                 text: b.clone(),
-            },
-            Event::History {
+            }),
+            Event::History(ChatLine {
                 id: 1,
                 ts: 0,
                 from: a.clone(),
                 text: b.clone(),
-            },
-            Event::Offline {
+            }),
+            Event::Offline(ChatLine {
                 id: 1,
                 ts: 0,
                 from: a.clone(),
                 text: b.clone(),
-            },
+            }),
             Event::Joined { nick: a.clone() },
             Event::Left {
                 nick: a.clone(),
@@ -504,12 +505,12 @@ mod tests {
             "{line}"
         );
         // Plain private lines never carry the secure marker.
-        let p = Event::Private {
+        let p = Event::Private(ChatLine {
             id: 1,
             ts: 0,
             from: "x".into(),
             text: "[secure] fake".into(),
-        };
+        });
         assert!(!event_line(&p, Style::PLAIN)
             .unwrap()
             .starts_with("[secure]"));

@@ -7,6 +7,7 @@
 //! cleans what it shows ([`crate::display::clean`]), so a hostile server or peer can never put
 //! a control character, a line break or a bidi override on the terminal.
 
+use crate::ChatLine;
 use mm_common::e2e::{E2eEvent, Failure, Trust};
 use mm_common::identity::key_fingerprint;
 use mm_common::protocol::LeaveReason;
@@ -124,28 +125,28 @@ impl Rendered {
 pub fn event(event: &Event) -> Vec<Rendered> {
     let one = |item: Rendered| vec![item];
     match event {
-        Event::Public { ts, from, text, .. } => one(Rendered::chat(
+        Event::Public(ChatLine { ts, from, text, .. }) => one(Rendered::chat(
             Target::Room,
             Kind::Public,
             from,
             text,
             Some(*ts),
         )),
-        Event::Private { ts, from, text, .. } => one(Rendered::chat(
+        Event::Private(ChatLine { ts, from, text, .. }) => one(Rendered::chat(
             Target::Peer(from.clone()),
             Kind::Private,
             from,
             text,
             Some(*ts),
         )),
-        Event::History { ts, from, text, .. } => one(Rendered::chat(
+        Event::History(ChatLine { ts, from, text, .. }) => one(Rendered::chat(
             Target::Room,
             Kind::History,
             from,
             text,
             Some(*ts),
         )),
-        Event::Offline { ts, from, text, .. } => one(Rendered::chat(
+        Event::Offline(ChatLine { ts, from, text, .. }) => one(Rendered::chat(
             Target::Peer(from.clone()),
             Kind::Offline,
             from,

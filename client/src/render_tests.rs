@@ -4,6 +4,7 @@
 use super::*;
 use crate::display::{self, Style};
 use crate::tui::app::{App, LineKind};
+use crate::ChatLine;
 use crate::LineId;
 use mm_common::protocol::ErrorCode;
 
@@ -32,42 +33,42 @@ fn chat_lines_keep_sender_text_and_time() {
     let (from, text) = ("alice".to_string(), "hi  there".to_string());
     let cases = [
         (
-            Event::Public {
+            Event::Public(ChatLine {
                 id: 1,
                 ts: 5,
                 from: from.clone(),
                 text: text.clone(),
-            },
+            }),
             Target::Room,
             Kind::Public,
         ),
         (
-            Event::Private {
+            Event::Private(ChatLine {
                 id: 1,
                 ts: 5,
                 from: from.clone(),
                 text: text.clone(),
-            },
+            }),
             peer("alice"),
             Kind::Private,
         ),
         (
-            Event::History {
+            Event::History(ChatLine {
                 id: 1,
                 ts: 5,
                 from: from.clone(),
                 text: text.clone(),
-            },
+            }),
             Target::Room,
             Kind::History,
         ),
         (
-            Event::Offline {
+            Event::Offline(ChatLine {
                 id: 1,
                 ts: 5,
                 from: from.clone(),
                 text: text.clone(),
-            },
+            }),
             peer("alice"),
             Kind::Offline,
         ),
@@ -423,30 +424,30 @@ const HOSTILE: [&str; 10] = [
 fn every_event(s: &str) -> Vec<Event> {
     let s = s.to_string();
     vec![
-        Event::Public {
+        Event::Public(ChatLine {
             id: 1,
             ts: 0,
             from: s.clone(),
             text: s.clone(),
-        },
-        Event::Private {
+        }),
+        Event::Private(ChatLine {
             id: 2,
             ts: 0,
             from: s.clone(),
             text: s.clone(),
-        },
-        Event::History {
+        }),
+        Event::History(ChatLine {
             id: 3,
             ts: 0,
             from: s.clone(),
             text: s.clone(),
-        },
-        Event::Offline {
+        }),
+        Event::Offline(ChatLine {
             id: 4,
             ts: 0,
             from: s.clone(),
             text: s.clone(),
-        },
+        }),
         Event::Joined { nick: s.clone() },
         Event::Left {
             nick: s.clone(),

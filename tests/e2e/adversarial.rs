@@ -4,6 +4,7 @@
 //! `--nocapture`) for the notes; the assertions are generous bounds against hangs and leaks,
 //! not speed targets.
 
+use mm_client::ChatLine;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -193,7 +194,7 @@ async fn the_server_keeps_serving_while_under_attack() {
         alice.public(&format!("line {i}")).await.unwrap();
         loop {
             match tokio::time::timeout(Duration::from_secs(10), bob_events.next()).await {
-                Ok(Some(Event::Public { from, text, .. })) if from == "alice" => {
+                Ok(Some(Event::Public(ChatLine { from, text, .. }))) if from == "alice" => {
                     assert_eq!(text, format!("line {i}"));
                     break;
                 }
@@ -288,7 +289,7 @@ async fn running_out_of_file_descriptors_backs_off_and_recovers() {
             .await
             .unwrap()
         {
-            Some(Event::Public { text, .. }) => {
+            Some(Event::Public(ChatLine { text, .. })) => {
                 assert_eq!(text, "still here");
                 break;
             }

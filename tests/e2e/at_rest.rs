@@ -3,6 +3,7 @@
 //! others is tightened at start. Through the real binaries.
 #![cfg(unix)]
 
+use mm_client::ChatLine;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -38,7 +39,7 @@ async fn chat(server: &ServerProcess, data: &Path) {
     alice.client.private("bob", "my PIN is 1234").await.unwrap();
     let line = bob.next_line().await;
     assert!(
-        matches!(&line, Event::Private { text, .. } if text == "my PIN is 1234"),
+        matches!(&line, Event::Private(ChatLine { text, .. }) if text == "my PIN is 1234"),
         "{line:?}"
     );
 }

@@ -1,5 +1,6 @@
 //! Public and private chat, nicks, presence.
 
+use mm_client::ChatLine;
 use mm_client::{ConnectError, Event};
 use mm_common::protocol::{
     ClientMsg, ErrorCode, LeaveReason, ServerMsg, MAX_TEXT_LEN, PROTOCOL_VERSION,
@@ -19,12 +20,12 @@ async fn public_line_reaches_every_other_user_and_the_sender_gets_an_ack() {
     };
     for user in [&mut bob, &mut carol] {
         match user.next_line().await {
-            Event::Public {
+            Event::Public(ChatLine {
                 id: got,
                 from,
                 text,
                 ts,
-            } => {
+            }) => {
                 assert_eq!(
                     (got, from.as_str(), text.as_str()),
                     (id, "alice", "hello everyone")
@@ -36,7 +37,9 @@ async fn public_line_reaches_every_other_user_and_the_sender_gets_an_ack() {
     }
     // No echo to the sender: its next line is bob's, not its own.
     bob.client.public("hi alice").await.unwrap();
-    assert!(matches!(alice.next_line().await, Event::Public { from, .. } if from == "bob"));
+    assert!(
+        matches!(alice.next_line().await, Event::Public(ChatLine { from, .. }) if from == "bob")
+    );
 }
 
 #[tokio::test]
@@ -52,7 +55,8 @@ async fn lines_from_one_sender_arrive_in_order_across_public_and_private() {
         }
     }
     for i in 0..50 {
-        let (Event::Public { text, .. } | Event::Private { text, .. }) = bob.next_line().await
+        let (Event::Public(ChatLine { text, .. }) | Event::Private(ChatLine { text, .. })) =
+            bob.next_line().await
         else {
             unreachable!()
         };
@@ -70,12 +74,16 @@ async fn private_line_reaches_only_its_recipient() {
     alice.client.private("BOB", "for bob only").await.unwrap();
     assert!(matches!(alice.next_answer().await, Event::Sent { .. }));
     assert!(
-        matches!(bob.next_line().await, Event::Private { from, text, .. } if from == "alice" && text == "for bob only")
+        matches!(bob.next_line().await, Event::Private(ChatLine { from, text, .. }) if from == "alice" && text == "for bob only")
     );
     // carol's next line is the marker sent afterwards, so she never saw the private one.
     alice.client.public("marker").await.unwrap();
-    assert!(matches!(carol.next_line().await, Event::Public { text, .. } if text == "marker"));
-    assert!(matches!(bob.next_line().await, Event::Public { text, .. } if text == "marker"));
+    assert!(
+        matches!(carol.next_line().await, Event::Public(ChatLine { text, .. }) if text == "marker")
+    );
+    assert!(
+        matches!(bob.next_line().await, Event::Public(ChatLine { text, .. }) if text == "marker")
+    );
 }
 
 #[tokio::test]
@@ -95,7 +103,9 @@ async fn unknown_recipient_is_a_clear_error_and_the_connection_stays_usable() {
     ));
     alice.client.public("still here").await.unwrap();
     assert!(matches!(alice.next_answer().await, Event::Sent { .. }));
-    assert!(matches!(bob.next_line().await, Event::Public { text, .. } if text == "still here"));
+    assert!(
+        matches!(bob.next_line().await, Event::Public(ChatLine { text, .. }) if text == "still here")
+    );
 }
 
 /// Logs in as `nick` with a certificate of its own (not `nick`'s).
@@ -165,7 +175,7 @@ async fn a_login_with_the_same_certificate_replaces_the_old_connection() {
         .await;
     bob.client.private("alice", "to the new one").await.unwrap();
     assert!(
-        matches!(new.next_line().await, Event::Private { text, .. } if text == "to the new one")
+        matches!(new.next_line().await, Event::Private(ChatLine { text, .. }) if text == "to the new one")
     );
     // Bob saw neither a leave nor a second join: alice never went away.
     bob.client.public("ping").await.unwrap();
@@ -310,5 +320,7 @@ async fn too_long_and_control_character_texts_are_refused_not_truncated() {
     alice.client.public(&longest).await.unwrap();
     assert!(matches!(alice.next_answer().await, Event::Sent { .. }));
     // bob's first line is the longest one: nothing refused leaked through.
-    assert!(matches!(bob.next_line().await, Event::Public { text, .. } if text == longest));
+    assert!(
+        matches!(bob.next_line().await, Event::Public(ChatLine { text, .. }) if text == longest)
+    );
 }

@@ -1,5 +1,6 @@
 //! The shipped programs, run as subprocesses: `mm` in line mode, `mm-certs`, `mm-server`.
 
+use mm_client::ChatLine;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -84,17 +85,17 @@ async fn line_mode_client_end_to_end() {
         .unwrap();
     let hi = alice.next_line().await;
     assert!(
-        matches!(&hi, Event::Public { from, text, .. } if from == "bob" && text == "hi alice"),
+        matches!(&hi, Event::Public(ChatLine { from, text, .. }) if from == "bob" && text == "hi alice"),
         "{hi:?}"
     );
     let back = alice.next_line().await;
     assert!(
-        matches!(&back, Event::Private { from, text, .. } if from == "bob" && text == "back at you"),
+        matches!(&back, Event::Private(ChatLine { from, text, .. }) if from == "bob" && text == "back at you"),
         "{back:?}"
     );
     let slash = alice.next_line().await;
     assert!(
-        matches!(&slash, Event::Public { text, .. } if text == "/slash"),
+        matches!(&slash, Event::Public(ChatLine { text, .. }) if text == "/slash"),
         "{slash:?}"
     );
     // One command at a time: local errors print at once, server answers a round trip later.
@@ -157,8 +158,10 @@ async fn line_mode_turns_tabs_into_spaces_and_refuses_long_lines_with_their_real
     let mut said = Vec::new();
     loop {
         match alice.next_line().await {
-            Event::Public { text, .. } if text == "last" => break,
-            Event::Public { text, .. } | Event::Private { text, .. } => said.push(text),
+            Event::Public(ChatLine { text, .. }) if text == "last" => break,
+            Event::Public(ChatLine { text, .. }) | Event::Private(ChatLine { text, .. }) => {
+                said.push(text)
+            }
             _ => {}
         }
     }
@@ -210,7 +213,7 @@ async fn line_mode_sends_everything_before_eof_then_exits_zero() {
     );
     for i in 0..300 {
         assert!(
-            matches!(alice.next_line().await, Event::Public { text, .. } if text == format!("line {i}"))
+            matches!(alice.next_line().await, Event::Public(ChatLine { text, .. }) if text == format!("line {i}"))
         );
     }
     alice
@@ -379,7 +382,7 @@ async fn mm_server_starts_with_embedded_defaults_and_stops_gracefully_on_sigterm
             .unwrap()
             .unwrap()
         {
-            Event::Public { .. } | Event::Private { .. } => lines += 1,
+            Event::Public(ChatLine { .. }) | Event::Private(ChatLine { .. }) => lines += 1,
             _ => {}
         }
     }
@@ -481,7 +484,7 @@ async fn line_mode_secure_chat_and_safety_number() {
     stdin.write_all(b"/insecure alice\n").await.unwrap();
     stdin.write_all(b"/msg alice plain again\n").await.unwrap();
     assert!(
-        matches!(alice.next_line().await, Event::Private { text, .. } if text == "plain again")
+        matches!(alice.next_line().await, Event::Private(ChatLine { text, .. }) if text == "plain again")
     );
 
     drop(stdin);
@@ -562,7 +565,7 @@ async fn mm_owns_its_nick_by_its_home_and_sees_what_it_missed() {
     stdin.write_all(b"back again\n").await.unwrap();
     let back = erin.next_line().await;
     assert!(
-        matches!(&back, Event::Public { text, .. } if text == "back again"),
+        matches!(&back, Event::Public(ChatLine { text, .. }) if text == "back again"),
         "{back:?}"
     );
     drop(stdin);
@@ -649,7 +652,7 @@ async fn line_mode_delivers_a_whole_paced_burst_before_it_exits() {
     for i in 1..=100 {
         let line = alice.next_line().await;
         assert!(
-            matches!(&line, Event::Public { from, text, .. } if from == "frank" && *text == format!("line {i}")),
+            matches!(&line, Event::Public(ChatLine { from, text, .. }) if from == "frank" && *text == format!("line {i}")),
             "line {i}: {line:?}"
         );
     }
@@ -667,7 +670,7 @@ async fn line_mode_counts_the_lines_a_lost_connection_did_not_deliver() {
     // The first lines arrive; the server goes away while the pacer still holds the rest.
     let mut received = 0;
     while received < 5 {
-        if let Event::Public { .. } = alice.next_line().await {
+        if let Event::Public(ChatLine { .. }) = alice.next_line().await {
             received += 1;
         }
     }
@@ -679,7 +682,7 @@ async fn line_mode_counts_the_lines_a_lost_connection_did_not_deliver() {
     // mm counts.
     loop {
         match alice.next().await {
-            Event::Public { .. } => received += 1,
+            Event::Public(ChatLine { .. }) => received += 1,
             Event::Closed { .. } => break,
             _ => {}
         }
@@ -758,8 +761,8 @@ async fn line_mode_refuses_bad_input_lines_by_number_and_sends_the_rest() {
     let mut got = Vec::new();
     loop {
         match bob.next().await {
-            Event::Public { text, .. } => got.push(text),
-            Event::Private { text, .. } => got.push(format!("private: {text}")),
+            Event::Public(ChatLine { text, .. }) => got.push(text),
+            Event::Private(ChatLine { text, .. }) => got.push(format!("private: {text}")),
             Event::Left { .. } => break,
             _ => {}
         }
@@ -945,8 +948,8 @@ async fn line_mode_keeps_a_secure_conversation_secure_across_a_restart() {
             matches!(
                 e,
                 Event::Secure(E2eEvent::Message { .. })
-                    | Event::Private { .. }
-                    | Event::Offline { .. }
+                    | Event::Private(ChatLine { .. })
+                    | Event::Offline(ChatLine { .. })
             )
         })
         .await;
@@ -1035,8 +1038,8 @@ async fn line_mode_reconnects_and_what_was_typed_meanwhile_arrives_once() {
     let mut history = Vec::new();
     let live = loop {
         match alice.next().await {
-            Event::History { from, text, .. } => history.push((from, text)),
-            Event::Public { from, text, .. } => break (from, text),
+            Event::History(ChatLine { from, text, .. }) => history.push((from, text)),
+            Event::Public(ChatLine { from, text, .. }) => break (from, text),
             _ => {}
         }
     };

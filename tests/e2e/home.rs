@@ -3,6 +3,7 @@
 //! goes to the nick it belongs to), a client replaced by another login says so and exits 3,
 //! and a peer presenting our own key is refused with a warning.
 
+use mm_client::ChatLine;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -228,7 +229,7 @@ async fn a_line_mode_client_replaced_by_another_login_exits_3_and_says_why() {
     second.type_line("still me").await;
     let line = bob.next_line().await;
     assert!(
-        matches!(&line, Event::Public { from, text, .. } if from == "alice" && text == "still me"),
+        matches!(&line, Event::Public(ChatLine { from, text, .. }) if from == "alice" && text == "still me"),
         "{line:?}"
     );
     let done = second.finish().await;

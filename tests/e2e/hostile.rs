@@ -1,6 +1,7 @@
 //! Peers that misbehave get a clear error where possible and are disconnected; everyone else
 //! notices nothing.
 
+use mm_client::ChatLine;
 use std::time::Duration;
 
 use mm_client::Event;
@@ -39,12 +40,16 @@ async fn plain_tcp_garbage_does_not_disturb_connected_users() {
         garbage.push(tcp);
     }
     alice.client.public("still fine?").await.unwrap();
-    assert!(matches!(bob.next_line().await, Event::Public { text, .. } if text == "still fine?"));
+    assert!(
+        matches!(bob.next_line().await, Event::Public(ChatLine { text, .. }) if text == "still fine?")
+    );
     for tcp in &mut garbage {
         assert!(closes(tcp).await, "server must close a non-TLS connection");
     }
     alice.client.private("bob", "yes").await.unwrap();
-    assert!(matches!(bob.next_line().await, Event::Private { text, .. } if text == "yes"));
+    assert!(
+        matches!(bob.next_line().await, Event::Private(ChatLine { text, .. }) if text == "yes")
+    );
 }
 
 #[tokio::test]
@@ -212,7 +217,9 @@ async fn a_client_that_answers_pings_stays_connected() {
     // Several idle timeouts pass; the client library answers the server's pings by itself.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     bob.client.public("still here").await.unwrap();
-    assert!(matches!(alice.next_line().await, Event::Public { text, .. } if text == "still here"));
+    assert!(
+        matches!(alice.next_line().await, Event::Public(ChatLine { text, .. }) if text == "still here")
+    );
     alice.client.who().await.unwrap();
     let users = alice
         .wait_for("users", |e| matches!(e, Event::Users(_)))
@@ -254,7 +261,7 @@ async fn a_client_that_never_reads_is_dropped_and_costs_the_others_nothing() {
         let mut sloth_left = false;
         while received < count {
             match bob.next().await {
-                Event::Public { text, .. } => {
+                Event::Public(ChatLine { text, .. }) => {
                     assert_eq!(text.len(), 4000);
                     received += 1;
                 }

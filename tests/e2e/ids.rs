@@ -1,6 +1,7 @@
 //! Message ids against the real `mm-server` binary: a client drops a line whose id it has
 //! seen, so an id given out once — even to a line lost in a crash — must never name another.
 
+use mm_client::ChatLine;
 use mm_client::Event;
 use mm_tests::{ServerProcess, WAIT};
 
@@ -22,10 +23,10 @@ async fn lines_until(
             .expect("stalled");
         let Some(ev) = ev else { return got };
         match &ev {
-            Event::Private { id, ts, text, .. }
-            | Event::Offline { id, ts, text, .. }
-            | Event::Public { id, ts, text, .. }
-            | Event::History { id, ts, text, .. } => got.push((*id, *ts, text.clone())),
+            Event::Private(ChatLine { id, ts, text, .. })
+            | Event::Offline(ChatLine { id, ts, text, .. })
+            | Event::Public(ChatLine { id, ts, text, .. })
+            | Event::History(ChatLine { id, ts, text, .. }) => got.push((*id, *ts, text.clone())),
             Event::Closed { .. } => return got,
             _ => {}
         }
@@ -84,7 +85,7 @@ async fn ids_are_never_reused_after_kill_9_or_a_clean_stop() {
         let last = format!("after{round} 49");
         let shown = lines_until(
             &mut bob_events,
-            |e| matches!(e, Event::Private { text, .. } if *text == last),
+            |e| matches!(e, Event::Private(ChatLine { text, .. }) if *text == last),
         )
         .await;
         let prefix = format!("after{round} ");

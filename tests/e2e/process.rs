@@ -2,6 +2,7 @@
 //! SIGTERM and SIGINT stop gracefully) and output pipes that close under it (`2>&1 | tee` after
 //! Ctrl-C, `accounts list | head -1`). All through the real binary.
 
+use mm_client::ChatLine;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -324,7 +325,7 @@ async fn closed_log_then(signal: &str) {
     let mut history = Vec::new();
     loop {
         match dave.next().await {
-            Event::History { text, .. } => history.push(text),
+            Event::History(ChatLine { text, .. }) => history.push(text),
             Event::Sent { .. } => break,
             _ => {}
         }

@@ -1,5 +1,6 @@
 //! `/secure`: end-to-end encrypted private chats through a real server.
 
+use mm_client::ChatLine;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -94,12 +95,12 @@ async fn alice_and_bob_talk_securely_and_neither_carol_nor_the_server_sees_the_t
         .wait_for("a line", |e| {
             matches!(
                 e,
-                Event::Public { .. } | Event::Private { .. } | Event::Secure(_)
+                Event::Public(ChatLine { .. }) | Event::Private(ChatLine { .. }) | Event::Secure(_)
             )
         })
         .await;
     assert!(
-        matches!(&next, Event::Public { text, .. } if text == "marker"),
+        matches!(&next, Event::Public(ChatLine { text, .. }) if text == "marker"),
         "{next:?}"
     );
 
@@ -215,7 +216,7 @@ async fn both_starting_at_once_gives_one_session() {
     let mut saw = Vec::new();
     loop {
         match bob.next().await {
-            Event::Public { text, .. } if text == "end" => break,
+            Event::Public(ChatLine { text, .. }) if text == "end" => break,
             Event::Secure(e) => saw.push(e),
             _ => {}
         }
@@ -275,7 +276,9 @@ async fn a_peer_leaving_blocks_sending_until_the_user_decides() {
         alice.client.private("bob", "plain now").await.unwrap().1,
         Delivery::Plain
     );
-    assert!(matches!(bob.next_line().await, Event::Private { text, .. } if text == "plain now"));
+    assert!(
+        matches!(bob.next_line().await, Event::Private(ChatLine { text, .. }) if text == "plain now")
+    );
 }
 
 #[tokio::test]
@@ -686,7 +689,7 @@ async fn a_plain_message_during_a_secure_session_is_shown_plain_and_flagged() {
         .unwrap();
     let line = alice.next_line().await;
     assert!(
-        matches!(&line, Event::Private { text, .. } if text == "trust me"),
+        matches!(&line, Event::Private(ChatLine { text, .. }) if text == "trust me"),
         "{line:?}"
     );
     match alice.next().await {
@@ -726,7 +729,7 @@ async fn a_plain_line_in_a_secure_conversation_is_flagged_even_from_the_mailbox(
     alice
         .wait_for(
             "the mail",
-            |e| matches!(e, Event::Offline { text, .. } if text == "plain, from an old copy"),
+            |e| matches!(e, Event::Offline(ChatLine { text, .. }) if text == "plain, from an old copy"),
         )
         .await;
     let warning = alice

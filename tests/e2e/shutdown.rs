@@ -1,5 +1,6 @@
 //! Graceful shutdown.
 
+use mm_client::ChatLine;
 use mm_client::Event;
 use mm_tests::TestServer;
 
@@ -22,7 +23,7 @@ async fn shutdown_tells_clients_after_delivering_everything_accepted() {
 
     for i in 0..200 {
         assert!(
-            matches!(bob.next_line().await, Event::Public { text, .. } if text == format!("line {i}"))
+            matches!(bob.next_line().await, Event::Public(ChatLine { text, .. }) if text == format!("line {i}"))
         );
     }
     for user in [&mut alice, &mut bob] {
@@ -79,7 +80,7 @@ async fn shutdown_in_the_middle_of_a_flood_loses_nothing_acknowledged() {
     let mut delivered = Vec::new();
     loop {
         match bob.next().await {
-            Event::Public { id, .. } => delivered.push(id),
+            Event::Public(ChatLine { id, .. }) => delivered.push(id),
             Event::Shutdown { .. } => break,
             other => panic!("{other:?}"),
         }

@@ -1,6 +1,7 @@
 //! What the server keeps across restarts: history, messages for offline users, accounts; and
 //! how the store behaves when it is damaged, locked, or the server is killed.
 
+use mm_client::ChatLine;
 use mm_client::{ConnectError, Event};
 use mm_common::protocol::ErrorCode;
 use mm_server::Limits;
@@ -15,7 +16,7 @@ async fn history_of(client: &mut TestClient) -> Vec<(u64, String, String)> {
     let mut history = Vec::new();
     loop {
         match client.next().await {
-            Event::History { id, from, text, .. } => history.push((id, from, text)),
+            Event::History(ChatLine { id, from, text, .. }) => history.push((id, from, text)),
             Event::Sent { .. } => return history,
             Event::Closed { error, .. } => panic!("closed: {error:?}"),
             _ => {}
@@ -78,8 +79,10 @@ async fn private_lines_wait_for_an_offline_user_across_a_restart_and_arrive_once
     let mut bob = server.client("bob").await;
     let mut got = Vec::new();
     while got.len() < 3 {
-        if let Event::Offline { from, text, .. } = bob
-            .wait_for("offline line", |e| matches!(e, Event::Offline { .. }))
+        if let Event::Offline(ChatLine { from, text, .. }) = bob
+            .wait_for("offline line", |e| {
+                matches!(e, Event::Offline(ChatLine { .. }))
+            })
             .await
         {
             assert_eq!(from, "alice");
@@ -95,7 +98,7 @@ async fn private_lines_wait_for_an_offline_user_across_a_restart_and_arrive_once
     bob.client.public("(marker)").await.unwrap();
     loop {
         match bob.next().await {
-            Event::Offline { text, .. } => panic!("{text} delivered twice"),
+            Event::Offline(ChatLine { text, .. }) => panic!("{text} delivered twice"),
             Event::Sent { .. } => break,
             _ => {}
         }
@@ -245,7 +248,7 @@ async fn after_kill_9_in_a_burst_every_acknowledged_line_is_in_the_store() {
     let mut texts = Vec::new();
     loop {
         match tokio::time::timeout(WAIT, events.next()).await.unwrap() {
-            Some(Event::History { from, text, .. }) => {
+            Some(Event::History(ChatLine { from, text, .. })) => {
                 assert_eq!(from, "alice");
                 texts.push(text);
             }
@@ -287,7 +290,7 @@ async fn after_a_graceful_stop_nothing_acknowledged_is_lost() {
     let mut n = 0;
     loop {
         match tokio::time::timeout(WAIT, events.next()).await.unwrap() {
-            Some(Event::History { text, .. }) => {
+            Some(Event::History(ChatLine { text, .. })) => {
                 assert_eq!(text, format!("g{n}"));
                 n += 1;
             }

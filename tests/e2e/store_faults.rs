@@ -5,6 +5,7 @@
 //! The faults are ones root cannot bypass: another process holding the store's write lock
 //! (`BEGIN EXCLUSIVE`, as the sqlite3 shell would), and a file SQLite itself opens read-only.
 
+use mm_client::ChatLine;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -59,7 +60,7 @@ async fn history_texts(client: &mut TestClient) -> Vec<String> {
     let mut texts = Vec::new();
     loop {
         match client.next().await {
-            Event::History { text, .. } => texts.push(text),
+            Event::History(ChatLine { text, .. }) => texts.push(text),
             Event::Sent { .. } => return texts,
             Event::Closed { error, .. } => panic!("closed: {error:?}"),
             _ => {}
@@ -96,10 +97,12 @@ async fn a_line_posted_while_another_process_locks_the_store_is_sent_only_once_s
     // ...a registered user still logs in and gets the line waiting for them...
     let mut bob = login(&server, "bob").await;
     match bob
-        .wait_for("the waiting line", |e| matches!(e, Event::Offline { .. }))
+        .wait_for("the waiting line", |e| {
+            matches!(e, Event::Offline(ChatLine { .. }))
+        })
         .await
     {
-        Event::Offline { text, .. } => assert_eq!(text, "kept for bob"),
+        Event::Offline(ChatLine { text, .. }) => assert_eq!(text, "kept for bob"),
         _ => unreachable!(),
     }
     // ...and a new nick cannot register.
@@ -118,7 +121,7 @@ async fn a_line_posted_while_another_process_locks_the_store_is_sent_only_once_s
             "answered before it was stored: {event:?}"
         );
         assert!(
-            !matches!(&event, Event::Public { text, .. } if text == "refused while failing"),
+            !matches!(&event, Event::Public(ChatLine { text, .. }) if text == "refused while failing"),
             "a refused line was delivered"
         );
     }

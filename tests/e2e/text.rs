@@ -3,6 +3,7 @@
 //! by the server, refused by `mm` before sending, and never printed by `mm`'s line mode — even
 //! when they arrive end-to-end encrypted, where no server can see them.
 
+use mm_client::ChatLine;
 use mm_client::Event;
 use mm_common::protocol::{ClientMsg, ErrorCode, ServerMsg};
 use mm_tests::{RawTls, TestServer, WAIT};
@@ -81,7 +82,7 @@ async fn the_server_refuses_every_character_that_can_break_reorder_or_hide_a_lin
     // Nothing refused reached bob: his first line is the one that passed.
     let line = bob.next_line().await;
     assert!(
-        matches!(&line, Event::Public { from, text, .. } if from == "mallory" && text == kept),
+        matches!(&line, Event::Public(ChatLine { from, text, .. }) if from == "mallory" && text == kept),
         "{line:?}"
     );
 }

@@ -1,6 +1,7 @@
 //! The interactive `mm` in a real terminal: tmux runs it, `send-keys` types, `capture-pane`
 //! reads the screen. Needs tmux: CI installs it; elsewhere the test says it skipped.
 
+use mm_client::ChatLine;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -190,7 +191,7 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
     tmux.keys(&["hi from alice", "Enter"]);
     let line = bob.next_line().await;
     assert!(
-        matches!(&line, Event::Public { from, text, .. } if from == "alice" && text == "hi from alice"),
+        matches!(&line, Event::Public(ChatLine { from, text, .. }) if from == "alice" && text == "hi from alice"),
         "{line:?}"
     );
 
@@ -335,7 +336,7 @@ async fn the_terminal_ui_shows_a_line_as_sent_only_once_the_server_has_it() {
     tmux.keys(&["hello bob", "Enter"]);
     loop {
         match tokio::time::timeout(WAIT, bob_events.next()).await.unwrap() {
-            Some(Event::Public { text, .. }) if text == "hello bob" => break,
+            Some(Event::Public(ChatLine { text, .. })) if text == "hello bob" => break,
             Some(_) => {}
             None => panic!("bob's connection ended"),
         }
@@ -604,8 +605,8 @@ async fn the_terminal_ui_shows_each_time_with_the_offset_of_its_own_day() {
 /// The next chat line bob receives, as (private?, text).
 async fn said_to_bob(bob: &mut TestClient) -> (bool, String) {
     match bob.next_line().await {
-        Event::Public { text, .. } => (false, text),
-        Event::Private { text, .. } => (true, text),
+        Event::Public(ChatLine { text, .. }) => (false, text),
+        Event::Private(ChatLine { text, .. }) => (true, text),
         other => panic!("{other:?}"),
     }
 }

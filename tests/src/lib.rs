@@ -2,6 +2,7 @@
 //! test time, real clients, and a raw TLS peer for misbehaving on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
+use mm_client::ChatLine;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -292,7 +293,10 @@ impl TestClient {
     /// Waits for the next public or private line, skipping notices and acknowledgements.
     pub async fn next_line(&mut self) -> Event {
         self.wait_for("a chat line", |e| {
-            matches!(e, Event::Public { .. } | Event::Private { .. })
+            matches!(
+                e,
+                Event::Public(ChatLine { .. }) | Event::Private(ChatLine { .. })
+            )
         })
         .await
     }
@@ -335,7 +339,7 @@ impl TestClient {
         self.client.public(text).await.unwrap();
         assert!(matches!(self.next_answer().await, Event::Sent { .. }));
         match to.next_line().await {
-            Event::Public { text: got, .. } => assert_eq!(got, text),
+            Event::Public(ChatLine { text: got, .. }) => assert_eq!(got, text),
             other => panic!("{other:?}"),
         }
     }

@@ -1,6 +1,7 @@
 //! What each message from a logged-in server does: events for the front end, answers matched
 //! to the user's lines, end-to-end input, acknowledgements of personal lines.
 
+use super::ChatLine;
 use std::time::Instant;
 
 use mm_common::e2e::Status;
@@ -26,16 +27,16 @@ impl Core {
             } => self.relay(id, ts, &from, &payload, now),
             ServerMsg::Users { nicks, last } => self.users(nicks, last, now),
             ServerMsg::Public { id, ts, from, text } => {
-                self.push(Event::Public { id, ts, from, text })
+                self.push(Event::Public(ChatLine { id, ts, from, text }))
             }
             ServerMsg::History { id, ts, from, text } => {
-                self.push(Event::History { id, ts, from, text })
+                self.push(Event::History(ChatLine { id, ts, from, text }))
             }
             ServerMsg::Offline { id, ts, from, text } => {
-                self.personal(Event::Offline { id, ts, from, text })
+                self.personal(Event::Offline(ChatLine { id, ts, from, text }))
             }
             ServerMsg::Private { id, ts, from, text } => {
-                self.personal(Event::Private { id, ts, from, text })
+                self.personal(Event::Private(ChatLine { id, ts, from, text }))
             }
             ServerMsg::Sent { id, ts } => self.accepted(id, ts, false),
             ServerMsg::Queued { id, ts } => self.accepted(id, ts, true),
@@ -120,7 +121,8 @@ impl Core {
     /// A plain `Private` or `Offline` line: shown once, with a warning when the conversation
     /// with its sender is secure.
     fn personal(&mut self, event: Event) {
-        let (Event::Private { id, ts, from, .. } | Event::Offline { id, ts, from, .. }) = &event
+        let (Event::Private(ChatLine { id, ts, from, .. })
+        | Event::Offline(ChatLine { id, ts, from, .. })) = &event
         else {
             return;
         };

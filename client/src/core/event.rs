@@ -43,55 +43,34 @@ pub struct Welcome {
     pub online: Vec<String>,
 }
 
+/// One line of chat as the server delivered it: the shape shared by [`Event::Public`],
+/// [`Event::Private`], [`Event::History`] and [`Event::Offline`], which say what kind of line
+/// it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    /// Message id (unique on the server, increasing).
+    pub id: u64,
+    /// Server time, ms since the Unix epoch.
+    pub ts: u64,
+    /// Sender.
+    pub from: String,
+    /// Text.
+    pub text: String,
+}
+
 /// Something that happened on the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
     /// A public line.
-    Public {
-        /// Message id.
-        id: u64,
-        /// Server time, ms since the Unix epoch.
-        ts: u64,
-        /// Sender.
-        from: String,
-        /// Text.
-        text: String,
-    },
+    Public(ChatLine),
     /// A private line to us, sent plain (readable by the server).
-    Private {
-        /// Message id.
-        id: u64,
-        /// Server time, ms since the Unix epoch.
-        ts: u64,
-        /// Sender.
-        from: String,
-        /// Text.
-        text: String,
-    },
+    Private(ChatLine),
     /// A public line from before we logged in (the room's recent history, oldest first,
     /// before anything live).
-    History {
-        /// Message id.
-        id: u64,
-        /// Server time, ms since the Unix epoch.
-        ts: u64,
-        /// Sender.
-        from: String,
-        /// Text.
-        text: String,
-    },
+    History(ChatLine),
     /// A private line sent to us while we were offline, delivered at login (oldest first).
-    Offline {
-        /// Message id.
-        id: u64,
-        /// Server time, ms since the Unix epoch.
-        ts: u64,
-        /// Sender.
-        from: String,
-        /// Text.
-        text: String,
-    },
+    Offline(ChatLine),
     /// Our private line's recipient is offline; the server stored it for their next login.
     Queued {
         /// Our line.

@@ -37,7 +37,7 @@ use mm_common::protocol::{ClientMsg, ServerMsg, PROTOCOL_VERSION};
 
 use crate::secure::{Secure, SecureSetup};
 
-pub use event::{Event, LineId, Welcome};
+pub use event::{ChatLine, Event, LineId, Welcome};
 pub use lines::MAX_UNANSWERED;
 pub use login::LoginError;
 pub use received::ClientState;
@@ -461,7 +461,7 @@ impl Core {
                 Item::Event(event) => break event,
             }
         };
-        if let Event::Private { id, .. } | Event::Offline { id, .. } = &event {
+        if let Event::Private(ChatLine { id, .. }) | Event::Offline(ChatLine { id, .. }) = &event {
             self.acks.returning(*id);
         }
         self.resume(now);

@@ -4,6 +4,7 @@
 //! state. Pure: events, keys and statuses go in, effects come out, so it is tested without a
 //! terminal (and rendered on ratatui's `TestBackend` in `ui`'s tests).
 
+use crate::ChatLine;
 use mm_common::e2e::{E2eEvent, Status};
 use mm_common::protocol::{nick_key, ErrorCode};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
@@ -351,8 +352,8 @@ impl App {
     /// not shown.
     pub fn on_event(&mut self, event: &Event, now: u64) -> Option<Notification> {
         match event {
-            Event::Public { id, .. } => self.seen.insert(*id),
-            Event::History { id, .. } => {
+            Event::Public(ChatLine { id, .. }) => self.seen.insert(*id),
+            Event::History(ChatLine { id, .. }) => {
                 // After a reconnect the server replays history we already have.
                 if self.seen.contains(*id) {
                     return None;
@@ -419,14 +420,15 @@ impl App {
             self.place(item, now);
         }
         match event {
-            Event::Public { from, text, .. } if self.mentions_me(text) => {
+            Event::Public(ChatLine { from, text, .. }) if self.mentions_me(text) => {
                 self.mark_mention(0);
                 return (self.active != 0).then(|| Notification {
                     title: format!("{from} in #room"),
                     body: text.clone(),
                 });
             }
-            Event::Private { from, text, .. } | Event::Offline { from, text, .. } => {
+            Event::Private(ChatLine { from, text, .. })
+            | Event::Offline(ChatLine { from, text, .. }) => {
                 let i = self.find_tab(from).unwrap_or(0);
                 self.mark_mention(i);
                 return (self.active != i).then(|| Notification {

@@ -3,6 +3,7 @@
 //! their helpers; over 600 lines for that reason).
 
 use super::*;
+use crate::ChatLine;
 use mm_common::e2e::Failure;
 use ratatui::crossterm::event::KeyEventState;
 
@@ -23,12 +24,12 @@ fn type_line(app: &mut App, text: &str) -> Action {
 }
 
 fn private(from: &str, text: &str) -> Event {
-    Event::Private {
+    Event::Private(ChatLine {
         id: 1,
         ts: 0,
         from: from.into(),
         text: text.into(),
-    }
+    })
 }
 
 #[test]
@@ -55,11 +56,13 @@ fn mentions_are_flagged_on_the_room_tab() {
     let mut app = App::new("s", "alice");
     let bob = app.tab_for("bob").unwrap();
     app.switch_to(bob);
-    let public = |text: &str| Event::Public {
-        id: 1,
-        ts: 0,
-        from: "carol".into(),
-        text: text.into(),
+    let public = |text: &str| {
+        Event::Public(ChatLine {
+            id: 1,
+            ts: 0,
+            from: "carol".into(),
+            text: text.into(),
+        })
     };
     assert!(app.on_event(&public("malice aforethought"), 0).is_none());
     assert!(!app.tabs[0].mention);
@@ -149,11 +152,13 @@ fn a_changed_key_blocks_sending_from_the_tab() {
 #[test]
 fn history_is_not_repeated_after_a_reconnect_and_scrollback_is_bounded() {
     let mut app = App::new("s", "alice");
-    let h = |id| Event::History {
-        id,
-        ts: 0,
-        from: "bob".into(),
-        text: format!("h{id}"),
+    let h = |id| {
+        Event::History(crate::ChatLine {
+            id,
+            ts: 0,
+            from: "bob".into(),
+            text: format!("h{id}"),
+        })
     };
     for id in 1..=3 {
         app.on_event(&h(id), 0);

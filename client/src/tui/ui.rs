@@ -612,6 +612,7 @@ fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect, theme: Theme) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ChatLine;
     use crate::Event;
     use mm_common::e2e::{Failure, Status, Trust};
     use ratatui::backend::TestBackend;
@@ -653,12 +654,12 @@ mod tests {
         let mut app = App::new("localhost:7667", "alice");
         app.on_event(&Event::Users(vec!["alice".into(), "bob".into()]), 0);
         app.on_event(
-            &Event::Public {
+            &Event::Public(ChatLine {
                 id: 1,
                 ts: 0,
                 from: "bob".into(),
                 text: "hello room".into(),
-            },
+            }),
             0,
         );
         app
@@ -700,12 +701,12 @@ mod tests {
         );
         // Chat lines stay one line whatever they hold.
         app.on_event(
-            &Event::Public {
+            &Event::Public(ChatLine {
                 id: 9,
                 ts: 0,
                 from: "bob".into(),
                 text: "one\n[secure] <carol> two".into(),
-            },
+            }),
             0,
         );
         let rows = render(&mut app, 100, 12);
@@ -720,12 +721,12 @@ mod tests {
     fn tabs_show_unread_counts_and_mentions() {
         let mut app = app_with_bob();
         app.on_event(
-            &Event::Private {
+            &Event::Private(ChatLine {
                 id: 2,
                 ts: 0,
                 from: "bob".into(),
                 text: "psst".into(),
-            },
+            }),
             0,
         );
         let screen = render(&mut app, 80, 10);
@@ -757,23 +758,23 @@ mod tests {
         app.notice("connected to localhost:7667 as alice; 2 online", 0);
         for (id, n) in [(1, 2500), (2, 3000), (3, 2800), (4, 2600)] {
             app.on_event(
-                &Event::History {
+                &Event::History(crate::ChatLine {
                     id,
                     ts: 0,
                     from: "bob".into(),
                     text: format!("{}{id}", "long ".repeat(n / 5)),
-                },
+                }),
                 0,
             );
         }
         for id in 5..15 {
             app.on_event(
-                &Event::Public {
+                &Event::Public(crate::ChatLine {
                     id,
                     ts: 0,
                     from: "bob".into(),
                     text: format!("short {id}"),
-                },
+                }),
                 0,
             );
         }
@@ -836,12 +837,12 @@ mod tests {
         let mut app = App::new("localhost:7667", "alice");
         for id in 0..40 {
             app.on_event(
-                &Event::Public {
+                &Event::Public(crate::ChatLine {
                     id,
                     ts: 0,
                     from: "bob".into(),
                     text: format!("line {id} {}", "word ".repeat(60)),
-                },
+                }),
                 0,
             );
         }
@@ -991,21 +992,21 @@ mod tests {
     fn history_and_away_mail_are_marked_and_long_lines_wrap() {
         let mut app = App::new("s:1", "alice");
         app.on_event(
-            &Event::History {
+            &Event::History(ChatLine {
                 id: 1,
                 ts: 0,
                 from: "carol".into(),
                 text: "from before".into(),
-            },
+            }),
             0,
         );
         app.on_event(
-            &Event::Public {
+            &Event::Public(ChatLine {
                 id: 2,
                 ts: 0,
                 from: "carol".into(),
                 text: "x".repeat(100),
-            },
+            }),
             0,
         );
         let screen = render(&mut app, 60, 12);
@@ -1018,12 +1019,12 @@ mod tests {
         let xs: usize = screen.iter().map(|l| l.matches('x').count()).sum();
         assert_eq!(xs, 100, "wrapped, nothing cut: {screen:?}");
         app.on_event(
-            &Event::Offline {
+            &Event::Offline(ChatLine {
                 id: 3,
                 ts: 0,
                 from: "dave".into(),
                 text: "sent while away".into(),
-            },
+            }),
             0,
         );
         app.switch_to(1);
@@ -1074,12 +1075,12 @@ mod tests {
     fn hostile_text_cannot_reach_the_terminal() {
         let mut app = App::new("s", "alice");
         app.on_event(
-            &Event::Public {
+            &Event::Public(crate::ChatLine {
                 id: 1,
                 ts: 0,
                 from: "bob".into(),
                 text: "a\u{1b}[2Jb\u{202e}c\u{2028}[secure] <carol> d\u{2066}e".into(),
-            },
+            }),
             0,
         );
         // Typed or pasted input is shown cleaned too.

@@ -1,6 +1,7 @@
 //! Plain chat through the server double: login, public and private lines, offline mail,
 //! `/who`, pacing within the announced rate, and when an idle core wakes up.
 
+use crate::ChatLine;
 use std::time::Duration;
 
 use mm_common::protocol::ClientMsg;
@@ -48,7 +49,7 @@ fn a_public_line_reaches_everyone_else_and_is_answered_to_its_sender() {
     for nick in ["bob", "carol"] {
         let events = world.events(nick);
         assert!(
-            matches!(events.as_slice(), [Event::Public { from, text, .. }]
+            matches!(events.as_slice(), [Event::Public(ChatLine { from, text, .. })]
                 if from == "alice" && text == "hello room"),
             "{nick}: {events:?}"
         );
@@ -79,7 +80,7 @@ fn a_plain_private_line_reaches_only_its_recipient() {
     world.pump();
     let events = world.events("bob");
     assert!(
-        matches!(events.as_slice(), [Event::Private { from, text, .. }]
+        matches!(events.as_slice(), [Event::Private(ChatLine { from, text, .. })]
             if from == "alice" && text == "psst"),
         "{events:?}"
     );
@@ -110,7 +111,7 @@ fn a_private_line_to_someone_offline_is_queued_and_delivered_at_their_next_login
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, Event::Offline { from, text, .. }
+            .any(|e| matches!(e, Event::Offline(ChatLine { from, text, .. })
             if from == "alice" && text == "while you were out")),
         "{events:?}"
     );
@@ -200,7 +201,7 @@ fn fifty_lines_at_once_go_out_within_the_announced_rate_and_all_are_answered() {
     let received = world
         .events("bob")
         .iter()
-        .filter(|e| matches!(e, Event::Public { .. }))
+        .filter(|e| matches!(e, Event::Public(ChatLine { .. })))
         .count();
     assert_eq!(received, 50);
 }
@@ -232,7 +233,7 @@ fn quitting_acknowledges_what_was_shown_and_ends_with_a_clean_close() {
     world.pump();
     let shown = world.events("bob");
     let Some(id) = shown.iter().find_map(|e| match e {
-        Event::Private { id, .. } => Some(*id),
+        Event::Private(ChatLine { id, .. }) => Some(*id),
         _ => None,
     }) else {
         panic!("{shown:?}")

@@ -3,6 +3,7 @@
 //! told, and that nothing goes plain unless the user chose it. The row "our connection drops"
 //! is `secure::a_reconnect_never_turns_a_secure_conversation_plain`.
 
+use crate::ChatLine;
 use std::time::Duration;
 
 use mm_common::e2e::{AbortReason, E2eConfig, E2eEvent, Failure, Refused, Status};
@@ -291,7 +292,7 @@ fn the_user_saying_insecure_makes_the_conversation_plain_by_explicit_choice() {
         "{bob:?}"
     );
     assert!(bob.iter().any(
-        |e| matches!(e, Event::Private { from, text, .. } if from == "alice" && text == "plain now")
+        |e| matches!(e, Event::Private(ChatLine { from, text, .. }) if from == "alice" && text == "plain now")
     ));
 }
 

@@ -1,6 +1,7 @@
 //! One core fed scripted server bytes: hostile servers during the login, the server's own
 //! words, acknowledgements of personal lines, and the answer of every line.
 
+use crate::ChatLine;
 use std::time::{Duration, Instant};
 
 use mm_common::protocol::{ClientMsg, ErrorCode, ServerMsg};
@@ -180,13 +181,13 @@ fn personal_lines_are_acknowledged_per_batch_and_never_shown_twice() {
     let ids: Vec<u64> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Private { id, .. } => Some(*id),
+            Event::Private(ChatLine { id, .. }) => Some(*id),
             _ => None,
         })
         .collect();
     assert_eq!(ids, (1..=50).collect::<Vec<_>>());
     assert!(
-        matches!(events.last(), Some(Event::Public { .. })),
+        matches!(events.last(), Some(Event::Public(ChatLine { .. }))),
         "{events:?}"
     );
     // The front end caught up: one acknowledgement for the batch.
@@ -217,7 +218,7 @@ fn personal_lines_are_acknowledged_per_batch_and_never_shown_twice() {
     core.receive(&frames(&batch), t1);
     let events = drain(&mut core, t1);
     assert!(
-        matches!(events.as_slice(), [Event::Private { id: 52, .. }]),
+        matches!(events.as_slice(), [Event::Private(ChatLine { id: 52, .. })]),
         "nothing shown twice: {events:?}"
     );
     let sent = transmitted(&mut core, t1);
@@ -245,7 +246,7 @@ fn a_server_that_hands_out_lower_ids_again_is_neither_ignored_nor_over_acknowled
     core.receive(&frames(&[restored, ServerMsg::Ping { token: 1 }]), t0);
     let events = drain(&mut core, t0);
     assert!(
-        matches!(events.as_slice(), [Event::Offline { id: 3, text, .. }] if text == "after the restore"),
+        matches!(events.as_slice(), [Event::Offline(ChatLine { id: 3, text, .. })] if text == "after the restore"),
         "{events:?}"
     );
     let mut sent = transmitted(&mut core, t0);
@@ -260,7 +261,7 @@ fn a_line_is_acknowledged_only_once_the_front_end_moved_past_it() {
     core.receive(&frames(&[private(1), private(2), private(3)]), t0);
     assert!(matches!(
         core.poll_event(t0),
-        Some(Event::Private { id: 1, .. })
+        Some(Event::Private(ChatLine { id: 1, .. }))
     ));
     let later = t0 + Duration::from_secs(5);
     assert_eq!(
@@ -271,7 +272,7 @@ fn a_line_is_acknowledged_only_once_the_front_end_moved_past_it() {
     // Asking for the next one says the first was handled.
     assert!(matches!(
         core.poll_event(later),
-        Some(Event::Private { id: 2, .. })
+        Some(Event::Private(ChatLine { id: 2, .. }))
     ));
     let later = later + Duration::from_secs(5);
     assert_eq!(acks(&transmitted(&mut core, later)), [1]);
@@ -279,7 +280,7 @@ fn a_line_is_acknowledged_only_once_the_front_end_moved_past_it() {
     core.hold();
     assert!(matches!(
         core.poll_event(later),
-        Some(Event::Private { id: 3, .. })
+        Some(Event::Private(ChatLine { id: 3, .. }))
     ));
     assert!(core.poll_event(later).is_none());
     let later = later + Duration::from_secs(5);
