@@ -740,3 +740,37 @@ async fn a_plain_line_in_a_secure_conversation_is_flagged_even_from_the_mailbox(
         "{warning:?}"
     );
 }
+
+/// A save the disk refuses is said while the client runs (not only at exit), and so is the
+/// retry that works once the disk lets it.
+#[tokio::test]
+async fn a_save_the_disk_refuses_is_said_at_once_and_so_is_the_retry_that_works() {
+    let server = TestServer::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let gone = tmp.path().join("not-yet");
+    let mut opts = server.options("alice");
+    opts.secure.pins_file = Some(gone.join("pins"));
+    opts.secure.conversations_file = Some(gone.join("conversations"));
+    let mut alice = server.client_with(opts).await;
+    let mut bob = server.client("bob").await;
+    alice.client.secure("bob").await.unwrap();
+    bob.secure_ready("alice").await;
+    alice
+        .wait_for(
+            "the refused save",
+            |e| matches!(e, Event::Warning(w) if w.contains("could not save pinned keys")),
+        )
+        .await;
+    assert!(alice.client.unsaved().is_some());
+    std::fs::create_dir(&gone).unwrap();
+    alice
+        .wait_for(
+            "the save that worked",
+            |e| matches!(e, Event::Warning(w) if w.contains("saved now")),
+        )
+        .await;
+    assert!(alice.client.unsaved().is_none());
+    assert!(std::fs::read_to_string(gone.join("pins"))
+        .unwrap()
+        .contains("bob"));
+}

@@ -243,7 +243,9 @@ impl Core {
     /// # Errors
     /// [`SendError::NotConnected`], [`SendError::Busy`].
     pub fn who(&mut self) -> Result<(), SendError> {
-        self.control(&ClientMsg::Who)
+        self.control(&ClientMsg::Who)?;
+        self.who_asked = self.who_asked.saturating_add(1);
+        Ok(())
     }
 
     /// Asks the server for a sign of life (its answer proves the connection works).

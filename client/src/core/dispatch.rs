@@ -27,10 +27,14 @@ impl Core {
             } => self.relay(id, ts, &from, &payload, now),
             ServerMsg::Users { nicks, last } => self.users(nicks, last, now),
             ServerMsg::Public { id, ts, from, text } => {
+                self.config.state.received_public(id, ts);
                 self.push(Event::Public(ChatLine { id, ts, from, text }))
             }
             ServerMsg::History { id, ts, from, text } => {
-                self.push(Event::History(ChatLine { id, ts, from, text }))
+                // After a reconnect the server sends the room's recent lines again: shown once.
+                if self.config.state.received_public(id, ts) {
+                    self.push(Event::History(ChatLine { id, ts, from, text }))
+                }
             }
             ServerMsg::Offline { id, ts, from, text } => {
                 self.personal(Event::Offline(ChatLine { id, ts, from, text }))
@@ -104,8 +108,21 @@ impl Core {
         self.events.push_back(Item::Handled(id));
     }
 
-    /// A page of the user list asked for with `/who`.
+    /// A page of the user list asked for with `/who`; pages nobody asked for are ignored (a
+    /// hostile server could otherwise fill memory with them).
     fn users(&mut self, nicks: Vec<String>, last: bool, now: Instant) {
+        if self.who_asked == 0 {
+            return;
+        }
+        // Nicks are 1 to 32 characters: "nicks" of 60,000 bytes would hold gigabytes within
+        // the count.
+        if nicks.iter().any(|n| !super::login::is_nick_sized(n)) {
+            self.who = None;
+            return self.close(
+                Some("the server's user list holds something that is not a nick".into()),
+                now,
+            );
+        }
         let list = self.who.get_or_insert_with(Vec::new);
         if list.len().saturating_add(nicks.len()) > MAX_LISTED_USERS {
             self.who = None;
@@ -113,6 +130,7 @@ impl Core {
         }
         list.extend(nicks);
         if last {
+            self.who_asked -= 1;
             let list = self.who.take().unwrap_or_default();
             self.push(Event::Users(list));
         }
@@ -163,6 +181,8 @@ impl Core {
             Some(Answer::Relay { line: None, .. }) | None => return,
         };
         self.out.answered(line);
+        // Our own public lines come back as history after a reconnect, too.
+        self.config.state.received_public(id, ts);
         self.push(if queued {
             Event::Queued { line, id, ts }
         } else {

@@ -97,6 +97,13 @@ impl Login {
                         "the server's user list is too long".into(),
                     ));
                 }
+                // Nicks are 1 to 32 characters: a list of 60,000-byte "nicks" would hold
+                // gigabytes within the count.
+                if nicks.iter().any(|n| !is_nick_sized(n)) {
+                    return Err(LoginError::Protocol(
+                        "the server's user list holds something that is not a nick".into(),
+                    ));
+                }
                 if self.keep_list {
                     w.online.extend(nicks);
                 }
@@ -119,6 +126,12 @@ impl Login {
             ))),
         }
     }
+}
+
+/// Whether `nick` has a nick's size (1 to [`MAX_NICK_LEN`](mm_common::protocol::MAX_NICK_LEN)
+/// bytes). Only the size: nicks registered under older rules stay listable.
+pub(crate) fn is_nick_sized(nick: &str) -> bool {
+    !nick.is_empty() && nick.len() <= mm_common::protocol::MAX_NICK_LEN
 }
 
 fn variant_name(msg: &ServerMsg) -> &'static str {

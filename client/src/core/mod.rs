@@ -150,6 +150,8 @@ pub struct Core {
     events: VecDeque<Item>,
     /// A `/who` answer being put together.
     who: Option<Vec<String>>,
+    /// `/who` asked and not answered yet.
+    who_asked: u32,
     secure: Option<Arc<Secure>>,
     acks: Acks,
     last_heard: Instant,
@@ -191,6 +193,7 @@ impl Core {
             out,
             events: VecDeque::new(),
             who: None,
+            who_asked: 0,
             secure: None,
             acks: Acks::default(),
             last_heard: now,
@@ -213,9 +216,6 @@ impl Core {
     pub fn receive(&mut self, bytes: &[u8], now: Instant) {
         if matches!(self.phase, Phase::Closed) || self.ending.is_some() {
             return;
-        }
-        if !bytes.is_empty() {
-            self.last_heard = now;
         }
         self.input.extend_from_slice(bytes);
         self.process(now);
@@ -285,6 +285,9 @@ impl Core {
                 Err(FrameError::Incomplete { .. }) => break,
                 Err(e) => return self.close(Some(format!("bad frame from server: {e}")), now),
             };
+            // Heard from only on whole frames: a server trickling one byte now and then is not
+            // alive.
+            self.last_heard = now;
             let msg = match ServerMsg::decode(&payload) {
                 Ok(msg) => server_words_on_one_line(msg),
                 Err(e) => return self.close(Some(format!("bad message from server: {e}")), now),

@@ -31,6 +31,8 @@ const MAX_REMEMBERED: usize = 16 * 1024;
 struct StateInner {
     last_line: AtomicU64,
     seen: Mutex<Seen>,
+    /// Room lines (live, history, and our own as the server numbered them).
+    public: Mutex<Seen>,
 }
 
 /// Recently received personal lines by (id, server time), oldest first.
@@ -73,6 +75,22 @@ impl ClientState {
             }
         }
         seen.highest = seen.highest.max(id);
+    }
+
+    /// Records the room line `id` sent at `ts`; false if it was received before (a server
+    /// sends the room's recent lines again at every login).
+    pub(crate) fn received_public(&self, id: u64, ts: u64) -> bool {
+        let mut public = self.inner.public.lock().unwrap_or_else(|p| p.into_inner());
+        if !public.keys.insert((id, ts)) {
+            return false;
+        }
+        public.order.push_back((id, ts));
+        while public.order.len() > MAX_REMEMBERED {
+            if let Some(old) = public.order.pop_front() {
+                public.keys.remove(&old);
+            }
+        }
+        true
     }
 
     pub(crate) fn next_line(&self) -> LineId {

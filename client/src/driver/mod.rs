@@ -364,7 +364,8 @@ where
         shared.changed.notify_waiters();
         if let Some(keys) = save {
             // Small files, written rarely (a pin learnt, a conversation turned secure).
-            let result = keys.save_now();
+            // Core::saved records the outcome (and warns once, or says it is saved now).
+            let result = keys.save().map_err(|e| e.to_string());
             shared.core().saved(result, Instant::now());
             continue;
         }
@@ -441,7 +442,7 @@ async fn sleep_or_never(at: Option<tokio::time::Instant>) {
 fn save_now(shared: &Shared) {
     let save = shared.core().poll_save();
     if let Some(keys) = save {
-        let result = keys.save_now();
+        let result = keys.save().map_err(|e| e.to_string());
         shared.core().saved(result, Instant::now());
     }
 }

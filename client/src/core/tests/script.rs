@@ -441,3 +441,103 @@ fn lines_beyond_the_unanswered_limit_are_refused_until_answers_come() {
     assert!(core.has_room());
     core.public("now there is room").expect("room");
 }
+
+/// A hostile server's user-list pages: nobody asked (ignored, nothing kept), "nicks" of
+/// 60,000 bytes in an asked-for list or at the login (refused: the count alone let a server
+/// make the client hold gigabytes).
+#[test]
+fn user_list_pages_nobody_asked_for_are_ignored_and_oversized_nicks_refused() {
+    let t0 = Instant::now();
+    let cfg = config("me");
+    let mut core = logged_in(&cfg, t0);
+    let huge = ServerMsg::Users {
+        nicks: vec!["x".repeat(60_000)],
+        last: false,
+    };
+    core.receive(&frames(&[huge.clone(), huge.clone()]), t0);
+    assert!(drain(&mut core, t0).is_empty());
+    assert!(core.who.is_none(), "unasked pages are not kept");
+    assert!(!core.is_closed());
+    core.who().expect("who");
+    transmitted(&mut core, t0);
+    core.receive(&frames(&[huge.clone()]), t0);
+    let events = drain(&mut core, t0);
+    assert!(
+        matches!(events.as_slice(), [Event::Closed { error: Some(e), .. }] if e.contains("not a nick")),
+        "{events:?}"
+    );
+
+    let mut login = Core::new(cfg, t0);
+    transmitted(&mut login, t0);
+    login.receive(&frames(&[welcome("me"), huge]), t0);
+    assert!(
+        matches!(login.poll_login(), Some(Err(LoginError::Protocol(e))) if e.contains("not a nick")),
+        "refused at the login"
+    );
+}
+
+/// A reconnect makes the server send the room's recent lines again: shown once, whether they
+/// were seen live, as history, or were our own.
+#[test]
+fn room_history_sent_again_after_a_reconnect_is_shown_once() {
+    let t0 = Instant::now();
+    let cfg = config("me");
+    let mut first = logged_in(&cfg, t0);
+    let line = |id: u64, text: &str| ServerMsg::Public {
+        id,
+        ts: 5,
+        from: "bob".into(),
+        text: text.into(),
+    };
+    first.receive(&frames(&[line(1, "live")]), t0);
+    let mine = first.public("mine").expect("public");
+    transmitted(&mut first, t0);
+    first.receive(&frames(&[ServerMsg::Sent { id: 2, ts: 6 }]), t0);
+    let events = drain(&mut first, t0);
+    assert!(
+        matches!(events.as_slice(), [Event::Public(_), Event::Sent { line, .. }] if *line == mine)
+    );
+
+    let mut second = logged_in(&cfg.clone(), t0);
+    let history = |id: u64, ts: u64, text: &str| ServerMsg::History {
+        id,
+        ts,
+        from: "bob".into(),
+        text: text.into(),
+    };
+    second.receive(
+        &frames(&[
+            history(1, 5, "live"),
+            history(2, 6, "mine"),
+            history(3, 7, "new"),
+            history(3, 7, "new"),
+        ]),
+        t0,
+    );
+    let events = drain(&mut second, t0);
+    assert!(
+        matches!(events.as_slice(), [Event::History(ChatLine { id: 3, .. })]),
+        "{events:?}"
+    );
+}
+
+/// Bytes that never make a whole frame are not signs of life: a server trickling one byte
+/// every 170 s was kept for ever.
+#[test]
+fn a_server_trickling_bytes_that_make_no_frame_is_given_up() {
+    let t0 = Instant::now();
+    let mut core = logged_in(&config("me"), t0);
+    core.receive(&60_000u32.to_be_bytes(), t0);
+    let mut now = t0;
+    for _ in 0..10 {
+        now += Duration::from_secs(170);
+        core.receive(b"x", now);
+        core.handle_timeout(now);
+    }
+    assert!(core.is_closed(), "given up within the read timeout");
+    let events = drain(&mut core, now);
+    assert!(
+        matches!(events.last(), Some(Event::Closed { error: Some(e), .. }) if e.contains("silent")),
+        "{events:?}"
+    );
+}
