@@ -460,7 +460,7 @@ fn user_list_pages_nobody_asked_for_are_ignored_and_oversized_nicks_refused() {
     assert!(!core.is_closed());
     core.who().expect("who");
     transmitted(&mut core, t0);
-    core.receive(&frames(&[huge.clone()]), t0);
+    core.receive(&frames(std::slice::from_ref(&huge)), t0);
     let events = drain(&mut core, t0);
     assert!(
         matches!(events.as_slice(), [Event::Closed { error: Some(e), .. }] if e.contains("not a nick")),
