@@ -72,6 +72,8 @@ struct Undelivered {
     unsent: usize,
     /// No answer when the connection ended (or when the server stopped answering).
     unanswered: usize,
+    /// The connection ended before the input did: the rest of it was never read.
+    input_unread: bool,
 }
 
 impl Undelivered {
@@ -99,8 +101,13 @@ impl Undelivered {
         if n == 0 {
             // Nothing was lost; only the connection was.
             return format!(
-                "mm: connection lost ({}); every line was delivered",
-                lost.unwrap_or("closed")
+                "mm: connection lost ({}); every line was delivered{}",
+                lost.unwrap_or("closed"),
+                if self.input_unread {
+                    " (the rest of the input was not read)"
+                } else {
+                    ""
+                }
             );
         }
         let mut text = format!(
@@ -266,7 +273,8 @@ pub(super) async fn line_mode(
                             ));
                         }
                     }
-                    Event::GaveUp { reason, .. } => {
+                    Event::GaveUp { reason, unsent, .. } => {
+                        fates.unanswered += unsent.len();
                         lost = Some(reason);
                         break;
                     }
@@ -286,6 +294,7 @@ pub(super) async fn line_mode(
             () = &mut deadline => break,
         }
     }
+    let input_ended = input.is_some();
     let end = input.unwrap_or_default();
     fates.by_mm += end.refused;
     fates.unanswered += end.not_taken;
@@ -309,6 +318,8 @@ pub(super) async fn line_mode(
         return ExitCode::from(EXIT_REPLACED);
     }
     if lost.is_some() || fates.total() > 0 {
+        // The connection ended before the input did: what came after was never read.
+        fates.input_unread = !input_ended && lost.is_some();
         stdio::err(&fates.summary(lost.as_deref()));
     }
     if lost.is_some() || unsaved.is_some() {

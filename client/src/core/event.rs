@@ -159,6 +159,8 @@ pub enum Event {
         /// The whole story for the user: why, and what to do (trust a new certificate, then
         /// `/reconnect`...).
         advice: String,
+        /// Our lines that waited for the next connection, oldest first: never sent.
+        unsent: Vec<LineId>,
     },
     /// The connection ended; always the last event of a connection (with reconnecting on,
     /// [`Event::Reconnecting`] or [`Event::GaveUp`] follows).
@@ -167,7 +169,8 @@ pub enum Event {
         error: Option<String>,
         /// Our lines that got no answer, oldest first: whether the server took them is
         /// unknown (send them again to be sure). Lines waiting for a secure session are here
-        /// too: they were never sent.
+        /// too: they were never sent. With reconnecting on, plain lines never written are not
+        /// here: they go on the next connection (or come in [`Event::GaveUp`]'s `unsent`).
         undelivered: Vec<LineId>,
     },
 }

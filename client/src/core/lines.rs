@@ -174,6 +174,37 @@ impl Outgoing {
         self.pending.pop_front()
     }
 
+    /// Takes out the plain chat lines (`Public`, `Private`) never written to the connection,
+    /// oldest first, with their frames: certainly not delivered, so they can go on the next
+    /// connection without any risk of a duplicate. End-to-end data stays: it belongs to this
+    /// connection's sessions.
+    pub(crate) fn take_unwritten_lines(&mut self) -> Vec<(LineId, Bytes)> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for outbound in self.queue.drain(..) {
+            match outbound.answer {
+                Some(Answer::Text(line)) => {
+                    self.unanswered.remove(&line);
+                    taken.push((line, outbound.frame));
+                }
+                _ => kept.push_back(outbound),
+            }
+        }
+        self.queue = kept;
+        taken
+    }
+
+    /// Queues a line's `frame` taken from an earlier connection
+    /// ([`Outgoing::take_unwritten_lines`]).
+    pub(crate) fn queue_line_frame(&mut self, line: LineId, frame: Bytes) {
+        self.unanswered.insert(line);
+        self.queue.push_back(Outbound {
+            frame,
+            answer: Some(Answer::Text(line)),
+            paced: true,
+        });
+    }
+
     /// The connection closed: the lines still waiting, oldest first. Nothing more is sent.
     pub(crate) fn close(&mut self) -> Vec<LineId> {
         self.queue.clear();

@@ -115,6 +115,9 @@ pub struct CoreConfig {
     /// This connection replaces one that dropped: its login is announced as
     /// [`Event::Reconnected`] (the first login is the caller's to show).
     pub reconnection: bool,
+    /// A next connection will follow a drop: plain lines never written go on it
+    /// ([`Core::adopt_events`]) instead of being reported undelivered.
+    pub carry_unwritten: bool,
 }
 
 /// What travels to the front end: an event, or a mark that the personal lines up to an id (a
@@ -164,6 +167,9 @@ pub struct Core {
     closed_reason: Option<String>,
     /// When the end-to-end timers last ran.
     e2e_ran: Option<Instant>,
+    /// Plain lines never written on an earlier connection (or this one, once closed), to send
+    /// after the next login.
+    carried: Vec<(LineId, bytes::Bytes)>,
     /// Whether it was logged in at some point.
     was_ready: bool,
     /// The server closed it because another login took the account over.
@@ -203,6 +209,7 @@ impl Core {
             save_retry_at: None,
             closed_reason: None,
             e2e_ran: None,
+            carried: Vec::new(),
             was_ready: false,
             replaced: false,
             quitting: false,
@@ -339,6 +346,10 @@ impl Core {
                 },
                 None,
             );
+        }
+        // Lines a dropped connection never wrote go first, in their order.
+        for (line, frame) in std::mem::take(&mut self.carried) {
+            self.out.queue_line_frame(line, frame);
         }
         self.phase = Phase::Ready;
         self.was_ready = true;
@@ -534,6 +545,10 @@ impl Core {
             Phase::Ready => {
                 self.phase = Phase::Closed;
                 self.closed_reason.clone_from(&error);
+                if self.config.carry_unwritten {
+                    let unwritten = self.out.take_unwritten_lines();
+                    self.carried.extend(unwritten);
+                }
                 let undelivered = self.out.close();
                 self.push(Event::Closed { error, undelivered });
             }
@@ -576,6 +591,18 @@ impl Core {
             .collect();
         items.append(&mut self.events);
         self.events = items;
+        let mut carried = std::mem::take(&mut old.carried);
+        carried.append(&mut self.carried);
+        self.carried = carried;
+    }
+
+    /// The lines carried for a next connection that will not come (reconnecting stopped):
+    /// never sent, for the front end to report.
+    pub fn take_carried(&mut self) -> Vec<LineId> {
+        std::mem::take(&mut self.carried)
+            .into_iter()
+            .map(|(line, _)| line)
+            .collect()
     }
 
     /// Adds an event of the driver's (reconnecting) for the front end.

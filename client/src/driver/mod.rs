@@ -130,6 +130,7 @@ fn core_config(opts: &ConnectOptions) -> CoreConfig {
         secure: opts.secure.clone(),
         state: opts.state.clone(),
         reconnection: false,
+        carry_unwritten: opts.reconnect,
     }
 }
 
@@ -247,7 +248,15 @@ where
             let advice = advice
                 .take()
                 .unwrap_or_else(|| format!("not reconnecting (/reconnect to try again): {reason}"));
-            push(&shared, Event::GaveUp { reason, advice });
+            let unsent = shared.core().take_carried();
+            push(
+                &shared,
+                Event::GaveUp {
+                    reason,
+                    advice,
+                    unsent,
+                },
+            );
             None
         } else {
             attempt += 1;

@@ -414,6 +414,15 @@ impl App {
                     self.set_sending(*line, Sending::NotDelivered);
                 }
             }
+            Event::GaveUp { unsent, .. } => {
+                for line in unsent {
+                    self.set_sending(*line, Sending::NotDelivered);
+                }
+                if self.replaced {
+                    // It said so already, with what to do.
+                    return None;
+                }
+            }
             _ => {}
         }
         for item in render::event(event) {

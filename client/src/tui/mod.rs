@@ -323,11 +323,9 @@ impl Link {
             Event::GaveUp { reason, .. } => {
                 self.give_up = true;
                 self.retry_at = None;
-                if app.replaced {
-                    // It said so already, with what to do.
-                    return;
+                if !app.replaced {
+                    app.conn = Conn::Offline(reason.clone());
                 }
-                app.conn = Conn::Offline(reason.clone());
             }
             _ => {}
         }

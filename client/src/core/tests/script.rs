@@ -541,3 +541,66 @@ fn a_server_trickling_bytes_that_make_no_frame_is_given_up() {
         "{events:?}"
     );
 }
+
+/// With a next connection to come, plain lines the dropped one never wrote (held back by the
+/// pace) are not reported as possibly lost: they go on the next connection, once, in order.
+#[test]
+fn lines_never_written_before_a_drop_go_on_the_next_connection_once() {
+    let t0 = Instant::now();
+    let mut cfg = config("me");
+    cfg.carry_unwritten = true;
+    let mut first = Core::new(cfg.clone(), t0);
+    transmitted(&mut first, t0);
+    let slow = ServerMsg::Welcome {
+        nick: "me".into(),
+        server: "script".into(),
+        online: 1,
+        max_text_len: 4096,
+        rate_burst: 3,
+        rate_per_sec: 1,
+    };
+    let users = ServerMsg::Users {
+        nicks: vec!["me".into()],
+        last: true,
+    };
+    first.receive(&frames(&[slow.clone(), users.clone()]), t0);
+    assert!(matches!(first.poll_login(), Some(Ok(_))));
+    let lines: Vec<_> = (0..5)
+        .map(|i| first.public(&format!("l{i}")).expect("public"))
+        .collect();
+    let written = transmitted(&mut first, t0);
+    assert_eq!(written.len(), 2, "the pace holds three back: {written:?}");
+    first.connection_lost("gone".into(), t0);
+    let events = drain(&mut first, t0);
+    assert!(
+        matches!(events.as_slice(), [Event::Closed { undelivered, .. }] if *undelivered == lines[..2]),
+        "only the written ones may be lost: {events:?}"
+    );
+
+    let mut next_cfg = cfg;
+    next_cfg.reconnection = true;
+    let mut second = Core::new(next_cfg, t0);
+    second.adopt_events(&mut first);
+    let before_login = transmitted(&mut second, t0);
+    assert!(
+        matches!(before_login.as_slice(), [ClientMsg::Hello { .. }]),
+        "nothing before the login: {before_login:?}"
+    );
+    second.receive(&frames(&[slow, users]), t0);
+    assert!(matches!(second.poll_login(), Some(Ok(_))));
+    let mut sent = Vec::new();
+    let mut now = t0;
+    for _ in 0..10 {
+        sent.extend(transmitted(&mut second, now));
+        now += Duration::from_secs(1);
+    }
+    let texts: Vec<_> = sent
+        .iter()
+        .filter_map(|m| match m {
+            ClientMsg::Public { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["l2", "l3", "l4"]);
+    assert_eq!(second.unanswered(), 3);
+}
