@@ -1,3 +1,5 @@
+// About 600 lines: the core's state, input, time and output; its commands are in commands.rs,
+// its dispatch of server messages in dispatch.rs.
 //! The client's protocol core, without I/O: fed the bytes the server sent and the time, it
 //! yields the bytes to send, the [`Event`]s for the front end, and when it next needs the time
 //! ([`Core::poll_timeout`]) — the shape of quinn-proto's `Connection`. It owns the login, the

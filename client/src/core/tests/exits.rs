@@ -1,3 +1,4 @@
+// About 600 lines: one test per row of the transition table; they share its helpers.
 //! Every way out of a secure session (SECURITY.md, "Every way out of a secure session") that
 //! cores and the server double can produce, one test per row: the status, what the user is
 //! told, and that nothing goes plain unless the user chose it. The row "our connection drops"

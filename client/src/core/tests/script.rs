@@ -1,3 +1,4 @@
+// Over 600 lines: one test per scripted hostile or tricky server; they share its helpers.
 //! One core fed scripted server bytes: hostile servers during the login, the server's own
 //! words, acknowledgements of personal lines, and the answer of every line.
 
