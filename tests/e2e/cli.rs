@@ -19,10 +19,16 @@ const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
 
 /// Starts `mm` in line mode with piped stdin/stdout/stderr and an empty home.
 pub(crate) fn spawn_mm(server: &str, ca: Option<&Path>, nick: &str, home: &Path) -> Child {
+    spawn_mm_with(server, ca, nick, home, &[])
+}
+
+/// [`spawn_mm`] with more arguments.
+fn spawn_mm_with(server: &str, ca: Option<&Path>, nick: &str, home: &Path, more: &[&str]) -> Child {
     let mut cmd = Command::new(MM);
     cmd.args(["--server", server, "--nick", nick])
         .arg("--home")
-        .arg(home);
+        .arg(home)
+        .args(more);
     if let Some(ca) = ca {
         cmd.arg("--ca").arg(ca);
     }
@@ -993,21 +999,13 @@ fn without_a_nick_mm_says_which_ones_it_looked_for() {
 async fn line_mode_reconnects_and_what_was_typed_meanwhile_arrives_once() {
     let server = TestServer::start().await;
     let home = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(MM);
-    cmd.args(["--server", &server.server(), "--nick", "bob"])
-        .arg("--ca")
-        .arg(server.ca_path())
-        .arg("--home")
-        .arg(home.path())
-        .args(["--reconnect", "always"])
-        .env_remove("MM_SERVER")
-        .env_remove("MM_NICK")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut bob = cmd.spawn().unwrap();
+    let mut bob = spawn_mm_with(
+        &server.server(),
+        Some(&server.ca_path()),
+        "bob",
+        home.path(),
+        &["--reconnect", "always"],
+    );
     let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
     let mut stdin = bob.stdin.take().unwrap();
     assert!(next_line(&mut out).await.starts_with("* connected to"));
