@@ -188,6 +188,14 @@ impl ConnectError {
             ConnectError::Refused { code, .. } => {
                 *code == ErrorCode::SHUTTING_DOWN || *code == ErrorCode::BUSY
             }
+            // The certificate does not verify (a new CA, not the --ca given, a name it does
+            // not cover): the same answer every time, and maybe an attack.
+            ConnectError::Tls { cause, .. } => !matches!(
+                cause
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+                Some(rustls::Error::InvalidCertificate(_))
+            ),
             _ => true,
         }
     }
@@ -430,6 +438,29 @@ pub(crate) async fn tls_connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reconnecting stops at a certificate that does not verify (a server with a new CA, not
+    /// the one in --ca): it was retried every 30 s for ever.
+    #[test]
+    fn a_certificate_that_does_not_verify_is_not_retried_and_a_reset_is() {
+        let tls = |cause: std::io::Error| ConnectError::Tls {
+            server: "h:1".into(),
+            cause,
+            verified: crate::explain::Verified::Ca(None),
+        };
+        let bad_cert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert!(!tls(bad_cert).is_retryable());
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(tls(reset).is_retryable());
+        let refused = ConnectError::Unreachable {
+            server: "h:1".into(),
+            cause: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert!(refused.is_retryable());
+    }
 
     #[test]
     fn a_connect_error_says_its_cause_once() {

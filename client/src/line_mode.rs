@@ -238,7 +238,14 @@ pub(super) async fn line_mode(
             }
             event = events.next() => {
                 let Some(event) = event else { break };
-                for line in display::event_lines(&event, Style::PLAIN) {
+                // Giving up ends line mode: its reason (several lines, e.g. a CHANGED
+                // certificate) is said on stderr at the end, where line breaks are kept.
+                let shown = if matches!(event, Event::GaveUp { .. }) {
+                    Vec::new()
+                } else {
+                    display::event_lines(&event, Style::PLAIN)
+                };
+                for line in shown {
                     if !stdio::out(&line) {
                         // stdout is closed: what it did not show stays on the server (not
                         // acknowledged), reading input stops, what was read still goes.

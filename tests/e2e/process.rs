@@ -504,3 +504,33 @@ async fn the_default_log_holds_no_tls_library_warnings_about_bad_clients() {
     );
     assert!(!log.contains("rustls"), "{log}");
 }
+
+/// A client that reconnects by itself gives up when another login takes its account over, and
+/// stays given up: a `/reconnect` asked for earlier (while it was connected, or during an
+/// attempt that then succeeded) does not count later (it used to, and took the account back).
+#[tokio::test]
+async fn a_replaced_client_stays_given_up_whatever_was_asked_before() {
+    let server = mm_tests::TestServer::start().await;
+    let mut opts = server.options("olga");
+    opts.reconnect = true;
+    let mut first = server.client_with(opts).await;
+    first.client.reconnect_now(); // connected: nothing to do now
+    let _second = server.client("olga").await;
+    // Closed (by the server: replaced), then the give-up.
+    loop {
+        if let Event::GaveUp { reason, .. } = first.next().await {
+            assert!(reason.contains("another client logged in"), "{reason}");
+            break;
+        }
+    }
+    let later = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        loop {
+            if let Event::Reconnected(_) = first.next().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(later.is_err(), "it took the account back by itself");
+    assert!(!first.client.is_connected());
+}

@@ -598,6 +598,11 @@ impl Core {
         self.carried = carried;
     }
 
+    /// How many lines wait for the next connection (never written on a dropped one).
+    pub fn carried(&self) -> usize {
+        self.carried.len()
+    }
+
     /// The lines carried for a next connection that will not come (reconnecting stopped):
     /// never sent, for the front end to report.
     pub fn take_carried(&mut self) -> Vec<LineId> {

@@ -56,7 +56,8 @@ impl Client {
     /// again after it gave up ([`Event::GaveUp`](crate::Event::GaveUp)). Nothing happens while connected, or
     /// without [`ConnectOptions::reconnect`](crate::ConnectOptions::reconnect).
     pub fn reconnect_now(&self) {
-        self.shared().reconnect_now.notify_one();
+        self.shared().reconnect_asked.store(true, Ordering::SeqCst);
+        self.shared().wake.notify_one();
     }
 
     /// Whether it is connected and logged in now.
@@ -135,10 +136,18 @@ impl Client {
             tokio::pin!(changed);
             changed.as_mut().enable();
             let now = Instant::now();
-            let connected = shared.core().is_ready();
+            let (connected, carried) = {
+                let core = shared.core();
+                (core.is_ready(), core.carried())
+            };
             if !connected {
                 if !shared.reconnecting.load(Ordering::SeqCst) {
                     return Err(FlushError::Closed);
+                }
+                if carried == 0 {
+                    // Every line of the dropped connection was answered or reported: nothing
+                    // waits for the next one.
+                    return Ok(());
                 }
                 // Between connections: the old one reported its lines; wait for the next.
                 changed.await;

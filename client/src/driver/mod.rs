@@ -42,8 +42,10 @@ struct Shared {
     finished: AtomicBool,
     /// The driver is between connections and will try again by itself (commands wait).
     reconnecting: AtomicBool,
-    /// [`Client::reconnect_now`] was called.
-    reconnect_now: Notify,
+    /// [`Client::reconnect_now`] was called and not yet acted on (a flag, not a stored
+    /// permit: a `/reconnect` typed during an attempt that then succeeded must not end a
+    /// later give-up, e.g. after another login took the account over).
+    reconnect_asked: AtomicBool,
 }
 
 impl Shared {
@@ -155,7 +157,7 @@ where
         events_gone: AtomicBool::new(false),
         finished: AtomicBool::new(false),
         reconnecting: AtomicBool::new(false),
-        reconnect_now: Notify::new(),
+        reconnect_asked: AtomicBool::new(false),
     });
     tokio::spawn(supervise(Arc::clone(&shared), stream, opts.clone()));
     let welcome = loop {
@@ -221,6 +223,8 @@ where
             break;
         }
         if was_ready {
+            // A `/reconnect` asked for before this connection came up is done.
+            shared.reconnect_asked.store(false, Ordering::SeqCst);
             attempt = 0;
             reason = Some(dropped_why.unwrap_or_else(|| "the server closed the connection".into()));
         }
@@ -276,17 +280,17 @@ where
         let stop = loop {
             tokio::select! {
                 () = sleep_or_never(until) => break false,
-                () = shared.reconnect_now.notified() => {
-                    given_up = false;
-                    shared.reconnecting.store(true, Ordering::SeqCst);
-                    break false;
-                }
-                // An event taken, or a handle or the event stream gone.
+                // An event taken, `/reconnect`, or a handle or the event stream gone.
                 () = shared.wake.notified() => {
                     if shared.clients_gone.load(Ordering::SeqCst)
                         || shared.events_gone.load(Ordering::SeqCst)
                     {
                         break true;
+                    }
+                    if shared.reconnect_asked.swap(false, Ordering::SeqCst) {
+                        given_up = false;
+                        shared.reconnecting.store(true, Ordering::SeqCst);
+                        break false;
                     }
                 }
             }
