@@ -10,6 +10,7 @@
 //! its answers keeps writing what it queued, and one writing keeps reading, so neither side of
 //! the TCP connection can fill up while the other waits.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use mm_client::{ClientState, Event, LineId, SecureSetup, SendError};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tokio_rustls::client::TlsStream;
 
 type Tls = TlsStream<TcpStream>;
@@ -44,6 +46,12 @@ pub struct BenchConn {
     /// TLS records handed to the socket halfway: a flush is owed.
     unflushed: bool,
     buf: Box<[u8]>,
+    /// The core's timer, armed at `armed` (or later than the core needs: then it fires
+    /// early, harmlessly). Re-armed only when the core needs it sooner, not at every frame
+    /// (the read timeout moves with every frame): a timer per wake-up cost more than the
+    /// protocol.
+    timer: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
 }
 
 /// The core's configuration for a bench connection: no user list (10,000 bench clients must
@@ -86,13 +94,16 @@ pub async fn login_with(
         .await?;
     let (read, write) = tokio::io::split(stream);
     let nick = config.nick.clone();
+    let now = Instant::now();
     let mut conn = BenchConn {
         read,
         write,
-        core: Core::new(config, Instant::now()),
+        core: Core::new(config, now),
         out: BytesMut::new(),
         unflushed: false,
         buf: vec![0; READ_CHUNK].into_boxed_slice(),
+        timer: Box::pin(tokio::time::sleep_until((now + READ_TIMEOUT).into())),
+        armed: None,
     };
     loop {
         if let Some(result) = conn.core.poll_login() {
@@ -170,6 +181,12 @@ impl BenchConn {
         self.fill();
         let now = Instant::now();
         let timeout = self.core.poll_timeout(now);
+        if let Some(at) = timeout {
+            if self.armed.is_none_or(|armed| at < armed) {
+                self.timer.as_mut().reset(at.into());
+                self.armed = Some(at);
+            }
+        }
         let wants_input = self.core.wants_input();
         let writing = !self.out.is_empty() || self.unflushed;
         let Self {
@@ -179,6 +196,8 @@ impl BenchConn {
             out,
             unflushed,
             buf,
+            timer,
+            armed,
         } = self;
         tokio::select! {
             written = async {
@@ -203,7 +222,10 @@ impl BenchConn {
                 }
                 Err(e) => core.connection_lost(format!("read: {e}"), Instant::now()),
             },
-            () = sleep_until(timeout), if timeout.is_some() => core.handle_timeout(Instant::now()),
+            () = timer.as_mut(), if armed.is_some() => {
+                *armed = None;
+                core.handle_timeout(Instant::now());
+            }
             else => bail!("the core wants neither input nor output and set no timer"),
         }
         // Bytes the core took back after a close are of no use.
@@ -212,11 +234,5 @@ impl BenchConn {
             *unflushed = false;
         }
         Ok(())
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    if let Some(at) = at {
-        tokio::time::sleep_until(at.into()).await;
     }
 }

@@ -150,6 +150,11 @@ async fn run_client(
     let (mut lines, mut answers, mut sent) = (0u64, 0u64, 0u64);
     let deadline = tokio::time::Instant::now() + DELIVERY_DEADLINE;
     let start = tokio::time::Instant::now();
+    // One timer for the whole run, moved only by an open-loop sender's schedule (a timer
+    // per event cost more than the event).
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
+    let mut timer_at = deadline;
     while lines < plan.expect_lines || answers < plan.send {
         // Queue what may go now.
         let next_due = match plan.pace {
@@ -180,9 +185,13 @@ async fn run_client(
             },
         };
         let wake = next_due.map_or(deadline, |due| due.min(deadline));
+        if wake != timer_at {
+            timer.as_mut().reset(wake);
+            timer_at = wake;
+        }
         let event = tokio::select! {
             event = conn.next_event() => event,
-            () = tokio::time::sleep_until(wake) => {
+            () = timer.as_mut() => {
                 if wake == deadline {
                     break;
                 }
