@@ -126,7 +126,7 @@ impl BenchConn {
     /// ([`Event::Closed`] comes before). Writes what the core queued meanwhile.
     pub async fn next_event(&mut self) -> anyhow::Result<Option<Event>> {
         loop {
-            if let Some(event) = self.core.poll_event(Instant::now()) {
+            if let Some(event) = self.try_event() {
                 return Ok(Some(event));
             }
             if self.core.is_closed() {
@@ -134,6 +134,11 @@ impl BenchConn {
             }
             self.step().await?;
         }
+    }
+
+    /// An event already read, if any (no I/O).
+    pub fn try_event(&mut self) -> Option<Event> {
+        self.core.poll_event(Instant::now())
     }
 
     /// Queues a public line (written by the next [`BenchConn::next_event`] or
