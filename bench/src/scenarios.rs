@@ -7,18 +7,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
-use mm_common::protocol::{ClientMsg, ServerMsg};
+use mm_client::{ChatLine, Event};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::conn::{self, Reader, Writer};
+use crate::conn::{self, BenchConn};
 use crate::server::{ProcStats, Target};
 
 /// Most connection attempts in flight at once while setting up clients.
 const CONNECT_PARALLEL: usize = 128;
-/// Messages a fan-out sender may have unacknowledged.
+/// Messages a fan-out sender may have unacknowledged (below the core's own bound,
+/// [`mm_client::MAX_UNANSWERED`], so queueing a line never fails for lack of room).
 const SEND_WINDOW: usize = 512;
+/// A fan-out sender queues lines this many at a time, when its window has room for them all.
+const SEND_BATCH: usize = 32;
 /// Longest a scenario waits for its deliveries before counting the rest as lost.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -66,11 +69,7 @@ fn stamp_of(text: &str) -> Option<u64> {
     text.get(..20)?.parse().ok()
 }
 
-async fn connect_many(
-    target: &Target,
-    prefix: &str,
-    n: usize,
-) -> anyhow::Result<Vec<(Reader, Writer)>> {
+async fn connect_many(target: &Target, prefix: &str, n: usize) -> anyhow::Result<Vec<BenchConn>> {
     let gate = Arc::new(Semaphore::new(CONNECT_PARALLEL));
     let mut set = JoinSet::new();
     for i in 0..n {
@@ -86,7 +85,7 @@ async fn connect_many(
             anyhow::Ok((i, conn))
         });
     }
-    let mut clients: Vec<Option<(Reader, Writer)>> = (0..n).map(|_| None).collect();
+    let mut clients: Vec<Option<BenchConn>> = (0..n).map(|_| None).collect();
     while let Some(joined) = set.join_next().await {
         let (i, conn) = joined??;
         clients[i] = Some(conn);
@@ -110,34 +109,103 @@ fn latency_json(h: &Histogram<u64>) -> Value {
     })
 }
 
-/// What each reader of a fan-out or latency run does.
-struct ReadPlan {
+/// What each client of a fan-out or latency run does: the lines it must receive, and the
+/// lines it sends (if it is a sender).
+struct Plan {
     /// Chat lines it must receive.
     expect_lines: u64,
-    /// Acks it must receive (senders).
-    expect_acks: u64,
-    /// Returns acks to the sender's window.
-    window: Option<Arc<Semaphore>>,
+    /// Lines it sends (their answers, `Sent` or a refusal, it must receive).
+    send: u64,
+    /// Bytes per line sent.
+    bytes: usize,
+    /// When to send: as fast as the window allows, or on a schedule.
+    pace: Pace,
     /// Only lines sent at or after this time go into the histogram (warm-up).
     record_after_ns: u64,
 }
 
-/// Reads until the plan is met or the deadline passes; returns (lines, histogram).
-async fn read_lines(
-    mut reader: Reader,
-    plan: ReadPlan,
+/// How a sender sends.
+enum Pace {
+    /// Closed loop: at most [`SEND_WINDOW`] lines unanswered, [`SEND_BATCH`] per write.
+    Window,
+    /// Open loop: one line every `period` from the start, whatever the replies do (catching up
+    /// in a burst if late; only the core's [`mm_client::MAX_UNANSWERED`] bounds the lag).
+    Every(Duration),
+}
+
+/// One client of a fan-out or latency run, in one task: sends its lines (if any) while it
+/// reads, until the plan is met, the connection closes or the deadline passes; returns (lines
+/// received, histogram, the connection if it sent: kept open until the end).
+///
+/// A sender never waits on its answers without reading them: sending is only queueing into
+/// the core, and [`BenchConn::next_event`] writes what is queued while it reads. It queues
+/// only while fewer than [`SEND_WINDOW`] (or, open loop, [`mm_client::MAX_UNANSWERED`]) lines
+/// are unanswered, and every answer read frees room.
+async fn run_client(
+    mut conn: BenchConn,
+    plan: Plan,
     delivered: Arc<AtomicU64>,
-) -> (u64, Histogram<u64>) {
+) -> (u64, Histogram<u64>, Option<BenchConn>) {
     let mut hist = histogram();
-    let (mut lines, mut acks) = (0u64, 0u64);
+    let (mut lines, mut answers, mut sent) = (0u64, 0u64, 0u64);
     let deadline = tokio::time::Instant::now() + DELIVERY_DEADLINE;
-    while lines < plan.expect_lines || acks < plan.expect_acks {
-        let msg = match tokio::time::timeout_at(deadline, reader.next()).await {
-            Ok(Ok(Some(msg))) => msg,
-            _ => break,
+    let start = tokio::time::Instant::now();
+    // One timer for the whole run, moved only by an open-loop sender's schedule (a timer
+    // per event cost more than the event).
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
+    let mut timer_at = deadline;
+    while lines < plan.expect_lines || answers < plan.send {
+        // Events already read go first: a closed-loop sender refills its window once per read,
+        // with the answers of the whole read, not one line per answer (one-line writes made
+        // the server write one frame per wake-up to every client: twice its CPU per delivery
+        // at 1,000 clients).
+        let buffered = match plan.pace {
+            Pace::Window => conn.try_event(),
+            Pace::Every(_) => None,
         };
-        match msg {
-            ServerMsg::Public { text, .. } => {
+        let event = match buffered {
+            Some(event) => Ok(Some(event)),
+            None => {
+                // Queue what may go now.
+                let next_due = match plan.pace {
+                    Pace::Window => {
+                        window_refill(&mut conn, &mut sent, plan.send, plan.bytes);
+                        None
+                    }
+                    Pace::Every(period) => loop {
+                        if sent >= plan.send {
+                            break None;
+                        }
+                        let due = start + period.mul_f64(sent as f64);
+                        if due > tokio::time::Instant::now() {
+                            break Some(due);
+                        }
+                        match conn.public(&stamped_text(plan.bytes)) {
+                            Ok(_) => sent += 1,
+                            // Busy: room comes with the answers read below (closed: seen below).
+                            Err(_) => break None,
+                        }
+                    },
+                };
+                let wake = next_due.map_or(deadline, |due| due.min(deadline));
+                if wake != timer_at {
+                    timer.as_mut().reset(wake);
+                    timer_at = wake;
+                }
+                tokio::select! {
+                    event = conn.next_event() => event,
+                    () = timer.as_mut() => {
+                        if wake == deadline {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        match event {
+            Ok(Some(Event::Public(ChatLine { text, .. }))) => {
                 lines += 1;
                 delivered.fetch_add(1, Ordering::Relaxed);
                 if let Some(sent) = stamp_of(&text) {
@@ -146,30 +214,46 @@ async fn read_lines(
                     }
                 }
             }
-            ServerMsg::Sent { .. } => {
-                acks += 1;
-                if let Some(w) = &plan.window {
-                    w.add_permits(1);
-                }
-            }
-            _ => {}
+            Ok(Some(Event::Sent { .. } | Event::Error { line: Some(_), .. })) => answers += 1,
+            Ok(Some(Event::Closed { .. })) | Ok(None) | Err(_) => break,
+            Ok(Some(_)) => {}
         }
     }
-    (lines, hist)
+    (lines, hist, (plan.send > 0).then_some(conn))
+}
+
+/// Queues a closed-loop sender's next lines, [`SEND_BATCH`] at a time while the window has room
+/// for a whole batch (or for the last lines), all written together by the next read.
+fn window_refill(conn: &mut BenchConn, sent: &mut u64, send: u64, bytes: usize) {
+    loop {
+        let batch = (SEND_BATCH as u64).min(send - *sent) as usize;
+        if batch == 0 || SEND_WINDOW.saturating_sub(conn.unanswered()) < batch {
+            return;
+        }
+        for _ in 0..batch {
+            if conn.public(&stamped_text(bytes)).is_err() {
+                return; // cannot happen below MAX_UNANSWERED; a closed connection is seen next
+            }
+            *sent += 1;
+        }
+    }
 }
 
 /// Waits for every reader; the lines they received and their merged histogram.
+/// Returns also the senders' connections, to close only after the measurement.
 async fn collect(
-    readers: &mut JoinSet<(u64, Histogram<u64>)>,
-) -> anyhow::Result<(u64, Histogram<u64>)> {
+    readers: &mut JoinSet<(u64, Histogram<u64>, Option<BenchConn>)>,
+) -> anyhow::Result<(u64, Histogram<u64>, Vec<BenchConn>)> {
     let mut hist = histogram();
     let mut received = 0u64;
+    let mut kept = Vec::new();
     while let Some(joined) = readers.join_next().await {
-        let (lines, h) = joined?;
+        let (lines, h, conn) = joined?;
         received += lines;
         hist.add(&h).ok();
+        kept.extend(conn);
     }
-    Ok((received, hist))
+    Ok((received, hist, kept))
 }
 
 /// `fanout`: N clients online, S of them each send M public lines of B bytes as fast as the
@@ -193,47 +277,22 @@ pub async fn fanout(
     let before = target.stats();
     let start = Instant::now();
     let mut readers = JoinSet::new();
-    let mut senders = JoinSet::new();
-    for (i, (reader, mut writer)) in clients.into_iter().enumerate() {
+    for (i, conn) in clients.into_iter().enumerate() {
         let is_sender = i < s;
         let other_senders = if is_sender { s - 1 } else { s } as u64;
-        let window = is_sender.then(|| Arc::new(Semaphore::new(SEND_WINDOW)));
-        let plan = ReadPlan {
+        let plan = Plan {
             expect_lines: other_senders * m,
-            expect_acks: if is_sender { m } else { 0 },
-            window: window.clone(),
+            send: if is_sender { m } else { 0 },
+            bytes,
+            pace: Pace::Window,
             record_after_ns: 0,
         };
-        readers.spawn(read_lines(reader, plan, Arc::clone(&delivered)));
-        if let Some(window) = window {
-            senders.spawn(async move {
-                let mut queued = 0;
-                for _ in 0..m {
-                    window.acquire().await?.forget();
-                    writer.queue(&ClientMsg::Public {
-                        text: stamped_text(bytes),
-                    })?;
-                    queued += 1;
-                    // Batch up to 32 lines, or what the window allows right now, per write.
-                    if window.available_permits() == 0 || queued == 32 {
-                        writer.flush().await?;
-                        queued = 0;
-                    }
-                }
-                writer.flush().await?;
-                anyhow::Ok(writer)
-            });
-        } else {
-            drop(writer); // receivers only read; the write half stays open via the reader
-        }
+        readers.spawn(run_client(conn, plan, Arc::clone(&delivered)));
     }
-    let (received, hist) = collect(&mut readers).await?;
+    let (received, hist, kept) = collect(&mut readers).await?;
     let elapsed = start.elapsed();
     let after = target.stats();
-    let mut kept = Vec::new(); // keep senders' connections open until the end
-    while let Some(joined) = senders.join_next().await {
-        kept.push(joined??);
-    }
+    drop(kept); // senders' connections stayed open until the end
     let expected = (s as u64) * m * (n as u64 - 1);
     let (cpu_us, rss) = server_delta(before, after);
     let rate = received as f64 / elapsed.as_secs_f64();
@@ -259,14 +318,9 @@ pub async fn idle(target: &Target, n: usize) -> anyhow::Result<Report> {
         .context("connecting clients")?;
     let connected = clients.len();
     let mut tasks = JoinSet::new();
-    for (mut reader, mut writer) in clients {
-        tasks.spawn(async move {
-            while let Ok(Some(msg)) = reader.next().await {
-                if let ServerMsg::Ping { token } = msg {
-                    let _ = writer.send(&ClientMsg::Pong { token }).await;
-                }
-            }
-        });
+    for mut conn in clients {
+        // The core answers pings.
+        tasks.spawn(async move { while let Ok(Some(_)) = conn.next_event().await {} });
     }
     // Let the join notices drain and the allocator settle.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -296,24 +350,28 @@ pub async fn connect(
     history: u64,
 ) -> anyhow::Result<Report> {
     if history > 0 {
-        let (mut reader, mut writer) = conn::login(&target.addr, &target.tls, "historian").await?;
+        let mut conn = conn::login(&target.addr, &target.tls, "historian").await?;
         let text = "h".repeat(100);
-        for _ in 0..history {
-            writer.queue(&ClientMsg::Public { text: text.clone() })?;
-        }
-        writer.flush().await?;
-        let mut answered = 0;
+        let (mut queued, mut answered) = (0, 0);
         while answered < history {
-            match reader.next().await? {
-                Some(ServerMsg::Sent { .. }) => answered += 1,
-                Some(ServerMsg::Error { detail, .. }) => {
+            // As many as the core takes; then its answers make room.
+            while queued < history && conn.unanswered() < SEND_WINDOW {
+                conn.public(&text)?;
+                queued += 1;
+            }
+            match conn.next_event().await? {
+                Some(Event::Sent { .. }) => answered += 1,
+                Some(Event::Error { detail, .. }) => {
                     anyhow::bail!("history line refused: {detail}")
                 }
+                Some(Event::Closed { .. }) | None => {
+                    anyhow::bail!("server closed while sending history")
+                }
                 Some(_) => {}
-                None => anyhow::bail!("server closed while sending history"),
             }
         }
-        writer.send(&ClientMsg::Quit).await?;
+        conn.quit();
+        conn.flush().await?;
     }
     let before = target.stats();
     let start = Instant::now();
@@ -330,11 +388,14 @@ pub async fn connect(
             let mut hist = histogram();
             let mut i = 0u64;
             while Instant::now() < deadline {
+                // The core's configuration (a fresh identity) is made outside the timing.
+                let config = conn::config(&format!("c{w}x{i}"));
                 let t0 = Instant::now();
-                match conn::login(&addr, &tls, &format!("c{w}x{i}")).await {
-                    Ok((mut reader, mut writer)) => {
-                        let quit = writer.send(&ClientMsg::Quit).await;
-                        while let Ok(Some(_)) = reader.next().await {}
+                match conn::login_with(&addr, &tls, config).await {
+                    Ok(mut conn) => {
+                        conn.quit();
+                        let quit = conn.flush().await;
+                        while let Ok(Some(_)) = conn.next_event().await {}
                         if quit.is_ok() {
                             let _ = hist.record((t0.elapsed().as_micros() as u64).max(1));
                         }
@@ -390,46 +451,27 @@ pub async fn latency(
     let delivered = Arc::new(AtomicU64::new(0));
     let record_after_ns = now_ns() + (warmup * 1e9) as u64;
     let mut readers = JoinSet::new();
-    let mut senders = JoinSet::new();
-    for (i, (reader, mut writer)) in clients.into_iter().enumerate() {
+    for (i, conn) in clients.into_iter().enumerate() {
         let is_sender = i < s;
         let others = if is_sender { s - 1 } else { s } as u64;
-        let plan = ReadPlan {
+        let plan = Plan {
             expect_lines: others * per_sender,
-            expect_acks: if is_sender { per_sender } else { 0 },
-            window: None,
+            send: if is_sender { per_sender } else { 0 },
+            bytes: 64,
+            pace: Pace::Every(period),
             record_after_ns,
         };
-        readers.spawn(read_lines(reader, plan, Arc::clone(&delivered)));
-        if is_sender {
-            senders.spawn(async move {
-                // Open loop: send on schedule whatever the replies do (catching up if late).
-                let mut tick = tokio::time::interval(period);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                for _ in 0..per_sender {
-                    tick.tick().await;
-                    writer
-                        .send(&ClientMsg::Public {
-                            text: stamped_text(64),
-                        })
-                        .await?;
-                }
-                anyhow::Ok(writer)
-            });
-        }
+        readers.spawn(run_client(conn, plan, Arc::clone(&delivered)));
     }
     // CPU is measured over the measured part only.
     let warmup_wait = Duration::from_secs_f64(warmup);
     tokio::time::sleep(warmup_wait).await;
     let before = target.stats();
     let measure_start = Instant::now();
-    let (received, hist) = collect(&mut readers).await?;
+    let (received, hist, kept) = collect(&mut readers).await?;
     let measured = measure_start.elapsed();
     let after = target.stats();
-    let mut kept = Vec::new();
-    while let Some(joined) = senders.join_next().await {
-        kept.push(joined??);
-    }
+    drop(kept);
     let expected = s as u64 * per_sender * (n as u64 - 1);
     let (cpu_us, rss) = server_delta(before, after);
     let measured_deliveries = (rate * seconds) as u64;
