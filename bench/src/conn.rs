@@ -69,7 +69,7 @@ pub fn config(nick: &str) -> CoreConfig {
         secure: IDENTITY.get_or_init(SecureSetup::ephemeral).clone(),
         state: ClientState::new(),
         reconnection: false,
-        carry_unwritten: false,
+        reconnects: false,
     }
 }
 

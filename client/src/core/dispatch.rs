@@ -27,12 +27,14 @@ impl Core {
             } => self.relay(id, ts, &from, &payload, now),
             ServerMsg::Users { nicks, last } => self.users(nicks, last, now),
             ServerMsg::Public { id, ts, from, text } => {
-                self.config.state.received_public(id, ts);
+                if self.config.reconnects {
+                    self.config.state.received_public(id, ts);
+                }
                 self.push(Event::Public(ChatLine { id, ts, from, text }))
             }
             ServerMsg::History { id, ts, from, text } => {
                 // After a reconnect the server sends the room's recent lines again: shown once.
-                if self.config.state.received_public(id, ts) {
+                if !self.config.reconnects || self.config.state.received_public(id, ts) {
                     self.push(Event::History(ChatLine { id, ts, from, text }))
                 }
             }
@@ -182,7 +184,9 @@ impl Core {
         };
         self.out.answered(line);
         // Our own public lines come back as history after a reconnect, too.
-        self.config.state.received_public(id, ts);
+        if self.config.reconnects {
+            self.config.state.received_public(id, ts);
+        }
         self.push(if queued {
             Event::Queued { line, id, ts }
         } else {

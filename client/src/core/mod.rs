@@ -117,9 +117,12 @@ pub struct CoreConfig {
     /// This connection replaces one that dropped: its login is announced as
     /// [`Event::Reconnected`] (the first login is the caller's to show).
     pub reconnection: bool,
-    /// A next connection will follow a drop: plain lines never written go on it
-    /// ([`Core::adopt_events`]) instead of being reported undelivered.
-    pub carry_unwritten: bool,
+    /// A next connection follows a drop (the driver reconnects, sharing `state`): plain
+    /// lines never written go on it ([`Core::adopt_events`]) instead of being reported
+    /// undelivered, and room lines are remembered so that the history it sends again is shown
+    /// once. Off, the core keeps no per-line memory of room lines (a load generator's thousands
+    /// of connections).
+    pub reconnects: bool,
 }
 
 /// What travels to the front end: an event, or a mark that the personal lines up to an id (a
@@ -547,7 +550,7 @@ impl Core {
             Phase::Ready => {
                 self.phase = Phase::Closed;
                 self.closed_reason.clone_from(&error);
-                if self.config.carry_unwritten {
+                if self.config.reconnects {
                     let unwritten = self.out.take_unwritten_lines();
                     self.carried.extend(unwritten);
                 }

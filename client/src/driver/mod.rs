@@ -132,7 +132,7 @@ fn core_config(opts: &ConnectOptions) -> CoreConfig {
         secure: opts.secure.clone(),
         state: opts.state.clone(),
         reconnection: false,
-        carry_unwritten: opts.reconnect,
+        reconnects: opts.reconnect,
     }
 }
 

@@ -46,7 +46,7 @@ fn config_e2e(nick: &str, e2e: E2eConfig) -> CoreConfig {
         secure,
         state: ClientState::new(),
         reconnection: false,
-        carry_unwritten: false,
+        reconnects: false,
     }
 }
 

@@ -482,7 +482,8 @@ fn user_list_pages_nobody_asked_for_are_ignored_and_oversized_nicks_refused() {
 #[test]
 fn room_history_sent_again_after_a_reconnect_is_shown_once() {
     let t0 = Instant::now();
-    let cfg = config("me");
+    let mut cfg = config("me");
+    cfg.reconnects = true;
     let mut first = logged_in(&cfg, t0);
     let line = |id: u64, text: &str| ServerMsg::Public {
         id,
@@ -549,7 +550,7 @@ fn a_server_trickling_bytes_that_make_no_frame_is_given_up() {
 fn lines_never_written_before_a_drop_go_on_the_next_connection_once() {
     let t0 = Instant::now();
     let mut cfg = config("me");
-    cfg.carry_unwritten = true;
+    cfg.reconnects = true;
     let mut first = Core::new(cfg.clone(), t0);
     transmitted(&mut first, t0);
     let slow = ServerMsg::Welcome {
