@@ -24,6 +24,10 @@ pub const MAX_UNANSWERED: usize = 1024;
 /// once; beyond it the core reads no more input until the queue drains.
 pub(crate) const MAX_QUEUED_CONTROL: usize = 256;
 
+/// Most frames queued in all (lines, control frames, end-to-end data); beyond it the core reads
+/// no more input until the queue drains (many peers' handshakes each cause a reply).
+pub(crate) const MAX_QUEUED: usize = MAX_UNANSWERED + 2 * MAX_QUEUED_CONTROL;
+
 /// Most bytes handed to the transport in one [`Outgoing::transmit`]: one write per wake-up,
 /// never an unbounded one.
 pub(crate) const MAX_BATCH: usize = 64 * 1024;
@@ -152,6 +156,11 @@ impl Outgoing {
         }
         let wait = self.pacer.wait_time(now);
         (!wait.is_zero()).then(|| now + wait.max(Duration::from_millis(1)))
+    }
+
+    /// Frames waiting to be transmitted.
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
     }
 
     /// Whether frames wait to be transmitted.

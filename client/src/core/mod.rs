@@ -132,6 +132,9 @@ pub struct CoreConfig {
 enum Item {
     Event(Event),
     Handled(u64),
+    /// An event of an earlier connection: shown, never acknowledged on this one (its ids are
+    /// that server's; the server sends unacknowledged lines again, recognised as repeats).
+    Adopted(Event),
 }
 
 #[derive(Debug)]
@@ -254,9 +257,19 @@ impl Core {
     pub fn wants_input(&self) -> bool {
         !matches!(self.phase, Phase::Closed)
             && self.ending.is_none()
-            && self.events.len() < MAX_EVENTS
-            && self.out.control_has_room()
+            && self.has_room_for_input()
             && !self.has_frame()
+    }
+
+    /// Whether what the next frame may cause fits: events for the front end (not counted
+    /// during the login, which makes none but its last, so that events a front end has not
+    /// taken yet cannot stall the next login), and frames to send (answers, end-to-end replies
+    /// to many peers).
+    fn has_room_for_input(&self) -> bool {
+        let login = matches!(self.phase, Phase::Login(_));
+        (login || self.events.len() < MAX_EVENTS)
+            && self.out.control_has_room()
+            && self.out.len() < lines::MAX_QUEUED
     }
 
     /// Whether a whole frame (or a bad header) is buffered.
@@ -289,7 +302,7 @@ impl Core {
             if matches!(self.phase, Phase::Closed) {
                 return;
             }
-            if self.events.len() >= MAX_EVENTS || !self.out.control_has_room() {
+            if !self.has_room_for_input() {
                 return;
             }
             let payload = match frame::split_frame(&mut self.input) {
@@ -421,6 +434,11 @@ impl Core {
                         self.perform(actions, now);
                     }
                 }
+                // An acknowledgement due: queued now (poll_transmit may not be asked while the
+                // socket is backed up, and the deadline must not stay in the past).
+                if let Some(up_to) = self.acks.poll(false, now) {
+                    self.out.queue(&ClientMsg::Received { up_to }, None);
+                }
                 if self.save_retry_at.is_some_and(|t| t <= now) {
                     self.save_retry_at = None;
                     self.save_wanted = true;
@@ -477,19 +495,26 @@ impl Core {
         let event = loop {
             match self.events.pop_front()? {
                 Item::Handled(id) => self.acks.mark(id, now),
-                Item::Event(event) => break event,
+                Item::Adopted(event) => break event,
+                Item::Event(event) => {
+                    if let Event::Private(ChatLine { id, .. })
+                    | Event::Offline(ChatLine { id, .. }) = &event
+                    {
+                        self.acks.returning(*id);
+                    }
+                    break event;
+                }
             }
         };
-        if let Event::Private(ChatLine { id, .. }) | Event::Offline(ChatLine { id, .. }) = &event {
-            self.acks.returning(*id);
-        }
         self.resume(now);
         Some(event)
     }
 
     /// Whether an event is waiting.
     pub fn has_event(&self) -> bool {
-        self.events.iter().any(|i| matches!(i, Item::Event(_)))
+        self.events
+            .iter()
+            .any(|i| matches!(i, Item::Event(_) | Item::Adopted(_)))
     }
 
     /// Stops acknowledging: from now on nothing returned counts as handled (the front end
@@ -550,7 +575,7 @@ impl Core {
             Phase::Ready => {
                 self.phase = Phase::Closed;
                 self.closed_reason.clone_from(&error);
-                if self.config.reconnects {
+                if self.config.reconnects && !self.quitting {
                     let unwritten = self.out.take_unwritten_lines();
                     self.carried.extend(unwritten);
                 }
@@ -592,13 +617,21 @@ impl Core {
     pub fn adopt_events(&mut self, old: &mut Core) {
         let mut items: VecDeque<Item> = std::mem::take(&mut old.events)
             .into_iter()
-            .filter(|i| matches!(i, Item::Event(_)))
+            .filter_map(|i| match i {
+                Item::Event(e) | Item::Adopted(e) => Some(Item::Adopted(e)),
+                Item::Handled(_) => None,
+            })
             .collect();
         items.append(&mut self.events);
         self.events = items;
         let mut carried = std::mem::take(&mut old.carried);
         carried.append(&mut self.carried);
         self.carried = carried;
+    }
+
+    /// Whether personal lines are handled and not acknowledged yet.
+    pub fn ack_pending(&self) -> bool {
+        self.acks.deadline().is_some()
     }
 
     /// How many lines wait for the next connection (never written on a dropped one).

@@ -264,6 +264,8 @@ impl Client {
     /// [`Events`](crate::Events) returned so far was handled (unless [`Events::hold`](crate::Events::hold) was called): they are
     /// acknowledged first.
     pub async fn quit(&self) {
+        // Between connections too: no next connection then.
+        self.shared().quit_asked.store(true, Ordering::SeqCst);
         self.now(|core, now| core.quit(now));
     }
 }

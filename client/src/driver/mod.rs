@@ -42,6 +42,11 @@ struct Shared {
     finished: AtomicBool,
     /// The driver is between connections and will try again by itself (commands wait).
     reconnecting: AtomicBool,
+    /// The first connection's login outcome, for [`start`] (the supervisor inspects later
+    /// connections' own).
+    first_login: Mutex<Option<Result<Welcome, LoginError>>>,
+    /// The user quit: no next connection.
+    quit_asked: AtomicBool,
     /// [`Client::reconnect_now`] was called and not yet acted on (a flag, not a stored
     /// permit: a `/reconnect` typed during an attempt that then succeeded must not end a
     /// later give-up, e.g. after another login took the account over).
@@ -158,13 +163,20 @@ where
         finished: AtomicBool::new(false),
         reconnecting: AtomicBool::new(false),
         reconnect_asked: AtomicBool::new(false),
+        first_login: Mutex::new(None),
+        quit_asked: AtomicBool::new(false),
     });
     tokio::spawn(supervise(Arc::clone(&shared), stream, opts.clone()));
     let welcome = loop {
         let changed = shared.changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        if let Some(result) = shared.core().poll_login() {
+        let first = shared
+            .first_login
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(result) = first {
             break result?;
         }
         changed.await;
@@ -191,7 +203,9 @@ async fn supervise<S>(shared: Arc<Shared>, first: S, opts: ConnectOptions)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    drive(Arc::clone(&shared), first).await;
+    // Between connections, commands wait for the next one (with reconnecting on).
+    shared.reconnecting.store(opts.reconnect, Ordering::SeqCst);
+    drive(Arc::clone(&shared), first, true).await;
     if !shared.core().was_ready() {
         // The first login failed: `start` reports that (its outcome is left for it to take).
         shared.finished.store(true, Ordering::SeqCst);
@@ -219,7 +233,7 @@ where
         } else {
             (false, false, None, false, None)
         };
-        if !opts.reconnect || gone || quit {
+        if !opts.reconnect || gone || quit || shared.quit_asked.load(Ordering::SeqCst) {
             break;
         }
         if was_ready {
@@ -280,10 +294,11 @@ where
         let stop = loop {
             tokio::select! {
                 () = sleep_or_never(until) => break false,
-                // An event taken, `/reconnect`, or a handle or the event stream gone.
+                // An event taken, `/reconnect`, quit, or a handle or the event stream gone.
                 () = shared.wake.notified() => {
                     if shared.clients_gone.load(Ordering::SeqCst)
                         || shared.events_gone.load(Ordering::SeqCst)
+                        || shared.quit_asked.load(Ordering::SeqCst)
                     {
                         break true;
                     }
@@ -308,13 +323,27 @@ where
                     next.adopt_events(&mut core);
                     *core = next;
                 }
-                drive(Arc::clone(&shared), tls).await;
+                drive(Arc::clone(&shared), tls, false).await;
                 driven = true;
             }
             Err(e) => failed = Some(e),
         }
     }
     shared.reconnecting.store(false, Ordering::SeqCst);
+    // Lines that waited for a next connection that will not come: said, never silently gone.
+    let unsent = shared.core().take_carried();
+    if !unsent.is_empty() {
+        let reason = "mm stopped before the next connection".to_string();
+        let advice = format!("not reconnecting: {reason}");
+        push(
+            &shared,
+            Event::GaveUp {
+                reason,
+                advice,
+                unsent,
+            },
+        );
+    }
     shared.finished.store(true, Ordering::SeqCst);
     shared.changed.notify_waiters();
 }
@@ -345,7 +374,7 @@ fn push(shared: &Shared, event: Event) {
 
 /// The connection's task: until the core is closed, reads while the core wants input, writes
 /// what it hands over, and sleeps until its next timeout.
-async fn drive<S>(shared: Arc<Shared>, stream: S)
+async fn drive<S>(shared: Arc<Shared>, stream: S, first: bool)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -361,6 +390,11 @@ where
             let mut core = shared.core();
             if shared.events_gone.load(Ordering::SeqCst) {
                 core.close(None, now);
+            }
+            if first {
+                if let Some(result) = core.poll_login() {
+                    *shared.first_login.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+                }
             }
             if core.is_closed() {
                 drop(core);
@@ -463,9 +497,15 @@ fn save_now(shared: &Shared) {
 /// `Ok(Some)`: an event; `Ok(None)`: the stream ended; `Err`: nothing yet.
 fn take(shared: &Shared) -> Result<Option<Event>, ()> {
     let mut core = shared.core();
+    let ack_before = core.ack_pending();
     let event = core.poll_event(Instant::now());
+    // Asking for an event can make an acknowledgement due even when none comes back.
+    let ack_new = core.ack_pending() && !ack_before;
     let closed = core.is_closed() && shared.finished.load(Ordering::SeqCst);
     drop(core);
+    if ack_new {
+        shared.wake.notify_one();
+    }
     match event {
         Some(event) => {
             // Taking an event may let the core read on, or acknowledge.
@@ -500,5 +540,60 @@ impl Events {
     /// cannot show it any more), so the server keeps those lines for the next login.
     pub fn hold(&mut self) {
         self.shared.core().hold();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mm_common::frame;
+    use mm_common::protocol::ServerMsg;
+    use tokio::io::AsyncWriteExt;
+
+    /// A server that welcomes us and closes at once (shutting down, or another login took
+    /// the account over): the login's outcome still reaches `start` (the supervisor took it
+    /// first in 4 runs of 6, and `connect` waited for ever).
+    #[tokio::test]
+    async fn a_server_that_closes_right_after_the_welcome_does_not_hang_the_login() {
+        for _ in 0..20 {
+            let (client, mut server) = tokio::io::duplex(1 << 16);
+            let mut bytes = bytes::BytesMut::new();
+            for msg in [
+                ServerMsg::Welcome {
+                    nick: "me".into(),
+                    server: "s".into(),
+                    online: 1,
+                    max_text_len: 100,
+                    rate_burst: 10,
+                    rate_per_sec: 10,
+                },
+                ServerMsg::Users {
+                    nicks: vec!["me".into()],
+                    last: true,
+                },
+            ] {
+                frame::encode_into(&msg, &mut bytes).unwrap();
+            }
+            tokio::spawn(async move {
+                // Takes the Hello (as a socket's buffer would), welcomes, and closes.
+                let mut hello = [0u8; 64];
+                let _ = tokio::io::AsyncReadExt::read(&mut server, &mut hello).await;
+                server.write_all(&bytes).await.unwrap();
+            });
+            let mut opts = ConnectOptions::new("fake:1", "me", crate::Trust::Roots(Vec::new()));
+            opts.certificate = None;
+            let started = tokio::time::timeout(Duration::from_secs(5), start(client, &opts)).await;
+            match started {
+                Ok(Ok((_, mut events, welcome))) => {
+                    assert_eq!(welcome.nick, "me");
+                    let closed = tokio::time::timeout(Duration::from_secs(5), events.next()).await;
+                    assert!(
+                        matches!(closed, Ok(Some(Event::Closed { .. }))),
+                        "{closed:?}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

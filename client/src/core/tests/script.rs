@@ -606,3 +606,22 @@ fn lines_never_written_before_a_drop_go_on_the_next_connection_once() {
     assert_eq!(texts, ["l2", "l3", "l4"]);
     assert_eq!(second.unanswered(), 3);
 }
+
+/// An acknowledgement that falls due while nothing is transmitted (the socket backed up) is
+/// queued by the timeout: the deadline moves on instead of staying in the past (a driver
+/// sleeping until it spun).
+#[test]
+fn a_due_acknowledgement_moves_the_deadline_on_without_a_transmit() {
+    let t0 = Instant::now();
+    let mut core = logged_in(&config("me"), t0);
+    transmitted(&mut core, t0);
+    core.receive(&frames(&[private(1), private(2)]), t0);
+    assert!(core.poll_event(t0).is_some());
+    assert!(core.poll_event(t0).is_some()); // the first one is handled now
+    let due = t0 + Duration::from_secs(2);
+    core.handle_timeout(due);
+    let next = core.poll_timeout(due).expect("the read timeout at least");
+    assert!(next > due, "a deadline in the past makes the driver spin");
+    let sent = transmitted(&mut core, due);
+    assert!(acks(&sent).contains(&1), "{sent:?}");
+}
