@@ -191,15 +191,15 @@ pub fn event(event: &Event) -> Vec<Rendered> {
             reason,
         } => one(Rendered::notice(
             Target::Room,
-            format!(
-                "not connected ({reason}); reconnecting in {in_secs} s (attempt {attempt}); what you type waits"
-            ),
+            format!("not connected ({reason}); reconnecting in {in_secs} s (attempt {attempt})"),
         )),
         Event::Reconnected(w) => one(Rendered::notice(
             Target::Room,
             format!("reconnected; {} online", w.online.len()),
         )),
-        Event::GaveUp { advice, .. } => one(Rendered::new(Target::Room, Kind::Error, advice.clone())),
+        Event::GaveUp { advice, .. } => {
+            one(Rendered::new(Target::Room, Kind::Error, advice.clone()))
+        }
         Event::SafetyNumber {
             peer,
             number,
