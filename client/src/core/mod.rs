@@ -54,6 +54,9 @@ pub(crate) use login::{server_words_on_one_line, MAX_LISTED_USERS};
 /// server sees a slow reader, not an unbounded client).
 pub const MAX_EVENTS: usize = 1024;
 
+/// Most input buffer capacity kept while no bytes wait in it (two of the driver's reads).
+const KEPT_INPUT: usize = 16 * 1024;
+
 /// Least time between two runs of the end-to-end timers.
 const E2E_MIN_GAP: Duration = Duration::from_millis(10);
 
@@ -319,8 +322,9 @@ impl Core {
             };
             self.on_message(msg, now);
         }
-        if self.input.is_empty() {
-            // An idle connection keeps no read buffer.
+        if self.input.is_empty() && self.input.capacity() > KEPT_INPUT {
+            // A large frame's buffer is not kept; a small one is reused by the next read
+            // (freeing it after every read cost an allocation per read under a flood).
             self.input = BytesMut::new();
         }
         if let Some(ending) = self.ending.take() {
