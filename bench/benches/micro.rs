@@ -15,6 +15,8 @@ use mm_common::protocol::{ClientMsg, ServerMsg};
 fn codec(c: &mut Criterion) {
     let text = "x".repeat(64);
     let public = ServerMsg::Public {
+        room: "#lobby".into(),
+        action: false,
         id: 123_456,
         ts: 1_700_000_000_000,
         from: "alice".into(),
@@ -25,7 +27,12 @@ fn codec(c: &mut Criterion) {
     group.bench_function("encode ServerMsg::Public (64 B text)", |b| {
         b.iter(|| frame::encode(&public).unwrap())
     });
-    let client = frame::encode(&ClientMsg::Public { text }).unwrap();
+    let client = frame::encode(&ClientMsg::Public {
+        room: "#lobby".into(),
+        action: false,
+        text,
+    })
+    .unwrap();
     group.bench_function("split + decode ClientMsg::Public", |b| {
         b.iter_batched(
             || BytesMut::from(&client[..]),

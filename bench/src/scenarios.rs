@@ -601,6 +601,8 @@ pub async fn store(lines: u64, bytes: usize) -> anyhow::Result<Report> {
     for id in 1..=lines {
         loop {
             let line = Line {
+                room: mm_server::hub::RoomId::LOBBY,
+                action: false,
                 id,
                 ts: SystemClock.now_ms(),
                 from: "bench".into(),

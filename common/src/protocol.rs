@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. The client sends it in [`ClientMsg::Hello`]; the
 /// server refuses versions it does not speak with [`ErrorCode::UNSUPPORTED_VERSION`].
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The TLS ALPN protocol name. Both sides offer it, so a Multi-Messenger client and an HTTPS
 /// server (or the reverse) fail at the handshake instead of exchanging garbage.
@@ -37,6 +37,30 @@ pub const MAX_DETAIL_LEN: usize = 512;
 /// Most nicks in one [`ClientMsg::Monitor`].
 pub const MONITOR_PER_FRAME: usize = 64;
 
+/// The room every user is in while online: the public chat of protocol 4. It cannot be left.
+pub const LOBBY: &str = "#lobby";
+
+/// Longest room name, in characters: `#` and 1 to 48 more (room names are ASCII).
+pub const MAX_ROOM_LEN: usize = 49;
+
+/// Longest room topic the protocol carries, in bytes of UTF-8 (a server may set a lower limit,
+/// `max_topic_len`).
+pub const MAX_TOPIC_LEN: usize = 1024;
+
+/// Longest reason (for parting or a kick) or away message, in bytes of UTF-8.
+pub const MAX_REASON_LEN: usize = 256;
+
+/// Most members the server puts in one [`ServerMsg::Names`] frame (1,000 × ~36 bytes ≈ 36 KB).
+pub const NAMES_PER_FRAME: usize = 1000;
+
+/// Most members in the one [`ServerMsg::Names`] page that follows a [`ServerMsg::Entered`]
+/// answering a [`ClientMsg::Join`]: a join into a room of thousands costs one small page, not
+/// the whole list (`/names` pages through the rest).
+pub const NAMES_ON_JOIN: usize = 100;
+
+/// Most rooms in one [`ServerMsg::Rooms`] page.
+pub const ROOMS_PER_FRAME: usize = 100;
+
 /// Most nicks one connection may monitor; further ones are ignored (like IRCv3 `MONITOR`'s
 /// limit, a bound on the server's memory per connection).
 pub const MAX_MONITORED: usize = 256;
@@ -51,10 +75,15 @@ pub enum ClientMsg {
         /// Requested nick; see [`validate_nick`].
         nick: String,
     },
-    /// A line for everyone else in the room.
+    /// A line for everyone else in a room the sender is a member of.
     Public {
+        /// The room's name ([`LOBBY`] for the public chat of protocol 4); see
+        /// [`validate_room`].
+        room: String,
         /// The text; see [`validate_text`].
         text: String,
+        /// Whether it is an action (`/me waves`: shown as `* alice waves`).
+        action: bool,
     },
     /// A line for one user only.
     Private {
@@ -105,6 +134,94 @@ pub enum ClientMsg {
         /// Nicks to watch (case-insensitive).
         nicks: Vec<String>,
     },
+    /// Join a room, creating it if it does not exist (its creator becomes its owner). Answered
+    /// with [`ServerMsg::Entered`] (then one [`ServerMsg::Names`] page of at most
+    /// [`NAMES_ON_JOIN`] members and the room's [`ServerMsg::History`]), or with a
+    /// [`ServerMsg::RoomError`]. The membership persists: the server enters the user into
+    /// their rooms again at every login. Joining a room one is in answers as a join does.
+    Join {
+        /// The room's name; see [`validate_room`].
+        room: String,
+    },
+    /// Leave a room. Everyone in it, the leaver included, gets [`ServerMsg::Parted`]; or a
+    /// [`ServerMsg::RoomError`] (not a member; [`LOBBY`] cannot be left).
+    Part {
+        /// The room's name.
+        room: String,
+        /// Why, shown to the others; may be empty. At most [`MAX_REASON_LEN`] bytes.
+        reason: String,
+    },
+    /// Asks for the list of rooms, in pages of at most [`ROOMS_PER_FRAME`] sorted by name:
+    /// answered with one [`ServerMsg::Rooms`]. Invite-only rooms are listed to their members
+    /// only.
+    List {
+        /// Start after this room name (case-insensitive); empty for the first page.
+        after: String,
+    },
+    /// Asks for a room's members: answered with [`ServerMsg::Names`] frames (the last has
+    /// `last == true`), or a [`ServerMsg::RoomError`]. Members only, unless the room is not
+    /// invite-only.
+    Names {
+        /// The room's name.
+        room: String,
+    },
+    /// Sets a room's topic (empty clears it), or asks for it (`None`): answered with
+    /// [`ServerMsg::Topic`] (to everyone in the room when it changes) or a
+    /// [`ServerMsg::RoomError`].
+    Topic {
+        /// The room's name.
+        room: String,
+        /// The new topic (at most the server's `max_topic_len`, never more than
+        /// [`MAX_TOPIC_LEN`]), or `None` to ask.
+        topic: Option<String>,
+    },
+    /// Invites a user into an invite-only room (ops only there; any member otherwise). Both
+    /// the inviter and the invitee (if online) get [`ServerMsg::Invited`]; the invitation is
+    /// kept until used.
+    Invite {
+        /// The room's name.
+        room: String,
+        /// Who is invited (case-insensitive); a registered user.
+        nick: String,
+    },
+    /// Removes a member from a room (ops only; nobody removes the owner). Everyone in it, the
+    /// kicked user included, gets [`ServerMsg::Kicked`].
+    Kick {
+        /// The room's name.
+        room: String,
+        /// Who (case-insensitive).
+        nick: String,
+        /// Why; may be empty. At most [`MAX_REASON_LEN`] bytes.
+        reason: String,
+    },
+    /// Changes a user's standing in a room (ops only): operator, voice, ban (applies to the
+    /// account: a banned user cannot join, and is removed if a member). Everyone in the room
+    /// gets [`ServerMsg::MemberChanged`].
+    Member {
+        /// The room's name.
+        room: String,
+        /// Who (case-insensitive).
+        nick: String,
+        /// What changes.
+        change: MemberChange,
+    },
+    /// Turns a room mode on or off (ops only). Everyone in the room gets
+    /// [`ServerMsg::ModeChanged`].
+    Mode {
+        /// The room's name.
+        room: String,
+        /// Which mode.
+        mode: RoomMode,
+        /// On or off.
+        on: bool,
+    },
+    /// Marks the user away with a message, or back (empty). Answered with [`ServerMsg::Away`]
+    /// for the user themself; senders of private lines to an away user get a `ServerMsg::Away`
+    /// after their `Sent`. At most [`MAX_REASON_LEN`] bytes.
+    Away {
+        /// Why; empty for back.
+        message: String,
+    },
 }
 
 /// A message from the server to a client.
@@ -135,16 +252,20 @@ pub enum ServerMsg {
         /// Whether this is the last part.
         last: bool,
     },
-    /// A public line from another user.
+    /// A line from another user in a room this client is in.
     Public {
         /// Server-assigned message id, increasing.
         id: u64,
         /// Server receive time, milliseconds since the Unix epoch (UTC).
         ts: u64,
+        /// The room's name, as spelled when it was created.
+        room: String,
         /// Sender nick.
         from: String,
         /// The text, exactly as sent.
         text: String,
+        /// Whether it is an action (`/me`).
+        action: bool,
     },
     /// A private line addressed to this client.
     Private {
@@ -166,17 +287,23 @@ pub enum ServerMsg {
         /// Its server timestamp, milliseconds since the Unix epoch (UTC).
         ts: u64,
     },
-    /// A user came online.
+    /// A user came into a room: in [`LOBBY`], came online; in another room, joined it.
+    /// Sent only while the room is small enough (the server's `presence_max_online`).
     Joined {
         /// Milliseconds since the Unix epoch (UTC).
         ts: u64,
+        /// The room's name.
+        room: String,
         /// Their nick.
         nick: String,
     },
-    /// A user went offline.
+    /// A user went offline (sent in [`LOBBY`] only; other rooms keep their members while
+    /// they are offline). Sent only while the lobby is small enough.
     Left {
         /// Milliseconds since the Unix epoch (UTC).
         ts: u64,
+        /// The room's name.
+        room: String,
         /// Their nick.
         nick: String,
         /// Why.
@@ -217,17 +344,23 @@ pub enum ServerMsg {
         /// The bytes, exactly as sent.
         payload: Vec<u8>,
     },
-    /// A public line from before this client logged in: the room's recent history, oldest
-    /// first, sent right after the user list and before anything live.
+    /// A room line from before this client logged in or joined: the room's recent history,
+    /// oldest first, sent at login (the lobby's right after the user list, each other room's
+    /// after its [`ServerMsg::Entered`]) and after a join's first page of members, before
+    /// anything live in that room.
     History {
         /// The id it was given when it was sent.
         id: u64,
         /// When it was sent, milliseconds since the Unix epoch (UTC).
         ts: u64,
+        /// The room's name.
+        room: String,
         /// Sender nick.
         from: String,
         /// The text, exactly as sent.
         text: String,
+        /// Whether it is an action (`/me`).
+        action: bool,
     },
     /// Answer to a [`ClientMsg::Private`] whose recipient is a registered user who is offline:
     /// the server stored it and delivers it at their next login. Takes the place of `Sent`.
@@ -256,6 +389,327 @@ pub enum ServerMsg {
         /// Whether they are online.
         online: bool,
     },
+    /// This client is in a room: the answer to a [`ClientMsg::Join`], and at login once for
+    /// each room (other than [`LOBBY`]) the user is a member of, after the lobby's history.
+    /// Followed by the room's [`ServerMsg::History`]; a join's answer puts one
+    /// [`ServerMsg::Names`] page (at most [`NAMES_ON_JOIN`] members) in between.
+    Entered {
+        /// The room's name, as spelled when it was created.
+        room: String,
+        /// Its topic (empty: none).
+        topic: String,
+        /// Who set the topic, and when (ms since the Unix epoch); empty and 0 if never.
+        topic_by: String,
+        /// When the topic was set.
+        topic_ts: u64,
+        /// Its modes.
+        modes: Modes,
+        /// How many members it has (online or not).
+        members: u32,
+        /// This user's standing in it.
+        role: Role,
+        /// The id of the newest room line this user had been sent when they last left or
+        /// logged out (0: none): a client marks the lines after it as new.
+        seen: u64,
+        /// Whether this join created the room (its creator is its owner).
+        created: bool,
+    },
+    /// Part of a room's member list ([`ClientMsg::Names`], or the first page after
+    /// [`ServerMsg::Entered`]), sorted by nick; `last == true` ends it.
+    Names {
+        /// The room's name.
+        room: String,
+        /// Members in this part.
+        members: Vec<Member>,
+        /// Whether this is the last part (after a join: whether the page holds every member).
+        last: bool,
+    },
+    /// One page of the room list ([`ClientMsg::List`]).
+    Rooms {
+        /// Rooms in this page, sorted by name.
+        rooms: Vec<RoomSummary>,
+        /// Ask with this in [`ClientMsg::List::after`] for the next page; empty when this is
+        /// the last one.
+        next: String,
+    },
+    /// A member left a room ([`ClientMsg::Part`]); also the leaver's own confirmation.
+    Parted {
+        /// Milliseconds since the Unix epoch (UTC).
+        ts: u64,
+        /// The room's name.
+        room: String,
+        /// Who left.
+        nick: String,
+        /// Their reason; may be empty.
+        reason: String,
+    },
+    /// A member was removed from a room ([`ClientMsg::Kick`], or a ban); sent to everyone in
+    /// it and to the removed user.
+    Kicked {
+        /// Milliseconds since the Unix epoch (UTC).
+        ts: u64,
+        /// The room's name.
+        room: String,
+        /// Who was removed.
+        nick: String,
+        /// By whom.
+        by: String,
+        /// Why; may be empty.
+        reason: String,
+    },
+    /// A room's topic: when it changes (to everyone in the room), or when asked.
+    Topic {
+        /// When it was set, milliseconds since the Unix epoch (UTC); 0 if never.
+        ts: u64,
+        /// The room's name.
+        room: String,
+        /// Who set it (empty if never).
+        by: String,
+        /// The topic (empty: none).
+        topic: String,
+    },
+    /// A room mode changed ([`ClientMsg::Mode`]); to everyone in the room.
+    ModeChanged {
+        /// Milliseconds since the Unix epoch (UTC).
+        ts: u64,
+        /// The room's name.
+        room: String,
+        /// Who changed it.
+        by: String,
+        /// Which mode.
+        mode: RoomMode,
+        /// On or off now.
+        on: bool,
+    },
+    /// A user's standing in a room changed ([`ClientMsg::Member`]); to everyone in the room.
+    MemberChanged {
+        /// Milliseconds since the Unix epoch (UTC).
+        ts: u64,
+        /// The room's name.
+        room: String,
+        /// Who changed it.
+        by: String,
+        /// Whose standing.
+        nick: String,
+        /// What changed.
+        change: MemberChange,
+    },
+    /// An invitation into a room ([`ClientMsg::Invite`]): to the invitee (if online) and, as
+    /// the confirmation, to the inviter.
+    Invited {
+        /// Milliseconds since the Unix epoch (UTC).
+        ts: u64,
+        /// The room's name.
+        room: String,
+        /// Who invited.
+        by: String,
+        /// Who is invited.
+        nick: String,
+    },
+    /// A room command ([`ClientMsg::Join`] … [`ClientMsg::Mode`]) was refused. Not fatal.
+    RoomError {
+        /// The room's name as the client wrote it.
+        room: String,
+        /// Machine-readable code.
+        code: ErrorCode,
+        /// Human-readable detail (at most [`MAX_DETAIL_LEN`] bytes).
+        detail: String,
+    },
+    /// A user is away (or back, with an empty message): to that user after
+    /// [`ClientMsg::Away`], and to the sender of a private line to them, after its answer.
+    Away {
+        /// Whose.
+        nick: String,
+        /// Their away message; empty: back.
+        message: String,
+    },
+}
+
+/// A member's standing in a room, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// A member: reads and speaks (unless the room is moderated).
+    Member,
+    /// Speaks in a moderated room.
+    Voiced,
+    /// An operator: sets the topic and modes, invites, kicks, bans, gives and takes voice and
+    /// operator status.
+    Op,
+    /// The room's owner (its creator, or whom the server's operator named): an operator that
+    /// other operators cannot kick, ban or demote.
+    Owner,
+}
+
+impl Role {
+    /// Whether this standing may act as an operator.
+    pub fn is_op(self) -> bool {
+        self >= Role::Op
+    }
+
+    /// Whether this standing may speak in a moderated room.
+    pub fn is_voiced(self) -> bool {
+        self >= Role::Voiced
+    }
+
+    /// IRC's prefix for the standing: `~` owner, `@` op, `+` voiced, nothing for a member.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Role::Owner => "~",
+            Role::Op => "@",
+            Role::Voiced => "+",
+            Role::Member => "",
+        }
+    }
+}
+
+/// A room's modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Modes {
+    /// `+i`: only invited users join.
+    pub invite_only: bool,
+    /// `+t`: only operators set the topic.
+    pub topic_ops: bool,
+    /// `+m`: only operators and voiced members speak.
+    pub moderated: bool,
+}
+
+impl Modes {
+    /// Whether `mode` is on.
+    pub fn get(self, mode: RoomMode) -> bool {
+        match mode {
+            RoomMode::InviteOnly => self.invite_only,
+            RoomMode::TopicOps => self.topic_ops,
+            RoomMode::Moderated => self.moderated,
+        }
+    }
+
+    /// Turns `mode` on or off.
+    pub fn set(&mut self, mode: RoomMode, on: bool) {
+        match mode {
+            RoomMode::InviteOnly => self.invite_only = on,
+            RoomMode::TopicOps => self.topic_ops = on,
+            RoomMode::Moderated => self.moderated = on,
+        }
+    }
+
+    /// IRC's spelling of the modes that are on: `+imt`, or empty.
+    pub fn letters(self) -> String {
+        let mut s = String::new();
+        for mode in RoomMode::ALL {
+            if self.get(mode) {
+                s.push(mode.letter());
+            }
+        }
+        if s.is_empty() {
+            s
+        } else {
+            format!("+{s}")
+        }
+    }
+}
+
+/// One room mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RoomMode {
+    /// `i`: invite-only.
+    InviteOnly,
+    /// `t`: topic settable by operators only.
+    TopicOps,
+    /// `m`: moderated.
+    Moderated,
+}
+
+impl RoomMode {
+    /// Every mode, in letter order.
+    pub const ALL: [RoomMode; 3] = [
+        RoomMode::InviteOnly,
+        RoomMode::Moderated,
+        RoomMode::TopicOps,
+    ];
+
+    /// IRC's letter for it.
+    pub fn letter(self) -> char {
+        match self {
+            RoomMode::InviteOnly => 'i',
+            RoomMode::TopicOps => 't',
+            RoomMode::Moderated => 'm',
+        }
+    }
+
+    /// The mode of an IRC letter (`i`, `t`, `m`) or a plain word (`invite-only`,
+    /// `topic-ops`, `moderated`).
+    pub fn parse(s: &str) -> Option<RoomMode> {
+        match s {
+            "i" | "invite-only" | "invite" => Some(RoomMode::InviteOnly),
+            "t" | "topic-ops" | "topic" => Some(RoomMode::TopicOps),
+            "m" | "moderated" => Some(RoomMode::Moderated),
+            _ => None,
+        }
+    }
+
+    /// Plain words for it.
+    pub fn words(self) -> &'static str {
+        match self {
+            RoomMode::InviteOnly => "invite-only",
+            RoomMode::TopicOps => "topic settable by operators only",
+            RoomMode::Moderated => "moderated (only operators and voiced members speak)",
+        }
+    }
+}
+
+/// A change of a user's standing in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MemberChange {
+    /// Make an operator.
+    Op,
+    /// Take operator status away (back to member).
+    Deop,
+    /// Let speak in a moderated room.
+    Voice,
+    /// Take voice away.
+    Devoice,
+    /// Ban the account (removing it if a member).
+    Ban,
+    /// Lift a ban.
+    Unban,
+}
+
+impl MemberChange {
+    /// The command's name: `op`, `deop`, `voice`, `devoice`, `ban`, `unban`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberChange::Op => "op",
+            MemberChange::Deop => "deop",
+            MemberChange::Voice => "voice",
+            MemberChange::Devoice => "devoice",
+            MemberChange::Ban => "ban",
+            MemberChange::Unban => "unban",
+        }
+    }
+}
+
+/// One member in a [`ServerMsg::Names`] list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Their nick.
+    pub nick: String,
+    /// Their standing.
+    pub role: Role,
+    /// Whether they are online.
+    pub online: bool,
+    /// Whether they are marked away.
+    pub away: bool,
+}
+
+/// One room in a [`ServerMsg::Rooms`] page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    /// Its name.
+    pub name: String,
+    /// How many members.
+    pub members: u32,
+    /// Its topic (empty: none).
+    pub topic: String,
 }
 
 /// Why a user left, as told to the others.
@@ -314,7 +768,8 @@ impl ErrorCode {
     /// The nick is not registered, and this client certificate or address registered as many
     /// new nicks as the server allows for now; the detail says when to try again.
     pub const REGISTRATION_LIMIT: ErrorCode = ErrorCode(17);
-    /// The recipient of a private message is not online.
+    /// The recipient of a private message is not online (or, in a room command, the user is
+    /// not known).
     pub const NO_SUCH_NICK: ErrorCode = ErrorCode(20);
     /// The text is longer than the server's limit.
     pub const TEXT_TOO_LONG: ErrorCode = ErrorCode(21);
@@ -324,6 +779,34 @@ impl ErrorCode {
     pub const BAD_PAYLOAD: ErrorCode = ErrorCode(23);
     /// The offline recipient has as many stored messages waiting as the server keeps.
     pub const MAILBOX_FULL: ErrorCode = ErrorCode(24);
+    /// The room does not exist.
+    pub const NO_SUCH_ROOM: ErrorCode = ErrorCode(40);
+    /// The room name breaks the room rules ([`validate_room`]).
+    pub const INVALID_ROOM: ErrorCode = ErrorCode(41);
+    /// The client is not a member of that room (or the named user is not).
+    pub const NOT_IN_ROOM: ErrorCode = ErrorCode(42);
+    /// The account is banned from that room.
+    pub const BANNED: ErrorCode = ErrorCode(43);
+    /// The room is invite-only and the client is not invited.
+    pub const INVITE_ONLY: ErrorCode = ErrorCode(44);
+    /// Only the room's operators may do that (or: nobody may do that to the owner).
+    pub const NOT_OP: ErrorCode = ErrorCode(45);
+    /// The room has as many members (or bans) as the server allows.
+    pub const ROOM_FULL: ErrorCode = ErrorCode(46);
+    /// The client is in as many rooms as the server allows.
+    pub const TOO_MANY_ROOMS: ErrorCode = ErrorCode(47);
+    /// The server holds as many rooms as it allows, or this client created as many as it may
+    /// for now (the detail says when to try again).
+    pub const ROOMS_FULL: ErrorCode = ErrorCode(48);
+    /// No room by that name exists, and it looks like one that does (same
+    /// [`crate::confusable::skeleton`]): choose another.
+    pub const ROOM_LOOKS_LIKE: ErrorCode = ErrorCode(49);
+    /// The room is moderated and the client is neither operator nor voiced.
+    pub const MODERATED: ErrorCode = ErrorCode(50);
+    /// The topic, reason or away message is too long or holds refused characters.
+    pub const INVALID_TOPIC: ErrorCode = ErrorCode(51);
+    /// [`LOBBY`] cannot be left, and its members cannot be kicked or banned.
+    pub const LOBBY_FIXED: ErrorCode = ErrorCode(52);
     /// The client did not read its messages fast enough and is being disconnected.
     pub const TOO_SLOW: ErrorCode = ErrorCode(30);
     /// The client was silent for too long (no hello, no pong).
@@ -358,6 +841,19 @@ impl ErrorCode {
             Self::INVALID_TEXT => "invalid-text",
             Self::BAD_PAYLOAD => "bad-payload",
             Self::MAILBOX_FULL => "mailbox-full",
+            Self::NO_SUCH_ROOM => "no-such-room",
+            Self::INVALID_ROOM => "invalid-room",
+            Self::NOT_IN_ROOM => "not-in-room",
+            Self::BANNED => "banned",
+            Self::INVITE_ONLY => "invite-only",
+            Self::NOT_OP => "not-op",
+            Self::ROOM_FULL => "room-full",
+            Self::TOO_MANY_ROOMS => "too-many-rooms",
+            Self::ROOMS_FULL => "rooms-full",
+            Self::ROOM_LOOKS_LIKE => "room-looks-like",
+            Self::MODERATED => "moderated",
+            Self::INVALID_TOPIC => "invalid-topic",
+            Self::LOBBY_FIXED => "lobby-fixed",
             Self::TOO_SLOW => "too-slow",
             Self::TIMEOUT => "timeout",
             Self::RATE_LIMITED => "rate-limited",
@@ -491,8 +987,10 @@ impl ClientMsg {
     }
 
     /// The message types' names, by their number on the wire (for error details).
-    pub const KINDS: [&'static str; 10] = [
-        "Hello", "Public", "Private", "Who", "Ping", "Pong", "Quit", "Relay", "Received", "Monitor",
+    pub const KINDS: [&'static str; 20] = [
+        "Hello", "Public", "Private", "Who", "Ping", "Pong", "Quit", "Relay", "Received",
+        "Monitor", "Join", "Part", "List", "Names", "Topic", "Invite", "Kick", "Member", "Mode",
+        "Away",
     ];
 }
 
@@ -506,9 +1004,34 @@ impl ServerMsg {
     }
 
     /// The message types' names, by their number on the wire (for error details).
-    pub const KINDS: [&'static str; 16] = [
-        "Welcome", "Users", "Public", "Private", "Sent", "Joined", "Left", "Error", "Shutdown",
-        "Ping", "Pong", "Relay", "History", "Queued", "Offline", "Presence",
+    pub const KINDS: [&'static str; 27] = [
+        "Welcome",
+        "Users",
+        "Public",
+        "Private",
+        "Sent",
+        "Joined",
+        "Left",
+        "Error",
+        "Shutdown",
+        "Ping",
+        "Pong",
+        "Relay",
+        "History",
+        "Queued",
+        "Offline",
+        "Presence",
+        "Entered",
+        "Names",
+        "Rooms",
+        "Parted",
+        "Kicked",
+        "Topic",
+        "ModeChanged",
+        "MemberChanged",
+        "Invited",
+        "RoomError",
+        "Away",
     ];
 }
 
@@ -550,6 +1073,61 @@ pub fn validate_nick(nick: &str) -> Result<(), NickError> {
         return Err(NickError::BadChar);
     }
     Ok(())
+}
+
+/// Why a room name is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoomNameError {
+    /// Does not start with `#`.
+    #[error("a room name starts with #")]
+    NoHash,
+    /// Nothing after the `#`.
+    #[error("a room name needs at least one character after #")]
+    Empty,
+    /// Longer than [`MAX_ROOM_LEN`].
+    #[error("a room name is at most 48 characters after #")]
+    TooLong,
+    /// A character outside the safe set.
+    #[error("a room name holds only letters, digits, _ and - after #")]
+    BadChar,
+}
+
+/// Checks the room-name rules: `#` then 1 to 48 ASCII letters, digits, `_` or `-` (so a name
+/// never holds a space, `.`, `*` or `>`, and can become a message-bus subject when the server
+/// runs on several nodes; safe in any terminal and file name). Compared case-insensitively
+/// ([`room_key`]).
+///
+/// # Errors
+/// The first rule broken.
+pub fn validate_room(name: &str) -> Result<(), RoomNameError> {
+    let Some(rest) = name.strip_prefix('#') else {
+        return Err(RoomNameError::NoHash);
+    };
+    if rest.is_empty() {
+        return Err(RoomNameError::Empty);
+    }
+    if !rest
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(RoomNameError::BadChar);
+    }
+    if name.len() > MAX_ROOM_LEN {
+        return Err(RoomNameError::TooLong);
+    }
+    Ok(())
+}
+
+/// The form under which room names are compared: `#Dev` and `#dev` are the same room. Only
+/// meaningful for names that passed [`validate_room`] (ASCII).
+pub fn room_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// Whether `name` is [`LOBBY`], in any case.
+pub fn is_lobby(name: &str) -> bool {
+    name.eq_ignore_ascii_case(LOBBY)
 }
 
 /// The form under which nicks are compared: `Alice`, `ALICE` and `alice` are the same user.
@@ -624,8 +1202,98 @@ mod tests {
         assert_eq!(ServerMsg::decode(&bytes[frame::HEADER_LEN..]).unwrap(), msg);
     }
 
+    /// One of each server message about rooms (protocol 5), in wire order.
+    fn room_messages() -> Vec<ServerMsg> {
+        vec![
+            ServerMsg::Entered {
+                room: "#Dev".into(),
+                topic: "t".into(),
+                topic_by: "a".into(),
+                topic_ts: 7,
+                modes: Modes {
+                    invite_only: true,
+                    topic_ops: false,
+                    moderated: true,
+                },
+                members: 3,
+                role: Role::Owner,
+                seen: 41,
+                created: false,
+            },
+            ServerMsg::Names {
+                room: "#Dev".into(),
+                members: vec![Member {
+                    nick: "a".into(),
+                    role: Role::Voiced,
+                    online: true,
+                    away: false,
+                }],
+                last: false,
+            },
+            ServerMsg::Rooms {
+                rooms: vec![RoomSummary {
+                    name: "#Dev".into(),
+                    members: 3,
+                    topic: String::new(),
+                }],
+                next: "#dev".into(),
+            },
+            ServerMsg::Parted {
+                ts: 1,
+                room: "#Dev".into(),
+                nick: "a".into(),
+                reason: "bye".into(),
+            },
+            ServerMsg::Kicked {
+                ts: 1,
+                room: "#Dev".into(),
+                nick: "a".into(),
+                by: "b".into(),
+                reason: String::new(),
+            },
+            ServerMsg::Topic {
+                ts: 1,
+                room: "#Dev".into(),
+                by: "b".into(),
+                topic: "hé".into(),
+            },
+            ServerMsg::ModeChanged {
+                ts: 1,
+                room: "#Dev".into(),
+                by: "b".into(),
+                mode: RoomMode::TopicOps,
+                on: false,
+            },
+            ServerMsg::MemberChanged {
+                ts: 1,
+                room: "#Dev".into(),
+                by: "b".into(),
+                nick: "a".into(),
+                change: MemberChange::Devoice,
+            },
+            ServerMsg::Invited {
+                ts: 1,
+                room: "#Dev".into(),
+                by: "b".into(),
+                nick: "a".into(),
+            },
+            ServerMsg::RoomError {
+                room: "#x".into(),
+                code: ErrorCode::BANNED,
+                detail: "d".into(),
+            },
+            ServerMsg::Away {
+                nick: "a".into(),
+                message: String::new(),
+            },
+        ]
+    }
+
     #[test]
     fn every_server_message_round_trips() {
+        for msg in room_messages() {
+            roundtrip_server(msg);
+        }
         for msg in [
             ServerMsg::Welcome {
                 nick: "a".into(),
@@ -640,6 +1308,8 @@ mod tests {
                 last: true,
             },
             ServerMsg::Public {
+                room: "#lobby".into(),
+                action: false,
                 id: 1,
                 ts: 2,
                 from: "a".into(),
@@ -653,10 +1323,12 @@ mod tests {
             },
             ServerMsg::Sent { id: 5, ts: 6 },
             ServerMsg::Joined {
+                room: "#lobby".into(),
                 ts: 1,
                 nick: "b".into(),
             },
             ServerMsg::Left {
+                room: "#lobby".into(),
                 ts: 1,
                 nick: "b".into(),
                 reason: LeaveReason::TooSlow,
@@ -678,6 +1350,8 @@ mod tests {
                 payload: vec![0, 255, 7],
             },
             ServerMsg::History {
+                room: "#lobby".into(),
+                action: false,
                 id: 3,
                 ts: 4,
                 from: "c".into(),
@@ -702,7 +1376,11 @@ mod tests {
                 version: PROTOCOL_VERSION,
                 nick: "alice".into(),
             },
-            ClientMsg::Public { text: "hi".into() },
+            ClientMsg::Public {
+                room: "#lobby".into(),
+                action: false,
+                text: "hi".into(),
+            },
             ClientMsg::Private {
                 to: "bob".into(),
                 text: "psst".into(),
@@ -733,10 +1411,39 @@ mod tests {
             &frame::encode(&hello).unwrap()[..],
             &[0, 0, 0, 6, 0, 1, 3, b'b', b'o', b'b']
         );
-        let public = ClientMsg::Public { text: "hi".into() };
+        let public = ClientMsg::Public {
+            room: "#dev".into(),
+            text: "hi".into(),
+            action: false,
+        };
         assert_eq!(
             &frame::encode(&public).unwrap()[..],
-            &[0, 0, 0, 4, 1, 2, b'h', b'i']
+            &[0, 0, 0, 10, 1, 4, b'#', b'd', b'e', b'v', 2, b'h', b'i', 0]
+        );
+        let join = ClientMsg::Join {
+            room: "#dev".into(),
+        };
+        assert_eq!(
+            &frame::encode(&join).unwrap()[..],
+            &[0, 0, 0, 6, 10, 4, b'#', b'd', b'e', b'v']
+        );
+        let mode = ClientMsg::Mode {
+            room: "#dev".into(),
+            mode: RoomMode::InviteOnly,
+            on: true,
+        };
+        assert_eq!(
+            &frame::encode(&mode).unwrap()[..],
+            &[0, 0, 0, 8, 18, 4, b'#', b'd', b'e', b'v', 0, 1]
+        );
+        let room_error = ServerMsg::RoomError {
+            room: "#dev".into(),
+            code: ErrorCode::BANNED,
+            detail: String::new(),
+        };
+        assert_eq!(
+            &frame::encode(&room_error).unwrap()[..],
+            &[0, 0, 0, 8, 25, 4, b'#', b'd', b'e', b'v', 43, 0]
         );
         let err = ServerMsg::Error {
             code: ErrorCode::NO_SUCH_NICK,
@@ -844,9 +1551,9 @@ mod tests {
             assert_eq!(e.to_string(), detail, "{payload:?}");
         }
         for (payload, detail) in [
-            (&[16][..], "unknown message type 16"),
+            (&[27][..], "unknown message type 27"),
             (
-                &[6, 1, 1, b'a', 9][..],
+                &[6, 1, 1, b'#', 1, b'a', 9][..],
                 "malformed frame: the Left message does not decode (a field holds an unknown value)",
             ),
             (
@@ -866,7 +1573,11 @@ mod tests {
                 version: 1,
                 nick: "a".into(),
             },
-            ClientMsg::Public { text: "x".into() },
+            ClientMsg::Public {
+                room: "#lobby".into(),
+                action: false,
+                text: "x".into(),
+            },
             ClientMsg::Private {
                 to: "a".into(),
                 text: "x".into(),
@@ -882,6 +1593,41 @@ mod tests {
             ClientMsg::Received { up_to: 1 },
             ClientMsg::Monitor {
                 nicks: vec!["a".into()],
+            },
+            ClientMsg::Join { room: "#a".into() },
+            ClientMsg::Part {
+                room: "#a".into(),
+                reason: String::new(),
+            },
+            ClientMsg::List {
+                after: String::new(),
+            },
+            ClientMsg::Names { room: "#a".into() },
+            ClientMsg::Topic {
+                room: "#a".into(),
+                topic: None,
+            },
+            ClientMsg::Invite {
+                room: "#a".into(),
+                nick: "b".into(),
+            },
+            ClientMsg::Kick {
+                room: "#a".into(),
+                nick: "b".into(),
+                reason: "r".into(),
+            },
+            ClientMsg::Member {
+                room: "#a".into(),
+                nick: "b".into(),
+                change: MemberChange::Ban,
+            },
+            ClientMsg::Mode {
+                room: "#a".into(),
+                mode: RoomMode::Moderated,
+                on: true,
+            },
+            ClientMsg::Away {
+                message: "lunch".into(),
             },
         ];
         assert_eq!(clients.len(), ClientMsg::KINDS.len());
@@ -907,6 +1653,8 @@ mod tests {
                 last: true,
             },
             ServerMsg::Public {
+                room: "#lobby".into(),
+                action: false,
                 id: 1,
                 ts: 1,
                 from: "a".into(),
@@ -920,10 +1668,12 @@ mod tests {
             },
             ServerMsg::Sent { id: 1, ts: 1 },
             ServerMsg::Joined {
+                room: "#lobby".into(),
                 ts: 1,
                 nick: "a".into(),
             },
             ServerMsg::Left {
+                room: "#lobby".into(),
                 ts: 1,
                 nick: "a".into(),
                 reason: LeaveReason::Quit,
@@ -945,6 +1695,8 @@ mod tests {
                 payload: vec![1],
             },
             ServerMsg::History {
+                room: "#lobby".into(),
+                action: false,
                 id: 1,
                 ts: 1,
                 from: "a".into(),
@@ -961,7 +1713,10 @@ mod tests {
                 nick: "a".into(),
                 online: true,
             },
-        ];
+        ]
+        .into_iter()
+        .chain(room_messages())
+        .collect::<Vec<_>>();
         assert_eq!(servers.len(), ServerMsg::KINDS.len());
         for msg in servers {
             let bytes = postcard::to_allocvec(&msg).unwrap();
@@ -991,9 +1746,39 @@ mod tests {
         assert!(ServerMsg::decode(&[0x04, 0x1b, 0xf9, 0x00]).is_err());
         // An overlong string length.
         assert!(matches!(
-            ClientMsg::decode(&[0x01, 0x81, 0x00, b'x']),
+            ClientMsg::decode(&[0x01, 0x81, 0x00, b'x', 1, b'y', 0]),
             Err(DecodeError::NonCanonical)
         ));
+    }
+
+    #[test]
+    fn room_name_rules() {
+        let longest = format!("#{}", "a".repeat(48));
+        for ok in ["#a", "#lobby", "#Dev_2", "#9-x", "#-", longest.as_str()] {
+            assert_eq!(validate_room(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(validate_room("dev"), Err(RoomNameError::NoHash));
+        assert_eq!(validate_room("#"), Err(RoomNameError::Empty));
+        assert_eq!(
+            validate_room(&format!("#{}", "a".repeat(49))),
+            Err(RoomNameError::TooLong)
+        );
+        // Never a space, nor a message-bus subject's `.`, `*` or `>`, nor anything else.
+        for bad in [
+            "#a b",
+            "#a.b",
+            "#a*",
+            "#a>",
+            "##",
+            "#é",
+            "#a\u{202e}",
+            "#a,b",
+            "#a:b",
+        ] {
+            assert_eq!(validate_room(bad), Err(RoomNameError::BadChar), "{bad}");
+        }
+        assert_eq!(room_key("#DeV"), "#dev");
+        assert!(is_lobby("#LOBBY") && !is_lobby("#lobby2"));
     }
 
     #[test]

@@ -16,7 +16,11 @@ use proptest::prelude::*;
 fn client_msg() -> impl Strategy<Value = ClientMsg> {
     prop_oneof![
         (any::<u16>(), ".{0,40}").prop_map(|(version, nick)| ClientMsg::Hello { version, nick }),
-        ".{0,300}".prop_map(|text| ClientMsg::Public { text }),
+        ".{0,300}".prop_map(|text| ClientMsg::Public {
+            room: "#lobby".into(),
+            action: false,
+            text
+        }),
         (".{0,40}", ".{0,300}").prop_map(|(to, text)| ClientMsg::Private { to, text }),
         Just(ClientMsg::Who),
         any::<u64>().prop_map(|token| ClientMsg::Ping { token }),
@@ -51,13 +55,26 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
             ),
         (proptest::collection::vec(".{0,32}", 0..50), any::<bool>())
             .prop_map(|(nicks, last)| ServerMsg::Users { nicks, last }),
-        (any::<u64>(), any::<u64>(), ".{0,40}", ".{0,300}")
-            .prop_map(|(id, ts, from, text)| ServerMsg::Public { id, ts, from, text }),
+        (any::<u64>(), any::<u64>(), ".{0,40}", ".{0,300}").prop_map(|(id, ts, from, text)| {
+            ServerMsg::Public {
+                room: "#lobby".into(),
+                action: false,
+                id,
+                ts,
+                from,
+                text,
+            }
+        }),
         (any::<u64>(), any::<u64>(), ".{0,40}", ".{0,300}")
             .prop_map(|(id, ts, from, text)| ServerMsg::Private { id, ts, from, text }),
         (any::<u64>(), any::<u64>()).prop_map(|(id, ts)| ServerMsg::Sent { id, ts }),
-        (any::<u64>(), ".{0,40}").prop_map(|(ts, nick)| ServerMsg::Joined { ts, nick }),
+        (any::<u64>(), ".{0,40}").prop_map(|(ts, nick)| ServerMsg::Joined {
+            room: "#lobby".into(),
+            ts,
+            nick
+        }),
         (any::<u64>(), ".{0,40}", 0u8..4).prop_map(|(ts, nick, r)| ServerMsg::Left {
+            room: "#lobby".into(),
             ts,
             nick,
             reason: [

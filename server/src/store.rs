@@ -1,5 +1,6 @@
-//! What the server keeps across restarts: accounts (nick → client-certificate fingerprint), the
-//! room's recent public history, and private lines waiting for offline users.
+//! What the server keeps across restarts: accounts (nick → client-certificate fingerprint), rooms
+//! (name, topic, modes, members with their standing, bans, invitations), each room's recent
+//! history, and private lines waiting for offline users.
 //!
 //! The hub talks to storage through the narrow [`Store`] trait so that another backend (e.g.
 //! PostgreSQL for several server nodes) can be added without touching the hub or the sessions.
@@ -17,9 +18,11 @@
 pub mod memory;
 pub mod sqlite;
 
+use mm_common::protocol::{Modes, Role};
 use tokio::sync::oneshot;
 
 use crate::config::Limits;
+pub use crate::hub::RoomId;
 
 /// How much a store keeps: its bounds, in lines and accounts. Every backend enforces them the
 /// same way.
@@ -59,9 +62,11 @@ impl Options {
     }
 }
 
-/// A public line in the room's history.
+/// A line in a room's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
+    /// The room's id ([`RoomId::LOBBY`] for the lobby).
+    pub room: RoomId,
     /// The message id the hub gave it.
     pub id: u64,
     /// When the server accepted it, ms since the Unix epoch.
@@ -70,6 +75,80 @@ pub struct Line {
     pub from: String,
     /// The text.
     pub text: String,
+    /// Whether it is an action (`/me`).
+    pub action: bool,
+}
+
+/// A room as the store keeps it. The lobby ([`RoomId::LOBBY`]) is not one: everyone online is
+/// in it, and only its history is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRecord {
+    /// Its id: given by the hub, never reused ([`Loaded::last_room_id`]).
+    pub id: RoomId,
+    /// Its name, as spelled at creation (`#Dev`).
+    pub name: String,
+    /// Its topic (empty: none), who set it and when (ms since the Unix epoch; 0: never).
+    pub topic: String,
+    /// Who set the topic (empty: nobody).
+    pub topic_by: String,
+    /// When the topic was set.
+    pub topic_ts: u64,
+    /// Its modes.
+    pub modes: Modes,
+    /// When it was created, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// When it last had a member or a line, ms since the Unix epoch (empty rooms expire after
+    /// `room_expiry_days` of this).
+    pub active_ms: u64,
+    /// Its members.
+    pub members: Vec<MemberRecord>,
+    /// Banned accounts, by nick key.
+    pub bans: Vec<String>,
+    /// Invited users not yet joined, by nick key.
+    pub invites: Vec<String>,
+}
+
+/// One member of a room, as kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    /// The account's nick key ([`mm_common::protocol::nick_key`]).
+    pub key: String,
+    /// The nick as spelled when it joined.
+    pub nick: String,
+    /// Its standing.
+    pub role: Role,
+    /// The id of the newest room line it had been sent when it last left or logged out
+    /// (0: none); lines after it are new to it.
+    pub seen: u64,
+}
+
+/// One change to the rooms, applied in the store's order ([`Store::room`]). Each names the
+/// room by id; a change to a room that no longer exists is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RoomChange {
+    /// A new room (with its members: its creator, the owner). Records `id` as the newest room
+    /// id ever given ([`Loaded::last_room_id`]).
+    Create(RoomRecord),
+    /// A member joined (or rejoined: its standing and `seen` are replaced), or its standing
+    /// changed. An invitation of the same user is used up.
+    Join(RoomId, MemberRecord),
+    /// A member left or was removed.
+    Part(RoomId, String),
+    /// Members' `seen` marks moved (at logout, or a part): (room, nick key, seen).
+    Seen(Vec<(RoomId, String, u64)>),
+    /// The topic changed: topic, by, ts.
+    Topic(RoomId, String, String, u64),
+    /// The modes changed.
+    Modes(RoomId, Modes),
+    /// A ban on a nick key was added (true) or lifted (false).
+    Ban(RoomId, String, bool),
+    /// An invitation of a nick key was added (true) or withdrawn (false).
+    Invite(RoomId, String, bool),
+    /// The room had a member or a line at this time (ms since the Unix epoch), best effort.
+    Active(RoomId, u64),
+    /// The room is gone, with its members, bans, invitations and history.
+    Delete(RoomId),
 }
 
 /// What a mailbox entry carries.
@@ -180,8 +259,16 @@ pub enum QueueOutcome {
 /// What the server needs from the store when it starts.
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
-    /// The most recent public lines, oldest first.
+    /// The lobby's most recent lines, oldest first (at most `history_len`).
     pub history: Vec<Line>,
+    /// Every room but the lobby, by id, each with its members, bans and invitations.
+    pub rooms: Vec<RoomRecord>,
+    /// Each room's most recent lines (at most `history_len` per room), oldest first; rooms
+    /// without lines are absent.
+    pub room_history: Vec<(RoomId, Vec<Line>)>,
+    /// The highest room id ever given out (rooms deleted included); new rooms continue after
+    /// it. At least [`RoomId::LOBBY`].
+    pub last_room_id: u64,
     /// The highest message id ever given out or reserved ([`Store::reserve_ids`]); new ids
     /// continue after it.
     pub last_id: u64,
@@ -325,9 +412,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Reply<Vec<String>>, StoreError>;
 
-    /// Appends a public line to the history (which keeps the most recent lines only); the
-    /// reply comes once it is durable.
+    /// Appends a line to its room's history (which keeps the most recent `history_len` lines
+    /// of each room only); the reply comes once it is durable.
     fn append_public(&self, line: Line) -> Result<Reply<()>, StoreError>;
+
+    /// Applies one change to the rooms; the reply comes once it is durable. Like a line,
+    /// accepted work is retried until stored; refused (`Busy`) means not applied.
+    fn room(&self, change: RoomChange) -> Result<Reply<()>, StoreError>;
+
+    /// The newest `limit` lines of room `room`, oldest first, as of this point in the store's
+    /// order (every line appended before the call, none after): for a room whose history the
+    /// hub no longer holds in memory.
+    fn room_history(&self, room: RoomId, limit: usize) -> Result<Reply<Vec<Line>>, StoreError>;
 
     /// Keeps a personal line in the mailbox of `to_key` until acknowledged; the reply comes
     /// once it is durable (or says why it was not stored).

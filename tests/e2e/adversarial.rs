@@ -156,6 +156,8 @@ async fn the_server_keeps_serving_while_under_attack() {
             // A flooder: public lines as fast as it can write them, never pacing.
             let conn = tls_login(&addr, &tls, "flooder").await;
             let line = frame::encode(&ClientMsg::Public {
+                room: "#lobby".into(),
+                action: false,
                 text: "SPAM".repeat(100),
             })
             .unwrap();

@@ -252,7 +252,13 @@ async fn a_client_that_is_behind_at_shutdown_gets_every_line_then_a_clean_close(
     let text = "y".repeat(4000);
     let mut sent = Vec::new();
     for _ in 0..18 {
-        alice.send(&ClientMsg::Public { text: text.clone() }).await;
+        alice
+            .send(&ClientMsg::Public {
+                room: "#lobby".into(),
+                action: false,
+                text: text.clone(),
+            })
+            .await;
     }
     for _ in 0..18 {
         sent.push(id_of(&alice.read().await.unwrap()));
@@ -286,6 +292,8 @@ async fn messages_that_arrive_during_shutdown_are_answered_shutting_down() {
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         alice
             .send(&ClientMsg::Public {
+                room: "#lobby".into(),
+                action: false,
                 text: format!("late by {delay_ms} ms"),
             })
             .await;

@@ -96,7 +96,12 @@ async fn undecodable_and_out_of_place_messages_are_fatal_errors() {
     );
     // Chat before Hello.
     let mut raw = RawTls::connect(&server).await;
-    raw.send(&ClientMsg::Public { text: "hi".into() }).await;
+    raw.send(&ClientMsg::Public {
+        room: "#lobby".into(),
+        action: false,
+        text: "hi".into(),
+    })
+    .await;
     assert_eq!(
         fatal_error(&raw.read_to_close().await).0,
         ErrorCode::UNEXPECTED_MESSAGE

@@ -49,6 +49,8 @@ async fn the_server_refuses_every_character_that_can_break_reorder_or_hide_a_lin
     for c in &set {
         for msg in [
             ClientMsg::Public {
+                room: "#lobby".into(),
+                action: false,
                 text: format!("ok{c}{FORGED}"),
             },
             ClientMsg::Private {
@@ -74,7 +76,13 @@ async fn the_server_refuses_every_character_that_can_break_reorder_or_hide_a_lin
     }
     // What right-to-left writers and emoji need goes through: LRM, RLM, ALM, a subdivision flag.
     let kept = "\u{200F}שלום\u{200E} \u{627}\u{61C}1 \u{1F3F4}\u{E0067}\u{E0062}\u{E0077}\u{E006C}\u{E0073}\u{E007F} zero\u{200D}width";
-    mallory.send(&ClientMsg::Public { text: kept.into() }).await;
+    mallory
+        .send(&ClientMsg::Public {
+            room: "#lobby".into(),
+            action: false,
+            text: kept.into(),
+        })
+        .await;
     assert!(
         matches!(mallory.read().await, Some(ServerMsg::Sent { .. })),
         "kept characters pass"

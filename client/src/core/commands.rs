@@ -109,6 +109,8 @@ impl Core {
     pub fn public(&mut self, text: &str) -> Result<LineId, SendError> {
         let line = self.new_line()?;
         let msg = ClientMsg::Public {
+            room: "#lobby".into(),
+            action: false,
             text: text.to_owned(),
         };
         self.queue_line(line, &msg, Answer::Text(line))

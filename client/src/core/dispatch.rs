@@ -26,13 +26,27 @@ impl Core {
                 payload,
             } => self.relay(id, ts, &from, &payload, now),
             ServerMsg::Users { nicks, last } => self.users(nicks, last, now),
-            ServerMsg::Public { id, ts, from, text } => {
+            ServerMsg::Public {
+                room: _,
+                action: _,
+                id,
+                ts,
+                from,
+                text,
+            } => {
                 if self.config.reconnects {
                     self.config.state.received_public(id, ts);
                 }
                 self.push(Event::Public(ChatLine { id, ts, from, text }))
             }
-            ServerMsg::History { id, ts, from, text } => {
+            ServerMsg::History {
+                room: _,
+                action: _,
+                id,
+                ts,
+                from,
+                text,
+            } => {
                 // After a reconnect the server sends the room's recent lines again: shown once.
                 if !self.config.reconnects || self.config.state.received_public(id, ts) {
                     self.push(Event::History(ChatLine { id, ts, from, text }))
@@ -51,6 +65,18 @@ impl Core {
                 self.push(Event::Joined { nick });
             }
             ServerMsg::Presence { nick, online } => self.presence(&nick, online, now),
+            // Rooms (protocol 5): WIP, completed by the client's room support.
+            ServerMsg::Entered { .. }
+            | ServerMsg::Names { .. }
+            | ServerMsg::Rooms { .. }
+            | ServerMsg::Parted { .. }
+            | ServerMsg::Kicked { .. }
+            | ServerMsg::Topic { .. }
+            | ServerMsg::ModeChanged { .. }
+            | ServerMsg::MemberChanged { .. }
+            | ServerMsg::Invited { .. }
+            | ServerMsg::RoomError { .. }
+            | ServerMsg::Away { .. } => {}
             ServerMsg::Left { nick, reason, .. } => {
                 let actions = self
                     .secure

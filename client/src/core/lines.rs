@@ -235,6 +235,8 @@ mod tests {
             out.add_line(LineId(i));
             assert!(out.queue(
                 &ClientMsg::Public {
+                    room: "#lobby".into(),
+                    action: false,
                     text: format!("{i}")
                 },
                 Some(Answer::Text(LineId(i)))

@@ -152,6 +152,7 @@ fn variant_name(msg: &ServerMsg) -> &'static str {
         ServerMsg::Queued { .. } => "Queued",
         ServerMsg::Offline { .. } => "Offline",
         ServerMsg::Presence { .. } => "Presence",
+        _ => "a room message", // rooms: the client helper completes this
     }
 }
 

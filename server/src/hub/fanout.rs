@@ -87,6 +87,7 @@ impl State {
                 continue;
             }
             let left = ServerMsg::Left {
+                room: "#lobby".into(),
                 ts: self.clock.now_ms(),
                 nick: peer.nick,
                 reason: LeaveReason::TooSlow,

@@ -52,5 +52,13 @@ impl History {
 
 /// A public line as the encoded `History` message a newcomer receives.
 pub(crate) fn encode(id: u64, ts: u64, from: String, text: String) -> Option<Bytes> {
-    frame::encode_message(&ServerMsg::History { id, ts, from, text }).ok()
+    frame::encode_message(&ServerMsg::History {
+        room: "#lobby".into(),
+        action: false,
+        id,
+        ts,
+        from,
+        text,
+    })
+    .ok()
 }

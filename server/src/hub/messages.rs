@@ -75,6 +75,8 @@ impl Hub {
         let mut state = self.lock();
         let accepted = accept(&mut state, conn_id, from, &lobby)?;
         let msg = ServerMsg::Public {
+            room: "#lobby".into(),
+            action: false,
             id: accepted.id,
             ts: accepted.ts,
             from: from.to_owned(),
@@ -86,6 +88,8 @@ impl Hub {
             return Err(SendError::Encode);
         };
         let line = Line {
+            room: RoomId::LOBBY,
+            action: false,
             id: accepted.id,
             ts: accepted.ts,
             from,

@@ -295,6 +295,7 @@ impl Hub {
         state.evict_all(too_slow);
         if state.presence(state.bus.subscribers(&Topic::Room(RoomId::LOBBY))) {
             let joined = ServerMsg::Joined {
+                room: "#lobby".into(),
                 ts: state.clock.now_ms(),
                 nick: outbox.nick.clone(),
             };
@@ -453,6 +454,7 @@ impl Hub {
         // The room as it was, with the one who left.
         if state.presence(state.bus.subscribers(&Topic::Room(RoomId::LOBBY)) + 1) {
             let left = ServerMsg::Left {
+                room: "#lobby".into(),
                 ts: now_ms,
                 nick: nick.to_owned(),
                 reason,

@@ -625,6 +625,7 @@ fn ids_continue_after_what_the_store_loaded() {
     let loaded = Loaded {
         history: Vec::new(),
         last_id: 41,
+        ..Loaded::default()
     };
     let hub = Hub::new(&limits, store, loaded);
     let a = hub.join(1, "a", &fp("a")).unwrap();

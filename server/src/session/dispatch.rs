@@ -59,7 +59,11 @@ pub(crate) fn dispatch<T: Transport>(
     }
     let deadline = Instant::now() + STORE_TIMEOUT;
     match msg {
-        ClientMsg::Public { text } => owe(answers, public(m, ctx, text, deadline)),
+        ClientMsg::Public {
+            room: _,
+            action: _,
+            text,
+        } => owe(answers, public(m, ctx, text, deadline)),
         ClientMsg::Private { to, text } => owe(answers, private(m, ctx, to, text, deadline)),
         ClientMsg::Relay { to, payload } => owe(answers, relay(m, ctx, to, payload, deadline)),
         ClientMsg::Who => {
@@ -75,6 +79,7 @@ pub(crate) fn dispatch<T: Transport>(
         ClientMsg::Received { .. } | ClientMsg::Pong { .. } => None,
         ClientMsg::Quit => Some(Exit::Quit),
         ClientMsg::Hello { .. } => Some(Exit::Fatal(Refusal::AlreadyLoggedIn)),
+        _ => None, // rooms: WIP
     }
 }
 

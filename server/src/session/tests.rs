@@ -336,7 +336,11 @@ async fn a_login_whose_mailbox_cannot_be_read_is_refused_not_half_done() {
 }
 
 fn public(text: &str) -> ClientMsg {
-    ClientMsg::Public { text: text.into() }
+    ClientMsg::Public {
+        room: "#lobby".into(),
+        action: false,
+        text: text.into(),
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -10,7 +10,8 @@ use mm_common::protocol::nick_key;
 use tokio::sync::oneshot;
 
 use super::{
-    Arrival, Line, Login, LoginOutcome, Mail, Options, QueueOutcome, Reply, Store, StoreError,
+    Arrival, Line, Login, LoginOutcome, Mail, Options, QueueOutcome, Reply, RoomChange, RoomId,
+    Store, StoreError,
 };
 
 /// See the module documentation.
@@ -37,6 +38,8 @@ struct State {
     mailboxes: HashMap<String, VecDeque<Mail>>,
     /// Lines in all mailboxes.
     waiting: usize,
+    /// Each room's newest lines (at most `history_len`), oldest first.
+    history: HashMap<RoomId, VecDeque<Line>>,
     closed: bool,
 }
 
@@ -242,8 +245,39 @@ impl Store for MemoryStore {
         .map(answered)
     }
 
-    fn append_public(&self, _: Line) -> Result<Reply<()>, StoreError> {
-        self.with(|_| ()).map(answered) // the hub's in-memory history is all there is
+    fn append_public(&self, line: Line) -> Result<Reply<()>, StoreError> {
+        let len = self.opts.history_len;
+        self.with(|s| {
+            if len == 0 {
+                return;
+            }
+            let lines = s.history.entry(line.room).or_default();
+            if lines.len() >= len {
+                lines.pop_front();
+            }
+            lines.push_back(line);
+        })
+        .map(answered)
+    }
+
+    fn room(&self, change: RoomChange) -> Result<Reply<()>, StoreError> {
+        // Rooms live in the hub; only what `room_history` answers is kept here.
+        self.with(|s| {
+            if let RoomChange::Delete(room) = change {
+                s.history.remove(&room);
+            }
+        })
+        .map(answered)
+    }
+
+    fn room_history(&self, room: RoomId, limit: usize) -> Result<Reply<Vec<Line>>, StoreError> {
+        self.with(|s| {
+            s.history.get(&room).map_or_else(Vec::new, |lines| {
+                let skip = lines.len().saturating_sub(limit);
+                lines.iter().skip(skip).cloned().collect()
+            })
+        })
+        .map(answered)
     }
 
     fn queue_mail(
@@ -393,6 +427,12 @@ impl Store for FaultyStore {
     }
     fn append_public(&self, line: Line) -> Result<Reply<()>, StoreError> {
         self.inner.append_public(line)
+    }
+    fn room(&self, change: RoomChange) -> Result<Reply<()>, StoreError> {
+        self.inner.room(change)
+    }
+    fn room_history(&self, room: RoomId, limit: usize) -> Result<Reply<Vec<Line>>, StoreError> {
+        self.inner.room_history(room, limit)
     }
     fn queue_mail(
         &self,

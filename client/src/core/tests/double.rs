@@ -189,10 +189,12 @@ impl Server {
             let monitors = conn.monitors.contains(&key);
             let notice = match reason {
                 None => ServerMsg::Joined {
+                    room: "#lobby".into(),
                     ts,
                     nick: nick.to_owned(),
                 },
                 Some(reason) => ServerMsg::Left {
+                    room: "#lobby".into(),
                     ts,
                     nick: nick.to_owned(),
                     reason,
@@ -254,11 +256,28 @@ impl Server {
         };
         match msg {
             ClientMsg::Hello { .. } => {}
-            ClientMsg::Public { text } => {
+            // Rooms: the double speaks the lobby only (WIP).
+            ClientMsg::Join { .. }
+            | ClientMsg::Part { .. }
+            | ClientMsg::List { .. }
+            | ClientMsg::Names { .. }
+            | ClientMsg::Topic { .. }
+            | ClientMsg::Invite { .. }
+            | ClientMsg::Kick { .. }
+            | ClientMsg::Member { .. }
+            | ClientMsg::Mode { .. }
+            | ClientMsg::Away { .. } => {}
+            ClientMsg::Public {
+                room: _,
+                action: _,
+                text,
+            } => {
                 let id = self.id();
                 let names: Vec<String> = self.conns.keys().cloned().collect();
                 for other in names.iter().filter(|n| *n != name) {
                     let public = ServerMsg::Public {
+                        room: "#lobby".into(),
+                        action: false,
                         id,
                         ts,
                         from: me.clone(),

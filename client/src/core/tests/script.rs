@@ -171,6 +171,8 @@ fn personal_lines_are_acknowledged_per_batch_and_never_shown_twice() {
     // One batch of 50 private lines (and a public one, which is not personal).
     let mut batch: Vec<ServerMsg> = (1..=50).map(private).collect();
     batch.push(ServerMsg::Public {
+        room: "#lobby".into(),
+        action: false,
         id: 51,
         ts: 0,
         from: "bob".into(),
@@ -486,6 +488,8 @@ fn room_history_sent_again_after_a_reconnect_is_shown_once() {
     cfg.reconnects = true;
     let mut first = logged_in(&cfg, t0);
     let line = |id: u64, text: &str| ServerMsg::Public {
+        room: "#lobby".into(),
+        action: false,
         id,
         ts: 5,
         from: "bob".into(),
@@ -502,6 +506,8 @@ fn room_history_sent_again_after_a_reconnect_is_shown_once() {
 
     let mut second = logged_in(&cfg.clone(), t0);
     let history = |id: u64, ts: u64, text: &str| ServerMsg::History {
+        room: "#lobby".into(),
+        action: false,
         id,
         ts,
         from: "bob".into(),
@@ -599,7 +605,11 @@ fn lines_never_written_before_a_drop_go_on_the_next_connection_once() {
     let texts: Vec<_> = sent
         .iter()
         .filter_map(|m| match m {
-            ClientMsg::Public { text } => Some(text.as_str()),
+            ClientMsg::Public {
+                room: _,
+                action: _,
+                text,
+            } => Some(text.as_str()),
             _ => None,
         })
         .collect();

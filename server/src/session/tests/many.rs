@@ -43,7 +43,11 @@ async fn log_in(
 }
 
 fn public(text: &str) -> ClientMsg {
-    ClientMsg::Public { text: text.into() }
+    ClientMsg::Public {
+        room: "#lobby".into(),
+        action: false,
+        text: text.into(),
+    }
 }
 
 /// The next message, which must be the public line `text` from `from`; returns its id.

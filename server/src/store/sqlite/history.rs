@@ -35,6 +35,8 @@ pub(super) fn recent(conn: &Connection, n: usize) -> rusqlite::Result<Vec<Line>>
     let mut history = stmt
         .query_map([to_sql(n as u64)], |r| {
             Ok(Line {
+                room: crate::hub::RoomId::LOBBY,
+                action: false,
                 id: from_sql(r.get(0)?),
                 ts: from_sql(r.get(1)?),
                 from: r.get(2)?,

@@ -226,6 +226,8 @@ async fn the_commit_lag_is_measured_from_acceptance_on_the_store_clock() {
         rx.recv().unwrap()
     };
     let public = |id, ts| Line {
+        room: crate::hub::RoomId::LOBBY,
+        action: false,
         id,
         ts,
         from: "a".into(),

@@ -32,6 +32,8 @@ const OPTS: Options = Options {
 
 fn line(id: u64, from: &str, text: &str) -> Line {
     Line {
+        room: crate::hub::RoomId::LOBBY,
+        action: false,
         id,
         ts: 1000 + id,
         from: from.into(),
