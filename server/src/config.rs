@@ -124,6 +124,26 @@ pub struct Limits {
     /// (it and its waiting messages are deleted) this many days after that connection ended;
     /// 0 keeps every account. Accounts that logged in again never expire.
     pub unused_account_days: u32,
+    /// Most rooms (besides `#lobby`) on the server; beyond it, creating one is refused with
+    /// `rooms-full`.
+    pub max_rooms: usize,
+    /// Most rooms one user is a member of (besides `#lobby`): `too-many-rooms` beyond.
+    pub max_rooms_per_user: usize,
+    /// Most members of one room: `room-full` beyond.
+    pub max_room_members: usize,
+    /// Rooms one user may create per `room_creations_period` (a token bucket: this many at
+    /// once, then one each period / this many): `rooms-full`, with when to try again, beyond.
+    pub room_creations_per_user: u32,
+    /// See `room_creations_per_user`.
+    #[serde(with = "humantime_serde")]
+    pub room_creations_period: Duration,
+    /// Longest room topic, in bytes of UTF-8 (at most the protocol's 1024).
+    pub max_topic_len: usize,
+    /// Most bans, and most pending invitations, per room.
+    pub max_bans_per_room: usize,
+    /// A room without members is deleted (with its topic, bans and history) this many days
+    /// after it was last active; 0 keeps empty rooms.
+    pub room_expiry_days: u32,
 }
 
 impl Default for Limits {
@@ -154,6 +174,14 @@ impl Default for Limits {
             registrations_per_address_period: Duration::from_secs(3600),
             registrations_tracked: 10_000,
             unused_account_days: 30,
+            max_rooms: 10_000,
+            max_rooms_per_user: 50,
+            max_room_members: 10_000,
+            room_creations_per_user: 5,
+            room_creations_period: Duration::from_secs(3600),
+            max_topic_len: 390,
+            max_bans_per_room: 1000,
+            room_expiry_days: 30,
         }
     }
 }
@@ -226,6 +254,15 @@ impl Limits {
                 self.registrations_per_address as usize,
             ),
             ("registrations_tracked", self.registrations_tracked),
+            ("max_rooms", self.max_rooms),
+            ("max_rooms_per_user", self.max_rooms_per_user),
+            ("max_room_members", self.max_room_members),
+            (
+                "room_creations_per_user",
+                self.room_creations_per_user as usize,
+            ),
+            ("max_topic_len", self.max_topic_len),
+            ("max_bans_per_room", self.max_bans_per_room),
         ];
         for (name, value) in nonzero {
             if value == 0 {
@@ -248,6 +285,7 @@ impl Limits {
                 "registrations_per_address_period",
                 self.registrations_per_address_period,
             ),
+            ("room_creations_period", self.room_creations_period),
         ];
         for (name, value) in durations {
             if value.is_zero() {
@@ -271,6 +309,12 @@ impl Limits {
             return Err(ConfigError::Invalid(
                 "limits.mailbox_len must be 1 to 10000".into(),
             ));
+        }
+        if self.max_topic_len > mm_common::protocol::MAX_TOPIC_LEN {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_topic_len must be at most {}",
+                mm_common::protocol::MAX_TOPIC_LEN
+            )));
         }
         if self.idle_timeout <= self.ping_interval {
             return Err(ConfigError::Invalid(

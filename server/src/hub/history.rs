@@ -17,13 +17,14 @@ pub(crate) struct History {
 }
 
 impl History {
-    /// The newest `len` of `loaded` (oldest first), as the store kept them.
-    pub fn from_lines(loaded: Vec<Line>, len: usize) -> History {
+    /// The newest `len` of `loaded` (oldest first, all of room `room_name`), as the store
+    /// kept them.
+    pub fn from_lines(loaded: Vec<Line>, len: usize, room_name: &str) -> History {
         let skip = loaded.len().saturating_sub(len);
         let lines = loaded
-            .into_iter()
+            .iter()
             .skip(skip)
-            .filter_map(|l| encode(l.id, l.ts, l.from, l.text))
+            .filter_map(|l| encode(l, room_name.to_owned()))
             .collect();
         History { lines, len }
     }
@@ -50,15 +51,16 @@ impl History {
     }
 }
 
-/// A public line as the encoded `History` message a newcomer receives.
-pub(crate) fn encode(id: u64, ts: u64, from: String, text: String) -> Option<Bytes> {
+/// A room line (of the room named `room`) as the encoded `History` message a newcomer
+/// receives.
+pub(crate) fn encode(line: &Line, room: String) -> Option<Bytes> {
     frame::encode_message(&ServerMsg::History {
-        room: "#lobby".into(),
-        action: false,
-        id,
-        ts,
-        from,
-        text,
+        id: line.id,
+        ts: line.ts,
+        room,
+        from: line.from.clone(),
+        text: line.text.clone(),
+        action: line.action,
     })
     .ok()
 }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use mm_common::frame;
-use mm_common::protocol::{nick_key, ServerMsg};
+use mm_common::protocol::{is_lobby, nick_key, ServerMsg, LOBBY};
 
 use super::topic::{RoomId, Topic};
 use super::{history, Hub, State};
@@ -25,6 +25,15 @@ pub enum SendError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     Closed,
+    /// No room by that name.
+    #[error("no room by that name")]
+    NoSuchRoom,
+    /// The sender is not a member of the room.
+    #[error("you are not in that room: /join it first")]
+    NotInRoom,
+    /// The room is moderated and the sender is neither operator nor voiced.
+    #[error("the room is moderated: only its operators and voiced members speak")]
+    Moderated,
     /// The sending connection was replaced by a newer login of the same account (the line
     /// crossed the replacement; the old connection is about to be told and closed).
     #[error("this connection was replaced by a newer login of the same account; not sent")]
@@ -57,26 +66,40 @@ pub enum PrivateOutcome {
 }
 
 impl Hub {
-    /// Sends a public line to everyone but its sender and adds it to the history (memory and
-    /// store). `text` must already be validated. The reply says when the line is durable:
-    /// acknowledge it to the sender only then.
+    /// Sends a line to everyone in room `room` but its sender and adds it to the room's
+    /// history (memory and store). `text` must already be validated. The reply says when the
+    /// line is durable: acknowledge it to the sender only then.
     ///
     /// # Errors
     /// [`SendError::Closed`] when shutting down; [`SendError::Replaced`] when a newer login of
-    /// `from` replaced connection `conn_id`; [`SendError::Busy`] when the store cannot take it
-    /// (then nobody receives it: what is accepted is also stored).
+    /// `from` replaced connection `conn_id`; [`SendError::NoSuchRoom`], [`SendError::NotInRoom`],
+    /// [`SendError::Moderated`]; [`SendError::Busy`] when the store cannot take it (then
+    /// nobody receives it: what is accepted is also stored).
     pub fn publish(
         &self,
         conn_id: u64,
         from: &str,
+        room: &str,
         text: String,
+        action: bool,
     ) -> Result<(Accepted, Reply<()>), SendError> {
-        let lobby = Topic::Room(RoomId::LOBBY);
         let mut state = self.lock();
-        let accepted = accept(&mut state, conn_id, from, &lobby)?;
+        let (id, room) = if is_lobby(room) {
+            (RoomId::LOBBY, LOBBY.to_owned())
+        } else {
+            let id = state.rooms.id_of(room).ok_or(SendError::NoSuchRoom)?;
+            let r = state.rooms.get(id).ok_or(SendError::NoSuchRoom)?;
+            let role = r.role(&nick_key(from)).ok_or(SendError::NotInRoom)?;
+            if r.modes.moderated && !role.is_voiced() {
+                return Err(SendError::Moderated);
+            }
+            (id, r.name.clone())
+        };
+        let topic = Topic::Room(id);
+        let accepted = accept(&mut state, conn_id, from, &topic)?;
         let msg = ServerMsg::Public {
-            room: "#lobby".into(),
-            action: false,
+            room,
+            action,
             id: accepted.id,
             ts: accepted.ts,
             from: from.to_owned(),
@@ -84,22 +107,30 @@ impl Hub {
         };
         let encoded = frame::encode_message(&msg).map_err(|_| SendError::Encode)?;
         // The message's strings move on into the store's line: one allocation each.
-        let ServerMsg::Public { from, text, .. } = msg else {
+        let ServerMsg::Public {
+            room: name,
+            from,
+            text,
+            ..
+        } = msg
+        else {
             return Err(SendError::Encode);
         };
         let line = Line {
-            room: RoomId::LOBBY,
-            action: false,
+            room: id,
+            action,
             id: accepted.id,
             ts: accepted.ts,
             from,
             text,
         };
-        let history = if state.history.is_kept() {
-            Some(
-                history::encode(line.id, line.ts, line.from.clone(), line.text.clone())
-                    .ok_or(SendError::Encode)?,
-            )
+        let kept = if id == RoomId::LOBBY {
+            state.history.is_kept()
+        } else {
+            state.rooms.get(id).is_some_and(|r| r.history.is_kept())
+        };
+        let history = if kept {
+            Some(history::encode(&line, name).ok_or(SendError::Encode)?)
         } else {
             None
         };
@@ -108,10 +139,18 @@ impl Hub {
             .store
             .append_public(line)
             .map_err(refused_by_store)?;
-        if let Some(history) = history {
-            state.history.push(history);
+        if id == RoomId::LOBBY {
+            if let Some(history) = history {
+                state.history.push(history);
+            }
+        } else if let Some(r) = state.rooms.get_mut(id) {
+            r.last_line = accepted.id;
+            r.active_ms = accepted.ts;
+            if let Some(history) = history {
+                r.history.push(history);
+            }
         }
-        state.publish(&lobby, &encoded, Some(conn_id));
+        state.publish(&topic, &encoded, Some(conn_id));
         Ok((accepted, durable))
     }
 

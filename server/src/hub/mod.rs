@@ -22,6 +22,8 @@ pub(crate) mod ids;
 mod messages;
 pub mod outbox;
 mod presence;
+mod room;
+mod rooms;
 pub mod topic;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -42,6 +44,9 @@ use ids::{IdSource, ReservedIds};
 pub use messages::{Accepted, PrivateOutcome, SendError};
 pub use outbox::{Closed, Outbox};
 use presence::Peer;
+use room::RoomTable;
+use rooms::RoomLimits;
+pub use rooms::{check_words, RoomError};
 pub use topic::{RoomId, Topic};
 
 /// Cloneable handle to the shared state.
@@ -60,6 +65,7 @@ struct Shared {
     max_queued_bytes: usize,
     relay_hook: Option<RelayHook>,
     store: Arc<dyn Store>,
+    room_limits: RoomLimits,
 }
 
 impl std::fmt::Debug for Shared {
@@ -95,6 +101,8 @@ struct State {
     max_unacked: usize,
     /// The lobby's newest lines.
     history: History,
+    /// Every other room.
+    rooms: RoomTable,
     /// Presence watches ([`Hub::monitor`]): the watched user's [`nick_key`] → the keys of the
     /// online users watching it. Each watcher's own list is in its [`Peer::monitoring`].
     monitors: HashMap<String, HashSet<String>>,
@@ -107,9 +115,13 @@ pub struct Joined {
     pub outbox: Outbox,
     /// Nicks online at the moment of joining (this user included), sorted.
     pub online: Vec<String>,
-    /// The room's history at the moment of joining, as encoded `History` messages, oldest
+    /// The lobby's history at the moment of joining, as encoded `History` messages, oldest
     /// first; every later public line is in the outbox.
     pub history: Vec<Bytes>,
+    /// For each room (but the lobby) the user is a member of: `Entered` and the room's
+    /// history, encoded, to send after the lobby's history; every later event of these rooms
+    /// is in the outbox.
+    pub rooms: Vec<Bytes>,
     /// The store's decision on this login ([`Store::login`], submitted in the hub's order):
     /// whether it is admitted (registering the nick if it was free), and the personal lines
     /// waiting in the user's mailbox (sent while offline, or delivered before and never
@@ -195,7 +207,17 @@ impl HubBuilder<'_> {
                     closed: false,
                     presence_max_online: limits.presence_max_online,
                     max_unacked: limits.outbound_queue.max(1),
-                    history: History::from_lines(loaded.history, limits.history_len),
+                    history: History::from_lines(
+                        loaded.history,
+                        limits.history_len,
+                        mm_common::protocol::LOBBY,
+                    ),
+                    rooms: RoomTable::load(
+                        loaded.rooms,
+                        loaded.room_history,
+                        loaded.last_room_id,
+                        limits.history_len,
+                    ),
                     monitors: HashMap::new(),
                 }),
                 next_conn_id: AtomicU64::new(1),
@@ -203,6 +225,7 @@ impl HubBuilder<'_> {
                 max_queued_bytes: limits.outbound_queue_bytes.max(frame::MAX_FRAME_LEN),
                 relay_hook: hook,
                 store,
+                room_limits: RoomLimits::from_limits(limits),
             }),
         }
     }
@@ -366,10 +389,17 @@ impl Hub {
         state
             .bus
             .subscribe(Topic::Room(RoomId::LOBBY), sender.clone());
-        state.bus.subscribe(Topic::user(&key), sender);
+        state.bus.subscribe(Topic::user(&key), sender.clone());
+        let mut rooms = Vec::new();
+        for id in state.rooms.of_user(&key).to_vec() {
+            state.bus.subscribe(Topic::Room(id), sender.clone());
+            rooms.extend(state.entry_frames(id, &key, false, None));
+        }
         state.peers.insert(
             key,
             Peer {
+                sender,
+                away: None,
                 conn_id,
                 nick: nick.to_owned(),
                 fingerprint: fingerprint.to_owned(),
@@ -391,6 +421,7 @@ impl Hub {
             outbox,
             online,
             history,
+            rooms,
             login,
             announce: !inherited,
         })
@@ -439,6 +470,14 @@ impl Hub {
             return;
         };
         let now_ms = state.clock.now_ms();
+        let marks = state.mark_seen(&key);
+        if !marks.is_empty() {
+            // Best effort: a lost mark only shows a few lines as new again.
+            let _ = self
+                .shared
+                .store
+                .room(crate::store::RoomChange::Seen(marks));
+        }
         if let Err(e) = self.shared.store.logged_out(&key, now_ms, peer.registering) {
             if peer.registering {
                 tracing::warn!(error = %e, "the end of a registering connection not recorded; the account's expiry counts from its registration");

@@ -21,6 +21,10 @@ use super::State;
 #[derive(Debug)]
 pub(super) struct Peer {
     pub conn_id: u64,
+    /// The hub's end of its outbox, to subscribe it to rooms it joins.
+    pub sender: super::outbox::OutboxSender,
+    /// Its away message, if away.
+    pub away: Option<String>,
     pub nick: String,
     /// The client certificate it logged in with.
     pub fingerprint: String,
@@ -63,6 +67,9 @@ impl State {
         self.bus
             .unsubscribe(&Topic::Room(RoomId::LOBBY), peer.conn_id);
         self.bus.unsubscribe(&Topic::user(key), peer.conn_id);
+        for id in self.rooms.of_user(key) {
+            self.bus.unsubscribe(&Topic::Room(*id), peer.conn_id);
+        }
         for watched in &peer.monitoring {
             if let Some(watchers) = self.monitors.get_mut(watched) {
                 watchers.remove(key);
@@ -72,6 +79,29 @@ impl State {
             }
         }
         Some(peer)
+    }
+
+    /// The outbox of the user `key`'s current connection.
+    pub(super) fn outbox_sender(&self, key: &str) -> Option<super::outbox::OutboxSender> {
+        self.peers.get(key).map(|p| p.sender.clone())
+    }
+
+    /// Moves the `seen` mark of the user `key` in each of its rooms to the room's newest line
+    /// (it logs out having been sent them), in memory and, best effort, in the store.
+    pub(super) fn mark_seen(&mut self, key: &str) -> Vec<(RoomId, String, u64)> {
+        let mut marks = Vec::new();
+        for id in self.rooms.of_user(key).to_vec() {
+            if let Some(room) = self.rooms.get_mut(id) {
+                let last = room.last_line;
+                if let Some(m) = room.members.get_mut(key) {
+                    if m.seen != last {
+                        m.seen = last;
+                        marks.push((id, key.to_owned(), last));
+                    }
+                }
+            }
+        }
+        marks
     }
 
     /// Removes `key` if it still belongs to `conn_id` (a new login may have taken the nick

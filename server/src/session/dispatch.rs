@@ -6,7 +6,8 @@
 use std::collections::VecDeque;
 
 use mm_common::protocol::{
-    validate_nick, validate_text, ClientMsg, ErrorCode, ServerMsg, MAX_RELAY_LEN, MONITOR_PER_FRAME,
+    validate_nick, validate_room, validate_text, ClientMsg, ErrorCode, ServerMsg, MAX_RELAY_LEN,
+    MONITOR_PER_FRAME,
 };
 use tokio::time::Instant;
 use tracing::warn;
@@ -59,12 +60,18 @@ pub(crate) fn dispatch<T: Transport>(
     }
     let deadline = Instant::now() + STORE_TIMEOUT;
     match msg {
-        ClientMsg::Public {
-            room: _,
-            action: _,
-            text,
-        } => owe(answers, public(m, ctx, text, deadline)),
-        ClientMsg::Private { to, text } => owe(answers, private(m, ctx, to, text, deadline)),
+        ClientMsg::Public { room, text, action } => {
+            owe(answers, public(m, ctx, &room, text, action, deadline))
+        }
+        ClientMsg::Private { to, text } => {
+            let away = ctx.hub.away_message(&to);
+            let exit = owe(answers, private(m, ctx, to, text, deadline));
+            // After the line's answer, in order: the recipient is away.
+            if let Some((nick, message)) = away {
+                answers.push_back(Answer::Ready(ServerMsg::Away { nick, message }));
+            }
+            exit
+        }
         ClientMsg::Relay { to, payload } => owe(answers, relay(m, ctx, to, payload, deadline)),
         ClientMsg::Who => {
             queue_users(conn, &ctx.hub.online());
@@ -79,7 +86,19 @@ pub(crate) fn dispatch<T: Transport>(
         ClientMsg::Received { .. } | ClientMsg::Pong { .. } => None,
         ClientMsg::Quit => Some(Exit::Quit),
         ClientMsg::Hello { .. } => Some(Exit::Fatal(Refusal::AlreadyLoggedIn)),
-        _ => None, // rooms: WIP
+        ClientMsg::Join { .. }
+        | ClientMsg::Part { .. }
+        | ClientMsg::List { .. }
+        | ClientMsg::Names { .. }
+        | ClientMsg::Topic { .. }
+        | ClientMsg::Invite { .. }
+        | ClientMsg::Kick { .. }
+        | ClientMsg::Member { .. }
+        | ClientMsg::Mode { .. }
+        | ClientMsg::Away { .. } => {
+            super::rooms::command(conn, m, ctx, msg);
+            None
+        }
     }
 }
 
@@ -98,13 +117,21 @@ fn owe(answers: &mut VecDeque<Answer>, owed: Result<Answer, Refusal>) -> Option<
     None
 }
 
-/// `Public`: a line for the room, answered once it is in the stored history.
-/// Refusals: [`Refusal::TextRefused`], [`Refusal::Send`].
-fn public(m: &Outbox, ctx: &Context, text: String, deadline: Instant) -> Result<Answer, Refusal> {
+/// `Public`: a line for a room, answered once it is in the stored history.
+/// Refusals: [`Refusal::InvalidRoom`], [`Refusal::TextRefused`], [`Refusal::Send`].
+fn public(
+    m: &Outbox,
+    ctx: &Context,
+    room: &str,
+    text: String,
+    action: bool,
+    deadline: Instant,
+) -> Result<Answer, Refusal> {
+    validate_room(room).map_err(Refusal::InvalidRoom)?;
     check_text(&text, ctx)?;
     let (accepted, durable) = ctx
         .hub
-        .publish(m.conn_id, &m.nick, text)
+        .publish(m.conn_id, &m.nick, room, text, action)
         .map_err(Refusal::Send)?;
     Ok(Answer::Public {
         accepted,

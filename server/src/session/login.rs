@@ -252,6 +252,10 @@ pub(crate) async fn login<T: Transport>(
     for line in std::mem::take(&mut joined.history) {
         conn.queue(line);
     }
+    // Each room the user is a member of: `Entered`, then its history.
+    for frame in std::mem::take(&mut joined.rooms) {
+        conn.queue(frame);
+    }
     // They stay in the mailbox until the client acknowledges them.
     let ids: Vec<u64> = mails.iter().map(|m| m.id).collect();
     // A login fetches at most what one mailbox may hold; more can wait only after the limits

@@ -21,6 +21,7 @@ mod context;
 mod dispatch;
 mod login;
 mod refusal;
+mod rooms;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

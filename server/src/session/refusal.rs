@@ -63,6 +63,8 @@ pub(crate) enum Refusal {
     TextRefused(TextError),
     /// A recipient that is not a valid nick (`no-such-nick`; echoed only if it is shown whole).
     InvalidRecipient { to: String },
+    /// A line for a room whose name breaks the room rules (`invalid-room`).
+    InvalidRoom(protocol::RoomNameError),
     /// A relay payload empty or too long (`bad-payload`).
     PayloadLength,
     /// The hub could not take a line (`no-such-nick`, `shutting-down`, `busy` or `internal`,
@@ -169,6 +171,7 @@ impl Refusal {
                 };
                 (code, e.to_string())
             }
+            Refusal::InvalidRoom(e) => (ErrorCode::INVALID_ROOM, e.to_string()),
             Refusal::InvalidRecipient { to } => (
                 ErrorCode::NO_SUCH_NICK,
                 // Echoed only when it can be shown whole: cut or cleaned, `aaa…(600)` would come
@@ -198,6 +201,9 @@ impl Refusal {
                     SendError::Closed => ErrorCode::SHUTTING_DOWN,
                     SendError::Replaced => ErrorCode::REPLACED,
                     SendError::Busy => ErrorCode::BUSY,
+                    SendError::NoSuchRoom => ErrorCode::NO_SUCH_ROOM,
+                    SendError::NotInRoom => ErrorCode::NOT_IN_ROOM,
+                    SendError::Moderated => ErrorCode::MODERATED,
                     _ => ErrorCode::INTERNAL,
                 };
                 (code, e.to_string())

@@ -1,0 +1,95 @@
+//! Room commands from a logged-in client (`Join` … `Away`): each checked here for what the
+//! session can check alone (room names, lengths), then handed to the hub, which answers into
+//! the user's outbox; a refusal is sent at once as a `RoomError` (never fatal).
+
+use mm_common::protocol::{validate_nick, validate_room, ClientMsg, ServerMsg, MAX_REASON_LEN};
+
+use super::context::Context;
+use crate::hub::{Outbox, RoomError};
+use crate::transport::Transport;
+
+/// Handles one room command. Answers go to the outbox (through the hub, in its order) or, for
+/// lists and refusals, straight onto the transport.
+pub(super) fn command<T: Transport>(conn: &mut T, m: &Outbox, ctx: &Context, msg: ClientMsg) {
+    let hub = &ctx.hub;
+    let (room, result) = match msg {
+        ClientMsg::Join { room } => {
+            let r = valid(&room).and_then(|()| hub.join_room(m.conn_id, &m.nick, &room));
+            (room, r)
+        }
+        ClientMsg::Part { room, reason } => {
+            let r = valid(&room)
+                .and_then(|()| words(&reason, "reason"))
+                .and_then(|()| hub.part_room(m.conn_id, &m.nick, &room, &reason));
+            (room, r)
+        }
+        ClientMsg::List { after } => {
+            conn.queue_msg(&hub.list_rooms(&m.nick, &after));
+            return;
+        }
+        ClientMsg::Names { room } => match valid(&room).and_then(|()| hub.names(&m.nick, &room)) {
+            Ok(pages) => {
+                for page in pages {
+                    conn.queue_msg(&page);
+                }
+                return;
+            }
+            Err(e) => (room, Err(e)),
+        },
+        ClientMsg::Topic { room, topic } => {
+            let r = valid(&room).and_then(|()| hub.topic(m.conn_id, &m.nick, &room, topic));
+            (room, r)
+        }
+        ClientMsg::Invite { room, nick } => {
+            let r = valid(&room)
+                .and_then(|()| user(&nick))
+                .and_then(|()| hub.invite(m.conn_id, &m.nick, &room, &nick));
+            (room, r)
+        }
+        ClientMsg::Kick { room, nick, reason } => {
+            let r = valid(&room)
+                .and_then(|()| user(&nick))
+                .and_then(|()| words(&reason, "reason"))
+                .and_then(|()| hub.kick(m.conn_id, &m.nick, &room, &nick, &reason));
+            (room, r)
+        }
+        ClientMsg::Member { room, nick, change } => {
+            let r = valid(&room)
+                .and_then(|()| user(&nick))
+                .and_then(|()| hub.member_change(m.conn_id, &m.nick, &room, &nick, change));
+            (room, r)
+        }
+        ClientMsg::Mode { room, mode, on } => {
+            let r = valid(&room).and_then(|()| hub.set_mode(m.conn_id, &m.nick, &room, mode, on));
+            (room, r)
+        }
+        ClientMsg::Away { message } => (String::new(), hub.away(m.conn_id, &m.nick, message)),
+        _ => return,
+    };
+    if let Err(e) = result {
+        conn.queue_msg(&refusal(&room, &e));
+    }
+}
+
+/// The `RoomError` message; the room name echoed only when it is a valid one (what a client
+/// shows must be safe to show).
+fn refusal(room: &str, e: &RoomError) -> ServerMsg {
+    let shown = if validate_room(room).is_ok() {
+        room
+    } else {
+        ""
+    };
+    e.message(shown)
+}
+
+fn valid(room: &str) -> Result<(), RoomError> {
+    validate_room(room).map_err(|e| RoomError::BadName(e.to_string()))
+}
+
+fn user(nick: &str) -> Result<(), RoomError> {
+    validate_nick(nick).map_err(|_| RoomError::NoSuchNick)
+}
+
+fn words(text: &str, what: &str) -> Result<(), RoomError> {
+    crate::hub::check_words(text, MAX_REASON_LEN, what)
+}
