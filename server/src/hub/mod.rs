@@ -530,3 +530,5 @@ impl Hub {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rooms;

@@ -331,9 +331,15 @@ impl Hub {
                 if state.rooms.of_user(&key).len() >= limits.per_user {
                     return Err(RoomError::TooManyRooms(limits.per_user));
                 }
+                // Whoever joins an empty room owns it (its owner left, and nobody was left to
+                // inherit it).
                 let member = Member {
                     nick: nick.to_owned(),
-                    role: Role::Member,
+                    role: if room.members.is_empty() {
+                        Role::Owner
+                    } else {
+                        Role::Member
+                    },
                     seen: room.last_line,
                 };
                 self.submit_room(RoomChange::Join(
@@ -428,6 +434,9 @@ impl Hub {
         };
         let loud = state.room_presence(room.members.len());
         state.remove_from_room(id, &key, &parted, loud);
+        if role == Some(Role::Owner) {
+            self.succeed_owner(&mut state, id);
+        }
         Ok(())
     }
 
@@ -924,6 +933,45 @@ impl Hub {
             state.to_room(id, &msg);
         }
         true
+    }
+}
+
+impl Hub {
+    /// A room whose owner left gets a new one: its first operator by name, else its first
+    /// member; everyone in it hears. An empty room stays without one until someone joins it
+    /// (who then owns it).
+    fn succeed_owner(&self, state: &mut State, id: RoomId) {
+        let Some(room) = state.rooms.get(id) else {
+            return;
+        };
+        let heir = room
+            .members
+            .iter()
+            .find(|(_, m)| m.role.is_op())
+            .or_else(|| room.members.iter().next())
+            .map(|(k, m)| (k.clone(), m.clone()));
+        let Some((key, mut member)) = heir else {
+            return;
+        };
+        member.role = Role::Owner;
+        let record = crate::store::MemberRecord {
+            key: key.clone(),
+            nick: member.nick.clone(),
+            role: Role::Owner,
+            seen: member.seen,
+        };
+        if self.submit_room(RoomChange::Join(id, record)).is_err() {
+            tracing::warn!(room = id.0, "the room's new owner could not be stored yet");
+        }
+        let msg = ServerMsg::MemberChanged {
+            ts: state.clock.now_ms(),
+            room: room.name.clone(),
+            by: "server".to_owned(),
+            nick: member.nick.clone(),
+            change: MemberChange::Op,
+        };
+        state.rooms.add_member(id, &key, member);
+        state.to_room(id, &msg);
     }
 }
 

@@ -4,7 +4,7 @@
 use super::*;
 use crate::clock::ManualClock;
 use crate::store::{Body, QueueOutcome};
-use mm_common::protocol::MAX_MONITORED;
+use mm_common::protocol::{LOBBY, MAX_MONITORED};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -119,9 +119,9 @@ fn public_and_private_keep_the_order_they_were_accepted_in() {
     let mut a = hub.join(1, "a", &fp("a")).unwrap();
     let mut b = hub.join(2, "b", &fp("b")).unwrap();
     drain(&mut a);
-    let (first, _) = hub.publish(1, "a", "one".into()).unwrap();
+    let (first, _) = hub.publish(1, "a", LOBBY, "one".into(), false).unwrap();
     let second = delivered(hub.send_private(conn_of(&hub, "a"), "a", "b", "two".into()));
-    let (third, _) = hub.publish(1, "a", "three".into()).unwrap();
+    let (third, _) = hub.publish(1, "a", LOBBY, "three".into(), false).unwrap();
     assert!(first.id < second.id && second.id < third.id);
     assert!(matches!(next(&mut b), ServerMsg::Public { text, .. } if text == "one"));
     assert!(matches!(next(&mut b), ServerMsg::Private { text, .. } if text == "two"));
@@ -141,7 +141,7 @@ fn a_broadcast_frame_is_encoded_once_and_shared() {
     for m in &mut members {
         drain(m);
     }
-    hub.publish(1, "u1", "x".into()).unwrap();
+    hub.publish(1, "u1", LOBBY, "x".into(), false).unwrap();
     let f2 = members[1].outbox.try_recv().unwrap().unwrap();
     let f3 = members[2].outbox.try_recv().unwrap().unwrap();
     assert_eq!(
@@ -208,9 +208,9 @@ fn a_full_queue_disconnects_that_user_only() {
     hub.leave(2, "slow", LeaveReason::Disconnected);
     assert!(nothing_for(&mut a));
     // A broadcast also evicts a full queue, and the others still get the line.
-    hub.publish(3, "c", "x".into()).unwrap();
-    hub.publish(3, "c", "y".into()).unwrap();
-    hub.publish(3, "c", "z".into()).unwrap();
+    hub.publish(3, "c", LOBBY, "x".into(), false).unwrap();
+    hub.publish(3, "c", LOBBY, "y".into(), false).unwrap();
+    hub.publish(3, "c", LOBBY, "z".into(), false).unwrap();
     assert_eq!(hub.online(), vec!["c".to_string()]);
 }
 
@@ -349,7 +349,8 @@ fn closed_hub_accepts_nothing() {
     let _a = hub.join(1, "a", &fp("a")).unwrap();
     hub.close();
     assert_eq!(
-        hub.publish(1, "a", "x".into()).map(|(a, _)| a),
+        hub.publish(1, "a", LOBBY, "x".into(), false)
+            .map(|(a, _)| a),
         Err(SendError::Closed)
     );
     assert!(matches!(
@@ -384,7 +385,8 @@ fn history_is_kept_in_order_and_bounded_and_handed_to_newcomers() {
     });
     let a = hub.join(1, "a", &fp("a")).unwrap();
     for text in ["one", "two", "three"] {
-        hub.publish(a.outbox.conn_id, "a", text.into()).unwrap();
+        hub.publish(a.outbox.conn_id, "a", LOBBY, text.into(), false)
+            .unwrap();
     }
     let b = hub.join(2, "b", &fp("b")).unwrap();
     let texts: Vec<String> = b
@@ -582,7 +584,7 @@ fn lines_and_notices_carry_the_time_of_the_hub_clock_when_accepted() {
     let mut b = hub.join(2, "b", &fp("b")).unwrap();
     assert_eq!(ts(next(&mut a)), START_MS + 7, "b's join notice");
     clock.advance(Duration::from_millis(5));
-    let (public, _) = hub.publish(1, "a", "one".into()).unwrap();
+    let (public, _) = hub.publish(1, "a", LOBBY, "one".into(), false).unwrap();
     assert_eq!(public.ts, START_MS + 12);
     assert_eq!(ts(next(&mut b)), START_MS + 12);
     clock.advance(Duration::from_millis(1));
@@ -609,7 +611,7 @@ fn lines_and_notices_carry_the_time_of_the_hub_clock_when_accepted() {
     assert_eq!(times, [START_MS + 13, START_MS + 14]);
     // A clock stepped back: timestamps follow it, ids do not.
     clock.set(START_MS);
-    let (earlier, _) = hub.publish(1, "a", "three".into()).unwrap();
+    let (earlier, _) = hub.publish(1, "a", LOBBY, "three".into(), false).unwrap();
     assert_eq!(earlier.ts, START_MS);
     assert!(earlier.id > relay.id);
     hub.leave(b.outbox.conn_id, "b", LeaveReason::Quit);
@@ -630,7 +632,10 @@ fn ids_continue_after_what_the_store_loaded() {
     let hub = Hub::new(&limits, store, loaded);
     let a = hub.join(1, "a", &fp("a")).unwrap();
     assert_eq!(
-        hub.publish(a.outbox.conn_id, "a", "x".into()).unwrap().0.id,
+        hub.publish(a.outbox.conn_id, "a", LOBBY, "x".into(), false)
+            .unwrap()
+            .0
+            .id,
         42
     );
 }
@@ -647,7 +652,9 @@ fn each_message_is_published_once_to_its_topic() {
     hub.monitor(1, "Alice", &["bob".to_string()]);
     let mut bob = hub.join(2, "bob", &fp("bob")).unwrap();
     drain(&mut alice);
-    let (line, _) = hub.publish(2, "bob", "hi all".into()).unwrap();
+    let (line, _) = hub
+        .publish(2, "bob", LOBBY, "hi all".into(), false)
+        .unwrap();
     delivered(hub.send_private(conn_of(&hub, "bob"), "bob", "ALICE", "hi you".into()));
     let (relayed, _) = hub
         .relay(conn_of(&hub, "Alice"), "Alice", "bob", vec![1, 2, 3])
@@ -797,7 +804,8 @@ fn a_replaced_connection_can_no_longer_send() {
     all(&mut b);
     all(&mut new);
     assert_eq!(
-        hub.publish(2, "a", "stale".into()).unwrap_err(),
+        hub.publish(2, "a", LOBBY, "stale".into(), false)
+            .unwrap_err(),
         SendError::Replaced
     );
     assert_eq!(
@@ -811,7 +819,7 @@ fn a_replaced_connection_can_no_longer_send() {
     assert_eq!(all(&mut b), []);
     assert_eq!(all(&mut new), []);
     // The current connection sends as before.
-    hub.publish(3, "a", "fresh".into()).unwrap();
+    hub.publish(3, "a", LOBBY, "fresh".into(), false).unwrap();
     assert!(matches!(&all(&mut b)[..], [ServerMsg::Public { text, .. }] if text == "fresh"));
 }
 

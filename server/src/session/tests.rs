@@ -522,7 +522,9 @@ async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
         hub.publish(
             other.outbox.conn_id,
             "talker",
+            mm_common::protocol::LOBBY,
             format!("line {i} {}", "x".repeat(1000)),
+            false,
         )
         .unwrap();
     }
