@@ -154,6 +154,11 @@ pub async fn serve(
             cancel.clone(),
         ));
     }
+    tracker.spawn(maintain_rooms(
+        hub.clone(),
+        limits.room_expiry_days,
+        cancel.clone(),
+    ));
     info!(%local, "listening");
 
     tokio::select! {
@@ -203,6 +208,37 @@ pub async fn serve(
     Ok(())
 }
 
+/// How often empty rooms are looked for (and once a minute after start).
+const ROOM_EXPIRY_EVERY: Duration = Duration::from_secs(3600);
+
+/// Most rooms one sweep deletes.
+const ROOM_EXPIRY_BATCH: usize = 1000;
+
+/// Deletes rooms without members that were last active more than `days` days ago (see
+/// [`Limits::room_expiry_days`]; 0 keeps them), every [`ROOM_EXPIRY_EVERY`], until `cancel`.
+async fn maintain_rooms(hub: Hub, days: u32, cancel: CancellationToken) {
+    let mut next = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(next) => {}
+            () = cancel.cancelled() => return,
+        }
+        next = ROOM_EXPIRY_EVERY;
+        if days > 0 {
+            let gone = hub.expire_rooms(days, ROOM_EXPIRY_BATCH);
+            if !gone.is_empty() {
+                info!(
+                    count = gone.len(),
+                    "deleted rooms nobody was in for {days} days"
+                );
+                if gone.len() >= ROOM_EXPIRY_BATCH {
+                    next = EXPIRY_SWEEP_SOON;
+                }
+            }
+        }
+    }
+}
+
 /// How often unused accounts are looked for (and once at start).
 const EXPIRY_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -239,6 +275,7 @@ async fn expire_unused_accounts(
                 match answer {
                     Ok(Ok(nicks)) if nicks.is_empty() => EXPIRY_SWEEP_EVERY,
                     Ok(Ok(nicks)) => {
+                        hub.accounts_gone(&nicks);
                         let shown: Vec<&str> = nicks.iter().take(20).map(String::as_str).collect();
                         info!(
                             count = nicks.len(),

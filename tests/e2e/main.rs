@@ -16,6 +16,7 @@ mod home;
 mod hostile;
 mod ids;
 mod process;
+mod rooms;
 mod secure;
 mod shutdown;
 mod store;

@@ -213,14 +213,14 @@ impl State {
     }
 
     /// Publishes `msg` to everyone in room `id`.
-    fn to_room(&mut self, id: RoomId, msg: &ServerMsg) {
+    fn publish_room(&mut self, id: RoomId, msg: &ServerMsg) {
         if let Some(encoded) = encode(msg) {
             self.publish(&Topic::Room(id), &encoded, None);
         }
     }
 
     /// Queues `msgs` for the user `key` alone (its own outbox, in hub order).
-    pub(super) fn to_user(&mut self, key: &str, msgs: impl IntoIterator<Item = Bytes>) {
+    pub(super) fn send_user(&mut self, key: &str, msgs: impl IntoIterator<Item = Bytes>) {
         let topic = Topic::user(key);
         for msg in msgs {
             let published = self.bus.publish(&topic, &msg, None);
@@ -306,7 +306,7 @@ impl Hub {
             .into_iter()
             .collect();
             frames.extend(state.history.snapshot());
-            state.to_user(&key, frames);
+            state.send_user(&key, frames);
             return Ok(());
         }
         let limits = self.shared.room_limits;
@@ -316,7 +316,7 @@ impl Hub {
                 if room.members.contains_key(&key) {
                     // Already a member: answered as a join, nothing changes.
                     let frames = state.entry_frames(id, &key, false, Some(NAMES_ON_JOIN));
-                    state.to_user(&key, frames);
+                    state.send_user(&key, frames);
                     return Ok(());
                 }
                 if room.bans.contains(&key) {
@@ -384,7 +384,7 @@ impl Hub {
             }
         };
         let frames = state.entry_frames(id, &key, created, Some(NAMES_ON_JOIN));
-        state.to_user(&key, frames);
+        state.send_user(&key, frames);
         let members = state.rooms.get(id).map_or(0, |r| r.members.len());
         if !created && state.room_presence(members) {
             let joined = ServerMsg::Joined {
@@ -395,7 +395,7 @@ impl Hub {
                     .map_or_else(String::new, |r| r.name.clone()),
                 nick: nick.to_owned(),
             };
-            state.to_room(id, &joined);
+            state.publish_room(id, &joined);
         }
         if let Some(sender) = state.outbox_sender(&key) {
             state.bus.subscribe(Topic::Room(id), sender);
@@ -533,7 +533,7 @@ impl Hub {
                 by: room.topic_by.clone(),
                 topic: room.topic.clone(),
             };
-            state.to_user(&key, encode(&msg));
+            state.send_user(&key, encode(&msg));
             return Ok(());
         };
         let role = role.ok_or(RoomError::NotInRoom)?;
@@ -560,7 +560,7 @@ impl Hub {
             by: nick.to_owned(),
             topic,
         };
-        state.to_room(id, &msg);
+        state.publish_room(id, &msg);
         Ok(())
     }
 
@@ -610,9 +610,9 @@ impl Hub {
             nick: target_nick,
         };
         let encoded = encode(&msg);
-        state.to_user(&key, encoded.clone());
+        state.send_user(&key, encoded.clone());
         if target_key != key && state.peers.contains_key(&target_key) {
-            state.to_user(&target_key, encoded);
+            state.send_user(&target_key, encoded);
         }
         Ok(())
     }
@@ -748,7 +748,7 @@ impl Hub {
             nick: shown.clone(),
             change,
         };
-        state.to_room(id, &msg);
+        state.publish_room(id, &msg);
         if change == MemberChange::Ban && target_member.is_some() {
             let kicked = ServerMsg::Kicked {
                 ts: now_ms,
@@ -802,7 +802,7 @@ impl Hub {
             mode,
             on,
         };
-        state.to_room(id, &msg);
+        state.publish_room(id, &msg);
         Ok(())
     }
 
@@ -827,7 +827,7 @@ impl Hub {
             nick: peer.nick.clone(),
             message,
         };
-        state.to_user(&key, encode(&msg));
+        state.send_user(&key, encode(&msg));
         Ok(())
     }
 
@@ -840,7 +840,7 @@ impl Hub {
 
     /// Deletes room `key` (an operator's `mm-server rooms delete`, or expiry): its members
     /// online get `Kicked` by the server.
-    pub(crate) fn delete_room(&self, name: &str, reason: &str) -> bool {
+    pub fn delete_room(&self, name: &str, reason: &str) -> bool {
         let mut state = self.lock();
         let Some(id) = state.rooms.id_of(name) else {
             return false;
@@ -878,9 +878,60 @@ impl Hub {
         true
     }
 
+    /// Deletes rooms without members last active more than `days` days (of
+    /// [`DAY_MS`](crate::clock::DAY_MS)) before now, at most `limit`; returns their names.
+    pub fn expire_rooms(&self, days: u32, limit: usize) -> Vec<String> {
+        let expired: Vec<String> = {
+            let state = self.lock();
+            let cutoff = state
+                .clock
+                .now_ms()
+                .saturating_sub(u64::from(days).saturating_mul(crate::clock::DAY_MS));
+            state
+                .rooms
+                .expired(cutoff, limit)
+                .into_iter()
+                .filter_map(|id| state.rooms.get(id).map(|r| r.name.clone()))
+                .collect()
+        };
+        expired
+            .into_iter()
+            .filter(|name| self.delete_room(name, "the room expired"))
+            .collect()
+    }
+
+    /// The accounts `keys` are gone (expired or released): they leave every room; a room
+    /// whose owner was one of them gets a new owner.
+    pub fn accounts_gone(&self, nicks: &[String]) {
+        let mut state = self.lock();
+        for nick in nicks {
+            let key = nick_key(nick);
+            for id in state.rooms.of_user(&key).to_vec() {
+                let Some(room) = state.rooms.get(id) else {
+                    continue;
+                };
+                let was_owner = room.role(&key) == Some(Role::Owner);
+                if self.submit_room(RoomChange::Part(id, key.clone())).is_err() {
+                    continue; // kept; the next restart's sweep tries again
+                }
+                let msg = ServerMsg::Parted {
+                    ts: state.clock.now_ms(),
+                    room: room.name.clone(),
+                    nick: nick.clone(),
+                    reason: "account expired".to_owned(),
+                };
+                let loud = state.room_presence(room.members.len());
+                state.remove_from_room(id, &key, &msg, loud);
+                if was_owner {
+                    self.succeed_owner(&mut state, id);
+                }
+            }
+        }
+    }
+
     /// Makes `nick` the owner of room `name` (an operator's `mm-server rooms set-owner`); the
     /// previous owner becomes an operator. Whether it happened (`nick` must be a member).
-    pub(crate) fn set_owner(&self, name: &str, nick: &str) -> bool {
+    pub fn set_owner(&self, name: &str, nick: &str) -> bool {
         let key = nick_key(nick);
         let mut state = self.lock();
         let Some(id) = state.rooms.id_of(name) else {
@@ -930,7 +981,7 @@ impl Hub {
                     MemberChange::Deop
                 },
             };
-            state.to_room(id, &msg);
+            state.publish_room(id, &msg);
         }
         true
     }
@@ -971,7 +1022,7 @@ impl Hub {
             change: MemberChange::Op,
         };
         state.rooms.add_member(id, &key, member);
-        state.to_room(id, &msg);
+        state.publish_room(id, &msg);
     }
 }
 
@@ -989,7 +1040,7 @@ impl State {
             if loud {
                 self.publish(&Topic::Room(id), &encoded, None);
             } else if self.peers.contains_key(key) {
-                self.to_user(key, [encoded]);
+                self.send_user(key, [encoded]);
             }
         }
         if let Some(conn_id) = self.peers.get(key).map(|p| p.conn_id) {

@@ -448,3 +448,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn empty_rooms_expire_after_their_days_and_an_operator_can_name_a_new_owner() {
+    let clock = Arc::new(crate::clock::ManualClock::new(1_700_000_000_000));
+    let limits = Limits::default();
+    let store = Arc::new(MemoryStore::new(Options::from_limits(&limits)));
+    let hub = Hub::builder(&limits, store, Loaded::default())
+        .clock(clock.clone())
+        .build();
+    let alice = login(&hub, "alice");
+    let mut bob = login(&hub, "bob");
+    join(&hub, &alice, "#kept").unwrap();
+    join(&hub, &bob, "#kept").unwrap();
+    join(&hub, &alice, "#empty").unwrap();
+    hub.part_room(alice.outbox.conn_id, "alice", "#empty", "")
+        .unwrap();
+    clock.advance(std::time::Duration::from_millis(31 * DAY_MS));
+    assert_eq!(hub.expire_rooms(30, 100), ["#empty"]);
+    assert_eq!(
+        join(&hub, &bob, "#kept"),
+        Ok(()),
+        "a room with members stays"
+    );
+    all(&mut bob);
+    assert!(hub.set_owner("#KEPT", "bob"));
+    assert!(!hub.set_owner("#kept", "nobody"));
+    let got = all(&mut bob);
+    assert!(got.iter().any(|m| matches!(m, ServerMsg::MemberChanged { nick, change: MemberChange::Op, .. } if nick == "bob")), "{got:?}");
+    // Bob owns it now: alice (an operator now) cannot kick him.
+    assert_eq!(
+        hub.kick(alice.outbox.conn_id, "alice", "#kept", "bob", ""),
+        Err(RoomError::Owner)
+    );
+    // An expired account leaves its rooms; its room passes to the next member.
+    hub.accounts_gone(&["bob".to_owned()]);
+    assert!(matches!(
+        hub.kick(alice.outbox.conn_id, "alice", "#kept", "bob", ""),
+        Err(RoomError::NotMember(_))
+    ));
+    assert!(hub.delete_room("#kept", "closed by the operator"));
+    assert_eq!(
+        join(&hub, &alice, "#kept"),
+        Ok(()),
+        "a deleted room's name is free again"
+    );
+}
