@@ -494,3 +494,39 @@ fn empty_rooms_expire_after_their_days_and_an_operator_can_name_a_new_owner() {
         "a deleted room's name is free again"
     );
 }
+
+#[test]
+fn a_join_into_a_large_room_sends_one_page_of_members_and_no_notices() {
+    let hub = hub_with(Limits {
+        presence_max_online: 50,
+        ..Limits::default()
+    });
+    let mut first = login(&hub, "u0");
+    join(&hub, &first, "#big").unwrap();
+    for i in 1..150 {
+        let u = login(&hub, &format!("u{i}"));
+        join(&hub, &u, "#big").unwrap();
+    }
+    all(&mut first);
+    let mut late = login(&hub, "late");
+    all(&mut late);
+    join(&hub, &late, "#big").unwrap();
+    let got = all(&mut late);
+    assert!(
+        matches!(&got[1], ServerMsg::Names { members, last: false, .. } if members.len() == mm_common::protocol::NAMES_ON_JOIN),
+        "{:?}",
+        &got[..2]
+    );
+    // 151 members: above presence_max_online, nobody hears of the join.
+    assert!(all(&mut first).is_empty());
+    // Names pages through all of them.
+    let pages = hub.names("late", "#big").unwrap();
+    let total: usize = pages
+        .iter()
+        .map(|p| match p {
+            ServerMsg::Names { members, .. } => members.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(total, 151);
+}
