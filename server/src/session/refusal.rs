@@ -112,7 +112,11 @@ impl Refusal {
             ),
             Refusal::UnsupportedVersion { version } => (
                 ErrorCode::UNSUPPORTED_VERSION,
-                format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"),
+                if *version < PROTOCOL_VERSION {
+                    format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}: upgrade your client (mm) to one that speaks version {PROTOCOL_VERSION}")
+                } else {
+                    format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}: the client is newer than the server; ask its operator to upgrade mm-server")
+                },
             ),
             Refusal::InvalidNick(why) => (ErrorCode::INVALID_NICK, why.clone()),
             Refusal::CertificateRequired => (
