@@ -206,16 +206,16 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut max_id: u64 = 0;
-        let mut appended = false;
+        let mut appended = Vec::new();
         for cmd in batch {
             let outcome = apply(&tx, cmd, self.opts, &mut counts, &mut max_id, &mut appended)?;
             self.outcomes.push(outcome);
         }
-        if appended {
-            // Keep only the newest `history_len` lines.
-            let trimmed = history::trim(&tx, self.opts.history_len);
+        for room in appended {
+            // Keep only the newest `history_len` lines of each room that got one.
+            let trimmed = history::trim(&tx, room, self.opts.history_len);
             if let Err(e) = alone(&tx, trimmed)? {
-                warn!(error = %e, "store: history not trimmed");
+                warn!(error = %e, room = room.0, "store: history not trimmed");
             }
         }
         if max_id > 0 {
