@@ -151,6 +151,26 @@ fn fill_skeletons(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     )
 }
 
+/// Brings `conn` from version 0 to schema `version` with the first migrations only: a store as
+/// the build that wrote that version left it, for tests of the later migrations.
+#[cfg(test)]
+pub(super) fn migrate_to(conn: &mut Connection, version: usize) -> rusqlite::Result<()> {
+    for (i, migration) in MIGRATIONS.iter().enumerate().take(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(migration.sql)?;
+        if let Some(then) = migration.then {
+            then(&tx)?;
+        }
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
