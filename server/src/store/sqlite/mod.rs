@@ -10,8 +10,8 @@
 //! A commit that fails (another process holds the lock, a full disk, an I/O error, a file that
 //! became read-only) loses nothing: the writer keeps the batch and retries it whole, with
 //! backoff, until it commits; meanwhile new writes are refused at submission
-//! ([`StoreError::Busy`]) and logins of registered users and mailbox reads are answered from
-//! reads. Only closing gives up, after `Tuning::close_effort`, and says what was not stored.
+//! ([`StoreError::Busy`]) and logins of registered users, mailbox reads and room history reads
+//! are answered from reads. Only closing gives up, after `Tuning::close_effort`, and says what was not stored.
 //!
 //! Layout: [`SqliteStore`] (here) submits `command::Cmd`s to the `writer` thread, which runs
 //! them in batches (`command::apply`) through the SQL of one module per table or group of
