@@ -723,3 +723,94 @@ fn reload(cert: &crate::tls::ServerCert, sources: &Sources, running: &Effective)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mm_common::protocol::{Modes, Role};
+
+    use super::*;
+    use crate::store::sqlite::RoomAdmin;
+    use crate::store::{MemberRecord, RoomId, RoomRecord};
+
+    #[test]
+    fn the_room_list_names_owner_modes_and_topic_and_neutralises_escapes() {
+        let member = |nick: &str, role| MemberRecord {
+            key: nick.to_ascii_lowercase(),
+            nick: nick.into(),
+            role,
+            seen: 0,
+        };
+        let room = RoomRecord {
+            id: RoomId(2),
+            name: "#Dev".into(),
+            topic: "v5\x1b[2J".into(),
+            topic_by: "alice".into(),
+            topic_ts: 1,
+            modes: Modes {
+                invite_only: true,
+                topic_ops: false,
+                moderated: true,
+            },
+            created_ms: 1,
+            active_ms: 1,
+            members: vec![member("Bob", Role::Op), member("alice", Role::Owner)],
+            bans: Vec::new(),
+            invites: Vec::new(),
+        };
+        let empty = RoomRecord {
+            id: RoomId(3),
+            name: "#empty".into(),
+            topic: String::new(),
+            modes: Modes::default(),
+            members: Vec::new(),
+            ..room.clone()
+        };
+        let out = room_list(&[room, empty]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        let dev: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(dev, ["#Dev", "2", "alice", "+im", "v5?[2J"]);
+        let empty: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(empty, ["#empty", "0", "-", "-"]);
+        assert_eq!(lines[3], "2 room(s)");
+    }
+
+    #[test]
+    fn rooms_subcommands_parse() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+        let args = Args::try_parse_from(["mm-server", "rooms", "set-owner", "dev", "bob"]).unwrap();
+        assert!(matches!(
+            args.command,
+            Some(Command::Rooms(RoomsCommand::SetOwner { name, nick })) if name == "dev" && nick == "bob"
+        ));
+        let args = Args::try_parse_from(["mm-server", "rooms", "delete", "#dev"]).unwrap();
+        assert!(matches!(
+            args.command,
+            Some(Command::Rooms(RoomsCommand::Delete { name })) if name == "#dev"
+        ));
+        assert!(Args::try_parse_from(["mm-server", "rooms", "set-owner", "dev"]).is_err());
+    }
+
+    #[test]
+    fn room_commands_say_what_happened_and_nothing_more() {
+        let name = || "#Dev".to_string();
+        let applied = RoomAdmin::AppliedByServer { name: name() };
+        assert!(room_admin_message(&applied, None).starts_with("the running server applied it"));
+        let queued = RoomAdmin::Queued { name: name() };
+        let queued = room_admin_message(&queued, Some("bob"));
+        assert!(queued.starts_with("queued: the running server will apply it"));
+        assert!(!queued.contains("applied"), "{queued}");
+        let taken = room_admin_message(&RoomAdmin::TakenByServer { name: name() }, None);
+        assert!(!taken.contains("applied"), "{taken}");
+        let owner = RoomAdmin::OwnerSet {
+            name: name(),
+            nick: "Bob".into(),
+            previous: vec!["alice".into()],
+        };
+        assert_eq!(
+            room_admin_message(&owner, Some("bob")),
+            "Bob now owns #Dev (no server is running); alice, its previous owner, is now an operator\n"
+        );
+    }
+}
