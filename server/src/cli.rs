@@ -58,7 +58,37 @@ pub enum Command {
     /// Registered nicks (each owned by one client certificate)
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Rooms (channels other than #lobby): list them, delete one, name its owner
+    #[command(subcommand)]
+    Rooms(RoomsCommand),
 }
+
+/// `mm-server rooms ...`
+///
+/// Room names are case-insensitive; the leading # may be left out (a shell takes an unquoted
+/// #dev for a comment: write '#dev' or dev). While a server runs, `delete` and `set-owner` ask
+/// it to make the change (so that its members are told) and wait up to 10 s for it; otherwise
+/// they change the store directly.
+#[derive(Debug, Subcommand)]
+pub enum RoomsCommand {
+    /// List rooms: name, members, owner, modes, topic
+    List,
+    /// Delete a room with its members, bans, invitations and history
+    Delete {
+        /// The room (any case; '#dev' or dev)
+        name: String,
+    },
+    /// Make a member the owner of a room; its previous owner becomes an operator
+    SetOwner {
+        /// The room (any case; '#dev' or dev)
+        name: String,
+        /// The member's nick (any case)
+        nick: String,
+    },
+}
+
+/// How long `mm-server rooms delete` and `set-owner` wait for a running server to apply them.
+const ROOM_REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `mm-server accounts ...`
 #[derive(Debug, Subcommand)]
@@ -254,13 +284,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bind: args.bind,
         tls_dir: args.tls_dir,
     };
-    if let Some(Command::Accounts(cmd)) = args.command {
-        let running = sources.load()?;
-        return accounts(
-            &running.data_dir.join(crate::STORE_FILE),
-            cmd,
-            running.config.limits.unused_account_days,
-        );
+    match args.command {
+        Some(Command::Accounts(cmd)) => {
+            let running = sources.load()?;
+            return accounts(
+                &running.data_dir.join(crate::STORE_FILE),
+                cmd,
+                running.config.limits.unused_account_days,
+            );
+        }
+        Some(Command::Rooms(cmd)) => {
+            let running = sources.load()?;
+            return rooms(&running.data_dir.join(crate::STORE_FILE), cmd);
+        }
+        None => {}
     }
     // Before anything slow (the store): from here on SIGHUP, SIGINT and SIGTERM no longer
     // have their default effect of ending the process on the spot.
@@ -397,6 +434,115 @@ fn accounts(
                 anyhow::bail!("no account named {nick}");
             }
         }
+    }
+}
+
+fn rooms(store: &std::path::Path, cmd: RoomsCommand) -> anyhow::Result<()> {
+    if !store.exists() {
+        anyhow::bail!(
+            "no store at {} (the server creates it on first start)",
+            store.display()
+        );
+    }
+    match cmd {
+        RoomsCommand::List => print_out(&room_list(&SqliteStore::list_rooms(store)?)),
+        RoomsCommand::Delete { name } => {
+            let done = SqliteStore::delete_room(store, &name, ROOM_REQUEST_WAIT)?;
+            print_out(&room_admin_message(&done, None))
+        }
+        RoomsCommand::SetOwner { name, nick } => {
+            let done = SqliteStore::set_room_owner(store, &name, &nick, ROOM_REQUEST_WAIT)?;
+            print_out(&room_admin_message(&done, Some(&nick)))
+        }
+    }
+}
+
+/// `mm-server rooms list`'s table: one room a line, then a count.
+fn room_list(rooms: &[crate::store::RoomRecord]) -> String {
+    use mm_common::protocol::Role;
+    let mut out = format!(
+        "{:<24}  {:>7}  {:<16}  {:<5}  topic\n",
+        "room", "members", "owner", "modes"
+    );
+    for room in rooms {
+        let owners: Vec<&str> = room
+            .members
+            .iter()
+            .filter(|m| m.role == Role::Owner)
+            .map(|m| m.nick.as_str())
+            .collect();
+        let owner = if owners.is_empty() {
+            "-".to_owned()
+        } else {
+            owners.join(",")
+        };
+        let modes = room.modes.letters();
+        out.push_str(&format!(
+            "{:<24}  {:>7}  {:<16}  {:<5}  {}\n",
+            room.name,
+            room.members.len(),
+            owner,
+            if modes.is_empty() { "-" } else { &modes },
+            printable(&room.topic)
+        ));
+    }
+    out.push_str(&format!("{} room(s)\n", rooms.len()));
+    out
+}
+
+/// `text` with control characters (a terminal's escape sequences) shown as `?`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// What `mm-server rooms delete` (`nick` None) or `set-owner` (`nick` the nick typed) says it
+/// did.
+fn room_admin_message(done: &crate::store::sqlite::RoomAdmin, nick: Option<&str>) -> String {
+    use crate::store::sqlite::RoomAdmin;
+    let wait = ROOM_REQUEST_WAIT.as_secs();
+    let what = |name: &str| match nick {
+        None => format!("{name} is deleted"),
+        Some(nick) => format!("{nick} owns {name}"),
+    };
+    match done {
+        RoomAdmin::Deleted {
+            name,
+            members,
+            lines,
+        } => format!(
+            "deleted {name} (no server is running): its {members} member(s), its bans and invitations, and its {lines} line(s) of history\n"
+        ),
+        RoomAdmin::OwnerSet {
+            name,
+            nick,
+            previous,
+        } => {
+            let before = if previous.is_empty() {
+                "it had no owner".to_owned()
+            } else {
+                format!("{}, its previous owner, is now an operator", previous.join(", "))
+            };
+            format!("{nick} now owns {name} (no server is running); {before}\n")
+        }
+        RoomAdmin::AlreadyOwner { name, nick } => {
+            format!("{nick} already owns {name}; nothing changed\n")
+        }
+        RoomAdmin::AppliedByServer { name } => {
+            format!("the running server applied it: {}\n", what(name))
+        }
+        RoomAdmin::TakenByServer { name } => format!(
+            "the running server took the request, but after {wait} s the store does not show that {} (it may have found that it no longer applies); check with `mm-server rooms list`\n",
+            what(name)
+        ),
+        RoomAdmin::Queued { name } => format!(
+            "queued: the running server will apply it ({} when it next looks for requests; it did not within {wait} s, and the request stays in the store until a server takes it)\n",
+            match nick {
+                None => format!("{name} is deleted"),
+                Some(nick) => format!("{nick} becomes the owner of {name}"),
+            }
+        ),
     }
 }
 
@@ -575,5 +721,96 @@ fn reload(cert: &crate::tls::ServerCert, sources: &Sources, running: &Effective)
                 warn!(changed = %changed.join(", "), "SIGHUP: configuration changed but not applied; {fixed}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mm_common::protocol::{Modes, Role};
+
+    use super::*;
+    use crate::store::sqlite::RoomAdmin;
+    use crate::store::{MemberRecord, RoomId, RoomRecord};
+
+    #[test]
+    fn the_room_list_names_owner_modes_and_topic_and_neutralises_escapes() {
+        let member = |nick: &str, role| MemberRecord {
+            key: nick.to_ascii_lowercase(),
+            nick: nick.into(),
+            role,
+            seen: 0,
+        };
+        let room = RoomRecord {
+            id: RoomId(2),
+            name: "#Dev".into(),
+            topic: "v5\x1b[2J".into(),
+            topic_by: "alice".into(),
+            topic_ts: 1,
+            modes: Modes {
+                invite_only: true,
+                topic_ops: false,
+                moderated: true,
+            },
+            created_ms: 1,
+            active_ms: 1,
+            members: vec![member("Bob", Role::Op), member("alice", Role::Owner)],
+            bans: Vec::new(),
+            invites: Vec::new(),
+        };
+        let empty = RoomRecord {
+            id: RoomId(3),
+            name: "#empty".into(),
+            topic: String::new(),
+            modes: Modes::default(),
+            members: Vec::new(),
+            ..room.clone()
+        };
+        let out = room_list(&[room, empty]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        let dev: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(dev, ["#Dev", "2", "alice", "+im", "v5?[2J"]);
+        let empty: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(empty, ["#empty", "0", "-", "-"]);
+        assert_eq!(lines[3], "2 room(s)");
+    }
+
+    #[test]
+    fn rooms_subcommands_parse() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+        let args = Args::try_parse_from(["mm-server", "rooms", "set-owner", "dev", "bob"]).unwrap();
+        assert!(matches!(
+            args.command,
+            Some(Command::Rooms(RoomsCommand::SetOwner { name, nick })) if name == "dev" && nick == "bob"
+        ));
+        let args = Args::try_parse_from(["mm-server", "rooms", "delete", "#dev"]).unwrap();
+        assert!(matches!(
+            args.command,
+            Some(Command::Rooms(RoomsCommand::Delete { name })) if name == "#dev"
+        ));
+        assert!(Args::try_parse_from(["mm-server", "rooms", "set-owner", "dev"]).is_err());
+    }
+
+    #[test]
+    fn room_commands_say_what_happened_and_nothing_more() {
+        let name = || "#Dev".to_string();
+        let applied = RoomAdmin::AppliedByServer { name: name() };
+        assert!(room_admin_message(&applied, None).starts_with("the running server applied it"));
+        let queued = RoomAdmin::Queued { name: name() };
+        let queued = room_admin_message(&queued, Some("bob"));
+        assert!(queued.starts_with("queued: the running server will apply it"));
+        assert!(!queued.contains("applied"), "{queued}");
+        let taken = room_admin_message(&RoomAdmin::TakenByServer { name: name() }, None);
+        assert!(!taken.contains("applied"), "{taken}");
+        let owner = RoomAdmin::OwnerSet {
+            name: name(),
+            nick: "Bob".into(),
+            previous: vec!["alice".into()],
+        };
+        assert_eq!(
+            room_admin_message(&owner, Some("bob")),
+            "Bob now owns #Dev (no server is running); alice, its previous owner, is now an operator\n"
+        );
     }
 }

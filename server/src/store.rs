@@ -28,7 +28,7 @@ pub use crate::hub::RoomId;
 /// same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
-    /// Public lines kept as history.
+    /// Public lines kept as history, per room.
     pub history_len: usize,
     /// Private lines that may wait for one offline user.
     pub mailbox_len: usize,
@@ -149,6 +149,30 @@ pub enum RoomChange {
     Active(RoomId, u64),
     /// The room is gone, with its members, bans, invitations and history.
     Delete(RoomId),
+}
+
+/// A change to a room that the server's operator asked for with `mm-server rooms` while the
+/// server was running ([`Store::admin_requests`]). The hub applies it as if an owner had acted:
+/// it tells the members, and stores the outcome with [`Store::room`]. A request naming a room
+/// that no longer exists, or a nick that is no longer its member, is dropped (the command
+/// checked both when it queued it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomRequest {
+    /// Delete the room (its members, bans, invitations and history), as
+    /// [`RoomChange::Delete`] does.
+    Delete {
+        /// The room's name as compared ([`mm_common::protocol::room_key`], e.g. `#dev`).
+        room_key: String,
+    },
+    /// Make a member the room's owner ([`Role::Owner`]); whoever owned it before becomes an
+    /// operator ([`Role::Op`]).
+    SetOwner {
+        /// The room's name as compared ([`mm_common::protocol::room_key`]).
+        room_key: String,
+        /// The member's nick, as the operator typed it (compare it with
+        /// [`mm_common::protocol::nick_key`]).
+        nick: String,
+    },
 }
 
 /// What a mailbox entry carries.
@@ -424,6 +448,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// order (every line appended before the call, none after): for a room whose history the
     /// hub no longer holds in memory.
     fn room_history(&self, room: RoomId, limit: usize) -> Result<Reply<Vec<Line>>, StoreError>;
+
+    /// Takes the changes `mm-server rooms` queued for the running server since the last call,
+    /// oldest first: they are read and deleted in the store's order, so each is answered once
+    /// (a reply that is lost, e.g. the store closed, loses them). Applying them is the caller's
+    /// work. A write: refused ([`StoreError::Busy`]) while the store is failing; ask again
+    /// later. A backend without such a queue answers an empty list.
+    fn admin_requests(&self) -> Result<Reply<Vec<RoomRequest>>, StoreError>;
 
     /// Keeps a personal line in the mailbox of `to_key` until acknowledged; the reply comes
     /// once it is durable (or says why it was not stored).

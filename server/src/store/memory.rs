@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::{
     Arrival, Line, Login, LoginOutcome, Mail, Options, QueueOutcome, Reply, RoomChange, RoomId,
-    Store, StoreError,
+    RoomRequest, Store, StoreError,
 };
 
 /// See the module documentation.
@@ -280,6 +280,11 @@ impl Store for MemoryStore {
         .map(answered)
     }
 
+    fn admin_requests(&self) -> Result<Reply<Vec<RoomRequest>>, StoreError> {
+        // No file, so no `mm-server rooms` to queue anything.
+        self.with(|_| Vec::new()).map(answered)
+    }
+
     fn queue_mail(
         &self,
         to_key: &str,
@@ -433,6 +438,9 @@ impl Store for FaultyStore {
     }
     fn room_history(&self, room: RoomId, limit: usize) -> Result<Reply<Vec<Line>>, StoreError> {
         self.inner.room_history(room, limit)
+    }
+    fn admin_requests(&self) -> Result<Reply<Vec<RoomRequest>>, StoreError> {
+        self.inner.admin_requests()
     }
     fn queue_mail(
         &self,

@@ -6,8 +6,11 @@ use tokio::sync::oneshot;
 use tracing::warn;
 
 use super::failure::{alone, atomically, failed};
-use super::{accounts, history, mailbox, Counts};
-use crate::store::{Arrival, Line, Login, LoginOutcome, Mail, Options, QueueOutcome, StoreError};
+use super::{accounts, history, mailbox, rooms, Counts};
+use crate::store::{
+    Arrival, Line, Login, LoginOutcome, Mail, Options, QueueOutcome, RoomChange, RoomId,
+    RoomRequest, StoreError,
+};
 
 /// A submission to the writer.
 pub(super) enum Cmd {
@@ -58,6 +61,19 @@ pub(super) enum Cmd {
         line: Line,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Room {
+        change: RoomChange,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    RoomHistory {
+        room: RoomId,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<Line>, StoreError>>,
+    },
+    /// Reads and deletes the pending `room_requests`.
+    AdminRequests {
+        reply: oneshot::Sender<Result<Vec<RoomRequest>, StoreError>>,
+    },
     Mail {
         to_key: String,
         mail: Mail,
@@ -81,6 +97,8 @@ impl Cmd {
         matches!(
             self,
             Cmd::Public { .. }
+                | Cmd::Room { .. }
+                | Cmd::AdminRequests { .. }
                 | Cmd::Mail { .. }
                 | Cmd::Delivered { .. }
                 | Cmd::LoggedOut { .. }
@@ -124,6 +142,9 @@ impl Cmd {
             (Cmd::Expire { reply, .. }, Outcome::Expired(r)) => drop(reply.send(r)),
             (Cmd::Waiting { reply, .. }, Outcome::Waiting(r)) => drop(reply.send(r)),
             (Cmd::Public { reply, .. }, Outcome::Public(r)) => drop(reply.send(r)),
+            (Cmd::Room { reply, .. }, Outcome::Room(r)) => drop(reply.send(r)),
+            (Cmd::RoomHistory { reply, .. }, Outcome::RoomHistory(r)) => drop(reply.send(r)),
+            (Cmd::AdminRequests { reply, .. }, Outcome::Requests(r)) => drop(reply.send(r)),
             (Cmd::Mail { reply, .. }, Outcome::Queue(r)) => drop(reply.send(r)),
             (Cmd::Close { reply, .. } | Cmd::ReserveIds { reply, .. }, Outcome::Nothing) => {
                 drop(reply.send(Ok(())));
@@ -140,8 +161,11 @@ impl Cmd {
             Cmd::Expire { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Waiting { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Public { reply, .. }
+            | Cmd::Room { reply, .. }
             | Cmd::Close { reply, .. }
             | Cmd::ReserveIds { reply, .. } => drop(reply.send(Err(error))),
+            Cmd::RoomHistory { reply, .. } => drop(reply.send(Err(error))),
+            Cmd::AdminRequests { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Mail { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Delivered { .. }
             | Cmd::LoggedOut { .. }
@@ -159,18 +183,22 @@ pub(super) enum Outcome {
     Expired(Result<Vec<String>, StoreError>),
     Waiting(Result<Vec<Mail>, StoreError>),
     Public(Result<(), StoreError>),
+    Room(Result<(), StoreError>),
+    RoomHistory(Result<Vec<Line>, StoreError>),
+    Requests(Result<Vec<RoomRequest>, StoreError>),
     Queue(Result<QueueOutcome, StoreError>),
 }
 
 /// Runs one command inside the batch's transaction. `Err` is a failure of the database (the
-/// whole batch is retried); a failure of this command alone is its answer.
+/// whole batch is retried); a failure of this command alone is its answer. `appended` collects
+/// the rooms that got a line (trimmed at the end of the batch).
 pub(super) fn apply(
     tx: &rusqlite::Transaction<'_>,
     cmd: &Cmd,
     opts: Options,
     counts: &mut Counts,
     max_id: &mut u64,
-    appended: &mut bool,
+    appended: &mut Vec<RoomId>,
 ) -> rusqlite::Result<Outcome> {
     Ok(match cmd {
         Cmd::Check {
@@ -251,9 +279,24 @@ pub(super) fn apply(
         }
         Cmd::Public { line, .. } => {
             *max_id = (*max_id).max(line.id);
-            *appended = true;
+            if !appended.contains(&line.room) {
+                appended.push(line.room);
+            }
             let inserted = history::append(tx, line);
             Outcome::Public(alone(tx, inserted)?.map(drop).map_err(failed))
+        }
+        Cmd::Room { change, .. } => {
+            // One unit: a change that fails on its own (a room created twice) keeps none of it.
+            Outcome::Room(atomically(tx, counts, |_| rooms::apply(tx, change))?.map_err(failed))
+        }
+        Cmd::RoomHistory { room, limit, .. } => {
+            // Never more than the room keeps, however the lines fell into batches (trimming
+            // is at the end of each).
+            let lines = history::recent(tx, *room, (*limit).min(opts.history_len));
+            Outcome::RoomHistory(alone(tx, lines)?.map_err(failed))
+        }
+        Cmd::AdminRequests { .. } => {
+            Outcome::Requests(atomically(tx, counts, |_| rooms::take_requests(tx))?.map_err(failed))
         }
         Cmd::Mail {
             to_key,

@@ -1,5 +1,5 @@
-//! The `meta` table: the highest message id given out, and when the server last opened the
-//! store.
+//! The `meta` table: the highest message id given out, the highest room id given, and when
+//! the server last opened the store.
 
 use rusqlite::Connection;
 
@@ -27,6 +27,30 @@ pub(super) fn last_id(conn: &Connection) -> rusqlite::Result<u64> {
         |r| r.get(0),
     )?;
     Ok(from_sql(last_id))
+}
+
+/// Records that room ids up to `id` were given (never lowers what is recorded).
+pub(super) fn record_last_room_id(tx: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('last_room_id', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+    )?
+    .execute([to_sql(id)])?;
+    Ok(())
+}
+
+/// The highest room id ever given: the recorded one, or a higher one still in `rooms`; at
+/// least 1 (the lobby's).
+pub(super) fn last_room_id(conn: &Connection) -> rusqlite::Result<u64> {
+    let last: i64 = conn.query_row(
+        "SELECT MAX(
+            1,
+            COALESCE((SELECT value FROM meta WHERE key = 'last_room_id'), 1),
+            COALESCE((SELECT MAX(id) FROM rooms), 1))",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(from_sql(last).max(1))
 }
 
 /// Records that the server opened the store at `now_ms` (ms since the Unix epoch).

@@ -10,14 +10,15 @@
 //! A commit that fails (another process holds the lock, a full disk, an I/O error, a file that
 //! became read-only) loses nothing: the writer keeps the batch and retries it whole, with
 //! backoff, until it commits; meanwhile new writes are refused at submission
-//! ([`StoreError::Busy`]) and logins of registered users and mailbox reads are answered from
-//! reads. Only closing gives up, after `Tuning::close_effort`, and says what was not stored.
+//! ([`StoreError::Busy`]) and logins of registered users, mailbox reads and room history reads
+//! are answered from reads. Only closing gives up, after `Tuning::close_effort`, and says what was not stored.
 //!
 //! Layout: [`SqliteStore`] (here) submits `command::Cmd`s to the `writer` thread, which runs
-//! them in batches (`command::apply`) through the SQL of one module per table (`accounts`,
-//! `mailbox`, `history`, `meta`), sorting failures with `failure`. `schema` opens the file and
-//! migrates it, `lock` keeps a second server off it, and `admin` holds what `mm-server
-//! accounts` does, on a connection of its own.
+//! them in batches (`command::apply`) through the SQL of one module per table or group of
+//! tables (`accounts`, `mailbox`, `history`, `rooms`, `meta`), sorting failures with
+//! `failure`. `schema` opens the file and migrates it, `lock` keeps a second server off it, and
+//! `admin` holds what `mm-server accounts` and `mm-server rooms` do, on a connection of their
+//! own.
 
 mod accounts;
 mod admin;
@@ -28,11 +29,14 @@ mod history;
 mod lock;
 mod mailbox;
 mod meta;
+mod rooms;
 mod schema;
 mod writer;
 
 #[cfg(test)]
 mod tests;
+
+pub use admin::{RoomAdmin, RoomAdminError};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -51,8 +55,8 @@ use schema::{check_writable, classify, open_connection, open_error, prepare};
 use writer::{Msg, Writer};
 
 use super::{
-    Arrival, Line, Loaded, Login, LoginOutcome, Mail, Options, QueueOutcome, Reply, Store,
-    StoreError,
+    Arrival, Line, Loaded, Login, LoginOutcome, Mail, Options, QueueOutcome, Reply, RoomChange,
+    RoomId, RoomRequest, Store, StoreError,
 };
 use crate::clock::Clock;
 
@@ -115,8 +119,11 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (or creates) the store at `path`, checks it, applies migrations, loads what the
-    /// server needs at start (the newest `opts.history_len` public lines and the last id), and
-    /// starts the writer thread, which keeps within `opts`. A lock file beside it (`path` +
+    /// server needs at start ([`Loaded`]: the lobby's newest `opts.history_len` lines, every
+    /// room with its members, bans and invitations, each room's newest `opts.history_len`
+    /// lines, the last room id and the last message id), and starts the writer thread, which
+    /// keeps within `opts`. Requests queued by `mm-server rooms` are left for
+    /// [`Store::admin_requests`]. A lock file beside it (`path` +
     /// `.lock`) keeps a second server off the same store.
     ///
     /// It also proves that the store can be written (a small write transaction, recording when
@@ -178,11 +185,11 @@ impl SqliteStore {
         check_writable(&mut conn, path, clock.now_ms())?;
         let c = |e: rusqlite::Error| classify(path, &e);
         let loaded = Loaded {
-            history: history::recent(&conn, opts.history_len).map_err(c)?,
+            history: history::recent(&conn, RoomId::LOBBY, opts.history_len).map_err(c)?,
             last_id: meta::last_id(&conn).map_err(c)?,
-            rooms: Vec::new(),
-            room_history: Vec::new(),
-            last_room_id: crate::hub::RoomId::LOBBY.0,
+            rooms: rooms::load(&conn).map_err(c)?,
+            room_history: history::recent_by_room(&conn, opts.history_len).map_err(c)?,
+            last_room_id: meta::last_room_id(&conn).map_err(c)?,
         };
         let counts = Counts {
             accounts: accounts::count(&conn).map_err(c)?,
@@ -234,21 +241,21 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn room(&self, _change: super::RoomChange) -> Result<Reply<()>, StoreError> {
-        // WIP (rooms): replaced by the SQLite rooms tables.
-        let (tx, rx) = oneshot::channel();
-        let _ = tx.send(Ok(()));
+    fn room(&self, change: RoomChange) -> Result<Reply<()>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Room { change, reply })?;
         Ok(rx)
     }
 
-    fn room_history(
-        &self,
-        _room: crate::hub::RoomId,
-        _limit: usize,
-    ) -> Result<Reply<Vec<Line>>, StoreError> {
-        // WIP (rooms): replaced by the SQLite rooms tables.
-        let (tx, rx) = oneshot::channel();
-        let _ = tx.send(Ok(Vec::new()));
+    fn room_history(&self, room: RoomId, limit: usize) -> Result<Reply<Vec<Line>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::RoomHistory { room, limit, reply })?;
+        Ok(rx)
+    }
+
+    fn admin_requests(&self) -> Result<Reply<Vec<RoomRequest>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::AdminRequests { reply })?;
         Ok(rx)
     }
 

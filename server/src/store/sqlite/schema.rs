@@ -10,7 +10,7 @@ use super::{meta, BUSY_TIMEOUT};
 use crate::store::StoreError;
 
 /// Schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// One schema step: SQL, then (optionally) work SQL cannot do, in the same transaction.
 struct Migration {
@@ -19,7 +19,7 @@ struct Migration {
 }
 
 /// Migrations, in order; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: [Migration; 3] = [
+const MIGRATIONS: [Migration; 4] = [
     Migration {
         sql: "
     CREATE TABLE accounts (
@@ -73,6 +73,66 @@ const MIGRATIONS: [Migration; 3] = [
 ",
         then: Some(fill_skeletons),
     },
+    // 4: rooms (protocol 5).
+    // - `history` holds every room's lines: `room` is the room's id (1: the lobby, so that the
+    //   lines of earlier versions become the lobby's), `action` 1 for an action (`/me`). Each
+    //   room keeps its newest `history_len` lines.
+    // - `rooms`: one row per room but the lobby. `key` is the name as compared
+    //   (`mm_common::protocol::room_key`), `name` as spelled at creation; `topic_ts`,
+    //   `created_ms` and `active_ms` are ms since the Unix epoch; `modes` is bit flags (1
+    //   invite-only, 2 topic settable by operators only, 4 moderated; see `rooms::modes_bits`).
+    // - `room_members`: (room, nick key) with the nick as spelled, the standing (`role`: 0
+    //   member, 1 voiced, 2 operator, 3 owner) and `seen` (a message id); `room_bans` and
+    //   `room_invites`: (room, nick key).
+    // - `room_requests`: changes `mm-server rooms` asks of a running server (`kind` 'delete'
+    //   or 'set-owner', the room's key, the nick for 'set-owner'), taken and deleted by it in
+    //   id order (`Store::admin_requests`).
+    // - `meta` gains `last_room_id`: the highest room id ever given (1: only the lobby).
+    Migration {
+        sql: "
+    ALTER TABLE history ADD COLUMN room INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE history ADD COLUMN action INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX history_by_room ON history (room, id);
+    CREATE TABLE rooms (
+        id         INTEGER PRIMARY KEY,
+        key        TEXT UNIQUE NOT NULL,
+        name       TEXT NOT NULL,
+        topic      TEXT NOT NULL DEFAULT '',
+        topic_by   TEXT NOT NULL DEFAULT '',
+        topic_ts   INTEGER NOT NULL DEFAULT 0,
+        modes      INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        active_ms  INTEGER NOT NULL
+    );
+    CREATE TABLE room_members (
+        room INTEGER NOT NULL,
+        key  TEXT NOT NULL,
+        nick TEXT NOT NULL,
+        role INTEGER NOT NULL,
+        seen INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (room, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX room_members_by_key ON room_members (key);
+    CREATE TABLE room_bans (
+        room INTEGER NOT NULL,
+        key  TEXT NOT NULL,
+        PRIMARY KEY (room, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE room_invites (
+        room INTEGER NOT NULL,
+        key  TEXT NOT NULL,
+        PRIMARY KEY (room, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE room_requests (
+        id       INTEGER PRIMARY KEY,
+        kind     TEXT NOT NULL,
+        room_key TEXT NOT NULL,
+        nick     TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO meta (key, value) VALUES ('last_room_id', 1) ON CONFLICT (key) DO NOTHING;
+",
+        then: None,
+    },
 ];
 
 /// Migration 3, after its SQL: every existing account gets its skeleton, then the indexes.
@@ -89,6 +149,26 @@ fn fill_skeletons(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
         "CREATE INDEX accounts_by_skeleton ON accounts (skeleton);
          CREATE INDEX accounts_unreturned ON accounts (created_ms) WHERE returned_ms IS NULL;",
     )
+}
+
+/// Brings `conn` from version 0 to schema `version` with the first migrations only: a store as
+/// the build that wrote that version left it, for tests of the later migrations.
+#[cfg(test)]
+pub(super) fn migrate_to(conn: &mut Connection, version: usize) -> rusqlite::Result<()> {
+    for (i, migration) in MIGRATIONS.iter().enumerate().take(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(migration.sql)?;
+        if let Some(then) = migration.then {
+            then(&tx)?;
+        }
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {

@@ -7,8 +7,8 @@
 //! - writes already in the channel join the held batch, in order;
 //! - logins are answered from a read (a registered owner gets in, and that it came back is
 //!   held to be written with the batch; a registration is refused with [`StoreError::Busy`]),
-//!   and so are mailbox reads, unless a held write touches that account or mailbox (then the
-//!   login or read waits for the commit, to stay in order);
+//!   and so are mailbox reads and room history reads, unless a held write touches that
+//!   account, mailbox or room (then the login or read waits for the commit, to stay in order);
 //! - the failure is logged when it starts, then at attempts 2, 4, 8, ..., and once when it
 //!   recovers. At close, after [`Tuning::close_effort`], the writer gives up and answers
 //!   [`StoreError::NotStored`], naming how many accepted lines were not stored.
@@ -27,7 +27,7 @@ use super::command::{apply, Cmd, Outcome};
 use super::failure::{alone, failed};
 use super::{accounts, history, mailbox, meta, Counts, Tuning, MAX_BATCH};
 use crate::clock::Clock;
-use crate::store::{Login, LoginOutcome, Options, StoreError};
+use crate::store::{Login, LoginOutcome, Options, RoomId, StoreError};
 
 /// While commits fail: what the held batch is about to change, so that reads of it wait for
 /// the commit instead of running ahead of it.
@@ -37,6 +37,10 @@ struct Held {
     mailboxes: HashSet<String>,
     /// A held expiry sweep, which may delete any unused account.
     expire: bool,
+    /// Rooms with a held line.
+    rooms: HashSet<RoomId>,
+    /// A held room change (a deletion drops a room's history).
+    room_change: bool,
 }
 
 /// What the writer did, logged at close.
@@ -206,16 +210,16 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut max_id: u64 = 0;
-        let mut appended = false;
+        let mut appended = Vec::new();
         for cmd in batch {
             let outcome = apply(&tx, cmd, self.opts, &mut counts, &mut max_id, &mut appended)?;
             self.outcomes.push(outcome);
         }
-        if appended {
-            // Keep only the newest `history_len` lines.
-            let trimmed = history::trim(&tx, self.opts.history_len);
+        for room in appended {
+            // Keep only the newest `history_len` lines of each room that got one.
+            let trimmed = history::trim(&tx, room, self.opts.history_len);
             if let Err(e) = alone(&tx, trimmed)? {
-                warn!(error = %e, "store: history not trimmed");
+                warn!(error = %e, room = room.0, "store: history not trimmed");
             }
         }
         if max_id > 0 {
@@ -429,7 +433,21 @@ impl Writer {
                     mailbox::waiting(&self.conn, &key, self.opts.mailbox_ceiling()).map_err(failed);
                 drop(reply.send(mails));
             }
+            Cmd::RoomHistory { room, limit, reply }
+                if !held.room_change && !held.rooms.contains(&room) =>
+            {
+                let lines = history::recent(&self.conn, room, limit.min(self.opts.history_len))
+                    .map_err(failed);
+                drop(reply.send(lines));
+            }
             cmd => {
+                match &cmd {
+                    Cmd::Public { line, .. } => {
+                        held.rooms.insert(line.room);
+                    }
+                    Cmd::Room { .. } => held.room_change = true,
+                    _ => {}
+                }
                 if let Some(key) = cmd.mailbox() {
                     if !held.mailboxes.contains(key) {
                         held.mailboxes.insert(key.to_owned());
