@@ -214,17 +214,25 @@ const ROOM_EXPIRY_EVERY: Duration = Duration::from_secs(3600);
 /// Most rooms one sweep deletes.
 const ROOM_EXPIRY_BATCH: usize = 1000;
 
-/// Deletes rooms without members that were last active more than `days` days ago (see
-/// [`Limits::room_expiry_days`]; 0 keeps them), every [`ROOM_EXPIRY_EVERY`], until `cancel`.
+/// How often the store is asked for what `mm-server rooms delete|set-owner` queued while this
+/// server runs (the command waits up to 10 s for it to be taken).
+const ROOM_REQUESTS_EVERY: Duration = Duration::from_secs(2);
+
+/// Applies the operator's room requests (every [`ROOM_REQUESTS_EVERY`]) and deletes rooms
+/// without members last active more than `days` days ago (see [`Limits::room_expiry_days`];
+/// 0 keeps them; a minute after start, then every [`ROOM_EXPIRY_EVERY`]), until `cancel`.
 async fn maintain_rooms(hub: Hub, days: u32, cancel: CancellationToken) {
-    let mut next = Duration::from_secs(60);
+    let mut next_expiry = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut tick = tokio::time::interval(ROOM_REQUESTS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = tokio::time::sleep(next) => {}
+            _ = tick.tick() => {}
             () = cancel.cancelled() => return,
         }
-        next = ROOM_EXPIRY_EVERY;
-        if days > 0 {
+        apply_room_requests(&hub, &cancel).await;
+        if days > 0 && tokio::time::Instant::now() >= next_expiry {
+            next_expiry = tokio::time::Instant::now() + ROOM_EXPIRY_EVERY;
             let gone = hub.expire_rooms(days, ROOM_EXPIRY_BATCH);
             if !gone.is_empty() {
                 info!(
@@ -232,7 +240,45 @@ async fn maintain_rooms(hub: Hub, days: u32, cancel: CancellationToken) {
                     "deleted rooms nobody was in for {days} days"
                 );
                 if gone.len() >= ROOM_EXPIRY_BATCH {
-                    next = EXPIRY_SWEEP_SOON;
+                    next_expiry = tokio::time::Instant::now() + EXPIRY_SWEEP_SOON;
+                }
+            }
+        }
+    }
+}
+
+/// Takes the operator's queued room requests from the store and applies them.
+async fn apply_room_requests(hub: &Hub, cancel: &CancellationToken) {
+    let reply = match hub.store().admin_requests() {
+        Ok(reply) => reply,
+        Err(e) => {
+            debug!(error = %e, "room requests not read; trying again");
+            return;
+        }
+    };
+    let requests = tokio::select! {
+        r = reply => r,
+        () = cancel.cancelled() => return,
+    };
+    let Ok(Ok(requests)) = requests else {
+        return;
+    };
+    for request in requests {
+        match request {
+            store::RoomRequest::Delete { room_key } => {
+                if hub.delete_room(&room_key, "deleted by the server's operator") {
+                    info!("deleted a room at the operator's request");
+                } else {
+                    warn!("the operator's request to delete a room found no such room");
+                }
+            }
+            store::RoomRequest::SetOwner { room_key, nick } => {
+                if hub.set_owner(&room_key, &nick) {
+                    info!("a room has a new owner at the operator's request");
+                } else {
+                    warn!(
+                        "the operator's request to set a room's owner found no such room or member"
+                    );
                 }
             }
         }

@@ -317,3 +317,119 @@ async fn a_user_in_fifty_rooms_gets_them_all_back_at_login_and_the_fifty_first_i
     rooms.dedup();
     assert_eq!(rooms.len(), 50);
 }
+
+#[tokio::test]
+async fn rooms_membership_topics_bans_and_history_survive_a_restart() {
+    let server = TestServer::start().await;
+    let mut alice = RawTls::login(&server, "alice").await;
+    let mut bob = RawTls::login(&server, "bob").await;
+    let mut carol = RawTls::login(&server, "carol").await;
+    alice.send(&join("#dev")).await;
+    until(&mut alice, "Entered", |m| {
+        matches!(m, ServerMsg::Entered { .. })
+    })
+    .await;
+    for raw in [&mut bob, &mut carol] {
+        raw.send(&join("#dev")).await;
+        until(raw, "Entered", |m| matches!(m, ServerMsg::Entered { .. })).await;
+    }
+    alice
+        .send(&ClientMsg::Topic {
+            room: "#dev".into(),
+            topic: Some("kept across restarts".into()),
+        })
+        .await;
+    alice
+        .send(&ClientMsg::Member {
+            room: "#dev".into(),
+            nick: "carol".into(),
+            change: MemberChange::Ban,
+        })
+        .await;
+    until(&mut carol, "Kicked", |m| {
+        matches!(m, ServerMsg::Kicked { .. })
+    })
+    .await;
+    for text in ["one", "two"] {
+        alice.send(&line("#dev", text)).await;
+        until(&mut alice, "Sent", |m| matches!(m, ServerMsg::Sent { .. })).await;
+    }
+    alice.send(&line(LOBBY, "lobby line")).await;
+    until(&mut alice, "Sent", |m| matches!(m, ServerMsg::Sent { .. })).await;
+    for raw in [&mut alice, &mut bob, &mut carol] {
+        raw.send(&ClientMsg::Quit).await;
+        raw.read_to_close().await;
+    }
+    let server = server.restart().await;
+    let mut bob = RawTls::login(&server, "bob").await;
+    // Lobby history first, then #dev: Entered (topic kept), then its lines.
+    let mut seen = Vec::new();
+    loop {
+        let msg = bob.read().await.expect("the server closed");
+        let done = matches!(&msg, ServerMsg::History { text, room, .. } if text == "two" && room == "#dev");
+        seen.push(msg);
+        if done {
+            break;
+        }
+    }
+    let lobby = seen
+        .iter()
+        .position(|m| matches!(m, ServerMsg::History { room, text, .. } if room == LOBBY && text == "lobby line"));
+    let entered = seen.iter().position(|m| {
+        matches!(m, ServerMsg::Entered { room, topic, members: 2, role: Role::Member, .. } if room == "#dev" && topic == "kept across restarts")
+    });
+    let one = seen.iter().position(
+        |m| matches!(m, ServerMsg::History { room, text, .. } if room == "#dev" && text == "one"),
+    );
+    assert!(
+        lobby < entered && entered < one && lobby.is_some(),
+        "{seen:?}"
+    );
+    // The ban holds after the restart.
+    let mut carol = RawTls::login(&server, "carol").await;
+    carol.send(&join("#dev")).await;
+    assert_eq!(room_error(&mut carol).await.0, ErrorCode::BANNED);
+}
+
+#[tokio::test]
+async fn an_operator_deletes_a_room_while_the_server_runs_and_its_members_are_told() {
+    let server = TestServer::start().await;
+    let mut alice = RawTls::login(&server, "alice").await;
+    alice.send(&join("#tmp")).await;
+    until(&mut alice, "Entered", |m| {
+        matches!(m, ServerMsg::Entered { .. })
+    })
+    .await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_e2e-mm-server"))
+        .arg("--data")
+        .arg(server.data.path())
+        .args(["rooms", "delete", "#tmp"])
+        .output()
+        .await
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("the running server applied it"), "{said}");
+    until(
+        &mut alice,
+        "Kicked",
+        |m| matches!(m, ServerMsg::Kicked { room, by, .. } if room == "#tmp" && by == "server"),
+    )
+    .await;
+    alice.send(&line("#tmp", "anyone?")).await;
+    let answer = until(&mut alice, "an answer", |m| {
+        matches!(m, ServerMsg::Error { .. } | ServerMsg::Sent { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            answer,
+            ServerMsg::Error {
+                code: ErrorCode::NO_SUCH_ROOM,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+}

@@ -12,6 +12,10 @@ use super::topic::{RoomId, Topic};
 use super::{history, Hub, State};
 use crate::store::{Arrival, Body, Line, Mail, QueueOutcome, Reply, StoreError};
 
+/// How stale a room's stored last-activity time may get (ms): an hour, against expiry counted
+/// in days.
+const ACTIVE_EVERY_MS: u64 = 3_600_000;
+
 /// Why a message was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -145,6 +149,17 @@ impl Hub {
             }
         } else if let Some(r) = state.rooms.get_mut(id) {
             r.last_line = accepted.id;
+            // The store learns of activity at most hourly (it decides when an empty room
+            // expires): not a write per line.
+            if accepted.ts.saturating_sub(r.stored_active_ms) >= ACTIVE_EVERY_MS
+                && self
+                    .shared
+                    .store
+                    .room(crate::store::RoomChange::Active(id, accepted.ts))
+                    .is_ok()
+            {
+                r.stored_active_ms = accepted.ts;
+            }
             r.active_ms = accepted.ts;
             if let Some(history) = history {
                 r.history.push(history);

@@ -39,6 +39,8 @@ pub(crate) struct Room {
     pub created_ms: u64,
     /// Last time it had a member join or a line (ms since the Unix epoch).
     pub active_ms: u64,
+    /// The last activity time handed to the store (it is told at most hourly).
+    pub stored_active_ms: u64,
     /// By nick key, sorted: a page of members in name order costs the page, not a sort of
     /// the whole room (a join into a room of 5,000 sends its first 100).
     pub members: BTreeMap<String, Member>,
@@ -80,6 +82,7 @@ impl Room {
             modes: Modes::default(),
             created_ms: now_ms,
             active_ms: now_ms,
+            stored_active_ms: now_ms,
             members,
             bans: HashSet::new(),
             invites: HashSet::new(),
@@ -101,6 +104,7 @@ impl Room {
             modes: record.modes,
             created_ms: record.created_ms,
             active_ms: record.active_ms,
+            stored_active_ms: record.active_ms,
             members: record
                 .members
                 .into_iter()

@@ -437,6 +437,7 @@ impl Hub {
         if role == Some(Role::Owner) {
             self.succeed_owner(&mut state, id);
         }
+        self.emptied(&mut state, id, now_ms);
         Ok(())
     }
 
@@ -925,6 +926,8 @@ impl Hub {
                 if was_owner {
                     self.succeed_owner(&mut state, id);
                 }
+                let now_ms = state.clock.now_ms();
+                self.emptied(&mut state, id, now_ms);
             }
         }
     }
@@ -988,6 +991,19 @@ impl Hub {
 }
 
 impl Hub {
+    /// If room `id` has no members left, its expiry counts from now: the store is told.
+    fn emptied(&self, state: &mut State, id: RoomId, now_ms: u64) {
+        let Some(room) = state.rooms.get_mut(id) else {
+            return;
+        };
+        if room.members.is_empty() {
+            room.active_ms = now_ms;
+            if self.submit_room(RoomChange::Active(id, now_ms)).is_ok() {
+                room.stored_active_ms = now_ms;
+            }
+        }
+    }
+
     /// A room whose owner left gets a new one: its first operator by name, else its first
     /// member; everyone in it hears. An empty room stays without one until someone joins it
     /// (who then owns it).
