@@ -391,6 +391,11 @@ impl Hub {
             .subscribe(Topic::Room(RoomId::LOBBY), sender.clone());
         state.bus.subscribe(Topic::user(&key), sender.clone());
         let mut rooms = Vec::new();
+        if register {
+            // A new account: memberships still listed under this nick are a released or
+            // expired account's, never this one's.
+            self.forget_memberships(&mut state, nick, "account released");
+        }
         for id in state.rooms.of_user(&key).to_vec() {
             state.bus.subscribe(Topic::Room(id), sender.clone());
             rooms.extend(state.entry_frames(id, &key, false, None));

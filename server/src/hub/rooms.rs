@@ -901,34 +901,40 @@ impl Hub {
             .collect()
     }
 
-    /// The accounts `keys` are gone (expired or released): they leave every room; a room
+    /// The accounts `nicks` are gone (expired or released): they leave every room; a room
     /// whose owner was one of them gets a new owner.
     pub fn accounts_gone(&self, nicks: &[String]) {
         let mut state = self.lock();
         for nick in nicks {
-            let key = nick_key(nick);
-            for id in state.rooms.of_user(&key).to_vec() {
-                let Some(room) = state.rooms.get(id) else {
-                    continue;
-                };
-                let was_owner = room.role(&key) == Some(Role::Owner);
-                if self.submit_room(RoomChange::Part(id, key.clone())).is_err() {
-                    continue; // kept; the next restart's sweep tries again
-                }
-                let msg = ServerMsg::Parted {
-                    ts: state.clock.now_ms(),
-                    room: room.name.clone(),
-                    nick: nick.clone(),
-                    reason: "account expired".to_owned(),
-                };
-                let loud = state.room_presence(room.members.len());
-                state.remove_from_room(id, &key, &msg, loud);
-                if was_owner {
-                    self.succeed_owner(&mut state, id);
-                }
-                let now_ms = state.clock.now_ms();
-                self.emptied(&mut state, id, now_ms);
+            self.forget_memberships(&mut state, nick, "account expired");
+        }
+    }
+
+    /// Takes `nick`'s account out of every room it is in (it no longer exists, or a new
+    /// account took the nick): everyone in each room hears that it left, with `reason`.
+    pub(super) fn forget_memberships(&self, state: &mut State, nick: &str, reason: &str) {
+        let key = nick_key(nick);
+        for id in state.rooms.of_user(&key).to_vec() {
+            let Some(room) = state.rooms.get(id) else {
+                continue;
+            };
+            let was_owner = room.role(&key) == Some(Role::Owner);
+            if self.submit_room(RoomChange::Part(id, key.clone())).is_err() {
+                continue; // kept: the next registration or sweep tries again
             }
+            let msg = ServerMsg::Parted {
+                ts: state.clock.now_ms(),
+                room: room.name.clone(),
+                nick: nick.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let loud = state.room_presence(room.members.len());
+            state.remove_from_room(id, &key, &msg, loud);
+            if was_owner {
+                self.succeed_owner(state, id);
+            }
+            let now_ms = state.clock.now_ms();
+            self.emptied(state, id, now_ms);
         }
     }
 

@@ -18,6 +18,17 @@ fn login(hub: &Hub, nick: &str) -> Joined {
     hub.join(conn, nick, &fp(nick)).unwrap()
 }
 
+/// Logs `nick` in again as its registered owner (no registration).
+fn relogin(hub: &Hub, nick: &str) -> Joined {
+    let conn = hub.next_conn_id();
+    let now = hub.clock().now_ms();
+    let joined = hub
+        .join_unannounced(conn, nick, &fp(nick), now, false)
+        .unwrap();
+    hub.announce(&joined.outbox, joined.announce);
+    joined
+}
+
 fn all(m: &mut Joined) -> Vec<ServerMsg> {
     let mut out = Vec::new();
     while let Ok(Some(b)) = m.outbox.try_recv() {
@@ -124,7 +135,7 @@ fn a_joiner_gets_the_rooms_history_before_anything_live_and_its_rooms_again_at_l
     let last = say(&hub, &alice, "#dev", "before bob left").unwrap();
     hub.leave(bob.outbox.conn_id, "bob", LeaveReason::Quit);
     say(&hub, &alice, "#dev", "while bob was away").unwrap();
-    let again = login(&hub, "bob");
+    let again = relogin(&hub, "bob");
     let entered = again
         .rooms
         .iter()
@@ -434,7 +445,7 @@ proptest! {
                         }
                     }
                     hub.leave(conns[u].outbox.conn_id, USERS[u], LeaveReason::Quit);
-                    conns[u] = login(&hub, USERS[u]);
+                    conns[u] = relogin(&hub, USERS[u]);
                 }
             }
         }
@@ -529,4 +540,39 @@ fn a_join_into_a_large_room_sends_one_page_of_members_and_no_notices() {
         })
         .sum();
     assert_eq!(total, 151);
+}
+
+#[test]
+fn a_new_account_under_a_released_nick_inherits_none_of_the_old_accounts_rooms() {
+    let hub = hub_with(Limits::default());
+    let alice = login(&hub, "alice");
+    let bob = login(&hub, "bob");
+    join(&hub, &bob, "#bobs").unwrap();
+    join(&hub, &alice, "#bobs").unwrap();
+    hub.leave(bob.outbox.conn_id, "bob", LeaveReason::Quit);
+    // The operator released "bob"; a stranger registers it (a registering login).
+    let conn = hub.next_conn_id();
+    let now = hub.clock().now_ms();
+    let stranger = hub
+        .join_unannounced(conn, "bob", "fp-stranger", now, true)
+        .unwrap();
+    assert!(
+        stranger.rooms.is_empty(),
+        "no Entered for the old account's rooms"
+    );
+    hub.announce(&stranger.outbox, stranger.announce);
+    assert_eq!(
+        say(&hub, &stranger, "#bobs", "mine now?"),
+        Err(SendError::NotInRoom)
+    );
+    // The room passed to alice, its remaining member.
+    assert_eq!(
+        hub.kick(alice.outbox.conn_id, "alice", "#bobs", "bob", ""),
+        Err(RoomError::NotMember("bob".into()))
+    );
+    let pages = hub.names("alice", "#bobs").unwrap();
+    assert!(
+        matches!(&pages[0], ServerMsg::Names { members, .. } if members.len() == 1 && members[0].role == Role::Owner),
+        "{pages:?}"
+    );
 }
