@@ -137,6 +137,10 @@ pub struct Limits {
     /// See `room_creations_per_user`.
     #[serde(with = "humantime_serde")]
     pub room_creations_period: Duration,
+    /// Most lines of room history (all rooms but `#lobby` together) kept in memory; the
+    /// histories of rooms nobody online is in are then read from the store when someone
+    /// enters. Each line costs its encoded size (~100 bytes for a short line) plus ~40.
+    pub history_cache_lines: usize,
     /// Longest room topic, in bytes of UTF-8 (at most the protocol's 1024).
     pub max_topic_len: usize,
     /// Most bans, and most pending invitations, per room.
@@ -179,6 +183,7 @@ impl Default for Limits {
             max_room_members: 10_000,
             room_creations_per_user: 5,
             room_creations_period: Duration::from_secs(3600),
+            history_cache_lines: 200_000,
             max_topic_len: 390,
             max_bans_per_room: 1000,
             room_expiry_days: 30,

@@ -46,6 +46,9 @@ pub(crate) trait Bus: Send + fmt::Debug {
 
     /// How many connections subscribe to `topic`.
     fn subscribers(&self, topic: &Topic) -> usize;
+
+    /// Whether connection `conn_id` subscribes to `topic`.
+    fn is_subscribed(&self, topic: &Topic, conn_id: u64) -> bool;
 }
 
 /// The in-process bus: topic → the outboxes subscribed to it.
@@ -101,6 +104,14 @@ impl Bus for LocalBus {
     fn subscribers(&self, topic: &Topic) -> usize {
         self.topics.get(topic).map_or(0, Vec::len)
     }
+
+    /// A linear scan of the topic's subscribers (only a join into a room one is already in
+    /// asks).
+    fn is_subscribed(&self, topic: &Topic, conn_id: u64) -> bool {
+        self.topics
+            .get(topic)
+            .is_some_and(|v| v.iter().any(|o| o.conn_id == conn_id))
+    }
 }
 
 /// One publish as a [`RecordingBus`] saw it: the topic, the message, the connection skipped.
@@ -137,6 +148,10 @@ impl Bus for RecordingBus {
 
     fn subscribers(&self, topic: &Topic) -> usize {
         self.inner.subscribers(topic)
+    }
+
+    fn is_subscribed(&self, topic: &Topic, conn_id: u64) -> bool {
+        self.inner.is_subscribed(topic, conn_id)
     }
 }
 

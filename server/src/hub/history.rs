@@ -45,6 +45,11 @@ impl History {
         self.lines.push_back(line);
     }
 
+    /// How many lines it holds.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
     /// The lines, oldest first: shared handles, no copies.
     pub fn snapshot(&self) -> Vec<Bytes> {
         self.lines.iter().cloned().collect()

@@ -131,7 +131,7 @@ impl Hub {
         let kept = if id == RoomId::LOBBY {
             state.history.is_kept()
         } else {
-            state.rooms.get(id).is_some_and(|r| r.history.is_kept())
+            self.shared.room_limits.history_len > 0
         };
         let history = if kept {
             Some(history::encode(&line, name).ok_or(SendError::Encode)?)
@@ -149,6 +149,12 @@ impl Hub {
             }
         } else if let Some(r) = state.rooms.get_mut(id) {
             r.last_line = accepted.id;
+            if let Some(history) = history {
+                state.rooms.push_line(id, history);
+            }
+            let Some(r) = state.rooms.get_mut(id) else {
+                return Err(SendError::NoSuchRoom);
+            };
             // The store learns of activity at most hourly (it decides when an empty room
             // expires): not a write per line.
             if accepted.ts.saturating_sub(r.stored_active_ms) >= ACTIVE_EVERY_MS
@@ -161,9 +167,6 @@ impl Hub {
                 r.stored_active_ms = accepted.ts;
             }
             r.active_ms = accepted.ts;
-            if let Some(history) = history {
-                r.history.push(history);
-            }
         }
         state.publish(&topic, &encoded, Some(conn_id));
         Ok((accepted, durable))

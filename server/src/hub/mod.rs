@@ -46,7 +46,7 @@ pub use outbox::{Closed, Outbox};
 use presence::Peer;
 use room::RoomTable;
 use rooms::RoomLimits;
-pub use rooms::{check_words, RoomError};
+pub use rooms::{check_words, HistoryLoad, Joining, RoomError};
 pub use topic::{RoomId, Topic};
 
 /// Cloneable handle to the shared state.
@@ -103,6 +103,8 @@ struct State {
     history: History,
     /// Every other room.
     rooms: RoomTable,
+    /// Most lines of history all rooms but the lobby keep in memory together.
+    history_cache_lines: usize,
     /// Presence watches ([`Hub::monitor`]): the watched user's [`nick_key`] → the keys of the
     /// online users watching it. Each watcher's own list is in its [`Peer::monitoring`].
     monitors: HashMap<String, HashSet<String>>,
@@ -118,10 +120,13 @@ pub struct Joined {
     /// The lobby's history at the moment of joining, as encoded `History` messages, oldest
     /// first; every later public line is in the outbox.
     pub history: Vec<Bytes>,
-    /// For each room (but the lobby) the user is a member of: `Entered` and the room's
-    /// history, encoded, to send after the lobby's history; every later event of these rooms
-    /// is in the outbox.
+    /// For each room (but the lobby) the user is a member of whose history is in memory:
+    /// `Entered` and the room's history, encoded, to send after the lobby's history; every
+    /// later event of these rooms is in the outbox.
     pub rooms: Vec<Bytes>,
+    /// The user's other rooms, whose history is being read from the store: complete each
+    /// with [`Hub::complete_join`] once the login is admitted.
+    pub loading: Vec<HistoryLoad>,
     /// The store's decision on this login ([`Store::login`], submitted in the hub's order):
     /// whether it is admitted (registering the nick if it was free), and the personal lines
     /// waiting in the user's mailbox (sent while offline, or delivered before and never
@@ -217,7 +222,9 @@ impl HubBuilder<'_> {
                         loaded.room_history,
                         loaded.last_room_id,
                         limits.history_len,
+                        limits.history_cache_lines,
                     ),
+                    history_cache_lines: limits.history_cache_lines,
                     monitors: HashMap::new(),
                 }),
                 next_conn_id: AtomicU64::new(1),
@@ -396,9 +403,24 @@ impl Hub {
             // expired account's, never this one's.
             self.forget_memberships(&mut state, nick, "account released");
         }
+        let mut loading = Vec::new();
+        let history_len = self.shared.room_limits.history_len;
         for id in state.rooms.of_user(&key).to_vec() {
-            state.bus.subscribe(Topic::Room(id), sender.clone());
-            rooms.extend(state.entry_frames(id, &key, false, None));
+            if state.rooms.start_loading(id, history_len) {
+                state.bus.subscribe(Topic::Room(id), sender.clone());
+                rooms.extend(state.entry_frames(id, &key, false, None));
+            } else {
+                match self.shared.store.room_history(id, history_len) {
+                    Ok(reply) => loading.push(HistoryLoad {
+                        room: id,
+                        created: false,
+                        reply,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(error = %e, room = id.0, "a room's history could not be asked for at login; the user enters it at the next login or /join");
+                    }
+                }
+            }
         }
         state.peers.insert(
             key,
@@ -427,6 +449,7 @@ impl Hub {
             online,
             history,
             rooms,
+            loading,
             login,
             announce: !inherited,
         })

@@ -67,9 +67,11 @@ impl State {
         self.bus
             .unsubscribe(&Topic::Room(RoomId::LOBBY), peer.conn_id);
         self.bus.unsubscribe(&Topic::user(key), peer.conn_id);
-        for id in self.rooms.of_user(key) {
+        let rooms = self.rooms.of_user(key).to_vec();
+        for id in &rooms {
             self.bus.unsubscribe(&Topic::Room(*id), peer.conn_id);
         }
+        self.evict_histories(&rooms);
         for watched in &peer.monitoring {
             if let Some(watchers) = self.monitors.get_mut(watched) {
                 watchers.remove(key);
@@ -79,6 +81,17 @@ impl State {
             }
         }
         Some(peer)
+    }
+
+    /// Subscribes the user `key`'s current connection to room `id`, unless it is already.
+    pub(super) fn subscribe_room(&mut self, id: super::RoomId, key: &str) {
+        let Some(sender) = self.outbox_sender(key) else {
+            return;
+        };
+        let topic = Topic::Room(id);
+        if !self.bus.is_subscribed(&topic, sender.conn_id) {
+            self.bus.subscribe(topic, sender);
+        }
     }
 
     /// The outbox of the user `key`'s current connection.

@@ -26,6 +26,29 @@ pub(crate) struct Member {
     pub seen: u64,
 }
 
+/// Where a room's recent lines are.
+#[derive(Debug)]
+pub(crate) enum RoomHistory {
+    /// In memory.
+    Cached(History),
+    /// Asked of the store (`Store::room_history`); the lines published since the question wait
+    /// here (the newest `history_len`), to follow the store's answer, which holds exactly the
+    /// lines before it (the store answers in order).
+    Loading(History),
+    /// Only in the store: ask it.
+    Evicted,
+}
+
+impl RoomHistory {
+    /// The lines in memory, if all of them are.
+    pub fn cached(&self) -> Option<&History> {
+        match self {
+            RoomHistory::Cached(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
 /// One room.
 #[derive(Debug)]
 pub(crate) struct Room {
@@ -48,8 +71,9 @@ pub(crate) struct Room {
     pub bans: HashSet<String>,
     /// Invited nick keys, until they join.
     pub invites: HashSet<String>,
-    /// Its newest lines, encoded.
-    pub history: History,
+    /// Its newest lines, encoded, if in memory (`RoomTable` bounds how many lines all rooms
+    /// keep in memory together).
+    pub history: RoomHistory,
     /// The id of its newest line (0: none).
     pub last_line: u64,
 }
@@ -86,15 +110,24 @@ impl Room {
             members,
             bans: HashSet::new(),
             invites: HashSet::new(),
-            history: History::from_lines(Vec::new(), history_len, name),
+            history: RoomHistory::Cached(History::from_lines(Vec::new(), history_len, name)),
             last_line: 0,
         }
     }
 
-    /// The room the store kept, with its newest `lines`.
-    pub fn from_record(record: RoomRecord, lines: Vec<Line>, history_len: usize) -> Room {
-        let last_line = lines.last().map_or(0, |l| l.id);
-        let history = History::from_lines(lines, history_len, &record.name);
+    /// The room the store kept, with its newest `lines` (`None`: not kept in memory).
+    pub fn from_record(
+        record: RoomRecord,
+        lines: Option<Vec<Line>>,
+        last_line: u64,
+        history_len: usize,
+    ) -> Room {
+        let history = match lines {
+            Some(lines) => {
+                RoomHistory::Cached(History::from_lines(lines, history_len, &record.name))
+            }
+            None => RoomHistory::Evicted,
+        };
         Room {
             id: record.id,
             name: record.name,
@@ -238,6 +271,8 @@ pub(crate) struct RoomTable {
     of_user: HashMap<String, Vec<RoomId>>,
     /// The highest room id ever given.
     last_id: u64,
+    /// Lines of history in memory, all rooms together (`Cached` ones).
+    cached_lines: usize,
     /// Room creations per user nick key: (tokens, at ms).
     creations: HashMap<String, (f64, u64)>,
 }
@@ -247,21 +282,33 @@ pub(crate) struct RoomTable {
 const CREATIONS_TRACKED: usize = 10_000;
 
 impl RoomTable {
-    /// The rooms the store kept, with their histories.
+    /// The rooms the store kept, with their histories: in memory for the most recently
+    /// active rooms, up to `cache_lines` lines in all; the others' stay in the store until
+    /// asked for.
     pub fn load(
-        rooms: Vec<RoomRecord>,
+        mut rooms: Vec<RoomRecord>,
         histories: Vec<(RoomId, Vec<Line>)>,
         last_id: u64,
         history_len: usize,
+        cache_lines: usize,
     ) -> RoomTable {
         let mut histories: HashMap<RoomId, Vec<Line>> = histories.into_iter().collect();
         let mut table = RoomTable {
             last_id: last_id.max(RoomId::LOBBY.0),
             ..RoomTable::default()
         };
+        rooms.sort_by_key(|r| std::cmp::Reverse(r.active_ms));
         for record in rooms {
             let lines = histories.remove(&record.id).unwrap_or_default();
-            let room = Room::from_record(record, lines, history_len);
+            let last_line = lines.last().map_or(0, |l| l.id);
+            let kept = lines.len().min(history_len);
+            let lines = if table.cached_lines + kept <= cache_lines {
+                table.cached_lines += kept;
+                Some(lines)
+            } else {
+                None
+            };
+            let room = Room::from_record(record, lines, last_line, history_len);
             table.last_id = table.last_id.max(room.id.0);
             table.insert(room);
         }
@@ -287,6 +334,77 @@ impl RoomTable {
     pub fn next_id(&mut self) -> RoomId {
         self.last_id += 1;
         RoomId(self.last_id)
+    }
+
+    /// Lines of history all rooms hold in memory together.
+    pub fn cached_lines(&self) -> usize {
+        self.cached_lines
+    }
+
+    /// Adds the encoded line `line` to room `id`'s history, wherever it is kept.
+    pub fn push_line(&mut self, id: RoomId, line: bytes::Bytes) {
+        let Some(room) = self.rooms.get_mut(&id) else {
+            return;
+        };
+        match &mut room.history {
+            RoomHistory::Cached(h) => {
+                let before = h.len();
+                h.push(line);
+                self.cached_lines = self.cached_lines + h.len() - before;
+            }
+            RoomHistory::Loading(pending) => pending.push(line),
+            RoomHistory::Evicted => {}
+        }
+    }
+
+    /// Room `id`'s history as the store answered it (`lines`, oldest first), followed by what
+    /// was published while it was asked: in memory from now on. Nothing changes if it is in
+    /// memory already.
+    pub fn fill(&mut self, id: RoomId, lines: Vec<Line>, history_len: usize) {
+        let Some(room) = self.rooms.get_mut(&id) else {
+            return;
+        };
+        let pending = match std::mem::replace(&mut room.history, RoomHistory::Evicted) {
+            RoomHistory::Cached(h) => {
+                room.history = RoomHistory::Cached(h);
+                return;
+            }
+            RoomHistory::Loading(pending) => pending.snapshot(),
+            RoomHistory::Evicted => Vec::new(),
+        };
+        let mut history = History::from_lines(lines, history_len, &room.name);
+        for line in pending {
+            history.push(line);
+        }
+        self.cached_lines += history.len();
+        room.history = RoomHistory::Cached(history);
+    }
+
+    /// Marks room `id`'s history as asked of the store (unless it is in memory or already
+    /// asked for). Returns whether it is in memory.
+    pub fn start_loading(&mut self, id: RoomId, history_len: usize) -> bool {
+        let Some(room) = self.rooms.get_mut(&id) else {
+            return false;
+        };
+        match room.history {
+            RoomHistory::Cached(_) => true,
+            RoomHistory::Loading(_) => false,
+            RoomHistory::Evicted => {
+                room.history =
+                    RoomHistory::Loading(History::from_lines(Vec::new(), history_len, &room.name));
+                false
+            }
+        }
+    }
+
+    /// Drops room `id`'s history from memory (the store keeps it).
+    pub fn evict(&mut self, id: RoomId) {
+        if let Some(room) = self.rooms.get_mut(&id) {
+            if let RoomHistory::Cached(h) = &room.history {
+                self.cached_lines = self.cached_lines.saturating_sub(h.len());
+                room.history = RoomHistory::Evicted;
+            }
+        }
     }
 
     /// Adds a new room (its members are indexed).

@@ -24,6 +24,28 @@ use super::topic::{RoomId, Topic};
 use super::{Hub, State};
 use crate::store::RoomChange;
 
+/// What became of a join.
+#[derive(Debug)]
+#[must_use = "a join whose history is loading must be completed"]
+pub enum Joining {
+    /// Answered: everything is in the member's outbox.
+    Done,
+    /// The room's history is being read from the store: complete the join with
+    /// [`Hub::complete_join`] once it answers.
+    Loading(HistoryLoad),
+}
+
+/// A room's history asked of the store for a join or a login.
+#[derive(Debug)]
+pub struct HistoryLoad {
+    /// The room.
+    pub room: RoomId,
+    /// Whether the join created it.
+    pub created: bool,
+    /// The store's answer to come.
+    pub reply: crate::store::Reply<Vec<crate::store::Line>>,
+}
+
 /// Why a room command was refused. Each maps to one error code (`code`) and detail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -258,8 +280,23 @@ impl State {
                 out.extend(encode(&page));
             }
         }
-        out.extend(room.history.snapshot());
+        if let Some(history) = room.history.cached() {
+            out.extend(history.snapshot());
+        }
         out
+    }
+
+    /// Drops from memory the histories of rooms `ids` that have nobody online in them, while
+    /// all rooms together hold more lines than the bound (they stay in the store).
+    pub(super) fn evict_histories(&mut self, ids: &[RoomId]) {
+        for &id in ids {
+            if self.rooms.cached_lines() <= self.history_cache_lines {
+                return;
+            }
+            if self.bus.subscribers(&Topic::Room(id)) == 0 {
+                self.rooms.evict(id);
+            }
+        }
     }
 
     /// Whether a join or part notice goes out in a room of `members`.
@@ -285,7 +322,7 @@ impl Hub {
     /// # Errors
     /// [`RoomError`]: banned, invite-only, full, too many rooms, creation limits, a
     /// look-alike name, the store busy, the hub closed.
-    pub fn join_room(&self, conn_id: u64, nick: &str, name: &str) -> Result<(), RoomError> {
+    pub fn join_room(&self, conn_id: u64, nick: &str, name: &str) -> Result<Joining, RoomError> {
         let key = nick_key(nick);
         let mut state = self.lock();
         state.actor(conn_id, &key)?;
@@ -307,7 +344,7 @@ impl Hub {
             .collect();
             frames.extend(state.history.snapshot());
             state.send_user(&key, frames);
-            return Ok(());
+            return Ok(Joining::Done);
         }
         let limits = self.shared.room_limits;
         let (id, created) = match state.rooms.id_of(name) {
@@ -315,9 +352,7 @@ impl Hub {
                 let room = state.rooms.get(id).ok_or(RoomError::NoSuchRoom)?;
                 if room.members.contains_key(&key) {
                     // Already a member: answered as a join, nothing changes.
-                    let frames = state.entry_frames(id, &key, false, Some(NAMES_ON_JOIN));
-                    state.send_user(&key, frames);
-                    return Ok(());
+                    return self.answer_join(&mut state, id, &key, false);
                 }
                 if room.bans.contains(&key) {
                     return Err(RoomError::Banned);
@@ -383,8 +418,6 @@ impl Hub {
                 (id, true)
             }
         };
-        let frames = state.entry_frames(id, &key, created, Some(NAMES_ON_JOIN));
-        state.send_user(&key, frames);
         let members = state.rooms.get(id).map_or(0, |r| r.members.len());
         if !created && state.room_presence(members) {
             let joined = ServerMsg::Joined {
@@ -397,9 +430,82 @@ impl Hub {
             };
             state.publish_room(id, &joined);
         }
-        if let Some(sender) = state.outbox_sender(&key) {
-            state.bus.subscribe(Topic::Room(id), sender);
+        self.answer_join(&mut state, id, &key, created)
+    }
+
+    /// Answers a join of member `key` into room `id`: `Entered`, the first page of members and
+    /// the history into its outbox, then subscribes it — if the history is in memory. If not,
+    /// asks the store for it and returns [`Joining::Loading`]: the session completes the join
+    /// with [`Hub::complete_join`] once the store answers.
+    fn answer_join(
+        &self,
+        state: &mut State,
+        id: RoomId,
+        key: &str,
+        created: bool,
+    ) -> Result<Joining, RoomError> {
+        let len = self.shared.room_limits.history_len;
+        if !state.rooms.start_loading(id, len) {
+            let reply = match self.shared.store.room_history(id, len) {
+                Ok(reply) => reply,
+                Err(crate::store::StoreError::Closed) => return Err(RoomError::Closed),
+                Err(_) => return Err(RoomError::Busy),
+            };
+            return Ok(Joining::Loading(HistoryLoad {
+                room: id,
+                created,
+                reply,
+            }));
         }
+        let frames = state.entry_frames(id, key, created, Some(NAMES_ON_JOIN));
+        state.send_user(key, frames);
+        state.subscribe_room(id, key);
+        Ok(Joining::Done)
+    }
+
+    /// The name of room `id`, if it exists.
+    pub fn room_name(&self, id: RoomId) -> Option<String> {
+        self.lock().rooms.get(id).map(|r| r.name.clone())
+    }
+
+    /// Completes a join (or a login's entry into a room) whose history the store was asked
+    /// for ([`Joining::Loading`]): `lines` is its answer. The room's history is in memory from
+    /// now on; the member's outbox gets `Entered`, its first page of members (`names`) and
+    /// the history, and it is subscribed to the room. Nothing happens if the connection is
+    /// gone or is no longer a member.
+    ///
+    /// # Errors
+    /// [`RoomError::Busy`] if the store did not answer (`lines` is `Err`): the member is not
+    /// subscribed; joining again asks again.
+    pub fn complete_join(
+        &self,
+        conn_id: u64,
+        nick: &str,
+        load: HistoryLoad,
+        lines: Result<Vec<crate::store::Line>, crate::store::StoreError>,
+        names: bool,
+    ) -> Result<(), RoomError> {
+        let key = nick_key(nick);
+        let mut state = self.lock();
+        if !state.is_current(conn_id, &key) {
+            return Ok(());
+        }
+        let lines = lines.map_err(|_| RoomError::Busy)?;
+        state
+            .rooms
+            .fill(load.room, lines, self.shared.room_limits.history_len);
+        if state
+            .rooms
+            .get(load.room)
+            .and_then(|r| r.role(&key))
+            .is_none()
+        {
+            return Ok(()); // removed meanwhile
+        }
+        let names = names.then_some(NAMES_ON_JOIN);
+        let frames = state.entry_frames(load.room, &key, load.created, names);
+        state.send_user(&key, frames);
+        state.subscribe_room(load.room, &key);
         Ok(())
     }
 

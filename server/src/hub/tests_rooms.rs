@@ -42,8 +42,15 @@ fn say(hub: &Hub, m: &Joined, room: &str, text: &str) -> Result<u64, SendError> 
         .map(|(a, _)| a.id)
 }
 
+/// Joins `room`; a history load is completed at once (the memory store answers at once).
 fn join(hub: &Hub, m: &Joined, room: &str) -> Result<(), RoomError> {
-    hub.join_room(m.outbox.conn_id, &m.outbox.nick, room)
+    match hub.join_room(m.outbox.conn_id, &m.outbox.nick, room)? {
+        Joining::Done => Ok(()),
+        Joining::Loading(mut load) => {
+            let lines = load.reply.try_recv().unwrap();
+            hub.complete_join(m.outbox.conn_id, &m.outbox.nick, load, lines, true)
+        }
+    }
 }
 
 /// The texts of the room lines in `msgs` for `room`.
@@ -575,4 +582,75 @@ fn a_new_account_under_a_released_nick_inherits_none_of_the_old_accounts_rooms()
         matches!(&pages[0], ServerMsg::Names { members, .. } if members.len() == 1 && members[0].role == Role::Owner),
         "{pages:?}"
     );
+}
+
+/// Completes `joining` as a session would: waits for the store's answer, then hands it over.
+fn complete(hub: &Hub, m: &Joined, joining: Joining) {
+    match joining {
+        Joining::Done => panic!("expected a history load"),
+        Joining::Loading(mut load) => {
+            let lines = load.reply.try_recv().unwrap();
+            hub.complete_join(m.outbox.conn_id, &m.outbox.nick, load, lines, true)
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_rooms_history_leaves_memory_when_nobody_is_in_it_and_comes_back_from_the_store_in_order() {
+    let hub = hub_with(Limits {
+        history_cache_lines: 0,
+        ..Limits::default()
+    });
+    let alice = login(&hub, "alice");
+    let mut bob = login(&hub, "bob");
+    join(&hub, &alice, "#a").unwrap();
+    for text in ["one", "two", "three"] {
+        say(&hub, &alice, "#a", text).unwrap();
+    }
+    assert_eq!(
+        hub.lock().rooms.cached_lines(),
+        3,
+        "kept while alice is in it"
+    );
+    hub.leave(alice.outbox.conn_id, "alice", LeaveReason::Quit);
+    assert_eq!(
+        hub.lock().rooms.cached_lines(),
+        0,
+        "nobody online in it: evicted"
+    );
+    // Bob's join must ask the store; alice comes back meanwhile (her login asks too) and
+    // speaks before either answer is handed over.
+    all(&mut bob);
+    let bobs = hub.join_room(bob.outbox.conn_id, "bob", "#a").unwrap();
+    let mut alice = relogin(&hub, "alice");
+    assert!(alice.rooms.is_empty() && alice.loading.len() == 1);
+    let alices = alice.loading.pop().unwrap();
+    // Not yet subscribed: her line reaches nobody live, and waits for the history.
+    say(&hub, &alice, "#a", "during").unwrap();
+    complete(&hub, &bob, bobs);
+    let got = all(&mut bob);
+    let history: Vec<&str> = got
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::History { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(history, ["one", "two", "three", "during"], "{got:?}");
+    let entered = got
+        .iter()
+        .position(|m| matches!(m, ServerMsg::Entered { .. }));
+    let first = got
+        .iter()
+        .position(|m| matches!(m, ServerMsg::History { .. }));
+    assert!(entered.is_some() && entered < first, "{got:?}");
+    complete(&hub, &alice, Joining::Loading(alices));
+    let got = all(&mut alice);
+    assert!(got
+        .iter()
+        .any(|m| matches!(m, ServerMsg::History { text, .. } if text == "during")));
+    // Both subscribed now: live lines flow.
+    say(&hub, &alice, "#a", "live").unwrap();
+    assert_eq!(lines_in(&all(&mut bob), "#a"), ["live"]);
 }

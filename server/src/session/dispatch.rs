@@ -15,7 +15,7 @@ use tracing::warn;
 use super::answers::Answer;
 use super::context::{queue_users, Context, Exit, STORE_TIMEOUT};
 use super::refusal::Refusal;
-use crate::hub::{Outbox, PrivateOutcome};
+use crate::hub::{HistoryLoad, Outbox, PrivateOutcome};
 use crate::limit::{RateLimiter, Verdict};
 use crate::transport::Transport;
 
@@ -28,6 +28,7 @@ pub(crate) fn dispatch<T: Transport>(
     ctx: &Context,
     limiter: &mut RateLimiter,
     answers: &mut VecDeque<Answer>,
+    loads: &mut VecDeque<HistoryLoad>,
     payload: &[u8],
 ) -> Option<Exit> {
     let msg = match ClientMsg::decode(payload) {
@@ -96,7 +97,7 @@ pub(crate) fn dispatch<T: Transport>(
         | ClientMsg::Member { .. }
         | ClientMsg::Mode { .. }
         | ClientMsg::Away { .. } => {
-            super::rooms::command(conn, m, ctx, msg);
+            loads.extend(super::rooms::command(conn, m, ctx, msg));
             None
         }
     }

@@ -252,9 +252,19 @@ pub(crate) async fn login<T: Transport>(
     for line in std::mem::take(&mut joined.history) {
         conn.queue(line);
     }
-    // Each room the user is a member of: `Entered`, then its history.
+    // Each room the user is a member of: `Entered`, then its history. Rooms whose history was
+    // not in memory follow in the outbox once the store answered (before their live lines:
+    // the session is subscribed to them only then).
     for frame in std::mem::take(&mut joined.rooms) {
         conn.queue(frame);
+    }
+    for mut load in std::mem::take(&mut joined.loading) {
+        let lines = tokio::select! {
+            lines = super::rooms::loaded(&mut load) => lines,
+            // Shutting down: the chat loop says goodbye right after.
+            () = cancel.cancelled() => Err(StoreError::Closed),
+        };
+        super::rooms::complete(conn, &joined.outbox, ctx, load, lines, false);
     }
     // They stay in the mailbox until the client acknowledges them.
     let ids: Vec<u64> = mails.iter().map(|m| m.id).collect();

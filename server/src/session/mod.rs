@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::Limits;
-use crate::hub::{Closed, Outbox, SendError};
+use crate::hub::{Closed, HistoryLoad, Outbox, SendError};
 use crate::limit::RateLimiter;
 use crate::transport::framed::Framed;
 use crate::transport::{ReadError, Transport};
@@ -257,6 +257,8 @@ async fn chat<T: Transport>(
         Instant::now().into_std(),
     );
     let mut answers: VecDeque<Answer> = VecDeque::new();
+    // Joins waiting for their room's history from the store, oldest first.
+    let mut loads: VecDeque<HistoryLoad> = VecDeque::new();
     // Set once the server stops: by then every accepted line must be out and answered.
     let mut stopping: Option<Instant> = None;
 
@@ -302,11 +304,16 @@ async fn chat<T: Transport>(
                 Ok(msg) => conn.queue(msg),
                 Err(closed) => return closed_exit(closed),
             },
-            read = conn.recv(), if answers.len() < MAX_OWED => {
+            lines = next_loaded(&mut loads), if !loads.is_empty() => {
+                if let Some(load) = loads.pop_front() {
+                    rooms::complete(conn, outbox, ctx, load, lines, true);
+                }
+            }
+            read = conn.recv(), if answers.len() < MAX_OWED && loads.len() < MAX_LOADING => {
                 last_heard = Instant::now();
                 match read {
                     Ok(Some(payload)) => {
-                        if let Some(exit) = dispatch(conn, outbox, ctx, &mut limiter, &mut answers, &payload) {
+                        if let Some(exit) = dispatch(conn, outbox, ctx, &mut limiter, &mut answers, &mut loads, &payload) {
                             return exit;
                         }
                     }
@@ -331,6 +338,21 @@ async fn chat<T: Transport>(
         if let Err(exit) = drain(conn, outbox, MAX_BATCH) {
             return exit;
         }
+    }
+}
+
+/// Joins whose room history is being read that one session may have; it stops reading its
+/// client's messages at this many until the store answers.
+const MAX_LOADING: usize = 8;
+
+/// The store's answer for the first of `loads`; never ready when there is none (`select!`
+/// builds this future even when its branch is disabled).
+async fn next_loaded(
+    loads: &mut VecDeque<HistoryLoad>,
+) -> Result<Vec<crate::store::Line>, crate::store::StoreError> {
+    match loads.front_mut() {
+        Some(load) => rooms::loaded(load).await,
+        None => std::future::pending().await,
     }
 }
 

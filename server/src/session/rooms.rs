@@ -4,18 +4,28 @@
 
 use mm_common::protocol::{validate_nick, validate_room, ClientMsg, ServerMsg, MAX_REASON_LEN};
 
-use super::context::Context;
-use crate::hub::{Outbox, RoomError};
+use super::context::{Context, STORE_TIMEOUT};
+use crate::hub::{HistoryLoad, Joining, Outbox, RoomError};
+use crate::store::{Line, StoreError};
 use crate::transport::Transport;
 
 /// Handles one room command. Answers go to the outbox (through the hub, in its order) or, for
-/// lists and refusals, straight onto the transport.
-pub(super) fn command<T: Transport>(conn: &mut T, m: &Outbox, ctx: &Context, msg: ClientMsg) {
+/// lists and refusals, straight onto the transport. A join whose room's history must be read
+/// from the store returns its [`HistoryLoad`], to complete with [`complete`].
+pub(super) fn command<T: Transport>(
+    conn: &mut T,
+    m: &Outbox,
+    ctx: &Context,
+    msg: ClientMsg,
+) -> Option<HistoryLoad> {
     let hub = &ctx.hub;
     let (room, result) = match msg {
         ClientMsg::Join { room } => {
-            let r = valid(&room).and_then(|()| hub.join_room(m.conn_id, &m.nick, &room));
-            (room, r)
+            match valid(&room).and_then(|()| hub.join_room(m.conn_id, &m.nick, &room)) {
+                Ok(Joining::Done) => return None,
+                Ok(Joining::Loading(load)) => return Some(load),
+                Err(e) => (room, Err(e)),
+            }
         }
         ClientMsg::Part { room, reason } => {
             let r = valid(&room)
@@ -25,14 +35,14 @@ pub(super) fn command<T: Transport>(conn: &mut T, m: &Outbox, ctx: &Context, msg
         }
         ClientMsg::List { after } => {
             conn.queue_msg(&hub.list_rooms(&m.nick, &after));
-            return;
+            return None;
         }
         ClientMsg::Names { room } => match valid(&room).and_then(|()| hub.names(&m.nick, &room)) {
             Ok(pages) => {
                 for page in pages {
                     conn.queue_msg(&page);
                 }
-                return;
+                return None;
             }
             Err(e) => (room, Err(e)),
         },
@@ -64,10 +74,40 @@ pub(super) fn command<T: Transport>(conn: &mut T, m: &Outbox, ctx: &Context, msg
             (room, r)
         }
         ClientMsg::Away { message } => (String::new(), hub.away(m.conn_id, &m.nick, message)),
-        _ => return,
+        _ => return None,
     };
     if let Err(e) = result {
         conn.queue_msg(&refusal(&room, &e));
+    }
+    None
+}
+
+/// Completes a join whose room history the store was asked for, once it answered (`lines`):
+/// `Entered`, members and history go to the outbox; a store that did not answer is told to
+/// the client as a `RoomError` (`busy`: join again).
+pub(super) fn complete<T: Transport>(
+    conn: &mut T,
+    m: &Outbox,
+    ctx: &Context,
+    load: HistoryLoad,
+    lines: Result<Vec<Line>, StoreError>,
+    names: bool,
+) {
+    let room = ctx.hub.room_name(load.room).unwrap_or_default();
+    if let Err(e) = ctx
+        .hub
+        .complete_join(m.conn_id, &m.nick, load, lines, names)
+    {
+        conn.queue_msg(&refusal(&room, &e));
+    }
+}
+
+/// The store's answer to a history load, within [`STORE_TIMEOUT`].
+pub(super) async fn loaded(load: &mut HistoryLoad) -> Result<Vec<Line>, StoreError> {
+    match tokio::time::timeout(STORE_TIMEOUT, &mut load.reply).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(StoreError::Closed),
+        Err(_) => Err(StoreError::Busy),
     }
 }
 
