@@ -601,4 +601,238 @@ mod tests {
             assert!(!parses_as_a_command(word), "{word}");
         }
     }
+
+    fn err(line: &str) -> String {
+        parse(line).expect_err(line).0
+    }
+
+    #[test]
+    fn room_commands_parse_with_and_without_a_room() {
+        use mm_common::protocol::{MemberChange as M, RoomMode as R};
+        let room = |r: &str| Some(r.to_owned());
+        assert_eq!(parse("/join #dev"), Ok(Command::Join("#dev".into())));
+        assert_eq!(parse("/j #Dev"), Ok(Command::Join("#Dev".into())));
+        assert_eq!(
+            parse("/part"),
+            Ok(Command::Part {
+                room: None,
+                reason: String::new()
+            })
+        );
+        assert_eq!(
+            parse("/part #dev see you  later"),
+            Ok(Command::Part {
+                room: room("#dev"),
+                reason: "see you  later".into()
+            })
+        );
+        assert_eq!(
+            parse("/part gone home"),
+            Ok(Command::Part {
+                room: None,
+                reason: "gone home".into()
+            })
+        );
+        assert_eq!(parse("/list"), Ok(Command::List { more: false }));
+        assert_eq!(parse("/list more"), Ok(Command::List { more: true }));
+        assert_eq!(
+            parse("/topic #dev"),
+            Ok(Command::Topic {
+                room: room("#dev"),
+                text: None
+            })
+        );
+        assert_eq!(
+            parse("/topic"),
+            Ok(Command::Topic {
+                room: None,
+                text: None
+            })
+        );
+        assert_eq!(
+            parse("/topic #dev release on friday"),
+            Ok(Command::Topic {
+                room: room("#dev"),
+                text: Some("release on friday".into())
+            })
+        );
+        assert_eq!(
+            parse("/topic new topic here"),
+            Ok(Command::Topic {
+                room: None,
+                text: Some("new topic here".into())
+            })
+        );
+        assert_eq!(parse("/names #dev"), Ok(Command::Names(room("#dev"))));
+        assert_eq!(
+            parse("/invite bob #dev"),
+            Ok(Command::Invite {
+                nick: "bob".into(),
+                room: room("#dev")
+            })
+        );
+        assert_eq!(
+            parse("/invite bob"),
+            Ok(Command::Invite {
+                nick: "bob".into(),
+                room: None
+            })
+        );
+        assert_eq!(
+            parse("/kick #dev bob flooding the room"),
+            Ok(Command::Kick {
+                room: room("#dev"),
+                nick: "bob".into(),
+                reason: "flooding the room".into()
+            })
+        );
+        assert_eq!(
+            parse("/kick bob"),
+            Ok(Command::Kick {
+                room: None,
+                nick: "bob".into(),
+                reason: String::new()
+            })
+        );
+        for (word, change) in [
+            ("ban", M::Ban),
+            ("unban", M::Unban),
+            ("op", M::Op),
+            ("deop", M::Deop),
+            ("voice", M::Voice),
+            ("devoice", M::Devoice),
+        ] {
+            assert_eq!(
+                parse(&format!("/{word} #dev bob")),
+                Ok(Command::Member {
+                    room: room("#dev"),
+                    nick: "bob".into(),
+                    change
+                })
+            );
+            assert_eq!(
+                parse(&format!("/{word} bob")),
+                Ok(Command::Member {
+                    room: None,
+                    nick: "bob".into(),
+                    change
+                })
+            );
+            assert_eq!(
+                err(&format!("/{word}")),
+                format!("usage: /{word} [#ROOM] NICK")
+            );
+            assert_eq!(
+                err(&format!("/{word} #dev bob carol")),
+                format!("usage: /{word} [#ROOM] NICK")
+            );
+        }
+        for (args, mode, on) in [
+            ("#dev +i", R::InviteOnly, true),
+            ("#dev -i", R::InviteOnly, false),
+            ("+t", R::TopicOps, true),
+            ("-t", R::TopicOps, false),
+            ("#dev +m", R::Moderated, true),
+            ("-m", R::Moderated, false),
+            ("#dev invite-only on", R::InviteOnly, true),
+            ("moderated off", R::Moderated, false),
+            ("#dev Topic-Ops ON", R::TopicOps, true),
+        ] {
+            let expected_room = args.starts_with('#').then(|| "#dev".to_owned());
+            assert_eq!(
+                parse(&format!("/mode {args}")),
+                Ok(Command::Mode {
+                    room: expected_room,
+                    mode,
+                    on
+                }),
+                "{args}"
+            );
+        }
+        assert_eq!(
+            parse("/me waves"),
+            Ok(Command::SayIn {
+                room: None,
+                text: "waves".into(),
+                action: true
+            })
+        );
+        assert_eq!(
+            parse("/me #dev waves  twice"),
+            Ok(Command::SayIn {
+                room: room("#dev"),
+                text: "waves  twice".into(),
+                action: true
+            })
+        );
+        assert_eq!(
+            parse("/msg #dev hello all"),
+            Ok(Command::SayIn {
+                room: room("#dev"),
+                text: "hello all".into(),
+                action: false
+            })
+        );
+        assert_eq!(
+            parse("/away lunch, back at 2"),
+            Ok(Command::Away("lunch, back at 2".into()))
+        );
+        assert_eq!(parse("/away"), Ok(Command::Away(String::new())));
+        assert_eq!(parse("/ignore"), Ok(Command::Ignore(None)));
+        assert_eq!(
+            parse("/ignore eve"),
+            Ok(Command::Ignore(Some("eve".into())))
+        );
+        assert_eq!(parse("/unignore eve"), Ok(Command::Unignore("eve".into())));
+    }
+
+    #[test]
+    fn room_commands_refuse_bad_rooms_nicks_and_arguments_clearly() {
+        assert_eq!(err("/join"), "usage: /join #ROOM");
+        assert_eq!(err("/join #a #b"), "usage: /join #ROOM");
+        assert_eq!(
+            err("/join dev"),
+            "dev is not a room name: a room name starts with #"
+        );
+        assert_eq!(
+            err("/join #"),
+            "# is not a room name: a room name needs at least one character after #"
+        );
+        assert_eq!(
+            err("/join #a.b"),
+            "#a.b is not a room name: a room name holds only letters, digits, _ and - after #"
+        );
+        assert_eq!(
+            err(&format!("/join #{}", "x".repeat(49))),
+            format!(
+                "#{} is not a room name: a room name is at most 48 characters after #",
+                "x".repeat(49)
+            )
+        );
+        assert!(err("/part #a*b").contains("not a room name"));
+        assert!(err("/topic #a!b x").contains("not a room name"));
+        assert!(err("/msg #a!b hi").contains("not a room name"));
+        assert!(err("/me #a!b hi").contains("not a room name"));
+        assert_eq!(err("/me"), "usage: /me [#ROOM] ACTION");
+        assert_eq!(err("/me #dev"), "usage: /me [#ROOM] ACTION");
+        assert_eq!(err("/list all"), "usage: /list [more]");
+        assert_eq!(err("/names #dev x"), "usage: /names [#ROOM]");
+        assert_eq!(err("/invite"), "usage: /invite NICK [#ROOM]");
+        assert_eq!(err("/invite #dev bob"), "usage: /invite NICK [#ROOM]");
+        assert!(err("/invite bob dev").contains("not a room name"));
+        assert!(err("/invite 9bob #dev").contains("9bob is not a nick"));
+        assert_eq!(err("/kick #dev"), "usage: /kick [#ROOM] NICK [REASON]");
+        assert!(err("/kick #dev b@d").contains("not a nick"));
+        assert!(err("/mode #dev").starts_with("usage: /mode"));
+        assert!(err("/mode #dev +x").starts_with("usage: /mode"));
+        assert!(err("/mode #dev i").starts_with("usage: /mode"));
+        assert!(err("/mode #dev invite-only maybe").starts_with("usage: /mode"));
+        assert!(err(&format!("/away {}", "x".repeat(300))).contains("text-too-long"));
+        assert!(err(&format!("/part #dev {}", "x".repeat(300))).contains("text-too-long"));
+        assert!(err("/topic #dev a\u{1b}b").contains("invalid-text"));
+        assert!(err(&format!("/topic #dev {}", "x".repeat(2000))).contains("text-too-long"));
+        assert_eq!(err("/ignore a b"), "usage: /ignore NICK");
+        assert_eq!(err("/unignore"), "usage: /unignore NICK");
+        assert!(err("/ignore 1x").contains("not a nick"));
+    }
 }
