@@ -6,14 +6,15 @@
 
 use crate::ChatLine;
 use mm_common::e2e::{E2eEvent, Status};
-use mm_common::protocol::{nick_key, ErrorCode};
+use mm_common::protocol::{nick_key, room_key, ErrorCode};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use std::collections::BTreeMap;
 
 use super::input::{Edit, Input};
 use crate::command::{self, Command};
 use crate::execute::Sink;
 use crate::render::{self, Kind, Rendered, Target};
-use crate::{Delivery, Event, LineId};
+use crate::{Delivery, Event, LineId, RoomEvent, RoomInfo};
 
 /// Lines kept per tab; older ones are dropped.
 pub const SCROLLBACK: usize = 5000;
@@ -130,6 +131,11 @@ pub struct App {
     said_full: bool,
     /// Empty lines left out of the draft being sent, said once its lines are ([`App::sent`]).
     left_out: usize,
+    /// The rooms we are in (the lobby aside), by [`room_key`]: at most
+    /// [`crate::core::MAX_ROOMS`], each with at most [`crate::core::MAX_NAMES`] names.
+    pub rooms: BTreeMap<String, RoomInfo>,
+    /// The member pane is shown beside a room tab (F2).
+    pub show_members: bool,
 }
 
 /// The rows `line` of `tab` takes at `width` columns, as drawn: its wrapped text and the unread
@@ -150,6 +156,10 @@ pub struct Placing<'a> {
 impl Sink for Placing<'_> {
     fn show(&mut self, item: Rendered) {
         self.app.place(item, self.now);
+    }
+
+    fn room(&self) -> Option<String> {
+        self.app.current_room().map(str::to_owned)
     }
 
     fn own(&mut self, item: Rendered, line: LineId) {
@@ -208,6 +218,124 @@ impl App {
             burst: None,
             said_full: false,
             left_out: 0,
+            rooms: BTreeMap::new(),
+            show_members: false,
+        }
+    }
+
+    /// The room shown, if the tab shown is a room's (not the lobby's).
+    pub fn current_room(&self) -> Option<&str> {
+        self.current().room()
+    }
+
+    /// The index of room `room`'s tab, if open.
+    pub fn room_tab(&self, room: &str) -> Option<usize> {
+        let key = room_key(room);
+        self.tabs
+            .iter()
+            .position(|t| t.room().is_some_and(|r| room_key(r) == key))
+    }
+
+    /// What we know of the room `room` (any case).
+    pub fn room_info(&self, room: &str) -> Option<&RoomInfo> {
+        self.rooms.get(&room_key(room))
+    }
+
+    /// Keeps the state of the rooms in step with a room event: their tabs open when we enter
+    /// and close when we leave or are kicked (the lobby tab says so).
+    fn on_room_event(&mut self, event: &RoomEvent) {
+        match event {
+            RoomEvent::Entered { room, .. } => {
+                let key = room_key(&room.name);
+                if self.rooms.contains_key(&key) || self.rooms.len() < crate::core::MAX_ROOMS {
+                    self.rooms.insert(key, room.clone());
+                }
+                if self.room_tab(&room.name).is_none() && self.tabs.len() < MAX_TABS {
+                    self.tabs
+                        .push(Tab::new(TabKind::Channel(room.name.clone())));
+                }
+            }
+            RoomEvent::Parted { room, me: true, .. } | RoomEvent::Kicked { room, me: true, .. } => {
+                self.rooms.remove(&room_key(room));
+                if let Some(i) = self.room_tab(room) {
+                    self.tabs.remove(i);
+                    if self.active >= i && self.active > 0 {
+                        self.active -= 1;
+                    }
+                }
+            }
+            RoomEvent::Parted { room, nick, .. } | RoomEvent::Kicked { room, nick, .. } => {
+                if let Some(info) = self.rooms.get_mut(&room_key(room)) {
+                    let k = nick_key(nick);
+                    info.members = info.members.saturating_sub(1);
+                    info.names.retain(|m| nick_key(&m.nick) != k);
+                }
+            }
+            RoomEvent::Joined { room, nick } => {
+                if let Some(info) = self.rooms.get_mut(&room_key(room)) {
+                    let k = nick_key(nick);
+                    if !info.names.iter().any(|m| nick_key(&m.nick) == k) {
+                        info.members = info.members.saturating_add(1);
+                        if info.names.len() < crate::core::MAX_NAMES {
+                            info.names.push(mm_common::protocol::Member {
+                                nick: nick.clone(),
+                                role: mm_common::protocol::Role::Member,
+                                online: true,
+                                away: false,
+                            });
+                            info.names.sort_by_key(|m| nick_key(&m.nick));
+                        }
+                    }
+                }
+            }
+            RoomEvent::Topic {
+                room, by, topic, ..
+            } => {
+                if let Some(info) = self.rooms.get_mut(&room_key(room)) {
+                    info.topic.clone_from(topic);
+                    info.topic_by.clone_from(by);
+                }
+            }
+            RoomEvent::Mode { room, mode, on, .. } => {
+                if let Some(info) = self.rooms.get_mut(&room_key(room)) {
+                    info.modes.set(*mode, *on);
+                }
+            }
+            RoomEvent::Member {
+                room, nick, change, ..
+            } => {
+                use mm_common::protocol::{MemberChange as C, Role};
+                let me = nick_key(nick) == nick_key(&self.nick);
+                let role = |old: Role| match change {
+                    C::Op => Role::Op,
+                    C::Deop if old == Role::Op => Role::Member,
+                    C::Voice if old < Role::Voiced => Role::Voiced,
+                    C::Devoice if old == Role::Voiced => Role::Member,
+                    _ => old,
+                };
+                if let Some(info) = self.rooms.get_mut(&room_key(room)) {
+                    if me {
+                        info.role = role(info.role);
+                    }
+                    let k = nick_key(nick);
+                    if *change == C::Ban {
+                        info.names.retain(|m| nick_key(&m.nick) != k);
+                    }
+                    for m in info.names.iter_mut().filter(|m| nick_key(&m.nick) == k) {
+                        m.role = role(m.role);
+                    }
+                }
+            }
+            RoomEvent::Names { room, members, .. } => {
+                if let Some(info) = self.rooms.get_mut(&room_key(room)) {
+                    info.names = members
+                        .iter()
+                        .take(crate::core::MAX_NAMES)
+                        .cloned()
+                        .collect();
+                }
+            }
+            _ => {}
         }
     }
 
@@ -246,6 +374,7 @@ impl App {
         let tab = &mut self.tabs[i];
         tab.unread = 0;
         tab.mention = false;
+        tab.mentions = 0;
     }
 
     /// Adds a line to tab `i`, counting it as unread (and a mention if `mention`) when the tab
@@ -332,6 +461,7 @@ impl App {
         if i != self.active {
             if let Some(tab) = self.tabs.get_mut(i) {
                 tab.mention = true;
+                tab.mentions = tab.mentions.saturating_add(1);
             }
         }
     }
@@ -387,6 +517,7 @@ impl App {
                 self.seen.insert(*id);
             }
             Event::Joined { nick } => self.add_online(nick),
+            Event::Room(e) => self.on_room_event(e),
             Event::Left { nick, .. } => {
                 let key = nick_key(nick);
                 self.online.retain(|n| nick_key(n) != key);
@@ -447,10 +578,14 @@ impl App {
             self.place(item, now);
         }
         match event {
-            Event::Public(ChatLine { from, text, .. }) if self.mentions_me(text) => {
-                self.mark_mention(0);
-                return (self.active != 0).then(|| Notification {
-                    title: format!("{from} in #room"),
+            Event::Public(ChatLine {
+                from, text, room, ..
+            }) if self.mentions_me(text) => {
+                let i = self.room_tab(room).unwrap_or(0);
+                self.mark_mention(i);
+                let place = if i == 0 { "#room" } else { room.as_str() };
+                return (self.active != i).then(|| Notification {
+                    title: format!("{from} in {place}"),
                     body: text.clone(),
                 });
             }
@@ -525,7 +660,8 @@ impl App {
     /// [`App::place`] for our own line, `sending` saying how far it got.
     fn place_with(&mut self, item: Rendered, sending: Option<Sending>, now: u64) {
         let i = match &item.target {
-            Target::Room | Target::InRoom(_) => 0,
+            Target::Room => 0,
+            Target::InRoom(room) => self.room_tab(room).unwrap_or(0),
             Target::Peer(peer) => self.tab_for(peer).unwrap_or(0),
             Target::PeerTab(peer) => match self.find_tab(peer) {
                 Some(i) => i,
@@ -543,11 +679,7 @@ impl App {
             Kind::OwnPublic | Kind::OwnPrivate => LineKind::Own,
             Kind::OwnSecure { queued } => LineKind::OwnSecure { queued },
             Kind::Notice | Kind::Ready | Kind::NewMarker => LineKind::Notice,
-            Kind::Action | Kind::HistoryAction => {
-                let text = format!("{} {}", item.from.as_deref().unwrap_or_default(), item.text);
-                self.push(i, LineKind::Notice, None, &text, ts);
-                return;
-            }
+            Kind::Action | Kind::HistoryAction => LineKind::Action,
             Kind::Error | Kind::Alarm => LineKind::Error,
             Kind::SafetyNumber { number, .. } => {
                 self.push(i, LineKind::Safety, None, &format!("{}:", item.text), ts);
