@@ -121,7 +121,8 @@ pub enum RoomEvent {
         created: bool,
     },
     /// The lines of a room's history from here on are new to us (we had not been sent them):
-    /// shown as a `── new ──` marker. Comes once per entering, before the first such line.
+    /// shown as a `── new ──` marker. Comes at most once per entering, before the first such
+    /// line, and only when lines we had been sent come before it.
     NewLines {
         /// The room.
         room: String,

@@ -39,8 +39,9 @@ pub(super) struct Rooms {
     join_page: HashSet<String>,
     /// Rooms whose topic we asked for.
     topic_asked: HashSet<String>,
-    /// Rooms entered whose `── new ──` marker is not shown yet, with their `seen`.
-    unmarked: HashMap<String, u64>,
+    /// Rooms entered whose `── new ──` marker is not shown yet, with their `seen` and whether
+    /// a line we had been sent came before (the marker separates old lines from new ones).
+    unmarked: HashMap<String, (u64, bool)>,
     /// What we last asked of each room, for the words of its errors.
     doing: HashMap<String, &'static str>,
     /// `/list` pages asked for and not answered yet.
@@ -199,12 +200,17 @@ impl Core {
             return;
         }
         if history {
-            if let Some(&seen) = self.rooms.unmarked.get(&key) {
-                if line.id > seen {
+            if let Some((seen, had_old)) = self.rooms.unmarked.get_mut(&key) {
+                if line.id <= *seen {
+                    *had_old = true;
+                } else {
+                    let had_old = *had_old;
                     self.rooms.unmarked.remove(&key);
-                    self.push(Event::Room(RoomEvent::NewLines {
-                        room: line.room.clone(),
-                    }));
+                    if had_old {
+                        self.push(Event::Room(RoomEvent::NewLines {
+                            room: line.room.clone(),
+                        }));
+                    }
                 }
             }
         } else {
@@ -256,7 +262,11 @@ impl Core {
             | ServerMsg::Joined { room, .. } => Some(room.as_str()),
             _ => None,
         };
-        if room.is_some_and(|r| validate_room(r).is_err() || is_lobby(r)) {
+        if room.is_some_and(|r| validate_room(r).is_err()) {
+            return;
+        }
+        // The lobby is no room one enters (everyone online is in it).
+        if matches!(&msg, ServerMsg::Entered { room, .. } if is_lobby(room)) {
             return;
         }
         // And every nick a nick (`by` may be empty).
@@ -304,7 +314,7 @@ impl Core {
                     names: Vec::new(),
                 };
                 self.rooms.joined.insert(key.clone(), info.clone());
-                self.rooms.unmarked.insert(key.clone(), seen);
+                self.rooms.unmarked.insert(key.clone(), (seen, false));
                 self.rooms.join_page.insert(key.clone());
                 self.rooms.names.remove(&key);
                 RoomEvent::Entered {

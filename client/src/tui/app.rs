@@ -517,7 +517,18 @@ impl App {
                 self.seen.insert(*id);
             }
             Event::Joined { nick } => self.add_online(nick),
-            Event::Room(e) => self.on_room_event(e),
+            Event::Room(e) => {
+                self.on_room_event(e);
+                // The member pane shows the list it asked for: not printed as well.
+                if let RoomEvent::Names { room, .. } = e {
+                    let shown = self
+                        .current_room()
+                        .is_some_and(|r| room_key(r) == room_key(room));
+                    if self.show_members && shown {
+                        return None;
+                    }
+                }
+            }
             Event::Left { nick, .. } => {
                 let key = nick_key(nick);
                 self.online.retain(|n| nick_key(n) != key);

@@ -1007,6 +1007,26 @@ fn f2_toggles_the_member_pane_and_asks_for_the_names() {
         Action::Run(Command::Names(Some("#dev".into())))
     );
     assert!(app.show_members);
+    let before = app.tabs[1].lines.len();
+    app.on_event(
+        &Event::Room(RoomEvent::Names {
+            room: "#dev".into(),
+            members: vec![mm_common::protocol::Member {
+                nick: "bob".into(),
+                role: mm_common::protocol::Role::Op,
+                online: true,
+                away: false,
+            }],
+            complete: true,
+        }),
+        0,
+    );
+    assert_eq!(
+        app.tabs[1].lines.len(),
+        before,
+        "the pane shows it, not a line"
+    );
+    assert_eq!(app.room_info("#dev").unwrap().names.len(), 1);
 }
 
 #[test]

@@ -393,6 +393,18 @@ fn the_new_marker_goes_before_the_first_line_after_seen() {
         })
         .collect();
     assert_eq!(kinds, ["entered", "10", "11", "new", "12", "13"]);
+    // All new (a first join, or nothing seen yet): nothing to separate, no marker.
+    core.receive(
+        &frames(&[entered("#ops", 0), history("#ops", 20, "bob")]),
+        t0,
+    );
+    let events = drain(&mut core, t0);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Room(RoomEvent::NewLines { .. }))),
+        "{events:?}"
+    );
 }
 
 #[test]
