@@ -6,6 +6,7 @@ use crate::display::{self, Style};
 use crate::tui::app::{App, LineKind};
 use crate::ChatLine;
 use crate::LineId;
+use crate::RoomEvent;
 use mm_common::protocol::ErrorCode;
 
 fn only(event: &Event) -> Rendered {
