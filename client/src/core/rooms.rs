@@ -284,6 +284,19 @@ impl Core {
             return;
         }
         let key = room.map(room_key).unwrap_or_default();
+        // What happens in a room is told to its members: about a room we are not in (a
+        // confused or hostile server), nothing is shown. A topic may be one we asked for.
+        let members_only = matches!(
+            &msg,
+            ServerMsg::Joined { .. }
+                | ServerMsg::Parted { .. }
+                | ServerMsg::Kicked { .. }
+                | ServerMsg::ModeChanged { .. }
+                | ServerMsg::MemberChanged { .. }
+        ) || matches!(&msg, ServerMsg::Topic { .. } if !self.rooms.topic_asked.contains(&key));
+        if members_only && !self.rooms.joined.contains_key(&key) {
+            return;
+        }
         let event = match msg {
             ServerMsg::Entered {
                 room,
@@ -375,7 +388,8 @@ impl Core {
                 RoomEvent::List { rooms, next }
             }
             ServerMsg::Joined { room, nick, .. } => {
-                if !nick_ok(&nick) {
+                // Our own join is told by `Entered`.
+                if !nick_ok(&nick) || self.is_me(&nick) {
                     return;
                 }
                 if let Some(info) = self.rooms.joined.get_mut(&key) {

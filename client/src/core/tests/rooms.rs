@@ -473,6 +473,20 @@ fn room_frames_with_bad_room_names_or_nicks_are_dropped_and_texts_put_on_one_lin
                 room: "#dev".into(),
                 nick: "x".repeat(500),
             },
+            // News of a room we are not in.
+            ServerMsg::Kicked {
+                ts: 1,
+                room: "#elsewhere".into(),
+                nick: "alice".into(),
+                by: "mallory".into(),
+                reason: String::new(),
+            },
+            ServerMsg::Topic {
+                ts: 1,
+                room: "#elsewhere".into(),
+                by: "mallory".into(),
+                topic: "forged".into(),
+            },
             // Names nobody asked for.
             ServerMsg::Names {
                 room: "#zzz".into(),
