@@ -15,6 +15,8 @@ struct Fake {
     status: Status,
     number: Result<String, Refused>,
     max: usize,
+    /// Where the next `/list` page starts.
+    next: String,
 }
 
 impl Fake {
@@ -26,6 +28,7 @@ impl Fake {
             status: Status::Plain,
             number: Ok("11111 22222 33333 44444 55555".into()),
             max: 4096,
+            next: String::new(),
         }
     }
 
@@ -82,6 +85,27 @@ impl Chat for Fake {
     }
     fn secure_status(&self, _peer: &str) -> Status {
         self.status.clone()
+    }
+    async fn say(&self, room: &str, text: &str, action: bool) -> Result<LineId, NotConnected> {
+        self.call(format!("say {room} {text} {action}"));
+        match self.refuse {
+            Some(SendError::NotConnected) => Err(NotConnected),
+            _ => Ok(LineId::from_tag(3)),
+        }
+    }
+    async fn room_command(&self, msg: ClientMsg) -> Result<(), NotConnected> {
+        self.call(format!("{msg:?}"));
+        self.answer().map_err(|_| NotConnected)
+    }
+    fn list_next(&self) -> String {
+        self.next.clone()
+    }
+    fn ignore(&self, nick: &str, on: bool) -> Result<bool, String> {
+        self.call(format!("ignore {nick} {on}"));
+        Ok(true)
+    }
+    fn ignored(&self) -> Vec<String> {
+        vec!["eve".into()]
     }
 }
 
@@ -292,4 +316,117 @@ fn help_nothing_and_quit() {
     assert_eq!(run(&fake, Command::Nothing).0, Outcome::Done);
     assert_eq!(run(&fake, Command::Quit).0, Outcome::Quit);
     assert!(fake.calls.borrow().is_empty());
+}
+
+fn parsed(line: &str) -> Command {
+    command::parse(line).expect(line)
+}
+
+#[test]
+fn room_commands_go_as_room_messages_and_need_a_room_in_line_mode() {
+    let fake = Fake::new();
+    let (outcome, shown) = run(&fake, parsed("/join #dev"));
+    assert_eq!(outcome, Outcome::Done);
+    assert!(shown.items.is_empty());
+    let (outcome, shown) = run(&fake, parsed("/topic #dev friday"));
+    assert_eq!(outcome, Outcome::Done);
+    assert!(shown.items.is_empty());
+    let (outcome, shown) = run(&fake, parsed("/kick bob"));
+    assert_eq!(outcome, Outcome::Refused);
+    assert_eq!(shown.lines(), ["! which room? /kick #ROOM NICK [REASON]"]);
+    let (outcome, shown) = run(&fake, parsed("/list more"));
+    assert_eq!(outcome, Outcome::Refused);
+    assert_eq!(
+        shown.lines(),
+        ["! no more rooms to list (/list starts again)"]
+    );
+    // /names without a room in line mode lists who is online, as before.
+    run(&fake, parsed("/names"));
+    let (_, shown) = run(&fake, parsed("/me #dev waves"));
+    assert_eq!(
+        shown
+            .own
+            .iter()
+            .map(|(i, _)| display::format(i, Style::PLAIN))
+            .collect::<Vec<_>>(),
+        [Some("[#dev] * me waves".to_owned())]
+    );
+    let (_, shown) = run(&fake, parsed("/me dances"));
+    assert_eq!(
+        shown
+            .own
+            .iter()
+            .map(|(i, _)| display::format(i, Style::PLAIN))
+            .collect::<Vec<_>>(),
+        [Some("* me dances".to_owned())]
+    );
+    run(&fake, parsed("/msg #dev hello"));
+    run(&fake, parsed("/mode #dev +i"));
+    run(&fake, parsed("/away lunch"));
+    assert_eq!(
+        *fake.calls.borrow(),
+        [
+            "Join { room: \"#dev\" }",
+            "Topic { room: \"#dev\", topic: Some(\"friday\") }",
+            "who",
+            "say #dev waves true",
+            "say #lobby dances true",
+            "say #dev hello false",
+            "Mode { room: \"#dev\", mode: InviteOnly, on: true }",
+            "Away { message: \"lunch\" }",
+        ]
+    );
+}
+
+/// A sink looking at a room tab.
+#[derive(Default)]
+struct InRoom(Shown);
+
+impl Sink for InRoom {
+    fn show(&mut self, item: Rendered) {
+        self.0.show(item);
+    }
+    fn own(&mut self, item: Rendered, line: LineId) {
+        self.0.own(item, line);
+    }
+    fn room(&self) -> Option<String> {
+        Some("#dev".into())
+    }
+}
+
+#[test]
+fn in_a_room_tab_room_commands_default_to_it() {
+    let fake = Fake::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let mut sink = InRoom::default();
+    for line in ["/kick bob", "/names", "/me waves", "/topic", "/part"] {
+        let outcome = runtime.block_on(execute(&fake, parsed(line), &mut sink));
+        assert_eq!(outcome, Outcome::Done, "{line}");
+    }
+    assert_eq!(
+        *fake.calls.borrow(),
+        [
+            "Kick { room: \"#dev\", nick: \"bob\", reason: \"\" }",
+            "Names { room: \"#dev\" }",
+            "say #dev waves true",
+            "Topic { room: \"#dev\", topic: None }",
+            "Part { room: \"#dev\", reason: \"\" }",
+        ]
+    );
+}
+
+#[test]
+fn ignore_lists_adds_and_removes() {
+    let fake = Fake::new();
+    let (_, shown) = run(&fake, parsed("/ignore"));
+    assert_eq!(shown.lines(), ["* ignored (1): eve"]);
+    let (_, shown) = run(&fake, parsed("/ignore bob"));
+    assert_eq!(
+        shown.lines(),
+        ["* ignoring bob: their room and private lines are hidden (/unignore bob to undo)"]
+    );
+    let (_, shown) = run(&fake, parsed("/unignore bob"));
+    assert_eq!(shown.lines(), ["* no longer ignoring bob"]);
 }

@@ -10,7 +10,7 @@
 use crate::ChatLine;
 use mm_common::e2e::{E2eEvent, Failure, Trust};
 use mm_common::identity::key_fingerprint;
-use mm_common::protocol::LeaveReason;
+use mm_common::protocol::{is_lobby, LeaveReason};
 
 use crate::command::HELP;
 use crate::{Delivery, Event, Welcome};
@@ -18,8 +18,10 @@ use crate::{Delivery, Event, Welcome};
 /// Where an item belongs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// The public room.
+    /// The public room (the lobby).
     Room,
+    /// A room other than the lobby, by name (the terminal UI shows it in that room's tab).
+    InRoom(String),
     /// The private conversation with this nick (the terminal UI opens its tab).
     Peer(String),
     /// The private conversation with this nick, only if one is open already: a front end
@@ -55,6 +57,12 @@ pub enum Kind {
         /// Still waiting for the session.
         queued: bool,
     },
+    /// An action line (`/me`) of someone's, or ours (`from` is set): `* alice waves`.
+    Action,
+    /// An action line from before we logged in or joined (`from` and `ts` are set).
+    HistoryAction,
+    /// The marker before the first line of a room's history we had not been sent: `── new ──`.
+    NewMarker,
     /// A notice: joins, session changes, answers to commands.
     Notice,
     /// A secure session came up: a notice worth its own colour.
@@ -125,23 +133,12 @@ impl Rendered {
 pub fn event(event: &Event) -> Vec<Rendered> {
     let one = |item: Rendered| vec![item];
     match event {
-        Event::Public(ChatLine { ts, from, text, .. }) => one(Rendered::chat(
-            Target::Room,
-            Kind::Public,
-            from,
-            text,
-            Some(*ts),
-        )),
+        Event::Public(line) => one(room_line(line, false)),
+        Event::History(line) => one(room_line(line, true)),
+        Event::Room(e) => room_event(e),
         Event::Private(ChatLine { ts, from, text, .. }) => one(Rendered::chat(
             Target::Peer(from.clone()),
             Kind::Private,
-            from,
-            text,
-            Some(*ts),
-        )),
-        Event::History(ChatLine { ts, from, text, .. }) => one(Rendered::chat(
-            Target::Room,
-            Kind::History,
             from,
             text,
             Some(*ts),
@@ -212,6 +209,15 @@ pub fn event(event: &Event) -> Vec<Rendered> {
             format!("disconnected: {e}"),
         )),
         Event::Closed { error: None, .. } => one(Rendered::notice(Target::Room, "disconnected")),
+    }
+}
+
+/// Where a room's items go: the lobby is [`Target::Room`].
+pub fn room_target(room: &str) -> Target {
+    if room.is_empty() || is_lobby(room) {
+        Target::Room
+    } else {
+        Target::InRoom(room.to_owned())
     }
 }
 
@@ -466,6 +472,11 @@ pub fn shutdown_words(reason: &str) -> String {
         format!("server shutting down: {reason}")
     }
 }
+
+#[path = "render_rooms.rs"]
+mod rooms;
+use rooms::room_line;
+pub use rooms::{list_line, names_words, own_room_line, room_error_words, room_event};
 
 #[cfg(test)]
 #[path = "render_tests.rs"]

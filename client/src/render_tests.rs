@@ -6,6 +6,7 @@ use crate::display::{self, Style};
 use crate::tui::app::{App, LineKind};
 use crate::ChatLine;
 use crate::LineId;
+use crate::RoomEvent;
 use mm_common::protocol::ErrorCode;
 
 fn only(event: &Event) -> Rendered {
@@ -34,6 +35,8 @@ fn chat_lines_keep_sender_text_and_time() {
     let cases = [
         (
             Event::Public(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 5,
                 from: from.clone(),
@@ -44,6 +47,8 @@ fn chat_lines_keep_sender_text_and_time() {
         ),
         (
             Event::Private(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 5,
                 from: from.clone(),
@@ -54,6 +59,8 @@ fn chat_lines_keep_sender_text_and_time() {
         ),
         (
             Event::History(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 5,
                 from: from.clone(),
@@ -64,6 +71,8 @@ fn chat_lines_keep_sender_text_and_time() {
         ),
         (
             Event::Offline(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 5,
                 from: from.clone(),
@@ -425,24 +434,32 @@ fn every_event(s: &str) -> Vec<Event> {
     let s = s.to_string();
     vec![
         Event::Public(ChatLine {
+            room: String::new(),
+            action: false,
             id: 1,
             ts: 0,
             from: s.clone(),
             text: s.clone(),
         }),
         Event::Private(ChatLine {
+            room: String::new(),
+            action: false,
             id: 2,
             ts: 0,
             from: s.clone(),
             text: s.clone(),
         }),
         Event::History(ChatLine {
+            room: String::new(),
+            action: false,
             id: 3,
             ts: 0,
             from: s.clone(),
             text: s.clone(),
         }),
         Event::Offline(ChatLine {
+            room: String::new(),
+            action: false,
             id: 4,
             ts: 0,
             from: s.clone(),
@@ -512,4 +529,340 @@ fn hostile_text_reaches_neither_front_end() {
             }
         }
     }
+}
+
+/// The lines line mode prints for `event`.
+fn lines(event: &Event) -> Vec<String> {
+    display::event_lines(event, Style::PLAIN)
+}
+
+fn line_in(room: &str, from: &str, text: &str, action: bool) -> ChatLine {
+    ChatLine {
+        id: 7,
+        ts: 0,
+        room: room.into(),
+        from: from.into(),
+        text: text.into(),
+        action,
+    }
+}
+
+fn room_info(name: &str) -> crate::RoomInfo {
+    crate::RoomInfo {
+        name: name.into(),
+        topic: "release friday".into(),
+        topic_by: "alice".into(),
+        modes: mm_common::protocol::Modes::default(),
+        members: 3,
+        role: mm_common::protocol::Role::Owner,
+        seen: 0,
+        names: Vec::new(),
+    }
+}
+
+#[test]
+fn room_lines_name_their_room_and_lobby_lines_stay_as_they_were() {
+    assert_eq!(
+        lines(&Event::Public(line_in("#dev", "alice", "hi", false))),
+        ["[#dev] <alice> hi"]
+    );
+    assert_eq!(
+        lines(&Event::Public(line_in("#dev", "alice", "waves", true))),
+        ["[#dev] * alice waves"]
+    );
+    assert_eq!(
+        lines(&Event::Public(line_in("#lobby", "alice", "hi", false))),
+        ["<alice> hi"]
+    );
+    assert_eq!(
+        lines(&Event::Public(line_in("#Lobby", "alice", "waves", true))),
+        ["* alice waves"]
+    );
+    assert_eq!(
+        lines(&Event::History(line_in("#dev", "bob", "old", false))),
+        ["[history 1970-01-01 00:00 UTC] [#dev] <bob> old"]
+    );
+    assert_eq!(
+        lines(&Event::History(line_in("#dev", "bob", "shrugs", true))),
+        ["[history 1970-01-01 00:00 UTC] [#dev] * bob shrugs"]
+    );
+    assert_eq!(
+        only(&Event::Public(line_in("#dev", "alice", "hi", false))).target,
+        Target::InRoom("#dev".into())
+    );
+    let own = display::format(&own_room_line("me", "#dev", "hello", false), Style::PLAIN);
+    assert_eq!(own.as_deref(), Some("[#dev] <me> hello"));
+    let own = display::format(&own_room_line("me", "#lobby", "dances", true), Style::PLAIN);
+    assert_eq!(own.as_deref(), Some("* me dances"));
+}
+
+#[test]
+fn each_room_event_is_one_line() {
+    use mm_common::protocol::{Member, MemberChange, Role, RoomMode, RoomSummary};
+    let room = |e: RoomEvent| lines(&Event::Room(e));
+    assert_eq!(
+        room(RoomEvent::Entered { room: room_info("#dev"), created: false }),
+        ["* entered #dev — topic: release friday — 3 members — you are the owner — not end-to-end encrypted: the server reads room lines"]
+    );
+    assert_eq!(
+        room(RoomEvent::NewLines {
+            room: "#dev".into()
+        }),
+        ["[#dev] ── new ──"]
+    );
+    assert_eq!(
+        room(RoomEvent::NewLines {
+            room: "#lobby".into()
+        }),
+        ["── new ──"]
+    );
+    assert_eq!(
+        room(RoomEvent::Joined {
+            room: "#dev".into(),
+            nick: "bob".into()
+        }),
+        ["* bob joined #dev"]
+    );
+    assert_eq!(
+        room(RoomEvent::Parted {
+            room: "#dev".into(),
+            nick: "bob".into(),
+            reason: "lunch".into(),
+            me: false
+        }),
+        ["* bob left #dev (lunch)"]
+    );
+    assert_eq!(
+        room(RoomEvent::Parted {
+            room: "#dev".into(),
+            nick: "bob".into(),
+            reason: String::new(),
+            me: false
+        }),
+        ["* bob left #dev"]
+    );
+    assert_eq!(
+        room(RoomEvent::Parted {
+            room: "#dev".into(),
+            nick: "me".into(),
+            reason: String::new(),
+            me: true
+        }),
+        ["* you left #dev"]
+    );
+    assert_eq!(
+        room(RoomEvent::Kicked {
+            room: "#dev".into(),
+            nick: "carol".into(),
+            by: "alice".into(),
+            reason: "spam".into(),
+            me: false
+        }),
+        ["* carol was kicked from #dev by alice (spam)"]
+    );
+    assert_eq!(
+        room(RoomEvent::Kicked {
+            room: "#dev".into(),
+            nick: "me".into(),
+            by: "alice".into(),
+            reason: String::new(),
+            me: true
+        }),
+        ["! you were kicked from #dev by alice"]
+    );
+    assert_eq!(
+        room(RoomEvent::Topic {
+            room: "#dev".into(),
+            by: "alice".into(),
+            topic: "text".into(),
+            changed: true
+        }),
+        ["* alice set the topic of #dev: text"]
+    );
+    assert_eq!(
+        room(RoomEvent::Topic {
+            room: "#dev".into(),
+            by: "alice".into(),
+            topic: String::new(),
+            changed: true
+        }),
+        ["* alice cleared the topic of #dev"]
+    );
+    assert_eq!(
+        room(RoomEvent::Topic {
+            room: "#dev".into(),
+            by: "alice".into(),
+            topic: "text".into(),
+            changed: false
+        }),
+        ["* topic of #dev: text (set by alice)"]
+    );
+    assert_eq!(
+        room(RoomEvent::Mode {
+            room: "#dev".into(),
+            by: "alice".into(),
+            mode: RoomMode::InviteOnly,
+            on: true
+        }),
+        ["* alice made #dev invite-only"]
+    );
+    assert_eq!(
+        room(RoomEvent::Mode {
+            room: "#dev".into(),
+            by: "alice".into(),
+            mode: RoomMode::Moderated,
+            on: true
+        }),
+        ["* alice set #dev +m (moderated (only operators and voiced members speak))"]
+    );
+    assert_eq!(
+        room(RoomEvent::Mode {
+            room: "#dev".into(),
+            by: "alice".into(),
+            mode: RoomMode::TopicOps,
+            on: false
+        }),
+        ["* alice set #dev -t (no longer topic settable by operators only)"]
+    );
+    for (change, words) in [
+        (MemberChange::Op, "* alice made bob an operator in #dev"),
+        (
+            MemberChange::Deop,
+            "* alice took bob's operator status in #dev",
+        ),
+        (MemberChange::Voice, "* alice gave bob voice in #dev"),
+        (MemberChange::Devoice, "* alice took bob's voice in #dev"),
+        (MemberChange::Ban, "* alice banned bob from #dev"),
+        (MemberChange::Unban, "* alice lifted the ban on bob in #dev"),
+    ] {
+        assert_eq!(
+            room(RoomEvent::Member {
+                room: "#dev".into(),
+                by: "alice".into(),
+                nick: "bob".into(),
+                change
+            }),
+            [words]
+        );
+    }
+    assert_eq!(
+        room(RoomEvent::Invited {
+            room: "#dev".into(),
+            by: "alice".into(),
+            nick: "me".into(),
+            me: true
+        }),
+        ["* you were invited to #dev by alice — /join #dev"]
+    );
+    assert_eq!(
+        room(RoomEvent::Invited {
+            room: "#dev".into(),
+            by: "me".into(),
+            nick: "bob".into(),
+            me: false
+        }),
+        ["* invited bob to #dev"]
+    );
+    let member = |nick: &str, role, online, away| Member {
+        nick: nick.into(),
+        role,
+        online,
+        away,
+    };
+    assert_eq!(
+        room(RoomEvent::Names {
+            room: "#dev".into(),
+            members: vec![
+                member("alice", Role::Owner, true, false),
+                member("bob", Role::Op, true, false),
+                member("carol", Role::Voiced, true, false),
+                member("dave", Role::Member, true, true),
+                member("erin", Role::Member, false, false),
+            ],
+            complete: true
+        }),
+        ["* #dev: ~alice @bob +carol dave (away) erin (offline)"]
+    );
+    assert_eq!(
+        room(RoomEvent::List {
+            rooms: vec![
+                RoomSummary {
+                    name: "#dev".into(),
+                    members: 3,
+                    topic: "topic".into()
+                },
+                RoomSummary {
+                    name: "#ops".into(),
+                    members: 1,
+                    topic: String::new()
+                },
+            ],
+            next: "#ops".into()
+        }),
+        [
+            "* #dev  3 members  topic",
+            "* #ops  1 member",
+            "* more rooms: /list more"
+        ]
+    );
+    assert_eq!(
+        room(RoomEvent::Away {
+            nick: "bob".into(),
+            message: "lunch".into(),
+            me: false
+        }),
+        ["* bob is away: lunch"]
+    );
+    assert_eq!(
+        room(RoomEvent::Away {
+            nick: "me".into(),
+            message: String::new(),
+            me: true
+        }),
+        ["* you are back (no longer marked away)"]
+    );
+}
+
+#[test]
+fn every_room_error_code_is_one_clear_sentence() {
+    let error = |code: ErrorCode, doing: Option<&'static str>| {
+        lines(&Event::Room(RoomEvent::Error {
+            room: "#x".into(),
+            doing,
+            code,
+            detail: "detail".into(),
+        }))
+    };
+    assert_eq!(
+        error(ErrorCode::BANNED, Some("join")),
+        ["! cannot join #x: you are banned from it"]
+    );
+    for code in [
+        ErrorCode::NO_SUCH_ROOM,
+        ErrorCode::INVALID_ROOM,
+        ErrorCode::NOT_IN_ROOM,
+        ErrorCode::BANNED,
+        ErrorCode::INVITE_ONLY,
+        ErrorCode::NOT_OP,
+        ErrorCode::ROOM_FULL,
+        ErrorCode::TOO_MANY_ROOMS,
+        ErrorCode::ROOMS_FULL,
+        ErrorCode::ROOM_LOOKS_LIKE,
+        ErrorCode::MODERATED,
+        ErrorCode::INVALID_TOPIC,
+        ErrorCode::LOBBY_FIXED,
+    ] {
+        assert!(room_error_words(code).is_some(), "{code:?}");
+        let got = error(code, Some("join"));
+        assert_eq!(got.len(), 1);
+        assert!(got[0].starts_with("! cannot join #x: "), "{got:?}");
+    }
+    assert_eq!(
+        error(ErrorCode::ROOMS_FULL, None),
+        ["! cannot use #x: the server takes no more new rooms for now (detail)"]
+    );
+    assert_eq!(
+        error(ErrorCode(999), Some("kick from")),
+        ["! cannot kick from #x: detail (unknown)"]
+    );
 }

@@ -6,14 +6,15 @@
 
 use crate::ChatLine;
 use mm_common::e2e::{E2eEvent, Status};
-use mm_common::protocol::{nick_key, ErrorCode};
+use mm_common::protocol::{nick_key, room_key, ErrorCode};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use std::collections::BTreeMap;
 
 use super::input::{Edit, Input};
 use crate::command::{self, Command};
 use crate::execute::Sink;
 use crate::render::{self, Kind, Rendered, Target};
-use crate::{Delivery, Event, LineId};
+use crate::{Delivery, Event, LineId, RoomEvent, RoomInfo};
 
 /// Lines kept per tab; older ones are dropped.
 pub const SCROLLBACK: usize = 5000;
@@ -31,8 +32,26 @@ pub const MAX_DRAFT_LINES: usize = 100;
 const WHEEL: usize = 3;
 
 /// Commands offered by Tab completion.
-pub const COMMANDS: [&str; 14] = [
+pub const COMMANDS: [&str; 32] = [
     "/accept-key",
+    "/away",
+    "/ban",
+    "/deop",
+    "/devoice",
+    "/ignore",
+    "/invite",
+    "/join",
+    "/kick",
+    "/list",
+    "/me",
+    "/mode",
+    "/names",
+    "/op",
+    "/part",
+    "/topic",
+    "/unban",
+    "/unignore",
+    "/voice",
     "/close",
     "/help",
     "/insecure",
@@ -112,6 +131,11 @@ pub struct App {
     said_full: bool,
     /// Empty lines left out of the draft being sent, said once its lines are ([`App::sent`]).
     left_out: usize,
+    /// The rooms we are in (the lobby aside), by [`room_key`]: at most
+    /// [`crate::core::MAX_ROOMS`], each with at most [`crate::core::MAX_NAMES`] names.
+    pub rooms: BTreeMap<String, RoomInfo>,
+    /// The member pane is shown beside a room tab (F2).
+    pub show_members: bool,
 }
 
 /// The rows `line` of `tab` takes at `width` columns, as drawn: its wrapped text and the unread
@@ -132,6 +156,10 @@ pub struct Placing<'a> {
 impl Sink for Placing<'_> {
     fn show(&mut self, item: Rendered) {
         self.app.place(item, self.now);
+    }
+
+    fn room(&self) -> Option<String> {
+        self.app.current_room().map(str::to_owned)
     }
 
     fn own(&mut self, item: Rendered, line: LineId) {
@@ -190,6 +218,8 @@ impl App {
             burst: None,
             said_full: false,
             left_out: 0,
+            rooms: BTreeMap::new(),
+            show_members: false,
         }
     }
 
@@ -228,6 +258,7 @@ impl App {
         let tab = &mut self.tabs[i];
         tab.unread = 0;
         tab.mention = false;
+        tab.mentions = 0;
     }
 
     /// Adds a line to tab `i`, counting it as unread (and a mention if `mention`) when the tab
@@ -314,6 +345,7 @@ impl App {
         if i != self.active {
             if let Some(tab) = self.tabs.get_mut(i) {
                 tab.mention = true;
+                tab.mentions = tab.mentions.saturating_add(1);
             }
         }
     }
@@ -369,6 +401,18 @@ impl App {
                 self.seen.insert(*id);
             }
             Event::Joined { nick } => self.add_online(nick),
+            Event::Room(e) => {
+                self.on_room_event(e);
+                // The member pane shows the list it asked for: not printed as well.
+                if let RoomEvent::Names { room, .. } = e {
+                    let shown = self
+                        .current_room()
+                        .is_some_and(|r| room_key(r) == room_key(room));
+                    if self.show_members && shown {
+                        return None;
+                    }
+                }
+            }
             Event::Left { nick, .. } => {
                 let key = nick_key(nick);
                 self.online.retain(|n| nick_key(n) != key);
@@ -429,10 +473,14 @@ impl App {
             self.place(item, now);
         }
         match event {
-            Event::Public(ChatLine { from, text, .. }) if self.mentions_me(text) => {
-                self.mark_mention(0);
-                return (self.active != 0).then(|| Notification {
-                    title: format!("{from} in #room"),
+            Event::Public(ChatLine {
+                from, text, room, ..
+            }) if self.mentions_me(text) => {
+                let i = self.room_tab(room).unwrap_or(0);
+                self.mark_mention(i);
+                let place = if i == 0 { "#room" } else { room.as_str() };
+                return (self.active != i).then(|| Notification {
+                    title: format!("{from} in {place}"),
                     body: text.clone(),
                 });
             }
@@ -508,6 +556,7 @@ impl App {
     fn place_with(&mut self, item: Rendered, sending: Option<Sending>, now: u64) {
         let i = match &item.target {
             Target::Room => 0,
+            Target::InRoom(room) => self.room_tab(room).unwrap_or(0),
             Target::Peer(peer) => self.tab_for(peer).unwrap_or(0),
             Target::PeerTab(peer) => match self.find_tab(peer) {
                 Some(i) => i,
@@ -524,7 +573,8 @@ impl App {
             Kind::Secure => LineKind::Secure,
             Kind::OwnPublic | Kind::OwnPrivate => LineKind::Own,
             Kind::OwnSecure { queued } => LineKind::OwnSecure { queued },
-            Kind::Notice | Kind::Ready => LineKind::Notice,
+            Kind::Notice | Kind::Ready | Kind::NewMarker => LineKind::Notice,
+            Kind::Action | Kind::HistoryAction => LineKind::Action,
             Kind::Error | Kind::Alarm => LineKind::Error,
             Kind::SafetyNumber { number, .. } => {
                 self.push(i, LineKind::Safety, None, &format!("{}:", item.text), ts);
@@ -620,6 +670,8 @@ impl App {
 
 #[path = "app_keys.rs"]
 mod keys;
+#[path = "app_rooms.rs"]
+mod rooms;
 #[path = "app_tabs.rs"]
 mod tabs;
 

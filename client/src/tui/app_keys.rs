@@ -32,7 +32,21 @@ impl App {
             KeyCode::Left => self.input.edit(Edit::Left),
             KeyCode::Right => self.input.edit(Edit::Right),
             KeyCode::Home => self.input.edit(Edit::Home),
-            KeyCode::End => self.input.edit(Edit::End),
+            // End: the end of the input, and the bottom of the conversation.
+            KeyCode::End => {
+                self.input.edit(Edit::End);
+                let i = self.active;
+                if let Some(tab) = self.tabs.get_mut(i) {
+                    tab.scroll = 0;
+                }
+            }
+            // F2: the member pane of a room tab (its list is asked for again when it opens).
+            KeyCode::F(2) => {
+                self.show_members = !self.show_members;
+                if let (true, Some(room)) = (self.show_members, self.current_room()) {
+                    return Action::Run(Command::Names(Some(room.to_owned())));
+                }
+            }
             KeyCode::Up => self.input.edit(Edit::HistoryUp),
             KeyCode::Down => self.input.edit(Edit::HistoryDown),
             KeyCode::PageUp => self.scroll(self.page.saturating_sub(2).max(1) as isize),
@@ -47,7 +61,16 @@ impl App {
                 nicks.retain(|n| nick_key(n) != nick_key(&self.nick));
                 nicks.sort_unstable_by_key(|n| nick_key(n));
                 nicks.dedup_by_key(|n| nick_key(n));
-                self.input.complete(&COMMANDS, &nicks);
+                let mut rooms: Vec<String> = self.rooms.values().map(|r| r.name.clone()).collect();
+                rooms.push(mm_common::protocol::LOBBY.to_owned());
+                if let Some(info) = self.current_room().and_then(|r| self.room_info(r)) {
+                    // In a room tab its members complete too.
+                    nicks.extend(info.names.iter().map(|m| m.nick.clone()));
+                }
+                nicks.retain(|n| nick_key(n) != nick_key(&self.nick));
+                nicks.sort_unstable_by_key(|n| nick_key(n));
+                nicks.dedup_by_key(|n| nick_key(n));
+                self.input.complete_with_rooms(&COMMANDS, &nicks, &rooms);
             }
             // Alt+Enter (Shift+Enter where the terminal tells it apart): a new line in the draft.
             KeyCode::Enter if alt || key.modifiers.contains(KeyModifiers::SHIFT) => {
@@ -208,7 +231,9 @@ impl App {
     /// The text a line would send (a chat line or `/msg`), if it sends one.
     pub(super) fn text_of(line: &str) -> Option<String> {
         match command::parse(line) {
-            Ok(Command::Say(text) | Command::Msg { text, .. }) => Some(text),
+            Ok(Command::Say(text) | Command::Msg { text, .. } | Command::SayIn { text, .. }) => {
+                Some(text)
+            }
             _ => None,
         }
     }
@@ -343,6 +368,11 @@ impl App {
             let (to, text) = match command {
                 Command::Say(text) => (None, text),
                 Command::Msg { to, text } => (Some(to), text),
+                Command::SayIn {
+                    room: Some(room),
+                    text,
+                    action: false,
+                } => (Some(room), text),
                 _ => continue,
             };
             lines.push(match (i, to) {
@@ -480,6 +510,12 @@ impl App {
                 return Action::None;
             }
             "/close" => {
+                if let Some(room) = self.current_room() {
+                    return Action::Run(Command::Part {
+                        room: Some(room.to_owned()),
+                        reason: String::new(),
+                    });
+                }
                 if self.active == 0 {
                     self.error("the room tab stays open (/quit to leave)", now);
                 } else {
@@ -515,10 +551,17 @@ impl App {
     /// changed is refused.
     pub(super) fn route(&mut self, command: Command, now: u64) -> Action {
         let peer = self.current().peer().map(str::to_owned);
+        let room = self.current_room().map(str::to_owned);
         let command = match (command, &peer) {
             (Command::Say(text), Some(peer)) => Command::Msg {
                 to: peer.clone(),
                 text,
+            },
+            // In a room tab a plain line goes to that room.
+            (Command::Say(text), None) if room.is_some() => Command::SayIn {
+                room,
+                text,
+                action: false,
             },
             (other, _) => other,
         };

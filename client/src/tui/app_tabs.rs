@@ -15,6 +15,8 @@ use crate::LineId;
 pub enum TabKind {
     /// The public room.
     Room,
+    /// A room other than the lobby (`#dev`), opened when we enter it.
+    Channel(String),
     /// A private conversation with this nick.
     Private(String),
 }
@@ -78,6 +80,8 @@ impl From<&Status> for Security {
 /// How a line looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineKind {
+    /// Someone's action (`/me`), or ours: `* alice waves`.
+    Action,
     /// Someone's public line.
     Public,
     /// A public line from before we logged in.
@@ -144,6 +148,8 @@ pub struct Tab {
     pub unread: usize,
     /// Whether one of them mentions us (or, for a private tab, any line at all).
     pub mention: bool,
+    /// How many of them mention us (private tabs: how many private lines).
+    pub mentions: usize,
     /// Rows scrolled back from the bottom, as drawn (long lines wrap to several rows; 0:
     /// following new lines). At most what shows the conversation's first row at the top.
     pub scroll: usize,
@@ -161,6 +167,7 @@ impl Tab {
             lines: VecDeque::new(),
             unread: 0,
             mention: false,
+            mentions: 0,
             scroll: 0,
             marker: None,
             security: Security::Plain,
@@ -172,14 +179,23 @@ impl Tab {
     pub fn title(&self) -> &str {
         match &self.kind {
             TabKind::Room => "#room",
+            TabKind::Channel(room) => room,
             TabKind::Private(peer) => peer,
+        }
+    }
+
+    /// The room of a room tab (not the lobby's).
+    pub fn room(&self) -> Option<&str> {
+        match &self.kind {
+            TabKind::Channel(room) => Some(room),
+            _ => None,
         }
     }
 
     /// The peer of a private tab.
     pub fn peer(&self) -> Option<&str> {
         match &self.kind {
-            TabKind::Room => None,
+            TabKind::Room | TabKind::Channel(_) => None,
             TabKind::Private(peer) => Some(peer),
         }
     }

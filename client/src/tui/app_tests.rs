@@ -25,6 +25,8 @@ fn type_line(app: &mut App, text: &str) -> Action {
 
 fn private(from: &str, text: &str) -> Event {
     Event::Private(ChatLine {
+        room: String::new(),
+        action: false,
         id: 1,
         ts: 0,
         from: from.into(),
@@ -58,6 +60,8 @@ fn mentions_are_flagged_on_the_room_tab() {
     app.switch_to(bob);
     let public = |text: &str| {
         Event::Public(ChatLine {
+            room: String::new(),
+            action: false,
             id: 1,
             ts: 0,
             from: "carol".into(),
@@ -154,6 +158,8 @@ fn history_is_not_repeated_after_a_reconnect_and_scrollback_is_bounded() {
     let mut app = App::new("s", "alice");
     let h = |id| {
         Event::History(crate::ChatLine {
+            room: String::new(),
+            action: false,
             id,
             ts: 0,
             from: "bob".into(),
@@ -777,4 +783,276 @@ fn rendered_items_go_where_their_target_says() {
             ),
         ]
     );
+}
+
+fn entered(room: &str) -> Event {
+    Event::Room(RoomEvent::Entered {
+        room: RoomInfo {
+            name: room.into(),
+            topic: "ship it".into(),
+            topic_by: "carol".into(),
+            modes: mm_common::protocol::Modes::default(),
+            members: 2,
+            role: mm_common::protocol::Role::Member,
+            seen: 0,
+            names: Vec::new(),
+        },
+        created: false,
+    })
+}
+
+fn room_line(room: &str, from: &str, text: &str, action: bool) -> Event {
+    Event::Public(ChatLine {
+        id: 9,
+        ts: 0,
+        room: room.into(),
+        from: from.into(),
+        text: text.into(),
+        action,
+    })
+}
+
+fn texts(tab: &Tab) -> Vec<String> {
+    tab.lines
+        .iter()
+        .map(|l| match &l.from {
+            Some(from) => format!("<{from}> {}", l.text),
+            None => l.text.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn entering_a_room_opens_its_tab_and_its_lines_go_there() {
+    let mut app = App::new("s", "alice");
+    app.on_event(&entered("#dev"), 0);
+    assert_eq!(app.tabs.len(), 2);
+    assert_eq!(app.tabs[1].kind, TabKind::Channel("#dev".into()));
+    assert!(texts(&app.tabs[1])[0].starts_with("entered #dev — topic: ship it — 2 members"));
+    app.on_event(&room_line("#DEV", "bob", "hi all", false), 0);
+    app.on_event(&room_line("#dev", "bob", "waves", true), 0);
+    app.on_event(&room_line("#lobby", "bob", "lobby line", false), 0);
+    assert_eq!(texts(&app.tabs[1])[1..], ["<bob> hi all", "<bob> waves"]);
+    assert_eq!(app.tabs[1].lines[2].kind, LineKind::Action);
+    assert_eq!(texts(&app.tabs[0]), ["<bob> lobby line"]);
+    assert_eq!(app.tabs[1].unread, 3);
+    // Entering again (a reconnect) opens no second tab.
+    app.on_event(&entered("#Dev"), 0);
+    assert_eq!(app.tabs.len(), 2);
+    // A plain line typed in the room tab goes to the room; /me too.
+    app.switch_to(1);
+    assert_eq!(
+        type_line(&mut app, "hello"),
+        Action::Run(Command::SayIn {
+            room: Some("#dev".into()),
+            text: "hello".into(),
+            action: false
+        })
+    );
+    assert_eq!(
+        Placing {
+            app: &mut app,
+            now: 0
+        }
+        .room(),
+        Some("#dev".to_owned()),
+        "room commands default to the room shown"
+    );
+    // /close in a room tab leaves the room.
+    assert_eq!(
+        type_line(&mut app, "/close"),
+        Action::Run(Command::Part {
+            room: Some("#dev".into()),
+            reason: String::new()
+        })
+    );
+}
+
+#[test]
+fn leaving_or_being_kicked_closes_the_tab_with_a_notice_in_the_lobby() {
+    let mut app = App::new("s", "alice");
+    app.on_event(&entered("#dev"), 0);
+    app.on_event(&entered("#ops"), 0);
+    app.switch_to(2);
+    app.on_event(
+        &Event::Room(RoomEvent::Kicked {
+            room: "#ops".into(),
+            nick: "alice".into(),
+            by: "carol".into(),
+            reason: "bye".into(),
+            me: true,
+        }),
+        0,
+    );
+    assert_eq!(app.tabs.len(), 2);
+    assert_eq!(app.active, 1, "the tab before it is shown");
+    assert!(app.room_info("#ops").is_none());
+    assert_eq!(
+        texts(&app.tabs[0]).last().map(String::as_str),
+        Some("you were kicked from #ops by carol (bye)")
+    );
+    app.on_event(
+        &Event::Room(RoomEvent::Parted {
+            room: "#dev".into(),
+            nick: "alice".into(),
+            reason: String::new(),
+            me: true,
+        }),
+        0,
+    );
+    assert_eq!(app.tabs.len(), 1);
+    assert_eq!(app.active, 0);
+    assert_eq!(
+        texts(&app.tabs[0]).last().map(String::as_str),
+        Some("you left #dev")
+    );
+}
+
+#[test]
+fn room_state_follows_topics_modes_joins_and_names() {
+    use mm_common::protocol::{Member, Role, RoomMode};
+    let mut app = App::new("s", "alice");
+    app.on_event(&entered("#dev"), 0);
+    app.on_event(
+        &Event::Room(RoomEvent::Names {
+            room: "#dev".into(),
+            members: vec![
+                Member {
+                    nick: "alice".into(),
+                    role: Role::Member,
+                    online: true,
+                    away: false,
+                },
+                Member {
+                    nick: "carol".into(),
+                    role: Role::Owner,
+                    online: true,
+                    away: false,
+                },
+            ],
+            complete: true,
+        }),
+        0,
+    );
+    app.on_event(
+        &Event::Room(RoomEvent::Joined {
+            room: "#dev".into(),
+            nick: "bob".into(),
+        }),
+        0,
+    );
+    app.on_event(
+        &Event::Room(RoomEvent::Topic {
+            room: "#dev".into(),
+            by: "carol".into(),
+            topic: "new topic".into(),
+            changed: true,
+        }),
+        0,
+    );
+    app.on_event(
+        &Event::Room(RoomEvent::Mode {
+            room: "#dev".into(),
+            by: "carol".into(),
+            mode: RoomMode::Moderated,
+            on: true,
+        }),
+        0,
+    );
+    app.on_event(
+        &Event::Room(RoomEvent::Member {
+            room: "#dev".into(),
+            by: "carol".into(),
+            nick: "alice".into(),
+            change: mm_common::protocol::MemberChange::Op,
+        }),
+        0,
+    );
+    let info = app.room_info("#DEV").unwrap();
+    assert_eq!(info.members, 3);
+    assert_eq!(info.topic, "new topic");
+    assert!(info.modes.moderated);
+    assert_eq!(info.role, Role::Op);
+    let names: Vec<&str> = info.names.iter().map(|m| m.nick.as_str()).collect();
+    assert_eq!(names, ["alice", "bob", "carol"]);
+}
+
+#[test]
+fn mentions_in_a_room_are_counted_on_its_tab() {
+    let mut app = App::new("s", "alice");
+    app.on_event(&entered("#dev"), 0);
+    let note = app.on_event(&room_line("#dev", "bob", "alice: look", false), 0);
+    assert_eq!(note.map(|n| n.title), Some("bob in #dev".to_owned()));
+    app.on_event(&room_line("#dev", "bob", "ALICE again", false), 0);
+    app.on_event(&room_line("#dev", "bob", "not you", false), 0);
+    assert_eq!((app.tabs[1].unread, app.tabs[1].mentions), (4, 2));
+    assert_eq!(app.tabs[0].mentions, 0);
+    app.switch_to(1);
+    assert_eq!((app.tabs[1].unread, app.tabs[1].mentions), (0, 0));
+}
+
+#[test]
+fn f2_toggles_the_member_pane_and_asks_for_the_names() {
+    let mut app = App::new("s", "alice");
+    app.on_event(&entered("#dev"), 0);
+    assert_eq!(
+        app.on_key(key(KeyCode::F(2), KeyModifiers::NONE), 0),
+        Action::None
+    );
+    assert!(app.show_members, "shown (in room tabs only)");
+    app.on_key(key(KeyCode::F(2), KeyModifiers::NONE), 0);
+    app.switch_to(1);
+    assert_eq!(
+        app.on_key(key(KeyCode::F(2), KeyModifiers::NONE), 0),
+        Action::Run(Command::Names(Some("#dev".into())))
+    );
+    assert!(app.show_members);
+    let before = app.tabs[1].lines.len();
+    app.on_event(
+        &Event::Room(RoomEvent::Names {
+            room: "#dev".into(),
+            members: vec![mm_common::protocol::Member {
+                nick: "bob".into(),
+                role: mm_common::protocol::Role::Op,
+                online: true,
+                away: false,
+            }],
+            complete: true,
+        }),
+        0,
+    );
+    assert_eq!(
+        app.tabs[1].lines.len(),
+        before,
+        "the pane shows it, not a line"
+    );
+    assert_eq!(app.room_info("#dev").unwrap().names.len(), 1);
+}
+
+#[test]
+fn tab_completes_rooms_and_room_commands() {
+    let mut app = App::new("s", "alice");
+    app.on_event(&entered("#Dev"), 0);
+    for c in "/jo".chars() {
+        app.on_key(key(KeyCode::Char(c), KeyModifiers::NONE), 0);
+    }
+    app.on_key(key(KeyCode::Tab, KeyModifiers::NONE), 0);
+    assert_eq!(app.input.text(), "/join ");
+    for c in "#d".chars() {
+        app.on_key(key(KeyCode::Char(c), KeyModifiers::NONE), 0);
+    }
+    app.on_key(key(KeyCode::Tab, KeyModifiers::NONE), 0);
+    assert_eq!(app.input.text(), "/join #Dev ");
+}
+
+#[test]
+fn end_jumps_to_the_bottom_of_the_conversation() {
+    let mut app = App::new("s", "alice");
+    for i in 0..100 {
+        app.notice(&format!("line {i}"), 0);
+    }
+    app.on_key(key(KeyCode::PageUp, KeyModifiers::NONE), 0);
+    assert!(app.tabs[0].scroll > 0);
+    app.on_key(key(KeyCode::End, KeyModifiers::NONE), 0);
+    assert_eq!(app.tabs[0].scroll, 0);
 }

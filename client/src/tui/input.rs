@@ -413,6 +413,11 @@ impl Input {
     /// starts with `/`) or `nicks`; pressing Tab again cycles through the candidates. A nick
     /// completed at the start of the line gets `: ` after it, as in IRC clients.
     pub fn complete(&mut self, commands: &[&str], nicks: &[String]) {
+        self.complete_with_rooms(commands, nicks, &[]);
+    }
+
+    /// [`Input::complete`], and a word starting with `#` completes from `rooms`.
+    pub fn complete_with_rooms(&mut self, commands: &[&str], nicks: &[String], rooms: &[String]) {
         if let Some(c) = &mut self.completing {
             if c.candidates.is_empty() {
                 return;
@@ -437,6 +442,12 @@ impl Input {
                 .iter()
                 .filter(|c| c.starts_with(&lower))
                 .map(|c| format!("{c} "))
+                .collect()
+        } else if word.starts_with('#') {
+            rooms
+                .iter()
+                .filter(|r| r.to_ascii_lowercase().starts_with(&lower))
+                .map(|r| format!("{r} "))
                 .collect()
         } else {
             nicks

@@ -38,14 +38,17 @@ const NOTIFY_EVERY: Duration = Duration::from_secs(2);
 const KEYS_HELP: &str = "\
 keys:
   Alt+1..9, Ctrl+N / Ctrl+P   switch tabs (/next, /prev); /query NICK opens one, /close closes it
-  PgUp / PgDn, mouse wheel    scroll back and forth
+  PgUp / PgDn, mouse wheel    scroll back and forth; End: back to the bottom
+  F2                          show or hide the members of the room tab shown (~owner @op +voiced)
   Ctrl+A / Ctrl+E, arrows     move in the line; Ctrl+W / Ctrl+U / Ctrl+K delete; Up/Down history
-  Tab                         complete nicks and commands
+  Tab                         complete nicks, commands and #rooms
   paste, Alt+Enter            a draft of several lines: Enter sends each line as its own, in order
                               (the first line says where: /msg NICK or the tab); a tab is 4 spaces
   Ctrl+C, Ctrl+D, /quit       leave
   /reconnect                  connect again now (after another login took the account, or a refusal)
-in a private tab, lines go to that person; /secure, /insecure, /verify, /verified, /accept-key need no nick";
+in a private tab, lines go to that person; /secure, /insecure, /verify, /verified, /accept-key need no nick
+in a room tab (one per room you are in), lines go to that room; /part, /topic, /names, /kick, /op... need
+no #room; /close leaves the room. The tab bar counts unread lines (N) and mentions of you !N";
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -91,12 +91,68 @@ pub fn draw(frame: &mut Frame<'_>, app: &mut App, theme: Theme) {
         Constraint::Length(input_height(app, frame.area())),
     ])
     .areas(frame.area());
+    let (body, pane) = match app.current_room() {
+        Some(_) if app.show_members && body.width >= 40 => {
+            let [body, pane] =
+                Layout::horizontal([Constraint::Min(20), Constraint::Length(MEMBER_PANE)])
+                    .areas(body);
+            (body, Some(pane))
+        }
+        _ => (body, None),
+    };
     app.set_view(usize::from(body.width), usize::from(body.height));
     frame.render_widget(Paragraph::new(tab_bar(app, theme)), tabs);
     let rows = conversation(app.current(), &app.nick, body, theme);
     frame.render_widget(Paragraph::new(rows), body);
+    if let Some(pane) = pane {
+        frame.render_widget(Paragraph::new(member_rows(app, pane, theme)), pane);
+    }
     frame.render_widget(Paragraph::new(status_bar(app, theme)), status);
     draw_input(frame, app, input, theme);
+}
+
+/// Columns of the member pane (F2), its left border included.
+pub const MEMBER_PANE: u16 = 22;
+
+/// The member pane of the room shown: `│ ~alice`, one member a row, as many as fit, then
+/// `│ … N more`.
+fn member_rows(app: &App, area: Rect, theme: Theme) -> Vec<Line<'static>> {
+    let Some(info) = app.current_room().and_then(|r| app.room_info(r)) else {
+        return Vec::new();
+    };
+    let height = usize::from(area.height);
+    let width = usize::from(area.width).saturating_sub(2);
+    let mut rows = vec![Line::from(Span::styled(
+        format!(
+            "│ {}",
+            crate::display::count(info.members as usize, "member", "members")
+        ),
+        theme.dim(),
+    ))];
+    let shown = height.saturating_sub(2);
+    for m in info.names.iter().take(shown) {
+        let mut name = format!("{}{}", m.role.prefix(), clean(&m.nick));
+        if m.away || !m.online {
+            name.push_str(if m.away { " (away)" } else { " (off)" });
+        }
+        let name: String = name.chars().take(width).collect();
+        let style = if m.online && !m.away {
+            theme.nick(&m.nick)
+        } else {
+            theme.dim()
+        };
+        rows.push(Line::from(vec![
+            Span::styled("│ ", theme.dim()),
+            Span::styled(name, style),
+        ]));
+    }
+    if info.names.len() > shown {
+        rows.push(Line::from(Span::styled(
+            format!("│ … {} more", info.names.len() - shown),
+            theme.dim(),
+        )));
+    }
+    rows
 }
 
 fn tab_bar(app: &App, theme: Theme) -> Line<'static> {
@@ -118,7 +174,7 @@ fn tab_bar(app: &App, theme: Theme) -> Line<'static> {
             style = style.add_modifier(Modifier::BOLD);
         }
         if tab.mention {
-            label.push_str(" !");
+            label.push_str(&format!(" !{}", tab.mentions.max(1)));
             style = style
                 .patch(theme.fg(Color::Magenta))
                 .add_modifier(Modifier::BOLD);
@@ -192,6 +248,11 @@ fn line_spans(line: &super::app::Line, me: &str, theme: Theme) -> Vec<Span<'stat
                 format!("<{}> ", clean(me)),
                 Style::new().add_modifier(Modifier::BOLD),
             ));
+            spans.push(Span::raw(text));
+        }
+        LineKind::Action => {
+            spans.push(Span::styled("* ", theme.nick(&from)));
+            spans.push(Span::styled(format!("{from} "), theme.nick(&from)));
             spans.push(Span::raw(text));
         }
         LineKind::Notice => spans.push(Span::styled(format!("* {text}"), theme.fg(Color::Cyan))),
@@ -426,6 +487,28 @@ fn connection_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
 fn tab_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
     let mut spans = vec![Span::styled(" ", bar)];
     let tab = app.current();
+    if let Some(room) = tab.room() {
+        let mut text = clean(room);
+        if let Some(info) = app.room_info(room) {
+            text.push_str(&format!(
+                " · {}",
+                crate::display::count(info.members as usize, "member", "members")
+            ));
+            let modes = info.modes.letters();
+            if !modes.is_empty() {
+                text.push_str(&format!(" · {modes}"));
+            }
+            if !info.topic.is_empty() {
+                text.push_str(&format!(" · {}", one_line(&info.topic)));
+            }
+        }
+        spans.push(Span::styled(format!("{text} "), bar));
+        spans.push(Span::styled(
+            "· not end-to-end (the server reads room lines) ",
+            bar.patch(theme.dim()),
+        ));
+        return spans;
+    }
     match tab.peer() {
         // Not connected, the count of the last connection would be stale.
         None if !app.online_known => {
@@ -657,6 +740,8 @@ mod tests {
             &Event::Public(ChatLine {
                 id: 1,
                 ts: 0,
+                room: String::new(),
+                action: false,
                 from: "bob".into(),
                 text: "hello room".into(),
             }),
@@ -702,6 +787,8 @@ mod tests {
         // Chat lines stay one line whatever they hold.
         app.on_event(
             &Event::Public(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 9,
                 ts: 0,
                 from: "bob".into(),
@@ -722,6 +809,8 @@ mod tests {
         let mut app = app_with_bob();
         app.on_event(
             &Event::Private(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 2,
                 ts: 0,
                 from: "bob".into(),
@@ -759,6 +848,8 @@ mod tests {
         for (id, n) in [(1, 2500), (2, 3000), (3, 2800), (4, 2600)] {
             app.on_event(
                 &Event::History(crate::ChatLine {
+                    room: String::new(),
+                    action: false,
                     id,
                     ts: 0,
                     from: "bob".into(),
@@ -770,6 +861,8 @@ mod tests {
         for id in 5..15 {
             app.on_event(
                 &Event::Public(crate::ChatLine {
+                    room: String::new(),
+                    action: false,
                     id,
                     ts: 0,
                     from: "bob".into(),
@@ -838,6 +931,8 @@ mod tests {
         for id in 0..40 {
             app.on_event(
                 &Event::Public(crate::ChatLine {
+                    room: String::new(),
+                    action: false,
                     id,
                     ts: 0,
                     from: "bob".into(),
@@ -993,6 +1088,8 @@ mod tests {
         let mut app = App::new("s:1", "alice");
         app.on_event(
             &Event::History(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 0,
                 from: "carol".into(),
@@ -1002,6 +1099,8 @@ mod tests {
         );
         app.on_event(
             &Event::Public(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 2,
                 ts: 0,
                 from: "carol".into(),
@@ -1020,6 +1119,8 @@ mod tests {
         assert_eq!(xs, 100, "wrapped, nothing cut: {screen:?}");
         app.on_event(
             &Event::Offline(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 3,
                 ts: 0,
                 from: "dave".into(),
@@ -1076,6 +1177,8 @@ mod tests {
         let mut app = App::new("s", "alice");
         app.on_event(
             &Event::Public(crate::ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 0,
                 from: "bob".into(),
@@ -1176,5 +1279,81 @@ mod tests {
         let (buffer, rows) = drawn(&mut app, 60, 5);
         let x = rows[4].chars().position(|c| c == '4').unwrap() as u16;
         assert_eq!(buffer[(x, 4)].fg, Color::Red, "over: in red");
+    }
+
+    #[test]
+    fn a_room_tab_shows_its_topic_members_protection_and_member_pane() {
+        use crate::{RoomEvent, RoomInfo};
+        use mm_common::protocol::{Member, Modes, Role};
+        let mut app = app_with_bob();
+        app.on_event(
+            &Event::Room(RoomEvent::Entered {
+                room: RoomInfo {
+                    name: "#dev".into(),
+                    topic: "ship\u{202E} it".into(),
+                    topic_by: "carol".into(),
+                    modes: Modes {
+                        moderated: true,
+                        ..Modes::default()
+                    },
+                    members: 2,
+                    role: Role::Owner,
+                    seen: 0,
+                    names: Vec::new(),
+                },
+                created: false,
+            }),
+            0,
+        );
+        app.on_event(
+            &Event::Room(RoomEvent::Names {
+                room: "#dev".into(),
+                members: vec![
+                    Member {
+                        nick: "alice".into(),
+                        role: Role::Owner,
+                        online: true,
+                        away: false,
+                    },
+                    Member {
+                        nick: "bob".into(),
+                        role: Role::Op,
+                        online: true,
+                        away: true,
+                    },
+                ],
+                complete: true,
+            }),
+            0,
+        );
+        app.on_event(
+            &Event::Public(ChatLine {
+                id: 5,
+                ts: 0,
+                room: "#dev".into(),
+                action: false,
+                from: "bob".into(),
+                text: "alice: ping".into(),
+            }),
+            0,
+        );
+        let screen = render(&mut app, 100, 10);
+        assert!(screen[0].contains("2 #dev (2) !1"), "{screen:?}");
+        app.switch_to(1);
+        app.show_members = true;
+        let screen = render(&mut app, 100, 10);
+        assert!(
+            screen[8].contains("#dev · 2 members · +m · ship")
+                && screen[8].contains("not end-to-end (the server reads room lines)"),
+            "{screen:?}"
+        );
+        assert!(!screen.iter().any(|l| l.contains('\u{202E}')), "{screen:?}");
+        assert!(screen[1].ends_with("│ 2 members"), "{screen:?}");
+        assert!(screen[2].ends_with("│ ~alice"), "{screen:?}");
+        assert!(screen[3].ends_with("│ @bob (away)"), "{screen:?}");
+        assert!(
+            screen.iter().any(|l| l.contains("<bob> alice: ping")),
+            "{screen:?}"
+        );
     }
 }

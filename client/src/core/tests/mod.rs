@@ -22,6 +22,7 @@ use crate::secure::SecureSetup;
 mod chat;
 mod double;
 mod exits;
+mod rooms;
 mod script;
 mod secure;
 mod world;
