@@ -21,6 +21,8 @@ async fn public_line_reaches_every_other_user_and_the_sender_gets_an_ack() {
     for user in [&mut bob, &mut carol] {
         match user.next_line().await {
             Event::Public(ChatLine {
+                room: _,
+                action: _,
                 id: got,
                 from,
                 text,
