@@ -31,6 +31,7 @@ fn member_change_words(by: &str, nick: &str, room: &str, change: MemberChange) -
         MemberChange::Devoice => format!("{by} took {nick}'s voice in {room}"),
         MemberChange::Ban => format!("{by} banned {nick} from {room}"),
         MemberChange::Unban => format!("{by} lifted the ban on {nick} in {room}"),
+        MemberChange::Owner => format!("{nick} now owns {room}"),
     }
 }
 

@@ -181,7 +181,8 @@ pub enum ClientMsg {
     Invite {
         /// The room's name.
         room: String,
-        /// Who is invited (case-insensitive); a registered user.
+        /// Who is invited (case-insensitive): any valid nick (the invitation waits until that
+        /// nick joins).
         nick: String,
     },
     /// Removes a member from a room (ops only; nobody removes the owner). Everyone in it, the
@@ -672,6 +673,10 @@ pub enum MemberChange {
     Ban,
     /// Lift a ban.
     Unban,
+    /// Became the room's owner: sent by the server when ownership passes on (the owner left,
+    /// or the server's operator named another); the previous owner, if still a member, is an
+    /// operator now (a `Deop` does not follow). Refused from clients (`not-op`).
+    Owner,
 }
 
 impl MemberChange {
@@ -684,6 +689,7 @@ impl MemberChange {
             MemberChange::Devoice => "devoice",
             MemberChange::Ban => "ban",
             MemberChange::Unban => "unban",
+            MemberChange::Owner => "owner",
         }
     }
 }

@@ -141,7 +141,8 @@ pub enum RoomChange {
     Topic(RoomId, String, String, u64),
     /// The modes changed.
     Modes(RoomId, Modes),
-    /// A ban on a nick key was added (true) or lifted (false).
+    /// A ban on a nick key was added (true: the member, if it is one, and its invitation are
+    /// removed with it) or lifted (false).
     Ban(RoomId, String, bool),
     /// An invitation of a nick key was added (true) or withdrawn (false).
     Invite(RoomId, String, bool),

@@ -112,7 +112,10 @@ async fn line_mode_client_end_to_end() {
         ),
         ("/who\n", "* online (2): alice, bob"),
         ("/frob\n", "! unknown command /frob (try /help)"),
-        ("/msg alice\n", "! usage: /msg NICK TEXT (or /msg #ROOM TEXT)"),
+        (
+            "/msg alice\n",
+            "! usage: /msg NICK TEXT (or /msg #ROOM TEXT)",
+        ),
     ] {
         stdin.write_all(input.as_bytes()).await.unwrap();
         assert_eq!(next_line(&mut out).await, output);

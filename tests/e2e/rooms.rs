@@ -433,3 +433,31 @@ async fn an_operator_deletes_a_room_while_the_server_runs_and_its_members_are_to
         "{answer:?}"
     );
 }
+
+#[tokio::test]
+async fn room_commands_over_the_rate_limit_are_told_so_not_dropped_silently() {
+    let server = TestServer::start().await; // default limits: a burst of 20
+    let mut alice = RawTls::login(&server, "alice").await;
+    for _ in 0..30 {
+        alice
+            .send(&ClientMsg::List {
+                after: String::new(),
+            })
+            .await;
+    }
+    let (mut lists, mut limited) = (0, 0);
+    while lists + limited < 30 {
+        match alice.read().await.expect("the server closed") {
+            ServerMsg::Rooms { .. } => lists += 1,
+            ServerMsg::RoomError {
+                code: ErrorCode::RATE_LIMITED,
+                ..
+            } => limited += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        limited >= 5 && lists >= 20,
+        "{lists} lists, {limited} refusals"
+    );
+}

@@ -105,6 +105,7 @@ fn doing_words(msg: &ClientMsg) -> Option<(&str, &'static str)> {
                 MemberChange::Devoice => "take voice in",
                 MemberChange::Ban => "ban from",
                 MemberChange::Unban => "unban from",
+                MemberChange::Owner => "hand over",
             },
         ),
         ClientMsg::Mode { room, .. } => (room, "change the modes of"),
@@ -476,6 +477,7 @@ impl Core {
                 let me = self.is_me(&nick);
                 let role = |old: Role| match change {
                     MemberChange::Op => Role::Op,
+                    MemberChange::Owner => Role::Owner,
                     MemberChange::Deop if old == Role::Op => Role::Member,
                     MemberChange::Voice if old < Role::Voiced => Role::Voiced,
                     MemberChange::Devoice if old == Role::Voiced => Role::Member,
@@ -484,7 +486,19 @@ impl Core {
                 if let Some(info) = self.rooms.joined.get_mut(&key) {
                     if me {
                         info.role = role(info.role);
+                    } else if change == MemberChange::Owner && info.role == Role::Owner {
+                        info.role = Role::Op; // the previous owner stays an operator
                     }
+                }
+                if change == MemberChange::Owner {
+                    let k = nick_key(&nick);
+                    self.with_names(&key, |names| {
+                        for m in names.iter_mut() {
+                            if m.role == Role::Owner && nick_key(&m.nick) != k {
+                                m.role = Role::Op;
+                            }
+                        }
+                    });
                 }
                 if change == MemberChange::Ban {
                     let k = nick_key(&nick);

@@ -71,6 +71,9 @@ pub enum RoomError {
     /// Nobody may do that to the room's owner.
     #[error("nobody may do that to the room's owner")]
     Owner,
+    /// Only the server names a room's owner.
+    #[error("a room's ownership passes only when its owner leaves, or by the server's operator (mm-server rooms set-owner)")]
+    OwnerByServer,
     /// The room has as many members as allowed.
     #[error("the room is full ({0} members)")]
     RoomFull(usize),
@@ -120,7 +123,7 @@ impl RoomError {
             RoomError::NotInRoom | RoomError::NotMember(_) => C::NOT_IN_ROOM,
             RoomError::Banned => C::BANNED,
             RoomError::InviteOnly => C::INVITE_ONLY,
-            RoomError::NotOp | RoomError::Owner => C::NOT_OP,
+            RoomError::NotOp | RoomError::Owner | RoomError::OwnerByServer => C::NOT_OP,
             RoomError::RoomFull(_) | RoomError::ListFull(_) => C::ROOM_FULL,
             RoomError::TooManyRooms(_) => C::TOO_MANY_ROOMS,
             RoomError::RoomsFull(_) | RoomError::CreationLimit(_) => C::ROOMS_FULL,
@@ -142,6 +145,12 @@ impl RoomError {
             detail: self.to_string(),
         }
     }
+}
+
+/// Whether `name` looks like `#lobby` (same skeleton) without being it.
+fn looks_like_lobby(name: &str) -> bool {
+    use mm_common::confusable::skeleton;
+    skeleton(name.trim_start_matches('#')) == skeleton(LOBBY.trim_start_matches('#'))
 }
 
 /// `3 minutes`, `1 hour`.
@@ -393,6 +402,9 @@ impl Hub {
                 (id, false)
             }
             None => {
+                if looks_like_lobby(name) {
+                    return Err(RoomError::LooksLike(name.to_owned(), LOBBY.to_owned()));
+                }
                 if let Some(existing) = state.rooms.looks_like(name) {
                     return Err(RoomError::LooksLike(name.to_owned(), existing.to_owned()));
                 }
@@ -805,6 +817,7 @@ impl Hub {
             .map_or_else(|| target.to_owned(), |m| m.nick.clone());
         let now_ms = state.clock.now_ms();
         match change {
+            MemberChange::Owner => return Err(RoomError::OwnerByServer),
             MemberChange::Op | MemberChange::Deop | MemberChange::Voice | MemberChange::Devoice => {
                 let Some(mut member) = target_member.clone() else {
                     return Err(RoomError::NotMember(target.to_owned()));
@@ -832,10 +845,8 @@ impl Hub {
                 if room.bans.len() >= limits.bans && !room.bans.contains(&target_key) {
                     return Err(RoomError::ListFull(limits.bans));
                 }
+                // One change: the ban removes the member in the store too.
                 self.submit_room(RoomChange::Ban(id, target_key.clone(), true))?;
-                if target_member.is_some() {
-                    self.submit_room(RoomChange::Part(id, target_key.clone()))?;
-                }
                 if let Some(room) = state.rooms.get_mut(id) {
                     room.bans.insert(target_key.clone());
                     room.invites.remove(&target_key);
@@ -901,6 +912,7 @@ impl Hub {
         let Some(room) = state.rooms.get_mut(id) else {
             return Err(RoomError::NoSuchRoom);
         };
+        let changed = room.modes != modes;
         room.modes = modes;
         let msg = ServerMsg::ModeChanged {
             ts,
@@ -909,7 +921,12 @@ impl Hub {
             mode,
             on,
         };
-        state.publish_room(id, &msg);
+        if changed {
+            state.publish_room(id, &msg);
+        } else {
+            // Already so: confirmed to the one who asked, nobody else hears of it.
+            state.send_user(&key, encode(&msg));
+        }
         Ok(())
     }
 
@@ -1084,19 +1101,20 @@ impl Hub {
                 return false;
             }
             let shown = m.nick.clone();
-            state.rooms.add_member(id, &k, m.clone());
-            let msg = ServerMsg::MemberChanged {
-                ts: state.clock.now_ms(),
-                room: room_name.clone(),
-                by: "server".to_owned(),
-                nick: shown,
-                change: if m.role == Role::Owner {
-                    MemberChange::Op
-                } else {
-                    MemberChange::Deop
-                },
-            };
-            state.publish_room(id, &msg);
+            let is_owner = m.role == Role::Owner;
+            state.rooms.add_member(id, &k, m);
+            // The previous owner becomes an operator without a notice of its own: clients
+            // apply that with the new owner's.
+            if is_owner {
+                let msg = ServerMsg::MemberChanged {
+                    ts: state.clock.now_ms(),
+                    room: room_name.clone(),
+                    by: "server".to_owned(),
+                    nick: shown,
+                    change: MemberChange::Owner,
+                };
+                state.publish_room(id, &msg);
+            }
         }
         true
     }
@@ -1147,7 +1165,7 @@ impl Hub {
             room: room.name.clone(),
             by: "server".to_owned(),
             nick: member.nick.clone(),
-            change: MemberChange::Op,
+            change: MemberChange::Owner,
         };
         state.rooms.add_member(id, &key, member);
         state.publish_room(id, &msg);

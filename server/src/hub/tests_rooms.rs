@@ -325,6 +325,10 @@ fn limits_are_refused_with_clear_errors() {
         join(&hub, &bob, "#l"),
         Err(RoomError::LooksLike(..))
     ));
+    assert!(matches!(
+        join(&hub, &bob, "#L0BBY"),
+        Err(RoomError::LooksLike(_, lobby)) if lobby == LOBBY
+    ));
     assert_eq!(
         hub.part_room(bob.outbox.conn_id, "bob", "#lobby", ""),
         Err(RoomError::LobbyFixed)
@@ -493,7 +497,7 @@ fn empty_rooms_expire_after_their_days_and_an_operator_can_name_a_new_owner() {
     assert!(hub.set_owner("#KEPT", "bob"));
     assert!(!hub.set_owner("#kept", "nobody"));
     let got = all(&mut bob);
-    assert!(got.iter().any(|m| matches!(m, ServerMsg::MemberChanged { nick, change: MemberChange::Op, .. } if nick == "bob")), "{got:?}");
+    assert!(got.iter().any(|m| matches!(m, ServerMsg::MemberChanged { nick, change: MemberChange::Owner, .. } if nick == "bob")), "{got:?}");
     // Bob owns it now: alice (an operator now) cannot kick him.
     assert_eq!(
         hub.kick(alice.outbox.conn_id, "alice", "#kept", "bob", ""),

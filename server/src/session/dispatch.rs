@@ -53,6 +53,9 @@ pub(crate) fn dispatch<T: Transport>(
                     ClientMsg::Public { .. } | ClientMsg::Private { .. } | ClientMsg::Relay { .. }
                 ) {
                     answers.push_back(Answer::Ready(Refusal::RateLimited.answer()));
+                } else if let Some(room) = super::rooms::command_room(&msg) {
+                    // A room command is told why nothing happened.
+                    conn.queue_msg(&Refusal::RateLimited.room_error(room));
                 }
                 return None;
             }
@@ -66,9 +69,11 @@ pub(crate) fn dispatch<T: Transport>(
         }
         ClientMsg::Private { to, text } => {
             let away = ctx.hub.away_message(&to);
-            let exit = owe(answers, private(m, ctx, to, text, deadline));
+            let owed = private(m, ctx, to, text, deadline);
+            let accepted = owed.is_ok();
+            let exit = owe(answers, owed);
             // After the line's answer, in order: the recipient is away.
-            if let Some((nick, message)) = away {
+            if let Some((nick, message)) = away.filter(|_| accepted) {
                 answers.push_back(Answer::Ready(ServerMsg::Away { nick, message }));
             }
             exit

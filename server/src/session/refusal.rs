@@ -270,6 +270,21 @@ impl Refusal {
         self.error(false)
     }
 
+    /// The error that answers a room command about `room` (a valid room name or empty).
+    pub(crate) fn room_error(&self, room: &str) -> ServerMsg {
+        let (code, detail) = self.wire();
+        let room = if protocol::validate_room(room).is_ok() {
+            room
+        } else {
+            ""
+        };
+        ServerMsg::RoomError {
+            room: room.to_owned(),
+            code,
+            detail,
+        }
+    }
+
     fn error(&self, fatal: bool) -> ServerMsg {
         let (code, detail) = self.wire();
         ServerMsg::Error {

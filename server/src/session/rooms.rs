@@ -111,6 +111,22 @@ pub(super) async fn loaded(load: &mut HistoryLoad) -> Result<Vec<Line>, StoreErr
     }
 }
 
+/// The room a room command names (`Away` names none: ""), or `None` for other messages.
+pub(super) fn command_room(msg: &ClientMsg) -> Option<&str> {
+    match msg {
+        ClientMsg::Join { room }
+        | ClientMsg::Part { room, .. }
+        | ClientMsg::Names { room }
+        | ClientMsg::Topic { room, .. }
+        | ClientMsg::Invite { room, .. }
+        | ClientMsg::Kick { room, .. }
+        | ClientMsg::Member { room, .. }
+        | ClientMsg::Mode { room, .. } => Some(room),
+        ClientMsg::List { .. } | ClientMsg::Away { .. } => Some(""),
+        _ => None,
+    }
+}
+
 /// The `RoomError` message; the room name echoed only when it is a valid one (what a client
 /// shows must be safe to show).
 fn refusal(room: &str, e: &RoomError) -> ServerMsg {

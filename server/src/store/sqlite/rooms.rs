@@ -104,7 +104,16 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, change: &RoomChange) -> rusq
                 .execute(params![to_sql(room.0), modes_bits(*modes)])?;
             Ok(())
         }
-        RoomChange::Ban(room, key, on) => mark(tx, "room_bans", *room, key, *on),
+        RoomChange::Ban(room, key, on) => {
+            mark(tx, "room_bans", *room, key, *on)?;
+            if *on {
+                // A ban removes the member and its invitation in the same step.
+                for table in ["room_members", "room_invites"] {
+                    mark(tx, table, *room, key, false)?;
+                }
+            }
+            Ok(())
+        }
         RoomChange::Invite(room, key, on) => mark(tx, "room_invites", *room, key, *on),
         RoomChange::Active(room, ms) => {
             tx.prepare_cached("UPDATE rooms SET active_ms = MAX(active_ms, ?2) WHERE id = ?1")?
