@@ -520,6 +520,9 @@ impl Core {
             }
             ServerMsg::Invited { room, by, nick, .. } => {
                 let me = self.is_me(&nick);
+                if me && self.ignored(&by) {
+                    return; // /ignore hides an ignored user's invitations too
+                }
                 RoomEvent::Invited { room, by, nick, me }
             }
             ServerMsg::RoomError { room, code, detail } => {

@@ -150,7 +150,8 @@ impl Hub {
         } else if let Some(r) = state.rooms.get_mut(id) {
             r.last_line = accepted.id;
             if let Some(history) = history {
-                state.rooms.push_line(id, history);
+                let len = self.shared.room_limits.history_len;
+                state.rooms.push_line(id, accepted.id, history, len);
             }
             let Some(r) = state.rooms.get_mut(id) else {
                 return Err(SendError::NoSuchRoom);

@@ -406,7 +406,7 @@ impl Hub {
         let mut loading = Vec::new();
         let history_len = self.shared.room_limits.history_len;
         for id in state.rooms.of_user(&key).to_vec() {
-            if state.rooms.start_loading(id, history_len) {
+            if state.rooms.start_loading(id) {
                 state.bus.subscribe(Topic::Room(id), sender.clone());
                 rooms.extend(state.entry_frames(id, &key, false, None));
             } else {

@@ -32,9 +32,10 @@ pub(crate) enum RoomHistory {
     /// In memory.
     Cached(History),
     /// Asked of the store (`Store::room_history`); the lines published since the question wait
-    /// here (the newest `history_len`), to follow the store's answer, which holds exactly the
-    /// lines before it (the store answers in order).
-    Loading(History),
+    /// here with their ids (the newest `history_len`), to follow the store's answer — without
+    /// those it already holds (an answer to a later question, after one that failed, holds
+    /// some of them).
+    Loading(std::collections::VecDeque<(u64, bytes::Bytes)>),
     /// Only in the store: ask it.
     Evicted,
 }
@@ -341,8 +342,9 @@ impl RoomTable {
         self.cached_lines
     }
 
-    /// Adds the encoded line `line` to room `id`'s history, wherever it is kept.
-    pub fn push_line(&mut self, id: RoomId, line: bytes::Bytes) {
+    /// Adds the encoded line `line` (message id `line_id`) to room `id`'s history, wherever it
+    /// is kept (`history_len` lines at most).
+    pub fn push_line(&mut self, id: RoomId, line_id: u64, line: bytes::Bytes, history_len: usize) {
         let Some(room) = self.rooms.get_mut(&id) else {
             return;
         };
@@ -352,7 +354,14 @@ impl RoomTable {
                 h.push(line);
                 self.cached_lines = self.cached_lines + h.len() - before;
             }
-            RoomHistory::Loading(pending) => pending.push(line),
+            RoomHistory::Loading(pending) => {
+                if history_len > 0 {
+                    if pending.len() >= history_len {
+                        pending.pop_front();
+                    }
+                    pending.push_back((line_id, line));
+                }
+            }
             RoomHistory::Evicted => {}
         }
     }
@@ -369,11 +378,12 @@ impl RoomTable {
                 room.history = RoomHistory::Cached(h);
                 return;
             }
-            RoomHistory::Loading(pending) => pending.snapshot(),
-            RoomHistory::Evicted => Vec::new(),
+            RoomHistory::Loading(pending) => pending,
+            RoomHistory::Evicted => std::collections::VecDeque::new(),
         };
+        let newest = lines.last().map_or(0, |l| l.id);
         let mut history = History::from_lines(lines, history_len, &room.name);
-        for line in pending {
+        for (_, line) in pending.into_iter().filter(|(id, _)| *id > newest) {
             history.push(line);
         }
         self.cached_lines += history.len();
@@ -382,7 +392,7 @@ impl RoomTable {
 
     /// Marks room `id`'s history as asked of the store (unless it is in memory or already
     /// asked for). Returns whether it is in memory.
-    pub fn start_loading(&mut self, id: RoomId, history_len: usize) -> bool {
+    pub fn start_loading(&mut self, id: RoomId) -> bool {
         let Some(room) = self.rooms.get_mut(&id) else {
             return false;
         };
@@ -390,8 +400,7 @@ impl RoomTable {
             RoomHistory::Cached(_) => true,
             RoomHistory::Loading(_) => false,
             RoomHistory::Evicted => {
-                room.history =
-                    RoomHistory::Loading(History::from_lines(Vec::new(), history_len, &room.name));
+                room.history = RoomHistory::Loading(std::collections::VecDeque::new());
                 false
             }
         }
@@ -556,6 +565,18 @@ impl RoomTable {
         } else {
             Err(((1.0 - *tokens) / per_ms).ceil() as u64)
         }
+    }
+
+    /// The rooms where the user `key` is invited or banned: (room, invited, banned). A scan of
+    /// every room: only a registration asks (rate-limited).
+    pub fn marks_of(&self, key: &str) -> Vec<(RoomId, bool, bool)> {
+        self.rooms
+            .values()
+            .filter_map(|r| {
+                let (i, b) = (r.invites.contains(key), r.bans.contains(key));
+                (i || b).then_some((r.id, i, b))
+            })
+            .collect()
     }
 
     /// Ids of rooms without members last active before `cutoff_ms`, at most `limit`.

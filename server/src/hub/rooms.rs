@@ -71,6 +71,12 @@ pub enum RoomError {
     /// Nobody may do that to the room's owner.
     #[error("nobody may do that to the room's owner")]
     Owner,
+    /// The user to unban is not banned.
+    #[error("{0} is not banned from that room")]
+    NotBanned(String),
+    /// The invitee is banned from the room.
+    #[error("{0} is banned from that room: lift the ban first")]
+    TargetBanned(String),
     /// Only the server names a room's owner.
     #[error("a room's ownership passes only when its owner leaves, or by the server's operator (mm-server rooms set-owner)")]
     OwnerByServer,
@@ -120,8 +126,10 @@ impl RoomError {
         use mm_common::protocol::ErrorCode as C;
         match self {
             RoomError::NoSuchRoom => C::NO_SUCH_ROOM,
-            RoomError::NotInRoom | RoomError::NotMember(_) => C::NOT_IN_ROOM,
-            RoomError::Banned => C::BANNED,
+            RoomError::NotInRoom | RoomError::NotMember(_) | RoomError::NotBanned(_) => {
+                C::NOT_IN_ROOM
+            }
+            RoomError::Banned | RoomError::TargetBanned(_) => C::BANNED,
             RoomError::InviteOnly => C::INVITE_ONLY,
             RoomError::NotOp | RoomError::Owner | RoomError::OwnerByServer => C::NOT_OP,
             RoomError::RoomFull(_) | RoomError::ListFull(_) => C::ROOM_FULL,
@@ -457,7 +465,7 @@ impl Hub {
         created: bool,
     ) -> Result<Joining, RoomError> {
         let len = self.shared.room_limits.history_len;
-        if !state.rooms.start_loading(id, len) {
+        if !state.rooms.start_loading(id) {
             let reply = match self.shared.store.room_history(id, len) {
                 Ok(reply) => reply,
                 Err(crate::store::StoreError::Closed) => return Err(RoomError::Closed),
@@ -707,9 +715,15 @@ impl Hub {
         if room.modes.invite_only && !role.is_op() {
             return Err(RoomError::NotOp);
         }
+        if room.bans.contains(&target_key) {
+            return Err(RoomError::TargetBanned(target.to_owned()));
+        }
         let room_name = room.name.clone();
+        // An invitation is kept only where it is needed, an invite-only room (where only
+        // operators give them); elsewhere it is a notice: anyone may join anyway.
+        let kept = room.modes.invite_only;
         let already = room.members.contains_key(&target_key) || room.invites.contains(&target_key);
-        if !already {
+        if kept && !already {
             if room.invites.len() >= self.shared.room_limits.bans {
                 return Err(RoomError::ListFull(self.shared.room_limits.bans));
             }
@@ -730,7 +744,9 @@ impl Hub {
         };
         let encoded = encode(&msg);
         state.send_user(&key, encoded.clone());
-        if target_key != key && state.peers.contains_key(&target_key) {
+        // The invitee hears once per invitation: asking again only confirms to the inviter
+        // (repeated invitations are not a way to pester someone).
+        if !already && target_key != key && state.peers.contains_key(&target_key) {
             state.send_user(&target_key, encoded);
         }
         Ok(())
@@ -822,6 +838,7 @@ impl Hub {
                 let Some(mut member) = target_member.clone() else {
                     return Err(RoomError::NotMember(target.to_owned()));
                 };
+                let before = member.role;
                 member.role = match change {
                     MemberChange::Op => Role::Op,
                     MemberChange::Voice if member.role.is_op() => member.role,
@@ -830,6 +847,19 @@ impl Hub {
                     MemberChange::Deop if member.role.is_op() => Role::Member,
                     _ => member.role,
                 };
+                if member.role == before {
+                    // Nothing changes (voice for an operator, deop of a member): confirmed to
+                    // the asker alone, nothing stored, nobody else hears of it.
+                    let msg = ServerMsg::MemberChanged {
+                        ts: now_ms,
+                        room: room_name,
+                        by: nick.to_owned(),
+                        nick: shown,
+                        change,
+                    };
+                    state.send_user(&key, encode(&msg));
+                    return Ok(());
+                }
                 self.submit_room(RoomChange::Join(
                     id,
                     crate::store::MemberRecord {
@@ -853,6 +883,9 @@ impl Hub {
                 }
             }
             MemberChange::Unban => {
+                if !room.bans.contains(&target_key) {
+                    return Err(RoomError::NotBanned(target.to_owned()));
+                }
                 self.submit_room(RoomChange::Ban(id, target_key.clone(), false))?;
                 if let Some(room) = state.rooms.get_mut(id) {
                     room.bans.remove(&target_key);
@@ -1037,6 +1070,28 @@ impl Hub {
     /// account took the nick): everyone in each room hears that it left, with `reason`.
     pub(super) fn forget_memberships(&self, state: &mut State, nick: &str, reason: &str) {
         let key = nick_key(nick);
+        // Invitations and bans were the old account's too: a new owner of the nick neither
+        // enters invite-only rooms on them nor stays out of rooms for them.
+        for (id, invited, banned) in state.rooms.marks_of(&key) {
+            if invited
+                && self
+                    .submit_room(RoomChange::Invite(id, key.clone(), false))
+                    .is_ok()
+            {
+                if let Some(room) = state.rooms.get_mut(id) {
+                    room.invites.remove(&key);
+                }
+            }
+            if banned
+                && self
+                    .submit_room(RoomChange::Ban(id, key.clone(), false))
+                    .is_ok()
+            {
+                if let Some(room) = state.rooms.get_mut(id) {
+                    room.bans.remove(&key);
+                }
+            }
+        }
         for id in state.rooms.of_user(&key).to_vec() {
             let Some(room) = state.rooms.get(id) else {
                 continue;

@@ -203,8 +203,11 @@ fn invite_only_rooms_admit_the_invited_and_bans_keep_an_account_out() {
         .iter()
         .any(|m| matches!(m, ServerMsg::Kicked { nick, .. } if nick == "bob")));
     assert_eq!(say(&hub, &bob, "#ops", "x"), Err(SendError::NotInRoom));
-    hub.invite(alice.outbox.conn_id, "alice", "#ops", "bob")
-        .unwrap();
+    // Inviting a banned user is refused; the ban keeps bob out.
+    assert_eq!(
+        hub.invite(alice.outbox.conn_id, "alice", "#ops", "bob"),
+        Err(RoomError::TargetBanned("bob".into()))
+    );
     assert_eq!(join(&hub, &bob, "#ops"), Err(RoomError::Banned));
     hub.member_change(
         alice.outbox.conn_id,
@@ -214,6 +217,10 @@ fn invite_only_rooms_admit_the_invited_and_bans_keep_an_account_out() {
         MemberChange::Unban,
     )
     .unwrap();
+    // The ban took his invitation with it: unbanned, he needs a new one.
+    assert_eq!(join(&hub, &bob, "#ops"), Err(RoomError::InviteOnly));
+    hub.invite(alice.outbox.conn_id, "alice", "#ops", "bob")
+        .unwrap();
     join(&hub, &bob, "#ops").unwrap();
     // An op may not touch the owner's standing either.
     hub.member_change(
@@ -657,4 +664,106 @@ fn a_rooms_history_leaves_memory_when_nobody_is_in_it_and_comes_back_from_the_st
     // Both subscribed now: live lines flow.
     say(&hub, &alice, "#a", "live").unwrap();
     assert_eq!(lines_in(&all(&mut bob), "#a"), ["live"]);
+}
+
+#[test]
+fn invitations_and_bans_belong_to_the_account_and_pester_nobody() {
+    let hub = hub_with(Limits::default());
+    let alice = login(&hub, "alice");
+    let mut carol = login(&hub, "carol");
+    let dave = login(&hub, "dave");
+    join(&hub, &alice, "#open").unwrap();
+    join(&hub, &dave, "#open").unwrap();
+    join(&hub, &alice, "#closed").unwrap();
+    hub.set_mode(
+        alice.outbox.conn_id,
+        "alice",
+        "#closed",
+        RoomMode::InviteOnly,
+        true,
+    )
+    .unwrap();
+    // In an open room an invitation is a notice, not kept: a plain member plants none.
+    hub.invite(dave.outbox.conn_id, "dave", "#open", "ghost")
+        .unwrap();
+    assert!(hub.lock().rooms.marks_of("ghost").is_empty());
+    // Repeated invitations reach the invitee once.
+    all(&mut carol);
+    for _ in 0..5 {
+        hub.invite(alice.outbox.conn_id, "alice", "#closed", "carol")
+            .unwrap();
+    }
+    let invited = all(&mut carol)
+        .iter()
+        .filter(|m| matches!(m, ServerMsg::Invited { .. }))
+        .count();
+    assert_eq!(invited, 1);
+    // Unbanning someone not banned changes nothing and says so.
+    assert_eq!(
+        hub.member_change(
+            alice.outbox.conn_id,
+            "alice",
+            "#open",
+            "zed",
+            MemberChange::Unban
+        ),
+        Err(RoomError::NotBanned("zed".into()))
+    );
+    // An invitation to ghost, a ban of mallory: the accounts that register those nicks later
+    // are other people, and inherit neither.
+    hub.invite(alice.outbox.conn_id, "alice", "#closed", "ghost")
+        .unwrap();
+    hub.member_change(
+        alice.outbox.conn_id,
+        "alice",
+        "#open",
+        "mallory",
+        MemberChange::Ban,
+    )
+    .unwrap();
+    let ghost = login(&hub, "ghost"); // a registering login
+    assert_eq!(join(&hub, &ghost, "#closed"), Err(RoomError::InviteOnly));
+    let mallory = login(&hub, "mallory");
+    assert_eq!(join(&hub, &mallory, "#open"), Ok(()));
+}
+
+#[test]
+fn a_failed_history_load_then_a_good_one_shows_each_line_once() {
+    let hub = hub_with(Limits {
+        history_cache_lines: 0,
+        ..Limits::default()
+    });
+    let alice = login(&hub, "alice");
+    let mut bob = login(&hub, "bob");
+    join(&hub, &alice, "#a").unwrap();
+    say(&hub, &alice, "#a", "one").unwrap();
+    hub.leave(alice.outbox.conn_id, "alice", LeaveReason::Quit);
+    all(&mut bob);
+    // Bob's join asks the store; the answer is lost (a timeout, say).
+    let Joining::Loading(load) = hub.join_room(bob.outbox.conn_id, "bob", "#a").unwrap() else {
+        panic!("expected a load");
+    };
+    let alice = relogin(&hub, "alice");
+    assert_eq!(alice.loading.len(), 1);
+    say(&hub, &alice, "#a", "two").unwrap(); // waits with the load
+    assert_eq!(
+        hub.complete_join(
+            bob.outbox.conn_id,
+            "bob",
+            load,
+            Err(crate::store::StoreError::Busy),
+            true
+        ),
+        Err(RoomError::Busy)
+    );
+    // Bob joins again: the store's answer now holds "two" as well as the waiting copy.
+    join(&hub, &bob, "#a").unwrap();
+    let history: Vec<String> = all(&mut bob)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMsg::History { text, .. } => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(history, ["one", "two"]);
 }

@@ -631,3 +631,33 @@ fn the_ignore_list_is_kept_in_an_owner_only_file() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_ignored_users_invitations_are_hidden_too() {
+    let (mut core, t0) = scripted("bob");
+    core.config.state.ignore("mallory", true).expect("valid");
+    core.receive(
+        &frames(&[
+            ServerMsg::Invited {
+                ts: 1,
+                room: "#spam".into(),
+                by: "mallory".into(),
+                nick: "bob".into(),
+            },
+            ServerMsg::Invited {
+                ts: 2,
+                room: "#dev".into(),
+                by: "alice".into(),
+                nick: "bob".into(),
+            },
+        ]),
+        t0,
+    );
+    let mut invited = Vec::new();
+    while let Some(item) = core.poll_event(t0) {
+        if let Event::Room(RoomEvent::Invited { room, .. }) = item {
+            invited.push(room);
+        }
+    }
+    assert_eq!(invited, ["#dev"]);
+}
