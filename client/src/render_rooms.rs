@@ -24,6 +24,7 @@ pub(super) fn room_line(line: &ChatLine, history: bool) -> Rendered {
 
 /// `bob an operator`, the words of a member change for `* alice made ...`.
 fn member_change_words(by: &str, nick: &str, room: &str, change: MemberChange) -> String {
+    let by = actor(by);
     match change {
         MemberChange::Op => format!("{by} made {nick} an operator in {room}"),
         MemberChange::Deop => format!("{by} took {nick}'s operator status in {room}"),
@@ -32,6 +33,15 @@ fn member_change_words(by: &str, nick: &str, room: &str, change: MemberChange) -
         MemberChange::Ban => format!("{by} banned {nick} from {room}"),
         MemberChange::Unban => format!("{by} lifted the ban on {nick} in {room}"),
         MemberChange::Owner => format!("{nick} now owns {room}"),
+    }
+}
+
+/// Who did it: a nick, or (empty, never a nick) the server itself.
+fn actor(by: &str) -> &str {
+    if by.is_empty() {
+        "the server"
+    } else {
+        by
     }
 }
 
@@ -155,6 +165,7 @@ pub fn room_event(event: &RoomEvent) -> Vec<Rendered> {
             reason,
             me,
         } => {
+            let by = actor(by);
             if *me {
                 vec![Rendered::new(
                     Target::Room,
@@ -263,20 +274,21 @@ pub fn room_event(event: &RoomEvent) -> Vec<Rendered> {
             code,
             detail,
         } => {
+            // Where one code covers several cases (you or the other user not in the room or
+            // banned; not an operator or the owner; the server's or your own room limit), the
+            // server's detail says which: it is shown (on one line, cut to length by the core).
+            let precise = matches!(
+                *code,
+                ErrorCode::NOT_IN_ROOM
+                    | ErrorCode::NOT_OP
+                    | ErrorCode::BANNED
+                    | ErrorCode::ROOMS_FULL
+                    | ErrorCode::ROOM_LOOKS_LIKE
+                    | ErrorCode::INVALID_TOPIC
+            ) && !detail.trim().is_empty();
             let why = match room_error_words(*code) {
-                Some(words) => {
-                    let extra = matches!(
-                        *code,
-                        ErrorCode::ROOMS_FULL
-                            | ErrorCode::ROOM_LOOKS_LIKE
-                            | ErrorCode::INVALID_TOPIC
-                    ) && !detail.trim().is_empty();
-                    if extra {
-                        format!("{words} ({detail})")
-                    } else {
-                        words.to_owned()
-                    }
-                }
+                Some(_) if precise => detail.clone(),
+                Some(words) => words.to_owned(),
                 None => format!("{detail} ({})", code.name()),
             };
             let doing = doing.unwrap_or("use");

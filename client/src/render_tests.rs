@@ -833,9 +833,26 @@ fn every_room_error_code_is_one_clear_sentence() {
             detail: "detail".into(),
         }))
     };
+    // A code that covers several cases shows the server's words, which say which one.
     assert_eq!(
         error(ErrorCode::BANNED, Some("join")),
+        ["! cannot join #x: detail"]
+    );
+    let without_detail = |code: ErrorCode| {
+        lines(&Event::Room(RoomEvent::Error {
+            room: "#x".into(),
+            doing: Some("join"),
+            code,
+            detail: String::new(),
+        }))
+    };
+    assert_eq!(
+        without_detail(ErrorCode::BANNED),
         ["! cannot join #x: you are banned from it"]
+    );
+    assert_eq!(
+        error(ErrorCode::INVITE_ONLY, Some("join")),
+        ["! cannot join #x: it is invite-only and you are not invited (ask an operator to /invite you)"]
     );
     for code in [
         ErrorCode::NO_SUCH_ROOM,
@@ -859,7 +876,7 @@ fn every_room_error_code_is_one_clear_sentence() {
     }
     assert_eq!(
         error(ErrorCode::ROOMS_FULL, None),
-        ["! cannot use #x: the server takes no more new rooms for now (detail)"]
+        ["! cannot use #x: detail"]
     );
     assert_eq!(
         error(ErrorCode(999), Some("kick from")),

@@ -1025,7 +1025,7 @@ impl Hub {
                 ts: now_ms,
                 room: room_name.clone(),
                 nick,
-                by: "server".to_owned(),
+                by: String::new(), // the server itself: never a nick
                 reason: reason.to_owned(),
             };
             state.remove_from_room(id, &key, &msg, false);
@@ -1164,7 +1164,7 @@ impl Hub {
                 let msg = ServerMsg::MemberChanged {
                     ts: state.clock.now_ms(),
                     room: room_name.clone(),
-                    by: "server".to_owned(),
+                    by: String::new(), // the server itself: never a nick
                     nick: shown,
                     change: MemberChange::Owner,
                 };
@@ -1218,7 +1218,7 @@ impl Hub {
         let msg = ServerMsg::MemberChanged {
             ts: state.clock.now_ms(),
             room: room.name.clone(),
-            by: "server".to_owned(),
+            by: String::new(), // the server itself: never a nick
             nick: member.nick.clone(),
             change: MemberChange::Owner,
         };
