@@ -13,6 +13,9 @@ use mm_common::protocol::{validate_nick, ErrorCode};
 use rustls_pki_types::CertificateDer;
 
 use crate::home::Home;
+
+/// The file in the home that keeps `/ignore`'s nicks, one a line.
+pub const IGNORED_FILE: &str = "ignored";
 use crate::stdio;
 use crate::trust::KnownServers;
 use crate::{connect, ConnectError, ConnectOptions, SecureSetup, Trust};
@@ -124,6 +127,24 @@ Chat commands (type /help in mm for all):
   /accept-key NICK  accept NICK's new key after a key-change warning
   /insecure NICK    end the secure chat with NICK: private messages are unencrypted again
   /who              who is online
+  /me ACTION        act in the room: * you ACTION (/me #ROOM ACTION in a room)
+  /join #ROOM       join (or create) a room; /msg #ROOM TEXT says TEXT there (the server reads it)
+  /part #ROOM       leave a room (a reason may follow)
+  /list             list the rooms (/list more: the next page)
+  /names #ROOM      a room's members
+  /topic #ROOM      show the topic (a text after it sets it)
+  /invite NICK #ROOM  invite NICK into a room
+  /kick #ROOM NICK  remove NICK from a room (a reason may follow)
+  /ban #ROOM NICK   ban NICK from a room
+  /unban #ROOM NICK lift the ban
+  /op #ROOM NICK    make NICK an operator
+  /deop #ROOM NICK  take NICK's operator status
+  /voice #ROOM NICK let NICK speak in a moderated room
+  /devoice #ROOM NICK  take NICK's voice
+  /mode #ROOM +i    invite-only (+t topic by operators, +m moderated; - turns off)
+  /away MESSAGE     mark yourself away (/away alone: back)
+  /ignore NICK      hide NICK's room and private lines (/ignore alone lists them)
+  /unignore NICK    show NICK's lines again
   /help             all commands (in the terminal UI also its keys, /query, /close, /reconnect)
   /quit             leave (Ctrl-D too)
 
@@ -299,6 +320,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     opts.ca_file.clone_from(&args.ca);
     opts.secure = secure;
     opts.certificate = Some(certificate);
+    // `/ignore`'s list, kept in the home (owner-only, like everything there).
+    if let Err(e) = opts.state.load_ignored(&home_path.join(IGNORED_FILE)) {
+        stdio::err(&format!("mm: {e}; nobody is ignored this time"));
+    }
     // The terminal UI always reconnects (with /reconnect and its status line); line mode as
     // --reconnect says.
     opts.reconnect = interactive

@@ -24,6 +24,78 @@ pub enum Command {
     AcceptKey(String),
     /// `/who`.
     Who,
+    /// `/msg #room TEXT` (a line to that room), or `/me [#room] ACTION` (`action`).
+    SayIn {
+        /// The room; `None`: the room shown (the lobby in line mode).
+        room: Option<String>,
+        /// Text.
+        text: String,
+        /// Whether it is an action (`/me`).
+        action: bool,
+    },
+    /// `/join #room`.
+    Join(String),
+    /// `/part [#room] [reason]`.
+    Part {
+        /// The room; `None`: the room shown.
+        room: Option<String>,
+        /// Why (may be empty).
+        reason: String,
+    },
+    /// `/list [more]`: the room list, or its next page.
+    List {
+        /// The next page.
+        more: bool,
+    },
+    /// `/topic [#room] [text]`: shows the topic, or sets it.
+    Topic {
+        /// The room; `None`: the room shown.
+        room: Option<String>,
+        /// The new topic; `None`: show it.
+        text: Option<String>,
+    },
+    /// `/names [#room]`: the room's members (the lobby: who is online).
+    Names(Option<String>),
+    /// `/invite NICK [#room]`.
+    Invite {
+        /// Who.
+        nick: String,
+        /// The room; `None`: the room shown.
+        room: Option<String>,
+    },
+    /// `/kick [#room] NICK [reason]`.
+    Kick {
+        /// The room; `None`: the room shown.
+        room: Option<String>,
+        /// Who.
+        nick: String,
+        /// Why (may be empty).
+        reason: String,
+    },
+    /// `/op`, `/deop`, `/voice`, `/devoice`, `/ban`, `/unban` `[#room] NICK`.
+    Member {
+        /// The room; `None`: the room shown.
+        room: Option<String>,
+        /// Who.
+        nick: String,
+        /// What changes.
+        change: MemberChange,
+    },
+    /// `/mode [#room] +i|-i|+t|-t|+m|-m` (or `/mode [#room] invite-only on`).
+    Mode {
+        /// The room; `None`: the room shown.
+        room: Option<String>,
+        /// Which mode.
+        mode: RoomMode,
+        /// On or off.
+        on: bool,
+    },
+    /// `/away [message]`: away with a message, or back (empty).
+    Away(String),
+    /// `/ignore NICK` (`Some`), or `/ignore` alone: the list.
+    Ignore(Option<String>),
+    /// `/unignore NICK`.
+    Unignore(String),
     /// `/help`.
     Help,
     /// `/quit`.
@@ -37,16 +109,38 @@ pub enum Command {
 #[error("{0}")]
 pub struct CommandError(pub String);
 
+use mm_common::protocol::{
+    validate_nick, validate_room, MemberChange, RoomMode, MAX_REASON_LEN, MAX_TOPIC_LEN,
+};
+
 /// Every command [`parse`] knows: its name (without the `/`), then its other spellings. Any
 /// case is the same command. [`HELP`] lists each by its name (a test keeps the two in step).
-pub const NAMES: [(&str, &[&str]); 9] = [
+pub const NAMES: [(&str, &[&str]); 27] = [
     ("msg", &["m"]),
+    ("me", &[]),
+    ("join", &["j"]),
+    ("part", &["leave"]),
+    ("list", &[]),
+    ("topic", &[]),
+    ("names", &[]),
+    ("invite", &[]),
+    ("kick", &[]),
+    ("ban", &[]),
+    ("unban", &[]),
+    ("op", &[]),
+    ("deop", &[]),
+    ("voice", &[]),
+    ("devoice", &[]),
+    ("mode", &[]),
+    ("away", &[]),
+    ("ignore", &[]),
+    ("unignore", &[]),
     ("secure", &[]),
     ("insecure", &[]),
     ("verify", &[]),
     ("verified", &[]),
     ("accept-key", &[]),
-    ("who", &["names"]),
+    ("who", &[]),
     ("help", &["?"]),
     ("quit", &["exit", "q"]),
 ];
@@ -64,8 +158,28 @@ pub fn command_name(word: &str) -> Option<&'static str> {
 /// The `/help` text.
 pub const HELP: &str = "\
 commands:
-  TEXT             say TEXT to everyone (start with // to say something beginning with /)
+  TEXT             say TEXT in the room (start with // to say something beginning with /)
   /msg NICK TEXT   say TEXT to NICK only (end-to-end encrypted once you said /secure NICK)
+  /me ACTION       act in the room (`/me #dev waves`): shown as `* you waves`
+rooms (#name; the server reads room lines: they are not end-to-end encrypted):
+  /join #ROOM      join a room (creating it: you are its owner); /msg #ROOM TEXT says TEXT there
+  /part [#ROOM] [REASON]  leave a room
+  /list [more]     list the rooms (more: the next page)
+  /names [#ROOM]   list a room's members (~owner @operator +voiced)
+  /topic [#ROOM] [TEXT]  show the topic, or set it to TEXT
+  /invite NICK [#ROOM]   invite NICK into a room
+  /kick [#ROOM] NICK [REASON]  remove NICK from a room (operators)
+  /ban [#ROOM] NICK      ban NICK from a room; /unban [#ROOM] NICK lifts it
+  /unban [#ROOM] NICK    lift a ban
+  /op [#ROOM] NICK       make NICK an operator; /deop takes it back
+  /deop [#ROOM] NICK     take NICK's operator status
+  /voice [#ROOM] NICK    let NICK speak in a moderated room; /devoice takes it back
+  /devoice [#ROOM] NICK  take NICK's voice
+  /mode [#ROOM] +i|-i|+t|-t|+m|-m  invite-only, topic by operators, moderated (or: invite-only on)
+  /away [MESSAGE]  mark yourself away (no message: back)
+  /ignore [NICK]   hide NICK's room and private lines (kept in your home); alone: the list
+  /unignore NICK   show NICK's lines again
+other commands:
   /secure NICK     start an end-to-end encrypted session with NICK (the server cannot read it)
   /verify NICK     show the safety number to compare with NICK in person or by phone
   /verified NICK   mark NICK's key as verified after the numbers matched
@@ -134,7 +248,16 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "msg" => {
             let (to, text) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
             if to.is_empty() || text.trim().is_empty() {
-                return Err(CommandError("usage: /msg NICK TEXT".into()));
+                return Err(CommandError(
+                    "usage: /msg NICK TEXT (or /msg #ROOM TEXT)".into(),
+                ));
+            }
+            if to.starts_with('#') {
+                return Ok(Command::SayIn {
+                    room: Some(room_name(to)?),
+                    text: expand_tabs(text).into_owned(),
+                    action: false,
+                });
             }
             Ok(Command::Msg {
                 to: to.to_owned(),
@@ -158,6 +281,185 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "who" => Ok(Command::Who),
         "help" => Ok(Command::Help),
         "quit" => Ok(Command::Quit),
+        other => parse_room_command(other, args),
+    }
+}
+
+/// `name` checked as a room name ([`validate_room`]).
+///
+/// # Errors
+/// Why it is no room name, in words.
+pub fn room_name(name: &str) -> Result<String, CommandError> {
+    validate_room(name)
+        .map(|()| name.to_owned())
+        .map_err(|e| CommandError(format!("{name} is not a room name: {e}")))
+}
+
+/// `nick` checked as a nick.
+fn nick_arg(nick: &str) -> Result<String, CommandError> {
+    validate_nick(nick)
+        .map(|()| nick.to_owned())
+        .map_err(|e| CommandError(format!("{nick} is not a nick: {e}")))
+}
+
+/// Splits off a leading `#room` argument (checked), if the arguments start with one.
+fn leading_room(args: &str) -> Result<(Option<String>, &str), CommandError> {
+    if !args.starts_with('#') {
+        return Ok((None, args));
+    }
+    let (room, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+    Ok((Some(room_name(room)?), rest.trim_start()))
+}
+
+/// A reason or away message, checked: at most [`MAX_REASON_LEN`] bytes, no control characters.
+fn reason_arg(text: &str) -> Result<String, CommandError> {
+    let text = expand_tabs(text.trim()).into_owned();
+    if text.is_empty() {
+        return Ok(text);
+    }
+    match text_refusal(&text, MAX_REASON_LEN) {
+        Some(why) => Err(CommandError(why)),
+        None => Ok(text),
+    }
+}
+
+/// The room commands (and `/me`, `/away`, `/ignore`).
+fn parse_room_command(command: &str, args: &str) -> Result<Command, CommandError> {
+    let usage = |u: &str| Err(CommandError(format!("usage: {u}")));
+    match command {
+        "me" => {
+            let (room, text) = leading_room(args)?;
+            if text.trim().is_empty() {
+                return usage("/me [#ROOM] ACTION");
+            }
+            Ok(Command::SayIn {
+                room,
+                text: expand_tabs(text).into_owned(),
+                action: true,
+            })
+        }
+        "join" => {
+            let mut words = args.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some(room), None) => Ok(Command::Join(room_name(room)?)),
+                _ => usage("/join #ROOM"),
+            }
+        }
+        "part" => {
+            let (room, reason) = leading_room(args)?;
+            Ok(Command::Part {
+                room,
+                reason: reason_arg(reason)?,
+            })
+        }
+        "list" => match args.trim() {
+            "" => Ok(Command::List { more: false }),
+            "more" => Ok(Command::List { more: true }),
+            _ => usage("/list [more]"),
+        },
+        "topic" => {
+            let (room, text) = leading_room(args)?;
+            let text = expand_tabs(text.trim_end()).into_owned();
+            if text.is_empty() {
+                return Ok(Command::Topic { room, text: None });
+            }
+            if let Some(why) = text_refusal(&text, MAX_TOPIC_LEN) {
+                return Err(CommandError(why));
+            }
+            Ok(Command::Topic {
+                room,
+                text: Some(text),
+            })
+        }
+        "names" => {
+            let (room, rest) = leading_room(args)?;
+            if !rest.trim().is_empty() {
+                return usage("/names [#ROOM]");
+            }
+            Ok(Command::Names(room))
+        }
+        "invite" => {
+            let mut words = args.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some(nick), room, None) if !nick.starts_with('#') => Ok(Command::Invite {
+                    nick: nick_arg(nick)?,
+                    room: room.map(room_name).transpose()?,
+                }),
+                _ => usage("/invite NICK [#ROOM]"),
+            }
+        }
+        "kick" => {
+            let (room, rest) = leading_room(args)?;
+            let (nick, reason) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            if nick.is_empty() {
+                return usage("/kick [#ROOM] NICK [REASON]");
+            }
+            Ok(Command::Kick {
+                room,
+                nick: nick_arg(nick)?,
+                reason: reason_arg(reason)?,
+            })
+        }
+        "ban" | "unban" | "op" | "deop" | "voice" | "devoice" => {
+            let change = match command {
+                "ban" => MemberChange::Ban,
+                "unban" => MemberChange::Unban,
+                "op" => MemberChange::Op,
+                "deop" => MemberChange::Deop,
+                "voice" => MemberChange::Voice,
+                _ => MemberChange::Devoice,
+            };
+            let (room, rest) = leading_room(args)?;
+            let mut words = rest.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some(nick), None) => Ok(Command::Member {
+                    room,
+                    nick: nick_arg(nick)?,
+                    change,
+                }),
+                _ => usage(&format!("/{command} [#ROOM] NICK")),
+            }
+        }
+        "mode" => {
+            let (room, rest) = leading_room(args)?;
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let bad = || {
+                CommandError(
+                    "usage: /mode [#ROOM] +i|-i|+t|-t|+m|-m (i: invite-only, t: topic by operators, m: moderated), or /mode [#ROOM] invite-only|topic-ops|moderated on|off".into(),
+                )
+            };
+            let (mode, on) = match words.as_slice() {
+                [flag] => {
+                    let on = match flag.chars().next() {
+                        Some('+') => true,
+                        Some('-') => false,
+                        _ => return Err(bad()),
+                    };
+                    (flag.get(1..).and_then(RoomMode::parse).ok_or_else(bad)?, on)
+                }
+                [word, state] => {
+                    let on = match state.to_ascii_lowercase().as_str() {
+                        "on" | "yes" | "true" => true,
+                        "off" | "no" | "false" => false,
+                        _ => return Err(bad()),
+                    };
+                    let word = word.to_ascii_lowercase();
+                    (RoomMode::parse(&word).ok_or_else(bad)?, on)
+                }
+                _ => return Err(bad()),
+            };
+            Ok(Command::Mode { room, mode, on })
+        }
+        "away" => Ok(Command::Away(reason_arg(args)?)),
+        "ignore" | "unignore" => {
+            let mut words = args.split_whitespace();
+            match (command, words.next(), words.next()) {
+                ("ignore", None, None) => Ok(Command::Ignore(None)),
+                ("ignore", Some(nick), None) => Ok(Command::Ignore(Some(nick_arg(nick)?))),
+                ("unignore", Some(nick), None) => Ok(Command::Unignore(nick_arg(nick)?)),
+                _ => usage(&format!("/{command} NICK")),
+            }
+        }
         // A name in NAMES without its arm here (a test finds it).
         other => Err(CommandError(format!(
             "unknown command /{other} (try /help)"
@@ -245,7 +547,7 @@ mod tests {
             "unknown command /frob (try /help)"
         );
         assert_eq!(parse("/Q"), Ok(Command::Quit));
-        assert_eq!(parse("/names"), Ok(Command::Who));
+        assert_eq!(parse("/names"), Ok(Command::Names(None)));
         assert_eq!(
             parse("/m bob hi"),
             Ok(Command::Msg {
@@ -294,7 +596,7 @@ mod tests {
             );
         }
         // Anything else is unknown: the parser looks every name up in NAMES.
-        for word in ["frob", "me", "reconnect", "query", "", "msgx", "m-sg"] {
+        for word in ["frob", "reconnect", "query", "", "msgx", "m-sg"] {
             assert_eq!(command_name(word), None, "{word}");
             assert!(!parses_as_a_command(word), "{word}");
         }

@@ -96,10 +96,26 @@ pub fn format(item: &Rendered, style: Style) -> Option<String> {
     let text = clean(&item.text);
     let from = item.from.as_deref().unwrap_or_default();
     let ts = item.ts.unwrap_or(0);
+    // Lines of a room other than the lobby say which: `[#dev] <alice> hi`.
+    let room = match &item.target {
+        Target::InRoom(room) => format!("[{}] ", clean(room)),
+        _ => String::new(),
+    };
     let line = match &item.kind {
-        Kind::Public | Kind::OwnPublic => format!("<{}> {text}", style.nick(from)),
+        Kind::Public | Kind::OwnPublic => format!("{room}<{}> {text}", style.nick(from)),
+        Kind::Action => format!("{room}* {} {text}", style.nick(from)),
+        Kind::HistoryAction => style.notice(format!(
+            "[history {}] {room}* {} {text}",
+            clock(ts),
+            clean(from)
+        )),
+        Kind::NewMarker => style.notice(format!("{room}{text}")),
         Kind::Private => format!("[private] <{}> {text}", style.nick(from)),
-        Kind::History => style.notice(format!("[history {}] <{}> {text}", clock(ts), clean(from))),
+        Kind::History => style.notice(format!(
+            "[history {}] {room}<{}> {text}",
+            clock(ts),
+            clean(from)
+        )),
         Kind::Offline => format!(
             "[private, sent {}] <{}> {text}",
             clock(ts),
@@ -143,7 +159,7 @@ pub fn format(item: &Rendered, style: Style) -> Option<String> {
 fn recipient(item: &Rendered) -> &str {
     match &item.target {
         Target::Peer(nick) | Target::PeerTab(nick) => nick,
-        Target::Room | Target::Here => "",
+        Target::Room | Target::InRoom(_) | Target::Here => "",
     }
 }
 
@@ -193,6 +209,8 @@ mod tests {
     #[test]
     fn lines_hold_the_nick_and_the_text_verbatim() {
         let p = Event::Public(ChatLine {
+            room: String::new(),
+            action: false,
             id: 1,
             ts: 0,
             from: "alice".into(),
@@ -200,6 +218,8 @@ mod tests {
         });
         assert_eq!(event_line(&p, Style::PLAIN).unwrap(), "<alice> hi  there ✓");
         let q = Event::Private(ChatLine {
+            room: String::new(),
+            action: false,
             id: 1,
             ts: 0,
             from: "bob".into(),
@@ -240,6 +260,8 @@ mod tests {
     #[test]
     fn hostile_bytes_never_reach_the_terminal() {
         let p = Event::Public(crate::ChatLine {
+            room: String::new(),
+            action: false,
             id: 1,
             ts: 0,
             from: "ev\u{1b}[2Jil".into(),
@@ -278,24 +300,32 @@ mod tests {
         let (a, b) = (a.to_string(), b.to_string());
         let events = vec![
             Event::Public(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 0,
                 from: a.clone(),
                 text: b.clone(),
             }),
             Event::Private(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 0,
                 from: a.clone(),
                 text: b.clone(),
             }),
             Event::History(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 0,
                 from: a.clone(),
                 text: b.clone(),
             }),
             Event::Offline(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 0,
                 from: a.clone(),
@@ -506,6 +536,8 @@ mod tests {
         );
         // Plain private lines never carry the secure marker.
         let p = Event::Private(ChatLine {
+            room: String::new(),
+            action: false,
             id: 1,
             ts: 0,
             from: "x".into(),

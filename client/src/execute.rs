@@ -4,6 +4,7 @@
 //! Commands only one front end has (the terminal UI's `/close`, `/reconnect`, tabs) stay there.
 
 use mm_common::e2e::{Failure, Refused, Status};
+use mm_common::protocol::{ClientMsg, LOBBY};
 
 use crate::command::{self, Command};
 use crate::render::{self, Rendered, Target};
@@ -33,6 +34,12 @@ pub trait Sink {
     /// it went). A front end that does not echo what the user typed ignores it.
     fn own(&mut self, item: Rendered, line: LineId) {
         let _ = (item, line);
+    }
+
+    /// The room the user is looking at, for room commands that name none (the terminal UI's
+    /// room tab); `None` (line mode, the lobby, a conversation): such commands must name one.
+    fn room(&self) -> Option<String> {
+        None
     }
 }
 
@@ -87,6 +94,25 @@ pub trait Chat {
     fn safety_number(&self, peer: &str) -> Result<String, Refused>;
     /// The end-to-end state of the conversation with `peer`.
     fn secure_status(&self, peer: &str) -> Status;
+    /// Sends a line to a room (`action`: `/me`).
+    ///
+    /// # Errors
+    /// [`NotConnected`].
+    async fn say(&self, room: &str, text: &str, action: bool) -> Result<LineId, NotConnected>;
+    /// Sends a room command.
+    ///
+    /// # Errors
+    /// [`NotConnected`].
+    async fn room_command(&self, msg: ClientMsg) -> Result<(), NotConnected>;
+    /// Where the next `/list` page starts (empty: none).
+    fn list_next(&self) -> String;
+    /// Hides (`on`) or shows again `nick`'s lines; `Ok(false)`: nothing changed.
+    ///
+    /// # Errors
+    /// Why not, in words.
+    fn ignore(&self, nick: &str, on: bool) -> Result<bool, String>;
+    /// The nicks ignored.
+    fn ignored(&self) -> Vec<String>;
 }
 
 impl Chat for Client {
@@ -122,6 +148,21 @@ impl Chat for Client {
     }
     fn secure_status(&self, peer: &str) -> Status {
         Client::secure_status(self, peer)
+    }
+    async fn say(&self, room: &str, text: &str, action: bool) -> Result<LineId, NotConnected> {
+        Client::say(self, room, text, action).await
+    }
+    async fn room_command(&self, msg: ClientMsg) -> Result<(), NotConnected> {
+        Client::room_command(self, &msg).await
+    }
+    fn list_next(&self) -> String {
+        Client::list_next(self)
+    }
+    fn ignore(&self, nick: &str, on: bool) -> Result<bool, String> {
+        Client::state(self).ignore(nick, on)
+    }
+    fn ignored(&self) -> Vec<String> {
+        Client::state(self).ignored()
     }
 }
 
@@ -219,6 +260,52 @@ pub async fn execute<C: Chat>(client: &C, command: Command, sink: &mut impl Sink
             .accept_key(&peer)
             .await
             .map(|()| sink.show(accepted_item(&peer))),
+        Command::SayIn { room, text, action } => {
+            if let Some(refusal) = text_refusal(&text, client.max_text_len()) {
+                sink.show(refusal);
+                return Outcome::Refused;
+            }
+            let room = room
+                .or_else(|| sink.room())
+                .unwrap_or_else(|| LOBBY.to_owned());
+            match client.say(&room, &text, action).await {
+                Ok(line) => {
+                    sink.own(
+                        render::own_room_line(client.nick(), &room, &text, action),
+                        line,
+                    );
+                    Ok(())
+                }
+                Err(NotConnected) => Err(SendError::NotConnected),
+            }
+        }
+        Command::Names(None) if sink.room().is_none() => {
+            client.who().await.map_err(|_| SendError::NotConnected)
+        }
+        Command::Ignore(None) => {
+            let list = client.ignored();
+            sink.show(Rendered::notice(
+                Target::Here,
+                if list.is_empty() {
+                    "you ignore nobody (/ignore NICK hides NICK's lines)".to_owned()
+                } else {
+                    format!("ignored ({}): {}", list.len(), list.join(", "))
+                },
+            ));
+            return Outcome::Done;
+        }
+        Command::Ignore(Some(nick)) => return ignore(client, &nick, true, sink),
+        Command::Unignore(nick) => return ignore(client, &nick, false, sink),
+        other => match room_message(other, client, &*sink) {
+            Ok(msg) => client
+                .room_command(msg)
+                .await
+                .map_err(|_| SendError::NotConnected),
+            Err(usage) => {
+                sink.show(Rendered::error(usage));
+                return Outcome::Refused;
+            }
+        },
     };
     match result {
         Ok(()) => Outcome::Done,
@@ -228,6 +315,88 @@ pub async fn execute<C: Chat>(client: &C, command: Command, sink: &mut impl Sink
             Outcome::Refused
         }
     }
+}
+
+/// `/ignore NICK` (`on`) or `/unignore NICK`.
+fn ignore<C: Chat>(client: &C, nick: &str, on: bool, sink: &mut impl Sink) -> Outcome {
+    match client.ignore(nick, on) {
+        Ok(changed) => {
+            let text = match (on, changed) {
+                (true, true) => format!(
+                    "ignoring {nick}: their room and private lines are hidden (/unignore {nick} to undo)"
+                ),
+                (true, false) => format!("you ignore {nick} already"),
+                (false, true) => format!("no longer ignoring {nick}"),
+                (false, false) => format!("you did not ignore {nick}"),
+            };
+            sink.show(Rendered::notice(Target::Here, text));
+            Outcome::Done
+        }
+        Err(why) => {
+            sink.show(Rendered::error(why));
+            Outcome::Refused
+        }
+    }
+}
+
+/// The room `room` names, or the one shown; an error naming the usage when there is none.
+fn which_room(room: Option<String>, sink: &impl Sink, usage: &str) -> Result<String, String> {
+    room.or_else(|| sink.room())
+        .ok_or_else(|| format!("which room? {usage}"))
+}
+
+/// The message for a room command; `Err`: what to tell the user instead.
+fn room_message<C: Chat>(
+    command: Command,
+    client: &C,
+    sink: &impl Sink,
+) -> Result<ClientMsg, String> {
+    Ok(match command {
+        Command::Join(room) => ClientMsg::Join { room },
+        Command::Part { room, reason } => ClientMsg::Part {
+            room: which_room(room, sink, "/part #ROOM [REASON]")?,
+            reason,
+        },
+        Command::List { more: false } => ClientMsg::List {
+            after: String::new(),
+        },
+        Command::List { more: true } => {
+            let after = client.list_next();
+            if after.is_empty() {
+                return Err("no more rooms to list (/list starts again)".into());
+            }
+            ClientMsg::List { after }
+        }
+        Command::Topic { room, text } => ClientMsg::Topic {
+            room: which_room(room, sink, "/topic #ROOM [TEXT]")?,
+            topic: text,
+        },
+        Command::Names(room) => ClientMsg::Names {
+            room: which_room(room, sink, "/names #ROOM")?,
+        },
+        Command::Invite { nick, room } => ClientMsg::Invite {
+            room: which_room(room, sink, "/invite NICK #ROOM")?,
+            nick,
+        },
+        Command::Kick { room, nick, reason } => ClientMsg::Kick {
+            room: which_room(room, sink, "/kick #ROOM NICK [REASON]")?,
+            nick,
+            reason,
+        },
+        Command::Member { room, nick, change } => ClientMsg::Member {
+            room: which_room(room, sink, &format!("/{} #ROOM NICK", change.as_str()))?,
+            nick,
+            change,
+        },
+        Command::Mode { room, mode, on } => ClientMsg::Mode {
+            room: which_room(room, sink, "/mode #ROOM +i|-i|+t|-t|+m|-m")?,
+            mode,
+            on,
+        },
+        Command::Away(message) => ClientMsg::Away { message },
+        // Every other command is carried out in `execute`.
+        _ => return Err("not a room command".into()),
+    })
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ struct Fake {
     status: Status,
     number: Result<String, Refused>,
     max: usize,
+    /// Where the next `/list` page starts.
+    next: String,
 }
 
 impl Fake {
@@ -26,6 +28,7 @@ impl Fake {
             status: Status::Plain,
             number: Ok("11111 22222 33333 44444 55555".into()),
             max: 4096,
+            next: String::new(),
         }
     }
 
@@ -82,6 +85,27 @@ impl Chat for Fake {
     }
     fn secure_status(&self, _peer: &str) -> Status {
         self.status.clone()
+    }
+    async fn say(&self, room: &str, text: &str, action: bool) -> Result<LineId, NotConnected> {
+        self.call(format!("say {room} {text} {action}"));
+        match self.refuse {
+            Some(SendError::NotConnected) => Err(NotConnected),
+            _ => Ok(LineId::from_tag(3)),
+        }
+    }
+    async fn room_command(&self, msg: ClientMsg) -> Result<(), NotConnected> {
+        self.call(format!("{msg:?}"));
+        self.answer().map_err(|_| NotConnected)
+    }
+    fn list_next(&self) -> String {
+        self.next.clone()
+    }
+    fn ignore(&self, nick: &str, on: bool) -> Result<bool, String> {
+        self.call(format!("ignore {nick} {on}"));
+        Ok(true)
+    }
+    fn ignored(&self) -> Vec<String> {
+        vec!["eve".into()]
     }
 }
 

@@ -26,8 +26,8 @@ pub mod trust;
 pub mod tui;
 
 pub use crate::core::{
-    ChatLine, ClientState, Delivery, Event, LineId, NotConnected, SendError, Welcome,
-    MAX_UNANSWERED,
+    ChatLine, ClientState, Delivery, Event, LineId, NotConnected, RoomEvent, RoomInfo, SendError,
+    Welcome, MAX_UNANSWERED,
 };
 pub use connect::{server_address, ConnectError, ConnectOptions, Trust};
 pub use driver::{connect, Client, Events, FlushError};

@@ -34,6 +34,8 @@ fn chat_lines_keep_sender_text_and_time() {
     let cases = [
         (
             Event::Public(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 5,
                 from: from.clone(),
@@ -44,6 +46,8 @@ fn chat_lines_keep_sender_text_and_time() {
         ),
         (
             Event::Private(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 5,
                 from: from.clone(),
@@ -54,6 +58,8 @@ fn chat_lines_keep_sender_text_and_time() {
         ),
         (
             Event::History(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 5,
                 from: from.clone(),
@@ -64,6 +70,8 @@ fn chat_lines_keep_sender_text_and_time() {
         ),
         (
             Event::Offline(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 5,
                 from: from.clone(),
@@ -425,24 +433,32 @@ fn every_event(s: &str) -> Vec<Event> {
     let s = s.to_string();
     vec![
         Event::Public(ChatLine {
+            room: String::new(),
+            action: false,
             id: 1,
             ts: 0,
             from: s.clone(),
             text: s.clone(),
         }),
         Event::Private(ChatLine {
+            room: String::new(),
+            action: false,
             id: 2,
             ts: 0,
             from: s.clone(),
             text: s.clone(),
         }),
         Event::History(ChatLine {
+            room: String::new(),
+            action: false,
             id: 3,
             ts: 0,
             from: s.clone(),
             text: s.clone(),
         }),
         Event::Offline(ChatLine {
+            room: String::new(),
+            action: false,
             id: 4,
             ts: 0,
             from: s.clone(),

@@ -27,6 +27,11 @@ impl Core {
         self.last_heard
     }
 
+    /// What this process received and keeps across connections (ignored nicks too).
+    pub fn state(&self) -> &super::ClientState {
+        &self.config.state
+    }
+
     /// Lines without an answer yet.
     pub fn unanswered(&self) -> usize {
         self.out.unanswered()
@@ -45,7 +50,7 @@ impl Core {
         }
     }
 
-    fn new_line(&mut self) -> Result<LineId, SendError> {
+    pub(super) fn new_line(&mut self) -> Result<LineId, SendError> {
         self.ready()?;
         if !self.out.has_room() {
             return Err(SendError::Busy);
@@ -56,7 +61,7 @@ impl Core {
     }
 
     /// Queues `line`'s message; if it cannot be encoded, the line is taken back.
-    fn queue_line(
+    pub(super) fn queue_line(
         &mut self,
         line: LineId,
         msg: &ClientMsg,
@@ -92,7 +97,7 @@ impl Core {
         self.queue_line(line, msg, answer).map(Some)
     }
 
-    fn control(&mut self, msg: &ClientMsg) -> Result<(), SendError> {
+    pub(super) fn control(&mut self, msg: &ClientMsg) -> Result<(), SendError> {
         self.ready()?;
         if !self.out.control_has_room() {
             return Err(SendError::Busy);
@@ -107,13 +112,7 @@ impl Core {
     /// # Errors
     /// [`SendError::NotConnected`], [`SendError::Busy`]: the line was not taken.
     pub fn public(&mut self, text: &str) -> Result<LineId, SendError> {
-        let line = self.new_line()?;
-        let msg = ClientMsg::Public {
-            room: "#lobby".into(),
-            action: false,
-            text: text.to_owned(),
-        };
-        self.queue_line(line, &msg, Answer::Text(line))
+        self.say(mm_common::protocol::LOBBY, text, false)
     }
 
     /// A private line: end-to-end encrypted if there is a secure session with `to` (or one
@@ -302,6 +301,11 @@ impl Core {
     }
 
     fn secure_event(&mut self, event: E2eEvent) {
+        if let E2eEvent::Message { peer, .. } = &event {
+            if self.ignored(peer) {
+                return;
+            }
+        }
         // Texts dropped unsent have their answer: this event.
         if let E2eEvent::Failed { unsent, .. }
         | E2eEvent::Ended { unsent, .. }

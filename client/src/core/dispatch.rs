@@ -5,7 +5,7 @@ use super::ChatLine;
 use std::time::Instant;
 
 use mm_common::e2e::Status;
-use mm_common::protocol::{ClientMsg, ErrorCode, ServerMsg};
+use mm_common::protocol::{is_lobby, ClientMsg, ErrorCode, ServerMsg};
 
 use super::lines::Answer;
 use super::login::MAX_LISTED_USERS;
@@ -27,46 +27,56 @@ impl Core {
             } => self.relay(id, ts, &from, &payload, now),
             ServerMsg::Users { nicks, last } => self.users(nicks, last, now),
             ServerMsg::Public {
-                room: _,
-                action: _,
+                room,
+                action,
                 id,
                 ts,
                 from,
                 text,
-            } => {
-                if self.config.reconnects {
-                    self.config.state.received_public(id, ts);
-                }
-                self.push(Event::Public(ChatLine { id, ts, from, text }))
-            }
+            } => self.room_line(
+                ChatLine {
+                    id,
+                    ts,
+                    room,
+                    from,
+                    text,
+                    action,
+                },
+                false,
+            ),
             ServerMsg::History {
-                room: _,
-                action: _,
+                room,
+                action,
                 id,
                 ts,
                 from,
                 text,
-            } => {
-                // After a reconnect the server sends the room's recent lines again: shown once.
-                if !self.config.reconnects || self.config.state.received_public(id, ts) {
-                    self.push(Event::History(ChatLine { id, ts, from, text }))
-                }
-            }
+            } => self.room_line(
+                ChatLine {
+                    id,
+                    ts,
+                    room,
+                    from,
+                    text,
+                    action,
+                },
+                true,
+            ),
             ServerMsg::Offline { id, ts, from, text } => {
-                self.personal(Event::Offline(ChatLine { id, ts, from, text }))
+                self.personal(Event::Offline(ChatLine::new(id, ts, "", &from, &text)))
             }
             ServerMsg::Private { id, ts, from, text } => {
-                self.personal(Event::Private(ChatLine { id, ts, from, text }))
+                self.personal(Event::Private(ChatLine::new(id, ts, "", &from, &text)))
             }
             ServerMsg::Sent { id, ts } => self.accepted(id, ts, false),
             ServerMsg::Queued { id, ts } => self.accepted(id, ts, true),
-            ServerMsg::Joined { nick, .. } => {
+            ServerMsg::Joined { room, nick, .. } if is_lobby(&room) => {
                 self.presence(&nick, true, now);
                 self.push(Event::Joined { nick });
             }
             ServerMsg::Presence { nick, online } => self.presence(&nick, online, now),
-            // Rooms (protocol 5): WIP, completed by the client's room support.
-            ServerMsg::Entered { .. }
+            msg @ (ServerMsg::Joined { .. }
+            | ServerMsg::Entered { .. }
             | ServerMsg::Names { .. }
             | ServerMsg::Rooms { .. }
             | ServerMsg::Parted { .. }
@@ -76,7 +86,9 @@ impl Core {
             | ServerMsg::MemberChanged { .. }
             | ServerMsg::Invited { .. }
             | ServerMsg::RoomError { .. }
-            | ServerMsg::Away { .. } => {}
+            | ServerMsg::Away { .. }) => self.room_message(msg),
+            // Only the lobby tells who went offline.
+            ServerMsg::Left { room, .. } if !is_lobby(&room) => {}
             ServerMsg::Left { nick, reason, .. } => {
                 let actions = self
                     .secure
@@ -177,6 +189,12 @@ impl Core {
             return;
         }
         let warning = self.plain_from_secure(from);
+        if self.ignored(from) {
+            // Hidden, but handled: acknowledged like a line shown.
+            self.config.state.received_personal(id, ts);
+            self.events.push_back(Item::Handled(id));
+            return;
+        }
         self.push(event);
         self.config.state.received_personal(id, ts);
         if let Some(warning) = warning {
@@ -209,10 +227,9 @@ impl Core {
             Some(Answer::Relay { line: None, .. }) | None => return,
         };
         self.out.answered(line);
-        // Our own public lines come back as history after a reconnect, too.
-        if self.config.reconnects {
-            self.config.state.received_public(id, ts);
-        }
+        // Our own room lines come back as history after a reconnect, too.
+        let room = self.line_room(line);
+        self.config.state.received_public(&room, id, ts);
         self.push(if queued {
             Event::Queued { line, id, ts }
         } else {
@@ -239,6 +256,7 @@ impl Core {
         let unreachable = refused_relay.is_some() && code == ErrorCode::NO_SUCH_NICK;
         if let Some(line) = line {
             self.out.answered(line);
+            self.line_room(line);
         }
         // An unreachable peer's end-to-end internals are not the user's business; a refused
         // line of theirs (or any other refusal) is.

@@ -2,7 +2,9 @@
 //! [`LineId`] handles of the user's own lines.
 
 use mm_common::e2e::E2eEvent;
-use mm_common::protocol::{ErrorCode, LeaveReason};
+use mm_common::protocol::{
+    ErrorCode, LeaveReason, Member, MemberChange, Modes, Role, RoomMode, RoomSummary,
+};
 
 /// A handle for one chat line given to [`crate::Client::public`] or [`crate::Client::private`]:
 /// the events that answer it ([`Event::Sent`], [`Event::Queued`], a non-fatal
@@ -52,23 +54,205 @@ pub struct ChatLine {
     pub id: u64,
     /// Server time, ms since the Unix epoch.
     pub ts: u64,
+    /// The room of a room line ([`mm_common::protocol::LOBBY`] for the public chat); empty for
+    /// a private line.
+    pub room: String,
     /// Sender.
     pub from: String,
     /// Text.
     pub text: String,
+    /// Whether it is an action (`/me waves`: shown as `* alice waves`).
+    pub action: bool,
+}
+
+impl ChatLine {
+    /// A line in the lobby or a private line (`room` empty), not an action.
+    pub fn new(id: u64, ts: u64, room: &str, from: &str, text: &str) -> ChatLine {
+        ChatLine {
+            id,
+            ts,
+            room: room.to_owned(),
+            from: from.to_owned(),
+            text: text.to_owned(),
+            action: false,
+        }
+    }
+
+    /// Whether it is a line of a room other than the lobby.
+    pub fn in_room(&self) -> bool {
+        !self.room.is_empty() && !mm_common::protocol::is_lobby(&self.room)
+    }
+}
+
+/// What the client knows of a room it is in (other than the lobby): kept by the core from the
+/// server's room messages ([`crate::Client::rooms`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// Its name, as spelled when it was created.
+    pub name: String,
+    /// Its topic (empty: none), on one line.
+    pub topic: String,
+    /// Who set the topic (empty: nobody).
+    pub topic_by: String,
+    /// Its modes.
+    pub modes: Modes,
+    /// How many members it has (online or not).
+    pub members: u32,
+    /// Our standing in it.
+    pub role: Role,
+    /// The id of the newest line we had been sent when we last left it (0: none).
+    pub seen: u64,
+    /// Its members as last listed (`/names`, or the first page after a join), kept up to
+    /// date with joins, parts, kicks and changes; at most [`crate::core::MAX_NAMES`].
+    pub names: Vec<Member>,
+}
+
+/// Something that happened in a room, or about rooms: [`Event::Room`]. Every text in it that
+/// came from the server is on one line; room names are valid ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RoomEvent {
+    /// We are in a room: after our `/join`, or at login for each of our rooms. Lines of its
+    /// history follow.
+    Entered {
+        /// The room as we now know it.
+        room: RoomInfo,
+        /// Whether our join created it (we are its owner).
+        created: bool,
+    },
+    /// The lines of a room's history from here on are new to us (we had not been sent them):
+    /// shown as a `── new ──` marker. Comes once per entering, before the first such line.
+    NewLines {
+        /// The room.
+        room: String,
+    },
+    /// Someone joined a room we are in.
+    Joined {
+        /// The room.
+        room: String,
+        /// Who.
+        nick: String,
+    },
+    /// Someone left a room we are in; `me`: we did (the room is closed for us).
+    Parted {
+        /// The room.
+        room: String,
+        /// Who.
+        nick: String,
+        /// Their reason (may be empty).
+        reason: String,
+        /// Whether it is us.
+        me: bool,
+    },
+    /// Someone was removed from a room; `me`: we were (the room is closed for us).
+    Kicked {
+        /// The room.
+        room: String,
+        /// Who.
+        nick: String,
+        /// By whom.
+        by: String,
+        /// Why (may be empty).
+        reason: String,
+        /// Whether it is us.
+        me: bool,
+    },
+    /// A room's topic: changed (`changed`), or as asked with `/topic #room`.
+    Topic {
+        /// The room.
+        room: String,
+        /// Who set it (empty: nobody).
+        by: String,
+        /// The topic (empty: none).
+        topic: String,
+        /// Whether it was just changed (else it answers our question).
+        changed: bool,
+    },
+    /// A room mode was turned on or off.
+    Mode {
+        /// The room.
+        room: String,
+        /// By whom.
+        by: String,
+        /// Which mode.
+        mode: RoomMode,
+        /// On or off now.
+        on: bool,
+    },
+    /// Someone's standing in a room changed (op, voice, ban...).
+    Member {
+        /// The room.
+        room: String,
+        /// By whom.
+        by: String,
+        /// Whose.
+        nick: String,
+        /// What changed.
+        change: MemberChange,
+    },
+    /// An invitation: to us (`nick` is ours), or ours to someone (the confirmation).
+    Invited {
+        /// The room.
+        room: String,
+        /// Who invited.
+        by: String,
+        /// Who is invited.
+        nick: String,
+        /// Whether we are the one invited.
+        me: bool,
+    },
+    /// A room's member list (the answer to `/names`, or the first page after a join).
+    Names {
+        /// The room.
+        room: String,
+        /// Its members, sorted by nick (at most [`crate::core::MAX_NAMES`]).
+        members: Vec<Member>,
+        /// Whether it holds every member.
+        complete: bool,
+    },
+    /// A page of the room list (`/list`).
+    List {
+        /// Rooms in it, sorted by name (names valid, topics on one line).
+        rooms: Vec<RoomSummary>,
+        /// Where the next page starts (`/list more`); empty on the last page.
+        next: String,
+    },
+    /// The server refused a room command.
+    Error {
+        /// The room, as we wrote it (cleaned).
+        room: String,
+        /// What we asked, in words (`join`, `set the topic of`...), when known.
+        doing: Option<&'static str>,
+        /// Machine-readable code.
+        code: ErrorCode,
+        /// The server's detail.
+        detail: String,
+    },
+    /// Someone is away (a private line of ours reached them away), or back (`message`
+    /// empty); `me`: our own `/away` was taken.
+    Away {
+        /// Whose.
+        nick: String,
+        /// Their away message (empty: back).
+        message: String,
+        /// Whether it is us.
+        me: bool,
+    },
 }
 
 /// Something that happened on the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A public line.
+    /// A room line (the lobby's or another room's: [`ChatLine::room`]).
     Public(ChatLine),
     /// A private line to us, sent plain (readable by the server).
     Private(ChatLine),
-    /// A public line from before we logged in (the room's recent history, oldest first,
-    /// before anything live).
+    /// A room line from before we logged in or joined (the room's recent history, oldest
+    /// first, before anything live in that room).
     History(ChatLine),
+    /// Something in a room other than its lines, or about rooms.
+    Room(RoomEvent),
     /// A private line sent to us while we were offline, delivered at login (oldest first).
     Offline(ChatLine),
     /// Our private line's recipient is offline; the server stored it for their next login.

@@ -152,7 +152,17 @@ fn variant_name(msg: &ServerMsg) -> &'static str {
         ServerMsg::Queued { .. } => "Queued",
         ServerMsg::Offline { .. } => "Offline",
         ServerMsg::Presence { .. } => "Presence",
-        _ => "a room message", // rooms: the client helper completes this
+        ServerMsg::Entered { .. } => "Entered",
+        ServerMsg::Names { .. } => "Names",
+        ServerMsg::Rooms { .. } => "Rooms",
+        ServerMsg::Parted { .. } => "Parted",
+        ServerMsg::Kicked { .. } => "Kicked",
+        ServerMsg::Topic { .. } => "Topic",
+        ServerMsg::ModeChanged { .. } => "ModeChanged",
+        ServerMsg::MemberChanged { .. } => "MemberChanged",
+        ServerMsg::Invited { .. } => "Invited",
+        ServerMsg::RoomError { .. } => "RoomError",
+        ServerMsg::Away { .. } => "Away",
     }
 }
 

@@ -25,6 +25,7 @@ mod event;
 mod lines;
 mod login;
 mod received;
+mod rooms;
 #[cfg(test)]
 mod tests;
 
@@ -39,10 +40,12 @@ use mm_common::protocol::{ClientMsg, ServerMsg, PROTOCOL_VERSION};
 
 use crate::secure::{Secure, SecureSetup};
 
-pub use event::{ChatLine, Event, LineId, Welcome};
+pub use event::{ChatLine, Event, LineId, RoomEvent, RoomInfo, Welcome};
 pub use lines::MAX_UNANSWERED;
 pub use login::LoginError;
 pub use received::ClientState;
+pub use received::MAX_IGNORED;
+pub use rooms::{modes_words, role_words, MAX_NAMES, MAX_ROOMS};
 
 use lines::Outgoing;
 use login::{Login, Step};
@@ -187,6 +190,8 @@ pub struct Core {
     replaced: bool,
     /// The user quit.
     quitting: bool,
+    /// The rooms we are in, and room questions waiting for answers.
+    rooms: rooms::Rooms,
 }
 
 impl Core {
@@ -224,6 +229,7 @@ impl Core {
             was_ready: false,
             replaced: false,
             quitting: false,
+            rooms: rooms::Rooms::default(),
             config,
         }
     }

@@ -2,7 +2,10 @@
 //! reconnect ([`ClientState`], shared by the connections of one process), and how far the front
 //! end handled them, which is how far they are acknowledged (`Received { up_to }`).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use mm_common::protocol::{nick_key, validate_nick};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,8 +34,26 @@ const MAX_REMEMBERED: usize = 16 * 1024;
 struct StateInner {
     last_line: AtomicU64,
     seen: Mutex<Seen>,
-    /// Room lines (live, history, and our own as the server numbered them).
-    public: Mutex<Seen>,
+    /// Room lines (live, history, and our own as the server numbered them), per room.
+    public: Mutex<RoomSeen>,
+    /// Nicks whose lines are hidden (`/ignore`), by [`nick_key`], and the file they are kept in.
+    ignored: Mutex<Ignored>,
+}
+
+/// Recently received room lines by (room key, id, server time), oldest first.
+#[derive(Debug, Default)]
+struct RoomSeen {
+    keys: HashSet<(String, u64, u64)>,
+    order: VecDeque<(String, u64, u64)>,
+}
+
+/// Most nicks one user may ignore.
+pub const MAX_IGNORED: usize = 1000;
+
+#[derive(Debug, Default)]
+struct Ignored {
+    nicks: BTreeSet<String>,
+    file: Option<PathBuf>,
 }
 
 /// Recently received personal lines by (id, server time), oldest first.
@@ -77,20 +98,96 @@ impl ClientState {
         seen.highest = seen.highest.max(id);
     }
 
-    /// Records the room line `id` sent at `ts`; false if it was received before (a server
-    /// sends the room's recent lines again at every login).
-    pub(crate) fn received_public(&self, id: u64, ts: u64) -> bool {
+    /// Records the line `id` sent at `ts` in the room `room` (its [`room_key`](mm_common::protocol::room_key)); false if it was received before (a server
+    /// sends the rooms' recent lines again at every login).
+    pub(crate) fn received_public(&self, room: &str, id: u64, ts: u64) -> bool {
         let mut public = self.inner.public.lock().unwrap_or_else(|p| p.into_inner());
-        if !public.keys.insert((id, ts)) {
+        let key = (room.to_owned(), id, ts);
+        if public.keys.contains(&key) {
             return false;
         }
-        public.order.push_back((id, ts));
+        public.keys.insert(key.clone());
+        public.order.push_back(key);
         while public.order.len() > MAX_REMEMBERED {
             if let Some(old) = public.order.pop_front() {
                 public.keys.remove(&old);
             }
         }
         true
+    }
+
+    fn ignored_list(&self) -> std::sync::MutexGuard<'_, Ignored> {
+        self.inner.ignored.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `nick`'s room and private lines are hidden (`/ignore`).
+    pub fn is_ignored(&self, nick: &str) -> bool {
+        let list = self.ignored_list();
+        !list.nicks.is_empty() && list.nicks.contains(&nick_key(nick))
+    }
+
+    /// The nicks ignored, in lowercase, sorted.
+    pub fn ignored(&self) -> Vec<String> {
+        self.ignored_list().nicks.iter().cloned().collect()
+    }
+
+    /// Reads the ignored nicks from `file` (one a line; a missing file is an empty list), and
+    /// keeps them there from now on ([`ClientState::ignore`]).
+    ///
+    /// # Errors
+    /// The file exists but cannot be read.
+    pub fn load_ignored(&self, file: &Path) -> Result<(), String> {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+        };
+        let mut list = self.ignored_list();
+        list.nicks = text
+            .lines()
+            .map(str::trim)
+            .filter(|n| validate_nick(n).is_ok())
+            .map(nick_key)
+            .take(MAX_IGNORED)
+            .collect();
+        list.file = Some(file.to_path_buf());
+        Ok(())
+    }
+
+    /// Hides (`on`) or shows again `nick`'s lines, and saves the list (owner-only file) if it
+    /// is kept in one. `Ok(false)`: nothing changed.
+    ///
+    /// # Errors
+    /// An invalid nick, too many ignored, or the file could not be written (the change holds
+    /// for this run).
+    pub fn ignore(&self, nick: &str, on: bool) -> Result<bool, String> {
+        validate_nick(nick).map_err(|e| format!("cannot ignore {nick:?}: {e}"))?;
+        let mut list = self.ignored_list();
+        let key = nick_key(nick);
+        let changed = if on {
+            if list.nicks.len() >= MAX_IGNORED && !list.nicks.contains(&key) {
+                return Err(format!("you ignore {MAX_IGNORED} nicks already"));
+            }
+            list.nicks.insert(key)
+        } else {
+            list.nicks.remove(&key)
+        };
+        if changed {
+            if let Some(file) = &list.file {
+                let mut text = String::new();
+                for n in &list.nicks {
+                    text.push_str(n);
+                    text.push('\n');
+                }
+                write_private(file, &text).map_err(|e| {
+                    format!(
+                        "cannot save {}: {e} (the change holds until mm ends)",
+                        file.display()
+                    )
+                })?;
+            }
+        }
+        Ok(changed)
     }
 
     pub(crate) fn next_line(&self) -> LineId {
@@ -101,6 +198,24 @@ impl ClientState {
                 .saturating_add(1),
         )
     }
+}
+
+/// Writes `text` to `file`, readable by its owner only (through a temporary file renamed over
+/// it, so that a crash never leaves half a list).
+fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = file.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, file)
 }
 
 /// Longest a handled personal line waits for its acknowledgement while events keep coming (an

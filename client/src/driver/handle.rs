@@ -114,6 +114,44 @@ impl Client {
             .await
     }
 
+    /// Sends a line to a room we are in ([`mm_common::protocol::LOBBY`] for the public chat);
+    /// `action`: a `/me` line. Reported as for [`Client::public`].
+    ///
+    /// # Errors
+    /// [`NotConnected`]: the line was not taken.
+    pub async fn say(&self, room: &str, text: &str, action: bool) -> Result<LineId, NotConnected> {
+        self.with_room(|core, _| core.say(room, text, action))
+            .await
+            .map_err(|_| NotConnected)
+    }
+
+    /// Sends a room command (`Join`, `Part`, `List`, `Names`, `Topic`, `Invite`, `Kick`,
+    /// `Member`, `Mode`, `Away`); the server answers with [`Event::Room`](crate::Event::Room)
+    /// events whenever it does.
+    ///
+    /// # Errors
+    /// [`NotConnected`].
+    pub async fn room_command(&self, msg: &ClientMsg) -> Result<(), NotConnected> {
+        self.with_room(|core, _| core.room_command(msg))
+            .await
+            .map_err(|_| NotConnected)
+    }
+
+    /// Where the next `/list` page starts (empty: no more pages, or none asked).
+    pub fn list_next(&self) -> String {
+        self.shared().core().list_next().to_owned()
+    }
+
+    /// The rooms we are in (the lobby aside), sorted by name.
+    pub fn rooms(&self) -> Vec<crate::RoomInfo> {
+        self.shared().core().rooms()
+    }
+
+    /// The state shared by this client's connections (received lines, ignored nicks).
+    pub fn state(&self) -> crate::ClientState {
+        self.shared().core().state().clone()
+    }
+
     /// Lines of this connection without an answer yet.
     pub fn unanswered(&self) -> usize {
         self.shared().core().unanswered()

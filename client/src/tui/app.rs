@@ -31,8 +31,26 @@ pub const MAX_DRAFT_LINES: usize = 100;
 const WHEEL: usize = 3;
 
 /// Commands offered by Tab completion.
-pub const COMMANDS: [&str; 14] = [
+pub const COMMANDS: [&str; 32] = [
     "/accept-key",
+    "/away",
+    "/ban",
+    "/deop",
+    "/devoice",
+    "/ignore",
+    "/invite",
+    "/join",
+    "/kick",
+    "/list",
+    "/me",
+    "/mode",
+    "/names",
+    "/op",
+    "/part",
+    "/topic",
+    "/unban",
+    "/unignore",
+    "/voice",
     "/close",
     "/help",
     "/insecure",
@@ -507,7 +525,7 @@ impl App {
     /// [`App::place`] for our own line, `sending` saying how far it got.
     fn place_with(&mut self, item: Rendered, sending: Option<Sending>, now: u64) {
         let i = match &item.target {
-            Target::Room => 0,
+            Target::Room | Target::InRoom(_) => 0,
             Target::Peer(peer) => self.tab_for(peer).unwrap_or(0),
             Target::PeerTab(peer) => match self.find_tab(peer) {
                 Some(i) => i,
@@ -524,7 +542,12 @@ impl App {
             Kind::Secure => LineKind::Secure,
             Kind::OwnPublic | Kind::OwnPrivate => LineKind::Own,
             Kind::OwnSecure { queued } => LineKind::OwnSecure { queued },
-            Kind::Notice | Kind::Ready => LineKind::Notice,
+            Kind::Notice | Kind::Ready | Kind::NewMarker => LineKind::Notice,
+            Kind::Action | Kind::HistoryAction => {
+                let text = format!("{} {}", item.from.as_deref().unwrap_or_default(), item.text);
+                self.push(i, LineKind::Notice, None, &text, ts);
+                return;
+            }
             Kind::Error | Kind::Alarm => LineKind::Error,
             Kind::SafetyNumber { number, .. } => {
                 self.push(i, LineKind::Safety, None, &format!("{}:", item.text), ts);

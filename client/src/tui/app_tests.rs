@@ -25,6 +25,8 @@ fn type_line(app: &mut App, text: &str) -> Action {
 
 fn private(from: &str, text: &str) -> Event {
     Event::Private(ChatLine {
+        room: String::new(),
+        action: false,
         id: 1,
         ts: 0,
         from: from.into(),
@@ -58,6 +60,8 @@ fn mentions_are_flagged_on_the_room_tab() {
     app.switch_to(bob);
     let public = |text: &str| {
         Event::Public(ChatLine {
+            room: String::new(),
+            action: false,
             id: 1,
             ts: 0,
             from: "carol".into(),
@@ -154,6 +158,8 @@ fn history_is_not_repeated_after_a_reconnect_and_scrollback_is_bounded() {
     let mut app = App::new("s", "alice");
     let h = |id| {
         Event::History(crate::ChatLine {
+            room: String::new(),
+            action: false,
             id,
             ts: 0,
             from: "bob".into(),

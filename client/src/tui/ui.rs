@@ -657,6 +657,8 @@ mod tests {
             &Event::Public(ChatLine {
                 id: 1,
                 ts: 0,
+                room: String::new(),
+                action: false,
                 from: "bob".into(),
                 text: "hello room".into(),
             }),
@@ -702,6 +704,8 @@ mod tests {
         // Chat lines stay one line whatever they hold.
         app.on_event(
             &Event::Public(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 9,
                 ts: 0,
                 from: "bob".into(),
@@ -722,6 +726,8 @@ mod tests {
         let mut app = app_with_bob();
         app.on_event(
             &Event::Private(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 2,
                 ts: 0,
                 from: "bob".into(),
@@ -759,6 +765,8 @@ mod tests {
         for (id, n) in [(1, 2500), (2, 3000), (3, 2800), (4, 2600)] {
             app.on_event(
                 &Event::History(crate::ChatLine {
+                    room: String::new(),
+                    action: false,
                     id,
                     ts: 0,
                     from: "bob".into(),
@@ -770,6 +778,8 @@ mod tests {
         for id in 5..15 {
             app.on_event(
                 &Event::Public(crate::ChatLine {
+                    room: String::new(),
+                    action: false,
                     id,
                     ts: 0,
                     from: "bob".into(),
@@ -838,6 +848,8 @@ mod tests {
         for id in 0..40 {
             app.on_event(
                 &Event::Public(crate::ChatLine {
+                    room: String::new(),
+                    action: false,
                     id,
                     ts: 0,
                     from: "bob".into(),
@@ -993,6 +1005,8 @@ mod tests {
         let mut app = App::new("s:1", "alice");
         app.on_event(
             &Event::History(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 0,
                 from: "carol".into(),
@@ -1002,6 +1016,8 @@ mod tests {
         );
         app.on_event(
             &Event::Public(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 2,
                 ts: 0,
                 from: "carol".into(),
@@ -1020,6 +1036,8 @@ mod tests {
         assert_eq!(xs, 100, "wrapped, nothing cut: {screen:?}");
         app.on_event(
             &Event::Offline(ChatLine {
+                room: String::new(),
+                action: false,
                 id: 3,
                 ts: 0,
                 from: "dave".into(),
@@ -1076,6 +1094,8 @@ mod tests {
         let mut app = App::new("s", "alice");
         app.on_event(
             &Event::Public(crate::ChatLine {
+                room: String::new(),
+                action: false,
                 id: 1,
                 ts: 0,
                 from: "bob".into(),

@@ -16,7 +16,10 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use mm_common::frame;
-use mm_common::protocol::{nick_key, ClientMsg, ErrorCode, LeaveReason, ServerMsg};
+use mm_common::protocol::{
+    is_lobby, nick_key, room_key, ClientMsg, ErrorCode, LeaveReason, Member, MemberChange, Modes,
+    Role, RoomSummary, ServerMsg,
+};
 use mm_common::rate::TokenBucket;
 
 /// One frame the double received, when, and from whom.
@@ -44,6 +47,21 @@ struct Conn {
     closed: bool,
     /// The server's rate limit for this connection, as the real server applies it.
     bucket: TokenBucket,
+}
+
+/// A room of the double (not the lobby).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Room {
+    pub name: String,
+    pub topic: String,
+    pub topic_by: String,
+    pub modes: Modes,
+    /// Members by folded nick: their nick and role.
+    pub members: BTreeMap<String, (String, Role)>,
+    /// Lines: (id, ts, from, text, action).
+    pub history: Vec<(u64, u64, String, String, bool)>,
+    /// The newest id each member was sent, by folded nick (for `Entered::seen`).
+    pub seen: HashMap<String, u64>,
 }
 
 /// A relay held back by [`Server::hold_relays_from`].
@@ -83,6 +101,10 @@ pub(super) struct Server {
     pub tamper_next_relay_from: Option<String>,
     /// The next relay from this nick is refused with this non-fatal error.
     pub refuse_next_relay_from: Option<(String, ErrorCode)>,
+    /// Rooms other than the lobby, by folded name.
+    pub rooms: BTreeMap<String, Room>,
+    /// Away messages by folded nick.
+    pub away: HashMap<String, String>,
 }
 
 impl Server {
@@ -103,6 +125,8 @@ impl Server {
             held: Vec::new(),
             tamper_next_relay_from: None,
             refuse_next_relay_from: None,
+            rooms: BTreeMap::new(),
+            away: HashMap::new(),
         }
     }
 
@@ -256,8 +280,7 @@ impl Server {
         };
         match msg {
             ClientMsg::Hello { .. } => {}
-            // Rooms: the double speaks the lobby only (WIP).
-            ClientMsg::Join { .. }
+            msg @ (ClientMsg::Join { .. }
             | ClientMsg::Part { .. }
             | ClientMsg::List { .. }
             | ClientMsg::Names { .. }
@@ -266,7 +289,10 @@ impl Server {
             | ClientMsg::Kick { .. }
             | ClientMsg::Member { .. }
             | ClientMsg::Mode { .. }
-            | ClientMsg::Away { .. } => {}
+            | ClientMsg::Away { .. }) => self.room_command(name, &me, msg, ts),
+            ClientMsg::Public { room, action, text } if !is_lobby(&room) => {
+                self.room_line(name, &me, &room, text, action, ts)
+            }
             ClientMsg::Public {
                 room: _,
                 action: _,
@@ -299,6 +325,10 @@ impl Server {
                         };
                         self.send(&peer, &private);
                         self.send(name, &ServerMsg::Sent { id, ts });
+                        if let Some(message) = self.away.get(&nick_key(&to)).cloned() {
+                            let nick = to.clone();
+                            self.send(name, &ServerMsg::Away { nick, message });
+                        }
                     }
                     None => {
                         self.mailboxes
@@ -363,6 +393,15 @@ impl Server {
                 last: true,
             },
         );
+        let mine: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.members.contains_key(&nick_key(&nick)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in mine {
+            self.enter(name, &nick, &key, false, false);
+        }
         for (id, ts, from, text) in self.mailboxes.remove(&nick_key(&nick)).unwrap_or_default() {
             self.send(name, &ServerMsg::Offline { id, ts, from, text });
         }
@@ -450,6 +489,336 @@ impl Server {
                 };
                 self.send(&peer, &relay);
             }
+        }
+    }
+
+    /// The connections of the online members of room `key`, with their folded nicks.
+    fn room_conns(&self, key: &str) -> Vec<(String, String)> {
+        let Some(room) = self.rooms.get(key) else {
+            return Vec::new();
+        };
+        self.conns
+            .iter()
+            .filter_map(|(name, c)| {
+                let k = nick_key(c.nick.as_deref()?);
+                room.members.contains_key(&k).then(|| (name.clone(), k))
+            })
+            .collect()
+    }
+
+    /// Sends `msg` to every online member of room `key`.
+    fn send_room(&mut self, key: &str, msg: &ServerMsg) {
+        for (name, _) in self.room_conns(key) {
+            self.send(&name, msg);
+        }
+    }
+
+    /// `Entered` (then, for a join, one `Names` page), then the room's history.
+    fn enter(&mut self, name: &str, nick: &str, key: &str, join: bool, created: bool) {
+        let Some(room) = self.rooms.get(key).cloned() else {
+            return;
+        };
+        let k = nick_key(nick);
+        let role = room.members.get(&k).map_or(Role::Member, |m| m.1);
+        let entered = ServerMsg::Entered {
+            room: room.name.clone(),
+            topic: room.topic.clone(),
+            topic_by: room.topic_by.clone(),
+            topic_ts: 0,
+            modes: room.modes,
+            members: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
+            role,
+            seen: room.seen.get(&k).copied().unwrap_or(0),
+            created,
+        };
+        self.send(name, &entered);
+        if join {
+            let members = Self::members(&room).into_iter().take(100).collect();
+            let names = ServerMsg::Names {
+                room: room.name.clone(),
+                members,
+                last: room.members.len() <= 100,
+            };
+            self.send(name, &names);
+        }
+        for (id, ts, from, text, action) in &room.history {
+            let line = ServerMsg::History {
+                id: *id,
+                ts: *ts,
+                room: room.name.clone(),
+                from: from.clone(),
+                text: text.clone(),
+                action: *action,
+            };
+            self.send(name, &line);
+        }
+    }
+
+    fn members(room: &Room) -> Vec<Member> {
+        room.members
+            .values()
+            .map(|(nick, role)| Member {
+                nick: nick.clone(),
+                role: *role,
+                online: true,
+                away: false,
+            })
+            .collect()
+    }
+
+    fn room_error(&mut self, name: &str, room: &str, code: ErrorCode) {
+        let error = ServerMsg::RoomError {
+            room: room.to_owned(),
+            code,
+            detail: code.name().into(),
+        };
+        self.send(name, &error);
+    }
+
+    /// A line to a room: answered like a lobby line.
+    fn room_line(&mut self, name: &str, me: &str, room: &str, text: String, action: bool, ts: u64) {
+        let key = room_key(room);
+        let member = self
+            .rooms
+            .get(&key)
+            .is_some_and(|r| r.members.contains_key(&nick_key(me)));
+        if !member {
+            let error = ServerMsg::Error {
+                code: ErrorCode::NOT_IN_ROOM,
+                fatal: false,
+                detail: format!("you are not in {room}"),
+            };
+            return self.send(name, &error);
+        }
+        let id = self.id();
+        let conns = self.room_conns(&key);
+        let Some(r) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        r.history
+            .push((id, ts, me.to_owned(), text.clone(), action));
+        let line = ServerMsg::Public {
+            id,
+            ts,
+            room: r.name.clone(),
+            from: me.to_owned(),
+            text,
+            action,
+        };
+        for (_, k) in &conns {
+            r.seen.insert(k.clone(), id);
+        }
+        for (other, _) in conns.iter().filter(|(n, _)| n != name) {
+            self.send(other, &line);
+        }
+        self.send(name, &ServerMsg::Sent { id, ts });
+    }
+
+    /// The room commands, as the real server answers them (simplified: no invitations kept).
+    fn room_command(&mut self, name: &str, me: &str, msg: ClientMsg, ts: u64) {
+        let mk = nick_key(me);
+        let role_in = |s: &Server, key: &str| {
+            s.rooms
+                .get(key)
+                .and_then(|r| r.members.get(&mk))
+                .map(|m| m.1)
+        };
+        match msg {
+            ClientMsg::Join { room } => {
+                let key = room_key(&room);
+                let created = !self.rooms.contains_key(&key);
+                let r = self.rooms.entry(key.clone()).or_insert_with(|| Room {
+                    name: room.clone(),
+                    ..Room::default()
+                });
+                let role = if created { Role::Owner } else { Role::Member };
+                let new = !r.members.contains_key(&mk);
+                r.members.entry(mk.clone()).or_insert((me.to_owned(), role));
+                if new {
+                    let joined = ServerMsg::Joined {
+                        ts,
+                        room: r.name.clone(),
+                        nick: me.to_owned(),
+                    };
+                    for (other, _) in self.room_conns(&key).into_iter().filter(|(n, _)| n != name) {
+                        self.send(&other, &joined);
+                    }
+                }
+                self.enter(name, me, &key, true, created);
+            }
+            ClientMsg::Part { room, reason } => {
+                let key = room_key(&room);
+                if is_lobby(&room) {
+                    return self.room_error(name, &room, ErrorCode::LOBBY_FIXED);
+                }
+                if role_in(self, &key).is_none() {
+                    return self.room_error(name, &room, ErrorCode::NOT_IN_ROOM);
+                }
+                let room_name = self.rooms.get(&key).map(|r| r.name.clone()).unwrap_or(room);
+                let parted = ServerMsg::Parted {
+                    ts,
+                    room: room_name,
+                    nick: me.to_owned(),
+                    reason,
+                };
+                self.send_room(&key, &parted);
+                if let Some(r) = self.rooms.get_mut(&key) {
+                    r.members.remove(&mk);
+                }
+            }
+            ClientMsg::List { .. } => {
+                let rooms = self
+                    .rooms
+                    .values()
+                    .map(|r| RoomSummary {
+                        name: r.name.clone(),
+                        members: u32::try_from(r.members.len()).unwrap_or(u32::MAX),
+                        topic: r.topic.clone(),
+                    })
+                    .collect();
+                self.send(
+                    name,
+                    &ServerMsg::Rooms {
+                        rooms,
+                        next: String::new(),
+                    },
+                );
+            }
+            ClientMsg::Names { room } => match self.rooms.get(&room_key(&room)) {
+                Some(r) => {
+                    let names = ServerMsg::Names {
+                        room: r.name.clone(),
+                        members: Self::members(r),
+                        last: true,
+                    };
+                    self.send(name, &names);
+                }
+                None => self.room_error(name, &room, ErrorCode::NO_SUCH_ROOM),
+            },
+            ClientMsg::Topic { room, topic } => {
+                let key = room_key(&room);
+                let Some(role) = role_in(self, &key) else {
+                    return self.room_error(name, &room, ErrorCode::NOT_IN_ROOM);
+                };
+                let Some(r) = self.rooms.get_mut(&key) else {
+                    return;
+                };
+                match topic {
+                    None => {
+                        let answer = ServerMsg::Topic {
+                            ts: 0,
+                            room: r.name.clone(),
+                            by: r.topic_by.clone(),
+                            topic: r.topic.clone(),
+                        };
+                        self.send(name, &answer);
+                    }
+                    Some(_) if r.modes.topic_ops && !role.is_op() => {
+                        self.room_error(name, &room, ErrorCode::NOT_OP)
+                    }
+                    Some(topic) => {
+                        r.topic.clone_from(&topic);
+                        r.topic_by = me.to_owned();
+                        let changed = ServerMsg::Topic {
+                            ts,
+                            room: r.name.clone(),
+                            by: me.to_owned(),
+                            topic,
+                        };
+                        self.send_room(&key, &changed);
+                    }
+                }
+            }
+            ClientMsg::Kick { room, nick, reason } => {
+                let key = room_key(&room);
+                if !role_in(self, &key).is_some_and(Role::is_op) {
+                    return self.room_error(name, &room, ErrorCode::NOT_OP);
+                }
+                let Some(r) = self.rooms.get(&key) else {
+                    return;
+                };
+                if !r.members.contains_key(&nick_key(&nick)) {
+                    return self.room_error(name, &room, ErrorCode::NOT_IN_ROOM);
+                }
+                let kicked = ServerMsg::Kicked {
+                    ts,
+                    room: r.name.clone(),
+                    nick: nick.clone(),
+                    by: me.to_owned(),
+                    reason,
+                };
+                self.send_room(&key, &kicked);
+                if let Some(r) = self.rooms.get_mut(&key) {
+                    r.members.remove(&nick_key(&nick));
+                }
+            }
+            ClientMsg::Mode { room, mode, on } => {
+                let key = room_key(&room);
+                if !role_in(self, &key).is_some_and(Role::is_op) {
+                    return self.room_error(name, &room, ErrorCode::NOT_OP);
+                }
+                let Some(r) = self.rooms.get_mut(&key) else {
+                    return;
+                };
+                r.modes.set(mode, on);
+                let changed = ServerMsg::ModeChanged {
+                    ts,
+                    room: r.name.clone(),
+                    by: me.to_owned(),
+                    mode,
+                    on,
+                };
+                self.send_room(&key, &changed);
+            }
+            ClientMsg::Member { room, nick, change } => {
+                let key = room_key(&room);
+                if !role_in(self, &key).is_some_and(Role::is_op) {
+                    return self.room_error(name, &room, ErrorCode::NOT_OP);
+                }
+                let Some(r) = self.rooms.get_mut(&key) else {
+                    return;
+                };
+                if let Some(m) = r.members.get_mut(&nick_key(&nick)) {
+                    m.1 = match change {
+                        MemberChange::Op => Role::Op,
+                        MemberChange::Voice => Role::Voiced,
+                        _ => Role::Member,
+                    };
+                }
+                let changed = ServerMsg::MemberChanged {
+                    ts,
+                    room: r.name.clone(),
+                    by: me.to_owned(),
+                    nick,
+                    change,
+                };
+                self.send_room(&key, &changed);
+            }
+            ClientMsg::Invite { room, nick } => {
+                let invited = ServerMsg::Invited {
+                    ts,
+                    room: room.clone(),
+                    by: me.to_owned(),
+                    nick: nick.clone(),
+                };
+                self.send(name, &invited);
+                if let Some(peer) = self.online(&nick) {
+                    self.send(&peer, &invited);
+                }
+            }
+            ClientMsg::Away { message } => {
+                if message.is_empty() {
+                    self.away.remove(&mk);
+                } else {
+                    self.away.insert(mk, message.clone());
+                }
+                let away = ServerMsg::Away {
+                    nick: me.to_owned(),
+                    message,
+                };
+                self.send(name, &away);
+            }
+            _ => {}
         }
     }
 
