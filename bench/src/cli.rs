@@ -63,6 +63,10 @@ pub enum Scenario {
         /// Public lines (100 bytes) sent before the logins, replayed to each as history
         #[arg(long, default_value_t = 0)]
         history: u64,
+        /// Idle clients logged in (and reading) before the timed logins: each login is sent
+        /// the list of who is online
+        #[arg(long, default_value_t = 0)]
+        online: usize,
     },
     /// The store alone, in this process: L public lines of B bytes appended as fast as it
     /// takes them, until all are committed (synchronous = FULL)
@@ -185,7 +189,8 @@ async fn run(args: Args) -> anyhow::Result<u64> {
                 concurrency,
                 seconds,
                 history,
-            } => scenarios::connect(&target, concurrency, seconds, history).await?,
+                online,
+            } => scenarios::connect(&target, concurrency, seconds, history, online).await?,
             Scenario::Store { .. } => continue, // handled above
             Scenario::Latency {
                 clients,

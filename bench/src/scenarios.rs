@@ -380,13 +380,26 @@ pub async fn idle(target: &Target, n: usize) -> anyhow::Result<Report> {
 }
 
 /// `connect`: C concurrent connectors doing TLS + hello + quit for T seconds, after `history`
-/// public lines were sent (so each login also receives them).
+/// public lines were sent (so each login also receives them), with `online` idle clients
+/// logged in meanwhile (so each login is also sent their nicks).
 pub async fn connect(
     target: &Target,
     c: usize,
     seconds: f64,
     history: u64,
+    online: usize,
 ) -> anyhow::Result<Report> {
+    let mut idle = JoinSet::new();
+    if online > 0 {
+        for mut conn in connect_many(target, "o", online)
+            .await
+            .context("logging the idle clients in")?
+        {
+            // The core answers pings; join and leave notices are read and dropped.
+            idle.spawn(async move { while let Ok(Some(_)) = conn.next_event().await {} });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     if history > 0 {
         let mut conn = conn::login(&target.addr, &target.tls, "historian").await?;
         let text = "h".repeat(100);
@@ -453,10 +466,12 @@ pub async fn connect(
     }
     let elapsed = start.elapsed();
     let (cpu_us, _) = server_delta(before, target.stats());
+    idle.abort_all();
     let logins = hist.len();
     Ok(Report {
         json: json!({
-            "scenario": "connect", "concurrency": c, "history": history, "seconds": elapsed.as_secs_f64(),
+            "scenario": "connect", "concurrency": c, "history": history, "online": online,
+            "seconds": elapsed.as_secs_f64(),
             "logins": logins, "failed": failures.load(Ordering::Relaxed), "lost": failures.load(Ordering::Relaxed),
             "logins_per_sec": logins as f64 / elapsed.as_secs_f64(),
             "server_cpu_us_per_login": cpu_us.map(|c| c as f64 / logins.max(1) as f64),
