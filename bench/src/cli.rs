@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::rooms;
 use crate::scenarios::{self, Report};
 use crate::server::{default_server_binary, Target};
 
@@ -62,6 +63,10 @@ pub enum Scenario {
         /// Public lines (100 bytes) sent before the logins, replayed to each as history
         #[arg(long, default_value_t = 0)]
         history: u64,
+        /// Idle clients logged in (and reading) before the timed logins: each login is sent
+        /// the list of who is online
+        #[arg(long, default_value_t = 0)]
+        online: usize,
     },
     /// The store alone, in this process: L public lines of B bytes appended as fast as it
     /// takes them, until all are committed (synchronous = FULL)
@@ -82,6 +87,36 @@ pub enum Scenario {
         seconds: f64,
         #[arg(long, default_value_t = 2.0)]
         warmup: f64,
+    },
+    /// The join storm: N clients (accounts registered beforehand) connect, log in and each
+    /// join one room holding H lines of history; timed from the first connection to the last
+    /// client's `Entered` and first page of members
+    Join {
+        #[arg(long, default_value_t = 5000)]
+        clients: usize,
+        /// Lines (100 bytes) in the room's history before the storm
+        #[arg(long, default_value_t = 100)]
+        history: u64,
+        /// Connection attempts (TCP + TLS + login) in flight at once
+        #[arg(long, default_value_t = 128)]
+        parallel: usize,
+        /// Every client logs in first, then all join: the two phases timed apart
+        #[arg(long)]
+        phased: bool,
+    },
+    /// R rooms of M members each (every client in one room), S senders per room sending K
+    /// lines of B bytes as fast as accepted; every member must get every line of its room
+    Rooms {
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        #[arg(long, default_value_t = 50)]
+        members: usize,
+        #[arg(long, default_value_t = 1)]
+        senders: usize,
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        #[arg(long, default_value_t = 64)]
+        bytes: usize,
     },
     /// P pairs run /secure and exchange K end-to-end encrypted messages each
     Secure {
@@ -154,7 +189,8 @@ async fn run(args: Args) -> anyhow::Result<u64> {
                 concurrency,
                 seconds,
                 history,
-            } => scenarios::connect(&target, concurrency, seconds, history).await?,
+                online,
+            } => scenarios::connect(&target, concurrency, seconds, history, online).await?,
             Scenario::Store { .. } => continue, // handled above
             Scenario::Latency {
                 clients,
@@ -162,6 +198,19 @@ async fn run(args: Args) -> anyhow::Result<u64> {
                 seconds,
                 warmup,
             } => scenarios::latency(&target, clients, rate, seconds, warmup).await?,
+            Scenario::Join {
+                clients,
+                history,
+                parallel,
+                phased,
+            } => rooms::join_storm(&target, clients, history, parallel, phased).await?,
+            Scenario::Rooms {
+                rooms: r,
+                members,
+                senders,
+                messages,
+                bytes,
+            } => rooms::rooms(&target, r, members, senders, messages, bytes).await?,
             Scenario::Secure { pairs, messages } => {
                 scenarios::secure(&target, pairs, messages).await?
             }

@@ -18,6 +18,7 @@ use anyhow::{bail, Context as _};
 use bytes::BytesMut;
 use mm_client::core::{Core, CoreConfig};
 use mm_client::{ClientState, Event, LineId, SecureSetup, SendError};
+use mm_common::protocol::ClientMsg;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -149,6 +150,26 @@ impl BenchConn {
     /// read events first.
     pub fn public(&mut self, text: &str) -> Result<LineId, SendError> {
         self.core.public(text)
+    }
+
+    /// Queues a line to room `room` (the lobby: [`mm_common::protocol::LOBBY`]), answered as
+    /// [`BenchConn::public`]'s.
+    ///
+    /// # Errors
+    /// As [`BenchConn::public`].
+    pub fn say(&mut self, room: &str, text: &str) -> Result<LineId, SendError> {
+        self.core.say(room, text, false)
+    }
+
+    /// Queues a `Join` of `room`: answered with `Entered`, one page of members and the room's
+    /// history ([`Event::Room`] events), or a room error.
+    ///
+    /// # Errors
+    /// [`SendError::NotConnected`], [`SendError::Busy`].
+    pub fn join(&mut self, room: &str) -> Result<(), SendError> {
+        self.core.room_command(&ClientMsg::Join {
+            room: room.to_owned(),
+        })
     }
 
     /// Lines without an answer yet.

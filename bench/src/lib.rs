@@ -8,6 +8,7 @@
 
 pub mod cli;
 mod conn;
+mod rooms;
 mod scenarios;
 mod server;
 

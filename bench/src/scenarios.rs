@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 use mm_client::{ChatLine, Event};
+use mm_common::protocol::LOBBY;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -16,14 +17,14 @@ use crate::conn::{self, BenchConn};
 use crate::server::{ProcStats, Target};
 
 /// Most connection attempts in flight at once while setting up clients.
-const CONNECT_PARALLEL: usize = 128;
+pub(crate) const CONNECT_PARALLEL: usize = 128;
 /// Messages a fan-out sender may have unacknowledged (below the core's own bound,
 /// [`mm_client::MAX_UNANSWERED`], so queueing a line never fails for lack of room).
-const SEND_WINDOW: usize = 512;
+pub(crate) const SEND_WINDOW: usize = 512;
 /// A fan-out sender queues lines this many at a time, when its window has room for them all.
 const SEND_BATCH: usize = 32;
 /// Longest a scenario waits for its deliveries before counting the rest as lost.
-const DELIVERY_DEADLINE: Duration = Duration::from_secs(120);
+pub(crate) const DELIVERY_DEADLINE: Duration = Duration::from_secs(120);
 
 /// One run's results.
 #[derive(Debug, Clone)]
@@ -45,12 +46,12 @@ fn epoch() -> Instant {
 }
 
 /// Nanoseconds since the bench started (all clients share this clock).
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[allow(clippy::expect_used)] // constant, valid bounds: this cannot fail
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     // 1 µs to 10 min, 3 significant digits.
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
@@ -69,7 +70,11 @@ fn stamp_of(text: &str) -> Option<u64> {
     text.get(..20)?.parse().ok()
 }
 
-async fn connect_many(target: &Target, prefix: &str, n: usize) -> anyhow::Result<Vec<BenchConn>> {
+pub(crate) async fn connect_many(
+    target: &Target,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<Vec<BenchConn>> {
     let gate = Arc::new(Semaphore::new(CONNECT_PARALLEL));
     let mut set = JoinSet::new();
     for i in 0..n {
@@ -93,14 +98,17 @@ async fn connect_many(target: &Target, prefix: &str, n: usize) -> anyhow::Result
     Ok(clients.into_iter().flatten().collect())
 }
 
-fn server_delta(before: Option<ProcStats>, after: Option<ProcStats>) -> (Option<u64>, Option<u64>) {
+pub(crate) fn server_delta(
+    before: Option<ProcStats>,
+    after: Option<ProcStats>,
+) -> (Option<u64>, Option<u64>) {
     match (before, after) {
         (Some(b), Some(a)) => (Some(a.cpu_us.saturating_sub(b.cpu_us)), Some(a.rss_kib)),
         _ => (None, None),
     }
 }
 
-fn latency_json(h: &Histogram<u64>) -> Value {
+pub(crate) fn latency_json(h: &Histogram<u64>) -> Value {
     json!({
         "p50_us": h.value_at_quantile(0.50),
         "p99_us": h.value_at_quantile(0.99),
@@ -111,21 +119,24 @@ fn latency_json(h: &Histogram<u64>) -> Value {
 
 /// What each client of a fan-out or latency run does: the lines it must receive, and the
 /// lines it sends (if it is a sender).
-struct Plan {
+pub(crate) struct Plan {
+    /// The room its lines go to and come from ([`LOBBY`] for the public chat): a line of any
+    /// other room is counted as misdelivered.
+    pub room: Arc<str>,
     /// Chat lines it must receive.
-    expect_lines: u64,
+    pub expect_lines: u64,
     /// Lines it sends (their answers, `Sent` or a refusal, it must receive).
-    send: u64,
+    pub send: u64,
     /// Bytes per line sent.
-    bytes: usize,
+    pub bytes: usize,
     /// When to send: as fast as the window allows, or on a schedule.
-    pace: Pace,
+    pub pace: Pace,
     /// Only lines sent at or after this time go into the histogram (warm-up).
-    record_after_ns: u64,
+    pub record_after_ns: u64,
 }
 
 /// How a sender sends.
-enum Pace {
+pub(crate) enum Pace {
     /// Closed loop: at most [`SEND_WINDOW`] lines unanswered, [`SEND_BATCH`] per write.
     Window,
     /// Open loop: one line every `period` from the start, whatever the replies do (catching up
@@ -134,20 +145,21 @@ enum Pace {
 }
 
 /// One client of a fan-out or latency run, in one task: sends its lines (if any) while it
-/// reads, until the plan is met, the connection closes or the deadline passes; returns (lines
-/// received, histogram, the connection if it sent: kept open until the end).
+/// reads, until the plan is met, the connection closes or the deadline passes; returns what it
+/// received ([`Received`]: lines of its room, lines of other rooms, histogram) and the
+/// connection if it sent (kept open until the end).
 ///
 /// A sender never waits on its answers without reading them: sending is only queueing into
 /// the core, and [`BenchConn::next_event`] writes what is queued while it reads. It queues
 /// only while fewer than [`SEND_WINDOW`] (or, open loop, [`mm_client::MAX_UNANSWERED`]) lines
 /// are unanswered, and every answer read frees room.
-async fn run_client(
+pub(crate) async fn run_client(
     mut conn: BenchConn,
     plan: Plan,
     delivered: Arc<AtomicU64>,
-) -> (u64, Histogram<u64>, Option<BenchConn>) {
+) -> (Received, Option<BenchConn>) {
     let mut hist = histogram();
-    let (mut lines, mut answers, mut sent) = (0u64, 0u64, 0u64);
+    let (mut lines, mut foreign, mut answers, mut sent) = (0u64, 0u64, 0u64, 0u64);
     let deadline = tokio::time::Instant::now() + DELIVERY_DEADLINE;
     let start = tokio::time::Instant::now();
     // One timer for the whole run, moved only by an open-loop sender's schedule (a timer
@@ -170,7 +182,7 @@ async fn run_client(
                 // Queue what may go now.
                 let next_due = match plan.pace {
                     Pace::Window => {
-                        window_refill(&mut conn, &mut sent, plan.send, plan.bytes);
+                        window_refill(&mut conn, &plan, &mut sent);
                         None
                     }
                     Pace::Every(period) => loop {
@@ -181,7 +193,7 @@ async fn run_client(
                         if due > tokio::time::Instant::now() {
                             break Some(due);
                         }
-                        match conn.public(&stamped_text(plan.bytes)) {
+                        match conn.say(&plan.room, &stamped_text(plan.bytes)) {
                             Ok(_) => sent += 1,
                             // Busy: room comes with the answers read below (closed: seen below).
                             Err(_) => break None,
@@ -205,6 +217,9 @@ async fn run_client(
             }
         };
         match event {
+            Ok(Some(Event::Public(ChatLine { room, .. }))) if *room != *plan.room => {
+                foreign += 1;
+            }
             Ok(Some(Event::Public(ChatLine { text, .. }))) => {
                 lines += 1;
                 delivered.fetch_add(1, Ordering::Relaxed);
@@ -219,19 +234,34 @@ async fn run_client(
             Ok(Some(_)) => {}
         }
     }
-    (lines, hist, (plan.send > 0).then_some(conn))
+    let received = Received {
+        lines,
+        foreign,
+        hist,
+    };
+    (received, (plan.send > 0).then_some(conn))
+}
+
+/// What one client of a fan-out received.
+pub(crate) struct Received {
+    /// Lines of its room.
+    pub lines: u64,
+    /// Lines of any other room (must be none).
+    pub foreign: u64,
+    /// Their delivery latency.
+    pub hist: Histogram<u64>,
 }
 
 /// Queues a closed-loop sender's next lines, [`SEND_BATCH`] at a time while the window has room
 /// for a whole batch (or for the last lines), all written together by the next read.
-fn window_refill(conn: &mut BenchConn, sent: &mut u64, send: u64, bytes: usize) {
+fn window_refill(conn: &mut BenchConn, plan: &Plan, sent: &mut u64) {
     loop {
-        let batch = (SEND_BATCH as u64).min(send - *sent) as usize;
+        let batch = (SEND_BATCH as u64).min(plan.send - *sent) as usize;
         if batch == 0 || SEND_WINDOW.saturating_sub(conn.unanswered()) < batch {
             return;
         }
         for _ in 0..batch {
-            if conn.public(&stamped_text(bytes)).is_err() {
+            if conn.say(&plan.room, &stamped_text(plan.bytes)).is_err() {
                 return; // cannot happen below MAX_UNANSWERED; a closed connection is seen next
             }
             *sent += 1;
@@ -239,21 +269,25 @@ fn window_refill(conn: &mut BenchConn, sent: &mut u64, send: u64, bytes: usize) 
     }
 }
 
-/// Waits for every reader; the lines they received and their merged histogram.
+/// Waits for every reader; what they received, summed (histograms merged).
 /// Returns also the senders' connections, to close only after the measurement.
-async fn collect(
-    readers: &mut JoinSet<(u64, Histogram<u64>, Option<BenchConn>)>,
-) -> anyhow::Result<(u64, Histogram<u64>, Vec<BenchConn>)> {
-    let mut hist = histogram();
-    let mut received = 0u64;
+pub(crate) async fn collect(
+    readers: &mut JoinSet<(Received, Option<BenchConn>)>,
+) -> anyhow::Result<(Received, Vec<BenchConn>)> {
+    let mut all = Received {
+        lines: 0,
+        foreign: 0,
+        hist: histogram(),
+    };
     let mut kept = Vec::new();
     while let Some(joined) = readers.join_next().await {
-        let (lines, h, conn) = joined?;
-        received += lines;
-        hist.add(&h).ok();
+        let (got, conn) = joined?;
+        all.lines += got.lines;
+        all.foreign += got.foreign;
+        all.hist.add(&got.hist).ok();
         kept.extend(conn);
     }
-    Ok((received, hist, kept))
+    Ok((all, kept))
 }
 
 /// `fanout`: N clients online, S of them each send M public lines of B bytes as fast as the
@@ -274,6 +308,7 @@ pub async fn fanout(
     // Let the join notices settle before measuring.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let delivered = Arc::new(AtomicU64::new(0));
+    let lobby: Arc<str> = Arc::from(LOBBY);
     let before = target.stats();
     let start = Instant::now();
     let mut readers = JoinSet::new();
@@ -281,6 +316,7 @@ pub async fn fanout(
         let is_sender = i < s;
         let other_senders = if is_sender { s - 1 } else { s } as u64;
         let plan = Plan {
+            room: Arc::clone(&lobby),
             expect_lines: other_senders * m,
             send: if is_sender { m } else { 0 },
             bytes,
@@ -289,17 +325,19 @@ pub async fn fanout(
         };
         readers.spawn(run_client(conn, plan, Arc::clone(&delivered)));
     }
-    let (received, hist, kept) = collect(&mut readers).await?;
+    let (got, kept) = collect(&mut readers).await?;
     let elapsed = start.elapsed();
     let after = target.stats();
     drop(kept); // senders' connections stayed open until the end
+    let (received, hist) = (got.lines, got.hist);
     let expected = (s as u64) * m * (n as u64 - 1);
     let (cpu_us, rss) = server_delta(before, after);
     let rate = received as f64 / elapsed.as_secs_f64();
     Ok(Report {
         json: json!({
             "scenario": "fanout", "clients": n, "senders": s, "messages": m, "bytes": bytes,
-            "deliveries": received, "expected": expected, "lost": expected.saturating_sub(received),
+            "deliveries": received, "expected": expected, "misdelivered": got.foreign,
+            "lost": expected.saturating_sub(received) + got.foreign,
             "seconds": elapsed.as_secs_f64(), "deliveries_per_sec": rate,
             "server_cpu_us_per_delivery": cpu_us.map(|c| c as f64 / received.max(1) as f64),
             "server_rss_kib": rss,
@@ -342,13 +380,26 @@ pub async fn idle(target: &Target, n: usize) -> anyhow::Result<Report> {
 }
 
 /// `connect`: C concurrent connectors doing TLS + hello + quit for T seconds, after `history`
-/// public lines were sent (so each login also receives them).
+/// public lines were sent (so each login also receives them), with `online` idle clients
+/// logged in meanwhile (so each login is also sent their nicks).
 pub async fn connect(
     target: &Target,
     c: usize,
     seconds: f64,
     history: u64,
+    online: usize,
 ) -> anyhow::Result<Report> {
+    let mut idle = JoinSet::new();
+    if online > 0 {
+        for mut conn in connect_many(target, "o", online)
+            .await
+            .context("logging the idle clients in")?
+        {
+            // The core answers pings; join and leave notices are read and dropped.
+            idle.spawn(async move { while let Ok(Some(_)) = conn.next_event().await {} });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     if history > 0 {
         let mut conn = conn::login(&target.addr, &target.tls, "historian").await?;
         let text = "h".repeat(100);
@@ -415,10 +466,12 @@ pub async fn connect(
     }
     let elapsed = start.elapsed();
     let (cpu_us, _) = server_delta(before, target.stats());
+    idle.abort_all();
     let logins = hist.len();
     Ok(Report {
         json: json!({
-            "scenario": "connect", "concurrency": c, "history": history, "seconds": elapsed.as_secs_f64(),
+            "scenario": "connect", "concurrency": c, "history": history, "online": online,
+            "seconds": elapsed.as_secs_f64(),
             "logins": logins, "failed": failures.load(Ordering::Relaxed), "lost": failures.load(Ordering::Relaxed),
             "logins_per_sec": logins as f64 / elapsed.as_secs_f64(),
             "server_cpu_us_per_login": cpu_us.map(|c| c as f64 / logins.max(1) as f64),
@@ -449,12 +502,14 @@ pub async fn latency(
         .context("connecting clients")?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let delivered = Arc::new(AtomicU64::new(0));
+    let lobby: Arc<str> = Arc::from(LOBBY);
     let record_after_ns = now_ns() + (warmup * 1e9) as u64;
     let mut readers = JoinSet::new();
     for (i, conn) in clients.into_iter().enumerate() {
         let is_sender = i < s;
         let others = if is_sender { s - 1 } else { s } as u64;
         let plan = Plan {
+            room: Arc::clone(&lobby),
             expect_lines: others * per_sender,
             send: if is_sender { per_sender } else { 0 },
             bytes: 64,
@@ -468,7 +523,8 @@ pub async fn latency(
     tokio::time::sleep(warmup_wait).await;
     let before = target.stats();
     let measure_start = Instant::now();
-    let (received, hist, kept) = collect(&mut readers).await?;
+    let (got, kept) = collect(&mut readers).await?;
+    let (received, hist) = (got.lines, got.hist);
     let measured = measure_start.elapsed();
     let after = target.stats();
     drop(kept);
@@ -478,7 +534,8 @@ pub async fn latency(
     Ok(Report {
         json: json!({
             "scenario": "latency", "clients": n, "target_deliveries_per_sec": rate, "seconds": seconds, "warmup": warmup,
-            "deliveries": received, "expected": expected, "lost": expected.saturating_sub(received),
+            "deliveries": received, "expected": expected, "misdelivered": got.foreign,
+            "lost": expected.saturating_sub(received) + got.foreign,
             "measured_seconds": measured.as_secs_f64(),
             "server_cpu_us_per_delivery": cpu_us.map(|c| c as f64 / measured_deliveries.max(1) as f64),
             "server_rss_kib": rss,

@@ -24,6 +24,8 @@ idle_timeout = "30m"
 write_timeout = "60s"
 # Every connect-scenario login is a new nick, all from one address.
 max_accounts = 10000000
+# Rooms: each room's lines are kept and replayed on join, 100 as by default.
+history_len = 100
 registrations_per_certificate = 1000000000
 registrations_per_address = 1000000000
 "#;
@@ -49,6 +51,8 @@ pub struct ProcStats {
     pub cpu_us: u64,
     /// Resident memory in KiB.
     pub rss_kib: u64,
+    /// Peak resident memory since the process started, in KiB (`VmHWM`).
+    pub peak_rss_kib: u64,
 }
 
 impl Target {
@@ -106,22 +110,33 @@ impl Target {
 
     /// The server's CPU time and RSS now, if its pid is known.
     pub fn stats(&self) -> Option<ProcStats> {
-        let pid = self.pid?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let rss_kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
-        // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ) on every mainstream arch.
-        Some(ProcStats {
-            cpu_us: ticks * 10_000,
-            rss_kib,
-        })
+        proc_stats(&self.pid?.to_string())
     }
+}
+
+/// This process's own CPU time and memory (the load generator's share of the machine).
+pub fn own_stats() -> Option<ProcStats> {
+    proc_stats("self")
+}
+
+/// CPU time and memory of process `pid` (a number, or `self`).
+fn proc_stats(pid: &str) -> Option<ProcStats> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ) on every mainstream arch.
+    Some(ProcStats {
+        cpu_us: ticks * 10_000,
+        rss_kib: kib("VmRSS:")?,
+        peak_rss_kib: kib("VmHWM:").unwrap_or(0),
+    })
 }
 
 /// The default server binary: `mm-server` next to this executable.

@@ -71,4 +71,27 @@ async fn every_bench_scenario_runs_tiny_and_loses_nothing() {
     assert!(latency["deliveries"].as_u64().unwrap() > 0);
     let secure = run(&["secure", "--pairs", "2", "--messages", "5"]).await;
     assert_eq!(secure["messages"], 10);
+    // The join storm: every client got its `Entered` and its first page of members.
+    let join = run(&["join", "--clients", "20", "--history", "10"]).await;
+    assert_eq!(join["joined"], 20, "{join}");
+    assert_eq!(join["entered"], 20, "{join}");
+    assert_eq!(join["names"], 20, "{join}");
+    let phased = run(&["join", "--clients", "20", "--history", "10", "--phased"]).await;
+    assert_eq!(phased["joined"], 20, "{phased}");
+    assert!(phased["login_phase_seconds"].as_f64().is_some(), "{phased}");
+    // Rooms: every member gets every line of its room from the others, nothing of the others.
+    let rooms = run(&[
+        "rooms",
+        "--rooms",
+        "4",
+        "--members",
+        "5",
+        "--senders",
+        "2",
+        "--messages",
+        "20",
+    ])
+    .await;
+    assert_eq!(rooms["deliveries"], 4 * 2 * 20 * 4, "{rooms}");
+    assert_eq!(rooms["misdelivered"], 0, "{rooms}");
 }

@@ -27,6 +27,7 @@ async fn public_line_reaches_every_other_user_and_the_sender_gets_an_ack() {
                 from,
                 text,
                 ts,
+                ..
             }) => {
                 assert_eq!(
                     (got, from.as_str(), text.as_str()),
