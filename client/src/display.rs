@@ -400,6 +400,7 @@ mod tests {
                 rate_burst: 1,
                 rate_per_sec: 1,
                 online: vec![a.clone(), b.clone()],
+                online_count: 2,
             };
             lines.push(welcome_line(&b, &welcome, style));
             for own in [

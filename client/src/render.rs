@@ -192,7 +192,7 @@ pub fn event(event: &Event) -> Vec<Rendered> {
         )),
         Event::Reconnected(w) => one(Rendered::notice(
             Target::Room,
-            format!("reconnected; {} online", w.online.len()),
+            format!("reconnected; {} online", w.online_count),
         )),
         Event::GaveUp { advice, .. } => {
             one(Rendered::new(Target::Room, Kind::Error, advice.clone()))
@@ -410,15 +410,21 @@ pub fn safety_number(peer: &str, number: &str, new_key: bool) -> Vec<Rendered> {
 
 /// The notice after logging in: `connected to SERVER as NICK; 2 online: alice, bob`.
 pub fn welcome(server: &str, w: &Welcome) -> Rendered {
-    Rendered::notice(
-        Target::Room,
+    let text = if w.online.is_empty() && w.online_count > 1 {
+        // A large server does not list everyone at login.
+        format!(
+            "connected to {server} as {}; {} online (/who lists them)",
+            w.nick, w.online_count
+        )
+    } else {
         format!(
             "connected to {server} as {}; {} online: {}",
             w.nick,
             w.online.len(),
             w.online.join(", ")
-        ),
-    )
+        )
+    };
+    Rendered::notice(Target::Room, text)
 }
 
 /// Our own public line, as handed to the connection.

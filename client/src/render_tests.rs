@@ -382,12 +382,26 @@ fn welcome_own_lines_and_help() {
         rate_burst: 1,
         rate_per_sec: 1,
         online: vec!["alice".into(), "bob".into()],
+        online_count: 2,
     };
     assert_eq!(
         welcome("h:1", &w),
         Rendered::notice(
             Target::Room,
             "connected to h:1 as alice; 2 online: alice, bob"
+        )
+    );
+    // A large server lists nobody at login: the count, and where the list is.
+    let big = Welcome {
+        online: Vec::new(),
+        online_count: 5000,
+        ..w.clone()
+    };
+    assert_eq!(
+        welcome("h:1", &big),
+        Rendered::notice(
+            Target::Room,
+            "connected to h:1 as alice; 5000 online (/who lists them)"
         )
     );
     assert_eq!(

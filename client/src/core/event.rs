@@ -41,8 +41,11 @@ pub struct Welcome {
     /// ...and per second, sustained. The client paces itself within them.
     pub rate_per_sec: u32,
     /// Users online, us included (empty when the options asked not to keep the list:
-    /// [`crate::ConnectOptions::user_list`]).
+    /// [`crate::ConnectOptions::user_list`], or when the server has more users online than
+    /// it lists at login: see `online_count`).
     pub online: Vec<String>,
+    /// How many users are online, us included, as the server counted them.
+    pub online_count: u32,
 }
 
 /// One line of chat as the server delivered it: the shape shared by [`Event::Public`],

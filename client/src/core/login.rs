@@ -66,7 +66,7 @@ impl Login {
                     max_text_len,
                     rate_burst,
                     rate_per_sec,
-                    ..
+                    online: online_count,
                 },
                 None,
             ) => {
@@ -87,6 +87,7 @@ impl Login {
                     rate_burst,
                     rate_per_sec,
                     online: Vec::new(),
+                    online_count,
                 });
                 Ok(Step::More)
             }

@@ -767,3 +767,20 @@ fn a_failed_history_load_then_a_good_one_shows_each_line_once() {
         .collect();
     assert_eq!(history, ["one", "two"]);
 }
+
+#[test]
+fn a_login_lists_who_is_online_only_while_presence_notices_keep_the_list_current() {
+    let hub = hub_with(Limits {
+        presence_max_online: 2,
+        ..Limits::default()
+    });
+    let a = login(&hub, "a");
+    assert_eq!(a.online, ["a"]);
+    let b = login(&hub, "b");
+    assert_eq!((b.online.len(), b.online_count), (2, 2));
+    // A third user: beyond the notices, so no list (it would be stale at once): the count.
+    let c = login(&hub, "c");
+    assert!(c.online.is_empty());
+    assert_eq!(c.online_count, 3);
+    assert_eq!(hub.online().len(), 3, "Who still lists everyone");
+}

@@ -50,18 +50,20 @@ pub(crate) enum Exit {
 
 /// Queues the user list in frames of at most [`USERS_PER_FRAME`] nicks (one empty frame for
 /// nobody); the last has `last: true`.
-pub(crate) fn queue_users<T: Transport>(conn: &mut T, nicks: &[String]) {
-    let mut chunks = nicks.chunks(USERS_PER_FRAME).peekable();
-    if chunks.peek().is_none() {
+pub(crate) fn queue_users<T: Transport>(conn: &mut T, mut nicks: Vec<String>) {
+    if nicks.is_empty() {
         conn.queue_msg(&ServerMsg::Users {
             nicks: Vec::new(),
             last: true,
         });
     }
-    while let Some(chunk) = chunks.next() {
+    // Moved, not copied, into the frames.
+    while !nicks.is_empty() {
+        let rest = nicks.split_off(nicks.len().min(USERS_PER_FRAME));
+        let last = rest.is_empty();
         conn.queue_msg(&ServerMsg::Users {
-            nicks: chunk.to_vec(),
-            last: chunks.peek().is_none(),
+            nicks: std::mem::replace(&mut nicks, rest),
+            last,
         });
     }
 }

@@ -80,7 +80,7 @@ pub(crate) fn dispatch<T: Transport>(
         }
         ClientMsg::Relay { to, payload } => owe(answers, relay(m, ctx, to, payload, deadline)),
         ClientMsg::Who => {
-            queue_users(conn, &ctx.hub.online());
+            queue_users(conn, ctx.hub.online());
             None
         }
         ClientMsg::Monitor { nicks } => monitor(m, ctx, &nicks),
