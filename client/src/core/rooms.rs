@@ -78,6 +78,13 @@ pub(crate) fn one_line_max(mut text: String, max: usize) -> String {
     }
 }
 
+/// Nicks in [`nick_key`] order (ASCII case-insensitive), without allocating.
+fn compare_nicks(a: &str, b: &str) -> std::cmp::Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
 /// A nick from the server as a nick: 1 to 32 characters, on one line.
 fn nick_ok(nick: &str) -> bool {
     super::login::is_nick_sized(nick) && !nick.chars().any(mm_common::text::is_forbidden)
@@ -398,20 +405,24 @@ impl Core {
                     return;
                 }
                 if let Some(info) = self.rooms.joined.get_mut(&key) {
-                    if !info
+                    // The list is kept sorted by nick key: a binary search without
+                    // allocating, not a scan and a sort per join (a room filling up to 1,000
+                    // members cost its members O(n² log n) otherwise).
+                    if let Err(at) = info
                         .names
-                        .iter()
-                        .any(|m| nick_key(&m.nick) == nick_key(&nick))
+                        .binary_search_by(|m| compare_nicks(&m.nick, &nick))
                     {
                         info.members = info.members.saturating_add(1);
                         if info.names.len() < MAX_NAMES {
-                            info.names.push(Member {
-                                nick: nick.clone(),
-                                role: Role::Member,
-                                online: true,
-                                away: false,
-                            });
-                            info.names.sort_by_key(|m| nick_key(&m.nick));
+                            info.names.insert(
+                                at,
+                                Member {
+                                    nick: nick.clone(),
+                                    role: Role::Member,
+                                    online: true,
+                                    away: false,
+                                },
+                            );
                         }
                     }
                 }
