@@ -206,27 +206,6 @@ pub(crate) fn server_words_on_one_line(msg: ServerMsg) -> ServerMsg {
 
 /// At most [`MAX_DETAIL_LEN`](mm_common::protocol::MAX_DETAIL_LEN) bytes, as PROTOCOL.md
 /// promises (a hostile server sent 60,000), on one line.
-fn one_line(mut text: String) -> String {
-    let max = mm_common::protocol::MAX_DETAIL_LEN;
-    if text.len() > max {
-        let mut cut = max - '…'.len_utf8();
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
-    if text.chars().any(mm_common::text::is_forbidden) {
-        text.chars()
-            .map(|c| {
-                if mm_common::text::is_forbidden(c) {
-                    ' '
-                } else {
-                    c
-                }
-            })
-            .collect()
-    } else {
-        text
-    }
+fn one_line(text: String) -> String {
+    super::rooms::one_line_max(text, mm_common::protocol::MAX_DETAIL_LEN)
 }

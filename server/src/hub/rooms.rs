@@ -241,6 +241,17 @@ impl State {
         Ok(())
     }
 
+    /// The room `name` (not the lobby), where the user `key` on connection `conn_id` must be
+    /// an operator.
+    fn operator(&self, conn_id: u64, key: &str, name: &str) -> Result<RoomId, RoomError> {
+        self.actor(conn_id, key)?;
+        let (id, role) = self.room_and_role(name, key)?;
+        if !role.ok_or(RoomError::NotInRoom)?.is_op() {
+            return Err(RoomError::NotOp);
+        }
+        Ok(id)
+    }
+
     /// The room `name` (not the lobby) and the actor's standing in it.
     fn room_and_role(&self, name: &str, key: &str) -> Result<(RoomId, Option<Role>), RoomError> {
         if is_lobby(name) {
@@ -768,11 +779,7 @@ impl Hub {
         let key = nick_key(nick);
         let target_key = nick_key(target);
         let mut state = self.lock();
-        state.actor(conn_id, &key)?;
-        let (id, role) = state.room_and_role(name, &key)?;
-        if !role.ok_or(RoomError::NotInRoom)?.is_op() {
-            return Err(RoomError::NotOp);
-        }
+        let id = state.operator(conn_id, &key, name)?;
         let Some(room) = state.rooms.get(id) else {
             return Err(RoomError::NoSuchRoom);
         };
@@ -811,11 +818,7 @@ impl Hub {
         let key = nick_key(nick);
         let target_key = nick_key(target);
         let mut state = self.lock();
-        state.actor(conn_id, &key)?;
-        let (id, role) = state.room_and_role(name, &key)?;
-        if !role.ok_or(RoomError::NotInRoom)?.is_op() {
-            return Err(RoomError::NotOp);
-        }
+        let id = state.operator(conn_id, &key, name)?;
         let limits = self.shared.room_limits;
         let Some(room) = state.rooms.get(id) else {
             return Err(RoomError::NoSuchRoom);
@@ -928,11 +931,7 @@ impl Hub {
     ) -> Result<(), RoomError> {
         let key = nick_key(nick);
         let mut state = self.lock();
-        state.actor(conn_id, &key)?;
-        let (id, role) = state.room_and_role(name, &key)?;
-        if !role.ok_or(RoomError::NotInRoom)?.is_op() {
-            return Err(RoomError::NotOp);
-        }
+        let id = state.operator(conn_id, &key, name)?;
         let Some(room) = state.rooms.get(id) else {
             return Err(RoomError::NoSuchRoom);
         };
