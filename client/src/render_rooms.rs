@@ -117,7 +117,7 @@ pub fn list_line(room: &RoomSummary) -> String {
 pub fn room_event(event: &RoomEvent) -> Vec<Rendered> {
     let note = |room: &str, text: String| vec![Rendered::notice(room_target(room), text)];
     match event {
-        RoomEvent::Entered { room, created } => {
+        RoomEvent::Entered { room, created, .. } => {
             let mut text = format!("entered {}", room.name);
             if *created {
                 text.push_str(" (new room)");

@@ -615,7 +615,7 @@ fn each_room_event_is_one_line() {
     use mm_common::protocol::{Member, MemberChange, Role, RoomMode, RoomSummary};
     let room = |e: RoomEvent| lines(&Event::Room(e));
     assert_eq!(
-        room(RoomEvent::Entered { room: room_info("#dev"), created: false }),
+        room(RoomEvent::Entered { room: room_info("#dev"), created: false, asked: false }),
         ["* entered #dev — topic: release friday — 3 members — you are the owner — not end-to-end encrypted: the server reads room lines"]
     );
     assert_eq!(

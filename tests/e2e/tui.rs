@@ -183,7 +183,7 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
     let command = alice_command(&server, home.path());
     let tmux = Tmux::start(&command);
     tmux.wait_for("as alice; 2 online").await;
-    tmux.wait_for("#room · 2 online").await;
+    tmux.wait_for("#lobby · 2 online").await;
 
     // Receive in the room, send to the room.
     bob.client.public("hello from bob").await.unwrap();
@@ -280,7 +280,7 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
     // Ctrl+C quits cleanly and gives the terminal back.
     tmux.keys(&["C-c"]);
     let screen = tmux.wait_for("mm exited with 0").await;
-    assert!(!screen.contains("#room>"), "the UI is gone:\n{screen}");
+    assert!(!screen.contains("#lobby>"), "the UI is gone:\n{screen}");
 }
 
 /// Waits until some row of the screen satisfies `row`; returns the screen.
@@ -629,7 +629,7 @@ async fn the_terminal_ui_sends_pasted_lines_as_lines_and_never_cuts_one() {
     tmux.wait_for("pasted 3 lines (and 1 empty line, left out): Enter sends each as its own line")
         .await;
     let screen = tmux
-        .wait_for("#room (3 lines, 1 empty)> first pasted line")
+        .wait_for("#lobby (3 lines, 1 empty)> first pasted line")
         .await;
     assert!(screen.contains("second    column"), "{screen}");
     tmux.keys(&["Enter"]);
@@ -661,7 +661,7 @@ async fn the_terminal_ui_sends_pasted_lines_as_lines_and_never_cuts_one() {
     .await;
     let screen = tmux.wait_for("5000/4096 bytes").await;
     assert!(
-        screen.contains("#room> xxxx"),
+        screen.contains("#lobby> xxxx"),
         "still in the input:\n{screen}"
     );
     tmux.keys(&["C-u"]);
@@ -676,7 +676,7 @@ async fn the_terminal_ui_sends_pasted_lines_as_lines_and_never_cuts_one() {
     // at once. They make a draft all the same (nothing sent, no completion).
     tmux.paste("plain a\nplain\tb\n", false, false);
     tmux.wait_for("pasted 2 lines").await;
-    tmux.wait_for("#room (2 lines)> plain a").await;
+    tmux.wait_for("#lobby (2 lines)> plain a").await;
     tmux.keys(&["Enter"]);
     assert_eq!(said_to_bob(&mut bob).await, (false, "plain a".to_owned()));
     assert_eq!(
@@ -709,8 +709,8 @@ async fn keys_typed_after_long_input_without_bracketed_paste_are_taken_at_once_a
     pause().await;
     tmux.keys(&["Enter"]);
     assert_eq!(said_to_bob(&mut bob).await, (false, long.clone()));
-    // The input is empty again (tmux drops a row's trailing spaces: the prompt row is "#room>").
-    let screen = wait_for_row(&tmux, "an empty input", |r| r.trim_end() == "#room>").await;
+    // The input is empty again (tmux drops a row's trailing spaces: the prompt row is "#lobby>").
+    let screen = wait_for_row(&tmux, "an empty input", |r| r.trim_end() == "#lobby>").await;
     assert!(!screen.contains("lines)>"), "no draft of lines:\n{screen}");
 
     // A letter typed after such a paste shows at once, without another key after it.

@@ -122,6 +122,9 @@ pub enum RoomEvent {
         room: RoomInfo,
         /// Whether our join created it (we are its owner).
         created: bool,
+        /// Whether it answers our own `/join` (not an entry the server made at login or
+        /// after a reconnect): a front end brings such a room forward.
+        asked: bool,
     },
     /// The lines of a room's history from here on are new to us (we had not been sent them):
     /// shown as a `── new ──` marker. Comes at most once per entering, before the first such

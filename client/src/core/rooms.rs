@@ -342,9 +342,14 @@ impl Core {
                 self.rooms.unmarked.insert(key.clone(), (seen, false));
                 self.rooms.join_page.insert(key.clone());
                 self.rooms.names.remove(&key);
+                let asked = self.rooms.doing.get(&key) == Some(&"join");
+                if asked {
+                    self.rooms.doing.remove(&key);
+                }
                 RoomEvent::Entered {
                     room: info,
                     created,
+                    asked,
                 }
             }
             ServerMsg::Names {

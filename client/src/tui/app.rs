@@ -478,7 +478,7 @@ impl App {
             }) if self.mentions_me(text) => {
                 let i = self.room_tab(room).unwrap_or(0);
                 self.mark_mention(i);
-                let place = if i == 0 { "#room" } else { room.as_str() };
+                let place = if i == 0 { "#lobby" } else { room.as_str() };
                 return (self.active != i).then(|| Notification {
                     title: format!("{from} in {place}"),
                     body: text.clone(),

@@ -29,7 +29,7 @@ impl App {
     /// and close when we leave or are kicked (the lobby tab says so).
     pub(super) fn on_room_event(&mut self, event: &RoomEvent) {
         match event {
-            RoomEvent::Entered { room, .. } => {
+            RoomEvent::Entered { room, asked, .. } => {
                 let key = room_key(&room.name);
                 if self.rooms.contains_key(&key) || self.rooms.len() < crate::core::MAX_ROOMS {
                     self.rooms.insert(key, room.clone());
@@ -37,6 +37,13 @@ impl App {
                 if self.room_tab(&room.name).is_none() && self.tabs.len() < MAX_TABS {
                     self.tabs
                         .push(Tab::new(TabKind::Channel(room.name.clone())));
+                }
+                // Our own /join brings its room forward (so that a /close right after leaves
+                // that room, not the one we were in); the server's entries at login do not.
+                if *asked {
+                    if let Some(i) = self.room_tab(&room.name) {
+                        self.active = i;
+                    }
                 }
             }
             RoomEvent::Parted { room, me: true, .. } | RoomEvent::Kicked { room, me: true, .. } => {

@@ -175,10 +175,10 @@ impl Tab {
         }
     }
 
-    /// The tab's title (`#room` or the peer's nick).
+    /// The tab's title (`#lobby`, a room's name, or the peer's nick).
     pub fn title(&self) -> &str {
         match &self.kind {
-            TabKind::Room => "#room",
+            TabKind::Room => "#lobby",
             TabKind::Channel(room) => room,
             TabKind::Private(peer) => peer,
         }

@@ -798,6 +798,7 @@ fn entered(room: &str) -> Event {
             names: Vec::new(),
         },
         created: false,
+        asked: false,
     })
 }
 
@@ -1055,4 +1056,25 @@ fn end_jumps_to_the_bottom_of_the_conversation() {
     assert!(app.tabs[0].scroll > 0);
     app.on_key(key(KeyCode::End, KeyModifiers::NONE), 0);
     assert_eq!(app.tabs[0].scroll, 0);
+}
+
+#[test]
+fn our_own_join_brings_its_room_forward_and_the_logins_entries_do_not() {
+    let mut app = App::new("s", "alice");
+    // Entered at login (the server's re-entry): a tab, not brought forward.
+    app.on_event(&entered("#dev"), 0);
+    assert_eq!(app.active, 0);
+    // Our /join answered: brought forward, so a /close right after leaves this room.
+    let Event::Room(RoomEvent::Entered { room, created, .. }) = entered("#ops") else {
+        unreachable!()
+    };
+    app.on_event(
+        &Event::Room(RoomEvent::Entered {
+            room,
+            created,
+            asked: true,
+        }),
+        0,
+    );
+    assert_eq!(app.tabs[app.active].kind, TabKind::Channel("#ops".into()));
 }

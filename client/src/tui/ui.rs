@@ -2,7 +2,7 @@
 //! Drawing the [`App`]: the tab bar, the conversation, the status bar and the input line.
 //!
 //! ```text
-//!  1 #room   2 bob (2)   3 carol !
+//!  1 #lobby   2 bob (2)   3 carol !
 //! 14:02 <bob> hi
 //! ───────────────────── new ─────────────────────
 //! 14:05 [secure] <bob> end-to-end, this one
@@ -512,10 +512,10 @@ fn tab_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
     match tab.peer() {
         // Not connected, the count of the last connection would be stale.
         None if !app.online_known => {
-            spans.push(Span::styled("#room · online: unknown ".to_string(), bar));
+            spans.push(Span::styled("#lobby · online: unknown ".to_string(), bar));
         }
         None => spans.push(Span::styled(
-            format!("#room · {} online ", app.online.len()),
+            format!("#lobby · {} online ", app.online.len()),
             bar,
         )),
         Some(peer) => {
@@ -819,7 +819,7 @@ mod tests {
             0,
         );
         let screen = render(&mut app, 80, 10);
-        assert!(screen[0].contains("1 #room"), "{screen:?}");
+        assert!(screen[0].contains("1 #lobby"), "{screen:?}");
         assert!(screen[0].contains("2 bob (1) !"), "{screen:?}");
         assert!(
             screen[1..].iter().any(|l| l.ends_with("<bob> hello room")),
@@ -829,8 +829,8 @@ mod tests {
             screen[8].contains("alice@localhost:7667 · connected"),
             "{screen:?}"
         );
-        assert!(screen[8].contains("#room · 2 online"), "{screen:?}");
-        assert!(screen[9].starts_with("#room>"), "{screen:?}");
+        assert!(screen[8].contains("#lobby · 2 online"), "{screen:?}");
+        assert!(screen[9].starts_with("#lobby>"), "{screen:?}");
     }
 
     /// The text of a screen's rows, joined.
@@ -983,7 +983,7 @@ mod tests {
     fn the_room_shows_no_count_of_who_is_online_while_disconnected() {
         let mut app = app_with_bob();
         let status = |app: &mut App| render(app, 120, 8)[6].clone();
-        assert!(status(&mut app).contains("#room · 2 online"));
+        assert!(status(&mut app).contains("#lobby · 2 online"));
         app.on_event(
             &Event::Closed {
                 error: Some("connection reset".into()),
@@ -1001,13 +1001,13 @@ mod tests {
         ] {
             app.conn = conn;
             let s = status(&mut app);
-            assert!(s.contains("#room · online: unknown"), "{s}");
+            assert!(s.contains("#lobby · online: unknown"), "{s}");
             assert!(!s.contains("2 online"), "{s}");
         }
         // The next connection's welcome says again.
         app.conn = Conn::Connected;
         app.set_online(vec!["alice".into()]);
-        assert!(status(&mut app).contains("#room · 1 online"));
+        assert!(status(&mut app).contains("#lobby · 1 online"));
         // And so does a list of users.
         app.on_event(
             &Event::Closed {
@@ -1017,7 +1017,7 @@ mod tests {
             0,
         );
         app.on_event(&Event::Users(vec!["bob".into(), "alice".into()]), 0);
-        assert!(status(&mut app).contains("#room · 2 online"));
+        assert!(status(&mut app).contains("#lobby · 2 online"));
         assert_eq!(app.online, ["alice", "bob"]);
     }
 
@@ -1230,9 +1230,9 @@ mod tests {
         assert_eq!(
             input,
             [
-                "#room (3 lines)> first line",
-                "                 second    line",
-                "                 third"
+                "#lobby (3 lines)> first line",
+                "                  second    line",
+                "                  third"
             ],
             "{screen:?}"
         );
@@ -1245,7 +1245,7 @@ mod tests {
         let mut app = App::new("s", "alice");
         app.on_paste("a\nb\nc\nd\n", 0);
         let screen = render(&mut app, 60, 12);
-        assert!(screen[8].starts_with("#room (4 lines)> a"), "{screen:?}");
+        assert!(screen[8].starts_with("#lobby (4 lines)> a"), "{screen:?}");
         assert!(
             screen.iter().any(|l| l.contains("* pasted 4 lines:")),
             "{screen:?}"
@@ -1254,7 +1254,7 @@ mod tests {
         app.on_paste("a\n\nb\n", 0);
         let screen = render(&mut app, 60, 12);
         assert!(
-            screen[9].starts_with("#room (2 lines, 1 empty)> a"),
+            screen[9].starts_with("#lobby (2 lines, 1 empty)> a"),
             "{screen:?}"
         );
         assert!(
@@ -1268,14 +1268,14 @@ mod tests {
         let draft: Vec<String> = (1..=10).map(|i| format!("line {i}")).collect();
         app.on_paste(&draft.join("\n"), 0);
         let screen = render(&mut app, 60, 30);
-        assert_eq!(screen[24], "#room (10 lines)> line 5", "{screen:?}");
-        assert_eq!(screen[29], "                  line 10", "{screen:?}");
+        assert_eq!(screen[24], "#lobby (10 lines)> line 5", "{screen:?}");
+        assert_eq!(screen[29], "                   line 10", "{screen:?}");
         // Over the limit: the size, in bytes.
         let mut app = App::new("s", "alice");
         app.on_paste(&"é".repeat(2100), 0);
         let screen = render(&mut app, 60, 5);
         assert!(screen[4].ends_with(" 4200/4096 bytes"), "{screen:?}");
-        assert!(screen[4].starts_with("#room> éééé"), "{screen:?}");
+        assert!(screen[4].starts_with("#lobby> éééé"), "{screen:?}");
         let (buffer, rows) = drawn(&mut app, 60, 5);
         let x = rows[4].chars().position(|c| c == '4').unwrap() as u16;
         assert_eq!(buffer[(x, 4)].fg, Color::Red, "over: in red");
@@ -1302,6 +1302,7 @@ mod tests {
                     names: Vec::new(),
                 },
                 created: false,
+                asked: false,
             }),
             0,
         );

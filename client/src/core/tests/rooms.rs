@@ -52,6 +52,7 @@ fn joining_enters_the_room_with_its_names_and_the_others_see_it() {
     let [RoomEvent::Entered {
         room,
         created: true,
+        asked: true,
     }, RoomEvent::Names {
         members,
         complete: true,
@@ -65,7 +66,7 @@ fn joining_enters_the_room_with_its_names_and_the_others_see_it() {
     assert_eq!(members.len(), 1);
     let events = join(&mut world, "bob", "#dev");
     assert!(
-        matches!(room_events(&events).first(), Some(RoomEvent::Entered { created: false, room }) if room.role == Role::Member && room.members == 2),
+        matches!(room_events(&events).first(), Some(RoomEvent::Entered { created: false, room, asked: true }) if room.role == Role::Member && room.members == 2),
         "{events:?}"
     );
     let alice = world.events("alice");
