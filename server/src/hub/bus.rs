@@ -105,8 +105,8 @@ impl Bus for LocalBus {
         self.topics.get(topic).map_or(0, Vec::len)
     }
 
-    /// A linear scan of the topic's subscribers (only a join into a room one is already in
-    /// asks).
+    /// A linear scan of the topic's subscribers (asked only when a member joins a room it is
+    /// already in, or a join completes after reading the room's history).
     fn is_subscribed(&self, topic: &Topic, conn_id: u64) -> bool {
         self.topics
             .get(topic)
