@@ -5,14 +5,19 @@ use rusqlite::Connection;
 
 use super::convert::{from_sql, to_sql};
 
-/// Records that ids up to `id` were given out (never lowers what is recorded).
-pub(super) fn record_last_id(tx: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<()> {
+/// Raises the counter `key` in `meta` to `value` (never lowers what is recorded).
+fn record_max(tx: &rusqlite::Transaction<'_>, key: &str, value: u64) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES ('last_id', ?1)
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
     )?
-    .execute([to_sql(id)])?;
+    .execute(rusqlite::params![key, to_sql(value)])?;
     Ok(())
+}
+
+/// Records that ids up to `id` were given out (never lowers what is recorded).
+pub(super) fn record_last_id(tx: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<()> {
+    record_max(tx, "last_id", id)
 }
 
 /// The highest message id ever given out: the recorded one, or a higher one still in the
@@ -31,12 +36,7 @@ pub(super) fn last_id(conn: &Connection) -> rusqlite::Result<u64> {
 
 /// Records that room ids up to `id` were given (never lowers what is recorded).
 pub(super) fn record_last_room_id(tx: &rusqlite::Transaction<'_>, id: u64) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES ('last_room_id', ?1)
-         ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
-    )?
-    .execute([to_sql(id)])?;
-    Ok(())
+    record_max(tx, "last_room_id", id)
 }
 
 /// The highest room id ever given: the recorded one, or a higher one still in `rooms`; at
