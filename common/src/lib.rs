@@ -15,6 +15,7 @@ pub mod e2e;
 pub mod frame;
 pub mod identity;
 pub mod pins;
+pub mod prekeys;
 pub mod protocol;
 pub mod rate;
 pub mod safety;

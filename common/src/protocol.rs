@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. The client sends it in [`ClientMsg::Hello`]; the
 /// server refuses versions it does not speak with [`ErrorCode::UNSUPPORTED_VERSION`].
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The TLS ALPN protocol name. Both sides offer it, so a Multi-Messenger client and an HTTPS
 /// server (or the reverse) fail at the handshake instead of exchanging garbage.
@@ -106,8 +106,11 @@ pub enum ClientMsg {
     },
     /// The client is leaving; the server closes the connection after it.
     Quit,
-    /// Opaque bytes for one user: end-to-end handshake and encrypted messages. The server does
-    /// not look inside; it adds the authenticated sender and forwards.
+    /// Opaque bytes for one user: end-to-end encrypted messages ([`crate::e2e`]'s envelope).
+    /// The server does not look inside; it adds the authenticated sender and forwards. Like a
+    /// [`ClientMsg::Private`], it is answered with [`ServerMsg::Sent`] when the recipient is
+    /// online, [`ServerMsg::Queued`] when it is a registered user who is offline (kept in their
+    /// mailbox until they log in and acknowledge it), or an [`ServerMsg::Error`].
     Relay {
         /// Recipient nick (case-insensitive).
         to: String,
@@ -222,6 +225,21 @@ pub enum ClientMsg {
     Away {
         /// Why; empty for back.
         message: String,
+    },
+    /// Publishes this account's end-to-end keys in the server's key directory (protocol 6):
+    /// sent after every login, and again with more one-time prekeys when the server says they
+    /// run low. Answered with [`ServerMsg::KeysPublished`], or a non-fatal [`ServerMsg::Error`]
+    /// `bad-keys` ([`ErrorCode::BAD_KEYS`]). Not in the order of line answers.
+    PublishKeys {
+        /// The keys; see [`crate::prekeys::KeyUpload::validate`].
+        keys: crate::prekeys::KeyUpload,
+    },
+    /// Asks for a user's prekey bundle, to start an end-to-end session with them (online or
+    /// not). Answered with [`ServerMsg::Bundle`]. Rate-limited per account separately from
+    /// chat (each answer may use up one of the user's one-time prekeys).
+    FetchBundle {
+        /// Whose (case-insensitive).
+        nick: String,
     },
 }
 
@@ -524,6 +542,28 @@ pub enum ServerMsg {
         /// Their away message; empty: back.
         message: String,
     },
+    /// The answer to [`ClientMsg::PublishKeys`]: the keys are stored (durably).
+    KeysPublished {
+        /// How many one-time prekeys the directory holds for this account now.
+        one_time: u32,
+        /// Another copy of this client's home published keys since this one last did (see
+        /// [`crate::prekeys::DeviceCheck`]): two machines are using one home, and their
+        /// end-to-end sessions will break each other's.
+        other_device: bool,
+    },
+    /// The answer to [`ClientMsg::FetchBundle`].
+    Bundle {
+        /// The nick as asked.
+        nick: String,
+        /// The bundle, or why there is none.
+        answer: crate::prekeys::BundleAnswer,
+    },
+    /// This account's one-time prekeys in the directory fell below
+    /// [`crate::prekeys::PREKEYS_LOW`]: publish more ([`ClientMsg::PublishKeys`]).
+    PrekeysLow {
+        /// How many remain.
+        one_time: u32,
+    },
 }
 
 /// A member's standing in a room, lowest first.
@@ -785,6 +825,9 @@ impl ErrorCode {
     pub const BAD_PAYLOAD: ErrorCode = ErrorCode(23);
     /// The offline recipient has as many stored messages waiting as the server keeps.
     pub const MAILBOX_FULL: ErrorCode = ErrorCode(24);
+    /// A [`ClientMsg::PublishKeys`] whose keys break the rules
+    /// ([`crate::prekeys::KeyUpload::validate`]); the detail says which.
+    pub const BAD_KEYS: ErrorCode = ErrorCode(25);
     /// The room does not exist.
     pub const NO_SUCH_ROOM: ErrorCode = ErrorCode(40);
     /// The room name breaks the room rules ([`validate_room`]).
@@ -847,6 +890,7 @@ impl ErrorCode {
             Self::INVALID_TEXT => "invalid-text",
             Self::BAD_PAYLOAD => "bad-payload",
             Self::MAILBOX_FULL => "mailbox-full",
+            Self::BAD_KEYS => "bad-keys",
             Self::NO_SUCH_ROOM => "no-such-room",
             Self::INVALID_ROOM => "invalid-room",
             Self::NOT_IN_ROOM => "not-in-room",
@@ -993,10 +1037,29 @@ impl ClientMsg {
     }
 
     /// The message types' names, by their number on the wire (for error details).
-    pub const KINDS: [&'static str; 20] = [
-        "Hello", "Public", "Private", "Who", "Ping", "Pong", "Quit", "Relay", "Received",
-        "Monitor", "Join", "Part", "List", "Names", "Topic", "Invite", "Kick", "Member", "Mode",
+    pub const KINDS: [&'static str; 22] = [
+        "Hello",
+        "Public",
+        "Private",
+        "Who",
+        "Ping",
+        "Pong",
+        "Quit",
+        "Relay",
+        "Received",
+        "Monitor",
+        "Join",
+        "Part",
+        "List",
+        "Names",
+        "Topic",
+        "Invite",
+        "Kick",
+        "Member",
+        "Mode",
         "Away",
+        "PublishKeys",
+        "FetchBundle",
     ];
 }
 
@@ -1010,7 +1073,7 @@ impl ServerMsg {
     }
 
     /// The message types' names, by their number on the wire (for error details).
-    pub const KINDS: [&'static str; 27] = [
+    pub const KINDS: [&'static str; 30] = [
         "Welcome",
         "Users",
         "Public",
@@ -1038,6 +1101,9 @@ impl ServerMsg {
         "Invited",
         "RoomError",
         "Away",
+        "KeysPublished",
+        "Bundle",
+        "PrekeysLow",
     ];
 }
 

@@ -19,6 +19,10 @@ impl Core {
                 self.out.queue(&ClientMsg::Pong { token }, None);
             }
             ServerMsg::Pong { .. } | ServerMsg::Welcome { .. } => {}
+            // Protocol 6's key directory: wired to the end-to-end sessions next.
+            ServerMsg::KeysPublished { .. }
+            | ServerMsg::Bundle { .. }
+            | ServerMsg::PrekeysLow { .. } => {}
             ServerMsg::Relay {
                 id,
                 ts,

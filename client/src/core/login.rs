@@ -164,6 +164,9 @@ fn variant_name(msg: &ServerMsg) -> &'static str {
         ServerMsg::Invited { .. } => "Invited",
         ServerMsg::RoomError { .. } => "RoomError",
         ServerMsg::Away { .. } => "Away",
+        ServerMsg::KeysPublished { .. } => "KeysPublished",
+        ServerMsg::Bundle { .. } => "Bundle",
+        ServerMsg::PrekeysLow { .. } => "PrekeysLow",
     }
 }
 

@@ -91,6 +91,8 @@ pub(crate) fn dispatch<T: Transport>(
         // Acknowledged above.
         ClientMsg::Received { .. } | ClientMsg::Pong { .. } => None,
         ClientMsg::Quit => Some(Exit::Quit),
+        // Protocol 6's key directory: served next.
+        ClientMsg::PublishKeys { .. } | ClientMsg::FetchBundle { .. } => None,
         ClientMsg::Hello { .. } => Some(Exit::Fatal(Refusal::AlreadyLoggedIn)),
         ClientMsg::Join { .. }
         | ClientMsg::Part { .. }

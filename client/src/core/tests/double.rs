@@ -280,6 +280,8 @@ impl Server {
         };
         match msg {
             ClientMsg::Hello { .. } => {}
+            // The key directory comes with the end-to-end sessions of protocol 6.
+            ClientMsg::PublishKeys { .. } | ClientMsg::FetchBundle { .. } => {}
             msg @ (ClientMsg::Join { .. }
             | ClientMsg::Part { .. }
             | ClientMsg::List { .. }
