@@ -31,7 +31,7 @@ pub const NICK_FILE: &str = "nick";
 pub const HOME_FILES: [&str; 8] = [
     crate::secure::IDENTITY_FILE,
     crate::secure::PINS_FILE,
-    crate::secure::CONVERSATIONS_FILE,
+    crate::secure::STATE_FILE,
     crate::trust::KNOWN_SERVERS,
     mm_certs::CLIENT_CERT,
     mm_certs::CLIENT_KEY,

@@ -263,11 +263,7 @@ pub(super) async fn line_mode(
                         replaced = code == ErrorCode::REPLACED;
                         lost = Some(format!("{detail} ({code})"));
                     }
-                    Event::Secure(
-                        E2eEvent::Failed { unsent, .. }
-                        | E2eEvent::Ended { unsent, .. }
-                        | E2eEvent::NotStarted { unsent, .. },
-                    ) => {
+                    Event::Secure(E2eEvent::Failed { unsent, .. } | E2eEvent::Ended { unsent, .. }) => {
                         fates.unsent += unsent.len();
                     }
                     Event::Closed { undelivered, .. } if reconnect && input.is_none() && !replaced => {

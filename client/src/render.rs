@@ -150,9 +150,16 @@ pub fn event(event: &Event) -> Vec<Rendered> {
             text,
             Some(*ts),
         )),
+        Event::Queued {
+            secure_for: Some(peer),
+            ..
+        } => one(Rendered::notice(
+            Target::Peer(peer.clone()),
+            format!("queued end-to-end encrypted for {peer} (offline): delivered at their next login"),
+        )),
         Event::Queued { .. } => one(Rendered::notice(
             Target::Here,
-            "they are offline; the server keeps the message for their next login",
+            "they are offline; the server keeps the message (NOT end-to-end encrypted) for their next login",
         )),
         Event::Sent { .. } => Vec::new(),
         Event::Joined { nick } => vec![
@@ -225,22 +232,14 @@ pub fn room_target(room: &str) -> Target {
 /// event this version does not show.
 pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
     let Some(peer) = e2e_peer(event) else {
-        return Vec::new();
+        return secure_general(event);
     };
     let at = || Target::Peer(peer.to_owned());
     let item = match event {
-        E2eEvent::Starting { by_peer: false, .. } => Rendered::notice(
-            at(),
-            format!("setting up a secure session with {peer}..."),
-        ),
-        E2eEvent::Starting { by_peer: true, .. } => Rendered::notice(
-            at(),
-            format!("{peer} is setting up a secure session with you..."),
-        ),
         E2eEvent::Ready {
             key,
             trust,
-            renewed: false,
+            by_peer,
             ..
         } => {
             let compare = if *trust == Trust::Verified {
@@ -248,44 +247,26 @@ pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
             } else {
                 format!(". Compare safety numbers: /verify {peer}")
             };
+            let who = if *by_peer {
+                format!("{peer} started a secure session")
+            } else {
+                format!("secure session with {peer} ready")
+            };
             Rendered::new(
                 at(),
                 Kind::Ready,
                 format!(
-                    "secure session with {peer} ready: messages to and from {peer} are end-to-end encrypted. \
+                    "{who}: messages to and from {peer} are end-to-end encrypted. \
                      {peer}'s key: {} ({trust}){compare}",
                     key_fingerprint(key)
                 ),
             )
         }
-        E2eEvent::Ready { renewed: true, .. } => Rendered::notice(
-            at(),
-            format!("secure session with {peer} renewed with fresh keys"),
-        ),
         E2eEvent::Message { text, .. } => Rendered::chat(at(), Kind::Secure, peer, text, None),
-        E2eEvent::Ended {
-            by_peer, unsent, ..
-        } => {
-            let dropped = not_sent(unsent.len());
-            Rendered::notice(
-                at(),
-                if *by_peer {
-                    format!(
-                        "{peer} ended the secure session{dropped}; nothing goes unencrypted: your next message to {peer} starts a new one (/insecure {peer} to go on unencrypted)"
-                    )
-                } else {
-                    format!(
-                        "secure session with {peer} ended by you{dropped}; private messages with {peer} are NOT end-to-end encrypted now"
-                    )
-                },
-            )
-        }
-        E2eEvent::NotStarted {
-            failure, unsent, ..
-        } => Rendered::notice(
+        E2eEvent::Ended { unsent, .. } => Rendered::notice(
             at(),
             format!(
-                "the secure session {peer} offered did not come up ({failure}){}; private messages with {peer} are still NOT end-to-end encrypted (/secure {peer} to try)",
+                "private messages to {peer} are NOT end-to-end encrypted from now on (the server can read them){}; /secure {peer} to encrypt again",
                 not_sent(unsent.len())
             ),
         ),
@@ -297,7 +278,7 @@ pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
             Kind::Alarm,
             format!(
                 "WARNING: {peer}'s key has CHANGED. Pinned: {}. Presented: {}. Someone may be \
-                 intercepting your conversation; nothing was sent. Compare the safety number of \
+                 intercepting your conversation; nothing was sent or shown. Compare the safety number of \
                  the NEW key (/verify {peer}) with {peer} in person or by phone; if they match: \
                  /accept-key {peer}, then /verified {peer}",
                 key_fingerprint(pinned),
@@ -318,43 +299,77 @@ pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
             ),
         ),
         E2eEvent::Failed {
+            failure: Failure::NoKeys,
+            unsent,
+            ..
+        } => Rendered::new(
+            at(),
+            Kind::Error,
+            format!(
+                "{peer} has no end-to-end keys{}: /insecure {peer} to send plain (the server can read it)",
+                not_sent(unsent.len())
+            ),
+        ),
+        E2eEvent::Failed {
             failure, unsent, ..
         } => {
             let dropped = not_sent(unsent.len());
-            let text = if matches!(failure, Failure::PeerLeft | Failure::Unreachable) {
+            let text = if failure.is_blocking() {
                 format!(
-                    "secure session with {peer} interrupted: {failure}{dropped}. Nothing goes unencrypted: \
-                     messages to {peer} are refused until {peer} is back, and the session then restarts \
-                     by itself; /insecure {peer} to go on unencrypted"
-                )
-            } else if failure.is_interruption() {
-                format!(
-                    "secure session with {peer} interrupted: {failure}{dropped}. Nothing goes unencrypted: \
-                     your next message to {peer} starts a new session and waits for it (it also restarts \
-                     by itself when {peer} is online); /insecure {peer} to go on unencrypted"
+                    "secure session with {peer} failed: {failure}{dropped}. Messages to {peer} are blocked \
+                     until /secure {peer} (tries again) or /insecure {peer}"
                 )
             } else {
                 format!(
-                    "secure session with {peer} failed: {failure}{dropped}. Messages to {peer} are blocked \
-                     until /secure {peer} or /insecure {peer}"
+                    "could not start a secure session with {peer}: {failure}{dropped}. Nothing goes \
+                     unencrypted: your next message to {peer} tries again (/insecure {peer} to send plain)"
                 )
             };
             Rendered::new(at(), Kind::Error, text)
         }
+        E2eEvent::Unreadable { .. } => Rendered::new(
+            at(),
+            Kind::Error,
+            format!(
+                "a message from {peer} could not be decrypted and is not shown (altered on the way, \
+                 or sent in a session this client no longer has): ask {peer} to send it again"
+            ),
+        ),
+        E2eEvent::Replayed { .. } => Rendered::new(
+            at(),
+            Kind::Error,
+            format!("a message from {peer} came again (replayed by the server?) and was ignored"),
+        ),
         _ => return Vec::new(),
     };
     vec![item]
 }
 
-/// The peer an end-to-end event is about; `None` for a kind this version does not know.
+/// What an end-to-end event about no peer says (another copy of this home is in use).
+pub fn secure_general(event: &E2eEvent) -> Vec<Rendered> {
+    match event {
+        E2eEvent::OtherDevice => vec![Rendered::new(
+            Target::Here,
+            Kind::Alarm,
+            "WARNING: another copy of this client's home directory published end-to-end keys since this one last did: \
+             two machines are using one home, and their secure sessions break each other's. Use one copy only \
+             (each machine needs its own nick and home)"
+                .to_owned(),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// The peer an end-to-end event is about; `None` for an event about no peer, or of a kind
+/// this version does not know.
 pub fn e2e_peer(event: &E2eEvent) -> Option<&str> {
     match event {
-        E2eEvent::Starting { peer, .. }
-        | E2eEvent::Ready { peer, .. }
+        E2eEvent::Ready { peer, .. }
         | E2eEvent::Message { peer, .. }
         | E2eEvent::Ended { peer, .. }
-        | E2eEvent::NotStarted { peer, .. }
-        | E2eEvent::Failed { peer, .. } => Some(peer),
+        | E2eEvent::Failed { peer, .. }
+        | E2eEvent::Unreadable { peer }
+        | E2eEvent::Replayed { peer } => Some(peer),
         _ => None,
     }
 }
@@ -363,12 +378,16 @@ pub fn e2e_peer(event: &E2eEvent) -> Option<&str> {
 /// marks each of them; `None` for an event that drops none.
 pub fn unsent_reason(event: &E2eEvent) -> Option<String> {
     match event {
-        E2eEvent::Ended { .. } => Some("not sent: the secure session ended".into()),
-        E2eEvent::NotStarted { failure, .. } => Some(format!(
-            "not sent: the secure session did not come up ({failure})"
+        E2eEvent::Ended { .. } => Some("not sent: you said /insecure before it went".into()),
+        E2eEvent::Failed {
+            failure: Failure::NoKeys,
+            peer,
+            ..
+        } => Some(format!(
+            "not sent: {peer} has no end-to-end keys (/insecure {peer} to send plain)"
         )),
         E2eEvent::Failed { failure, .. } => {
-            Some(format!("not sent: the secure session failed ({failure})"))
+            Some(format!("not sent: no secure session ({failure})"))
         }
         _ => None,
     }

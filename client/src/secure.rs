@@ -1,12 +1,12 @@
-//! The client side of `/secure`: glue between the pure state machine
-//! ([`mm_common::e2e::Sessions`]) and the connection. It carries out the machine's actions
-//! (relay payloads, events, saving pins), tracks who is online, and keeps the identity key and
-//! pins in the client's home directory.
+//! The client side of end-to-end conversations: glue between the pure state machine
+//! ([`mm_common::e2e::Sessions`]) and the connection. It keeps the identity key, the pins and
+//! the sessions' state (ratchets, prekey secrets, which conversations are plain or blocked) in
+//! the client's home directory, each file 0600 and written atomically.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use mm_common::e2e::{check_conversations, E2eConfig, Sessions};
+use mm_common::e2e::{E2eConfig, Sessions};
 use mm_common::identity::{Identity, IdentityError};
 use mm_common::pins::Pins;
 use mm_common::protocol::nick_key;
@@ -17,9 +17,14 @@ use std::sync::Arc;
 pub const IDENTITY_FILE: &str = "identity.key";
 /// File in the client home holding pinned peer keys (mode 0600).
 pub const PINS_FILE: &str = "pins";
-/// File in the client home holding which conversations are secure or blocked (mode 0600), so
-/// that neither a reconnect nor a restart turns one plain.
-pub const CONVERSATIONS_FILE: &str = "conversations";
+/// File in the client home holding the end-to-end state (mode 0600): every session's ratchet,
+/// our prekey secrets, which conversations are plain or blocked. Saved before each message is
+/// sent or shown ([`mm_common::e2e::Action::Persist`]).
+pub const STATE_FILE: &str = "e2e-state";
+
+/// Protocol 5's file of secure conversations, no longer read: its conversations are end-to-end
+/// by default now. Removed at the first start of protocol 6 (it named peers).
+pub const OLD_CONVERSATIONS_FILE: &str = "conversations";
 
 /// What a client needs for end-to-end sessions. Clones share one set of sessions for the
 /// nick they first connect as: a reconnect made with a clone keeps every conversation's state
@@ -32,10 +37,10 @@ pub struct SecureSetup {
     pub pins: Pins,
     /// Where to save the pins when they change (`None`: keep them in memory only).
     pub pins_file: Option<PathBuf>,
-    /// The saved conversations ([`mm_common::e2e::Sessions::conversations_text`]).
-    pub conversations: String,
-    /// Where to save them when they change (`None`: keep them in memory only).
-    pub conversations_file: Option<PathBuf>,
+    /// The saved state ([`mm_common::e2e::Sessions::state_bytes`]); empty: none yet.
+    pub state: zeroize::Zeroizing<Vec<u8>>,
+    /// Where to save it when it changes (`None`: keep it in memory only).
+    pub state_file: Option<PathBuf>,
     /// Tunables.
     pub config: E2eConfig,
     /// The sessions, made at the first connection and kept by every clone.
@@ -71,23 +76,26 @@ pub enum HomeError {
         /// The damaged line.
         line: usize,
     },
-    /// The conversations file is damaged. Refusing to start is safer than forgetting which
-    /// conversations are secure, which would let the next private line go plain.
-    #[error("{path}: line {line} is damaged; fix or remove that line (a removed line makes that conversation plain until /secure)")]
-    Conversations {
+    /// The end-to-end state file is damaged. Refusing to start is safer than forgetting the
+    /// sessions (peers' messages would become unreadable) or a `/insecure` or a block.
+    #[error("{path}: damaged; move it away to start over (your peers' messages sent since your last login will then be unreadable)")]
+    State {
         /// The file.
         path: PathBuf,
-        /// The damaged line.
-        line: usize,
     },
     /// Writing a file failed.
     #[error(transparent)]
     Write(#[from] mm_certs::CertError),
 }
 
-/// Largest home file read (identity, pins, conversations: a few bytes per peer; the peer table
-/// is bounded far below this).
+/// Largest home file read (identity, pins: a few bytes per peer; the peer table is bounded far
+/// below this).
 const MAX_HOME_FILE: u64 = 8 * 1024 * 1024;
+
+/// Largest end-to-end state read: 4,096 peers × 3 sessions with up to 2,000 skipped keys each
+/// would be more, but such a state is not reachable in practice; a larger file is refused as
+/// damaged rather than read without bound.
+const MAX_STATE_FILE: u64 = 256 * 1024 * 1024;
 
 /// A home file's text, read with [`mm_certs::read_limited`] (never a FIFO or a device, never
 /// more than [`MAX_HOME_FILE`]); not UTF-8 is an error of kind `InvalidData`.
@@ -108,8 +116,8 @@ impl SecureSetup {
             identity: Identity::generate(),
             pins: Pins::default(),
             pins_file: None,
-            conversations: String::new(),
-            conversations_file: None,
+            state: zeroize::Zeroizing::new(Vec::new()),
+            state_file: None,
             config: E2eConfig::default(),
             shared: Arc::default(),
         }
@@ -162,30 +170,40 @@ impl SecureSetup {
                 })
             }
         };
-        let conversations_path = home.join(CONVERSATIONS_FILE);
-        let conversations = match read_text(&conversations_path) {
-            Ok(text) => {
-                check_conversations(&text).map_err(|line| HomeError::Conversations {
-                    path: conversations_path.clone(),
-                    line,
+        let state_path = home.join(STATE_FILE);
+        let state = match mm_certs::read_limited(&state_path, MAX_STATE_FILE) {
+            Ok(bytes) => {
+                let bytes = zeroize::Zeroizing::new(bytes);
+                // Checked now, so that a damaged file stops the client before it connects.
+                let mut probe = Sessions::new(
+                    "check",
+                    identity.clone(),
+                    pins.clone(),
+                    E2eConfig::default(),
+                );
+                probe.restore(&bytes).map_err(|_| HomeError::State {
+                    path: state_path.clone(),
                 })?;
-                text
+                bytes
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                zeroize::Zeroizing::new(Vec::new())
+            }
             Err(source) => {
                 return Err(HomeError::Io {
-                    path: conversations_path,
+                    path: state_path,
                     cause: source,
                 })
             }
         };
+        let _ = std::fs::remove_file(home.join(OLD_CONVERSATIONS_FILE));
         Ok((
             SecureSetup {
                 identity,
                 pins,
                 pins_file: Some(pins_path),
-                conversations,
-                conversations_file: Some(conversations_path),
+                state,
+                state_file: Some(state_path),
                 config: E2eConfig::default(),
                 shared: Arc::default(),
             },
@@ -210,9 +228,8 @@ impl SecureSetup {
     }
 
     /// The sessions for a connection logged in as `me`: the ones this setup (or a clone) made
-    /// before if the nick is the same, reset for a new connection; otherwise new ones, with the
-    /// saved conversations restored. Also returns the peers to monitor on the new connection.
-    pub(crate) fn attach(&self, me: &str) -> (Arc<Secure>, Vec<String>) {
+    /// before if the nick is the same; otherwise new ones, with the saved state restored.
+    pub(crate) fn attach(&self, me: &str) -> Arc<Secure> {
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         let secure = match shared.as_ref() {
             Some(secure) if secure.me == nick_key(me) => Arc::clone(secure),
@@ -223,13 +240,15 @@ impl SecureSetup {
                     self.pins.clone(),
                     self.config.clone(),
                 );
-                // Checked when loaded; a setup built by hand with a bad text restores nothing.
-                let _ = sessions.restore(&self.conversations);
+                // Checked when loaded; a setup built by hand with bad bytes restores nothing.
+                if !self.state.is_empty() {
+                    let _ = sessions.restore(&self.state);
+                }
                 let secure = Arc::new(Secure {
                     me: nick_key(me),
                     sessions: Mutex::new(sessions),
                     pins_file: self.pins_file.clone(),
-                    conversations_file: self.conversations_file.clone(),
+                    state_file: self.state_file.clone(),
                     saving: Mutex::new(()),
                     unsaved: Mutex::new(None),
                 });
@@ -238,8 +257,7 @@ impl SecureSetup {
             }
         };
         drop(shared);
-        let monitor = secure.sessions().connection_reset();
-        (secure, monitor)
+        secure
     }
 }
 
@@ -252,7 +270,7 @@ pub struct Secure {
     me: String,
     sessions: Mutex<Sessions>,
     pins_file: Option<PathBuf>,
-    conversations_file: Option<PathBuf>,
+    state_file: Option<PathBuf>,
     /// Serialises saving: the reader and the handles may save at once, and each file is
     /// written through one temporary name.
     saving: Mutex<()>,
@@ -299,21 +317,21 @@ impl Secure {
             .clone()
     }
 
-    /// Writes the pins and conversations files (0600, each atomically).
+    /// Writes the pins and the end-to-end state (0600, each atomically and synced).
     ///
     /// # Errors
     /// The write that failed.
     pub fn save(&self) -> Result<(), mm_certs::CertError> {
         let _saving = self.saving.lock().unwrap_or_else(|p| p.into_inner());
-        let (pins, conversations) = {
+        let (pins, state) = {
             let sessions = self.sessions();
-            (sessions.pins().to_text(), sessions.conversations_text())
+            (sessions.pins().to_text(), sessions.state_bytes())
         };
         if let Some(path) = &self.pins_file {
             mm_certs::write_secret(path, pins.as_bytes())?;
         }
-        if let Some(path) = &self.conversations_file {
-            mm_certs::write_secret(path, conversations.as_bytes())?;
+        if let Some(path) = &self.state_file {
+            mm_certs::write_secret(path, &state)?;
         }
         Ok(())
     }

@@ -329,7 +329,7 @@ impl TestClient {
             })
             .await
         {
-            E2eEvent::Message { peer, text } => (peer, text),
+            E2eEvent::Message { peer, text, .. } => (peer, text),
             _ => unreachable!(),
         }
     }

@@ -267,20 +267,43 @@ impl Core {
         self.acks.all_returned(now);
         let up_to = self.acks.handled();
         if up_to > 0 {
-            self.out.queue(&ClientMsg::Received { up_to }, None);
+            self.acknowledge(up_to);
         }
         self.out.queue(&ClientMsg::Quit, None);
     }
 
     // ---- end-to-end effects -----------------------------------------------------------------
 
-    /// Carries out what the end-to-end layer asked for.
-    pub(super) fn perform(&mut self, actions: Vec<Action>, _now: Instant) {
+    /// Carries out what the end-to-end layer asked for, in order. [`Action::Persist`] saves
+    /// the state here and now (a small write and an fsync): a ciphertext leaves only once the
+    /// ratchet state that made it is on disk — sending after a failed save could make a
+    /// restarted client encrypt twice with one key — so when the save fails, the texts after
+    /// it are not sent (each gets an error) until a save succeeds.
+    pub(super) fn perform(&mut self, actions: Vec<Action>, now: Instant) {
+        let mut unsaved: Option<String> = None;
         for action in actions {
             match action {
-                Action::Monitor(nick) => {
-                    self.out
-                        .queue(&ClientMsg::Monitor { nicks: vec![nick] }, None);
+                Action::Persist => {
+                    if let Some(secure) = self.secure.clone() {
+                        let result = secure.save().map_err(|e| e.to_string());
+                        unsaved = result.clone().err();
+                        self.saved(result, now);
+                    }
+                }
+                Action::Send { line, .. } if unsaved.is_some() => {
+                    if let Some(line) = line {
+                        let line = LineId::from_tag(line);
+                        self.out.answered(line);
+                        self.push(Event::Error {
+                            line: Some(line),
+                            code: mm_common::protocol::ErrorCode::INTERNAL,
+                            fatal: false,
+                            detail: format!(
+                                "not sent: the end-to-end state could not be saved ({})",
+                                unsaved.as_deref().unwrap_or_default()
+                            ),
+                        });
+                    }
                 }
                 Action::Send { to, payload, line } => {
                     let answer = Answer::Relay {
@@ -294,8 +317,13 @@ impl Core {
                         self.out.answered(LineId::from_tag(line));
                     }
                 }
+                Action::Publish(keys) => {
+                    self.out.queue(&ClientMsg::PublishKeys { keys }, None);
+                }
+                Action::FetchBundle(nick) => {
+                    self.out.queue(&ClientMsg::FetchBundle { nick }, None);
+                }
                 Action::Event(event) => self.secure_event(event),
-                Action::Persist => self.save_wanted = true,
             }
         }
     }
@@ -307,10 +335,7 @@ impl Core {
             }
         }
         // Texts dropped unsent have their answer: this event.
-        if let E2eEvent::Failed { unsent, .. }
-        | E2eEvent::Ended { unsent, .. }
-        | E2eEvent::NotStarted { unsent, .. } = &event
-        {
+        if let E2eEvent::Failed { unsent, .. } | E2eEvent::Ended { unsent, .. } = &event {
             for &line in unsent {
                 self.out.answered(LineId::from_tag(line));
             }

@@ -19,10 +19,12 @@ impl Core {
                 self.out.queue(&ClientMsg::Pong { token }, None);
             }
             ServerMsg::Pong { .. } | ServerMsg::Welcome { .. } => {}
-            // Protocol 6's key directory: wired to the end-to-end sessions next.
-            ServerMsg::KeysPublished { .. }
-            | ServerMsg::Bundle { .. }
-            | ServerMsg::PrekeysLow { .. } => {}
+            ServerMsg::KeysPublished {
+                one_time,
+                other_device,
+            } => self.e2e(|s| s.published(one_time, other_device), now),
+            ServerMsg::Bundle { nick, answer } => self.e2e(|s| s.bundle(&nick, answer, now), now),
+            ServerMsg::PrekeysLow { one_time } => self.e2e(|s| s.prekeys_low(one_time), now),
             ServerMsg::Relay {
                 id,
                 ts,
@@ -75,10 +77,11 @@ impl Core {
             ServerMsg::Sent { id, ts } => self.accepted(id, ts, false),
             ServerMsg::Queued { id, ts } => self.accepted(id, ts, true),
             ServerMsg::Joined { room, nick, .. } if is_lobby(&room) => {
-                self.presence(&nick, true, now);
                 self.push(Event::Joined { nick });
             }
-            ServerMsg::Presence { nick, online } => self.presence(&nick, online, now),
+            // Nobody monitors since protocol 6 (end-to-end sessions no longer need the peer
+            // online); an unasked presence is ignored.
+            ServerMsg::Presence { .. } => {}
             msg @ (ServerMsg::Joined { .. }
             | ServerMsg::Entered { .. }
             | ServerMsg::Names { .. }
@@ -93,15 +96,7 @@ impl Core {
             | ServerMsg::Away { .. }) => self.room_message(msg),
             // Only the lobby tells who went offline.
             ServerMsg::Left { room, .. } if !is_lobby(&room) => {}
-            ServerMsg::Left { nick, reason, .. } => {
-                let actions = self
-                    .secure
-                    .as_ref()
-                    .map(|s| s.sessions().peer_left(&nick))
-                    .unwrap_or_default();
-                self.push(Event::Left { nick, reason });
-                self.perform(actions, now);
-            }
+            ServerMsg::Left { nick, reason, .. } => self.push(Event::Left { nick, reason }),
             ServerMsg::Error {
                 code,
                 fatal: false,
@@ -135,16 +130,31 @@ impl Core {
         true
     }
 
-    /// End-to-end data from `from`.
+    /// Runs `f` on the end-to-end sessions (not holding them while carrying out what it
+    /// returns).
+    fn e2e(
+        &mut self,
+        f: impl FnOnce(&mut mm_common::e2e::Sessions) -> Vec<mm_common::e2e::Action>,
+        now: Instant,
+    ) {
+        let actions = match &self.secure {
+            Some(secure) => f(&mut secure.sessions()),
+            None => return,
+        };
+        self.perform(actions, now);
+    }
+
+    /// End-to-end data from `from`: decrypted (the state saved first), then shown; handled
+    /// (acknowledged) after that.
     fn relay(&mut self, id: u64, ts: u64, from: &str, payload: &[u8], now: Instant) {
-        // A replayed end-to-end message would fail to decrypt and end the session.
+        // Already passed on in this process: acknowledged again, not decrypted again.
         if self.repeat(id, ts) {
             return;
         }
         let actions = self
             .secure
             .as_ref()
-            .map(|s| s.sessions().receive(from, payload, now))
+            .map(|s| s.sessions().receive(from, id, payload, now))
             .unwrap_or_default();
         self.perform(actions, now);
         self.config.state.received_personal(id, ts);
@@ -221,11 +231,12 @@ impl Core {
 
     /// `Sent` or `Queued`: the answer to the oldest frame waiting for one.
     fn accepted(&mut self, id: u64, ts: u64, queued: bool) {
-        let line = match self.out.next_answer() {
-            Some(Answer::Text(line)) => line,
+        let (line, secure_for) = match self.out.next_answer() {
+            Some(Answer::Text(line)) => (line, None),
             Some(Answer::Relay {
-                line: Some(line), ..
-            }) => line,
+                line: Some(line),
+                peer,
+            }) => (line, Some(peer)),
             // Acknowledgements of end-to-end internals are not the user's business; an
             // answer to nothing (a confused server) is ignored.
             Some(Answer::Relay { line: None, .. }) | None => return,
@@ -235,19 +246,15 @@ impl Core {
         let room = self.line_room(line);
         self.config.state.received_public(&room, id, ts);
         self.push(if queued {
-            Event::Queued { line, id, ts }
+            Event::Queued {
+                line,
+                secure_for,
+                id,
+                ts,
+            }
         } else {
             Event::Sent { line, id, ts }
         });
-    }
-
-    fn presence(&mut self, nick: &str, online: bool, now: Instant) {
-        let actions = self
-            .secure
-            .as_ref()
-            .map(|s| s.sessions().presence(nick, online, now))
-            .unwrap_or_default();
-        self.perform(actions, now);
     }
 
     /// A non-fatal error: the answer to the oldest frame waiting for one.
@@ -257,14 +264,13 @@ impl Core {
             Some(Answer::Relay { peer, line }) => (line, Some(peer)),
             None => (None, None),
         };
-        let unreachable = refused_relay.is_some() && code == ErrorCode::NO_SUCH_NICK;
         if let Some(line) = line {
             self.out.answered(line);
             self.line_room(line);
         }
-        // An unreachable peer's end-to-end internals are not the user's business; a refused
-        // line of theirs (or any other refusal) is.
-        if !unreachable || line.is_some() {
+        // A refused relay of a text is the user's business (its line says why); one that
+        // carried no text leaves at most a gap the peer's ratchet skips.
+        if line.is_some() || refused_relay.is_none() {
             self.push(Event::Error {
                 line,
                 code,
@@ -272,15 +278,6 @@ impl Core {
                 detail,
             });
         }
-        // The peer is offline: its handshake or session fails now, with that reason. Any other
-        // refused relay leaves a gap the peer could not decrypt past: the session ends now,
-        // visibly.
-        let Some(peer) = refused_relay else { return };
-        let actions = match &self.secure {
-            Some(s) if unreachable => s.sessions().unreachable(&peer),
-            Some(s) => s.sessions().relay_refused(&peer),
-            None => return,
-        };
-        self.perform(actions, now);
+        let _ = now;
     }
 }

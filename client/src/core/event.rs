@@ -266,6 +266,8 @@ pub enum Event {
     Queued {
         /// Our line.
         line: LineId,
+        /// The recipient, when the line went end-to-end encrypted (`None`: a plain line).
+        secure_for: Option<String>,
         /// Its id.
         id: u64,
         /// Its server time.

@@ -363,18 +363,15 @@ impl Core {
         self.nick = welcome.nick.clone();
         self.max_text_len = usize::try_from(welcome.max_text_len).unwrap_or(usize::MAX);
         self.out = Outgoing::new(welcome.rate_burst, welcome.rate_per_sec, now);
-        let (secure, monitor) = self.config.secure.attach(&welcome.nick);
-        self.secure = Some(secure);
-        // Watch the peers of secure conversations, so that interrupted sessions restart when
-        // they come online.
-        for nicks in monitor.chunks(mm_common::protocol::MONITOR_PER_FRAME) {
-            self.out.queue(
-                &ClientMsg::Monitor {
-                    nicks: nicks.to_vec(),
-                },
-                None,
-            );
-        }
+        let secure = self.config.secure.attach(&welcome.nick);
+        self.secure = Some(Arc::clone(&secure));
+        // Our keys in the server's directory (new prekeys when due), and the key requests the
+        // last connection left unanswered.
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let actions = secure.sessions().login(now, wall_ms);
+        self.perform(actions, now);
         // Lines a dropped connection never wrote go first, in their order.
         for (line, frame) in std::mem::take(&mut self.carried) {
             self.out.queue_line_frame(line, frame);
@@ -440,14 +437,14 @@ impl Core {
                 if let Some(secure) = self.secure.clone() {
                     if self.e2e_deadline().is_some_and(|t| t <= now) {
                         self.e2e_ran = Some(now);
-                        let actions = secure.sessions().handle_timeout(now);
+                        let actions = secure.sessions().tick(now);
                         self.perform(actions, now);
                     }
                 }
                 // An acknowledgement due: queued now (poll_transmit may not be asked while the
                 // socket is backed up, and the deadline must not stay in the past).
                 if let Some(up_to) = self.acks.poll(false, now) {
-                    self.out.queue(&ClientMsg::Received { up_to }, None);
+                    self.acknowledge(up_to);
                 }
                 if self.save_retry_at.is_some_and(|t| t <= now) {
                     self.save_retry_at = None;
@@ -477,7 +474,7 @@ impl Core {
         if let Phase::Ready = self.phase {
             let caught_up = self.events.is_empty() && !self.has_frame();
             if let Some(up_to) = self.acks.poll(caught_up, now) {
-                self.out.queue(&ClientMsg::Received { up_to }, None);
+                self.acknowledge(up_to);
             }
         }
         let before = out.len();
@@ -485,6 +482,15 @@ impl Core {
         // What was written may have made room for frames left unread.
         self.resume(now);
         out.len() > before
+    }
+
+    /// Acknowledges every personal line up to `up_to` to the server; the end-to-end layer
+    /// stops keeping the decrypted texts of those (kept to show again after a crash).
+    pub(super) fn acknowledge(&mut self, up_to: u64) {
+        self.out.queue(&ClientMsg::Received { up_to }, None);
+        if let Some(secure) = &self.secure {
+            secure.sessions().acknowledged(up_to);
+        }
     }
 
     /// Whether frames wait to be transmitted (now or when the pace allows).
@@ -549,7 +555,7 @@ impl Core {
             Ok(()) => {
                 if secure.set_unsaved(None).is_some() {
                     self.push(Event::Warning(
-                        "pinned keys and secure conversations are saved now".into(),
+                        "pinned keys and end-to-end sessions are saved now".into(),
                     ));
                 }
                 self.save_retry_at = None;
@@ -557,7 +563,7 @@ impl Core {
             Err(e) => {
                 if secure.set_unsaved(Some(e.clone())).is_none() {
                     self.push(Event::Warning(format!(
-                        "could not save pinned keys and secure conversations ({e}); retrying every second. If mm stops before they are saved, they are forgotten and these conversations would start plain: free some space or fix the home directory"
+                        "could not save pinned keys and end-to-end sessions ({e}); retrying every second. Until they are saved, end-to-end messages are not sent, and if mm stops, messages shown since may be shown again: free some space or fix the home directory"
                     )));
                 }
                 self.save_retry_at = Some(now + SAVE_RETRY);

@@ -445,9 +445,7 @@ impl App {
                 }
             }
             Event::Secure(
-                e @ (E2eEvent::Ended { unsent, .. }
-                | E2eEvent::NotStarted { unsent, .. }
-                | E2eEvent::Failed { unsent, .. }),
+                e @ (E2eEvent::Ended { unsent, .. } | E2eEvent::Failed { unsent, .. }),
             ) => {
                 if let Some(why) = render::unsent_reason(e) {
                     self.refuse_unsent(unsent, &why);
@@ -532,16 +530,8 @@ impl App {
         } else {
             error.unwrap_or("connection closed").to_owned()
         });
-        // Sessions die with the connection, but a secure conversation stays secure: the status
-        // bar says it is paused, and the next connection restarts it.
-        for tab in &mut self.tabs {
-            if matches!(tab.security, Security::Secure { .. } | Security::Starting) {
-                tab.security = Security::Interrupted {
-                    reason: "the connection to the server was lost".into(),
-                    offline: false,
-                };
-            }
-        }
+        // Sessions outlive the connection (the status bar says they are paused until the
+        // next one).
     }
 
     /// Puts an item where it belongs ([`Target`]): the room, a peer's tab (opened for it; the

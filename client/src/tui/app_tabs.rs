@@ -35,20 +35,20 @@ pub enum Security {
         /// Whether the user verified the safety number.
         verified: bool,
     },
-    /// Secure wanted, no session now (a reconnect, the peer left...): nothing goes plain; the
-    /// next line restarts the session (refused while the peer is offline).
-    Interrupted {
-        /// Why there is no session.
-        reason: String,
-        /// The peer is known to be offline.
-        offline: bool,
-    },
-    /// The session failed; sending is blocked until the user acts.
+    /// End-to-end, no session yet: the first line fetches the peer's keys and starts one
+    /// (whether or not the peer is online).
+    Ready,
+    /// The last attempt to start a session failed (`blocked`: sending is blocked until the
+    /// user acts; otherwise the next line tries again).
     Failed {
         /// What happened.
         reason: String,
         /// The peer's key changed: possibly an attack.
         key_changed: bool,
+        /// Sending is blocked until the user acts.
+        blocked: bool,
+        /// The peer has no end-to-end keys.
+        no_keys: bool,
     },
 }
 
@@ -61,17 +61,18 @@ impl From<&Status> for Security {
                 fingerprint: key_fingerprint(key),
                 verified: *trust == Trust::Verified,
             },
-            Status::Interrupted { reason, online } => Security::Interrupted {
-                reason: reason.to_string(),
-                offline: *online == Some(false),
-            },
+            Status::Ready => Security::Ready,
             Status::Failed(failure) => Security::Failed {
                 reason: failure.to_string(),
                 key_changed: matches!(failure, Failure::KeyChanged { .. }),
+                blocked: failure.is_blocking(),
+                no_keys: matches!(failure, Failure::NoKeys),
             },
             _ => Security::Failed {
                 reason: "unknown state".into(),
                 key_changed: false,
+                blocked: true,
+                no_keys: false,
             },
         }
     }

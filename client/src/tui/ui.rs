@@ -166,7 +166,7 @@ fn tab_bar(app: &App, theme: Theme) -> Line<'static> {
         let mut style = match &tab.security {
             Security::Secure { .. } if tab.peer().is_some() => theme.fg(Color::Green),
             Security::Failed { .. } if tab.peer().is_some() => theme.fg(Color::Red),
-            Security::Interrupted { .. } if tab.peer().is_some() => theme.fg(Color::Yellow),
+            Security::Plain if tab.peer().is_some() => theme.fg(Color::Yellow),
             _ => Style::new(),
         };
         if tab.unread > 0 {
@@ -524,7 +524,7 @@ fn tab_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
             let paused = app.conn != Conn::Connected
                 && matches!(
                     tab.security,
-                    Security::Secure { .. } | Security::Starting | Security::Interrupted { .. }
+                    Security::Secure { .. } | Security::Starting | Security::Ready
                 );
             spans.push(match &tab.security {
                 _ if paused => Span::styled(
@@ -540,7 +540,11 @@ fn tab_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
                 }
                 Security::Plain => Span::styled(
                     "NOT end-to-end encrypted (the server can read it) · /secure to encrypt ".to_string(),
-                    bar,
+                    bar.patch(theme.fg(Color::Yellow)),
+                ),
+                Security::Ready => Span::styled(
+                    "end-to-end encrypted · the session starts with your first line (offline or not) ".to_string(),
+                    bar.patch(theme.secure()),
                 ),
                 Security::Starting => Span::styled(
                     "setting up end-to-end encryption... ".to_string(),
@@ -560,12 +564,12 @@ fn tab_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
                     format!("SECURE e2e · VERIFIED · key {} ", short(fingerprint)),
                     bar.patch(theme.secure()),
                 ),
-                Security::Interrupted { offline: true, .. } => Span::styled(
-                    format!("SECURE e2e · {peer} offline: sending blocked until {peer} is back "),
-                    bar.patch(theme.fg(Color::Yellow)),
+                Security::Failed { no_keys: true, .. } => Span::styled(
+                    format!("{peer} has no end-to-end keys · nothing goes plain: /insecure {peer} to send plain "),
+                    bar.patch(theme.error()),
                 ),
-                Security::Interrupted { .. } => Span::styled(
-                    "SECURE e2e · no session now: your next line restarts it (nothing goes plain) ".to_string(),
+                Security::Failed { blocked: false, reason, .. } => Span::styled(
+                    format!("no secure session ({reason}) · your next line tries again (nothing goes plain) "),
                     bar.patch(theme.fg(Color::Yellow)),
                 ),
                 Security::Failed {

@@ -1,68 +1,56 @@
-//! Tunables ([`E2eConfig`]) and the fixed bounds and waits of the peer table.
+//! Tunables ([`E2eConfig`]) and the fixed bounds of the peer table.
 
 use std::time::Duration;
 
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct E2eConfig {
-    /// A sender rekeys its direction after this many messages.
-    pub rekey_every: u64,
-    /// The initiator runs a new handshake after this many messages (both directions).
-    pub rehandshake_messages: u64,
-    /// ... or after the session is this old.
-    pub rehandshake_after: Duration,
-    /// A handshake not finished within this fails.
-    pub handshake_timeout: Duration,
-    /// Texts that may wait for a handshake to finish.
+    /// Private messages are end-to-end encrypted unless the user says `/insecure NICK` (on by
+    /// default). Off: a conversation is plain until `/secure NICK` (protocol 5's behaviour).
+    pub end_to_end_by_default: bool,
+    /// Texts that may wait for a peer's keys.
     pub max_queued: usize,
+    /// A request for a peer's keys not answered within this fails the texts waiting for it.
+    pub fetch_timeout: Duration,
+    /// A new signed prekey after this long (Signal suggests "once a week, or once a month").
+    pub signed_prekey_rotation: Duration,
+    /// How many one-time prekeys to publish at a time.
+    pub one_time_batch: usize,
 }
 
 impl Default for E2eConfig {
     fn default() -> Self {
         E2eConfig {
-            rekey_every: 100,
-            rehandshake_messages: 1000,
-            rehandshake_after: Duration::from_secs(60 * 60),
-            handshake_timeout: Duration::from_secs(30),
+            end_to_end_by_default: true,
             max_queued: 64,
+            fetch_timeout: Duration::from_secs(30),
+            signed_prekey_rotation: Duration::from_secs(7 * 24 * 60 * 60),
+            one_time_batch: crate::prekeys::MAX_ONE_TIME_PER_UPLOAD,
         }
     }
 }
 
-/// Most peers we keep state for. A `Hello` from a nick we have no state for is refused
-/// beyond it, so that a flood of handshakes from many (possibly invented) nicks cannot grow
-/// memory or CPU without bound.
+/// Most peers we keep state for: a flood of session starts from many (possibly invented)
+/// nicks is refused beyond it, so memory stays bounded.
 pub const MAX_PEERS: usize = 4096;
 
-/// Most handshakes started by peers that may be in progress at once.
-pub const MAX_INCOMING_HANDSHAKES: usize = 32;
+/// Most sessions kept per peer: the current one and older ones still able to decrypt late
+/// messages (both sides may start a session at once; each keeps the other's).
+pub const MAX_SESSIONS_PER_PEER: usize = 3;
 
-/// Most handshakes started automatically ([`Sessions::presence`], [`Sessions::tick`]) that run at
-/// once: after a reconnect with many secure peers online, the others start as these finish,
-/// instead of all queueing behind the client's rate pacing and timing out.
-///
-/// [`Sessions::presence`]: crate::e2e::Sessions::presence
-/// [`Sessions::tick`]: crate::e2e::Sessions::tick
-pub const MAX_AUTOMATIC_STARTS: usize = 4;
+/// Most decrypted messages kept per peer until the server's copy is acknowledged (so a crash
+/// between saving and showing shows them again, never loses them).
+pub const MAX_UNACKNOWLEDGED: usize = 1024;
 
-/// A responder waits this many times `handshake_timeout` for message 3.
-pub(super) const RESPONDER_PATIENCE: u32 = 4;
+/// Most one-time prekey secrets kept (the server keeps the newest
+/// [`crate::prekeys::MAX_ONE_TIME_STORED`]; we keep more, for bundles handed out before an
+/// upload trimmed the server's list).
+pub const MAX_ONE_TIME_SECRETS: usize = 400;
 
-/// Shortest wait before a session that failed to start restarts by itself; it doubles with
-/// every attempt, up to [`MAX_RETRY_WAIT`].
-pub(super) const RETRY_WAIT: Duration = Duration::from_secs(5);
+/// Signed prekeys kept: the current one and older ones, for sessions started from bundles
+/// fetched before a rotation.
+pub const MAX_SIGNED_PREKEYS: usize = 3;
 
-/// Longest wait between automatic restarts.
-pub(super) const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
-
-/// The wait before the automatic restart that follows `attempts` handshakes started since the
-/// last session came up: none before the first, then [`RETRY_WAIT`] × 2^(attempts−1), at most
-/// [`MAX_RETRY_WAIT`].
-pub(super) fn retry_wait(attempts: u32) -> Option<Duration> {
-    let n = attempts.checked_sub(1)?;
-    Some(
-        RETRY_WAIT
-            .saturating_mul(1u32 << n.min(8))
-            .min(MAX_RETRY_WAIT),
-    )
-}
+/// Ephemeral keys of session starts remembered, so that a replayed start is not taken for a
+/// new session (X3DH §4.2: a start without a one-time prekey can be replayed).
+pub const MAX_SEEN_STARTS: usize = 8192;

@@ -1,17 +1,17 @@
 //! The wire envelope between two clients (postcard-encoded, relayed by the server as opaque
-//! bytes), the padded plaintext inside [`Envelope::Data`], and the size bounds.
+//! bytes in a `Relay`), the padded plaintext inside it, and the size bounds.
+//!
+//! Every message is a Double Ratchet message ([`Sealed`]). Until the initiator of a session
+//! has heard back from the peer, its messages also carry the X3DH start ([`Envelope::Start`]),
+//! so that whichever of them arrives first (mail is delivered in order, but a lost one must not
+//! strand the rest) can set up the session at the peer.
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{AbortReason, Refused};
+use super::ratchet::Header;
+use crate::identity::KEY_LEN;
 
-/// Length of a session id, in bytes.
-pub const SESSION_ID_LEN: usize = 16;
-
-/// A session id: random, chosen by the initiator.
-pub type SessionId = [u8; SESSION_ID_LEN];
-
-/// Plaintext sizes that messages are padded up to, in bytes.
+/// Plaintext sizes that messages are padded up to, in bytes: lengths leak only coarsely.
 pub const PAD_BUCKETS: [usize; 4] = [128, 512, 2048, 8192];
 
 /// Authentication tag added by ChaCha20-Poly1305, in bytes.
@@ -20,60 +20,40 @@ pub(super) const TAG_LEN: usize = 16;
 /// Largest ciphertext accepted, in bytes; anything longer is refused before decryption.
 pub const MAX_CIPHERTEXT: usize = PAD_BUCKETS[PAD_BUCKETS.len() - 1] + TAG_LEN;
 
-/// Largest handshake message accepted, in bytes (XX messages are at most 96 bytes with empty
-/// payloads).
-pub(super) const MAX_HANDSHAKE_MSG: usize = 1024;
+/// One Double Ratchet message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// The ratchet header (sent in the clear, authenticated as associated data).
+    pub header: Header,
+    /// ChaCha20-Poly1305 of the padded [`Inner`].
+    pub ciphertext: Vec<u8>,
+}
 
 /// What travels inside a relay payload between two clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Envelope {
-    /// Handshake message 1, initiator → responder.
-    Hello {
-        /// The new session.
-        session: SessionId,
-        /// Noise message.
-        noise: Vec<u8>,
+    /// A message of a session the sender started (X3DH) and the peer has not answered yet.
+    Start {
+        /// The sender's identity key (IK_A).
+        identity: [u8; KEY_LEN],
+        /// The sender's ephemeral key for this session (EK_A); it also names the session.
+        ephemeral: [u8; KEY_LEN],
+        /// The id of the peer's signed prekey it used.
+        signed_prekey: u32,
+        /// The id of the peer's one-time prekey it used, if the bundle had one.
+        one_time: Option<u32>,
+        /// The message.
+        message: Sealed,
     },
-    /// Handshake message 2, responder → initiator.
-    Reply {
-        /// The session.
-        session: SessionId,
-        /// Noise message.
-        noise: Vec<u8>,
-    },
-    /// Handshake message 3, initiator → responder.
-    Finish {
-        /// The session.
-        session: SessionId,
-        /// Noise message.
-        noise: Vec<u8>,
-    },
-    /// An encrypted, padded `Inner` message.
-    Data {
-        /// The session it is encrypted in.
-        session: SessionId,
-        /// Noise transport message.
-        ciphertext: Vec<u8>,
-    },
-    /// "I dropped this session." Unauthenticated, so it can only end a session, never start
-    /// or alter one (the relay can always drop messages anyway).
-    Abort {
-        /// The session.
-        session: SessionId,
-        /// Why.
-        reason: AbortReason,
-    },
+    /// A message of an established session.
+    Message(Sealed),
 }
 
-/// The plaintext inside [`Envelope::Data`], before padding.
+/// The plaintext inside a [`Sealed`], before padding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum Inner {
     /// A chat line.
     Text(String),
-    /// The sender rekeys its direction after this message.
-    Rekey,
-    /// The sender ended the session.
-    Close,
 }
 
 /// The postcard bytes of `envelope`.
@@ -82,23 +62,33 @@ pub(super) fn encode(envelope: &Envelope) -> Vec<u8> {
     postcard::to_allocvec(envelope).unwrap_or_default()
 }
 
-/// Pads an encoded [`Inner`] with zeros up to the next bucket.
-///
-/// # Errors
-/// [`Refused::Crypto`] if it does not fit the largest bucket.
-pub(super) fn pad(inner: &Inner) -> Result<Vec<u8>, Refused> {
-    let mut plain = postcard::to_allocvec(inner).map_err(|_| Refused::Crypto)?;
-    let bucket = PAD_BUCKETS
-        .iter()
-        .copied()
-        .find(|b| *b >= plain.len())
-        .ok_or(Refused::Crypto)?;
-    plain.resize(bucket, 0);
-    Ok(plain)
+/// The envelope in `bytes`: exactly one, with a ciphertext of at most [`MAX_CIPHERTEXT`].
+pub(super) fn decode(bytes: &[u8]) -> Option<Envelope> {
+    let (envelope, rest) = postcard::take_from_bytes::<Envelope>(bytes).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let sealed = match &envelope {
+        Envelope::Start { message, .. } => message,
+        Envelope::Message(m) => m,
+    };
+    (sealed.ciphertext.len() <= MAX_CIPHERTEXT).then_some(envelope)
 }
 
-/// The [`Inner`] in a padded plaintext; the padding must be all zeros.
+/// Pads an encoded [`Inner`] with zeros up to the next bucket; `None` if it does not fit the
+/// largest.
+pub(super) fn pad(inner: &Inner) -> Option<Vec<u8>> {
+    let mut plain = postcard::to_allocvec(inner).ok()?;
+    let bucket = PAD_BUCKETS.iter().copied().find(|b| *b >= plain.len())?;
+    plain.resize(bucket, 0);
+    Some(plain)
+}
+
+/// The [`Inner`] in a padded plaintext; the padding must be all zeros and the size a bucket.
 pub(super) fn unpad(plain: &[u8]) -> Option<Inner> {
+    if !PAD_BUCKETS.contains(&plain.len()) {
+        return None;
+    }
     let (inner, rest) = postcard::take_from_bytes::<Inner>(plain).ok()?;
     rest.iter().all(|b| *b == 0).then_some(inner)
 }

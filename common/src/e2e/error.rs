@@ -1,104 +1,60 @@
-//! Why things fail: a peer's [`AbortReason`], a session's [`Failure`], and a refused command
-//! or text ([`Refused`]).
+//! Why things fail: a conversation's [`Failure`], and a refused command or text ([`Refused`]).
+//! Crypto failures are deliberately vague: they say what the user can do, not which check
+//! failed.
 
 use std::fmt;
-
-use serde::{Deserialize, Serialize};
 
 use super::config::MAX_PEERS;
 use crate::identity::{key_fingerprint, KEY_LEN};
 
-/// Why a peer dropped a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AbortReason {
-    /// The handshake failed.
-    HandshakeFailed,
-    /// Our pin for the sender's key does not match; we did not accept the session.
-    KeyNotAccepted,
-    /// A message did not decrypt.
-    DecryptFailed,
-    /// We have no session with that id (e.g. we restarted).
-    UnknownSession,
-    /// The user ended the session.
-    Ended,
-}
-
-impl fmt::Display for AbortReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AbortReason::HandshakeFailed => "their handshake failed",
-            AbortReason::KeyNotAccepted => "they do not accept your key (their pin differs)",
-            AbortReason::DecryptFailed => "a message did not decrypt on their side",
-            AbortReason::UnknownSession => "they do not have this session (restarted?)",
-            AbortReason::Ended => "they ended it",
-        })
-    }
-}
-
-/// Why a session failed. Until the user acts, sending to the peer is refused.
+/// Why a conversation could not be (or stay) end-to-end encrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Failure {
-    /// The peer presented a key other than the pinned one.
+    /// The peer's identity key (from the server's key directory, or in a message starting a
+    /// session) differs from the pinned one. Blocks sending until `/accept-key` or
+    /// `/insecure`.
     KeyChanged {
         /// The pinned key.
         pinned: [u8; KEY_LEN],
         /// The key presented now.
         presented: [u8; KEY_LEN],
     },
-    /// A message did not decrypt (tampered, replayed, reordered, dropped or truncated).
-    Decrypt,
-    /// The handshake failed.
-    Handshake,
-    /// The peer presented a small-order (unusable) key.
+    /// The peer's prekey bundle from the server's key directory carries a signed prekey whose
+    /// signature does not verify under its identity key: the directory (or someone between)
+    /// altered it. Blocks sending until `/secure` (fetch again) or `/insecure`.
+    BadSignature,
+    /// A key the peer (or the directory) presented is not usable (small order). Blocks like
+    /// [`Failure::BadSignature`].
     BadKey,
-    /// The peer went offline.
-    PeerLeft,
-    /// The server could not deliver to the peer: it is not online.
-    Unreachable,
-    /// The peer dropped the session.
-    PeerAborted(AbortReason),
-    /// The handshake did not finish in time.
-    Timeout,
-    /// No session since our connection to the server was re-established, or since this
-    /// client started.
-    NotConnected,
-    /// The server refused to relay a message of the session (busy, rate limit): the peer
-    /// would not be able to decrypt what follows, so the session ends.
-    RelayRefused,
-    /// The peer presented our own identity key: the two users share one home directory (or
-    /// the peer has a copy of our key). Never pinned, never a session.
+    /// The peer presents our own identity key: two users share one home directory. Never
+    /// pinned; blocks.
     OwnKey,
+    /// The peer has published no end-to-end keys (it runs an older client, or never logged in
+    /// since this server gained the key directory). Nothing is sent plain by itself.
+    NoKeys,
+    /// No user by that nick on this server.
+    NoSuchUser,
+    /// The server limits how many key bundles one user may fetch; it said to wait this long.
+    RateLimited {
+        /// Milliseconds.
+        retry_after_ms: u64,
+    },
+    /// The server did not answer the request for the peer's keys in time.
+    Timeout,
+    /// Not connected to the server.
+    NotConnected,
 }
 
 impl Failure {
-    /// Whether this only interrupted the session, so that a new one may start by itself. Key
-    /// changes, invalid keys, and messages of an established session that did not decrypt (or
-    /// that the peer could not decrypt) block the conversation until the user acts: they are
-    /// what tampering looks like. A handshake that did not complete is an interruption: it
-    /// exposes nothing, and stale handshake messages (kept in a mailbox across a reconnect)
-    /// cause it harmlessly.
-    pub fn is_interruption(&self) -> bool {
+    /// Whether it blocks the conversation until the user acts (`/secure`, `/accept-key`,
+    /// `/insecure`): what tampering looks like. The others only fail the texts waiting now; the
+    /// next text tries again.
+    pub fn is_blocking(&self) -> bool {
         matches!(
             self,
-            Failure::PeerLeft
-                | Failure::Unreachable
-                | Failure::Timeout
-                | Failure::NotConnected
-                | Failure::RelayRefused
-                | Failure::Handshake
-                | Failure::PeerAborted(
-                    AbortReason::UnknownSession | AbortReason::Ended | AbortReason::HandshakeFailed
-                )
+            Failure::KeyChanged { .. } | Failure::BadSignature | Failure::BadKey | Failure::OwnKey
         )
-    }
-
-    /// What to tell a peer whose key check failed with this.
-    pub(super) fn abort_reason(&self) -> AbortReason {
-        match self {
-            Failure::KeyChanged { .. } | Failure::OwnKey => AbortReason::KeyNotAccepted,
-            _ => AbortReason::HandshakeFailed,
-        }
     }
 }
 
@@ -111,24 +67,22 @@ impl fmt::Display for Failure {
                 key_fingerprint(pinned),
                 key_fingerprint(presented)
             ),
-            Failure::Decrypt => {
-                f.write_str("a message failed to decrypt (tampered, replayed, reordered or lost)")
-            }
-            Failure::Handshake => f.write_str("the handshake failed"),
-            Failure::BadKey => f.write_str("the peer sent an invalid key"),
-            Failure::PeerLeft => f.write_str("the peer went offline"),
-            Failure::Unreachable => f.write_str("the peer is not online"),
-            Failure::PeerAborted(reason) => write!(f, "the peer dropped the session: {reason}"),
-            Failure::Timeout => f.write_str("the handshake timed out"),
-            Failure::NotConnected => f.write_str(
-                "not set up again since the connection to the server was re-established",
+            Failure::BadSignature => f.write_str(
+                "the server's key directory gave keys whose signature does not verify (altered on the way)",
             ),
-            Failure::RelayRefused => {
-                f.write_str("the server refused to pass on one of its messages")
-            }
+            Failure::BadKey => f.write_str("the peer's keys are not usable (invalid key)"),
             Failure::OwnKey => f.write_str(
                 "the peer presents your own key: you share one home directory (identity.key) with them; each user needs their own",
             ),
+            Failure::NoKeys => f.write_str("the peer has no end-to-end keys"),
+            Failure::NoSuchUser => f.write_str("no such user on this server"),
+            Failure::RateLimited { retry_after_ms } => write!(
+                f,
+                "the server limits key requests; try again in {} s",
+                retry_after_ms.div_ceil(1000).max(1)
+            ),
+            Failure::Timeout => f.write_str("the server did not answer the request for keys"),
+            Failure::NotConnected => f.write_str("not connected to the server"),
         }
     }
 }
@@ -137,22 +91,16 @@ impl fmt::Display for Failure {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refused {
-    /// The session failed in a way that may be an attack; the user must `/secure` again or
-    /// `/insecure`.
-    #[error("the secure session with {peer} failed ({failure}); nothing was sent. {}", next_step(peer, *online))]
+    /// The conversation is blocked; the user must act.
+    #[error("the end-to-end conversation with {peer} is blocked ({failure}); nothing was sent. /secure {peer} tries again, or /insecure {peer} sends unencrypted")]
     Blocked {
         /// The peer.
         peer: String,
         /// Why.
         failure: Failure,
-        /// Whether the peer is online now, if known.
-        online: Option<bool>,
     },
-    /// The conversation is secure but the peer is offline, and a session needs both online.
-    #[error("{0} is offline and secure messages need {0} online; nothing was sent. The secure session restarts by itself when {0} is back (/insecure {0} sends unencrypted instead)")]
-    Offline(String),
-    /// Too many texts wait for the handshake.
-    #[error("too many messages waiting for the secure session with {0}")]
+    /// Too many texts wait for the peer's keys.
+    #[error("too many messages waiting for {0}'s keys")]
     QueueFull(String),
     /// `/secure` to oneself.
     #[error("you cannot start a secure session with yourself")]
@@ -168,31 +116,22 @@ pub enum Refused {
     AlreadyStarting(String),
     /// The peer's key changed and the user has not accepted the new key.
     #[error(
-        "{0}'s key changed and nothing was sent; compare the safety number of the new key (/verify {0}) with {0}, then /accept-key {0} to start a new session (and /verified {0} if the numbers matched), or /insecure {0} to send unencrypted"
+        "{0}'s key changed and nothing was sent; compare the safety number of the new key (/verify {0}) with {0}, then /accept-key {0} (and /verified {0} if the numbers matched), or /insecure {0} to send unencrypted"
     )]
     KeyNotAccepted(String),
     /// `/accept-key` with no changed key to accept.
     #[error("{0}'s key has not changed; nothing to accept")]
     NothingToAccept(String),
-    /// `/insecure` with no session.
-    #[error("there is no secure session with {0}")]
-    NoSession(String),
+    /// `/insecure` for a conversation that is plain already.
+    #[error("the conversation with {0} is already not end-to-end encrypted")]
+    AlreadyPlain(String),
     /// No key known for the peer.
-    #[error("no key known for {0} yet; run /secure {0} first")]
+    #[error("no key known for {0} yet; /secure {0} fetches it")]
     NoKey(String),
-    /// The crypto library failed (not expected with valid state).
+    /// Encryption failed (not expected with valid state), or the random source failed.
     #[error("encryption failed")]
     Crypto,
-    /// Secure conversations with [`MAX_PEERS`] peers exist already.
-    #[error("too many secure conversations ({MAX_PEERS}); /insecure some first")]
+    /// Conversations with [`MAX_PEERS`] peers exist already.
+    #[error("too many end-to-end conversations ({MAX_PEERS})")]
     TooManyPeers,
-}
-
-/// What to tell the user to do about a blocked conversation.
-fn next_step(peer: &str, online: Option<bool>) -> String {
-    match online {
-        Some(false) => format!("{peer} is offline now; when {peer} is back, /secure {peer} starts a new session (/insecure {peer} sends unencrypted)"),
-        Some(true) => format!("{peer} is online: /secure {peer} starts a new session, or /insecure {peer} sends unencrypted"),
-        None => format!("/secure {peer} starts a new session, or /insecure {peer} sends unencrypted"),
-    }
 }

@@ -4,19 +4,13 @@
 use super::error::Failure;
 use super::trust::Trust;
 use crate::identity::KEY_LEN;
+use crate::prekeys::KeyUpload;
 
 /// Something to show the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum E2eEvent {
-    /// A handshake started (by us, or by the peer).
-    Starting {
-        /// The peer.
-        peer: String,
-        /// Whether the peer started it.
-        by_peer: bool,
-    },
-    /// The session is ready (or was renewed by a re-handshake).
+    /// A session is up: we started it from the peer's keys, or the peer started it.
     Ready {
         /// The peer.
         peer: String,
@@ -24,82 +18,93 @@ pub enum E2eEvent {
         key: [u8; KEY_LEN],
         /// How far it is trusted.
         trust: Trust,
-        /// A re-handshake replaced an existing session.
-        renewed: bool,
+        /// Whether the peer started it.
+        by_peer: bool,
     },
     /// A message that decrypted and authenticated.
     Message {
         /// The peer.
         peer: String,
+        /// The server's id of the relay that carried it.
+        id: u64,
         /// The text.
         text: String,
     },
-    /// The session ended normally.
+    /// The user said `/insecure`: texts go plain from now on.
     Ended {
         /// The peer.
         peer: String,
-        /// Whether the peer ended it.
-        by_peer: bool,
-        /// The tags (given to [`Sessions::send_text`](super::Sessions::send_text)) of texts that were waiting for the
-        /// session and are now dropped, not sent; oldest first.
+        /// Texts that waited for the peer's keys and are dropped, not sent (tags as given to
+        /// [`Sessions::send_text`](super::Sessions::send_text)).
         unsent: Vec<u64>,
     },
-    /// A session the peer offered did not come up, in a conversation the user never made
-    /// secure: it stays plain (as it was).
-    NotStarted {
-        /// The peer.
-        peer: String,
-        /// Why.
-        failure: Failure,
-        /// The tags of texts that waited for the session and are dropped, not sent.
-        unsent: Vec<u64>,
-    },
-    /// The session failed; sending to the peer is refused until `/secure` or `/insecure`.
+    /// No session could be set up (the texts waiting are dropped, not sent), or the
+    /// conversation is blocked.
     Failed {
         /// The peer.
         peer: String,
         /// Why.
         failure: Failure,
-        /// The tags (given to [`Sessions::send_text`](super::Sessions::send_text)) of texts that were waiting for the
-        /// session and are now dropped, not sent; oldest first.
+        /// The tags of texts that waited and are dropped, not sent; oldest first.
         unsent: Vec<u64>,
     },
+    /// A message from the peer could not be read and is not shown: altered on the way, sent
+    /// in a session we no longer have, or the one-time key it used is gone (the server handed
+    /// it out twice). The session carries on; the peer should send it again.
+    Unreadable {
+        /// The peer.
+        peer: String,
+    },
+    /// A message the peer had sent before came again under a new id (the server replayed
+    /// it): ignored.
+    Replayed {
+        /// The peer.
+        peer: String,
+    },
+    /// Another copy of this client's home published keys since this one last did: two
+    /// machines use one home, and their sessions break each other's.
+    OtherDevice,
 }
 
-/// What the caller must do.
+/// What the caller must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Save the state ([`Sessions::state_bytes`](super::Sessions::state_bytes)) and the pins
+    /// ([`Sessions::pins`](super::Sessions::pins)) now, before carrying out the actions after
+    /// it: a message is sent only once the state that encrypted it is on disk (a restart must
+    /// never encrypt again under the same key), and shown only once the state that decrypted
+    /// it is.
+    Persist,
     /// Relay `payload` to `to`.
     Send {
         /// The peer.
         to: String,
-        /// The encoded [`Envelope`].
+        /// The encoded [`Envelope`](super::Envelope).
         payload: Vec<u8>,
-        /// The tag of the text this payload carries (as given to [`Sessions::send_text`](super::Sessions::send_text)),
-        /// `None` for handshake, rekey, close and abort messages.
+        /// The tag of the text this payload carries (as given to
+        /// [`Sessions::send_text`](super::Sessions::send_text)).
         line: Option<u64>,
     },
     /// Show this.
     Event(E2eEvent),
-    /// The pins or the conversations changed: save both ([`Sessions::pins`](super::Sessions::pins),
-    /// [`Sessions::conversations_text`](super::Sessions::conversations_text)).
-    Persist,
-    /// Watch this peer's presence from now on (the server's `Monitor`), so that an interrupted
-    /// session can restart when it comes online: pass what the server says to
-    /// [`Sessions::presence`](super::Sessions::presence).
-    Monitor(String),
+    /// Publish these keys in the server's key directory (`ClientMsg::PublishKeys`); pass the
+    /// answer to [`Sessions::published`](super::Sessions::published).
+    Publish(KeyUpload),
+    /// Fetch this user's prekey bundle (`ClientMsg::FetchBundle`); pass the answer to
+    /// [`Sessions::bundle`](super::Sessions::bundle).
+    FetchBundle(String),
 }
 
 /// What to do with a text for a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
-    /// The conversation is plain (never secured, or the user said `/insecure`): send it as a
-    /// plain private message.
+    /// The conversation is plain (the user said `/insecure`, or end-to-end by default is off
+    /// and the user never said `/secure`): send it as a plain private message.
     Plain,
     /// Encrypted: carry out these actions.
     Secure(Vec<Action>),
-    /// A handshake is running, or was started now to resume an interrupted session (carry out
-    /// these actions): the text waits and goes encrypted when the session is ready.
+    /// It waits for the peer's keys (carry out these actions: the fetch), and goes encrypted
+    /// when they come, or fails visibly.
     Queued(Vec<Action>),
 }
 
@@ -107,28 +112,20 @@ pub enum Outgoing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Status {
-    /// Plain (never secured, or the user said `/insecure`): private messages go in plain
-    /// text (over TLS).
+    /// Plain: the user said `/insecure` (or end-to-end by default is off).
     Plain,
-    /// Being set up.
+    /// End-to-end, with no session yet: the first text fetches the peer's keys and starts
+    /// one, whether or not the peer is online.
+    Ready,
+    /// Fetching the peer's keys.
     Starting,
-    /// Up.
+    /// A session is up.
     Secure {
         /// The peer's key.
         key: [u8; KEY_LEN],
         /// Its trust.
         trust: Trust,
     },
-    /// Secure wanted, but the session was interrupted (`reason`): nothing goes plain; the next
-    /// text starts a new session and waits for it (refused while the peer is offline), and the
-    /// session restarts by itself when the peer comes online.
-    Interrupted {
-        /// Why there is no session now.
-        reason: Failure,
-        /// Whether the peer is online, if known.
-        online: Option<bool>,
-    },
-    /// Failed in a way that may be an attack, or the peer's key changed: sending is refused
-    /// until the user acts.
+    /// The last attempt failed, or the conversation is blocked ([`Failure::is_blocking`]).
     Failed(Failure),
 }

@@ -1,5 +1,5 @@
-//! Pin decisions: how far a peer's key is trusted ([`Trust`]), and the check of a peer's static
-//! key against its pin (trust on first use) when a handshake reveals it.
+//! Pin decisions: how far a peer's key is trusted ([`Trust`]), and the check of a key a peer
+//! presents (in the key directory, or in a message starting a session) against its pin.
 
 use std::fmt;
 
@@ -10,7 +10,8 @@ use crate::pins::{PinCheck, Pins};
 /// How far a peer's key is trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trust {
-    /// First contact: pinned just now.
+    /// First contact: the key came from the server (its key directory, or a message it
+    /// relayed) and is pinned now; not verified.
     New,
     /// Matches the pin; not verified by the user.
     Pinned,
@@ -21,40 +22,38 @@ pub enum Trust {
 impl fmt::Display for Trust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Trust::New => "new key, now pinned; not verified",
+            Trust::New => "not verified (key from the server's directory, now pinned)",
             Trust::Pinned => "pinned key; not verified",
             Trust::Verified => "verified",
         })
     }
 }
 
-/// Checks the static key `key` that peer `from` presented in a handshake: usable (not small
-/// order), not our own key `own`, and matching its pin. Returns the trust and whether the key
-/// is new (not pinned yet: the caller pins it when the session comes up).
+/// Checks the identity key `key` that `from` presents: usable (not small order), not our own
+/// key `own`, and matching its pin. Returns the trust (the caller pins a new key).
 ///
 /// # Errors
-/// [`Failure::Handshake`] if the handshake gave no key, [`Failure::BadKey`] for a small-order
-/// key, [`Failure::OwnKey`] for ours, [`Failure::KeyChanged`] if it differs from the pin.
+/// [`Failure::BadKey`] for a small-order key, [`Failure::OwnKey`] for ours,
+/// [`Failure::KeyChanged`] if it differs from the pin.
 pub(super) fn check_peer_key(
     pins: &Pins,
     own: &[u8; KEY_LEN],
     from: &str,
-    key: Option<[u8; KEY_LEN]>,
-) -> Result<(Trust, bool), Failure> {
-    let key = key.ok_or(Failure::Handshake)?;
-    if !is_contributory(&key) {
+    key: &[u8; KEY_LEN],
+) -> Result<Trust, Failure> {
+    if !is_contributory(key) {
         return Err(Failure::BadKey);
     }
-    if key == *own {
+    if key == own {
         return Err(Failure::OwnKey); // before any pin: a pin of our own key counts for nothing
     }
-    match pins.check(from, &key) {
-        PinCheck::New => Ok((Trust::New, true)),
-        PinCheck::Pinned { verified: true } => Ok((Trust::Verified, false)),
-        PinCheck::Pinned { verified: false } => Ok((Trust::Pinned, false)),
+    match pins.check(from, key) {
+        PinCheck::New => Ok(Trust::New),
+        PinCheck::Pinned { verified: true } => Ok(Trust::Verified),
+        PinCheck::Pinned { verified: false } => Ok(Trust::Pinned),
         PinCheck::Changed { pinned } => Err(Failure::KeyChanged {
             pinned,
-            presented: key,
+            presented: *key,
         }),
     }
 }

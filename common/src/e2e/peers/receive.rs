@@ -1,382 +1,274 @@
-//! Payloads from peers ([`Sessions::receive`]): the three XX handshake messages, data and
-//! aborts, each checked against the peer's state before anything is believed.
+//! Incoming relay payloads: a message of a session we have, or the start of a new one (X3DH
+//! as the responder). Only what decrypted and authenticated is ever shown; anything else is
+//! reported as unreadable (or replayed) and changes nothing.
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{abort, Intent, Sessions, State};
-use crate::e2e::config::{MAX_INCOMING_HANDSHAKES, MAX_PEERS};
-use crate::e2e::envelope::{Envelope, Inner, SessionId};
-use crate::e2e::error::{AbortReason, Failure};
+use super::{Intent, Session, Sessions, Setup};
+use crate::e2e::config::{MAX_SESSIONS_PER_PEER, MAX_UNACKNOWLEDGED};
+use crate::e2e::envelope::{decode, unpad, Envelope, Inner, Sealed};
+use crate::e2e::error::Failure;
 use crate::e2e::event::{Action, E2eEvent};
-use crate::e2e::session::{open, Established, Handshake};
+use crate::e2e::ratchet::{Ratchet, RatchetError};
 use crate::e2e::trust::{check_peer_key, Trust};
-use crate::protocol::{nick_key, validate_nick};
+use crate::e2e::x3dh;
+use crate::identity::KEY_LEN;
+use crate::protocol::{nick_key, MAX_TEXT_LEN};
 
-impl State {
-    /// The transport that decrypts messages of `session` in this state, if any: the
-    /// established session (or its drained predecessor), or during a renewal the session
-    /// still carrying messages.
-    fn transport_for(&mut self, session: &SessionId) -> Option<&mut snow::TransportState> {
-        match self {
-            State::Established(e) => e.transport_for(session),
-            State::Handshaking(h) => match &mut h.previous {
-                Some(p) if p.session == *session => Some(&mut p.transport),
-                _ => None,
-            },
-            State::Idle | State::Failed(_) => None,
-        }
-    }
+/// What became of one sealed message.
+enum Opened {
+    /// Decrypted by the session at this index.
+    Text(usize, String),
+    /// A position already passed: a replay.
+    Replayed,
+    /// Nothing could read it.
+    Unreadable,
 }
 
 impl Sessions {
-    /// Handles a relay payload from `from` (the server-authenticated sender).
-    pub fn receive(&mut self, from: &str, payload: &[u8], now: Instant) -> Vec<Action> {
-        self.saw(now);
-        if validate_nick(from).is_err() || nick_key(from) == nick_key(&self.me) {
+    /// A relay payload `payload` from `from`, which the server gave the id `id`. Returns what
+    /// to do: a decrypted message comes after an [`Action::Persist`] (the state that decrypted
+    /// it is saved before it is shown or acknowledged).
+    pub fn receive(&mut self, from: &str, id: u64, payload: &[u8], now: Instant) -> Vec<Action> {
+        let _ = now;
+        let key = nick_key(from);
+        if key == nick_key(&self.me) {
             return Vec::new();
         }
-        // Whatever it sent, the peer is online.
-        if let Some(entry) = self.peers.get_mut(&nick_key(from)) {
-            entry.online = Some(true);
+        // Delivered again after a restart (not acknowledged before): show it again, as the
+        // server does with plain mail.
+        if let Some(text) = self.peers.get(&key).and_then(|p| p.unacknowledged.get(&id)) {
+            let peer = self
+                .peers
+                .get(&key)
+                .map(|p| p.nick.clone())
+                .unwrap_or_default();
+            return vec![Action::Event(E2eEvent::Message {
+                peer,
+                id,
+                text: text.clone(),
+            })];
         }
-        let envelope = match postcard::from_bytes::<Envelope>(payload) {
-            Ok(envelope) => envelope,
-            // Garbage in a live session is tampering; otherwise there is nothing to protect.
-            Err(_) => return self.fail_if_active(from, Failure::Decrypt),
+        let Ok(entry) = self.peer(from) else {
+            return Vec::new(); // table full: a flood of invented nicks is not kept
+        };
+        let nick = entry.nick.clone();
+        let Some(envelope) = decode(payload) else {
+            return unreadable(&nick);
         };
         match envelope {
-            Envelope::Hello { session, noise } => self.on_hello(from, session, &noise, now),
-            Envelope::Reply { session, noise } => self.on_reply(from, session, &noise, now),
-            Envelope::Finish { session, noise } => self.on_finish(from, session, &noise, now),
-            Envelope::Data {
-                session,
-                ciphertext,
-            } => self.on_data(from, session, &ciphertext, now),
-            Envelope::Abort { session, reason } => self.on_abort(from, session, reason),
-        }
-    }
-
-    fn on_hello(
-        &mut self,
-        from: &str,
-        session: SessionId,
-        noise: &[u8],
-        now: Instant,
-    ) -> Vec<Action> {
-        let my_key = nick_key(&self.me);
-        if !self.peers.contains_key(&nick_key(from)) && self.incoming_full() {
-            // No state is created for the sender: a flood of Hellos costs nothing but this.
-            return vec![abort(from, session, AbortReason::HandshakeFailed)];
-        }
-        let entry = self.peer(from);
-        let nick = entry.nick.clone();
-        let previous = match std::mem::replace(&mut entry.state, State::Idle) {
-            State::Failed(failure @ Failure::KeyChanged { .. }) => {
-                entry.state = State::Failed(failure);
-                // Answer (message 2 carries our key and nothing else), then drop the session:
-                // the peer learns our key, so that both can compare the safety number of its
-                // new key before this side accepts it.
-                let mut actions = Vec::new();
-                if let Ok((_, reply)) = self.respond(from, session, noise, now, None) {
-                    actions.push(Action::Send {
-                        to: nick.clone(),
-                        payload: reply,
-                        line: None,
-                    });
+            Envelope::Message(sealed) => self.open_existing(&nick, id, &sealed, None),
+            Envelope::Start {
+                identity,
+                ephemeral,
+                signed_prekey,
+                one_time,
+                message,
+            } => {
+                let known = self
+                    .peers
+                    .get(&key)
+                    .is_some_and(|p| p.sessions.iter().any(|s| s.ephemeral == ephemeral));
+                if known {
+                    return self.open_existing(&nick, id, &message, Some(ephemeral));
                 }
-                actions.push(abort(&nick, session, AbortReason::KeyNotAccepted));
-                return actions;
-            }
-            State::Handshaking(h) if h.initiator && h.session != session => {
-                // Both sides started at once. The side with the smaller nick stays initiator;
-                // the other answers its Hello. Both apply the same rule, so one session results.
-                if my_key < nick_key(from) {
-                    entry.state = State::Handshaking(h);
-                    return Vec::new();
+                if self.keys.seen_start(&ephemeral) {
+                    return vec![Action::Event(E2eEvent::Replayed { peer: nick })];
                 }
-                h.previous
-            }
-            State::Handshaking(h) => h.previous,
-            State::Established(e) => Some(e), // the peer renews the session
-            State::Failed(f) => {
-                // A peer (or a forged Hello) may start a new session on a blocked
-                // conversation; if that does not complete, it stays blocked for its reason.
-                if !f.is_interruption() {
-                    entry.blocked_by = Some(f);
-                }
-                None
-            }
-            State::Idle => None,
-        };
-        let renewing = previous.is_some();
-        match self.respond(from, session, noise, now, previous) {
-            Ok((handshake, reply)) => {
-                self.peer(from).state = State::Handshaking(Box::new(handshake));
-                let mut actions = vec![Action::Send {
-                    to: nick.clone(),
-                    payload: reply,
-                    line: None,
-                }];
-                if !renewing {
-                    actions.push(Action::Event(E2eEvent::Starting {
-                        peer: nick,
-                        by_peer: true,
-                    }));
-                }
-                actions
-            }
-            Err(failure) => self.handshake_failed(from, session, failure),
-        }
-    }
-
-    /// Answers a `Hello` from `from` as responder (see [`Handshake::respond`]), carrying
-    /// `previous` on while the new handshake runs.
-    fn respond(
-        &self,
-        from: &str,
-        session: SessionId,
-        noise: &[u8],
-        now: Instant,
-        previous: Option<Box<Established>>,
-    ) -> Result<(Handshake, Vec<u8>), Failure> {
-        let (mut handshake, reply) = Handshake::respond(
-            &self.rng,
-            self.identity.secret(),
-            &self.me,
-            from,
-            session,
-            noise,
-            now,
-        )?;
-        handshake.previous = previous;
-        Ok((handshake, reply))
-    }
-
-    /// Whether a new peer's `Hello` must be refused: too many peers, or too many handshakes
-    /// started by peers in progress.
-    fn incoming_full(&self) -> bool {
-        let incoming = self
-            .peers
-            .values()
-            .filter(|p| matches!(&p.state, State::Handshaking(h) if !h.initiator))
-            .count();
-        self.peers.len() >= MAX_PEERS || incoming >= MAX_INCOMING_HANDSHAKES
-    }
-
-    /// Takes the handshake for `session` out of the peer's state if it is ours to continue.
-    fn take_handshake(
-        &mut self,
-        from: &str,
-        session: SessionId,
-        initiator: bool,
-    ) -> Option<Box<Handshake>> {
-        let entry = self.peers.get_mut(&nick_key(from))?;
-        match std::mem::replace(&mut entry.state, State::Idle) {
-            State::Handshaking(h) if h.session == session && h.initiator == initiator => Some(h),
-            other => {
-                entry.state = other; // stale or unexpected: ignore
-                None
+                self.take_start(
+                    &nick,
+                    id,
+                    identity,
+                    ephemeral,
+                    signed_prekey,
+                    one_time,
+                    &message,
+                )
             }
         }
     }
 
-    fn on_reply(
+    /// A message of a session we have (the one named by `ephemeral`, or any).
+    fn open_existing(
         &mut self,
-        from: &str,
-        session: SessionId,
-        noise: &[u8],
-        now: Instant,
+        nick: &str,
+        id: u64,
+        sealed: &Sealed,
+        ephemeral: Option<[u8; KEY_LEN]>,
     ) -> Vec<Action> {
-        let Some(mut h) = self.take_handshake(from, session, true) else {
-            return Vec::new();
+        let Some(entry) = self.peers.get_mut(&nick_key(nick)) else {
+            return unreadable(nick);
         };
-        if let Err(failure) = h.read_reply(noise) {
-            return self.handshake_failed(from, session, failure);
-        }
-        // The responder's static key is known now: check it before sending message 3.
-        let checked = check_peer_key(&self.pins, self.identity.public(), from, h.remote_key());
-        if let Err(failure) = &checked {
-            if matches!(failure, Failure::OwnKey) {
-                return self.own_key(from, *h);
+        let mut opened = Opened::Unreadable;
+        for (i, session) in entry.sessions.iter_mut().enumerate() {
+            if ephemeral.is_some_and(|e| e != session.ephemeral) {
+                continue;
             }
-            if !matches!(failure, Failure::KeyChanged { .. }) {
-                let failure = failure.clone();
-                return self.abort_and_fail(from, session, failure.abort_reason(), failure);
-            }
-        }
-        // Message 3 carries our static key and nothing else (handshake payloads are empty).
-        // It is sent even when the peer's key changed, then the session is dropped: the peer
-        // then knows our key, so that both sides can compare the safety number of the key
-        // presented before either accepts it.
-        let Some(finish) = h.write_finish() else {
-            return self.handshake_failed(from, session, Failure::Handshake);
-        };
-        let nick = self.peer(from).nick.clone();
-        let mut actions = vec![Action::Send {
-            to: nick,
-            payload: finish,
-            line: None,
-        }];
-        match checked {
-            Ok(trust) => actions.extend(self.establish(from, *h, trust, now)),
-            Err(failure) => {
-                actions.extend(self.abort_and_fail(from, session, failure.abort_reason(), failure))
-            }
-        }
-        actions
-    }
-
-    fn on_finish(
-        &mut self,
-        from: &str,
-        session: SessionId,
-        noise: &[u8],
-        now: Instant,
-    ) -> Vec<Action> {
-        let Some(mut h) = self.take_handshake(from, session, false) else {
-            return Vec::new();
-        };
-        if let Err(failure) = h.read_finish(noise) {
-            return self.handshake_failed(from, session, failure);
-        }
-        match check_peer_key(&self.pins, self.identity.public(), from, h.remote_key()) {
-            Ok(trust) => self.establish(from, *h, trust, now),
-            Err(failure) => self.abort_and_fail(from, session, failure.abort_reason(), failure),
-        }
-    }
-
-    /// The responder presented our own key. Handshake message 3 still goes (it tells a holder
-    /// of our key nothing new: reading message 2 proved it has our secret key), so that the
-    /// responder sees our key too and warns its user likewise; then no session, no pin.
-    fn own_key(&mut self, from: &str, mut h: Handshake) -> Vec<Action> {
-        let mut actions = Vec::new();
-        if let Some(payload) = h.write_finish() {
-            actions.push(Action::Send {
-                to: self.peer(from).nick.clone(),
-                payload,
-                line: None,
-            });
-        }
-        actions.extend(self.fail(from, Failure::OwnKey));
-        actions
-    }
-
-    fn establish(
-        &mut self,
-        from: &str,
-        h: Handshake,
-        (trust, new_pin): (Trust, bool),
-        now: Instant,
-    ) -> Vec<Action> {
-        let session = h.session;
-        let renewed = h.previous.is_some();
-        #[cfg(test)]
-        let mut h = h;
-        #[cfg(test)]
-        if h.remote_key().is_some() {
-            let (a, b) = h.noise.dangerously_get_raw_split();
-            self.stolen.push((session, a, b));
-        }
-        let Some(established) = h.into_established(trust, now) else {
-            return self.handshake_failed(from, session, Failure::Handshake);
-        };
-        let peer_key = established.peer_key;
-        let mut actions = self.want_secure(from);
-        if new_pin && self.pins.pin_new(from, &peer_key) && !actions.contains(&Action::Persist) {
-            actions.push(Action::Persist);
-        }
-        let entry = self.peer(from);
-        entry.attempts = 0;
-        entry.quiet = false;
-        entry.blocked_by = None;
-        let entry = self.peer(from);
-        entry.state = State::Established(Box::new(established));
-        let nick = entry.nick.clone();
-        let mut queued: VecDeque<(String, u64)> = entry.queued.drain(..).collect();
-        actions.push(Action::Event(E2eEvent::Ready {
-            peer: nick,
-            key: peer_key,
-            trust,
-            renewed,
-        }));
-        let key = nick_key(from);
-        while let Some((text, line)) = queued.pop_front() {
-            match self.encrypt_text(&key, &text, line, now) {
-                Ok(more) => actions.extend(more),
-                Err(_) => {
-                    // This text and the ones after it were not sent: put them back to be
-                    // reported with the failure.
-                    queued.push_front((text, line));
-                    self.peer(from).queued = queued;
-                    actions.extend(self.fail(from, Failure::Handshake));
+            match session
+                .ratchet
+                .decrypt(&sealed.header, &sealed.ciphertext, &mut *self.rng)
+            {
+                Ok(plain) => {
+                    let plain = zeroize::Zeroizing::new(plain);
+                    opened = match unpad(&plain) {
+                        Some(Inner::Text(text)) => Opened::Text(i, text),
+                        None => Opened::Unreadable,
+                    };
+                    // A plain `Message` in a session we started: the peer has answered.
+                    if ephemeral.is_none() {
+                        session.start = None;
+                    }
                     break;
                 }
+                Err(RatchetError::Old) => {
+                    opened = Opened::Replayed;
+                    break;
+                }
+                Err(_) => {}
             }
         }
+        match opened {
+            Opened::Text(i, text) => {
+                // The session that last carried a message becomes the one we send on, so that
+                // two sessions started at once converge on one.
+                let session = entry.sessions.remove(i);
+                entry.sessions.insert(0, session);
+                self.deliver(nick, id, text, Vec::new())
+            }
+            Opened::Replayed => vec![Action::Event(E2eEvent::Replayed {
+                peer: nick.to_owned(),
+            })],
+            Opened::Unreadable => unreadable(nick),
+        }
+    }
+
+    /// The first message of a session the peer started (X3DH as the responder).
+    #[allow(clippy::too_many_arguments)]
+    fn take_start(
+        &mut self,
+        nick: &str,
+        id: u64,
+        identity: [u8; KEY_LEN],
+        ephemeral: [u8; KEY_LEN],
+        signed_prekey: u32,
+        one_time: Option<u32>,
+        sealed: &Sealed,
+    ) -> Vec<Action> {
+        let trust = match check_peer_key(&self.pins, self.identity.public(), nick, &identity) {
+            Ok(trust) => trust,
+            Err(failure @ (Failure::KeyChanged { .. } | Failure::OwnKey)) => {
+                // Not shown: it comes from a key other than the pinned one.
+                let mut actions = self.fail(nick, failure);
+                actions.push(Action::Event(E2eEvent::Unreadable {
+                    peer: nick.to_owned(),
+                }));
+                return actions;
+            }
+            Err(_) => return unreadable(nick),
+        };
+        let Some(spk) = self.keys.signed_secret(signed_prekey) else {
+            return unreadable(nick);
+        };
+        let otk = match one_time {
+            None => None,
+            Some(otk_id) => match self.keys.one_time.get(&otk_id) {
+                Some(k) => Some(&k.secret),
+                // Used already (the server handed it out twice, or this is a replay), or
+                // never ours.
+                None => return unreadable(nick),
+            },
+        };
+        let Ok(start) = x3dh::respond(
+            &self.me,
+            &self.identity,
+            nick,
+            &identity,
+            &ephemeral,
+            &spk.secret,
+            otk.map(|s| &**s),
+        ) else {
+            return unreadable(nick);
+        };
+        let mut ratchet =
+            Ratchet::responder(&start.shared, &spk.secret, start.associated_data.clone());
+        let plain = match ratchet.decrypt(&sealed.header, &sealed.ciphertext, &mut *self.rng) {
+            Ok(plain) => zeroize::Zeroizing::new(plain),
+            Err(_) => return unreadable(nick),
+        };
+        let Some(Inner::Text(text)) = unpad(&plain) else {
+            return unreadable(nick);
+        };
+        // Authenticated: the session is the peer's (it knows the identity secret), so the
+        // one-time key is spent and the start can never be taken again.
+        if let Some(otk_id) = one_time {
+            self.keys.one_time.remove(&otk_id);
+        }
+        self.keys.remember_start(ephemeral);
+        if trust == Trust::New {
+            self.pins.pin_new(nick, &identity);
+        }
+        let Some(entry) = self.peers.get_mut(&nick_key(nick)) else {
+            return unreadable(nick);
+        };
+        if entry.peer_key != Some(identity) {
+            entry.sessions.clear();
+        }
+        entry.peer_key = Some(identity);
+        entry.sessions.insert(
+            0,
+            Session {
+                ratchet,
+                ephemeral,
+                start: None,
+            },
+        );
+        entry.sessions.truncate(MAX_SESSIONS_PER_PEER);
+        if entry.intent == Intent::Default {
+            entry.intent = Intent::Secure;
+        }
+        // An authenticated session from the pinned key clears a failure of our own attempt
+        // (a bad bundle from the directory); texts that waited for our fetch go on it now.
+        let was_fetching = matches!(entry.setup, Setup::Fetching(_));
+        entry.setup = Setup::Idle;
+        let mut before = vec![Action::Event(E2eEvent::Ready {
+            peer: entry.nick.clone(),
+            key: identity,
+            trust,
+            by_peer: true,
+        })];
+        if was_fetching || !entry.queued.is_empty() {
+            before.extend(self.flush_queued(nick));
+        }
+        self.deliver(nick, id, text, before)
+    }
+
+    /// A decrypted text: kept until acknowledged, then saved, then shown.
+    fn deliver(&mut self, nick: &str, id: u64, text: String, before: Vec<Action>) -> Vec<Action> {
+        let mut actions = vec![Action::Persist];
+        actions.extend(before);
+        if text.is_empty() || text.len() > MAX_TEXT_LEN {
+            actions.push(Action::Event(E2eEvent::Unreadable {
+                peer: nick.to_owned(),
+            }));
+            return actions;
+        }
+        if let Some(entry) = self.peers.get_mut(&nick_key(nick)) {
+            entry.unacknowledged.insert(id, text.clone());
+            while entry.unacknowledged.len() > MAX_UNACKNOWLEDGED {
+                entry.unacknowledged.pop_first();
+            }
+        }
+        actions.push(Action::Event(E2eEvent::Message {
+            peer: nick.to_owned(),
+            id,
+            text,
+        }));
         actions
     }
+}
 
-    fn on_data(
-        &mut self,
-        from: &str,
-        session: SessionId,
-        ciphertext: &[u8],
-        now: Instant,
-    ) -> Vec<Action> {
-        let key = nick_key(from);
-        let Some(nick) = self.peers.get(&key).map(|p| p.nick.clone()) else {
-            return vec![abort(from, session, AbortReason::UnknownSession)];
-        };
-        // Decrypt within one short borrow of the peer's state; act on the result after.
-        let opened: Option<Option<Inner>> = self
-            .peers
-            .get_mut(&key)
-            .and_then(|entry| entry.state.transport_for(&session))
-            .map(|transport| open(transport, ciphertext));
-        match opened {
-            None => vec![abort(&nick, session, AbortReason::UnknownSession)],
-            Some(None) => {
-                self.abort_and_fail(from, session, AbortReason::DecryptFailed, Failure::Decrypt)
-            }
-            Some(Some(Inner::Text(text))) => {
-                if let Some(e) = self.current_mut(&key) {
-                    e.messages += 1;
-                }
-                let mut actions = vec![Action::Event(E2eEvent::Message { peer: nick, text })];
-                actions.extend(self.rehandshake_if_due(&key, now));
-                actions
-            }
-            Some(Some(Inner::Rekey)) => Vec::new(),
-            Some(Some(Inner::Close)) => {
-                let entry = self.peer(from);
-                // The peer chose plain; this side still wants secure until its user says so.
-                entry.state = match entry.intent {
-                    Intent::Secure => State::Failed(Failure::PeerAborted(AbortReason::Ended)),
-                    Intent::Plain => State::Idle,
-                };
-                let unsent = entry.queued.drain(..).map(|(_, line)| line).collect();
-                vec![Action::Event(E2eEvent::Ended {
-                    peer: nick,
-                    by_peer: true,
-                    unsent,
-                })]
-            }
-        }
-    }
-
-    fn on_abort(&mut self, from: &str, session: SessionId, reason: AbortReason) -> Vec<Action> {
-        let ours = match self.peers.get(&nick_key(from)).map(|p| &p.state) {
-            Some(State::Handshaking(h)) => {
-                h.session == session || h.previous.as_ref().is_some_and(|p| p.session == session)
-            }
-            Some(State::Established(e)) => e.session == session,
-            _ => false,
-        };
-        if ours {
-            self.fail(from, Failure::PeerAborted(reason))
-        } else {
-            Vec::new() // stale or forged for a session we do not have: nothing to end
-        }
-    }
+fn unreadable(nick: &str) -> Vec<Action> {
+    vec![Action::Event(E2eEvent::Unreadable {
+        peer: nick.to_owned(),
+    })]
 }

@@ -1,0 +1,269 @@
+//! Saving the sessions across restarts ([`Sessions::state_bytes`], [`Sessions::restore`]):
+//! one postcard document with a format version, holding our prekey secrets, every ratchet,
+//! what the user wants of each conversation, blocks, and the decrypted messages not
+//! acknowledged yet (texts waiting for a peer's keys are not kept: the client reports them
+//! unsent when it exits). The caller writes it to a 0600 file atomically; the bytes are zeroized
+//! when dropped.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{Intent, Peer, Session, Sessions, Setup, StartParams};
+use crate::e2e::config::{
+    MAX_ONE_TIME_SECRETS, MAX_PEERS, MAX_SEEN_STARTS, MAX_SESSIONS_PER_PEER, MAX_SIGNED_PREKEYS,
+    MAX_UNACKNOWLEDGED,
+};
+use crate::e2e::error::Failure;
+use crate::e2e::keys::{OneTimeSecret, OwnKeys, SignedSecret};
+use crate::e2e::ratchet::Ratchet;
+use crate::e2e::x3dh;
+use crate::identity::KEY_LEN;
+use crate::prekeys::DEVICE_TOKEN_LEN;
+use crate::protocol::{nick_key, validate_nick};
+
+/// The format version written first.
+const FORMAT: u8 = 1;
+
+#[derive(Serialize, Deserialize, Zeroize)]
+struct SavedSigned {
+    id: u32,
+    secret: [u8; KEY_LEN],
+    signature: Vec<u8>,
+    created_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Zeroize)]
+struct SavedOneTime {
+    id: u32,
+    secret: [u8; KEY_LEN],
+    published: bool,
+}
+
+#[derive(Serialize, Deserialize, Zeroize)]
+struct SavedSession {
+    ratchet: Vec<u8>,
+    ephemeral: [u8; KEY_LEN],
+    start: Option<(u32, Option<u32>)>,
+}
+
+#[derive(Serialize, Deserialize, Zeroize)]
+enum SavedBlock {
+    KeyChanged {
+        pinned: [u8; KEY_LEN],
+        presented: [u8; KEY_LEN],
+    },
+    BadSignature,
+    BadKey,
+    OwnKey,
+}
+
+#[derive(Serialize, Deserialize, Zeroize)]
+struct SavedPeer {
+    nick: String,
+    /// 0 default, 1 secure, 2 plain.
+    intent: u8,
+    peer_key: Option<[u8; KEY_LEN]>,
+    sessions: Vec<SavedSession>,
+    blocked: Option<SavedBlock>,
+    unacknowledged: Vec<(u64, String)>,
+}
+
+#[derive(Serialize, Deserialize, Zeroize)]
+struct SavedState {
+    format: u8,
+    signed: Vec<SavedSigned>,
+    one_time: Vec<SavedOneTime>,
+    next_id: u32,
+    seen: Vec<[u8; KEY_LEN]>,
+    device: [u8; DEVICE_TOKEN_LEN],
+    device_pending: Option<[u8; DEVICE_TOKEN_LEN]>,
+    peers: Vec<SavedPeer>,
+}
+
+impl Drop for SavedState {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+/// The saved state cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// Not a state document of a format we know, damaged, or over the bounds.
+    #[error("the end-to-end state is damaged or of an unknown format")]
+    Damaged,
+}
+
+impl Sessions {
+    /// Everything to save (see the module doc). Zeroized when dropped.
+    pub fn state_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let keys = &self.keys;
+        let state = SavedState {
+            format: FORMAT,
+            signed: keys
+                .signed
+                .iter()
+                .map(|s| SavedSigned {
+                    id: s.id,
+                    secret: *s.secret,
+                    signature: s.signature.clone(),
+                    created_ms: s.created_ms,
+                })
+                .collect(),
+            one_time: keys
+                .one_time
+                .iter()
+                .map(|(id, k)| SavedOneTime {
+                    id: *id,
+                    secret: *k.secret,
+                    published: k.published,
+                })
+                .collect(),
+            next_id: keys.next_id,
+            seen: keys.seen.iter().copied().collect(),
+            device: keys.device,
+            device_pending: keys.device_pending,
+            peers: self
+                .peers
+                .values()
+                .filter(|p| {
+                    p.intent != Intent::Default
+                        || !p.sessions.is_empty()
+                        || p.blocked().is_some()
+                        || !p.unacknowledged.is_empty()
+                })
+                .map(|p| SavedPeer {
+                    nick: p.nick.clone(),
+                    intent: match p.intent {
+                        Intent::Default => 0,
+                        Intent::Secure => 1,
+                        Intent::Plain => 2,
+                    },
+                    peer_key: p.peer_key,
+                    sessions: p
+                        .sessions
+                        .iter()
+                        .map(|s| SavedSession {
+                            ratchet: s.ratchet.to_bytes().to_vec(),
+                            ephemeral: s.ephemeral,
+                            start: s.start.map(|st| (st.signed_prekey, st.one_time)),
+                        })
+                        .collect(),
+                    blocked: p.blocked().and_then(|f| match f {
+                        Failure::KeyChanged { pinned, presented } => Some(SavedBlock::KeyChanged {
+                            pinned: *pinned,
+                            presented: *presented,
+                        }),
+                        Failure::BadSignature => Some(SavedBlock::BadSignature),
+                        Failure::BadKey => Some(SavedBlock::BadKey),
+                        Failure::OwnKey => Some(SavedBlock::OwnKey),
+                        _ => None,
+                    }),
+                    unacknowledged: p
+                        .unacknowledged
+                        .iter()
+                        .map(|(id, t)| (*id, t.clone()))
+                        .collect(),
+                })
+                .collect(),
+        };
+        Zeroizing::new(postcard::to_allocvec(&state).unwrap_or_default())
+    }
+
+    /// Restores what [`Sessions::state_bytes`] saved (call before the first connection).
+    ///
+    /// # Errors
+    /// [`StateError::Damaged`]; nothing is restored then. Refusing is safer than forgetting:
+    /// forgotten sessions and prekeys would make the peers' messages unreadable, and a
+    /// forgotten `/insecure` or block would change what is sent.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        let state: SavedState = postcard::from_bytes(bytes).map_err(|_| StateError::Damaged)?;
+        if state.format != FORMAT
+            || state.signed.len() > MAX_SIGNED_PREKEYS
+            || state.one_time.len() > MAX_ONE_TIME_SECRETS
+            || state.seen.len() > MAX_SEEN_STARTS
+            || state.peers.len() > MAX_PEERS
+        {
+            return Err(StateError::Damaged);
+        }
+        let mut keys = OwnKeys::default();
+        keys.next_id = state.next_id;
+        keys.device = state.device;
+        keys.device_pending = state.device_pending;
+        for s in &state.signed {
+            keys.signed.push(SignedSecret {
+                id: s.id,
+                secret: Zeroizing::new(s.secret),
+                public: x3dh::public_key(&s.secret),
+                signature: s.signature.clone(),
+                created_ms: s.created_ms,
+            });
+        }
+        for k in &state.one_time {
+            keys.one_time.insert(
+                k.id,
+                OneTimeSecret {
+                    secret: Zeroizing::new(k.secret),
+                    public: x3dh::public_key(&k.secret),
+                    published: k.published,
+                },
+            );
+        }
+        for e in &state.seen {
+            keys.remember_start(*e);
+        }
+        let mut peers = std::collections::HashMap::new();
+        for p in &state.peers {
+            if validate_nick(&p.nick).is_err()
+                || p.sessions.len() > MAX_SESSIONS_PER_PEER
+                || p.unacknowledged.len() > MAX_UNACKNOWLEDGED
+            {
+                return Err(StateError::Damaged);
+            }
+            let mut sessions = Vec::new();
+            for s in &p.sessions {
+                sessions.push(Session {
+                    ratchet: Ratchet::from_bytes(&s.ratchet).map_err(|_| StateError::Damaged)?,
+                    ephemeral: s.ephemeral,
+                    start: s.start.map(|(signed_prekey, one_time)| StartParams {
+                        signed_prekey,
+                        one_time,
+                    }),
+                });
+            }
+            let setup = match &p.blocked {
+                None => Setup::Idle,
+                Some(SavedBlock::KeyChanged { pinned, presented }) => {
+                    Setup::Failed(Failure::KeyChanged {
+                        pinned: *pinned,
+                        presented: *presented,
+                    })
+                }
+                Some(SavedBlock::BadSignature) => Setup::Failed(Failure::BadSignature),
+                Some(SavedBlock::BadKey) => Setup::Failed(Failure::BadKey),
+                Some(SavedBlock::OwnKey) => Setup::Failed(Failure::OwnKey),
+            };
+            let peer = Peer {
+                nick: p.nick.clone(),
+                intent: match p.intent {
+                    0 => Intent::Default,
+                    1 => Intent::Secure,
+                    2 => Intent::Plain,
+                    _ => return Err(StateError::Damaged),
+                },
+                sessions,
+                peer_key: p.peer_key,
+                setup,
+                queued: VecDeque::new(),
+                unacknowledged: p.unacknowledged.iter().cloned().collect::<BTreeMap<_, _>>(),
+            };
+            peers.insert(nick_key(&p.nick), peer);
+        }
+        self.keys = keys;
+        self.peers = peers;
+        Ok(())
+    }
+}

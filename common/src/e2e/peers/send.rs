@@ -1,0 +1,133 @@
+//! Sending a text: encrypted on the current session, or queued while the peer's keys are
+//! fetched, or plain when the user said so. Never plain by itself.
+
+use std::time::Instant;
+
+use super::{Intent, Sessions, Setup};
+use crate::e2e::envelope::{encode, pad, Envelope, Inner, Sealed};
+use crate::e2e::error::{Failure, Refused};
+use crate::e2e::event::{Action, Outgoing};
+use crate::protocol::nick_key;
+
+impl Sessions {
+    /// A text for `peer`: encrypted, queued for the peer's keys, or plain when the user said
+    /// `/insecure` (or end-to-end by default is off and the user never said `/secure`).
+    /// `line` is the caller's tag for the text: the [`Action::Send`] that carries it has
+    /// `line: Some(line)`, and if it is dropped unsent (the peer has no keys, the conversation
+    /// got blocked), the tag is in that event's `unsent`.
+    ///
+    /// # Errors
+    /// [`Refused`] when the conversation is blocked (never a silent fallback to plain text),
+    /// the queue is full, or the table is.
+    pub fn send_text(
+        &mut self,
+        peer: &str,
+        text: &str,
+        line: u64,
+        now: Instant,
+    ) -> Result<Outgoing, Refused> {
+        if nick_key(peer) == nick_key(&self.me) {
+            return Ok(Outgoing::Plain);
+        }
+        let by_default = self.config.end_to_end_by_default;
+        let max_queued = self.config.max_queued;
+        let entry = self.peer(peer)?;
+        match entry.intent {
+            Intent::Plain => return Ok(Outgoing::Plain),
+            Intent::Default if !by_default => return Ok(Outgoing::Plain),
+            Intent::Default | Intent::Secure => {}
+        }
+        match entry.blocked() {
+            Some(Failure::KeyChanged { .. }) => {
+                return Err(Refused::KeyNotAccepted(entry.nick.clone()))
+            }
+            Some(failure) => {
+                return Err(Refused::Blocked {
+                    peer: entry.nick.clone(),
+                    failure: failure.clone(),
+                })
+            }
+            None => {}
+        }
+        if !entry.sessions.is_empty() {
+            let nick = entry.nick.clone();
+            let send = self.encrypt(&nick, text, Some(line))?;
+            return Ok(Outgoing::Secure(vec![Action::Persist, send]));
+        }
+        if entry.queued.len() >= max_queued {
+            return Err(Refused::QueueFull(entry.nick.clone()));
+        }
+        entry.queued.push_back((text.to_owned(), line));
+        if matches!(entry.setup, Setup::Fetching(_)) {
+            return Ok(Outgoing::Queued(Vec::new()));
+        }
+        entry.setup = Setup::Fetching(now);
+        Ok(Outgoing::Queued(vec![Action::FetchBundle(
+            entry.nick.clone(),
+        )]))
+    }
+
+    /// Encrypts `text` on the current session with `peer` (with the X3DH start attached while
+    /// the peer has not answered). The caller saves the state before the send goes out.
+    ///
+    /// # Errors
+    /// [`Refused::Crypto`] without a session, or if the text does not fit the largest padding
+    /// bucket.
+    pub(super) fn encrypt(
+        &mut self,
+        peer: &str,
+        text: &str,
+        line: Option<u64>,
+    ) -> Result<Action, Refused> {
+        let identity = *self.identity.public();
+        let entry = self.peers.get_mut(&nick_key(peer)).ok_or(Refused::Crypto)?;
+        let session = entry.sessions.first_mut().ok_or(Refused::Crypto)?;
+        let plain =
+            zeroize::Zeroizing::new(pad(&Inner::Text(text.to_owned())).ok_or(Refused::Crypto)?);
+        let (header, ciphertext) = session
+            .ratchet
+            .encrypt(&plain)
+            .map_err(|_| Refused::Crypto)?;
+        let message = Sealed { header, ciphertext };
+        let envelope = match session.start {
+            Some(start) => Envelope::Start {
+                identity,
+                ephemeral: session.ephemeral,
+                signed_prekey: start.signed_prekey,
+                one_time: start.one_time,
+                message,
+            },
+            None => Envelope::Message(message),
+        };
+        Ok(Action::Send {
+            to: entry.nick.clone(),
+            payload: encode(&envelope),
+            line,
+        })
+    }
+
+    /// Encrypts the texts that waited for a session with `peer`: the sends, in order (texts
+    /// that fail to encrypt are reported unsent).
+    pub(super) fn flush_queued(&mut self, peer: &str) -> Vec<Action> {
+        let Some(entry) = self.peers.get_mut(&nick_key(peer)) else {
+            return Vec::new();
+        };
+        let queued: Vec<(String, u64)> = entry.queued.drain(..).collect();
+        let mut sends = Vec::new();
+        let mut unsent = Vec::new();
+        for (text, line) in queued {
+            match self.encrypt(peer, &text, Some(line)) {
+                Ok(send) => sends.push(send),
+                Err(_) => unsent.push(line),
+            }
+        }
+        if !unsent.is_empty() {
+            sends.push(Action::Event(crate::e2e::event::E2eEvent::Failed {
+                peer: peer.to_owned(),
+                failure: Failure::BadKey,
+                unsent,
+            }));
+        }
+        sends
+    }
+}
