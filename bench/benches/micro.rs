@@ -7,6 +7,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mm_common::e2e::{Action, E2eConfig, Outgoing, Sessions};
+use mm_common::prekeys::{BundleAnswer, KeyUpload, PrekeyBundle};
 use mm_common::frame;
 use mm_common::identity::Identity;
 use mm_common::pins::Pins;
@@ -46,31 +47,49 @@ fn codec(c: &mut Criterion) {
     group.finish();
 }
 
+/// The upload in `actions` (a login's `Publish`).
+fn upload(actions: &[Action]) -> KeyUpload {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Publish(u) => Some(u.clone()),
+            _ => None,
+        })
+        .expect("a login publishes keys")
+}
+
+/// Two users who logged in (keys published): alice's sessions, bob's, and bob's upload.
+fn users() -> (Sessions, Sessions, KeyUpload) {
+    let now = Instant::now();
+    let mut a = Sessions::new("alice", Identity::generate(), Pins::default(), E2eConfig::default());
+    let mut b = Sessions::new("bob", Identity::generate(), Pins::default(), E2eConfig::default());
+    let _ = a.login(now, 1_800_000_000_000);
+    let up = upload(&b.login(now, 1_800_000_000_000));
+    b.published(up.one_time.len() as u32, false);
+    (a, b, up)
+}
+
+/// The first message to an offline peer, both sides: alice takes bob's bundle (XEdDSA check,
+/// X3DH, ratchet start) and encrypts; bob opens the start (X3DH, ratchet) and decrypts.
+fn first_message(a: &mut Sessions, b: &mut Sessions, up: &KeyUpload, now: Instant) {
+    let Ok(Outgoing::Queued(_)) = a.send_text("bob", "hello", 1, now) else {
+        panic!("a text to a new peer waits for its bundle")
+    };
+    let bundle = PrekeyBundle {
+        identity: up.identity,
+        signed_prekey: up.signed_prekey.clone(),
+        one_time: up.one_time.first().cloned(),
+    };
+    for payload in sends(a.bundle("bob", BundleAnswer::Keys(bundle), now)) {
+        b.receive("alice", 1, &payload, now);
+    }
+}
+
 /// An established session pair.
 fn pair() -> (Sessions, Sessions) {
     let now = Instant::now();
-    let config = E2eConfig {
-        rekey_every: u64::MAX,
-        rehandshake_messages: u64::MAX,
-        ..E2eConfig::default()
-    };
-    let mut a = Sessions::new(
-        "alice",
-        Identity::generate(),
-        Pins::default(),
-        config.clone(),
-    );
-    let mut b = Sessions::new("bob", Identity::generate(), Pins::default(), config);
-    let mut to_b = sends(a.start("bob", now).unwrap());
-    while !to_b.is_empty() {
-        let mut to_a = Vec::new();
-        for p in to_b.drain(..) {
-            to_a.extend(sends(b.receive("alice", &p, now)));
-        }
-        for p in to_a {
-            to_b.extend(sends(a.receive("bob", &p, now)));
-        }
-    }
+    let (mut a, mut b, up) = users();
+    first_message(&mut a, &mut b, &up, now);
     (a, b)
 }
 
@@ -90,18 +109,54 @@ fn e2e(c: &mut Criterion) {
     let (mut a, mut b) = pair();
     let now = Instant::now();
     let text = "x".repeat(64);
-    group.bench_function("seal + open 64 B text (128 B bucket)", |bench| {
+    let mut id = 10;
+    group.bench_function("ratchet message, one way: seal + open 64 B (128 B bucket)", |bench| {
         bench.iter(|| {
             let Outgoing::Secure(actions) = a.send_text("bob", &text, 0, now).unwrap() else {
                 panic!()
             };
             for payload in sends(actions) {
-                b.receive("alice", &payload, now);
+                id += 1;
+                b.receive("alice", id, &payload, now);
             }
         })
     });
+    group.bench_function("ratchet message, taking turns (a DH step each)", |bench| {
+        bench.iter(|| {
+            let Outgoing::Secure(actions) = a.send_text("bob", &text, 0, now).unwrap() else {
+                panic!()
+            };
+            for payload in sends(actions) {
+                id += 1;
+                b.receive("alice", id, &payload, now);
+            }
+            let Outgoing::Secure(actions) = b.send_text("alice", &text, 0, now).unwrap() else {
+                panic!()
+            };
+            for payload in sends(actions) {
+                id += 1;
+                a.receive("bob", id, &payload, now);
+            }
+        })
+    });
+    group.bench_function("saved state of one session (state_bytes)", |bench| {
+        bench.iter(|| a.state_bytes().len())
+    });
     group.sample_size(20);
-    group.bench_function("full XX handshake (both sides)", |bench| bench.iter(pair));
+    group.bench_function("first message to an offline peer, both sides (X3DH + ratchet start)", |bench| {
+        bench.iter_batched(
+            users,
+            |(mut a, mut b, up)| first_message(&mut a, &mut b, &up, now),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("login: 100 one-time prekeys and a signed prekey", |bench| {
+        bench.iter_batched(
+            || Sessions::new("carol", Identity::generate(), Pins::default(), E2eConfig::default()),
+            |mut s| s.login(now, 1_800_000_000_000).len(),
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
 }
 
