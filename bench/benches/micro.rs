@@ -7,10 +7,10 @@ use std::time::Instant;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mm_common::e2e::{Action, E2eConfig, Outgoing, Sessions};
-use mm_common::prekeys::{BundleAnswer, KeyUpload, PrekeyBundle};
 use mm_common::frame;
 use mm_common::identity::Identity;
 use mm_common::pins::Pins;
+use mm_common::prekeys::{BundleAnswer, KeyUpload, PrekeyBundle};
 use mm_common::protocol::{ClientMsg, ServerMsg};
 
 fn codec(c: &mut Criterion) {
@@ -61,8 +61,18 @@ fn upload(actions: &[Action]) -> KeyUpload {
 /// Two users who logged in (keys published): alice's sessions, bob's, and bob's upload.
 fn users() -> (Sessions, Sessions, KeyUpload) {
     let now = Instant::now();
-    let mut a = Sessions::new("alice", Identity::generate(), Pins::default(), E2eConfig::default());
-    let mut b = Sessions::new("bob", Identity::generate(), Pins::default(), E2eConfig::default());
+    let mut a = Sessions::new(
+        "alice",
+        Identity::generate(),
+        Pins::default(),
+        E2eConfig::default(),
+    );
+    let mut b = Sessions::new(
+        "bob",
+        Identity::generate(),
+        Pins::default(),
+        E2eConfig::default(),
+    );
     let _ = a.login(now, 1_800_000_000_000);
     let up = upload(&b.login(now, 1_800_000_000_000));
     b.published(up.one_time.len() as u32, false);
@@ -110,17 +120,20 @@ fn e2e(c: &mut Criterion) {
     let now = Instant::now();
     let text = "x".repeat(64);
     let mut id = 10;
-    group.bench_function("ratchet message, one way: seal + open 64 B (128 B bucket)", |bench| {
-        bench.iter(|| {
-            let Outgoing::Secure(actions) = a.send_text("bob", &text, 0, now).unwrap() else {
-                panic!()
-            };
-            for payload in sends(actions) {
-                id += 1;
-                b.receive("alice", id, &payload, now);
-            }
-        })
-    });
+    group.bench_function(
+        "ratchet message, one way: seal + open 64 B (128 B bucket)",
+        |bench| {
+            bench.iter(|| {
+                let Outgoing::Secure(actions) = a.send_text("bob", &text, 0, now).unwrap() else {
+                    panic!()
+                };
+                for payload in sends(actions) {
+                    id += 1;
+                    b.receive("alice", id, &payload, now);
+                }
+            })
+        },
+    );
     group.bench_function("ratchet message, taking turns (a DH step each)", |bench| {
         bench.iter(|| {
             let Outgoing::Secure(actions) = a.send_text("bob", &text, 0, now).unwrap() else {
@@ -143,16 +156,26 @@ fn e2e(c: &mut Criterion) {
         bench.iter(|| a.state_bytes().len())
     });
     group.sample_size(20);
-    group.bench_function("first message to an offline peer, both sides (X3DH + ratchet start)", |bench| {
-        bench.iter_batched(
-            users,
-            |(mut a, mut b, up)| first_message(&mut a, &mut b, &up, now),
-            BatchSize::SmallInput,
-        )
-    });
+    group.bench_function(
+        "first message to an offline peer, both sides (X3DH + ratchet start)",
+        |bench| {
+            bench.iter_batched(
+                users,
+                |(mut a, mut b, up)| first_message(&mut a, &mut b, &up, now),
+                BatchSize::SmallInput,
+            )
+        },
+    );
     group.bench_function("login: 100 one-time prekeys and a signed prekey", |bench| {
         bench.iter_batched(
-            || Sessions::new("carol", Identity::generate(), Pins::default(), E2eConfig::default()),
+            || {
+                Sessions::new(
+                    "carol",
+                    Identity::generate(),
+                    Pins::default(),
+                    E2eConfig::default(),
+                )
+            },
             |mut s| s.login(now, 1_800_000_000_000).len(),
             BatchSize::SmallInput,
         )

@@ -10,6 +10,7 @@ use mm_common::e2e::{Action, E2eConfig, E2eEvent, Envelope, Outgoing, Sessions, 
 use mm_common::frame::{self, FrameError, HEADER_LEN};
 use mm_common::identity::Identity;
 use mm_common::pins::Pins;
+use mm_common::prekeys::{BundleAnswer, PrekeyBundle};
 use mm_common::protocol::{nick_key, validate_nick, ClientMsg, ErrorCode, LeaveReason, ServerMsg};
 use proptest::prelude::*;
 
@@ -177,16 +178,32 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
-    /// Any sequence of texts, in both directions, arrives intact and in order through a secure
-    /// session with frequent rekeys, and every ciphertext has a bucket's length.
+    /// Any sequence of texts, in both directions, arrives intact and in order through an
+    /// end-to-end session started from a prekey bundle, and every ciphertext has a bucket's
+    /// length.
     #[test]
     fn secure_sessions_deliver_any_texts_in_order(
         texts in proptest::collection::vec((any::<bool>(), ".{1,300}"), 1..40),
     ) {
         let now = Instant::now();
-        let config = E2eConfig { rekey_every: 3, rehandshake_messages: 15, ..E2eConfig::default() };
+        let config = E2eConfig::default();
         let mut a = Sessions::new("alice", Identity::generate(), Pins::default(), config.clone());
         let mut b = Sessions::new("bob", Identity::generate(), Pins::default(), config);
+        let _ = a.login(now, 1_800_000_000_000);
+        let upload = b
+            .login(now, 1_800_000_000_000)
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Publish(u) => Some(u),
+                _ => None,
+            })
+            .unwrap();
+        let _ = b.published(upload.one_time.len() as u32, false);
+        let bundle = PrekeyBundle {
+            identity: upload.identity,
+            signed_prekey: upload.signed_prekey.clone(),
+            one_time: upload.one_time.first().cloned(),
+        };
         let mut wire: Vec<(bool, Vec<u8>)> = Vec::new(); // (to_bob, payload)
         let mut got_a = Vec::new();
         let mut got_b = Vec::new();
@@ -195,28 +212,33 @@ proptest! {
                 match action {
                     Action::Send { payload, .. } => wire.push((to_bob, payload)),
                     Action::Event(E2eEvent::Message { text, .. }) => got.push(text),
-                    Action::Event(E2eEvent::Failed { failure, .. }) => panic!("{failure}"),
+                    Action::Event(e @ (E2eEvent::Failed { .. } | E2eEvent::Unreadable { .. } | E2eEvent::Replayed { .. })) => panic!("{e:?}"),
                     _ => {}
                 }
             }
         }
         let start = a.start("bob", now).unwrap();
-        push(start, true, &mut wire, &mut got_a);
+        prop_assert!(start.contains(&Action::FetchBundle("bob".into())));
+        push(a.bundle("bob", BundleAnswer::Keys(bundle), now), true, &mut wire, &mut got_a);
         let mut sent_to_b = Vec::new();
         let mut sent_to_a = Vec::new();
         let mut pending = texts.iter();
+        let mut id = 0;
         loop {
             // Deliver everything in flight, then send the next text.
             while !wire.is_empty() {
                 let (to_bob, payload) = wire.remove(0);
-                if let Ok(Envelope::Data { ciphertext, .. }) = postcard::from_bytes::<Envelope>(&payload) {
-                    prop_assert!(PAD_BUCKETS.iter().any(|b| b + 16 == ciphertext.len()));
-                }
+                let sealed = match postcard::from_bytes::<Envelope>(&payload) {
+                    Ok(Envelope::Start { message, .. } | Envelope::Message(message)) => message,
+                    other => panic!("{other:?}"),
+                };
+                prop_assert!(PAD_BUCKETS.iter().any(|b| b + 16 == sealed.ciphertext.len()));
+                id += 1;
                 if to_bob {
-                    let actions = b.receive("alice", &payload, now);
+                    let actions = b.receive("alice", id, &payload, now);
                     push(actions, false, &mut wire, &mut got_b);
                 } else {
-                    let actions = a.receive("bob", &payload, now);
+                    let actions = a.receive("bob", id, &payload, now);
                     push(actions, true, &mut wire, &mut got_a);
                 }
             }

@@ -269,12 +269,6 @@ impl Sessions {
         }
     }
 
-    /// Test instrumentation: how many peers have an entry.
-    #[cfg(test)]
-    pub(super) fn peer_count(&self) -> usize {
-        self.peers.len()
-    }
-
     /// Test instrumentation: how many one-time prekey secrets we hold.
     #[cfg(test)]
     pub(super) fn one_time_secrets(&self) -> usize {

@@ -37,7 +37,10 @@ fn a_login_publishes_a_signed_prekey_and_a_batch_of_one_time_prekeys_after_savin
     ));
     // The secrets were saved before the public halves went out.
     let list = &w.user("alice").action_lists[0];
-    let publish = list.iter().position(|a| matches!(a, Action::Publish(_))).unwrap();
+    let publish = list
+        .iter()
+        .position(|a| matches!(a, Action::Publish(_)))
+        .unwrap();
     assert!(list[..publish].contains(&Action::Persist));
     // A second login publishes no new one-time keys while the server has the first batch.
     w.logout("alice");
@@ -154,7 +157,14 @@ fn a_damaged_state_is_refused_whole() {
     w.send("alice", "bob", "x").unwrap();
     let saved = w.user("alice").saved.clone();
     let identity = w.user("alice").identity.clone();
-    let fresh = || Sessions::new("alice", identity.clone(), Pins::default(), E2eConfig::default());
+    let fresh = || {
+        Sessions::new(
+            "alice",
+            identity.clone(),
+            Pins::default(),
+            E2eConfig::default(),
+        )
+    };
     assert!(fresh().restore(&saved).is_ok());
     for cut in [0, 1, saved.len() / 2, saved.len() - 1] {
         assert!(fresh().restore(&saved[..cut]).is_err(), "cut at {cut}");

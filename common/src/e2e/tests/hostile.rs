@@ -111,7 +111,10 @@ fn a_bundle_with_a_bad_signature_is_refused_and_blocks_until_the_user_retries() 
     )));
     assert!(matches!(
         w.send("alice", "bob", "again"),
-        Err(Refused::Blocked { failure: Failure::BadSignature, .. })
+        Err(Refused::Blocked {
+            failure: Failure::BadSignature,
+            ..
+        })
     ));
     // The block survives a restart.
     w.crash("alice");
@@ -153,7 +156,10 @@ fn another_users_key_in_the_directory_is_a_key_change_once_a_key_is_pinned() {
         w.send("alice", "bob", "again"),
         Err(Refused::KeyNotAccepted(_))
     ));
-    assert!(!w.payloads("alice", "bob").iter().any(|p| contains(p, b"for bob only")));
+    assert!(!w
+        .payloads("alice", "bob")
+        .iter()
+        .any(|p| contains(p, b"for bob only")));
     // The safety number to compare is the one of the key presented now.
     let number = w.user("alice").sessions.safety_number("bob").unwrap();
     let mallory_key = *w.user("mallory").identity.public();
@@ -173,7 +179,11 @@ fn a_first_contact_key_from_the_directory_is_pinned_as_not_verified() {
     w.send("alice", "bob", "hi").unwrap();
     assert!(w.saw("alice", |e| matches!(
         e,
-        E2eEvent::Ready { trust: crate::e2e::Trust::New, by_peer: false, .. }
+        E2eEvent::Ready {
+            trust: crate::e2e::Trust::New,
+            by_peer: false,
+            ..
+        }
     )));
     assert_eq!(
         crate::e2e::Trust::New.to_string(),
@@ -208,7 +218,10 @@ fn a_one_time_prekey_served_twice_makes_the_second_start_unreadable_not_a_sessio
     w.login("bob");
     assert_eq!(w.texts("bob", "alice"), vec!["from alice"]);
     assert!(w.texts("bob", "carol").is_empty());
-    assert!(w.saw("bob", |e| matches!(e, E2eEvent::Unreadable { peer } if peer == "carol")));
+    assert!(w.saw(
+        "bob",
+        |e| matches!(e, E2eEvent::Unreadable { peer } if peer == "carol")
+    ));
 }
 
 #[test]
@@ -227,12 +240,24 @@ fn a_message_from_a_changed_key_is_not_shown() {
     w.login("alice");
     w.send("alice", "bob", "it's me, new key").unwrap();
     assert_eq!(w.texts("bob", "alice"), vec!["hi"]);
-    assert!(w.saw("bob", |e| matches!(e, E2eEvent::Failed { failure: Failure::KeyChanged { .. }, .. })));
-    assert!(matches!(w.send("bob", "alice", "x"), Err(Refused::KeyNotAccepted(_))));
+    assert!(w.saw("bob", |e| matches!(
+        e,
+        E2eEvent::Failed {
+            failure: Failure::KeyChanged { .. },
+            ..
+        }
+    )));
+    assert!(matches!(
+        w.send("bob", "alice", "x"),
+        Err(Refused::KeyNotAccepted(_))
+    ));
     // Accepted after comparing: the next line goes to the new key.
-    w.command("bob", |s, now| s.accept_key("alice", now)).unwrap();
+    w.command("bob", |s, now| s.accept_key("alice", now))
+        .unwrap();
     w.send("bob", "alice", "welcome back").unwrap();
-    assert!(w.texts("alice", "bob").contains(&"welcome back".to_string()));
+    assert!(w
+        .texts("alice", "bob")
+        .contains(&"welcome back".to_string()));
 }
 
 #[test]
@@ -242,7 +267,13 @@ fn junk_payloads_are_reported_and_change_nothing() {
     w.login("bob");
     w.send("alice", "bob", "ok").unwrap();
     let state = w.user("bob").sessions.state_bytes().to_vec();
-    for junk in [vec![], vec![0u8], vec![1, 2, 3], vec![0xFF; 64], vec![1; 20_000]] {
+    for junk in [
+        vec![],
+        vec![0u8],
+        vec![1, 2, 3],
+        vec![0xFF; 64],
+        vec![1; 20_000],
+    ] {
         w.mailboxes
             .entry("bob".into())
             .or_default()
@@ -265,5 +296,8 @@ fn junk_payloads_are_reported_and_change_nothing() {
     let i = w.idx("bob");
     let now = w.now;
     let actions = w.users[i].sessions.receive("alice", 8888, &bytes, now);
-    assert!(matches!(actions.as_slice(), [Action::Event(E2eEvent::Unreadable { .. })]));
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::Event(E2eEvent::Unreadable { .. })]
+    ));
 }

@@ -231,7 +231,11 @@ impl World {
                         .entry(nick_key(&to))
                         .or_default()
                         .push_back((id, from, payload));
-                    if self.users.iter().any(|u| nick_key(&u.nick) == nick_key(&to) && u.online) {
+                    if self
+                        .users
+                        .iter()
+                        .any(|u| nick_key(&u.nick) == nick_key(&to) && u.online)
+                    {
                         self.deliver(&to);
                     }
                 }
@@ -258,7 +262,11 @@ impl World {
 
     /// What the directory hands out for `nick` (its one-time prekey used up).
     pub(super) fn bundle_for(&mut self, nick: &str) -> BundleAnswer {
-        if !self.users.iter().any(|u| nick_key(&u.nick) == nick_key(nick)) {
+        if !self
+            .users
+            .iter()
+            .any(|u| nick_key(&u.nick) == nick_key(nick))
+        {
             return BundleAnswer::NoSuchUser;
         }
         match self.directory.get_mut(&nick_key(nick)) {

@@ -23,13 +23,26 @@ fn messages_to_an_offline_user_are_end_to_end_and_read_at_the_next_login_in_orde
     assert!(w.texts("bob", "alice").is_empty());
     assert!(matches!(
         w.status("alice", "bob"),
-        Status::Secure { trust: Trust::New, .. }
+        Status::Secure {
+            trust: Trust::New,
+            ..
+        }
     ));
     w.login("bob");
     let want: Vec<String> = (1..=5).map(|i| format!("secret line {i}")).collect();
     assert_eq!(w.texts("bob", "alice"), want);
-    assert!(w.saw("bob", |e| matches!(e, E2eEvent::Ready { by_peer: true, trust: Trust::New, .. })));
-    assert!(!w.saw("bob", |e| matches!(e, E2eEvent::Unreadable { .. } | E2eEvent::Replayed { .. })));
+    assert!(w.saw("bob", |e| matches!(
+        e,
+        E2eEvent::Ready {
+            by_peer: true,
+            trust: Trust::New,
+            ..
+        }
+    )));
+    assert!(!w.saw("bob", |e| matches!(
+        e,
+        E2eEvent::Unreadable { .. } | E2eEvent::Replayed { .. }
+    )));
     // One bundle fetched, by alice; bob answers on the session alice started.
     assert_eq!(w.fetches, 1);
     w.send("bob", "alice", "got them").unwrap();
@@ -46,7 +59,12 @@ fn the_x3dh_start_rides_along_until_the_peer_answers_then_stops() {
     let starts = |w: &World, from: &str, to: &str| {
         w.payloads(from, to)
             .iter()
-            .map(|p| matches!(postcard::from_bytes::<Envelope>(p), Ok(Envelope::Start { .. })))
+            .map(|p| {
+                matches!(
+                    postcard::from_bytes::<Envelope>(p),
+                    Ok(Envelope::Start { .. })
+                )
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(starts(&w, "alice", "bob"), vec![true, true]);
@@ -143,7 +161,10 @@ fn both_starting_at_once_still_reads_everything_and_settles_on_one_session() {
     assert_eq!(w.texts("bob", "alice"), vec!["a1", "a2", "a3", "a4"]);
     assert_eq!(w.texts("alice", "bob"), vec!["b1", "b2", "b3", "b4"]);
     for nick in ["alice", "bob"] {
-        assert!(!w.saw(nick, |e| matches!(e, E2eEvent::Unreadable { .. })), "{nick}");
+        assert!(
+            !w.saw(nick, |e| matches!(e, E2eEvent::Unreadable { .. })),
+            "{nick}"
+        );
     }
     // Settled: the last messages are plain ratchet messages, no more starts.
     let last = w.relayed.last().unwrap().3.clone();
@@ -185,7 +206,10 @@ fn insecure_sends_plain_only_when_asked_and_secure_turns_it_back() {
     w.command("alice", |s, _| s.end("bob")).unwrap();
     assert_eq!(w.status("alice", "bob"), Status::Plain);
     w.send("alice", "bob", "plain one").unwrap();
-    assert_eq!(w.user("alice").plain, vec![("bob".to_string(), "plain one".to_string())]);
+    assert_eq!(
+        w.user("alice").plain,
+        vec![("bob".to_string(), "plain one".to_string())]
+    );
     assert!(w.payloads("alice", "bob").is_empty());
     assert!(matches!(
         w.command("alice", |s, _| s.end("bob")),
@@ -246,7 +270,13 @@ fn a_peer_without_keys_gets_nothing_plain_and_the_next_line_tries_again() {
     assert_eq!(w.texts("bob", "alice"), vec!["now?"]);
     // Nobody by that name.
     w.send("alice", "carol", "x").unwrap();
-    assert!(w.saw("alice", |e| matches!(e, E2eEvent::Failed { failure: Failure::NoSuchUser, .. })));
+    assert!(w.saw("alice", |e| matches!(
+        e,
+        E2eEvent::Failed {
+            failure: Failure::NoSuchUser,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -257,13 +287,18 @@ fn texts_wait_for_the_bundle_and_a_request_never_answered_fails_them_visibly() {
     let now = w.now;
     // The request goes out but no answer comes.
     let first = w.users[i].sessions.send_text("bob", "one", 1, now).unwrap();
-    assert!(matches!(first, Outgoing::Queued(ref a) if a == &vec![Action::FetchBundle("bob".into())]));
+    assert!(
+        matches!(first, Outgoing::Queued(ref a) if a == &vec![Action::FetchBundle("bob".into())])
+    );
     let second = w.users[i].sessions.send_text("bob", "two", 2, now).unwrap();
     assert_eq!(second, Outgoing::Queued(Vec::new()));
     assert_eq!(w.status("alice", "bob"), Status::Starting);
     let due = w.users[i].sessions.poll_timeout().unwrap();
     assert_eq!(due, now + E2eConfig::default().fetch_timeout);
-    assert!(w.users[i].sessions.tick(now + Duration::from_secs(1)).is_empty());
+    assert!(w.users[i]
+        .sessions
+        .tick(now + Duration::from_secs(1))
+        .is_empty());
     let actions = w.users[i].sessions.tick(due);
     assert!(actions.iter().any(|a| matches!(
         a,
