@@ -45,17 +45,26 @@
 //! * `trust`: pin decisions ([`Trust`]); `conversations`: the saved-conversations format;
 //! * `error`: [`AbortReason`], [`Failure`], [`Refused`]; `event`: [`Action`], [`E2eEvent`],
 //!   [`Outgoing`], [`Status`]; `config`: [`E2eConfig`] and the bounds;
-//! * `rng`: the injected source of randomness ([`Sessions::with_rng`]).
+//! * `rng`: the injected source of randomness ([`Sessions::with_rng`]);
+//! * `kdf`: HKDF-SHA-256 and HMAC-SHA-256, the root, chain and message-key derivations;
+//! * `xeddsa`: XEdDSA signatures with X25519 identity keys (signed prekeys);
+//! * `x3dh`: X3DH key agreement from a prekey bundle ([`x3dh::initiate`], [`x3dh::respond`]);
+//! * `ratchet`: the Double Ratchet ([`ratchet::Ratchet`]): per-message keys, skipped keys,
+//!   saved state.
 
 mod config;
 mod conversations;
 mod envelope;
 mod error;
 mod event;
+pub mod kdf;
 mod peers;
+pub mod ratchet;
 mod rng;
 mod session;
 mod trust;
+pub mod x3dh;
+pub mod xeddsa;
 
 pub use config::{E2eConfig, MAX_AUTOMATIC_STARTS, MAX_INCOMING_HANDSHAKES, MAX_PEERS};
 pub use conversations::check_conversations;

@@ -16,9 +16,14 @@ use crate::pins::Pins;
 mod determinism;
 mod failures;
 mod handshake;
+mod kdf;
 mod keys;
+mod ratchet;
 mod restarts;
 mod timers;
+mod vectors;
+mod x3dh;
+mod xeddsa;
 
 /// TEST-ONLY, NOT CRYPTOGRAPHIC: SplitMix64 (Steele, Lea, Flood 2014), a deterministic
 /// generator whose whole state is one `u64` seed. It claims `CryptoRng` only so that tests can
