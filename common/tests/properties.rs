@@ -189,7 +189,20 @@ proptest! {
         let config = E2eConfig::default();
         let mut a = Sessions::new("alice", Identity::generate(), Pins::default(), config.clone());
         let mut b = Sessions::new("bob", Identity::generate(), Pins::default(), config);
-        let _ = a.login(now, 1_800_000_000_000);
+        let alice_upload = a
+            .login(now, 1_800_000_000_000)
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Publish(u) => Some(u),
+                _ => None,
+            })
+            .unwrap();
+        let _ = a.published(alice_upload.one_time.len() as u32, false);
+        let alice_bundle = PrekeyBundle {
+            identity: alice_upload.identity,
+            signed_prekey: alice_upload.signed_prekey.clone(),
+            one_time: alice_upload.one_time.first().cloned(),
+        };
         let upload = b
             .login(now, 1_800_000_000_000)
             .into_iter()
@@ -249,6 +262,13 @@ proptest! {
                 Outgoing::Secure(actions) => {
                     let got = if to_bob { &mut got_a } else { &mut got_b };
                     push(actions, to_bob, &mut wire, got);
+                }
+                // Bob speaks before alice's first message reached him: he starts a session
+                // of his own from alice's bundle (both sessions then work).
+                Outgoing::Queued(actions) if !*from_alice => {
+                    prop_assert_eq!(actions, vec![Action::FetchBundle("alice".into())]);
+                    let answer = BundleAnswer::Keys(alice_bundle.clone());
+                    push(b.bundle("alice", answer, now), false, &mut wire, &mut got_b);
                 }
                 other => panic!("{other:?}"),
             }

@@ -1,6 +1,7 @@
 //! The end-to-end state machine facing a hostile relay: arbitrary payloads "from bob", first
-//! with no session, then inside an established session. Must never panic, and nothing that
-//! did not decrypt may ever come out as a secure message.
+//! with no session, then inside an established session (started from bob's prekey bundle),
+//! then as a saved state. Must never panic, and nothing that did not decrypt may ever come out
+//! as a secure message.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -10,6 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use mm_common::e2e::{Action, E2eConfig, E2eEvent, Sessions};
 use mm_common::identity::Identity;
 use mm_common::pins::Pins;
+use mm_common::prekeys::{BundleAnswer, PrekeyBundle};
 
 fn identities() -> &'static (Identity, Identity) {
     static IDS: OnceLock<(Identity, Identity)> = OnceLock::new();
@@ -23,32 +25,37 @@ fn no_secure_message(actions: &[Action]) {
 fuzz_target!(|data: &[u8]| {
     let (a, b) = identities();
     let now = Instant::now();
+    let ms = 1_800_000_000_000;
     // No session at all.
     let mut alice = Sessions::new("alice", a.clone(), Pins::default(), E2eConfig::default());
-    no_secure_message(&alice.receive("bob", data, now));
+    let _ = alice.login(now, ms);
+    no_secure_message(&alice.receive("bob", 1, data, now));
 
     // An established session, then the garbage.
     let mut alice = Sessions::new("alice", a.clone(), Pins::default(), E2eConfig::default());
     let mut bob = Sessions::new("bob", b.clone(), Pins::default(), E2eConfig::default());
-    let mut to_bob: Vec<Vec<u8>> = Vec::new();
-    let mut to_alice: Vec<Vec<u8>> = Vec::new();
-    let collect = |actions: Vec<Action>, out: &mut Vec<Vec<u8>>| {
-        for action in actions {
-            if let Action::Send { payload, .. } = action {
-                out.push(payload);
-            }
-        }
+    let _ = alice.login(now, ms);
+    let Some(upload) = bob.login(now, ms).into_iter().find_map(|a| match a {
+        Action::Publish(u) => Some(u),
+        _ => None,
+    }) else {
+        return;
     };
-    if let Ok(actions) = alice.start("bob", now) {
-        collect(actions, &mut to_bob);
-    }
-    for _ in 0..3 {
-        for payload in std::mem::take(&mut to_bob) {
-            collect(bob.receive("alice", &payload, now), &mut to_alice);
+    let bundle = PrekeyBundle {
+        identity: upload.identity,
+        signed_prekey: upload.signed_prekey,
+        one_time: upload.one_time.first().cloned(),
+    };
+    let _ = alice.send_text("bob", "hi", 1, now);
+    let mut id = 1;
+    for action in alice.bundle("bob", BundleAnswer::Keys(bundle), now) {
+        if let Action::Send { payload, .. } = action {
+            id += 1;
+            let _ = bob.receive("alice", id, &payload, now);
         }
-        for payload in std::mem::take(&mut to_alice) {
-            collect(alice.receive("bob", &payload, now), &mut to_bob);
-        }
     }
-    no_secure_message(&alice.receive("bob", data, now));
+    no_secure_message(&bob.receive("alice", 1_000, data, now));
+    // The bytes as a saved state.
+    let mut restored = Sessions::new("alice", a.clone(), Pins::default(), E2eConfig::default());
+    let _ = restored.restore(data);
 });

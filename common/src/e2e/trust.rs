@@ -23,7 +23,7 @@ impl fmt::Display for Trust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Trust::New => "not verified (key from the server's directory, now pinned)",
-            Trust::Pinned => "pinned key; not verified",
+            Trust::Pinned => "not verified (pinned at first contact)",
             Trust::Verified => "verified",
         })
     }

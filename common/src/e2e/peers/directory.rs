@@ -33,7 +33,9 @@ impl Sessions {
         {
             return actions; // the random source failed: nothing to publish
         }
-        if !self.keys.one_time.values().any(|k| !k.published) {
+        // The first batch; later ones when the server says its stock runs low
+        // ([`Sessions::published`], [`Sessions::prekeys_low`]).
+        if self.keys.one_time.is_empty() {
             let batch = self.config.one_time_batch;
             let _ = self.keys.add_one_time(batch, &mut *self.rng);
         }

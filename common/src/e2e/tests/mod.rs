@@ -4,8 +4,13 @@
 
 mod directory;
 mod hostile;
+mod kdf;
+mod ratchet;
 mod schedules;
 mod sessions;
+mod vectors;
+mod x3dh;
+mod xeddsa;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -15,6 +20,40 @@ use crate::identity::Identity;
 use crate::pins::Pins;
 use crate::prekeys::{BundleAnswer, KeyUpload, OneTimePrekey, PrekeyBundle, SignedPrekey};
 use crate::protocol::nick_key;
+use rand_core::{CryptoRng, RngCore};
+
+/// TEST-ONLY, NOT CRYPTOGRAPHIC: SplitMix64 (Steele, Lea, Flood 2014), a deterministic
+/// generator whose whole state is one `u64` seed. It claims `CryptoRng` only so that tests can
+/// inject it where the end-to-end layer takes a secure generator; it must never leave tests.
+struct TestRng(u64);
+
+impl RngCore for TestRng {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl CryptoRng for TestRng {}
 
 /// One user: their sessions, what they were shown, and the state they last saved.
 pub(super) struct User {
@@ -43,6 +82,12 @@ pub(super) struct Published {
     pub(super) one_time: VecDeque<OneTimePrekey>,
 }
 
+/// Alters a bundle the fake server hands out: (whose, the answer).
+pub(super) type BundleHook = Box<dyn FnMut(&str, &mut BundleAnswer)>;
+
+/// Alters a relay the fake server takes: (from, to, payload) → what it keeps (`None`: drops it).
+pub(super) type RelayHook = Box<dyn FnMut(&str, &str, Vec<u8>) -> Option<Vec<u8>>>;
+
 /// A mail: relay id, sender, payload.
 pub(super) type Mail = (u64, String, Vec<u8>);
 
@@ -59,9 +104,9 @@ pub(super) struct World {
     pub(super) now_ms: u64,
     pub(super) config: E2eConfig,
     /// Alters each bundle the server hands out (hostile-server tests).
-    pub(super) bundle_hook: Option<Box<dyn FnMut(&str, &mut BundleAnswer)>>,
+    pub(super) bundle_hook: Option<BundleHook>,
     /// Alters (or drops: `None`) each relay the server takes.
-    pub(super) relay_hook: Option<Box<dyn FnMut(&str, &str, Vec<u8>) -> Option<Vec<u8>>>>,
+    pub(super) relay_hook: Option<RelayHook>,
 }
 
 impl World {

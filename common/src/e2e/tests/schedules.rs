@@ -28,10 +28,10 @@ fn step() -> impl Strategy<Value = Step> {
 const NICKS: [&str; 3] = ["ann", "ben", "cat"];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn every_message_is_shown_in_order_and_nothing_is_lost(steps in prop::collection::vec(step(), 1..40)) {
+    fn every_message_is_shown_in_order_and_nothing_is_lost(steps in prop::collection::vec(step(), 1..30)) {
         let mut w = World::new();
         for n in NICKS {
             w.add(n);

@@ -24,7 +24,7 @@ fn messages_to_an_offline_user_are_end_to_end_and_read_at_the_next_login_in_orde
     assert!(matches!(
         w.status("alice", "bob"),
         Status::Secure {
-            trust: Trust::New,
+            trust: Trust::Pinned,
             ..
         }
     ));
