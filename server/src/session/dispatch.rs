@@ -177,7 +177,8 @@ fn private(
     })
 }
 
-/// `Relay`: an opaque payload for one user online. Refusals: [`Refusal::InvalidRecipient`],
+/// `Relay`: an opaque payload for one user, delivered live or kept in the mailbox (as a
+/// `Private` is), answered once it is in the mailbox. Refusals: [`Refusal::InvalidRecipient`],
 /// [`Refusal::PayloadLength`], [`Refusal::Send`].
 fn relay(
     m: &Outbox,
@@ -188,14 +189,18 @@ fn relay(
 ) -> Result<Answer, Refusal> {
     check_recipient(&to)?;
     check_payload(&payload)?;
-    let (accepted, reply) = ctx
+    let (accepted, reply, live) = match ctx
         .hub
         .relay(m.conn_id, &m.nick, &to, payload)
-        .map_err(Refusal::Send)?;
+        .map_err(Refusal::Send)?
+    {
+        PrivateOutcome::Delivered(accepted, reply) => (accepted, reply, true),
+        PrivateOutcome::Stored(accepted, reply) => (accepted, reply, false),
+    };
     Ok(Answer::Mail {
         accepted,
         to,
-        live: true,
+        live,
         reply,
         deadline,
     })
