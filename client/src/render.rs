@@ -257,7 +257,7 @@ pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
                 Kind::Ready,
                 format!(
                     "{who}: messages to and from {peer} are end-to-end encrypted. \
-                     {peer}'s key: {} ({trust}){compare}",
+                     {peer}'s key: {}, {trust}{compare}",
                     key_fingerprint(key)
                 ),
             )

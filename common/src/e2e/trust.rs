@@ -22,7 +22,9 @@ pub enum Trust {
 impl fmt::Display for Trust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Trust::New => "not verified (key from the server's directory, now pinned)",
+            Trust::New => {
+                "not verified (first contact: key from the server's directory, now pinned)"
+            }
             Trust::Pinned => "not verified (pinned at first contact)",
             Trust::Verified => "verified",
         })

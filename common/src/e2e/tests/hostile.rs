@@ -187,7 +187,7 @@ fn a_first_contact_key_from_the_directory_is_pinned_as_not_verified() {
     )));
     assert_eq!(
         crate::e2e::Trust::New.to_string(),
-        "not verified (key from the server's directory, now pinned)"
+        "not verified (first contact: key from the server's directory, now pinned)"
     );
     assert!(w.user("alice").sessions.pins().get("bob").is_some());
 }
