@@ -1,17 +1,21 @@
-//! Micro-benchmarks: frame encode/decode (the server's per-message work) and the end-to-end
-//! seal/open path. `cargo bench -p mm-bench --bench micro`.
+//! Micro-benchmarks: frame encode/decode (the server's per-message work), the end-to-end
+//! seal/open path, and the X3DH / Double Ratchet core. `cargo bench -p mm-bench --bench micro`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Instant;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use mm_common::e2e::{Action, E2eConfig, Outgoing, Sessions};
+use mm_common::e2e::ratchet::Ratchet;
+use mm_common::e2e::{x3dh, xeddsa, Action, E2eConfig, Outgoing, Sessions};
 use mm_common::frame;
 use mm_common::identity::Identity;
 use mm_common::pins::Pins;
-use mm_common::prekeys::{BundleAnswer, KeyUpload, PrekeyBundle};
+use mm_common::prekeys::{
+    signed_prekey_message, BundleAnswer, KeyUpload, OneTimePrekey, PrekeyBundle, SignedPrekey,
+};
 use mm_common::protocol::{ClientMsg, ServerMsg};
+use rand_core::{OsRng, RngCore};
 
 fn codec(c: &mut Criterion) {
     let text = "x".repeat(64);
@@ -183,6 +187,101 @@ fn e2e(c: &mut Criterion) {
     group.finish();
 }
 
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// XEdDSA, X3DH and the Double Ratchet (the crypto core of the prekey sessions).
+fn ratchet(c: &mut Criterion) {
+    let mut group = c.benchmark_group("x3dh_ratchet");
+    group.throughput(Throughput::Elements(1));
+
+    let private = random::<32>();
+    let public = x3dh::public_key(&private);
+    let message = signed_prekey_message(1, &random::<32>());
+    let z = random::<64>();
+    group.bench_function("XEdDSA sign", |b| {
+        b.iter(|| xeddsa::sign(&private, &message, &z))
+    });
+    let signature = xeddsa::sign(&private, &message, &z);
+    group.bench_function("XEdDSA verify", |b| {
+        b.iter(|| assert!(xeddsa::verify(&public, &message, &signature)))
+    });
+
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let (spk, otk) = (random::<32>(), random::<32>());
+    let spk_public = x3dh::public_key(&spk);
+    let bundle = PrekeyBundle {
+        identity: *bob.public(),
+        signed_prekey: SignedPrekey {
+            id: 1,
+            key: spk_public,
+            signature: bob
+                .sign(&signed_prekey_message(1, &spk_public), &mut OsRng)
+                .to_vec(),
+        },
+        one_time: Some(OneTimePrekey {
+            id: 1,
+            key: x3dh::public_key(&otk),
+        }),
+    };
+    group.bench_function("X3DH initiate + respond (with one-time prekey)", |b| {
+        b.iter(|| {
+            let ek = random::<32>();
+            let a = x3dh::initiate("alice", &alice, "bob", &bundle, &ek).unwrap();
+            let r = x3dh::respond(
+                "bob",
+                &bob,
+                "alice",
+                alice.public(),
+                &x3dh::public_key(&ek),
+                &spk,
+                Some(&otk),
+            )
+            .unwrap();
+            assert_eq!(*a.shared, *r.shared);
+        })
+    });
+
+    let start = x3dh::initiate("alice", &alice, "bob", &bundle, &random::<32>()).unwrap();
+    let new_pair = || {
+        let a = Ratchet::initiator(
+            &start.shared,
+            &spk_public,
+            start.associated_data.clone(),
+            &mut OsRng,
+        )
+        .unwrap();
+        let b = Ratchet::responder(&start.shared, &spk, start.associated_data.clone());
+        (a, b)
+    };
+    let text = [b'x'; 100];
+    let (mut a, mut b) = new_pair();
+    group.bench_function("ratchet encrypt + decrypt 100 B (same chain)", |bench| {
+        bench.iter(|| {
+            let (h, ct) = a.encrypt(&text).unwrap();
+            b.decrypt(&h, &ct, &mut OsRng).unwrap()
+        })
+    });
+    let (a, b) = new_pair();
+    let mut sides = [a, b];
+    group.bench_function(
+        "ratchet encrypt + decrypt 100 B with a DH step (alternating)",
+        |bench| {
+            bench.iter(|| {
+                let [from, to] = &mut sides;
+                let (h, ct) = from.encrypt(&text).unwrap();
+                let plaintext = to.decrypt(&h, &ct, &mut OsRng).unwrap();
+                sides.swap(0, 1);
+                plaintext
+            })
+        },
+    );
+    group.finish();
+}
+
 /// One redraw of the terminal UI (it redraws after every event): a 120x40 screen of a tab with
 /// full scrollback, on ratatui's in-memory backend.
 fn tui(c: &mut Criterion) {
@@ -211,5 +310,5 @@ fn tui(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, codec, e2e, tui);
+criterion_group!(benches, codec, e2e, ratchet, tui);
 criterion_main!(benches);

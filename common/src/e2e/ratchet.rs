@@ -349,9 +349,11 @@ impl Ratchet {
         }
         let mut new_skipped = Vec::new();
         if self.dhr == Some(header.dh) {
-            // The current receiving chain (the initiator has none before its first reply).
+            // The current receiving chain. The initiator has none before its first reply: a
+            // message "from" the responder's signed prekey is not genuine (the responder sends
+            // from a fresh ratchet key).
             let Some(ckr) = self.ckr.as_ref() else {
-                return Err(RatchetError::Old);
+                return Err(RatchetError::Decrypt);
             };
             if header.n < self.nr {
                 return Err(RatchetError::Old);
@@ -369,7 +371,11 @@ impl Ratchet {
         if self.old_dhr.contains(&header.dh) {
             return Err(RatchetError::Old);
         }
-        // A new ratchet step (DHRatchet), computed aside. First the end of the current chain.
+        // A new ratchet step (DHRatchet), computed aside. First the end of the current chain
+        // (bounded even when there is none, as in the specification's SkipMessageKeys).
+        if header.pn.saturating_sub(self.nr) > MAX_SKIP {
+            return Err(RatchetError::TooManySkipped);
+        }
         if let (Some(ckr), Some(dhr)) = (self.ckr.as_ref(), self.dhr.as_ref()) {
             let mut ck = ckr.clone();
             skip(&mut ck, dhr, self.nr, header.pn, &mut new_skipped)?;

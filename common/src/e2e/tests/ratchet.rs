@@ -126,6 +126,41 @@ fn stored_skipped_keys_are_bounded_oldest_dropped() {
 }
 
 #[test]
+fn replays_are_old_in_every_chain_position() {
+    let (mut a, mut b, mut rng) = pair(9);
+    let m0 = a.encrypt(b"0").unwrap();
+    let m1 = a.encrypt(b"1").unwrap();
+    let m2 = a.encrypt(b"2").unwrap();
+    b.decrypt(&m0.0, &m0.1, &mut rng).unwrap(); // the first message: a ratchet step
+    b.decrypt(&m2.0, &m2.1, &mut rng).unwrap(); // skips m1
+    b.decrypt(&m1.0, &m1.1, &mut rng).unwrap(); // from the stored key
+    for (h, ct) in [&m0, &m1, &m2] {
+        assert_eq!(
+            decrypt_checked(&mut b, h, ct, &mut rng).unwrap_err(),
+            RatchetError::Old
+        );
+    }
+    // After Alice's next ratchet step, her previous chain's messages are still `Old`.
+    let (h, ct) = b.encrypt(b"reply").unwrap();
+    a.decrypt(&h, &ct, &mut rng).unwrap();
+    let m3 = a.encrypt(b"3").unwrap();
+    b.decrypt(&m3.0, &m3.1, &mut rng).unwrap();
+    for (h, ct) in [&m0, &m1, &m2, &m3] {
+        assert_eq!(
+            decrypt_checked(&mut b, h, ct, &mut rng).unwrap_err(),
+            RatchetError::Old
+        );
+    }
+    // A message claiming a previous chain longer than MAX_SKIP is refused before any work.
+    let (mut h, ct) = b.encrypt(b"again").unwrap();
+    h.pn = MAX_SKIP + 10;
+    assert_eq!(
+        decrypt_checked(&mut a, &h, &ct, &mut rng).unwrap_err(),
+        RatchetError::TooManySkipped
+    );
+}
+
+#[test]
 fn small_order_ratchet_keys_are_refused() {
     let order8 =
         parse_key("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800").unwrap();
