@@ -89,7 +89,7 @@ impl Undelivered {
             (self.by_server, "refused by the server"),
             (
                 self.unsent,
-                "dropped with a secure session that did not come up",
+                "not sent: no end-to-end session could be set up (see above)",
             ),
             (self.unanswered, "without an answer"),
         ] {

@@ -16,6 +16,7 @@ mod home;
 mod hostile;
 mod ids;
 mod keys;
+mod offline;
 mod process;
 mod rooms;
 mod secure;

@@ -807,3 +807,71 @@ impl ServerProcess {
             .unwrap()
     }
 }
+
+/// Which of `needles` occur anywhere in the readable memory of the process `pid` (read through
+/// `/proc/PID/maps` and `/proc/PID/mem`, as a core dump would hold it). Reading another
+/// process's memory needs the right to trace it: a child of the test, same user.
+///
+/// # Panics
+/// If the memory cannot be read at all (then the test could not check anything).
+pub fn memory_holds(pid: u32, needles: &[&[u8]]) -> Vec<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut found: Vec<Vec<u8>> = Vec::new();
+    let mut read = 0usize;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !perms.starts_with('r') {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        let mut data = vec![0u8; usize::try_from(b - a).unwrap()];
+        // Some mappings (guard pages, [vvar]) cannot be read: skipped.
+        if mem.seek(SeekFrom::Start(a)).is_err() || mem.read_exact(&mut data).is_err() {
+            continue;
+        }
+        read += data.len();
+        for needle in needles {
+            if !found.iter().any(|f| f == needle)
+                && data.windows(needle.len()).any(|w| w == *needle)
+            {
+                found.push(needle.to_vec());
+            }
+        }
+    }
+    assert!(
+        read > 1_000_000,
+        "read only {read} bytes of process {pid}'s memory"
+    );
+    found
+}
+
+/// Which of `needles` occur in any file under `dir` (recursively).
+pub fn files_hold(dir: &std::path::Path, needles: &[&[u8]]) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(data) = std::fs::read(&path) {
+                for needle in needles {
+                    if data.windows(needle.len()).any(|w| w == *needle) {
+                        found.push((path.clone(), needle.to_vec()));
+                    }
+                }
+            }
+        }
+    }
+    found
+}

@@ -50,7 +50,8 @@ impl Sessions {
 
     /// `/insecure peer`: private texts to the peer go plain from now on (shown as such on both
     /// sides), until `/secure peer`. The sessions are kept: messages the peer sends encrypted
-    /// still decrypt.
+    /// still decrypt. Texts typed before and still waiting for the peer's keys go encrypted
+    /// when the keys come (they were written for an end-to-end conversation).
     ///
     /// # Errors
     /// [`Refused::AlreadyPlain`] if the conversation is plain already.
@@ -62,15 +63,11 @@ impl Sessions {
             return Err(Refused::AlreadyPlain(entry.nick.clone()));
         }
         entry.intent = Intent::Plain;
-        if matches!(entry.setup, Setup::Fetching(_)) {
-            entry.setup = Setup::Idle;
-        }
-        let unsent = entry.queued.drain(..).map(|(_, line)| line).collect();
         Ok(vec![
             Action::Persist,
             Action::Event(E2eEvent::Ended {
                 peer: entry.nick.clone(),
-                unsent,
+                unsent: Vec::new(),
             }),
         ])
     }

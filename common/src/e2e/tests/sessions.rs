@@ -321,3 +321,32 @@ fn a_reconnect_asks_again_for_the_bundles_the_last_connection_left_unanswered() 
     w.login("bob");
     assert_eq!(w.texts("bob", "alice"), vec!["one"]);
 }
+
+#[test]
+fn texts_typed_before_insecure_still_go_end_to_end_when_the_keys_come() {
+    let mut w = pair();
+    w.login("alice");
+    let i = w.idx("alice");
+    let now = w.now;
+    let Outgoing::Queued(fetch) = w.users[i]
+        .sessions
+        .send_text("bob", "typed secure", 1, now)
+        .unwrap()
+    else {
+        panic!("waits for the bundle")
+    };
+    // The user says /insecure before the directory answered.
+    w.command("alice", |s, _| s.end("bob")).unwrap();
+    assert!(!w.saw(
+        "alice",
+        |e| matches!(e, E2eEvent::Ended { unsent, .. } if !unsent.is_empty())
+    ));
+    w.run(i, fetch);
+    w.send("alice", "bob", "typed plain").unwrap();
+    assert_eq!(
+        w.user("alice").plain,
+        vec![("bob".to_string(), "typed plain".to_string())]
+    );
+    w.login("bob");
+    assert_eq!(w.texts("bob", "alice"), vec!["typed secure"]);
+}
