@@ -381,8 +381,9 @@ pub enum ServerMsg {
         /// Whether it is an action (`/me`).
         action: bool,
     },
-    /// Answer to a [`ClientMsg::Private`] whose recipient is a registered user who is offline:
-    /// the server stored it and delivers it at their next login. Takes the place of `Sent`.
+    /// Answer to a [`ClientMsg::Private`] or [`ClientMsg::Relay`] whose recipient is a
+    /// registered user who is offline: the server stored it and delivers it at their next
+    /// login (a relay as [`ServerMsg::Relay`], with the same id). Takes the place of `Sent`.
     Queued {
         /// The id the message was given.
         id: u64,
@@ -814,8 +815,8 @@ impl ErrorCode {
     /// The nick is not registered, and this client certificate or address registered as many
     /// new nicks as the server allows for now; the detail says when to try again.
     pub const REGISTRATION_LIMIT: ErrorCode = ErrorCode(17);
-    /// The recipient of a private message is not online (or, in a room command, the user is
-    /// not known).
+    /// The recipient of a private line or relay is neither online nor a registered user (or,
+    /// in a room command, the user is not known).
     pub const NO_SUCH_NICK: ErrorCode = ErrorCode(20);
     /// The text is longer than the server's limit.
     pub const TEXT_TOO_LONG: ErrorCode = ErrorCode(21);
