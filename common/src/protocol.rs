@@ -381,8 +381,9 @@ pub enum ServerMsg {
         /// Whether it is an action (`/me`).
         action: bool,
     },
-    /// Answer to a [`ClientMsg::Private`] whose recipient is a registered user who is offline:
-    /// the server stored it and delivers it at their next login. Takes the place of `Sent`.
+    /// Answer to a [`ClientMsg::Private`] or [`ClientMsg::Relay`] whose recipient is a
+    /// registered user who is offline: the server stored it and delivers it at their next
+    /// login (a relay as [`ServerMsg::Relay`], with the same id). Takes the place of `Sent`.
     Queued {
         /// The id the message was given.
         id: u64,
@@ -814,8 +815,8 @@ impl ErrorCode {
     /// The nick is not registered, and this client certificate or address registered as many
     /// new nicks as the server allows for now; the detail says when to try again.
     pub const REGISTRATION_LIMIT: ErrorCode = ErrorCode(17);
-    /// The recipient of a private message is not online (or, in a room command, the user is
-    /// not known).
+    /// The recipient of a private line or relay is neither online nor a registered user (or,
+    /// in a room command, the user is not known).
     pub const NO_SUCH_NICK: ErrorCode = ErrorCode(20);
     /// The text is longer than the server's limit.
     pub const TEXT_TOO_LONG: ErrorCode = ErrorCode(21);
@@ -1623,7 +1624,7 @@ mod tests {
             assert_eq!(e.to_string(), detail, "{payload:?}");
         }
         for (payload, detail) in [
-            (&[27][..], "unknown message type 27"),
+            (&[30][..], "unknown message type 30"),
             (
                 &[6, 1, 1, b'#', 1, b'a', 9][..],
                 "malformed frame: the Left message does not decode (a field holds an unknown value)",
@@ -1701,6 +1702,23 @@ mod tests {
             ClientMsg::Away {
                 message: "lunch".into(),
             },
+            ClientMsg::PublishKeys {
+                keys: crate::prekeys::KeyUpload {
+                    identity: [9; 32],
+                    signed_prekey: crate::prekeys::SignedPrekey {
+                        id: 1,
+                        key: [9; 32],
+                        signature: vec![0; crate::prekeys::SIGNATURE_LEN],
+                    },
+                    one_time: Vec::new(),
+                    device: crate::prekeys::DeviceCheck {
+                        previous: [0; 16],
+                        next: [1; 16],
+                    },
+                    replace_one_time: false,
+                },
+            },
+            ClientMsg::FetchBundle { nick: "b".into() },
         ];
         assert_eq!(clients.len(), ClientMsg::KINDS.len());
         for msg in clients {
@@ -1788,6 +1806,17 @@ mod tests {
         ]
         .into_iter()
         .chain(room_messages())
+        .chain([
+            ServerMsg::KeysPublished {
+                one_time: 1,
+                other_device: false,
+            },
+            ServerMsg::Bundle {
+                nick: "a".into(),
+                answer: crate::prekeys::BundleAnswer::NoKeys,
+            },
+            ServerMsg::PrekeysLow { one_time: 1 },
+        ])
         .collect::<Vec<_>>();
         assert_eq!(servers.len(), ServerMsg::KINDS.len());
         for msg in servers {

@@ -32,7 +32,7 @@ const BUCKETS_TRACKED: usize = 65_536;
 /// Most (requester, target) pairs remembered for the reuse window; beyond it the least
 /// recently used is forgotten (that requester may then get one more one-time prekey, still
 /// within its fetch limit).
-const PAIRS_TRACKED: usize = 262_144;
+const PAIRS_TRACKED: usize = 65_536;
 
 /// The limits and what they remember.
 #[derive(Debug)]

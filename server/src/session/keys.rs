@@ -39,10 +39,14 @@ pub(super) enum KeyWait {
     },
 }
 
-/// What the store said to a [`KeyWait`] (a silent store: [`StoreError::Busy`]).
+/// A [`KeyWait`] the store answered (a silent store: [`StoreError::Busy`]).
 pub(super) enum KeyDone {
     Published(Result<Published, StoreError>),
-    Taken(Result<Taken, StoreError>),
+    Taken {
+        nick: String,
+        one_time: Option<std::time::Instant>,
+        taken: Result<Taken, StoreError>,
+    },
 }
 
 /// Handles `PublishKeys` or `FetchBundle`: answers at once, or adds what it waits for to
@@ -101,72 +105,84 @@ pub(super) enum KeyCommand {
     Fetch(String),
 }
 
-/// The store's answer to the first of `waits`, within its deadline; never ready when there is
-/// none. Cancel-safe: the wait stays at the front until it is answered.
+/// The store's answer to the first of `waits`, within its deadline, with that wait taken off
+/// the queue; never ready when there is none. Cancel-safe: the wait stays at the front until
+/// it is answered.
 pub(super) async fn next_done(waits: &mut VecDeque<KeyWait>) -> KeyDone {
-    match waits.front_mut() {
+    let answered = match waits.front_mut() {
         Some(KeyWait::Publish { reply, deadline }) => {
-            KeyDone::Published(match timeout_at(*deadline, reply).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(_)) => Err(StoreError::Closed),
-                Err(_) => Err(StoreError::Busy),
-            })
+            KeyDone::Published(settled(timeout_at(*deadline, reply).await))
         }
         Some(KeyWait::Fetch {
-            reply, deadline, ..
-        }) => KeyDone::Taken(match timeout_at(*deadline, reply).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(StoreError::Closed),
-            Err(_) => Err(StoreError::Busy),
-        }),
+            reply,
+            deadline,
+            nick,
+            one_time,
+        }) => {
+            let taken = settled(timeout_at(*deadline, reply).await);
+            KeyDone::Taken {
+                nick: std::mem::take(nick),
+                one_time: *one_time,
+                taken,
+            }
+        }
         None => std::future::pending().await,
+    };
+    waits.pop_front();
+    answered
+}
+
+/// The store's reply as a result: a dropped reply is a closed store, none in time a busy one.
+fn settled<T>(
+    r: Result<
+        Result<Result<T, StoreError>, tokio::sync::oneshot::error::RecvError>,
+        tokio::time::error::Elapsed,
+    >,
+) -> Result<T, StoreError> {
+    match r {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(StoreError::Closed),
+        Err(_) => Err(StoreError::Busy),
     }
 }
 
-/// Answers the wait the store answered (`done`, for `wait`, the front one taken off).
-pub(super) fn complete<T: Transport>(
-    conn: &mut T,
-    m: &Outbox,
-    ctx: &Context,
-    wait: KeyWait,
-    done: KeyDone,
-) {
-    match (wait, done) {
-        (KeyWait::Publish { .. }, KeyDone::Published(Ok(p))) => {
-            conn.queue_msg(&ServerMsg::KeysPublished {
-                one_time: p.one_time,
-                other_device: p.other_device,
-            });
-        }
-        (KeyWait::Publish { .. }, KeyDone::Published(Err(e))) => {
+/// Answers a key command the store answered.
+pub(super) fn complete<T: Transport>(conn: &mut T, m: &Outbox, ctx: &Context, done: KeyDone) {
+    match done {
+        KeyDone::Published(Ok(p)) => conn.queue_msg(&ServerMsg::KeysPublished {
+            one_time: p.one_time,
+            other_device: p.other_device,
+        }),
+        KeyDone::Published(Err(e)) => {
             warn!(error = %e, "published keys not stored");
             conn.queue_msg(&store_refusal(&e, Refusal::KeysNotStored).answer());
         }
-        (KeyWait::Fetch { nick, one_time, .. }, KeyDone::Taken(Ok(taken))) => {
+        KeyDone::Taken {
+            nick,
+            one_time,
+            taken,
+        } => {
             let handed_out =
-                matches!(&taken, Taken::Bundle { bundle, .. } if bundle.one_time.is_some());
+                matches!(&taken, Ok(Taken::Bundle { bundle, .. }) if bundle.one_time.is_some());
             if let (Some(at), false) = (one_time, handed_out) {
+                // None was handed out: the reuse window does not start.
                 ctx.hub.no_one_time_taken(&m.nick, &nick, at);
             }
             let answer = match taken {
-                Taken::Bundle { bundle, remaining } => {
+                Ok(Taken::Bundle { bundle, remaining }) => {
                     ctx.hub.one_time_left(&nick, remaining);
                     BundleAnswer::Keys(bundle)
                 }
-                Taken::NoKeys => BundleAnswer::NoKeys,
-                Taken::NoSuchAccount => BundleAnswer::NoSuchUser,
+                Ok(Taken::NoKeys) => BundleAnswer::NoKeys,
+                Ok(Taken::NoSuchAccount) => BundleAnswer::NoSuchUser,
+                Err(e) => {
+                    warn!(error = %e, "bundle not handed out");
+                    conn.queue_msg(&store_refusal(&e, Refusal::BundleNotRead).answer());
+                    return;
+                }
             };
             conn.queue_msg(&ServerMsg::Bundle { nick, answer });
         }
-        (KeyWait::Fetch { nick, one_time, .. }, KeyDone::Taken(Err(e))) => {
-            if let Some(at) = one_time {
-                ctx.hub.no_one_time_taken(&m.nick, &nick, at);
-            }
-            warn!(error = %e, "bundle not handed out");
-            conn.queue_msg(&store_refusal(&e, Refusal::BundleNotRead).answer());
-        }
-        // A wait is only ever completed with its own kind of answer.
-        (_, _) => conn.queue_msg(&Refusal::BundleNotRead.answer()),
     }
 }
 

@@ -312,9 +312,7 @@ async fn chat<T: Transport>(
                 Err(closed) => return closed_exit(closed),
             },
             done = keys::next_done(&mut key_waits), if !key_waits.is_empty() => {
-                if let Some(wait) = key_waits.pop_front() {
-                    keys::complete(conn, outbox, ctx, wait, done);
-                }
+                keys::complete(conn, outbox, ctx, done);
             }
             lines = next_loaded(&mut loads), if !loads.is_empty() => {
                 if let Some(load) = loads.pop_front() {

@@ -453,6 +453,9 @@ pub(crate) struct FaultyStore {
     pub deleted: Mutex<Vec<u64>>,
     /// `reserve_ids` is refused.
     pub reserve_fails: std::sync::atomic::AtomicBool,
+    /// `publish_keys` and `take_bundle` are accepted and then fail (the store's answer is an
+    /// error).
+    pub keys_fail: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(test)]
@@ -473,8 +476,17 @@ impl FaultyStore {
             deletes_fail: Default::default(),
             deleted: Mutex::default(),
             reserve_fails: Default::default(),
+            keys_fail: Default::default(),
         }
     }
+}
+
+/// A reply that says the work failed.
+#[cfg(test)]
+fn failed_reply<T>() -> Reply<T> {
+    let (tx, rx) = oneshot::channel();
+    let _ = tx.send(Err(StoreError::Failed("injected".into())));
+    rx
 }
 
 #[cfg(test)]
@@ -553,9 +565,15 @@ impl Store for FaultyStore {
         self.inner.queue_mail(key, mail, a)
     }
     fn publish_keys(&self, key: &str, keys: KeyUpload) -> Result<Reply<Published>, StoreError> {
+        if self.keys_fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(failed_reply());
+        }
         self.inner.publish_keys(key, keys)
     }
     fn take_bundle(&self, key: &str, one_time: bool) -> Result<Reply<Taken>, StoreError> {
+        if self.keys_fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(failed_reply());
+        }
         self.inner.take_bundle(key, one_time)
     }
     fn prekey_count(&self, key: &str) -> Result<Reply<Option<u32>>, StoreError> {

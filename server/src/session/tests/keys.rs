@@ -294,3 +294,39 @@ async fn an_invalid_nick_has_no_keys_and_is_echoed_cleaned() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_store_failure_is_told_as_busy_and_costs_no_one_time_prekey() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let store = Arc::new(crate::store::memory::FaultyStore::new(
+        crate::store::Options::from_limits(&Limits::default()),
+    ));
+    let ctx = Arc::new(Context {
+        hub: Hub::new(&limits(), store.clone(), crate::store::Loaded::default()),
+        registrations: Registrations::from_limits(&limits()),
+        limits: limits(),
+        server_name: "test".into(),
+    });
+    let (mut bob, _b) = log_in(&ctx, "bob").await;
+    let (mut alice, _a) = log_in(&ctx, "alice").await;
+    store.keys_fail.store(true, SeqCst);
+    for (who, msg) in [
+        (&mut bob, ClientMsg::PublishKeys { keys: keys(0, 3) }),
+        (&mut alice, ClientMsg::FetchBundle { nick: "bob".into() }),
+    ] {
+        who.send(&msg).await;
+        match next(who).await {
+            ServerMsg::Error {
+                code, fatal: false, ..
+            } => assert_eq!(code, ErrorCode::BUSY),
+            other => panic!("{other:?}"),
+        }
+    }
+    store.keys_fail.store(false, SeqCst);
+    assert!(matches!(
+        publish(&mut bob, keys(0, 3)).await,
+        ServerMsg::KeysPublished { one_time: 3, .. }
+    ));
+    // The failed fetch did not start alice's reuse window.
+    assert_eq!(one_time_id(&fetch(&mut alice, "bob").await), Some(0));
+}
