@@ -109,6 +109,8 @@ pub enum BundleAnswer {
         /// Milliseconds.
         retry_after_ms: u64,
     },
+    /// The server could not read its directory now (its store is busy or closing); try again.
+    Busy,
 }
 
 /// The bytes an identity key signs for a signed prekey: a domain label, the id (4 bytes, big
@@ -234,6 +236,7 @@ impl std::fmt::Debug for BundleAnswer {
                 .debug_struct("RateLimited")
                 .field("retry_after_ms", retry_after_ms)
                 .finish(),
+            BundleAnswer::Busy => f.write_str("Busy"),
         }
     }
 }

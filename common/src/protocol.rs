@@ -565,6 +565,16 @@ pub enum ServerMsg {
         /// How many remain.
         one_time: u32,
     },
+    /// A [`ClientMsg::PublishKeys`] was refused: `bad-keys` (the detail says which rule),
+    /// `busy` (the store could not take them now: publish again later), `rate-limited` or
+    /// `shutting-down`. Its own message, not an [`ServerMsg::Error`], so that a client counting
+    /// the answers of its lines never takes it for one.
+    KeysRefused {
+        /// Why.
+        code: ErrorCode,
+        /// Human-readable detail (at most [`MAX_DETAIL_LEN`] bytes).
+        detail: String,
+    },
 }
 
 /// A member's standing in a room, lowest first.
@@ -1074,7 +1084,7 @@ impl ServerMsg {
     }
 
     /// The message types' names, by their number on the wire (for error details).
-    pub const KINDS: [&'static str; 30] = [
+    pub const KINDS: [&'static str; 31] = [
         "Welcome",
         "Users",
         "Public",
@@ -1105,6 +1115,7 @@ impl ServerMsg {
         "KeysPublished",
         "Bundle",
         "PrekeysLow",
+        "KeysRefused",
     ];
 }
 
@@ -1624,7 +1635,7 @@ mod tests {
             assert_eq!(e.to_string(), detail, "{payload:?}");
         }
         for (payload, detail) in [
-            (&[30][..], "unknown message type 30"),
+            (&[31][..], "unknown message type 31"),
             (
                 &[6, 1, 1, b'#', 1, b'a', 9][..],
                 "malformed frame: the Left message does not decode (a field holds an unknown value)",
@@ -1816,6 +1827,10 @@ mod tests {
                 answer: crate::prekeys::BundleAnswer::NoKeys,
             },
             ServerMsg::PrekeysLow { one_time: 1 },
+            ServerMsg::KeysRefused {
+                code: ErrorCode::BUSY,
+                detail: String::new(),
+            },
         ])
         .collect::<Vec<_>>();
         assert_eq!(servers.len(), ServerMsg::KINDS.len());

@@ -232,11 +232,7 @@ async fn hostile_uploads_get_bad_keys_and_the_connection_stays_usable() {
         ("a zero signed prekey", zero_signed_prekey),
     ] {
         match publish(&mut bob, keys).await {
-            ServerMsg::Error {
-                code,
-                fatal: false,
-                detail,
-            } => {
+            ServerMsg::KeysRefused { code, detail } => {
                 assert_eq!(code, ErrorCode::BAD_KEYS, "{what}");
                 assert!(!detail.is_empty(), "{what}");
             }

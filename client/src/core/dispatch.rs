@@ -25,6 +25,18 @@ impl Core {
             } => self.e2e(|s| s.published(one_time, other_device), now),
             ServerMsg::Bundle { nick, answer } => self.e2e(|s| s.bundle(&nick, answer, now), now),
             ServerMsg::PrekeysLow { one_time } => self.e2e(|s| s.prekeys_low(one_time), now),
+            ServerMsg::KeysRefused { code, detail } => {
+                self.e2e(
+                    |s| {
+                        s.publish_refused();
+                        Vec::new()
+                    },
+                    now,
+                );
+                self.push(Event::Warning(format!(
+                    "the server did not take your end-to-end keys ({detail}; {code:?}): people who never wrote to you cannot start a secure conversation with you until your next login"
+                )));
+            }
             ServerMsg::Relay {
                 id,
                 ts,

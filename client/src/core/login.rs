@@ -167,6 +167,7 @@ fn variant_name(msg: &ServerMsg) -> &'static str {
         ServerMsg::KeysPublished { .. } => "KeysPublished",
         ServerMsg::Bundle { .. } => "Bundle",
         ServerMsg::PrekeysLow { .. } => "PrekeysLow",
+        ServerMsg::KeysRefused { .. } => "KeysRefused",
     }
 }
 
@@ -202,6 +203,10 @@ pub(crate) fn server_words_on_one_line(msg: ServerMsg) -> ServerMsg {
             max_text_len,
             rate_burst,
             rate_per_sec,
+        },
+        ServerMsg::KeysRefused { code, detail } => ServerMsg::KeysRefused {
+            code,
+            detail: one_line(detail),
         },
         other => other,
     }

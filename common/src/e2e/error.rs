@@ -42,6 +42,8 @@ pub enum Failure {
     },
     /// The server did not answer the request for the peer's keys in time.
     Timeout,
+    /// The server could not read its key directory now.
+    Busy,
     /// Not connected to the server.
     NotConnected,
 }
@@ -82,6 +84,7 @@ impl fmt::Display for Failure {
                 retry_after_ms.div_ceil(1000).max(1)
             ),
             Failure::Timeout => f.write_str("the server did not answer the request for keys"),
+            Failure::Busy => f.write_str("the server could not read its key directory just now"),
             Failure::NotConnected => f.write_str("not connected to the server"),
         }
     }

@@ -73,7 +73,7 @@ pub(crate) fn dispatch<T: Transport>(
                     conn.queue_msg(&Refusal::RateLimited.room_error(room));
                 } else if matches!(msg, ClientMsg::PublishKeys { .. }) {
                     // Outside the line order, as its other answers.
-                    conn.queue_msg(&Refusal::RateLimited.answer());
+                    conn.queue_msg(&Refusal::RateLimited.keys_refused());
                 }
                 return None;
             }

@@ -62,12 +62,12 @@ pub(super) fn command<T: Transport>(
     match msg {
         KeyCommand::Publish(keys) => {
             if let Err(e) = keys.validate() {
-                conn.queue_msg(&Refusal::BadKeys(e).answer());
+                conn.queue_msg(&Refusal::BadKeys(e).keys_refused());
                 return;
             }
             match ctx.hub.publish_keys(m.conn_id, &m.nick, keys) {
                 Ok(reply) => waits.push_back(KeyWait::Publish { reply, deadline }),
-                Err(e) => conn.queue_msg(&store_refusal(&e, Refusal::KeysNotStored).answer()),
+                Err(e) => conn.queue_msg(&store_refusal(&e, Refusal::KeysNotStored).keys_refused()),
             }
         }
         KeyCommand::Fetch(nick) => {
@@ -93,7 +93,13 @@ pub(super) fn command<T: Transport>(
                     deadline,
                     one_time: one_time.then_some(now),
                 }),
-                Err(e) => conn.queue_msg(&store_refusal(&e, Refusal::BundleNotRead).answer()),
+                Err(e) => {
+                    warn!(error = %e, "bundle not handed out");
+                    conn.queue_msg(&ServerMsg::Bundle {
+                        nick,
+                        answer: BundleAnswer::Busy,
+                    });
+                }
             }
         }
     }
@@ -155,7 +161,7 @@ pub(super) fn complete<T: Transport>(conn: &mut T, m: &Outbox, ctx: &Context, do
         }),
         KeyDone::Published(Err(e)) => {
             warn!(error = %e, "published keys not stored");
-            conn.queue_msg(&store_refusal(&e, Refusal::KeysNotStored).answer());
+            conn.queue_msg(&store_refusal(&e, Refusal::KeysNotStored).keys_refused());
         }
         KeyDone::Taken {
             nick,
@@ -177,8 +183,7 @@ pub(super) fn complete<T: Transport>(conn: &mut T, m: &Outbox, ctx: &Context, do
                 Ok(Taken::NoSuchAccount) => BundleAnswer::NoSuchUser,
                 Err(e) => {
                     warn!(error = %e, "bundle not handed out");
-                    conn.queue_msg(&store_refusal(&e, Refusal::BundleNotRead).answer());
-                    return;
+                    BundleAnswer::Busy
                 }
             };
             conn.queue_msg(&ServerMsg::Bundle { nick, answer });

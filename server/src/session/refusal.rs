@@ -93,8 +93,6 @@ pub(crate) enum Refusal {
     BadKeys(KeyUploadError),
     /// The store could not take or store published keys (`busy`).
     KeysNotStored,
-    /// The store could not hand out a bundle (`busy`).
-    BundleNotRead,
 }
 
 impl Refusal {
@@ -266,10 +264,6 @@ impl Refusal {
                 ErrorCode::BUSY,
                 "the server could not store your keys right now; publish them again".into(),
             ),
-            Refusal::BundleNotRead => (
-                ErrorCode::BUSY,
-                "the server could not read that user's keys right now; fetch again".into(),
-            ),
         }
     }
 
@@ -286,6 +280,13 @@ impl Refusal {
     /// The error that answers one message; the session goes on.
     pub(crate) fn answer(&self) -> ServerMsg {
         self.error(false)
+    }
+
+    /// The answer to a refused `PublishKeys` (its own message: outside the order of line
+    /// answers).
+    pub(crate) fn keys_refused(&self) -> ServerMsg {
+        let (code, detail) = self.wire();
+        ServerMsg::KeysRefused { code, detail }
     }
 
     /// The error that answers a room command about `room` (a valid room name or empty).

@@ -67,6 +67,13 @@ impl Sessions {
         actions
     }
 
+    /// The server refused our last upload (`KeysRefused`: busy, rate-limited, shutting down;
+    /// or bad-keys, which a correct client never sees). Nothing it carried counts as published:
+    /// the next login (or `PrekeysLow`) sends it again, with the same copied-home token.
+    pub fn publish_refused(&mut self) {
+        self.keys.in_flight.clear();
+    }
+
     /// The server says our one-time prekeys run low (`PrekeysLow`): publish more.
     pub fn prekeys_low(&mut self, _one_time: u32) -> Vec<Action> {
         if !self.keys.in_flight.is_empty() {
@@ -104,6 +111,7 @@ impl Sessions {
             BundleAnswer::RateLimited { retry_after_ms } => {
                 return self.fail(&nick, Failure::RateLimited { retry_after_ms })
             }
+            BundleAnswer::Busy => return self.fail(&nick, Failure::Busy),
         };
         match self.start_from(&nick, &bundle) {
             Ok(trust) => {

@@ -224,11 +224,7 @@ async fn hostile_uploads_are_refused_bad_keys_and_the_session_goes_on() {
         ("a zero key", zero_key),
     ] {
         match publish(&mut bob, upload).await {
-            ServerMsg::Error {
-                code,
-                fatal: false,
-                detail,
-            } => {
+            ServerMsg::KeysRefused { code, detail } => {
                 assert_eq!(code, ErrorCode::BAD_KEYS, "{what}");
                 assert!(!detail.is_empty(), "{what}");
             }
@@ -310,18 +306,22 @@ async fn a_store_failure_is_told_as_busy_and_costs_no_one_time_prekey() {
     let (mut bob, _b) = log_in(&ctx, "bob").await;
     let (mut alice, _a) = log_in(&ctx, "alice").await;
     store.keys_fail.store(true, SeqCst);
-    for (who, msg) in [
-        (&mut bob, ClientMsg::PublishKeys { keys: keys(0, 3) }),
-        (&mut alice, ClientMsg::FetchBundle { nick: "bob".into() }),
-    ] {
-        who.send(&msg).await;
-        match next(who).await {
-            ServerMsg::Error {
-                code, fatal: false, ..
-            } => assert_eq!(code, ErrorCode::BUSY),
-            other => panic!("{other:?}"),
-        }
+    // Each in its own message, never an `Error` a client could take for a line's answer.
+    bob.send(&ClientMsg::PublishKeys { keys: keys(0, 3) }).await;
+    match next(&mut bob).await {
+        ServerMsg::KeysRefused { code, .. } => assert_eq!(code, ErrorCode::BUSY),
+        other => panic!("{other:?}"),
     }
+    alice
+        .send(&ClientMsg::FetchBundle { nick: "bob".into() })
+        .await;
+    assert_eq!(
+        next(&mut alice).await,
+        ServerMsg::Bundle {
+            nick: "bob".into(),
+            answer: BundleAnswer::Busy
+        }
+    );
     store.keys_fail.store(false, SeqCst);
     assert!(matches!(
         publish(&mut bob, keys(0, 3)).await,
