@@ -51,9 +51,10 @@ pub(crate) fn dispatch<T: Transport>(
     };
     // An acknowledgement that advances is free; one that does not (a repeat, or beyond what
     // this connection was given) is useless and counts against the rate like any message.
-    // A bundle fetch has its own limit, per account (`hub::keys`).
+    // A bundle fetch also has its own limit, per account (`hub::keys`); it counts here too, so
+    // that fetching without end is a flood like any other.
     let free = match msg {
-        ClientMsg::Pong { .. } | ClientMsg::Quit | ClientMsg::FetchBundle { .. } => true,
+        ClientMsg::Pong { .. } | ClientMsg::Quit => true,
         ClientMsg::Received { up_to } => ctx.hub.received(m.conn_id, &m.nick, up_to),
         _ => false,
     };
@@ -74,6 +75,13 @@ pub(crate) fn dispatch<T: Transport>(
                 } else if matches!(msg, ClientMsg::PublishKeys { .. }) {
                     // Outside the line order, as its other answers.
                     conn.queue_msg(&Refusal::RateLimited.keys_refused());
+                } else if let ClientMsg::FetchBundle { nick } = &msg {
+                    conn.queue_msg(&ServerMsg::Bundle {
+                        nick: super::refusal::protocol_safe(nick),
+                        answer: mm_common::prekeys::BundleAnswer::RateLimited {
+                            retry_after_ms: 1000,
+                        },
+                    });
                 }
                 return None;
             }

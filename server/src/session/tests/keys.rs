@@ -117,7 +117,12 @@ async fn published_keys_are_fetched_once_per_requester_and_window() {
 
 #[tokio::test(start_paused = true)]
 async fn bundle_fetches_are_limited_per_account_not_per_connection() {
-    let ctx = directory(Limits::default()); // 20 at once, 20 a minute
+    // 20 fetches at once, 20 a minute; room in the chat limit (which fetches count against
+    // too) for more than that.
+    let ctx = directory(Limits {
+        rate_burst: 60,
+        ..Limits::default()
+    });
     let (mut bob, _b) = log_in(&ctx, "bob").await;
     publish(&mut bob, keys(0, 100)).await;
     let (mut alice, task) = log_in(&ctx, "alice").await;
@@ -134,7 +139,6 @@ async fn bundle_fetches_are_limited_per_account_not_per_connection() {
         (2_900..=3_000).contains(&retry_after_ms),
         "{retry_after_ms}"
     );
-    // Not counted against the chat limit: chat goes on (rate_burst 20 would be spent by now).
     alice.send(&ClientMsg::Ping { token: 5 }).await;
     assert_eq!(next(&mut alice).await, ServerMsg::Pong { token: 5 });
     // Reconnecting does not refill it.
@@ -329,4 +333,34 @@ async fn a_store_failure_is_told_as_busy_and_costs_no_one_time_prekey() {
     ));
     // The failed fetch did not start alice's reuse window.
     assert_eq!(one_time_id(&fetch(&mut alice, "bob").await), Some(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn fetching_without_end_is_a_flood_like_any_other() {
+    let ctx = directory(limits()); // rate_burst 20
+    let (mut bob, _b) = log_in(&ctx, "bob").await;
+    publish(&mut bob, keys(0, 10)).await;
+    let (mut alice, task) = log_in(&ctx, "alice").await;
+    for _ in 0..200 {
+        alice
+            .send(&ClientMsg::FetchBundle { nick: "bob".into() })
+            .await;
+    }
+    let mut limited = 0;
+    let mut fatal = None;
+    while let Some(msg) = alice.recv().await {
+        match msg {
+            ServerMsg::Bundle {
+                answer: BundleAnswer::RateLimited { .. },
+                ..
+            } => limited += 1,
+            ServerMsg::Error {
+                code, fatal: true, ..
+            } => fatal = Some(code),
+            _ => {}
+        }
+    }
+    assert!(limited > 0);
+    assert_eq!(fatal, Some(ErrorCode::RATE_LIMITED));
+    task.await.unwrap();
 }
