@@ -323,6 +323,14 @@ impl Core {
                 Action::FetchBundle(nick) => {
                     self.out.queue(&ClientMsg::FetchBundle { nick }, None);
                 }
+                // Not saved: not shown (the server keeps it, unacknowledged, and sends it
+                // again at the next login, when it is shown).
+                Action::Event(E2eEvent::Message { peer, id, .. }) if unsaved.is_some() => {
+                    if let Some(secure) = &self.secure {
+                        secure.sessions().not_shown(&peer, id);
+                    }
+                    self.held_unsaved = true;
+                }
                 Action::Event(event) => self.secure_event(event),
             }
         }

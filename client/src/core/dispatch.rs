@@ -168,7 +168,15 @@ impl Core {
             .as_ref()
             .map(|s| s.sessions().receive(from, id, payload, now))
             .unwrap_or_default();
+        self.held_unsaved = false;
         self.perform(actions, now);
+        if std::mem::take(&mut self.held_unsaved) {
+            // Not saved, so not shown: nothing more is acknowledged on this connection (an
+            // acknowledgement counts every id below it); the server sends it again at the next
+            // login, when it is shown.
+            self.acks.hold();
+            return;
+        }
         self.config.state.received_personal(id, ts);
         // Handled once the events it made are.
         self.events.push_back(Item::Handled(id));

@@ -176,6 +176,9 @@ pub struct Core {
     login_result: Option<Result<Welcome, LoginError>>,
     /// Pins or conversations changed and are to be saved.
     save_wanted: bool,
+    /// A decrypted message was not shown because its state could not be saved: its relay is
+    /// not acknowledged (the server sends it again at the next login).
+    held_unsaved: bool,
     save_retry_at: Option<Instant>,
     /// Why the connection closed (`None`: cleanly, or not yet).
     closed_reason: Option<String>,
@@ -222,6 +225,7 @@ impl Core {
             login_deadline: now + config.login_timeout,
             login_result: None,
             save_wanted: false,
+            held_unsaved: false,
             save_retry_at: None,
             closed_reason: None,
             e2e_ran: None,

@@ -51,6 +51,12 @@ pub const MAX_ONE_TIME_SECRETS: usize = 400;
 /// fetched before a rotation.
 pub const MAX_SIGNED_PREKEYS: usize = 3;
 
-/// Ephemeral keys of session starts remembered, so that a replayed start is not taken for a
-/// new session (X3DH §4.2: a start without a one-time prekey can be replayed).
+/// Ephemeral keys of session starts remembered per signed prekey, so that a replayed start is
+/// not taken for a new session (X3DH §4.2: a start without a one-time prekey can be replayed).
+/// When one prekey's list is full, starts on it without a one-time prekey are refused and the
+/// prekey is replaced at the next login. (Small in tests, so that filling it is quick.)
+#[cfg(not(test))]
 pub const MAX_SEEN_STARTS: usize = 8192;
+/// See above.
+#[cfg(test)]
+pub const MAX_SEEN_STARTS: usize = 32;

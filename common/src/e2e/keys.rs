@@ -2,7 +2,7 @@
 //! the one-time prekeys' secrets, what the server's directory has of them, the session starts
 //! seen (against replays), and the copied-home check's token.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use rand_core::CryptoRngCore;
@@ -43,9 +43,13 @@ pub(super) struct OwnKeys {
     pub(super) one_time: BTreeMap<u32, OneTimeSecret>,
     /// The next prekey id to use (signed and one-time share the counter).
     pub(super) next_id: u32,
-    /// Ephemeral keys of session starts taken, oldest first.
-    pub(super) seen: VecDeque<[u8; KEY_LEN]>,
-    pub(super) seen_set: HashSet<[u8; KEY_LEN]>,
+    /// Ephemeral keys of session starts taken, by the signed prekey they used: kept as long as
+    /// that prekey is (a start on a prekey no longer kept cannot be taken again anyway), at
+    /// most [`MAX_SEEN_STARTS`] each.
+    pub(super) seen: BTreeMap<u32, HashSet<[u8; KEY_LEN]>>,
+    /// A signed prekey's list of starts filled up: make a new signed prekey at the next login
+    /// (until then, starts on it without a one-time prekey are refused).
+    pub(super) rotate_now: bool,
     /// The copied-home token the server confirmed last (zeros: none yet).
     pub(super) device: [u8; DEVICE_TOKEN_LEN],
     /// The token sent in an upload not answered yet: sent again until it is, so that a crash
@@ -81,10 +85,11 @@ impl OwnKeys {
         rotation: Duration,
         rng: &mut (impl CryptoRngCore + ?Sized),
     ) -> Option<bool> {
-        let due = match self.signed.first() {
-            None => true,
-            Some(s) => now_ms.saturating_sub(s.created_ms) >= rotation.as_millis() as u64,
-        };
+        let due = self.rotate_now
+            || match self.signed.first() {
+                None => true,
+                Some(s) => now_ms.saturating_sub(s.created_ms) >= rotation.as_millis() as u64,
+            };
         if !due {
             return Some(false);
         }
@@ -109,6 +114,9 @@ impl OwnKeys {
             },
         );
         self.signed.truncate(MAX_SIGNED_PREKEYS);
+        let kept: Vec<u32> = self.signed.iter().map(|s| s.id).collect();
+        self.seen.retain(|id, _| kept.contains(id));
+        self.rotate_now = false;
         Some(true)
     }
 
@@ -204,18 +212,25 @@ impl OwnKeys {
 
     /// Whether a session start with this ephemeral key was taken before.
     pub(super) fn seen_start(&self, ephemeral: &[u8; KEY_LEN]) -> bool {
-        self.seen_set.contains(ephemeral)
+        self.seen.values().any(|set| set.contains(ephemeral))
     }
 
-    /// Remembers a session start taken (and forgets the oldest beyond [`MAX_SEEN_STARTS`]).
-    pub(super) fn remember_start(&mut self, ephemeral: [u8; KEY_LEN]) {
-        if self.seen_set.insert(ephemeral) {
-            self.seen.push_back(ephemeral);
+    /// Whether a start on `signed_prekey` could still be remembered (its list is not full).
+    pub(super) fn can_remember(&self, signed_prekey: u32) -> bool {
+        self.seen
+            .get(&signed_prekey)
+            .is_none_or(|set| set.len() < MAX_SEEN_STARTS)
+    }
+
+    /// Remembers a session start taken on `signed_prekey`. A full list is not grown: the
+    /// prekey is rotated at the next login ([`OwnKeys::rotate_now`]).
+    pub(super) fn remember_start(&mut self, signed_prekey: u32, ephemeral: [u8; KEY_LEN]) {
+        let set = self.seen.entry(signed_prekey).or_default();
+        if set.len() < MAX_SEEN_STARTS {
+            set.insert(ephemeral);
         }
-        while self.seen.len() > MAX_SEEN_STARTS {
-            if let Some(old) = self.seen.pop_front() {
-                self.seen_set.remove(&old);
-            }
+        if set.len() >= MAX_SEEN_STARTS {
+            self.rotate_now = true;
         }
     }
 }

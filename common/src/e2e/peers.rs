@@ -80,7 +80,22 @@ struct Peer {
     /// Texts waiting for the peer's keys, with their tags.
     queued: VecDeque<(String, u64)>,
     /// Decrypted messages whose relay the server has not had acknowledged yet, by relay id.
-    unacknowledged: BTreeMap<u64, String>,
+    unacknowledged: BTreeMap<u64, Unacknowledged>,
+    /// Another copy of this home may hold these sessions too: the next text starts a new
+    /// session (fresh keys) instead of sending on them, so that two copies never encrypt under
+    /// one message key. They still decrypt.
+    renew: bool,
+}
+
+/// A decrypted message not acknowledged yet: shown again if the server sends the same bytes
+/// under the same id after a restart (or after the client could not show it).
+#[derive(Clone)]
+struct Unacknowledged {
+    /// SHA-256 of the relay payload.
+    digest: [u8; 32],
+    text: String,
+    /// Whether it may be shown again (restored from disk, or not shown): once.
+    reshow: bool,
 }
 
 impl Peer {
@@ -93,6 +108,7 @@ impl Peer {
             setup: Setup::Idle,
             queued: VecDeque::new(),
             unacknowledged: BTreeMap::new(),
+            renew: false,
         }
     }
 
@@ -166,11 +182,30 @@ impl Sessions {
         &self.pins
     }
 
-    /// The entry for `nick`, made if missing — unless the table is full.
+    /// The entry for `nick`, made if missing. When the table is full, an entry that holds
+    /// nothing (no session, no text waiting, no block, nothing said by the user, nothing to
+    /// show again) makes room; if there is none, [`Refused::TooManyPeers`].
     fn peer(&mut self, nick: &str) -> Result<&mut Peer, Refused> {
         let key = nick_key(nick);
         if !self.peers.contains_key(&key) && self.peers.len() >= MAX_PEERS {
-            return Err(Refused::TooManyPeers);
+            let idle = self
+                .peers
+                .iter()
+                .find(|(_, p)| {
+                    p.sessions.is_empty()
+                        && p.queued.is_empty()
+                        && p.unacknowledged.is_empty()
+                        && p.intent == Intent::Default
+                        && matches!(p.setup, Setup::Idle | Setup::Failed(_))
+                        && p.blocked().is_none()
+                })
+                .map(|(k, _)| k.clone());
+            match idle {
+                Some(k) => {
+                    self.peers.remove(&k);
+                }
+                None => return Err(Refused::TooManyPeers),
+            }
         }
         Ok(self.peers.entry(key).or_insert_with(|| Peer::new(nick)))
     }
@@ -210,14 +245,9 @@ impl Sessions {
         let Some(entry) = self.peers.get_mut(&nick_key(peer)) else {
             return Vec::new();
         };
+        // The sessions stay (those with the pinned key are still good); only `/accept-key`
+        // drops them.
         let blocking = failure.is_blocking();
-        if blocking {
-            // The sessions belonged to a key that is now in question.
-            if matches!(failure, Failure::KeyChanged { .. } | Failure::OwnKey) {
-                entry.sessions.clear();
-                entry.peer_key = None;
-            }
-        }
         entry.setup = Setup::Failed(failure.clone());
         let unsent: Vec<u64> = entry.queued.drain(..).map(|(_, line)| line).collect();
         let mut actions = Vec::new();

@@ -59,6 +59,10 @@ impl Sessions {
         self.keys.published();
         let mut actions = vec![Action::Persist];
         if other_device {
+            // The other copy has these sessions too: never encrypt on them again from here.
+            for entry in self.peers.values_mut() {
+                entry.renew |= !entry.sessions.is_empty();
+            }
             actions.push(Action::Event(E2eEvent::OtherDevice));
         }
         if one_time < PREKEYS_LOW && !carried_one_time {
@@ -135,6 +139,14 @@ impl Sessions {
     /// the signed prekey's signature (in [`x3dh::initiate`]), runs X3DH with a fresh ephemeral
     /// key and initialises the ratchet. Returns the trust of the key (pinned now if new).
     fn start_from(&mut self, nick: &str, bundle: &PrekeyBundle) -> Result<Trust, Failure> {
+        // The signature first: a key that signs nothing is not even a key change to report.
+        let signed = crate::prekeys::signed_prekey_message(
+            bundle.signed_prekey.id,
+            &bundle.signed_prekey.key,
+        );
+        if !crate::e2e::xeddsa::verify(&bundle.identity, &signed, &bundle.signed_prekey.signature) {
+            return Err(Failure::BadSignature);
+        }
         let trust = check_peer_key(&self.pins, self.identity.public(), nick, &bundle.identity)?;
         let mut ephemeral = Zeroizing::new([0u8; KEY_LEN]);
         self.rng
@@ -171,6 +183,7 @@ impl Sessions {
             entry.sessions.clear();
         }
         entry.peer_key = Some(bundle.identity);
+        entry.renew = false;
         entry.sessions.insert(0, session);
         entry.sessions.truncate(MAX_SESSIONS_PER_PEER);
         entry.setup = Setup::Idle;

@@ -1,10 +1,13 @@
 //! Incoming relay payloads: a message of a session we have, or the start of a new one (X3DH
 //! as the responder). Only what decrypted and authenticated is ever shown; anything else is
-//! reported as unreadable (or replayed) and changes nothing.
+//! reported as unreadable (or replayed) and changes nothing. A peer entry is made only for a
+//! start that authenticated, so junk from invented nicks cannot fill the table.
 
 use std::time::Instant;
 
-use super::{Intent, Session, Sessions, Setup};
+use sha2::{Digest, Sha256};
+
+use super::{Intent, Session, Sessions, Setup, Unacknowledged};
 use crate::e2e::config::{MAX_SESSIONS_PER_PEER, MAX_UNACKNOWLEDGED};
 use crate::e2e::envelope::{decode, unpad, Envelope, Inner, Sealed};
 use crate::e2e::error::Failure;
@@ -13,16 +16,30 @@ use crate::e2e::ratchet::{Ratchet, RatchetError};
 use crate::e2e::trust::{check_peer_key, Trust};
 use crate::e2e::x3dh;
 use crate::identity::KEY_LEN;
-use crate::protocol::{nick_key, MAX_TEXT_LEN};
+use crate::protocol::{nick_key, validate_nick, MAX_TEXT_LEN};
 
 /// What became of one sealed message.
 enum Opened {
     /// Decrypted by the session at this index.
     Text(usize, String),
-    /// A position already passed: a replay.
+    /// A position already passed in a session (and no other session could read it): a replay.
     Replayed,
     /// Nothing could read it.
     Unreadable,
+}
+
+/// The fields of a session start.
+struct Start<'a> {
+    identity: [u8; KEY_LEN],
+    ephemeral: [u8; KEY_LEN],
+    signed_prekey: u32,
+    one_time: Option<u32>,
+    sealed: &'a Sealed,
+}
+
+/// The SHA-256 of a relay payload: what a message kept for showing again is matched by.
+fn digest(payload: &[u8]) -> [u8; 32] {
+    Sha256::digest(payload).into()
 }
 
 impl Sessions {
@@ -31,33 +48,41 @@ impl Sessions {
     /// it is saved before it is shown or acknowledged).
     pub fn receive(&mut self, from: &str, id: u64, payload: &[u8], now: Instant) -> Vec<Action> {
         let _ = now;
+        // The server names senders; a name that is not a nick is nobody's.
+        if validate_nick(from).is_err() {
+            return Vec::new();
+        }
         let key = nick_key(from);
         if key == nick_key(&self.me) {
             return Vec::new();
         }
-        // Delivered again after a restart (not acknowledged before): show it again, as the
-        // server does with plain mail.
-        if let Some(text) = self.peers.get(&key).and_then(|p| p.unacknowledged.get(&id)) {
-            let peer = self
-                .peers
-                .get(&key)
-                .map(|p| p.nick.clone())
-                .unwrap_or_default();
-            return vec![Action::Event(E2eEvent::Message {
-                peer,
-                id,
-                text: text.clone(),
-            })];
+        let nick = self
+            .peers
+            .get(&key)
+            .map_or_else(|| from.to_owned(), |p| p.nick.clone());
+        // Delivered again after a restart (decrypted and saved before, never acknowledged):
+        // shown again, as the server does with plain mail — only the very same bytes, and
+        // only once per run.
+        if let Some(kept) = self
+            .peers
+            .get_mut(&key)
+            .and_then(|p| p.unacknowledged.get_mut(&id))
+        {
+            if kept.digest == digest(payload) && kept.reshow {
+                kept.reshow = false;
+                return vec![Action::Event(E2eEvent::Message {
+                    peer: nick,
+                    id,
+                    text: kept.text.clone(),
+                })];
+            }
+            return vec![Action::Event(E2eEvent::Replayed { peer: nick })];
         }
-        let Ok(entry) = self.peer(from) else {
-            return Vec::new(); // table full: a flood of invented nicks is not kept
-        };
-        let nick = entry.nick.clone();
         let Some(envelope) = decode(payload) else {
             return unreadable(&nick);
         };
         match envelope {
-            Envelope::Message(sealed) => self.open_existing(&nick, id, &sealed, None),
+            Envelope::Message(sealed) => self.open_existing(&nick, id, payload, &sealed, None),
             Envelope::Start {
                 identity,
                 ephemeral,
@@ -70,20 +95,19 @@ impl Sessions {
                     .get(&key)
                     .is_some_and(|p| p.sessions.iter().any(|s| s.ephemeral == ephemeral));
                 if known {
-                    return self.open_existing(&nick, id, &message, Some(ephemeral));
+                    return self.open_existing(&nick, id, payload, &message, Some(ephemeral));
                 }
                 if self.keys.seen_start(&ephemeral) {
                     return vec![Action::Event(E2eEvent::Replayed { peer: nick })];
                 }
-                self.take_start(
-                    &nick,
-                    id,
+                let start = Start {
                     identity,
                     ephemeral,
                     signed_prekey,
                     one_time,
-                    &message,
-                )
+                    sealed: &message,
+                };
+                self.take_start(&nick, id, payload, start)
             }
         }
     }
@@ -93,6 +117,7 @@ impl Sessions {
         &mut self,
         nick: &str,
         id: u64,
+        payload: &[u8],
         sealed: &Sealed,
         ephemeral: Option<[u8; KEY_LEN]>,
     ) -> Vec<Action> {
@@ -120,10 +145,8 @@ impl Sessions {
                     }
                     break;
                 }
-                Err(RatchetError::Old) => {
-                    opened = Opened::Replayed;
-                    break;
-                }
+                // Passed in this session; another may still read it.
+                Err(RatchetError::Old) => opened = Opened::Replayed,
                 Err(_) => {}
             }
         }
@@ -133,7 +156,7 @@ impl Sessions {
                 // two sessions started at once converge on one.
                 let session = entry.sessions.remove(i);
                 entry.sessions.insert(0, session);
-                self.deliver(nick, id, text, Vec::new())
+                self.deliver(nick, id, payload, text, Vec::new())
             }
             Opened::Replayed => vec![Action::Event(E2eEvent::Replayed {
                 peer: nick.to_owned(),
@@ -142,34 +165,25 @@ impl Sessions {
         }
     }
 
-    /// The first message of a session the peer started (X3DH as the responder).
-    #[allow(clippy::too_many_arguments)]
-    fn take_start(
-        &mut self,
-        nick: &str,
-        id: u64,
-        identity: [u8; KEY_LEN],
-        ephemeral: [u8; KEY_LEN],
-        signed_prekey: u32,
-        one_time: Option<u32>,
-        sealed: &Sealed,
-    ) -> Vec<Action> {
-        let trust = match check_peer_key(&self.pins, self.identity.public(), nick, &identity) {
-            Ok(trust) => trust,
-            Err(failure @ (Failure::KeyChanged { .. } | Failure::OwnKey)) => {
-                // Not shown: it comes from a key other than the pinned one.
-                let mut actions = self.fail(nick, failure);
-                actions.push(Action::Event(E2eEvent::Unreadable {
-                    peer: nick.to_owned(),
-                }));
-                return actions;
-            }
-            Err(_) => return unreadable(nick),
-        };
-        let Some(spk) = self.keys.signed_secret(signed_prekey) else {
+    /// The first message of a session the peer started (X3DH as the responder). Nothing
+    /// changes unless it authenticates: then the one-time prekey is spent, the start
+    /// remembered, the key pinned — or, for a key other than the pinned one, the conversation
+    /// blocked (its sessions kept, the message not shown).
+    fn take_start(&mut self, nick: &str, id: u64, payload: &[u8], start: Start<'_>) -> Vec<Action> {
+        let checked = check_peer_key(&self.pins, self.identity.public(), nick, &start.identity);
+        if let Err(Failure::BadKey) = checked {
+            return unreadable(nick);
+        }
+        let Some(spk) = self.keys.signed_secret(start.signed_prekey) else {
             return unreadable(nick);
         };
-        let otk = match one_time {
+        // A start without a one-time prekey can be replayed (X3DH §4.2): taken only while it
+        // can be remembered.
+        if start.one_time.is_none() && !self.keys.can_remember(start.signed_prekey) {
+            self.keys.rotate_now = true;
+            return unreadable(nick);
+        }
+        let otk = match start.one_time {
             None => None,
             Some(otk_id) => match self.keys.one_time.get(&otk_id) {
                 Some(k) => Some(&k.secret),
@@ -178,47 +192,56 @@ impl Sessions {
                 None => return unreadable(nick),
             },
         };
-        let Ok(start) = x3dh::respond(
+        let Ok(x3dh) = x3dh::respond(
             &self.me,
             &self.identity,
             nick,
-            &identity,
-            &ephemeral,
+            &start.identity,
+            &start.ephemeral,
             &spk.secret,
             otk.map(|s| &**s),
         ) else {
             return unreadable(nick);
         };
         let mut ratchet =
-            Ratchet::responder(&start.shared, &spk.secret, start.associated_data.clone());
-        let plain = match ratchet.decrypt(&sealed.header, &sealed.ciphertext, &mut *self.rng) {
+            Ratchet::responder(&x3dh.shared, &spk.secret, x3dh.associated_data.clone());
+        let plain = match ratchet.decrypt(
+            &start.sealed.header,
+            &start.sealed.ciphertext,
+            &mut *self.rng,
+        ) {
             Ok(plain) => zeroize::Zeroizing::new(plain),
             Err(_) => return unreadable(nick),
         };
         let Some(Inner::Text(text)) = unpad(&plain) else {
             return unreadable(nick);
         };
-        // Authenticated: the session is the peer's (it knows the identity secret), so the
-        // one-time key is spent and the start can never be taken again.
-        if let Some(otk_id) = one_time {
-            self.keys.one_time.remove(&otk_id);
-        }
-        self.keys.remember_start(ephemeral);
-        if trust == Trust::New {
-            self.pins.pin_new(nick, &identity);
-        }
-        let Some(entry) = self.peers.get_mut(&nick_key(nick)) else {
-            return unreadable(nick);
+        // Authenticated: whoever sent it holds the private key of `identity`.
+        let trust = match checked {
+            Ok(trust) => trust,
+            Err(failure) => {
+                // A key other than the pinned one (or ours), proven by the sender. Blocked
+                // until the user compares and accepts it; the sessions with the pinned key
+                // stay, and nothing is spent (the start is not taken).
+                if self.peer(nick).is_err() {
+                    return unreadable(nick);
+                }
+                return self.fail(nick, failure);
+            }
         };
-        if entry.peer_key != Some(identity) {
+        let Ok(entry) = self.peer(nick) else {
+            return unreadable(nick); // the table is full of peers in use
+        };
+        if entry.peer_key != Some(start.identity) {
             entry.sessions.clear();
         }
-        entry.peer_key = Some(identity);
+        entry.peer_key = Some(start.identity);
+        entry.renew = false; // a session the peer started now: no copy of this home has it
         entry.sessions.insert(
             0,
             Session {
                 ratchet,
-                ephemeral,
+                ephemeral: start.ephemeral,
                 start: None,
             },
         );
@@ -229,21 +252,43 @@ impl Sessions {
         // An authenticated session from the pinned key clears a failure of our own attempt
         // (a bad bundle from the directory); texts that waited for our fetch go on it now.
         let was_fetching = matches!(entry.setup, Setup::Fetching(_));
-        entry.setup = Setup::Idle;
+        if !matches!(
+            entry.setup,
+            Setup::Failed(Failure::KeyChanged { .. } | Failure::OwnKey)
+        ) {
+            entry.setup = Setup::Idle;
+        }
+        let peer = entry.nick.clone();
+        let has_queued = !entry.queued.is_empty();
+        if let Some(otk_id) = start.one_time {
+            self.keys.one_time.remove(&otk_id);
+        }
+        self.keys
+            .remember_start(start.signed_prekey, start.ephemeral);
+        if trust == Trust::New {
+            self.pins.pin_new(nick, &start.identity);
+        }
         let mut before = vec![Action::Event(E2eEvent::Ready {
-            peer: entry.nick.clone(),
-            key: identity,
+            peer,
+            key: start.identity,
             trust,
             by_peer: true,
         })];
-        if was_fetching || !entry.queued.is_empty() {
+        if was_fetching || has_queued {
             before.extend(self.flush_queued(nick));
         }
-        self.deliver(nick, id, text, before)
+        self.deliver(nick, id, payload, text, before)
     }
 
     /// A decrypted text: kept until acknowledged, then saved, then shown.
-    fn deliver(&mut self, nick: &str, id: u64, text: String, before: Vec<Action>) -> Vec<Action> {
+    fn deliver(
+        &mut self,
+        nick: &str,
+        id: u64,
+        payload: &[u8],
+        text: String,
+        before: Vec<Action>,
+    ) -> Vec<Action> {
         let mut actions = vec![Action::Persist];
         actions.extend(before);
         if text.is_empty() || text.len() > MAX_TEXT_LEN {
@@ -253,7 +298,14 @@ impl Sessions {
             return actions;
         }
         if let Some(entry) = self.peers.get_mut(&nick_key(nick)) {
-            entry.unacknowledged.insert(id, text.clone());
+            entry.unacknowledged.insert(
+                id,
+                Unacknowledged {
+                    digest: digest(payload),
+                    text: text.clone(),
+                    reshow: false,
+                },
+            );
             while entry.unacknowledged.len() > MAX_UNACKNOWLEDGED {
                 entry.unacknowledged.pop_first();
             }
@@ -264,6 +316,18 @@ impl Sessions {
             text,
         }));
         actions
+    }
+
+    /// The caller could not show the message `id` from `peer` (it was not saved): when the
+    /// server sends it again, it is shown then.
+    pub fn not_shown(&mut self, peer: &str, id: u64) {
+        if let Some(kept) = self
+            .peers
+            .get_mut(&nick_key(peer))
+            .and_then(|p| p.unacknowledged.get_mut(&id))
+        {
+            kept.reshow = true;
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{Intent, Peer, Session, Sessions, Setup, StartParams};
+use super::{Intent, Peer, Session, Sessions, Setup, StartParams, Unacknowledged};
 use crate::e2e::config::{
     MAX_ONE_TIME_SECRETS, MAX_PEERS, MAX_SEEN_STARTS, MAX_SESSIONS_PER_PEER, MAX_SIGNED_PREKEYS,
     MAX_UNACKNOWLEDGED,
@@ -67,7 +67,9 @@ struct SavedPeer {
     peer_key: Option<[u8; KEY_LEN]>,
     sessions: Vec<SavedSession>,
     blocked: Option<SavedBlock>,
-    unacknowledged: Vec<(u64, String)>,
+    /// (relay id, SHA-256 of its payload, text).
+    unacknowledged: Vec<(u64, [u8; 32], String)>,
+    renew: bool,
 }
 
 #[derive(Serialize, Deserialize, Zeroize)]
@@ -76,7 +78,9 @@ struct SavedState {
     signed: Vec<SavedSigned>,
     one_time: Vec<SavedOneTime>,
     next_id: u32,
-    seen: Vec<[u8; KEY_LEN]>,
+    /// (signed prekey id, ephemeral key) of the starts taken.
+    seen: Vec<(u32, [u8; KEY_LEN])>,
+    rotate_now: bool,
     device: [u8; DEVICE_TOKEN_LEN],
     device_pending: Option<[u8; DEVICE_TOKEN_LEN]>,
     peers: Vec<SavedPeer>,
@@ -123,7 +127,12 @@ impl Sessions {
                 })
                 .collect(),
             next_id: keys.next_id,
-            seen: keys.seen.iter().copied().collect(),
+            seen: keys
+                .seen
+                .iter()
+                .flat_map(|(id, set)| set.iter().map(|e| (*id, *e)))
+                .collect(),
+            rotate_now: keys.rotate_now,
             device: keys.device,
             device_pending: keys.device_pending,
             peers: self
@@ -134,6 +143,7 @@ impl Sessions {
                         || !p.sessions.is_empty()
                         || p.blocked().is_some()
                         || !p.unacknowledged.is_empty()
+                        || p.renew
                 })
                 .map(|p| SavedPeer {
                     nick: p.nick.clone(),
@@ -165,8 +175,9 @@ impl Sessions {
                     unacknowledged: p
                         .unacknowledged
                         .iter()
-                        .map(|(id, t)| (*id, t.clone()))
+                        .map(|(id, u)| (*id, u.digest, u.text.clone()))
                         .collect(),
+                    renew: p.renew,
                 })
                 .collect(),
         };
@@ -184,7 +195,7 @@ impl Sessions {
         if state.format != FORMAT
             || state.signed.len() > MAX_SIGNED_PREKEYS
             || state.one_time.len() > MAX_ONE_TIME_SECRETS
-            || state.seen.len() > MAX_SEEN_STARTS
+            || state.seen.len() > MAX_SEEN_STARTS * MAX_SIGNED_PREKEYS
             || state.peers.len() > MAX_PEERS
         {
             return Err(StateError::Damaged);
@@ -212,13 +223,16 @@ impl Sessions {
                 },
             );
         }
-        for e in &state.seen {
-            keys.remember_start(*e);
+        for (id, e) in &state.seen {
+            keys.remember_start(*id, *e);
         }
+        keys.rotate_now = state.rotate_now;
         let mut peers = std::collections::HashMap::new();
         for p in &state.peers {
-            if validate_nick(&p.nick).is_err()
-                || p.sessions.len() > MAX_SESSIONS_PER_PEER
+            if validate_nick(&p.nick).is_err() {
+                continue; // never saved by this version; not worth losing every session over
+            }
+            if p.sessions.len() > MAX_SESSIONS_PER_PEER
                 || p.unacknowledged.len() > MAX_UNACKNOWLEDGED
             {
                 return Err(StateError::Damaged);
@@ -258,7 +272,22 @@ impl Sessions {
                 peer_key: p.peer_key,
                 setup,
                 queued: VecDeque::new(),
-                unacknowledged: p.unacknowledged.iter().cloned().collect::<BTreeMap<_, _>>(),
+                // Restored: each may be shown again once, if the server sends it again.
+                unacknowledged: p
+                    .unacknowledged
+                    .iter()
+                    .map(|(id, digest, text)| {
+                        (
+                            *id,
+                            Unacknowledged {
+                                digest: *digest,
+                                text: text.clone(),
+                                reshow: true,
+                            },
+                        )
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+                renew: p.renew,
             };
             peers.insert(nick_key(&p.nick), peer);
         }

@@ -49,7 +49,7 @@ impl Sessions {
             }
             None => {}
         }
-        if !entry.sessions.is_empty() {
+        if !entry.sessions.is_empty() && !entry.renew {
             let nick = entry.nick.clone();
             let send = self.encrypt(&nick, text, Some(line))?;
             return Ok(Outgoing::Secure(vec![Action::Persist, send]));

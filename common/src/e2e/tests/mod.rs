@@ -6,6 +6,7 @@ mod directory;
 mod hostile;
 mod kdf;
 mod ratchet;
+mod review;
 mod schedules;
 mod sessions;
 mod vectors;
