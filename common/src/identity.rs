@@ -60,6 +60,14 @@ impl Identity {
         &self.public
     }
 
+    /// An XEdDSA signature of `message` by this identity ([`crate::e2e::xeddsa`]), with 64
+    /// fresh random bytes from `rng`.
+    pub fn sign(&self, message: &[u8], rng: &mut (impl CryptoRngCore + ?Sized)) -> [u8; 64] {
+        let mut random = Zeroizing::new([0u8; 64]);
+        rng.fill_bytes(&mut random[..]);
+        crate::e2e::xeddsa::sign(&self.secret, message, &random)
+    }
+
     /// The secret key, for handing to the Noise implementation only.
     pub(crate) fn secret(&self) -> &[u8; KEY_LEN] {
         &self.secret
