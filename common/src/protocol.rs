@@ -1623,7 +1623,7 @@ mod tests {
             assert_eq!(e.to_string(), detail, "{payload:?}");
         }
         for (payload, detail) in [
-            (&[27][..], "unknown message type 27"),
+            (&[30][..], "unknown message type 30"),
             (
                 &[6, 1, 1, b'#', 1, b'a', 9][..],
                 "malformed frame: the Left message does not decode (a field holds an unknown value)",
@@ -1701,6 +1701,23 @@ mod tests {
             ClientMsg::Away {
                 message: "lunch".into(),
             },
+            ClientMsg::PublishKeys {
+                keys: crate::prekeys::KeyUpload {
+                    identity: [9; 32],
+                    signed_prekey: crate::prekeys::SignedPrekey {
+                        id: 1,
+                        key: [9; 32],
+                        signature: vec![0; crate::prekeys::SIGNATURE_LEN],
+                    },
+                    one_time: Vec::new(),
+                    device: crate::prekeys::DeviceCheck {
+                        previous: [0; 16],
+                        next: [1; 16],
+                    },
+                    replace_one_time: false,
+                },
+            },
+            ClientMsg::FetchBundle { nick: "b".into() },
         ];
         assert_eq!(clients.len(), ClientMsg::KINDS.len());
         for msg in clients {
@@ -1788,6 +1805,17 @@ mod tests {
         ]
         .into_iter()
         .chain(room_messages())
+        .chain([
+            ServerMsg::KeysPublished {
+                one_time: 1,
+                other_device: false,
+            },
+            ServerMsg::Bundle {
+                nick: "a".into(),
+                answer: crate::prekeys::BundleAnswer::NoKeys,
+            },
+            ServerMsg::PrekeysLow { one_time: 1 },
+        ])
         .collect::<Vec<_>>();
         assert_eq!(servers.len(), ServerMsg::KINDS.len());
         for msg in servers {

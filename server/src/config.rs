@@ -148,6 +148,18 @@ pub struct Limits {
     /// A room without members is deleted (with its topic, bans and history) this many days
     /// after it was last active; 0 keeps empty rooms.
     pub room_expiry_days: u32,
+    /// Prekey bundles (`FetchBundle`) one account may fetch at once: a token bucket per
+    /// account (reconnecting does not refill it), refilled at `bundle_fetches_per_minute`.
+    /// Beyond it a fetch is answered `RateLimited` with when to try again. Each answer may use
+    /// up one of the target's one-time prekeys, so this bounds how fast anyone drains them.
+    pub bundle_fetch_burst: u32,
+    /// See `bundle_fetch_burst`.
+    pub bundle_fetches_per_minute: u32,
+    /// One account gets at most one of another account's one-time prekeys per this period:
+    /// fetching the same user's bundle again within it hands out the signed prekey alone (the
+    /// last-resort key). 0 turns the rule off.
+    #[serde(with = "humantime_serde")]
+    pub one_time_prekey_reuse_window: Duration,
 }
 
 impl Default for Limits {
@@ -187,6 +199,9 @@ impl Default for Limits {
             max_topic_len: 390,
             max_bans_per_room: 1000,
             room_expiry_days: 30,
+            bundle_fetch_burst: 20,
+            bundle_fetches_per_minute: 20,
+            one_time_prekey_reuse_window: Duration::from_secs(3600),
         }
     }
 }
@@ -248,6 +263,11 @@ impl Limits {
             ("outbound_queue_bytes", self.outbound_queue_bytes),
             ("max_connections_per_ip", self.max_connections_per_ip),
             ("rate_burst", self.rate_burst as usize),
+            ("bundle_fetch_burst", self.bundle_fetch_burst as usize),
+            (
+                "bundle_fetches_per_minute",
+                self.bundle_fetches_per_minute as usize,
+            ),
             ("rate_per_sec", self.rate_per_sec as usize),
             ("flood_strikes", self.flood_strikes as usize),
             (

@@ -1,6 +1,7 @@
 //! What the server keeps across restarts: accounts (nick → client-certificate fingerprint), rooms
 //! (name, topic, modes, members with their standing, bans, invitations), each room's recent
-//! history, and private lines waiting for offline users.
+//! history, private lines waiting for offline users, and each account's end-to-end keys (the
+//! key directory of protocol 6: public keys only).
 //!
 //! The hub talks to storage through the narrow [`Store`] trait so that another backend (e.g.
 //! PostgreSQL for several server nodes) can be added without touching the hub or the sessions.
@@ -18,6 +19,7 @@
 pub mod memory;
 pub mod sqlite;
 
+use mm_common::prekeys::{KeyUpload, PrekeyBundle};
 use mm_common::protocol::{Modes, Role};
 use tokio::sync::oneshot;
 
@@ -281,6 +283,33 @@ pub enum QueueOutcome {
     StoreFull,
 }
 
+/// What [`Store::publish_keys`] stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// How many one-time prekeys the account has now.
+    pub one_time: u32,
+    /// The stored device token was neither the upload's `previous` nor its `next`: another
+    /// copy of the client's home published since (see [`mm_common::prekeys::DeviceCheck`]).
+    pub other_device: bool,
+}
+
+/// What [`Store::take_bundle`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// The account's keys, with at most one one-time prekey (deleted from the store in the
+    /// same transaction that read it), and how many one-time prekeys remain.
+    Bundle {
+        /// What to hand out.
+        bundle: PrekeyBundle,
+        /// One-time prekeys left after this one.
+        remaining: u32,
+    },
+    /// The account exists and published no keys.
+    NoKeys,
+    /// No account by that nick key.
+    NoSuchAccount,
+}
+
 /// What the server needs from the store when it starts.
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
@@ -471,6 +500,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// ids are reserved this way before it gives them out (`hub::ids`). Applied in order; the
     /// reply comes once it is durable. Never lowers what is recorded.
     fn reserve_ids(&self, up_to: u64) -> Result<Reply<()>, StoreError>;
+
+    /// Stores the key directory entry of the account `nick_key` (protocol 6): replaces its
+    /// identity key and signed prekey, adds the one-time prekeys (keeping the newest
+    /// [`mm_common::prekeys::MAX_ONE_TIME_STORED`]; all stored ones are dropped first when the
+    /// identity key changes or the upload sets `replace_one_time`; a one-time prekey whose id
+    /// is already stored replaces it), applies the device check (`other_device` when a token is
+    /// stored and it is neither `previous` nor `next`) and stores `next`. The reply comes once
+    /// it is durable. `keys` must have passed [`KeyUpload::validate`]. An account that does not
+    /// exist (released meanwhile) stores nothing and is answered [`StoreError::Failed`].
+    fn publish_keys(&self, nick_key: &str, keys: KeyUpload)
+        -> Result<Reply<Published>, StoreError>;
+
+    /// Takes a bundle of the account `nick_key`: its identity key and signed prekey, and, if
+    /// `one_time`, its oldest one-time prekey, which is deleted in the same transaction (so
+    /// it is handed out once, whatever fetches run concurrently and across restarts). The
+    /// reply comes once the deletion is durable.
+    fn take_bundle(&self, nick_key: &str, one_time: bool) -> Result<Reply<Taken>, StoreError>;
+
+    /// How many one-time prekeys the account `nick_key` has; `None` when it published no keys
+    /// (or does not exist). A read.
+    fn prekey_count(&self, nick_key: &str) -> Result<Reply<Option<u32>>, StoreError>;
 
     /// Makes everything submitted durable, records `last_id`, and stops; later calls fail with
     /// [`StoreError::Closed`]. Never refused for being busy. If what was accepted still cannot

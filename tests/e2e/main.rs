@@ -15,6 +15,7 @@ mod errors;
 mod home;
 mod hostile;
 mod ids;
+mod keys;
 mod process;
 mod rooms;
 mod secure;

@@ -137,17 +137,19 @@ async fn secure_errors_are_clear() {
     let server = TestServer::start().await;
     let mut alice = server.client("alice").await;
     // An offline peer: the server says so, and the handshake fails at once (no 30 s wait).
+    // Since protocol 6 a relay's refusal comes once the store has looked the nick up (as a
+    // private line's does), so carol's presence (offline) may tell first.
     alice.client.secure("carol").await.unwrap();
     let failed = alice
         .secure_event("failure", |e| matches!(e, E2eEvent::Failed { .. }))
         .await;
-    assert_eq!(
-        failed,
-        E2eEvent::Failed {
-            peer: "carol".into(),
-            failure: Failure::Unreachable,
-            unsent: vec![]
-        }
+    assert!(
+        matches!(
+            &failed,
+            E2eEvent::Failed { peer, failure: Failure::Unreachable | Failure::PeerLeft, unsent }
+                if peer == "carol" && unsent.is_empty()
+        ),
+        "{failed:?}"
     );
     // Today's reason: carol is offline (nothing is sent, and it says what happens next).
     match alice.client.private("carol", "x").await {

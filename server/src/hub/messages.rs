@@ -1,6 +1,6 @@
 //! Accepting messages: public lines (to the room, its history and the store), private lines
 //! (to the recipient's mailbox in the store, and their outbox when online), relayed end-to-end
-//! payloads, and the acknowledgements that take personal lines out of the mailbox.
+//! payloads (the same way), and the acknowledgements that take personal lines out of the mailbox.
 
 use std::collections::VecDeque;
 
@@ -228,32 +228,43 @@ impl Hub {
         }
     }
 
-    /// Relays an opaque payload (end-to-end data) to `to`, who must be online, stamped with the
-    /// sender's nick. Like a private line it stays in the recipient's mailbox until
-    /// acknowledged; the reply says when that is durable.
+    /// Relays an opaque payload (end-to-end data) to `to`, stamped with the sender's nick,
+    /// exactly as [`Hub::send_private`] sends a line: into their mailbox in the store until
+    /// their client acknowledges it, and into their outbox as well when they are online. An
+    /// offline recipient gets it at their next login (as `Relay`, with the same id); the
+    /// store's reply says whether it was kept (an unregistered recipient, a full mailbox).
     ///
     /// # Errors
-    /// [`SendError::NoSuchNick`] if `to` is not online; otherwise as [`Hub::send_private`].
+    /// As [`Hub::send_private`].
     pub fn relay(
         &self,
         conn_id: u64,
         from: &str,
         to: &str,
         payload: Vec<u8>,
-    ) -> Result<(Accepted, Reply<QueueOutcome>), SendError> {
+    ) -> Result<PrivateOutcome, SendError> {
         let payload = match &self.shared.relay_hook {
             Some(hook) => hook(from, to, payload),
             None => payload,
         };
         let key = nick_key(to);
+        let topic = Topic::user(&key);
         let mut state = self.lock();
-        if state.closed {
-            return Err(SendError::Closed);
-        }
+        let accepted = accept(&mut state, conn_id, from, &topic)?;
         if !state.peers.contains_key(&key) {
-            return Err(SendError::NoSuchNick(to.to_owned()));
+            let mail = Mail {
+                id: accepted.id,
+                ts: accepted.ts,
+                from: from.to_owned(),
+                body: Body::Relay(payload),
+            };
+            let reply = self
+                .shared
+                .store
+                .queue_mail(&key, mail, Arrival::Offline)
+                .map_err(refused_by_store)?;
+            return Ok(PrivateOutcome::Stored(accepted, reply));
         }
-        let accepted = accept(&mut state, conn_id, from, &Topic::user(&key))?;
         let msg = ServerMsg::Relay {
             id: accepted.id,
             ts: accepted.ts,
@@ -271,12 +282,11 @@ impl Hub {
             from,
             body: Body::Relay(payload),
         };
-        // Dropped as too slow, or its session is ending: the sender's end-to-end layer must
-        // learn now that the peer is unreachable (the payload waits in the mailbox all the
-        // same, and at worst ends a stale session at the peer's next login).
+        // Dropped as too slow, or its session is ending: it waits in the mailbox for their next
+        // login, like a line to someone offline.
         match self.deliver_live(&mut state, &key, mail, &encoded)? {
-            (true, reply) => Ok((accepted, reply)),
-            (false, _) => Err(SendError::RecipientTooSlow(to.to_owned())),
+            (true, reply) => Ok(PrivateOutcome::Delivered(accepted, reply)),
+            (false, reply) => Ok(PrivateOutcome::Stored(accepted, reply)),
         }
     }
 

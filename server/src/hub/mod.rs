@@ -19,6 +19,7 @@ pub(crate) mod bus;
 mod fanout;
 mod history;
 pub(crate) mod ids;
+mod keys;
 mod messages;
 pub mod outbox;
 mod presence;
@@ -41,6 +42,7 @@ use crate::store::{Loaded, Login, Options, Reply, Store, StoreError};
 use bus::{Bus, LocalBus};
 use history::History;
 use ids::{IdSource, ReservedIds};
+pub use keys::Fetch;
 pub use messages::{Accepted, PrivateOutcome, SendError};
 pub use outbox::{Closed, Outbox};
 use presence::Peer;
@@ -66,6 +68,8 @@ struct Shared {
     relay_hook: Option<RelayHook>,
     store: Arc<dyn Store>,
     room_limits: RoomLimits,
+    /// The key directory's fetch limits (`keys`).
+    key_limits: keys::KeyLimits,
 }
 
 impl std::fmt::Debug for Shared {
@@ -236,6 +240,7 @@ impl HubBuilder<'_> {
                 relay_hook: hook,
                 store,
                 room_limits: RoomLimits::from_limits(limits),
+                key_limits: keys::KeyLimits::from_limits(limits),
             }),
         }
     }
@@ -440,6 +445,7 @@ impl Hub {
                 monitoring: HashSet::new(),
                 announced: inherited,
                 registering: register,
+                prekeys_low_sent: false,
             },
         );
         // The list of who is online goes with a login only while join and leave notices keep

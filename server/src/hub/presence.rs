@@ -50,6 +50,9 @@ pub(super) struct Peer {
     /// Whether this connection's login registers the nick: its logout is then recorded
     /// durably (an unused account's expiry counts from the end of its registering connection).
     pub registering: bool,
+    /// Whether this connection was told that its one-time prekeys run low (`PrekeysLow`)
+    /// since it last published keys.
+    pub prekeys_low_sent: bool,
 }
 
 impl State {

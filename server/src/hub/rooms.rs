@@ -222,7 +222,7 @@ pub fn check_words(text: &str, max: usize, what: &str) -> Result<(), RoomError> 
     }
 }
 
-fn encode(msg: &ServerMsg) -> Option<Bytes> {
+pub(super) fn encode(msg: &ServerMsg) -> Option<Bytes> {
     match frame::encode_message(msg) {
         Ok(b) => Some(b),
         Err(e) => {

@@ -169,6 +169,36 @@ fn private_goes_to_one_queue_and_unknown_recipients_are_errors() {
 }
 
 #[test]
+fn a_relay_to_an_offline_user_waits_in_their_mailbox_like_a_private_line() {
+    let hub = test_hub(16, usize::MAX);
+    let mut a = hub.join(1, "a", &fp("a")).unwrap();
+    let b = hub.join(2, "b", &fp("b")).unwrap();
+    hub.leave(b.outbox.conn_id, "b", LeaveReason::Quit);
+    drain(&mut a);
+    let kept = match hub.relay(conn_of(&hub, "a"), "a", "B", vec![7, 8]) {
+        Ok(PrivateOutcome::Stored(accepted, mut reply)) => {
+            assert_eq!(reply.try_recv().unwrap().unwrap(), QueueOutcome::Queued);
+            accepted
+        }
+        other => panic!("not stored: {other:?}"),
+    };
+    assert!(nothing_for(&mut a));
+    // Nobody registered carol: not kept.
+    assert_eq!(
+        stored(hub.relay(conn_of(&hub, "a"), "a", "carol", vec![1])),
+        QueueOutcome::NoSuchAccount
+    );
+    // At b's next login, with the same id.
+    let mut again = hub.join(3, "b", &fp("b")).unwrap();
+    let login = again.login.take().unwrap().try_recv().unwrap().unwrap();
+    assert!(
+        matches!(&login.waiting[..], [m] if m.id == kept.id && m.from == "a" && m.body == Body::Relay(vec![7, 8])),
+        "{:?}",
+        login.waiting
+    );
+}
+
+#[test]
 fn a_full_queue_disconnects_that_user_only() {
     let hub = test_hub(2, usize::MAX);
     let mut a = hub.join(1, "a", &fp("a")).unwrap();
@@ -594,7 +624,7 @@ fn lines_and_notices_carry_the_time_of_the_hub_clock_when_accepted() {
     assert_eq!(private.ts, START_MS + 13);
     assert_eq!(ts(next(&mut b)), START_MS + 13);
     clock.advance(Duration::from_millis(1));
-    let (relay, _) = hub.relay(conn_of(&hub, "a"), "a", "b", vec![1]).unwrap();
+    let relay = delivered(hub.relay(conn_of(&hub, "a"), "a", "b", vec![1]));
     assert_eq!(relay.ts, START_MS + 14);
     assert_eq!(ts(next(&mut b)), START_MS + 14);
     // Kept as accepted: the history a newcomer gets, the mailbox a login fetches.
@@ -658,9 +688,7 @@ fn each_message_is_published_once_to_its_topic() {
         .publish(2, "bob", LOBBY, "hi all".into(), false)
         .unwrap();
     delivered(hub.send_private(conn_of(&hub, "bob"), "bob", "ALICE", "hi you".into()));
-    let (relayed, _) = hub
-        .relay(conn_of(&hub, "Alice"), "Alice", "bob", vec![1, 2, 3])
-        .unwrap();
+    let relayed = delivered(hub.relay(conn_of(&hub, "Alice"), "Alice", "bob", vec![1, 2, 3]));
     hub.leave(2, "bob", LeaveReason::Quit);
 
     let lobby = Topic::Room(RoomId::LOBBY);

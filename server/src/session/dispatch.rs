@@ -1,6 +1,7 @@
 //! What a logged-in session does with each message from its client: [`dispatch`] decodes it,
 //! charges the rate limit, and hands it to the one function for its kind. Chat lines (`Public`,
-//! `Private`, `Relay`) owe an [`Answer`], queued in order; the rest answer at once or not at all.
+//! `Private`, `Relay`) owe an [`Answer`], queued in order; the key directory's commands wait
+//! for the store outside that order (`keys`); the rest answer at once or not at all.
 //! A refusal is a [`Refusal`]: sent as the line's answer, or, when fatal, the session's [`Exit`].
 
 use std::collections::VecDeque;
@@ -14,10 +15,19 @@ use tracing::warn;
 
 use super::answers::Answer;
 use super::context::{queue_users, Context, Exit, STORE_TIMEOUT};
+use super::keys::{KeyCommand, KeyWait};
 use super::refusal::Refusal;
 use crate::hub::{HistoryLoad, Outbox, PrivateOutcome};
 use crate::limit::{RateLimiter, Verdict};
 use crate::transport::Transport;
+
+/// What a session waits for: the answers owed to lines (in order), joins waiting for their
+/// room's history, and key directory commands waiting for the store.
+pub(crate) struct Waits<'a> {
+    pub answers: &'a mut VecDeque<Answer>,
+    pub loads: &'a mut VecDeque<HistoryLoad>,
+    pub keys: &'a mut VecDeque<KeyWait>,
+}
 
 /// Handles one message from a logged-in client; `Some` ends the session. Answers owed to chat
 /// messages go to `answers`, in order. Fatal: a payload that is not a message (`BadFrame`),
@@ -27,18 +37,23 @@ pub(crate) fn dispatch<T: Transport>(
     m: &Outbox,
     ctx: &Context,
     limiter: &mut RateLimiter,
-    answers: &mut VecDeque<Answer>,
-    loads: &mut VecDeque<HistoryLoad>,
+    waits: Waits<'_>,
     payload: &[u8],
 ) -> Option<Exit> {
+    let Waits {
+        answers,
+        loads,
+        keys: key_waits,
+    } = waits;
     let msg = match ClientMsg::decode(payload) {
         Ok(msg) => msg,
         Err(e) => return Some(Exit::Fatal(Refusal::BadFrame(e.to_string()))),
     };
     // An acknowledgement that advances is free; one that does not (a repeat, or beyond what
     // this connection was given) is useless and counts against the rate like any message.
+    // A bundle fetch has its own limit, per account (`hub::keys`).
     let free = match msg {
-        ClientMsg::Pong { .. } | ClientMsg::Quit => true,
+        ClientMsg::Pong { .. } | ClientMsg::Quit | ClientMsg::FetchBundle { .. } => true,
         ClientMsg::Received { up_to } => ctx.hub.received(m.conn_id, &m.nick, up_to),
         _ => false,
     };
@@ -56,6 +71,9 @@ pub(crate) fn dispatch<T: Transport>(
                 } else if let Some(room) = super::rooms::command_room(&msg) {
                     // A room command is told why nothing happened.
                     conn.queue_msg(&Refusal::RateLimited.room_error(room));
+                } else if matches!(msg, ClientMsg::PublishKeys { .. }) {
+                    // Outside the line order, as its other answers.
+                    conn.queue_msg(&Refusal::RateLimited.answer());
                 }
                 return None;
             }
@@ -91,8 +109,15 @@ pub(crate) fn dispatch<T: Transport>(
         // Acknowledged above.
         ClientMsg::Received { .. } | ClientMsg::Pong { .. } => None,
         ClientMsg::Quit => Some(Exit::Quit),
-        // Protocol 6's key directory: served next.
-        ClientMsg::PublishKeys { .. } | ClientMsg::FetchBundle { .. } => None,
+        // The key directory: answered outside the order of line answers.
+        ClientMsg::PublishKeys { keys } => {
+            super::keys::command(conn, m, ctx, key_waits, KeyCommand::Publish(keys));
+            None
+        }
+        ClientMsg::FetchBundle { nick } => {
+            super::keys::command(conn, m, ctx, key_waits, KeyCommand::Fetch(nick));
+            None
+        }
         ClientMsg::Hello { .. } => Some(Exit::Fatal(Refusal::AlreadyLoggedIn)),
         ClientMsg::Join { .. }
         | ClientMsg::Part { .. }
@@ -177,7 +202,8 @@ fn private(
     })
 }
 
-/// `Relay`: an opaque payload for one user online. Refusals: [`Refusal::InvalidRecipient`],
+/// `Relay`: an opaque payload for one user, delivered live or kept in the mailbox (as a
+/// `Private` is), answered once it is in the mailbox. Refusals: [`Refusal::InvalidRecipient`],
 /// [`Refusal::PayloadLength`], [`Refusal::Send`].
 fn relay(
     m: &Outbox,
@@ -188,14 +214,18 @@ fn relay(
 ) -> Result<Answer, Refusal> {
     check_recipient(&to)?;
     check_payload(&payload)?;
-    let (accepted, reply) = ctx
+    let (accepted, reply, live) = match ctx
         .hub
         .relay(m.conn_id, &m.nick, &to, payload)
-        .map_err(Refusal::Send)?;
+        .map_err(Refusal::Send)?
+    {
+        PrivateOutcome::Delivered(accepted, reply) => (accepted, reply, true),
+        PrivateOutcome::Stored(accepted, reply) => (accepted, reply, false),
+    };
     Ok(Answer::Mail {
         accepted,
         to,
-        live: true,
+        live,
         reply,
         deadline,
     })

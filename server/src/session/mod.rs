@@ -13,12 +13,14 @@
 //! - `login`: `Hello` to `Welcome`, or the refusal;
 //! - `dispatch`: one function per `ClientMsg` kind, called from one `match`;
 //! - `answers`: the queue of answers owed to chat lines and their settling;
+//! - `keys`: the key directory's commands, answered outside the order of line answers;
 //! - `refusal`: every refusal as a `Refusal`, and the one mapping to error codes and details;
 //! - `context`: the `Context`, the `Exit`, the store timeout, the user list's frames.
 
 mod answers;
 mod context;
 mod dispatch;
+mod keys;
 mod login;
 mod refusal;
 mod rooms;
@@ -43,7 +45,7 @@ use crate::transport::{ReadError, Transport};
 use answers::{pump, settle_front, Answer, MAX_OWED};
 pub(crate) use context::Context;
 use context::Exit;
-use dispatch::dispatch;
+use dispatch::{dispatch, Waits};
 use login::{login, LoginFailed};
 use refusal::Refusal;
 
@@ -227,6 +229,9 @@ async fn linger_after_shutdown<T: Transport>(
             Ok(ClientMsg::Public { .. } | ClientMsg::Private { .. } | ClientMsg::Relay { .. }) => {
                 conn.queue_msg(&Refusal::Send(SendError::Closed).answer());
             }
+            Ok(ClientMsg::PublishKeys { .. } | ClientMsg::FetchBundle { .. }) => {
+                conn.queue_msg(&Refusal::Send(SendError::Closed).answer());
+            }
             Ok(ClientMsg::Ping { token }) => conn.queue_msg(&ServerMsg::Pong { token }),
             Ok(ClientMsg::Received { up_to }) => {
                 ctx.hub.received(conn_id, nick, up_to);
@@ -259,6 +264,8 @@ async fn chat<T: Transport>(
     let mut answers: VecDeque<Answer> = VecDeque::new();
     // Joins waiting for their room's history from the store, oldest first.
     let mut loads: VecDeque<HistoryLoad> = VecDeque::new();
+    // Key directory commands waiting for the store, oldest first.
+    let mut key_waits: VecDeque<keys::KeyWait> = VecDeque::new();
     // Set once the server stops: by then every accepted line must be out and answered.
     let mut stopping: Option<Instant> = None;
 
@@ -269,7 +276,7 @@ async fn chat<T: Transport>(
             if let Err(exit) = drain(conn, outbox, usize::MAX) {
                 return exit;
             }
-            if answers.is_empty() || Instant::now() >= deadline {
+            if (answers.is_empty() && key_waits.is_empty()) || Instant::now() >= deadline {
                 conn.queue_msg(&ServerMsg::Shutdown {
                     reason: "server is shutting down".into(),
                 });
@@ -304,16 +311,19 @@ async fn chat<T: Transport>(
                 Ok(msg) => conn.queue(msg),
                 Err(closed) => return closed_exit(closed),
             },
+            done = keys::next_done(&mut key_waits), if !key_waits.is_empty() => {
+                keys::complete(conn, outbox, ctx, done);
+            }
             lines = next_loaded(&mut loads), if !loads.is_empty() => {
                 if let Some(load) = loads.pop_front() {
                     rooms::complete(conn, outbox, ctx, load, lines, true);
                 }
             }
-            read = conn.recv(), if answers.len() < MAX_OWED && loads.len() < MAX_LOADING => {
+            read = conn.recv(), if answers.len() < MAX_OWED && loads.len() < MAX_LOADING && key_waits.len() < keys::MAX_KEY_WAITS => {
                 last_heard = Instant::now();
                 match read {
                     Ok(Some(payload)) => {
-                        if let Some(exit) = dispatch(conn, outbox, ctx, &mut limiter, &mut answers, &mut loads, &payload) {
+                        if let Some(exit) = dispatch(conn, outbox, ctx, &mut limiter, Waits { answers: &mut answers, loads: &mut loads, keys: &mut key_waits }, &payload) {
                             return exit;
                         }
                     }

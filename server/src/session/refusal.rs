@@ -2,6 +2,7 @@
 //! ([`Refusal::wire`]) that gives each its [`ErrorCode`] and detail text. PROTOCOL.md ("Error
 //! details") and `tests/e2e/hostile.rs` quote these details: change them there too.
 
+use mm_common::prekeys::KeyUploadError;
 use mm_common::protocol::{self, ErrorCode, ServerMsg, TextError, PROTOCOL_VERSION};
 
 use crate::hub::SendError;
@@ -86,6 +87,14 @@ pub(crate) enum Refusal {
     TooSlow,
     /// The account logged in on another connection (`replaced`).
     Replaced,
+
+    // The key directory.
+    /// A `PublishKeys` whose keys break the rules (`bad-keys`, with the rule's words).
+    BadKeys(KeyUploadError),
+    /// The store could not take or store published keys (`busy`).
+    KeysNotStored,
+    /// The store could not hand out a bundle (`busy`).
+    BundleNotRead,
 }
 
 impl Refusal {
@@ -252,6 +261,15 @@ impl Refusal {
                 ErrorCode::REPLACED,
                 "you logged in again from another connection".into(),
             ),
+            Refusal::BadKeys(e) => (ErrorCode::BAD_KEYS, e.to_string()),
+            Refusal::KeysNotStored => (
+                ErrorCode::BUSY,
+                "the server could not store your keys right now; publish them again".into(),
+            ),
+            Refusal::BundleNotRead => (
+                ErrorCode::BUSY,
+                "the server could not read that user's keys right now; fetch again".into(),
+            ),
         }
     }
 
@@ -298,7 +316,7 @@ impl Refusal {
 /// A recipient name echoed in an error: cut to the nick limit and stripped of every character
 /// chat text may not hold (`mm_common::text`: controls, line separators, bidi and format
 /// controls), so that error details stay short, printable and one line whatever the client sent.
-fn protocol_safe(name: &str) -> String {
+pub(crate) fn protocol_safe(name: &str) -> String {
     name.chars()
         .filter(|&c| !mm_common::text::is_forbidden(c))
         .take(protocol::MAX_NICK_LEN)

@@ -9,9 +9,13 @@ use mm_common::confusable::skeleton;
 use mm_common::protocol::nick_key;
 use tokio::sync::oneshot;
 
+use mm_common::prekeys::{
+    KeyUpload, OneTimePrekey, PrekeyBundle, SignedPrekey, DEVICE_TOKEN_LEN, MAX_ONE_TIME_STORED,
+};
+
 use super::{
-    Arrival, Line, Login, LoginOutcome, Mail, Options, QueueOutcome, Reply, RoomChange, RoomId,
-    RoomRequest, Store, StoreError,
+    Arrival, Line, Login, LoginOutcome, Mail, Options, Published, QueueOutcome, Reply, RoomChange,
+    RoomId, RoomRequest, Store, StoreError, Taken,
 };
 
 /// See the module documentation.
@@ -40,7 +44,33 @@ struct State {
     waiting: usize,
     /// Each room's newest lines (at most `history_len`), oldest first.
     history: HashMap<RoomId, VecDeque<Line>>,
+    /// The key directory, by nick key.
+    keys: HashMap<String, Keys>,
     closed: bool,
+}
+
+/// One account's entry in the key directory.
+#[derive(Debug)]
+struct Keys {
+    identity: [u8; 32],
+    signed_prekey: SignedPrekey,
+    device: [u8; DEVICE_TOKEN_LEN],
+    /// Oldest first; at most [`MAX_ONE_TIME_STORED`].
+    one_time: VecDeque<OneTimePrekey>,
+}
+
+impl State {
+    /// The account `key` is gone: its mail and keys go with it.
+    fn forget(&mut self, key: &str) {
+        if let Some(m) = self.mailboxes.remove(key) {
+            self.waiting -= m.len();
+        }
+        self.keys.remove(key);
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 fn answered<T>(value: T) -> Reply<T> {
@@ -90,9 +120,7 @@ impl MemoryStore {
     pub(crate) fn release(&self, nick: &str) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.accounts.remove(&nick_key(nick));
-        if let Some(m) = state.mailboxes.remove(&nick_key(nick)) {
-            state.waiting -= m.len();
-        }
+        state.forget(&nick_key(nick));
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, StoreError> {
@@ -145,6 +173,8 @@ impl Store for MemoryStore {
                             returned: false,
                         },
                     );
+                    // A new account never inherits a gone one's keys.
+                    s.keys.remove(&key);
                     LoginOutcome::Registered
                 }
                 LoginOutcome::Registered => LoginOutcome::Changed,
@@ -176,9 +206,7 @@ impl Store for MemoryStore {
             });
             if ours {
                 s.accounts.remove(&key);
-                if let Some(m) = s.mailboxes.remove(&key) {
-                    s.waiting -= m.len();
-                }
+                s.forget(&key);
             }
         })
     }
@@ -236,9 +264,7 @@ impl Store for MemoryStore {
                 if let Some(a) = s.accounts.remove(&key) {
                     expired.push(a.nick);
                 }
-                if let Some(m) = s.mailboxes.remove(&key) {
-                    s.waiting -= m.len();
-                }
+                s.forget(&key);
             }
             expired
         })
@@ -317,6 +343,82 @@ impl Store for MemoryStore {
         .map(answered)
     }
 
+    fn publish_keys(&self, key: &str, keys: KeyUpload) -> Result<Reply<Published>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.with(|s| {
+            if !s.accounts.contains_key(key) {
+                let _ = tx.send(Err(StoreError::Failed("no such account".into())));
+                return;
+            }
+            let KeyUpload {
+                identity,
+                signed_prekey,
+                one_time,
+                device,
+                replace_one_time,
+            } = keys;
+            let other_device = s
+                .keys
+                .get(key)
+                .is_some_and(|k| k.device != device.previous && k.device != device.next);
+            let entry = s.keys.entry(key.to_owned()).or_insert_with(|| Keys {
+                identity,
+                signed_prekey: signed_prekey.clone(),
+                device: device.next,
+                one_time: VecDeque::new(),
+            });
+            if replace_one_time || entry.identity != identity {
+                entry.one_time.clear();
+            }
+            entry.identity = identity;
+            entry.signed_prekey = signed_prekey;
+            entry.device = device.next;
+            for k in one_time {
+                entry.one_time.retain(|o| o.id != k.id);
+                entry.one_time.push_back(k);
+            }
+            while entry.one_time.len() > MAX_ONE_TIME_STORED {
+                entry.one_time.pop_front();
+            }
+            let _ = tx.send(Ok(Published {
+                one_time: count(entry.one_time.len()),
+                other_device,
+            }));
+        })?;
+        Ok(rx)
+    }
+
+    fn take_bundle(&self, key: &str, one_time: bool) -> Result<Reply<Taken>, StoreError> {
+        self.with(|s| {
+            let Some(entry) = s.keys.get_mut(key) else {
+                return if s.accounts.contains_key(key) {
+                    Taken::NoKeys
+                } else {
+                    Taken::NoSuchAccount
+                };
+            };
+            let taken = if one_time {
+                entry.one_time.pop_front()
+            } else {
+                None
+            };
+            Taken::Bundle {
+                bundle: PrekeyBundle {
+                    identity: entry.identity,
+                    signed_prekey: entry.signed_prekey.clone(),
+                    one_time: taken,
+                },
+                remaining: count(entry.one_time.len()),
+            }
+        })
+        .map(answered)
+    }
+
+    fn prekey_count(&self, key: &str) -> Result<Reply<Option<u32>>, StoreError> {
+        self.with(|s| s.keys.get(key).map(|k| count(k.one_time.len())))
+            .map(answered)
+    }
+
     fn reserve_ids(&self, _up_to: u64) -> Result<Reply<()>, StoreError> {
         // Nothing survives the process: there is no later start to continue after them.
         self.with(|_| ()).map(answered)
@@ -351,6 +453,9 @@ pub(crate) struct FaultyStore {
     pub deleted: Mutex<Vec<u64>>,
     /// `reserve_ids` is refused.
     pub reserve_fails: std::sync::atomic::AtomicBool,
+    /// `publish_keys` and `take_bundle` are accepted and then fail (the store's answer is an
+    /// error).
+    pub keys_fail: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(test)]
@@ -371,8 +476,17 @@ impl FaultyStore {
             deletes_fail: Default::default(),
             deleted: Mutex::default(),
             reserve_fails: Default::default(),
+            keys_fail: Default::default(),
         }
     }
+}
+
+/// A reply that says the work failed.
+#[cfg(test)]
+fn failed_reply<T>() -> Reply<T> {
+    let (tx, rx) = oneshot::channel();
+    let _ = tx.send(Err(StoreError::Failed("injected".into())));
+    rx
 }
 
 #[cfg(test)]
@@ -449,6 +563,21 @@ impl Store for FaultyStore {
         a: Arrival,
     ) -> Result<Reply<QueueOutcome>, StoreError> {
         self.inner.queue_mail(key, mail, a)
+    }
+    fn publish_keys(&self, key: &str, keys: KeyUpload) -> Result<Reply<Published>, StoreError> {
+        if self.keys_fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(failed_reply());
+        }
+        self.inner.publish_keys(key, keys)
+    }
+    fn take_bundle(&self, key: &str, one_time: bool) -> Result<Reply<Taken>, StoreError> {
+        if self.keys_fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(failed_reply());
+        }
+        self.inner.take_bundle(key, one_time)
+    }
+    fn prekey_count(&self, key: &str) -> Result<Reply<Option<u32>>, StoreError> {
+        self.inner.prekey_count(key)
     }
     fn reserve_ids(&self, up_to: u64) -> Result<Reply<()>, StoreError> {
         if self.reserve_fails.load(std::sync::atomic::Ordering::SeqCst) {

@@ -11,8 +11,8 @@ use tracing::info;
 
 use super::convert::{from_sql, to_sql};
 use super::failure::best_effort;
-use super::mailbox;
 use super::Counts;
+use super::{keys, mailbox};
 use crate::store::{Account, Login, LoginOutcome, Options};
 
 /// How a login stands, from reads only.
@@ -133,6 +133,8 @@ pub(super) fn login(
                 skeleton(nick)
             ])?;
             counts.accounts += 1;
+            // A new account never inherits a gone one's keys.
+            keys::forget(tx, &key)?;
             LoginOutcome::Registered
         }
         Decision::Register => LoginOutcome::Changed,
@@ -269,6 +271,7 @@ fn forget_mailbox(
     counts: &mut Counts,
 ) -> rusqlite::Result<()> {
     let mails = mailbox::delete_all(tx, key)?;
+    keys::forget(tx, key)?;
     counts.accounts = counts.accounts.saturating_sub(1);
     counts.waiting = counts.waiting.saturating_sub(mails as u64);
     Ok(())

@@ -15,7 +15,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::lock::lock_file;
 use super::schema::{classify, open_connection, prepare};
-use super::{accounts, mailbox, rooms, SqliteStore};
+use super::{accounts, keys, mailbox, rooms, SqliteStore};
 use crate::store::{Account, RoomRecord, StoreError};
 
 /// How often a command that queued a request looks whether the server took it.
@@ -123,6 +123,7 @@ impl SqliteStore {
         let tx = conn.transaction().map_err(c)?;
         let removed = accounts::delete(&tx, &key).map_err(c)?;
         mailbox::delete_all(&tx, &key).map_err(c)?;
+        keys::forget(&tx, &key).map_err(c)?;
         tx.commit().map_err(c)?;
         Ok(removed)
     }

@@ -6,10 +6,12 @@ use tokio::sync::oneshot;
 use tracing::warn;
 
 use super::failure::{alone, atomically, failed};
-use super::{accounts, history, mailbox, rooms, Counts};
+use super::{accounts, history, keys, mailbox, rooms, Counts};
+use mm_common::prekeys::KeyUpload;
+
 use crate::store::{
-    Arrival, Line, Login, LoginOutcome, Mail, Options, QueueOutcome, RoomChange, RoomId,
-    RoomRequest, StoreError,
+    Arrival, Line, Login, LoginOutcome, Mail, Options, Published, QueueOutcome, RoomChange, RoomId,
+    RoomRequest, StoreError, Taken,
 };
 
 /// A submission to the writer.
@@ -84,6 +86,21 @@ pub(super) enum Cmd {
         up_to: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    PublishKeys {
+        key: String,
+        keys: Box<KeyUpload>,
+        reply: oneshot::Sender<Result<Published, StoreError>>,
+    },
+    /// Reads a bundle and deletes the one-time prekey it hands out, in the batch.
+    TakeBundle {
+        key: String,
+        one_time: bool,
+        reply: oneshot::Sender<Result<Taken, StoreError>>,
+    },
+    PrekeyCount {
+        key: String,
+        reply: oneshot::Sender<Result<Option<u32>, StoreError>>,
+    },
     Close {
         last_id: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -106,6 +123,8 @@ impl Cmd {
                 | Cmd::Returned { .. }
                 | Cmd::Expire { .. }
                 | Cmd::ReserveIds { .. }
+                | Cmd::PublishKeys { .. }
+                | Cmd::TakeBundle { .. }
         )
     }
 
@@ -146,6 +165,9 @@ impl Cmd {
             (Cmd::RoomHistory { reply, .. }, Outcome::RoomHistory(r)) => drop(reply.send(r)),
             (Cmd::AdminRequests { reply, .. }, Outcome::Requests(r)) => drop(reply.send(r)),
             (Cmd::Mail { reply, .. }, Outcome::Queue(r)) => drop(reply.send(r)),
+            (Cmd::PublishKeys { reply, .. }, Outcome::Published(r)) => drop(reply.send(r)),
+            (Cmd::TakeBundle { reply, .. }, Outcome::Taken(r)) => drop(reply.send(r)),
+            (Cmd::PrekeyCount { reply, .. }, Outcome::Count(r)) => drop(reply.send(r)),
             (Cmd::Close { reply, .. } | Cmd::ReserveIds { reply, .. }, Outcome::Nothing) => {
                 drop(reply.send(Ok(())));
             }
@@ -167,6 +189,9 @@ impl Cmd {
             Cmd::RoomHistory { reply, .. } => drop(reply.send(Err(error))),
             Cmd::AdminRequests { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Mail { reply, .. } => drop(reply.send(Err(error))),
+            Cmd::PublishKeys { reply, .. } => drop(reply.send(Err(error))),
+            Cmd::TakeBundle { reply, .. } => drop(reply.send(Err(error))),
+            Cmd::PrekeyCount { reply, .. } => drop(reply.send(Err(error))),
             Cmd::Delivered { .. }
             | Cmd::LoggedOut { .. }
             | Cmd::Abandon { .. }
@@ -187,6 +212,9 @@ pub(super) enum Outcome {
     RoomHistory(Result<Vec<Line>, StoreError>),
     Requests(Result<Vec<RoomRequest>, StoreError>),
     Queue(Result<QueueOutcome, StoreError>),
+    Published(Result<Published, StoreError>),
+    Taken(Result<Taken, StoreError>),
+    Count(Result<Option<u32>, StoreError>),
 }
 
 /// Runs one command inside the batch's transaction. `Err` is a failure of the database (the
@@ -317,6 +345,18 @@ pub(super) fn apply(
                 )
             });
             Outcome::Queue(alone(tx, queued)?.map_err(failed))
+        }
+        Cmd::PublishKeys { key, keys, .. } => Outcome::Published(
+            atomically(tx, counts, |_| keys::publish(tx, key, keys))?
+                .map_err(failed)
+                .and_then(|p| p.ok_or_else(|| StoreError::Failed("no such account".into()))),
+        ),
+        Cmd::TakeBundle { key, one_time, .. } => Outcome::Taken(
+            atomically(tx, counts, |_| keys::take(tx, key, *one_time))?.map_err(failed),
+        ),
+        Cmd::PrekeyCount { key, .. } => {
+            let n = keys::stored_count(tx, key);
+            Outcome::Count(alone(tx, n)?.map_err(failed))
         }
         Cmd::Close { last_id, .. } => {
             *max_id = (*max_id).max(*last_id);

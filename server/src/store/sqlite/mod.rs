@@ -26,6 +26,7 @@ mod command;
 mod convert;
 mod failure;
 mod history;
+mod keys;
 mod lock;
 mod mailbox;
 mod meta;
@@ -54,9 +55,11 @@ use lock::lock_file;
 use schema::{check_writable, classify, open_connection, open_error, prepare};
 use writer::{Msg, Writer};
 
+use mm_common::prekeys::KeyUpload;
+
 use super::{
-    Arrival, Line, Loaded, Login, LoginOutcome, Mail, Options, QueueOutcome, Reply, RoomChange,
-    RoomId, RoomRequest, Store, StoreError,
+    Arrival, Line, Loaded, Login, LoginOutcome, Mail, Options, Published, QueueOutcome, Reply,
+    RoomChange, RoomId, RoomRequest, Store, StoreError, Taken,
 };
 use crate::clock::Clock;
 
@@ -369,6 +372,35 @@ impl Store for SqliteStore {
     fn reserve_ids(&self, up_to: u64) -> Result<Reply<()>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Cmd::ReserveIds { up_to, reply })?;
+        Ok(rx)
+    }
+
+    fn publish_keys(&self, key: &str, keys: KeyUpload) -> Result<Reply<Published>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::PublishKeys {
+            key: key.to_owned(),
+            keys: Box::new(keys),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn take_bundle(&self, key: &str, one_time: bool) -> Result<Reply<Taken>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::TakeBundle {
+            key: key.to_owned(),
+            one_time,
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn prekey_count(&self, key: &str) -> Result<Reply<Option<u32>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::PrekeyCount {
+            key: key.to_owned(),
+            reply,
+        })?;
         Ok(rx)
     }
 

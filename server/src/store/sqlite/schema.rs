@@ -10,7 +10,7 @@ use super::{meta, BUSY_TIMEOUT};
 use crate::store::StoreError;
 
 /// Schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// One schema step: SQL, then (optionally) work SQL cannot do, in the same transaction.
 struct Migration {
@@ -19,7 +19,7 @@ struct Migration {
 }
 
 /// Migrations, in order; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: [Migration; 4] = [
+const MIGRATIONS: [Migration; 5] = [
     Migration {
         sql: "
     CREATE TABLE accounts (
@@ -130,6 +130,34 @@ const MIGRATIONS: [Migration; 4] = [
         nick     TEXT NOT NULL DEFAULT ''
     );
     INSERT INTO meta (key, value) VALUES ('last_room_id', 1) ON CONFLICT (key) DO NOTHING;
+",
+        then: None,
+    },
+    // 5: the key directory (protocol 6; public keys only, see `keys`).
+    // - `prekeys`: per account (nick key) its X25519 identity key, its signed prekey (`signed_id`,
+    //   `signed_key`, the 64-byte `signature`) and the last device token it stored (`device`,
+    //   16 bytes).
+    // - `one_time_prekeys`: its one-time prekeys (`id` the owner's number, unique per account;
+    //   `key` 32 bytes); `seq` orders them by arrival (the oldest is handed out first, the
+    //   newest 200 are kept). A row is deleted in the transaction that hands it out.
+    Migration {
+        sql: "
+    CREATE TABLE prekeys (
+        nick_key   TEXT PRIMARY KEY,
+        identity   BLOB NOT NULL,
+        signed_id  INTEGER NOT NULL,
+        signed_key BLOB NOT NULL,
+        signature  BLOB NOT NULL,
+        device     BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE one_time_prekeys (
+        seq      INTEGER PRIMARY KEY,
+        nick_key TEXT NOT NULL,
+        id       INTEGER NOT NULL,
+        key      BLOB NOT NULL,
+        UNIQUE (nick_key, id)
+    );
+    CREATE INDEX one_time_prekeys_by_owner ON one_time_prekeys (nick_key, seq);
 ",
         then: None,
     },

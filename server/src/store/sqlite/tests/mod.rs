@@ -4,6 +4,7 @@
 mod accounts;
 mod basics;
 mod faults;
+mod keys;
 mod rooms;
 
 use std::time::Instant;
