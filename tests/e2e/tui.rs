@@ -195,22 +195,20 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
         "{line:?}"
     );
 
-    // A private line opens bob's tab, with an unread count while it is not shown.
-    bob.client.private("alice", "just for you").await.unwrap();
-    tmux.wait_for("2 bob (1) !").await;
-    tmux.keys(&["M-2"]);
-    let screen = tmux.wait_for("<bob> just for you").await;
-    assert!(
-        screen.contains("bob: NOT end-to-end encrypted"),
-        "a plain private tab says so:\n{screen}"
-    );
-
-    // /secure from the tab (no nick needed): the status bar turns secure.
-    tmux.keys(&["/secure", "Enter"]);
+    // A private line opens bob's tab, with an unread count while it is not shown. It is
+    // end-to-end by default: bob's client fetched alice's keys from the directory.
+    mm_tests::wait_for_keys(&server, "alice").await;
+    let (_, delivery) = bob.client.private("alice", "just for you").await.unwrap();
+    assert_eq!(delivery, mm_client::Delivery::Queued);
     bob.secure_ready("alice").await;
-    tmux.wait_for("bob: SECURE e2e").await;
-    bob.client.private("alice", "end to end").await.unwrap();
-    tmux.wait_for("[secure] <bob> end to end").await;
+    // Unread: the session's start and the line.
+    tmux.wait_for("2 bob (2) !").await;
+    tmux.keys(&["M-2"]);
+    let screen = tmux.wait_for("[secure] <bob> just for you").await;
+    assert!(
+        screen.contains("bob: SECURE e2e"),
+        "the tab's status bar says so:\n{screen}"
+    );
     tmux.keys(&["encrypted reply", "Enter"]);
     let reply = bob
         .secure_event("a secure message", |e| {
@@ -218,15 +216,15 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
         })
         .await;
     assert!(
-        matches!(&reply, E2eEvent::Message { peer, text } if peer == "alice" && text == "encrypted reply"),
+        matches!(&reply, E2eEvent::Message { peer, text, .. } if peer == "alice" && text == "encrypted reply"),
         "{reply:?}"
     );
     tmux.keys(&["/verify", "Enter"]);
     tmux.wait_for("safety number with bob:").await;
 
     // The server goes away and comes back: the UI says so and reconnects by itself. The
-    // conversation stays secure — never plain: paused while reconnecting, then blocked while
-    // bob is offline (a line typed then is refused, not sent plain).
+    // conversation stays end-to-end — never plain: paused while reconnecting; with bob
+    // offline, a line is queued encrypted in his mailbox and he reads it when he is back.
     drop(bob);
     let restart = tokio::spawn(server.restart_on_same_port(Duration::from_secs(2)));
     let screen = tmux.wait_for("reconnecting in").await; // the status bar, while the server is down
@@ -235,16 +233,16 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
         "{screen}"
     );
     let server = restart.await.unwrap();
-    let screen = tmux.wait_for("bob offline: sending blocked").await;
-    assert!(screen.contains(" · connected"), "{screen}");
-    tmux.keys(&["not while you are away", "Enter"]);
-    tmux.wait_for("bob is offline and secure messages need bob online; nothing was sent")
+    let screen = tmux.wait_for(" · connected").await;
+    assert!(screen.contains("bob: SECURE e2e"), "{screen}");
+    tmux.keys(&["while you were away", "Enter"]);
+    tmux.wait_for("queued end-to-end encrypted for bob (offline)")
         .await;
-    // bob comes back with his keys: the session restarts by itself, and the next line goes
-    // end-to-end encrypted.
     let mut bob = TestClient::connect(&bob_opts).await;
-    bob.secure_ready("alice").await;
-    tmux.wait_for("bob: SECURE e2e").await;
+    assert_eq!(
+        bob.secure_message().await,
+        ("alice".to_string(), "while you were away".to_string())
+    );
     tmux.keys(&["welcome back, secretly", "Enter"]);
     let back = bob
         .secure_event("a secure message", |e| {
@@ -265,9 +263,9 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
         .private("alice", "after the restart")
         .await
         .unwrap();
-    tmux.wait_for("3 carol (1) !").await;
+    tmux.wait_for("3 carol (2) !").await; // the session's start and the line
     tmux.keys(&["M-3"]);
-    tmux.wait_for("<carol> after the restart").await;
+    tmux.wait_for("[secure] <carol> after the restart").await;
     // By now the replayed history has been read (it comes before anything live): the room shows
     // none of it again, our own line included.
     tmux.keys(&["M-1"]);
@@ -452,7 +450,7 @@ async fn a_terminal_ui_replaced_by_another_login_stays_disconnected_until_reconn
 }
 
 /// Every file `mm` keeps in its home — the certificate and keys, `known_servers` after trusting
-/// a server on first contact, `pins` and `conversations` after a secure session, the `lock` —
+/// a server on first contact, `pins` and `e2e-state` after a secure session, the `lock` —
 /// is private (0600), in a home it
 /// created private (0700), parents included. Through the real binary in a terminal, since only
 /// the interactive mode asks to trust a server.
@@ -477,7 +475,8 @@ async fn every_file_mm_keeps_in_its_home_is_private() {
     tmux.wait_for("Trust this server and remember it?").await;
     tmux.keys(&["y", "Enter"]);
     tmux.wait_for("as alice; 2 online").await;
-    tmux.keys(&["/secure bob", "Enter"]);
+    mm_tests::wait_for_keys(&server, "bob").await;
+    tmux.keys(&["/msg bob hi", "Enter"]);
     bob.secure_ready("alice").await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while !home.join("pins").exists() {
@@ -494,7 +493,7 @@ async fn every_file_mm_keeps_in_its_home_is_private() {
         "home/identity.key",
         "home/known_servers",
         "home/pins",
-        "home/conversations",
+        "home/e2e-state",
         "home/lock",
     ] {
         assert!(
