@@ -82,8 +82,13 @@ async fn line_mode_client_end_to_end() {
         next_line(&mut out).await,
         "<alice> hello bob, *with* <symbols> & ünïcode"
     );
+    // End to end by default: bob's keys from the directory.
+    mm_tests::wait_for_keys(&server, "bob").await;
     alice.client.private("bob", "psst").await.unwrap();
-    assert_eq!(next_line(&mut out).await, "[private] <alice> psst");
+    assert!(line_containing(&mut out, "alice started a secure session")
+        .await
+        .starts_with("* "));
+    assert_eq!(next_line(&mut out).await, "[secure] <alice> psst");
 
     stdin
         .write_all(b"hi alice\n/msg alice back at you\n//slash\n")
@@ -94,10 +99,9 @@ async fn line_mode_client_end_to_end() {
         matches!(&hi, Event::Public(ChatLine { from, text, .. }) if from == "bob" && text == "hi alice"),
         "{hi:?}"
     );
-    let back = alice.next_line().await;
-    assert!(
-        matches!(&back, Event::Private(ChatLine { from, text, .. }) if from == "bob" && text == "back at you"),
-        "{back:?}"
+    assert_eq!(
+        alice.secure_message().await,
+        ("bob".to_string(), "back at you".to_string())
     );
     let slash = alice.next_line().await;
     assert!(
@@ -108,7 +112,7 @@ async fn line_mode_client_end_to_end() {
     for (input, output) in [
         (
             "/msg nobody x\n",
-            "! error (no-such-nick): nobody is not online and not a registered user",
+            "! could not start a secure session with nobody: no such user on this server; 1 waiting message was NOT sent. Nothing goes unencrypted: your next message to nobody tries again (/insecure nobody to send plain)",
         ),
         ("/who\n", "* online (2): alice, bob"),
         ("/frob\n", "! unknown command /frob (try /help)"),
@@ -127,13 +131,16 @@ async fn line_mode_client_end_to_end() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(
         stderr.lines().last().unwrap_or_default(),
-        "mm: 3 lines not delivered: 2 refused by mm, 1 refused by the server",
+        "mm: 3 lines not delivered: 2 refused by mm, 1 dropped with a secure session that did not come up",
         "{stderr}"
     );
     // Answers to alice's own lines come once they are stored, possibly after bob's lines.
     assert_eq!(
         alice
-            .wait_for("bob's leave", |e| matches!(e, Event::Left { .. }))
+            .wait_for(
+                "bob's leave",
+                |e| matches!(e, Event::Left { nick, .. } if nick == "bob")
+            )
             .await,
         Event::Left {
             nick: "bob".into(),
@@ -155,6 +162,7 @@ async fn line_mode_turns_tabs_into_spaces_and_refuses_long_lines_with_their_real
     let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
     let mut stdin = bob.stdin.take().unwrap();
     next_line(&mut out).await; // connected
+    mm_tests::wait_for_keys(&server, "alice").await;
     let input = format!(
         "name\tage\r\n/msg alice\tsecret\tcol\n{}\nbell\x07\n{}\n{}\nlast\n",
         "x".repeat(5000),
@@ -164,21 +172,33 @@ async fn line_mode_turns_tabs_into_spaces_and_refuses_long_lines_with_their_real
     stdin.write_all(input.as_bytes()).await.unwrap();
     drop(stdin);
 
+    // The private line is end-to-end: it waits for alice's keys, so public lines may pass it.
     let mut said = Vec::new();
-    loop {
-        match alice.next_line().await {
-            Event::Public(ChatLine { text, .. }) if text == "last" => break,
+    let mut secure = None;
+    while !(said.last().is_some_and(|l: &String| l == "last") && secure.is_some()) {
+        let line = alice
+            .wait_for("a line", |e| {
+                matches!(
+                    e,
+                    Event::Public(_) | Event::Private(_) | Event::Secure(E2eEvent::Message { .. })
+                )
+            })
+            .await;
+        match line {
+            Event::Secure(E2eEvent::Message { text, .. }) => secure = Some(text),
             Event::Public(ChatLine { text, .. }) | Event::Private(ChatLine { text, .. }) => {
                 said.push(text)
             }
             _ => {}
         }
     }
+    said.pop();
     assert_eq!(
         said,
-        ["name    age", "secret    col", "é".repeat(2048).as_str()],
+        ["name    age", "é".repeat(2048).as_str()],
         "tabs as four spaces; 2048 é are 4096 bytes: just in"
     );
+    assert_eq!(secure.as_deref(), Some("secret    col"));
     let mut printed = Vec::new();
     while let Ok(Ok(Some(line))) = tokio::time::timeout(WAIT, out.next_line()).await {
         printed.push(line);
@@ -383,6 +403,8 @@ async fn mm_server_starts_with_embedded_defaults_and_stops_gracefully_on_sigterm
     let (_bob, mut bob_events, _) = mm_client::connect(&opts).await.unwrap();
     let secret = "a distinctive line the log must never contain";
     alice.public(secret).await.unwrap();
+    // Plain, so that the server has the text in hand (and still never logs it).
+    alice.insecure("bob").await.unwrap();
     alice.private("bob", secret).await.unwrap();
     let mut lines = 0;
     while lines < 2 {
@@ -512,6 +534,7 @@ async fn mm_owns_its_nick_by_its_home_and_sees_what_it_missed() {
     let mut dana = spawn_trusting(&server, "dana", home.path());
     let mut out = BufReader::new(dana.stdout.take().unwrap()).lines();
     assert!(next_line(&mut out).await.starts_with("* connected"));
+    mm_tests::wait_for_keys(&server, "dana").await;
     drop(dana.stdin.take()); // EOF: quit
     assert!(dana.wait().await.unwrap().success());
     #[cfg(unix)]
@@ -560,11 +583,9 @@ async fn mm_owns_its_nick_by_its_home_and_sees_what_it_missed() {
         history.starts_with("[history ") && history.ends_with("] <erin> news for the room"),
         "{history}"
     );
-    let mail = next_line(&mut out).await;
-    assert!(
-        mail.starts_with("[private, sent ") && mail.ends_with("] <erin> for you only"),
-        "{mail}"
-    );
+    // End to end by default: queued encrypted for her, read with her keys.
+    let mail = line_containing(&mut out, "for you only").await;
+    assert_eq!(mail, "[secure] <erin> for you only");
     // mm acknowledged it (Received) once shown: the next login does not get it again.
     drop(dana.stdin.take());
     assert!(dana.wait().await.unwrap().success());
@@ -746,6 +767,7 @@ async fn line_mode_refuses_bad_input_lines_by_number_and_sends_the_rest() {
     let server = TestServer::start().await;
     let home = tempfile::tempdir().unwrap();
     let mut bob = server.client("bob").await;
+    mm_tests::wait_for_keys(&server, "bob").await;
     let mut frank = spawn_trusting(&server, "frank", home.path());
     let mut input = b"line one\ncaf\xe9 au lait\nline three\r\n/msg bob line four\n".to_vec();
     input.extend(std::iter::repeat_n(b'x', 20_000));
@@ -768,21 +790,25 @@ async fn line_mode_refuses_bad_input_lines_by_number_and_sends_the_rest() {
     assert!(stdout.contains("! error (invalid-text)"), "{stdout}");
     assert_eq!(not_delivered(&stderr), Some(3), "{stderr}");
     let mut got = Vec::new();
+    let mut secure = Vec::new();
     loop {
         match bob.next().await {
             Event::Public(ChatLine { text, .. }) => got.push(text),
             Event::Private(ChatLine { text, .. }) => got.push(format!("private: {text}")),
-            Event::Left { .. } => break,
+            Event::Secure(E2eEvent::Message { text, .. }) => secure.push(format!("secure: {text}")),
+            Event::Left { nick, .. } if nick == "frank" => break,
             _ => {}
         }
     }
+    // End to end, line four waited for bob's keys: the public line after it may pass it.
+    got.extend(secure);
     assert_eq!(
         got,
         [
             "line one",
             "line three",
-            "private: line four",
-            "last line, no newline"
+            "last line, no newline",
+            "secure: line four"
         ]
     );
 }
