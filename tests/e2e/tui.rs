@@ -162,10 +162,14 @@ fn alice_command(server: &TestServer, home: &Path) -> String {
 async fn alice_in_tmux_beside_bob(server: &TestServer) -> (Tmux, TestClient, tempfile::TempDir) {
     let home = tempfile::tempdir().unwrap();
     let mut bob = server.client("bob").await;
+    mm_tests::wait_for_keys(server, "bob").await;
     let tmux = Tmux::start(&alice_command(server, home.path()));
     tmux.wait_for("as alice; 2 online").await;
-    bob.wait_for("alice joined", |e| matches!(e, Event::Joined { .. }))
-        .await;
+    bob.wait_for(
+        "alice joined",
+        |e| matches!(e, Event::Joined { nick } if nick == "alice"),
+    )
+    .await;
     (tmux, bob, home)
 }
 
@@ -320,8 +324,9 @@ async fn the_terminal_ui_shows_a_line_as_sent_only_once_the_server_has_it() {
 
     // A refused line is shown refused where it stands, not as sent and then an error.
     tmux.keys(&["/msg nosuchuser hi there", "Enter"]);
+    // (End to end by default: the key directory knows no such user; nothing was sent.)
     let screen = wait_for_row(&tmux, "the refusal", |r| {
-        r.contains("<alice> hi there") && r.contains("NOT DELIVERED: error (no-such-nick)")
+        r.contains("<alice> hi there") && r.contains("no such user")
     })
     .await;
     assert!(
@@ -603,10 +608,19 @@ async fn the_terminal_ui_shows_each_time_with_the_offset_of_its_own_day() {
 
 /// The next chat line bob receives, as (private?, text).
 async fn said_to_bob(bob: &mut TestClient) -> (bool, String) {
-    match bob.next_line().await {
+    let line = bob
+        .wait_for("a line", |e| {
+            matches!(
+                e,
+                Event::Public(_) | Event::Private(_) | Event::Secure(E2eEvent::Message { .. })
+            )
+        })
+        .await;
+    match line {
         Event::Public(ChatLine { text, .. }) => (false, text),
-        Event::Private(ChatLine { text, .. }) => (true, text),
-        other => panic!("{other:?}"),
+        // End to end by default.
+        Event::Secure(E2eEvent::Message { text, .. }) => (true, text),
+        other => panic!("not end-to-end: {other:?}"),
     }
 }
 
