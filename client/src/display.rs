@@ -353,27 +353,19 @@ mod tests {
                 error: Some(a.clone()),
                 undelivered: vec![],
             },
-            Event::Secure(E2eEvent::Starting {
-                peer: a.clone(),
-                by_peer: true,
-            }),
-            Event::Secure(E2eEvent::Starting {
-                peer: a.clone(),
-                by_peer: false,
-            }),
             Event::Secure(E2eEvent::Ready {
                 peer: a.clone(),
                 key: [3; 32],
                 trust: mm_common::e2e::Trust::New,
-                renewed: false,
+                by_peer: true,
             }),
             Event::Secure(E2eEvent::Message {
                 peer: a.clone(),
+                id: 1,
                 text: b.clone(),
             }),
             Event::Secure(E2eEvent::Ended {
                 peer: b.clone(),
-                by_peer: true,
                 unsent: vec![1],
             }),
             Event::Secure(E2eEvent::Failed {
@@ -386,9 +378,11 @@ mod tests {
             }),
             Event::Secure(E2eEvent::Failed {
                 peer: b.clone(),
-                failure: Failure::PeerLeft,
+                failure: Failure::NoKeys,
                 unsent: vec![],
             }),
+            Event::Secure(E2eEvent::Unreadable { peer: a.clone() }),
+            Event::Secure(E2eEvent::Replayed { peer: b.clone() }),
         ];
         let mut lines = Vec::new();
         for style in [Style::PLAIN, Style { color: true }] {
@@ -450,6 +444,7 @@ mod tests {
         let shown = event_line(
             &Event::Secure(E2eEvent::Message {
                 peer: "mallory".into(),
+                id: 1,
                 text: forged.into(),
             }),
             Style::PLAIN,
@@ -493,6 +488,7 @@ mod tests {
     fn secure_lines_are_marked_and_key_changes_are_loud() {
         let m = Event::Secure(E2eEvent::Message {
             peer: "alice".into(),
+            id: 1,
             text: "hi".into(),
         });
         assert_eq!(event_line(&m, Style::PLAIN).unwrap(), "[secure] <alice> hi");
@@ -513,26 +509,25 @@ mod tests {
             line.contains(&key_fingerprint(&[1; 32])) && line.contains(&key_fingerprint(&[2; 32]))
         );
         assert!(line.contains("/verify bob") && line.contains("/accept-key bob"));
-        // An offer that did not come up in a plain conversation never claims it is secure.
-        let offer = Event::Secure(E2eEvent::NotStarted {
-            peer: "bob".into(),
-            failure: Failure::Timeout,
-            unsent: vec![],
-        });
-        let line = event_line(&offer, Style::PLAIN).unwrap();
-        assert!(
-            line.contains("still NOT end-to-end encrypted")
-                && !line.contains("Nothing goes unencrypted"),
-            "{line}"
-        );
         let failed = Event::Secure(E2eEvent::Failed {
             peer: "bob".into(),
-            failure: Failure::PeerLeft,
+            failure: Failure::NoKeys,
             unsent: vec![1, 2],
         });
         let line = event_line(&failed, Style::PLAIN).unwrap();
         assert!(
             line.contains("2 waiting messages were NOT sent") && line.contains("/insecure bob"),
+            "{line}"
+        );
+        // A failure to fetch keys never claims anything went plain.
+        let timeout = Event::Secure(E2eEvent::Failed {
+            peer: "bob".into(),
+            failure: Failure::Timeout,
+            unsent: vec![1],
+        });
+        let line = event_line(&timeout, Style::PLAIN).unwrap();
+        assert!(
+            line.contains("Nothing goes unencrypted") && line.contains("NOT sent"),
             "{line}"
         );
         // Plain private lines never carry the secure marker.

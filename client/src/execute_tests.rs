@@ -226,7 +226,7 @@ fn a_closed_connection_shows_nothing_and_says_so() {
 #[test]
 fn a_refusal_of_the_end_to_end_layer_is_shown_as_worded() {
     let mut fake = Fake::new();
-    let refused = Refused::Offline("bob".into());
+    let refused = Refused::KeyNotAccepted("bob".into());
     fake.refuse = Some(SendError::Refused(refused.clone()));
     let (outcome, shown) = run(
         &fake,
@@ -237,7 +237,7 @@ fn a_refusal_of_the_end_to_end_layer_is_shown_as_worded() {
     );
     assert_eq!(outcome, Outcome::Refused);
     assert_eq!(shown.items, [Rendered::error(refused.to_string())]);
-    assert!(shown.lines()[0].starts_with("! bob is offline"));
+    assert!(shown.lines()[0].starts_with("! bob's key changed and nothing was sent"));
     let (outcome, _) = run(&fake, Command::Insecure("bob".into()));
     assert_eq!(outcome, Outcome::Refused);
 }
@@ -271,7 +271,7 @@ fn verify_shows_the_number_and_how_to_compare_it() {
     assert_eq!(outcome, Outcome::Refused);
     assert_eq!(
         shown.lines(),
-        ["! no key known for bob yet; run /secure bob first"]
+        ["! no key known for bob yet; /secure bob fetches it"]
     );
 }
 

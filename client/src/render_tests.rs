@@ -95,11 +95,32 @@ fn acknowledgements_show_nothing_and_a_queued_line_is_said_here() {
     let line = LineId::from_tag(3);
     assert!(super::event(&Event::Sent { line, id: 1, ts: 1 }).is_empty());
     assert_eq!(
-        only(&Event::Queued { line, id: 1, ts: 1 }),
+        only(&Event::Queued {
+            line,
+            secure_for: None,
+            id: 1,
+            ts: 1
+        }),
         Rendered::notice(
             Target::Here,
-            "they are offline; the server keeps the message for their next login"
+            "they are offline; the server keeps the message (NOT end-to-end encrypted) for their next login"
         )
+    );
+    // An end-to-end message queued for an offline peer says so in the peer's conversation,
+    // and never claims it went plain.
+    let secure = only(&Event::Queued {
+        line,
+        secure_for: Some("bob".into()),
+        id: 2,
+        ts: 2,
+    });
+    assert_eq!(secure.target, peer("bob"));
+    assert!(
+        secure
+            .text
+            .starts_with("queued end-to-end encrypted for bob (offline)")
+            && !secure.text.contains("NOT"),
+        "{secure:?}"
     );
 }
 
@@ -210,27 +231,11 @@ fn e2e(event: E2eEvent) -> Rendered {
 
 #[test]
 fn secure_session_events_go_to_the_peer() {
-    let starting = e2e(E2eEvent::Starting {
-        peer: "bob".into(),
-        by_peer: false,
-    });
-    assert_eq!(
-        starting,
-        Rendered::notice(peer("bob"), "setting up a secure session with bob...")
-    );
-    let offered = e2e(E2eEvent::Starting {
-        peer: "bob".into(),
-        by_peer: true,
-    });
-    assert_eq!(
-        offered.text,
-        "bob is setting up a secure session with you..."
-    );
     let ready = e2e(E2eEvent::Ready {
         peer: "bob".into(),
         key: [3; 32],
         trust: Trust::New,
-        renewed: false,
+        by_peer: false,
     });
     assert_eq!(
         (ready.target.clone(), ready.kind.clone()),
@@ -246,24 +251,24 @@ fn secure_session_events_go_to_the_peer() {
         peer: "bob".into(),
         key: [3; 32],
         trust: Trust::Verified,
-        renewed: false,
+        by_peer: false,
     });
     assert!(!verified.text.contains("/verify"), "{verified:?}");
-    let renewed = e2e(E2eEvent::Ready {
+    let started_by_peer = e2e(E2eEvent::Ready {
         peer: "bob".into(),
         key: [3; 32],
-        trust: Trust::Verified,
-        renewed: true,
+        trust: Trust::Pinned,
+        by_peer: true,
     });
-    assert_eq!(
-        renewed,
-        Rendered::notice(
-            peer("bob"),
-            "secure session with bob renewed with fresh keys"
-        )
+    assert!(
+        started_by_peer.text.starts_with(
+            "bob started a secure session: messages to and from bob are end-to-end encrypted"
+        ),
+        "{started_by_peer:?}"
     );
     let message = e2e(E2eEvent::Message {
         peer: "bob".into(),
+        id: 9,
         text: "psst".into(),
     });
     assert_eq!(
@@ -276,39 +281,27 @@ fn secure_session_events_go_to_the_peer() {
 fn secure_session_endings_say_what_was_not_sent_and_what_to_do() {
     let ended = e2e(E2eEvent::Ended {
         peer: "bob".into(),
-        by_peer: true,
-        unsent: vec![1, 2],
+        unsent: vec![1],
     });
     assert_eq!(ended.kind, Kind::Notice);
     assert!(
-        ended
-            .text
-            .starts_with("bob ended the secure session; 2 waiting messages were NOT sent")
-            && ended.text.contains("/insecure bob"),
+        ended.text.starts_with(
+            "private messages to bob are NOT end-to-end encrypted from now on (the server can read them); 1 waiting message was NOT sent"
+        ) && ended.text.ends_with("/secure bob to encrypt again"),
         "{ended:?}"
     );
-    let by_us = e2e(E2eEvent::Ended {
+    let no_keys = e2e(E2eEvent::Failed {
         peer: "bob".into(),
-        by_peer: false,
-        unsent: vec![1],
+        failure: Failure::NoKeys,
+        unsent: vec![1, 2],
     });
+    assert_eq!(no_keys.kind, Kind::Error);
     assert!(
-        by_us
+        no_keys
             .text
-            .contains("ended by you; 1 waiting message was NOT sent")
-            && by_us.text.contains("NOT end-to-end encrypted now"),
-        "{by_us:?}"
-    );
-    let not_started = e2e(E2eEvent::NotStarted {
-        peer: "bob".into(),
-        failure: Failure::Timeout,
-        unsent: vec![],
-    });
-    assert!(
-        not_started
-            .text
-            .contains("still NOT end-to-end encrypted (/secure bob to try)"),
-        "{not_started:?}"
+            .starts_with("bob has no end-to-end keys; 2 waiting messages were NOT sent")
+            && no_keys.text.contains("/insecure bob to send plain"),
+        "{no_keys:?}"
     );
     let changed = e2e(E2eEvent::Failed {
         peer: "bob".into(),
@@ -331,15 +324,16 @@ fn secure_session_endings_say_what_was_not_sent_and_what_to_do() {
             && own.text.ends_with("; 1 waiting message was NOT sent"),
         "{own:?}"
     );
-    let left = e2e(E2eEvent::Failed {
+    let bad = e2e(E2eEvent::Failed {
         peer: "bob".into(),
-        failure: Failure::PeerLeft,
+        failure: Failure::BadSignature,
         unsent: vec![],
     });
-    assert_eq!(left.kind, Kind::Error);
+    assert_eq!(bad.kind, Kind::Error);
     assert!(
-        left.text.contains("interrupted") && left.text.contains("refused until bob is back"),
-        "{left:?}"
+        bad.text.starts_with("secure session with bob failed")
+            && bad.text.contains("blocked until /secure bob"),
+        "{bad:?}"
     );
     let failed = e2e(E2eEvent::Failed {
         peer: "bob".into(),
@@ -347,18 +341,35 @@ fn secure_session_endings_say_what_was_not_sent_and_what_to_do() {
         unsent: vec![],
     });
     assert!(
-        failed.text.starts_with("secure session with bob"),
+        failed
+            .text
+            .starts_with("could not start a secure session with bob")
+            && failed.text.contains("Nothing goes unencrypted"),
         "{failed:?}"
     );
+    let unreadable = e2e(E2eEvent::Unreadable { peer: "bob".into() });
+    assert_eq!(unreadable.kind, Kind::Error);
+    assert!(
+        unreadable
+            .text
+            .contains("could not be decrypted and is not shown"),
+        "{unreadable:?}"
+    );
+    let replayed = e2e(E2eEvent::Replayed { peer: "bob".into() });
+    assert!(replayed.text.contains("replayed"), "{replayed:?}");
     for event in [
         E2eEvent::Ended {
             peer: "b".into(),
-            by_peer: true,
             unsent: vec![],
         },
         E2eEvent::Failed {
             peer: "b".into(),
-            failure: Failure::PeerLeft,
+            failure: Failure::NoKeys,
+            unsent: vec![],
+        },
+        E2eEvent::Failed {
+            peer: "b".into(),
+            failure: Failure::Timeout,
             unsent: vec![],
         },
     ] {
@@ -367,6 +378,7 @@ fn secure_session_endings_say_what_was_not_sent_and_what_to_do() {
     assert_eq!(
         unsent_reason(&E2eEvent::Message {
             peer: "b".into(),
+            id: 1,
             text: "x".into()
         }),
         None
@@ -500,13 +512,21 @@ fn every_event(s: &str) -> Vec<Event> {
         },
         Event::Secure(E2eEvent::Message {
             peer: s.clone(),
+            id: 1,
             text: s.clone(),
         }),
         Event::Secure(E2eEvent::Failed {
             peer: s.clone(),
-            failure: Failure::PeerLeft,
+            failure: Failure::NoKeys,
             unsent: vec![],
         }),
+        Event::Secure(E2eEvent::Unreadable { peer: s.clone() }),
+        Event::Queued {
+            line: LineId::from_tag(1),
+            secure_for: Some(s.clone()),
+            id: 1,
+            ts: 1,
+        },
         Event::Closed {
             error: Some(s.clone()),
             undelivered: vec![],

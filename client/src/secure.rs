@@ -368,20 +368,54 @@ mod tests {
         let gone = tmp.path().join("not-yet");
         let mut setup = SecureSetup::ephemeral();
         setup.pins_file = Some(gone.join(PINS_FILE));
-        setup.conversations_file = Some(gone.join(CONVERSATIONS_FILE));
-        setup.conversations = "secure bob\n".into();
-        let (secure, monitor) = setup.attach("alice");
-        assert_eq!(monitor, vec!["bob".to_string()]);
+        setup.state_file = Some(gone.join(STATE_FILE));
+        let secure = setup.attach("alice");
         assert!(secure.save_now().is_err());
         assert!(secure.unsaved().is_some());
         assert!(setup.save_pending().is_err(), "still failing");
         std::fs::create_dir(&gone).unwrap();
         assert!(setup.save_pending().is_ok());
         assert!(secure.unsaved().is_none());
-        assert_eq!(
-            std::fs::read_to_string(gone.join(CONVERSATIONS_FILE)).unwrap(),
-            "secure bob\n"
+        let saved = std::fs::read(gone.join(STATE_FILE)).unwrap();
+        assert_eq!(saved, *secure.sessions().state_bytes());
+    }
+
+    #[test]
+    fn the_saved_state_is_private_and_comes_back_at_the_next_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        // Protocol 5's list of secure conversations (it named peers) goes at the first start.
+        std::fs::create_dir(&home).unwrap();
+        std::fs::write(home.join(OLD_CONVERSATIONS_FILE), "secure bob\n").unwrap();
+        let (setup, _) = SecureSetup::load(&home).unwrap();
+        assert!(!home.join(OLD_CONVERSATIONS_FILE).exists());
+        assert!(setup.state.is_empty(), "no state before the first save");
+        let secure = setup.attach("alice");
+        // A login makes prekeys (their secrets are what a restart must not lose).
+        let actions = secure.sessions().login(std::time::Instant::now(), 1);
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, mm_common::e2e::Action::Publish(_))),
+            "{actions:?}"
         );
+        secure.save().unwrap();
+        let saved = secure.sessions().state_bytes();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(home.join(STATE_FILE))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let (again, _) = SecureSetup::load(&home).unwrap();
+        assert_eq!(*again.state, *saved);
+        // Restored into the new process's sessions: the same prekey secrets.
+        let restored = again.attach("alice");
+        assert_eq!(*restored.sessions().state_bytes(), *saved);
     }
 
     #[test]
@@ -398,5 +432,14 @@ mod tests {
             SecureSetup::load(tmp.path()),
             Err(HomeError::Identity { .. })
         ));
+        std::fs::remove_file(tmp.path().join(IDENTITY_FILE)).unwrap();
+        // A damaged end-to-end state is refused, not replaced by an empty one (that would
+        // forget sessions, prekeys, /insecure and blocks), and left in place.
+        std::fs::write(tmp.path().join(STATE_FILE), b"\x07not postcard").unwrap();
+        assert!(matches!(
+            SecureSetup::load(tmp.path()),
+            Err(HomeError::State { .. })
+        ));
+        assert!(tmp.path().join(STATE_FILE).exists());
     }
 }

@@ -36,6 +36,8 @@ fn options(server: &ServerProcess, data: &Path, nick: &str) -> ConnectOptions {
 async fn chat(server: &ServerProcess, data: &Path) {
     let alice = TestClient::connect(&options(server, data, "alice")).await;
     let mut bob = TestClient::connect(&options(server, data, "bob")).await;
+    // Plain on purpose: the store holds a readable line (end-to-end ones: secure.rs).
+    alice.client.insecure("bob").await.unwrap();
     alice.client.private("bob", "my PIN is 1234").await.unwrap();
     let line = bob.next_line().await;
     assert!(

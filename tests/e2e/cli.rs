@@ -82,8 +82,13 @@ async fn line_mode_client_end_to_end() {
         next_line(&mut out).await,
         "<alice> hello bob, *with* <symbols> & ünïcode"
     );
+    // End to end by default: bob's keys from the directory.
+    mm_tests::wait_for_keys(&server, "bob").await;
     alice.client.private("bob", "psst").await.unwrap();
-    assert_eq!(next_line(&mut out).await, "[private] <alice> psst");
+    assert!(line_containing(&mut out, "alice started a secure session")
+        .await
+        .starts_with("* "));
+    assert_eq!(next_line(&mut out).await, "[secure] <alice> psst");
 
     stdin
         .write_all(b"hi alice\n/msg alice back at you\n//slash\n")
@@ -94,10 +99,9 @@ async fn line_mode_client_end_to_end() {
         matches!(&hi, Event::Public(ChatLine { from, text, .. }) if from == "bob" && text == "hi alice"),
         "{hi:?}"
     );
-    let back = alice.next_line().await;
-    assert!(
-        matches!(&back, Event::Private(ChatLine { from, text, .. }) if from == "bob" && text == "back at you"),
-        "{back:?}"
+    assert_eq!(
+        alice.secure_message().await,
+        ("bob".to_string(), "back at you".to_string())
     );
     let slash = alice.next_line().await;
     assert!(
@@ -108,7 +112,7 @@ async fn line_mode_client_end_to_end() {
     for (input, output) in [
         (
             "/msg nobody x\n",
-            "! error (no-such-nick): nobody is not online and not a registered user",
+            "! could not start a secure session with nobody: no such user on this server; 1 waiting message was NOT sent. Nothing goes unencrypted: your next message to nobody tries again (/insecure nobody to send plain)",
         ),
         ("/who\n", "* online (2): alice, bob"),
         ("/frob\n", "! unknown command /frob (try /help)"),
@@ -127,13 +131,16 @@ async fn line_mode_client_end_to_end() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(
         stderr.lines().last().unwrap_or_default(),
-        "mm: 3 lines not delivered: 2 refused by mm, 1 refused by the server",
+        "mm: 3 lines not delivered: 2 refused by mm, 1 dropped with a secure session that did not come up",
         "{stderr}"
     );
     // Answers to alice's own lines come once they are stored, possibly after bob's lines.
     assert_eq!(
         alice
-            .wait_for("bob's leave", |e| matches!(e, Event::Left { .. }))
+            .wait_for(
+                "bob's leave",
+                |e| matches!(e, Event::Left { nick, .. } if nick == "bob")
+            )
             .await,
         Event::Left {
             nick: "bob".into(),
@@ -155,6 +162,7 @@ async fn line_mode_turns_tabs_into_spaces_and_refuses_long_lines_with_their_real
     let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
     let mut stdin = bob.stdin.take().unwrap();
     next_line(&mut out).await; // connected
+    mm_tests::wait_for_keys(&server, "alice").await;
     let input = format!(
         "name\tage\r\n/msg alice\tsecret\tcol\n{}\nbell\x07\n{}\n{}\nlast\n",
         "x".repeat(5000),
@@ -164,21 +172,33 @@ async fn line_mode_turns_tabs_into_spaces_and_refuses_long_lines_with_their_real
     stdin.write_all(input.as_bytes()).await.unwrap();
     drop(stdin);
 
+    // The private line is end-to-end: it waits for alice's keys, so public lines may pass it.
     let mut said = Vec::new();
-    loop {
-        match alice.next_line().await {
-            Event::Public(ChatLine { text, .. }) if text == "last" => break,
+    let mut secure = None;
+    while !(said.last().is_some_and(|l: &String| l == "last") && secure.is_some()) {
+        let line = alice
+            .wait_for("a line", |e| {
+                matches!(
+                    e,
+                    Event::Public(_) | Event::Private(_) | Event::Secure(E2eEvent::Message { .. })
+                )
+            })
+            .await;
+        match line {
+            Event::Secure(E2eEvent::Message { text, .. }) => secure = Some(text),
             Event::Public(ChatLine { text, .. }) | Event::Private(ChatLine { text, .. }) => {
                 said.push(text)
             }
             _ => {}
         }
     }
+    said.pop();
     assert_eq!(
         said,
-        ["name    age", "secret    col", "é".repeat(2048).as_str()],
+        ["name    age", "é".repeat(2048).as_str()],
         "tabs as four spaces; 2048 é are 4096 bytes: just in"
     );
+    assert_eq!(secure.as_deref(), Some("secret    col"));
     let mut printed = Vec::new();
     while let Ok(Ok(Some(line))) = tokio::time::timeout(WAIT, out.next_line()).await {
         printed.push(line);
@@ -383,6 +403,8 @@ async fn mm_server_starts_with_embedded_defaults_and_stops_gracefully_on_sigterm
     let (_bob, mut bob_events, _) = mm_client::connect(&opts).await.unwrap();
     let secret = "a distinctive line the log must never contain";
     alice.public(secret).await.unwrap();
+    // Plain, so that the server has the text in hand (and still never logs it).
+    alice.insecure("bob").await.unwrap();
     alice.private("bob", secret).await.unwrap();
     let mut lines = 0;
     while lines < 2 {
@@ -431,24 +453,21 @@ async fn line_mode_secure_chat_and_safety_number() {
         "identity created on first run"
     );
 
-    stdin.write_all(b"/secure alice\n").await.unwrap();
-    assert_eq!(
-        next_line(&mut out).await,
-        "* setting up a secure session with alice..."
-    );
-    let ready = next_line(&mut out).await;
-    assert!(
-        ready.starts_with("* secure session with alice ready"),
-        "{ready}"
-    );
-    assert!(
-        ready.contains("new key, now pinned; not verified"),
-        "{ready}"
-    );
-    alice.secure_ready("bob").await;
-
+    // alice's first line starts the session from bob's keys in the directory.
+    mm_tests::wait_for_keys(&server, "bob").await;
     alice.client.private("bob", "top secret").await.unwrap();
+    // (After the notices of the probe's visit.)
+    let ready = line_containing(&mut out, "started a secure session").await;
+    assert!(
+        ready.starts_with("* alice started a secure session"),
+        "{ready}"
+    );
+    assert!(
+        ready.contains("not verified (key from the server's directory, now pinned)"),
+        "{ready}"
+    );
     assert_eq!(next_line(&mut out).await, "[secure] <alice> top secret");
+    alice.secure_ready("bob").await;
     stdin
         .write_all(b"/msg alice back, secretly\n")
         .await
@@ -476,21 +495,24 @@ async fn line_mode_secure_chat_and_safety_number() {
         "{pins}"
     );
 
-    // alice ends the session: bob is told, but his conversation stays secure until *he*
-    // says otherwise — his next line starts a new session instead of going plain.
+    // alice goes plain on purpose: bob sees her line as plain, flagged, and his own lines
+    // stay end-to-end until *he* says otherwise.
     alice.client.insecure("bob").await.unwrap();
-    let ended = next_line(&mut out).await;
-    assert!(
-        ended.starts_with("* alice ended the secure session; nothing goes unencrypted"),
-        "{ended}"
-    );
+    alice
+        .client
+        .private("bob", "plain from alice")
+        .await
+        .unwrap();
+    line_containing(&mut out, "[private] <alice> plain from alice").await;
+    line_containing(&mut out, "was NOT end-to-end encrypted").await;
     stdin.write_all(b"/msg alice still secret\n").await.unwrap();
     assert_eq!(
         alice.secure_message().await,
         ("bob".to_string(), "still secret".to_string())
     );
-    // Only bob's own /insecure makes it plain (and says so).
+    // Only bob's own /insecure makes his lines plain (and says so).
     stdin.write_all(b"/insecure alice\n").await.unwrap();
+    line_containing(&mut out, "NOT end-to-end encrypted from now on").await;
     stdin.write_all(b"/msg alice plain again\n").await.unwrap();
     assert!(
         matches!(alice.next_line().await, Event::Private(ChatLine { text, .. }) if text == "plain again")
@@ -512,6 +534,7 @@ async fn mm_owns_its_nick_by_its_home_and_sees_what_it_missed() {
     let mut dana = spawn_trusting(&server, "dana", home.path());
     let mut out = BufReader::new(dana.stdout.take().unwrap()).lines();
     assert!(next_line(&mut out).await.starts_with("* connected"));
+    mm_tests::wait_for_keys(&server, "dana").await;
     drop(dana.stdin.take()); // EOF: quit
     assert!(dana.wait().await.unwrap().success());
     #[cfg(unix)]
@@ -560,11 +583,9 @@ async fn mm_owns_its_nick_by_its_home_and_sees_what_it_missed() {
         history.starts_with("[history ") && history.ends_with("] <erin> news for the room"),
         "{history}"
     );
-    let mail = next_line(&mut out).await;
-    assert!(
-        mail.starts_with("[private, sent ") && mail.ends_with("] <erin> for you only"),
-        "{mail}"
-    );
+    // End to end by default: queued encrypted for her, read with her keys.
+    let mail = line_containing(&mut out, "for you only").await;
+    assert_eq!(mail, "[secure] <erin> for you only");
     // mm acknowledged it (Received) once shown: the next login does not get it again.
     drop(dana.stdin.take());
     assert!(dana.wait().await.unwrap().success());
@@ -746,6 +767,7 @@ async fn line_mode_refuses_bad_input_lines_by_number_and_sends_the_rest() {
     let server = TestServer::start().await;
     let home = tempfile::tempdir().unwrap();
     let mut bob = server.client("bob").await;
+    mm_tests::wait_for_keys(&server, "bob").await;
     let mut frank = spawn_trusting(&server, "frank", home.path());
     let mut input = b"line one\ncaf\xe9 au lait\nline three\r\n/msg bob line four\n".to_vec();
     input.extend(std::iter::repeat_n(b'x', 20_000));
@@ -768,21 +790,25 @@ async fn line_mode_refuses_bad_input_lines_by_number_and_sends_the_rest() {
     assert!(stdout.contains("! error (invalid-text)"), "{stdout}");
     assert_eq!(not_delivered(&stderr), Some(3), "{stderr}");
     let mut got = Vec::new();
+    let mut secure = Vec::new();
     loop {
         match bob.next().await {
             Event::Public(ChatLine { text, .. }) => got.push(text),
             Event::Private(ChatLine { text, .. }) => got.push(format!("private: {text}")),
-            Event::Left { .. } => break,
+            Event::Secure(E2eEvent::Message { text, .. }) => secure.push(format!("secure: {text}")),
+            Event::Left { nick, .. } if nick == "frank" => break,
             _ => {}
         }
     }
+    // End to end, line four waited for bob's keys: the public line after it may pass it.
+    got.extend(secure);
     assert_eq!(
         got,
         [
             "line one",
             "line three",
-            "private: line four",
-            "last line, no newline"
+            "last line, no newline",
+            "secure: line four"
         ]
     );
 }
@@ -793,11 +819,9 @@ async fn line_mode_counts_lines_a_secure_session_never_sent() {
     let home = tempfile::tempdir().unwrap();
     let mut frank = spawn_trusting(&server, "frank", home.path());
     let mut stdin = frank.stdin.take().unwrap();
-    // ghost is not online: the handshake fails, and the line that waited for it is dropped.
-    stdin
-        .write_all(b"/secure ghost\n/msg ghost hello\n")
-        .await
-        .unwrap();
+    // Nobody is called ghost: no keys to fetch, and the line that waited for them is dropped
+    // (never sent plain).
+    stdin.write_all(b"/msg ghost hello\n").await.unwrap();
     drop(stdin);
     let output = finish(frank, WAIT).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -893,7 +917,7 @@ async fn line_containing(lines: &mut Lines<BufReader<ChildStdout>>, what: &str) 
 }
 
 #[tokio::test]
-async fn line_mode_keeps_a_secure_conversation_secure_across_a_restart() {
+async fn line_mode_keeps_a_secure_conversation_secure_across_a_kill() {
     let server = TestServer::start().await;
     let home = tempfile::tempdir().unwrap();
     let alice_opts = server.options("alice");
@@ -901,18 +925,19 @@ async fn line_mode_keeps_a_secure_conversation_secure_across_a_restart() {
     let mut bob = spawn_trusting(&server, "bob", home.path());
     let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
     let mut stdin = bob.stdin.take().unwrap();
-    stdin.write_all(b"/secure alice\n").await.unwrap();
+    mm_tests::wait_for_keys(&server, "alice").await;
+    stdin.write_all(b"/msg alice first\n").await.unwrap();
     line_containing(&mut out, "secure session with alice ready").await;
     alice.secure_ready("bob").await;
+    assert_eq!(alice.secure_message().await.1, "first");
 
-    // bob's mm is killed (no goodbye) and started again on the same home: the conversation is
-    // still secure, and its session comes back by itself (alice is online).
+    // bob's mm is killed (no goodbye) and started again on the same home: the session goes on
+    // from the saved state, with no new start.
     bob.kill().await.unwrap();
     let mut bob = spawn_trusting(&server, "bob", home.path());
     let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
     let mut stdin = bob.stdin.take().unwrap();
-    line_containing(&mut out, "secure session with alice ready").await;
-    alice.secure_ready("bob").await;
+    assert!(next_line(&mut out).await.starts_with("* connected to"));
     stdin
         .write_all(b"/msg alice my PIN is 1234\n")
         .await
@@ -922,36 +947,18 @@ async fn line_mode_keeps_a_secure_conversation_secure_across_a_restart() {
         ("bob".to_string(), "my PIN is 1234".to_string())
     );
 
-    // alice goes offline: bob is told, and a line for her is refused, never sent plain (the
-    // server would otherwise keep it in her mailbox in cleartext).
+    // alice goes offline: bob's next line is queued for her, still encrypted (never plain),
+    // and she reads it when she is back.
     alice.client.quit().await;
-    line_containing(&mut out, "secure session with alice interrupted").await;
     stdin
         .write_all(b"/msg alice my PIN is 5678\n")
         .await
         .unwrap();
-    let refused = line_containing(&mut out, "nothing was sent").await;
-    assert!(
-        refused.contains("alice is offline") && refused.contains("/insecure alice"),
-        "{refused}"
-    );
-
-    // bob restarts again while alice is away; then alice comes back with her keys: the session
-    // restarts by itself and nothing plain ever reached her.
+    line_containing(&mut out, "queued end-to-end encrypted for alice (offline)").await;
     drop(stdin);
-    let _ = finish(bob, WAIT).await;
-    let mut bob = spawn_trusting(&server, "bob", home.path());
-    let mut out = BufReader::new(bob.stdout.take().unwrap()).lines();
-    let mut stdin = bob.stdin.take().unwrap();
-    assert!(next_line(&mut out).await.starts_with("* connected to"));
-    stdin.write_all(b"/msg alice still away?\n").await.unwrap();
-    // Refused at once if mm already heard that alice is offline, or not sent when the handshake
-    // it started hears so: never plain.
-    let refused = line_containing(&mut out, "NOT sent|nothing was sent").await;
-    assert!(refused.contains("alice"), "{refused}");
+    let output = finish(bob, WAIT).await;
+    assert!(output.status.success(), "{output:?}");
     let mut alice = TestClient::connect(&alice_opts).await;
-    line_containing(&mut out, "secure session with alice ready").await;
-    stdin.write_all(b"/msg alice back again\n").await.unwrap();
     let first = alice
         .wait_for("bob's next line", |e| {
             matches!(
@@ -963,16 +970,8 @@ async fn line_mode_keeps_a_secure_conversation_secure_across_a_restart() {
         })
         .await;
     assert!(
-        matches!(&first, Event::Secure(E2eEvent::Message { text, .. }) if text == "back again"),
+        matches!(&first, Event::Secure(E2eEvent::Message { text, .. }) if text == "my PIN is 5678"),
         "only the secure line reaches alice, nothing plain: {first:?}"
-    );
-    drop(stdin);
-    // The exit status counts the refused line (2: something was refused), and says so.
-    let output = finish(bob, WAIT).await;
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("1 line not delivered"),
-        "{output:?}"
     );
 }
 

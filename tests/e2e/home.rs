@@ -160,8 +160,10 @@ async fn a_second_mm_on_a_home_in_use_stops_before_touching_it_and_the_first_car
     alice.connected("alice").await;
     let pid = alice.child.id().unwrap();
     // A pin in the home, to see that it survives.
-    alice.type_line("/secure bob").await;
+    mm_tests::wait_for_keys(&server, "bob").await;
+    alice.type_line("/msg bob hello").await;
     bob.secure_ready("alice").await;
+    assert_eq!(bob.secure_message().await, ("alice".into(), "hello".into()));
     alice
         .wait_line("the session", |l| {
             l.contains("secure session with bob ready")
@@ -340,7 +342,10 @@ async fn a_peer_presenting_our_own_key_is_refused_with_a_warning_on_both_sides()
     std::fs::remove_file(copy.join("nick")).unwrap();
     let mut bob = Mm::spawn(mm(&server, "bob", data.path(), Some(&copy)));
     bob.connected("bob").await;
+    mm_tests::wait_for_keys(&server, "bob").await;
+    mm_tests::wait_for_keys(&server, "alice").await;
 
+    // Each side sees it when it fetches the other's keys.
     alice.type_line("/secure bob").await;
     let warning = alice
         .wait_line("the warning", |l| l.starts_with("!! WARNING"))
@@ -351,11 +356,16 @@ async fn a_peer_presenting_our_own_key_is_refused_with_a_warning_on_both_sides()
         ),
         "{warning}"
     );
+    bob.type_line("/msg alice and mine is 5678").await;
     let warning = bob
         .wait_line("the warning", |l| l.starts_with("!! WARNING"))
         .await;
     assert!(
         warning.starts_with("!! WARNING: alice presents your own key"),
+        "{warning}"
+    );
+    assert!(
+        warning.ends_with("1 waiting message was NOT sent"),
         "{warning}"
     );
     // Blocked, not sent plain, and nothing pinned on either side.
@@ -364,8 +374,6 @@ async fn a_peer_presenting_our_own_key_is_refused_with_a_warning_on_both_sides()
         .wait_line("the refusal", |l| l.starts_with("! "))
         .await;
     assert!(refusal.contains("your own key"), "{refusal}");
-    bob.type_line("/msg alice and mine is 5678").await;
-    bob.wait_line("the refusal", |l| l.starts_with("! ")).await;
     let (a, b) = (alice.finish().await, bob.finish().await);
     assert_eq!(a.status.code(), Some(2), "{}", stderr(&a));
     assert_eq!(b.status.code(), Some(2), "{}", stderr(&b));

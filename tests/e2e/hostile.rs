@@ -46,6 +46,7 @@ async fn plain_tcp_garbage_does_not_disturb_connected_users() {
     for tcp in &mut garbage {
         assert!(closes(tcp).await, "server must close a non-TLS connection");
     }
+    alice.client.insecure("bob").await.unwrap();
     alice.client.private("bob", "yes").await.unwrap();
     assert!(
         matches!(bob.next_line().await, Event::Private(ChatLine { text, .. }) if text == "yes")

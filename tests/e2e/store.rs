@@ -62,6 +62,9 @@ async fn private_lines_wait_for_an_offline_user_across_a_restart_and_arrive_once
         .await;
 
     let mut alice = server.client("alice").await;
+    // Plain lines (end-to-end ones queued offline: secure.rs).
+    alice.client.insecure("bob").await.unwrap();
+    alice.client.insecure("nobody").await.unwrap();
     for text in ["first", "second", "third"] {
         alice.client.private("bob", text).await.unwrap();
         assert!(
@@ -118,6 +121,7 @@ async fn a_full_mailbox_refuses_more_and_says_so() {
     let mut bob = bob;
     bob.wait_for("close", |e| matches!(e, Event::Closed { .. }))
         .await;
+    alice.client.insecure("bob").await.unwrap();
     for _ in 0..2 {
         alice.client.private("bob", "hi").await.unwrap();
         assert!(matches!(

@@ -78,6 +78,8 @@ async fn a_line_posted_while_another_process_locks_the_store_is_sent_only_once_s
         .await;
     let mut carol = login(&server, "carol").await;
     let mut alice = login(&server, "alice").await;
+    // Plain: bob's next login below is a new client (new end-to-end keys).
+    alice.client.insecure("bob").await.unwrap();
     alice.client.private("bob", "kept for bob").await.unwrap();
     assert!(matches!(
         alice.next_answer_or_queued().await,

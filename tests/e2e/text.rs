@@ -130,9 +130,9 @@ async fn line_mode_never_prints_a_forged_line_even_end_to_end_encrypted() {
     let mut stdin = alice.stdin.take().unwrap();
     let mut printed = Vec::new();
     read_until(&mut out, &mut printed, "* connected").await;
+    mm_tests::wait_for_keys(&server, "alice").await;
     mallory.client.secure("alice").await.unwrap();
     mallory.secure_ready("alice").await;
-    read_until(&mut out, &mut printed, "secure session with mallory ready").await;
 
     let payloads: Vec<String> = refused_set()
         .into_iter()
@@ -143,6 +143,12 @@ async fn line_mode_never_prints_a_forged_line_even_end_to_end_encrypted() {
     }
     mallory.client.private("alice", "the end").await.unwrap();
     read_until(&mut out, &mut printed, "the end").await;
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("* mallory started a secure session")),
+        "{printed:#?}"
+    );
 
     let all = printed.join("\n");
     let set = refused_set();

@@ -162,10 +162,14 @@ fn alice_command(server: &TestServer, home: &Path) -> String {
 async fn alice_in_tmux_beside_bob(server: &TestServer) -> (Tmux, TestClient, tempfile::TempDir) {
     let home = tempfile::tempdir().unwrap();
     let mut bob = server.client("bob").await;
+    mm_tests::wait_for_keys(server, "bob").await;
     let tmux = Tmux::start(&alice_command(server, home.path()));
     tmux.wait_for("as alice; 2 online").await;
-    bob.wait_for("alice joined", |e| matches!(e, Event::Joined { .. }))
-        .await;
+    bob.wait_for(
+        "alice joined",
+        |e| matches!(e, Event::Joined { nick } if nick == "alice"),
+    )
+    .await;
     (tmux, bob, home)
 }
 
@@ -195,22 +199,20 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
         "{line:?}"
     );
 
-    // A private line opens bob's tab, with an unread count while it is not shown.
-    bob.client.private("alice", "just for you").await.unwrap();
-    tmux.wait_for("2 bob (1) !").await;
-    tmux.keys(&["M-2"]);
-    let screen = tmux.wait_for("<bob> just for you").await;
-    assert!(
-        screen.contains("bob: NOT end-to-end encrypted"),
-        "a plain private tab says so:\n{screen}"
-    );
-
-    // /secure from the tab (no nick needed): the status bar turns secure.
-    tmux.keys(&["/secure", "Enter"]);
+    // A private line opens bob's tab, with an unread count while it is not shown. It is
+    // end-to-end by default: bob's client fetched alice's keys from the directory.
+    mm_tests::wait_for_keys(&server, "alice").await;
+    let (_, delivery) = bob.client.private("alice", "just for you").await.unwrap();
+    assert_eq!(delivery, mm_client::Delivery::Queued);
     bob.secure_ready("alice").await;
-    tmux.wait_for("bob: SECURE e2e").await;
-    bob.client.private("alice", "end to end").await.unwrap();
-    tmux.wait_for("[secure] <bob> end to end").await;
+    // Unread: the session's start and the line.
+    tmux.wait_for("2 bob (2) !").await;
+    tmux.keys(&["M-2"]);
+    let screen = tmux.wait_for("[secure] <bob> just for you").await;
+    assert!(
+        screen.contains("bob: SECURE e2e"),
+        "the tab's status bar says so:\n{screen}"
+    );
     tmux.keys(&["encrypted reply", "Enter"]);
     let reply = bob
         .secure_event("a secure message", |e| {
@@ -218,15 +220,15 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
         })
         .await;
     assert!(
-        matches!(&reply, E2eEvent::Message { peer, text } if peer == "alice" && text == "encrypted reply"),
+        matches!(&reply, E2eEvent::Message { peer, text, .. } if peer == "alice" && text == "encrypted reply"),
         "{reply:?}"
     );
     tmux.keys(&["/verify", "Enter"]);
     tmux.wait_for("safety number with bob:").await;
 
     // The server goes away and comes back: the UI says so and reconnects by itself. The
-    // conversation stays secure — never plain: paused while reconnecting, then blocked while
-    // bob is offline (a line typed then is refused, not sent plain).
+    // conversation stays end-to-end — never plain: paused while reconnecting; with bob
+    // offline, a line is queued encrypted in his mailbox and he reads it when he is back.
     drop(bob);
     let restart = tokio::spawn(server.restart_on_same_port(Duration::from_secs(2)));
     let screen = tmux.wait_for("reconnecting in").await; // the status bar, while the server is down
@@ -235,16 +237,16 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
         "{screen}"
     );
     let server = restart.await.unwrap();
-    let screen = tmux.wait_for("bob offline: sending blocked").await;
-    assert!(screen.contains(" · connected"), "{screen}");
-    tmux.keys(&["not while you are away", "Enter"]);
-    tmux.wait_for("bob is offline and secure messages need bob online; nothing was sent")
+    let screen = tmux.wait_for(" · connected").await;
+    assert!(screen.contains("bob: SECURE e2e"), "{screen}");
+    tmux.keys(&["while you were away", "Enter"]);
+    tmux.wait_for("queued end-to-end encrypted for bob (offline)")
         .await;
-    // bob comes back with his keys: the session restarts by itself, and the next line goes
-    // end-to-end encrypted.
     let mut bob = TestClient::connect(&bob_opts).await;
-    bob.secure_ready("alice").await;
-    tmux.wait_for("bob: SECURE e2e").await;
+    assert_eq!(
+        bob.secure_message().await,
+        ("alice".to_string(), "while you were away".to_string())
+    );
     tmux.keys(&["welcome back, secretly", "Enter"]);
     let back = bob
         .secure_event("a secure message", |e| {
@@ -265,9 +267,9 @@ async fn the_terminal_ui_chats_in_tabs_and_shows_the_secure_state() {
         .private("alice", "after the restart")
         .await
         .unwrap();
-    tmux.wait_for("3 carol (1) !").await;
+    tmux.wait_for("3 carol (2) !").await; // the session's start and the line
     tmux.keys(&["M-3"]);
-    tmux.wait_for("<carol> after the restart").await;
+    tmux.wait_for("[secure] <carol> after the restart").await;
     // By now the replayed history has been read (it comes before anything live): the room shows
     // none of it again, our own line included.
     tmux.keys(&["M-1"]);
@@ -322,8 +324,9 @@ async fn the_terminal_ui_shows_a_line_as_sent_only_once_the_server_has_it() {
 
     // A refused line is shown refused where it stands, not as sent and then an error.
     tmux.keys(&["/msg nosuchuser hi there", "Enter"]);
+    // (End to end by default: the key directory knows no such user; nothing was sent.)
     let screen = wait_for_row(&tmux, "the refusal", |r| {
-        r.contains("<alice> hi there") && r.contains("NOT DELIVERED: error (no-such-nick)")
+        r.contains("<alice> hi there") && r.contains("no such user")
     })
     .await;
     assert!(
@@ -452,7 +455,7 @@ async fn a_terminal_ui_replaced_by_another_login_stays_disconnected_until_reconn
 }
 
 /// Every file `mm` keeps in its home — the certificate and keys, `known_servers` after trusting
-/// a server on first contact, `pins` and `conversations` after a secure session, the `lock` —
+/// a server on first contact, `pins` and `e2e-state` after a secure session, the `lock` —
 /// is private (0600), in a home it
 /// created private (0700), parents included. Through the real binary in a terminal, since only
 /// the interactive mode asks to trust a server.
@@ -477,7 +480,8 @@ async fn every_file_mm_keeps_in_its_home_is_private() {
     tmux.wait_for("Trust this server and remember it?").await;
     tmux.keys(&["y", "Enter"]);
     tmux.wait_for("as alice; 2 online").await;
-    tmux.keys(&["/secure bob", "Enter"]);
+    mm_tests::wait_for_keys(&server, "bob").await;
+    tmux.keys(&["/msg bob hi", "Enter"]);
     bob.secure_ready("alice").await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while !home.join("pins").exists() {
@@ -494,7 +498,7 @@ async fn every_file_mm_keeps_in_its_home_is_private() {
         "home/identity.key",
         "home/known_servers",
         "home/pins",
-        "home/conversations",
+        "home/e2e-state",
         "home/lock",
     ] {
         assert!(
@@ -604,10 +608,19 @@ async fn the_terminal_ui_shows_each_time_with_the_offset_of_its_own_day() {
 
 /// The next chat line bob receives, as (private?, text).
 async fn said_to_bob(bob: &mut TestClient) -> (bool, String) {
-    match bob.next_line().await {
+    let line = bob
+        .wait_for("a line", |e| {
+            matches!(
+                e,
+                Event::Public(_) | Event::Private(_) | Event::Secure(E2eEvent::Message { .. })
+            )
+        })
+        .await;
+    match line {
         Event::Public(ChatLine { text, .. }) => (false, text),
-        Event::Private(ChatLine { text, .. }) => (true, text),
-        other => panic!("{other:?}"),
+        // End to end by default.
+        Event::Secure(E2eEvent::Message { text, .. }) => (true, text),
+        other => panic!("not end-to-end: {other:?}"),
     }
 }
 

@@ -241,6 +241,39 @@ pub async fn presented(
     Ok(tls.get_ref().1.peer_certificates().unwrap()[0].clone())
 }
 
+/// Waits until `nick`'s end-to-end keys are in `server`'s key directory. A client publishes
+/// them right after its login, and a peer that fetches them before they are stored gets
+/// "no keys" (its line is dropped, visibly): tests that write to a user who just logged in
+/// wait for this first. Asks as the user `keyprobe` (using up at most one of `nick`'s
+/// one-time prekeys: the server hands one requester the same one within its reuse window).
+pub async fn wait_for_keys(server: &TestServer, nick: &str) {
+    let mut probe = RawTls::login(server, "keyprobe").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        probe
+            .send(&ClientMsg::FetchBundle { nick: nick.into() })
+            .await;
+        let answer = loop {
+            match probe.read().await.expect("the server closed") {
+                ServerMsg::Bundle { answer, .. } => break answer,
+                _ => continue,
+            }
+        };
+        let wait = match answer {
+            mm_common::prekeys::BundleAnswer::Keys(_) => return,
+            mm_common::prekeys::BundleAnswer::RateLimited { retry_after_ms } => {
+                Duration::from_millis(retry_after_ms)
+            }
+            _ => Duration::from_millis(20),
+        };
+        assert!(
+            tokio::time::Instant::now() + wait < deadline,
+            "{nick}'s keys never reached the directory"
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// A logged-in client and its event stream.
 pub struct TestClient {
     /// Sending handle.

@@ -150,6 +150,7 @@ impl Core {
                 Ok((line, Delivery::Secure))
             }
             E2eOutgoing::Queued(actions) => {
+                self.awaiting_keys.push(line);
                 self.perform(actions, now);
                 Ok((line, Delivery::Queued))
             }
@@ -293,6 +294,7 @@ impl Core {
                 Action::Send { line, .. } if unsaved.is_some() => {
                     if let Some(line) = line {
                         let line = LineId::from_tag(line);
+                        self.awaiting_keys.retain(|l| *l != line);
                         self.out.answered(line);
                         self.push(Event::Error {
                             line: Some(line),
@@ -306,6 +308,16 @@ impl Core {
                     }
                 }
                 Action::Send { to, payload, line } => {
+                    if let Some(line) = line {
+                        let line = LineId::from_tag(line);
+                        self.awaiting_keys.retain(|l| *l != line);
+                        if !self.out.is_unanswered(line) {
+                            // Reported undelivered already (its connection closed while it
+                            // waited for the peer's keys): the user may have typed it again,
+                            // so it must not arrive now. The peer's ratchet skips the gap.
+                            continue;
+                        }
+                    }
                     let answer = Answer::Relay {
                         peer: to.clone(),
                         line: line.map(LineId::from_tag),
@@ -345,7 +357,9 @@ impl Core {
         // Texts dropped unsent have their answer: this event.
         if let E2eEvent::Failed { unsent, .. } | E2eEvent::Ended { unsent, .. } = &event {
             for &line in unsent {
-                self.out.answered(LineId::from_tag(line));
+                let line = LineId::from_tag(line);
+                self.out.answered(line);
+                self.awaiting_keys.retain(|l| *l != line);
             }
         }
         let new_key = match (&event, &self.secure) {

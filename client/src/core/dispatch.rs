@@ -237,11 +237,14 @@ impl Core {
     }
 
     /// The warning for a plain private line from `from` when the conversation with them is
-    /// secure (a session is up, being set up, or interrupted, or it is blocked): their client
-    /// (or an old copy of it), or the server, sent it plain.
+    /// secure (a session is up or being set up, or it is blocked or failed): their client (or
+    /// an old copy of it), or the server, sent it plain. Not for a conversation that is only
+    /// end-to-end by default with nothing said yet (no session, no fetch): that would flag
+    /// every plain line from anyone as coming from a "secure" conversation.
     fn plain_from_secure(&self, from: &str) -> Option<String> {
         let secure = self.secure.as_ref()?;
-        (!matches!(secure.sessions().status(from), Status::Plain)).then(|| {
+        let status = secure.sessions().status(from);
+        (!matches!(status, Status::Plain | Status::Ready)).then(|| {
             format!(
                 "the private message from {from} above was NOT end-to-end encrypted, although \
                  your conversation with {from} is secure: the server could read it (or forged it)"

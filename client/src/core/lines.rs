@@ -100,6 +100,11 @@ impl Outgoing {
         self.unanswered.insert(line);
     }
 
+    /// Whether `line` waits for its answer (taken, neither answered nor reported).
+    pub(crate) fn is_unanswered(&self, line: LineId) -> bool {
+        self.unanswered.contains(&line)
+    }
+
     /// `line` got its answer (or was dropped and reported). False if it was not waiting.
     pub(crate) fn answered(&mut self, line: LineId) -> bool {
         self.unanswered.remove(&line)

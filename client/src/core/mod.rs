@@ -187,6 +187,11 @@ pub struct Core {
     /// Plain lines never written on an earlier connection (or this one, once closed), to send
     /// after the next login.
     carried: Vec<(LineId, bytes::Bytes)>,
+    /// Private lines the end-to-end layer holds until the peer's keys come (not sent nor
+    /// dropped yet). It keeps them across a reconnect and sends them after the next login's
+    /// fetch, so a drop carries them like [`Core::carried`] lines instead of reporting them
+    /// undelivered (a line reported undelivered and then sent anyway could arrive twice).
+    awaiting_keys: Vec<LineId>,
     /// Whether it was logged in at some point.
     was_ready: bool,
     /// The server closed it because another login took the account over.
@@ -230,6 +235,7 @@ impl Core {
             closed_reason: None,
             e2e_ran: None,
             carried: Vec::new(),
+            awaiting_keys: Vec::new(),
             was_ready: false,
             replaced: false,
             quitting: false,
@@ -367,6 +373,10 @@ impl Core {
         self.nick = welcome.nick.clone();
         self.max_text_len = usize::try_from(welcome.max_text_len).unwrap_or(usize::MAX);
         self.out = Outgoing::new(welcome.rate_burst, welcome.rate_per_sec, now);
+        // Lines a dropped connection left waiting for a peer's keys wait for their answer here.
+        for &line in &self.awaiting_keys {
+            self.out.add_line(line);
+        }
         let secure = self.config.secure.attach(&welcome.nick);
         self.secure = Some(Arc::clone(&secure));
         // Our keys in the server's directory (new prekeys when due), and the key requests the
@@ -598,6 +608,11 @@ impl Core {
                 if self.config.reconnects && !self.quitting {
                     let unwritten = self.out.take_unwritten_lines();
                     self.carried.extend(unwritten);
+                    for &line in &self.awaiting_keys {
+                        self.out.answered(line);
+                    }
+                } else {
+                    self.awaiting_keys.clear();
                 }
                 let undelivered = self.out.close();
                 self.push(Event::Closed { error, undelivered });
@@ -647,6 +662,12 @@ impl Core {
         let mut carried = std::mem::take(&mut old.carried);
         carried.append(&mut self.carried);
         self.carried = carried;
+        if self.is_ready() {
+            for &line in &old.awaiting_keys {
+                self.out.add_line(line);
+            }
+        }
+        self.awaiting_keys.append(&mut old.awaiting_keys);
     }
 
     /// Whether personal lines are handled and not acknowledged yet.
@@ -656,16 +677,18 @@ impl Core {
 
     /// How many lines wait for the next connection (never written on a dropped one).
     pub fn carried(&self) -> usize {
-        self.carried.len()
+        self.carried.len() + self.awaiting_keys.len()
     }
 
     /// The lines carried for a next connection that will not come (reconnecting stopped):
     /// never sent, for the front end to report.
     pub fn take_carried(&mut self) -> Vec<LineId> {
-        std::mem::take(&mut self.carried)
+        let mut lines: Vec<LineId> = std::mem::take(&mut self.carried)
             .into_iter()
             .map(|(line, _)| line)
-            .collect()
+            .collect();
+        lines.append(&mut self.awaiting_keys);
+        lines
     }
 
     /// Adds an event of the driver's (reconnecting) for the front end.

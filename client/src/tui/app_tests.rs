@@ -242,7 +242,7 @@ fn own_lines_are_pending_until_answered_and_say_how_they_ended() {
     app.on_event(
         &Event::Secure(E2eEvent::Failed {
             peer: "bob".into(),
-            failure: Failure::PeerLeft,
+            failure: Failure::NoKeys,
             unsent: vec![unsent.get()],
         }),
         0,

@@ -72,11 +72,15 @@ fn a_plain_private_line_reaches_only_its_recipient() {
     world.events("alice");
     world.events("bob");
     let now = world.now;
+    // Plain by the user's choice (private lines are end-to-end by default).
+    world.core("alice").insecure("bob", now).expect("connected");
+    world.pump();
+    world.events("alice");
     let (line, delivery) = world
         .core("alice")
         .private("bob", "psst", now)
         .expect("connected");
-    assert_eq!(delivery, Delivery::Plain, "no secure session was asked for");
+    assert_eq!(delivery, Delivery::Plain, "the user said /insecure");
     world.pump();
     let events = world.events("bob");
     assert!(
@@ -92,8 +96,13 @@ fn a_plain_private_line_reaches_only_its_recipient() {
 fn a_private_line_to_someone_offline_is_queued_and_delivered_at_their_next_login() {
     let mut world = World::new();
     world.connect("alice");
-    world.events("alice");
     let now = world.now;
+    world
+        .core("alice")
+        .insecure("dave", now)
+        .expect("connected");
+    world.pump();
+    world.events("alice");
     let (line, delivery) = world
         .core("alice")
         .private("dave", "while you were out", now)
@@ -232,8 +241,9 @@ fn quitting_acknowledges_what_was_shown_and_ends_with_a_clean_close() {
         .expect("connected");
     world.pump();
     let shown = world.events("bob");
+    // End-to-end by default: shown as a secure message, acknowledged by its relay's id.
     let Some(id) = shown.iter().find_map(|e| match e {
-        Event::Private(ChatLine { id, .. }) => Some(*id),
+        Event::Secure(mm_common::e2e::E2eEvent::Message { id, .. }) => Some(*id),
         _ => None,
     }) else {
         panic!("{shown:?}")

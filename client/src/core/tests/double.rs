@@ -3,19 +3,26 @@
 //!
 //! The double is a small, honest chat server: `Hello` is answered with `Welcome` and one
 //! `Users { last: true }` page (then the mailbox as `Offline`), `Public` goes to everyone,
-//! `Private` to an online nick or into its mailbox (`Queued`), `Relay` to an online nick or a
-//! non-fatal `NO_SUCH_NICK`, `Monitor` is answered with `Presence` now and at every change,
-//! `Ping` with `Pong`, `Who` with `Users`, `Quit` closes. Ids increase from 1; `ts` is the
-//! milliseconds of the test clock since the world began. Tests can make it misbehave in the
-//! ways the secure-session table needs ([`Server::hold_relays_from`],
-//! [`Server::tamper_next_relay_from`], [`Server::refuse_next_relay_from`]), and read what it
-//! received ([`Server::log`], [`Server::raw_in`]).
+//! `Private` to an online nick or into its mailbox (`Queued`), `Relay` likewise (to an online
+//! nick, into the mailbox of a registered user who is offline, or a non-fatal `NO_SUCH_NICK`
+//! for a nick that never logged in), `Monitor` is answered with `Presence` now and at every
+//! change, `Ping` with `Pong`, `Who` with `Users`, `Quit` closes. It keeps a key directory as
+//! protocol 6's server does: `PublishKeys` stores a user's keys (answered `KeysPublished`),
+//! `FetchBundle` hands out a bundle with each one-time prekey once (`NoKeys` for a registered
+//! user who published none, `NoSuchUser` for a nick that never logged in). Ids increase from
+//! 1; `ts` is the milliseconds of the test clock since the world began. Tests can make it
+//! misbehave in the ways the end-to-end layer must survive ([`Server::hold_relays_from`],
+//! [`Server::tamper_next_relay_from`], [`Server::refuse_next_relay_from`], editing
+//! [`Server::directory`]), and read what it received ([`Server::log`], [`Server::raw_in`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 use bytes::BytesMut;
 use mm_common::frame;
+use mm_common::prekeys::{
+    BundleAnswer, KeyUpload, OneTimePrekey, PrekeyBundle, SignedPrekey, MAX_ONE_TIME_STORED,
+};
 use mm_common::protocol::{
     is_lobby, nick_key, room_key, ClientMsg, ErrorCode, LeaveReason, Member, MemberChange, Modes,
     Role, RoomSummary, ServerMsg,
@@ -72,14 +79,36 @@ pub(super) struct Held {
     pub payload: Vec<u8>,
 }
 
+/// A user's keys in the double's key directory.
+#[derive(Debug, Clone)]
+pub(super) struct Published {
+    pub identity: [u8; 32],
+    pub signed_prekey: SignedPrekey,
+    /// Handed out oldest first, each once.
+    pub one_time: VecDeque<OneTimePrekey>,
+}
+
+/// A line kept for an offline user: a plain private line or a relay.
+#[derive(Debug, Clone)]
+enum Mail {
+    Text(String),
+    Relay(Vec<u8>),
+}
+
 /// The in-memory server double. Connections are named by the nick the test connects as.
 #[derive(Debug)]
 pub(super) struct Server {
     t0: Instant,
     conns: BTreeMap<String, Conn>,
     next_id: u64,
-    /// Mail for offline users by folded nick: (id, ts, from, text).
-    mailboxes: HashMap<String, Vec<(u64, u64, String, String)>>,
+    /// Mail for offline users by folded nick: (id, ts, from, line), delivered at their login.
+    mailboxes: HashMap<String, Vec<(u64, u64, String, Mail)>>,
+    /// Folded nicks that logged in at some point: the accounts.
+    pub registered: BTreeSet<String>,
+    /// The key directory, by folded nick.
+    pub directory: HashMap<String, Published>,
+    /// `FetchBundle` goes unanswered (a server that lost the request).
+    pub ignore_fetches: bool,
     /// The rate limits announced in `Welcome`.
     pub rate_burst: u32,
     pub rate_per_sec: u32,
@@ -115,6 +144,9 @@ impl Server {
             conns: BTreeMap::new(),
             next_id: 0,
             mailboxes: HashMap::new(),
+            registered: BTreeSet::new(),
+            directory: HashMap::new(),
+            ignore_fetches: false,
             rate_burst,
             rate_per_sec,
             log: Vec::new(),
@@ -280,8 +312,8 @@ impl Server {
         };
         match msg {
             ClientMsg::Hello { .. } => {}
-            // The key directory comes with the end-to-end sessions of protocol 6.
-            ClientMsg::PublishKeys { .. } | ClientMsg::FetchBundle { .. } => {}
+            ClientMsg::PublishKeys { keys } => self.publish_keys(name, &me, keys),
+            ClientMsg::FetchBundle { nick } => self.fetch_bundle(name, nick),
             msg @ (ClientMsg::Join { .. }
             | ClientMsg::Part { .. }
             | ClientMsg::List { .. }
@@ -333,10 +365,12 @@ impl Server {
                         }
                     }
                     None => {
-                        self.mailboxes
-                            .entry(nick_key(&to))
-                            .or_default()
-                            .push((id, ts, me, text));
+                        self.mailboxes.entry(nick_key(&to)).or_default().push((
+                            id,
+                            ts,
+                            me,
+                            Mail::Text(text),
+                        ));
                         self.send(name, &ServerMsg::Queued { id, ts });
                     }
                 }
@@ -378,6 +412,7 @@ impl Server {
         if let Some(conn) = self.conns.get_mut(name) {
             conn.nick = Some(nick.clone());
         }
+        self.registered.insert(nick_key(&nick));
         let online = self.online_nicks();
         let welcome = ServerMsg::Welcome {
             nick: nick.clone(),
@@ -404,8 +439,17 @@ impl Server {
         for key in mine {
             self.enter(name, &nick, &key, false, false);
         }
-        for (id, ts, from, text) in self.mailboxes.remove(&nick_key(&nick)).unwrap_or_default() {
-            self.send(name, &ServerMsg::Offline { id, ts, from, text });
+        for (id, ts, from, mail) in self.mailboxes.remove(&nick_key(&nick)).unwrap_or_default() {
+            let msg = match mail {
+                Mail::Text(text) => ServerMsg::Offline { id, ts, from, text },
+                Mail::Relay(payload) => ServerMsg::Relay {
+                    id,
+                    ts,
+                    from,
+                    payload,
+                },
+            };
+            self.send(name, &msg);
         }
         self.broadcast_presence(&nick, true, None, ts);
     }
@@ -424,14 +468,15 @@ impl Server {
                 return self.send(name, &error);
             }
         }
-        let Some(peer) = self.online(&to) else {
+        let online = self.online(&to);
+        if online.is_none() && !self.registered.contains(&nick_key(&to)) {
             let error = ServerMsg::Error {
                 code: ErrorCode::NO_SUCH_NICK,
                 fatal: false,
-                detail: format!("{to} is not online"),
+                detail: format!("no user {to}"),
             };
             return self.send(name, &error);
-        };
+        }
         if self
             .tamper_next_relay_from
             .as_deref()
@@ -442,6 +487,16 @@ impl Server {
                 *last ^= 0x01;
             }
         }
+        let Some(peer) = online else {
+            let id = self.id();
+            self.mailboxes.entry(nick_key(&to)).or_default().push((
+                id,
+                ts,
+                me,
+                Mail::Relay(payload),
+            ));
+            return self.send(name, &ServerMsg::Queued { id, ts });
+        };
         let id = self.id();
         self.send(name, &ServerMsg::Sent { id, ts });
         if self.hold_relays_from.contains(&nick_key(&me)) {
@@ -459,6 +514,72 @@ impl Server {
             payload,
         };
         self.send(&peer, &relay);
+    }
+
+    /// `PublishKeys`: stored as the real server stores them (the identity and signed prekey
+    /// replaced, one-time prekeys added — dropped when the identity changed — keeping the
+    /// newest [`MAX_ONE_TIME_STORED`]).
+    fn publish_keys(&mut self, name: &str, me: &str, keys: KeyUpload) {
+        if let Err(e) = keys.validate() {
+            let error = ServerMsg::Error {
+                code: ErrorCode::BAD_KEYS,
+                fatal: false,
+                detail: e.to_string(),
+            };
+            return self.send(name, &error);
+        }
+        let entry = self
+            .directory
+            .entry(nick_key(me))
+            .or_insert_with(|| Published {
+                identity: keys.identity,
+                signed_prekey: keys.signed_prekey.clone(),
+                one_time: VecDeque::new(),
+            });
+        if entry.identity != keys.identity || keys.replace_one_time {
+            entry.one_time.clear();
+        }
+        entry.identity = keys.identity;
+        entry.signed_prekey = keys.signed_prekey;
+        entry.one_time.extend(keys.one_time);
+        while entry.one_time.len() > MAX_ONE_TIME_STORED {
+            entry.one_time.pop_front();
+        }
+        let one_time = u32::try_from(entry.one_time.len()).unwrap_or(u32::MAX);
+        let published = ServerMsg::KeysPublished {
+            one_time,
+            other_device: false,
+        };
+        self.send(name, &published);
+    }
+
+    /// `FetchBundle`: the user's keys with one one-time prekey, handed out once.
+    fn fetch_bundle(&mut self, name: &str, nick: String) {
+        if self.ignore_fetches {
+            return;
+        }
+        let key = nick_key(&nick);
+        let answer = match self.directory.get_mut(&key) {
+            Some(keys) => BundleAnswer::Keys(PrekeyBundle {
+                identity: keys.identity,
+                signed_prekey: keys.signed_prekey.clone(),
+                one_time: keys.one_time.pop_front(),
+            }),
+            None if self.registered.contains(&key) => BundleAnswer::NoKeys,
+            None => BundleAnswer::NoSuchUser,
+        };
+        self.send(name, &ServerMsg::Bundle { nick, answer });
+    }
+
+    /// How many `FetchBundle`s `from` sent for `nick` so far.
+    pub(super) fn fetches(&self, from: &str, nick: &str) -> usize {
+        self.log
+            .iter()
+            .filter(|l| {
+                l.from == from
+                    && matches!(&l.msg, ClientMsg::FetchBundle { nick: n } if nick_key(n) == nick_key(nick))
+            })
+            .count()
     }
 
     /// Delivers `payload` to `to` as a relay from `from` with a new id, as a server replaying

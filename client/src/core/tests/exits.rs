@@ -1,440 +1,274 @@
-// About 600 lines: one test per row of the transition table; they share its helpers.
-//! Every way out of a secure session (SECURITY.md, "Every way out of a secure session") that
-//! cores and the server double can produce, one test per row: the status, what the user is
-//! told, and that nothing goes plain unless the user chose it. The row "our connection drops"
-//! is `secure::a_reconnect_never_turns_a_secure_conversation_plain`.
+// About 500 lines: one test per way a conversation fails or leaves end-to-end; they share
+// its helpers.
+//! Every way a conversation fails or leaves end-to-end encryption that cores and the server
+//! double can produce: no keys, no such user, a changed key (in the directory, or in a
+//! message), our own key, a bad signature, a fetch not answered, altered, replayed, dropped
+//! or refused messages, a link drop while keys are fetched. For each: the status, what the
+//! user is told, and that nothing goes plain unless the user chose it (`/insecure`).
 
-use crate::ChatLine;
 use std::time::Duration;
 
-use mm_common::e2e::{AbortReason, E2eConfig, E2eEvent, Failure, Refused, Status};
+use mm_common::e2e::{E2eEvent, Failure, Refused, Status};
 use mm_common::protocol::{ClientMsg, ErrorCode};
 
-use super::secure::{secured, secured_with};
+use super::secure::secured;
 use super::world::World;
-use super::{config, ready, secure_events, secure_texts, sent_plain};
+use super::{config, relays_from, secure_events, secure_texts, sent_plain};
 use crate::core::{Delivery, Event, SendError};
 
-/// Whether `events` hold `Failed` for `peer` with `failure`.
-fn failed(events: &[Event], peer: &str, failure: &Failure) -> bool {
-    secure_events(events).iter().any(
-        |e| matches!(e, E2eEvent::Failed { peer: p, failure: f, .. } if p == peer && f == failure),
-    )
+/// Whether `events` hold `Failed` for `peer` with `failure`, with these texts unsent.
+fn failed(events: &[Event], peer: &str, failure: &Failure, unsent: &[u64]) -> bool {
+    secure_events(events).iter().any(|e| {
+        matches!(e, E2eEvent::Failed { peer: p, failure: f, unsent: u }
+            if p == peer && f == failure && u == unsent)
+    })
 }
 
-/// Whether both alice and bob see a secure session with each other.
-fn both_secure(world: &mut World) -> bool {
-    matches!(
-        world.core("alice").secure_status("bob"),
-        Status::Secure { .. }
-    ) && matches!(
-        world.core("bob").secure_status("alice"),
-        Status::Secure { .. }
-    )
+/// Whether `events` say a message from `peer` could not be read.
+fn unreadable(events: &[Event], peer: &str) -> bool {
+    secure_events(events)
+        .iter()
+        .any(|e| matches!(e, E2eEvent::Unreadable { peer: p } if p == peer))
+}
+
+/// Whether the double received any relay or private line at all.
+fn anything_sent(world: &World, from: &str) -> bool {
+    world.server.log.iter().any(|l| {
+        l.from == from && matches!(l.msg, ClientMsg::Relay { .. } | ClientMsg::Private { .. })
+    })
 }
 
 #[test]
-fn the_peer_going_offline_interrupts_the_session_and_refuses_lines_until_it_is_back() {
-    let mut world = secured();
-    world.disconnect("bob");
+fn a_peer_without_keys_gets_nothing_and_the_waiting_line_is_dropped_visibly() {
+    let mut world = World::new();
+    // bob's account exists, but he never published keys (a protocol 5 client).
+    world.server.registered.insert("bob".into());
+    world.connect("alice");
+    let now = world.now;
+    let (line, delivery) = world
+        .core("alice")
+        .private("bob", "hello?", now)
+        .expect("connected");
+    assert_eq!(delivery, Delivery::Queued);
+    world.pump();
     let events = world.events("alice");
     assert!(
-        failed(&events, "bob", &Failure::PeerLeft),
-        "told the peer went offline: {events:?}"
+        failed(&events, "bob", &Failure::NoKeys, &[line.get()]),
+        "{events:?}"
     );
-    assert_eq!(
-        world.core("alice").secure_status("bob"),
-        Status::Interrupted {
-            reason: Failure::PeerLeft,
-            online: Some(false)
-        }
-    );
-    let now = world.now;
-    let sent = world.core("alice").private("bob", "are you there", now);
-    assert!(
-        matches!(&sent, Err(SendError::Refused(Refused::Offline(p))) if p == "bob"),
-        "{sent:?}"
-    );
-    world.pump();
-    assert!(!sent_plain(&world, "are you there"));
+    assert!(!anything_sent(&world, "alice"), "never sent plain");
     assert_eq!(
         world.core("alice").unanswered(),
         0,
-        "the refused line was not taken"
-    );
-
-    // bob comes back (same configuration): the session restarts by itself.
-    world.advance(Duration::from_secs(10));
-    let config = world.client("bob").config.clone();
-    world.connect_with("bob", config);
-    world.advance(Duration::from_secs(2));
-    assert!(both_secure(&mut world));
-    assert!(ready(&world.events("alice"), "bob", false));
-}
-
-#[test]
-fn secure_to_an_offline_peer_says_the_peer_is_not_online_and_starts_when_it_logs_in() {
-    let mut world = World::new();
-    world.connect("alice");
-    let now = world.now;
-    world.core("alice").secure("bob", now).expect("connected");
-    world.pump();
-    let events = world.events("alice");
-    assert!(failed(&events, "bob", &Failure::Unreachable), "{events:?}");
-    assert!(
-        !events.iter().any(|e| matches!(e, Event::Error { .. })),
-        "the refused handshake relay is not the user's business: {events:?}"
+        "the line has its answer"
     );
     assert_eq!(
         world.core("alice").secure_status("bob"),
-        Status::Interrupted {
-            reason: Failure::Unreachable,
-            online: Some(false)
-        }
+        Status::Failed(Failure::NoKeys)
     );
+    // Not blocking: the next line asks again (and fails again, visibly).
     let now = world.now;
-    let sent = world.core("alice").private("bob", "hello?", now);
-    assert!(
-        matches!(&sent, Err(SendError::Refused(Refused::Offline(_)))),
-        "{sent:?}"
-    );
-
-    // bob logs in later: the session starts with no /insecure (or /secure) first.
-    world.advance(Duration::from_secs(10));
-    world.connect("bob");
-    world.advance(Duration::from_secs(2));
-    assert!(both_secure(&mut world));
+    let (again, delivery) = world
+        .core("alice")
+        .private("bob", "hello again?", now)
+        .expect("connected");
+    assert_eq!(delivery, Delivery::Queued);
+    world.pump();
+    assert!(failed(
+        &world.events("alice"),
+        "bob",
+        &Failure::NoKeys,
+        &[again.get()]
+    ));
+    assert_eq!(world.server.fetches("alice", "bob"), 2);
+    assert!(!anything_sent(&world, "alice"));
+    // Only the user's /insecure makes it plain.
+    let now = world.now;
+    world
+        .core("alice")
+        .insecure("bob", now)
+        .expect("end-to-end");
+    let (_, delivery) = world
+        .core("alice")
+        .private("bob", "plain, by choice", now)
+        .expect("connected");
+    assert_eq!(delivery, Delivery::Plain);
+    world.pump();
+    assert!(sent_plain(&world, "plain, by choice"));
     assert!(!sent_plain(&world, "hello?"));
 }
 
 #[test]
-fn a_changed_key_blocks_the_conversation_until_the_user_accepts_it() {
+fn a_nick_nobody_has_is_said_and_nothing_is_sent() {
+    let mut world = World::new();
+    world.connect("alice");
+    let now = world.now;
+    let (line, _) = world
+        .core("alice")
+        .private("nobody", "anyone?", now)
+        .expect("connected");
+    world.pump();
+    let events = world.events("alice");
+    assert!(
+        failed(&events, "nobody", &Failure::NoSuchUser, &[line.get()]),
+        "{events:?}"
+    );
+    assert!(!anything_sent(&world, "alice"));
+    assert_eq!(world.core("alice").unanswered(), 0);
+}
+
+#[test]
+fn a_fetch_the_server_never_answers_fails_the_waiting_lines_in_time() {
+    let mut world = World::new();
+    world.connect("bob");
+    world.connect("alice");
+    world.server.ignore_fetches = true;
+    let now = world.now;
+    let (line, delivery) = world
+        .core("alice")
+        .private("bob", "slow server", now)
+        .expect("connected");
+    assert_eq!(delivery, Delivery::Queued);
+    world.advance(Duration::from_secs(29));
+    assert!(secure_events(&world.events("alice")).is_empty());
+    assert_eq!(world.core("alice").secure_status("bob"), Status::Starting);
+    world.advance(Duration::from_secs(2));
+    let events = world.events("alice");
+    assert!(
+        failed(&events, "bob", &Failure::Timeout, &[line.get()]),
+        "{events:?}"
+    );
+    assert_eq!(world.core("alice").unanswered(), 0);
+    assert!(!anything_sent(&world, "alice"));
+    // The next line tries again.
+    world.server.ignore_fetches = false;
+    let now = world.now;
+    world
+        .core("alice")
+        .private("bob", "second try", now)
+        .expect("connected");
+    world.pump();
+    assert_eq!(secure_texts(&world.events("bob"), "alice"), ["second try"]);
+}
+
+#[test]
+fn a_changed_key_in_the_directory_blocks_sending_until_the_user_accepts_it() {
+    let mut world = World::new();
+    world.connect("bob");
+    let bob_key = *world.client("bob").config.secure.identity.public();
+    // alice pinned another key for bob (met before; the directory now hands out a new one).
+    let old_key = *mm_common::identity::Identity::generate().public();
+    let mut alice = config("alice");
+    alice.secure.pins.pin_new("bob", &old_key);
+    world.connect_with("alice", alice);
+    let now = world.now;
+    let (line, _) = world
+        .core("alice")
+        .private("bob", "is it you?", now)
+        .expect("connected");
+    world.pump();
+    let changed = Failure::KeyChanged {
+        pinned: old_key,
+        presented: bob_key,
+    };
+    let events = world.events("alice");
+    assert!(
+        failed(&events, "bob", &changed, &[line.get()]),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::SafetyNumber { peer, new_key: true, .. } if peer == "bob")),
+        "the new key's safety number, to compare: {events:?}"
+    );
+    assert_eq!(
+        world.core("alice").secure_status("bob"),
+        Status::Failed(changed)
+    );
+    let now = world.now;
+    let sent = world.core("alice").private("bob", "still you?", now);
+    assert!(
+        matches!(&sent, Err(SendError::Refused(Refused::KeyNotAccepted(p))) if p == "bob"),
+        "{sent:?}"
+    );
+    world.advance(Duration::from_secs(60));
+    assert!(
+        !anything_sent(&world, "alice"),
+        "nothing at all went to bob"
+    );
+    assert_eq!(world.core("alice").unanswered(), 0);
+    // The safety number of the new key is the one bob sees (he pins alice's key when she
+    // writes; here he computes it from hers).
+    let number = world.core("alice").safety_number("bob").expect("presented");
+    let now = world.now;
+    world.core("alice").accept_key("bob", now).expect("changed");
+    world
+        .core("alice")
+        .mark_verified("bob", now)
+        .expect("pinned");
+    let (_, delivery) = world
+        .core("alice")
+        .private("bob", "verified now", now)
+        .expect("connected");
+    assert_eq!(
+        delivery,
+        Delivery::Queued,
+        "a new session from the directory"
+    );
+    world.pump();
+    assert_eq!(
+        secure_texts(&world.events("bob"), "alice"),
+        ["verified now"]
+    );
+    assert_eq!(
+        world.core("bob").safety_number("alice").expect("pinned"),
+        number
+    );
+    assert!(matches!(
+        world.core("alice").secure_status("bob"),
+        Status::Secure { key, .. } if key == bob_key
+    ));
+}
+
+#[test]
+fn a_peer_back_with_a_new_identity_is_stopped_before_its_messages_are_shown() {
     let mut world = secured();
-    // bob comes back with another identity under the same nick; alice pinned the old key.
+    // bob lost his home: the same nick with a new identity, new keys in the directory.
     world.disconnect("bob");
+    world.clients.remove("bob");
     world.advance(Duration::from_secs(10));
     world.events("alice");
     world.connect_with("bob", config("bob"));
-    world.advance(Duration::from_secs(2));
     let new_key = world.core("bob").public_key();
-    let events = world.events("alice");
-    assert!(
-        secure_events(&events).iter().any(|e| matches!(e,
-            E2eEvent::Failed { peer, failure: Failure::KeyChanged { presented, .. }, .. }
-                if peer == "bob" && *presented == new_key)),
-        "the change is shown with the new key: {events:?}"
-    );
-    let number = world.core("alice").safety_number("bob").expect("known");
-    assert!(
-        events.contains(&Event::SafetyNumber {
-            peer: "bob".into(),
-            number,
-            new_key: true
-        }),
-        "the new key's safety number is shown unasked: {events:?}"
-    );
-    assert!(matches!(
-        world.core("alice").secure_status("bob"),
-        Status::Failed(Failure::KeyChanged { .. })
-    ));
-    let now = world.now;
-    for refused in [
-        world
-            .core("alice")
-            .private("bob", "blocked", now)
-            .map(|_| ()),
-        world.core("alice").secure("bob", now),
-        world.core("alice").mark_verified("bob", now),
-    ] {
-        assert!(
-            matches!(
-                &refused,
-                Err(SendError::Refused(Refused::KeyNotAccepted(_)))
-            ),
-            "{refused:?}"
-        );
-    }
-    world.advance(Duration::from_secs(60));
-    assert!(
-        matches!(
-            world.core("alice").secure_status("bob"),
-            Status::Failed(Failure::KeyChanged { .. })
-        ),
-        "still blocked: nothing restarts by itself"
-    );
-    assert!(!sent_plain(&world, "blocked"));
-
-    // The user accepts the new key: a new session with it.
-    let now = world.now;
-    world
-        .core("alice")
-        .accept_key("bob", now)
-        .expect("accepted");
-    world.pump();
-    assert!(
-        matches!(world.core("alice").secure_status("bob"), Status::Secure { key, .. } if key == new_key),
-        "{:?}",
-        world.core("alice").secure_status("bob")
-    );
-}
-
-#[test]
-fn a_handshake_that_times_out_interrupts_and_reports_the_waiting_lines_unsent() {
-    let mut world = World::new();
-    world.connect("alice");
-    world.connect("bob");
-    // The double drops every answer of bob's.
-    world.server.hold_relays_from.insert("bob".into());
-    let now = world.now;
-    world.core("alice").secure("bob", now).expect("connected");
-    world.pump();
-    assert_eq!(world.core("alice").secure_status("bob"), Status::Starting);
-    let now = world.now;
-    let (line, delivery) = world
-        .core("alice")
-        .private("bob", "waiting", now)
-        .expect("queued");
-    assert_eq!(delivery, Delivery::Queued);
-    world.events("alice");
-    let mut events = Vec::new();
-    for _ in 0..40 {
-        world.advance(Duration::from_secs(1));
-        events = world.events("alice");
-        if !secure_events(&events).is_empty() {
-            break;
-        }
-    }
-    assert!(
-        secure_events(&events).iter().any(|e| matches!(e,
-            E2eEvent::Failed { peer, failure: Failure::Timeout, unsent }
-                if peer == "bob" && unsent == &[line.get()])),
-        "{events:?}"
-    );
-    assert!(matches!(
-        world.core("alice").secure_status("bob"),
-        Status::Interrupted {
-            reason: Failure::Timeout,
-            ..
-        }
-    ));
-    assert_eq!(
-        world.core("alice").unanswered(),
-        0,
-        "its answer was that event"
-    );
-    assert!(!sent_plain(&world, "waiting"));
-}
-
-#[test]
-fn a_renewal_that_does_not_finish_keeps_the_current_session() {
-    let e2e = E2eConfig {
-        rehandshake_after: Duration::from_secs(60),
-        ..E2eConfig::default()
-    };
-    let mut world = secured_with(&e2e);
-    world.server.hold_relays_from.insert("bob".into());
-    world.advance(Duration::from_secs(62));
-    assert!(
-        world
-            .server
-            .held
-            .iter()
-            .any(|h| h.from == "bob" && h.to == "alice"),
-        "bob answered a renewal that the double kept"
-    );
-    world.advance(Duration::from_secs(40));
-    let events = world.events("alice");
-    assert!(
-        !secure_events(&events)
-            .iter()
-            .any(|e| matches!(e, E2eEvent::Failed { .. })),
-        "nothing to see: {events:?}"
-    );
-    assert!(both_secure(&mut world));
-    world.server.held.clear();
-    let now = world.now;
-    let (_, delivery) = world
-        .core("alice")
-        .private("bob", "still secure", now)
-        .expect("connected");
-    assert_eq!(delivery, Delivery::Secure);
-    world.pump();
-    assert_eq!(
-        secure_texts(&world.events("bob"), "alice"),
-        ["still secure"]
-    );
-}
-
-#[test]
-fn the_user_saying_insecure_makes_the_conversation_plain_by_explicit_choice() {
-    let mut world = secured();
-    let now = world.now;
-    world.core("alice").insecure("bob", now).expect("a session");
-    world.pump();
-    let events = world.events("alice");
-    assert!(
-        secure_events(&events).iter().any(|e| matches!(e,
-            E2eEvent::Ended { peer, by_peer: false, .. } if peer == "bob")),
-        "{events:?}"
-    );
-    assert_eq!(world.core("alice").secure_status("bob"), Status::Plain);
-    let now = world.now;
-    let (_, delivery) = world
-        .core("alice")
-        .private("bob", "plain now", now)
-        .expect("connected");
-    assert_eq!(delivery, Delivery::Plain);
-    world.pump();
-    assert!(sent_plain(&world, "plain now"), "plain, as chosen");
-    let bob = world.events("bob");
-    assert!(
-        secure_events(&bob).iter().any(|e| matches!(e,
-            E2eEvent::Ended { peer, by_peer: true, .. } if peer == "alice")),
-        "{bob:?}"
-    );
-    assert!(bob.iter().any(
-        |e| matches!(e, Event::Private(ChatLine { from, text, .. }) if from == "alice" && text == "plain now")
-    ));
-}
-
-#[test]
-fn the_peer_ending_the_session_leaves_ours_secure_and_our_next_line_starts_a_new_one() {
-    let mut world = secured();
-    let now = world.now;
-    world.core("bob").insecure("alice", now).expect("a session");
-    world.pump();
-    let events = world.events("alice");
-    assert!(
-        secure_events(&events).iter().any(|e| matches!(e,
-            E2eEvent::Ended { peer, by_peer: true, .. } if peer == "bob")),
-        "{events:?}"
-    );
-    let interrupted = Status::Interrupted {
-        reason: Failure::PeerAborted(AbortReason::Ended),
-        online: Some(true),
-    };
-    assert_eq!(world.core("alice").secure_status("bob"), interrupted);
-    // Not restarted behind bob's back.
-    world.advance(Duration::from_secs(60));
-    assert_eq!(world.core("alice").secure_status("bob"), interrupted);
-    assert!(secure_events(&world.events("alice")).is_empty());
-    // alice's next line starts a new session and waits for it: never plain.
-    let now = world.now;
-    let (_, delivery) = world
-        .core("alice")
-        .private("bob", "still secret", now)
-        .expect("connected");
-    assert_eq!(delivery, Delivery::Queued);
-    world.pump();
-    assert!(!sent_plain(&world, "still secret"));
-    assert_eq!(
-        secure_texts(&world.events("bob"), "alice"),
-        ["still secret"]
-    );
-}
-
-#[test]
-fn a_message_that_does_not_decrypt_blocks_the_conversation_until_the_user_acts() {
-    let mut world = secured();
-    world.server.tamper_next_relay_from = Some("alice".into());
-    let now = world.now;
-    world
-        .core("alice")
-        .private("bob", "tampered with", now)
-        .expect("connected");
-    world.pump();
-    let bob = world.events("bob");
-    assert!(failed(&bob, "alice", &Failure::Decrypt), "{bob:?}");
-    assert!(secure_texts(&bob, "alice").is_empty());
-    assert_eq!(
-        world.core("bob").secure_status("alice"),
-        Status::Failed(Failure::Decrypt)
-    );
-    let now = world.now;
-    let sent = world.core("bob").private("alice", "reply", now);
-    assert!(
-        matches!(
-            &sent,
-            Err(SendError::Refused(Refused::Blocked {
-                failure: Failure::Decrypt,
-                ..
-            }))
-        ),
-        "{sent:?}"
-    );
-    // Blocked, also as time goes by, and on alice's side nothing goes plain either.
-    world.advance(Duration::from_secs(60));
-    assert_eq!(
-        world.core("bob").secure_status("alice"),
-        Status::Failed(Failure::Decrypt)
-    );
-    // The row "Abort: it could not decrypt": bob told alice, whose side is blocked too.
-    let peer_failed = Failure::PeerAborted(AbortReason::DecryptFailed);
-    assert_eq!(
-        world.core("alice").secure_status("bob"),
-        Status::Failed(peer_failed.clone())
-    );
-    let now = world.now;
-    let sent = world.core("alice").private("bob", "from alice", now);
-    assert!(
-        matches!(&sent, Err(SendError::Refused(Refused::Blocked { failure, .. })) if *failure == peer_failed),
-        "{sent:?}"
-    );
-    world.pump();
-    assert!(!sent_plain(&world, "reply") && !sent_plain(&world, "from alice"));
-    // Until the user acts: /secure starts a new session.
-    world.events("bob");
     let now = world.now;
     world
         .core("bob")
-        .secure("alice", now)
-        .expect("a new session");
-    world.advance(Duration::from_secs(1));
-    assert!(both_secure(&mut world));
-}
-
-#[test]
-fn a_relay_the_server_refuses_interrupts_the_session_visibly_and_the_next_line_restarts_it() {
-    let mut world = secured();
-    world.server.refuse_next_relay_from = Some(("alice".into(), ErrorCode::BUSY));
-    let now = world.now;
-    let (line, delivery) = world
-        .core("alice")
-        .private("bob", "refused", now)
+        .private("alice", "it is me, new phone", now)
         .expect("connected");
-    assert_eq!(delivery, Delivery::Secure);
     world.pump();
     let events = world.events("alice");
+    assert!(secure_texts(&events, "bob").is_empty(), "{events:?}");
+    assert!(unreadable(&events, "bob"), "{events:?}");
     assert!(
-        events.iter().any(|e| matches!(e,
-            Event::Error { line: Some(l), code: ErrorCode::BUSY, fatal: false, .. } if *l == line)),
-        "the line is answered with the refusal: {events:?}"
+        secure_events(&events).iter().any(|e| matches!(e,
+            E2eEvent::Failed { failure: Failure::KeyChanged { presented, .. }, .. } if *presented == new_key)),
+        "{events:?}"
     );
-    assert!(failed(&events, "bob", &Failure::RelayRefused), "{events:?}");
-    assert!(matches!(
-        world.core("alice").secure_status("bob"),
-        Status::Interrupted {
-            reason: Failure::RelayRefused,
-            ..
-        }
-    ));
     let now = world.now;
+    let sent = world.core("alice").private("bob", "who is this?", now);
+    assert!(
+        matches!(&sent, Err(SendError::Refused(Refused::KeyNotAccepted(_)))),
+        "{sent:?}"
+    );
+    assert!(!sent_plain(&world, "who is this?"));
+    // /insecure is the other way out: plain, by choice.
+    world.core("alice").insecure("bob", now).expect("blocked");
     let (_, delivery) = world
         .core("alice")
-        .private("bob", "next", now)
+        .private("bob", "plain then", now)
         .expect("connected");
-    assert_eq!(delivery, Delivery::Queued);
-    world.pump();
-    assert_eq!(secure_texts(&world.events("bob"), "alice"), ["next"]);
-    assert!(both_secure(&mut world));
-    assert!(
-        !world
-            .server
-            .log
-            .iter()
-            .any(|l| matches!(l.msg, ClientMsg::Private { .. })),
-        "nothing went plain"
-    );
+    assert_eq!(delivery, Delivery::Plain);
 }
 
 #[test]
@@ -445,10 +279,16 @@ fn a_peer_presenting_our_own_key_is_refused_and_never_pinned() {
     shared.secure.identity = world.client("alice").config.secure.identity.clone();
     world.connect_with("bob", shared);
     let now = world.now;
-    world.core("alice").secure("bob", now).expect("connected");
+    let (line, _) = world
+        .core("alice")
+        .private("bob", "to myself?", now)
+        .expect("connected");
     world.pump();
     let events = world.events("alice");
-    assert!(failed(&events, "bob", &Failure::OwnKey), "{events:?}");
+    assert!(
+        failed(&events, "bob", &Failure::OwnKey, &[line.get()]),
+        "{events:?}"
+    );
     assert_eq!(
         world.core("alice").secure_status("bob"),
         Status::Failed(Failure::OwnKey)
@@ -458,145 +298,288 @@ fn a_peer_presenting_our_own_key_is_refused_and_never_pinned() {
         "never pinned"
     );
     let now = world.now;
-    let sent = world.core("alice").private("bob", "to myself?", now);
+    let sent = world.core("alice").private("bob", "again?", now);
     assert!(
-        matches!(&sent, Err(SendError::Refused(Refused::Blocked { .. }))),
-        "{sent:?}"
-    );
-    assert!(!sent_plain(&world, "to myself?"));
-}
-
-#[test]
-fn our_client_restarting_restores_the_conversation_and_the_session_comes_back_by_itself() {
-    let mut world = secured();
-    // What a restart keeps: the identity, the pins and the conversations, as saved.
-    let keys = world.core("alice").keys().expect("logged in");
-    let (pins, conversations) = {
-        let sessions = keys.sessions();
-        (sessions.pins().clone(), sessions.conversations_text())
-    };
-    assert!(conversations.contains("bob"), "{conversations:?}");
-    let identity = world.client("alice").config.secure.identity.clone();
-    world.disconnect("alice");
-    world.advance(Duration::from_secs(10));
-    // A new process: nothing shared with the old one but what was saved.
-    let mut restarted = config("alice");
-    restarted.secure.identity = identity;
-    restarted.secure.pins = pins;
-    restarted.secure.conversations = conversations;
-    world.server.hold_relays_from.insert("alice".into());
-    world.connect_with("alice", restarted);
-    let status = world.core("alice").secure_status("bob");
-    assert!(
-        !matches!(status, Status::Plain | Status::Secure { .. }),
-        "restored, not up yet: {status:?}"
-    );
-    let now = world.now;
-    let sent = world.core("alice").private("bob", "after a restart", now);
-    assert!(
-        matches!(sent, Ok((_, Delivery::Queued)) | Err(_)),
-        "queued or refused, never plain: {sent:?}"
-    );
-    world.server.hold_relays_from.clear();
-    let now = world.now;
-    world.server.release_held(now);
-    world.advance(Duration::from_secs(2));
-    assert!(both_secure(&mut world));
-    assert!(!sent_plain(&world, "after a restart"));
-}
-
-#[test]
-fn a_handshake_message_that_fails_even_a_stale_one_replayed_interrupts_and_never_goes_plain() {
-    let mut world = secured();
-    // Every handshake message of the session, as a server that kept them could replay them.
-    let stale: Vec<(String, String, Vec<u8>)> = world
-        .server
-        .log
-        .iter()
-        .filter_map(|l| match &l.msg {
-            ClientMsg::Relay { to, payload } => Some((l.from.clone(), to.clone(), payload.clone())),
-            _ => None,
-        })
-        .collect();
-    assert!(stale.len() >= 3, "{stale:?}");
-    world.advance(Duration::from_secs(5));
-    for (from, to, payload) in stale {
-        let now = world.now;
-        world.server.inject_relay(&from, &to, payload, now);
-        world.pump();
-    }
-    let bob = world.events("bob");
-    assert!(failed(&bob, "alice", &Failure::Handshake), "{bob:?}");
-    // The row "Abort: unknown session / its handshake failed": alice is told, interrupted.
-    let alice = world.events("alice");
-    assert!(
-        failed(
-            &alice,
-            "bob",
-            &Failure::PeerAborted(AbortReason::HandshakeFailed)
+        matches!(
+            &sent,
+            Err(SendError::Refused(Refused::Blocked {
+                failure: Failure::OwnKey,
+                ..
+            }))
         ),
-        "{alice:?}"
-    );
-    for (me, peer) in [("alice", "bob"), ("bob", "alice")] {
-        let status = world.core(me).secure_status(peer);
-        assert!(
-            matches!(
-                status,
-                Status::Interrupted { .. } | Status::Starting | Status::Secure { .. }
-            ),
-            "{me}: {status:?}"
-        );
-    }
-    // Interrupted: the next line goes encrypted, restarting the session if it has to.
-    world.advance(Duration::from_secs(40));
-    let now = world.now;
-    let sent = world.core("alice").private("bob", "after the replay", now);
-    assert!(
-        matches!(sent, Ok((_, Delivery::Secure | Delivery::Queued))),
         "{sent:?}"
     );
-    world.advance(Duration::from_secs(2));
+    assert!(!anything_sent(&world, "alice"));
+}
+
+#[test]
+fn a_bundle_whose_signature_fails_blocks_until_secure_fetches_again() {
+    let mut world = World::new();
+    world.connect("bob");
+    world.connect("alice");
+    let good = world.server.directory["bob"]
+        .signed_prekey
+        .signature
+        .clone();
+    world
+        .server
+        .directory
+        .get_mut("bob")
+        .expect("published")
+        .signed_prekey
+        .signature[5] ^= 0x40;
+    let now = world.now;
+    let (line, _) = world
+        .core("alice")
+        .private("bob", "hi", now)
+        .expect("connected");
+    world.pump();
+    let events = world.events("alice");
+    assert!(
+        failed(&events, "bob", &Failure::BadSignature, &[line.get()]),
+        "{events:?}"
+    );
+    let now = world.now;
+    let sent = world.core("alice").private("bob", "hi?", now);
+    assert!(
+        matches!(
+            &sent,
+            Err(SendError::Refused(Refused::Blocked {
+                failure: Failure::BadSignature,
+                ..
+            }))
+        ),
+        "{sent:?}"
+    );
+    assert!(!anything_sent(&world, "alice"));
+    // The directory is honest again; /secure is the retry.
+    world
+        .server
+        .directory
+        .get_mut("bob")
+        .expect("published")
+        .signed_prekey
+        .signature = good;
+    world.core("alice").secure("bob", now).expect("blocked");
+    world.pump();
+    let now = world.now;
+    let (_, delivery) = world
+        .core("alice")
+        .private("bob", "hi again", now)
+        .expect("connected");
+    assert_eq!(delivery, Delivery::Secure);
+    world.pump();
+    assert_eq!(secure_texts(&world.events("bob"), "alice"), ["hi again"]);
+}
+
+#[test]
+fn an_altered_message_is_not_shown_and_the_session_carries_on() {
+    let mut world = secured();
+    world.server.tamper_next_relay_from = Some("alice".into());
+    let now = world.now;
+    world
+        .core("alice")
+        .private("bob", "altered on the way", now)
+        .expect("connected");
+    world.pump();
+    let bob = world.events("bob");
+    assert!(secure_texts(&bob, "alice").is_empty(), "{bob:?}");
+    assert!(unreadable(&bob, "alice"), "{bob:?}");
+    let now = world.now;
+    world
+        .core("alice")
+        .private("bob", "intact", now)
+        .expect("connected");
+    world.pump();
+    assert_eq!(secure_texts(&world.events("bob"), "alice"), ["intact"]);
+    assert!(matches!(
+        world.core("bob").secure_status("alice"),
+        Status::Secure { .. }
+    ));
+}
+
+#[test]
+fn a_replayed_message_is_shown_once_and_the_replay_is_said() {
+    let mut world = secured();
+    let now = world.now;
+    world
+        .core("alice")
+        .private("bob", "pay 10 to carol", now)
+        .expect("connected");
+    world.pump();
     assert_eq!(
         secure_texts(&world.events("bob"), "alice"),
-        ["after the replay"]
+        ["pay 10 to carol"]
     );
-    assert!(!sent_plain(&world, "after the replay"));
+    let payload = relays_from(&world, "alice").pop().expect("sent");
+    world.server.inject_relay("alice", "bob", payload, now);
+    world.pump();
+    let bob = world.events("bob");
+    assert!(secure_texts(&bob, "alice").is_empty(), "{bob:?}");
+    assert!(
+        secure_events(&bob)
+            .iter()
+            .any(|e| matches!(e, E2eEvent::Replayed { peer } if peer == "alice")),
+        "{bob:?}"
+    );
+    // The first message of the session (with its X3DH start) replayed: also refused.
+    let first = relays_from(&world, "alice").remove(0);
+    world.server.inject_relay("alice", "bob", first, now);
+    world.pump();
+    let bob = world.events("bob");
+    assert!(secure_texts(&bob, "alice").is_empty(), "{bob:?}");
 }
 
 #[test]
-fn a_peer_that_does_not_accept_our_key_blocks_the_conversation_until_the_user_acts() {
+fn a_dropped_message_does_not_stop_the_later_ones() {
     let mut world = secured();
-    // bob comes back with a new identity but his saved conversations (a lost identity file):
-    // he wants a secure session with alice, who pinned his old key.
-    world.disconnect("bob");
+    world.server.hold_relays_from.insert("alice".into());
+    let now = world.now;
+    world
+        .core("alice")
+        .private("bob", "lost", now)
+        .expect("connected");
+    world.pump();
+    world.server.held.clear();
+    world.server.hold_relays_from.clear();
+    for text in ["after 1", "after 2"] {
+        let now = world.now;
+        world
+            .core("alice")
+            .private("bob", text, now)
+            .expect("connected");
+        world.pump();
+    }
+    assert_eq!(
+        secure_texts(&world.events("bob"), "alice"),
+        ["after 1", "after 2"]
+    );
+}
+
+#[test]
+fn a_relay_the_server_refuses_is_answered_once_and_the_next_line_still_decrypts() {
+    let mut world = secured();
+    world.server.refuse_next_relay_from = Some(("alice".into(), ErrorCode::RATE_LIMITED));
+    let now = world.now;
+    let (line, delivery) = world
+        .core("alice")
+        .private("bob", "refused", now)
+        .expect("connected");
+    assert_eq!(delivery, Delivery::Secure);
+    world.pump();
+    let events = world.events("alice");
+    let answers = events
+        .iter()
+        .filter(|e| {
+            matches!(e,
+            Event::Sent { line: l, .. } | Event::Queued { line: l, .. }
+                | Event::Error { line: Some(l), .. } if *l == line)
+        })
+        .count();
+    assert_eq!(answers, 1, "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::Error { line: Some(l), code, .. } if *l == line && *code == ErrorCode::RATE_LIMITED)),
+        "{events:?}"
+    );
+    assert_eq!(world.core("alice").unanswered(), 0);
+    let now = world.now;
+    world
+        .core("alice")
+        .private("bob", "next", now)
+        .expect("connected");
+    world.pump();
+    assert_eq!(secure_texts(&world.events("bob"), "alice"), ["next"]);
+    assert!(!sent_plain(&world, "refused"));
+}
+
+/// A link drop while a line waits for the peer's keys, with `reconnects` as given: with a next
+/// connection to come, the line is carried and sent on it once (not reported undelivered);
+/// without, it is reported undelivered and never sent later, even when a connection with the
+/// same sessions logs in again (the user may have typed it again).
+fn link_drop_while_waiting_for_keys(reconnects: bool) {
+    let mut world = World::new();
+    world.connect("bob");
+    let mut alice = config("alice");
+    alice.reconnects = reconnects;
+    world.connect_with("alice", alice);
+    let now = world.now;
+    let (waiting, delivery) = world
+        .core("alice")
+        .private("bob", "typed as the link dropped", now)
+        .expect("connected");
+    assert_eq!(delivery, Delivery::Queued);
+    // The link drops before the fetch is even written.
+    world.disconnect("alice");
+    let events = world.events("alice");
+    let undelivered = events
+        .iter()
+        .any(|e| matches!(e, Event::Closed { undelivered, .. } if undelivered.contains(&waiting)));
+    assert_eq!(undelivered, !reconnects, "{events:?}");
     world.advance(Duration::from_secs(10));
-    world.events("alice");
-    let mut lost_key = config("bob");
-    lost_key.secure.conversations = "secure alice\n".into();
-    world.connect_with("bob", lost_key);
+    let config = world.client("alice").config.clone();
+    if reconnects {
+        // As the driver does: the next connection adopts what the dropped one carried.
+        let mut old = world.clients.remove("alice").expect("alice");
+        world.start("alice", config);
+        world.core("alice").adopt_events(&mut old.core);
+        world.pump();
+    } else {
+        world.connect_with("alice", config);
+    }
     world.advance(Duration::from_secs(2));
     let bob = world.events("bob");
-    let refused = Failure::PeerAborted(AbortReason::KeyNotAccepted);
-    assert!(failed(&bob, "alice", &refused), "{bob:?}");
+    let arrived = secure_texts(&bob, "alice");
+    assert_eq!(arrived.len(), usize::from(reconnects), "{bob:?}");
+    let alice = world.events("alice");
     assert_eq!(
-        world.core("bob").secure_status("alice"),
-        Status::Failed(refused.clone())
+        alice
+            .iter()
+            .filter(|e| matches!(e, Event::Sent { line, .. } if *line == waiting))
+            .count(),
+        usize::from(reconnects),
+        "{alice:?}"
     );
+    assert_eq!(world.core("alice").unanswered(), 0);
+    assert!(!sent_plain(&world, "typed as the link dropped"));
+}
+
+#[test]
+fn a_line_waiting_for_keys_when_the_link_drops_goes_once_on_the_next_connection() {
+    link_drop_while_waiting_for_keys(true);
+}
+
+#[test]
+fn a_line_waiting_for_keys_reported_undelivered_is_never_sent_later() {
+    link_drop_while_waiting_for_keys(false);
+}
+
+#[test]
+fn messages_delivered_out_of_order_all_decrypt_once() {
+    let mut world = secured();
+    world.server.hold_relays_from.insert("alice".into());
+    for text in ["late 1", "late 2"] {
+        let now = world.now;
+        world
+            .core("alice")
+            .private("bob", text, now)
+            .expect("connected");
+        world.pump();
+    }
+    world.server.hold_relays_from.clear();
     let now = world.now;
-    let sent = world.core("bob").private("alice", "it is me", now);
-    assert!(
-        matches!(&sent, Err(SendError::Refused(Refused::Blocked { failure, .. })) if *failure == refused),
-        "{sent:?}"
-    );
-    world.advance(Duration::from_secs(60));
+    world
+        .core("alice")
+        .private("bob", "early", now)
+        .expect("connected");
+    world.pump();
+    world.server.release_held(now);
+    world.pump();
+    let bob = world.events("bob");
     assert_eq!(
-        world.core("bob").secure_status("alice"),
-        Status::Failed(refused),
-        "blocked, not restarted by itself"
+        secure_texts(&bob, "alice"),
+        ["early", "late 1", "late 2"],
+        "{bob:?}"
     );
-    assert!(!sent_plain(&world, "it is me"));
-    // Both sides can compare the same safety number (of bob's new key) before accepting it.
-    let alice_number = world.core("alice").safety_number("bob").expect("presented");
-    let bob_number = world.core("bob").safety_number("alice").expect("pinned");
-    assert_eq!(alice_number, bob_number);
+    assert!(!unreadable(&bob, "alice"));
 }

@@ -5,9 +5,11 @@
 //! - [`world`]: the double and several cores on a simulated clock ([`world::World`]);
 //! - `script`: one core fed scripted server bytes (hostile servers, acknowledgements);
 //! - `chat`: login, public and private chat, offline mail, `/who`, pacing, wake-ups;
-//! - `secure`: end-to-end sessions, their renewal and reconnects;
-//! - `exits`: every way out of a secure session (SECURITY.md, "Every way out of a secure
-//!   session"), one test per row.
+//! - `secure`: end-to-end by default through the double's key directory: sessions started
+//!   from prekeys (the peer online or not), offline delivery, restarts, `/insecure`;
+//! - `exits`: every way a conversation fails or leaves end-to-end (no keys, a changed key,
+//!   our own key, unreadable or replayed messages, a refused relay), and that nothing goes
+//!   plain unless the user chose it.
 
 use std::time::{Duration, Instant};
 
@@ -88,10 +90,10 @@ fn secure_events(events: &[Event]) -> Vec<&E2eEvent> {
         .collect()
 }
 
-/// Whether `events` hold `Ready` for `peer` (renewed or not, as asked).
-fn ready(events: &[Event], peer: &str, renewed: bool) -> bool {
+/// Whether `events` hold `Ready` for `peer`, started by the peer or by us as asked.
+fn ready(events: &[Event], peer: &str, by_peer: bool) -> bool {
     secure_events(events).iter().any(
-        |e| matches!(e, E2eEvent::Ready { peer: p, renewed: r, .. } if p == peer && *r == renewed),
+        |e| matches!(e, E2eEvent::Ready { peer: p, by_peer: b, .. } if p == peer && *b == by_peer),
     )
 }
 
@@ -100,7 +102,7 @@ fn secure_texts(events: &[Event], peer: &str) -> Vec<String> {
     secure_events(events)
         .iter()
         .filter_map(|e| match e {
-            E2eEvent::Message { peer: p, text } if p == peer => Some(text.clone()),
+            E2eEvent::Message { peer: p, text, .. } if p == peer => Some(text.clone()),
             _ => None,
         })
         .collect()
@@ -113,6 +115,27 @@ fn sent_plain(world: &world::World, text: &str) -> bool {
         .log
         .iter()
         .any(|l| matches!(&l.msg, ClientMsg::Private { text: t, .. } if t == text))
+}
+
+/// The relay payloads `from` sent, in order.
+fn relays_from(world: &world::World, from: &str) -> Vec<Vec<u8>> {
+    world
+        .server
+        .log
+        .iter()
+        .filter(|l| l.from == from)
+        .filter_map(|l| match &l.msg {
+            ClientMsg::Relay { payload, .. } => Some(payload.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a relay payload is an [`mm_common::e2e::Envelope::Start`] (it carries the X3DH
+/// start: the sender has not heard from the peer in that session yet). Postcard encodes an
+/// enum's variant first, as a varint: 0 is `Start`, 1 is `Message`.
+fn is_start(payload: &[u8]) -> bool {
+    payload.first() == Some(&0)
 }
 
 /// Whether `needle` occurs in `haystack`.

@@ -37,9 +37,22 @@ fn logged_in(config: &CoreConfig, now: Instant) -> Core {
     };
     core.receive(&frames(&[welcome(&config.nick), users]), now);
     match core.poll_login() {
-        Some(Ok(_)) => core,
+        Some(Ok(_)) => {}
         other => panic!("login: {other:?}"),
     }
+    // Every login publishes end-to-end keys; the script's server stores them.
+    let sent = transmitted(&mut core, now);
+    assert!(
+        matches!(sent.as_slice(), [ClientMsg::PublishKeys { .. }]),
+        "{sent:?}"
+    );
+    let published = ServerMsg::KeysPublished {
+        one_time: 100,
+        other_device: false,
+    };
+    core.receive(&frames(&[published]), now);
+    assert!(transmitted(&mut core, now).is_empty());
+    core
 }
 
 /// A plain private line `id` from bob, at server time 0.
@@ -303,6 +316,10 @@ fn every_line_gets_its_answer_or_is_listed_undelivered_at_the_close() {
     let mut core = logged_in(&config("me"), t0);
     let a = core.public("a").expect("connected");
     let b = core.public("b").expect("connected");
+    for peer in ["carol", "dave"] {
+        core.insecure(peer, t0).expect("connected");
+    }
+    drain(&mut core, t0);
     let (c, delivery) = core.private("carol", "c", t0).expect("connected");
     assert_eq!(delivery, Delivery::Plain);
     let (d, _) = core.private("dave", "d", t0).expect("connected");
@@ -564,7 +581,7 @@ fn lines_never_written_before_a_drop_go_on_the_next_connection_once() {
         server: "script".into(),
         online: 1,
         max_text_len: 4096,
-        rate_burst: 3,
+        rate_burst: 4,
         rate_per_sec: 1,
     };
     let users = ServerMsg::Users {
@@ -577,7 +594,10 @@ fn lines_never_written_before_a_drop_go_on_the_next_connection_once() {
         .map(|i| first.public(&format!("l{i}")).expect("public"))
         .collect();
     let written = transmitted(&mut first, t0);
-    assert_eq!(written.len(), 2, "the pace holds three back: {written:?}");
+    assert!(
+        matches!(written.as_slice(), [ClientMsg::PublishKeys { .. }, _, _]),
+        "the login's keys and two lines; the pace holds three back: {written:?}"
+    );
     first.connection_lost("gone".into(), t0);
     let events = drain(&mut first, t0);
     assert!(
