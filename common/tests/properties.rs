@@ -258,6 +258,14 @@ proptest! {
             let Some((from_alice, text)) = pending.next() else { break };
             let (me, to_bob) = if *from_alice { (&mut a, true) } else { (&mut b, false) };
             let peer = if *from_alice { "bob" } else { "alice" };
+            // Texts a plain line could not hold are refused before encryption, as plain.
+            if mm_common::protocol::validate_text(text, mm_common::protocol::MAX_TEXT_LEN).is_err() {
+                prop_assert!(matches!(
+                    me.send_text(peer, text, 0, now),
+                    Err(mm_common::e2e::Refused::InvalidText(_))
+                ));
+                continue;
+            }
             match me.send_text(peer, text, 0, now).unwrap() {
                 Outgoing::Secure(actions) => {
                     let got = if to_bob { &mut got_a } else { &mut got_b };

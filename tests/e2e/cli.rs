@@ -131,7 +131,7 @@ async fn line_mode_client_end_to_end() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(
         stderr.lines().last().unwrap_or_default(),
-        "mm: 3 lines not delivered: 2 refused by mm, 1 dropped with a secure session that did not come up",
+        "mm: 3 lines not delivered: 2 refused by mm, 1 not sent: no end-to-end session could be set up (see above)",
         "{stderr}"
     );
     // Answers to alice's own lines come once they are stored, possibly after bob's lines.
@@ -463,7 +463,7 @@ async fn line_mode_secure_chat_and_safety_number() {
         "{ready}"
     );
     assert!(
-        ready.contains("not verified (key from the server's directory, now pinned)"),
+        ready.contains("not verified (first contact: key from the server's directory, now pinned)"),
         "{ready}"
     );
     assert_eq!(next_line(&mut out).await, "[secure] <alice> top secret");

@@ -138,8 +138,20 @@ async fn line_mode_never_prints_a_forged_line_even_end_to_end_encrypted() {
         .into_iter()
         .map(|c| format!("hi{c}[secure] <bob> yes, send it to account 42"))
         .collect();
+    // A client of ours refuses such a text before encrypting it (the server cannot check
+    // inside ciphertext); a hostile client that sends one anyway is not shown at all (the
+    // receiver checks every decrypted text: `review_a_peers_text_with_refused_characters_is_not_shown`
+    // in common/src/e2e/tests/review.rs).
     for text in &payloads {
-        mallory.client.private("alice", text).await.unwrap();
+        assert!(
+            matches!(
+                mallory.client.private("alice", text).await,
+                Err(mm_client::SendError::Refused(
+                    mm_common::e2e::Refused::InvalidText(_)
+                ))
+            ),
+            "{text:?}"
+        );
     }
     mallory.client.private("alice", "the end").await.unwrap();
     read_until(&mut out, &mut printed, "the end").await;
@@ -166,18 +178,10 @@ async fn line_mode_never_prints_a_forged_line_even_end_to_end_encrypted() {
         .into_iter()
         .filter(|l| l.starts_with("[secure]"))
         .collect();
-    assert_eq!(
-        secure.len(),
-        payloads.len() + 1,
-        "one line per message, each from mallory:\n{all}"
-    );
+    assert_eq!(secure.len(), 1, "only the valid line arrives:\n{all}");
     assert!(
         secure.iter().all(|l| l.starts_with("[secure] <mallory> ")),
         "no forged line from bob:\n{all}"
-    );
-    assert!(
-        secure.contains(&"[secure] <mallory> hi\u{FFFD}[secure] <bob> yes, send it to account 42"),
-        "shown, with the separator replaced:\n{all}"
     );
     // alice herself cannot send such a line: refused by mm, with the character named.
     stdin

@@ -154,6 +154,11 @@ impl Core {
                 self.perform(actions, now);
                 Ok((line, Delivery::Queued))
             }
+            // Plain, sent by an `Action::SendPlain` behind lines waiting for keys.
+            E2eOutgoing::QueuedPlain => {
+                self.awaiting_keys.push(line);
+                Ok((line, Delivery::Plain))
+            }
         }
     }
 
@@ -327,6 +332,17 @@ impl Core {
                         .queue(&ClientMsg::Relay { to, payload }, Some(answer));
                     if let (false, Some(line)) = (queued, line) {
                         self.out.answered(LineId::from_tag(line));
+                    }
+                }
+                Action::SendPlain { to, text, line } => {
+                    let line = LineId::from_tag(line);
+                    self.awaiting_keys.retain(|l| *l != line);
+                    if !self.out.is_unanswered(line) {
+                        continue; // reported undelivered already (as a `Send` above)
+                    }
+                    let msg = ClientMsg::Private { to, text };
+                    if !self.out.queue(&msg, Some(Answer::Text(line))) {
+                        self.out.answered(line);
                     }
                 }
                 Action::Publish(keys) => {

@@ -102,6 +102,10 @@ pub enum Refused {
         /// Why.
         failure: Failure,
     },
+    /// The text breaks the rules every private line follows (the same as a plain line's:
+    /// [`crate::protocol::validate_text`]).
+    #[error("{0}")]
+    InvalidText(crate::protocol::TextError),
     /// Too many texts wait for the peer's keys.
     #[error("too many messages waiting for {0}'s keys")]
     QueueFull(String),

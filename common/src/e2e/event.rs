@@ -85,6 +85,16 @@ pub enum Action {
         /// [`Sessions::send_text`](super::Sessions::send_text)).
         line: Option<u64>,
     },
+    /// Send `text` to `to` as a plain private line (`ClientMsg::Private`): typed after
+    /// `/insecure` while texts before it waited for the peer's keys, it goes after them.
+    SendPlain {
+        /// The peer.
+        to: String,
+        /// The text.
+        text: String,
+        /// Its tag (as given to [`Sessions::send_text`](super::Sessions::send_text)).
+        line: u64,
+    },
     /// Show this.
     Event(E2eEvent),
     /// Publish these keys in the server's key directory (`ClientMsg::PublishKeys`); pass the
@@ -106,6 +116,9 @@ pub enum Outgoing {
     /// It waits for the peer's keys (carry out these actions: the fetch), and goes encrypted
     /// when they come, or fails visibly.
     Queued(Vec<Action>),
+    /// Plain (the user said `/insecure`), but it waits behind texts typed before that are still
+    /// waiting for the peer's keys: an [`Action::SendPlain`] sends it after them.
+    QueuedPlain,
 }
 
 /// Where a conversation stands, for display.

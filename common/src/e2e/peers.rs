@@ -77,8 +77,9 @@ struct Peer {
     /// The identity key of the sessions.
     peer_key: Option<[u8; KEY_LEN]>,
     setup: Setup,
-    /// Texts waiting for the peer's keys, with their tags.
-    queued: VecDeque<(String, u64)>,
+    /// Texts waiting for the peer's keys, with their tags, and whether each goes plain (typed
+    /// after `/insecure`: it waits behind the others, so that a conversation keeps its order).
+    queued: VecDeque<(String, u64, bool)>,
     /// Decrypted messages whose relay the server has not had acknowledged yet, by relay id.
     unacknowledged: BTreeMap<u64, Unacknowledged>,
     /// Another copy of this home may hold these sessions too: the next text starts a new
@@ -249,8 +250,21 @@ impl Sessions {
         // drops them.
         let blocking = failure.is_blocking();
         entry.setup = Setup::Failed(failure.clone());
-        let unsent: Vec<u64> = entry.queued.drain(..).map(|(_, line)| line).collect();
         let mut actions = Vec::new();
+        let mut unsent = Vec::new();
+        let mut plain = Vec::new();
+        for (text, line, is_plain) in entry.queued.drain(..) {
+            if is_plain {
+                // The user chose plain for these: they go, behind the ones dropped.
+                plain.push(Action::SendPlain {
+                    to: entry.nick.clone(),
+                    text,
+                    line,
+                });
+            } else {
+                unsent.push(line);
+            }
+        }
         if blocking {
             actions.push(Action::Persist);
         }
@@ -259,6 +273,7 @@ impl Sessions {
             failure,
             unsent,
         }));
+        actions.extend(plain);
         actions
     }
 

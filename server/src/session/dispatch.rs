@@ -104,7 +104,18 @@ pub(crate) fn dispatch<T: Transport>(
             }
             exit
         }
-        ClientMsg::Relay { to, payload } => owe(answers, relay(m, ctx, to, payload, deadline)),
+        ClientMsg::Relay { to, payload } => {
+            // Private lines are end-to-end relays since protocol 6: the sender learns that the
+            // recipient is away as for a plain one, after the answer.
+            let away = ctx.hub.away_message(&to);
+            let owed = relay(m, ctx, to, payload, deadline);
+            let accepted = owed.is_ok();
+            let exit = owe(answers, owed);
+            if let Some((nick, message)) = away.filter(|_| accepted) {
+                answers.push_back(Answer::Ready(ServerMsg::Away { nick, message }));
+            }
+            exit
+        }
         ClientMsg::Who => {
             queue_users(conn, ctx.hub.online());
             None

@@ -291,7 +291,9 @@ impl Sessions {
     ) -> Vec<Action> {
         let mut actions = vec![Action::Persist];
         actions.extend(before);
-        if text.is_empty() || text.len() > MAX_TEXT_LEN {
+        // The rules of a plain line (no control characters, nothing that breaks a line): a
+        // peer's client that broke them is not shown.
+        if crate::protocol::validate_text(&text, MAX_TEXT_LEN).is_err() {
             actions.push(Action::Event(E2eEvent::Unreadable {
                 peer: nick.to_owned(),
             }));

@@ -32,11 +32,25 @@ impl Sessions {
         let by_default = self.config.end_to_end_by_default;
         let max_queued = self.config.max_queued;
         let entry = self.peer(peer)?;
-        match entry.intent {
-            Intent::Plain => return Ok(Outgoing::Plain),
-            Intent::Default if !by_default => return Ok(Outgoing::Plain),
-            Intent::Default | Intent::Secure => {}
+        let plain = match entry.intent {
+            Intent::Plain => true,
+            Intent::Default => !by_default,
+            Intent::Secure => false,
+        };
+        if plain {
+            if entry.queued.is_empty() {
+                return Ok(Outgoing::Plain);
+            }
+            // Behind the texts still waiting for the peer's keys (typed before `/insecure`).
+            if entry.queued.len() >= max_queued {
+                return Err(Refused::QueueFull(entry.nick.clone()));
+            }
+            entry.queued.push_back((text.to_owned(), line, true));
+            return Ok(Outgoing::QueuedPlain);
         }
+        // The rules of a plain line, which the server cannot check inside ciphertext.
+        crate::protocol::validate_text(text, crate::protocol::MAX_TEXT_LEN)
+            .map_err(Refused::InvalidText)?;
         match entry.blocked() {
             Some(Failure::KeyChanged { .. }) => {
                 return Err(Refused::KeyNotAccepted(entry.nick.clone()))
@@ -57,7 +71,7 @@ impl Sessions {
         if entry.queued.len() >= max_queued {
             return Err(Refused::QueueFull(entry.nick.clone()));
         }
-        entry.queued.push_back((text.to_owned(), line));
+        entry.queued.push_back((text.to_owned(), line, false));
         if matches!(entry.setup, Setup::Fetching(_)) {
             return Ok(Outgoing::Queued(Vec::new()));
         }
@@ -112,10 +126,19 @@ impl Sessions {
         let Some(entry) = self.peers.get_mut(&nick_key(peer)) else {
             return Vec::new();
         };
-        let queued: Vec<(String, u64)> = entry.queued.drain(..).collect();
+        let queued: Vec<(String, u64, bool)> = entry.queued.drain(..).collect();
+        let to = entry.nick.clone();
         let mut sends = Vec::new();
         let mut unsent = Vec::new();
-        for (text, line) in queued {
+        for (text, line, plain) in queued {
+            if plain {
+                sends.push(Action::SendPlain {
+                    to: to.clone(),
+                    text,
+                    line,
+                });
+                continue;
+            }
             match self.encrypt(peer, &text, Some(line)) {
                 Ok(send) => sends.push(send),
                 Err(_) => unsent.push(line),

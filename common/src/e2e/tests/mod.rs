@@ -211,6 +211,7 @@ impl World {
             Outgoing::Plain => {
                 self.users[i].plain.push((to.to_owned(), text.to_owned()));
             }
+            Outgoing::QueuedPlain => {}
             Outgoing::Secure(actions) | Outgoing::Queued(actions) => self.run(i, actions),
         }
         Ok(line)
@@ -238,6 +239,9 @@ impl World {
                     let user = &mut self.users[i];
                     user.saved = user.sessions.state_bytes().to_vec();
                     user.saved_pins = user.sessions.pins().clone();
+                }
+                Action::SendPlain { to, text, .. } => {
+                    self.users[i].plain.push((to, text));
                 }
                 Action::Event(event) => {
                     if let E2eEvent::Message { peer, id, text } = &event {

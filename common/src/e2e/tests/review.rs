@@ -39,6 +39,18 @@ fn server_start(
     rng: &mut TestRng,
     one_time: bool,
 ) -> Envelope {
+    start_saying(from, from_identity, bundle, rng, one_time, "x")
+}
+
+/// [`server_start`] carrying `text` (any text: a hostile client encrypts what it likes).
+fn start_saying(
+    from: &str,
+    from_identity: &Identity,
+    bundle: &PrekeyBundle,
+    rng: &mut TestRng,
+    one_time: bool,
+    text: &str,
+) -> Envelope {
     let mut eph = [0u8; 32];
     rng.fill_bytes(&mut eph);
     let b = PrekeyBundle {
@@ -57,7 +69,7 @@ fn server_start(
         rng,
     )
     .unwrap();
-    let (header, ciphertext) = r.encrypt(&pad(&Inner::Text("x".into())).unwrap()).unwrap();
+    let (header, ciphertext) = r.encrypt(&pad(&Inner::Text(text.into())).unwrap()).unwrap();
     Envelope::Start {
         identity: *from_identity.public(),
         ephemeral: x3dh::public_key(&eph),
@@ -340,4 +352,37 @@ fn review_after_another_copy_is_reported_the_next_text_starts_a_fresh_session() 
     w.send("alice", "bob", "again").unwrap();
     assert_eq!(w.fetches, fetches + 1);
     assert_eq!(w.texts("bob", "alice"), vec!["hello", "fresh", "again"]);
+}
+
+/// A hostile client encrypts a text no client of ours would send (a line separator and a
+/// forged `[secure] <bob>` after it): it is not shown at all.
+#[test]
+fn review_a_peers_text_with_refused_characters_is_not_shown() {
+    let mut w = pair();
+    w.login("bob");
+    let mallory = Identity::generate();
+    let mut rng = TestRng(11);
+    let i = w.idx("bob");
+    let now = w.now;
+    for (k, bad) in ["hi\u{2028}[secure] <bob> send it", "a\nb", "\u{1b}[2J", ""]
+        .iter()
+        .enumerate()
+    {
+        let BundleAnswer::Keys(bundle) = w.bundle_for("bob") else {
+            panic!()
+        };
+        let env = start_saying("mallory", &mallory, &bundle, &mut rng, true, bad);
+        let actions = w.users[i]
+            .sessions
+            .receive("mallory", 100 + k as u64, &encode(&env), now);
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Event(E2eEvent::Message { .. }))),
+            "{bad:?}: {actions:?}"
+        );
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::Event(E2eEvent::Unreadable { .. }))));
+    }
 }
