@@ -563,12 +563,32 @@ pub async fn secure(target: &Target, pairs: usize, k: u64) -> anyhow::Result<Rep
     let mut set = JoinSet::new();
     for (p, ((a, mut a_events, _), (b, mut b_events, _))) in conns.into_iter().enumerate() {
         set.spawn(async move {
-            let ready = |e: &Event| matches!(e, Event::Secure(E2eEvent::Ready { .. }));
             let t0 = Instant::now();
             // Protocol 6: a's session starts from b's prekeys (fetched from the directory); b's
-            // comes up with the first message, so only a's readiness is waited for here.
-            a.secure(&format!("sb{p}")).await?;
-            wait_for(&mut a_events, ready).await?;
+            // comes up with the first message, so only a's readiness is waited for here. b
+            // publishes its keys right after its login: a fetch before that finds none, and is
+            // asked again.
+            loop {
+                a.secure(&format!("sb{p}")).await?;
+                let up = loop {
+                    match tokio::time::timeout(DELIVERY_DEADLINE, a_events.next()).await {
+                        Ok(Some(Event::Secure(E2eEvent::Ready { .. }))) => break true,
+                        Ok(Some(Event::Secure(E2eEvent::Failed {
+                            failure: mm_common::e2e::Failure::NoKeys,
+                            ..
+                        }))) => break false,
+                        Ok(Some(Event::Secure(E2eEvent::Failed { failure, .. }))) => {
+                            bail!("no session: {failure}")
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => bail!("gave up waiting for the session"),
+                    }
+                };
+                if up {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             let handshake = t0.elapsed();
             let t1 = Instant::now();
             let sender = {
@@ -620,19 +640,6 @@ pub async fn secure(target: &Target, pairs: usize, k: u64) -> anyhow::Result<Rep
             "server_cpu_us_per_message": cpu_us.map(|c| c as f64 / (received + 3 * pairs as u64).max(1) as f64),
         }),
     })
-}
-
-async fn wait_for(
-    events: &mut mm_client::Events,
-    pred: impl Fn(&mm_client::Event) -> bool,
-) -> anyhow::Result<()> {
-    loop {
-        match tokio::time::timeout(DELIVERY_DEADLINE, events.next()).await {
-            Ok(Some(e)) if pred(&e) => return Ok(()),
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => bail!("gave up waiting"),
-        }
-    }
 }
 
 /// `store`: the SQLite store alone. Appends `lines` public lines of `bytes` bytes as fast as it

@@ -307,7 +307,7 @@ pub(super) async fn line_mode(
         .filter(|_| client.retry_save_now().is_err());
     if let Some(why) = &unsaved {
         stdio::err(&format!(
-            "mm: pinned keys and secure conversations could not be saved ({why}): after a restart they are forgotten, and those conversations would start plain; fix the home directory before the next start"
+            "mm: pinned keys and end-to-end sessions could not be saved ({why}): nothing was sent with the unsaved state, but messages shown since may be shown again after a restart; fix the home directory (free some space) before the next start"
         ));
     }
     if replaced {

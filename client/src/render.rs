@@ -298,6 +298,22 @@ pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
                 not_sent(unsent.len())
             ),
         ),
+        E2eEvent::Resumed { .. } => Rendered::notice(
+            at(),
+            format!("private messages to {peer} are end-to-end encrypted again"),
+        ),
+        E2eEvent::Failed {
+            failure: Failure::NoSuchUser,
+            unsent,
+            ..
+        } => Rendered::new(
+            at(),
+            Kind::Error,
+            format!(
+                "{peer} is not a user on this server{}",
+                not_sent(unsent.len())
+            ),
+        ),
         E2eEvent::Failed {
             failure: Failure::NoKeys,
             unsent,
@@ -365,6 +381,7 @@ pub fn secure_general(event: &E2eEvent) -> Vec<Rendered> {
 pub fn e2e_peer(event: &E2eEvent) -> Option<&str> {
     match event {
         E2eEvent::Ready { peer, .. }
+        | E2eEvent::Resumed { peer }
         | E2eEvent::Message { peer, .. }
         | E2eEvent::Ended { peer, .. }
         | E2eEvent::Failed { peer, .. }

@@ -112,7 +112,7 @@ async fn line_mode_client_end_to_end() {
     for (input, output) in [
         (
             "/msg nobody x\n",
-            "! could not start a secure session with nobody: no such user on this server; 1 waiting message was NOT sent. Nothing goes unencrypted: your next message to nobody tries again (/insecure nobody to send plain)",
+            "! nobody is not a user on this server; 1 waiting message was NOT sent",
         ),
         ("/who\n", "* online (2): alice, bob"),
         ("/frob\n", "! unknown command /frob (try /help)"),

@@ -345,6 +345,13 @@ impl Core {
                         self.out.answered(line);
                     }
                 }
+                // Keys whose secrets are not on disk are never handed out (a restart would
+                // have lost them: the peers' first messages would be unreadable).
+                Action::Publish(_) if unsaved.is_some() => {
+                    if let Some(secure) = &self.secure {
+                        secure.sessions().publish_refused();
+                    }
+                }
                 Action::Publish(keys) => {
                     self.out.queue(&ClientMsg::PublishKeys { keys }, None);
                 }

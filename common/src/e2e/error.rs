@@ -109,8 +109,8 @@ pub enum Refused {
     /// Too many texts wait for the peer's keys.
     #[error("too many messages waiting for {0}'s keys")]
     QueueFull(String),
-    /// `/secure` to oneself.
-    #[error("you cannot start a secure session with yourself")]
+    /// `/secure` or `/insecure` to oneself.
+    #[error("private messages to yourself are not end-to-end encrypted: there is nobody else to keep them from")]
     Yourself,
     /// Not a valid nick.
     #[error("{0:?} is not a valid nick")]

@@ -30,6 +30,12 @@ pub enum E2eEvent {
         /// The text.
         text: String,
     },
+    /// The user said `/secure` after `/insecure`: texts go end-to-end again, on the sessions
+    /// kept.
+    Resumed {
+        /// The peer.
+        peer: String,
+    },
     /// The user said `/insecure`: texts go plain from now on.
     Ended {
         /// The peer.

@@ -30,11 +30,15 @@ impl Sessions {
         if let Some(Failure::KeyChanged { .. }) = entry.blocked() {
             return Err(Refused::KeyNotAccepted(entry.nick.clone()));
         }
-        if !entry.sessions.is_empty() {
+        if !entry.sessions.is_empty() && !entry.renew {
             if actions.is_empty() {
                 return Err(Refused::AlreadySecure(entry.nick.clone()));
             }
-            return Ok(actions); // secure again after /insecure: the sessions are still there
+            // Secure again after /insecure: the sessions are still there.
+            actions.push(Action::Event(E2eEvent::Resumed {
+                peer: entry.nick.clone(),
+            }));
+            return Ok(actions);
         }
         if matches!(entry.setup, Setup::Fetching(_)) {
             return Err(Refused::AlreadyStarting(entry.nick.clone()));
@@ -57,6 +61,9 @@ impl Sessions {
     /// [`Refused::AlreadyPlain`] if the conversation is plain already.
     pub fn end(&mut self, peer: &str) -> Result<Vec<Action>, Refused> {
         validate_nick(peer).map_err(|_| Refused::InvalidNick(peer.to_owned()))?;
+        if nick_key(peer) == nick_key(&self.me) {
+            return Err(Refused::Yourself);
+        }
         let by_default = self.config.end_to_end_by_default;
         let entry = self.peer(peer)?;
         if entry.intent == Intent::Plain || (entry.intent == Intent::Default && !by_default) {

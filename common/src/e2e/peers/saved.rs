@@ -1,5 +1,5 @@
 //! Saving the sessions across restarts ([`Sessions::state_bytes`], [`Sessions::restore`]):
-//! one postcard document with a format version, holding our prekey secrets, every ratchet,
+//! one postcard document with a format version and a SHA-256 checksum at its end, holding our prekey secrets, every ratchet,
 //! what the user wants of each conversation, blocks, and the decrypted messages not
 //! acknowledged yet (texts waiting for a peer's keys are not kept: the client reports them
 //! unsent when it exits). The caller writes it to a 0600 file atomically; the bytes are zeroized
@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{Intent, Peer, Session, Sessions, Setup, StartParams, Unacknowledged};
@@ -181,7 +182,12 @@ impl Sessions {
                 })
                 .collect(),
         };
-        Zeroizing::new(postcard::to_allocvec(&state).unwrap_or_default())
+        let mut bytes = Zeroizing::new(postcard::to_allocvec(&state).unwrap_or_default());
+        // A checksum last: a file damaged on disk is refused whole, never half-read into keys
+        // that decrypt nothing.
+        let sum: [u8; 32] = Sha256::digest(&bytes[..]).into();
+        bytes.extend_from_slice(&sum);
+        bytes
     }
 
     /// Restores what [`Sessions::state_bytes`] saved (call before the first connection).
@@ -191,7 +197,13 @@ impl Sessions {
     /// forgotten sessions and prekeys would make the peers' messages unreadable, and a
     /// forgotten `/insecure` or block would change what is sent.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), StateError> {
-        let state: SavedState = postcard::from_bytes(bytes).map_err(|_| StateError::Damaged)?;
+        let split = bytes.len().checked_sub(32).ok_or(StateError::Damaged)?;
+        let (body, sum) = bytes.split_at(split);
+        let expected: [u8; 32] = Sha256::digest(body).into();
+        if expected[..] != *sum {
+            return Err(StateError::Damaged);
+        }
+        let state: SavedState = postcard::from_bytes(body).map_err(|_| StateError::Damaged)?;
         if state.format != FORMAT
             || state.signed.len() > MAX_SIGNED_PREKEYS
             || state.one_time.len() > MAX_ONE_TIME_SECRETS

@@ -7,7 +7,7 @@ use super::{Intent, Sessions, Setup};
 use crate::e2e::envelope::{encode, pad, Envelope, Inner, Sealed};
 use crate::e2e::error::{Failure, Refused};
 use crate::e2e::event::{Action, Outgoing};
-use crate::protocol::nick_key;
+use crate::protocol::{nick_key, validate_nick};
 
 impl Sessions {
     /// A text for `peer`: encrypted, queued for the peer's keys, or plain when the user said
@@ -29,6 +29,8 @@ impl Sessions {
         if nick_key(peer) == nick_key(&self.me) {
             return Ok(Outgoing::Plain);
         }
+        // Not a nick: nobody's keys to ask the server for.
+        validate_nick(peer).map_err(|_| Refused::InvalidNick(peer.to_owned()))?;
         let by_default = self.config.end_to_end_by_default;
         let max_queued = self.config.max_queued;
         let entry = self.peer(peer)?;
