@@ -107,6 +107,18 @@ fn pair() -> (Sessions, Sessions) {
     (a, b)
 }
 
+/// `from` sends `text` to `to` on their session; `to` opens it (relay ids from `id`).
+fn one_way(s: &mut Sessions, r: &mut Sessions, from: &str, to: &str, text: &str, id: &mut u64) {
+    let now = Instant::now();
+    let Outgoing::Secure(actions) = s.send_text(to, text, 0, now).unwrap() else {
+        panic!("no session")
+    };
+    for payload in sends(actions) {
+        *id += 1;
+        r.receive(from, *id, &payload, now);
+    }
+}
+
 fn sends(actions: Vec<Action>) -> Vec<Vec<u8>> {
     actions
         .into_iter()
@@ -126,34 +138,12 @@ fn e2e(c: &mut Criterion) {
     let mut id = 10;
     group.bench_function(
         "ratchet message, one way: seal + open 64 B (128 B bucket)",
-        |bench| {
-            bench.iter(|| {
-                let Outgoing::Secure(actions) = a.send_text("bob", &text, 0, now).unwrap() else {
-                    panic!()
-                };
-                for payload in sends(actions) {
-                    id += 1;
-                    b.receive("alice", id, &payload, now);
-                }
-            })
-        },
+        |bench| bench.iter(|| one_way(&mut a, &mut b, "alice", "bob", &text, &mut id)),
     );
     group.bench_function("ratchet message, taking turns (a DH step each)", |bench| {
         bench.iter(|| {
-            let Outgoing::Secure(actions) = a.send_text("bob", &text, 0, now).unwrap() else {
-                panic!()
-            };
-            for payload in sends(actions) {
-                id += 1;
-                b.receive("alice", id, &payload, now);
-            }
-            let Outgoing::Secure(actions) = b.send_text("alice", &text, 0, now).unwrap() else {
-                panic!()
-            };
-            for payload in sends(actions) {
-                id += 1;
-                a.receive("bob", id, &payload, now);
-            }
+            one_way(&mut a, &mut b, "alice", "bob", &text, &mut id);
+            one_way(&mut b, &mut a, "bob", "alice", &text, &mut id);
         })
     });
     group.bench_function("saved state of one session (state_bytes)", |bench| {

@@ -175,6 +175,24 @@ proptest! {
     }
 }
 
+/// Logs `s` in (its keys published) and returns the bundle the directory would hand out.
+fn published_bundle(s: &mut Sessions, now: Instant) -> PrekeyBundle {
+    let upload = s
+        .login(now, 1_800_000_000_000)
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Publish(u) => Some(u),
+            _ => None,
+        })
+        .unwrap();
+    let _ = s.published(upload.one_time.len() as u32, false);
+    PrekeyBundle {
+        identity: upload.identity,
+        signed_prekey: upload.signed_prekey,
+        one_time: upload.one_time.first().cloned(),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -189,34 +207,8 @@ proptest! {
         let config = E2eConfig::default();
         let mut a = Sessions::new("alice", Identity::generate(), Pins::default(), config.clone());
         let mut b = Sessions::new("bob", Identity::generate(), Pins::default(), config);
-        let alice_upload = a
-            .login(now, 1_800_000_000_000)
-            .into_iter()
-            .find_map(|a| match a {
-                Action::Publish(u) => Some(u),
-                _ => None,
-            })
-            .unwrap();
-        let _ = a.published(alice_upload.one_time.len() as u32, false);
-        let alice_bundle = PrekeyBundle {
-            identity: alice_upload.identity,
-            signed_prekey: alice_upload.signed_prekey.clone(),
-            one_time: alice_upload.one_time.first().cloned(),
-        };
-        let upload = b
-            .login(now, 1_800_000_000_000)
-            .into_iter()
-            .find_map(|a| match a {
-                Action::Publish(u) => Some(u),
-                _ => None,
-            })
-            .unwrap();
-        let _ = b.published(upload.one_time.len() as u32, false);
-        let bundle = PrekeyBundle {
-            identity: upload.identity,
-            signed_prekey: upload.signed_prekey.clone(),
-            one_time: upload.one_time.first().cloned(),
-        };
+        let alice_bundle = published_bundle(&mut a, now);
+        let bundle = published_bundle(&mut b, now);
         let mut wire: Vec<(bool, Vec<u8>)> = Vec::new(); // (to_bob, payload)
         let mut got_a = Vec::new();
         let mut got_b = Vec::new();
