@@ -4,33 +4,17 @@
 //! in order, once; after both restart, the conversation goes on.
 
 use std::path::Path;
-use std::process::Stdio;
 
 use mm_tests::{files_hold, memory_holds, ServerProcess, WAIT};
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
-const MM: &str = env!("CARGO_BIN_EXE_e2e-mm");
 const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
 
 /// Runs `mm` in line mode as `nick` with `input` on stdin (it ends at the end of input, once
 /// the server answered everything); returns its stdout.
 async fn mm(server: &ServerProcess, nick: &str, home: &Path, input: &str) -> String {
-    let mut child = Command::new(MM)
-        .args(["--server", &server.addr, "--nick", nick, "--line-mode"])
-        .arg("--home")
-        .arg(home)
-        .arg("--ca")
-        .arg(server.data.path().join("tls").join("ca.pem"))
-        .env_remove("MM_SERVER")
-        .env_remove("MM_NICK")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let ca = server.data.path().join("tls").join("ca.pem");
+    let mut child = crate::cli::spawn_mm(&server.addr, Some(&ca), nick, home);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(input.as_bytes()).await.unwrap();
     drop(stdin);

@@ -3,16 +3,13 @@
 //! client and with the real `mm` binary in line mode.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use mm_client::{Delivery, Event};
 use mm_common::e2e::{E2eEvent, Envelope, Failure, Trust};
 use mm_tests::{wait_for_keys, RawTls, TestServer, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-
-const MM: &str = env!("CARGO_BIN_EXE_e2e-mm");
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -250,21 +247,7 @@ struct Mm {
 
 impl Mm {
     async fn start(server: &TestServer, nick: &str, home: &Path) -> Mm {
-        let mut child = Command::new(MM)
-            .args(["--server", &server.server(), "--nick", nick])
-            .arg("--home")
-            .arg(home)
-            .arg("--ca")
-            .arg(server.ca_path())
-            .env_remove("MM_SERVER")
-            .env_remove("MM_NICK")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut child = crate::cli::spawn_mm(&server.server(), Some(&server.ca_path()), nick, home);
         let stdin = child.stdin.take().unwrap();
         let out = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut mm = Mm {

@@ -187,45 +187,7 @@ impl Hub {
         to: &str,
         text: String,
     ) -> Result<PrivateOutcome, SendError> {
-        let key = nick_key(to);
-        let topic = Topic::user(&key);
-        let mut state = self.lock();
-        let accepted = accept(&mut state, conn_id, from, &topic)?;
-        if !state.peers.contains_key(&key) {
-            let mail = Mail {
-                id: accepted.id,
-                ts: accepted.ts,
-                from: from.to_owned(),
-                body: Body::Text(text),
-            };
-            let reply = self
-                .shared
-                .store
-                .queue_mail(&key, mail, Arrival::Offline)
-                .map_err(refused_by_store)?;
-            return Ok(PrivateOutcome::Stored(accepted, reply));
-        }
-        let msg = ServerMsg::Private {
-            id: accepted.id,
-            ts: accepted.ts,
-            from: from.to_owned(),
-            text,
-        };
-        let encoded = frame::encode_message(&msg).map_err(|_| SendError::Encode)?;
-        // The message's strings move on into the mailbox entry: no copy of the text.
-        let ServerMsg::Private { from, text, .. } = msg else {
-            return Err(SendError::Encode);
-        };
-        let mail = Mail {
-            id: accepted.id,
-            ts: accepted.ts,
-            from,
-            body: Body::Text(text),
-        };
-        match self.deliver_live(&mut state, &key, mail, &encoded)? {
-            (true, reply) => Ok(PrivateOutcome::Delivered(accepted, reply)),
-            (false, reply) => Ok(PrivateOutcome::Stored(accepted, reply)),
-        }
+        self.send_personal(conn_id, from, to, Body::Text(text))
     }
 
     /// Relays an opaque payload (end-to-end data) to `to`, stamped with the sender's nick,
@@ -247,16 +209,30 @@ impl Hub {
             Some(hook) => hook(from, to, payload),
             None => payload,
         };
+        self.send_personal(conn_id, from, to, Body::Relay(payload))
+    }
+
+    /// [`Hub::send_private`] and [`Hub::relay`]: `body` into `to`'s mailbox, and to their
+    /// outbox when they are online (as `Private` or `Relay`). A recipient dropped as too slow,
+    /// or whose session is ending, gets it at their next login like one who is offline.
+    fn send_personal(
+        &self,
+        conn_id: u64,
+        from: &str,
+        to: &str,
+        body: Body,
+    ) -> Result<PrivateOutcome, SendError> {
         let key = nick_key(to);
         let topic = Topic::user(&key);
         let mut state = self.lock();
         let accepted = accept(&mut state, conn_id, from, &topic)?;
+        let (id, ts) = (accepted.id, accepted.ts);
         if !state.peers.contains_key(&key) {
             let mail = Mail {
-                id: accepted.id,
-                ts: accepted.ts,
+                id,
+                ts,
                 from: from.to_owned(),
-                body: Body::Relay(payload),
+                body,
             };
             let reply = self
                 .shared
@@ -265,25 +241,24 @@ impl Hub {
                 .map_err(refused_by_store)?;
             return Ok(PrivateOutcome::Stored(accepted, reply));
         }
-        let msg = ServerMsg::Relay {
-            id: accepted.id,
-            ts: accepted.ts,
-            from: from.to_owned(),
-            payload,
+        let from = from.to_owned();
+        let msg = match body {
+            Body::Text(text) => ServerMsg::Private { id, ts, from, text },
+            Body::Relay(payload) => ServerMsg::Relay {
+                id,
+                ts,
+                from,
+                payload,
+            },
         };
         let encoded = frame::encode_message(&msg).map_err(|_| SendError::Encode)?;
-        // The payload moves on into the mailbox entry: no copy of up to 16 KiB.
-        let ServerMsg::Relay { from, payload, .. } = msg else {
-            return Err(SendError::Encode);
+        // The strings and payload move on into the mailbox entry: no copy of up to 16 KiB.
+        let (from, body) = match msg {
+            ServerMsg::Private { from, text, .. } => (from, Body::Text(text)),
+            ServerMsg::Relay { from, payload, .. } => (from, Body::Relay(payload)),
+            _ => return Err(SendError::Encode),
         };
-        let mail = Mail {
-            id: accepted.id,
-            ts: accepted.ts,
-            from,
-            body: Body::Relay(payload),
-        };
-        // Dropped as too slow, or its session is ending: it waits in the mailbox for their next
-        // login, like a line to someone offline.
+        let mail = Mail { id, ts, from, body };
         match self.deliver_live(&mut state, &key, mail, &encoded)? {
             (true, reply) => Ok(PrivateOutcome::Delivered(accepted, reply)),
             (false, reply) => Ok(PrivateOutcome::Stored(accepted, reply)),

@@ -11,6 +11,7 @@ use rand_core::{CryptoRng, RngCore};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::xeddsa::ed25519_accepts;
 use crate::e2e::kdf::{kdf_ck, kdf_rk, message_keys};
 use crate::e2e::ratchet::{Header, Ratchet};
 use crate::e2e::x3dh::{initiate, public_key, respond};
@@ -109,19 +110,6 @@ fn kdf_vectors() -> (Value, Value, Value) {
         }));
     }
     (json!(rk_cases), json!(ck_cases), json!(mk_cases))
-}
-
-fn ed25519_accepts(public: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
-    let Some(ed) = edwards_public(public) else {
-        return false;
-    };
-    let (Ok(key), Ok(sig)) = (
-        VerifyingKey::from_bytes(&ed),
-        Signature::from_slice(signature),
-    ) else {
-        return false;
-    };
-    key.verify_strict(message, &sig).is_ok()
 }
 
 fn xeddsa_vectors() -> Value {

@@ -10,7 +10,7 @@ use crate::identity::Identity;
 use crate::prekeys::signed_prekey_message;
 
 /// What `ed25519-dalek` says of `signature` for the Edwards form of `public`.
-fn ed25519_accepts(public: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
+pub(super) fn ed25519_accepts(public: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
     let Some(ed) = edwards_public(public) else {
         return false;
     };
