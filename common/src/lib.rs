@@ -14,6 +14,7 @@ pub mod confusable;
 pub mod e2e;
 pub mod frame;
 pub mod identity;
+pub mod key_login;
 pub mod pins;
 pub mod prekeys;
 pub mod protocol;

@@ -241,6 +241,30 @@ pub enum ClientMsg {
         /// Whose (case-insensitive).
         nick: String,
     },
+    /// Starts a login with an **account key** instead of a TLS client certificate (the web
+    /// client: a browser cannot present a certificate it made itself without a picker). In
+    /// place of [`ClientMsg::Hello`], as the first message; the server answers with
+    /// [`ServerMsg::Challenge`], the client proves it holds the key with
+    /// [`ClientMsg::KeyProof`], and the login goes on as after `Hello` (the same ownership
+    /// rules, limits and errors), with the account's credential
+    /// [`crate::key_login::credential`] in place of the certificate's fingerprint. See
+    /// [`crate::key_login`].
+    KeyHello {
+        /// [`PROTOCOL_VERSION`].
+        version: u16,
+        /// The nick to log in as.
+        nick: String,
+        /// The account key: an ECDSA P-256 public key, SEC1 uncompressed
+        /// ([`crate::key_login::PUBLIC_KEY_LEN`] bytes, starting `04`).
+        key: Vec<u8>,
+    },
+    /// Answers [`ServerMsg::Challenge`]: the signature of
+    /// [`crate::key_login::signed_message`] with the account key.
+    KeyProof {
+        /// ECDSA P-256 with SHA-256, `r ‖ s` (IEEE P1363, as WebCrypto produces;
+        /// [`crate::key_login::SIGNATURE_LEN`] bytes).
+        signature: Vec<u8>,
+    },
 }
 
 /// A message from the server to a client.
@@ -574,6 +598,13 @@ pub enum ServerMsg {
         code: ErrorCode,
         /// Human-readable detail (at most [`MAX_DETAIL_LEN`] bytes).
         detail: String,
+    },
+    /// Answers [`ClientMsg::KeyHello`]: the client signs
+    /// [`crate::key_login::signed_message`] over this nonce and answers with
+    /// [`ClientMsg::KeyProof`].
+    Challenge {
+        /// [`crate::key_login::NONCE_LEN`] fresh random bytes, never used for another login.
+        nonce: Vec<u8>,
     },
 }
 
@@ -1048,7 +1079,7 @@ impl ClientMsg {
     }
 
     /// The message types' names, by their number on the wire (for error details).
-    pub const KINDS: [&'static str; 22] = [
+    pub const KINDS: [&'static str; 24] = [
         "Hello",
         "Public",
         "Private",
@@ -1071,6 +1102,8 @@ impl ClientMsg {
         "Away",
         "PublishKeys",
         "FetchBundle",
+        "KeyHello",
+        "KeyProof",
     ];
 }
 
@@ -1084,7 +1117,7 @@ impl ServerMsg {
     }
 
     /// The message types' names, by their number on the wire (for error details).
-    pub const KINDS: [&'static str; 31] = [
+    pub const KINDS: [&'static str; 32] = [
         "Welcome",
         "Users",
         "Public",
@@ -1116,6 +1149,7 @@ impl ServerMsg {
         "Bundle",
         "PrekeysLow",
         "KeysRefused",
+        "Challenge",
     ];
 }
 

@@ -18,7 +18,7 @@ impl Core {
             ServerMsg::Ping { token } => {
                 self.out.queue(&ClientMsg::Pong { token }, None);
             }
-            ServerMsg::Pong { .. } | ServerMsg::Welcome { .. } => {}
+            ServerMsg::Pong { .. } | ServerMsg::Welcome { .. } | ServerMsg::Challenge { .. } => {}
             ServerMsg::KeysPublished {
                 one_time,
                 other_device,

@@ -168,6 +168,7 @@ fn variant_name(msg: &ServerMsg) -> &'static str {
         ServerMsg::Bundle { .. } => "Bundle",
         ServerMsg::PrekeysLow { .. } => "PrekeysLow",
         ServerMsg::KeysRefused { .. } => "KeysRefused",
+        ServerMsg::Challenge { .. } => "Challenge",
     }
 }
 

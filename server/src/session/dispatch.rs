@@ -137,7 +137,9 @@ pub(crate) fn dispatch<T: Transport>(
             super::keys::command(conn, m, ctx, key_waits, KeyCommand::Fetch(nick));
             None
         }
-        ClientMsg::Hello { .. } => Some(Exit::Fatal(Refusal::AlreadyLoggedIn)),
+        ClientMsg::Hello { .. } | ClientMsg::KeyHello { .. } | ClientMsg::KeyProof { .. } => {
+            Some(Exit::Fatal(Refusal::AlreadyLoggedIn))
+        }
         ClientMsg::Join { .. }
         | ClientMsg::Part { .. }
         | ClientMsg::List { .. }

@@ -311,7 +311,7 @@ impl Server {
             return self.hello(name, msg, now);
         };
         match msg {
-            ClientMsg::Hello { .. } => {}
+            ClientMsg::Hello { .. } | ClientMsg::KeyHello { .. } | ClientMsg::KeyProof { .. } => {}
             ClientMsg::PublishKeys { keys } => self.publish_keys(name, &me, keys),
             ClientMsg::FetchBundle { nick } => self.fetch_bundle(name, nick),
             msg @ (ClientMsg::Join { .. }
