@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mm_common::key_login;
 use mm_common::protocol::{validate_nick, ClientMsg, LeaveReason, ServerMsg, PROTOCOL_VERSION};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -119,8 +120,9 @@ pub(crate) async fn login<T: Transport>(
         },
         () = cancel.cancelled() => return Err(LoginFailed::Shutdown),
     };
-    let (version, nick) = match ClientMsg::decode(&payload) {
-        Ok(ClientMsg::Hello { version, nick }) => (version, nick),
+    let (version, nick, key) = match ClientMsg::decode(&payload) {
+        Ok(ClientMsg::Hello { version, nick }) => (version, nick, None),
+        Ok(ClientMsg::KeyHello { version, nick, key }) => (version, nick, Some(key)),
         Ok(_) => return Err(LoginFailed::Tell(Refusal::NotHello)),
         Err(e) => return Err(LoginFailed::Tell(Refusal::BadFrame(e.to_string()))),
     };
@@ -130,8 +132,13 @@ pub(crate) async fn login<T: Transport>(
     if let Err(e) = validate_nick(&nick) {
         return Err(LoginFailed::Tell(Refusal::InvalidNick(e.to_string())));
     }
-    let Some(fingerprint) = fingerprint else {
-        return Err(LoginFailed::Tell(Refusal::CertificateRequired));
+    let fingerprint = match key {
+        // The account is the key the client proves it holds, whatever the transport says.
+        Some(key) => prove_key(conn, &nick, &key, ctx, cancel).await?,
+        None => match fingerprint {
+            Some(fingerprint) => fingerprint,
+            None => return Err(LoginFailed::Tell(Refusal::CertificateRequired)),
+        },
     };
     let checked = tokio::select! {
         checked = store_answer(ctx.hub.store().check_login(&nick, &fingerprint)) => checked,
@@ -294,6 +301,65 @@ pub(crate) async fn login<T: Transport>(
         });
     }
     Ok(joined.outbox)
+}
+
+/// The second half of a login with an account key (PROTOCOL.md, "Login with an account key"):
+/// sends a fresh [`ServerMsg::Challenge`], waits (the hello timeout) for the
+/// [`ClientMsg::KeyProof`] and checks it. Returns the account's credential.
+async fn prove_key<T: Transport>(
+    conn: &mut T,
+    nick: &str,
+    key: &[u8],
+    ctx: &Context,
+    cancel: &CancellationToken,
+) -> Result<String, LoginFailed> {
+    if !key_login::well_formed_key(key) {
+        return Err(LoginFailed::Tell(Refusal::BadFrame(format!(
+            "the account key is not an uncompressed P-256 point ({} bytes starting 04)",
+            key_login::PUBLIC_KEY_LEN
+        ))));
+    }
+    let mut nonce = [0u8; key_login::NONCE_LEN];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).is_err() {
+        warn!("no randomness for a login challenge");
+        return Err(LoginFailed::Tell(Refusal::LoginNotCompleted));
+    }
+    conn.queue_msg(&ServerMsg::Challenge {
+        nonce: nonce.to_vec(),
+    });
+    let sent = async {
+        conn.flush().await.map_err(|_| LoginFailed::Silent)?;
+        match conn.recv().await {
+            Ok(Some(payload)) => Ok(payload),
+            Ok(None) | Err(ReadError::Io(_)) => Err(LoginFailed::Silent),
+            Err(e) => Err(LoginFailed::Tell(Refusal::BadFrame(e.to_string()))),
+        }
+    };
+    let payload = tokio::select! {
+        r = timeout(ctx.limits.hello_timeout, sent) => match r {
+            Ok(r) => r?,
+            Err(_) => return Err(LoginFailed::Tell(Refusal::NoKeyProof)),
+        },
+        () = cancel.cancelled() => return Err(LoginFailed::Shutdown),
+    };
+    let signature = match ClientMsg::decode(&payload) {
+        Ok(ClientMsg::KeyProof { signature }) => signature,
+        Ok(_) => {
+            return Err(LoginFailed::Tell(Refusal::BadFrame(
+                "the answer to Challenge must be KeyProof".into(),
+            )))
+        }
+        Err(e) => return Err(LoginFailed::Tell(Refusal::BadFrame(e.to_string()))),
+    };
+    let message = key_login::signed_message(&nonce, nick, key);
+    let verified = signature.len() == key_login::SIGNATURE_LEN
+        && ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, key)
+            .verify(&message, &signature)
+            .is_ok();
+    if !verified {
+        return Err(LoginFailed::Tell(Refusal::KeyProofInvalid));
+    }
+    Ok(key_login::credential(key))
 }
 
 /// The store's answer, within [`STORE_TIMEOUT`].

@@ -34,6 +34,11 @@ pub(crate) enum Refusal {
     InvalidNick(String),
     /// No TLS client certificate (`certificate-required`).
     CertificateRequired,
+    /// A `KeyProof` that is not the account key's signature of the challenge
+    /// (`certificate-required`: no credential was proven).
+    KeyProofInvalid,
+    /// No `KeyProof` within the hello timeout after `Challenge` (`timeout`).
+    NoKeyProof,
     /// The store could not read the accounts (`busy`).
     AccountsUnchecked,
     /// The store could not complete the login (`busy`).
@@ -102,10 +107,14 @@ impl Refusal {
         match self {
             Refusal::BadFrame(why) => (ErrorCode::BAD_FRAME, why.clone()),
             Refusal::NoHello => (ErrorCode::TIMEOUT, "no hello received in time".into()),
+            Refusal::NoKeyProof => (
+                ErrorCode::TIMEOUT,
+                "no answer to the login challenge received in time".into(),
+            ),
             Refusal::Idle { secs } => (ErrorCode::TIMEOUT, format!("no answer for {secs} s")),
             Refusal::NotHello => (
                 ErrorCode::UNEXPECTED_MESSAGE,
-                "the first message must be Hello".into(),
+                "the first message must be Hello (or KeyHello)".into(),
             ),
             Refusal::AlreadyLoggedIn => {
                 (ErrorCode::UNEXPECTED_MESSAGE, "already logged in".into())
@@ -126,6 +135,11 @@ impl Refusal {
                 },
             ),
             Refusal::InvalidNick(why) => (ErrorCode::INVALID_NICK, why.clone()),
+            Refusal::KeyProofInvalid => (
+                ErrorCode::CERTIFICATE_REQUIRED,
+                "the account key's proof does not verify: the signature is not that key's signature of the challenge"
+                    .into(),
+            ),
             Refusal::CertificateRequired => (
                 ErrorCode::CERTIFICATE_REQUIRED,
                 "this server identifies users by a TLS client certificate and none was presented"

@@ -1,6 +1,7 @@
 //! Session rules on the in-memory transport with tokio's paused clock: timeouts and rate limits
 //! are checked to the second without waiting for them. `many` runs several clients at once.
 
+mod key_login;
 mod keys;
 mod many;
 
