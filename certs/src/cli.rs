@@ -186,7 +186,34 @@ fn issued_report(
         "Clients that trust this CA need nothing new. A running mm-server uses the new\n\
          certificate for new connections after `kill -HUP <its pid>`.\n",
     );
+    report.push_str(&browser_trust(&dir.join(CA_CERT)));
     Ok(report)
+}
+
+/// How to make browsers and operating systems trust the CA at `ca` (for the web client), a few
+/// steps per platform. The same words as README.md's "Browsers: trust the server's CA".
+#[must_use]
+pub fn browser_trust(ca: &Path) -> String {
+    let ca = ca.display();
+    format!(
+        "\n\
+         Browsers (the web client, https://HOST:PORT/) accept the server once they trust this CA,\n\
+         {ca}. Check its fingerprint (above) after importing it; then:\n\
+         \x20 Firefox (any system): Settings > Privacy & Security > Certificates > View Certificates >\n\
+         \x20   Authorities > Import > ca.pem, tick \"Trust this CA to identify websites\"\n\
+         \x20 Chrome, Edge, Brave on Linux: chrome://certificate-manager > Local certificates >\n\
+         \x20   Installed by you > Trusted certificates > Import > ca.pem\n\
+         \x20 Windows (Chrome, Edge):  certutil -user -addstore Root ca.pem\n\
+         \x20 macOS (Safari, Chrome):  security add-trusted-cert -r trustRoot \\\n\
+         \x20   -k ~/Library/Keychains/login.keychain-db ca.pem\n\
+         \x20 Debian, Ubuntu (system tools; browsers as above):\n\
+         \x20   sudo cp ca.pem /usr/local/share/ca-certificates/multi-messenger.crt && sudo update-ca-certificates\n\
+         \x20 Android: Settings > Security > Encryption & credentials > Install a certificate > CA certificate\n\
+         \x20 iPhone, iPad: open ca.pem (AirDrop, mail), install the profile, then Settings > General >\n\
+         \x20   About > Certificate Trust Settings > turn on full trust for it\n\
+         Never click through a browser's certificate warning instead: anyone between you and the\n\
+         server could then read everything, end-to-end encryption included.\n"
+    )
 }
 
 fn new_ca_report(dir: &Path, generated: &Generated, replaced: bool) -> anyhow::Result<String> {
@@ -206,11 +233,12 @@ fn new_ca_report(dir: &Path, generated: &Generated, replaced: bool) -> anyhow::R
          \x20 mm --server HOST:PORT --ca {} --nick NAME\n\
          or have them compare the fingerprint above when mm asks on first contact.\n\
          Keep ca.key secret; mm-server uses it to renew its certificate, and mm-certs to issue\n\
-         new ones (for new names or addresses) that clients trust without doing anything.\n",
+         new ones (for new names or addresses) that clients trust without doing anything.\n{}",
         dir.display(),
         generated.covers.join(", "),
         validity(dir)?,
         generated.ca_fingerprint,
-        generated.ca_cert.display()
+        generated.ca_cert.display(),
+        browser_trust(&generated.ca_cert)
     ))
 }

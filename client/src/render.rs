@@ -322,7 +322,7 @@ pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
             at(),
             Kind::Error,
             format!(
-                "{peer} has no end-to-end keys{}: /insecure {peer} to send plain (the server can read it)",
+                "{peer} has no end-to-end keys (a web browser, which cannot encrypt end-to-end yet, or an older client){}: /insecure {peer} to send plain (the server can read it)",
                 not_sent(unsent.len())
             ),
         ),

@@ -214,6 +214,22 @@ async fn mm_certs_issues_from_the_existing_ca_and_makes_a_new_one_only_when_aske
         "{stdout}"
     );
     assert!(stdout.contains("valid until"), "{stdout}");
+    // How to make browsers trust the CA (the web client), naming this CA's file.
+    assert!(
+        stdout.contains("Browsers (the web client")
+            && stdout.contains(&tls.join(CA_CERT).display().to_string())
+            && [
+                "Firefox",
+                "certutil",
+                "add-trusted-cert",
+                "update-ca-certificates",
+                "Android",
+                "iPhone"
+            ]
+            .iter()
+            .all(|step| stdout.contains(step)),
+        "{stdout}"
+    );
     let second = mm_certs::load_certs(&tls.join(SERVER_CERT))
         .unwrap()
         .remove(0);

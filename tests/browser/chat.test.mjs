@@ -1,0 +1,170 @@
+// A browser user and line-mode mm users chat through a real mm-server: #lobby, a room,
+// private both ways, reload, two tabs, hostile text. See harness.mjs.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { browser, Server, withScreenshots } from './harness.mjs';
+
+const WAIT = 20000;
+
+let server;
+let chromium;
+const pages = [];
+
+before(async () => {
+  server = await Server.start();
+  chromium = await browser(server);
+});
+
+after(async () => {
+  await chromium?.close();
+  await server?.stop();
+});
+
+/** A new browser profile (its own IndexedDB: its own accounts) on the server's page. */
+async function newVisitor() {
+  const context = await chromium.newContext();
+  const page = await context.newPage();
+  pages.push(page);
+  return { context, page };
+}
+
+/** Opens the page and picks `nick` on the first visit; resolves once logged in. */
+async function join(page, nick) {
+  await page.goto(server.url);
+  await page.getByLabel('Nick').fill(nick);
+  await page.getByRole('button', { name: 'Join chat' }).click();
+  await page.getByLabel('Message').waitFor({ timeout: WAIT });
+  await logShows(page, `${nick}`);
+}
+
+async function say(page, text) {
+  const box = page.getByLabel('Message');
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+async function logShows(page, text) {
+  await page.getByRole('log').getByText(text, { exact: false }).first().waitFor({ timeout: WAIT });
+}
+
+async function open(page, name) {
+  await page
+    .getByRole('navigation', { name: 'Conversations' })
+    .getByRole('button', { name: new RegExp(`^${name.replace(/[#]/g, '\\$&')}\\b`) })
+    .first()
+    .click();
+}
+
+describe('the web client with mm users', () => {
+  let wendy;
+  let max;
+
+  test('a browser user and an mm user talk in #lobby', async () => {
+    await withScreenshots('lobby', () => pages, async () => {
+      max = await server.mm('max');
+      ({ page: wendy } = await newVisitor());
+      await join(wendy, 'wendy');
+      await max.sees('wendy joined');
+      await say(wendy, 'hello from the browser');
+      await max.sees('<wendy> hello from the browser');
+      max.type('hi wendy, from mm');
+      await logShows(wendy, 'hi wendy, from mm');
+    });
+  });
+
+  test('in a room, both ways', async () => {
+    await withScreenshots('room', () => pages, async () => {
+      max.type('/join #dev');
+      await max.sees('entered #dev');
+      await say(wendy, '/join #dev');
+      await max.sees('wendy joined #dev');
+      await say(wendy, 'room line from the browser');
+      await max.sees('[#dev] <wendy> room line from the browser');
+      max.type('/msg #dev room line from mm');
+      await logShows(wendy, 'room line from mm');
+    });
+  });
+
+  test('privately both ways: plain in the browser, said so; never silently plain from mm', async () => {
+    await withScreenshots('private', () => pages, async () => {
+      await say(wendy, '/msg max psst from the browser');
+      await max.sees('<wendy> psst from the browser');
+      await open(wendy, 'max');
+      await wendy.getByText('NOT end-to-end encrypted — the server can read it').first().waitFor({ timeout: WAIT });
+      // mm's private messages are end-to-end by default: to a browser peer it refuses, with the hint.
+      max.type('/msg wendy secret reply');
+      await max.sees(/wendy has no end-to-end keys.*\/insecure wendy/);
+      await new Promise((r) => setTimeout(r, 500));
+      const log = await wendy.getByRole('log').textContent();
+      assert.ok(!log.includes('secret reply'), 'a line mm refused to send plain reached the browser');
+      max.type('/insecure wendy');
+      await max.sees('NOT end-to-end encrypted');
+      max.type('/msg wendy plain reply, knowingly');
+      await logShows(wendy, 'plain reply, knowingly');
+    });
+  });
+
+  test('chat text is shown as text, never as markup', async () => {
+    await withScreenshots('markup', () => pages, async () => {
+      await open(wendy, '#lobby');
+      max.type('<img src=x onerror="window.pwned=1"><b>bold</b>');
+      await logShows(wendy, '<img src=x onerror="window.pwned=1"><b>bold</b>');
+      assert.equal(await wendy.getByRole('log').locator('img, b').count(), 0);
+      assert.equal(await wendy.evaluate(() => window.pwned), undefined);
+    });
+  });
+
+  test('the page is served with a strict policy', async () => {
+    await withScreenshots('headers', () => pages, async () => {
+      const response = await wendy.goto(server.url);
+      const h = response.headers();
+      assert.match(h['content-security-policy'], /default-src 'none'/);
+      assert.match(h['content-security-policy'], /script-src 'self'/);
+      assert.match(h['content-security-policy'], /connect-src 'self'/);
+      assert.match(h['content-security-policy'], /frame-ancestors 'none'/);
+      assert.equal(h['x-content-type-options'], 'nosniff');
+      assert.equal(h['referrer-policy'], 'no-referrer');
+    });
+  });
+
+  test('a reload keeps the nick and shows the history', async () => {
+    await withScreenshots('reload', () => pages, async () => {
+      await wendy.reload();
+      await wendy.getByLabel('Message').waitFor({ timeout: WAIT });
+      assert.equal(await wendy.getByLabel('Nick').count(), 0, 'the nick form came back after a reload');
+      await logShows(wendy, 'hello from the browser');
+      await logShows(wendy, 'hi wendy, from mm');
+      await say(wendy, 'back after a reload');
+      await max.sees('<wendy> back after a reload');
+    });
+  });
+
+  test('two tabs: one holds the connection, the other says so and can take it over', async () => {
+    await withScreenshots('tabs', () => pages, async () => {
+      const second = await wendy.context().newPage();
+      pages.push(second);
+      await second.goto(server.url);
+      await second.getByText('This account is open in another tab').first().waitFor({ timeout: WAIT });
+      await second.getByRole('button', { name: 'Use here' }).click();
+      await second.getByLabel('Message').waitFor({ timeout: WAIT });
+      await say(second, 'from the second tab');
+      await max.sees('<wendy> from the second tab');
+      // The first tab gave the account up and does not take it back by itself.
+      await wendy.getByText(/another tab/).first().waitFor({ timeout: WAIT });
+      await new Promise((r) => setTimeout(r, 1000));
+      await say(second, 'still the second tab');
+      await max.sees('<wendy> still the second tab');
+      assert.ok(!server.log.lines.some((l) => /replaced/i.test(l) && l.includes('wendy') && l > ''), 'tabs fought over the account');
+    });
+  });
+
+  test('a nick registered to another key is refused in plain words', async () => {
+    await withScreenshots('taken', () => pages, async () => {
+      const { page } = await newVisitor();
+      await page.goto(server.url);
+      await page.getByLabel('Nick').fill('max');
+      await page.getByRole('button', { name: 'Join chat' }).click();
+      await page.getByText(/registered/i).first().waitFor({ timeout: WAIT });
+    });
+  });
+});
