@@ -94,7 +94,8 @@ const ROOM_REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(10
 #[derive(Debug, Subcommand)]
 pub enum AccountsCommand {
     /// List accounts: nick, registration and last-seen times, when it expires if nobody logs in
-    /// to it again (unused_account_days), waiting messages, certificate fingerprint
+    /// to it again (unused_account_days), waiting messages, credentials (kind and the start of
+    /// each: a certificate's fingerprint, an account key's p256: hash)
     List,
     /// Free a nick so that the next client to log in with it owns it (e.g. a user who lost
     /// their key). Deletes the messages waiting for it.
@@ -390,7 +391,7 @@ fn accounts(
         AccountsCommand::List => {
             let accounts = SqliteStore::list_accounts(store)?;
             let mut out = format!(
-                "{:<32}  {:<16}  {:<16}  {:<16}  {:>7}  fingerprint (SHA-256)\n",
+                "{:<32}  {:<16}  {:<16}  {:<16}  {:>7}  credentials\n",
                 "nick", "registered", "last seen", "expires (unused)", "waiting"
             );
             let mut unused = 0;
@@ -411,7 +412,11 @@ fn accounts(
                     utc(a.last_seen_ms),
                     expires,
                     a.waiting,
-                    a.fingerprint
+                    a.credentials
+                        .iter()
+                        .map(crate::store::Credential::short)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             out.push_str(&format!(

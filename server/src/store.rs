@@ -1,4 +1,5 @@
-//! What the server keeps across restarts: accounts (nick → client-certificate fingerprint), rooms
+//! What the server keeps across restarts: accounts (nick → its credentials: client-certificate
+//! fingerprints or account-key credentials, one per account today), rooms
 //! (name, topic, modes, members with their standing, bans, invitations), each room's recent
 //! history, private lines waiting for offline users, and each account's end-to-end keys (the
 //! key directory of protocol 6: public keys only).
@@ -213,13 +214,83 @@ pub enum Arrival {
     Live,
 }
 
+/// How a credential proves that an account is its holder's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A TLS client certificate: the credential is its SHA-256 fingerprint
+    /// (`mm_certs::fingerprint`, colon-separated uppercase hex).
+    Certificate,
+    /// An account key (protocol "Login with an account key"): the credential is
+    /// [`mm_common::key_login::credential`] of the key (`p256:` and lowercase hex).
+    Key,
+}
+
+impl CredentialKind {
+    /// The kind of `credential`, from its form: a key's starts with `p256:`, which a
+    /// certificate's fingerprint never does.
+    pub fn of(credential: &str) -> CredentialKind {
+        if credential.starts_with(mm_common::key_login::CREDENTIAL_PREFIX) {
+            CredentialKind::Key
+        } else {
+            CredentialKind::Certificate
+        }
+    }
+
+    /// As stored and listed: `certificate` or `key`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Certificate => "certificate",
+            CredentialKind::Key => "key",
+        }
+    }
+}
+
+/// One of an account's credentials: whoever logs in with it owns the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// What it is.
+    pub kind: CredentialKind,
+    /// As the session passes it to [`Store::login`]: a certificate's fingerprint or a key's
+    /// `p256:` credential.
+    pub credential: String,
+    /// When it was added to the account, ms since the Unix epoch.
+    pub added_ms: u64,
+}
+
+impl Credential {
+    /// Its kind and the first 8 bytes of its hash, as `mm-server accounts list` shows it:
+    /// `certificate 3F:2A:…` (see [`short_credential`]).
+    pub fn short(&self) -> String {
+        format!(
+            "{} {}",
+            self.kind.as_str(),
+            short_credential(&self.credential)
+        )
+    }
+}
+
+/// The first 8 bytes of a credential's hash, in its own notation, then `…`:
+/// `3F:2A:00:11:22:33:44:55…` for a certificate's fingerprint, `p256:0123456789abcdef…` for a
+/// key's credential. A credential already that short is returned whole.
+pub fn short_credential(credential: &str) -> String {
+    let len = match CredentialKind::of(credential) {
+        // 8 bytes as `XX:` each, without the last colon.
+        CredentialKind::Certificate => 8 * 3 - 1,
+        CredentialKind::Key => mm_common::key_login::CREDENTIAL_PREFIX.len() + 16,
+    };
+    match credential.char_indices().nth(len) {
+        Some((end, _)) => format!("{}…", &credential[..end]),
+        None => credential.to_owned(),
+    }
+}
+
 /// A registered account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     /// The nick, spelled as at its last login.
     pub nick: String,
-    /// SHA-256 fingerprint of the client certificate that owns it.
-    pub fingerprint: String,
+    /// The credentials that own it, oldest first (one today: the one it was registered with).
+    pub credentials: Vec<Credential>,
     /// When it was registered, ms since the Unix epoch.
     pub created_ms: u64,
     /// When it last logged in or out, ms since the Unix epoch (best effort).
@@ -237,11 +308,11 @@ pub struct Account {
 /// would register it"); [`Store::login`] decides it again and acts on it in one step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginOutcome {
-    /// The nick was free and now belongs to this fingerprint (from `check_login`: would).
+    /// The nick was free and now belongs to this credential (from `check_login`: would).
     Registered,
-    /// The nick already belongs to this fingerprint.
+    /// The credential is one of the nick's account's.
     Known,
-    /// The nick belongs to another fingerprint.
+    /// The nick's account does not hold this credential.
     Taken,
     /// The nick is free but the store holds as many accounts as allowed.
     Full,
@@ -407,15 +478,17 @@ pub type Reply<T> = oneshot::Receiver<Result<T, StoreError>>;
 /// `waiting`) where it can. Only [`Store::close`] gives up, after a bounded final effort, and
 /// then says so: the pending replies and the close reply carry [`StoreError::NotStored`].
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// How a login of `nick` with certificate `fingerprint` stands: a read, which changes
-    /// nothing (so a login refused later, by the hub or a limit, has left no trace). The
-    /// answer can be out of date by the time of [`Store::login`], which decides again.
-    fn check_login(&self, nick: &str, fingerprint: &str)
-        -> Result<Reply<LoginOutcome>, StoreError>;
+    /// How a login of `nick` with `credential` (a client certificate's fingerprint, or an
+    /// account key's `p256:` credential) stands: [`LoginOutcome::Known`] if it is one of the
+    /// account's credentials. A read, which changes nothing (so a login refused later, by the
+    /// hub or a limit, has left no trace). The answer can be out of date by the time of
+    /// [`Store::login`], which decides again.
+    fn check_login(&self, nick: &str, credential: &str) -> Result<Reply<LoginOutcome>, StoreError>;
 
     /// Completes a login the hub admitted, in one step in the store's order: decides as
-    /// [`Store::check_login`] does, and only if the login is admitted registers the nick
-    /// (when free and `register` is set; free without it gives [`LoginOutcome::Changed`]),
+    /// [`Store::check_login`] does, and only if the login is admitted registers the nick with
+    /// `credential` as its first credential (when free and `register` is set; free without it
+    /// gives [`LoginOutcome::Changed`]),
     /// marks an account that logs in again as returned (durably), records the spelling and
     /// the time (best effort), and reads the mailbox. If any part fails, none of it is kept.
     ///
@@ -425,20 +498,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn login(
         &self,
         nick: &str,
-        fingerprint: &str,
+        credential: &str,
         now_ms: u64,
         register: bool,
     ) -> Result<Reply<Login>, StoreError>;
 
     /// Undoes the registration a [`Store::login`] with these arguments may have made, if the
     /// session could not learn its outcome (it gave up waiting): deletes the account if it is
-    /// still the one that login created (same certificate, created at `created_ms`, never
-    /// logged in again) and its mailbox. Applied in the store's order, after that login.
+    /// still the one that login created (holding `credential`, created at `created_ms`, never
+    /// logged in again), its credentials and its mailbox. Applied in the store's order, after that login.
     /// Accepted even while the store is failing (it is retried like an accepted line).
     fn abandon_registration(
         &self,
         nick: &str,
-        fingerprint: &str,
+        credential: &str,
         created_ms: u64,
     ) -> Result<(), StoreError>;
 
@@ -455,7 +528,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// accepted even while the store is failing and retried until stored.
     fn logged_out(&self, nick_key: &str, now_ms: u64, durable: bool) -> Result<(), StoreError>;
 
-    /// Deletes, with their mailboxes, up to `limit` accounts that never logged in again after
+    /// Deletes, with their credentials and mailboxes, up to `limit` accounts that never logged in again after
     /// their registering connection, whose registration and last logout are both before
     /// `cutoff_ms`, and that are not in `online` (nick keys: a registering connection still
     /// open is in use). Answers the nicks deleted.

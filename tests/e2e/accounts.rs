@@ -9,6 +9,7 @@ use std::path::Path;
 use mm_certs::ClientIdentity;
 use mm_client::{connect, ConnectError, ConnectOptions, Event};
 use mm_common::protocol::ErrorCode;
+use mm_server::store::short_credential;
 use mm_tests::{identity_for, ServerProcess, TestServer, WAIT};
 use tokio::task::JoinSet;
 
@@ -38,10 +39,11 @@ fn listed<'a>(list: &'a str, nick: &str) -> Option<&'a str> {
     })
 }
 
-/// `opts` with a new certificate of its own (another person choosing that nick).
+/// `opts` with a new certificate of its own (another person choosing that nick), and its
+/// fingerprint as `accounts list` shows it.
 fn stranger(mut opts: ConnectOptions) -> (ConnectOptions, String) {
     let id = ClientIdentity::generate().unwrap();
-    let fp = id.fingerprint();
+    let fp = short_credential(&id.fingerprint());
     opts.certificate = Some(id);
     (opts, fp)
 }
@@ -98,7 +100,7 @@ async fn a_login_refused_as_nick_in_use_registers_nothing_and_the_owner_keeps_th
     let (_, list) = admin(&data, &["accounts", "list"]).await;
     let line = listed(&list, "alice").unwrap_or_else(|| panic!("{list}"));
     assert!(
-        line.contains(&identity_for("alice").fingerprint()),
+        line.contains(&short_credential(&identity_for("alice").fingerprint())),
         "{list}"
     );
     let (status, log) = server.stop().await;
@@ -282,7 +284,12 @@ async fn one_certificate_cannot_squat_nicks_even_over_parallel_connections() {
         quit(c, e).await;
     }
     let (_, list) = admin(server.data.path(), &["accounts", "list"]).await;
-    assert_eq!(list.matches(&identity.fingerprint()).count(), 3, "{list}");
+    assert_eq!(
+        list.matches(&short_credential(&identity.fingerprint()))
+            .count(),
+        3,
+        "{list}"
+    );
     let (_bob, _e, _) = connect(&server.options("bob")).await.unwrap();
     let (status, log) = server.stop().await;
     assert!(status.success(), "{}", log.join("\n"));

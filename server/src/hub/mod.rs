@@ -301,9 +301,9 @@ impl Hub {
     ///
     /// # Errors
     /// As [`Hub::join_unannounced`].
-    pub fn join(&self, conn_id: u64, nick: &str, fingerprint: &str) -> Result<Joined, JoinError> {
+    pub fn join(&self, conn_id: u64, nick: &str, credential: &str) -> Result<Joined, JoinError> {
         let now_ms = self.clock().now_ms();
-        let joined = self.join_unannounced(conn_id, nick, fingerprint, now_ms, true)?;
+        let joined = self.join_unannounced(conn_id, nick, credential, now_ms, true)?;
         self.announce(&joined.outbox, joined.announce);
         Ok(joined)
     }
@@ -341,7 +341,7 @@ impl Hub {
         }
     }
 
-    /// Admits a login of `nick` (it must already satisfy `validate_nick`) with `fingerprint`,
+    /// Admits a login of `nick` (it must already satisfy `validate_nick`) with `credential`,
     /// without telling the others yet ([`Hub::announce`]), and hands the rest of the login to
     /// the store ([`Store::login`] with `now_ms` and `register`): the session must wait for
     /// its answer ([`Joined::login`]) and [`Hub::withdraw`] if it does not admit the login.
@@ -358,7 +358,7 @@ impl Hub {
         &self,
         conn_id: u64,
         nick: &str,
-        fingerprint: &str,
+        credential: &str,
         now_ms: u64,
         register: bool,
     ) -> Result<Joined, JoinError> {
@@ -381,7 +381,7 @@ impl Hub {
         // announced once complete.
         let mut inherited = false;
         if let Some(existing) = state.peers.get(&key) {
-            if existing.fingerprint != fingerprint {
+            if existing.credential != credential {
                 return Err(JoinError::NickInUse(existing.nick.clone()));
             }
             // Unsubscribing the old connection closes its outbox: its session sees it close,
@@ -394,7 +394,7 @@ impl Hub {
         // Under the lock, so that a private line stored for this user before this point is in
         // what the store returns, and every later one goes to the outbox instead. The store
         // writes nothing unless it admits the login.
-        let login = match self.shared.store.login(nick, fingerprint, now_ms, register) {
+        let login = match self.shared.store.login(nick, credential, now_ms, register) {
             Ok(reply) => Some(reply),
             Err(e) => {
                 tracing::warn!(error = %e, "store refused the login request");
@@ -437,7 +437,7 @@ impl Hub {
                 away: None,
                 conn_id,
                 nick: nick.to_owned(),
-                fingerprint: fingerprint.to_owned(),
+                credential: credential.to_owned(),
                 replaced,
                 unacked: VecDeque::new(),
                 fetched: VecDeque::new(),

@@ -26,9 +26,10 @@ pub(super) struct Peer {
     /// Its away message, if away.
     pub away: Option<String>,
     pub nick: String,
-    /// The client certificate it logged in with.
-    pub fingerprint: String,
-    /// Set when a login with the same certificate takes this nick over.
+    /// The credential it logged in with: its client certificate's fingerprint, or its account
+    /// key's `p256:` credential.
+    pub credential: String,
+    /// Set when a login with the same credential takes this nick over.
     pub replaced: Arc<AtomicBool>,
     /// Ids of the personal lines queued live for this connection and not yet acknowledged,
     /// oldest first (they also wait in the user's mailbox in the store).

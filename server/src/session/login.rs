@@ -54,12 +54,12 @@ fn login_refusal(nick: &str, outcome: &LoginOutcome) -> LoginFailed {
 /// session waits for the answer. If the session stops waiting before it knows the outcome
 /// (shutdown, the store's timeout, the task dropped at the end of the shutdown grace), dropping
 /// this undoes the registration, applied after it in the store's order: the login was
-/// refused, so it must not leave the nick registered to this certificate.
+/// refused, so it must not leave the nick registered to this credential.
 struct PendingRegistration<'a> {
     armed: bool,
     store: &'a Arc<dyn crate::store::Store>,
     nick: &'a str,
-    fingerprint: &'a str,
+    credential: &'a str,
     created_ms: u64,
 }
 
@@ -75,9 +75,9 @@ impl Drop for PendingRegistration<'_> {
         if !self.armed {
             return;
         }
-        if let Err(e) =
-            self.store
-                .abandon_registration(self.nick, self.fingerprint, self.created_ms)
+        if let Err(e) = self
+            .store
+            .abandon_registration(self.nick, self.credential, self.created_ms)
         {
             warn!(error = %e, nick = self.nick, "a registration whose login did not complete could not be undone; the operator can release the nick");
         }
@@ -132,7 +132,8 @@ pub(crate) async fn login<T: Transport>(
     if let Err(e) = validate_nick(&nick) {
         return Err(LoginFailed::Tell(Refusal::InvalidNick(e.to_string())));
     }
-    let fingerprint = match key {
+    // The account's credential: the certificate's fingerprint, or the proven key's.
+    let credential = match key {
         // The account is the key the client proves it holds, whatever the transport says.
         Some(key) => prove_key(conn, &nick, &key, ctx, cancel).await?,
         None => match fingerprint {
@@ -141,7 +142,7 @@ pub(crate) async fn login<T: Transport>(
         },
     };
     let checked = tokio::select! {
-        checked = store_answer(ctx.hub.store().check_login(&nick, &fingerprint)) => checked,
+        checked = store_answer(ctx.hub.store().check_login(&nick, &credential)) => checked,
         // A read: nothing to undo.
         () = cancel.cancelled() => return Err(LoginFailed::Shutdown),
     };
@@ -160,7 +161,7 @@ pub(crate) async fn login<T: Transport>(
     let reservation = if register {
         match ctx
             .registrations
-            .reserve(&fingerprint, peer.ip(), std::time::Instant::now())
+            .reserve(&credential, peer.ip(), std::time::Instant::now())
         {
             Ok(reservation) => Some(reservation),
             Err(over) => {
@@ -178,7 +179,7 @@ pub(crate) async fn login<T: Transport>(
     let mut joined =
         match ctx
             .hub
-            .join_unannounced(ctx.hub.next_conn_id(), &nick, &fingerprint, now, register)
+            .join_unannounced(ctx.hub.next_conn_id(), &nick, &credential, now, register)
         {
             Ok(m) => m,
             Err(JoinError::NickInUse(n)) => {
@@ -194,7 +195,7 @@ pub(crate) async fn login<T: Transport>(
                 armed: register,
                 store: ctx.hub.store(),
                 nick: &nick,
-                fingerprint: &fingerprint,
+                credential: &credential,
                 created_ms: now,
             };
             let answer = tokio::select! {
@@ -239,7 +240,7 @@ pub(crate) async fn login<T: Transport>(
         if let Some(reservation) = reservation {
             reservation.commit();
         }
-        info!(%peer, %nick, %fingerprint, "nick registered");
+        info!(%peer, %nick, %credential, "nick registered");
     }
     let mails = login.waiting;
     ctx.hub.announce(&joined.outbox, joined.announce);

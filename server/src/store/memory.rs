@@ -2,7 +2,7 @@
 //! For tests (answers never depend on another thread, so tokio's paused clock stays exact) and
 //! as the smallest example of the [`Store`] contract.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use mm_common::confusable::skeleton;
@@ -28,7 +28,8 @@ pub struct MemoryStore {
 #[derive(Debug)]
 struct Account {
     nick: String,
-    fingerprint: String,
+    /// Whoever logs in with one of these owns it (one today: the registering one).
+    credentials: BTreeSet<String>,
     skeleton: String,
     created_ms: u64,
     last_seen_ms: u64,
@@ -89,9 +90,9 @@ impl MemoryStore {
     }
 
     /// Decides a login as the SQLite store does: `Registered` means "free".
-    fn decide(&self, s: &State, nick: &str, fingerprint: &str) -> LoginOutcome {
+    fn decide(&self, s: &State, nick: &str, credential: &str) -> LoginOutcome {
         match s.accounts.get(&nick_key(nick)) {
-            Some(a) if a.fingerprint == fingerprint => LoginOutcome::Known,
+            Some(a) if a.credentials.contains(credential) => LoginOutcome::Known,
             Some(_) => LoginOutcome::Taken,
             None if s.accounts.len() >= self.opts.max_accounts => LoginOutcome::Full,
             None => {
@@ -104,18 +105,31 @@ impl MemoryStore {
         }
     }
 
-    /// The nicks registered, as nick key → (fingerprint, returned), for tests.
+    /// The nicks registered, as nick key → (credentials, returned), for tests.
     #[cfg(test)]
-    pub(crate) fn accounts(&self) -> HashMap<String, (String, bool)> {
+    pub(crate) fn accounts(&self) -> HashMap<String, (BTreeSet<String>, bool)> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state
             .accounts
             .iter()
-            .map(|(k, a)| (k.clone(), (a.fingerprint.clone(), a.returned)))
+            .map(|(k, a)| (k.clone(), (a.credentials.clone(), a.returned)))
             .collect()
     }
 
-    /// Frees `nick` and drops its mail, as `mm-server accounts release` does, for tests.
+    /// Adds `credential` to the account of `nick`, if there is one, for tests: nothing in the
+    /// protocol adds a second credential yet. Returns whether there was such an account.
+    #[cfg(test)]
+    pub(crate) fn add_credential(&self, nick: &str, credential: &str) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .accounts
+            .get_mut(&nick_key(nick))
+            .map(|a| a.credentials.insert(credential.to_owned()))
+            .is_some()
+    }
+
+    /// Frees `nick` and drops its credentials and mail, as `mm-server accounts release` does,
+    /// for tests.
     #[cfg(test)]
     pub(crate) fn release(&self, nick: &str) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -133,26 +147,22 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn check_login(
-        &self,
-        nick: &str,
-        fingerprint: &str,
-    ) -> Result<Reply<LoginOutcome>, StoreError> {
-        self.with(|s| self.decide(s, nick, fingerprint))
+    fn check_login(&self, nick: &str, credential: &str) -> Result<Reply<LoginOutcome>, StoreError> {
+        self.with(|s| self.decide(s, nick, credential))
             .map(answered)
     }
 
     fn login(
         &self,
         nick: &str,
-        fingerprint: &str,
+        credential: &str,
         now_ms: u64,
         register: bool,
     ) -> Result<Reply<Login>, StoreError> {
         let mailbox_ceiling = self.opts.mailbox_ceiling();
         self.with(|s| {
             let key = nick_key(nick);
-            let outcome = match self.decide(s, nick, fingerprint) {
+            let outcome = match self.decide(s, nick, credential) {
                 LoginOutcome::Known => {
                     if let Some(a) = s.accounts.get_mut(&key) {
                         a.returned = true;
@@ -166,7 +176,7 @@ impl Store for MemoryStore {
                         key.clone(),
                         Account {
                             nick: nick.to_owned(),
-                            fingerprint: fingerprint.to_owned(),
+                            credentials: BTreeSet::from([credential.to_owned()]),
                             skeleton: skeleton(nick),
                             created_ms: now_ms,
                             last_seen_ms: now_ms,
@@ -196,13 +206,13 @@ impl Store for MemoryStore {
     fn abandon_registration(
         &self,
         nick: &str,
-        fingerprint: &str,
+        credential: &str,
         created_ms: u64,
     ) -> Result<(), StoreError> {
         self.with(|s| {
             let key = nick_key(nick);
             let ours = s.accounts.get(&key).is_some_and(|a| {
-                a.fingerprint == fingerprint && a.created_ms == created_ms && !a.returned
+                a.credentials.contains(credential) && a.created_ms == created_ms && !a.returned
             });
             if ours {
                 s.accounts.remove(&key);

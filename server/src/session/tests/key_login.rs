@@ -113,7 +113,7 @@ async fn a_key_login_registers_the_nick_to_the_keys_credential_and_the_key_logs_
     let credential = key_login::credential(&key.public());
     assert_eq!(
         store.accounts().get("alice").map(|a| a.0.clone()),
-        Some(credential)
+        Some([credential].into())
     );
     c.send(&ClientMsg::Quit).await;
     while c.recv().await.is_some() {}

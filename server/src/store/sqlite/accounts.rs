@@ -1,8 +1,9 @@
-//! The `accounts` table: who owns which nick, deciding and completing logins, and the
-//! deletions that free a nick (always with its mailbox: a new owner never reads the old
-//! owner's mail).
+//! The `accounts` and `account_credentials` tables: who owns which nick (whoever logs in with
+//! one of its credentials), deciding and completing logins, and the deletions that free a nick
+//! (always with its credentials and its mailbox: a new owner never logs in with the old
+//! owner's credentials nor reads the old owner's mail).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use mm_common::confusable::skeleton;
 use mm_common::protocol::nick_key;
@@ -13,12 +14,12 @@ use super::convert::{from_sql, to_sql};
 use super::failure::best_effort;
 use super::Counts;
 use super::{keys, mailbox};
-use crate::store::{Account, Login, LoginOutcome, Options};
+use crate::store::{Account, Credential, CredentialKind, Login, LoginOutcome, Options};
 
 /// How a login stands, from reads only.
 pub(super) enum Decision {
-    /// The nick belongs to this certificate; `returned` if it logged in again after its
-    /// registering connection before.
+    /// The credential is one of the nick's account's; `returned` if it logged in again after
+    /// its registering connection before.
     Owner { returned: bool },
     /// The nick is free and may be registered.
     Register,
@@ -37,29 +38,32 @@ impl Decision {
     }
 }
 
-/// Decides a login of `nick` with `fingerprint`: the owner's certificate gets in, another is
-/// refused, and a free nick may be registered unless the store is full or the nick looks like
-/// a registered one (its confusable skeleton is taken; checked here, in the writer's order,
-/// so that two look-alikes registering at once cannot both get in).
+/// Decides a login of `nick` with `credential`: one of the account's credentials gets in,
+/// another is refused, and a free nick may be registered unless the store is full or the nick
+/// looks like a registered one (its confusable skeleton is taken; checked here, in the
+/// writer's order, so that two look-alikes registering at once cannot both get in).
 ///
 /// `accounts` is the writer's running count, so that registering does not count the table each
 /// time; it is recounted when it says the cap is reached (an admin may have released some).
 pub(super) fn evaluate(
     conn: &Connection,
     nick: &str,
-    fingerprint: &str,
+    credential: &str,
     max_accounts: usize,
     accounts: &mut u64,
 ) -> rusqlite::Result<Decision> {
     let key = nick_key(nick);
-    let owner: Option<(String, bool)> = conn
+    let owner: Option<(bool, bool)> = conn
         .prepare_cached(
-            "SELECT fingerprint, returned_ms IS NOT NULL FROM accounts WHERE nick_key = ?1",
+            "SELECT EXISTS (SELECT 1 FROM account_credentials
+                            WHERE nick_key = ?1 AND credential = ?2),
+                    returned_ms IS NOT NULL
+             FROM accounts WHERE nick_key = ?1",
         )?
-        .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![key, credential], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    if let Some((owner, returned)) = owner {
-        return Ok(if owner == fingerprint {
+    if let Some((holds, returned)) = owner {
+        return Ok(if holds {
             Decision::Owner { returned }
         } else {
             Decision::Refused(LoginOutcome::Taken)
@@ -85,14 +89,14 @@ pub(super) fn evaluate(
 
 /// Completes a login (run [`super::failure::atomically`]: a failure of any step keeps none of it). Everything
 /// a login writes is here, and only for a login that is admitted: registering a free nick (if
-/// `register`), marking an owner's account as returned the first time it logs in again
-/// (required: expiry depends on it), and its spelling and last-seen time (best effort: if that
+/// `register`) with `credential` as its first credential, in one step, marking an owner's
+/// account as returned the first time it logs in again (required: expiry depends on it), and its spelling and last-seen time (best effort: if that
 /// fails alone the login still succeeds; if the database fails, the batch is retried and,
 /// meanwhile, the login answered from a read). Then the mailbox is read.
 pub(super) fn login(
     tx: &rusqlite::Transaction<'_>,
     nick: &str,
-    fingerprint: &str,
+    credential: &str,
     now_ms: u64,
     register: bool,
     opts: Options,
@@ -102,7 +106,7 @@ pub(super) fn login(
     let outcome = match evaluate(
         tx,
         nick,
-        fingerprint,
+        credential,
         opts.max_accounts,
         &mut counts.accounts,
     )? {
@@ -121,19 +125,15 @@ pub(super) fn login(
         }
         Decision::Register if register => {
             tx.prepare_cached(
-                "INSERT INTO accounts
-                     (nick_key, nick, fingerprint, created_ms, last_seen_ms, skeleton)
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                "INSERT INTO accounts (nick_key, nick, created_ms, last_seen_ms, skeleton)
+                 VALUES (?1, ?2, ?3, ?3, ?4)",
             )?
-            .execute(params![
-                key,
-                nick,
-                fingerprint,
-                to_sql(now_ms),
-                skeleton(nick)
-            ])?;
+            .execute(params![key, nick, to_sql(now_ms), skeleton(nick)])?;
+            // A new account never inherits a gone one's credentials (every deletion takes
+            // them along; this keeps it so whatever left them) or keys.
+            forget_credentials(tx, &key)?;
+            add_credential(tx, &key, credential, now_ms)?;
             counts.accounts += 1;
-            // A new account never inherits a gone one's keys.
             keys::forget(tx, &key)?;
             LoginOutcome::Registered
         }
@@ -148,30 +148,33 @@ pub(super) fn login(
     Ok(Login { outcome, waiting })
 }
 
-/// Deletes the account `key` and its mailbox if it is still exactly what a registration by
-/// `fingerprint` at `created_ms` made (nobody logged in with it since).
+/// Deletes the account `key`, its credentials and its mailbox if it is still exactly what a
+/// registration by `credential` at `created_ms` made (nobody logged in with it since).
 pub(super) fn abandon(
     tx: &rusqlite::Transaction<'_>,
     key: &str,
-    fingerprint: &str,
+    credential: &str,
     created_ms: u64,
     counts: &mut Counts,
 ) -> rusqlite::Result<()> {
     let deleted = tx
         .prepare_cached(
-            "DELETE FROM accounts WHERE nick_key = ?1 AND fingerprint = ?2 AND created_ms = ?3
-             AND returned_ms IS NULL",
+            "DELETE FROM accounts WHERE nick_key = ?1 AND created_ms = ?3
+             AND returned_ms IS NULL
+             AND EXISTS (SELECT 1 FROM account_credentials
+                         WHERE nick_key = ?1 AND credential = ?2)",
         )?
-        .execute(params![key, fingerprint, to_sql(created_ms)])?;
+        .execute(params![key, credential, to_sql(created_ms)])?;
     if deleted > 0 {
+        forget_credentials(tx, key)?;
         forget_mailbox(tx, key, counts)?;
         info!("store: a registration whose login did not complete was undone");
     }
     Ok(())
 }
 
-/// Deletes up to `limit` unused accounts (see [`crate::store::Store::expire_unused`]) and
-/// their mailboxes; returns their nicks.
+/// Deletes up to `limit` unused accounts (see [`crate::store::Store::expire_unused`]), their
+/// credentials and their mailboxes; returns their nicks.
 pub(super) fn expire(
     tx: &rusqlite::Transaction<'_>,
     cutoff_ms: u64,
@@ -219,20 +222,22 @@ pub(super) fn exists(conn: &Connection, key: &str) -> rusqlite::Result<bool> {
         .is_some())
 }
 
-/// Marks the account `key` of `fingerprint` as returned at `now_ms`, unless it already is: an
-/// owner's login answered from a read while commits failed. Required, not best effort: expiry
-/// depends on it.
+/// Marks the account `key` holding `credential` as returned at `now_ms`, unless it already is:
+/// an owner's login answered from a read while commits failed. Required, not best effort:
+/// expiry depends on it.
 pub(super) fn returned(
     tx: &rusqlite::Transaction<'_>,
     key: &str,
-    fingerprint: &str,
+    credential: &str,
     now_ms: u64,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE accounts SET returned_ms = COALESCE(returned_ms, ?3)
-         WHERE nick_key = ?1 AND fingerprint = ?2",
+         WHERE nick_key = ?1
+         AND EXISTS (SELECT 1 FROM account_credentials
+                     WHERE nick_key = ?1 AND credential = ?2)",
     )?
-    .execute(params![key, fingerprint, to_sql(now_ms)])?;
+    .execute(params![key, credential, to_sql(now_ms)])?;
     Ok(())
 }
 
@@ -256,12 +261,43 @@ pub(super) fn logged_out(
     Ok(())
 }
 
-/// Deletes the account `key`, not its mailbox; returns whether there was one.
+/// Deletes the account `key` and its credentials, not its mailbox; returns whether there was
+/// one. Run it in a transaction: the two go together.
 pub(super) fn delete(tx: &Connection, key: &str) -> rusqlite::Result<bool> {
+    forget_credentials(tx, key)?;
     Ok(tx
         .prepare_cached("DELETE FROM accounts WHERE nick_key = ?1")?
         .execute([key])?
         > 0)
+}
+
+/// Adds `credential` (its kind from its form, [`CredentialKind::of`]) to the account `key` at
+/// `now_ms`; one it already holds stays as it was. Registration adds the first; nothing in the
+/// protocol adds another yet (tests do, through a connection of their own).
+pub(super) fn add_credential(
+    conn: &Connection,
+    key: &str,
+    credential: &str,
+    now_ms: u64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO account_credentials (nick_key, credential, kind, added_ms)
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (nick_key, credential) DO NOTHING",
+    )?
+    .execute(params![
+        key,
+        credential,
+        CredentialKind::of(credential).as_str(),
+        to_sql(now_ms)
+    ])?;
+    Ok(())
+}
+
+/// Deletes every credential of the account `key`.
+fn forget_credentials(conn: &Connection, key: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM account_credentials WHERE nick_key = ?1")?
+        .execute([key])?;
+    Ok(())
 }
 
 /// After the account `key` was deleted: deletes its mailbox, and counts both out.
@@ -283,17 +319,46 @@ pub(super) fn count(conn: &Connection) -> rusqlite::Result<u64> {
         .map(from_sql)
 }
 
-/// Every account with its number of waiting lines, by nick key.
-pub(super) fn list(conn: &Connection) -> rusqlite::Result<Vec<Account>> {
-    let mut stmt = conn.prepare(
-        "SELECT nick, fingerprint, created_ms, last_seen_ms, returned_ms,
+/// Every account with its credentials (oldest first) and its number of waiting lines, by nick
+/// key. Read in one transaction, so that both agree.
+pub(super) fn list(conn: &mut Connection) -> rusqlite::Result<Vec<Account>> {
+    let tx = conn.transaction()?;
+    let mut credentials: HashMap<String, Vec<Credential>> = HashMap::new();
+    {
+        let mut stmt = tx.prepare(
+            "SELECT nick_key, credential, kind, added_ms FROM account_credentials
+             ORDER BY nick_key, added_ms, credential",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let kind: String = r.get(2)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                Credential {
+                    kind: if kind == CredentialKind::Key.as_str() {
+                        CredentialKind::Key
+                    } else {
+                        CredentialKind::Certificate
+                    },
+                    credential: r.get(1)?,
+                    added_ms: from_sql(r.get(3)?),
+                },
+            ))
+        })?;
+        for row in rows {
+            let (key, credential) = row?;
+            credentials.entry(key).or_default().push(credential);
+        }
+    }
+    let mut stmt = tx.prepare(
+        "SELECT nick_key, nick, created_ms, last_seen_ms, returned_ms,
                 (SELECT COUNT(*) FROM mailbox WHERE to_key = accounts.nick_key)
          FROM accounts ORDER BY nick_key",
     )?;
     let rows = stmt.query_map([], |r| {
+        let key: String = r.get(0)?;
         Ok(Account {
-            nick: r.get(0)?,
-            fingerprint: r.get(1)?,
+            nick: r.get(1)?,
+            credentials: credentials.remove(&key).unwrap_or_default(),
             created_ms: from_sql(r.get(2)?),
             last_seen_ms: from_sql(r.get(3)?),
             returned_ms: r.get::<_, Option<i64>>(4)?.map(from_sql),

@@ -106,12 +106,13 @@ impl SqliteStore {
     /// # Errors
     /// As [`SqliteStore::open`], or a failed query.
     pub fn list_accounts(path: &Path) -> Result<Vec<Account>, StoreError> {
-        let conn = open(path)?;
-        accounts::list(&conn).map_err(|e| classify(path, &e))
+        let mut conn = open(path)?;
+        accounts::list(&mut conn).map_err(|e| classify(path, &e))
     }
 
-    /// Frees `nick` (any case): deletes its account and the private lines waiting for it, so a
-    /// new owner never reads the old owner's mail. Returns whether there was such an account.
+    /// Frees `nick` (any case): deletes its account, its credentials and the private lines
+    /// waiting for it, so a new owner never logs in with the old owner's credentials nor reads
+    /// the old owner's mail. Returns whether there was such an account.
     /// A running server applies it at the nick's next login.
     ///
     /// # Errors

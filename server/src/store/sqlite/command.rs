@@ -18,26 +18,26 @@ use crate::store::{
 pub(super) enum Cmd {
     Check {
         nick: String,
-        fingerprint: String,
+        credential: String,
         reply: oneshot::Sender<Result<LoginOutcome, StoreError>>,
     },
     Login {
         nick: String,
-        fingerprint: String,
+        credential: String,
         now_ms: u64,
         register: bool,
         reply: oneshot::Sender<Result<Login, StoreError>>,
     },
     Abandon {
         key: String,
-        fingerprint: String,
+        credential: String,
         created_ms: u64,
     },
     /// An owner's login answered from a read while commits failed: that the account was used
     /// again is recorded once they work (never dropped: expiry depends on it).
     Returned {
         key: String,
-        fingerprint: String,
+        credential: String,
         now_ms: u64,
     },
     Waiting {
@@ -230,12 +230,12 @@ pub(super) fn apply(
 ) -> rusqlite::Result<Outcome> {
     Ok(match cmd {
         Cmd::Check {
-            nick, fingerprint, ..
+            nick, credential, ..
         } => {
             let decided = accounts::evaluate(
                 tx,
                 nick,
-                fingerprint,
+                credential,
                 opts.max_accounts,
                 &mut counts.accounts,
             );
@@ -247,31 +247,31 @@ pub(super) fn apply(
         }
         Cmd::Login {
             nick,
-            fingerprint,
+            credential,
             now_ms,
             register,
             ..
         } => Outcome::Login(
             atomically(tx, counts, |counts| {
-                accounts::login(tx, nick, fingerprint, *now_ms, *register, opts, counts)
+                accounts::login(tx, nick, credential, *now_ms, *register, opts, counts)
             })?
             .map_err(failed),
         ),
         Cmd::Abandon {
             key,
-            fingerprint,
+            credential,
             created_ms,
         } => {
-            accounts::abandon(tx, key, fingerprint, *created_ms, counts)?;
+            accounts::abandon(tx, key, credential, *created_ms, counts)?;
             Outcome::Nothing
         }
         Cmd::Returned {
             key,
-            fingerprint,
+            credential,
             now_ms,
         } => {
             // Required, not best effort: if it fails, the batch is retried.
-            accounts::returned(tx, key, fingerprint, *now_ms)?;
+            accounts::returned(tx, key, credential, *now_ms)?;
             Outcome::Nothing
         }
         Cmd::Expire {

@@ -262,15 +262,11 @@ impl Store for SqliteStore {
         Ok(rx)
     }
 
-    fn check_login(
-        &self,
-        nick: &str,
-        fingerprint: &str,
-    ) -> Result<Reply<LoginOutcome>, StoreError> {
+    fn check_login(&self, nick: &str, credential: &str) -> Result<Reply<LoginOutcome>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Cmd::Check {
             nick: nick.to_owned(),
-            fingerprint: fingerprint.to_owned(),
+            credential: credential.to_owned(),
             reply,
         })?;
         Ok(rx)
@@ -279,14 +275,14 @@ impl Store for SqliteStore {
     fn login(
         &self,
         nick: &str,
-        fingerprint: &str,
+        credential: &str,
         now_ms: u64,
         register: bool,
     ) -> Result<Reply<Login>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Cmd::Login {
             nick: nick.to_owned(),
-            fingerprint: fingerprint.to_owned(),
+            credential: credential.to_owned(),
             now_ms,
             register,
             reply,
@@ -297,12 +293,12 @@ impl Store for SqliteStore {
     fn abandon_registration(
         &self,
         nick: &str,
-        fingerprint: &str,
+        credential: &str,
         created_ms: u64,
     ) -> Result<(), StoreError> {
         self.submit(Cmd::Abandon {
             key: nick_key(nick),
-            fingerprint: fingerprint.to_owned(),
+            credential: credential.to_owned(),
             created_ms,
         })
     }

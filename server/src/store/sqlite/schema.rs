@@ -10,7 +10,7 @@ use super::{meta, BUSY_TIMEOUT};
 use crate::store::StoreError;
 
 /// Schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// One schema step: SQL, then (optionally) work SQL cannot do, in the same transaction.
 struct Migration {
@@ -19,7 +19,7 @@ struct Migration {
 }
 
 /// Migrations, in order; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: [Migration; 5] = [
+const MIGRATIONS: [Migration; 6] = [
     Migration {
         sql: "
     CREATE TABLE accounts (
@@ -158,6 +158,36 @@ const MIGRATIONS: [Migration; 5] = [
         UNIQUE (nick_key, id)
     );
     CREATE INDEX one_time_prekeys_by_owner ON one_time_prekeys (nick_key, seq);
+",
+        then: None,
+    },
+    // 6: an account holds a set of credentials (one today; several devices later).
+    // - `account_credentials`: (nick key, credential) with its `kind` ('certificate': a client
+    //   certificate's SHA-256 fingerprint; 'key': an account key's `p256:` credential, see
+    //   `mm_common::key_login`) and when it was added (`added_ms`). A login is its owner's if
+    //   its credential is one of the account's; the primary key answers that, and nothing
+    //   looks a credential up on its own (the registration limits per credential are in
+    //   memory), so there is no index by credential. Rows are deleted with their account, in
+    //   the same transaction.
+    // - Every account's `fingerprint` becomes its first credential (added at its
+    //   registration; kind 'key' only for a `p256:` one, which the server of key logins may
+    //   have registered before this version), and the column is dropped: the credentials
+    //   have one source of truth.
+    Migration {
+        sql: "
+    CREATE TABLE account_credentials (
+        nick_key   TEXT NOT NULL,
+        credential TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        added_ms   INTEGER NOT NULL,
+        PRIMARY KEY (nick_key, credential)
+    ) WITHOUT ROWID;
+    INSERT INTO account_credentials (nick_key, credential, kind, added_ms)
+        SELECT nick_key, fingerprint,
+               CASE WHEN substr(fingerprint, 1, 5) = 'p256:' THEN 'key' ELSE 'certificate' END,
+               created_ms
+        FROM accounts;
+    ALTER TABLE accounts DROP COLUMN fingerprint;
 ",
         then: None,
     },

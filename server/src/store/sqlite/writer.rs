@@ -351,14 +351,14 @@ impl Writer {
         match cmd {
             Cmd::Check {
                 nick,
-                fingerprint,
+                credential,
                 reply,
             } => {
                 let mut accounts = self.counts.accounts;
                 let outcome = match accounts::evaluate(
                     &self.conn,
                     &nick,
-                    &fingerprint,
+                    &credential,
                     self.opts.max_accounts,
                     &mut accounts,
                 ) {
@@ -372,7 +372,7 @@ impl Writer {
             }
             Cmd::Login {
                 nick,
-                fingerprint,
+                credential,
                 now_ms,
                 reply,
                 ..
@@ -383,7 +383,7 @@ impl Writer {
                     // commit, and register nothing meanwhile.
                     batch.push(Cmd::Login {
                         nick,
-                        fingerprint,
+                        credential,
                         now_ms,
                         register: false,
                         reply,
@@ -394,7 +394,7 @@ impl Writer {
                 let answer = match accounts::evaluate(
                     &self.conn,
                     &nick,
-                    &fingerprint,
+                    &credential,
                     self.opts.max_accounts,
                     &mut accounts,
                 ) {
@@ -406,7 +406,7 @@ impl Writer {
                                     // recorded with the retried batch, never dropped.
                                     batch.push(Cmd::Returned {
                                         key,
-                                        fingerprint,
+                                        credential,
                                         now_ms,
                                     });
                                 }

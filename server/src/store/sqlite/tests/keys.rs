@@ -363,7 +363,7 @@ async fn a_store_of_schema_4_gains_the_key_directory() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, schema::SCHEMA_VERSION);
 }
 
 #[tokio::test]

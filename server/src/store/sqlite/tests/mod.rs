@@ -3,6 +3,7 @@
 
 mod accounts;
 mod basics;
+mod credentials;
 mod faults;
 mod keys;
 mod rooms;
