@@ -1,6 +1,7 @@
 //! The Multi-Messenger server.
 //!
-//! Data path: TCP accept ([`listener`]) → TLS handshake (`session`) → [`transport`] (frames in,
+//! Data path: TCP accept ([`listener`]) → TLS handshake (`session`; the ClientHello's ALPN
+//! chooses the native protocol or HTTPS for browsers, [`web`]) → [`transport`] (frames in,
 //! one message each; [`transport::framed`] is TLS over TCP) → the session (login, then each
 //! `ClientMsg` dispatched) → [`hub`] (an id and a time, the store, each message encoded once)
 //! → a [`hub::Topic`] on the bus (a shared handle pushed into the [`hub::Outbox`] of each
@@ -22,6 +23,7 @@ mod session;
 pub mod store;
 pub mod tls;
 pub mod transport;
+pub mod web;
 
 use std::future::Future;
 use std::path::Path;
@@ -134,7 +136,8 @@ pub async fn serve(
     hub: Hub,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let web = tls::web_config(&tls).map_err(std::io::Error::other)?;
+    let configs = session::TlsConfigs { native: tls, web };
     let ctx = Arc::new(session::Context {
         hub: hub.clone(),
         server_name: format!("mm-server {}", env!("CARGO_PKG_VERSION")),
@@ -162,7 +165,7 @@ pub async fn serve(
     info!(%local, "listening");
 
     tokio::select! {
-        () = listener::accept_loop(&listener, &acceptor, &ctx, &cancel, &tracker) => {}
+        () = listener::accept_loop(&listener, &configs, &ctx, &cancel, &tracker) => {}
         () = shutdown => info!("shutdown requested"),
     }
     drop(listener);
