@@ -15,7 +15,7 @@ use mm_tests::{closed_within, RawTls, TestServer, WAIT};
 use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
-use rustls_pki_types::ServerName;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -54,8 +54,18 @@ impl ResolvesClientCert for Asked {
 /// A TLS connection offering `alpn`, no client certificate; `asked` records a certificate
 /// request.
 async fn tls_with(server: &TestServer, alpn: &[&[u8]], asked: Arc<Asked>) -> TlsStream<TcpStream> {
+    tls_to(&server.addr.to_string(), &server.ca, alpn, asked).await
+}
+
+/// As [`tls_with`], to the server at `addr` whose CA is `ca`.
+async fn tls_to(
+    addr: &str,
+    ca: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+    asked: Arc<Asked>,
+) -> TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in &server.ca {
+    for cert in ca {
         roots.add(cert.clone()).unwrap();
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -67,7 +77,7 @@ async fn tls_with(server: &TestServer, alpn: &[&[u8]], asked: Arc<Asked>) -> Tls
     .with_client_cert_resolver(asked);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
     connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
@@ -166,7 +176,10 @@ async fn request(tls: &mut TlsStream<TcpStream>, head: &str) -> Http {
 }
 
 fn upgrade_head(server: &TestServer, origin: Option<&str>) -> String {
-    let host = server.addr.to_string();
+    upgrade_head_to(&server.addr.to_string(), origin)
+}
+
+fn upgrade_head_to(host: &str, origin: Option<&str>) -> String {
     let mut head = format!(
         "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     );
@@ -565,4 +578,54 @@ async fn a_websocket_client_that_never_logs_in_times_out_as_on_native() {
     assert_eq!(detail, "no hello received in time");
     assert!(closed);
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_websocket_connections_cost_little_memory_and_the_web_address_is_logged() {
+    const CONFIG: &str = "[limits]\nmax_connections_per_ip = 1000\nhello_timeout = \"120s\"\n";
+    let server = mm_tests::ServerProcess::start(MM_SERVER, CONFIG).await;
+    let url = format!("https://{}/", server.addr);
+    assert!(
+        server
+            .log
+            .iter()
+            .any(|l| l.contains(&format!("web client: {url}"))),
+        "{:?}",
+        server.log
+    );
+    let ca = server.ca();
+    let open = |n: usize| {
+        let (addr, ca) = (server.addr.clone(), ca.clone());
+        async move {
+            let mut conns = Vec::new();
+            for _ in 0..n {
+                let mut tls = tls_to(&addr, &ca, &[b"http/1.1"], Arc::default()).await;
+                let origin = format!("https://{addr}");
+                tls.write_all(upgrade_head_to(&addr, Some(&origin)).as_bytes())
+                    .await
+                    .unwrap();
+                let mut buf = Vec::new();
+                assert_eq!(read_response(&mut tls, &mut buf, false).await.status, 101);
+                conns.push(tls);
+            }
+            conns
+        }
+    };
+    // Warm up (the runtime's threads, the allocator's arenas), then measure 200 more.
+    let _warm = open(20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.rss_kib();
+    let conns = open(200).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per_conn = server.rss_kib().saturating_sub(before) / 200;
+    // tungstenite's default read buffer alone is 128 KiB per connection (zero-filled at the
+    // first read); with the 4 KiB one, TLS and all, an idle WebSocket costs a few dozen KiB.
+    assert!(
+        per_conn < 64,
+        "{per_conn} KiB per idle WebSocket connection"
+    );
+    eprintln!("{per_conn} KiB per idle WebSocket connection");
+    drop(conns);
 }
