@@ -629,3 +629,43 @@ async fn idle_websocket_connections_cost_little_memory_and_the_web_address_is_lo
     eprintln!("{per_conn} KiB per idle WebSocket connection");
     drop(conns);
 }
+
+/// Needs the server side of key login (session/login.rs, written on main in parallel): fails
+/// with `unexpected-message` until that is merged.
+#[tokio::test]
+async fn a_websocket_client_logs_in_with_an_account_key_challenge_and_proof() {
+    let server = TestServer::start().await;
+    let mut ws = ws(&server).await;
+    let mut key = vec![0u8; mm_common::key_login::PUBLIC_KEY_LEN];
+    key[0] = 4;
+    send(
+        &mut ws,
+        &ClientMsg::KeyHello {
+            version: PROTOCOL_VERSION,
+            nick: "webby".into(),
+            key,
+        },
+    )
+    .await;
+    let next = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+    let Some(Ok(Message::Binary(b))) = next else {
+        panic!("{next:?}")
+    };
+    match ServerMsg::decode(&b).unwrap() {
+        ServerMsg::Challenge { nonce } => {
+            assert_eq!(nonce.len(), mm_common::key_login::NONCE_LEN)
+        }
+        other => panic!("expected a Challenge, got {other:?}"),
+    }
+    // Not a signature by that key (nor is the key a point on the curve): refused.
+    send(
+        &mut ws,
+        &ClientMsg::KeyProof {
+            signature: vec![0; mm_common::key_login::SIGNATURE_LEN],
+        },
+    )
+    .await;
+    let (seen, closed) = read_to_close(&mut ws).await;
+    assert_eq!(fatal(&seen).0, ErrorCode::CERTIFICATE_REQUIRED);
+    assert!(closed);
+}
