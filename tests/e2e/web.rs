@@ -669,3 +669,38 @@ async fn a_websocket_client_logs_in_with_an_account_key_challenge_and_proof() {
     assert_eq!(fatal(&seen).0, ErrorCode::CERTIFICATE_REQUIRED);
     assert!(closed);
 }
+
+#[tokio::test]
+async fn frames_sent_right_behind_the_upgrade_request_are_not_lost() {
+    let server = TestServer::start().await;
+    let mut tls = web(&server).await;
+    // The head and a first message in one write, before the 101 comes back.
+    let mut bytes = upgrade_head(&server, Some(&own_origin(&server))).into_bytes();
+    let ping = mm_common::frame::encode_message(&ClientMsg::Ping { token: 9 }).unwrap();
+    bytes.extend_from_slice(&frame_header(true, 0x2, ping.len() as u64));
+    bytes.extend_from_slice(&ping);
+    tls.write_all(&bytes).await.unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut tls, &mut buf, false).await.status, 101);
+    let mut ws = WebSocketStream::from_partially_read(tls, buf, Role::Client, None).await;
+    let (seen, _) = read_to_close(&mut ws).await;
+    // Answered as a Ping before Hello is on native: the message reached the session.
+    let (code, _) = fatal(&seen);
+    assert_eq!(code, ErrorCode::UNEXPECTED_MESSAGE);
+}
+
+#[tokio::test]
+async fn web_connections_count_against_the_per_address_cap() {
+    let limits = Limits {
+        max_connections_per_ip: 2,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let _one = web(&server).await;
+    let _two = ws(&server).await;
+    let mut three = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        closed_within(&mut three, WAIT).await,
+        "a third connection from the address is closed"
+    );
+}
