@@ -120,13 +120,15 @@ pub async fn run(
     Ok(())
 }
 
-/// Serves clients on `listener` until `shutdown` completes, then shuts down gracefully: stops
+/// Serves clients on `listener` until `shutdown` completes — native clients with `tls`, and
+/// browsers (ALPN `http/1.1`) with [`tls::web_config`] made from it — then shuts down gracefully: stops
 /// accepting, stops accepting messages, lets every session deliver what was accepted and tell
 /// its client, makes the store durable, and returns once all sessions ended (or
 /// `limits.shutdown_grace` passed) and the store is closed.
 ///
 /// # Errors
-/// If the listener's address cannot be read (accept errors are retried with backoff), or if
+/// If the listener's address cannot be read or rustls refuses the web configuration (it does
+/// not with its defaults; accept errors are retried with backoff), or if
 /// the store could not commit everything accepted at close (the error says how much was not
 /// stored; `mm-server` then exits non-zero).
 pub async fn serve(

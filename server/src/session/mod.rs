@@ -8,7 +8,8 @@
 //! clock (`tests`).
 //!
 //! The parts (none imports this driver; they share [`context`]):
-//! - this file: [`serve`] (TLS accept), [`run`] (login, the chat loop, the goodbye) and the
+//! - this file: [`serve`] (TLS accept, with the configuration the ClientHello's ALPN asks
+//!   for: native, or HTTPS for browsers, handed to `crate::web`), [`run`] (login, the chat loop, the goodbye) and the
 //!   select loop itself (`chat`): the transport, the user's queue, answers owed, timers;
 //! - `login`: `Hello` to `Welcome`, or the refusal;
 //! - `dispatch`: one function per `ClientMsg` kind, called from one `match`;
