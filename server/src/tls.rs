@@ -313,7 +313,7 @@ pub fn handshake_failure(e: &std::io::Error) -> HandshakeFailure {
             plain("the client does not speak TLS (a plain-TCP or HTTP client on the TLS port?)")
         }
         rustls::Error::NoApplicationProtocol => plain(
-            "the client is not a Multi-Messenger client (it asked for another protocol than mm/1: a web browser?)",
+            "the client asked for a protocol this server does not speak (neither mm/1 nor http/1.1)",
         ),
         rustls::Error::PeerIncompatible(_) => {
             plain("the client has no TLS version or cipher in common with this server")
