@@ -252,6 +252,45 @@ impl Sources {
     }
 }
 
+/// The web client's URL for a server bound to `bound`: its address itself, unless it is the
+/// unspecified address (0.0.0.0 or ::), which no browser can open. Then the first DNS name of
+/// the server certificate that is not `localhost` (the name clients are meant to use; the
+/// certificate must cover the URL's host for a browser to accept it), else its first IP address
+/// that is not loopback, else the machine's hostname (`hostname`, as the kernel reports it), else
+/// `localhost`.
+pub fn web_url(
+    bound: SocketAddr,
+    names: Option<&mm_certs::Names>,
+    hostname: Option<&str>,
+) -> String {
+    let port = bound.port();
+    if !bound.ip().is_unspecified() {
+        return format!("https://{bound}/");
+    }
+    let dns = names.and_then(|n| n.dns.iter().find(|d| !d.eq_ignore_ascii_case("localhost")));
+    if let Some(dns) = dns {
+        return format!("https://{dns}:{port}/");
+    }
+    let ip = names.and_then(|n| {
+        n.ips
+            .iter()
+            .find(|ip| !ip.is_loopback() && !ip.is_unspecified())
+    });
+    if let Some(ip) = ip {
+        return format!("https://{}/", SocketAddr::new(*ip, port));
+    }
+    let host = hostname.filter(|h| !h.is_empty()).unwrap_or("localhost");
+    format!("https://{host}:{port}/")
+}
+
+/// The machine's hostname, as Linux reports it (`None` elsewhere, or if unreadable).
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
 /// Listens on `addr`; a refusal says why in plain words and what to do.
 async fn listen(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     crate::listener::bind(addr).map_err(|e| anyhow::anyhow!(listen_refused(addr, &e)))
@@ -345,6 +384,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if let Some(ca) = ca.first() {
             info!(fingerprint = %mm_certs::fingerprint(ca), "CA fingerprint");
         }
+    }
+    if let Ok(bound) = listener.local_addr() {
+        let names = cert
+            .end_entity()
+            .and_then(|der| {
+                mm_certs::CertInfo::parse(&der, &tls_dir.join(mm_certs::SERVER_CERT)).ok()
+            })
+            .map(|info| info.names);
+        info!(
+            "web client: {}",
+            web_url(bound, names.as_ref(), hostname().as_deref())
+        );
     }
     let Signals {
         interrupt,
@@ -778,6 +829,38 @@ mod tests {
         let empty: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(empty, ["#empty", "0", "-", "-"]);
         assert_eq!(lines[3], "2 room(s)");
+    }
+
+    #[test]
+    fn the_web_url_uses_the_bound_address_or_a_name_the_certificate_covers() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            web_url(at("127.0.0.1:7667"), None, None),
+            "https://127.0.0.1:7667/"
+        );
+        assert_eq!(web_url(at("[::1]:7667"), None, None), "https://[::1]:7667/");
+        let names = mm_certs::Names {
+            dns: vec!["localhost".into(), "chat.example".into()],
+            ips: vec!["127.0.0.1".parse().unwrap(), "192.0.2.7".parse().unwrap()],
+        };
+        assert_eq!(
+            web_url(at("0.0.0.0:7667"), Some(&names), Some("box")),
+            "https://chat.example:7667/"
+        );
+        let ips = mm_certs::Names {
+            dns: vec!["localhost".into()],
+            ..names.clone()
+        };
+        assert_eq!(
+            web_url(at("[::]:9"), Some(&ips), Some("box")),
+            "https://192.0.2.7:9/"
+        );
+        let none = mm_certs::Names::default();
+        assert_eq!(
+            web_url(at("0.0.0.0:1"), Some(&none), Some("box")),
+            "https://box:1/"
+        );
+        assert_eq!(web_url(at("0.0.0.0:1"), None, None), "https://localhost:1/");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Multi-Messenger server.
 //!
-//! Data path: TCP accept ([`listener`]) → TLS handshake (`session`) → [`transport`] (frames in,
+//! Data path: TCP accept ([`listener`]) → TLS handshake (`session`; the ClientHello's ALPN
+//! chooses the native protocol or HTTPS for browsers, [`web`]) → [`transport`] (frames in,
 //! one message each; [`transport::framed`] is TLS over TCP) → the session (login, then each
 //! `ClientMsg` dispatched) → [`hub`] (an id and a time, the store, each message encoded once)
 //! → a [`hub::Topic`] on the bus (a shared handle pushed into the [`hub::Outbox`] of each
@@ -22,6 +23,7 @@ mod session;
 pub mod store;
 pub mod tls;
 pub mod transport;
+pub mod web;
 
 use std::future::Future;
 use std::path::Path;
@@ -118,13 +120,15 @@ pub async fn run(
     Ok(())
 }
 
-/// Serves clients on `listener` until `shutdown` completes, then shuts down gracefully: stops
+/// Serves clients on `listener` until `shutdown` completes — native clients with `tls`, and
+/// browsers (ALPN `http/1.1`) with [`tls::web_config`] made from it — then shuts down gracefully: stops
 /// accepting, stops accepting messages, lets every session deliver what was accepted and tell
 /// its client, makes the store durable, and returns once all sessions ended (or
 /// `limits.shutdown_grace` passed) and the store is closed.
 ///
 /// # Errors
-/// If the listener's address cannot be read (accept errors are retried with backoff), or if
+/// If the listener's address cannot be read or rustls refuses the web configuration (it does
+/// not with its defaults; accept errors are retried with backoff), or if
 /// the store could not commit everything accepted at close (the error says how much was not
 /// stored; `mm-server` then exits non-zero).
 pub async fn serve(
@@ -134,7 +138,8 @@ pub async fn serve(
     hub: Hub,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let web = tls::web_config(&tls).map_err(std::io::Error::other)?;
+    let configs = session::TlsConfigs { native: tls, web };
     let ctx = Arc::new(session::Context {
         hub: hub.clone(),
         server_name: format!("mm-server {}", env!("CARGO_PKG_VERSION")),
@@ -162,7 +167,7 @@ pub async fn serve(
     info!(%local, "listening");
 
     tokio::select! {
-        () = listener::accept_loop(&listener, &acceptor, &ctx, &cancel, &tracker) => {}
+        () = listener::accept_loop(&listener, &configs, &ctx, &cancel, &tracker) => {}
         () = shutdown => info!("shutdown requested"),
     }
     drop(listener);

@@ -1,6 +1,7 @@
 //! Listening for TCP connections: the listening socket (with a backlog sized for reconnect
 //! storms) and the accept loop, which caps connections in total and per client address and
-//! hands each accepted connection to a session.
+//! hands each accepted connection to a session (native or web: both count against the same
+//! caps, since the protocol is chosen after the accept, at the TLS handshake).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -44,7 +45,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 pub(crate) async fn accept_loop(
     listener: &TcpListener,
-    acceptor: &tokio_rustls::TlsAcceptor,
+    configs: &session::TlsConfigs,
     ctx: &Arc<session::Context>,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
@@ -65,9 +66,9 @@ pub(crate) async fn accept_loop(
                     debug!(%peer, "per-address connection cap reached; closing");
                     continue; // dropping `tcp` closes it; the permit returns to the pool
                 };
-                let (acceptor, ctx, cancel) = (acceptor.clone(), Arc::clone(ctx), cancel.clone());
+                let (configs, ctx, cancel) = (configs.clone(), Arc::clone(ctx), cancel.clone());
                 tracker.spawn(async move {
-                    session::serve(tcp, peer, acceptor, ctx, cancel).await;
+                    session::serve(tcp, peer, configs, ctx, cancel).await;
                     drop(ip_slot);
                     drop(permit);
                 });

@@ -116,6 +116,50 @@ pub fn server_config_with(cert: Arc<ServerCert>) -> Result<Arc<ServerConfig>, Tl
     Ok(Arc::new(config))
 }
 
+/// The ALPN protocol name of HTTPS (RFC 7301): what browsers offer.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// The TLS configuration for browsers (ALPN `http/1.1`, see PROTOCOL.md "The web"), made from
+/// the native one: the same protocol versions, cipher suites and certificate resolver (so a
+/// [`ServerCert::reload`] or renewal applies to both), but no client certificate request at all
+/// and ALPN `http/1.1` only.
+///
+/// # Errors
+/// [`TlsError::Rustls`] if rustls refuses the protocol versions (it does not with its defaults).
+pub fn web_config(native: &ServerConfig) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(Arc::clone(native.crypto_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::clone(&native.cert_resolver));
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Which of the server's two TLS configurations a connection gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// The native protocol (ALPN `mm/1`, or no ALPN): a client certificate is requested.
+    Native,
+    /// HTTPS and WebSocket for browsers (ALPN `http/1.1` offered, `mm/1` not).
+    Web,
+}
+
+/// Chooses the configuration from the ALPN protocols a ClientHello offers (`None`: no ALPN
+/// extension): [`Flavor::Web`] if `http/1.1` is offered and `mm/1` is not, else
+/// [`Flavor::Native`] (which refuses any other protocol at the handshake).
+pub fn flavor<'a>(alpn: Option<impl Iterator<Item = &'a [u8]>>) -> Flavor {
+    let (mut http, mut mm) = (false, false);
+    for proto in alpn.into_iter().flatten() {
+        http |= proto == ALPN_HTTP1;
+        mm |= proto == mm_common::protocol::ALPN;
+    }
+    if http && !mm {
+        Flavor::Web
+    } else {
+        Flavor::Native
+    }
+}
+
 /// The certificate chain and key the server presents, replaceable while it runs.
 ///
 /// Every TLS handshake takes the current one (a lock held only to clone an `Arc`, never across
@@ -269,7 +313,7 @@ pub fn handshake_failure(e: &std::io::Error) -> HandshakeFailure {
             plain("the client does not speak TLS (a plain-TCP or HTTP client on the TLS port?)")
         }
         rustls::Error::NoApplicationProtocol => plain(
-            "the client is not a Multi-Messenger client (it asked for another protocol than mm/1: a web browser?)",
+            "the client asked for a protocol this server does not speak (neither mm/1 nor http/1.1)",
         ),
         rustls::Error::PeerIncompatible(_) => {
             plain("the client has no TLS version or cipher in common with this server")
@@ -350,6 +394,29 @@ impl ClientCertVerifier for SelfSignedClients {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alpn_chooses_web_only_for_http1_without_mm() {
+        let web: [&[u8]; 2] = [b"h2", b"http/1.1"];
+        assert_eq!(flavor(Some(web.into_iter())), Flavor::Web);
+        let both: [&[u8]; 2] = [b"http/1.1", b"mm/1"];
+        assert_eq!(flavor(Some(both.into_iter())), Flavor::Native);
+        let mm: [&[u8]; 1] = [b"mm/1"];
+        assert_eq!(flavor(Some(mm.into_iter())), Flavor::Native);
+        let other: [&[u8]; 1] = [b"h2"];
+        assert_eq!(flavor(Some(other.into_iter())), Flavor::Native);
+        assert_eq!(flavor(None::<std::iter::Empty<&[u8]>>), Flavor::Native);
+    }
+
+    #[test]
+    fn the_web_config_asks_no_client_certificate_and_shares_the_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        mm_certs::generate(dir.path(), &mm_certs::Names::default(), false).unwrap();
+        let native = server_config_from_dir(dir.path()).unwrap();
+        let web = web_config(&native).unwrap();
+        assert_eq!(web.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(Arc::ptr_eq(&web.cert_resolver, &native.cert_resolver));
+    }
 
     #[test]
     fn a_failed_handshake_is_said_in_plain_words() {

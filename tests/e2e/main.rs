@@ -26,3 +26,4 @@ mod store_faults;
 mod text;
 mod trust;
 mod tui;
+mod web;

@@ -25,6 +25,11 @@ pub enum ReadError {
     /// The stream ended in the middle of a frame.
     #[error("connection closed in the middle of a frame")]
     Truncated,
+    /// The transport's own delimiting of messages was broken in another way than a frame
+    /// length (the WebSocket transport: a text message, a frame that breaks RFC 6455). The
+    /// text is the `bad-frame` detail, in the protocol's words.
+    #[error("{0}")]
+    Framing(String),
 }
 
 /// A read buffer that yields whole frames' payloads from any [`AsyncRead`].

@@ -8,7 +8,8 @@
 //! clock (`tests`).
 //!
 //! The parts (none imports this driver; they share [`context`]):
-//! - this file: [`serve`] (TLS accept), [`run`] (login, the chat loop, the goodbye) and the
+//! - this file: [`serve`] (TLS accept, with the configuration the ClientHello's ALPN asks
+//!   for: native, or HTTPS for browsers, handed to `crate::web`), [`run`] (login, the chat loop, the goodbye) and the
 //!   select loop itself (`chat`): the transport, the user's queue, answers owed, timers;
 //! - `login`: `Hello` to `Welcome`, or the refusal;
 //! - `dispatch`: one function per `ClientMsg` kind, called from one `match`;
@@ -31,15 +32,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mm_common::protocol::{ClientMsg, ErrorCode, LeaveReason, ServerMsg};
+use rustls::ServerConfig;
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::Limits;
 use crate::hub::{Closed, HistoryLoad, Outbox, SendError};
 use crate::limit::RateLimiter;
+use crate::tls::Flavor;
 use crate::transport::framed::Framed;
 use crate::transport::{ReadError, Transport};
 use answers::{pump, settle_front, Answer, MAX_OWED};
@@ -63,19 +66,40 @@ const LINGER: Duration = Duration::from_secs(2);
 /// crossed the notice on the wire), unless the client closes first.
 const LINGER_AFTER_SHUTDOWN: Duration = Duration::from_secs(1);
 
-/// Serves one accepted TCP connection until it ends.
+/// The server's two TLS configurations, chosen per connection from its ClientHello (see
+/// [`crate::tls::flavor`]).
+#[derive(Debug, Clone)]
+pub(crate) struct TlsConfigs {
+    /// The native protocol's: a client certificate requested, ALPN `mm/1`.
+    pub native: Arc<ServerConfig>,
+    /// HTTPS for browsers: no client certificate request, ALPN `http/1.1`.
+    pub web: Arc<ServerConfig>,
+}
+
+/// Serves one accepted TCP connection until it ends: reads its ClientHello, completes the TLS
+/// handshake with the configuration its ALPN asks for (both within the handshake timeout), then
+/// runs a native session or the web server's requests on it.
 pub(crate) async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
+    configs: TlsConfigs,
     ctx: Arc<Context>,
     cancel: CancellationToken,
 ) {
     let _ = tcp.set_nodelay(true); // chat lines are small and latency-sensitive
-    let accept = timeout(ctx.limits.handshake_timeout, acceptor.accept(tcp));
-    let tls = tokio::select! {
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+        let flavor = crate::tls::flavor(start.client_hello().alpn());
+        let config = match flavor {
+            Flavor::Native => Arc::clone(&configs.native),
+            Flavor::Web => Arc::clone(&configs.web),
+        };
+        Ok::<_, std::io::Error>((flavor, start.into_stream(config).await?))
+    };
+    let accept = timeout(ctx.limits.handshake_timeout, handshake);
+    let (flavor, tls) = tokio::select! {
         r = accept => match r {
-            Ok(Ok(tls)) => tls,
+            Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 let failure = crate::tls::handshake_failure(&e);
                 if failure.certificate_refused {
@@ -92,6 +116,10 @@ pub(crate) async fn serve(
         },
         () = cancel.cancelled() => return,
     };
+    if flavor == Flavor::Web {
+        Box::pin(crate::web::serve(tls, peer, &ctx, &cancel)).await;
+        return;
+    }
     // Owned here and lent to `run`: an async fn keeps its arguments and the locals it moves
     // them into side by side (rust-lang/rust#62958), which for a 1.3 KB connection taken by
     // value cost every session's future another copy of it.

@@ -19,7 +19,7 @@ pub type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
 /// Plaintext rustls may hold for a connection that is slow to take it; beyond this, writes wait
 /// (and the session's write timeout applies) instead of buffering more.
-const TLS_BUFFER_LIMIT: usize = 32 * 1024;
+pub(crate) const TLS_BUFFER_LIMIT: usize = 32 * 1024;
 
 /// A write buffer bigger than this after a flush is given back at once (after a burst).
 const KEEP_AFTER_FLUSH: usize = 32 * 1024;

@@ -4,8 +4,9 @@
 //! A transport carries *messages*: each one postcard-encoded payload of 1 to
 //! [`MAX_FRAME_LEN`](mm_common::frame::MAX_FRAME_LEN) bytes (a `ClientMsg` in, a `ServerMsg`
 //! out). How they are delimited on the wire is the transport's business: [`framed::Framed`]
-//! (TLS over TCP, the server's one transport) puts the 4-byte length prefix of PROTOCOL.md in
-//! front of each, and nothing else in the server knows that prefix; [`memory::MemoryTransport`]
+//! (TLS over TCP, the native transport) puts the 4-byte length prefix of PROTOCOL.md in
+//! front of each, and nothing else in the server knows that prefix; [`ws::WsTransport`] (the
+//! web client's) sends each as one WebSocket binary message; [`memory::MemoryTransport`]
 //! passes them through channels, so that tests run real sessions with many clients, no sockets
 //! and tokio's paused clock. (Like Ergo's `IRCConn`, one message-level interface with one
 //! implementation per carrier.)
@@ -16,6 +17,7 @@
 
 pub mod framed;
 pub mod memory;
+pub mod ws;
 
 use std::future::Future;
 

@@ -1,0 +1,177 @@
+//! HTTPS for browsers on the native port (PROTOCOL.md, "The web: HTTPS and WebSocket on the
+//! same port"): connections whose ClientHello offers ALPN `http/1.1` (see
+//! [`crate::tls::flavor`]) get HTTP/1.1 here: the embedded web client ([`assets`]) and, at
+//! `/ws`, the WebSocket transport ([`crate::transport::ws`]) on which an ordinary session runs.
+//!
+//! Bounds: a request head of at most [`http::MAX_HEAD`] bytes, read within the `hello_timeout`
+//! (for the whole head, however slowly it trickles in), at most [`MAX_REQUESTS`] requests per
+//! connection, no request bodies. Web connections were counted against the connection caps by
+//! the accept loop like native ones.
+
+pub mod assets;
+pub mod http;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{timeout, timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::session::Context;
+use crate::transport::framed::TlsStream;
+use crate::transport::ws::WsTransport;
+use http::{Action, HeadError, Response};
+
+/// Most requests served on one connection (keep-alive); the last one's response closes it.
+pub const MAX_REQUESTS: usize = 100;
+
+/// Longest wait, after the last response and close_notify, for the client to close too.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Bytes read at once while reading a head.
+const READ_CHUNK: usize = 1024;
+
+/// How reading a head ended without a request.
+enum NoHead {
+    /// The client closed, failed, was too slow, or the server stops: close without a word.
+    Gone,
+    /// The head is refused: answer this and close.
+    Refused(Response),
+}
+
+/// Serves HTTP requests on an accepted web TLS connection until it closes, or runs the
+/// WebSocket transport's session after an upgrade at `/ws`.
+pub(crate) async fn serve(
+    mut tls: TlsStream,
+    peer: SocketAddr,
+    ctx: &Context,
+    cancel: &CancellationToken,
+) {
+    tls.get_mut()
+        .1
+        .set_buffer_limit(Some(crate::transport::framed::TLS_BUFFER_LIMIT));
+    let limits = &ctx.limits;
+    let mut buf: Vec<u8> = Vec::new();
+    for served in 1..=MAX_REQUESTS {
+        let deadline = Instant::now() + limits.hello_timeout;
+        let read = tokio::select! {
+            r = read_head(&mut tls, &mut buf, deadline) => r,
+            () = cancel.cancelled() => Err(NoHead::Gone),
+        };
+        let (req, len) = match read {
+            Ok(parsed) => parsed,
+            Err(NoHead::Gone) => return,
+            Err(NoHead::Refused(response)) => {
+                debug!(%peer, status = response.status, "HTTP request head refused");
+                respond_and_close(&mut tls, &response, false, limits.write_timeout).await;
+                return;
+            }
+        };
+        // What follows the head: the next request, or the first WebSocket frames.
+        let rest = buf.split_off(len);
+        buf = rest;
+        match http::route(&req, served == MAX_REQUESTS) {
+            Action::Respond(response) => {
+                let head_only = req.method == "HEAD";
+                debug!(%peer, method = %req.method, path = %req.path, status = response.status, "HTTP");
+                if response.close {
+                    respond_and_close(&mut tls, &response, head_only, limits.write_timeout).await;
+                    return;
+                }
+                if !write(&mut tls, &response.render(head_only), limits.write_timeout).await {
+                    return;
+                }
+            }
+            Action::Upgrade { accept } => {
+                let answer = http::switching(&accept).render(false);
+                if !write(&mut tls, &answer, limits.write_timeout).await {
+                    return;
+                }
+                debug!(%peer, "WebSocket opened");
+                let mut conn = WsTransport::tls(tls, buf, limits.write_timeout).await;
+                crate::session::run(&mut conn, peer, ctx, cancel).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reads until `buf` starts with a whole request head, by `deadline`.
+async fn read_head(
+    tls: &mut TlsStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<(http::Request, usize), NoHead> {
+    loop {
+        match http::parse(buf) {
+            Ok(Some(parsed)) => return Ok(parsed),
+            Ok(None) => {}
+            Err(HeadError::TooLarge) => {
+                return Err(NoHead::Refused(Response::text(
+                    431,
+                    "request head too large\n",
+                    true,
+                )))
+            }
+            Err(HeadError::Malformed) => {
+                return Err(NoHead::Refused(Response::text(
+                    400,
+                    "not an HTTP/1.1 request\n",
+                    true,
+                )))
+            }
+        }
+        let room = http::MAX_HEAD.saturating_sub(buf.len()).min(READ_CHUNK);
+        let start = buf.len();
+        buf.resize(start + room, 0);
+        let read = timeout_at(deadline, tls.read(&mut buf[start..])).await;
+        let n = match read {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) => 0,
+        };
+        buf.truncate(start + n);
+        if n == 0 {
+            return Err(NoHead::Gone);
+        }
+    }
+}
+
+/// Writes and flushes `bytes` within `limit`; false if the client is gone or too slow.
+async fn write(tls: &mut TlsStream, bytes: &[u8], limit: Duration) -> bool {
+    matches!(
+        timeout(limit, async {
+            tls.write_all(bytes).await?;
+            tls.flush().await
+        })
+        .await,
+        Ok(Ok(()))
+    )
+}
+
+/// Sends a last response, close_notify, and reads (discarding) until the client closes, for at
+/// most [`LINGER`]: closing with unread input would reset the connection and could destroy the
+/// response before the client reads it.
+async fn respond_and_close(
+    tls: &mut TlsStream,
+    response: &Response,
+    head_only: bool,
+    limit: Duration,
+) {
+    if !write(tls, &response.render(head_only), limit).await {
+        return;
+    }
+    if !matches!(timeout(limit, tls.shutdown()).await, Ok(Ok(()))) {
+        return;
+    }
+    let mut sink = [0u8; 1024];
+    let _ = timeout(LINGER, async {
+        while let Ok(n) = tls.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
