@@ -104,8 +104,15 @@ function begin(acc) {
   claim = claimAccount(acc.nick, {
     owned() {
       buttons();
-      connection = new Connection({ account: acc, onEvent });
-      connection.start();
+      const conn = new Connection({
+        account: acc,
+        // Events of a connection this tab dropped since (another tab took over, a new nick) are old news.
+        onEvent: (e) => {
+          if (connection === conn) onEvent(e);
+        },
+      });
+      connection = conn;
+      conn.start();
       $('message').focus();
     },
     elsewhere() {

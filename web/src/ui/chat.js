@@ -119,10 +119,11 @@ export class ChatView {
 
   #renderList() {
     const items = this.#ordered().map((c) => {
+      const personal = c.kind === 'private';
       const badge = c.mentions > 0
-        ? h('span', { class: 'badge mention' }, String(c.mentions), h('span', { class: 'visually-hidden' }, c.mentions === 1 ? ' mention' : ' mentions'))
+        ? h('span', { class: 'badge mention' }, h('span', { class: 'visually-hidden' }, ', '), String(c.mentions), h('span', { class: 'visually-hidden' }, c.mentions === 1 ? ' mention' : ' mentions'))
         : c.unread > 0
-          ? h('span', { class: 'badge' }, String(c.unread), h('span', { class: 'visually-hidden' }, ' unread'))
+          ? h('span', { class: personal ? 'badge mention' : 'badge' }, h('span', { class: 'visually-hidden' }, ', '), String(c.unread), h('span', { class: 'visually-hidden' }, ' unread'))
           : null;
       const button = h('button', {
         type: 'button', class: c.unread > 0 ? 'unread' : '', 'aria-current': c === this.current ? 'true' : null,
@@ -209,7 +210,7 @@ export class ChatView {
     const visible = this.current === c && !document.hidden;
     if (this.current !== c) {
       c.unread += 1;
-      if (mention || personal) c.mentions += 1;
+      if (mention) c.mentions += 1;
       this.#renderList();
     }
     if ((mention || personal) && !visible) this.#notify(c, from, text);
