@@ -31,8 +31,12 @@ export const LOGIN_TIMEOUT_MS = 30_000;
 export const PING_AFTER_MS = 45_000;
 /** After this much silence the connection is taken as dead (the server's idle timeout is 90 s). */
 export const READ_TIMEOUT_MS = 100_000;
-/** A personal line is acknowledged at most this late (one Received per burst). */
-export const ACK_AT_MOST_EVERY_MS = 1_000;
+/**
+ * A personal line is acknowledged this long after the first one taken since the last
+ * acknowledgement: one Received per burst (a login's mail comes as many WebSocket messages),
+ * well under a second late.
+ */
+export const ACK_DELAY_MS = 200;
 /** Most lines waiting for an answer at once. */
 export const MAX_UNANSWERED = 1024;
 
@@ -370,7 +374,7 @@ export class Core {
 
   #take(id, now) {
     if (id > this.taken_) this.taken_ = id;
-    if (this.taken_ > this.acked && this.ackDue === null) this.ackDue = now + ACK_AT_MOST_EVERY_MS;
+    if (this.taken_ > this.acked && this.ackDue === null) this.ackDue = now + ACK_DELAY_MS;
   }
 
   #ackNow() {
@@ -423,7 +427,7 @@ export class Core {
 
   /** The next payload to write now, or null (paced within the server's rate limit). */
   pollTransmit(now) {
-    if (this.phase === 'ready' && this.events.length === 0) this.#ackNow();
+    if (this.phase === 'ready' && this.ackDue !== null && now >= this.ackDue) this.#ackNow();
     if (this.phase === 'closed' && !this.quitting) return null;
     if (this.urgent.length > 0 && !this.quitting) return encodeClient(this.urgent.shift());
     const next = this.queue[0];

@@ -1,7 +1,7 @@
 // The sans-I/O core against scripted servers (no browser, no socket).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { Core, Seen, keyLoginMessage, TokenBucket, PING_AFTER_MS, READ_TIMEOUT_MS } from '../src/core.js';
+import { Core, Seen, keyLoginMessage, TokenBucket, PING_AFTER_MS, READ_TIMEOUT_MS, ACK_DELAY_MS } from '../src/core.js';
 import { encodeServer, decodeClient } from '../src/protocol.js';
 
 const KEY = Uint8Array.from({ length: 65 }, (_, i) => (i === 0 ? 4 : i));
@@ -158,22 +158,23 @@ test('personal lines are acknowledged with Received once taken, one per burst', 
   const ev = events(core);
   assert.deepEqual(ev.map((e) => [e.kind, e.earlier, e.ack]), [['line', true, 3n], ['line', false, 9n]]);
   for (const e of ev) core.taken(e.ack, 11);
-  assert.deepEqual(drain(core, 11), [{ type: 'Received', up_to: 9n }]);
-  assert.deepEqual(drain(core, 12), [], 'once');
+  assert.deepEqual(drain(core, 11), [], 'a burst is acknowledged once, a little later');
+  assert.equal(core.pollTimeout(11), 11 + ACK_DELAY_MS);
+  assert.deepEqual(drain(core, 11 + ACK_DELAY_MS), [{ type: 'Received', up_to: 9n }]);
+  assert.deepEqual(drain(core, 2000), [], 'once');
 });
 
-test('an unread event queue delays the ack at most a second', () => {
+test('lines taken later in a burst join its acknowledgement', () => {
   const { core } = loggedIn();
   events(core);
   drain(core, 5);
   core.receive(S({ type: 'Private', id: 9n, ts: 60n, from: 'bob', text: 'hi' }), 10);
-  core.receive(S({ type: 'Public', id: 10n, ts: 61n, room: '#lobby', from: 'bob', text: 'x', action: false }), 10);
-  const first = core.pollEvent();
-  core.taken(first.ack, 10);
-  assert.deepEqual(drain(core, 10), [], 'events still queued: wait');
-  assert.equal(core.pollTimeout(10), 1010);
-  core.handleTimeout(1010);
-  assert.deepEqual(drain(core, 1010), [{ type: 'Received', up_to: 9n }]);
+  core.taken(core.pollEvent().ack, 10);
+  core.receive(S({ type: 'Private', id: 11n, ts: 61n, from: 'bob', text: 'ho' }), 50);
+  core.taken(core.pollEvent().ack, 50);
+  assert.equal(core.pollTimeout(50), 10 + ACK_DELAY_MS);
+  core.handleTimeout(10 + ACK_DELAY_MS);
+  assert.deepEqual(drain(core, 10 + ACK_DELAY_MS), [{ type: 'Received', up_to: 11n }]);
 });
 
 test('a Relay from an mm user is shown as unreadable and acknowledged', () => {
@@ -185,7 +186,7 @@ test('a Relay from an mm user is shown as unreadable and acknowledged', () => {
   assert.equal(e.kind, 'unreadable');
   assert.equal(e.msg.from, 'bob');
   core.taken(e.ack, 10);
-  assert.deepEqual(drain(core, 10), [{ type: 'Received', up_to: 12n }]);
+  assert.deepEqual(drain(core, 10 + ACK_DELAY_MS), [{ type: 'Received', up_to: 12n }]);
 });
 
 test('repeats across reconnections are recognised (and still acknowledged)', () => {
@@ -201,7 +202,7 @@ test('repeats across reconnections are recognised (and still acknowledged)', () 
   again.receive(S({ type: 'Offline', id: 9n, ts: 60n, from: 'bob', text: 'hi' }), 10);
   again.receive(S({ type: 'History', id: 4n, ts: 40n, room: '#LOBBY', from: 'bob', text: 'old', action: false }), 10);
   assert.deepEqual(events(again), []);
-  assert.deepEqual(drain(again, 10), [{ type: 'Received', up_to: 9n }]);
+  assert.deepEqual(drain(again, 10 + ACK_DELAY_MS), [{ type: 'Received', up_to: 9n }]);
 });
 
 test('lines are paced inside rate_burst and rate_per_sec', () => {
