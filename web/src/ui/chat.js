@@ -311,6 +311,10 @@ export class ChatView {
     // State first, then what it says.
     switch (msg.type) {
       case 'Entered': {
+        if (isLobby(msg.room)) {
+          if (this.joinAsked.delete(roomKey(msg.room))) this.switchTo(this.conv('room', LOBBY));
+          break;
+        }
         const c = this.conv('room', msg.room);
         if (c.name !== msg.room) c.name = msg.room;
         c.topic = msg.topic;
