@@ -183,7 +183,7 @@ export class ChatView {
    * Adds an entry to a conversation: {ts, nick, text, kind, tag, mention, action}.
    * Returns the li.
    */
-  add(c, { ts = BigInt(Date.now()), nick = null, text, kind = 'line', tag = null, mention = false, action = false, own = false }) {
+  add(c, { ts = BigInt(Date.now()), nick = null, text, kind = 'line', tag = null, mention = false, action = false, own = false, multiline = false }) {
     const atBottom = this.current === c && this.el.holder.scrollHeight - this.el.holder.scrollTop - this.el.holder.clientHeight < 80;
     const t = timeWords(ts);
     const classes = [kind];
@@ -194,7 +194,12 @@ export class ChatView {
     const nickEl = nick === null
       ? h('span', { class: 'nick' }, '*')
       : h('span', { class: `nick ${nickClass(nick)}` }, action ? `* ${nick}` : nick);
-    const textEl = h('span', { class: 'text' }, tag ? h('span', { class: 'tag' }, tag) : null, ...textNodes(text));
+    // Chat text is one line (a line break from the server is shown as U+FFFD); the page's own
+    // notices (/help, the room list) may hold several.
+    const body = multiline
+      ? text.split('\n').flatMap((l, i) => (i ? [document.createTextNode('\n'), ...textNodes(l)] : textNodes(l)))
+      : textNodes(text);
+    const textEl = h('span', { class: 'text' }, tag ? h('span', { class: 'tag' }, tag) : null, ...body);
     const li = h('li', { class: classes.join(' ') }, h('time', { datetime: t.iso, title: t.full }, t.hhmm), nickEl, textEl);
     c.log.append(li);
     c.count += 1;
@@ -218,7 +223,7 @@ export class ChatView {
 
   /** Words for the user in the current conversation (or a named one). */
   say(text, kind = 'notice', c = this.current) {
-    this.add(c, { text, kind });
+    this.add(c, { text, kind, multiline: true });
   }
 
   // ---- events from the connection ----
@@ -406,7 +411,7 @@ export class ChatView {
         c = words.conv.startsWith('#') ? this.conv('room', words.conv, false) : this.conv('private', words.conv, false);
       }
       const target = c ?? this.current;
-      this.add(target, { text: words.text, kind: words.kind === 'mention' ? 'notice' : words.kind, mention: words.kind === 'mention' });
+      this.add(target, { text: words.text, kind: words.kind === 'mention' ? 'notice' : words.kind, mention: words.kind === 'mention', multiline: true });
       if (words.kind === 'error' && target !== this.current) this.say(words.text, 'error');
       if (words.kind === 'mention') this.#count(target, { mention: true, from: 'Multi-Messenger', text: words.text });
     }
