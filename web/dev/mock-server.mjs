@@ -210,6 +210,9 @@ function handle(s, msg, socket) {
       return send({ type: 'Rooms', rooms: [...rooms.values()].map((r) => ({ name: r.name, members: r.members.size, topic: r.topic })), next: '' });
     case 'Away':
       return send({ type: 'Away', nick: s.nick, message: msg.message });
+    case 'Monitor':
+      for (const n of msg.nicks) send({ type: 'Presence', nick: n, online: online.has(nickKey(n)) });
+      return undefined;
     default:
       return send({ type: 'RoomError', room: msg.room ?? '', code: 99, detail: `the mock server does not do ${msg.type}` });
   }

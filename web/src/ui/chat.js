@@ -87,6 +87,7 @@ export class ChatView {
       c = new Conversation(kind, name);
       this.convs.set(key, c);
       this.#renderList();
+      if (kind === 'private') this.#monitor([name]);
     }
     return c ?? null;
   }
@@ -145,7 +146,7 @@ export class ChatView {
     setText(this.el.name, c.name);
     this.el.banner.hidden = c.kind !== 'private';
     if (c.kind === 'private') {
-      setText(this.el.info, 'private conversation');
+      setText(this.el.info, c.online === undefined ? 'private conversation' : `private conversation · ${c.name} is ${c.online ? 'online' : 'offline'}`);
       setText(this.el.topic, '');
     } else if (c.lobby) {
       setText(this.el.info, `${this.online} online`);
@@ -240,6 +241,7 @@ export class ChatView {
           for (const n of e.users) lobby.members.set(nickKey(n), { nick: n, role: 'Member', online: true, away: false });
         }
         this.#refresh();
+        this.#monitor([...this.convs.values()].filter((c) => c.kind === 'private').map((c) => c.name));
         break;
       case 'line':
         this.#line(e);
@@ -401,6 +403,16 @@ export class ChatView {
       case 'Rooms':
         this.listNext = msg.next;
         break;
+      case 'Presence': {
+        const c = this.conv('private', msg.nick, false);
+        if (!c) return;
+        const first = c.online === undefined;
+        const changed = c.online !== msg.online;
+        c.online = msg.online;
+        this.#refresh();
+        if (first || !changed) return; // the answer to Monitor: the header says it
+        break;
+      }
       default:
         break;
     }
@@ -416,6 +428,13 @@ export class ChatView {
       if (words.kind === 'mention') this.#count(target, { mention: true, from: 'Multi-Messenger', text: words.text });
     }
     this.#refresh();
+  }
+
+  /** Watches private peers' presence (Monitor: at most 64 nicks a frame). */
+  #monitor(nicks) {
+    const conn = this.connection();
+    if (!conn?.connected) return;
+    for (let i = 0; i < nicks.length; i += 64) conn.send({ type: 'Monitor', nicks: nicks.slice(i, i + 64) });
   }
 
   #refresh() {
