@@ -35,6 +35,7 @@ export class Connection {
     this.ws = null;
     this.carried = []; // {line, msg} never written
     this.nextLine = 1;
+    this.lineMsgs = new Map(); // line → its message, until answered
     this.attempt = 0;
     this.timer = null;
     this.retryTimer = null;
@@ -88,9 +89,11 @@ export class Connection {
     this.stopped = true;
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    if (this.core && !this.core.isClosed) {
-      this.core.connectionLost(why, this.clock());
+    const core = this.core;
+    if (core) {
+      if (!core.isClosed) core.connectionLost(why, this.clock());
       this.#drainEvents();
+      this.#finish(core);
     }
     this.#dropSocket();
   }
@@ -98,6 +101,7 @@ export class Connection {
   /** Sends a chat line (Public/Private): returns its handle; its states come as lineState. */
   sendLine(msg) {
     const line = this.nextLine++;
+    this.lineMsgs.set(line, msg);
     if (this.core && !this.core.isClosed && this.core.sendLine(msg, line)) {
       this.#emit({ kind: 'lineState', line, state: 'waiting', msg });
       this.#pump();
@@ -183,9 +187,14 @@ export class Connection {
           this.#emit(e);
           this.#status('connected', `Connected to ${e.server} as ${e.nick}`);
           break;
-        case 'answer':
+        case 'answer': {
+          const msg = this.lineMsgs.get(e.line);
+          this.lineMsgs.delete(e.line);
+          // Our own room line, stored: when History brings it back after a reconnection, it is a repeat.
+          if (msg?.type === 'Public' && e.outcome === 'sent') this.seen.room(msg.room, e.id, e.ts);
           this.#emit({ kind: 'lineState', line: e.line, state: e.outcome, id: e.id, ts: e.ts, detail: e.outcome === 'refused' ? `${e.detail || e.name} (${e.name})` : '' });
           break;
+        }
         case 'line':
         case 'unreadable':
           this.#emit(e);
@@ -205,6 +214,7 @@ export class Connection {
     if (this.core !== core) return;
     clearTimeout(this.timer);
     for (const line of core.unanswered()) {
+      this.lineMsgs.delete(line);
       this.#emit({ kind: 'lineState', line, state: 'unknown', detail: 'not confirmed: the connection ended before the server answered (it may not have arrived)' });
     }
     this.carried = core.unsent().concat(this.carried);

@@ -23,6 +23,7 @@ let claim = null;
 let chat = null;
 let account = null;
 let everWelcomed = false;
+let owned = false; // this tab holds the account's lock
 
 function buttons({ use = false, again = false, other = false } = {}) {
   useHere.hidden = !use;
@@ -81,8 +82,10 @@ function onEvent(e) {
 }
 
 function stopAll() {
-  connection?.stop('closed');
+  const old = connection;
   connection = null;
+  old?.stop('closed');
+  owned = false;
   claim?.release();
   claim = null;
 }
@@ -103,25 +106,30 @@ function begin(acc) {
   status(`Opening ${acc.nick}…`);
   claim = claimAccount(acc.nick, {
     owned() {
+      owned = true;
       buttons();
-      const conn = new Connection({
-        account: acc,
-        // Events of a connection this tab dropped since (another tab took over, a new nick) are old news.
-        onEvent: (e) => {
-          if (connection === conn) onEvent(e);
-        },
-      });
-      connection = conn;
-      conn.start();
+      // The same Connection again after a takeover back: the lines typed meanwhile go out.
+      if (!connection) {
+        const conn = new Connection({
+          account: acc,
+          // Events of a connection this tab dropped since (a new nick) are old news.
+          onEvent: (e) => {
+            if (connection === conn) onEvent(e);
+          },
+        });
+        connection = conn;
+      }
+      connection.start();
       $('message').focus();
     },
     elsewhere() {
+      owned = false;
       status('This account is open in another tab. Use it here instead?', true);
       buttons({ use: true });
     },
     stolen() {
+      owned = false;
       connection?.stop('another tab took over this account');
-      connection = null;
       status('This account is open in another tab now: this tab lost its connection to it. Use here to take it back.', true);
       buttons({ use: true });
     },
@@ -136,7 +144,7 @@ useHere.addEventListener('click', () => {
 
 reconnect.addEventListener('click', () => {
   buttons();
-  if (connection) {
+  if (connection && owned) {
     connection.start();
   } else if (claim) {
     claim.takeOver();

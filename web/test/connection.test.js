@@ -160,10 +160,13 @@ test('personal lines are acknowledged once handed to the page', async () => {
 test('after stop (another tab took over) nothing reconnects', async () => {
   mock.timers.enable({ apis: ['setTimeout'] });
   try {
-    const { conn } = setup();
+    const { conn, events, states } = setup();
     conn.start();
     await login(sockets[0]);
+    const line = conn.sendLine({ type: 'Public', room: '#lobby', text: 'x', action: false });
     conn.stop('another tab took over this account');
+    assert.deepEqual(states().at(-1), [line, 'unknown']);
+    assert.match(events.find((e) => e.kind === 'stopped').why, /another tab/);
     mock.timers.tick(120_000);
     assert.equal(sockets.length, 1);
     assert.equal(sockets[0].readyState, 3);
