@@ -124,13 +124,13 @@ function begin(acc) {
     },
     elsewhere() {
       owned = false;
-      status('This account is open in another tab. Use it here instead?', true);
+      status('This account is open in another tab', true);
       buttons({ use: true });
     },
     stolen() {
       owned = false;
       connection?.stop('another tab took over this account');
-      status('This account is open in another tab now: this tab lost its connection to it. Use here to take it back.', true);
+      status('This account is open in another tab now, which took over: this tab lost its connection and will not reconnect by itself (Use here takes it back)', true);
       buttons({ use: true });
     },
   });
