@@ -192,16 +192,18 @@ export class ChatView {
     if (action) classes.push('action');
     if (tag) classes.push('earlier');
     if (own) classes.push('own');
+    // Spaces and a hidden colon so that the line reads "12:04 bob: hi" to a screen reader
+    // (whitespace between grid items does not change the layout).
     const nickEl = nick === null
       ? h('span', { class: 'nick' }, '*')
-      : h('span', { class: `nick ${nickClass(nick)}` }, action ? `* ${nick}` : nick);
+      : h('span', { class: `nick ${nickClass(nick)}` }, action ? `* ${nick}` : nick, action ? null : h('span', { class: 'visually-hidden' }, ':'));
     // Chat text is one line (a line break from the server is shown as U+FFFD); the page's own
     // notices (/help, the room list) may hold several.
     const body = multiline
       ? text.split('\n').flatMap((l, i) => (i ? [document.createTextNode('\n'), ...textNodes(l)] : textNodes(l)))
       : textNodes(text);
     const textEl = h('span', { class: 'text' }, tag ? h('span', { class: 'tag' }, tag) : null, ...body);
-    const li = h('li', { class: classes.join(' ') }, h('time', { datetime: t.iso, title: t.full }, t.hhmm), nickEl, textEl);
+    const li = h('li', { class: classes.join(' ') }, h('time', { datetime: t.iso, title: t.full }, t.hhmm), ' ', nickEl, ' ', textEl);
     c.log.append(li);
     c.count += 1;
     while (c.count > MAX_LOG) {
@@ -293,7 +295,7 @@ export class ChatView {
     let state = li.querySelector('.state');
     if (!state) {
       state = h('span', { class: 'state' });
-      li.append(state);
+      li.append(' ', state);
     }
     const words = {
       waiting: e.detail ? `not sent yet: ${e.detail}` : 'sending…',
