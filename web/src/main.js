@@ -1,2 +1,206 @@
-// Entry point of the web client (placeholder until the page lands).
-document.title = 'Multi-Messenger';
+// Entry point of the web client: the account (first visit: the "Nick" form), the one tab that
+// owns it (Web Locks), the connection, and the chat page.
+import { $, setText } from './ui/dom.js';
+import { ChatView } from './ui/chat.js';
+import { loadAccount, createAccount, forgetCurrent } from './account.js';
+import { claimAccount } from './tablock.js';
+import { Connection } from './connection.js';
+import { nickError, ErrorCode } from './protocol.js';
+
+const statusBar = $('status-bar');
+const statusEl = $('status');
+const useHere = $('use-here');
+const reconnect = $('reconnect');
+const otherNick = $('other-nick');
+
+function status(text, problem = false) {
+  setText(statusEl, text);
+  statusBar.classList.toggle('problem', problem);
+}
+
+let connection = null;
+let claim = null;
+let chat = null;
+let account = null;
+let everWelcomed = false;
+let owned = false; // this tab holds the account's lock
+
+function buttons({ use = false, again = false, other = false } = {}) {
+  useHere.hidden = !use;
+  reconnect.hidden = !again;
+  otherNick.hidden = !other;
+}
+
+function showWelcome(error = '') {
+  $('welcome').hidden = false;
+  $('chat').hidden = true;
+  setText($('join-error'), error);
+  status(error ? 'Choose a nick.' : 'Welcome. Choose a nick to join the chat.');
+  buttons();
+  $('nick').focus();
+}
+
+function onEvent(e) {
+  switch (e.kind) {
+    case 'status':
+      status(e.text, e.state === 'reconnecting' || e.state === 'offline');
+      if (e.state === 'connected') buttons();
+      break;
+    case 'welcome':
+      everWelcomed = true;
+      $('welcome').hidden = true;
+      account.rename(e.nick).catch(() => {});
+      chat.handle(e);
+      break;
+    case 'loginFailed': {
+      const nickProblem = [ErrorCode.NICK_REGISTERED, ErrorCode.NICK_LOOKS_LIKE, ErrorCode.INVALID_NICK,
+        ErrorCode.NICK_IN_USE, ErrorCode.REGISTRATION_LIMIT, ErrorCode.ACCOUNTS_FULL].includes(e.code);
+      if (nickProblem && !everWelcomed) {
+        // A first visit whose nick the server refused: back to the form.
+        forgetCurrent().catch(() => {});
+        stopAll();
+        showWelcome(e.words);
+        return;
+      }
+      status(e.words, true);
+      buttons({ again: e.retry === false, other: nickProblem });
+      break;
+    }
+    case 'stopped':
+      if (e.code === ErrorCode.REPLACED) {
+        status('This account logged in somewhere else, which took over. Connect again to use it here.', true);
+      } else if (!useHere.hidden) {
+        break;
+      } else {
+        status(`Disconnected: ${e.why}`, true);
+      }
+      buttons({ again: true, other: !otherNick.hidden });
+      break;
+    default:
+      chat?.handle(e);
+  }
+}
+
+function stopAll() {
+  const old = connection;
+  connection = null;
+  old?.stop('closed');
+  owned = false;
+  claim?.release();
+  claim = null;
+}
+
+function begin(acc) {
+  account = acc;
+  $('welcome').hidden = true;
+  chat ??= new ChatView({
+    connection: () => connection,
+    status,
+    onQuit: () => {
+      connection?.quit();
+      status('You left. Connect again to come back.', true);
+      buttons({ again: true });
+    },
+  });
+  chat.show(acc.nick);
+  status(`Opening ${acc.nick}…`);
+  claim = claimAccount(acc.nick, {
+    owned() {
+      owned = true;
+      buttons();
+      // The same Connection again after a takeover back: the lines typed meanwhile go out.
+      if (!connection) {
+        const conn = new Connection({
+          account: acc,
+          // Events of a connection this tab dropped since (a new nick) are old news.
+          onEvent: (e) => {
+            if (connection === conn) onEvent(e);
+          },
+        });
+        connection = conn;
+      }
+      connection.start();
+      $('message').focus();
+    },
+    elsewhere() {
+      owned = false;
+      status('This account is open in another tab', true);
+      buttons({ use: true });
+    },
+    stolen() {
+      owned = false;
+      connection?.stop('another tab took over this account');
+      status('This account is open in another tab now, which took over: this tab lost its connection and will not reconnect by itself (Use here takes it back)', true);
+      buttons({ use: true });
+    },
+  });
+}
+
+useHere.addEventListener('click', () => {
+  buttons();
+  status('Taking over from the other tab…');
+  claim?.takeOver();
+});
+
+reconnect.addEventListener('click', () => {
+  buttons();
+  if (connection && owned) {
+    connection.start();
+  } else if (claim) {
+    claim.takeOver();
+  } else if (account) {
+    begin(account);
+  }
+});
+
+otherNick.addEventListener('click', async () => {
+  stopAll();
+  await forgetCurrent().catch(() => {});
+  everWelcomed = false;
+  showWelcome();
+});
+
+window.addEventListener('online', () => connection?.retryNow());
+window.addEventListener('pagehide', () => {
+  // Leaving the page: a clean close (the server sees the user go offline now).
+  connection?.stop('page closed');
+});
+
+$('join-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const nick = $('nick').value.trim();
+  const why = nickError(nick);
+  if (why) {
+    setText($('join-error'), why);
+    $('nick').setAttribute('aria-invalid', 'true');
+    $('nick').focus();
+    return;
+  }
+  $('nick').removeAttribute('aria-invalid');
+  $('join-button').disabled = true;
+  try {
+    const acc = await createAccount(nick);
+    begin(acc);
+  } catch (err) {
+    setText($('join-error'), `This browser could not make or keep the account key: ${err?.message ?? err}. Private browsing windows may not keep it.`);
+  } finally {
+    $('join-button').disabled = false;
+  }
+});
+
+async function main() {
+  if (!globalThis.crypto?.subtle || !globalThis.indexedDB || !globalThis.WebSocket) {
+    status('This browser lacks what the web client needs (WebCrypto, IndexedDB, WebSocket over HTTPS).', true);
+    return;
+  }
+  let acc = null;
+  try {
+    acc = await loadAccount();
+  } catch (err) {
+    status(`This browser's storage cannot be read: ${err?.message ?? err}`, true);
+  }
+  if (acc) begin(acc);
+  else showWelcome();
+}
+
+main();

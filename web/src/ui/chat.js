@@ -1,0 +1,650 @@
+// The chat page: conversations in the sidebar, the current conversation's header, log and
+// members, the composer, and what each event from the connection changes. Chat text is only
+// ever inserted as text (textContent / text nodes); links are made with createElement and
+// never fetched or previewed.
+
+import { $, h, setText, nickClass } from './dom.js';
+import { parse, plan, complete, CommandError } from '../commands.js';
+import { notice, unreadableWords, mentions, linkParts, timeWords, ROLE_PREFIX, ROLE_WORDS, modeLetters } from '../render.js';
+import { LOBBY, nickKey, roomKey, isLobby, sanitize } from '../protocol.js';
+
+const MAX_LOG = 2000;
+const MAX_MEMBERS_SHOWN = 500;
+const E2E_BANNER = 'NOT end-to-end encrypted — the server can read it';
+
+const convKey = (kind, name) => (kind === 'private' ? `@${nickKey(name)}` : roomKey(name));
+
+class Conversation {
+  constructor(kind, name) {
+    this.kind = kind; // 'room' (#lobby included) or 'private'
+    this.name = name;
+    this.key = convKey(kind, name);
+    this.topic = '';
+    this.members = new Map(); // nickKey → {nick, role, online, away}
+    this.memberCount = 0;
+    this.role = null;
+    this.modes = null;
+    this.seen = 0n;
+    this.unread = 0;
+    this.mentions = 0;
+    this.namesFresh = false;
+    this.log = h('ol', { class: 'log', role: 'log', 'aria-label': 'Messages' });
+    this.count = 0;
+  }
+
+  get lobby() {
+    return this.kind === 'room' && isLobby(this.name);
+  }
+}
+
+export class ChatView {
+  /**
+   * @param {object} o
+   * @param {() => import('../connection.js').Connection | null} o.connection
+   * @param {(text: string, problem?: boolean) => void} o.status
+   * @param {() => void} o.onQuit
+   */
+  constructor({ connection, status, onQuit }) {
+    this.connection = connection;
+    this.status = status;
+    this.onQuit = onQuit;
+    this.me = '';
+    this.online = 0;
+    this.convs = new Map();
+    this.current = null;
+    this.maxTextLen = 4096;
+    this.ctx = { me: '', topicAsked: new Set(), namesAsked: new Set() };
+    this.joinAsked = new Set();
+    this.listNext = '';
+    this.lines = new Map(); // line handle → li
+    this.sending = null;
+    this.history = []; // inputs sent, for Up
+    this.tabState = null;
+    this.notifyOn = false;
+    this.el = {
+      chat: $('chat'), list: $('conversations'), name: $('conv-name'), info: $('conv-info'),
+      topic: $('conv-topic'), banner: $('e2e-banner'), holder: $('log-holder'), members: $('members'),
+      memberList: $('member-list'), membersTitle: $('members-title'), form: $('composer'),
+      input: $('message'), menu: $('menu'), sidebar: $('sidebar'), meNick: $('me-nick'), notify: $('notify'),
+    };
+    this.#wire();
+    this.open('room', LOBBY);
+  }
+
+  show(nick) {
+    this.me = nick;
+    this.ctx.me = nick;
+    setText(this.el.meNick, nick);
+    this.el.chat.hidden = false;
+  }
+
+  // ---- conversations ----
+
+  conv(kind, name, create = true) {
+    const key = convKey(kind, name);
+    let c = this.convs.get(key);
+    if (!c && create) {
+      c = new Conversation(kind, name);
+      this.convs.set(key, c);
+      this.#renderList();
+      if (kind === 'private') this.#monitor([name]);
+    }
+    return c ?? null;
+  }
+
+  open(kind, name) {
+    const c = this.conv(kind, name);
+    this.switchTo(c);
+    return c;
+  }
+
+  switchTo(c) {
+    if (!c) return;
+    this.current = c;
+    c.unread = 0;
+    c.mentions = 0;
+    this.el.holder.replaceChildren(c.log);
+    this.#renderHeader();
+    this.#renderMembers();
+    this.#renderList();
+    this.#scrollDown(true);
+    this.el.chat.classList.remove('nav-open');
+    this.el.menu.setAttribute('aria-expanded', 'false');
+  }
+
+  #ordered() {
+    const all = [...this.convs.values()];
+    const rank = (c) => (c.lobby ? 0 : c.kind === 'room' ? 1 : 2);
+    return all.sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
+  }
+
+  #renderList() {
+    const items = this.#ordered().map((c) => {
+      const personal = c.kind === 'private';
+      const badge = c.mentions > 0
+        ? h('span', { class: 'badge mention' }, h('span', { class: 'visually-hidden' }, ', '), String(c.mentions), h('span', { class: 'visually-hidden' }, c.mentions === 1 ? ' mention' : ' mentions'))
+        : c.unread > 0
+          ? h('span', { class: personal ? 'badge mention' : 'badge' }, h('span', { class: 'visually-hidden' }, ', '), String(c.unread), h('span', { class: 'visually-hidden' }, ' unread'))
+          : null;
+      const button = h('button', {
+        type: 'button', class: c.unread > 0 ? 'unread' : '', 'aria-current': c === this.current ? 'true' : null,
+        'data-key': c.key,
+      }, h('span', { class: 'conv-label' }, c.name), badge);
+      button.addEventListener('click', () => {
+        this.switchTo(c);
+        this.el.input.focus();
+      });
+      return h('li', {}, button);
+    });
+    this.el.list.replaceChildren(...items);
+    const total = [...this.convs.values()].reduce((n, c) => n + c.unread, 0);
+    document.title = total > 0 ? `(${total}) Multi-Messenger` : 'Multi-Messenger';
+  }
+
+  #renderHeader() {
+    const c = this.current;
+    setText(this.el.name, c.name);
+    this.el.banner.hidden = c.kind !== 'private';
+    if (c.kind === 'private') {
+      setText(this.el.info, c.online === undefined ? 'private conversation' : `private conversation · ${c.name} is ${c.online ? 'online' : 'offline'}`);
+      setText(this.el.topic, '');
+    } else if (c.lobby) {
+      setText(this.el.info, `${this.online} online`);
+      setText(this.el.topic, 'Everyone online is here. Rooms are read by the server.');
+    } else {
+      const parts = [`${c.memberCount} ${c.memberCount === 1 ? 'member' : 'members'}`];
+      if (c.modes && modeLetters(c.modes)) parts.push(modeLetters(c.modes));
+      if (c.role) parts.push(`you are ${ROLE_WORDS[c.role]}`);
+      setText(this.el.info, parts.join(' · '));
+      setText(this.el.topic, c.topic ? sanitize(c.topic) : 'no topic');
+    }
+  }
+
+  #renderMembers() {
+    const c = this.current;
+    const show = c.kind === 'room';
+    this.el.members.hidden = !show;
+    this.el.chat.classList.toggle('no-members', !show);
+    if (!show) return;
+    const members = [...c.members.values()].sort((a, b) => roleRank(b.role) - roleRank(a.role) || a.nick.localeCompare(b.nick));
+    setText(this.el.membersTitle, c.lobby ? `Online (${this.online})` : `Members (${c.memberCount})`);
+    this.el.memberList.replaceChildren(...members.slice(0, MAX_MEMBERS_SHOWN).map((m) => h('li', {
+      class: [m.online === false ? 'offline' : '', m.away ? 'away' : ''].join(' ').trim(),
+    }, `${ROLE_PREFIX[m.role ?? 'Member']}${m.nick}`)));
+  }
+
+  // ---- the log ----
+
+  #scrollDown(force = false) {
+    const el = this.el.holder;
+    if (force || el.scrollHeight - el.scrollTop - el.clientHeight < 80) el.scrollTop = el.scrollHeight;
+  }
+
+  /**
+   * Adds an entry to a conversation: {ts, nick, text, kind, tag, mention, action}.
+   * Returns the li.
+   */
+  add(c, { ts = BigInt(Date.now()), nick = null, text, kind = 'line', tag = null, mention = false, action = false, own = false, multiline = false }) {
+    const atBottom = this.current === c && this.el.holder.scrollHeight - this.el.holder.scrollTop - this.el.holder.clientHeight < 80;
+    const t = timeWords(ts);
+    const classes = [kind];
+    if (mention) classes.push('mention');
+    if (action) classes.push('action');
+    if (tag) classes.push('earlier');
+    if (own) classes.push('own');
+    // Spaces and a hidden colon so that the line reads "12:04 bob: hi" to a screen reader
+    // (whitespace between grid items does not change the layout).
+    const nickEl = nick === null
+      ? h('span', { class: 'nick' }, '*')
+      : h('span', { class: `nick ${nickClass(nick)}` }, action ? `* ${nick}` : nick, action ? null : h('span', { class: 'visually-hidden' }, ':'));
+    // Chat text is one line (a line break from the server is shown as U+FFFD); the page's own
+    // notices (/help, the room list) may hold several.
+    const body = multiline
+      ? text.split('\n').flatMap((l, i) => (i ? [document.createTextNode('\n'), ...textNodes(l)] : textNodes(l)))
+      : textNodes(text);
+    const textEl = h('span', { class: 'text' }, tag ? h('span', { class: 'tag' }, tag) : null, ...body);
+    const li = h('li', { class: classes.join(' ') }, h('time', { datetime: t.iso, title: t.full }, t.hhmm), ' ', nickEl, ' ', textEl);
+    c.log.append(li);
+    c.count += 1;
+    while (c.count > MAX_LOG) {
+      c.log.firstElementChild?.remove();
+      c.count -= 1;
+    }
+    if (this.current === c && atBottom) this.#scrollDown(true);
+    return li;
+  }
+
+  #count(c, { mention = false, personal = false, from = '', text = '' }) {
+    const visible = this.current === c && !document.hidden;
+    if (this.current !== c) {
+      c.unread += 1;
+      if (mention) c.mentions += 1;
+      this.#renderList();
+    }
+    if ((mention || personal) && !visible) this.#notify(c, from, text);
+  }
+
+  /** Words for the user in the current conversation (or a named one). */
+  say(text, kind = 'notice', c = this.current) {
+    this.add(c, { text, kind, multiline: true });
+  }
+
+  // ---- events from the connection ----
+
+  handle(e) {
+    switch (e.kind) {
+      case 'welcome':
+        this.show(e.nick);
+        this.maxTextLen = e.maxTextLen;
+        this.online = e.online;
+        {
+          const lobby = this.conv('room', LOBBY);
+          lobby.members.clear();
+          for (const n of e.users) lobby.members.set(nickKey(n), { nick: n, role: 'Member', online: true, away: false });
+        }
+        this.#refresh();
+        this.#monitor([...this.convs.values()].filter((c) => c.kind === 'private').map((c) => c.name));
+        break;
+      case 'line':
+        this.#line(e);
+        break;
+      case 'unreadable': {
+        const c = this.conv('private', e.msg.from);
+        this.add(c, { ts: e.msg.ts, text: unreadableWords(e.msg.from), kind: 'notice' });
+        this.#count(c, { personal: true, from: e.msg.from, text: 'an end-to-end encrypted message' });
+        break;
+      }
+      case 'lineState':
+        this.#lineState(e);
+        break;
+      case 'who':
+        this.say(`online (${e.nicks.length}): ${e.nicks.join(' ')}`);
+        break;
+      case 'server':
+        this.#server(e.msg);
+        break;
+      default:
+        break;
+    }
+  }
+
+  #line({ msg, personal, earlier }) {
+    if (personal) {
+      const c = this.conv('private', msg.from);
+      const mention = mentions(msg.text, this.me);
+      this.add(c, { ts: msg.ts, nick: msg.from, text: msg.text, tag: msg.type === 'Offline' ? 'while you were away' : null, mention });
+      this.#count(c, { personal: true, from: msg.from, text: msg.text });
+      return;
+    }
+    const c = this.conv('room', msg.room);
+    const mention = nickKey(msg.from) !== nickKey(this.me) && mentions(msg.text, this.me);
+    this.add(c, { ts: msg.ts, nick: msg.from, text: msg.text, action: msg.action, tag: earlier ? 'earlier' : null, mention });
+    if (!earlier || msg.id > c.seen) this.#count(c, { mention, from: `${msg.from} in ${c.name}`, text: msg.text });
+  }
+
+  #lineState(e) {
+    let li = this.lines.get(e.line);
+    if (!li && this.sending) {
+      li = this.sending;
+      this.sending = null;
+      this.lines.set(e.line, li);
+    }
+    if (!li) return;
+    li.classList.remove('waiting', 'sent', 'queued', 'refused', 'unknown');
+    li.classList.add(e.state);
+    let state = li.querySelector('.state');
+    if (!state) {
+      state = h('span', { class: 'state' });
+      li.append(' ', state);
+    }
+    const words = {
+      waiting: e.detail ? `not sent yet: ${e.detail}` : 'sending…',
+      sent: '',
+      queued: 'queued: delivered when they log in',
+      refused: `refused: ${e.detail}`,
+      unknown: e.detail,
+    }[e.state];
+    setText(state, words ?? '');
+    if (e.state === 'sent' && e.ts !== undefined) {
+      const t = timeWords(e.ts);
+      const time = li.querySelector('time');
+      time.dateTime = t.iso;
+      time.title = t.full;
+      setText(time, t.hhmm);
+    }
+    if (e.state !== 'waiting') this.lines.delete(e.line);
+    if (e.state === 'refused') this.status(`A line was refused: ${e.detail}`, true);
+  }
+
+  #server(msg) {
+    // State first, then what it says.
+    switch (msg.type) {
+      case 'Entered': {
+        if (isLobby(msg.room)) {
+          if (this.joinAsked.delete(roomKey(msg.room))) this.switchTo(this.conv('room', LOBBY));
+          break;
+        }
+        const c = this.conv('room', msg.room);
+        if (c.name !== msg.room) c.name = msg.room;
+        c.topic = msg.topic;
+        c.memberCount = msg.members;
+        c.role = msg.role;
+        c.modes = msg.modes;
+        c.seen = msg.seen;
+        c.members.clear();
+        c.namesFresh = true;
+        if (this.joinAsked.delete(roomKey(msg.room))) this.switchTo(c);
+        break;
+      }
+      case 'Names': {
+        const c = this.conv('room', msg.room, false);
+        if (!c) break;
+        if (c.namesFresh || this.ctx.namesAsked.has(roomKey(msg.room))) {
+          if (!c.namesFresh) c.members.clear();
+          c.namesFresh = !msg.last;
+        }
+        for (const m of msg.members) c.members.set(nickKey(m.nick), { ...m });
+        break;
+      }
+      case 'Joined': {
+        const c = this.conv('room', msg.room, false);
+        if (!c) break;
+        if (c.lobby) this.online += 1;
+        else if (!c.members.has(nickKey(msg.nick))) c.memberCount += 1;
+        const old = c.members.get(nickKey(msg.nick));
+        c.members.set(nickKey(msg.nick), { nick: msg.nick, role: old?.role ?? 'Member', online: true, away: false });
+        break;
+      }
+      case 'Left': {
+        const lobby = this.conv('room', LOBBY);
+        lobby.members.delete(nickKey(msg.nick));
+        this.online = Math.max(0, this.online - 1);
+        for (const c of this.convs.values()) {
+          const m = c.kind === 'room' && !c.lobby ? c.members.get(nickKey(msg.nick)) : null;
+          if (m) m.online = false;
+        }
+        break;
+      }
+      case 'Parted':
+      case 'Kicked': {
+        const c = this.conv('room', msg.room, false);
+        if (!c) break;
+        if (nickKey(msg.nick) === nickKey(this.me)) {
+          const words = notice(msg, this.ctx);
+          this.convs.delete(c.key);
+          if (this.current === c) this.switchTo(this.conv('room', LOBBY));
+          else this.#renderList();
+          if (words) this.say(words.text, words.kind);
+          return;
+        }
+        if (c.members.delete(nickKey(msg.nick))) c.memberCount = Math.max(0, c.memberCount - 1);
+        break;
+      }
+      case 'Topic': {
+        const c = this.conv('room', msg.room, false);
+        if (c) c.topic = msg.topic;
+        break;
+      }
+      case 'ModeChanged': {
+        const c = this.conv('room', msg.room, false);
+        if (c?.modes) {
+          const field = { InviteOnly: 'invite_only', TopicOps: 'topic_ops', Moderated: 'moderated' }[msg.mode];
+          c.modes = { ...c.modes, [field]: msg.on };
+        }
+        break;
+      }
+      case 'MemberChanged': {
+        const c = this.conv('room', msg.room, false);
+        if (!c) break;
+        const role = { Op: 'Op', Deop: 'Member', Voice: 'Voiced', Devoice: 'Member', Owner: 'Owner' }[msg.change];
+        const m = c.members.get(nickKey(msg.nick));
+        if (role && m) m.role = role;
+        if (role && nickKey(msg.nick) === nickKey(this.me)) c.role = role;
+        break;
+      }
+      case 'Rooms':
+        this.listNext = msg.next;
+        break;
+      case 'Presence': {
+        const c = this.conv('private', msg.nick, false);
+        if (!c) return;
+        const first = c.online === undefined;
+        const changed = c.online !== msg.online;
+        c.online = msg.online;
+        this.#refresh();
+        if (first || !changed) return; // the answer to Monitor: the header says it
+        break;
+      }
+      default:
+        break;
+    }
+    const words = notice(msg, this.ctx);
+    if (words) {
+      let c = null;
+      if (words.conv) {
+        c = words.conv.startsWith('#') ? this.conv('room', words.conv, false) : this.conv('private', words.conv, false);
+      }
+      const target = c ?? this.current;
+      this.add(target, { text: words.text, kind: words.kind === 'mention' ? 'notice' : words.kind, mention: words.kind === 'mention', multiline: true });
+      if (words.kind === 'error' && target !== this.current) this.say(words.text, 'error');
+      if (words.kind === 'mention') this.#count(target, { mention: true, from: 'Multi-Messenger', text: words.text });
+    }
+    this.#refresh();
+  }
+
+  /** Watches private peers' presence (Monitor: at most 64 nicks a frame). */
+  #monitor(nicks) {
+    const conn = this.connection();
+    if (!conn?.connected) return;
+    for (let i = 0; i < nicks.length; i += 64) conn.send({ type: 'Monitor', nicks: nicks.slice(i, i + 64) });
+  }
+
+  #refresh() {
+    if (!this.current || !this.convs.has(this.current.key)) this.current = this.conv('room', LOBBY);
+    this.#renderHeader();
+    this.#renderMembers();
+    this.#renderList();
+  }
+
+  // ---- input ----
+
+  submit() {
+    const value = this.el.input.value;
+    if (value.trim() === '') return;
+    let actions;
+    try {
+      actions = plan(parse(value), { kind: this.current.kind, name: this.current.name }, { maxTextLen: this.maxTextLen, listNext: this.listNext });
+    } catch (e) {
+      if (e instanceof CommandError) {
+        this.say(e.message, 'error');
+        this.status(e.message, true);
+        return; // the input stays, to be fixed
+      }
+      throw e;
+    }
+    this.history.push(value);
+    if (this.history.length > 100) this.history.shift();
+    this.el.input.value = '';
+    this.#grow();
+    for (const a of actions) this.#act(a);
+  }
+
+  #act(a) {
+    const conn = this.connection();
+    if (a.show) {
+      this.say(a.show);
+    } else if (a.open) {
+      this.switchTo(this.conv('private', a.open));
+    } else if (a.line) {
+      const msg = a.line;
+      const c = msg.type === 'Private' ? this.conv('private', msg.to) : this.conv('room', msg.room, false);
+      if (!c) {
+        this.say(`you are not in ${msg.room}: /join ${msg.room} first`, 'error');
+        return;
+      }
+      const li = this.add(c, { nick: this.me, text: msg.text, action: msg.action, own: true, kind: 'line waiting' });
+      if (!conn) {
+        li.append(h('span', { class: 'state' }, 'not sent: not connected'));
+        return;
+      }
+      this.sending = li;
+      conn.sendLine(msg);
+      this.sending = null;
+    } else if (a.send) {
+      const msg = a.send;
+      if (msg.type === 'Join') this.joinAsked.add(roomKey(msg.room));
+      if (msg.type === 'Names') this.ctx.namesAsked.add(roomKey(msg.room));
+      if (msg.type === 'Topic' && msg.topic === null) this.ctx.topicAsked.add(roomKey(msg.room));
+      if (!conn || !conn.send(msg)) {
+        this.say('not connected: try again once connected', 'error');
+      }
+    } else if (a.quit) {
+      this.onQuit();
+    }
+  }
+
+  #grow() {
+    const lines = this.el.input.value.split('\n').length;
+    this.el.input.rows = Math.min(8, Math.max(1, lines));
+  }
+
+  #switchBy(step) {
+    const list = this.#ordered();
+    const i = list.indexOf(this.current);
+    const next = list[(i + step + list.length) % list.length];
+    this.switchTo(next);
+  }
+
+  #nicks() {
+    const c = this.current;
+    const names = new Set();
+    for (const m of c.members.values()) names.add(m.nick);
+    if (c.kind === 'private') names.add(c.name);
+    for (const m of this.conv('room', LOBBY).members.values()) names.add(m.nick);
+    for (const x of this.convs.values()) if (x.kind === 'private') names.add(x.name);
+    names.delete(this.me);
+    return [...names];
+  }
+
+  #wire() {
+    const input = this.el.input;
+    this.el.form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.submit();
+      input.focus();
+    });
+    input.addEventListener('input', () => {
+      this.tabState = null;
+      this.#grow();
+    });
+    input.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
+        e.preventDefault();
+        this.submit();
+        return;
+      }
+      if (e.key === 'ArrowUp' && !e.altKey && input.value === '' && this.history.length > 0) {
+        e.preventDefault();
+        input.value = this.history[this.history.length - 1];
+        this.#grow();
+        input.setSelectionRange(input.value.length, input.value.length);
+        return;
+      }
+      if (e.key === 'Tab' && !e.shiftKey && !e.altKey && !e.ctrlKey) {
+        const base = this.tabState ?? { value: input.value, cursor: input.selectionStart, cycle: 0 };
+        const done = complete(base.value, base.cursor, this.#nicks(), base.cycle);
+        if (done) {
+          e.preventDefault();
+          input.value = done.value;
+          input.setSelectionRange(done.cursor, done.cursor);
+          this.tabState = done.matches > 1 ? { ...base, cycle: base.cycle + 1 } : null;
+        }
+        return;
+      }
+      if (e.key !== 'Tab') this.tabState = null;
+    });
+    document.addEventListener('keydown', (e) => {
+      if (e.altKey && (e.key === 'ArrowUp' || e.key === 'ArrowDown') && !this.el.chat.hidden) {
+        e.preventDefault();
+        this.#switchBy(e.key === 'ArrowUp' ? -1 : 1);
+        input.focus();
+      } else if (e.key === 'Escape' && this.el.chat.classList.contains('nav-open')) {
+        this.el.chat.classList.remove('nav-open');
+        this.el.menu.setAttribute('aria-expanded', 'false');
+        this.el.menu.focus();
+      }
+    });
+    this.el.menu.addEventListener('click', () => {
+      const open = this.el.chat.classList.toggle('nav-open');
+      this.el.menu.setAttribute('aria-expanded', String(open));
+      if (open) this.el.list.querySelector('button')?.focus();
+    });
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden && this.current) {
+        this.current.unread = 0;
+        this.current.mentions = 0;
+        this.#renderList();
+      }
+    });
+    this.#wireNotify();
+  }
+
+  #wireNotify() {
+    const button = this.el.notify;
+    if (typeof Notification === 'undefined') {
+      button.hidden = true;
+      return;
+    }
+    const label = () => {
+      button.setAttribute('aria-pressed', String(this.notifyOn));
+      setText(button, this.notifyOn ? 'Notify me: on' : 'Notify me');
+    };
+    try {
+      this.notifyOn = localStorage.getItem('mm-notify') === '1' && Notification.permission === 'granted';
+    } catch {
+      this.notifyOn = false;
+    }
+    label();
+    button.addEventListener('click', async () => {
+      if (this.notifyOn) {
+        this.notifyOn = false;
+      } else {
+        const p = Notification.permission === 'granted' ? 'granted' : await Notification.requestPermission();
+        this.notifyOn = p === 'granted';
+        if (p === 'denied') this.status('Notifications are blocked for this site in the browser settings.', true);
+      }
+      try {
+        localStorage.setItem('mm-notify', this.notifyOn ? '1' : '0');
+      } catch {
+        // not kept
+      }
+      label();
+    });
+  }
+
+  #notify(c, from, text) {
+    if (!this.notifyOn || !document.hidden || typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+    try {
+      const n = new Notification(c.kind === 'private' ? `${from} (private)` : from, { body: text.slice(0, 200), tag: c.key, icon: 'icon.svg' });
+      n.onclick = () => {
+        window.focus();
+        this.switchTo(c);
+        n.close();
+      };
+    } catch {
+      // some browsers allow notifications only from a service worker
+    }
+  }
+}
+
+function roleRank(role) {
+  return { Owner: 3, Op: 2, Voiced: 1, Member: 0 }[role ?? 'Member'] ?? 0;
+}
+
+/** Text with http(s) links as <a> (text only; never fetched or previewed). */
+function textNodes(text) {
+  const safe = sanitize(text);
+  return linkParts(safe).map((p) => (p.link
+    ? h('a', { href: p.link, rel: 'noopener noreferrer', target: '_blank', referrerpolicy: 'no-referrer' }, p.link)
+    : document.createTextNode(p.text)));
+}

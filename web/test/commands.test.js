@@ -1,0 +1,95 @@
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { parse, plan, complete, CommandError, HELP, NAMES } from '../src/commands.js';
+
+const room = { kind: 'room', name: '#dev' };
+const priv = { kind: 'private', name: 'bob' };
+const err = (line) => {
+  try {
+    parse(line);
+  } catch (e) {
+    assert.ok(e instanceof CommandError);
+    return e.message;
+  }
+  assert.fail(`${line} parsed`);
+};
+
+test('plain text is said verbatim; // escapes a slash; tabs become spaces', () => {
+  assert.deepEqual(parse('hello /there'), { cmd: 'say', text: 'hello /there' });
+  assert.deepEqual(parse('//me too'), { cmd: 'say', text: '/me too' });
+  assert.deepEqual(parse('a\tb'), { cmd: 'say', text: 'a    b' });
+  assert.deepEqual(parse('   '), { cmd: 'nothing' });
+});
+
+test('plain text goes to the room, or privately in a private conversation', () => {
+  assert.deepEqual(plan(parse('hi'), room), [{ line: { type: 'Public', room: '#dev', text: 'hi', action: false } }]);
+  assert.deepEqual(plan(parse('hi'), priv), [{ line: { type: 'Private', to: 'bob', text: 'hi' } }]);
+  assert.equal(plan(parse('one\ntwo'), room).length, 2, 'each line of a Shift+Enter input is a line');
+});
+
+test('commands parse like mm', () => {
+  assert.deepEqual(parse('/msg bob hi there'), { cmd: 'msg', to: 'bob', text: 'hi there' });
+  assert.deepEqual(parse('/m #dev hi'), { cmd: 'sayIn', room: '#dev', text: 'hi', action: false });
+  assert.deepEqual(parse('/me waves'), { cmd: 'sayIn', room: null, text: 'waves', action: true });
+  assert.deepEqual(parse('/me #x waves'), { cmd: 'sayIn', room: '#x', text: 'waves', action: true });
+  assert.deepEqual(parse('/join #rust'), { cmd: 'join', room: '#rust' });
+  assert.deepEqual(parse('/j rust'), { cmd: 'join', room: '#rust' });
+  assert.deepEqual(parse('/part'), { cmd: 'part', room: null, reason: '' });
+  assert.deepEqual(parse('/part #dev bye all'), { cmd: 'part', room: '#dev', reason: 'bye all' });
+  assert.deepEqual(parse('/list more'), { cmd: 'list', more: true });
+  assert.deepEqual(parse('/topic'), { cmd: 'topic', room: null, text: null });
+  assert.deepEqual(parse('/topic #dev new one'), { cmd: 'topic', room: '#dev', text: 'new one' });
+  assert.deepEqual(parse('/names #dev'), { cmd: 'names', room: '#dev' });
+  assert.deepEqual(parse('/invite carol #dev'), { cmd: 'invite', nick: 'carol', room: '#dev' });
+  assert.deepEqual(parse('/kick mallory spam'), { cmd: 'kick', room: null, nick: 'mallory', reason: 'spam' });
+  assert.deepEqual(parse('/ban #dev mallory'), { cmd: 'member', room: '#dev', nick: 'mallory', change: 'Ban' });
+  assert.deepEqual(parse('/devoice bob'), { cmd: 'member', room: null, nick: 'bob', change: 'Devoice' });
+  assert.deepEqual(parse('/mode +i'), { cmd: 'mode', room: null, mode: 'InviteOnly', on: true });
+  assert.deepEqual(parse('/mode #dev moderated off'), { cmd: 'mode', room: '#dev', mode: 'Moderated', on: false });
+  assert.deepEqual(parse('/away lunch'), { cmd: 'away', message: 'lunch' });
+  assert.deepEqual(parse('/back'), { cmd: 'away', message: '' });
+  assert.deepEqual(parse('/query Bob'), { cmd: 'query', nick: 'Bob' });
+  assert.deepEqual(parse('/who'), { cmd: 'who' });
+  assert.deepEqual(parse('/QUIT'), { cmd: 'quit' });
+  assert.deepEqual(parse('/q'), { cmd: 'quit' });
+});
+
+test('bad commands say why', () => {
+  assert.match(err('/frob'), /unknown command \/frob/);
+  assert.match(err('/msg bob'), /usage: \/msg/);
+  assert.match(err('/join #a.b'), /not a room name/);
+  assert.match(err('/kick 9lives'), /not a nick/);
+  assert.match(err('/mode +x'), /usage: \/mode/);
+  assert.match(err('/part #dev a\u202eb'), /U\+202E/);
+});
+
+test('room commands use the current room, or say they need one', () => {
+  assert.deepEqual(plan(parse('/topic'), room), [{ send: { type: 'Topic', room: '#dev', topic: null } }]);
+  assert.deepEqual(plan(parse('/op bob'), room), [{ send: { type: 'Member', room: '#dev', nick: 'bob', change: 'Op' } }]);
+  assert.deepEqual(plan(parse('/mode -t'), room), [{ send: { type: 'Mode', room: '#dev', mode: 'TopicOps', on: false } }]);
+  assert.throws(() => plan(parse('/kick carol'), priv), /not a room/);
+  assert.throws(() => plan(parse('/part'), { kind: 'room', name: '#lobby' }), /cannot be left/);
+  assert.deepEqual(plan(parse('/list more'), room, { listNext: '#m' }), [{ send: { type: 'List', after: '#m' } }]);
+});
+
+test('/msg opens the conversation and sends a Private; /secure etc. explain', () => {
+  assert.deepEqual(plan(parse('/msg bob yo'), room), [{ open: 'bob', quiet: true }, { line: { type: 'Private', to: 'bob', text: 'yo' } }]);
+  for (const c of ['/secure bob', '/insecure bob', '/verify bob']) {
+    const [a] = plan(parse(c), room);
+    assert.match(a.show, /not in the browser yet/);
+  }
+  assert.throws(() => plan(parse('x'.repeat(5000)), room), /over the limit/);
+  assert.throws(() => plan(parse('hi'), room, { maxTextLen: 1 }), /over the limit of 1 bytes/);
+});
+
+test('every command is in /help', () => {
+  for (const [name] of NAMES) assert.ok(HELP.includes(`/${name}`), name);
+});
+
+test('Tab completes /commands and nicks', () => {
+  assert.deepEqual(complete('/jo', 3, []), { value: '/join ', cursor: 6, matches: 1 });
+  assert.deepEqual(complete('b', 1, ['bob', 'alice']), { value: 'bob: ', cursor: 5, matches: 1 });
+  assert.deepEqual(complete('hi ca', 5, ['carol', 'Carl']), { value: 'hi Carl ', cursor: 8, matches: 2 });
+  assert.deepEqual(complete('hi ca', 5, ['carol', 'Carl'], 1).value, 'hi carol ');
+  assert.equal(complete('hi ', 3, ['bob']), null);
+});

@@ -1,0 +1,176 @@
+// The driver against a fake WebSocket and mocked timers: lines across reconnections,
+// backoff, no retry when it cannot help.
+import test, { mock } from 'node:test';
+import assert from 'node:assert/strict';
+import { Connection } from '../src/connection.js';
+import { encodeServer, decodeClient } from '../src/protocol.js';
+
+const sockets = [];
+class FakeSocket {
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    sockets.push(this);
+  }
+  send(b) {
+    this.sent.push(decodeClient(b));
+  }
+  close() {
+    this.readyState = 3;
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen?.();
+  }
+  server(msg) {
+    const b = encodeServer(msg);
+    this.onmessage?.({ data: b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) });
+  }
+  drop() {
+    this.readyState = 3;
+    this.onclose?.({ code: 1006, reason: '' });
+  }
+}
+
+const account = { nick: 'alice', publicKey: Uint8Array.from({ length: 65 }, (_, i) => (i ? 1 : 4)), sign: async () => new Uint8Array(64) };
+const tick = () => new Promise((r) => setImmediate(r));
+
+async function login(ws) {
+  ws.open();
+  ws.server({ type: 'Challenge', nonce: new Uint8Array(32) });
+  await tick();
+  ws.server({ type: 'Welcome', nick: 'alice', server: 'test', online: 1, max_text_len: 4096, rate_burst: 50, rate_per_sec: 50 });
+  ws.server({ type: 'Users', nicks: ['alice'], last: true });
+}
+
+function setup() {
+  sockets.length = 0;
+  const events = [];
+  let t = 0;
+  const conn = new Connection({ account, onEvent: (e) => events.push(e), url: 'wss://x/ws', WebSocketImpl: FakeSocket, clock: () => t, random: () => 0.5 });
+  return { conn, events, states: () => events.filter((e) => e.kind === 'lineState').map((e) => [e.line, e.state]), advance: (ms) => { t += ms; } };
+}
+
+test('a line typed while disconnected waits, then goes out after the login and is answered', async () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    const { conn, events, states } = setup();
+    const line = conn.sendLine({ type: 'Public', room: '#lobby', text: 'early', action: false });
+    assert.deepEqual(states(), [[line, 'waiting']]);
+    assert.match(events.find((e) => e.kind === 'lineState').detail, /once connected/);
+    conn.start();
+    const ws = sockets[0];
+    await login(ws);
+    assert.deepEqual(ws.sent.map((m) => m.type), ['KeyHello', 'KeyProof', 'Public']);
+    ws.server({ type: 'Sent', id: 5n, ts: 9n });
+    assert.deepEqual(states().at(-1), [line, 'sent']);
+    assert.ok(events.some((e) => e.kind === 'status' && /Connected to test as alice/.test(e.text)));
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test('a lost connection: the written line is unconfirmed, the rest is carried, in order, after a backoff', async () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    const { conn, events, states } = setup();
+    conn.start();
+    const ws = sockets[0];
+    await login(ws);
+    const l1 = conn.sendLine({ type: 'Public', room: '#lobby', text: 'one', action: false });
+    ws.drop();
+    assert.deepEqual(states().at(-1), [l1, 'unknown']);
+    const l2 = conn.sendLine({ type: 'Public', room: '#lobby', text: 'two', action: false });
+    const l3 = conn.sendLine({ type: 'Private', to: 'bob', text: 'three' });
+    const status = events.filter((e) => e.kind === 'status').at(-1);
+    assert.match(status.text, /Reconnecting in 1 s/);
+    mock.timers.tick(999);
+    assert.equal(sockets.length, 1);
+    mock.timers.tick(1);
+    assert.equal(sockets.length, 2);
+    const ws2 = sockets[1];
+    await login(ws2);
+    assert.deepEqual(ws2.sent.slice(2).map((m) => m.text), ['two', 'three']);
+    ws2.server({ type: 'Sent', id: 6n, ts: 1n });
+    ws2.server({ type: 'Error', code: 20, fatal: false, detail: 'no user bob' });
+    assert.deepEqual(states().slice(-2), [[l2, 'sent'], [l3, 'refused']]);
+    assert.match(events.filter((e) => e.kind === 'lineState').at(-1).detail, /no user bob \(no-such-nick\)/);
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test('the backoff doubles up to 30 s and resets after a welcome', async () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    const { conn, events } = setup();
+    conn.start();
+    const delays = [];
+    for (let i = 0; i < 7; i++) {
+      sockets.at(-1).drop();
+      delays.push(events.filter((e) => e.kind === 'status').at(-1).text.match(/in (\d+) s/)[1]);
+      mock.timers.tick(30_000);
+    }
+    assert.deepEqual(delays, ['1', '2', '4', '8', '16', '30', '30']);
+    await login(sockets.at(-1));
+    sockets.at(-1).drop();
+    assert.match(events.filter((e) => e.kind === 'status').at(-1).text, /in 1 s/);
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test('a refused nick stops: no reconnecting', async () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    const { conn, events } = setup();
+    conn.start();
+    const ws = sockets[0];
+    ws.open();
+    ws.server({ type: 'Error', code: 12, fatal: true, detail: 'registered to another key' });
+    assert.ok(events.some((e) => e.kind === 'loginFailed' && e.retry === false));
+    assert.ok(events.some((e) => e.kind === 'stopped'));
+    mock.timers.tick(60_000);
+    assert.equal(sockets.length, 1);
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test('personal lines are acknowledged once handed to the page', async () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    const { conn, events, advance } = setup();
+    conn.start();
+    const ws = sockets[0];
+    await login(ws);
+    ws.server({ type: 'Offline', id: 40n, ts: 1n, from: 'bob', text: 'hi' });
+    ws.server({ type: 'Relay', id: 41n, ts: 2n, from: 'bob', payload: new Uint8Array([1]) });
+    assert.deepEqual(events.filter((e) => e.kind === 'line' || e.kind === 'unreadable').map((e) => e.kind), ['line', 'unreadable']);
+    assert.deepEqual(ws.sent.filter((m) => m.type === 'Received'), []);
+    advance(1000);
+    mock.timers.tick(1000);
+    assert.deepEqual(ws.sent.filter((m) => m.type === 'Received'), [{ type: 'Received', up_to: 41n }]);
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test('after stop (another tab took over) nothing reconnects', async () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    const { conn, events, states } = setup();
+    conn.start();
+    await login(sockets[0]);
+    const line = conn.sendLine({ type: 'Public', room: '#lobby', text: 'x', action: false });
+    conn.stop('another tab took over this account');
+    assert.deepEqual(states().at(-1), [line, 'unknown']);
+    assert.match(events.find((e) => e.kind === 'stopped').why, /another tab/);
+    mock.timers.tick(120_000);
+    assert.equal(sockets.length, 1);
+    assert.equal(sockets[0].readyState, 3);
+  } finally {
+    mock.timers.reset();
+  }
+});
