@@ -1669,7 +1669,7 @@ mod tests {
             assert_eq!(e.to_string(), detail, "{payload:?}");
         }
         for (payload, detail) in [
-            (&[31][..], "unknown message type 31"),
+            (&[32][..], "unknown message type 32"),
             (
                 &[6, 1, 1, b'#', 1, b'a', 9][..],
                 "malformed frame: the Left message does not decode (a field holds an unknown value)",
@@ -1764,6 +1764,14 @@ mod tests {
                 },
             },
             ClientMsg::FetchBundle { nick: "b".into() },
+            ClientMsg::KeyHello {
+                version: PROTOCOL_VERSION,
+                nick: "b".into(),
+                key: vec![4; crate::key_login::PUBLIC_KEY_LEN],
+            },
+            ClientMsg::KeyProof {
+                signature: vec![1; crate::key_login::SIGNATURE_LEN],
+            },
         ];
         assert_eq!(clients.len(), ClientMsg::KINDS.len());
         for msg in clients {
@@ -1864,6 +1872,9 @@ mod tests {
             ServerMsg::KeysRefused {
                 code: ErrorCode::BUSY,
                 detail: String::new(),
+            },
+            ServerMsg::Challenge {
+                nonce: vec![7; crate::key_login::NONCE_LEN],
             },
         ])
         .collect::<Vec<_>>();
