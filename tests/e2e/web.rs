@@ -630,8 +630,9 @@ async fn idle_websocket_connections_cost_little_memory_and_the_web_address_is_lo
     drop(conns);
 }
 
-/// Needs the server side of key login (session/login.rs, written on main in parallel): fails
-/// with `unexpected-message` until that is merged.
+/// The key login over the WebSocket: challenged, and a proof that does not verify is refused.
+/// (Successful key logins and chat over the WebSocket: server/src/session/tests/key_login.rs and
+/// the browser tests, tests/browser/.)
 #[tokio::test]
 async fn a_websocket_client_logs_in_with_an_account_key_challenge_and_proof() {
     let server = TestServer::start().await;
