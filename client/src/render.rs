@@ -322,7 +322,7 @@ pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
             at(),
             Kind::Error,
             format!(
-                "{peer} has no end-to-end keys (a web browser, which cannot encrypt end-to-end yet, or an older client){}: /insecure {peer} to send plain (the server can read it)",
+                "{peer} has no end-to-end keys (a web browser, which cannot encrypt end-to-end yet, or an older client){}. To send plain (the server can read it): /insecure {peer}, then send again",
                 not_sent(unsent.len())
             ),
         ),
@@ -401,7 +401,7 @@ pub fn unsent_reason(event: &E2eEvent) -> Option<String> {
             peer,
             ..
         } => Some(format!(
-            "not sent: {peer} has no end-to-end keys (/insecure {peer} to send plain)"
+            "not sent: {peer} has no end-to-end keys (to send plain: /insecure {peer}, then send again)"
         )),
         E2eEvent::Failed { failure, .. } => {
             Some(format!("not sent: no secure session ({failure})"))

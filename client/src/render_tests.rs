@@ -300,7 +300,7 @@ fn secure_session_endings_say_what_was_not_sent_and_what_to_do() {
         no_keys
             .text
             .starts_with("bob has no end-to-end keys (a web browser, which cannot encrypt end-to-end yet, or an older client); 2 waiting messages were NOT sent")
-            && no_keys.text.contains("/insecure bob to send plain"),
+            && no_keys.text.contains("To send plain (the server can read it): /insecure bob, then send again"),
         "{no_keys:?}"
     );
     let changed = e2e(E2eEvent::Failed {

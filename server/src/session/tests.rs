@@ -133,6 +133,11 @@ async fn hello(c: &mut Client, nick: &str) -> Vec<ServerMsg> {
         nick: nick.into(),
     })
     .await;
+    rest_of_login(c).await
+}
+
+/// Reads until the login's end: `Users { last }` or the connection's close.
+async fn rest_of_login(c: &mut Client) -> Vec<ServerMsg> {
     let mut seen = Vec::new();
     while let Some(msg) = c.recv().await {
         let done = matches!(msg, ServerMsg::Users { last: true, .. });

@@ -62,19 +62,6 @@ async fn key_hello(c: &mut Client, nick: &str, key: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Reads until the login's end: `Users { last }` or the connection's close.
-async fn rest_of_login(c: &mut Client) -> Vec<ServerMsg> {
-    let mut seen = Vec::new();
-    while let Some(msg) = c.recv().await {
-        let done = matches!(msg, ServerMsg::Users { last: true, .. });
-        seen.push(msg);
-        if done {
-            break;
-        }
-    }
-    seen
-}
-
 /// A whole key login as `nick` with `key`; returns what the server sent after `Challenge`.
 async fn key_login(c: &mut Client, nick: &str, key: &AccountKey) -> Vec<ServerMsg> {
     let nonce = key_hello(c, nick, &key.public()).await;
