@@ -12,12 +12,14 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::xeddsa::ed25519_accepts;
+use crate::e2e::envelope::{decode, encode, pad, unpad, Envelope, Inner, Sealed, MAX_CIPHERTEXT};
 use crate::e2e::kdf::{kdf_ck, kdf_rk, message_keys};
 use crate::e2e::ratchet::{Header, Ratchet};
 use crate::e2e::x3dh::{initiate, public_key, respond};
 use crate::e2e::xeddsa::{edwards_public, sign, verify};
 use crate::identity::{hex, Identity};
 use crate::prekeys::{signed_prekey_message, OneTimePrekey, PrekeyBundle, SignedPrekey};
+use crate::safety::safety_number;
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/e2e-v1.json");
 
@@ -303,6 +305,230 @@ fn ratchet_transcript(shared: &[u8; 32], ad: Vec<u8>, bob_ratchet_secret: &[u8; 
     })
 }
 
+/// The AEAD of a sealed message, computed here independently of the ratchet:
+/// ChaCha20-Poly1305(message_keys(mk), plaintext, aad = ad || header.encode()).
+fn seal_with(mk: &[u8; 32], ad: &[u8], header: &Header, plaintext: &[u8]) -> Vec<u8> {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+    let (key, nonce) = message_keys(mk);
+    let mut aad = ad.to_vec();
+    aad.extend_from_slice(&header.encode());
+    ChaCha20Poly1305::new(Key::from_slice(&key[..]))
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
+        .unwrap()
+}
+
+/// Padding, sealing and the postcard envelope between two clients.
+fn envelope_vectors() -> Value {
+    let mut rng = CounterRng::new("envelope");
+    let ad = b"MultiMessenger AD v1 (envelope vectors)".to_vec();
+    let texts = [
+        String::new(),
+        "hi".to_string(),
+        "h\u{e9}llo \u{1f44b} \u{4e16}\u{754c}".to_string(),
+        "x".repeat(126),
+        "y".repeat(127),
+        "z".repeat(600),
+        "w".repeat(4096),
+    ];
+    let mut sealed_cases = vec![];
+    let mut sealed_kept = vec![];
+    for (i, text) in texts.iter().enumerate() {
+        let inner = Inner::Text(text.clone());
+        let encoded = postcard::to_allocvec(&inner).unwrap();
+        let padded = pad(&inner).unwrap();
+        assert!(padded.starts_with(&encoded));
+        assert_eq!(unpad(&padded), Some(inner));
+        let mk: [u8; 32] = rng.bytes();
+        let header = Header {
+            dh: rng.bytes(),
+            pn: i as u32 * 3,
+            n: i as u32 * 1000 + 1,
+        };
+        let ciphertext = seal_with(&mk, &ad, &header, &padded);
+        let mut case = json!({
+            "text": text, "inner": hex(&encoded), "bucket": padded.len(),
+            "mk": hex(&mk),
+            "header": { "dh": hex(&header.dh), "pn": header.pn, "n": header.n },
+            "header_encoded": hex(&header.encode()),
+        });
+        if padded.len() <= 512 {
+            case["ciphertext"] = json!(hex(&ciphertext));
+        } else {
+            case["ciphertext_sha256"] = json!(hex(&Sha256::digest(&ciphertext)));
+        }
+        case["ciphertext_len"] = json!(ciphertext.len());
+        sealed_cases.push(case);
+        sealed_kept.push(Sealed { header, ciphertext });
+    }
+    // Texts whose encoding does not fit the largest bucket cannot be padded.
+    let too_long = "v".repeat(8190);
+    assert!(pad(&Inner::Text(too_long.clone())).is_none());
+    assert!(pad(&Inner::Text("v".repeat(8189))).is_some());
+
+    let padded_hi = pad(&Inner::Text("hi".to_string())).unwrap();
+    let mut unpad_invalid = vec![];
+    let mut bad_unpad = |why: &str, bytes: Vec<u8>| {
+        assert!(unpad(&bytes).is_none(), "{why}");
+        unpad_invalid.push(json!({ "why": why, "padded": hex(&bytes) }));
+    };
+    let mut b = padded_hi.clone();
+    b[100] = 1;
+    bad_unpad("a padding byte not zero", b);
+    bad_unpad("not a bucket size (127 bytes)", padded_hi[..127].to_vec());
+    let mut b = padded_hi.clone();
+    b.push(0);
+    bad_unpad("not a bucket size (129 bytes)", b);
+    let mut b = padded_hi.clone();
+    b[0] = 1;
+    bad_unpad("unknown Inner variant 1", b);
+    let mut b = padded_hi.clone();
+    b[1] = 127;
+    bad_unpad("text length past the end", b);
+    let mut b = padded_hi.clone();
+    b[2] = 0xFF;
+    bad_unpad("text not UTF-8", b);
+    bad_unpad("empty", vec![]);
+
+    // The postcard envelope: both Start forms and a Message, from the sealed cases above.
+    let identity: [u8; 32] = rng.bytes();
+    let ephemeral: [u8; 32] = rng.bytes();
+    let envelopes = [
+        (
+            "Start with a one-time prekey",
+            Envelope::Start {
+                identity,
+                ephemeral,
+                signed_prekey: 7,
+                one_time: Some(300),
+                message: sealed_kept[1].clone(),
+            },
+        ),
+        (
+            "Start without a one-time prekey",
+            Envelope::Start {
+                identity,
+                ephemeral,
+                signed_prekey: u32::MAX,
+                one_time: None,
+                message: sealed_kept[0].clone(),
+            },
+        ),
+        ("Message", Envelope::Message(sealed_kept[2].clone())),
+    ];
+    let mut envelope_cases = vec![];
+    for (name, envelope) in &envelopes {
+        let bytes = encode(envelope);
+        assert_eq!(decode(&bytes).as_ref(), Some(envelope));
+        let (kind, sealed) = match envelope {
+            Envelope::Start { message, .. } => ("Start", message),
+            Envelope::Message(m) => ("Message", m),
+        };
+        let mut case = json!({
+            "name": name, "kind": kind,
+            "header": { "dh": hex(&sealed.header.dh), "pn": sealed.header.pn, "n": sealed.header.n },
+            "ciphertext": hex(&sealed.ciphertext),
+            "encoded": hex(&bytes),
+        });
+        if let Envelope::Start {
+            identity,
+            ephemeral,
+            signed_prekey,
+            one_time,
+            ..
+        } = envelope
+        {
+            case["identity"] = json!(hex(identity));
+            case["ephemeral"] = json!(hex(ephemeral));
+            case["signed_prekey"] = json!(signed_prekey);
+            case["one_time"] = json!(one_time);
+        }
+        envelope_cases.push(case);
+    }
+    let message = encode(&envelopes[2].1);
+    let mut decode_invalid = vec![];
+    let mut bad_decode = |why: &str, bytes: Vec<u8>| {
+        assert!(decode(&bytes).is_none(), "{why}");
+        decode_invalid.push(json!({ "why": why, "encoded": hex(&bytes) }));
+    };
+    let mut b = message.clone();
+    b.push(0);
+    bad_decode("a trailing byte", b);
+    bad_decode("truncated", message[..message.len() - 1].to_vec());
+    let mut b = message.clone();
+    b[0] = 2;
+    bad_decode("unknown Envelope variant 2", b);
+    bad_decode("empty", vec![]);
+    let oversized = Envelope::Message(Sealed {
+        header: sealed_kept[0].header,
+        ciphertext: vec![0xAB; MAX_CIPHERTEXT + 1],
+    });
+    let b = encode(&oversized);
+    bad_decode("ciphertext one byte over MAX_CIPHERTEXT", b);
+    let at_max = Envelope::Message(Sealed {
+        header: sealed_kept[0].header,
+        ciphertext: vec![0xAB; MAX_CIPHERTEXT],
+    });
+    assert!(decode(&encode(&at_max)).is_some());
+    let mut b = encode(&envelopes[0].1);
+    b[1 + 32 + 32 + 1] = 2;
+    bad_decode("Option tag 2", b);
+
+    json!({
+        "associated_data": hex(&ad),
+        "pad_buckets": crate::e2e::PAD_BUCKETS,
+        "max_ciphertext": MAX_CIPHERTEXT,
+        "sealed": sealed_cases,
+        "too_long_text_len": too_long.len(),
+        "longest_text_len": 8189,
+        "unpad_invalid": unpad_invalid,
+        "envelopes": envelope_cases,
+        "decode_invalid": decode_invalid,
+    })
+}
+
+/// Safety numbers for pairs of identity keys and nicks.
+fn safety_vectors() -> Value {
+    let mut rng = CounterRng::new("safety");
+    let mut cases = vec![];
+    let mut case = |nick_a: &str, key_a: [u8; 32], nick_b: &str, key_b: [u8; 32]| {
+        let number = safety_number(nick_a, &key_a, nick_b, &key_b);
+        assert_eq!(number, safety_number(nick_b, &key_b, nick_a, &key_a));
+        cases.push(json!({
+            "nick_a": nick_a, "key_a": hex(&key_a), "nick_b": nick_b, "key_b": hex(&key_b),
+            "safety_number": number,
+        }));
+    };
+    case("alice", [1; 32], "bob", [2; 32]);
+    let (a, b) = (
+        Identity::from_secret(rng.bytes()),
+        Identity::from_secret(rng.bytes()),
+    );
+    case("Alice", *a.public(), "BOB-2", *b.public());
+    case("alice", *a.public(), "bob-2", *b.public());
+    case("carol_", *b.public(), "Dave", *a.public());
+    json!(cases)
+}
+
+/// The bytes an identity key signs for a signed prekey.
+fn prekey_vectors() -> Value {
+    let mut rng = CounterRng::new("prekey");
+    let mut cases = vec![];
+    for id in [0u32, 7, 0x0102_0304, u32::MAX] {
+        let key: [u8; 32] = rng.bytes();
+        cases.push(json!({
+            "id": id, "key": hex(&key), "message": hex(&signed_prekey_message(id, &key)),
+        }));
+    }
+    json!(cases)
+}
+
 fn all_vectors() -> Value {
     let (kdf_rk, kdf_ck, message_keys) = kdf_vectors();
     let (with_otk, shared, ad, spk_secret) = x3dh_case("with one-time prekey", true);
@@ -317,6 +543,9 @@ fn all_vectors() -> Value {
             "message_keys": "ChaCha20-Poly1305 (key, nonce) = HKDF-SHA-256(salt = 32 zero bytes, ikm = mk, info = \"MultiMessenger message keys v1\", 44 bytes) split 32/12",
             "xeddsa": "XEdDSA (Signal spec rev 1) over X25519 keys: valid = (private as an X25519 secret, clamped; random = Z, 64 bytes) -> signature R || s; a_negated says whether calculate_key_pair negated a; edwards_public is the Ed25519 key the signature verifies under. invalid: must verify to false",
             "x3dh": "X3DH: shared = HKDF-SHA-256(salt = 32 zero bytes, ikm = 32 x 0xFF || DH1 || DH2 || DH3 [|| DH4], info = \"MultiMessenger X3DH v1\", 32 bytes); associated_data = \"MultiMessenger AD v1\" || IK_A || IK_B || len || lowercase(initiator nick) || len || lowercase(responder nick); signed_prekey_signature = XEdDSA(responder identity, \"MultiMessenger signed prekey v1\" || id (4 bytes big-endian) || key, signed_prekey_signing_random)",
+            "envelope": "the envelope between two clients (common/src/e2e/envelope.rs). sealed: a text -> inner = postcard(Inner::Text(text)) (variant varint 0, length varint, UTF-8), padded with zero bytes up to bucket = the first of pad_buckets >= its length (a text whose inner exceeds the largest bucket is refused: too_long_text_len bytes of 'v' is refused, longest_text_len bytes fit); ciphertext = ChaCha20-Poly1305(message_keys(mk), padded, aad = associated_data || header_encoded) (given in full when bucket <= 512, else its SHA-256), ciphertext_len = bucket + 16. unpad_invalid: padded plaintexts that must be refused. envelopes: postcard(Envelope): Start = variant 0, identity (32 bytes), ephemeral (32 bytes), signed_prekey (u32 varint), one_time (Option<u32>), message; Message = variant 1, message; message = Sealed { header: dh (32 bytes), pn (u32 varint), n (u32 varint), ciphertext (length varint, bytes) }. decode_invalid: encodings that must be refused (trailing bytes, truncated, unknown variant, ciphertext longer than max_ciphertext).",
+            "safety": "safety numbers (common/src/safety.rs): per party 30 digits from d = SHA-512(0x00 0x01 || key || lowercase(nick)), then 5200 times d = SHA-512(d || key); the first 30 bytes of d in 6 chunks of 5 bytes, each a big-endian integer mod 100000 as 5 digits; the two halves sorted as strings, concatenated and grouped by 5 with single spaces (60 digits, 12 groups). The same whichever party is a.",
+            "signed_prekey_message": "the bytes an identity key signs for a signed prekey: \"MultiMessenger signed prekey v1\" || id (4 bytes big-endian) || key. The bundle and key-upload messages themselves are in wire-v6.json (PublishKeys, Bundle).",
             "ratchet": "Double Ratchet transcript from the x3dh case with a one-time prekey (Alice initiator; Bob's first ratchet key = his signed prekey). events in order; each send gives the header (dh, pn, n), its 40-byte encoding dh || pn (BE) || n (BE), and ciphertext = ChaCha20-Poly1305(message_keys(mk), plaintext, aad = associated_data || header_encoded); each receive names the message delivered and its plaintext",
         },
         "kdf_rk": kdf_rk,
@@ -325,6 +554,9 @@ fn all_vectors() -> Value {
         "xeddsa": xeddsa_vectors(),
         "x3dh": [with_otk, without_otk],
         "ratchet": transcript,
+        "envelope": envelope_vectors(),
+        "safety": safety_vectors(),
+        "signed_prekey_message": prekey_vectors(),
     })
 }
 
