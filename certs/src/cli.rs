@@ -21,6 +21,11 @@ use crate::{
 /// 127.0.0.1 and ::1; add the names and addresses clients use with --name and --ip. A running
 /// mm-server renews it by itself from ca.key before it runs out; `kill -HUP` it to use a
 /// certificate made here at once.
+///
+/// A CA made here or by mm-server may vouch only for the names and addresses it was made for,
+/// localhost, names under .local, .lan, .home.arpa and .internal, and loopback, private and
+/// link-local addresses (X.509 name constraints), so that browsers that import it trust it for
+/// no other website. A new public name or address needs --new-ca.
 #[derive(Debug, Parser)]
 #[command(name = "mm-certs", version)]
 pub struct Args {
