@@ -339,9 +339,17 @@ impl CaScope {
         let wanted = DEFAULT_DNS_NAMES
             .iter()
             .map(|s| (*s).to_owned())
-            .chain(names.dns.iter().map(|name| {
+            .chain(names.dns.iter().filter_map(|name| {
                 let name = normalize_dns(name);
-                name.strip_prefix("*.").map(str::to_owned).unwrap_or(name)
+                // `*.chat.example.org` as `chat.example.org`. Never a bare top-level label
+                // (`*.org` would permit all of `.org`), nor a `*` a verifier may not parse as
+                // a constraint: such names are left out (their certificates are refused).
+                let base = match name.strip_prefix("*.") {
+                    Some(base) if base.contains('.') => base.to_owned(),
+                    Some(_) => return None,
+                    None => name,
+                };
+                (!base.contains('*')).then_some(base)
             }))
             .chain(LAN_DNS_SUFFIXES.iter().map(|s| (*s).to_owned()));
         for name in wanted {
@@ -1728,6 +1736,19 @@ mod tests {
         ] {
             assert!(!scope.permits_ip(ip(addr)), "{addr}");
         }
+        // A wildcard name permits its suffix; never a whole top-level domain, nor everything.
+        let wild = CaScope::for_names(&Names {
+            dns: vec![
+                "*.chat.example.org".into(),
+                "*.org".into(),
+                "".into(),
+                ".".into(),
+            ],
+            ips: vec![],
+        });
+        assert!(wild.permits_dns("a.chat.example.org") && wild.permits_dns("chat.example.org"));
+        assert!(!wild.permits_dns("example.org") && !wild.permits_dns("bank.org"));
+        assert!(!wild.permits_dns("example.com"));
         // The defaults alone (mm-server's first start): nothing public at all.
         let defaults = CaScope::for_names(&Names::default());
         assert!(defaults.is_limited());
