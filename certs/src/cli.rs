@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::{
-    date, generate, load_certs, renew_server, CertInfo, Generated, Names, CA_CERT, CA_KEY,
+    date, generate, load_certs, renew_server, CaScope, CertInfo, Generated, Names, CA_CERT, CA_KEY,
     RENEW_BEFORE, SERVER_CERT, SERVER_KEY,
 };
 
@@ -21,6 +21,11 @@ use crate::{
 /// 127.0.0.1 and ::1; add the names and addresses clients use with --name and --ip. A running
 /// mm-server renews it by itself from ca.key before it runs out; `kill -HUP` it to use a
 /// certificate made here at once.
+///
+/// A CA made here or by mm-server may vouch only for the names and addresses it was made for,
+/// localhost, names under .local, .lan, .home.arpa and .internal, and loopback, private and
+/// link-local addresses (X.509 name constraints), so that browsers that import it trust it for
+/// no other website. A new public name or address needs --new-ca.
 #[derive(Debug, Parser)]
 #[command(name = "mm-certs", version)]
 pub struct Args {
@@ -192,11 +197,24 @@ fn issued_report(
 
 /// How to make browsers and operating systems trust the CA at `ca` (for the web client), a few
 /// steps per platform. The same words as README.md's "Browsers: trust the server's CA".
+///
+/// Reads `ca`: a CA without name constraints (made by an earlier version, see
+/// [`crate::ca_is_limited`]) is one whose key could vouch for any website, and the text then
+/// leads with that warning ([`crate::UNLIMITED_CA_WARNING`]) and how to make a new one. A CA
+/// that cannot be read gets the steps alone (the caller has just read or written it).
 #[must_use]
 pub fn browser_trust(ca: &Path) -> String {
+    let warning = match crate::ca_is_limited(ca) {
+        Ok(false) => format!(
+            "\nWARNING: {}: {}.\n",
+            ca.display(),
+            crate::UNLIMITED_CA_WARNING
+        ),
+        Ok(true) | Err(_) => String::new(),
+    };
     let ca = ca.display();
     format!(
-        "\n\
+        "{warning}\n\
          Browsers (the web client, https://HOST:PORT/) accept the server once they trust this CA,\n\
          {ca}. Check its fingerprint (above) after importing it; then:\n\
          \x20 Firefox (any system): Settings > Privacy & Security > Certificates > View Certificates >\n\
@@ -224,10 +242,16 @@ fn new_ca_report(dir: &Path, generated: &Generated, replaced: bool) -> anyhow::R
     } else {
         ""
     };
+    let scope = load_certs(&generated.ca_cert)
+        .ok()
+        .and_then(|ca| ca.into_iter().next())
+        .and_then(|der| CaScope::of_ca(&der, &generated.ca_cert).ok().flatten())
+        .map(|scope| format!("\x20 the CA may vouch only for: {scope}\n"))
+        .unwrap_or_default();
     Ok(format!(
         "Wrote a CA and a server certificate to {}\n\
          \x20 server certificate covers: {}\n{}\
-         \x20 CA fingerprint (SHA-256):  {}\n{warning}\
+         \x20 CA fingerprint (SHA-256):  {}\n{scope}{warning}\
          \n\
          Give clients the CA certificate and connect with:\n\
          \x20 mm --server HOST:PORT --ca {} --nick NAME\n\

@@ -3,7 +3,9 @@
 //! `mm-certs` and the server's first start both call [`generate`]: a self-signed CA (`ca.pem`,
 //! `ca.key`) and a server certificate signed by it (`server.pem` holds the server certificate
 //! followed by the CA, `server.key`). Clients trust the CA, either by file (`mm --ca ca.pem`) or by
-//! accepting its SHA-256 [`fingerprint`] once. Every file is written owner-only (0600, in 0700
+//! accepting its SHA-256 [`fingerprint`] once. The CA may vouch only for the server's own names
+//! and LAN names and addresses ([`CaScope`], RFC 5280 name constraints), so that importing it
+//! into a browser does not let its key vouch for any other website. Every file is written owner-only (0600, in 0700
 //! directories: see [`PRIVATE_FILE_MODE`]) and replaced atomically, so a crash never leaves a
 //! half-written key.
 
@@ -15,8 +17,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    NameConstraints, SanType,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -44,6 +47,31 @@ pub const DEFAULT_DNS_NAMES: [&str; 1] = ["localhost"];
 pub const DEFAULT_IPS: [IpAddr; 2] = [
     IpAddr::V4(Ipv4Addr::LOCALHOST),
     IpAddr::V6(Ipv6Addr::LOCALHOST),
+];
+
+/// DNS suffixes that are not public names, which every generated CA may vouch for besides the
+/// server's own names, so that a LAN server can be renamed (`myhost.local`, `chat.lan`,
+/// `box.home.arpa`, `svc.internal`) without a new CA: `local` (mDNS, RFC 6762), `home.arpa`
+/// (RFC 8375), `internal` (reserved for private use by ICANN in 2024) and `lan` (not delegated,
+/// common on home routers). A name constraint covers the name and every name under it (RFC 5280
+/// section 4.2.1.10).
+pub const LAN_DNS_SUFFIXES: [&str; 4] = ["local", "lan", "home.arpa", "internal"];
+
+/// Address ranges, as (network, prefix length in bits), that every generated CA may vouch for
+/// besides the server's own addresses, so that a DHCP change does not need a new CA: loopback
+/// (127.0.0.0/8, ::1/128), private (10/8, 172.16/12, 192.168/16; fc00::/7), shared carrier-grade
+/// NAT and Tailscale-style overlays (100.64/10) and link-local (169.254/16, fe80::/10). None of
+/// them is reachable from the public internet.
+pub const LAN_IP_RANGES: [(IpAddr, u8); 9] = [
+    (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
+    (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), 8),
+    (IpAddr::V4(Ipv4Addr::new(172, 16, 0, 0)), 12),
+    (IpAddr::V4(Ipv4Addr::new(192, 168, 0, 0)), 16),
+    (IpAddr::V4(Ipv4Addr::new(169, 254, 0, 0)), 16),
+    (IpAddr::V4(Ipv4Addr::new(100, 64, 0, 0)), 10),
+    (IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+    (IpAddr::V6(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0)), 7),
+    (IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 10),
 ];
 
 /// How long a generated CA is valid: ten years. Clients pin it (by file or fingerprint), so it
@@ -100,6 +128,18 @@ pub enum CertError {
     /// A DNS name was rejected.
     #[error("invalid DNS name {0:?}")]
     InvalidName(String),
+    /// The CA may not vouch for some of the names a server certificate was to cover (its name
+    /// constraints, [`CaScope`]): clients would refuse such a certificate, so none was issued
+    /// and nothing was written.
+    #[error("the CA in {} may not vouch for {} (it may only vouch for {scope}), so no certificate was issued and nothing was written; to cover them make a new CA with `mm-certs --new-ca` (alias --force), listing every name and address with --name and --ip: every client, and every browser or system that trusts the old CA, must then trust the new one", ca.display(), .names.join(", "))]
+    OutsideCa {
+        /// The CA certificate.
+        ca: PathBuf,
+        /// The names and addresses it may not vouch for.
+        names: Vec<String>,
+        /// What it may vouch for ([`CaScope`]'s words).
+        scope: String,
+    },
     /// rcgen failed.
     #[error("certificate generation failed: {0}")]
     Generate(rcgen::Error),
@@ -173,6 +213,356 @@ pub struct Names {
     pub ips: Vec<IpAddr>,
 }
 
+/// One name or range in a CA's name constraints (RFC 5280 section 4.2.1.10) of a kind that
+/// constrains server certificates. Other kinds (e-mail, URI, directory name) do not limit the
+/// DNS names and addresses a server certificate covers, and are not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subtree {
+    /// A DNS name and every name under it: `lan` covers `lan` and `chat.lan` (a leading dot,
+    /// `.lan`, covers only the names under it). Empty covers every name.
+    Dns(String),
+    /// The addresses `a` of `network`'s family with `a & mask == network & mask`.
+    Ip {
+        /// The network address.
+        network: IpAddr,
+        /// The mask, of the same family (contiguous in what this crate writes).
+        mask: IpAddr,
+    },
+}
+
+impl Subtree {
+    /// The range `network/prefix` (`prefix` in bits, at most 32 for IPv4 and 128 for IPv6;
+    /// larger is taken as the maximum).
+    pub fn ip_range(network: IpAddr, prefix: u8) -> Subtree {
+        let mask = match network {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(
+                u32::MAX
+                    .checked_shl(32 - u32::from(prefix.min(32)))
+                    .unwrap_or(0),
+            )),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(
+                u128::MAX
+                    .checked_shl(128 - u32::from(prefix.min(128)))
+                    .unwrap_or(0),
+            )),
+        };
+        Subtree::Ip { network, mask }
+    }
+
+    /// Whether the DNS name `name` falls in this subtree (ASCII case-insensitive; a trailing
+    /// dot is ignored). A wildcard name (`*.chat.lan`) is treated as a name under its suffix.
+    fn covers_dns(&self, name: &str) -> bool {
+        let Subtree::Dns(base) = self else {
+            return false;
+        };
+        let (name, base) = (normalize_dns(name), normalize_dns(base));
+        if base.is_empty() {
+            return true;
+        }
+        if base.starts_with('.') {
+            return name.ends_with(&base);
+        }
+        name == base || name.ends_with(&format!(".{base}"))
+    }
+
+    /// Whether the address `ip` falls in this range (never across address families).
+    fn covers_ip(&self, ip: IpAddr) -> bool {
+        let Subtree::Ip { network, mask } = self else {
+            return false;
+        };
+        match (ip, network, mask) {
+            (IpAddr::V4(ip), IpAddr::V4(net), IpAddr::V4(mask)) => {
+                u32::from(ip) & u32::from(*mask) == u32::from(*net) & u32::from(*mask)
+            }
+            (IpAddr::V6(ip), IpAddr::V6(net), IpAddr::V6(mask)) => {
+                u128::from(ip) & u128::from(*mask) == u128::from(*net) & u128::from(*mask)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Subtree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subtree::Dns(name) => write!(f, "{name}"),
+            Subtree::Ip { network, mask } => {
+                let (ones, bits) = match mask {
+                    IpAddr::V4(m) => (u32::from(*m).leading_ones(), u32::from(*m).count_ones()),
+                    IpAddr::V6(m) => (u128::from(*m).leading_ones(), u128::from(*m).count_ones()),
+                };
+                if ones == bits {
+                    write!(f, "{network}/{ones}")
+                } else {
+                    write!(f, "{network} mask {mask}")
+                }
+            }
+        }
+    }
+}
+
+/// Lowercase, without a trailing dot.
+fn normalize_dns(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+/// What a CA may vouch for, from its name constraints extension (RFC 5280 section 4.2.1.10),
+/// as far as server certificates go: the DNS and IP subtrees it permits and excludes.
+///
+/// Per RFC 5280 a kind of name with no permitted subtree is not constrained at all: a CA that
+/// permits only DNS subtrees may still vouch for any address. [`CaScope::is_limited`] says
+/// whether both kinds are limited, which is what every CA this crate makes does
+/// ([`CaScope::for_names`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaScope {
+    /// Names and ranges it may vouch for (per kind: if there is none of a kind, any).
+    pub permitted: Vec<Subtree>,
+    /// Names and ranges it may never vouch for.
+    pub excluded: Vec<Subtree>,
+}
+
+impl CaScope {
+    /// The scope of a CA made for a server certificate covering the defaults and `names`:
+    ///
+    /// - DNS: [`DEFAULT_DNS_NAMES`] (`localhost`), each name of `names.dns` (a wildcard
+    ///   `*.x` as `x`), and the non-public suffixes [`LAN_DNS_SUFFIXES`]; a name already under
+    ///   another is left out. Nothing else public.
+    /// - IP: the loopback, private and link-local ranges [`LAN_IP_RANGES`], and each address of
+    ///   [`DEFAULT_IPS`] and `names.ips` outside them as a single address (/32, /128).
+    ///
+    /// Both kinds are always present, so that neither is unconstrained (RFC 5280 section
+    /// 4.2.1.10). The residual risk, by design: a stolen `ca.key` can still vouch for any
+    /// name under those suffixes and any address in those ranges, i.e. impersonate other
+    /// devices on a LAN to whoever trusts this CA; never a public website.
+    pub fn for_names(names: &Names) -> CaScope {
+        let mut dns: Vec<String> = Vec::new();
+        let wanted = DEFAULT_DNS_NAMES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(names.dns.iter().filter_map(|name| {
+                let name = normalize_dns(name);
+                // `*.chat.example.org` as `chat.example.org`. Never a bare top-level label
+                // (`*.org` would permit all of `.org`), nor a `*` a verifier may not parse as
+                // a constraint: such names are left out (their certificates are refused).
+                let base = match name.strip_prefix("*.") {
+                    Some(base) if base.contains('.') => base.to_owned(),
+                    Some(_) => return None,
+                    None => name,
+                };
+                (!base.contains('*')).then_some(base)
+            }))
+            .chain(LAN_DNS_SUFFIXES.iter().map(|s| (*s).to_owned()));
+        for name in wanted {
+            if !name.is_empty() && !dns.contains(&name) {
+                dns.push(name);
+            }
+        }
+        // A name under another one in the list adds nothing.
+        let all = dns.clone();
+        dns.retain(|name| {
+            !all.iter()
+                .any(|other| other != name && Subtree::Dns(other.clone()).covers_dns(name))
+        });
+        let mut permitted: Vec<Subtree> = dns.into_iter().map(Subtree::Dns).collect();
+        let ranges: Vec<Subtree> = LAN_IP_RANGES
+            .iter()
+            .map(|(network, prefix)| Subtree::ip_range(*network, *prefix))
+            .collect();
+        let mut singles: Vec<IpAddr> = Vec::new();
+        for ip in DEFAULT_IPS.iter().chain(names.ips.iter()) {
+            if !ranges.iter().any(|r| r.covers_ip(*ip)) && !singles.contains(ip) {
+                singles.push(*ip);
+            }
+        }
+        permitted.extend(ranges);
+        permitted.extend(singles.into_iter().map(|ip| {
+            let bits = if ip.is_ipv4() { 32 } else { 128 };
+            Subtree::ip_range(ip, bits)
+        }));
+        CaScope {
+            permitted,
+            excluded: Vec::new(),
+        }
+    }
+
+    /// The scope of the CA certificate `der`: `None` if it has no name constraints extension
+    /// (a CA made before this crate wrote one: it may vouch for any name).
+    ///
+    /// # Errors
+    /// [`CertError::Pem`] naming `path` (where `der` came from) if it does not parse.
+    pub fn of_ca(der: &[u8], path: &Path) -> Result<Option<CaScope>, CertError> {
+        use x509_parser::extensions::GeneralName;
+        let bad = |detail: String| CertError::Pem {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| bad(format!("unreadable certificate: {e}")))?;
+        let Some(constraints) = cert
+            .name_constraints()
+            .map_err(|e| bad(format!("unreadable name constraints: {e}")))?
+        else {
+            return Ok(None);
+        };
+        let subtrees = |list: &Option<Vec<x509_parser::extensions::GeneralSubtree<'_>>>| {
+            let mut out = Vec::new();
+            for subtree in list.iter().flatten() {
+                match &subtree.base {
+                    GeneralName::DNSName(name) => out.push(Subtree::Dns((*name).to_owned())),
+                    GeneralName::IPAddress(bytes) => {
+                        if let Ok(b) = <[u8; 8]>::try_from(*bytes) {
+                            out.push(Subtree::Ip {
+                                network: IpAddr::from([b[0], b[1], b[2], b[3]]),
+                                mask: IpAddr::from([b[4], b[5], b[6], b[7]]),
+                            });
+                        } else if let Ok(b) = <[u8; 32]>::try_from(*bytes) {
+                            let (net, mask) = b.split_at(16);
+                            if let (Ok(net), Ok(mask)) =
+                                (<[u8; 16]>::try_from(net), <[u8; 16]>::try_from(mask))
+                            {
+                                out.push(Subtree::Ip {
+                                    network: IpAddr::from(net),
+                                    mask: IpAddr::from(mask),
+                                });
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            out
+        };
+        Ok(Some(CaScope {
+            permitted: subtrees(&constraints.value.permitted_subtrees),
+            excluded: subtrees(&constraints.value.excluded_subtrees),
+        }))
+    }
+
+    /// Whether it limits both DNS names and addresses (has a permitted subtree of each kind).
+    /// A CA that does not may vouch for any website (of the kind not limited) to whoever
+    /// trusts it.
+    pub fn is_limited(&self) -> bool {
+        self.permitted.iter().any(|s| matches!(s, Subtree::Dns(_)))
+            && self
+                .permitted
+                .iter()
+                .any(|s| matches!(s, Subtree::Ip { .. }))
+    }
+
+    /// Whether the CA may vouch for the DNS name `name`.
+    pub fn permits_dns(&self, name: &str) -> bool {
+        let mut permitted = self
+            .permitted
+            .iter()
+            .filter(|s| matches!(s, Subtree::Dns(_)))
+            .peekable();
+        let allowed = permitted.peek().is_none() || permitted.any(|s| s.covers_dns(name));
+        allowed && !self.excluded.iter().any(|s| s.covers_dns(name))
+    }
+
+    /// Whether the CA may vouch for the address `ip`.
+    pub fn permits_ip(&self, ip: IpAddr) -> bool {
+        let mut permitted = self
+            .permitted
+            .iter()
+            .filter(|s| matches!(s, Subtree::Ip { .. }))
+            .peekable();
+        let allowed = permitted.peek().is_none() || permitted.any(|s| s.covers_ip(ip));
+        allowed && !self.excluded.iter().any(|s| s.covers_ip(ip))
+    }
+
+    /// The names and addresses among `dns` and `ips` it may not vouch for, as text.
+    pub fn outside(&self, dns: &[String], ips: &[IpAddr]) -> Vec<String> {
+        dns.iter()
+            .filter(|name| !self.permits_dns(name))
+            .cloned()
+            .chain(
+                ips.iter()
+                    .filter(|ip| !self.permits_ip(**ip))
+                    .map(IpAddr::to_string),
+            )
+            .collect()
+    }
+
+    /// As rcgen's name constraints, for a CA certificate.
+    fn to_rcgen(&self) -> NameConstraints {
+        let convert = |subtrees: &[Subtree]| {
+            subtrees
+                .iter()
+                .map(|s| match s {
+                    Subtree::Dns(name) => GeneralSubtree::DnsName(name.clone()),
+                    Subtree::Ip { network, mask } => {
+                        GeneralSubtree::IpAddress(match (network, mask) {
+                            (IpAddr::V4(n), IpAddr::V4(m)) => {
+                                CidrSubnet::V4(n.octets(), m.octets())
+                            }
+                            (IpAddr::V6(n), IpAddr::V6(m)) => {
+                                CidrSubnet::V6(n.octets(), m.octets())
+                            }
+                            // Mixed families are never built here; as a single address of the
+                            // network's family they stay narrow.
+                            (IpAddr::V4(n), _) => CidrSubnet::V4(n.octets(), [0xff; 4]),
+                            (IpAddr::V6(n), _) => CidrSubnet::V6(n.octets(), [0xff; 16]),
+                        })
+                    }
+                })
+                .collect()
+        };
+        NameConstraints {
+            permitted_subtrees: convert(&self.permitted),
+            excluded_subtrees: convert(&self.excluded),
+        }
+    }
+}
+
+impl std::fmt::Display for CaScope {
+    /// `DNS names localhost, lan, ... (and the names under them); addresses 127.0.0.0/8, ...`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let join = |dns: bool, list: &[Subtree]| {
+            list.iter()
+                .filter(|s| matches!(s, Subtree::Dns(_)) == dns)
+                .map(Subtree::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (dns, ips) = (join(true, &self.permitted), join(false, &self.permitted));
+        write!(
+            f,
+            "DNS names {} (and the names under them); addresses {}",
+            if dns.is_empty() { "of any kind" } else { &dns },
+            if ips.is_empty() { "of any kind" } else { &ips },
+        )?;
+        if !self.excluded.is_empty() {
+            write!(f, "; never {}", join(true, &self.excluded))?;
+            let ips = join(false, &self.excluded);
+            if !ips.is_empty() {
+                write!(f, ", {ips}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the CA certificate in `path` limits the names it may vouch for
+/// ([`CaScope::is_limited`]): `false` for a CA made before this crate wrote name constraints.
+///
+/// # Errors
+/// I/O errors and [`CertError::Pem`] if `path` holds no readable certificate.
+pub fn ca_is_limited(path: &Path) -> Result<bool, CertError> {
+    let der = load_certs(path)?.remove(0);
+    Ok(CaScope::of_ca(&der, path)?.is_some_and(|scope| scope.is_limited()))
+}
+
+/// What to say about a CA that does not limit the names it may vouch for
+/// ([`ca_is_limited`] is `false`): the risk and how to replace it. One paragraph, no newline
+/// at the end.
+pub const UNLIMITED_CA_WARNING: &str = "this CA has no name constraints: imported into a \
+     browser or an operating system, it lets its key (ca.key) vouch for ANY website, not just \
+     this server. Make a new, constrained CA with `mm-certs --new-ca` (alias --force; add \
+     --name/--ip for every name and address clients use); every client must then trust the new \
+     CA (mm --ca, or mm trust add with its fingerprint), and browsers and systems that imported \
+     the old one should remove it";
+
 /// The result of [`generate`].
 #[derive(Debug, Clone)]
 pub struct Generated {
@@ -207,6 +597,15 @@ impl Issue {
 }
 
 /// Generates a CA and a server certificate into `dir` (created with mode 0700 if missing).
+///
+/// The CA carries a critical name constraints extension (RFC 5280 section 4.2.1.10) with
+/// [`CaScope::for_names`]`(names)`: it may vouch only for the server's names, `localhost`,
+/// names under the non-public suffixes [`LAN_DNS_SUFFIXES`], the server's addresses and the
+/// loopback, private and link-local ranges [`LAN_IP_RANGES`]. Users import `ca.pem` into
+/// browsers and operating systems as a root; a stolen `ca.key` (it stays on the server, for
+/// renewal) can then impersonate no public website to them, only LAN names and addresses in
+/// that scope (the residual risk, see SECURITY.md). Renaming a LAN server within it needs no
+/// new CA; a new public name or address does (`mm-certs --new-ca`).
 ///
 /// Without `force`, refuses if any of the four files exists.
 ///
@@ -255,6 +654,8 @@ pub fn generate_at(
     ];
     ca_params.not_before = now - BACKDATE;
     ca_params.not_after = now + CA_VALIDITY;
+    // What the CA may vouch for: see `CaScope::for_names`.
+    ca_params.name_constraints = Some(CaScope::for_names(names).to_rcgen());
     let ca_cert = ca_params.self_signed(&ca_key)?;
 
     // Each key before its certificate: if we crash between files, the next run sees an
@@ -277,12 +678,14 @@ pub fn generate_at(
 /// a key that does not match and keeps presenting its previous certificate.
 ///
 /// The new certificate is checked against the CA before anything is written: a `ca.key` that
-/// does not belong to `ca.pem` is refused, and the files stay as they were.
+/// does not belong to `ca.pem` is refused, and so are names the CA may not vouch for (its name
+/// constraints, [`CaScope`]: a new public name or address needs a new CA); the files stay as
+/// they were.
 ///
 /// # Errors
 /// I/O errors, [`CertError::Pem`] if `ca.pem` or `ca.key` holds no usable certificate or key
-/// or they do not belong together, [`CertError::Generate`] if they do not parse as a CA and its
-/// key.
+/// or they do not belong together, [`CertError::OutsideCa`] naming the names and addresses
+/// the CA may not vouch for, [`CertError::Generate`] if they do not parse as a CA and its key.
 pub fn renew_server(dir: &Path, names: &Names) -> Result<Generated, CertError> {
     renew_server_at(dir, names, Issue::now())
 }
@@ -302,16 +705,28 @@ pub fn renew_server_at(dir: &Path, names: &Names, issue: Issue) -> Result<Genera
         path: key_path.clone(),
         detail: format!("no usable CA key: {e}"),
     })?;
+    let server = server_params(names, issue)?;
+    // A certificate for a name the CA may not vouch for would be refused by every client:
+    // refused here, before anything is written. (A CA without name constraints, made by an
+    // earlier version, may vouch for anything.)
+    if let Some(scope) = CaScope::of_ca(&ca_der, &ca_path)? {
+        let (dns, ips) = all_names(names);
+        let outside = scope.outside(&dns, &ips);
+        if !outside.is_empty() {
+            return Err(CertError::OutsideCa {
+                ca: ca_path,
+                names: outside,
+                scope: scope.to_string(),
+            });
+        }
+    }
     let issuer = Issuer::from_ca_cert_der(&ca_der, &ca_key)?;
-    issue_server(dir, server_params(names, issue)?, &issuer, &ca_pem, &ca_der)
+    issue_server(dir, server, &issuer, &ca_pem, &ca_der)
 }
 
-/// A server certificate's parameters for the default names plus `names`, and the list of
-/// what it covers.
-fn server_params(
-    names: &Names,
-    issue: Issue,
-) -> Result<(CertificateParams, Vec<String>), CertError> {
+/// The DNS names and addresses a server certificate for `names` covers: the defaults, then
+/// `names`, each once.
+fn all_names(names: &Names) -> (Vec<String>, Vec<IpAddr>) {
     let mut dns: Vec<String> = DEFAULT_DNS_NAMES.iter().map(|s| s.to_string()).collect();
     for name in &names.dns {
         if !dns.contains(name) {
@@ -324,7 +739,16 @@ fn server_params(
             ips.push(*ip);
         }
     }
+    (dns, ips)
+}
 
+/// A server certificate's parameters for the default names plus `names`, and the list of
+/// what it covers.
+fn server_params(
+    names: &Names,
+    issue: Issue,
+) -> Result<(CertificateParams, Vec<String>), CertError> {
+    let (dns, ips) = all_names(names);
     let mut server_params = CertificateParams::default();
     server_params.distinguished_name = DistinguishedName::new();
     server_params
@@ -1104,12 +1528,13 @@ mod tests {
         let chain_before = load_certs(&dir.join(SERVER_CERT)).unwrap();
         let key_before = fs::read(dir.join(SERVER_KEY)).unwrap();
         let names = Names {
-            dns: vec!["renewed.example".into()],
+            // A LAN name: within what the CA may vouch for (`CaScope`).
+            dns: vec!["renewed.lan".into()],
             ips: vec![],
         };
         let renewed = renew_server(dir, &names).unwrap();
         assert_eq!(renewed.ca_fingerprint, first.ca_fingerprint);
-        assert!(renewed.covers.contains(&"renewed.example".to_string()));
+        assert!(renewed.covers.contains(&"renewed.lan".to_string()));
         assert_eq!(fs::read(dir.join(CA_CERT)).unwrap(), ca_before);
         assert_eq!(fs::read(dir.join(CA_KEY)).unwrap(), ca_key_before);
         let chain = load_certs(&dir.join(SERVER_CERT)).unwrap();
@@ -1138,6 +1563,343 @@ mod tests {
             renew_server(empty.path(), &Names::default()),
             Err(CertError::Io { .. })
         ));
+    }
+
+    /// A CA, key and server pair in `dir` as versions before name constraints made them: the
+    /// CA may vouch for any name.
+    fn unconstrained_ca(dir: &Path) {
+        create_private_dir(dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Multi-Messenger CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = params.self_signed(&ca_key).unwrap();
+        write_secret(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes()).unwrap();
+        write_secret(&dir.join(CA_CERT), ca.pem().as_bytes()).unwrap();
+        let issuer = Issuer::new(params, &ca_key);
+        let server = server_params(&Names::default(), Issue::now()).unwrap();
+        issue_server(dir, server, &issuer, &ca.pem(), ca.der()).unwrap();
+    }
+
+    /// A certificate for `dns` and `ips` signed by the CA in `dir` with its key, made directly
+    /// (as a thief of `ca.key` would, past every check of this crate).
+    fn forged(dir: &Path, dns: &[&str], ips: &[IpAddr]) -> CertificateDer<'static> {
+        let ca_der = load_certs(&dir.join(CA_CERT)).unwrap().remove(0);
+        let ca_key = KeyPair::from_pem(&fs::read_to_string(dir.join(CA_KEY)).unwrap()).unwrap();
+        let issuer = Issuer::from_ca_cert_der(&ca_der, &ca_key).unwrap();
+        let mut params = CertificateParams::default();
+        for name in dns {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName((*name).try_into().unwrap()));
+        }
+        for ip in ips {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().unwrap();
+        params.signed_by(&key, &issuer).unwrap().der().clone()
+    }
+
+    /// What `mm` checks once the CA is pinned: rustls' webpki verifier with the CA in `dir` as
+    /// the only root, for the server name `name`.
+    fn webpki_verifies(dir: &Path, cert: &CertificateDer<'_>, name: &str) -> Result<(), String> {
+        use rustls::client::danger::ServerCertVerifier;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(load_certs(&dir.join(CA_CERT)).unwrap().remove(0))
+            .unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let name = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        verifier
+            .verify_server_cert(cert, &[], &name, &[], rustls_pki_types::UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_generated_ca_may_vouch_only_for_the_server_and_lan_names_critically() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let names = Names {
+            dns: vec!["chat.example.org".into(), "box.lan".into()],
+            ips: vec![ip("203.0.113.5"), ip("192.168.1.20"), ip("2001:db8::5")],
+        };
+        generate(dir, &names, false).unwrap();
+        let ca_der = load_certs(&dir.join(CA_CERT)).unwrap().remove(0);
+        let (_, parsed) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+        let extension = parsed.name_constraints().unwrap().unwrap();
+        assert!(extension.critical, "name constraints must be critical");
+        let scope = CaScope::of_ca(&ca_der, &dir.join(CA_CERT))
+            .unwrap()
+            .unwrap();
+        assert!(scope.is_limited());
+        assert!(ca_is_limited(&dir.join(CA_CERT)).unwrap());
+        // Exactly: box.lan is under lan; 192.168.1.20 and ::1 are in LAN ranges.
+        let dns: Vec<String> = scope
+            .permitted
+            .iter()
+            .filter(|s| matches!(s, Subtree::Dns(_)))
+            .map(Subtree::to_string)
+            .collect();
+        assert_eq!(
+            dns,
+            [
+                "localhost",
+                "chat.example.org",
+                "local",
+                "lan",
+                "home.arpa",
+                "internal"
+            ]
+        );
+        let ips: Vec<String> = scope
+            .permitted
+            .iter()
+            .filter(|s| matches!(s, Subtree::Ip { .. }))
+            .map(Subtree::to_string)
+            .collect();
+        assert_eq!(
+            ips,
+            [
+                "127.0.0.0/8",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "169.254.0.0/16",
+                "100.64.0.0/10",
+                "::1/128",
+                "fc00::/7",
+                "fe80::/10",
+                "203.0.113.5/32",
+                "2001:db8::5/128"
+            ]
+        );
+        assert!(scope.excluded.is_empty());
+        for name in [
+            "localhost",
+            "chat.example.org",
+            "CHAT.example.org.",
+            "x.chat.example.org",
+            "printer.local",
+            "nas.home.arpa",
+            "svc.internal",
+            "box.lan",
+        ] {
+            assert!(scope.permits_dns(name), "{name}");
+        }
+        for name in [
+            "example.org",
+            "example.com",
+            "evil-chat.example.org",
+            "lan.example.com",
+            "internal.com",
+            "org",
+        ] {
+            assert!(!scope.permits_dns(name), "{name}");
+        }
+        for addr in [
+            "127.0.0.1",
+            "10.9.8.7",
+            "172.31.255.255",
+            "192.168.200.1",
+            "169.254.1.1",
+            "100.127.0.1",
+            "203.0.113.5",
+            "::1",
+            "fd12::1",
+            "fe80::1",
+            "2001:db8::5",
+        ] {
+            assert!(scope.permits_ip(ip(addr)), "{addr}");
+        }
+        for addr in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "203.0.113.6",
+            "100.128.0.1",
+            "2001:db8::6",
+            "::ffff:8.8.8.8",
+            "0.0.0.0",
+        ] {
+            assert!(!scope.permits_ip(ip(addr)), "{addr}");
+        }
+        // A wildcard name permits its suffix; never a whole top-level domain, nor everything.
+        let wild = CaScope::for_names(&Names {
+            dns: vec![
+                "*.chat.example.org".into(),
+                "*.org".into(),
+                "".into(),
+                ".".into(),
+            ],
+            ips: vec![],
+        });
+        assert!(wild.permits_dns("a.chat.example.org") && wild.permits_dns("chat.example.org"));
+        assert!(!wild.permits_dns("example.org") && !wild.permits_dns("bank.org"));
+        assert!(!wild.permits_dns("example.com"));
+        // The defaults alone (mm-server's first start): nothing public at all.
+        let defaults = CaScope::for_names(&Names::default());
+        assert!(defaults.is_limited());
+        assert!(!defaults.permits_dns("chat.example.org"));
+        assert!(defaults.permits_dns("localhost") && defaults.permits_ip(ip("127.0.0.1")));
+        let words = defaults.to_string();
+        assert!(
+            words.contains("localhost, local, lan, home.arpa, internal"),
+            "{words}"
+        );
+        assert!(words.contains("192.168.0.0/16"), "{words}");
+    }
+
+    #[test]
+    fn webpki_accepts_the_servers_names_and_refuses_other_websites_signed_by_the_ca_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let names = Names {
+            dns: vec!["chat.example.org".into()],
+            ips: vec![ip("203.0.113.5")],
+        };
+        generate(dir, &names, false).unwrap();
+        let server = load_certs(&dir.join(SERVER_CERT)).unwrap().remove(0);
+        for name in [
+            "localhost",
+            "chat.example.org",
+            "127.0.0.1",
+            "::1",
+            "203.0.113.5",
+        ] {
+            webpki_verifies(dir, &server, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        // A LAN name or address the server may move to, signed with the CA key directly.
+        let lan = forged(dir, &["printer.lan"], &[ip("192.168.1.20")]);
+        webpki_verifies(dir, &lan, "printer.lan").unwrap();
+        webpki_verifies(dir, &lan, "192.168.1.20").unwrap();
+        // Anything else public, signed with the stolen CA key: refused by the verifier itself.
+        for (dns, ips, name) in [
+            (&["example.com"][..], &[][..], "example.com"),
+            (&["www.bank.example"][..], &[][..], "www.bank.example"),
+            (
+                &["evil-chat.example.org"][..],
+                &[][..],
+                "evil-chat.example.org",
+            ),
+            (&[][..], &[ip("8.8.8.8")][..], "8.8.8.8"),
+            (&[][..], &[ip("203.0.113.6")][..], "203.0.113.6"),
+            (&[][..], &[ip("2001:db8::1")][..], "2001:db8::1"),
+            // One outside name spoils the whole certificate.
+            (
+                &["chat.example.org", "example.com"][..],
+                &[][..],
+                "chat.example.org",
+            ),
+        ] {
+            let cert = forged(dir, dns, ips);
+            let err = webpki_verifies(dir, &cert, name).unwrap_err();
+            assert!(err.contains("NameConstraintViolation"), "{name}: {err}");
+        }
+        // The same certificate under a CA without name constraints (an earlier version's)
+        // passes: the refusal above is the constraints' doing.
+        let old = tempfile::tempdir().unwrap();
+        unconstrained_ca(old.path());
+        webpki_verifies(
+            old.path(),
+            &forged(old.path(), &["example.com"], &[]),
+            "example.com",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn issuing_for_a_name_outside_the_ca_fails_before_writing_anything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        generate(dir, &Names::default(), false).unwrap();
+        let before: Vec<Vec<u8>> = TLS_FILES
+            .iter()
+            .map(|f| fs::read(dir.join(f)).unwrap())
+            .collect();
+        let public = Names {
+            dns: vec!["chat.example.org".into(), "box.lan".into()],
+            ips: vec![ip("203.0.113.5"), ip("192.168.1.20")],
+        };
+        let err = renew_server(dir, &public).unwrap_err();
+        match &err {
+            CertError::OutsideCa { names, .. } => {
+                assert_eq!(names, &["chat.example.org", "203.0.113.5"]);
+            }
+            other => panic!("{other}"),
+        }
+        let text = err.to_string();
+        for words in [
+            "chat.example.org, 203.0.113.5",
+            "may not vouch",
+            "nothing was written",
+            "mm-certs --new-ca",
+            "--force",
+            "must then trust the new one",
+            "localhost",
+        ] {
+            assert!(text.contains(words), "{words}: {text}");
+        }
+        let after: Vec<Vec<u8>> = TLS_FILES
+            .iter()
+            .map(|f| fs::read(dir.join(f)).unwrap())
+            .collect();
+        assert_eq!(after, before);
+        assert!(no_pending(dir));
+        // The daily renewal with the same names, or a LAN rename, still works.
+        renew_server(dir, &Names::default()).unwrap();
+        let lan = Names {
+            dns: vec!["box.lan".into(), "nas.home.arpa".into()],
+            ips: vec![ip("192.168.1.20"), ip("fd00::20")],
+        };
+        renew_server(dir, &lan).unwrap();
+        // A public name given when the CA was made stays renewable.
+        let other = tempfile::tempdir().unwrap();
+        generate(other.path(), &public, false).unwrap();
+        renew_server(other.path(), &public).unwrap();
+        // A CA from before name constraints issues anything, as it always did.
+        let old = tempfile::tempdir().unwrap();
+        unconstrained_ca(old.path());
+        assert!(!ca_is_limited(&old.path().join(CA_CERT)).unwrap());
+        renew_server(old.path(), &public).unwrap();
+    }
+
+    #[test]
+    fn browser_steps_lead_with_a_warning_for_a_ca_without_name_constraints() {
+        let old = tempfile::tempdir().unwrap();
+        unconstrained_ca(old.path());
+        let steps = cli::browser_trust(&old.path().join(CA_CERT));
+        assert!(steps.starts_with("\nWARNING: "), "{steps}");
+        let warning = steps.split("\n\n").next().unwrap();
+        for words in [
+            "no name constraints",
+            "ANY website",
+            "mm-certs --new-ca",
+            "trust the new",
+        ] {
+            assert!(warning.contains(words), "{words}: {steps}");
+        }
+        assert!(steps.contains("Firefox"));
+        let new = tempfile::tempdir().unwrap();
+        generate(new.path(), &Names::default(), false).unwrap();
+        let steps = cli::browser_trust(&new.path().join(CA_CERT));
+        assert!(
+            !steps.contains("WARNING") && !steps.contains("no name constraints"),
+            "{steps}"
+        );
+        assert!(steps.contains("Firefox"));
     }
 
     /// A directory with a CA and a server pair, and another pair from the same CA (in a second

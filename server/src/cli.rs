@@ -364,6 +364,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    // A CA from before name constraints could vouch for any website: said at every start.
+    crate::renew::warn_if_ca_unlimited(tls_dir);
     // A key that is not the certificate's is healed from ca.key if it can be, else refused.
     let cert = Arc::new(crate::renew::load_at_start(
         tls_dir,

@@ -209,6 +209,26 @@ pub fn log(outcome: &Outcome, dir: &Path) {
     }
 }
 
+/// Warns (a WARN log line) when the CA in `tls_dir` (`ca.pem`) has no name constraints: a CA
+/// made by a version before they were written, which once imported into a browser or an
+/// operating system (README, "Browsers: trust the server's CA") lets its key, kept here for
+/// renewal, vouch for any website. Says how to make a new, constrained one. Never replaces it
+/// by itself: every client pins the CA, and a new one must be trusted anew. Nothing is said
+/// when there is no `ca.pem` (operator-supplied certificates) or it cannot be read (loading
+/// the certificate says so). Returns whether it warned. Blocking file I/O (one small file).
+pub fn warn_if_ca_unlimited(tls_dir: &Path) -> bool {
+    let ca = tls_dir.join(CA_CERT);
+    if !ca.is_file() || !matches!(mm_certs::ca_is_limited(&ca), Ok(false)) {
+        return false;
+    }
+    warn!(
+        ca = %ca.display(),
+        "{}",
+        mm_certs::UNLIMITED_CA_WARNING
+    );
+    true
+}
+
 /// Completes or rolls back an interrupted replacement of `server.key` and `server.pem` in
 /// `tls_dir` (`mm_certs::finish_pending`, where the rule is) and logs what it did. Called at
 /// start, before the files are read.

@@ -205,7 +205,7 @@ async fn mm_certs_issues_from_the_existing_ca_and_makes_a_new_one_only_when_aske
     assert!(info(&first).not_after - info(&first).not_before <= time::Duration::days(397));
 
     // mm-certs for a LAN address: same CA, a new server certificate.
-    let (stdout, stderr, ok) = mm_certs(&["--ip", "192.0.2.10"], &tls).await;
+    let (stdout, stderr, ok) = mm_certs(&["--ip", "192.168.7.10"], &tls).await;
     assert!(ok, "{stderr}");
     assert_eq!(mm_certs::load_certs(&tls.join(CA_CERT)).unwrap(), ca);
     assert!(stdout.contains(&mm_certs::fingerprint(&ca[0])), "{stdout}");
@@ -238,12 +238,33 @@ async fn mm_certs_issues_from_the_existing_ca_and_makes_a_new_one_only_when_aske
     assert!(info(&second)
         .names
         .ips
-        .contains(&"192.0.2.10".parse().unwrap()));
+        .contains(&"192.168.7.10".parse().unwrap()));
     // Without the address again: it says what the new one no longer covers.
     let (stdout, _, ok) = mm_certs(&[], &tls).await;
     assert!(ok);
-    assert!(stdout.contains("also covered 192.0.2.10"), "{stdout}");
+    assert!(stdout.contains("also covered 192.168.7.10"), "{stdout}");
     assert_eq!(mm_certs::load_certs(&tls.join(CA_CERT)).unwrap(), ca);
+    // The server's CA may vouch only for its own and LAN names: a public name needs a new
+    // CA, said before anything is written.
+    let files: Vec<Vec<u8>> = mm_certs::TLS_FILES
+        .iter()
+        .map(|f| std::fs::read(tls.join(f)).unwrap())
+        .collect();
+    let (_, stderr, ok) =
+        mm_certs(&["--name", "chat.example.org", "--ip", "203.0.113.9"], &tls).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("may not vouch for chat.example.org, 203.0.113.9")
+            && stderr.contains("mm-certs --new-ca")
+            && stderr.contains("must then trust the new one"),
+        "{stderr}"
+    );
+    let after: Vec<Vec<u8>> = mm_certs::TLS_FILES
+        .iter()
+        .map(|f| std::fs::read(tls.join(f)).unwrap())
+        .collect();
+    assert_eq!(after, files, "nothing written");
+    assert!(!stdout.contains("no name constraints"), "{stdout}");
 
     // The server uses it and clients that trusted the CA still connect.
     let server = ServerProcess::start_in(MM_SERVER, "", data).await;
@@ -258,6 +279,10 @@ async fn mm_certs_issues_from_the_existing_ca_and_makes_a_new_one_only_when_aske
     let new_ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
     assert_ne!(new_ca, ca);
     assert!(stdout.contains("WARNING: this is a NEW CA"), "{stdout}");
+    assert!(
+        stdout.contains("the CA may vouch only for: DNS names localhost, local, lan"),
+        "{stdout}"
+    );
 
     // Without ca.key it cannot issue, and says so rather than making a new CA.
     std::fs::remove_file(tls.join(CA_KEY)).unwrap();
@@ -486,4 +511,74 @@ async fn a_key_that_does_not_belong_to_the_certificate_is_reissued_from_the_ca_o
     let stderr = mm_tests::server_refuses_to_start(MM_SERVER, data.path()).await;
     assert!(stderr.contains("server.pem"), "{stderr}");
     says_each_cause_once(&stderr);
+}
+
+/// Writes into `tls` a CA as versions before name constraints made it (no nameConstraints: it
+/// may vouch for any name) and a server certificate for the default names issued from it.
+fn unconstrained_ca(tls: &std::path::Path) {
+    std::fs::create_dir_all(tls).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Multi-Messenger CA");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca = params.self_signed(&key).unwrap();
+    mm_certs::write_secret(&tls.join(CA_KEY), key.serialize_pem().as_bytes()).unwrap();
+    mm_certs::write_secret(&tls.join(CA_CERT), ca.pem().as_bytes()).unwrap();
+    mm_certs::renew_server(tls, &Names::default()).unwrap();
+}
+
+#[tokio::test]
+async fn a_ca_without_name_constraints_is_warned_about_and_kept() {
+    let data = tempfile::tempdir().unwrap();
+    let tls = data.path().join("tls");
+    unconstrained_ca(&tls);
+    let ca = mm_certs::load_certs(&tls.join(CA_CERT)).unwrap();
+
+    // mm-server says so at start, and how to make a constrained one; it keeps serving with
+    // the CA clients pinned.
+    let (server, log, presented) = start_and_present(data, &ca).await;
+    assert!(
+        server.log.iter().any(|l| l.contains("WARN")
+            && l.contains("no name constraints")
+            && l.contains("ANY website")
+            && l.contains("mm-certs --new-ca")
+            && l.contains("trust the new")),
+        "{log}"
+    );
+    assert!(mm_certs::issued_by(&presented, &ca[0]));
+    let data = server.stop_keeping_data().await;
+    let tls = data.path().join("tls");
+    assert_eq!(
+        mm_certs::load_certs(&tls.join(CA_CERT)).unwrap(),
+        ca,
+        "not replaced"
+    );
+
+    // mm-certs issues from it as before, and its browser steps lead with the warning.
+    let (stdout, stderr, ok) = mm_certs(&["--name", "chat.example.org"], &tls).await;
+    assert!(ok, "{stderr}");
+    let browsers = stdout.find("Browsers (the web client").unwrap();
+    let warning = stdout.find("WARNING: ").unwrap();
+    assert!(warning < browsers, "{stdout}");
+    assert!(
+        stdout[warning..browsers].contains("no name constraints")
+            && stdout[warning..browsers].contains("mm-certs --new-ca"),
+        "{stdout}"
+    );
+    assert_eq!(mm_certs::load_certs(&tls.join(CA_CERT)).unwrap(), ca);
+
+    // A server with a CA of its own making says nothing of the kind.
+    let mut fresh = ServerProcess::start(MM_SERVER, "").await;
+    fresh.read_log(Duration::from_millis(100)).await;
+    assert!(
+        !fresh.log.iter().any(|l| l.contains("no name constraints")),
+        "{}",
+        fresh.log.join("\n")
+    );
 }

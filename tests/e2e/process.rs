@@ -115,7 +115,7 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_serving() 
 
     // The operator issues a new server certificate for another name from the same CA.
     let output = std::process::Command::new(MM_CERTS)
-        .args(["--renew", "--name", "reloaded.example", "--out"])
+        .args(["--renew", "--name", "reloaded.lan", "--out"])
         .arg(&tls)
         .output()
         .unwrap();
@@ -124,7 +124,7 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_serving() 
     let new_cert = end_entity(&tls.join(mm_certs::SERVER_CERT));
     assert_ne!(new_cert, old_cert);
     assert!(
-        presented(&server.addr, &old_ca, "reloaded.example")
+        presented(&server.addr, &old_ca, "reloaded.lan")
             .await
             .is_err(),
         "not before SIGHUP"
@@ -152,7 +152,7 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_serving() 
     alice.chat_to(&mut bob, "on the old connection").await;
     bob.chat_to(&mut alice, "both ways").await;
     assert_eq!(
-        presented(&server.addr, &old_ca, "reloaded.example")
+        presented(&server.addr, &old_ca, "reloaded.lan")
             .await
             .unwrap(),
         new_cert
@@ -218,7 +218,7 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_serving() 
             "{what}: names the certificate still in use: {line}"
         );
         assert_eq!(
-            presented(&server.addr, &old_ca, "reloaded.example")
+            presented(&server.addr, &old_ca, "reloaded.lan")
                 .await
                 .unwrap(),
             new_cert,
