@@ -360,7 +360,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             info!(dir = %tls_dir.display(), covers = %g.covers.join(", "), "generated a CA and a server certificate");
             info!(ca = %g.ca_cert.display(), fingerprint = %g.ca_fingerprint, "clients trust this CA with --ca, or by comparing this fingerprint on first contact");
             if !config.bind.ip().is_loopback() {
-                warn!("the generated certificate covers only localhost; for LAN clients run `mm-certs --ip <LAN address>` (same CA) and send SIGHUP");
+                warn!("the generated certificate covers only localhost; for LAN clients run `mm-certs --ip <LAN address>` or `mm-certs --name <host>.lan` (same CA) and send SIGHUP; a public name or address needs `mm-certs --new-ca` (every client must then trust the new CA)");
             }
         }
     }
