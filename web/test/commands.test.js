@@ -93,3 +93,10 @@ test('Tab completes /commands and nicks', () => {
   assert.deepEqual(complete('hi ca', 5, ['carol', 'Carl'], 1).value, 'hi carol ');
   assert.equal(complete('hi ', 3, ['bob']), null);
 });
+
+test('/close closes the private conversation it is typed in, and only that', () => {
+  assert.deepEqual(parse('/close'), { cmd: 'close' });
+  assert.deepEqual(plan(parse('/close'), { kind: 'private', name: 'max' }), [{ close: 'max' }]);
+  assert.throws(() => plan(parse('/close'), { kind: 'room', name: '#dev' }), /\/part/);
+  assert.throws(() => parse('/close max'), /usage/);
+});
