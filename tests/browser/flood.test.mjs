@@ -11,6 +11,30 @@ const WAIT = 120000;
 /** The longest the page's main thread may be busy at once during the flood (wide: 2 shared cores). */
 const MAX_STALL_MS = 1500;
 
+const MORE = 300;
+
+/** Lines `from` … `to` from `user`, about 1,400 a second: 100 lines every 70 ms (under the
+ *  server's raised rate limit, so none is refused, and slow enough for a client that keeps up
+ *  to stay connected). */
+async function flood(user, from, to) {
+  for (let i = from; i <= to; i += CHUNK) {
+    const body = [];
+    for (let j = i; j < i + CHUNK && j <= to; j++) body.push(`flood line ${j} of ${LINES}`);
+    user.type(body.join('\n'));
+    await new Promise((r) => setTimeout(r, 70));
+  }
+}
+
+/** Waits for `text` among the log's last lines, looking every 250 ms (a locator's polling
+ *  would itself load the page). */
+async function waitForLine(page, text) {
+  await page.waitForFunction(
+    (t) => [...document.querySelectorAll('[role=log] li .text')].slice(-3).some((x) => x.textContent === t),
+    text,
+    { polling: 250, timeout: WAIT },
+  );
+}
+
 let server;
 let chromium;
 const pages = [];
@@ -50,21 +74,8 @@ test(`${LINES} lines into #lobby: the page stays responsive and connected, and k
       }, 50);
     });
 
-    // About 1,400 lines a second: 100 lines every 70 ms (under the server's raised rate limit,
-    // so none is refused, and slow enough for a client that keeps up to stay connected).
-    for (let i = 1; i <= LINES; i += CHUNK) {
-      const body = [];
-      for (let j = i; j < i + CHUNK && j <= LINES; j++) body.push(`flood line ${j} of ${LINES}`);
-      flooder.type(body.join('\n'));
-      await new Promise((r) => setTimeout(r, 70));
-    }
-    // Waiting with a cheap look every 250 ms (a locator's polling would itself load the page).
-    const last = `flood line ${LINES} of ${LINES}`;
-    await page.waitForFunction(
-      (text) => [...document.querySelectorAll('[role=log] li .text')].slice(-3).some((t) => t.textContent === text),
-      last,
-      { polling: 250, timeout: WAIT },
-    );
+    await flood(flooder, 1, LINES);
+    await waitForLine(page, `flood line ${LINES} of ${LINES}`);
     const stall = await page.evaluate(() => window.stall);
     console.log(`flood: longest main-thread stall ${Math.round(stall.max)} ms over ${stall.ticks} ticks`);
     assert.ok(stall.max < MAX_STALL_MS, `the page's main thread stalled for ${Math.round(stall.max)} ms during the flood`);
@@ -72,6 +83,40 @@ test(`${LINES} lines into #lobby: the page stays responsive and connected, and k
     const shown = await page.getByRole('log').locator('li').count();
     assert.ok(shown <= 1001, `the log holds ${shown} lines`);
     await page.getByRole('log').getByText('earlier lines not shown', { exact: false }).waitFor({ timeout: 5000 });
+
+    // Scrolled up, the user keeps their place while more lines come (and earlier ones go).
+    const topLine = () => page.evaluate(() => {
+      const holder = document.getElementById('log-holder');
+      const box = holder.getBoundingClientRect();
+      const li = document.elementFromPoint(box.left + 40, box.top + 20)?.closest('li');
+      const atBottom = holder.scrollHeight - holder.scrollTop - holder.clientHeight < 80;
+      return { text: li?.querySelector('.text')?.textContent ?? null, atBottom };
+    });
+    await page.evaluate(() => {
+      const holder = document.getElementById('log-holder');
+      holder.scrollTop = holder.scrollHeight / 2;
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const place = await topLine();
+    assert.match(place.text ?? '', /^flood line \d+ of/, 'a flood line at the top of the view');
+    assert.equal(place.atBottom, false);
+    await flood(flooder, LINES + 1, LINES + MORE);
+    await waitForLine(page, `flood line ${LINES + MORE} of ${LINES}`);
+    await new Promise((r) => setTimeout(r, 500));
+    const after = await topLine();
+    assert.equal(after.atBottom, false, 'the view jumped to the bottom while scrolled up');
+    assert.equal(after.text, place.text, 'the view moved while scrolled up');
+    // Back at the bottom, it follows new lines again.
+    await page.evaluate(() => {
+      const holder = document.getElementById('log-holder');
+      holder.scrollTop = holder.scrollHeight;
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    await flood(flooder, LINES + MORE + 1, LINES + MORE + 20);
+    await waitForLine(page, `flood line ${LINES + MORE + 20} of ${LINES}`);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal((await topLine()).atBottom, true, 'the view no longer follows new lines');
+
     // Still connected: a line from the page reaches mm.
     const box = page.getByLabel('Message', { exact: true });
     await box.fill('still here after the flood');
