@@ -562,6 +562,50 @@ mod tests {
         !matches!(parse(&format!("/{word} bob hi")), Err(e) if e.0.starts_with("unknown command"))
     }
 
+    /// NAMES is the shared table `common/tests/vectors/commands-v1.json` (the web client's
+    /// `web/test/commands.test.js` checks its side against the same file): every command of
+    /// mm is listed there with its spellings as `"clients": [.., "mm", ..]`, and nothing else is.
+    #[test]
+    fn the_command_table_is_the_shared_fixture() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../common/tests/vectors/commands-v1.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut fixture: Vec<(String, Vec<String>)> = doc["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["clients"].as_array().unwrap().iter().any(|x| x == "mm"))
+            .map(|c| {
+                let aliases = c["aliases"].as_array().unwrap();
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    aliases
+                        .iter()
+                        .map(|a| a.as_str().unwrap().to_owned())
+                        .collect(),
+                )
+            })
+            .collect();
+        let mut ours: Vec<(String, Vec<String>)> = NAMES
+            .iter()
+            .map(|(name, aliases)| {
+                (
+                    (*name).to_owned(),
+                    aliases.iter().map(|a| (*a).to_owned()).collect(),
+                )
+            })
+            .collect();
+        fixture.sort();
+        ours.sort();
+        assert_eq!(
+            ours, fixture,
+            "client/src/command.rs NAMES and the fixture's \"mm\" commands differ"
+        );
+    }
+
     /// The commands `/help` lists: the first word of each line that starts with one.
     fn help_commands() -> Vec<&'static str> {
         HELP.lines()

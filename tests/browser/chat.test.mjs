@@ -136,6 +136,45 @@ describe('the web client with mm users', () => {
       await logShows(wendy, 'hi wendy, from mm');
       await say(wendy, 'back after a reload');
       await max.sees('<wendy> back after a reload');
+      // Private lines are not server history: the page kept them, both ways.
+      await open(wendy, 'max');
+      await logShows(wendy, 'psst from the browser');
+      await logShows(wendy, 'plain reply, knowingly');
+      await wendy.getByText('NOT end-to-end encrypted — the server can read it').first().waitFor({ timeout: WAIT });
+      max.type('/msg wendy after her reload');
+      await logShows(wendy, 'after her reload');
+      await wendy.reload();
+      await wendy.getByLabel('Message', { exact: true }).waitFor({ timeout: WAIT });
+      await open(wendy, 'max');
+      await logShows(wendy, 'psst from the browser');
+      await logShows(wendy, 'after her reload');
+    });
+  });
+
+  test('a closed private conversation stays closed after a reload', async () => {
+    await withScreenshots('close', () => pages, async () => {
+      const nav = wendy.getByRole('navigation', { name: 'Conversations' });
+      await nav.getByRole('button', { name: 'Close the conversation with max' }).click();
+      assert.equal(await nav.getByRole('button', { name: /^max\b/ }).count(), 0);
+      await wendy.reload();
+      await wendy.getByLabel('Message', { exact: true }).waitFor({ timeout: WAIT });
+      await logShows(wendy, 'back after a reload');
+      assert.equal(await nav.getByRole('button', { name: /^max\b/ }).count(), 0, 'the closed conversation came back');
+    });
+  });
+
+  test('/msg to a nick nobody has: the error where the user is, no conversation left behind', async () => {
+    await withScreenshots('unknown-nick', () => pages, async () => {
+      await open(wendy, '#lobby');
+      await say(wendy, '/msg nobody7 are you there');
+      await logShows(wendy, 'nobody7: no such user');
+      await wendy.getByRole('status').filter({ hasText: 'nobody7: no such user' }).first().waitFor({ timeout: WAIT });
+      const nav = wendy.getByRole('navigation', { name: 'Conversations' });
+      assert.equal(await nav.getByRole('button', { name: /^nobody7\b/ }).count(), 0, 'an empty conversation was left behind');
+      assert.equal(await wendy.getByRole('heading', { level: 1 }).textContent(), '#lobby');
+      // A room command's error is shown too, where the user typed it.
+      await say(wendy, '/topic #nosuchroom');
+      await wendy.getByRole('status').filter({ hasText: /nosuchroom/ }).first().waitFor({ timeout: WAIT });
     });
   });
 
@@ -145,12 +184,17 @@ describe('the web client with mm users', () => {
       pages.push(second);
       await second.goto(server.url);
       await second.getByText('This account is open in another tab').first().waitFor({ timeout: WAIT });
+      // Only the banner and its button: no message box or conversation list that looks usable.
+      await second.getByRole('button', { name: 'Use here' }).waitFor({ timeout: WAIT });
+      assert.equal(await second.getByLabel('Message', { exact: true }).isVisible(), false, 'a message box under the banner');
+      assert.equal(await second.getByRole('navigation', { name: 'Conversations' }).isVisible(), false, 'a conversation list under the banner');
       await second.getByRole('button', { name: 'Use here' }).click();
       await second.getByLabel('Message', { exact: true }).waitFor({ timeout: WAIT });
       await say(second, 'from the second tab');
       await max.sees('<wendy> from the second tab');
       // The first tab gave the account up and does not take it back by itself.
       await wendy.getByText(/another tab/).first().waitFor({ timeout: WAIT });
+      assert.equal(await wendy.getByLabel('Message', { exact: true }).isVisible(), false, 'the tab that lost the account still offers a message box');
       await new Promise((r) => setTimeout(r, 1000));
       await say(second, 'still the second tab');
       await max.sees('<wendy> still the second tab');

@@ -7,7 +7,7 @@
 // browser fails the tests; nothing is skipped.
 import { spawn } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,11 +75,18 @@ class Lines {
 
 /** A running mm-server with its own data directory. */
 export class Server {
-  static async start() {
+  /** `config`: the text of an mm-server config file (TOML), e.g. higher rate limits. */
+  static async start({ config = null } = {}) {
     need(SERVER_BIN, 'mm-server');
     const dir = mkdtempSync(join(tmpdir(), 'mm-browser-'));
     const data = join(dir, 'server');
-    const child = spawn(SERVER_BIN, ['--bind', '127.0.0.1:0'], {
+    const args = ['--bind', '127.0.0.1:0'];
+    if (config !== null) {
+      const file = join(dir, 'mm-server.toml');
+      writeFileSync(file, config);
+      args.push('--config', file);
+    }
+    const child = spawn(SERVER_BIN, args, {
       env: { ...process.env, MM_SERVER_DATA: data, NO_COLOR: '1', RUST_LOG: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -46,7 +46,7 @@ try {
   await pause(500);
   await page.screenshot({ path: join(docs, 'web-client-desktop.png') });
 
-  const phone = await chromium.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'dark' });
+  const phone = await chromium.newContext({ viewport: { width: 375, height: 812 }, colorScheme: 'dark' });
   const phonePage = await phone.newPage();
   await phonePage.goto(server.url);
   await phonePage.getByLabel('Nick', { exact: true }).fill('pat');

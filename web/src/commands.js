@@ -13,13 +13,14 @@ export const NAMES = [
   ['list', []], ['topic', []], ['names', []], ['invite', []], ['kick', []], ['ban', []],
   ['unban', []], ['op', []], ['deop', []], ['voice', []], ['devoice', []], ['mode', []],
   ['away', []], ['back', []], ['secure', []], ['insecure', []], ['verify', []], ['who', []],
-  ['help', ['?']], ['quit', ['exit', 'q']],
+  ['help', ['?']], ['quit', ['exit', 'q']], ['close', []],
 ];
 
 export const HELP = `commands:
   TEXT             say TEXT in this conversation (start with // to say something beginning with /)
   /msg NICK TEXT   say TEXT to NICK only (NOT end-to-end encrypted in the browser)
   /query NICK      open a private conversation with NICK
+  /close           close this private conversation (its lines kept in this browser go too)
   /me ACTION       act in the room: shown as "* you ACTION"
 rooms (#name; the server reads room lines: they are not end-to-end encrypted):
   /join #ROOM      join a room (creating it: you are its owner)
@@ -126,6 +127,9 @@ export function parse(input) {
       return { cmd: 'e2e', which: command, nick: args.trim() };
     case 'who':
       return { cmd: 'who' };
+    case 'close':
+      if (args.trim() !== '') usage('/close (in the private conversation to close)');
+      return { cmd: 'close' };
     case 'help':
       return { cmd: 'help' };
     case 'quit':
@@ -225,6 +229,7 @@ export function parse(input) {
  *   {line: msg}  a line to send (Public/Private), answered by the server
  *   {send: msg}  a command message (room commands, Who, Away)
  *   {open: nick} open (and switch to) a private conversation
+ *   {close: nick} close the private conversation with nick (and forget its kept lines)
  *   {show: text} words for the user, shown locally
  *   {quit: true}
  * Throws CommandError.
@@ -267,6 +272,9 @@ export function plan(command, here, { maxTextLen = 4096, listNext = '' } = {}) {
       return [{ open: command.to, quiet: true }, { line: { type: 'Private', to: command.to, text: command.text } }];
     case 'query':
       return [{ open: command.nick }];
+    case 'close':
+      if (here?.kind !== 'private') throw new CommandError(`/close closes a private conversation; leave a room with /part`);
+      return [{ close: here.name }];
     case 'e2e':
       return [{ show: `/${command.which}: ${E2E_NOT_YET}` }];
     case 'who':

@@ -6,7 +6,8 @@
 // dropped silently: a line written to a connection that died before its answer is shown as
 // "not confirmed".
 //
-// Line states, reported with `{kind: 'lineState', line, state, detail}`:
+// Line states, reported with `{kind: 'lineState', line, state, detail, code}` (code: the
+// server's error code of a refusal):
 //   waiting    not written yet (disconnected, or paced)
 //   sent       the server stored it (`Sent`); `queued`: stored for an offline user (`Queued`)
 //   refused    the server refused it: `detail` says why
@@ -192,7 +193,7 @@ export class Connection {
           this.lineMsgs.delete(e.line);
           // Our own room line, stored: when History brings it back after a reconnection, it is a repeat.
           if (msg?.type === 'Public' && e.outcome === 'sent') this.seen.room(msg.room, e.id, e.ts);
-          this.#emit({ kind: 'lineState', line: e.line, state: e.outcome, id: e.id, ts: e.ts, detail: e.outcome === 'refused' ? `${e.detail || e.name} (${e.name})` : '' });
+          this.#emit({ kind: 'lineState', line: e.line, state: e.outcome, id: e.id, ts: e.ts, detail: e.outcome === 'refused' ? `${e.detail || e.name} (${e.name})` : '', code: e.code });
           break;
         }
         case 'line':

@@ -97,18 +97,26 @@ export class TokenBucket {
  */
 export class Seen {
   constructor(max = 16 * 1024) {
-    this.max = max;
+    this.max = Math.max(1, max);
     this.keys = new Set();
-    this.order = [];
+    this.order = new Array(this.max); // a ring: constant work per line however many were seen
+    this.next = 0;
     this.highestPersonal = 0n;
   }
 
   #remember(key) {
     if (this.keys.has(key)) return false;
+    const old = this.order[this.next];
+    if (old !== undefined) this.keys.delete(old);
+    this.order[this.next] = key;
+    this.next = (this.next + 1) % this.max;
     this.keys.add(key);
-    this.order.push(key);
-    while (this.order.length > this.max) this.keys.delete(this.order.shift());
     return true;
+  }
+
+  /** How many keys are remembered (≤ max). */
+  get size() {
+    return this.keys.size;
   }
 
   /** True if the personal line (id, ts) is new; remembers it. */

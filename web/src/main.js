@@ -5,6 +5,7 @@ import { ChatView } from './ui/chat.js';
 import { loadAccount, createAccount, forgetCurrent } from './account.js';
 import { claimAccount } from './tablock.js';
 import { Connection } from './connection.js';
+import { PrivateLog, indexedDbBackend } from './privlog.js';
 import { nickError, ErrorCode } from './protocol.js';
 
 const statusBar = $('status-bar');
@@ -90,7 +91,38 @@ function stopAll() {
   claim = null;
 }
 
-function begin(acc) {
+/** Most a page load waits for the kept private conversations before connecting anyway. */
+const RESTORE_TIMEOUT_MS = 3000;
+
+let keptFor = null; // the account whose kept private conversations the page shows
+
+/** The account's private conversations kept in this browser, shown before connecting. */
+async function restorePrivate(acc) {
+  const key = acc.record.nickKey;
+  if (keptFor === key) return;
+  if (keptFor !== null) chat.dropPrivate();
+  keptFor = key;
+  const keep = new PrivateLog(acc.nick, indexedDbBackend, {
+    onError: (e) => status(`Private lines could not be kept in this browser: ${e?.message ?? e}`, true),
+  });
+  chat.keep = keep;
+  let timer;
+  try {
+    const convs = await Promise.race([
+      keep.load(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('the browser storage did not answer in time')), RESTORE_TIMEOUT_MS);
+      }),
+    ]);
+    chat.restore(convs);
+  } catch (err) {
+    status(`The private conversations kept in this browser cannot be read: ${err?.message ?? err}`, true);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function begin(acc) {
   account = acc;
   $('welcome').hidden = true;
   chat ??= new ChatView({
@@ -103,11 +135,15 @@ function begin(acc) {
     },
   });
   chat.show(acc.nick);
+  $('chat').hidden = true; // shown once this tab owns the account
   status(`Opening ${acc.nick}…`);
+  await restorePrivate(acc);
+  if (account !== acc || claim) return; // another account was chosen meanwhile
   claim = claimAccount(acc.nick, {
     owned() {
       owned = true;
       buttons();
+      $('chat').hidden = false;
       // The same Connection again after a takeover back: the lines typed meanwhile go out.
       if (!connection) {
         const conn = new Connection({
@@ -124,12 +160,15 @@ function begin(acc) {
     },
     elsewhere() {
       owned = false;
+      // Only the banner and its button: no chat that looks usable but is not connected.
+      $('chat').hidden = true;
       status('This account is open in another tab', true);
       buttons({ use: true });
     },
     stolen() {
       owned = false;
       connection?.stop('another tab took over this account');
+      $('chat').hidden = true;
       status('This account is open in another tab now, which took over: this tab lost its connection and will not reconnect by itself (Use here takes it back)', true);
       buttons({ use: true });
     },

@@ -93,3 +93,27 @@ test('Tab completes /commands and nicks', () => {
   assert.deepEqual(complete('hi ca', 5, ['carol', 'Carl'], 1).value, 'hi carol ');
   assert.equal(complete('hi ', 3, ['bob']), null);
 });
+
+test('/close closes the private conversation it is typed in, and only that', () => {
+  assert.deepEqual(parse('/close'), { cmd: 'close' });
+  assert.deepEqual(plan(parse('/close'), { kind: 'private', name: 'max' }), [{ close: 'max' }]);
+  assert.throws(() => plan(parse('/close'), { kind: 'room', name: '#dev' }), /\/part/);
+  assert.throws(() => parse('/close max'), /usage/);
+});
+
+test('the command table is the shared fixture common/tests/vectors/commands-v1.json (web side)', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const file = new URL('../../common/tests/vectors/commands-v1.json', import.meta.url);
+  const { commands } = JSON.parse(await readFile(file, 'utf8'));
+  const web = commands.filter((c) => c.clients.includes('web'));
+  assert.deepEqual(
+    NAMES.map(([name, aliases]) => [name, aliases]).sort(),
+    web.map((c) => [c.name, c.aliases]).sort(),
+    'web/src/commands.js NAMES and the fixture\'s "web" commands differ',
+  );
+  for (const c of web) {
+    assert.ok(c.usage.startsWith(`/${c.name}`) && c.help.length > 0, c.name);
+    assert.ok(HELP.includes(`/${c.name}`), `/help does not mention /${c.name}`);
+  }
+  for (const c of commands) assert.ok(c.clients.length > 0 && c.clients.every((x) => x === 'mm' || x === 'web'), c.name);
+});

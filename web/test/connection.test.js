@@ -96,6 +96,7 @@ test('a lost connection: the written line is unconfirmed, the rest is carried, i
     ws2.server({ type: 'Error', code: 20, fatal: false, detail: 'no user bob' });
     assert.deepEqual(states().slice(-2), [[l2, 'sent'], [l3, 'refused']]);
     assert.match(events.filter((e) => e.kind === 'lineState').at(-1).detail, /no user bob \(no-such-nick\)/);
+    assert.equal(events.filter((e) => e.kind === 'lineState').at(-1).code, 20, "the refusal's code, for the page");
   } finally {
     mock.timers.reset();
   }

@@ -306,3 +306,19 @@ test('the token bucket refills at its rate', () => {
   assert.equal(b.wait(0), 1000);
   assert.ok(b.take(1000));
 });
+
+test('Seen forgets the oldest beyond its bound, a ring with constant work per line', () => {
+  const seen = new Seen(3);
+  for (let i = 1n; i <= 4n; i++) assert.ok(seen.personal(i, 10n));
+  assert.equal(seen.size, 3);
+  assert.ok(seen.personal(1n, 10n), 'the oldest was forgotten');
+  assert.ok(!seen.personal(4n, 10n), 'the newest is remembered');
+  assert.ok(seen.room('#Dev', 1n, 1n));
+  assert.ok(!seen.room('#dev', 1n, 1n), 'room names without case');
+  assert.equal(seen.size, 3);
+  const many = new Seen(1000);
+  const start = performance.now();
+  for (let i = 0n; i < 200_000n; i++) many.room('#lobby', i, i);
+  assert.equal(many.size, 1000);
+  assert.ok(performance.now() - start < 5000);
+});

@@ -6,9 +6,16 @@
 import { $, h, setText, nickClass } from './dom.js';
 import { parse, plan, complete, CommandError } from '../commands.js';
 import { notice, unreadableWords, mentions, linkParts, timeWords, ROLE_PREFIX, ROLE_WORDS, modeLetters } from '../render.js';
-import { LOBBY, nickKey, roomKey, isLobby, sanitize } from '../protocol.js';
+import { LOBBY, nickKey, roomKey, isLobby, sanitize, ErrorCode } from '../protocol.js';
 
-const MAX_LOG = 2000;
+/** Lines a conversation keeps in the page (older ones are dropped from the view, said so). */
+export const MAX_LOG = 1000;
+/** Once over MAX_LOG, lines are dropped down to this many (dropping at the top moves every line
+ *  below: done in bursts, not each frame). */
+const TRIM_TO = 900;
+/** Least time between two appends of pending lines to the page, milliseconds: under a flood a
+ *  few layouts a second, not one per frame. */
+const MIN_FLUSH_GAP_MS = 100;
 const MAX_MEMBERS_SHOWN = 500;
 const E2E_BANNER = 'NOT end-to-end encrypted — the server can read it';
 
@@ -29,7 +36,12 @@ class Conversation {
     this.mentions = 0;
     this.namesFresh = false;
     this.log = h('ol', { class: 'log', role: 'log', 'aria-label': 'Messages' });
-    this.count = 0;
+    this.count = 0; // lines in `log`, the "earlier lines not shown" note not counted
+    this.pending = []; // lines made but not yet in `log` (appended once per frame), ≤ 2 × MAX_LOG
+    this.trimmed = false; // earlier lines were dropped from the view
+    this.note = null; // the li saying so, first in `log`
+    this.ok = false; // private: something besides refused lines of ours (a line from them, one delivered, or kept)
+    this.from = null; // private: the conversation the user was in when opening this one
   }
 
   get lobby() {
@@ -43,9 +55,11 @@ export class ChatView {
    * @param {() => import('../connection.js').Connection | null} o.connection
    * @param {(text: string, problem?: boolean) => void} o.status
    * @param {() => void} o.onQuit
+   * @param {import('../privlog.js').PrivateLog | null} [o.keep] where private lines are kept
    */
-  constructor({ connection, status, onQuit }) {
+  constructor({ connection, status, onQuit, keep = null }) {
     this.connection = connection;
+    this.keep = keep;
     this.status = status;
     this.onQuit = onQuit;
     this.me = '';
@@ -61,6 +75,12 @@ export class ChatView {
     this.history = []; // inputs sent, for Up
     this.tabState = null;
     this.notifyOn = false;
+    this.stick = true; // the current log follows new lines (false once the user scrolls up)
+    this.flushFrame = null;
+    this.flushTimer = null;
+    this.flushScheduled = false;
+    this.lastFlush = -Infinity;
+    this.listDirty = false;
     this.el = {
       chat: $('chat'), list: $('conversations'), name: $('conv-name'), info: $('conv-info'),
       topic: $('conv-topic'), banner: $('e2e-banner'), holder: $('log-holder'), members: $('members'),
@@ -69,6 +89,7 @@ export class ChatView {
     };
     this.#wire();
     this.open('room', LOBBY);
+    this.say('Enter sends, Shift+Enter starts a new line; /help lists the commands.');
   }
 
   show(nick) {
@@ -98,11 +119,46 @@ export class ChatView {
     return c;
   }
 
+  /** Closes a private conversation: out of the list, and its kept lines forgotten. */
+  close(c) {
+    if (!c || c.kind !== 'private') return;
+    this.convs.delete(c.key);
+    this.keep?.close(c.name);
+    if (this.current === c) this.switchTo(c.from && this.convs.get(c.from.key) === c.from ? c.from : this.conv('room', LOBBY));
+    else this.#renderList();
+  }
+
+  /**
+   * Shows the private conversations kept in this browser ([{peer, lines}] from
+   * PrivateLog.load), marked as earlier. Call before the connection starts.
+   */
+  restore(convs) {
+    for (const { peer, lines } of convs) {
+      const c = this.conv('private', peer);
+      c.ok = true;
+      for (const l of lines) {
+        const own = nickKey(l.from) === nickKey(this.me);
+        this.add(c, {
+          ts: BigInt(l.ts), nick: l.kind === 'notice' ? null : l.from, text: l.text,
+          kind: l.kind === 'notice' ? 'notice' : 'line', tag: 'earlier', own,
+        });
+      }
+    }
+  }
+
+  /** Forgets the private conversations shown (another account opens in this page). */
+  dropPrivate() {
+    for (const c of [...this.convs.values()]) if (c.kind === 'private') this.convs.delete(c.key);
+    this.#refresh();
+  }
+
   switchTo(c) {
     if (!c) return;
     this.current = c;
     c.unread = 0;
     c.mentions = 0;
+    this.#flushConv(c);
+    this.stick = true;
     this.el.holder.replaceChildren(c.log);
     this.#renderHeader();
     this.#renderMembers();
@@ -119,6 +175,7 @@ export class ChatView {
   }
 
   #renderList() {
+    this.listDirty = false;
     const items = this.#ordered().map((c) => {
       const personal = c.kind === 'private';
       const badge = c.mentions > 0
@@ -134,7 +191,13 @@ export class ChatView {
         this.switchTo(c);
         this.el.input.focus();
       });
-      return h('li', {}, button);
+      if (!personal) return h('li', {}, button);
+      const close = h('button', { type: 'button', class: 'close', 'aria-label': `Close the conversation with ${c.name}`, title: `Close (its lines kept in this browser go too)` }, '×');
+      close.addEventListener('click', () => {
+        this.close(c);
+        this.el.input.focus();
+      });
+      return h('li', { class: 'private' }, button, close);
     });
     this.el.list.replaceChildren(...items);
     const total = [...this.convs.values()].reduce((n, c) => n + c.unread, 0);
@@ -144,6 +207,8 @@ export class ChatView {
   #renderHeader() {
     const c = this.current;
     setText(this.el.name, c.name);
+    // Short, to stay one line at phone width; the keys and commands are behind /help.
+    this.el.input.placeholder = `Message ${c.name}`;
     this.el.banner.hidden = c.kind !== 'private';
     if (c.kind === 'private') {
       setText(this.el.info, c.online === undefined ? 'private conversation' : `private conversation · ${c.name} is ${c.online ? 'online' : 'offline'}`);
@@ -180,12 +245,74 @@ export class ChatView {
     if (force || el.scrollHeight - el.scrollTop - el.clientHeight < 80) el.scrollTop = el.scrollHeight;
   }
 
+  /** Appends every conversation's pending lines: once per animation frame, never per line. */
+  #flushSoon() {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    const wait = Math.max(0, this.lastFlush + MIN_FLUSH_GAP_MS - performance.now());
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = null;
+      // A hidden tab gets no animation frames: then the timer alone.
+      if (document.hidden || typeof requestAnimationFrame !== 'function') this.flush();
+      else this.flushFrame = requestAnimationFrame(() => this.flush());
+    }, wait);
+  }
+
+  /** Puts pending lines into the page now (one layout for the current log at most). */
+  flush() {
+    if (this.flushFrame !== null) cancelAnimationFrame(this.flushFrame);
+    clearTimeout(this.flushTimer);
+    this.flushFrame = null;
+    this.flushTimer = null;
+    this.flushScheduled = false;
+    this.lastFlush = performance.now();
+    for (const c of this.convs.values()) if (c !== this.current) this.#flushConv(c);
+    if (this.current) this.#flushConv(this.current);
+    if (this.listDirty) this.#renderList();
+  }
+
+  #flushConv(c) {
+    if (c.pending.length === 0) return;
+    let lines = c.pending;
+    c.pending = [];
+    if (lines.length > MAX_LOG) {
+      lines = lines.slice(lines.length - MAX_LOG);
+      c.trimmed = true;
+    }
+    const shown = this.current === c && c.log.isConnected;
+    const frag = document.createDocumentFragment();
+    for (const li of lines) frag.appendChild(li);
+    c.log.appendChild(frag);
+    c.count += lines.length;
+    const excess = c.count > MAX_LOG ? c.count - TRIM_TO : 0;
+    if (excess > 0) {
+      // Keeping the user's place when scrolled up: the height the dropped lines took.
+      const before = shown && !this.stick ? this.el.holder.scrollHeight : 0;
+      const first = c.note ? c.note.nextElementSibling : c.log.firstElementChild;
+      let last = first;
+      for (let i = 1; i < excess && last; i++) last = last.nextElementSibling;
+      if (first && last) {
+        const range = document.createRange();
+        range.setStartBefore(first);
+        range.setEndAfter(last);
+        range.deleteContents();
+      }
+      c.count -= excess;
+      c.trimmed = true;
+      if (before) this.el.holder.scrollTop -= before - this.el.holder.scrollHeight;
+    }
+    if (c.trimmed && !c.note) {
+      c.note = h('li', { class: 'notice trimmed' }, h('span', { class: 'text' }, `earlier lines not shown (this view keeps up to ${MAX_LOG} lines)`));
+      c.log.prepend(c.note);
+    }
+    if (shown && this.stick) this.el.holder.scrollTop = this.el.holder.scrollHeight;
+  }
+
   /**
    * Adds an entry to a conversation: {ts, nick, text, kind, tag, mention, action}.
    * Returns the li.
    */
   add(c, { ts = BigInt(Date.now()), nick = null, text, kind = 'line', tag = null, mention = false, action = false, own = false, multiline = false }) {
-    const atBottom = this.current === c && this.el.holder.scrollHeight - this.el.holder.scrollTop - this.el.holder.clientHeight < 80;
     const t = timeWords(ts);
     const classes = [kind];
     if (mention) classes.push('mention');
@@ -204,13 +331,13 @@ export class ChatView {
       : textNodes(text);
     const textEl = h('span', { class: 'text' }, tag ? h('span', { class: 'tag' }, tag) : null, ...body);
     const li = h('li', { class: classes.join(' ') }, h('time', { datetime: t.iso, title: t.full }, t.hhmm), ' ', nickEl, ' ', textEl);
-    c.log.append(li);
-    c.count += 1;
-    while (c.count > MAX_LOG) {
-      c.log.firstElementChild?.remove();
-      c.count -= 1;
+    // No layout here (a flood brings thousands a second): the line waits for the next frame.
+    c.pending.push(li);
+    if (c.pending.length > 2 * MAX_LOG) {
+      c.pending.splice(0, c.pending.length - MAX_LOG);
+      c.trimmed = true;
     }
-    if (this.current === c && atBottom) this.#scrollDown(true);
+    this.#flushSoon();
     return li;
   }
 
@@ -219,7 +346,8 @@ export class ChatView {
     if (this.current !== c) {
       c.unread += 1;
       if (mention) c.mentions += 1;
-      this.#renderList();
+      this.listDirty = true; // redrawn with the next frame's lines
+      this.#flushSoon();
     }
     if ((mention || personal) && !visible) this.#notify(c, from, text);
   }
@@ -250,7 +378,9 @@ export class ChatView {
         break;
       case 'unreadable': {
         const c = this.conv('private', e.msg.from);
+        c.ok = true;
         this.add(c, { ts: e.msg.ts, text: unreadableWords(e.msg.from), kind: 'notice' });
+        this.keep?.add(e.msg.from, { ts: e.msg.ts, from: e.msg.from, text: unreadableWords(e.msg.from), kind: 'notice' });
         this.#count(c, { personal: true, from: e.msg.from, text: 'an end-to-end encrypted message' });
         break;
       }
@@ -271,8 +401,10 @@ export class ChatView {
   #line({ msg, personal, earlier }) {
     if (personal) {
       const c = this.conv('private', msg.from);
+      c.ok = true;
       const mention = mentions(msg.text, this.me);
       this.add(c, { ts: msg.ts, nick: msg.from, text: msg.text, tag: msg.type === 'Offline' ? 'while you were away' : null, mention });
+      this.keep?.add(msg.from, { ts: msg.ts, from: msg.from, text: msg.text });
       this.#count(c, { personal: true, from: msg.from, text: msg.text });
       return;
     }
@@ -313,6 +445,16 @@ export class ChatView {
       setText(time, t.hhmm);
     }
     if (e.state !== 'waiting') this.lines.delete(e.line);
+    const c = li.conv;
+    if ((e.state === 'sent' || e.state === 'queued') && c) c.ok = true;
+    if (e.state === 'refused' && c?.kind === 'private' && !c.ok && e.code === ErrorCode.NO_SUCH_NICK && this.convs.get(c.key) === c) {
+      // /msg to a nick nobody has: no conversation is left behind; the error is said where the user was.
+      const words = `${c.name}: no such user — nothing was sent (${e.detail})`;
+      this.close(c);
+      this.say(words, 'error');
+      this.status(words, true);
+      return;
+    }
     if (e.state === 'refused') this.status(`A line was refused: ${e.detail}`, true);
   }
 
@@ -427,6 +569,7 @@ export class ChatView {
       const target = c ?? this.current;
       this.add(target, { text: words.text, kind: words.kind === 'mention' ? 'notice' : words.kind, mention: words.kind === 'mention', multiline: true });
       if (words.kind === 'error' && target !== this.current) this.say(words.text, 'error');
+      if (words.kind === 'error') this.status(words.text, true);
       if (words.kind === 'mention') this.#count(target, { mention: true, from: 'Multi-Messenger', text: words.text });
     }
     this.#refresh();
@@ -474,7 +617,12 @@ export class ChatView {
     if (a.show) {
       this.say(a.show);
     } else if (a.open) {
-      this.switchTo(this.conv('private', a.open));
+      const known = this.conv('private', a.open, false);
+      const c = known ?? this.conv('private', a.open);
+      if (!known) c.from = this.current;
+      this.switchTo(c);
+    } else if (a.close) {
+      this.close(this.conv('private', a.close, false));
     } else if (a.line) {
       const msg = a.line;
       const c = msg.type === 'Private' ? this.conv('private', msg.to) : this.conv('room', msg.room, false);
@@ -483,6 +631,8 @@ export class ChatView {
         return;
       }
       const li = this.add(c, { nick: this.me, text: msg.text, action: msg.action, own: true, kind: 'line waiting' });
+      li.conv = c;
+      if (msg.type === 'Private') this.keep?.add(msg.to, { ts: Date.now(), from: this.me, text: msg.text });
       if (!conn) {
         li.append(h('span', { class: 'state' }, 'not sent: not connected'));
         return;
@@ -528,6 +678,10 @@ export class ChatView {
 
   #wire() {
     const input = this.el.input;
+    this.el.holder.addEventListener('scroll', () => {
+      const el = this.el.holder;
+      this.stick = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    }, { passive: true });
     this.el.form.addEventListener('submit', (e) => {
       e.preventDefault();
       this.submit();
@@ -580,6 +734,7 @@ export class ChatView {
       if (open) this.el.list.querySelector('button')?.focus();
     });
     document.addEventListener('visibilitychange', () => {
+      if (!document.hidden && this.flushScheduled) this.flush();
       if (!document.hidden && this.current) {
         this.current.unread = 0;
         this.current.mentions = 0;

@@ -1,0 +1,210 @@
+// The account's private conversations, kept in this browser so that a reload brings them back
+// (the server keeps no history of delivered private lines). Bounded: the last MAX_LINES lines
+// of each conversation, the MAX_CONVS conversations most recently written to. A conversation
+// the user closes is deleted here too.
+//
+// Storage (IndexedDB database `mm-web-private`, version 1; apart from `mm-web`, which holds the
+// account keys, so that neither waits for the other's upgrades):
+//   conversations  keyPath [account, peerKey], index `account`:
+//     { account: nickKey of the account, peerKey: nickKey of the peer, peer: the peer's nick,
+//       updated: ms since the epoch, lines: [{ ts: ms since the epoch (Number), from: nick,
+//       text: string ≤ MAX_TEXT chars, kind: 'line' | 'notice', plain: true }] }
+//   `plain: true`: the line was NOT end-to-end encrypted (every private line of the browser today).
+//
+// Writes are coalesced: lines added in one task are written in the next (one `put` per
+// conversation), so a line is stored within a few milliseconds of being shown.
+
+import { nickKey, nickError } from './protocol.js';
+
+export const MAX_LINES = 500;
+export const MAX_CONVS = 200;
+/** Longest text kept for one line (characters); longer is cut (the protocol's cap is 4096 bytes). */
+export const MAX_TEXT = 8192;
+
+const DB_NAME = 'mm-web-private';
+const DB_VERSION = 1;
+const STORE = 'conversations';
+
+/**
+ * What the log stores in. `load(account)` → records (any shape: checked here), `put(record)`,
+ * `delete(account, peerKey)`, `clear(account)`; each returns a Promise.
+ * @typedef {{load(a: string): Promise<any[]>, put(r: object): Promise<void>, delete(a: string, p: string): Promise<void>, clear(a: string): Promise<void>}} Backend
+ */
+
+/** A stored line as kept (or null if the stored value is not one). */
+function checkLine(l) {
+  if (!l || typeof l !== 'object') return null;
+  if (typeof l.text !== 'string' || typeof l.from !== 'string' || !Number.isSafeInteger(l.ts) || l.ts < 0) return null;
+  const kind = l.kind === 'notice' ? 'notice' : 'line';
+  return { ts: l.ts, from: l.from.slice(0, 64), text: l.text.slice(0, MAX_TEXT), kind, plain: l.plain !== false };
+}
+
+export class PrivateLog {
+  /**
+   * @param {string} account the account's nick (any case)
+   * @param {Backend} backend
+   * @param {{onError?: (e: Error) => void, schedule?: (fn: () => void) => void}} [o]
+   */
+  constructor(account, backend, { onError = () => {}, schedule = (fn) => setTimeout(fn, 0) } = {}) {
+    this.account = nickKey(account);
+    this.backend = backend;
+    this.onError = onError;
+    this.schedule = schedule;
+    this.convs = new Map(); // peerKey → record
+    this.dirty = new Set();
+    this.scheduled = false;
+    this.writing = Promise.resolve();
+    this.lastUpdated = 0;
+  }
+
+  /**
+   * The stored conversations, oldest written first: [{peer, lines}] (lines oldest first).
+   * Records that are not well formed are skipped.
+   */
+  async load() {
+    const records = await this.backend.load(this.account);
+    const out = [];
+    for (const r of Array.isArray(records) ? records : []) {
+      if (!r || typeof r.peer !== 'string' || nickError(r.peer) || !Array.isArray(r.lines)) continue;
+      const lines = r.lines.slice(-MAX_LINES).map(checkLine).filter(Boolean);
+      const record = { account: this.account, peerKey: nickKey(r.peer), peer: r.peer, updated: Number(r.updated) || 0, lines };
+      this.convs.set(record.peerKey, record);
+      this.lastUpdated = Math.max(this.lastUpdated, record.updated);
+      out.push(record);
+    }
+    out.sort((a, b) => a.updated - b.updated);
+    for (const r of out) {
+      this.convs.delete(r.peerKey);
+      this.convs.set(r.peerKey, r);
+    }
+    return out.map((r) => ({ peer: r.peer, lines: r.lines.slice() }));
+  }
+
+  /**
+   * Keeps one line of the conversation with `peer`: {ts (ms, Number or BigInt), from, text,
+   * kind?: 'line'|'notice'}. Stored in the next task.
+   */
+  add(peer, { ts, from, text, kind = 'line' }) {
+    const key = nickKey(peer);
+    let r = this.convs.get(key);
+    if (!r) {
+      r = { account: this.account, peerKey: key, peer, updated: 0, lines: [] };
+      this.convs.set(key, r);
+    }
+    const line = checkLine({ ts: Number(ts), from, text, kind, plain: true });
+    if (!line) return;
+    r.lines.push(line);
+    if (r.lines.length > MAX_LINES) r.lines.splice(0, r.lines.length - MAX_LINES);
+    this.lastUpdated = Math.max(Date.now(), this.lastUpdated + 1); // strictly increasing
+    r.updated = this.lastUpdated;
+    // Re-inserted: the Map's order is the order of the last write, oldest first.
+    this.convs.delete(key);
+    this.convs.set(key, r);
+    this.dirty.add(key);
+    while (this.convs.size > MAX_CONVS) {
+      const [oldest] = this.convs.keys();
+      this.#forget(oldest);
+    }
+    this.#soon();
+  }
+
+  /** Forgets the conversation with `peer` (the user closed it). */
+  close(peer) {
+    this.#forget(nickKey(peer));
+  }
+
+  /** Forgets every conversation of this account. */
+  clear() {
+    this.convs.clear();
+    this.dirty.clear();
+    this.#chain(() => this.backend.clear(this.account));
+  }
+
+  /** Resolves once every write asked so far is done (for tests and page hide). */
+  async settled() {
+    if (this.scheduled) this.#write();
+    await this.writing;
+  }
+
+  #forget(key) {
+    this.convs.delete(key);
+    this.dirty.delete(key);
+    this.#chain(() => this.backend.delete(this.account, key));
+  }
+
+  #soon() {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.schedule(() => this.#write());
+  }
+
+  #write() {
+    this.scheduled = false;
+    const records = [...this.dirty].map((k) => this.convs.get(k)).filter(Boolean);
+    this.dirty.clear();
+    for (const r of records) {
+      const copy = { ...r, lines: r.lines.slice() };
+      this.#chain(() => this.backend.put(copy));
+    }
+  }
+
+  #chain(fn) {
+    this.writing = this.writing.then(fn).catch((e) => this.onError(e));
+  }
+}
+
+// ---- IndexedDB ----
+
+function promisify(request) {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+let dbPromise = null;
+
+function openDb() {
+  if (dbPromise) return dbPromise;
+  dbPromise = new Promise((resolve, reject) => {
+    const req = indexedDB.open(DB_NAME, DB_VERSION);
+    req.onupgradeneeded = () => {
+      const db = req.result;
+      if (!db.objectStoreNames.contains(STORE)) {
+        const store = db.createObjectStore(STORE, { keyPath: ['account', 'peerKey'] });
+        store.createIndex('account', 'account');
+      }
+    };
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+    req.onblocked = () => reject(new Error('the browser storage is blocked by another tab of an older version'));
+  });
+  dbPromise.catch(() => {
+    dbPromise = null;
+  });
+  return dbPromise;
+}
+
+async function tx(mode, fn) {
+  const db = await openDb();
+  const t = db.transaction([STORE], mode);
+  const done = new Promise((resolve, reject) => {
+    t.oncomplete = () => resolve();
+    t.onerror = () => reject(t.error);
+    t.onabort = () => reject(t.error ?? new Error('storage transaction aborted'));
+  });
+  const result = await fn(t.objectStore(STORE));
+  await done;
+  return result;
+}
+
+/** The IndexedDB backend of a PrivateLog. */
+export const indexedDbBackend = {
+  load: (account) => tx('readonly', (s) => promisify(s.index('account').getAll(IDBKeyRange.only(account), MAX_CONVS * 2))),
+  put: (record) => tx('readwrite', (s) => promisify(s.put(record))),
+  delete: (account, peerKey) => tx('readwrite', (s) => promisify(s.delete([account, peerKey]))),
+  clear: (account) => tx('readwrite', async (s) => {
+    const keys = await promisify(s.index('account').getAllKeys(IDBKeyRange.only(account)));
+    await Promise.all(keys.map((k) => promisify(s.delete(k))));
+  }),
+};

@@ -1,0 +1,111 @@
+// The private conversations kept in the browser (privlog.js) over an in-memory backend with
+// IndexedDB's shape: bounded per conversation and in number, written when added, restored,
+// forgotten when closed, stored garbage skipped.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { PrivateLog, MAX_LINES, MAX_CONVS } from '../src/privlog.js';
+
+function memoryBackend() {
+  const rows = new Map(); // `${account} ${peerKey}` → record (structured copies)
+  const ops = [];
+  return {
+    rows,
+    ops,
+    load: async (account) => [...rows.values()].filter((r) => r.account === account).map((r) => structuredClone(r)),
+    put: async (r) => {
+      ops.push(['put', r.peerKey]);
+      rows.set(`${r.account} ${r.peerKey}`, structuredClone(r));
+    },
+    delete: async (a, p) => {
+      ops.push(['delete', p]);
+      rows.delete(`${a} ${p}`);
+    },
+    clear: async (a) => {
+      for (const k of [...rows.keys()]) if (k.startsWith(`${a} `)) rows.delete(k);
+    },
+  };
+}
+
+test('lines both ways are stored and a new page gets them back, in order, marked plain', async () => {
+  const backend = memoryBackend();
+  const log = new PrivateLog('Wendy', backend);
+  log.add('Max', { ts: 1000n, from: 'wendy', text: 'psst' });
+  log.add('max', { ts: 2000, from: 'Max', text: 'hi back' });
+  log.add('bob', { ts: 3000, from: 'bob', text: 'another', kind: 'notice' });
+  await log.settled();
+  const again = new PrivateLog('wendy', backend);
+  const convs = await again.load();
+  assert.deepEqual(convs.map((c) => c.peer), ['Max', 'bob']);
+  assert.deepEqual(convs[0].lines, [
+    { ts: 1000, from: 'wendy', text: 'psst', kind: 'line', plain: true },
+    { ts: 2000, from: 'Max', text: 'hi back', kind: 'line', plain: true },
+  ]);
+  assert.equal(convs[1].lines[0].kind, 'notice');
+  assert.deepEqual(await new PrivateLog('other', backend).load(), [], 'another account sees none of them');
+});
+
+test('writes are coalesced: one put per conversation per task', async () => {
+  const backend = memoryBackend();
+  const log = new PrivateLog('wendy', backend);
+  for (let i = 0; i < 50; i++) log.add('max', { ts: i, from: 'max', text: `line ${i}` });
+  await log.settled();
+  assert.deepEqual(backend.ops, [['put', 'max']]);
+});
+
+test(`at most ${MAX_LINES} lines per conversation and ${MAX_CONVS} conversations`, async () => {
+  const backend = memoryBackend();
+  const log = new PrivateLog('wendy', backend);
+  for (let i = 0; i < MAX_LINES + 20; i++) log.add('max', { ts: i, from: 'max', text: `line ${i}` });
+  for (let i = 0; i < MAX_CONVS; i++) log.add(`peer${i}`, { ts: i, from: `peer${i}`, text: 'hi' });
+  await log.settled();
+  assert.equal(backend.rows.size, MAX_CONVS);
+  assert.ok(!backend.rows.has('wendy max'), 'the conversation written longest ago went first');
+  const log2 = new PrivateLog('wendy', memoryBackend());
+  for (let i = 0; i < MAX_LINES + 20; i++) log2.add('max', { ts: i, from: 'max', text: `line ${i}` });
+  await log2.settled();
+  const [conv] = await new PrivateLog('wendy', log2.backend).load();
+  assert.equal(conv.lines.length, MAX_LINES);
+  assert.equal(conv.lines[0].text, 'line 20');
+});
+
+test('a closed conversation is deleted; clear forgets them all', async () => {
+  const backend = memoryBackend();
+  const log = new PrivateLog('wendy', backend);
+  log.add('max', { ts: 1, from: 'max', text: 'a' });
+  log.add('bob', { ts: 2, from: 'bob', text: 'b' });
+  await log.settled();
+  log.close('MAX');
+  await log.settled();
+  assert.deepEqual((await new PrivateLog('wendy', backend).load()).map((c) => c.peer), ['bob']);
+  log.clear();
+  await log.settled();
+  assert.equal(backend.rows.size, 0);
+});
+
+test('stored records that are not well formed are skipped, not trusted', async () => {
+  const backend = memoryBackend();
+  backend.rows.set('wendy x', { account: 'wendy', peerKey: 'x', peer: 'not a nick!', lines: [] });
+  backend.rows.set('wendy y', { account: 'wendy', peerKey: 'y', peer: 'y', lines: 'no' });
+  backend.rows.set('wendy z', { account: 'wendy', peerKey: 'z', peer: 'z', updated: 5, lines: [null, { ts: -1, from: 'z', text: 'x' }, { ts: 7, from: 'z', text: 'ok' }, { ts: 8, from: 'z', text: 42 }] });
+  const convs = await new PrivateLog('wendy', backend).load();
+  assert.deepEqual(convs, [{ peer: 'z', lines: [{ ts: 7, from: 'z', text: 'ok', kind: 'line', plain: true }] }]);
+});
+
+test('a failing store is reported, and later writes still go', async () => {
+  const backend = memoryBackend();
+  const errors = [];
+  let fail = true;
+  const put = backend.put;
+  backend.put = async (r) => {
+    if (fail) throw new Error('quota');
+    return put(r);
+  };
+  const log = new PrivateLog('wendy', backend, { onError: (e) => errors.push(e.message) });
+  log.add('max', { ts: 1, from: 'max', text: 'a' });
+  await log.settled();
+  assert.deepEqual(errors, ['quota']);
+  fail = false;
+  log.add('max', { ts: 2, from: 'max', text: 'b' });
+  await log.settled();
+  assert.equal(backend.rows.get('wendy max').lines.length, 2);
+});
