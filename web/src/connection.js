@@ -42,6 +42,8 @@ export class Connection {
     this.retryTimer = null;
     this.stopped = false;
     this.welcomed = false;
+    this.ackChain = Promise.resolve(); // acknowledgements waiting for the front end's storage
+    this.ackWaiting = 0;
   }
 
   /** Connects (again). */
@@ -198,10 +200,14 @@ export class Connection {
         }
         case 'line':
         case 'unreadable':
-          this.#emit(e);
-          // Shown (the front end renders synchronously): acknowledge.
-          if (e.ack !== undefined) core.taken(e.ack, this.clock());
+        {
+          // The front end shows the line synchronously and may return a promise that settles once
+          // the line is kept (a private line, in this browser's storage): acknowledged after it,
+          // so a reload in between gets the line again from the server, never loses it.
+          const kept = this.#emit(e);
+          if (e.ack !== undefined) this.#acknowledge(core, e.ack, kept);
           break;
+        }
         case 'closed':
           this.lastClose = e;
           break;
@@ -265,12 +271,37 @@ export class Connection {
     this.#emit({ kind: 'status', state, text });
   }
 
+  /** Hands `e` to the front end; returns what its handler returned (undefined if it threw). */
   #emit(e) {
     try {
-      this.onEvent(e);
+      return this.onEvent(e);
     } catch (err) {
       console.error('web client: event handler failed', err);
+      return undefined;
     }
+  }
+
+  /**
+   * Tells `core` the personal line `id` was taken once `kept` (a promise, or nothing) settles.
+   * Acknowledgements are cumulative (`Received { up_to }`), so while any is waiting for storage
+   * the later ones queue behind it, in order.
+   */
+  #acknowledge(core, id, kept) {
+    const waits = kept !== null && typeof kept === 'object' && typeof kept.then === 'function';
+    if (!waits && this.ackWaiting === 0) {
+      core.taken(id, this.clock());
+      return;
+    }
+    this.ackWaiting += 1;
+    this.ackChain = this.ackChain
+      .then(() => kept)
+      .catch(() => {}) // storage failed: the line was shown, and the failure was said
+      .then(() => {
+        this.ackWaiting -= 1;
+        if (this.core !== core || core.isClosed) return; // the server sends it again; the page skips the repeat
+        core.taken(id, this.clock());
+        this.#pump();
+      });
   }
 }
 

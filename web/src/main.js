@@ -78,8 +78,10 @@ function onEvent(e) {
       buttons({ again: true, other: !otherNick.hidden });
       break;
     default:
-      chat?.handle(e);
+      // A personal line's handler returns the promise of keeping it (acknowledged after it).
+      return chat?.handle(e);
   }
+  return undefined;
 }
 
 function stopAll() {
@@ -150,7 +152,7 @@ async function begin(acc) {
           account: acc,
           // Events of a connection this tab dropped since (a new nick) are old news.
           onEvent: (e) => {
-            if (connection === conn) onEvent(e);
+            return connection === conn ? onEvent(e) : undefined;
           },
         });
         connection = conn;

@@ -8,11 +8,15 @@
 //   conversations  keyPath [account, peerKey], index `account`:
 //     { account: nickKey of the account, peerKey: nickKey of the peer, peer: the peer's nick,
 //       updated: ms since the epoch, lines: [{ ts: ms since the epoch (Number), from: nick,
-//       text: string ≤ MAX_TEXT chars, kind: 'line' | 'notice', plain: true }] }
+//       text: string ≤ MAX_TEXT chars, kind: 'line' | 'notice', plain: true, id?: the server's id of
+//       a received line, decimal string }] }
 //   `plain: true`: the line was NOT end-to-end encrypted (every private line of the browser today).
 //
 // Writes are coalesced: lines added in one task are written in the next (one `put` per
-// conversation), so a line is stored within a few milliseconds of being shown.
+// conversation), so a line is stored within a few milliseconds of being shown. `add` returns a
+// promise that settles when the line's write did: the page acknowledges a received line to the
+// server only then, and a line the server sends again (a reload before the acknowledgement) is
+// recognised by its id (`has`) and not shown twice.
 
 import { nickKey, nickError } from './protocol.js';
 
@@ -36,8 +40,13 @@ function checkLine(l) {
   if (!l || typeof l !== 'object') return null;
   if (typeof l.text !== 'string' || typeof l.from !== 'string' || !Number.isSafeInteger(l.ts) || l.ts < 0) return null;
   const kind = l.kind === 'notice' ? 'notice' : 'line';
-  return { ts: l.ts, from: l.from.slice(0, 64), text: l.text.slice(0, MAX_TEXT), kind, plain: l.plain !== false };
+  const line = { ts: l.ts, from: l.from.slice(0, 64), text: l.text.slice(0, MAX_TEXT), kind, plain: l.plain !== false };
+  if (typeof l.id === 'string' && ID.test(l.id)) line.id = l.id;
+  return line;
 }
+
+/** A server id of a received line (a u64 in decimal). */
+const ID = /^[0-9]{1,20}$/;
 
 export class PrivateLog {
   /**
@@ -80,19 +89,29 @@ export class PrivateLog {
     return out.map((r) => ({ peer: r.peer, lines: r.lines.slice() }));
   }
 
+  /** Whether the received line with server id `id` (BigInt, number or string) is kept for `peer`. */
+  has(peer, id) {
+    const r = this.convs.get(nickKey(peer));
+    if (!r || id === undefined || id === null) return false;
+    const want = String(id);
+    return r.lines.some((l) => l.id === want);
+  }
+
   /**
    * Keeps one line of the conversation with `peer`: {ts (ms, Number or BigInt), from, text,
-   * kind?: 'line'|'notice'}. Stored in the next task.
+   * kind?: 'line'|'notice', id?: the server's id of a received line}. Stored in the next task;
+   * the promise settles (never rejects: failures go to `onError`) once that write is done.
+   * @returns {Promise<void>}
    */
-  add(peer, { ts, from, text, kind = 'line' }) {
+  add(peer, { ts, from, text, kind = 'line', id }) {
     const key = nickKey(peer);
     let r = this.convs.get(key);
     if (!r) {
       r = { account: this.account, peerKey: key, peer, updated: 0, lines: [] };
       this.convs.set(key, r);
     }
-    const line = checkLine({ ts: Number(ts), from, text, kind, plain: true });
-    if (!line) return;
+    const line = checkLine({ ts: Number(ts), from, text, kind, plain: true, id: id === undefined ? undefined : String(id) });
+    if (!line) return Promise.resolve();
     r.lines.push(line);
     if (r.lines.length > MAX_LINES) r.lines.splice(0, r.lines.length - MAX_LINES);
     this.lastUpdated = Math.max(Date.now(), this.lastUpdated + 1); // strictly increasing
@@ -105,7 +124,7 @@ export class PrivateLog {
       const [oldest] = this.convs.keys();
       this.#forget(oldest);
     }
-    this.#soon();
+    return this.#soon();
   }
 
   /** Forgets the conversation with `peer` (the user closed it). */
@@ -132,20 +151,29 @@ export class PrivateLog {
     this.#chain(() => this.backend.delete(this.account, key));
   }
 
+  /** Schedules the next write (once per task); the promise settles when it is done. */
   #soon() {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    this.schedule(() => this.#write());
+    if (!this.scheduled) {
+      this.scheduled = true;
+      this.batch = new Promise((resolve) => {
+        this.batchDone = resolve;
+      });
+      this.schedule(() => this.#write());
+    }
+    return this.batch;
   }
 
   #write() {
+    if (!this.scheduled) return;
     this.scheduled = false;
+    const done = this.batchDone;
     const records = [...this.dirty].map((k) => this.convs.get(k)).filter(Boolean);
     this.dirty.clear();
     for (const r of records) {
       const copy = { ...r, lines: r.lines.slice() };
       this.#chain(() => this.backend.put(copy));
     }
+    this.writing.then(done);
   }
 
   #chain(fn) {

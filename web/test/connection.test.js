@@ -175,3 +175,44 @@ test('after stop (another tab took over) nothing reconnects', async () => {
     mock.timers.reset();
   }
 });
+
+test('a personal line the page is still keeping is acknowledged only once kept, and in order', async () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    sockets.length = 0;
+    let t = 0;
+    const keeping = new Map(); // id → resolve
+    const conn = new Connection({
+      account,
+      onEvent: (e) => (e.kind === 'line' && e.personal ? new Promise((resolve) => keeping.set(e.msg.id, resolve)) : undefined),
+      url: 'wss://x/ws',
+      WebSocketImpl: FakeSocket,
+      clock: () => t,
+      random: () => 0.5,
+    });
+    conn.start();
+    const ws = sockets[0];
+    await login(ws);
+    ws.server({ type: 'Private', id: 50n, ts: 1n, from: 'bob', text: 'one' });
+    ws.server({ type: 'Private', id: 51n, ts: 2n, from: 'bob', text: 'two' });
+    const received = () => ws.sent.filter((m) => m.type === 'Received');
+    t += 1000;
+    mock.timers.tick(1000);
+    await tick();
+    assert.deepEqual(received(), [], 'acknowledged before the page kept it');
+    // The later one settles first: still nothing, since 50 is not kept yet (acks are cumulative).
+    keeping.get(51n)();
+    await tick();
+    t += 1000;
+    mock.timers.tick(1000);
+    assert.deepEqual(received(), []);
+    keeping.get(50n)();
+    await tick();
+    await tick();
+    t += 1000;
+    mock.timers.tick(1000);
+    assert.deepEqual(received(), [{ type: 'Received', up_to: 51n }]);
+  } finally {
+    mock.timers.reset();
+  }
+});

@@ -109,3 +109,37 @@ test('a failing store is reported, and later writes still go', async () => {
   await log.settled();
   assert.equal(backend.rows.get('wendy max').lines.length, 2);
 });
+
+test('add settles once its line is written; a kept line is recognised by its server id', async () => {
+  const backend = memoryBackend();
+  let release;
+  const gate = new Promise((r) => {
+    release = r;
+  });
+  const slow = { ...backend, put: async (r) => { await gate; return backend.put(r); } };
+  const log = new PrivateLog('alice', slow);
+  let settled = false;
+  const kept = log.add('bob', { ts: 5n, from: 'bob', text: 'hi', id: 77n }).then(() => {
+    settled = true;
+  });
+  assert.equal(log.has('Bob', 77n), true);
+  assert.equal(log.has('bob', 78n), false);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(settled, false, 'settled before the write');
+  release();
+  await kept;
+  assert.equal(backend.rows.get('alice bob').lines[0].id, '77');
+  // A new page: the id came back, so the server's repeat of line 77 is recognised.
+  const again = new PrivateLog('alice', backend);
+  await again.load();
+  assert.equal(again.has('bob', 77n), true);
+  assert.equal(again.has('bob', '77'), true);
+});
+
+test('a stored id that is not a u64 in decimal is dropped, the line kept', async () => {
+  const backend = memoryBackend();
+  backend.rows.set('alice bob', { account: 'alice', peerKey: 'bob', peer: 'bob', updated: 1, lines: [{ ts: 1, from: 'bob', text: 'x', id: '<img>' }, { ts: 2, from: 'bob', text: 'y', id: 42 }] });
+  const log = new PrivateLog('alice', backend);
+  const [conv] = await log.load();
+  assert.deepEqual(conv.lines.map((l) => [l.text, l.id]), [['x', undefined], ['y', undefined]]);
+});

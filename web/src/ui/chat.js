@@ -374,15 +374,15 @@ export class ChatView {
         this.#monitor([...this.convs.values()].filter((c) => c.kind === 'private').map((c) => c.name));
         break;
       case 'line':
-        this.#line(e);
-        break;
+        return this.#line(e);
       case 'unreadable': {
+        // Kept already (the page reloaded before acknowledging it): a repeat, not shown again.
+        if (this.keep?.has(e.msg.from, e.msg.id)) return undefined;
         const c = this.conv('private', e.msg.from);
         c.ok = true;
         this.add(c, { ts: e.msg.ts, text: unreadableWords(e.msg.from), kind: 'notice' });
-        this.keep?.add(e.msg.from, { ts: e.msg.ts, from: e.msg.from, text: unreadableWords(e.msg.from), kind: 'notice' });
         this.#count(c, { personal: true, from: e.msg.from, text: 'an end-to-end encrypted message' });
-        break;
+        return this.keep?.add(e.msg.from, { ts: e.msg.ts, from: e.msg.from, text: unreadableWords(e.msg.from), kind: 'notice', id: e.msg.id });
       }
       case 'lineState':
         this.#lineState(e);
@@ -398,15 +398,20 @@ export class ChatView {
     }
   }
 
+  /**
+   * Shows a line; for a personal one, returns the promise of keeping it in this browser (the
+   * connection acknowledges it to the server once that settles).
+   */
   #line({ msg, personal, earlier }) {
     if (personal) {
+      // Kept already (the page reloaded before acknowledging it): a repeat, not shown again.
+      if (this.keep?.has(msg.from, msg.id)) return undefined;
       const c = this.conv('private', msg.from);
       c.ok = true;
       const mention = mentions(msg.text, this.me);
       this.add(c, { ts: msg.ts, nick: msg.from, text: msg.text, tag: msg.type === 'Offline' ? 'while you were away' : null, mention });
-      this.keep?.add(msg.from, { ts: msg.ts, from: msg.from, text: msg.text });
       this.#count(c, { personal: true, from: msg.from, text: msg.text });
-      return;
+      return this.keep?.add(msg.from, { ts: msg.ts, from: msg.from, text: msg.text, id: msg.id });
     }
     const c = this.conv('room', msg.room);
     const mention = nickKey(msg.from) !== nickKey(this.me) && mentions(msg.text, this.me);
