@@ -705,3 +705,79 @@ async fn web_connections_count_against_the_per_address_cap() {
         "a third connection from the address is closed"
     );
 }
+
+/// Sends `head` on `tls` and reads what comes for `pause`; false once the server closed.
+async fn request_and_wait(tls: &mut TlsStream<TcpStream>, head: &str, pause: Duration) -> bool {
+    if tls.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    let until = tokio::time::sleep(pause);
+    tokio::pin!(until);
+    let mut chunk = [0u8; 4096];
+    loop {
+        tokio::select! {
+            () = &mut until => return true,
+            r = tls.read(&mut chunk) => match r {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_web_connection_that_does_not_upgrade_is_closed_at_one_overall_deadline() {
+    let limits = Limits {
+        hello_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let mut tls = web(&server).await;
+    let head = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    let started = Instant::now();
+    let mut served = 0;
+    // A request every 0.6 s, each well within the 1 s hello_timeout: only the connection's
+    // overall deadline (3 × 1 s) ends it.
+    while request_and_wait(&mut tls, &head, Duration::from_millis(600)).await {
+        served += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still open after {served} requests"
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(5),
+        "closed after {took:?} and {served} requests"
+    );
+    assert!(served >= 4, "{served}");
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_gets_the_sessions_login_timeout_not_the_web_deadline() {
+    let limits = Limits {
+        hello_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let mut tls = web(&server).await;
+    let head = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert!(request_and_wait(&mut tls, &head, Duration::from_millis(700)).await);
+    }
+    // Upgraded at ~2.1 s, 0.9 s before the web deadline: the session's own login timeout
+    // (1 s from the upgrade) ends it, with its error, not a silent close at 3 s.
+    tls.write_all(upgrade_head(&server, Some(&own_origin(&server))).as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut tls, &mut buf, false).await.status, 101);
+    let mut ws = WebSocketStream::from_partially_read(tls, buf, Role::Client, None).await;
+    let (seen, closed) = read_to_close(&mut ws).await;
+    let (code, detail) = fatal(&seen);
+    assert_eq!(code, ErrorCode::TIMEOUT);
+    assert_eq!(detail, "no hello received in time");
+    assert!(closed);
+    assert!(started.elapsed() >= Duration::from_millis(3000));
+}
