@@ -3,7 +3,7 @@
 //! server's own TLS (PROTOCOL.md, "The web: HTTPS and WebSocket on the same port").
 //!
 //! tokio-tungstenite does the WebSocket framing (masking, fragments, control frames) with a
-//! small configuration ([`config`]): a 4 KiB read buffer (tungstenite's default allocates
+//! small configuration ([`config`]): a 512-byte read buffer (tungstenite's default allocates
 //! 128 KiB per connection up front), messages and frames of at most 64 KiB (checked from the
 //! frame header before the payload is read), a bounded write buffer, unmasked client frames
 //! refused (RFC 6455 section 5.1). What is not a message of the protocol is a [`ReadError`]
@@ -17,11 +17,16 @@
 //! must send a message at least every ~80 KiB of control frames; a browser sends no pings of
 //! its own, and the web client's keep-alive is a protocol `Ping`, a binary message).
 //!
-//! Memory: tungstenite's read buffer is allocated whole at the upgrade (4 KiB here; an idle
-//! WebSocket costs the server ~29 KiB of RSS with TLS and all, 157 KiB with tungstenite's default
-//! read buffer: measured by the e2e test `web::idle_websocket_connections_cost_little_memory...`).
-//! Its write buffer is drained but not shrunk after a burst, so a connection keeps up to
-//! [`WRITE_BUFFER`] (plus one message) of it; [`Transport::shrink_idle`] cannot reach it.
+//! Memory: tungstenite's read buffer is allocated whole at the upgrade, [`READ_BUFFER`] bytes
+//! (its default, 128 KiB, would be zero-filled at the first read); it grows for a frame that
+//! needs more, and reads take at most that much at a time. With the session's future kept
+//! once (see `web::serve`), an idle WebSocket before login costs the server 17.5 KiB of RSS
+//! against 11.7 KiB for an idle native connection, measured together in one debug server by the
+//! e2e test `web::idle_websocket_connections_cost_little_memory_and_the_web_address_is_logged`
+//! (28.1 KiB before: a 4 KiB read buffer, a second copy of the TLS connection and a second
+//! session future's room; 157 KiB with tungstenite's default read buffer).
+//! tungstenite's write buffer is drained but not shrunk after a burst, so a connection keeps
+//! up to [`WRITE_BUFFER`] (plus one message) of it; [`Transport::shrink_idle`] cannot reach it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -40,8 +45,9 @@ use tokio_tungstenite::WebSocketStream;
 use super::framed::TlsStream;
 use super::Transport;
 
-/// tungstenite's read buffer: allocated once per connection (its default is 128 KiB).
-pub const READ_BUFFER: usize = 4 * 1024;
+/// tungstenite's read buffer at the upgrade, and the most it reads at once (its default is
+/// 128 KiB): a login's messages fit; a larger frame grows it.
+pub const READ_BUFFER: usize = 512;
 
 /// Bytes of outgoing frames collected before tungstenite writes them to TLS on its own (a
 /// [`Transport::flush`] writes whatever is collected anyway): one session batch.
@@ -306,7 +312,8 @@ where
                 }
                 Message::Text(_) => return Err(ReadError::Framing(TEXT_MESSAGE.into())),
                 Message::Close(frame) => {
-                    self.answer_close().await;
+                    // Boxed: its timer would otherwise sit in every session's read future.
+                    Box::pin(self.answer_close()).await;
                     if is_replaced_close(frame.as_ref()) {
                         return Err(ReadError::Framing(BAD_CLOSE_CODE.into()));
                     }
@@ -389,7 +396,7 @@ mod tests {
     #[test]
     fn the_configuration_is_small() {
         let c = config();
-        assert_eq!(c.read_buffer_size, 4096);
+        assert_eq!(c.read_buffer_size, 512);
         assert_eq!(c.max_message_size, Some(65536));
         assert_eq!(c.max_frame_size, Some(65536));
         assert!(!c.accept_unmasked_frames);
@@ -576,6 +583,41 @@ mod tests {
             .await
             .unwrap();
         assert!(t.recv().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn largest_messages_pass_both_ways_whole_or_in_fragments() {
+        let (mut t, mut c) = pair().await;
+        let big: Bytes = (0..MAX_FRAME_LEN).map(|i| (i % 251) as u8).collect();
+        c.send(Message::Binary(big.clone())).await.unwrap();
+        assert_eq!(t.recv().await.unwrap().unwrap(), big);
+        // In 1000-byte fragments, with a ping amid them.
+        let (mut t, mut client) = raw_pair().await;
+        let mut wire = Vec::new();
+        let chunks: Vec<&[u8]> = big.chunks(1000).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let fin = if i + 1 == chunks.len() { 0x80 } else { 0 };
+            let op = if i == 0 { 0x02 } else { 0x00 };
+            wire.extend_from_slice(&raw_frame(fin | op, chunk));
+            if i == 10 {
+                wire.extend_from_slice(&raw_frame(0x89, b"p"));
+            }
+        }
+        client.write_all(&wire).await.unwrap();
+        assert_eq!(t.recv().await.unwrap().unwrap(), big);
+        t.queue(big.clone());
+        t.flush().await.unwrap();
+        let mut c = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        loop {
+            match c.next().await.unwrap().unwrap() {
+                Message::Binary(b) => {
+                    assert_eq!(b, big);
+                    break;
+                }
+                Message::Pong(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

@@ -52,37 +52,56 @@ enum NoHead {
     Refused(Response),
 }
 
-/// Serves HTTP requests on an accepted web TLS connection until it closes, or runs the
-/// WebSocket transport's session after an upgrade at `/ws`. Everything before the upgrade must
-/// end within [`PRE_UPGRADE_TIMEOUTS`] × `hello_timeout`, else the connection is closed.
+/// Serves an accepted web TLS connection: HTTP requests until it closes, or, after an upgrade
+/// at `/ws`, the WebSocket transport's session. Everything before the upgrade must end within
+/// [`PRE_UPGRADE_TIMEOUTS`] × `hello_timeout` (see the module).
+///
+/// Memory: the TLS connection comes boxed and is moved into the transport at the upgrade, so
+/// this future does not keep a second copy of it (1.2 KB) for the session's life, as an owned
+/// argument would (rust-lang/rust#62958); the HTTP part and the transport's set-up run boxed,
+/// so their state is freed once the session runs. What stays is the transport and the session's
+/// future, as for a native connection.
 pub(crate) async fn serve(
-    mut tls: TlsStream,
+    tls: Box<TlsStream>,
     peer: SocketAddr,
     ctx: &Context,
     cancel: &CancellationToken,
 ) {
+    let mut tls = tls;
+    let Some(part) = Box::pin(upgrade(&mut tls, peer, ctx, cancel)).await else {
+        return;
+    };
+    let mut conn = Box::pin(WsTransport::tls(*tls, part, ctx.limits.write_timeout)).await;
+    crate::session::run(&mut conn, peer, ctx, cancel).await;
+}
+
+/// The HTTP part of a web connection under its one deadline: `None` once it is to close, or
+/// the bytes read after the upgrade request's head (see [`serve_http`]).
+async fn upgrade(
+    tls: &mut TlsStream,
+    peer: SocketAddr,
+    ctx: &Context,
+    cancel: &CancellationToken,
+) -> Option<Vec<u8>> {
     tls.get_mut()
         .1
         .set_buffer_limit(Some(crate::transport::framed::TLS_BUFFER_LIMIT));
-    let limits = &ctx.limits;
-    let overall = Instant::now() + limits.hello_timeout.saturating_mul(PRE_UPGRADE_TIMEOUTS);
-    // Boxed: the HTTP part's state (request, head buffer, responses) lives on the heap only
-    // until the upgrade, not for as long as the WebSocket session.
-    let http = Box::pin(timeout_at(
-        overall,
-        serve_http(&mut tls, peer, ctx, cancel, overall),
-    ));
-    let part = match http.await {
-        Ok(Some(part)) => part,
-        Ok(None) => return,
+    let overall = Instant::now()
+        + ctx
+            .limits
+            .hello_timeout
+            .saturating_mul(PRE_UPGRADE_TIMEOUTS);
+    match timeout_at(overall, serve_http(tls, peer, ctx, cancel, overall)).await {
+        Ok(Some(part)) => {
+            debug!(%peer, "WebSocket opened");
+            Some(part)
+        }
+        Ok(None) => None,
         Err(_) => {
             debug!(%peer, "web connection closed: not upgraded in time");
-            return;
+            None
         }
-    };
-    debug!(%peer, "WebSocket opened");
-    let mut conn = WsTransport::tls(tls, part, limits.write_timeout).await;
-    crate::session::run(&mut conn, peer, ctx, cancel).await;
+    }
 }
 
 /// The HTTP part of a web connection: serves requests until the connection is to close
