@@ -43,7 +43,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::framed::TlsStream;
-use super::Transport;
+use super::{Queued, Transport};
 
 /// tungstenite's read buffer at the upgrade, and the most it reads at once (its default is
 /// 128 KiB): a login's messages fit; a larger frame grows it.
@@ -142,8 +142,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
 #[derive(Debug)]
 pub struct WsTransport<S> {
     ws: WebSocketStream<Metered<S>>,
-    queued: Vec<Bytes>,
-    queued_bytes: usize,
+    queued: Queued,
     /// How long answering the client's Close may take (the session's write timeout).
     close_wait: Duration,
 }
@@ -173,8 +172,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsTransport<S> {
             WebSocketStream::from_partially_read(metered, part, Role::Server, Some(config())).await;
         WsTransport {
             ws,
-            queued: Vec::new(),
-            queued_bytes: 0,
+            queued: Queued::new(header_len),
             close_wait,
         }
     }
@@ -325,24 +323,21 @@ where
     }
 
     fn queue(&mut self, payload: Bytes) {
-        self.queued_bytes += header_len(payload.len()) + payload.len();
         self.queued.push(payload);
     }
 
     fn pending(&self) -> usize {
-        self.queued_bytes
+        self.queued.bytes()
     }
 
     fn discard_pending(&mut self) {
         self.queued.clear();
-        self.queued_bytes = 0;
     }
 
     /// Feeds every queued message to tungstenite as a binary message, then flushes once: one
     /// TLS write per wake-up (or one per [`WRITE_BUFFER`] of a larger batch).
     async fn flush(&mut self) -> std::io::Result<()> {
-        self.queued_bytes = 0;
-        for payload in self.queued.drain(..) {
+        while let Some(payload) = self.queued.pop() {
             self.ws
                 .feed(Message::Binary(payload))
                 .await
@@ -352,9 +347,7 @@ where
     }
 
     fn shrink_idle(&mut self) {
-        if self.queued.is_empty() && self.queued.capacity() > 16 {
-            self.queued = Vec::new();
-        }
+        self.queued.shrink_idle();
     }
 
     /// Sends a Close frame (RFC 6455 section 5.5.1), then TLS close_notify and the TCP write
