@@ -15,6 +15,8 @@ def get(d, path):
     return d
 groups = defaultdict(lambda: defaultdict(list))
 lost = defaultdict(int)
+# The versions in order of appearance: old and new (ab.sh), or native and ws (web_compare.sh).
+versions = list(dict.fromkeys(r['version'] for r in rows))
 for r in rows:
     res = r['result']
     groups[r['args']][r['version']].append(res)
@@ -23,7 +25,7 @@ for args, by in groups.items():
     sc = args.split()[0]
     for path, scale, unit in metrics[sc]:
         cells = []
-        for v in ('old', 'new'):
+        for v in versions:
             xs = [get(x, path) for x in by.get(v, [])]
             xs = [x * scale for x in xs if x is not None]
             if not xs:
@@ -31,4 +33,4 @@ for args, by in groups.items():
                 continue
             med = statistics.median(xs)
             cells.append(f'{v}: median {med:.3g} (min {min(xs):.3g}, max {max(xs):.3g}, n={len(xs)})')
-        print(f'{args} | {unit} | ' + ' | '.join(cells) + f" | lost old={lost[(args,'old')]} new={lost[(args,'new')]}")
+        print(f'{args} | {unit} | ' + ' | '.join(cells) + ' | lost ' + ' '.join(f'{v}={lost[(args, v)]}' for v in versions))

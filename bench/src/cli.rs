@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::conn::TransportKind;
 use crate::rooms;
 use crate::scenarios::{self, Report};
 use crate::server::{default_server_binary, Target};
@@ -26,6 +27,10 @@ pub struct Args {
     /// pid of the running server, to read its CPU and memory (with --connect)
     #[arg(long)]
     pub pid: Option<u32>,
+    /// The load connections' transport: native (mm/1, a client certificate) or ws (a
+    /// WebSocket at /ws over http/1.1 TLS, an account key), as a browser's
+    #[arg(long, value_enum, default_value_t = TransportKind::Native)]
+    pub transport: TransportKind,
     /// Repeat the scenario this many times (a fresh server each time) and report medians
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
@@ -152,6 +157,7 @@ pub fn main() -> ExitCode {
 
 /// Runs the scenario `args.runs` times; returns the total loss.
 async fn run(args: Args) -> anyhow::Result<u64> {
+    crate::conn::set_transport(args.transport);
     let mut reports = Vec::new();
     for run in 0..args.runs.max(1) {
         if let Scenario::Store { lines, bytes } = args.scenario {

@@ -6,6 +6,14 @@
 //! 8 KiB read buffer each). The full async client ([`mm_client::connect`]) is used only where
 //! its features matter (the `/secure` scenario).
 //!
+//! With `--transport ws` ([`set_transport`]) a connection is what a browser's is: TLS with ALPN
+//! `http/1.1`, an upgrade to a WebSocket at `/ws` with the server's own `Origin`, each message
+//! one masked binary WebSocket message, and a login with an account key (`KeyHello`, the
+//! server's `Challenge`, `KeyProof`) instead of a client certificate. The core still speaks the
+//! native framing: [`WsShim`] turns its frames into WebSocket messages and back, and answers
+//! the challenge with the process's one account key (so the core's `Hello` becomes a
+//! `KeyHello`). The same scenarios then run over either transport.
+//!
 //! Reading and writing go on together inside [`BenchConn::next_event`]: a sender waiting for
 //! its answers keeps writing what it queued, and one writing keeps reading, so neither side of
 //! the TCP connection can fill up while the other waits.
@@ -18,7 +26,7 @@ use anyhow::{bail, Context as _};
 use bytes::BytesMut;
 use mm_client::core::{Core, CoreConfig};
 use mm_client::{ClientState, Event, LineId, SecureSetup, SendError};
-use mm_common::protocol::ClientMsg;
+use mm_common::protocol::{ClientMsg, ServerMsg};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -37,6 +45,236 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// ping interval (10 minutes), so an idle bench client is never dropped by its own side.
 const READ_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// The transport the load connections use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TransportKind {
+    /// Length-prefixed frames over TLS (ALPN `mm/1`), a client certificate.
+    #[default]
+    Native,
+    /// WebSocket binary messages over TLS (ALPN `http/1.1`, `/ws`), an account key.
+    Ws,
+}
+
+static TRANSPORT: OnceLock<TransportKind> = OnceLock::new();
+
+/// Chooses the transport of every later [`login`] in this process (once; native otherwise).
+pub fn set_transport(kind: TransportKind) {
+    let _ = TRANSPORT.set(kind);
+}
+
+/// The transport [`login`] uses.
+pub fn transport() -> TransportKind {
+    TRANSPORT.get().copied().unwrap_or_default()
+}
+
+/// Longest upgrade response head read, in bytes.
+const MAX_UPGRADE_HEAD: usize = 8 * 1024;
+
+/// The mask of every client frame (RFC 6455 section 5.3 wants it unpredictable, against
+/// proxies; the server only requires one, and unmasks whatever it is).
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// The process's account key for WebSocket logins, and its public key (65 bytes).
+fn account_key() -> anyhow::Result<&'static (ring::signature::EcdsaKeyPair, Vec<u8>)> {
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    static KEY: OnceLock<(EcdsaKeyPair, Vec<u8>)> = OnceLock::new();
+    if let Some(key) = KEY.get() {
+        return Ok(key);
+    }
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .map_err(|_| anyhow::anyhow!("cannot make an account key"))?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+        .map_err(|_| anyhow::anyhow!("cannot read the account key"))?;
+    let public = pair.public_key().as_ref().to_vec();
+    Ok(KEY.get_or_init(|| (pair, public)))
+}
+
+/// Where a WebSocket connection's key login is.
+#[derive(Debug)]
+enum KeyLogin {
+    /// The core's `Hello` is still to go (as a `KeyHello`).
+    Hello,
+    /// `KeyHello` sent as `nick`: the next message is the `Challenge`.
+    Challenge { nick: String },
+    /// Proof sent: everything goes to the core.
+    Done,
+}
+
+/// Between the core's native frames and WebSocket messages (see the module).
+#[derive(Debug)]
+struct WsShim {
+    /// WebSocket bytes read and not yet a whole frame.
+    inbuf: BytesMut,
+    /// The core's frames not yet wrapped.
+    native_out: BytesMut,
+    /// What is handed to the core: the server's messages as native frames.
+    native_in: BytesMut,
+    login: KeyLogin,
+}
+
+/// Appends one masked binary WebSocket frame holding `payload` (RFC 6455 section 5.2).
+fn put_ws_frame(opcode: u8, payload: &[u8], out: &mut BytesMut) {
+    out.reserve(payload.len() + 14);
+    out.extend_from_slice(&[0x80 | opcode]);
+    match payload.len() {
+        n @ 0..=125 => out.extend_from_slice(&[0x80 | n as u8]),
+        n @ 126..=0xFFFF => {
+            out.extend_from_slice(&[0x80 | 126]);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.extend_from_slice(&[0x80 | 127]);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+}
+
+impl WsShim {
+    fn new(part: &[u8]) -> WsShim {
+        WsShim {
+            inbuf: BytesMut::from(part),
+            native_out: BytesMut::new(),
+            native_in: BytesMut::new(),
+            login: KeyLogin::Hello,
+        }
+    }
+
+    /// Wraps every whole frame of the core's into a WebSocket message in `out`; the `Hello`
+    /// goes as a `KeyHello` with the process's key.
+    fn wrap(&mut self, out: &mut BytesMut) -> anyhow::Result<()> {
+        while self.native_out.len() >= 4 {
+            let len = u32::from_be_bytes([
+                self.native_out[0],
+                self.native_out[1],
+                self.native_out[2],
+                self.native_out[3],
+            ]) as usize;
+            if self.native_out.len() < 4 + len {
+                break;
+            }
+            let frame = self.native_out.split_to(4 + len);
+            let payload = &frame[4..];
+            if matches!(self.login, KeyLogin::Hello) {
+                if let Ok(ClientMsg::Hello { version, nick }) = ClientMsg::decode(payload) {
+                    let key = account_key()?.1.clone();
+                    let hello = ClientMsg::KeyHello {
+                        version,
+                        nick: nick.clone(),
+                        key,
+                    };
+                    put_ws_frame(0x2, &mm_common::frame::encode_message(&hello)?, out);
+                    self.login = KeyLogin::Challenge { nick };
+                    continue;
+                }
+            }
+            put_ws_frame(0x2, payload, out);
+        }
+        Ok(())
+    }
+
+    /// Takes the server's WebSocket bytes: whole binary messages become native frames for the
+    /// core ([`WsShim::native_in`]), the login's challenge is answered into `out`, a Close ends
+    /// the stream (true).
+    fn unwrap(&mut self, bytes: &[u8], out: &mut BytesMut) -> anyhow::Result<bool> {
+        self.inbuf.extend_from_slice(bytes);
+        loop {
+            let b = &self.inbuf[..];
+            if b.len() < 2 {
+                return Ok(false);
+            }
+            let (len, head) = match b[1] & 0x7f {
+                126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+                127 if b.len() >= 10 => {
+                    let mut n = [0u8; 8];
+                    n.copy_from_slice(&b[2..10]);
+                    (usize::try_from(u64::from_be_bytes(n))?, 10)
+                }
+                126 | 127 => return Ok(false),
+                n => (n as usize, 2),
+            };
+            if b[1] & 0x80 != 0 || b[0] & 0x80 == 0 || len > 1 << 20 {
+                bail!("the server sent a masked, fragmented or huge WebSocket frame");
+            }
+            if b.len() < head + len {
+                return Ok(false);
+            }
+            let opcode = b[0] & 0x0f;
+            let frame = self.inbuf.split_to(head + len);
+            let payload = &frame[head..];
+            match opcode {
+                0x2 => {
+                    if let KeyLogin::Challenge { nick } = &self.login {
+                        if let Ok(ServerMsg::Challenge { nonce }) = ServerMsg::decode(payload) {
+                            let (pair, public) = account_key()?;
+                            let message =
+                                mm_common::key_login::signed_message(&nonce, nick, public);
+                            let signature =
+                                pair.sign(&ring::rand::SystemRandom::new(), &message)
+                                    .map_err(|_| anyhow::anyhow!("cannot sign the challenge"))?;
+                            let proof = ClientMsg::KeyProof {
+                                signature: signature.as_ref().to_vec(),
+                            };
+                            put_ws_frame(0x2, &mm_common::frame::encode_message(&proof)?, out);
+                            self.login = KeyLogin::Done;
+                            continue;
+                        }
+                    }
+                    self.native_in
+                        .extend_from_slice(&u32::try_from(payload.len())?.to_be_bytes());
+                    self.native_in.extend_from_slice(payload);
+                }
+                0x8 => return Ok(true),
+                0x9 => put_ws_frame(0xA, payload, out),
+                0xA => {}
+                other => bail!("the server sent a WebSocket frame of opcode {other}"),
+            }
+        }
+    }
+}
+
+/// Upgrades a TLS connection to a WebSocket at `/ws` (RFC 6455 section 4.1) as a browser on the
+/// server's own page would; returns what was read after the `101` response's head.
+async fn upgrade(stream: &mut Tls, addr: &str) -> anyhow::Result<Vec<u8>> {
+    let head = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: https://{addr}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.flush().await?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_UPGRADE_HEAD {
+            bail!("the upgrade response head is too long");
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("closed before the upgrade response");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    if !buf.starts_with(b"HTTP/1.1 101 ") {
+        let line = String::from_utf8_lossy(&buf[..buf.len().min(80)]).into_owned();
+        bail!("upgrade refused: {line}");
+    }
+    Ok(buf.split_off(end))
+}
+
+/// The TLS configuration of a WebSocket connection: `tls` with ALPN `http/1.1` (made once).
+fn ws_tls(tls: &Arc<rustls::ClientConfig>) -> Arc<rustls::ClientConfig> {
+    static WS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    Arc::clone(WS.get_or_init(|| {
+        let mut config = (**tls).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }))
+}
+
 /// One load connection: the socket halves and the protocol core.
 pub struct BenchConn {
     read: ReadHalf<Tls>,
@@ -53,6 +291,8 @@ pub struct BenchConn {
     /// protocol.
     timer: Pin<Box<Sleep>>,
     armed: Option<Instant>,
+    /// The WebSocket translation, on a WebSocket connection.
+    ws: Option<Box<WsShim>>,
 }
 
 /// The core's configuration for a bench connection: no user list (10,000 bench clients must
@@ -93,10 +333,19 @@ pub async fn login_with(
         .await
         .with_context(|| format!("connect {addr}"))?;
     tcp.set_nodelay(true)?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::clone(tls));
-    let stream = connector
+    let kind = transport();
+    let tls = match kind {
+        TransportKind::Native => Arc::clone(tls),
+        TransportKind::Ws => ws_tls(tls),
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let mut stream = connector
         .connect(ServerName::try_from("localhost")?, tcp)
         .await?;
+    let ws = match kind {
+        TransportKind::Native => None,
+        TransportKind::Ws => Some(Box::new(WsShim::new(&upgrade(&mut stream, addr).await?))),
+    };
     let (read, write) = tokio::io::split(stream);
     let nick = config.nick.clone();
     let now = Instant::now();
@@ -109,7 +358,12 @@ pub async fn login_with(
         buf: vec![0; READ_CHUNK].into_boxed_slice(),
         timer: Box::pin(tokio::time::sleep_until((now + READ_TIMEOUT).into())),
         armed: None,
+        ws,
     };
+    // Frames that came right behind the upgrade response.
+    if conn.ws.is_some() {
+        conn.receive(&[], Instant::now());
+    }
     loop {
         if let Some(result) = conn.core.poll_login() {
             result.with_context(|| format!("{nick}: login"))?;
@@ -199,10 +453,32 @@ impl BenchConn {
         }
     }
 
-    /// Takes what the core lets go now into the write buffer.
+    /// Takes what the core lets go now into the write buffer (wrapped as WebSocket messages on
+    /// a WebSocket connection).
     fn fill(&mut self) {
         let now = Instant::now();
-        while self.out.len() < READ_CHUNK * 8 && self.core.poll_transmit(now, &mut self.out) {}
+        let Some(ws) = self.ws.as_mut() else {
+            while self.out.len() < READ_CHUNK * 8 && self.core.poll_transmit(now, &mut self.out) {}
+            return;
+        };
+        while self.out.len() < READ_CHUNK * 8 && self.core.poll_transmit(now, &mut ws.native_out) {
+            if let Err(e) = ws.wrap(&mut self.out) {
+                self.core.connection_lost(format!("websocket: {e:#}"), now);
+                return;
+            }
+        }
+    }
+
+    /// Hands bytes read from the server to the core (through the WebSocket translation on a
+    /// WebSocket connection).
+    fn receive(&mut self, bytes: &[u8], now: Instant) {
+        receive(
+            &mut self.core,
+            self.ws.as_deref_mut(),
+            &mut self.out,
+            bytes,
+            now,
+        );
     }
 
     /// One wake-up: writes what is queued, reads what came (while the core wants input), or
@@ -228,6 +504,7 @@ impl BenchConn {
             buf,
             timer,
             armed,
+            ws,
         } = self;
         tokio::select! {
             written = async {
@@ -245,7 +522,7 @@ impl BenchConn {
             }
             got = read.read(buf), if wants_input => match got {
                 Ok(0) => core.receive_end(Instant::now()),
-                Ok(n) => core.receive(&buf[..n], Instant::now()),
+                Ok(n) => receive(core, ws.as_deref_mut(), out, &buf[..n], Instant::now()),
                 // A TLS close without close_notify ends the stream as a clean close does.
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     core.receive_end(Instant::now())
@@ -264,5 +541,32 @@ impl BenchConn {
             *unflushed = false;
         }
         Ok(())
+    }
+}
+
+/// Hands `bytes` from the server to `core`: as they are, or through `ws` (answers it owes, such
+/// as the login's proof, go to `out`).
+fn receive(
+    core: &mut Core,
+    ws: Option<&mut WsShim>,
+    out: &mut BytesMut,
+    bytes: &[u8],
+    now: Instant,
+) {
+    let Some(ws) = ws else {
+        core.receive(bytes, now);
+        return;
+    };
+    match ws.unwrap(bytes, out) {
+        Ok(closed) => {
+            if !ws.native_in.is_empty() {
+                core.receive(&ws.native_in, now);
+                ws.native_in.clear();
+            }
+            if closed {
+                core.receive_end(now);
+            }
+        }
+        Err(e) => core.connection_lost(format!("websocket: {e:#}"), now),
     }
 }

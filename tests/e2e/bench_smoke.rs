@@ -95,3 +95,38 @@ async fn every_bench_scenario_runs_tiny_and_loses_nothing() {
     assert_eq!(rooms["deliveries"], 4 * 2 * 20 * 4, "{rooms}");
     assert_eq!(rooms["misdelivered"], 0, "{rooms}");
 }
+
+#[tokio::test]
+async fn the_websocket_mode_runs_tiny_and_loses_nothing() {
+    // The same scenarios over the web client's transport: WebSocket at /ws, key login.
+    let fanout = run(&[
+        "--transport",
+        "ws",
+        "fanout",
+        "--clients",
+        "5",
+        "--senders",
+        "2",
+        "--messages",
+        "20",
+    ])
+    .await;
+    assert_eq!(fanout["deliveries"], 2 * 20 * 4);
+    let idle = run(&["--transport", "ws", "idle", "--clients", "20"]).await;
+    assert_eq!(idle["connected"], 20);
+    let latency = run(&[
+        "--transport",
+        "ws",
+        "latency",
+        "--clients",
+        "5",
+        "--rate",
+        "200",
+        "--seconds",
+        "0.5",
+        "--warmup",
+        "0.2",
+    ])
+    .await;
+    assert!(latency["deliveries"].as_u64().unwrap() > 0);
+}

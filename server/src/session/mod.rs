@@ -117,7 +117,9 @@ pub(crate) async fn serve(
         () = cancel.cancelled() => return,
     };
     if flavor == Flavor::Web {
-        Box::pin(crate::web::serve(tls, peer, &ctx, &cancel)).await;
+        // Boxed twice over: this future stays a native session's size, and the TLS connection
+        // is not kept twice in the web one's (see `web::serve`).
+        Box::pin(crate::web::serve(Box::new(tls), peer, &ctx, &cancel)).await;
         return;
     }
     // Owned here and lent to `run`: an async fn keeps its arguments and the locals it moves

@@ -4,6 +4,7 @@
 mod key_login;
 mod keys;
 mod many;
+mod websocket;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

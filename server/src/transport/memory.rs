@@ -8,13 +8,11 @@
 //! Messages are checked as the TLS transport's frames are (1 to 64 KiB), so a test can send a
 //! bad one.
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use mm_common::frame::{FrameError, ReadError, MAX_FRAME_LEN};
 use tokio::sync::mpsc;
 
-use super::Transport;
+use super::{Queued, Transport};
 
 /// The server's end (see the module).
 #[derive(Debug)]
@@ -22,9 +20,7 @@ pub struct MemoryTransport {
     incoming: mpsc::Receiver<Bytes>,
     /// `None` once closed: the client then sees the end after what was sent.
     outgoing: Option<mpsc::Sender<Bytes>>,
-    queued: VecDeque<Bytes>,
-    /// Bytes in `queued`.
-    queued_bytes: usize,
+    queued: Queued,
     fingerprint: Option<String>,
 }
 
@@ -44,8 +40,7 @@ pub fn pair(capacity: usize, fingerprint: Option<&str>) -> (MemoryTransport, Mem
     let transport = MemoryTransport {
         incoming: from_client,
         outgoing: Some(to_client),
-        queued: VecDeque::new(),
-        queued_bytes: 0,
+        queued: Queued::new(|_| 0),
         fingerprint: fingerprint.map(str::to_owned),
     };
     let client = MemoryClient {
@@ -74,17 +69,15 @@ impl Transport for MemoryTransport {
     }
 
     fn queue(&mut self, payload: Bytes) {
-        self.queued_bytes += payload.len();
-        self.queued.push_back(payload);
+        self.queued.push(payload);
     }
 
     fn pending(&self) -> usize {
-        self.queued_bytes
+        self.queued.bytes()
     }
 
     fn discard_pending(&mut self) {
         self.queued.clear();
-        self.queued_bytes = 0;
     }
 
     /// Sends the queued messages one by one, each as soon as the client's channel has room. A
@@ -93,8 +86,7 @@ impl Transport for MemoryTransport {
         let tx = self.outgoing.as_ref().ok_or_else(gone)?;
         while !self.queued.is_empty() {
             let permit = tx.reserve().await.map_err(|_| gone())?;
-            if let Some(payload) = self.queued.pop_front() {
-                self.queued_bytes -= payload.len();
+            if let Some(payload) = self.queued.pop() {
                 permit.send(payload);
             }
         }
@@ -102,9 +94,7 @@ impl Transport for MemoryTransport {
     }
 
     fn shrink_idle(&mut self) {
-        if self.queued.is_empty() {
-            self.queued = VecDeque::new();
-        }
+        self.queued.shrink_idle();
     }
 
     async fn close(&mut self) -> std::io::Result<()> {

@@ -19,6 +19,7 @@ pub mod framed;
 pub mod memory;
 pub mod ws;
 
+use std::collections::VecDeque;
 use std::future::Future;
 
 use bytes::Bytes;
@@ -95,6 +96,66 @@ pub trait Transport: Send {
     /// certificate the client proved it holds, if it presented one: the account's identity at
     /// login.
     fn peer_fingerprint(&self) -> Option<String>;
+}
+
+/// Whole messages queued for the next flush, for transports that send them one by one (the
+/// WebSocket and in-memory ones), with their size on the wire: each payload's length plus
+/// the carrier's own bytes for it (`overhead`: a WebSocket frame header; nothing in memory).
+#[derive(Debug)]
+pub struct Queued {
+    messages: VecDeque<Bytes>,
+    /// Wire bytes of `messages`.
+    bytes: usize,
+    overhead: fn(usize) -> usize,
+}
+
+impl Queued {
+    /// An empty queue whose messages cost `overhead(len)` bytes besides their `len`.
+    pub fn new(overhead: fn(usize) -> usize) -> Queued {
+        Queued {
+            messages: VecDeque::new(),
+            bytes: 0,
+            overhead,
+        }
+    }
+
+    /// Queues a message at the back.
+    pub fn push(&mut self, payload: Bytes) {
+        self.bytes += payload.len() + (self.overhead)(payload.len());
+        self.messages.push_back(payload);
+    }
+
+    /// The first message, taken off the queue.
+    pub fn pop(&mut self) -> Option<Bytes> {
+        let payload = self.messages.pop_front()?;
+        self.bytes = self
+            .bytes
+            .saturating_sub(payload.len() + (self.overhead)(payload.len()));
+        Some(payload)
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Wire bytes queued ([`Transport::pending`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Forgets every message ([`Transport::discard_pending`]).
+    pub fn clear(&mut self) {
+        self.messages.clear();
+        self.bytes = 0;
+    }
+
+    /// Frees the queue's room if it is empty ([`Transport::shrink_idle`]).
+    pub fn shrink_idle(&mut self) {
+        if self.messages.is_empty() && self.messages.capacity() > 0 {
+            self.messages = VecDeque::new();
+        }
+    }
 }
 
 /// Logs a message the server built but cannot send (a bug: the server's messages fit in a frame).

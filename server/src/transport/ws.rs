@@ -3,20 +3,32 @@
 //! server's own TLS (PROTOCOL.md, "The web: HTTPS and WebSocket on the same port").
 //!
 //! tokio-tungstenite does the WebSocket framing (masking, fragments, control frames) with a
-//! small configuration ([`config`]): a 4 KiB read buffer (tungstenite's default allocates
+//! small configuration ([`config`]): a 512-byte read buffer (tungstenite's default allocates
 //! 128 KiB per connection up front), messages and frames of at most 64 KiB (checked from the
 //! frame header before the payload is read), a bounded write buffer, unmasked client frames
 //! refused (RFC 6455 section 5.1). What is not a message of the protocol is a [`ReadError`]
 //! that the session answers with a fatal `bad-frame`: a text message, an empty message, one
-//! over the limit, a frame that breaks RFC 6455, or more than [`MESSAGE_BYTE_BUDGET`] bytes of
-//! frames without a whole message (a flood of tiny or empty continuation fragments, which
-//! tungstenite alone would read forever).
+//! over the limit, a frame that breaks RFC 6455 (each with its own detail: reserved bits, a
+//! reserved opcode, invalid UTF-8 in a Close reason, a Close status code that may not be sent,
+//! ...), or more than [`MESSAGE_BYTE_BUDGET`] bytes of frames without a whole binary message (a
+//! flood of tiny or empty continuation fragments, which tungstenite alone would read forever).
+//! Only a whole binary message starts a new budget: pings and pongs count towards it, so that
+//! pings interleaved with empty continuations cannot keep a message going forever (a client
+//! must send a message at least every ~80 KiB of control frames; a browser sends no pings of
+//! its own, and the web client's keep-alive is a protocol `Ping`, a binary message).
 //!
-//! Memory: tungstenite's read buffer is allocated whole at the upgrade (4 KiB here; an idle
-//! WebSocket costs the server ~29 KiB of RSS with TLS and all, 157 KiB with tungstenite's default
-//! read buffer: measured by the e2e test `web::idle_websocket_connections_cost_little_memory...`).
-//! Its write buffer is drained but not shrunk after a burst, so a connection keeps up to
-//! [`WRITE_BUFFER`] (plus one message) of it; [`Transport::shrink_idle`] cannot reach it.
+//! Memory: tungstenite's read buffer is allocated whole at the upgrade, [`READ_BUFFER`] bytes
+//! (its default, 128 KiB, would be zero-filled at the first read); it grows for a frame that
+//! needs more, and reads take at most that much at a time. With the session's future kept
+//! once (see `web::serve`), an idle WebSocket before login costs the server 17.5 KiB of RSS
+//! against 11.7 KiB for an idle native connection, measured together in one debug server by the
+//! e2e test `web::idle_websocket_connections_cost_little_memory_and_the_web_address_is_logged`
+//! (28.1 KiB before: a 4 KiB read buffer, a second copy of the TLS connection and a second
+//! session future's room; 157 KiB with tungstenite's default read buffer). Logged in, release
+//! build, 10,000 idle clients (`mm-bench --transport ws idle`, BENCHMARKS.md "Web client:
+//! WebSocket vs native"): 17.8 KiB per WebSocket against 12.7 KiB per native connection.
+//! tungstenite's write buffer is drained but not shrunk after a burst, so a connection keeps
+//! up to [`WRITE_BUFFER`] (plus one message) of it; [`Transport::shrink_idle`] cannot reach it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -27,15 +39,17 @@ use futures_util::{SinkExt, StreamExt};
 use mm_common::frame::{FrameError, ReadError, MAX_FRAME_LEN};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::framed::TlsStream;
-use super::Transport;
+use super::{Queued, Transport};
 
-/// tungstenite's read buffer: allocated once per connection (its default is 128 KiB).
-pub const READ_BUFFER: usize = 4 * 1024;
+/// tungstenite's read buffer at the upgrade, and the most it reads at once (its default is
+/// 128 KiB): a login's messages fit; a larger frame grows it.
+pub const READ_BUFFER: usize = 512;
 
 /// Bytes of outgoing frames collected before tungstenite writes them to TLS on its own (a
 /// [`Transport::flush`] writes whatever is collected anyway): one session batch.
@@ -130,8 +144,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
 #[derive(Debug)]
 pub struct WsTransport<S> {
     ws: WebSocketStream<Metered<S>>,
-    queued: Vec<Bytes>,
-    queued_bytes: usize,
+    queued: Queued,
     /// How long answering the client's Close may take (the session's write timeout).
     close_wait: Duration,
 }
@@ -161,8 +174,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsTransport<S> {
             WebSocketStream::from_partially_read(metered, part, Role::Server, Some(config())).await;
         WsTransport {
             ws,
-            queued: Vec::new(),
-            queued_bytes: 0,
+            queued: Queued::new(header_len),
             close_wait,
         }
     }
@@ -188,6 +200,53 @@ fn header_len(len: usize) -> usize {
     }
 }
 
+/// The `bad-frame` detail of invalid UTF-8 where RFC 6455 wants text: tungstenite reports a
+/// text message's and a Close reason's alike, so the detail names both.
+pub const INVALID_UTF8: &str = "malformed frame: invalid UTF-8 in a WebSocket Close reason or text message (RFC 6455 sections 5.5.1 and 5.6)";
+
+/// The `bad-frame` detail of a Close frame whose status code may not be sent: under 1000,
+/// 1005, 1006, 1015, 1016 to 2999, 5000 and over (RFC 6455 section 7.4).
+pub const BAD_CLOSE_CODE: &str =
+    "malformed frame: a WebSocket Close with a status code that may not be sent (RFC 6455 section 7.4)";
+
+/// The `bad-frame` detail of a protocol error of the client's frames (RFC 6455 section 5).
+fn protocol_detail(e: &ProtocolError) -> String {
+    let what = match e {
+        ProtocolError::NonZeroReservedBits => {
+            "a WebSocket frame with reserved bits set (RSV1-3; no extension was negotiated)".into()
+        }
+        ProtocolError::UnmaskedFrameFromClient => {
+            "a WebSocket frame from the client is not masked (RFC 6455 section 5.1)".into()
+        }
+        ProtocolError::UnknownControlFrameType(op)
+        | ProtocolError::UnknownDataFrameType(op)
+        | ProtocolError::InvalidOpcode(op) => {
+            format!("a WebSocket frame with the reserved opcode {op:#x} (RFC 6455 section 5.2)")
+        }
+        ProtocolError::FragmentedControlFrame => {
+            "a fragmented WebSocket control frame (RFC 6455 section 5.5)".into()
+        }
+        ProtocolError::ControlFrameTooBig => {
+            "a WebSocket control frame over 125 bytes (RFC 6455 section 5.5)".into()
+        }
+        ProtocolError::UnexpectedContinueFrame => {
+            "a WebSocket continuation frame with no message to continue (RFC 6455 section 5.4)"
+                .into()
+        }
+        ProtocolError::ExpectedFragment(_) => {
+            "a new WebSocket message before the fragmented one ended (RFC 6455 section 5.4)".into()
+        }
+        ProtocolError::InvalidCloseSequence => {
+            "a WebSocket Close frame with a 1-byte payload (RFC 6455 section 5.5.1)".into()
+        }
+        ProtocolError::ReceivedAfterClosing => {
+            "a WebSocket frame after the client's Close (RFC 6455 section 5.5.1)".into()
+        }
+        other => format!("the WebSocket frames break RFC 6455 ({other})"),
+    };
+    format!("malformed frame: {what}")
+}
+
 /// The session's view of a tungstenite read error.
 fn read_error(e: WsError) -> ReadError {
     match e {
@@ -198,20 +257,22 @@ fn read_error(e: WsError) -> ReadError {
         WsError::Capacity(CapacityError::MessageTooLong { size, .. }) => {
             ReadError::Frame(FrameError::TooLarge { len: size as u64 })
         }
-        WsError::Utf8(_) => ReadError::Framing(TEXT_MESSAGE.into()),
+        WsError::Utf8(_) => ReadError::Framing(INVALID_UTF8.into()),
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
         | WsError::ConnectionClosed
         | WsError::AlreadyClosed => ReadError::Io(std::io::ErrorKind::UnexpectedEof.into()),
-        WsError::Protocol(ProtocolError::UnmaskedFrameFromClient) => ReadError::Framing(
-            "malformed frame: a WebSocket frame from the client is not masked (RFC 6455 section 5.1)"
-                .into(),
-        ),
-        WsError::Protocol(_) | WsError::Capacity(_) => ReadError::Framing(
-            "malformed frame: the WebSocket frames break RFC 6455 (reserved bits or opcodes, a fragmented or long control frame, a continuation out of place)"
-                .into(),
-        ),
+        WsError::Protocol(p) => ReadError::Framing(protocol_detail(&p)),
+        WsError::Capacity(c) => ReadError::Framing(format!("malformed frame: {c}")),
         other => ReadError::Io(std::io::Error::other(other.to_string())),
     }
+}
+
+/// Whether a Close read by tungstenite carried a status code that may not be sent: tungstenite
+/// replaces such a code by 1002 with this reason before the Close reaches us (and answers it so).
+/// A client's own 1002 with exactly this reason is taken for one too.
+fn is_replaced_close(frame: Option<&CloseFrame>) -> bool {
+    frame
+        .is_some_and(|f| f.code == CloseCode::Protocol && f.reason.as_str() == "Protocol violation")
 }
 
 /// The error of a write, as the session sees it.
@@ -234,7 +295,6 @@ where
             let Some(next) = self.ws.next().await else {
                 return Ok(None);
             };
-            self.ws.get_mut().reset();
             match next.map_err(read_error)? {
                 Message::Binary(payload) if payload.is_empty() => {
                     return Err(ReadError::Frame(FrameError::Empty));
@@ -244,10 +304,19 @@ where
                         len: payload.len() as u64,
                     }));
                 }
-                Message::Binary(payload) => return Ok(Some(payload)),
+                Message::Binary(payload) => {
+                    // Only a whole data message starts a new budget: control frames count
+                    // towards the message they came amid (or before).
+                    self.ws.get_mut().reset();
+                    return Ok(Some(payload));
+                }
                 Message::Text(_) => return Err(ReadError::Framing(TEXT_MESSAGE.into())),
-                Message::Close(_) => {
-                    self.answer_close().await;
+                Message::Close(frame) => {
+                    // Boxed: its timer would otherwise sit in every session's read future.
+                    Box::pin(self.answer_close()).await;
+                    if is_replaced_close(frame.as_ref()) {
+                        return Err(ReadError::Framing(BAD_CLOSE_CODE.into()));
+                    }
                     return Ok(None);
                 }
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
@@ -256,24 +325,21 @@ where
     }
 
     fn queue(&mut self, payload: Bytes) {
-        self.queued_bytes += header_len(payload.len()) + payload.len();
         self.queued.push(payload);
     }
 
     fn pending(&self) -> usize {
-        self.queued_bytes
+        self.queued.bytes()
     }
 
     fn discard_pending(&mut self) {
         self.queued.clear();
-        self.queued_bytes = 0;
     }
 
     /// Feeds every queued message to tungstenite as a binary message, then flushes once: one
     /// TLS write per wake-up (or one per [`WRITE_BUFFER`] of a larger batch).
     async fn flush(&mut self) -> std::io::Result<()> {
-        self.queued_bytes = 0;
-        for payload in self.queued.drain(..) {
+        while let Some(payload) = self.queued.pop() {
             self.ws
                 .feed(Message::Binary(payload))
                 .await
@@ -283,9 +349,7 @@ where
     }
 
     fn shrink_idle(&mut self) {
-        if self.queued.is_empty() && self.queued.capacity() > 16 {
-            self.queued = Vec::new();
-        }
+        self.queued.shrink_idle();
     }
 
     /// Sends a Close frame (RFC 6455 section 5.5.1), then TLS close_notify and the TCP write
@@ -327,7 +391,7 @@ mod tests {
     #[test]
     fn the_configuration_is_small() {
         let c = config();
-        assert_eq!(c.read_buffer_size, 4096);
+        assert_eq!(c.read_buffer_size, 512);
         assert_eq!(c.max_message_size, Some(65536));
         assert_eq!(c.max_frame_size, Some(65536));
         assert!(!c.accept_unmasked_frames);
@@ -396,6 +460,159 @@ mod tests {
             e.to_string(),
             "frame too long: 65537 bytes, the limit is 65536"
         );
+    }
+
+    /// A masked client frame (RFC 6455 section 5.2) with a zero mask: `first` is FIN, RSV and
+    /// the opcode.
+    fn raw_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![first];
+        match payload.len() {
+            n @ 0..=125 => f.push(0x80 | n as u8),
+            n => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&[0, 0, 0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A transport and the raw client end of its stream.
+    async fn raw_pair() -> (WsTransport<DuplexStream>, DuplexStream) {
+        let (server, client) = tokio::io::duplex(1 << 20);
+        let t = WsTransport::new(server, Vec::new(), Duration::from_secs(1)).await;
+        (t, client)
+    }
+
+    /// What `recv` makes of `bytes` from the client: its error's text.
+    async fn refusal_of(bytes: &[u8]) -> String {
+        let (mut t, mut client) = raw_pair().await;
+        client.write_all(bytes).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(5), t.recv()).await {
+            Ok(Err(e)) => {
+                assert!(matches!(e, ReadError::Framing(_)), "{e:?}");
+                e.to_string()
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn pings_amid_empty_continuations_do_not_renew_the_fragment_budget() {
+        let (mut t, mut client) = raw_pair().await;
+        // A message begun, then 200 KiB of empty continuations, each after a ping: every ping
+        // comes back out of tungstenite as a message of its own.
+        let mut flood = raw_frame(0x02, &[1]);
+        while flood.len() < 200 * 1024 {
+            flood.extend_from_slice(&raw_frame(0x89, b""));
+            flood.extend_from_slice(&raw_frame(0x00, b""));
+        }
+        let writer = tokio::spawn(async move {
+            let _ = client.write_all(&flood).await;
+            client
+        });
+        let read = tokio::time::timeout(Duration::from_secs(5), t.recv()).await;
+        let e = read.expect("the flood is cut off").unwrap_err();
+        assert_eq!(e.to_string(), TOO_FRAGMENTED);
+        drop(t);
+        let _ = writer.await;
+
+        // Pings between whole messages are fine, and a whole message starts a new budget.
+        let (mut t, mut client) = raw_pair().await;
+        let mut ok = Vec::new();
+        for _ in 0..3 {
+            for _ in 0..(MESSAGE_BYTE_BUDGET / 6 / 2) {
+                ok.extend_from_slice(&raw_frame(0x89, b""));
+            }
+            ok.extend_from_slice(&raw_frame(0x82, b"m"));
+        }
+        let writer = tokio::spawn(async move {
+            let _ = client.write_all(&ok).await;
+            client
+        });
+        for _ in 0..3 {
+            assert_eq!(&t.recv().await.unwrap().unwrap()[..], b"m");
+        }
+        drop(t);
+        let _ = writer.await;
+    }
+
+    #[tokio::test]
+    async fn frames_that_break_rfc_6455_are_refused_with_what_is_wrong() {
+        let bad_utf8_close = raw_frame(0x88, &[0x03, 0xe8, 0xff, 0xfe]);
+        assert_eq!(refusal_of(&bad_utf8_close).await, INVALID_UTF8);
+        for code in [999u16, 1005, 1006, 1015, 2000, 5000] {
+            let close = raw_frame(0x88, &code.to_be_bytes());
+            assert_eq!(refusal_of(&close).await, BAD_CLOSE_CODE, "{code}");
+        }
+        let rsv = refusal_of(&raw_frame(0x80 | 0x40 | 0x02, b"x")).await;
+        assert!(rsv.contains("reserved bits"), "{rsv}");
+        let data_op = refusal_of(&raw_frame(0x83, b"x")).await;
+        assert!(data_op.contains("reserved opcode 0x3"), "{data_op}");
+        let ctl_op = refusal_of(&raw_frame(0x8b, b"")).await;
+        assert!(ctl_op.contains("reserved opcode 0xb"), "{ctl_op}");
+        let one_byte_close = refusal_of(&raw_frame(0x88, &[3])).await;
+        assert!(one_byte_close.contains("1-byte"), "{one_byte_close}");
+        let stray = refusal_of(&raw_frame(0x80, b"x")).await;
+        assert!(stray.contains("no message to continue"), "{stray}");
+        let mut interleaved = raw_frame(0x02, b"a");
+        interleaved.extend_from_slice(&raw_frame(0x82, b"b"));
+        let interleaved = refusal_of(&interleaved).await;
+        assert!(
+            interleaved.contains("before the fragmented one"),
+            "{interleaved}"
+        );
+        let long_ping = refusal_of(&raw_frame(0x89, &[0; 126])).await;
+        assert!(long_ping.contains("over 125 bytes"), "{long_ping}");
+        let split_ping = refusal_of(&raw_frame(0x09, b"")).await;
+        assert!(
+            split_ping.contains("fragmented WebSocket control"),
+            "{split_ping}"
+        );
+
+        // An ordinary Close (a permitted code, a UTF-8 reason) just ends the connection.
+        let (mut t, mut client) = raw_pair().await;
+        client
+            .write_all(&raw_frame(0x88, &[0x03, 0xe8, b'o', b'k']))
+            .await
+            .unwrap();
+        assert!(t.recv().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn largest_messages_pass_both_ways_whole_or_in_fragments() {
+        let (mut t, mut c) = pair().await;
+        let big: Bytes = (0..MAX_FRAME_LEN).map(|i| (i % 251) as u8).collect();
+        c.send(Message::Binary(big.clone())).await.unwrap();
+        assert_eq!(t.recv().await.unwrap().unwrap(), big);
+        // In 1000-byte fragments, with a ping amid them.
+        let (mut t, mut client) = raw_pair().await;
+        let mut wire = Vec::new();
+        let chunks: Vec<&[u8]> = big.chunks(1000).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let fin = if i + 1 == chunks.len() { 0x80 } else { 0 };
+            let op = if i == 0 { 0x02 } else { 0x00 };
+            wire.extend_from_slice(&raw_frame(fin | op, chunk));
+            if i == 10 {
+                wire.extend_from_slice(&raw_frame(0x89, b"p"));
+            }
+        }
+        client.write_all(&wire).await.unwrap();
+        assert_eq!(t.recv().await.unwrap().unwrap(), big);
+        t.queue(big.clone());
+        t.flush().await.unwrap();
+        let mut c = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        loop {
+            match c.next().await.unwrap().unwrap() {
+                Message::Binary(b) => {
+                    assert_eq!(b, big);
+                    break;
+                }
+                Message::Pong(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

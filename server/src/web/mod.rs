@@ -5,8 +5,15 @@
 //!
 //! Bounds: a request head of at most [`http::MAX_HEAD`] bytes, read within the `hello_timeout`
 //! (for the whole head, however slowly it trickles in), at most [`MAX_REQUESTS`] requests per
-//! connection, no request bodies. Web connections were counted against the connection caps by
-//! the accept loop like native ones.
+//! connection, no request bodies, and one deadline for the whole connection until it upgrades:
+//! [`PRE_UPGRADE_TIMEOUTS`] times the `hello_timeout` (30 s by default) from the TLS handshake's
+//! end, after which it is closed without a word, whatever it is doing. Without it, requests
+//! trickled in just within each `hello_timeout` held an unauthenticated connection (and its
+//! slot under the connection caps) for 100 × 10 s. A page load is a handful of small requests
+//! on one or two connections, done in a second or two; a browser whose keep-alive connection
+//! was closed opens a new one. After the upgrade the session's own timeouts apply, as on the
+//! native transport (the `hello_timeout` again for the login). Web connections were counted
+//! against the connection caps by the accept loop like native ones.
 
 pub mod assets;
 pub mod http;
@@ -27,6 +34,10 @@ use http::{Action, HeadError, Response};
 /// Most requests served on one connection (keep-alive); the last one's response closes it.
 pub const MAX_REQUESTS: usize = 100;
 
+/// How many `hello_timeout`s a web connection may last before it upgrades to a WebSocket (see
+/// the module): 3, so 30 s with the default 10 s.
+pub const PRE_UPGRADE_TIMEOUTS: u32 = 3;
+
 /// Longest wait, after the last response and close_notify, for the client to close too.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -41,32 +52,84 @@ enum NoHead {
     Refused(Response),
 }
 
-/// Serves HTTP requests on an accepted web TLS connection until it closes, or runs the
-/// WebSocket transport's session after an upgrade at `/ws`.
+/// Serves an accepted web TLS connection: HTTP requests until it closes, or, after an upgrade
+/// at `/ws`, the WebSocket transport's session. Everything before the upgrade must end within
+/// [`PRE_UPGRADE_TIMEOUTS`] × `hello_timeout` (see the module).
+///
+/// Memory: the TLS connection comes boxed and is moved into the transport at the upgrade, so
+/// this future does not keep a second copy of it (1.2 KB) for the session's life, as an owned
+/// argument would (rust-lang/rust#62958); the HTTP part and the transport's set-up run boxed,
+/// so their state is freed once the session runs. What stays is the transport and the session's
+/// future, as for a native connection.
 pub(crate) async fn serve(
-    mut tls: TlsStream,
+    tls: Box<TlsStream>,
     peer: SocketAddr,
     ctx: &Context,
     cancel: &CancellationToken,
 ) {
+    let mut tls = tls;
+    let Some(part) = Box::pin(upgrade(&mut tls, peer, ctx, cancel)).await else {
+        return;
+    };
+    let mut conn = Box::pin(WsTransport::tls(*tls, part, ctx.limits.write_timeout)).await;
+    crate::session::run(&mut conn, peer, ctx, cancel).await;
+}
+
+/// The HTTP part of a web connection under its one deadline: `None` once it is to close, or
+/// the bytes read after the upgrade request's head (see [`serve_http`]).
+async fn upgrade(
+    tls: &mut TlsStream,
+    peer: SocketAddr,
+    ctx: &Context,
+    cancel: &CancellationToken,
+) -> Option<Vec<u8>> {
     tls.get_mut()
         .1
         .set_buffer_limit(Some(crate::transport::framed::TLS_BUFFER_LIMIT));
+    let overall = Instant::now()
+        + ctx
+            .limits
+            .hello_timeout
+            .saturating_mul(PRE_UPGRADE_TIMEOUTS);
+    match timeout_at(overall, serve_http(tls, peer, ctx, cancel, overall)).await {
+        Ok(Some(part)) => {
+            debug!(%peer, "WebSocket opened");
+            Some(part)
+        }
+        Ok(None) => None,
+        Err(_) => {
+            debug!(%peer, "web connection closed: not upgraded in time");
+            None
+        }
+    }
+}
+
+/// The HTTP part of a web connection: serves requests until the connection is to close
+/// (`None`), or until it answered an upgrade at `/ws` with `101` (the bytes read after that
+/// request's head: the first WebSocket frames, if any). Each head must come within the
+/// `hello_timeout` and by `overall`.
+async fn serve_http(
+    tls: &mut TlsStream,
+    peer: SocketAddr,
+    ctx: &Context,
+    cancel: &CancellationToken,
+    overall: Instant,
+) -> Option<Vec<u8>> {
     let limits = &ctx.limits;
     let mut buf: Vec<u8> = Vec::new();
     for served in 1..=MAX_REQUESTS {
-        let deadline = Instant::now() + limits.hello_timeout;
+        let deadline = overall.min(Instant::now() + limits.hello_timeout);
         let read = tokio::select! {
-            r = read_head(&mut tls, &mut buf, deadline) => r,
+            r = read_head(tls, &mut buf, deadline) => r,
             () = cancel.cancelled() => Err(NoHead::Gone),
         };
         let (req, len) = match read {
             Ok(parsed) => parsed,
-            Err(NoHead::Gone) => return,
+            Err(NoHead::Gone) => return None,
             Err(NoHead::Refused(response)) => {
                 debug!(%peer, status = response.status, "HTTP request head refused");
-                respond_and_close(&mut tls, &response, false, limits.write_timeout).await;
-                return;
+                respond_and_close(tls, &response, false, limits.write_timeout).await;
+                return None;
             }
         };
         // What follows the head: the next request, or the first WebSocket frames.
@@ -77,25 +140,24 @@ pub(crate) async fn serve(
                 let head_only = req.method == "HEAD";
                 debug!(%peer, method = %req.method, path = %req.path, status = response.status, "HTTP");
                 if response.close {
-                    respond_and_close(&mut tls, &response, head_only, limits.write_timeout).await;
-                    return;
+                    respond_and_close(tls, &response, head_only, limits.write_timeout).await;
+                    return None;
                 }
-                if !write(&mut tls, &response.render(head_only), limits.write_timeout).await {
-                    return;
+                if !write(tls, &response.render(head_only), limits.write_timeout).await {
+                    return None;
                 }
             }
             Action::Upgrade { accept } => {
                 let answer = http::switching(&accept).render(false);
-                if !write(&mut tls, &answer, limits.write_timeout).await {
-                    return;
+                if !write(tls, &answer, limits.write_timeout).await {
+                    return None;
                 }
-                debug!(%peer, "WebSocket opened");
-                let mut conn = WsTransport::tls(tls, buf, limits.write_timeout).await;
-                crate::session::run(&mut conn, peer, ctx, cancel).await;
-                return;
+                buf.shrink_to_fit();
+                return Some(buf);
             }
         }
     }
+    None
 }
 
 /// Reads until `buf` starts with a whole request head, by `deadline`.
