@@ -642,9 +642,13 @@ async fn idle_websocket_connections_cost_little_memory_and_the_web_address_is_lo
     // tungstenite's default read buffer alone is 128 KiB per connection (zero-filled at the
     // first read); with the small one, TLS and all, an idle WebSocket costs about 1.5 times a
     // native connection (17.5 and 11.7 KiB in this debug build; 28.1 KiB for the WebSocket with
-    // a 4 KiB read buffer and the session's future in the web one).
+    // a 4 KiB read buffer and the session's future in the web one). RSS deltas over 200
+    // connections move by a KiB from run to run, so this bound is wide: it catches a regression
+    // to the old shape (2.4 times) or to tungstenite's defaults, while the issue's target (at
+    // most 1.5 times, 10,000 clients, release) is measured by `mm-bench` (BENCHMARKS.md, "Web
+    // client: WebSocket vs native").
     assert!(
-        per_ws <= per_native * 1.6,
+        per_ws <= per_native * 2.0,
         "{per_ws:.1} KiB per idle WebSocket connection, {per_native:.1} per native one"
     );
     drop(conns);
