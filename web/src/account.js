@@ -10,47 +10,17 @@
 // CryptoKey objects are structured-cloneable, so IndexedDB keeps them as they are.
 
 import { nickKey } from './protocol.js';
+import { promisify, database, transaction } from './idb.js';
 
 const DB_NAME = 'mm-web';
 const DB_VERSION = 1;
 
-function promisify(request) {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
-}
+const openDb = database(DB_NAME, DB_VERSION, (db) => {
+  if (!db.objectStoreNames.contains('accounts')) db.createObjectStore('accounts', { keyPath: 'nickKey' });
+  if (!db.objectStoreNames.contains('meta')) db.createObjectStore('meta');
+});
 
-let dbPromise = null;
-
-function openDb() {
-  if (dbPromise) return dbPromise;
-  dbPromise = new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB_NAME, DB_VERSION);
-    req.onupgradeneeded = () => {
-      const db = req.result;
-      if (!db.objectStoreNames.contains('accounts')) db.createObjectStore('accounts', { keyPath: 'nickKey' });
-      if (!db.objectStoreNames.contains('meta')) db.createObjectStore('meta');
-    };
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-    req.onblocked = () => reject(new Error('the browser storage is blocked by another tab of an older version'));
-  });
-  return dbPromise;
-}
-
-async function tx(stores, mode, fn) {
-  const db = await openDb();
-  const t = db.transaction(stores, mode);
-  const done = new Promise((resolve, reject) => {
-    t.oncomplete = () => resolve();
-    t.onerror = () => reject(t.error);
-    t.onabort = () => reject(t.error ?? new Error('storage transaction aborted'));
-  });
-  const result = await fn(t);
-  await done;
-  return result;
-}
+const tx = (stores, mode, fn) => transaction(openDb, stores, mode, fn);
 
 /** An account: a nick and its key (the first device's). */
 export class Account {

@@ -19,6 +19,7 @@
 // recognised by its id (`has`) and not shown twice.
 
 import { nickKey, nickError } from './protocol.js';
+import { promisify, database, transaction } from './idb.js';
 
 export const MAX_LINES = 500;
 export const MAX_CONVS = 200;
@@ -183,48 +184,14 @@ export class PrivateLog {
 
 // ---- IndexedDB ----
 
-function promisify(request) {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
-}
+const openDb = database(DB_NAME, DB_VERSION, (db) => {
+  if (!db.objectStoreNames.contains(STORE)) {
+    const store = db.createObjectStore(STORE, { keyPath: ['account', 'peerKey'] });
+    store.createIndex('account', 'account');
+  }
+});
 
-let dbPromise = null;
-
-function openDb() {
-  if (dbPromise) return dbPromise;
-  dbPromise = new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB_NAME, DB_VERSION);
-    req.onupgradeneeded = () => {
-      const db = req.result;
-      if (!db.objectStoreNames.contains(STORE)) {
-        const store = db.createObjectStore(STORE, { keyPath: ['account', 'peerKey'] });
-        store.createIndex('account', 'account');
-      }
-    };
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-    req.onblocked = () => reject(new Error('the browser storage is blocked by another tab of an older version'));
-  });
-  dbPromise.catch(() => {
-    dbPromise = null;
-  });
-  return dbPromise;
-}
-
-async function tx(mode, fn) {
-  const db = await openDb();
-  const t = db.transaction([STORE], mode);
-  const done = new Promise((resolve, reject) => {
-    t.oncomplete = () => resolve();
-    t.onerror = () => reject(t.error);
-    t.onabort = () => reject(t.error ?? new Error('storage transaction aborted'));
-  });
-  const result = await fn(t.objectStore(STORE));
-  await done;
-  return result;
-}
+const tx = (mode, fn) => transaction(openDb, [STORE], mode, (t) => fn(t.objectStore(STORE)));
 
 /** The IndexedDB backend of a PrivateLog. */
 export const indexedDbBackend = {

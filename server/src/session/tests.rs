@@ -137,6 +137,36 @@ async fn hello(c: &mut Client, nick: &str) -> Vec<ServerMsg> {
     rest_of_login(c).await
 }
 
+/// An account key, as WebCrypto makes one (ECDSA P-256), for key logins (`KeyHello`).
+struct AccountKey {
+    pair: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+}
+
+impl AccountKey {
+    fn new() -> AccountKey {
+        use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        AccountKey { pair, rng }
+    }
+
+    fn public(&self) -> Vec<u8> {
+        use ring::signature::KeyPair;
+        self.pair.public_key().as_ref().to_vec()
+    }
+
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.pair
+            .sign(&self.rng, message)
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    }
+}
+
 /// Reads until the login's end: `Users { last }` or the connection's close.
 async fn rest_of_login(c: &mut Client) -> Vec<ServerMsg> {
     let mut seen = Vec::new();

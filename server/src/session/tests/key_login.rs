@@ -1,39 +1,8 @@
 //! Login with an account key (`KeyHello`, `Challenge`, `KeyProof`) on the in-memory transport:
 //! what a browser does over the WebSocket, checked to the byte without a browser.
 
-use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-
 use super::*;
 use mm_common::key_login;
-
-/// An account key, as WebCrypto makes one.
-struct AccountKey {
-    pair: EcdsaKeyPair,
-    rng: SystemRandom,
-}
-
-impl AccountKey {
-    fn new() -> AccountKey {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
-        AccountKey { pair, rng }
-    }
-
-    fn public(&self) -> Vec<u8> {
-        self.pair.public_key().as_ref().to_vec()
-    }
-
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.pair
-            .sign(&self.rng, message)
-            .unwrap()
-            .as_ref()
-            .to_vec()
-    }
-}
 
 /// A session on `ctx` for a client without a certificate (a WebSocket client).
 fn web_session(ctx: &Arc<Context>, cancel: &CancellationToken) -> (Client, JoinHandle<()>) {

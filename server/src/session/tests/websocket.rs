@@ -3,8 +3,6 @@
 //! again elsewhere is what it is on the native transport.
 
 use futures_util::{SinkExt, StreamExt};
-use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use tokio::io::DuplexStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
@@ -13,34 +11,6 @@ use tokio_tungstenite::WebSocketStream;
 use super::*;
 use crate::transport::ws::WsTransport;
 use mm_common::key_login;
-
-/// An account key, as WebCrypto makes one.
-struct AccountKey {
-    pair: EcdsaKeyPair,
-    rng: SystemRandom,
-}
-
-impl AccountKey {
-    fn new() -> AccountKey {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
-        AccountKey { pair, rng }
-    }
-
-    fn public(&self) -> Vec<u8> {
-        self.pair.public_key().as_ref().to_vec()
-    }
-
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.pair
-            .sign(&self.rng, message)
-            .unwrap()
-            .as_ref()
-            .to_vec()
-    }
-}
 
 type Ws = WebSocketStream<DuplexStream>;
 
