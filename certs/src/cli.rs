@@ -220,7 +220,8 @@ pub fn browser_trust(ca: &Path) -> String {
          \x20 Firefox (any system): Settings > Privacy & Security > Certificates > View Certificates >\n\
          \x20   Authorities > Import > ca.pem, tick \"Trust this CA to identify websites\"\n\
          \x20 Chrome, Edge, Brave on Linux: chrome://certificate-manager > Local certificates >\n\
-         \x20   Installed by you > Trusted certificates > Import > ca.pem\n\
+         \x20   Installed by you > Trusted certificates > Import > ca.pem (or: certutil -d\n\
+         \x20   sql:$HOME/.pki/nssdb -A -t \"C,,\" -n multi-messenger -i ca.pem, from libnss3-tools)\n\
          \x20 Windows (Chrome, Edge):  certutil -user -addstore Root ca.pem\n\
          \x20 macOS (Safari, Chrome):  security add-trusted-cert -r trustRoot \\\n\
          \x20   -k ~/Library/Keychains/login.keychain-db ca.pem\n\

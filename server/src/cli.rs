@@ -384,7 +384,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let tls = crate::tls::server_config_with(Arc::clone(&cert))?;
     if let Ok(ca) = mm_certs::load_certs(&tls_dir.join(mm_certs::CA_CERT)) {
         if let Some(ca) = ca.first() {
-            info!(fingerprint = %mm_certs::fingerprint(ca), "CA fingerprint");
+            info!(fingerprint = %mm_certs::fingerprint(ca), ca = %tls_dir.join(mm_certs::CA_CERT).display(), "CA fingerprint");
         }
     }
     if let Ok(bound) = listener.local_addr() {

@@ -319,7 +319,7 @@ pub fn handshake_failure(e: &std::io::Error) -> HandshakeFailure {
             plain("the client has no TLS version or cipher in common with this server")
         }
         rustls::Error::AlertReceived(Alert::UnknownCA | Alert::DecryptError) => refused(
-            "the client did not accept this server's CA: normal on first contact while its user compares the CA fingerprint; otherwise it was given another ca.pem or pinned another fingerprint (give its user this server's ca.pem or the CA fingerprint logged at start)",
+            "the client did not accept this server's CA: normal on first contact while its user compares the CA fingerprint, or from a browser that does not trust the CA yet; otherwise it was given another ca.pem or pinned another fingerprint (give its user this server's ca.pem or the CA fingerprint logged at start)",
         ),
         rustls::Error::AlertReceived(Alert::BadCertificate) => refused(
             "the client refused this server's certificate (it does not cover the name or address the client used? add it with mm-certs --name or --ip)",
@@ -430,12 +430,12 @@ mod tests {
             ),
             (
                 tls(rustls::Error::AlertReceived(AlertDescription::UnknownCA)),
-                "the client did not accept this server's CA: normal on first contact while its user compares the CA fingerprint; otherwise it was given another ca.pem or pinned another fingerprint (give its user this server's ca.pem or the CA fingerprint logged at start)",
+                "the client did not accept this server's CA: normal on first contact while its user compares the CA fingerprint, or from a browser that does not trust the CA yet; otherwise it was given another ca.pem or pinned another fingerprint (give its user this server's ca.pem or the CA fingerprint logged at start)",
                 true,
             ),
             (
                 tls(rustls::Error::AlertReceived(AlertDescription::DecryptError)),
-                "the client did not accept this server's CA: normal on first contact while its user compares the CA fingerprint; otherwise it was given another ca.pem or pinned another fingerprint (give its user this server's ca.pem or the CA fingerprint logged at start)",
+                "the client did not accept this server's CA: normal on first contact while its user compares the CA fingerprint, or from a browser that does not trust the CA yet; otherwise it was given another ca.pem or pinned another fingerprint (give its user this server's ca.pem or the CA fingerprint logged at start)",
                 true,
             ),
             (

@@ -136,6 +136,11 @@ describe('the web client with mm users', () => {
       await logShows(wendy, 'hi wendy, from mm');
       await say(wendy, 'back after a reload');
       await max.sees('<wendy> back after a reload');
+      // A login re-enters #dev without its members: the room on screen asks for them.
+      await open(wendy, '#dev');
+      const members = wendy.getByRole('complementary', { name: 'Members' });
+      await members.getByText('max', { exact: false }).first().waitFor({ timeout: WAIT });
+      await members.getByText('wendy', { exact: false }).first().waitFor({ timeout: WAIT });
       // Private lines are not server history: the page kept them, both ways.
       await open(wendy, 'max');
       await logShows(wendy, 'psst from the browser');

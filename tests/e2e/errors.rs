@@ -203,7 +203,7 @@ async fn a_server_signed_by_another_ca_than_the_ca_file_names_the_file() {
     assert_eq!(refused.len(), 2, "{:#?}", server.log);
     for line in refused {
         assert!(
-            line.contains("why=the client did not accept this server's CA: normal on first contact while its user compares the CA fingerprint; otherwise it was given another ca.pem or pinned another fingerprint (give its user this server's ca.pem or the CA fingerprint logged at start)"),
+            line.contains("why=the client did not accept this server's CA: normal on first contact while its user compares the CA fingerprint, or from a browser that does not trust the CA yet; otherwise it was given another ca.pem or pinned another fingerprint (give its user this server's ca.pem or the CA fingerprint logged at start)"),
             "{line}"
         );
         assert!(

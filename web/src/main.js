@@ -14,9 +14,25 @@ const useHere = $('use-here');
 const reconnect = $('reconnect');
 const otherNick = $('other-nick');
 
-function status(text, problem = false) {
+/** How long a passing status (a command's error) stays before the connection's state is back. */
+const PASSING_MS = 8000;
+let steady = { text: '', problem: false };
+let passingTimer = null;
+
+/**
+ * Shows `text` in the status line (announced: role=status). A `passing` one (what the chat
+ * view says about a command) gives way to the last steady one (the connection's state) after
+ * PASSING_MS; a steady one replaces both.
+ */
+function status(text, problem = false, { passing = false } = {}) {
+  clearTimeout(passingTimer);
   setText(statusEl, text);
   statusBar.classList.toggle('problem', problem);
+  if (passing) {
+    passingTimer = setTimeout(() => status(steady.text, steady.problem), PASSING_MS);
+  } else {
+    steady = { text, problem };
+  }
 }
 
 let connection = null;
@@ -45,6 +61,7 @@ function onEvent(e) {
   switch (e.kind) {
     case 'status':
       status(e.text, e.state === 'reconnecting' || e.state === 'offline');
+      if (e.state === 'reconnecting' || e.state === 'offline') chat?.disconnected();
       if (e.state === 'connected') buttons();
       break;
     case 'welcome':

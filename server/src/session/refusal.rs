@@ -156,7 +156,7 @@ impl Refusal {
             ),
             Refusal::NickRegistered { nick } => (
                 ErrorCode::NICK_REGISTERED,
-                format!("nick {nick} is registered to another key (client certificate)"),
+                format!("nick {nick} is registered to another key (another mm client certificate or web browser key)"),
             ),
             Refusal::AccountsFull { nick } => (
                 ErrorCode::ACCOUNTS_FULL,

@@ -17,6 +17,8 @@ const TRIM_TO = 900;
  *  few layouts a second, not one per frame. */
 const MIN_FLUSH_GAP_MS = 100;
 const MAX_MEMBERS_SHOWN = 500;
+/** After a re-entry without members (a login), how long before the room on screen asks for them. */
+const MEMBERS_AFTER_MS = 500;
 const E2E_BANNER = 'NOT end-to-end encrypted — the server can read it';
 
 const convKey = (kind, name) => (kind === 'private' ? `@${nickKey(name)}` : roomKey(name));
@@ -53,14 +55,16 @@ export class ChatView {
   /**
    * @param {object} o
    * @param {() => import('../connection.js').Connection | null} o.connection
-   * @param {(text: string, problem?: boolean) => void} o.status
+   * @param {(text: string, problem?: boolean, o?: {passing?: boolean}) => void} o.status
+   *   the status line; what the chat view says there (a refused line, a command's error) is
+   *   passing: the connection's state comes back after a while
    * @param {() => void} o.onQuit
    * @param {import('../privlog.js').PrivateLog | null} [o.keep] where private lines are kept
    */
   constructor({ connection, status, onQuit, keep = null }) {
     this.connection = connection;
     this.keep = keep;
-    this.status = status;
+    this.status = (text, problem) => status(text, problem, { passing: true });
     this.onQuit = onQuit;
     this.me = '';
     this.online = 0;
@@ -146,6 +150,16 @@ export class ChatView {
     }
   }
 
+  /**
+   * The connection is gone (reconnecting or stopped): who is online is not known any more, so
+   * the lobby's list and count are emptied until the next login's `Users` fills them again.
+   */
+  disconnected() {
+    this.conv('room', LOBBY).members.clear();
+    this.online = 0;
+    this.#refresh();
+  }
+
   /** Forgets the private conversations shown (another account opens in this page). */
   dropPrivate() {
     for (const c of [...this.convs.values()]) if (c.kind === 'private') this.convs.delete(c.key);
@@ -164,8 +178,19 @@ export class ChatView {
     this.#renderMembers();
     this.#renderList();
     this.#scrollDown(true);
+    this.#wantMembers(c);
     this.el.chat.classList.remove('nav-open');
     this.el.menu.setAttribute('aria-expanded', 'false');
+  }
+
+  /**
+   * Asks the server for the members of room `c` if they are not known since it was (re-)entered
+   * and it is on screen: once per entry, shown only in the member list.
+   */
+  #wantMembers(c) {
+    if (this.current !== c || c.kind !== 'room' || c.lobby || c.membersKnown !== false || c.membersAsked) return;
+    const conn = this.connection();
+    if (conn && conn.send({ type: 'Names', room: c.name })) c.membersAsked = true;
   }
 
   #ordered() {
@@ -480,7 +505,12 @@ export class ChatView {
         c.seen = msg.seen;
         c.members.clear();
         c.namesFresh = true;
+        // A join brings the first page of members right behind; a login's re-entry brings none
+        // (logins stay cheap with many rooms): the room on screen asks for them, quietly.
+        c.membersKnown = false;
+        c.membersAsked = false;
         if (this.joinAsked.delete(roomKey(msg.room))) this.switchTo(c);
+        else if (this.current === c) setTimeout(() => this.#wantMembers(c), MEMBERS_AFTER_MS);
         break;
       }
       case 'Names': {
@@ -491,6 +521,7 @@ export class ChatView {
           c.namesFresh = !msg.last;
         }
         for (const m of msg.members) c.members.set(nickKey(m.nick), { ...m });
+        if (msg.last) c.membersKnown = true;
         break;
       }
       case 'Joined': {
@@ -712,8 +743,10 @@ export class ChatView {
       if (e.key === 'Tab' && !e.shiftKey && !e.altKey && !e.ctrlKey) {
         const base = this.tabState ?? { value: input.value, cursor: input.selectionStart, cycle: 0 };
         const done = complete(base.value, base.cursor, this.#nicks(), base.cycle);
+        // With text typed, Tab is completion, found or not (focus stays in the box); in an
+        // empty box it moves focus as everywhere else, so keyboard users can leave it.
+        if (input.value !== '') e.preventDefault();
         if (done) {
-          e.preventDefault();
           input.value = done.value;
           input.setSelectionRange(done.cursor, done.cursor);
           this.tabState = done.matches > 1 ? { ...base, cycle: base.cycle + 1 } : null;
