@@ -23,7 +23,7 @@
 
 import {
   PROTOCOL_VERSION, encodeClient, decodeServer, DecodeError, errorName, nickKey, nickError,
-  ErrorCode,
+  ErrorCode, sanitize,
 } from './protocol.js';
 
 export const LOGIN_TIMEOUT_MS = 30_000;
@@ -340,7 +340,12 @@ export class Core {
         return;
       }
       case 'Shutdown':
-        return this.#close(`the server is stopping${msg.reason ? `: ${msg.reason}` : ''}`, ErrorCode.SHUTTING_DOWN, true);
+        // As mm's shutdown_words: the reason only when it says more than that.
+        return this.#close(
+          `the server is shutting down${msg.reason && !/shutting down/i.test(msg.reason) ? `: ${sanitize(msg.reason.trim())}` : ''}`,
+          ErrorCode.SHUTTING_DOWN,
+          true,
+        );
       case 'Private':
       case 'Offline': {
         const fresh = this.seen.personal(msg.id, msg.ts);

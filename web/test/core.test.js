@@ -322,3 +322,19 @@ test('Seen forgets the oldest beyond its bound, a ring with constant work per li
   assert.equal(many.size, 1000);
   assert.ok(performance.now() - start < 5000);
 });
+
+test('a Shutdown says the server is shutting down, with a reason only when it says more', () => {
+  for (const [reason, want] of [
+    ['server is shutting down', 'the server is shutting down'],
+    ['', 'the server is shutting down'],
+    ['maintenance until 10:00', 'the server is shutting down: maintenance until 10:00'],
+  ]) {
+    const { core } = loggedIn();
+    events(core);
+    core.receive(S({ type: 'Shutdown', reason }), 1);
+    const closed = events(core).filter((e) => e.kind === 'closed');
+    assert.equal(closed.length, 1);
+    assert.equal(closed[0].why, want);
+    assert.equal(closed[0].retry, true);
+  }
+});
