@@ -238,12 +238,15 @@ fn line_spans(line: &super::app::Line, me: &str, theme: Theme) -> Vec<Span<'stat
             spans.push(Span::raw(text));
         }
         LineKind::OwnSecure { queued } => {
-            let tag = if queued {
-                "[secure, waiting for the session] "
+            // A line refused before it went (no keys, a failed session) was never secure.
+            let (tag, style) = if matches!(line.sending, Some(Sending::Refused(_))) {
+                ("[not sent] ", theme.dim())
+            } else if queued {
+                ("[secure, waiting for the session] ", theme.secure())
             } else {
-                "[secure] "
+                ("[secure] ", theme.secure())
             };
-            spans.push(Span::styled(tag, theme.secure()));
+            spans.push(Span::styled(tag, style));
             spans.push(Span::styled(
                 format!("<{}> ", clean(me)),
                 Style::new().add_modifier(Modifier::BOLD),
@@ -706,6 +709,31 @@ mod tests {
     use ratatui::buffer::Buffer;
     use ratatui::crossterm::event::{KeyCode, KeyEvent};
     use ratatui::Terminal;
+
+    #[test]
+    fn an_own_secure_line_refused_before_it_went_is_not_tagged_secure() {
+        let text_of = |sending: Option<Sending>| -> String {
+            let line = super::super::app::Line {
+                seq: 1,
+                ts: 0,
+                kind: LineKind::OwnSecure { queued: false },
+                from: None,
+                text: "hi wendy".into(),
+                sending,
+            };
+            line_spans(&line, "alice", Theme { color: false })
+                .iter()
+                .map(|s| s.content.to_string())
+                .collect()
+        };
+        let refused = text_of(Some(Sending::Refused(
+            "not sent: wendy has no end-to-end keys".into(),
+        )));
+        assert!(refused.contains("[not sent] <alice> hi wendy"), "{refused}");
+        assert!(!refused.contains("[secure]"), "{refused}");
+        let sent = text_of(Some(Sending::Delivered));
+        assert!(sent.contains("[secure] <alice> hi wendy"), "{sent}");
+    }
 
     /// Draws `app` on an in-memory terminal; returns the buffer and its rows as text.
     fn drawn(app: &mut App, width: u16, height: u16) -> (Buffer, Vec<String>) {
