@@ -655,7 +655,17 @@ pub fn generate_at(
     ca_params.not_before = now - BACKDATE;
     ca_params.not_after = now + CA_VALIDITY;
     // What the CA may vouch for: see `CaScope::for_names`.
-    ca_params.name_constraints = Some(CaScope::for_names(names).to_rcgen());
+    // Server authentication only: with this extended key usage on the CA, verifiers that chain
+    // usages (OpenSSL, Windows, macOS) refuse anything else it might sign (S/MIME, code
+    // signing) even where the system trusts the imported root for every purpose.
+    ca_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let mut constraints = CaScope::for_names(names).to_rcgen();
+    // And no e-mail address at all (RFC 5280 4.2.1.10: the reserved `.invalid`, RFC 2606,
+    // matches no real mailbox), for verifiers that do not chain usages.
+    constraints
+        .permitted_subtrees
+        .push(GeneralSubtree::Rfc822Name(".invalid".into()));
+    ca_params.name_constraints = Some(constraints);
     let ca_cert = ca_params.self_signed(&ca_key)?;
 
     // Each key before its certificate: if we crash between files, the next run sees an
@@ -1642,6 +1652,22 @@ mod tests {
         let (_, parsed) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
         let extension = parsed.name_constraints().unwrap().unwrap();
         assert!(extension.critical, "name constraints must be critical");
+        // No mailbox: the only e-mail subtree is the reserved `.invalid`.
+        let emails: Vec<String> = extension
+            .value
+            .permitted_subtrees
+            .iter()
+            .flatten()
+            .filter_map(|s| match &s.base {
+                x509_parser::extensions::GeneralName::RFC822Name(m) => Some((*m).to_owned()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(emails, [".invalid"]);
+        // Server authentication only (S/MIME, code signing refused by verifiers that chain it).
+        let eku = parsed.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth);
+        assert!(!eku.client_auth && !eku.code_signing && !eku.email_protection && !eku.any);
         let scope = CaScope::of_ca(&ca_der, &dir.join(CA_CERT))
             .unwrap()
             .unwrap();

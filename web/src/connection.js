@@ -44,6 +44,7 @@ export class Connection {
     this.welcomed = false;
     this.ackChain = Promise.resolve(); // acknowledgements waiting for the front end's storage
     this.ackWaiting = 0;
+    this.ackHeldFor = null; // the Core on which a line could not be kept: no more acknowledgements on it
   }
 
   /** Connects (again). */
@@ -200,7 +201,7 @@ export class Connection {
         }
         case 'line':
         case 'unreadable':
-        {
+        case 'repeat': {
           // The front end shows the line synchronously and may return a promise that settles once
           // the line is kept (a private line, in this browser's storage): acknowledged after it,
           // so a reload in between gets the line again from the server, never loses it.
@@ -287,6 +288,7 @@ export class Connection {
    * the later ones queue behind it, in order.
    */
   #acknowledge(core, id, kept) {
+    if (this.ackHeldFor === core) return;
     const waits = kept !== null && typeof kept === 'object' && typeof kept.then === 'function';
     if (!waits && this.ackWaiting === 0) {
       core.taken(id, this.clock());
@@ -295,10 +297,17 @@ export class Connection {
     this.ackWaiting += 1;
     this.ackChain = this.ackChain
       .then(() => kept)
-      .catch(() => {}) // storage failed: the line was shown, and the failure was said
-      .then(() => {
+      .then((ok) => ok !== false, () => false)
+      .then((ok) => {
         this.ackWaiting -= 1;
-        if (this.core !== core || core.isClosed) return; // the server sends it again; the page skips the repeat
+        if (this.core !== core || core.isClosed || this.ackHeldFor === core) return; // the server sends it again; the page skips the repeat
+        if (!ok) {
+          // Not kept (the browser's storage refused): acknowledgements are cumulative, so none
+          // goes on this connection any more; the server keeps these lines and sends them again
+          // at the next login, and the page said why.
+          this.ackHeldFor = core;
+          return;
+        }
         core.taken(id, this.clock());
         this.#pump();
       });

@@ -17,6 +17,9 @@
 //                                     personal one carries `ack` = its id: call taken(id, now)
 //                                     once it is shown
 //   unreadable  {msg, ack}           a Relay (end-to-end encrypted) this browser cannot read
+//   repeat      {msg, ack}           a personal line (Private, Offline, Relay) this page was
+//                                     given before (a reconnection before its acknowledgement):
+//                                     not to be shown again; call taken(id, now) once it is kept
 //   server      {msg}                any other message for the front end (rooms, Presence,
 //                                     Users pages asked with /who, Away, Error not a line's, ...)
 //   closed      {why, code, name, retry}  the connection is over (the driver closes the socket)
@@ -349,13 +352,13 @@ export class Core {
       case 'Private':
       case 'Offline': {
         const fresh = this.seen.personal(msg.id, msg.ts);
-        if (!fresh) return this.#take(msg.id, now);
+        if (!fresh) return void this.events.push({ kind: 'repeat', msg, ack: msg.id });
         this.events.push({ kind: 'line', msg, personal: true, earlier: msg.type === 'Offline', ack: msg.id });
         return;
       }
       case 'Relay': {
         const fresh = this.seen.personal(msg.id, msg.ts);
-        if (!fresh) return this.#take(msg.id, now);
+        if (!fresh) return void this.events.push({ kind: 'repeat', msg, ack: msg.id });
         this.events.push({ kind: 'unreadable', msg, ack: msg.id });
         return;
       }

@@ -25,7 +25,16 @@ export function database(name, version, upgrade) {
     opened = new Promise((resolve, reject) => {
       const req = indexedDB.open(name, version);
       req.onupgradeneeded = () => upgrade(req.result);
-      req.onsuccess = () => resolve(req.result);
+      req.onsuccess = () => {
+        const db = req.result;
+        // Another tab upgrades or deletes this database: let it (this page opens it again
+        // at its next use, and a deletion's blocked write then fails visibly, never silently).
+        db.onversionchange = () => {
+          db.close();
+          opened = null;
+        };
+        resolve(db);
+      };
       req.onerror = () => reject(req.error);
       req.onblocked = () => reject(new Error('the browser storage is blocked by another tab of an older version'));
     });

@@ -122,7 +122,7 @@ async function restorePrivate(acc) {
   if (keptFor !== null) chat.dropPrivate();
   keptFor = key;
   const keep = new PrivateLog(acc.nick, indexedDbBackend, {
-    onError: (e) => status(`Private lines could not be kept in this browser: ${e?.message ?? e}`, true),
+    onError: (e) => status(`Private lines could not be kept in this browser (${e?.name || 'error'}${e?.message ? `: ${e.message}` : ''}); the server keeps them until they can be, and sends them again at the next connection`, true),
   });
   chat.keep = keep;
   let timer;

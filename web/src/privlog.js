@@ -65,6 +65,8 @@ export class PrivateLog {
     this.scheduled = false;
     this.writing = Promise.resolve();
     this.lastUpdated = 0;
+    /** Conversations whose stored copy holds every line added so far (unless also in `dirty`). */
+    this.written = new Set();
   }
 
   /**
@@ -79,6 +81,7 @@ export class PrivateLog {
       const lines = r.lines.slice(-MAX_LINES).map(checkLine).filter(Boolean);
       const record = { account: this.account, peerKey: nickKey(r.peer), peer: r.peer, updated: Number(r.updated) || 0, lines };
       this.convs.set(record.peerKey, record);
+      this.written.add(record.peerKey);
       this.lastUpdated = Math.max(this.lastUpdated, record.updated);
       out.push(record);
     }
@@ -99,10 +102,26 @@ export class PrivateLog {
   }
 
   /**
+   * For a received line the server sends again: null if this log does not hold it (show it,
+   * then `add` it); else a promise, as `add`'s, that resolves true once it is in storage (at
+   * once if it is; else after writing it again: its first write failed).
+   * @returns {Promise<boolean> | null}
+   */
+  repeat(peer, id) {
+    if (!this.has(peer, id)) return null;
+    const key = nickKey(peer);
+    if (this.written.has(key) && !this.dirty.has(key)) return Promise.resolve(true);
+    this.dirty.add(key);
+    return this.#soon();
+  }
+
+  /**
    * Keeps one line of the conversation with `peer`: {ts (ms, Number or BigInt), from, text,
    * kind?: 'line'|'notice', id?: the server's id of a received line}. Stored in the next task;
-   * the promise settles (never rejects: failures go to `onError`) once that write is done.
-   * @returns {Promise<void>}
+   * the promise resolves once that write is done: true if it was kept, false if the write
+   * failed (the failure also goes to `onError`; the caller must then not acknowledge the line,
+   * so the server sends it again). It never rejects.
+   * @returns {Promise<boolean>}
    */
   add(peer, { ts, from, text, kind = 'line', id }) {
     const key = nickKey(peer);
@@ -112,7 +131,7 @@ export class PrivateLog {
       this.convs.set(key, r);
     }
     const line = checkLine({ ts: Number(ts), from, text, kind, plain: true, id: id === undefined ? undefined : String(id) });
-    if (!line) return Promise.resolve();
+    if (!line) return Promise.resolve(false);
     r.lines.push(line);
     if (r.lines.length > MAX_LINES) r.lines.splice(0, r.lines.length - MAX_LINES);
     this.lastUpdated = Math.max(Date.now(), this.lastUpdated + 1); // strictly increasing
@@ -137,6 +156,7 @@ export class PrivateLog {
   clear() {
     this.convs.clear();
     this.dirty.clear();
+    this.written.clear();
     this.#chain(() => this.backend.clear(this.account));
   }
 
@@ -149,6 +169,7 @@ export class PrivateLog {
   #forget(key) {
     this.convs.delete(key);
     this.dirty.delete(key);
+    this.written.delete(key);
     this.#chain(() => this.backend.delete(this.account, key));
   }
 
@@ -170,15 +191,29 @@ export class PrivateLog {
     const done = this.batchDone;
     const records = [...this.dirty].map((k) => this.convs.get(k)).filter(Boolean);
     this.dirty.clear();
+    let kept = true;
     for (const r of records) {
       const copy = { ...r, lines: r.lines.slice() };
-      this.#chain(() => this.backend.put(copy));
+      this.written.delete(r.peerKey);
+      this.#chain(
+        async () => {
+          await this.backend.put(copy);
+          if (!this.dirty.has(r.peerKey)) this.written.add(r.peerKey);
+        },
+        () => {
+          kept = false;
+          this.dirty.add(r.peerKey); // written again with the next line
+        },
+      );
     }
-    this.writing.then(done);
+    this.writing.then(() => done(kept));
   }
 
-  #chain(fn) {
-    this.writing = this.writing.then(fn).catch((e) => this.onError(e));
+  #chain(fn, failed = () => {}) {
+    this.writing = this.writing.then(fn).catch((e) => {
+      failed();
+      this.onError(e);
+    });
   }
 }
 

@@ -216,3 +216,30 @@ test('a personal line the page is still keeping is acknowledged only once kept, 
     mock.timers.reset();
   }
 });
+
+test('a personal line the page could not keep is not acknowledged, nor any after it on that connection', async () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    sockets.length = 0;
+    let t = 0;
+    const conn = new Connection({
+      account,
+      onEvent: (e) => (e.kind === 'line' && e.personal ? Promise.resolve(e.msg.id !== 60n) : undefined),
+      url: 'wss://x/ws',
+      WebSocketImpl: FakeSocket,
+      clock: () => t,
+      random: () => 0.5,
+    });
+    conn.start();
+    const ws = sockets[0];
+    await login(ws);
+    ws.server({ type: 'Private', id: 60n, ts: 1n, from: 'bob', text: 'not kept' });
+    ws.server({ type: 'Private', id: 61n, ts: 2n, from: 'bob', text: 'kept' });
+    for (let i = 0; i < 4; i++) await tick();
+    t += 1000;
+    mock.timers.tick(1000);
+    assert.deepEqual(ws.sent.filter((m) => m.type === 'Received'), []);
+  } finally {
+    mock.timers.reset();
+  }
+});

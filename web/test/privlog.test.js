@@ -143,3 +143,22 @@ test('a stored id that is not a u64 in decimal is dropped, the line kept', async
   const [conv] = await log.load();
   assert.deepEqual(conv.lines.map((l) => [l.text, l.id]), [['x', undefined], ['y', undefined]]);
 });
+
+test('a line whose write failed resolves false, is written again, and its repeat waits for that write', async () => {
+  const backend = memoryBackend();
+  let fail = true;
+  const flaky = { ...backend, put: async (r) => { if (fail) throw Object.assign(new Error(''), { name: 'QuotaExceededError' }); return backend.put(r); } };
+  const errors = [];
+  const log = new PrivateLog('alice', flaky, { onError: (e) => errors.push(e.name) });
+  assert.equal(await log.add('bob', { ts: 1n, from: 'bob', text: 'one', id: 5n }), false);
+  assert.deepEqual(errors, ['QuotaExceededError']);
+  assert.equal(backend.rows.size, 0);
+  // The server sends line 5 again (it was not acknowledged): not shown again, written again.
+  fail = false;
+  const again = log.repeat('bob', 5n);
+  assert.ok(again, 'a repeat of a line shown before');
+  assert.equal(await again, true);
+  assert.equal(backend.rows.get('alice bob').lines[0].id, '5');
+  assert.equal(await log.repeat('bob', 5n), true, 'kept now: at once');
+  assert.equal(log.repeat('bob', 6n), null, 'never seen: show it');
+});

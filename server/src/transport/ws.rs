@@ -68,9 +68,10 @@ pub const MESSAGE_BYTE_BUDGET: usize = MAX_FRAME_LEN + 16 * 1024;
 pub const TEXT_MESSAGE: &str =
     "malformed frame: a WebSocket text message (each message is one binary WebSocket message)";
 
-/// The `bad-frame` detail of a message sent in too many fragments.
+/// The `bad-frame` detail of over [`MESSAGE_BYTE_BUDGET`] bytes of frames without a whole
+/// message: a message in too many fragments, or control frames (pings) without messages.
 pub const TOO_FRAGMENTED: &str =
-    "malformed frame: a WebSocket message in too many fragments (over 81920 bytes of frames)";
+    "malformed frame: over 81920 bytes of WebSocket frames without a whole message (too many fragments or control frames)";
 
 /// The WebSocket configuration of every connection (see the module).
 pub fn config() -> WebSocketConfig {

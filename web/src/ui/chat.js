@@ -400,9 +400,14 @@ export class ChatView {
         break;
       case 'line':
         return this.#line(e);
+      case 'repeat':
+        // Given before on this page: acknowledged once kept (at once if it is).
+        return this.keep?.repeat(e.msg.from, e.msg.id) ?? undefined;
       case 'unreadable': {
-        // Kept already (the page reloaded before acknowledging it): a repeat, not shown again.
-        if (this.keep?.has(e.msg.from, e.msg.id)) return undefined;
+        // Shown already (the page reloaded, or reconnected, before acknowledging it): a repeat,
+        // not shown again; acknowledged once it is kept.
+        const again = this.keep?.repeat(e.msg.from, e.msg.id);
+        if (again) return again;
         const c = this.conv('private', e.msg.from);
         c.ok = true;
         this.add(c, { ts: e.msg.ts, text: unreadableWords(e.msg.from), kind: 'notice' });
@@ -429,8 +434,10 @@ export class ChatView {
    */
   #line({ msg, personal, earlier }) {
     if (personal) {
-      // Kept already (the page reloaded before acknowledging it): a repeat, not shown again.
-      if (this.keep?.has(msg.from, msg.id)) return undefined;
+      // Shown already (the page reloaded, or reconnected, before acknowledging it): a repeat,
+      // not shown again; acknowledged once it is kept.
+      const again = this.keep?.repeat(msg.from, msg.id);
+      if (again) return again;
       const c = this.conv('private', msg.from);
       c.ok = true;
       const mention = mentions(msg.text, this.me);
