@@ -44,11 +44,16 @@ async function login(ws) {
   ws.server({ type: 'Users', nicks: ['alice'], last: true });
 }
 
-function setup() {
+/** A connection to a FakeSocket; `keep(e)` is what the page's handler returns for event `e`. */
+function setup(keep = () => undefined) {
   sockets.length = 0;
   const events = [];
   let t = 0;
-  const conn = new Connection({ account, onEvent: (e) => events.push(e), url: 'wss://x/ws', WebSocketImpl: FakeSocket, clock: () => t, random: () => 0.5 });
+  const onEvent = (e) => {
+    events.push(e);
+    return keep(e);
+  };
+  const conn = new Connection({ account, onEvent, url: 'wss://x/ws', WebSocketImpl: FakeSocket, clock: () => t, random: () => 0.5 });
   return { conn, events, states: () => events.filter((e) => e.kind === 'lineState').map((e) => [e.line, e.state]), advance: (ms) => { t += ms; } };
 }
 
@@ -179,37 +184,28 @@ test('after stop (another tab took over) nothing reconnects', async () => {
 test('a personal line the page is still keeping is acknowledged only once kept, and in order', async () => {
   mock.timers.enable({ apis: ['setTimeout'] });
   try {
-    sockets.length = 0;
-    let t = 0;
     const keeping = new Map(); // id → resolve
-    const conn = new Connection({
-      account,
-      onEvent: (e) => (e.kind === 'line' && e.personal ? new Promise((resolve) => keeping.set(e.msg.id, resolve)) : undefined),
-      url: 'wss://x/ws',
-      WebSocketImpl: FakeSocket,
-      clock: () => t,
-      random: () => 0.5,
-    });
+    const { conn, advance } = setup((e) => (e.kind === 'line' && e.personal ? new Promise((resolve) => keeping.set(e.msg.id, resolve)) : undefined));
     conn.start();
     const ws = sockets[0];
     await login(ws);
     ws.server({ type: 'Private', id: 50n, ts: 1n, from: 'bob', text: 'one' });
     ws.server({ type: 'Private', id: 51n, ts: 2n, from: 'bob', text: 'two' });
     const received = () => ws.sent.filter((m) => m.type === 'Received');
-    t += 1000;
+    advance(1000);
     mock.timers.tick(1000);
     await tick();
     assert.deepEqual(received(), [], 'acknowledged before the page kept it');
     // The later one settles first: still nothing, since 50 is not kept yet (acks are cumulative).
     keeping.get(51n)();
     await tick();
-    t += 1000;
+    advance(1000);
     mock.timers.tick(1000);
     assert.deepEqual(received(), []);
     keeping.get(50n)();
     await tick();
     await tick();
-    t += 1000;
+    advance(1000);
     mock.timers.tick(1000);
     assert.deepEqual(received(), [{ type: 'Received', up_to: 51n }]);
   } finally {
@@ -220,23 +216,14 @@ test('a personal line the page is still keeping is acknowledged only once kept, 
 test('a personal line the page could not keep is not acknowledged, nor any after it on that connection', async () => {
   mock.timers.enable({ apis: ['setTimeout'] });
   try {
-    sockets.length = 0;
-    let t = 0;
-    const conn = new Connection({
-      account,
-      onEvent: (e) => (e.kind === 'line' && e.personal ? Promise.resolve(e.msg.id !== 60n) : undefined),
-      url: 'wss://x/ws',
-      WebSocketImpl: FakeSocket,
-      clock: () => t,
-      random: () => 0.5,
-    });
+    const { conn, advance } = setup((e) => (e.kind === 'line' && e.personal ? Promise.resolve(e.msg.id !== 60n) : undefined));
     conn.start();
     const ws = sockets[0];
     await login(ws);
     ws.server({ type: 'Private', id: 60n, ts: 1n, from: 'bob', text: 'not kept' });
     ws.server({ type: 'Private', id: 61n, ts: 2n, from: 'bob', text: 'kept' });
     for (let i = 0; i < 4; i++) await tick();
-    t += 1000;
+    advance(1000);
     mock.timers.tick(1000);
     assert.deepEqual(ws.sent.filter((m) => m.type === 'Received'), []);
   } finally {
