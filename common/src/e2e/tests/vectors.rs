@@ -244,7 +244,16 @@ fn x3dh_case(name: &str, with_one_time: bool) -> (Value, [u8; 32], Vec<u8>, [u8;
     (value, *a.shared, a.associated_data.clone(), spk_secret)
 }
 
-fn ratchet_transcript(shared: &[u8; 32], ad: Vec<u8>, bob_ratchet_secret: &[u8; 32]) -> Value {
+/// The transcript step after which `ratchet_state` saves both sides: by then each has an old
+/// chain and Bob holds skipped keys (a1, a2).
+const SAVED_AFTER: &str = "recv a3";
+
+/// The ratchet transcript and the saved states of both sides after [`SAVED_AFTER`].
+fn ratchet_transcript(
+    shared: &[u8; 32],
+    ad: Vec<u8>,
+    bob_ratchet_secret: &[u8; 32],
+) -> (Value, Value) {
     let mut rng_a = CounterRng::new("alice ratchet");
     let mut rng_b = CounterRng::new("bob ratchet");
     let mut alice = Ratchet::initiator(
@@ -262,6 +271,7 @@ fn ratchet_transcript(shared: &[u8; 32], ad: Vec<u8>, bob_ratchet_secret: &[u8; 
     ];
     let mut sent: Vec<(String, Header, Vec<u8>, Vec<u8>)> = vec![];
     let mut events = vec![];
+    let mut state = Value::Null;
     for step in schedule {
         let (op, id) = step.split_once(' ').unwrap();
         let by_alice = id.starts_with('a');
@@ -294,15 +304,31 @@ fn ratchet_transcript(shared: &[u8; 32], ad: Vec<u8>, bob_ratchet_secret: &[u8; 
                 "plaintext": hex(plaintext),
             }));
         }
+        if step == SAVED_AFTER {
+            let (a, b) = (alice.to_bytes(), bob.to_bytes());
+            for saved in [&a, &b] {
+                let restored = Ratchet::from_bytes(saved).unwrap();
+                assert_eq!(&restored.to_bytes()[..], &saved[..]);
+            }
+            assert_eq!(bob.skipped_keys(), 2);
+            state = json!({
+                "about": "Ratchet::to_bytes of both sides of the ratchet transcript after the event named by after (the receive of a3, events[0..10]): a version byte 1, then postcard: dhs (32), dhr Option<[u8; 32]> (0, or 1 and 32 bytes), old_dhr (length varint, 32 bytes each), rk (32), cks and ckr Option<[u8; 32]>, ns, nr, pn (u32 varints), skipped (length varint; each dh (32), n (u32 varint), mk (32)), ad (length varint, bytes), received (0 or 1). from_bytes refuses another version, trailing bytes, more than 1000 old_dhr or 2000 skipped. Continuing the transcript from the restored states gives the same events",
+                "after": SAVED_AFTER,
+                "events_before": events.len(),
+                "alice": hex(&a[..]),
+                "bob": hex(&b[..]),
+            });
+        }
     }
-    json!({
+    let transcript = json!({
         "x3dh_case": "with one-time prekey",
         "shared": hex(shared),
         "associated_data": hex(&ad),
         "responder_ratchet_secret": hex(bob_ratchet_secret),
         "responder_ratchet_public": hex(&public_key(bob_ratchet_secret)),
         "events": events,
-    })
+    });
+    (transcript, state)
 }
 
 /// The AEAD of a sealed message, computed here independently of the ratchet:
@@ -533,7 +559,7 @@ fn all_vectors() -> Value {
     let (kdf_rk, kdf_ck, message_keys) = kdf_vectors();
     let (with_otk, shared, ad, spk_secret) = x3dh_case("with one-time prekey", true);
     let (without_otk, ..) = x3dh_case("without one-time prekey", false);
-    let transcript = ratchet_transcript(&shared, ad, &spk_secret);
+    let (transcript, ratchet_state) = ratchet_transcript(&shared, ad, &spk_secret);
     json!({
         "about": ABOUT,
         "rng": RNG_RULE,
@@ -554,6 +580,7 @@ fn all_vectors() -> Value {
         "xeddsa": xeddsa_vectors(),
         "x3dh": [with_otk, without_otk],
         "ratchet": transcript,
+        "ratchet_state": ratchet_state,
         "envelope": envelope_vectors(),
         "safety": safety_vectors(),
         "signed_prekey_message": prekey_vectors(),
