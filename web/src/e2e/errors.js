@@ -10,7 +10,8 @@
 //   'Old'            a replay, or a message whose key was dropped
 //   'TooManySkipped' accepting the message would skip more than MAX_SKIP message keys
 //   'TooLong'        a text does not fit the largest padding bucket
-//   'Format'         bytes that do not decode (envelope, padded plaintext, header)
+//   'Format'         bytes that do not decode (envelope, padded plaintext, header, saved
+//                    ratchet state)
 // as the Rust errors of the same names (common/src/e2e: RatchetError, X3dhError). Messages
 // never hold secrets or message text.
 

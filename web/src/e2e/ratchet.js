@@ -9,8 +9,12 @@
 // * MAX_SKIP bounds the keys skipped in one chain per message (for the end of the current
 //   chain and again in the new one); MAX_SKIPPED_KEYS bounds those stored, oldest dropped.
 // The AEAD's associated data is AD || the 40-byte header. Randomness is a function
-// `rng(n) -> Uint8Array(n)`. Saving the state is not here yet (the wiring will add it).
-// Checked against e2e-v1.json's ratchet transcript.
+// `rng(n) -> Uint8Array(n)`.
+// toBytes/fromBytes save and restore the whole state in ratchet.rs's to_bytes/from_bytes format
+// (a version byte 1, then the postcard `Saved` struct), so a state is portable between the two;
+// fromBytes reads it as hostile input (E2eError 'Format' only). The saved bytes hold every
+// secret of the session: keep them as carefully as the identity key.
+// Checked against e2e-v1.json's ratchet transcript and ratchet_state.
 
 import { kdfCk, kdfRk } from './kdf.js';
 import { dh, publicKey } from './x3dh.js';
@@ -27,6 +31,76 @@ export const MAX_SKIPPED_KEYS = 2000;
 export const MAX_OLD_CHAINS = 1000;
 
 const U32_MAX = 0xffffffff;
+
+/** The version byte that starts toBytes (ratchet.rs FORMAT_VERSION). */
+const FORMAT_VERSION = 1;
+
+/** A reader of a saved state as postcard decodes it; every failure is E2eError('Format'). */
+class StateReader {
+  constructor(bytes) {
+    this.bytes = bytes;
+    this.at = 0;
+  }
+
+  fail() {
+    throw new E2eError('Format', 'the saved session state is damaged');
+  }
+
+  byte() {
+    if (this.at >= this.bytes.length) this.fail();
+    return this.bytes[this.at++];
+  }
+
+  /** A copy of the next `n` bytes (n already known to fit in a safe integer). */
+  take(n) {
+    if (n > this.bytes.length - this.at) this.fail();
+    const out = this.bytes.slice(this.at, this.at + n);
+    this.at += n;
+    return out;
+  }
+
+  /** Option<[u8; 32]>: 0, or 1 and 32 bytes. */
+  option32() {
+    const tag = this.byte();
+    if (tag === 0) return null;
+    if (tag !== 1) this.fail();
+    return this.take(32);
+  }
+
+  /**
+   * A postcard varint of at most `maxBytes` bytes whose last byte is at most `lastMax`
+   * (non-canonical forms accepted, as postcard does). Returns a Number, exact up to 2^53;
+   * larger values (only possible for lengths) are refused by the callers' bounds.
+   */
+  varint(maxBytes, lastMax) {
+    let out = 0;
+    let scale = 1;
+    for (let i = 0; i < maxBytes; i++) {
+      const b = this.byte();
+      out += (b & 0x7f) * scale;
+      scale *= 0x80;
+      if ((b & 0x80) === 0) {
+        if (i === maxBytes - 1 && b > lastMax) this.fail();
+        return out;
+      }
+    }
+    return this.fail();
+  }
+
+  u32() {
+    return this.varint(5, 0x0f);
+  }
+
+  /**
+   * A sequence length (usize, 64-bit): at most `max` and at most what the bytes left can
+   * hold with elements of `minSize` bytes, else refused before anything is allocated.
+   */
+  count(max, minSize) {
+    const n = this.varint(10, 0x01);
+    if (n > max || n * minSize > this.bytes.length - this.at) this.fail();
+    return n;
+  }
+}
 
 /** A fresh ratchet key pair from one rng(32) call. */
 function generate(rng) {
@@ -203,6 +277,104 @@ export class Ratchet {
     this.commitSkipped(newSkipped);
     this.received = true;
     return plaintext;
+  }
+
+  /**
+   * The state as bytes to save: ratchet.rs's `to_bytes` byte for byte (FORMAT_VERSION, then
+   * postcard: dhs[32], dhr Option<[32]>, old_dhr Vec<[32]>, rk[32], cks/ckr Option<[32]>,
+   * ns/nr/pn varint u32, skipped Vec<{dh[32], n varint u32, mk[32]}>, ad Vec<u8>, received bool).
+   * Holds every secret of the session.
+   * @returns {Uint8Array}
+   */
+  toBytes() {
+    const out = [];
+    const raw = (b) => {
+      for (let i = 0; i < b.length; i++) out.push(b[i]);
+    };
+    const varint = (v) => {
+      while (v >= 0x80) {
+        out.push((v % 0x80) | 0x80);
+        v = Math.floor(v / 0x80);
+      }
+      out.push(v);
+    };
+    const option = (b) => {
+      if (b === null) out.push(0);
+      else {
+        out.push(1);
+        raw(b);
+      }
+    };
+    out.push(FORMAT_VERSION);
+    raw(this.dhs);
+    option(this.dhr);
+    varint(this.oldDhr.length);
+    for (const k of this.oldDhr) raw(k);
+    raw(this.rk);
+    option(this.cks);
+    option(this.ckr);
+    varint(this.ns);
+    varint(this.nr);
+    varint(this.pn);
+    varint(this.skipped.length);
+    for (const s of this.skipped) {
+      raw(s.dh);
+      varint(s.n);
+      raw(s.mk);
+    }
+    varint(this.ad.length);
+    raw(this.ad);
+    out.push(this.received ? 1 : 0);
+    const bytes = Uint8Array.from(out);
+    out.fill(0);
+    return bytes;
+  }
+
+  /**
+   * Reads toBytes' (and ratchet.rs's to_bytes') format, accepting exactly what from_bytes
+   * accepts (postcard's decoding: varints of at most 5 bytes for u32, 10 for lengths, option
+   * and bool bytes 0 or 1). Hostile input is refused with E2eError('Format'), nothing else:
+   * an unknown version, a short or overlong input, more than MAX_OLD_CHAINS old keys or
+   * MAX_SKIPPED_KEYS skipped keys. Counts are checked against the bytes left before anything
+   * is allocated.
+   * @param {Uint8Array} bytes
+   * @returns {Ratchet}
+   * @throws {E2eError} 'Format'
+   */
+  static fromBytes(bytes) {
+    if (!(bytes instanceof Uint8Array)) throw new E2eError('Format', 'the saved session state is damaged');
+    const r = new StateReader(bytes);
+    if (r.byte() !== FORMAT_VERSION) r.fail();
+    const dhs = r.take(32);
+    const dhr = r.option32();
+    const oldCount = r.count(MAX_OLD_CHAINS, 32);
+    const oldDhr = [];
+    for (let i = 0; i < oldCount; i++) oldDhr.push(r.take(32));
+    const rk = r.take(32);
+    const cks = r.option32();
+    const ckr = r.option32();
+    const ns = r.u32();
+    const nr = r.u32();
+    const pn = r.u32();
+    const skippedCount = r.count(MAX_SKIPPED_KEYS, 65);
+    const skipped = [];
+    for (let i = 0; i < skippedCount; i++) {
+      const dhKey = r.take(32);
+      const n = r.u32();
+      skipped.push({ dh: dhKey, n, mk: r.take(32) });
+    }
+    const ad = r.take(r.count(Number.MAX_SAFE_INTEGER, 1));
+    const receivedByte = r.byte();
+    if (receivedByte > 1 || r.at !== bytes.length) r.fail();
+    const ratchet = new Ratchet({ dhs, dhsPublic: publicKey(dhs), dhr, rk, cks, ad });
+    ratchet.oldDhr = oldDhr;
+    ratchet.ckr = ckr;
+    ratchet.ns = ns;
+    ratchet.nr = nr;
+    ratchet.pn = pn;
+    ratchet.skipped = skipped;
+    ratchet.received = receivedByte === 1;
+    return ratchet;
   }
 
   /** Stores newly skipped keys, dropping the oldest beyond MAX_SKIPPED_KEYS. */
