@@ -1,5 +1,6 @@
-// Shared helpers of the e2e tests: the vectors file and the vectors' CounterRng.
+// Shared helpers of the e2e tests: the vectors file, the vectors' CounterRng and the transcript's ratchet pair.
 // TEST-ONLY, NOT CRYPTOGRAPHIC.
+import { Ratchet } from '../src/e2e/ratchet.js';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
@@ -53,4 +54,17 @@ export function fuzzBytes(seed) {
       return out;
     },
   };
+}
+
+/**
+ * Alice (initiator) and Bob (responder) at the start of e2e-v1.json's ratchet transcript, with
+ * the transcript's CounterRng randomness each: {alice, bob, rngA, rngB}.
+ */
+export function ratchetPair() {
+  const t = vectors.ratchet;
+  const rngA = counterRng('alice ratchet');
+  const rngB = counterRng('bob ratchet');
+  const alice = Ratchet.initiator(fromHex(t.shared), fromHex(t.responder_ratchet_public), fromHex(t.associated_data), rngA);
+  const bob = Ratchet.responder(fromHex(t.shared), fromHex(t.responder_ratchet_secret), fromHex(t.associated_data));
+  return { alice, bob, rngA, rngB };
 }

@@ -7,19 +7,10 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Ratchet, MAX_SKIPPED_KEYS, MAX_OLD_CHAINS } from '../src/e2e/ratchet.js';
 import { E2eError } from '../src/e2e/errors.js';
-import { vectors, fromHex, toHex, counterRng, fuzzBytes } from './e2e-helpers.js';
+import { vectors, fromHex, toHex, counterRng, fuzzBytes, ratchetPair as pair } from './e2e-helpers.js';
 
 const isFormat = (e) => e instanceof E2eError && e.why === 'Format';
 const enc = new TextEncoder();
-
-function pair() {
-  const t = vectors.ratchet;
-  const rngA = counterRng('alice ratchet');
-  const rngB = counterRng('bob ratchet');
-  const alice = Ratchet.initiator(fromHex(t.shared), fromHex(t.responder_ratchet_public), fromHex(t.associated_data), rngA);
-  const bob = Ratchet.responder(fromHex(t.shared), fromHex(t.responder_ratchet_secret), fromHex(t.associated_data));
-  return { alice, bob, rngA, rngB };
-}
 
 /** Saves and restores `r`, checking that the restored state saves to the same bytes. */
 function reload(r) {

@@ -7,19 +7,10 @@ import { readFileSync } from 'node:fs';
 import { Ratchet, MAX_SKIP, MAX_SKIPPED_KEYS, MAX_OLD_CHAINS, HEADER_LEN, encodeHeader, decodeHeader } from '../src/e2e/ratchet.js';
 import { publicKey } from '../src/e2e/x3dh.js';
 import { E2eError } from '../src/e2e/errors.js';
-import { vectors, fromHex, toHex, counterRng, fuzzBytes } from './e2e-helpers.js';
+import { vectors, fromHex, toHex, counterRng, fuzzBytes, ratchetPair as pair } from './e2e-helpers.js';
 
 const why = (w) => (e) => e instanceof E2eError && e.why === w;
 const enc = new TextEncoder();
-
-function pair() {
-  const t = vectors.ratchet;
-  const rngA = counterRng('alice ratchet');
-  const rngB = counterRng('bob ratchet');
-  const alice = Ratchet.initiator(fromHex(t.shared), fromHex(t.responder_ratchet_public), fromHex(t.associated_data), rngA);
-  const bob = Ratchet.responder(fromHex(t.shared), fromHex(t.responder_ratchet_secret), fromHex(t.associated_data));
-  return { alice, bob, rngA, rngB };
-}
 
 /** A snapshot of a ratchet's whole state, to show that a failed decrypt changed nothing. */
 function snapshot(r) {
