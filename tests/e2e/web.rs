@@ -750,15 +750,22 @@ async fn request_and_wait(tls: &mut TlsStream<TcpStream>, head: &str, pause: Dur
     }
 }
 
-#[tokio::test]
-async fn a_web_connection_that_does_not_upgrade_is_closed_at_one_overall_deadline() {
+/// A server whose `hello_timeout` is 1 s, a web connection to it and a `GET /` request head.
+async fn web_with_a_1s_hello_timeout() -> (TestServer, TlsStream<TcpStream>, String) {
     let limits = Limits {
         hello_timeout: Duration::from_secs(1),
         ..Limits::default()
     };
     let server = TestServer::start_with(limits).await;
-    let mut tls = web(&server).await;
+    let tls = web(&server).await;
     let head = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    (server, tls, head)
+}
+
+#[tokio::test]
+async fn a_web_connection_that_does_not_upgrade_is_closed_at_one_overall_deadline() {
+    // `_server` (not `_`): the server stays up for the whole test.
+    let (_server, mut tls, head) = web_with_a_1s_hello_timeout().await;
     let started = Instant::now();
     let mut served = 0;
     // A request every 0.6 s, each well within the 1 s hello_timeout: only the connection's
@@ -780,13 +787,7 @@ async fn a_web_connection_that_does_not_upgrade_is_closed_at_one_overall_deadlin
 
 #[tokio::test]
 async fn an_upgraded_connection_gets_the_sessions_login_timeout_not_the_web_deadline() {
-    let limits = Limits {
-        hello_timeout: Duration::from_secs(1),
-        ..Limits::default()
-    };
-    let server = TestServer::start_with(limits).await;
-    let mut tls = web(&server).await;
-    let head = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    let (server, mut tls, head) = web_with_a_1s_hello_timeout().await;
     let started = Instant::now();
     for _ in 0..3 {
         assert!(request_and_wait(&mut tls, &head, Duration::from_millis(700)).await);
