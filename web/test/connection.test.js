@@ -153,7 +153,7 @@ test('personal lines are acknowledged once handed to the page', async () => {
     await login(ws);
     ws.server({ type: 'Offline', id: 40n, ts: 1n, from: 'bob', text: 'hi' });
     ws.server({ type: 'Relay', id: 41n, ts: 2n, from: 'bob', payload: new Uint8Array([1]) });
-    assert.deepEqual(events.filter((e) => e.kind === 'line' || e.kind === 'unreadable').map((e) => e.kind), ['line', 'unreadable']);
+    assert.deepEqual(events.filter((e) => e.kind === 'line' || e.kind === 'relay').map((e) => e.kind), ['line', 'relay']);
     assert.deepEqual(ws.sent.filter((m) => m.type === 'Received'), []);
     advance(1000);
     mock.timers.tick(1000);
