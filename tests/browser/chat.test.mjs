@@ -85,22 +85,32 @@ describe('the web client with mm users', () => {
     });
   });
 
-  test('privately both ways: plain in the browser, said so; never silently plain from mm', async () => {
+  test('privately both ways: end-to-end encrypted between the browser and mm, the same safety number; plain only once said', async () => {
     await withScreenshots('private', () => pages, async () => {
       await say(wendy, '/msg max psst from the browser');
-      await max.sees('<wendy> psst from the browser');
+      await max.sees('[secure] <wendy> psst from the browser');
       await open(wendy, 'max');
-      await wendy.getByText('NOT end-to-end encrypted — the server can read it').first().waitFor({ timeout: WAIT });
-      // mm's private messages are end-to-end by default: to a browser peer it refuses, with the hint.
+      await wendy.locator('#security[data-state="secure"]').waitFor({ timeout: WAIT });
+      assert.match(await wendy.locator('#security').textContent(), /^SECURE/);
       max.type('/msg wendy secret reply');
-      await max.sees(/wendy has no end-to-end keys.*\/insecure wendy/);
-      await new Promise((r) => setTimeout(r, 500));
-      const log = await wendy.getByRole('log').textContent();
-      assert.ok(!log.includes('secret reply'), 'a line mm refused to send plain reached the browser');
+      await wendy.getByRole('log').locator('li.secure').filter({ hasText: 'secret reply' }).first().waitFor({ timeout: WAIT });
+      assert.equal(await wendy.getByRole('log').getByRole('img', { name: 'end-to-end encrypted' }).count() >= 2, true, 'both lines carry the lock');
+      // The same safety number on both sides.
+      await say(wendy, '/verify max');
+      const line = await wendy.getByRole('log').getByText(/Safety number with max: /).first().textContent();
+      const digits = /Safety number with max: ([0-9 ]+)/.exec(line)[1].trim();
+      max.type('/verify wendy');
+      await max.sees(`safety number with wendy: ${digits}`);
+      await say(wendy, '/verified max');
+      await wendy.locator('#security[data-state="verified"]').waitFor({ timeout: WAIT });
+      // Plain only once said, on both sides.
+      await say(wendy, '/insecure max');
+      await wendy.locator('#security[data-state="plain"]').waitFor({ timeout: WAIT });
+      await wendy.getByText('NOT end-to-end encrypted — the server can read it').first().waitFor({ timeout: WAIT });
       max.type('/insecure wendy');
       await max.sees('NOT end-to-end encrypted');
       max.type('/msg wendy plain reply, knowingly');
-      await logShows(wendy, 'plain reply, knowingly');
+      await wendy.getByRole('log').locator('li.plain').filter({ hasText: 'plain reply, knowingly' }).first().waitFor({ timeout: WAIT });
     });
   });
 
