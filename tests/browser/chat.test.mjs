@@ -225,6 +225,31 @@ describe('the web client with mm users', () => {
     });
   });
 
+  test('two tabs take turns with one secure session: each continues from what the other saved', async () => {
+    await withScreenshots('tabs-secure', () => pages, async () => {
+      const kim = await server.mm('kim');
+      const tabs = pages.filter((p) => p.url().startsWith(server.url) && p.context() === wendy.context());
+      const second = tabs.at(-1);
+      await say(second, '/msg kim one from the second tab');
+      await kim.sees('[secure] <wendy> one from the second tab');
+      kim.type('/msg wendy reply to the second tab');
+      await second.getByRole('log').locator('li.secure').filter({ hasText: 'reply to the second tab' }).first().waitFor({ timeout: WAIT });
+      // The first tab takes the account back: it opens the record again, with the session
+      // as the second tab left it (a stale copy would fail to decrypt or be refused).
+      await wendy.getByRole('button', { name: 'Use here' }).click();
+      await wendy.getByLabel('Message', { exact: true }).waitFor({ timeout: WAIT });
+      await second.getByText(/another tab/).first().waitFor({ timeout: WAIT });
+      await say(wendy, '/query kim');
+      await wendy.locator('#security[data-state="secure"]').waitFor({ timeout: WAIT });
+      await say(wendy, '/msg kim two from the first tab');
+      await kim.sees('[secure] <wendy> two from the first tab');
+      kim.type('/msg wendy reply to the first tab');
+      await wendy.getByRole('log').locator('li.secure').filter({ hasText: 'reply to the first tab' }).first().waitFor({ timeout: WAIT });
+      assert.equal(kim.out.lines.concat(kim.err.lines).some((l) => /could not be decrypted|CHANGED|replayed/.test(l)), false, 'kim saw a broken session');
+      assert.equal(await wendy.getByRole('log').getByText(/could not be decrypted/).count(), 0);
+    });
+  });
+
   test('a nick registered to another key is refused in plain words', async () => {
     await withScreenshots('taken', () => pages, async () => {
       const { page } = await newVisitor();
