@@ -250,6 +250,19 @@ describe('the web client with mm users', () => {
     });
   });
 
+  test('an mm user starts a secure session with the browser from the keys it published', async () => {
+    await withScreenshots('mm-starts', () => pages, async () => {
+      const lee = await server.mm('lee');
+      lee.type('/msg wendy first contact from lee');
+      await wendy.getByRole('navigation', { name: 'Conversations' }).getByRole('button', { name: /^lee\b/ }).waitFor({ timeout: WAIT });
+      await open(wendy, 'lee');
+      await wendy.getByRole('log').locator('li.secure').filter({ hasText: 'first contact from lee' }).first().waitFor({ timeout: WAIT });
+      await logShows(wendy, 'lee started a secure session');
+      await say(wendy, '/msg lee answer from the browser');
+      await lee.sees('[secure] <wendy> answer from the browser');
+    });
+  });
+
   test('a nick registered to another key is refused in plain words', async () => {
     await withScreenshots('taken', () => pages, async () => {
       const { page } = await newVisitor();

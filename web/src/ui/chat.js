@@ -1074,7 +1074,27 @@ function roleRank(role) {
 
 /** The visible mark of an end-to-end encrypted line, with words for screen readers. */
 function lockMark() {
-  return h('span', { class: 'lock', role: 'img', 'aria-label': 'end-to-end encrypted', title: 'end-to-end encrypted' }, '\u{1F512}');
+  // Drawn, not a glyph: every browser shows it, whatever its fonts.
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 12 14');
+  svg.setAttribute('width', '0.8em');
+  svg.setAttribute('height', '0.9em');
+  svg.setAttribute('aria-hidden', 'true');
+  const shackle = document.createElementNS(NS, 'path');
+  shackle.setAttribute('d', 'M3 6V4a3 3 0 0 1 6 0v2');
+  shackle.setAttribute('fill', 'none');
+  shackle.setAttribute('stroke', 'currentColor');
+  shackle.setAttribute('stroke-width', '1.6');
+  const body = document.createElementNS(NS, 'rect');
+  body.setAttribute('x', '1');
+  body.setAttribute('y', '6');
+  body.setAttribute('width', '10');
+  body.setAttribute('height', '8');
+  body.setAttribute('rx', '1.5');
+  body.setAttribute('fill', 'currentColor');
+  svg.append(shackle, body);
+  return h('span', { class: 'lock', role: 'img', 'aria-label': 'end-to-end encrypted', title: 'end-to-end encrypted' }, svg);
 }
 
 /** Text with http(s) links as <a> (text only; never fetched or previewed). */
