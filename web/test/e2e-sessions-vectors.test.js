@@ -4,7 +4,7 @@
 // (b) each party alone in JS reads the payloads Rust's other parties sent.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Sessions, failureWords } from '../src/e2e/sessions.js';
+import { Sessions, failureWords, isBlocking } from '../src/e2e/sessions.js';
 import { encodeClient } from '../src/protocol.js';
 import { vectors, counterRng, fromHex, toHex } from './e2e-helpers.js';
 
@@ -129,4 +129,27 @@ test('each party alone in JS reads the payloads Rust sent it and answers as Rust
     }
     assert.ok(messages > 0, `${who} read messages`);
   }
+});
+
+test('failures, refusals and trust say Rust\'s words', async () => {
+  const { Refused: R } = await import('../src/e2e/sessions.js');
+  const { TRUST_WORDS } = await import('../src/e2e/trust.js');
+  const failure = (f) => {
+    if (f.kind === 'KeyChanged') return { kind: f.kind, pinned: fromHex(f.pinned), presented: fromHex(f.presented) };
+    if (f.kind === 'RateLimited') return { kind: f.kind, retryAfterMs: BigInt(f.retry_after_ms) };
+    return { kind: f.kind };
+  };
+  for (const c of v.words.failures) {
+    assert.equal(failureWords(failure(c.failure)), c.words, c.failure.kind);
+    assert.equal(isBlocking(failure(c.failure)), c.blocking, c.failure.kind);
+  }
+  for (const c of v.words.refusals) {
+    const r = c.refused;
+    const e = new R(r.kind, { peer: r.peer, failure: r.failure && failure(r.failure), text: r.text });
+    assert.equal(e.message, c.words, r.kind);
+    assert.equal(e.kind, r.kind);
+    assert.ok(e instanceof Error);
+  }
+  for (const c of v.words.trust) assert.equal(TRUST_WORDS[c.trust], c.words);
+  assert.equal(new Set(v.words.refusals.map((c) => c.refused.kind)).size, 13, 'every variant');
 });

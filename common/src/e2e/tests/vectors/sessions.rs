@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::CounterRng;
-use crate::e2e::{Action, E2eConfig, E2eEvent, Outgoing, Sessions, Trust};
+use crate::e2e::{Action, E2eConfig, E2eEvent, Failure, Outgoing, Refused, Sessions, Trust};
 use crate::identity::{hex, Identity};
 use crate::pins::Pins;
 use crate::prekeys::{BundleAnswer, KeyUpload, PrekeyBundle};
@@ -196,6 +196,107 @@ fn bundle_of(upload: &KeyUpload, one_time: usize) -> PrekeyBundle {
     }
 }
 
+/// Every failure and refusal with its words (Display), as the browser must say them.
+fn words() -> Value {
+    let pinned = [0x11; 32];
+    let mut presented = [0x22; 32];
+    presented[31] = 0xfe;
+    let failures = vec![
+        (
+            json!({"kind": "KeyChanged", "pinned": hex(&pinned), "presented": hex(&presented)}),
+            Failure::KeyChanged { pinned, presented },
+        ),
+        (json!({"kind": "BadSignature"}), Failure::BadSignature),
+        (json!({"kind": "BadKey"}), Failure::BadKey),
+        (json!({"kind": "OwnKey"}), Failure::OwnKey),
+        (json!({"kind": "NoKeys"}), Failure::NoKeys),
+        (json!({"kind": "NoSuchUser"}), Failure::NoSuchUser),
+        (
+            json!({"kind": "RateLimited", "retry_after_ms": 0}),
+            Failure::RateLimited { retry_after_ms: 0 },
+        ),
+        (
+            json!({"kind": "RateLimited", "retry_after_ms": 1001}),
+            Failure::RateLimited {
+                retry_after_ms: 1001,
+            },
+        ),
+        (json!({"kind": "Timeout"}), Failure::Timeout),
+        (json!({"kind": "Busy"}), Failure::Busy),
+        (json!({"kind": "NotConnected"}), Failure::NotConnected),
+    ];
+    let peer = "Bob";
+    let text_error = crate::protocol::validate_text("", crate::protocol::MAX_TEXT_LEN)
+        .expect_err("empty is refused");
+    let refusals = vec![
+        (
+            json!({"kind": "Blocked", "peer": peer, "failure": {"kind": "BadSignature"}}),
+            Refused::Blocked {
+                peer: peer.into(),
+                failure: Failure::BadSignature,
+            },
+        ),
+        (
+            json!({"kind": "InvalidText", "text": text_error.to_string()}),
+            Refused::InvalidText(text_error),
+        ),
+        (
+            json!({"kind": "QueueFull", "peer": peer}),
+            Refused::QueueFull(peer.into()),
+        ),
+        (json!({"kind": "Yourself"}), Refused::Yourself),
+        (
+            json!({"kind": "InvalidNick", "peer": "a \"b\"\\"}),
+            Refused::InvalidNick("a \"b\"\\".into()),
+        ),
+        (
+            json!({"kind": "InvalidNick", "peer": "x\ty\u{7}\u{e9}\0"}),
+            Refused::InvalidNick("x\ty\u{7}\u{e9}\0".into()),
+        ),
+        (
+            json!({"kind": "AlreadySecure", "peer": peer}),
+            Refused::AlreadySecure(peer.into()),
+        ),
+        (
+            json!({"kind": "AlreadyStarting", "peer": peer}),
+            Refused::AlreadyStarting(peer.into()),
+        ),
+        (
+            json!({"kind": "KeyNotAccepted", "peer": peer}),
+            Refused::KeyNotAccepted(peer.into()),
+        ),
+        (
+            json!({"kind": "NothingToAccept", "peer": peer}),
+            Refused::NothingToAccept(peer.into()),
+        ),
+        (
+            json!({"kind": "AlreadyPlain", "peer": peer}),
+            Refused::AlreadyPlain(peer.into()),
+        ),
+        (
+            json!({"kind": "NoKey", "peer": peer}),
+            Refused::NoKey(peer.into()),
+        ),
+        (json!({"kind": "Crypto"}), Refused::Crypto),
+        (json!({"kind": "TooManyPeers"}), Refused::TooManyPeers),
+    ];
+    let trust = [Trust::New, Trust::Pinned, Trust::Verified];
+    json!({
+        "failures": failures
+            .iter()
+            .map(|(f, failure)| json!({"failure": f, "blocking": failure.is_blocking(), "words": failure.to_string()}))
+            .collect::<Vec<_>>(),
+        "refusals": refusals
+            .iter()
+            .map(|(r, refused)| json!({"refused": r, "words": refused.to_string()}))
+            .collect::<Vec<_>>(),
+        "trust": trust
+            .iter()
+            .map(|t| json!({"trust": trust_name(*t), "words": t.to_string()}))
+            .collect::<Vec<_>>(),
+    })
+}
+
 /// The section.
 pub(super) fn sessions_vectors() -> Value {
     let mut ids = CounterRng::new("sessions identities");
@@ -264,5 +365,6 @@ pub(super) fn sessions_vectors() -> Value {
         "identities": secrets.iter().map(|s| hex(s)).collect::<Vec<_>>(),
         "rng_labels": labels,
         "steps": run.steps,
+        "words": words(),
     })
 }
