@@ -73,6 +73,12 @@ function runStep(s, step, payloadOf) {
       return s.login(step.at_ms, step.now_ms);
     case 'published':
       return s.published(step.one_time, step.other_device);
+    case 'prekeys_low':
+      return s.prekeysLow(step.one_time);
+    case 'start':
+      return s.start(step.peer, step.at_ms);
+    case 'end':
+      return s.end(step.peer);
     case 'send_text': {
       const out = s.sendText(step.to, step.text, step.line, step.at_ms);
       assert.equal(out.kind, step.outcome);
@@ -94,6 +100,11 @@ test('the vectors hold a scripted run with starts with and without a one-time pr
   assert.ok(bundles.some((s) => s.bundle.one_time === null), 'a last-resort start');
   const texts = v.steps.flatMap((s) => s.actions).filter((a) => a.event?.kind === 'Message');
   assert.ok(texts.length >= 10);
+  const ops = new Set(v.steps.map((s) => s.op));
+  for (const op of ['login', 'published', 'prekeys_low', 'start', 'end', 'send_text', 'bundle', 'receive']) assert.ok(ops.has(op), op);
+  const publishes = v.steps.flatMap((s) => s.actions).filter((a) => a.type === 'Publish');
+  assert.ok(publishes.length >= 4, 'first uploads, a rotation, a new batch');
+  assert.ok(v.steps.some((s) => s.actions.some((a) => a.event?.kind === 'OtherDevice')));
 });
 
 test('JS Sessions give Rust\'s uploads, payloads and events byte for byte', () => {

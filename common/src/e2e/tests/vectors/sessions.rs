@@ -21,7 +21,8 @@ pub(super) const ABOUT: &str = "A scripted run of the session manager (common/sr
 Sessions::with_rng with E2eConfig::default() and no pins). identities: each party's identity \
 secret, drawn in that order (32 bytes each) from CounterRng(\"sessions identities\"); each party's \
 Sessions draws every random byte from CounterRng(rng_labels[party]). steps in order: who, op \
-(login {now_ms} | published {one_time, other_device} | send_text {to, text, line} -> outcome \
+(login {now_ms} | published {one_time, other_device} | prekeys_low {one_time} | start {peer} \
+(/secure) | end {peer} (/insecure) | send_text {to, text, line} -> outcome \
 Plain/Secure/Queued/QueuedPlain | bundle {peer, bundle (hex fields; one_time null = the last \
 resort)} | receive {from, id, payload}), and the actions handed back in order: Persist; Send \
 {to, payload (hex of the Relay payload, postcard Envelope), line}; Event {event: kind and fields; \
@@ -135,9 +136,9 @@ impl Run {
         self.at_ms += 10;
     }
 
-    fn login(&mut self, who: &str, s: &mut Sessions) -> KeyUpload {
-        let actions = s.login(self.now(), NOW_MS);
-        self.step(who, json!({"op": "login", "now_ms": NOW_MS}), &actions);
+    fn login(&mut self, who: &str, s: &mut Sessions, now_ms: u64) -> KeyUpload {
+        let actions = s.login(self.now(), now_ms);
+        self.step(who, json!({"op": "login", "now_ms": now_ms}), &actions);
         let upload = actions.iter().find_map(|a| match a {
             Action::Publish(keys) => Some(keys.clone()),
             _ => None,
@@ -145,13 +146,35 @@ impl Run {
         upload.expect("a first login publishes")
     }
 
-    fn published(&mut self, who: &str, s: &mut Sessions, one_time: u32) {
-        let actions = s.published(one_time, false);
+    fn published(&mut self, who: &str, s: &mut Sessions, one_time: u32, other_device: bool) {
+        let actions = s.published(one_time, other_device);
         self.step(
             who,
-            json!({"op": "published", "one_time": one_time, "other_device": false}),
+            json!({"op": "published", "one_time": one_time, "other_device": other_device}),
             &actions,
         );
+    }
+
+    fn prekeys_low(&mut self, who: &str, s: &mut Sessions, one_time: u32) -> Option<KeyUpload> {
+        let actions = s.prekeys_low(one_time);
+        self.step(
+            who,
+            json!({"op": "prekeys_low", "one_time": one_time}),
+            &actions,
+        );
+        actions.iter().find_map(|a| match a {
+            Action::Publish(keys) => Some(keys.clone()),
+            _ => None,
+        })
+    }
+
+    fn command(&mut self, who: &str, s: &mut Sessions, op: &str, peer: &str) {
+        let actions = match op {
+            "start" => s.start(peer, self.now()),
+            _ => s.end(peer),
+        }
+        .expect("not refused");
+        self.step(who, json!({"op": op, "peer": peer}), &actions);
     }
 
     fn send(&mut self, who: &str, s: &mut Sessions, to: &str, text: &str, line: u64) -> Vec<u8> {
@@ -321,8 +344,8 @@ pub(super) fn sessions_vectors() -> Value {
     let r = &mut run;
 
     // Bob publishes; Alice starts from his bundle with a one-time prekey.
-    let upload = r.login("bob", &mut bob);
-    r.published("bob", &mut bob, 100);
+    let upload = r.login("bob", &mut bob, NOW_MS);
+    r.published("bob", &mut bob, 100, false);
     r.send("alice", &mut alice, "bob", "Hello Bob", 1);
     let a1 = r.bundle("alice", &mut alice, "bob", bundle_of(&upload, 0));
     let a2 = r.send("alice", &mut alice, "bob", "Are you there?", 2);
@@ -358,6 +381,33 @@ pub(super) fn sessions_vectors() -> Value {
     r.receive("carol", &mut carol, "bob", 40, &b5);
     let c2 = r.send("carol", &mut carol, "bob", "Answered", 2);
     r.receive("bob", &mut bob, "carol", 31, &c2);
+
+    // A week later Bob logs in again: a new signed prekey; the server says another copy of
+    // his account published meanwhile, so his next text starts a new session from Alice's
+    // keys (Alice publishes now) instead of sending on the old one.
+    let week = 8 * 24 * 60 * 60 * 1000;
+    r.login("bob", &mut bob, NOW_MS + week);
+    r.published("bob", &mut bob, 30, true);
+    let alice_upload = r.login("alice", &mut alice, NOW_MS + week);
+    r.published("alice", &mut alice, 100, false);
+    r.send("bob", &mut bob, "alice", "After the copy", 6);
+    let b6 = r.bundle("bob", &mut bob, "alice", bundle_of(&alice_upload, 0));
+    r.receive("alice", &mut alice, "bob", 24, &b6);
+    let a5 = r.send("alice", &mut alice, "bob", "Seen", 5);
+    r.receive("bob", &mut bob, "alice", 15, &a5);
+    // Carol's session still started on Bob's previous signed prekey, which he keeps.
+    let c3 = r.send("carol", &mut carol, "bob", "Still here", 3);
+    r.receive("bob", &mut bob, "carol", 32, &c3);
+    // The server runs low on Bob's one-time prekeys: a new batch.
+    if r.prekeys_low("bob", &mut bob, 5).is_some() {
+        r.published("bob", &mut bob, 105, false);
+    }
+    // Alice says /insecure, then /secure again.
+    r.command("alice", &mut alice, "end", "bob");
+    r.send("alice", &mut alice, "bob", "plain", 6);
+    r.command("alice", &mut alice, "start", "bob");
+    let a7 = r.send("alice", &mut alice, "bob", "secure again", 7);
+    r.receive("bob", &mut bob, "alice", 16, &a7);
 
     json!({
         "about": ABOUT,
