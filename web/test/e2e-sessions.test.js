@@ -309,3 +309,73 @@ test('directory answers: no keys, no such user, rate limited, a bad signature bl
   assert.equal(ok[1].event.kind, 'Ready');
   assert.deepEqual(alice.s.bundle('bob', good, 0), [], 'an answer nobody waits for is ignored');
 });
+
+test('texts typed after /insecure wait behind those queued for keys, and go plain after them', () => {
+  const w = new World();
+  const alice = w.add('alice');
+  w.add('bob');
+  w.login('bob');
+  w.answerFetches = false;
+  assert.equal(w.say('alice', 'bob', 'secret one', 1), 'Queued');
+  w.carry(alice, alice.s.end('bob'));
+  assert.equal(w.say('alice', 'bob', 'plain two', 2), 'QueuedPlain');
+  // The keys come: the first goes encrypted, then the plain one, in order.
+  const { c, nick } = w.pendingFetches.shift();
+  const acts = c.s.bundle(nick, w.fetch(nick), 0);
+  assert.deepEqual(acts.map((a) => a.type), ['Persist', 'Event', 'Send', 'SendPlain']);
+  assert.equal(acts[2].line, 1);
+  assert.deepEqual(acts[3], { type: 'SendPlain', to: 'bob', text: 'plain two', line: 2 });
+  // With no keys at all: the encrypted ones are reported unsent, the plain ones still go.
+  const carol = w.add('carol');
+  assert.equal(w.say('carol', 'dave', 'secret', 1), 'Queued');
+  w.carry(carol, carol.s.end('dave'));
+  assert.equal(w.say('carol', 'dave', 'plain', 2), 'QueuedPlain');
+  const failed = carol.s.bundle('dave', { type: 'NoKeys' }, 0);
+  assert.deepEqual(failed, [
+    { type: 'Event', event: { kind: 'Failed', peer: 'dave', failure: { kind: 'NoKeys' }, unsent: [1] } },
+    { type: 'SendPlain', to: 'dave', text: 'plain', line: 2 },
+  ]);
+});
+
+test('a login asks again for the keys the last connection left unanswered, and publishes more when low', () => {
+  const w = new World();
+  const alice = w.add('alice');
+  w.add('bob');
+  w.login('bob');
+  w.answerFetches = false;
+  w.login('alice');
+  w.say('alice', 'bob', 'waiting', 1);
+  alice.s.disconnected();
+  w.pendingFetches = [];
+  w.answerFetches = true;
+  w.now = 5000;
+  w.login('alice');
+  assert.equal(alice.s.status('bob').kind, 'Secure', 'the fetch went again at login');
+  assert.deepEqual(texts(w.deliver('bob')), ['waiting']);
+  // Low on one-time prekeys: a new batch, not while an upload is on its way.
+  const more = alice.s.prekeysLow(3);
+  assert.deepEqual(more.map((a) => a.type), ['Persist', 'Publish']);
+  assert.equal(more[1].upload.one_time.length, 100);
+  assert.deepEqual(alice.s.prekeysLow(3), [], 'an upload is on its way');
+  alice.s.publishRefused();
+  const again = alice.s.prekeysLow(3);
+  assert.equal(again[1].upload.one_time.length, 100, 'the refused batch goes again (newest first)');
+  assert.deepEqual(again[1].upload.device, more[1].upload.device, 'with the same device token');
+  // published() with few left and nothing carried: replenish.
+  alice.s.published(100, false);
+  const low = alice.s.published(5, false);
+  assert.deepEqual(low.map((a) => a.type), ['Persist', 'Persist', 'Publish']);
+});
+
+test('a full table makes room from idle entries only', () => {
+  const s = Sessions.create({ me: 'alice', identitySecret: counterRng('t')(32), rng: counterRng('t') });
+  // Peers whose keys could not be had hold nothing: they make room.
+  for (let i = 0; i < MAX_PEERS; i++) {
+    s.sendText(`p${i}`, 'x', i, 0);
+    s.bundle(`p${i}`, { type: 'NoSuchUser' }, 0);
+  }
+  assert.equal(s.peers.size, MAX_PEERS);
+  assert.equal(s.sendText('newcomer', 'hello', 1, 0).kind, 'Queued');
+  assert.equal(s.peers.size, MAX_PEERS);
+  assert.equal(s.status('newcomer').kind, 'Starting');
+});
