@@ -379,3 +379,23 @@ test('a full table makes room from idle entries only', () => {
   assert.equal(s.peers.size, MAX_PEERS);
   assert.equal(s.status('newcomer').kind, 'Starting');
 });
+
+test('toState survives a structured clone and restores to the same state', () => {
+  const { w, alice, bob } = pair();
+  w.say('alice', 'bob', 'one', 1);
+  w.deliver('bob');
+  w.say('bob', 'alice', 'two', 1);
+  w.deliver('alice');
+  w.carry(alice, alice.s.markVerified('bob', 0));
+  for (const c of [alice, bob]) {
+    const state = c.s.toState();
+    const again = Sessions.restore({ me: c.nick, identitySecret: counterRng(`id ${c.seed}`)(32), rng: counterRng('r'), state: structuredClone(state) });
+    assert.deepEqual(again.toState(), state);
+    assert.deepEqual(again.status(c.nick === 'alice' ? 'bob' : 'alice'), c.s.status(c.nick === 'alice' ? 'bob' : 'alice'));
+  }
+  assert.throws(
+    () => Sessions.restore({ me: 'alice', identitySecret: counterRng('id bob')(32), rng: counterRng('r'), state: alice.s.toState() }),
+    (e) => e instanceof E2eError && e.why === 'Format',
+    "another identity's state",
+  );
+});
