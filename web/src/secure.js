@@ -102,7 +102,9 @@ const openDb = database(DB_NAME, DB_VERSION, (db) => {
   if (!db.objectStoreNames.contains(STORE)) db.createObjectStore(STORE, { keyPath: 'nickKey' });
 });
 
-const tx = (mode, fn) => transaction(openDb, [STORE], mode, (t) => fn(t.objectStore(STORE), t));
+// Strict durability: a save is on disk before what it enables goes out (a save lost in a crash
+// could make the page encrypt twice under one key).
+const tx = (mode, fn) => transaction(openDb, [STORE], mode, (t) => fn(t.objectStore(STORE), t), mode === 'readwrite' ? { durability: 'strict' } : undefined);
 
 /** The IndexedDB records (database `mm-web-e2e`, store `homes`). */
 export const indexedDbHomes = {
