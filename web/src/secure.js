@@ -286,7 +286,9 @@ const isPromise = (x) => x !== null && typeof x === 'object' && typeof x.then ==
  *   secureEvent(event)       show any other event (marks its `unsent` lines)
  *   securityChanged()        the status of some conversation may have changed
  *   problem(text)            say plainly what went wrong (a save, the record, another tab)
- *   cannotRead(msg)          a Relay arrived while end-to-end is not available here
+ *   cannotRead(msg, why)     a Relay arrived while end-to-end is not available here
+ *   notSent(line, words)     a line of the user's was not sent (its save failed)
+ *   linesDropped(words)      the sessions are dropped: every line still waiting in them is not sent
  */
 export class Secure {
   /**
@@ -361,6 +363,8 @@ export class Secure {
 
   /** Stops using the sessions (another tab owns the account now, or the record was lost). */
   drop(why = 'another tab uses this account') {
+    // Texts waiting for keys live only in these sessions (they are not saved): not sent.
+    if (this.home) this.ui.linesDropped?.(`not sent: end-to-end encryption stopped in this tab (${why})`);
     this.generation += 1;
     clearTimeout(this.timer);
     this.timer = null;

@@ -548,6 +548,12 @@ export class ChatView {
     if (li) this.#mark(li, 'refused', words);
   }
 
+  /** The sessions were dropped: the lines waiting in them are not sent. */
+  linesDropped(words) {
+    for (const li of this.e2eLines.values()) this.#mark(li, 'refused', words);
+    this.e2eLines.clear();
+  }
+
   /** Says plainly what went wrong with end-to-end in this tab (the status line and the log). */
   problem(text) {
     this.say(text, 'error');
