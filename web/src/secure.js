@@ -29,6 +29,8 @@ const DB_VERSION = 1;
 const STORE = 'homes';
 /** Longest wait for one save or open of the record, milliseconds. */
 export const STORAGE_TIMEOUT_MS = 10_000;
+/** Relay ids remembered as handled (saved, shown, kept), for repeats after a reconnection. */
+const MAX_HANDLED = 4096;
 /** Longest sleep between two looks at the sessions' timers, milliseconds. */
 const MAX_SLEEP_MS = 60 * 60 * 1000;
 
@@ -318,6 +320,16 @@ export class Secure {
     this.runner = null;
     this.timer = null;
     this.opening = null;
+    this.handled = new Set(); // relay ids (decimal strings) handled in this page, ≤ MAX_HANDLED
+  }
+
+  /**
+   * Whether the Relay `id` was handled in this page (its state saved, what it showed kept):
+   * sent again after a reconnection, it is acknowledged again, not decrypted again (which
+   * would say "replayed").
+   */
+  wasHandled(id) {
+    return this.handled.has(String(id));
   }
 
   /** The sessions, or null while end-to-end is not available in this tab. */
@@ -491,7 +503,10 @@ export class Secure {
     const outcome = await this.#run(actions, { ts: msg.ts, id: msg.id, from: msg.from });
     if (!outcome.ok) return false;
     const kept = await Promise.all(outcome.results.filter(isPromise).map((p) => p.then((ok) => ok !== false, () => false)));
-    return kept.every(Boolean);
+    if (!kept.every(Boolean)) return false;
+    this.handled.add(String(msg.id));
+    if (this.handled.size > MAX_HANDLED) this.handled.delete(this.handled.values().next().value);
+    return true;
   }
 
   /** The core sent Received {up_to}. */

@@ -243,6 +243,8 @@ test('a first text waits for the keys (Queued), then goes out encrypted and is s
   assert.deepEqual(alice.log.filter((l) => l.startsWith('Relay')), ['Relay 7'], 'the line goes out under its tag');
   assert.deepEqual(await Promise.all(w.delivered), [true]);
   assert.deepEqual(bob.shown.map((m) => m.text), ['hello bob']);
+  assert.equal(bob.secure.wasHandled(1n), true, 'a repeat after a reconnection is acknowledged, not decrypted again');
+  assert.equal(bob.secure.wasHandled(2n), false);
   assert.equal(bob.shown[0].ts, 1001n);
   assert.equal(bob.secure.status('alice').kind, 'Secure');
   // Now the conversation is up: Secure at once.

@@ -438,7 +438,7 @@ export class ChatView {
         if (again) return again;
         // A Relay given before whose message is not kept (its state could not be saved, so it
         // was not shown): the sessions show it now.
-        if (e.msg.type === 'Relay') return this.#relay(e.msg);
+        if (e.msg.type === 'Relay' && !this.secure?.wasHandled(e.msg.id)) return this.#relay(e.msg);
         return undefined;
       }
       case 'relay': {
