@@ -1,6 +1,8 @@
 //! Builds the web client (`web/`, bundled with esbuild by `node build.mjs`) and embeds it:
-//! writes `$OUT_DIR/assets.rs`, the list of its files (path, content type, bytes, SHA-256 ETag)
-//! that `src/web/assets.rs` includes.
+//! writes `$OUT_DIR/assets.rs`, the list of its files (path, content type, bytes, SHA-256 ETag,
+//! gzip form) that `src/web/assets.rs` includes. Each text file is also gzip-compressed here, at
+//! best compression, into `$OUT_DIR/web-gzip/` (kept only when smaller than the file), so the
+//! server sends the gzip form to browsers that accept it without compressing at run time.
 //!
 //! Everything happens in `$OUT_DIR` (a copy of `web/` without `node_modules` or `dist`, its
 //! `node_modules`, the built files), so the source tree is never written and two builds at once
@@ -11,9 +13,12 @@
 //! rather than embedding no web client.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use sha2::{Digest, Sha256};
 
 /// The oldest Node.js major version that builds the web client (web/package.json `engines`).
@@ -94,6 +99,10 @@ fn run() -> Result<(), String> {
             dist.display()
         ));
     }
+    let gzip_dir = out.join("web-gzip");
+    if gzip_dir.exists() {
+        std::fs::remove_dir_all(&gzip_dir).map_err(|e| format!("{}: {e}", gzip_dir.display()))?;
+    }
     let mut code = String::from(
         "/// Every file of the web client, sorted by path.\npub static ASSETS: &[Asset] = &[\n",
     );
@@ -103,10 +112,27 @@ fn run() -> Result<(), String> {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
+        let content_type = content_type(path);
+        let gzip = if is_text(content_type) {
+            gzip_smaller(&body)?
+        } else {
+            None
+        };
+        let gzip = match gzip {
+            Some(gz) => {
+                // `path` starts with '/': relative to the gzip directory without it.
+                let target = gzip_dir.join(format!("{}.gz", path.trim_start_matches('/')));
+                if let Some(dir) = target.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                }
+                std::fs::write(&target, gz).map_err(|e| format!("{}: {e}", target.display()))?;
+                format!("Some(include_bytes!({:?}))", target.display().to_string())
+            }
+            None => "None".to_owned(),
+        };
         let _ = writeln!(
             code,
-            "    Asset {{ path: {path:?}, content_type: {:?}, body: include_bytes!({:?}), etag: \"\\\"{etag}\\\"\" }},",
-            content_type(path),
+            "    Asset {{ path: {path:?}, content_type: {content_type:?}, body: include_bytes!({:?}), etag: \"\\\"{etag}\\\"\", gzip: {gzip} }},",
             file.display().to_string(),
         );
     }
@@ -207,6 +233,25 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Resu
         }
     }
     Ok(())
+}
+
+/// Whether a `Content-Type` is text (it names a charset): worth compressing. Images, fonts and
+/// WebAssembly are left as they are (mostly compressed already).
+fn is_text(content_type: &str) -> bool {
+    content_type.contains("charset=")
+}
+
+/// `body` gzip-compressed (RFC 1952, DEFLATE at best compression, modification time 0 so the
+/// build is reproducible), or `None` when that is not smaller than `body`.
+fn gzip_smaller(body: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 2), Compression::best());
+    encoder
+        .write_all(body)
+        .map_err(|e| format!("gzip-compressing a web client file: {e}"))?;
+    let gz = encoder
+        .finish()
+        .map_err(|e| format!("gzip-compressing a web client file: {e}"))?;
+    Ok((gz.len() < body.len()).then_some(gz))
 }
 
 /// The `Content-Type` of a file by its extension (text with its charset).

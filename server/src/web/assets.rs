@@ -1,5 +1,6 @@
 //! The web client's files, embedded at build time: `build.rs` builds `web/` with Node.js
-//! (`node build.mjs`) and lists every file of the result in `$OUT_DIR/assets.rs`.
+//! (`node build.mjs`) and lists every file of the result in `$OUT_DIR/assets.rs`, with the gzip
+//! form of each text file (compressed at build time, kept when smaller).
 
 /// One embedded file.
 #[derive(Debug)]
@@ -12,6 +13,23 @@ pub struct Asset {
     pub body: &'static [u8],
     /// Its `ETag`: the SHA-256 of `body` in lowercase hex, quoted (computed at build time).
     pub etag: &'static str,
+    /// `body` gzip-compressed (RFC 1952, DEFLATE at best compression, made at build time), sent
+    /// with `Content-Encoding: gzip` to a browser that accepts it; `None` for files that are
+    /// not text (images, fonts) or do not get smaller. Its `ETag` is [`Asset::gzip_etag`].
+    pub gzip: Option<&'static [u8]>,
+}
+
+impl Asset {
+    /// The `ETag` of the gzip form: [`Asset::etag`] with `-gzip` before its closing quote
+    /// (`"<hex>-gzip"`), so that a cache never takes one form for the other.
+    pub fn gzip_etag(&self) -> String {
+        let inner = self
+            .etag
+            .strip_suffix('"')
+            .unwrap_or(self.etag)
+            .trim_start_matches('"');
+        format!("\"{inner}-gzip\"")
+    }
 }
 
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
@@ -52,5 +70,29 @@ mod tests {
             assert_eq!(asset.etag, format!("\"{hex}\""), "{}", asset.path);
         }
         assert!(all().windows(2).all(|w| w[0].path < w[1].path));
+    }
+
+    #[test]
+    fn text_files_have_a_smaller_gzip_form_with_the_same_bytes() {
+        use std::io::Read as _;
+
+        for name in ["/index.html", "/app.js", "/app.css"] {
+            assert!(find(name).unwrap().gzip.is_some(), "{name} has a gzip form");
+        }
+        for asset in all() {
+            let Some(gz) = asset.gzip else { continue };
+            assert!(gz.len() < asset.body.len(), "{}", asset.path);
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(gz)
+                .read_to_end(&mut plain)
+                .unwrap();
+            assert_eq!(plain, asset.body, "{}", asset.path);
+            let etag = asset.gzip_etag();
+            assert_ne!(etag, asset.etag);
+            assert_eq!(
+                etag,
+                format!("{}-gzip\"", &asset.etag[..asset.etag.len() - 1])
+            );
+        }
     }
 }
