@@ -376,6 +376,115 @@ async fn the_web_client_is_served_with_its_security_headers_and_etags() {
 }
 
 #[tokio::test]
+async fn the_web_client_is_sent_gzip_compressed_when_the_browser_accepts_it() {
+    use std::io::Read as _;
+
+    let server = TestServer::start().await;
+    let host = server.addr.to_string();
+    let mut tls = web(&server).await;
+    let js = mm_server::web::assets::find("/app.js").unwrap();
+    let gzip_etag = js.gzip_etag();
+
+    // As Chromium asks.
+    let gz = request(
+        &mut tls,
+        &format!(
+            "GET /app.js HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: gzip, deflate, br, zstd\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(gz.header("etag"), Some(gzip_etag.as_str()));
+    assert_eq!(
+        gz.header("content-length"),
+        Some(gz.body.len().to_string().as_str())
+    );
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(gz.body.as_slice())
+        .read_to_end(&mut plain)
+        .unwrap();
+    assert_eq!(plain, js.body);
+    for (name, value) in SECURITY_HEADERS {
+        assert_eq!(gz.header(name), Some(value), "{name}");
+    }
+
+    for refused in [
+        "",
+        "Accept-Encoding: gzip;q=0\r\n",
+        "Accept-Encoding: identity\r\n",
+    ] {
+        let r = request(
+            &mut tls,
+            &format!("GET /app.js HTTP/1.1\r\nHost: {host}\r\n{refused}\r\n"),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{refused}");
+        assert_eq!(r.header("content-encoding"), None, "{refused}");
+        assert_eq!(r.header("vary"), Some("Accept-Encoding"), "{refused}");
+        assert_eq!(r.header("etag"), Some(js.etag), "{refused}");
+        assert_eq!(r.body, js.body, "{refused}");
+    }
+
+    let head = request(
+        &mut tls,
+        &format!("HEAD /app.js HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: gzip\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(head.headers, gz.headers);
+    assert!(head.body.is_empty());
+
+    // Each form revalidates with its own ETag.
+    let cached = request(
+        &mut tls,
+        &format!(
+            "GET /app.js HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: gzip\r\nIf-None-Match: {gzip_etag}\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(cached.status, 304);
+    assert_eq!(cached.header("etag"), Some(gzip_etag.as_str()));
+    assert_eq!(cached.header("vary"), Some("Accept-Encoding"));
+    let cached = request(
+        &mut tls,
+        &format!(
+            "GET /app.js HTTP/1.1\r\nHost: {host}\r\nIf-None-Match: {}\r\n\r\n",
+            js.etag
+        ),
+    )
+    .await;
+    assert_eq!(cached.status, 304);
+    assert_eq!(cached.header("etag"), Some(js.etag));
+    let other = request(
+        &mut tls,
+        &format!(
+            "GET /app.js HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: gzip\r\nIf-None-Match: {}\r\n\r\n",
+            js.etag
+        ),
+    )
+    .await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("content-encoding"), Some("gzip"));
+
+    // An Accept-Encoding over the head limit is refused and closes, as any oversized head.
+    let mut huge = format!("GET /app.js HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: ");
+    huge.push_str(&"x;q=0.5, ".repeat(1024));
+    huge.push_str("gzip\r\n\r\n");
+    let _ = tls.write_all(huge.as_bytes()).await;
+    let mut buf = Vec::new();
+    let r = read_response(&mut tls, &mut buf, false).await;
+    assert!(r.status == 431 || r.status == 400, "{r:?}");
+    assert!(closed_within(&mut tls, WAIT).await, "closed after 431");
+
+    println!(
+        "app.js: {} bytes sent without gzip, {} with",
+        js.body.len(),
+        gz.body.len()
+    );
+}
+
+#[tokio::test]
 async fn an_oversized_request_head_is_refused_and_closed() {
     let server = TestServer::start().await;
     let mut tls = web(&server).await;

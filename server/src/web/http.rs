@@ -14,8 +14,8 @@ pub const MAX_HEAD: usize = 8 * 1024;
 /// Most header fields in one request head (browsers send about 15).
 pub const MAX_HEADERS: usize = 64;
 
-/// The headers of every response (besides `Content-Type`, `Content-Length`, `Cache-Control`
-/// and `ETag`): nothing but this server's own files may run, be styled, framed or connected to,
+/// The headers of every response (besides `Content-Type`, `Content-Length`, `Cache-Control`,
+/// and for files `ETag`, `Vary` and `Content-Encoding`): nothing but this server's own files may run, be styled, framed or connected to,
 /// and nothing is sniffed or leaks in a `Referer`.
 pub const SECURITY_HEADERS: &str = "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n\
 X-Content-Type-Options: nosniff\r\n\
@@ -50,6 +50,8 @@ pub struct Request {
     pub ws_key: Option<String>,
     /// `If-None-Match` values, comma-joined.
     pub if_none_match: Option<String>,
+    /// `Accept-Encoding` values, comma-joined (bounded by [`MAX_HEAD`] like every header).
+    pub accept_encoding: Option<String>,
     /// The request announces a body (Content-Length over 0, unreadable or repeated; or a
     /// Transfer-Encoding).
     pub has_body: bool,
@@ -124,6 +126,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
             out.ws_key = Some(value);
         } else if name.eq_ignore_ascii_case("if-none-match") {
             join(out.if_none_match.get_or_insert_with(String::new), &value);
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            join(out.accept_encoding.get_or_insert_with(String::new), &value);
         } else if name.eq_ignore_ascii_case("content-length") {
             lengths += 1;
             if value != "0" {
@@ -266,10 +270,67 @@ fn not_modified(if_none_match: Option<&str>, etag: &str) -> bool {
     })
 }
 
-/// An asset's response (`304` if the client has it).
+/// Whether an `Accept-Encoding` value (RFC 9110 section 12.5.3) accepts `gzip`: `gzip` (or its
+/// alias `x-gzip`) listed with a weight over 0, or else `*` listed with a weight over 0. A `q=0`
+/// refuses (a refusal of `gzip` wins over `*` and over another `gzip` element); an element with an
+/// unreadable weight counts as a refusal. No header: `false` (identity, what every client reads).
+/// Weights between codings are not compared: gzip is sent whenever it is acceptable.
+pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    let Some(value) = accept_encoding else {
+        return false;
+    };
+    // For `gzip` and `*`: None = not listed, Some(true) = accepted, Some(false) = refused.
+    let (mut gzip, mut star) = (None::<bool>, None::<bool>);
+    for element in value.split(',') {
+        let mut parts = element.split(';');
+        let coding = parts.next().unwrap_or_default().trim();
+        let mut accepted = true;
+        for param in parts {
+            let Some((name, weight)) = param.split_once('=') else {
+                continue;
+            };
+            if name.trim().eq_ignore_ascii_case("q") {
+                accepted = weight_over_zero(weight.trim());
+            }
+        }
+        let slot = if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            &mut gzip
+        } else if coding == "*" {
+            &mut star
+        } else {
+            continue;
+        };
+        *slot = Some(slot.unwrap_or(true) && accepted);
+    }
+    gzip.or(star).unwrap_or(false)
+}
+
+/// Whether a `qvalue` (RFC 9110 section 12.4.2: `0` to `1` with up to three decimals) is over
+/// 0; `false` for one that does not parse.
+fn weight_over_zero(q: &str) -> bool {
+    let (int, frac) = q.split_once('.').unwrap_or((q, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    match int {
+        "0" => frac.len() <= 3 && digits(frac) && frac.bytes().any(|b| b != b'0'),
+        "1" => frac.len() <= 3 && frac.bytes().all(|b| b == b'0'),
+        _ => false,
+    }
+}
+
+/// An asset's response: its gzip form with `Content-Encoding: gzip` and that form's `ETag` when
+/// the request accepts gzip and the asset has one, else its bytes; `304` (no body, no
+/// `Content-Encoding`) when `If-None-Match` names the `ETag` of the form chosen. Every one says
+/// `Vary: Accept-Encoding`, so that caches keep the two forms apart.
 fn asset_response(req: &Request, asset: &Asset, close: bool) -> Response {
-    let extra = format!("ETag: {}\r\n", asset.etag);
-    if not_modified(req.if_none_match.as_deref(), asset.etag) {
+    let gzip = asset
+        .gzip
+        .filter(|_| accepts_gzip(req.accept_encoding.as_deref()));
+    let (etag, body, encoding) = match gzip {
+        Some(gz) => (asset.gzip_etag(), gz, "Content-Encoding: gzip\r\n"),
+        None => (asset.etag.to_owned(), asset.body, ""),
+    };
+    let extra = format!("ETag: {etag}\r\nVary: Accept-Encoding\r\n");
+    if not_modified(req.if_none_match.as_deref(), &etag) {
         return Response {
             status: 304,
             extra,
@@ -280,9 +341,9 @@ fn asset_response(req: &Request, asset: &Asset, close: bool) -> Response {
     }
     Response {
         status: 200,
-        extra,
+        extra: format!("{extra}{encoding}"),
         content_type: Some(asset.content_type),
-        body: asset.body,
+        body,
         close,
     }
 }
@@ -497,6 +558,176 @@ mod tests {
         assert!(
             matches!(route(&req(&["GET / HTTP/1.1", "Host: x"]), true), Action::Respond(r) if r.close)
         );
+    }
+
+    #[test]
+    fn accept_encoding_accepts_gzip_unless_refused() {
+        for yes in [
+            "gzip",
+            "gzip, deflate, br, zstd",
+            "GZIP;Q=1",
+            "br;q=1.0, gzip;q=0.8, *;q=0.1",
+            "x-gzip",
+            "*",
+            "*;q=0.5, identity",
+            "gzip;q=0.001",
+            "gzip;q=1.000",
+            " deflate ,  gzip ; q = 0.5 ",
+        ] {
+            assert!(accepts_gzip(Some(yes)), "{yes}");
+        }
+        for no in [
+            "",
+            "identity",
+            "deflate, br",
+            "gzip;q=0",
+            "gzip;q=0.000",
+            "gzip;q=0, *",
+            "*, gzip;q=0",
+            "gzip, gzip;q=0",
+            "*;q=0",
+            "*;q=0, identity",
+            "gzip;q=",
+            "gzip;q=abc",
+            "gzip;q=1.5",
+            "gzip;q=0.0001",
+            "gzip;q=-1",
+            "gzipx",
+            ";;;,,,==",
+            "\u{fffd}gzip",
+        ] {
+            assert!(!accepts_gzip(Some(no)), "{no}");
+        }
+        assert!(!accepts_gzip(None));
+    }
+
+    /// The response to `lines`, and its rendered head as text.
+    fn respond(lines: &[&str]) -> (Response, String) {
+        let Action::Respond(r) = route(&req(lines), false) else {
+            panic!()
+        };
+        let bytes = r.render(true);
+        (r, String::from_utf8(bytes).unwrap())
+    }
+
+    #[test]
+    fn the_gzip_form_is_sent_when_accepted_with_its_own_etag() {
+        use std::io::Read as _;
+
+        let js = assets::find("/app.js").expect("app.js is embedded");
+        let gz = js.gzip.expect("app.js has a gzip form");
+        let gzip_etag = js.gzip_etag();
+
+        let (r, head) = respond(&[
+            "GET /app.js HTTP/1.1",
+            "Host: x",
+            "Accept-Encoding: gzip, br",
+        ]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, gz);
+        assert!(head.contains("Content-Encoding: gzip\r\n"), "{head}");
+        assert!(head.contains("Vary: Accept-Encoding\r\n"), "{head}");
+        assert!(head.contains(&format!("ETag: {gzip_etag}\r\n")), "{head}");
+        assert!(
+            head.contains(&format!("Content-Length: {}\r\n", gz.len())),
+            "{head}"
+        );
+        assert!(head.contains("Content-Type: text/javascript; charset=utf-8\r\n"));
+        let full = r.render(false);
+        assert_eq!(full.len(), head.len() + gz.len());
+        assert!(full.ends_with(gz));
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(r.body)
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, js.body);
+        // HEAD: the same head.
+        let (_, head_of_head) =
+            respond(&["HEAD /app.js HTTP/1.1", "Host: x", "Accept-Encoding: gzip"]);
+        assert_eq!(head_of_head, head);
+
+        for identity in [
+            vec!["GET /app.js HTTP/1.1", "Host: x"],
+            vec![
+                "GET /app.js HTTP/1.1",
+                "Host: x",
+                "Accept-Encoding: gzip;q=0",
+            ],
+            vec![
+                "GET /app.js HTTP/1.1",
+                "Host: x",
+                "Accept-Encoding: identity",
+            ],
+            vec![
+                "GET /app.js HTTP/1.1",
+                "Host: x",
+                "Accept-Encoding: br, *;q=0",
+            ],
+        ] {
+            let (r, head) = respond(&identity);
+            assert_eq!(r.status, 200, "{identity:?}");
+            assert_eq!(r.body, js.body, "{identity:?}");
+            assert!(!head.contains("Content-Encoding"), "{head}");
+            assert!(head.contains("Vary: Accept-Encoding\r\n"), "{head}");
+            assert!(head.contains(&format!("ETag: {}\r\n", js.etag)), "{head}");
+            assert!(head.contains(&format!("Content-Length: {}\r\n", js.body.len())));
+        }
+
+        // If-None-Match: each form's own ETag gives 304 for that form only.
+        let inm_gzip = format!("If-None-Match: {gzip_etag}");
+        let inm_plain = format!("If-None-Match: {}", js.etag);
+        let ask = |inm: &str, gzip: bool| {
+            let mut lines = vec!["GET /app.js HTTP/1.1", "Host: x", inm];
+            if gzip {
+                lines.push("Accept-Encoding: gzip");
+            }
+            respond(&lines)
+        };
+        let (r, head) = ask(&inm_gzip, true);
+        assert_eq!(r.status, 304);
+        assert!(head.contains(&format!("ETag: {gzip_etag}\r\n")), "{head}");
+        assert!(head.contains("Vary: Accept-Encoding\r\n"), "{head}");
+        assert!(!head.contains("Content-Encoding") && !head.contains("Content-Length"));
+        let (r, head) = ask(&inm_plain, false);
+        assert_eq!(r.status, 304);
+        assert!(head.contains(&format!("ETag: {}\r\n", js.etag)), "{head}");
+        assert!(head.contains("Vary: Accept-Encoding\r\n"), "{head}");
+        assert_eq!(ask(&inm_plain, true).0.status, 200);
+        assert_eq!(ask(&inm_gzip, false).0.status, 200);
+    }
+
+    #[test]
+    fn a_huge_or_odd_accept_encoding_is_bounded_like_every_header() {
+        let js = assets::find("/app.js").expect("app.js is embedded");
+        // Over MAX_HEAD: refused before it is read.
+        let huge = format!("Accept-Encoding: {}gzip", "x;q=0.5, ".repeat(MAX_HEAD / 9));
+        assert_eq!(
+            parse(&head(&["GET /app.js HTTP/1.1", "Host: x", &huge])),
+            Err(HeadError::TooLarge)
+        );
+        // Within it: many elements, repeated fields, odd bytes; gzip found where it is.
+        let long = format!("Accept-Encoding: {}gzip", "x;q=0.5, ".repeat(700));
+        let (r, _) = respond(&[
+            "GET /app.js HTTP/1.1",
+            "Host: x",
+            &long,
+            "Accept-Encoding: br",
+        ]);
+        assert_eq!(r.body, js.gzip.unwrap());
+        let mut odd = head(&["GET /app.js HTTP/1.1", "Host: x"]);
+        odd.truncate(odd.len() - 2);
+        odd.extend_from_slice(b"Accept-Encoding: \xff\xfe;q=;;,=,*;q=0\r\n\r\n");
+        let (r, _) = parse(&odd).unwrap().unwrap();
+        let Action::Respond(r) = route(&r, false) else {
+            panic!()
+        };
+        assert_eq!((r.status, r.body), (200, js.body));
+        let many: Vec<String> = (0..MAX_HEADERS)
+            .map(|_| "Accept-Encoding: gzip".into())
+            .collect();
+        let mut lines = vec!["GET /app.js HTTP/1.1", "Host: x"];
+        lines.extend(many.iter().map(String::as_str));
+        assert_eq!(parse(&head(&lines)), Err(HeadError::TooLarge));
     }
 
     #[test]
