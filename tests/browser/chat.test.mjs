@@ -126,8 +126,20 @@ describe('the web client with mm users', () => {
 
   test('the page is served with a strict policy', async () => {
     await withScreenshots('headers', () => pages, async () => {
+      const script = wendy.waitForResponse((r) => new URL(r.url()).pathname === '/app.js', { timeout: WAIT });
       const response = await wendy.goto(server.url);
       const h = response.headers();
+      // Chromium accepts gzip: app.js comes compressed with the gzip form's own ETag, varying
+      // with Accept-Encoding. Here it revalidates the gzip form the first visit cached (its 304
+      // shows as the cached 200 with the 304's headers: ETag and Vary, no Content-Encoding).
+      const jsResponse = await script;
+      const js = await jsResponse.allHeaders();
+      const asked = await jsResponse.request().allHeaders();
+      assert.match(asked['accept-encoding'], /\bgzip\b/);
+      assert.match(js.etag, /-gzip"$/);
+      assert.equal(js.vary, 'Accept-Encoding');
+      if (asked['if-none-match'] === undefined) assert.equal(js['content-encoding'], 'gzip');
+      else assert.equal(asked['if-none-match'], js.etag);
       assert.match(h['content-security-policy'], /default-src 'none'/);
       assert.match(h['content-security-policy'], /script-src 'self'/);
       assert.match(h['content-security-policy'], /connect-src 'self'/);
