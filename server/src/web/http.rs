@@ -286,9 +286,7 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
         let coding = parts.next().unwrap_or_default().trim();
         let mut accepted = true;
         for param in parts {
-            let Some((name, weight)) = param.split_once('=') else {
-                continue;
-            };
+            let (name, weight) = param.split_once('=').unwrap_or((param, ""));
             if name.trim().eq_ignore_ascii_case("q") {
                 accepted = weight_over_zero(weight.trim());
             }
@@ -588,6 +586,7 @@ mod tests {
             "*;q=0",
             "*;q=0, identity",
             "gzip;q=",
+            "gzip;q",
             "gzip;q=abc",
             "gzip;q=1.5",
             "gzip;q=0.0001",
