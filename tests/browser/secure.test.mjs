@@ -119,7 +119,7 @@ async function security(page, state, words) {
     async () => {
       seen = await page.evaluate(() => {
         const el = document.querySelector('#security');
-        return el ? { state: el.dataset.state ?? null, text: el.textContent.trim(), hidden: el.hidden || el.offsetParent === null } : null;
+        return el ? { state: el.dataset.state ?? null, text: el.textContent.trim(), hidden: !el.checkVisibility() } : null;
       });
       return seen && seen.state === state && !seen.hidden && seen.text.startsWith(words);
     },
