@@ -12,13 +12,14 @@ export const NAMES = [
   ['msg', ['m']], ['query', []], ['me', []], ['join', ['j']], ['part', ['leave']],
   ['list', []], ['topic', []], ['names', []], ['invite', []], ['kick', []], ['ban', []],
   ['unban', []], ['op', []], ['deop', []], ['voice', []], ['devoice', []], ['mode', []],
-  ['away', []], ['back', []], ['secure', []], ['insecure', []], ['verify', []], ['who', []],
+  ['away', []], ['back', []], ['secure', []], ['insecure', []], ['verify', []], ['verified', []],
+  ['accept-key', []], ['who', []],
   ['help', ['?']], ['quit', ['exit', 'q']], ['close', []],
 ];
 
 export const HELP = `commands:
   TEXT             say TEXT in this conversation (start with // to say something beginning with /)
-  /msg NICK TEXT   say TEXT to NICK only (NOT end-to-end encrypted in the browser)
+  /msg NICK TEXT   say TEXT to NICK only (end-to-end encrypted unless you said /insecure NICK)
   /query NICK      open a private conversation with NICK
   /close           close this private conversation (its lines kept in this browser go too)
   /me ACTION       act in the room: shown as "* you ACTION"
@@ -36,15 +37,17 @@ rooms (#name; the server reads room lines: they are not end-to-end encrypted):
   /mode [#ROOM] +i|-i|+t|-t|+m|-m  invite-only, topic by operators, moderated
   /away [MESSAGE]  mark yourself away (no message: back); /back: back
 other commands:
-  /secure /insecure /verify NICK  end-to-end encryption: not in the browser yet (use mm)
+  /secure NICK     start an end-to-end encrypted session with NICK (the server cannot read it)
+  /verify NICK     show the safety number to compare with NICK in person or by phone
+  /verified NICK   mark NICK's key as verified after the numbers matched
+  /insecure NICK   end the secure session: private lines to NICK are NOT encrypted any more
+  /accept-key NICK accept NICK's new key after a key-change warning
+  (in a private conversation NICK may be left out: the conversation's)
   /who             list who is online
   /help            this list
   /quit            leave (close the connection)
 keys: Enter sends, Shift+Enter starts a new line, Up on an empty input edits your last line,
 Tab completes nicks and /commands, Alt+Up / Alt+Down switch conversations.`;
-
-export const E2E_NOT_YET =
-  'end-to-end encryption is not in the browser yet: private conversations here are NOT end-to-end encrypted (the server can read them). Use the mm program for end-to-end encrypted conversations.';
 
 export function commandName(word) {
   const w = word.toLowerCase();
@@ -124,7 +127,12 @@ export function parse(input) {
     case 'secure':
     case 'insecure':
     case 'verify':
-      return { cmd: 'e2e', which: command, nick: args.trim() };
+    case 'verified':
+    case 'accept-key': {
+      const words = args.split(/\s+/).filter(Boolean);
+      if (words.length > 1) usage(`/${command} NICK`);
+      return { cmd: 'e2e', which: command, nick: words.length ? nickArg(words[0]) : null };
+    }
     case 'who':
       return { cmd: 'who' };
     case 'close':
@@ -231,6 +239,7 @@ export function parse(input) {
  *   {open: nick} open (and switch to) a private conversation
  *   {close: nick} close the private conversation with nick (and forget its kept lines)
  *   {show: text} words for the user, shown locally
+ *   {e2e: 'secure'|'insecure'|'verify'|'verified'|'accept-key', nick} an end-to-end command
  *   {quit: true}
  * Throws CommandError.
  */
@@ -275,8 +284,11 @@ export function plan(command, here, { maxTextLen = 4096, listNext = '' } = {}) {
     case 'close':
       if (here?.kind !== 'private') throw new CommandError(`/close closes a private conversation; leave a room with /part`);
       return [{ close: here.name }];
-    case 'e2e':
-      return [{ show: `/${command.which}: ${E2E_NOT_YET}` }];
+    case 'e2e': {
+      const nick = command.nick ?? (here?.kind === 'private' ? here.name : null);
+      if (!nick) throw new CommandError(`usage: /${command.which} NICK`);
+      return [{ e2e: command.which, nick }];
+    }
     case 'who':
       return [{ send: { type: 'Who' } }];
     case 'help':

@@ -200,7 +200,7 @@ export class Connection {
           break;
         }
         case 'line':
-        case 'unreadable':
+        case 'relay':
         case 'repeat': {
           // The front end shows the line synchronously and may return a promise that settles once
           // the line is kept (a private line, in this browser's storage): acknowledged after it,

@@ -16,7 +16,12 @@
 //   line        {msg, personal, earlier}  a chat line (Public, Private, History, Offline); a
 //                                     personal one carries `ack` = its id: call taken(id, now)
 //                                     once it is shown
-//   unreadable  {msg, ack}           a Relay (end-to-end encrypted) this browser cannot read
+//   relay       {msg, ack}           a Relay (end-to-end encrypted data from msg.from): decrypt it
+//                                     (secure.js); call taken(id, now) once what it held is
+//                                     saved and shown
+//   keys        {msg}                KeysPublished, Bundle, PrekeysLow or KeysRefused (for the
+//                                     end-to-end sessions)
+//   acknowledged {upTo}              the core sent Received {up_to: upTo} (BigInt)
 //   repeat      {msg, ack}           a personal line (Private, Offline, Relay) this page was
 //                                     given before (a reconnection before its acknowledgement):
 //                                     not to be shown again; call taken(id, now) once it is kept
@@ -359,9 +364,15 @@ export class Core {
       case 'Relay': {
         const fresh = this.seen.personal(msg.id, msg.ts);
         if (!fresh) return void this.events.push({ kind: 'repeat', msg, ack: msg.id });
-        this.events.push({ kind: 'unreadable', msg, ack: msg.id });
+        this.events.push({ kind: 'relay', msg, ack: msg.id });
         return;
       }
+      case 'KeysPublished':
+      case 'Bundle':
+      case 'PrekeysLow':
+      case 'KeysRefused':
+        this.events.push({ kind: 'keys', msg });
+        return;
       case 'Public':
       case 'History':
         if (!this.seen.room(msg.room, msg.id, msg.ts)) return;
@@ -383,7 +394,7 @@ export class Core {
 
   // ---- acknowledgements ----
 
-  /** The front end showed the personal line `id` (from a `line` or `unreadable` event). */
+  /** The front end showed the personal line `id` (from a `line`, `relay` or `repeat` event). */
   taken(id, now) {
     this.#take(BigInt(id), now);
   }
@@ -398,6 +409,7 @@ export class Core {
     this.acked = this.taken_;
     this.ackDue = null;
     this.urgent.push({ type: 'Received', up_to: this.acked });
+    this.events.push({ kind: 'acknowledged', upTo: this.acked });
   }
 
   // ---- from the user ----

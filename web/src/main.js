@@ -6,7 +6,9 @@ import { loadAccount, createAccount, forgetCurrent } from './account.js';
 import { claimAccount } from './tablock.js';
 import { Connection } from './connection.js';
 import { PrivateLog, indexedDbBackend } from './privlog.js';
-import { nickError, ErrorCode } from './protocol.js';
+import { nickError, nickKey, ErrorCode } from './protocol.js';
+import { Secure, indexedDbHomes, browserRng } from './secure.js';
+import * as e2e from './e2e/sessions.js';
 
 const statusBar = $('status-bar');
 const statusEl = $('status');
@@ -41,6 +43,7 @@ let chat = null;
 let account = null;
 let everWelcomed = false;
 let owned = false; // this tab holds the account's lock
+let secure = null; // the end-to-end driver of the account (its sessions only while this tab owns it)
 
 function buttons({ use = false, again = false, other = false } = {}) {
   useHere.hidden = !use;
@@ -61,7 +64,10 @@ function onEvent(e) {
   switch (e.kind) {
     case 'status':
       status(e.text, e.state === 'reconnecting' || e.state === 'offline');
-      if (e.state === 'reconnecting' || e.state === 'offline') chat?.disconnected();
+      if (e.state === 'reconnecting' || e.state === 'offline') {
+        chat?.disconnected();
+        secure?.disconnected();
+      }
       if (e.state === 'connected') buttons();
       break;
     case 'welcome':
@@ -69,6 +75,14 @@ function onEvent(e) {
       $('welcome').hidden = true;
       account.rename(e.nick).catch(() => {});
       chat.handle(e);
+      // Publishes this browser's end-to-end keys, asks again for the keys still wanted.
+      secure?.login();
+      break;
+    case 'keys':
+      secure?.keys(e.msg);
+      break;
+    case 'acknowledged':
+      secure?.acknowledged(e.upTo);
       break;
     case 'loginFailed': {
       const nickProblem = [ErrorCode.NICK_REGISTERED, ErrorCode.NICK_LOOKS_LIKE, ErrorCode.INVALID_NICK,
@@ -106,6 +120,7 @@ function stopAll() {
   connection = null;
   old?.stop('closed');
   owned = false;
+  secure?.drop('closed');
   claim?.release();
   claim = null;
 }
@@ -154,6 +169,13 @@ async function begin(acc) {
     },
   });
   chat.show(acc.nick);
+  if (!secure || nickKey(secure.nick) !== nickKey(acc.nick)) {
+    secure?.drop('another account');
+    secure = new Secure({
+      nick: acc.nick, e2e, homes: indexedDbHomes, rng: browserRng, connection: () => connection, ui: chat,
+    });
+  }
+  chat.secure = secure;
   $('chat').hidden = true; // shown once this tab owns the account
   status(`Opening ${acc.nick}…`);
   await restorePrivate(acc);
@@ -163,6 +185,9 @@ async function begin(acc) {
       owned = true;
       buttons();
       $('chat').hidden = false;
+      // The end-to-end record, opened again: a new writer token, and the state as the other
+      // tab (if any) last saved it. The connection starts once it is open (or failed, said).
+      const opened = secure.open();
       // The same Connection again after a takeover back: the lines typed meanwhile go out.
       if (!connection) {
         const conn = new Connection({
@@ -174,11 +199,15 @@ async function begin(acc) {
         });
         connection = conn;
       }
-      connection.start();
+      const live = connection;
+      opened.finally(() => {
+        if (owned && connection === live) live.start();
+      });
       $('message').focus();
     },
     elsewhere() {
       owned = false;
+      secure.drop('another tab uses this account');
       // Only the banner and its button: no chat that looks usable but is not connected.
       $('chat').hidden = true;
       status('This account is open in another tab', true);
@@ -186,6 +215,8 @@ async function begin(acc) {
     },
     stolen() {
       owned = false;
+      // Its sessions are the other tab's now: this tab's copy is dropped, never saved again.
+      secure.drop('another tab took over this account');
       connection?.stop('another tab took over this account');
       $('chat').hidden = true;
       status('This account is open in another tab now, which took over: this tab lost its connection and will not reconnect by itself (Use here takes it back)', true);

@@ -10,7 +10,8 @@
 //       updated: ms since the epoch, lines: [{ ts: ms since the epoch (Number), from: nick,
 //       text: string ≤ MAX_TEXT chars, kind: 'line' | 'notice', plain: true, id?: the server's id of
 //       a received line, decimal string }] }
-//   `plain: true`: the line was NOT end-to-end encrypted (every private line of the browser today).
+//   `plain: true`: the line was NOT end-to-end encrypted; `plain: false`: it was (a line
+//   decrypted here, or one of ours sent encrypted). Only the text is kept, never key material.
 //
 // Writes are coalesced: lines added in one task are written in the next (one `put` per
 // conversation), so a line is stored within a few milliseconds of being shown. `add` returns a
@@ -117,20 +118,21 @@ export class PrivateLog {
 
   /**
    * Keeps one line of the conversation with `peer`: {ts (ms, Number or BigInt), from, text,
-   * kind?: 'line'|'notice', id?: the server's id of a received line}. Stored in the next task;
+   * kind?: 'line'|'notice', id?: the server's id of a received line, plain?: false for an
+   * end-to-end encrypted line (default true)}. Stored in the next task;
    * the promise resolves once that write is done: true if it was kept, false if the write
    * failed (the failure also goes to `onError`; the caller must then not acknowledge the line,
    * so the server sends it again). It never rejects.
    * @returns {Promise<boolean>}
    */
-  add(peer, { ts, from, text, kind = 'line', id }) {
+  add(peer, { ts, from, text, kind = 'line', id, plain = true }) {
     const key = nickKey(peer);
     let r = this.convs.get(key);
     if (!r) {
       r = { account: this.account, peerKey: key, peer, updated: 0, lines: [] };
       this.convs.set(key, r);
     }
-    const line = checkLine({ ts: Number(ts), from, text, kind, plain: true, id: id === undefined ? undefined : String(id) });
+    const line = checkLine({ ts: Number(ts), from, text, kind, plain: plain !== false, id: id === undefined ? undefined : String(id) });
     if (!line) return Promise.resolve(false);
     r.lines.push(line);
     if (r.lines.length > MAX_LINES) r.lines.splice(0, r.lines.length - MAX_LINES);

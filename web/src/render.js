@@ -130,11 +130,6 @@ export function notice(msg, ctx) {
   }
 }
 
-/** Words for an end-to-end encrypted message the browser cannot read yet. */
-export function unreadableWords(from) {
-  return `${from} sent an end-to-end encrypted message this browser cannot read yet (end-to-end encryption in the browser is coming)`;
-}
-
 /** Whether `text` mentions `nick` (a whole word, any case). */
 export function mentions(text, nick) {
   if (!nick) return false;
@@ -165,4 +160,167 @@ export function timeWords(ts) {
   const d = new Date(Number(ts));
   const hhmm = `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
   return { hhmm, full: d.toLocaleString(), iso: d.toISOString() };
+}
+
+// ---- end-to-end (client/src/render.rs `secure()`, `unsent_reason()`, `safety_number()`) ----
+// The failure words and the blocking rule come from the sessions module (e2e/sessions.js
+// `failureWords`, `isBlocking`), handed in as `fw = {failureWords, isBlocking}`, so that these
+// word functions stay pure and testable on their own.
+
+/** A 32-byte key as 16 groups of 4 hex digits (common/src/identity.rs `key_fingerprint`). */
+export function keyFingerprint(key) {
+  const hex = Array.from(key ?? [], (b) => b.toString(16).padStart(2, '0')).join('');
+  return hex.match(/.{1,4}/g)?.join(' ') ?? '';
+}
+
+/** render.rs Trust's Display. */
+export function trustWords(trust) {
+  switch (trust) {
+    case 'New':
+      return 'not verified (first contact: key from the server\'s directory, now pinned)';
+    case 'Verified':
+      return 'verified';
+    default:
+      return 'not verified (pinned at first contact)';
+  }
+}
+
+/** `; 2 waiting messages were NOT sent`, or '' for 0. */
+function notSent(n) {
+  if (!n) return '';
+  return n === 1 ? '; 1 waiting message was NOT sent' : `; ${n} waiting messages were NOT sent`;
+}
+
+export function ownKeyWarning(peer) {
+  return `${peer} presents your own key: you and ${peer} share one home directory; each user needs `
+    + `their own (each --nick has one by default; or --home DIR). Nothing was sent or pinned; `
+    + `messages to ${peer} stay blocked: once ${peer} has a home of their own, /secure ${peer} `
+    + `again (or /insecure ${peer} to send plain)`;
+}
+
+/** The words of OtherDevice (render.rs `secure_general`), said for the browser. */
+export const OTHER_DEVICE_WORDS = 'WARNING: another copy of this account\'s end-to-end keys published keys since this one last did: '
+  + 'two browsers or programs are using one account, and their secure sessions break each other\'s. Use one copy only '
+  + '(each browser or machine needs its own nick)';
+
+/**
+ * What an end-to-end event (other than a Message, which is a chat line) says:
+ * `{peer, text, kind}` (peer: the conversation, or null for wherever the user is; kind:
+ * 'ready' | 'notice' | 'error' | 'alarm'), or null for an event that says nothing.
+ */
+export function secureEventWords(event, fw) {
+  const peer = event.peer;
+  const failure = event.failure;
+  switch (event.kind) {
+    case 'Ready': {
+      const compare = event.trust === 'Verified' ? '' : `. Compare safety numbers: /verify ${peer}`;
+      const who = event.byPeer ? `${peer} started a secure session` : `secure session with ${peer} ready`;
+      return {
+        peer, kind: 'ready',
+        text: `${who}: messages to and from ${peer} are end-to-end encrypted. ${peer}'s key: ${keyFingerprint(event.key)}, ${trustWords(event.trust)}${compare}`,
+      };
+    }
+    case 'Ended':
+      return {
+        peer, kind: 'notice',
+        text: `private messages to ${peer} are NOT end-to-end encrypted from now on (the server can read them)${notSent(event.unsent?.length)}; /secure ${peer} to encrypt again`,
+      };
+    case 'Resumed':
+      return { peer, kind: 'notice', text: `private messages to ${peer} are end-to-end encrypted again` };
+    case 'Unreadable':
+      return {
+        peer, kind: 'error',
+        text: `a message from ${peer} could not be decrypted and is not shown (altered on the way, or sent in a session this client no longer has): ask ${peer} to send it again`,
+      };
+    case 'Replayed':
+      return { peer, kind: 'error', text: `a message from ${peer} came again (replayed by the server?) and was ignored` };
+    case 'OtherDevice':
+      return { peer: null, kind: 'alarm', text: OTHER_DEVICE_WORDS };
+    case 'Failed': {
+      const dropped = notSent(event.unsent?.length);
+      switch (failure?.kind) {
+        case 'KeyChanged':
+          return {
+            peer, kind: 'alarm',
+            text: `WARNING: ${peer}'s key has CHANGED. Pinned: ${keyFingerprint(failure.pinned)}. Presented: ${keyFingerprint(failure.presented)}. Someone may be intercepting your conversation; nothing was sent or shown. Compare the safety number of the NEW key (/verify ${peer}) with ${peer} in person or by phone; if they match: /accept-key ${peer}, then /verified ${peer}`,
+          };
+        case 'OwnKey':
+          return { peer, kind: 'alarm', text: `WARNING: ${ownKeyWarning(peer)}${dropped}` };
+        case 'NoSuchUser':
+          return { peer, kind: 'error', text: `${peer} is not a user on this server${dropped}` };
+        case 'NoKeys':
+          return {
+            peer, kind: 'error',
+            text: `${peer} has no end-to-end keys (a web browser, which cannot encrypt end-to-end yet, or an older client)${dropped}. To send plain (the server can read it): /insecure ${peer}, then send again`,
+          };
+        default: {
+          const words = fw.failureWords(failure);
+          const text = fw.isBlocking(failure)
+            ? `secure session with ${peer} failed: ${words}${dropped}. Messages to ${peer} are blocked until /secure ${peer} (tries again) or /insecure ${peer}`
+            : `could not start a secure session with ${peer}: ${words}${dropped}. Nothing goes unencrypted: your next message to ${peer} tries again (/insecure ${peer} to send plain)`;
+          return { peer, kind: 'error', text };
+        }
+      }
+    }
+    default:
+      return null;
+  }
+}
+
+/** Why the lines an event drops (its `unsent`) were not sent, for marking each; null if none. */
+export function unsentReason(event, fw) {
+  if (event.kind === 'Ended') return 'not sent: you said /insecure before it went';
+  if (event.kind !== 'Failed') return null;
+  if (event.failure?.kind === 'NoKeys') {
+    return `not sent: ${event.peer} has no end-to-end keys (to send plain: /insecure ${event.peer}, then send again)`;
+  }
+  return `not sent: no secure session (${fw.failureWords(event.failure)})`;
+}
+
+/**
+ * The `/verify` lines, in the conversation with `peer`: the number, then how to compare it.
+ * `newKey`: the number of a changed key not accepted yet.
+ */
+export function safetyNumberLines(peer, number, newKey) {
+  const title = newKey ? `Safety number of ${peer}'s NEW key (not accepted yet): ${number}` : `Safety number with ${peer}: ${number}`;
+  const then = newKey ? `/accept-key ${peer}, then /verified ${peer}` : `/verified ${peer}`;
+  return [
+    { kind: 'safety', text: title },
+    { kind: 'notice', text: `compare it with the one ${peer} sees, in person or by phone; if they are the same: ${then}` },
+  ];
+}
+
+/**
+ * The `#security` element of a private conversation with `peer` for its end-to-end `status`
+ * (Sessions.status), or null status when end-to-end is not available in this tab
+ * (`unavailable`: why). Returns `{state, text}`; state is one of plain | ready | starting |
+ * secure | verified | changed | blocked.
+ */
+export function securityWords(status, peer, fw, unavailable = '') {
+  if (!status) {
+    return { state: 'blocked', text: `BLOCKED — end-to-end encryption is not available in this tab (${unavailable || 'not opened yet'}): nothing is sent to ${peer}` };
+  }
+  switch (status.kind) {
+    case 'Plain':
+      return { state: 'plain', text: `NOT end-to-end encrypted — the server can read it; /secure ${peer} to encrypt` };
+    case 'Ready':
+      return { state: 'ready', text: `End-to-end encrypted — your first message sets up a secure session with ${peer}` };
+    case 'Starting':
+      return { state: 'starting', text: `Setting up end-to-end encryption with ${peer}…` };
+    case 'Secure':
+      if (status.trust === 'Verified') return { state: 'verified', text: 'VERIFIED — end-to-end encrypted; safety number compared' };
+      return { state: 'secure', text: `SECURE — end-to-end encrypted · not verified: compare safety numbers with /verify ${peer}` };
+    case 'Failed': {
+      const f = status.failure;
+      if (f?.kind === 'KeyChanged') {
+        return { state: 'changed', text: `KEY CHANGED — blocked: nothing is sent until you compare the new safety number (/verify ${peer}) and say /accept-key ${peer}` };
+      }
+      if (fw.isBlocking(f)) {
+        return { state: 'blocked', text: `BLOCKED — ${fw.failureWords(f)}; nothing is sent until /secure ${peer} (tries again) or /insecure ${peer}` };
+      }
+      return { state: 'ready', text: `End-to-end encrypted — the last try to set up a secure session failed (${fw.failureWords(f)}); your next message tries again` };
+    }
+    default:
+      return { state: 'blocked', text: 'BLOCKED — unknown end-to-end state' };
+  }
 }

@@ -72,14 +72,20 @@ test('room commands use the current room, or say they need one', () => {
   assert.deepEqual(plan(parse('/list more'), room, { listNext: '#m' }), [{ send: { type: 'List', after: '#m' } }]);
 });
 
-test('/msg opens the conversation and sends a Private; /secure etc. explain', () => {
+test('/msg opens the conversation and sends a Private (end-to-end or not is the page\'s)', () => {
   assert.deepEqual(plan(parse('/msg bob yo'), room), [{ open: 'bob', quiet: true }, { line: { type: 'Private', to: 'bob', text: 'yo' } }]);
-  for (const c of ['/secure bob', '/insecure bob', '/verify bob']) {
-    const [a] = plan(parse(c), room);
-    assert.match(a.show, /not in the browser yet/);
+});
+
+test('the end-to-end commands name a nick, or the private conversation they are typed in', () => {
+  for (const which of ['secure', 'insecure', 'verify', 'verified', 'accept-key']) {
+    assert.deepEqual(parse(`/${which} Bob`), { cmd: 'e2e', which, nick: 'Bob' });
+    assert.deepEqual(parse(`/${which.toUpperCase()} bob`), { cmd: 'e2e', which, nick: 'bob' });
+    assert.deepEqual(plan(parse(`/${which} bob`), room), [{ e2e: which, nick: 'bob' }]);
+    assert.deepEqual(plan(parse(`/${which}`), priv), [{ e2e: which, nick: 'bob' }]);
+    assert.throws(() => plan(parse(`/${which}`), room), /usage: \/[a-z-]+ NICK/);
+    assert.throws(() => parse(`/${which} bob carol`), /usage/);
+    assert.throws(() => parse(`/${which} 9lives`), /not a nick/);
   }
-  assert.throws(() => plan(parse('x'.repeat(5000)), room), /over the limit/);
-  assert.throws(() => plan(parse('hi'), room, { maxTextLen: 1 }), /over the limit of 1 bytes/);
 });
 
 test('every command is in /help', () => {

@@ -153,7 +153,7 @@ test('personal lines are acknowledged once handed to the page', async () => {
     await login(ws);
     ws.server({ type: 'Offline', id: 40n, ts: 1n, from: 'bob', text: 'hi' });
     ws.server({ type: 'Relay', id: 41n, ts: 2n, from: 'bob', payload: new Uint8Array([1]) });
-    assert.deepEqual(events.filter((e) => e.kind === 'line' || e.kind === 'unreadable').map((e) => e.kind), ['line', 'unreadable']);
+    assert.deepEqual(events.filter((e) => e.kind === 'line' || e.kind === 'relay').map((e) => e.kind), ['line', 'relay']);
     assert.deepEqual(ws.sent.filter((m) => m.type === 'Received'), []);
     advance(1000);
     mock.timers.tick(1000);
@@ -226,6 +226,33 @@ test('a personal line the page could not keep is not acknowledged, nor any after
     advance(1000);
     mock.timers.tick(1000);
     assert.deepEqual(ws.sent.filter((m) => m.type === 'Received'), []);
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test('a Relay is acknowledged only once the page saved and kept it (its promise), then said acknowledged', async () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    let done;
+    const { conn, events, advance } = setup((e) => (e.kind === 'relay' ? new Promise((resolve) => { done = resolve; }) : undefined));
+    conn.start();
+    const ws = sockets[0];
+    await login(ws);
+    ws.server({ type: 'Relay', id: 70n, ts: 1n, from: 'bob', payload: new Uint8Array([9]) });
+    const received = () => ws.sent.filter((m) => m.type === 'Received');
+    advance(1000);
+    mock.timers.tick(1000);
+    await tick();
+    assert.deepEqual(received(), [], 'acknowledged before its state was saved and its line kept');
+    assert.equal(events.some((e) => e.kind === 'acknowledged'), false);
+    done(true);
+    await tick();
+    await tick();
+    advance(1000);
+    mock.timers.tick(1000);
+    assert.deepEqual(received(), [{ type: 'Received', up_to: 70n }]);
+    assert.deepEqual(events.filter((e) => e.kind === 'acknowledged'), [{ kind: 'acknowledged', upTo: 70n }]);
   } finally {
     mock.timers.reset();
   }

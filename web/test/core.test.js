@@ -138,7 +138,8 @@ test('line answers are matched in order; room and key commands are not counted',
   assert.deepEqual(answers.map((a) => [a.line, a.outcome]), [['L1', 'sent'], ['L2', 'queued'], ['L3', 'refused']]);
   assert.equal(answers[2].detail, 'no such nick carol');
   assert.equal(answers[2].name, 'no-such-nick');
-  assert.deepEqual(ev.filter((e) => e.kind === 'server').map((e) => e.msg.type), ['RoomError', 'Bundle', 'Away']);
+  assert.deepEqual(ev.filter((e) => e.kind === 'server').map((e) => e.msg.type), ['RoomError', 'Away']);
+  assert.deepEqual(ev.filter((e) => e.kind === 'keys').map((e) => e.msg.type), ['Bundle']);
 });
 
 test('an answer without a line closes the connection', () => {
@@ -177,16 +178,39 @@ test('lines taken later in a burst join its acknowledgement', () => {
   assert.deepEqual(drain(core, 10 + ACK_DELAY_MS), [{ type: 'Received', up_to: 11n }]);
 });
 
-test('a Relay from an mm user is shown as unreadable and acknowledged', () => {
+test('a Relay goes to the page as relay, acknowledged once taken, and the acknowledgement is an event', () => {
   const { core } = loggedIn();
   events(core);
   drain(core, 5);
   core.receive(S({ type: 'Relay', id: 12n, ts: 70n, from: 'bob', payload: new Uint8Array([1, 2]) }), 10);
   const [e] = events(core);
-  assert.equal(e.kind, 'unreadable');
+  assert.equal(e.kind, 'relay');
   assert.equal(e.msg.from, 'bob');
+  assert.deepEqual(e.msg.payload, new Uint8Array([1, 2]));
+  assert.equal(e.ack, 12n);
+  assert.deepEqual(drain(core, 10 + ACK_DELAY_MS), [], 'nothing acknowledged before it is taken');
   core.taken(e.ack, 10);
   assert.deepEqual(drain(core, 10 + ACK_DELAY_MS), [{ type: 'Received', up_to: 12n }]);
+  assert.deepEqual(events(core), [{ kind: 'acknowledged', upTo: 12n }]);
+});
+
+test('the key messages go to the page as keys events', () => {
+  const { core } = loggedIn();
+  events(core);
+  drain(core, 5);
+  const msgs = [
+    { type: 'KeysPublished', one_time: 100, other_device: false },
+    { type: 'PrekeysLow', one_time: 3 },
+    { type: 'Bundle', nick: 'bob', answer: { type: 'NoKeys' } },
+    { type: 'KeysRefused', code: 2, detail: 'no' },
+  ];
+  for (const m of msgs) core.receive(S(m), 10);
+  const got = events(core);
+  assert.deepEqual(got.map((e) => e.kind), ['keys', 'keys', 'keys', 'keys']);
+  assert.deepEqual(got.map((e) => e.msg.type), msgs.map((m) => m.type));
+  // Key messages go out as commands, not lines.
+  assert.equal(core.send({ type: 'FetchBundle', nick: 'bob' }), true);
+  assert.deepEqual(drain(core, 5000), [{ type: 'FetchBundle', nick: 'bob' }]);
 });
 
 test('repeats across reconnections are recognised, and a personal one acknowledged once the front end kept it', () => {

@@ -162,3 +162,13 @@ test('a line whose write failed resolves false, is written again, and its repeat
   assert.equal(await log.repeat('bob', 5n), true, 'kept now: at once');
   assert.equal(log.repeat('bob', 6n), null, 'never seen: show it');
 });
+
+test('an end-to-end encrypted line is kept as not plain, and comes back so', async () => {
+  const backend = memoryBackend();
+  const log = new PrivateLog('wendy', backend);
+  assert.equal(await log.add('max', { ts: 5, from: 'max', text: 'secret', plain: false, id: 7n }), true);
+  log.add('max', { ts: 6, from: 'wendy', text: 'open' });
+  await log.settled();
+  const [conv] = await new PrivateLog('wendy', backend).load();
+  assert.deepEqual(conv.lines.map((l) => [l.text, l.plain]), [['secret', false], ['open', true]]);
+});

@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { notice, enteredWords, mentions, linkParts, timeWords, unreadableWords } from '../src/render.js';
+import { notice, enteredWords, mentions, linkParts, timeWords } from '../src/render.js';
 
 const ctx = () => ({ me: 'alice', topicAsked: new Set(), namesAsked: new Set() });
 
@@ -29,11 +29,76 @@ test('entered, unreadable, mentions, links, time', () => {
     enteredWords({ room: '#dev', topic: 'release friday', members: 3, role: 'Owner', modes: { invite_only: false, topic_ops: false, moderated: false } }),
     'entered #dev — topic: release friday — 3 members — you are the owner — not end-to-end encrypted: the server reads room lines',
   );
-  assert.match(unreadableWords('bob'), /^bob sent an end-to-end encrypted message this browser cannot read yet \(end-to-end encryption in the browser is coming\)$/);
   assert.ok(mentions('hey Alice!', 'alice'));
   assert.ok(!mentions('malice', 'alice'));
   assert.ok(!mentions('alice_2 here', 'alice'));
   assert.deepEqual(linkParts('see https://x.org/a?b=1. ok'), [{ text: 'see ' }, { link: 'https://x.org/a?b=1' }, { text: '. ok' }]);
   assert.deepEqual(linkParts('javascript:alert(1)'), [{ text: 'javascript:alert(1)' }]);
   assert.match(timeWords(1700000000000n).hhmm, /^\d\d:\d\d$/);
+});
+
+// ---- end-to-end words ----
+import { securityWords, secureEventWords, unsentReason, safetyNumberLines, keyFingerprint } from '../src/render.js';
+import { failureWords, isBlocking } from '../src/e2e/sessions.js';
+
+const fw = { failureWords, isBlocking };
+const key = (b) => new Uint8Array(32).fill(b);
+
+test('#security: one state and its words for each status of the conversation', () => {
+  const s = (status) => securityWords(status, 'bob', fw);
+  assert.deepEqual(s({ kind: 'Plain' }).state, 'plain');
+  assert.match(s({ kind: 'Plain' }).text, /^NOT end-to-end encrypted — the server can read it; \/secure bob/);
+  assert.equal(s({ kind: 'Ready' }).state, 'ready');
+  assert.match(s({ kind: 'Ready' }).text, /^End-to-end encrypted/);
+  assert.equal(s({ kind: 'Starting' }).state, 'starting');
+  assert.match(s({ kind: 'Starting' }).text, /^Setting up end-to-end encryption/);
+  for (const trust of ['New', 'Pinned']) {
+    const w = s({ kind: 'Secure', key: key(1), trust });
+    assert.equal(w.state, 'secure');
+    assert.match(w.text, /^SECURE — end-to-end encrypted · not verified: compare safety numbers with \/verify bob/);
+  }
+  assert.deepEqual(s({ kind: 'Secure', key: key(1), trust: 'Verified' }), { state: 'verified', text: 'VERIFIED — end-to-end encrypted; safety number compared' });
+  const changed = s({ kind: 'Failed', failure: { kind: 'KeyChanged', pinned: key(1), presented: key(2) } });
+  assert.equal(changed.state, 'changed');
+  assert.match(changed.text, /^KEY CHANGED — blocked: nothing is sent until .*\/accept-key bob/);
+  const blocked = s({ kind: 'Failed', failure: { kind: 'BadSignature' } });
+  assert.equal(blocked.state, 'blocked');
+  assert.ok(blocked.text.startsWith(`BLOCKED — ${failureWords({ kind: 'BadSignature' })}`));
+  const retry = s({ kind: 'Failed', failure: { kind: 'Timeout' } });
+  assert.equal(retry.state, 'ready', 'a failure that is not blocking: the next message tries again');
+  assert.equal(securityWords(null, 'bob', fw, 'another tab took over this account').state, 'blocked');
+  // Only plain says NOT end-to-end encrypted.
+  for (const st of [{ kind: 'Ready' }, { kind: 'Starting' }, { kind: 'Secure', key: key(1), trust: 'New' }, { kind: 'Failed', failure: { kind: 'OwnKey' } }]) {
+    assert.doesNotMatch(s(st).text, /NOT end-to-end/);
+  }
+});
+
+test('end-to-end events in mm\'s words (client/src/render.rs secure())', () => {
+  const ready = secureEventWords({ kind: 'Ready', peer: 'bob', key: key(0xab), trust: 'New', byPeer: true }, fw);
+  assert.equal(ready.peer, 'bob');
+  assert.equal(ready.text, `bob started a secure session: messages to and from bob are end-to-end encrypted. bob's key: ${'abab '.repeat(15)}abab, not verified (first contact: key from the server's directory, now pinned). Compare safety numbers: /verify bob`);
+  const changed = secureEventWords({ kind: 'Failed', peer: 'bob', failure: { kind: 'KeyChanged', pinned: key(1), presented: key(2) }, unsent: [] }, fw);
+  assert.equal(changed.kind, 'alarm');
+  assert.match(changed.text, /^WARNING: bob's key has CHANGED\. Pinned: 0101 0101 .* Presented: 0202 .*\/accept-key bob, then \/verified bob$/);
+  assert.equal(
+    secureEventWords({ kind: 'Ended', peer: 'bob', unsent: [1, 2] }, fw).text,
+    'private messages to bob are NOT end-to-end encrypted from now on (the server can read them); 2 waiting messages were NOT sent; /secure bob to encrypt again',
+  );
+  const timeout = secureEventWords({ kind: 'Failed', peer: 'bob', failure: { kind: 'Timeout' }, unsent: [4] }, fw);
+  assert.equal(timeout.text, `could not start a secure session with bob: ${failureWords({ kind: 'Timeout' })}; 1 waiting message was NOT sent. Nothing goes unencrypted: your next message to bob tries again (/insecure bob to send plain)`);
+  assert.equal(secureEventWords({ kind: 'OtherDevice' }, fw).peer, null);
+  assert.equal(secureEventWords({ kind: 'Message', peer: 'bob', id: 1n, text: 'x' }, fw), null);
+  assert.equal(unsentReason({ kind: 'Ended', peer: 'bob', unsent: [1] }, fw), 'not sent: you said /insecure before it went');
+  assert.equal(unsentReason({ kind: 'Failed', peer: 'bob', failure: { kind: 'NoKeys' }, unsent: [1] }, fw), 'not sent: bob has no end-to-end keys (to send plain: /insecure bob, then send again)');
+  assert.equal(unsentReason({ kind: 'Failed', peer: 'bob', failure: { kind: 'Busy' }, unsent: [1] }, fw), `not sent: no secure session (${failureWords({ kind: 'Busy' })})`);
+  assert.equal(keyFingerprint(new Uint8Array([1, 2, 3])), '0102 03');
+});
+
+test('/verify: the number after "Safety number with NICK: ", then how to compare it', () => {
+  const [n, how] = safetyNumberLines('bob', '12345 67890', false);
+  assert.equal(n.text, 'Safety number with bob: 12345 67890');
+  assert.match(how.text, /if they are the same: \/verified bob$/);
+  const [m, then] = safetyNumberLines('bob', '1', true);
+  assert.match(m.text, /NEW key \(not accepted yet\): 1$/);
+  assert.match(then.text, /\/accept-key bob, then \/verified bob$/);
 });

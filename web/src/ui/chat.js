@@ -5,7 +5,10 @@
 
 import { $, h, setText, nickClass } from './dom.js';
 import { parse, plan, complete, CommandError } from '../commands.js';
-import { notice, unreadableWords, mentions, linkParts, timeWords, ROLE_PREFIX, ROLE_WORDS, modeLetters } from '../render.js';
+import {
+  notice, mentions, linkParts, timeWords, ROLE_PREFIX, ROLE_WORDS, modeLetters, securityWords,
+  secureEventWords, unsentReason, safetyNumberLines,
+} from '../render.js';
 import { LOBBY, nickKey, roomKey, isLobby, sanitize, ErrorCode } from '../protocol.js';
 
 /** Lines a conversation keeps in the page (older ones are dropped from the view, said so). */
@@ -19,7 +22,10 @@ const MIN_FLUSH_GAP_MS = 100;
 const MAX_MEMBERS_SHOWN = 500;
 /** After a re-entry without members (a login), how long before the room on screen asks for them. */
 const MEMBERS_AFTER_MS = 500;
-const E2E_BANNER = 'NOT end-to-end encrypted — the server can read it';
+/** Most private lines of the user's waiting for the end-to-end sessions (keys, a save) at once. */
+const MAX_E2E_LINES = 1024;
+/** Used before the sessions module is there (nothing is end-to-end then: every state is blocked). */
+const NO_WORDS = { failureWords: () => 'end-to-end encryption is not available', isBlocking: () => true };
 
 const convKey = (kind, name) => (kind === 'private' ? `@${nickKey(name)}` : roomKey(name));
 
@@ -60,10 +66,15 @@ export class ChatView {
    *   passing: the connection's state comes back after a while
    * @param {() => void} o.onQuit
    * @param {import('../privlog.js').PrivateLog | null} [o.keep] where private lines are kept
+   * @param {import('../secure.js').Secure | null} [o.secure] the end-to-end driver (private
+   *   lines are sent only through it: never plain unless the conversation is plain)
    */
-  constructor({ connection, status, onQuit, keep = null }) {
+  constructor({ connection, status, onQuit, keep = null, secure = null }) {
     this.connection = connection;
     this.keep = keep;
+    this.secure = secure;
+    this.e2eLines = new Map(); // the chat's tag of a private line given to the sessions → its li
+    this.nextTag = 1;
     this.status = (text, problem) => status(text, problem, { passing: true });
     this.onQuit = onQuit;
     this.me = '';
@@ -87,7 +98,7 @@ export class ChatView {
     this.listDirty = false;
     this.el = {
       chat: $('chat'), list: $('conversations'), name: $('conv-name'), info: $('conv-info'),
-      topic: $('conv-topic'), banner: $('e2e-banner'), holder: $('log-holder'), members: $('members'),
+      topic: $('conv-topic'), security: $('security'), holder: $('log-holder'), members: $('members'),
       memberList: $('member-list'), membersTitle: $('members-title'), form: $('composer'),
       input: $('message'), menu: $('menu'), sidebar: $('sidebar'), meNick: $('me-nick'), notify: $('notify'),
     };
@@ -145,6 +156,7 @@ export class ChatView {
         this.add(c, {
           ts: BigInt(l.ts), nick: l.kind === 'notice' ? null : l.from, text: l.text,
           kind: l.kind === 'notice' ? 'notice' : 'line', tag: 'earlier', own,
+          secure: l.kind === 'notice' ? null : l.plain === false,
         });
       }
     }
@@ -234,7 +246,7 @@ export class ChatView {
     setText(this.el.name, c.name);
     // Short, to stay one line at phone width; the keys and commands are behind /help.
     this.el.input.placeholder = `Message ${c.name}`;
-    this.el.banner.hidden = c.kind !== 'private';
+    this.#renderSecurity();
     if (c.kind === 'private') {
       setText(this.el.info, c.online === undefined ? 'private conversation' : `private conversation · ${c.name} is ${c.online ? 'online' : 'offline'}`);
       setText(this.el.topic, '');
@@ -248,6 +260,23 @@ export class ChatView {
       setText(this.el.info, parts.join(' · '));
       setText(this.el.topic, c.topic ? sanitize(c.topic) : 'no topic');
     }
+  }
+
+  /** The `#security` element: the current private conversation's end-to-end state. */
+  #renderSecurity() {
+    const c = this.current;
+    const el = this.el.security;
+    if (!el) return;
+    el.hidden = c?.kind !== 'private';
+    if (el.hidden) return;
+    const { state, text } = securityWords(this.secure?.status(c.name) ?? null, c.name, this.secure?.words ?? NO_WORDS, this.secure?.unavailable ?? 'not available');
+    if (el.dataset.state !== state) el.dataset.state = state;
+    if (el.textContent !== text) setText(el, text);
+  }
+
+  /** The end-to-end state of some conversation may have changed. */
+  securityChanged() {
+    if (this.current?.kind === 'private') this.#renderSecurity();
   }
 
   #renderMembers() {
@@ -337,9 +366,12 @@ export class ChatView {
    * Adds an entry to a conversation: {ts, nick, text, kind, tag, mention, action}.
    * Returns the li.
    */
-  add(c, { ts = BigInt(Date.now()), nick = null, text, kind = 'line', tag = null, mention = false, action = false, own = false, multiline = false }) {
+  add(c, { ts = BigInt(Date.now()), nick = null, text, kind = 'line', tag = null, mention = false, action = false, own = false, multiline = false, secure = null }) {
     const t = timeWords(ts);
     const classes = [kind];
+    // A private line: end-to-end encrypted (class `secure`, a lock shown) or not (`plain`).
+    if (secure === true) classes.push('secure');
+    if (secure === false) classes.push('plain');
     if (mention) classes.push('mention');
     if (action) classes.push('action');
     if (tag) classes.push('earlier');
@@ -354,7 +386,7 @@ export class ChatView {
     const body = multiline
       ? text.split('\n').flatMap((l, i) => (i ? [document.createTextNode('\n'), ...textNodes(l)] : textNodes(l)))
       : textNodes(text);
-    const textEl = h('span', { class: 'text' }, tag ? h('span', { class: 'tag' }, tag) : null, ...body);
+    const textEl = h('span', { class: 'text' }, secure === true ? lockMark() : null, tag ? h('span', { class: 'tag' }, tag) : null, ...body);
     const li = h('li', { class: classes.join(' ') }, h('time', { datetime: t.iso, title: t.full }, t.hhmm), ' ', nickEl, ' ', textEl);
     // No layout here (a flood brings thousands a second): the line waits for the next frame.
     c.pending.push(li);
@@ -400,19 +432,21 @@ export class ChatView {
         break;
       case 'line':
         return this.#line(e);
-      case 'repeat':
+      case 'repeat': {
         // Given before on this page: acknowledged once kept (at once if it is).
-        return this.keep?.repeat(e.msg.from, e.msg.id) ?? undefined;
-      case 'unreadable': {
+        const again = this.keep?.repeat(e.msg.from, e.msg.id);
+        if (again) return again;
+        // A Relay given before whose message is not kept (its state could not be saved, so it
+        // was not shown): the sessions show it now.
+        if (e.msg.type === 'Relay') return this.#relay(e.msg);
+        return undefined;
+      }
+      case 'relay': {
         // Shown already (the page reloaded, or reconnected, before acknowledging it): a repeat,
         // not shown again; acknowledged once it is kept.
         const again = this.keep?.repeat(e.msg.from, e.msg.id);
         if (again) return again;
-        const c = this.conv('private', e.msg.from);
-        c.ok = true;
-        this.add(c, { ts: e.msg.ts, text: unreadableWords(e.msg.from), kind: 'notice' });
-        this.#count(c, { personal: true, from: e.msg.from, text: 'an end-to-end encrypted message' });
-        return this.keep?.add(e.msg.from, { ts: e.msg.ts, from: e.msg.from, text: unreadableWords(e.msg.from), kind: 'notice', id: e.msg.id });
+        return this.#relay(e.msg);
       }
       case 'lineState':
         this.#lineState(e);
@@ -428,6 +462,113 @@ export class ChatView {
     }
   }
 
+  /** A Relay to decrypt: the promise (true/false) of its state saved and its message kept. */
+  #relay(msg) {
+    if (!this.secure) {
+      this.cannotRead(msg, 'not available');
+      return Promise.resolve(false);
+    }
+    return this.secure.relay(msg);
+  }
+
+  // ---- what the end-to-end driver (secure.js) asks of the page ----
+
+  /** Sends a Relay or Private for the line tagged `tag` (null: no line of the user's). */
+  sendWire(msg, tag) {
+    const li = tag === null ? null : this.e2eLines.get(tag) ?? null;
+    if (tag !== null) this.e2eLines.delete(tag);
+    if (li && msg.type === 'Private') {
+      // Sent plain after all (the user said /insecure while it waited).
+      li.classList.remove('secure');
+      li.classList.add('plain');
+      li.querySelector('.lock')?.remove();
+    }
+    const conn = this.connection();
+    if (!conn) {
+      if (li) this.#mark(li, 'refused', 'not sent: not connected');
+      return;
+    }
+    this.sending = li;
+    conn.sendLine(msg);
+    this.sending = null;
+  }
+
+  /** A decrypted message: shown, and the promise of keeping it (true once kept). */
+  secureMessage(event, ctx = {}) {
+    const peer = event.peer;
+    const again = this.keep?.repeat(peer, event.id);
+    if (again) return again;
+    const c = this.conv('private', peer);
+    c.ok = true;
+    const ts = ctx.ts ?? BigInt(Date.now());
+    const mention = mentions(event.text, this.me);
+    this.add(c, { ts, nick: peer, text: event.text, mention, secure: true });
+    this.#count(c, { personal: true, from: peer, text: event.text });
+    return this.keep?.add(peer, { ts, from: peer, text: event.text, id: event.id, plain: false });
+  }
+
+  /** Any other end-to-end event: its words (render.rs secure()), its lines not sent marked. */
+  secureEvent(event) {
+    const fw = this.secure?.words ?? NO_WORDS;
+    const reason = unsentReason(event, fw);
+    for (const tag of event.unsent ?? []) {
+      const li = this.e2eLines.get(tag);
+      this.e2eLines.delete(tag);
+      if (li && reason) this.#mark(li, 'refused', reason);
+    }
+    const words = secureEventWords(event, fw);
+    if (words) {
+      const c = words.peer ? this.conv('private', words.peer) : this.current;
+      const kind = { ready: 'notice', notice: 'notice', error: 'error', alarm: 'error alarm' }[words.kind] ?? 'notice';
+      this.add(c, { text: words.text, kind, multiline: true });
+      if (words.kind === 'alarm') {
+        this.status(words.text, true);
+        this.#count(c, { mention: true, from: 'Multi-Messenger', text: words.text });
+      }
+    }
+    this.securityChanged();
+  }
+
+  /** A line of the user's that the driver could not send. */
+  notSent(tag, words) {
+    const li = this.e2eLines.get(tag);
+    this.e2eLines.delete(tag);
+    if (li) this.#mark(li, 'refused', words);
+  }
+
+  /** Says plainly what went wrong with end-to-end in this tab (the status line and the log). */
+  problem(text) {
+    this.say(text, 'error');
+    this.status(text, true);
+  }
+
+  /** A Relay that cannot be read now: said, not acknowledged (the server keeps it). */
+  cannotRead(msg, why) {
+    const c = this.conv('private', msg.from);
+    this.add(c, {
+      ts: msg.ts, kind: 'error',
+      text: `an end-to-end encrypted message from ${msg.from} cannot be read in this tab now (${why}); the server keeps it and sends it again at the next connection`,
+    });
+  }
+
+  /** `/verify`: the safety number lines (the same digits mm shows). */
+  #safetyNumber(peer, number, newKey) {
+    const c = this.conv('private', peer);
+    for (const l of safetyNumberLines(peer, number, newKey)) this.add(c, { text: l.text, kind: l.kind === 'safety' ? 'notice safety' : 'notice' });
+    if (this.current !== c) this.switchTo(c);
+  }
+
+  #mark(li, state, words) {
+    li.classList.remove('waiting', 'sent', 'queued', 'refused', 'unknown');
+    li.classList.add(state);
+    let el = li.querySelector('.state');
+    if (!el) {
+      el = h('span', { class: 'state' });
+      li.append(' ', el);
+    }
+    setText(el, words);
+  }
+
   /**
    * Shows a line; for a personal one, returns the promise of keeping it in this browser (the
    * connection acknowledges it to the server once that settles).
@@ -441,8 +582,13 @@ export class ChatView {
       const c = this.conv('private', msg.from);
       c.ok = true;
       const mention = mentions(msg.text, this.me);
-      this.add(c, { ts: msg.ts, nick: msg.from, text: msg.text, tag: msg.type === 'Offline' ? 'while you were away' : null, mention });
+      this.add(c, { ts: msg.ts, nick: msg.from, text: msg.text, tag: msg.type === 'Offline' ? 'while you were away' : null, mention, secure: false });
       this.#count(c, { personal: true, from: msg.from, text: msg.text });
+      const status = this.secure?.status(msg.from);
+      if (status && status.kind !== 'Plain' && status.kind !== 'Ready') {
+        // client/src/core/dispatch.rs plain_from_secure
+        this.add(c, { kind: 'error', text: `the private message from ${msg.from} above was NOT end-to-end encrypted, although your conversation with ${msg.from} is secure: the server could read it (or forged it)` });
+      }
       return this.keep?.add(msg.from, { ts: msg.ts, from: msg.from, text: msg.text, id: msg.id });
     }
     const c = this.conv('room', msg.room);
@@ -666,6 +812,10 @@ export class ChatView {
       this.switchTo(c);
     } else if (a.close) {
       this.close(this.conv('private', a.close, false));
+    } else if (a.e2e) {
+      this.#e2eCommand(a.e2e, a.nick);
+    } else if (a.line && a.line.type === 'Private') {
+      this.#sendPrivate(a.line.to, a.line.text);
     } else if (a.line) {
       const msg = a.line;
       const c = msg.type === 'Private' ? this.conv('private', msg.to) : this.conv('room', msg.room, false);
@@ -675,7 +825,6 @@ export class ChatView {
       }
       const li = this.add(c, { nick: this.me, text: msg.text, action: msg.action, own: true, kind: 'line waiting' });
       li.conv = c;
-      if (msg.type === 'Private') this.keep?.add(msg.to, { ts: Date.now(), from: this.me, text: msg.text });
       if (!conn) {
         li.append(h('span', { class: 'state' }, 'not sent: not connected'));
         return;
@@ -694,6 +843,76 @@ export class ChatView {
     } else if (a.quit) {
       this.onQuit();
     }
+  }
+
+  /**
+   * A private line: through the end-to-end sessions (secure, waiting for keys, or plain if the
+   * user said /insecure); never a plain Private for a conversation that is not plain.
+   */
+  #sendPrivate(to, text) {
+    const c = this.conv('private', to);
+    const li = this.add(c, { nick: this.me, text, own: true, kind: 'line waiting', secure: true });
+    li.conv = c;
+    if (!this.secure) {
+      this.#mark(li, 'refused', 'not sent: end-to-end encryption is not available in this tab');
+      return;
+    }
+    const tag = this.nextTag++;
+    this.e2eLines.set(tag, li);
+    while (this.e2eLines.size > MAX_E2E_LINES) {
+      const [oldest, old] = this.e2eLines.entries().next().value;
+      this.e2eLines.delete(oldest);
+      this.#mark(old, 'unknown', 'not sent: too many lines were waiting');
+    }
+    const r = this.secure.sendText(to, text, tag);
+    const plain = () => {
+      li.classList.remove('secure');
+      li.classList.add('plain');
+      li.querySelector('.lock')?.remove();
+    };
+    switch (r.kind) {
+      case 'Secure':
+        this.keep?.add(to, { ts: Date.now(), from: this.me, text, plain: false });
+        break;
+      case 'Queued':
+        this.keep?.add(to, { ts: Date.now(), from: this.me, text, plain: false });
+        this.#mark(li, 'waiting', `waiting for ${to}'s keys`);
+        break;
+      case 'QueuedPlain':
+        plain();
+        this.keep?.add(to, { ts: Date.now(), from: this.me, text });
+        this.#mark(li, 'waiting', 'waiting: to be sent NOT end-to-end encrypted');
+        break;
+      case 'Plain':
+        plain();
+        this.keep?.add(to, { ts: Date.now(), from: this.me, text });
+        this.sendWire({ type: 'Private', to, text }, tag);
+        break;
+      default:
+        this.e2eLines.delete(tag);
+        this.#mark(li, 'refused', `not sent: ${r.message}`);
+        this.status(r.message, true);
+        break;
+    }
+    this.securityChanged();
+  }
+
+  #e2eCommand(which, nick) {
+    if (!this.secure) {
+      this.problem(`/${which}: end-to-end encryption is not available in this tab`);
+      return;
+    }
+    const r = this.secure.command(which, nick);
+    if (r?.refused) {
+      this.say(`/${which} ${nick}: ${r.refused}`, 'error', this.conv('private', nick, false) ?? this.current);
+      this.status(r.refused, true);
+    } else if (r && r.number !== undefined) {
+      this.#safetyNumber(nick, r.number, r.newKey);
+    } else if (which === 'secure' || which === 'insecure') {
+      const c = this.conv('private', nick);
+      if (this.current !== c) this.switchTo(c);
+    }
+    this.securityChanged();
   }
 
   #grow() {
@@ -839,6 +1058,11 @@ export class ChatView {
 
 function roleRank(role) {
   return { Owner: 3, Op: 2, Voiced: 1, Member: 0 }[role ?? 'Member'] ?? 0;
+}
+
+/** The visible mark of an end-to-end encrypted line, with words for screen readers. */
+function lockMark() {
+  return h('span', { class: 'lock', role: 'img', 'aria-label': 'end-to-end encrypted', title: 'end-to-end encrypted' }, '\u{1F512}');
 }
 
 /** Text with http(s) links as <a> (text only; never fetched or previewed). */

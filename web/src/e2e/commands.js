@@ -1,0 +1,106 @@
+// The user's commands on a conversation (common/src/e2e/peers/commands.rs): /secure (start),
+// /insecure (end), /accept-key, /verified, and the safety number to compare.
+
+import { nickKey, nickError } from '../protocol.js';
+import { Refused } from './failure.js';
+import { blockedOf, wipeRatchet } from './sessions.js';
+import { safetyNumber as safety } from './safety.js';
+
+/**
+ * /secure peer: end-to-end from now on, and a session starts now (the keys are fetched). After
+ * a blocking failure other than a key change, this is the retry.
+ * @returns {object[]} actions
+ * @throws {Refused} InvalidNick, Yourself, TooManyPeers, KeyNotAccepted, AlreadySecure, AlreadyStarting
+ */
+export function start(s, peer, now) {
+  if (nickError(peer) !== null) throw new Refused('InvalidNick', { peer });
+  if (nickKey(peer) === nickKey(s.me)) throw new Refused('Yourself');
+  const entry = s.peer(peer);
+  const actions = [];
+  if (entry.intent !== 'Secure') {
+    entry.intent = 'Secure';
+    actions.push({ type: 'Persist' });
+  }
+  if (blockedOf(entry)?.kind === 'KeyChanged') throw new Refused('KeyNotAccepted', { peer: entry.nick });
+  if (entry.sessions.length > 0 && !entry.renew) {
+    if (actions.length === 0) throw new Refused('AlreadySecure', { peer: entry.nick });
+    actions.push({ type: 'Event', event: { kind: 'Resumed', peer: entry.nick } });
+    return actions;
+  }
+  if (entry.setup.kind === 'Fetching') throw new Refused('AlreadyStarting', { peer: entry.nick });
+  const wasBlocked = blockedOf(entry) !== null;
+  entry.setup = { kind: 'Fetching', since: now };
+  if (wasBlocked) actions.push({ type: 'Persist' });
+  actions.push({ type: 'FetchBundle', nick: entry.nick });
+  return actions;
+}
+
+/**
+ * /insecure peer: texts go plain from now on, until /secure. The sessions are kept.
+ * @returns {object[]} actions
+ * @throws {Refused} InvalidNick, Yourself, TooManyPeers, AlreadyPlain
+ */
+export function end(s, peer) {
+  if (nickError(peer) !== null) throw new Refused('InvalidNick', { peer });
+  if (nickKey(peer) === nickKey(s.me)) throw new Refused('Yourself');
+  const byDefault = s.config.endToEndByDefault;
+  const entry = s.peer(peer);
+  if (entry.intent === 'Plain' || (entry.intent === 'Default' && !byDefault)) {
+    throw new Refused('AlreadyPlain', { peer: entry.nick });
+  }
+  entry.intent = 'Plain';
+  return [{ type: 'Persist' }, { type: 'Event', event: { kind: 'Ended', peer: entry.nick, unsent: [] } }];
+}
+
+/**
+ * /accept-key peer: after a key change, pins the new key (not verified) and unblocks; the next
+ * text starts a session with it. The old sessions are dropped (wiped).
+ * @returns {object[]} actions
+ * @throws {Refused} NothingToAccept
+ */
+export function acceptKey(s, peer, _now) {
+  const existing = s.existing(peer);
+  const blocked = existing === undefined ? null : blockedOf(existing);
+  if (blocked?.kind !== 'KeyChanged') throw new Refused('NothingToAccept', { peer });
+  s.pins.replace(peer, blocked.presented);
+  const entry = s.peer(peer);
+  entry.setup = { kind: 'Idle' };
+  for (const old of entry.sessions.splice(0)) wipeRatchet(old.ratchet);
+  entry.peerKey = null;
+  return [{ type: 'Persist' }];
+}
+
+/**
+ * /verified peer: the user compared the safety number and it matched. Never accepts a changed key.
+ * @returns {object[]} actions
+ * @throws {Refused} KeyNotAccepted, NoKey
+ */
+export function markVerified(s, peer, _now) {
+  const entry = s.existing(peer);
+  if (entry !== undefined && blockedOf(entry)?.kind === 'KeyChanged') throw new Refused('KeyNotAccepted', { peer });
+  if (!s.pins.markVerified(peer)) throw new Refused('NoKey', { peer });
+  return [{ type: 'Persist' }];
+}
+
+/**
+ * The safety number with `peer`: of our key and its pinned key, or after a key change of the
+ * key presented now (the one to compare before accepting it).
+ * @returns {string} 12 groups of 5 digits
+ * @throws {Refused} NoKey
+ */
+export function safetyNumber(s, peer) {
+  const entry = s.existing(peer);
+  const blocked = entry === undefined ? null : blockedOf(entry);
+  let key;
+  if (blocked?.kind === 'KeyChanged') key = blocked.presented;
+  else {
+    const pin = s.pins.get(peer);
+    if (pin === null) throw new Refused('NoKey', { peer });
+    key = pin.key;
+  }
+  try {
+    return safety(s.me, s.identityPublic, peer, key);
+  } catch {
+    throw new Refused('NoKey', { peer });
+  }
+}

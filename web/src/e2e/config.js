@@ -1,0 +1,51 @@
+// Tunables of the session manager (common/src/e2e/config.rs E2eConfig) and the fixed bounds of
+// the peer table. Times here are milliseconds (Rust's Durations).
+
+import { E2eError } from './errors.js';
+import { MAX_ONE_TIME_PER_UPLOAD } from '../protocol.js';
+
+/** Most peers kept: a flood of starts from many (invented) nicks is refused beyond it. */
+export const MAX_PEERS = 4096;
+/** Most sessions kept per peer (the current one and older ones for late messages). */
+export const MAX_SESSIONS_PER_PEER = 3;
+/** Most decrypted messages kept per peer until the server's copy is acknowledged. */
+export const MAX_UNACKNOWLEDGED = 1024;
+/** Most one-time prekey secrets kept. */
+export const MAX_ONE_TIME_SECRETS = 400;
+/** Signed prekeys kept: the current one and older ones. */
+export const MAX_SIGNED_PREKEYS = 3;
+/** Session-start ephemeral keys remembered per signed prekey (replay protection, X3DH §4.2). */
+export const MAX_SEEN_STARTS = 8192;
+
+/**
+ * The default tunables:
+ * - endToEndByDefault (bool): private texts are end-to-end unless the user says /insecure;
+ * - maxQueued (count): texts that may wait for a peer's keys;
+ * - fetchTimeoutMs (ms): a key request not answered within this fails its texts;
+ * - signedPrekeyRotationMs (ms): a new signed prekey after this long (7 days);
+ * - oneTimeBatch (count): one-time prekeys published at a time (100).
+ */
+export const DEFAULT_CONFIG = Object.freeze({
+  endToEndByDefault: true,
+  maxQueued: 64,
+  fetchTimeoutMs: 30_000,
+  signedPrekeyRotationMs: 7 * 24 * 60 * 60 * 1000,
+  oneTimeBatch: MAX_ONE_TIME_PER_UPLOAD,
+});
+
+/**
+ * The defaults with `config`'s fields over them, checked.
+ * @param {object|undefined|null} config some of DEFAULT_CONFIG's fields
+ * @returns {Readonly<typeof DEFAULT_CONFIG>}
+ * @throws {E2eError} 'BadInput' for a field of the wrong type or out of range
+ */
+export function makeConfig(config) {
+  const c = { ...DEFAULT_CONFIG, ...(config ?? {}) };
+  const count = (v) => Number.isSafeInteger(v) && v >= 0;
+  if (typeof c.endToEndByDefault !== 'boolean') throw new E2eError('BadInput', 'endToEndByDefault is not a boolean');
+  if (!count(c.maxQueued)) throw new E2eError('BadInput', 'maxQueued is not a count');
+  if (!count(c.fetchTimeoutMs)) throw new E2eError('BadInput', 'fetchTimeoutMs is not a duration');
+  if (!count(c.signedPrekeyRotationMs)) throw new E2eError('BadInput', 'signedPrekeyRotationMs is not a duration');
+  if (!count(c.oneTimeBatch)) throw new E2eError('BadInput', 'oneTimeBatch is not a count');
+  return Object.freeze(c);
+}

@@ -1,0 +1,203 @@
+// Incoming relay payloads (common/src/e2e/peers/receive.rs): a message of a session we have, or
+// the start of a new one (X3DH as the responder). Only what decrypted and authenticated is ever
+// shown; anything else is reported unreadable (or replayed) and changes nothing. A peer entry
+// is made only for a start that authenticated, so junk from invented nicks cannot fill the table.
+
+import { sha256 } from '@noble/hashes/sha2.js';
+import { nickKey, nickError, textError, MAX_TEXT_LEN, MAX_RELAY_LEN } from '../protocol.js';
+import { equalBytes } from './errors.js';
+import { MAX_SESSIONS_PER_PEER, MAX_UNACKNOWLEDGED } from './config.js';
+import { decodeEnvelope, unpad } from './envelope.js';
+import { Ratchet } from './ratchet.js';
+import { respond } from './x3dh.js';
+import { checkPeerKey } from './trust.js';
+import { flushQueued } from './send.js';
+import { wipeRatchet } from './sessions.js';
+
+const U64_MAX = (1n << 64n) - 1n;
+
+const unreadable = (peer) => [{ type: 'Event', event: { kind: 'Unreadable', peer } }];
+const replayed = (peer) => [{ type: 'Event', event: { kind: 'Replayed', peer } }];
+
+/** The text in a padded plaintext, or null (wiping the plaintext). */
+function textOf(plain) {
+  try {
+    return unpad(plain);
+  } catch {
+    return null;
+  } finally {
+    plain.fill(0);
+  }
+}
+
+/**
+ * A relay payload from `from`, which the server gave the id `id`. A decrypted message comes
+ * after a Persist (the state that decrypted it is saved before it is shown). Never throws.
+ * @param {import('./sessions.js').Sessions} s
+ * @param {string} from @param {bigint} id u64 @param {Uint8Array} payload @param {number} now ms
+ * @returns {object[]} actions
+ */
+export function receive(s, from, id, payload, now) {
+  void now;
+  if (typeof from !== 'string' || nickError(from) !== null) return [];
+  if (typeof id !== 'bigint' || id < 0n || id > U64_MAX) return [];
+  const key = nickKey(from);
+  if (key === nickKey(s.me)) return [];
+  const known = s.peers.get(key);
+  const nick = known === undefined ? from : known.nick;
+  if (!(payload instanceof Uint8Array) || payload.length > MAX_RELAY_LEN) return unreadable(nick);
+  const kept = known?.unacknowledged.get(id);
+  if (kept !== undefined) {
+    if (equalBytes(kept.digest, sha256(payload)) && kept.reshow) {
+      kept.reshow = false;
+      return [{ type: 'Event', event: { kind: 'Message', peer: nick, id, text: kept.text } }];
+    }
+    return replayed(nick);
+  }
+  let envelope;
+  try {
+    envelope = decodeEnvelope(payload);
+  } catch {
+    return unreadable(nick);
+  }
+  if (envelope.kind === 'Message') return openExisting(s, nick, id, payload, envelope.message, null);
+  const ours = known !== undefined && known.sessions.some((x) => equalBytes(x.ephemeral, envelope.ephemeral));
+  if (ours) return openExisting(s, nick, id, payload, envelope.message, envelope.ephemeral);
+  if (s.keys.seenStart(envelope.ephemeral)) return replayed(nick);
+  return takeStart(s, nick, id, payload, envelope);
+}
+
+/** A message of a session we have (the one named by `ephemeral`, or any). */
+function openExisting(s, nick, id, payload, sealed, ephemeral) {
+  const entry = s.existing(nick);
+  if (entry === undefined) return unreadable(nick);
+  let opened = { kind: 'Unreadable' };
+  for (let i = 0; i < entry.sessions.length; i++) {
+    const session = entry.sessions[i];
+    if (ephemeral !== null && !equalBytes(ephemeral, session.ephemeral)) continue;
+    let plain;
+    try {
+      plain = session.ratchet.decrypt(sealed.header, sealed.ciphertext, s.rng);
+    } catch (e) {
+      if (e?.why === 'Old') opened = { kind: 'Replayed' };
+      continue;
+    }
+    const text = textOf(plain);
+    opened = text === null ? { kind: 'Unreadable' } : { kind: 'Text', index: i, text };
+    if (ephemeral === null) session.start = null; // the peer answered in a session we started
+    break;
+  }
+  if (opened.kind === 'Text') {
+    const [session] = entry.sessions.splice(opened.index, 1);
+    entry.sessions.unshift(session);
+    return deliver(s, nick, id, payload, opened.text, []);
+  }
+  return opened.kind === 'Replayed' ? replayed(nick) : unreadable(nick);
+}
+
+/**
+ * The first message of a session the peer started. Nothing changes unless it authenticates:
+ * then the one-time prekey is spent, the start remembered, the key pinned; or, for a key other
+ * than the pinned one, the conversation blocked (its sessions kept, the message not shown).
+ */
+function takeStart(s, nick, id, payload, start) {
+  const checked = checkPeerKey(s.pins, s.identityPublic, nick, start.identity);
+  if (checked.failure?.kind === 'BadKey') return unreadable(nick);
+  const spk = s.keys.signedSecret(start.signedPrekey);
+  if (spk === undefined) return unreadable(nick);
+  if (start.oneTime === null && !s.keys.canRemember(start.signedPrekey)) {
+    s.keys.rotateNow = true;
+    return unreadable(nick);
+  }
+  let otk = null;
+  if (start.oneTime !== null) {
+    const k = s.keys.oneTime.get(start.oneTime);
+    if (k === undefined) return unreadable(nick);
+    otk = k.secret;
+  }
+  let x3dh;
+  try {
+    x3dh = respond({
+      me: s.me, identitySecret: s.identitySecret, peer: nick, peerIdentity: start.identity,
+      peerEphemeral: start.ephemeral, signedPrekeySecret: spk.secret, oneTimeSecret: otk,
+    });
+  } catch {
+    return unreadable(nick);
+  }
+  const ratchet = Ratchet.responder(x3dh.shared, spk.secret, x3dh.associatedData);
+  x3dh.shared.fill(0);
+  let plain;
+  try {
+    plain = ratchet.decrypt(start.message.header, start.message.ciphertext, s.rng);
+  } catch {
+    wipeRatchet(ratchet);
+    return unreadable(nick);
+  }
+  const text = textOf(plain);
+  if (text === null) {
+    wipeRatchet(ratchet);
+    return unreadable(nick);
+  }
+  // Authenticated: whoever sent it holds the private key of `identity`.
+  if (checked.failure !== undefined) {
+    wipeRatchet(ratchet);
+    try {
+      s.peer(nick);
+    } catch {
+      return unreadable(nick);
+    }
+    return s.fail(nick, checked.failure);
+  }
+  let entry;
+  try {
+    entry = s.peer(nick);
+  } catch {
+    wipeRatchet(ratchet);
+    return unreadable(nick); // the table is full of peers in use
+  }
+  if (entry.peerKey === null || !equalBytes(entry.peerKey, start.identity)) {
+    for (const old of entry.sessions.splice(0)) wipeRatchet(old.ratchet);
+  }
+  entry.peerKey = Uint8Array.from(start.identity);
+  entry.renew = false;
+  entry.sessions.unshift({ ratchet, ephemeral: Uint8Array.from(start.ephemeral), start: null });
+  for (const old of entry.sessions.splice(MAX_SESSIONS_PER_PEER)) wipeRatchet(old.ratchet);
+  if (entry.intent === 'Default') entry.intent = 'Secure';
+  const wasFetching = entry.setup.kind === 'Fetching';
+  const keep = entry.setup.kind === 'Failed' && (entry.setup.failure.kind === 'KeyChanged' || entry.setup.failure.kind === 'OwnKey');
+  if (!keep) entry.setup = { kind: 'Idle' };
+  const peer = entry.nick;
+  const hasQueued = entry.queued.length > 0;
+  if (start.oneTime !== null) s.keys.removeOneTime(start.oneTime);
+  s.keys.rememberStart(start.signedPrekey, start.ephemeral);
+  if (checked.trust === 'New') s.pins.pinNew(nick, start.identity);
+  const before = [{ type: 'Event', event: { kind: 'Ready', peer, key: Uint8Array.from(start.identity), trust: checked.trust, byPeer: true } }];
+  if (wasFetching || hasQueued) before.push(...flushQueued(s, nick));
+  return deliver(s, nick, id, payload, text, before);
+}
+
+/** A decrypted text: kept until acknowledged, saved, then shown. */
+function deliver(s, nick, id, payload, text, before) {
+  const actions = [{ type: 'Persist' }, ...before];
+  if (textError(text, MAX_TEXT_LEN) !== null) {
+    actions.push({ type: 'Event', event: { kind: 'Unreadable', peer: nick } });
+    return actions;
+  }
+  const entry = s.existing(nick);
+  if (entry !== undefined) {
+    entry.unacknowledged.set(id, { digest: sha256(payload), text, reshow: false });
+    while (entry.unacknowledged.size > MAX_UNACKNOWLEDGED) {
+      let min = null;
+      for (const k of entry.unacknowledged.keys()) if (min === null || k < min) min = k;
+      entry.unacknowledged.delete(min);
+    }
+  }
+  actions.push({ type: 'Event', event: { kind: 'Message', peer: nick, id, text } });
+  return actions;
+}
+
+/** The caller could not show message `id` from `peer`: shown when the server sends it again. */
+export function notShown(s, peer, id) {
+  const kept = s.existing(peer)?.unacknowledged.get(id);
+  if (kept !== undefined) kept.reshow = true;
+}

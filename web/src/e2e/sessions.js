@@ -1,0 +1,311 @@
+// The session manager (common/src/e2e/peers.rs and peers/*.rs): the peer table, one entry per
+// peer with its Double Ratchet sessions, what the user wants of the conversation, the texts
+// waiting for the peer's keys and the decrypted messages not acknowledged yet; plus our own
+// prekeys (keys.js) and the pins (pins.js). Pure: no I/O, no clock, no DOM. Callers pass in what
+// arrived and the time, and carry out the actions handed back, in order:
+//   {type: 'Persist'}                                save toState() durably before going on
+//   {type: 'Send', to, payload: Uint8Array, line}    ClientMsg::Relay (line: number | null)
+//   {type: 'SendPlain', to, text, line}              ClientMsg::Private (the user said /insecure)
+//   {type: 'Event', event}                           show it (events below)
+//   {type: 'Publish', upload}                        ClientMsg::PublishKeys {keys: upload}
+//   {type: 'FetchBundle', nick}                      ClientMsg::FetchBundle {nick}
+// Events (event.kind): Ready {peer, key, trust, byPeer}, Message {peer, id: bigint, text},
+// Resumed {peer}, Ended {peer, unsent: number[]}, Failed {peer, failure, unsent: number[]},
+// Unreadable {peer}, Replayed {peer}, OtherDevice {}.
+// Here: the table, statuses, failing, the clock's work; sending in send.js, incoming payloads
+// in receive.js, the user's commands in commands.js, the key directory in directory.js, the
+// saved state in state.js.
+
+import { nickKey } from '../protocol.js';
+import { E2eError, bytesOf } from './errors.js';
+import { publicKey } from './x3dh.js';
+import { MAX_PEERS, makeConfig } from './config.js';
+import { Refused, isBlocking, failureWords } from './failure.js';
+import { checkPeerKey } from './trust.js';
+import { Pins } from './pins.js';
+import { OwnKeys } from './keys.js';
+import * as send from './send.js';
+import * as receive from './receive.js';
+import * as commands from './commands.js';
+import * as directory from './directory.js';
+import * as state from './state.js';
+
+export { Refused, isBlocking, failureWords };
+
+/** Wipes a ratchet's secrets (it is dropped). */
+export function wipeRatchet(r) {
+  for (const k of [r.dhs, r.rk, r.cks, r.ckr]) k?.fill?.(0);
+  for (const s of r.skipped ?? []) s.mk?.fill?.(0);
+}
+
+/**
+ * A new peer entry.
+ * intent: 'Default' | 'Secure' | 'Plain'; sessions: [{ratchet, ephemeral: Uint8Array(32),
+ * start: {signedPrekey, oneTime: number|null} | null}], the current first; setup: {kind:
+ * 'Idle'} | {kind: 'Fetching', since: ms} | {kind: 'Failed', failure}; queued: [{text, line,
+ * plain}]; unacknowledged: Map<bigint relay id, {digest: Uint8Array(32), text, reshow}>.
+ */
+export function newPeer(nick) {
+  return {
+    nick,
+    intent: 'Default',
+    sessions: [],
+    peerKey: null,
+    setup: { kind: 'Idle' },
+    queued: [],
+    unacknowledged: new Map(),
+    renew: false,
+  };
+}
+
+/** The blocking failure of a peer entry, or null. */
+export function blockedOf(entry) {
+  return entry.setup.kind === 'Failed' && isBlocking(entry.setup.failure) ? entry.setup.failure : null;
+}
+
+/** All of one user's end-to-end sessions and prekeys. */
+export class Sessions {
+  /** Use Sessions.create or Sessions.restore. */
+  constructor({ me, identitySecret, config, rng }) {
+    if (typeof me !== 'string') throw new E2eError('BadInput', 'me is not a nick');
+    bytesOf(identitySecret, 32, 'identity secret');
+    if (typeof rng !== 'function') throw new E2eError('BadInput', 'rng is not a function');
+    this.me = me;
+    this.identitySecret = Uint8Array.from(identitySecret);
+    this.identityPublic = publicKey(this.identitySecret);
+    this.config = makeConfig(config);
+    this.rng = rng;
+    this.pins = new Pins();
+    /** @type {Map<string, ReturnType<typeof newPeer>>} by nickKey */
+    this.peers = new Map();
+    this.keys = new OwnKeys();
+  }
+
+  /**
+   * Fresh sessions (no peers, no prekeys yet: login() makes them).
+   * @param {{me: string, identitySecret: Uint8Array, config?: object, rng: (n: number) => Uint8Array}} args
+   * @returns {Sessions}
+   * @throws {E2eError} 'BadInput'
+   */
+  static create(args) {
+    return new Sessions(args);
+  }
+
+  /**
+   * Sessions from a toState() object; all or nothing.
+   * @param {{me, identitySecret, config?, rng, state: object}} args
+   * @returns {Sessions}
+   * @throws {E2eError} 'Format' for a damaged state (or one of another identity), 'BadInput'
+   */
+  static restore(args) {
+    const s = new Sessions(args);
+    state.restore(s, args.state);
+    return s;
+  }
+
+  /** Our identity's public key (32 bytes, a copy). */
+  get publicKey() {
+    return Uint8Array.from(this.identityPublic);
+  }
+
+  /** Everything to save, as a structured-cloneable plain object ({v: 1, ...}); see state.js. */
+  toState() {
+    return state.toState(this);
+  }
+
+  /**
+   * The entry for `nick`, made if missing. When the table is full, an entry that holds nothing
+   * makes room; if there is none, Refused('TooManyPeers').
+   */
+  peer(nick) {
+    const key = nickKey(nick);
+    let entry = this.peers.get(key);
+    if (entry !== undefined) return entry;
+    if (this.peers.size >= MAX_PEERS) {
+      let idle = null;
+      for (const [k, p] of this.peers) {
+        if (
+          p.sessions.length === 0 && p.queued.length === 0 && p.unacknowledged.size === 0 &&
+          p.intent === 'Default' && (p.setup.kind === 'Idle' || p.setup.kind === 'Failed') && blockedOf(p) === null
+        ) {
+          idle = k;
+          break;
+        }
+      }
+      if (idle === null) throw new Refused('TooManyPeers');
+      this.peers.delete(idle);
+    }
+    entry = newPeer(nick);
+    this.peers.set(key, entry);
+    return entry;
+  }
+
+  /** The entry for `nick` or undefined (never made). */
+  existing(nick) {
+    return this.peers.get(nickKey(nick));
+  }
+
+  /**
+   * Where the conversation with `peer` stands.
+   * @returns {{kind: 'Plain'} | {kind: 'Ready'} | {kind: 'Starting'}
+   *   | {kind: 'Secure', key: Uint8Array, trust: 'New'|'Pinned'|'Verified'} | {kind: 'Failed', failure}}
+   */
+  status(peer) {
+    const def = this.config.endToEndByDefault ? { kind: 'Ready' } : { kind: 'Plain' };
+    const entry = this.existing(peer);
+    if (entry === undefined) return def;
+    if (entry.intent === 'Plain') return { kind: 'Plain' };
+    const blocked = blockedOf(entry);
+    if (blocked !== null) return { kind: 'Failed', failure: blocked };
+    if (entry.peerKey !== null && entry.sessions.length > 0) {
+      const checked = checkPeerKey(this.pins, this.identityPublic, entry.nick, entry.peerKey);
+      return { kind: 'Secure', key: Uint8Array.from(entry.peerKey), trust: checked.trust ?? 'Pinned' };
+    }
+    switch (entry.setup.kind) {
+      case 'Fetching':
+        return { kind: 'Starting' };
+      case 'Failed':
+        return { kind: 'Failed', failure: entry.setup.failure };
+      default:
+        return entry.intent === 'Secure' ? { kind: 'Ready' } : def;
+    }
+  }
+
+  /**
+   * Fails the setting-up with `peer`: the texts waiting are dropped and reported (those the
+   * user chose plain go, after the report); a blocking failure blocks (and is saved).
+   * @returns {object[]} actions
+   */
+  fail(peer, failure) {
+    const entry = this.existing(peer);
+    if (entry === undefined) return [];
+    const blocking = isBlocking(failure);
+    entry.setup = { kind: 'Failed', failure };
+    const unsent = [];
+    const plain = [];
+    for (const q of entry.queued.splice(0)) {
+      if (q.plain) plain.push({ type: 'SendPlain', to: entry.nick, text: q.text, line: q.line });
+      else unsent.push(q.line);
+    }
+    const actions = [];
+    if (blocking) actions.push({ type: 'Persist' });
+    actions.push({ type: 'Event', event: { kind: 'Failed', peer: entry.nick, failure, unsent } });
+    actions.push(...plain);
+    return actions;
+  }
+
+  /** When tick() must run next (ms, the same clock as `now`): the earliest fetch deadline, or null. */
+  pollTimeout() {
+    let min = null;
+    for (const p of this.peers.values()) {
+      if (p.setup.kind !== 'Fetching') continue;
+      const at = p.setup.since + this.config.fetchTimeoutMs;
+      if (min === null || at < min) min = at;
+    }
+    return min;
+  }
+
+  /** Fails the key requests not answered by `now` (ms). @returns {object[]} actions */
+  tick(now) {
+    const timeout = this.config.fetchTimeoutMs;
+    const late = [];
+    for (const p of this.peers.values()) {
+      if (p.setup.kind === 'Fetching' && p.setup.since + timeout <= now) late.push(p.nick);
+    }
+    return late.flatMap((nick) => this.fail(nick, { kind: 'Timeout' }));
+  }
+
+  /** The connection ended: the texts waiting stay queued; login() asks again. */
+  disconnected() {}
+
+  /** The page sent Received {up_to}: texts of relays up to `upTo` (bigint) need not be kept. */
+  acknowledged(upTo) {
+    let up;
+    try {
+      up = BigInt(upTo);
+    } catch {
+      return;
+    }
+    for (const entry of this.peers.values()) {
+      for (const id of [...entry.unacknowledged.keys()]) if (id <= up) entry.unacknowledged.delete(id);
+    }
+  }
+
+  /** The sending half (send.js). @returns {{kind: string, actions?: object[]}} @throws {Refused} */
+  sendText(peer, text, line, now) {
+    return send.sendText(this, peer, text, line, now);
+  }
+
+  /** A relay payload (receive.js); never throws. @returns {object[]} */
+  receive(from, id, payload, now) {
+    return receive.receive(this, from, id, payload, now);
+  }
+
+  /** The caller could not show message `id` (bigint) from `peer`: shown when it comes again. */
+  notShown(peer, id) {
+    receive.notShown(this, peer, id);
+  }
+
+  /** A login (directory.js): prekeys and the upload. `nowMs` is Date.now(). */
+  login(now, nowMs) {
+    return directory.login(this, now, nowMs);
+  }
+
+  /** KeysPublished {one_time, other_device}. */
+  published(oneTime, otherDevice) {
+    return directory.published(this, oneTime, otherDevice);
+  }
+
+  /** KeysRefused. */
+  publishRefused() {
+    directory.publishRefused(this);
+  }
+
+  /** PrekeysLow {one_time}. */
+  prekeysLow(oneTime) {
+    return directory.prekeysLow(this, oneTime);
+  }
+
+  /** Bundle {nick, answer}: protocol.js's BundleAnswer. */
+  bundle(peer, answer, now) {
+    return directory.bundle(this, peer, answer, now);
+  }
+
+  /** /secure. @throws {Refused} */
+  start(peer, now) {
+    return commands.start(this, peer, now);
+  }
+
+  /** /insecure. @throws {Refused} */
+  end(peer) {
+    return commands.end(this, peer);
+  }
+
+  /** /accept-key. @throws {Refused} */
+  acceptKey(peer, now) {
+    return commands.acceptKey(this, peer, now);
+  }
+
+  /** /verified. @throws {Refused} */
+  markVerified(peer, now) {
+    return commands.markVerified(this, peer, now);
+  }
+
+  /** The 60-digit safety number with `peer`. @throws {Refused} 'NoKey' */
+  safetyNumber(peer) {
+    return commands.safetyNumber(this, peer);
+  }
+
+  /** Whether the safety number is of a changed key not accepted yet. */
+  safetyNumberIsOfNewKey(peer) {
+    const entry = this.existing(peer);
+    return entry !== undefined && blockedOf(entry)?.kind === 'KeyChanged';
+  }
+
+  /** Wipes every secret; the object must not be used after. */
+  wipe() {
+    this.identitySecret.fill(0);
+    this.keys.wipe();
+    for (const p of this.peers.values()) for (const s of p.sessions) wipeRatchet(s.ratchet);
+  }
+}
