@@ -85,22 +85,32 @@ describe('the web client with mm users', () => {
     });
   });
 
-  test('privately both ways: plain in the browser, said so; never silently plain from mm', async () => {
+  test('privately both ways: end-to-end encrypted between the browser and mm, the same safety number; plain only once said', async () => {
     await withScreenshots('private', () => pages, async () => {
       await say(wendy, '/msg max psst from the browser');
-      await max.sees('<wendy> psst from the browser');
+      await max.sees('[secure] <wendy> psst from the browser');
       await open(wendy, 'max');
-      await wendy.getByText('NOT end-to-end encrypted — the server can read it').first().waitFor({ timeout: WAIT });
-      // mm's private messages are end-to-end by default: to a browser peer it refuses, with the hint.
+      await wendy.locator('#security[data-state="secure"]').waitFor({ timeout: WAIT });
+      assert.match(await wendy.locator('#security').textContent(), /^SECURE/);
       max.type('/msg wendy secret reply');
-      await max.sees(/wendy has no end-to-end keys.*\/insecure wendy/);
-      await new Promise((r) => setTimeout(r, 500));
-      const log = await wendy.getByRole('log').textContent();
-      assert.ok(!log.includes('secret reply'), 'a line mm refused to send plain reached the browser');
+      await wendy.getByRole('log').locator('li.secure').filter({ hasText: 'secret reply' }).first().waitFor({ timeout: WAIT });
+      assert.equal(await wendy.getByRole('log').getByRole('img', { name: 'end-to-end encrypted' }).count() >= 2, true, 'both lines carry the lock');
+      // The same safety number on both sides.
+      await say(wendy, '/verify max');
+      const line = await wendy.getByRole('log').getByText(/Safety number with max: /).first().textContent();
+      const digits = /Safety number with max: ([0-9 ]+)/.exec(line)[1].trim();
+      max.type('/verify wendy');
+      await max.sees(`safety number with wendy: ${digits}`);
+      await say(wendy, '/verified max');
+      await wendy.locator('#security[data-state="verified"]').waitFor({ timeout: WAIT });
+      // Plain only once said, on both sides.
+      await say(wendy, '/insecure max');
+      await wendy.locator('#security[data-state="plain"]').waitFor({ timeout: WAIT });
+      await wendy.getByText('NOT end-to-end encrypted — the server can read it').first().waitFor({ timeout: WAIT });
       max.type('/insecure wendy');
       await max.sees('NOT end-to-end encrypted');
       max.type('/msg wendy plain reply, knowingly');
-      await logShows(wendy, 'plain reply, knowingly');
+      await wendy.getByRole('log').locator('li.plain').filter({ hasText: 'plain reply, knowingly' }).first().waitFor({ timeout: WAIT });
     });
   });
 
@@ -212,6 +222,31 @@ describe('the web client with mm users', () => {
       await new Promise((r) => setTimeout(r, 3000));
       const later = server.log.lines.filter((l) => /logged in/.test(l) && /nick=wendy\b/.test(l));
       assert.equal(later.length, logins.length, 'a tab logged in again after the take-over');
+    });
+  });
+
+  test('two tabs take turns with one secure session: each continues from what the other saved', async () => {
+    await withScreenshots('tabs-secure', () => pages, async () => {
+      const kim = await server.mm('kim');
+      const tabs = pages.filter((p) => p.url().startsWith(server.url) && p.context() === wendy.context());
+      const second = tabs.at(-1);
+      await say(second, '/msg kim one from the second tab');
+      await kim.sees('[secure] <wendy> one from the second tab');
+      kim.type('/msg wendy reply to the second tab');
+      await second.getByRole('log').locator('li.secure').filter({ hasText: 'reply to the second tab' }).first().waitFor({ timeout: WAIT });
+      // The first tab takes the account back: it opens the record again, with the session
+      // as the second tab left it (a stale copy would fail to decrypt or be refused).
+      await wendy.getByRole('button', { name: 'Use here' }).click();
+      await wendy.getByLabel('Message', { exact: true }).waitFor({ timeout: WAIT });
+      await second.getByText(/another tab/).first().waitFor({ timeout: WAIT });
+      await say(wendy, '/query kim');
+      await wendy.locator('#security[data-state="secure"]').waitFor({ timeout: WAIT });
+      await say(wendy, '/msg kim two from the first tab');
+      await kim.sees('[secure] <wendy> two from the first tab');
+      kim.type('/msg wendy reply to the first tab');
+      await wendy.getByRole('log').locator('li.secure').filter({ hasText: 'reply to the first tab' }).first().waitFor({ timeout: WAIT });
+      assert.equal(kim.out.lines.concat(kim.err.lines).some((l) => /could not be decrypted|CHANGED|replayed/.test(l)), false, 'kim saw a broken session');
+      assert.equal(await wendy.getByRole('log').getByText(/could not be decrypted/).count(), 0);
     });
   });
 

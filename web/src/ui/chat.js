@@ -517,6 +517,18 @@ export class ChatView {
       if (li && reason) this.#mark(li, 'refused', reason);
     }
     const words = secureEventWords(event, fw);
+    if (event.kind === 'Failed' && event.failure?.kind === 'NoSuchUser') {
+      const c = this.conv('private', event.peer, false);
+      if (c && !c.ok) {
+        // /msg to a nick nobody has: no conversation is left behind; the error is said where the user was.
+        const text = `${event.peer}: no such user — nothing was sent (${words.text})`;
+        this.close(c);
+        this.say(text, 'error');
+        this.status(text, true);
+        this.securityChanged();
+        return;
+      }
+    }
     if (words) {
       const c = words.peer ? this.conv('private', words.peer) : this.current;
       const kind = { ready: 'notice', notice: 'notice', error: 'error', alarm: 'error alarm' }[words.kind] ?? 'notice';
