@@ -2,8 +2,9 @@
 // private lines both ways online and offline, nothing readable on the wire (the page's
 // WebSocket frames), on the server's disk or in its memory, equal safety numbers, key changes
 // that block on either side, sessions that survive a reload, and two tabs that never fork one
-// account's sessions. What the page shows is the contract of web/README (issue 20):
-// `#security[data-state]`, lines with the class `secure`. See harness.mjs.
+// account's sessions. What the tests read of the page (issue 20): `#security` with its
+// `data-state` (plain, ready, starting, secure, verified, changed, blocked) and words, log lines
+// with the class `secure`, and the `Safety number with NICK: ` notice. See harness.mjs.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -304,10 +305,13 @@ describe('end-to-end between the page and mm', () => {
       const log = w.server.log.lines.join('\n');
       for (const s of [...secrets, ...controls]) assert.ok(!log.includes(s), `${s} is in the server's log`);
 
-      // Everything it keeps on disk, once stopped (SQLite's database, -wal, -shm).
+      // Everything it keeps on disk, while it runs (a -wal not yet checkpointed) and once
+      // stopped (SQLite's database, -wal, -shm).
+      const live = grepDir(w.server.data, [...secrets, ...controls]);
+      for (const s of secrets) assert.ok(!live.found.has(s), `${s} is in the running server's data directory`);
       await w.server.halt();
       const disk = grepDir(w.server.data, [...secrets, ...controls]);
-      t.diagnostic(`server data: ${disk.files} files, ${disk.bytes} bytes`);
+      t.diagnostic(`server data: ${live.files} files, ${live.bytes} bytes running; ${disk.files} files, ${disk.bytes} bytes stopped`);
       for (const c of controls) assert.ok(disk.found.has(c), `the data directory scan did not find the plain room line ${c}`);
       for (const s of secrets) assert.ok(!disk.found.has(s), `${s} is in the server's data directory`);
     });
