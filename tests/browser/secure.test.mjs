@@ -338,7 +338,7 @@ describe('end-to-end between the page and mm', () => {
     });
   });
 
-  test('the page loses its keys (site data deleted): mm refuses the new key and sends nothing to it', LIMIT, async (t) => {
+  test('the page loses its keys (site data deleted): mm refuses the new key and sends nothing to it until /accept-key', LIMIT, async (t) => {
     const w = await world(t);
     await withScreenshots('secure-page-key-changed', () => w.pages, async () => {
       const max = await w.server.mm('max');
@@ -380,10 +380,22 @@ describe('end-to-end between the page and mm', () => {
         !receivedSince(frames, seenBefore).some((m) => m.type === 'Relay'),
         'a Relay reached the page after mm refused to send',
       );
+
+      // Both compare the NEW key's safety number, max accepts it, and they talk again.
+      await open(page, 'max');
+      await say(page, '/verify max');
+      const li = await lineOf(page, 'Safety number with max: ');
+      const inPage = (await li.locator('.text').textContent()).match(/: ([0-9][0-9 ]*[0-9])/)?.[1];
+      assert.equal(inPage?.replace(/ /g, '').length, 60, `the page's number: ${inPage}`);
+      max.type('/verify wendy');
+      await max.seesAfter(mark, new RegExp(`safety number of wendy's NEW key \\(not accepted yet\\): ${inPage}`));
+      max.type('/accept-key wendy');
+      await max.seesAfter(mark, "accepted wendy's new key");
+      await exchange(page, frames, max, 'accepted');
     });
   });
 
-  test('mm\'s identity changes: the page shows KEY CHANGED and sends nothing', LIMIT, async (t) => {
+  test('mm\'s identity changes: the page shows KEY CHANGED and sends nothing until /accept-key', LIMIT, async (t) => {
     const w = await world(t);
     await withScreenshots('secure-mm-key-changed', () => w.pages, async () => {
       const first = await w.server.mm('max');
@@ -412,6 +424,21 @@ describe('end-to-end between the page and mm', () => {
       assert.deepEqual(sent.map((m) => m.type), [], 'the page sent to max while the key change was not accepted');
       assert.ok(!(await logText(page)).includes(fromNewKey), 'the page showed a line from the unaccepted key');
       await security(page, 'changed', 'KEY CHANGED');
+
+      // Both compare the NEW key's safety number, wendy accepts it, and they talk again.
+      max.type('/verify wendy');
+      const mmLine = await max.sees(/safety number with wendy: /);
+      const inMm = mmLine.match(/safety number with wendy: ([0-9][0-9 ]*[0-9])/)?.[1];
+      assert.equal(inMm?.replace(/ /g, '').length, 60, `mm's number: ${mmLine}`);
+      await say(page, '/verify max');
+      await lineOf(page, inMm);
+      await say(page, '/accept-key max');
+      await until(
+        async () => (await page.locator('#security').getAttribute('data-state')) !== 'changed',
+        async () => `#security still says ${await page.locator('#security').textContent()} after /accept-key`,
+      );
+      await exchange(page, frames, max, 'accepted');
+      await security(page, 'secure', 'SECURE');
     });
   });
 
