@@ -458,7 +458,7 @@ describe('end-to-end between the page and mm', () => {
       await open(page, 'max');
       await lineHas(page, earlier.fromPage, 'secure');
       await lineHas(page, earlier.fromMm, 'secure');
-      const after = await exchange(page, frames, max, 'after');
+      await exchange(page, frames, max, 'after');
       await security(page, 'secure', 'SECURE');
       assert.deepEqual(max.linesAfter(mark, /started a secure session|secure session with wendy ready/), [], 'a new session after the reload');
       assert.deepEqual(mmTrouble(max, mark), []);
@@ -468,7 +468,6 @@ describe('end-to-end between the page and mm', () => {
       const again = unique('again-');
       max.type(`/msg wendy ${again}`);
       await lineHas(page, again, 'secure');
-      assert.ok(after.fromMm);
     });
   });
 
