@@ -322,7 +322,7 @@ pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
             at(),
             Kind::Error,
             format!(
-                "{peer} has no end-to-end keys (a web browser, which cannot encrypt end-to-end yet, or an older client){}. To send plain (the server can read it): /insecure {peer}, then send again",
+                "{peer} has no end-to-end keys (an older client, or a browser page from before end-to-end; {peer} gets keys by logging in again with a current one){}. To send plain (the server can read it): /insecure {peer}, then send again",
                 not_sent(unsent.len())
             ),
         ),

@@ -299,7 +299,7 @@ fn secure_session_endings_say_what_was_not_sent_and_what_to_do() {
     assert!(
         no_keys
             .text
-            .starts_with("bob has no end-to-end keys (a web browser, which cannot encrypt end-to-end yet, or an older client); 2 waiting messages were NOT sent")
+            .starts_with("bob has no end-to-end keys (an older client, or a browser page from before end-to-end; bob gets keys by logging in again with a current one); 2 waiting messages were NOT sent")
             && no_keys.text.contains("To send plain (the server can read it): /insecure bob, then send again"),
         "{no_keys:?}"
     );

@@ -250,6 +250,45 @@ describe('the web client with mm users', () => {
     });
   });
 
+  test('an mm user starts a secure session with the browser from the keys it published', async () => {
+    await withScreenshots('mm-starts', () => pages, async () => {
+      const lee = await server.mm('lee');
+      lee.type('/msg wendy first contact from lee');
+      await wendy.getByRole('navigation', { name: 'Conversations' }).getByRole('button', { name: /^lee\b/ }).waitFor({ timeout: WAIT });
+      await open(wendy, 'lee');
+      await wendy.getByRole('log').locator('li.secure').filter({ hasText: 'first contact from lee' }).first().waitFor({ timeout: WAIT });
+      await logShows(wendy, 'lee started a secure session');
+      await say(wendy, '/msg lee answer from the browser');
+      await lee.sees('[secure] <wendy> answer from the browser');
+    });
+  });
+
+  test('two browsers: end-to-end both ways, and a secure line waits in the mailbox while its reader is away', async () => {
+    await withScreenshots('browsers', () => pages, async () => {
+      const { context, page: zoe } = await newVisitor();
+      await join(zoe, 'zoe');
+      await say(wendy, '/msg zoe hello zoe, from one browser to another');
+      await zoe.getByRole('navigation', { name: 'Conversations' }).getByRole('button', { name: /^wendy\b/ }).waitFor({ timeout: WAIT });
+      await open(zoe, 'wendy');
+      await zoe.getByRole('log').locator('li.secure').filter({ hasText: 'hello zoe, from one browser to another' }).first().waitFor({ timeout: WAIT });
+      await zoe.locator('#security[data-state="secure"]').waitFor({ timeout: WAIT });
+      await say(zoe, 'hello wendy');
+      await wendy.getByRole('log').locator('li.secure').filter({ hasText: 'hello wendy' }).first().waitFor({ timeout: WAIT });
+      // Zoe closes her page: the next line is queued by the server, and read at her next visit.
+      await zoe.close();
+      await say(wendy, 'while you were away');
+      await wendy.getByRole('log').locator('li.queued').filter({ hasText: 'while you were away' }).first().waitFor({ timeout: WAIT });
+      const again = await context.newPage();
+      pages.push(again);
+      await again.goto(server.url);
+      await again.getByLabel('Message', { exact: true }).waitFor({ timeout: WAIT });
+      await open(again, 'wendy');
+      await again.getByRole('log').locator('li.secure').filter({ hasText: 'while you were away' }).first().waitFor({ timeout: WAIT });
+      await again.getByRole('log').locator('li.secure').filter({ hasText: 'hello zoe, from one browser to another' }).first().waitFor({ timeout: WAIT });
+      assert.equal(await again.getByRole('log').getByText(/could not be decrypted|cannot be read/).count(), 0);
+    });
+  });
+
   test('a nick registered to another key is refused in plain words', async () => {
     await withScreenshots('taken', () => pages, async () => {
       const { page } = await newVisitor();

@@ -48,10 +48,13 @@ export function database(name, version, upgrade) {
 /**
  * Runs `fn(transaction)` in a transaction over `stores` of the database `open()` gives, and
  * resolves with its result once the transaction committed (rejects if it failed or aborted).
+ * `options` go to IDBDatabase.transaction: `{ durability: 'strict' }` makes "committed" mean
+ * flushed to disk (Chromium's default, 'relaxed', may lose the last commits if the computer
+ * crashes; the end-to-end state needs strict: a lost save could encrypt twice under one key).
  */
-export async function transaction(open, stores, mode, fn) {
+export async function transaction(open, stores, mode, fn, options = undefined) {
   const db = await open();
-  const t = db.transaction(stores, mode);
+  const t = options ? db.transaction(stores, mode, options) : db.transaction(stores, mode);
   const done = new Promise((resolve, reject) => {
     t.oncomplete = () => resolve();
     t.onerror = () => reject(t.error);

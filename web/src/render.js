@@ -251,7 +251,7 @@ export function secureEventWords(event, fw) {
         case 'NoKeys':
           return {
             peer, kind: 'error',
-            text: `${peer} has no end-to-end keys (a web browser, which cannot encrypt end-to-end yet, or an older client)${dropped}. To send plain (the server can read it): /insecure ${peer}, then send again`,
+            text: `${peer} has no end-to-end keys (an older client, or a browser page from before end-to-end; ${peer} gets keys by logging in again with a current one)${dropped}. To send plain (the server can read it): /insecure ${peer}, then send again`,
           };
         default: {
           const words = fw.failureWords(failure);

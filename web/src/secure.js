@@ -29,6 +29,8 @@ const DB_VERSION = 1;
 const STORE = 'homes';
 /** Longest wait for one save or open of the record, milliseconds. */
 export const STORAGE_TIMEOUT_MS = 10_000;
+/** Relay ids remembered as handled (saved, shown, kept), for repeats after a reconnection. */
+const MAX_HANDLED = 4096;
 /** Longest sleep between two looks at the sessions' timers, milliseconds. */
 const MAX_SLEEP_MS = 60 * 60 * 1000;
 
@@ -102,7 +104,9 @@ const openDb = database(DB_NAME, DB_VERSION, (db) => {
   if (!db.objectStoreNames.contains(STORE)) db.createObjectStore(STORE, { keyPath: 'nickKey' });
 });
 
-const tx = (mode, fn) => transaction(openDb, [STORE], mode, (t) => fn(t.objectStore(STORE), t));
+// Strict durability: a save is on disk before what it enables goes out (a save lost in a crash
+// could make the page encrypt twice under one key).
+const tx = (mode, fn) => transaction(openDb, [STORE], mode, (t) => fn(t.objectStore(STORE), t), mode === 'readwrite' ? { durability: 'strict' } : undefined);
 
 /** The IndexedDB records (database `mm-web-e2e`, store `homes`). */
 export const indexedDbHomes = {
@@ -284,7 +288,9 @@ const isPromise = (x) => x !== null && typeof x === 'object' && typeof x.then ==
  *   secureEvent(event)       show any other event (marks its `unsent` lines)
  *   securityChanged()        the status of some conversation may have changed
  *   problem(text)            say plainly what went wrong (a save, the record, another tab)
- *   cannotRead(msg)          a Relay arrived while end-to-end is not available here
+ *   cannotRead(msg, why)     a Relay arrived while end-to-end is not available here
+ *   notSent(line, words)     a line of the user's was not sent (its save failed)
+ *   linesDropped(words)      the sessions are dropped: every line still waiting in them is not sent
  */
 export class Secure {
   /**
@@ -314,6 +320,16 @@ export class Secure {
     this.runner = null;
     this.timer = null;
     this.opening = null;
+    this.handled = new Set(); // relay ids (decimal strings) handled in this page, ≤ MAX_HANDLED
+  }
+
+  /**
+   * Whether the Relay `id` was handled in this page (its state saved, what it showed kept):
+   * sent again after a reconnection, it is acknowledged again, not decrypted again (which
+   * would say "replayed").
+   */
+  wasHandled(id) {
+    return this.handled.has(String(id));
   }
 
   /** The sessions, or null while end-to-end is not available in this tab. */
@@ -359,6 +375,8 @@ export class Secure {
 
   /** Stops using the sessions (another tab owns the account now, or the record was lost). */
   drop(why = 'another tab uses this account') {
+    // Texts waiting for keys live only in these sessions (they are not saved): not sent.
+    if (this.home) this.ui.linesDropped?.(`not sent: end-to-end encryption stopped in this tab (${why})`);
     this.generation += 1;
     clearTimeout(this.timer);
     this.timer = null;
@@ -485,7 +503,10 @@ export class Secure {
     const outcome = await this.#run(actions, { ts: msg.ts, id: msg.id, from: msg.from });
     if (!outcome.ok) return false;
     const kept = await Promise.all(outcome.results.filter(isPromise).map((p) => p.then((ok) => ok !== false, () => false)));
-    return kept.every(Boolean);
+    if (!kept.every(Boolean)) return false;
+    this.handled.add(String(msg.id));
+    if (this.handled.size > MAX_HANDLED) this.handled.delete(this.handled.values().next().value);
+    return true;
   }
 
   /** The core sent Received {up_to}. */

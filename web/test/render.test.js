@@ -86,6 +86,10 @@ test('end-to-end events in mm\'s words (client/src/render.rs secure())', () => {
   );
   const timeout = secureEventWords({ kind: 'Failed', peer: 'bob', failure: { kind: 'Timeout' }, unsent: [4] }, fw);
   assert.equal(timeout.text, `could not start a secure session with bob: ${failureWords({ kind: 'Timeout' })}; 1 waiting message was NOT sent. Nothing goes unencrypted: your next message to bob tries again (/insecure bob to send plain)`);
+  assert.equal(
+    secureEventWords({ kind: 'Failed', peer: 'carol', failure: { kind: 'NoKeys' }, unsent: [1] }, fw).text,
+    'carol has no end-to-end keys (an older client, or a browser page from before end-to-end; carol gets keys by logging in again with a current one); 1 waiting message was NOT sent. To send plain (the server can read it): /insecure carol, then send again',
+  );
   assert.equal(secureEventWords({ kind: 'OtherDevice' }, fw).peer, null);
   assert.equal(secureEventWords({ kind: 'Message', peer: 'bob', id: 1n, text: 'x' }, fw), null);
   assert.equal(unsentReason({ kind: 'Ended', peer: 'bob', unsent: [1] }, fw), 'not sent: you said /insecure before it went');

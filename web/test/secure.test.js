@@ -205,6 +205,9 @@ function world() {
         notSent(line, words) {
           u.log.push(`not sent ${line}: ${words}`);
         },
+        linesDropped(words) {
+          u.log.push(`dropped: ${words}`);
+        },
       };
       let t = 0;
       u.secure = new Secure({
@@ -240,6 +243,8 @@ test('a first text waits for the keys (Queued), then goes out encrypted and is s
   assert.deepEqual(alice.log.filter((l) => l.startsWith('Relay')), ['Relay 7'], 'the line goes out under its tag');
   assert.deepEqual(await Promise.all(w.delivered), [true]);
   assert.deepEqual(bob.shown.map((m) => m.text), ['hello bob']);
+  assert.equal(bob.secure.wasHandled(1n), true, 'a repeat after a reconnection is acknowledged, not decrypted again');
+  assert.equal(bob.secure.wasHandled(2n), false);
   assert.equal(bob.shown[0].ts, 1001n);
   assert.equal(bob.secure.status('alice').kind, 'Secure');
   // Now the conversation is up: Secure at once.
@@ -396,10 +401,13 @@ test('two tabs: the tab that lost the record stops, the one that took it over co
   });
   assert.equal(await other.open(), true);
   assert.equal(other.status('bob').kind, 'Secure', 'it continues from what the first tab saved');
-  // The first tab's next save fails: it drops its sessions and says so.
+  // The first tab's next save fails: it drops its sessions and says so; a text it had waiting
+  // for keys is not sent.
+  assert.equal(tab1.secure.sendText('dave', 'waiting for keys', 9).kind, 'Queued');
   tab1.secure.command('insecure', 'bob');
   await tab1.secure.settled();
   assert.equal(tab1.secure.sessions, null);
   assert.match(tab1.problems.at(-1), /Another tab took over/);
+  assert.match(tab1.log.at(-1), /^dropped: not sent: end-to-end encryption stopped in this tab \(another tab took over this account\)$/);
   assert.equal(other.status('bob').kind, 'Secure', 'what the first tab did after losing the record is not kept');
 });

@@ -125,7 +125,8 @@ export function bundle(s, peer, answer, _now) {
     case 'Busy':
       return s.fail(nick, { kind: 'Busy' });
     default:
-      return s.fail(nick, { kind: 'BadKey' }); // not a BundleAnswer: nothing usable
+      // Not a BundleAnswer (protocol.js never gives one): fails the texts waiting, no block.
+      return s.fail(nick, { kind: 'Busy' });
   }
   const b = answer.bundle;
   const result = startFrom(s, nick, b);

@@ -19,6 +19,13 @@ const U64_MAX = (1n << 64n) - 1n;
 const unreadable = (peer) => [{ type: 'Event', event: { kind: 'Unreadable', peer } }];
 const replayed = (peer) => [{ type: 'Event', event: { kind: 'Replayed', peer } }];
 
+/** A relay id as a bigint (a safe non-negative Number is taken too), or null. */
+export function relayId(id) {
+  if (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0) return BigInt(id);
+  if (typeof id !== 'bigint' || id < 0n || id > U64_MAX) return null;
+  return id;
+}
+
 /** The text in a padded plaintext, or null (wiping the plaintext). */
 function textOf(plain) {
   try {
@@ -34,13 +41,14 @@ function textOf(plain) {
  * A relay payload from `from`, which the server gave the id `id`. A decrypted message comes
  * after a Persist (the state that decrypted it is saved before it is shown). Never throws.
  * @param {import('./sessions.js').Sessions} s
- * @param {string} from @param {bigint} id u64 @param {Uint8Array} payload @param {number} now ms
+ * @param {string} from @param {bigint} id u64 (a safe Number is taken too) @param {Uint8Array} payload @param {number} now ms
  * @returns {object[]} actions
  */
 export function receive(s, from, id, payload, now) {
   void now;
   if (typeof from !== 'string' || nickError(from) !== null) return [];
-  if (typeof id !== 'bigint' || id < 0n || id > U64_MAX) return [];
+  id = relayId(id);
+  if (id === null) return [];
   const key = nickKey(from);
   if (key === nickKey(s.me)) return [];
   const known = s.peers.get(key);
@@ -198,6 +206,8 @@ function deliver(s, nick, id, payload, text, before) {
 
 /** The caller could not show message `id` from `peer`: shown when the server sends it again. */
 export function notShown(s, peer, id) {
-  const kept = s.existing(peer)?.unacknowledged.get(id);
+  const key = relayId(id);
+  if (key === null || typeof peer !== 'string') return;
+  const kept = s.existing(peer)?.unacknowledged.get(key);
   if (kept !== undefined) kept.reshow = true;
 }

@@ -30,6 +30,8 @@ import { fromHex } from '../postcard.js';
 /** The version written. */
 export const STATE_VERSION = 1;
 const U64_MAX = (1n << 64n) - 1n;
+/** Most pins restored (pins outlive peer entries, so more than MAX_PEERS; a bound all the same). */
+export const MAX_PINS = 1 << 20;
 const copy = (b) => Uint8Array.from(b);
 
 /** Everything to save (see above). */
@@ -125,7 +127,7 @@ export function restore(s, state) {
   keys.rotateNow = sk.rotateNow;
 
   const pins = new Pins();
-  need(isArr(state.pins, Number.MAX_SAFE_INTEGER), 'pins');
+  need(isArr(state.pins, MAX_PINS), 'pins');
   for (const p of state.pins) {
     need(isObj(p) && typeof p.nick === 'string' && isBytes(p.key, 32) && isBool(p.verified), 'pin');
     need(!pins.byNick.has(nickKey(p.nick)), 'pins twice');

@@ -438,7 +438,7 @@ export class ChatView {
         if (again) return again;
         // A Relay given before whose message is not kept (its state could not be saved, so it
         // was not shown): the sessions show it now.
-        if (e.msg.type === 'Relay') return this.#relay(e.msg);
+        if (e.msg.type === 'Relay' && !this.secure?.wasHandled(e.msg.id)) return this.#relay(e.msg);
         return undefined;
       }
       case 'relay': {
@@ -546,6 +546,12 @@ export class ChatView {
     const li = this.e2eLines.get(tag);
     this.e2eLines.delete(tag);
     if (li) this.#mark(li, 'refused', words);
+  }
+
+  /** The sessions were dropped: the lines waiting in them are not sent. */
+  linesDropped(words) {
+    for (const li of this.e2eLines.values()) this.#mark(li, 'refused', words);
+    this.e2eLines.clear();
   }
 
   /** Says plainly what went wrong with end-to-end in this tab (the status line and the log). */
@@ -1074,7 +1080,27 @@ function roleRank(role) {
 
 /** The visible mark of an end-to-end encrypted line, with words for screen readers. */
 function lockMark() {
-  return h('span', { class: 'lock', role: 'img', 'aria-label': 'end-to-end encrypted', title: 'end-to-end encrypted' }, '\u{1F512}');
+  // Drawn, not a glyph: every browser shows it, whatever its fonts.
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 12 14');
+  svg.setAttribute('width', '0.8em');
+  svg.setAttribute('height', '0.9em');
+  svg.setAttribute('aria-hidden', 'true');
+  const shackle = document.createElementNS(NS, 'path');
+  shackle.setAttribute('d', 'M3 6V4a3 3 0 0 1 6 0v2');
+  shackle.setAttribute('fill', 'none');
+  shackle.setAttribute('stroke', 'currentColor');
+  shackle.setAttribute('stroke-width', '1.6');
+  const body = document.createElementNS(NS, 'rect');
+  body.setAttribute('x', '1');
+  body.setAttribute('y', '6');
+  body.setAttribute('width', '10');
+  body.setAttribute('height', '8');
+  body.setAttribute('rx', '1.5');
+  body.setAttribute('fill', 'currentColor');
+  svg.append(shackle, body);
+  return h('span', { class: 'lock', role: 'img', 'aria-label': 'end-to-end encrypted', title: 'end-to-end encrypted' }, svg);
 }
 
 /** Text with http(s) links as <a> (text only; never fetched or previewed). */

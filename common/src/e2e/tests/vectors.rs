@@ -21,6 +21,8 @@ use crate::identity::{hex, Identity};
 use crate::prekeys::{signed_prekey_message, OneTimePrekey, PrekeyBundle, SignedPrekey};
 use crate::safety::safety_number;
 
+mod sessions;
+
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/e2e-v1.json");
 
 const ABOUT: &str = "Known-answer vectors of Multi-Messenger's end-to-end cryptography v1 \
@@ -584,6 +586,7 @@ fn all_vectors() -> Value {
         "envelope": envelope_vectors(),
         "safety": safety_vectors(),
         "signed_prekey_message": prekey_vectors(),
+        "sessions": sessions::sessions_vectors(),
     })
 }
 

@@ -1,0 +1,401 @@
+// The session manager JS <-> JS through an in-memory directory and relay (e2e-sessions-world.js).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Sessions, Refused, failureWords, isBlocking } from '../src/e2e/sessions.js';
+import { E2eError } from '../src/e2e/errors.js';
+import { MAX_PEERS } from '../src/e2e/config.js';
+import { World } from './e2e-sessions-world.js';
+import { counterRng } from './e2e-helpers.js';
+
+const texts = World.texts;
+
+/** Alice and Bob, both logged in (keys published). */
+function pair() {
+  const w = new World();
+  const alice = w.add('alice');
+  const bob = w.add('bob');
+  w.login('alice');
+  w.login('bob');
+  return { w, alice, bob };
+}
+
+function refusal(fn, kind) {
+  assert.throws(fn, (e) => e instanceof Refused && e.kind === kind, `Refused ${kind}`);
+}
+
+test('online start: the first text fetches the keys, starts, and both sides talk', () => {
+  const { w, alice, bob } = pair();
+  assert.deepEqual(alice.s.status('bob'), { kind: 'Ready' });
+  assert.equal(w.say('alice', 'bob', 'hello', 1), 'Queued');
+  assert.equal(alice.s.status('bob').kind, 'Secure');
+  assert.equal(alice.events.find((e) => e.kind === 'Ready').trust, 'New');
+  const ev = w.deliver('bob');
+  assert.deepEqual(texts(ev), ['hello']);
+  assert.equal(ev[0].kind, 'Ready');
+  assert.equal(ev[0].byPeer, true);
+  assert.equal(w.say('bob', 'alice', 'hi', 1), 'Secure');
+  assert.deepEqual(texts(w.deliver('alice')), ['hi']);
+  assert.equal(w.say('alice', 'bob', 'again', 2), 'Secure');
+  assert.deepEqual(texts(w.deliver('bob')), ['again']);
+  assert.equal(alice.s.safetyNumber('bob'), bob.s.safetyNumber('alice'));
+  assert.match(alice.s.safetyNumber('bob'), /^(\d{5} ){11}\d{5}$/);
+  assert.equal(alice.s.status('bob').trust, 'Pinned');
+  assert.equal(w.directory.get('bob').one_time.length, 99, 'one one-time prekey handed out');
+});
+
+test('a start while the peer is offline: every text carries the start until it answers', () => {
+  const w = new World();
+  const alice = w.add('alice');
+  const bob = w.add('bob');
+  w.login('bob'); // publishes, then is gone
+  w.login('alice');
+  w.say('alice', 'bob', 'one', 1);
+  w.say('alice', 'bob', 'two', 2);
+  w.say('alice', 'bob', 'three', 3);
+  assert.equal(alice.sent.length, 3);
+  // Bob comes back: only the last arrives first, then the others.
+  assert.deepEqual(texts(w.deliver('bob', (m) => m.id === alice.sent[2].id)), ['three']);
+  assert.deepEqual(texts(w.deliver('bob')), ['one', 'two']);
+  w.say('bob', 'alice', 'back', 1);
+  assert.deepEqual(texts(w.deliver('alice')), ['back']);
+  w.say('alice', 'bob', 'four', 4);
+  assert.equal(alice.sent[3].payload[0], 1, 'after the answer, a plain Message envelope');
+  assert.deepEqual(texts(w.deliver('bob')), ['four']);
+});
+
+test('both sides starting at once converge on one session', () => {
+  const { w, alice, bob } = pair();
+  w.say('alice', 'bob', 'from alice', 1);
+  w.say('bob', 'alice', 'from bob', 1);
+  assert.deepEqual(texts(w.deliver('bob')), ['from alice']);
+  assert.deepEqual(texts(w.deliver('alice')), ['from bob']);
+  for (let i = 0; i < 3; i++) {
+    w.say('alice', 'bob', `a${i}`, 10 + i);
+    assert.deepEqual(texts(w.deliver('bob')), [`a${i}`]);
+    w.say('bob', 'alice', `b${i}`, 10 + i);
+    assert.deepEqual(texts(w.deliver('alice')), [`b${i}`]);
+  }
+  const a = alice.s.existing('bob').sessions[0].ephemeral;
+  const b = bob.s.existing('alice').sessions[0].ephemeral;
+  assert.deepEqual(a, b, 'the same current session on both sides');
+});
+
+test('a key change blocks sending until /accept-key; /verified never accepts it', () => {
+  const { w, alice, bob } = pair();
+  w.say('alice', 'bob', 'hello', 1);
+  w.deliver('bob');
+  alice.s.markVerified('bob', w.now);
+  assert.equal(alice.s.status('bob').trust, 'Verified');
+  const oldNumber = alice.s.safetyNumber('bob');
+  // Bob's account gets a new identity (another device, or an attacker with the server).
+  const bob2 = w.add('bob', { seed: 'bob-new' });
+  w.login('bob');
+  w.say('bob', 'alice', 'new me', 1);
+  const ev = w.deliver('alice');
+  assert.deepEqual(texts(ev), [], 'the message of the new key is not shown');
+  const failed = ev.find((e) => e.kind === 'Failed');
+  assert.equal(failed.failure.kind, 'KeyChanged');
+  assert.ok(isBlocking(failed.failure));
+  assert.deepEqual(failed.failure.presented, bob2.s.publicKey);
+  assert.match(failureWords(failed.failure), /^the peer's key CHANGED \(pinned [0-9a-f]{4} /);
+  assert.equal(alice.s.status('bob').kind, 'Failed');
+  assert.equal(alice.s.safetyNumberIsOfNewKey('bob'), true);
+  assert.notEqual(alice.s.safetyNumber('bob'), oldNumber, 'the number of the new key');
+  refusal(() => alice.s.sendText('bob', 'secret', 2, w.now), 'KeyNotAccepted');
+  refusal(() => alice.s.start('bob', w.now), 'KeyNotAccepted');
+  refusal(() => alice.s.markVerified('bob', w.now), 'KeyNotAccepted');
+  assert.equal(
+    new Refused('KeyNotAccepted', { peer: 'bob' }).message,
+    "bob's key changed and nothing was sent; compare the safety number of the new key (/verify bob) with bob, then /accept-key bob (and /verified bob if the numbers matched), or /insecure bob to send unencrypted",
+  );
+  assert.equal(alice.sent.length, 1, 'nothing more was sent');
+  // The block survives a restart.
+  w.restart('alice');
+  refusal(() => alice.s.sendText('bob', 'secret', 2, w.now), 'KeyNotAccepted');
+  refusal(() => bob.s.acceptKey('alice', w.now), 'NothingToAccept');
+  w.carry(alice, alice.s.acceptKey('bob', w.now));
+  assert.equal(alice.s.safetyNumberIsOfNewKey('bob'), false);
+  assert.equal(alice.s.safetyNumber('bob'), bob2.s.safetyNumber('alice'));
+  assert.equal(w.say('alice', 'bob', 'welcome back', 3), 'Queued');
+  assert.equal(alice.s.status('bob').trust, 'Pinned', 'accepted, not verified');
+  assert.deepEqual(texts(w.deliver('bob')), ['welcome back']);
+});
+
+test('/insecure sends plain (the sessions kept), /secure resumes them', () => {
+  const { w, alice, bob } = pair();
+  w.say('alice', 'bob', 'secret', 1);
+  w.deliver('bob');
+  w.carry(alice, alice.s.end('bob'));
+  assert.equal(alice.events.at(-1).kind, 'Ended');
+  assert.deepEqual(alice.s.status('bob'), { kind: 'Plain' });
+  assert.equal(w.say('alice', 'bob', 'plain now', 2), 'Plain');
+  refusal(() => alice.s.end('bob'), 'AlreadyPlain');
+  // What bob sends encrypted still reads.
+  w.say('bob', 'alice', 'still secure', 1);
+  assert.deepEqual(texts(w.deliver('alice')), ['still secure']);
+  w.carry(alice, alice.s.start('bob', w.now));
+  assert.equal(alice.events.at(-1).kind, 'Resumed');
+  refusal(() => alice.s.start('bob', w.now), 'AlreadySecure');
+  assert.equal(w.say('alice', 'bob', 'secure again', 3), 'Secure');
+  assert.deepEqual(texts(w.deliver('bob')), ['secure again']);
+  refusal(() => alice.s.start('alice', w.now), 'Yourself');
+  refusal(() => alice.s.start('no body', w.now), 'InvalidNick');
+  assert.equal(new Refused('InvalidNick', { peer: 'no body' }).message, '"no body" is not a valid nick');
+  refusal(() => alice.s.sendText('bob', 'a\u0007b', 4, w.now), 'InvalidText');
+});
+
+test('a payload the server replays is Replayed; an altered one Unreadable; neither changes the session', () => {
+  const { w, alice, bob } = pair();
+  w.say('alice', 'bob', 'one', 1);
+  const first = alice.sent[0];
+  w.deliver('bob');
+  assert.deepEqual(bob.s.receive('alice', 99n, first.payload, 0).map((a) => a.event?.kind), ['Replayed']);
+  // A session start taken once is never taken again, whoever the server says sends it.
+  assert.deepEqual(bob.s.receive('dave', 98n, first.payload, 0).map((a) => a.event?.kind), ['Replayed']);
+  w.say('alice', 'bob', 'two', 2);
+  const second = alice.sent[1];
+  // Bytes the session reads (the header and the ciphertext; a start's identity and prekey ids
+  // count only for a session not known yet, and its keys are bound by the associated data).
+  for (const at of [70, 75, second.payload.length - 20, second.payload.length - 1]) {
+    const bad = Uint8Array.from(second.payload);
+    bad[at] ^= 0x20;
+    const got = bob.s.receive('alice', 100n + BigInt(at), bad, 0);
+    assert.deepEqual(got.map((a) => a.event?.kind), ['Unreadable'], `byte ${at}`);
+  }
+  assert.deepEqual(texts(w.deliver('bob')), ['two'], 'the genuine one still reads');
+  w.say('bob', 'alice', 'ok', 1);
+  w.deliver('alice');
+  w.say('alice', 'bob', 'three', 3);
+  const third = alice.sent[2];
+  w.deliver('bob');
+  assert.deepEqual(bob.s.receive('alice', 500n, third.payload, 0).map((a) => a.event?.kind), ['Replayed']);
+  assert.deepEqual(bob.s.receive('mallory', 501n, third.payload, 0).map((a) => a.event?.kind), ['Unreadable']);
+  assert.equal(bob.s.existing('mallory'), undefined, 'junk makes no peer entry');
+});
+
+test('toState/restore mid-conversation carries on both ways; a damaged state is refused whole', () => {
+  const { w, alice, bob } = pair();
+  w.say('alice', 'bob', 'one', 1);
+  w.deliver('bob');
+  w.say('bob', 'alice', 'two', 1);
+  w.deliver('alice');
+  w.say('alice', 'bob', 'three', 2); // in flight over the restart
+  w.restart('alice');
+  w.restart('bob');
+  assert.deepEqual(texts(w.deliver('bob')), ['three']);
+  w.say('bob', 'alice', 'four', 2);
+  assert.deepEqual(texts(w.deliver('alice')), ['four']);
+  w.say('alice', 'bob', 'five', 3);
+  assert.deepEqual(texts(w.deliver('bob')), ['five']);
+  assert.equal(alice.s.status('bob').trust, 'Pinned', 'the pins are in the state');
+  const state = alice.s.toState();
+  const secret = counterRng('id alice')(32);
+  const restore = (st) => Sessions.restore({ me: 'alice', identitySecret: secret, rng: counterRng('x'), state: st });
+  restore(structuredClone(state));
+  const damage = [
+    (s) => { s.v = 2; },
+    (s) => { s.identity = new Uint8Array(32); },
+    (s) => { s.peers[0].sessions[0].ratchet = s.peers[0].sessions[0].ratchet.subarray(1); },
+    (s) => { s.peers[0].intent = 'Maybe'; },
+    (s) => { s.keys.signed[0].secret = new Uint8Array(31); },
+    (s) => { s.keys.oneTime.push(s.keys.oneTime[0]); },
+    (s) => { s.pins[0].key = 'x'; },
+    (s) => { s.peers[0].unacknowledged = [{ id: -1n, digest: new Uint8Array(32), text: 'x' }]; },
+    (s) => { delete s.keys; },
+    (s) => { s.peers = null; },
+  ];
+  for (const [i, d] of damage.entries()) {
+    const st = structuredClone(state);
+    d(st);
+    assert.throws(() => restore(st), (e) => e instanceof E2eError && e.why === 'Format', `damage ${i}`);
+  }
+  assert.throws(() => restore(null), (e) => e instanceof E2eError && e.why === 'Format');
+});
+
+test('a message decrypted and saved but not acknowledged is shown again once after a restart', () => {
+  const { w, alice, bob } = pair();
+  w.say('alice', 'bob', 'keep me', 1);
+  const m = alice.sent[0];
+  w.deliver('bob');
+  w.restart('bob');
+  const again = bob.s.receive('alice', m.id, m.payload, 0);
+  assert.deepEqual(again, [{ type: 'Event', event: { kind: 'Message', peer: 'alice', id: m.id, text: 'keep me' } }]);
+  assert.deepEqual(bob.s.receive('alice', m.id, m.payload, 0).map((a) => a.event.kind), ['Replayed'], 'only once');
+  const other = Uint8Array.from(m.payload);
+  other[10] ^= 1;
+  w.restart('bob');
+  assert.deepEqual(bob.s.receive('alice', m.id, other, 0).map((a) => a.event.kind), ['Replayed'], 'only the same bytes');
+  // notShown: the page could not show it; shown when it comes again.
+  w.restart('bob');
+  bob.s.receive('alice', m.id, m.payload, 0);
+  bob.s.notShown('alice', m.id);
+  assert.equal(texts(bob.s.receive('alice', m.id, m.payload, 0).map((a) => a.event)).length, 1);
+  // Acknowledged: forgotten, and the ratchet says it is old.
+  bob.s.acknowledged(m.id);
+  w.carry(bob, [{ type: 'Persist' }]);
+  w.restart('bob');
+  assert.deepEqual(bob.s.receive('alice', m.id, m.payload, 0).map((a) => a.event.kind), ['Replayed']);
+});
+
+test('bounds: QueueFull at max_queued texts waiting, TooManyPeers beyond MAX_PEERS', () => {
+  const w = new World();
+  const alice = w.add('alice');
+  w.answerFetches = false;
+  for (let i = 0; i < 64; i++) alice.s.sendText('bob', `t${i}`, i, 0);
+  refusal(() => alice.s.sendText('bob', 'one more', 64, 0), 'QueueFull');
+  assert.equal(new Refused('QueueFull', { peer: 'bob' }).message, "too many messages waiting for bob's keys");
+  const small = Sessions.create({ me: 'carol', identitySecret: counterRng('c')(32), rng: counterRng('c'), config: { maxQueued: 2 } });
+  small.sendText('bob', 'a', 1, 0);
+  small.sendText('bob', 'b', 2, 0);
+  refusal(() => small.sendText('bob', 'c', 3, 0), 'QueueFull');
+  // The table: peers the user asked for are never dropped to make room.
+  for (let i = 1; i < MAX_PEERS; i++) alice.s.start(`p${i}`, 0); // and bob
+  refusal(() => alice.s.start('onemore', 0), 'TooManyPeers');
+  refusal(() => alice.s.sendText('onemore', 'x', 1, 0), 'TooManyPeers');
+  assert.equal(new Refused('TooManyPeers').message, `too many end-to-end conversations (${MAX_PEERS})`);
+  // Junk from an unknown nick is not refused loudly: it is unreadable and makes no entry.
+  const got = alice.s.receive('onemore', 1n, new Uint8Array([1, 2, 3]), 0);
+  assert.deepEqual(got.map((a) => a.event.kind), ['Unreadable']);
+});
+
+test('a key request not answered in time fails its texts at tick', () => {
+  const w = new World();
+  const alice = w.add('alice');
+  w.answerFetches = false;
+  assert.equal(alice.s.pollTimeout(), null);
+  w.now = 1000;
+  w.say('alice', 'bob', 'waiting', 7);
+  w.say('alice', 'bob', 'waiting too', 8);
+  assert.equal(alice.s.status('bob').kind, 'Starting');
+  assert.equal(alice.s.pollTimeout(), 31_000);
+  assert.deepEqual(alice.s.tick(30_999), []);
+  const acts = alice.s.tick(31_000);
+  assert.deepEqual(acts, [{ type: 'Event', event: { kind: 'Failed', peer: 'bob', failure: { kind: 'Timeout' }, unsent: [7, 8] } }]);
+  assert.equal(failureWords(acts[0].event.failure), 'the server did not answer the request for keys');
+  assert.equal(alice.s.pollTimeout(), null);
+  assert.equal(alice.s.status('bob').kind, 'Failed');
+  // Not blocking: the next text tries again.
+  assert.equal(w.say('alice', 'bob', 'retry', 9), 'Queued');
+  // The late answer to the failed request is ignored only if nobody waits; here the retry waits.
+  assert.equal(alice.s.status('bob').kind, 'Starting');
+});
+
+test('directory answers: no keys, no such user, rate limited, a bad signature blocks', () => {
+  const w = new World();
+  const alice = w.add('alice');
+  w.add('bob');
+  w.login('bob');
+  w.answerFetches = false;
+  const answer = (kind, extra = {}) => {
+    alice.s.sendText('bob', 'x', 1, 0);
+    return alice.s.bundle('bob', { type: kind, ...extra }, 0).find((a) => a.type === 'Event').event;
+  };
+  assert.equal(answer('NoKeys').failure.kind, 'NoKeys');
+  assert.equal(answer('NoSuchUser').failure.kind, 'NoSuchUser');
+  const rl = answer('RateLimited', { retry_after_ms: 1500n }).failure;
+  assert.equal(failureWords(rl), 'the server limits key requests; try again in 2 s');
+  assert.equal(answer('Busy').failure.kind, 'Busy');
+  const good = w.fetch('bob');
+  const sig = Uint8Array.from(good.bundle.signed_prekey.signature);
+  sig[3] ^= 1;
+  alice.s.sendText('bob', 'x', 1, 0);
+  const acts = alice.s.bundle('bob', { type: 'Keys', bundle: { ...good.bundle, signed_prekey: { ...good.bundle.signed_prekey, signature: sig } } }, 0);
+  assert.equal(acts[0].type, 'Persist', 'a block is saved');
+  assert.equal(acts[1].event.failure.kind, 'BadSignature');
+  refusal(() => alice.s.sendText('bob', 'y', 2, 0), 'Blocked');
+  // /secure is the retry; the genuine bundle starts the session.
+  w.carry(alice, alice.s.start('bob', 0));
+  const ok = alice.s.bundle('bob', good, 0);
+  assert.equal(ok[1].event.kind, 'Ready');
+  assert.deepEqual(alice.s.bundle('bob', good, 0), [], 'an answer nobody waits for is ignored');
+});
+
+test('texts typed after /insecure wait behind those queued for keys, and go plain after them', () => {
+  const w = new World();
+  const alice = w.add('alice');
+  w.add('bob');
+  w.login('bob');
+  w.answerFetches = false;
+  assert.equal(w.say('alice', 'bob', 'secret one', 1), 'Queued');
+  w.carry(alice, alice.s.end('bob'));
+  assert.equal(w.say('alice', 'bob', 'plain two', 2), 'QueuedPlain');
+  // The keys come: the first goes encrypted, then the plain one, in order.
+  const { c, nick } = w.pendingFetches.shift();
+  const acts = c.s.bundle(nick, w.fetch(nick), 0);
+  assert.deepEqual(acts.map((a) => a.type), ['Persist', 'Event', 'Send', 'SendPlain']);
+  assert.equal(acts[2].line, 1);
+  assert.deepEqual(acts[3], { type: 'SendPlain', to: 'bob', text: 'plain two', line: 2 });
+  // With no keys at all: the encrypted ones are reported unsent, the plain ones still go.
+  const carol = w.add('carol');
+  assert.equal(w.say('carol', 'dave', 'secret', 1), 'Queued');
+  w.carry(carol, carol.s.end('dave'));
+  assert.equal(w.say('carol', 'dave', 'plain', 2), 'QueuedPlain');
+  const failed = carol.s.bundle('dave', { type: 'NoKeys' }, 0);
+  assert.deepEqual(failed, [
+    { type: 'Event', event: { kind: 'Failed', peer: 'dave', failure: { kind: 'NoKeys' }, unsent: [1] } },
+    { type: 'SendPlain', to: 'dave', text: 'plain', line: 2 },
+  ]);
+});
+
+test('a login asks again for the keys the last connection left unanswered, and publishes more when low', () => {
+  const w = new World();
+  const alice = w.add('alice');
+  w.add('bob');
+  w.login('bob');
+  w.answerFetches = false;
+  w.login('alice');
+  w.say('alice', 'bob', 'waiting', 1);
+  alice.s.disconnected();
+  w.pendingFetches = [];
+  w.answerFetches = true;
+  w.now = 5000;
+  w.login('alice');
+  assert.equal(alice.s.status('bob').kind, 'Secure', 'the fetch went again at login');
+  assert.deepEqual(texts(w.deliver('bob')), ['waiting']);
+  // Low on one-time prekeys: a new batch, not while an upload is on its way.
+  const more = alice.s.prekeysLow(3);
+  assert.deepEqual(more.map((a) => a.type), ['Persist', 'Publish']);
+  assert.equal(more[1].upload.one_time.length, 100);
+  assert.deepEqual(alice.s.prekeysLow(3), [], 'an upload is on its way');
+  alice.s.publishRefused();
+  const again = alice.s.prekeysLow(3);
+  assert.equal(again[1].upload.one_time.length, 100, 'the refused batch goes again (newest first)');
+  assert.deepEqual(again[1].upload.device, more[1].upload.device, 'with the same device token');
+  // published() with few left and nothing carried: replenish.
+  alice.s.published(100, false);
+  const low = alice.s.published(5, false);
+  assert.deepEqual(low.map((a) => a.type), ['Persist', 'Persist', 'Publish']);
+});
+
+test('a full table makes room from idle entries only', () => {
+  const s = Sessions.create({ me: 'alice', identitySecret: counterRng('t')(32), rng: counterRng('t') });
+  // Peers whose keys could not be had hold nothing: they make room.
+  for (let i = 0; i < MAX_PEERS; i++) {
+    s.sendText(`p${i}`, 'x', i, 0);
+    s.bundle(`p${i}`, { type: 'NoSuchUser' }, 0);
+  }
+  assert.equal(s.peers.size, MAX_PEERS);
+  assert.equal(s.sendText('newcomer', 'hello', 1, 0).kind, 'Queued');
+  assert.equal(s.peers.size, MAX_PEERS);
+  assert.equal(s.status('newcomer').kind, 'Starting');
+});
+
+test('toState survives a structured clone and restores to the same state', () => {
+  const { w, alice, bob } = pair();
+  w.say('alice', 'bob', 'one', 1);
+  w.deliver('bob');
+  w.say('bob', 'alice', 'two', 1);
+  w.deliver('alice');
+  w.carry(alice, alice.s.markVerified('bob', 0));
+  for (const c of [alice, bob]) {
+    const state = c.s.toState();
+    const again = Sessions.restore({ me: c.nick, identitySecret: counterRng(`id ${c.seed}`)(32), rng: counterRng('r'), state: structuredClone(state) });
+    assert.deepEqual(again.toState(), state);
+    assert.deepEqual(again.status(c.nick === 'alice' ? 'bob' : 'alice'), c.s.status(c.nick === 'alice' ? 'bob' : 'alice'));
+  }
+  assert.throws(
+    () => Sessions.restore({ me: 'alice', identitySecret: counterRng('id bob')(32), rng: counterRng('r'), state: alice.s.toState() }),
+    (e) => e instanceof E2eError && e.why === 'Format',
+    "another identity's state",
+  );
+});
