@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { ActionRunner, Home, HomeError, Secure, memoryHomes } from '../src/secure.js';
 import * as e2e from '../src/e2e/sessions.js';
 import { counterRng } from './e2e-helpers.js';
+import { securityWords } from '../src/render.js';
 
 function deferred() {
   let resolve;
@@ -167,7 +168,7 @@ function world() {
         await tick();
       }
     },
-    user(nick, { homes = memoryHomes(), keepOk = true } = {}) {
+    user(nick, { homes = memoryHomes(), keepOk = true, label = `rng ${nick}` } = {}) {
       const u = { nick, log: [], shown: [], events: [], lineStates: [], problems: [], homes, keepOk, sent: [] };
       const conn = {
         send: (msg) => {
@@ -211,7 +212,7 @@ function world() {
       };
       let t = 0;
       u.secure = new Secure({
-        nick, e2e, homes, rng: counterRng(`rng ${nick}`), connection: () => conn, ui: u.ui,
+        nick, e2e, homes, rng: counterRng(label), connection: () => conn, ui: u.ui,
         clock: () => (t += 1), wallClock: () => 1_700_000_000_000,
       });
       users.set(nick, u);
@@ -411,3 +412,40 @@ test('two tabs: the tab that lost the record stops, the one that took it over co
   assert.match(tab1.log.at(-1), /^dropped: not sent: end-to-end encryption stopped in this tab \(another tab took over this account\)$/);
   assert.equal(other.status('bob').kind, 'Secure', 'what the first tab did after losing the record is not kept');
 });
+
+test('a changed key: the conversation is blocked, nothing is sent, until /accept-key', async () => {
+  const w = world();
+  const alice = w.user('alice');
+  const bob = w.user('bob');
+  await loggedIn(w, alice, bob);
+  alice.secure.sendText('bob', 'one', 1);
+  await alice.secure.settled();
+  await w.flush();
+  await Promise.all(w.delivered);
+  // Bob starts over elsewhere with a new identity, and writes first.
+  const bob2 = w.user('bob', { label: 'bob elsewhere' });
+  await loggedIn(w, bob2);
+  bob2.secure.sendText('alice', 'it is me, new key', 1);
+  await bob2.secure.settled();
+  await w.flush();
+  await Promise.all(w.delivered);
+  const st = alice.secure.status('bob');
+  assert.equal(st.kind, 'Failed');
+  assert.equal(st.failure.kind, 'KeyChanged');
+  assert.equal(securityWordsState(alice, 'bob'), 'changed');
+  assert.equal(alice.shown.some((m) => m.text === 'it is me, new key'), false, 'nothing shown from the changed key');
+  assert.ok(alice.events.some((e) => e.kind === 'Failed' && e.failure.kind === 'KeyChanged'));
+  const sent = alice.sent.length;
+  const r = alice.secure.sendText('bob', 'are you there?', 2);
+  assert.equal(r.kind, 'Refused');
+  assert.equal(alice.sent.length, sent, 'nothing sent to the changed key');
+  assert.equal(alice.secure.command('verify', 'bob').newKey, true);
+  assert.equal(alice.secure.command('accept-key', 'bob'), null);
+  await alice.secure.settled();
+  assert.notEqual(alice.secure.status('bob').kind, 'Failed');
+  assert.notEqual(alice.secure.sendText('bob', 'hello again', 3).kind, 'Refused');
+});
+
+function securityWordsState(u, peer) {
+  return securityWords(u.secure.status(peer), peer, u.secure.words).state;
+}
