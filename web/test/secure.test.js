@@ -2,7 +2,7 @@
 // and its writer token, the action runner's order, relays saved and kept before they are
 // acknowledged, and what sending a private text gives for each state of the conversation.
 // Two users talk through a small in-memory stand-in for the server's key directory and relay.
-import test from 'node:test';
+import test, { afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { ActionRunner, Home, HomeError, Secure, memoryHomes } from '../src/secure.js';
 import * as e2e from '../src/e2e/sessions.js';
@@ -129,6 +129,12 @@ test('a damaged record stops end-to-end and is not replaced', async () => {
 
 // ---- two users through a stand-in server ----
 
+/** Every driver made by a test: dropped after it (their timers would keep the process alive). */
+const drivers = [];
+afterEach(() => {
+  for (const d of drivers.splice(0)) d.drop('the test is over');
+});
+
 /**
  * A server's key directory and relay for Secure drivers: Publish, FetchBundle and Relay
  * messages are queued and handled by `flush()`; each Relay is answered (lineState) and handed
@@ -215,6 +221,7 @@ function world() {
         nick, e2e, homes, rng: counterRng(label), connection: () => conn, ui: u.ui,
         clock: () => (t += 1), wallClock: () => 1_700_000_000_000,
       });
+      drivers.push(u.secure);
       users.set(nick, u);
       return u;
     },
@@ -400,6 +407,7 @@ test('two tabs: the tab that lost the record stops, the one that took it over co
   const other = new Secure({
     nick: 'alice', e2e, homes, rng: counterRng('tab 2'), connection: () => null, ui: tab1.ui,
   });
+  drivers.push(other);
   assert.equal(await other.open(), true);
   assert.equal(other.status('bob').kind, 'Secure', 'it continues from what the first tab saved');
   // The first tab's next save fails: it drops its sessions and says so; a text it had waiting
