@@ -324,3 +324,25 @@ export function securityWords(status, peer, fw, unavailable = '') {
       return { state: 'blocked', text: 'BLOCKED — unknown end-to-end state' };
   }
 }
+
+/**
+ * How the user's private line shows for what Secure.sendText gave (`{kind, message?}`):
+ * `{secure}` (true: the lock, class `secure`; false: class `plain`; null: neither, it was not
+ * sent), `keep` (kept in the conversation
+ * log), and the state to mark now (`state` 'waiting' | 'refused' with `words`, or null: the
+ * connection's states follow once it is sent).
+ */
+export function sentTextLine(outcome, peer) {
+  switch (outcome.kind) {
+    case 'Secure':
+      return { secure: true, keep: true, state: null, words: '' };
+    case 'Queued':
+      return { secure: true, keep: true, state: 'waiting', words: `waiting for ${peer}'s keys` };
+    case 'QueuedPlain':
+      return { secure: false, keep: true, state: 'waiting', words: 'waiting: to be sent NOT end-to-end encrypted' };
+    case 'Plain':
+      return { secure: false, keep: true, state: null, words: '' };
+    default:
+      return { secure: null, keep: false, state: 'refused', words: `not sent: ${outcome.message ?? 'refused'}` };
+  }
+}

@@ -38,7 +38,7 @@ test('entered, unreadable, mentions, links, time', () => {
 });
 
 // ---- end-to-end words ----
-import { securityWords, secureEventWords, unsentReason, safetyNumberLines, keyFingerprint } from '../src/render.js';
+import { securityWords, secureEventWords, unsentReason, safetyNumberLines, keyFingerprint, sentTextLine } from '../src/render.js';
 import { failureWords, isBlocking } from '../src/e2e/sessions.js';
 
 const fw = { failureWords, isBlocking };
@@ -105,4 +105,15 @@ test('/verify: the number after "Safety number with NICK: ", then how to compare
   const [m, then] = safetyNumberLines('bob', '1', true);
   assert.match(m.text, /NEW key \(not accepted yet\): 1$/);
   assert.match(then.text, /\/accept-key bob, then \/verified bob$/);
+});
+
+test('a private line as sendText left it: secure or plain, kept or not, its state now', () => {
+  assert.deepEqual(sentTextLine({ kind: 'Secure' }, 'bob'), { secure: true, keep: true, state: null, words: '' });
+  assert.deepEqual(sentTextLine({ kind: 'Queued' }, 'bob'), { secure: true, keep: true, state: 'waiting', words: "waiting for bob's keys" });
+  assert.deepEqual(sentTextLine({ kind: 'QueuedPlain' }, 'bob'), { secure: false, keep: true, state: 'waiting', words: 'waiting: to be sent NOT end-to-end encrypted' });
+  assert.deepEqual(sentTextLine({ kind: 'Plain' }, 'bob'), { secure: false, keep: true, state: null, words: '' });
+  assert.deepEqual(
+    sentTextLine({ kind: 'Refused', message: 'messages to bob are blocked' }, 'bob'),
+    { secure: null, keep: false, state: 'refused', words: 'not sent: messages to bob are blocked' },
+  );
 });

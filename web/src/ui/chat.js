@@ -7,7 +7,7 @@ import { $, h, setText, nickClass } from './dom.js';
 import { parse, plan, complete, CommandError } from '../commands.js';
 import {
   notice, mentions, linkParts, timeWords, ROLE_PREFIX, ROLE_WORDS, modeLetters, securityWords,
-  secureEventWords, unsentReason, safetyNumberLines,
+  secureEventWords, unsentReason, safetyNumberLines, sentTextLine,
 } from '../render.js';
 import { LOBBY, nickKey, roomKey, isLobby, sanitize, ErrorCode } from '../protocol.js';
 
@@ -872,6 +872,8 @@ export class ChatView {
     const li = this.add(c, { nick: this.me, text, own: true, kind: 'line waiting', secure: true });
     li.conv = c;
     if (!this.secure) {
+      li.classList.remove('secure');
+      li.querySelector('.lock')?.remove();
       this.#mark(li, 'refused', 'not sent: end-to-end encryption is not available in this tab');
       return;
     }
@@ -883,34 +885,18 @@ export class ChatView {
       this.#mark(old, 'unknown', 'not sent: too many lines were waiting');
     }
     const r = this.secure.sendText(to, text, tag);
-    const plain = () => {
+    const shown = sentTextLine(r, to);
+    if (shown.secure !== true) {
       li.classList.remove('secure');
-      li.classList.add('plain');
       li.querySelector('.lock')?.remove();
-    };
-    switch (r.kind) {
-      case 'Secure':
-        this.keep?.add(to, { ts: Date.now(), from: this.me, text, plain: false });
-        break;
-      case 'Queued':
-        this.keep?.add(to, { ts: Date.now(), from: this.me, text, plain: false });
-        this.#mark(li, 'waiting', `waiting for ${to}'s keys`);
-        break;
-      case 'QueuedPlain':
-        plain();
-        this.keep?.add(to, { ts: Date.now(), from: this.me, text });
-        this.#mark(li, 'waiting', 'waiting: to be sent NOT end-to-end encrypted');
-        break;
-      case 'Plain':
-        plain();
-        this.keep?.add(to, { ts: Date.now(), from: this.me, text });
-        this.sendWire({ type: 'Private', to, text }, tag);
-        break;
-      default:
-        this.e2eLines.delete(tag);
-        this.#mark(li, 'refused', `not sent: ${r.message}`);
-        this.status(r.message, true);
-        break;
+      if (shown.secure === false) li.classList.add('plain');
+    }
+    if (shown.keep) this.keep?.add(to, { ts: Date.now(), from: this.me, text, plain: !shown.secure });
+    if (shown.state) this.#mark(li, shown.state, shown.words);
+    if (r.kind === 'Plain') this.sendWire({ type: 'Private', to, text }, tag);
+    if (shown.state === 'refused') {
+      this.e2eLines.delete(tag);
+      this.status(r.message, true);
     }
     this.securityChanged();
   }
