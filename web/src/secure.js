@@ -29,6 +29,8 @@ const DB_VERSION = 1;
 const STORE = 'homes';
 /** Longest wait for one save or open of the record, milliseconds. */
 export const STORAGE_TIMEOUT_MS = 10_000;
+/** Most lists of actions waiting in the runner at once (behind a slow or stuck storage). */
+export const MAX_PENDING_RUNS = 4096;
 /** Relay ids remembered as handled (saved, shown, kept), for repeats after a reconnection. */
 const MAX_HANDLED = 4096;
 /** Longest sleep between two looks at the sessions' timers, milliseconds. */
@@ -233,11 +235,13 @@ export class ActionRunner {
    *   what it returns (a promise, for a line kept) is collected
    * @param {() => boolean} [o.alive] false once the sessions are dropped: nothing more is done
    */
-  constructor({ save, perform, alive = () => true }) {
+  constructor({ save, perform, alive = () => true, maxPending = MAX_PENDING_RUNS }) {
     this.save = save;
     this.perform = perform;
     this.alive = alive;
     this.tail = Promise.resolve();
+    this.pending = 0;
+    this.maxPending = maxPending;
   }
 
   /**
@@ -246,7 +250,15 @@ export class ActionRunner {
    * (`dropped`: the actions not carried out; `error`: the save's error).
    */
   run(actions, ctx = {}) {
-    const done = this.tail.then(() => this.#carry(actions ?? [], ctx));
+    if (this.pending >= this.maxPending) {
+      // Bounded: behind a storage that does not keep up, new work is refused as a failed save.
+      const error = new HomeError('Storage', 'too many end-to-end actions are waiting for the browser storage');
+      return Promise.resolve({ ok: false, results: [], dropped: actions ?? [], error });
+    }
+    this.pending += 1;
+    const done = this.tail.then(() => this.#carry(actions ?? [], ctx)).finally(() => {
+      this.pending -= 1;
+    });
     this.tail = done.then(() => undefined, () => undefined);
     return done;
   }

@@ -70,6 +70,23 @@ test('a failed save stops what follows it in its list; the next list goes on', a
   assert.deepEqual(log, ['send 1', 'save', 'save', 'send 3']);
 });
 
+test('the runner is bounded: behind a stuck save, more work is refused as a failed save', async () => {
+  const gate = deferred();
+  const log = [];
+  const runner = new ActionRunner({ save: () => gate.promise, perform: (a) => log.push(a.line), maxPending: 2 });
+  const a = runner.run([{ type: 'Persist' }, { type: 'Send', line: 1 }]);
+  const b = runner.run([{ type: 'Send', line: 2 }]);
+  const c = await runner.run([{ type: 'Send', line: 3 }]);
+  assert.equal(c.ok, false);
+  assert.equal(c.error.kind, 'Storage');
+  assert.deepEqual(c.dropped.map((x) => x.line), [3]);
+  gate.resolve();
+  await a;
+  await b;
+  assert.deepEqual(log, [1, 2]);
+  assert.equal((await runner.run([{ type: 'Send', line: 4 }])).ok, true, 'room again once the storage caught up');
+});
+
 test('once the sessions are dropped the runner does nothing more', async () => {
   let alive = true;
   const log = [];
