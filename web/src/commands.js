@@ -43,6 +43,9 @@ other commands:
   /insecure NICK   end the secure session: private lines to NICK are NOT encrypted any more
   /accept-key NICK accept NICK's new key after a key-change warning
   (in a private conversation NICK may be left out: the conversation's)
+  In a browser, end-to-end protects you from a server that is curious or broken into after
+  this page loaded, not from its operator changing this page (it comes from the server);
+  the mm program does not have that limit.
   /who             list who is online
   /help            this list
   /quit            leave (close the connection)

@@ -12,6 +12,9 @@
 //       a received line, decimal string }] }
 //   `plain: true`: the line was NOT end-to-end encrypted; `plain: false`: it was (a line
 //   decrypted here, or one of ours sent encrypted). Only the text is kept, never key material.
+//   A line of ours also has `local` (the page's name for it) and, until the server took it,
+//   `pending: true`; `note` says why it was not sent. A line still pending at the next page load
+//   was never confirmed (the page closed first): it is shown so, never as if it had gone.
 //
 // Writes are coalesced: lines added in one task are written in the next (one `put` per
 // conversation), so a line is stored within a few milliseconds of being shown. `add` returns a
@@ -44,8 +47,14 @@ function checkLine(l) {
   const kind = l.kind === 'notice' ? 'notice' : 'line';
   const line = { ts: l.ts, from: l.from.slice(0, 64), text: l.text.slice(0, MAX_TEXT), kind, plain: l.plain !== false };
   if (typeof l.id === 'string' && ID.test(l.id)) line.id = l.id;
+  if (typeof l.local === 'string' && l.local.length <= 64) line.local = l.local;
+  if (l.pending === true) line.pending = true;
+  if (typeof l.note === 'string' && l.note) line.note = l.note.slice(0, MAX_NOTE);
   return line;
 }
+
+/** Longest reason kept for a line of ours not sent (characters). */
+export const MAX_NOTE = 500;
 
 /** A server id of a received line (a u64 in decimal). */
 const ID = /^[0-9]{1,20}$/;
@@ -119,20 +128,21 @@ export class PrivateLog {
   /**
    * Keeps one line of the conversation with `peer`: {ts (ms, Number or BigInt), from, text,
    * kind?: 'line'|'notice', id?: the server's id of a received line, plain?: false for an
-   * end-to-end encrypted line (default true)}. Stored in the next task;
+   * end-to-end encrypted line (default true), local?: the page's name for a line of ours,
+   * pending?: true until the server took it (see `settle`)}. Stored in the next task;
    * the promise resolves once that write is done: true if it was kept, false if the write
    * failed (the failure also goes to `onError`; the caller must then not acknowledge the line,
    * so the server sends it again). It never rejects.
    * @returns {Promise<boolean>}
    */
-  add(peer, { ts, from, text, kind = 'line', id, plain = true }) {
+  add(peer, { ts, from, text, kind = 'line', id, plain = true, local, pending = false }) {
     const key = nickKey(peer);
     let r = this.convs.get(key);
     if (!r) {
       r = { account: this.account, peerKey: key, peer, updated: 0, lines: [] };
       this.convs.set(key, r);
     }
-    const line = checkLine({ ts: Number(ts), from, text, kind, plain: plain !== false, id: id === undefined ? undefined : String(id) });
+    const line = checkLine({ ts: Number(ts), from, text, kind, plain: plain !== false, id: id === undefined ? undefined : String(id), local, pending });
     if (!line) return Promise.resolve(false);
     r.lines.push(line);
     if (r.lines.length > MAX_LINES) r.lines.splice(0, r.lines.length - MAX_LINES);
@@ -146,6 +156,21 @@ export class PrivateLog {
       const [oldest] = this.convs.keys();
       this.#forget(oldest);
     }
+    return this.#soon();
+  }
+
+  /**
+   * The line of ours named `local` in the conversation with `peer` is settled: the server took
+   * it (`note` null), or it was not sent (`note` says why). A no-op if the line is gone.
+   * @returns {Promise<boolean>} as `add`'s
+   */
+  settle(peer, local, note = null) {
+    const key = nickKey(peer);
+    const line = this.convs.get(key)?.lines.findLast((l) => l.local === local);
+    if (!line || (!line.pending && !note)) return Promise.resolve(true);
+    delete line.pending;
+    if (note) line.note = String(note).slice(0, MAX_NOTE);
+    this.dirty.add(key);
     return this.#soon();
   }
 

@@ -172,3 +172,39 @@ test('an end-to-end encrypted line is kept as not plain, and comes back so', asy
   const [conv] = await new PrivateLog('wendy', backend).load();
   assert.deepEqual(conv.lines.map((l) => [l.text, l.plain]), [['secret', false], ['open', true]]);
 });
+
+test('a line of ours stays pending until settled: a new page sees it unconfirmed, or why it was not sent', async () => {
+  const backend = memoryBackend();
+  const log = new PrivateLog('wendy', backend);
+  log.add('max', { ts: 1000, from: 'wendy', text: 'taken', plain: false, local: 'a-1', pending: true });
+  log.add('max', { ts: 2000, from: 'wendy', text: 'never answered', plain: false, local: 'a-2', pending: true });
+  log.add('max', { ts: 3000, from: 'wendy', text: 'refused', plain: false, local: 'a-3', pending: true });
+  assert.equal(await log.settle('max', 'a-1'), true);
+  assert.equal(await log.settle('Max', 'a-3', 'not sent: max has no end-to-end keys'), true);
+  assert.equal(await log.settle('max', 'nothing-by-that-name'), true); // gone: a no-op
+  await log.settled();
+  const [conv] = await new PrivateLog('wendy', backend).load();
+  assert.deepEqual(conv.lines.map((l) => [l.text, l.pending ?? false, l.note ?? null]), [
+    ['taken', false, null],
+    ['never answered', true, null],
+    ['refused', false, 'not sent: max has no end-to-end keys'],
+  ]);
+});
+
+test('stored pending flags, names and notes of the wrong shape are dropped or cut', async () => {
+  const backend = memoryBackend();
+  backend.rows.set('wendy max', {
+    account: 'wendy', peerKey: 'max', peer: 'max', updated: 1,
+    lines: [
+      { ts: 1, from: 'wendy', text: 'a', pending: 'yes', local: 'x'.repeat(65), note: 7 },
+      { ts: 2, from: 'wendy', text: 'b', pending: true, local: 'ok', note: 'n'.repeat(10_000) },
+    ],
+  });
+  const [conv] = await new PrivateLog('wendy', backend).load();
+  assert.equal(conv.lines[0].pending, undefined);
+  assert.equal(conv.lines[0].local, undefined);
+  assert.equal(conv.lines[0].note, undefined);
+  assert.equal(conv.lines[1].pending, true);
+  assert.equal(conv.lines[1].local, 'ok');
+  assert.equal(conv.lines[1].note.length, 500);
+});

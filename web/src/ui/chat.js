@@ -27,6 +27,9 @@ const MAX_E2E_LINES = 1024;
 /** Used before the sessions module is there (nothing is end-to-end then: every state is blocked). */
 const NO_WORDS = { failureWords: () => 'end-to-end encryption is not available', isBlocking: () => true };
 
+/** A line of ours kept while still waiting, at the next page load. */
+export const UNCONFIRMED = 'not confirmed: this page was closed or reloaded before the server took it (it may not have been sent; send it again if it matters)';
+
 const convKey = (kind, name) => (kind === 'private' ? `@${nickKey(name)}` : roomKey(name));
 
 class Conversation {
@@ -153,11 +156,14 @@ export class ChatView {
       c.ok = true;
       for (const l of lines) {
         const own = nickKey(l.from) === nickKey(this.me);
-        this.add(c, {
+        const li = this.add(c, {
           ts: BigInt(l.ts), nick: l.kind === 'notice' ? null : l.from, text: l.text,
           kind: l.kind === 'notice' ? 'notice' : 'line', tag: 'earlier', own,
           secure: l.kind === 'notice' ? null : l.plain === false,
         });
+        // A line of ours the page closed on before the server took it, or one not sent.
+        if (own && l.pending) this.#mark(li, 'unknown', UNCONFIRMED);
+        else if (own && l.note) this.#mark(li, 'refused', l.note);
       }
     }
   }
@@ -576,7 +582,16 @@ export class ChatView {
     if (this.current !== c) this.switchTo(c);
   }
 
+  /** A kept line of ours (li.kept: {peer, local}) is settled: taken (`note` null) or not sent. */
+  #settleKept(li, note) {
+    if (!li.kept) return;
+    const { peer, local } = li.kept;
+    li.kept = null;
+    this.keep?.settle(peer, local, note || null);
+  }
+
   #mark(li, state, words) {
+    if (state !== 'waiting') this.#settleKept(li, words);
     li.classList.remove('waiting', 'sent', 'queued', 'refused', 'unknown');
     li.classList.add(state);
     let el = li.querySelector('.state');
@@ -645,7 +660,10 @@ export class ChatView {
       time.title = t.full;
       setText(time, t.hhmm);
     }
-    if (e.state !== 'waiting') this.lines.delete(e.line);
+    if (e.state !== 'waiting') {
+      this.lines.delete(e.line);
+      this.#settleKept(li, e.state === 'sent' || e.state === 'queued' ? null : words);
+    }
     const c = li.conv;
     if ((e.state === 'sent' || e.state === 'queued') && c) c.ok = true;
     if (e.state === 'refused' && c?.kind === 'private' && !c.ok && e.code === ErrorCode.NO_SUCH_NICK && this.convs.get(c.key) === c) {
@@ -891,7 +909,13 @@ export class ChatView {
       li.querySelector('.lock')?.remove();
       if (shown.secure === false) li.classList.add('plain');
     }
-    if (shown.keep) this.keep?.add(to, { ts: Date.now(), from: this.me, text, plain: !shown.secure });
+    if (shown.keep) {
+      // Kept as pending until the server takes it (or it is refused): a reload in between shows
+      // it as not confirmed, never as if it had gone.
+      const local = `${Date.now().toString(36)}-${tag}`;
+      li.kept = { peer: to, local };
+      this.keep?.add(to, { ts: Date.now(), from: this.me, text, plain: !shown.secure, local, pending: true });
+    }
     if (shown.state) this.#mark(li, shown.state, shown.words);
     if (r.kind === 'Plain') this.sendWire({ type: 'Private', to, text }, tag);
     if (shown.state === 'refused') {
