@@ -5,13 +5,17 @@
 // Binaries: $MM_SERVER_BIN and $MM_BIN, else target/debug/ of this repository (the test
 // script builds them). The browser: $MM_CHROMIUM, else /usr/bin/chromium. A missing binary or
 // browser fails the tests; nothing is skipped.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { decodeClient, decodeServer } from '../../web/src/protocol.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SERVER_BIN = process.env.MM_SERVER_BIN ?? join(repo, 'target', 'debug', 'mm-server');
@@ -116,10 +120,21 @@ export class Server {
     return createHash('sha256').update(der).digest('base64');
   }
 
+  /** The server process's id. */
+  get pid() {
+    return this.child.pid;
+  }
+
+  /** The home directory `mm(nick)` uses (the same for every start of that nick: its identity,
+   *  pins, sessions and login certificate). */
+  home(nick) {
+    return join(this.dir, `home-${nick}`);
+  }
+
   /** A line-mode `mm` user logged in as `nick`; resolves once connected. */
   async mm(nick) {
     need(MM_BIN, 'mm');
-    const home = join(this.dir, `home-${nick}`);
+    const home = this.home(nick);
     const child = spawn(
       MM_BIN,
       ['--server', `127.0.0.1:${this.port}`, '--ca', this.ca, '--nick', nick, '--home', home, '--line-mode'],
@@ -131,14 +146,26 @@ export class Server {
     return user;
   }
 
-  async stop() {
+  /** Stops the users and the server (SIGTERM, SIGKILL after 5 s) and keeps its data
+   *  directory (`this.data`) to look at. */
+  async halt() {
     for (const u of this.users) u.kill();
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((r) => this.child.once('exit', r));
     this.child.kill('SIGTERM');
-    await new Promise((r) => {
-      if (this.child.exitCode !== null) return r();
-      this.child.once('exit', r);
-      setTimeout(r, 5000);
+    let timer;
+    const late = new Promise((r) => {
+      timer = setTimeout(() => r('late'), 5000);
     });
+    if ((await Promise.race([exited, late])) === 'late') {
+      this.child.kill('SIGKILL');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    }
+    clearTimeout(timer);
+  }
+
+  async stop() {
+    await this.halt();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -167,8 +194,186 @@ export class MmUser {
     );
   }
 
+  /** Where each stream is now: `seesAfter(mark, …)` looks only at lines printed after it. */
+  mark() {
+    return { out: this.out.length, err: this.err.length };
+  }
+
+  /** Like `sees`, for lines printed after `mark` (from `mark()`). */
+  async seesAfter(mark, pattern, ms = 15000) {
+    return Promise.any([
+      this.out.waitFor(pattern, { ms, from: mark.out }),
+      this.err.waitFor(pattern, { ms, from: mark.err }),
+    ]).catch(() => {
+      throw new Error(
+        `mm ${this.nick}: nothing matching ${pattern} within ${ms} ms after line ${mark.out}; stdout:\n${this.out.lines.join('\n')}\nstderr:\n${this.err.lines.join('\n')}`,
+      );
+    });
+  }
+
+  /** Every line (stdout and stderr) printed after `mark` that matches `pattern`. */
+  linesAfter(mark, pattern) {
+    const test = typeof pattern === 'string' ? (l) => l.includes(pattern) : (l) => pattern.test(l);
+    return [...this.out.lines.slice(mark.out), ...this.err.lines.slice(mark.err)].filter(test);
+  }
+
+  /** `/quit`: resolves once mm has exited (SIGKILL after `ms`), releasing its home. */
+  async quit(ms = 15000) {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((r) => this.child.once('exit', r));
+    this.type('/quit');
+    let timer;
+    const late = new Promise((r) => {
+      timer = setTimeout(() => r('late'), ms);
+    });
+    const how = await Promise.race([exited, late]);
+    clearTimeout(timer);
+    if (how === 'late') {
+      this.kill();
+      await exited;
+      throw new Error(`mm ${this.nick} did not exit within ${ms} ms of /quit`);
+    }
+  }
+
   kill() {
-    if (this.child.exitCode === null) this.child.kill('SIGKILL');
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  }
+}
+
+/**
+ * Every WebSocket frame `page` sends and receives from now on (attach before `goto`), as bytes,
+ * with the protocol messages they decode to (`null` for a frame that does not decode).
+ * Shape: `{ sent: [{ bytes: Buffer, msg }], received: [{ bytes: Buffer, msg }] }`.
+ */
+export function recordFrames(page, into = { sent: [], received: [] }) {
+  const bytes = (payload) => (typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.from(payload));
+  const decoded = (decode, b) => {
+    try {
+      return decode(new Uint8Array(b));
+    } catch {
+      return null;
+    }
+  };
+  page.on('websocket', (ws) => {
+    ws.on('framesent', ({ payload }) => {
+      const b = bytes(payload);
+      into.sent.push({ bytes: b, msg: decoded(decodeClient, b) });
+    });
+    ws.on('framereceived', ({ payload }) => {
+      const b = bytes(payload);
+      into.received.push({ bytes: b, msg: decoded(decodeServer, b) });
+    });
+  });
+  return into;
+}
+
+/** Whether any of `frames` (from `recordFrames`) holds `word` as UTF-8 bytes. */
+export function framesHold(frames, word) {
+  const needle = Buffer.from(word, 'utf8');
+  return [...frames.sent, ...frames.received].some((f) => f.bytes.includes(needle));
+}
+
+/**
+ * Which of `words` (as UTF-8 bytes) are in a file under `dir` (recursively; every file whole:
+ * SQLite's database, -wal and -shm included). Returns `{ found: Set<word>, files, bytes }`.
+ */
+export function grepDir(dir, words) {
+  const needles = words.map((w) => [w, Buffer.from(w, 'utf8')]);
+  const found = new Set();
+  let files = 0;
+  let bytes = 0;
+  const walk = (d) => {
+    for (const entry of readdirSync(d, { withFileTypes: true })) {
+      const path = join(d, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.isFile()) {
+        const data = readFileSync(path);
+        files += 1;
+        bytes += data.length;
+        for (const [w, n] of needles) if (data.includes(n)) found.add(w);
+      }
+    }
+  };
+  walk(dir);
+  return { found, files, bytes };
+}
+
+/** Finds `needles` (Buffers) in `read(buffer, length, position)`'s bytes from `start` to `end`,
+ *  1 MiB at a time (overlapping so that nothing across a boundary is missed). */
+function scanRange(read, start, end, needles, found, chunk) {
+  const overlap = Math.max(...needles.map(([, n]) => n.length)) - 1;
+  let at = start;
+  while (at < end) {
+    const want = Math.min(chunk.length, end - at);
+    const got = read(chunk, want, at);
+    if (got <= 0) break;
+    const view = chunk.subarray(0, got);
+    for (const [w, n] of needles) if (!found.has(w) && view.includes(n)) found.add(w);
+    if (at + got >= end) break;
+    at += Math.max(1, got - overlap);
+  }
+}
+
+/**
+ * Which of `words` (as UTF-8 bytes) are anywhere in process `pid`'s readable memory. Reads
+ * /proc/PID/maps and /proc/PID/mem (allowed to a parent: the tests start the server); where the
+ * kernel refuses that (Yama's ptrace_scope), or with $MM_SCAN_WITH_GCORE=1, writes a core file
+ * with gdb's `gcore` and scans it.
+ * Returns `{ found: Set<word>, bytes, how: 'proc' | 'gcore' }`; throws if neither works.
+ */
+export function scanMemory(pid, words) {
+  const needles = words.map((w) => [w, Buffer.from(w, 'utf8')]);
+  const found = new Set();
+  const chunk = Buffer.alloc(1 << 20);
+  if (process.env.MM_SCAN_WITH_GCORE === '1') return scanCore(pid, needles, found, chunk, new Error('MM_SCAN_WITH_GCORE=1'));
+  let fd;
+  try {
+    fd = openSync(`/proc/${pid}/mem`, 'r');
+  } catch (e) {
+    if (e.code !== 'EACCES' && e.code !== 'EPERM') throw e;
+    return scanCore(pid, needles, found, chunk, e);
+  }
+  let bytes = 0;
+  let refused = 0;
+  try {
+    for (const line of readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
+      const m = line.match(/^([0-9a-f]+)-([0-9a-f]+) (\S{4})\s+\S+\s+\S+\s+\S+\s*(.*)$/);
+      if (!m || m[3][0] !== 'r' || /^\[(vvar|vvar_vclock|vsyscall)\]$/.test(m[4])) continue;
+      const start = parseInt(m[1], 16);
+      const end = parseInt(m[2], 16);
+      try {
+        scanRange((buf, n, at) => readSync(fd, buf, 0, n, at), start, end, needles, found, chunk);
+        bytes += end - start;
+      } catch (e) {
+        if (e.code !== 'EIO' && e.code !== 'EACCES' && e.code !== 'EPERM') throw e;
+        refused += 1;
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  if (bytes === 0) return scanCore(pid, needles, found, chunk, new Error(`every region refused (${refused})`));
+  return { found, bytes, how: 'proc' };
+}
+
+function scanCore(pid, needles, found, chunk, why) {
+  const dir = mkdtempSync(join(tmpdir(), 'mm-core-'));
+  try {
+    const out = spawnSync('gcore', ['-o', join(dir, 'core'), String(pid)], { encoding: 'utf8', timeout: 60000 });
+    const file = join(dir, `core.${pid}`);
+    if (out.status !== 0 || !existsSync(file)) {
+      throw new Error(`cannot read the memory of process ${pid}: /proc/${pid}/mem: ${why.message}; gcore (Debian package gdb): ${out.error?.message ?? out.stderr}`);
+    }
+    const size = statSync(file).size;
+    const fd = openSync(file, 'r');
+    try {
+      scanRange((buf, n, at) => readSync(fd, buf, 0, n, at), 0, size, needles, found, chunk);
+    } finally {
+      closeSync(fd);
+    }
+    return { found, bytes: size, how: 'gcore' };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
