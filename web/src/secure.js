@@ -23,6 +23,7 @@
 
 import { nickKey } from './protocol.js';
 import { promisify, database, transaction } from './idb.js';
+import { equalBytes } from './e2e/errors.js';
 
 export const DB_NAME = 'mm-web-e2e';
 const DB_VERSION = 1;
@@ -215,11 +216,6 @@ export class Home {
   }
 }
 
-function equalBytes(a, b) {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /**
  * Carries out lists of actions one after the other, in the order they were given, across
