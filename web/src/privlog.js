@@ -13,14 +13,25 @@
 //   `plain: true`: the line was NOT end-to-end encrypted; `plain: false`: it was (a line
 //   decrypted here, or one of ours sent encrypted). Only the text is kept, never key material.
 //   A line of ours also has `local` (the page's name for it) and, until the server took it,
-//   `pending: true`; `note` says why it was not sent. A line still pending at the next page load
-//   was never confirmed (the page closed first): it is shown so, never as if it had gone.
+//   `pending: true`; `waiting: true` too until it was given to the connection (waiting for the
+//   peer's keys, or its end-to-end state's save); `note` says why it was not sent. A line still
+//   pending at the next page load was never confirmed (the page closed first): it is shown so,
+//   never as if it had gone, and one still waiting as not sent.
 //
-// Writes are coalesced: lines added in one task are written in the next (one `put` per
-// conversation), so a line is stored within a few milliseconds of being shown. `add` returns a
-// promise that settles when the line's write did: the page acknowledges a received line to the
-// server only then, and a line the server sends again (a reload before the acknowledgement) is
-// recognised by its id (`has`) and not shown twice.
+// Writes are coalesced: what is asked in one task (lines added, lines of ours settled) is
+// written in the next, one transaction per conversation, so a line is stored within a few
+// milliseconds of being shown. `add` returns a promise that settles when the line's write did:
+// the page acknowledges a received line to the server only then, and a line the server sends
+// again (a reload before the acknowledgement) is recognised by its id (`has`) and not shown twice.
+//
+// Two tabs of one account take turns owning it ("Use here"), each with its own copy of the
+// conversations. A write never puts that copy: it is read-modify-write in ONE readwrite
+// transaction: this tab's operations not yet stored (lines added, settles of its own lines) are
+// applied to the record as stored (a received line whose server id is already there, or a line
+// of ours whose `local` is, is not added twice), trimmed to MAX_LINES, and put. So a tab that
+// wrote from a stale copy, or a write still in flight from the tab that lost the account, never
+// removes what the other tab kept. `load` (again when the tab owns the account again) reads the
+// stored conversations and applies what this tab has not stored yet.
 
 import { nickKey, nickError } from './protocol.js';
 import { promisify, database, transaction } from './idb.js';
@@ -35,9 +46,15 @@ const DB_VERSION = 1;
 const STORE = 'conversations';
 
 /**
- * What the log stores in. `load(account)` → records (any shape: checked here), `put(record)`,
- * `delete(account, peerKey)`, `clear(account)`; each returns a Promise.
- * @typedef {{load(a: string): Promise<any[]>, put(r: object): Promise<void>, delete(a: string, p: string): Promise<void>, clear(a: string): Promise<void>}} Backend
+ * What the log stores in; each method returns a Promise.
+ *   load(account) → the account's records (any shape: checked here)
+ *   update(account, peerKey, fn) → in ONE readwrite transaction: `fn(stored record or
+ *     undefined)` (synchronous) returns the record to put, or null to put nothing; resolves with
+ *     what the store holds after it (the record put, or the one stored)
+ *   delete(account, peerKey, ifNotAfter?) deletes the record; with `ifNotAfter` (a number) only
+ *     if its `updated` is not later (no other tab wrote to it since this tab saw it)
+ *   clear(account)
+ * @typedef {{load(a: string): Promise<any[]>, update(a: string, p: string, fn: (r: any) => object | null): Promise<any>, delete(a: string, p: string, ifNotAfter?: number): Promise<void>, clear(a: string): Promise<void>}} Backend
  */
 
 /** A stored line as kept (or null if the stored value is not one). */
@@ -49,6 +66,7 @@ function checkLine(l) {
   if (typeof l.id === 'string' && ID.test(l.id)) line.id = l.id;
   if (typeof l.local === 'string' && l.local.length <= 64) line.local = l.local;
   if (l.pending === true) line.pending = true;
+  if (l.waiting === true && line.pending) line.waiting = true;
   if (typeof l.note === 'string' && l.note) line.note = l.note.slice(0, MAX_NOTE);
   return line;
 }
@@ -58,6 +76,46 @@ export const MAX_NOTE = 500;
 
 /** A server id of a received line (a u64 in decimal). */
 const ID = /^[0-9]{1,20}$/;
+
+
+/** A line's name for recognising it in the record as stored: its server id, or our `local`. */
+const nameOf = (l) => (l.id !== undefined ? `i${l.id}` : l.local !== undefined ? `l${l.local}` : null);
+
+/**
+ * Applies operations {add: [line], settle: [{local, note, out}]} to `lines` (changed in place):
+ * a line whose name (server id, or our `local`) is there already is not added again; a settle
+ * of a line not there is a no-op.
+ */
+function applyOps(lines, { add, settle }) {
+  const names = new Set();
+  for (const l of lines) {
+    const n = nameOf(l);
+    if (n) names.add(n);
+  }
+  for (const l of add) {
+    const n = nameOf(l);
+    if (n && names.has(n)) continue;
+    if (n) names.add(n);
+    lines.push({ ...l });
+  }
+  for (const s of settle) settleLine(lines.findLast((l) => l.local === s.local), s);
+  if (lines.length > MAX_LINES) lines.splice(0, lines.length - MAX_LINES);
+  return lines;
+}
+
+/** A line of ours: given to the connection (`out`), or settled (taken, or `note`: why not sent). */
+function settleLine(line, { note, out }) {
+  if (!line) return;
+  delete line.waiting;
+  if (out) return;
+  delete line.pending;
+  if (note) line.note = note;
+}
+
+/** A stored record's lines, checked (any shape: garbage is skipped). */
+function storedLines(r) {
+  return r && Array.isArray(r.lines) ? r.lines.slice(-MAX_LINES).map(checkLine).filter(Boolean) : [];
+}
 
 export class PrivateLog {
   /**
@@ -70,37 +128,46 @@ export class PrivateLog {
     this.backend = backend;
     this.onError = onError;
     this.schedule = schedule;
-    this.convs = new Map(); // peerKey → record
-    this.dirty = new Set();
+    /** This tab's view, peerKey → {peer, lines, stored: `updated` of the record as last seen}:
+     *  the record as last read or written, with this tab's operations not stored yet applied.
+     *  Oldest written first. */
+    this.convs = new Map();
+    /** Operations not stored yet and not being written: peerKey → {peer, add, settle, waiters}. */
+    this.ops = new Map();
+    /** Operations being written (taken from `ops`), in order: {key, op}. */
+    this.flying = new Set();
+    /** peerKey → times forgotten (closed): a failed write of before is not written again. */
+    this.epochs = new Map();
     this.scheduled = false;
     this.writing = Promise.resolve();
-    this.lastUpdated = 0;
-    /** Conversations whose stored copy holds every line added so far (unless also in `dirty`). */
-    this.written = new Set();
   }
 
   /**
-   * The stored conversations, oldest written first: [{peer, lines}] (lines oldest first).
-   * Records that are not well formed are skipped.
+   * The stored conversations, oldest written first: [{peer, lines}] (lines oldest first), with
+   * what this tab has not stored yet applied. Records that are not well formed are skipped.
+   * Again (the tab owns the account again): what another tab kept meanwhile comes too.
    */
   async load() {
+    await this.settled(); // what this tab asked so far is stored first
     const records = await this.backend.load(this.account);
-    const out = [];
+    const found = [];
     for (const r of Array.isArray(records) ? records : []) {
       if (!r || typeof r.peer !== 'string' || nickError(r.peer) || !Array.isArray(r.lines)) continue;
-      const lines = r.lines.slice(-MAX_LINES).map(checkLine).filter(Boolean);
-      const record = { account: this.account, peerKey: nickKey(r.peer), peer: r.peer, updated: Number(r.updated) || 0, lines };
-      this.convs.set(record.peerKey, record);
-      this.written.add(record.peerKey);
-      this.lastUpdated = Math.max(this.lastUpdated, record.updated);
-      out.push(record);
+      found.push({ peerKey: nickKey(r.peer), peer: r.peer, stored: Number(r.updated) || 0, lines: storedLines(r) });
     }
-    out.sort((a, b) => a.updated - b.updated);
-    for (const r of out) {
-      this.convs.delete(r.peerKey);
-      this.convs.set(r.peerKey, r);
+    found.sort((a, b) => a.stored - b.stored);
+    const before = this.convs;
+    this.convs = new Map();
+    for (const v of found) this.convs.set(v.peerKey, v);
+    // Conversations with lines this tab has not stored yet (a write failed) stay.
+    for (const key of this.#unstoredKeys()) {
+      if (this.convs.has(key)) continue;
+      const peer = before.get(key)?.peer ?? this.ops.get(key)?.peer ?? [...this.flying].find((f) => f.key === key)?.op.peer;
+      this.convs.set(key, { peerKey: key, peer, stored: 0, lines: [] });
     }
-    return out.map((r) => ({ peer: r.peer, lines: r.lines.slice() }));
+    for (const v of this.convs.values()) this.#reapply(v);
+    while (this.convs.size > MAX_CONVS) this.#evictOldest();
+    return [...this.convs.values()].map((v) => ({ peer: v.peer, lines: v.lines.map((l) => ({ ...l })) }));
   }
 
   /** Whether the received line with server id `id` (BigInt, number or string) is kept for `peer`. */
@@ -120,43 +187,45 @@ export class PrivateLog {
   repeat(peer, id) {
     if (!this.has(peer, id)) return null;
     const key = nickKey(peer);
-    if (this.written.has(key) && !this.dirty.has(key)) return Promise.resolve(true);
-    this.dirty.add(key);
-    return this.#soon();
+    const want = String(id);
+    const holds = (op) => op.add.some((l) => l.id === want);
+    for (const f of this.flying) {
+      // Being written: once done, stored (true), or back in `ops` (written again, below).
+      if (f.key === key && holds(f.op)) return this.writing.then(() => this.repeat(peer, id) ?? false);
+    }
+    const op = this.ops.get(key);
+    if (!op || !holds(op)) return Promise.resolve(true);
+    return this.#soon(op);
   }
 
   /**
    * Keeps one line of the conversation with `peer`: {ts (ms, Number or BigInt), from, text,
    * kind?: 'line'|'notice', id?: the server's id of a received line, plain?: false for an
    * end-to-end encrypted line (default true), local?: the page's name for a line of ours,
-   * pending?: true until the server took it (see `settle`)}. Stored in the next task;
-   * the promise resolves once that write is done: true if it was kept, false if the write
-   * failed (the failure also goes to `onError`; the caller must then not acknowledge the line,
-   * so the server sends it again). It never rejects.
+   * pending?: true until the server took it (see `settle`), waiting?: true until it is given
+   * to the connection (see `sent`)}. Stored in the next task; the promise resolves once that
+   * write is done: true if it was kept, false if the write failed (the failure also goes to
+   * `onError`; the caller must then not acknowledge the line, so the server sends it again; the
+   * line is written again with the next write). It never rejects.
    * @returns {Promise<boolean>}
    */
-  add(peer, { ts, from, text, kind = 'line', id, plain = true, local, pending = false }) {
+  add(peer, { ts, from, text, kind = 'line', id, plain = true, local, pending = false, waiting = false }) {
     const key = nickKey(peer);
-    let r = this.convs.get(key);
-    if (!r) {
-      r = { account: this.account, peerKey: key, peer, updated: 0, lines: [] };
-      this.convs.set(key, r);
-    }
-    const line = checkLine({ ts: Number(ts), from, text, kind, plain: plain !== false, id: id === undefined ? undefined : String(id), local, pending });
+    const line = checkLine({ ts: Number(ts), from, text, kind, plain: plain !== false, id: id === undefined ? undefined : String(id), local, pending, waiting });
     if (!line) return Promise.resolve(false);
-    r.lines.push(line);
-    if (r.lines.length > MAX_LINES) r.lines.splice(0, r.lines.length - MAX_LINES);
-    this.lastUpdated = Math.max(Date.now(), this.lastUpdated + 1); // strictly increasing
-    r.updated = this.lastUpdated;
-    // Re-inserted: the Map's order is the order of the last write, oldest first.
-    this.convs.delete(key);
-    this.convs.set(key, r);
-    this.dirty.add(key);
-    while (this.convs.size > MAX_CONVS) {
-      const [oldest] = this.convs.keys();
-      this.#forget(oldest);
+    let v = this.convs.get(key);
+    if (v) {
+      this.convs.delete(key); // re-inserted: the Map's order is the order of the last write
+    } else {
+      v = { peerKey: key, peer, stored: 0, lines: [] };
     }
-    return this.#soon();
+    this.convs.set(key, v);
+    v.lines.push(line); // the page asked `has` first: a repeat is not added
+    if (v.lines.length > MAX_LINES) v.lines.splice(0, v.lines.length - MAX_LINES);
+    const op = this.#op(key, peer);
+    op.add.push(line);
+    while (this.convs.size > MAX_CONVS) this.#evictOldest();
+    return this.#soon(op);
   }
 
   /**
@@ -165,25 +234,39 @@ export class PrivateLog {
    * @returns {Promise<boolean>} as `add`'s
    */
   settle(peer, local, note = null) {
+    return this.#settle(peer, { local, note: note ? String(note).slice(0, MAX_NOTE) : null, out: false });
+  }
+
+  /**
+   * The line of ours named `local` was given to the connection (it may go out now): no longer
+   * `waiting`, still pending until settled.
+   * @returns {Promise<boolean>} as `add`'s
+   */
+  sent(peer, local) {
+    return this.#settle(peer, { local, note: null, out: true });
+  }
+
+  #settle(peer, s) {
     const key = nickKey(peer);
-    const line = this.convs.get(key)?.lines.findLast((l) => l.local === local);
-    if (!line || (!line.pending && !note)) return Promise.resolve(true);
-    delete line.pending;
-    if (note) line.note = String(note).slice(0, MAX_NOTE);
-    this.dirty.add(key);
-    return this.#soon();
+    const line = this.convs.get(key)?.lines.findLast((l) => l.local === s.local);
+    if (!line) return Promise.resolve(true);
+    if (s.out ? !line.waiting : !line.pending && !line.waiting && !s.note) return Promise.resolve(true);
+    settleLine(line, s);
+    const op = this.#op(key, peer);
+    op.settle.push(s);
+    return this.#soon(op);
   }
 
   /** Forgets the conversation with `peer` (the user closed it). */
   close(peer) {
-    this.#forget(nickKey(peer));
+    const key = nickKey(peer);
+    this.#forget(key);
+    this.#chain(() => this.backend.delete(this.account, key));
   }
 
   /** Forgets every conversation of this account. */
   clear() {
-    this.convs.clear();
-    this.dirty.clear();
-    this.written.clear();
+    for (const key of [...this.convs.keys(), ...this.#unstoredKeys()]) this.#forget(key);
     this.#chain(() => this.backend.clear(this.account));
   }
 
@@ -193,47 +276,101 @@ export class PrivateLog {
     await this.writing;
   }
 
-  #forget(key) {
-    this.convs.delete(key);
-    this.dirty.delete(key);
-    this.written.delete(key);
-    this.#chain(() => this.backend.delete(this.account, key));
+  /** Keys of conversations with operations not stored yet. */
+  #unstoredKeys() {
+    return new Set([...this.ops.keys(), ...[...this.flying].map((f) => f.key)]);
   }
 
-  /** Schedules the next write (once per task); the promise settles when it is done. */
-  #soon() {
+  #op(key, peer) {
+    let op = this.ops.get(key);
+    if (!op) {
+      op = { peer, add: [], settle: [], waiters: [] };
+      this.ops.set(key, op);
+    }
+    return op;
+  }
+
+  /** The view of `v` again: as stored, with this tab's operations not stored yet applied. */
+  #reapply(v) {
+    for (const f of this.flying) if (f.key === v.peerKey) applyOps(v.lines, f.op);
+    const op = this.ops.get(v.peerKey);
+    if (op) applyOps(v.lines, op);
+  }
+
+  #forget(key) {
+    this.convs.delete(key);
+    const op = this.ops.get(key);
+    this.ops.delete(key);
+    for (const w of op?.waiters ?? []) w(false);
+    this.epochs.set(key, (this.epochs.get(key) ?? 0) + 1);
+  }
+
+  /** Over MAX_CONVS: the conversation written longest ago goes, here and in storage unless
+   *  another tab wrote to it since this tab saw it. */
+  #evictOldest() {
+    const [key, v] = this.convs.entries().next().value;
+    this.#forget(key);
+    this.#chain(() => this.backend.delete(this.account, key, v.stored));
+  }
+
+  /** Schedules the next write (once per task); resolves as `add`'s for the operations `op`. */
+  #soon(op) {
+    const done = new Promise((resolve) => op.waiters.push(resolve));
     if (!this.scheduled) {
       this.scheduled = true;
-      this.batch = new Promise((resolve) => {
-        this.batchDone = resolve;
-      });
       this.schedule(() => this.#write());
     }
-    return this.batch;
+    return done;
   }
 
   #write() {
     if (!this.scheduled) return;
     this.scheduled = false;
-    const done = this.batchDone;
-    const records = [...this.dirty].map((k) => this.convs.get(k)).filter(Boolean);
-    this.dirty.clear();
-    let kept = true;
-    for (const r of records) {
-      const copy = { ...r, lines: r.lines.slice() };
-      this.written.delete(r.peerKey);
+    const taken = [...this.ops];
+    this.ops.clear();
+    for (const [key, op] of taken) {
+      const f = { key, op, epoch: this.epochs.get(key) ?? 0 };
+      this.flying.add(f);
       this.#chain(
         async () => {
-          await this.backend.put(copy);
-          if (!this.dirty.has(r.peerKey)) this.written.add(r.peerKey);
+          const stored = await this.backend.update(this.account, key, (r) => this.#merged(r, key, op));
+          this.flying.delete(f);
+          const v = this.convs.get(key);
+          if (v && f.epoch === (this.epochs.get(key) ?? 0)) {
+            // The view follows the store (another tab's lines come with it).
+            v.stored = Number(stored?.updated) || 0;
+            v.lines = storedLines(stored);
+            this.#reapply(v);
+          }
+          for (const w of op.waiters) w(true);
         },
         () => {
-          kept = false;
-          this.dirty.add(r.peerKey); // written again with the next line
+          this.flying.delete(f);
+          if (f.epoch === (this.epochs.get(key) ?? 0)) {
+            // Written again with the next write, before what was asked since.
+            const now = this.ops.get(key);
+            this.ops.delete(key);
+            this.ops.set(key, {
+              peer: op.peer,
+              add: [...op.add, ...(now?.add ?? [])],
+              settle: [...op.settle, ...(now?.settle ?? [])],
+              waiters: now?.waiters ?? [],
+            });
+          }
+          for (const w of op.waiters) w(false);
         },
       );
     }
-    this.writing.then(() => done(kept));
+  }
+
+  /** The record to put: the one stored with `op` applied (null: nothing to put). */
+  #merged(stored, key, op) {
+    const exists = stored && typeof stored === 'object';
+    if (!exists && op.add.length === 0) return null; // settles of a conversation gone
+    const lines = applyOps(storedLines(stored), op);
+    const peer = exists && typeof stored.peer === 'string' && !nickError(stored.peer) ? stored.peer : op.peer;
+    const updated = Math.max(Date.now(), (exists ? Number(stored.updated) || 0 : 0) + 1);
+    return { account: this.account, peerKey: key, peer, updated, lines };
   }
 
   #chain(fn, failed = () => {}) {
@@ -258,8 +395,19 @@ const tx = (mode, fn) => transaction(openDb, [STORE], mode, (t) => fn(t.objectSt
 /** The IndexedDB backend of a PrivateLog. */
 export const indexedDbBackend = {
   load: (account) => tx('readonly', (s) => promisify(s.index('account').getAll(IDBKeyRange.only(account), MAX_CONVS * 2))),
-  put: (record) => tx('readwrite', (s) => promisify(s.put(record))),
-  delete: (account, peerKey) => tx('readwrite', (s) => promisify(s.delete([account, peerKey]))),
+  update: (account, peerKey, fn) => tx('readwrite', async (s) => {
+    const stored = await promisify(s.get([account, peerKey]));
+    const next = fn(stored);
+    if (next) await promisify(s.put(next));
+    return next ?? stored;
+  }),
+  delete: (account, peerKey, ifNotAfter) => tx('readwrite', async (s) => {
+    if (ifNotAfter !== undefined) {
+      const stored = await promisify(s.get([account, peerKey]));
+      if (stored && (Number(stored.updated) || 0) > ifNotAfter) return;
+    }
+    await promisify(s.delete([account, peerKey]));
+  }),
   clear: (account) => tx('readwrite', async (s) => {
     const keys = await promisify(s.index('account').getAllKeys(IDBKeyRange.only(account)));
     await Promise.all(keys.map((k) => promisify(s.delete(k))));

@@ -5,25 +5,52 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { PrivateLog, MAX_LINES, MAX_CONVS } from '../src/privlog.js';
 
+/**
+ * IndexedDB's shape in memory: the stored records are structured copies, apart from any tab's
+ * copy; `update` is one transaction (read, change, put) as the IndexedDB backend's; `gate`, if
+ * set, holds every write until it resolves (a write in flight).
+ */
 function memoryBackend() {
   const rows = new Map(); // `${account} ${peerKey}` → record (structured copies)
   const ops = [];
-  return {
+  const backend = {
     rows,
     ops,
+    gate: null,
     load: async (account) => [...rows.values()].filter((r) => r.account === account).map((r) => structuredClone(r)),
-    put: async (r) => {
-      ops.push(['put', r.peerKey]);
-      rows.set(`${r.account} ${r.peerKey}`, structuredClone(r));
+    update: async (account, peerKey, fn) => {
+      if (backend.gate) await backend.gate;
+      const k = `${account} ${peerKey}`;
+      const stored = rows.get(k);
+      const next = fn(stored === undefined ? undefined : structuredClone(stored));
+      if (next) {
+        ops.push(['put', peerKey]);
+        rows.set(k, structuredClone(next));
+      }
+      const now = rows.get(k);
+      return now === undefined ? undefined : structuredClone(now);
     },
-    delete: async (a, p) => {
+    delete: async (a, p, ifNotAfter) => {
+      if (backend.gate) await backend.gate;
+      const k = `${a} ${p}`;
+      if (ifNotAfter !== undefined && (rows.get(k)?.updated ?? 0) > ifNotAfter) return;
       ops.push(['delete', p]);
-      rows.delete(`${a} ${p}`);
+      rows.delete(k);
     },
     clear: async (a) => {
       for (const k of [...rows.keys()]) if (k.startsWith(`${a} `)) rows.delete(k);
     },
   };
+  return backend;
+}
+
+/** A write held until `release()`. */
+function gate() {
+  let release;
+  const promise = new Promise((r) => {
+    release = r;
+  });
+  return { promise, release };
 }
 
 test('lines both ways are stored and a new page gets them back, in order, marked plain', async () => {
@@ -95,10 +122,10 @@ test('a failing store is reported, and later writes still go', async () => {
   const backend = memoryBackend();
   const errors = [];
   let fail = true;
-  const put = backend.put;
-  backend.put = async (r) => {
+  const update = backend.update;
+  backend.update = async (...a) => {
     if (fail) throw new Error('quota');
-    return put(r);
+    return update(...a);
   };
   const log = new PrivateLog('wendy', backend, { onError: (e) => errors.push(e.message) });
   log.add('max', { ts: 1, from: 'max', text: 'a' });
@@ -116,7 +143,7 @@ test('add settles once its line is written; a kept line is recognised by its ser
   const gate = new Promise((r) => {
     release = r;
   });
-  const slow = { ...backend, put: async (r) => { await gate; return backend.put(r); } };
+  const slow = { ...backend, update: async (...a) => { await gate; return backend.update(...a); } };
   const log = new PrivateLog('alice', slow);
   let settled = false;
   const kept = log.add('bob', { ts: 5n, from: 'bob', text: 'hi', id: 77n }).then(() => {
@@ -147,7 +174,7 @@ test('a stored id that is not a u64 in decimal is dropped, the line kept', async
 test('a line whose write failed resolves false, is written again, and its repeat waits for that write', async () => {
   const backend = memoryBackend();
   let fail = true;
-  const flaky = { ...backend, put: async (r) => { if (fail) throw Object.assign(new Error(''), { name: 'QuotaExceededError' }); return backend.put(r); } };
+  const flaky = { ...backend, update: async (...a) => { if (fail) throw Object.assign(new Error(''), { name: 'QuotaExceededError' }); return backend.update(...a); } };
   const errors = [];
   const log = new PrivateLog('alice', flaky, { onError: (e) => errors.push(e.name) });
   assert.equal(await log.add('bob', { ts: 1n, from: 'bob', text: 'one', id: 5n }), false);
@@ -207,4 +234,158 @@ test('stored pending flags, names and notes of the wrong shape are dropped or cu
   assert.equal(conv.lines[1].pending, true);
   assert.equal(conv.lines[1].local, 'ok');
   assert.equal(conv.lines[1].note.length, 500);
+});
+
+// ---- two tabs of one account taking turns ("Use here" back and forth) ----
+
+/** The texts of the conversation with `peer` as stored. */
+async function storedTexts(backend, account, peer) {
+  const convs = await new PrivateLog(account, backend).load();
+  return convs.find((c) => c.peer === peer)?.lines.map((l) => l.text) ?? [];
+}
+
+test('two tabs taking turns over one store: every line both kept is stored, in the order added', async () => {
+  const backend = memoryBackend();
+  const a = new PrivateLog('wendy', backend);
+  const b = new PrivateLog('wendy', backend);
+  // Both pages opened the account at the start (each loads once): B waits, A owns it.
+  await a.load();
+  await b.load();
+  const added = [];
+  let id = 1;
+  const turn = async (tab, n) => {
+    for (let i = 0; i < n; i++) {
+      const text = `line ${id}`;
+      added.push(text);
+      assert.equal(await tab.add('max', { ts: id, from: 'max', text, id: BigInt(id) }), true);
+      id += 1;
+    }
+  };
+  await turn(a, 3);
+  await turn(b, 4); // B took over without reading A's lines: its copy is stale
+  await turn(a, 2);
+  await turn(b, 1);
+  await a.settled();
+  await b.settled();
+  assert.deepEqual(await storedTexts(backend, 'wendy', 'max'), added);
+  // A takes over once more and reads again: B's lines are there, recognised by id.
+  const [conv] = await a.load();
+  assert.deepEqual(conv.lines.map((l) => l.text), added);
+  assert.equal(a.has('max', 7n), true, 'a line B kept is known to A: its repeat is not shown twice');
+  assert.equal(await a.repeat('max', 7n), true);
+});
+
+test('a write in flight from the tab that lost the account does not remove what the new owner kept', async () => {
+  const backend = memoryBackend();
+  const a = new PrivateLog('wendy', backend);
+  await a.load();
+  assert.equal(await a.add('max', { ts: 1, from: 'max', text: 'one', id: 1n }), true);
+  // A's next write hangs (a slow disk) while B takes over.
+  const held = gate();
+  backend.gate = held.promise;
+  const late = a.add('max', { ts: 2, from: 'max', text: 'two', id: 2n });
+  await new Promise((r) => setTimeout(r, 5));
+  backend.gate = null;
+  const b = new PrivateLog('wendy', backend);
+  const [conv] = await b.load();
+  assert.deepEqual(conv.lines.map((l) => l.text), ['one']);
+  assert.equal(await b.add('max', { ts: 3, from: 'max', text: 'three', id: 3n }), true);
+  assert.equal(await b.add('max', { ts: 4, from: 'wendy', text: 'four', local: 'b-1', pending: true }), true);
+  held.release();
+  assert.equal(await late, true);
+  assert.deepEqual(await storedTexts(backend, 'wendy', 'max'), ['one', 'three', 'four', 'two']);
+  // B settles its line after A's late write: the settle applies to the record as stored.
+  assert.equal(await b.settle('max', 'b-1'), true);
+  const [after] = await new PrivateLog('wendy', backend).load();
+  assert.deepEqual(after.lines.map((l) => [l.text, l.pending ?? false]), [['one', false], ['three', false], ['four', false], ['two', false]]);
+});
+
+test('a received line both tabs kept (the server sent it again to the new owner) is stored once', async () => {
+  const backend = memoryBackend();
+  const a = new PrivateLog('wendy', backend);
+  const b = new PrivateLog('wendy', backend);
+  await a.load();
+  await b.load();
+  await a.add('max', { ts: 1, from: 'max', text: 'hi', id: 9n });
+  await b.add('max', { ts: 1, from: 'max', text: 'hi', id: 9n });
+  await b.add('max', { ts: 2, from: 'max', text: 'next', id: 10n });
+  assert.deepEqual(await storedTexts(backend, 'wendy', 'max'), ['hi', 'next']);
+});
+
+test('settles and the line limit apply to the record as stored, not to the tab copy', async () => {
+  const backend = memoryBackend();
+  const a = new PrivateLog('wendy', backend);
+  const b = new PrivateLog('wendy', backend);
+  await a.load();
+  await b.load();
+  await a.add('max', { ts: 1, from: 'wendy', text: 'mine', local: 'a-1', pending: true, waiting: true });
+  for (let i = 0; i < MAX_LINES - 1; i++) b.add('max', { ts: 2 + i, from: 'max', text: `b ${i}`, id: BigInt(100 + i) });
+  await b.settled();
+  assert.equal(await a.sent('max', 'a-1'), true);
+  assert.equal(await a.settle('max', 'a-1', 'not sent: refused'), true);
+  let [conv] = await new PrivateLog('wendy', backend).load();
+  assert.equal(conv.lines.length, MAX_LINES);
+  assert.deepEqual(conv.lines[0], { ts: 1, from: 'wendy', text: 'mine', kind: 'line', plain: true, local: 'a-1', note: 'not sent: refused' });
+  await a.add('max', { ts: 9999, from: 'max', text: 'last', id: 5n });
+  [conv] = await new PrivateLog('wendy', backend).load();
+  assert.equal(conv.lines.length, MAX_LINES, 'trimmed as stored');
+  assert.equal(conv.lines[0].text, 'b 0');
+  assert.equal(conv.lines.at(-1).text, 'last');
+});
+
+test('a conversation another tab wrote to since is not evicted by a tab that saw it older', async () => {
+  const backend = memoryBackend();
+  const held = gate();
+  // Tab A's writes wait (in flight) until B has written.
+  const slowA = { ...backend, update: async (...x) => { await held.promise; return backend.update(...x); }, delete: async (...x) => { await held.promise; return backend.delete(...x); } };
+  const first = new PrivateLog('wendy', backend);
+  await first.add('max', { ts: 1, from: 'max', text: 'old', id: 1n });
+  const a = new PrivateLog('wendy', slowA);
+  const b = new PrivateLog('wendy', backend);
+  await a.load();
+  await b.load();
+  // A fills its list: max, its oldest, is evicted from it (and from the store, as A saw it).
+  for (let i = 0; i < MAX_CONVS; i++) a.add(`peer${i}`, { ts: i, from: `peer${i}`, text: 'hi' });
+  await new Promise((r) => setTimeout(r, 5));
+  assert.equal(a.has('max', 1n), false);
+  await b.add('max', { ts: 2, from: 'max', text: 'new in b', id: 2n });
+  held.release();
+  await a.settled();
+  // A's delete found max written since it saw it: kept (a later load trims to the most recent).
+  assert.deepEqual(backend.rows.get('wendy max')?.lines.map((l) => l.text), ['old', 'new in b']);
+  assert.equal(backend.rows.size, MAX_CONVS + 1);
+});
+
+test('a line of ours whose writes fail is written with its settle once the store works again', async () => {
+  const backend = memoryBackend();
+  let fail = true;
+  const update = backend.update;
+  backend.update = async (...a) => {
+    if (fail) throw new Error('quota');
+    return update(...a);
+  };
+  const errors = [];
+  const log = new PrivateLog('wendy', backend, { onError: (e) => errors.push(e.message) });
+  assert.equal(await log.add('max', { ts: 1, from: 'wendy', text: 'mine', plain: false, local: 'x-1', pending: true, waiting: true }), false);
+  assert.equal(await log.sent('max', 'x-1'), false);
+  assert.deepEqual(errors, ['quota', 'quota']);
+  assert.equal(backend.rows.size, 0);
+  fail = false;
+  assert.equal(await log.settle('max', 'x-1', 'not sent: the end-to-end state could not be saved in this browser'), true);
+  const [conv] = await new PrivateLog('wendy', backend).load();
+  assert.deepEqual(conv.lines, [{ ts: 1, from: 'wendy', text: 'mine', kind: 'line', plain: false, local: 'x-1', note: 'not sent: the end-to-end state could not be saved in this browser' }]);
+});
+
+test('a line of ours never given to the connection comes back waiting; once given, only pending', async () => {
+  const backend = memoryBackend();
+  const log = new PrivateLog('wendy', backend);
+  log.add('max', { ts: 1, from: 'wendy', text: 'queued for keys', plain: false, local: 'q-1', pending: true, waiting: true });
+  log.add('max', { ts: 2, from: 'wendy', text: 'went out', plain: false, local: 'q-2', pending: true, waiting: true });
+  log.sent('max', 'q-2');
+  await log.settled();
+  const [conv] = await new PrivateLog('wendy', backend).load();
+  assert.deepEqual(conv.lines.map((l) => [l.text, l.pending ?? false, l.waiting ?? false]), [
+    ['queued for keys', true, true],
+    ['went out', true, false],
+  ]);
 });
