@@ -2,9 +2,9 @@
 // private both ways, reload, two tabs, hostile text. See harness.mjs.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { browser, Server, withScreenshots } from './harness.mjs';
-
-const WAIT = 20000;
+import {
+  browser, join, open, say, Server, WAIT, withScreenshots,
+} from './harness.mjs';
 
 let server;
 let chromium;
@@ -28,31 +28,8 @@ async function newVisitor() {
   return { context, page };
 }
 
-/** Opens the page and picks `nick` on the first visit; resolves once logged in. */
-async function join(page, nick) {
-  await page.goto(server.url);
-  await page.getByLabel('Nick', { exact: true }).fill(nick);
-  await page.getByRole('button', { name: 'Join chat' }).click();
-  await page.getByLabel('Message', { exact: true }).waitFor({ timeout: WAIT });
-  await page.getByRole('status').filter({ hasText: `as ${nick}` }).first().waitFor({ timeout: WAIT });
-}
-
-async function say(page, text) {
-  const box = page.getByLabel('Message', { exact: true });
-  await box.fill(text);
-  await box.press('Enter');
-}
-
 async function logShows(page, text) {
   await page.getByRole('log').getByText(text, { exact: false }).first().waitFor({ timeout: WAIT });
-}
-
-async function open(page, name) {
-  await page
-    .getByRole('navigation', { name: 'Conversations' })
-    .getByRole('button', { name: new RegExp(`^${name.replace(/[#]/g, '\\$&')}\\b`) })
-    .first()
-    .click();
 }
 
 describe('the web client with mm users', () => {
@@ -63,7 +40,7 @@ describe('the web client with mm users', () => {
     await withScreenshots('lobby', () => pages, async () => {
       max = await server.mm('max');
       ({ page: wendy } = await newVisitor());
-      await join(wendy, 'wendy');
+      await join(wendy, server, 'wendy');
       await max.sees('wendy joined');
       await say(wendy, 'hello from the browser');
       await max.sees('<wendy> hello from the browser');
@@ -278,7 +255,7 @@ describe('the web client with mm users', () => {
   test('two browsers: end-to-end both ways, and a secure line waits in the mailbox while its reader is away', async () => {
     await withScreenshots('browsers', () => pages, async () => {
       const { context, page: zoe } = await newVisitor();
-      await join(zoe, 'zoe');
+      await join(zoe, server, 'zoe');
       await say(wendy, '/msg zoe hello zoe, from one browser to another');
       await zoe.getByRole('navigation', { name: 'Conversations' }).getByRole('button', { name: /^wendy\b/ }).waitFor({ timeout: WAIT });
       await open(zoe, 'wendy');

@@ -12,17 +12,17 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join as joinPath, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { decodeClient, decodeServer } from '../../web/src/protocol.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const SERVER_BIN = process.env.MM_SERVER_BIN ?? join(repo, 'target', 'debug', 'mm-server');
-export const MM_BIN = process.env.MM_BIN ?? join(repo, 'target', 'debug', 'mm');
+export const SERVER_BIN = process.env.MM_SERVER_BIN ?? joinPath(repo, 'target', 'debug', 'mm-server');
+export const MM_BIN = process.env.MM_BIN ?? joinPath(repo, 'target', 'debug', 'mm');
 export const CHROMIUM = process.env.MM_CHROMIUM ?? '/usr/bin/chromium';
 /** Where a failing test leaves its screenshots. */
-export const SCREENSHOTS = join(repo, 'target', 'browser-screenshots');
+export const SCREENSHOTS = joinPath(repo, 'target', 'browser-screenshots');
 
 function need(path, what) {
   if (!existsSync(path)) {
@@ -82,11 +82,11 @@ export class Server {
   /** `config`: the text of an mm-server config file (TOML), e.g. higher rate limits. */
   static async start({ config = null } = {}) {
     need(SERVER_BIN, 'mm-server');
-    const dir = mkdtempSync(join(tmpdir(), 'mm-browser-'));
-    const data = join(dir, 'server');
+    const dir = mkdtempSync(joinPath(tmpdir(), 'mm-browser-'));
+    const data = joinPath(dir, 'server');
     const args = ['--bind', '127.0.0.1:0'];
     if (config !== null) {
-      const file = join(dir, 'mm-server.toml');
+      const file = joinPath(dir, 'mm-server.toml');
       writeFileSync(file, config);
       args.push('--config', file);
     }
@@ -105,7 +105,7 @@ export class Server {
     this.child = child;
     this.dir = dir;
     this.data = data;
-    this.ca = join(data, 'tls', 'ca.pem');
+    this.ca = joinPath(data, 'tls', 'ca.pem');
     this.log = new Lines(child.stderr, 'mm-server');
     new Lines(child.stdout, 'mm-server stdout');
     this.users = [];
@@ -115,7 +115,7 @@ export class Server {
    *  (base64 of the SHA-256 of its SubjectPublicKeyInfo), so the browser accepts exactly this
    *  server's certificate and no other. */
   spki() {
-    const cert = new X509Certificate(readFileSync(join(this.data, 'tls', 'server.pem')));
+    const cert = new X509Certificate(readFileSync(joinPath(this.data, 'tls', 'server.pem')));
     const der = cert.publicKey.export({ type: 'spki', format: 'der' });
     return createHash('sha256').update(der).digest('base64');
   }
@@ -128,7 +128,7 @@ export class Server {
   /** The home directory `mm(nick)` uses (the same for every start of that nick: its identity,
    *  pins, sessions and login certificate). */
   home(nick) {
-    return join(this.dir, `home-${nick}`);
+    return joinPath(this.dir, `home-${nick}`);
   }
 
   /** A line-mode `mm` user logged in as `nick`; resolves once connected. */
@@ -284,7 +284,7 @@ export function grepDir(dir, words) {
   let bytes = 0;
   const walk = (d) => {
     for (const entry of readdirSync(d, { withFileTypes: true })) {
-      const path = join(d, entry.name);
+      const path = joinPath(d, entry.name);
       if (entry.isDirectory()) walk(path);
       else if (entry.isFile()) {
         const data = readFileSync(path);
@@ -357,10 +357,10 @@ export function scanMemory(pid, words) {
 }
 
 function scanCore(pid, needles, found, chunk, why) {
-  const dir = mkdtempSync(join(tmpdir(), 'mm-core-'));
+  const dir = mkdtempSync(joinPath(tmpdir(), 'mm-core-'));
   try {
-    const out = spawnSync('gcore', ['-o', join(dir, 'core'), String(pid)], { encoding: 'utf8', timeout: 60000 });
-    const file = join(dir, `core.${pid}`);
+    const out = spawnSync('gcore', ['-o', joinPath(dir, 'core'), String(pid)], { encoding: 'utf8', timeout: 60000 });
+    const file = joinPath(dir, `core.${pid}`);
     if (out.status !== 0 || !existsSync(file)) {
       throw new Error(`cannot read the memory of process ${pid}: /proc/${pid}/mem: ${why.message}; gcore (Debian package gdb): ${out.error?.message ?? out.stderr}`);
     }
@@ -405,7 +405,7 @@ export async function withScreenshots(name, pages, body) {
     mkdirSync(SCREENSHOTS, { recursive: true });
     let i = 0;
     for (const page of pages()) {
-      const file = join(SCREENSHOTS, `${name.replace(/[^a-z0-9]+/gi, '-')}-${i++}.png`);
+      const file = joinPath(SCREENSHOTS, `${name.replace(/[^a-z0-9]+/gi, '-')}-${i++}.png`);
       try {
         await page.screenshot({ path: file, fullPage: true });
         console.error(`screenshot: ${file}`);
@@ -415,4 +415,52 @@ export async function withScreenshots(name, pages, body) {
     }
     throw e;
   }
+}
+
+// ---- what the tests do on the page (shared by chat.test.mjs and secure.test.mjs) ----
+
+/** The longest any one thing on the page may take (wide: 2 shared cores, debug builds). */
+export const WAIT = 20000;
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check()` (truthy: done) every 100 ms for `ms`; throws `what()`'s words on timeout. */
+export async function until(check, what, ms = WAIT) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const got = await check();
+    if (got) return got;
+    if (Date.now() > deadline) throw new Error(`within ${ms} ms: ${await what()}`);
+    await sleep(100);
+  }
+}
+
+/** Opens `server`'s page and picks `nick` on the first visit; resolves once logged in. */
+export async function join(page, server, nick) {
+  await page.goto(server.url);
+  await page.getByLabel('Nick', { exact: true }).fill(nick);
+  await page.getByRole('button', { name: 'Join chat' }).click();
+  await loggedIn(page, nick);
+}
+
+/** Resolves once the page shows the message box and says it is logged in as `nick`. */
+export async function loggedIn(page, nick) {
+  await page.getByLabel('Message', { exact: true }).waitFor({ timeout: WAIT });
+  await page.getByRole('status').filter({ hasText: `as ${nick}` }).first().waitFor({ timeout: WAIT });
+}
+
+/** Types `text` in the message box and sends it (Enter). */
+export async function say(page, text) {
+  const box = page.getByLabel('Message', { exact: true });
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+/** Opens the conversation `name` (a room or a nick) from the sidebar. */
+export async function open(page, name) {
+  await page
+    .getByRole('navigation', { name: 'Conversations' })
+    .getByRole('button', { name: new RegExp(`^${name.replace(/[#]/g, '\\$&')}\\b`) })
+    .first()
+    .click({ timeout: WAIT });
 }

@@ -11,31 +11,17 @@ import { rmSync } from 'node:fs';
 import { join as path } from 'node:path';
 import { describe, test } from 'node:test';
 import {
-  browser, framesHold, grepDir, recordFrames, scanMemory, Server, withScreenshots,
+  browser, framesHold, grepDir, join, loggedIn, open, recordFrames, say, scanMemory, Server, sleep, until, WAIT,
+  withScreenshots,
 } from './harness.mjs';
 
-/** The longest any one thing on the page may take (wide: 2 shared cores, debug builds). */
-const WAIT = 20000;
 /** How long to watch for something that must NOT happen. */
 const QUIET_MS = 1500;
 /** Each test's limit (the brief: about a minute). */
 const LIMIT = { timeout: 90000 };
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 /** A word nothing else holds, for looking for it later. */
 const unique = (what) => `${what}${randomBytes(6).toString('hex')}`;
-
-/** Polls `check()` (truthy: done) every 100 ms for `ms`; throws `what()`'s words on timeout. */
-async function until(check, what, ms = WAIT) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const got = await check();
-    if (got) return got;
-    if (Date.now() > deadline) throw new Error(`within ${ms} ms: ${await what()}`);
-    await sleep(100);
-  }
-}
 
 /** A server, a browser trusting it, and what to close after `t`. */
 async function world(t) {
@@ -62,33 +48,6 @@ async function world(t) {
     return page;
   };
   return { server, chromium, pages, visitor, tab };
-}
-
-/** Opens the page and picks `nick` on the first visit; resolves once logged in. */
-async function join(page, server, nick) {
-  await page.goto(server.url);
-  await page.getByLabel('Nick', { exact: true }).fill(nick);
-  await page.getByRole('button', { name: 'Join chat' }).click();
-  await loggedIn(page, nick);
-}
-
-async function loggedIn(page, nick) {
-  await page.getByLabel('Message', { exact: true }).waitFor({ timeout: WAIT });
-  await page.getByRole('status').filter({ hasText: `as ${nick}` }).first().waitFor({ timeout: WAIT });
-}
-
-async function say(page, text) {
-  const box = page.getByLabel('Message', { exact: true });
-  await box.fill(text);
-  await box.press('Enter');
-}
-
-async function open(page, name) {
-  await page
-    .getByRole('navigation', { name: 'Conversations' })
-    .getByRole('button', { name: new RegExp(`^${name.replace(/[#]/g, '\\$&')}\\b`) })
-    .first()
-    .click({ timeout: WAIT });
 }
 
 /** The log line (an `li` of a `log`) holding `text`. */
@@ -511,6 +470,79 @@ describe('end-to-end between the page and mm', () => {
       assert.deepEqual(max.linesAfter(mark, /started a secure session|secure session with wendy ready/), [], 'a new session: a tab started over');
       for (const p of [one, two]) {
         assert.ok(!(await logText(p)).includes('could not be decrypted'), 'a tab could not decrypt a line');
+      }
+    });
+  });
+
+  test('two tabs taking turns while mm writes: every line acknowledged is kept, each shown once, after each take-over and after a reload', LIMIT, async (t) => {
+    const w = await world(t);
+    await withScreenshots('secure-tabs-kept', () => w.pages, async () => {
+      const max = await w.server.mm('max');
+      const { context, page: one, frames } = await w.visitor();
+      await join(one, w.server, 'wendy');
+      // The second tab opens now and reads the (empty) kept conversations; it waits.
+      const two = await w.tab(context, frames);
+      await two.goto(w.server.url);
+      await two.getByRole('button', { name: 'Use here' }).waitFor({ timeout: WAIT });
+      const fromMax = [];
+      const fromWendy = [];
+      /** A turn of `page` (the owner): mm sends `n` lines, the page one. */
+      const turn = async (page, n, tag) => {
+        for (let i = 0; i < n; i++) {
+          const text = unique(`${tag}-mm-${i}-`);
+          fromMax.push(text);
+          max.type(`/msg wendy ${text}`);
+          if (i === 0) await open(page, 'max');
+          await lineHas(page, text, 'secure');
+        }
+        const mine = unique(`${tag}-page-`);
+        fromWendy.push(mine);
+        await say(page, mine);
+        await max.sees(`[secure] <wendy> ${mine}`);
+        await lineHas(page, mine, 'secure', 'sent');
+      };
+      /** `to` takes the account over from `from` (Use here). */
+      const takeOver = async (to, from) => {
+        await to.getByRole('button', { name: 'Use here' }).click({ timeout: WAIT });
+        await loggedIn(to, 'wendy');
+        await from.getByText(/another tab/).first().waitFor({ timeout: WAIT });
+      };
+      /** Every line so far is shown exactly once in `page`'s conversation with max. */
+      const allOnce = async (page, when) => {
+        await open(page, 'max');
+        await lineOf(page, fromMax.at(-1));
+        const texts = [...fromMax, ...fromWendy];
+        const counts = await page.evaluate((all) => {
+          const lis = [...document.querySelectorAll('[role=log] li')].map((li) => li.textContent);
+          return all.map((x) => lis.filter((l) => l.includes(x)).length);
+        }, texts);
+        const wrong = texts.map((x, k) => `${x}: ${counts[k]}`).filter((_, k) => counts[k] !== 1);
+        assert.deepEqual(wrong, [], `${when}: lines not shown exactly once (of ${texts.length})`);
+      };
+
+      await turn(one, 4, 'one-a');
+      await takeOver(two, one);
+      await allOnce(two, 'the second tab after taking over');
+      await turn(two, 4, 'two-a');
+      await takeOver(one, two);
+      await allOnce(one, 'the first tab after taking back');
+      await turn(one, 4, 'one-b');
+      await takeOver(two, one);
+      await turn(two, 4, 'two-b');
+      await allOnce(two, 'the second tab at the end');
+      // The page acknowledged what it showed (the server sends none of them again).
+      const acked = frames.sent.map((f) => f.msg).filter((m) => m?.type === 'Received');
+      assert.ok(acked.length > 0, 'the page acknowledged nothing');
+
+      // A reload of the owner: every line both tabs kept comes back, once, marked earlier; ours
+      // as sent (not "not confirmed").
+      await two.reload();
+      await loggedIn(two, 'wendy');
+      await allOnce(two, 'after a reload');
+      assert.equal(fromMax.length, 16);
+      for (const text of fromWendy) {
+        const li = await lineHas(two, text, 'secure', 'earlier');
+        assert.ok(!(await li.textContent()).includes('not confirmed'), `${text} came back not confirmed`);
       }
     });
   });

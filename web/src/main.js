@@ -129,6 +129,9 @@ function stopAll() {
 const RESTORE_TIMEOUT_MS = 3000;
 
 let keptFor = null; // the account whose kept private conversations the page shows
+/** The page shows the kept private conversations as read since this tab last lost the account
+ *  (or never had it): another tab may have kept lines meanwhile, read again when owned. */
+let keptFresh = false;
 
 /** The account's private conversations kept in this browser, shown before connecting. */
 async function restorePrivate(acc) {
@@ -140,6 +143,11 @@ async function restorePrivate(acc) {
     onError: (e) => status(`Private lines could not be kept in this browser (${e?.name || 'error'}${e?.message ? `: ${e.message}` : ''}); the server keeps them until they can be, and sends them again at the next connection`, true),
   });
   chat.keep = keep;
+  keptFresh = await showKept(keep);
+}
+
+/** Reads the kept private conversations (again) and shows them; true if that worked. */
+async function showKept(keep) {
   let timer;
   try {
     const convs = await Promise.race([
@@ -148,9 +156,12 @@ async function restorePrivate(acc) {
         timer = setTimeout(() => reject(new Error('the browser storage did not answer in time')), RESTORE_TIMEOUT_MS);
       }),
     ]);
+    if (chat.keep !== keep) return false; // another account meanwhile
     chat.restore(convs);
+    return true;
   } catch (err) {
     status(`The private conversations kept in this browser cannot be read: ${err?.message ?? err}`, true);
+    return false;
   } finally {
     clearTimeout(timer);
   }
@@ -188,6 +199,10 @@ async function begin(acc) {
       // The end-to-end record, opened again: a new writer token, and the state as the other
       // tab (if any) last saved it. The connection starts once it is open (or failed, said).
       const opened = secure.open();
+      // What another tab kept while it had the account: read again (shown before connecting;
+      // lines shown already stay, the conversation open stays open).
+      const reread = keptFresh || !chat.keep ? Promise.resolve(true) : showKept(chat.keep);
+      keptFresh = false;
       // The same Connection again after a takeover back: the lines typed meanwhile go out.
       if (!connection) {
         const conn = new Connection({
@@ -200,13 +215,14 @@ async function begin(acc) {
         connection = conn;
       }
       const live = connection;
-      opened.finally(() => {
+      Promise.allSettled([opened, reread]).finally(() => {
         if (owned && connection === live) live.start();
       });
       $('message').focus();
     },
     elsewhere() {
       owned = false;
+      keptFresh = false;
       secure.drop('another tab uses this account');
       // Only the banner and its button: no chat that looks usable but is not connected.
       $('chat').hidden = true;
@@ -215,6 +231,7 @@ async function begin(acc) {
     },
     stolen() {
       owned = false;
+      keptFresh = false;
       // Its sessions are the other tab's now: this tab's copy is dropped, never saved again.
       secure.drop('another tab took over this account');
       connection?.stop('another tab took over this account');

@@ -29,6 +29,11 @@ const NO_WORDS = { failureWords: () => 'end-to-end encryption is not available',
 
 /** A line of ours kept while still waiting, at the next page load. */
 export const UNCONFIRMED = 'not confirmed: this page was closed or reloaded before the server took it (it may not have been sent; send it again if it matters)';
+/** A line of ours kept while it still waited to be sent (for keys, or its end-to-end save). */
+export const NEVER_SENT = 'not sent: this page was closed or reloaded before it could be sent (send it again if it matters)';
+
+/** The name of a kept line (privlog.js): its server id, or our `local`; '?' if it has neither. */
+const keptName = (l) => (l.id !== undefined ? `i${l.id}` : l.local !== undefined ? `l${l.local}` : '?');
 
 const convKey = (kind, name) => (kind === 'private' ? `@${nickKey(name)}` : roomKey(name));
 
@@ -148,24 +153,75 @@ export class ChatView {
 
   /**
    * Shows the private conversations kept in this browser ([{peer, lines}] from
-   * PrivateLog.load), marked as earlier. Call before the connection starts.
+   * PrivateLog.load), lines not shown yet marked as earlier. Call before the connection starts:
+   * at the page's load, and again each time this tab owns the account again (what another tab
+   * kept meanwhile appears; a line already shown is not shown twice, and keeps its place).
    */
   restore(convs) {
     for (const { peer, lines } of convs) {
       const c = this.conv('private', peer);
       c.ok = true;
-      for (const l of lines) {
-        const own = nickKey(l.from) === nickKey(this.me);
-        const li = this.add(c, {
-          ts: BigInt(l.ts), nick: l.kind === 'notice' ? null : l.from, text: l.text,
-          kind: l.kind === 'notice' ? 'notice' : 'line', tag: 'earlier', own,
-          secure: l.kind === 'notice' ? null : l.plain === false,
-        });
-        // A line of ours the page closed on before the server took it, or one not sent.
-        if (own && l.pending) this.#mark(li, 'unknown', UNCONFIRMED);
-        else if (own && l.note) this.#mark(li, 'refused', l.note);
+      this.#rebuild(c, lines);
+    }
+  }
+
+  /**
+   * The log of `c` as the kept `lines` say, in their order: a line already shown (by its kept
+   * name) is the same element, others are made; what is shown but not kept (the page's
+   * notices) stays after the kept line it followed.
+   */
+  #rebuild(c, lines) {
+    const old = [...c.log.children].filter((li) => li !== c.note).concat(c.pending);
+    const at = new Map(old.map((li, i) => [li, i]));
+    const shown = new Map();
+    for (const li of old) if (li.keptName && li.keptName !== '?') shown.set(li.keptName, li);
+    c.pending = [];
+    const out = [];
+    let next = 0;
+    const others = (upTo) => {
+      for (; next < upTo; next++) if (!old[next].keptName) out.push(old[next]);
+    };
+    for (const l of lines) {
+      const name = keptName(l);
+      const li = shown.get(name);
+      if (li) {
+        shown.delete(name);
+        const i = at.get(li);
+        if (i >= next) {
+          others(i);
+          next = i + 1;
+        }
+        out.push(li);
+      } else {
+        out.push(this.#keptLine(c, l, name));
       }
     }
+    others(old.length);
+    c.log.replaceChildren();
+    c.note = null;
+    c.count = 0;
+    c.trimmed = false;
+    c.pending = out;
+    this.#flushConv(c);
+  }
+
+  /** A kept line not on the page, shown marked earlier. */
+  #keptLine(c, l, name) {
+    const own = nickKey(l.from) === nickKey(this.me);
+    // A line of ours not sent, or not known to be: never shown with the lock.
+    const unsent = own && (l.pending || l.note);
+    const li = this.add(c, {
+      ts: BigInt(l.ts), nick: l.kind === 'notice' ? null : l.from, text: l.text,
+      kind: l.kind === 'notice' ? 'notice' : 'line', tag: 'earlier', own,
+      secure: l.kind === 'notice' || unsent ? null : l.plain === false,
+    });
+    li.keptName = name;
+    // A line of ours the page closed on before it went or before the server took it, or one
+    // not sent.
+    if (own && l.pending && l.waiting) this.#mark(li, 'refused', NEVER_SENT);
+    else if (own && l.pending) this.#mark(li, 'unknown', UNCONFIRMED);
+    else if (own && l.note) this.#mark(li, 'refused', l.note);
+    return li;
   }
 
   /**
@@ -483,6 +539,7 @@ export class ChatView {
   sendWire(msg, tag) {
     const li = tag === null ? null : this.e2eLines.get(tag) ?? null;
     if (tag !== null) this.e2eLines.delete(tag);
+    if (li?.kept) this.keep?.sent(li.kept.peer, li.kept.local);
     if (li && msg.type === 'Private') {
       // Sent plain after all (the user said /insecure while it waited).
       li.classList.remove('secure');
@@ -508,7 +565,8 @@ export class ChatView {
     c.ok = true;
     const ts = ctx.ts ?? BigInt(Date.now());
     const mention = mentions(event.text, this.me);
-    this.add(c, { ts, nick: peer, text: event.text, mention, secure: true });
+    const li = this.add(c, { ts, nick: peer, text: event.text, mention, secure: true });
+    li.keptName = keptName({ id: String(event.id) });
     this.#count(c, { personal: true, from: peer, text: event.text });
     return this.keep?.add(peer, { ts, from: peer, text: event.text, id: event.id, plain: false });
   }
@@ -592,6 +650,7 @@ export class ChatView {
 
   #mark(li, state, words) {
     if (state !== 'waiting') this.#settleKept(li, words);
+    if (state === 'refused') unlock(li);
     li.classList.remove('waiting', 'sent', 'queued', 'refused', 'unknown');
     li.classList.add(state);
     let el = li.querySelector('.state');
@@ -615,7 +674,8 @@ export class ChatView {
       const c = this.conv('private', msg.from);
       c.ok = true;
       const mention = mentions(msg.text, this.me);
-      this.add(c, { ts: msg.ts, nick: msg.from, text: msg.text, tag: msg.type === 'Offline' ? 'while you were away' : null, mention, secure: false });
+      const li = this.add(c, { ts: msg.ts, nick: msg.from, text: msg.text, tag: msg.type === 'Offline' ? 'while you were away' : null, mention, secure: false });
+      li.keptName = keptName({ id: String(msg.id) });
       this.#count(c, { personal: true, from: msg.from, text: msg.text });
       const status = this.secure?.status(msg.from);
       if (status && status.kind !== 'Plain' && status.kind !== 'Ready') {
@@ -638,6 +698,7 @@ export class ChatView {
       this.lines.set(e.line, li);
     }
     if (!li) return;
+    if (e.state === 'refused') unlock(li);
     li.classList.remove('waiting', 'sent', 'queued', 'refused', 'unknown');
     li.classList.add(e.state);
     let state = li.querySelector('.state');
@@ -890,8 +951,6 @@ export class ChatView {
     const li = this.add(c, { nick: this.me, text, own: true, kind: 'line waiting', secure: true });
     li.conv = c;
     if (!this.secure) {
-      li.classList.remove('secure');
-      li.querySelector('.lock')?.remove();
       this.#mark(li, 'refused', 'not sent: end-to-end encryption is not available in this tab');
       return;
     }
@@ -912,9 +971,11 @@ export class ChatView {
     if (shown.keep) {
       // Kept as pending until the server takes it (or it is refused): a reload in between shows
       // it as not confirmed, never as if it had gone.
+      // Waiting until given to the connection (sendWire): one kept still waiting was never sent.
       const local = `${Date.now().toString(36)}-${tag}`;
       li.kept = { peer: to, local };
-      this.keep?.add(to, { ts: Date.now(), from: this.me, text, plain: !shown.secure, local, pending: true });
+      li.keptName = keptName({ local });
+      this.keep?.add(to, { ts: Date.now(), from: this.me, text, plain: !shown.secure, local, pending: true, waiting: true });
     }
     if (shown.state) this.#mark(li, shown.state, shown.words);
     if (r.kind === 'Plain') this.sendWire({ type: 'Private', to, text }, tag);
@@ -1082,6 +1143,12 @@ export class ChatView {
       // some browsers allow notifications only from a service worker
     }
   }
+}
+
+/** A line of ours not sent: it loses the end-to-end mark at once (its state words say why). */
+function unlock(li) {
+  li.classList.remove('secure');
+  li.querySelector('.lock')?.remove();
 }
 
 function roleRank(role) {
