@@ -254,6 +254,25 @@ async function loggedIn(w, ...users) {
   await w.flush();
 }
 
+/** `from` sends `text` to `to` under the tag `tag`; resolves once all that follows is delivered. */
+async function sendDelivered(w, from, to, text, tag) {
+  from.secure.sendText(to, text, tag);
+  await from.secure.settled();
+  await w.flush();
+  await Promise.all(w.delivered);
+}
+
+/** alice (her `homes`, if given) and bob logged in, alice's first line to bob delivered: a
+ *  secure session both ways. */
+async function talking({ homes } = {}) {
+  const w = world();
+  const alice = w.user('alice', { homes });
+  const bob = w.user('bob');
+  await loggedIn(w, alice, bob);
+  await sendDelivered(w, alice, 'bob', 'hello', 1);
+  return { w, alice, bob };
+}
+
 test('a first text waits for the keys (Queued), then goes out encrypted and is shown to its reader', async () => {
   const w = world();
   const alice = w.user('alice');
@@ -390,14 +409,7 @@ test('sendText: Plain after /insecure (the page sends a Private), Refused when b
 });
 
 test('/verify gives the safety number both sides see; /verified makes the conversation verified', async () => {
-  const w = world();
-  const alice = w.user('alice');
-  const bob = w.user('bob');
-  await loggedIn(w, alice, bob);
-  alice.secure.sendText('bob', 'hello', 1);
-  await alice.secure.settled();
-  await w.flush();
-  await Promise.all(w.delivered);
+  const { alice, bob } = await talking();
   const a = alice.secure.command('verify', 'bob');
   const b = bob.secure.command('verify', 'alice');
   assert.match(a.number, /^[0-9 ]+$/);
@@ -411,15 +423,8 @@ test('/verify gives the safety number both sides see; /verified makes the conver
 });
 
 test('two tabs: the tab that lost the record stops, the one that took it over continues from the saved state', async () => {
-  const w = world();
   const homes = memoryHomes();
-  const tab1 = w.user('alice', { homes });
-  const bob = w.user('bob');
-  await loggedIn(w, tab1, bob);
-  tab1.secure.sendText('bob', 'from tab 1', 1);
-  await tab1.secure.settled();
-  await w.flush();
-  await Promise.all(w.delivered);
+  const { alice: tab1 } = await talking({ homes });
   // Another tab opens the same account (Use here there): a new writer token.
   const other = new Secure({
     nick: 'alice', e2e, homes, rng: counterRng('tab 2'), connection: () => null, ui: tab1.ui,
@@ -439,21 +444,11 @@ test('two tabs: the tab that lost the record stops, the one that took it over co
 });
 
 test('a changed key: the conversation is blocked, nothing is sent, until /accept-key', async () => {
-  const w = world();
-  const alice = w.user('alice');
-  const bob = w.user('bob');
-  await loggedIn(w, alice, bob);
-  alice.secure.sendText('bob', 'one', 1);
-  await alice.secure.settled();
-  await w.flush();
-  await Promise.all(w.delivered);
+  const { w, alice } = await talking();
   // Bob starts over elsewhere with a new identity, and writes first.
   const bob2 = w.user('bob', { label: 'bob elsewhere' });
   await loggedIn(w, bob2);
-  bob2.secure.sendText('alice', 'it is me, new key', 1);
-  await bob2.secure.settled();
-  await w.flush();
-  await Promise.all(w.delivered);
+  await sendDelivered(w, bob2, 'alice', 'it is me, new key', 1);
   const st = alice.secure.status('bob');
   assert.equal(st.kind, 'Failed');
   assert.equal(st.failure.kind, 'KeyChanged');
