@@ -14,6 +14,7 @@ import {
   browser, framesHold, grepDir, join, loggedIn, open, recordFrames, say, scanMemory, Server, sleep, until, WAIT,
   withScreenshots,
 } from './harness.mjs';
+import { decodeClient } from '../../web/src/protocol.js';
 
 /** How long to watch for something that must NOT happen. */
 const QUIET_MS = 1500;
@@ -544,6 +545,80 @@ describe('end-to-end between the page and mm', () => {
         const li = await lineHas(two, text, 'secure', 'earlier');
         assert.ok(!(await li.textContent()).includes('not confirmed'), `${text} came back not confirmed`);
       }
+    });
+  });
+
+  test('a line whose end-to-end save fails is not sent: it loses the lock at once, says why, and comes back so after a reload', LIMIT, async (t) => {
+    const w = await world(t);
+    await withScreenshots('secure-unsent-save', () => w.pages, async () => {
+      const max = await w.server.mm('max');
+      const { page, frames } = await w.visitor();
+      await join(page, w.server, 'wendy');
+      await exchange(page, frames, max, 'before');
+      // The end-to-end record is deleted under the open page (its site data cleared): the next
+      // save finds no record of this tab's.
+      const deleted = await page.evaluate(() => new Promise((resolve) => {
+        const req = indexedDB.deleteDatabase('mm-web-e2e');
+        req.onsuccess = () => resolve('deleted');
+        req.onerror = () => resolve(`error ${req.error}`);
+        req.onblocked = () => resolve('blocked');
+      }));
+      assert.equal(deleted, 'deleted');
+      const mark = max.mark();
+      const from = frames.sent.length;
+      const text = unique('never-sent-');
+      await say(page, text);
+      const li = await lineHas(page, text, 'refused');
+      assert.equal(await li.locator('.lock').count(), 0, 'a line not sent still shows the lock');
+      assert.ok(!(await li.getAttribute('class')).split(/\s+/).includes('secure'), 'a line not sent is still marked secure');
+      assert.match(await li.textContent(), /not sent: the end-to-end state could not be saved/);
+      await sleep(QUIET_MS);
+      assert.ok(!sentSince(frames, from).some((m) => (m.type === 'Relay' || m.type === 'Private') && m.to === 'max'), 'it went to max');
+      assert.deepEqual(max.linesAfter(mark, text), [], 'max got it');
+      await page.reload();
+      await loggedIn(page, 'wendy');
+      await open(page, 'max');
+      const again = await lineHas(page, text, 'refused', 'earlier');
+      assert.equal(await again.locator('.lock').count(), 0, 'after a reload, a line not sent shows the lock');
+      assert.match(await again.textContent(), /not sent/);
+    });
+  });
+
+  test('a reload while a line waits for the peer\'s keys: it comes back not sent, without the lock, and never goes', LIMIT, async (t) => {
+    const w = await world(t);
+    await withScreenshots('secure-unsent-keys', () => w.pages, async () => {
+      const kim = await w.server.mm('kim');
+      const { page } = await w.visitor();
+      // The page's requests for keys are held back (a slow directory): its line waits.
+      let holdKeys = true;
+      await page.routeWebSocket(/\/ws$/, (ws) => {
+        const server = ws.connectToServer();
+        ws.onMessage((m) => {
+          let type = null;
+          try {
+            type = decodeClient(new Uint8Array(typeof m === 'string' ? Buffer.from(m) : m)).type;
+          } catch {
+            // not one: forwarded as it is
+          }
+          if (!(holdKeys && type === 'FetchBundle')) server.send(m);
+        });
+      });
+      await join(page, w.server, 'wendy');
+      const text = unique('waiting-for-keys-');
+      await say(page, `/msg kim ${text}`);
+      await open(page, 'kim');
+      const li = await lineHas(page, text, 'waiting');
+      assert.match(await li.textContent(), /waiting for kim's keys/);
+      await sleep(300); // kept (written in the next task)
+      holdKeys = false;
+      await page.reload();
+      await loggedIn(page, 'wendy');
+      await open(page, 'kim');
+      const again = await lineHas(page, text, 'refused', 'earlier');
+      assert.equal(await again.locator('.lock').count(), 0, 'a line never sent came back with the lock');
+      assert.match(await again.textContent(), /not sent: this page was closed or reloaded before it could be sent/);
+      await sleep(QUIET_MS);
+      assert.deepEqual(kim.linesAfter({ out: 0, err: 0 }, text), [], 'kim got the line after all');
     });
   });
 });
