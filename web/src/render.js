@@ -346,3 +346,22 @@ export function sentTextLine(outcome, peer) {
       return { secure: null, keep: false, state: 'refused', words: `not sent: ${outcome.message ?? 'refused'}` };
   }
 }
+
+/** A line of ours kept while still waiting for the server, at the next page load. */
+export const UNCONFIRMED = 'not confirmed: this page was closed or reloaded before the server took it (it may not have been sent; send it again if it matters)';
+/** A line of ours kept while it still waited to be sent (for keys, or its end-to-end save). */
+export const NEVER_SENT = 'not sent: this page was closed or reloaded before it could be sent (send it again if it matters)';
+
+/**
+ * How a kept line (privlog.js) comes back at a page load: `{secure}` as sentTextLine's, and
+ * for a line of ours (`own`) the state to mark (`state` 'refused' | 'unknown' with `words`, or
+ * null). A line of ours not sent, or not known to be, never comes back with the lock.
+ */
+export function keptLine(l, own) {
+  const secure = l.kind === 'notice' ? null : l.plain === false;
+  if (!own) return { secure, state: null, words: '' };
+  if (l.pending && l.waiting) return { secure: null, state: 'refused', words: NEVER_SENT };
+  if (l.pending) return { secure: null, state: 'unknown', words: UNCONFIRMED };
+  if (l.note) return { secure: null, state: 'refused', words: l.note };
+  return { secure, state: null, words: '' };
+}

@@ -38,7 +38,7 @@ test('entered, unreadable, mentions, links, time', () => {
 });
 
 // ---- end-to-end words ----
-import { securityWords, secureEventWords, unsentReason, safetyNumberLines, keyFingerprint, sentTextLine } from '../src/render.js';
+import { securityWords, secureEventWords, unsentReason, safetyNumberLines, keyFingerprint, sentTextLine, keptLine, NEVER_SENT, UNCONFIRMED } from '../src/render.js';
 import { failureWords, isBlocking } from '../src/e2e/sessions.js';
 
 const fw = { failureWords, isBlocking };
@@ -116,4 +116,17 @@ test('a private line as sendText left it: secure or plain, kept or not, its stat
     sentTextLine({ kind: 'Refused', message: 'messages to bob are blocked' }, 'bob'),
     { secure: null, keep: false, state: 'refused', words: 'not sent: messages to bob are blocked' },
   );
+});
+
+test('a kept line of ours not sent, or not known to be, comes back without the lock, saying so', () => {
+  const mine = { ts: 1, from: 'alice', text: 'x', kind: 'line', plain: false, local: 'a-1' };
+  assert.deepEqual(keptLine({ ...mine, pending: true, waiting: true }, true), { secure: null, state: 'refused', words: NEVER_SENT });
+  assert.deepEqual(keptLine({ ...mine, pending: true }, true), { secure: null, state: 'unknown', words: UNCONFIRMED });
+  assert.deepEqual(keptLine({ ...mine, note: 'not sent: bob has no end-to-end keys' }, true), { secure: null, state: 'refused', words: 'not sent: bob has no end-to-end keys' });
+  assert.deepEqual(keptLine(mine, true), { secure: true, state: null, words: '' }, 'taken by the server: the lock');
+  assert.deepEqual(keptLine({ ...mine, plain: true }, true), { secure: false, state: null, words: '' });
+  // Another's line: as it was received (our flags never apply).
+  assert.deepEqual(keptLine({ ...mine, from: 'bob', pending: true }, false), { secure: true, state: null, words: '' });
+  assert.deepEqual(keptLine({ ...mine, kind: 'notice' }, true), { secure: null, state: null, words: '' });
+  for (const words of [NEVER_SENT, UNCONFIRMED]) assert.match(words, /^not (sent|confirmed): /);
 });

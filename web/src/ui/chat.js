@@ -7,7 +7,7 @@ import { $, h, setText, nickClass } from './dom.js';
 import { parse, plan, complete, CommandError } from '../commands.js';
 import {
   notice, mentions, linkParts, timeWords, ROLE_PREFIX, ROLE_WORDS, modeLetters, securityWords,
-  secureEventWords, unsentReason, safetyNumberLines, sentTextLine,
+  secureEventWords, unsentReason, safetyNumberLines, sentTextLine, keptLine,
 } from '../render.js';
 import { LOBBY, nickKey, roomKey, isLobby, sanitize, ErrorCode } from '../protocol.js';
 
@@ -27,10 +27,6 @@ const MAX_E2E_LINES = 1024;
 /** Used before the sessions module is there (nothing is end-to-end then: every state is blocked). */
 const NO_WORDS = { failureWords: () => 'end-to-end encryption is not available', isBlocking: () => true };
 
-/** A line of ours kept while still waiting, at the next page load. */
-export const UNCONFIRMED = 'not confirmed: this page was closed or reloaded before the server took it (it may not have been sent; send it again if it matters)';
-/** A line of ours kept while it still waited to be sent (for keys, or its end-to-end save). */
-export const NEVER_SENT = 'not sent: this page was closed or reloaded before it could be sent (send it again if it matters)';
 
 /** The name of a kept line (privlog.js): its server id, or our `local`; '?' if it has neither. */
 const keptName = (l) => (l.id !== undefined ? `i${l.id}` : l.local !== undefined ? `l${l.local}` : '?');
@@ -208,19 +204,15 @@ export class ChatView {
   /** A kept line not on the page, shown marked earlier. */
   #keptLine(c, l, name) {
     const own = nickKey(l.from) === nickKey(this.me);
-    // A line of ours not sent, or not known to be: never shown with the lock.
-    const unsent = own && (l.pending || l.note);
+    // A line of ours the page closed on before it went or before the server took it, or one
+    // not sent: marked so, never with the lock.
+    const shown = keptLine(l, own);
     const li = this.add(c, {
       ts: BigInt(l.ts), nick: l.kind === 'notice' ? null : l.from, text: l.text,
-      kind: l.kind === 'notice' ? 'notice' : 'line', tag: 'earlier', own,
-      secure: l.kind === 'notice' || unsent ? null : l.plain === false,
+      kind: l.kind === 'notice' ? 'notice' : 'line', tag: 'earlier', own, secure: shown.secure,
     });
     li.keptName = name;
-    // A line of ours the page closed on before it went or before the server took it, or one
-    // not sent.
-    if (own && l.pending && l.waiting) this.#mark(li, 'refused', NEVER_SENT);
-    else if (own && l.pending) this.#mark(li, 'unknown', UNCONFIRMED);
-    else if (own && l.note) this.#mark(li, 'refused', l.note);
+    if (shown.state) this.#mark(li, shown.state, shown.words);
     return li;
   }
 
