@@ -27,7 +27,6 @@ const MAX_E2E_LINES = 1024;
 /** Used before the sessions module is there (nothing is end-to-end then: every state is blocked). */
 const NO_WORDS = { failureWords: () => 'end-to-end encryption is not available', isBlocking: () => true };
 
-
 /** The name of a kept line (privlog.js): its server id, or our `local`; '?' if it has neither. */
 const keptName = (l) => (l.id !== undefined ? `i${l.id}` : l.local !== undefined ? `l${l.local}` : '?');
 
