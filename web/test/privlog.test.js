@@ -389,3 +389,25 @@ test('a line of ours never given to the connection comes back waiting; once give
     ['went out', true, false],
   ]);
 });
+
+test('read again after a failed write: what the other tab kept and what this tab could not store yet, both', async () => {
+  const backend = memoryBackend();
+  let fail = false;
+  const flaky = { ...backend, update: async (...a) => { if (fail) throw new Error('quota'); return backend.update(...a); } };
+  const a = new PrivateLog('wendy', flaky);
+  const b = new PrivateLog('wendy', backend);
+  await a.load();
+  await b.load();
+  assert.equal(await a.add('max', { ts: 1, from: 'max', text: 'a1', id: 1n }), true);
+  fail = true;
+  assert.equal(await a.add('max', { ts: 2, from: 'max', text: 'a2 not stored yet', id: 2n }), false);
+  assert.equal(await b.add('max', { ts: 3, from: 'max', text: 'b3', id: 3n }), true);
+  assert.equal(await b.add('bob', { ts: 4, from: 'bob', text: 'b4', id: 4n }), true);
+  // A owns the account again and reads: B's lines, and its own line still to be stored.
+  const convs = await a.load();
+  assert.deepEqual(convs.map((c) => [c.peer, c.lines.map((l) => l.text)]), [['max', ['a1', 'b3', 'a2 not stored yet']], ['bob', ['b4']]]);
+  assert.equal(a.has('bob', 4n), true);
+  fail = false;
+  assert.equal(await a.repeat('max', 2n), true, 'written again');
+  assert.deepEqual(await storedTexts(backend, 'wendy', 'max'), ['a1', 'b3', 'a2 not stored yet']);
+});
