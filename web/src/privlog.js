@@ -77,6 +77,9 @@ export const MAX_NOTE = 500;
 /** A server id of a received line (a u64 in decimal). */
 const ID = /^[0-9]{1,20}$/;
 
+/** How many of a closed conversation's last received lines are remembered as closed. */
+export const CLOSED_IDS = 20;
+
 
 /** A line's name for recognising it in the record as stored: its server id, or our `local`. */
 const nameOf = (l) => (l.id !== undefined ? `i${l.id}` : l.local !== undefined ? `l${l.local}` : null);
@@ -123,8 +126,13 @@ export class PrivateLog {
    * @param {Backend} backend
    * @param {{onError?: (e: Error) => void, schedule?: (fn: () => void) => void}} [o]
    */
-  constructor(account, backend, { onError = () => {}, schedule = (fn) => setTimeout(fn, 0) } = {}) {
+  constructor(account, backend, { onError = () => {}, schedule = (fn) => setTimeout(fn, 0), marks = localMarks() } = {}) {
     this.account = nickKey(account);
+    /** Where the closings are noted at once (synchronously): `get(name)`, `set(name, text)`. */
+    this.marks = marks;
+    /** peerKey → {ids: server ids of the last CLOSED_IDS received lines the conversation held
+     *  (decimal strings), at: ms since the epoch}: conversations the user closed (see `closed`). */
+    this.closings = readClosings(marks, this.account);
     this.backend = backend;
     this.onError = onError;
     this.schedule = schedule;
@@ -153,7 +161,21 @@ export class PrivateLog {
     const found = [];
     for (const r of Array.isArray(records) ? records : []) {
       if (!r || typeof r.peer !== 'string' || nickError(r.peer) || !Array.isArray(r.lines)) continue;
-      found.push({ peerKey: nickKey(r.peer), peer: r.peer, stored: Number(r.updated) || 0, lines: storedLines(r) });
+      const peerKey = nickKey(r.peer);
+      const stored = Number(r.updated) || 0;
+      const closing = this.closings.get(peerKey);
+      let lines = storedLines(r);
+      if (closing) {
+        // Closed, but its deletion may not have been stored (the page went at once): what the
+        // conversation held then stays forgotten.
+        if (stored <= closing.at) {
+          this.#chain(() => this.backend.delete(this.account, peerKey, stored));
+          continue;
+        }
+        // Lines of ours (no server id) carry this browser's time; received ones the server's.
+        lines = lines.filter((l) => (l.id === undefined ? l.ts > closing.at : !this.#coveredBy(closing, l.id)));
+      }
+      found.push({ peerKey, peer: r.peer, stored, lines });
     }
     found.sort((a, b) => a.stored - b.stored);
     const before = this.convs;
@@ -257,9 +279,29 @@ export class PrivateLog {
     return this.#soon(op);
   }
 
-  /** Forgets the conversation with `peer` (the user closed it). */
+  /**
+   * Whether the received line `id` from `peer` was in a conversation the user closed since: a
+   * line the server or the end-to-end sessions give again (not acknowledged before the page
+   * went) is then not shown again, only acknowledged. Only the last CLOSED_IDS received lines
+   * can still be unacknowledged (each is acknowledged once kept, within milliseconds).
+   */
+  closed(peer, id) {
+    return this.#coveredBy(this.closings.get(nickKey(peer)), id);
+  }
+
+  #coveredBy(closing, id) {
+    return !!closing && id !== undefined && id !== null && closing.ids.includes(String(id));
+  }
+
+  /** Forgets the conversation with `peer` (the user closed it). The closing is noted at once,
+   *  so a reload before the deletion is stored still keeps it closed. */
   close(peer) {
     const key = nickKey(peer);
+    const ids = (this.convs.get(key)?.lines ?? []).filter((l) => l.id !== undefined).map((l) => l.id).slice(-CLOSED_IDS);
+    this.closings.delete(key);
+    this.closings.set(key, { ids, at: Date.now() });
+    while (this.closings.size > MAX_CONVS) this.closings.delete(this.closings.keys().next().value);
+    writeClosings(this.marks, this.account, this.closings);
     this.#forget(key);
     this.#chain(() => this.backend.delete(this.account, key));
   }
@@ -378,6 +420,49 @@ export class PrivateLog {
       failed();
       this.onError(e);
     });
+  }
+}
+
+// ---- Closings (localStorage: written synchronously, so they outlast an immediate reload) ----
+
+/** localStorage, or a map in memory where there is none (node's tests). */
+function localMarks() {
+  try {
+    if (globalThis.localStorage) {
+      return { get: (k) => globalThis.localStorage.getItem(k), set: (k, v) => globalThis.localStorage.setItem(k, v) };
+    }
+  } catch {
+    // Storage forbidden (a sandboxed frame): kept in memory only.
+  }
+  const m = new Map();
+  return { get: (k) => m.get(k) ?? null, set: (k, v) => m.set(k, v) };
+}
+
+const closingsName = (account) => `mm-web-closed:${account}`;
+
+/** The closings noted for `account` (any shape: garbage is skipped). */
+function readClosings(marks, account) {
+  const out = new Map();
+  let data;
+  try {
+    data = JSON.parse(marks.get(closingsName(account)) ?? '[]');
+  } catch {
+    return out;
+  }
+  for (const c of Array.isArray(data) ? data.slice(-MAX_CONVS) : []) {
+    if (!Array.isArray(c) || typeof c[0] !== 'string' || nickError(c[0])) continue;
+    const ids = Array.isArray(c[1]) ? c[1].slice(-CLOSED_IDS).filter((i) => typeof i === 'string' && ID.test(i)) : [];
+    if (!Number.isSafeInteger(c[2])) continue;
+    out.set(nickKey(c[0]), { ids, at: c[2] });
+  }
+  return out;
+}
+
+function writeClosings(marks, account, closings) {
+  try {
+    marks.set(closingsName(account), JSON.stringify([...closings].map(([k, c]) => [k, c.ids, c.at])));
+  } catch {
+    // Full or forbidden: the deletion in IndexedDB still happens.
   }
 }
 

@@ -411,3 +411,59 @@ test('read again after a failed write: what the other tab kept and what this tab
   assert.equal(await a.repeat('max', 2n), true, 'written again');
   assert.deepEqual(await storedTexts(backend, 'wendy', 'max'), ['a1', 'b3', 'a2 not stored yet']);
 });
+
+/** localStorage's shape in memory (shared by the "tabs" of one browser). */
+function memoryMarks() {
+  const m = new Map();
+  return { get: (k) => m.get(k) ?? null, set: (k, v) => m.set(k, String(v)), m };
+}
+
+test('a closed conversation stays closed when the page goes before its deletion is stored', async () => {
+  const backend = memoryBackend();
+  const marks = memoryMarks();
+  // The page unloads before IndexedDB runs the deletion: it never happens.
+  const leaving = { ...backend, delete: () => new Promise(() => {}) };
+  const log = new PrivateLog('wendy', leaving, { marks });
+  log.add('max', { ts: 1000, from: 'wendy', text: 'mine' });
+  log.add('max', { ts: 2000, from: 'max', text: 'theirs', id: 41n });
+  await log.add('max', { ts: 3000, from: 'max', text: 'last', id: 42n });
+  log.close('max');
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(backend.rows.size, 1, 'the record is still stored');
+  // The next page: the conversation is not shown, and its deletion is made now.
+  const next = new PrivateLog('wendy', backend, { marks });
+  assert.deepEqual(await next.load(), []);
+  await next.settled();
+  assert.equal(backend.rows.size, 0);
+  // The server (or the end-to-end sessions) gives one of its lines again: not shown.
+  assert.equal(next.closed('MAX', 42n), true);
+  assert.equal(next.closed('max', '41'), true);
+  // A new line from max opens the conversation again, and it stays after a reload.
+  assert.equal(next.closed('max', 43n), false);
+  await next.add('max', { ts: 4000, from: 'max', text: 'new', id: 43n });
+  const third = new PrivateLog('wendy', backend, { marks });
+  const convs = await third.load();
+  assert.deepEqual(convs.map((c) => c.lines.map((l) => l.text)), [['new']]);
+  // Another account's closings are its own.
+  assert.equal(new PrivateLog('max', backend, { marks }).closed('max', 42n), false);
+});
+
+test('closings are bounded and garbage in their storage is skipped', async () => {
+  const backend = memoryBackend();
+  const marks = memoryMarks();
+  const log = new PrivateLog('wendy', backend, { marks });
+  for (let i = 0; i < MAX_CONVS + 5; i += 1) {
+    await log.add(`p${i}`, { ts: 1000, from: `p${i}`, text: 'x', id: BigInt(i + 1) });
+    log.close(`p${i}`);
+  }
+  const stored = JSON.parse(marks.get('mm-web-closed:wendy'));
+  assert.equal(stored.length, MAX_CONVS);
+  assert.equal(new PrivateLog('wendy', backend, { marks }).closed('p0', 1n), false, 'the oldest closing was dropped');
+  assert.equal(new PrivateLog('wendy', backend, { marks }).closed(`p${MAX_CONVS + 4}`, BigInt(MAX_CONVS + 5)), true);
+  for (const bad of ['{', '5', '[[1,2,3]]', '[["max",["x"],1]]', '[["max",[],"t"]]', JSON.stringify([['max', Array(5000).fill('1'), 5]])]) {
+    marks.set('mm-web-closed:wendy', bad);
+    const l = new PrivateLog('wendy', backend, { marks });
+    assert.equal(l.closed('max', 'x'), false);
+    assert.ok(l.closings.size <= 1);
+  }
+});

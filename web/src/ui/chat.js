@@ -550,6 +550,7 @@ export class ChatView {
   /** A decrypted message: shown, and the promise of keeping it (true once kept). */
   secureMessage(event, ctx = {}) {
     const peer = event.peer;
+    if (this.keep?.closed(peer, event.id)) return Promise.resolve(true); // as #line's
     const again = this.keep?.repeat(peer, event.id);
     if (again) return again;
     const c = this.conv('private', peer);
@@ -658,6 +659,9 @@ export class ChatView {
    */
   #line({ msg, personal, earlier }) {
     if (personal) {
+      // In a conversation the user closed since (given again: the page went before the
+      // acknowledgement): stays closed, acknowledged.
+      if (this.keep?.closed(msg.from, msg.id)) return Promise.resolve(true);
       // Shown already (the page reloaded, or reconnected, before acknowledging it): a repeat,
       // not shown again; acknowledged once it is kept.
       const again = this.keep?.repeat(msg.from, msg.id);
