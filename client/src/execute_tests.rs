@@ -224,6 +224,27 @@ fn a_closed_connection_shows_nothing_and_says_so() {
 }
 
 #[test]
+fn a_full_peer_table_is_refused_in_plain_words_for_msg_and_insecure() {
+    let mut fake = Fake::new();
+    fake.refuse = Some(SendError::Refused(Refused::TooManyPeers));
+    for command in [
+        Command::Msg {
+            to: "newfriend".into(),
+            text: "hi".into(),
+        },
+        Command::Insecure("newfriend".into()),
+    ] {
+        let (outcome, shown) = run(&fake, command);
+        assert_eq!(outcome, Outcome::Refused);
+        assert_eq!(
+            shown.lines(),
+            ["! too many end-to-end conversations (4096 people, the most kept): nothing was sent or changed"]
+        );
+        assert!(shown.own.is_empty());
+    }
+}
+
+#[test]
 fn a_refusal_of_the_end_to_end_layer_is_shown_as_worded() {
     let mut fake = Fake::new();
     let refused = Refused::KeyNotAccepted("bob".into());

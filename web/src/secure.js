@@ -36,6 +36,31 @@ export const MAX_PENDING_RUNS = 4096;
 const MAX_HANDLED = 4096;
 /** Longest sleep between two looks at the sessions' timers, milliseconds. */
 const MAX_SLEEP_MS = 60 * 60 * 1000;
+/**
+ * Longest stretch of end-to-end work (relays decrypted one after the other; a session start is
+ * ~11 ms of cryptography) before the runner lets the page take a turn, milliseconds.
+ */
+export const SLICE_MS = 8;
+
+/**
+ * Resolves in a later task of the event loop (never a microtask): input and drawing come first.
+ * scheduler.yield where the browser has it, else a MessageChannel message (not clamped to 4 ms
+ * as nested timers are), else a timer.
+ */
+export function nextTask() {
+  if (typeof globalThis.scheduler?.yield === 'function') return globalThis.scheduler.yield();
+  if (typeof MessageChannel === 'function') {
+    return new Promise((resolve) => {
+      const channel = new MessageChannel();
+      channel.port1.onmessage = () => {
+        channel.port1.close();
+        resolve();
+      };
+      channel.port2.postMessage(null);
+    });
+  }
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
 
 /**
  * Why the record cannot be used: `kind` 'Damaged' (the stored record is not one: end-to-end
@@ -222,6 +247,10 @@ export class Home {
  * lists: a `Persist` is awaited before anything after it (a payload goes out only once the
  * state that encrypted it is stored; a message is shown only once the state that decrypted it
  * is). When a save fails, nothing after it in that list is carried out.
+ *
+ * A list may also be given as a function that makes it (a relay to decrypt): it is called when
+ * its turn comes, and after SLICE_MS of such work in one go the runner waits for a later task
+ * first, so that a burst of relays (a flood of session starts) never holds the page.
  */
 export class ActionRunner {
   /**
@@ -231,32 +260,55 @@ export class ActionRunner {
    *   what it returns (a promise, for a line kept) is collected
    * @param {() => boolean} [o.alive] false once the sessions are dropped: nothing more is done
    */
-  constructor({ save, perform, alive = () => true, maxPending = MAX_PENDING_RUNS }) {
+  constructor({ save, perform, alive = () => true, maxPending = MAX_PENDING_RUNS, clock = () => performance.now(),
+    yieldTask = nextTask }) {
     this.save = save;
     this.perform = perform;
     this.alive = alive;
     this.tail = Promise.resolve();
     this.pending = 0;
     this.maxPending = maxPending;
+    this.clock = clock;
+    this.yieldTask = yieldTask;
+    this.sliceStart = clock(); // when the current stretch of work in one task began
   }
 
   /**
-   * Queues `actions` behind those given before. Resolves (never rejects) with
-   * `{ok, results, dropped, error}`: ok false if a save failed or the sessions were dropped
-   * (`dropped`: the actions not carried out; `error`: the save's error).
+   * Queues `actions` (a list, or a function that makes it when its turn comes) behind those
+   * given before. Resolves (never rejects) with `{ok, results, dropped, error}`: ok false if a
+   * save failed or the sessions were dropped (`dropped`: the actions not carried out; `error`:
+   * the save's error).
    */
   run(actions, ctx = {}) {
     if (this.pending >= this.maxPending) {
       // Bounded: behind a storage that does not keep up, new work is refused as a failed save.
       const error = new HomeError('Storage', 'too many end-to-end actions are waiting for the browser storage');
-      return Promise.resolve({ ok: false, results: [], dropped: actions ?? [], error });
+      return Promise.resolve({ ok: false, results: [], dropped: typeof actions === 'function' ? [] : actions ?? [], error });
     }
+    if (this.pending === 0) this.sliceStart = this.clock(); // idle until now: a new task
     this.pending += 1;
-    const done = this.tail.then(() => this.#carry(actions ?? [], ctx)).finally(() => {
+    const done = this.tail.then(() => this.#make(actions, ctx)).finally(() => {
       this.pending -= 1;
     });
     this.tail = done.then(() => undefined, () => undefined);
     return done;
+  }
+
+  async #make(actions, ctx) {
+    if (typeof actions !== 'function') return this.#carry(actions ?? [], ctx);
+    if (this.clock() - this.sliceStart >= SLICE_MS) {
+      await this.yieldTask();
+      this.sliceStart = this.clock();
+    }
+    if (!this.alive()) return { ok: false, results: [], dropped: [], error: null };
+    let made;
+    try {
+      made = actions();
+    } catch (error) {
+      console.error('web client: end-to-end work failed', error);
+      made = [];
+    }
+    return this.#carry(made ?? [], ctx);
   }
 
   async #carry(actions, ctx) {
@@ -402,7 +454,7 @@ export class Secure {
   /** Runs `actions` and re-arms the timer; resolves with the runner's outcome. */
   #run(actions, ctx = {}) {
     const runner = this.runner;
-    if (!runner) return Promise.resolve({ ok: false, results: [], dropped: actions ?? [], error: null });
+    if (!runner) return Promise.resolve({ ok: false, results: [], dropped: typeof actions === 'function' ? [] : actions ?? [], error: null });
     const generation = this.generation;
     const done = runner.run(actions, ctx).then((outcome) => {
       if (!outcome.ok && outcome.error && generation === this.generation) this.#saveFailed(outcome);
@@ -507,8 +559,8 @@ export class Secure {
       this.ui.cannotRead(msg, this.unavailable);
       return false;
     }
-    const actions = s.receive(msg.from, msg.id, msg.payload, this.clock());
-    const outcome = await this.#run(actions, { ts: msg.ts, id: msg.id, from: msg.from });
+    // Decrypted when its turn comes in the runner, which lets the page take turns in a burst.
+    const outcome = await this.#run(() => s.receive(msg.from, msg.id, msg.payload, this.clock()), { ts: msg.ts, id: msg.id, from: msg.from });
     if (!outcome.ok) return false;
     const kept = await Promise.all(outcome.results.filter(isPromise).map((p) => p.then((ok) => ok !== false, () => false)));
     if (!kept.every(Boolean)) return false;

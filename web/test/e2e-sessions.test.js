@@ -252,7 +252,7 @@ test('bounds: QueueFull at max_queued texts waiting, TooManyPeers beyond MAX_PEE
   for (let i = 1; i < MAX_PEERS; i++) alice.s.start(`p${i}`, 0); // and bob
   refusal(() => alice.s.start('onemore', 0), 'TooManyPeers');
   refusal(() => alice.s.sendText('onemore', 'x', 1, 0), 'TooManyPeers');
-  assert.equal(new Refused('TooManyPeers').message, `too many end-to-end conversations (${MAX_PEERS})`);
+  assert.equal(new Refused('TooManyPeers').message, `too many end-to-end conversations (${MAX_PEERS} people, the most kept): nothing was sent or changed`);
   // Junk from an unknown nick is not refused loudly: it is unreadable and makes no entry.
   const got = alice.s.receive('onemore', 1n, new Uint8Array([1, 2, 3]), 0);
   assert.deepEqual(got.map((a) => a.event.kind), ['Unreadable']);

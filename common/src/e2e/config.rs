@@ -16,6 +16,14 @@ pub struct E2eConfig {
     pub signed_prekey_rotation: Duration,
     /// How many one-time prekeys to publish at a time.
     pub one_time_batch: usize,
+    /// Most peers kept in the table (at most [`MAX_PEERS`], which is the default; smaller in
+    /// tests, so that filling the table is quick).
+    pub max_peers: usize,
+    /// Most entries kept for peers who started a session the user never took part in
+    /// ("unsolicited": we sent them nothing, the user did nothing with them); beyond it the
+    /// least recently used of them that holds nothing to show makes room. Default
+    /// [`MAX_UNSOLICITED`]: the rest of the table stays for the user's own conversations.
+    pub max_unsolicited: usize,
 }
 
 impl Default for E2eConfig {
@@ -26,6 +34,8 @@ impl Default for E2eConfig {
             fetch_timeout: Duration::from_secs(30),
             signed_prekey_rotation: Duration::from_secs(7 * 24 * 60 * 60),
             one_time_batch: crate::prekeys::MAX_ONE_TIME_PER_UPLOAD,
+            max_peers: MAX_PEERS,
+            max_unsolicited: MAX_UNSOLICITED,
         }
     }
 }
@@ -33,6 +43,11 @@ impl Default for E2eConfig {
 /// Most peers we keep state for: a flood of session starts from many (possibly invented)
 /// nicks is refused beyond it, so memory stays bounded.
 pub const MAX_PEERS: usize = 4096;
+
+/// Most entries for peers who started a session the user never took part in (a quarter of
+/// [`MAX_PEERS`]): a flood of valid starts from invented nicks can never take the table from
+/// the user's own conversations.
+pub const MAX_UNSOLICITED: usize = MAX_PEERS / 4;
 
 /// Most sessions kept per peer: the current one and older ones still able to decrypt late
 /// messages (both sides may start a session at once; each keeps the other's).

@@ -138,7 +138,8 @@ pub enum Refused {
     /// Encryption failed (not expected with valid state), or the random source failed.
     #[error("encryption failed")]
     Crypto,
-    /// Conversations with [`MAX_PEERS`] peers exist already.
-    #[error("too many end-to-end conversations ({MAX_PEERS})")]
+    /// Conversations with [`MAX_PEERS`] peers are in use already (none of them one that only
+    /// the peer started and that could make room).
+    #[error("too many end-to-end conversations ({MAX_PEERS} people, the most kept): nothing was sent or changed")]
     TooManyPeers,
 }

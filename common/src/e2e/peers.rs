@@ -86,6 +86,10 @@ struct Peer {
     /// session (fresh keys) instead of sending on them, so that two copies never encrypt under
     /// one message key. They still decrypt.
     renew: bool,
+    /// The peer started it and the user never took part (see [`Sessions::peer`]).
+    unsolicited: bool,
+    /// When the entry was last made or used ([`Sessions::uses`] then): which one makes room.
+    last_used: u64,
 }
 
 /// A decrypted message not acknowledged yet: shown again if the server sends the same bytes
@@ -110,7 +114,20 @@ impl Peer {
             queued: VecDeque::new(),
             unacknowledged: BTreeMap::new(),
             renew: false,
+            unsolicited: false,
+            last_used: 0,
         }
+    }
+
+    /// Whether the entry holds nothing: no session, no text waiting, no block, nothing said by
+    /// the user, nothing to show again.
+    fn holds_nothing(&self) -> bool {
+        self.sessions.is_empty()
+            && self.queued.is_empty()
+            && self.unacknowledged.is_empty()
+            && self.intent == Intent::Default
+            && matches!(self.setup, Setup::Idle | Setup::Failed(_))
+            && self.blocked().is_none()
     }
 
     /// The blocking failure, if the conversation is blocked.
@@ -130,6 +147,9 @@ pub struct Sessions {
     pins: Pins,
     config: E2eConfig,
     peers: HashMap<String, Peer>,
+    /// Counts the uses of entries ([`Peer::last_used`]): the order in which they make room,
+    /// the same in every run (and in the browser's port).
+    uses: u64,
     keys: OwnKeys,
     /// Every random byte: ephemeral and ratchet keys, prekeys, signatures' nonces.
     rng: BoxedRng,
@@ -168,6 +188,7 @@ impl Sessions {
             pins,
             config,
             peers: HashMap::new(),
+            uses: 0,
             keys: OwnKeys::default(),
             rng,
         }
@@ -183,32 +204,89 @@ impl Sessions {
         &self.pins
     }
 
-    /// The entry for `nick`, made if missing. When the table is full, an entry that holds
-    /// nothing (no session, no text waiting, no block, nothing said by the user, nothing to
-    /// show again) makes room; if there is none, [`Refused::TooManyPeers`].
+    /// The entry for `nick`, made if missing, for something the user does (a text, a
+    /// command): from now on the user took part in the conversation (it is not
+    /// [`Peer::unsolicited`]). When the table is full, the least recently used entry that holds
+    /// nothing makes room, else the least recently used unsolicited one
+    /// ([`Sessions::evictable`]); if there is none, [`Refused::TooManyPeers`].
     fn peer(&mut self, nick: &str) -> Result<&mut Peer, Refused> {
+        let entry = self.entry_for(nick, false)?;
+        entry.unsolicited = false;
+        Ok(entry)
+    }
+
+    /// The entry for `nick`, made if missing, for a session the peer started: a new entry is
+    /// [`Peer::unsolicited`]. Unsolicited entries are at most
+    /// [`E2eConfig::max_unsolicited`]: beyond it the least recently used evictable one makes
+    /// room; entries the user took part in never do (only ones that hold nothing).
+    fn peer_started(&mut self, nick: &str) -> Result<&mut Peer, Refused> {
+        self.entry_for(nick, true)
+    }
+
+    /// Whether a session `nick` starts could have an entry ([`Sessions::peer_started`]
+    /// would not refuse): checked before any of its cryptography, so that a flood of starts
+    /// refused for want of room costs little.
+    fn room_for_start(&self, nick: &str) -> bool {
+        self.peers.contains_key(&nick_key(nick)) || self.room(true).is_ok()
+    }
+
+    fn entry_for(&mut self, nick: &str, by_peer: bool) -> Result<&mut Peer, Refused> {
         let key = nick_key(nick);
-        if !self.peers.contains_key(&key) && self.peers.len() >= MAX_PEERS {
-            let idle = self
-                .peers
-                .iter()
-                .find(|(_, p)| {
-                    p.sessions.is_empty()
-                        && p.queued.is_empty()
-                        && p.unacknowledged.is_empty()
-                        && p.intent == Intent::Default
-                        && matches!(p.setup, Setup::Idle | Setup::Failed(_))
-                        && p.blocked().is_none()
-                })
-                .map(|(k, _)| k.clone());
-            match idle {
-                Some(k) => {
-                    self.peers.remove(&k);
-                }
-                None => return Err(Refused::TooManyPeers),
+        if !self.peers.contains_key(&key) {
+            if let Some(victim) = self.room(by_peer)? {
+                self.peers.remove(&victim);
             }
         }
-        Ok(self.peers.entry(key).or_insert_with(|| Peer::new(nick)))
+        self.uses = self.uses.saturating_add(1);
+        let uses = self.uses;
+        let entry = self.peers.entry(key).or_insert_with(|| {
+            let mut p = Peer::new(nick);
+            p.unsolicited = by_peer;
+            p
+        });
+        entry.last_used = uses;
+        Ok(entry)
+    }
+
+    /// What must go to make room for a new entry (`by_peer`: for a session the peer started):
+    /// `None` if there is room already, or the key of the entry to remove.
+    fn room(&self, by_peer: bool) -> Result<Option<String>, Refused> {
+        let least_used = |f: &dyn Fn(&Peer) -> bool| {
+            self.peers
+                .iter()
+                .filter(|(_, p)| f(p))
+                .min_by_key(|(_, p)| p.last_used)
+                .map(|(k, _)| k.clone())
+        };
+        let max_peers = self.config.max_peers.min(MAX_PEERS);
+        if by_peer {
+            let unsolicited = self.peers.values().filter(|p| p.unsolicited).count();
+            if unsolicited >= self.config.max_unsolicited.min(max_peers) {
+                return least_used(&|p| self.evictable(p))
+                    .map(Some)
+                    .ok_or(Refused::TooManyPeers);
+            }
+        }
+        if self.peers.len() < max_peers {
+            return Ok(None);
+        }
+        least_used(&Peer::holds_nothing)
+            .or_else(|| least_used(&|p| self.evictable(p)))
+            .map(Some)
+            .ok_or(Refused::TooManyPeers)
+    }
+
+    /// Whether `p` is an unsolicited entry that may make room: the peer started it, the user
+    /// never took part (sent nothing, said nothing, did not verify the key), and it holds
+    /// nothing to show or send (no text waiting or unacknowledged, no block, no key request).
+    /// Its key stays pinned: a key change is still caught when the peer comes back.
+    fn evictable(&self, p: &Peer) -> bool {
+        p.unsolicited
+            && p.queued.is_empty()
+            && p.unacknowledged.is_empty()
+            && p.blocked().is_none()
+            && !matches!(p.setup, Setup::Fetching(_))
+            && !self.pins.get(&p.nick).is_some_and(|pin| pin.verified)
     }
 
     /// Where the conversation with `peer` stands.

@@ -6,6 +6,11 @@ import { MAX_ONE_TIME_PER_UPLOAD } from '../protocol.js';
 
 /** Most peers kept: a flood of starts from many (invented) nicks is refused beyond it. */
 export const MAX_PEERS = 4096;
+/**
+ * Most entries for peers who started a session the user never took part in (a quarter of
+ * MAX_PEERS): a flood of valid starts from invented nicks never takes the table from the user.
+ */
+export const MAX_UNSOLICITED = MAX_PEERS / 4;
 /** Most sessions kept per peer (the current one and older ones for late messages). */
 export const MAX_SESSIONS_PER_PEER = 3;
 /** Most decrypted messages kept per peer until the server's copy is acknowledged. */
@@ -23,7 +28,10 @@ export const MAX_SEEN_STARTS = 8192;
  * - maxQueued (count): texts that may wait for a peer's keys;
  * - fetchTimeoutMs (ms): a key request not answered within this fails its texts;
  * - signedPrekeyRotationMs (ms): a new signed prekey after this long (7 days);
- * - oneTimeBatch (count): one-time prekeys published at a time (100).
+ * - oneTimeBatch (count): one-time prekeys published at a time (100);
+ * - maxPeers (count): most peers kept (at most MAX_PEERS, the default; smaller in tests);
+ * - maxUnsolicited (count): most entries of peers who started a session the user never took
+ *   part in (MAX_UNSOLICITED); beyond it the least recently used of them makes room.
  */
 export const DEFAULT_CONFIG = Object.freeze({
   endToEndByDefault: true,
@@ -31,6 +39,8 @@ export const DEFAULT_CONFIG = Object.freeze({
   fetchTimeoutMs: 30_000,
   signedPrekeyRotationMs: 7 * 24 * 60 * 60 * 1000,
   oneTimeBatch: MAX_ONE_TIME_PER_UPLOAD,
+  maxPeers: MAX_PEERS,
+  maxUnsolicited: MAX_UNSOLICITED,
 });
 
 /**
@@ -47,5 +57,7 @@ export function makeConfig(config) {
   if (!count(c.fetchTimeoutMs)) throw new E2eError('BadInput', 'fetchTimeoutMs is not a duration');
   if (!count(c.signedPrekeyRotationMs)) throw new E2eError('BadInput', 'signedPrekeyRotationMs is not a duration');
   if (!count(c.oneTimeBatch)) throw new E2eError('BadInput', 'oneTimeBatch is not a count');
+  if (!count(c.maxPeers)) throw new E2eError('BadInput', 'maxPeers is not a count');
+  if (!count(c.maxUnsolicited)) throw new E2eError('BadInput', 'maxUnsolicited is not a count');
   return Object.freeze(c);
 }

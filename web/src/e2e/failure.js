@@ -125,7 +125,7 @@ function refusedWords(kind, { peer = '', failure, text = '' }) {
     case 'Crypto':
       return 'encryption failed';
     case 'TooManyPeers':
-      return `too many end-to-end conversations (${MAX_PEERS})`;
+      return `too many end-to-end conversations (${MAX_PEERS} people, the most kept): nothing was sent or changed`;
     default:
       return 'refused';
   }

@@ -109,6 +109,9 @@ function openExisting(s, nick, id, payload, sealed, ephemeral) {
  * than the pinned one, the conversation blocked (its sessions kept, the message not shown).
  */
 function takeStart(s, nick, id, payload, start) {
+  // No room for one more peer (the table is full of conversations in use): refused before any
+  // cryptography, so that a flood of starts costs little.
+  if (!s.roomForStart(nick)) return unreadable(nick);
   const checked = checkPeerKey(s.pins, s.identityPublic, nick, start.identity);
   if (checked.failure?.kind === 'BadKey') return unreadable(nick);
   const spk = s.keys.signedSecret(start.signedPrekey);
@@ -150,7 +153,7 @@ function takeStart(s, nick, id, payload, start) {
   if (checked.failure !== undefined) {
     wipeRatchet(ratchet);
     try {
-      s.peer(nick);
+      s.peerStarted(nick);
     } catch {
       return unreadable(nick);
     }
@@ -158,7 +161,7 @@ function takeStart(s, nick, id, payload, start) {
   }
   let entry;
   try {
-    entry = s.peer(nick);
+    entry = s.peerStarted(nick);
   } catch {
     wipeRatchet(ratchet);
     return unreadable(nick); // the table is full of peers in use

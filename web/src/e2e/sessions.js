@@ -55,7 +55,15 @@ export function newPeer(nick) {
     queued: [],
     unacknowledged: new Map(),
     renew: false,
+    unsolicited: false, // the peer started it and the user never took part (Sessions.peer)
+    lastUsed: 0, // Sessions.uses when last made or used: which entry makes room
   };
+}
+
+/** Whether an entry holds nothing: no session, no text waiting, no block, nothing said, nothing to show again. */
+function holdsNothing(p) {
+  return p.sessions.length === 0 && p.queued.length === 0 && p.unacknowledged.size === 0 &&
+    p.intent === 'Default' && (p.setup.kind === 'Idle' || p.setup.kind === 'Failed') && blockedOf(p) === null;
 }
 
 /** The blocking failure of a peer entry, or null. */
@@ -78,6 +86,8 @@ export class Sessions {
     this.pins = new Pins();
     /** @type {Map<string, ReturnType<typeof newPeer>>} by nickKey */
     this.peers = new Map();
+    /** Counts the uses of entries (entry.lastUsed): the order in which they make room, as Rust's. */
+    this.uses = 0;
     this.keys = new OwnKeys();
   }
 
@@ -114,30 +124,90 @@ export class Sessions {
   }
 
   /**
-   * The entry for `nick`, made if missing. When the table is full, an entry that holds nothing
-   * makes room; if there is none, Refused('TooManyPeers').
+   * The entry for `nick`, made if missing, for something the user does (a text, a command):
+   * from now on the user took part (it is not unsolicited). When the table is full, the least
+   * recently used entry that holds nothing makes room, else the least recently used evictable
+   * unsolicited one; if there is none, Refused('TooManyPeers').
    */
   peer(nick) {
+    const entry = this.#entryFor(nick, false);
+    entry.unsolicited = false;
+    return entry;
+  }
+
+  /**
+   * The entry for `nick`, made if missing, for a session the peer started: a new entry is
+   * unsolicited. At most config.maxUnsolicited of them: beyond it the least recently used
+   * evictable one makes room; entries the user took part in never do (only ones that hold
+   * nothing). @throws {Refused} 'TooManyPeers'
+   */
+  peerStarted(nick) {
+    return this.#entryFor(nick, true);
+  }
+
+  /** Whether a session `nick` starts could have an entry: checked before its cryptography. */
+  roomForStart(nick) {
+    if (this.peers.has(nickKey(nick))) return true;
+    try {
+      this.#room(true);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  #entryFor(nick, byPeer) {
     const key = nickKey(nick);
     let entry = this.peers.get(key);
-    if (entry !== undefined) return entry;
-    if (this.peers.size >= MAX_PEERS) {
-      let idle = null;
+    if (entry === undefined) {
+      const victim = this.#room(byPeer);
+      if (victim !== null) this.peers.delete(victim);
+      entry = newPeer(nick);
+      entry.unsolicited = byPeer;
+      this.peers.set(key, entry);
+    }
+    this.uses += 1;
+    entry.lastUsed = this.uses;
+    return entry;
+  }
+
+  /** The key of the entry that must go to make room for a new one, or null if there is room. */
+  #room(byPeer) {
+    const leastUsed = (f) => {
+      let best = null;
+      let at = 0;
       for (const [k, p] of this.peers) {
-        if (
-          p.sessions.length === 0 && p.queued.length === 0 && p.unacknowledged.size === 0 &&
-          p.intent === 'Default' && (p.setup.kind === 'Idle' || p.setup.kind === 'Failed') && blockedOf(p) === null
-        ) {
-          idle = k;
-          break;
+        if (f(p) && (best === null || p.lastUsed < at)) {
+          best = k;
+          at = p.lastUsed;
         }
       }
-      if (idle === null) throw new Refused('TooManyPeers');
-      this.peers.delete(idle);
+      return best;
+    };
+    const maxPeers = Math.min(this.config.maxPeers, MAX_PEERS);
+    if (byPeer) {
+      let unsolicited = 0;
+      for (const p of this.peers.values()) if (p.unsolicited) unsolicited += 1;
+      if (unsolicited >= Math.min(this.config.maxUnsolicited, maxPeers)) {
+        const victim = leastUsed((p) => this.evictable(p));
+        if (victim === null) throw new Refused('TooManyPeers');
+        return victim;
+      }
     }
-    entry = newPeer(nick);
-    this.peers.set(key, entry);
-    return entry;
+    if (this.peers.size < maxPeers) return null;
+    const victim = leastUsed(holdsNothing) ?? leastUsed((p) => this.evictable(p));
+    if (victim === null) throw new Refused('TooManyPeers');
+    return victim;
+  }
+
+  /**
+   * Whether `p` is an unsolicited entry that may make room: the peer started it, the user never
+   * took part (sent nothing, said nothing, did not verify the key), and it holds nothing to show
+   * or send. Its key stays pinned: a key change is still caught when the peer comes back.
+   */
+  evictable(p) {
+    return p.unsolicited && p.queued.length === 0 && p.unacknowledged.size === 0 && blockedOf(p) === null &&
+      p.setup.kind !== 'Fetching' && this.pins.get(p.nick)?.verified !== true;
   }
 
   /** The entry for `nick` or undefined (never made). */

@@ -12,7 +12,10 @@
 //   peers: [{ nick, intent: 'Default'|'Secure'|'Plain', peerKey(32)|null,
 //             sessions: [{ratchet: Uint8Array (Ratchet.toBytes), ephemeral(32), start: {signedPrekey, oneTime}|null}],
 //             blocked: null | {kind: 'KeyChanged', pinned(32), presented(32)} | {kind: 'BadSignature'|'BadKey'|'OwnKey'},
-//             unacknowledged: [{id: bigint, digest(32), text}], renew }] }
+//             unacknowledged: [{id: bigint, digest(32), text}], renew, unsolicited }] }
+// The peers are in the order they make room when the table is full (least recently used first);
+// `unsolicited` (the peer started it and the user never took part) may be missing in states
+// saved before it existed: false then (as Rust's older documents).
 // restore() checks everything and loads all or nothing: E2eError('Format') otherwise.
 
 import { nickKey, nickError, DEVICE_TOKEN_LEN } from '../protocol.js';
@@ -38,7 +41,7 @@ const copy = (b) => Uint8Array.from(b);
 export function toState(s) {
   const k = s.keys;
   const peers = [];
-  for (const p of s.peers.values()) {
+  for (const p of [...s.peers.values()].sort((a, b) => a.lastUsed - b.lastUsed)) {
     const blocked = blockedOf(p);
     if (p.intent === 'Default' && p.sessions.length === 0 && blocked === null && p.unacknowledged.size === 0 && !p.renew) continue;
     peers.push({
@@ -56,6 +59,7 @@ export function toState(s) {
       unacknowledged: [...p.unacknowledged.entries()].sort(([a], [b]) => (a < b ? -1 : 1))
         .map(([id, u]) => ({ id, digest: copy(u.digest), text: u.text })),
       renew: p.renew,
+      unsolicited: p.unsolicited,
     });
   }
   const seen = [];
@@ -136,14 +140,19 @@ export function restore(s, state) {
 
   need(isArr(state.peers, MAX_PEERS), 'peers');
   const peers = new Map();
+  let uses = 0;
   for (const p of state.peers) {
     need(isObj(p) && typeof p.nick === 'string', 'peer');
     need(['Default', 'Secure', 'Plain'].includes(p.intent) && isBool(p.renew), 'peer intent');
+    need(p.unsolicited === undefined || isBool(p.unsolicited), 'peer flags');
+    uses += 1; // in the saved order: the least recently used first
     need(p.peerKey === null || isBytes(p.peerKey, 32), 'peer key');
     need(isArr(p.sessions, MAX_SESSIONS_PER_PEER) && isArr(p.unacknowledged, MAX_UNACKNOWLEDGED), 'peer bounds');
     const entry = newPeer(p.nick);
     entry.intent = p.intent;
     entry.renew = p.renew;
+    entry.unsolicited = p.unsolicited ?? false;
+    entry.lastUsed = uses;
     entry.peerKey = p.peerKey === null ? null : copy(p.peerKey);
     for (const x of p.sessions) {
       need(isObj(x) && isBytes(x.ratchet, null) && isBytes(x.ephemeral, 32), 'session');
@@ -183,4 +192,5 @@ export function restore(s, state) {
   s.keys = keys;
   s.pins = pins;
   s.peers = peers;
+  s.uses = uses;
 }

@@ -170,6 +170,11 @@ impl Sessions {
     /// remembered, the key pinned — or, for a key other than the pinned one, the conversation
     /// blocked (its sessions kept, the message not shown).
     fn take_start(&mut self, nick: &str, id: u64, payload: &[u8], start: Start<'_>) -> Vec<Action> {
+        // No room for one more peer (the table is full of conversations in use): refused
+        // before any cryptography, so that a flood of starts costs little.
+        if !self.room_for_start(nick) {
+            return unreadable(nick);
+        }
         let checked = check_peer_key(&self.pins, self.identity.public(), nick, &start.identity);
         if let Err(Failure::BadKey) = checked {
             return unreadable(nick);
@@ -223,13 +228,13 @@ impl Sessions {
                 // A key other than the pinned one (or ours), proven by the sender. Blocked
                 // until the user compares and accepts it; the sessions with the pinned key
                 // stay, and nothing is spent (the start is not taken).
-                if self.peer(nick).is_err() {
+                if self.peer_started(nick).is_err() {
                     return unreadable(nick);
                 }
                 return self.fail(nick, failure);
             }
         };
-        let Ok(entry) = self.peer(nick) else {
+        let Ok(entry) = self.peer_started(nick) else {
             return unreadable(nick); // the table is full of peers in use
         };
         if entry.peer_key != Some(start.identity) {

@@ -4,6 +4,11 @@
 //! acknowledged yet (texts waiting for a peer's keys are not kept: the client reports them
 //! unsent when it exits). The caller writes it to a 0600 file atomically; the bytes are zeroized
 //! when dropped.
+//!
+//! The peers are saved least recently used first (the order in which they make room when the
+//! table is full), and after the document, before the checksum, comes a [`SavedUse`]: which of
+//! them the peer started without the user taking part. A document without it (written before
+//! it existed) loads with every peer taken as one the user took part in; older readers skip it.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -87,6 +92,14 @@ struct SavedState {
     peers: Vec<SavedPeer>,
 }
 
+/// What follows the [`SavedState`] (see the module doc).
+#[derive(Serialize, Deserialize)]
+struct SavedUse {
+    /// One flag per saved peer, in their order: the peer started it and the user never took
+    /// part.
+    unsolicited: Vec<bool>,
+}
+
 impl Drop for SavedState {
     fn drop(&mut self) {
         self.zeroize();
@@ -106,6 +119,21 @@ impl Sessions {
     /// Everything to save (see the module doc). Zeroized when dropped.
     pub fn state_bytes(&self) -> Zeroizing<Vec<u8>> {
         let keys = &self.keys;
+        let mut saved: Vec<&Peer> = self
+            .peers
+            .values()
+            .filter(|p| {
+                p.intent != Intent::Default
+                    || !p.sessions.is_empty()
+                    || p.blocked().is_some()
+                    || !p.unacknowledged.is_empty()
+                    || p.renew
+            })
+            .collect();
+        saved.sort_by_key(|p| p.last_used);
+        let uses = SavedUse {
+            unsolicited: saved.iter().map(|p| p.unsolicited).collect(),
+        };
         let state = SavedState {
             format: FORMAT,
             signed: keys
@@ -136,16 +164,8 @@ impl Sessions {
             rotate_now: keys.rotate_now,
             device: keys.device,
             device_pending: keys.device_pending,
-            peers: self
-                .peers
-                .values()
-                .filter(|p| {
-                    p.intent != Intent::Default
-                        || !p.sessions.is_empty()
-                        || p.blocked().is_some()
-                        || !p.unacknowledged.is_empty()
-                        || p.renew
-                })
+            peers: saved
+                .iter()
                 .map(|p| SavedPeer {
                     nick: p.nick.clone(),
                     intent: match p.intent {
@@ -183,6 +203,9 @@ impl Sessions {
                 .collect(),
         };
         let mut bytes = Zeroizing::new(postcard::to_allocvec(&state).unwrap_or_default());
+        if let Ok(more) = postcard::to_allocvec(&uses) {
+            bytes.extend_from_slice(&more);
+        }
         // A checksum last: a file damaged on disk is refused whole, never half-read into keys
         // that decrypt nothing.
         let sum: [u8; 32] = Sha256::digest(&bytes[..]).into();
@@ -203,7 +226,18 @@ impl Sessions {
         if expected[..] != *sum {
             return Err(StateError::Damaged);
         }
-        let state: SavedState = postcard::from_bytes(body).map_err(|_| StateError::Damaged)?;
+        let (state, rest): (SavedState, &[u8]) =
+            postcard::take_from_bytes(body).map_err(|_| StateError::Damaged)?;
+        let unsolicited = if rest.is_empty() {
+            vec![false; state.peers.len()] // saved before the flags existed
+        } else {
+            let (uses, after): (SavedUse, &[u8]) =
+                postcard::take_from_bytes(rest).map_err(|_| StateError::Damaged)?;
+            if !after.is_empty() || uses.unsolicited.len() != state.peers.len() {
+                return Err(StateError::Damaged);
+            }
+            uses.unsolicited
+        };
         if state.format != FORMAT
             || state.signed.len() > MAX_SIGNED_PREKEYS
             || state.one_time.len() > MAX_ONE_TIME_SECRETS
@@ -240,7 +274,9 @@ impl Sessions {
         }
         keys.rotate_now = state.rotate_now;
         let mut peers = std::collections::HashMap::new();
-        for p in &state.peers {
+        let mut uses = 0u64;
+        for (p, unsolicited) in state.peers.iter().zip(unsolicited) {
+            uses += 1; // in the saved order: the least recently used first
             if validate_nick(&p.nick).is_err() {
                 continue; // never saved by this version; not worth losing every session over
             }
@@ -300,11 +336,14 @@ impl Sessions {
                     })
                     .collect::<BTreeMap<_, _>>(),
                 renew: p.renew,
+                unsolicited,
+                last_used: uses,
             };
             peers.insert(nick_key(&p.nick), peer);
         }
         self.keys = keys;
         self.peers = peers;
+        self.uses = uses;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 mod directory;
 mod hostile;
 mod kdf;
+mod peer_table;
 mod ratchet;
 mod review;
 mod schedules;

@@ -22,6 +22,7 @@ use crate::prekeys::{signed_prekey_message, OneTimePrekey, PrekeyBundle, SignedP
 use crate::safety::safety_number;
 
 mod sessions;
+mod sessions_full;
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/e2e-v1.json");
 
@@ -587,6 +588,7 @@ fn all_vectors() -> Value {
         "safety": safety_vectors(),
         "signed_prekey_message": prekey_vectors(),
         "sessions": sessions::sessions_vectors(),
+        "sessions_full": sessions_full::sessions_full_vectors(),
     })
 }
 
