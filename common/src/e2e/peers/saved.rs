@@ -2,7 +2,11 @@
 //! one postcard document with a format version and a SHA-256 checksum at its end, holding our prekey secrets, every ratchet,
 //! what the user wants of each conversation, blocks, and the decrypted messages not
 //! acknowledged yet (texts waiting for a peer's keys are not kept: the client reports them
-//! unsent when it exits). The caller writes it to a 0600 file atomically; the bytes are zeroized
+//! unsent when it exits), and the relays held under a changed key not accepted yet.
+//!
+//! Format 2 is format 1's document (with 2 as its version) followed by the held relays
+//! ([`SavedHeldPart`]); a format 1 document (written before messages were held) still loads,
+//! with nothing held. The caller writes it to a 0600 file atomically; the bytes are zeroized
 //! when dropped.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -11,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{Intent, Peer, Session, Sessions, Setup, StartParams, Unacknowledged};
+use super::{Held, Intent, Peer, Session, Sessions, Setup, StartParams, Unacknowledged};
 use crate::e2e::config::{
-    MAX_ONE_TIME_SECRETS, MAX_PEERS, MAX_SEEN_STARTS, MAX_SESSIONS_PER_PEER, MAX_SIGNED_PREKEYS,
-    MAX_UNACKNOWLEDGED,
+    MAX_HELD, MAX_HELD_PER_PEER, MAX_ONE_TIME_SECRETS, MAX_PEERS, MAX_SEEN_STARTS,
+    MAX_SESSIONS_PER_PEER, MAX_SIGNED_PREKEYS, MAX_UNACKNOWLEDGED,
 };
 use crate::e2e::error::Failure;
 use crate::e2e::keys::{OneTimeSecret, OwnKeys, SignedSecret};
@@ -22,10 +26,13 @@ use crate::e2e::ratchet::Ratchet;
 use crate::e2e::x3dh;
 use crate::identity::KEY_LEN;
 use crate::prekeys::DEVICE_TOKEN_LEN;
-use crate::protocol::{nick_key, validate_nick};
+use crate::protocol::{nick_key, validate_nick, MAX_RELAY_LEN};
 
 /// The format version written first.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+
+/// The format before messages were held: the same document without the held part.
+const FORMAT_1: u8 = 1;
 
 #[derive(Serialize, Deserialize, Zeroize)]
 struct SavedSigned {
@@ -87,6 +94,28 @@ struct SavedState {
     peers: Vec<SavedPeer>,
 }
 
+/// One peer's held relays, oldest first.
+#[derive(Serialize, Deserialize, Zeroize)]
+struct SavedHeld {
+    nick: String,
+    /// How many were dropped over the bounds since the last `/accept-key`.
+    dropped: u64,
+    /// (relay id, payload).
+    relays: Vec<(u64, Vec<u8>)>,
+}
+
+/// What format 2 adds after format 1's document.
+#[derive(Serialize, Deserialize, Zeroize)]
+struct SavedHeldPart {
+    held: Vec<SavedHeld>,
+}
+
+impl Drop for SavedHeldPart {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
 impl Drop for SavedState {
     fn drop(&mut self) {
         self.zeroize();
@@ -144,6 +173,7 @@ impl Sessions {
                         || !p.sessions.is_empty()
                         || p.blocked().is_some()
                         || !p.unacknowledged.is_empty()
+                        || !p.held.is_empty()
                         || p.renew
                 })
                 .map(|p| SavedPeer {
@@ -182,7 +212,22 @@ impl Sessions {
                 })
                 .collect(),
         };
+        let held = SavedHeldPart {
+            held: self
+                .peers
+                .values()
+                .filter(|p| !p.held.is_empty() || p.held_dropped > 0)
+                .map(|p| SavedHeld {
+                    nick: p.nick.clone(),
+                    dropped: p.held_dropped,
+                    relays: p.held.iter().map(|h| (h.id, h.payload.clone())).collect(),
+                })
+                .collect(),
+        };
         let mut bytes = Zeroizing::new(postcard::to_allocvec(&state).unwrap_or_default());
+        bytes.extend_from_slice(&Zeroizing::new(
+            postcard::to_allocvec(&held).unwrap_or_default(),
+        ));
         // A checksum last: a file damaged on disk is refused whole, never half-read into keys
         // that decrypt nothing.
         let sum: [u8; 32] = Sha256::digest(&bytes[..]).into();
@@ -203,9 +248,23 @@ impl Sessions {
         if expected[..] != *sum {
             return Err(StateError::Damaged);
         }
-        let state: SavedState = postcard::from_bytes(body).map_err(|_| StateError::Damaged)?;
-        if state.format != FORMAT
-            || state.signed.len() > MAX_SIGNED_PREKEYS
+        let (state, rest): (SavedState, &[u8]) =
+            postcard::take_from_bytes(body).map_err(|_| StateError::Damaged)?;
+        let held = match state.format {
+            FORMAT_1 if rest.is_empty() => SavedHeldPart { held: Vec::new() },
+            FORMAT => postcard::from_bytes(rest).map_err(|_| StateError::Damaged)?,
+            _ => return Err(StateError::Damaged),
+        };
+        if held.held.len() > MAX_PEERS
+            || held.held.iter().map(|h| h.relays.len()).sum::<usize>() > MAX_HELD
+            || held.held.iter().any(|h| {
+                h.relays.len() > MAX_HELD_PER_PEER
+                    || h.relays.iter().any(|(_, p)| p.len() > MAX_RELAY_LEN)
+            })
+        {
+            return Err(StateError::Damaged);
+        }
+        if state.signed.len() > MAX_SIGNED_PREKEYS
             || state.one_time.len() > MAX_ONE_TIME_SECRETS
             || state.seen.len() > MAX_SEEN_STARTS * MAX_SIGNED_PREKEYS
             || state.peers.len() > MAX_PEERS
@@ -299,9 +358,32 @@ impl Sessions {
                         )
                     })
                     .collect::<BTreeMap<_, _>>(),
+                held: VecDeque::new(),
+                held_dropped: 0,
                 renew: p.renew,
             };
             peers.insert(nick_key(&p.nick), peer);
+        }
+        for h in &held.held {
+            if validate_nick(&h.nick).is_err() {
+                continue; // as its peer above
+            }
+            // Held only in a saved peer entry (it is blocked).
+            let entry = peers
+                .get_mut(&nick_key(&h.nick))
+                .ok_or(StateError::Damaged)?;
+            if !entry.held.is_empty() {
+                return Err(StateError::Damaged); // the same peer twice
+            }
+            entry.held_dropped = h.dropped;
+            entry.held = h
+                .relays
+                .iter()
+                .map(|(id, payload)| Held {
+                    id: *id,
+                    payload: payload.clone(),
+                })
+                .collect();
         }
         self.keys = keys;
         self.peers = peers;

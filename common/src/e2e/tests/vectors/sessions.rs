@@ -64,6 +64,14 @@ fn event_json(e: &E2eEvent) -> Value {
         }
         E2eEvent::Unreadable { peer } => json!({"kind": "Unreadable", "peer": peer}),
         E2eEvent::Replayed { peer } => json!({"kind": "Replayed", "peer": peer}),
+        E2eEvent::Held {
+            peer,
+            held,
+            dropped,
+        } => json!({"kind": "Held", "peer": peer, "held": held, "dropped": dropped}),
+        E2eEvent::Released { peer, key, count } => {
+            json!({"kind": "Released", "peer": peer, "key": hex(key), "count": count})
+        }
         E2eEvent::OtherDevice => json!({"kind": "OtherDevice"}),
     }
 }
