@@ -104,7 +104,7 @@ test('the record is made at the first use, kept, and opened again with the same 
   const stored = homes.rows.get('wendy');
   assert.equal(stored.nick, 'Wendy');
   assert.ok(stored.identity instanceof Uint8Array && stored.identity.length === 32);
-  assert.equal(stored.state.v, 1);
+  assert.equal(stored.state.v, 2);
   assert.equal(typeof stored.writer, 'string');
   const b = await Home.open({ nick: 'wendy', homes, e2e, rng: counterRng('w2') });
   assert.deepEqual(b.sessions.publicKey, a.sessions.publicKey, 'the identity is kept, not made again');

@@ -21,6 +21,7 @@ use crate::identity::{hex, Identity};
 use crate::prekeys::{signed_prekey_message, OneTimePrekey, PrekeyBundle, SignedPrekey};
 use crate::safety::safety_number;
 
+mod held;
 mod sessions;
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/e2e-v1.json");
@@ -587,6 +588,7 @@ fn all_vectors() -> Value {
         "safety": safety_vectors(),
         "signed_prekey_message": prekey_vectors(),
         "sessions": sessions::sessions_vectors(),
+        "sessions_held": held::held_vectors(),
     })
 }
 

@@ -15,7 +15,7 @@ use crate::prekeys::{BundleAnswer, KeyUpload, PrekeyBundle};
 use crate::protocol::ClientMsg;
 
 /// The wall clock of the logins (milliseconds since the Unix epoch).
-const NOW_MS: u64 = 1_700_000_000_000;
+pub(super) const NOW_MS: u64 = 1_700_000_000_000;
 
 pub(super) const ABOUT: &str = "A scripted run of the session manager (common/src/e2e/peers.rs, \
 Sessions::with_rng with E2eConfig::default() and no pins). identities: each party's identity \
@@ -124,18 +124,18 @@ fn payloads(actions: &[Action]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-struct Run {
-    base: Instant,
-    at_ms: u64,
-    steps: Vec<Value>,
+pub(super) struct Run {
+    pub(super) base: Instant,
+    pub(super) at_ms: u64,
+    pub(super) steps: Vec<Value>,
 }
 
 impl Run {
-    fn now(&self) -> Instant {
+    pub(super) fn now(&self) -> Instant {
         self.base + Duration::from_millis(self.at_ms)
     }
 
-    fn step(&mut self, who: &str, op: Value, actions: &[Action]) {
+    pub(super) fn step(&mut self, who: &str, op: Value, actions: &[Action]) {
         let mut step = op;
         step["who"] = json!(who);
         step["at_ms"] = json!(self.at_ms);
@@ -144,7 +144,7 @@ impl Run {
         self.at_ms += 10;
     }
 
-    fn login(&mut self, who: &str, s: &mut Sessions, now_ms: u64) -> KeyUpload {
+    pub(super) fn login(&mut self, who: &str, s: &mut Sessions, now_ms: u64) -> KeyUpload {
         let actions = s.login(self.now(), now_ms);
         self.step(who, json!({"op": "login", "now_ms": now_ms}), &actions);
         let upload = actions.iter().find_map(|a| match a {
@@ -154,7 +154,7 @@ impl Run {
         upload.expect("a first login publishes")
     }
 
-    fn published(&mut self, who: &str, s: &mut Sessions, one_time: u32, other_device: bool) {
+    pub(super) fn published(&mut self, who: &str, s: &mut Sessions, one_time: u32, other_device: bool) {
         let actions = s.published(one_time, other_device);
         self.step(
             who,
@@ -163,7 +163,7 @@ impl Run {
         );
     }
 
-    fn prekeys_low(&mut self, who: &str, s: &mut Sessions, one_time: u32) -> Option<KeyUpload> {
+    pub(super) fn prekeys_low(&mut self, who: &str, s: &mut Sessions, one_time: u32) -> Option<KeyUpload> {
         let actions = s.prekeys_low(one_time);
         self.step(
             who,
@@ -176,7 +176,7 @@ impl Run {
         })
     }
 
-    fn command(&mut self, who: &str, s: &mut Sessions, op: &str, peer: &str) {
+    pub(super) fn command(&mut self, who: &str, s: &mut Sessions, op: &str, peer: &str) {
         let actions = match op {
             "start" => s.start(peer, self.now()),
             _ => s.end(peer),
@@ -185,7 +185,7 @@ impl Run {
         self.step(who, json!({"op": op, "peer": peer}), &actions);
     }
 
-    fn send(&mut self, who: &str, s: &mut Sessions, to: &str, text: &str, line: u64) -> Vec<u8> {
+    pub(super) fn send(&mut self, who: &str, s: &mut Sessions, to: &str, text: &str, line: u64) -> Vec<u8> {
         let now = self.now();
         let out = s.send_text(to, text, line, now).expect("not refused");
         let (outcome, actions) = match out {
@@ -202,14 +202,14 @@ impl Run {
         payloads(&actions).pop().unwrap_or_default()
     }
 
-    fn bundle(&mut self, who: &str, s: &mut Sessions, peer: &str, b: PrekeyBundle) -> Vec<u8> {
+    pub(super) fn bundle(&mut self, who: &str, s: &mut Sessions, peer: &str, b: PrekeyBundle) -> Vec<u8> {
         let op = json!({"op": "bundle", "peer": peer, "bundle": bundle_json(&b)});
         let actions = s.bundle(peer, BundleAnswer::Keys(b), self.now());
         self.step(who, op, &actions);
         payloads(&actions).pop().expect("the queued text goes")
     }
 
-    fn receive(&mut self, who: &str, s: &mut Sessions, from: &str, id: u64, payload: &[u8]) {
+    pub(super) fn receive(&mut self, who: &str, s: &mut Sessions, from: &str, id: u64, payload: &[u8]) {
         let actions = s.receive(from, id, payload, self.now());
         self.step(
             who,
@@ -219,7 +219,7 @@ impl Run {
     }
 }
 
-fn bundle_of(upload: &KeyUpload, one_time: usize) -> PrekeyBundle {
+pub(super) fn bundle_of(upload: &KeyUpload, one_time: usize) -> PrekeyBundle {
     PrekeyBundle {
         identity: upload.identity,
         signed_prekey: upload.signed_prekey.clone(),
