@@ -582,3 +582,42 @@ fn messages_delivered_out_of_order_all_decrypt_once() {
     );
     assert!(!unreadable(&bob, "alice"));
 }
+
+#[test]
+fn a_message_under_a_new_identity_is_held_then_shown_after_accept_key() {
+    let mut world = secured();
+    world.disconnect("bob");
+    world.clients.remove("bob");
+    world.advance(Duration::from_secs(10));
+    world.events("alice");
+    world.connect_with("bob", config("bob"));
+    let new_key = world.core("bob").public_key();
+    let now = world.now;
+    world
+        .core("bob")
+        .private("alice", "it is me, new phone", now)
+        .expect("connected");
+    world.pump();
+    let events = world.events("alice");
+    assert!(secure_texts(&events, "bob").is_empty(), "{events:?}");
+    // Said at once: one message waits, and what shows it.
+    assert!(
+        secure_events(&events).iter().any(|e| matches!(e,
+            E2eEvent::Held { peer, held: 1, dropped: 0 } if peer == "bob")),
+        "{events:?}"
+    );
+    // /insecure does not show it.
+    let now = world.now;
+    world.core("alice").insecure("bob", now).expect("blocked");
+    world.pump();
+    assert!(secure_texts(&world.events("alice"), "bob").is_empty());
+    world.core("alice").accept_key("bob", now).expect("changed");
+    world.pump();
+    let events = world.events("alice");
+    assert!(
+        secure_events(&events).iter().any(|e| matches!(e,
+            E2eEvent::Released { key, count: 1, .. } if *key == new_key)),
+        "{events:?}"
+    );
+    assert_eq!(secure_texts(&events, "bob"), ["it is me, new phone"]);
+}
