@@ -82,7 +82,11 @@ impl Sessions {
         // (after a restart, or because it was not saved); the same bytes under another id are
         // a replay.
         if let Some(entry) = self.peers.get(&key) {
-            if let Some(h) = entry.held.iter().find(|h| h.id == id || h.payload == payload) {
+            if let Some(h) = entry
+                .held
+                .iter()
+                .find(|h| h.id == id || h.payload == payload)
+            {
                 if h.id == id && h.payload == payload {
                     return vec![Action::Persist, held_event(&entry.nick, entry)];
                 }

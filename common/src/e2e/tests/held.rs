@@ -78,9 +78,7 @@ fn messages_under_a_changed_key_are_held_and_shown_after_accept_key() {
     let events = &w.user("bob").events;
     let released = events
         .iter()
-        .position(|e| {
-            matches!(e, E2eEvent::Released { key, count: 2, .. } if *key == new_key)
-        })
+        .position(|e| matches!(e, E2eEvent::Released { key, count: 2, .. } if *key == new_key))
         .expect("released");
     assert!(matches!(
         &events[released + 1],
@@ -132,7 +130,9 @@ fn held_messages_are_saved_and_come_back_after_a_restart() {
         ]
     );
     // The same bytes under another id: a replay.
-    let actions = w.users[i].sessions.receive("alice", id + 1000, &payload, now);
+    let actions = w.users[i]
+        .sessions
+        .receive("alice", id + 1000, &payload, now);
     assert!(matches!(
         actions.as_slice(),
         [Action::Event(E2eEvent::Replayed { .. })]
@@ -144,7 +144,10 @@ fn held_messages_are_saved_and_come_back_after_a_restart() {
     for again in [id, id + 2000] {
         let actions = w.users[i].sessions.receive("alice", again, &payload, now);
         assert!(
-            matches!(actions.as_slice(), [Action::Event(E2eEvent::Replayed { .. })]),
+            matches!(
+                actions.as_slice(),
+                [Action::Event(E2eEvent::Replayed { .. })]
+            ),
             "{actions:?}"
         );
     }
@@ -226,7 +229,10 @@ fn held_messages_are_bounded_in_all() {
     w.login("bob");
     w.command("bob", |s, now| s.accept_key(&peers[0], now))
         .unwrap();
-    assert_eq!(w.texts("bob", &peers[0]).len(), 1 + MAX_HELD_PER_PEER - over);
+    assert_eq!(
+        w.texts("bob", &peers[0]).len(),
+        1 + MAX_HELD_PER_PEER - over
+    );
 }
 
 #[test]
@@ -284,7 +290,11 @@ fn a_state_saved_before_messages_were_held_still_loads() {
         E2eConfig::default(),
     );
     s.restore(&old).expect("format 1 loads");
-    assert_eq!(s.state_bytes().to_vec(), state, "the same, written as format 2");
+    assert_eq!(
+        s.state_bytes().to_vec(),
+        state,
+        "the same, written as format 2"
+    );
     // Format 1 with anything after it, or an unknown format, is damaged.
     let mut trailing = old[..old.len() - 32].to_vec();
     trailing.push(0);

@@ -27,7 +27,10 @@ pub(super) fn held_vectors() -> Value {
     let parties = ["alice", "bob", "bob-new"];
     let nicks = ["alice", "bob", "bob"];
     let secrets: Vec<[u8; 32]> = parties.iter().map(|_| ids.bytes()).collect();
-    let labels: Vec<String> = parties.iter().map(|p| format!("sessions held {p}")).collect();
+    let labels: Vec<String> = parties
+        .iter()
+        .map(|p| format!("sessions held {p}"))
+        .collect();
     let make = |i: usize| {
         Sessions::with_rng(
             nicks[i],
@@ -60,7 +63,12 @@ pub(super) fn held_vectors() -> Value {
     r.login("bob-new", &mut bob_new, NOW_MS);
     r.published("bob-new", &mut bob_new, 100, false);
     r.send("bob-new", &mut bob_new, "alice", "It's me, new phone", 1);
-    let n1 = r.bundle("bob-new", &mut bob_new, "alice", bundle_of(&alice_upload, 0));
+    let n1 = r.bundle(
+        "bob-new",
+        &mut bob_new,
+        "alice",
+        bundle_of(&alice_upload, 0),
+    );
     let n2 = r.send("bob-new", &mut bob_new, "alice", "Did you get it?", 2);
     // Alice holds both (blocked, told how many), once each.
     r.receive("alice", &mut alice, "bob", 21, &n1);
@@ -71,7 +79,11 @@ pub(super) fn held_vectors() -> Value {
     r.command("alice", &mut alice, "end", "bob");
     let now = r.now();
     let actions = alice.accept_key("bob", now).expect("a key changed");
-    r.step("alice", json!({"op": "accept_key", "peer": "bob"}), &actions);
+    r.step(
+        "alice",
+        json!({"op": "accept_key", "peer": "bob"}),
+        &actions,
+    );
     // The start is taken once.
     r.receive("alice", &mut alice, "bob", 24, &n1);
     // Secure again, on the session the new key started.

@@ -154,7 +154,13 @@ impl Run {
         upload.expect("a first login publishes")
     }
 
-    pub(super) fn published(&mut self, who: &str, s: &mut Sessions, one_time: u32, other_device: bool) {
+    pub(super) fn published(
+        &mut self,
+        who: &str,
+        s: &mut Sessions,
+        one_time: u32,
+        other_device: bool,
+    ) {
         let actions = s.published(one_time, other_device);
         self.step(
             who,
@@ -163,7 +169,12 @@ impl Run {
         );
     }
 
-    pub(super) fn prekeys_low(&mut self, who: &str, s: &mut Sessions, one_time: u32) -> Option<KeyUpload> {
+    pub(super) fn prekeys_low(
+        &mut self,
+        who: &str,
+        s: &mut Sessions,
+        one_time: u32,
+    ) -> Option<KeyUpload> {
         let actions = s.prekeys_low(one_time);
         self.step(
             who,
@@ -185,7 +196,14 @@ impl Run {
         self.step(who, json!({"op": op, "peer": peer}), &actions);
     }
 
-    pub(super) fn send(&mut self, who: &str, s: &mut Sessions, to: &str, text: &str, line: u64) -> Vec<u8> {
+    pub(super) fn send(
+        &mut self,
+        who: &str,
+        s: &mut Sessions,
+        to: &str,
+        text: &str,
+        line: u64,
+    ) -> Vec<u8> {
         let now = self.now();
         let out = s.send_text(to, text, line, now).expect("not refused");
         let (outcome, actions) = match out {
@@ -202,14 +220,27 @@ impl Run {
         payloads(&actions).pop().unwrap_or_default()
     }
 
-    pub(super) fn bundle(&mut self, who: &str, s: &mut Sessions, peer: &str, b: PrekeyBundle) -> Vec<u8> {
+    pub(super) fn bundle(
+        &mut self,
+        who: &str,
+        s: &mut Sessions,
+        peer: &str,
+        b: PrekeyBundle,
+    ) -> Vec<u8> {
         let op = json!({"op": "bundle", "peer": peer, "bundle": bundle_json(&b)});
         let actions = s.bundle(peer, BundleAnswer::Keys(b), self.now());
         self.step(who, op, &actions);
         payloads(&actions).pop().expect("the queued text goes")
     }
 
-    pub(super) fn receive(&mut self, who: &str, s: &mut Sessions, from: &str, id: u64, payload: &[u8]) {
+    pub(super) fn receive(
+        &mut self,
+        who: &str,
+        s: &mut Sessions,
+        from: &str,
+        id: u64,
+        payload: &[u8],
+    ) {
         let actions = s.receive(from, id, payload, self.now());
         self.step(
             who,
