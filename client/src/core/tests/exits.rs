@@ -621,3 +621,57 @@ fn a_message_under_a_new_identity_is_held_then_shown_after_accept_key() {
     );
     assert_eq!(secure_texts(&events, "bob"), ["it is me, new phone"]);
 }
+
+/// alice (whose end-to-end state is saved in a file, which cannot be written when `breaks`)
+/// and bob talk; bob comes back with a new identity and writes. Returns whether alice
+/// acknowledged anything after that, and her events.
+fn held_while_saving(breaks: bool) -> (bool, Vec<Event>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("home");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let mut world = World::new();
+    let mut alice = config("alice");
+    alice.secure.state_file = Some(dir.join(crate::secure::STATE_FILE));
+    world.connect_with("alice", alice);
+    world.connect("bob");
+    let now = world.now;
+    world
+        .core("bob")
+        .private("alice", "hello alice", now)
+        .expect("connected");
+    world.pump();
+    world.advance(Duration::from_secs(5));
+    assert_eq!(secure_texts(&world.events("alice"), "bob"), ["hello alice"]);
+    world.disconnect("bob");
+    world.clients.remove("bob");
+    world.connect_with("bob", config("bob"));
+    if breaks {
+        std::fs::remove_dir_all(&dir).expect("rm");
+    }
+    let before = world.server.log.len();
+    let now = world.now;
+    world
+        .core("bob")
+        .private("alice", "new phone", now)
+        .expect("connected");
+    world.pump();
+    world.advance(Duration::from_secs(5));
+    let acked = world.server.log[before..]
+        .iter()
+        .any(|l| l.from == "alice" && matches!(l.msg, ClientMsg::Received { .. }));
+    (acked, world.events("alice"))
+}
+
+#[test]
+fn a_held_message_is_acknowledged_only_once_saved() {
+    for breaks in [false, true] {
+        let (acked, events) = held_while_saving(breaks);
+        assert!(
+            secure_events(&events)
+                .iter()
+                .any(|e| matches!(e, E2eEvent::Held { held: 1, .. })),
+            "said either way: {events:?}"
+        );
+        assert_eq!(acked, !breaks, "saving failed: {breaks}; {events:?}");
+    }
+}
