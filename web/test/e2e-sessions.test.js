@@ -479,3 +479,37 @@ test('a state saved before messages were held (version 1) still loads, with noth
   assert.equal(s.toState().v, 2);
   assert.deepEqual(s.toState().peers.map((p) => p.held), [[]]);
 });
+
+test('held messages are bounded in all: the oldest of any peer goes, and its peer is told', () => {
+  const { w, alice } = changed();
+  // Ten other peers blocked under a changed key, 50 held each (as restored): 500 in all.
+  const st = alice.s.toState();
+  for (let p = 0; p < 10; p++) {
+    st.peers.push({
+      nick: `p${p}`, intent: 'Secure', peerKey: null, sessions: [],
+      blocked: { kind: 'KeyChanged', pinned: new Uint8Array(32).fill(1), presented: new Uint8Array(32).fill(2) },
+      unacknowledged: [], renew: false,
+      held: Array.from({ length: MAX_HELD_PER_PEER }, (_, i) => ({ id: BigInt(p * MAX_HELD_PER_PEER + i), payload: new Uint8Array([p, i]) })),
+      heldDropped: 0,
+    });
+  }
+  alice.saved = st;
+  w.restart('alice');
+  w.say('bob', 'alice', 'one more', 1);
+  const ev = w.deliver('alice');
+  // The 501st: the lowest relay id of all (p0's first) goes, counted and said for p0.
+  assert.deepEqual(ev.filter((e) => e.kind === 'Held'), [
+    { kind: 'Held', peer: 'bob', held: 1, dropped: 0 },
+    { kind: 'Held', peer: 'p0', held: MAX_HELD_PER_PEER - 1, dropped: 1 },
+  ]);
+  const saved = alice.saved.peers.find((p) => p.nick === 'p0');
+  assert.equal(saved.held[0].id, 1n);
+  assert.equal(saved.heldDropped, 1);
+  // A saved state over the bound in all (each peer within its own) is damaged.
+  const over = structuredClone(alice.saved);
+  over.peers.push({ ...structuredClone(over.peers.find((p) => p.nick === 'p4')), nick: 'p10' });
+  assert.throws(
+    () => Sessions.restore({ me: 'alice', identitySecret: counterRng('id alice')(32), rng: counterRng('x'), state: over }),
+    (e) => e instanceof E2eError && e.why === 'Format',
+  );
+});
