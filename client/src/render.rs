@@ -343,6 +343,24 @@ pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
             };
             Rendered::new(at(), Kind::Error, text)
         }
+        E2eEvent::Held { held, dropped, .. } => Rendered::new(
+            at(),
+            Kind::Alarm,
+            held_words(peer, *held, *dropped),
+        ),
+        E2eEvent::Released { key, count, .. } => Rendered::notice(
+            at(),
+            format!(
+                "{} from {peer} {}, sent under the key you just accepted ({})",
+                if *count == 1 {
+                    "1 held message".to_owned()
+                } else {
+                    format!("{count} held messages")
+                },
+                if *count == 1 { "follows" } else { "follow" },
+                key_fingerprint(key)
+            ),
+        ),
         E2eEvent::Unreadable { .. } => Rendered::new(
             at(),
             Kind::Error,
@@ -359,6 +377,24 @@ pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
         _ => return Vec::new(),
     };
     vec![item]
+}
+
+/// What [`E2eEvent::Held`] says: how many messages wait under a changed key, and what shows
+/// them.
+pub fn held_words(peer: &str, held: usize, dropped: u64) -> String {
+    let lost = match dropped {
+        0 => String::new(),
+        1 => "; 1 older message was dropped (too many held)".to_owned(),
+        n => format!("; {n} older messages were dropped (too many held)"),
+    };
+    let (messages, are) = if held == 1 {
+        ("1 message".to_owned(), "is")
+    } else {
+        (format!("{held} messages"), "are")
+    };
+    format!(
+        "{messages} from {peer} under the new key {are} held until you compare safety numbers (/verify {peer}) and /accept-key {peer}{lost}"
+    )
 }
 
 /// What an end-to-end event about no peer says (another copy of this home is in use).
@@ -386,7 +422,9 @@ pub fn e2e_peer(event: &E2eEvent) -> Option<&str> {
         | E2eEvent::Ended { peer, .. }
         | E2eEvent::Failed { peer, .. }
         | E2eEvent::Unreadable { peer }
-        | E2eEvent::Replayed { peer } => Some(peer),
+        | E2eEvent::Replayed { peer }
+        | E2eEvent::Held { peer, .. }
+        | E2eEvent::Released { peer, .. } => Some(peer),
         _ => None,
     }
 }

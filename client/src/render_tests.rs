@@ -357,6 +357,39 @@ fn secure_session_endings_say_what_was_not_sent_and_what_to_do() {
     );
     let replayed = e2e(E2eEvent::Replayed { peer: "bob".into() });
     assert!(replayed.text.contains("replayed"), "{replayed:?}");
+    // The page says the same words (web/test/render.test.js).
+    let held = e2e(E2eEvent::Held {
+        peer: "bob".into(),
+        held: 2,
+        dropped: 0,
+    });
+    assert_eq!(held.target, peer("bob"));
+    assert_eq!(held.kind, Kind::Alarm);
+    assert_eq!(
+        held.text,
+        "2 messages from bob under the new key are held until you compare safety numbers (/verify bob) and /accept-key bob"
+    );
+    let one = e2e(E2eEvent::Held {
+        peer: "bob".into(),
+        held: 1,
+        dropped: 3,
+    });
+    assert_eq!(
+        one.text,
+        "1 message from bob under the new key is held until you compare safety numbers (/verify bob) and /accept-key bob; 3 older messages were dropped (too many held)"
+    );
+    let released = e2e(E2eEvent::Released {
+        peer: "bob".into(),
+        key: [0xab; 32],
+        count: 2,
+    });
+    assert_eq!(
+        released.text,
+        format!(
+            "2 held messages from bob follow, sent under the key you just accepted ({}abab)",
+            "abab ".repeat(15)
+        )
+    );
     for event in [
         E2eEvent::Ended {
             peer: "b".into(),

@@ -298,7 +298,7 @@ describe('end-to-end between the page and mm', () => {
     });
   });
 
-  test('the page loses its keys (site data deleted): a line to the old key is not shown, mm refuses the new key and sends nothing to it until /accept-key', LIMIT, async (t) => {
+  test('the page loses its keys (site data deleted): a line to the old key is not shown, mm refuses the new key, holds its line and sends nothing to it until /accept-key, then shows the line', LIMIT, async (t) => {
     const w = await world(t);
     await withScreenshots('secure-page-key-changed', () => w.pages, async () => {
       const max = await w.server.mm('max');
@@ -336,6 +336,8 @@ describe('end-to-end between the page and mm', () => {
       const withNewKey = unique('new-key-');
       await say(page, `/msg max ${withNewKey}`);
       await max.seesAfter(mark, "WARNING: wendy's key has CHANGED");
+      // Held, not lost: mm says so at once.
+      await max.seesAfter(mark, '1 message from wendy under the new key is held until you compare safety numbers (/verify wendy) and /accept-key wendy');
       // mm's next line is refused, and nothing goes to the page.
       const seenBefore = frames.received.length;
       const refused = unique('must-not-go-');
@@ -359,11 +361,14 @@ describe('end-to-end between the page and mm', () => {
       await max.seesAfter(mark, new RegExp(`safety number of wendy's NEW key \\(not accepted yet\\): ${inPage}`));
       max.type('/accept-key wendy');
       await max.seesAfter(mark, "accepted wendy's new key");
+      // The line held under the new key is shown now, as secure.
+      await max.seesAfter(mark, '1 held message from wendy follows, sent under the key you just accepted');
+      await max.seesAfter(mark, `[secure] <wendy> ${withNewKey}`);
       await exchange(page, frames, max, 'accepted');
     });
   });
 
-  test('mm\'s identity changes: the page shows KEY CHANGED and sends nothing until /accept-key', LIMIT, async (t) => {
+  test('mm\'s identity changes: the page shows KEY CHANGED, holds mm\'s line and sends nothing until /accept-key, then shows the line', LIMIT, async (t) => {
     const w = await world(t);
     await withScreenshots('secure-mm-key-changed', () => w.pages, async () => {
       const first = await w.server.mm('max');
@@ -382,6 +387,8 @@ describe('end-to-end between the page and mm', () => {
       max.type(`/msg wendy ${fromNewKey}`);
       await security(page, 'changed', 'KEY CHANGED');
       await lineOf(page, "WARNING: max's key has CHANGED");
+      // Held, not lost: the page says so at once, in mm's words.
+      await lineOf(page, '1 message from max under the new key is held until you compare safety numbers (/verify max) and /accept-key max');
       // A line typed now is not sent.
       const from = frames.sent.length;
       const blocked = unique('blocked-line-');
@@ -405,6 +412,9 @@ describe('end-to-end between the page and mm', () => {
         async () => (await page.locator('#security').getAttribute('data-state')) !== 'changed',
         async () => `#security still says ${await page.locator('#security').textContent()} after /accept-key`,
       );
+      // The line held under the new key is shown now, as secure, after saying it follows.
+      await lineOf(page, '1 held message from max follows, sent under the key you just accepted');
+      await lineHas(page, fromNewKey, 'secure');
       await exchange(page, frames, max, 'accepted');
       await security(page, 'secure', 'SECURE');
     });

@@ -198,6 +198,13 @@ export function ownKeyWarning(peer) {
     + `again (or /insecure ${peer} to send plain)`;
 }
 
+/** What a Held event says (render.rs `held_words`): how many wait under a changed key, and what shows them. */
+export function heldWords(peer, held, dropped) {
+  const lost = dropped === 0 ? '' : dropped === 1 ? '; 1 older message was dropped (too many held)' : `; ${dropped} older messages were dropped (too many held)`;
+  const messages = held === 1 ? '1 message' : `${held} messages`;
+  return `${messages} from ${peer} under the new key ${held === 1 ? 'is' : 'are'} held until you compare safety numbers (/verify ${peer}) and /accept-key ${peer}${lost}`;
+}
+
 /** The words of OtherDevice (render.rs `secure_general`), said for the browser. */
 export const OTHER_DEVICE_WORDS = 'WARNING: another copy of this account\'s end-to-end keys published keys since this one last did: '
   + 'two browsers or programs are using one account, and their secure sessions break each other\'s. Use one copy only '
@@ -234,6 +241,13 @@ export function secureEventWords(event, fw) {
       };
     case 'Replayed':
       return { peer, kind: 'error', text: `a message from ${peer} came again (replayed by the server?) and was ignored` };
+    case 'Held':
+      return { peer, kind: 'alarm', text: heldWords(peer, event.held, event.dropped) };
+    case 'Released':
+      return {
+        peer, kind: 'notice',
+        text: `${event.count === 1 ? '1 held message' : `${event.count} held messages`} from ${peer} ${event.count === 1 ? 'follows' : 'follow'}, sent under the key you just accepted (${keyFingerprint(event.key)})`,
+      };
     case 'OtherDevice':
       return { peer: null, kind: 'alarm', text: OTHER_DEVICE_WORDS };
     case 'Failed': {

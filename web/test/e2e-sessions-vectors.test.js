@@ -1,7 +1,9 @@
 // The session manager against Rust's: e2e-v1.json's `sessions` section is a scripted run of
 // Rust's Sessions (common/src/e2e/tests/vectors/sessions.rs). (a) JS Sessions with the same
 // identities and CounterRng labels give the same actions, uploads and payloads byte for byte;
-// (b) each party alone in JS reads the payloads Rust's other parties sent.
+// (b) each party alone in JS reads the payloads Rust's other parties sent. The `sessions_held`
+// section (common/src/e2e/tests/vectors/held.rs) is replayed the same way: messages under a
+// changed key held until /accept-key.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sessions, failureWords, isBlocking } from '../src/e2e/sessions.js';
@@ -9,6 +11,7 @@ import { encodeClient } from '../src/protocol.js';
 import { vectors, counterRng, fromHex, toHex } from './e2e-helpers.js';
 
 const v = vectors.sessions;
+const held = vectors.sessions_held;
 
 /** A JS action in the vectors' JSON form. */
 function actionJson(a) {
@@ -42,6 +45,10 @@ function eventJson(e) {
       return { kind: 'Ended', peer: e.peer, unsent: e.unsent };
     case 'OtherDevice':
       return { kind: 'OtherDevice' };
+    case 'Held':
+      return { kind: 'Held', peer: e.peer, held: e.held, dropped: e.dropped };
+    case 'Released':
+      return { kind: 'Released', peer: e.peer, key: toHex(e.key), count: e.count };
     default:
       return { kind: e.kind, peer: e.peer };
   }
@@ -58,10 +65,11 @@ function bundleOf(b) {
   };
 }
 
-function parties() {
+function parties(section = v) {
   const out = {};
-  v.parties.forEach((p, i) => {
-    out[p] = Sessions.create({ me: p, identitySecret: fromHex(v.identities[i]), rng: counterRng(v.rng_labels[i]) });
+  section.parties.forEach((p, i) => {
+    const me = section.nicks?.[i] ?? p;
+    out[p] = Sessions.create({ me, identitySecret: fromHex(section.identities[i]), rng: counterRng(section.rng_labels[i]) });
   });
   return out;
 }
@@ -79,6 +87,8 @@ function runStep(s, step, payloadOf) {
       return s.start(step.peer, step.at_ms);
     case 'end':
       return s.end(step.peer);
+    case 'accept_key':
+      return s.acceptKey(step.peer, step.at_ms);
     case 'send_text': {
       const out = s.sendText(step.to, step.text, step.line, step.at_ms);
       assert.equal(out.kind, step.outcome);
@@ -107,10 +117,11 @@ test('the vectors hold a scripted run with starts with and without a one-time pr
   assert.ok(v.steps.some((s) => s.actions.some((a) => a.event?.kind === 'OtherDevice')));
 });
 
-test('JS Sessions give Rust\'s uploads, payloads and events byte for byte', () => {
-  const js = parties();
+/** Runs a section's steps in JS; each step's actions must be Rust's, byte for byte. */
+function byteForByte(section) {
+  const js = parties(section);
   const ours = new Map(); // Rust's payload hex -> the payload JS sent in its place
-  for (const [i, step] of v.steps.entries()) {
+  for (const [i, step] of section.steps.entries()) {
     const actions = runStep(js[step.who], step, (hex) => {
       const p = ours.get(hex);
       assert.ok(p, `step ${i}: JS never sent the payload received here`);
@@ -124,6 +135,17 @@ test('JS Sessions give Rust\'s uploads, payloads and events byte for byte', () =
     }
     assert.deepEqual(got, want, `step ${i} (${step.who} ${step.op})`);
   }
+}
+
+test('JS Sessions give Rust\'s uploads, payloads and events byte for byte', () => byteForByte(v));
+
+test('messages under a changed key: held, said, and released at /accept-key as Rust does, byte for byte', () => {
+  const events = held.steps.flatMap((s) => s.actions).filter((a) => a.type === 'Event').map((a) => a.event);
+  assert.ok(events.some((e) => e.kind === 'Held' && e.held === 2), 'two held');
+  assert.ok(events.some((e) => e.kind === 'Released' && e.count === 2), 'released at /accept-key');
+  const accept = held.steps.find((s) => s.op === 'accept_key');
+  assert.deepEqual(accept.actions.filter((a) => a.event?.kind === 'Message').map((a) => a.event.text), ["It's me, new phone", 'Did you get it?']);
+  byteForByte(held);
 });
 
 test('each party alone in JS reads the payloads Rust sent it and answers as Rust did', () => {

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sessions, Refused, failureWords, isBlocking } from '../src/e2e/sessions.js';
 import { E2eError } from '../src/e2e/errors.js';
-import { MAX_PEERS } from '../src/e2e/config.js';
+import { MAX_PEERS, MAX_HELD_PER_PEER } from '../src/e2e/config.js';
+import { MAX_RELAY_LEN } from '../src/protocol.js';
 import { World } from './e2e-sessions-world.js';
 import { counterRng } from './e2e-helpers.js';
 
@@ -113,10 +114,13 @@ test('a key change blocks sending until /accept-key; /verified never accepts it'
   w.restart('alice');
   refusal(() => alice.s.sendText('bob', 'secret', 2, w.now), 'KeyNotAccepted');
   refusal(() => bob.s.acceptKey('alice', w.now), 'NothingToAccept');
+  const before = alice.events.length;
   w.carry(alice, alice.s.acceptKey('bob', w.now));
+  // The message held under the new key is shown now; its session start is taken.
+  assert.deepEqual(texts(alice.events.slice(before)), ['new me']);
   assert.equal(alice.s.safetyNumberIsOfNewKey('bob'), false);
   assert.equal(alice.s.safetyNumber('bob'), bob2.s.safetyNumber('alice'));
-  assert.equal(w.say('alice', 'bob', 'welcome back', 3), 'Queued');
+  assert.equal(w.say('alice', 'bob', 'welcome back', 3), 'Secure');
   assert.equal(alice.s.status('bob').trust, 'Pinned', 'accepted, not verified');
   assert.deepEqual(texts(w.deliver('bob')), ['welcome back']);
 });
@@ -193,7 +197,11 @@ test('toState/restore mid-conversation carries on both ways; a damaged state is 
   const restore = (st) => Sessions.restore({ me: 'alice', identitySecret: secret, rng: counterRng('x'), state: st });
   restore(structuredClone(state));
   const damage = [
-    (s) => { s.v = 2; },
+    (s) => { s.v = 3; },
+    (s) => { s.peers[0].held = [{ id: 1n, payload: new Uint8Array(MAX_RELAY_LEN + 1) }]; },
+    (s) => { s.peers[0].held = Array.from({ length: 51 }, (_, i) => ({ id: BigInt(i), payload: new Uint8Array(1) })); },
+    (s) => { s.peers[0].held = [{ id: -1n, payload: new Uint8Array(1) }]; },
+    (s) => { delete s.peers[0].heldDropped; },
     (s) => { s.identity = new Uint8Array(32); },
     (s) => { s.peers[0].sessions[0].ratchet = s.peers[0].sessions[0].ratchet.subarray(1); },
     (s) => { s.peers[0].intent = 'Maybe'; },
@@ -397,5 +405,111 @@ test('toState survives a structured clone and restores to the same state', () =>
     () => Sessions.restore({ me: 'alice', identitySecret: counterRng('id bob')(32), rng: counterRng('r'), state: alice.s.toState() }),
     (e) => e instanceof E2eError && e.why === 'Format',
     "another identity's state",
+  );
+});
+
+/** Alice and Bob talked; then Bob's home is replaced (a new identity) and he logs in again. */
+function changed() {
+  const { w, alice, bob } = pair();
+  w.say('alice', 'bob', 'hello', 1);
+  w.deliver('bob');
+  const bob2 = w.add('bob', { seed: 'bob-new' });
+  w.login('bob');
+  return { w, alice, bob, bob2 };
+}
+
+const lastHeld = (events) => events.filter((e) => e.kind === 'Held').at(-1);
+
+test('messages under a changed key are held, saved, and shown after /accept-key; never twice', () => {
+  const { w, alice, bob2 } = changed();
+  w.say('bob', 'alice', 'new 1', 1);
+  w.say('bob', 'alice', 'new 2', 2);
+  const relays = w.relay.filter((m) => m.to === 'alice');
+  const ev = w.deliver('alice');
+  assert.deepEqual(texts(ev), [], 'not shown');
+  assert.deepEqual(lastHeld(ev), { kind: 'Held', peer: 'bob', held: 2, dropped: 0 });
+  // Saved before it is said: a restart keeps them (version 2 of the state).
+  assert.equal(alice.saved.v, 2);
+  w.restart('alice');
+  // The server sends one again (not acknowledged, say): held once, not twice.
+  const again = alice.s.receive('bob', relays[0].id, relays[0].payload, w.now);
+  assert.deepEqual(again, [{ type: 'Persist' }, { type: 'Event', event: { kind: 'Held', peer: 'bob', held: 2, dropped: 0 } }]);
+  assert.deepEqual(alice.s.receive('bob', relays[0].id + 1000n, relays[0].payload, w.now).map((a) => a.event.kind), ['Replayed']);
+  // /insecure does not show them.
+  w.carry(alice, alice.s.end('bob'));
+  assert.deepEqual(texts(alice.events), [], 'nothing shown after /insecure either');
+  const before = alice.events.length;
+  w.carry(alice, alice.s.acceptKey('bob', w.now));
+  const after = alice.events.slice(before);
+  assert.deepEqual(after[0], { kind: 'Released', peer: 'bob', key: bob2.s.publicKey, count: 2 });
+  assert.equal(after[1].kind, 'Ready');
+  assert.deepEqual(after[1].key, bob2.s.publicKey);
+  assert.deepEqual(texts(after), ['new 1', 'new 2']);
+  // Taken once: the same start again is refused.
+  for (const id of [relays[0].id, relays[0].id + 2000n]) {
+    assert.deepEqual(alice.s.receive('bob', id, relays[0].payload, w.now).map((a) => a.event.kind), ['Replayed']);
+  }
+});
+
+test('held messages are bounded per peer, the dropped counted', () => {
+  const { w, alice } = changed();
+  for (let n = 0; n < MAX_HELD_PER_PEER + 2; n++) w.say('bob', 'alice', `m${n}`, n + 1);
+  const ev = w.deliver('alice');
+  assert.deepEqual(lastHeld(ev), { kind: 'Held', peer: 'bob', held: MAX_HELD_PER_PEER, dropped: 2 });
+  w.restart('alice');
+  const before = alice.events.length;
+  w.carry(alice, alice.s.acceptKey('bob', w.now));
+  const shown = texts(alice.events.slice(before));
+  assert.equal(shown.length, MAX_HELD_PER_PEER);
+  assert.equal(shown[0], 'm2');
+});
+
+test('a state saved before messages were held (version 1) still loads, with nothing held', () => {
+  const { w, alice } = changed();
+  w.say('bob', 'alice', 'held', 1);
+  w.deliver('alice');
+  const v1 = structuredClone(alice.saved);
+  v1.v = 1;
+  for (const p of v1.peers) {
+    delete p.held;
+    delete p.heldDropped;
+  }
+  const s = Sessions.restore({ me: 'alice', identitySecret: counterRng('id alice')(32), rng: counterRng('v1'), state: v1 });
+  assert.equal(s.status('bob').failure.kind, 'KeyChanged', 'the block is kept');
+  assert.equal(s.toState().v, 2);
+  assert.deepEqual(s.toState().peers.map((p) => p.held), [[]]);
+});
+
+test('held messages are bounded in all: the oldest of any peer goes, and its peer is told', () => {
+  const { w, alice } = changed();
+  // Ten other peers blocked under a changed key, 50 held each (as restored): 500 in all.
+  const st = alice.s.toState();
+  for (let p = 0; p < 10; p++) {
+    st.peers.push({
+      nick: `p${p}`, intent: 'Secure', peerKey: null, sessions: [],
+      blocked: { kind: 'KeyChanged', pinned: new Uint8Array(32).fill(1), presented: new Uint8Array(32).fill(2) },
+      unacknowledged: [], renew: false,
+      held: Array.from({ length: MAX_HELD_PER_PEER }, (_, i) => ({ id: BigInt(p * MAX_HELD_PER_PEER + i), payload: new Uint8Array([p, i]) })),
+      heldDropped: 0,
+    });
+  }
+  alice.saved = st;
+  w.restart('alice');
+  w.say('bob', 'alice', 'one more', 1);
+  const ev = w.deliver('alice');
+  // The 501st: the lowest relay id of all (p0's first) goes, counted and said for p0.
+  assert.deepEqual(ev.filter((e) => e.kind === 'Held'), [
+    { kind: 'Held', peer: 'bob', held: 1, dropped: 0 },
+    { kind: 'Held', peer: 'p0', held: MAX_HELD_PER_PEER - 1, dropped: 1 },
+  ]);
+  const saved = alice.saved.peers.find((p) => p.nick === 'p0');
+  assert.equal(saved.held[0].id, 1n);
+  assert.equal(saved.heldDropped, 1);
+  // A saved state over the bound in all (each peer within its own) is damaged.
+  const over = structuredClone(alice.saved);
+  over.peers.push({ ...structuredClone(over.peers.find((p) => p.nick === 'p4')), nick: 'p10' });
+  assert.throws(
+    () => Sessions.restore({ me: 'alice', identitySecret: counterRng('id alice')(32), rng: counterRng('x'), state: over }),
+    (e) => e instanceof E2eError && e.why === 'Format',
   );
 });

@@ -90,6 +90,19 @@ test('end-to-end events in mm\'s words (client/src/render.rs secure())', () => {
     secureEventWords({ kind: 'Failed', peer: 'carol', failure: { kind: 'NoKeys' }, unsent: [1] }, fw).text,
     'carol has no end-to-end keys (an older client, or a browser page from before end-to-end; carol gets keys by logging in again with a current one); 1 waiting message was NOT sent. To send plain (the server can read it): /insecure carol, then send again',
   );
+  // As mm says them (client/src/render_tests.rs).
+  const held = secureEventWords({ kind: 'Held', peer: 'bob', held: 2, dropped: 0 }, fw);
+  assert.equal(held.peer, 'bob');
+  assert.equal(held.kind, 'alarm');
+  assert.equal(held.text, '2 messages from bob under the new key are held until you compare safety numbers (/verify bob) and /accept-key bob');
+  assert.equal(
+    secureEventWords({ kind: 'Held', peer: 'bob', held: 1, dropped: 3 }, fw).text,
+    '1 message from bob under the new key is held until you compare safety numbers (/verify bob) and /accept-key bob; 3 older messages were dropped (too many held)',
+  );
+  assert.equal(
+    secureEventWords({ kind: 'Released', peer: 'bob', key: key(0xab), count: 2 }, fw).text,
+    `2 held messages from bob follow, sent under the key you just accepted (${'abab '.repeat(15)}abab)`,
+  );
   assert.equal(secureEventWords({ kind: 'OtherDevice' }, fw).peer, null);
   assert.equal(secureEventWords({ kind: 'Message', peer: 'bob', id: 1n, text: 'x' }, fw), null);
   assert.equal(unsentReason({ kind: 'Ended', peer: 'bob', unsent: [1] }, fw), 'not sent: you said /insecure before it went');

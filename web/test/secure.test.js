@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { ActionRunner, Home, HomeError, Secure, memoryHomes } from '../src/secure.js';
 import * as e2e from '../src/e2e/sessions.js';
 import { counterRng } from './e2e-helpers.js';
-import { securityWords } from '../src/render.js';
+import { securityWords, secureEventWords } from '../src/render.js';
 
 function deferred() {
   let resolve;
@@ -104,7 +104,7 @@ test('the record is made at the first use, kept, and opened again with the same 
   const stored = homes.rows.get('wendy');
   assert.equal(stored.nick, 'Wendy');
   assert.ok(stored.identity instanceof Uint8Array && stored.identity.length === 32);
-  assert.equal(stored.state.v, 1);
+  assert.equal(stored.state.v, 2);
   assert.equal(typeof stored.writer, 'string');
   const b = await Home.open({ nick: 'wendy', homes, e2e, rng: counterRng('w2') });
   assert.deepEqual(b.sessions.publicKey, a.sessions.publicKey, 'the identity is kept, not made again');
@@ -469,3 +469,43 @@ test('a changed key: the conversation is blocked, nothing is sent, until /accept
 function securityWordsState(u, peer) {
   return securityWords(u.secure.status(peer), peer, u.secure.words).state;
 }
+
+test('a changed key: its message is held (saved, acknowledged, said), kept over a reload, and shown after /accept-key', async () => {
+  const w = world();
+  const alice = w.user('alice');
+  const bob = w.user('bob');
+  await loggedIn(w, alice, bob);
+  alice.secure.sendText('bob', 'one', 1);
+  await alice.secure.settled();
+  await w.flush();
+  await Promise.all(w.delivered);
+  const bob2 = w.user('bob', { label: 'bob elsewhere' });
+  await loggedIn(w, bob2);
+  bob2.secure.sendText('alice', 'it is me, new key', 1);
+  await bob2.secure.settled();
+  await w.flush();
+  // Acknowledged: it is held in the saved record.
+  assert.deepEqual(await Promise.all(w.delivered), [true, true]);
+  assert.equal(alice.shown.some((m) => m.text === 'it is me, new key'), false, 'not shown before /accept-key');
+  const held = alice.events.find((e) => e.kind === 'Held');
+  assert.deepEqual(held, { kind: 'Held', peer: 'bob', held: 1, dropped: 0 });
+  assert.equal(
+    secureEventWords(held, alice.secure.words).text,
+    '1 message from bob under the new key is held until you compare safety numbers (/verify bob) and /accept-key bob',
+  );
+  // The page is reloaded: the record holds it still.
+  alice.secure.drop('reloaded');
+  const again = w.user('alice', { homes: alice.homes, label: 'alice reloaded' });
+  assert.equal(await again.secure.open(), true);
+  assert.equal(again.secure.status('bob').failure.kind, 'KeyChanged');
+  // /insecure does not show it; /accept-key does, after saying it follows.
+  assert.equal(again.secure.command('insecure', 'bob'), null);
+  await again.secure.settled();
+  assert.deepEqual(again.shown, []);
+  assert.equal(again.secure.command('accept-key', 'bob'), null);
+  await again.secure.settled();
+  assert.deepEqual(again.shown.map((m) => m.text), ['it is me, new key']);
+  const kinds = again.events.map((e) => e.kind);
+  assert.ok(kinds.indexOf('Released') >= 0 && kinds.indexOf('Released') < kinds.indexOf('Ready'), kinds.join());
+  assert.ok(again.log.indexOf('event Released') < again.log.indexOf('show it is me, new key'));
+});

@@ -366,6 +366,12 @@ impl Core {
                     }
                     self.held_unsaved = true;
                 }
+                // Held under a changed key, but not saved: said, and not acknowledged either
+                // (the server sends it again at the next login, when it is held and saved).
+                Action::Event(event @ E2eEvent::Held { .. }) if unsaved.is_some() => {
+                    self.held_unsaved = true;
+                    self.secure_event(event);
+                }
                 Action::Event(event) => self.secure_event(event),
             }
         }

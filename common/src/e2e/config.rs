@@ -57,6 +57,14 @@ pub const MAX_SESSIONS_PER_PEER: usize = 3;
 /// between saving and showing shows them again, never loses them).
 pub const MAX_UNACKNOWLEDGED: usize = 1024;
 
+/// Most messages held per peer: sent under a changed key the user has not accepted yet, kept
+/// (not shown) until `/accept-key`; beyond it the oldest is dropped and counted.
+pub const MAX_HELD_PER_PEER: usize = 50;
+
+/// Most messages held in all (each at most [`crate::protocol::MAX_RELAY_LEN`] bytes); beyond
+/// it the oldest (lowest relay id) of any peer is dropped and counted.
+pub const MAX_HELD: usize = 500;
+
 /// Most one-time prekey secrets kept (the server keeps the newest
 /// [`crate::prekeys::MAX_ONE_TIME_STORED`]; we keep more, for bundles handed out before an
 /// upload trimmed the server's list).

@@ -67,6 +67,27 @@ pub enum E2eEvent {
         /// The peer.
         peer: String,
     },
+    /// Messages from the peer under a changed key not accepted yet: held, not shown and not
+    /// lost, until the user compares safety numbers and says `/accept-key` (the peer cannot be
+    /// told). Said each time one more is held.
+    Held {
+        /// The peer.
+        peer: String,
+        /// How many are held now.
+        held: usize,
+        /// How many older ones were dropped since the last `/accept-key`, over the bounds.
+        dropped: u64,
+    },
+    /// The user accepted the peer's new key: the messages held under it follow, as if they
+    /// arrived now (a [`E2eEvent::Ready`], then each one).
+    Released {
+        /// The peer.
+        peer: String,
+        /// The key just accepted.
+        key: [u8; KEY_LEN],
+        /// How many follow.
+        count: usize,
+    },
     /// Another copy of this client's home published keys since this one last did: two
     /// machines use one home, and their sessions break each other's.
     OtherDevice,

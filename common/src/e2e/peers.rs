@@ -82,6 +82,11 @@ struct Peer {
     queued: VecDeque<(String, u64, bool)>,
     /// Decrypted messages whose relay the server has not had acknowledged yet, by relay id.
     unacknowledged: BTreeMap<u64, Unacknowledged>,
+    /// Relays that authenticated under a changed key not accepted yet, oldest first: processed
+    /// again at `/accept-key`. At most [`super::config::MAX_HELD_PER_PEER`].
+    held: VecDeque<Held>,
+    /// How many held relays were dropped over the bounds since the last `/accept-key`.
+    held_dropped: u64,
     /// Another copy of this home may hold these sessions too: the next text starts a new
     /// session (fresh keys) instead of sending on them, so that two copies never encrypt under
     /// one message key. They still decrypt.
@@ -90,6 +95,14 @@ struct Peer {
     unsolicited: bool,
     /// When the entry was last made or used ([`Sessions::uses`] then): which one makes room.
     last_used: u64,
+}
+
+/// A relay held until the user accepts the peer's changed key: the payload as it came, with
+/// the server's id (the sender is the peer it is kept under).
+#[derive(Clone)]
+struct Held {
+    id: u64,
+    payload: Vec<u8>,
 }
 
 /// A decrypted message not acknowledged yet: shown again if the server sends the same bytes
@@ -113,6 +126,8 @@ impl Peer {
             setup: Setup::Idle,
             queued: VecDeque::new(),
             unacknowledged: BTreeMap::new(),
+            held: VecDeque::new(),
+            held_dropped: 0,
             renew: false,
             unsolicited: false,
             last_used: 0,

@@ -54,20 +54,32 @@ export function end(s, peer) {
 
 /**
  * /accept-key peer: after a key change, pins the new key (not verified) and unblocks; the next
- * text starts a session with it. The old sessions are dropped (wiped).
+ * text starts a session with it. The old sessions are dropped (wiped). The messages held
+ * meanwhile are taken now, in the order they came, as if they arrived now (Released, then what
+ * receive() makes of each). Only this shows them: /insecure does not (a plain conversation does
+ * not make an unaccepted key trusted). One held under yet another key blocks again, held again.
  * @returns {object[]} actions
  * @throws {Refused} NothingToAccept
  */
-export function acceptKey(s, peer, _now) {
+export function acceptKey(s, peer, now) {
   const existing = s.existing(peer);
   const blocked = existing === undefined ? null : blockedOf(existing);
   if (blocked?.kind !== 'KeyChanged') throw new Refused('NothingToAccept', { peer });
-  s.pins.replace(peer, blocked.presented);
+  const presented = Uint8Array.from(blocked.presented);
+  s.pins.replace(peer, presented);
   const entry = s.peer(peer);
   entry.setup = { kind: 'Idle' };
   for (const old of entry.sessions.splice(0)) wipeRatchet(old.ratchet);
   entry.peerKey = null;
-  return [{ type: 'Persist' }];
+  const held = entry.held.splice(0);
+  entry.heldDropped = 0;
+  const nick = entry.nick;
+  const actions = [{ type: 'Persist' }];
+  if (held.length > 0) {
+    actions.push({ type: 'Event', event: { kind: 'Released', peer: nick, key: presented, count: held.length } });
+    for (const h of held) actions.push(...s.receive(nick, h.id, h.payload, now));
+  }
+  return actions;
 }
 
 /**

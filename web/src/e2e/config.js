@@ -15,6 +15,10 @@ export const MAX_UNSOLICITED = MAX_PEERS / 4;
 export const MAX_SESSIONS_PER_PEER = 3;
 /** Most decrypted messages kept per peer until the server's copy is acknowledged. */
 export const MAX_UNACKNOWLEDGED = 1024;
+/** Most messages held per peer (under a changed key not accepted yet); the oldest go beyond it. */
+export const MAX_HELD_PER_PEER = 50;
+/** Most messages held in all; beyond it the oldest (lowest relay id) of any peer goes. */
+export const MAX_HELD = 500;
 /** Most one-time prekey secrets kept. */
 export const MAX_ONE_TIME_SECRETS = 400;
 /** Signed prekeys kept: the current one and older ones. */

@@ -6,7 +6,7 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { nickKey, nickError, textError, MAX_TEXT_LEN, MAX_RELAY_LEN } from '../protocol.js';
 import { equalBytes } from './errors.js';
-import { MAX_SESSIONS_PER_PEER, MAX_UNACKNOWLEDGED } from './config.js';
+import { MAX_HELD, MAX_HELD_PER_PEER, MAX_SESSIONS_PER_PEER, MAX_UNACKNOWLEDGED } from './config.js';
 import { decodeEnvelope, unpad } from './envelope.js';
 import { Ratchet } from './ratchet.js';
 import { respond } from './x3dh.js';
@@ -18,6 +18,7 @@ const U64_MAX = (1n << 64n) - 1n;
 
 const unreadable = (peer) => [{ type: 'Event', event: { kind: 'Unreadable', peer } }];
 const replayed = (peer) => [{ type: 'Event', event: { kind: 'Replayed', peer } }];
+const heldEvent = (entry) => ({ type: 'Event', event: { kind: 'Held', peer: entry.nick, held: entry.held.length, dropped: entry.heldDropped } });
 
 /** A relay id as a bigint (a safe non-negative Number is taken too), or null. */
 export function relayId(id) {
@@ -60,6 +61,13 @@ export function receive(s, from, id, payload, now) {
       kept.reshow = false;
       return [{ type: 'Event', event: { kind: 'Message', peer: nick, id, text: kept.text } }];
     }
+    return replayed(nick);
+  }
+  // Held already (under a changed key not accepted yet): sent again; the same bytes under
+  // another id are a replay.
+  const h = known?.held.find((x) => x.id === id || equalBytes(x.payload, payload));
+  if (h !== undefined) {
+    if (h.id === id && equalBytes(h.payload, payload)) return [{ type: 'Persist' }, heldEvent(known)];
     return replayed(nick);
   }
   let envelope;
@@ -157,6 +165,8 @@ function takeStart(s, nick, id, payload, start) {
     } catch {
       return unreadable(nick);
     }
+    // Under a changed key: held, not lost; taken again (as if it arrived then) at /accept-key.
+    if (checked.failure.kind === 'KeyChanged') return hold(s, nick, id, payload, checked.failure);
     return s.fail(nick, checked.failure);
   }
   let entry;
@@ -185,6 +195,48 @@ function takeStart(s, nick, id, payload, start) {
   const before = [{ type: 'Event', event: { kind: 'Ready', peer, key: Uint8Array.from(start.identity), trust: checked.trust, byPeer: true } }];
   if (wasFetching || hasQueued) before.push(...flushQueued(s, nick));
   return deliver(s, nick, id, payload, text, before);
+}
+
+/**
+ * A relay that authenticated under a changed key not accepted yet: held (saved before it is
+ * acknowledged: fail() asks for the save first), the conversation blocked, the user told how
+ * many wait. Over the bounds the oldest go, counted.
+ */
+function hold(s, nick, id, payload, failure) {
+  const key = nickKey(nick);
+  const entry = s.peers.get(key);
+  if (entry === undefined) return unreadable(nick);
+  entry.held.push({ id, payload: Uint8Array.from(payload) });
+  while (entry.held.length > MAX_HELD_PER_PEER) {
+    entry.held.shift();
+    entry.heldDropped += 1;
+  }
+  // In all: the oldest (lowest relay id) of any peer goes; its peer is told too.
+  const others = [];
+  const total = () => {
+    let n = 0;
+    for (const p of s.peers.values()) n += p.held.length;
+    return n;
+  };
+  while (total() > MAX_HELD) {
+    let oldest = null;
+    for (const [k, p] of s.peers) {
+      if (p.held.length === 0) continue;
+      const at = p.held[0].id;
+      if (oldest === null || at < oldest.id || (at === oldest.id && k < oldest.k)) oldest = { id: at, k };
+    }
+    if (oldest === null) break;
+    const p = s.peers.get(oldest.k);
+    p.held.shift();
+    p.heldDropped += 1;
+    if (oldest.k !== key && !others.includes(oldest.k)) others.push(oldest.k);
+  }
+  const actions = s.fail(nick, failure);
+  for (const k of [key, ...others]) {
+    const p = s.peers.get(k);
+    if (p !== undefined) actions.push(heldEvent(p));
+  }
+  return actions;
 }
 
 /** A decrypted text: kept until acknowledged, saved, then shown. */

@@ -11,7 +11,9 @@
 //   {type: 'FetchBundle', nick}                      ClientMsg::FetchBundle {nick}
 // Events (event.kind): Ready {peer, key, trust, byPeer}, Message {peer, id: bigint, text},
 // Resumed {peer}, Ended {peer, unsent: number[]}, Failed {peer, failure, unsent: number[]},
-// Unreadable {peer}, Replayed {peer}, OtherDevice {}.
+// Unreadable {peer}, Replayed {peer}, Held {peer, held, dropped} (messages under a changed key
+// not accepted yet, kept until /accept-key), Released {peer, key, count} (after /accept-key: the
+// held messages follow), OtherDevice {}.
 // Here: the table, statuses, failing, the clock's work; sending in send.js, incoming payloads
 // in receive.js, the user's commands in commands.js, the key directory in directory.js, the
 // saved state in state.js.
@@ -43,7 +45,9 @@ export function wipeRatchet(r) {
  * intent: 'Default' | 'Secure' | 'Plain'; sessions: [{ratchet, ephemeral: Uint8Array(32),
  * start: {signedPrekey, oneTime: number|null} | null}], the current first; setup: {kind:
  * 'Idle'} | {kind: 'Fetching', since: ms} | {kind: 'Failed', failure}; queued: [{text, line,
- * plain}]; unacknowledged: Map<bigint relay id, {digest: Uint8Array(32), text, reshow}>.
+ * plain}]; unacknowledged: Map<bigint relay id, {digest: Uint8Array(32), text, reshow}>;
+ * held: [{id: bigint, payload: Uint8Array}] (relays under a changed key not accepted yet, oldest
+ * first); heldDropped: how many went over the bounds since the last /accept-key.
  */
 export function newPeer(nick) {
   return {
@@ -54,6 +58,8 @@ export function newPeer(nick) {
     setup: { kind: 'Idle' },
     queued: [],
     unacknowledged: new Map(),
+    held: [],
+    heldDropped: 0,
     renew: false,
     unsolicited: false, // the peer started it and the user never took part (Sessions.peer)
     lastUsed: 0, // Sessions.uses when last made or used: which entry makes room
@@ -118,7 +124,7 @@ export class Sessions {
     return Uint8Array.from(this.identityPublic);
   }
 
-  /** Everything to save, as a structured-cloneable plain object ({v: 1, ...}); see state.js. */
+  /** Everything to save, as a structured-cloneable plain object ({v: 2, ...}); see state.js. */
   toState() {
     return state.toState(this);
   }

@@ -4,24 +4,26 @@
 // waiting for a peer's keys are not kept (the page reports them unsent when it closes), nor
 // key requests in flight (as in Rust).
 //
-// Shape, version 1 (every byte field a Uint8Array; structured-cloneable):
-// { v: 1, identity: Uint8Array(32) (our public key: a state of another identity is refused),
+// Shape, version 2 (every byte field a Uint8Array; structured-cloneable):
+// { v: 2, identity: Uint8Array(32) (our public key: a state of another identity is refused),
 //   keys: { signed: [{id, secret(32), signature(64), createdMs}], oneTime: [{id, secret(32), published}],
 //           nextId, seen: [[signedPrekeyId, ephemeral(32)]], rotateNow, device(16), devicePending(16)|null },
 //   pins: [{nick, key(32), verified}],
 //   peers: [{ nick, intent: 'Default'|'Secure'|'Plain', peerKey(32)|null,
 //             sessions: [{ratchet: Uint8Array (Ratchet.toBytes), ephemeral(32), start: {signedPrekey, oneTime}|null}],
 //             blocked: null | {kind: 'KeyChanged', pinned(32), presented(32)} | {kind: 'BadSignature'|'BadKey'|'OwnKey'},
-//             unacknowledged: [{id: bigint, digest(32), text}], renew, unsolicited }] }
+//             unacknowledged: [{id: bigint, digest(32), text}], renew, unsolicited,
+//             held: [{id: bigint, payload: Uint8Array}], heldDropped }] }
 // The peers are in the order they make room when the table is full (least recently used first);
-// `unsolicited` (the peer started it and the user never took part) may be missing in states
-// saved before it existed: false then (as Rust's older documents).
+// `unsolicited` (the peer started it and the user never took part) may be missing: false then
+// (as Rust's format 1 documents). Version 1 (before messages were held under a changed key) is
+// the same without held and heldDropped in a peer; it still loads, with nothing held.
 // restore() checks everything and loads all or nothing: E2eError('Format') otherwise.
 
-import { nickKey, nickError, DEVICE_TOKEN_LEN } from '../protocol.js';
+import { nickKey, nickError, DEVICE_TOKEN_LEN, MAX_RELAY_LEN } from '../protocol.js';
 import { E2eError, equalBytes } from './errors.js';
 import {
-  MAX_ONE_TIME_SECRETS, MAX_PEERS, MAX_SEEN_STARTS, MAX_SESSIONS_PER_PEER, MAX_SIGNED_PREKEYS, MAX_UNACKNOWLEDGED,
+  MAX_HELD, MAX_HELD_PER_PEER, MAX_ONE_TIME_SECRETS, MAX_PEERS, MAX_SEEN_STARTS, MAX_SESSIONS_PER_PEER, MAX_SIGNED_PREKEYS, MAX_UNACKNOWLEDGED,
 } from './config.js';
 import { Ratchet } from './ratchet.js';
 import { publicKey } from './x3dh.js';
@@ -31,7 +33,7 @@ import { blockedOf, newPeer } from './sessions.js';
 import { fromHex } from '../postcard.js';
 
 /** The version written. */
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
 const U64_MAX = (1n << 64n) - 1n;
 /** Most pins restored (pins outlive peer entries, so more than MAX_PEERS; a bound all the same). */
 export const MAX_PINS = 1 << 20;
@@ -43,7 +45,7 @@ export function toState(s) {
   const peers = [];
   for (const p of [...s.peers.values()].sort((a, b) => a.lastUsed - b.lastUsed)) {
     const blocked = blockedOf(p);
-    if (p.intent === 'Default' && p.sessions.length === 0 && blocked === null && p.unacknowledged.size === 0 && !p.renew) continue;
+    if (p.intent === 'Default' && p.sessions.length === 0 && blocked === null && p.unacknowledged.size === 0 && p.held.length === 0 && !p.renew) continue;
     peers.push({
       nick: p.nick,
       intent: p.intent,
@@ -60,6 +62,8 @@ export function toState(s) {
         .map(([id, u]) => ({ id, digest: copy(u.digest), text: u.text })),
       renew: p.renew,
       unsolicited: p.unsolicited,
+      held: p.held.map((h) => ({ id: h.id, payload: copy(h.payload) })),
+      heldDropped: p.heldDropped,
     });
   }
   const seen = [];
@@ -100,7 +104,8 @@ const isArr = (v, max) => Array.isArray(v) && v.length <= max;
 
 /** Restores `state` into the fresh Sessions `s`: all or nothing. @throws {E2eError} 'Format' */
 export function restore(s, state) {
-  need(isObj(state) && state.v === STATE_VERSION, 'version');
+  need(isObj(state) && (state.v === STATE_VERSION || state.v === 1), 'version');
+  const withHeld = state.v === STATE_VERSION;
   need(isBytes(state.identity, 32) && equalBytes(state.identity, s.identityPublic), 'of another identity');
   const sk = state.keys;
   need(isObj(sk), 'keys');
@@ -141,6 +146,7 @@ export function restore(s, state) {
   need(isArr(state.peers, MAX_PEERS), 'peers');
   const peers = new Map();
   let uses = 0;
+  let heldInAll = 0;
   for (const p of state.peers) {
     need(isObj(p) && typeof p.nick === 'string', 'peer');
     need(['Default', 'Secure', 'Plain'].includes(p.intent) && isBool(p.renew), 'peer intent');
@@ -184,6 +190,17 @@ export function restore(s, state) {
       need(isBytes(u.digest, 32) && typeof u.text === 'string' && !entry.unacknowledged.has(u.id), 'kept message');
       // Restored: each may be shown again once, if the server sends it again.
       entry.unacknowledged.set(u.id, { digest: copy(u.digest), text: u.text, reshow: true });
+    }
+    if (withHeld) {
+      need(isArr(p.held, MAX_HELD_PER_PEER) && Number.isSafeInteger(p.heldDropped) && p.heldDropped >= 0, 'held bounds');
+      heldInAll += p.held.length;
+      need(heldInAll <= MAX_HELD, 'held bounds');
+      for (const h of p.held) {
+        need(isObj(h) && typeof h.id === 'bigint' && h.id >= 0n && h.id <= U64_MAX, 'held message id');
+        need(isBytes(h.payload, null) && h.payload.length <= MAX_RELAY_LEN, 'held message');
+        entry.held.push({ id: h.id, payload: copy(h.payload) });
+      }
+      entry.heldDropped = p.heldDropped;
     }
     if (nickError(p.nick) !== null) continue; // as Rust: never saved by this version; skipped
     need(!peers.has(nickKey(p.nick)), 'peer twice');

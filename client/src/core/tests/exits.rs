@@ -582,3 +582,96 @@ fn messages_delivered_out_of_order_all_decrypt_once() {
     );
     assert!(!unreadable(&bob, "alice"));
 }
+
+#[test]
+fn a_message_under_a_new_identity_is_held_then_shown_after_accept_key() {
+    let mut world = secured();
+    world.disconnect("bob");
+    world.clients.remove("bob");
+    world.advance(Duration::from_secs(10));
+    world.events("alice");
+    world.connect_with("bob", config("bob"));
+    let new_key = world.core("bob").public_key();
+    let now = world.now;
+    world
+        .core("bob")
+        .private("alice", "it is me, new phone", now)
+        .expect("connected");
+    world.pump();
+    let events = world.events("alice");
+    assert!(secure_texts(&events, "bob").is_empty(), "{events:?}");
+    // Said at once: one message waits, and what shows it.
+    assert!(
+        secure_events(&events).iter().any(|e| matches!(e,
+            E2eEvent::Held { peer, held: 1, dropped: 0 } if peer == "bob")),
+        "{events:?}"
+    );
+    // /insecure does not show it.
+    let now = world.now;
+    world.core("alice").insecure("bob", now).expect("blocked");
+    world.pump();
+    assert!(secure_texts(&world.events("alice"), "bob").is_empty());
+    world.core("alice").accept_key("bob", now).expect("changed");
+    world.pump();
+    let events = world.events("alice");
+    assert!(
+        secure_events(&events).iter().any(|e| matches!(e,
+            E2eEvent::Released { key, count: 1, .. } if *key == new_key)),
+        "{events:?}"
+    );
+    assert_eq!(secure_texts(&events, "bob"), ["it is me, new phone"]);
+}
+
+/// alice (whose end-to-end state is saved in a file, which cannot be written when `breaks`)
+/// and bob talk; bob comes back with a new identity and writes. Returns whether alice
+/// acknowledged anything after that, and her events.
+fn held_while_saving(breaks: bool) -> (bool, Vec<Event>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("home");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let mut world = World::new();
+    let mut alice = config("alice");
+    alice.secure.state_file = Some(dir.join(crate::secure::STATE_FILE));
+    world.connect_with("alice", alice);
+    world.connect("bob");
+    let now = world.now;
+    world
+        .core("bob")
+        .private("alice", "hello alice", now)
+        .expect("connected");
+    world.pump();
+    world.advance(Duration::from_secs(5));
+    assert_eq!(secure_texts(&world.events("alice"), "bob"), ["hello alice"]);
+    world.disconnect("bob");
+    world.clients.remove("bob");
+    world.connect_with("bob", config("bob"));
+    if breaks {
+        std::fs::remove_dir_all(&dir).expect("rm");
+    }
+    let before = world.server.log.len();
+    let now = world.now;
+    world
+        .core("bob")
+        .private("alice", "new phone", now)
+        .expect("connected");
+    world.pump();
+    world.advance(Duration::from_secs(5));
+    let acked = world.server.log[before..]
+        .iter()
+        .any(|l| l.from == "alice" && matches!(l.msg, ClientMsg::Received { .. }));
+    (acked, world.events("alice"))
+}
+
+#[test]
+fn a_held_message_is_acknowledged_only_once_saved() {
+    for breaks in [false, true] {
+        let (acked, events) = held_while_saving(breaks);
+        assert!(
+            secure_events(&events)
+                .iter()
+                .any(|e| matches!(e, E2eEvent::Held { held: 1, .. })),
+            "said either way: {events:?}"
+        );
+        assert_eq!(acked, !breaks, "saving failed: {breaks}; {events:?}");
+    }
+}

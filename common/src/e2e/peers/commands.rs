@@ -80,11 +80,16 @@ impl Sessions {
     }
 
     /// `/accept-key peer`: after a key change, pins the new key (not verified) and unblocks;
-    /// the next text starts a session with it.
+    /// the next text starts a session with it. The messages held meanwhile
+    /// ([`E2eEvent::Held`]) are taken now, in the order they came, as if they arrived now
+    /// ([`E2eEvent::Released`], then what [`Sessions::receive`] makes of each: the peer's
+    /// session start, then its texts). This is the only way they are shown: `/insecure` does
+    /// not show them (a plain conversation does not make an unaccepted key trusted). One held
+    /// under yet another key blocks the conversation again, and is held again.
     ///
     /// # Errors
     /// [`Refused::NothingToAccept`] if the peer's key did not change.
-    pub fn accept_key(&mut self, peer: &str, _now: Instant) -> Result<Vec<Action>, Refused> {
+    pub fn accept_key(&mut self, peer: &str, now: Instant) -> Result<Vec<Action>, Refused> {
         let presented = match self.peers.get(&nick_key(peer)).and_then(|p| p.blocked()) {
             Some(Failure::KeyChanged { presented, .. }) => *presented,
             _ => return Err(Refused::NothingToAccept(peer.to_owned())),
@@ -94,7 +99,21 @@ impl Sessions {
         entry.setup = Setup::Idle;
         entry.sessions.clear();
         entry.peer_key = None;
-        Ok(vec![Action::Persist])
+        let held = std::mem::take(&mut entry.held);
+        entry.held_dropped = 0;
+        let nick = entry.nick.clone();
+        let mut actions = vec![Action::Persist];
+        if !held.is_empty() {
+            actions.push(Action::Event(E2eEvent::Released {
+                peer: nick.clone(),
+                key: presented,
+                count: held.len(),
+            }));
+            for h in held {
+                actions.extend(self.receive(&nick, h.id, &h.payload, now));
+            }
+        }
+        Ok(actions)
     }
 
     /// `/verified peer`: the user compared the safety number ([`Sessions::safety_number`]) and

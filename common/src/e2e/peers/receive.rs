@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::{Intent, Session, Sessions, Setup, Unacknowledged};
-use crate::e2e::config::{MAX_SESSIONS_PER_PEER, MAX_UNACKNOWLEDGED};
+use super::{Held, Intent, Session, Sessions, Setup, Unacknowledged};
+use crate::e2e::config::{MAX_HELD, MAX_HELD_PER_PEER, MAX_SESSIONS_PER_PEER, MAX_UNACKNOWLEDGED};
 use crate::e2e::envelope::{decode, unpad, Envelope, Inner, Sealed};
 use crate::e2e::error::Failure;
 use crate::e2e::event::{Action, E2eEvent};
@@ -77,6 +77,21 @@ impl Sessions {
                 })];
             }
             return vec![Action::Event(E2eEvent::Replayed { peer: nick })];
+        }
+        // Held already (under a changed key not accepted yet): the server sent it again
+        // (after a restart, or because it was not saved); the same bytes under another id are
+        // a replay.
+        if let Some(entry) = self.peers.get(&key) {
+            if let Some(h) = entry
+                .held
+                .iter()
+                .find(|h| h.id == id || h.payload == payload)
+            {
+                if h.id == id && h.payload == payload {
+                    return vec![Action::Persist, held_event(&entry.nick, entry)];
+                }
+                return vec![Action::Event(E2eEvent::Replayed { peer: nick })];
+            }
         }
         let Some(envelope) = decode(payload) else {
             return unreadable(&nick);
@@ -227,9 +242,13 @@ impl Sessions {
             Err(failure) => {
                 // A key other than the pinned one (or ours), proven by the sender. Blocked
                 // until the user compares and accepts it; the sessions with the pinned key
-                // stay, and nothing is spent (the start is not taken).
+                // stay, and nothing is spent (the start is not taken). Under a changed key it
+                // is held, not lost: taken again (as if it arrived then) at `/accept-key`.
                 if self.peer_started(nick).is_err() {
                     return unreadable(nick);
+                }
+                if matches!(failure, Failure::KeyChanged { .. }) {
+                    return self.hold(nick, id, payload, failure);
                 }
                 return self.fail(nick, failure);
             }
@@ -285,6 +304,51 @@ impl Sessions {
         self.deliver(nick, id, payload, text, before)
     }
 
+    /// A relay that authenticated under a changed key not accepted yet: held (saved before
+    /// it is acknowledged: [`fail`](Sessions::fail) asks for the save first), the conversation
+    /// blocked, and the user told how many wait. Over the bounds the oldest go, counted.
+    fn hold(&mut self, nick: &str, id: u64, payload: &[u8], failure: Failure) -> Vec<Action> {
+        let key = nick_key(nick);
+        let Some(entry) = self.peers.get_mut(&key) else {
+            return unreadable(nick);
+        };
+        entry.held.push_back(Held {
+            id,
+            payload: payload.to_vec(),
+        });
+        while entry.held.len() > MAX_HELD_PER_PEER {
+            entry.held.pop_front();
+            entry.held_dropped = entry.held_dropped.saturating_add(1);
+        }
+        // In all: the oldest (lowest relay id) of any peer goes; its peer is told too.
+        let mut others = Vec::new();
+        while self.peers.values().map(|p| p.held.len()).sum::<usize>() > MAX_HELD {
+            let Some(oldest) = self
+                .peers
+                .iter()
+                .filter_map(|(k, p)| p.held.front().map(|h| (h.id, k.clone())))
+                .min()
+                .map(|(_, k)| k)
+            else {
+                break;
+            };
+            if let Some(p) = self.peers.get_mut(&oldest) {
+                p.held.pop_front();
+                p.held_dropped = p.held_dropped.saturating_add(1);
+                if oldest != key && !others.contains(&oldest) {
+                    others.push(oldest);
+                }
+            }
+        }
+        let mut actions = self.fail(nick, failure);
+        for k in std::iter::once(&key).chain(&others) {
+            if let Some(p) = self.peers.get(k) {
+                actions.push(held_event(&p.nick, p));
+            }
+        }
+        actions
+    }
+
     /// A decrypted text: kept until acknowledged, then saved, then shown.
     fn deliver(
         &mut self,
@@ -336,6 +400,15 @@ impl Sessions {
             kept.reshow = true;
         }
     }
+}
+
+/// How many relays of `entry` are held: said to the user.
+fn held_event(nick: &str, entry: &super::Peer) -> Action {
+    Action::Event(E2eEvent::Held {
+        peer: nick.to_owned(),
+        held: entry.held.len(),
+        dropped: entry.held_dropped,
+    })
 }
 
 fn unreadable(nick: &str) -> Vec<Action> {

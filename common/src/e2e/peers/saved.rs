@@ -2,13 +2,14 @@
 //! one postcard document with a format version and a SHA-256 checksum at its end, holding our prekey secrets, every ratchet,
 //! what the user wants of each conversation, blocks, and the decrypted messages not
 //! acknowledged yet (texts waiting for a peer's keys are not kept: the client reports them
-//! unsent when it exits). The caller writes it to a 0600 file atomically; the bytes are zeroized
-//! when dropped.
+//! unsent when it exits), and the relays held under a changed key not accepted yet.
 //!
-//! The peers are saved least recently used first (the order in which they make room when the
-//! table is full), and after the document, before the checksum, comes a [`SavedUse`]: which of
-//! them the peer started without the user taking part. A document without it (written before
-//! it existed) loads with every peer taken as one the user took part in; older readers skip it.
+//! Format 2 is format 1's document (with 2 as its version) followed by the held relays
+//! ([`SavedHeldPart`]) and then a [`SavedUse`]: which of the saved peers the peer started without
+//! the user taking part. The peers are saved least recently used first (the order in which they
+//! make room when the table is full). A format 1 document (written before either existed) still
+//! loads, with nothing held and every peer taken as one the user took part in. The caller writes
+//! it to a 0600 file atomically; the bytes are zeroized when dropped.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -16,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{Intent, Peer, Session, Sessions, Setup, StartParams, Unacknowledged};
+use super::{Held, Intent, Peer, Session, Sessions, Setup, StartParams, Unacknowledged};
 use crate::e2e::config::{
-    MAX_ONE_TIME_SECRETS, MAX_PEERS, MAX_SEEN_STARTS, MAX_SESSIONS_PER_PEER, MAX_SIGNED_PREKEYS,
-    MAX_UNACKNOWLEDGED,
+    MAX_HELD, MAX_HELD_PER_PEER, MAX_ONE_TIME_SECRETS, MAX_PEERS, MAX_SEEN_STARTS,
+    MAX_SESSIONS_PER_PEER, MAX_SIGNED_PREKEYS, MAX_UNACKNOWLEDGED,
 };
 use crate::e2e::error::Failure;
 use crate::e2e::keys::{OneTimeSecret, OwnKeys, SignedSecret};
@@ -27,10 +28,13 @@ use crate::e2e::ratchet::Ratchet;
 use crate::e2e::x3dh;
 use crate::identity::KEY_LEN;
 use crate::prekeys::DEVICE_TOKEN_LEN;
-use crate::protocol::{nick_key, validate_nick};
+use crate::protocol::{nick_key, validate_nick, MAX_RELAY_LEN};
 
 /// The format version written first.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+
+/// The format before messages were held: the same document without the held part.
+const FORMAT_1: u8 = 1;
 
 #[derive(Serialize, Deserialize, Zeroize)]
 struct SavedSigned {
@@ -92,12 +96,34 @@ struct SavedState {
     peers: Vec<SavedPeer>,
 }
 
-/// What follows the [`SavedState`] (see the module doc).
+/// What follows the [`SavedHeldPart`] in format 2 (see the module doc).
 #[derive(Serialize, Deserialize)]
 struct SavedUse {
     /// One flag per saved peer, in their order: the peer started it and the user never took
     /// part.
     unsolicited: Vec<bool>,
+}
+
+/// One peer's held relays, oldest first.
+#[derive(Serialize, Deserialize, Zeroize)]
+struct SavedHeld {
+    nick: String,
+    /// How many were dropped over the bounds since the last `/accept-key`.
+    dropped: u64,
+    /// (relay id, payload).
+    relays: Vec<(u64, Vec<u8>)>,
+}
+
+/// What format 2 adds after format 1's document.
+#[derive(Serialize, Deserialize, Zeroize)]
+struct SavedHeldPart {
+    held: Vec<SavedHeld>,
+}
+
+impl Drop for SavedHeldPart {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
 }
 
 impl Drop for SavedState {
@@ -127,6 +153,7 @@ impl Sessions {
                     || !p.sessions.is_empty()
                     || p.blocked().is_some()
                     || !p.unacknowledged.is_empty()
+                    || !p.held.is_empty()
                     || p.renew
             })
             .collect();
@@ -202,10 +229,23 @@ impl Sessions {
                 })
                 .collect(),
         };
+        let held = SavedHeldPart {
+            held: self
+                .peers
+                .values()
+                .filter(|p| !p.held.is_empty() || p.held_dropped > 0)
+                .map(|p| SavedHeld {
+                    nick: p.nick.clone(),
+                    dropped: p.held_dropped,
+                    relays: p.held.iter().map(|h| (h.id, h.payload.clone())).collect(),
+                })
+                .collect(),
+        };
         let mut bytes = Zeroizing::new(postcard::to_allocvec(&state).unwrap_or_default());
-        if let Ok(more) = postcard::to_allocvec(&uses) {
-            bytes.extend_from_slice(&more);
-        }
+        bytes.extend_from_slice(&Zeroizing::new(
+            postcard::to_allocvec(&held).unwrap_or_default(),
+        ));
+        bytes.extend_from_slice(&postcard::to_allocvec(&uses).unwrap_or_default());
         // A checksum last: a file damaged on disk is refused whole, never half-read into keys
         // that decrypt nothing.
         let sum: [u8; 32] = Sha256::digest(&bytes[..]).into();
@@ -228,18 +268,34 @@ impl Sessions {
         }
         let (state, rest): (SavedState, &[u8]) =
             postcard::take_from_bytes(body).map_err(|_| StateError::Damaged)?;
-        let unsolicited = if rest.is_empty() {
-            vec![false; state.peers.len()] // saved before the flags existed
-        } else {
-            let (uses, after): (SavedUse, &[u8]) =
-                postcard::take_from_bytes(rest).map_err(|_| StateError::Damaged)?;
-            if !after.is_empty() || uses.unsolicited.len() != state.peers.len() {
-                return Err(StateError::Damaged);
+        let (held, unsolicited) = match state.format {
+            // Saved before held messages and the flags existed.
+            FORMAT_1 if rest.is_empty() => (
+                SavedHeldPart { held: Vec::new() },
+                vec![false; state.peers.len()],
+            ),
+            FORMAT => {
+                let (held, rest): (SavedHeldPart, &[u8]) =
+                    postcard::take_from_bytes(rest).map_err(|_| StateError::Damaged)?;
+                let (uses, after): (SavedUse, &[u8]) =
+                    postcard::take_from_bytes(rest).map_err(|_| StateError::Damaged)?;
+                if !after.is_empty() || uses.unsolicited.len() != state.peers.len() {
+                    return Err(StateError::Damaged);
+                }
+                (held, uses.unsolicited)
             }
-            uses.unsolicited
+            _ => return Err(StateError::Damaged),
         };
-        if state.format != FORMAT
-            || state.signed.len() > MAX_SIGNED_PREKEYS
+        if held.held.len() > MAX_PEERS
+            || held.held.iter().map(|h| h.relays.len()).sum::<usize>() > MAX_HELD
+            || held.held.iter().any(|h| {
+                h.relays.len() > MAX_HELD_PER_PEER
+                    || h.relays.iter().any(|(_, p)| p.len() > MAX_RELAY_LEN)
+            })
+        {
+            return Err(StateError::Damaged);
+        }
+        if state.signed.len() > MAX_SIGNED_PREKEYS
             || state.one_time.len() > MAX_ONE_TIME_SECRETS
             || state.seen.len() > MAX_SEEN_STARTS * MAX_SIGNED_PREKEYS
             || state.peers.len() > MAX_PEERS
@@ -335,11 +391,34 @@ impl Sessions {
                         )
                     })
                     .collect::<BTreeMap<_, _>>(),
+                held: VecDeque::new(),
+                held_dropped: 0,
                 renew: p.renew,
                 unsolicited,
                 last_used: uses,
             };
             peers.insert(nick_key(&p.nick), peer);
+        }
+        for h in &held.held {
+            if validate_nick(&h.nick).is_err() {
+                continue; // as its peer above
+            }
+            // Held only in a saved peer entry (it is blocked).
+            let entry = peers
+                .get_mut(&nick_key(&h.nick))
+                .ok_or(StateError::Damaged)?;
+            if !entry.held.is_empty() {
+                return Err(StateError::Damaged); // the same peer twice
+            }
+            entry.held_dropped = h.dropped;
+            entry.held = h
+                .relays
+                .iter()
+                .map(|(id, payload)| Held {
+                    id: *id,
+                    payload: payload.clone(),
+                })
+                .collect();
         }
         self.keys = keys;
         self.peers = peers;

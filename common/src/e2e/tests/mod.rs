@@ -3,6 +3,7 @@
 //! and that tests can turn hostile (replay, alter, drop, serve bad bundles).
 
 mod directory;
+mod held;
 mod hostile;
 mod kdf;
 mod peer_table;

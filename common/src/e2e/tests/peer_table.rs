@@ -240,14 +240,17 @@ fn a_state_saved_before_the_flags_loads_with_every_peer_taken_part_in() {
         let (_, p) = stranger(&mut w, &nick, "bob", "x");
         relay(&mut w, &nick, "bob", 500 + k, p);
     }
-    // The document as an older version wrote it: without what follows it.
+    // The document as format 1 wrote it: version byte 1, without what follows it (nothing
+    // held: an empty list; then SavedUse: two flags, both set).
     let saved = w.user("bob").saved.clone();
     let body = &saved[..saved.len() - 32];
-    let flags = [2u8, 1, 1]; // SavedUse: two flags, both set
-    assert!(body.ends_with(&flags));
-    let old = &body[..body.len() - flags.len()];
-    let mut old_state = old.to_vec();
-    old_state.extend_from_slice(&sha2::Sha256::digest(old));
+    let after = [0u8, 2, 1, 1];
+    assert!(body.ends_with(&after));
+    assert_eq!(body[0], 2, "format 2");
+    let mut old = body[..body.len() - after.len()].to_vec();
+    old[0] = 1;
+    let mut old_state = old.clone();
+    old_state.extend_from_slice(&sha2::Sha256::digest(&old));
     let user = w.user_mut("bob");
     let mut fresh = Sessions::new(
         "bob",
@@ -268,8 +271,21 @@ fn a_state_saved_before_the_flags_loads_with_every_peer_taken_part_in() {
         );
     }
     // Damaged flags are refused: the wrong count, or bytes after them.
-    for bad in [&[1u8, 1][..], &[2, 1, 1, 0][..], &[2, 1, 7][..]] {
-        let mut doc = old.to_vec();
+    // Format 1 with anything after its document is refused too.
+    for bad in [&[0u8][..], &[0, 2, 1, 1][..]] {
+        let mut doc = old.clone();
+        doc.extend_from_slice(bad);
+        let sum = sha2::Sha256::digest(&doc);
+        doc.extend_from_slice(&sum);
+        let mut s = Sessions::new("bob", Identity::generate(), Pins::default(), small());
+        assert_eq!(
+            s.restore(&doc),
+            Err(crate::e2e::StateError::Damaged),
+            "{bad:?}"
+        );
+    }
+    for bad in [&[1u8, 1][..], &[2, 1, 1, 0][..], &[2, 1, 7][..], &[][..]] {
+        let mut doc = body[..body.len() - 3].to_vec(); // format 2 up to its held part
         doc.extend_from_slice(bad);
         let sum = sha2::Sha256::digest(&doc);
         doc.extend_from_slice(&sum);

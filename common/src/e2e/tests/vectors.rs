@@ -21,6 +21,7 @@ use crate::identity::{hex, Identity};
 use crate::prekeys::{signed_prekey_message, OneTimePrekey, PrekeyBundle, SignedPrekey};
 use crate::safety::safety_number;
 
+mod held;
 mod sessions;
 mod sessions_full;
 
@@ -589,6 +590,7 @@ fn all_vectors() -> Value {
         "signed_prekey_message": prekey_vectors(),
         "sessions": sessions::sessions_vectors(),
         "sessions_full": sessions_full::sessions_full_vectors(),
+        "sessions_held": held::held_vectors(),
     })
 }
 

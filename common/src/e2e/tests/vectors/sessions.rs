@@ -15,7 +15,7 @@ use crate::prekeys::{BundleAnswer, KeyUpload, PrekeyBundle};
 use crate::protocol::ClientMsg;
 
 /// The wall clock of the logins (milliseconds since the Unix epoch).
-const NOW_MS: u64 = 1_700_000_000_000;
+pub(super) const NOW_MS: u64 = 1_700_000_000_000;
 
 pub(super) const ABOUT: &str = "A scripted run of the session manager (common/src/e2e/peers.rs, \
 Sessions::with_rng with E2eConfig::default() and no pins). identities: each party's identity \
@@ -64,6 +64,14 @@ fn event_json(e: &E2eEvent) -> Value {
         }
         E2eEvent::Unreadable { peer } => json!({"kind": "Unreadable", "peer": peer}),
         E2eEvent::Replayed { peer } => json!({"kind": "Replayed", "peer": peer}),
+        E2eEvent::Held {
+            peer,
+            held,
+            dropped,
+        } => json!({"kind": "Held", "peer": peer, "held": held, "dropped": dropped}),
+        E2eEvent::Released { peer, key, count } => {
+            json!({"kind": "Released", "peer": peer, "key": hex(key), "count": count})
+        }
         E2eEvent::OtherDevice => json!({"kind": "OtherDevice"}),
     }
 }
