@@ -64,10 +64,9 @@ function onEvent(e) {
   switch (e.kind) {
     case 'status':
       status(e.text, e.state === 'reconnecting' || e.state === 'offline');
-      if (e.state === 'reconnecting' || e.state === 'offline') {
-        chat?.disconnected();
-        secure?.disconnected();
-      }
+      // Presence unknown and secure conversations paused while not connected.
+      chat?.linkState(e.state);
+      if (e.state === 'reconnecting' || e.state === 'offline') secure?.disconnected();
       if (e.state === 'connected') buttons();
       break;
     case 'welcome':
@@ -156,7 +155,8 @@ async function restorePrivate(acc) {
   }
 }
 
-async function begin(acc) {
+/** `created`: the account was made just now (the Nick form), not loaded. */
+async function begin(acc, { created = false } = {}) {
   account = acc;
   $('welcome').hidden = true;
   chat ??= new ChatView({
@@ -173,6 +173,7 @@ async function begin(acc) {
     secure?.drop('another account');
     secure = new Secure({
       nick: acc.nick, e2e, homes: indexedDbHomes, rng: browserRng, connection: () => connection, ui: chat,
+      newAccount: created,
     });
   }
   chat.secure = secure;
@@ -269,7 +270,7 @@ $('join-form').addEventListener('submit', async (e) => {
   $('join-button').disabled = true;
   try {
     const acc = await createAccount(nick);
-    begin(acc);
+    begin(acc, { created: true });
   } catch (err) {
     setText($('join-error'), `This browser could not make or keep the account key: ${err?.message ?? err}. Private browsing windows may not keep it.`);
   } finally {

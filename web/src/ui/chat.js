@@ -7,7 +7,7 @@ import { $, h, setText, nickClass } from './dom.js';
 import { parse, plan, complete, CommandError } from '../commands.js';
 import {
   notice, mentions, linkParts, timeWords, ROLE_PREFIX, ROLE_WORDS, modeLetters, securityWords,
-  secureEventWords, unsentReason, safetyNumberLines, sentTextLine,
+  secureEventWords, unsentReason, safetyNumberLines, sentTextLine, verifiedWords, acceptedWords,
 } from '../render.js';
 import { LOBBY, nickKey, roomKey, isLobby, sanitize, ErrorCode } from '../protocol.js';
 
@@ -82,6 +82,12 @@ export class ChatView {
     this.onQuit = onQuit;
     this.me = '';
     this.online = 0;
+    // The connection: 'connected' (logged in), 'reconnecting' (it was, and is being made again)
+    // or 'offline' (not yet, or stopped). Until connected, presence is unknown and a secure
+    // conversation says it is paused.
+    this.link = 'offline';
+    this.everConnected = false;
+    this.accepted = new Set(); // nick keys whose new key the user accepted here, until their next Ready
     this.convs = new Map();
     this.current = null;
     this.maxTextLen = 4096;
@@ -175,7 +181,25 @@ export class ChatView {
   disconnected() {
     this.conv('room', LOBBY).members.clear();
     this.online = 0;
+    // Nor is whether a private peer is online: asked again (Monitor) at the next login.
+    for (const c of this.convs.values()) if (c.kind === 'private') c.online = undefined;
     this.#refresh();
+  }
+
+  /**
+   * The connection's state (its `status` events: connecting | connected | reconnecting |
+   * offline): what the header and the security line say while not connected.
+   */
+  linkState(state) {
+    let link;
+    if (state === 'connected') link = 'connected';
+    else if (state === 'reconnecting' || (state === 'connecting' && this.everConnected)) link = 'reconnecting';
+    else link = 'offline';
+    if (link === 'connected') this.everConnected = true;
+    if (link === this.link) return;
+    this.link = link;
+    if (link !== 'connected') this.disconnected();
+    else this.#refresh();
   }
 
   /** Forgets the private conversations shown (another account opens in this page). */
@@ -253,11 +277,15 @@ export class ChatView {
     // Short, to stay one line at phone width; the keys and commands are behind /help.
     this.el.input.placeholder = `Message ${c.name}`;
     this.#renderSecurity();
+    const linked = this.link === 'connected';
     if (c.kind === 'private') {
-      setText(this.el.info, c.online === undefined ? 'private conversation' : `private conversation · ${c.name} is ${c.online ? 'online' : 'offline'}`);
+      let info = 'private conversation';
+      if (!linked) info += ' · online: unknown (not connected)';
+      else if (c.online !== undefined) info += ` · ${c.name} is ${c.online ? 'online' : 'offline'}`;
+      setText(this.el.info, info);
       setText(this.el.topic, '');
     } else if (c.lobby) {
-      setText(this.el.info, `${this.online} online`);
+      setText(this.el.info, linked ? `${this.online} online` : 'online: unknown (not connected)');
       setText(this.el.topic, 'Everyone online is here. Rooms are read by the server.');
     } else {
       const parts = [`${c.memberCount} ${c.memberCount === 1 ? 'member' : 'members'}`];
@@ -275,7 +303,7 @@ export class ChatView {
     if (!el) return;
     el.hidden = c?.kind !== 'private';
     if (el.hidden) return;
-    const { state, text } = securityWords(this.secure?.status(c.name) ?? null, c.name, this.secure?.words ?? NO_WORDS, this.secure?.unavailable ?? 'not available');
+    const { state, text } = securityWords(this.secure?.status(c.name) ?? null, c.name, this.secure?.words ?? NO_WORDS, this.secure?.unavailable ?? 'not available', this.link);
     if (el.dataset.state !== state) el.dataset.state = state;
     if (el.textContent !== text) setText(el, text);
   }
@@ -292,7 +320,7 @@ export class ChatView {
     this.el.chat.classList.toggle('no-members', !show);
     if (!show) return;
     const members = [...c.members.values()].sort((a, b) => roleRank(b.role) - roleRank(a.role) || a.nick.localeCompare(b.nick));
-    setText(this.el.membersTitle, c.lobby ? `Online (${this.online})` : `Members (${c.memberCount})`);
+    setText(this.el.membersTitle, c.lobby ? `Online (${this.link === 'connected' ? this.online : 'unknown'})` : `Members (${c.memberCount})`);
     this.el.memberList.replaceChildren(...members.slice(0, MAX_MEMBERS_SHOWN).map((m) => h('li', {
       class: [m.online === false ? 'offline' : '', m.away ? 'away' : ''].join(' ').trim(),
     }, `${ROLE_PREFIX[m.role ?? 'Member']}${m.nick}`)));
@@ -522,7 +550,12 @@ export class ChatView {
       this.e2eLines.delete(tag);
       if (li && reason) this.#mark(li, 'refused', reason);
     }
-    const words = secureEventWords(event, fw);
+    let shown = event;
+    if (event.kind === 'Ready' && this.accepted.delete(nickKey(event.peer)) && event.trust !== 'Verified') {
+      // The key the user accepted with /accept-key: not "pinned at first contact".
+      shown = { ...event, trust: 'Accepted' };
+    }
+    const words = secureEventWords(shown, fw);
     if (event.kind === 'Failed' && event.failure?.kind === 'NoSuchUser') {
       const c = this.conv('private', event.peer, false);
       if (c && !c.ok) {
@@ -558,6 +591,11 @@ export class ChatView {
   linesDropped(words) {
     for (const li of this.e2eLines.values()) this.#mark(li, 'refused', words);
     this.e2eLines.clear();
+  }
+
+  /** Says something about end-to-end that is not a fault (new keys made), in the log. */
+  announce(text) {
+    this.say(text, 'notice');
   }
 
   /** Says plainly what went wrong with end-to-end in this tab (the status line and the log). */
@@ -936,6 +974,13 @@ export class ChatView {
       this.status(r.refused, true);
     } else if (r && r.number !== undefined) {
       this.#safetyNumber(nick, r.number, r.newKey);
+    } else if (which === 'verified' || which === 'accept-key') {
+      // Done: said as mm says it (client/src/execute.rs), in the conversation with `nick`.
+      const c = this.conv('private', nick);
+      if (which === 'accept-key') this.accepted.add(nickKey(nick));
+      else this.accepted.delete(nickKey(nick));
+      this.say(which === 'verified' ? verifiedWords(nick) : acceptedWords(nick), 'notice', c);
+      if (this.current !== c) this.switchTo(c);
     } else if (which === 'secure' || which === 'insecure') {
       const c = this.conv('private', nick);
       if (this.current !== c) this.switchTo(c);
