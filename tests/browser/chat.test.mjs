@@ -111,6 +111,8 @@ describe('the web client with mm users', () => {
       await max.sees('NOT end-to-end encrypted');
       max.type('/msg wendy plain reply, knowingly');
       await wendy.getByRole('log').locator('li.plain').filter({ hasText: 'plain reply, knowingly' }).first().waitFor({ timeout: WAIT });
+      // The plain line says so on the line itself, not only in the header.
+      await wendy.getByRole('log').locator('li.plain').filter({ hasText: 'plain reply, knowingly' }).filter({ hasText: 'NOT end-to-end encrypted' }).first().waitFor({ timeout: WAIT });
     });
   });
 
@@ -167,6 +169,11 @@ describe('the web client with mm users', () => {
       await open(wendy, 'max');
       await logShows(wendy, 'psst from the browser');
       await logShows(wendy, 'plain reply, knowingly');
+      // Kept as plain: still marked NOT end-to-end encrypted after the reload, never with a lock.
+      const plainLine = wendy.getByRole('log').locator('li').filter({ hasText: 'plain reply, knowingly' }).first();
+      assert.match(await plainLine.getAttribute('class'), /\bplain\b/, 'a reloaded plain line is not marked plain');
+      assert.match(await plainLine.textContent(), /NOT end-to-end encrypted/, 'a reloaded plain line does not say it was not end-to-end');
+      assert.equal(await plainLine.locator('.lock').count(), 0, 'a reloaded plain line has the lock');
       await wendy.getByText('NOT end-to-end encrypted — the server can read it').first().waitFor({ timeout: WAIT });
       max.type('/msg wendy after her reload');
       await logShows(wendy, 'after her reload');

@@ -420,7 +420,7 @@ export class ChatView {
     const body = multiline
       ? text.split('\n').flatMap((l, i) => (i ? [document.createTextNode('\n'), ...textNodes(l)] : textNodes(l)))
       : textNodes(text);
-    const textEl = h('span', { class: 'text' }, secure === true ? lockMark() : null, tag ? h('span', { class: 'tag' }, tag) : null, ...body);
+    const textEl = h('span', { class: 'text' }, secure === true ? lockMark() : null, secure === false ? plainMark() : null, tag ? h('span', { class: 'tag' }, tag) : null, ...body);
     const li = h('li', { class: classes.join(' ') }, h('time', { datetime: t.iso, title: t.full }, t.hhmm), ' ', nickEl, ' ', textEl);
     // No layout here (a flood brings thousands a second): the line waits for the next frame.
     c.pending.push(li);
@@ -511,12 +511,8 @@ export class ChatView {
   sendWire(msg, tag) {
     const li = tag === null ? null : this.e2eLines.get(tag) ?? null;
     if (tag !== null) this.e2eLines.delete(tag);
-    if (li && msg.type === 'Private') {
-      // Sent plain after all (the user said /insecure while it waited).
-      li.classList.remove('secure');
-      li.classList.add('plain');
-      li.querySelector('.lock')?.remove();
-    }
+    // Sent plain after all (the user said /insecure while it waited).
+    if (li && msg.type === 'Private') markPlain(li, true);
     const conn = this.connection();
     if (!conn) {
       if (li) this.#mark(li, 'refused', 'not sent: not connected');
@@ -928,8 +924,7 @@ export class ChatView {
     const li = this.add(c, { nick: this.me, text, own: true, kind: 'line waiting', secure: true });
     li.conv = c;
     if (!this.secure) {
-      li.classList.remove('secure');
-      li.querySelector('.lock')?.remove();
+      markPlain(li, false);
       this.#mark(li, 'refused', 'not sent: end-to-end encryption is not available in this tab');
       return;
     }
@@ -942,11 +937,7 @@ export class ChatView {
     }
     const r = this.secure.sendText(to, text, tag);
     const shown = sentTextLine(r, to);
-    if (shown.secure !== true) {
-      li.classList.remove('secure');
-      li.querySelector('.lock')?.remove();
-      if (shown.secure === false) li.classList.add('plain');
-    }
+    if (shown.secure !== true) markPlain(li, shown.secure === false);
     if (shown.keep) {
       // Kept as pending until the server takes it (or it is refused): a reload in between shows
       // it as not confirmed, never as if it had gone.
@@ -1156,6 +1147,24 @@ function lockMark() {
   body.setAttribute('fill', 'currentColor');
   svg.append(shackle, body);
   return h('span', { class: 'lock', role: 'img', 'aria-label': 'end-to-end encrypted', title: 'end-to-end encrypted' }, svg);
+}
+
+/**
+ * The visible mark of a private line that is NOT end-to-end encrypted (live, and restored
+ * after a reload from the kept `plain`): the server could read it.
+ */
+function plainMark() {
+  return h('span', { class: 'tag plain-tag', title: 'not end-to-end encrypted: the server can read it' }, 'NOT end-to-end encrypted');
+}
+
+/** A line shown as secure is not: its lock goes; `plain` (it goes, or went, plain) marks it so. */
+function markPlain(li, plain) {
+  li.classList.remove('secure');
+  li.querySelector('.lock')?.remove();
+  if (!plain || li.classList.contains('plain')) return;
+  li.classList.add('plain');
+  const text = li.querySelector('.text');
+  text?.insertBefore(plainMark(), text.firstChild);
 }
 
 /** Text with http(s) links as <a> (text only; never fetched or previewed). */
