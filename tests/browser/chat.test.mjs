@@ -182,6 +182,17 @@ describe('the web client with mm users', () => {
       await open(wendy, 'max');
       await logShows(wendy, 'psst from the browser');
       await logShows(wendy, 'after her reload');
+      // A private line read nowhere yet stays unread across a reload.
+      await open(wendy, '#lobby');
+      max.type('/msg wendy unread across a reload');
+      const nav = wendy.getByRole('navigation', { name: 'Conversations' });
+      await nav.getByRole('button', { name: /^max, 1 unread$/ }).waitFor({ timeout: WAIT });
+      await wendy.reload();
+      await wendy.getByLabel('Message', { exact: true }).waitFor({ timeout: WAIT });
+      await nav.getByRole('button', { name: /^max, 1 unread$/ }).waitFor({ timeout: WAIT });
+      await open(wendy, 'max');
+      await logShows(wendy, 'unread across a reload');
+      await nav.getByRole('button', { name: /^max$/ }).waitFor({ timeout: WAIT });
     });
   });
 
@@ -305,6 +316,10 @@ describe('the web client with mm users', () => {
       await again.getByRole('log').locator('li.secure').filter({ hasText: 'while you were away' }).first().waitFor({ timeout: WAIT });
       await again.getByRole('log').locator('li.secure').filter({ hasText: 'hello zoe, from one browser to another' }).first().waitFor({ timeout: WAIT });
       assert.equal(await again.getByRole('log').getByText(/could not be decrypted|cannot be read/).count(), 0);
+      // Wendy's line said "queued" while zoe was away: now that zoe logged in, it says delivered.
+      const delivered = wendy.getByRole('log').locator('li.delivered').filter({ hasText: 'while you were away' }).first();
+      await delivered.waitFor({ timeout: WAIT });
+      assert.match(await delivered.locator('.state').textContent(), /^delivered at zoe's login \(\d\d:\d\d\)$/);
     });
   });
 

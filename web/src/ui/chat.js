@@ -10,6 +10,7 @@ import {
   secureEventWords, unsentReason, safetyNumberLines, sentTextLine, verifiedWords, acceptedWords,
 } from '../render.js';
 import { LOBBY, nickKey, roomKey, isLobby, sanitize, ErrorCode } from '../protocol.js';
+import { unreadKey, unreadText, parseUnread } from '../unread.js';
 
 /** Lines a conversation keeps in the page (older ones are dropped from the view, said so). */
 export const MAX_LOG = 1000;
@@ -53,6 +54,7 @@ class Conversation {
     this.note = null; // the li saying so, first in `log`
     this.ok = false; // private: something besides refused lines of ours (a line from them, one delivered, or kept)
     this.from = null; // private: the conversation the user was in when opening this one
+    this.queued = new Set(); // private: lines of ours the server queued for the peer's next login, ≤ MAX_LOG
   }
 
   get lobby() {
@@ -117,6 +119,8 @@ export class ChatView {
   }
 
   show(nick) {
+    // Another account: its kept counts are read at its restore, not written over before.
+    if (nickKey(nick) !== nickKey(this.me)) this.unreadRestored = false;
     this.me = nick;
     this.ctx.me = nick;
     setText(this.el.meNick, nick);
@@ -157,6 +161,12 @@ export class ChatView {
    * PrivateLog.load), marked as earlier. Call before the connection starts.
    */
   restore(convs) {
+    let counts = new Map();
+    try {
+      counts = parseUnread(localStorage.getItem(unreadKey(nickKey(this.me))));
+    } catch {
+      // storage not readable: no counts
+    }
     for (const { peer, lines } of convs) {
       const c = this.conv('private', peer);
       c.ok = true;
@@ -171,7 +181,15 @@ export class ChatView {
         if (own && l.pending) this.#mark(li, 'unknown', UNCONFIRMED);
         else if (own && l.note) this.#mark(li, 'refused', l.note);
       }
+      // Unread when the page was closed: still unread (at most the lines kept).
+      const kept = counts.get(c.key);
+      if (kept && c !== this.current) {
+        c.unread += Math.min(kept.unread, lines.length);
+        c.mentions += Math.min(kept.mentions, lines.length);
+      }
     }
+    this.unreadRestored = true;
+    this.#renderList();
   }
 
   /**
@@ -204,6 +222,8 @@ export class ChatView {
 
   /** Forgets the private conversations shown (another account opens in this page). */
   dropPrivate() {
+    this.unreadRestored = false;
+    this.unreadKept = null;
     for (const c of [...this.convs.values()]) if (c.kind === 'private') this.convs.delete(c.key);
     this.#refresh();
   }
@@ -269,6 +289,20 @@ export class ChatView {
     this.el.list.replaceChildren(...items);
     const total = [...this.convs.values()].reduce((n, c) => n + c.unread, 0);
     document.title = total > 0 ? `(${total}) Multi-Messenger` : 'Multi-Messenger';
+    this.#keepUnread();
+  }
+
+  /** Keeps the private conversations' unread counts for the next page load (unread.js). */
+  #keepUnread() {
+    if (!this.me || !this.unreadRestored) return;
+    const text = unreadText(this.convs.values());
+    if (text === this.unreadKept) return;
+    this.unreadKept = text;
+    try {
+      localStorage.setItem(unreadKey(nickKey(this.me)), text);
+    } catch {
+      // not kept: the counts start from nothing at the next load, as before
+    }
   }
 
   #renderHeader() {
@@ -626,7 +660,7 @@ export class ChatView {
 
   #mark(li, state, words) {
     if (state !== 'waiting') this.#settleKept(li, words);
-    li.classList.remove('waiting', 'sent', 'queued', 'refused', 'unknown');
+    li.classList.remove('waiting', 'sent', 'queued', 'delivered', 'refused', 'unknown');
     li.classList.add(state);
     let el = li.querySelector('.state');
     if (!el) {
@@ -672,7 +706,7 @@ export class ChatView {
       this.lines.set(e.line, li);
     }
     if (!li) return;
-    li.classList.remove('waiting', 'sent', 'queued', 'refused', 'unknown');
+    li.classList.remove('waiting', 'sent', 'queued', 'delivered', 'refused', 'unknown');
     li.classList.add(e.state);
     let state = li.querySelector('.state');
     if (!state) {
@@ -700,6 +734,11 @@ export class ChatView {
     }
     const c = li.conv;
     if ((e.state === 'sent' || e.state === 'queued') && c) c.ok = true;
+    if (e.state === 'queued' && c?.kind === 'private') {
+      // Delivered at the peer's next login (PROTOCOL.md, Delivery): said so when it comes.
+      c.queued.add(li);
+      if (c.queued.size > MAX_LOG) c.queued.delete(c.queued.values().next().value);
+    }
     if (e.state === 'refused' && c?.kind === 'private' && !c.ok && e.code === ErrorCode.NO_SUCH_NICK && this.convs.get(c.key) === c) {
       // /msg to a nick nobody has: no conversation is left behind; the error is said where the user was.
       const words = `${c.name}: no such user — nothing was sent (${e.detail})`;
@@ -812,6 +851,7 @@ export class ChatView {
         const first = c.online === undefined;
         const changed = c.online !== msg.online;
         c.online = msg.online;
+        if (msg.online) this.#delivered(c);
         this.#refresh();
         if (first || !changed) return; // the answer to Monitor: the header says it
         break;
@@ -832,6 +872,23 @@ export class ChatView {
       if (words.kind === 'mention') this.#count(target, { mention: true, from: 'Multi-Messenger', text: words.text });
     }
     this.#refresh();
+  }
+
+  /**
+   * The peer of `c` is online: they logged in since the server queued our lines for them, and
+   * the server delivers its mailbox at a login (PROTOCOL.md, Delivery). Their "queued" label
+   * says so now.
+   */
+  #delivered(c) {
+    if (c.queued.size === 0) return;
+    const t = timeWords(BigInt(Date.now()));
+    for (const li of c.queued) {
+      li.classList.remove('queued');
+      li.classList.add('delivered');
+      const el = li.querySelector('.state');
+      if (el) setText(el, `delivered at ${c.name}'s login (${t.hhmm})`);
+    }
+    c.queued.clear();
   }
 
   /** Watches private peers' presence (Monitor: at most 64 nicks a frame). */
