@@ -196,6 +196,30 @@ describe('the web client with mm users', () => {
     });
   });
 
+  test('/help is readable: upright, in full colour, columns kept, scrolling in its own box when long', async () => {
+    await withScreenshots('help', () => pages, async () => {
+      await open(wendy, '#lobby');
+      await say(wendy, '/help');
+      const text = wendy.getByRole('log').locator('li.help .text').filter({ hasText: '/accept-key NICK' }).last();
+      await text.waitFor({ timeout: WAIT });
+      const style = await text.evaluate((el) => {
+        const s = getComputedStyle(el);
+        const notice = document.querySelector('.log li.notice:not(.help) .text');
+        return {
+          fontStyle: s.fontStyle, whiteSpace: s.whiteSpace, overflowX: s.overflowX, overflowY: s.overflowY,
+          color: s.color, noticeColor: notice ? getComputedStyle(notice).color : null,
+          maxHeight: s.maxHeight, height: el.getBoundingClientRect().height, scrollHeight: el.scrollHeight, viewport: innerHeight,
+        };
+      });
+      assert.equal(style.fontStyle, 'normal', '/help is in italics');
+      assert.equal(style.whiteSpace, 'pre', "/help's columns are not kept");
+      assert.equal(style.overflowX, 'auto');
+      assert.equal(style.overflowY, 'auto');
+      assert.notEqual(style.color, style.noticeColor, '/help is in the dim colour of notices');
+      assert.ok(style.height <= style.viewport * 0.7 + 1, `/help is ${style.height} px tall in a ${style.viewport} px window`);
+    });
+  });
+
   test('a closed private conversation stays closed after a reload', async () => {
     await withScreenshots('close', () => pages, async () => {
       const nav = wendy.getByRole('navigation', { name: 'Conversations' });
@@ -228,7 +252,7 @@ describe('the web client with mm users', () => {
       const second = await wendy.context().newPage();
       pages.push(second);
       await second.goto(server.url);
-      await second.getByText('This account is open in another tab').first().waitFor({ timeout: WAIT });
+      await second.getByText('This account is open in another tab. Use here to move it to this tab.').first().waitFor({ timeout: WAIT });
       // Only the banner and its button: no message box or conversation list that looks usable.
       await second.getByRole('button', { name: 'Use here' }).waitFor({ timeout: WAIT });
       assert.equal(await second.getByLabel('Message', { exact: true }).isVisible(), false, 'a message box under the banner');

@@ -211,7 +211,7 @@ async function begin(acc, { created = false } = {}) {
       secure.drop('another tab uses this account');
       // Only the banner and its button: no chat that looks usable but is not connected.
       $('chat').hidden = true;
-      status('This account is open in another tab', true);
+      status('This account is open in another tab. Use here to move it to this tab.', true);
       buttons({ use: true });
     },
     stolen() {
@@ -220,7 +220,7 @@ async function begin(acc, { created = false } = {}) {
       secure.drop('another tab took over this account');
       connection?.stop('another tab took over this account');
       $('chat').hidden = true;
-      status('This account is open in another tab now, which took over: this tab lost its connection and will not reconnect by itself (Use here takes it back)', true);
+      status('This account was moved to another tab, which uses it now: this tab is not connected. Use here to move it back to this tab.', true);
       buttons({ use: true });
     },
   });

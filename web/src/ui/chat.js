@@ -4,7 +4,7 @@
 // never fetched or previewed.
 
 import { $, h, setText, nickClass } from './dom.js';
-import { parse, plan, complete, CommandError } from '../commands.js';
+import { parse, plan, complete, CommandError, HELP } from '../commands.js';
 import {
   notice, mentions, linkParts, timeWords, ROLE_PREFIX, ROLE_WORDS, modeLetters, securityWords,
   secureEventWords, unsentReason, safetyNumberLines, sentTextLine, verifiedWords, acceptedWords,
@@ -931,7 +931,8 @@ export class ChatView {
   #act(a) {
     const conn = this.connection();
     if (a.show) {
-      this.say(a.show);
+      // /help: a table, in the page's normal (not the notices' italic) type, its columns kept.
+      this.say(a.show, a.show === HELP ? 'notice help' : 'notice');
     } else if (a.open) {
       const known = this.conv('private', a.open, false);
       const c = known ?? this.conv('private', a.open);
