@@ -13,6 +13,7 @@ import { describe, test } from 'node:test';
 import {
   browser, framesHold, grepDir, recordFrames, scanMemory, Server, withScreenshots,
 } from './harness.mjs';
+import { decodeServer } from '../../web/src/protocol.js';
 
 /** The longest any one thing on the page may take (wide: 2 shared cores, debug builds). */
 const WAIT = 20000;
@@ -486,6 +487,56 @@ describe('end-to-end between the page and mm', () => {
       await loggedIn(page, 'wendy');
       await security(page, 'secure', 'SECURE — end-to-end encrypted');
       await until(async () => /^private conversation · max is (online|offline)$/.test(await info()), async () => `the header says "${await info()}" after reconnecting`);
+    });
+  });
+
+  test('/secure while a line typed after /insecure still waits: said as done, and that line is not sent plain', LIMIT, async (t) => {
+    const w = await world(t);
+    await withScreenshots('secure-after-insecure', () => w.pages, async () => {
+      const max = await w.server.mm('max');
+      const { page } = await w.visitor();
+      // The server's answers with max's keys are held back while `hold`: the page keeps
+      // waiting for them (the session is being set up).
+      let hold = false;
+      const held = [];
+      let toPage = null;
+      await page.routeWebSocket(/\/ws$/, (ws) => {
+        const server = ws.connectToServer();
+        ws.onMessage((m) => server.send(m));
+        toPage = (m) => ws.send(m);
+        server.onMessage((m) => {
+          let msg = null;
+          try {
+            msg = typeof m === 'string' ? null : decodeServer(new Uint8Array(m));
+          } catch {
+            msg = null;
+          }
+          if (hold && msg?.type === 'Bundle' && msg.nick === 'max') held.push(m);
+          else ws.send(m);
+        });
+      });
+      await join(page, w.server, 'wendy');
+      await keysOf(w.server, 'max');
+      hold = true;
+      const first = unique('first-secure-');
+      await say(page, `/msg max ${first}`);
+      await open(page, 'max');
+      await lineOf(page, `waiting for max's keys`);
+      await say(page, '/insecure max');
+      await security(page, 'plain', 'NOT end-to-end encrypted');
+      const typedPlain = unique('typed-while-plain-');
+      await say(page, typedPlain);
+      await lineOf(page, 'waiting: to be sent NOT end-to-end encrypted');
+      await say(page, '/secure max');
+      // What the page says is what happened: end-to-end again, the plain line not sent.
+      await lineOf(page, '/secure max: private messages to max are end-to-end encrypted again');
+      hold = false;
+      for (const m of held.splice(0)) toPage(m);
+      await max.sees(`[secure] <wendy> ${first}`);
+      const li = await lineHas(page, typedPlain, 'refused');
+      assert.match(await li.textContent(), /not sent: you said \/secure before it went/);
+      await sleep(QUIET_MS);
+      assert.deepEqual(max.linesAfter({ out: 0, err: 0 }, typedPlain), [], 'the line typed while plain went plain after /secure');
     });
   });
 

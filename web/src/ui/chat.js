@@ -545,6 +545,13 @@ export class ChatView {
   sendWire(msg, tag) {
     const li = tag === null ? null : this.e2eLines.get(tag) ?? null;
     if (tag !== null) this.e2eLines.delete(tag);
+    const now = msg.type === 'Private' && tag !== null && nickKey(msg.to) !== nickKey(this.me) ? this.secure?.status(msg.to)?.kind : undefined;
+    if (now !== undefined && now !== 'Plain') {
+      // A line typed while the conversation was plain, still waiting when the user said
+      // /secure: never sent plain after that.
+      if (li) this.#mark(li, 'refused', 'not sent: you said /secure before it went (send it again to encrypt it)');
+      return;
+    }
     // Sent plain after all (the user said /insecure while it waited).
     if (li && msg.type === 'Private') markPlain(li, true);
     const conn = this.connection();
@@ -1017,8 +1024,17 @@ export class ChatView {
       this.problem(`/${which}: end-to-end encryption is not available in this tab`);
       return;
     }
+    const before = this.secure.status(nick)?.kind;
     const r = this.secure.command(which, nick);
-    if (r?.refused) {
+    const after = this.secure.status(nick)?.kind;
+    if (r?.refused && which === 'secure' && before === 'Plain' && after !== undefined && after !== 'Plain') {
+      // Refused ("already being set up": lines typed after /insecure wait behind a session
+      // being set up) yet done: the conversation is end-to-end again. Said as it is; the plain
+      // lines still waiting are not sent plain (sendWire).
+      const c = this.conv('private', nick);
+      this.say(`/secure ${nick}: private messages to ${nick} are end-to-end encrypted again; the lines still waiting to go NOT end-to-end encrypted are not sent (send them again to encrypt them)`, 'notice', c);
+      if (this.current !== c) this.switchTo(c);
+    } else if (r?.refused) {
       this.say(`/${which} ${nick}: ${r.refused}`, 'error', this.conv('private', nick, false) ?? this.current);
       this.status(r.refused, true);
     } else if (r && r.number !== undefined) {
