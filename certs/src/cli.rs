@@ -223,8 +223,8 @@ pub fn browser_trust(ca: &Path) -> String {
          \x20 Chrome, Edge, Brave on Linux: chrome://certificate-manager > Local certificates >\n\
          \x20   Installed by you > Trusted certificates > Import > ca.pem; or, the browser closed,\n\
          \x20   with certutil (libnss3-tools), making the database first on a profile that has none:\n\
-         \x20   [ -e $HOME/.pki/nssdb/cert9.db ] || { mkdir -p $HOME/.pki/nssdb &&\n\
-         \x20     certutil -d sql:$HOME/.pki/nssdb -N --empty-password; }\n\
+         \x20   [ -e $HOME/.pki/nssdb/cert9.db ] || {{ mkdir -p $HOME/.pki/nssdb &&\n\
+         \x20     certutil -d sql:$HOME/.pki/nssdb -N --empty-password; }}\n\
          \x20   certutil -d sql:$HOME/.pki/nssdb -A -t \"C,,\" -n multi-messenger -i ca.pem\n\
          \x20   (its fingerprint: certutil -d sql:$HOME/.pki/nssdb -L -n multi-messenger)\n\
          \x20 Windows (Chrome, Edge):  certutil -user -addstore Root ca.pem\n\
