@@ -216,12 +216,17 @@ pub fn browser_trust(ca: &Path) -> String {
     format!(
         "{warning}\n\
          Browsers (the web client, https://HOST:PORT/) accept the server once they trust this CA,\n\
-         {ca}. Check its fingerprint (above) after importing it; then:\n\
+         {ca}. After importing it, check that its SHA-256 fingerprint is the one above (or:\n\
+         openssl x509 -in ca.pem -noout -fingerprint -sha256). To import it:\n\
          \x20 Firefox (any system): Settings > Privacy & Security > Certificates > View Certificates >\n\
          \x20   Authorities > Import > ca.pem, tick \"Trust this CA to identify websites\"\n\
          \x20 Chrome, Edge, Brave on Linux: chrome://certificate-manager > Local certificates >\n\
-         \x20   Installed by you > Trusted certificates > Import > ca.pem (or: certutil -d\n\
-         \x20   sql:$HOME/.pki/nssdb -A -t \"C,,\" -n multi-messenger -i ca.pem, from libnss3-tools)\n\
+         \x20   Installed by you > Trusted certificates > Import > ca.pem; or, the browser closed,\n\
+         \x20   with certutil (libnss3-tools), making the database first on a profile that has none:\n\
+         \x20   [ -e $HOME/.pki/nssdb/cert9.db ] || {{ mkdir -p $HOME/.pki/nssdb &&\n\
+         \x20     certutil -d sql:$HOME/.pki/nssdb -N --empty-password; }}\n\
+         \x20   certutil -d sql:$HOME/.pki/nssdb -A -t \"C,,\" -n multi-messenger -i ca.pem\n\
+         \x20   (its fingerprint: certutil -d sql:$HOME/.pki/nssdb -L -n multi-messenger)\n\
          \x20 Windows (Chrome, Edge):  certutil -user -addstore Root ca.pem\n\
          \x20 macOS (Safari, Chrome):  security add-trusted-cert -r trustRoot \\\n\
          \x20   -k ~/Library/Keychains/login.keychain-db ca.pem\n\

@@ -88,6 +88,8 @@ describe('the web client with mm users', () => {
       await max.sees('NOT end-to-end encrypted');
       max.type('/msg wendy plain reply, knowingly');
       await wendy.getByRole('log').locator('li.plain').filter({ hasText: 'plain reply, knowingly' }).first().waitFor({ timeout: WAIT });
+      // The plain line says so on the line itself, not only in the header.
+      await wendy.getByRole('log').locator('li.plain').filter({ hasText: 'plain reply, knowingly' }).filter({ hasText: 'NOT end-to-end encrypted' }).first().waitFor({ timeout: WAIT });
     });
   });
 
@@ -144,6 +146,11 @@ describe('the web client with mm users', () => {
       await open(wendy, 'max');
       await logShows(wendy, 'psst from the browser');
       await logShows(wendy, 'plain reply, knowingly');
+      // Kept as plain: still marked NOT end-to-end encrypted after the reload, never with a lock.
+      const plainLine = wendy.getByRole('log').locator('li').filter({ hasText: 'plain reply, knowingly' }).first();
+      assert.match(await plainLine.getAttribute('class'), /\bplain\b/, 'a reloaded plain line is not marked plain');
+      assert.match(await plainLine.textContent(), /NOT end-to-end encrypted/, 'a reloaded plain line does not say it was not end-to-end');
+      assert.equal(await plainLine.locator('.lock').count(), 0, 'a reloaded plain line has the lock');
       await wendy.getByText('NOT end-to-end encrypted — the server can read it').first().waitFor({ timeout: WAIT });
       max.type('/msg wendy after her reload');
       await logShows(wendy, 'after her reload');
@@ -152,6 +159,41 @@ describe('the web client with mm users', () => {
       await open(wendy, 'max');
       await logShows(wendy, 'psst from the browser');
       await logShows(wendy, 'after her reload');
+      // A private line read nowhere yet stays unread across a reload.
+      await open(wendy, '#lobby');
+      max.type('/msg wendy unread across a reload');
+      const nav = wendy.getByRole('navigation', { name: 'Conversations' });
+      await nav.getByRole('button', { name: /^max\b.*\b1 unread$/ }).waitFor({ timeout: WAIT });
+      await wendy.reload();
+      await wendy.getByLabel('Message', { exact: true }).waitFor({ timeout: WAIT });
+      await nav.getByRole('button', { name: /^max\b.*\b1 unread$/ }).waitFor({ timeout: WAIT });
+      await open(wendy, 'max');
+      await logShows(wendy, 'unread across a reload');
+      await nav.getByRole('button', { name: /^max$/ }).waitFor({ timeout: WAIT });
+    });
+  });
+
+  test('/help is readable: upright, in full colour, columns kept, scrolling in its own box when long', async () => {
+    await withScreenshots('help', () => pages, async () => {
+      await open(wendy, '#lobby');
+      await say(wendy, '/help');
+      const text = wendy.getByRole('log').locator('li.help .text').filter({ hasText: '/accept-key NICK' }).last();
+      await text.waitFor({ timeout: WAIT });
+      const style = await text.evaluate((el) => {
+        const s = getComputedStyle(el);
+        const notice = document.querySelector('.log li.notice:not(.help) .text');
+        return {
+          fontStyle: s.fontStyle, whiteSpace: s.whiteSpace, overflowX: s.overflowX, overflowY: s.overflowY,
+          color: s.color, noticeColor: notice ? getComputedStyle(notice).color : null,
+          maxHeight: s.maxHeight, height: el.getBoundingClientRect().height, scrollHeight: el.scrollHeight, viewport: innerHeight,
+        };
+      });
+      assert.equal(style.fontStyle, 'normal', '/help is in italics');
+      assert.equal(style.whiteSpace, 'pre', "/help's columns are not kept");
+      assert.equal(style.overflowX, 'auto');
+      assert.equal(style.overflowY, 'auto');
+      assert.notEqual(style.color, style.noticeColor, '/help is in the dim colour of notices');
+      assert.ok(style.height <= style.viewport * 0.7 + 1, `/help is ${style.height} px tall in a ${style.viewport} px window`);
     });
   });
 
@@ -187,7 +229,7 @@ describe('the web client with mm users', () => {
       const second = await wendy.context().newPage();
       pages.push(second);
       await second.goto(server.url);
-      await second.getByText('This account is open in another tab').first().waitFor({ timeout: WAIT });
+      await second.getByText('This account is open in another tab. Use here to move it to this tab.').first().waitFor({ timeout: WAIT });
       // Only the banner and its button: no message box or conversation list that looks usable.
       await second.getByRole('button', { name: 'Use here' }).waitFor({ timeout: WAIT });
       assert.equal(await second.getByLabel('Message', { exact: true }).isVisible(), false, 'a message box under the banner');
@@ -275,6 +317,10 @@ describe('the web client with mm users', () => {
       await again.getByRole('log').locator('li.secure').filter({ hasText: 'while you were away' }).first().waitFor({ timeout: WAIT });
       await again.getByRole('log').locator('li.secure').filter({ hasText: 'hello zoe, from one browser to another' }).first().waitFor({ timeout: WAIT });
       assert.equal(await again.getByRole('log').getByText(/could not be decrypted|cannot be read/).count(), 0);
+      // Wendy's line said "queued" while zoe was away: now that zoe logged in, it says delivered.
+      const delivered = wendy.getByRole('log').locator('li.delivered').filter({ hasText: 'while you were away' }).first();
+      await delivered.waitFor({ timeout: WAIT });
+      assert.match(await delivered.locator('.state').textContent(), /^delivered at zoe's login \(\d\d:\d\d\)$/);
     });
   });
 

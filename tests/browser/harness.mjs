@@ -95,10 +95,34 @@ export class Server {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const server = new Server(child, dir, data);
+    server.args = args;
     const line = await server.log.waitFor(/listening local=127\.0\.0\.1:\d+/, { ms: 30000 });
     server.port = Number(line.match(/local=127\.0\.0\.1:(\d+)/)[1]);
     server.url = `https://localhost:${server.port}/`;
     return server;
+  }
+
+  /** Stops the server process only (its users stay; clients see the connection drop). */
+  async down() {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((r) => this.child.once('exit', r));
+    this.child.kill('SIGTERM');
+    const late = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(late);
+  }
+
+  /** Starts the server again after `down()`: the same data (CA, accounts, mailboxes), port and
+   *  address, so clients reconnect to it. */
+  async up() {
+    const args = this.args.map((a) => (a === '127.0.0.1:0' ? `127.0.0.1:${this.port}` : a));
+    this.child = spawn(SERVER_BIN, args, {
+      env: { ...process.env, MM_SERVER_DATA: this.data, NO_COLOR: '1', RUST_LOG: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.log = new Lines(this.child.stderr, 'mm-server');
+    new Lines(this.child.stdout, 'mm-server stdout');
+    await this.log.waitFor(/listening local=127\.0\.0\.1:\d+/, { ms: 30000 });
   }
 
   constructor(child, dir, data) {

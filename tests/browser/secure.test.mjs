@@ -14,7 +14,7 @@ import {
   browser, framesHold, grepDir, join, loggedIn, open, recordFrames, say, scanMemory, Server, sleep, until, WAIT,
   withScreenshots,
 } from './harness.mjs';
-import { decodeClient } from '../../web/src/protocol.js';
+import { decodeClient, decodeServer } from '../../web/src/protocol.js';
 
 /** How long to watch for something that must NOT happen. */
 const QUIET_MS = 1500;
@@ -304,6 +304,8 @@ describe('end-to-end between the page and mm', () => {
       const max = await w.server.mm('max');
       const { page, frames } = await w.visitor();
       await join(page, w.server, 'wendy');
+      // A new account's first keys: said as made, not as deleted.
+      await lineOf(page, 'created your end-to-end identity key in this browser');
       const oldKey = await published(frames);
       await exchange(page, frames, max, 'before');
       const deleted = await page.evaluate(
@@ -321,6 +323,10 @@ describe('end-to-end between the page and mm', () => {
       await loggedIn(page, 'wendy');
       const newKey = await published(frames, fromReceived);
       assert.notEqual(newKey, oldKey, 'the page published its old identity after its record was deleted');
+      // Said plainly: deleted (not "another tab took over"), new keys made, a key change for others.
+      await lineOf(page, 'The end-to-end keys were deleted from this browser');
+      await lineOf(page, 'new keys were made');
+      assert.doesNotMatch(await logText(page), /another tab/i);
       assert.ok(sentSince(frames, from).some((m) => m.type === 'PublishKeys'));
 
       // mm cannot know yet: its next line goes on the old session, which the page no longer
@@ -408,6 +414,8 @@ describe('end-to-end between the page and mm', () => {
       await say(page, '/verify max');
       await lineOf(page, inMm);
       await say(page, '/accept-key max');
+      // Confirmed in mm's words (client/src/execute.rs accepted_item).
+      await lineOf(page, "accepted max's new key (pinned, not verified); a new secure session starts. /verify max to compare safety numbers");
       await until(
         async () => (await page.locator('#security').getAttribute('data-state')) !== 'changed',
         async () => `#security still says ${await page.locator('#security').textContent()} after /accept-key`,
@@ -417,6 +425,87 @@ describe('end-to-end between the page and mm', () => {
       await lineHas(page, fromNewKey, 'secure');
       await exchange(page, frames, max, 'accepted');
       await security(page, 'secure', 'SECURE');
+      // The new session's key is the one the user accepted, not one "pinned at first contact".
+      const ready = await lineOf(page, 'accepted by you with /accept-key');
+      assert.match(await ready.textContent(), /max's key: .*not verified \(accepted by you with \/accept-key\)/);
+      const after = (await logText(page)).split("accepted max's new key").at(-1);
+      assert.doesNotMatch(after, /pinned at first contact/);
+      await say(page, '/verified max');
+      await lineOf(page, "max's key is now marked as verified");
+      await security(page, 'verified', 'VERIFIED');
+    });
+  });
+
+  test('not connected: the secure conversation says paused and presence unknown; both back to normal after reconnecting', LIMIT, async (t) => {
+    const w = await world(t);
+    await withScreenshots('secure-paused', () => w.pages, async () => {
+      const max = await w.server.mm('max');
+      const { page, frames } = await w.visitor();
+      await join(page, w.server, 'wendy');
+      await published(frames);
+      await exchange(page, frames, max, 'before');
+      await open(page, 'max');
+      await security(page, 'secure', 'SECURE');
+      const info = () => page.locator('#conv-info').textContent();
+      await until(async () => /max is online/.test(await info()), async () => `the header says "${await info()}"`);
+      await w.server.down();
+      await security(page, 'paused', 'SECURE e2e · paused while reconnecting (nothing goes plain)');
+      await until(async () => (await info()) === 'private conversation · online: unknown (not connected)', async () => `the header says "${await info()}" while reconnecting`);
+      assert.doesNotMatch(await page.locator('#security').textContent(), /VERIFIED|not verified/);
+      await w.server.up();
+      await loggedIn(page, 'wendy');
+      await security(page, 'secure', 'SECURE — end-to-end encrypted');
+      await until(async () => /^private conversation · max is (online|offline)$/.test(await info()), async () => `the header says "${await info()}" after reconnecting`);
+    });
+  });
+
+  test('/secure while a line typed after /insecure still waits: said as done, and that line is not sent plain', LIMIT, async (t) => {
+    const w = await world(t);
+    await withScreenshots('secure-after-insecure', () => w.pages, async () => {
+      const max = await w.server.mm('max');
+      const { page } = await w.visitor();
+      // The server's answers with max's keys are held back while `hold`: the page keeps
+      // waiting for them (the session is being set up).
+      let hold = false;
+      const held = [];
+      let toPage = null;
+      await page.routeWebSocket(/\/ws$/, (ws) => {
+        const server = ws.connectToServer();
+        ws.onMessage((m) => server.send(m));
+        toPage = (m) => ws.send(m);
+        server.onMessage((m) => {
+          let msg = null;
+          try {
+            msg = typeof m === 'string' ? null : decodeServer(new Uint8Array(m));
+          } catch {
+            msg = null;
+          }
+          if (hold && msg?.type === 'Bundle' && msg.nick === 'max') held.push(m);
+          else ws.send(m);
+        });
+      });
+      await join(page, w.server, 'wendy');
+      await keysOf(w.server, 'max');
+      hold = true;
+      const first = unique('first-secure-');
+      await say(page, `/msg max ${first}`);
+      await open(page, 'max');
+      await lineOf(page, `waiting for max's keys`);
+      await say(page, '/insecure max');
+      await security(page, 'plain', 'NOT end-to-end encrypted');
+      const typedPlain = unique('typed-while-plain-');
+      await say(page, typedPlain);
+      await lineOf(page, 'waiting: to be sent NOT end-to-end encrypted');
+      await say(page, '/secure max');
+      // What the page says is what happened: end-to-end again, the plain line not sent.
+      await lineOf(page, '/secure max: private messages to max are end-to-end encrypted again');
+      hold = false;
+      for (const m of held.splice(0)) toPage(m);
+      await max.sees(`[secure] <wendy> ${first}`);
+      const li = await lineHas(page, typedPlain, 'refused');
+      assert.match(await li.textContent(), /not sent: you said \/secure before it went/);
+      await sleep(QUIET_MS);
+      assert.deepEqual(max.linesAfter({ out: 0, err: 0 }, typedPlain), [], 'the line typed while plain went plain after /secure');
     });
   });
 

@@ -230,6 +230,13 @@ async fn mm_certs_issues_from_the_existing_ca_and_makes_a_new_one_only_when_aske
             .all(|step| stdout.contains(step)),
         "{stdout}"
     );
+    // certutil on a profile that never ran the browser: the database is made first (else the
+    // import fails), and how to compare the fingerprint is said.
+    assert!(
+        stdout.contains("certutil -d sql:$HOME/.pki/nssdb -N --empty-password")
+            && stdout.contains("openssl x509 -in ca.pem -noout -fingerprint -sha256"),
+        "{stdout}"
+    );
     let second = mm_certs::load_certs(&tls.join(SERVER_CERT))
         .unwrap()
         .remove(0);

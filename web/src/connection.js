@@ -1,6 +1,6 @@
 // The driver: one WebSocket at a time (wss://HOST/ws, binary messages, one postcard payload
-// each), a Core per connection, reconnecting with backoff (1, 2, 4 … 30 s, with jitter) unless
-// retrying cannot help. It owns the user's lines across connections: a line typed while
+// each), a Core per connection, reconnecting with backoff (1, 2, 4 … 30 s, the jitter taking up to
+// a quarter off each wait, never adding to it: 30 s is the longest) unless retrying cannot help. It owns the user's lines across connections: a line typed while
 // disconnected waits and is sent after the next login, in order, shown as pending until the
 // server answers; a line the server refused carries the server's reason. None is ever
 // dropped silently: a line written to a connection that died before its answer is shown as
@@ -16,6 +16,21 @@
 import { Core, Seen } from './core.js';
 
 export const BACKOFF_MS = [1000, 2000, 4000, 8000, 16000, 30000];
+/** The part of a wait the jitter may take off (spreading clients' retries): never added on top,
+ *  so no wait is longer than its step, nor than the last step (the cap the docs state). */
+const JITTER = 0.25;
+
+/** The wait before attempt `attempt` (0 the first retry), milliseconds, for `random` in [0, 1). */
+export function backoffDelay(attempt, random) {
+  const base = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
+  const r = Number.isFinite(random) ? Math.min(1, Math.max(0, random)) : 0;
+  return Math.round(base * (1 - JITTER * r));
+}
+
+/** The words for a wait of `ms`, as the status says it: whole seconds, at least 1. */
+export function waitWords(ms) {
+  return `${Math.max(1, Math.round(ms / 1000))} s`;
+}
 
 export class Connection {
   /**
@@ -241,10 +256,9 @@ export class Connection {
 
   #lost(why) {
     this.ws = null;
-    const base = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+    const delay = backoffDelay(this.attempt, this.random());
     this.attempt += 1;
-    const delay = Math.round(base * (0.75 + 0.5 * this.random()));
-    this.#status('reconnecting', `Disconnected: ${why}. Reconnecting in ${Math.max(1, Math.round(delay / 1000))} s…`);
+    this.#status('reconnecting', `Disconnected: ${why}. Reconnecting in ${waitWords(delay)}…`);
     this.retryTimer = setTimeout(() => this.start(), delay);
   }
 

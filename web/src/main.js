@@ -64,10 +64,9 @@ function onEvent(e) {
   switch (e.kind) {
     case 'status':
       status(e.text, e.state === 'reconnecting' || e.state === 'offline');
-      if (e.state === 'reconnecting' || e.state === 'offline') {
-        chat?.disconnected();
-        secure?.disconnected();
-      }
+      // Presence unknown and secure conversations paused while not connected.
+      chat?.linkState(e.state);
+      if (e.state === 'reconnecting' || e.state === 'offline') secure?.disconnected();
       if (e.state === 'connected') buttons();
       break;
     case 'welcome':
@@ -167,7 +166,8 @@ async function showKept(keep) {
   }
 }
 
-async function begin(acc) {
+/** `created`: the account was made just now (the Nick form), not loaded. */
+async function begin(acc, { created = false } = {}) {
   account = acc;
   $('welcome').hidden = true;
   chat ??= new ChatView({
@@ -184,6 +184,7 @@ async function begin(acc) {
     secure?.drop('another account');
     secure = new Secure({
       nick: acc.nick, e2e, homes: indexedDbHomes, rng: browserRng, connection: () => connection, ui: chat,
+      newAccount: created,
     });
   }
   chat.secure = secure;
@@ -226,7 +227,7 @@ async function begin(acc) {
       secure.drop('another tab uses this account');
       // Only the banner and its button: no chat that looks usable but is not connected.
       $('chat').hidden = true;
-      status('This account is open in another tab', true);
+      status('This account is open in another tab. Use here to move it to this tab.', true);
       buttons({ use: true });
     },
     stolen() {
@@ -236,7 +237,7 @@ async function begin(acc) {
       secure.drop('another tab took over this account');
       connection?.stop('another tab took over this account');
       $('chat').hidden = true;
-      status('This account is open in another tab now, which took over: this tab lost its connection and will not reconnect by itself (Use here takes it back)', true);
+      status('This account was moved to another tab, which uses it now: this tab is not connected. Use here to move it back to this tab.', true);
       buttons({ use: true });
     },
   });
@@ -286,7 +287,7 @@ $('join-form').addEventListener('submit', async (e) => {
   $('join-button').disabled = true;
   try {
     const acc = await createAccount(nick);
-    begin(acc);
+    begin(acc, { created: true });
   } catch (err) {
     setText($('join-error'), `This browser could not make or keep the account key: ${err?.message ?? err}. Private browsing windows may not keep it.`);
   } finally {

@@ -173,9 +173,15 @@ export function keyFingerprint(key) {
   return hex.match(/.{1,4}/g)?.join(' ') ?? '';
 }
 
-/** render.rs Trust's Display. */
+/**
+ * render.rs Trust's Display; 'Accepted' (the page's own: a key the user accepted with
+ * /accept-key in this page, which the sessions report as 'Pinned') says so instead of "pinned
+ * at first contact".
+ */
 export function trustWords(trust) {
   switch (trust) {
+    case 'Accepted':
+      return 'not verified (accepted by you with /accept-key)';
     case 'New':
       return 'not verified (first contact: key from the server\'s directory, now pinned)';
     case 'Verified':
@@ -304,15 +310,35 @@ export function safetyNumberLines(peer, number, newKey) {
   ];
 }
 
+/** What `/verified peer` says once done (client/src/execute.rs `verified_item`). */
+export function verifiedWords(peer) {
+  return `${peer}'s key is now marked as verified`;
+}
+
+/** What `/accept-key peer` says once done (client/src/execute.rs `accepted_item`). */
+export function acceptedWords(peer) {
+  return `accepted ${peer}'s new key (pinned, not verified); a new secure session starts. /verify ${peer} to compare safety numbers`;
+}
+
 /**
  * The `#security` element of a private conversation with `peer` for its end-to-end `status`
  * (Sessions.status), or null status when end-to-end is not available in this tab
- * (`unavailable`: why). Returns `{state, text}`; state is one of plain | ready | starting |
- * secure | verified | changed | blocked.
+ * (`unavailable`: why). `link`: the connection, 'connected' | 'reconnecting' | 'offline'; while
+ * not connected a secure (or about to be) conversation is paused, in mm's words
+ * (client/src/tui/ui.rs). Returns `{state, text}`; state is one of plain | ready | starting |
+ * secure | verified | paused | changed | blocked.
  */
-export function securityWords(status, peer, fw, unavailable = '') {
+export function securityWords(status, peer, fw, unavailable = '', link = 'connected') {
   if (!status) {
     return { state: 'blocked', text: `BLOCKED — end-to-end encryption is not available in this tab (${unavailable || 'not opened yet'}): nothing is sent to ${peer}` };
+  }
+  if (link !== 'connected' && (status.kind === 'Secure' || status.kind === 'Starting' || status.kind === 'Ready')) {
+    return {
+      state: 'paused',
+      text: link === 'reconnecting'
+        ? 'SECURE e2e · paused while reconnecting (nothing goes plain)'
+        : 'SECURE e2e · paused: not connected (nothing goes plain)',
+    };
   }
   switch (status.kind) {
     case 'Plain':

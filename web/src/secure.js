@@ -62,10 +62,14 @@ export function nextTask() {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
+/** What the record's loss while open says (it is gone from the browser, not taken by a tab). */
+export const DELETED_WORDS = 'the end-to-end keys were deleted from this browser';
+
 /**
  * Why the record cannot be used: `kind` 'Damaged' (the stored record is not one: end-to-end
  * stops for this account), 'Lost' (another tab took the record over: this tab's sessions are
- * dropped), 'Storage' (the browser's storage refused or did not answer).
+ * dropped), 'Deleted' (the record is gone: the site's data was cleared, the database deleted),
+ * 'Storage' (the browser's storage refused or did not answer).
  */
 export class HomeError extends Error {
   constructor(kind, message) {
@@ -97,6 +101,7 @@ function timeout(promise, ms, what) {
  *                                       `fresh` is stored if there is none yet
  *   save(nickKey, writer, state, saved) stores the state if the stored writer is `writer`,
  *                                       else writes nothing and rejects with HomeError 'Lost'
+ *                                       ('Deleted' if there is no record any more)
  * @typedef {{get(k: string): Promise<any>, claim(k: string, fresh: object|null, w: string): Promise<any>, save(k: string, w: string, s: object, saved: number): Promise<void>}} Homes
  */
 
@@ -111,7 +116,7 @@ export function memoryHomes() {
     async claim(key, fresh, writer) {
       let r = rows.get(key);
       if (r === undefined) {
-        if (!fresh) throw new HomeError('Storage', 'no record to open');
+        if (!fresh) throw new HomeError('Deleted', DELETED_WORDS);
         r = structuredClone(fresh);
       } else if (!r || typeof r !== 'object') {
         throw new HomeError('Damaged', 'the stored end-to-end record is not one');
@@ -122,6 +127,7 @@ export function memoryHomes() {
     },
     async save(key, writer, state, saved) {
       const r = rows.get(key);
+      if (r === undefined) throw new HomeError('Deleted', DELETED_WORDS);
       if (!r || r.writer !== writer) throw new HomeError('Lost', 'another tab took over this account\'s end-to-end state');
       rows.set(key, { ...r, state: structuredClone(state), saved });
     },
@@ -144,7 +150,7 @@ export const indexedDbHomes = {
     if (r === undefined) {
       if (!fresh) {
         t.abort();
-        throw new HomeError('Storage', 'no record to open');
+        throw new HomeError('Deleted', DELETED_WORDS);
       }
       r = fresh;
     } else if (!r || typeof r !== 'object') {
@@ -157,6 +163,10 @@ export const indexedDbHomes = {
   }),
   save: (key, writer, state, saved) => tx('readwrite', async (s, t) => {
     const r = await promisify(s.get(key));
+    if (r === undefined) {
+      t.abort();
+      throw new HomeError('Deleted', DELETED_WORDS);
+    }
     if (!r || r.writer !== writer) {
       t.abort();
       throw new HomeError('Lost', 'another tab took over this account\'s end-to-end state');
@@ -218,11 +228,13 @@ export class Home {
         throw new HomeError('Damaged', `the end-to-end record kept in this browser is damaged (${e?.message ?? e})`);
       }
     }
-    return new Home({ key, nick, homes, writer, sessions, now });
+    return new Home({ key, nick, homes, writer, sessions, now, created: sessions === made });
   }
 
-  constructor({ key, nick, homes, writer, sessions, now }) {
+  constructor({ key, nick, homes, writer, sessions, now, created = false }) {
     this.key = key;
+    /** The identity was made by this open (there was no record): a new end-to-end key. */
+    this.created = created;
     this.nick = nick;
     this.homes = homes;
     this.writer = writer;
@@ -348,6 +360,7 @@ const isPromise = (x) => x !== null && typeof x === 'object' && typeof x.then ==
  *   secureEvent(event)       show any other event (marks its `unsent` lines)
  *   securityChanged()        the status of some conversation may have changed
  *   problem(text)            say plainly what went wrong (a save, the record, another tab)
+ *   announce(text)           say something the user should know that is not a fault (new keys)
  *   cannotRead(msg, why)     a Relay arrived while end-to-end is not available here
  *   notSent(line, words)     a line of the user's was not sent (its save failed)
  *   linesDropped(words)      the sessions are dropped: every line still waiting in them is not sent
@@ -362,10 +375,13 @@ export class Secure {
    * @param {() => import('./connection.js').Connection | null} o.connection
    * @param {object} o.ui
    * @param {() => number} [o.clock]  monotonic milliseconds
+   * @param {boolean} [o.newAccount] the account was made in this page just now: its first
+   *   end-to-end key is expected to be made, not a sign that the old one was deleted
    */
   constructor({ nick, e2e, homes, rng, connection, ui, config, clock = () => performance.now(),
-    wallClock = () => Date.now() }) {
+    wallClock = () => Date.now(), newAccount = false }) {
     this.nick = nick;
+    this.newAccount = newAccount;
     this.e2e = e2e;
     this.homes = homes;
     this.rng = rng;
@@ -415,6 +431,8 @@ export class Secure {
         if (generation !== this.generation) return false;
         this.home = home;
         this.unavailable = '';
+        if (home.created) this.#newKeys();
+        this.newAccount = false;
         this.runner = new ActionRunner({
           save: () => home.save(),
           perform: (a, ctx) => this.#perform(a, ctx, generation),
@@ -431,6 +449,20 @@ export class Secure {
       });
     this.opening = opening;
     return opening;
+  }
+
+  /**
+   * A new identity was made (there was no record): said, as mm says it when its home is new
+   * (client/src/cli.rs); for an account used before in this browser, its keys were deleted,
+   * and everyone it talked to sees a key change.
+   */
+  #newKeys() {
+    if (this.newAccount) {
+      this.ui.announce?.('created your end-to-end identity key in this browser (keep it private: it stays in this browser only; clearing this site\'s data deletes it)');
+      return;
+    }
+    this.ui.problem('The end-to-end keys were deleted from this browser (this site\'s data was cleared, or another program removed them): new keys were made. '
+      + 'Everyone you talked to before sees that your key CHANGED, and has to accept the new one; messages sent to your old keys cannot be read here.');
   }
 
   /** Stops using the sessions (another tab owns the account now, or the record was lost). */
@@ -472,6 +504,12 @@ export class Secure {
       if (a.type === 'Send' || a.type === 'SendPlain') {
         if (a.line !== null && a.line !== undefined) this.ui.notSent?.(a.line, 'not sent: the end-to-end state could not be saved in this browser');
       }
+    }
+    if (error?.kind === 'Deleted') {
+      this.drop(DELETED_WORDS);
+      this.ui.problem('The end-to-end keys were deleted from this browser (this site\'s data was cleared, or another program removed them): this tab stopped using them and sends no private line. '
+        + 'Reloading the page makes new keys; everyone you talked to then sees that your key CHANGED.');
+      return;
     }
     if (error?.kind === 'Lost') {
       this.drop('another tab took over this account');

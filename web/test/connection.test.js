@@ -45,7 +45,7 @@ async function login(ws) {
 }
 
 /** A connection to a FakeSocket; `keep(e)` is what the page's handler returns for event `e`. */
-function setup(keep = () => undefined) {
+function setup(keep = () => undefined, random = () => 0) {
   sockets.length = 0;
   const events = [];
   let t = 0;
@@ -53,7 +53,7 @@ function setup(keep = () => undefined) {
     events.push(e);
     return keep(e);
   };
-  const conn = new Connection({ account, onEvent, url: 'wss://x/ws', WebSocketImpl: FakeSocket, clock: () => t, random: () => 0.5 });
+  const conn = new Connection({ account, onEvent, url: 'wss://x/ws', WebSocketImpl: FakeSocket, clock: () => t, random });
   return { conn, events, states: () => events.filter((e) => e.kind === 'lineState').map((e) => [e.line, e.state]), advance: (ms) => { t += ms; } };
 }
 
@@ -124,6 +124,33 @@ test('the backoff doubles up to 30 s and resets after a welcome', async () => {
     assert.match(events.filter((e) => e.kind === 'status').at(-1).text, /in 1 s/);
   } finally {
     mock.timers.reset();
+  }
+});
+
+test('the jitter never makes a wait longer than its step (30 s at most), and the status says the real wait', async () => {
+  for (const r of [0, 0.3, 0.5, 0.999999]) {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const { conn, events } = setup(undefined, () => r);
+      conn.start();
+      for (let i = 0; i < 8; i++) {
+        const before = sockets.length;
+        sockets.at(-1).drop();
+        const said = Number(events.filter((e) => e.kind === 'status').at(-1).text.match(/Reconnecting in (\d+) s/)[1]);
+        assert.ok(said <= 30, `said ${said} s with random ${r}`);
+        // The socket opens at the real wait: not before, and at once then.
+        let waited = 0;
+        while (sockets.length === before && waited <= 31_000) {
+          mock.timers.tick(1);
+          waited += 1;
+        }
+        assert.equal(sockets.length, before + 1, 'reconnected');
+        assert.ok(waited <= 30_000, `waited ${waited} ms with random ${r}`);
+        assert.ok(Math.abs(waited - said * 1000) <= 500 || (said === 1 && waited < 1000), `said ${said} s, waited ${waited} ms`);
+      }
+    } finally {
+      mock.timers.reset();
+    }
   }
 });
 

@@ -38,7 +38,7 @@ test('entered, unreadable, mentions, links, time', () => {
 });
 
 // ---- end-to-end words ----
-import { securityWords, secureEventWords, unsentReason, safetyNumberLines, keyFingerprint, sentTextLine, keptLine, NEVER_SENT, UNCONFIRMED } from '../src/render.js';
+import { securityWords, secureEventWords, unsentReason, safetyNumberLines, keyFingerprint, sentTextLine, keptLine, NEVER_SENT, UNCONFIRMED, acceptedWords, verifiedWords } from '../src/render.js';
 import { failureWords, isBlocking } from '../src/e2e/sessions.js';
 
 const fw = { failureWords, isBlocking };
@@ -71,6 +71,29 @@ test('#security: one state and its words for each status of the conversation', (
   for (const st of [{ kind: 'Ready' }, { kind: 'Starting' }, { kind: 'Secure', key: key(1), trust: 'New' }, { kind: 'Failed', failure: { kind: 'OwnKey' } }]) {
     assert.doesNotMatch(s(st).text, /NOT end-to-end/);
   }
+});
+
+test('#security while not connected: a secure (or about to be) conversation is paused, in mm\'s words; others say what they say', () => {
+  const secure = { kind: 'Secure', key: key(1), trust: 'Verified' };
+  for (const st of [{ kind: 'Ready' }, { kind: 'Starting' }, { kind: 'Secure', key: key(1), trust: 'Pinned' }, secure]) {
+    assert.deepEqual(securityWords(st, 'bob', fw, '', 'reconnecting'), { state: 'paused', text: 'SECURE e2e · paused while reconnecting (nothing goes plain)' });
+    assert.deepEqual(securityWords(st, 'bob', fw, '', 'offline'), { state: 'paused', text: 'SECURE e2e · paused: not connected (nothing goes plain)' });
+  }
+  // Back to normal once connected.
+  assert.equal(securityWords(secure, 'bob', fw, '', 'connected').state, 'verified');
+  assert.equal(securityWords(secure, 'bob', fw).state, 'verified');
+  // Plain stays plain, a changed key stays a changed key: never "SECURE" while not connected.
+  assert.equal(securityWords({ kind: 'Plain' }, 'bob', fw, '', 'offline').state, 'plain');
+  assert.equal(securityWords({ kind: 'Failed', failure: { kind: 'KeyChanged', pinned: key(1), presented: key(2) } }, 'bob', fw, '', 'reconnecting').state, 'changed');
+  assert.equal(securityWords(null, 'bob', fw, 'x', 'offline').state, 'blocked');
+});
+
+test('/accept-key and /verified say they are done, in mm\'s words (client/src/execute.rs); an accepted key is not "pinned at first contact"', () => {
+  assert.equal(acceptedWords('bob'), "accepted bob's new key (pinned, not verified); a new secure session starts. /verify bob to compare safety numbers");
+  assert.equal(verifiedWords('bob'), "bob's key is now marked as verified");
+  const ready = secureEventWords({ kind: 'Ready', peer: 'bob', key: key(1), trust: 'Accepted', byPeer: false }, fw);
+  assert.match(ready.text, /not verified \(accepted by you with \/accept-key\)\. Compare safety numbers: \/verify bob$/);
+  assert.doesNotMatch(ready.text, /first contact/);
 });
 
 test('end-to-end events in mm\'s words (client/src/render.rs secure())', () => {

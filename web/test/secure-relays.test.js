@@ -98,7 +98,7 @@ test('a flood of session starts relayed to the page: shown in order, and the pag
     cannotRead: () => assert.fail('cannot read'),
   };
   const secure = new Secure({
-    nick: 'bob', e2e, homes: memoryHomes(), rng: counterRng('bob'), ui,
+    nick: 'bob', e2e, homes: memoryHomes(), rng: counterRng('bob'), ui, newAccount: true,
     connection: () => ({ send: (msg) => published.push(msg) }),
   });
   try {

@@ -191,8 +191,8 @@ function world() {
         await tick();
       }
     },
-    user(nick, { homes = memoryHomes(), keepOk = true, label = `rng ${nick}` } = {}) {
-      const u = { nick, log: [], shown: [], events: [], lineStates: [], problems: [], homes, keepOk, sent: [] };
+    user(nick, { homes = memoryHomes(), keepOk = true, label = `rng ${nick}`, newAccount = true } = {}) {
+      const u = { nick, log: [], shown: [], events: [], lineStates: [], problems: [], announced: [], homes, keepOk, sent: [] };
       const conn = {
         send: (msg) => {
           queue.push({ from: nick, msg });
@@ -223,6 +223,9 @@ function world() {
         problem(text) {
           u.problems.push(text);
         },
+        announce(text) {
+          u.announced.push(text);
+        },
         cannotRead() {
           u.log.push('cannot read');
         },
@@ -236,7 +239,7 @@ function world() {
       let t = 0;
       u.secure = new Secure({
         nick, e2e, homes, rng: counterRng(label), connection: () => conn, ui: u.ui,
-        clock: () => (t += 1), wallClock: () => 1_700_000_000_000,
+        clock: () => (t += 1), wallClock: () => 1_700_000_000_000, newAccount,
       });
       drivers.push(u.secure);
       users.set(nick, u);
@@ -508,4 +511,46 @@ test('a changed key: its message is held (saved, acknowledged, said), kept over 
   const kinds = again.events.map((e) => e.kind);
   assert.ok(kinds.indexOf('Released') >= 0 && kinds.indexOf('Released') < kinds.indexOf('Ready'), kinds.join());
   assert.ok(again.log.indexOf('event Released') < again.log.indexOf('show it is me, new key'));
+});
+
+test('a new account\'s first keys are announced as made; an account used before whose keys are gone says they were deleted', async () => {
+  const w = world();
+  const homes = memoryHomes();
+  const fresh = w.user('alice', { homes, newAccount: true });
+  assert.equal(await fresh.secure.open(), true);
+  assert.deepEqual(fresh.problems, []);
+  assert.equal(fresh.announced.length, 1);
+  assert.match(fresh.announced[0], /^created your end-to-end identity key in this browser/);
+  // Opened again (a reload): the keys are there, nothing to say.
+  const again = w.user('alice', { homes, label: 'again', newAccount: false });
+  assert.equal(await again.secure.open(), true);
+  assert.deepEqual([again.announced, again.problems], [[], []]);
+  // The record deleted (site data cleared), the account kept: new keys, said plainly.
+  homes.rows.delete('alice');
+  const after = w.user('alice', { homes, label: 'after', newAccount: false });
+  assert.equal(await after.secure.open(), true);
+  assert.equal(after.problems.length, 1);
+  assert.match(after.problems[0], /^The end-to-end keys were deleted from this browser .*new keys were made\. Everyone you talked to before sees that your key CHANGED/);
+  assert.doesNotMatch(after.problems[0], /another tab/i);
+});
+
+test('the record deleted while the tab uses it: said as deleted, not as another tab taking over; nothing more is sent', async () => {
+  const homes = memoryHomes();
+  await Home.open({ nick: 'wendy', homes, e2e, rng: counterRng('x1') }).then(async (h) => {
+    homes.rows.delete('wendy');
+    await assert.rejects(h.save(), (e) => e instanceof HomeError && e.kind === 'Deleted' && /deleted from this browser/.test(e.message));
+  });
+  const w = world();
+  const alice = w.user('alice');
+  const bob = w.user('bob');
+  await loggedIn(w, alice, bob);
+  alice.homes.rows.delete('alice');
+  assert.equal(alice.secure.sendText('dave', 'waiting for keys', 9).kind, 'Queued');
+  alice.secure.command('insecure', 'bob');
+  await alice.secure.settled();
+  assert.equal(alice.secure.sessions, null, 'the sessions are dropped');
+  assert.match(alice.problems.at(-1), /^The end-to-end keys were deleted from this browser .*this tab stopped using them/);
+  assert.ok(!alice.problems.some((p) => /another tab/i.test(p)), alice.problems.join(' | '));
+  assert.match(alice.log.at(-1), /^dropped: not sent: end-to-end encryption stopped in this tab \(the end-to-end keys were deleted from this browser\)$/);
+  assert.equal(alice.secure.sendText('bob', 'after', 10).kind, 'Refused');
 });

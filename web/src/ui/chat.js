@@ -4,12 +4,13 @@
 // never fetched or previewed.
 
 import { $, h, setText, nickClass } from './dom.js';
-import { parse, plan, complete, CommandError } from '../commands.js';
+import { parse, plan, complete, CommandError, HELP } from '../commands.js';
 import {
   notice, mentions, linkParts, timeWords, ROLE_PREFIX, ROLE_WORDS, modeLetters, securityWords,
-  secureEventWords, unsentReason, safetyNumberLines, sentTextLine, keptLine,
+  secureEventWords, unsentReason, safetyNumberLines, sentTextLine, keptLine, verifiedWords, acceptedWords,
 } from '../render.js';
 import { LOBBY, nickKey, roomKey, isLobby, sanitize, ErrorCode } from '../protocol.js';
+import { unreadKey, unreadText, parseUnread } from '../unread.js';
 
 /** Lines a conversation keeps in the page (older ones are dropped from the view, said so). */
 export const MAX_LOG = 1000;
@@ -53,6 +54,7 @@ class Conversation {
     this.note = null; // the li saying so, first in `log`
     this.ok = false; // private: something besides refused lines of ours (a line from them, one delivered, or kept)
     this.from = null; // private: the conversation the user was in when opening this one
+    this.queued = new Set(); // private: lines of ours the server queued for the peer's next login, ≤ MAX_LOG
   }
 
   get lobby() {
@@ -82,6 +84,12 @@ export class ChatView {
     this.onQuit = onQuit;
     this.me = '';
     this.online = 0;
+    // The connection: 'connected' (logged in), 'reconnecting' (it was, and is being made again)
+    // or 'offline' (not yet, or stopped). Until connected, presence is unknown and a secure
+    // conversation says it is paused.
+    this.link = 'offline';
+    this.everConnected = false;
+    this.accepted = new Set(); // nick keys whose new key the user accepted here, until their next Ready
     this.convs = new Map();
     this.current = null;
     this.maxTextLen = 4096;
@@ -111,6 +119,8 @@ export class ChatView {
   }
 
   show(nick) {
+    // Another account: its kept counts are read at its restore, not written over before.
+    if (nickKey(nick) !== nickKey(this.me)) this.unreadRestored = false;
     this.me = nick;
     this.ctx.me = nick;
     setText(this.el.meNick, nick);
@@ -153,11 +163,28 @@ export class ChatView {
    * kept meanwhile appears; a line already shown is not shown twice, and keeps its place).
    */
   restore(convs) {
+    // Unread when the page was closed: still unread (at most the lines kept). Only at the
+    // page's load: a takeover back keeps the counts this page has.
+    let counts = new Map();
+    if (!this.unreadRestored) {
+      try {
+        counts = parseUnread(localStorage.getItem(unreadKey(nickKey(this.me))));
+      } catch {
+        // storage not readable: no counts
+      }
+    }
     for (const { peer, lines } of convs) {
       const c = this.conv('private', peer);
       c.ok = true;
       this.#rebuild(c, lines);
+      const kept = counts.get(c.key);
+      if (kept && c !== this.current) {
+        c.unread += Math.min(kept.unread, lines.length);
+        c.mentions += Math.min(kept.mentions, lines.length);
+      }
     }
+    this.unreadRestored = true;
+    this.#renderList();
   }
 
   /**
@@ -222,11 +249,31 @@ export class ChatView {
   disconnected() {
     this.conv('room', LOBBY).members.clear();
     this.online = 0;
+    // Nor is whether a private peer is online: asked again (Monitor) at the next login.
+    for (const c of this.convs.values()) if (c.kind === 'private') c.online = undefined;
     this.#refresh();
+  }
+
+  /**
+   * The connection's state (its `status` events: connecting | connected | reconnecting |
+   * offline): what the header and the security line say while not connected.
+   */
+  linkState(state) {
+    let link;
+    if (state === 'connected') link = 'connected';
+    else if (state === 'reconnecting' || (state === 'connecting' && this.everConnected)) link = 'reconnecting';
+    else link = 'offline';
+    if (link === 'connected') this.everConnected = true;
+    if (link === this.link) return;
+    this.link = link;
+    if (link !== 'connected') this.disconnected();
+    else this.#refresh();
   }
 
   /** Forgets the private conversations shown (another account opens in this page). */
   dropPrivate() {
+    this.unreadRestored = false;
+    this.unreadKept = null;
     for (const c of [...this.convs.values()]) if (c.kind === 'private') this.convs.delete(c.key);
     this.#refresh();
   }
@@ -292,6 +339,20 @@ export class ChatView {
     this.el.list.replaceChildren(...items);
     const total = [...this.convs.values()].reduce((n, c) => n + c.unread, 0);
     document.title = total > 0 ? `(${total}) Multi-Messenger` : 'Multi-Messenger';
+    this.#keepUnread();
+  }
+
+  /** Keeps the private conversations' unread counts for the next page load (unread.js). */
+  #keepUnread() {
+    if (!this.me || !this.unreadRestored) return;
+    const text = unreadText(this.convs.values());
+    if (text === this.unreadKept) return;
+    this.unreadKept = text;
+    try {
+      localStorage.setItem(unreadKey(nickKey(this.me)), text);
+    } catch {
+      // not kept: the counts start from nothing at the next load, as before
+    }
   }
 
   #renderHeader() {
@@ -300,11 +361,15 @@ export class ChatView {
     // Short, to stay one line at phone width; the keys and commands are behind /help.
     this.el.input.placeholder = `Message ${c.name}`;
     this.#renderSecurity();
+    const linked = this.link === 'connected';
     if (c.kind === 'private') {
-      setText(this.el.info, c.online === undefined ? 'private conversation' : `private conversation · ${c.name} is ${c.online ? 'online' : 'offline'}`);
+      let info = 'private conversation';
+      if (!linked) info += ' · online: unknown (not connected)';
+      else if (c.online !== undefined) info += ` · ${c.name} is ${c.online ? 'online' : 'offline'}`;
+      setText(this.el.info, info);
       setText(this.el.topic, '');
     } else if (c.lobby) {
-      setText(this.el.info, `${this.online} online`);
+      setText(this.el.info, linked ? `${this.online} online` : 'online: unknown (not connected)');
       setText(this.el.topic, 'Everyone online is here. Rooms are read by the server.');
     } else {
       const parts = [`${c.memberCount} ${c.memberCount === 1 ? 'member' : 'members'}`];
@@ -322,7 +387,7 @@ export class ChatView {
     if (!el) return;
     el.hidden = c?.kind !== 'private';
     if (el.hidden) return;
-    const { state, text } = securityWords(this.secure?.status(c.name) ?? null, c.name, this.secure?.words ?? NO_WORDS, this.secure?.unavailable ?? 'not available');
+    const { state, text } = securityWords(this.secure?.status(c.name) ?? null, c.name, this.secure?.words ?? NO_WORDS, this.secure?.unavailable ?? 'not available', this.link);
     if (el.dataset.state !== state) el.dataset.state = state;
     if (el.textContent !== text) setText(el, text);
   }
@@ -339,7 +404,7 @@ export class ChatView {
     this.el.chat.classList.toggle('no-members', !show);
     if (!show) return;
     const members = [...c.members.values()].sort((a, b) => roleRank(b.role) - roleRank(a.role) || a.nick.localeCompare(b.nick));
-    setText(this.el.membersTitle, c.lobby ? `Online (${this.online})` : `Members (${c.memberCount})`);
+    setText(this.el.membersTitle, c.lobby ? `Online (${this.link === 'connected' ? this.online : 'unknown'})` : `Members (${c.memberCount})`);
     this.el.memberList.replaceChildren(...members.slice(0, MAX_MEMBERS_SHOWN).map((m) => h('li', {
       class: [m.online === false ? 'offline' : '', m.away ? 'away' : ''].join(' ').trim(),
     }, `${ROLE_PREFIX[m.role ?? 'Member']}${m.nick}`)));
@@ -439,7 +504,7 @@ export class ChatView {
     const body = multiline
       ? text.split('\n').flatMap((l, i) => (i ? [document.createTextNode('\n'), ...textNodes(l)] : textNodes(l)))
       : textNodes(text);
-    const textEl = h('span', { class: 'text' }, secure === true ? lockMark() : null, tag ? h('span', { class: 'tag' }, tag) : null, ...body);
+    const textEl = h('span', { class: 'text' }, secure === true ? lockMark() : null, secure === false ? plainMark() : null, tag ? h('span', { class: 'tag' }, tag) : null, ...body);
     const li = h('li', { class: classes.join(' ') }, h('time', { datetime: t.iso, title: t.full }, t.hhmm), ' ', nickEl, ' ', textEl);
     // No layout here (a flood brings thousands a second): the line waits for the next frame.
     c.pending.push(li);
@@ -530,13 +595,16 @@ export class ChatView {
   sendWire(msg, tag) {
     const li = tag === null ? null : this.e2eLines.get(tag) ?? null;
     if (tag !== null) this.e2eLines.delete(tag);
-    if (li?.kept) this.keep?.sent(li.kept.peer, li.kept.local);
-    if (li && msg.type === 'Private') {
-      // Sent plain after all (the user said /insecure while it waited).
-      li.classList.remove('secure');
-      li.classList.add('plain');
-      li.querySelector('.lock')?.remove();
+    const now = msg.type === 'Private' && tag !== null && nickKey(msg.to) !== nickKey(this.me) ? this.secure?.status(msg.to)?.kind : undefined;
+    if (now !== undefined && now !== 'Plain') {
+      // A line typed while the conversation was plain, still waiting when the user said
+      // /secure: never sent plain after that.
+      if (li) this.#mark(li, 'refused', 'not sent: you said /secure before it went (send it again to encrypt it)');
+      return;
     }
+    if (li?.kept) this.keep?.sent(li.kept.peer, li.kept.local);
+    // Sent plain after all (the user said /insecure while it waited).
+    if (li && msg.type === 'Private') markPlain(li, true);
     const conn = this.connection();
     if (!conn) {
       if (li) this.#mark(li, 'refused', 'not sent: not connected');
@@ -572,7 +640,12 @@ export class ChatView {
       this.e2eLines.delete(tag);
       if (li && reason) this.#mark(li, 'refused', reason);
     }
-    const words = secureEventWords(event, fw);
+    let shown = event;
+    if (event.kind === 'Ready' && this.accepted.delete(nickKey(event.peer)) && event.trust !== 'Verified') {
+      // The key the user accepted with /accept-key: not "pinned at first contact".
+      shown = { ...event, trust: 'Accepted' };
+    }
+    const words = secureEventWords(shown, fw);
     if (event.kind === 'Failed' && event.failure?.kind === 'NoSuchUser') {
       const c = this.conv('private', event.peer, false);
       if (c && !c.ok) {
@@ -610,6 +683,11 @@ export class ChatView {
     this.e2eLines.clear();
   }
 
+  /** Says something about end-to-end that is not a fault (new keys made), in the log. */
+  announce(text) {
+    this.say(text, 'notice');
+  }
+
   /** Says plainly what went wrong with end-to-end in this tab (the status line and the log). */
   problem(text) {
     this.say(text, 'error');
@@ -642,8 +720,8 @@ export class ChatView {
 
   #mark(li, state, words) {
     if (state !== 'waiting') this.#settleKept(li, words);
-    if (state === 'refused') unlock(li);
-    li.classList.remove('waiting', 'sent', 'queued', 'refused', 'unknown');
+    if (state === 'refused') markPlain(li, false);
+    li.classList.remove('waiting', 'sent', 'queued', 'delivered', 'refused', 'unknown');
     li.classList.add(state);
     let el = li.querySelector('.state');
     if (!el) {
@@ -693,8 +771,8 @@ export class ChatView {
       this.lines.set(e.line, li);
     }
     if (!li) return;
-    if (e.state === 'refused') unlock(li);
-    li.classList.remove('waiting', 'sent', 'queued', 'refused', 'unknown');
+    if (e.state === 'refused') markPlain(li, false);
+    li.classList.remove('waiting', 'sent', 'queued', 'delivered', 'refused', 'unknown');
     li.classList.add(e.state);
     let state = li.querySelector('.state');
     if (!state) {
@@ -722,6 +800,11 @@ export class ChatView {
     }
     const c = li.conv;
     if ((e.state === 'sent' || e.state === 'queued') && c) c.ok = true;
+    if (e.state === 'queued' && c?.kind === 'private') {
+      // Delivered at the peer's next login (PROTOCOL.md, Delivery): said so when it comes.
+      c.queued.add(li);
+      if (c.queued.size > MAX_LOG) c.queued.delete(c.queued.values().next().value);
+    }
     if (e.state === 'refused' && c?.kind === 'private' && !c.ok && e.code === ErrorCode.NO_SUCH_NICK && this.convs.get(c.key) === c) {
       // /msg to a nick nobody has: no conversation is left behind; the error is said where the user was.
       const words = `${c.name}: no such user — nothing was sent (${e.detail})`;
@@ -834,6 +917,7 @@ export class ChatView {
         const first = c.online === undefined;
         const changed = c.online !== msg.online;
         c.online = msg.online;
+        if (msg.online) this.#delivered(c);
         this.#refresh();
         if (first || !changed) return; // the answer to Monitor: the header says it
         break;
@@ -854,6 +938,23 @@ export class ChatView {
       if (words.kind === 'mention') this.#count(target, { mention: true, from: 'Multi-Messenger', text: words.text });
     }
     this.#refresh();
+  }
+
+  /**
+   * The peer of `c` is online: they logged in since the server queued our lines for them, and
+   * the server delivers its mailbox at a login (PROTOCOL.md, Delivery). Their "queued" label
+   * says so now.
+   */
+  #delivered(c) {
+    if (c.queued.size === 0) return;
+    const t = timeWords(BigInt(Date.now()));
+    for (const li of c.queued) {
+      li.classList.remove('queued');
+      li.classList.add('delivered');
+      const el = li.querySelector('.state');
+      if (el) setText(el, `delivered at ${c.name}'s login (${t.hhmm})`);
+    }
+    c.queued.clear();
   }
 
   /** Watches private peers' presence (Monitor: at most 64 nicks a frame). */
@@ -896,7 +997,8 @@ export class ChatView {
   #act(a) {
     const conn = this.connection();
     if (a.show) {
-      this.say(a.show);
+      // /help: a table, in the page's normal (not the notices' italic) type, its columns kept.
+      this.say(a.show, a.show === HELP ? 'notice help' : 'notice');
     } else if (a.open) {
       const known = this.conv('private', a.open, false);
       const c = known ?? this.conv('private', a.open);
@@ -946,6 +1048,7 @@ export class ChatView {
     const li = this.add(c, { nick: this.me, text, own: true, kind: 'line waiting', secure: true });
     li.conv = c;
     if (!this.secure) {
+      markPlain(li, false);
       this.#mark(li, 'refused', 'not sent: end-to-end encryption is not available in this tab');
       return;
     }
@@ -958,11 +1061,7 @@ export class ChatView {
     }
     const r = this.secure.sendText(to, text, tag);
     const shown = sentTextLine(r, to);
-    if (shown.secure !== true) {
-      li.classList.remove('secure');
-      li.querySelector('.lock')?.remove();
-      if (shown.secure === false) li.classList.add('plain');
-    }
+    if (shown.secure !== true) markPlain(li, shown.secure === false);
     if (shown.keep) {
       // Kept as pending until the server takes it (or it is refused): a reload in between shows
       // it as not confirmed, never as if it had gone.
@@ -986,12 +1085,28 @@ export class ChatView {
       this.problem(`/${which}: end-to-end encryption is not available in this tab`);
       return;
     }
+    const before = this.secure.status(nick)?.kind;
     const r = this.secure.command(which, nick);
-    if (r?.refused) {
+    const after = this.secure.status(nick)?.kind;
+    if (r?.refused && which === 'secure' && before === 'Plain' && after !== undefined && after !== 'Plain') {
+      // Refused ("already being set up": lines typed after /insecure wait behind a session
+      // being set up) yet done: the conversation is end-to-end again. Said as it is; the plain
+      // lines still waiting are not sent plain (sendWire).
+      const c = this.conv('private', nick);
+      this.say(`/secure ${nick}: private messages to ${nick} are end-to-end encrypted again; the lines still waiting to go NOT end-to-end encrypted are not sent (send them again to encrypt them)`, 'notice', c);
+      if (this.current !== c) this.switchTo(c);
+    } else if (r?.refused) {
       this.say(`/${which} ${nick}: ${r.refused}`, 'error', this.conv('private', nick, false) ?? this.current);
       this.status(r.refused, true);
     } else if (r && r.number !== undefined) {
       this.#safetyNumber(nick, r.number, r.newKey);
+    } else if (which === 'verified' || which === 'accept-key') {
+      // Done: said as mm says it (client/src/execute.rs), in the conversation with `nick`.
+      const c = this.conv('private', nick);
+      if (which === 'accept-key') this.accepted.add(nickKey(nick));
+      else this.accepted.delete(nickKey(nick));
+      this.say(which === 'verified' ? verifiedWords(nick) : acceptedWords(nick), 'notice', c);
+      if (this.current !== c) this.switchTo(c);
     } else if (which === 'secure' || which === 'insecure') {
       const c = this.conv('private', nick);
       if (this.current !== c) this.switchTo(c);
@@ -1141,11 +1256,6 @@ export class ChatView {
 }
 
 /** A line of ours not sent: it loses the end-to-end mark at once (its state words say why). */
-function unlock(li) {
-  li.classList.remove('secure');
-  li.querySelector('.lock')?.remove();
-}
-
 function roleRank(role) {
   return { Owner: 3, Op: 2, Voiced: 1, Member: 0 }[role ?? 'Member'] ?? 0;
 }
@@ -1173,6 +1283,24 @@ function lockMark() {
   body.setAttribute('fill', 'currentColor');
   svg.append(shackle, body);
   return h('span', { class: 'lock', role: 'img', 'aria-label': 'end-to-end encrypted', title: 'end-to-end encrypted' }, svg);
+}
+
+/**
+ * The visible mark of a private line that is NOT end-to-end encrypted (live, and restored
+ * after a reload from the kept `plain`): the server could read it.
+ */
+function plainMark() {
+  return h('span', { class: 'tag plain-tag', title: 'not end-to-end encrypted: the server can read it' }, 'NOT end-to-end encrypted');
+}
+
+/** A line shown as secure is not: its lock goes; `plain` (it goes, or went, plain) marks it so. */
+function markPlain(li, plain) {
+  li.classList.remove('secure');
+  li.querySelector('.lock')?.remove();
+  if (!plain || li.classList.contains('plain')) return;
+  li.classList.add('plain');
+  const text = li.querySelector('.text');
+  text?.insertBefore(plainMark(), text.firstChild);
 }
 
 /** Text with http(s) links as <a> (text only; never fetched or previewed). */
