@@ -404,7 +404,7 @@ function scanCore(pid, needles, found, chunk, why) {
 /** Headless Chromium trusting `server`'s certificate (by its key) and nothing else. */
 export async function browser(server) {
   need(CHROMIUM, 'Chromium (Debian package chromium)');
-  return chromium.launch({
+  const b = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: [
@@ -418,6 +418,22 @@ export async function browser(server) {
       `--ignore-certificate-errors-spki-list=${server.spki()}`,
     ],
   });
+  // The page asks before leaving with lines not sent yet ("Leave site?"): a test that reloads or
+  // closes then means to leave, as a user who confirms (Playwright would otherwise dismiss the
+  // question, and the reload would never happen). Each page's questions are in `page.asked`.
+  const newContext = b.newContext.bind(b);
+  b.newContext = async (...args) => {
+    const context = await newContext(...args);
+    context.on('page', (page) => {
+      page.asked = [];
+      page.on('dialog', (d) => {
+        page.asked.push(d.type());
+        (d.type() === 'beforeunload' ? d.accept() : d.dismiss()).catch(() => {});
+      });
+    });
+    return context;
+  };
+  return b;
 }
 
 /** Runs `body(page)`; on failure saves a screenshot of every page given to `pages()` in

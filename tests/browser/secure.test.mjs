@@ -456,6 +456,15 @@ describe('end-to-end between the page and mm', () => {
       await loggedIn(page, 'wendy');
       await security(page, 'secure', 'SECURE — end-to-end encrypted');
       await until(async () => /^private conversation · max is (online|offline)$/.test(await info()), async () => `the header says "${await info()}" after reconnecting`);
+      // Leaving with nothing unsent asks nothing; with a line typed while the server is down
+      // (it lives only in this page), the browser asks first.
+      assert.deepEqual(page.asked, []);
+      await w.server.down();
+      await security(page, 'paused', 'SECURE e2e · paused while reconnecting (nothing goes plain)');
+      await say(page, 'typed while the server is down');
+      await page.getByRole('log').locator('li.waiting').filter({ hasText: 'typed while the server is down' }).first().waitFor({ timeout: WAIT });
+      await page.close({ runBeforeUnload: true });
+      await until(async () => page.asked.includes('beforeunload'), async () => `asked: ${page.asked}`);
     });
   });
 

@@ -268,6 +268,13 @@ otherNick.addEventListener('click', async () => {
 });
 
 window.addEventListener('online', () => connection?.retryNow());
+window.addEventListener('beforeunload', (e) => {
+  // Lines typed but not sent yet live only in this page: the browser asks before leaving.
+  if (owned && chat && chat.unsent() > 0) {
+    e.preventDefault();
+    e.returnValue = '';
+  }
+});
 window.addEventListener('pagehide', () => {
   // Leaving the page: a clean close (the server sees the user go offline now).
   connection?.stop('page closed');

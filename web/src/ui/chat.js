@@ -661,13 +661,27 @@ export class ChatView {
     if (words) {
       const c = words.peer ? this.conv('private', words.peer) : this.current;
       const kind = { ready: 'notice', notice: 'notice', error: 'error', alarm: 'error alarm' }[words.kind] ?? 'notice';
-      this.add(c, { text: words.text, kind, multiline: true });
+      const li = this.add(c, { text: words.text, kind, multiline: true });
+      if (words.peer && c.kind === 'private') {
+        // Kept with the conversation's lines: after a reload, a key change, a held message or a
+        // key accepted is still said where it happened, not only the lines around it.
+        const local = `n${Date.now().toString(36)}-${this.nextTag++}`;
+        li.keptName = keptName({ local });
+        this.keep?.add(c.name, { ts: Date.now(), from: '', text: words.text, kind: 'notice', local });
+      }
       if (words.kind === 'alarm') {
         this.status(words.text, true);
         this.#count(c, { mention: true, from: 'Multi-Messenger', text: words.text });
       }
     }
     this.securityChanged();
+  }
+
+  /** How many lines of the user's are not sent yet (waiting for the connection or for keys). */
+  unsent() {
+    let n = this.e2eLines.size;
+    for (const li of this.lines.values()) if (li.classList.contains('waiting')) n += 1;
+    return n;
   }
 
   /** A line of the user's that the driver could not send. */
@@ -721,7 +735,7 @@ export class ChatView {
   #mark(li, state, words) {
     if (state !== 'waiting') this.#settleKept(li, words);
     if (state === 'refused') markPlain(li, false);
-    li.classList.remove('waiting', 'sent', 'queued', 'delivered', 'refused', 'unknown');
+    li.classList.remove('waiting', 'sent', 'queued', 'refused', 'unknown');
     li.classList.add(state);
     let el = li.querySelector('.state');
     if (!el) {
@@ -772,7 +786,7 @@ export class ChatView {
     }
     if (!li) return;
     if (e.state === 'refused') markPlain(li, false);
-    li.classList.remove('waiting', 'sent', 'queued', 'delivered', 'refused', 'unknown');
+    li.classList.remove('waiting', 'sent', 'queued', 'refused', 'unknown');
     li.classList.add(e.state);
     let state = li.querySelector('.state');
     if (!state) {
@@ -917,7 +931,8 @@ export class ChatView {
         const first = c.online === undefined;
         const changed = c.online !== msg.online;
         c.online = msg.online;
-        if (msg.online) this.#delivered(c);
+        // A login seen (not the answer to Monitor, which also comes after each reconnection).
+        if (msg.online && !first && changed) this.#cameOnline(c);
         this.#refresh();
         if (first || !changed) return; // the answer to Monitor: the header says it
         break;
@@ -941,18 +956,16 @@ export class ChatView {
   }
 
   /**
-   * The peer of `c` is online: they logged in since the server queued our lines for them, and
-   * the server delivers its mailbox at a login (PROTOCOL.md, Delivery). Their "queued" label
-   * says so now.
+   * The peer of `c` logged in since the server queued our lines for them. Their "queued" label
+   * says so — only that: no receipt comes from the peer (PROTOCOL.md), and an operator who
+   * releases an account deletes its mailbox, so "delivered" would be a guess.
    */
-  #delivered(c) {
+  #cameOnline(c) {
     if (c.queued.size === 0) return;
     const t = timeWords(BigInt(Date.now()));
     for (const li of c.queued) {
-      li.classList.remove('queued');
-      li.classList.add('delivered');
       const el = li.querySelector('.state');
-      if (el) setText(el, `delivered at ${c.name}'s login (${t.hhmm})`);
+      if (el) setText(el, `queued · ${c.name} logged in at ${t.hhmm} (the server hands queued lines over at login)`);
     }
     c.queued.clear();
   }
