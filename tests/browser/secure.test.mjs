@@ -433,6 +433,14 @@ describe('end-to-end between the page and mm', () => {
       await say(page, '/verified max');
       await lineOf(page, "max's key is now marked as verified");
       await security(page, 'verified', 'VERIFIED');
+      // A reload keeps where the key changed, was held and accepted, in order with the lines.
+      await page.reload();
+      await loggedIn(page, 'wendy');
+      await open(page, 'max');
+      const kept = await logText(page);
+      const order = ["WARNING: max's key has CHANGED", '1 message from max under the new key is held', "accepted max's new key", fromNewKey];
+      const at = order.map((text) => kept.indexOf(text));
+      assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])), `after a reload, in order: ${order.join(' | ')}; found at ${at}`);
     });
   });
 

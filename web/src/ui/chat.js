@@ -532,6 +532,19 @@ export class ChatView {
     this.add(c, { text, kind, multiline: true });
   }
 
+  /**
+   * A notice about the security of a conversation (a key changed, held, accepted, verified; a
+   * session ready): shown, and in a private conversation kept with its lines, so that after a
+   * reload it is still said where it happened, not only the lines around it.
+   */
+  #securityNotice(c, text, kind = 'notice') {
+    const li = this.add(c, { text, kind, multiline: true });
+    if (c.kind !== 'private') return;
+    const local = `n${Date.now().toString(36)}-${this.nextTag++}`;
+    li.keptName = keptName({ local });
+    this.keep?.add(c.name, { ts: Date.now(), from: '', text, kind: 'notice', local });
+  }
+
   // ---- events from the connection ----
 
   handle(e) {
@@ -661,14 +674,7 @@ export class ChatView {
     if (words) {
       const c = words.peer ? this.conv('private', words.peer) : this.current;
       const kind = { ready: 'notice', notice: 'notice', error: 'error', alarm: 'error alarm' }[words.kind] ?? 'notice';
-      const li = this.add(c, { text: words.text, kind, multiline: true });
-      if (words.peer && c.kind === 'private') {
-        // Kept with the conversation's lines: after a reload, a key change, a held message or a
-        // key accepted is still said where it happened, not only the lines around it.
-        const local = `n${Date.now().toString(36)}-${this.nextTag++}`;
-        li.keptName = keptName({ local });
-        this.keep?.add(c.name, { ts: Date.now(), from: '', text: words.text, kind: 'notice', local });
-      }
+      this.#securityNotice(c, words.text, kind);
       if (words.kind === 'alarm') {
         this.status(words.text, true);
         this.#count(c, { mention: true, from: 'Multi-Messenger', text: words.text });
@@ -1118,7 +1124,7 @@ export class ChatView {
       const c = this.conv('private', nick);
       if (which === 'accept-key') this.accepted.add(nickKey(nick));
       else this.accepted.delete(nickKey(nick));
-      this.say(which === 'verified' ? verifiedWords(nick) : acceptedWords(nick), 'notice', c);
+      this.#securityNotice(c, which === 'verified' ? verifiedWords(nick) : acceptedWords(nick));
       if (this.current !== c) this.switchTo(c);
     } else if (which === 'secure' || which === 'insecure') {
       const c = this.conv('private', nick);
