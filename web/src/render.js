@@ -333,11 +333,13 @@ export function securityWords(status, peer, fw, unavailable = '', link = 'connec
     return { state: 'blocked', text: `BLOCKED — end-to-end encryption is not available in this tab (${unavailable || 'not opened yet'}): nothing is sent to ${peer}` };
   }
   if (link !== 'connected' && (status.kind === 'Secure' || status.kind === 'Starting' || status.kind === 'Ready')) {
+    // SECURE only where a session is: a conversation about to be one says end-to-end.
+    const what = status.kind === 'Secure' ? 'SECURE e2e' : 'end-to-end';
     return {
       state: 'paused',
       text: link === 'reconnecting'
-        ? 'SECURE e2e · paused while reconnecting (nothing goes plain)'
-        : 'SECURE e2e · paused: not connected (nothing goes plain)',
+        ? `${what} · paused while reconnecting (nothing goes plain)`
+        : `${what} · paused: not connected (nothing goes plain)`,
     };
   }
   switch (status.kind) {

@@ -255,8 +255,8 @@ export class Home {
 
 
 /**
- * Carries out lists of actions one after the other, in the order they were given, across
- * lists: a `Persist` is awaited before anything after it (a payload goes out only once the
+ * Carries out lists of actions one after the other (the user's work before relays not started
+ * yet; each in the order given): a `Persist` is awaited before anything after it (a payload goes out only once the
  * state that encrypted it is stored; a message is shown only once the state that decrypted it
  * is). When a save fails, nothing after it in that list is carried out.
  *
@@ -277,7 +277,11 @@ export class ActionRunner {
     this.save = save;
     this.perform = perform;
     this.alive = alive;
-    this.tail = Promise.resolve();
+    /** Work not started: the user's (lists) before relays' (functions), each lane in order. */
+    this.user = [];
+    this.relays = [];
+    this.pumping = false;
+    this.idleWaiters = [];
     this.pending = 0;
     this.maxPending = maxPending;
     this.clock = clock;
@@ -287,23 +291,57 @@ export class ActionRunner {
 
   /**
    * Queues `actions` (a list, or a function that makes it when its turn comes) behind those
-   * given before. Resolves (never rejects) with `{ok, results, dropped, error}`: ok false if a
-   * save failed or the sessions were dropped (`dropped`: the actions not carried out; `error`:
-   * the save's error).
+   * given before. Lists (what the user did, worked out already) go before functions not started
+   * yet (relays still to decrypt): the user's line never waits behind a burst of relays. Resolves
+   * (never rejects) with `{ok, results, dropped, error}`: ok false if a save failed or the
+   * sessions were dropped (`dropped`: the actions not carried out; `error`: the save's error,
+   * or a HomeError 'Busy' when more than `maxPending` runs wait).
    */
   run(actions, ctx = {}) {
     if (this.pending >= this.maxPending) {
-      // Bounded: behind a storage that does not keep up, new work is refused as a failed save.
-      const error = new HomeError('Storage', 'too many end-to-end actions are waiting for the browser storage');
+      // Bounded: the storage does not keep up, or more relays came at once than are taken.
+      const error = new HomeError('Busy', 'more end-to-end work arrived at once than this page takes');
       return Promise.resolve({ ok: false, results: [], dropped: typeof actions === 'function' ? [] : actions ?? [], error });
     }
     if (this.pending === 0) this.sliceStart = this.clock(); // idle until now: a new task
     this.pending += 1;
-    const done = this.tail.then(() => this.#make(actions, ctx)).finally(() => {
-      this.pending -= 1;
+    return new Promise((resolve) => {
+      (typeof actions === 'function' ? this.relays : this.user).push({ actions, ctx, resolve });
+      this.#pump();
     });
-    this.tail = done.then(() => undefined, () => undefined);
-    return done;
+  }
+
+  /** Resolves once no work is waiting or being done (also work queued meanwhile). */
+  async idle() {
+    while (this.pumping || this.user.length > 0 || this.relays.length > 0) {
+      await new Promise((resolve) => {
+        this.idleWaiters.push(resolve);
+      });
+    }
+  }
+
+  async #pump() {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      for (;;) {
+        const next = this.user.shift() ?? this.relays.shift();
+        if (!next) break;
+        let outcome;
+        try {
+          outcome = await this.#make(next.actions, next.ctx);
+        } catch (error) {
+          outcome = { ok: false, results: [], dropped: [], error };
+        }
+        this.pending -= 1;
+        next.resolve(outcome);
+      }
+    } finally {
+      this.pumping = false;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
   }
 
   async #make(actions, ctx) {
@@ -502,7 +540,9 @@ export class Secure {
     for (const a of dropped) {
       if (a.type === 'Event' && a.event.kind === 'Message') this.sessions?.notShown(a.event.peer, a.event.id);
       if (a.type === 'Send' || a.type === 'SendPlain') {
-        if (a.line !== null && a.line !== undefined) this.ui.notSent?.(a.line, 'not sent: the end-to-end state could not be saved in this browser');
+        if (a.line !== null && a.line !== undefined) {
+          this.ui.notSent?.(a.line, error?.kind === 'Busy' ? 'not sent: too much end-to-end work was waiting in this page; send it again' : 'not sent: the end-to-end state could not be saved in this browser');
+        }
       }
     }
     if (error?.kind === 'Deleted') {
@@ -514,6 +554,11 @@ export class Secure {
     if (error?.kind === 'Lost') {
       this.drop('another tab took over this account');
       this.ui.problem('Another tab took over this account\'s end-to-end keys: this tab stopped using them (Use here takes them back).');
+      return;
+    }
+    if (error?.kind === 'Busy') {
+      // Not the storage: a burst (a flood of session starts, or a storage too slow for it).
+      this.ui.problem(`More end-to-end work arrived at once than this page takes (${MAX_PENDING_RUNS} waiting): what did not fit was not sent or shown; a message received is not acknowledged, so the server sends it again at the next login`);
       return;
     }
     this.ui.problem(`The end-to-end state could not be saved in this browser (${error?.message ?? error}): what needed it was not sent or shown; a message received is shown when the server sends it again`);
@@ -677,7 +722,7 @@ export class Secure {
 
   /** Resolves once every action given so far is carried out (tests, page hide). */
   settled() {
-    return this.runner ? this.runner.tail : Promise.resolve();
+    return this.runner ? this.runner.idle() : Promise.resolve();
   }
 }
 

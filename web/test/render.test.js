@@ -75,9 +75,14 @@ test('#security: one state and its words for each status of the conversation', (
 
 test('#security while not connected: a secure (or about to be) conversation is paused, in mm\'s words; others say what they say', () => {
   const secure = { kind: 'Secure', key: key(1), trust: 'Verified' };
-  for (const st of [{ kind: 'Ready' }, { kind: 'Starting' }, { kind: 'Secure', key: key(1), trust: 'Pinned' }, secure]) {
+  for (const st of [{ kind: 'Secure', key: key(1), trust: 'Pinned' }, secure]) {
     assert.deepEqual(securityWords(st, 'bob', fw, '', 'reconnecting'), { state: 'paused', text: 'SECURE e2e · paused while reconnecting (nothing goes plain)' });
     assert.deepEqual(securityWords(st, 'bob', fw, '', 'offline'), { state: 'paused', text: 'SECURE e2e · paused: not connected (nothing goes plain)' });
+  }
+  // No session yet: not called SECURE.
+  for (const st of [{ kind: 'Ready' }, { kind: 'Starting' }]) {
+    assert.deepEqual(securityWords(st, 'bob', fw, '', 'reconnecting'), { state: 'paused', text: 'end-to-end · paused while reconnecting (nothing goes plain)' });
+    assert.deepEqual(securityWords(st, 'bob', fw, '', 'offline'), { state: 'paused', text: 'end-to-end · paused: not connected (nothing goes plain)' });
   }
   // Back to normal once connected.
   assert.equal(securityWords(secure, 'bob', fw, '', 'connected').state, 'verified');

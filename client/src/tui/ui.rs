@@ -529,12 +529,18 @@ fn tab_spans(app: &App, theme: Theme, bar: Style) -> Vec<Span<'static>> {
                     tab.security,
                     Security::Secure { .. } | Security::Starting | Security::Ready
                 );
+            // SECURE only where a session is: a conversation about to be one says end-to-end.
+            let what = if matches!(tab.security, Security::Secure { .. }) {
+                "SECURE e2e"
+            } else {
+                "end-to-end"
+            };
             spans.push(match &tab.security {
                 _ if paused => Span::styled(
                     if matches!(app.conn, Conn::Reconnecting { .. }) {
-                        "SECURE e2e · paused while reconnecting (nothing goes plain) ".to_string()
+                        format!("{what} · paused while reconnecting (nothing goes plain) ")
                     } else {
-                        "SECURE e2e · paused: not connected (nothing goes plain) ".to_string()
+                        format!("{what} · paused: not connected (nothing goes plain) ")
                     },
                     bar.patch(theme.fg(Color::Yellow)),
                 ),
