@@ -83,7 +83,10 @@ fn a_peer_who_lost_its_keys_tells_the_sender_who_is_blocked_then_shown_the_count
     // Carol could read neither, and fetches Bob's keys once.
     assert_eq!(lists.len(), 2);
     for l in &lists {
-        assert!(matches!(l.as_slice(), [Action::Event(E2eEvent::Unreadable { .. })]), "{l:?}");
+        assert!(
+            matches!(l.as_slice(), [Action::Event(E2eEvent::Unreadable { .. })]),
+            "{l:?}"
+        );
     }
     assert_eq!(fetches, vec![Action::FetchBundle("bob".into())]);
     assert!(w.texts("carol", "bob").is_empty());

@@ -70,7 +70,12 @@ pub(super) fn notice_vectors() -> Value {
     r.receive("carol-new", &mut carol_new, "bob", 11, &lost1);
     r.receive("carol-new", &mut carol_new, "bob", 12, &lost2);
     // The keys come: the notice goes, in a start under her new key.
-    let notice = r.bundle("carol-new", &mut carol_new, "bob", bundle_of(&bob_upload, 1));
+    let notice = r.bundle(
+        "carol-new",
+        &mut carol_new,
+        "bob",
+        bundle_of(&bob_upload, 1),
+    );
     // Now she has a session with Bob: an old message again is merely unreadable.
     r.receive("carol-new", &mut carol_new, "bob", 13, &lost1);
     // Bob: blocked (her key changed), the notice held; after /accept-key it is shown.
