@@ -298,7 +298,7 @@ describe('end-to-end between the page and mm', () => {
     });
   });
 
-  test('the page loses its keys (site data deleted): a line to the old key is not shown, mm refuses the new key, holds its line and sends nothing to it until /accept-key, then shows the line', LIMIT, async (t) => {
+  test('the page loses its keys (site data deleted): a line to the old key is not shown and the page tells mm, which is blocked at once (KEY CHANGED), holds the page\'s lines, sends nothing until /accept-key, then says how many to send again', LIMIT, async (t) => {
     const w = await world(t);
     await withScreenshots('secure-page-key-changed', () => w.pages, async () => {
       const max = await w.server.mm('max');
@@ -331,19 +331,22 @@ describe('end-to-end between the page and mm', () => {
 
       // mm cannot know yet: its next line goes on the old session, which the page no longer
       // has. The page says so and shows nothing of it.
+      const mark = max.mark();
       const lost = unique('to-the-old-key-');
       max.type(`/msg wendy ${lost}`);
       await open(page, 'max');
       await lineOf(page, 'could not be decrypted');
       assert.ok(!(await logText(page)).includes(lost), 'the page showed a line sent to its old key');
+      // The page tells mm, end-to-end, under its new key (no text of the user's): mm is blocked
+      // at once, before the page writes anything, and holds the notice.
+      await max.seesAfter(mark, "WARNING: wendy's key has CHANGED");
+      await max.seesAfter(mark, '1 message from wendy under the new key is held until you compare safety numbers (/verify wendy) and /accept-key wendy');
 
-      // The page writes with its new key: mm refuses it and shows nothing.
-      const mark = max.mark();
+      // The page writes with its new key: mm holds it too and shows nothing.
       const withNewKey = unique('new-key-');
       await say(page, `/msg max ${withNewKey}`);
-      await max.seesAfter(mark, "WARNING: wendy's key has CHANGED");
       // Held, not lost: mm says so at once.
-      await max.seesAfter(mark, '1 message from wendy under the new key is held until you compare safety numbers (/verify wendy) and /accept-key wendy');
+      await max.seesAfter(mark, '2 messages from wendy under the new key are held until you compare safety numbers (/verify wendy) and /accept-key wendy');
       // mm's next line is refused, and nothing goes to the page.
       const seenBefore = frames.received.length;
       const refused = unique('must-not-go-');
@@ -367,8 +370,10 @@ describe('end-to-end between the page and mm', () => {
       await max.seesAfter(mark, new RegExp(`safety number of wendy's NEW key \\(not accepted yet\\): ${inPage}`));
       max.type('/accept-key wendy');
       await max.seesAfter(mark, "accepted wendy's new key");
-      // The line held under the new key is shown now, as secure.
-      await max.seesAfter(mark, '1 held message from wendy follows, sent under the key you just accepted');
+      // The page's notice and its line, held under the new key, are shown now: how many of
+      // mm's lines the page could not read (to send again), then the line, as secure.
+      await max.seesAfter(mark, '2 held messages from wendy follow, sent under the key you just accepted');
+      await max.seesAfter(mark, "wendy could not read 1 of your messages (wendy's client no longer had the keys of your secure session): send them again");
       await max.seesAfter(mark, `[secure] <wendy> ${withNewKey}`);
       await exchange(page, frames, max, 'accepted');
     });
