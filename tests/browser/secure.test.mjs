@@ -441,6 +441,46 @@ describe('end-to-end between the page and mm', () => {
     });
   });
 
+  test('mm loses its home: the page\'s line to the old key is not shown, mm tells the page, which shows KEY CHANGED and sends nothing until /accept-key, then says how many to send again', LIMIT, async (t) => {
+    const w = await world(t);
+    await withScreenshots('secure-mm-lost-home', () => w.pages, async () => {
+      const first = await w.server.mm('max');
+      const { page, frames } = await w.visitor();
+      await join(page, w.server, 'wendy');
+      await published(frames);
+      await exchange(page, frames, first, 'before');
+      await open(page, 'max');
+      await security(page, 'secure', 'SECURE');
+      // mm's home is replaced: a new identity under the same account.
+      await first.quit();
+      for (const f of ['identity.key', 'pins', 'e2e-state']) rmSync(path(w.server.home('max'), f), { force: true });
+      const max = await w.server.mm('max');
+      const mark = max.mark();
+      // The page cannot know: its line goes on the old session, which mm no longer has.
+      const lost = unique('to-the-old-home-');
+      await say(page, lost);
+      await max.seesAfter(mark, 'a message from wendy could not be decrypted');
+      assert.deepEqual(max.linesAfter(mark, lost), [], 'mm showed a line sent to its old key');
+      // mm tells the page under its new key: the page is blocked at once, in mm's words.
+      await security(page, 'changed', 'KEY CHANGED');
+      await lineOf(page, "WARNING: max's key has CHANGED");
+      await lineOf(page, '1 message from max under the new key is held until you compare safety numbers (/verify max) and /accept-key max');
+      // A line typed now is not sent.
+      const from = frames.sent.length;
+      const blocked = unique('blocked-line-');
+      await say(page, blocked);
+      await sleep(QUIET_MS);
+      const sent = sentSince(frames, from).filter((m) => (m.type === 'Relay' || m.type === 'Private') && m.to === 'max');
+      assert.deepEqual(sent.map((m) => m.type), [], 'the page sent to max while the key change was not accepted');
+      // After /accept-key: how many lines mm could not read, to send again.
+      await say(page, '/accept-key max');
+      await lineOf(page, '1 held message from max follows, sent under the key you just accepted');
+      await lineOf(page, "max could not read 1 of your messages (max's client no longer had the keys of your secure session): send them again");
+      assert.deepEqual(max.linesAfter(mark, 'could not read'), [], 'mm said the notice (it is the page\'s to say)');
+      await exchange(page, frames, max, 'accepted');
+    });
+  });
+
   test('not connected: the secure conversation says paused and presence unknown; both back to normal after reconnecting', LIMIT, async (t) => {
     const w = await world(t);
     await withScreenshots('secure-paused', () => w.pages, async () => {
