@@ -9,6 +9,12 @@ use crate::e2e::Failure;
 /// Bob and Carol talked (both have sessions, Bob pinned Carol's key); then Carol's home is
 /// replaced: a new identity, which logs in (publishes its keys) and goes offline. Bob online.
 fn carol_lost_her_keys() -> World {
+    carol_lost(false)
+}
+
+/// As [`carol_lost_her_keys`]; with `keep_identity`, only her sessions are lost (the same key,
+/// her end-to-end state gone).
+fn carol_lost(keep_identity: bool) -> World {
     let mut w = World::new();
     w.add("bob");
     w.add("carol");
@@ -19,7 +25,11 @@ fn carol_lost_her_keys() -> World {
     w.send("bob", "carol", "how are you").unwrap();
     assert_eq!(w.texts("carol", "bob"), vec!["hi carol", "how are you"]);
     let i = w.idx("carol");
-    let identity = Identity::generate();
+    let identity = if keep_identity {
+        w.users[i].identity.clone()
+    } else {
+        Identity::generate()
+    };
     w.users[i].identity = identity.clone();
     w.users[i].sessions = Sessions::new("carol", identity, Pins::default(), E2eConfig::default());
     w.users[i].events.clear();
@@ -198,4 +208,21 @@ fn notices_are_bounded_in_all_and_never_to_ourselves() {
     }
     assert_eq!(fetches, MAX_NOTICES_PENDING);
     assert!(s.receive("dave", 5000, &payload, now).is_empty());
+}
+
+#[test]
+fn a_peer_who_lost_only_its_sessions_tells_the_sender_who_is_shown_it_at_once() {
+    let mut w = carol_lost(true);
+    w.send("bob", "carol", "lost 1").unwrap();
+    let (_, fetches) = carol_reads_mail(&mut w);
+    assert_eq!(fetches.len(), 1);
+    let i = w.idx("carol");
+    w.users[i].online = true;
+    w.run(i, fetches);
+    // From the pinned key: taken at once, no block, the notice shown.
+    assert!(!key_changed(&w, "bob", "carol"));
+    assert!(!w.saw("bob", |e| matches!(e, E2eEvent::Held { .. })));
+    assert_eq!(could_not_read(&w, "bob"), vec![1]);
+    w.send("bob", "carol", "sent again").unwrap();
+    assert_eq!(w.texts("carol", "bob"), vec!["sent again"]);
 }
