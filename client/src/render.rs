@@ -374,9 +374,25 @@ pub fn secure(event: &E2eEvent) -> Vec<Rendered> {
             Kind::Error,
             format!("a message from {peer} came again (replayed by the server?) and was ignored"),
         ),
+        E2eEvent::PeerCouldNotRead { count, .. } => {
+            Rendered::new(at(), Kind::Error, could_not_read_words(peer, *count))
+        }
         _ => return Vec::new(),
     };
     vec![item]
+}
+
+/// What [`E2eEvent::PeerCouldNotRead`] says: the peer lost its keys and could not read
+/// `count` of our messages.
+pub fn could_not_read_words(peer: &str, count: u32) -> String {
+    let messages = if count == 1 {
+        "1 of your messages".to_owned()
+    } else {
+        format!("{count} of your messages")
+    };
+    format!(
+        "{peer} could not read {messages} ({peer}'s client no longer had the keys of your secure session): send them again"
+    )
 }
 
 /// What [`E2eEvent::Held`] says: how many messages wait under a changed key, and what shows
@@ -424,7 +440,8 @@ pub fn e2e_peer(event: &E2eEvent) -> Option<&str> {
         | E2eEvent::Unreadable { peer }
         | E2eEvent::Replayed { peer }
         | E2eEvent::Held { peer, .. }
-        | E2eEvent::Released { peer, .. } => Some(peer),
+        | E2eEvent::Released { peer, .. }
+        | E2eEvent::PeerCouldNotRead { peer, .. } => Some(peer),
         _ => None,
     }
 }

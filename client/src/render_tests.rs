@@ -950,3 +950,25 @@ fn every_room_error_code_is_one_clear_sentence() {
         ["! cannot kick from #x: detail (unknown)"]
     );
 }
+
+#[test]
+fn a_peer_who_could_not_read_says_how_many_to_send_again() {
+    let two = e2e(E2eEvent::PeerCouldNotRead {
+        peer: "carol".into(),
+        count: 2,
+    });
+    assert_eq!(two.target, Target::Peer("carol".into()));
+    assert_eq!(two.kind, Kind::Error);
+    assert_eq!(
+        two.text,
+        "carol could not read 2 of your messages (carol's client no longer had the keys of your secure session): send them again"
+    );
+    let one = e2e(E2eEvent::PeerCouldNotRead {
+        peer: "carol".into(),
+        count: 1,
+    });
+    assert_eq!(
+        one.text,
+        "carol could not read 1 of your messages (carol's client no longer had the keys of your secure session): send them again"
+    );
+}

@@ -298,7 +298,7 @@ describe('end-to-end between the page and mm', () => {
     });
   });
 
-  test('the page loses its keys (site data deleted): a line to the old key is not shown, mm refuses the new key, holds its line and sends nothing to it until /accept-key, then shows the line', LIMIT, async (t) => {
+  test('the page loses its keys (site data deleted): a line to the old key is not shown and the page tells mm, which is blocked at once (KEY CHANGED), holds the page\'s lines, sends nothing until /accept-key, then says how many to send again', LIMIT, async (t) => {
     const w = await world(t);
     await withScreenshots('secure-page-key-changed', () => w.pages, async () => {
       const max = await w.server.mm('max');
@@ -331,19 +331,22 @@ describe('end-to-end between the page and mm', () => {
 
       // mm cannot know yet: its next line goes on the old session, which the page no longer
       // has. The page says so and shows nothing of it.
+      const mark = max.mark();
       const lost = unique('to-the-old-key-');
       max.type(`/msg wendy ${lost}`);
       await open(page, 'max');
       await lineOf(page, 'could not be decrypted');
       assert.ok(!(await logText(page)).includes(lost), 'the page showed a line sent to its old key');
+      // The page tells mm, end-to-end, under its new key (no text of the user's): mm is blocked
+      // at once, before the page writes anything, and holds the notice.
+      await max.seesAfter(mark, "WARNING: wendy's key has CHANGED");
+      await max.seesAfter(mark, '1 message from wendy under the new key is held until you compare safety numbers (/verify wendy) and /accept-key wendy');
 
-      // The page writes with its new key: mm refuses it and shows nothing.
-      const mark = max.mark();
+      // The page writes with its new key: mm holds it too and shows nothing.
       const withNewKey = unique('new-key-');
       await say(page, `/msg max ${withNewKey}`);
-      await max.seesAfter(mark, "WARNING: wendy's key has CHANGED");
       // Held, not lost: mm says so at once.
-      await max.seesAfter(mark, '1 message from wendy under the new key is held until you compare safety numbers (/verify wendy) and /accept-key wendy');
+      await max.seesAfter(mark, '2 messages from wendy under the new key are held until you compare safety numbers (/verify wendy) and /accept-key wendy');
       // mm's next line is refused, and nothing goes to the page.
       const seenBefore = frames.received.length;
       const refused = unique('must-not-go-');
@@ -367,8 +370,10 @@ describe('end-to-end between the page and mm', () => {
       await max.seesAfter(mark, new RegExp(`safety number of wendy's NEW key \\(not accepted yet\\): ${inPage}`));
       max.type('/accept-key wendy');
       await max.seesAfter(mark, "accepted wendy's new key");
-      // The line held under the new key is shown now, as secure.
-      await max.seesAfter(mark, '1 held message from wendy follows, sent under the key you just accepted');
+      // The page's notice and its line, held under the new key, are shown now: how many of
+      // mm's lines the page could not read (to send again), then the line, as secure.
+      await max.seesAfter(mark, '2 held messages from wendy follow, sent under the key you just accepted');
+      await max.seesAfter(mark, "wendy could not read 1 of your messages (wendy's client no longer had the keys of your secure session): send them again");
       await max.seesAfter(mark, `[secure] <wendy> ${withNewKey}`);
       await exchange(page, frames, max, 'accepted');
     });
@@ -441,6 +446,46 @@ describe('end-to-end between the page and mm', () => {
       const order = ["WARNING: max's key has CHANGED", '1 message from max under the new key is held', "accepted max's new key", fromNewKey];
       const at = order.map((text) => kept.indexOf(text));
       assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])), `after a reload, in order: ${order.join(' | ')}; found at ${at}`);
+    });
+  });
+
+  test('mm loses its home: the page\'s line to the old key is not shown, mm tells the page, which shows KEY CHANGED and sends nothing until /accept-key, then says how many to send again', LIMIT, async (t) => {
+    const w = await world(t);
+    await withScreenshots('secure-mm-lost-home', () => w.pages, async () => {
+      const first = await w.server.mm('max');
+      const { page, frames } = await w.visitor();
+      await join(page, w.server, 'wendy');
+      await published(frames);
+      await exchange(page, frames, first, 'before');
+      await open(page, 'max');
+      await security(page, 'secure', 'SECURE');
+      // mm's home is replaced: a new identity under the same account.
+      await first.quit();
+      for (const f of ['identity.key', 'pins', 'e2e-state']) rmSync(path(w.server.home('max'), f), { force: true });
+      const max = await w.server.mm('max');
+      const mark = max.mark();
+      // The page cannot know: its line goes on the old session, which mm no longer has.
+      const lost = unique('to-the-old-home-');
+      await say(page, lost);
+      await max.seesAfter(mark, 'a message from wendy could not be decrypted');
+      assert.deepEqual(max.linesAfter(mark, lost), [], 'mm showed a line sent to its old key');
+      // mm tells the page under its new key: the page is blocked at once, in mm's words.
+      await security(page, 'changed', 'KEY CHANGED');
+      await lineOf(page, "WARNING: max's key has CHANGED");
+      await lineOf(page, '1 message from max under the new key is held until you compare safety numbers (/verify max) and /accept-key max');
+      // A line typed now is not sent.
+      const from = frames.sent.length;
+      const blocked = unique('blocked-line-');
+      await say(page, blocked);
+      await sleep(QUIET_MS);
+      const sent = sentSince(frames, from).filter((m) => (m.type === 'Relay' || m.type === 'Private') && m.to === 'max');
+      assert.deepEqual(sent.map((m) => m.type), [], 'the page sent to max while the key change was not accepted');
+      // After /accept-key: how many lines mm could not read, to send again.
+      await say(page, '/accept-key max');
+      await lineOf(page, '1 held message from max follows, sent under the key you just accepted');
+      await lineOf(page, "max could not read 1 of your messages (max's client no longer had the keys of your secure session): send them again");
+      assert.deepEqual(max.linesAfter(mark, 'could not read'), [], 'mm said the notice (it is the page\'s to say)');
+      await exchange(page, frames, max, 'accepted');
     });
   });
 

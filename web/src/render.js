@@ -211,6 +211,12 @@ export function heldWords(peer, held, dropped) {
   return `${messages} from ${peer} under the new key ${held === 1 ? 'is' : 'are'} held until you compare safety numbers (/verify ${peer}) and /accept-key ${peer}${lost}`;
 }
 
+/** What a PeerCouldNotRead event says (render.rs `could_not_read_words`): the peer lost its keys. */
+export function couldNotReadWords(peer, count) {
+  const messages = count === 1 ? '1 of your messages' : `${count} of your messages`;
+  return `${peer} could not read ${messages} (${peer}'s client no longer had the keys of your secure session): send them again`;
+}
+
 /** The words of OtherDevice (render.rs `secure_general`), said for the browser. */
 export const OTHER_DEVICE_WORDS = 'WARNING: another copy of this account\'s end-to-end keys published keys since this one last did: '
   + 'two browsers or programs are using one account, and their secure sessions break each other\'s. Use one copy only '
@@ -249,6 +255,8 @@ export function secureEventWords(event, fw) {
       return { peer, kind: 'error', text: `a message from ${peer} came again (replayed by the server?) and was ignored` };
     case 'Held':
       return { peer, kind: 'alarm', text: heldWords(peer, event.held, event.dropped) };
+    case 'PeerCouldNotRead':
+      return { peer, kind: 'error', text: couldNotReadWords(peer, event.count) };
     case 'Released':
       return {
         peer, kind: 'notice',

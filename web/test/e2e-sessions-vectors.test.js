@@ -12,6 +12,7 @@ import { vectors, counterRng, fromHex, toHex } from './e2e-helpers.js';
 
 const v = vectors.sessions;
 const held = vectors.sessions_held;
+const notice = vectors.sessions_notice;
 
 /** A JS action in the vectors' JSON form. */
 function actionJson(a) {
@@ -49,6 +50,8 @@ function eventJson(e) {
       return { kind: 'Held', peer: e.peer, held: e.held, dropped: e.dropped };
     case 'Released':
       return { kind: 'Released', peer: e.peer, key: toHex(e.key), count: e.count };
+    case 'PeerCouldNotRead':
+      return { kind: 'PeerCouldNotRead', peer: e.peer, count: e.count };
     default:
       return { kind: e.kind, peer: e.peer };
   }
@@ -146,6 +149,34 @@ test('messages under a changed key: held, said, and released at /accept-key as R
   const accept = held.steps.find((s) => s.op === 'accept_key');
   assert.deepEqual(accept.actions.filter((a) => a.event?.kind === 'Message').map((a) => a.event.text), ["It's me, new phone", 'Did you get it?']);
   byteForByte(held);
+});
+
+test('a peer who lost its keys tells the sender, who is blocked, then told the count at /accept-key, as Rust does, byte for byte', () => {
+  const carolNew = notice.steps.filter((s) => s.who === 'carol-new' && s.op === 'receive');
+  // Two unreadable messages: the first fetches Bob's keys, the second only counts.
+  assert.deepEqual(carolNew[0].actions.map((a) => a.type), ['Event', 'FetchBundle']);
+  assert.deepEqual(carolNew[1].actions.map((a) => a.type), ['Event']);
+  const sent = notice.steps.find((s) => s.who === 'carol-new' && s.op === 'bundle').actions.filter((a) => a.type === 'Send');
+  assert.equal(sent.length, 1);
+  assert.equal(sent[0].line, null, 'no user text');
+  const bob = notice.steps.filter((s) => s.who === 'bob' && s.op !== 'login');
+  const blocked = bob.find((s) => s.actions.some((a) => a.event?.kind === 'Held'));
+  assert.ok(blocked.actions.some((a) => a.event?.kind === 'Failed' && a.event.failure.includes('CHANGED')), JSON.stringify(blocked.actions));
+  const accept = notice.steps.find((s) => s.op === 'accept_key');
+  assert.deepEqual(accept.actions.filter((a) => a.event?.kind === 'PeerCouldNotRead').map((a) => a.event.count), [2]);
+  byteForByte(notice);
+});
+
+test('each party of the notice run alone in JS reads the payloads Rust sent it', () => {
+  for (const who of notice.parties) {
+    const js = parties(notice)[who];
+    for (const [i, step] of notice.steps.entries()) {
+      if (step.who !== who) continue;
+      const got = runStep(js, step, fromHex).map(actionJson);
+      const strip = (a) => (a.type === 'Send' ? { ...a, payload: a.payload.length > 0 } : a);
+      assert.deepEqual(got.map(strip), step.actions.map(strip), `${who}, step ${i} (${step.op})`);
+    }
+  }
 });
 
 test('each party alone in JS reads the payloads Rust sent it and answers as Rust did', () => {

@@ -173,8 +173,14 @@ test('a payload the server replays is Replayed; an altered one Unreadable; neith
   const third = alice.sent[2];
   w.deliver('bob');
   assert.deepEqual(bob.s.receive('alice', 500n, third.payload, 0).map((a) => a.event?.kind), ['Replayed']);
-  assert.deepEqual(bob.s.receive('mallory', 501n, third.payload, 0).map((a) => a.event?.kind), ['Unreadable']);
-  assert.equal(bob.s.existing('mallory'), undefined, 'junk makes no peer entry');
+  // From a nick with no session at all it is unreadable, and that peer is told once its keys
+  // come (notice.js: bounded, at most once per peer per 10 minutes): a fetch, an unsolicited
+  // entry waiting for them, no session.
+  const kinds = (actions) => actions.map((a) => (a.type === 'Event' ? a.event.kind : a.type));
+  assert.deepEqual(kinds(bob.s.receive('mallory', 501n, third.payload, 0)), ['Unreadable', 'FetchBundle']);
+  assert.equal(bob.s.existing('mallory')?.sessions.length, 0, 'junk makes no session');
+  assert.equal(bob.s.existing('mallory')?.unsolicited, true);
+  assert.deepEqual(kinds(bob.s.receive('mallory', 502n, third.payload, 0)), ['Unreadable'], 'one fetch at a time');
 });
 
 test('toState/restore mid-conversation carries on both ways; a damaged state is refused whole', () => {

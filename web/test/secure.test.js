@@ -572,3 +572,35 @@ test('the record deleted while the tab uses it: said as deleted, not as another 
   assert.match(alice.log.at(-1), /^dropped: not sent: end-to-end encryption stopped in this tab \(the end-to-end keys were deleted from this browser\)$/);
   assert.equal(alice.secure.sendText('bob', 'after', 10).kind, 'Refused');
 });
+
+test('the page that lost its keys tells the sender: blocked at once (key changed), told the count after /accept-key', async () => {
+  const { w, alice, bob } = await talking();
+  await sendDelivered(w, bob, 'alice', 'hello alice', 2);
+  // bob's site data is cleared: the page makes new keys.
+  bob.secure.drop('reloaded');
+  bob.homes.rows.delete('bob');
+  const bob2 = w.user('bob', { homes: bob.homes, label: 'bob new keys', newAccount: false });
+  await loggedIn(w, bob2);
+  await sendDelivered(w, alice, 'bob', 'lost one', 3);
+  assert.ok(bob2.log.includes('event Unreadable'), bob2.log.join(' | '));
+  // bob's page told alice, end-to-end, in a start under its new key: no user text of bob's.
+  const notice = bob2.sent.filter((m) => m.type === 'Relay');
+  assert.equal(notice.length, 1);
+  assert.equal(notice[0].line, null);
+  await w.flush();
+  await Promise.all(w.delivered);
+  assert.equal(alice.secure.status('bob').failure?.kind, 'KeyChanged');
+  assert.equal(alice.secure.sendText('bob', 'lost two', 4).kind, 'Refused');
+  assert.equal(alice.events.some((e) => e.kind === 'PeerCouldNotRead'), false, 'not before /accept-key');
+  assert.equal(alice.secure.command('accept-key', 'bob'), null);
+  await alice.secure.settled();
+  const told = alice.events.find((e) => e.kind === 'PeerCouldNotRead');
+  assert.deepEqual(told, { kind: 'PeerCouldNotRead', peer: 'bob', count: 1 });
+  assert.deepEqual(secureEventWords(told, alice.secure.words), {
+    peer: 'bob', kind: 'error',
+    text: "bob could not read 1 of your messages (bob's client no longer had the keys of your secure session): send them again",
+  });
+  // Sent again, it reaches bob's new keys.
+  await sendDelivered(w, alice, 'bob', 'lost one, again', 5);
+  assert.deepEqual(bob2.shown.map((m) => m.text), ['lost one, again']);
+});

@@ -83,3 +83,17 @@ pub const MAX_SEEN_STARTS: usize = 8192;
 /// See above.
 #[cfg(test)]
 pub const MAX_SEEN_STARTS: usize = 32;
+
+/// At most one notice that we could not read a peer's messages
+/// ([`E2eEvent::PeerCouldNotRead`](super::E2eEvent::PeerCouldNotRead)) per peer in this time:
+/// a hostile server can forge unreadable relays from any nick.
+pub const NOTICE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// At most this many peers with a notice waiting for their keys, in all.
+pub const MAX_NOTICES_PENDING: usize = 20;
+
+/// The largest count a notice carries (more unreadable messages are counted as this many).
+pub const MAX_NOTICE_COUNT: u32 = 999;
+
+/// At most this many peers remembered as told recently (the oldest forgotten first).
+pub const MAX_NOTICES_REMEMBERED: usize = 256;

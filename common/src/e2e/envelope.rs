@@ -54,6 +54,14 @@ pub enum Envelope {
 pub(super) enum Inner {
     /// A chat line.
     Text(String),
+    /// No user text: the sender had no session with us when our messages came (it lost its
+    /// keys, or has a new identity), and could not read this many of them
+    /// ([`super::peers::notice`]). Last in the enum, so that an older decoder fails closed
+    /// (unreadable) rather than misreading it.
+    Unreadable {
+        /// How many messages it could not read (at most [`super::config::MAX_NOTICE_COUNT`]).
+        count: u32,
+    },
 }
 
 /// The postcard bytes of `envelope`.

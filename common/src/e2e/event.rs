@@ -88,6 +88,17 @@ pub enum E2eEvent {
         /// How many follow.
         count: usize,
     },
+    /// The peer could not read `count` of our messages: it had no session with us when they
+    /// came (it lost its keys, or has a new identity), and told us so end-to-end, in a session
+    /// it started (under a changed key this comes only after `/accept-key`). The user should
+    /// send them again.
+    PeerCouldNotRead {
+        /// The peer.
+        peer: String,
+        /// How many (as the peer counted them; at most
+        /// [`MAX_NOTICE_COUNT`](super::config::MAX_NOTICE_COUNT)).
+        count: u32,
+    },
     /// Another copy of this client's home published keys since this one last did: two
     /// machines use one home, and their sessions break each other's.
     OtherDevice,

@@ -55,7 +55,9 @@ mod trust;
 pub mod x3dh;
 pub mod xeddsa;
 
-pub use config::{E2eConfig, MAX_PEERS, MAX_UNSOLICITED};
+pub use config::{
+    E2eConfig, MAX_NOTICES_PENDING, MAX_NOTICE_COUNT, MAX_PEERS, MAX_UNSOLICITED, NOTICE_INTERVAL,
+};
 pub use envelope::{Envelope, Sealed, MAX_CIPHERTEXT, PAD_BUCKETS};
 pub use error::{Failure, Refused};
 pub use event::{Action, E2eEvent, Outgoing, Status};

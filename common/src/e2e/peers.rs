@@ -6,6 +6,7 @@
 
 mod commands;
 mod directory;
+mod notice;
 mod receive;
 mod saved;
 
@@ -168,6 +169,8 @@ pub struct Sessions {
     keys: OwnKeys,
     /// Every random byte: ephemeral and ratchet keys, prekeys, signatures' nonces.
     rng: BoxedRng,
+    /// Telling peers we could not read their messages ([`notice`]); not saved.
+    notices: notice::Notices,
 }
 
 impl fmt::Debug for Sessions {
@@ -206,6 +209,7 @@ impl Sessions {
             uses: 0,
             keys: OwnKeys::default(),
             rng,
+            notices: notice::Notices::default(),
         }
     }
 

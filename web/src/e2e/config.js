@@ -19,6 +19,14 @@ export const MAX_UNACKNOWLEDGED = 1024;
 export const MAX_HELD_PER_PEER = 50;
 /** Most messages held in all; beyond it the oldest (lowest relay id) of any peer goes. */
 export const MAX_HELD = 500;
+/** At most one notice that we could not read a peer's messages per peer in this time, in ms. */
+export const NOTICE_INTERVAL_MS = 10 * 60 * 1000;
+/** At most this many peers with a notice waiting for their keys, in all. */
+export const MAX_NOTICES_PENDING = 20;
+/** The largest count a notice carries. */
+export const MAX_NOTICE_COUNT = 999;
+/** At most this many peers remembered as told recently (the oldest forgotten first). */
+export const MAX_NOTICES_REMEMBERED = 256;
 /** Most one-time prekey secrets kept. */
 export const MAX_ONE_TIME_SECRETS = 400;
 /** Signed prekeys kept: the current one and older ones. */

@@ -10,6 +10,7 @@ import { verify } from './xeddsa.js';
 import { checkPeerKey } from './trust.js';
 import { draw } from './keys.js';
 import { flushQueued } from './send.js';
+import { sendNotice } from './notice.js';
 import { wipeRatchet } from './sessions.js';
 
 /** The server's PREKEYS_LOW (common/src/prekeys.rs): fewer one-time prekeys than this is low. */
@@ -132,9 +133,11 @@ export function bundle(s, peer, answer, _now) {
   const result = startFrom(s, nick, b);
   if (result.failure !== undefined) return s.fail(nick, result.failure);
   const actions = [{ type: 'Persist' }];
+  // A notice that we could not read the peer's messages goes first.
+  const notice = sendNotice(s, nick);
   const sends = flushQueued(s, nick);
   actions.push({ type: 'Event', event: { kind: 'Ready', peer: nick, key: Uint8Array.from(b.identity), trust: result.trust, byPeer: false } });
-  actions.push(...sends);
+  actions.push(...notice, ...sends);
   return actions;
 }
 

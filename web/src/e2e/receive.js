@@ -7,7 +7,8 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { nickKey, nickError, textError, MAX_TEXT_LEN, MAX_RELAY_LEN } from '../protocol.js';
 import { equalBytes } from './errors.js';
 import { MAX_HELD, MAX_HELD_PER_PEER, MAX_SESSIONS_PER_PEER, MAX_UNACKNOWLEDGED } from './config.js';
-import { decodeEnvelope, unpad } from './envelope.js';
+import { decodeEnvelope } from './envelope.js';
+import { noticeUnreadable, showNotice, unpadInner } from './notice.js';
 import { Ratchet } from './ratchet.js';
 import { respond } from './x3dh.js';
 import { checkPeerKey } from './trust.js';
@@ -27,10 +28,10 @@ export function relayId(id) {
   return id;
 }
 
-/** The text in a padded plaintext, or null (wiping the plaintext). */
-function textOf(plain) {
+/** The inner content of a padded plaintext ({kind: 'Text', text} | {kind: 'Unreadable', count}), or null (wiping the plaintext). */
+function innerOf(plain) {
   try {
-    return unpad(plain);
+    return unpadInner(plain);
   } catch {
     return null;
   } finally {
@@ -46,7 +47,6 @@ function textOf(plain) {
  * @returns {object[]} actions
  */
 export function receive(s, from, id, payload, now) {
-  void now;
   if (typeof from !== 'string' || nickError(from) !== null) return [];
   id = relayId(id);
   if (id === null) return [];
@@ -76,7 +76,12 @@ export function receive(s, from, id, payload, now) {
   } catch {
     return unreadable(nick);
   }
-  if (envelope.kind === 'Message') return openExisting(s, nick, id, payload, envelope.message, null);
+  if (envelope.kind === 'Message') {
+    const actions = openExisting(s, nick, id, payload, envelope.message, null);
+    // Unreadable with no session at all: we lost ours, and the peer is told.
+    if (actions.length === 1 && actions[0].event?.kind === 'Unreadable') actions.push(...noticeUnreadable(s, nick, now));
+    return actions;
+  }
   const ours = known !== undefined && known.sessions.some((x) => equalBytes(x.ephemeral, envelope.ephemeral));
   if (ours) return openExisting(s, nick, id, payload, envelope.message, envelope.ephemeral);
   if (s.keys.seenStart(envelope.ephemeral)) return replayed(nick);
@@ -98,14 +103,17 @@ function openExisting(s, nick, id, payload, sealed, ephemeral) {
       if (e?.why === 'Old') opened = { kind: 'Replayed' };
       continue;
     }
-    const text = textOf(plain);
-    opened = text === null ? { kind: 'Unreadable' } : { kind: 'Text', index: i, text };
+    const inner = innerOf(plain);
+    if (inner === null) opened = { kind: 'Unreadable' };
+    else if (inner.kind === 'Text') opened = { kind: 'Text', index: i, text: inner.text };
+    else opened = { kind: 'Notice', index: i, count: inner.count };
     if (ephemeral === null) session.start = null; // the peer answered in a session we started
     break;
   }
-  if (opened.kind === 'Text') {
+  if (opened.kind === 'Text' || opened.kind === 'Notice') {
     const [session] = entry.sessions.splice(opened.index, 1);
     entry.sessions.unshift(session);
+    if (opened.kind === 'Notice') return showNotice(nick, opened.count, []);
     return deliver(s, nick, id, payload, opened.text, []);
   }
   return opened.kind === 'Replayed' ? replayed(nick) : unreadable(nick);
@@ -152,8 +160,8 @@ function takeStart(s, nick, id, payload, start) {
     wipeRatchet(ratchet);
     return unreadable(nick);
   }
-  const text = textOf(plain);
-  if (text === null) {
+  const inner = innerOf(plain);
+  if (inner === null) {
     wipeRatchet(ratchet);
     return unreadable(nick);
   }
@@ -194,7 +202,8 @@ function takeStart(s, nick, id, payload, start) {
   if (checked.trust === 'New') s.pins.pinNew(nick, start.identity);
   const before = [{ type: 'Event', event: { kind: 'Ready', peer, key: Uint8Array.from(start.identity), trust: checked.trust, byPeer: true } }];
   if (wasFetching || hasQueued) before.push(...flushQueued(s, nick));
-  return deliver(s, nick, id, payload, text, before);
+  if (inner.kind === 'Unreadable') return showNotice(nick, inner.count, before);
+  return deliver(s, nick, id, payload, inner.text, before);
 }
 
 /**

@@ -53,13 +53,21 @@ export function sendText(s, peer, text, line, now) {
  * @throws {Refused} 'Crypto' without a session or if the text does not fit
  */
 export function encrypt(s, peer, text, line) {
+  return encryptPadded(s, peer, () => pad(text), line);
+}
+
+/**
+ * encrypt() for any padded inner content (`makePadded` gives it; it is wiped after use).
+ * @throws {Refused} 'Crypto'
+ */
+export function encryptPadded(s, peer, makePadded, line) {
   const entry = s.existing(peer);
   const session = entry?.sessions[0];
   if (session === undefined) throw new Refused('Crypto');
   let padded;
   let sealed;
   try {
-    padded = pad(text);
+    padded = makePadded();
     sealed = session.ratchet.encrypt(padded);
   } catch {
     throw new Refused('Crypto');

@@ -95,6 +95,8 @@ export class Sessions {
     /** Counts the uses of entries (entry.lastUsed): the order in which they make room, as Rust's. */
     this.uses = 0;
     this.keys = new OwnKeys();
+    /** Telling peers we could not read their messages (notice.js); not saved. */
+    this.notices = { pending: new Map(), told: new Map() };
   }
 
   /**

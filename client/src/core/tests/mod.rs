@@ -24,6 +24,7 @@ use crate::secure::SecureSetup;
 mod chat;
 mod double;
 mod exits;
+mod notice;
 mod rooms;
 mod script;
 mod secure;

@@ -121,6 +121,8 @@ impl Sessions {
             Ok(trust) => {
                 let key = bundle.identity;
                 let mut actions = vec![Action::Persist];
+                // A notice that we could not read the peer's messages goes first.
+                let notice = self.send_notice(&nick);
                 let sends = self.flush_queued(&nick);
                 actions.push(Action::Event(E2eEvent::Ready {
                     peer: nick,
@@ -128,6 +130,7 @@ impl Sessions {
                     trust,
                     by_peer: false,
                 }));
+                actions.extend(notice);
                 actions.extend(sends);
                 actions
             }

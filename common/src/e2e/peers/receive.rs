@@ -22,6 +22,9 @@ use crate::protocol::{nick_key, validate_nick, MAX_TEXT_LEN};
 enum Opened {
     /// Decrypted by the session at this index.
     Text(usize, String),
+    /// A notice that the peer could not read our messages, decrypted by the session at this
+    /// index.
+    Notice(usize, u32),
     /// A position already passed in a session (and no other session could read it): a replay.
     Replayed,
     /// Nothing could read it.
@@ -47,7 +50,6 @@ impl Sessions {
     /// to do: a decrypted message comes after an [`Action::Persist`] (the state that decrypted
     /// it is saved before it is shown or acknowledged).
     pub fn receive(&mut self, from: &str, id: u64, payload: &[u8], now: Instant) -> Vec<Action> {
-        let _ = now;
         // The server names senders; a name that is not a nick is nobody's.
         if validate_nick(from).is_err() {
             return Vec::new();
@@ -97,7 +99,17 @@ impl Sessions {
             return unreadable(&nick);
         };
         match envelope {
-            Envelope::Message(sealed) => self.open_existing(&nick, id, payload, &sealed, None),
+            Envelope::Message(sealed) => {
+                let mut actions = self.open_existing(&nick, id, payload, &sealed, None);
+                // Unreadable with no session at all: we lost ours, and the peer is told.
+                if matches!(
+                    actions.as_slice(),
+                    [Action::Event(E2eEvent::Unreadable { .. })]
+                ) {
+                    actions.extend(self.notice_unreadable(&nick, now));
+                }
+                actions
+            }
             Envelope::Start {
                 identity,
                 ephemeral,
@@ -152,6 +164,7 @@ impl Sessions {
                     let plain = zeroize::Zeroizing::new(plain);
                     opened = match unpad(&plain) {
                         Some(Inner::Text(text)) => Opened::Text(i, text),
+                        Some(Inner::Unreadable { count }) => Opened::Notice(i, count),
                         None => Opened::Unreadable,
                     };
                     // A plain `Message` in a session we started: the peer has answered.
@@ -172,6 +185,11 @@ impl Sessions {
                 let session = entry.sessions.remove(i);
                 entry.sessions.insert(0, session);
                 self.deliver(nick, id, payload, text, Vec::new())
+            }
+            Opened::Notice(i, count) => {
+                let session = entry.sessions.remove(i);
+                entry.sessions.insert(0, session);
+                Sessions::show_notice(nick, count, Vec::new())
             }
             Opened::Replayed => vec![Action::Event(E2eEvent::Replayed {
                 peer: nick.to_owned(),
@@ -233,7 +251,7 @@ impl Sessions {
             Ok(plain) => zeroize::Zeroizing::new(plain),
             Err(_) => return unreadable(nick),
         };
-        let Some(Inner::Text(text)) = unpad(&plain) else {
+        let Some(inner) = unpad(&plain) else {
             return unreadable(nick);
         };
         // Authenticated: whoever sent it holds the private key of `identity`.
@@ -301,7 +319,10 @@ impl Sessions {
         if was_fetching || has_queued {
             before.extend(self.flush_queued(nick));
         }
-        self.deliver(nick, id, payload, text, before)
+        match inner {
+            Inner::Text(text) => self.deliver(nick, id, payload, text, before),
+            Inner::Unreadable { count } => Sessions::show_notice(nick, count, before),
+        }
     }
 
     /// A relay that authenticated under a changed key not accepted yet: held (saved before

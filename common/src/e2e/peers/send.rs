@@ -95,11 +95,20 @@ impl Sessions {
         text: &str,
         line: Option<u64>,
     ) -> Result<Action, Refused> {
+        self.encrypt_inner(peer, &Inner::Text(text.to_owned()), line)
+    }
+
+    /// [`Sessions::encrypt`] for any [`Inner`].
+    pub(super) fn encrypt_inner(
+        &mut self,
+        peer: &str,
+        inner: &Inner,
+        line: Option<u64>,
+    ) -> Result<Action, Refused> {
         let identity = *self.identity.public();
         let entry = self.peers.get_mut(&nick_key(peer)).ok_or(Refused::Crypto)?;
         let session = entry.sessions.first_mut().ok_or(Refused::Crypto)?;
-        let plain =
-            zeroize::Zeroizing::new(pad(&Inner::Text(text.to_owned())).ok_or(Refused::Crypto)?);
+        let plain = zeroize::Zeroizing::new(pad(inner).ok_or(Refused::Crypto)?);
         let (header, ciphertext) = session
             .ratchet
             .encrypt(&plain)

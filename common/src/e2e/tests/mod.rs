@@ -6,6 +6,7 @@ mod directory;
 mod held;
 mod hostile;
 mod kdf;
+mod notice;
 mod peer_table;
 mod ratchet;
 mod review;

@@ -22,6 +22,7 @@ use crate::prekeys::{signed_prekey_message, OneTimePrekey, PrekeyBundle, SignedP
 use crate::safety::safety_number;
 
 mod held;
+mod notice;
 mod sessions;
 mod sessions_full;
 
@@ -591,6 +592,7 @@ fn all_vectors() -> Value {
         "sessions": sessions::sessions_vectors(),
         "sessions_full": sessions_full::sessions_full_vectors(),
         "sessions_held": held::held_vectors(),
+        "sessions_notice": notice::notice_vectors(),
     })
 }
 

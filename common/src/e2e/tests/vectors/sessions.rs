@@ -73,6 +73,9 @@ fn event_json(e: &E2eEvent) -> Value {
             json!({"kind": "Released", "peer": peer, "key": hex(key), "count": count})
         }
         E2eEvent::OtherDevice => json!({"kind": "OtherDevice"}),
+        E2eEvent::PeerCouldNotRead { peer, count } => {
+            json!({"kind": "PeerCouldNotRead", "peer": peer, "count": count})
+        }
     }
 }
 
