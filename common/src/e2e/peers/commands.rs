@@ -12,6 +12,11 @@ impl Sessions {
     /// `/secure peer`: the conversation is end-to-end from now on (also when end-to-end by
     /// default is off), and a session starts now: the peer's keys are fetched (whether or not
     /// it is online). After a blocking failure other than a key change, this is the retry.
+    /// Said while a session is still being set up after `/insecure`: end-to-end again, and the
+    /// texts typed after `/insecure` that still wait for the peer's keys go encrypted with the
+    /// others (the user's last word was `/secure`).
+    ///
+    /// Decided before anything changes: a refusal leaves the conversation as it was.
     ///
     /// # Errors
     /// [`Refused`] if there is a session already, one is being set up, the peer is us, or its
@@ -21,27 +26,42 @@ impl Sessions {
         if nick_key(peer) == nick_key(&self.me) {
             return Err(Refused::Yourself);
         }
+        if let Some(entry) = self.peers.get(&nick_key(peer)) {
+            if let Some(Failure::KeyChanged { .. }) = entry.blocked() {
+                return Err(Refused::KeyNotAccepted(entry.nick.clone()));
+            }
+            if entry.intent == Intent::Secure {
+                if !entry.sessions.is_empty() && !entry.renew {
+                    return Err(Refused::AlreadySecure(entry.nick.clone()));
+                }
+                if matches!(entry.setup, Setup::Fetching(_)) {
+                    return Err(Refused::AlreadyStarting(entry.nick.clone()));
+                }
+            }
+        }
         let entry = self.peer(peer)?;
         let mut actions = Vec::new();
         if entry.intent != Intent::Secure {
             entry.intent = Intent::Secure;
+            // Waiting texts the user had typed for plain go encrypted now.
+            for queued in &mut entry.queued {
+                queued.2 = false;
+            }
             actions.push(Action::Persist);
         }
-        if let Some(Failure::KeyChanged { .. }) = entry.blocked() {
-            return Err(Refused::KeyNotAccepted(entry.nick.clone()));
-        }
+        let resumed = Action::Event(E2eEvent::Resumed {
+            peer: entry.nick.clone(),
+        });
         if !entry.sessions.is_empty() && !entry.renew {
-            if actions.is_empty() {
-                return Err(Refused::AlreadySecure(entry.nick.clone()));
-            }
             // Secure again after /insecure: the sessions are still there.
-            actions.push(Action::Event(E2eEvent::Resumed {
-                peer: entry.nick.clone(),
-            }));
+            actions.push(resumed);
             return Ok(actions);
         }
         if matches!(entry.setup, Setup::Fetching(_)) {
-            return Err(Refused::AlreadyStarting(entry.nick.clone()));
+            // Secure again after /insecure while the keys are still being fetched: the texts
+            // waiting go on the session when it comes up.
+            actions.push(resumed);
+            return Ok(actions);
         }
         let was_blocked = entry.blocked().is_some();
         entry.setup = Setup::Fetching(now);
@@ -65,10 +85,15 @@ impl Sessions {
             return Err(Refused::Yourself);
         }
         let by_default = self.config.end_to_end_by_default;
-        let entry = self.peer(peer)?;
-        if entry.intent == Intent::Plain || (entry.intent == Intent::Default && !by_default) {
-            return Err(Refused::AlreadyPlain(entry.nick.clone()));
+        // Decided before anything changes (a refusal makes no entry, so evicts none).
+        let (intent, nick) = self
+            .peers
+            .get(&nick_key(peer))
+            .map_or((Intent::Default, peer), |p| (p.intent, p.nick.as_str()));
+        if intent == Intent::Plain || (intent == Intent::Default && !by_default) {
+            return Err(Refused::AlreadyPlain(nick.to_owned()));
         }
+        let entry = self.peer(peer)?;
         entry.intent = Intent::Plain;
         Ok(vec![
             Action::Persist,
@@ -94,7 +119,7 @@ impl Sessions {
             Some(Failure::KeyChanged { presented, .. }) => *presented,
             _ => return Err(Refused::NothingToAccept(peer.to_owned())),
         };
-        self.pins.replace(peer, &presented);
+        // The entry exists (it is blocked): never refused here, so nothing changed before.
         let entry = self.peer(peer)?;
         entry.setup = Setup::Idle;
         entry.sessions.clear();
@@ -102,6 +127,7 @@ impl Sessions {
         let held = std::mem::take(&mut entry.held);
         entry.held_dropped = 0;
         let nick = entry.nick.clone();
+        self.pins.replace(peer, &presented);
         let mut actions = vec![Action::Persist];
         if !held.is_empty() {
             actions.push(Action::Event(E2eEvent::Released {

@@ -20,7 +20,7 @@ fn replace_home(w: &mut World, nick: &str) -> [u8; 32] {
 }
 
 /// Alice and Bob talked (Bob pinned Alice's key); then Alice's home is replaced. Both online.
-fn changed() -> (World, [u8; 32]) {
+pub(super) fn changed() -> (World, [u8; 32]) {
     let mut w = pair();
     w.login("alice");
     w.login("bob");
