@@ -345,6 +345,86 @@ test('texts typed after /insecure wait behind those queued for keys, and go plai
   ]);
 });
 
+test('/secure while the keys are fetched after /insecure is done, saved, and the waiting lines go encrypted', () => {
+  const w = new World();
+  const alice = w.add('alice');
+  w.add('bob');
+  w.login('bob');
+  w.answerFetches = false;
+  assert.equal(w.say('alice', 'bob', 'one', 1), 'Queued');
+  w.carry(alice, alice.s.end('bob'));
+  assert.equal(w.say('alice', 'bob', 'two', 2), 'QueuedPlain');
+  const done = alice.s.start('bob', 0);
+  assert.deepEqual(done, [{ type: 'Persist' }, { type: 'Event', event: { kind: 'Resumed', peer: 'bob' } }]);
+  w.carry(alice, done);
+  assert.equal(alice.s.status('bob').kind, 'Starting');
+  // Saved: a restart from it is end-to-end with Bob, not plain.
+  assert.notEqual(w.restart('alice').s.status('bob').kind, 'Plain');
+  // (The restart dropped the waiting lines, as a real one does; check the sending on a fresh run.)
+  const w2 = new World();
+  const a2 = w2.add('alice');
+  w2.add('bob');
+  w2.login('bob');
+  w2.answerFetches = false;
+  w2.say('alice', 'bob', 'one', 1);
+  w2.carry(a2, a2.s.end('bob'));
+  w2.say('alice', 'bob', 'two', 2);
+  w2.carry(a2, a2.s.start('bob', 0));
+  const { c, nick } = w2.pendingFetches.shift();
+  const acts = c.s.bundle(nick, w2.fetch(nick), 0);
+  assert.deepEqual(acts.map((a) => a.type), ['Persist', 'Event', 'Send', 'Send']);
+  assert.deepEqual(acts.filter((a) => a.type === 'Send').map((a) => a.line), [1, 2]);
+});
+
+test('a refused command or text changes nothing (the state to save is the same)', () => {
+  const same = (c, peer, what, fn) => {
+    const before = JSON.stringify(c.s.toState(), (_, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? Array.from(v) : v));
+    const status = c.s.status(peer);
+    assert.throws(fn, Refused, what);
+    const after = JSON.stringify(c.s.toState(), (_, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? Array.from(v) : v));
+    assert.equal(after, before, `${what} changed the state`);
+    assert.deepEqual(c.s.status(peer), status, what);
+  };
+  // A key change not accepted, in a conversation the user made plain.
+  const w = new World();
+  w.add('alice');
+  const bob = w.add('bob');
+  w.login('alice');
+  w.login('bob');
+  w.say('alice', 'bob', 'hi', 1);
+  w.deliver('bob');
+  w.add('alice', { seed: 'alice new' }); // a new home under the same nick
+  w.login('alice');
+  w.say('alice', 'bob', 'under the new key', 2);
+  w.deliver('bob');
+  assert.equal(bob.s.status('alice').failure?.kind, 'KeyChanged');
+  w.carry(bob, bob.s.end('alice'));
+  same(bob, 'alice', '/secure, key changed', () => bob.s.start('alice', 0));
+  same(bob, 'alice', '/insecure, plain already', () => bob.s.end('alice'));
+  same(bob, 'alice', '/verified, key changed', () => bob.s.markVerified('alice', 0));
+  same(bob, 'carol', '/accept-key, nothing to accept', () => bob.s.acceptKey('carol', 0));
+  same(bob, 'carol', 'a text that breaks the rules', () => bob.s.sendText('carol', 'a\u0007b', 9, 0));
+  w.answerFetches = false;
+  w.carry(bob, bob.s.start('dave', 0));
+  same(bob, 'dave', '/secure, starting', () => bob.s.start('dave', 0));
+  const p = pair();
+  p.w.say('bob', 'alice', 'hi', 1);
+  p.w.deliver('alice');
+  assert.equal(p.alice.s.status('bob').kind, 'Secure');
+  same(p.alice, 'bob', '/secure, secure already', () => p.alice.s.start('bob', 0));
+});
+
+test('a refused /insecure makes no entry (not refused as a table full of conversations)', () => {
+  const w = new World();
+  const alice = w.add('alice', { config: { endToEndByDefault: false, maxPeers: 2 } });
+  w.answerFetches = false;
+  for (const p of ['bob', 'carol']) {
+    w.carry(alice, alice.s.start(p, 0));
+    w.carry(alice, alice.s.end(p));
+  }
+  refusal(() => alice.s.end('dave'), 'AlreadyPlain');
+});
+
 test('a login asks again for the keys the last connection left unanswered, and publishes more when low', () => {
   const w = new World();
   const alice = w.add('alice');
