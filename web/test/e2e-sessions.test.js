@@ -425,6 +425,29 @@ test('a refused /insecure makes no entry (not refused as a table full of convers
   refusal(() => alice.s.end('dave'), 'AlreadyPlain');
 });
 
+test('/accept-key whose save fails: the released messages come back held, survive acknowledgements, and are shown by showReleased or the next login', () => {
+  const { w, bob } = pair();
+  w.say('alice', 'bob', 'hi', 1);
+  w.deliver('bob');
+  w.add('alice', { seed: 'alice new' });
+  w.login('alice');
+  w.say('alice', 'bob', 'new 1', 2);
+  w.say('alice', 'bob', 'new 2', 3);
+  w.deliver('bob');
+  assert.equal(bob.s.status('alice').failure?.kind, 'KeyChanged');
+  const shown = (acts) => acts.filter((a) => a.type === 'Event' && a.event.kind === 'Message').map((a) => a.event.text);
+  const acts = bob.s.acceptKey('alice', 0);
+  assert.deepEqual(shown(acts), ['new 1', 'new 2']);
+  // The save failed: none shown.
+  for (const a of acts) if (a.type === 'Event' && a.event.kind === 'Message') bob.s.notShown(a.event.peer, a.event.id);
+  bob.s.acknowledged(1_000_000n);
+  const again = bob.s.showReleased(0);
+  assert.deepEqual(again[0], { type: 'Persist' });
+  assert.deepEqual(shown(again), ['new 1', 'new 2']);
+  assert.deepEqual(shown(bob.s.showReleased(0)), []);
+  assert.deepEqual(shown(bob.s.login(0, 1_700_000_000_000)), []);
+});
+
 test('a login asks again for the keys the last connection left unanswered, and publishes more when low', () => {
   const w = new World();
   const alice = w.add('alice');

@@ -87,6 +87,11 @@ struct Peer {
     held: VecDeque<Held>,
     /// How many held relays were dropped over the bounds since the last `/accept-key`.
     held_dropped: u64,
+    /// The relays the last `/accept-key` took out of [`Peer::held`] (not saved): one whose
+    /// message the caller could not show and save ([`Sessions::not_shown`]) goes back into
+    /// `held`, to be shown by [`Sessions::show_released`] — it was acknowledged to the server
+    /// when it was held, so nobody sends it again.
+    released: Vec<Held>,
     /// Another copy of this home may hold these sessions too: the next text starts a new
     /// session (fresh keys) instead of sending on them, so that two copies never encrypt under
     /// one message key. They still decrypt.
@@ -128,6 +133,7 @@ impl Peer {
             unacknowledged: BTreeMap::new(),
             held: VecDeque::new(),
             held_dropped: 0,
+            released: Vec::new(),
             renew: false,
             unsolicited: false,
             last_used: 0,
@@ -143,6 +149,7 @@ impl Peer {
             && self.intent == Intent::Default
             && matches!(self.setup, Setup::Idle | Setup::Failed(_))
             && self.blocked().is_none()
+            && self.held.is_empty()
     }
 
     /// The blocking failure, if the conversation is blocked.
@@ -300,6 +307,7 @@ impl Sessions {
             && p.queued.is_empty()
             && p.unacknowledged.is_empty()
             && p.blocked().is_none()
+            && p.held.is_empty()
             && !matches!(p.setup, Setup::Fetching(_))
             && !self.pins.get(&p.nick).is_some_and(|pin| pin.verified)
     }
@@ -401,9 +409,19 @@ impl Sessions {
 
     /// The server acknowledged (the client sent `Received`) every personal message up to
     /// `up_to`: their decrypted texts need not be kept for showing again after a crash.
+    ///
+    /// Kept all the same: the texts of relays released at `/accept-key` and not known to be
+    /// shown yet ([`Peer::held`], [`Peer::released`]): they were acknowledged when they were
+    /// held, and are shown from here ([`Sessions::show_released`]).
     pub fn acknowledged(&mut self, up_to: u64) {
         for entry in self.peers.values_mut() {
-            entry.unacknowledged = entry.unacknowledged.split_off(&(up_to.saturating_add(1)));
+            let mut later = entry.unacknowledged.split_off(&(up_to.saturating_add(1)));
+            for h in entry.held.iter().chain(&entry.released) {
+                if let Some(kept) = entry.unacknowledged.remove(&h.id) {
+                    later.insert(h.id, kept);
+                }
+            }
+            entry.unacknowledged = later;
         }
     }
 

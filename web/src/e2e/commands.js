@@ -87,6 +87,8 @@ export function acceptKey(s, peer, now) {
   for (const old of entry.sessions.splice(0)) wipeRatchet(old.ratchet);
   entry.peerKey = null;
   const held = entry.held.splice(0);
+  // Until the caller shows them: one it cannot show (its save failed) is held again.
+  entry.released = held.slice();
   entry.heldDropped = 0;
   const nick = entry.nick;
   s.pins.replace(peer, presented);
@@ -94,6 +96,31 @@ export function acceptKey(s, peer, now) {
   if (held.length > 0) {
     actions.push({ type: 'Event', event: { kind: 'Released', peer: nick, key: presented, count: held.length } });
     for (const h of held) actions.push(...s.receive(nick, h.id, h.payload, now));
+  }
+  return actions;
+}
+
+/**
+ * Shows the messages released at /accept-key that the caller could not show then (the save
+ * before them failed: notShown held them again), or that a restart found still held in a
+ * conversation no longer blocked: for each such peer (in the order of their keys) a save, then
+ * what receive() makes of each (its text kept since, or the relay decrypted now).
+ * @returns {object[]} actions
+ */
+export function showReleased(s, now) {
+  const keys = [...s.peers.entries()].filter(([, p]) => p.held.length > 0 && blockedOf(p) === null).map(([k]) => k).sort();
+  const actions = [];
+  for (const key of keys) {
+    const entry = s.peers.get(key);
+    if (entry === undefined) continue;
+    const held = entry.held.splice(0);
+    entry.released = held.slice();
+    for (const h of held) {
+      const kept = entry.unacknowledged.get(h.id);
+      if (kept !== undefined) kept.reshow = true; // shown from the text kept, once
+    }
+    actions.push({ type: 'Persist' });
+    for (const h of held) actions.push(...s.receive(entry.nick, h.id, h.payload, now));
   }
   return actions;
 }

@@ -24,7 +24,8 @@ export const PREKEYS_LOW = 20;
  * @returns {object[]} actions
  */
 export function login(s, now, nowMs) {
-  const actions = [];
+  // Messages released at /accept-key and not shown then (commands.js showReleased).
+  const actions = s.showReleased(now);
   try {
     s.keys.rotateIfDue(s.identitySecret, nowMs, s.config.signedPrekeyRotationMs, s.rng);
   } catch {

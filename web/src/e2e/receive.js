@@ -263,6 +263,18 @@ function deliver(s, nick, id, payload, text, before) {
 export function notShown(s, peer, id) {
   const key = relayId(id);
   if (key === null || typeof peer !== 'string') return;
-  const kept = s.existing(peer)?.unacknowledged.get(key);
+  const entry = s.existing(peer);
+  if (entry === undefined) return;
+  const kept = entry.unacknowledged.get(key);
   if (kept !== undefined) kept.reshow = true;
+  // Released at /accept-key (the server will not send it again: it was acknowledged when held):
+  // held again, shown by showReleased.
+  const at = entry.released.findIndex((h) => h.id === key);
+  if (at >= 0) {
+    const [h] = entry.released.splice(at, 1);
+    if (!entry.held.some((o) => o.id === key)) {
+      const before = entry.held.findIndex((o) => o.id > key);
+      entry.held.splice(before < 0 ? entry.held.length : before, 0, h);
+    }
+  }
 }

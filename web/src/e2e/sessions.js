@@ -60,6 +60,9 @@ export function newPeer(nick) {
     unacknowledged: new Map(),
     held: [],
     heldDropped: 0,
+    // The relays the last /accept-key took out of `held` (not saved): one whose message the
+    // caller could not show and save (notShown) goes back into `held`, shown by showReleased.
+    released: [],
     renew: false,
     unsolicited: false, // the peer started it and the user never took part (Sessions.peer)
     lastUsed: 0, // Sessions.uses when last made or used: which entry makes room
@@ -69,7 +72,8 @@ export function newPeer(nick) {
 /** Whether an entry holds nothing: no session, no text waiting, no block, nothing said, nothing to show again. */
 function holdsNothing(p) {
   return p.sessions.length === 0 && p.queued.length === 0 && p.unacknowledged.size === 0 &&
-    p.intent === 'Default' && (p.setup.kind === 'Idle' || p.setup.kind === 'Failed') && blockedOf(p) === null;
+    p.intent === 'Default' && (p.setup.kind === 'Idle' || p.setup.kind === 'Failed') && blockedOf(p) === null &&
+    p.held.length === 0;
 }
 
 /** The blocking failure of a peer entry, or null. */
@@ -213,7 +217,7 @@ export class Sessions {
    */
   evictable(p) {
     return p.unsolicited && p.queued.length === 0 && p.unacknowledged.size === 0 && blockedOf(p) === null &&
-      p.setup.kind !== 'Fetching' && this.pins.get(p.nick)?.verified !== true;
+      p.held.length === 0 && p.setup.kind !== 'Fetching' && this.pins.get(p.nick)?.verified !== true;
   }
 
   /** The entry for `nick` or undefined (never made). */
@@ -294,7 +298,11 @@ export class Sessions {
   /** The connection ended: the texts waiting stay queued; login() asks again. */
   disconnected() {}
 
-  /** The page sent Received {up_to}: texts of relays up to `upTo` (bigint) need not be kept. */
+  /**
+   * The page sent Received {up_to}: texts of relays up to `upTo` (bigint) need not be kept —
+   * but those of relays released at /accept-key and not known to be shown yet (held, released)
+   * are: they were acknowledged when held, and are shown from here (showReleased).
+   */
   acknowledged(upTo) {
     let up;
     try {
@@ -303,8 +311,18 @@ export class Sessions {
       return;
     }
     for (const entry of this.peers.values()) {
-      for (const id of [...entry.unacknowledged.keys()]) if (id <= up) entry.unacknowledged.delete(id);
+      const keep = new Set([...entry.held, ...entry.released].map((h) => h.id));
+      for (const id of [...entry.unacknowledged.keys()]) if (id <= up && !keep.has(id)) entry.unacknowledged.delete(id);
     }
+  }
+
+  /**
+   * Shows the messages released at /accept-key that could not be shown then (notShown held them
+   * again), or that a restart found held in a conversation no longer blocked (commands.js).
+   * Run at each login and by the page once a save works again. @returns {object[]} actions
+   */
+  showReleased(now) {
+    return commands.showReleased(this, now);
   }
 
   /** The sending half (send.js). @returns {{kind: string, actions?: object[]}} @throws {Refused} */

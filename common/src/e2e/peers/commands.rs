@@ -125,6 +125,8 @@ impl Sessions {
         entry.sessions.clear();
         entry.peer_key = None;
         let held = std::mem::take(&mut entry.held);
+        // Until the caller shows them: one it cannot show (its save failed) is held again.
+        entry.released = held.iter().cloned().collect();
         entry.held_dropped = 0;
         let nick = entry.nick.clone();
         self.pins.replace(peer, &presented);
@@ -140,6 +142,40 @@ impl Sessions {
             }
         }
         Ok(actions)
+    }
+
+    /// Shows the messages released at `/accept-key` that the caller could not show then (the
+    /// save before them failed: [`Sessions::not_shown`] held them again), or that a restart
+    /// found still held in a conversation no longer blocked: for each such peer a save, then
+    /// what [`Sessions::receive`] makes of each (its text kept since, or the relay decrypted
+    /// now). Run at each login ([`Sessions::login`]) and by the caller once a save works again.
+    pub fn show_released(&mut self, now: Instant) -> Vec<Action> {
+        let mut keys: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.held.is_empty() && p.blocked().is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        let mut actions = Vec::new();
+        for key in keys {
+            let Some(entry) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            let held = std::mem::take(&mut entry.held);
+            entry.released = held.iter().cloned().collect();
+            for h in &held {
+                if let Some(kept) = entry.unacknowledged.get_mut(&h.id) {
+                    kept.reshow = true; // shown from the text kept, once
+                }
+            }
+            let nick = entry.nick.clone();
+            actions.push(Action::Persist);
+            for h in held {
+                actions.extend(self.receive(&nick, h.id, &h.payload, now));
+            }
+        }
+        actions
     }
 
     /// `/verified peer`: the user compared the safety number ([`Sessions::safety_number`]) and

@@ -390,14 +390,26 @@ impl Sessions {
     }
 
     /// The caller could not show the message `id` from `peer` (it was not saved): when the
-    /// server sends it again, it is shown then.
+    /// server sends it again, it is shown then. One released at `/accept-key` (the server
+    /// will not send it again: it was acknowledged when held) is held again, and shown by
+    /// [`Sessions::show_released`].
     pub fn not_shown(&mut self, peer: &str, id: u64) {
-        if let Some(kept) = self
-            .peers
-            .get_mut(&nick_key(peer))
-            .and_then(|p| p.unacknowledged.get_mut(&id))
-        {
+        let Some(entry) = self.peers.get_mut(&nick_key(peer)) else {
+            return;
+        };
+        if let Some(kept) = entry.unacknowledged.get_mut(&id) {
             kept.reshow = true;
+        }
+        if let Some(at) = entry.released.iter().position(|h| h.id == id) {
+            let h = entry.released.remove(at);
+            if !entry.held.iter().any(|o| o.id == id) {
+                let at = entry
+                    .held
+                    .iter()
+                    .position(|o| o.id > id)
+                    .unwrap_or(entry.held.len());
+                entry.held.insert(at, h);
+            }
         }
     }
 }
