@@ -730,3 +730,52 @@ fn a_message_released_while_saving_fails_is_shown_once_a_save_works() {
     world.advance(Duration::from_secs(3));
     assert!(secure_texts(&world.events("alice"), "bob").is_empty());
 }
+
+/// `/secure` while lines wait for the peer's keys, one of them typed after `/insecure` (for
+/// plain): done (not refused as "being set up"), and when the keys come every waiting line goes
+/// end-to-end encrypted — none plain, since the user's last word was `/secure`.
+#[test]
+fn secure_again_while_the_keys_are_fetched_sends_the_lines_waiting_encrypted() {
+    let mut world = World::new();
+    world.connect("bob");
+    world.connect("alice");
+    world.server.slow_fetches = Some(Vec::new());
+    let now = world.now;
+    let (_, delivery) = world
+        .core("alice")
+        .private("bob", "first", now)
+        .expect("connected");
+    assert_eq!(delivery, Delivery::Queued);
+    world.pump();
+    world.core("alice").insecure("bob", now).expect("secure");
+    let (_, delivery) = world
+        .core("alice")
+        .private("bob", "typed while plain", now)
+        .expect("connected");
+    assert_eq!(
+        delivery,
+        Delivery::Plain,
+        "waits behind the first, for plain"
+    );
+    world
+        .core("alice")
+        .secure("bob", now)
+        .expect("done, not refused");
+    world.pump();
+    assert!(
+        secure_events(&world.events("alice"))
+            .iter()
+            .any(|e| matches!(e, E2eEvent::Resumed { peer } if peer == "bob")),
+        "said"
+    );
+    world.server.answer_fetches();
+    world.pump();
+    world.advance(Duration::from_secs(2));
+    let events = world.events("bob");
+    assert_eq!(
+        secure_texts(&events, "alice"),
+        ["first", "typed while plain"],
+        "{events:?}"
+    );
+    assert!(!sent_plain(&world, "typed while plain"));
+}
