@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sessions, Refused, failureWords, isBlocking } from '../src/e2e/sessions.js';
 import { E2eError } from '../src/e2e/errors.js';
-import { MAX_PEERS, MAX_HELD_PER_PEER } from '../src/e2e/config.js';
+import { MAX_PEERS, MAX_HELD_PER_PEER, MAX_PINS } from '../src/e2e/config.js';
 import { MAX_RELAY_LEN } from '../src/protocol.js';
 import { World } from './e2e-sessions-world.js';
 import { counterRng } from './e2e-helpers.js';
@@ -446,6 +446,53 @@ test('/accept-key whose save fails: the released messages come back held, surviv
   assert.deepEqual(shown(again), ['new 1', 'new 2']);
   assert.deepEqual(shown(bob.s.showReleased(0)), []);
   assert.deepEqual(shown(bob.s.login(0, 1_700_000_000_000)), []);
+});
+
+/** Alice, and Bob with MAX_PINS pins of strangers (x0000..x8191; verified if `verified`). */
+function fullOfPins(verified) {
+  const w = new World();
+  const alice = w.add('alice');
+  const bob = w.add('bob');
+  for (let i = 0; i < MAX_PINS; i++) {
+    const nick = `x${String(i).padStart(4, '0')}`;
+    const key = new Uint8Array(32);
+    new DataView(key.buffer).setUint32(0, i, true);
+    bob.s.pins.pinNew(nick, key);
+    if (verified) bob.s.pins.markVerified(nick);
+  }
+  w.login('alice');
+  w.login('bob');
+  return { w, alice, bob };
+}
+
+test('pins are bounded: the least recently pinned stranger\'s pin goes; a conversation\'s stays', () => {
+  const { w, bob } = fullOfPins(false);
+  w.carry(bob, bob.s.start('x0000', 0));
+  w.say('alice', 'bob', 'hello', 1);
+  assert.deepEqual(texts(w.deliver('bob')), ['hello']);
+  assert.equal(bob.s.pins.size, MAX_PINS);
+  assert.notEqual(bob.s.pins.get('alice'), null);
+  assert.notEqual(bob.s.pins.get('x0000'), null, 'a conversation\'s pin went');
+  assert.equal(bob.s.pins.get('x0001'), null, 'the oldest stranger\'s pin stayed');
+  w.add('carol');
+  w.login('carol');
+  w.say('carol', 'bob', 'hi', 1);
+  assert.deepEqual(texts(w.deliver('bob')), ['hi']);
+  assert.equal(bob.s.pins.size, MAX_PINS);
+  assert.ok(bob.s.pins.get('alice') !== null && bob.s.pins.get('carol') !== null);
+  assert.equal(bob.s.pins.get('x0002'), null);
+});
+
+test('pins full of verified keys: a stranger\'s start is refused as unreadable before its cryptography', () => {
+  const { w, bob } = fullOfPins(true);
+  const oneTime = bob.s.keys.oneTime.size;
+  w.say('alice', 'bob', 'hello', 1);
+  const ev = w.deliver('bob');
+  assert.deepEqual(texts(ev), []);
+  assert.ok(ev.some((e) => e.kind === 'Unreadable'));
+  assert.equal(bob.s.keys.oneTime.size, oneTime, 'a one-time prekey was spent');
+  assert.equal(bob.s.pins.size, MAX_PINS);
+  assert.equal(bob.s.pins.get('alice'), null);
 });
 
 test('a login asks again for the keys the last connection left unanswered, and publishes more when low', () => {

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use rand_core::{CryptoRngCore, OsRng};
 
-use super::config::{E2eConfig, MAX_PEERS};
+use super::config::{E2eConfig, MAX_PEERS, MAX_PINS};
 use super::error::{Failure, Refused};
 use super::event::{Action, E2eEvent, Status};
 use super::keys::OwnKeys;
@@ -173,6 +173,10 @@ pub struct Sessions {
     /// the same in every run (and in the browser's port).
     uses: u64,
     keys: OwnKeys,
+    /// When each pin was made in this run (a count, [`Sessions::pin_clock`]): which one makes
+    /// room ([`MAX_PINS`]). Not saved: pins loaded count as older than any made since.
+    pin_made: HashMap<String, u64>,
+    pin_clock: u64,
     /// Every random byte: ephemeral and ratchet keys, prekeys, signatures' nonces.
     rng: BoxedRng,
 }
@@ -212,6 +216,8 @@ impl Sessions {
             peers: HashMap::new(),
             uses: 0,
             keys: OwnKeys::default(),
+            pin_made: HashMap::new(),
+            pin_clock: 0,
             rng,
         }
     }
@@ -310,6 +316,42 @@ impl Sessions {
             && p.held.is_empty()
             && !matches!(p.setup, Setup::Fetching(_))
             && !self.pins.get(&p.nick).is_some_and(|pin| pin.verified)
+    }
+
+    /// Whether a key for `nick` could be pinned: `Ok(None)` if there is room (or `nick` has a
+    /// pin), `Ok(Some(victim))` for the pin to drop first ([`MAX_PINS`]: the least recently
+    /// pinned that is not verified and whose nick has no entry), `Err(())` if none may go.
+    fn pin_room(&self, nick: &str) -> Result<Option<String>, ()> {
+        if self.pins.len() < MAX_PINS || self.pins.get(nick).is_some() {
+            return Ok(None);
+        }
+        let me = nick_key(nick);
+        self.pins
+            .iter()
+            .filter(|(k, pin)| !pin.verified && **k != me && !self.peers.contains_key(*k))
+            .min_by_key(|(k, _)| (self.pin_made.get(*k).copied().unwrap_or(0), *k))
+            .map(|(k, _)| Some(k.clone()))
+            .ok_or(())
+    }
+
+    /// Pins `key` for `nick` (a new peer, trust on first use), dropping a pin to make room
+    /// ([`Sessions::pin_room`]). For a session the peer started (`by_peer`) nothing is pinned
+    /// when nothing may go (the caller checked first); for the user's own conversation it is
+    /// pinned all the same (the user's doing, not a flood's).
+    fn pin_new(&mut self, nick: &str, key: &[u8; crate::identity::KEY_LEN], by_peer: bool) {
+        match self.pin_room(nick) {
+            Ok(Some(victim)) => {
+                self.pins.remove(&victim);
+                self.pin_made.remove(&victim);
+            }
+            Ok(None) => {}
+            Err(()) if by_peer => return,
+            Err(()) => {}
+        }
+        if self.pins.pin_new(nick, key) {
+            self.pin_clock = self.pin_clock.saturating_add(1);
+            self.pin_made.insert(nick_key(nick), self.pin_clock);
+        }
     }
 
     /// Where the conversation with `peer` stands.

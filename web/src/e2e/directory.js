@@ -195,7 +195,7 @@ function startFrom(s, nick, b) {
     } finally {
       start.shared.fill(0);
     }
-    if (checked.trust === 'New') s.pins.pinNew(nick, b.identity);
+    if (checked.trust === 'New') s.pinNew(nick, b.identity, false);
     const session = {
       ratchet,
       ephemeral: publicKey(ephemeral),

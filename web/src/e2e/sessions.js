@@ -21,7 +21,7 @@
 import { nickKey } from '../protocol.js';
 import { E2eError, bytesOf } from './errors.js';
 import { publicKey } from './x3dh.js';
-import { MAX_PEERS, makeConfig } from './config.js';
+import { MAX_PEERS, MAX_PINS, makeConfig } from './config.js';
 import { Refused, isBlocking, failureWords } from './failure.js';
 import { checkPeerKey } from './trust.js';
 import { Pins } from './pins.js';
@@ -99,6 +99,44 @@ export class Sessions {
     /** Counts the uses of entries (entry.lastUsed): the order in which they make room, as Rust's. */
     this.uses = 0;
     this.keys = new OwnKeys();
+    /** When each pin was made in this run (nickKey -> count): which one makes room (MAX_PINS). Not saved. */
+    this.pinMade = new Map();
+    this.pinClock = 0;
+  }
+
+  /**
+   * Whether a key for `nick` could be pinned: {room: true, victim: null} if there is room (or
+   * `nick` has a pin), {room: true, victim} for the pin to drop first (the least recently pinned
+   * that is not verified and whose nick has no entry), {room: false} if none may go.
+   */
+  pinRoom(nick) {
+    if (this.pins.size < MAX_PINS || this.pins.get(nick) !== null) return { room: true, victim: null };
+    const me = nickKey(nick);
+    let best = null;
+    for (const [k, pin] of this.pins.byNick) {
+      if (pin.verified || k === me || this.peers.has(k)) continue;
+      const made = this.pinMade.get(k) ?? 0;
+      if (best === null || made < best.made || (made === best.made && k < best.k)) best = { k, made };
+    }
+    return best === null ? { room: false } : { room: true, victim: best.k };
+  }
+
+  /**
+   * Pins `key` for `nick` (trust on first use), dropping a pin to make room. For a session the
+   * peer started (`byPeer`) nothing is pinned when nothing may go (the caller checked first); for
+   * the user's own conversation it is pinned all the same.
+   */
+  pinNew(nick, key, byPeer) {
+    const r = this.pinRoom(nick);
+    if (!r.room && byPeer) return;
+    if (r.victim) {
+      this.pins.remove(r.victim);
+      this.pinMade.delete(r.victim);
+    }
+    if (this.pins.pinNew(nick, key)) {
+      this.pinClock += 1;
+      this.pinMade.set(nickKey(nick), this.pinClock);
+    }
   }
 
   /**

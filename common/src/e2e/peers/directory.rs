@@ -167,7 +167,7 @@ impl Sessions {
         )
         .map_err(|_| Failure::BadKey)?;
         if trust == Trust::New {
-            self.pins.pin_new(nick, &bundle.identity);
+            self.pin_new(nick, &bundle.identity, false);
         }
         let session = Session {
             ratchet,

@@ -185,9 +185,10 @@ impl Sessions {
     /// remembered, the key pinned — or, for a key other than the pinned one, the conversation
     /// blocked (its sessions kept, the message not shown).
     fn take_start(&mut self, nick: &str, id: u64, payload: &[u8], start: Start<'_>) -> Vec<Action> {
-        // No room for one more peer (the table is full of conversations in use): refused
-        // before any cryptography, so that a flood of starts costs little.
-        if !self.room_for_start(nick) {
+        // No room for one more peer (the table is full of conversations in use), or for one
+        // more pin (MAX_PINS, none may go): refused before any cryptography, so that a flood
+        // of starts costs little.
+        if !self.room_for_start(nick) || self.pin_room(nick).is_err() {
             return unreadable(nick);
         }
         let checked = check_peer_key(&self.pins, self.identity.public(), nick, &start.identity);
@@ -290,7 +291,7 @@ impl Sessions {
         self.keys
             .remember_start(start.signed_prekey, start.ephemeral);
         if trust == Trust::New {
-            self.pins.pin_new(nick, &start.identity);
+            self.pin_new(nick, &start.identity, true);
         }
         let mut before = vec![Action::Event(E2eEvent::Ready {
             peer,
