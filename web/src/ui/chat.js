@@ -597,8 +597,9 @@ export class ChatView {
     if (tag !== null) this.e2eLines.delete(tag);
     const now = msg.type === 'Private' && tag !== null && nickKey(msg.to) !== nickKey(this.me) ? this.secure?.status(msg.to)?.kind : undefined;
     if (now !== undefined && now !== 'Plain') {
-      // A line typed while the conversation was plain, still waiting when the user said
-      // /secure: never sent plain after that.
+      // Belt and braces: a Private for a conversation that is not plain is never sent. (The
+      // session manager no longer asks for one: /secure turns the lines waiting for plain into
+      // encrypted ones.)
       if (li) this.#mark(li, 'refused', 'not sent: you said /secure before it went (send it again to encrypt it)');
       return;
     }
