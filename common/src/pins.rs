@@ -72,6 +72,26 @@ impl Pins {
         true
     }
 
+    /// How many keys are pinned.
+    pub fn len(&self) -> usize {
+        self.by_nick.len()
+    }
+
+    /// Whether no key is pinned.
+    pub fn is_empty(&self) -> bool {
+        self.by_nick.is_empty()
+    }
+
+    /// The pins, by folded nick, in nick order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Pin)> {
+        self.by_nick.iter()
+    }
+
+    /// Drops the pin for `nick` (to make room); returns whether there was one.
+    pub fn remove(&mut self, nick: &str) -> bool {
+        self.by_nick.remove(&nick_key(nick)).is_some()
+    }
+
     /// Replaces the pin (after the user accepted a changed key). Clears "verified".
     pub fn replace(&mut self, nick: &str, key: &[u8; KEY_LEN]) {
         self.by_nick.insert(

@@ -106,10 +106,14 @@ function applyOps(lines, { add, settle }) {
   return lines;
 }
 
-/** A line of ours: given to the connection (`out`), or settled (taken, or `note`: why not sent). */
-function settleLine(line, { note, out }) {
+/**
+ * A line of ours: given to the connection (`out`; `plain`, when said: whether it went NOT
+ * end-to-end encrypted), or settled (taken, or `note`: why not sent).
+ */
+function settleLine(line, { note, out, plain }) {
   if (!line) return;
   delete line.waiting;
+  if (typeof plain === 'boolean') line.plain = plain;
   if (out) return;
   delete line.pending;
   if (note) line.note = note;
@@ -261,18 +265,23 @@ export class PrivateLog {
 
   /**
    * The line of ours named `local` was given to the connection (it may go out now): no longer
-   * `waiting`, still pending until settled.
+   * `waiting`, still pending until settled. `plain` (when given) is how it went: true NOT
+   * end-to-end encrypted (a line typed after /insecure that waited behind a session being set
+   * up), false encrypted; kept so, so that a reload shows it as it went.
    * @returns {Promise<boolean>} as `add`'s
    */
-  sent(peer, local) {
-    return this.#settle(peer, { local, note: null, out: true });
+  sent(peer, local, plain) {
+    const s = { local, note: null, out: true };
+    if (typeof plain === 'boolean') s.plain = plain;
+    return this.#settle(peer, s);
   }
 
   #settle(peer, s) {
     const key = nickKey(peer);
     const line = this.convs.get(key)?.lines.findLast((l) => l.local === s.local);
     if (!line) return Promise.resolve(true);
-    if (s.out ? !line.waiting : !line.pending && !line.waiting && !s.note) return Promise.resolve(true);
+    const replain = typeof s.plain === 'boolean' && line.plain !== s.plain;
+    if (!replain && (s.out ? !line.waiting : !line.pending && !line.waiting && !s.note)) return Promise.resolve(true);
     settleLine(line, s);
     const op = this.#op(key, peer);
     op.settle.push(s);

@@ -434,6 +434,7 @@ export class Secure {
     this.runner = null;
     this.timer = null;
     this.opening = null;
+    this.unsaved = false; // a save failed, and none worked since
     this.handled = new Set(); // relay ids (decimal strings) handled in this page, ≤ MAX_HANDLED
   }
 
@@ -528,6 +529,13 @@ export class Secure {
     const generation = this.generation;
     const done = runner.run(actions, ctx).then((outcome) => {
       if (!outcome.ok && outcome.error && generation === this.generation) this.#saveFailed(outcome);
+      else if (outcome.ok && this.unsaved && generation === this.generation && this.sessions) {
+        // Saving works again: messages released at /accept-key that could not be shown then
+        // (the server will not send them again) are shown now.
+        this.unsaved = false;
+        const released = this.sessions.showReleased(this.clock());
+        if (released.length > 0) this.#run(released);
+      }
       if (generation === this.generation) this.#arm();
       this.ui.securityChanged();
       return outcome;
@@ -537,6 +545,7 @@ export class Secure {
   }
 
   #saveFailed({ error, dropped }) {
+    this.unsaved = true;
     for (const a of dropped) {
       if (a.type === 'Event' && a.event.kind === 'Message') this.sessions?.notShown(a.event.peer, a.event.id);
       if (a.type === 'Send' || a.type === 'SendPlain') {

@@ -92,6 +92,14 @@ function runStep(s, step, payloadOf) {
       return s.end(step.peer);
     case 'accept_key':
       return s.acceptKey(step.peer, step.at_ms);
+    case 'not_shown':
+      s.notShown(step.peer, BigInt(step.id));
+      return [];
+    case 'acknowledged':
+      s.acknowledged(BigInt(step.up_to));
+      return [];
+    case 'show_released':
+      return s.showReleased(step.at_ms);
     case 'send_text': {
       const out = s.sendText(step.to, step.text, step.line, step.at_ms);
       assert.equal(out.kind, step.outcome);
@@ -148,6 +156,9 @@ test('messages under a changed key: held, said, and released at /accept-key as R
   assert.ok(events.some((e) => e.kind === 'Released' && e.count === 2), 'released at /accept-key');
   const accept = held.steps.find((s) => s.op === 'accept_key');
   assert.deepEqual(accept.actions.filter((a) => a.event?.kind === 'Message').map((a) => a.event.text), ["It's me, new phone", 'Did you get it?']);
+  // Not shown then (a failed save): shown once a save works, from the texts kept.
+  const shownLater = held.steps.find((s) => s.op === 'show_released');
+  assert.deepEqual(shownLater.actions.filter((a) => a.event?.kind === 'Message').map((a) => a.event.text), ["It's me, new phone", 'Did you get it?']);
   byteForByte(held);
 });
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sessions, Refused, failureWords, isBlocking } from '../src/e2e/sessions.js';
 import { E2eError } from '../src/e2e/errors.js';
-import { MAX_PEERS, MAX_HELD_PER_PEER } from '../src/e2e/config.js';
+import { MAX_PEERS, MAX_HELD_PER_PEER, MAX_PINS } from '../src/e2e/config.js';
 import { MAX_RELAY_LEN } from '../src/protocol.js';
 import { World } from './e2e-sessions-world.js';
 import { counterRng } from './e2e-helpers.js';
@@ -349,6 +349,156 @@ test('texts typed after /insecure wait behind those queued for keys, and go plai
     { type: 'Event', event: { kind: 'Failed', peer: 'dave', failure: { kind: 'NoKeys' }, unsent: [1] } },
     { type: 'SendPlain', to: 'dave', text: 'plain', line: 2 },
   ]);
+});
+
+test('/secure while the keys are fetched after /insecure is done, saved, and the waiting lines go encrypted', () => {
+  const w = new World();
+  const alice = w.add('alice');
+  w.add('bob');
+  w.login('bob');
+  w.answerFetches = false;
+  assert.equal(w.say('alice', 'bob', 'one', 1), 'Queued');
+  w.carry(alice, alice.s.end('bob'));
+  assert.equal(w.say('alice', 'bob', 'two', 2), 'QueuedPlain');
+  const done = alice.s.start('bob', 0);
+  assert.deepEqual(done, [{ type: 'Persist' }, { type: 'Event', event: { kind: 'Resumed', peer: 'bob' } }]);
+  w.carry(alice, done);
+  assert.equal(alice.s.status('bob').kind, 'Starting');
+  // Saved: a restart from it is end-to-end with Bob, not plain.
+  assert.notEqual(w.restart('alice').s.status('bob').kind, 'Plain');
+  // (The restart dropped the waiting lines, as a real one does; check the sending on a fresh run.)
+  const w2 = new World();
+  const a2 = w2.add('alice');
+  w2.add('bob');
+  w2.login('bob');
+  w2.answerFetches = false;
+  w2.say('alice', 'bob', 'one', 1);
+  w2.carry(a2, a2.s.end('bob'));
+  w2.say('alice', 'bob', 'two', 2);
+  w2.carry(a2, a2.s.start('bob', 0));
+  const { c, nick } = w2.pendingFetches.shift();
+  const acts = c.s.bundle(nick, w2.fetch(nick), 0);
+  assert.deepEqual(acts.map((a) => a.type), ['Persist', 'Event', 'Send', 'Send']);
+  assert.deepEqual(acts.filter((a) => a.type === 'Send').map((a) => a.line), [1, 2]);
+});
+
+test('a refused command or text changes nothing (the state to save is the same)', () => {
+  const same = (c, peer, what, fn) => {
+    const before = JSON.stringify(c.s.toState(), (_, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? Array.from(v) : v));
+    const status = c.s.status(peer);
+    assert.throws(fn, Refused, what);
+    const after = JSON.stringify(c.s.toState(), (_, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? Array.from(v) : v));
+    assert.equal(after, before, `${what} changed the state`);
+    assert.deepEqual(c.s.status(peer), status, what);
+  };
+  // A key change not accepted, in a conversation the user made plain.
+  const w = new World();
+  w.add('alice');
+  const bob = w.add('bob');
+  w.login('alice');
+  w.login('bob');
+  w.say('alice', 'bob', 'hi', 1);
+  w.deliver('bob');
+  w.add('alice', { seed: 'alice new' }); // a new home under the same nick
+  w.login('alice');
+  w.say('alice', 'bob', 'under the new key', 2);
+  w.deliver('bob');
+  assert.equal(bob.s.status('alice').failure?.kind, 'KeyChanged');
+  w.carry(bob, bob.s.end('alice'));
+  same(bob, 'alice', '/secure, key changed', () => bob.s.start('alice', 0));
+  same(bob, 'alice', '/insecure, plain already', () => bob.s.end('alice'));
+  same(bob, 'alice', '/verified, key changed', () => bob.s.markVerified('alice', 0));
+  same(bob, 'carol', '/accept-key, nothing to accept', () => bob.s.acceptKey('carol', 0));
+  same(bob, 'carol', 'a text that breaks the rules', () => bob.s.sendText('carol', 'a\u0007b', 9, 0));
+  w.answerFetches = false;
+  w.carry(bob, bob.s.start('dave', 0));
+  same(bob, 'dave', '/secure, starting', () => bob.s.start('dave', 0));
+  const p = pair();
+  p.w.say('bob', 'alice', 'hi', 1);
+  p.w.deliver('alice');
+  assert.equal(p.alice.s.status('bob').kind, 'Secure');
+  same(p.alice, 'bob', '/secure, secure already', () => p.alice.s.start('bob', 0));
+});
+
+test('a refused /insecure makes no entry (not refused as a table full of conversations)', () => {
+  const w = new World();
+  const alice = w.add('alice', { config: { endToEndByDefault: false, maxPeers: 2 } });
+  w.answerFetches = false;
+  for (const p of ['bob', 'carol']) {
+    w.carry(alice, alice.s.start(p, 0));
+    w.carry(alice, alice.s.end(p));
+  }
+  refusal(() => alice.s.end('dave'), 'AlreadyPlain');
+});
+
+test('/accept-key whose save fails: the released messages come back held, survive acknowledgements, and are shown by showReleased or the next login', () => {
+  const { w, bob } = pair();
+  w.say('alice', 'bob', 'hi', 1);
+  w.deliver('bob');
+  w.add('alice', { seed: 'alice new' });
+  w.login('alice');
+  w.say('alice', 'bob', 'new 1', 2);
+  w.say('alice', 'bob', 'new 2', 3);
+  w.deliver('bob');
+  assert.equal(bob.s.status('alice').failure?.kind, 'KeyChanged');
+  const shown = (acts) => acts.filter((a) => a.type === 'Event' && a.event.kind === 'Message').map((a) => a.event.text);
+  const acts = bob.s.acceptKey('alice', 0);
+  assert.deepEqual(shown(acts), ['new 1', 'new 2']);
+  // The save failed: none shown.
+  for (const a of acts) if (a.type === 'Event' && a.event.kind === 'Message') bob.s.notShown(a.event.peer, a.event.id);
+  bob.s.acknowledged(1_000_000n);
+  const again = bob.s.showReleased(0);
+  assert.deepEqual(again[0], { type: 'Persist' });
+  assert.deepEqual(shown(again), ['new 1', 'new 2']);
+  assert.deepEqual(shown(bob.s.showReleased(0)), []);
+  assert.deepEqual(shown(bob.s.login(0, 1_700_000_000_000)), []);
+});
+
+/** Alice, and Bob with MAX_PINS pins of strangers (x0000..x8191; verified if `verified`). */
+function fullOfPins(verified) {
+  const w = new World();
+  const alice = w.add('alice');
+  const bob = w.add('bob');
+  for (let i = 0; i < MAX_PINS; i++) {
+    const nick = `x${String(i).padStart(4, '0')}`;
+    const key = new Uint8Array(32);
+    new DataView(key.buffer).setUint32(0, i, true);
+    bob.s.pins.pinNew(nick, key);
+    if (verified) bob.s.pins.markVerified(nick);
+  }
+  w.login('alice');
+  w.login('bob');
+  return { w, alice, bob };
+}
+
+test('pins are bounded: the least recently pinned stranger\'s pin goes; a conversation\'s stays', () => {
+  const { w, bob } = fullOfPins(false);
+  w.carry(bob, bob.s.start('x0000', 0));
+  w.say('alice', 'bob', 'hello', 1);
+  assert.deepEqual(texts(w.deliver('bob')), ['hello']);
+  assert.equal(bob.s.pins.size, MAX_PINS);
+  assert.notEqual(bob.s.pins.get('alice'), null);
+  assert.notEqual(bob.s.pins.get('x0000'), null, 'a conversation\'s pin went');
+  assert.equal(bob.s.pins.get('x0001'), null, 'the oldest stranger\'s pin stayed');
+  w.add('carol');
+  w.login('carol');
+  w.say('carol', 'bob', 'hi', 1);
+  assert.deepEqual(texts(w.deliver('bob')), ['hi']);
+  assert.equal(bob.s.pins.size, MAX_PINS);
+  assert.ok(bob.s.pins.get('alice') !== null && bob.s.pins.get('carol') !== null);
+  assert.equal(bob.s.pins.get('x0002'), null);
+});
+
+test('pins full of verified keys: a stranger\'s start is refused as unreadable before its cryptography', () => {
+  const { w, bob } = fullOfPins(true);
+  const oneTime = bob.s.keys.oneTime.size;
+  w.say('alice', 'bob', 'hello', 1);
+  const ev = w.deliver('bob');
+  assert.deepEqual(texts(ev), []);
+  assert.ok(ev.some((e) => e.kind === 'Unreadable'));
+  assert.equal(bob.s.keys.oneTime.size, oneTime, 'a one-time prekey was spent');
+  assert.equal(bob.s.pins.size, MAX_PINS);
+  assert.equal(bob.s.pins.get('alice'), null);
 });
 
 test('a login asks again for the keys the last connection left unanswered, and publishes more when low', () => {

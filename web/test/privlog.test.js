@@ -390,6 +390,36 @@ test('a line of ours never given to the connection comes back waiting; once give
   ]);
 });
 
+test('a line of ours is kept as it went: plain after all, or encrypted after all, through a reload', async () => {
+  const backend = memoryBackend();
+  const log = new PrivateLog('wendy', backend);
+  // Typed while the keys were fetched, then /insecure: went plain behind them.
+  log.add('max', { ts: 1, from: 'wendy', text: 'went plain', plain: false, local: 'p-1', pending: true, waiting: true });
+  // Typed after /insecure, then /secure again: went encrypted.
+  log.add('max', { ts: 2, from: 'wendy', text: 'went encrypted', plain: true, local: 'p-2', pending: true, waiting: true });
+  // Said nothing of how it went: as it was.
+  log.add('max', { ts: 3, from: 'wendy', text: 'as typed', plain: false, local: 'p-3', pending: true, waiting: true });
+  log.sent('max', 'p-1', true);
+  log.sent('max', 'p-2', false);
+  log.sent('max', 'p-3');
+  await log.settled();
+  const [conv] = await new PrivateLog('wendy', backend).load();
+  assert.deepEqual(conv.lines.map((l) => [l.text, l.plain, l.waiting ?? false]), [
+    ['went plain', true, false],
+    ['went encrypted', false, false],
+    ['as typed', false, false],
+  ]);
+  // Once given to the connection, only the plainness can still change (and is written).
+  const ops = backend.ops.length;
+  assert.equal(await log.sent('max', 'p-3'), true);
+  await log.settled();
+  assert.equal(backend.ops.length, ops, 'nothing to write');
+  await log.sent('max', 'p-3', true);
+  await log.settled();
+  const [again] = await new PrivateLog('wendy', backend).load();
+  assert.equal(again.lines[2].plain, true);
+});
+
 test('read again after a failed write: what the other tab kept and what this tab could not store yet, both', async () => {
   const backend = memoryBackend();
   let fail = false;

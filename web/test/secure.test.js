@@ -531,6 +531,43 @@ test('a changed key: its message is held (saved, acknowledged, said), kept over 
   assert.ok(again.log.indexOf('event Released') < again.log.indexOf('show it is me, new key'));
 });
 
+test('/accept-key whose save fails: the released message is not shown, and is shown once a save works (the server will not send it again)', async () => {
+  const w = world();
+  const inner = memoryHomes();
+  let failing = false;
+  const homes = {
+    ...inner,
+    async save(...args) {
+      if (failing) throw new Error('QuotaExceededError');
+      return inner.save(...args);
+    },
+  };
+  const alice = w.user('alice', { homes });
+  const bob = w.user('bob');
+  await loggedIn(w, alice, bob);
+  await sendDelivered(w, alice, 'bob', 'hello', 1);
+  await sendDelivered(w, bob, 'alice', 'hi', 1);
+  const bob2 = w.user('bob', { label: 'bob elsewhere' });
+  await loggedIn(w, bob2);
+  await sendDelivered(w, bob2, 'alice', 'it is me, new key', 2);
+  assert.ok(alice.events.some((e) => e.kind === 'Held'));
+  failing = true;
+  assert.equal(alice.secure.command('accept-key', 'bob'), null);
+  await alice.secure.settled();
+  assert.equal(alice.shown.some((m) => m.text === 'it is me, new key'), false, 'shown although not saved');
+  assert.match(alice.problems.at(-1), /could not be saved in this browser/);
+  // Later relays are acknowledged meanwhile.
+  alice.secure.acknowledged(1_000_000n);
+  // A save works again (the next thing that saves): shown then, once.
+  failing = false;
+  await sendDelivered(w, alice, 'bob', 'anyone there?', 3);
+  await alice.secure.settled();
+  assert.deepEqual(alice.shown.filter((m) => m.text === 'it is me, new key').length, 1);
+  await alice.secure.login();
+  await alice.secure.settled();
+  assert.deepEqual(alice.shown.filter((m) => m.text === 'it is me, new key').length, 1, 'shown twice');
+});
+
 test('a new account\'s first keys are announced as made; an account used before whose keys are gone says they were deleted', async () => {
   const w = world();
   const homes = memoryHomes();

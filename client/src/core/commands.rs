@@ -286,6 +286,30 @@ impl Core {
     /// restarted client encrypt twice with one key — so when the save fails, the texts after
     /// it are not sent (each gets an error) until a save succeeds.
     pub(super) fn perform(&mut self, actions: Vec<Action>, now: Instant) {
+        let outer = !std::mem::replace(&mut self.performing, true);
+        self.perform_all(actions, now);
+        if outer {
+            self.performing = false;
+            self.released_shown(now);
+        }
+    }
+
+    /// Once a save worked again after failing: the messages released at `/accept-key` that
+    /// could not be shown then (the server will not send them again) are shown now.
+    pub(super) fn released_shown(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.show_released) {
+            return;
+        }
+        let actions = match &self.secure {
+            Some(secure) => secure.sessions().show_released(now),
+            None => return,
+        };
+        if !actions.is_empty() {
+            self.perform(actions, now);
+        }
+    }
+
+    fn perform_all(&mut self, actions: Vec<Action>, now: Instant) {
         let mut unsaved: Option<String> = None;
         for action in actions {
             match action {
@@ -359,7 +383,8 @@ impl Core {
                     self.out.queue(&ClientMsg::FetchBundle { nick }, None);
                 }
                 // Not saved: not shown (the server keeps it, unacknowledged, and sends it
-                // again at the next login, when it is shown).
+                // again at the next login, when it is shown; one released at `/accept-key`
+                // is held again and shown once a save works: `released_shown`).
                 Action::Event(E2eEvent::Message { peer, id, .. }) if unsaved.is_some() => {
                     if let Some(secure) = &self.secure {
                         secure.sessions().not_shown(&peer, id);

@@ -179,6 +179,11 @@ pub struct Core {
     /// A decrypted message was not shown because its state could not be saved: its relay is
     /// not acknowledged (the server sends it again at the next login).
     held_unsaved: bool,
+    /// A save worked again after failing: messages released at `/accept-key` that could not
+    /// be shown then are shown now ([`Sessions::show_released`](mm_common::e2e::Sessions)).
+    show_released: bool,
+    /// Inside [`Core::perform`]: what it asks for waits until it is done.
+    performing: bool,
     save_retry_at: Option<Instant>,
     /// Why the connection closed (`None`: cleanly, or not yet).
     closed_reason: Option<String>,
@@ -231,6 +236,8 @@ impl Core {
             login_result: None,
             save_wanted: false,
             held_unsaved: false,
+            show_released: false,
+            performing: false,
             save_retry_at: None,
             closed_reason: None,
             e2e_ran: None,
@@ -571,8 +578,12 @@ impl Core {
                     self.push(Event::Warning(
                         "pinned keys and end-to-end sessions are saved now".into(),
                     ));
+                    self.show_released = true;
                 }
                 self.save_retry_at = None;
+                if !self.performing {
+                    self.released_shown(now);
+                }
             }
             Err(e) => {
                 if secure.set_unsaved(Some(e.clone())).is_none() {

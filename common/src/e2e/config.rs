@@ -44,6 +44,13 @@ impl Default for E2eConfig {
 /// nicks is refused beyond it, so memory stays bounded.
 pub const MAX_PEERS: usize = 4096;
 
+/// Most pinned keys that sessions the peers started can make: beyond it, the least recently
+/// pinned one (in this run; pins loaded count as older, ties by nick) that is not verified and
+/// whose nick has no peer entry is dropped, or, if there is none, the start is refused as
+/// unreadable (before its cryptography). A dropped pin's next key is taken as new, not as
+/// changed (SECURITY.md). The user's own conversations drop one too, but are never refused.
+pub const MAX_PINS: usize = 8192;
+
 /// Most entries for peers who started a session the user never took part in (a quarter of
 /// [`MAX_PEERS`]): a flood of valid starts from invented nicks can never take the table from
 /// the user's own conversations.

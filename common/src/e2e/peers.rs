@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use rand_core::{CryptoRngCore, OsRng};
 
-use super::config::{E2eConfig, MAX_PEERS};
+use super::config::{E2eConfig, MAX_PEERS, MAX_PINS};
 use super::error::{Failure, Refused};
 use super::event::{Action, E2eEvent, Status};
 use super::keys::OwnKeys;
@@ -88,6 +88,11 @@ struct Peer {
     held: VecDeque<Held>,
     /// How many held relays were dropped over the bounds since the last `/accept-key`.
     held_dropped: u64,
+    /// The relays the last `/accept-key` took out of [`Peer::held`] (not saved): one whose
+    /// message the caller could not show and save ([`Sessions::not_shown`]) goes back into
+    /// `held`, to be shown by [`Sessions::show_released`] — it was acknowledged to the server
+    /// when it was held, so nobody sends it again.
+    released: Vec<Held>,
     /// Another copy of this home may hold these sessions too: the next text starts a new
     /// session (fresh keys) instead of sending on them, so that two copies never encrypt under
     /// one message key. They still decrypt.
@@ -129,6 +134,7 @@ impl Peer {
             unacknowledged: BTreeMap::new(),
             held: VecDeque::new(),
             held_dropped: 0,
+            released: Vec::new(),
             renew: false,
             unsolicited: false,
             last_used: 0,
@@ -144,6 +150,7 @@ impl Peer {
             && self.intent == Intent::Default
             && matches!(self.setup, Setup::Idle | Setup::Failed(_))
             && self.blocked().is_none()
+            && self.held.is_empty()
     }
 
     /// The blocking failure, if the conversation is blocked.
@@ -167,6 +174,10 @@ pub struct Sessions {
     /// the same in every run (and in the browser's port).
     uses: u64,
     keys: OwnKeys,
+    /// When each pin was made in this run (a count, [`Sessions::pin_clock`]): which one makes
+    /// room ([`MAX_PINS`]). Not saved: pins loaded count as older than any made since.
+    pin_made: HashMap<String, u64>,
+    pin_clock: u64,
     /// Every random byte: ephemeral and ratchet keys, prekeys, signatures' nonces.
     rng: BoxedRng,
     /// Telling peers we could not read their messages ([`notice`]); not saved.
@@ -208,6 +219,8 @@ impl Sessions {
             peers: HashMap::new(),
             uses: 0,
             keys: OwnKeys::default(),
+            pin_made: HashMap::new(),
+            pin_clock: 0,
             rng,
             notices: notice::Notices::default(),
         }
@@ -304,8 +317,45 @@ impl Sessions {
             && p.queued.is_empty()
             && p.unacknowledged.is_empty()
             && p.blocked().is_none()
+            && p.held.is_empty()
             && !matches!(p.setup, Setup::Fetching(_))
             && !self.pins.get(&p.nick).is_some_and(|pin| pin.verified)
+    }
+
+    /// Whether a key for `nick` could be pinned: `Ok(None)` if there is room (or `nick` has a
+    /// pin), `Ok(Some(victim))` for the pin to drop first ([`MAX_PINS`]: the least recently
+    /// pinned that is not verified and whose nick has no entry), `Err(())` if none may go.
+    fn pin_room(&self, nick: &str) -> Result<Option<String>, ()> {
+        if self.pins.len() < MAX_PINS || self.pins.get(nick).is_some() {
+            return Ok(None);
+        }
+        let me = nick_key(nick);
+        self.pins
+            .iter()
+            .filter(|(k, pin)| !pin.verified && **k != me && !self.peers.contains_key(*k))
+            .min_by_key(|(k, _)| (self.pin_made.get(*k).copied().unwrap_or(0), *k))
+            .map(|(k, _)| Some(k.clone()))
+            .ok_or(())
+    }
+
+    /// Pins `key` for `nick` (a new peer, trust on first use), dropping a pin to make room
+    /// ([`Sessions::pin_room`]). For a session the peer started (`by_peer`) nothing is pinned
+    /// when nothing may go (the caller checked first); for the user's own conversation it is
+    /// pinned all the same (the user's doing, not a flood's).
+    fn pin_new(&mut self, nick: &str, key: &[u8; crate::identity::KEY_LEN], by_peer: bool) {
+        match self.pin_room(nick) {
+            Ok(Some(victim)) => {
+                self.pins.remove(&victim);
+                self.pin_made.remove(&victim);
+            }
+            Ok(None) => {}
+            Err(()) if by_peer => return,
+            Err(()) => {}
+        }
+        if self.pins.pin_new(nick, key) {
+            self.pin_clock = self.pin_clock.saturating_add(1);
+            self.pin_made.insert(nick_key(nick), self.pin_clock);
+        }
     }
 
     /// Where the conversation with `peer` stands.
@@ -405,9 +455,19 @@ impl Sessions {
 
     /// The server acknowledged (the client sent `Received`) every personal message up to
     /// `up_to`: their decrypted texts need not be kept for showing again after a crash.
+    ///
+    /// Kept all the same: the texts of relays released at `/accept-key` and not known to be
+    /// shown yet ([`Peer::held`], [`Peer::released`]): they were acknowledged when they were
+    /// held, and are shown from here ([`Sessions::show_released`]).
     pub fn acknowledged(&mut self, up_to: u64) {
         for entry in self.peers.values_mut() {
-            entry.unacknowledged = entry.unacknowledged.split_off(&(up_to.saturating_add(1)));
+            let mut later = entry.unacknowledged.split_off(&(up_to.saturating_add(1)));
+            for h in entry.held.iter().chain(&entry.released) {
+                if let Some(kept) = entry.unacknowledged.remove(&h.id) {
+                    later.insert(h.id, kept);
+                }
+            }
+            entry.unacknowledged = later;
         }
     }
 

@@ -7,6 +7,13 @@ import { MAX_ONE_TIME_PER_UPLOAD } from '../protocol.js';
 /** Most peers kept: a flood of starts from many (invented) nicks is refused beyond it. */
 export const MAX_PEERS = 4096;
 /**
+ * Most pinned keys that sessions the peers started can make: beyond it, the least recently pinned
+ * (in this run; pins loaded count as older, ties by nick) that is not verified and whose nick has
+ * no peer entry is dropped, or, if there is none, the start is refused as unreadable (before its
+ * cryptography). The user's own conversations drop one too, but are never refused.
+ */
+export const MAX_PINS = 8192;
+/**
  * Most entries for peers who started a session the user never took part in (a quarter of
  * MAX_PEERS): a flood of valid starts from invented nicks never takes the table from the user.
  */

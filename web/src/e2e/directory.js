@@ -25,7 +25,8 @@ export const PREKEYS_LOW = 20;
  * @returns {object[]} actions
  */
 export function login(s, now, nowMs) {
-  const actions = [];
+  // Messages released at /accept-key and not shown then (commands.js showReleased).
+  const actions = s.showReleased(now);
   try {
     s.keys.rotateIfDue(s.identitySecret, nowMs, s.config.signedPrekeyRotationMs, s.rng);
   } catch {
@@ -197,7 +198,7 @@ function startFrom(s, nick, b) {
     } finally {
       start.shared.fill(0);
     }
-    if (checked.trust === 'New') s.pins.pinNew(nick, b.identity);
+    if (checked.trust === 'New') s.pinNew(nick, b.identity, false);
     const session = {
       ratchet,
       ephemeral: publicKey(ephemeral),

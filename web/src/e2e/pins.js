@@ -37,6 +37,16 @@ export class Pins {
     return true;
   }
 
+  /** How many keys are pinned. */
+  get size() {
+    return this.byNick.size;
+  }
+
+  /** Drops the pin for `nick` (to make room); returns whether there was one. */
+  remove(nick) {
+    return this.byNick.delete(nickKey(nick));
+  }
+
   /** Replaces the pin (after the user accepted a changed key); clears "verified". */
   replace(nick, key) {
     this.byNick.set(nickKey(nick), { key: Uint8Array.from(key), verified: false });

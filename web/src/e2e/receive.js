@@ -125,9 +125,9 @@ function openExisting(s, nick, id, payload, sealed, ephemeral) {
  * than the pinned one, the conversation blocked (its sessions kept, the message not shown).
  */
 function takeStart(s, nick, id, payload, start) {
-  // No room for one more peer (the table is full of conversations in use): refused before any
-  // cryptography, so that a flood of starts costs little.
-  if (!s.roomForStart(nick)) return unreadable(nick);
+  // No room for one more peer (the table is full of conversations in use), or for one more pin
+  // (MAX_PINS, none may go): refused before any cryptography, so that a flood costs little.
+  if (!s.roomForStart(nick) || !s.pinRoom(nick).room) return unreadable(nick);
   const checked = checkPeerKey(s.pins, s.identityPublic, nick, start.identity);
   if (checked.failure?.kind === 'BadKey') return unreadable(nick);
   const spk = s.keys.signedSecret(start.signedPrekey);
@@ -199,7 +199,7 @@ function takeStart(s, nick, id, payload, start) {
   const hasQueued = entry.queued.length > 0;
   if (start.oneTime !== null) s.keys.removeOneTime(start.oneTime);
   s.keys.rememberStart(start.signedPrekey, start.ephemeral);
-  if (checked.trust === 'New') s.pins.pinNew(nick, start.identity);
+  if (checked.trust === 'New') s.pinNew(nick, start.identity, true);
   const before = [{ type: 'Event', event: { kind: 'Ready', peer, key: Uint8Array.from(start.identity), trust: checked.trust, byPeer: true } }];
   if (wasFetching || hasQueued) before.push(...flushQueued(s, nick));
   if (inner.kind === 'Unreadable') return showNotice(nick, inner.count, before);
@@ -272,6 +272,18 @@ function deliver(s, nick, id, payload, text, before) {
 export function notShown(s, peer, id) {
   const key = relayId(id);
   if (key === null || typeof peer !== 'string') return;
-  const kept = s.existing(peer)?.unacknowledged.get(key);
+  const entry = s.existing(peer);
+  if (entry === undefined) return;
+  const kept = entry.unacknowledged.get(key);
   if (kept !== undefined) kept.reshow = true;
+  // Released at /accept-key (the server will not send it again: it was acknowledged when held):
+  // held again, shown by showReleased.
+  const at = entry.released.findIndex((h) => h.id === key);
+  if (at >= 0) {
+    const [h] = entry.released.splice(at, 1);
+    if (!entry.held.some((o) => o.id === key)) {
+      const before = entry.held.findIndex((o) => o.id > key);
+      entry.held.splice(before < 0 ? entry.held.length : before, 0, h);
+    }
+  }
 }

@@ -20,30 +20,49 @@ export function sendText(s, peer, text, line, now) {
   if (nickError(peer) !== null) throw new Refused('InvalidNick', { peer });
   const byDefault = s.config.endToEndByDefault;
   const maxQueued = s.config.maxQueued;
+  // Decided before anything changes: a refused text makes no entry (so evicts none) and leaves
+  // the conversation as it was.
+  const existing = s.existing(peer);
+  const intent = existing === undefined ? 'Default' : existing.intent;
+  const plain = intent === 'Plain' || (intent === 'Default' && !byDefault);
+  if (existing !== undefined) {
+    const queueFull = existing.queued.length >= maxQueued;
+    if (plain) {
+      // Behind the texts still waiting for the peer's keys (typed before /insecure).
+      if (existing.queued.length > 0 && queueFull) throw new Refused('QueueFull', { peer: existing.nick });
+    } else {
+      checkText(text);
+      const blocked = blockedOf(existing);
+      if (blocked !== null) {
+        if (blocked.kind === 'KeyChanged') throw new Refused('KeyNotAccepted', { peer: existing.nick });
+        throw new Refused('Blocked', { peer: existing.nick, failure: blocked });
+      }
+      if ((existing.sessions.length === 0 || existing.renew) && queueFull) throw new Refused('QueueFull', { peer: existing.nick });
+    }
+  } else if (!plain) {
+    checkText(text);
+    if (maxQueued === 0) throw new Refused('QueueFull', { peer });
+  }
   const entry = s.peer(peer);
-  const plain = entry.intent === 'Plain' || (entry.intent === 'Default' && !byDefault);
   if (plain) {
     if (entry.queued.length === 0) return { kind: 'Plain' };
-    if (entry.queued.length >= maxQueued) throw new Refused('QueueFull', { peer: entry.nick });
     entry.queued.push({ text, line, plain: true });
     return { kind: 'QueuedPlain' };
-  }
-  const why = typeof text === 'string' ? textError(text, MAX_TEXT_LEN) : 'empty message';
-  if (why !== null) throw new Refused('InvalidText', { text: why });
-  const blocked = blockedOf(entry);
-  if (blocked !== null) {
-    if (blocked.kind === 'KeyChanged') throw new Refused('KeyNotAccepted', { peer: entry.nick });
-    throw new Refused('Blocked', { peer: entry.nick, failure: blocked });
   }
   if (entry.sessions.length > 0 && !entry.renew) {
     const action = encrypt(s, entry.nick, text, line);
     return { kind: 'Secure', actions: [{ type: 'Persist' }, action] };
   }
-  if (entry.queued.length >= maxQueued) throw new Refused('QueueFull', { peer: entry.nick });
   entry.queued.push({ text, line, plain: false });
   if (entry.setup.kind === 'Fetching') return { kind: 'Queued', actions: [] };
   entry.setup = { kind: 'Fetching', since: now };
   return { kind: 'Queued', actions: [{ type: 'FetchBundle', nick: entry.nick }] };
+}
+
+/** The rules of a plain line, which the server cannot check inside ciphertext. */
+function checkText(text) {
+  const why = typeof text === 'string' ? textError(text, MAX_TEXT_LEN) : 'empty message';
+  if (why !== null) throw new Refused('InvalidText', { text: why });
 }
 
 /**

@@ -21,7 +21,7 @@
 import { nickKey } from '../protocol.js';
 import { E2eError, bytesOf } from './errors.js';
 import { publicKey } from './x3dh.js';
-import { MAX_PEERS, makeConfig } from './config.js';
+import { MAX_PEERS, MAX_PINS, makeConfig } from './config.js';
 import { Refused, isBlocking, failureWords } from './failure.js';
 import { checkPeerKey } from './trust.js';
 import { Pins } from './pins.js';
@@ -60,6 +60,9 @@ export function newPeer(nick) {
     unacknowledged: new Map(),
     held: [],
     heldDropped: 0,
+    // The relays the last /accept-key took out of `held` (not saved): one whose message the
+    // caller could not show and save (notShown) goes back into `held`, shown by showReleased.
+    released: [],
     renew: false,
     unsolicited: false, // the peer started it and the user never took part (Sessions.peer)
     lastUsed: 0, // Sessions.uses when last made or used: which entry makes room
@@ -69,7 +72,8 @@ export function newPeer(nick) {
 /** Whether an entry holds nothing: no session, no text waiting, no block, nothing said, nothing to show again. */
 function holdsNothing(p) {
   return p.sessions.length === 0 && p.queued.length === 0 && p.unacknowledged.size === 0 &&
-    p.intent === 'Default' && (p.setup.kind === 'Idle' || p.setup.kind === 'Failed') && blockedOf(p) === null;
+    p.intent === 'Default' && (p.setup.kind === 'Idle' || p.setup.kind === 'Failed') && blockedOf(p) === null &&
+    p.held.length === 0;
 }
 
 /** The blocking failure of a peer entry, or null. */
@@ -97,6 +101,44 @@ export class Sessions {
     this.keys = new OwnKeys();
     /** Telling peers we could not read their messages (notice.js); not saved. */
     this.notices = { pending: new Map(), told: new Map() };
+    /** When each pin was made in this run (nickKey -> count): which one makes room (MAX_PINS). Not saved. */
+    this.pinMade = new Map();
+    this.pinClock = 0;
+  }
+
+  /**
+   * Whether a key for `nick` could be pinned: {room: true, victim: null} if there is room (or
+   * `nick` has a pin), {room: true, victim} for the pin to drop first (the least recently pinned
+   * that is not verified and whose nick has no entry), {room: false} if none may go.
+   */
+  pinRoom(nick) {
+    if (this.pins.size < MAX_PINS || this.pins.get(nick) !== null) return { room: true, victim: null };
+    const me = nickKey(nick);
+    let best = null;
+    for (const [k, pin] of this.pins.byNick) {
+      if (pin.verified || k === me || this.peers.has(k)) continue;
+      const made = this.pinMade.get(k) ?? 0;
+      if (best === null || made < best.made || (made === best.made && k < best.k)) best = { k, made };
+    }
+    return best === null ? { room: false } : { room: true, victim: best.k };
+  }
+
+  /**
+   * Pins `key` for `nick` (trust on first use), dropping a pin to make room. For a session the
+   * peer started (`byPeer`) nothing is pinned when nothing may go (the caller checked first); for
+   * the user's own conversation it is pinned all the same.
+   */
+  pinNew(nick, key, byPeer) {
+    const r = this.pinRoom(nick);
+    if (!r.room && byPeer) return;
+    if (r.victim) {
+      this.pins.remove(r.victim);
+      this.pinMade.delete(r.victim);
+    }
+    if (this.pins.pinNew(nick, key)) {
+      this.pinClock += 1;
+      this.pinMade.set(nickKey(nick), this.pinClock);
+    }
   }
 
   /**
@@ -215,7 +257,7 @@ export class Sessions {
    */
   evictable(p) {
     return p.unsolicited && p.queued.length === 0 && p.unacknowledged.size === 0 && blockedOf(p) === null &&
-      p.setup.kind !== 'Fetching' && this.pins.get(p.nick)?.verified !== true;
+      p.held.length === 0 && p.setup.kind !== 'Fetching' && this.pins.get(p.nick)?.verified !== true;
   }
 
   /** The entry for `nick` or undefined (never made). */
@@ -296,7 +338,11 @@ export class Sessions {
   /** The connection ended: the texts waiting stay queued; login() asks again. */
   disconnected() {}
 
-  /** The page sent Received {up_to}: texts of relays up to `upTo` (bigint) need not be kept. */
+  /**
+   * The page sent Received {up_to}: texts of relays up to `upTo` (bigint) need not be kept —
+   * but those of relays released at /accept-key and not known to be shown yet (held, released)
+   * are: they were acknowledged when held, and are shown from here (showReleased).
+   */
   acknowledged(upTo) {
     let up;
     try {
@@ -305,8 +351,18 @@ export class Sessions {
       return;
     }
     for (const entry of this.peers.values()) {
-      for (const id of [...entry.unacknowledged.keys()]) if (id <= up) entry.unacknowledged.delete(id);
+      const keep = new Set([...entry.held, ...entry.released].map((h) => h.id));
+      for (const id of [...entry.unacknowledged.keys()]) if (id <= up && !keep.has(id)) entry.unacknowledged.delete(id);
     }
+  }
+
+  /**
+   * Shows the messages released at /accept-key that could not be shown then (notShown held them
+   * again), or that a restart found held in a conversation no longer blocked (commands.js).
+   * Run at each login and by the page once a save works again. @returns {object[]} actions
+   */
+  showReleased(now) {
+    return commands.showReleased(this, now);
   }
 
   /** The sending half (send.js). @returns {{kind: string, actions?: object[]}} @throws {Refused} */

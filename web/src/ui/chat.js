@@ -610,14 +610,18 @@ export class ChatView {
     if (tag !== null) this.e2eLines.delete(tag);
     const now = msg.type === 'Private' && tag !== null && nickKey(msg.to) !== nickKey(this.me) ? this.secure?.status(msg.to)?.kind : undefined;
     if (now !== undefined && now !== 'Plain') {
-      // A line typed while the conversation was plain, still waiting when the user said
-      // /secure: never sent plain after that.
+      // Belt and braces: a Private for a conversation that is not plain is never sent. (The
+      // session manager no longer asks for one: /secure turns the lines waiting for plain into
+      // encrypted ones.)
       if (li) this.#mark(li, 'refused', 'not sent: you said /secure before it went (send it again to encrypt it)');
       return;
     }
-    if (li?.kept) this.keep?.sent(li.kept.peer, li.kept.local);
-    // Sent plain after all (the user said /insecure while it waited).
-    if (li && msg.type === 'Private') markPlain(li, true);
+    // Kept, and shown, as it goes: plain (typed after /insecure, it waited behind lines
+    // waiting for keys) or end-to-end encrypted (the user said /secure again while it waited).
+    const plain = msg.type === 'Private';
+    if (li?.kept) this.keep?.sent(li.kept.peer, li.kept.local, plain);
+    if (li && plain) markPlain(li, true);
+    if (li && !plain) markSecure(li);
     const conn = this.connection();
     if (!conn) {
       if (li) this.#mark(li, 'refused', 'not sent: not connected');
@@ -1104,17 +1108,8 @@ export class ChatView {
       this.problem(`/${which}: end-to-end encryption is not available in this tab`);
       return;
     }
-    const before = this.secure.status(nick)?.kind;
     const r = this.secure.command(which, nick);
-    const after = this.secure.status(nick)?.kind;
-    if (r?.refused && which === 'secure' && before === 'Plain' && after !== undefined && after !== 'Plain') {
-      // Refused ("already being set up": lines typed after /insecure wait behind a session
-      // being set up) yet done: the conversation is end-to-end again. Said as it is; the plain
-      // lines still waiting are not sent plain (sendWire).
-      const c = this.conv('private', nick);
-      this.say(`/secure ${nick}: private messages to ${nick} are end-to-end encrypted again; the lines still waiting to go NOT end-to-end encrypted are not sent (send them again to encrypt them)`, 'notice', c);
-      if (this.current !== c) this.switchTo(c);
-    } else if (r?.refused) {
+    if (r?.refused) {
       this.say(`/${which} ${nick}: ${r.refused}`, 'error', this.conv('private', nick, false) ?? this.current);
       this.status(r.refused, true);
     } else if (r && r.number !== undefined) {
@@ -1310,6 +1305,16 @@ function lockMark() {
  */
 function plainMark() {
   return h('span', { class: 'tag plain-tag', title: 'not end-to-end encrypted: the server can read it' }, 'NOT end-to-end encrypted');
+}
+
+/** A line shown as going plain goes end-to-end encrypted after all: its lock comes back. */
+function markSecure(li) {
+  if (!li.classList.contains('plain')) return;
+  li.classList.remove('plain');
+  li.querySelector('.plain-tag')?.remove();
+  li.classList.add('secure');
+  const text = li.querySelector('.text');
+  if (text && !text.querySelector('.lock')) text.insertBefore(lockMark(), text.firstChild);
 }
 
 /** A line shown as secure is not: its lock goes; `plain` (it goes, or went, plain) marks it so. */

@@ -109,6 +109,9 @@ pub(super) struct Server {
     pub directory: HashMap<String, Published>,
     /// `FetchBundle` goes unanswered (a server that lost the request).
     pub ignore_fetches: bool,
+    /// `FetchBundle` is answered only at [`Server::answer_fetches`] (a slow directory): the
+    /// requests waiting, (connection, nick).
+    pub slow_fetches: Option<Vec<(String, String)>>,
     /// The rate limits announced in `Welcome`.
     pub rate_burst: u32,
     pub rate_per_sec: u32,
@@ -147,6 +150,7 @@ impl Server {
             registered: BTreeSet::new(),
             directory: HashMap::new(),
             ignore_fetches: false,
+            slow_fetches: None,
             rate_burst,
             rate_per_sec,
             log: Vec::new(),
@@ -558,6 +562,10 @@ impl Server {
         if self.ignore_fetches {
             return;
         }
+        if let Some(waiting) = self.slow_fetches.as_mut() {
+            waiting.push((name.to_owned(), nick));
+            return;
+        }
         let key = nick_key(&nick);
         let answer = match self.directory.get_mut(&key) {
             Some(keys) => BundleAnswer::Keys(PrekeyBundle {
@@ -569,6 +577,13 @@ impl Server {
             None => BundleAnswer::NoSuchUser,
         };
         self.send(name, &ServerMsg::Bundle { nick, answer });
+    }
+
+    /// Answers the `FetchBundle`s a slow directory kept waiting; answers at once from now on.
+    pub(super) fn answer_fetches(&mut self) {
+        for (name, nick) in self.slow_fetches.take().unwrap_or_default() {
+            self.fetch_bundle(&name, nick);
+        }
     }
 
     /// How many `FetchBundle`s `from` sent for `nick` so far.

@@ -675,3 +675,107 @@ fn a_held_message_is_acknowledged_only_once_saved() {
         assert_eq!(acked, !breaks, "saving failed: {breaks}; {events:?}");
     }
 }
+
+/// alice's end-to-end state is saved in a file; bob comes back with a new identity and writes:
+/// held. alice says `/accept-key` while her home cannot be written: the released message is
+/// not shown (its state is not saved), and the server will not send it again (acknowledged
+/// when it was held). Once a save works again, it is shown.
+#[test]
+fn a_message_released_while_saving_fails_is_shown_once_a_save_works() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("home");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let mut world = World::new();
+    let mut alice = config("alice");
+    alice.secure.state_file = Some(dir.join(crate::secure::STATE_FILE));
+    world.connect_with("alice", alice);
+    world.connect("bob");
+    let now = world.now;
+    world
+        .core("bob")
+        .private("alice", "hello alice", now)
+        .expect("connected");
+    world.pump();
+    world.advance(Duration::from_secs(5));
+    world.disconnect("bob");
+    world.clients.remove("bob");
+    world.connect_with("bob", config("bob"));
+    let now = world.now;
+    world
+        .core("bob")
+        .private("alice", "new phone", now)
+        .expect("connected");
+    world.pump();
+    world.advance(Duration::from_secs(5));
+    let events = world.events("alice");
+    assert!(
+        secure_events(&events)
+            .iter()
+            .any(|e| matches!(e, E2eEvent::Held { held: 1, .. })),
+        "{events:?}"
+    );
+    // The home cannot be written: /accept-key shows nothing.
+    std::fs::remove_dir_all(&dir).expect("rm");
+    let now = world.now;
+    world.core("alice").accept_key("bob", now).expect("changed");
+    world.pump();
+    world.advance(Duration::from_secs(3));
+    let events = world.events("alice");
+    assert!(secure_texts(&events, "bob").is_empty(), "{events:?}");
+    // It can again: shown (once), with no help from the server.
+    std::fs::create_dir(&dir).expect("mkdir");
+    world.advance(Duration::from_secs(3));
+    let events = world.events("alice");
+    assert_eq!(secure_texts(&events, "bob"), ["new phone"], "{events:?}");
+    world.advance(Duration::from_secs(3));
+    assert!(secure_texts(&world.events("alice"), "bob").is_empty());
+}
+
+/// `/secure` while lines wait for the peer's keys, one of them typed after `/insecure` (for
+/// plain): done (not refused as "being set up"), and when the keys come every waiting line goes
+/// end-to-end encrypted — none plain, since the user's last word was `/secure`.
+#[test]
+fn secure_again_while_the_keys_are_fetched_sends_the_lines_waiting_encrypted() {
+    let mut world = World::new();
+    world.connect("bob");
+    world.connect("alice");
+    world.server.slow_fetches = Some(Vec::new());
+    let now = world.now;
+    let (_, delivery) = world
+        .core("alice")
+        .private("bob", "first", now)
+        .expect("connected");
+    assert_eq!(delivery, Delivery::Queued);
+    world.pump();
+    world.core("alice").insecure("bob", now).expect("secure");
+    let (_, delivery) = world
+        .core("alice")
+        .private("bob", "typed while plain", now)
+        .expect("connected");
+    assert_eq!(
+        delivery,
+        Delivery::Plain,
+        "waits behind the first, for plain"
+    );
+    world
+        .core("alice")
+        .secure("bob", now)
+        .expect("done, not refused");
+    world.pump();
+    assert!(
+        secure_events(&world.events("alice"))
+            .iter()
+            .any(|e| matches!(e, E2eEvent::Resumed { peer } if peer == "bob")),
+        "said"
+    );
+    world.server.answer_fetches();
+    world.pump();
+    world.advance(Duration::from_secs(2));
+    let events = world.events("bob");
+    assert_eq!(
+        secure_texts(&events, "alice"),
+        ["first", "typed while plain"],
+        "{events:?}"
+    );
+    assert!(!sent_plain(&world, "typed while plain"));
+}

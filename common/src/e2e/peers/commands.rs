@@ -12,6 +12,11 @@ impl Sessions {
     /// `/secure peer`: the conversation is end-to-end from now on (also when end-to-end by
     /// default is off), and a session starts now: the peer's keys are fetched (whether or not
     /// it is online). After a blocking failure other than a key change, this is the retry.
+    /// Said while a session is still being set up after `/insecure`: end-to-end again, and the
+    /// texts typed after `/insecure` that still wait for the peer's keys go encrypted with the
+    /// others (the user's last word was `/secure`).
+    ///
+    /// Decided before anything changes: a refusal leaves the conversation as it was.
     ///
     /// # Errors
     /// [`Refused`] if there is a session already, one is being set up, the peer is us, or its
@@ -21,27 +26,42 @@ impl Sessions {
         if nick_key(peer) == nick_key(&self.me) {
             return Err(Refused::Yourself);
         }
+        if let Some(entry) = self.peers.get(&nick_key(peer)) {
+            if let Some(Failure::KeyChanged { .. }) = entry.blocked() {
+                return Err(Refused::KeyNotAccepted(entry.nick.clone()));
+            }
+            if entry.intent == Intent::Secure {
+                if !entry.sessions.is_empty() && !entry.renew {
+                    return Err(Refused::AlreadySecure(entry.nick.clone()));
+                }
+                if matches!(entry.setup, Setup::Fetching(_)) {
+                    return Err(Refused::AlreadyStarting(entry.nick.clone()));
+                }
+            }
+        }
         let entry = self.peer(peer)?;
         let mut actions = Vec::new();
         if entry.intent != Intent::Secure {
             entry.intent = Intent::Secure;
+            // Waiting texts the user had typed for plain go encrypted now.
+            for queued in &mut entry.queued {
+                queued.2 = false;
+            }
             actions.push(Action::Persist);
         }
-        if let Some(Failure::KeyChanged { .. }) = entry.blocked() {
-            return Err(Refused::KeyNotAccepted(entry.nick.clone()));
-        }
+        let resumed = Action::Event(E2eEvent::Resumed {
+            peer: entry.nick.clone(),
+        });
         if !entry.sessions.is_empty() && !entry.renew {
-            if actions.is_empty() {
-                return Err(Refused::AlreadySecure(entry.nick.clone()));
-            }
             // Secure again after /insecure: the sessions are still there.
-            actions.push(Action::Event(E2eEvent::Resumed {
-                peer: entry.nick.clone(),
-            }));
+            actions.push(resumed);
             return Ok(actions);
         }
         if matches!(entry.setup, Setup::Fetching(_)) {
-            return Err(Refused::AlreadyStarting(entry.nick.clone()));
+            // Secure again after /insecure while the keys are still being fetched: the texts
+            // waiting go on the session when it comes up.
+            actions.push(resumed);
+            return Ok(actions);
         }
         let was_blocked = entry.blocked().is_some();
         entry.setup = Setup::Fetching(now);
@@ -65,10 +85,15 @@ impl Sessions {
             return Err(Refused::Yourself);
         }
         let by_default = self.config.end_to_end_by_default;
-        let entry = self.peer(peer)?;
-        if entry.intent == Intent::Plain || (entry.intent == Intent::Default && !by_default) {
-            return Err(Refused::AlreadyPlain(entry.nick.clone()));
+        // Decided before anything changes (a refusal makes no entry, so evicts none).
+        let (intent, nick) = self
+            .peers
+            .get(&nick_key(peer))
+            .map_or((Intent::Default, peer), |p| (p.intent, p.nick.as_str()));
+        if intent == Intent::Plain || (intent == Intent::Default && !by_default) {
+            return Err(Refused::AlreadyPlain(nick.to_owned()));
         }
+        let entry = self.peer(peer)?;
         entry.intent = Intent::Plain;
         Ok(vec![
             Action::Persist,
@@ -94,14 +119,17 @@ impl Sessions {
             Some(Failure::KeyChanged { presented, .. }) => *presented,
             _ => return Err(Refused::NothingToAccept(peer.to_owned())),
         };
-        self.pins.replace(peer, &presented);
+        // The entry exists (it is blocked): never refused here, so nothing changed before.
         let entry = self.peer(peer)?;
         entry.setup = Setup::Idle;
         entry.sessions.clear();
         entry.peer_key = None;
         let held = std::mem::take(&mut entry.held);
+        // Until the caller shows them: one it cannot show (its save failed) is held again.
+        entry.released = held.iter().cloned().collect();
         entry.held_dropped = 0;
         let nick = entry.nick.clone();
+        self.pins.replace(peer, &presented);
         let mut actions = vec![Action::Persist];
         if !held.is_empty() {
             actions.push(Action::Event(E2eEvent::Released {
@@ -114,6 +142,40 @@ impl Sessions {
             }
         }
         Ok(actions)
+    }
+
+    /// Shows the messages released at `/accept-key` that the caller could not show then (the
+    /// save before them failed: [`Sessions::not_shown`] held them again), or that a restart
+    /// found still held in a conversation no longer blocked: for each such peer a save, then
+    /// what [`Sessions::receive`] makes of each (its text kept since, or the relay decrypted
+    /// now). Run at each login ([`Sessions::login`]) and by the caller once a save works again.
+    pub fn show_released(&mut self, now: Instant) -> Vec<Action> {
+        let mut keys: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.held.is_empty() && p.blocked().is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        let mut actions = Vec::new();
+        for key in keys {
+            let Some(entry) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            let held = std::mem::take(&mut entry.held);
+            entry.released = held.iter().cloned().collect();
+            for h in &held {
+                if let Some(kept) = entry.unacknowledged.get_mut(&h.id) {
+                    kept.reshow = true; // shown from the text kept, once
+                }
+            }
+            let nick = entry.nick.clone();
+            actions.push(Action::Persist);
+            for h in held {
+                actions.extend(self.receive(&nick, h.id, &h.payload, now));
+            }
+        }
+        actions
     }
 
     /// `/verified peer`: the user compared the safety number ([`Sessions::safety_number`]) and

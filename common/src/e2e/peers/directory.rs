@@ -24,7 +24,8 @@ impl Sessions {
     /// public halves are handed out), plus the key requests that the last connection left
     /// unanswered. `now_ms` is the wall clock (milliseconds since the Unix epoch).
     pub fn login(&mut self, now: Instant, now_ms: u64) -> Vec<Action> {
-        let mut actions = Vec::new();
+        // Messages released at `/accept-key` and not shown then (see `show_released`).
+        let mut actions = self.show_released(now);
         let rotation = self.config.signed_prekey_rotation;
         if self
             .keys
@@ -169,7 +170,7 @@ impl Sessions {
         )
         .map_err(|_| Failure::BadKey)?;
         if trust == Trust::New {
-            self.pins.pin_new(nick, &bundle.identity);
+            self.pin_new(nick, &bundle.identity, false);
         }
         let session = Session {
             ratchet,

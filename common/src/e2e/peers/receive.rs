@@ -203,9 +203,10 @@ impl Sessions {
     /// remembered, the key pinned — or, for a key other than the pinned one, the conversation
     /// blocked (its sessions kept, the message not shown).
     fn take_start(&mut self, nick: &str, id: u64, payload: &[u8], start: Start<'_>) -> Vec<Action> {
-        // No room for one more peer (the table is full of conversations in use): refused
-        // before any cryptography, so that a flood of starts costs little.
-        if !self.room_for_start(nick) {
+        // No room for one more peer (the table is full of conversations in use), or for one
+        // more pin (MAX_PINS, none may go): refused before any cryptography, so that a flood
+        // of starts costs little.
+        if !self.room_for_start(nick) || self.pin_room(nick).is_err() {
             return unreadable(nick);
         }
         let checked = check_peer_key(&self.pins, self.identity.public(), nick, &start.identity);
@@ -308,7 +309,7 @@ impl Sessions {
         self.keys
             .remember_start(start.signed_prekey, start.ephemeral);
         if trust == Trust::New {
-            self.pins.pin_new(nick, &start.identity);
+            self.pin_new(nick, &start.identity, true);
         }
         let mut before = vec![Action::Event(E2eEvent::Ready {
             peer,
@@ -411,14 +412,26 @@ impl Sessions {
     }
 
     /// The caller could not show the message `id` from `peer` (it was not saved): when the
-    /// server sends it again, it is shown then.
+    /// server sends it again, it is shown then. One released at `/accept-key` (the server
+    /// will not send it again: it was acknowledged when held) is held again, and shown by
+    /// [`Sessions::show_released`].
     pub fn not_shown(&mut self, peer: &str, id: u64) {
-        if let Some(kept) = self
-            .peers
-            .get_mut(&nick_key(peer))
-            .and_then(|p| p.unacknowledged.get_mut(&id))
-        {
+        let Some(entry) = self.peers.get_mut(&nick_key(peer)) else {
+            return;
+        };
+        if let Some(kept) = entry.unacknowledged.get_mut(&id) {
             kept.reshow = true;
+        }
+        if let Some(at) = entry.released.iter().position(|h| h.id == id) {
+            let h = entry.released.remove(at);
+            if !entry.held.iter().any(|o| o.id == id) {
+                let at = entry
+                    .held
+                    .iter()
+                    .position(|o| o.id > id)
+                    .unwrap_or(entry.held.len());
+                entry.held.insert(at, h);
+            }
         }
     }
 }

@@ -393,6 +393,7 @@ impl Sessions {
                     .collect::<BTreeMap<_, _>>(),
                 held: VecDeque::new(),
                 held_dropped: 0,
+                released: Vec::new(),
                 renew: p.renew,
                 unsolicited,
                 last_used: uses,

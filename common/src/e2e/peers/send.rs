@@ -33,45 +33,61 @@ impl Sessions {
         validate_nick(peer).map_err(|_| Refused::InvalidNick(peer.to_owned()))?;
         let by_default = self.config.end_to_end_by_default;
         let max_queued = self.config.max_queued;
-        let entry = self.peer(peer)?;
-        let plain = match entry.intent {
+        // Decided before anything changes: a refused text makes no entry (so evicts none) and
+        // leaves the conversation as it was.
+        let existing = self.peers.get(&nick_key(peer));
+        let intent = existing.map_or(Intent::Default, |p| p.intent);
+        let plain = match intent {
             Intent::Plain => true,
             Intent::Default => !by_default,
             Intent::Secure => false,
         };
+        if let Some(entry) = existing {
+            let queue_full = entry.queued.len() >= max_queued;
+            if plain {
+                // Behind the texts still waiting for the peer's keys (typed before `/insecure`).
+                if !entry.queued.is_empty() && queue_full {
+                    return Err(Refused::QueueFull(entry.nick.clone()));
+                }
+            } else {
+                // The rules of a plain line, which the server cannot check inside ciphertext.
+                crate::protocol::validate_text(text, crate::protocol::MAX_TEXT_LEN)
+                    .map_err(Refused::InvalidText)?;
+                match entry.blocked() {
+                    Some(Failure::KeyChanged { .. }) => {
+                        return Err(Refused::KeyNotAccepted(entry.nick.clone()))
+                    }
+                    Some(failure) => {
+                        return Err(Refused::Blocked {
+                            peer: entry.nick.clone(),
+                            failure: failure.clone(),
+                        })
+                    }
+                    None => {}
+                }
+                if (entry.sessions.is_empty() || entry.renew) && queue_full {
+                    return Err(Refused::QueueFull(entry.nick.clone()));
+                }
+            }
+        } else if !plain {
+            crate::protocol::validate_text(text, crate::protocol::MAX_TEXT_LEN)
+                .map_err(Refused::InvalidText)?;
+            if max_queued == 0 {
+                return Err(Refused::QueueFull(peer.to_owned()));
+            }
+        }
+        let entry = self.peer(peer)?;
         if plain {
             if entry.queued.is_empty() {
                 return Ok(Outgoing::Plain);
             }
-            // Behind the texts still waiting for the peer's keys (typed before `/insecure`).
-            if entry.queued.len() >= max_queued {
-                return Err(Refused::QueueFull(entry.nick.clone()));
-            }
             entry.queued.push_back((text.to_owned(), line, true));
             return Ok(Outgoing::QueuedPlain);
-        }
-        // The rules of a plain line, which the server cannot check inside ciphertext.
-        crate::protocol::validate_text(text, crate::protocol::MAX_TEXT_LEN)
-            .map_err(Refused::InvalidText)?;
-        match entry.blocked() {
-            Some(Failure::KeyChanged { .. }) => {
-                return Err(Refused::KeyNotAccepted(entry.nick.clone()))
-            }
-            Some(failure) => {
-                return Err(Refused::Blocked {
-                    peer: entry.nick.clone(),
-                    failure: failure.clone(),
-                })
-            }
-            None => {}
         }
         if !entry.sessions.is_empty() && !entry.renew {
             let nick = entry.nick.clone();
             let send = self.encrypt(&nick, text, Some(line))?;
             return Ok(Outgoing::Secure(vec![Action::Persist, send]));
-        }
-        if entry.queued.len() >= max_queued {
-            return Err(Refused::QueueFull(entry.nick.clone()));
         }
         entry.queued.push_back((text.to_owned(), line, false));
         if matches!(entry.setup, Setup::Fetching(_)) {

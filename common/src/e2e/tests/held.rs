@@ -20,7 +20,7 @@ fn replace_home(w: &mut World, nick: &str) -> [u8; 32] {
 }
 
 /// Alice and Bob talked (Bob pinned Alice's key); then Alice's home is replaced. Both online.
-fn changed() -> (World, [u8; 32]) {
+pub(super) fn changed() -> (World, [u8; 32]) {
     let mut w = pair();
     w.login("alice");
     w.login("bob");
@@ -315,4 +315,68 @@ fn a_state_saved_before_messages_were_held_still_loads() {
     let sum: [u8; 32] = Sha256::digest(&unknown).into();
     unknown.extend_from_slice(&sum);
     assert_eq!(s.restore(&unknown), Err(StateError::Damaged));
+}
+
+/// The messages of Alice's held relays, as `actions` show them.
+fn shown_texts(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Event(E2eEvent::Message { text, .. }) => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `/accept-key` whose save fails: the released messages cannot be shown (the caller says so
+/// with `not_shown`), and the server will not send them again (acknowledged when held). They
+/// are kept — over later acknowledgements too — and shown once a save works
+/// (`show_released`), or at the next login; after a restart from the state saved then, too.
+#[test]
+fn released_messages_not_shown_for_a_failed_save_are_shown_later() {
+    let (mut w, _) = changed();
+    w.send("alice", "bob", "new 1").unwrap();
+    w.send("alice", "bob", "new 2").unwrap();
+    assert_eq!(last_held(&w, "bob", "alice"), Some((2, 0)));
+    let (now, now_ms) = (w.now, w.now_ms);
+    let bob = &mut w.user_mut("bob").sessions;
+    let actions = bob.accept_key("alice", now).unwrap();
+    // The save fails: nothing after it is shown.
+    let lost = shown_texts(&actions);
+    assert_eq!(lost, vec!["new 1", "new 2"]);
+    for a in &actions {
+        if let Action::Event(E2eEvent::Message { peer, id, .. }) = a {
+            bob.not_shown(peer, *id);
+        }
+    }
+    // Other relays are acknowledged meanwhile (ids far above the held ones).
+    bob.acknowledged(1_000_000);
+    // The save works again: shown now, after a save.
+    let again = bob.show_released(now);
+    assert!(matches!(again.first(), Some(Action::Persist)), "{again:?}");
+    assert_eq!(shown_texts(&again), vec!["new 1", "new 2"]);
+    // Shown: nothing more to show, and not at the next login either.
+    assert!(shown_texts(&bob.show_released(now)).is_empty());
+    assert!(shown_texts(&bob.login(now, now_ms)).is_empty());
+
+    // Again, and this time the process restarts from the state saved after the failure.
+    let (mut w, _) = changed();
+    w.send("alice", "bob", "new 3").unwrap();
+    let now = w.now;
+    let bob = &mut w.user_mut("bob").sessions;
+    let actions = bob.accept_key("alice", now).unwrap();
+    for a in &actions {
+        if let Action::Event(E2eEvent::Message { peer, id, .. }) = a {
+            bob.not_shown(peer, *id);
+        }
+    }
+    bob.acknowledged(1_000_000);
+    let saved = bob.state_bytes().to_vec();
+    let identity = w.user("bob").identity.clone();
+    let pins = w.user("bob").sessions.pins().clone();
+    let mut restarted = Sessions::new("bob", identity, pins, E2eConfig::default());
+    restarted.restore(&saved).unwrap();
+    assert!(restarted.status("alice") != Status::Plain);
+    let at_login = restarted.login(now, w.now_ms);
+    assert_eq!(shown_texts(&at_login), vec!["new 3"]);
 }

@@ -2,6 +2,7 @@
 //! key directory and mailboxes, as the real one does (each one-time prekey handed out once),
 //! and that tests can turn hostile (replay, alter, drop, serve bad bundles).
 
+mod commands;
 mod directory;
 mod held;
 mod hostile;

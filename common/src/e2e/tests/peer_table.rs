@@ -297,3 +297,70 @@ fn a_state_saved_before_the_flags_loads_with_every_peer_taken_part_in() {
         );
     }
 }
+
+/// Bob with `MAX_PINS` pins of strangers ("x0000".."x8191", verified if `verified`), logged in.
+fn full_of_pins(verified: bool) -> World {
+    use crate::e2e::config::MAX_PINS;
+    let mut w = World::new();
+    w.add("alice");
+    w.add("bob");
+    let mut pins = Pins::default();
+    for i in 0..MAX_PINS {
+        let nick = format!("x{i:04}");
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        pins.pin_new(&nick, &key);
+        if verified {
+            pins.mark_verified(&nick);
+        }
+    }
+    let identity = w.user("bob").identity.clone();
+    w.user_mut("bob").sessions = Sessions::new("bob", identity, pins, E2eConfig::default());
+    w.login("alice");
+    w.login("bob");
+    w
+}
+
+/// Pins are bounded: a start from a new peer when `MAX_PINS` are pinned drops the least
+/// recently pinned stranger's pin (not verified, no conversation), and the next one drops the
+/// next; a pin verified or of a conversation in the table never goes.
+#[test]
+fn pins_are_bounded_the_oldest_strangers_pin_goes() {
+    use crate::e2e::config::MAX_PINS;
+    let mut w = full_of_pins(false);
+    // A conversation with x0000: its pin stays.
+    w.command("bob", |s, now| s.start("x0000", now)).unwrap();
+    w.send("alice", "bob", "hello").unwrap();
+    assert_eq!(w.texts("bob", "alice"), vec!["hello"]);
+    let pins = w.user("bob").sessions.pins().clone();
+    assert_eq!(pins.len(), MAX_PINS);
+    assert!(pins.get("alice").is_some());
+    assert!(pins.get("x0000").is_some(), "a conversation's pin went");
+    assert!(
+        pins.get("x0001").is_none(),
+        "the oldest stranger's pin stayed"
+    );
+    // Pinned in this run: newer than the ones loaded.
+    w.add("carol");
+    w.login("carol");
+    w.send("carol", "bob", "hi").unwrap();
+    let pins = w.user("bob").sessions.pins().clone();
+    assert_eq!(pins.len(), MAX_PINS);
+    assert!(pins.get("alice").is_some() && pins.get("carol").is_some());
+    assert!(pins.get("x0002").is_none());
+}
+
+/// Every pin verified: nothing may go, so a start from a new peer is refused as unreadable
+/// before its cryptography (no one-time prekey spent, nothing pinned).
+#[test]
+fn pins_full_of_verified_keys_refuse_a_strangers_start() {
+    use crate::e2e::config::MAX_PINS;
+    let mut w = full_of_pins(true);
+    let one_time = w.user("bob").sessions.one_time_secrets();
+    w.send("alice", "bob", "hello").unwrap();
+    assert!(w.texts("bob", "alice").is_empty());
+    assert!(w.saw("bob", |e| matches!(e, E2eEvent::Unreadable { .. })));
+    assert_eq!(w.user("bob").sessions.one_time_secrets(), one_time);
+    assert_eq!(w.user("bob").sessions.pins().len(), MAX_PINS);
+    assert!(w.user("bob").sessions.pins().get("alice").is_none());
+}

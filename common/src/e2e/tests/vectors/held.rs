@@ -17,7 +17,9 @@ pub(super) const ABOUT: &str = "Messages under a changed key, held until /accept
 rules as the sessions section (identities drawn in party order from CounterRng(\"sessions held \
 identities\"), each party's randomness from CounterRng(rng_labels[party])), but a party's nick \
 is nicks[party]: bob-new is Bob's replaced home (a new identity under the nick bob). More ops: \
-accept_key {peer} (/accept-key). More events: Held {peer, held, dropped} (messages held now \
+accept_key {peer} (/accept-key), not_shown {peer, id} (the caller could not show that \
+message: its save failed), acknowledged {up_to}, show_released (a save works again: the \
+messages released and not shown are shown). More events: Held {peer, held, dropped} (messages held now \
 under a key not accepted yet, and how many went over the bounds), Released {peer, key (hex), \
 count} (after /accept-key: the held messages follow, as if they arrived then).";
 
@@ -84,6 +86,21 @@ pub(super) fn held_vectors() -> Value {
         json!({"op": "accept_key", "peer": "bob"}),
         &actions,
     );
+    // The save after /accept-key failed: neither could be shown (and the server will not
+    // send them again); they are kept over acknowledgements and shown once a save works.
+    for id in [21, 22] {
+        alice.not_shown("bob", id);
+        r.step(
+            "alice",
+            json!({"op": "not_shown", "peer": "bob", "id": id}),
+            &[],
+        );
+    }
+    alice.acknowledged(30);
+    r.step("alice", json!({"op": "acknowledged", "up_to": 30}), &[]);
+    let now = r.now();
+    let actions = alice.show_released(now);
+    r.step("alice", json!({"op": "show_released"}), &actions);
     // The start is taken once.
     r.receive("alice", &mut alice, "bob", 24, &n1);
     // Secure again, on the session the new key started.

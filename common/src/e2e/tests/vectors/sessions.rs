@@ -450,6 +450,15 @@ pub(super) fn sessions_vectors() -> Value {
     r.command("alice", &mut alice, "start", "bob");
     let a7 = r.send("alice", &mut alice, "bob", "secure again", 7);
     r.receive("bob", &mut bob, "alice", 16, &a7);
+    // Carol writes to Alice (her keys are being fetched), says /insecure, types a line (it
+    // waits, for plain), then /secure again before the keys come: done, and both lines go
+    // encrypted.
+    r.send("carol", &mut carol, "alice", "waiting one", 4);
+    r.command("carol", &mut carol, "end", "alice");
+    r.send("carol", &mut carol, "alice", "typed while plain", 5);
+    r.command("carol", &mut carol, "start", "alice");
+    let c5 = r.bundle("carol", &mut carol, "alice", bundle_of(&alice_upload, 1));
+    r.receive("alice", &mut alice, "carol", 25, &c5);
 
     json!({
         "about": ABOUT,
