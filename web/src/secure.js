@@ -605,7 +605,16 @@ export class Secure {
         conn?.send({ type: 'FetchBundle', nick: a.nick });
         return undefined;
       case 'Event':
-        if (a.event.kind === 'Message') return this.ui.secureMessage(a.event, ctx);
+        if (a.event.kind === 'Message') {
+          const kept = this.ui.secureMessage(a.event, ctx);
+          // Kept: a message released at /accept-key is no longer saved as held (until then a
+          // reload shows it again, from the text the state kept).
+          const sessions = this.sessions;
+          Promise.resolve(kept).then((ok) => {
+            if (ok && this.sessions === sessions) sessions.shown(a.event.peer, a.event.id);
+          }, () => {});
+          return kept;
+        }
         return this.ui.secureEvent(a.event);
       default:
         return undefined;

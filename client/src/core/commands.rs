@@ -291,6 +291,11 @@ impl Core {
         if outer {
             self.performing = false;
             self.released_shown(now);
+            // Released messages shown: saved as no longer held, so that a restart does not
+            // show them again.
+            if std::mem::take(&mut self.released_kept) {
+                self.perform(vec![Action::Persist], now);
+            }
         }
     }
 
@@ -403,7 +408,14 @@ impl Core {
     }
 
     fn secure_event(&mut self, event: E2eEvent) {
-        if let E2eEvent::Message { peer, .. } = &event {
+        if let E2eEvent::Message { peer, id, .. } = &event {
+            // Shown (after its save): one released at `/accept-key` is no longer saved as
+            // held. Also when ignored: the user chose not to see it.
+            if let Some(secure) = &self.secure {
+                if secure.sessions().shown(peer, *id) {
+                    self.released_kept = true; // saved at the end of `perform`
+                }
+            }
             if self.ignored(peer) {
                 return;
             }

@@ -182,6 +182,8 @@ pub struct Core {
     /// A save worked again after failing: messages released at `/accept-key` that could not
     /// be shown then are shown now ([`Sessions::show_released`](mm_common::e2e::Sessions)).
     show_released: bool,
+    /// Messages released at `/accept-key` were shown during this `perform`: one more save.
+    released_kept: bool,
     /// Inside [`Core::perform`]: what it asks for waits until it is done.
     performing: bool,
     save_retry_at: Option<Instant>,
@@ -237,6 +239,7 @@ impl Core {
             save_wanted: false,
             held_unsaved: false,
             show_released: false,
+            released_kept: false,
             performing: false,
             save_retry_at: None,
             closed_reason: None,

@@ -88,10 +88,12 @@ struct Peer {
     held: VecDeque<Held>,
     /// How many held relays were dropped over the bounds since the last `/accept-key`.
     held_dropped: u64,
-    /// The relays the last `/accept-key` took out of [`Peer::held`] (not saved): one whose
-    /// message the caller could not show and save ([`Sessions::not_shown`]) goes back into
-    /// `held`, to be shown by [`Sessions::show_released`] — it was acknowledged to the server
-    /// when it was held, so nobody sends it again.
+    /// The relays the last `/accept-key` took out of [`Peer::held`] whose messages the caller
+    /// has not confirmed kept yet ([`Sessions::shown`]): saved as held, so that a client that
+    /// stops before it kept them shows them again at its next login; one whose message the
+    /// caller could not show and save ([`Sessions::not_shown`]) goes back into `held`, to be
+    /// shown by [`Sessions::show_released`] — it was acknowledged to the server when it was
+    /// held, so nobody sends it again.
     released: Vec<Held>,
     /// Another copy of this home may hold these sessions too: the next text starts a new
     /// session (fresh keys) instead of sending on them, so that two copies never encrypt under
@@ -469,6 +471,19 @@ impl Sessions {
             }
             entry.unacknowledged = later;
         }
+    }
+
+    /// The caller kept (showed and, where it keeps lines, stored) the message `id` from `peer`:
+    /// one released at `/accept-key` is no longer saved as held. Call it for every message
+    /// shown; for others it does nothing. Returns whether it was such a message: the saved
+    /// state still lists it as held until the next save (a restart before that shows it again).
+    pub fn shown(&mut self, peer: &str, id: u64) -> bool {
+        let Some(entry) = self.peers.get_mut(&nick_key(peer)) else {
+            return false;
+        };
+        let before = entry.released.len();
+        entry.released.retain(|h| h.id != id);
+        entry.released.len() != before
     }
 
     /// Test instrumentation: how many one-time prekey secrets we hold.

@@ -375,6 +375,17 @@ export class Sessions {
     return receive.receive(this, from, id, payload, now);
   }
 
+  /**
+   * The caller kept (showed and stored) message `id` (bigint) from `peer`: one released at
+   * /accept-key is no longer saved as held (peers.rs `shown`). Does nothing for others.
+   */
+  shown(peer, id) {
+    const entry = this.peers.get(nickKey(peer));
+    if (!entry) return;
+    const key = BigInt(id);
+    entry.released = entry.released.filter((h) => h.id !== key);
+  }
+
   /** The caller could not show message `id` (bigint) from `peer`: shown when it comes again. */
   notShown(peer, id) {
     receive.notShown(this, peer, id);

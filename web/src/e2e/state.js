@@ -45,7 +45,10 @@ export function toState(s) {
   const peers = [];
   for (const p of [...s.peers.values()].sort((a, b) => a.lastUsed - b.lastUsed)) {
     const blocked = blockedOf(p);
-    if (p.intent === 'Default' && p.sessions.length === 0 && blocked === null && p.unacknowledged.size === 0 && p.held.length === 0 && !p.renew) continue;
+    if (p.intent === 'Default' && p.sessions.length === 0 && blocked === null && p.unacknowledged.size === 0 && p.held.length === 0 && p.released.length === 0 && !p.renew) continue;
+    // Released and not confirmed kept yet: saved as held (sessions.js `shown`).
+    const held = new Map();
+    for (const h of [...p.held, ...p.released]) if (!held.has(h.id)) held.set(h.id, h);
     peers.push({
       nick: p.nick,
       intent: p.intent,
@@ -62,7 +65,7 @@ export function toState(s) {
         .map(([id, u]) => ({ id, digest: copy(u.digest), text: u.text })),
       renew: p.renew,
       unsolicited: p.unsolicited,
-      held: p.held.map((h) => ({ id: h.id, payload: copy(h.payload) })),
+      held: [...held.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((h) => ({ id: h.id, payload: copy(h.payload) })),
       heldDropped: p.heldDropped,
     });
   }

@@ -154,6 +154,7 @@ impl Sessions {
                     || p.blocked().is_some()
                     || !p.unacknowledged.is_empty()
                     || !p.held.is_empty()
+                    || !p.released.is_empty()
                     || p.renew
             })
             .collect();
@@ -233,11 +234,22 @@ impl Sessions {
             held: self
                 .peers
                 .values()
-                .filter(|p| !p.held.is_empty() || p.held_dropped > 0)
-                .map(|p| SavedHeld {
-                    nick: p.nick.clone(),
-                    dropped: p.held_dropped,
-                    relays: p.held.iter().map(|h| (h.id, h.payload.clone())).collect(),
+                .filter(|p| !p.held.is_empty() || !p.released.is_empty() || p.held_dropped > 0)
+                .map(|p| {
+                    // Released and not confirmed kept yet: saved as held (see `Peer::released`).
+                    let mut relays: Vec<(u64, Vec<u8>)> = p
+                        .held
+                        .iter()
+                        .chain(&p.released)
+                        .map(|h| (h.id, h.payload.clone()))
+                        .collect();
+                    relays.sort_by_key(|(id, _)| *id);
+                    relays.dedup_by_key(|(id, _)| *id);
+                    SavedHeld {
+                        nick: p.nick.clone(),
+                        dropped: p.held_dropped,
+                        relays,
+                    }
                 })
                 .collect(),
         };

@@ -380,3 +380,34 @@ fn released_messages_not_shown_for_a_failed_save_are_shown_later() {
     let at_login = restarted.login(now, w.now_ms);
     assert_eq!(shown_texts(&at_login), vec!["new 3"]);
 }
+
+/// A client that stops after `/accept-key` saved but before it kept the released messages
+/// (the page reloaded within milliseconds): they are still saved as held and shown at the next
+/// login, once, from the text the state kept; once confirmed kept they are not shown again.
+#[test]
+fn released_messages_not_confirmed_kept_are_shown_again_after_a_restart() {
+    let (mut w, _) = changed();
+    w.send("alice", "bob", "held across a reload").unwrap();
+    let i = w.idx("bob");
+    let now = w.now;
+    let actions = w.users[i].sessions.accept_key("alice", now).unwrap();
+    // Only the saves are carried out: the page went before it kept what it showed.
+    for a in &actions {
+        if matches!(a, Action::Persist) {
+            w.users[i].saved = w.users[i].sessions.state_bytes().to_vec();
+            w.users[i].saved_pins = w.users[i].sessions.pins().clone();
+        }
+    }
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Event(E2eEvent::Message { text, .. }) if text == "held across a reload")),
+        "{actions:?}"
+    );
+    assert_eq!(w.texts("bob", "alice"), vec!["hi"]);
+    w.crash("bob");
+    w.login("bob");
+    assert_eq!(w.texts("bob", "alice"), vec!["hi", "held across a reload"]);
+    // Kept now (the world confirms what it shows): the next restart shows nothing again.
+    w.crash("bob");
+    w.login("bob");
+    assert_eq!(w.texts("bob", "alice"), vec!["hi", "held across a reload"]);
+}

@@ -250,6 +250,13 @@ impl World {
                 Action::Event(event) => {
                     if let E2eEvent::Message { peer, id, text } = &event {
                         self.users[i].shown.push((peer.clone(), *id, text.clone()));
+                        // Shown and kept, as the clients confirm it; one released at
+                        // `/accept-key` is then saved as no longer held (as mm does).
+                        let user = &mut self.users[i];
+                        if user.sessions.shown(peer, *id) {
+                            user.saved = user.sessions.state_bytes().to_vec();
+                            user.saved_pins = user.sessions.pins().clone();
+                        }
                     }
                     self.users[i].events.push(event);
                 }
