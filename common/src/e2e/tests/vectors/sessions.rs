@@ -253,6 +253,66 @@ impl Run {
     }
 }
 
+/// Three parties of a scripted run (the third a replaced home of the second: `nicks` gives
+/// the nick each logs in as), their identities and random bytes drawn from counters labelled
+/// `"sessions {section} …"`, and a run starting now.
+pub(super) struct ThreeParties {
+    pub(super) sessions: [Sessions; 3],
+    pub(super) run: Run,
+    parties: [&'static str; 3],
+    nicks: [&'static str; 3],
+    secrets: Vec<[u8; 32]>,
+    labels: Vec<String>,
+}
+
+impl ThreeParties {
+    pub(super) fn new(
+        section: &str,
+        parties: [&'static str; 3],
+        nicks: [&'static str; 3],
+    ) -> ThreeParties {
+        let mut ids = CounterRng::new(&format!("sessions {section} identities"));
+        let secrets: Vec<[u8; 32]> = parties.iter().map(|_| ids.bytes()).collect();
+        let labels: Vec<String> = parties
+            .iter()
+            .map(|p| format!("sessions {section} {p}"))
+            .collect();
+        let make = |i: usize| {
+            Sessions::with_rng(
+                nicks[i],
+                Identity::from_secret(secrets[i]),
+                Pins::default(),
+                E2eConfig::default(),
+                Box::new(CounterRng::new(&labels[i])),
+            )
+        };
+        ThreeParties {
+            sessions: [make(0), make(1), make(2)],
+            run: Run {
+                base: Instant::now(),
+                at_ms: 0,
+                steps: Vec::new(),
+            },
+            parties,
+            nicks,
+            secrets,
+            labels,
+        }
+    }
+
+    /// The section: `about`, the parties and the steps run.
+    pub(super) fn section(self, about: &str) -> Value {
+        json!({
+            "about": about,
+            "parties": self.parties,
+            "nicks": self.nicks,
+            "identities": self.secrets.iter().map(|s| hex(s)).collect::<Vec<_>>(),
+            "rng_labels": self.labels,
+            "steps": self.run.steps,
+        })
+    }
+}
+
 pub(super) fn bundle_of(upload: &KeyUpload, one_time: usize) -> PrekeyBundle {
     PrekeyBundle {
         identity: upload.identity,
