@@ -391,7 +391,7 @@ pub fn could_not_read_words(peer: &str, count: u32) -> String {
         format!("{count} of your messages")
     };
     format!(
-        "{peer} could not read {messages} ({peer}'s client no longer had the keys of your secure session): send them again"
+        "{peer} could not read {messages} ({peer}'s client no longer had the keys of your secure session): send again what you sent {peer} before the key-change warning"
     )
 }
 

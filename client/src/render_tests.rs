@@ -961,7 +961,7 @@ fn a_peer_who_could_not_read_says_how_many_to_send_again() {
     assert_eq!(two.kind, Kind::Error);
     assert_eq!(
         two.text,
-        "carol could not read 2 of your messages (carol's client no longer had the keys of your secure session): send them again"
+        "carol could not read 2 of your messages (carol's client no longer had the keys of your secure session): send again what you sent carol before the key-change warning"
     );
     let one = e2e(E2eEvent::PeerCouldNotRead {
         peer: "carol".into(),
@@ -969,6 +969,6 @@ fn a_peer_who_could_not_read_says_how_many_to_send_again() {
     });
     assert_eq!(
         one.text,
-        "carol could not read 1 of your messages (carol's client no longer had the keys of your secure session): send them again"
+        "carol could not read 1 of your messages (carol's client no longer had the keys of your secure session): send again what you sent carol before the key-change warning"
     );
 }

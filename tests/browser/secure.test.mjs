@@ -373,7 +373,7 @@ describe('end-to-end between the page and mm', () => {
       // The page's notice and its line, held under the new key, are shown now: how many of
       // mm's lines the page could not read (to send again), then the line, as secure.
       await max.seesAfter(mark, '2 held messages from wendy follow, sent under the key you just accepted');
-      await max.seesAfter(mark, "wendy could not read 1 of your messages (wendy's client no longer had the keys of your secure session): send them again");
+      await max.seesAfter(mark, "wendy could not read 1 of your messages (wendy's client no longer had the keys of your secure session): send again what you sent wendy before the key-change warning");
       await max.seesAfter(mark, `[secure] <wendy> ${withNewKey}`);
       await exchange(page, frames, max, 'accepted');
     });
@@ -483,7 +483,7 @@ describe('end-to-end between the page and mm', () => {
       // After /accept-key: how many lines mm could not read, to send again.
       await say(page, '/accept-key max');
       await lineOf(page, '1 held message from max follows, sent under the key you just accepted');
-      await lineOf(page, "max could not read 1 of your messages (max's client no longer had the keys of your secure session): send them again");
+      await lineOf(page, "max could not read 1 of your messages (max's client no longer had the keys of your secure session): send again what you sent max before the key-change warning");
       assert.deepEqual(max.linesAfter(mark, 'could not read'), [], 'mm said the notice (it is the page\'s to say)');
       await exchange(page, frames, max, 'accepted');
     });

@@ -214,7 +214,7 @@ export function heldWords(peer, held, dropped) {
 /** What a PeerCouldNotRead event says (render.rs `could_not_read_words`): the peer lost its keys. */
 export function couldNotReadWords(peer, count) {
   const messages = count === 1 ? '1 of your messages' : `${count} of your messages`;
-  return `${peer} could not read ${messages} (${peer}'s client no longer had the keys of your secure session): send them again`;
+  return `${peer} could not read ${messages} (${peer}'s client no longer had the keys of your secure session): send again what you sent ${peer} before the key-change warning`;
 }
 
 /** The words of OtherDevice (render.rs `secure_general`), said for the browser. */

@@ -635,9 +635,27 @@ test('the page that lost its keys tells the sender: blocked at once (key changed
   assert.deepEqual(told, { kind: 'PeerCouldNotRead', peer: 'bob', count: 1 });
   assert.deepEqual(secureEventWords(told, alice.secure.words), {
     peer: 'bob', kind: 'error',
-    text: "bob could not read 1 of your messages (bob's client no longer had the keys of your secure session): send them again",
+    text: "bob could not read 1 of your messages (bob's client no longer had the keys of your secure session): send again what you sent bob before the key-change warning",
   });
   // Sent again, it reaches bob's new keys.
   await sendDelivered(w, alice, 'bob', 'lost one, again', 5);
   assert.deepEqual(bob2.shown.map((m) => m.text), ['lost one, again']);
+});
+
+test('a reader who lost its keys before ever answering tells the sender too (its lines are still session starts)', async () => {
+  // alice wrote first; bob never answered: each of alice's lines is a start.
+  const { w, alice, bob } = await talking();
+  bob.secure.drop('reloaded');
+  bob.homes.rows.delete('bob');
+  const bob2 = w.user('bob', { homes: bob.homes, label: 'bob new keys', newAccount: false });
+  await loggedIn(w, bob2);
+  await sendDelivered(w, alice, 'bob', 'lost one', 2);
+  assert.ok(bob2.log.includes('event Unreadable'), bob2.log.join(' | '));
+  assert.equal(bob2.sent.filter((m) => m.type === 'Relay').length, 1, 'the notice');
+  await w.flush();
+  await Promise.all(w.delivered);
+  assert.equal(alice.secure.status('bob').failure?.kind, 'KeyChanged');
+  assert.equal(alice.secure.command('accept-key', 'bob'), null);
+  await alice.secure.settled();
+  assert.deepEqual(alice.events.find((e) => e.kind === 'PeerCouldNotRead'), { kind: 'PeerCouldNotRead', peer: 'bob', count: 1 });
 });

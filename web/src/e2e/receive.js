@@ -85,7 +85,13 @@ export function receive(s, from, id, payload, now) {
   const ours = known !== undefined && known.sessions.some((x) => equalBytes(x.ephemeral, envelope.ephemeral));
   if (ours) return openExisting(s, nick, id, payload, envelope.message, envelope.ephemeral);
   if (s.keys.seenStart(envelope.ephemeral)) return replayed(nick);
-  return takeStart(s, nick, id, payload, envelope);
+  return takeStart(s, nick, id, payload, envelope, now);
+}
+
+/** A session start our keys cannot open: unreadable, and the peer told if we have no session
+ *  with them (notice.js, as receive.rs `unreadable_start`). */
+function unreadableStart(s, nick, now) {
+  return [...unreadable(nick), ...noticeUnreadable(s, nick, now)];
 }
 
 /** A message of a session we have (the one named by `ephemeral`, or any). */
@@ -124,14 +130,16 @@ function openExisting(s, nick, id, payload, sealed, ephemeral) {
  * then the one-time prekey is spent, the start remembered, the key pinned; or, for a key other
  * than the pinned one, the conversation blocked (its sessions kept, the message not shown).
  */
-function takeStart(s, nick, id, payload, start) {
+function takeStart(s, nick, id, payload, start, now) {
   // No room for one more peer (the table is full of conversations in use), or for one more pin
   // (MAX_PINS, none may go): refused before any cryptography, so that a flood costs little.
   if (!s.roomForStart(nick) || !s.pinRoom(nick).room) return unreadable(nick);
   const checked = checkPeerKey(s.pins, s.identityPublic, nick, start.identity);
   if (checked.failure?.kind === 'BadKey') return unreadable(nick);
+  // From here, a start our keys cannot open was made for keys we no longer have: the peer is
+  // told (receive.rs take_start).
   const spk = s.keys.signedSecret(start.signedPrekey);
-  if (spk === undefined) return unreadable(nick);
+  if (spk === undefined) return unreadableStart(s, nick, now);
   if (start.oneTime === null && !s.keys.canRemember(start.signedPrekey)) {
     s.keys.rotateNow = true;
     return unreadable(nick);
@@ -139,7 +147,7 @@ function takeStart(s, nick, id, payload, start) {
   let otk = null;
   if (start.oneTime !== null) {
     const k = s.keys.oneTime.get(start.oneTime);
-    if (k === undefined) return unreadable(nick);
+    if (k === undefined) return unreadableStart(s, nick, now);
     otk = k.secret;
   }
   let x3dh;
@@ -149,7 +157,7 @@ function takeStart(s, nick, id, payload, start) {
       peerEphemeral: start.ephemeral, signedPrekeySecret: spk.secret, oneTimeSecret: otk,
     });
   } catch {
-    return unreadable(nick);
+    return unreadableStart(s, nick, now);
   }
   const ratchet = Ratchet.responder(x3dh.shared, spk.secret, x3dh.associatedData);
   x3dh.shared.fill(0);
@@ -158,7 +166,7 @@ function takeStart(s, nick, id, payload, start) {
     plain = ratchet.decrypt(start.message.header, start.message.ciphertext, s.rng);
   } catch {
     wipeRatchet(ratchet);
-    return unreadable(nick);
+    return unreadableStart(s, nick, now);
   }
   const inner = innerOf(plain);
   if (inner === null) {

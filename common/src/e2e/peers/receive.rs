@@ -134,9 +134,17 @@ impl Sessions {
                     one_time,
                     sealed: &message,
                 };
-                self.take_start(&nick, id, payload, start)
+                self.take_start(&nick, id, payload, start, now)
             }
         }
+    }
+
+    /// A session start our keys cannot open: unreadable, and the peer told if we have no
+    /// session with them ([`Sessions::notice_unreadable`]).
+    fn unreadable_start(&mut self, nick: &str, now: Instant) -> Vec<Action> {
+        let mut actions = unreadable(nick);
+        actions.extend(self.notice_unreadable(nick, now));
+        actions
     }
 
     /// A message of a session we have (the one named by `ephemeral`, or any).
@@ -202,7 +210,14 @@ impl Sessions {
     /// changes unless it authenticates: then the one-time prekey is spent, the start
     /// remembered, the key pinned — or, for a key other than the pinned one, the conversation
     /// blocked (its sessions kept, the message not shown).
-    fn take_start(&mut self, nick: &str, id: u64, payload: &[u8], start: Start<'_>) -> Vec<Action> {
+    fn take_start(
+        &mut self,
+        nick: &str,
+        id: u64,
+        payload: &[u8],
+        start: Start<'_>,
+        now: Instant,
+    ) -> Vec<Action> {
         // No room for one more peer (the table is full of conversations in use), or for one
         // more pin (MAX_PINS, none may go): refused before any cryptography, so that a flood
         // of starts costs little.
@@ -213,8 +228,12 @@ impl Sessions {
         if let Err(Failure::BadKey) = checked {
             return unreadable(nick);
         }
+        // From here, a start our keys cannot open was made for keys we no longer have (a new
+        // home, lost state): with no session with the peer either, the peer is told (as for
+        // a session message, `notice_unreadable`), or every line of theirs would be lost
+        // unseen while their first line is still a start (they never had our answer).
         let Some(spk) = self.keys.signed_secret(start.signed_prekey) else {
-            return unreadable(nick);
+            return self.unreadable_start(nick, now);
         };
         // A start without a one-time prekey can be replayed (X3DH §4.2): taken only while it
         // can be remembered.
@@ -228,7 +247,7 @@ impl Sessions {
                 Some(k) => Some(&k.secret),
                 // Used already (the server handed it out twice, or this is a replay), or
                 // never ours.
-                None => return unreadable(nick),
+                None => return self.unreadable_start(nick, now),
             },
         };
         let Ok(x3dh) = x3dh::respond(
@@ -240,7 +259,7 @@ impl Sessions {
             &spk.secret,
             otk.map(|s| &**s),
         ) else {
-            return unreadable(nick);
+            return self.unreadable_start(nick, now);
         };
         let mut ratchet =
             Ratchet::responder(&x3dh.shared, &spk.secret, x3dh.associated_data.clone());
@@ -250,7 +269,7 @@ impl Sessions {
             &mut *self.rng,
         ) {
             Ok(plain) => zeroize::Zeroizing::new(plain),
-            Err(_) => return unreadable(nick),
+            Err(_) => return self.unreadable_start(nick, now),
         };
         let Some(inner) = unpad(&plain) else {
             return unreadable(nick);

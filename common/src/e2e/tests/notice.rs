@@ -126,6 +126,41 @@ fn a_peer_who_lost_its_keys_tells_the_sender_who_is_blocked_then_shown_the_count
     assert_eq!(w.texts("carol", "bob"), vec!["sent again"]);
 }
 
+/// Bob wrote first and Carol never answered: every line of Bob's is still a session start.
+/// Carol loses her keys; the starts she cannot open tell Bob too (the breaker found Bob's
+/// lines lost unseen, his side SECURE, when only session messages did).
+#[test]
+fn starts_a_peer_who_lost_its_keys_cannot_open_tell_the_sender_too() {
+    let mut w = World::new();
+    w.add("bob");
+    w.add("carol");
+    w.login("bob");
+    w.login("carol");
+    w.send("bob", "carol", "hi carol").unwrap();
+    assert_eq!(w.texts("carol", "bob"), vec!["hi carol"]);
+    let i = w.idx("carol");
+    let identity = Identity::generate();
+    w.users[i].identity = identity.clone();
+    w.users[i].sessions = Sessions::new("carol", identity, Pins::default(), E2eConfig::default());
+    w.users[i].events.clear();
+    w.users[i].shown.clear();
+    w.logout("carol");
+    w.login("carol");
+    w.logout("carol");
+    w.send("bob", "carol", "lost 1").unwrap();
+    w.send("bob", "carol", "lost 2").unwrap();
+    let (lists, fetches) = carol_reads_mail(&mut w);
+    assert_eq!(lists.len(), 2);
+    assert_eq!(fetches, vec![Action::FetchBundle("bob".into())]);
+    let i = w.idx("carol");
+    w.users[i].online = true;
+    w.run(i, fetches);
+    assert!(key_changed(&w, "bob", "carol"));
+    w.command("bob", |s, now| s.accept_key("carol", now))
+        .unwrap();
+    assert_eq!(could_not_read(&w, "bob"), vec![2]);
+}
+
 #[test]
 fn a_second_burst_within_the_interval_sends_no_second_notice() {
     let mut w = carol_lost_her_keys();
