@@ -110,10 +110,14 @@ async function published(frames, from = 0) {
 }
 
 /** Asserts the page sent `text` to `peer` as end-to-end ciphertext: a Relay went to `peer`
- *  and no frame holds the text. */
-function wentEncrypted(frames, peer, text, from = 0) {
+ *  and no frame holds the text. The recorded frames come from Playwright's events, which can
+ *  reach the test after mm already printed the line: waited for, within WAIT. */
+async function wentEncrypted(frames, peer, text, from = 0) {
+  await until(
+    () => sentSince(frames, from).some((m) => m.type === 'Relay' && m.to === peer),
+    () => `no Relay to ${peer}; sent: ${sentSince(frames, from).map((m) => m.type).join(' ')}`,
+  );
   const sent = sentSince(frames, from);
-  assert.ok(sent.some((m) => m.type === 'Relay' && m.to === peer), `no Relay to ${peer}; sent: ${sent.map((m) => m.type).join(' ')}`);
   assert.ok(!sent.some((m) => m.type === 'Private'), 'a plain Private went');
   assert.ok(!framesHold(frames, text), `"${text}" is readable in a WebSocket frame`);
 }
@@ -146,7 +150,7 @@ async function exchange(page, frames, max, tag) {
   await say(page, `/msg max ${fromPage}`);
   await open(page, 'max');
   await max.sees(`[secure] <wendy> ${fromPage}`);
-  wentEncrypted(frames, 'max', fromPage, before);
+  await wentEncrypted(frames, 'max', fromPage, before);
   await lineHas(page, fromPage, 'secure');
   max.type(`/msg wendy ${fromMm}`);
   await lineHas(page, fromMm, 'secure');
@@ -171,7 +175,7 @@ describe('end-to-end between the page and mm', () => {
       await say(page, `/msg max ${hello}`);
       await max.sees(/wendy started a secure session/);
       await max.sees(`[secure] <wendy> ${hello}`);
-      wentEncrypted(frames, 'max', hello);
+      await wentEncrypted(frames, 'max', hello);
       await open(page, 'max');
       await lineHas(page, hello, 'secure');
       const answer = unique('answer-');
@@ -195,7 +199,7 @@ describe('end-to-end between the page and mm', () => {
       await say(page, `/msg max ${text}`);
       await open(page, 'max');
       await lineHas(page, text, 'secure', 'queued');
-      wentEncrypted(frames, 'max', text);
+      await wentEncrypted(frames, 'max', text);
       const max = await w.server.mm('max');
       await max.sees(`[secure] <wendy> ${text}`);
       const mark = { out: 0, err: 0 };
