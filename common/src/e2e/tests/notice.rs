@@ -9,21 +9,26 @@ use crate::e2e::Failure;
 /// Bob and Carol talked (both have sessions, Bob pinned Carol's key); then Carol's home is
 /// replaced: a new identity, which logs in (publishes its keys) and goes offline. Bob online.
 fn carol_lost_her_keys() -> World {
-    carol_lost(false)
+    carol_lost(false, true)
 }
 
 /// As [`carol_lost_her_keys`]; with `keep_identity`, only her sessions are lost (the same key,
-/// her end-to-end state gone).
-fn carol_lost(keep_identity: bool) -> World {
+/// her end-to-end state gone); without `answered`, Carol never answered Bob before (every line
+/// of his is still a session start).
+fn carol_lost(keep_identity: bool, answered: bool) -> World {
     let mut w = World::new();
     w.add("bob");
     w.add("carol");
     w.login("bob");
     w.login("carol");
     w.send("bob", "carol", "hi carol").unwrap();
-    w.send("carol", "bob", "hi bob").unwrap();
-    w.send("bob", "carol", "how are you").unwrap();
-    assert_eq!(w.texts("carol", "bob"), vec!["hi carol", "how are you"]);
+    if answered {
+        w.send("carol", "bob", "hi bob").unwrap();
+        w.send("bob", "carol", "how are you").unwrap();
+        assert_eq!(w.texts("carol", "bob"), vec!["hi carol", "how are you"]);
+    } else {
+        assert_eq!(w.texts("carol", "bob"), vec!["hi carol"]);
+    }
     let i = w.idx("carol");
     let identity = if keep_identity {
         w.users[i].identity.clone()
@@ -131,22 +136,7 @@ fn a_peer_who_lost_its_keys_tells_the_sender_who_is_blocked_then_shown_the_count
 /// lines lost unseen, his side SECURE, when only session messages did).
 #[test]
 fn starts_a_peer_who_lost_its_keys_cannot_open_tell_the_sender_too() {
-    let mut w = World::new();
-    w.add("bob");
-    w.add("carol");
-    w.login("bob");
-    w.login("carol");
-    w.send("bob", "carol", "hi carol").unwrap();
-    assert_eq!(w.texts("carol", "bob"), vec!["hi carol"]);
-    let i = w.idx("carol");
-    let identity = Identity::generate();
-    w.users[i].identity = identity.clone();
-    w.users[i].sessions = Sessions::new("carol", identity, Pins::default(), E2eConfig::default());
-    w.users[i].events.clear();
-    w.users[i].shown.clear();
-    w.logout("carol");
-    w.login("carol");
-    w.logout("carol");
+    let mut w = carol_lost(false, false);
     w.send("bob", "carol", "lost 1").unwrap();
     w.send("bob", "carol", "lost 2").unwrap();
     let (lists, fetches) = carol_reads_mail(&mut w);
@@ -247,7 +237,7 @@ fn notices_are_bounded_in_all_and_never_to_ourselves() {
 
 #[test]
 fn a_peer_who_lost_only_its_sessions_tells_the_sender_who_is_shown_it_at_once() {
-    let mut w = carol_lost(true);
+    let mut w = carol_lost(true, true);
     w.send("bob", "carol", "lost 1").unwrap();
     let (_, fetches) = carol_reads_mail(&mut w);
     assert_eq!(fetches.len(), 1);
