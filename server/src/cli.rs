@@ -50,6 +50,26 @@ pub struct Args {
     /// TOML configuration file (see mm-server.example.toml); flags override it
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// Obtain and renew a publicly trusted certificate for DOMAIN from an ACME server (Let's
+    /// Encrypt unless --acme-directory says otherwise), validated with TLS-ALPN-01 on this
+    /// server's port: the domain must resolve to this machine and its port 443 reach this
+    /// server. Repeat for more names (one certificate covers them all). Replaces the self-made
+    /// CA and certificate [default: acme_domains in --config]
+    #[arg(long = "acme-domain", value_name = "DOMAIN")]
+    pub acme_domains: Vec<String>,
+    /// The ACME server's directory URL [default: acme_directory in --config, else Let's
+    /// Encrypt's production directory https://acme-v02.api.letsencrypt.org/directory]
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// Contact for the ACME account, where the CA writes about expiring certificates or
+    /// problems (repeatable) [default: acme_contact in --config]
+    #[arg(long, value_name = "mailto:ADDRESS")]
+    pub acme_contact: Vec<String>,
+    /// Trust the ACME server's own HTTPS certificate with this CA certificate (PEM) instead of
+    /// the system's roots: a private ACME server, or tests [default: acme_directory_ca in
+    /// --config]
+    #[arg(long, value_name = "FILE")]
+    pub acme_directory_ca: Option<PathBuf>,
 }
 
 /// Administration commands; they work on the store while a server runs.
@@ -209,6 +229,16 @@ struct Sources {
     data: Option<PathBuf>,
     bind: Option<SocketAddr>,
     tls_dir: Option<PathBuf>,
+    acme: AcmeFlags,
+}
+
+/// The `--acme-*` flags (each overrides its field of the file when given).
+#[derive(Debug, Clone, Default)]
+struct AcmeFlags {
+    domains: Vec<String>,
+    directory: Option<String>,
+    contact: Vec<String>,
+    directory_ca: Option<PathBuf>,
 }
 
 /// The configuration in effect, with its directories resolved.
@@ -234,6 +264,18 @@ impl Sources {
         }
         if let Some(dir) = &self.tls_dir {
             config.tls_dir = Some(dir.clone());
+        }
+        if !self.acme.domains.is_empty() {
+            config.acme_domains.clone_from(&self.acme.domains);
+        }
+        if let Some(url) = &self.acme.directory {
+            config.acme_directory = Some(url.clone());
+        }
+        if !self.acme.contact.is_empty() {
+            config.acme_contact.clone_from(&self.acme.contact);
+        }
+        if let Some(file) = &self.acme.directory_ca {
+            config.acme_directory_ca = Some(file.clone());
         }
         let data_dir = match config.data_dir.clone() {
             Some(dir) => dir,
@@ -323,6 +365,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         data: args.data,
         bind: args.bind,
         tls_dir: args.tls_dir,
+        acme: AcmeFlags {
+            domains: args.acme_domains,
+            directory: args.acme_directory,
+            contact: args.acme_contact,
+            directory_ca: args.acme_directory_ca,
+        },
     };
     match args.command {
         Some(Command::Accounts(cmd)) => {
@@ -347,53 +395,95 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config, tls_dir, ..
     } = &running;
 
+    // Checked before anything is created: a typo in --acme-domain fails here.
+    let acme = if config.acme_domains.is_empty() {
+        None
+    } else {
+        Some(crate::acme::AcmeOptions::new(
+            &config.acme_domains,
+            config.acme_directory.clone(),
+            config.acme_contact.clone(),
+            config.acme_directory_ca.clone(),
+        )?)
+    };
     // The address first: a busy port fails before anything is created on disk (a new data
     // directory, a CA). Connections wait in the backlog until the server accepts.
     let listener = listen(config.bind).await?;
     crate::make_private(&running.data_dir, tls_dir)?;
     // An interrupted replacement of server.key and server.pem is completed (or rolled back)
     // before anything reads them.
-    crate::renew::finish_pending(tls_dir)?;
-    match mm_certs::ensure_server_files(tls_dir)? {
-        mm_certs::Ensured::Existing => {}
-        mm_certs::Ensured::Generated(g) => {
-            info!(dir = %tls_dir.display(), covers = %g.covers.join(", "), "generated a CA and a server certificate");
-            info!(ca = %g.ca_cert.display(), fingerprint = %g.ca_fingerprint, "clients trust this CA with --ca, or by comparing this fingerprint on first contact");
-            if !config.bind.ip().is_loopback() {
-                warn!("the generated certificate covers only localhost; for LAN clients run `mm-certs --ip <LAN address>` or `mm-certs --name <host>.lan` (same CA) and send SIGHUP; a public name or address needs `mm-certs --new-ca` (every client must then trust the new CA)");
+    let (cert, renewer) = match acme {
+        Some(opts) => {
+            // Publicly trusted: no self-made CA, and never its certificate under this name.
+            let challenges = Arc::new(crate::acme::Challenges::default());
+            let cert = Arc::new(crate::tls::ServerCert::for_acme(Arc::clone(&challenges)));
+            crate::acme::start(tls_dir, &opts, &cert);
+            let renewer = tokio::spawn(crate::acme::maintain(
+                opts,
+                tls_dir.clone(),
+                Arc::clone(&cert),
+                challenges,
+            ));
+            (cert, renewer)
+        }
+        None => {
+            crate::renew::finish_pending(tls_dir)?;
+            match mm_certs::ensure_server_files(tls_dir)? {
+                mm_certs::Ensured::Existing => {}
+                mm_certs::Ensured::Generated(g) => {
+                    info!(dir = %tls_dir.display(), covers = %g.covers.join(", "), "generated a CA and a server certificate");
+                    info!(ca = %g.ca_cert.display(), fingerprint = %g.ca_fingerprint, "clients trust this CA with --ca, or by comparing this fingerprint on first contact");
+                    if !config.bind.ip().is_loopback() {
+                        warn!("the generated certificate covers only localhost; for LAN clients run `mm-certs --ip <LAN address>` or `mm-certs --name <host>.lan` (same CA) and send SIGHUP; a public name or address needs `mm-certs --new-ca` (every client must then trust the new CA)");
+                    }
+                }
             }
+            // A CA from before name constraints could vouch for any website: said at every start.
+            crate::renew::warn_if_ca_unlimited(tls_dir);
+            // A key that is not the certificate's is healed from ca.key if it can be, else refused.
+            let cert = Arc::new(crate::renew::load_at_start(
+                tls_dir,
+                time::OffsetDateTime::now_utc(),
+            )?);
+            // Before listening: a certificate about to run out is renewed before anyone connects.
+            let renewal = crate::renew::check(tls_dir, &cert, time::OffsetDateTime::now_utc());
+            crate::renew::log(&renewal, tls_dir);
+            let expires = match &renewal {
+                crate::renew::Outcome::Valid { not_after }
+                | crate::renew::Outcome::Renewed { not_after, .. }
+                | crate::renew::Outcome::CannotRenew { not_after, .. } => {
+                    mm_certs::date(*not_after)
+                }
+                _ => "unknown".into(),
+            };
+            info!(dir = %tls_dir.display(), fingerprint = %cert.summary().fingerprint, %expires, "using TLS certificate");
+            if let Ok(ca) = mm_certs::load_certs(&tls_dir.join(mm_certs::CA_CERT)) {
+                if let Some(ca) = ca.first() {
+                    info!(fingerprint = %mm_certs::fingerprint(ca), ca = %tls_dir.join(mm_certs::CA_CERT).display(), "CA fingerprint");
+                }
+            }
+            let renewer = tokio::spawn(crate::renew::renew_daily(
+                tls_dir.clone(),
+                Arc::clone(&cert),
+            ));
+            (cert, renewer)
         }
-    }
-    // A CA from before name constraints could vouch for any website: said at every start.
-    crate::renew::warn_if_ca_unlimited(tls_dir);
-    // A key that is not the certificate's is healed from ca.key if it can be, else refused.
-    let cert = Arc::new(crate::renew::load_at_start(
-        tls_dir,
-        time::OffsetDateTime::now_utc(),
-    )?);
-    // Before listening: a certificate about to run out is renewed before anyone connects.
-    let renewal = crate::renew::check(tls_dir, &cert, time::OffsetDateTime::now_utc());
-    crate::renew::log(&renewal, tls_dir);
-    let expires = match &renewal {
-        crate::renew::Outcome::Valid { not_after }
-        | crate::renew::Outcome::Renewed { not_after, .. }
-        | crate::renew::Outcome::CannotRenew { not_after, .. } => mm_certs::date(*not_after),
-        _ => "unknown".into(),
     };
-    info!(dir = %tls_dir.display(), fingerprint = %cert.summary().fingerprint, %expires, "using TLS certificate");
     let tls = crate::tls::server_config_with(Arc::clone(&cert))?;
-    if let Ok(ca) = mm_certs::load_certs(&tls_dir.join(mm_certs::CA_CERT)) {
-        if let Some(ca) = ca.first() {
-            info!(fingerprint = %mm_certs::fingerprint(ca), ca = %tls_dir.join(mm_certs::CA_CERT).display(), "CA fingerprint");
-        }
-    }
     if let Ok(bound) = listener.local_addr() {
-        let names = cert
-            .end_entity()
-            .and_then(|der| {
-                mm_certs::CertInfo::parse(&der, &tls_dir.join(mm_certs::SERVER_CERT)).ok()
+        let names = if config.acme_domains.is_empty() {
+            cert.end_entity()
+                .and_then(|der| {
+                    mm_certs::CertInfo::parse(&der, &tls_dir.join(mm_certs::SERVER_CERT)).ok()
+                })
+                .map(|info| info.names)
+        } else {
+            // The names the ACME certificate is (or will be) for, even before it arrives.
+            Some(mm_certs::Names {
+                dns: config.acme_domains.clone(),
+                ips: Vec::new(),
             })
-            .map(|info| info.names);
+        };
         info!(
             "web client: {}",
             web_url(bound, names.as_ref(), hostname().as_deref())
@@ -404,10 +494,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         terminate,
         hangup,
     } = signals;
-    let renewer = tokio::spawn(crate::renew::renew_daily(
-        tls_dir.clone(),
-        Arc::clone(&cert),
-    ));
     let reloader = tokio::spawn(reload_on_hangup(
         hangup,
         cert,
@@ -745,14 +831,21 @@ async fn reload_on_hangup(
 fn reload(cert: &crate::tls::ServerCert, sources: &Sources, running: &Effective) {
     let dir = running.tls_dir.display();
     let before = cert.summary();
-    match cert.reload(&running.tls_dir) {
-        Ok(now) if now == before => {
+    let reloaded = if cert.is_acme() {
+        info!(%dir, "SIGHUP: the TLS certificate comes from the ACME server and is renewed by mm-server itself; nothing to reload");
+        None
+    } else {
+        Some(cert.reload(&running.tls_dir))
+    };
+    match reloaded {
+        None => {}
+        Some(Ok(now)) if now == before => {
             info!(%dir, fingerprint = %now.fingerprint, "SIGHUP: TLS certificate reloaded; it is unchanged")
         }
-        Ok(now) => {
+        Some(Ok(now)) => {
             info!(%dir, fingerprint = %now.fingerprint, previous = %before.fingerprint, "SIGHUP: TLS certificate reloaded; new connections get it, established ones keep theirs")
         }
-        Err(e) => {
+        Some(Err(e)) => {
             warn!(%dir, error = %e, fingerprint = %before.fingerprint, "SIGHUP: TLS certificate NOT reloaded; still using the previous one")
         }
     }

@@ -26,6 +26,17 @@ pub struct Config {
     /// files (`tls/`). Default: `$MM_SERVER_DATA`, else `multi-messenger/server` in
     /// `$XDG_DATA_HOME` or `~/.local/share` (`mm_certs::default_server_data_dir`).
     pub data_dir: Option<PathBuf>,
+    /// Names to obtain a publicly trusted certificate for from an ACME server
+    /// (`--acme-domain`; see `crate::acme`). Empty (the default): the self-made CA and
+    /// certificate in `tls_dir`.
+    pub acme_domains: Vec<String>,
+    /// The ACME server's directory URL. Default: Let's Encrypt's production directory.
+    pub acme_directory: Option<String>,
+    /// Contacts for the ACME account (`mailto:...`).
+    pub acme_contact: Vec<String>,
+    /// A CA certificate (PEM) to trust the ACME server's HTTPS with instead of the system's
+    /// roots (private ACME servers, tests).
+    pub acme_directory_ca: Option<PathBuf>,
     /// Limits and timeouts.
     pub limits: Limits,
 }
@@ -36,6 +47,10 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             tls_dir: None,
             data_dir: None,
+            acme_domains: Vec::new(),
+            acme_directory: None,
+            acme_contact: Vec::new(),
+            acme_directory_ca: None,
             limits: Limits::default(),
         }
     }

@@ -12,6 +12,7 @@
 //! The server relays end-to-end encrypted payloads as opaque bytes; it never holds end-to-end
 //! keys (only its own TLS key).
 
+pub mod acme;
 pub mod cli;
 pub mod clock;
 pub mod config;

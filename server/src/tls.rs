@@ -111,8 +111,15 @@ pub fn server_config_with(cert: Arc<ServerCert>) -> Result<Arc<ServerConfig>, Tl
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_cert_resolver(cert);
+        .with_cert_resolver(Arc::clone(&cert) as Arc<dyn ResolvesServerCert>);
     config.alpn_protocols = vec![mm_common::protocol::ALPN.to_vec()];
+    if cert.is_acme() {
+        // Chosen only by a client that offers it: the ACME server's validation, which the
+        // session closes after the handshake.
+        config
+            .alpn_protocols
+            .push(crate::acme::ACME_TLS_ALPN.to_vec());
+    }
     Ok(Arc::new(config))
 }
 
@@ -165,9 +172,15 @@ pub fn flavor<'a>(alpn: Option<impl Iterator<Item = &'a [u8]>>) -> Flavor {
 /// Every TLS handshake takes the current one (a lock held only to clone an `Arc`, never across
 /// an await); [`ServerCert::reload`] replaces it only with a chain and key that load and match,
 /// so a failed reload leaves the server presenting what it presented before.
+///
+/// With ACME (`crate::acme`) it may present nothing yet (every handshake is refused until the
+/// first certificate arrives), and it answers the ACME server's TLS-ALPN-01 validations: a
+/// ClientHello offering ALPN `acme-tls/1` gets the challenge certificate for its SNI name, or
+/// nothing (a refused handshake) when no validation for that name is pending.
 #[derive(Debug)]
 pub struct ServerCert {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<Option<Arc<CertifiedKey>>>,
+    challenges: Option<Arc<crate::acme::Challenges>>,
 }
 
 /// What a [`ServerCert`] presents, for the log.
@@ -191,8 +204,39 @@ impl ServerCert {
         key: PrivateKeyDer<'static>,
     ) -> Result<ServerCert, TlsError> {
         Ok(ServerCert {
-            current: RwLock::new(certified_key(chain, key)?),
+            current: RwLock::new(Some(certified_key(chain, key)?)),
+            challenges: None,
         })
+    }
+
+    /// A certificate that presents nothing until [`ServerCert::set`], and answers the
+    /// TLS-ALPN-01 validations pending in `challenges` (see the type's docs).
+    pub fn for_acme(challenges: Arc<crate::acme::Challenges>) -> ServerCert {
+        ServerCert {
+            current: RwLock::new(None),
+            challenges: Some(challenges),
+        }
+    }
+
+    /// Presents `chain` (end-entity certificate first) and `key` from the next handshake on,
+    /// if they match.
+    ///
+    /// # Errors
+    /// As [`ServerCert::new`]; what was presented so far stays in use.
+    pub fn set(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<CertSummary, TlsError> {
+        let new = certified_key(chain, key)?;
+        let summary = summarize(&new);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(new);
+        Ok(summary)
+    }
+
+    /// Whether it answers ACME validations (the certificate comes from an ACME server).
+    pub fn is_acme(&self) -> bool {
+        self.challenges.is_some()
     }
 
     /// Loads `server.pem` (chain) and `server.key` from `dir`.
@@ -202,7 +246,8 @@ impl ServerCert {
     /// otherwise as [`ServerCert::new`].
     pub fn load(dir: &Path) -> Result<ServerCert, TlsError> {
         Ok(ServerCert {
-            current: RwLock::new(load_certified_key(dir)?),
+            current: RwLock::new(Some(load_certified_key(dir)?)),
+            challenges: None,
         })
     }
 
@@ -214,28 +259,48 @@ impl ServerCert {
     pub fn reload(&self, dir: &Path) -> Result<CertSummary, TlsError> {
         let new = load_certified_key(dir)?;
         let summary = summarize(&new);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = new;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(new);
         Ok(summary)
     }
 
-    /// What is presented now.
+    /// What is presented now (an empty fingerprint and no chain while there is nothing yet).
     pub fn summary(&self) -> CertSummary {
-        summarize(&self.get())
+        self.get().map_or(
+            CertSummary {
+                fingerprint: String::new(),
+                chain_len: 0,
+            },
+            |key| summarize(&key),
+        )
     }
 
     /// The end-entity certificate presented now (for its dates and names: see `renew`).
     pub fn end_entity(&self) -> Option<CertificateDer<'static>> {
-        self.get().cert.first().cloned()
+        self.get().and_then(|key| key.cert.first().cloned())
     }
 
-    fn get(&self) -> Arc<CertifiedKey> {
-        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    fn get(&self) -> Option<Arc<CertifiedKey>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Arc::clone)
     }
 }
 
 impl ResolvesServerCert for ServerCert {
-    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.get())
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(challenges) = &self.challenges {
+            let validation = client_hello
+                .alpn()
+                .is_some_and(|mut offered| offered.any(|p| p == crate::acme::ACME_TLS_ALPN));
+            if validation {
+                return client_hello
+                    .server_name()
+                    .and_then(|name| challenges.get(name));
+            }
+        }
+        self.get()
     }
 }
 

@@ -116,6 +116,18 @@ pub(crate) async fn serve(
         },
         () = cancel.cancelled() => return,
     };
+    if tls.get_ref().1.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+        // The ACME server's TLS-ALPN-01 validation: it checked the challenge certificate in
+        // the handshake, and nothing more is said on this connection (RFC 8737 section 3).
+        info!(%peer, "answered an ACME validation (TLS-ALPN-01)");
+        let mut tls = tls;
+        let _ = timeout(
+            Duration::from_secs(1),
+            tokio::io::AsyncWriteExt::shutdown(&mut tls),
+        )
+        .await;
+        return;
+    }
     if flavor == Flavor::Web {
         // Boxed twice over: this future stays a native session's size, and the TLS connection
         // is not kept twice in the web one's (see `web::serve`).
