@@ -387,6 +387,16 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    // A server with a publicly trusted certificate: nothing was pinned, and the user is told
+    // what vouched for it.
+    if let Some(crate::connect::Verification::SystemRoots { host }) = opts.verified.get() {
+        let line = format!("verified by the system's root certificates: {host}");
+        if interactive {
+            notes.push(line);
+        } else {
+            stdio::err(&format!("mm: {line}"));
+        }
+    }
 
     let code = if interactive {
         // Line mode prints UTC (labelled, the same for every reader); the UI local time.

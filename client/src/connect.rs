@@ -17,7 +17,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::core::{ClientState, LoginError};
 use crate::secure::SecureSetup;
-use crate::trust::{KnownServers, Observed, PinVerifier};
+use crate::trust::{KnownServers, Observed, PinVerifier, SystemRoots};
 
 /// How the server is to be trusted.
 #[derive(Debug, Clone)]
@@ -26,6 +26,54 @@ pub enum Trust {
     Roots(Vec<CertificateDer<'static>>),
     /// Verify against the fingerprint pinned in this file.
     Known(KnownServers),
+}
+
+/// How the server of the last successful TLS handshake made with a [`ConnectOptions`] (or a
+/// clone) was verified; shared by the clones, so a front end can say it after `connect`.
+#[derive(Debug, Clone, Default)]
+pub struct LastVerification(Arc<Mutex<Option<Verification>>>);
+
+/// How a server was verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Its chain verified against the system's root certificates for this host name.
+    SystemRoots {
+        /// The name verified (the host of `--server`).
+        host: String,
+    },
+    /// Against the CA from `--ca`.
+    Ca,
+    /// Against the CA fingerprint pinned in `known_servers`.
+    Pinned,
+}
+
+impl LastVerification {
+    /// How the last handshake's server was verified (`None` before the first).
+    pub fn get(&self) -> Option<Verification> {
+        self.0.lock().ok().and_then(|v| v.clone())
+    }
+
+    fn set(&self, how: Verification) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(how);
+        }
+    }
+}
+
+/// Test-only: `MM_TEST_RESOLVE=NAME=ADDRESS` makes `mm` connect to ADDRESS (an IP address)
+/// when `--server` names NAME, while TLS still verifies the server's certificate for NAME. The
+/// end-to-end tests use it to reach a local server under a public-looking name (the ACME
+/// tests' `chat.mm.test`) without changing the machine's `/etc/hosts`. Not for users.
+pub const TEST_RESOLVE_ENV: &str = "MM_TEST_RESOLVE";
+
+/// The address [`TEST_RESOLVE_ENV`] gives for `host`, if it names it.
+fn test_resolve(host: &str) -> Option<std::net::IpAddr> {
+    let value = std::env::var(TEST_RESOLVE_ENV).ok()?;
+    let (name, ip) = value.split_once('=')?;
+    if !name.eq_ignore_ascii_case(host) {
+        return None;
+    }
+    ip.trim().parse().ok()
 }
 
 /// Everything [`connect`](crate::driver::connect) needs.
@@ -63,6 +111,9 @@ pub struct ConnectOptions {
     /// [`crate::Event::Reconnecting`]. Off by default: a program that wants each connection's
     /// end (a script piping into `mm`) gets it.
     pub reconnect: bool,
+    /// How the server was verified at the last handshake (set by every connection made with
+    /// these options or their clones).
+    pub verified: LastVerification,
 }
 
 impl ConnectOptions {
@@ -84,6 +135,7 @@ impl ConnectOptions {
             state: ClientState::new(),
             user_list: true,
             reconnect: false,
+            verified: LastVerification::default(),
         }
     }
 }
@@ -334,7 +386,9 @@ pub(crate) async fn tls_connect(
         }
         Trust::Known(known) => {
             let pin = known.lookup(&server)?.map(|p| p.fingerprint);
-            let (verifier, seen) = PinVerifier::new(pin, Arc::clone(&provider));
+            let system = SystemRoots::load(&provider);
+            let (verifier, seen) =
+                PinVerifier::with_system_roots(pin, Arc::clone(&provider), system);
             observed = Some(seen);
             known_pins = Some(known);
             builder
@@ -356,25 +410,30 @@ pub(crate) async fn tls_connect(
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
 
     let deadline = Instant::now() + opts.connect_timeout;
-    let addrs: Vec<SocketAddr> =
-        match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host.as_str(), port)))
-            .await
-        {
-            Ok(Ok(addrs)) => addrs.collect(),
-            Ok(Err(cause)) => {
-                return Err(ConnectError::UnknownHost {
-                    server,
-                    host: host.clone(),
-                    cause,
-                })
-            }
-            Err(_) => {
-                return Err(ConnectError::Timeout {
-                    server,
-                    step: "TCP connect",
-                })
-            }
-        };
+    let lookup = async {
+        match test_resolve(&host) {
+            Some(ip) => Ok(vec![SocketAddr::new(ip, port)]),
+            None => tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map(Iterator::collect),
+        }
+    };
+    let addrs: Vec<SocketAddr> = match tokio::time::timeout_at(deadline, lookup).await {
+        Ok(Ok(addrs)) => addrs,
+        Ok(Err(cause)) => {
+            return Err(ConnectError::UnknownHost {
+                server,
+                host: host.clone(),
+                cause,
+            })
+        }
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                server,
+                step: "TCP connect",
+            })
+        }
+    };
     let tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(&addrs[..])).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(source)) => {
@@ -414,7 +473,8 @@ pub(crate) async fn tls_connect(
                         .map(|k| k.path().to_path_buf())
                         .unwrap_or_default(),
                 },
-                None => ConnectError::Tls {
+                // Verified (by the system's roots or not at all), then failed otherwise.
+                Some(Observed::SystemRoots) | None => ConnectError::Tls {
                     verified: match known_pins {
                         Some(k) => crate::explain::Verified::Pin(k.path().to_path_buf()),
                         None => crate::explain::Verified::Ca(opts.ca_file.clone()),
@@ -432,6 +492,14 @@ pub(crate) async fn tls_connect(
         }
     };
 
+    let seen = observed
+        .as_ref()
+        .and_then(|o| o.lock().ok().and_then(|mut s| s.take()));
+    opts.verified.set(match (&opts.trust, seen) {
+        (Trust::Roots(_), _) => Verification::Ca,
+        (Trust::Known(_), Some(Observed::SystemRoots)) => Verification::SystemRoots { host },
+        (Trust::Known(_), _) => Verification::Pinned,
+    });
     Ok((tls, server))
 }
 

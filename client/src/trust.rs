@@ -3,6 +3,11 @@
 //!
 //! * against a CA certificate file (`--ca`): standard WebPKI verification, server name included;
 //!   or
+//! * without `--ca`, first against the system's root certificates ([`SystemRoots`]: the
+//!   distribution's bundle, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set), server name
+//!   included: a server with a publicly trusted certificate (`mm-server --acme-domain`) is
+//!   accepted with nothing pinned, since such chains change intermediates and roots over time;
+//!   and when that does not verify,
 //! * against a fingerprint the user accepted before, kept in `known_servers` in the client's home
 //!   (like SSH's `known_hosts`). The pinned fingerprint is that of the CA certificate the server
 //!   presents at the end of its chain; the rest of the chain must verify against it, server name
@@ -281,6 +286,9 @@ impl KnownServers {
 pub enum Observed {
     /// No pin existed; this is the fingerprint the server presented.
     Unknown(String),
+    /// The server's chain verified against the system's root certificates for this name
+    /// (the handshake went on; nothing was pinned).
+    SystemRoots,
     /// The server presented this fingerprint, which is not the pinned one.
     Changed {
         /// The pinned fingerprint.
@@ -290,11 +298,40 @@ pub enum Observed {
     },
 }
 
-/// Verifies a server against a pinned fingerprint (see the module docs).
+/// The system's root certificates, as a verifier of server certificates (WebPKI with the
+/// server name checked). Read with `rustls-native-certs`: `SSL_CERT_FILE` and `SSL_CERT_DIR`
+/// when set, else the system's bundle (on Debian `/etc/ssl/certs`).
+#[derive(Debug, Clone)]
+pub struct SystemRoots {
+    verifier: Arc<WebPkiServerVerifier>,
+}
+
+impl SystemRoots {
+    /// Loads the roots; `None` when there are none (no bundle installed, or none readable):
+    /// then only `--ca` and pinned servers can be reached, as before.
+    pub fn load(provider: &Arc<CryptoProvider>) -> Option<SystemRoots> {
+        let found = rustls_native_certs::load_native_certs();
+        let mut roots = RootCertStore::empty();
+        // Certificates the bundle holds that webpki cannot use are skipped, as browsers do.
+        let (_added, _skipped) = roots.add_parsable_certificates(found.certs);
+        if roots.is_empty() {
+            return None;
+        }
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+                .build()
+                .ok()?;
+        Some(SystemRoots { verifier })
+    }
+}
+
+/// Verifies a server against the system's roots, else a pinned fingerprint (see the module
+/// docs).
 pub struct PinVerifier {
     pin: Option<String>,
     provider: Arc<CryptoProvider>,
     observed: Arc<Mutex<Option<Observed>>>,
+    system: Option<SystemRoots>,
 }
 
 impl fmt::Debug for PinVerifier {
@@ -311,12 +348,23 @@ impl PinVerifier {
         pin: Option<String>,
         provider: Arc<CryptoProvider>,
     ) -> (Arc<Self>, Arc<Mutex<Option<Observed>>>) {
+        PinVerifier::with_system_roots(pin, provider, None)
+    }
+
+    /// A verifier that accepts a server whose chain verifies against `system` for the name
+    /// connected to, and otherwise expects `pin` as [`PinVerifier::new`].
+    pub fn with_system_roots(
+        pin: Option<String>,
+        provider: Arc<CryptoProvider>,
+        system: Option<SystemRoots>,
+    ) -> (Arc<Self>, Arc<Mutex<Option<Observed>>>) {
         let observed = Arc::new(Mutex::new(None));
         (
             Arc::new(PinVerifier {
                 pin,
                 provider,
                 observed: Arc::clone(&observed),
+                system,
             }),
             observed,
         )
@@ -338,6 +386,19 @@ impl ServerCertVerifier for PinVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(system) = &self.system {
+            let publicly_trusted = system.verifier.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            );
+            if let Ok(verified) = publicly_trusted {
+                self.observe(Observed::SystemRoots);
+                return Ok(verified);
+            }
+        }
         let anchor = intermediates.last().unwrap_or(end_entity);
         let found = mm_certs::fingerprint(anchor);
         let Some(expected) = &self.pin else {

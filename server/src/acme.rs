@@ -184,11 +184,13 @@ pub fn challenge_cert(domain: &str, digest: &[u8]) -> anyhow::Result<Arc<Certifi
     let cert = params.self_signed(&key)?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let provider = rustls::crypto::ring::default_provider();
-    Ok(Arc::new(CertifiedKey::from_der(
+    // Not `CertifiedKey::from_der`: its check that the key matches parses the certificate with
+    // webpki, which refuses the critical acmeIdentifier extension it does not know.
+    let signing_key = provider.key_provider.load_private_key(key_der)?;
+    Ok(Arc::new(CertifiedKey::new(
         vec![cert.der().clone()],
-        key_der,
-        &provider,
-    )?))
+        signing_key,
+    )))
 }
 
 /// When a certificate valid from `not_before` to `not_after` is renewed: when a third of its
