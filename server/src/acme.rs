@@ -475,7 +475,11 @@ pub async fn maintain(
         match installed {
             Ok(stored) => {
                 failures = 0;
-                let fingerprint = mm_certs::fingerprint(&stored.chain[0]);
+                let fingerprint = stored
+                    .chain
+                    .first()
+                    .map(|c| mm_certs::fingerprint(c))
+                    .unwrap_or_default();
                 match &current {
                     None => info!(
                         domains = %names,
@@ -490,6 +494,18 @@ pub async fn maintain(
                         previous_expiry = %mm_certs::date(previous.not_after),
                         "renewed the certificate from the ACME server; new connections get it, established ones keep theirs"
                     ),
+                }
+                if renew_at(stored.info.not_before, stored.info.not_after)
+                    <= OffsetDateTime::now_utc()
+                {
+                    // Never an order after an order without a pause: a certificate due as it
+                    // arrives means a wrong clock here or there.
+                    warn!(
+                        not_before = %stored.info.not_before,
+                        not_after = %stored.info.not_after,
+                        "the new certificate is already due for renewal (is this machine's clock right?); the next order waits a minute"
+                    );
+                    tokio::time::sleep(retry_after(1)).await;
                 }
             }
             Err(e) => {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod acme;
 mod adversarial;
 mod at_rest;
 mod bench_smoke;
