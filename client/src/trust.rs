@@ -310,10 +310,17 @@ impl SystemRoots {
     /// Loads the roots; `None` when there are none (no bundle installed, or none readable):
     /// then only `--ca` and pinned servers can be reached, as before.
     pub fn load(provider: &Arc<CryptoProvider>) -> Option<SystemRoots> {
-        let found = rustls_native_certs::load_native_certs();
+        SystemRoots::from_certs(rustls_native_certs::load_native_certs().certs, provider)
+    }
+
+    /// The same from root certificates given (`None` for none usable).
+    pub fn from_certs(
+        certs: Vec<CertificateDer<'static>>,
+        provider: &Arc<CryptoProvider>,
+    ) -> Option<SystemRoots> {
         let mut roots = RootCertStore::empty();
         // Certificates the bundle holds that webpki cannot use are skipped, as browsers do.
-        let (_added, _skipped) = roots.add_parsable_certificates(found.certs);
+        let (_added, _skipped) = roots.add_parsable_certificates(certs);
         if roots.is_empty() {
             return None;
         }
@@ -472,6 +479,73 @@ impl ServerCertVerifier for PinVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A CA and a chain (server certificate, CA) for `name`, as mm-certs makes them.
+    fn chain_for(name: &str) -> (CertificateDer<'static>, Vec<CertificateDer<'static>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let names = mm_certs::Names {
+            dns: vec![name.into()],
+            ips: Vec::new(),
+        };
+        mm_certs::generate(dir.path(), &names, false).unwrap();
+        let ca = mm_certs::load_certs(&dir.path().join(mm_certs::CA_CERT)).unwrap();
+        let chain = mm_certs::load_certs(&dir.path().join(mm_certs::SERVER_CERT)).unwrap();
+        (ca[0].clone(), chain)
+    }
+
+    fn verify(
+        pin: Option<String>,
+        system: Option<SystemRoots>,
+        chain: &[CertificateDer<'static>],
+        name: &str,
+    ) -> (bool, Option<Observed>) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (verifier, seen) = PinVerifier::with_system_roots(pin, provider, system);
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        let ok = verifier
+            .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
+            .is_ok();
+        let seen = seen.lock().unwrap().take();
+        (ok, seen)
+    }
+
+    #[test]
+    fn the_system_roots_vouch_for_their_names_only_and_pins_work_as_before() {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (public_ca, public) = chain_for("chat.example.org");
+        let system = || SystemRoots::from_certs(vec![public_ca.clone()], &provider);
+        assert!(SystemRoots::from_certs(Vec::new(), &provider).is_none());
+        // Verified by the system's roots for the name typed: accepted, nothing to pin.
+        assert_eq!(
+            verify(None, system(), &public, "chat.example.org"),
+            (true, Some(Observed::SystemRoots))
+        );
+        // Another name: the system's roots do not vouch, and an unknown server is refused
+        // exactly as before, with the fingerprint to compare.
+        let fingerprint = mm_certs::fingerprint(&public_ca);
+        assert_eq!(
+            verify(None, system(), &public, "other.example.org"),
+            (false, Some(Observed::Unknown(fingerprint.clone())))
+        );
+        // Without the system's roots it is an unknown server too.
+        assert_eq!(
+            verify(None, None, &public, "chat.example.org"),
+            (false, Some(Observed::Unknown(fingerprint)))
+        );
+        // A self-made CA, pinned: accepted by the pin as before, whatever the system trusts.
+        let (own_ca, own) = chain_for("chat.example.org");
+        let pin = Some(mm_certs::fingerprint(&own_ca));
+        assert_eq!(
+            verify(pin, system(), &own, "chat.example.org"),
+            (true, None)
+        );
+        // ...and a different pin with a chain the system does not vouch for: changed.
+        let (other_ca, _) = chain_for("chat.example.org");
+        let wrong = Some(mm_certs::fingerprint(&other_ca));
+        let (ok, seen) = verify(wrong, system(), &own, "chat.example.org");
+        assert!(!ok);
+        assert!(matches!(seen, Some(Observed::Changed { .. })), "{seen:?}");
+    }
 
     #[test]
     fn known_servers_round_trip_case_insensitive_and_private() {

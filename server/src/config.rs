@@ -375,6 +375,22 @@ mod tests {
         let config = Config::from_file(&path).unwrap();
         let defaults = Config::default();
         assert_eq!(config.bind, defaults.bind);
+        assert!(config.acme_domains.is_empty() && config.acme_directory.is_none());
+        // The commented ACME lines, uncommented, are valid settings.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let acme: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# acme_"))
+            .map(|l| format!("acme_{l}\n"))
+            .collect();
+        let parsed: Config = toml::from_str(&acme).unwrap();
+        assert_eq!(parsed.acme_domains, ["chat.example.org"]);
+        assert_eq!(
+            parsed.acme_directory.as_deref(),
+            Some(crate::acme::LETS_ENCRYPT)
+        );
+        assert_eq!(parsed.acme_contact, ["mailto:ops@example.org"]);
+        assert!(parsed.acme_directory_ca.is_some());
         assert_eq!(
             format!("{:?}", config.limits),
             format!("{:?}", defaults.limits)
