@@ -531,6 +531,42 @@ mod tests {
     }
 
     #[test]
+    fn an_acme_certificate_starts_empty_offers_acme_tls_and_takes_only_matching_pairs() {
+        let cert = Arc::new(ServerCert::for_acme(Arc::default()));
+        assert!(cert.is_acme());
+        assert_eq!(cert.summary().chain_len, 0);
+        assert!(cert.end_entity().is_none());
+        let config = server_config_with(Arc::clone(&cert)).unwrap();
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"mm/1".to_vec(), b"acme-tls/1".to_vec()]
+        );
+        // Browsers are never offered acme-tls/1.
+        assert_eq!(
+            web_config(&config).unwrap().alpn_protocols,
+            vec![b"http/1.1".to_vec()]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        mm_certs::generate(dir.path(), &mm_certs::Names::default(), false).unwrap();
+        let chain = load_certs(&dir.path().join(SERVER_CERT)).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        mm_certs::generate(other.path(), &mm_certs::Names::default(), false).unwrap();
+        let wrong_key = load_key(&other.path().join(SERVER_KEY)).unwrap();
+        assert!(cert.set(chain.clone(), wrong_key).is_err());
+        assert!(
+            cert.end_entity().is_none(),
+            "a mismatched pair is not presented"
+        );
+        let key = load_key(&dir.path().join(SERVER_KEY)).unwrap();
+        let summary = cert.set(chain.clone(), key).unwrap();
+        assert_eq!(summary.fingerprint, mm_certs::fingerprint(&chain[0]));
+        assert_eq!(cert.end_entity(), Some(chain[0].clone()));
+        // A self-made certificate offers only mm/1.
+        let own = server_config_from_dir(dir.path()).unwrap();
+        assert_eq!(own.alpn_protocols, vec![b"mm/1".to_vec()]);
+    }
+
+    #[test]
     fn reload_swaps_only_to_a_loadable_matching_pair() {
         let dir = tempfile::tempdir().unwrap();
         mm_certs::generate(dir.path(), &mm_certs::Names::default(), false).unwrap();
