@@ -182,7 +182,7 @@ pub enum ConnectError {
         fingerprint: String,
     },
     /// The server presented a different certificate than the pinned one: possibly an attack.
-    #[error("the certificate of {server} has CHANGED since you trusted it\n  trusted:   {expected}\n  presented: {found}\nThis may be an attack (someone between you and the server), or its operator made a new CA.\nAsk the operator which fingerprint is right. If it is the presented one, trust it instead with\n  {trust_presented}\nthen connect again (/reconnect in the terminal UI).")]
+    #[error("{}", changed_words(.server, .expected, .found, .trust_presented, *.publicly_trusted))]
     ServerKeyChanged {
         /// The server.
         server: String,
@@ -193,8 +193,12 @@ pub enum ConnectError {
         /// The file holding the pin.
         known_file: PathBuf,
         /// The command that trusts the presented CA instead (`mm trust add HOST:PORT FINGERPRINT`,
-        /// with the options that find this file).
+        /// with the options that find this file), or, when the presented chain is publicly
+        /// trusted, the one that forgets the pin (`mm trust forget HOST:PORT`).
         trust_presented: String,
+        /// Whether the presented chain verifies against the system's root certificates for
+        /// the name (the pin was kept; this changes only the advice).
+        publicly_trusted: bool,
     },
     /// TLS failed for another reason (e.g. the certificate does not cover this name, or the
     /// server does not speak TLS); said in plain words with what to do.
@@ -250,6 +254,28 @@ impl ConnectError {
             ),
             _ => true,
         }
+    }
+}
+
+/// How [`ConnectError::ServerKeyChanged`] reads.
+fn changed_words(
+    server: &str,
+    expected: &str,
+    found: &str,
+    trust_presented: &str,
+    publicly_trusted: bool,
+) -> String {
+    let head = format!(
+        "the certificate of {server} has CHANGED since you trusted it\n  trusted:   {expected}\n  presented: {found}\n"
+    );
+    if publicly_trusted {
+        format!(
+            "{head}The presented certificate is publicly trusted (the system's root certificates vouch for this name), as after a move to a certificate from a public CA (mm-server --acme-domain); but it may also be an attack by someone who obtained a certificate for the name.\nAsk the operator whether the server moved. If it did, stop pinning its old CA with\n  {trust_presented}\nthen connect again (/reconnect in the terminal UI): from then on the system's root certificates verify it."
+        )
+    } else {
+        format!(
+            "{head}This may be an attack (someone between you and the server), or its operator made a new CA.\nAsk the operator which fingerprint is right. If it is the presented one, trust it instead with\n  {trust_presented}\nthen connect again (/reconnect in the terminal UI)."
+        )
     }
 }
 
@@ -461,11 +487,20 @@ pub(crate) async fn tls_connect(
                     server,
                     fingerprint,
                 },
-                Some(Observed::Changed { expected, found }) => ConnectError::ServerKeyChanged {
-                    trust_presented: known_pins.map_or_else(
-                        || format!("mm trust add {server} {found}"),
-                        |k| k.command(&format!("add {server} {found}")),
-                    ),
+                Some(Observed::Changed {
+                    expected,
+                    found,
+                    publicly_trusted,
+                }) => ConnectError::ServerKeyChanged {
+                    trust_presented: {
+                        let args = if publicly_trusted {
+                            format!("forget {server}")
+                        } else {
+                            format!("add {server} {found}")
+                        };
+                        known_pins.map_or_else(|| format!("mm trust {args}"), |k| k.command(&args))
+                    },
+                    publicly_trusted,
                     server,
                     expected,
                     found,
@@ -600,10 +635,33 @@ mod tests {
             found: "BB:BB".into(),
             known_file: PathBuf::from("/h/known_servers"),
             trust_presented: "mm trust add 127.0.0.1:7667 BB:BB --nick bob".into(),
+            publicly_trusted: false,
         };
         assert_eq!(
             e.to_string(),
             "the certificate of 127.0.0.1:7667 has CHANGED since you trusted it\n  trusted:   AA:AA\n  presented: BB:BB\nThis may be an attack (someone between you and the server), or its operator made a new CA.\nAsk the operator which fingerprint is right. If it is the presented one, trust it instead with\n  mm trust add 127.0.0.1:7667 BB:BB --nick bob\nthen connect again (/reconnect in the terminal UI)."
+        );
+    }
+
+    #[test]
+    fn a_pinned_server_now_publicly_trusted_is_a_change_with_the_command_that_forgets_the_pin() {
+        let e = ConnectError::ServerKeyChanged {
+            server: "chat.example.org:7667".into(),
+            expected: "AA:AA".into(),
+            found: "CC:CC".into(),
+            known_file: PathBuf::from("/h/known_servers"),
+            trust_presented: "mm trust forget chat.example.org:7667".into(),
+            publicly_trusted: true,
+        };
+        let words = e.to_string();
+        assert!(
+            words.starts_with("the certificate of chat.example.org:7667 has CHANGED since you trusted it\n  trusted:   AA:AA\n  presented: CC:CC\nThe presented certificate is publicly trusted"),
+            "{words}"
+        );
+        assert!(words.contains("may also be an attack"), "{words}");
+        assert!(
+            words.contains("\n  mm trust forget chat.example.org:7667\nthen connect again"),
+            "{words}"
         );
     }
 

@@ -295,6 +295,9 @@ pub enum Observed {
         expected: String,
         /// What the server presented.
         found: String,
+        /// Whether its chain verifies against the system's roots for the name (a pin wins
+        /// over them; this only changes the advice).
+        publicly_trusted: bool,
     },
 }
 
@@ -393,15 +396,18 @@ impl ServerCertVerifier for PinVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Some(system) = &self.system {
-            let publicly_trusted = system.verifier.verify_server_cert(
-                end_entity,
-                intermediates,
-                server_name,
-                ocsp_response,
-                now,
-            );
-            if let Ok(verified) = publicly_trusted {
+        let publicly_trusted = self.system.as_ref().and_then(|system| {
+            system
+                .verifier
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+                .ok()
+        });
+        // A pin, where the user made one, wins over the system's roots: a server pinned on a
+        // self-made CA that turns up with a publicly trusted chain is a change, said as one
+        // (its operator may have moved to ACME; or someone obtained a certificate for the
+        // name), never accepted silently.
+        if self.pin.is_none() {
+            if let Some(verified) = publicly_trusted {
                 self.observe(Observed::SystemRoots);
                 return Ok(verified);
             }
@@ -420,6 +426,7 @@ impl ServerCertVerifier for PinVerifier {
             self.observe(Observed::Changed {
                 expected: expected.clone(),
                 found,
+                publicly_trusted: publicly_trusted.is_some(),
             });
             return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::UnknownIssuer,
@@ -536,7 +543,7 @@ mod tests {
         let (own_ca, own) = chain_for("chat.example.org");
         let pin = Some(mm_certs::fingerprint(&own_ca));
         assert_eq!(
-            verify(pin, system(), &own, "chat.example.org"),
+            verify(pin.clone(), system(), &own, "chat.example.org"),
             (true, None)
         );
         // ...and a different pin with a chain the system does not vouch for: changed.
@@ -544,7 +551,28 @@ mod tests {
         let wrong = Some(mm_certs::fingerprint(&other_ca));
         let (ok, seen) = verify(wrong, system(), &own, "chat.example.org");
         assert!(!ok);
-        assert!(matches!(seen, Some(Observed::Changed { .. })), "{seen:?}");
+        assert!(
+            matches!(
+                seen,
+                Some(Observed::Changed {
+                    publicly_trusted: false,
+                    ..
+                })
+            ),
+            "{seen:?}"
+        );
+        // A pinned server that now presents a publicly trusted chain: the pin wins, and the
+        // change is said (with what the system's roots make of it), not accepted silently.
+        let (ok, seen) = verify(pin.clone(), system(), &public, "chat.example.org");
+        assert!(!ok);
+        assert_eq!(
+            seen,
+            Some(Observed::Changed {
+                expected: pin.unwrap(),
+                found: mm_certs::fingerprint(&public_ca),
+                publicly_trusted: true,
+            })
+        );
     }
 
     #[test]
