@@ -26,8 +26,71 @@ pub struct Config {
     /// files (`tls/`). Default: `$MM_SERVER_DATA`, else `multi-messenger/server` in
     /// `$XDG_DATA_HOME` or `~/.local/share` (`mm_certs::default_server_data_dir`).
     pub data_dir: Option<PathBuf>,
+    /// The admin listener's address (plain HTTP: `/metrics`, `/healthz`, `/readyz`), or `off`.
+    /// Default `127.0.0.1:9464` ([`crate::admin::DEFAULT_ADMIN`]).
+    pub admin: Option<String>,
+    /// Peers (addresses or networks, `10.0.0.0/8`) whose connections begin with a PROXY
+    /// protocol v2 header ([`crate::proxy`]). Default: none.
+    pub proxy_protocol_from: Vec<String>,
     /// Limits and timeouts.
     pub limits: Limits,
+}
+
+/// Where the admin listener listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminSetting {
+    /// Not configured: [`crate::admin::DEFAULT_ADMIN`], and a busy port is only warned about.
+    Default,
+    /// Disabled (`off`).
+    Off,
+    /// Configured: a busy address stops the server at start.
+    At(SocketAddr),
+}
+
+impl AdminSetting {
+    /// Reads `--admin`'s or `admin`'s value: `off` or an address and port.
+    ///
+    /// # Errors
+    /// A sentence naming the value.
+    pub fn parse(value: &str) -> Result<AdminSetting, String> {
+        if value.trim().eq_ignore_ascii_case("off") {
+            return Ok(AdminSetting::Off);
+        }
+        value.trim().parse().map(AdminSetting::At).map_err(|_| {
+            format!(
+                "admin: {value:?} is neither an address and port (e.g. 127.0.0.1:9464) nor \"off\""
+            )
+        })
+    }
+}
+
+impl Config {
+    /// The admin listener's setting.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a value that is neither `off` nor an address and port.
+    pub fn admin_setting(&self) -> Result<AdminSetting, ConfigError> {
+        match &self.admin {
+            None => Ok(AdminSetting::Default),
+            Some(value) => AdminSetting::parse(value).map_err(ConfigError::Invalid),
+        }
+    }
+
+    /// The trusted proxies.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming an entry that is not an address or network.
+    pub fn proxies(&self) -> Result<crate::proxy::Trusted, ConfigError> {
+        let list = self
+            .proxy_protocol_from
+            .iter()
+            .map(|s| {
+                s.parse::<crate::proxy::Cidr>()
+                    .map_err(|e| ConfigError::Invalid(format!("proxy_protocol_from: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::proxy::Trusted::new(list))
+    }
 }
 
 impl Default for Config {
@@ -36,6 +99,8 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             tls_dir: None,
             data_dir: None,
+            admin: None,
+            proxy_protocol_from: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -246,6 +311,8 @@ impl Config {
             cause: Box::new(source),
         })?;
         config.limits.check()?;
+        config.admin_setting()?;
+        config.proxies()?;
         Ok(config)
     }
 }
@@ -360,6 +427,8 @@ mod tests {
         let config = Config::from_file(&path).unwrap();
         let defaults = Config::default();
         assert_eq!(config.bind, defaults.bind);
+        assert_eq!(config.admin_setting().unwrap(), AdminSetting::Default);
+        assert!(config.proxies().unwrap().is_empty());
         assert_eq!(
             format!("{:?}", config.limits),
             format!("{:?}", defaults.limits)
@@ -410,5 +479,22 @@ mod tests {
             Config::from_file(&dir.path().join("nope")),
             Err(ConfigError::Read { .. })
         ));
+        std::fs::write(&path, "admin = \"localhost\"\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("admin"), "{err}");
+        std::fs::write(&path, "proxy_protocol_from = [\"10.0.0.0/40\"]\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("proxy_protocol_from"), "{err}");
+        std::fs::write(
+            &path,
+            "admin = \"off\"\nproxy_protocol_from = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.admin_setting().unwrap(), AdminSetting::Off);
+        let proxies = config.proxies().unwrap();
+        assert!(proxies.trusts("10.9.8.7".parse().unwrap()));
+        assert!(proxies.trusts("::1".parse().unwrap()));
+        assert!(!proxies.trusts("127.0.0.1".parse().unwrap()));
     }
 }

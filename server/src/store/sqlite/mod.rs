@@ -108,6 +108,32 @@ struct Counts {
     waiting: u64,
 }
 
+/// The store's own measurements, kept from its opening; mirrored into the server's metrics
+/// once [`Store::attach_metrics`] hands them over.
+#[derive(Debug, Default)]
+pub(super) struct Instruments {
+    /// Operations submitted and not yet answered.
+    backlog: std::sync::atomic::AtomicI64,
+    metrics: std::sync::OnceLock<crate::metrics::StoreMetrics>,
+}
+
+impl Instruments {
+    /// `n` more operations wait (negative: `-n` were answered).
+    pub(super) fn waiting(&self, n: i64) {
+        let now = self.backlog.fetch_add(n, Ordering::Relaxed) + n;
+        if let Some(m) = self.metrics.get() {
+            m.backlog.set(now);
+        }
+    }
+
+    /// A batch committed after `took`.
+    pub(super) fn committed(&self, took: Duration) {
+        if let Some(m) = self.metrics.get() {
+            m.commit_seconds.observe(took.as_secs_f64());
+        }
+    }
+}
+
 /// The SQLite store. Dropping it without [`Store::close`] lets the writer finish what was
 /// submitted and stop.
 #[derive(Debug)]
@@ -118,6 +144,7 @@ pub struct SqliteStore {
     /// Held for the store's life: a second server on the same file is refused at start.
     _lock: Option<File>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    instruments: Arc<Instruments>,
 }
 
 impl SqliteStore {
@@ -201,7 +228,17 @@ impl SqliteStore {
         conn.busy_timeout(tuning.busy_timeout).map_err(c)?;
         let (tx, rx) = sync_channel(CHANNEL_BOUND);
         let failing = Arc::new(AtomicBool::new(false));
-        let writer = Writer::new(conn, rx, opts, counts, Arc::clone(&failing), tuning, clock);
+        let instruments = Arc::new(Instruments::default());
+        let writer = Writer::new(
+            conn,
+            rx,
+            opts,
+            counts,
+            Arc::clone(&failing),
+            tuning,
+            clock,
+            Arc::clone(&instruments),
+        );
         let writer = std::thread::Builder::new()
             .name("mm-store".into())
             .spawn(move || writer.run())
@@ -215,6 +252,7 @@ impl SqliteStore {
                 failing,
                 _lock: lock,
                 writer: Mutex::new(Some(writer)),
+                instruments,
             },
             loaded,
         ))
@@ -227,9 +265,14 @@ impl SqliteStore {
         if cmd.is_write() && !cmd.must_keep() && self.failing.load(Ordering::Relaxed) {
             return Err(StoreError::Busy);
         }
-        self.tx.try_send(Msg::Cmd(cmd)).map_err(|e| match e {
-            TrySendError::Full(_) => StoreError::Busy,
-            TrySendError::Disconnected(_) => StoreError::Closed,
+        // Counted before it is sent: the writer may answer it at once.
+        self.instruments.waiting(1);
+        self.tx.try_send(Msg::Cmd(cmd)).map_err(|e| {
+            self.instruments.waiting(-1);
+            match e {
+                TrySendError::Full(_) => StoreError::Busy,
+                TrySendError::Disconnected(_) => StoreError::Closed,
+            }
         })
     }
 
@@ -400,12 +443,31 @@ impl Store for SqliteStore {
         Ok(rx)
     }
 
+    fn ready(&self) -> Result<Reply<()>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        // A write: refused at once while commits fail.
+        self.submit(Cmd::Ready { reply })?;
+        Ok(rx)
+    }
+
+    fn attach_metrics(&self, metrics: crate::metrics::StoreMetrics) {
+        metrics
+            .backlog
+            .set(self.instruments.backlog.load(Ordering::Relaxed));
+        // Only the first is kept: the store belongs to one server.
+        let _ = self.instruments.metrics.set(metrics);
+    }
+
     fn close(&self, last_id: u64) -> Result<Reply<()>, StoreError> {
         let (reply, rx) = oneshot::channel();
+        self.instruments.waiting(1);
         // Blocking send: closing must not be refused because the channel is full.
         self.tx
             .send(Msg::Cmd(Cmd::Close { last_id, reply }))
-            .map_err(|_| StoreError::Closed)?;
+            .map_err(|_| {
+                self.instruments.waiting(-1);
+                StoreError::Closed
+            })?;
         Ok(rx)
     }
 }

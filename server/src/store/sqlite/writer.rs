@@ -25,7 +25,7 @@ use tracing::{error, info, warn};
 
 use super::command::{apply, Cmd, Outcome};
 use super::failure::{alone, failed};
-use super::{accounts, history, mailbox, meta, Counts, Tuning, MAX_BATCH};
+use super::{accounts, history, mailbox, meta, Counts, Instruments, Tuning, MAX_BATCH};
 use crate::clock::Clock;
 use crate::store::{Login, LoginOutcome, Options, RoomId, StoreError};
 
@@ -81,6 +81,8 @@ pub(super) struct Writer {
     pub(super) stats: Stats,
     /// One per command of the batch being run; reused.
     outcomes: Vec<Outcome>,
+    /// The backlog and commit times, for the metrics.
+    instruments: Arc<Instruments>,
     /// Test hook: fail this many commits with an I/O error.
     #[cfg(test)]
     pub(super) fail_commits: u32,
@@ -95,6 +97,7 @@ impl Writer {
         failing: Arc<AtomicBool>,
         tuning: Tuning,
         clock: Arc<dyn Clock>,
+        instruments: Arc<Instruments>,
     ) -> Writer {
         Writer {
             conn,
@@ -106,6 +109,7 @@ impl Writer {
             clock,
             stats: Stats::default(),
             outcomes: Vec::with_capacity(MAX_BATCH),
+            instruments,
             #[cfg(test)]
             fail_commits: 0,
         }
@@ -192,6 +196,7 @@ impl Writer {
 
     /// Answers every command of the committed batch.
     fn answer(&mut self, batch: &mut Vec<Cmd>) {
+        self.instruments.waiting(-(batch.len() as i64));
         for (cmd, outcome) in batch.drain(..).zip(self.outcomes.drain(..)) {
             cmd.answer(outcome);
         }
@@ -204,6 +209,7 @@ impl Writer {
             // A transaction left open by an earlier failure (its rollback failed too).
             self.conn.execute_batch("ROLLBACK")?;
         }
+        let started = Instant::now();
         let mut counts = self.counts;
         self.outcomes.clear();
         let tx = self
@@ -234,6 +240,7 @@ impl Writer {
             ));
         }
         tx.commit()?;
+        self.instruments.committed(started.elapsed());
         self.counts = counts;
         Ok(())
     }
@@ -368,6 +375,7 @@ impl Writer {
                     Ok(accounts::Decision::Refused(outcome)) => Ok(outcome),
                     Err(e) => Err(failed(e)),
                 };
+                self.instruments.waiting(-1);
                 drop(reply.send(outcome));
             }
             Cmd::Login {
@@ -404,6 +412,7 @@ impl Writer {
                                 if !returned {
                                     // The owner is in (from a read); that it came back is
                                     // recorded with the retried batch, never dropped.
+                                    self.instruments.waiting(1);
                                     batch.push(Cmd::Returned {
                                         key,
                                         credential,
@@ -426,11 +435,13 @@ impl Writer {
                     }),
                     Err(e) => Err(failed(e)),
                 };
+                self.instruments.waiting(-1);
                 drop(reply.send(answer));
             }
             Cmd::Waiting { key, reply } if !held.expire && !held.mailboxes.contains(&key) => {
                 let mails =
                     mailbox::waiting(&self.conn, &key, self.opts.mailbox_ceiling()).map_err(failed);
+                self.instruments.waiting(-1);
                 drop(reply.send(mails));
             }
             Cmd::RoomHistory { room, limit, reply }
@@ -438,6 +449,7 @@ impl Writer {
             {
                 let lines = history::recent(&self.conn, room, limit.min(self.opts.history_len))
                     .map_err(failed);
+                self.instruments.waiting(-1);
                 drop(reply.send(lines));
             }
             cmd => {
@@ -484,6 +496,7 @@ impl Writer {
             other_operations = others,
             "store: giving up at close; {lines} accepted lines were NOT stored (their senders were not told they were sent; those online may have seen them); {others} acknowledgements and other updates were not applied"
         );
+        self.instruments.waiting(-(batch.len() as i64));
         for cmd in batch.drain(..) {
             cmd.fail(StoreError::NotStored {
                 lines,
