@@ -159,7 +159,7 @@ impl Metrics {
             "mm_proxy_header_refused_total",
             "Connections from a trusted proxy closed for a missing, late or invalid PROXY protocol v2 header.",
         )?;
-        let rooms = IntGauge::new("mm_rooms", "Rooms other than #lobby.")?;
+        let rooms = IntGauge::new("mm_rooms", "Rooms, the default room excluded.")?;
         let online = IntGauge::new("mm_online_users", "Users logged in now.")?;
         let commit_seconds = Histogram::with_opts(
             HistogramOpts::new(
