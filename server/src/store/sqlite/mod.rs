@@ -108,10 +108,13 @@ struct Counts {
     waiting: u64,
 }
 
-/// The store's own measurements, kept from its opening; mirrored into the server's metrics
-/// once [`Store::attach_metrics`] hands them over.
+/// What the store and its writer thread share: whether commits fail, and the store's own
+/// measurements, kept from its opening and mirrored into the server's metrics once
+/// [`Store::attach_metrics`] hands them over.
 #[derive(Debug, Default)]
 pub(super) struct Instruments {
+    /// Set by the writer while commits fail: new writes are refused at once.
+    failing: AtomicBool,
     /// Operations submitted and not yet answered.
     backlog: std::sync::atomic::AtomicI64,
     metrics: std::sync::OnceLock<crate::metrics::StoreMetrics>,
@@ -139,8 +142,6 @@ impl Instruments {
 #[derive(Debug)]
 pub struct SqliteStore {
     tx: SyncSender<Msg>,
-    /// Set by the writer while commits fail: new writes are refused at once.
-    failing: Arc<AtomicBool>,
     /// Held for the store's life: a second server on the same file is refused at start.
     _lock: Option<File>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -227,14 +228,12 @@ impl SqliteStore {
         };
         conn.busy_timeout(tuning.busy_timeout).map_err(c)?;
         let (tx, rx) = sync_channel(CHANNEL_BOUND);
-        let failing = Arc::new(AtomicBool::new(false));
         let instruments = Arc::new(Instruments::default());
         let writer = Writer::new(
             conn,
             rx,
             opts,
             counts,
-            Arc::clone(&failing),
             tuning,
             clock,
             Arc::clone(&instruments),
@@ -249,7 +248,6 @@ impl SqliteStore {
         Ok((
             SqliteStore {
                 tx,
-                failing,
                 _lock: lock,
                 writer: Mutex::new(Some(writer)),
                 instruments,
@@ -262,7 +260,7 @@ impl SqliteStore {
     /// failing (what it accepted waits for a commit, and what it refuses is delivered to
     /// nobody), except the few that must not be dropped (see `Cmd::must_keep`).
     fn submit(&self, cmd: Cmd) -> Result<(), StoreError> {
-        if cmd.is_write() && !cmd.must_keep() && self.failing.load(Ordering::Relaxed) {
+        if cmd.is_write() && !cmd.must_keep() && self.instruments.failing.load(Ordering::Relaxed) {
             return Err(StoreError::Busy);
         }
         // Counted before it is sent: the writer may answer it at once.

@@ -14,7 +14,7 @@
 //!   [`StoreError::NotStored`], naming how many accepted lines were not stored.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,15 +73,13 @@ pub(super) struct Writer {
     opts: Options,
     /// Changed only by committed batches.
     counts: Counts,
-    /// Shared with the store: set while commits fail.
-    failing: Arc<AtomicBool>,
     tuning: Tuning,
     /// Reads the time for the statistics (the commit lag).
     clock: Arc<dyn Clock>,
     pub(super) stats: Stats,
     /// One per command of the batch being run; reused.
     outcomes: Vec<Outcome>,
-    /// The backlog and commit times, for the metrics.
+    /// Shared with the store: whether commits fail (set here), the backlog and commit times.
     instruments: Arc<Instruments>,
     /// Test hook: fail this many commits with an I/O error.
     #[cfg(test)]
@@ -94,7 +92,6 @@ impl Writer {
         rx: Receiver<Msg>,
         opts: Options,
         counts: Counts,
-        failing: Arc<AtomicBool>,
         tuning: Tuning,
         clock: Arc<dyn Clock>,
         instruments: Arc<Instruments>,
@@ -104,7 +101,6 @@ impl Writer {
             rx,
             opts,
             counts,
-            failing,
             tuning,
             clock,
             stats: Stats::default(),
@@ -251,7 +247,7 @@ impl Writer {
     /// answered.
     fn retry(&mut self, batch: &mut Vec<Cmd>, first: &rusqlite::Error) -> bool {
         let since = Instant::now();
-        self.failing.store(true, Ordering::Relaxed);
+        self.instruments.failing.store(true, Ordering::Relaxed);
         self.stats.outages += 1;
         if let Err(e) = self.conn.busy_timeout(self.tuning.retry_busy_timeout) {
             warn!(error = %e, "store: cannot shorten the lock wait");
@@ -313,7 +309,7 @@ impl Writer {
             }
             let error = match self.commit(batch) {
                 Ok(()) => {
-                    self.failing.store(false, Ordering::Relaxed);
+                    self.instruments.failing.store(false, Ordering::Relaxed);
                     if let Err(e) = self.conn.busy_timeout(self.tuning.busy_timeout) {
                         warn!(error = %e, "store: cannot restore the lock wait");
                     }
