@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// `GET path` on the admin listener: (status code, body).
-async fn get(admin: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn get(admin: SocketAddr, path: &str) -> (u16, String) {
     let mut tcp = TcpStream::connect(admin).await.unwrap();
     tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
         .await
@@ -30,7 +30,7 @@ async fn get(admin: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The value of the sample `series` (name with labels, exactly as exposed) in `text`.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
@@ -38,7 +38,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 /// Scrapes until every `(series, value)` holds (the counts of connections that are closing
 /// settle a moment later); fails naming what did not.
-async fn scrape_until(admin: SocketAddr, want: &[(&str, f64)]) -> String {
+pub(crate) async fn scrape_until(admin: SocketAddr, want: &[(&str, f64)]) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
         let (status, text) = get(admin, "/metrics").await;

@@ -916,3 +916,42 @@ async fn an_upgraded_connection_gets_the_sessions_login_timeout_not_the_web_dead
     assert!(closed);
     assert!(started.elapsed() >= Duration::from_millis(3000));
 }
+
+#[tokio::test]
+async fn websocket_sessions_are_counted_apart_from_native_ones_and_page_requests_not_at_all() {
+    let server = TestServer::start_operated(Limits::default(), &[]).await;
+    let admin = server.admin.unwrap();
+    // A page request over HTTPS: not a chat connection.
+    let mut page = web(&server).await;
+    let answer = request(
+        &mut page,
+        &format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    // A WebSocket session, refused for a Ping before its Hello.
+    let mut ws = ws(&server).await;
+    send(&mut ws, &ClientMsg::Ping { token: 7 }).await;
+    let (seen, _) = read_to_close(&mut ws).await;
+    assert!(!fatal(&seen).1.is_empty());
+    // And a native one, the same.
+    let mut raw = RawTls::connect(&server).await;
+    raw.send(&ClientMsg::Ping { token: 7 }).await;
+    raw.read_to_close().await;
+    crate::operations::scrape_until(
+        admin,
+        &[
+            (
+                "mm_connections_accepted_total{transport=\"websocket\"}",
+                1.0,
+            ),
+            ("mm_connections_accepted_total{transport=\"tls\"}", 1.0),
+            ("mm_connections_open{transport=\"websocket\"}", 0.0),
+            ("mm_connections_open{transport=\"tls\"}", 0.0),
+            ("mm_logins_total{outcome=\"refused\"}", 2.0),
+        ],
+    )
+    .await;
+    drop(page);
+    server.shutdown().await;
+}
