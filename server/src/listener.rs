@@ -1,7 +1,9 @@
 //! Listening for TCP connections: the listening socket (with a backlog sized for reconnect
 //! storms) and the accept loop, which caps connections in total and per client address and
 //! hands each accepted connection to a session (native or web: both count against the same
-//! caps, since the protocol is chosen after the accept, at the TLS handshake).
+//! caps, since the protocol is chosen after the accept, at the TLS handshake). A connection from
+//! a trusted load balancer ([`crate::proxy`]) is counted by the client address its PROXY header
+//! names, once the header is read, and served as that address (both transports alike).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -75,6 +77,13 @@ pub(crate) async fn accept_loop(
                     let client = tokio::select! {
                         r = header => match r {
                             Ok(Ok(client)) => client,
+                            // A balancer's TCP health check connects and closes: not
+                            // worth a line each.
+                            Ok(Err(e @ proxy::HeaderError::Io(_))) => {
+                                ctx.metrics.proxy_header_refused.inc();
+                                debug!(%peer, why = %e, "closed a connection from a trusted proxy");
+                                return;
+                            }
                             Ok(Err(e)) => {
                                 ctx.metrics.proxy_header_refused.inc();
                                 info!(%peer, why = %e, "closed a connection from a trusted proxy");

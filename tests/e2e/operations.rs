@@ -415,3 +415,64 @@ async fn bad_headers_close_only_their_own_connection() {
     .await;
     server.shutdown().await;
 }
+
+const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
+
+/// Runs `mm-server --bind 127.0.0.1:0 --data <temp>` with `args` expecting it to refuse to
+/// start; what it said.
+async fn refused_with(args: &[&str]) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new(MM_SERVER)
+            .args(["--bind", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .args(args)
+            .output(),
+    )
+    .await
+    .expect("mm-server started (or hung) where it should have refused to")
+    .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_address_is_logged_and_one_that_cannot_be_used_is_refused_naming_the_flag() {
+    let data = tempfile::tempdir().unwrap();
+    let args: Vec<std::ffi::OsString> = vec![
+        "--bind".into(),
+        "127.0.0.1:0".into(),
+        "--admin".into(),
+        "127.0.0.1:0".into(),
+        "--data".into(),
+        data.path().into(),
+    ];
+    let server = mm_tests::ServerProcess::start_with_args(MM_SERVER, &args, data).await;
+    let line = server
+        .log
+        .iter()
+        .find(|l| l.contains("metrics at http://"))
+        .unwrap_or_else(|| panic!("{}", server.log.join("\n")));
+    let at: SocketAddr = line
+        .split("metrics at http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(get(at, "/healthz").await, (200, "ok\n".into()));
+    assert_eq!(get(at, "/readyz").await.0, 200);
+
+    // The same address for a second server: refused, saying which flag to change.
+    let said = refused_with(&["--admin", &at.to_string()]).await;
+    assert!(
+        said.contains("--admin") && said.contains("already in use"),
+        "{said}"
+    );
+    server.stop().await;
+    let said = refused_with(&["--admin", "localhost"]).await;
+    assert!(said.contains("admin") && said.contains("off"), "{said}");
+    let said = refused_with(&["--proxy-from", "10.0.0.0/99"]).await;
+    assert!(said.contains("10.0.0.0/99"), "{said}");
+}
