@@ -541,7 +541,8 @@ mod tests {
         );
         // A self-made CA, pinned: accepted by the pin as before, whatever the system trusts.
         let (own_ca, own) = chain_for("chat.example.org");
-        let pin = Some(mm_certs::fingerprint(&own_ca));
+        let own_fingerprint = mm_certs::fingerprint(&own_ca);
+        let pin = Some(own_fingerprint.clone());
         assert_eq!(
             verify(pin.clone(), system(), &own, "chat.example.org"),
             (true, None)
@@ -563,12 +564,12 @@ mod tests {
         );
         // A pinned server that now presents a publicly trusted chain: the pin wins, and the
         // change is said (with what the system's roots make of it), not accepted silently.
-        let (ok, seen) = verify(pin.clone(), system(), &public, "chat.example.org");
+        let (ok, seen) = verify(pin, system(), &public, "chat.example.org");
         assert!(!ok);
         assert_eq!(
             seen,
             Some(Observed::Changed {
-                expected: pin.unwrap(),
+                expected: own_fingerprint,
                 found: mm_certs::fingerprint(&public_ca),
                 publicly_trusted: true,
             })

@@ -70,6 +70,16 @@ pub struct Args {
     /// --config]
     #[arg(long, value_name = "FILE")]
     pub acme_directory_ca: Option<PathBuf>,
+    /// Admin listener (plain HTTP: /metrics, /healthz, /readyz), or "off"; keep it on loopback
+    /// or a private network [default: 127.0.0.1:9464; if that port is taken the server warns
+    /// and runs without it]
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    pub admin: Option<String>,
+    /// A load balancer's address or network (e.g. 10.0.0.0/8) whose connections begin with a
+    /// PROXY protocol v2 header giving the client's address; repeatable; replaces
+    /// proxy_protocol_from in --config [default: none]
+    #[arg(long = "proxy-from", value_name = "ADDR_OR_CIDR")]
+    pub proxy_from: Vec<String>,
 }
 
 /// Administration commands; they work on the store while a server runs.
@@ -230,6 +240,8 @@ struct Sources {
     bind: Option<SocketAddr>,
     tls_dir: Option<PathBuf>,
     acme: AcmeFlags,
+    admin: Option<String>,
+    proxy_from: Vec<String>,
 }
 
 /// The `--acme-*` flags (each overrides its field of the file when given).
@@ -277,6 +289,15 @@ impl Sources {
         if let Some(file) = &self.acme.directory_ca {
             config.acme_directory_ca = Some(file.clone());
         }
+        if let Some(admin) = &self.admin {
+            config.admin = Some(admin.clone());
+        }
+        if !self.proxy_from.is_empty() {
+            config.proxy_protocol_from = self.proxy_from.clone();
+        }
+        // Checked whichever way they came (a file's are checked as it is read).
+        config.admin_setting()?;
+        config.proxies()?;
         let data_dir = match config.data_dir.clone() {
             Some(dir) => dir,
             None => mm_certs::default_server_data_dir()
@@ -359,6 +380,47 @@ fn listen_refused(addr: SocketAddr, e: &std::io::Error) -> String {
     }
 }
 
+/// The admin listener for `setting`. A configured address that cannot be used stops the
+/// server (with the reason and `--admin`); the default one, when taken (another node on this
+/// machine), is warned about and the server runs without metrics.
+fn admin_listener(
+    setting: crate::config::AdminSetting,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    use crate::config::AdminSetting;
+    let (addr, configured) = match setting {
+        AdminSetting::Off => return Ok(None),
+        AdminSetting::Default => (crate::admin::DEFAULT_ADMIN, false),
+        AdminSetting::At(addr) => (addr, true),
+    };
+    match crate::listener::bind(addr) {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if configured => Err(anyhow::anyhow!(
+            "admin listener: {}",
+            admin_refused(addr, &e)
+        )),
+        Err(e) => {
+            warn!(
+                "NO metrics or health endpoints: {}",
+                admin_refused(addr, &e)
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// The sentence for an admin address that cannot be listened on.
+fn admin_refused(addr: SocketAddr, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!(
+            "cannot listen on {addr}: the address is already in use (another mm-server on this \
+             machine?); give each server its own with --admin ADDR:PORT (or admin = \"...\" \
+             in --config), or --admin off"
+        )
+    } else {
+        format!("cannot listen on {addr}: {e}; choose another address with --admin ADDR:PORT, or --admin off")
+    }
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let sources = Sources {
         file: args.config,
@@ -371,6 +433,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             contact: args.acme_contact,
             directory_ca: args.acme_directory_ca,
         },
+        admin: args.admin,
+        proxy_from: args.proxy_from,
     };
     match args.command {
         Some(Command::Accounts(cmd)) => {
@@ -409,6 +473,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The address first: a busy port fails before anything is created on disk (a new data
     // directory, a CA). Connections wait in the backlog until the server accepts.
     let listener = listen(config.bind).await?;
+    let operations = crate::Operations {
+        admin: admin_listener(config.admin_setting()?)?,
+        proxy_from: config.proxies()?,
+    };
     crate::make_private(&running.data_dir, tls_dir)?;
     // An interrupted replacement of server.key and server.pem is completed (or rolled back)
     // before anything reads them.
@@ -505,6 +573,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tls,
         config.limits.clone(),
         &running.data_dir,
+        operations,
         shutdown_requested(interrupt, terminate),
     )
     .await;
@@ -849,13 +918,19 @@ fn reload(cert: &crate::tls::ServerCert, sources: &Sources, running: &Effective)
             warn!(%dir, error = %e, fingerprint = %before.fingerprint, "SIGHUP: TLS certificate NOT reloaded; still using the previous one")
         }
     }
-    let fixed = "the bind address, data directory, TLS directory and limits are not reloaded; restart to change them";
+    let fixed = "the bind and admin addresses, trusted proxies, data directory, TLS directory and limits are not reloaded; restart to change them";
     match sources.load() {
         Err(e) => warn!(error = %format!("{e:#}"), "SIGHUP: configuration not re-read; {fixed}"),
         Ok(new) => {
             let mut changed = Vec::new();
             if new.config.bind != running.config.bind {
                 changed.push("bind");
+            }
+            if new.config.admin != running.config.admin {
+                changed.push("admin");
+            }
+            if new.config.proxy_protocol_from != running.config.proxy_protocol_from {
+                changed.push("proxy_protocol_from");
             }
             if new.data_dir != running.data_dir {
                 changed.push("data_dir");

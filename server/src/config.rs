@@ -37,8 +37,71 @@ pub struct Config {
     /// A CA certificate (PEM) to trust the ACME server's HTTPS with instead of the system's
     /// roots (private ACME servers, tests).
     pub acme_directory_ca: Option<PathBuf>,
+    /// The admin listener's address (plain HTTP: `/metrics`, `/healthz`, `/readyz`), or `off`.
+    /// Default `127.0.0.1:9464` ([`crate::admin::DEFAULT_ADMIN`]).
+    pub admin: Option<String>,
+    /// Peers (addresses or networks, `10.0.0.0/8`) whose connections begin with a PROXY
+    /// protocol v2 header ([`crate::proxy`]). Default: none.
+    pub proxy_protocol_from: Vec<String>,
     /// Limits and timeouts.
     pub limits: Limits,
+}
+
+/// Where the admin listener listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminSetting {
+    /// Not configured: [`crate::admin::DEFAULT_ADMIN`], and a busy port is only warned about.
+    Default,
+    /// Disabled (`off`).
+    Off,
+    /// Configured: a busy address stops the server at start.
+    At(SocketAddr),
+}
+
+impl AdminSetting {
+    /// Reads `--admin`'s or `admin`'s value: `off` or an address and port.
+    ///
+    /// # Errors
+    /// A sentence naming the value.
+    pub fn parse(value: &str) -> Result<AdminSetting, String> {
+        if value.trim().eq_ignore_ascii_case("off") {
+            return Ok(AdminSetting::Off);
+        }
+        value.trim().parse().map(AdminSetting::At).map_err(|_| {
+            format!(
+                "admin: {value:?} is neither an address and port (e.g. 127.0.0.1:9464) nor \"off\""
+            )
+        })
+    }
+}
+
+impl Config {
+    /// The admin listener's setting.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a value that is neither `off` nor an address and port.
+    pub fn admin_setting(&self) -> Result<AdminSetting, ConfigError> {
+        match &self.admin {
+            None => Ok(AdminSetting::Default),
+            Some(value) => AdminSetting::parse(value).map_err(ConfigError::Invalid),
+        }
+    }
+
+    /// The trusted proxies.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming an entry that is not an address or network.
+    pub fn proxies(&self) -> Result<crate::proxy::Trusted, ConfigError> {
+        let list = self
+            .proxy_protocol_from
+            .iter()
+            .map(|s| {
+                s.parse::<crate::proxy::Cidr>()
+                    .map_err(|e| ConfigError::Invalid(format!("proxy_protocol_from: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::proxy::Trusted::new(list))
+    }
 }
 
 impl Default for Config {
@@ -51,6 +114,8 @@ impl Default for Config {
             acme_directory: None,
             acme_contact: Vec::new(),
             acme_directory_ca: None,
+            admin: None,
+            proxy_protocol_from: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -261,6 +326,8 @@ impl Config {
             cause: Box::new(source),
         })?;
         config.limits.check()?;
+        config.admin_setting()?;
+        config.proxies()?;
         Ok(config)
     }
 }
@@ -391,6 +458,8 @@ mod tests {
         );
         assert_eq!(parsed.acme_contact, ["mailto:ops@example.org"]);
         assert!(parsed.acme_directory_ca.is_some());
+        assert_eq!(config.admin_setting().unwrap(), AdminSetting::Default);
+        assert!(config.proxies().unwrap().is_empty());
         assert_eq!(
             format!("{:?}", config.limits),
             format!("{:?}", defaults.limits)
@@ -441,5 +510,22 @@ mod tests {
             Config::from_file(&dir.path().join("nope")),
             Err(ConfigError::Read { .. })
         ));
+        std::fs::write(&path, "admin = \"localhost\"\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("admin"), "{err}");
+        std::fs::write(&path, "proxy_protocol_from = [\"10.0.0.0/40\"]\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("proxy_protocol_from"), "{err}");
+        std::fs::write(
+            &path,
+            "admin = \"off\"\nproxy_protocol_from = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.admin_setting().unwrap(), AdminSetting::Off);
+        let proxies = config.proxies().unwrap();
+        assert!(proxies.trusts("10.9.8.7".parse().unwrap()));
+        assert!(proxies.trusts("::1".parse().unwrap()));
+        assert!(!proxies.trusts("127.0.0.1".parse().unwrap()));
     }
 }

@@ -13,12 +13,15 @@
 //! keys (only its own TLS key).
 
 pub mod acme;
+pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod hub;
 pub mod limit;
 pub mod listener;
+pub mod metrics;
+pub mod proxy;
 pub mod renew;
 mod session;
 pub mod store;
@@ -114,11 +117,35 @@ pub async fn run(
     tls: Arc<rustls::ServerConfig>,
     limits: Limits,
     data_dir: &Path,
+    operations: Operations,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let hub = open_hub(data_dir, &limits, None)?;
-    serve(listener, tls, limits, hub, shutdown).await?;
+    serve_with(listener, tls, limits, hub, operations, shutdown).await?;
     Ok(())
+}
+
+/// What an operator runs beside the chat listener.
+#[derive(Debug, Default)]
+pub struct Operations {
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`; see [`admin`]), if any.
+    pub admin: Option<TcpListener>,
+    /// Peers whose connections begin with a PROXY protocol v2 header (see [`proxy`]).
+    pub proxy_from: proxy::Trusted,
+}
+
+/// As [`serve_with`], without an admin listener or trusted proxies.
+///
+/// # Errors
+/// As [`serve_with`].
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    limits: Limits,
+    hub: Hub,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_with(listener, tls, limits, hub, Operations::default(), shutdown).await
 }
 
 /// Serves clients on `listener` until `shutdown` completes — native clients with `tls`, and
@@ -132,20 +159,24 @@ pub async fn run(
 /// not with its defaults; accept errors are retried with backoff), or if
 /// the store could not commit everything accepted at close (the error says how much was not
 /// stored; `mm-server` then exits non-zero).
-pub async fn serve(
+pub async fn serve_with(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     limits: Limits,
     hub: Hub,
+    operations: Operations,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let web = tls::web_config(&tls).map_err(std::io::Error::other)?;
+    let metrics = Arc::new(metrics::Metrics::new().map_err(std::io::Error::other)?);
+    hub.store().attach_metrics(metrics.store.clone());
     let configs = session::TlsConfigs { native: tls, web };
     let ctx = Arc::new(session::Context {
         hub: hub.clone(),
         server_name: format!("mm-server {}", env!("CARGO_PKG_VERSION")),
         limits: limits.clone(),
         registrations: limit::Registrations::from_limits(&limits),
+        metrics: Arc::clone(&metrics),
     });
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -165,10 +196,27 @@ pub async fn serve(
         limits.room_expiry_days,
         cancel.clone(),
     ));
+    if let Some(admin) = operations.admin {
+        match admin.local_addr() {
+            Ok(at) => {
+                info!("metrics at http://{at}/metrics (health at /healthz, readiness at /readyz)")
+            }
+            Err(e) => warn!(error = %e, "admin listener: its address cannot be read"),
+        }
+        tracker.spawn(admin::serve(
+            admin,
+            hub.clone(),
+            Arc::clone(&metrics),
+            cancel.clone(),
+        ));
+    }
+    if !operations.proxy_from.is_empty() {
+        info!(from = %operations.proxy_from, "PROXY protocol v2 required from these peers");
+    }
     info!(%local, "listening");
 
     tokio::select! {
-        () = listener::accept_loop(&listener, &configs, &ctx, &cancel, &tracker) => {}
+        () = listener::accept_loop(&listener, &configs, &ctx, &operations.proxy_from, &cancel, &tracker) => {}
         () = shutdown => info!("shutdown requested"),
     }
     drop(listener);

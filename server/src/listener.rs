@@ -1,7 +1,9 @@
 //! Listening for TCP connections: the listening socket (with a backlog sized for reconnect
 //! storms) and the accept loop, which caps connections in total and per client address and
 //! hands each accepted connection to a session (native or web: both count against the same
-//! caps, since the protocol is chosen after the accept, at the TLS handshake).
+//! caps, since the protocol is chosen after the accept, at the TLS handshake). A connection from
+//! a trusted load balancer ([`crate::proxy`]) is counted by the client address its PROXY header
+//! names, once the header is read, and served as that address (both transports alike).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -10,10 +12,12 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
+use crate::proxy::{self, Trusted};
 use crate::session;
 
 /// The listen backlog asked of the kernel: how many connections whose TCP handshake completed
@@ -47,6 +51,7 @@ pub(crate) async fn accept_loop(
     listener: &TcpListener,
     configs: &session::TlsConfigs,
     ctx: &Arc<session::Context>,
+    proxies: &Trusted,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
 ) {
@@ -60,6 +65,47 @@ pub(crate) async fn accept_loop(
             return; // the semaphore is never closed
         };
         match listener.accept().await {
+            Ok((tcp, peer)) if proxies.trusts(peer.ip()) => {
+                backoff = Duration::from_millis(10);
+                // The client's address comes in the header: read it (bounded by the handshake
+                // timeout) in the connection's own task, then count it by that address.
+                let (configs, ctx, cancel) = (configs.clone(), Arc::clone(ctx), cancel.clone());
+                let per_ip = per_ip.clone();
+                tracker.spawn(async move {
+                    let mut tcp = tcp;
+                    let header = timeout(ctx.limits.handshake_timeout, proxy::read_header(&mut tcp, peer));
+                    let client = tokio::select! {
+                        r = header => match r {
+                            Ok(Ok(client)) => client,
+                            // A balancer's TCP health check connects and closes: not
+                            // worth a line each.
+                            Ok(Err(e @ proxy::HeaderError::Io(_))) => {
+                                ctx.metrics.proxy_header_refused.inc();
+                                debug!(%peer, why = %e, "closed a connection from a trusted proxy");
+                                return;
+                            }
+                            Ok(Err(e)) => {
+                                ctx.metrics.proxy_header_refused.inc();
+                                info!(%peer, why = %e, "closed a connection from a trusted proxy");
+                                return;
+                            }
+                            Err(_) => {
+                                ctx.metrics.proxy_header_refused.inc();
+                                info!(%peer, "closed a connection from a trusted proxy: no PROXY header in time");
+                                return;
+                            }
+                        },
+                        () = cancel.cancelled() => return,
+                    };
+                    let Some(ip_slot) = per_ip.claim(client.ip().to_canonical()) else {
+                        debug!(%client, proxy = %peer, "per-address connection cap reached; closing");
+                        return;
+                    };
+                    session::serve(tcp, client, configs, ctx, cancel).await;
+                    drop(ip_slot);
+                    drop(permit);
+                });
+            }
             Ok((tcp, peer)) => {
                 backoff = Duration::from_millis(10);
                 let Some(ip_slot) = per_ip.claim(peer.ip()) else {

@@ -595,6 +595,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (or does not exist). A read.
     fn prekey_count(&self, nick_key: &str) -> Result<Reply<Option<u32>>, StoreError>;
 
+    /// Whether the store answers: a trivial request on the same path as writes (for SQLite,
+    /// an empty transaction through the writer). Refused ([`StoreError::Busy`]) while commits
+    /// fail, [`StoreError::Closed`] once closed; the reply comes once the store did it. The
+    /// admin listener's `/readyz` waits for it a short time (see [`crate::admin`]).
+    fn ready(&self) -> Result<Reply<()>, StoreError>;
+
+    /// Hands the store the server's store metrics (commit latency, backlog); called once, at
+    /// start. A backend keeps them up to date from then on (and may count its backlog from
+    /// before, as the SQLite store does); one without commits or a queue ignores them.
+    fn attach_metrics(&self, metrics: crate::metrics::StoreMetrics);
+
     /// Makes everything submitted durable, records `last_id`, and stops; later calls fail with
     /// [`StoreError::Closed`]. Never refused for being busy. If what was accepted still cannot
     /// be committed after a bounded final effort, the reply is [`StoreError::NotStored`] with how

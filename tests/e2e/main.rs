@@ -18,6 +18,7 @@ mod hostile;
 mod ids;
 mod keys;
 mod offline;
+mod operations;
 mod process;
 mod rooms;
 mod secure;

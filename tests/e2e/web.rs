@@ -3,6 +3,7 @@
 //! certificate, trusting the test CA; raw HTTP/1.1 heads; tokio-tungstenite as the WebSocket
 //! client (or raw frames, to misbehave).
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,6 +83,30 @@ async fn tls_to(
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap()
+}
+
+/// A browser's TLS connection through a load balancer that sends a PROXY v2 header naming
+/// `client`; the handshake's error if the server closes instead.
+async fn proxied_web(server: &TestServer, client: &str) -> std::io::Result<TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in &server.ca {
+        roots.add(cert.clone()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let header = mm_server::proxy::header_v2(client.parse().unwrap(), server.addr).unwrap();
+    tcp.write_all(&header).await.unwrap();
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
 }
 
 /// A browser's TLS connection: ALPN http/1.1, no client certificate.
@@ -915,4 +940,62 @@ async fn an_upgraded_connection_gets_the_sessions_login_timeout_not_the_web_dead
     assert_eq!(detail, "no hello received in time");
     assert!(closed);
     assert!(started.elapsed() >= Duration::from_millis(3000));
+}
+
+#[tokio::test]
+async fn websocket_sessions_are_counted_apart_from_native_ones_and_page_requests_not_at_all() {
+    let server = TestServer::start_operated(Limits::default(), &[]).await;
+    let admin = server.admin.unwrap();
+    // A page request over HTTPS: not a chat connection.
+    let mut page = web(&server).await;
+    let answer = request(
+        &mut page,
+        &format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    // A WebSocket session, refused for a Ping before its Hello.
+    let mut ws = ws(&server).await;
+    send(&mut ws, &ClientMsg::Ping { token: 7 }).await;
+    let (seen, _) = read_to_close(&mut ws).await;
+    assert!(!fatal(&seen).1.is_empty());
+    // And a native one, the same.
+    let mut raw = RawTls::connect(&server).await;
+    raw.send(&ClientMsg::Ping { token: 7 }).await;
+    raw.read_to_close().await;
+    crate::operations::scrape_until(
+        admin,
+        &[
+            (
+                "mm_connections_accepted_total{transport=\"websocket\"}",
+                1.0,
+            ),
+            ("mm_connections_accepted_total{transport=\"tls\"}", 1.0),
+            ("mm_connections_open{transport=\"websocket\"}", 0.0),
+            ("mm_connections_open{transport=\"tls\"}", 0.0),
+            ("mm_logins_total{outcome=\"refused\"}", 2.0),
+        ],
+    )
+    .await;
+    drop(page);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn web_connections_through_a_trusted_proxy_count_by_the_address_it_names() {
+    let limits = Limits {
+        max_connections_per_ip: 1,
+        ..Limits::default()
+    };
+    let server = TestServer::start_operated(limits, &["127.0.0.1"]).await;
+    let page = |host: SocketAddr| format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let mut first = proxied_web(&server, "203.0.113.9:1000").await.unwrap();
+    assert_eq!(request(&mut first, &page(server.addr)).await.status, 200);
+    // The same claimed address is at its cap of one (TLS never starts)...
+    assert!(proxied_web(&server, "203.0.113.9:1001").await.is_err());
+    // ...another is not, though every connection comes from 127.0.0.1.
+    let mut other = proxied_web(&server, "203.0.113.10:1000").await.unwrap();
+    assert_eq!(request(&mut other, &page(server.addr)).await.status, 200);
+    drop((first, other));
+    server.shutdown().await;
 }

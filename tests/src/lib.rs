@@ -60,6 +60,9 @@ pub struct TestServer {
     pub limits: Limits,
     /// The certificate it presents (replaceable while it runs, as SIGHUP and renewal do).
     pub cert: Arc<mm_server::tls::ServerCert>,
+    /// Its admin listener (`/metrics`, `/healthz`, `/readyz`), if started with one
+    /// ([`TestServer::start_operated`]).
+    pub admin: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -101,6 +104,26 @@ impl TestServer {
         Self::start_full(bind, tls, data, limits, None).await
     }
 
+    /// A server with an admin listener on 127.0.0.1:0 ([`TestServer::admin`]) that requires a
+    /// PROXY protocol v2 header from `proxy_from`.
+    pub async fn start_operated(limits: Limits, proxy_from: &[&str]) -> TestServer {
+        let tls = tempfile::tempdir().unwrap();
+        mm_certs::generate(tls.path(), &mm_certs::Names::default(), false).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let admin = mm_server::listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let at = admin.local_addr().unwrap();
+        let operations = mm_server::Operations {
+            admin: Some(admin),
+            proxy_from: mm_server::proxy::Trusted::new(
+                proxy_from.iter().map(|p| p.parse().unwrap()).collect(),
+            ),
+        };
+        let mut server =
+            Self::start_with_operations("127.0.0.1:0", tls, data, limits, None, operations).await;
+        server.admin = Some(at);
+        server
+    }
+
     /// Shuts this server down gracefully and starts a new one on the same certificates and
     /// store (on a new port).
     pub async fn restart(mut self) -> TestServer {
@@ -133,6 +156,18 @@ impl TestServer {
         limits: Limits,
         hook: Option<mm_server::hub::RelayHook>,
     ) -> TestServer {
+        let operations = mm_server::Operations::default();
+        Self::start_with_operations(bind, tls, data, limits, hook, operations).await
+    }
+
+    async fn start_with_operations(
+        bind: &str,
+        tls: tempfile::TempDir,
+        data: tempfile::TempDir,
+        limits: Limits,
+        hook: Option<mm_server::hub::RelayHook>,
+        operations: mm_server::Operations,
+    ) -> TestServer {
         let hub = mm_server::open_hub(data.path(), &limits, hook).unwrap();
         let ca = mm_certs::load_certs(&tls.path().join(mm_certs::CA_CERT)).unwrap();
         let cert = Arc::new(mm_server::tls::ServerCert::load(tls.path()).unwrap());
@@ -140,11 +175,12 @@ impl TestServer {
         let listener = mm_server::listener::bind(bind.parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(mm_server::serve(
+        let task = tokio::spawn(mm_server::serve_with(
             listener,
             config,
             limits.clone(),
             hub,
+            operations,
             async {
                 let _ = rx.await;
             },
@@ -156,6 +192,7 @@ impl TestServer {
             limits,
             ca,
             cert,
+            admin: None,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -460,6 +497,22 @@ impl RawTls {
         identity: Option<&ClientIdentity>,
         recv_buffer: Option<u32>,
     ) -> RawTls {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let tcp = socket.connect(server.addr).await.unwrap();
+        Self::over(server, tcp, identity).await.unwrap()
+    }
+
+    /// TLS (verified against `server`'s CA, presenting `identity`) over a connection the test
+    /// made (and may have written to already, e.g. a PROXY header); the handshake's error if it
+    /// fails.
+    pub async fn over(
+        server: &TestServer,
+        tcp: TcpStream,
+        identity: Option<&ClientIdentity>,
+    ) -> std::io::Result<RawTls> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in &server.ca {
             roots.add(cert.clone()).unwrap();
@@ -477,17 +530,31 @@ impl RawTls {
             None => config.with_no_client_auth(),
         };
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        if let Some(size) = recv_buffer {
-            socket.set_recv_buffer_size(size).unwrap();
-        }
-        let tcp = socket.connect(server.addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
-        let stream = connector.connect(name, tcp).await.unwrap();
-        RawTls {
+        let stream = connector.connect(name, tcp).await?;
+        Ok(RawTls {
             stream,
             frames: FrameReader::new(),
+        })
+    }
+
+    /// Sends `Hello` as `nick`; true if the server answers `Welcome` (then the user list is
+    /// read too), false if it refuses or closes.
+    pub async fn hello(&mut self, nick: &str) -> bool {
+        self.send(&ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            nick: nick.into(),
+        })
+        .await;
+        if !matches!(self.read().await, Some(ServerMsg::Welcome { .. })) {
+            return false;
         }
+        while let Some(msg) = self.read().await {
+            if let ServerMsg::Users { last: true, .. } = msg {
+                break;
+            }
+        }
+        true
     }
 
     /// Connects and logs in as `nick`, reading the welcome and user list.

@@ -558,6 +558,13 @@ impl Hub {
         nicks
     }
 
+    /// How many rooms there are (besides `#lobby`) and how many users are online: for the
+    /// metrics.
+    pub fn sizes(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.rooms.len(), state.peers.len())
+    }
+
     /// Stops accepting logins and messages. Everything accepted before this call is already in
     /// an outbox, so sessions that drain their outbox after it deliver all of it.
     pub fn close(&self) {

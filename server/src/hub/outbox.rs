@@ -46,6 +46,8 @@ struct Queue {
     closed: bool,
     /// The [`Outbox`] is gone: the session ended.
     gone: bool,
+    /// Messages refused because the queue was full (for the metrics).
+    refused: u64,
 }
 
 impl Shared {
@@ -92,6 +94,7 @@ impl OutboxSender {
                 .checked_add(msg.len())
                 .is_none_or(|total| total > shared.max_bytes)
         {
+            queue.refused = queue.refused.saturating_add(1);
             return Err(QueueError::Full);
         }
         queue.bytes += msg.len();
@@ -156,6 +159,12 @@ impl Outbox {
     /// Bytes of messages waiting in the outbox.
     pub fn queued_bytes(&self) -> usize {
         self.shared.lock().bytes
+    }
+
+    /// How many messages did not fit in this outbox (each makes the hub drop the connection as
+    /// too slow).
+    pub fn refused(&self) -> u64 {
+        self.shared.lock().refused
     }
 
     /// Whether a login with the same certificate replaced this connection.

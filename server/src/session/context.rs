@@ -25,6 +25,8 @@ pub(crate) struct Context {
     pub server_name: String,
     /// New registrations per certificate and per address.
     pub registrations: Registrations,
+    /// This server's metrics.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Why a logged-in session ended.

@@ -19,6 +19,7 @@ use super::keys::{KeyCommand, KeyWait};
 use super::refusal::Refusal;
 use crate::hub::{HistoryLoad, Outbox, PrivateOutcome};
 use crate::limit::{RateLimiter, Verdict};
+use crate::metrics::MessageKind;
 use crate::transport::Transport;
 
 /// What a session waits for: the answers owed to lines (in order), joins waiting for their
@@ -62,6 +63,7 @@ pub(crate) fn dispatch<T: Transport>(
         match limiter.check(Instant::now().into_std()) {
             Verdict::Allow => {}
             Verdict::Refuse => {
+                ctx.metrics.rate_limited.inc();
                 // Messages that expect an answer get one; a refused Who or Ping is dropped,
                 // so that a client counting answers never sees one it did not expect.
                 if matches!(
@@ -91,11 +93,23 @@ pub(crate) fn dispatch<T: Transport>(
     let deadline = Instant::now() + STORE_TIMEOUT;
     match msg {
         ClientMsg::Public { room, text, action } => {
-            owe(answers, public(m, ctx, &room, text, action, deadline))
+            let kind = if mm_common::protocol::is_lobby(&room) {
+                MessageKind::Public
+            } else {
+                MessageKind::Room
+            };
+            owe(
+                answers,
+                counted(ctx, kind, public(m, ctx, &room, text, action, deadline)),
+            )
         }
         ClientMsg::Private { to, text } => {
             let away = ctx.hub.away_message(&to);
-            let owed = private(m, ctx, to, text, deadline);
+            let owed = counted(
+                ctx,
+                MessageKind::Private,
+                private(m, ctx, to, text, deadline),
+            );
             let accepted = owed.is_ok();
             let exit = owe(answers, owed);
             // After the line's answer, in order: the recipient is away.
@@ -108,7 +122,11 @@ pub(crate) fn dispatch<T: Transport>(
             // Private lines are end-to-end relays since protocol 6: the sender learns that the
             // recipient is away as for a plain one, after the answer.
             let away = ctx.hub.away_message(&to);
-            let owed = relay(m, ctx, to, payload, deadline);
+            let owed = counted(
+                ctx,
+                MessageKind::Relay,
+                relay(m, ctx, to, payload, deadline),
+            );
             let accepted = owed.is_ok();
             let exit = owe(answers, owed);
             if let Some((nick, message)) = away.filter(|_| accepted) {
@@ -154,6 +172,18 @@ pub(crate) fn dispatch<T: Transport>(
             None
         }
     }
+}
+
+/// Counts a chat message the hub accepted, by kind.
+fn counted(
+    ctx: &Context,
+    kind: MessageKind,
+    owed: Result<Answer, Refusal>,
+) -> Result<Answer, Refusal> {
+    if owed.is_ok() {
+        ctx.metrics.message(kind);
+    }
+    owed
 }
 
 /// Queues the answer owed to a chat line: the store's, or the refusal now.

@@ -236,6 +236,12 @@ pub(crate) async fn login<T: Transport>(
             return Err(failed);
         }
     };
+    ctx.metrics
+        .login(if login.outcome == LoginOutcome::Registered {
+            crate::metrics::LoginOutcome::Registered
+        } else {
+            crate::metrics::LoginOutcome::Known
+        });
     if login.outcome == LoginOutcome::Registered {
         if let Some(reservation) = reservation {
             reservation.commit();

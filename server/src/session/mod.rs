@@ -137,6 +137,7 @@ pub(crate) async fn serve(
     // Owned here and lent to `run`: an async fn keeps its arguments and the locals it moves
     // them into side by side (rust-lang/rust#62958), which for a 1.3 KB connection taken by
     // value cost every session's future another copy of it.
+    let _open = ctx.metrics.connection(crate::metrics::Transport::Tls);
     let mut conn = Framed::tls(tls);
     run(&mut conn, peer, &ctx, &cancel).await;
 }
@@ -156,6 +157,7 @@ pub(crate) async fn run<T: Transport>(
     let mut outbox = match Box::pin(login(conn, peer, fingerprint, ctx, cancel)).await {
         Ok(m) => m,
         Err(LoginFailed::Tell(refusal)) => {
+            ctx.metrics.login(crate::metrics::LoginOutcome::Refused);
             debug!(%peer, code = %refusal.code(), "login refused");
             conn.queue_msg(&refusal.fatal());
             Box::pin(close(conn, &ctx.limits)).await;
@@ -175,6 +177,10 @@ pub(crate) async fn run<T: Transport>(
     info!(%peer, conn = conn_id, %nick, "logged in");
 
     let exit = chat(conn, &mut outbox, ctx, cancel).await;
+    ctx.metrics.queue_drops.inc_by(outbox.refused());
+    if matches!(exit, Exit::TooSlow | Exit::WriteStalled) {
+        ctx.metrics.slow_consumer_disconnects.inc();
+    }
     let reason = match &exit {
         Exit::Quit => LeaveReason::Quit,
         Exit::Disconnected | Exit::Shutdown(_) | Exit::Replaced => LeaveReason::Disconnected,
@@ -315,7 +321,7 @@ async fn chat<T: Transport>(
         pump(conn, &mut answers, limits);
         if let Some(deadline) = stopping {
             // The hub is closed: nothing new enters the queue, so this empties it.
-            if let Err(exit) = drain(conn, outbox, usize::MAX) {
+            if let Err(exit) = drain(conn, outbox, usize::MAX, ctx) {
                 return exit;
             }
             if (answers.is_empty() && key_waits.is_empty()) || Instant::now() >= deadline {
@@ -327,6 +333,7 @@ async fn chat<T: Transport>(
         }
         // Flush first: the welcome, and whatever the last turn collected.
         if conn.pending() > 0 {
+            ctx.metrics.bytes_sent.inc_by(conn.pending() as u64);
             match timeout(limits.write_timeout, conn.flush()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Exit::Disconnected,
@@ -350,7 +357,10 @@ async fn chat<T: Transport>(
                 Err(exit) => return exit,
             },
             queued = outbox.recv() => match queued {
-                Ok(msg) => conn.queue(msg),
+                Ok(msg) => {
+                    ctx.metrics.deliveries.inc();
+                    conn.queue(msg);
+                }
                 Err(closed) => return closed_exit(closed),
             },
             done = keys::next_done(&mut key_waits), if !key_waits.is_empty() => {
@@ -365,6 +375,9 @@ async fn chat<T: Transport>(
                 last_heard = Instant::now();
                 match read {
                     Ok(Some(payload)) => {
+                        // The payload and its 4-byte length (a WebSocket frame's header
+                        // differs a little; counted the same way).
+                        ctx.metrics.bytes_received.inc_by(payload.len() as u64 + 4);
                         if let Some(exit) = dispatch(conn, outbox, ctx, &mut limiter, Waits { answers: &mut answers, loads: &mut loads, keys: &mut key_waits }, &payload) {
                             return exit;
                         }
@@ -387,7 +400,7 @@ async fn chat<T: Transport>(
             () = tokio::time::sleep_until(stopping.unwrap_or_else(Instant::now)), if stopping.is_some() => {}
         }
         // Collect whatever else is ready so that it leaves in the same write.
-        if let Err(exit) = drain(conn, outbox, MAX_BATCH) {
+        if let Err(exit) = drain(conn, outbox, MAX_BATCH, ctx) {
             return exit;
         }
     }
@@ -410,10 +423,18 @@ async fn next_loaded(
 
 /// Moves ready messages from the outbox onto the transport without waiting, until it holds
 /// `budget` bytes.
-fn drain<T: Transport>(conn: &mut T, outbox: &mut Outbox, budget: usize) -> Result<(), Exit> {
+fn drain<T: Transport>(
+    conn: &mut T,
+    outbox: &mut Outbox,
+    budget: usize,
+    ctx: &Context,
+) -> Result<(), Exit> {
     while conn.pending() < budget {
         match outbox.try_recv() {
-            Ok(Some(msg)) => conn.queue(msg),
+            Ok(Some(msg)) => {
+                ctx.metrics.deliveries.inc();
+                conn.queue(msg);
+            }
             Ok(None) => break,
             Err(closed) => return Err(closed_exit(closed)),
         }

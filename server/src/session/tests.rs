@@ -82,6 +82,7 @@ fn start_on(hub: Hub, limits: Limits, capacity: usize) -> (Client, Hub, JoinHand
     let ctx = Arc::new(Context {
         hub: hub.clone(),
         registrations: Registrations::from_limits(&limits),
+        metrics: Arc::new(crate::metrics::Metrics::new().unwrap()),
         limits,
         server_name: "test".into(),
     });
@@ -122,6 +123,7 @@ fn context(store: Arc<dyn crate::store::Store>) -> Arc<Context> {
     Arc::new(Context {
         hub: Hub::new(&limits, store, crate::store::Loaded::default()),
         registrations: Registrations::from_limits(&limits),
+        metrics: Arc::new(crate::metrics::Metrics::new().unwrap()),
         limits,
         server_name: "test".into(),
     })

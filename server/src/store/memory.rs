@@ -434,6 +434,13 @@ impl Store for MemoryStore {
         self.with(|_| ()).map(answered)
     }
 
+    fn ready(&self) -> Result<Reply<()>, StoreError> {
+        self.with(|_| ()).map(answered)
+    }
+
+    /// Nothing to measure: every answer is immediate and nothing waits.
+    fn attach_metrics(&self, _: crate::metrics::StoreMetrics) {}
+
     fn close(&self, _: u64) -> Result<Reply<()>, StoreError> {
         self.with(|s| s.closed = true).map(answered)
     }
@@ -594,6 +601,12 @@ impl Store for FaultyStore {
             return Err(StoreError::Busy);
         }
         self.inner.reserve_ids(up_to)
+    }
+    fn ready(&self) -> Result<Reply<()>, StoreError> {
+        self.inner.ready()
+    }
+    fn attach_metrics(&self, metrics: crate::metrics::StoreMetrics) {
+        self.inner.attach_metrics(metrics);
     }
     fn close(&self, last_id: u64) -> Result<Reply<()>, StoreError> {
         self.inner.close(last_id)

@@ -71,6 +71,7 @@ pub(crate) async fn serve(
     let Some(part) = Box::pin(upgrade(&mut tls, peer, ctx, cancel)).await else {
         return;
     };
+    let _open = ctx.metrics.connection(crate::metrics::Transport::WebSocket);
     let mut conn = Box::pin(WsTransport::tls(*tls, part, ctx.limits.write_timeout)).await;
     crate::session::run(&mut conn, peer, ctx, cancel).await;
 }

@@ -12,6 +12,7 @@ fn directory(limits: Limits) -> Arc<Context> {
     Arc::new(Context {
         hub: Hub::in_memory(&limits),
         registrations: Registrations::from_limits(&limits),
+        metrics: Arc::new(crate::metrics::Metrics::new().unwrap()),
         limits,
         server_name: "test".into(),
     })
@@ -304,6 +305,7 @@ async fn a_store_failure_is_told_as_busy_and_costs_no_one_time_prekey() {
     let ctx = Arc::new(Context {
         hub: Hub::new(&limits(), store.clone(), crate::store::Loaded::default()),
         registrations: Registrations::from_limits(&limits()),
+        metrics: Arc::new(crate::metrics::Metrics::new().unwrap()),
         limits: limits(),
         server_name: "test".into(),
     });

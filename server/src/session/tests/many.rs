@@ -9,6 +9,7 @@ fn room(limits: Limits) -> Arc<Context> {
     Arc::new(Context {
         hub: Hub::in_memory(&limits),
         registrations: Registrations::from_limits(&limits),
+        metrics: Arc::new(crate::metrics::Metrics::new().unwrap()),
         limits,
         server_name: "test".into(),
     })

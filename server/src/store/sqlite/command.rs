@@ -105,6 +105,10 @@ pub(super) enum Cmd {
         last_id: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// `/readyz`: nothing to do but go through a batch and its commit.
+    Ready {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 impl Cmd {
@@ -125,6 +129,7 @@ impl Cmd {
                 | Cmd::ReserveIds { .. }
                 | Cmd::PublishKeys { .. }
                 | Cmd::TakeBundle { .. }
+                | Cmd::Ready { .. }
         )
     }
 
@@ -168,7 +173,10 @@ impl Cmd {
             (Cmd::PublishKeys { reply, .. }, Outcome::Published(r)) => drop(reply.send(r)),
             (Cmd::TakeBundle { reply, .. }, Outcome::Taken(r)) => drop(reply.send(r)),
             (Cmd::PrekeyCount { reply, .. }, Outcome::Count(r)) => drop(reply.send(r)),
-            (Cmd::Close { reply, .. } | Cmd::ReserveIds { reply, .. }, Outcome::Nothing) => {
+            (
+                Cmd::Close { reply, .. } | Cmd::ReserveIds { reply, .. } | Cmd::Ready { reply },
+                Outcome::Nothing,
+            ) => {
                 drop(reply.send(Ok(())));
             }
             (cmd, _) => cmd.fail(StoreError::Failed("internal: mismatched answer".into())),
@@ -185,6 +193,7 @@ impl Cmd {
             Cmd::Public { reply, .. }
             | Cmd::Room { reply, .. }
             | Cmd::Close { reply, .. }
+            | Cmd::Ready { reply }
             | Cmd::ReserveIds { reply, .. } => drop(reply.send(Err(error))),
             Cmd::RoomHistory { reply, .. } => drop(reply.send(Err(error))),
             Cmd::AdminRequests { reply, .. } => drop(reply.send(Err(error))),
@@ -362,6 +371,7 @@ pub(super) fn apply(
             *max_id = (*max_id).max(*last_id);
             Outcome::Nothing
         }
+        Cmd::Ready { .. } => Outcome::Nothing,
         // Recorded as the highest id given out, which is what a reservation promises.
         Cmd::ReserveIds { up_to, .. } => {
             *max_id = (*max_id).max(*up_to);

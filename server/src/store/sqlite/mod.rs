@@ -108,16 +108,44 @@ struct Counts {
     waiting: u64,
 }
 
+/// What the store and its writer thread share: whether commits fail, and the store's own
+/// measurements, kept from its opening and mirrored into the server's metrics once
+/// [`Store::attach_metrics`] hands them over.
+#[derive(Debug, Default)]
+pub(super) struct Instruments {
+    /// Set by the writer while commits fail: new writes are refused at once.
+    failing: AtomicBool,
+    /// Operations submitted and not yet answered.
+    backlog: std::sync::atomic::AtomicI64,
+    metrics: std::sync::OnceLock<crate::metrics::StoreMetrics>,
+}
+
+impl Instruments {
+    /// `n` more operations wait (negative: `-n` were answered).
+    pub(super) fn waiting(&self, n: i64) {
+        let now = self.backlog.fetch_add(n, Ordering::Relaxed) + n;
+        if let Some(m) = self.metrics.get() {
+            m.backlog.set(now);
+        }
+    }
+
+    /// A batch committed after `took`.
+    pub(super) fn committed(&self, took: Duration) {
+        if let Some(m) = self.metrics.get() {
+            m.commit_seconds.observe(took.as_secs_f64());
+        }
+    }
+}
+
 /// The SQLite store. Dropping it without [`Store::close`] lets the writer finish what was
 /// submitted and stop.
 #[derive(Debug)]
 pub struct SqliteStore {
     tx: SyncSender<Msg>,
-    /// Set by the writer while commits fail: new writes are refused at once.
-    failing: Arc<AtomicBool>,
     /// Held for the store's life: a second server on the same file is refused at start.
     _lock: Option<File>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    instruments: Arc<Instruments>,
 }
 
 impl SqliteStore {
@@ -200,8 +228,16 @@ impl SqliteStore {
         };
         conn.busy_timeout(tuning.busy_timeout).map_err(c)?;
         let (tx, rx) = sync_channel(CHANNEL_BOUND);
-        let failing = Arc::new(AtomicBool::new(false));
-        let writer = Writer::new(conn, rx, opts, counts, Arc::clone(&failing), tuning, clock);
+        let instruments = Arc::new(Instruments::default());
+        let writer = Writer::new(
+            conn,
+            rx,
+            opts,
+            counts,
+            tuning,
+            clock,
+            Arc::clone(&instruments),
+        );
         let writer = std::thread::Builder::new()
             .name("mm-store".into())
             .spawn(move || writer.run())
@@ -212,9 +248,9 @@ impl SqliteStore {
         Ok((
             SqliteStore {
                 tx,
-                failing,
                 _lock: lock,
                 writer: Mutex::new(Some(writer)),
+                instruments,
             },
             loaded,
         ))
@@ -224,12 +260,17 @@ impl SqliteStore {
     /// failing (what it accepted waits for a commit, and what it refuses is delivered to
     /// nobody), except the few that must not be dropped (see `Cmd::must_keep`).
     fn submit(&self, cmd: Cmd) -> Result<(), StoreError> {
-        if cmd.is_write() && !cmd.must_keep() && self.failing.load(Ordering::Relaxed) {
+        if cmd.is_write() && !cmd.must_keep() && self.instruments.failing.load(Ordering::Relaxed) {
             return Err(StoreError::Busy);
         }
-        self.tx.try_send(Msg::Cmd(cmd)).map_err(|e| match e {
-            TrySendError::Full(_) => StoreError::Busy,
-            TrySendError::Disconnected(_) => StoreError::Closed,
+        // Counted before it is sent: the writer may answer it at once.
+        self.instruments.waiting(1);
+        self.tx.try_send(Msg::Cmd(cmd)).map_err(|e| {
+            self.instruments.waiting(-1);
+            match e {
+                TrySendError::Full(_) => StoreError::Busy,
+                TrySendError::Disconnected(_) => StoreError::Closed,
+            }
         })
     }
 
@@ -400,12 +441,31 @@ impl Store for SqliteStore {
         Ok(rx)
     }
 
+    fn ready(&self) -> Result<Reply<()>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        // A write: refused at once while commits fail.
+        self.submit(Cmd::Ready { reply })?;
+        Ok(rx)
+    }
+
+    fn attach_metrics(&self, metrics: crate::metrics::StoreMetrics) {
+        metrics
+            .backlog
+            .set(self.instruments.backlog.load(Ordering::Relaxed));
+        // Only the first is kept: the store belongs to one server.
+        let _ = self.instruments.metrics.set(metrics);
+    }
+
     fn close(&self, last_id: u64) -> Result<Reply<()>, StoreError> {
         let (reply, rx) = oneshot::channel();
+        self.instruments.waiting(1);
         // Blocking send: closing must not be refused because the channel is full.
         self.tx
             .send(Msg::Cmd(Cmd::Close { last_id, reply }))
-            .map_err(|_| StoreError::Closed)?;
+            .map_err(|_| {
+                self.instruments.waiting(-1);
+                StoreError::Closed
+            })?;
         Ok(rx)
     }
 }

@@ -14,7 +14,7 @@
 //!   [`StoreError::NotStored`], naming how many accepted lines were not stored.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use tracing::{error, info, warn};
 
 use super::command::{apply, Cmd, Outcome};
 use super::failure::{alone, failed};
-use super::{accounts, history, mailbox, meta, Counts, Tuning, MAX_BATCH};
+use super::{accounts, history, mailbox, meta, Counts, Instruments, Tuning, MAX_BATCH};
 use crate::clock::Clock;
 use crate::store::{Login, LoginOutcome, Options, RoomId, StoreError};
 
@@ -73,14 +73,14 @@ pub(super) struct Writer {
     opts: Options,
     /// Changed only by committed batches.
     counts: Counts,
-    /// Shared with the store: set while commits fail.
-    failing: Arc<AtomicBool>,
     tuning: Tuning,
     /// Reads the time for the statistics (the commit lag).
     clock: Arc<dyn Clock>,
     pub(super) stats: Stats,
     /// One per command of the batch being run; reused.
     outcomes: Vec<Outcome>,
+    /// Shared with the store: whether commits fail (set here), the backlog and commit times.
+    instruments: Arc<Instruments>,
     /// Test hook: fail this many commits with an I/O error.
     #[cfg(test)]
     pub(super) fail_commits: u32,
@@ -92,20 +92,20 @@ impl Writer {
         rx: Receiver<Msg>,
         opts: Options,
         counts: Counts,
-        failing: Arc<AtomicBool>,
         tuning: Tuning,
         clock: Arc<dyn Clock>,
+        instruments: Arc<Instruments>,
     ) -> Writer {
         Writer {
             conn,
             rx,
             opts,
             counts,
-            failing,
             tuning,
             clock,
             stats: Stats::default(),
             outcomes: Vec::with_capacity(MAX_BATCH),
+            instruments,
             #[cfg(test)]
             fail_commits: 0,
         }
@@ -192,6 +192,7 @@ impl Writer {
 
     /// Answers every command of the committed batch.
     fn answer(&mut self, batch: &mut Vec<Cmd>) {
+        self.instruments.waiting(-(batch.len() as i64));
         for (cmd, outcome) in batch.drain(..).zip(self.outcomes.drain(..)) {
             cmd.answer(outcome);
         }
@@ -204,6 +205,7 @@ impl Writer {
             // A transaction left open by an earlier failure (its rollback failed too).
             self.conn.execute_batch("ROLLBACK")?;
         }
+        let started = Instant::now();
         let mut counts = self.counts;
         self.outcomes.clear();
         let tx = self
@@ -234,6 +236,7 @@ impl Writer {
             ));
         }
         tx.commit()?;
+        self.instruments.committed(started.elapsed());
         self.counts = counts;
         Ok(())
     }
@@ -244,7 +247,7 @@ impl Writer {
     /// answered.
     fn retry(&mut self, batch: &mut Vec<Cmd>, first: &rusqlite::Error) -> bool {
         let since = Instant::now();
-        self.failing.store(true, Ordering::Relaxed);
+        self.instruments.failing.store(true, Ordering::Relaxed);
         self.stats.outages += 1;
         if let Err(e) = self.conn.busy_timeout(self.tuning.retry_busy_timeout) {
             warn!(error = %e, "store: cannot shorten the lock wait");
@@ -306,7 +309,7 @@ impl Writer {
             }
             let error = match self.commit(batch) {
                 Ok(()) => {
-                    self.failing.store(false, Ordering::Relaxed);
+                    self.instruments.failing.store(false, Ordering::Relaxed);
                     if let Err(e) = self.conn.busy_timeout(self.tuning.busy_timeout) {
                         warn!(error = %e, "store: cannot restore the lock wait");
                     }
@@ -368,6 +371,7 @@ impl Writer {
                     Ok(accounts::Decision::Refused(outcome)) => Ok(outcome),
                     Err(e) => Err(failed(e)),
                 };
+                self.instruments.waiting(-1);
                 drop(reply.send(outcome));
             }
             Cmd::Login {
@@ -404,6 +408,7 @@ impl Writer {
                                 if !returned {
                                     // The owner is in (from a read); that it came back is
                                     // recorded with the retried batch, never dropped.
+                                    self.instruments.waiting(1);
                                     batch.push(Cmd::Returned {
                                         key,
                                         credential,
@@ -426,11 +431,13 @@ impl Writer {
                     }),
                     Err(e) => Err(failed(e)),
                 };
+                self.instruments.waiting(-1);
                 drop(reply.send(answer));
             }
             Cmd::Waiting { key, reply } if !held.expire && !held.mailboxes.contains(&key) => {
                 let mails =
                     mailbox::waiting(&self.conn, &key, self.opts.mailbox_ceiling()).map_err(failed);
+                self.instruments.waiting(-1);
                 drop(reply.send(mails));
             }
             Cmd::RoomHistory { room, limit, reply }
@@ -438,6 +445,7 @@ impl Writer {
             {
                 let lines = history::recent(&self.conn, room, limit.min(self.opts.history_len))
                     .map_err(failed);
+                self.instruments.waiting(-1);
                 drop(reply.send(lines));
             }
             cmd => {
@@ -484,6 +492,7 @@ impl Writer {
             other_operations = others,
             "store: giving up at close; {lines} accepted lines were NOT stored (their senders were not told they were sent; those online may have seen them); {others} acknowledgements and other updates were not applied"
         );
+        self.instruments.waiting(-(batch.len() as i64));
         for cmd in batch.drain(..) {
             cmd.fail(StoreError::NotStored {
                 lines,

@@ -270,3 +270,44 @@ async fn an_owner_logs_in_again_and_again_on_a_store_that_cannot_write() {
     }
     reply(store.append_public(line(1, "a", "x"))).await;
 }
+
+#[tokio::test]
+async fn readiness_and_the_backlog_follow_a_failing_store_and_its_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, clock(), FAST).unwrap();
+    // Work submitted before the metrics are handed over is counted all the same.
+    let paused = store.pause();
+    let early = store.append_public(line(1, "a", "early")).unwrap();
+    let metrics = crate::metrics::Metrics::new().unwrap();
+    store.attach_metrics(metrics.store.clone());
+    assert_eq!(metrics.store.backlog.get(), 1);
+    drop(paused);
+    early.await.unwrap().unwrap();
+    reply(store.ready()).await;
+    assert_eq!(metrics.store.backlog.get(), 0);
+    let committed = metrics.store.commit_seconds.get_sample_count();
+    assert!(committed >= 2, "{committed}");
+
+    assert_eq!(
+        login(&store, "bob", "fp-b", 1).await,
+        LoginOutcome::Registered
+    );
+    let lock = hold_lock(&path);
+    let held = store.append_public(line(2, "a", "held")).unwrap();
+    failing(&store).await;
+    // Not ready while commits fail: refused at once.
+    assert!(matches!(store.ready(), Err(StoreError::Busy)));
+    assert_eq!(metrics.store.backlog.get(), 1);
+    // A login answered from a read while failing is answered (not waiting), and that bob came
+    // back is held with the batch: one more operation waits.
+    assert_eq!(login(&store, "bob", "fp-b", 2).await, LoginOutcome::Known);
+    assert_eq!(metrics.store.backlog.get(), 2);
+    drop(lock);
+    held.await.unwrap().unwrap();
+    reply(store.ready()).await;
+    assert_eq!(metrics.store.backlog.get(), 0);
+    assert!(metrics.store.commit_seconds.get_sample_count() > committed);
+    reply(store.close(2)).await;
+    store.join();
+}

@@ -99,7 +99,7 @@ impl SqliteStore {
     }
 
     fn is_failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
+        self.instruments.failing.load(Ordering::Relaxed)
     }
 }
 
