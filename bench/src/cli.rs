@@ -27,6 +27,11 @@ pub struct Args {
     /// pid of the running server, to read its CPU and memory (with --connect)
     #[arg(long)]
     pub pid: Option<u32>,
+    /// The started server's store: `postgres://USER@HOST:PORT/DB` (an empty database, so that
+    /// runs compare; every run of --runs uses it as the previous one left it) [default: SQLite
+    /// in a temporary data directory]
+    #[arg(long, value_name = "URL", conflicts_with = "connect")]
+    pub server_store: Option<String>,
     /// The load connections' transport: native (mm/1, a client certificate) or ws (a
     /// WebSocket at /ws over http/1.1 TLS, an account key), as a browser's
     #[arg(long, value_enum, default_value_t = TransportKind::Native)]
@@ -180,7 +185,7 @@ async fn run(args: Args) -> anyhow::Result<u64> {
                     Some(path) => path.clone(),
                     None => default_server_binary()?,
                 };
-                Target::spawn(&binary).await?
+                Target::spawn(&binary, args.server_store.as_deref()).await?
             }
         };
         let report = match args.scenario.clone() {
@@ -221,6 +226,10 @@ async fn run(args: Args) -> anyhow::Result<u64> {
                 scenarios::secure(&target, pairs, messages).await?
             }
         };
+        let mut report = report;
+        if let Some(commits) = target.store_commits().await {
+            report.json["store_commits"] = commits;
+        }
         print_table(run + 1, &report);
         println!("{}", report.json);
         reports.push(report);

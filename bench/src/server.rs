@@ -40,6 +40,8 @@ pub struct Target {
     pub ca: Vec<CertificateDer<'static>>,
     /// The server's pid, when known.
     pub pid: Option<u32>,
+    /// The server's admin address (`/metrics`), when spawned here.
+    pub admin: Option<String>,
     _child: Option<Child>,
     _data: Option<tempfile::TempDir>,
 }
@@ -56,14 +58,27 @@ pub struct ProcStats {
 }
 
 impl Target {
-    /// Spawns `binary` with the bench configuration on a free loopback port.
-    pub async fn spawn(binary: &Path) -> anyhow::Result<Target> {
+    /// Spawns `binary` with the bench configuration on a free loopback port, its admin
+    /// listener on another, and its store in a temporary data directory (SQLite), or at
+    /// `store` (`postgres://…`, passed as `--store`; an empty database gives runs alike).
+    pub async fn spawn(binary: &Path, store: Option<&str>) -> anyhow::Result<Target> {
         let data = tempfile::tempdir()?;
         let config = data.path().join("bench.toml");
         std::fs::write(&config, BENCH_CONFIG)?;
-        let mut child = Command::new(binary)
-            .args(["--bind", "127.0.0.1:0", "--config"])
-            .arg(&config)
+        let mut command = Command::new(binary);
+        command
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(&config);
+        if let Some(store) = store {
+            command.args(["--store", store]);
+        }
+        let mut child = command
             .env("MM_SERVER_DATA", data.path())
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
@@ -73,11 +88,16 @@ impl Target {
             .with_context(|| format!("starting {}", binary.display()))?;
         let stderr = child.stderr.take().context("no stderr")?;
         let mut lines = BufReader::new(stderr).lines();
+        let mut admin = None;
         let addr = loop {
             let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
                 .await
                 .context("server did not start in time")??
                 .context("server exited before listening")?;
+            // Logged before "listening".
+            if let Some(rest) = line.split("metrics at http://").nth(1) {
+                admin = rest.split('/').next().map(str::to_owned);
+            }
             if let Some(rest) = line.split("listening local=").nth(1) {
                 break rest.trim().to_string();
             }
@@ -90,6 +110,7 @@ impl Target {
             tls: tls_config(&ca)?,
             ca,
             pid: child.id(),
+            admin,
             _child: Some(child),
             _data: Some(data),
         })
@@ -103,6 +124,7 @@ impl Target {
             tls: tls_config(&ca)?,
             ca,
             pid,
+            admin: None,
             _child: None,
             _data: None,
         })
@@ -112,6 +134,67 @@ impl Target {
     pub fn stats(&self) -> Option<ProcStats> {
         proc_stats(&self.pid?.to_string())
     }
+
+    /// The store's commits so far, from the server's `/metrics` (`mm_store_commit_seconds`,
+    /// METRICS.md): how many, their mean, and the histogram bucket bounds under which half
+    /// and 99% of them fell (upper bounds, in ms: the buckets are coarse). `None` if the
+    /// server has no admin address known here or the scrape fails.
+    pub async fn store_commits(&self) -> Option<serde_json::Value> {
+        let text = scrape(self.admin.as_deref()?).await.ok()?;
+        commit_summary(&text)
+    }
+}
+
+/// `GET /metrics` from an admin address, the body as text (at most 4 MiB, within 5 s).
+async fn scrape(admin: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let work = async {
+        let mut stream = tokio::net::TcpStream::connect(admin).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut body = Vec::new();
+        stream.take(4 << 20).read_to_end(&mut body).await?;
+        anyhow::Ok(String::from_utf8_lossy(&body).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), work)
+        .await
+        .context("scrape timed out")?
+}
+
+/// Count, mean and bucket bounds of `mm_store_commit_seconds` in a Prometheus text scrape.
+fn commit_summary(text: &str) -> Option<serde_json::Value> {
+    let value = |line: &str| line.rsplit(' ').next()?.parse::<f64>().ok();
+    let mut buckets = Vec::new();
+    let (mut count, mut sum) = (None, None);
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("mm_store_commit_seconds_bucket{le=\"") {
+            let le = rest.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            buckets.push((le, value(line)?));
+        } else if line.starts_with("mm_store_commit_seconds_count") {
+            count = value(line);
+        } else if line.starts_with("mm_store_commit_seconds_sum") {
+            sum = value(line);
+        }
+    }
+    let (count, sum) = (count?, sum?);
+    let under = |share: f64| {
+        buckets
+            .iter()
+            .find(|(_, n)| *n >= share * count)
+            .map(|(le, _)| le * 1000.0)
+    };
+    Some(serde_json::json!({
+        "commits": count,
+        "mean_ms": if count > 0.0 { sum / count * 1000.0 } else { 0.0 },
+        "p50_under_ms": under(0.5).filter(|v| v.is_finite()),
+        "p99_under_ms": under(0.99).filter(|v| v.is_finite()),
+    }))
 }
 
 /// This process's own CPU time and memory (the load generator's share of the machine).
@@ -178,4 +261,25 @@ fn tls_config(ca: &[CertificateDer<'static>]) -> anyhow::Result<Arc<rustls::Clie
     .with_client_auth_cert(vec![BENCH_IDENTITY.cert.clone()], BENCH_IDENTITY.key())?;
     config.alpn_protocols = vec![mm_common::protocol::ALPN.to_vec()];
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commit_summary;
+
+    #[test]
+    fn the_commit_histogram_is_read_from_a_scrape() {
+        let text = "# TYPE mm_store_commit_seconds histogram\n\
+            mm_store_commit_seconds_bucket{le=\"0.001\"} 60\n\
+            mm_store_commit_seconds_bucket{le=\"0.005\"} 99\n\
+            mm_store_commit_seconds_bucket{le=\"+Inf\"} 100\n\
+            mm_store_commit_seconds_sum 0.2\n\
+            mm_store_commit_seconds_count 100\n";
+        let summary = commit_summary(text).unwrap();
+        assert_eq!(summary["commits"], 100.0);
+        assert!((summary["mean_ms"].as_f64().unwrap() - 2.0).abs() < 1e-9);
+        assert_eq!(summary["p50_under_ms"], 1.0);
+        assert_eq!(summary["p99_under_ms"], 5.0);
+        assert!(commit_summary("mm_other 1\n").is_none());
+    }
 }
