@@ -17,8 +17,11 @@
 //!
 //! The backend is [`sqlite::SqliteStore`]; [`memory::MemoryStore`] keeps nothing, for tests.
 
+pub(crate) mod command;
+pub(crate) mod encode;
 pub mod memory;
 pub mod sqlite;
+pub(crate) mod writer;
 
 use mm_common::prekeys::{KeyUpload, PrekeyBundle};
 use mm_common::protocol::{Modes, Role};

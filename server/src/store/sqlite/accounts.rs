@@ -12,31 +12,9 @@ use tracing::info;
 
 use super::convert::{from_sql, to_sql};
 use super::failure::best_effort;
-use super::Counts;
 use super::{keys, mailbox};
+use crate::store::command::{at_bound, Counts, Decision};
 use crate::store::{Account, Credential, CredentialKind, Login, LoginOutcome, Options};
-
-/// How a login stands, from reads only.
-pub(super) enum Decision {
-    /// The credential is one of the nick's account's; `returned` if it logged in again after
-    /// its registering connection before.
-    Owner { returned: bool },
-    /// The nick is free and may be registered.
-    Register,
-    /// Refused, and why.
-    Refused(LoginOutcome),
-}
-
-impl Decision {
-    /// As [`crate::store::Store::check_login`] answers it.
-    pub(super) fn outcome(self) -> LoginOutcome {
-        match self {
-            Decision::Owner { .. } => LoginOutcome::Known,
-            Decision::Register => LoginOutcome::Registered,
-            Decision::Refused(outcome) => outcome,
-        }
-    }
-}
 
 /// Decides a login of `nick` with `credential`: one of the account's credentials gets in,
 /// another is refused, and a free nick may be registered unless the store is full or the nick
@@ -62,29 +40,17 @@ pub(super) fn evaluate(
         )?
         .query_row(params![key, credential], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    if let Some((holds, returned)) = owner {
-        return Ok(if holds {
-            Decision::Owner { returned }
-        } else {
-            Decision::Refused(LoginOutcome::Taken)
-        });
-    }
-    if *accounts >= max_accounts as u64 {
-        *accounts = count(conn)?;
-        if *accounts >= max_accounts as u64 {
-            return Ok(Decision::Refused(LoginOutcome::Full));
-        }
-    }
-    let like: Option<String> = conn
-        .prepare_cached(
-            "SELECT nick FROM accounts WHERE skeleton = ?1 ORDER BY created_ms, nick_key LIMIT 1",
-        )?
-        .query_row([skeleton(nick)], |r| r.get(0))
-        .optional()?;
-    Ok(match like {
-        Some(other) => Decision::Refused(LoginOutcome::LooksLike(other)),
-        None => Decision::Register,
-    })
+    Decision::decide(
+        owner,
+        || at_bound(accounts, max_accounts, || count(conn)),
+        || {
+            conn.prepare_cached(
+                "SELECT nick FROM accounts WHERE skeleton = ?1 ORDER BY created_ms, nick_key LIMIT 1",
+            )?
+            .query_row([skeleton(nick)], |r| r.get(0))
+            .optional()
+        },
+    )
 }
 
 /// Completes a login (run [`super::failure::atomically`]: a failure of any step keeps none of it). Everything

@@ -113,7 +113,7 @@ async fn a_login_that_fails_part_way_keeps_nothing_of_it() {
                                                                        // A mailbox row that cannot be read (its time is not a number): reading carol's mailbox
                                                                        // fails on its own, after her registration was written in the same login.
     store.on_writer(|w| {
-        w.conn
+        w.backend.conn
             .execute(
                 "INSERT INTO mailbox (id, to_key, ts, sender, text) VALUES (1, 'carol', 'x', 'a', 'b')",
                 [],
@@ -222,7 +222,12 @@ async fn that_an_account_was_used_is_recorded_even_if_the_store_fails_at_that_mo
         login(&store, "eve", "fp-e", 1).await,
         LoginOutcome::Registered
     );
-    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 1").unwrap());
+    store.on_writer(|w| {
+        w.backend
+            .conn
+            .execute_batch("PRAGMA query_only = 1")
+            .unwrap()
+    });
     // bob comes back: the login works (from a read) even though nothing can be written...
     let held = store.append_public(line(1, "a", "held")).unwrap();
     failing(&store).await;
@@ -233,7 +238,12 @@ async fn that_an_account_was_used_is_recorded_even_if_the_store_fails_at_that_mo
         store.logged_out("bob", 3, false),
         Err(StoreError::Busy)
     ));
-    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 0").unwrap());
+    store.on_writer(|w| {
+        w.backend
+            .conn
+            .execute_batch("PRAGMA query_only = 0")
+            .unwrap()
+    });
     held.await.unwrap().unwrap();
     reply(store.close(1)).await;
     store.join();

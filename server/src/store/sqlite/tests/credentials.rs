@@ -23,7 +23,8 @@ fn credentials_of(path: &Path, key: &str) -> i64 {
 /// the protocol adds a second credential yet.
 fn add_credential(store: &SqliteStore, key: &'static str, credential: &'static str, now_ms: u64) {
     store.on_writer(move |w| {
-        crate::store::sqlite::accounts::add_credential(&w.conn, key, credential, now_ms).unwrap();
+        crate::store::sqlite::accounts::add_credential(&w.backend.conn, key, credential, now_ms)
+            .unwrap();
     });
 }
 

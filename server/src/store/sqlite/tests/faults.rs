@@ -61,10 +61,12 @@ async fn a_full_disk_is_retried_until_there_is_room_and_nothing_accepted_is_lost
     // The writer's file may not grow (max_page_count is per connection): SQLITE_FULL.
     store.on_writer(|w| {
         let pages: i64 = w
+            .backend
             .conn
             .query_row("PRAGMA page_count", [], |r| r.get(0))
             .unwrap();
         let max: i64 = w
+            .backend
             .conn
             .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
                 r.get(0)
@@ -85,6 +87,7 @@ async fn a_full_disk_is_retried_until_there_is_room_and_nothing_accepted_is_lost
     ));
     store.on_writer(|w| {
         let _: i64 = w
+            .backend
             .conn
             .query_row("PRAGMA max_page_count = 1000000", [], |r| r.get(0))
             .unwrap();
@@ -106,7 +109,12 @@ async fn a_store_that_became_read_only_is_retried_while_owners_still_log_in() {
     login(&store, "bob", "fp-b", 1).await;
     login(&store, "carol", "fp-c", 1).await;
     login(&store, "carol", "fp-c", 1).await; // returned: nothing left to record
-    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 1").unwrap());
+    store.on_writer(|w| {
+        w.backend
+            .conn
+            .execute_batch("PRAGMA query_only = 1")
+            .unwrap()
+    });
     let held = store
         .queue_mail("bob", mail(1, "a", "kept"), Arrival::Offline)
         .unwrap();
@@ -125,7 +133,12 @@ async fn a_store_that_became_read_only_is_retried_while_owners_still_log_in() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(matches!(bob.try_recv(), Err(TryRecvError::Empty)));
     assert!(matches!(read.try_recv(), Err(TryRecvError::Empty)));
-    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 0").unwrap());
+    store.on_writer(|w| {
+        w.backend
+            .conn
+            .execute_batch("PRAGMA query_only = 0")
+            .unwrap()
+    });
     assert_eq!(held.await.unwrap().unwrap(), QueueOutcome::Queued);
     let bob = bob.await.unwrap().unwrap();
     assert_eq!(bob.outcome, LoginOutcome::Known);
@@ -254,7 +267,12 @@ async fn an_owner_logs_in_again_and_again_on_a_store_that_cannot_write() {
     let path = dir.path().join("store.db");
     let (store, _) = SqliteStore::open_tuned(&path, OPTS, clock(), FAST).unwrap();
     login(&store, "bob", "fp-b", 1).await;
-    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 1").unwrap());
+    store.on_writer(|w| {
+        w.backend
+            .conn
+            .execute_batch("PRAGMA query_only = 1")
+            .unwrap()
+    });
     // The check is a read; recording the time is best effort: it never fails the login.
     for now in 2..5 {
         assert_eq!(login(&store, "BOB", "fp-b", now).await, LoginOutcome::Known);
@@ -262,7 +280,12 @@ async fn an_owner_logs_in_again_and_again_on_a_store_that_cannot_write() {
     }
     assert_eq!(reply(store.waiting("bob")).await, []);
     // Writable again: the store notices by itself (nothing was held).
-    store.on_writer(|w| w.conn.execute_batch("PRAGMA query_only = 0").unwrap());
+    store.on_writer(|w| {
+        w.backend
+            .conn
+            .execute_batch("PRAGMA query_only = 0")
+            .unwrap()
+    });
     let deadline = Instant::now() + Duration::from_secs(5);
     while store.is_failing() {
         assert!(Instant::now() < deadline, "never recovered");

@@ -14,7 +14,11 @@ use tokio::sync::oneshot::error::TryRecvError;
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::store::writer::Tuning;
 use crate::store::{Account, Body};
+use crate::store::{Arrival, Line, Loaded, LoginOutcome, Mail, QueueOutcome, Reply, Store};
+use mm_common::protocol::nick_key;
+use std::sync::Arc;
 
 /// When the tests' store clock stands (2023-11-14T22:13:20Z); it only times the store's own
 /// bookkeeping, since logins and lines bring their own times.
@@ -72,36 +76,6 @@ const FAST: Tuning = Tuning {
     backoff_max: Duration::from_millis(20),
     close_effort: Duration::from_millis(300),
 };
-
-impl SqliteStore {
-    /// Runs `f` on the writer thread (outside any transaction) and waits for it.
-    fn on_writer(&self, f: impl FnOnce(&mut writer::Writer) + Send + 'static) {
-        let (done, wait) = std::sync::mpsc::channel();
-        self.tx
-            .send(Msg::Test(Box::new(move |w| {
-                f(w);
-                let _ = done.send(());
-            })))
-            .unwrap();
-        wait.recv().unwrap();
-    }
-
-    /// Stops the writer until the returned sender is dropped, so that what is submitted
-    /// meanwhile lands in one batch.
-    fn pause(&self) -> std::sync::mpsc::Sender<()> {
-        let (resume, wait) = std::sync::mpsc::channel::<()>();
-        self.tx
-            .send(Msg::Test(Box::new(move |_| {
-                let _ = wait.recv();
-            })))
-            .unwrap();
-        resume
-    }
-
-    fn is_failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
-    }
-}
 
 /// Waits until the writer says commits fail.
 async fn failing(store: &SqliteStore) {

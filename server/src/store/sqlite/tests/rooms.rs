@@ -198,6 +198,7 @@ async fn a_room_created_twice_is_refused_alone_and_the_rest_of_its_batch_commits
     // Nothing of the refused one was kept: b is no member of room 3 (or 2).
     store.on_writer(|w| {
         let members: i64 = w
+            .backend
             .conn
             .query_row(
                 "SELECT COUNT(*) FROM room_members WHERE key = 'b'",

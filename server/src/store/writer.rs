@@ -1,9 +1,15 @@
-//! The writer thread: it owns the connection, commits batches, answers after each commit, and
-//! keeps (and retries) what it accepted while commits fail.
+//! The writer thread every backend runs ([`Writer`]), and the store in front of it
+//! ([`BatchStore`]): the thread owns the backend's connection ([`Backend`]), commits batches,
+//! answers after each commit, and keeps (and retries) what it accepted while commits fail.
+//!
+//! Work arrives on a bounded channel ([`CHANNEL_BOUND`]); the thread takes whatever has queued
+//! up (up to [`MAX_BATCH`] operations), has the backend run it in one transaction and commit,
+//! and only then answers. Under load the batches grow, so the message rate is not bound by the
+//! commit rate; when idle, each operation commits on its own at once.
 //!
 //! A batch is run from borrowed commands: a failed attempt consumes nothing (no reply, no
 //! count), so the same batch is retried whole until it commits. While it fails:
-//! - the shared `failing` flag is set, and [`super::SqliteStore`] refuses new writes at once;
+//! - the shared `failing` flag is set, and [`BatchStore`] refuses new writes at once;
 //! - writes already in the channel join the held batch, in order;
 //! - logins are answered from a read (a registered owner gets in, and that it came back is
 //!   held to be written with the batch; a registration is refused with [`StoreError::Busy`]),
@@ -15,19 +21,101 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mm_common::protocol::nick_key;
-use rusqlite::{Connection, TransactionBehavior};
 use tracing::{error, info, warn};
 
-use super::command::{apply, Cmd, Outcome};
-use super::failure::{alone, failed};
-use super::{accounts, history, mailbox, meta, Counts, Tuning, MAX_BATCH};
+use mm_common::prekeys::KeyUpload;
+use tokio::sync::oneshot;
+
+use super::command::{Cmd, Counts, Decision, Outcome};
+use super::{
+    Arrival, Line, Login, LoginOutcome, Mail, Options, Published, QueueOutcome, Reply, RoomChange,
+    RoomId, RoomRequest, Store, StoreError, Taken,
+};
 use crate::clock::Clock;
-use crate::store::{Login, LoginOutcome, Options, RoomId, StoreError};
+
+/// Most operations committed in one transaction.
+pub(crate) const MAX_BATCH: usize = 1024;
+
+/// Operations that may wait for the writer. Beyond this, callers get [`StoreError::Busy`] and
+/// refuse the message rather than accept what might not be stored.
+pub(crate) const CHANNEL_BOUND: usize = 16 * 1024;
+
+/// What a backend does for the writer: run a batch in one transaction, and the few reads that
+/// answer logins, mailboxes and room history while commits fail. Its errors are the
+/// database's; an operation's own failure is its [`Outcome`].
+pub trait Backend: Send + 'static {
+    /// A failure of the database.
+    type Error: std::fmt::Display;
+
+    /// Runs `batch` in one transaction and commits it, pushing one outcome per command onto
+    /// `outcomes` (which comes empty) and updating `counts` (a copy: the writer keeps it only
+    /// if this succeeds). On `Err` nothing changed in the store.
+    fn commit(
+        &mut self,
+        batch: &[Cmd],
+        opts: Options,
+        counts: &mut Counts,
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<(), Self::Error>;
+
+    /// How a login stands, from reads ([`Decision::decide`]).
+    fn evaluate(
+        &mut self,
+        nick: &str,
+        credential: &str,
+        max_accounts: usize,
+        accounts: &mut u64,
+    ) -> Result<Decision, Self::Error>;
+
+    /// The first `limit` lines waiting for `key`, oldest first.
+    fn waiting(&mut self, key: &str, limit: usize) -> Result<Vec<Mail>, Self::Error>;
+
+    /// The newest `n` lines of `room`, oldest first.
+    fn recent(&mut self, room: RoomId, n: usize) -> Result<Vec<Line>, Self::Error>;
+
+    /// Commits started (`true`) or stopped failing: a backend may wait less for locks while
+    /// they fail, so that reads are answered between attempts.
+    fn retrying(&mut self, on: bool, tuning: &Tuning);
+
+    /// At close, after the last commit.
+    fn finish(&mut self);
+}
+
+/// How the writer waits and retries.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// How long the backend waits for a lock held by another connection (an admin command)
+    /// while commits work, before a commit counts as failed.
+    pub(crate) busy_timeout: Duration,
+    /// The same while commits fail: short, so that reads are answered between attempts.
+    pub(crate) retry_busy_timeout: Duration,
+    /// First pause between attempts; it doubles up to `backoff_max`.
+    pub(crate) backoff_min: Duration,
+    /// Longest pause between attempts.
+    pub(crate) backoff_max: Duration,
+    /// At close (server shutdown), how long the writer keeps retrying before it gives up and
+    /// reports what was not stored.
+    pub(crate) close_effort: Duration,
+}
+
+/// The tuning of a server.
+pub(crate) const TUNING: Tuning = Tuning {
+    busy_timeout: Duration::from_secs(5),
+    retry_busy_timeout: Duration::from_millis(100),
+    backoff_min: Duration::from_millis(20),
+    backoff_max: Duration::from_secs(1),
+    close_effort: Duration::from_secs(10),
+};
+
+/// An operation's own failure as its answer.
+pub(crate) fn failed(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Failed(e.to_string())
+}
 
 /// While commits fail: what the held batch is about to change, so that reads of it wait for
 /// the commit instead of running ahead of it.
@@ -45,11 +133,11 @@ struct Held {
 
 /// What the writer did, logged at close.
 #[derive(Debug, Default)]
-pub(super) struct Stats {
+pub struct Stats {
     batches: u64,
     ops: u64,
     /// Longest time from a line's acceptance to its commit, in ms on the store's clock.
-    pub(super) max_lag_ms: u64,
+    pub(crate) max_lag_ms: u64,
     /// Times the store started failing.
     outages: u64,
     /// When the last outage ended.
@@ -57,19 +145,19 @@ pub(super) struct Stats {
 }
 
 /// What arrives on the writer's channel.
-pub(super) enum Msg {
+pub enum Msg<B: Backend> {
     /// Work for a batch.
     Cmd(Cmd),
     /// Runs on the writer thread as soon as it is received, outside any transaction: fault
     /// injection for tests.
-    #[cfg(test)]
-    Test(Box<dyn FnOnce(&mut Writer) + Send>),
+    #[cfg_attr(not(test), allow(dead_code))]
+    Test(Box<dyn FnOnce(&mut Writer<B>) + Send>),
 }
 
 /// The writer thread's state.
-pub(super) struct Writer {
-    pub(super) conn: Connection,
-    rx: Receiver<Msg>,
+pub struct Writer<B: Backend> {
+    pub(crate) backend: B,
+    rx: Receiver<Msg<B>>,
     opts: Options,
     /// Changed only by committed batches.
     counts: Counts,
@@ -78,26 +166,26 @@ pub(super) struct Writer {
     tuning: Tuning,
     /// Reads the time for the statistics (the commit lag).
     clock: Arc<dyn Clock>,
-    pub(super) stats: Stats,
+    pub(crate) stats: Stats,
     /// One per command of the batch being run; reused.
     outcomes: Vec<Outcome>,
     /// Test hook: fail this many commits with an I/O error.
     #[cfg(test)]
-    pub(super) fail_commits: u32,
+    pub(crate) fail_commits: u32,
 }
 
-impl Writer {
-    pub(super) fn new(
-        conn: Connection,
-        rx: Receiver<Msg>,
+impl<B: Backend> Writer<B> {
+    pub(crate) fn new(
+        backend: B,
+        rx: Receiver<Msg<B>>,
         opts: Options,
         counts: Counts,
         failing: Arc<AtomicBool>,
         tuning: Tuning,
         clock: Arc<dyn Clock>,
-    ) -> Writer {
+    ) -> Writer<B> {
         Writer {
-            conn,
+            backend,
             rx,
             opts,
             counts,
@@ -112,7 +200,7 @@ impl Writer {
     }
 
     /// Batches, one transaction each, answers after the commit; until closed.
-    pub(super) fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let mut batch: Vec<Cmd> = Vec::with_capacity(MAX_BATCH);
         loop {
             let Ok(first) = self.rx.recv() else {
@@ -158,17 +246,16 @@ impl Writer {
     }
 
     /// Adds the command in `msg` to the batch.
-    fn take(&mut self, msg: Msg, batch: &mut Vec<Cmd>) {
+    fn take(&mut self, msg: Msg<B>, batch: &mut Vec<Cmd>) {
         if let Some(cmd) = self.open(msg) {
             batch.push(cmd);
         }
     }
 
     /// The command in `msg`; a test hook runs at once instead.
-    fn open(&mut self, msg: Msg) -> Option<Cmd> {
+    fn open(&mut self, msg: Msg<B>) -> Option<Cmd> {
         match msg {
             Msg::Cmd(cmd) => Some(cmd),
-            #[cfg(test)]
             Msg::Test(hook) => {
                 hook(self);
                 None
@@ -184,10 +271,7 @@ impl Writer {
             outages = self.stats.outages,
             "store: closing"
         );
-        // Fold the WAL into the main file so that the store is one file at rest.
-        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-            warn!(error = %e, "store: final checkpoint failed (the WAL is kept; nothing lost)");
-        }
+        self.backend.finish();
     }
 
     /// Answers every command of the committed batch.
@@ -199,41 +283,17 @@ impl Writer {
 
     /// Runs `batch` in one transaction and commits it. On failure nothing changed: the
     /// transaction is rolled back, the counts are as they were, and no command was answered.
-    fn commit(&mut self, batch: &[Cmd]) -> rusqlite::Result<()> {
-        if !self.conn.is_autocommit() {
-            // A transaction left open by an earlier failure (its rollback failed too).
-            self.conn.execute_batch("ROLLBACK")?;
-        }
+    fn commit(&mut self, batch: &[Cmd]) -> Result<(), String> {
         let mut counts = self.counts;
         self.outcomes.clear();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut max_id: u64 = 0;
-        let mut appended = Vec::new();
-        for cmd in batch {
-            let outcome = apply(&tx, cmd, self.opts, &mut counts, &mut max_id, &mut appended)?;
-            self.outcomes.push(outcome);
-        }
-        for room in appended {
-            // Keep only the newest `history_len` lines of each room that got one.
-            let trimmed = history::trim(&tx, room, self.opts.history_len);
-            if let Err(e) = alone(&tx, trimmed)? {
-                warn!(error = %e, room = room.0, "store: history not trimmed");
-            }
-        }
-        if max_id > 0 {
-            meta::record_last_id(&tx, max_id)?;
-        }
         #[cfg(test)]
         if self.fail_commits > 0 {
             self.fail_commits -= 1;
-            return Err(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
-                Some("injected I/O error".into()),
-            ));
+            return Err("injected I/O error".into());
         }
-        tx.commit()?;
+        self.backend
+            .commit(batch, self.opts, &mut counts, &mut self.outcomes)
+            .map_err(|e| e.to_string())?;
         self.counts = counts;
         Ok(())
     }
@@ -242,13 +302,11 @@ impl Writer {
     /// read can answer and takes in what arrives. At close (or once every sender is gone) it
     /// gives up after [`Tuning::close_effort`]. Returns whether a close was among what it
     /// answered.
-    fn retry(&mut self, batch: &mut Vec<Cmd>, first: &rusqlite::Error) -> bool {
+    fn retry(&mut self, batch: &mut Vec<Cmd>, first: &str) -> bool {
         let since = Instant::now();
         self.failing.store(true, Ordering::Relaxed);
         self.stats.outages += 1;
-        if let Err(e) = self.conn.busy_timeout(self.tuning.retry_busy_timeout) {
-            warn!(error = %e, "store: cannot shorten the lock wait");
-        }
+        self.backend.retrying(true, &self.tuning);
         // Accounts and mailboxes with a held write: reading them now would run ahead of it.
         let mut held = Held::default();
         for cmd in std::mem::take(batch) {
@@ -257,7 +315,7 @@ impl Writer {
         // A store that fails and recovers again and again logs an outage that a single retry
         // cures only at the 1st, 2nd, 4th, 8th... such outage, or after a quiet minute.
         let mut announced = false;
-        let announce = |first: &rusqlite::Error, batch: &[Cmd], outages: u64| {
+        let announce = |first: &str, batch: &[Cmd], outages: u64| {
             error!(
                 error = %first,
                 operations = batch.len(),
@@ -307,9 +365,7 @@ impl Writer {
             let error = match self.commit(batch) {
                 Ok(()) => {
                     self.failing.store(false, Ordering::Relaxed);
-                    if let Err(e) = self.conn.busy_timeout(self.tuning.busy_timeout) {
-                        warn!(error = %e, "store: cannot restore the lock wait");
-                    }
+                    self.backend.retrying(false, &self.tuning);
                     if announced {
                         warn!(
                             attempts,
@@ -355,17 +411,16 @@ impl Writer {
                 reply,
             } => {
                 let mut accounts = self.counts.accounts;
-                let outcome = match accounts::evaluate(
-                    &self.conn,
+                let outcome = match self.backend.evaluate(
                     &nick,
                     &credential,
                     self.opts.max_accounts,
                     &mut accounts,
                 ) {
                     // Registering needs a write.
-                    Ok(accounts::Decision::Register) => Err(StoreError::Busy),
-                    Ok(accounts::Decision::Owner { .. }) => Ok(LoginOutcome::Known),
-                    Ok(accounts::Decision::Refused(outcome)) => Ok(outcome),
+                    Ok(Decision::Register) => Err(StoreError::Busy),
+                    Ok(Decision::Owner { .. }) => Ok(LoginOutcome::Known),
+                    Ok(Decision::Refused(outcome)) => Ok(outcome),
                     Err(e) => Err(failed(e)),
                 };
                 drop(reply.send(outcome));
@@ -391,15 +446,14 @@ impl Writer {
                     return;
                 }
                 let mut accounts = self.counts.accounts;
-                let answer = match accounts::evaluate(
-                    &self.conn,
+                let answer = match self.backend.evaluate(
                     &nick,
                     &credential,
                     self.opts.max_accounts,
                     &mut accounts,
                 ) {
-                    Ok(accounts::Decision::Owner { returned }) => {
-                        match mailbox::waiting(&self.conn, &key, self.opts.mailbox_ceiling()) {
+                    Ok(Decision::Owner { returned }) => {
+                        match self.backend.waiting(&key, self.opts.mailbox_ceiling()) {
                             Ok(mails) => {
                                 if !returned {
                                     // The owner is in (from a read); that it came back is
@@ -419,8 +473,8 @@ impl Writer {
                         }
                     }
                     // Registering needs a write.
-                    Ok(accounts::Decision::Register) => Err(StoreError::Busy),
-                    Ok(accounts::Decision::Refused(outcome)) => Ok(Login {
+                    Ok(Decision::Register) => Err(StoreError::Busy),
+                    Ok(Decision::Refused(outcome)) => Ok(Login {
                         outcome,
                         waiting: Vec::new(),
                     }),
@@ -429,14 +483,18 @@ impl Writer {
                 drop(reply.send(answer));
             }
             Cmd::Waiting { key, reply } if !held.expire && !held.mailboxes.contains(&key) => {
-                let mails =
-                    mailbox::waiting(&self.conn, &key, self.opts.mailbox_ceiling()).map_err(failed);
+                let mails = self
+                    .backend
+                    .waiting(&key, self.opts.mailbox_ceiling())
+                    .map_err(failed);
                 drop(reply.send(mails));
             }
             Cmd::RoomHistory { room, limit, reply }
                 if !held.room_change && !held.rooms.contains(&room) =>
             {
-                let lines = history::recent(&self.conn, room, limit.min(self.opts.history_len))
+                let lines = self
+                    .backend
+                    .recent(room, limit.min(self.opts.history_len))
                     .map_err(failed);
                 drop(reply.send(lines));
             }
@@ -461,7 +519,7 @@ impl Writer {
 
     /// At close, commits still fail: answers every held command with the failure and says how
     /// much accepted work was not stored.
-    fn give_up(&mut self, batch: &mut Vec<Cmd>, last: &rusqlite::Error) {
+    fn give_up(&mut self, batch: &mut Vec<Cmd>, last: &str) {
         let lines = batch.iter().filter(|c| c.is_line()).count();
         let others = batch
             .iter()
@@ -487,8 +545,284 @@ impl Writer {
         for cmd in batch.drain(..) {
             cmd.fail(StoreError::NotStored {
                 lines,
-                detail: last.to_string(),
+                detail: last.to_owned(),
             });
         }
+    }
+}
+
+/// A store whose writer thread ([`Writer`]) runs batches on backend `B`: every call only
+/// submits a command and never blocks. Dropping it without [`Store::close`] lets the writer
+/// finish what was submitted and stop.
+pub struct BatchStore<B: Backend> {
+    tx: SyncSender<Msg<B>>,
+    /// Set by the writer while commits fail: new writes are refused at once.
+    failing: Arc<AtomicBool>,
+    /// Held for the store's life (e.g. a lock file keeping a second server off it).
+    _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl<B: Backend> std::fmt::Debug for BatchStore<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchStore")
+            .field("backend", &std::any::type_name::<B>())
+            .field("failing", &self.failing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> BatchStore<B> {
+    /// Starts the writer thread on `backend`, which holds `counts` and keeps
+    /// within `opts`; `guard` is kept as long as the store.
+    pub(crate) fn spawn(
+        backend: B,
+        opts: Options,
+        counts: Counts,
+        clock: Arc<dyn Clock>,
+        tuning: Tuning,
+        guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+    ) -> std::io::Result<BatchStore<B>> {
+        let (tx, rx) = sync_channel(CHANNEL_BOUND);
+        let failing = Arc::new(AtomicBool::new(false));
+        let writer = Writer::new(
+            backend,
+            rx,
+            opts,
+            counts,
+            Arc::clone(&failing),
+            tuning,
+            clock,
+        );
+        let writer = std::thread::Builder::new()
+            .name("mm-store".into())
+            .spawn(move || writer.run())?;
+        Ok(BatchStore {
+            tx,
+            failing,
+            _guard: guard,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Hands `cmd` to the writer without waiting. A write is refused at once while the store is
+    /// failing (what it accepted waits for a commit, and what it refuses is delivered to
+    /// nobody), except the few that must not be dropped (see `Cmd::must_keep`).
+    fn submit(&self, cmd: Cmd) -> Result<(), StoreError> {
+        if cmd.is_write() && !cmd.must_keep() && self.failing.load(Ordering::Relaxed) {
+            return Err(StoreError::Busy);
+        }
+        self.tx.try_send(Msg::Cmd(cmd)).map_err(|e| match e {
+            TrySendError::Full(_) => StoreError::Busy,
+            TrySendError::Disconnected(_) => StoreError::Closed,
+        })
+    }
+
+    /// Waits for the writer thread to end (after [`Store::close`]). Blocking: call it from
+    /// `spawn_blocking` or outside the runtime.
+    pub fn join(&self) {
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    /// Runs `f` on the writer thread (outside any transaction) and waits for it.
+    #[cfg(test)]
+    pub(crate) fn on_writer(&self, f: impl FnOnce(&mut Writer<B>) + Send + 'static) {
+        let (done, wait) = std::sync::mpsc::channel();
+        self.tx
+            .send(Msg::Test(Box::new(move |w| {
+                f(w);
+                let _ = done.send(());
+            })))
+            .expect("the writer is running");
+        wait.recv().expect("the writer ran the hook");
+    }
+
+    /// Stops the writer until the returned sender is dropped, so that what is submitted
+    /// meanwhile lands in one batch.
+    #[cfg(test)]
+    pub(crate) fn pause(&self) -> std::sync::mpsc::Sender<()> {
+        let (resume, wait) = std::sync::mpsc::channel::<()>();
+        self.tx
+            .send(Msg::Test(Box::new(move |_| {
+                let _ = wait.recv();
+            })))
+            .expect("the writer is running");
+        resume
+    }
+
+    /// Whether the writer says commits fail.
+    #[cfg(test)]
+    pub(crate) fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+}
+
+impl<B: Backend> Store for BatchStore<B> {
+    fn room(&self, change: RoomChange) -> Result<Reply<()>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Room { change, reply })?;
+        Ok(rx)
+    }
+
+    fn room_history(&self, room: RoomId, limit: usize) -> Result<Reply<Vec<Line>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::RoomHistory { room, limit, reply })?;
+        Ok(rx)
+    }
+
+    fn admin_requests(&self) -> Result<Reply<Vec<RoomRequest>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::AdminRequests { reply })?;
+        Ok(rx)
+    }
+
+    fn check_login(&self, nick: &str, credential: &str) -> Result<Reply<LoginOutcome>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Check {
+            nick: nick.to_owned(),
+            credential: credential.to_owned(),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn login(
+        &self,
+        nick: &str,
+        credential: &str,
+        now_ms: u64,
+        register: bool,
+    ) -> Result<Reply<Login>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Login {
+            nick: nick.to_owned(),
+            credential: credential.to_owned(),
+            now_ms,
+            register,
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn abandon_registration(
+        &self,
+        nick: &str,
+        credential: &str,
+        created_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.submit(Cmd::Abandon {
+            key: nick_key(nick),
+            credential: credential.to_owned(),
+            created_ms,
+        })
+    }
+
+    fn waiting(&self, nick_key: &str) -> Result<Reply<Vec<Mail>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Waiting {
+            key: nick_key.to_owned(),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn delivered(&self, nick_key: &str, up_to: u64) -> Result<(), StoreError> {
+        self.submit(Cmd::Delivered {
+            key: nick_key.to_owned(),
+            up_to,
+        })
+    }
+
+    fn logged_out(&self, nick_key: &str, now_ms: u64, durable: bool) -> Result<(), StoreError> {
+        self.submit(Cmd::LoggedOut {
+            key: nick_key.to_owned(),
+            now_ms,
+            durable,
+        })
+    }
+
+    fn expire_unused(
+        &self,
+        cutoff_ms: u64,
+        online: Vec<String>,
+        limit: usize,
+    ) -> Result<Reply<Vec<String>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Expire {
+            cutoff_ms,
+            online,
+            limit,
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn append_public(&self, line: Line) -> Result<Reply<()>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Public { line, reply })?;
+        Ok(rx)
+    }
+
+    fn queue_mail(
+        &self,
+        to_key: &str,
+        mail: Mail,
+        arrival: Arrival,
+    ) -> Result<Reply<QueueOutcome>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::Mail {
+            to_key: to_key.to_owned(),
+            mail,
+            arrival,
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn reserve_ids(&self, up_to: u64) -> Result<Reply<()>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::ReserveIds { up_to, reply })?;
+        Ok(rx)
+    }
+
+    fn publish_keys(&self, key: &str, keys: KeyUpload) -> Result<Reply<Published>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::PublishKeys {
+            key: key.to_owned(),
+            keys: Box::new(keys),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn take_bundle(&self, key: &str, one_time: bool) -> Result<Reply<Taken>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::TakeBundle {
+            key: key.to_owned(),
+            one_time,
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn prekey_count(&self, key: &str) -> Result<Reply<Option<u32>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Cmd::PrekeyCount {
+            key: key.to_owned(),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn close(&self, last_id: u64) -> Result<Reply<()>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        // Blocking send: closing must not be refused because the channel is full.
+        self.tx
+            .send(Msg::Cmd(Cmd::Close { last_id, reply }))
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx)
     }
 }
