@@ -20,6 +20,7 @@
 pub(crate) mod command;
 pub(crate) mod encode;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 pub(crate) mod writer;
 
@@ -423,7 +424,7 @@ pub enum StoreError {
         detail: String,
     },
     /// Another process holds the store.
-    #[error("the store {path} is in use by another process ({detail}); is another mm-server running with this data directory?")]
+    #[error("the store {path} is in use by another process ({detail}); is another mm-server running on this store (the same data directory or database)?")]
     Locked {
         /// The file.
         path: std::path::PathBuf,

@@ -43,13 +43,14 @@ impl Decision {
     }
 
     /// Decides a login from what the store holds: `owner` is, for the nick's account if there
-    /// is one, whether it holds the credential and whether it returned; `full` whether the
-    /// store holds as many accounts as allowed; `like` a registered nick with the same
-    /// confusable skeleton. The last two are asked only for a free nick.
-    pub(crate) fn decide<E>(
+    /// is one, whether it holds the credential and whether it returned; `full` says whether the
+    /// store holds as many accounts as allowed and `like` names a registered nick with the same
+    /// confusable skeleton, each read through `db`. The last two are asked only for a free nick.
+    pub(crate) fn decide<C: ?Sized, E>(
+        db: &mut C,
         owner: Option<(bool, bool)>,
-        full: impl FnOnce() -> Result<bool, E>,
-        like: impl FnOnce() -> Result<Option<String>, E>,
+        full: impl FnOnce(&mut C) -> Result<bool, E>,
+        like: impl FnOnce(&mut C) -> Result<Option<String>, E>,
     ) -> Result<Decision, E> {
         if let Some((holds, returned)) = owner {
             return Ok(if holds {
@@ -58,10 +59,10 @@ impl Decision {
                 Decision::Refused(LoginOutcome::Taken)
             });
         }
-        if full()? {
+        if full(db)? {
             return Ok(Decision::Refused(LoginOutcome::Full));
         }
-        Ok(match like()? {
+        Ok(match like(db)? {
             Some(other) => Decision::Refused(LoginOutcome::LooksLike(other)),
             None => Decision::Register,
         })
@@ -330,4 +331,20 @@ pub enum Outcome {
     Published(Result<Published, StoreError>),
     Taken(Result<Taken, StoreError>),
     Count(Result<Option<u32>, StoreError>),
+}
+
+/// The key directory's rule for an upload ([`crate::store::Store::publish_keys`]) against what
+/// is stored (`stored`: the identity key and device token, if the account published before):
+/// whether another device published since (the stored token is neither the upload's `previous`
+/// nor its `next`), and whether the stored one-time prekeys are dropped first (the identity key
+/// changed, or the upload replaces them).
+pub(crate) fn device_check(stored: Option<(&[u8], &[u8])>, keys: &KeyUpload) -> (bool, bool) {
+    let (other_device, identity_changed) = match stored {
+        Some((identity, device)) => (
+            device != keys.device.previous && device != keys.device.next,
+            identity != keys.identity,
+        ),
+        None => (false, false),
+    };
+    (other_device, identity_changed || keys.replace_one_time)
 }

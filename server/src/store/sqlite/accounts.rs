@@ -41,9 +41,10 @@ pub(super) fn evaluate(
         .query_row(params![key, credential], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Decision::decide(
+        &mut (),
         owner,
-        || at_bound(accounts, max_accounts, || count(conn)),
-        || {
+        |_| at_bound(accounts, max_accounts, || count(conn)),
+        |_| {
             conn.prepare_cached(
                 "SELECT nick FROM accounts WHERE skeleton = ?1 ORDER BY created_ms, nick_key LIMIT 1",
             )?
