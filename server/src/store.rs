@@ -24,6 +24,9 @@ pub mod postgres;
 pub mod sqlite;
 pub(crate) mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use mm_common::prekeys::{KeyUpload, PrekeyBundle};
 use mm_common::protocol::{Modes, Role};
 use tokio::sync::oneshot;

@@ -613,6 +613,8 @@ impl PgStore {
     /// # Errors
     /// [`StoreError::Open`] (cannot connect, TLS), [`StoreError::Locked`] (another mm-server
     /// holds it), [`StoreError::TooNew`], [`StoreError::NotWritable`].
+    /// Blocking (as opening a file is); it may be called on an async runtime's thread: the
+    /// driver's own runtime runs on a thread of its own meanwhile.
     pub fn open(
         target: &PgTarget,
         opts: Options,
@@ -622,6 +624,15 @@ impl PgStore {
     }
 
     pub(crate) fn open_tuned(
+        target: &PgTarget,
+        opts: Options,
+        clock: Arc<dyn Clock>,
+        tuning: Tuning,
+    ) -> Result<(PgStore, Loaded), StoreError> {
+        off_runtime(|| Self::open_here(target, opts, clock, tuning))
+    }
+
+    fn open_here(
         target: &PgTarget,
         opts: Options,
         clock: Arc<dyn Clock>,
@@ -685,4 +696,13 @@ pub(super) fn target_error(target: &str, e: &dyn std::fmt::Display) -> StoreErro
         path: target.into(),
         detail: e.to_string(),
     }
+}
+
+/// Runs `f` on a thread of its own and waits for it: the blocking driver starts a runtime of
+/// its own, which tokio refuses on a thread that already runs one.
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }

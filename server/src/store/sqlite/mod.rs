@@ -89,7 +89,7 @@ impl SqliteStore {
         Self::open_tuned(path, opts, clock, TUNING)
     }
 
-    fn open_tuned(
+    pub(crate) fn open_tuned(
         path: &Path,
         opts: Options,
         clock: Arc<dyn Clock>,
