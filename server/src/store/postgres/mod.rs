@@ -37,6 +37,9 @@ mod meta;
 mod rooms;
 mod schema;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
