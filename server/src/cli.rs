@@ -2,7 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -50,6 +50,12 @@ pub struct Args {
     /// TOML configuration file (see mm-server.example.toml); flags override it
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// The store: a PostgreSQL URL postgres://USER@HOST:PORT/DB (no password in it: give it
+    /// in $MM_STORE_PASSWORD or store_password_file; TLS with verification off loopback)
+    /// [default: store in --config, else $MM_SERVER_STORE, else mm-server.db in the data
+    /// directory]
+    #[arg(long, value_name = "URL", global = true)]
+    pub store: Option<String>,
 }
 
 /// Administration commands; they work on the store while a server runs.
@@ -209,14 +215,16 @@ struct Sources {
     data: Option<PathBuf>,
     bind: Option<SocketAddr>,
     tls_dir: Option<PathBuf>,
+    store: Option<String>,
 }
 
-/// The configuration in effect, with its directories resolved.
+/// The configuration in effect, with its directories and store resolved.
 #[derive(Debug, Clone)]
 struct Effective {
     config: Config,
     data_dir: PathBuf,
     tls_dir: PathBuf,
+    store: crate::StoreLocation,
 }
 
 impl Sources {
@@ -244,11 +252,93 @@ impl Sources {
             .tls_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("tls"));
+        if let Some(store) = &self.store {
+            config.store = Some(store.clone());
+        }
+        let store = store_location(&config, &data_dir)?;
         Ok(Effective {
             config,
             data_dir,
             tls_dir,
+            store,
         })
+    }
+}
+
+/// Where the store is: `store` from the flag or the file, else `$MM_SERVER_STORE`, else
+/// `mm-server.db` in `data_dir`. A PostgreSQL URL gets its password from `$MM_STORE_PASSWORD`
+/// or `store_password_file`, never from the URL (refused there).
+fn store_location(config: &Config, data_dir: &Path) -> anyhow::Result<crate::StoreLocation> {
+    let url = config
+        .store
+        .clone()
+        .or_else(|| std::env::var("MM_SERVER_STORE").ok())
+        .filter(|s| !s.is_empty());
+    let Some(url) = url else {
+        return Ok(crate::StoreLocation::Sqlite(data_dir.to_path_buf()));
+    };
+    if !crate::store::postgres::is_url(&url) {
+        anyhow::bail!(
+            "the store must be a PostgreSQL URL (postgres://USER@HOST:PORT/DB), or left out for mm-server.db in the data directory"
+        );
+    }
+    let mut target = crate::store::postgres::PgTarget::parse(&url).map_err(anyhow::Error::msg)?;
+    let password = match (
+        &config.store_password_file,
+        std::env::var("MM_STORE_PASSWORD"),
+    ) {
+        (Some(file), _) => Some(read_password_file(file)?),
+        (None, Ok(password)) if !password.is_empty() => {
+            Some(zeroize::Zeroizing::new(password.into_bytes()))
+        }
+        _ => None,
+    };
+    if let Some(password) = password {
+        target.set_password(&password);
+    }
+    Ok(crate::StoreLocation::Postgres(target))
+}
+
+/// Reads the store's password from `file`, which only its owner may read (like the server's
+/// private key); one line, its line ending dropped.
+fn read_password_file(file: &Path) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file)
+            .with_context(|| format!("cannot read store_password_file {}", file.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "store_password_file {} can be read by others (mode {:04o}); make it private with chmod 600 {}",
+                file.display(),
+                mode & 0o777,
+                file.display()
+            );
+        }
+    }
+    let mut bytes = zeroize::Zeroizing::new(
+        mm_certs::read_limited(file, 4096)
+            .with_context(|| format!("cannot read store_password_file {}", file.display()))?,
+    );
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.is_empty() {
+        anyhow::bail!("store_password_file {} is empty", file.display());
+    }
+    Ok(bytes)
+}
+
+/// `mm-server accounts` and `mm-server rooms` work on the SQLite store's file; on a PostgreSQL
+/// store they are refused (rather than acting on a file the server does not use).
+fn admin_store(running: &Effective, what: &str) -> anyhow::Result<PathBuf> {
+    match &running.store {
+        crate::StoreLocation::Sqlite(dir) => Ok(dir.join(crate::STORE_FILE)),
+        crate::StoreLocation::Postgres(target) => anyhow::bail!(
+            "mm-server {what} does not work on a PostgreSQL store yet (the store is {target}); use psql on that database meanwhile"
+        ),
     }
 }
 
@@ -323,19 +413,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         data: args.data,
         bind: args.bind,
         tls_dir: args.tls_dir,
+        store: args.store,
     };
     match args.command {
         Some(Command::Accounts(cmd)) => {
             let running = sources.load()?;
             return accounts(
-                &running.data_dir.join(crate::STORE_FILE),
+                &admin_store(&running, "accounts")?,
                 cmd,
                 running.config.limits.unused_account_days,
             );
         }
         Some(Command::Rooms(cmd)) => {
             let running = sources.load()?;
-            return rooms(&running.data_dir.join(crate::STORE_FILE), cmd);
+            return rooms(&admin_store(&running, "rooms")?, cmd);
         }
         None => {}
     }
@@ -418,7 +509,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         listener,
         tls,
         config.limits.clone(),
-        &running.data_dir,
+        &running.store,
         shutdown_requested(interrupt, terminate),
     )
     .await;
@@ -756,7 +847,7 @@ fn reload(cert: &crate::tls::ServerCert, sources: &Sources, running: &Effective)
             warn!(%dir, error = %e, fingerprint = %before.fingerprint, "SIGHUP: TLS certificate NOT reloaded; still using the previous one")
         }
     }
-    let fixed = "the bind address, data directory, TLS directory and limits are not reloaded; restart to change them";
+    let fixed = "the bind address, data directory, TLS directory, store and limits are not reloaded; restart to change them";
     match sources.load() {
         Err(e) => warn!(error = %format!("{e:#}"), "SIGHUP: configuration not re-read; {fixed}"),
         Ok(new) => {
@@ -766,6 +857,9 @@ fn reload(cert: &crate::tls::ServerCert, sources: &Sources, running: &Effective)
             }
             if new.data_dir != running.data_dir {
                 changed.push("data_dir");
+            }
+            if new.store.to_string() != running.store.to_string() {
+                changed.push("store");
             }
             if new.tls_dir != running.tls_dir {
                 changed.push("tls_dir");

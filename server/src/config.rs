@@ -26,6 +26,14 @@ pub struct Config {
     /// files (`tls/`). Default: `$MM_SERVER_DATA`, else `multi-messenger/server` in
     /// `$XDG_DATA_HOME` or `~/.local/share` (`mm_certs::default_server_data_dir`).
     pub data_dir: Option<PathBuf>,
+    /// Where the store is: unset (the default) for `mm-server.db` in `data_dir`, or a
+    /// PostgreSQL URL `postgres://USER@HOST:PORT/DB` (without a password; TLS with
+    /// verification off loopback, `sslrootcert=FILE` to name the CA). Default:
+    /// `$MM_SERVER_STORE`, else SQLite.
+    pub store: Option<String>,
+    /// A file holding the PostgreSQL store's password (readable by its owner only); else
+    /// `$MM_STORE_PASSWORD`, else none.
+    pub store_password_file: Option<PathBuf>,
     /// Limits and timeouts.
     pub limits: Limits,
 }
@@ -36,6 +44,8 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             tls_dir: None,
             data_dir: None,
+            store: None,
+            store_password_file: None,
             limits: Limits::default(),
         }
     }

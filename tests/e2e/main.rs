@@ -17,6 +17,7 @@ mod hostile;
 mod ids;
 mod keys;
 mod offline;
+mod postgres;
 mod process;
 mod rooms;
 mod secure;

@@ -133,7 +133,12 @@ impl TestServer {
         limits: Limits,
         hook: Option<mm_server::hub::RelayHook>,
     ) -> TestServer {
-        let hub = mm_server::open_hub(data.path(), &limits, hook).unwrap();
+        let hub = mm_server::open_hub(
+            &mm_server::StoreLocation::Sqlite(data.path().to_path_buf()),
+            &limits,
+            hook,
+        )
+        .unwrap();
         let ca = mm_certs::load_certs(&tls.path().join(mm_certs::CA_CERT)).unwrap();
         let cert = Arc::new(mm_server::tls::ServerCert::load(tls.path()).unwrap());
         let config = mm_server::tls::server_config_with(Arc::clone(&cert)).unwrap();

@@ -1,0 +1,185 @@
+//! The real `mm-server` on a PostgreSQL store (`store = "postgres://…"`): what was acknowledged
+//! to clients (public lines, a line for a user offline) survives `kill -9` of the server and a
+//! restart on the same database, and a second server on that database is refused.
+//!
+//! Needs `MM_TEST_POSTGRES` (a loopback server where the role may create databases):
+//! `eval "$(scripts/postgres start)"`, which `scripts/test` does. Without it the test fails.
+
+use mm_client::{ChatLine, Event};
+use mm_tests::{ServerProcess, TestClient, WAIT};
+
+const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
+
+/// The test server's URL.
+fn test_server() -> String {
+    match std::env::var("MM_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "MM_TEST_POSTGRES is not set: this test needs a PostgreSQL server. Start a throwaway one with `eval \"$(scripts/postgres start)\"` (scripts/test does this), then run the tests again"
+        ),
+    }
+}
+
+/// A database of its own on the test server (psql), dropped at the end.
+struct Database {
+    server: String,
+    name: String,
+}
+
+impl Database {
+    fn new() -> Database {
+        let name = format!("mm_e2e_{:016x}", rand_tag());
+        let db = Database {
+            server: test_server(),
+            name,
+        };
+        db.psql(&format!("CREATE DATABASE {}", db.name));
+        db
+    }
+
+    fn psql(&self, sql: &str) {
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &self.server, "-c", sql])
+            .output()
+            .expect("psql (Debian's postgresql-client)");
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The store's URL.
+    fn url(&self) -> String {
+        let (base, _) = self.server.rsplit_once('/').expect("a URL with a database");
+        format!("{base}/{}", self.name)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                &self.server,
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+fn rand_tag() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// Runs `mm` in line mode as `nick` with `input`; returns its stdout.
+async fn mm(server: &ServerProcess, nick: &str, home: &std::path::Path, input: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let ca = server.data.path().join("tls").join("ca.pem");
+    let mut child = crate::cli::spawn_mm(&server.addr, Some(&ca), nick, home);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(WAIT * 2, child.wait_with_output())
+        .await
+        .expect("mm did not finish")
+        .unwrap();
+    assert!(out.status.success(), "{nick}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_what_was_acknowledged_survives_kill_9_and_a_second_server_is_refused() {
+    let db = Database::new();
+    let config = format!("store = \"{}\"\n{}", db.url(), crate::store::BURST_CONFIG);
+    let server = ServerProcess::start(MM_SERVER, &config).await;
+    assert!(
+        server
+            .log
+            .iter()
+            .any(|l| l.contains("store opened") && l.contains(&db.name)),
+        "{:?}",
+        server.log
+    );
+
+    // A second server on the same database: refused, in words.
+    let other = tempfile::tempdir().unwrap();
+    let refused = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new(MM_SERVER)
+            .args(["--bind", "127.0.0.1:0", "--store", &db.url(), "--data"])
+            .arg(other.path())
+            .output(),
+    )
+    .await
+    .expect("the second server refused at once")
+    .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("in use by another") && stderr.contains(&db.name),
+        "{stderr}"
+    );
+
+    // bob registers and goes offline; alice leaves him a line, acknowledged as queued.
+    let homes = tempfile::tempdir().unwrap();
+    let (alice, bob) = (homes.path().join("alice"), homes.path().join("bob"));
+    let tag = format!("{:016x}", rand_tag());
+    mm(&server, "bob", &bob, "").await;
+    let out = mm(
+        &server,
+        "alice",
+        &alice,
+        &format!("/msg bob waiting-{tag}\n"),
+    )
+    .await;
+    assert!(
+        out.contains("queued end-to-end encrypted for bob (offline)"),
+        "{out}"
+    );
+
+    // carol's public lines, each acknowledged, then kill -9.
+    let mut carol = TestClient::connect(&server.options("carol")).await;
+    for i in 0..50 {
+        carol.client.public(&format!("p{i}")).await.unwrap();
+        assert!(matches!(carol.next_answer().await, Event::Sent { .. }));
+    }
+    let data = server.kill().await;
+
+    // Restarted on the same database (the lock of the killed one's session is gone with it).
+    let server = ServerProcess::start_in(MM_SERVER, &config, data).await;
+    let mut dave = TestClient::connect(&server.options("dave")).await;
+    dave.client.public("(marker)").await.unwrap();
+    let mut history = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, dave.next()).await.unwrap() {
+            Event::History(ChatLine { from, text, .. }) => {
+                assert_eq!(from, "carol");
+                history.push(text);
+            }
+            Event::Sent { .. } => break,
+            Event::Closed { error, .. } => panic!("closed: {error:?}"),
+            _ => {}
+        }
+    }
+    let expected: Vec<String> = (0..50).map(|i| format!("p{i}")).collect();
+    assert_eq!(history, expected, "every acknowledged line, in order");
+    let out = mm(&server, "bob", &bob, "").await;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("[secure") && l.ends_with(&format!("<alice> waiting-{tag}"))),
+        "the offline line, once, after kill -9: {out}"
+    );
+    let (status, _) = server.stop().await;
+    assert!(status.success());
+}
