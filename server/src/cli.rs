@@ -296,7 +296,7 @@ fn store_location(config: &Config, data_dir: &Path) -> anyhow::Result<crate::Sto
     if let Some(password) = password {
         target.set_password(&password);
     }
-    Ok(crate::StoreLocation::Postgres(target))
+    Ok(crate::StoreLocation::Postgres(Box::new(target)))
 }
 
 /// Reads the store's password from `file`, which only its owner may read (like the server's

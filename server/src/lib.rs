@@ -77,7 +77,7 @@ pub enum StoreLocation {
     /// The store `mm-server.db` in this data directory (the default).
     Sqlite(PathBuf),
     /// A PostgreSQL database (`postgres://USER@HOST:PORT/DB`), its password already set.
-    Postgres(store::postgres::PgTarget),
+    Postgres(Box<store::postgres::PgTarget>),
 }
 
 impl std::fmt::Display for StoreLocation {

@@ -144,6 +144,9 @@ pub struct Stats {
     recovered: Option<Instant>,
 }
 
+/// Test code run on the writer thread.
+pub type Hook<B> = Box<dyn FnOnce(&mut Writer<B>) + Send>;
+
 /// What arrives on the writer's channel.
 pub enum Msg<B: Backend> {
     /// Work for a batch.
@@ -151,7 +154,7 @@ pub enum Msg<B: Backend> {
     /// Runs on the writer thread as soon as it is received, outside any transaction: fault
     /// injection for tests.
     #[cfg_attr(not(test), allow(dead_code))]
-    Test(Box<dyn FnOnce(&mut Writer<B>) + Send>),
+    Test(Hook<B>),
 }
 
 /// The writer thread's state.
