@@ -12,7 +12,7 @@ const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
 
 /// Runs `mm` in line mode as `nick` with `input` on stdin (it ends at the end of input, once
 /// the server answered everything); returns its stdout.
-async fn mm(server: &ServerProcess, nick: &str, home: &Path, input: &str) -> String {
+pub(crate) async fn mm(server: &ServerProcess, nick: &str, home: &Path, input: &str) -> String {
     let ca = server.data.path().join("tls").join("ca.pem");
     let mut child = crate::cli::spawn_mm(&server.addr, Some(&ca), nick, home);
     let mut stdin = child.stdin.take().unwrap();

@@ -8,6 +8,8 @@
 use mm_client::{ChatLine, Event};
 use mm_tests::{ServerProcess, TestClient, WAIT};
 
+use crate::offline::mm;
+
 const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
 
 /// The test server's URL.
@@ -80,22 +82,6 @@ fn rand_tag() -> u64 {
             .as_nanos(),
     );
     h.finish()
-}
-
-/// Runs `mm` in line mode as `nick` with `input`; returns its stdout.
-async fn mm(server: &ServerProcess, nick: &str, home: &std::path::Path, input: &str) -> String {
-    use tokio::io::AsyncWriteExt;
-    let ca = server.data.path().join("tls").join("ca.pem");
-    let mut child = crate::cli::spawn_mm(&server.addr, Some(&ca), nick, home);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = tokio::time::timeout(WAIT * 2, child.wait_with_output())
-        .await
-        .expect("mm did not finish")
-        .unwrap();
-    assert!(out.status.success(), "{nick}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

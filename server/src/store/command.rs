@@ -263,6 +263,27 @@ impl Cmd {
         }
     }
 
+    /// What a command records besides its own work, the same in every backend: raises
+    /// `max_id` to the highest message id it gives out (a line's, a reservation's, the last
+    /// one at close; recorded with the batch), and adds a room that got a line to `appended`
+    /// (its history is trimmed at the end of the batch).
+    pub(crate) fn track(&self, max_id: &mut u64, appended: &mut Vec<RoomId>) {
+        let id = match self {
+            Cmd::Public { line, .. } => {
+                if !appended.contains(&line.room) {
+                    appended.push(line.room);
+                }
+                line.id
+            }
+            Cmd::Mail { mail, .. } => mail.id,
+            Cmd::Close { last_id, .. } => *last_id,
+            // Recorded as the highest id given out, which is what a reservation promises.
+            Cmd::ReserveIds { up_to, .. } => *up_to,
+            _ => return,
+        };
+        *max_id = (*max_id).max(id);
+    }
+
     /// An accepted line (whose sender waits for it to be stored).
     pub(crate) fn is_line(&self) -> bool {
         matches!(self, Cmd::Public { .. } | Cmd::Mail { .. })

@@ -393,14 +393,8 @@ impl Backend for PgBackend {
             let mut max_id = 0;
             let mut appended = Vec::new();
             for cmd in batch {
-                outcomes.push(apply(
-                    &mut tx,
-                    cmd,
-                    opts,
-                    counts,
-                    &mut max_id,
-                    &mut appended,
-                )?);
+                cmd.track(&mut max_id, &mut appended);
+                outcomes.push(apply(&mut tx, cmd, opts, counts)?);
             }
             for room in appended {
                 // Keep only the newest `history_len` lines of each room that got one.
@@ -448,8 +442,6 @@ fn apply(
     cmd: &Cmd,
     opts: Options,
     counts: &mut Counts,
-    max_id: &mut u64,
-    appended: &mut Vec<RoomId>,
 ) -> Result<Outcome, Error> {
     // Counts change only if the unit holds.
     let mut scratch = *counts;
@@ -537,17 +529,11 @@ fn apply(
             }
             Outcome::Nothing
         }
-        Cmd::Public { line, .. } => {
-            *max_id = (*max_id).max(line.id);
-            if !appended.contains(&line.room) {
-                appended.push(line.room);
-            }
-            Outcome::Public(
-                unit(tx, |tx| history::append(tx, line))?
-                    .map(drop)
-                    .map_err(failed),
-            )
-        }
+        Cmd::Public { line, .. } => Outcome::Public(
+            unit(tx, |tx| history::append(tx, line))?
+                .map(drop)
+                .map_err(failed),
+        ),
         Cmd::Room { change, .. } => {
             Outcome::Room(unit(tx, |tx| rooms::apply(tx, change))?.map_err(failed))
         }
@@ -565,24 +551,21 @@ fn apply(
             mail,
             arrival,
             ..
-        } => {
-            *max_id = (*max_id).max(mail.id);
-            Outcome::Queue(
-                unit(tx, |tx| {
-                    let registered = accounts::exists(tx, to_key)?;
-                    mailbox::queue(
-                        tx,
-                        to_key,
-                        registered,
-                        mail,
-                        *arrival,
-                        opts,
-                        &mut scratch.waiting,
-                    )
-                })?
-                .map_err(failed),
-            )
-        }
+        } => Outcome::Queue(
+            unit(tx, |tx| {
+                let registered = accounts::exists(tx, to_key)?;
+                mailbox::queue(
+                    tx,
+                    to_key,
+                    registered,
+                    mail,
+                    *arrival,
+                    opts,
+                    &mut scratch.waiting,
+                )
+            })?
+            .map_err(failed),
+        ),
         Cmd::PublishKeys { key, keys, .. } => Outcome::Published(
             unit(tx, |tx| keys::publish(tx, key, keys))?
                 .map_err(failed)
@@ -594,14 +577,8 @@ fn apply(
         Cmd::PrekeyCount { key, .. } => {
             Outcome::Count(unit(tx, |tx| keys::stored_count(tx, key))?.map_err(failed))
         }
-        Cmd::Close { last_id, .. } => {
-            *max_id = (*max_id).max(*last_id);
-            Outcome::Nothing
-        }
-        Cmd::ReserveIds { up_to, .. } => {
-            *max_id = (*max_id).max(*up_to);
-            Outcome::Nothing
-        }
+        // Their ids are recorded with the batch (`Cmd::track`).
+        Cmd::Close { .. } | Cmd::ReserveIds { .. } => Outcome::Nothing,
     };
     *counts = scratch;
     Ok(outcome)

@@ -36,7 +36,8 @@ impl Backend for SqliteBackend {
         let mut max_id: u64 = 0;
         let mut appended = Vec::new();
         for cmd in batch {
-            outcomes.push(apply(&tx, cmd, opts, counts, &mut max_id, &mut appended)?);
+            cmd.track(&mut max_id, &mut appended);
+            outcomes.push(apply(&tx, cmd, opts, counts)?);
         }
         for room in appended {
             // Keep only the newest `history_len` lines of each room that got one.

@@ -6,18 +6,16 @@ use tracing::warn;
 use super::failure::{alone, atomically, failed};
 use super::{accounts, history, keys, mailbox, rooms};
 use crate::store::command::{Cmd, Counts, Decision, Outcome};
-use crate::store::{Options, RoomId, StoreError};
+use crate::store::{Options, StoreError};
 
 /// Runs one command inside the batch's transaction. `Err` is a failure of the database (the
-/// whole batch is retried); a failure of this command alone is its answer. `appended` collects
-/// the rooms that got a line (trimmed at the end of the batch).
+/// whole batch is retried); a failure of this command alone is its answer. What every command
+/// records besides (ids, rooms to trim) is `Cmd::track`'s.
 pub(super) fn apply(
     tx: &rusqlite::Transaction<'_>,
     cmd: &Cmd,
     opts: Options,
     counts: &mut Counts,
-    max_id: &mut u64,
-    appended: &mut Vec<RoomId>,
 ) -> rusqlite::Result<Outcome> {
     Ok(match cmd {
         Cmd::Check {
@@ -93,10 +91,6 @@ pub(super) fn apply(
             Outcome::Nothing
         }
         Cmd::Public { line, .. } => {
-            *max_id = (*max_id).max(line.id);
-            if !appended.contains(&line.room) {
-                appended.push(line.room);
-            }
             let inserted = history::append(tx, line);
             Outcome::Public(alone(tx, inserted)?.map(drop).map_err(failed))
         }
@@ -119,7 +113,6 @@ pub(super) fn apply(
             arrival,
             ..
         } => {
-            *max_id = (*max_id).max(mail.id);
             let queued = accounts::exists(tx, to_key).and_then(|registered| {
                 mailbox::queue(
                     tx,
@@ -145,14 +138,7 @@ pub(super) fn apply(
             let n = keys::stored_count(tx, key);
             Outcome::Count(alone(tx, n)?.map_err(failed))
         }
-        Cmd::Close { last_id, .. } => {
-            *max_id = (*max_id).max(*last_id);
-            Outcome::Nothing
-        }
-        // Recorded as the highest id given out, which is what a reservation promises.
-        Cmd::ReserveIds { up_to, .. } => {
-            *max_id = (*max_id).max(*up_to);
-            Outcome::Nothing
-        }
+        // Their ids are recorded with the batch (`Cmd::track`).
+        Cmd::Close { .. } | Cmd::ReserveIds { .. } => Outcome::Nothing,
     })
 }
