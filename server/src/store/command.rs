@@ -69,6 +69,75 @@ impl Decision {
     }
 }
 
+/// The account operations a login is made of, inside one backend's transaction.
+pub(crate) trait Accounts {
+    /// A failure of the database or of the operation.
+    type Error;
+    /// How a login stands ([`Decision::decide`]); `accounts` is the writer's running count.
+    fn evaluate(
+        &mut self,
+        nick: &str,
+        credential: &str,
+        max_accounts: usize,
+        accounts: &mut u64,
+    ) -> Result<Decision, Self::Error>;
+    /// Marks the account `key` as returned at `now_ms` (required: expiry depends on it).
+    fn set_returned(&mut self, key: &str, now_ms: u64) -> Result<(), Self::Error>;
+    /// Records the nick's spelling and the last-seen time: best effort, a failure of this
+    /// update alone is logged, not returned.
+    fn seen(&mut self, key: &str, nick: &str, now_ms: u64) -> Result<(), Self::Error>;
+    /// Registers `nick` (`key`) with `credential` as its one credential, and no keys (a new
+    /// account never inherits a gone one's credentials or keys, whatever left them).
+    fn register(
+        &mut self,
+        key: &str,
+        nick: &str,
+        credential: &str,
+        now_ms: u64,
+    ) -> Result<(), Self::Error>;
+    /// The first `limit` lines waiting for `key`, oldest first.
+    fn waiting(&mut self, key: &str, limit: usize) -> Result<Vec<crate::store::Mail>, Self::Error>;
+}
+
+/// Completes a login (see [`crate::store::Store::login`]); run it as one unit, so that a
+/// failure of any step keeps none of it. Everything a login writes is here, and only for a
+/// login that is admitted: registering a free nick (if `register`), marking an owner's account
+/// as returned the first time it logs in again, and its spelling and last-seen time. Then the
+/// mailbox is read.
+pub(crate) fn login<A: Accounts>(
+    a: &mut A,
+    nick: &str,
+    credential: &str,
+    now_ms: u64,
+    register: bool,
+    opts: crate::store::Options,
+    counts: &mut Counts,
+) -> Result<crate::store::Login, A::Error> {
+    let key = mm_common::protocol::nick_key(nick);
+    let outcome = match a.evaluate(nick, credential, opts.max_accounts, &mut counts.accounts)? {
+        Decision::Owner { returned } => {
+            if !returned {
+                a.set_returned(&key, now_ms)?;
+            }
+            a.seen(&key, nick, now_ms)?;
+            LoginOutcome::Known
+        }
+        Decision::Register if register => {
+            a.register(&key, nick, credential, now_ms)?;
+            counts.accounts += 1;
+            LoginOutcome::Registered
+        }
+        Decision::Register => LoginOutcome::Changed,
+        Decision::Refused(outcome) => outcome,
+    };
+    let waiting = if outcome.admits() {
+        a.waiting(&key, opts.mailbox_ceiling())?
+    } else {
+        Vec::new()
+    };
+    Ok(crate::store::Login { outcome, waiting })
+}
+
 /// Whether a bound is reached by a running count (`count`, kept by the writer): if it says so,
 /// it is recounted with `recount` first (an admin command may have deleted rows).
 pub(crate) fn at_bound<E>(

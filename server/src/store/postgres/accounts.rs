@@ -9,9 +9,9 @@ use postgres::{Error, GenericClient, Transaction};
 use tracing::info;
 
 use super::{keys, mailbox, unit};
-use crate::store::command::{at_bound, Counts, Decision};
+use crate::store::command::{at_bound, Accounts, Counts, Decision};
 use crate::store::encode::{from_sql, to_sql};
-use crate::store::{CredentialKind, Login, LoginOutcome, Options};
+use crate::store::CredentialKind;
 
 /// Decides a login of `nick` with `credential` ([`Decision::decide`]); `accounts` is the
 /// writer's running count.
@@ -49,75 +49,71 @@ pub(super) fn evaluate<C: GenericClient>(
     )
 }
 
-/// Completes a login (see [`crate::store::Store::login`]); run it as one unit. The spelling
-/// and last-seen time are best effort: a failure of that update alone is logged.
-pub(super) fn login(
-    tx: &mut Transaction<'_>,
-    nick: &str,
-    credential: &str,
-    now_ms: u64,
-    register: bool,
-    opts: Options,
-    counts: &mut Counts,
-) -> Result<Login, Error> {
-    let key = nick_key(nick);
-    let now = to_sql(now_ms);
-    let outcome = match evaluate(
-        tx,
-        nick,
-        credential,
-        opts.max_accounts,
-        &mut counts.accounts,
-    )? {
-        Decision::Owner { returned } => {
-            if !returned {
-                tx.execute(
-                    "UPDATE accounts SET returned_ms = $2 WHERE nick_key = $1",
-                    &[&key, &now],
-                )?;
-            }
-            let seen = unit(tx, |tx| {
-                tx.execute(
-                    "UPDATE accounts SET nick = $2, last_seen_ms = $3 WHERE nick_key = $1",
-                    &[&key, &nick, &now],
-                )
-            })?;
-            if let Err(e) = seen {
-                tracing::warn!(error = %e, "store: last-seen time not recorded");
-            }
-            LoginOutcome::Known
-        }
-        Decision::Register if register => {
+/// The login's steps ([`crate::store::command::login`]) on PostgreSQL.
+impl Accounts for Transaction<'_> {
+    type Error = Error;
+
+    fn evaluate(
+        &mut self,
+        nick: &str,
+        credential: &str,
+        max_accounts: usize,
+        accounts: &mut u64,
+    ) -> Result<Decision, Error> {
+        evaluate(self, nick, credential, max_accounts, accounts)
+    }
+
+    fn set_returned(&mut self, key: &str, now_ms: u64) -> Result<(), Error> {
+        self.execute(
+            "UPDATE accounts SET returned_ms = $2 WHERE nick_key = $1",
+            &[&key, &to_sql(now_ms)],
+        )?;
+        Ok(())
+    }
+
+    fn seen(&mut self, key: &str, nick: &str, now_ms: u64) -> Result<(), Error> {
+        let seen = unit(self, |tx| {
             tx.execute(
-                "INSERT INTO accounts (nick_key, nick, created_ms, last_seen_ms, skeleton)
-                 VALUES ($1, $2, $3, $3, $4)",
-                &[&key, &nick, &now, &skeleton(nick)],
-            )?;
-            // A new account never inherits a gone one's credentials or keys.
-            forget_credentials(tx, &key)?;
-            tx.execute(
-                "INSERT INTO account_credentials (nick_key, credential, kind, added_ms)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (nick_key, credential) DO NOTHING",
-                &[
-                    &key,
-                    &credential,
-                    &CredentialKind::of(credential).as_str(),
-                    &now,
-                ],
-            )?;
-            counts.accounts += 1;
-            keys::forget(tx, &key)?;
-            LoginOutcome::Registered
+                "UPDATE accounts SET nick = $2, last_seen_ms = $3 WHERE nick_key = $1",
+                &[&key, &nick, &to_sql(now_ms)],
+            )
+        })?;
+        if let Err(e) = seen {
+            tracing::warn!(error = %e, "store: last-seen time not recorded");
         }
-        Decision::Register => LoginOutcome::Changed,
-        Decision::Refused(outcome) => outcome,
-    };
-    let waiting = if outcome.admits() {
-        mailbox::waiting(tx, &key, opts.mailbox_ceiling())?
-    } else {
-        Vec::new()
-    };
-    Ok(Login { outcome, waiting })
+        Ok(())
+    }
+
+    fn register(
+        &mut self,
+        key: &str,
+        nick: &str,
+        credential: &str,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        let now = to_sql(now_ms);
+        self.execute(
+            "INSERT INTO accounts (nick_key, nick, created_ms, last_seen_ms, skeleton)
+             VALUES ($1, $2, $3, $3, $4)",
+            &[&key, &nick, &now, &skeleton(nick)],
+        )?;
+        forget_credentials(self, key)?;
+        self.execute(
+            "INSERT INTO account_credentials (nick_key, credential, kind, added_ms)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (nick_key, credential) DO NOTHING",
+            &[
+                &key,
+                &credential,
+                &CredentialKind::of(credential).as_str(),
+                &now,
+            ],
+        )?;
+        keys::forget(self, key)
+    }
+
+    fn waiting(&mut self, key: &str, limit: usize) -> Result<Vec<crate::store::Mail>, Error> {
+        mailbox::waiting(self, key, limit)
+    }
 }
 
 /// Deletes the account `key` with its credentials, mailbox and keys if it is still exactly what

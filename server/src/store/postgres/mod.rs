@@ -469,7 +469,7 @@ fn apply(
             ..
         } => Outcome::Login(
             unit(tx, |tx| {
-                accounts::login(tx, nick, credential, *now_ms, *register, opts, &mut scratch)
+                super::command::login(tx, nick, credential, *now_ms, *register, opts, &mut scratch)
             })?
             .map_err(failed),
         ),

@@ -13,8 +13,8 @@ use tracing::info;
 use super::convert::{from_sql, to_sql};
 use super::failure::best_effort;
 use super::{keys, mailbox};
-use crate::store::command::{at_bound, Counts, Decision};
-use crate::store::{Account, Credential, CredentialKind, Login, LoginOutcome, Options};
+use crate::store::command::{at_bound, Accounts, Counts, Decision};
+use crate::store::{Account, Credential, CredentialKind};
 
 /// Decides a login of `nick` with `credential`: one of the account's credentials gets in,
 /// another is refused, and a free nick may be registered unless the store is full or the nick
@@ -54,65 +54,53 @@ pub(super) fn evaluate(
     )
 }
 
-/// Completes a login (run [`super::failure::atomically`]: a failure of any step keeps none of it). Everything
-/// a login writes is here, and only for a login that is admitted: registering a free nick (if
-/// `register`) with `credential` as its first credential, in one step, marking an owner's
-/// account as returned the first time it logs in again (required: expiry depends on it), and its spelling and last-seen time (best effort: if that
-/// fails alone the login still succeeds; if the database fails, the batch is retried and,
-/// meanwhile, the login answered from a read). Then the mailbox is read.
-pub(super) fn login(
-    tx: &rusqlite::Transaction<'_>,
-    nick: &str,
-    credential: &str,
-    now_ms: u64,
-    register: bool,
-    opts: Options,
-    counts: &mut Counts,
-) -> rusqlite::Result<Login> {
-    let key = nick_key(nick);
-    let outcome = match evaluate(
-        tx,
-        nick,
-        credential,
-        opts.max_accounts,
-        &mut counts.accounts,
-    )? {
-        Decision::Owner { returned } => {
-            if !returned {
-                tx.prepare_cached("UPDATE accounts SET returned_ms = ?2 WHERE nick_key = ?1")?
-                    .execute(params![key, to_sql(now_ms)])?;
-            }
-            let seen = tx
-                .prepare_cached(
-                    "UPDATE accounts SET nick = ?2, last_seen_ms = ?3 WHERE nick_key = ?1",
-                )
-                .and_then(|mut s| s.execute(params![key, nick, to_sql(now_ms)]));
-            best_effort(tx, seen, "last-seen time not recorded")?;
-            LoginOutcome::Known
-        }
-        Decision::Register if register => {
-            tx.prepare_cached(
-                "INSERT INTO accounts (nick_key, nick, created_ms, last_seen_ms, skeleton)
-                 VALUES (?1, ?2, ?3, ?3, ?4)",
-            )?
-            .execute(params![key, nick, to_sql(now_ms), skeleton(nick)])?;
-            // A new account never inherits a gone one's credentials (every deletion takes
-            // them along; this keeps it so whatever left them) or keys.
-            forget_credentials(tx, &key)?;
-            add_credential(tx, &key, credential, now_ms)?;
-            counts.accounts += 1;
-            keys::forget(tx, &key)?;
-            LoginOutcome::Registered
-        }
-        Decision::Register => LoginOutcome::Changed,
-        Decision::Refused(outcome) => outcome,
-    };
-    let waiting = if outcome.admits() {
-        mailbox::waiting(tx, &key, opts.mailbox_ceiling())?
-    } else {
-        Vec::new()
-    };
-    Ok(Login { outcome, waiting })
+/// The login's steps ([`crate::store::command::login`]) on SQLite.
+impl Accounts for &rusqlite::Transaction<'_> {
+    type Error = rusqlite::Error;
+
+    fn evaluate(
+        &mut self,
+        nick: &str,
+        credential: &str,
+        max_accounts: usize,
+        accounts: &mut u64,
+    ) -> rusqlite::Result<Decision> {
+        evaluate(self, nick, credential, max_accounts, accounts)
+    }
+
+    fn set_returned(&mut self, key: &str, now_ms: u64) -> rusqlite::Result<()> {
+        self.prepare_cached("UPDATE accounts SET returned_ms = ?2 WHERE nick_key = ?1")?
+            .execute(params![key, to_sql(now_ms)])?;
+        Ok(())
+    }
+
+    fn seen(&mut self, key: &str, nick: &str, now_ms: u64) -> rusqlite::Result<()> {
+        let seen = self
+            .prepare_cached("UPDATE accounts SET nick = ?2, last_seen_ms = ?3 WHERE nick_key = ?1")
+            .and_then(|mut s| s.execute(params![key, nick, to_sql(now_ms)]));
+        best_effort(self, seen, "last-seen time not recorded")
+    }
+
+    fn register(
+        &mut self,
+        key: &str,
+        nick: &str,
+        credential: &str,
+        now_ms: u64,
+    ) -> rusqlite::Result<()> {
+        self.prepare_cached(
+            "INSERT INTO accounts (nick_key, nick, created_ms, last_seen_ms, skeleton)
+             VALUES (?1, ?2, ?3, ?3, ?4)",
+        )?
+        .execute(params![key, nick, to_sql(now_ms), skeleton(nick)])?;
+        forget_credentials(self, key)?;
+        add_credential(self, key, credential, now_ms)?;
+        keys::forget(self, key)
+    }
+
+    fn waiting(&mut self, key: &str, limit: usize) -> rusqlite::Result<Vec<crate::store::Mail>> {
+        mailbox::waiting(self, key, limit)
+    }
 }
 
 /// Deletes the account `key`, its credentials and its mailbox if it is still exactly what a

@@ -5,7 +5,7 @@ use tracing::warn;
 
 use super::failure::{alone, atomically, failed};
 use super::{accounts, history, keys, mailbox, rooms};
-use crate::store::command::{Cmd, Counts, Decision, Outcome};
+use crate::store::command::{login, Cmd, Counts, Decision, Outcome};
 use crate::store::{Options, StoreError};
 
 /// Runs one command inside the batch's transaction. `Err` is a failure of the database (the
@@ -38,7 +38,9 @@ pub(super) fn apply(
             ..
         } => Outcome::Login(
             atomically(tx, counts, |counts| {
-                accounts::login(tx, nick, credential, *now_ms, *register, opts, counts)
+                login(
+                    &mut &*tx, nick, credential, *now_ms, *register, opts, counts,
+                )
             })?
             .map_err(failed),
         ),
