@@ -884,6 +884,77 @@ mod tests {
     use crate::store::sqlite::RoomAdmin;
     use crate::store::{MemberRecord, RoomId, RoomRecord};
 
+    fn with_store(store: &str) -> Config {
+        Config {
+            store: Some(store.into()),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn the_store_is_sqlite_in_the_data_directory_unless_a_postgresql_url_is_given() {
+        let dir = Path::new("/srv/mm");
+        let sqlite = store_location(&Config::default(), dir).unwrap();
+        assert!(matches!(&sqlite, crate::StoreLocation::Sqlite(d) if d == dir));
+        let pg = store_location(&with_store("postgres://mm@127.0.0.1:5432/chat"), dir).unwrap();
+        assert!(matches!(pg, crate::StoreLocation::Postgres(_)));
+        let err = store_location(&with_store("sqlite:///tmp/x.db"), dir).unwrap_err();
+        assert!(err.to_string().contains("PostgreSQL URL"), "{err}");
+    }
+
+    #[test]
+    fn a_store_url_with_a_password_is_refused_without_repeating_it() {
+        let err = store_location(
+            &with_store("postgres://mm:hunter2@127.0.0.1:5432/chat"),
+            Path::new("/srv/mm"),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("MM_STORE_PASSWORD"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_store_password_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "hunter2\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = Config {
+            store_password_file: Some(file.clone()),
+            ..with_store("postgres://mm@127.0.0.1:5432/chat")
+        };
+        let err = store_location(&config, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(&read_password_file(&file).unwrap()[..], b"hunter2");
+        assert!(matches!(
+            store_location(&config, dir.path()).unwrap(),
+            crate::StoreLocation::Postgres(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn accounts_and_rooms_refuse_a_postgresql_store_and_touch_no_file() {
+        let data = tempfile::tempdir().unwrap();
+        for command in [&["accounts", "list"][..], &["rooms", "list"]] {
+            let mut argv = vec!["mm-server"];
+            argv.extend_from_slice(command);
+            argv.extend_from_slice(&["--store", "postgres://mm@127.0.0.1:1/chat"]);
+            let mut args = Args::try_parse_from(argv).unwrap();
+            args.data = Some(data.path().to_path_buf());
+            let err = run(args).await.unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("does not work on a PostgreSQL store yet"),
+                "{err}"
+            );
+        }
+        assert!(!data.path().join(crate::STORE_FILE).exists());
+    }
+
     #[test]
     fn the_room_list_names_owner_modes_and_topic_and_neutralises_escapes() {
         let member = |nick: &str, role| MemberRecord {
