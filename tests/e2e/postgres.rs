@@ -1,6 +1,7 @@
 //! The real `mm-server` on a PostgreSQL store (`store = "postgres://…"`): what was acknowledged
 //! to clients (public lines, a line for a user offline) survives `kill -9` of the server and a
-//! restart on the same database, and a second server on that database is refused.
+//! restart on the same database, a second server on that database is refused, and
+//! `mm-server accounts` works on it (`rooms` says it does not yet).
 //!
 //! Needs `MM_TEST_POSTGRES` (a loopback server where the role may create databases):
 //! `eval "$(scripts/postgres start)"`, which `scripts/test` does. Without it the test fails.
@@ -165,6 +166,35 @@ async fn on_postgresql_what_was_acknowledged_survives_kill_9_and_a_second_server
         out.lines()
             .any(|l| l.starts_with("[secure") && l.ends_with(&format!("<alice> waiting-{tag}"))),
         "the offline line, once, after kill -9: {out}"
+    );
+
+    // The operator's commands on the same database, beside the running server.
+    let admin = |args: &[&str]| {
+        std::process::Command::new(MM_SERVER)
+            .args(args)
+            .args(["--store", &db.url(), "--data"])
+            .arg(other.path())
+            .output()
+            .unwrap()
+    };
+    let list = admin(&["accounts", "list"]);
+    assert!(list.status.success(), "{list:?}");
+    let list = String::from_utf8_lossy(&list.stdout);
+    for nick in ["alice", "bob", "carol", "dave"] {
+        assert!(
+            list.lines().any(|l| l.starts_with(&format!("{nick} "))),
+            "{list}"
+        );
+    }
+    let rooms = admin(&["rooms", "list"]);
+    assert!(!rooms.status.success());
+    assert!(
+        String::from_utf8_lossy(&rooms.stderr).contains("does not work on a PostgreSQL store yet"),
+        "{rooms:?}"
+    );
+    assert!(
+        !other.path().join("mm-server.db").exists(),
+        "no SQLite file made"
     );
     let (status, _) = server.stop().await;
     assert!(status.success());

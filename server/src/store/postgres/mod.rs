@@ -27,9 +27,11 @@
 //! environment or a file ([`PgTarget::set_password`]).
 //!
 //! Layout: [`PgTarget`] (here) is where and how to connect; `schema` migrates; one module per
-//! table group (`accounts`, `mailbox`, `history`, `rooms`, `keys`, `meta`) holds the SQL.
+//! table group (`accounts`, `mailbox`, `history`, `rooms`, `keys`, `meta`) holds the SQL;
+//! `admin` is what `mm-server accounts` does, on a connection of its own.
 
 mod accounts;
+mod admin;
 mod history;
 mod keys;
 mod mailbox;

@@ -107,6 +107,19 @@ const MIGRATIONS: [&str; 1] = ["
     CREATE INDEX one_time_prekeys_by_owner ON one_time_prekeys (nick_key, seq);
 "];
 
+/// The schema's version; 0 if the database holds no store yet.
+pub(super) fn version(client: &mut Client) -> Result<i64, postgres::Error> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])?
+        .try_get(0)?;
+    if !exists {
+        return Ok(0);
+    }
+    client
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])?
+        .try_get(0)
+}
+
 /// Creates `schema_version` if need be, refuses a schema newer than this build's, and applies
 /// the missing migrations, each in its own transaction with its version. Run it holding the
 /// store's advisory lock (no other server migrates meanwhile).

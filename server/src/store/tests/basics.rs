@@ -128,13 +128,56 @@ async fn the_commit_lag_is_measured_from_acceptance_on_the_store_clock<P: Place>
     reply(store.close(3)).await;
 }
 
+fn release_frees_the_nick_and_drops_its_mail<P: Place>() {
+    let place = P::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    {
+        let (store, _) = place.open(OPTS, clock()).unwrap();
+        rt.block_on(async {
+            login(&store, "bob", "fp-b", 1).await;
+            reply(store.queue_mail("bob", mail(1, "a", "secret"), Arrival::Offline)).await;
+            reply(store.close(1)).await;
+        });
+        store.join();
+    }
+    let accounts = place.accounts();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].nick, "bob");
+    assert_eq!(accounts[0].waiting, 1);
+    assert!(place.release("BOB"));
+    assert!(!place.release("bob"));
+    let (store, _) = place.open(OPTS, clock()).unwrap();
+    rt.block_on(async {
+        assert_eq!(
+            login(&store, "bob", "fp-new", 2).await,
+            LoginOutcome::Registered
+        );
+        assert!(reply(store.waiting("bob")).await.is_empty());
+    });
+}
+
+async fn registration_stops_at_the_cap_and_a_release_makes_room<P: Place>() {
+    let place = P::new();
+    let (store, _) = place.open(OPTS, clock()).unwrap(); // at most 3 accounts
+    for nick in ["a", "b", "c"] {
+        assert_eq!(login(&store, nick, "fp", 1).await, LoginOutcome::Registered);
+    }
+    assert_eq!(login(&store, "d", "fp", 1).await, LoginOutcome::Full);
+    assert_eq!(login(&store, "a", "fp", 2).await, LoginOutcome::Known);
+    // An operator releases one while the server runs: the cap is recounted.
+    assert!(place.release("b"));
+    assert_eq!(login(&store, "d", "fp", 3).await, LoginOutcome::Registered);
+    assert_eq!(login(&store, "e", "fp", 3).await, LoginOutcome::Full);
+}
+
 on_both!(
     async: [
+        registration_stops_at_the_cap_and_a_release_makes_room,
         nick_belongs_to_the_first_fingerprint_case_insensitively,
         mailbox_is_bounded_ordered_and_emptied_on_delivery,
         history_keeps_the_newest_lines_and_ids_survive_reopen,
         the_total_of_waiting_lines_is_bounded_and_delivery_frees_room,
         the_commit_lag_is_measured_from_acceptance_on_the_store_clock,
     ],
-    sync: [a_second_open_is_refused_while_the_first_holds_the_store],
+    sync: [a_second_open_is_refused_while_the_first_holds_the_store, release_frees_the_nick_and_drops_its_mail],
 );

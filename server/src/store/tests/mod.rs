@@ -5,6 +5,7 @@
 //! Fault injection that only one backend has stays with it (`sqlite/tests`,
 //! `postgres/tests`).
 
+mod accounts;
 mod basics;
 mod faults;
 pub(crate) mod keys;
@@ -35,6 +36,10 @@ pub(crate) trait Place: Sized {
     ) -> Result<(BatchStore<Self::B>, Loaded), StoreError>;
     /// How many rows `from` (a table, and maybe a `WHERE` clause) selects in the store there.
     fn count(&self, from: &str) -> i64;
+    /// Every account there, as `mm-server accounts list` reads them.
+    fn accounts(&self) -> Vec<Account>;
+    /// Frees `nick` there, as `mm-server accounts release` does.
+    fn release(&self, nick: &str) -> bool;
     /// Opens the store there.
     fn open(
         &self,
@@ -70,6 +75,12 @@ impl Place for Sqlite {
         tuning: Tuning,
     ) -> Result<(SqliteStore, Loaded), StoreError> {
         SqliteStore::open_tuned(&self.path(), opts, clock, tuning)
+    }
+    fn accounts(&self) -> Vec<Account> {
+        SqliteStore::list_accounts(&self.path()).expect("the accounts")
+    }
+    fn release(&self, nick: &str) -> bool {
+        SqliteStore::release(&self.path(), nick).expect("a release")
     }
     fn count(&self, from: &str) -> i64 {
         rusqlite::Connection::open(self.path())
@@ -151,6 +162,12 @@ impl Place for Postgres {
         tuning: Tuning,
     ) -> Result<(PgStore, Loaded), StoreError> {
         PgStore::open_tuned(&self.target, opts, clock, tuning)
+    }
+    fn accounts(&self) -> Vec<Account> {
+        PgStore::list_accounts(&self.target).expect("the accounts")
+    }
+    fn release(&self, nick: &str) -> bool {
+        PgStore::release(&self.target, nick).expect("a release")
     }
     fn count(&self, from: &str) -> i64 {
         let url = with_db(&self.server, &self.name);
@@ -272,4 +289,9 @@ pub(crate) async fn failing<B: Backend>(store: &BatchStore<B>) {
 
 pub(crate) fn ids(mails: &[Mail]) -> Vec<u64> {
     mails.iter().map(|m| m.id).collect()
+}
+
+/// The account of `nick` (any case) among `accounts`.
+pub(crate) fn account<'a>(accounts: &'a [Account], nick: &str) -> Option<&'a Account> {
+    accounts.iter().find(|a| a.nick.eq_ignore_ascii_case(nick))
 }

@@ -12,52 +12,6 @@ fn garbage_file_is_reported_as_corrupt() {
     assert!(err.to_string().contains("move it aside"), "{err}");
 }
 
-#[test]
-fn release_frees_the_nick_and_drops_its_mail() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    {
-        let (store, _) = SqliteStore::open(&path, OPTS, clock()).unwrap();
-        rt.block_on(async {
-            login(&store, "bob", "fp-b", 1).await;
-            reply(store.queue_mail("bob", mail(1, "a", "secret"), Arrival::Offline)).await;
-            reply(store.close(1)).await;
-        });
-        store.join();
-    }
-    let accounts = SqliteStore::list_accounts(&path).unwrap();
-    assert_eq!(accounts.len(), 1);
-    assert_eq!(accounts[0].nick, "bob");
-    assert_eq!(accounts[0].waiting, 1);
-    assert!(SqliteStore::release(&path, "BOB").unwrap());
-    assert!(!SqliteStore::release(&path, "bob").unwrap());
-    let (store, _) = SqliteStore::open(&path, OPTS, clock()).unwrap();
-    rt.block_on(async {
-        assert_eq!(
-            login(&store, "bob", "fp-new", 2).await,
-            LoginOutcome::Registered
-        );
-        assert!(reply(store.waiting("bob")).await.is_empty());
-    });
-}
-
-#[tokio::test]
-async fn registration_stops_at_the_cap_and_a_release_makes_room() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let (store, _) = SqliteStore::open(&path, OPTS, clock()).unwrap(); // at most 3 accounts
-    for nick in ["a", "b", "c"] {
-        assert_eq!(login(&store, nick, "fp", 1).await, LoginOutcome::Registered);
-    }
-    assert_eq!(login(&store, "d", "fp", 1).await, LoginOutcome::Full);
-    assert_eq!(login(&store, "a", "fp", 2).await, LoginOutcome::Known);
-    // An operator releases one while the server runs: the cap is recounted.
-    assert!(SqliteStore::release(&path, "b").unwrap());
-    assert_eq!(login(&store, "d", "fp", 3).await, LoginOutcome::Registered);
-    assert_eq!(login(&store, "e", "fp", 3).await, LoginOutcome::Full);
-}
-
 #[tokio::test]
 async fn lines_kept_for_online_users_stay_within_the_mailbox_ceiling_and_the_total() {
     // 2 per offline user, ceiling 2 + 2 unacknowledged, 3 in all.

@@ -15,9 +15,9 @@ use tokio::sync::oneshot::error::TryRecvError;
 use super::*;
 use crate::clock::ManualClock;
 use crate::store::tests::{
-    clock, failing, ids, line, login, mail, reply, FAST, OPTS, OPTS_LONG, OPTS_MANY, START_MS,
+    account, clock, failing, ids, line, login, mail, reply, FAST, OPTS, OPTS_LONG, OPTS_MANY,
+    START_MS,
 };
-use crate::store::Account;
 use crate::store::{Arrival, Loaded, LoginOutcome, QueueOutcome, Store};
 use std::sync::Arc;
 
@@ -34,8 +34,4 @@ fn history_ids(path: &Path) -> Vec<u64> {
     let (store, loaded) = SqliteStore::open(path, OPTS_LONG, clock()).unwrap();
     drop(store);
     loaded.history.iter().map(|l| l.id).collect()
-}
-
-fn account<'a>(accounts: &'a [Account], nick: &str) -> Option<&'a Account> {
-    accounts.iter().find(|a| a.nick.eq_ignore_ascii_case(nick))
 }
