@@ -152,6 +152,14 @@ impl PgTarget {
             SslMode::Disable
         });
         config.connect_timeout(Duration::from_secs(5));
+        // A link that goes silent (a cut, a host gone) fails within about half a minute rather
+        // than holding the writer (and every reply) for the system's two hours.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(15))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(30));
         config.application_name("mm-server");
         Ok(PgTarget {
             config,
@@ -333,6 +341,9 @@ pub(super) fn unit<T, E: Failure>(
 pub struct PgBackend {
     target: PgTarget,
     client: Option<Client>,
+    /// How long a statement waits for a lock another session holds (an operator's command)
+    /// before the commit counts as failed: [`Tuning::busy_timeout`], shorter while retrying.
+    lock_timeout: Duration,
 }
 
 impl PgBackend {
@@ -347,6 +358,7 @@ impl PgBackend {
             None => {
                 let mut client = self.target.connect()?;
                 lock(&mut client)?;
+                set_lock_timeout(&mut client, self.lock_timeout)?;
                 client
             }
         };
@@ -366,6 +378,11 @@ impl PgBackend {
         }
         result
     }
+}
+
+/// Sets how long this session's statements wait for a lock.
+fn set_lock_timeout(client: &mut Client, wait: Duration) -> Result<(), Error> {
+    client.batch_execute(&format!("SET lock_timeout = {}", wait.as_millis().max(1)))
 }
 
 /// Takes the database's advisory lock on this session.
@@ -429,7 +446,18 @@ impl Backend for PgBackend {
         self.with(|c| history::recent(c, room, n))
     }
 
-    fn retrying(&mut self, _on: bool, _tuning: &Tuning) {}
+    fn retrying(&mut self, on: bool, tuning: &Tuning) {
+        self.lock_timeout = if on {
+            tuning.retry_busy_timeout
+        } else {
+            tuning.busy_timeout
+        };
+        if let Some(client) = self.client.as_mut().filter(|c| !c.is_closed()) {
+            if let Err(e) = set_lock_timeout(client, self.lock_timeout) {
+                warn!(error = %describe(&e), "store: cannot change the lock wait");
+            }
+        }
+    }
 
     fn finish(&mut self) {
         // Closing the session releases the advisory lock.
@@ -658,9 +686,11 @@ impl PgStore {
             waiting: mailbox::total(c).map_err(e)?,
         };
         info!(store = %target, tls = target.tls, "store: PostgreSQL");
+        set_lock_timeout(&mut client, tuning.busy_timeout).map_err(e)?;
         let backend = PgBackend {
             target: target.clone(),
             client: Some(client),
+            lock_timeout: tuning.busy_timeout,
         };
         let store = BatchStore::spawn(backend, opts, counts, clock, tuning, None).map_err(|e| {
             StoreError::Open {

@@ -237,3 +237,48 @@ async fn while_the_database_refuses_connections_writes_are_busy_then_it_comes_ba
     );
     reply(store.close(0)).await;
 }
+
+#[tokio::test]
+async fn a_table_locked_by_another_session_is_waited_out_and_new_writes_are_busy_meanwhile() {
+    let place = Postgres::new();
+    let (store, _) = place.open_tuned(OPTS_LONG, clock(), FAST).unwrap();
+    reply(store.append_public(line(1, "a", "before"))).await;
+    // Another session holds the history table (as an operator's long transaction could).
+    let url = crate::store::tests::with_db(&crate::store::tests::test_server(), &place.name);
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute("LOCK TABLE history IN ACCESS EXCLUSIVE MODE")
+            .unwrap();
+        locked.send(()).unwrap();
+        let _ = released.recv();
+        tx.commit().unwrap();
+    });
+    is_locked.recv().unwrap();
+    let mut held = store.append_public(line(2, "a", "held")).unwrap();
+    failing(&store).await;
+    assert!(matches!(held.try_recv(), Err(TryRecvError::Empty)));
+    assert!(matches!(
+        store.append_public(line(3, "a", "refused")),
+        Err(StoreError::Busy)
+    ));
+    drop(release);
+    holder.join().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("answered once the lock is gone")
+        .unwrap()
+        .unwrap();
+    assert!(!store.is_failing());
+    assert_eq!(
+        reply(store.room_history(crate::store::RoomId::LOBBY, 10))
+            .await
+            .iter()
+            .map(|l| l.id)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    reply(store.close(2)).await;
+}
