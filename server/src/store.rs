@@ -15,7 +15,13 @@
 //! call, read by the hub from its clock ([`crate::clock`]); a backend that also times its own
 //! bookkeeping takes a clock when it is opened.
 //!
-//! The backend is [`sqlite::SqliteStore`]; [`memory::MemoryStore`] keeps nothing, for tests.
+//! The backends are [`sqlite::SqliteStore`] (a file in the data directory, the default) and
+//! [`postgres::PgStore`] (a PostgreSQL database); [`memory::MemoryStore`] keeps nothing, for
+//! tests. Both real backends are the one writer thread of `writer` (batching, retrying,
+//! answering) on a backend that runs a batch in a transaction; what is decided in Rust rather
+//! than in SQL (the commands, how a login stands and completes, mailbox bounds, the key
+//! directory's device rule, how values are encoded) is in `command` and `encode`, once. Their
+//! behaviour tests (`tests`) run on both.
 
 pub(crate) mod command;
 pub(crate) mod encode;
