@@ -630,6 +630,17 @@ impl<B: Backend> BatchStore<B> {
         }
     }
 
+    /// Drops the store and waits for its writer to finish what was submitted and end (as a
+    /// server's process ending would), so that the store can be opened again at once.
+    #[cfg(test)]
+    pub(crate) fn stop(self) {
+        let BatchStore { tx, writer, .. } = self;
+        drop(tx);
+        if let Some(handle) = writer.into_inner().ok().flatten() {
+            let _ = handle.join();
+        }
+    }
+
     /// Runs `f` on the writer thread (outside any transaction) and waits for it.
     #[cfg(test)]
     pub(crate) fn on_writer(&self, f: impl FnOnce(&mut Writer<B>) + Send + 'static) {

@@ -53,8 +53,95 @@ async fn an_operation_that_fails_on_its_own_is_refused_alone_and_its_batch_commi
     assert_eq!(ids(&reply(store.waiting("bob")).await), [1]);
 }
 
+async fn a_locked_store_keeps_what_it_accepted_refuses_new_writes_and_commits_once_released<
+    P: Place,
+>() {
+    let place = P::new();
+    let (store, _) = place.open_tuned(OPTS_LONG, clock(), FAST).unwrap();
+    login(&store, "bob", "fp-b", 1).await;
+    reply(store.queue_mail("bob", mail(1, "a", "waiting"), Arrival::Offline)).await;
+    reply(store.append_public(line(2, "a", "before"))).await;
+
+    let lock = place.hold();
+    let mut held = store.append_public(line(3, "a", "held")).unwrap();
+    failing(&store).await;
+    // New writes are refused at once (the hub then delivers them to nobody).
+    assert!(matches!(
+        store.append_public(line(4, "a", "refused")),
+        Err(StoreError::Busy)
+    ));
+    assert!(matches!(
+        store.queue_mail("bob", mail(5, "a", "refused"), Arrival::Offline),
+        Err(StoreError::Busy)
+    ));
+    // Reads still work: the owner logs in and reads the mailbox; nobody registers.
+    assert_eq!(login(&store, "Bob", "fp-b", 2).await, LoginOutcome::Known);
+    assert_eq!(login(&store, "bob", "fp-x", 2).await, LoginOutcome::Taken);
+    assert!(matches!(
+        store
+            .login("carol", "fp-c", 2, true)
+            .unwrap()
+            .await
+            .unwrap(),
+        Err(StoreError::Busy)
+    ));
+    assert_eq!(ids(&reply(store.waiting("bob")).await), [1]);
+    // The accepted line is not answered while it is not stored...
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(matches!(held.try_recv(), Err(TryRecvError::Empty)));
+    // ...and is stored, then answered, once the lock is released.
+    drop(lock);
+    held.await.unwrap().unwrap();
+    assert!(!store.is_failing());
+    reply(store.append_public(line(6, "a", "after"))).await;
+    assert_eq!(
+        login(&store, "carol", "fp-c", 3).await,
+        LoginOutcome::Registered
+    );
+    reply(store.close(6)).await;
+    store.join();
+    drop(store);
+    assert_eq!(history_ids(&place), [2, 3, 6]);
+}
+
+async fn closing_while_commits_still_fail_gives_up_in_bounded_time_and_names_what_was_lost<
+    P: Place,
+>() {
+    let place = P::new();
+    let (store, _) = place.open_tuned(OPTS_LONG, clock(), FAST).unwrap();
+    login(&store, "bob", "fp-b", 1).await;
+    let lock = place.hold();
+    let paused = store.pause();
+    let public = store.append_public(line(1, "a", "lost")).unwrap();
+    let private = store
+        .queue_mail("bob", mail(2, "a", "lost"), Arrival::Offline)
+        .unwrap();
+    let closing = store.close(2).unwrap();
+    let started = Instant::now();
+    drop(paused);
+    let closed = closing.await.unwrap();
+    assert!(
+        matches!(closed, Err(StoreError::NotStored { lines: 2, .. })),
+        "{closed:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(matches!(
+        public.await.unwrap(),
+        Err(StoreError::NotStored { .. })
+    ));
+    assert!(matches!(
+        private.await.unwrap(),
+        Err(StoreError::NotStored { .. })
+    ));
+    store.join();
+    drop((store, lock));
+    assert!(history_ids(&place).is_empty());
+}
+
 on_both!(
     async: [
+        a_locked_store_keeps_what_it_accepted_refuses_new_writes_and_commits_once_released,
+        closing_while_commits_still_fail_gives_up_in_bounded_time_and_names_what_was_lost,
         io_errors_retry_the_whole_batch_and_the_running_counts_stay_right,
         an_operation_that_fails_on_its_own_is_refused_alone_and_its_batch_commits,
     ],

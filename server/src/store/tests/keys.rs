@@ -316,8 +316,44 @@ async fn keys_go_with_their_account<P: Place>() {
     }
 }
 
+async fn a_take_accepted_before_commits_fail_waits_for_the_commit_and_new_ones_are_refused<
+    P: Place,
+>() {
+    let place = P::new();
+    let (store, _) = place.open_tuned(OPTS_MANY, clock(), FAST).unwrap();
+    register(&store, "bob").await;
+    publish(&store, "bob", upload(1, 0..2, NONE, token(1))).await;
+    let lock = place.hold();
+    let mut held = store.take_bundle("bob", true).unwrap();
+    failing(&store).await;
+    assert!(matches!(
+        store.take_bundle("bob", true),
+        Err(StoreError::Busy)
+    ));
+    assert!(matches!(
+        store.publish_keys("bob", upload(1, 5..6, token(1), token(2))),
+        Err(StoreError::Busy)
+    ));
+    // Not handed out while its deletion is not stored...
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(matches!(held.try_recv(), Err(TryRecvError::Empty)));
+    // ...and handed out once it is.
+    drop(lock);
+    match held.await.unwrap().unwrap() {
+        Taken::Bundle { bundle, remaining } => {
+            assert_eq!(bundle.one_time.map(|k| k.id), Some(0));
+            assert_eq!(remaining, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(take(&store, "bob").await, (Some(1), 0));
+    reply(store.close(0)).await;
+    store.join();
+}
+
 on_both!(
     async: [
+        a_take_accepted_before_commits_fail_waits_for_the_commit_and_new_ones_are_refused,
         one_time_prekeys_are_handed_out_once_oldest_first_then_the_signed_prekey_alone,
         takes_submitted_together_never_share_a_one_time_prekey,
         a_handed_out_one_time_prekey_stays_gone_after_a_reopen,

@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot::error::TryRecvError;
+
 use super::postgres::{off_runtime, PgStore, PgTarget};
 use super::sqlite::SqliteStore;
 use super::writer::{Backend, BatchStore, Tuning, TUNING};
@@ -36,6 +38,9 @@ pub(crate) trait Place: Sized {
     ) -> Result<(BatchStore<Self::B>, Loaded), StoreError>;
     /// How many rows `from` (a table, and maybe a `WHERE` clause) selects in the store there.
     fn count(&self, from: &str) -> i64;
+    /// Another process holding the store so that the server's commits fail (reads still
+    /// work), until the guard is dropped.
+    fn hold(&self) -> Box<dyn std::any::Any>;
     /// Every account there, as `mm-server accounts list` reads them.
     fn accounts(&self) -> Vec<Account>;
     /// Frees `nick` there, as `mm-server accounts release` does.
@@ -75,6 +80,15 @@ impl Place for Sqlite {
         tuning: Tuning,
     ) -> Result<(SqliteStore, Loaded), StoreError> {
         SqliteStore::open_tuned(&self.path(), opts, clock, tuning)
+    }
+    fn hold(&self) -> Box<dyn std::any::Any> {
+        // As `BEGIN EXCLUSIVE` in the sqlite3 shell would; root cannot bypass it.
+        let conn = rusqlite::Connection::open(self.path()).expect("the store's file");
+        conn.busy_timeout(Duration::from_secs(5))
+            .expect("a busy timeout");
+        conn.execute_batch("BEGIN EXCLUSIVE")
+            .expect("the write lock");
+        Box::new(conn)
     }
     fn accounts(&self) -> Vec<Account> {
         SqliteStore::list_accounts(&self.path()).expect("the accounts")
@@ -163,6 +177,9 @@ impl Place for Postgres {
     ) -> Result<(PgStore, Loaded), StoreError> {
         PgStore::open_tuned(&self.target, opts, clock, tuning)
     }
+    fn hold(&self) -> Box<dyn std::any::Any> {
+        Box::new(Held::new(with_db(&self.server, &self.name)))
+    }
     fn accounts(&self) -> Vec<Account> {
         PgStore::list_accounts(&self.target).expect("the accounts")
     }
@@ -179,6 +196,47 @@ impl Place for Postgres {
                 .expect("a count")
                 .get(0)
         })
+    }
+}
+
+/// Another session's transaction holding every table of the store in `EXCLUSIVE` mode (plain
+/// reads go on, writes wait), until dropped.
+struct Held {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    holder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Held {
+    fn new(url: String) -> Held {
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("the database");
+            let mut tx = c.transaction().expect("a transaction");
+            tx.batch_execute(
+                "LOCK TABLE accounts, account_credentials, history, mailbox, meta, rooms,
+                     room_members, room_bans, room_invites, room_requests, prekeys,
+                     one_time_prekeys IN EXCLUSIVE MODE",
+            )
+            .expect("the locks");
+            locked.send(()).expect("the test waits");
+            let _ = released.recv();
+            tx.commit().expect("released");
+        });
+        is_locked.recv().expect("the tables locked");
+        Held {
+            release: Some(release),
+            holder: Some(holder),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(holder) = self.holder.take() {
+            let _ = holder.join();
+        }
     }
 }
 
@@ -294,4 +352,11 @@ pub(crate) fn ids(mails: &[Mail]) -> Vec<u64> {
 /// The account of `nick` (any case) among `accounts`.
 pub(crate) fn account<'a>(accounts: &'a [Account], nick: &str) -> Option<&'a Account> {
     accounts.iter().find(|a| a.nick.eq_ignore_ascii_case(nick))
+}
+
+/// The lobby's history ids a start at `place` finds.
+pub(crate) fn history_ids<P: Place>(place: &P) -> Vec<u64> {
+    let (store, loaded) = place.open(OPTS_LONG, clock()).unwrap();
+    store.stop();
+    loaded.history.iter().map(|l| l.id).collect()
 }

@@ -54,7 +54,7 @@ pub(crate) async fn closed<B: Backend>(store: BatchStore<B>) {
 /// What a start finds in the store at `path`.
 pub(crate) fn reopen<P: Place>(place: &P, opts: Options) -> Loaded {
     let (store, loaded) = place.open(opts, clock()).unwrap();
-    drop(store);
+    store.stop();
     loaded
 }
 
@@ -320,8 +320,66 @@ async fn ten_thousand_rooms_load_quickly<P: Place>() {
     assert!(took < Duration::from_secs(3), "loading took {took:?}");
 }
 
+async fn room_changes_are_refused_while_the_store_fails_and_accepted_ones_are_kept<P: Place>() {
+    let place = P::new();
+    let (store, _) = place.open_tuned(OPTS_LONG, clock(), FAST).unwrap();
+    let lock = place.hold();
+    let mut held = store
+        .room(RoomChange::Create(room(
+            2,
+            "#kept",
+            vec![member("a", Role::Owner, 0)],
+        )))
+        .unwrap();
+    failing(&store).await;
+    assert!(matches!(
+        store.room(RoomChange::Create(room(3, "#refused", vec![]))),
+        Err(StoreError::Busy)
+    ));
+    assert!(matches!(store.admin_requests(), Err(StoreError::Busy)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(held.try_recv(), Err(TryRecvError::Empty)));
+    drop(lock);
+    held.await.unwrap().unwrap();
+    closed(store).await;
+    let loaded = reopen(&place, OPTS_LONG);
+    assert_eq!(
+        loaded
+            .rooms
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        ["#kept"]
+    );
+    assert_eq!(loaded.last_room_id, 2);
+}
+
+async fn room_history_is_read_while_the_store_fails_unless_a_held_line_is_the_room_s<P: Place>() {
+    let place = P::new();
+    let (store, _) = place.open_tuned(OPTS_LONG, clock(), FAST).unwrap();
+    reply(store.append_public(said(2, 1, "stored"))).await;
+    reply(store.append_public(said(3, 2, "stored"))).await;
+    let lock = place.hold();
+    let held = store.append_public(said(2, 3, "held")).unwrap();
+    failing(&store).await;
+    // Room 3 has nothing held: answered now, from a read.
+    assert_eq!(
+        line_ids(&reply(store.room_history(RoomId(3), 10)).await),
+        [2]
+    );
+    // Room 2's read waits for the held line, and sees it.
+    let mut read = store.room_history(RoomId(2), 10).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(read.try_recv(), Err(TryRecvError::Empty)));
+    drop(lock);
+    held.await.unwrap().unwrap();
+    assert_eq!(line_ids(&read.await.unwrap().unwrap()), [1, 3]);
+}
+
 on_both!(
     async: [
+        room_changes_are_refused_while_the_store_fails_and_accepted_ones_are_kept,
+        room_history_is_read_while_the_store_fails_unless_a_held_line_is_the_room_s,
         rooms_and_every_change_to_them_survive_close_and_reopen,
         a_room_created_twice_is_refused_alone_and_the_rest_of_its_batch_commits,
         each_room_keeps_its_own_newest_lines,

@@ -3,57 +3,6 @@
 use super::*;
 
 #[tokio::test]
-async fn a_locked_store_keeps_what_it_accepted_refuses_new_writes_and_commits_once_released() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, clock(), FAST).unwrap();
-    login(&store, "bob", "fp-b", 1).await;
-    reply(store.queue_mail("bob", mail(1, "a", "waiting"), Arrival::Offline)).await;
-    reply(store.append_public(line(2, "a", "before"))).await;
-
-    let lock = hold_lock(&path);
-    let mut held = store.append_public(line(3, "a", "held")).unwrap();
-    failing(&store).await;
-    // New writes are refused at once (the hub then delivers them to nobody).
-    assert!(matches!(
-        store.append_public(line(4, "a", "refused")),
-        Err(StoreError::Busy)
-    ));
-    assert!(matches!(
-        store.queue_mail("bob", mail(5, "a", "refused"), Arrival::Offline),
-        Err(StoreError::Busy)
-    ));
-    // Reads still work: the owner logs in and reads the mailbox; nobody registers.
-    assert_eq!(login(&store, "Bob", "fp-b", 2).await, LoginOutcome::Known);
-    assert_eq!(login(&store, "bob", "fp-x", 2).await, LoginOutcome::Taken);
-    assert!(matches!(
-        store
-            .login("carol", "fp-c", 2, true)
-            .unwrap()
-            .await
-            .unwrap(),
-        Err(StoreError::Busy)
-    ));
-    assert_eq!(ids(&reply(store.waiting("bob")).await), [1]);
-    // The accepted line is not answered while it is not stored...
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(matches!(held.try_recv(), Err(TryRecvError::Empty)));
-    // ...and is stored, then answered, once the lock is released.
-    drop(lock);
-    held.await.unwrap().unwrap();
-    assert!(!store.is_failing());
-    reply(store.append_public(line(6, "a", "after"))).await;
-    assert_eq!(
-        login(&store, "carol", "fp-c", 3).await,
-        LoginOutcome::Registered
-    );
-    reply(store.close(6)).await;
-    store.join();
-    drop(store);
-    assert_eq!(history_ids(&path), [2, 3, 6]);
-}
-
-#[tokio::test]
 async fn a_full_disk_is_retried_until_there_is_room_and_nothing_accepted_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
@@ -145,40 +94,6 @@ async fn a_store_that_became_read_only_is_retried_while_owners_still_log_in() {
     assert_eq!(ids(&bob.waiting), [1]);
     assert_eq!(ids(&read.await.unwrap().unwrap()), [1]);
     reply(store.close(1)).await;
-}
-
-#[tokio::test]
-async fn closing_while_commits_still_fail_gives_up_in_bounded_time_and_names_what_was_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, clock(), FAST).unwrap();
-    login(&store, "bob", "fp-b", 1).await;
-    let lock = hold_lock(&path);
-    let paused = store.pause();
-    let public = store.append_public(line(1, "a", "lost")).unwrap();
-    let private = store
-        .queue_mail("bob", mail(2, "a", "lost"), Arrival::Offline)
-        .unwrap();
-    let closing = store.close(2).unwrap();
-    let started = Instant::now();
-    drop(paused);
-    let closed = closing.await.unwrap();
-    assert!(
-        matches!(closed, Err(StoreError::NotStored { lines: 2, .. })),
-        "{closed:?}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(matches!(
-        public.await.unwrap(),
-        Err(StoreError::NotStored { .. })
-    ));
-    assert!(matches!(
-        private.await.unwrap(),
-        Err(StoreError::NotStored { .. })
-    ));
-    store.join();
-    drop((store, lock));
-    assert!(history_ids(&path).is_empty());
 }
 
 #[tokio::test]

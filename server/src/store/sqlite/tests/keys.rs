@@ -59,38 +59,3 @@ async fn a_store_of_schema_4_gains_the_key_directory() {
         .unwrap();
     assert_eq!(version, schema::SCHEMA_VERSION);
 }
-
-#[tokio::test]
-async fn a_take_accepted_before_commits_fail_waits_for_the_commit_and_new_ones_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let (store, _) = SqliteStore::open_tuned(&path, OPTS_MANY, clock(), FAST).unwrap();
-    register(&store, "bob").await;
-    publish(&store, "bob", upload(1, 0..2, NONE, token(1))).await;
-    let lock = hold_lock(&path);
-    let mut held = store.take_bundle("bob", true).unwrap();
-    failing(&store).await;
-    assert!(matches!(
-        store.take_bundle("bob", true),
-        Err(StoreError::Busy)
-    ));
-    assert!(matches!(
-        store.publish_keys("bob", upload(1, 5..6, token(1), token(2))),
-        Err(StoreError::Busy)
-    ));
-    // Not handed out while its deletion is not stored...
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(matches!(held.try_recv(), Err(TryRecvError::Empty)));
-    // ...and handed out once it is.
-    drop(lock);
-    match held.await.unwrap().unwrap() {
-        Taken::Bundle { bundle, remaining } => {
-            assert_eq!(bundle.one_time.map(|k| k.id), Some(0));
-            assert_eq!(remaining, 1);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(take(&store, "bob").await, (Some(1), 0));
-    reply(store.close(0)).await;
-    store.join();
-}

@@ -21,15 +21,6 @@ use crate::store::tests::{
 use crate::store::{Arrival, Loaded, LoginOutcome, QueueOutcome, Store};
 use std::sync::Arc;
 
-/// Another process's connection holding the store's write lock (as `BEGIN EXCLUSIVE` in the
-/// sqlite3 shell would); released on drop. Root cannot bypass it.
-fn hold_lock(path: &Path) -> Connection {
-    let conn = Connection::open(path).unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    conn
-}
-
 fn history_ids(path: &Path) -> Vec<u64> {
     let (store, loaded) = SqliteStore::open(path, OPTS_LONG, clock()).unwrap();
     drop(store);

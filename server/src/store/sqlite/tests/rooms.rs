@@ -16,66 +16,6 @@ fn count(path: &Path, table: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn room_changes_are_refused_while_the_store_fails_and_accepted_ones_are_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, clock(), FAST).unwrap();
-    let lock = hold_lock(&path);
-    let mut held = store
-        .room(RoomChange::Create(room(
-            2,
-            "#kept",
-            vec![member("a", Role::Owner, 0)],
-        )))
-        .unwrap();
-    failing(&store).await;
-    assert!(matches!(
-        store.room(RoomChange::Create(room(3, "#refused", vec![]))),
-        Err(StoreError::Busy)
-    ));
-    assert!(matches!(store.admin_requests(), Err(StoreError::Busy)));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(matches!(held.try_recv(), Err(TryRecvError::Empty)));
-    drop(lock);
-    held.await.unwrap().unwrap();
-    closed(store).await;
-    let loaded = reopen_at(&path, OPTS_LONG);
-    assert_eq!(
-        loaded
-            .rooms
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect::<Vec<_>>(),
-        ["#kept"]
-    );
-    assert_eq!(loaded.last_room_id, 2);
-}
-
-#[tokio::test]
-async fn room_history_is_read_while_the_store_fails_unless_a_held_line_is_the_room_s() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let (store, _) = SqliteStore::open_tuned(&path, OPTS_LONG, clock(), FAST).unwrap();
-    reply(store.append_public(said(2, 1, "stored"))).await;
-    reply(store.append_public(said(3, 2, "stored"))).await;
-    let lock = hold_lock(&path);
-    let held = store.append_public(said(2, 3, "held")).unwrap();
-    failing(&store).await;
-    // Room 3 has nothing held: answered now, from a read.
-    assert_eq!(
-        line_ids(&reply(store.room_history(RoomId(3), 10)).await),
-        [2]
-    );
-    // Room 2's read waits for the held line, and sees it.
-    let mut read = store.room_history(RoomId(2), 10).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(matches!(read.try_recv(), Err(TryRecvError::Empty)));
-    drop(lock);
-    held.await.unwrap().unwrap();
-    assert_eq!(line_ids(&read.await.unwrap().unwrap()), [1, 3]);
-}
-
-#[tokio::test]
 async fn a_store_from_before_rooms_keeps_its_history_as_the_lobby_s() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
