@@ -229,7 +229,7 @@ pub(super) fn delete(tx: &Connection, key: &str) -> rusqlite::Result<bool> {
 /// Adds `credential` (its kind from its form, [`CredentialKind::of`]) to the account `key` at
 /// `now_ms`; one it already holds stays as it was. Registration adds the first; nothing in the
 /// protocol adds another yet (tests do, through a connection of their own).
-pub(super) fn add_credential(
+pub(crate) fn add_credential(
     conn: &Connection,
     key: &str,
     credential: &str,

@@ -48,6 +48,8 @@ use rusqlite::Connection;
 use lock::lock_file;
 use schema::{check_writable, classify, open_connection, open_error, prepare};
 
+#[cfg(test)]
+pub(crate) use accounts::add_credential;
 pub use backend::SqliteBackend;
 
 use super::command::Counts;

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod basics;
+mod credentials;
 mod faults;
 pub(crate) mod keys;
 pub(crate) mod rooms;
@@ -45,6 +46,9 @@ pub(crate) trait Place: Sized {
     fn accounts(&self) -> Vec<Account>;
     /// Frees `nick` there, as `mm-server accounts release` does.
     fn release(&self, nick: &str) -> bool;
+    /// Adds `credential` to the account `key` there, on a connection of its own (nothing in the
+    /// protocol adds a second credential yet).
+    fn add_credential(&self, key: &str, credential: &str, now_ms: u64);
     /// Opens the store there.
     fn open(
         &self,
@@ -95,6 +99,12 @@ impl Place for Sqlite {
     }
     fn release(&self, nick: &str) -> bool {
         SqliteStore::release(&self.path(), nick).expect("a release")
+    }
+    fn add_credential(&self, key: &str, credential: &str, now_ms: u64) {
+        let conn = rusqlite::Connection::open(self.path()).expect("the store's file");
+        conn.busy_timeout(Duration::from_secs(5))
+            .expect("a busy timeout");
+        super::sqlite::add_credential(&conn, key, credential, now_ms).expect("a credential");
     }
     fn count(&self, from: &str) -> i64 {
         rusqlite::Connection::open(self.path())
@@ -185,6 +195,22 @@ impl Place for Postgres {
     }
     fn release(&self, nick: &str) -> bool {
         PgStore::release(&self.target, nick).expect("a release")
+    }
+    fn add_credential(&self, key: &str, credential: &str, now_ms: u64) {
+        let url = with_db(&self.server, &self.name);
+        let (key, credential) = (key.to_owned(), credential.to_owned());
+        let kind = CredentialKind::of(&credential).as_str();
+        let now = super::encode::to_sql(now_ms);
+        off_runtime(move || {
+            ::postgres::Client::connect(&url, ::postgres::NoTls)
+                .expect("the test database")
+                .execute(
+                    "INSERT INTO account_credentials (nick_key, credential, kind, added_ms)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (nick_key, credential) DO NOTHING",
+                    &[&key, &credential, &kind, &now],
+                )
+                .expect("a credential");
+        });
     }
     fn count(&self, from: &str) -> i64 {
         let url = with_db(&self.server, &self.name);
