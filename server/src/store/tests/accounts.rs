@@ -1,4 +1,5 @@
-//! Accounts on every backend: abandoned registrations undone only as they were made, and
+//! Accounts on every backend: look-alikes refused in one batch, abandoned registrations undone
+//! only as they were made, that an account was used recorded while commits fail, and
 //! expiry of accounts nobody came back to.
 
 use super::*;
@@ -71,8 +72,71 @@ async fn expiry_deletes_only_accounts_nobody_came_back_to<P: Place>() {
     );
 }
 
+async fn look_alikes_are_refused_even_when_registering_in_the_same_batch<P: Place>() {
+    let place = P::new();
+    let (store, _) = place.open(OPTS_MANY, clock()).unwrap();
+    let paused = store.pause();
+    let first = store.login("alice", "fp-a", 1, true).unwrap();
+    let second = store.login("aIice", "fp-m", 1, true).unwrap();
+    let check = store.check_login("AL1CE", "fp-m").unwrap();
+    drop(paused);
+    assert_eq!(
+        first.await.unwrap().unwrap().outcome,
+        LoginOutcome::Registered
+    );
+    assert_eq!(
+        second.await.unwrap().unwrap().outcome,
+        LoginOutcome::LooksLike("alice".into())
+    );
+    assert_eq!(
+        check.await.unwrap().unwrap(),
+        LoginOutcome::LooksLike("alice".into())
+    );
+    // The owner, in any spelling, is unaffected; a nick that only reads alike is fine.
+    assert_eq!(login(&store, "ALICE", "fp-a", 2).await, LoginOutcome::Known);
+    assert_eq!(
+        login(&store, "alicia", "fp-m", 2).await,
+        LoginOutcome::Registered
+    );
+}
+
+async fn that_an_account_was_used_is_recorded_even_if_the_store_fails_at_that_moment<P: Place>() {
+    let place = P::new();
+    let (store, _) = place.open_tuned(OPTS_MANY, clock(), FAST).unwrap();
+    assert_eq!(
+        login(&store, "bob", "fp-b", 1).await,
+        LoginOutcome::Registered
+    );
+    assert_eq!(
+        login(&store, "eve", "fp-e", 1).await,
+        LoginOutcome::Registered
+    );
+    let lock = place.hold();
+    // bob comes back: the login works (from a read) even though nothing can be written...
+    let held = store.append_public(line(1, "a", "held")).unwrap();
+    failing(&store).await;
+    assert_eq!(login(&store, "bob", "fp-b", 2).await, LoginOutcome::Known);
+    // ...and eve's registering connection ends: recorded too, though other writes are refused.
+    store.logged_out("eve", 3, true).unwrap();
+    assert!(matches!(
+        store.logged_out("bob", 3, false),
+        Err(StoreError::Busy)
+    ));
+    drop(lock);
+    held.await.unwrap().unwrap();
+    reply(store.close(1)).await;
+    store.join();
+    drop(store);
+    let accounts = place.accounts();
+    assert_eq!(account(&accounts, "bob").unwrap().returned_ms, Some(2));
+    assert_eq!(account(&accounts, "eve").unwrap().last_seen_ms, 3);
+    assert_eq!(account(&accounts, "eve").unwrap().returned_ms, None);
+}
+
 on_both!(
     async: [
+        look_alikes_are_refused_even_when_registering_in_the_same_batch,
+        that_an_account_was_used_is_recorded_even_if_the_store_fails_at_that_moment,
         an_abandoned_registration_is_undone_only_if_it_is_still_that_registration,
         expiry_deletes_only_accounts_nobody_came_back_to,
     ],

@@ -2,34 +2,6 @@
 
 use super::*;
 
-#[tokio::test]
-async fn look_alikes_are_refused_even_when_registering_in_the_same_batch() {
-    let (store, _) = SqliteStore::open_in_memory(OPTS_MANY, clock()).unwrap();
-    let paused = store.pause();
-    let first = store.login("alice", "fp-a", 1, true).unwrap();
-    let second = store.login("aIice", "fp-m", 1, true).unwrap();
-    let check = store.check_login("AL1CE", "fp-m").unwrap();
-    drop(paused);
-    assert_eq!(
-        first.await.unwrap().unwrap().outcome,
-        LoginOutcome::Registered
-    );
-    assert_eq!(
-        second.await.unwrap().unwrap().outcome,
-        LoginOutcome::LooksLike("alice".into())
-    );
-    assert_eq!(
-        check.await.unwrap().unwrap(),
-        LoginOutcome::LooksLike("alice".into())
-    );
-    // The owner, in any spelling, is unaffected; a nick that only reads alike is fine.
-    assert_eq!(login(&store, "ALICE", "fp-a", 2).await, LoginOutcome::Known);
-    assert_eq!(
-        login(&store, "alicia", "fp-m", 2).await,
-        LoginOutcome::Registered
-    );
-}
-
 /// A store file as schema version 2 left it, with these (nick, fingerprint) accounts.
 fn schema_2_store(path: &Path, accounts: &[(&str, &str)]) {
     let conn = Connection::open(path).unwrap();
@@ -135,49 +107,4 @@ async fn a_login_that_fails_part_way_keeps_nothing_of_it() {
         assert_eq!(login(&store, nick, "fp", 2).await, LoginOutcome::Registered);
     }
     assert_eq!(login(&store, "d", "fp", 2).await, LoginOutcome::Full);
-}
-
-#[tokio::test]
-async fn that_an_account_was_used_is_recorded_even_if_the_store_fails_at_that_moment() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let (store, _) = SqliteStore::open_tuned(&path, OPTS_MANY, clock(), FAST).unwrap();
-    assert_eq!(
-        login(&store, "bob", "fp-b", 1).await,
-        LoginOutcome::Registered
-    );
-    assert_eq!(
-        login(&store, "eve", "fp-e", 1).await,
-        LoginOutcome::Registered
-    );
-    store.on_writer(|w| {
-        w.backend
-            .conn
-            .execute_batch("PRAGMA query_only = 1")
-            .unwrap()
-    });
-    // bob comes back: the login works (from a read) even though nothing can be written...
-    let held = store.append_public(line(1, "a", "held")).unwrap();
-    failing(&store).await;
-    assert_eq!(login(&store, "bob", "fp-b", 2).await, LoginOutcome::Known);
-    // ...and eve's registering connection ends: recorded too, though other writes are refused.
-    store.logged_out("eve", 3, true).unwrap();
-    assert!(matches!(
-        store.logged_out("bob", 3, false),
-        Err(StoreError::Busy)
-    ));
-    store.on_writer(|w| {
-        w.backend
-            .conn
-            .execute_batch("PRAGMA query_only = 0")
-            .unwrap()
-    });
-    held.await.unwrap().unwrap();
-    reply(store.close(1)).await;
-    store.join();
-    drop(store);
-    let accounts = SqliteStore::list_accounts(&path).unwrap();
-    assert_eq!(account(&accounts, "bob").unwrap().returned_ms, Some(2));
-    assert_eq!(account(&accounts, "eve").unwrap().last_seen_ms, 3);
-    assert_eq!(account(&accounts, "eve").unwrap().returned_ms, None);
 }
