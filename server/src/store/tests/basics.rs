@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// Whether the store at `place` recorded `ms` as its last opening.
+fn opened_at<P: Place>(place: &P, ms: u64) -> bool {
+    place.count(&format!("meta WHERE key = 'opened_ms' AND value = {ms}")) == 1
+}
+
 async fn nick_belongs_to_the_first_fingerprint_case_insensitively<P: Place>() {
     let place = P::new();
     let (store, _) = place.open(OPTS, clock()).unwrap();
@@ -170,8 +175,58 @@ async fn registration_stops_at_the_cap_and_a_release_makes_room<P: Place>() {
     assert_eq!(login(&store, "e", "fp", 3).await, LoginOutcome::Full);
 }
 
+async fn lines_kept_for_online_users_stay_within_the_mailbox_ceiling_and_the_total<P: Place>() {
+    // 2 per offline user, ceiling 2 + 2 unacknowledged, 3 in all.
+    let place = P::new();
+    let (store, _) = place.open(OPTS, clock()).unwrap();
+    for nick in ["bob", "carol", "dave"] {
+        login(&store, nick, "fp", 1).await;
+    }
+    // A client that never acknowledges: its live lines are kept up to the total...
+    for id in 1..=3 {
+        assert_eq!(
+            reply(store.queue_mail("bob", mail(id, "a", "m"), Arrival::Live)).await,
+            QueueOutcome::Queued
+        );
+    }
+    assert_eq!(reply(store.waiting("bob")).await.len(), 3);
+    // ...and beyond it delivered but not kept, for anyone.
+    assert_eq!(
+        reply(store.queue_mail("carol", mail(4, "a", "m"), Arrival::Live)).await,
+        QueueOutcome::Queued
+    );
+    assert!(reply(store.waiting("carol")).await.is_empty());
+    assert_eq!(
+        reply(store.queue_mail("dave", mail(5, "a", "m"), Arrival::Offline)).await,
+        QueueOutcome::StoreFull
+    );
+    // Acknowledging makes room again.
+    store.delivered("bob", 3).unwrap();
+    assert_eq!(
+        reply(store.queue_mail("dave", mail(6, "a", "m"), Arrival::Offline)).await,
+        QueueOutcome::Queued
+    );
+}
+
+async fn each_opening_is_recorded_at_the_time_of_the_store_clock<P: Place>() {
+    let place = P::new();
+    let clock = Arc::new(ManualClock::new(START_MS));
+    {
+        let (store, _) = place.open(OPTS, clock.clone()).unwrap();
+        reply(store.close(0)).await;
+        store.join();
+    }
+    assert!(opened_at(&place, START_MS));
+    clock.advance(Duration::from_millis(crate::clock::DAY_MS + 1));
+    let (store, _) = place.open(OPTS, clock.clone()).unwrap();
+    assert!(opened_at(&place, START_MS + crate::clock::DAY_MS + 1));
+    reply(store.close(0)).await;
+}
+
 on_both!(
     async: [
+        lines_kept_for_online_users_stay_within_the_mailbox_ceiling_and_the_total,
+        each_opening_is_recorded_at_the_time_of_the_store_clock,
         registration_stops_at_the_cap_and_a_release_makes_room,
         nick_belongs_to_the_first_fingerprint_case_insensitively,
         mailbox_is_bounded_ordered_and_emptied_on_delivery,

@@ -351,9 +351,25 @@ async fn a_take_accepted_before_commits_fail_waits_for_the_commit_and_new_ones_a
     store.join();
 }
 
+fn an_account_released_by_the_operator_loses_its_keys<P: Place>() {
+    let place = P::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (store, _) = place.open(OPTS_MANY, clock()).unwrap();
+        register(&store, "bob").await;
+        publish(&store, "bob", upload(1, 0..3, NONE, token(1))).await;
+        reply(store.close(0)).await;
+        store.join();
+    });
+    drop(rt);
+    assert!(place.release("Bob"));
+    assert_eq!(place.count("prekeys") + place.count("one_time_prekeys"), 0);
+}
+
 on_both!(
-    async: [
-        a_take_accepted_before_commits_fail_waits_for_the_commit_and_new_ones_are_refused,
+    async: [a_take_accepted_before_commits_fail_waits_for_the_commit_and_new_ones_are_refused,
         one_time_prekeys_are_handed_out_once_oldest_first_then_the_signed_prekey_alone,
         takes_submitted_together_never_share_a_one_time_prekey,
         a_handed_out_one_time_prekey_stays_gone_after_a_reopen,
@@ -362,5 +378,5 @@ on_both!(
         the_device_check_truth_table,
         keys_go_with_their_account,
     ],
-    sync: [],
+    sync: [an_account_released_by_the_operator_loses_its_keys],
 );

@@ -1,37 +1,9 @@
-//! The key directory (schema 5), on both backends: a one-time prekey is handed out once (also
-//! under concurrent takes and across a reopen), the newest 200 are kept, a new identity drops
-//! the old one-time prekeys, the device check, and keys go with their account.
+//! The key directory on SQLite only: the migration that adds it (the behaviour tests of the
+//! key directory are in `store/tests/keys.rs`, on both backends).
 
 use super::*;
-use crate::store::tests::keys::{answer, publish, register, take, token, upload, NONE};
+use crate::store::tests::keys::{answer, publish, take, token, upload, NONE};
 use crate::store::{Store, Taken};
-
-#[test]
-fn an_account_released_by_the_operator_loses_its_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (store, _) = SqliteStore::open(&path, OPTS_MANY, clock()).unwrap();
-        register(&store, "bob").await;
-        publish(&store, "bob", upload(1, 0..3, NONE, token(1))).await;
-        reply(store.close(0)).await;
-        store.join();
-    });
-    drop(rt);
-    assert!(SqliteStore::release(&path, "Bob").unwrap());
-    let conn = Connection::open(&path).unwrap();
-    let rows: i64 = conn
-        .query_row(
-            "SELECT (SELECT COUNT(*) FROM prekeys) + (SELECT COUNT(*) FROM one_time_prekeys)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(rows, 0);
-}
 
 #[tokio::test]
 async fn a_store_of_schema_4_gains_the_key_directory() {

@@ -1,5 +1,6 @@
-//! The SQLite store's unit tests, fault injection included: the helpers here, the tests by
-//! concern in the submodules.
+//! What only the SQLite store has: its file (damaged, locked, read-only, full), its schema's
+//! history (migrations from every older version), fault injection through its connection,
+//! and `mm-server rooms` on it. The behaviour tests of every backend are in `store/tests`.
 
 mod accounts;
 mod basics;
@@ -13,10 +14,8 @@ use std::time::Instant;
 use tokio::sync::oneshot::error::TryRecvError;
 
 use super::*;
-use crate::clock::ManualClock;
 use crate::store::tests::{
     account, clock, failing, ids, line, login, mail, reply, FAST, OPTS, OPTS_LONG, OPTS_MANY,
-    START_MS,
 };
 use crate::store::{Arrival, Loaded, LoginOutcome, QueueOutcome, Store};
 use std::sync::Arc;
