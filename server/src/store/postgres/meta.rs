@@ -1,5 +1,6 @@
-//! `meta` in PostgreSQL: the highest message id given out, the highest room id given, and when
-//! the server last opened the store.
+//! `meta` in PostgreSQL: the highest message id given out, the highest room id given, when
+//! the server last opened the store, and the number of the last batch committed
+//! (`batch_seq`, to tell whether a commit whose answer was lost happened).
 
 use postgres::{Error, GenericClient};
 
@@ -49,4 +50,20 @@ pub(super) fn record_opened<C: GenericClient>(c: &mut C, now_ms: u64) -> Result<
         &[&to_sql(now_ms)],
     )?;
     Ok(())
+}
+
+/// Sets the counter `key` to `value`.
+pub(super) fn set<C: GenericClient>(c: &mut C, key: &str, value: i64) -> Result<(), Error> {
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&key, &value],
+    )?;
+    Ok(())
+}
+
+/// The counter `key`; 0 if never set.
+pub(super) fn value<C: GenericClient>(c: &mut C, key: &str) -> Result<i64, Error> {
+    c.query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
+        .map_or(Ok(0), |r| r.try_get(0))
 }

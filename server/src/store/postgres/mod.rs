@@ -269,6 +269,10 @@ pub enum PgError {
     /// TLS could not be set up.
     #[error("{0}")]
     Tls(String),
+    /// Test hook: the connection was lost right after a commit.
+    #[cfg(test)]
+    #[error("the connection was lost at the commit (test)")]
+    LostAtCommit,
 }
 
 /// The driver's error with PostgreSQL's own message, if any.
@@ -341,6 +345,14 @@ pub(super) fn unit<T, E: Failure>(
 pub struct PgBackend {
     target: PgTarget,
     client: Option<Client>,
+    /// The number of the last batch committed (`meta.batch_seq`), written in each batch's
+    /// transaction: a commit whose answer was lost (the connection dropped) is looked up
+    /// before the batch runs again, so that nothing is applied twice (a line stored, then
+    /// refused as a duplicate of itself; an account registered, then "known").
+    seq: i64,
+    /// Test hook: lose the connection right after the next commit.
+    #[cfg(test)]
+    pub(crate) lose_at_commit: bool,
     /// How long a statement waits for a lock another session holds (an operator's command)
     /// before the commit counts as failed: [`Tuning::busy_timeout`], shorter while retrying.
     lock_timeout: Duration,
@@ -385,6 +397,28 @@ fn set_lock_timeout(client: &mut Client, wait: Duration) -> Result<(), Error> {
     client.batch_execute(&format!("SET lock_timeout = {}", wait.as_millis().max(1)))
 }
 
+impl PgBackend {
+    /// After a commit whose answer was lost: whether batch `seq` committed, asked on a
+    /// connection of its own (a few tries; without the server's lock, which the lost session
+    /// may still hold for a while). `false` also when the database cannot be asked: the batch
+    /// is then run again, and a line of it may be refused as a duplicate of itself (logged).
+    fn committed_after_all(&mut self, seq: i64) -> bool {
+        self.client = None;
+        for attempt in 1..=3u32 {
+            let asked = self
+                .target
+                .connect()
+                .and_then(|mut c| Ok(meta::value(&mut c, "batch_seq")?));
+            match asked {
+                Ok(stored) => return stored >= seq,
+                Err(_) => std::thread::sleep(Duration::from_millis(50) * attempt),
+            }
+        }
+        warn!("store: a commit's answer was lost and the database cannot be asked whether it committed; the batch is run again, so a line of it may be refused as a duplicate of itself");
+        false
+    }
+}
+
 /// Takes the database's advisory lock on this session.
 fn lock(client: &mut Client) -> Result<(), PgError> {
     let held: bool = client
@@ -407,7 +441,9 @@ impl Backend for PgBackend {
         counts: &mut Counts,
         outcomes: &mut Vec<Outcome>,
     ) -> Result<(), PgError> {
-        self.with(|client| -> Result<(), Error> {
+        let seq = self.seq + 1;
+        let mut at_commit = false;
+        let result = self.with(|client| -> Result<(), Error> {
             let mut tx = client.transaction()?;
             let mut max_id = 0;
             let mut appended = Vec::new();
@@ -424,8 +460,30 @@ impl Backend for PgBackend {
             if max_id > 0 {
                 meta::record_max(&mut tx, "last_id", max_id)?;
             }
+            meta::set(&mut tx, "batch_seq", seq)?;
+            at_commit = true;
             tx.commit()
-        })
+        });
+        #[cfg(test)]
+        let result = match result {
+            Ok(()) if std::mem::take(&mut self.lose_at_commit) => {
+                self.client = None;
+                Err(PgError::LostAtCommit)
+            }
+            other => other,
+        };
+        match result {
+            Ok(()) => {
+                self.seq = seq;
+                Ok(())
+            }
+            Err(e) if at_commit && self.committed_after_all(seq) => {
+                info!(error = %e, "store: a commit's answer was lost, but it had committed");
+                self.seq = seq;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn evaluate(
@@ -687,9 +745,13 @@ impl PgStore {
         };
         info!(store = %target, tls = target.tls, "store: PostgreSQL");
         set_lock_timeout(&mut client, tuning.busy_timeout).map_err(e)?;
+        let seq = meta::value(&mut client, "batch_seq").map_err(e)?;
         let backend = PgBackend {
             target: target.clone(),
             client: Some(client),
+            seq,
+            #[cfg(test)]
+            lose_at_commit: false,
             lock_timeout: tuning.busy_timeout,
         };
         let store = BatchStore::spawn(backend, opts, counts, clock, tuning, None).map_err(|e| {

@@ -282,3 +282,32 @@ async fn a_table_locked_by_another_session_is_waited_out_and_new_writes_are_busy
     );
     reply(store.close(2)).await;
 }
+
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_is_not_applied_twice() {
+    let place = Postgres::new();
+    let (store, _) = place.open_tuned(OPTS_LONG, clock(), FAST).unwrap();
+    login(&store, "bob", "fp-b", 1).await;
+    // The batch commits, then the connection is lost before its answer arrives.
+    store.on_writer(|w| w.backend.lose_at_commit = true);
+    let paused = store.pause();
+    let queued = store
+        .queue_mail("bob", mail(1, "a", "once"), Arrival::Offline)
+        .unwrap();
+    let public = store.append_public(line(2, "a", "once")).unwrap();
+    let registered = store.login("carol", "fp-c", 2, true).unwrap();
+    drop(paused);
+    // Answered as it went, not failed as a duplicate of itself, nor registered twice.
+    assert_eq!(queued.await.unwrap().unwrap(), QueueOutcome::Queued);
+    public.await.unwrap().unwrap();
+    assert_eq!(
+        registered.await.unwrap().unwrap().outcome,
+        crate::store::LoginOutcome::Registered
+    );
+    store.on_writer(|w| assert!(!w.backend.lose_at_commit, "the loss was injected"));
+    assert_eq!(ids(&reply(store.waiting("bob")).await), [1]);
+    assert_eq!(place.count("mailbox"), 1);
+    reply(store.append_public(line(3, "a", "after"))).await;
+    reply(store.close(3)).await;
+    store.join();
+}
