@@ -2,7 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -80,6 +80,12 @@ pub struct Args {
     /// proxy_protocol_from in --config [default: none]
     #[arg(long = "proxy-from", value_name = "ADDR_OR_CIDR")]
     pub proxy_from: Vec<String>,
+    /// The store: a PostgreSQL URL postgres://USER@HOST:PORT/DB (no password in it: give it
+    /// in $MM_STORE_PASSWORD or store_password_file; TLS with verification off loopback)
+    /// [default: store in --config, else $MM_SERVER_STORE, else mm-server.db in the data
+    /// directory]
+    #[arg(long, value_name = "URL", global = true)]
+    pub store: Option<String>,
 }
 
 /// Administration commands; they work on the store while a server runs.
@@ -242,6 +248,7 @@ struct Sources {
     acme: AcmeFlags,
     admin: Option<String>,
     proxy_from: Vec<String>,
+    store: Option<String>,
 }
 
 /// The `--acme-*` flags (each overrides its field of the file when given).
@@ -253,12 +260,13 @@ struct AcmeFlags {
     directory_ca: Option<PathBuf>,
 }
 
-/// The configuration in effect, with its directories resolved.
+/// The configuration in effect, with its directories and store resolved.
 #[derive(Debug, Clone)]
 struct Effective {
     config: Config,
     data_dir: PathBuf,
     tls_dir: PathBuf,
+    store: crate::StoreLocation,
 }
 
 impl Sources {
@@ -307,12 +315,126 @@ impl Sources {
             .tls_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("tls"));
+        if let Some(store) = &self.store {
+            config.store = Some(store.clone());
+        }
+        let store = store_location(&config, &data_dir)?;
         Ok(Effective {
             config,
             data_dir,
             tls_dir,
+            store,
         })
     }
+}
+
+/// Where the store is: `store` from the flag or the file, else `$MM_SERVER_STORE`, else
+/// `mm-server.db` in `data_dir`. A PostgreSQL URL gets its password from `$MM_STORE_PASSWORD`
+/// or `store_password_file`, never from the URL (refused there).
+fn store_location(config: &Config, data_dir: &Path) -> anyhow::Result<crate::StoreLocation> {
+    let url = config
+        .store
+        .clone()
+        .or_else(|| std::env::var("MM_SERVER_STORE").ok())
+        .filter(|s| !s.is_empty());
+    let Some(url) = url else {
+        return Ok(crate::StoreLocation::Sqlite(data_dir.to_path_buf()));
+    };
+    if !crate::store::postgres::is_url(&url) {
+        anyhow::bail!(
+            "the store must be a PostgreSQL URL (postgres://USER@HOST:PORT/DB), or left out for mm-server.db in the data directory"
+        );
+    }
+    let mut target = crate::store::postgres::PgTarget::parse(&url).map_err(anyhow::Error::msg)?;
+    let password = match (
+        &config.store_password_file,
+        std::env::var("MM_STORE_PASSWORD"),
+    ) {
+        (Some(file), _) => Some(read_password_file(file)?),
+        (None, Ok(password)) if !password.is_empty() => {
+            Some(zeroize::Zeroizing::new(password.into_bytes()))
+        }
+        _ => None,
+    };
+    if let Some(password) = password {
+        target.set_password(&password);
+    }
+    Ok(crate::StoreLocation::Postgres(Box::new(target)))
+}
+
+/// Reads the store's password from `file`, which only its owner may read (like the server's
+/// private key); one line, its line ending dropped.
+fn read_password_file(file: &Path) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file)
+            .with_context(|| format!("cannot read store_password_file {}", file.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "store_password_file {} can be read by others (mode {:04o}); make it private with chmod 600 {}",
+                file.display(),
+                mode & 0o777,
+                file.display()
+            );
+        }
+    }
+    let mut bytes = zeroize::Zeroizing::new(
+        mm_certs::read_limited(file, 4096)
+            .with_context(|| format!("cannot read store_password_file {}", file.display()))?,
+    );
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.is_empty() {
+        anyhow::bail!("store_password_file {} is empty", file.display());
+    }
+    Ok(bytes)
+}
+
+/// `mm-server rooms` works on the SQLite store's file; on a PostgreSQL store it is refused
+/// (rather than acting on a file the server does not use).
+fn admin_store(running: &Effective, what: &str) -> anyhow::Result<PathBuf> {
+    match &running.store {
+        crate::StoreLocation::Sqlite(dir) => Ok(dir.join(crate::STORE_FILE)),
+        crate::StoreLocation::Postgres(target) => anyhow::bail!(
+            "mm-server {what} does not work on a PostgreSQL store yet (the store is {target}); use psql on that database meanwhile"
+        ),
+    }
+}
+
+/// Every account of the store at `store` (SQLite file or PostgreSQL database).
+fn list_accounts(store: &crate::StoreLocation) -> anyhow::Result<Vec<crate::store::Account>> {
+    Ok(match store {
+        crate::StoreLocation::Sqlite(dir) => SqliteStore::list_accounts(&existing_store(dir)?)?,
+        crate::StoreLocation::Postgres(target) => {
+            crate::store::postgres::PgStore::list_accounts(target)?
+        }
+    })
+}
+
+/// Frees `nick` in the store at `store`; whether there was such an account.
+fn release(store: &crate::StoreLocation, nick: &str) -> anyhow::Result<bool> {
+    Ok(match store {
+        crate::StoreLocation::Sqlite(dir) => SqliteStore::release(&existing_store(dir)?, nick)?,
+        crate::StoreLocation::Postgres(target) => {
+            crate::store::postgres::PgStore::release(target, nick)?
+        }
+    })
+}
+
+/// The SQLite store's file in `dir`, which the server makes on its first start.
+fn existing_store(dir: &Path) -> anyhow::Result<PathBuf> {
+    let store = dir.join(crate::STORE_FILE);
+    if !store.exists() {
+        anyhow::bail!(
+            "no store at {} (the server creates it on first start)",
+            store.display()
+        );
+    }
+    Ok(store)
 }
 
 /// The web client's URL for a server bound to `bound`: its address itself, unless it is the
@@ -435,19 +557,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
         admin: args.admin,
         proxy_from: args.proxy_from,
+        store: args.store,
     };
     match args.command {
         Some(Command::Accounts(cmd)) => {
             let running = sources.load()?;
             return accounts(
-                &running.data_dir.join(crate::STORE_FILE),
+                &running.store,
                 cmd,
                 running.config.limits.unused_account_days,
             );
         }
         Some(Command::Rooms(cmd)) => {
             let running = sources.load()?;
-            return rooms(&running.data_dir.join(crate::STORE_FILE), cmd);
+            return rooms(&admin_store(&running, "rooms")?, cmd);
         }
         None => {}
     }
@@ -572,7 +695,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         listener,
         tls,
         config.limits.clone(),
-        &running.data_dir,
+        &running.store,
         operations,
         shutdown_requested(interrupt, terminate),
     )
@@ -585,19 +708,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn accounts(
-    store: &std::path::Path,
+    store: &crate::StoreLocation,
     cmd: AccountsCommand,
     unused_account_days: u32,
 ) -> anyhow::Result<()> {
-    if !store.exists() {
-        anyhow::bail!(
-            "no store at {} (the server creates it on first start)",
-            store.display()
-        );
-    }
     match cmd {
         AccountsCommand::List => {
-            let accounts = SqliteStore::list_accounts(store)?;
+            let accounts = list_accounts(store)?;
             let mut out = format!(
                 "{:<32}  {:<16}  {:<16}  {:<16}  {:>7}  credentials\n",
                 "nick", "registered", "last seen", "expires (unused)", "waiting"
@@ -639,7 +756,7 @@ fn accounts(
             print_out(&out)
         }
         AccountsCommand::Release { nick } => {
-            if SqliteStore::release(store, &nick)? {
+            if release(store, &nick)? {
                 print_out(&format!(
                     "released {nick}: the next client to log in with it owns it\n"
                 ))
@@ -918,7 +1035,7 @@ fn reload(cert: &crate::tls::ServerCert, sources: &Sources, running: &Effective)
             warn!(%dir, error = %e, fingerprint = %before.fingerprint, "SIGHUP: TLS certificate NOT reloaded; still using the previous one")
         }
     }
-    let fixed = "the bind and admin addresses, trusted proxies, data directory, TLS directory and limits are not reloaded; restart to change them";
+    let fixed = "the bind and admin addresses, trusted proxies, data directory, TLS directory, store and limits are not reloaded; restart to change them";
     match sources.load() {
         Err(e) => warn!(error = %format!("{e:#}"), "SIGHUP: configuration not re-read; {fixed}"),
         Ok(new) => {
@@ -934,6 +1051,9 @@ fn reload(cert: &crate::tls::ServerCert, sources: &Sources, running: &Effective)
             }
             if new.data_dir != running.data_dir {
                 changed.push("data_dir");
+            }
+            if new.store.to_string() != running.store.to_string() {
+                changed.push("store");
             }
             if new.tls_dir != running.tls_dir {
                 changed.push("tls_dir");
@@ -957,6 +1077,77 @@ mod tests {
     use super::*;
     use crate::store::sqlite::RoomAdmin;
     use crate::store::{MemberRecord, RoomId, RoomRecord};
+
+    fn with_store(store: &str) -> Config {
+        Config {
+            store: Some(store.into()),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn the_store_is_sqlite_in_the_data_directory_unless_a_postgresql_url_is_given() {
+        let dir = Path::new("/srv/mm");
+        let sqlite = store_location(&Config::default(), dir).unwrap();
+        assert!(matches!(&sqlite, crate::StoreLocation::Sqlite(d) if d == dir));
+        let pg = store_location(&with_store("postgres://mm@127.0.0.1:5432/chat"), dir).unwrap();
+        assert!(matches!(pg, crate::StoreLocation::Postgres(_)));
+        let err = store_location(&with_store("sqlite:///tmp/x.db"), dir).unwrap_err();
+        assert!(err.to_string().contains("PostgreSQL URL"), "{err}");
+    }
+
+    #[test]
+    fn a_store_url_with_a_password_is_refused_without_repeating_it() {
+        let err = store_location(
+            &with_store("postgres://mm:hunter2@127.0.0.1:5432/chat"),
+            Path::new("/srv/mm"),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("MM_STORE_PASSWORD"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_store_password_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "hunter2\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = Config {
+            store_password_file: Some(file.clone()),
+            ..with_store("postgres://mm@127.0.0.1:5432/chat")
+        };
+        let err = store_location(&config, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(&read_password_file(&file).unwrap()[..], b"hunter2");
+        assert!(matches!(
+            store_location(&config, dir.path()).unwrap(),
+            crate::StoreLocation::Postgres(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn rooms_refuses_a_postgresql_store_and_touches_no_file() {
+        let data = tempfile::tempdir().unwrap();
+        for command in [&["rooms", "list"][..], &["rooms", "delete", "dev"]] {
+            let mut argv = vec!["mm-server"];
+            argv.extend_from_slice(command);
+            argv.extend_from_slice(&["--store", "postgres://mm@127.0.0.1:1/chat"]);
+            let mut args = Args::try_parse_from(argv).unwrap();
+            args.data = Some(data.path().to_path_buf());
+            let err = run(args).await.unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("does not work on a PostgreSQL store yet"),
+                "{err}"
+            );
+        }
+        assert!(!data.path().join(crate::STORE_FILE).exists());
+    }
 
     #[test]
     fn the_room_list_names_owner_modes_and_topic_and_neutralises_escapes() {

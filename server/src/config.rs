@@ -43,6 +43,14 @@ pub struct Config {
     /// Peers (addresses or networks, `10.0.0.0/8`) whose connections begin with a PROXY
     /// protocol v2 header ([`crate::proxy`]). Default: none.
     pub proxy_protocol_from: Vec<String>,
+    /// Where the store is: unset (the default) for `mm-server.db` in `data_dir`, or a
+    /// PostgreSQL URL `postgres://USER@HOST:PORT/DB` (without a password; TLS with
+    /// verification off loopback, `sslrootcert=FILE` to name the CA). Default:
+    /// `$MM_SERVER_STORE`, else SQLite.
+    pub store: Option<String>,
+    /// A file holding the PostgreSQL store's password (readable by its owner only); else
+    /// `$MM_STORE_PASSWORD`, else none.
+    pub store_password_file: Option<PathBuf>,
     /// Limits and timeouts.
     pub limits: Limits,
 }
@@ -116,6 +124,8 @@ impl Default for Config {
             acme_directory_ca: None,
             admin: None,
             proxy_protocol_from: Vec::new(),
+            store: None,
+            store_password_file: None,
             limits: Limits::default(),
         }
     }

@@ -30,7 +30,7 @@ pub mod transport;
 pub mod web;
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,39 +75,71 @@ pub fn make_private(data_dir: &Path, tls_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Opens (or creates) the store `mm-server.db` in `data_dir` and makes a hub on it, with an
-/// optional relay hook (see [`hub::RelayHook`]).
+/// Where the server keeps its store (`--store`, `store` in the configuration).
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// The store `mm-server.db` in this data directory (the default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://USER@HOST:PORT/DB`), its password already set.
+    Postgres(Box<store::postgres::PgTarget>),
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(dir) => write!(f, "{}", dir.join(STORE_FILE).display()),
+            // Never with a password: the URL holds none.
+            StoreLocation::Postgres(target) => write!(f, "{target}"),
+        }
+    }
+}
+
+/// Opens (or creates) the store at `store` (`mm-server.db` in a data directory, or a
+/// PostgreSQL database) and makes a hub on it, with an optional relay hook (see
+/// [`hub::RelayHook`]).
 ///
 /// # Errors
-/// [`store::StoreError`] naming the problem (corrupt, locked, unreadable) and what to do.
+/// [`store::StoreError`] naming the problem (corrupt, locked, unreadable, unreachable) and what
+/// to do.
 pub fn open_hub(
-    data_dir: &Path,
+    store: &StoreLocation,
     limits: &Limits,
     hook: Option<hub::RelayHook>,
 ) -> Result<Hub, store::StoreError> {
-    mm_certs::create_private_dir(data_dir).map_err(|e| store::StoreError::Open {
-        path: data_dir.to_path_buf(),
-        detail: e.to_string(),
-    })?;
+    let shown = store.to_string();
     let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
-    let (store, loaded) = store::sqlite::SqliteStore::open(
-        &data_dir.join(STORE_FILE),
-        store::Options::from_limits(limits),
-        Arc::clone(&clock),
-    )?;
+    let opts = store::Options::from_limits(limits);
+    let (store, loaded): (Arc<dyn store::Store>, _) = match store {
+        StoreLocation::Sqlite(data_dir) => {
+            mm_certs::create_private_dir(data_dir).map_err(|e| store::StoreError::Open {
+                path: data_dir.to_path_buf(),
+                detail: e.to_string(),
+            })?;
+            let (store, loaded) = store::sqlite::SqliteStore::open(
+                &data_dir.join(STORE_FILE),
+                opts,
+                Arc::clone(&clock),
+            )?;
+            (Arc::new(store), loaded)
+        }
+        StoreLocation::Postgres(target) => {
+            let (store, loaded) = store::postgres::PgStore::open(target, opts, Arc::clone(&clock))?;
+            (Arc::new(store), loaded)
+        }
+    };
     info!(
-        dir = %data_dir.display(),
+        store = %shown,
         history = loaded.history.len(),
         last_id = loaded.last_id,
         "store opened"
     );
-    Ok(Hub::builder(limits, Arc::new(store), loaded)
+    Ok(Hub::builder(limits, store, loaded)
         .relay_hook(hook)
         .clock(clock)
         .build())
 }
 
-/// Serves clients on `listener` with the store in `data_dir` until `shutdown` completes; see
+/// Serves clients on `listener` with the store at `store` until `shutdown` completes; see
 /// [`serve`].
 ///
 /// # Errors
@@ -116,11 +148,11 @@ pub async fn run(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     limits: Limits,
-    data_dir: &Path,
+    store: &StoreLocation,
     operations: Operations,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let hub = open_hub(data_dir, &limits, None)?;
+    let hub = open_hub(store, &limits, None)?;
     serve_with(listener, tls, limits, hub, operations, shutdown).await?;
     Ok(())
 }

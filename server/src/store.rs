@@ -15,10 +15,23 @@
 //! call, read by the hub from its clock ([`crate::clock`]); a backend that also times its own
 //! bookkeeping takes a clock when it is opened.
 //!
-//! The backend is [`sqlite::SqliteStore`]; [`memory::MemoryStore`] keeps nothing, for tests.
+//! The backends are [`sqlite::SqliteStore`] (a file in the data directory, the default) and
+//! [`postgres::PgStore`] (a PostgreSQL database); [`memory::MemoryStore`] keeps nothing, for
+//! tests. Both real backends are the one writer thread of `writer` (batching, retrying,
+//! answering) on a backend that runs a batch in a transaction; what is decided in Rust rather
+//! than in SQL (the commands, how a login stands and completes, mailbox bounds, the key
+//! directory's device rule, how values are encoded) is in `command` and `encode`, once. Their
+//! behaviour tests (`tests`) run on both.
 
+pub(crate) mod command;
+pub(crate) mod encode;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
+pub(crate) mod writer;
+
+#[cfg(test)]
+mod tests;
 
 use mm_common::prekeys::{KeyUpload, PrekeyBundle};
 use mm_common::protocol::{Modes, Role};
@@ -420,7 +433,7 @@ pub enum StoreError {
         detail: String,
     },
     /// Another process holds the store.
-    #[error("the store {path} is in use by another process ({detail}); is another mm-server running with this data directory?")]
+    #[error("the store {path} is in use by another process ({detail}); is another mm-server running on this store (the same data directory or database)?")]
     Locked {
         /// The file.
         path: std::path::PathBuf,

@@ -19,6 +19,7 @@ mod ids;
 mod keys;
 mod offline;
 mod operations;
+mod postgres;
 mod process;
 mod rooms;
 mod secure;

@@ -5,14 +5,14 @@
 
 use std::path::Path;
 
-use mm_tests::{files_hold, memory_holds, ServerProcess, WAIT};
+use mm_tests::{files_hold, memory_holds, rand_tag, ServerProcess, WAIT};
 use tokio::io::AsyncWriteExt;
 
 const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
 
 /// Runs `mm` in line mode as `nick` with `input` on stdin (it ends at the end of input, once
 /// the server answered everything); returns its stdout.
-async fn mm(server: &ServerProcess, nick: &str, home: &Path, input: &str) -> String {
+pub(crate) async fn mm(server: &ServerProcess, nick: &str, home: &Path, input: &str) -> String {
     let ca = server.data.path().join("tls").join("ca.pem");
     let mut child = crate::cli::spawn_mm(&server.addr, Some(&ca), nick, home);
     let mut stdin = child.stdin.take().unwrap();
@@ -115,13 +115,4 @@ async fn offline_messages_are_end_to_end_on_disk_and_in_the_servers_memory() {
         "no new session: {out}"
     );
     assert!(files_hold(server.data.path(), &[format!("reply-{tag}").as_bytes()]).is_empty());
-}
-
-/// A random number (from the operating system) for texts no other test or process could hold.
-fn rand_tag() -> u64 {
-    let mut bytes = [0u8; 8];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .unwrap();
-    u64::from_le_bytes(bytes)
 }

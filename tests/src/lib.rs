@@ -46,6 +46,122 @@ pub fn identity_for(nick: &str) -> ClientIdentity {
         .clone()
 }
 
+/// The PostgreSQL server the tests use: `MM_TEST_POSTGRES`, a URL of a role that may create
+/// databases (`eval "$(scripts/postgres start)"` starts a throwaway one; `scripts/test` does).
+/// Missing, the test fails (never skips) and says how to get one.
+pub fn test_postgres() -> String {
+    match std::env::var("MM_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "MM_TEST_POSTGRES is not set: this test needs a PostgreSQL server. Start a throwaway one with `eval \"$(scripts/postgres start)\"` (scripts/test does this), then run the tests again"
+        ),
+    }
+}
+
+/// Whether the suite's servers keep their store in PostgreSQL: `MM_TEST_STORE=postgres` (the
+/// second run of the end-to-end suite in `scripts/test`); otherwise SQLite in their data
+/// directory, the default. Any other value fails the test rather than quietly using SQLite.
+pub fn store_is_postgres() -> bool {
+    match std::env::var("MM_TEST_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => false,
+        Ok("postgres") => true,
+        Ok(other) => panic!("MM_TEST_STORE={other}: expected `sqlite` or `postgres`"),
+    }
+}
+
+/// A database of its own on the test server ([`test_postgres`]), made with `psql`; dropped
+/// with this value.
+pub struct TestDatabase {
+    server: String,
+    /// Its name (`mm_e2e_` and 16 hex digits).
+    pub name: String,
+}
+
+impl TestDatabase {
+    /// Creates one.
+    pub fn new() -> TestDatabase {
+        let name = format!("mm_e2e_{:016x}", rand_tag());
+        let db = TestDatabase {
+            server: test_postgres(),
+            name,
+        };
+        db.psql(&format!("CREATE DATABASE {}", db.name));
+        db
+    }
+
+    fn psql(&self, sql: &str) {
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &self.server, "-c", sql])
+            .output()
+            .expect("psql (Debian's postgresql-client)");
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The store's URL (`postgres://…/NAME`, no password: the test server trusts loopback).
+    pub fn url(&self) -> String {
+        let (base, _) = self.server.rsplit_once('/').expect("a URL with a database");
+        format!("{base}/{}", self.name)
+    }
+}
+
+impl Default for TestDatabase {
+    fn default() -> Self {
+        TestDatabase::new()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                &self.server,
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+/// A random number (from the operating system) for names and texts no other test or process
+/// could hold.
+pub fn rand_tag() -> u64 {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .unwrap();
+    u64::from_le_bytes(bytes)
+}
+
+/// The file in a test server's data directory naming the PostgreSQL database that is its store
+/// under `MM_TEST_STORE=postgres`, so that a restart on the same data directory (a new
+/// [`TestServer`] or [`ServerProcess`]) finds the same store.
+const TEST_STORE_FILE: &str = "mm-test-store-url";
+
+/// The store a test server with data directory `data` uses: with [`store_is_postgres`], the
+/// database named in `data` (made on first use; the throwaway server is deleted with all its
+/// databases at the end of `scripts/test`), else `None` (SQLite in `data`).
+pub fn test_store_url(data: &Path) -> Option<String> {
+    if !store_is_postgres() {
+        return None;
+    }
+    let file = data.join(TEST_STORE_FILE);
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return Some(url.trim().to_owned());
+    }
+    let db = TestDatabase::new();
+    let url = db.url();
+    // Kept for the rest of the run: the data directory may outlive this value (restarts).
+    std::mem::forget(db);
+    std::fs::write(&file, &url).expect("the data directory");
+    Some(url)
+}
+
 /// A server running in this process.
 pub struct TestServer {
     /// Where it listens.
@@ -168,7 +284,13 @@ impl TestServer {
         hook: Option<mm_server::hub::RelayHook>,
         operations: mm_server::Operations,
     ) -> TestServer {
-        let hub = mm_server::open_hub(data.path(), &limits, hook).unwrap();
+        let store = match test_store_url(data.path()) {
+            Some(url) => mm_server::StoreLocation::Postgres(Box::new(
+                mm_server::store::postgres::PgTarget::parse(&url).unwrap(),
+            )),
+            None => mm_server::StoreLocation::Sqlite(data.path().to_path_buf()),
+        };
+        let hub = mm_server::open_hub(&store, &limits, hook).unwrap();
         let ca = mm_certs::load_certs(&tls.path().join(mm_certs::CA_CERT)).unwrap();
         let cert = Arc::new(mm_server::tls::ServerCert::load(tls.path()).unwrap());
         let config = mm_server::tls::server_config_with(Arc::clone(&cert)).unwrap();
@@ -765,6 +887,10 @@ impl ServerProcess {
             .args(["--bind", bind, "--config"])
             .arg(&config_path)
             .env("MM_SERVER_DATA", data.path());
+        // Under MM_TEST_STORE=postgres: the store, unless the configuration names one.
+        if let Some(url) = test_store_url(data.path()) {
+            command.env("MM_SERVER_STORE", url);
+        }
         Self::spawn(command, data).await
     }
 
@@ -777,6 +903,9 @@ impl ServerProcess {
     ) -> ServerProcess {
         let mut command = tokio::process::Command::new(binary);
         command.args(args).env_remove("MM_SERVER_DATA");
+        if let Some(url) = test_store_url(data.path()) {
+            command.env("MM_SERVER_STORE", url);
+        }
         Self::spawn(command, data).await
     }
 

@@ -12,31 +12,9 @@ use tracing::info;
 
 use super::convert::{from_sql, to_sql};
 use super::failure::best_effort;
-use super::Counts;
 use super::{keys, mailbox};
-use crate::store::{Account, Credential, CredentialKind, Login, LoginOutcome, Options};
-
-/// How a login stands, from reads only.
-pub(super) enum Decision {
-    /// The credential is one of the nick's account's; `returned` if it logged in again after
-    /// its registering connection before.
-    Owner { returned: bool },
-    /// The nick is free and may be registered.
-    Register,
-    /// Refused, and why.
-    Refused(LoginOutcome),
-}
-
-impl Decision {
-    /// As [`crate::store::Store::check_login`] answers it.
-    pub(super) fn outcome(self) -> LoginOutcome {
-        match self {
-            Decision::Owner { .. } => LoginOutcome::Known,
-            Decision::Register => LoginOutcome::Registered,
-            Decision::Refused(outcome) => outcome,
-        }
-    }
-}
+use crate::store::command::{at_bound, Accounts, Counts, Decision};
+use crate::store::{Account, Credential, CredentialKind};
 
 /// Decides a login of `nick` with `credential`: one of the account's credentials gets in,
 /// another is refused, and a free nick may be registered unless the store is full or the nick
@@ -62,90 +40,67 @@ pub(super) fn evaluate(
         )?
         .query_row(params![key, credential], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    if let Some((holds, returned)) = owner {
-        return Ok(if holds {
-            Decision::Owner { returned }
-        } else {
-            Decision::Refused(LoginOutcome::Taken)
-        });
-    }
-    if *accounts >= max_accounts as u64 {
-        *accounts = count(conn)?;
-        if *accounts >= max_accounts as u64 {
-            return Ok(Decision::Refused(LoginOutcome::Full));
-        }
-    }
-    let like: Option<String> = conn
-        .prepare_cached(
-            "SELECT nick FROM accounts WHERE skeleton = ?1 ORDER BY created_ms, nick_key LIMIT 1",
-        )?
-        .query_row([skeleton(nick)], |r| r.get(0))
-        .optional()?;
-    Ok(match like {
-        Some(other) => Decision::Refused(LoginOutcome::LooksLike(other)),
-        None => Decision::Register,
-    })
+    Decision::decide(
+        &mut (),
+        owner,
+        |_| at_bound(accounts, max_accounts, || count(conn)),
+        |_| {
+            conn.prepare_cached(
+                "SELECT nick FROM accounts WHERE skeleton = ?1 ORDER BY created_ms, nick_key LIMIT 1",
+            )?
+            .query_row([skeleton(nick)], |r| r.get(0))
+            .optional()
+        },
+    )
 }
 
-/// Completes a login (run [`super::failure::atomically`]: a failure of any step keeps none of it). Everything
-/// a login writes is here, and only for a login that is admitted: registering a free nick (if
-/// `register`) with `credential` as its first credential, in one step, marking an owner's
-/// account as returned the first time it logs in again (required: expiry depends on it), and its spelling and last-seen time (best effort: if that
-/// fails alone the login still succeeds; if the database fails, the batch is retried and,
-/// meanwhile, the login answered from a read). Then the mailbox is read.
-pub(super) fn login(
-    tx: &rusqlite::Transaction<'_>,
-    nick: &str,
-    credential: &str,
-    now_ms: u64,
-    register: bool,
-    opts: Options,
-    counts: &mut Counts,
-) -> rusqlite::Result<Login> {
-    let key = nick_key(nick);
-    let outcome = match evaluate(
-        tx,
-        nick,
-        credential,
-        opts.max_accounts,
-        &mut counts.accounts,
-    )? {
-        Decision::Owner { returned } => {
-            if !returned {
-                tx.prepare_cached("UPDATE accounts SET returned_ms = ?2 WHERE nick_key = ?1")?
-                    .execute(params![key, to_sql(now_ms)])?;
-            }
-            let seen = tx
-                .prepare_cached(
-                    "UPDATE accounts SET nick = ?2, last_seen_ms = ?3 WHERE nick_key = ?1",
-                )
-                .and_then(|mut s| s.execute(params![key, nick, to_sql(now_ms)]));
-            best_effort(tx, seen, "last-seen time not recorded")?;
-            LoginOutcome::Known
-        }
-        Decision::Register if register => {
-            tx.prepare_cached(
-                "INSERT INTO accounts (nick_key, nick, created_ms, last_seen_ms, skeleton)
-                 VALUES (?1, ?2, ?3, ?3, ?4)",
-            )?
-            .execute(params![key, nick, to_sql(now_ms), skeleton(nick)])?;
-            // A new account never inherits a gone one's credentials (every deletion takes
-            // them along; this keeps it so whatever left them) or keys.
-            forget_credentials(tx, &key)?;
-            add_credential(tx, &key, credential, now_ms)?;
-            counts.accounts += 1;
-            keys::forget(tx, &key)?;
-            LoginOutcome::Registered
-        }
-        Decision::Register => LoginOutcome::Changed,
-        Decision::Refused(outcome) => outcome,
-    };
-    let waiting = if outcome.admits() {
-        mailbox::waiting(tx, &key, opts.mailbox_ceiling())?
-    } else {
-        Vec::new()
-    };
-    Ok(Login { outcome, waiting })
+/// The login's steps ([`crate::store::command::login`]) on SQLite.
+impl Accounts for &rusqlite::Transaction<'_> {
+    type Error = rusqlite::Error;
+
+    fn evaluate(
+        &mut self,
+        nick: &str,
+        credential: &str,
+        max_accounts: usize,
+        accounts: &mut u64,
+    ) -> rusqlite::Result<Decision> {
+        evaluate(self, nick, credential, max_accounts, accounts)
+    }
+
+    fn set_returned(&mut self, key: &str, now_ms: u64) -> rusqlite::Result<()> {
+        self.prepare_cached("UPDATE accounts SET returned_ms = ?2 WHERE nick_key = ?1")?
+            .execute(params![key, to_sql(now_ms)])?;
+        Ok(())
+    }
+
+    fn seen(&mut self, key: &str, nick: &str, now_ms: u64) -> rusqlite::Result<()> {
+        let seen = self
+            .prepare_cached("UPDATE accounts SET nick = ?2, last_seen_ms = ?3 WHERE nick_key = ?1")
+            .and_then(|mut s| s.execute(params![key, nick, to_sql(now_ms)]));
+        best_effort(self, seen, "last-seen time not recorded")
+    }
+
+    fn register(
+        &mut self,
+        key: &str,
+        nick: &str,
+        credential: &str,
+        now_ms: u64,
+    ) -> rusqlite::Result<()> {
+        self.prepare_cached(
+            "INSERT INTO accounts (nick_key, nick, created_ms, last_seen_ms, skeleton)
+             VALUES (?1, ?2, ?3, ?3, ?4)",
+        )?
+        .execute(params![key, nick, to_sql(now_ms), skeleton(nick)])?;
+        forget_credentials(self, key)?;
+        add_credential(self, key, credential, now_ms)?;
+        keys::forget(self, key)
+    }
+
+    fn waiting(&mut self, key: &str, limit: usize) -> rusqlite::Result<Vec<crate::store::Mail>> {
+        mailbox::waiting(self, key, limit)
+    }
 }
 
 /// Deletes the account `key`, its credentials and its mailbox if it is still exactly what a
@@ -274,7 +229,7 @@ pub(super) fn delete(tx: &Connection, key: &str) -> rusqlite::Result<bool> {
 /// Adds `credential` (its kind from its form, [`CredentialKind::of`]) to the account `key` at
 /// `now_ms`; one it already holds stays as it was. Registration adds the first; nothing in the
 /// protocol adds another yet (tests do, through a connection of their own).
-pub(super) fn add_credential(
+pub(crate) fn add_credential(
     conn: &Connection,
     key: &str,
     credential: &str,

@@ -164,7 +164,8 @@ impl SqliteStore {
             let (id, name) = rooms::find(&conn, &key)
                 .map_err(c)?
                 .ok_or_else(|| RoomAdminError::NoSuchRoom(name.to_owned()))?;
-            let request = rooms::request(&conn, rooms::KIND_DELETE, &key, "").map_err(c)?;
+            let request =
+                rooms::request(&conn, crate::store::encode::KIND_DELETE, &key, "").map_err(c)?;
             let gone = |conn: &Connection| {
                 rooms::find(conn, &key).map(|found| found.is_none_or(|(other, _)| other != id))
             };
@@ -227,7 +228,8 @@ impl SqliteStore {
             });
         }
         if lock.is_none() {
-            let request = rooms::request(&tx, rooms::KIND_SET_OWNER, &key, nick).map_err(c)?;
+            let request =
+                rooms::request(&tx, crate::store::encode::KIND_SET_OWNER, &key, nick).map_err(c)?;
             tx.commit().map_err(c)?;
             let owns = |conn: &Connection| {
                 rooms::member(conn, id, &member_key)

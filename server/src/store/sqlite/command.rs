@@ -1,241 +1,21 @@
-//! What can be submitted to the writer ([`Cmd`]), how each command runs inside a batch's
-//! transaction ([`apply`], through the table modules), and how it is answered after the
-//! commit ([`Outcome`]).
+//! How each command ([`crate::store::command::Cmd`]) runs inside a batch's SQLite
+//! transaction ([`apply`], through the table modules).
 
-use tokio::sync::oneshot;
 use tracing::warn;
 
 use super::failure::{alone, atomically, failed};
-use super::{accounts, history, keys, mailbox, rooms, Counts};
-use mm_common::prekeys::KeyUpload;
-
-use crate::store::{
-    Arrival, Line, Login, LoginOutcome, Mail, Options, Published, QueueOutcome, RoomChange, RoomId,
-    RoomRequest, StoreError, Taken,
-};
-
-/// A submission to the writer.
-pub(super) enum Cmd {
-    Check {
-        nick: String,
-        credential: String,
-        reply: oneshot::Sender<Result<LoginOutcome, StoreError>>,
-    },
-    Login {
-        nick: String,
-        credential: String,
-        now_ms: u64,
-        register: bool,
-        reply: oneshot::Sender<Result<Login, StoreError>>,
-    },
-    Abandon {
-        key: String,
-        credential: String,
-        created_ms: u64,
-    },
-    /// An owner's login answered from a read while commits failed: that the account was used
-    /// again is recorded once they work (never dropped: expiry depends on it).
-    Returned {
-        key: String,
-        credential: String,
-        now_ms: u64,
-    },
-    Waiting {
-        key: String,
-        reply: oneshot::Sender<Result<Vec<Mail>, StoreError>>,
-    },
-    Delivered {
-        key: String,
-        up_to: u64,
-    },
-    LoggedOut {
-        key: String,
-        now_ms: u64,
-        durable: bool,
-    },
-    Expire {
-        cutoff_ms: u64,
-        online: Vec<String>,
-        limit: usize,
-        reply: oneshot::Sender<Result<Vec<String>, StoreError>>,
-    },
-    Public {
-        line: Line,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Room {
-        change: RoomChange,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    RoomHistory {
-        room: RoomId,
-        limit: usize,
-        reply: oneshot::Sender<Result<Vec<Line>, StoreError>>,
-    },
-    /// Reads and deletes the pending `room_requests`.
-    AdminRequests {
-        reply: oneshot::Sender<Result<Vec<RoomRequest>, StoreError>>,
-    },
-    Mail {
-        to_key: String,
-        mail: Mail,
-        arrival: Arrival,
-        reply: oneshot::Sender<Result<QueueOutcome, StoreError>>,
-    },
-    ReserveIds {
-        up_to: u64,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    PublishKeys {
-        key: String,
-        keys: Box<KeyUpload>,
-        reply: oneshot::Sender<Result<Published, StoreError>>,
-    },
-    /// Reads a bundle and deletes the one-time prekey it hands out, in the batch.
-    TakeBundle {
-        key: String,
-        one_time: bool,
-        reply: oneshot::Sender<Result<Taken, StoreError>>,
-    },
-    PrekeyCount {
-        key: String,
-        reply: oneshot::Sender<Result<Option<u32>, StoreError>>,
-    },
-    Close {
-        last_id: u64,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// `/readyz`: nothing to do but go through a batch and its commit.
-    Ready {
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-}
-
-impl Cmd {
-    /// Whether it changes the store (refused while the store is failing). Logins and mailbox
-    /// reads are not: they are answered from a read then.
-    pub(super) fn is_write(&self) -> bool {
-        matches!(
-            self,
-            Cmd::Public { .. }
-                | Cmd::Room { .. }
-                | Cmd::AdminRequests { .. }
-                | Cmd::Mail { .. }
-                | Cmd::Delivered { .. }
-                | Cmd::LoggedOut { .. }
-                | Cmd::Abandon { .. }
-                | Cmd::Returned { .. }
-                | Cmd::Expire { .. }
-                | Cmd::ReserveIds { .. }
-                | Cmd::PublishKeys { .. }
-                | Cmd::TakeBundle { .. }
-                | Cmd::Ready { .. }
-        )
-    }
-
-    /// A write accepted even while commits fail (and then retried like an accepted line):
-    /// undoing a registration whose login gave up, and what an unused account's expiry
-    /// depends on. Each is bounded by the logins that cause it.
-    pub(super) fn must_keep(&self) -> bool {
-        matches!(
-            self,
-            Cmd::Abandon { .. } | Cmd::Returned { .. } | Cmd::LoggedOut { durable: true, .. }
-        )
-    }
-
-    /// The mailbox a write changes, if any.
-    pub(super) fn mailbox(&self) -> Option<&str> {
-        match self {
-            Cmd::Mail { to_key, .. } => Some(to_key),
-            Cmd::Delivered { key, .. } | Cmd::Abandon { key, .. } => Some(key),
-            _ => None,
-        }
-    }
-
-    /// An accepted line (whose sender waits for it to be stored).
-    pub(super) fn is_line(&self) -> bool {
-        matches!(self, Cmd::Public { .. } | Cmd::Mail { .. })
-    }
-
-    /// Sends the answer after the commit.
-    pub(super) fn answer(self, outcome: Outcome) {
-        // A dropped receiver means the session is gone; nothing to tell.
-        match (self, outcome) {
-            (Cmd::Check { reply, .. }, Outcome::Check(r)) => drop(reply.send(r)),
-            (Cmd::Login { reply, .. }, Outcome::Login(r)) => drop(reply.send(r)),
-            (Cmd::Expire { reply, .. }, Outcome::Expired(r)) => drop(reply.send(r)),
-            (Cmd::Waiting { reply, .. }, Outcome::Waiting(r)) => drop(reply.send(r)),
-            (Cmd::Public { reply, .. }, Outcome::Public(r)) => drop(reply.send(r)),
-            (Cmd::Room { reply, .. }, Outcome::Room(r)) => drop(reply.send(r)),
-            (Cmd::RoomHistory { reply, .. }, Outcome::RoomHistory(r)) => drop(reply.send(r)),
-            (Cmd::AdminRequests { reply, .. }, Outcome::Requests(r)) => drop(reply.send(r)),
-            (Cmd::Mail { reply, .. }, Outcome::Queue(r)) => drop(reply.send(r)),
-            (Cmd::PublishKeys { reply, .. }, Outcome::Published(r)) => drop(reply.send(r)),
-            (Cmd::TakeBundle { reply, .. }, Outcome::Taken(r)) => drop(reply.send(r)),
-            (Cmd::PrekeyCount { reply, .. }, Outcome::Count(r)) => drop(reply.send(r)),
-            (
-                Cmd::Close { reply, .. } | Cmd::ReserveIds { reply, .. } | Cmd::Ready { reply },
-                Outcome::Nothing,
-            ) => {
-                drop(reply.send(Ok(())));
-            }
-            (cmd, _) => cmd.fail(StoreError::Failed("internal: mismatched answer".into())),
-        }
-    }
-
-    /// Answers `error` instead.
-    pub(super) fn fail(self, error: StoreError) {
-        match self {
-            Cmd::Check { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::Login { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::Expire { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::Waiting { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::Public { reply, .. }
-            | Cmd::Room { reply, .. }
-            | Cmd::Close { reply, .. }
-            | Cmd::Ready { reply }
-            | Cmd::ReserveIds { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::RoomHistory { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::AdminRequests { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::Mail { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::PublishKeys { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::TakeBundle { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::PrekeyCount { reply, .. } => drop(reply.send(Err(error))),
-            Cmd::Delivered { .. }
-            | Cmd::LoggedOut { .. }
-            | Cmd::Abandon { .. }
-            | Cmd::Returned { .. } => {}
-        }
-    }
-}
-
-/// What one command of a batch came to, kept until the batch commits.
-pub(super) enum Outcome {
-    Nothing,
-    Check(Result<LoginOutcome, StoreError>),
-    Login(Result<Login, StoreError>),
-    Expired(Result<Vec<String>, StoreError>),
-    Waiting(Result<Vec<Mail>, StoreError>),
-    Public(Result<(), StoreError>),
-    Room(Result<(), StoreError>),
-    RoomHistory(Result<Vec<Line>, StoreError>),
-    Requests(Result<Vec<RoomRequest>, StoreError>),
-    Queue(Result<QueueOutcome, StoreError>),
-    Published(Result<Published, StoreError>),
-    Taken(Result<Taken, StoreError>),
-    Count(Result<Option<u32>, StoreError>),
-}
+use super::{accounts, history, keys, mailbox, rooms};
+use crate::store::command::{login, Cmd, Counts, Decision, Outcome};
+use crate::store::{Options, StoreError};
 
 /// Runs one command inside the batch's transaction. `Err` is a failure of the database (the
-/// whole batch is retried); a failure of this command alone is its answer. `appended` collects
-/// the rooms that got a line (trimmed at the end of the batch).
+/// whole batch is retried); a failure of this command alone is its answer. What every command
+/// records besides (ids, rooms to trim) is `Cmd::track`'s.
 pub(super) fn apply(
     tx: &rusqlite::Transaction<'_>,
     cmd: &Cmd,
     opts: Options,
     counts: &mut Counts,
-    max_id: &mut u64,
-    appended: &mut Vec<RoomId>,
 ) -> rusqlite::Result<Outcome> {
     Ok(match cmd {
         Cmd::Check {
@@ -248,11 +28,7 @@ pub(super) fn apply(
                 opts.max_accounts,
                 &mut counts.accounts,
             );
-            Outcome::Check(
-                alone(tx, decided)?
-                    .map(accounts::Decision::outcome)
-                    .map_err(failed),
-            )
+            Outcome::Check(alone(tx, decided)?.map(Decision::outcome).map_err(failed))
         }
         Cmd::Login {
             nick,
@@ -262,7 +38,9 @@ pub(super) fn apply(
             ..
         } => Outcome::Login(
             atomically(tx, counts, |counts| {
-                accounts::login(tx, nick, credential, *now_ms, *register, opts, counts)
+                login(
+                    &mut &*tx, nick, credential, *now_ms, *register, opts, counts,
+                )
             })?
             .map_err(failed),
         ),
@@ -315,10 +93,6 @@ pub(super) fn apply(
             Outcome::Nothing
         }
         Cmd::Public { line, .. } => {
-            *max_id = (*max_id).max(line.id);
-            if !appended.contains(&line.room) {
-                appended.push(line.room);
-            }
             let inserted = history::append(tx, line);
             Outcome::Public(alone(tx, inserted)?.map(drop).map_err(failed))
         }
@@ -341,7 +115,6 @@ pub(super) fn apply(
             arrival,
             ..
         } => {
-            *max_id = (*max_id).max(mail.id);
             let queued = accounts::exists(tx, to_key).and_then(|registered| {
                 mailbox::queue(
                     tx,
@@ -367,15 +140,7 @@ pub(super) fn apply(
             let n = keys::stored_count(tx, key);
             Outcome::Count(alone(tx, n)?.map_err(failed))
         }
-        Cmd::Close { last_id, .. } => {
-            *max_id = (*max_id).max(*last_id);
-            Outcome::Nothing
-        }
-        Cmd::Ready { .. } => Outcome::Nothing,
-        // Recorded as the highest id given out, which is what a reservation promises.
-        Cmd::ReserveIds { up_to, .. } => {
-            *max_id = (*max_id).max(*up_to);
-            Outcome::Nothing
-        }
+        // Their ids are recorded with the batch (`Cmd::track`).
+        Cmd::Close { .. } | Cmd::ReserveIds { .. } | Cmd::Ready { .. } => Outcome::Nothing,
     })
 }

@@ -9,6 +9,7 @@ use mm_common::prekeys::{
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::accounts;
+use crate::store::command::device_check;
 use crate::store::{Published, Taken};
 
 /// A stored blob as a fixed-size key; a wrong length is a damaged row.
@@ -48,14 +49,11 @@ pub(super) fn publish(
         .prepare_cached("SELECT identity, device FROM prekeys WHERE nick_key = ?1")?
         .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let (other_device, identity_changed) = match &stored {
-        Some((identity, device)) => (
-            device.as_slice() != keys.device.previous && device.as_slice() != keys.device.next,
-            identity.as_slice() != keys.identity,
-        ),
-        None => (false, false),
-    };
-    if identity_changed || keys.replace_one_time {
+    let (other_device, drop_one_time) = device_check(
+        stored.as_ref().map(|(i, d)| (i.as_slice(), d.as_slice())),
+        keys,
+    );
+    if drop_one_time {
         forget_one_time(tx, key)?;
     }
     tx.prepare_cached(

@@ -1,9 +1,9 @@
 //! The `mailbox` table: personal lines kept until their recipient acknowledges them.
 
 use rusqlite::{params, Connection};
-use tracing::debug;
 
 use super::convert::{from_sql, to_sql};
+use crate::store::command::{admit, at_bound, Admit};
 use crate::store::{Arrival, Body, Mail, Options, QueueOutcome};
 
 /// The first `limit` lines waiting for `key`, oldest first.
@@ -28,11 +28,9 @@ pub(super) fn waiting(conn: &Connection, key: &str, limit: usize) -> rusqlite::R
     mails
 }
 
-/// Keeps `mail` for `to_key`, whose account exists if `registered` ([`super::accounts::exists`]).
-/// An offline recipient must be registered and within the mailbox bounds; a live one (already
-/// delivered to) is kept up to the mailbox ceiling, so that a client that never acknowledges
-/// cannot grow its mailbox without end. `waiting` is the writer's running count of lines in all
-/// mailboxes, recounted when it says the total is reached.
+/// Keeps `mail` for `to_key`, whose account exists if `registered` ([`super::accounts::exists`]),
+/// if [`admit`] says so. `waiting` is the writer's running count of lines in all mailboxes,
+/// recounted when it says the total is reached.
 pub(super) fn queue(
     tx: &rusqlite::Transaction<'_>,
     to_key: &str,
@@ -45,40 +43,11 @@ pub(super) fn queue(
     let count: i64 = tx
         .prepare_cached("SELECT COUNT(*) FROM mailbox WHERE to_key = ?1")?
         .query_row([to_key], |r| r.get(0))?;
-    let count = from_sql(count);
-    match arrival {
-        Arrival::Offline => {
-            if !registered {
-                return Ok(QueueOutcome::NoSuchAccount);
-            }
-            if count >= opts.mailbox_len as u64 {
-                return Ok(QueueOutcome::MailboxFull);
-            }
-            if *waiting >= opts.mailbox_total as u64 {
-                *waiting = total(tx)?;
-                if *waiting >= opts.mailbox_total as u64 {
-                    return Ok(QueueOutcome::StoreFull);
-                }
-            }
-        }
-        Arrival::Live => {
-            // Already in the recipient's queue. Not kept for a nick an operator released
-            // meanwhile (its next owner must not read it), nor beyond the mailbox's ceiling or
-            // the store's total (so that clients that never acknowledge cannot grow the store
-            // without end): then delivered once, not again.
-            if !registered {
-                return Ok(QueueOutcome::Queued);
-            }
-            let mut full = count >= opts.mailbox_ceiling() as u64;
-            if !full && *waiting >= opts.mailbox_total as u64 {
-                *waiting = total(tx)?;
-                full = *waiting >= opts.mailbox_total as u64;
-            }
-            if full {
-                debug!("a mailbox or the store is at its bound; a delivered line is not kept for redelivery");
-                return Ok(QueueOutcome::Queued);
-            }
-        }
+    let admitted = admit(arrival, registered, from_sql(count), opts, || {
+        at_bound(waiting, opts.mailbox_total, || total(tx))
+    })?;
+    if let Admit::Answer(outcome) = admitted {
+        return Ok(outcome);
     }
     let (text, payload) = match &mail.body {
         Body::Text(text) => (text.as_str(), None),

@@ -4,69 +4,15 @@
 
 use std::collections::HashMap;
 
-use mm_common::protocol::{Modes, Role};
+use mm_common::protocol::Role;
 use rusqlite::{params, Connection, OptionalExtension};
-use tracing::warn;
 
 use super::convert::{from_sql, to_sql};
 use super::{history, meta};
+use crate::store::encode::{
+    modes_bits, modes_from_bits, request_from_row, role_from_sql, role_to_sql,
+};
 use crate::store::{MemberRecord, RoomChange, RoomId, RoomRecord, RoomRequest};
-
-/// `modes` bit: `+i`, invite-only.
-const INVITE_ONLY: i64 = 1;
-/// `modes` bit: `+t`, topic settable by operators only.
-const TOPIC_OPS: i64 = 2;
-/// `modes` bit: `+m`, moderated.
-const MODERATED: i64 = 4;
-
-/// `room_requests.kind` of a deletion.
-pub(super) const KIND_DELETE: &str = "delete";
-/// `room_requests.kind` of a change of owner.
-pub(super) const KIND_SET_OWNER: &str = "set-owner";
-
-/// `modes` as stored: bit flags.
-pub(super) fn modes_bits(modes: Modes) -> i64 {
-    let mut bits = 0;
-    if modes.invite_only {
-        bits |= INVITE_ONLY;
-    }
-    if modes.topic_ops {
-        bits |= TOPIC_OPS;
-    }
-    if modes.moderated {
-        bits |= MODERATED;
-    }
-    bits
-}
-
-/// Stored bit flags as modes; unknown bits are ignored.
-pub(super) fn modes_from_bits(bits: i64) -> Modes {
-    Modes {
-        invite_only: bits & INVITE_ONLY != 0,
-        topic_ops: bits & TOPIC_OPS != 0,
-        moderated: bits & MODERATED != 0,
-    }
-}
-
-/// A standing as stored: 0 member, 1 voiced, 2 operator, 3 owner.
-pub(super) fn role_to_sql(role: Role) -> i64 {
-    match role {
-        Role::Member => 0,
-        Role::Voiced => 1,
-        Role::Op => 2,
-        Role::Owner => 3,
-    }
-}
-
-/// A stored standing; a value this build does not know (never written) is the lowest, a member.
-pub(super) fn role_from_sql(v: i64) -> Role {
-    match v {
-        1 => Role::Voiced,
-        2 => Role::Op,
-        3 => Role::Owner,
-        _ => Role::Member,
-    }
-}
 
 /// Applies `change` inside the writer's transaction. A change to a room that is not (or no
 /// longer) stored writes nothing.
@@ -353,16 +299,6 @@ pub(super) fn take_requests(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<
         .execute([last])?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, kind, room_key, nick)| match kind.as_str() {
-            KIND_DELETE => Some(RoomRequest::Delete { room_key }),
-            KIND_SET_OWNER => Some(RoomRequest::SetOwner { room_key, nick }),
-            _ => {
-                warn!(
-                    id,
-                    kind, "store: a room request of an unknown kind is dropped"
-                );
-                None
-            }
-        })
+        .filter_map(|(id, kind, room_key, nick)| request_from_row(id, &kind, room_key, nick))
         .collect())
 }

@@ -80,7 +80,7 @@ const MIGRATIONS: [Migration; 6] = [
     // - `rooms`: one row per room but the lobby. `key` is the name as compared
     //   (`mm_common::protocol::room_key`), `name` as spelled at creation; `topic_ts`,
     //   `created_ms` and `active_ms` are ms since the Unix epoch; `modes` is bit flags (1
-    //   invite-only, 2 topic settable by operators only, 4 moderated; see `rooms::modes_bits`).
+    //   invite-only, 2 topic settable by operators only, 4 moderated; see `crate::store::encode::modes_bits`).
     // - `room_members`: (room, nick key) with the nick as spelled, the standing (`role`: 0
     //   member, 1 voiced, 2 operator, 3 owner) and `seen` (a message id); `room_bans` and
     //   `room_invites`: (room, nick key).

@@ -1,0 +1,313 @@
+//! What only the PostgreSQL store has: its link (TLS off loopback, no password in the URL),
+//! the connection lost or refused (made again, nothing accepted lost), its lock and its
+//! schema version. The behaviour tests of every backend are in `store/tests`.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot::error::TryRecvError;
+
+use super::*;
+use crate::store::tests::{
+    clock, failing, ids, line, login, mail, reply, Place, Postgres, FAST, OPTS_LONG,
+};
+use crate::store::{Arrival, QueueOutcome, Store};
+
+#[test]
+fn off_loopback_the_link_must_be_tls_and_plain_is_refused_before_connecting() {
+    for url in [
+        "postgres://mm@db.example.org/chat",
+        "postgres://mm@192.0.2.7:5432/chat",
+        "postgresql://mm@[2001:db8::1]:5432/chat?sslmode=require",
+        "postgres://mm@db.example.org/chat?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+        // A loopback name with a remote address to connect to.
+        "postgres://mm@localhost/chat?hostaddr=192.0.2.7",
+    ] {
+        let target = PgTarget::parse(url).unwrap();
+        assert!(target.tls(), "{url} must use TLS");
+    }
+    for url in [
+        "postgres://mm@db.example.org/chat?sslmode=disable",
+        "postgres://mm@192.0.2.7/chat?sslmode=prefer",
+        "postgres://mm@192.0.2.7/chat?sslmode=allow",
+    ] {
+        let err = PgTarget::parse(url).unwrap_err();
+        assert!(err.contains("must use TLS"), "{url}: {err}");
+    }
+    // Plain only on this machine.
+    for url in [
+        "postgres://mm@127.0.0.1:5432/chat",
+        "postgres://mm@127.1.2.3/chat",
+        "postgres://mm@localhost/chat",
+        "postgres://mm@[::1]:5432/chat",
+        "postgres://mm@%2Frun%2Fpostgresql/chat",
+    ] {
+        let target = PgTarget::parse(url).unwrap();
+        assert!(!target.tls(), "{url} may be plain");
+    }
+    assert!(
+        PgTarget::parse("postgres://mm@localhost/chat?sslmode=verify-full")
+            .unwrap()
+            .tls()
+    );
+}
+
+#[test]
+fn an_off_loopback_store_without_a_trusted_root_is_not_connected_to_in_plain() {
+    // A root file that holds no certificate: refused before any connection is tried.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("empty.pem");
+    std::fs::write(&root, "").unwrap();
+    let url = format!(
+        "postgres://mm@192.0.2.7:5432/chat?sslrootcert={}",
+        root.display()
+    );
+    let target = PgTarget::parse(&url).unwrap();
+    let err = target.tls_config().unwrap_err();
+    assert!(err.contains("no CA certificate"), "{err}");
+}
+
+#[test]
+fn a_password_in_the_url_is_refused_and_never_repeated() {
+    for url in [
+        "postgres://mm:s3cr3t@127.0.0.1:5432/chat",
+        "postgres://mm@127.0.0.1:5432/chat?password=s3cr3t",
+    ] {
+        let err = PgTarget::parse(url).unwrap_err();
+        assert!(err.contains("MM_STORE_PASSWORD"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+    let mut target = PgTarget::parse("postgres://mm@127.0.0.1:5432/chat").unwrap();
+    target.set_password(b"s3cr3t");
+    let shown = format!("{target} {target:?}");
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_database_is_refused_with_the_locked_words() {
+    let place = Postgres::new();
+    let (first, _) = place.open(OPTS_LONG, clock()).unwrap();
+    let err = place.open(OPTS_LONG, clock()).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("in use by another"), "{err}");
+    // Once the first is gone, its lock is too.
+    reply(first.close(0)).await;
+    first.join();
+    let (second, _) = place.open(OPTS_LONG, clock()).unwrap();
+    reply(second.close(0)).await;
+}
+
+#[tokio::test]
+async fn a_database_of_a_newer_schema_is_refused() {
+    let place = Postgres::new();
+    {
+        let (store, _) = place.open(OPTS_LONG, clock()).unwrap();
+        reply(store.close(0)).await;
+        store.join();
+    }
+    let url = crate::store::tests::with_db(&crate::store::tests::test_server(), &place.name);
+    off_runtime(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute("UPDATE schema_version SET version = 99")
+            .unwrap();
+    });
+    let err = place.open(OPTS_LONG, clock()).unwrap_err();
+    assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+}
+
+/// The sessions of mm-server on the test database.
+fn sessions(place: &Postgres) -> Vec<i32> {
+    let name = place.name.clone();
+    place.admin(move |c| {
+        c.query(
+            "SELECT pid FROM pg_stat_activity
+             WHERE datname = $1 AND application_name = 'mm-server'",
+            &[&name],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    })
+}
+
+/// Ends every session on the test database but the caller's (as a server restart or a
+/// network cut would).
+fn kill_sessions(place: &Postgres) {
+    let name = place.name.clone();
+    place.admin(move |c| {
+        c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .unwrap();
+    });
+}
+
+#[tokio::test]
+async fn the_connection_killed_mid_stream_is_made_again_and_nothing_accepted_is_lost() {
+    let place = Postgres::new();
+    let (store, _) = place.open_tuned(OPTS_LONG, clock(), FAST).unwrap();
+    login(&store, "bob", "fp-b", 1).await;
+    reply(store.append_public(line(1, "a", "before"))).await;
+    // Lines accepted while the writer is held, then the connection is killed under them.
+    let paused = store.pause();
+    let public: Vec<_> = (2..=20)
+        .map(|id| store.append_public(line(id, "a", "l")).unwrap())
+        .collect();
+    let queued = store
+        .queue_mail("bob", mail(21, "a", "m"), Arrival::Offline)
+        .unwrap();
+    let before = sessions(&place);
+    assert_eq!(before.len(), 1, "{before:?}");
+    kill_sessions(&place);
+    drop(paused);
+    for r in public {
+        r.await.unwrap().unwrap();
+    }
+    assert_eq!(queued.await.unwrap().unwrap(), QueueOutcome::Queued);
+    assert_eq!(ids(&reply(store.waiting("bob")).await), [21]);
+    assert!(!store.is_failing());
+    let after = sessions(&place);
+    assert!(
+        after.len() == 1 && after != before,
+        "a new session: {before:?} then {after:?}"
+    );
+    // Its lock was taken again with the new session: a second server is still refused.
+    assert!(matches!(
+        place.open(OPTS_LONG, clock()).unwrap_err(),
+        StoreError::Locked { .. }
+    ));
+    reply(store.close(21)).await;
+    store.join();
+    let (store, loaded) = place.open(OPTS_LONG, clock()).unwrap();
+    assert_eq!(
+        loaded.history.iter().map(|l| l.id).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+    assert_eq!(loaded.last_id, 21);
+    reply(store.close(0)).await;
+}
+
+#[tokio::test]
+async fn while_the_database_refuses_connections_writes_are_busy_then_it_comes_back() {
+    let place = Postgres::new();
+    let (store, _) = place.open_tuned(OPTS_LONG, clock(), FAST).unwrap();
+    login(&store, "bob", "fp-b", 1).await;
+    let name = place.name.clone();
+    place.admin(move |c| {
+        c.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+            .unwrap();
+    });
+    kill_sessions(&place);
+    // Accepted, then held: the writer cannot connect.
+    let held = store.append_public(line(1, "a", "held")).unwrap();
+    failing(&store).await;
+    let mut held = held;
+    assert!(matches!(held.try_recv(), Err(TryRecvError::Empty)));
+    // New writes are refused at once, not queued.
+    assert!(matches!(
+        store.append_public(line(2, "a", "refused")),
+        Err(StoreError::Busy)
+    ));
+    assert!(matches!(
+        store.queue_mail("bob", mail(3, "a", "refused"), Arrival::Offline),
+        Err(StoreError::Busy)
+    ));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let name = place.name.clone();
+    place.admin(move |c| {
+        c.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+            .unwrap();
+    });
+    // Back: the held line is stored and answered, and writes are taken again.
+    tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("the held line is answered once the database is back")
+        .unwrap()
+        .unwrap();
+    reply(store.append_public(line(4, "a", "after"))).await;
+    assert!(!store.is_failing());
+    reply(store.close(4)).await;
+    store.join();
+    let (store, loaded) = place.open(OPTS_LONG, clock()).unwrap();
+    assert_eq!(
+        loaded.history.iter().map(|l| l.id).collect::<Vec<_>>(),
+        [1, 4]
+    );
+    reply(store.close(0)).await;
+}
+
+#[tokio::test]
+async fn a_table_locked_by_another_session_is_waited_out_and_new_writes_are_busy_meanwhile() {
+    let place = Postgres::new();
+    let (store, _) = place.open_tuned(OPTS_LONG, clock(), FAST).unwrap();
+    reply(store.append_public(line(1, "a", "before"))).await;
+    // Another session holds the history table (as an operator's long transaction could).
+    let url = crate::store::tests::with_db(&crate::store::tests::test_server(), &place.name);
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute("LOCK TABLE history IN ACCESS EXCLUSIVE MODE")
+            .unwrap();
+        locked.send(()).unwrap();
+        let _ = released.recv();
+        tx.commit().unwrap();
+    });
+    is_locked.recv().unwrap();
+    let mut held = store.append_public(line(2, "a", "held")).unwrap();
+    failing(&store).await;
+    assert!(matches!(held.try_recv(), Err(TryRecvError::Empty)));
+    assert!(matches!(
+        store.append_public(line(3, "a", "refused")),
+        Err(StoreError::Busy)
+    ));
+    drop(release);
+    holder.join().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("answered once the lock is gone")
+        .unwrap()
+        .unwrap();
+    assert!(!store.is_failing());
+    assert_eq!(
+        reply(store.room_history(crate::store::RoomId::LOBBY, 10))
+            .await
+            .iter()
+            .map(|l| l.id)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    reply(store.close(2)).await;
+}
+
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_is_not_applied_twice() {
+    let place = Postgres::new();
+    let (store, _) = place.open_tuned(OPTS_LONG, clock(), FAST).unwrap();
+    login(&store, "bob", "fp-b", 1).await;
+    // The batch commits, then the connection is lost before its answer arrives.
+    store.on_writer(|w| w.backend.lose_at_commit = true);
+    let paused = store.pause();
+    let queued = store
+        .queue_mail("bob", mail(1, "a", "once"), Arrival::Offline)
+        .unwrap();
+    let public = store.append_public(line(2, "a", "once")).unwrap();
+    let registered = store.login("carol", "fp-c", 2, true).unwrap();
+    drop(paused);
+    // Answered as it went, not failed as a duplicate of itself, nor registered twice.
+    assert_eq!(queued.await.unwrap().unwrap(), QueueOutcome::Queued);
+    public.await.unwrap().unwrap();
+    assert_eq!(
+        registered.await.unwrap().unwrap().outcome,
+        crate::store::LoginOutcome::Registered
+    );
+    store.on_writer(|w| assert!(!w.backend.lose_at_commit, "the loss was injected"));
+    assert_eq!(ids(&reply(store.waiting("bob")).await), [1]);
+    assert_eq!(place.count("mailbox"), 1);
+    reply(store.append_public(line(3, "a", "after"))).await;
+    reply(store.close(3)).await;
+    store.join();
+}
