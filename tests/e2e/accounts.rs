@@ -21,6 +21,7 @@ async fn admin(data: &Path, args: &[&str]) -> (bool, String) {
         .arg("--data")
         .arg(data)
         .args(args)
+        .envs(mm_tests::test_store_env(data))
         .output();
     let out = tokio::time::timeout(WAIT, out).await.unwrap().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

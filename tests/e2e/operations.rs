@@ -428,6 +428,7 @@ async fn refused_with(args: &[&str]) -> String {
             .args(["--bind", "127.0.0.1:0", "--data"])
             .arg(data.path())
             .args(args)
+            .envs(mm_tests::test_store_env(data.path()))
             .output(),
     )
     .await

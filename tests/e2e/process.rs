@@ -251,7 +251,10 @@ async fn start_logging(
     rust_log: Option<&str>,
 ) -> (tokio::process::Child, LogLines, String, Vec<String>) {
     let mut command = tokio::process::Command::new(MM_SERVER);
-    command.args(["--bind", "127.0.0.1:0", "--data"]).arg(data);
+    command
+        .args(["--bind", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .envs(mm_tests::test_store_env(data));
     match rust_log {
         Some(filter) => command.env("RUST_LOG", filter),
         None => command.env_remove("RUST_LOG"),
@@ -351,6 +354,7 @@ async fn admin(data: &Path, args: &[&str], stdout: Stdio) -> (ExitStatus, String
         .arg("--data")
         .arg(data)
         .args(args)
+        .envs(mm_tests::test_store_env(data))
         .stdout(stdout)
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -399,6 +403,7 @@ async fn admin_output_into_a_closed_pipe_is_not_an_error_and_a_full_disk_is_one(
         .arg("--data")
         .arg(data.path())
         .args(["accounts", "list"])
+        .envs(mm_tests::test_store_env(data.path()))
         .output();
     let listing = tokio::time::timeout(WAIT, listing).await.unwrap().unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();

@@ -170,6 +170,7 @@ async fn admin_lists_accounts_and_releases_a_nick() {
             .args(args)
             .arg("--data")
             .arg(server.data.path())
+            .envs(mm_tests::test_store_env(server.data.path()))
             .output()
             .unwrap()
     };
