@@ -21,9 +21,12 @@ for r in rows:
     res = r['result']
     groups[r['args']][r['version']].append(res)
     lost[(r['args'], r['version'])] += int(res.get('lost', 0) or 0)
+# The server's store commits (bench/store_compare.sh), when a run has them.
+commits = [('store_commits.mean_ms', 1, 'commit mean ms'), ('store_commits.p99_under_ms', 1, 'commit p99 under ms')]
 for args, by in groups.items():
     sc = args.split()[0]
-    for path, scale, unit in metrics[sc]:
+    has_commits = any(get(x, 'store_commits.commits') for xs in by.values() for x in xs)
+    for path, scale, unit in metrics[sc] + (commits if has_commits else []):
         cells = []
         for v in versions:
             xs = [get(x, path) for x in by.get(v, [])]
