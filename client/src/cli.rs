@@ -40,7 +40,9 @@ pub struct Args {
     )]
     pub server: String,
     /// CA certificate to verify the server with (the server's ca.pem). Without it, the server
-    /// must be one whose fingerprint you accepted before (see `mm trust`)
+    /// must have a publicly trusted certificate for the name in --server (verified with the
+    /// system's root certificates), or be one whose fingerprint you accepted before (see `mm
+    /// trust`)
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Your nick: 1-32 of a-z A-Z 0-9 _ -, starting with a letter [default: $USER]

@@ -86,12 +86,12 @@ pub(crate) async fn accept_loop(
                             }
                             Ok(Err(e)) => {
                                 ctx.metrics.proxy_header_refused.inc();
-                                info!(%peer, why = %e, "closed a connection from a trusted proxy");
+                                info!(%peer, why = %e, "closed a connection from a trusted proxy (every connection from a --proxy-from address must begin with a PROXY protocol v2 header; if this peer is not a load balancer, take it off proxy_protocol_from)");
                                 return;
                             }
                             Err(_) => {
                                 ctx.metrics.proxy_header_refused.inc();
-                                info!(%peer, "closed a connection from a trusted proxy: no PROXY header in time");
+                                info!(%peer, "closed a connection from a trusted proxy: no PROXY protocol v2 header in time (if this peer is not a load balancer, take it off proxy_protocol_from)");
                                 return;
                             }
                         },

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use mm_tests::{files_hold, memory_holds, rand_tag, store_files_dir, ServerProcess, WAIT};
+use mm_tests::{files_hold, memory_holds, rand_tag, ServerProcess, WAIT};
 use tokio::io::AsyncWriteExt;
 
 const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
@@ -60,7 +60,7 @@ async fn offline_messages_are_end_to_end_on_disk_and_in_the_servers_memory() {
 
     let needles: Vec<&[u8]> = secrets.iter().map(|s| s.as_bytes()).collect();
     assert_eq!(
-        files_hold(&store_files_dir(server.data.path()), &needles),
+        files_hold(server.data.path(), &needles),
         vec![],
         "plaintext on the server's disk"
     );
@@ -75,7 +75,7 @@ async fn offline_messages_are_end_to_end_on_disk_and_in_the_servers_memory() {
         vec![control.as_bytes().to_vec()],
         "the scan finds a plain line"
     );
-    assert!(!files_hold(&store_files_dir(server.data.path()), &[control.as_bytes()]).is_empty());
+    assert!(!files_hold(server.data.path(), &[control.as_bytes()]).is_empty());
 
     // Bob logs in: the five lines, in order, once, as secure.
     let out = mm(&server, "bob", &bob, "").await;
@@ -114,9 +114,5 @@ async fn offline_messages_are_end_to_end_on_disk_and_in_the_servers_memory() {
         !out.contains("started a secure session"),
         "no new session: {out}"
     );
-    assert!(files_hold(
-        &store_files_dir(server.data.path()),
-        &[format!("reply-{tag}").as_bytes()]
-    )
-    .is_empty());
+    assert!(files_hold(server.data.path(), &[format!("reply-{tag}").as_bytes()]).is_empty());
 }

@@ -166,23 +166,6 @@ pub fn test_store_url(data: &Path) -> Option<String> {
     Some(url)
 }
 
-/// Where the store of the test server with data directory `data` keeps its files, for tests
-/// that scan them (no plaintext at rest): `data` (SQLite's file, WAL included), or under
-/// `MM_TEST_STORE=postgres` the test PostgreSQL's data directory (`$MM_TEST_POSTGRES_DIR`,
-/// which `scripts/postgres start` prints; its WAL in `pg_wal/`), which holds every test's
-/// databases.
-pub fn store_files_dir(data: &Path) -> PathBuf {
-    if !store_is_postgres() {
-        return data.to_path_buf();
-    }
-    match std::env::var("MM_TEST_POSTGRES_DIR") {
-        Ok(dir) if !dir.is_empty() => Path::new(&dir).join("data"),
-        _ => panic!(
-            "MM_TEST_POSTGRES_DIR is not set: scanning the PostgreSQL store's files needs the test server's directory (`eval \"$(scripts/postgres start)\"` sets it)"
-        ),
-    }
-}
-
 /// The environment that points an `mm-server` command (the server, or `mm-server accounts`)
 /// at the store of the test server with data directory `data`: `MM_SERVER_STORE` under
 /// `MM_TEST_STORE=postgres`, nothing otherwise (SQLite in `data`).

@@ -356,7 +356,7 @@ impl<B: Backend> Writer<B> {
                 operations = batch.len(),
                 lines = batch.iter().filter(|c| c.is_line()).count(),
                 outages,
-                "store: cannot commit; the accepted operations are kept and retried until they are stored, new messages are refused (busy) meanwhile, registered users can still log in"
+                "store: cannot commit; the accepted operations are kept and retried until they are stored, new messages are refused (busy) meanwhile, and registered users can still log in while the store can be read"
             );
         };
         if self.stats.outages.is_power_of_two()

@@ -130,8 +130,13 @@ impl PgTarget {
         // The driver's own errors could quote the URL; ours never hold more than the host.
         let mut config =
             Config::from_str(&rebuilt).map_err(|e| format!("cannot read the store's URL: {e}"))?;
+        // PostgreSQL's NOTICEs (`relation ... already exists, skipping` at every start) are
+        // not the operator's business; warnings and errors still come through.
+        if config.get_options().is_none() {
+            config.options("-c client_min_messages=warning");
+        }
         if config.get_password().is_some() {
-            return Err("the store's URL holds a password, which would be seen on the command line; give the password in MM_STORE_PASSWORD or in a file named by store_password_file in the configuration, and the URL without it".into());
+            return Err("the store's URL holds a password; a URL is shown in command lines, configuration files and logs, so the password goes in MM_STORE_PASSWORD or in a file named by store_password_file in the configuration (mode 600), and the URL without it".into());
         }
         let local = is_local(&config);
         let tls = match sslmode.as_deref() {
