@@ -51,7 +51,7 @@ use std::time::Duration;
 use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, Error, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::command::{Cmd, Counts, Decision, Outcome};
 use super::writer::{failed, Backend, BatchStore, Tuning, TUNING};
@@ -271,6 +271,11 @@ pub enum PgError {
     /// Reconnected, but another server holds the database's lock now.
     #[error("another mm-server holds the database's lock (pg_try_advisory_lock({LOCK_KEY}))")]
     Locked,
+    /// Reconnected, and another server opened the database while this one's session was
+    /// gone (the lock goes with the session): this server's view of it (ids, rooms, accounts
+    /// in memory) is stale, and it must never write the database again.
+    #[error("another mm-server opened this database while this one was disconnected from it; this server no longer writes it (what it accepted since is NOT stored): stop it, and run one mm-server per database")]
+    Fenced,
     /// TLS could not be set up.
     #[error("{0}")]
     Tls(String),
@@ -361,6 +366,12 @@ pub struct PgBackend {
     /// How long a statement waits for a lock another session holds (an operator's command)
     /// before the commit counts as failed: [`Tuning::busy_timeout`], shorter while retrying.
     lock_timeout: Duration,
+    /// This server's mark in `meta.owner`, written when it opened the store under the lock.
+    /// The lock is the session's: when the session is lost another server can open the
+    /// database; a reconnection that finds another mark in `meta.owner` is [`PgError::Fenced`].
+    owner: i64,
+    /// Set once fenced: no connection is made again.
+    fenced: bool,
 }
 
 impl PgBackend {
@@ -370,11 +381,19 @@ impl PgBackend {
             warn!(store = %self.target, "store: the connection to PostgreSQL was lost; connecting again");
             self.client = None;
         }
+        if self.fenced {
+            return Err(PgError::Fenced);
+        }
         let client = match self.client.take() {
             Some(client) => client,
             None => {
                 let mut client = self.target.connect()?;
                 lock(&mut client)?;
+                if meta::value(&mut client, "owner")? != self.owner {
+                    self.fenced = true;
+                    error!(store = %self.target, "store: {}", PgError::Fenced);
+                    return Err(PgError::Fenced);
+                }
                 set_lock_timeout(&mut client, self.lock_timeout)?;
                 client
             }
@@ -728,9 +747,15 @@ impl PgStore {
         }
         schema::migrate(&mut client, &shown)?;
         let e = |e: Error| target_error(&shown, &e);
+        // Never 0 (what `meta::value` answers for a store no server marked).
+        let owner = ring::rand::generate::<[u8; 8]>(&ring::rand::SystemRandom::new())
+            .map(|r| i64::from_le_bytes(r.expose()) & i64::MAX)
+            .map_err(|_| StoreError::Failed("no randomness for the store's owner mark".into()))?
+            .max(1);
         {
             let mut tx = client.transaction().map_err(e)?;
             meta::record_opened(&mut tx, clock.now_ms()).map_err(e)?;
+            meta::set(&mut tx, "owner", owner).map_err(e)?;
             tx.commit().map_err(|err| StoreError::NotWritable {
                 path: shown.clone().into(),
                 detail: describe(&err),
@@ -758,6 +783,8 @@ impl PgStore {
             #[cfg(test)]
             lose_at_commit: false,
             lock_timeout: tuning.busy_timeout,
+            owner,
+            fenced: false,
         };
         let store = BatchStore::spawn(backend, opts, counts, clock, tuning, None).map_err(|e| {
             StoreError::Open {

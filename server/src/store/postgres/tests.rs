@@ -189,6 +189,47 @@ async fn the_connection_killed_mid_stream_is_made_again_and_nothing_accepted_is_
     reply(store.close(0)).await;
 }
 
+/// The lock is the session's: when the first server's session is gone, a second server can
+/// open the database. The first must then never write it again (its ids, rooms and accounts in
+/// memory are stale: its lines would land out of order, or be judged committed by the second's
+/// batch counter), even after the second is gone.
+#[tokio::test]
+async fn a_server_whose_session_was_lost_while_another_opened_the_database_never_writes_it_again() {
+    let place = Postgres::new();
+    let (first, _) = place.open_tuned(OPTS_LONG, clock(), FAST).unwrap();
+    login(&first, "bob", "fp-b", 1).await;
+    reply(first.append_public(line(1, "a", "first"))).await;
+    kill_sessions(&place);
+    let (second, loaded) = place.open(OPTS_LONG, clock()).unwrap();
+    assert_eq!(loaded.last_id, 1);
+    reply(second.append_public(line(1000, "b", "second"))).await;
+    reply(second.close(1000)).await;
+    second.join();
+    // The first reconnects, finds another server's mark, and stops writing for good.
+    let stale = first.append_public(line(2, "a", "stale")).unwrap();
+    failing(&first).await;
+    assert!(matches!(
+        first.append_public(line(3, "a", "refused")),
+        Err(StoreError::Busy)
+    ));
+    let closed = first.close(3).unwrap();
+    assert!(matches!(
+        stale.await.unwrap(),
+        Err(StoreError::NotStored { lines: 1, .. })
+    ));
+    assert!(matches!(
+        closed.await.unwrap(),
+        Err(StoreError::NotStored { .. })
+    ));
+    first.join();
+    let (third, loaded) = place.open(OPTS_LONG, clock()).unwrap();
+    assert_eq!(
+        loaded.history.iter().map(|l| l.id).collect::<Vec<_>>(),
+        [1, 1000]
+    );
+    reply(third.close(0)).await;
+}
+
 #[tokio::test]
 async fn while_the_database_refuses_connections_writes_are_busy_then_it_comes_back() {
     let place = Postgres::new();
