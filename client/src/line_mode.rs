@@ -120,6 +120,10 @@ impl Undelivered {
         if let Some(lost) = lost {
             text.push_str(&format!(" ({lost})"));
         }
+        if self.input_unread {
+            // Lines after these were never read, so they are in no count above.
+            text.push_str("; the rest of the input was not read");
+        }
         text
     }
 }
@@ -284,8 +288,13 @@ pub(super) async fn line_mode(
                     // Connected again: what ended the connection before is over.
                     Event::Reconnected(_) => lost = None,
                     Event::Closed { error, undelivered } => {
-                        fates.unanswered += undelivered.len();
-                        if input.is_none() && lost.is_none() {
+                        let unanswered = undelivered.len();
+                        fates.unanswered += unanswered;
+                        // After the input ended a close is the end of the session, unless it
+                        // came with an error or left lines without an answer: then it was lost.
+                        if lost.is_none()
+                            && (input.is_none() || error.is_some() || unanswered > 0)
+                        {
                             lost = Some(error.unwrap_or_else(|| "the server closed the connection".into()));
                         }
                         break;
@@ -333,5 +342,31 @@ pub(super) async fn line_mode(
         ExitCode::from(EXIT_STDOUT_CLOSED)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Undelivered;
+
+    #[test]
+    fn a_summary_says_when_the_rest_of_the_input_was_not_read_whatever_else_was_lost() {
+        let fates = Undelivered {
+            unanswered: 1024,
+            input_unread: true,
+            ..Undelivered::default()
+        };
+        assert_eq!(
+            fates.summary(Some("the server closed the connection")),
+            "mm: 1024 lines not delivered: 1024 without an answer (the server closed the connection); the rest of the input was not read"
+        );
+        let read_all = Undelivered {
+            unanswered: 2,
+            ..Undelivered::default()
+        };
+        assert_eq!(
+            read_all.summary(None),
+            "mm: 2 lines not delivered: 2 without an answer"
+        );
     }
 }
