@@ -664,6 +664,16 @@ impl<B: Backend> BatchStore<B> {
         })
     }
 
+    /// Submits the command `make` builds around a reply channel; its receiver is the answer.
+    fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Cmd,
+    ) -> Result<Reply<T>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(make(reply))?;
+        Ok(rx)
+    }
+
     /// Waits for the writer thread to end (after [`Store::close`]). Blocking: call it from
     /// `spawn_blocking` or outside the runtime.
     pub fn join(&self) {
@@ -719,31 +729,23 @@ impl<B: Backend> BatchStore<B> {
 
 impl<B: Backend> Store for BatchStore<B> {
     fn room(&self, change: RoomChange) -> Result<Reply<()>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::Room { change, reply })?;
-        Ok(rx)
+        self.ask(|reply| Cmd::Room { change, reply })
     }
 
     fn room_history(&self, room: RoomId, limit: usize) -> Result<Reply<Vec<Line>>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::RoomHistory { room, limit, reply })?;
-        Ok(rx)
+        self.ask(|reply| Cmd::RoomHistory { room, limit, reply })
     }
 
     fn admin_requests(&self) -> Result<Reply<Vec<RoomRequest>>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::AdminRequests { reply })?;
-        Ok(rx)
+        self.ask(|reply| Cmd::AdminRequests { reply })
     }
 
     fn check_login(&self, nick: &str, credential: &str) -> Result<Reply<LoginOutcome>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::Check {
+        self.ask(|reply| Cmd::Check {
             nick: nick.to_owned(),
             credential: credential.to_owned(),
             reply,
-        })?;
-        Ok(rx)
+        })
     }
 
     fn login(
@@ -753,15 +755,13 @@ impl<B: Backend> Store for BatchStore<B> {
         now_ms: u64,
         register: bool,
     ) -> Result<Reply<Login>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::Login {
+        self.ask(|reply| Cmd::Login {
             nick: nick.to_owned(),
             credential: credential.to_owned(),
             now_ms,
             register,
             reply,
-        })?;
-        Ok(rx)
+        })
     }
 
     fn abandon_registration(
@@ -778,12 +778,10 @@ impl<B: Backend> Store for BatchStore<B> {
     }
 
     fn waiting(&self, nick_key: &str) -> Result<Reply<Vec<Mail>>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::Waiting {
+        self.ask(|reply| Cmd::Waiting {
             key: nick_key.to_owned(),
             reply,
-        })?;
-        Ok(rx)
+        })
     }
 
     fn delivered(&self, nick_key: &str, up_to: u64) -> Result<(), StoreError> {
@@ -807,20 +805,16 @@ impl<B: Backend> Store for BatchStore<B> {
         online: Vec<String>,
         limit: usize,
     ) -> Result<Reply<Vec<String>>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::Expire {
+        self.ask(|reply| Cmd::Expire {
             cutoff_ms,
             online,
             limit,
             reply,
-        })?;
-        Ok(rx)
+        })
     }
 
     fn append_public(&self, line: Line) -> Result<Reply<()>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::Public { line, reply })?;
-        Ok(rx)
+        self.ask(|reply| Cmd::Public { line, reply })
     }
 
     fn queue_mail(
@@ -829,56 +823,44 @@ impl<B: Backend> Store for BatchStore<B> {
         mail: Mail,
         arrival: Arrival,
     ) -> Result<Reply<QueueOutcome>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::Mail {
+        self.ask(|reply| Cmd::Mail {
             to_key: to_key.to_owned(),
             mail,
             arrival,
             reply,
-        })?;
-        Ok(rx)
+        })
     }
 
     fn reserve_ids(&self, up_to: u64) -> Result<Reply<()>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::ReserveIds { up_to, reply })?;
-        Ok(rx)
+        self.ask(|reply| Cmd::ReserveIds { up_to, reply })
     }
 
     fn publish_keys(&self, key: &str, keys: KeyUpload) -> Result<Reply<Published>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::PublishKeys {
+        self.ask(|reply| Cmd::PublishKeys {
             key: key.to_owned(),
             keys: Box::new(keys),
             reply,
-        })?;
-        Ok(rx)
+        })
     }
 
     fn take_bundle(&self, key: &str, one_time: bool) -> Result<Reply<Taken>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::TakeBundle {
+        self.ask(|reply| Cmd::TakeBundle {
             key: key.to_owned(),
             one_time,
             reply,
-        })?;
-        Ok(rx)
+        })
     }
 
     fn prekey_count(&self, key: &str) -> Result<Reply<Option<u32>>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Cmd::PrekeyCount {
+        self.ask(|reply| Cmd::PrekeyCount {
             key: key.to_owned(),
             reply,
-        })?;
-        Ok(rx)
+        })
     }
 
     fn ready(&self) -> Result<Reply<()>, StoreError> {
-        let (reply, rx) = oneshot::channel();
         // A write: refused at once while commits fail.
-        self.submit(Cmd::Ready { reply })?;
-        Ok(rx)
+        self.ask(|reply| Cmd::Ready { reply })
     }
 
     fn attach_metrics(&self, metrics: crate::metrics::StoreMetrics) {
