@@ -92,6 +92,8 @@ enum Route {
 async fn exchange(mut tcp: TcpStream, hub: &Hub, metrics: &Metrics) {
     let mut buf = vec![0u8; MAX_HEAD];
     let mut filled = 0;
+    // HEAD is answered as GET is, without the body (RFC 9110, 9.3.2): health checkers use it.
+    let mut head_only = false;
     let route = loop {
         let n = match tcp.read(&mut buf[filled..]).await {
             Ok(0) | Err(_) => return,
@@ -102,14 +104,19 @@ async fn exchange(mut tcp: TcpStream, hub: &Hub, metrics: &Metrics) {
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&buf[..filled]) {
             Ok(httparse::Status::Complete(_)) => {
-                if request.method != Some("GET") {
-                    return answer(
-                        &mut tcp,
-                        "405 Method Not Allowed",
-                        "text/plain",
-                        "GET only\n",
-                    )
-                    .await;
+                match request.method {
+                    Some("GET") => {}
+                    Some("HEAD") => head_only = true,
+                    _ => {
+                        return answer(
+                            &mut tcp,
+                            "405 Method Not Allowed",
+                            "text/plain",
+                            "GET or HEAD only\n",
+                            false,
+                        )
+                        .await
+                    }
                 }
                 let path = request.path.unwrap_or("/");
                 let path = path.split('?').next().unwrap_or(path);
@@ -123,6 +130,7 @@ async fn exchange(mut tcp: TcpStream, hub: &Hub, metrics: &Metrics) {
                             "404 Not Found",
                             "text/plain",
                             "not found: /metrics, /healthz, /readyz\n",
+                            head_only,
                         )
                         .await
                     }
@@ -134,12 +142,20 @@ async fn exchange(mut tcp: TcpStream, hub: &Hub, metrics: &Metrics) {
                     "431 Request Header Fields Too Large",
                     "text/plain",
                     "request head too large\n",
+                    false,
                 )
                 .await;
             }
             Ok(httparse::Status::Partial) => {}
             Err(_) => {
-                return answer(&mut tcp, "400 Bad Request", "text/plain", "bad request\n").await
+                return answer(
+                    &mut tcp,
+                    "400 Bad Request",
+                    "text/plain",
+                    "bad request\n",
+                    false,
+                )
+                .await
             }
         }
     };
@@ -147,15 +163,22 @@ async fn exchange(mut tcp: TcpStream, hub: &Hub, metrics: &Metrics) {
         Route::Metrics => {
             let (rooms, online) = hub.sizes();
             let text = metrics.render(rooms, online);
-            answer(&mut tcp, "200 OK", crate::metrics::CONTENT_TYPE, &text).await;
+            answer(
+                &mut tcp,
+                "200 OK",
+                crate::metrics::CONTENT_TYPE,
+                &text,
+                head_only,
+            )
+            .await;
         }
-        Route::Health => answer(&mut tcp, "200 OK", "text/plain", "ok\n").await,
+        Route::Health => answer(&mut tcp, "200 OK", "text/plain", "ok\n", head_only).await,
         Route::Ready => {
             let (status, body) = match ready(hub).await {
                 Ok(()) => ("200 OK", "ready\n".to_owned()),
                 Err(why) => ("503 Service Unavailable", format!("not ready: {why}\n")),
             };
-            answer(&mut tcp, status, "text/plain", &body).await;
+            answer(&mut tcp, status, "text/plain", &body, head_only).await;
         }
     }
 }
@@ -174,13 +197,22 @@ pub(crate) async fn ready(hub: &Hub) -> Result<(), String> {
     }
 }
 
-/// Writes a whole answer and closes.
-async fn answer(tcp: &mut TcpStream, status: &str, content_type: &str, body: &str) {
+/// Writes a whole answer (the head only for a HEAD request, with the body's length) and
+/// closes.
+async fn answer(
+    tcp: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &str,
+    head_only: bool,
+) {
+    let body_sent = if head_only { "" } else { body };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    if tcp.write_all(head.as_bytes()).await.is_ok() && tcp.write_all(body.as_bytes()).await.is_ok()
+    if tcp.write_all(head.as_bytes()).await.is_ok()
+        && tcp.write_all(body_sent.as_bytes()).await.is_ok()
     {
         let _ = tcp.shutdown().await;
     }

@@ -14,8 +14,14 @@ use tokio::net::TcpStream;
 
 /// `GET path` on the admin listener: (status code, body).
 pub(crate) async fn get(admin: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = request(admin, "GET", path).await;
+    (status, body)
+}
+
+/// `METHOD path` on the admin listener: (status code, head, body).
+async fn request(admin: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
     let mut tcp = TcpStream::connect(admin).await.unwrap();
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+    tcp.write_all(format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut answer = Vec::new();
@@ -26,7 +32,37 @@ pub(crate) async fn get(admin: SocketAddr, path: &str) -> (u16, String) {
     let answer = String::from_utf8(answer).unwrap();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
+    (status, head.to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn head_requests_are_answered_as_get_without_the_body_and_other_methods_refused() {
+    let server = TestServer::start_operated(Limits::default(), &[]).await;
+    let admin = server.admin.unwrap();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, head, body) = request(admin, "HEAD", path).await;
+        assert_eq!((status, body.as_str()), (200, ""), "HEAD {path}: {head}");
+        let (_, got) = get(admin, path).await;
+        // The length of the body GET would send (the metrics' text changes between two
+        // scrapes, so only its presence there).
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("HEAD {path} names a length: {head}"));
+        if path != "/metrics" {
+            assert_eq!(length, got.len(), "HEAD {path}");
+        }
+    }
+    assert_eq!(request(admin, "HEAD", "/nothing").await.0, 404);
+    for method in ["POST", "DELETE", "OPTIONS"] {
+        let (status, _, body) = request(admin, method, "/healthz").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (405, "GET or HEAD only\n"),
+            "{method}"
+        );
+    }
 }
 
 /// The value of the sample `series` (name with labels, exactly as exposed) in `text`.
