@@ -220,6 +220,24 @@ fn server_args(data: &Path, port: u16, directory: &str, https_ca: &Path) -> Vec<
     args
 }
 
+/// pebble on a free port (certificates valid `validity` seconds, else its default) and an
+/// mm-server on that port ordering from it, once the server logged its first certificate:
+/// (the port, pebble, the server, that log line).
+async fn issued(validity: Option<u64>) -> (u16, Pebble, ServerProcess, String) {
+    let port = free_port();
+    let pebble = Pebble::start(port, validity).await;
+    let data = tempfile::tempdir().unwrap();
+    let args = server_args(data.path(), port, &pebble.directory(), &pebble.https_ca());
+    let mut server = ServerProcess::start_with_args(MM_SERVER, &args, data).await;
+    let obtained = wait_for_log(
+        &mut server,
+        "obtained a certificate from the ACME server",
+        ISSUE_WAIT,
+    )
+    .await;
+    (port, pebble, server, obtained)
+}
+
 /// Reads the server's log until a line contains `what` (within `wait`); returns that line.
 async fn wait_for_log(server: &mut ServerProcess, what: &str, wait: Duration) -> String {
     let deadline = tokio::time::Instant::now() + wait;
@@ -289,18 +307,8 @@ async fn finish(mm: Child) -> std::process::Output {
 #[tokio::test]
 async fn a_certificate_from_pebble_by_tls_alpn_01_is_trusted_through_the_system_roots_and_reused_after_a_restart(
 ) {
-    let port = free_port();
-    let pebble = Pebble::start(port, None).await;
-    let data = tempfile::tempdir().unwrap();
-    let args = server_args(data.path(), port, &pebble.directory(), &pebble.https_ca());
-    let data_path = data.path().to_path_buf();
-    let mut server = ServerProcess::start_with_args(MM_SERVER, &args, data).await;
-    let obtained = wait_for_log(
-        &mut server,
-        "obtained a certificate from the ACME server",
-        ISSUE_WAIT,
-    )
-    .await;
+    let (port, pebble, server, obtained) = issued(None).await;
+    let data_path = server.data.path().to_path_buf();
     assert!(obtained.contains(DOMAIN), "{obtained}");
     // Validated by connecting to the server's port with ALPN acme-tls/1, not waved through.
     assert!(
@@ -383,6 +391,7 @@ async fn a_certificate_from_pebble_by_tls_alpn_01_is_trusted_through_the_system_
 
     // A restart presents the stored certificate at once: no new account, no new order.
     let data = server.stop_keeping_data().await;
+    let args = server_args(data.path(), port, &pebble.directory(), &pebble.https_ca());
     let mut server = ServerProcess::start_with_args(MM_SERVER, &args, data).await;
     let reused = wait_for_log(&mut server, "using the stored ACME certificate", WAIT).await;
     let fingerprint = |line: &str| {
@@ -412,18 +421,8 @@ async fn a_certificate_from_pebble_by_tls_alpn_01_is_trusted_through_the_system_
 
 #[tokio::test]
 async fn a_short_lived_certificate_is_renewed_while_the_server_runs() {
-    let port = free_port();
     // 30 s certificates: renewed with 10 s left, i.e. 20 s after issue.
-    let pebble = Pebble::start(port, Some(30)).await;
-    let data = tempfile::tempdir().unwrap();
-    let args = server_args(data.path(), port, &pebble.directory(), &pebble.https_ca());
-    let mut server = ServerProcess::start_with_args(MM_SERVER, &args, data).await;
-    let obtained = wait_for_log(
-        &mut server,
-        "obtained a certificate from the ACME server",
-        ISSUE_WAIT,
-    )
-    .await;
+    let (port, pebble, mut server, obtained) = issued(Some(30)).await;
     let renewed = wait_for_log(
         &mut server,
         "renewed the certificate from the ACME server",
