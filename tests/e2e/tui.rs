@@ -800,7 +800,12 @@ async fn a_changed_server_certificate_shows_as_lines_naming_mm_trust_add() {
     let new_fp = mm_certs::fingerprint(&server.ca[0]);
     let addr = server.server();
     let trust = format!("mm trust add {addr} {new_fp} --home {}", home.display());
-    let screen = wait_for_row(&tmux, "the trust command", |r| r.ends_with(&trust)).await;
+    // The message's last row: the screen may be captured while the rows above it are drawn.
+    let screen = wait_for_row(&tmux, "the end of the message", |r| {
+        r.trim_end()
+            .ends_with("! then connect again (/reconnect in the terminal UI).")
+    })
+    .await;
     for row in [
         format!("! not reconnecting (/reconnect to try again): the certificate of {addr} has CHANGED since you trusted it"),
         format!("!   trusted:   {old_fp}"),
