@@ -16,6 +16,7 @@ pub mod acme;
 pub mod admin;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod hub;
 pub mod limit;

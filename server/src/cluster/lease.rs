@@ -1,0 +1,1 @@
+//! Node leases and nick ownership in PostgreSQL: see CLUSTER.md. (Being written.)

@@ -1,0 +1,1 @@
+//! The link to NATS: see CLUSTER.md. (Being written.)
