@@ -31,7 +31,7 @@ pub mod sqlite;
 pub(crate) mod writer;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use mm_common::prekeys::{KeyUpload, PrekeyBundle};
 use mm_common::protocol::{Modes, Role};

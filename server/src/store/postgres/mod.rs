@@ -49,7 +49,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::config::{Host, SslMode};
-use postgres::{Client, Config, Error, Transaction};
+use postgres::{Client, Error, Transaction};
+use tokio_postgres::Config;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{error, info, warn};
 
@@ -74,6 +75,9 @@ pub struct PgTarget {
     root: Option<PathBuf>,
     /// The URL as given (it holds no password).
     shown: String,
+    /// Opened as one node of several (`--bus`): no one-server lock and fence; see
+    /// [`PgTarget::set_cluster`].
+    cluster: bool,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -82,6 +86,7 @@ impl std::fmt::Debug for PgTarget {
         f.debug_struct("PgTarget")
             .field("url", &self.shown)
             .field("tls", &self.tls)
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
@@ -171,6 +176,7 @@ impl PgTarget {
             tls,
             root,
             shown: url.to_owned(),
+            cluster: false,
         })
     }
 
@@ -189,10 +195,43 @@ impl PgTarget {
         self.config.get_dbname()
     }
 
+    /// Opens the store as one node of several sharing the database (`--bus`, CLUSTER.md):
+    /// the store's session takes the database's lock *shared* (`pg_try_advisory_lock_shared`)
+    /// rather than alone, so that nodes open it side by side while a one-server mm-server
+    /// still cannot (and a node cannot while a one-server mm-server holds it); the
+    /// schema is migrated under a transaction-level lock (several nodes may start at once);
+    /// there is no `meta.owner` fence between nodes (the node leases fence what nodes own),
+    /// but opening still writes a new mark there, so that a one-server mm-server that lost its
+    /// session meanwhile is fenced when it reconnects; and each node records its batches
+    /// under a key of its own (`batch_seq.MARK`), removed at a clean close.
+    pub fn set_cluster(&mut self, on: bool) {
+        self.cluster = on;
+    }
+
+    /// Whether the store is opened as one node of several ([`PgTarget::set_cluster`]).
+    pub fn cluster(&self) -> bool {
+        self.cluster
+    }
+
     /// Connects (TLS as decided by [`PgTarget::parse`]).
     fn connect(&self) -> Result<Client, PgError> {
         let tls = self.tls_config().map_err(PgError::Tls)?;
-        Ok(self.config.connect(MakeRustlsConnect::new(tls))?)
+        Ok(postgres::Config::from(self.config.clone()).connect(MakeRustlsConnect::new(tls))?)
+    }
+
+    /// An async connection on the caller's tokio runtime with the same settings and TLS as the
+    /// store's (for the node leases, which must not wait behind the writer's batches). The
+    /// connection's task is spawned on the runtime; it ends when the client is dropped.
+    pub(crate) async fn connect_async(&self) -> Result<tokio_postgres::Client, PgError> {
+        let tls = self.tls_config().map_err(PgError::Tls)?;
+        let (client, connection) = self.config.connect(MakeRustlsConnect::new(tls)).await?;
+        let shown = self.shown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                warn!(store = %shown, error = %describe(&e), "cluster: the connection to PostgreSQL ended");
+            }
+        });
+        Ok(client)
     }
 
     /// rustls with the ring provider, trusting `sslrootcert` or else the system's roots.
@@ -286,7 +325,7 @@ pub enum PgError {
 }
 
 /// The driver's error with PostgreSQL's own message, if any.
-fn describe(e: &Error) -> String {
+pub(crate) fn describe(e: &Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{e}: {} ({})", db.message(), db.code().code()),
         None => match std::error::Error::source(e) {
@@ -372,6 +411,10 @@ pub struct PgBackend {
     owner: i64,
     /// Set once fenced: no connection is made again.
     fenced: bool,
+    /// One node of several ([`PgTarget::set_cluster`]): the lock shared, no `owner` check.
+    cluster: bool,
+    /// The `meta` key of [`PgBackend::seq`]: `batch_seq`, or `batch_seq.MARK` for a node.
+    seq_key: String,
 }
 
 impl PgBackend {
@@ -388,8 +431,8 @@ impl PgBackend {
             Some(client) => client,
             None => {
                 let mut client = self.target.connect()?;
-                lock(&mut client)?;
-                if meta::value(&mut client, "owner")? != self.owner {
+                lock(&mut client, self.cluster)?;
+                if !self.cluster && meta::value(&mut client, "owner")? != self.owner {
                     self.fenced = true;
                     error!(store = %self.target, "store: {}", PgError::Fenced);
                     return Err(PgError::Fenced);
@@ -432,7 +475,7 @@ impl PgBackend {
             let asked = self
                 .target
                 .connect()
-                .and_then(|mut c| Ok(meta::value(&mut c, "batch_seq")?));
+                .and_then(|mut c| Ok(meta::value(&mut c, &self.seq_key)?));
             match asked {
                 Ok(stored) => return stored >= seq,
                 Err(_) => std::thread::sleep(Duration::from_millis(50) * attempt),
@@ -443,11 +486,16 @@ impl PgBackend {
     }
 }
 
-/// Takes the database's advisory lock on this session.
-fn lock(client: &mut Client) -> Result<(), PgError> {
-    let held: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])?
-        .try_get(0)?;
+/// Takes the database's advisory lock on this session: alone (one server), or shared with the
+/// other nodes of a cluster (which still keeps out a one-server mm-server, and is kept out by
+/// one).
+fn lock(client: &mut Client, cluster: bool) -> Result<(), PgError> {
+    let sql = if cluster {
+        "SELECT pg_try_advisory_lock_shared($1)"
+    } else {
+        "SELECT pg_try_advisory_lock($1)"
+    };
+    let held: bool = client.query_one(sql, &[&LOCK_KEY])?.try_get(0)?;
     if held {
         Ok(())
     } else {
@@ -467,6 +515,7 @@ impl Backend for PgBackend {
     ) -> Result<(), PgError> {
         let seq = self.seq + 1;
         let mut at_commit = false;
+        let seq_key = self.seq_key.clone();
         let result = self.with(|client| -> Result<(), Error> {
             let mut tx = client.transaction()?;
             let mut max_id = 0;
@@ -484,7 +533,7 @@ impl Backend for PgBackend {
             if max_id > 0 {
                 meta::record_max(&mut tx, "last_id", max_id)?;
             }
-            meta::set(&mut tx, "batch_seq", seq)?;
+            meta::set(&mut tx, &seq_key, seq)?;
             at_commit = true;
             tx.commit()
         });
@@ -542,6 +591,16 @@ impl Backend for PgBackend {
     }
 
     fn finish(&mut self) {
+        if self.cluster && !self.fenced {
+            // This node's batch counter is of no use once it is closed (best effort: a row
+            // left by a node that died is harmless).
+            if let Some(client) = self.client.as_mut().filter(|c| !c.is_closed()) {
+                if let Err(e) = client.execute("DELETE FROM meta WHERE key = $1", &[&self.seq_key])
+                {
+                    warn!(error = %describe(&e), "store: this node's batch counter not removed");
+                }
+            }
+        }
         // Closing the session releases the advisory lock.
         self.client = None;
     }
@@ -735,7 +794,7 @@ impl PgStore {
             path: shown.clone().into(),
             detail: e.to_string(),
         })?;
-        match lock(&mut client) {
+        match lock(&mut client, target.cluster) {
             Ok(()) => {}
             Err(PgError::Locked) => {
                 return Err(StoreError::Locked {
@@ -775,7 +834,12 @@ impl PgStore {
         };
         info!(store = %target, tls = target.tls, "store: PostgreSQL");
         set_lock_timeout(&mut client, tuning.busy_timeout).map_err(e)?;
-        let seq = meta::value(&mut client, "batch_seq").map_err(e)?;
+        let seq_key = if target.cluster {
+            format!("batch_seq.{owner:016x}")
+        } else {
+            "batch_seq".to_owned()
+        };
+        let seq = meta::value(&mut client, &seq_key).map_err(e)?;
         let backend = PgBackend {
             target: target.clone(),
             client: Some(client),
@@ -785,6 +849,8 @@ impl PgStore {
             lock_timeout: tuning.busy_timeout,
             owner,
             fenced: false,
+            cluster: target.cluster,
+            seq_key,
         };
         let store = BatchStore::spawn(backend, opts, counts, clock, tuning, None).map_err(|e| {
             StoreError::Open {

@@ -120,36 +120,49 @@ pub(super) fn version(client: &mut Client) -> Result<i64, postgres::Error> {
         .try_get(0)
 }
 
+/// The transaction-level advisory lock a migration holds ("mm-schem" in ASCII): nodes of a
+/// cluster open the database side by side (no one-server lock), and two of them starting at
+/// once must not both create the tables.
+const MIGRATE_KEY: i64 = 0x6d6d_2d73_6368_656d;
+
 /// Creates `schema_version` if need be, refuses a schema newer than this build's, and applies
-/// the missing migrations, each in its own transaction with its version. Run it holding the
-/// store's advisory lock (no other server migrates meanwhile).
+/// the missing migrations, each in its own transaction with its version. Each transaction
+/// first takes the transaction-level lock [`MIGRATE_KEY`] and reads the version under it, so
+/// that servers migrating at once (nodes of a cluster) apply each migration once.
 pub(super) fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
     let e = |e: postgres::Error| target_error(target, &e);
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        .map_err(e)?;
-    let version: i64 = client
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
-        .and_then(|r| r.try_get(0))
-        .map_err(e)?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: target.into(),
-            found: version,
-            known: SCHEMA_VERSION,
-        });
-    }
-    let start = usize::try_from(version).unwrap_or(0);
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+    loop {
         let mut tx = client.transaction().map_err(e)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_KEY])
+            .map_err(e)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .map_err(e)?;
+        let version: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(e)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: target.into(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        let Some(sql) = usize::try_from(version.max(0))
+            .ok()
+            .and_then(|v| MIGRATIONS.get(v))
+        else {
+            // Up to date (what it read is committed: nothing to write).
+            tx.commit().map_err(e)?;
+            return Ok(());
+        };
         tx.batch_execute(sql).map_err(e)?;
         tx.execute("DELETE FROM schema_version", &[]).map_err(e)?;
         tx.execute(
             "INSERT INTO schema_version (version) VALUES ($1)",
-            &[&i64::try_from(i + 1).unwrap_or(i64::MAX)],
+            &[&version.saturating_add(1)],
         )
         .map_err(e)?;
         tx.commit().map_err(e)?;
     }
-    Ok(())
 }

@@ -352,3 +352,92 @@ async fn a_commit_whose_answer_is_lost_is_not_applied_twice() {
     reply(store.close(3)).await;
     store.join();
 }
+
+/// The test database's target, opened as one node of several.
+fn node_target(place: &Postgres) -> PgTarget {
+    let mut target = place.target.clone();
+    target.set_cluster(true);
+    target
+}
+
+#[tokio::test]
+async fn nodes_of_a_cluster_open_one_new_database_at_once_and_a_lone_server_is_kept_out() {
+    let place = Postgres::new();
+    let target = node_target(&place);
+    // Four nodes start at once on a database without the store's tables: each migrates
+    // under the transaction-level lock.
+    let start = std::sync::Barrier::new(4);
+    let stores: Vec<PgStore> = std::thread::scope(|s| {
+        let opening: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    PgStore::open(&target, OPTS_LONG, clock())
+                })
+            })
+            .collect();
+        opening
+            .into_iter()
+            .map(|o| o.join().unwrap().unwrap().0)
+            .collect()
+    });
+    assert_eq!(place.count("schema_version"), 1);
+    assert_eq!(
+        login(&stores[0], "bob", "fp-b", 1).await,
+        crate::store::LoginOutcome::Registered
+    );
+    assert_eq!(
+        login(&stores[1], "carol", "fp-c", 2).await,
+        crate::store::LoginOutcome::Registered
+    );
+    reply(stores[2].append_public(line(1, "a", "from node 2"))).await;
+    reply(stores[3].append_public(line(2, "b", "from node 3"))).await;
+    assert_eq!(place.count("accounts"), 2);
+    assert_eq!(place.count("history"), 2);
+    // Each node counts its batches under a key of its own (the one-server key is not used).
+    assert_eq!(place.count("meta WHERE key LIKE 'batch_seq.%'"), 4);
+    assert_eq!(place.count("meta WHERE key = 'batch_seq'"), 0);
+    // A one-server mm-server is refused while nodes hold the database.
+    assert!(matches!(
+        place.open(OPTS_LONG, clock()).unwrap_err(),
+        StoreError::Locked { .. }
+    ));
+    for store in &stores {
+        reply(store.close(2)).await;
+        store.join();
+    }
+    // Closed cleanly: their counters are gone.
+    assert_eq!(place.count("meta WHERE key LIKE 'batch_seq.%'"), 0);
+    // And a node is refused while a one-server mm-server holds it.
+    let (lone, loaded) = place.open(OPTS_LONG, clock()).unwrap();
+    assert_eq!(loaded.last_id, 2);
+    assert!(matches!(
+        PgStore::open(&target, OPTS_LONG, clock()).unwrap_err(),
+        StoreError::Locked { .. }
+    ));
+    reply(lone.close(2)).await;
+}
+
+#[tokio::test]
+async fn a_lone_server_whose_session_was_lost_while_a_node_opened_the_database_never_writes_it_again(
+) {
+    let place = Postgres::new();
+    let (lone, _) = place.open_tuned(OPTS_LONG, clock(), FAST).unwrap();
+    reply(lone.append_public(line(1, "a", "lone"))).await;
+    kill_sessions(&place);
+    let (node, _) = PgStore::open(&node_target(&place), OPTS_LONG, clock()).unwrap();
+    reply(node.append_public(line(1000, "b", "node"))).await;
+    reply(node.close(1000)).await;
+    node.join();
+    // The lone server reconnects, finds another mark, and stops writing for good.
+    let stale = lone.append_public(line(2, "a", "stale")).unwrap();
+    failing(&lone).await;
+    let closed = lone.close(2).unwrap();
+    assert!(matches!(
+        stale.await.unwrap(),
+        Err(StoreError::NotStored { lines: 1, .. })
+    ));
+    assert!(closed.await.unwrap().is_err());
+    lone.join();
+    assert_eq!(place.count("history"), 2);
+}

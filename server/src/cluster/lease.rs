@@ -1,1 +1,0 @@
-//! Node leases and nick ownership in PostgreSQL: see CLUSTER.md. (Being written.)
