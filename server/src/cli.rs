@@ -86,6 +86,36 @@ pub struct Args {
     /// directory]
     #[arg(long, value_name = "URL", global = true)]
     pub store: Option<String>,
+    /// Join a cluster of nodes (CLUSTER.md) over this NATS server with JetStream:
+    /// nats://HOST:PORT, tls://HOST:PORT, or a comma-separated list of servers; no credentials
+    /// in it (--bus-creds). Needs a PostgreSQL --store; off loopback it needs TLS (tls:// or
+    /// --bus-ca) and --bus-creds [default: bus in --config, else $MM_SERVER_BUS, else none: one
+    /// server on its own]
+    #[arg(long, value_name = "URL")]
+    pub bus: Option<String>,
+    /// NATS credentials file (user JWT and nkey seed) for --bus; only its owner may read it
+    /// (chmod 600) [default: bus_creds_file in --config]
+    #[arg(long, value_name = "FILE")]
+    pub bus_creds: Option<PathBuf>,
+    /// CA certificates (PEM) to verify the NATS server of --bus with instead of the system's
+    /// roots; turns TLS on [default: bus_ca_file in --config]
+    #[arg(long, value_name = "FILE")]
+    pub bus_ca: Option<PathBuf>,
+    /// This node's name in the cluster: 1-64 characters of A-Z a-z 0-9 . _ : - [default:
+    /// node_name in --config, else HOSTNAME:PORT with the chat port]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// This node's lease in the store, e.g. 8s (1s to 5m): a node that cannot renew it closes
+    /// its sessions, and a node that died frees its nicks when it runs out [default:
+    /// node_lease in --config, else 8s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub node_lease: Option<std::time::Duration>,
+}
+
+/// Reads a duration as the configuration file writes them (`8s`, `500ms`, `1m`).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime_serde::re::humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (write it like 8s, 500ms or 1m)"))
 }
 
 /// Administration commands; they work on the store while a server runs.
@@ -147,7 +177,9 @@ pub enum AccountsCommand {
 /// message on stderr otherwise. Neither a closed stderr (the log) nor a closed stdout (an
 /// administration command's output, e.g. piped into `head`) makes it fail or panic.
 /// The log filter without `RUST_LOG`.
-const DEFAULT_LOG_FILTER: &str = "info,rustls=off";
+/// async-nats logs every connection event at info in its own words; `cluster::nats` logs each
+/// once in ours (a lost link as a warning), so only its warnings and errors come through.
+const DEFAULT_LOG_FILTER: &str = "info,rustls=off,async_nats=warn";
 
 pub fn main() -> ExitCode {
     // Before anything is created: whatever the server or SQLite creates is owner-only.
@@ -249,6 +281,17 @@ struct Sources {
     admin: Option<String>,
     proxy_from: Vec<String>,
     store: Option<String>,
+    bus: BusFlags,
+}
+
+/// The `--bus*` and `--node-*` flags (each overrides its field of the file when given).
+#[derive(Debug, Clone, Default)]
+struct BusFlags {
+    url: Option<String>,
+    creds: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    node_name: Option<String>,
+    node_lease: Option<std::time::Duration>,
 }
 
 /// The `--acme-*` flags (each overrides its field of the file when given).
@@ -267,6 +310,8 @@ struct Effective {
     data_dir: PathBuf,
     tls_dir: PathBuf,
     store: crate::StoreLocation,
+    /// The bus of a cluster (`--bus`), checked; `None` for one server on its own.
+    bus: Option<crate::cluster::nats::BusConfig>,
 }
 
 impl Sources {
@@ -319,11 +364,34 @@ impl Sources {
             config.store = Some(store.clone());
         }
         let store = store_location(&config, &data_dir)?;
+        if let Some(url) = &self.bus.url {
+            config.bus = Some(url.clone());
+        }
+        if config.bus.is_none() {
+            config.bus = std::env::var("MM_SERVER_BUS")
+                .ok()
+                .filter(|s| !s.is_empty());
+        }
+        if let Some(file) = &self.bus.creds {
+            config.bus_creds_file = Some(file.clone());
+        }
+        if let Some(file) = &self.bus.ca {
+            config.bus_ca_file = Some(file.clone());
+        }
+        if let Some(name) = &self.bus.node_name {
+            config.node_name = Some(name.clone());
+        }
+        if let Some(lease) = self.bus.node_lease {
+            config.node_lease = Some(lease);
+        }
+        let postgres = matches!(store, crate::StoreLocation::Postgres(_));
+        let bus = config.bus(postgres, hostname().as_deref())?;
         Ok(Effective {
             config,
             data_dir,
             tls_dir,
             store,
+            bus,
         })
     }
 }
@@ -558,6 +626,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         admin: args.admin,
         proxy_from: args.proxy_from,
         store: args.store,
+        bus: BusFlags {
+            url: args.bus,
+            creds: args.bus_creds,
+            ca: args.bus_ca,
+            node_name: args.node_name,
+            node_lease: args.node_lease,
+        },
     };
     match args.command {
         Some(Command::Accounts(cmd)) => {
@@ -1035,7 +1110,7 @@ fn reload(cert: &crate::tls::ServerCert, sources: &Sources, running: &Effective)
             warn!(%dir, error = %e, fingerprint = %before.fingerprint, "SIGHUP: TLS certificate NOT reloaded; still using the previous one")
         }
     }
-    let fixed = "the bind and admin addresses, trusted proxies, data directory, TLS directory, store and limits are not reloaded; restart to change them";
+    let fixed = "the bind and admin addresses, trusted proxies, data directory, TLS directory, store, bus and limits are not reloaded; restart to change them";
     match sources.load() {
         Err(e) => warn!(error = %format!("{e:#}"), "SIGHUP: configuration not re-read; {fixed}"),
         Ok(new) => {
@@ -1057,6 +1132,9 @@ fn reload(cert: &crate::tls::ServerCert, sources: &Sources, running: &Effective)
             }
             if new.tls_dir != running.tls_dir {
                 changed.push("tls_dir");
+            }
+            if new.bus != running.bus {
+                changed.push("bus");
             }
             if format!("{:?}", new.config.limits) != format!("{:?}", running.config.limits) {
                 changed.push("limits");

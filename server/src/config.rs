@@ -51,6 +51,23 @@ pub struct Config {
     /// A file holding the PostgreSQL store's password (readable by its owner only); else
     /// `$MM_STORE_PASSWORD`, else none.
     pub store_password_file: Option<PathBuf>,
+    /// The bus that joins this node to a cluster (CLUSTER.md): `nats://HOST:PORT` or
+    /// `tls://HOST:PORT`, or a comma-separated list of servers; no credentials in it. Needs a
+    /// PostgreSQL `store`. Default: `$MM_SERVER_BUS`, else none (one server on its own).
+    pub bus: Option<String>,
+    /// A NATS credentials file (user JWT and nkey seed; readable by its owner only) for the
+    /// bus. Needed off loopback.
+    pub bus_creds_file: Option<PathBuf>,
+    /// CA certificates (PEM) that verify the NATS server; turns TLS on for every bus server.
+    /// Default: the system's roots (for `tls://` URLs).
+    pub bus_ca_file: Option<PathBuf>,
+    /// This node's name in the cluster: 1–64 characters of `A-Z a-z 0-9 . _ : -`. Default:
+    /// `HOSTNAME:PORT` (the chat port of `bind`).
+    pub node_name: Option<String>,
+    /// This node's lease in the store, `"8s"` by default (1 s to 5 min): a node that cannot
+    /// renew it closes its sessions; one that died frees its nicks when it runs out.
+    #[serde(with = "humantime_serde")]
+    pub node_lease: Option<Duration>,
     /// Limits and timeouts.
     pub limits: Limits,
 }
@@ -112,6 +129,56 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The bus settings ([`crate::cluster::nats::BusConfig`]), checked, or `None` without
+    /// `bus` (one server on its own). `postgres`: whether the store is PostgreSQL;
+    /// `hostname`: this machine's name, for the default node name `HOSTNAME:PORT`.
+    ///
+    /// The `node_*` and `bus_*` fields without `bus` are refused too: they would do nothing.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`], a sentence naming the fix (never a URL's credentials).
+    pub fn bus(
+        &self,
+        postgres: bool,
+        hostname: Option<&str>,
+    ) -> Result<Option<crate::cluster::nats::BusConfig>, ConfigError> {
+        use crate::cluster::nats::{BusConfig, BusSettings};
+        let Some(url) = self.bus.as_deref().filter(|u| !u.trim().is_empty()) else {
+            let given: Vec<&str> = [
+                ("bus_creds_file", self.bus_creds_file.is_some()),
+                ("bus_ca_file", self.bus_ca_file.is_some()),
+                ("node_name", self.node_name.is_some()),
+                ("node_lease", self.node_lease.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(name, set)| set.then_some(name))
+            .collect();
+            if given.is_empty() {
+                return Ok(None);
+            }
+            return Err(ConfigError::Invalid(format!(
+                "{} given without a bus: they apply to a node of a cluster; add --bus nats://HOST:PORT (bus = \"…\" in --config, or $MM_SERVER_BUS), or leave them out",
+                given.join(", ")
+            )));
+        };
+        let host = hostname
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .unwrap_or("localhost");
+        let settings = BusSettings {
+            url: url.to_owned(),
+            creds_file: self.bus_creds_file.clone(),
+            ca_file: self.bus_ca_file.clone(),
+            node_name: self.node_name.clone(),
+            lease: self.node_lease,
+        };
+        BusConfig::new(&settings, postgres, &format!("{host}:{}", self.bind.port()))
+            .map(Some)
+            .map_err(ConfigError::Invalid)
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -126,6 +193,11 @@ impl Default for Config {
             proxy_protocol_from: Vec::new(),
             store: None,
             store_password_file: None,
+            bus: None,
+            bus_creds_file: None,
+            bus_ca_file: None,
+            node_name: None,
+            node_lease: None,
             limits: Limits::default(),
         }
     }

@@ -17,6 +17,7 @@ mod home;
 mod hostile;
 mod ids;
 mod keys;
+mod nats;
 mod offline;
 mod operations;
 mod postgres;

@@ -1116,3 +1116,190 @@ pub fn files_hold(dir: &std::path::Path, needles: &[&[u8]]) -> Vec<(std::path::P
     }
     found
 }
+
+/// Where the tests find nats-server: Debian's package (`apt-get install nats-server`, 2.9.10;
+/// `scripts/test` installs it).
+pub const NATS_SERVER: &str = "/usr/sbin/nats-server";
+
+/// A real nats-server with JetStream, on a free port of 127.0.0.1 and a store directory of its
+/// own, killed on drop. It **fails** (panics, saying how to install it) when
+/// [`NATS_SERVER`] is missing: a test of the bus never passes without one.
+pub struct TestNats {
+    child: Option<std::process::Child>,
+    port: u16,
+    /// Its HTTP monitoring port (`/connz`: the connections, with their names).
+    monitor: u16,
+    /// Holds the JetStream store (`js/`), the log (`nats.log`) and TLS files a test puts there.
+    pub dir: tempfile::TempDir,
+    /// Arguments besides address, port and store (e.g. `--tls …`).
+    extra: Vec<std::ffi::OsString>,
+}
+
+impl TestNats {
+    /// Starts one, plain (no TLS), and waits until it accepts.
+    pub fn start() -> TestNats {
+        Self::start_with(Vec::new(), tempfile::tempdir().unwrap())
+    }
+
+    /// Starts one with TLS required (`--tls --tlscert CERT --tlskey KEY`: the certificate
+    /// chain and key, PEM, in `dir`), and waits until it accepts.
+    pub fn start_tls(dir: tempfile::TempDir, cert: &Path, key: &Path) -> TestNats {
+        let extra = vec![
+            "--tls".into(),
+            "--tlscert".into(),
+            cert.as_os_str().to_owned(),
+            "--tlskey".into(),
+            key.as_os_str().to_owned(),
+        ];
+        Self::start_with(extra, dir)
+    }
+
+    fn start_with(extra: Vec<std::ffi::OsString>, mut dir: tempfile::TempDir) -> TestNats {
+        assert!(
+            Path::new(NATS_SERVER).is_file(),
+            "{NATS_SERVER} is missing: the bus tests need a real NATS server. Install it with `apt-get install nats-server` (Debian's 2.9.10; scripts/test installs it), then run the tests again"
+        );
+        // A port just freed can be taken by someone else before nats-server binds it: retried.
+        let mut last = String::new();
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        for _ in 0..5 {
+            let mut nats = TestNats {
+                child: None,
+                port: free(),
+                monitor: free(),
+                dir,
+                extra: extra.clone(),
+            };
+            match nats.spawn() {
+                Ok(()) => return nats,
+                Err(e) => {
+                    last = e;
+                    dir = std::mem::replace(&mut nats.dir, tempfile::tempdir().unwrap());
+                }
+            }
+        }
+        panic!("nats-server did not start: {last}");
+    }
+
+    /// Runs nats-server on `self.port` with the store in `self.dir` and waits until it
+    /// accepts; the error holds its log.
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = self.dir.path().join("nats.log");
+        let mut child = std::process::Command::new(NATS_SERVER)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-m", &self.monitor.to_string(), "-js", "-sd"])
+            .arg(self.dir.path().join("js"))
+            .arg("-l")
+            .arg(&log)
+            .args(&self.extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run {NATS_SERVER}: {e}"))?;
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("nats-server exited ({status}):\n{log}"));
+            }
+            // Ready once it sends its INFO line (TLS servers too: NATS sends INFO in plain).
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::Read;
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut buf = [0u8; 5];
+                if s.read_exact(&mut buf).is_ok() && &buf == b"INFO " {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!(
+                    "nats-server did not accept within {WAIT:?}:\n{log}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `nats://127.0.0.1:PORT` (`tls://` for a server started with [`TestNats::start_tls`]).
+    pub fn url(&self) -> String {
+        let scheme = if self.extra.is_empty() { "nats" } else { "tls" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills it (SIGKILL: as a crash; the JetStream store stays) and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops it if it runs, then starts it again on the same port with the same store, and
+    /// waits until it accepts.
+    pub fn restart(&mut self) {
+        self.stop();
+        // The port was just closed; another process could take it meanwhile (rare): retried
+        // for a few seconds, then a failure in words.
+        let mut last = String::new();
+        for _ in 0..20 {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "nats-server did not start again on port {}: {last}",
+            self.port
+        );
+    }
+
+    /// The names of the clients connected now, from the monitoring endpoint `/connz`.
+    pub fn connection_names(&self) -> Vec<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.monitor)).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(b"GET /connz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        json["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
