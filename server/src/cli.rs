@@ -674,6 +674,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let operations = crate::Operations {
         admin: admin_listener(config.admin_setting()?)?,
         proxy_from: config.proxies()?,
+        bus: config.bus(
+            matches!(running.store, crate::StoreLocation::Postgres(_)),
+            hostname().as_deref(),
+        )?,
+        cluster: None,
     };
     crate::make_private(&running.data_dir, tls_dir)?;
     // An interrupted replacement of server.key and server.pem is completed (or rolled back)

@@ -153,9 +153,52 @@ pub async fn run(
     operations: Operations,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let hub = open_hub(store, &limits, None)?;
+    let mut operations = operations;
+    let Some(bus) = operations.bus.take() else {
+        let hub = open_hub(store, &limits, None)?;
+        serve_with(listener, tls, limits, hub, operations, shutdown).await?;
+        return Ok(());
+    };
+    let (hub, joining) = open_node(store, &limits, &bus).await?;
+    operations.cluster = Some(joining);
     serve_with(listener, tls, limits, hub, operations, shutdown).await?;
     Ok(())
+}
+
+/// Opens the store shared by every node (PostgreSQL, without the one-server lock), joins the
+/// cluster through `bus` (CLUSTER.md) and builds the hub as one node of several.
+///
+/// # Errors
+/// If the store is not PostgreSQL, cannot be opened, or the cluster cannot be joined.
+pub async fn open_node(
+    store: &StoreLocation,
+    limits: &Limits,
+    bus: &cluster::nats::BusConfig,
+) -> anyhow::Result<(Hub, cluster::Joining)> {
+    let StoreLocation::Postgres(target) = store else {
+        anyhow::bail!("--bus needs a PostgreSQL store shared by every node (--store postgres://…)");
+    };
+    let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
+    let opts = store::Options::from_limits(limits);
+    let mut target = target.clone();
+    target.set_cluster(true);
+    let target = &target;
+    let opened = {
+        let target = target.clone();
+        let clock = Arc::clone(&clock);
+        tokio::task::spawn_blocking(move || store::postgres::PgStore::open(&target, opts, clock))
+            .await
+            .map_err(|e| anyhow::anyhow!("store: {e}"))??
+    };
+    let (store, loaded) = opened;
+    info!(store = %target, last_id = loaded.last_id, "store opened (shared by the cluster's nodes)");
+    let joining = cluster::start(target, bus, loaded.last_id).await?;
+    let store: Arc<dyn store::Store> = Arc::new(store);
+    let hub = Hub::builder(limits, store, loaded)
+        .clock(clock)
+        .cluster(joining.setup())
+        .build();
+    Ok((hub, joining))
 }
 
 /// What an operator runs beside the chat listener.
@@ -165,6 +208,10 @@ pub struct Operations {
     pub admin: Option<TcpListener>,
     /// Peers whose connections begin with a PROXY protocol v2 header (see [`proxy`]).
     pub proxy_from: proxy::Trusted,
+    /// The cluster to join (`--bus`, CLUSTER.md), for [`run`].
+    pub bus: Option<cluster::nats::BusConfig>,
+    /// This node, joined and waiting for its hub ([`open_node`]), for [`serve_with`].
+    pub cluster: Option<cluster::Joining>,
 }
 
 /// As [`serve_with`], without an admin listener or trusted proxies.
@@ -204,15 +251,24 @@ pub async fn serve_with(
     let metrics = Arc::new(metrics::Metrics::new().map_err(std::io::Error::other)?);
     hub.store().attach_metrics(metrics.store.clone());
     let configs = session::TlsConfigs { native: tls, web };
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    // The node's own tasks outlive the sessions' drain at shutdown: lines proposed before it
+    // are still applied and answered.
+    let node_cancel = CancellationToken::new();
+    let node_tracker = TaskTracker::new();
+    let lost = CancellationToken::new();
+    let node = operations
+        .cluster
+        .map(|joining| joining.run(&hub, &node_tracker, &node_cancel, &lost));
     let ctx = Arc::new(session::Context {
         hub: hub.clone(),
         server_name: format!("mm-server {}", env!("CARGO_PKG_VERSION")),
         limits: limits.clone(),
         registrations: limit::Registrations::from_limits(&limits),
         metrics: Arc::clone(&metrics),
+        cluster: node.clone(),
     });
-    let cancel = CancellationToken::new();
-    let tracker = TaskTracker::new();
     let local = listener.local_addr()?;
     if limits.unused_account_days > 0 {
         // The first sweep is submitted before any login, so it is applied before them.
@@ -251,6 +307,7 @@ pub async fn serve_with(
     tokio::select! {
         () = listener::accept_loop(&listener, &configs, &ctx, &operations.proxy_from, &cancel, &tracker) => {}
         () = shutdown => info!("shutdown requested"),
+        () = lost.cancelled() => error!("this node left the cluster (see above): stopping"),
     }
     drop(listener);
 
@@ -268,11 +325,20 @@ pub async fn serve_with(
             "shutdown grace period over; dropping remaining connections"
         );
     }
+    if let Some(node) = &node {
+        // Proposals still in flight are applied (and stored) or abandoned, then the node
+        // leaves: its nicks are free at once rather than at the end of its lease.
+        node.drain(&hub, Duration::from_secs(5)).await;
+        node_cancel.cancel();
+        node_tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), node_tracker.wait()).await;
+        node.leave().await;
+    }
     // Everything accepted was submitted to the store under the hub's lock before the hub
     // closed; closing the store commits it all.
     // Submitting the close may wait for room in the store's queue: off the async workers.
     let closing = tokio::task::spawn_blocking(move || hub.close_store()).await;
-    let lost = match closing.unwrap_or(Err(store::StoreError::Closed)) {
+    let unstored = match closing.unwrap_or(Err(store::StoreError::Closed)) {
         Ok(reply) => match tokio::time::timeout(Duration::from_secs(30), reply).await {
             Ok(Ok(Ok(()))) => None,
             Ok(Ok(Err(e))) => Some(format!("the final commit failed: {e}")),
@@ -283,7 +349,7 @@ pub async fn serve_with(
             None
         }
     };
-    if let Some(lost) = lost {
+    if let Some(lost) = unstored {
         // Accepted messages may be missing from the store: not a clean stop.
         error!("store: {lost}");
         return Err(std::io::Error::other(format!(
@@ -291,6 +357,11 @@ pub async fn serve_with(
         )));
     }
     info!("store closed");
+    if lost.is_cancelled() {
+        return Err(std::io::Error::other(
+            "stopped: this node lost its place in the cluster (see the log above)",
+        ));
+    }
     info!("stopped");
     Ok(())
 }

@@ -11,6 +11,7 @@ mod build;
 mod certs;
 mod chat;
 mod cli;
+mod cluster;
 mod delivery;
 mod errors;
 mod home;

@@ -60,7 +60,7 @@ async fn publish(
     let ack = js
         .send_publish(
             "mm.log",
-            jetstream::context::Publish::build()
+            jetstream::message::PublishMessage::build()
                 .message_id(id)
                 .payload(payload.to_owned().into()),
         )

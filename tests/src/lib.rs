@@ -244,6 +244,7 @@ impl TestServer {
             proxy_from: mm_server::proxy::Trusted::new(
                 proxy_from.iter().map(|p| p.parse().unwrap()).collect(),
             ),
+            ..Default::default()
         };
         let mut server =
             Self::start_with_operations("127.0.0.1:0", tls, data, limits, None, operations).await;
@@ -417,7 +418,25 @@ pub async fn presented(
 /// wait for this first. Asks as the user `keyprobe` (using up at most one of `nick`'s
 /// one-time prekeys: the server hands one requester the same one within its reuse window).
 pub async fn wait_for_keys(server: &TestServer, nick: &str) {
-    let mut probe = RawTls::login(server, "keyprobe").await;
+    wait_for_keys_at(&server.addr.to_string(), &server.ca, nick).await;
+}
+
+/// [`wait_for_keys`] on the server at `addr` whose CA is `ca` (e.g. a [`ServerProcess`]).
+pub async fn wait_for_keys_at(addr: &str, ca: &[CertificateDer<'static>], nick: &str) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut probe = RawTls::over_roots(ca, tcp, Some(&identity_for("keyprobe")))
+        .await
+        .unwrap();
+    probe
+        .send(&ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            nick: "keyprobe".into(),
+        })
+        .await;
+    assert!(matches!(
+        probe.read().await,
+        Some(ServerMsg::Welcome { .. })
+    ));
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         probe
@@ -647,8 +666,17 @@ impl RawTls {
         tcp: TcpStream,
         identity: Option<&ClientIdentity>,
     ) -> std::io::Result<RawTls> {
+        Self::over_roots(&server.ca, tcp, identity).await
+    }
+
+    /// As [`RawTls::over`], trusting the CA certificates `ca`.
+    pub async fn over_roots(
+        ca: &[CertificateDer<'static>],
+        tcp: TcpStream,
+        identity: Option<&ClientIdentity>,
+    ) -> std::io::Result<RawTls> {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in &server.ca {
+        for cert in ca {
             roots.add(cert.clone()).unwrap();
         }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(

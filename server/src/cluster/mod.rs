@@ -2,6 +2,323 @@
 //!
 //! - `nats`: the link to NATS (URL, TLS, credentials) and [`nats::BusConfig`].
 //! - `lease`: this node's lease and the nicks it holds, in PostgreSQL, with fencing.
+//! - `event`: what nodes tell each other through the stream.
+//! - `stream`: the JetStream stream, its publisher and its applier.
+//! - here: [`Node`], what sessions ask of the cluster (claiming a nick at login, releasing
+//!   it at logout), and [`start`], which joins a node to the others before the hub is built.
 
+pub mod event;
 pub mod lease;
 pub mod nats;
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::hub::{ClusterSetup, Hub, Proposal};
+use crate::store::postgres::PgTarget;
+use lease::{Claim, Membership};
+
+/// How often a node looks for nodes whose lease expired.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a login waits for the node holding its nick to end that session.
+pub const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
+
+/// Why a login may not hold its nick on this node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimError {
+    /// Another node has the nick online with another certificate.
+    #[error("nick in use on another server of the cluster")]
+    InUse,
+    /// Another node has it online with this certificate and did not end that session in time.
+    #[error("your other session, on another server of the cluster, has not ended yet; try again in a few seconds")]
+    StillEnding,
+    /// The cluster's database did not answer.
+    #[error("the cluster's database did not answer; try again")]
+    Unavailable,
+}
+
+/// This node, as its sessions see it.
+#[derive(Debug)]
+pub struct Node {
+    membership: Arc<Membership>,
+    client: async_nats::Client,
+}
+
+impl Node {
+    /// This node's epoch (its fencing token).
+    #[must_use]
+    pub fn epoch(&self) -> i64 {
+        self.membership.node().epoch
+    }
+
+    /// Claims `nick_key` for this node before a login joins the hub (CLUSTER.md): granted if
+    /// free, this node's, or held by a dead node; held elsewhere with the same `credential`,
+    /// that node is asked to end its session (it answers once it released the nick) and the
+    /// claim is tried again.
+    ///
+    /// # Errors
+    /// [`ClaimError`].
+    pub async fn claim(&self, nick: &str, credential: &str) -> Result<(), ClaimError> {
+        let nick_key = &mm_common::protocol::nick_key(nick);
+        let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
+        loop {
+            let claim = self
+                .membership
+                .claim(nick_key, credential)
+                .await
+                .map_err(|e| {
+                    warn!(error = %e, "nick not claimed: the cluster's database failed");
+                    ClaimError::Unavailable
+                })?;
+            let node = match claim {
+                Claim::Granted => {
+                    if let Err(e) = self.membership.spelled(nick_key, nick).await {
+                        // Only nodes that start later see the key instead of the spelling.
+                        warn!(error = %e, "how a nick is spelled not recorded");
+                    }
+                    return Ok(());
+                }
+                Claim::Held {
+                    same_credential: false,
+                    ..
+                } => return Err(ClaimError::InUse),
+                Claim::Held { node, .. } => node,
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(ClaimError::StillEnding);
+            }
+            let request = self.client.request(
+                stream::takeover_subject(node.epoch),
+                format!("{nick_key}\n{credential}").into(),
+            );
+            match tokio::time::timeout(left, request).await {
+                Ok(Ok(_)) => {}
+                // No answer: the node is gone or going; its lease decides.
+                Ok(Err(_)) | Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200).min(left)).await;
+                }
+            }
+        }
+    }
+
+    /// Waits (at most `wait`) until every line this node proposed was applied, then tells the
+    /// senders of any left that they were not sent. For shutdown, after the hub closed.
+    pub async fn drain(&self, hub: &Hub, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while hub.pending_proposals() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        hub.abandon_pending();
+    }
+
+    /// Leaves the cluster: this node's lease and nicks are deleted, so its users may log in
+    /// elsewhere at once.
+    pub async fn leave(&self) {
+        match self.membership.leave().await {
+            Ok(()) => info!("left the cluster"),
+            Err(e) => {
+                warn!(error = %e, "the cluster lease not given up: this node's nicks are free when it expires")
+            }
+        }
+    }
+
+    /// Releases `nick_key` (its session here ended) unless `still_here` says a newer login of
+    /// it on this node holds it now. Best effort: a nick left behind is this node's until it
+    /// stops, and is released by its next login's logout or by the lease.
+    pub fn release(self: &Arc<Self>, hub: &Hub, nick_key: String) {
+        let node = Arc::clone(self);
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            if hub.is_online_here(&nick_key) {
+                return;
+            }
+            if let Err(e) = node.membership.release(&nick_key).await {
+                warn!(error = %e, "nick not released; the next login of it on this node or the lease frees it");
+            }
+        });
+    }
+}
+
+/// A node being started: joined to the cluster and its stream, its hub not built yet.
+pub struct Joining {
+    membership: Arc<Membership>,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    /// The first sequence this node applies.
+    start: u64,
+    /// A line's id is `base + sequence`.
+    base: u64,
+    proposals: mpsc::Receiver<Proposal>,
+    sender: mpsc::Sender<Proposal>,
+    /// Users online on other nodes when this node joined.
+    online: Vec<(String, i64)>,
+}
+
+impl std::fmt::Debug for Joining {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Joining")
+            .field("node", self.membership.node())
+            .field("start", &self.start)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Joins this node to the cluster: its lease in the database (`target`), the link to NATS
+/// (`bus`), the stream (made if missing) and the id base. `last_id` is the highest id the
+/// store ever recorded (a new stream's ids start above it).
+///
+/// # Errors
+/// In words naming what failed: the database, NATS, JetStream.
+pub async fn start(
+    target: &PgTarget,
+    bus: &nats::BusConfig,
+    last_id: u64,
+) -> anyhow::Result<Joining> {
+    let membership = Arc::new(
+        Membership::join(target, &bus.node_name, bus.lease)
+            .await
+            .map_err(|e| anyhow::anyhow!("cluster: {e}"))?,
+    );
+    let client = nats::connect(bus)
+        .await
+        .map_err(|e| anyhow::anyhow!("cluster: {e}"))?;
+    let js = jetstream::new(client.clone());
+    let mut mm = stream::ensure(&js).await?;
+    // Who is online elsewhere, read before the stream's position: a logout after this read is
+    // in the stream after that position, and applied.
+    let online = membership
+        .online()
+        .await
+        .map_err(|e| anyhow::anyhow!("cluster: who is online could not be read: {e}"))?;
+    let info = mm
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("cluster: the stream's state could not be read: {e}"))?;
+    let created = info.created.unix_timestamp_nanos().to_string();
+    let base = membership
+        .stream_base(&created, last_id.saturating_add(crate::hub::ids::BLOCK))
+        .await
+        .map_err(|e| anyhow::anyhow!("cluster: the stream's id base could not be recorded: {e}"))?;
+    let start = info.state.last_sequence.saturating_add(1);
+    let (sender, proposals) = mpsc::channel(stream::PROPOSALS);
+    info!(
+        node = %bus.node_name,
+        epoch = membership.node().epoch,
+        from = start,
+        base,
+        "joined the cluster"
+    );
+    Ok(Joining {
+        membership,
+        client,
+        js,
+        start,
+        base,
+        proposals,
+        sender,
+        online,
+    })
+}
+
+impl Joining {
+    /// What the hub needs to be a node ([`crate::hub::HubBuilder::cluster`]).
+    #[must_use]
+    pub fn setup(&self) -> ClusterSetup {
+        ClusterSetup {
+            epoch: self.membership.node().epoch,
+            proposals: self.sender.clone(),
+            base: self.base,
+        }
+    }
+
+    /// Starts the node's tasks on `tracker` (publisher, applier, takeover answers, lease
+    /// renewal, sweep of dead nodes) until `cancel`. When the lease is lost, or the stream can
+    /// no longer be applied without a gap, `stop` is cancelled: the server shuts down (its
+    /// clients reconnect to another node).
+    pub fn run(
+        self,
+        hub: &Hub,
+        tracker: &TaskTracker,
+        cancel: &CancellationToken,
+        stop: &CancellationToken,
+    ) -> Arc<Node> {
+        let Joining {
+            membership,
+            client,
+            js,
+            start,
+            proposals,
+            sender,
+            online,
+            ..
+        } = self;
+        drop(sender);
+        hub.seed_remote(online);
+        tracker.spawn(stream::publish(js.clone(), proposals, cancel.clone()));
+        tracker.spawn(stream::apply(
+            js,
+            hub.clone(),
+            start,
+            cancel.clone(),
+            stop.clone(),
+        ));
+        tracker.spawn(stream::answer_takeovers(
+            client.clone(),
+            hub.clone(),
+            Arc::clone(&membership),
+            cancel.clone(),
+        ));
+        let fenced = {
+            let (hub, stop) = (hub.clone(), stop.clone());
+            move || {
+                error!("the cluster lease could not be renewed in time: closing every session and stopping (clients reconnect to another node)");
+                hub.close();
+                stop.cancel();
+            }
+        };
+        tracker.spawn(lease::run(
+            Arc::clone(&membership),
+            fenced,
+            || {},
+            cancel.clone(),
+        ));
+        tracker.spawn(sweep(Arc::clone(&membership), hub.clone(), cancel.clone()));
+        Arc::new(Node { membership, client })
+    }
+}
+
+/// Every [`SWEEP_EVERY`]: nodes whose lease expired leave the presence view.
+async fn sweep(membership: Arc<Membership>, hub: Hub, cancel: CancellationToken) {
+    let mut missing = std::collections::HashSet::new();
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = cancel.cancelled() => return,
+        }
+        // Whichever node sweeps first removes a dead node's rows; every node compares its own
+        // view with the live leases.
+        if let Err(e) = membership.sweep().await {
+            warn!(error = %e, "dead nodes not swept");
+        }
+        match membership.live_nodes().await {
+            Ok(live) => {
+                let live: Vec<i64> = live.iter().map(|n| n.epoch).collect();
+                hub.keep_nodes(&live, &mut missing);
+            }
+            Err(e) => warn!(error = %e, "live nodes not read"),
+        }
+    }
+}

@@ -81,6 +81,9 @@ impl State {
             if !peer.announced {
                 continue; // nobody heard of it
             }
+            if let Some(cluster) = self.cluster.as_mut() {
+                cluster.tell_presence(&peer.nick, false, LeaveReason::TooSlow);
+            }
             pending.extend(self.notify_monitors(&peer.nick, false));
             let lobby = Topic::Room(RoomId::LOBBY);
             if !self.presence(self.bus.subscribers(&lobby) + 1) {

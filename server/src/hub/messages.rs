@@ -48,6 +48,19 @@ pub enum SendError {
     /// The message could not be encoded (a bug: inputs are validated first).
     #[error("message could not be encoded")]
     Encode,
+    /// Rooms other than the lobby are not shared between the nodes of a cluster yet.
+    #[error("rooms other than #lobby are not available on a server of several nodes yet")]
+    NotOnCluster,
+}
+
+/// What became of a line handed to [`Hub::say`].
+#[derive(Debug)]
+pub enum Sent {
+    /// Accepted now: its id and time, and the store's answer on keeping it.
+    Now(Accepted, Reply<()>),
+    /// Proposed to the cluster's stream: the answer comes once the stream ordered it and this
+    /// node applied it (CLUSTER.md).
+    Ordering(tokio::sync::oneshot::Receiver<super::Settled>),
 }
 
 /// An accepted message's id and server timestamp.
@@ -67,9 +80,42 @@ pub enum PrivateOutcome {
     Delivered(Accepted, Reply<QueueOutcome>),
     /// The recipient is offline, or was just dropped as too slow (answer `Queued`).
     Stored(Accepted, Reply<QueueOutcome>),
+    /// Proposed to the cluster's stream: which of the two it is comes once the stream ordered
+    /// it and this node applied it (CLUSTER.md).
+    Ordering(tokio::sync::oneshot::Receiver<super::Settled>),
 }
 
 impl Hub {
+    /// [`Hub::publish`] on one node; on a node of several, proposes the line to the stream
+    /// ([`Sent::Ordering`]). Errors as [`Hub::publish`], and [`SendError::NotOnCluster`] for a
+    /// room other than the lobby on a cluster.
+    ///
+    /// # Errors
+    /// As above.
+    pub fn say(
+        &self,
+        conn_id: u64,
+        from: &str,
+        room: &str,
+        text: String,
+        action: bool,
+    ) -> Result<Sent, SendError> {
+        if !self.shared.clustered {
+            return self
+                .publish(conn_id, from, room, text, action)
+                .map(|(accepted, durable)| Sent::Now(accepted, durable));
+        }
+        if !is_lobby(room) {
+            return Err(SendError::NotOnCluster);
+        }
+        let mut state = self.lock();
+        admissible(&state, conn_id, from)?;
+        match Self::propose_line(&mut state, conn_id, from, text, action) {
+            Some(proposed) => proposed.map(Sent::Ordering),
+            None => Err(SendError::Closed),
+        }
+    }
+
     /// Sends a line to everyone in room `room` but its sender and adds it to the room's
     /// history (memory and store). `text` must already be validated. The reply says when the
     /// line is durable: acknowledge it to the sender only then.
@@ -225,6 +271,13 @@ impl Hub {
         let key = nick_key(to);
         let topic = Topic::user(&key);
         let mut state = self.lock();
+        if self.shared.clustered {
+            admissible(&state, conn_id, from)?;
+            return match Self::propose_personal(&mut state, conn_id, from, to, body) {
+                Some(proposed) => proposed.map(PrivateOutcome::Ordering),
+                None => Err(SendError::Closed),
+            };
+        }
         let accepted = accept(&mut state, conn_id, from, &topic)?;
         let (id, ts) = (accepted.id, accepted.ts);
         if !state.peers.contains_key(&key) {
@@ -354,6 +407,17 @@ fn accept(
     from: &str,
     topic: &Topic,
 ) -> Result<Accepted, SendError> {
+    admissible(state, conn_id, from)?;
+    let id = state.ids.next(topic).ok_or(SendError::Busy)?;
+    Ok(Accepted {
+        id,
+        ts: state.clock.now_ms(),
+    })
+}
+
+/// Whether connection `conn_id` of `from` may send now: not when the hub is closed, nor when a
+/// newer login of `from` replaced it.
+fn admissible(state: &State, conn_id: u64, from: &str) -> Result<(), SendError> {
     if state.closed {
         return Err(SendError::Closed);
     }
@@ -364,9 +428,5 @@ fn accept(
     {
         return Err(SendError::Replaced);
     }
-    let id = state.ids.next(topic).ok_or(SendError::Busy)?;
-    Ok(Accepted {
-        id,
-        ts: state.clock.now_ms(),
-    })
+    Ok(())
 }

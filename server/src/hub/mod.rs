@@ -16,6 +16,7 @@
 //! the submissions to the store, so that the store applies them in the hub's order.
 
 pub(crate) mod bus;
+mod cluster;
 mod fanout;
 mod history;
 pub(crate) mod ids;
@@ -40,10 +41,11 @@ use crate::config::Limits;
 use crate::store::memory::MemoryStore;
 use crate::store::{Loaded, Login, Options, Reply, Store, StoreError};
 use bus::{Bus, LocalBus};
+pub use cluster::{ClusterSetup, Ordered, Proposal, Settled};
 use history::History;
 use ids::{IdSource, ReservedIds};
 pub use keys::Fetch;
-pub use messages::{Accepted, PrivateOutcome, SendError};
+pub use messages::{Accepted, PrivateOutcome, SendError, Sent};
 pub use outbox::{Closed, Outbox};
 use presence::Peer;
 use room::RoomTable;
@@ -70,6 +72,8 @@ struct Shared {
     room_limits: RoomLimits,
     /// The key directory's fetch limits (`keys`).
     key_limits: keys::KeyLimits,
+    /// Whether this hub is one node of several (`cluster`): lines go through the stream.
+    clustered: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -112,6 +116,8 @@ struct State {
     /// Presence watches ([`Hub::monitor`]): the watched user's [`nick_key`] → the keys of the
     /// online users watching it. Each watcher's own list is in its [`Peer::monitoring`].
     monitors: HashMap<String, HashSet<String>>,
+    /// One node of several: proposals, users of other nodes (`cluster`).
+    cluster: Option<cluster::ClusterState>,
 }
 
 /// What a login admitted by the hub gets: its outbox and what it must tell its client first.
@@ -165,6 +171,7 @@ pub struct HubBuilder<'a> {
     hook: Option<RelayHook>,
     clock: Arc<dyn Clock>,
     bus: Option<Box<dyn Bus>>,
+    cluster: Option<ClusterSetup>,
 }
 
 impl std::fmt::Debug for HubBuilder<'_> {
@@ -191,6 +198,13 @@ impl HubBuilder<'_> {
         self
     }
 
+    /// Makes this hub one node of several (CLUSTER.md): lines and presence changes are
+    /// proposed to the stream through `setup`, and applied from it ([`Hub::apply`]).
+    pub fn cluster(mut self, setup: ClusterSetup) -> Self {
+        self.cluster = Some(setup);
+        self
+    }
+
     /// Publishes through `bus`; a [`LocalBus`] by default.
     #[cfg(test)]
     pub(crate) fn bus(mut self, bus: Box<dyn Bus>) -> Self {
@@ -207,7 +221,9 @@ impl HubBuilder<'_> {
             hook,
             clock,
             bus,
+            cluster,
         } = self;
+        let clustered = cluster.is_some();
         let ids = ReservedIds::new(Arc::clone(&store), loaded.last_id);
         Hub {
             shared: Arc::new(Shared {
@@ -233,6 +249,7 @@ impl HubBuilder<'_> {
                     ),
                     history_cache_lines: limits.history_cache_lines,
                     monitors: HashMap::new(),
+                    cluster: cluster.map(cluster::ClusterState::new),
                 }),
                 next_conn_id: AtomicU64::new(1),
                 outbound_queue: limits.outbound_queue.max(1),
@@ -241,6 +258,7 @@ impl HubBuilder<'_> {
                 store,
                 room_limits: RoomLimits::from_limits(limits),
                 key_limits: keys::KeyLimits::from_limits(limits),
+                clustered,
             }),
         }
     }
@@ -269,6 +287,7 @@ impl Hub {
             hook: None,
             clock: Arc::new(SystemClock),
             bus: None,
+            cluster: None,
         }
     }
 
@@ -329,6 +348,9 @@ impl Hub {
             return; // replaced or dropped meanwhile
         };
         peer.announced = true;
+        if let Some(cluster) = state.cluster.as_mut() {
+            cluster.tell_presence(&outbox.nick, true, LeaveReason::Quit);
+        }
         let too_slow = state.notify_monitors(&outbox.nick, true);
         state.evict_all(too_slow);
         if state.presence(state.bus.subscribers(&Topic::Room(RoomId::LOBBY))) {
@@ -391,6 +413,11 @@ impl Hub {
             state.remove_peer(&key);
             tracing::info!(conn = conn_id, nick, "login replaces an older connection");
         }
+        if let Some(cluster) = state.cluster.as_mut() {
+            // The session claimed the nick for this node first (CLUSTER.md): another node's
+            // session of it is being ended.
+            cluster.remote.remove(&key);
+        }
         // Under the lock, so that a private line stored for this user before this point is in
         // what the store returns, and every later one goes to the outbox instead. The store
         // writes nothing unless it admits the login.
@@ -452,9 +479,15 @@ impl Hub {
         // it current (`presence_max_online`): above that it would be stale at once, and
         // sending it to every login is O(N²) — 5,000 logins copied 12.5 M nicks, 89% of a
         // join storm's time. The count is in `Welcome`; `Who` lists everyone on request.
-        let online_now = state.peers.len();
+        let online_now = state.peers.len() + state.cluster.as_ref().map_or(0, |c| c.remote.len());
         let mut online: Vec<String> = if state.presence(online_now) {
-            state.peers.values().map(|p| p.nick.clone()).collect()
+            state
+                .peers
+                .values()
+                .map(|p| &p.nick)
+                .chain(Self::remote_nicks(&state))
+                .cloned()
+                .collect()
         } else {
             Vec::new()
         };
@@ -532,6 +565,11 @@ impl Hub {
                 tracing::debug!(error = %e, "last-seen time not recorded");
             }
         }
+        if peer.announced {
+            if let Some(cluster) = state.cluster.as_mut() {
+                cluster.tell_presence(nick, false, reason);
+            }
+        }
         if state.closed || !peer.announced {
             return; // shutting down (notices are noise), or nobody heard of this login
         }
@@ -552,7 +590,13 @@ impl Hub {
     /// Online nicks, sorted case-insensitively.
     pub fn online(&self) -> Vec<String> {
         let state = self.lock();
-        let mut nicks: Vec<String> = state.peers.values().map(|p| p.nick.clone()).collect();
+        let mut nicks: Vec<String> = state
+            .peers
+            .values()
+            .map(|p| &p.nick)
+            .chain(Self::remote_nicks(&state))
+            .cloned()
+            .collect();
         drop(state);
         nicks.sort_by_cached_key(|n| nick_key(n));
         nicks

@@ -50,6 +50,9 @@ pub struct HistoryLoad {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RoomError {
+    /// Rooms other than the lobby are not shared between the nodes of a cluster yet.
+    #[error("rooms other than #lobby are not available on a server of several nodes yet")]
+    NotOnCluster,
     /// No room by that name.
     #[error("no room by that name")]
     NoSuchRoom,
@@ -125,7 +128,7 @@ impl RoomError {
     pub fn code(&self) -> mm_common::protocol::ErrorCode {
         use mm_common::protocol::ErrorCode as C;
         match self {
-            RoomError::NoSuchRoom => C::NO_SUCH_ROOM,
+            RoomError::NoSuchRoom | RoomError::NotOnCluster => C::NO_SUCH_ROOM,
             RoomError::NotInRoom | RoomError::NotMember(_) | RoomError::NotBanned(_) => {
                 C::NOT_IN_ROOM
             }
@@ -621,6 +624,17 @@ impl Hub {
                         },
                     )
                 })
+                .chain(Self::remote_nicks(&state).map(|n| {
+                    (
+                        nick_key(n),
+                        mm_common::protocol::Member {
+                            nick: n.clone(),
+                            role: Role::Member,
+                            online: true,
+                            away: false,
+                        },
+                    )
+                }))
                 .collect();
             drop(state);
             members.sort_by(|a, b| a.0.cmp(&b.0));

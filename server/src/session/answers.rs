@@ -13,7 +13,7 @@ use tracing::warn;
 use super::context::Exit;
 use super::refusal::Refusal;
 use crate::config::Limits;
-use crate::hub::Accepted;
+use crate::hub::{Accepted, Ordered, SendError, Settled};
 use crate::store::{QueueOutcome, Reply, StoreError};
 use crate::transport::Transport;
 
@@ -36,6 +36,13 @@ pub(crate) enum Answer {
         reply: Reply<QueueOutcome>,
         deadline: Instant,
     },
+    /// On a node of several: the line is being ordered by the stream; once applied it becomes
+    /// a `Public` (`to` is `None`) or a `Mail` answer with its id (CLUSTER.md).
+    Ordering {
+        to: Option<String>,
+        reply: oneshot::Receiver<Settled>,
+        deadline: Instant,
+    },
 }
 
 impl Answer {
@@ -43,7 +50,9 @@ impl Answer {
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self {
             Answer::Ready(_) => None,
-            Answer::Public { deadline, .. } | Answer::Mail { deadline, .. } => Some(*deadline),
+            Answer::Public { deadline, .. }
+            | Answer::Mail { deadline, .. }
+            | Answer::Ordering { deadline, .. } => Some(*deadline),
         }
     }
 }
@@ -135,10 +144,51 @@ pub(crate) fn pump<T: Transport>(conn: &mut T, answers: &mut VecDeque<Answer>, l
                     mail_answer(*accepted, to, *live, Err(StoreError::Closed), limits)
                 }
             },
+            Some(Answer::Ordering { reply, .. }) => match reply.try_recv() {
+                Ok(settled) => {
+                    if let Some(answer) = answers.front_mut() {
+                        if let Some(msg) = ordered(answer, settled) {
+                            answers.pop_front();
+                            conn.queue_msg(&msg);
+                        }
+                    }
+                    continue;
+                }
+                Err(oneshot::error::TryRecvError::Empty) => return,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    Refusal::Send(SendError::Closed).answer()
+                }
+            },
         };
         answers.pop_front();
         conn.queue_msg(&msg);
     }
+}
+
+/// Turns the front [`Answer::Ordering`] into the answer it waits for now that the stream
+/// ordered its line (`Public` or `Mail`, waiting for the store), or returns the refusal to
+/// send at once.
+fn ordered(answer: &mut Answer, settled: Settled) -> Option<ServerMsg> {
+    let Answer::Ordering { to, deadline, .. } = answer else {
+        return None;
+    };
+    let deadline = *deadline;
+    *answer = match settled {
+        Ok(Ordered::Public(accepted, durable)) => Answer::Public {
+            accepted,
+            durable,
+            deadline,
+        },
+        Ok(Ordered::Mail(accepted, live, reply)) => Answer::Mail {
+            accepted,
+            to: to.take().unwrap_or_default(),
+            live,
+            reply,
+            deadline,
+        },
+        Err(e) => return Some(Refusal::Send(e).answer()),
+    };
+    None
 }
 
 /// Waits until the answer at the front is known and returns it (removed from the queue).
@@ -173,6 +223,20 @@ pub(crate) async fn settle_front(
         }) => match timeout_at(deadline, reply).await {
             Ok(Ok(stored)) => mail_answer(*accepted, to, *live, stored, limits),
             Ok(Err(_)) => mail_answer(*accepted, to, *live, Err(StoreError::Closed), limits),
+            Err(_) => return Err(silent()),
+        },
+        Some(Answer::Ordering { reply, .. }) => match timeout_at(deadline, reply).await {
+            Ok(settled) => {
+                let settled = settled.unwrap_or(Err(SendError::Closed));
+                let Some(answer) = answers.front_mut() else {
+                    return std::future::pending().await;
+                };
+                match ordered(answer, settled) {
+                    Some(refusal) => refusal,
+                    // Now a `Public` or `Mail` answer: wait for the store (same deadline).
+                    None => return Box::pin(settle_front(answers, limits)).await,
+                }
+            }
             Err(_) => return Err(silent()),
         },
         _ => return std::future::pending().await,

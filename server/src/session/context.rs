@@ -27,6 +27,8 @@ pub(crate) struct Context {
     pub registrations: Registrations,
     /// This server's metrics.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// This node, when it is one of several (CLUSTER.md): logins claim their nick through it.
+    pub cluster: Option<std::sync::Arc<crate::cluster::Node>>,
 }
 
 /// Why a logged-in session ended.

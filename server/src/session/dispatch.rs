@@ -17,7 +17,7 @@ use super::answers::Answer;
 use super::context::{queue_users, Context, Exit, STORE_TIMEOUT};
 use super::keys::{KeyCommand, KeyWait};
 use super::refusal::Refusal;
-use crate::hub::{HistoryLoad, Outbox, PrivateOutcome};
+use crate::hub::{HistoryLoad, Outbox, PrivateOutcome, Sent};
 use crate::limit::{RateLimiter, Verdict};
 use crate::metrics::MessageKind;
 use crate::transport::Transport;
@@ -213,15 +213,22 @@ fn public(
 ) -> Result<Answer, Refusal> {
     validate_room(room).map_err(Refusal::InvalidRoom)?;
     check_text(&text, ctx)?;
-    let (accepted, durable) = ctx
+    match ctx
         .hub
-        .publish(m.conn_id, &m.nick, room, text, action)
-        .map_err(Refusal::Send)?;
-    Ok(Answer::Public {
-        accepted,
-        durable,
-        deadline,
-    })
+        .say(m.conn_id, &m.nick, room, text, action)
+        .map_err(Refusal::Send)?
+    {
+        Sent::Now(accepted, durable) => Ok(Answer::Public {
+            accepted,
+            durable,
+            deadline,
+        }),
+        Sent::Ordering(reply) => Ok(Answer::Ordering {
+            to: None,
+            reply,
+            deadline,
+        }),
+    }
 }
 
 /// `Private`: a line for one user, delivered live or kept in the mailbox, answered once it is
@@ -243,6 +250,13 @@ fn private(
     {
         PrivateOutcome::Delivered(accepted, reply) => (accepted, reply, true),
         PrivateOutcome::Stored(accepted, reply) => (accepted, reply, false),
+        PrivateOutcome::Ordering(reply) => {
+            return Ok(Answer::Ordering {
+                to: Some(to),
+                reply,
+                deadline,
+            })
+        }
     };
     Ok(Answer::Mail {
         accepted,
@@ -272,6 +286,13 @@ fn relay(
     {
         PrivateOutcome::Delivered(accepted, reply) => (accepted, reply, true),
         PrivateOutcome::Stored(accepted, reply) => (accepted, reply, false),
+        PrivateOutcome::Ordering(reply) => {
+            return Ok(Answer::Ordering {
+                to: Some(to),
+                reply,
+                deadline,
+            })
+        }
     };
     Ok(Answer::Mail {
         accepted,

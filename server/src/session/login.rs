@@ -6,13 +6,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mm_common::key_login;
-use mm_common::protocol::{validate_nick, ClientMsg, LeaveReason, ServerMsg, PROTOCOL_VERSION};
+use mm_common::protocol::{
+    nick_key, validate_nick, ClientMsg, LeaveReason, ServerMsg, PROTOCOL_VERSION,
+};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::context::{queue_users, Context, STORE_TIMEOUT};
 use super::refusal::Refusal;
+use crate::cluster::ClaimError;
 use crate::hub::{JoinError, Outbox};
 use crate::store::{Body, LoginOutcome, Reply, StoreError};
 use crate::transport::{ReadError, Transport};
@@ -175,6 +178,29 @@ pub(crate) async fn login<T: Transport>(
     } else {
         None
     };
+    // One node of several: the nick is claimed for this node first (another node's session of
+    // it ends, as a takeover does on one node); released again if the login fails.
+    let claimed = match &ctx.cluster {
+        Some(node) => {
+            let key = nick_key(&nick);
+            let claim = tokio::select! {
+                claim = node.claim(&nick, &credential) => claim,
+                () = cancel.cancelled() => return Err(LoginFailed::Shutdown),
+            };
+            match claim {
+                Ok(()) => Some(Claimed {
+                    node: std::sync::Arc::clone(node),
+                    hub: ctx.hub.clone(),
+                    key: Some(key),
+                }),
+                Err(ClaimError::InUse) => {
+                    return Err(LoginFailed::Tell(Refusal::NickInUse { nick }))
+                }
+                Err(e) => return Err(LoginFailed::Tell(Refusal::Cluster(e))),
+            }
+        }
+        None => None,
+    };
     let now = ctx.hub.clock().now_ms();
     let mut joined =
         match ctx
@@ -249,6 +275,9 @@ pub(crate) async fn login<T: Transport>(
         info!(%peer, %nick, %credential, "nick registered");
     }
     let mails = login.waiting;
+    if let Some(mut claimed) = claimed {
+        claimed.key = None; // held by this session now: released when it ends
+    }
     ctx.hub.announce(&joined.outbox, joined.announce);
     let online = u32::try_from(joined.online_count).unwrap_or(u32::MAX);
     conn.queue_msg(&ServerMsg::Welcome {
@@ -375,5 +404,21 @@ async fn store_answer<T>(submitted: Result<Reply<T>, StoreError>) -> Result<T, S
         Ok(Ok(answer)) => answer,
         Ok(Err(_)) => Err(StoreError::Closed),
         Err(_) => Err(StoreError::Busy),
+    }
+}
+
+/// A nick claimed for this node by a login that has not completed: released if the login
+/// fails (dropped while still holding the key).
+struct Claimed {
+    node: std::sync::Arc<crate::cluster::Node>,
+    hub: crate::hub::Hub,
+    key: Option<String>,
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.node.release(&self.hub, key);
+        }
     }
 }

@@ -205,12 +205,18 @@ pub(crate) async fn run<T: Transport>(
         ))
         .await;
         ctx.hub.leave(conn_id, &nick, reason);
+        if let Some(node) = &ctx.cluster {
+            node.release(&ctx.hub, mm_common::protocol::nick_key(&nick));
+        }
         info!(%peer, conn = conn_id, %nick, reason = reason.as_str(), "left");
         let grace_end = deadline + ctx.limits.shutdown_grace.mul_f64(0.15);
         let _ = Box::pin(timeout_at(grace_end, close(conn, &ctx.limits))).await;
         return;
     }
     ctx.hub.leave(conn_id, &nick, reason);
+    if let Some(node) = &ctx.cluster {
+        node.release(&ctx.hub, mm_common::protocol::nick_key(&nick));
+    }
     info!(%peer, conn = conn_id, %nick, reason = reason.as_str(), "left");
 
     match exit {

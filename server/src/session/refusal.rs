@@ -58,6 +58,9 @@ pub(crate) enum Refusal {
     RegistrationLimit { nick: String, over: String },
     /// The nick is online with another certificate (`nick-in-use`).
     NickInUse { nick: String },
+    /// The cluster could not give this node the nick now (its other session is still ending
+    /// on another node, or the cluster's database did not answer): try again.
+    Cluster(crate::cluster::ClaimError),
 
     // Chat.
     /// Over the message rate (`rate-limited`; not fatal).
@@ -181,6 +184,7 @@ impl Refusal {
             Refusal::NickInUse { nick } => {
                 (ErrorCode::NICK_IN_USE, format!("{nick} is already online"))
             }
+            Refusal::Cluster(e) => (ErrorCode::BUSY, e.to_string()),
             Refusal::RateLimited => (
                 ErrorCode::RATE_LIMITED,
                 "too many messages; slow down".into(),
@@ -229,6 +233,7 @@ impl Refusal {
                     SendError::NoSuchRoom => ErrorCode::NO_SUCH_ROOM,
                     SendError::NotInRoom => ErrorCode::NOT_IN_ROOM,
                     SendError::Moderated => ErrorCode::MODERATED,
+                    SendError::NotOnCluster => ErrorCode::NO_SUCH_ROOM,
                     _ => ErrorCode::INTERNAL,
                 };
                 (code, e.to_string())

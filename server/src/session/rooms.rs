@@ -2,7 +2,9 @@
 //! session can check alone (room names, lengths), then handed to the hub, which answers into
 //! the user's outbox; a refusal is sent at once as a `RoomError` (never fatal).
 
-use mm_common::protocol::{validate_nick, validate_room, ClientMsg, ServerMsg, MAX_REASON_LEN};
+use mm_common::protocol::{
+    is_lobby, validate_nick, validate_room, ClientMsg, ServerMsg, MAX_REASON_LEN,
+};
 
 use super::context::{Context, STORE_TIMEOUT};
 use crate::hub::{HistoryLoad, Joining, Outbox, RoomError};
@@ -19,6 +21,16 @@ pub(super) fn command<T: Transport>(
     msg: ClientMsg,
 ) -> Option<HistoryLoad> {
     let hub = &ctx.hub;
+    if hub.is_clustered() {
+        // Rooms are not shared between nodes yet (CLUSTER.md): refused in words, never
+        // half-working. The lobby's names and away messages are per user and work.
+        let lobby_names = matches!(&msg, ClientMsg::Names { room } if is_lobby(room));
+        if !lobby_names && !matches!(msg, ClientMsg::Away { .. }) {
+            let room = command_room(&msg).unwrap_or_default().to_owned();
+            conn.queue_msg(&refusal(&room, &RoomError::NotOnCluster));
+            return None;
+        }
+    }
     let (room, result) = match msg {
         ClientMsg::Join { room } => {
             match valid(&room).and_then(|()| hub.join_room(m.conn_id, &m.nick, &room)) {

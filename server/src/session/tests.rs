@@ -85,6 +85,7 @@ fn start_on(hub: Hub, limits: Limits, capacity: usize) -> (Client, Hub, JoinHand
         metrics: Arc::new(crate::metrics::Metrics::new().unwrap()),
         limits,
         server_name: "test".into(),
+        cluster: None,
     });
     let (client, task) = connect(&ctx, "fingerprint", capacity, &CancellationToken::new());
     (client, hub, task)
@@ -126,6 +127,7 @@ fn context(store: Arc<dyn crate::store::Store>) -> Arc<Context> {
         metrics: Arc::new(crate::metrics::Metrics::new().unwrap()),
         limits,
         server_name: "test".into(),
+        cluster: None,
     })
 }
 

@@ -51,9 +51,14 @@ const SCHEMA: &str = "
         nick_key   TEXT PRIMARY KEY,
         node       TEXT NOT NULL,
         epoch      BIGINT NOT NULL,
-        credential TEXT NOT NULL
+        credential TEXT NOT NULL,
+        nick       TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX IF NOT EXISTS cluster_nicks_by_epoch ON cluster_nicks (epoch);
+    CREATE TABLE IF NOT EXISTS cluster_stream (
+        created TEXT PRIMARY KEY,
+        base    BIGINT NOT NULL
+    );
 ";
 
 /// A node: its name and the epoch of this run of it (the fencing token, from a sequence: a
@@ -320,6 +325,89 @@ impl Membership {
         .await
     }
 
+    /// Records how the user spells the nick `nick_key` this node holds (for the presence view
+    /// of nodes that start later, [`Membership::online`]).
+    ///
+    /// # Errors
+    /// [`LeaseError::Db`], [`LeaseError::Timeout`].
+    pub async fn spelled(&self, nick_key: &str, nick: &str) -> Result<(), LeaseError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            self.checked(
+                &client,
+                client
+                    .execute(
+                        "UPDATE cluster_nicks SET nick = $3 WHERE nick_key = $1 AND epoch = $2",
+                        &[&nick_key, &self.node.epoch, &nick],
+                    )
+                    .await,
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The users other live nodes hold: (nick as spelled, or its key if not recorded yet;
+    /// the node's epoch).
+    ///
+    /// # Errors
+    /// [`LeaseError::Db`], [`LeaseError::Timeout`].
+    pub async fn online(&self) -> Result<Vec<(String, i64)>, LeaseError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let rows = self.checked(
+                &client,
+                client
+                    .query(
+                        "SELECT CASE WHEN n.nick = '' THEN n.nick_key ELSE n.nick END, n.epoch
+                         FROM cluster_nicks n JOIN cluster_nodes c ON c.epoch = n.epoch
+                         WHERE c.expires_at > now() AND n.epoch <> $1",
+                        &[&self.node.epoch],
+                    )
+                    .await,
+            )?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        })
+        .await
+    }
+
+    /// The id base of the stream made at `created` (CLUSTER.md): the one recorded for it,
+    /// or else `candidate` (above every id given out before), recorded now. The first node
+    /// to record it wins; every node gets the same base.
+    ///
+    /// # Errors
+    /// [`LeaseError::Db`], [`LeaseError::Timeout`], [`LeaseError::Invalid`] for a base
+    /// beyond `i64`.
+    pub async fn stream_base(&self, created: &str, candidate: u64) -> Result<u64, LeaseError> {
+        let candidate = i64::try_from(candidate)
+            .map_err(|_| LeaseError::Invalid("the stream's id base is out of range".into()))?;
+        self.bounded(async {
+            let client = self.client().await?;
+            let row = self.checked(
+                &client,
+                client
+                    .query_one(
+                        "WITH made AS (
+                            INSERT INTO cluster_stream (created, base)
+                            SELECT $1, GREATEST($2, COALESCE((SELECT MAX(base) + 1 FROM cluster_stream), 0))
+                            ON CONFLICT (created) DO NOTHING
+                            RETURNING base)
+                         SELECT base FROM made
+                         UNION ALL SELECT base FROM cluster_stream WHERE created = $1
+                         LIMIT 1",
+                        &[&created, &candidate],
+                    )
+                    .await,
+            )?;
+            let base: i64 = row.try_get(0)?;
+            u64::try_from(base)
+                .map_err(|_| LeaseError::Invalid("the stream's id base is negative".into()))
+        })
+        .await
+    }
+
     /// Releases `nick_key` only if this node, in this epoch, holds it.
     ///
     /// # Errors
@@ -418,7 +506,7 @@ impl Membership {
     ///
     /// # Errors
     /// [`LeaseError::Db`], [`LeaseError::Timeout`].
-    pub async fn leave(self) -> Result<(), LeaseError> {
+    pub async fn leave(&self) -> Result<(), LeaseError> {
         self.bounded(async {
             let client = self.client().await?;
             self.checked(

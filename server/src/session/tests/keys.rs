@@ -15,6 +15,7 @@ fn directory(limits: Limits) -> Arc<Context> {
         metrics: Arc::new(crate::metrics::Metrics::new().unwrap()),
         limits,
         server_name: "test".into(),
+        cluster: None,
     })
 }
 
@@ -308,6 +309,7 @@ async fn a_store_failure_is_told_as_busy_and_costs_no_one_time_prekey() {
         metrics: Arc::new(crate::metrics::Metrics::new().unwrap()),
         limits: limits(),
         server_name: "test".into(),
+        cluster: None,
     });
     let (mut bob, _b) = log_in(&ctx, "bob").await;
     let (mut alice, _a) = log_in(&ctx, "alice").await;

@@ -12,6 +12,7 @@ fn room(limits: Limits) -> Arc<Context> {
         metrics: Arc::new(crate::metrics::Metrics::new().unwrap()),
         limits,
         server_name: "test".into(),
+        cluster: None,
     })
 }
 

@@ -1,0 +1,198 @@
+//! What nodes tell each other through the stream: one [`Event`] per stream message, encoded
+//! with postcard (the wire protocol's encoding). See CLUSTER.md.
+//!
+//! A stream message is input from the network like any other: [`decode`] bounds its size and
+//! every string in it, and a message that does not decode is skipped (logged, never applied).
+
+use mm_common::protocol::{LeaveReason, MAX_NICK_LEN};
+use serde::{Deserialize, Serialize};
+
+/// Largest encoded event accepted (bytes): a relayed payload of the protocol's largest frame
+/// and its envelope.
+pub const MAX_EVENT_LEN: usize = mm_common::frame::MAX_FRAME_LEN + 1024;
+
+/// Which node accepted a message, and which of its proposals it was: the origin's node epoch
+/// (its fencing token, unique per node start), its proposal counter, and the connection that
+/// sent it (skipped when the origin delivers the line to its own users).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The accepting node's epoch.
+    pub epoch: i64,
+    /// The node's proposal counter (from 1): with `epoch`, the `Nats-Msg-Id`.
+    pub n: u64,
+    /// The sending connection on the accepting node.
+    pub conn: u64,
+}
+
+impl Origin {
+    /// The stream's deduplication id for this proposal (`Nats-Msg-Id`).
+    #[must_use]
+    pub fn msg_id(&self) -> String {
+        format!("{}-{}", self.epoch, self.n)
+    }
+}
+
+/// A personal message's body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PersonalBody {
+    /// A private line's text.
+    Text(String),
+    /// An end-to-end payload, relayed as is.
+    Relay(Vec<u8>),
+}
+
+/// One thing that happened on some node, in the one order of the stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Event {
+    /// A line for the lobby; its id is the stream's.
+    Line {
+        /// Who accepted it.
+        origin: Origin,
+        /// `/me` action.
+        action: bool,
+        /// The sender's nick.
+        from: String,
+        /// The line (validated by the accepting node; checked again on decode).
+        text: String,
+        /// The accepting node's time, ms since the Unix epoch.
+        ts: u64,
+    },
+    /// A private line or a relayed end-to-end payload for one user.
+    Personal {
+        /// Who accepted it.
+        origin: Origin,
+        /// The recipient's nick as the sender typed it.
+        to: String,
+        /// The sender's nick.
+        from: String,
+        /// What it carries.
+        body: PersonalBody,
+        /// The accepting node's time, ms since the Unix epoch.
+        ts: u64,
+    },
+    /// `nick` logged in on the node of `epoch` (others heard of it).
+    Online {
+        /// The node's epoch.
+        epoch: i64,
+        /// The nick as the user spells it.
+        nick: String,
+    },
+    /// `nick` left the node of `epoch`.
+    Offline {
+        /// The node's epoch.
+        epoch: i64,
+        /// The nick as the user spells it.
+        nick: String,
+        /// Why, as told to the others.
+        reason: LeaveReason,
+    },
+}
+
+/// Why a stream message was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// Larger than [`MAX_EVENT_LEN`].
+    #[error("event of {0} bytes is too large")]
+    TooLarge(usize),
+    /// Not an event.
+    #[error("event does not decode")]
+    Malformed,
+    /// A nick or text beyond the protocol's bounds.
+    #[error("event field out of bounds")]
+    OutOfBounds,
+}
+
+/// Encodes `event` for the stream.
+///
+/// # Errors
+/// [`EventError::Malformed`] if it cannot be encoded (not expected for validated input).
+pub fn encode(event: &Event) -> Result<Vec<u8>, EventError> {
+    postcard::to_stdvec(event).map_err(|_| EventError::Malformed)
+}
+
+/// Decodes one stream message, with the protocol's bounds on every field.
+///
+/// # Errors
+/// See [`EventError`].
+pub fn decode(bytes: &[u8]) -> Result<Event, EventError> {
+    if bytes.len() > MAX_EVENT_LEN {
+        return Err(EventError::TooLarge(bytes.len()));
+    }
+    let event: Event = postcard::from_bytes(bytes).map_err(|_| EventError::Malformed)?;
+    let nick_ok = |n: &str| !n.is_empty() && n.len() <= MAX_NICK_LEN;
+    let ok = match &event {
+        Event::Line { from, text, .. } => {
+            nick_ok(from) && text.len() <= mm_common::protocol::MAX_TEXT_LEN
+        }
+        Event::Personal { to, from, body, .. } => {
+            nick_ok(to)
+                && nick_ok(from)
+                && match body {
+                    PersonalBody::Text(t) => t.len() <= mm_common::protocol::MAX_TEXT_LEN,
+                    PersonalBody::Relay(p) => p.len() <= mm_common::frame::MAX_FRAME_LEN,
+                }
+        }
+        Event::Online { nick, .. } | Event::Offline { nick, .. } => nick_ok(nick),
+    };
+    if ok {
+        Ok(event)
+    } else {
+        Err(EventError::OutOfBounds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_hostile_bytes_are_refused() {
+        let origin = Origin {
+            epoch: 7,
+            n: 3,
+            conn: 9,
+        };
+        assert_eq!(origin.msg_id(), "7-3");
+        for event in [
+            Event::Line {
+                origin,
+                action: false,
+                from: "ann".into(),
+                text: "hi".into(),
+                ts: 1,
+            },
+            Event::Personal {
+                origin,
+                to: "Bob".into(),
+                from: "ann".into(),
+                body: PersonalBody::Relay(vec![1, 2, 3]),
+                ts: 2,
+            },
+            Event::Online {
+                epoch: 7,
+                nick: "ann".into(),
+            },
+            Event::Offline {
+                epoch: 7,
+                nick: "ann".into(),
+                reason: LeaveReason::Quit,
+            },
+        ] {
+            assert_eq!(decode(&encode(&event).unwrap()).unwrap(), event);
+        }
+        assert_eq!(decode(&[0xff; 8]), Err(EventError::Malformed));
+        assert_eq!(decode(&[]), Err(EventError::Malformed));
+        let huge = vec![0u8; MAX_EVENT_LEN + 1];
+        assert_eq!(decode(&huge), Err(EventError::TooLarge(MAX_EVENT_LEN + 1)));
+        let empty_nick = Event::Online {
+            epoch: 1,
+            nick: String::new(),
+        };
+        assert_eq!(
+            decode(&encode(&empty_nick).unwrap()),
+            Err(EventError::OutOfBounds)
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! The stream `MM` on NATS JetStream: every node proposes to it and applies it in its one
+//! order (CLUSTER.md). Three tasks per node: the publisher (proposals → stream, retried with
+//! the same `Nats-Msg-Id` until JetStream acknowledges them), the applier (an ordered consumer
+//! → [`Hub::apply`]), and the answerer of takeover requests from other nodes.
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::event;
+use super::lease::Membership;
+use crate::hub::{Hub, Proposal};
+
+/// The stream's name.
+pub const STREAM: &str = "MM";
+/// The one subject every event is published to (one subject: one total order).
+pub const SUBJECT: &str = "mm.log";
+/// How long the stream keeps events: a node behind by more cannot replay (it stops).
+pub const MAX_AGE: Duration = Duration::from_secs(3600);
+/// JetStream's deduplication window for `Nats-Msg-Id` (a retried publish inside it is dropped).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long a publish waits for JetStream's acknowledgement before it is sent again.
+pub const ACK_WAIT: Duration = Duration::from_secs(5);
+/// Proposals waiting for the publisher, per node; beyond this a line is refused as busy.
+pub const PROPOSALS: usize = 8192;
+
+/// The subject on which the node of `epoch` answers takeover requests.
+#[must_use]
+pub fn takeover_subject(epoch: i64) -> String {
+    format!("mm.node.{epoch}.takeover")
+}
+
+/// Makes the stream if it is missing (the same settings on every node) and returns it.
+///
+/// # Errors
+/// If JetStream is not enabled on the NATS server, or refuses the stream.
+pub async fn ensure(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
+    let config = stream::Config {
+        name: STREAM.to_owned(),
+        subjects: vec![SUBJECT.to_owned()],
+        storage: stream::StorageType::File,
+        max_age: MAX_AGE,
+        duplicate_window: DUPLICATE_WINDOW,
+        max_message_size: i32::try_from(event::MAX_EVENT_LEN).unwrap_or(i32::MAX),
+        ..Default::default()
+    };
+    js.get_or_create_stream(config).await.map_err(|e| {
+        anyhow::anyhow!(
+            "the NATS server refused the stream {STREAM} (is JetStream enabled: nats-server -js?): {e}"
+        )
+    })
+}
+
+/// Publishes proposals in the order they came, each until JetStream acknowledged it (the same
+/// `Nats-Msg-Id` every time: a repeat is deduplicated). Ends when every proposal sender is
+/// gone or at `cancel` once the queue is empty.
+pub async fn publish(
+    js: jetstream::Context,
+    mut proposals: mpsc::Receiver<Proposal>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let proposal = tokio::select! {
+            p = proposals.recv() => match p { Some(p) => p, None => return },
+            () = cancel.cancelled() => match proposals.try_recv() {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let sent = js
+                .send_publish(
+                    SUBJECT,
+                    jetstream::message::PublishMessage::build()
+                        .payload(proposal.bytes.clone())
+                        .message_id(proposal.msg_id.as_str()),
+                )
+                .await;
+            let acked = match sent {
+                Ok(ack) => match tokio::time::timeout(ACK_WAIT, ack.into_future()).await {
+                    Ok(Ok(ack)) => Ok(ack.duplicate),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no acknowledgement within 5 s".to_owned()),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            match acked {
+                Ok(duplicate) => {
+                    if duplicate {
+                        debug!(id = %proposal.msg_id, "publish repeated; JetStream had it");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, id = %proposal.msg_id, "stream publish not acknowledged; sending it again");
+                    if cancel.is_cancelled() && backoff > Duration::from_secs(5) {
+                        error!(id = %proposal.msg_id, "shutting down with a proposal JetStream never acknowledged; its sender was not answered");
+                        break;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+/// Applies the stream from `start` (a sequence) to the hub, in order, until `cancel`. The
+/// ordered consumer resumes after the last sequence it delivered when NATS comes back; a
+/// consumer that fails is made again from the next sequence. A gap (the stream no longer has
+/// what this node has not applied) cannot be repaired: it cancels `fail` (the node stops, its
+/// clients reconnect elsewhere and load history from the store).
+pub async fn apply(
+    js: jetstream::Context,
+    hub: Hub,
+    start: u64,
+    cancel: CancellationToken,
+    fail: CancellationToken,
+) {
+    let mut next = start;
+    while !cancel.is_cancelled() {
+        let consumer = async {
+            let stream = js.get_stream(STREAM).await?;
+            let consumer = stream
+                .create_consumer(consumer::push::OrderedConfig {
+                    deliver_subject: js_inbox(&js),
+                    filter_subject: SUBJECT.to_owned(),
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: next,
+                    },
+                    ..Default::default()
+                })
+                .await?;
+            anyhow::Ok(consumer.messages().await?)
+        };
+        let mut messages = match consumer.await {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "stream consumer not made; trying again in 1 s");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = cancel.cancelled() => return,
+                }
+            }
+        };
+        info!(from = next, "applying the stream");
+        loop {
+            let message = tokio::select! {
+                m = messages.next() => m,
+                () = cancel.cancelled() => return,
+            };
+            let message = match message {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    warn!(error = %e, "stream consumer failed; made again from sequence {next}");
+                    break;
+                }
+                None => break,
+            };
+            let seq = match message.info() {
+                Ok(info) => info.stream_sequence,
+                Err(e) => {
+                    warn!(error = %e, "stream message without its sequence; skipped");
+                    continue;
+                }
+            };
+            if seq < next {
+                continue; // a repeat
+            }
+            if seq > next {
+                error!(
+                    expected = next,
+                    got = seq,
+                    "the stream no longer holds events this node has not applied; stopping (clients reconnect and load history)"
+                );
+                fail.cancel();
+                return;
+            }
+            next = seq + 1;
+            match event::decode(&message.payload) {
+                Ok(event) => hub.apply(seq, event),
+                Err(e) => warn!(error = %e, seq, "stream event not applied"),
+            }
+        }
+    }
+}
+
+fn js_inbox(js: &jetstream::Context) -> String {
+    js.client().new_inbox()
+}
+
+/// Answers other nodes' takeover requests (`nick_key` and credential, newline-separated):
+/// ends this node's session of that nick if it holds it with that credential, releases the
+/// nick, and answers `ok` (or `none`).
+pub async fn answer_takeovers(
+    client: async_nats::Client,
+    hub: Hub,
+    membership: Arc<Membership>,
+    cancel: CancellationToken,
+) {
+    let subject = takeover_subject(membership.node().epoch);
+    let mut requests = match client.subscribe(subject).await {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "takeover requests cannot be received: logins elsewhere of this node's users wait for its lease");
+            return;
+        }
+    };
+    loop {
+        let request = tokio::select! {
+            r = requests.next() => match r { Some(r) => r, None => return },
+            () = cancel.cancelled() => return,
+        };
+        let Some(reply) = request.reply else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&request.payload);
+        let mut parts = text.splitn(2, '\n');
+        let (Some(key), Some(credential)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if key.len() > 4 * mm_common::protocol::MAX_NICK_LEN || credential.len() > 1024 {
+            continue;
+        }
+        let ended = hub.replaced_elsewhere(key, credential);
+        if ended {
+            if let Err(e) = membership.release(key).await {
+                warn!(error = %e, "nick not released after a takeover");
+            }
+        }
+        let answer = if ended { "ok" } else { "none" };
+        let _ = client.publish(reply, answer.into()).await;
+    }
+}

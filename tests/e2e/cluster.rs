@@ -1,0 +1,371 @@
+//! Several real `mm-server` nodes on one PostgreSQL database and one NATS server (CLUSTER.md),
+//! with clients on different nodes: lines in one order with their history, private and
+//! end-to-end lines across nodes, a login on another node replacing the session, `kill -9` of
+//! a node (its users leave and log in elsewhere within the lease), and a NATS restart
+//! mid-stream without losing an acknowledged line.
+//!
+//! Needs `MM_TEST_POSTGRES` (`eval "$(scripts/postgres start)"`) and Debian's `nats-server`
+//! (`scripts/test` installs and starts both). Without them the tests fail, never skip.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use mm_client::{ChatLine, Event};
+use mm_tests::{rand_tag, ServerProcess, TestClient, TestDatabase, TestNats, WAIT};
+
+const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
+
+/// The lease the nodes of these tests hold: short, so that a dead node is noticed quickly;
+/// the waits below leave a wide margin for a loaded CI machine.
+const LEASE: &str = "2s";
+
+/// A database, a NATS server, one certificate chain for every node.
+struct Cluster {
+    db: TestDatabase,
+    nats: TestNats,
+    tls: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let tls = tempfile::tempdir().unwrap();
+        mm_certs::generate(tls.path(), &mm_certs::Names::default(), false).unwrap();
+        Cluster {
+            db: TestDatabase::new(),
+            nats: TestNats::start(),
+            tls,
+        }
+    }
+
+    /// Starts node `name` with a copy of the cluster's TLS directory (every node presents the
+    /// same chain).
+    async fn node(&self, name: &str) -> ServerProcess {
+        self.node_on(name, "127.0.0.1:0").await
+    }
+
+    async fn node_on(&self, name: &str, bind: &str) -> ServerProcess {
+        let data = tempfile::tempdir().unwrap();
+        let tls = data.path().join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        for entry in std::fs::read_dir(self.tls.path()).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), tls.join(entry.file_name())).unwrap();
+        }
+        let args: Vec<std::ffi::OsString> = [
+            "--bind",
+            bind,
+            "--store",
+            &self.db.url(),
+            "--bus",
+            &self.nats.url(),
+            "--node-name",
+            name,
+            "--node-lease",
+            LEASE,
+            "--admin",
+            "off",
+            "--data",
+        ]
+        .iter()
+        .map(std::ffi::OsString::from)
+        .chain([data.path().as_os_str().to_owned()])
+        .collect();
+        ServerProcess::start_with_args(MM_SERVER, &args, data).await
+    }
+}
+
+/// The next event that is not a presence notice.
+async fn next_chat(c: &mut TestClient) -> Event {
+    loop {
+        match c.next().await {
+            Event::Joined { .. } | Event::Left { .. } => {}
+            other => return other,
+        }
+    }
+}
+
+/// The lobby lines received until `count` arrived, as (id, from, text).
+async fn collect(c: &mut TestClient, count: usize) -> Vec<(u64, String, String)> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        if let Event::Public(ChatLine { id, from, text, .. }) =
+            tokio::time::timeout(WAIT * 2, c.next())
+                .await
+                .expect("lines stopped coming")
+        {
+            got.push((id, from, text));
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_on_three_nodes_see_one_order_which_is_the_history() {
+    let cluster = Cluster::new();
+    let nodes = [
+        cluster.node("n1").await,
+        cluster.node("n2").await,
+        cluster.node("n3").await,
+    ];
+    let mut carol = TestClient::connect(&nodes[0].options("carol")).await;
+    let mut dave = TestClient::connect(&nodes[1].options("dave")).await;
+    let mut erin = TestClient::connect(&nodes[2].options("erin")).await;
+    // Everyone is in everyone's view: `/who` on any node lists all three.
+    for c in [&mut carol, &mut dave, &mut erin] {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            c.client.who().await.unwrap();
+            let users = loop {
+                if let Event::Users(u) = c.next().await {
+                    break u;
+                }
+            };
+            if users.len() == 3 {
+                assert_eq!(users, ["carol", "dave", "erin"]);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{users:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // carol and dave each send 40 lines at once; erin reads all 80.
+    let tag = format!("{:08x}", rand_tag() as u32);
+    let send = |c: &TestClient, who: &'static str| {
+        let handle = c.client.clone();
+        let tag = tag.clone();
+        async move {
+            for i in 0..40 {
+                handle.public(&format!("{who}-{i}-{tag}")).await.unwrap();
+            }
+        }
+    };
+    let (a, b) = (send(&carol, "carol"), send(&dave, "dave"));
+    tokio::join!(a, b);
+    let at_erin = collect(&mut erin, 80).await;
+    let at_carol = collect(&mut carol, 40).await; // dave's
+    let at_dave = collect(&mut dave, 40).await; // carol's
+
+    // One order: ids increase at every reader, and each reader's lines come in the order of
+    // erin's (who saw them all).
+    for seen in [&at_erin, &at_carol, &at_dave] {
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+    }
+    let order: BTreeMap<u64, (String, String)> = at_erin
+        .iter()
+        .map(|(id, from, text)| (*id, (from.clone(), text.clone())))
+        .collect();
+    assert_eq!(order.len(), 80, "ids unique");
+    for (id, from, text) in at_carol.iter().chain(&at_dave) {
+        assert_eq!(order.get(id), Some(&(from.clone(), text.clone())));
+    }
+    // A sender's own lines keep their order.
+    for who in ["carol", "dave"] {
+        let mine: Vec<usize> = order
+            .values()
+            .filter(|(f, _)| f == who)
+            .map(|(_, t)| t.split('-').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(mine, (0..40).collect::<Vec<_>>());
+    }
+
+    // History, read by a newcomer on node 1, is that order.
+    let mut frank = TestClient::connect(&nodes[0].options("frank")).await;
+    let mut history = Vec::new();
+    frank.client.public("(marker)").await.unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, frank.next()).await.unwrap() {
+            Event::History(ChatLine { id, text, .. }) if text.ends_with(&tag) => {
+                history.push(id);
+            }
+            Event::Sent { .. } => break,
+            _ => {}
+        }
+    }
+    let tail: Vec<u64> = order.keys().copied().collect();
+    assert!(
+        tail.ends_with(&history) && !history.is_empty(),
+        "history {history:?} is not the stream's order {tail:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_and_end_to_end_lines_cross_nodes_live_and_offline() {
+    let cluster = Cluster::new();
+    let n1 = cluster.node("n1").await;
+    let n2 = cluster.node("n2").await;
+    let mut alice = TestClient::connect(&n1.options("alice")).await;
+    let mut bob = TestClient::connect(&n2.options("bob")).await;
+    mm_tests::wait_for_keys_at(&n1.addr, &n1.ca(), "bob").await;
+
+    // Live, end to end: alice on node 1, bob on node 2.
+    alice.client.private("bob", "across nodes").await.unwrap();
+    assert_eq!(
+        bob.secure_message().await,
+        ("alice".to_string(), "across nodes".to_string())
+    );
+    bob.client.private("alice", "and back").await.unwrap();
+    assert_eq!(
+        alice.secure_message().await,
+        ("bob".to_string(), "and back".to_string())
+    );
+
+    drop((alice, bob));
+
+    // Offline, with the real `mm` (keys kept in its home): erin registers on node 2 and
+    // leaves; frank on node 1 writes to her (queued, end to end, in the shared store); she
+    // reads it on node 3.
+    let n3 = cluster.node("n3").await;
+    let homes = tempfile::tempdir().unwrap();
+    let (frank, erin) = (homes.path().join("frank"), homes.path().join("erin"));
+    let tag = format!("{:016x}", rand_tag());
+    crate::offline::mm(&n2, "erin", &erin, "").await;
+    let out = crate::offline::mm(&n1, "frank", &frank, &format!("/msg erin away-{tag}\n")).await;
+    assert!(
+        out.contains("queued end-to-end encrypted for erin (offline)"),
+        "{out}"
+    );
+    let out = crate::offline::mm(&n3, "erin", &erin, "").await;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("[secure") && l.ends_with(&format!("<frank> away-{tag}"))),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_on_another_node_replaces_the_session() {
+    let cluster = Cluster::new();
+    let n1 = cluster.node("n1").await;
+    let n2 = cluster.node("n2").await;
+    let mut old = TestClient::connect(&n1.options("carol")).await;
+    let mut watcher = TestClient::connect(&n1.options("dave")).await;
+    let started = Instant::now();
+    let new = TestClient::connect(&n2.options("carol")).await;
+    assert!(started.elapsed() < WAIT);
+    // The old session is told, and closed.
+    let told = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::Error { detail, .. } = old.next().await {
+                return detail;
+            }
+        }
+    })
+    .await
+    .expect("the replaced session was not told");
+    assert!(told.contains("logged in again"), "{told}");
+    // The new one works: dave on node 1 gets its line.
+    new.client.public("from node 2").await.unwrap();
+    let line = next_chat(&mut watcher).await;
+    assert!(
+        matches!(&line, Event::Public(ChatLine { from, text, .. }) if from == "carol" && text == "from node 2"),
+        "{line:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_users_leave_and_log_in_elsewhere_within_the_lease() {
+    let cluster = Cluster::new();
+    let n1 = cluster.node("n1").await;
+    let n2 = cluster.node("n2").await;
+    let mut carol = TestClient::connect(&n1.options("carol")).await;
+    let _dave = TestClient::connect(&n2.options("dave")).await;
+    loop {
+        if let Event::Joined { nick } = carol.next().await {
+            assert_eq!(nick, "dave");
+            break;
+        }
+    }
+    let killed = Instant::now();
+    let _data = n2.kill().await;
+    // dave is shown as gone on node 1 within lease + sweep (2 s + 1 s; waits up to 20 s).
+    let left = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Event::Left { nick, .. } = carol.next().await {
+                return nick;
+            }
+        }
+    })
+    .await
+    .expect("dave was not shown as gone");
+    assert_eq!(left, "dave");
+    let gone_after = killed.elapsed();
+    // His nick is free: he logs in on node 1.
+    let dave = TestClient::connect(&n1.options("dave")).await;
+    dave.client.public("back").await.unwrap();
+    let line = next_chat(&mut carol).await;
+    assert!(
+        matches!(&line, Event::Public(ChatLine { from, .. }) if from == "dave"),
+        "{line:?}"
+    );
+    eprintln!("dave shown as gone {gone_after:?} after kill -9 (lease {LEASE})");
+    assert!(
+        gone_after >= Duration::from_secs(1),
+        "{gone_after:?}: before the lease could end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_mid_stream_loses_no_acknowledged_line() {
+    let mut cluster = Cluster::new();
+    let n1 = cluster.node("n1").await;
+    let n2 = cluster.node("n2").await;
+    let carol = TestClient::connect(&n1.options("carol")).await;
+    let mut dave = TestClient::connect(&n2.options("dave")).await;
+    let tag = format!("{:08x}", rand_tag() as u32);
+    let sender = carol.client.clone();
+    let texts: Vec<String> = (0..300).map(|i| format!("n{i}-{tag}")).collect();
+    let to_send = texts.clone();
+    let sending = tokio::spawn(async move {
+        for text in to_send {
+            if sender.public(&text).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    cluster.nats.restart();
+    sending.await.unwrap();
+
+    // What carol was told: each line acknowledged (Sent) or refused in words.
+    let mut carol = carol;
+    let mut acknowledged = BTreeSet::new();
+    let mut refused = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged.len() + refused < texts.len() && Instant::now() < deadline {
+        match tokio::time::timeout(WAIT * 2, carol.next()).await {
+            Ok(Event::Sent { id, .. }) => {
+                acknowledged.insert(id);
+            }
+            Ok(Event::Error { .. }) => refused += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(
+        acknowledged.len() > 100,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+    // Every acknowledged line reached dave on the other node.
+    let mut at_dave = BTreeSet::new();
+    while !acknowledged.is_subset(&at_dave) {
+        match tokio::time::timeout(WAIT * 2, dave.next()).await {
+            Ok(Event::Public(ChatLine { id, .. })) => {
+                at_dave.insert(id);
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let missing: Vec<&u64> = acknowledged.difference(&at_dave).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged, never delivered: {missing:?}"
+    );
+    eprintln!(
+        "NATS restarted mid-stream: {} acknowledged, {refused} refused in words, all delivered",
+        acknowledged.len()
+    );
+}
