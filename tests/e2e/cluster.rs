@@ -314,7 +314,9 @@ async fn a_nats_restart_mid_stream_loses_no_acknowledged_line() {
     let mut dave = TestClient::connect(&n2.options("dave")).await;
     let tag = format!("{:08x}", rand_tag() as u32);
     let sender = carol.client.clone();
-    let texts: Vec<String> = (0..300).map(|i| format!("n{i}-{tag}")).collect();
+    // Under the default rate limit (a burst of 20, then ~4.5 lines a second): 60 lines, NATS
+    // restarted after the first few.
+    let texts: Vec<String> = (0..60).map(|i| format!("n{i}-{tag}")).collect();
     let to_send = texts.clone();
     let sending = tokio::spawn(async move {
         for text in to_send {
@@ -324,7 +326,10 @@ async fn a_nats_restart_mid_stream_loses_no_acknowledged_line() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Down for two seconds while carol keeps sending, then back (same port, same store).
+    cluster.nats.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.nats.restart();
     sending.await.unwrap();
 
@@ -338,13 +343,21 @@ async fn a_nats_restart_mid_stream_loses_no_acknowledged_line() {
             Ok(Event::Sent { id, .. }) => {
                 acknowledged.insert(id);
             }
-            Ok(Event::Error { .. }) => refused += 1,
+            Ok(Event::Error { detail, .. }) => {
+                eprintln!("refused: {detail}");
+                refused += 1;
+            }
             Ok(_) => {}
             Err(_) => break,
         }
     }
+    assert_eq!(
+        acknowledged.len() + refused,
+        texts.len(),
+        "every line answered"
+    );
     assert!(
-        acknowledged.len() > 100,
+        acknowledged.len() > 40,
         "{} acknowledged",
         acknowledged.len()
     );

@@ -57,59 +57,90 @@ pub async fn ensure(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
     })
 }
 
-/// Publishes proposals in the order they came, each until JetStream acknowledged it (the same
-/// `Nats-Msg-Id` every time: a repeat is deduplicated). Ends when every proposal sender is
-/// gone or at `cancel` once the queue is empty.
+/// Most proposals of one node in flight to JetStream at once (published, not yet
+/// acknowledged): the publisher does not wait for each acknowledgement before the next.
+pub const IN_FLIGHT: usize = 256;
+
+type AckResult = Result<bool, String>;
+
+/// Publishes proposals in the order they came, up to [`IN_FLIGHT`] at once on the one NATS
+/// connection (JetStream orders them as they arrive), each until JetStream acknowledged it:
+/// a publish that is not acknowledged within [`ACK_WAIT`] is sent again with the same
+/// `Nats-Msg-Id` (a repeat is deduplicated), so that nothing proposed is dropped while NATS
+/// is away. Ends when every proposal sender is gone, or at `cancel` once nothing is left.
+///
+/// Order: proposals reach the stream in the order they came unless a publish fails while a
+/// later one succeeds (a NATS fault between the two); the retried one then comes after it.
 pub async fn publish(
     js: jetstream::Context,
     mut proposals: mpsc::Receiver<Proposal>,
     cancel: CancellationToken,
 ) {
+    use futures_util::stream::FuturesOrdered;
+    let mut in_flight: FuturesOrdered<
+        std::pin::Pin<Box<dyn std::future::Future<Output = (Proposal, AckResult)> + Send>>,
+    > = FuturesOrdered::new();
+    let mut open = true;
+    let mut closing = false;
+    let mut backoff = Duration::from_millis(100);
     loop {
-        let proposal = tokio::select! {
-            p = proposals.recv() => match p { Some(p) => p, None => return },
-            () = cancel.cancelled() => match proposals.try_recv() {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let sent = js
-                .send_publish(
-                    SUBJECT,
-                    jetstream::message::PublishMessage::build()
-                        .payload(proposal.bytes.clone())
-                        .message_id(proposal.msg_id.as_str()),
-                )
-                .await;
-            let acked = match sent {
-                Ok(ack) => match tokio::time::timeout(ACK_WAIT, ack.into_future()).await {
-                    Ok(Ok(ack)) => Ok(ack.duplicate),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("no acknowledgement within 5 s".to_owned()),
-                },
-                Err(e) => Err(e.to_string()),
-            };
-            match acked {
+        if !open && in_flight.is_empty() {
+            return;
+        }
+        tokio::select! {
+            biased;
+            Some((proposal, acked)) = in_flight.next(), if !in_flight.is_empty() => match acked {
                 Ok(duplicate) => {
+                    backoff = Duration::from_millis(100);
                     if duplicate {
                         debug!(id = %proposal.msg_id, "publish repeated; JetStream had it");
                     }
-                    break;
                 }
                 Err(e) => {
                     warn!(error = %e, id = %proposal.msg_id, "stream publish not acknowledged; sending it again");
-                    if cancel.is_cancelled() && backoff > Duration::from_secs(5) {
-                        error!(id = %proposal.msg_id, "shutting down with a proposal JetStream never acknowledged; its sender was not answered");
-                        break;
-                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
+                    in_flight.push_back(send(&js, proposal).await);
                 }
+            },
+            p = proposals.recv(), if open && in_flight.len() < IN_FLIGHT => match p {
+                Some(p) => in_flight.push_back(send(&js, p).await),
+                None => open = false,
+            },
+            () = cancel.cancelled(), if open && !closing => {
+                // Whatever is queued still goes; then the loop ends once acknowledged.
+                closing = true;
+                proposals.close();
             }
         }
     }
+}
+
+/// Publishes `proposal` and returns the future of its acknowledgement (bounded by
+/// [`ACK_WAIT`]), which yields the proposal back.
+async fn send(
+    js: &jetstream::Context,
+    proposal: Proposal,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = (Proposal, AckResult)> + Send>> {
+    let sent = js
+        .send_publish(
+            SUBJECT,
+            jetstream::message::PublishMessage::build()
+                .payload(proposal.bytes.clone())
+                .message_id(proposal.msg_id.as_str()),
+        )
+        .await;
+    Box::pin(async move {
+        let acked = match sent {
+            Ok(ack) => match tokio::time::timeout(ACK_WAIT, ack.into_future()).await {
+                Ok(Ok(ack)) => Ok(ack.duplicate),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no acknowledgement within 5 s".to_owned()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        (proposal, acked)
+    })
 }
 
 /// Applies the stream from `start` (a sequence) to the hub, in order, until `cancel`. The
@@ -129,8 +160,7 @@ pub async fn apply(
         let consumer = async {
             let stream = js.get_stream(STREAM).await?;
             let consumer = stream
-                .create_consumer(consumer::push::OrderedConfig {
-                    deliver_subject: js_inbox(&js),
+                .create_consumer(consumer::pull::OrderedConfig {
                     filter_subject: SUBJECT.to_owned(),
                     deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                         start_sequence: next,
@@ -151,9 +181,22 @@ pub async fn apply(
             }
         };
         info!(from = next, "applying the stream");
+        // async-nats remakes an ordered consumer by itself after a reconnection, but against
+        // nats-server 2.9 that took over a minute (its missed-heartbeat detection): a
+        // reconnection makes a new one here, from the next sequence, at once.
+        let stats = js.client().statistics();
+        let connects = stats.connects.load(std::sync::atomic::Ordering::Relaxed);
+        let mut watch = tokio::time::interval(Duration::from_millis(200));
         loop {
             let message = tokio::select! {
                 m = messages.next() => m,
+                _ = watch.tick() => {
+                    if stats.connects.load(std::sync::atomic::Ordering::Relaxed) != connects {
+                        info!(from = next, "NATS link back: applying the stream again from where this node was");
+                        break;
+                    }
+                    continue;
+                }
                 () = cancel.cancelled() => return,
             };
             let message = match message {
@@ -190,10 +233,6 @@ pub async fn apply(
             }
         }
     }
-}
-
-fn js_inbox(js: &jetstream::Context) -> String {
-    js.client().new_inbox()
 }
 
 /// Answers other nodes' takeover requests (`nick_key` and credential, newline-separated):
