@@ -216,6 +216,76 @@ async fn nodes_joining_a_new_database_at_once_all_join() {
     assert_eq!(epochs.len(), 8, "{epochs:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_claiming_one_free_nick_at_once_grant_it_to_one() {
+    let place = Postgres::new();
+    let mut nodes = Vec::new();
+    for i in 0..6 {
+        nodes.push(Arc::new(
+            Membership::join(&place.target, &format!("n{i}"), Duration::from_secs(60))
+                .await
+                .unwrap(),
+        ));
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(nodes.len()));
+    let claims: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let (node, start) = (Arc::clone(node), Arc::clone(&start));
+            tokio::spawn(async move {
+                start.wait().await;
+                node.claim("alice", "fp").await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for claim in claims {
+        outcomes.push(claim.await.unwrap().unwrap());
+    }
+    let winners: Vec<_> = nodes
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, c)| **c == Claim::Granted)
+        .map(|(n, _)| n.node().clone())
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        assert!(
+            *outcome == Claim::Granted
+                || *outcome
+                    == Claim::Held {
+                        node: winners[0].clone(),
+                        same_credential: true
+                    },
+            "{outcomes:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn run_needs_callbacks_that_are_only_send() {
+    let place = Postgres::new();
+    let node = Arc::new(
+        Membership::join(&place.target, "a", Duration::from_secs(60))
+            .await
+            .unwrap(),
+    );
+    // `Cell` is Send but not Sync: `run`'s future must still be spawnable.
+    let (fenced, restored) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run(
+        node,
+        move || fenced.set(fenced.get() + 1),
+        move || restored.set(restored.get() + 1),
+        cancel.clone(),
+    ));
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("run returns when cancelled")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn bad_names_and_leases_are_refused_before_connecting() {
     // Nothing listens here: a refusal that connected first would fail otherwise.
