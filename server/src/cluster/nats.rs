@@ -399,7 +399,8 @@ pub async fn connect(cfg: &BusConfig) -> Result<async_nats::Client, BusError> {
                     urls: urls.clone(),
                     cause,
                 },
-                Kind::Tls => BusError::Tls {
+                // A refused certificate comes as an I/O error holding rustls's.
+                _ if e.kind() == Kind::Tls || is_tls_failure(&e) => BusError::Tls {
                     urls: urls.clone(),
                     cause,
                 },
@@ -426,6 +427,22 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+/// Whether `e` or one of its causes is a TLS failure (rustls's error, bare or in an I/O error).
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        if err.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// The wait before reconnection attempt `attempts` (1 for the first): none, then 100 ms

@@ -132,6 +132,9 @@ impl std::fmt::Debug for Membership {
 /// How many times a claim is tried when the nick's row changes under it.
 const CLAIM_TRIES: usize = 3;
 
+/// How long a join waits for the locks it takes.
+const JOIN_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '30s'";
+
 /// How many times a join looks again for a node of its name to be gone.
 const JOIN_TRIES: usize = 3;
 
@@ -167,6 +170,9 @@ impl Membership {
             // grants ends no sooner than `joined_at + lease`.
             let joined_at = Instant::now();
             let tx = client.transaction().await?;
+            // A join stuck behind a transaction that never ends fails, with PostgreSQL's
+            // words, rather than holding the server's start for good.
+            tx.batch_execute(JOIN_LOCK_TIMEOUT).await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LEASE_KEY])
                 .await?;
             tx.batch_execute(SCHEMA).await?;

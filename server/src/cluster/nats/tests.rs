@@ -339,3 +339,54 @@ async fn a_ca_file_without_certificates_is_refused() {
     assert!(matches!(err, BusError::TlsSetup(_)), "{err:?}");
     assert!(err.to_string().contains("holds no certificate"), "{err}");
 }
+
+/// A log that keeps what is written to it.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_lost_link_is_warned_about_once_and_its_return_is_logged() {
+    let log = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let log = log.clone();
+            move || log.clone()
+        })
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let lost = AtomicBool::new(false);
+    let urls = "nats://127.0.0.1:4222";
+    tracing::subscriber::with_default(subscriber, || {
+        // The first connection is logged by `connect` itself, not as a return.
+        log_event(urls, &lost, &async_nats::Event::Connected);
+        log_event(urls, &lost, &async_nats::Event::Disconnected);
+        for _ in 0..5 {
+            let failed = async_nats::ClientError::Other("connection refused".into());
+            log_event(urls, &lost, &async_nats::Event::ClientError(failed));
+        }
+        log_event(urls, &lost, &async_nats::Event::Connected);
+    });
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("lost the link to the bus"),
+        "{text}"
+    );
+    assert!(lines[0].contains(urls), "{text}");
+    assert!(
+        lines[1].contains("INFO") && lines[1].contains("the link to the bus (NATS) is back"),
+        "{text}"
+    );
+}

@@ -18,7 +18,9 @@
 //!
 //! One server per database: the writer's session holds `pg_try_advisory_lock(`[`LOCK_KEY`]`)`
 //! from the start (taken again when it reconnects); a second server is refused with
-//! [`StoreError::Locked`].
+//! [`StoreError::Locked`]. Nodes of a cluster ([`PgTarget::set_cluster`]) hold it shared
+//! instead: they open the database side by side, and a one-server mm-server and nodes keep
+//! each other out.
 //!
 //! Links: a host other than loopback (127.0.0.0/8, ::1, `localhost`) or a unix socket needs
 //! TLS with certificate and host name verification (`sslmode=verify-full`), rustls with the
@@ -805,7 +807,7 @@ impl PgStore {
             Err(e) => return Err(target_error(&shown, &e)),
         }
         schema::migrate(&mut client, &shown)?;
-        let e = |e: Error| target_error(&shown, &e);
+        let e = |e: Error| target_error(&shown, &describe(&e));
         // Never 0 (what `meta::value` answers for a store no server marked).
         let owner = ring::rand::generate::<[u8; 8]>(&ring::rand::SystemRandom::new())
             .map(|r| i64::from_le_bytes(r.expose()) & i64::MAX)

@@ -130,7 +130,7 @@ const MIGRATE_KEY: i64 = 0x6d6d_2d73_6368_656d;
 /// first takes the transaction-level lock [`MIGRATE_KEY`] and reads the version under it, so
 /// that servers migrating at once (nodes of a cluster) apply each migration once.
 pub(super) fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
-    let e = |e: postgres::Error| target_error(target, &e);
+    let e = |e: postgres::Error| target_error(target, &super::describe(&e));
     loop {
         let mut tx = client.transaction().map_err(e)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_KEY])

@@ -441,3 +441,16 @@ async fn a_lone_server_whose_session_was_lost_while_a_node_opened_the_database_n
     lone.join();
     assert_eq!(place.count("history"), 2);
 }
+
+#[test]
+fn a_failure_at_open_names_what_postgresql_said() {
+    let place = Postgres::new();
+    // A table of the store's name that is not the store's: the migration cannot make it.
+    let url = crate::store::tests::with_db(&crate::store::tests::test_server(), &place.name);
+    off_runtime(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute("CREATE TABLE accounts (x INT)").unwrap();
+    });
+    let err = place.open(OPTS_LONG, clock()).unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+}
