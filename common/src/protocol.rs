@@ -898,6 +898,9 @@ impl ErrorCode {
     pub const INVALID_TOPIC: ErrorCode = ErrorCode(51);
     /// [`LOBBY`] cannot be left, and its members cannot be kicked or banned.
     pub const LOBBY_FIXED: ErrorCode = ErrorCode(52);
+    /// Rooms other than [`LOBBY`] are not available on this server (one node of several: they
+    /// are not shared between nodes yet); the detail says so.
+    pub const ROOMS_UNAVAILABLE: ErrorCode = ErrorCode(53);
     /// The client did not read its messages fast enough and is being disconnected.
     pub const TOO_SLOW: ErrorCode = ErrorCode(30);
     /// The client was silent for too long (no hello, no pong).
@@ -946,6 +949,7 @@ impl ErrorCode {
             Self::MODERATED => "moderated",
             Self::INVALID_TOPIC => "invalid-topic",
             Self::LOBBY_FIXED => "lobby-fixed",
+            Self::ROOMS_UNAVAILABLE => "rooms-unavailable",
             Self::TOO_SLOW => "too-slow",
             Self::TIMEOUT => "timeout",
             Self::RATE_LIMITED => "rate-limited",

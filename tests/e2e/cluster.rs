@@ -241,7 +241,7 @@ async fn a_login_on_another_node_replaces_the_session() {
     let mut old = TestClient::connect(&n1.options("carol")).await;
     let mut watcher = TestClient::connect(&n1.options("dave")).await;
     let started = Instant::now();
-    let new = TestClient::connect(&n2.options("carol")).await;
+    let mut new = TestClient::connect(&n2.options("carol")).await;
     assert!(started.elapsed() < WAIT);
     // The old session is told, and closed.
     let told = tokio::time::timeout(WAIT, async {
@@ -254,6 +254,34 @@ async fn a_login_on_another_node_replaces_the_session() {
     .await
     .expect("the replaced session was not told");
     assert!(told.contains("logged in again"), "{told}");
+    // Rooms other than the lobby are not shared between nodes yet: refused in words, with
+    // their own code (not "no such room"), for a room command and for a room line.
+    new.client
+        .room_command(&mm_common::protocol::ClientMsg::Join {
+            room: "#dev".into(),
+        })
+        .await
+        .unwrap();
+    new.client.say("#dev", "hello", false).await.unwrap();
+    let mut refused = Vec::new();
+    while refused.len() < 2 {
+        match tokio::time::timeout(WAIT, new.next())
+            .await
+            .expect("refused")
+        {
+            Event::Room(mm_client::RoomEvent::Error { code, detail, .. })
+            | Event::Error { code, detail, .. } => refused.push((code, detail)),
+            _ => {}
+        }
+    }
+    for (code, detail) in refused {
+        assert_eq!(
+            code,
+            mm_common::protocol::ErrorCode::ROOMS_UNAVAILABLE,
+            "{detail}"
+        );
+        assert!(detail.contains("several nodes"), "{detail}");
+    }
     // The new one works: dave on node 1 gets its line.
     new.client.public("from node 2").await.unwrap();
     let line = next_chat(&mut watcher).await;

@@ -335,7 +335,8 @@ export const ERROR_NAMES = {
   30: 'too-slow', 31: 'timeout', 32: 'rate-limited', 33: 'server-full', 34: 'shutting-down',
   35: 'busy', 40: 'no-such-room', 41: 'invalid-room', 42: 'not-in-room', 43: 'banned',
   44: 'invite-only', 45: 'not-op', 46: 'room-full', 47: 'too-many-rooms', 48: 'rooms-full',
-  49: 'room-looks-like', 50: 'moderated', 51: 'invalid-topic', 52: 'lobby-fixed', 99: 'internal',
+  49: 'room-looks-like', 50: 'moderated', 51: 'invalid-topic', 52: 'lobby-fixed', 53: 'rooms-unavailable',
+  99: 'internal',
 };
 
 export const ErrorCode = {
@@ -346,7 +347,7 @@ export const ErrorCode = {
   TOO_SLOW: 30, TIMEOUT: 31, RATE_LIMITED: 32, SERVER_FULL: 33, SHUTTING_DOWN: 34, BUSY: 35,
   NO_SUCH_ROOM: 40, INVALID_ROOM: 41, NOT_IN_ROOM: 42, BANNED: 43, INVITE_ONLY: 44, NOT_OP: 45,
   ROOM_FULL: 46, TOO_MANY_ROOMS: 47, ROOMS_FULL: 48, ROOM_LOOKS_LIKE: 49, MODERATED: 50,
-  INVALID_TOPIC: 51, LOBBY_FIXED: 52, INTERNAL: 99,
+  INVALID_TOPIC: 51, LOBBY_FIXED: 52, ROOMS_UNAVAILABLE: 53, INTERNAL: 99,
 };
 
 /** The code's name (`nick-registered`), or `unknown` for a code this client does not know. */

@@ -63,6 +63,9 @@ pub const IN_FLIGHT: usize = 256;
 
 type AckResult = Result<bool, String>;
 
+/// A publish on its way: resolves to the proposal and JetStream's answer.
+type Acking = std::pin::Pin<Box<dyn std::future::Future<Output = (Proposal, AckResult)> + Send>>;
+
 /// Publishes proposals in the order they came, up to [`IN_FLIGHT`] at once on the one NATS
 /// connection (JetStream orders them as they arrive), each until JetStream acknowledged it:
 /// a publish that is not acknowledged within [`ACK_WAIT`] is sent again with the same
@@ -77,9 +80,7 @@ pub async fn publish(
     cancel: CancellationToken,
 ) {
     use futures_util::stream::FuturesOrdered;
-    let mut in_flight: FuturesOrdered<
-        std::pin::Pin<Box<dyn std::future::Future<Output = (Proposal, AckResult)> + Send>>,
-    > = FuturesOrdered::new();
+    let mut in_flight: FuturesOrdered<Acking> = FuturesOrdered::new();
     let mut open = true;
     let mut closing = false;
     let mut backoff = Duration::from_millis(100);
@@ -118,10 +119,7 @@ pub async fn publish(
 
 /// Publishes `proposal` and returns the future of its acknowledgement (bounded by
 /// [`ACK_WAIT`]), which yields the proposal back.
-async fn send(
-    js: &jetstream::Context,
-    proposal: Proposal,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = (Proposal, AckResult)> + Send>> {
+async fn send(js: &jetstream::Context, proposal: Proposal) -> Acking {
     let sent = js
         .send_publish(
             SUBJECT,

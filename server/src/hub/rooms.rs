@@ -128,7 +128,8 @@ impl RoomError {
     pub fn code(&self) -> mm_common::protocol::ErrorCode {
         use mm_common::protocol::ErrorCode as C;
         match self {
-            RoomError::NoSuchRoom | RoomError::NotOnCluster => C::NO_SUCH_ROOM,
+            RoomError::NoSuchRoom => C::NO_SUCH_ROOM,
+            RoomError::NotOnCluster => C::ROOMS_UNAVAILABLE,
             RoomError::NotInRoom | RoomError::NotMember(_) | RoomError::NotBanned(_) => {
                 C::NOT_IN_ROOM
             }
