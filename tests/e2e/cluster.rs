@@ -40,10 +40,15 @@ impl Cluster {
     /// Starts node `name` with a copy of the cluster's TLS directory (every node presents the
     /// same chain).
     async fn node(&self, name: &str) -> ServerProcess {
-        self.node_on(name, "127.0.0.1:0").await
+        self.node_with(name, "127.0.0.1:0", &self.db.url(), LEASE)
+            .await
     }
 
     async fn node_on(&self, name: &str, bind: &str) -> ServerProcess {
+        self.node_with(name, bind, &self.db.url(), LEASE).await
+    }
+
+    async fn node_with(&self, name: &str, bind: &str, store: &str, lease: &str) -> ServerProcess {
         let data = tempfile::tempdir().unwrap();
         let tls = data.path().join("tls");
         std::fs::create_dir_all(&tls).unwrap();
@@ -55,13 +60,13 @@ impl Cluster {
             "--bind",
             bind,
             "--store",
-            &self.db.url(),
+            store,
             "--bus",
             &self.nats.url(),
             "--node-name",
             name,
             "--node-lease",
-            LEASE,
+            lease,
             "--admin",
             "off",
             "--data",
@@ -407,6 +412,226 @@ async fn a_nats_restart_mid_stream_loses_no_acknowledged_line() {
     );
     eprintln!(
         "NATS restarted mid-stream: {} acknowledged, {refused} refused in words, all delivered",
+        acknowledged.len()
+    );
+}
+
+/// A TCP relay in front of PostgreSQL for one node, which the test can cut (every connection
+/// ended, new ones refused): that node alone loses its database.
+struct Relay {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn to(target: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&links);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                kept.lock().unwrap().push(link);
+            }
+        });
+        Relay { port, task, links }
+    }
+
+    fn cut(&self) {
+        self.task.abort();
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_loses_its_database_closes_its_sessions_before_its_lease_ends() {
+    let cluster = Cluster::new();
+    let direct = cluster.db.url();
+    // postgres://USER@HOST:PORT/DB: the node reaches HOST:PORT through the relay.
+    let (head, tail) = direct.rsplit_once('@').unwrap();
+    let (host_port, db) = tail.split_once('/').unwrap();
+    let relay = Relay::to(host_port.to_owned()).await;
+    let relayed = format!("{head}@127.0.0.1:{}/{db}", relay.port);
+    let lease = Duration::from_secs(4);
+    let n1 = cluster.node_with("n1", "127.0.0.1:0", &relayed, "4s").await;
+    let n2 = cluster.node("n2").await;
+    let mut dave = TestClient::connect(&n2.options("dave")).await;
+    let mut carol = TestClient::connect(&n1.options("carol")).await;
+    loop {
+        if let Event::Joined { nick } = dave.next().await {
+            assert_eq!(nick, "carol");
+            break;
+        }
+    }
+    let (db, connection) = tokio_postgres::connect(&direct, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+
+    let cut = Instant::now();
+    relay.cut();
+    // carol's session ends (the node stops, telling her)...
+    let told = tokio::time::timeout(lease * 3, async {
+        loop {
+            match carol.next().await {
+                Event::Shutdown { reason } => return reason,
+                Event::Closed { error, .. } => return error.unwrap_or_default(),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("carol's session outlived the node's lease");
+    let closed_after = cut.elapsed();
+    // ...while the database still counts n1's lease as current: no other node could have
+    // been given her nick yet.
+    let current: bool = db
+        .query_opt(
+            "SELECT expires_at > now() FROM cluster_nodes WHERE name = 'n1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .is_some_and(|row| row.get(0));
+    if !current {
+        let (_, log) = n1.exited(Duration::from_secs(90)).await;
+        panic!(
+            "carol's session ended {closed_after:?} after the cut, after the lease ({told}):\n{}",
+            log.join("\n")
+        );
+    }
+    // Once the lease is over, dave sees her gone and she logs in on node 2.
+    let left = tokio::time::timeout(lease * 4, async {
+        loop {
+            if let Event::Left { nick, .. } = dave.next().await {
+                return nick;
+            }
+        }
+    })
+    .await
+    .expect("carol was never shown as gone");
+    assert_eq!(left, "carol");
+    let again = tokio::time::timeout(lease * 4, async {
+        loop {
+            match mm_client::connect(&n2.options("carol")).await {
+                Ok(c) => return c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+            }
+        }
+    })
+    .await;
+    assert!(again.is_ok(), "carol could not log in on node 2");
+    // The fenced node stopped, saying why, and not as a clean stop.
+    let (status, log) = n1.exited(Duration::from_secs(90)).await;
+    assert!(!status.success(), "{status}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("lease could not be renewed in time")),
+        "{}",
+        log.join("\n")
+    );
+    eprintln!("n1 cut from PostgreSQL: carol's session closed {closed_after:?} after ({told}); lease {lease:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_loses_no_acknowledged_line() {
+    let cluster = Cluster::new();
+    // Fixed addresses, so that clients reconnect to the restarted node.
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let (a1, a2) = (free(), free());
+    let mut n1 = Some(cluster.node_on("n1", &a1).await);
+    let mut n2 = Some(cluster.node_on("n2", &a2).await);
+    let mut opts = n1.as_ref().unwrap().options("carol");
+    opts.reconnect = true;
+    let mut carol = TestClient::connect(&opts).await;
+    let mut opts = n2.as_ref().unwrap().options("dave");
+    opts.reconnect = true;
+    let mut dave = TestClient::connect(&opts).await;
+
+    let tag = format!("{:08x}", rand_tag() as u32);
+    let sender = carol.client.clone();
+    let sending = tokio::spawn(async move {
+        let mut sent = 0;
+        for i in 0..80 {
+            if sender.public(&format!("r{i}-{tag}")).await.is_ok() {
+                sent += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        sent
+    });
+    // Node 1, then node 2: stopped (SIGTERM) and started again on the same address.
+    for (slot, name, addr) in [(&mut n1, "n1", &a1), (&mut n2, "n2", &a2)] {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (status, log) = slot.take().unwrap().stop().await;
+        assert!(status.success(), "{name}: {status}\n{}", log.join("\n"));
+        *slot = Some(cluster.node_on(name, addr).await);
+    }
+    let sent = sending.await.unwrap();
+    assert!(sent > 40, "{sent} sent");
+
+    // What carol was told about her lines, and what dave got.
+    let mut acknowledged = BTreeSet::new();
+    let (mut refused, mut unknown) = (0, 0);
+    let mut at_dave = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        tokio::select! {
+            e = carol.next() => match e {
+                Event::Sent { id, .. } => { acknowledged.insert(id); }
+                // Refused in words (e.g. "server is shutting down" while her node stops).
+                Event::Error { line: Some(_), .. } => refused += 1,
+                // Written, no answer before the connection closed: she is told which.
+                Event::Closed { undelivered, .. } => unknown += undelivered.len(),
+                _ => {}
+            },
+            // Live, or from the lobby's history when his client reconnected (shown once).
+            e = dave.next() => if let Event::Public(ChatLine { id, .. }) | Event::History(ChatLine { id, .. }) = e { at_dave.insert(id); },
+            () = tokio::time::sleep(Duration::from_secs(3)) => break,
+        }
+    }
+    assert!(
+        acknowledged.len() > 40,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+    let missing: Vec<&u64> = acknowledged.difference(&at_dave).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged, never delivered to dave: {missing:?}"
+    );
+    // And the history a newcomer reads holds every acknowledged line.
+    let mut erin = TestClient::connect(&n1.as_ref().unwrap().options("erin")).await;
+    let mut history = BTreeSet::new();
+    erin.client.public("(marker)").await.unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, erin.next()).await.unwrap() {
+            Event::History(ChatLine { id, .. }) => {
+                history.insert(id);
+            }
+            Event::Sent { .. } => break,
+            _ => {}
+        }
+    }
+    let unstored: Vec<&u64> = acknowledged.difference(&history).collect();
+    assert!(
+        unstored.is_empty(),
+        "acknowledged, not in history: {unstored:?}"
+    );
+    eprintln!(
+        "rolling restart: {sent} sent, {} acknowledged (all delivered and in history), {refused} refused, {unknown} unanswered",
         acknowledged.len()
     );
 }

@@ -1054,6 +1054,19 @@ impl ServerProcess {
         self.data
     }
 
+    /// Waits (up to `wait`) for the server to exit by itself; its exit status with the rest
+    /// of the log.
+    pub async fn exited(mut self, wait: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let status = tokio::time::timeout(wait, self.child.wait())
+            .await
+            .expect("the server did not exit")
+            .unwrap();
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            self.log.push(line);
+        }
+        (status, self.log)
+    }
+
     /// Sends SIGTERM, waits for exit, and returns the exit status with the rest of the log.
     pub async fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let status = self.terminate().await;

@@ -162,6 +162,8 @@ pub struct Joining {
     sender: mpsc::Sender<Proposal>,
     /// Users online on other nodes when this node joined.
     online: Vec<(String, i64)>,
+    /// The lobby lines of the stream's last events before `start` ([`stream::REPLAY`]).
+    replayed: Vec<crate::store::Line>,
 }
 
 impl std::fmt::Debug for Joining {
@@ -211,6 +213,15 @@ pub async fn start(
         .await
         .map_err(|e| anyhow::anyhow!("cluster: the stream's id base could not be recorded: {e}"))?;
     let start = info.state.last_sequence.saturating_add(1);
+    let replayed = stream::replay_lines(
+        &js,
+        info.state
+            .first_sequence
+            .max(start.saturating_sub(stream::REPLAY)),
+        info.state.last_sequence,
+        base,
+    )
+    .await;
     let (sender, proposals) = mpsc::channel(stream::PROPOSALS);
     info!(
         node = %bus.node_name,
@@ -228,10 +239,28 @@ pub async fn start(
         proposals,
         sender,
         online,
+        replayed,
     })
 }
 
 impl Joining {
+    /// Adds to `history` (the lobby's lines the store loaded, oldest first, at most `len`)
+    /// the stream's recent lines it lacks (accepted by other nodes, not yet committed when the
+    /// store was read), keeping the newest `len` in id order.
+    pub fn complete_history(&mut self, history: &mut Vec<crate::store::Line>, len: usize) {
+        let replayed = std::mem::take(&mut self.replayed);
+        if replayed.is_empty() {
+            return;
+        }
+        let mut by_id: std::collections::BTreeMap<u64, crate::store::Line> =
+            history.drain(..).map(|l| (l.id, l)).collect();
+        for line in replayed {
+            by_id.entry(line.id).or_insert(line);
+        }
+        let skip = by_id.len().saturating_sub(len);
+        history.extend(by_id.into_values().skip(skip));
+    }
+
     /// What the hub needs to be a node ([`crate::hub::HubBuilder::cluster`]).
     #[must_use]
     pub fn setup(&self) -> ClusterSetup {
@@ -283,7 +312,7 @@ impl Joining {
             let (hub, stop) = (hub.clone(), stop.clone());
             move || {
                 error!("the cluster lease could not be renewed in time: closing every session and stopping (clients reconnect to another node)");
-                hub.close();
+                hub.fence();
                 stop.cancel();
             }
         };

@@ -141,6 +141,74 @@ async fn send(js: &jetstream::Context, proposal: Proposal) -> Acking {
     })
 }
 
+/// How many stream events before its start a node reads back at start, for the lobby lines
+/// the store had not committed yet when it loaded the history (CLUSTER.md).
+pub const REPLAY: u64 = 4096;
+
+/// The lobby lines among the stream's events `from..=to` (a node starting: see [`REPLAY`]),
+/// with their ids (`base + sequence`), oldest first. Gives up (with what it has, and a
+/// warning) after 10 s.
+pub async fn replay_lines(
+    js: &jetstream::Context,
+    from: u64,
+    to: u64,
+    base: u64,
+) -> Vec<crate::store::Line> {
+    let mut lines = Vec::new();
+    let from = from.max(1);
+    if from > to {
+        return lines; // an empty stream
+    }
+    let read = async {
+        let stream = js.get_stream(STREAM).await?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: SUBJECT.to_owned(),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            let Ok(info) = message.info() else { continue };
+            let seq = info.stream_sequence;
+            if seq > to {
+                break;
+            }
+            if let Ok(event::Event::Line {
+                action,
+                from,
+                text,
+                ts,
+                ..
+            }) = event::decode(&message.payload)
+            {
+                lines.push(crate::store::Line {
+                    room: crate::hub::RoomId::LOBBY,
+                    action,
+                    id: base.saturating_add(seq),
+                    ts,
+                    from,
+                    text,
+                });
+            }
+            if seq == to {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(10), read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "the stream's recent lines not read back; the lobby's history may miss a line or two"),
+        Err(_) => warn!("the stream's recent lines not read back within 10 s; the lobby's history may miss a line or two"),
+    }
+    lines
+}
+
 /// Applies the stream from `start` (a sequence) to the hub, in order, until `cancel`. The
 /// ordered consumer resumes after the last sequence it delivered when NATS comes back; a
 /// consumer that fails is made again from the next sequence. A gap (the stream no longer has

@@ -74,6 +74,9 @@ struct Shared {
     key_limits: keys::KeyLimits,
     /// Whether this hub is one node of several (`cluster`): lines go through the stream.
     clustered: bool,
+    /// Set by [`Hub::fence`]: this node lost its lease; sessions end at once, without the
+    /// shutdown's grace.
+    fenced: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -259,6 +262,7 @@ impl HubBuilder<'_> {
                 room_limits: RoomLimits::from_limits(limits),
                 key_limits: keys::KeyLimits::from_limits(limits),
                 clustered,
+                fenced: AtomicBool::new(false),
             }),
         }
     }
@@ -613,6 +617,18 @@ impl Hub {
     /// an outbox, so sessions that drain their outbox after it deliver all of it.
     pub fn close(&self) {
         self.lock().closed = true;
+    }
+
+    /// [`Hub::close`] because this node lost its cluster lease (CLUSTER.md): its sessions are
+    /// to end at once, before another node may be given their nicks.
+    pub fn fence(&self) {
+        self.shared.fenced.store(true, Ordering::SeqCst);
+        self.close();
+    }
+
+    /// Whether [`Hub::fence`] was called.
+    pub fn is_fenced(&self) -> bool {
+        self.shared.fenced.load(Ordering::SeqCst)
     }
 
     /// Closes the store after [`Hub::close`]: everything accepted is made durable, with the

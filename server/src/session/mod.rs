@@ -331,8 +331,13 @@ async fn chat<T: Transport>(
                 return exit;
             }
             if (answers.is_empty() && key_waits.is_empty()) || Instant::now() >= deadline {
+                let reason = if ctx.hub.is_fenced() {
+                    "this server lost its place in the cluster; reconnect (to another server)"
+                } else {
+                    "server is shutting down"
+                };
                 conn.queue_msg(&ServerMsg::Shutdown {
-                    reason: "server is shutting down".into(),
+                    reason: reason.into(),
                 });
                 return Exit::Shutdown(deadline);
             }
@@ -356,7 +361,13 @@ async fn chat<T: Transport>(
             () = cancel.cancelled(), if stopping.is_none() => {
                 // Keep serving a little longer: deliver what was accepted, answer what is owed
                 // and refuse what still comes (the hub is closed) — then say goodbye.
-                stopping = Some(Instant::now() + limits.shutdown_grace.mul_f64(0.8));
+                // A node that lost its cluster lease ends its sessions at once (CLUSTER.md).
+                let grace = if ctx.hub.is_fenced() {
+                    Duration::ZERO
+                } else {
+                    limits.shutdown_grace.mul_f64(0.8)
+                };
+                stopping = Some(Instant::now() + grace);
             }
             settled = settle_front(&mut answers, limits), if owes_store => match settled {
                 Ok(msg) => conn.queue_msg(&msg),
