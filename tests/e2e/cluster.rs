@@ -303,38 +303,80 @@ async fn a_killed_node_s_users_leave_and_log_in_elsewhere_within_the_lease() {
     let n2 = cluster.node("n2").await;
     let mut carol = TestClient::connect(&n1.options("carol")).await;
     let _dave = TestClient::connect(&n2.options("dave")).await;
-    loop {
-        if let Event::Joined { nick } = carol.next().await {
-            assert_eq!(nick, "dave");
-            break;
+    let _erin = TestClient::connect(&n2.options("erin")).await;
+    for expected in ["dave", "erin"] {
+        loop {
+            if let Event::Joined { nick } = carol.next().await {
+                assert_eq!(nick, expected);
+                break;
+            }
         }
     }
     let killed = Instant::now();
     let _data = n2.kill().await;
-    // dave is shown as gone on node 1 within lease + sweep (2 s + 1 s; waits up to 20 s).
-    let left = tokio::time::timeout(Duration::from_secs(20), async {
+    // dave comes back at once on node 1 (as his client would through a balancer): refused in
+    // words while node 2's lease runs, then let in.
+    let mut refusals = Vec::new();
+    let dave = loop {
+        match mm_client::connect(&n1.options("dave")).await {
+            Ok((client, events, welcome)) => {
+                break TestClient {
+                    client,
+                    events,
+                    welcome,
+                }
+            }
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                refusals.push(e.to_string());
+                assert!(
+                    killed.elapsed() < Duration::from_secs(20),
+                    "dave never got back in: {refusals:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let back_after = killed.elapsed();
+    assert!(
+        refusals.iter().all(|r| r.contains("has not ended yet")),
+        "{refusals:?}"
+    );
+    // erin, who did not come back, is shown as gone once node 2's lease ran out; dave, who
+    // moved to node 1, is not (carol is not told he left or joined).
+    let mut told = Vec::new();
+    let gone_after = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            if let Event::Left { nick, .. } = carol.next().await {
-                return nick;
+            match carol.next().await {
+                Event::Left { nick, .. } if nick == "erin" => return killed.elapsed(),
+                Event::Left { nick, .. } | Event::Joined { nick } => told.push(nick),
+                _ => {}
             }
         }
     })
     .await
-    .expect("dave was not shown as gone");
-    assert_eq!(left, "dave");
-    let gone_after = killed.elapsed();
-    // His nick is free: he logs in on node 1.
-    let dave = TestClient::connect(&n1.options("dave")).await;
+    .expect("erin was not shown as gone");
+    assert!(told.is_empty(), "told of {told:?}");
     dave.client.public("back").await.unwrap();
     let line = next_chat(&mut carol).await;
     assert!(
         matches!(&line, Event::Public(ChatLine { from, .. }) if from == "dave"),
         "{line:?}"
     );
-    eprintln!("dave shown as gone {gone_after:?} after kill -9 (lease {LEASE})");
+    carol.client.who().await.unwrap();
+    let users = loop {
+        if let Event::Users(u) = carol.next().await {
+            break u;
+        }
+    };
+    assert_eq!(users, ["carol", "dave"]);
+    eprintln!(
+        "kill -9 of a node: dave back in on another node {back_after:?} after ({} refusals), erin shown as gone {gone_after:?} after (lease {LEASE})",
+        refusals.len()
+    );
     assert!(
-        gone_after >= Duration::from_secs(1),
-        "{gone_after:?}: before the lease could end"
+        back_after >= Duration::from_secs(1),
+        "{back_after:?}: before the lease could end"
     );
 }
 

@@ -276,16 +276,19 @@ impl Hub {
                 if state.peers.contains_key(&key) {
                     return; // a newer login here took it over meanwhile
                 }
-                if let Some(cluster) = state.cluster.as_mut() {
+                let known = state.cluster.as_mut().and_then(|cluster| {
                     cluster.remote.insert(
                         key,
                         Remote {
                             nick: nick.clone(),
                             epoch: node,
                         },
-                    );
+                    )
+                });
+                // A user who moved from one node to another is not announced again.
+                if known.is_none() {
+                    state.tell_local_presence(&nick, true, LeaveReason::Quit);
                 }
-                state.tell_local_presence(&nick, true, LeaveReason::Quit);
             }
             Event::Offline {
                 epoch: node,

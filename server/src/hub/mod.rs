@@ -352,8 +352,12 @@ impl Hub {
             return; // replaced or dropped meanwhile
         };
         peer.announced = true;
+        let moved = peer.moved;
         if let Some(cluster) = state.cluster.as_mut() {
             cluster.tell_presence(&outbox.nick, true, LeaveReason::Quit);
+        }
+        if moved {
+            return;
         }
         let too_slow = state.notify_monitors(&outbox.nick, true);
         state.evict_all(too_slow);
@@ -417,10 +421,12 @@ impl Hub {
             state.remove_peer(&key);
             tracing::info!(conn = conn_id, nick, "login replaces an older connection");
         }
+        let mut moved = false;
         if let Some(cluster) = state.cluster.as_mut() {
             // The session claimed the nick for this node first (CLUSTER.md): another node's
-            // session of it is being ended.
-            cluster.remote.remove(&key);
+            // session of it is being ended (or that node is dead), and everyone saw the user
+            // online: they are not told again.
+            moved = cluster.remote.remove(&key).is_some();
         }
         // Under the lock, so that a private line stored for this user before this point is in
         // what the store returns, and every later one goes to the outbox instead. The store
@@ -477,6 +483,7 @@ impl Hub {
                 announced: inherited,
                 registering: register,
                 prekeys_low_sent: false,
+                moved,
             },
         );
         // The list of who is online goes with a login only while join and leave notices keep

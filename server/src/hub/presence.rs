@@ -54,6 +54,9 @@ pub(super) struct Peer {
     /// Whether this connection was told that its one-time prekeys run low (`PrekeysLow`)
     /// since it last published keys.
     pub prekeys_low_sent: bool,
+    /// One node of several: this login took the user over from another node, where everyone
+    /// saw them online: its announcement only tells the other nodes where they are now.
+    pub moved: bool,
 }
 
 impl State {
