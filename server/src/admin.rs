@@ -162,6 +162,15 @@ async fn exchange(mut tcp: TcpStream, hub: &Hub, metrics: &Metrics) {
     match route {
         Route::Metrics => {
             let (rooms, online) = hub.sizes();
+            let (remote, waiting) = hub.cluster_sizes();
+            metrics
+                .cluster
+                .remote_users
+                .set(i64::try_from(remote).unwrap_or(i64::MAX));
+            metrics
+                .cluster
+                .proposals_waiting
+                .set(i64::try_from(waiting).unwrap_or(i64::MAX));
             let text = metrics.render(rooms, online);
             answer(
                 &mut tcp,

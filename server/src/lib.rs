@@ -262,7 +262,7 @@ pub async fn serve_with(
     let lost = CancellationToken::new();
     let node = operations
         .cluster
-        .map(|joining| joining.run(&hub, &node_tracker, &node_cancel, &lost));
+        .map(|joining| joining.run(&hub, &metrics.cluster, &node_tracker, &node_cancel, &lost));
     let ctx = Arc::new(session::Context {
         hub: hub.clone(),
         server_name: format!("mm-server {}", env!("CARGO_PKG_VERSION")),

@@ -62,6 +62,19 @@ pub struct StoreMetrics {
     pub backlog: IntGauge,
 }
 
+/// The cluster's metrics (`--bus`; zero on a server on its own). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ClusterMetrics {
+    /// The last stream sequence this node applied (compare nodes: the lag of one behind).
+    pub applied_sequence: IntGauge,
+    /// Publishes to the stream sent again after no acknowledgement (NATS away or slow).
+    pub publish_retries: IntCounter,
+    /// This node's lines and presence changes proposed and not yet applied.
+    pub proposals_waiting: IntGauge,
+    /// Users online on other nodes, as this node sees them.
+    pub remote_users: IntGauge,
+}
+
 /// The metrics of one server instance.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -88,6 +101,8 @@ pub struct Metrics {
     online: IntGauge,
     /// The store's.
     pub store: StoreMetrics,
+    /// The cluster's.
+    pub cluster: ClusterMetrics,
 }
 
 /// Buckets of the commit latency histogram, in seconds: 0.5 ms to 10 s (an fsync takes ~1 ms
@@ -185,6 +200,28 @@ impl Metrics {
         registry.register(Box::new(proxy_header_refused.clone()))?;
         registry.register(Box::new(rooms.clone()))?;
         registry.register(Box::new(online.clone()))?;
+        let cluster = ClusterMetrics {
+            applied_sequence: IntGauge::new(
+                "mm_cluster_applied_sequence",
+                "The last sequence of the cluster's stream this node applied (0 on a server on its own).",
+            )?,
+            publish_retries: IntCounter::new(
+                "mm_cluster_publish_retries_total",
+                "Publishes to the cluster's stream sent again after no acknowledgement.",
+            )?,
+            proposals_waiting: IntGauge::new(
+                "mm_cluster_proposals_waiting",
+                "Lines and presence changes of this node proposed to the stream and not yet applied.",
+            )?,
+            remote_users: IntGauge::new(
+                "mm_cluster_remote_users",
+                "Users online on other nodes of the cluster, as this node sees them.",
+            )?,
+        };
+        registry.register(Box::new(cluster.applied_sequence.clone()))?;
+        registry.register(Box::new(cluster.publish_retries.clone()))?;
+        registry.register(Box::new(cluster.proposals_waiting.clone()))?;
+        registry.register(Box::new(cluster.remote_users.clone()))?;
         registry.register(Box::new(commit_seconds.clone()))?;
         registry.register(Box::new(backlog.clone()))?;
         // Every labelled series exists from the start (at 0), so that a scrape shows them all
@@ -218,6 +255,7 @@ impl Metrics {
                 commit_seconds,
                 backlog,
             },
+            cluster,
         })
     }
 

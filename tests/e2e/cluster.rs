@@ -68,7 +68,7 @@ impl Cluster {
             "--node-lease",
             lease,
             "--admin",
-            "off",
+            "127.0.0.1:0",
             "--data",
         ]
         .iter()
@@ -77,6 +77,33 @@ impl Cluster {
         .collect();
         ServerProcess::start_with_args(MM_SERVER, &args, data).await
     }
+}
+
+/// The admin listener's `/metrics` of a node, as text.
+async fn metrics(node: &ServerProcess) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let at = node
+        .log
+        .iter()
+        .find_map(|l| l.split("metrics at http://").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .expect("the node logs its admin address")
+        .to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&at).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+/// The value of the metric `name` (no labels) in `text`.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 /// The next event that is not a presence notice.
@@ -456,6 +483,15 @@ async fn a_nats_restart_mid_stream_loses_no_acknowledged_line() {
         "NATS restarted mid-stream: {} acknowledged, {refused} refused in words, all delivered",
         acknowledged.len()
     );
+    // Both nodes applied the whole stream; each sees the other's user.
+    let (m1, m2) = (metrics(&n1).await, metrics(&n2).await);
+    assert_eq!(
+        metric(&m1, "mm_cluster_applied_sequence"),
+        metric(&m2, "mm_cluster_applied_sequence")
+    );
+    assert!(metric(&m1, "mm_cluster_applied_sequence") >= 60.0);
+    assert_eq!(metric(&m1, "mm_cluster_remote_users"), 1.0);
+    assert_eq!(metric(&m1, "mm_cluster_proposals_waiting"), 0.0);
 }
 
 /// A TCP relay in front of PostgreSQL for one node, which the test can cut (every connection

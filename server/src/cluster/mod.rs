@@ -278,6 +278,7 @@ impl Joining {
     pub fn run(
         self,
         hub: &Hub,
+        metrics: &crate::metrics::ClusterMetrics,
         tracker: &TaskTracker,
         cancel: &CancellationToken,
         stop: &CancellationToken,
@@ -294,10 +295,16 @@ impl Joining {
         } = self;
         drop(sender);
         hub.seed_remote(online);
-        tracker.spawn(stream::publish(js.clone(), proposals, cancel.clone()));
+        tracker.spawn(stream::publish(
+            js.clone(),
+            proposals,
+            metrics.clone(),
+            cancel.clone(),
+        ));
         tracker.spawn(stream::apply(
             js,
             hub.clone(),
+            metrics.clone(),
             start,
             cancel.clone(),
             stop.clone(),

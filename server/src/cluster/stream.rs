@@ -77,6 +77,7 @@ type Acking = std::pin::Pin<Box<dyn std::future::Future<Output = (Proposal, AckR
 pub async fn publish(
     js: jetstream::Context,
     mut proposals: mpsc::Receiver<Proposal>,
+    metrics: crate::metrics::ClusterMetrics,
     cancel: CancellationToken,
 ) {
     use futures_util::stream::FuturesOrdered;
@@ -99,6 +100,7 @@ pub async fn publish(
                 }
                 Err(e) => {
                     warn!(error = %e, id = %proposal.msg_id, "stream publish not acknowledged; sending it again");
+                    metrics.publish_retries.inc();
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                     in_flight.push_back(send(&js, proposal).await);
@@ -217,6 +219,7 @@ pub async fn replay_lines(
 pub async fn apply(
     js: jetstream::Context,
     hub: Hub,
+    metrics: crate::metrics::ClusterMetrics,
     start: u64,
     cancel: CancellationToken,
     fail: CancellationToken,
@@ -293,6 +296,9 @@ pub async fn apply(
                 return;
             }
             next = seq + 1;
+            metrics
+                .applied_sequence
+                .set(i64::try_from(seq).unwrap_or(i64::MAX));
             match event::decode(&message.payload) {
                 Ok(event) => hub.apply(seq, event),
                 Err(e) => warn!(error = %e, seq, "stream event not applied"),

@@ -506,6 +506,16 @@ impl Hub {
             .flat_map(|c| c.remote.values().map(|r| &r.nick))
     }
 
+    /// Users online on other nodes, and this node's proposals waiting for the stream (for the
+    /// metrics); zeros on a hub on its own.
+    pub fn cluster_sizes(&self) -> (usize, usize) {
+        let state = self.lock();
+        state
+            .cluster
+            .as_ref()
+            .map_or((0, 0), |c| (c.remote.len(), c.pending.len()))
+    }
+
     /// How many proposals of this node wait for the stream.
     pub fn pending_proposals(&self) -> usize {
         self.lock().cluster.as_ref().map_or(0, |c| c.pending.len())
