@@ -557,6 +557,17 @@ async fn a_node_that_loses_its_database_closes_its_sessions_before_its_lease_end
 
     let cut = Instant::now();
     relay.cut();
+    // Lines carol sends now are ordered and seen on node 2, but her node cannot store them.
+    for i in 0..3 {
+        carol.client.public(&format!("unstored-{i}")).await.unwrap();
+    }
+    let mut seen = 0;
+    while seen < 3 {
+        if let Event::Public(ChatLine { text, .. }) = dave.next().await {
+            assert_eq!(text, format!("unstored-{seen}"));
+            seen += 1;
+        }
+    }
     // carol's session ends (the node stops, telling her)...
     let told = tokio::time::timeout(lease * 3, async {
         loop {
@@ -608,6 +619,24 @@ async fn a_node_that_loses_its_database_closes_its_sessions_before_its_lease_end
     })
     .await;
     assert!(again.is_ok(), "carol could not log in on node 2");
+    // Node 2 swept node 1 and stored what everyone saw: the stored history (what a node
+    // reads at start, and room history pages) has the three lines.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stored: i64 = db
+            .query_one(
+                "SELECT count(*) FROM history WHERE text LIKE 'unstored-%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if stored == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stored} of 3 stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The fenced node stopped, saying why, and not as a clean stop.
     let (status, log) = n1.exited(Duration::from_secs(90)).await;
     assert!(!status.success(), "{status}");

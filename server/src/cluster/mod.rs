@@ -220,6 +220,7 @@ pub async fn start(
             .max(start.saturating_sub(stream::REPLAY)),
         info.state.last_sequence,
         base,
+        None,
     )
     .await;
     let (sender, proposals) = mpsc::channel(stream::PROPOSALS);
@@ -291,8 +292,10 @@ impl Joining {
             proposals,
             sender,
             online,
+            base,
             ..
         } = self;
+        let js_for_sweep = js.clone();
         drop(sender);
         hub.seed_remote(online);
         tracker.spawn(stream::publish(
@@ -329,13 +332,26 @@ impl Joining {
             || {},
             cancel.clone(),
         ));
-        tracker.spawn(sweep(Arc::clone(&membership), hub.clone(), cancel.clone()));
+        tracker.spawn(sweep(
+            Arc::clone(&membership),
+            hub.clone(),
+            js_for_sweep,
+            base,
+            cancel.clone(),
+        ));
         Arc::new(Node { membership, client })
     }
 }
 
-/// Every [`SWEEP_EVERY`]: nodes whose lease expired leave the presence view.
-async fn sweep(membership: Arc<Membership>, hub: Hub, cancel: CancellationToken) {
+/// Every [`SWEEP_EVERY`]: nodes whose lease expired leave the presence view, and the node that
+/// swept one first stores the lobby lines it had ordered but not stored ([`recover`]).
+async fn sweep(
+    membership: Arc<Membership>,
+    hub: Hub,
+    js: jetstream::Context,
+    base: u64,
+    cancel: CancellationToken,
+) {
     let mut missing = std::collections::HashSet::new();
     let mut every = tokio::time::interval(SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -346,8 +362,13 @@ async fn sweep(membership: Arc<Membership>, hub: Hub, cancel: CancellationToken)
         }
         // Whichever node sweeps first removes a dead node's rows; every node compares its own
         // view with the live leases.
-        if let Err(e) = membership.sweep().await {
-            warn!(error = %e, "dead nodes not swept");
+        match membership.sweep().await {
+            Ok(gone) => {
+                for (node, _) in gone {
+                    recover(&js, &hub, &membership, base, node.epoch).await;
+                }
+            }
+            Err(e) => warn!(error = %e, "dead nodes not swept"),
         }
         match membership.live_nodes().await {
             Ok(live) => {
@@ -356,5 +377,60 @@ async fn sweep(membership: Arc<Membership>, hub: Hub, cancel: CancellationToken)
             }
             Err(e) => warn!(error = %e, "live nodes not read"),
         }
+    }
+}
+
+/// A node of `epoch` died: the lobby lines it ordered in the stream's last [`stream::REPLAY`]
+/// events and did not store (it died between the stream's acknowledgement and its commit;
+/// everyone saw them live) are stored now, so that the history is what everyone saw. Best
+/// effort: logged if it cannot.
+async fn recover(
+    js: &jetstream::Context,
+    hub: &Hub,
+    membership: &Membership,
+    base: u64,
+    epoch: i64,
+) {
+    let last = match js.get_stream(stream::STREAM).await {
+        Ok(mut s) => match s.info().await {
+            Ok(info) => info.state.last_sequence,
+            Err(e) => return warn!(error = %e, "a dead node's lines not checked"),
+        },
+        Err(e) => return warn!(error = %e, "a dead node's lines not checked"),
+    };
+    let lines = stream::replay_lines(
+        js,
+        last.saturating_sub(stream::REPLAY),
+        last,
+        base,
+        Some(epoch),
+    )
+    .await;
+    if lines.is_empty() {
+        return;
+    }
+    let ids: Vec<i64> = lines
+        .iter()
+        .filter_map(|l| i64::try_from(l.id).ok())
+        .collect();
+    let stored = match membership.stored_lines(&ids).await {
+        Ok(stored) => stored,
+        Err(e) => return warn!(error = %e, "a dead node's lines not checked"),
+    };
+    let mut recovered = 0;
+    for line in lines {
+        if i64::try_from(line.id).is_ok_and(|id| stored.contains(&id)) {
+            continue;
+        }
+        if hub.store().append_public(line).is_ok() {
+            recovered += 1;
+        }
+    }
+    if recovered > 0 {
+        info!(
+            epoch,
+            lines = recovered,
+            "stored lobby lines a dead node had ordered but not stored"
+        );
     }
 }

@@ -148,13 +148,14 @@ async fn send(js: &jetstream::Context, proposal: Proposal) -> Acking {
 pub const REPLAY: u64 = 4096;
 
 /// The lobby lines among the stream's events `from..=to` (a node starting: see [`REPLAY`]),
-/// with their ids (`base + sequence`), oldest first. Gives up (with what it has, and a
-/// warning) after 10 s.
+/// with their ids (`base + sequence`), oldest first; only those accepted by the node of
+/// `epoch` if given. Gives up (with what it has, and a warning) after 10 s.
 pub async fn replay_lines(
     js: &jetstream::Context,
     from: u64,
     to: u64,
     base: u64,
+    epoch: Option<i64>,
 ) -> Vec<crate::store::Line> {
     let mut lines = Vec::new();
     let from = from.max(1);
@@ -181,21 +182,23 @@ pub async fn replay_lines(
                 break;
             }
             if let Ok(event::Event::Line {
+                origin,
                 action,
                 from,
                 text,
                 ts,
-                ..
             }) = event::decode(&message.payload)
             {
-                lines.push(crate::store::Line {
-                    room: crate::hub::RoomId::LOBBY,
-                    action,
-                    id: base.saturating_add(seq),
-                    ts,
-                    from,
-                    text,
-                });
+                if epoch.is_none_or(|e| e == origin.epoch) {
+                    lines.push(crate::store::Line {
+                        room: crate::hub::RoomId::LOBBY,
+                        action,
+                        id: base.saturating_add(seq),
+                        ts,
+                        from,
+                        text,
+                    });
+                }
             }
             if seq == to {
                 break;

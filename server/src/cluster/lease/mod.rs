@@ -379,6 +379,28 @@ impl Membership {
         .await
     }
 
+    /// Which of the lobby line ids `ids` the store's history holds (for lines a dead node
+    /// ordered but may not have stored: CLUSTER.md).
+    ///
+    /// # Errors
+    /// [`LeaseError::Db`], [`LeaseError::Timeout`].
+    pub async fn stored_lines(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashSet<i64>, LeaseError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let rows = self.checked(
+                &client,
+                client
+                    .query("SELECT id FROM history WHERE id = ANY($1)", &[&ids])
+                    .await,
+            )?;
+            rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        })
+        .await
+    }
+
     /// The id base of the stream made at `created` (CLUSTER.md): the one recorded for it,
     /// or else `candidate` (above every id given out before), recorded now. The first node
     /// to record it wins; every node gets the same base.
