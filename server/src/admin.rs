@@ -183,7 +183,13 @@ async fn exchange(mut tcp: TcpStream, hub: &Hub, metrics: &Metrics) {
         }
         Route::Health => answer(&mut tcp, "200 OK", "text/plain", "ok\n", head_only).await,
         Route::Ready => {
-            let (status, body) = match ready(hub).await {
+            let bus_down = hub.is_clustered() && metrics.cluster.bus_connected.get() == 0;
+            let state = if bus_down {
+                Err("the cluster's bus (NATS) is not connected: lines cannot be ordered".to_owned())
+            } else {
+                ready(hub).await
+            };
+            let (status, body) = match state {
                 Ok(()) => ("200 OK", "ready\n".to_owned()),
                 Err(why) => ("503 Service Unavailable", format!("not ready: {why}\n")),
             };

@@ -73,6 +73,8 @@ pub struct ClusterMetrics {
     pub proposals_waiting: IntGauge,
     /// Users online on other nodes, as this node sees them.
     pub remote_users: IntGauge,
+    /// 1 while this node's link to NATS is up (a node of several), else 0.
+    pub bus_connected: IntGauge,
 }
 
 /// The metrics of one server instance.
@@ -217,11 +219,16 @@ impl Metrics {
                 "mm_cluster_remote_users",
                 "Users online on other nodes of the cluster, as this node sees them.",
             )?,
+            bus_connected: IntGauge::new(
+                "mm_cluster_bus_connected",
+                "1 while this node's link to the cluster's bus (NATS) is up; 0 when it is down or there is none.",
+            )?,
         };
         registry.register(Box::new(cluster.applied_sequence.clone()))?;
         registry.register(Box::new(cluster.publish_retries.clone()))?;
         registry.register(Box::new(cluster.proposals_waiting.clone()))?;
         registry.register(Box::new(cluster.remote_users.clone()))?;
+        registry.register(Box::new(cluster.bus_connected.clone()))?;
         registry.register(Box::new(commit_seconds.clone()))?;
         registry.register(Box::new(backlog.clone()))?;
         // Every labelled series exists from the start (at 0), so that a scrape shows them all

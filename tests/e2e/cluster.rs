@@ -81,6 +81,11 @@ impl Cluster {
 
 /// The admin listener's `/metrics` of a node, as text.
 async fn metrics(node: &ServerProcess) -> String {
+    http_get(node, "/metrics").await
+}
+
+/// `GET path` on a node's admin listener: the whole answer, status line first.
+async fn http_get(node: &ServerProcess, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let at = node
         .log
@@ -90,9 +95,11 @@ async fn metrics(node: &ServerProcess) -> String {
         .expect("the node logs its admin address")
         .to_owned();
     let mut tcp = tokio::net::TcpStream::connect(&at).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut text = String::new();
     tcp.read_to_string(&mut text).await.unwrap();
     text
@@ -314,13 +321,64 @@ async fn a_login_on_another_node_replaces_the_session() {
         );
         assert!(detail.contains("several nodes"), "{detail}");
     }
-    // The new one works: dave on node 1 gets its line.
+    // The new one works: dave on node 1 gets its line, and was not told carol left or joined
+    // (she moved).
     new.client.public("from node 2").await.unwrap();
-    let line = next_chat(&mut watcher).await;
-    assert!(
-        matches!(&line, Event::Public(ChatLine { from, text, .. }) if from == "carol" && text == "from node 2"),
-        "{line:?}"
-    );
+    loop {
+        match watcher.next().await {
+            Event::Public(ChatLine { from, text, .. }) => {
+                assert_eq!((from.as_str(), text.as_str()), ("carol", "from node 2"));
+                break;
+            }
+            Event::Joined { nick } | Event::Left { nick, .. } => {
+                panic!("dave was told {nick} joined or left: she only moved")
+            }
+            _ => {}
+        }
+    }
+    // Away, across nodes: carol (node 2) is away; dave (node 1) sees it in /names #lobby and
+    // when he writes to her.
+    new.client
+        .room_command(&mm_common::protocol::ClientMsg::Away {
+            message: "lunch".into(),
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        watcher
+            .client
+            .room_command(&mm_common::protocol::ClientMsg::Names {
+                room: "#lobby".into(),
+            })
+            .await
+            .unwrap();
+        let names = loop {
+            if let Event::Room(mm_client::RoomEvent::Names { members, .. }) = watcher.next().await {
+                break members;
+            }
+        };
+        if names.iter().any(|m| m.nick == "carol" && m.away) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Commands on #lobby are answered as on one node; /list is empty.
+    watcher
+        .client
+        .room_command(&mm_common::protocol::ClientMsg::Topic {
+            room: "#lobby".into(),
+            topic: Some("x".into()),
+        })
+        .await
+        .unwrap();
+    loop {
+        if let Event::Room(mm_client::RoomEvent::Error { code, .. }) = watcher.next().await {
+            assert_eq!(code, mm_common::protocol::ErrorCode::LOBBY_FIXED);
+            break;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,8 +489,14 @@ async fn a_nats_restart_mid_stream_loses_no_acknowledged_line() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Down for two seconds while carol keeps sending, then back (same port, same store).
     cluster.nats.stop();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = http_get(&n1, "/readyz").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     cluster.nats.restart();
+    assert!(
+        during.starts_with("HTTP/1.1 503") && during.contains("NATS"),
+        "{during}"
+    );
     sending.await.unwrap();
 
     // What carol was told: each line acknowledged (Sent) or refused in words.

@@ -78,6 +78,15 @@ pub enum Event {
         /// The nick as the user spells it.
         nick: String,
     },
+    /// `nick`, on the node of `epoch`, is away with `message`, or back (`None`).
+    Away {
+        /// The node's epoch.
+        epoch: i64,
+        /// The nick as the user spells it.
+        nick: String,
+        /// The away message.
+        message: Option<String>,
+    },
     /// `nick` left the node of `epoch`.
     Offline {
         /// The node's epoch.
@@ -135,6 +144,12 @@ pub fn decode(bytes: &[u8]) -> Result<Event, EventError> {
                 }
         }
         Event::Online { nick, .. } | Event::Offline { nick, .. } => nick_ok(nick),
+        Event::Away { nick, message, .. } => {
+            nick_ok(nick)
+                && message
+                    .as_ref()
+                    .is_none_or(|m| m.len() <= mm_common::protocol::MAX_REASON_LEN)
+        }
     };
     if ok {
         Ok(event)
@@ -178,6 +193,11 @@ mod tests {
                 epoch: 7,
                 nick: "ann".into(),
                 reason: LeaveReason::Quit,
+            },
+            Event::Away {
+                epoch: 7,
+                nick: "ann".into(),
+                message: Some("lunch".into()),
             },
         ] {
             assert_eq!(decode(&encode(&event).unwrap()).unwrap(), event);

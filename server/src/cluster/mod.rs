@@ -99,7 +99,7 @@ impl Node {
             }
             let request = self.client.request(
                 stream::takeover_subject(node.epoch),
-                format!("{nick_key}\n{credential}").into(),
+                format!("{nick_key}\n{credential}\n{}", self.epoch()).into(),
             );
             match tokio::time::timeout(left, request).await {
                 Ok(Ok(_)) => {}
@@ -187,14 +187,32 @@ pub async fn start(
     bus: &nats::BusConfig,
     last_id: u64,
 ) -> anyhow::Result<Joining> {
+    // NATS first: a node that cannot reach it leaves no lease behind.
+    let client = nats::connect(bus)
+        .await
+        .map_err(|e| anyhow::anyhow!("cluster: {e}"))?;
     let membership = Arc::new(
         Membership::join(target, &bus.node_name, bus.lease)
             .await
             .map_err(|e| anyhow::anyhow!("cluster: {e}"))?,
     );
-    let client = nats::connect(bus)
-        .await
-        .map_err(|e| anyhow::anyhow!("cluster: {e}"))?;
+    match joined(membership.clone(), client, bus, last_id).await {
+        Ok(joining) => Ok(joining),
+        Err(e) => {
+            // Its lease goes at once, so that it can start again under its name.
+            let _ = membership.leave().await;
+            Err(e)
+        }
+    }
+}
+
+/// The rest of [`start`], once the node has its lease.
+async fn joined(
+    membership: Arc<Membership>,
+    client: async_nats::Client,
+    bus: &nats::BusConfig,
+    last_id: u64,
+) -> anyhow::Result<Joining> {
     let js = jetstream::new(client.clone());
     let mut mm = stream::ensure(&js).await?;
     // Who is online elsewhere, read before the stream's position: a logout after this read is

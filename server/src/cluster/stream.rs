@@ -256,13 +256,16 @@ pub async fn apply(
         // async-nats remakes an ordered consumer by itself after a reconnection, but against
         // nats-server 2.9 that took over a minute (its missed-heartbeat detection): a
         // reconnection makes a new one here, from the next sequence, at once.
-        let stats = js.client().statistics();
+        let client = js.client();
+        let stats = client.statistics();
         let connects = stats.connects.load(std::sync::atomic::Ordering::Relaxed);
         let mut watch = tokio::time::interval(Duration::from_millis(200));
         loop {
             let message = tokio::select! {
                 m = messages.next() => m,
                 _ = watch.tick() => {
+                    let up = client.connection_state() == async_nats::connection::State::Connected;
+                    metrics.bus_connected.set(i64::from(up));
                     if stats.connects.load(std::sync::atomic::Ordering::Relaxed) != connects {
                         info!(from = next, "NATS link back: applying the stream again from where this node was");
                         break;
@@ -310,7 +313,8 @@ pub async fn apply(
     }
 }
 
-/// Answers other nodes' takeover requests (`nick_key` and credential, newline-separated):
+/// Answers other nodes' takeover requests (`nick_key`, credential and the requesting node's
+/// epoch, newline-separated):
 /// ends this node's session of that nick if it holds it with that credential, releases the
 /// nick, and answers `ok` (or `none`).
 pub async fn answer_takeovers(
@@ -336,14 +340,18 @@ pub async fn answer_takeovers(
             continue;
         };
         let text = String::from_utf8_lossy(&request.payload);
-        let mut parts = text.splitn(2, '\n');
-        let (Some(key), Some(credential)) = (parts.next(), parts.next()) else {
+        let mut parts = text.splitn(3, '\n');
+        let (Some(key), Some(credential), Some(Ok(epoch))) = (
+            parts.next(),
+            parts.next(),
+            parts.next().map(str::parse::<i64>),
+        ) else {
             continue;
         };
         if key.len() > 4 * mm_common::protocol::MAX_NICK_LEN || credential.len() > 1024 {
             continue;
         }
-        let ended = hub.replaced_elsewhere(key, credential);
+        let ended = hub.replaced_elsewhere(key, credential, epoch);
         if ended {
             if let Err(e) = membership.release(key).await {
                 warn!(error = %e, "nick not released after a takeover");

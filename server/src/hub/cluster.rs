@@ -60,6 +60,8 @@ pub type Settled = Result<Ordered, SendError>;
 pub(super) struct Remote {
     nick: String,
     epoch: i64,
+    /// Their away message, if away.
+    away: Option<String>,
 }
 
 /// The hub's cluster state (behind the hub's lock).
@@ -141,6 +143,29 @@ impl ClusterState {
     /// Whether `key` is online on another node.
     pub(super) fn is_remote(&self, key: &str) -> bool {
         self.remote.contains_key(key)
+    }
+
+    /// Proposes that this node's user `nick` is away with `message` (`None`: back). Best
+    /// effort, as presence.
+    pub(super) fn tell_away(&mut self, nick: &str, message: Option<String>) {
+        let epoch = self.epoch;
+        let nick = nick.to_owned();
+        if self
+            .propose(0, |_| Event::Away {
+                epoch,
+                nick,
+                message,
+            })
+            .is_none()
+        {
+            tracing::warn!("away message not told to the other nodes: the bus queue is full");
+        }
+    }
+
+    /// The away message of `key`, online on another node, with how they spell their nick.
+    pub(super) fn remote_away(&self, key: &str) -> Option<(String, String)> {
+        let r = self.remote.get(key)?;
+        r.away.clone().map(|m| (r.nick.clone(), m))
     }
 }
 
@@ -282,12 +307,26 @@ impl Hub {
                         Remote {
                             nick: nick.clone(),
                             epoch: node,
+                            away: None,
                         },
                     )
                 });
                 // A user who moved from one node to another is not announced again.
                 if known.is_none() {
                     state.tell_local_presence(&nick, true, LeaveReason::Quit);
+                }
+            }
+            Event::Away {
+                epoch: node,
+                nick,
+                message,
+            } => {
+                if let Some(r) = cluster
+                    .remote
+                    .get_mut(&nick_key(&nick))
+                    .filter(|r| r.epoch == node)
+                {
+                    r.away = message;
                 }
             }
             Event::Offline {
@@ -474,9 +513,14 @@ impl Hub {
         };
         for (nick, epoch) in users {
             if epoch != cluster.epoch {
-                cluster
-                    .remote
-                    .insert(nick_key(&nick), Remote { nick, epoch });
+                cluster.remote.insert(
+                    nick_key(&nick),
+                    Remote {
+                        nick,
+                        epoch,
+                        away: None,
+                    },
+                );
             }
         }
     }
@@ -484,7 +528,7 @@ impl Hub {
     /// A login on another node took over `nick` with `credential`: ends the session here
     /// quietly, as a local takeover would (its client is told it was replaced). Returns
     /// whether a session here held it with that credential.
-    pub fn replaced_elsewhere(&self, nick_key_: &str, credential: &str) -> bool {
+    pub fn replaced_elsewhere(&self, nick_key_: &str, credential: &str, epoch: i64) -> bool {
         let mut state = self.lock();
         let Some(peer) = state.peers.get(nick_key_) else {
             return false;
@@ -494,7 +538,21 @@ impl Hub {
         }
         peer.replaced
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        state.remove_peer(nick_key_);
+        let Some(peer) = state.remove_peer(nick_key_) else {
+            return false;
+        };
+        // The user moved to the node of `epoch`: this node's users saw them online and are not
+        // told they left or joined; the new node's `Online` finds them known.
+        if let Some(cluster) = state.cluster.as_mut() {
+            cluster.remote.insert(
+                nick_key_.to_owned(),
+                Remote {
+                    nick: peer.nick,
+                    epoch,
+                    away: None,
+                },
+            );
+        }
         true
     }
 
@@ -504,6 +562,14 @@ impl Hub {
             .cluster
             .iter()
             .flat_map(|c| c.remote.values().map(|r| &r.nick))
+    }
+
+    /// Users online on other nodes: their nick and whether they are away.
+    pub(super) fn remote_members(state: &State) -> impl Iterator<Item = (&String, bool)> {
+        state
+            .cluster
+            .iter()
+            .flat_map(|c| c.remote.values().map(|r| (&r.nick, r.away.is_some())))
     }
 
     /// Users online on other nodes, and this node's proposals waiting for the stream (for the

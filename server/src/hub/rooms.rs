@@ -625,14 +625,14 @@ impl Hub {
                         },
                     )
                 })
-                .chain(Self::remote_nicks(&state).map(|n| {
+                .chain(Self::remote_members(&state).map(|(n, away)| {
                     (
                         nick_key(n),
                         mm_common::protocol::Member {
                             nick: n.clone(),
                             role: Role::Member,
                             online: true,
-                            away: false,
+                            away,
                         },
                     )
                 }))
@@ -1002,8 +1002,12 @@ impl Hub {
             return Err(RoomError::Closed);
         };
         peer.away = (!message.is_empty()).then(|| message.clone());
+        let (shown, away) = (peer.nick.clone(), peer.away.clone());
+        if let Some(cluster) = state.cluster.as_mut() {
+            cluster.tell_away(&shown, away);
+        }
         let msg = ServerMsg::Away {
-            nick: peer.nick.clone(),
+            nick: shown,
             message,
         };
         state.send_user(&key, encode(&msg));
@@ -1013,8 +1017,11 @@ impl Hub {
     /// The away message of `nick` if online and away.
     pub fn away_message(&self, nick: &str) -> Option<(String, String)> {
         let state = self.lock();
-        let peer = state.peers.get(&nick_key(nick))?;
-        peer.away.clone().map(|m| (peer.nick.clone(), m))
+        let key = nick_key(nick);
+        match state.peers.get(&key) {
+            Some(peer) => peer.away.clone().map(|m| (peer.nick.clone(), m)),
+            None => state.cluster.as_ref()?.remote_away(&key),
+        }
     }
 
     /// Deletes room `key` (an operator's `mm-server rooms delete`, or expiry): its members

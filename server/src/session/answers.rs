@@ -172,7 +172,8 @@ fn ordered(answer: &mut Answer, settled: Settled) -> Option<ServerMsg> {
     let Answer::Ordering { to, deadline, .. } = answer else {
         return None;
     };
-    let deadline = *deadline;
+    // The store's wait starts now that the line is ordered (the bus may have taken long).
+    let deadline = (*deadline).max(Instant::now() + super::context::STORE_TIMEOUT);
     *answer = match settled {
         Ok(Ordered::Public(accepted, durable)) => Answer::Public {
             accepted,
@@ -225,24 +226,37 @@ pub(crate) async fn settle_front(
             Ok(Err(_)) => mail_answer(*accepted, to, *live, Err(StoreError::Closed), limits),
             Err(_) => return Err(silent()),
         },
-        Some(Answer::Ordering { reply, .. }) => match timeout_at(deadline, reply).await {
-            Ok(settled) => {
-                let settled = settled.unwrap_or(Err(SendError::Closed));
-                let Some(answer) = answers.front_mut() else {
-                    return std::future::pending().await;
-                };
-                match ordered(answer, settled) {
-                    Some(refusal) => refusal,
-                    // Now a `Public` or `Mail` answer: wait for the store (same deadline).
-                    None => return Box::pin(settle_front(answers, limits)).await,
+        Some(Answer::Ordering { reply, .. }) => {
+            match timeout_at(deadline.max(bus_deadline(deadline)), reply).await {
+                Ok(settled) => {
+                    let settled = settled.unwrap_or(Err(SendError::Closed));
+                    let Some(answer) = answers.front_mut() else {
+                        return std::future::pending().await;
+                    };
+                    match ordered(answer, settled) {
+                        Some(refusal) => refusal,
+                        // Now a `Public` or `Mail` answer: wait for the store (same deadline).
+                        None => return Box::pin(settle_front(answers, limits)).await,
+                    }
                 }
+                Err(_) => return Err(Exit::Fatal(Refusal::BusSilent)),
             }
-            Err(_) => return Err(silent()),
-        },
+        }
         _ => return std::future::pending().await,
     };
     answers.pop_front();
     Ok(msg)
+}
+
+/// How long a line waits for the cluster's bus to order it, counted like the store's
+/// deadline (which is 30 s after the line came): 90 s, below JetStream's 2-minute window in
+/// which a publish sent again is recognised as a repeat (CLUSTER.md). A NATS outage shorter
+/// than that only delays answers.
+pub(crate) const BUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// The deadline of a line waiting for the bus, from its store deadline.
+fn bus_deadline(store_deadline: Instant) -> Instant {
+    store_deadline + BUS_TIMEOUT.saturating_sub(super::context::STORE_TIMEOUT)
 }
 
 /// Most answers one session may owe at once (waiting for the store); beyond this it stops

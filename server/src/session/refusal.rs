@@ -91,6 +91,8 @@ pub(crate) enum Refusal {
     NoSuchAccount { to: String },
     /// The store stopped answering while lines were owed an answer (`busy`; fatal).
     StoreSilent,
+    /// One node of several: the cluster's bus (NATS) did not order a line in time.
+    BusSilent,
     /// The client fell too far behind (`too-slow`).
     TooSlow,
     /// The account logged in on another connection (`replaced`).
@@ -264,6 +266,11 @@ impl Refusal {
             Refusal::NoSuchAccount { to } => (
                 ErrorCode::NO_SUCH_NICK,
                 format!("{} is not online and not a registered user", protocol_safe(to)),
+            ),
+            Refusal::BusSilent => (
+                ErrorCode::BUSY,
+                "the cluster's message bus is not answering: lines not acknowledged may still be delivered once it is back (look before sending them again)"
+                    .into(),
             ),
             Refusal::StoreSilent => (
                 ErrorCode::BUSY,

@@ -23,9 +23,17 @@ pub(super) fn command<T: Transport>(
     let hub = &ctx.hub;
     if hub.is_clustered() {
         // Rooms are not shared between nodes yet (CLUSTER.md): refused in words, never
-        // half-working. The lobby's names and away messages are per user and work.
-        let lobby_names = matches!(&msg, ClientMsg::Names { room } if is_lobby(room));
-        if !lobby_names && !matches!(msg, ClientMsg::Away { .. }) {
+        // half-working. Commands on #lobby (its names; the rest answered as on one node) and
+        // away messages work; the list of rooms is empty.
+        if matches!(msg, ClientMsg::List { .. }) {
+            conn.queue_msg(&ServerMsg::Rooms {
+                rooms: Vec::new(),
+                next: String::new(),
+            });
+            return None;
+        }
+        let lobby = command_room(&msg).is_some_and(is_lobby);
+        if !lobby && !matches!(msg, ClientMsg::Away { .. }) {
             let room = command_room(&msg).unwrap_or_default().to_owned();
             conn.queue_msg(&refusal(&room, &RoomError::NotOnCluster));
             return None;
