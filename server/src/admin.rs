@@ -184,8 +184,14 @@ async fn exchange(mut tcp: TcpStream, hub: &Hub, metrics: &Metrics) {
         Route::Health => answer(&mut tcp, "200 OK", "text/plain", "ok\n", head_only).await,
         Route::Ready => {
             let bus_down = hub.is_clustered() && metrics.cluster.bus_connected.get() == 0;
+            let refused = hub.is_clustered()
+                && metrics
+                    .cluster
+                    .publishing_fails(std::time::Duration::from_secs(10));
             let state = if bus_down {
                 Err("the cluster's bus (NATS) is not connected: lines cannot be ordered".to_owned())
+            } else if refused {
+                Err("the cluster's stream does not take this node's lines (JetStream full or gone?)".to_owned())
             } else {
                 ready(hub).await
             };

@@ -75,6 +75,30 @@ pub struct ClusterMetrics {
     pub remote_users: IntGauge,
     /// 1 while this node's link to NATS is up (a node of several), else 0.
     pub bus_connected: IntGauge,
+    /// 1 while the stream refuses or does not acknowledge this node's publishes.
+    pub publish_failing: IntGauge,
+    /// When a publish last failed (seconds since the Unix epoch; 0: never).
+    pub publish_failed_at: IntGauge,
+}
+
+impl ClusterMetrics {
+    /// Records a failed publish now.
+    pub fn publish_failed(&self) {
+        self.publish_failing.set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.publish_failed_at.set(now);
+    }
+
+    /// Whether publishes fail now: the last one failed, less than `window` ago.
+    pub fn publishing_fails(&self, window: std::time::Duration) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
+        self.publish_failing.get() != 0 && now.saturating_sub(self.publish_failed_at.get()) < window
+    }
 }
 
 /// The metrics of one server instance.
@@ -219,6 +243,14 @@ impl Metrics {
                 "mm_cluster_remote_users",
                 "Users online on other nodes of the cluster, as this node sees them.",
             )?,
+            publish_failed_at: IntGauge::new(
+                "mm_cluster_publish_failure_timestamp_seconds",
+                "When a publish to the cluster's stream last failed, in seconds since the Unix epoch (0: never).",
+            )?,
+            publish_failing: IntGauge::new(
+                "mm_cluster_publish_failing",
+                "1 while the cluster's stream refuses or does not acknowledge this node's publishes (since the last one it acknowledged).",
+            )?,
             bus_connected: IntGauge::new(
                 "mm_cluster_bus_connected",
                 "1 while this node's link to the cluster's bus (NATS) is up; 0 when it is down or there is none.",
@@ -229,6 +261,8 @@ impl Metrics {
         registry.register(Box::new(cluster.proposals_waiting.clone()))?;
         registry.register(Box::new(cluster.remote_users.clone()))?;
         registry.register(Box::new(cluster.bus_connected.clone()))?;
+        registry.register(Box::new(cluster.publish_failing.clone()))?;
+        registry.register(Box::new(cluster.publish_failed_at.clone()))?;
         registry.register(Box::new(commit_seconds.clone()))?;
         registry.register(Box::new(backlog.clone()))?;
         // Every labelled series exists from the start (at 0), so that a scrape shows them all

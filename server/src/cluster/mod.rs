@@ -156,6 +156,8 @@ pub struct Joining {
     js: jetstream::Context,
     /// The first sequence this node applies.
     start: u64,
+    /// When the stream was made (its identity: see [`stream::stream_state`]).
+    created: String,
     /// A line's id is `base + sequence`.
     base: u64,
     proposals: mpsc::Receiver<Proposal>,
@@ -259,6 +261,7 @@ async fn joined(
         sender,
         online,
         replayed,
+        created,
     })
 }
 
@@ -311,6 +314,7 @@ impl Joining {
             sender,
             online,
             base,
+            created,
             ..
         } = self;
         let js_for_sweep = js.clone();
@@ -318,6 +322,7 @@ impl Joining {
         hub.seed_remote(online);
         tracker.spawn(stream::publish(
             js.clone(),
+            hub.clone(),
             proposals,
             metrics.clone(),
             cancel.clone(),
@@ -326,7 +331,7 @@ impl Joining {
             js,
             hub.clone(),
             metrics.clone(),
-            start,
+            (start, created),
             cancel.clone(),
             stop.clone(),
         ));

@@ -61,7 +61,17 @@ pub async fn ensure(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
 /// acknowledged): the publisher does not wait for each acknowledgement before the next.
 pub const IN_FLIGHT: usize = 256;
 
-type AckResult = Result<bool, String>;
+/// JetStream's answer to one publish: whether it was a repeat, or the error and whether it is
+/// definitive (JetStream refused it: it is not in the stream) rather than unknown (no answer,
+/// the link broke: it may be).
+type AckResult = Result<bool, (bool, String)>;
+
+/// Whether a publish error means JetStream did not take the message (rather than that its
+/// answer was lost).
+fn definitive(kind: jetstream::context::PublishErrorKind) -> bool {
+    use jetstream::context::PublishErrorKind as K;
+    !matches!(kind, K::TimedOut | K::BrokenPipe)
+}
 
 /// A publish on its way: resolves to the proposal and JetStream's answer.
 type Acking = std::pin::Pin<Box<dyn std::future::Future<Output = (Proposal, AckResult)> + Send>>;
@@ -76,6 +86,7 @@ type Acking = std::pin::Pin<Box<dyn std::future::Future<Output = (Proposal, AckR
 /// later one succeeds (a NATS fault between the two); the retried one then comes after it.
 pub async fn publish(
     js: jetstream::Context,
+    hub: Hub,
     mut proposals: mpsc::Receiver<Proposal>,
     metrics: crate::metrics::ClusterMetrics,
     cancel: CancellationToken,
@@ -91,23 +102,37 @@ pub async fn publish(
         }
         tokio::select! {
             biased;
-            Some((proposal, acked)) = in_flight.next(), if !in_flight.is_empty() => match acked {
+            Some((mut proposal, acked)) = in_flight.next(), if !in_flight.is_empty() => match acked {
                 Ok(duplicate) => {
                     backoff = Duration::from_millis(100);
+                    metrics.publish_failing.set(0);
                     if duplicate {
                         debug!(id = %proposal.msg_id, "publish repeated; JetStream had it");
                     }
                 }
-                Err(e) => {
+                // JetStream refused it at the first try: it is not in the stream, and sending
+                // it again later would put it after this node's later lines. Its sender is
+                // told it was not sent.
+                Err((true, e)) if proposal.attempts == 1 => {
+                    warn!(error = %e, id = %proposal.msg_id, "the stream refused a publish; its sender is told it was not sent");
+                    metrics.publish_failed();
+                    hub.refuse_proposal(&proposal.msg_id);
+                }
+                Err((_, e)) => {
                     warn!(error = %e, id = %proposal.msg_id, "stream publish not acknowledged; sending it again");
                     metrics.publish_retries.inc();
+                    metrics.publish_failed();
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
+                    proposal.attempts += 1;
                     in_flight.push_back(send(&js, proposal).await);
                 }
             },
             p = proposals.recv(), if open && in_flight.len() < IN_FLIGHT => match p {
-                Some(p) => in_flight.push_back(send(&js, p).await),
+                Some(mut p) => {
+                    p.attempts = 1;
+                    in_flight.push_back(send(&js, p).await);
+                }
                 None => open = false,
             },
             () = cancel.cancelled(), if open && !closing => {
@@ -134,14 +159,41 @@ async fn send(js: &jetstream::Context, proposal: Proposal) -> Acking {
         let acked = match sent {
             Ok(ack) => match tokio::time::timeout(ACK_WAIT, ack.into_future()).await {
                 Ok(Ok(ack)) => Ok(ack.duplicate),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("no acknowledgement within 5 s".to_owned()),
+                Ok(Err(e)) => Err((definitive(e.kind()), e.to_string())),
+                Err(_) => Err((false, "no acknowledgement within 5 s".to_owned())),
             },
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err((definitive(e.kind()), e.to_string())),
         };
         (proposal, acked)
     })
 }
+
+/// The stream's identity (when it was made, as nanoseconds since the Unix epoch) and its last
+/// sequence; `None` if the stream does not exist. Errors are transient (NATS away).
+///
+/// # Errors
+/// If NATS or JetStream does not answer.
+pub async fn stream_state(js: &jetstream::Context) -> anyhow::Result<Option<(String, u64)>> {
+    let mut mm = match js.get_stream(STREAM).await {
+        Ok(s) => s,
+        Err(e) => {
+            if let jetstream::context::GetStreamErrorKind::JetStream(inner) = e.kind() {
+                if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND {
+                    return Ok(None);
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    let info = mm.info().await?;
+    Ok(Some((
+        info.created.unix_timestamp_nanos().to_string(),
+        info.state.last_sequence,
+    )))
+}
+
+/// How often a node checks that the stream it applies is still the one it joined.
+pub const IDENTITY_EVERY: Duration = Duration::from_secs(5);
 
 /// How many stream events before its start a node reads back at start, for the lobby lines
 /// the store had not committed yet when it loaded the history (CLUSTER.md).
@@ -223,11 +275,12 @@ pub async fn apply(
     js: jetstream::Context,
     hub: Hub,
     metrics: crate::metrics::ClusterMetrics,
-    start: u64,
+    (start, created): (u64, String),
     cancel: CancellationToken,
     fail: CancellationToken,
 ) {
     let mut next = start;
+    let mut checked = tokio::time::Instant::now();
     while !cancel.is_cancelled() {
         let consumer = async {
             let stream = js.get_stream(STREAM).await?;
@@ -245,6 +298,11 @@ pub async fn apply(
         let mut messages = match consumer.await {
             Ok(m) => m,
             Err(e) => {
+                if matches!(stream_state(&js).await, Ok(None)) {
+                    error!("the cluster's stream is gone (did NATS lose its JetStream store?): this node stops (its clients reconnect; started again it makes the stream anew)");
+                    fail.cancel();
+                    return;
+                }
                 warn!(error = %e, "stream consumer not made; trying again in 1 s");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -266,6 +324,24 @@ pub async fn apply(
                 _ = watch.tick() => {
                     let up = client.connection_state() == async_nats::connection::State::Connected;
                     metrics.bus_connected.set(i64::from(up));
+                    if up && checked.elapsed() >= IDENTITY_EVERY {
+                        checked = tokio::time::Instant::now();
+                        // The stream made again (NATS lost its store) restarts its sequence:
+                        // this node's ids and position mean nothing there. It stops; started
+                        // again it joins the new stream with a new id base.
+                        let replaced = match stream_state(&js).await {
+                            Ok(None) => Some("the cluster's stream is gone (did NATS lose its JetStream store?)"),
+                            Ok(Some((now, last))) if now != created || last.saturating_add(1) < next => {
+                                Some("the cluster's stream was made again (did NATS lose its JetStream store?)")
+                            }
+                            _ => None,
+                        };
+                        if let Some(why) = replaced {
+                            error!("{why}: this node stops (its clients reconnect; started again it joins the new stream)");
+                            fail.cancel();
+                            return;
+                        }
+                    }
                     if stats.connects.load(std::sync::atomic::Ordering::Relaxed) != connects {
                         info!(from = next, "NATS link back: applying the stream again from where this node was");
                         break;

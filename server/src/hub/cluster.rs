@@ -28,6 +28,8 @@ pub struct Proposal {
     pub msg_id: String,
     /// The encoded event.
     pub bytes: Bytes,
+    /// How many times it was sent to the stream (the publisher's count).
+    pub attempts: u32,
 }
 
 /// How a hub joins the others: this node's epoch, where its proposals go, and the id of the
@@ -115,6 +117,7 @@ impl ClusterState {
         let proposal = Proposal {
             msg_id: origin.msg_id(),
             bytes,
+            attempts: 0,
         };
         self.proposals.try_send(proposal).ok().map(|()| origin)
     }
@@ -580,6 +583,21 @@ impl Hub {
             .cluster
             .as_ref()
             .map_or((0, 0), |c| (c.remote.len(), c.pending.len()))
+    }
+
+    /// The stream refused this node's proposal `msg_id` (`EPOCH-N`): its sender, if it
+    /// waits, is told the line was not sent (busy).
+    pub fn refuse_proposal(&self, msg_id: &str) {
+        let Some(n) = msg_id
+            .rsplit_once('-')
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+        else {
+            return;
+        };
+        let mut state = self.lock();
+        if let Some(tx) = state.cluster.as_mut().and_then(|c| c.pending.remove(&n)) {
+            let _ = tx.send(Err(SendError::Busy));
+        }
     }
 
     /// How many proposals of this node wait for the stream.
