@@ -91,7 +91,15 @@ for sc in "$fanout" "$latency"; do
         bus_args=(--bus "$nats_url" --bus-pid "$nats_pid")
       fi
       # shellcheck disable=SC2086 # the scenario's words are separate arguments
-      line=$("$bench" --server-bin "$server" --server-store "$base/$db" "${extra[@]}" "${bus_args[@]}" $sc 2>/dev/null | tail -1) || line='{"error":"mm-bench failed","lost":-1}'
+      # A run with loss still prints its JSON line (and exits 2): kept. One that printed none
+      # failed: the end of its error output goes into the line instead.
+      err=$(mktemp)
+      line=$("$bench" --server-bin "$server" --server-store "$base/$db" "${extra[@]}" "${bus_args[@]}" $sc 2>"$err" | tail -1 || true)
+      case "$line" in
+        "{"*) ;;
+        *) line=$(python3 -c 'import json, sys; print(json.dumps({"error": open(sys.argv[1]).read()[-2000:], "lost": -1}))' "$err") ;;
+      esac
+      rm -f "$err"
       [ -n "$nats_pid" ] && stop_nats
       psql -X -q "$pg" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
       echo "{\"version\":\"$name\",\"pair\":$i,\"args\":\"$sc\",\"load1\":$(cut -d' ' -f1 /proc/loadavg),\"result\":$line}"
