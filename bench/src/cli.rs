@@ -48,6 +48,9 @@ pub struct Args {
     /// pid of that NATS server, to read its CPU time
     #[arg(long, value_name = "PID", requires = "bus")]
     pub bus_pid: Option<u32>,
+    /// With --nodes: append each node's log to DIR/nodeN.log (else it is read and dropped)
+    #[arg(long, value_name = "DIR", requires = "nodes")]
+    pub node_logs: Option<PathBuf>,
     /// Each node's --node-lease
     #[arg(
         long,
@@ -218,6 +221,7 @@ async fn run(args: Args) -> anyhow::Result<u64> {
                             observers: args.observer_nodes,
                             lease: &args.node_lease,
                             bus_pid: args.bus_pid,
+                            logs: args.node_logs.as_deref(),
                         };
                         Target::spawn_cluster(&binary, &spec).await?
                     }

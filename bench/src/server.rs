@@ -79,6 +79,8 @@ pub struct ClusterSpec<'a> {
     pub lease: &'a str,
     /// The NATS server's pid, if known.
     pub bus_pid: Option<u32>,
+    /// A directory to write each node's log into (`nodeN.log`, appended).
+    pub logs: Option<&'a Path>,
 }
 
 /// CPU time and memory of a process.
@@ -102,7 +104,7 @@ impl Target {
         if let Some(store) = store {
             extra.extend(["--store".to_owned(), store.to_owned()]);
         }
-        let (child, addr, admin) = start_server(binary, data.path(), &extra).await?;
+        let (child, addr, admin) = start_server(binary, data.path(), &extra, None).await?;
         let ca = mm_certs::load_certs(&data.path().join("tls").join(mm_certs::CA_CERT))?;
         Ok(Target {
             addr,
@@ -156,7 +158,8 @@ impl Target {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-            let (child, addr, admin) = start_server(binary, data.path(), &extra)
+            let log = spec.logs.map(|dir| dir.join(format!("node{}.log", i + 1)));
+            let (child, addr, admin) = start_server(binary, data.path(), &extra, log)
                 .await
                 .with_context(|| format!("starting node {}", i + 1))?;
             nodes.push(Node {
@@ -245,6 +248,7 @@ async fn start_server(
     binary: &Path,
     data: &Path,
     extra: &[String],
+    log: Option<PathBuf>,
 ) -> anyhow::Result<(Child, String, Option<String>)> {
     {
         let config = data.join("bench.toml");
@@ -286,7 +290,26 @@ async fn start_server(
             }
         };
         // Keep draining the log so that the server never blocks writing it.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Into `log` if given (the server's log never holds message text).
+        let mut file = match log {
+            Some(path) => Some(
+                tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .await
+                    .with_context(|| format!("opening {}", path.display()))?,
+            ),
+            None => None,
+        };
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(f) = file.as_mut() {
+                    let _ = f.write_all(format!("{line}\n").as_bytes()).await;
+                }
+            }
+        });
         Ok((child, addr, admin))
     }
 }

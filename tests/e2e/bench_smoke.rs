@@ -155,7 +155,15 @@ async fn the_cluster_mode_spreads_clients_over_nodes_and_reports_each_node() {
     ];
     let fanout = run(&[
         &cluster[..],
-        &["fanout", "--clients", "5", "--senders", "2", "--messages", "20"],
+        &[
+            "fanout",
+            "--clients",
+            "5",
+            "--senders",
+            "2",
+            "--messages",
+            "20",
+        ],
     ]
     .concat())
     .await;
@@ -167,11 +175,19 @@ async fn the_cluster_mode_spreads_clients_over_nodes_and_reports_each_node() {
     // Clients 0, 2, 4 on node 1 and 1, 3 on node 2 (senders: clients 0 and 1); node 3 none.
     let field = |k: usize, f: &str| nodes[k][f].as_u64().unwrap();
     assert_eq!(
-        [field(0, "clients"), field(1, "clients"), field(2, "clients")],
+        [
+            field(0, "clients"),
+            field(1, "clients"),
+            field(2, "clients")
+        ],
         [3, 2, 0]
     );
     assert_eq!(
-        [field(0, "senders"), field(1, "senders"), field(2, "senders")],
+        [
+            field(0, "senders"),
+            field(1, "senders"),
+            field(2, "senders")
+        ],
         [1, 1, 0]
     );
     // Node 1's readers: client 0 gets client 1's 20 lines, clients 2 and 4 get both senders'.
@@ -185,7 +201,10 @@ async fn the_cluster_mode_spreads_clients_over_nodes_and_reports_each_node() {
     assert!(c["nats_cpu_us"].as_u64().is_some(), "{c}");
     // Across nodes: sender 0's lines to clients 1 and 3, sender 1's to clients 0, 2 and 4.
     assert_eq!(c["cross_node_deliveries"], 20 * 2 + 20 * 3, "{c}");
-    assert!(c["cross_node_latency"]["p50_us"].as_u64().unwrap() > 0, "{c}");
+    assert!(
+        c["cross_node_latency"]["p50_us"].as_u64().unwrap() > 0,
+        "{c}"
+    );
     assert_eq!(fanout["cluster_store_commits"].as_array().unwrap().len(), 3);
 
     // Paced: lines from a sender on one node to readers on the other.
