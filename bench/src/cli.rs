@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::conn::TransportKind;
 use crate::rooms;
 use crate::scenarios::{self, Report};
-use crate::server::{default_server_binary, Target};
+use crate::server::{default_server_binary, ClusterSpec, Target};
 
 /// Load generator for Multi-Messenger: the real protocol over real TLS, many clients in one
 /// process. Starts mm-server itself (limits lifted) unless --connect is given.
@@ -32,6 +32,33 @@ pub struct Args {
     /// in a temporary data directory]
     #[arg(long, value_name = "URL", conflicts_with = "connect")]
     pub server_store: Option<String>,
+    /// Start a cluster instead of one server (CLUSTER.md): this many nodes, each with
+    /// --server-store (PostgreSQL) and --bus, the clients spread over them round robin
+    /// (client i on node i mod N; the senders are the first clients). Fan-out and latency
+    /// report each node's CPU and deliveries, the NATS server's CPU (--bus-pid) and the
+    /// latency of lines from a sender on one node to a reader on another
+    #[arg(long, value_name = "N", requires_all = ["bus", "server_store"])]
+    pub nodes: Option<usize>,
+    /// With --nodes: this many more nodes that get no client: they only apply the stream
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "nodes")]
+    pub observer_nodes: usize,
+    /// The NATS server (JetStream) of the cluster: `nats://HOST:PORT`, every node's --bus
+    #[arg(long, value_name = "URL", requires = "nodes")]
+    pub bus: Option<String>,
+    /// pid of that NATS server, to read its CPU time
+    #[arg(long, value_name = "PID", requires = "bus")]
+    pub bus_pid: Option<u32>,
+    /// With --nodes: append each node's log to DIR/nodeN.log (else it is read and dropped)
+    #[arg(long, value_name = "DIR", requires = "nodes")]
+    pub node_logs: Option<PathBuf>,
+    /// Each node's --node-lease
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "8s",
+        requires = "nodes"
+    )]
+    pub node_lease: String,
     /// The load connections' transport: native (mm/1, a client certificate) or ws (a
     /// WebSocket at /ws over http/1.1 TLS, an account key), as a browser's
     #[arg(long, value_enum, default_value_t = TransportKind::Native)]
@@ -185,9 +212,24 @@ async fn run(args: Args) -> anyhow::Result<u64> {
                     Some(path) => path.clone(),
                     None => default_server_binary()?,
                 };
-                Target::spawn(&binary, args.server_store.as_deref()).await?
+                match (args.nodes, &args.bus, &args.server_store) {
+                    (Some(nodes), Some(bus), Some(store)) => {
+                        let spec = ClusterSpec {
+                            store,
+                            bus,
+                            nodes,
+                            observers: args.observer_nodes,
+                            lease: &args.node_lease,
+                            bus_pid: args.bus_pid,
+                            logs: args.node_logs.as_deref(),
+                        };
+                        Target::spawn_cluster(&binary, &spec).await?
+                    }
+                    _ => Target::spawn(&binary, args.server_store.as_deref()).await?,
+                }
             }
         };
+        let mut target = target;
         let report = match args.scenario.clone() {
             Scenario::Fanout {
                 clients,
@@ -230,6 +272,17 @@ async fn run(args: Args) -> anyhow::Result<u64> {
         if let Some(commits) = target.store_commits().await {
             report.json["store_commits"] = commits;
         }
+        if target.is_cluster() {
+            let mut per_node = Vec::new();
+            for node in &target.nodes {
+                per_node.push(match node.admin.as_deref() {
+                    Some(admin) => crate::server::store_commits_at(admin).await,
+                    None => None,
+                });
+            }
+            report.json["cluster_store_commits"] = per_node.into();
+        }
+        target.stop().await;
         print_table(run + 1, &report);
         println!("{}", report.json);
         reports.push(report);

@@ -370,6 +370,7 @@ pub async fn rooms(
             bytes,
             pace: Pace::Window,
             record_after_ns: 0,
+            node: target.node_for(i).0,
         };
         readers.spawn(run_client(conn, plan, Arc::clone(&delivered)));
     }

@@ -56,9 +56,9 @@ pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
-/// A message text carrying its send time, padded to `bytes`.
-fn stamped_text(bytes: usize) -> String {
-    let mut text = format!("{:020}|", now_ns());
+/// A message text carrying its send time and its sender's node, padded to `bytes`.
+fn stamped_text(bytes: usize, node: usize) -> String {
+    let mut text = format!("{:020}|{:02}|", now_ns(), node % 100);
     while text.len() < bytes {
         text.push('x');
     }
@@ -70,6 +70,11 @@ fn stamp_of(text: &str) -> Option<u64> {
     text.get(..20)?.parse().ok()
 }
 
+/// The sender's node stamped into a text, if any.
+fn node_of(text: &str) -> Option<usize> {
+    text.get(21..23)?.parse().ok()
+}
+
 pub(crate) async fn connect_many(
     target: &Target,
     prefix: &str,
@@ -78,9 +83,10 @@ pub(crate) async fn connect_many(
     let gate = Arc::new(Semaphore::new(CONNECT_PARALLEL));
     let mut set = JoinSet::new();
     for i in 0..n {
+        // Round robin over a cluster's nodes (the one server otherwise).
         let (gate, addr, tls) = (
             Arc::clone(&gate),
-            target.addr.clone(),
+            target.node_for(i).1.to_owned(),
             Arc::clone(&target.tls),
         );
         let nick = format!("{prefix}{i}");
@@ -133,6 +139,9 @@ pub(crate) struct Plan {
     pub pace: Pace,
     /// Only lines sent at or after this time go into the histogram (warm-up).
     pub record_after_ns: u64,
+    /// The node it is connected to (0 for one server): stamped into what it sends, and lines
+    /// from senders on other nodes also go into [`Received::cross`].
+    pub node: usize,
 }
 
 /// How a sender sends.
@@ -159,6 +168,7 @@ pub(crate) async fn run_client(
     delivered: Arc<AtomicU64>,
 ) -> (Received, Option<BenchConn>) {
     let mut hist = histogram();
+    let mut cross = histogram();
     let (mut lines, mut foreign, mut answers, mut sent) = (0u64, 0u64, 0u64, 0u64);
     let deadline = tokio::time::Instant::now() + DELIVERY_DEADLINE;
     let start = tokio::time::Instant::now();
@@ -193,7 +203,7 @@ pub(crate) async fn run_client(
                         if due > tokio::time::Instant::now() {
                             break Some(due);
                         }
-                        match conn.say(&plan.room, &stamped_text(plan.bytes)) {
+                        match conn.say(&plan.room, &stamped_text(plan.bytes, plan.node)) {
                             Ok(_) => sent += 1,
                             // Busy: room comes with the answers read below (closed: seen below).
                             Err(_) => break None,
@@ -225,7 +235,11 @@ pub(crate) async fn run_client(
                 delivered.fetch_add(1, Ordering::Relaxed);
                 if let Some(sent) = stamp_of(&text) {
                     if sent >= plan.record_after_ns {
-                        let _ = hist.record((now_ns().saturating_sub(sent) / 1000).max(1));
+                        let us = (now_ns().saturating_sub(sent) / 1000).max(1);
+                        let _ = hist.record(us);
+                        if node_of(&text).is_some_and(|n| n != plan.node % 100) {
+                            let _ = cross.record(us);
+                        }
                     }
                 }
             }
@@ -238,6 +252,8 @@ pub(crate) async fn run_client(
         lines,
         foreign,
         hist,
+        cross,
+        per_node: per_node_count(plan.node, lines),
     };
     (received, (plan.send > 0).then_some(conn))
 }
@@ -250,6 +266,16 @@ pub(crate) struct Received {
     pub foreign: u64,
     /// Their delivery latency.
     pub hist: Histogram<u64>,
+    /// The delivery latency of the lines sent by a client on another node (cluster only).
+    pub cross: Histogram<u64>,
+    /// Lines of its room received by the clients of each node (index: node).
+    pub per_node: Vec<u64>,
+}
+
+fn per_node_count(node: usize, lines: u64) -> Vec<u64> {
+    let mut v = vec![0; node + 1];
+    v[node] = lines;
+    v
 }
 
 /// Queues a closed-loop sender's next lines, [`SEND_BATCH`] at a time while the window has room
@@ -261,7 +287,10 @@ fn window_refill(conn: &mut BenchConn, plan: &Plan, sent: &mut u64) {
             return;
         }
         for _ in 0..batch {
-            if conn.say(&plan.room, &stamped_text(plan.bytes)).is_err() {
+            if conn
+                .say(&plan.room, &stamped_text(plan.bytes, plan.node))
+                .is_err()
+            {
                 return; // cannot happen below MAX_UNANSWERED; a closed connection is seen next
             }
             *sent += 1;
@@ -278,6 +307,8 @@ pub(crate) async fn collect(
         lines: 0,
         foreign: 0,
         hist: histogram(),
+        cross: histogram(),
+        per_node: Vec::new(),
     };
     let mut kept = Vec::new();
     while let Some(joined) = readers.join_next().await {
@@ -285,6 +316,13 @@ pub(crate) async fn collect(
         all.lines += got.lines;
         all.foreign += got.foreign;
         all.hist.add(&got.hist).ok();
+        all.cross.add(&got.cross).ok();
+        if all.per_node.len() < got.per_node.len() {
+            all.per_node.resize(got.per_node.len(), 0);
+        }
+        for (sum, n) in all.per_node.iter_mut().zip(&got.per_node) {
+            *sum += n;
+        }
         kept.extend(conn);
     }
     Ok((all, kept))
@@ -310,6 +348,7 @@ pub async fn fanout(
     let delivered = Arc::new(AtomicU64::new(0));
     let lobby: Arc<str> = Arc::from(LOBBY);
     let before = target.stats();
+    let nodes_before = NodesBefore::now(target);
     let start = Instant::now();
     let mut readers = JoinSet::new();
     for (i, conn) in clients.into_iter().enumerate() {
@@ -322,28 +361,33 @@ pub async fn fanout(
             bytes,
             pace: Pace::Window,
             record_after_ns: 0,
+            node: target.node_for(i).0,
         };
         readers.spawn(run_client(conn, plan, Arc::clone(&delivered)));
     }
     let (got, kept) = collect(&mut readers).await?;
     let elapsed = start.elapsed();
     let after = target.stats();
+    let cluster = nodes_before.report(target, n, s, s as u64 * m, 1.0, &got);
     drop(kept); // senders' connections stayed open until the end
     let (received, hist) = (got.lines, got.hist);
     let expected = (s as u64) * m * (n as u64 - 1);
     let (cpu_us, rss) = server_delta(before, after);
     let rate = received as f64 / elapsed.as_secs_f64();
-    Ok(Report {
-        json: json!({
-            "scenario": "fanout", "clients": n, "senders": s, "messages": m, "bytes": bytes,
-            "deliveries": received, "expected": expected, "misdelivered": got.foreign,
-            "lost": expected.saturating_sub(received) + got.foreign,
-            "seconds": elapsed.as_secs_f64(), "deliveries_per_sec": rate,
-            "server_cpu_us_per_delivery": cpu_us.map(|c| c as f64 / received.max(1) as f64),
-            "server_rss_kib": rss,
-            "latency": latency_json(&hist),
-        }),
-    })
+    Ok(with_cluster(
+        Report {
+            json: json!({
+                "scenario": "fanout", "clients": n, "senders": s, "messages": m, "bytes": bytes,
+                "deliveries": received, "expected": expected, "misdelivered": got.foreign,
+                "lost": expected.saturating_sub(received) + got.foreign,
+                "seconds": elapsed.as_secs_f64(), "deliveries_per_sec": rate,
+                "server_cpu_us_per_delivery": cpu_us.map(|c| c as f64 / received.max(1) as f64),
+                "server_rss_kib": rss,
+                "latency": latency_json(&hist),
+            }),
+        },
+        cluster,
+    ))
 }
 
 /// `idle`: N logged-in clients doing nothing but read what the server sends them (join
@@ -515,6 +559,7 @@ pub async fn latency(
             bytes: 64,
             pace: Pace::Every(period),
             record_after_ns,
+            node: target.node_for(i).0,
         };
         readers.spawn(run_client(conn, plan, Arc::clone(&delivered)));
     }
@@ -522,26 +567,33 @@ pub async fn latency(
     let warmup_wait = Duration::from_secs_f64(warmup);
     tokio::time::sleep(warmup_wait).await;
     let before = target.stats();
+    let nodes_before = NodesBefore::now(target);
     let measure_start = Instant::now();
     let (got, kept) = collect(&mut readers).await?;
-    let (received, hist) = (got.lines, got.hist);
     let measured = measure_start.elapsed();
     let after = target.stats();
+    // CPU is read over the measured part: the lines sent in it are this share of all.
+    let share = seconds / (seconds + warmup);
+    let cluster = nodes_before.report(target, n, s, s as u64 * per_sender, share, &got);
+    let (received, hist) = (got.lines, got.hist);
     drop(kept);
     let expected = s as u64 * per_sender * (n as u64 - 1);
     let (cpu_us, rss) = server_delta(before, after);
     let measured_deliveries = (rate * seconds) as u64;
-    Ok(Report {
-        json: json!({
-            "scenario": "latency", "clients": n, "target_deliveries_per_sec": rate, "seconds": seconds, "warmup": warmup,
-            "deliveries": received, "expected": expected, "misdelivered": got.foreign,
-            "lost": expected.saturating_sub(received) + got.foreign,
-            "measured_seconds": measured.as_secs_f64(),
-            "server_cpu_us_per_delivery": cpu_us.map(|c| c as f64 / measured_deliveries.max(1) as f64),
-            "server_rss_kib": rss,
-            "latency": latency_json(&hist),
-        }),
-    })
+    Ok(with_cluster(
+        Report {
+            json: json!({
+                "scenario": "latency", "clients": n, "target_deliveries_per_sec": rate, "seconds": seconds, "warmup": warmup,
+                "deliveries": received, "expected": expected, "misdelivered": got.foreign,
+                "lost": expected.saturating_sub(received) + got.foreign,
+                "measured_seconds": measured.as_secs_f64(),
+                "server_cpu_us_per_delivery": cpu_us.map(|c| c as f64 / measured_deliveries.max(1) as f64),
+                "server_rss_kib": rss,
+                "latency": latency_json(&hist),
+            }),
+        },
+        cluster,
+    ))
 }
 
 /// `secure`: P pairs each run `/secure` and then exchange K end-to-end encrypted messages
@@ -693,4 +745,82 @@ pub async fn store(lines: u64, bytes: usize) -> anyhow::Result<Report> {
             "busy_refusals": busy, "lost": 0,
         }),
     })
+}
+
+/// The CPU of every node (and of the NATS server) at the start of a cluster measurement.
+pub(crate) struct NodesBefore {
+    nodes: Vec<Option<ProcStats>>,
+    bus: Option<ProcStats>,
+}
+
+impl NodesBefore {
+    pub(crate) fn now(target: &Target) -> NodesBefore {
+        NodesBefore {
+            nodes: target.node_stats(),
+            bus: target.bus_stats(),
+        }
+    }
+
+    /// The per-node part of a fan-out or latency report on a cluster (`None` for one server):
+    /// for each node its clients, senders, the deliveries to its clients, its CPU over the
+    /// measurement, and that CPU per delivery and per stream message (every node applies every
+    /// line: `stream_messages`, the lines sent); the NATS server's CPU; and the latency of the
+    /// lines that a reader got from a sender on another node.
+    ///
+    /// Clients and senders follow [`Target::node_for`]: client `i` on node `i % client nodes`,
+    /// the senders being clients `0..senders`. `share` is the part of the lines sent (and
+    /// delivered) during the CPU measurement (less than 1 when a warm-up was not measured):
+    /// CPU per delivery and per stream message divide by that part.
+    pub(crate) fn report(
+        &self,
+        target: &Target,
+        clients: usize,
+        senders: usize,
+        stream_messages: u64,
+        share: f64,
+        got: &Received,
+    ) -> Option<Value> {
+        if !target.is_cluster() {
+            return None;
+        }
+        let after = target.node_stats();
+        let mut nodes = Vec::new();
+        let mut total_cpu = 0u64;
+        for (k, (b, a)) in self.nodes.iter().zip(&after).enumerate() {
+            let cpu = server_delta(*b, *a).0;
+            total_cpu += cpu.unwrap_or(0);
+            let on = |count: usize| (0..count).filter(|&i| target.node_for(i).0 == k).count();
+            let deliveries = got.per_node.get(k).copied().unwrap_or(0);
+            nodes.push(json!({
+                "node": k + 1,
+                "clients": on(clients),
+                "senders": on(senders),
+                "deliveries": deliveries,
+                "cpu_us": cpu,
+                "cpu_us_per_delivery": cpu.filter(|_| deliveries > 0).map(|c| c as f64 / (deliveries as f64 * share)),
+                "cpu_us_per_stream_message": cpu.map(|c| c as f64 / (stream_messages.max(1) as f64 * share)),
+                "rss_kib": a.map(|s| s.rss_kib),
+            }));
+        }
+        let bus_cpu = server_delta(self.bus, target.bus_stats()).0;
+        Some(json!({
+            "nodes": nodes,
+            "stream_messages": stream_messages,
+            "nodes_cpu_us": total_cpu,
+            "nodes_cpu_us_per_delivery": total_cpu as f64 / (got.lines.max(1) as f64 * share),
+            "nodes_cpu_us_per_stream_message": total_cpu as f64 / (stream_messages.max(1) as f64 * share),
+            "nats_cpu_us": bus_cpu,
+            "nats_cpu_us_per_stream_message": bus_cpu.map(|c| c as f64 / (stream_messages.max(1) as f64 * share)),
+            "cross_node_deliveries": got.cross.len(),
+            "cross_node_latency": latency_json(&got.cross),
+        }))
+    }
+}
+
+/// `report` with the cluster part (if any) under `"cluster"`.
+fn with_cluster(mut report: Report, cluster: Option<Value>) -> Report {
+    if let Some(cluster) = cluster {
+        report.json["cluster"] = cluster;
+    }
+    report
 }

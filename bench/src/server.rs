@@ -42,8 +42,45 @@ pub struct Target {
     pub pid: Option<u32>,
     /// The server's admin address (`/metrics`), when spawned here.
     pub admin: Option<String>,
+    /// Every node of a cluster started by [`Target::spawn_cluster`] (the first is the one
+    /// above), in order; empty for one server.
+    pub nodes: Vec<Node>,
+    /// How many of `nodes`, from the first, get clients (the rest only apply the stream).
+    pub client_nodes: usize,
+    /// The NATS server's pid (`--bus-pid`), to read its CPU.
+    pub bus_pid: Option<u32>,
     _child: Option<Child>,
     _data: Option<tempfile::TempDir>,
+}
+
+/// One node of a cluster started here.
+pub struct Node {
+    /// `host:port`.
+    pub addr: String,
+    /// Its pid.
+    pub pid: Option<u32>,
+    /// Its admin address (`/metrics`).
+    pub admin: Option<String>,
+    child: Option<Child>,
+    _data: tempfile::TempDir,
+}
+
+/// A cluster to start: N nodes on one PostgreSQL store and one NATS bus (CLUSTER.md).
+pub struct ClusterSpec<'a> {
+    /// `postgres://…`, every node's `--store`.
+    pub store: &'a str,
+    /// `nats://…`, every node's `--bus`.
+    pub bus: &'a str,
+    /// How many nodes get clients (round robin).
+    pub nodes: usize,
+    /// How many more nodes start that get no client (they only apply the stream).
+    pub observers: usize,
+    /// Each node's `--node-lease`.
+    pub lease: &'a str,
+    /// The NATS server's pid, if known.
+    pub bus_pid: Option<u32>,
+    /// A directory to write each node's log into (`nodeN.log`, appended).
+    pub logs: Option<&'a Path>,
 }
 
 /// CPU time and memory of a process.
@@ -63,7 +100,158 @@ impl Target {
     /// `store` (`postgres://…`, passed as `--store`; an empty database gives runs alike).
     pub async fn spawn(binary: &Path, store: Option<&str>) -> anyhow::Result<Target> {
         let data = tempfile::tempdir()?;
-        let config = data.path().join("bench.toml");
+        let mut extra = Vec::new();
+        if let Some(store) = store {
+            extra.extend(["--store".to_owned(), store.to_owned()]);
+        }
+        let (child, addr, admin) = start_server(binary, data.path(), &extra, None).await?;
+        let ca = mm_certs::load_certs(&data.path().join("tls").join(mm_certs::CA_CERT))?;
+        Ok(Target {
+            addr,
+            tls: tls_config(&ca)?,
+            ca,
+            pid: child.id(),
+            admin,
+            nodes: Vec::new(),
+            client_nodes: 1,
+            bus_pid: None,
+            _child: Some(child),
+            _data: Some(data),
+        })
+    }
+
+    /// Starts a cluster (CLUSTER.md): `spec.nodes + spec.observers` nodes of `binary`, each
+    /// with the bench configuration, `--store`, `--bus`, its own `--node-name` (unique to this
+    /// process and call, so that a run never waits for the lease of a node of an earlier run)
+    /// and one certificate chain for all (made here, copied into each node's TLS directory).
+    /// Started one after the other, as nodes may migrate the schema.
+    pub async fn spawn_cluster(binary: &Path, spec: &ClusterSpec<'_>) -> anyhow::Result<Target> {
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let total = spec.nodes + spec.observers;
+        if spec.nodes == 0 {
+            bail!("--nodes must be at least 1");
+        }
+        let chain = tempfile::tempdir()?;
+        mm_certs::generate(chain.path(), &mm_certs::Names::default(), false)
+            .context("making the nodes' certificates")?;
+        let mut nodes = Vec::with_capacity(total);
+        for i in 0..total {
+            let data = tempfile::tempdir()?;
+            let tls = data.path().join("tls");
+            std::fs::create_dir_all(&tls)?;
+            for entry in std::fs::read_dir(chain.path())? {
+                let entry = entry?;
+                std::fs::copy(entry.path(), tls.join(entry.file_name()))?;
+            }
+            let name = format!("bench-{}-{call}-{}", std::process::id(), i + 1);
+            let extra: Vec<String> = [
+                "--store",
+                spec.store,
+                "--bus",
+                spec.bus,
+                "--node-name",
+                &name,
+                "--node-lease",
+                spec.lease,
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            let log = spec.logs.map(|dir| dir.join(format!("node{}.log", i + 1)));
+            let (child, addr, admin) = start_server(binary, data.path(), &extra, log)
+                .await
+                .with_context(|| format!("starting node {}", i + 1))?;
+            nodes.push(Node {
+                addr,
+                pid: child.id(),
+                admin,
+                child: Some(child),
+                _data: data,
+            });
+        }
+        let ca = mm_certs::load_certs(&chain.path().join(mm_certs::CA_CERT))?;
+        let first = nodes.first().context("no node")?;
+        Ok(Target {
+            addr: first.addr.clone(),
+            tls: tls_config(&ca)?,
+            ca,
+            pid: first.pid,
+            admin: first.admin.clone(),
+            client_nodes: spec.nodes,
+            bus_pid: spec.bus_pid,
+            nodes,
+            _child: None,
+            _data: Some(chain),
+        })
+    }
+
+    /// Whether this is a cluster started here.
+    pub fn is_cluster(&self) -> bool {
+        !self.nodes.is_empty()
+    }
+
+    /// Where client `i` connects: round robin over the nodes that get clients (the one server
+    /// otherwise), with that node's index.
+    pub fn node_for(&self, i: usize) -> (usize, &str) {
+        if self.nodes.is_empty() {
+            return (0, &self.addr);
+        }
+        let k = i % self.client_nodes.clamp(1, self.nodes.len());
+        (k, &self.nodes[k].addr)
+    }
+
+    /// CPU time and memory of every node now (of the one server if not a cluster).
+    pub fn node_stats(&self) -> Vec<Option<ProcStats>> {
+        if self.nodes.is_empty() {
+            return vec![self.stats()];
+        }
+        self.nodes
+            .iter()
+            .map(|n| proc_stats(&n.pid?.to_string()))
+            .collect()
+    }
+
+    /// The NATS server's CPU time and memory now, if its pid was given.
+    pub fn bus_stats(&self) -> Option<ProcStats> {
+        proc_stats(&self.bus_pid?.to_string())
+    }
+
+    /// Stops the nodes of a cluster gracefully (SIGTERM, as an operator would: each gives up
+    /// its lease and its nicks), waiting up to 15 s each before killing it. Nothing for one
+    /// server (dropped, it is killed).
+    pub async fn stop(&mut self) {
+        for node in &mut self.nodes {
+            let Some(mut child) = node.child.take() else {
+                continue;
+            };
+            if let Some(pid) = child.id() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+            if tokio::time::timeout(Duration::from_secs(15), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+/// Starts `binary` with the bench configuration (written into `data`, its data directory) on
+/// a free loopback port and its admin listener on another, with `extra` arguments; returns it
+/// once it listens, with its address and admin address.
+async fn start_server(
+    binary: &Path,
+    data: &Path,
+    extra: &[String],
+    log: Option<PathBuf>,
+) -> anyhow::Result<(Child, String, Option<String>)> {
+    {
+        let config = data.join("bench.toml");
         std::fs::write(&config, BENCH_CONFIG)?;
         let mut command = Command::new(binary);
         command
@@ -74,12 +262,11 @@ impl Target {
                 "127.0.0.1:0",
                 "--config",
             ])
-            .arg(&config);
-        if let Some(store) = store {
-            command.args(["--store", store]);
-        }
+            .arg(&config)
+            .args(extra);
+        let data = data.to_path_buf();
         let mut child = command
-            .env("MM_SERVER_DATA", data.path())
+            .env("MM_SERVER_DATA", &data)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -103,19 +290,31 @@ impl Target {
             }
         };
         // Keep draining the log so that the server never blocks writing it.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let ca = mm_certs::load_certs(&data.path().join("tls").join(mm_certs::CA_CERT))?;
-        Ok(Target {
-            addr,
-            tls: tls_config(&ca)?,
-            ca,
-            pid: child.id(),
-            admin,
-            _child: Some(child),
-            _data: Some(data),
-        })
+        // Into `log` if given (the server's log never holds message text).
+        let mut file = match log {
+            Some(path) => Some(
+                tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .await
+                    .with_context(|| format!("opening {}", path.display()))?,
+            ),
+            None => None,
+        };
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(f) = file.as_mut() {
+                    let _ = f.write_all(format!("{line}\n").as_bytes()).await;
+                }
+            }
+        });
+        Ok((child, addr, admin))
     }
+}
 
+impl Target {
     /// A running server at `addr`, trusted through `ca_file`.
     pub fn existing(addr: String, ca_file: &Path, pid: Option<u32>) -> anyhow::Result<Target> {
         let ca = mm_certs::load_certs(ca_file)?;
@@ -125,6 +324,9 @@ impl Target {
             ca,
             pid,
             admin: None,
+            nodes: Vec::new(),
+            client_nodes: 1,
+            bus_pid: None,
             _child: None,
             _data: None,
         })
@@ -140,9 +342,14 @@ impl Target {
     /// and 99% of them fell (upper bounds, in ms: the buckets are coarse). `None` if the
     /// server has no admin address known here or the scrape fails.
     pub async fn store_commits(&self) -> Option<serde_json::Value> {
-        let text = scrape(self.admin.as_deref()?).await.ok()?;
-        commit_summary(&text)
+        store_commits_at(self.admin.as_deref()?).await
     }
+}
+
+/// [`Target::store_commits`] of the server whose admin listener is at `admin`.
+pub async fn store_commits_at(admin: &str) -> Option<serde_json::Value> {
+    let text = scrape(admin).await.ok()?;
+    commit_summary(&text)
 }
 
 /// `GET /metrics` from an admin address, the body as text (at most 4 MiB, within 5 s).

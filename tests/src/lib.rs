@@ -1283,6 +1283,11 @@ impl TestNats {
         self.port
     }
 
+    /// Its pid while it runs (mm-bench reads its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// Kills it (SIGKILL: as a crash; the JetStream store stays) and waits until it is gone.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
