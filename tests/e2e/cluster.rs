@@ -28,11 +28,15 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
+        Self::on(TestNats::start())
+    }
+
+    fn on(nats: TestNats) -> Cluster {
         let tls = tempfile::tempdir().unwrap();
         mm_certs::generate(tls.path(), &mm_certs::Names::default(), false).unwrap();
         Cluster {
             db: TestDatabase::new(),
-            nats: TestNats::start(),
+            nats,
             tls,
         }
     }
@@ -805,4 +809,105 @@ async fn a_rolling_restart_loses_no_acknowledged_line() {
         "rolling restart: {sent} sent, {} acknowledged (all delivered and in history), {refused} refused, {unknown} unanswered",
         acknowledged.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_stop_when_nats_loses_the_stream_rather_than_drop_lines() {
+    let mut cluster = Cluster::new();
+    let n1 = cluster.node("n1").await;
+    let n2 = cluster.node("n2").await;
+    let mut carol = TestClient::connect(&n1.options("carol")).await;
+    carol.client.public("before").await.unwrap();
+    while !matches!(carol.next().await, Event::Sent { .. }) {}
+    // NATS comes back without its JetStream store: the stream, its sequence and its ids are
+    // gone. A node must not go on applying a new stream from its old position (it would drop
+    // every line, silently) nor give out ids from the old base.
+    cluster.nats.restart_without_store();
+    for (name, node) in [("n1", n1), ("n2", n2)] {
+        let (status, log) = node.exited(Duration::from_secs(30)).await;
+        assert!(!status.success(), "{name}: {status}");
+        assert!(
+            log.iter()
+                .any(|l| l.contains("the cluster's stream is gone")
+                    || l.contains("the cluster's stream was made again")),
+            "{name}: {}",
+            log.join("\n")
+        );
+    }
+    // Started again, a node makes the stream anew, with ids above every one given before.
+    let n1 = cluster.node("n1b").await;
+    let mut dave = TestClient::connect(&n1.options("dave")).await;
+    dave.client.public("after").await.unwrap();
+    let mut before = None;
+    loop {
+        match dave.next().await {
+            Event::History(ChatLine { id, text, .. }) if text == "before" => before = Some(id),
+            Event::Sent { id, .. } => {
+                let before = before.expect("the line before is in the history");
+                assert!(id > before, "id {id} reused or lower than {before}");
+                break;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_jetstream_refuses_is_refused_to_its_sender_and_never_reordered() {
+    // JetStream with room for a few dozen events only.
+    let cluster = Cluster::on(TestNats::start_configured(
+        "jetstream { max_file_store: 4096 }\n",
+    ));
+    let n1 = cluster.node("n1").await;
+    let n2 = cluster.node("n2").await;
+    let mut carol = TestClient::connect(&n1.options("carol")).await;
+    let mut dave = TestClient::connect(&n2.options("dave")).await;
+    let sender = carol.client.clone();
+    let sending = tokio::spawn(async move {
+        for i in 0..60 {
+            if sender.public(&format!("f{i:03}")).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    let (mut sent, mut refused) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sent + refused < 60 && Instant::now() < deadline {
+        match tokio::time::timeout(WAIT * 3, carol.next()).await {
+            Ok(Event::Sent { .. }) => sent += 1,
+            Ok(Event::Error { line: Some(_), .. }) => refused += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    sending.await.unwrap();
+    assert_eq!(
+        sent + refused,
+        60,
+        "every line answered ({sent} sent, {refused} refused)"
+    );
+    assert!(
+        refused > 0,
+        "the store never filled: the test tests nothing"
+    );
+    // dave got the sent ones, in carol's order, and none of the refused.
+    let mut got = Vec::new();
+    while got.len() < sent {
+        if let Event::Public(ChatLine { text, .. }) = dave.next().await {
+            got.push(text);
+        }
+    }
+    let order: Vec<u32> = got.iter().map(|t| t[1..].parse().unwrap()).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+    let extra = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Event::Public(ChatLine { text, .. }) = dave.next().await {
+                return text;
+            }
+        }
+    })
+    .await;
+    assert!(extra.is_err(), "a refused line arrived: {extra:?}");
+    eprintln!("JetStream full: {sent} lines sent in order, {refused} refused in words");
 }

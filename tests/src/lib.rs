@@ -1182,6 +1182,23 @@ impl TestNats {
         Self::start_with(Vec::new(), tempfile::tempdir().unwrap())
     }
 
+    /// Starts one with the configuration file text `config` (e.g. `jetstream { max_file_store:
+    /// 40000 }`) besides the usual flags, and waits until it accepts.
+    pub fn start_configured(config: &str) -> TestNats {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nats.conf");
+        std::fs::write(&path, config).unwrap();
+        Self::start_with(vec!["-c".into(), path.into_os_string()], dir)
+    }
+
+    /// Stops it, deletes its JetStream store (as a lost disk would), and starts it again on
+    /// the same port.
+    pub fn restart_without_store(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(self.dir.path().join("js"));
+        self.restart();
+    }
+
     /// Starts one with TLS required (`--tls --tlscert CERT --tlskey KEY`: the certificate
     /// chain and key, PEM, in `dir`), and waits until it accepts.
     pub fn start_tls(dir: tempfile::TempDir, cert: &Path, key: &Path) -> TestNats {
@@ -1274,7 +1291,8 @@ impl TestNats {
 
     /// `nats://127.0.0.1:PORT` (`tls://` for a server started with [`TestNats::start_tls`]).
     pub fn url(&self) -> String {
-        let scheme = if self.extra.is_empty() { "nats" } else { "tls" };
+        let tls = self.extra.iter().any(|a| a == "--tls");
+        let scheme = if tls { "tls" } else { "nats" };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 

@@ -4,7 +4,7 @@
 //! A stream message is input from the network like any other: [`decode`] bounds its size and
 //! every string in it, and a message that does not decode is skipped (logged, never applied).
 
-use mm_common::protocol::{LeaveReason, MAX_NICK_LEN};
+use mm_common::protocol::LeaveReason;
 use serde::{Deserialize, Serialize};
 
 /// Largest encoded event accepted (bytes): a relayed payload of the protocol's largest frame
@@ -130,25 +130,30 @@ pub fn decode(bytes: &[u8]) -> Result<Event, EventError> {
         return Err(EventError::TooLarge(bytes.len()));
     }
     let event: Event = postcard::from_bytes(bytes).map_err(|_| EventError::Malformed)?;
-    let nick_ok = |n: &str| !n.is_empty() && n.len() <= MAX_NICK_LEN;
+    // The same checks as a client's input: a forged or damaged event shows nothing a client
+    // could not have sent (nicks as registered, text without control characters).
+    let nick_ok = |n: &str| mm_common::protocol::validate_nick(n).is_ok();
+    let text_ok =
+        |t: &str| mm_common::protocol::validate_text(t, mm_common::protocol::MAX_TEXT_LEN).is_ok();
     let ok = match &event {
-        Event::Line { from, text, .. } => {
-            nick_ok(from) && text.len() <= mm_common::protocol::MAX_TEXT_LEN
-        }
+        Event::Line { from, text, .. } => nick_ok(from) && text_ok(text),
         Event::Personal { to, from, body, .. } => {
             nick_ok(to)
                 && nick_ok(from)
                 && match body {
-                    PersonalBody::Text(t) => t.len() <= mm_common::protocol::MAX_TEXT_LEN,
-                    PersonalBody::Relay(p) => p.len() <= mm_common::frame::MAX_FRAME_LEN,
+                    PersonalBody::Text(t) => text_ok(t),
+                    PersonalBody::Relay(p) => {
+                        !p.is_empty() && p.len() <= mm_common::frame::MAX_FRAME_LEN
+                    }
                 }
         }
         Event::Online { nick, .. } | Event::Offline { nick, .. } => nick_ok(nick),
         Event::Away { nick, message, .. } => {
             nick_ok(nick)
-                && message
-                    .as_ref()
-                    .is_none_or(|m| m.len() <= mm_common::protocol::MAX_REASON_LEN)
+                && message.as_ref().is_none_or(|m| {
+                    m.len() <= mm_common::protocol::MAX_REASON_LEN
+                        && !m.chars().any(char::is_control)
+                })
         }
     };
     if ok {
@@ -206,13 +211,33 @@ mod tests {
         assert_eq!(decode(&[]), Err(EventError::Malformed));
         let huge = vec![0u8; MAX_EVENT_LEN + 1];
         assert_eq!(decode(&huge), Err(EventError::TooLarge(MAX_EVENT_LEN + 1)));
-        let empty_nick = Event::Online {
-            epoch: 1,
-            nick: String::new(),
-        };
-        assert_eq!(
-            decode(&encode(&empty_nick).unwrap()),
-            Err(EventError::OutOfBounds)
-        );
+        for bad in [
+            Event::Online {
+                epoch: 1,
+                nick: String::new(),
+            },
+            Event::Online {
+                epoch: 1,
+                nick: "bad nick!".into(),
+            },
+            Event::Line {
+                origin,
+                action: false,
+                from: "ann".into(),
+                text: "bell\u{7}".into(),
+                ts: 1,
+            },
+            Event::Away {
+                epoch: 1,
+                nick: "ann".into(),
+                message: Some("esc\u{1b}[31m".into()),
+            },
+        ] {
+            assert_eq!(
+                decode(&encode(&bad).unwrap()),
+                Err(EventError::OutOfBounds),
+                "{bad:?}"
+            );
+        }
     }
 }
