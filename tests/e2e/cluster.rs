@@ -17,7 +17,7 @@ const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
 
 /// The lease the nodes of these tests hold: short, so that a dead node is noticed quickly;
 /// the waits below leave a wide margin for a loaded CI machine.
-const LEASE: &str = "2s";
+const LEASE: &str = "5s";
 
 /// A database, a NATS server, one certificate chain for every node.
 struct Cluster {
@@ -607,8 +607,8 @@ async fn a_node_that_loses_its_database_closes_its_sessions_before_its_lease_end
     let (host_port, db) = tail.split_once('/').unwrap();
     let relay = Relay::to(host_port.to_owned()).await;
     let relayed = format!("{head}@127.0.0.1:{}/{db}", relay.port);
-    let lease = Duration::from_secs(4);
-    let n1 = cluster.node_with("n1", "127.0.0.1:0", &relayed, "4s").await;
+    let lease = Duration::from_secs(6);
+    let n1 = cluster.node_with("n1", "127.0.0.1:0", &relayed, "6s").await;
     let n2 = cluster.node("n2").await;
     let mut dave = TestClient::connect(&n2.options("dave")).await;
     let mut carol = TestClient::connect(&n1.options("carol")).await;
