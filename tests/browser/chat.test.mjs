@@ -298,8 +298,22 @@ describe('the web client with mm users', () => {
     await withScreenshots('browsers', () => pages, async () => {
       const { context, page: zoe } = await newVisitor();
       await join(zoe, server, 'zoe');
-      await say(wendy, '/msg zoe hello zoe, from one browser to another');
-      await zoe.getByRole('navigation', { name: 'Conversations' }).getByRole('button', { name: /^wendy\b/ }).waitFor({ timeout: WAIT });
+      // zoe's page publishes her keys just after joining: a line sent before they reach the
+      // server's directory is refused visibly ("zoe has no end-to-end keys ... NOT sent") and
+      // the page says the next one tries again — as a user would, send it again then.
+      const fromWendy = zoe.getByRole('navigation', { name: 'Conversations' }).getByRole('button', { name: /^wendy\b/ });
+      for (let attempt = 1; ; attempt++) {
+        const refusals = await wendy.getByText(/zoe has no end-to-end keys/).count();
+        await say(wendy, '/msg zoe hello zoe, from one browser to another');
+        const refused = wendy.getByText(/zoe has no end-to-end keys/).nth(refusals);
+        const outcome = await Promise.race([
+          fromWendy.waitFor({ timeout: WAIT }).then(() => 'delivered'),
+          refused.waitFor({ timeout: WAIT }).then(() => 'no keys yet'),
+        ]);
+        if (outcome === 'delivered') break;
+        assert.ok(attempt < 5, "zoe's keys never reached the directory");
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
       await open(zoe, 'wendy');
       await zoe.getByRole('log').locator('li.secure').filter({ hasText: 'hello zoe, from one browser to another' }).first().waitFor({ timeout: WAIT });
       await zoe.locator('#security[data-state="secure"]').waitFor({ timeout: WAIT });
