@@ -242,26 +242,19 @@ impl Membership {
     /// # Errors
     /// [`LeaseError::Fenced`] if the row is gone, of another epoch, or expired.
     pub async fn renew(&self) -> Result<(), LeaseError> {
-        self.bounded(async {
-            let client = self.client().await?;
-            let n = self.checked(
-                &client,
-                client
-                    .execute(
-                        "UPDATE cluster_nodes
-                             SET expires_at = now() + $3::FLOAT8 * INTERVAL '1 second'
-                             WHERE epoch = $1 AND name = $2 AND expires_at > now()",
-                        &[&self.node.epoch, &self.node.name, &self.lease.as_secs_f64()],
-                    )
-                    .await,
-            )?;
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(LeaseError::Fenced)
-            }
-        })
-        .await
+        let n = self
+            .execute(
+                "UPDATE cluster_nodes
+                     SET expires_at = now() + $3::FLOAT8 * INTERVAL '1 second'
+                     WHERE epoch = $1 AND name = $2 AND expires_at > now()",
+                &[&self.node.epoch, &self.node.name, &self.lease.as_secs_f64()],
+            )
+            .await?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(LeaseError::Fenced)
+        }
     }
 
     /// Takes `nick_key` for this node, in one statement, if it is free, held by this node, or
@@ -337,20 +330,12 @@ impl Membership {
     /// # Errors
     /// [`LeaseError::Db`], [`LeaseError::Timeout`].
     pub async fn spelled(&self, nick_key: &str, nick: &str) -> Result<(), LeaseError> {
-        self.bounded(async {
-            let client = self.client().await?;
-            self.checked(
-                &client,
-                client
-                    .execute(
-                        "UPDATE cluster_nicks SET nick = $3 WHERE nick_key = $1 AND epoch = $2",
-                        &[&nick_key, &self.node.epoch, &nick],
-                    )
-                    .await,
-            )?;
-            Ok(())
-        })
-        .await
+        self.execute(
+            "UPDATE cluster_nicks SET nick = $3 WHERE nick_key = $1 AND epoch = $2",
+            &[&nick_key, &self.node.epoch, &nick],
+        )
+        .await?;
+        Ok(())
     }
 
     /// The users other live nodes hold: (nick as spelled, or its key if not recorded yet;
@@ -359,24 +344,17 @@ impl Membership {
     /// # Errors
     /// [`LeaseError::Db`], [`LeaseError::Timeout`].
     pub async fn online(&self) -> Result<Vec<(String, i64)>, LeaseError> {
-        self.bounded(async {
-            let client = self.client().await?;
-            let rows = self.checked(
-                &client,
-                client
-                    .query(
-                        "SELECT CASE WHEN n.nick = '' THEN n.nick_key ELSE n.nick END, n.epoch
-                         FROM cluster_nicks n JOIN cluster_nodes c ON c.epoch = n.epoch
-                         WHERE c.expires_at > now() AND n.epoch <> $1",
-                        &[&self.node.epoch],
-                    )
-                    .await,
-            )?;
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect()
-        })
-        .await
+        let rows = self
+            .query(
+                "SELECT CASE WHEN n.nick = '' THEN n.nick_key ELSE n.nick END, n.epoch
+                 FROM cluster_nicks n JOIN cluster_nodes c ON c.epoch = n.epoch
+                 WHERE c.expires_at > now() AND n.epoch <> $1",
+                &[&self.node.epoch],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     /// Which of the lobby line ids `ids` the store's history holds (for lines a dead node
@@ -411,29 +389,22 @@ impl Membership {
     pub async fn stream_base(&self, created: &str, candidate: u64) -> Result<u64, LeaseError> {
         let candidate = i64::try_from(candidate)
             .map_err(|_| LeaseError::Invalid("the stream's id base is out of range".into()))?;
-        self.bounded(async {
-            let client = self.client().await?;
-            let row = self.checked(
-                &client,
-                client
-                    .query_one(
-                        "WITH made AS (
-                            INSERT INTO cluster_stream (created, base)
-                            SELECT $1, GREATEST($2, COALESCE((SELECT MAX(base) + 1 FROM cluster_stream), 0))
-                            ON CONFLICT (created) DO NOTHING
-                            RETURNING base)
-                         SELECT base FROM made
-                         UNION ALL SELECT base FROM cluster_stream WHERE created = $1
-                         LIMIT 1",
-                        &[&created, &candidate],
-                    )
-                    .await,
-            )?;
-            let base: i64 = row.try_get(0)?;
-            u64::try_from(base)
-                .map_err(|_| LeaseError::Invalid("the stream's id base is negative".into()))
-        })
-        .await
+        let row = self
+            .query_one(
+                "WITH made AS (
+                    INSERT INTO cluster_stream (created, base)
+                    SELECT $1, GREATEST($2, COALESCE((SELECT MAX(base) + 1 FROM cluster_stream), 0))
+                    ON CONFLICT (created) DO NOTHING
+                    RETURNING base)
+                 SELECT base FROM made
+                 UNION ALL SELECT base FROM cluster_stream WHERE created = $1
+                 LIMIT 1",
+                &[&created, &candidate],
+            )
+            .await?;
+        let base: i64 = row.try_get(0)?;
+        u64::try_from(base)
+            .map_err(|_| LeaseError::Invalid("the stream's id base is negative".into()))
     }
 
     /// Releases `nick_key` only if this node, in this epoch, holds it.
@@ -441,20 +412,12 @@ impl Membership {
     /// # Errors
     /// [`LeaseError::Db`], [`LeaseError::Timeout`].
     pub async fn release(&self, nick_key: &str) -> Result<(), LeaseError> {
-        self.bounded(async {
-            let client = self.client().await?;
-            self.checked(
-                &client,
-                client
-                    .execute(
-                        "DELETE FROM cluster_nicks WHERE nick_key = $1 AND epoch = $2",
-                        &[&nick_key, &self.node.epoch],
-                    )
-                    .await,
-            )?;
-            Ok(())
-        })
-        .await
+        self.execute(
+            "DELETE FROM cluster_nicks WHERE nick_key = $1 AND epoch = $2",
+            &[&nick_key, &self.node.epoch],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Other nodes whose lease has expired, with the nicks they held (sorted), and nicks left
@@ -506,28 +469,21 @@ impl Membership {
     /// # Errors
     /// [`LeaseError::Db`], [`LeaseError::Timeout`].
     pub async fn live_nodes(&self) -> Result<Vec<NodeId>, LeaseError> {
-        self.bounded(async {
-            let client = self.client().await?;
-            let rows = self.checked(
-                &client,
-                client
-                    .query(
-                        "SELECT name, epoch FROM cluster_nodes WHERE expires_at > now()
-                         ORDER BY epoch",
-                        &[],
-                    )
-                    .await,
-            )?;
-            rows.iter()
-                .map(|r| {
-                    Ok(NodeId {
-                        name: r.try_get(0)?,
-                        epoch: r.try_get(1)?,
-                    })
+        let rows = self
+            .query(
+                "SELECT name, epoch FROM cluster_nodes WHERE expires_at > now()
+                 ORDER BY epoch",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeId {
+                    name: r.try_get(0)?,
+                    epoch: r.try_get(1)?,
                 })
-                .collect()
-        })
-        .await
+            })
+            .collect()
     }
 
     /// Deletes this node's row and its nicks (a clean shutdown), in one statement.
@@ -535,22 +491,14 @@ impl Membership {
     /// # Errors
     /// [`LeaseError::Db`], [`LeaseError::Timeout`].
     pub async fn leave(&self) -> Result<(), LeaseError> {
-        self.bounded(async {
-            let client = self.client().await?;
-            self.checked(
-                &client,
-                client
-                    .execute(
-                        "WITH nicks AS (DELETE FROM cluster_nicks WHERE epoch = $1)
-                         DELETE FROM cluster_nodes WHERE epoch = $1",
-                        &[&self.node.epoch],
-                    )
-                    .await,
-            )?;
-            info!(node = %self.node.name, epoch = self.node.epoch, "cluster: left");
-            Ok(())
-        })
-        .await
+        self.execute(
+            "WITH nicks AS (DELETE FROM cluster_nicks WHERE epoch = $1)
+                 DELETE FROM cluster_nodes WHERE epoch = $1",
+            &[&self.node.epoch],
+        )
+        .await?;
+        info!(node = %self.node.name, epoch = self.node.epoch, "cluster: left");
+        Ok(())
     }
 
     fn slot(&self) -> MutexGuard<'_, Option<Arc<Client>>> {
@@ -585,6 +533,46 @@ impl Membership {
             }
         }
         Ok(result?)
+    }
+
+    /// `sql` with `params` on the connection, bounded ([`Membership::bounded`]); the rows
+    /// changed.
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, LeaseError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            self.checked(&client, client.execute(sql, params).await)
+        })
+        .await
+    }
+
+    /// As [`Membership::execute`], for the rows a query returns.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, LeaseError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            self.checked(&client, client.query(sql, params).await)
+        })
+        .await
+    }
+
+    /// As [`Membership::query`], for a query that returns one row.
+    async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, LeaseError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            self.checked(&client, client.query_one(sql, params).await)
+        })
+        .await
     }
 
     /// Runs `op` for at most a lease (a longer answer is of no use); on a timeout the
