@@ -166,6 +166,13 @@ pub enum RoomChange {
     Active(RoomId, u64),
     /// The room is gone, with its members, bans, invitations and history.
     Delete(RoomId),
+    /// The changes one event of the cluster's stream made, with the event's id (CLUSTER.md,
+    /// "Rooms"). Every node that applies the event computes the same changes and submits
+    /// them; the store applies them only if no id as high was recorded before (otherwise
+    /// another node already stored them), and records the id, in one transaction. An empty
+    /// list records only that every change up to `id` is stored. A store no cluster shares
+    /// applies the changes as they come.
+    Ordered(u64, Vec<RoomChange>),
 }
 
 /// A change to a room that the server's operator asked for with `mm-server rooms` while the
@@ -410,6 +417,9 @@ pub struct Loaded {
     /// The highest message id ever given out or reserved ([`Store::reserve_ids`]); new ids
     /// continue after it.
     pub last_id: u64,
+    /// The id of the cluster's newest stream event whose room changes the rooms above hold
+    /// ([`RoomChange::Ordered`]); 0 for a store no cluster shares.
+    pub rooms_applied: u64,
 }
 
 /// A storage failure. Details are for logs; clients get a generic error.

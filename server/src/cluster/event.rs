@@ -4,7 +4,7 @@
 //! A stream message is input from the network like any other: [`decode`] bounds its size and
 //! every string in it, and a message that does not decode is skipped (logged, never applied).
 
-use mm_common::protocol::LeaveReason;
+use mm_common::protocol::{LeaveReason, MemberChange, RoomMode};
 use serde::{Deserialize, Serialize};
 
 /// Largest encoded event accepted (bytes): a relayed payload of the protocol's largest frame
@@ -45,10 +45,12 @@ pub enum PersonalBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Event {
-    /// A line for the lobby; its id is the stream's.
+    /// A line for a room (`#lobby` included); its id is the stream's.
     Line {
         /// Who accepted it.
         origin: Origin,
+        /// The room, as the sender named it.
+        room: String,
         /// `/me` action.
         action: bool,
         /// The sender's nick.
@@ -69,6 +71,18 @@ pub enum Event {
         /// What it carries.
         body: PersonalBody,
         /// The accepting node's time, ms since the Unix epoch.
+        ts: u64,
+    },
+    /// A room command (CLUSTER.md, "Rooms"): every node runs it against its rooms, in stream
+    /// order, and reaches the same outcome.
+    Room {
+        /// Who accepted it (`conn` 0: the server itself, e.g. `mm-server rooms`).
+        origin: Origin,
+        /// The acting user's nick; empty for the server itself.
+        from: String,
+        /// The command.
+        cmd: RoomCmd,
+        /// The accepting node's time, ms since the Unix epoch: the time every node uses.
         ts: u64,
     },
     /// `nick` logged in on the node of `epoch` (others heard of it).
@@ -96,6 +110,118 @@ pub enum Event {
         /// Why, as told to the others.
         reason: LeaveReason,
     },
+}
+
+/// A room command as the stream carries it (the client's `ClientMsg` room commands, and the
+/// server's own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RoomCmd {
+    /// `/join`: enter the room, creating it if missing.
+    Join {
+        /// The room.
+        room: String,
+    },
+    /// `/part`.
+    Part {
+        /// The room.
+        room: String,
+        /// Told to the room.
+        reason: String,
+    },
+    /// Set the topic.
+    Topic {
+        /// The room.
+        room: String,
+        /// The new topic (may be empty).
+        topic: String,
+    },
+    /// Invite `nick`.
+    Invite {
+        /// The room.
+        room: String,
+        /// The invitee.
+        nick: String,
+    },
+    /// Remove `nick`.
+    Kick {
+        /// The room.
+        room: String,
+        /// Who is removed.
+        nick: String,
+        /// Told to the room.
+        reason: String,
+    },
+    /// Op, voice, ban and their reverse.
+    Member {
+        /// The room.
+        room: String,
+        /// Whose standing changes.
+        nick: String,
+        /// The change.
+        change: MemberChange,
+    },
+    /// A mode on or off.
+    Mode {
+        /// The room.
+        room: String,
+        /// Which.
+        mode: RoomMode,
+        /// On or off.
+        on: bool,
+    },
+    /// The account of `from` is gone (expired, released) or was registered anew: it leaves
+    /// every room, and its invitations and bans go.
+    Forget {
+        /// Told to the rooms.
+        reason: String,
+    },
+    /// The server's operator deletes the room (`mm-server rooms delete`), or it expired.
+    Delete {
+        /// The room.
+        room: String,
+        /// Told to its members.
+        reason: String,
+    },
+    /// The server's operator makes `nick` the owner (`mm-server rooms set-owner`).
+    SetOwner {
+        /// The room.
+        room: String,
+        /// The member.
+        nick: String,
+    },
+}
+
+impl RoomCmd {
+    /// Whether only the server gives it (no user acts).
+    fn by_server(&self) -> bool {
+        matches!(self, RoomCmd::Delete { .. } | RoomCmd::SetOwner { .. })
+    }
+
+    /// Whether its fields are within the protocol's bounds.
+    fn in_bounds(&self) -> bool {
+        use mm_common::protocol::{validate_nick, validate_room, MAX_REASON_LEN, MAX_TOPIC_LEN};
+        let room_ok = |r: &str| validate_room(r).is_ok();
+        let nick_ok = |n: &str| validate_nick(n).is_ok();
+        let words_ok = |t: &str, max: usize| {
+            t.is_empty() || mm_common::protocol::validate_text(t, max).is_ok()
+        };
+        match self {
+            RoomCmd::Join { room } => room_ok(room),
+            RoomCmd::Part { room, reason } | RoomCmd::Delete { room, reason } => {
+                room_ok(room) && words_ok(reason, MAX_REASON_LEN)
+            }
+            RoomCmd::Topic { room, topic } => room_ok(room) && words_ok(topic, MAX_TOPIC_LEN),
+            RoomCmd::Invite { room, nick }
+            | RoomCmd::Member { room, nick, .. }
+            | RoomCmd::SetOwner { room, nick } => room_ok(room) && nick_ok(nick),
+            RoomCmd::Kick { room, nick, reason } => {
+                room_ok(room) && nick_ok(nick) && words_ok(reason, MAX_REASON_LEN)
+            }
+            RoomCmd::Mode { room, .. } => room_ok(room),
+            RoomCmd::Forget { reason } => words_ok(reason, MAX_REASON_LEN),
+        }
+    }
 }
 
 /// Why a stream message was not applied.
@@ -136,7 +262,12 @@ pub fn decode(bytes: &[u8]) -> Result<Event, EventError> {
     let text_ok =
         |t: &str| mm_common::protocol::validate_text(t, mm_common::protocol::MAX_TEXT_LEN).is_ok();
     let ok = match &event {
-        Event::Line { from, text, .. } => nick_ok(from) && text_ok(text),
+        Event::Line {
+            room, from, text, ..
+        } => mm_common::protocol::validate_room(room).is_ok() && nick_ok(from) && text_ok(text),
+        Event::Room { from, cmd, .. } => {
+            (nick_ok(from) || (from.is_empty() && cmd.by_server())) && cmd.in_bounds()
+        }
         Event::Personal { to, from, body, .. } => {
             nick_ok(to)
                 && nick_ok(from)
@@ -178,10 +309,30 @@ mod tests {
         for event in [
             Event::Line {
                 origin,
+                room: "#lobby".into(),
                 action: false,
                 from: "ann".into(),
                 text: "hi".into(),
                 ts: 1,
+            },
+            Event::Room {
+                origin,
+                from: "ann".into(),
+                cmd: RoomCmd::Kick {
+                    room: "#dev".into(),
+                    nick: "bob".into(),
+                    reason: "spam".into(),
+                },
+                ts: 3,
+            },
+            Event::Room {
+                origin,
+                from: String::new(),
+                cmd: RoomCmd::Delete {
+                    room: "#dev".into(),
+                    reason: "expired".into(),
+                },
+                ts: 4,
             },
             Event::Personal {
                 origin,
@@ -222,9 +373,35 @@ mod tests {
             },
             Event::Line {
                 origin,
+                room: "#lobby".into(),
                 action: false,
                 from: "ann".into(),
                 text: "bell\u{7}".into(),
+                ts: 1,
+            },
+            Event::Line {
+                origin,
+                room: "no spaces allowed".into(),
+                action: false,
+                from: "ann".into(),
+                text: "hi".into(),
+                ts: 1,
+            },
+            Event::Room {
+                origin,
+                from: String::new(),
+                cmd: RoomCmd::Join {
+                    room: "#dev".into(),
+                },
+                ts: 1,
+            },
+            Event::Room {
+                origin,
+                from: "ann".into(),
+                cmd: RoomCmd::Topic {
+                    room: "#dev".into(),
+                    topic: "esc\u{1b}[2J".into(),
+                },
                 ts: 1,
             },
             Event::Away {

@@ -156,6 +156,9 @@ pub struct Joining {
     js: jetstream::Context,
     /// The first sequence this node applies.
     start: u64,
+    /// The first sequence whose room commands this node applies: after the position its
+    /// rooms were loaded at (`Loaded::rooms_applied`), before `start`.
+    rooms_from: u64,
     /// When the stream was made (its identity: see [`stream::stream_state`]).
     created: String,
     /// A line's id is `base + sequence`.
@@ -173,6 +176,7 @@ impl std::fmt::Debug for Joining {
         f.debug_struct("Joining")
             .field("node", self.membership.node())
             .field("start", &self.start)
+            .field("rooms_from", &self.rooms_from)
             .field("base", &self.base)
             .finish_non_exhaustive()
     }
@@ -180,14 +184,15 @@ impl std::fmt::Debug for Joining {
 
 /// Joins this node to the cluster: its lease in the database (`target`), the link to NATS
 /// (`bus`), the stream (made if missing) and the id base. `last_id` is the highest id the
-/// store ever recorded (a new stream's ids start above it).
+/// store ever recorded (a new stream's ids start above it); `rooms_applied` the id of the
+/// stream event the loaded rooms stand at (`Loaded::rooms_applied`).
 ///
 /// # Errors
 /// In words naming what failed: the database, NATS, JetStream.
 pub async fn start(
     target: &PgTarget,
     bus: &nats::BusConfig,
-    last_id: u64,
+    (last_id, rooms_applied): (u64, u64),
 ) -> anyhow::Result<Joining> {
     // NATS first: a node that cannot reach it leaves no lease behind.
     let client = nats::connect(bus)
@@ -198,7 +203,7 @@ pub async fn start(
             .await
             .map_err(|e| anyhow::anyhow!("cluster: {e}"))?,
     );
-    match joined(membership.clone(), client, bus, last_id).await {
+    match joined(membership.clone(), client, bus, (last_id, rooms_applied)).await {
         Ok(joining) => Ok(joining),
         Err(e) => {
             // Its lease goes at once, so that it can start again under its name.
@@ -213,7 +218,7 @@ async fn joined(
     membership: Arc<Membership>,
     client: async_nats::Client,
     bus: &nats::BusConfig,
-    last_id: u64,
+    (last_id, rooms_applied): (u64, u64),
 ) -> anyhow::Result<Joining> {
     let js = jetstream::new(client.clone());
     let mut mm = stream::ensure(&js).await?;
@@ -233,6 +238,22 @@ async fn joined(
         .await
         .map_err(|e| anyhow::anyhow!("cluster: the stream's id base could not be recorded: {e}"))?;
     let start = info.state.last_sequence.saturating_add(1);
+    let first = info.state.first_sequence.max(1);
+    // The rooms were loaded (before this) as of event `rooms_applied`: the room commands
+    // after it are run again from the stream. Ids below `base` are an older stream's: all of
+    // this one's room commands are after them.
+    let wanted = if rooms_applied >= base {
+        rooms_applied - base + 1
+    } else {
+        first
+    };
+    if wanted < first {
+        warn!(
+            wanted,
+            first, "the stream no longer holds every room command after the rooms the store holds (no node stored them for over an hour?): rooms may lack a change"
+        );
+    }
+    let rooms_from = wanted.max(first).min(start);
     let replayed = stream::replay_lines(
         &js,
         info.state
@@ -248,6 +269,7 @@ async fn joined(
         node = %bus.node_name,
         epoch = membership.node().epoch,
         from = start,
+        rooms_from,
         base,
         "joined the cluster"
     );
@@ -256,6 +278,7 @@ async fn joined(
         client,
         js,
         start,
+        rooms_from,
         base,
         proposals,
         sender,
@@ -310,6 +333,7 @@ impl Joining {
             client,
             js,
             start,
+            rooms_from,
             proposals,
             sender,
             online,
@@ -331,7 +355,7 @@ impl Joining {
             js,
             hub.clone(),
             metrics.clone(),
-            (start, created),
+            (rooms_from, start, created),
             cancel.clone(),
             stop.clone(),
         ));
@@ -400,6 +424,8 @@ async fn sweep(
             }
             Err(e) => warn!(error = %e, "live nodes not read"),
         }
+        // Where the stored rooms stand in the stream, for nodes that start later.
+        hub.tell_rooms_applied();
     }
 }
 

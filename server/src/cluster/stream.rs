@@ -235,13 +235,14 @@ pub async fn replay_lines(
             }
             if let Ok(event::Event::Line {
                 origin,
+                room,
                 action,
                 from,
                 text,
                 ts,
             }) = event::decode(&message.payload)
             {
-                if epoch.is_none_or(|e| e == origin.epoch) {
+                if mm_common::protocol::is_lobby(&room) && epoch.is_none_or(|e| e == origin.epoch) {
                     lines.push(crate::store::Line {
                         room: crate::hub::RoomId::LOBBY,
                         action,
@@ -266,7 +267,9 @@ pub async fn replay_lines(
     lines
 }
 
-/// Applies the stream from `start` (a sequence) to the hub, in order, until `cancel`. The
+/// Applies the stream from `start` (a sequence) to the hub, in order, until `cancel`; before
+/// it, from `rooms_from`, only its room commands (the rooms loaded at start stand at
+/// `rooms_from − 1`; lines and presence before `start` are in what the node loaded). The
 /// ordered consumer resumes after the last sequence it delivered when NATS comes back; a
 /// consumer that fails is made again from the next sequence. A gap (the stream no longer has
 /// what this node has not applied) cannot be repaired: it cancels `fail` (the node stops, its
@@ -275,11 +278,11 @@ pub async fn apply(
     js: jetstream::Context,
     hub: Hub,
     metrics: crate::metrics::ClusterMetrics,
-    (start, created): (u64, String),
+    (rooms_from, start, created): (u64, u64, String),
     cancel: CancellationToken,
     fail: CancellationToken,
 ) {
-    let mut next = start;
+    let mut next = rooms_from.min(start);
     let mut checked = tokio::time::Instant::now();
     while !cancel.is_cancelled() {
         let consumer = async {
@@ -382,7 +385,10 @@ pub async fn apply(
                 .applied_sequence
                 .set(i64::try_from(seq).unwrap_or(i64::MAX));
             match event::decode(&message.payload) {
-                Ok(event) => hub.apply(seq, event),
+                Ok(event) if seq >= start || matches!(event, event::Event::Room { .. }) => {
+                    hub.apply(seq, event);
+                }
+                Ok(_) => {}
                 Err(e) => warn!(error = %e, seq, "stream event not applied"),
             }
         }

@@ -11,14 +11,15 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use mm_common::frame;
-use mm_common::protocol::{nick_key, LeaveReason, ServerMsg, LOBBY};
+use mm_common::protocol::{is_lobby, nick_key, LeaveReason, ServerMsg, LOBBY};
 use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{Accepted, SendError};
+use super::rooms::{Act, Joining, RoomError};
 use super::topic::{RoomId, Topic};
 use super::{history, Hub, State};
-use crate::cluster::event::{self, Event, Origin, PersonalBody};
-use crate::store::{Arrival, Body, Line, Mail, QueueOutcome, Reply, StoreError};
+use crate::cluster::event::{self, Event, Origin, PersonalBody, RoomCmd};
+use crate::store::{Arrival, Body, Line, Mail, QueueOutcome, Reply, RoomChange, StoreError};
 
 /// A proposal on its way to the stream: its deduplication id (`Nats-Msg-Id`) and the encoded
 /// [`Event`].
@@ -57,6 +58,9 @@ pub enum Ordered {
 /// The answer to a proposal: [`Ordered`], or why it was not taken.
 pub type Settled = Result<Ordered, SendError>;
 
+/// The answer to a proposed room command, once every node runs it: as on one node.
+pub type RoomSettled = Result<Joining, RoomError>;
+
 /// A user online on another node.
 #[derive(Debug, Clone)]
 pub(super) struct Remote {
@@ -64,6 +68,13 @@ pub(super) struct Remote {
     epoch: i64,
     /// Their away message, if away.
     away: Option<String>,
+}
+
+impl Remote {
+    /// Whether they are away.
+    pub(super) fn is_away(&self) -> bool {
+        self.away.is_some()
+    }
 }
 
 /// The hub's cluster state (behind the hub's lock).
@@ -76,6 +87,15 @@ pub(super) struct ClusterState {
     next_n: u64,
     /// Proposals of this node's sessions waiting for the stream, by number.
     pending: HashMap<u64, oneshot::Sender<Settled>>,
+    /// Room commands of this node's sessions waiting for the stream, by number.
+    room_pending: HashMap<u64, oneshot::Sender<RoomSettled>>,
+    /// While a room command the stream ordered is run: the store changes it makes, stored
+    /// together with its id ([`RoomChange::Ordered`]).
+    pub(super) room_changes: Option<Vec<RoomChange>>,
+    /// The highest id whose room changes were handed to the store: told to it now and then
+    /// (an empty [`RoomChange::Ordered`]), so that a node starting later knows where the
+    /// rooms it loads stand in the stream.
+    rooms_told: u64,
     /// Users online on other nodes, by nick key.
     pub(super) remote: HashMap<String, Remote>,
     /// The highest id applied: a message applied again after a replay is skipped.
@@ -93,6 +113,9 @@ impl ClusterState {
             base: setup.base,
             next_n: 0,
             pending: HashMap::new(),
+            room_pending: HashMap::new(),
+            room_changes: None,
+            rooms_told: 0,
             remote: HashMap::new(),
             last_id: 0,
             recorded: 0,
@@ -143,6 +166,11 @@ impl ClusterState {
         }
     }
 
+    /// Whether a room command the stream ordered is being run (its changes are collected).
+    pub(super) fn applying(&self) -> bool {
+        self.room_changes.is_some()
+    }
+
     /// Whether `key` is online on another node.
     pub(super) fn is_remote(&self, key: &str) -> bool {
         self.remote.contains_key(key)
@@ -185,6 +213,7 @@ impl Hub {
         state: &mut State,
         conn_id: u64,
         from: &str,
+        room: &str,
         text: String,
         action: bool,
     ) -> Option<Result<oneshot::Receiver<Settled>, SendError>> {
@@ -192,8 +221,10 @@ impl Hub {
         let (tx, rx) = oneshot::channel();
         let ts = state.clock.now_ms();
         let from = from.to_owned();
+        let room = room.to_owned();
         let Some(origin) = cluster.propose(conn_id, |origin| Event::Line {
             origin,
+            room,
             action,
             from,
             text,
@@ -203,6 +234,164 @@ impl Hub {
         };
         cluster.pending.insert(origin.n, tx);
         Some(Ok(rx))
+    }
+
+    /// Proposes room command `cmd` of `from` (its connection `conn_id`; 0 and `from` empty:
+    /// the server) to the stream; the receiver answers once this node ran it. `None` when this
+    /// hub is not clustered.
+    pub(super) fn propose_room(
+        state: &mut State,
+        conn_id: u64,
+        from: &str,
+        cmd: RoomCmd,
+    ) -> Option<Result<oneshot::Receiver<RoomSettled>, RoomError>> {
+        let ts = state.clock.now_ms();
+        let cluster = state.cluster.as_mut()?;
+        let (tx, rx) = oneshot::channel();
+        let from = from.to_owned();
+        let Some(origin) = cluster.propose(conn_id, |origin| Event::Room {
+            origin,
+            from,
+            cmd,
+            ts,
+        }) else {
+            return Some(Err(RoomError::Busy));
+        };
+        cluster.room_pending.insert(origin.n, tx);
+        Some(Ok(rx))
+    }
+
+    /// A room command of connection `conn_id` of `nick` on a node of several: checked for
+    /// what this node alone decides (the connection is current; the creation limit, a
+    /// node's own) and proposed to the stream. Every node runs it once ordered; the answer
+    /// is [`Joining::Ordering`]. On one node, [`RoomError::Closed`] (use the commands).
+    ///
+    /// # Errors
+    /// Closed, busy (the bus queue is full), the creation limit.
+    pub fn room_command(
+        &self,
+        conn_id: u64,
+        nick: &str,
+        cmd: RoomCmd,
+    ) -> Result<Joining, RoomError> {
+        let key = nick_key(nick);
+        let mut state = self.lock();
+        state.actor(conn_id, &key)?;
+        if let RoomCmd::Join { room } = &cmd {
+            if state.rooms.id_of(room).is_none() {
+                let now_ms = state.clock.now_ms();
+                let limits = self.shared.room_limits;
+                state.take_creation(&key, &limits, now_ms)?;
+            }
+        }
+        match Self::propose_room(&mut state, conn_id, nick, cmd) {
+            Some(Ok(rx)) => Ok(Joining::Ordering(rx)),
+            Some(Err(e)) => Err(e),
+            None => Err(RoomError::Closed),
+        }
+    }
+
+    /// Runs room command `cmd` of `from` that the stream ordered as `id` at `ts` (every node
+    /// does, in stream order, with the same outcome), and hands its store changes to the
+    /// store with `id`. The answer is for the proposing session, on the node that accepted
+    /// it.
+    fn apply_room(
+        &self,
+        state: &mut State,
+        id: u64,
+        from: &str,
+        cmd: RoomCmd,
+        ts: u64,
+    ) -> RoomSettled {
+        let Some(cluster) = state.cluster.as_mut() else {
+            return Err(RoomError::Closed);
+        };
+        cluster.room_changes = Some(Vec::new());
+        let act = Act {
+            key: if from.is_empty() {
+                String::new()
+            } else {
+                nick_key(from)
+            },
+            nick: from.to_owned(),
+            now_ms: ts,
+        };
+        let server = act.key.is_empty();
+        let done = |r: Result<(), RoomError>| r.map(|()| Joining::Done);
+        let outcome = match cmd {
+            _ if server && !matches!(cmd, RoomCmd::Delete { .. } | RoomCmd::SetOwner { .. }) => {
+                Err(RoomError::NoSuchNick)
+            }
+            RoomCmd::Join { room } => self.join_in(state, &act, &room),
+            RoomCmd::Part { room, reason } => done(self.part_in(state, &act, &room, &reason)),
+            RoomCmd::Topic { room, topic } => done(self.topic_in(state, &act, &room, Some(topic))),
+            RoomCmd::Invite { room, nick } => done(self.invite_in(state, &act, &room, &nick)),
+            RoomCmd::Kick { room, nick, reason } => {
+                done(self.kick_in(state, &act, &room, &nick, &reason))
+            }
+            RoomCmd::Member { room, nick, change } => {
+                done(self.member_change_in(state, &act, &room, &nick, change))
+            }
+            RoomCmd::Mode { room, mode, on } => {
+                done(self.set_mode_in(state, &act, &room, mode, on))
+            }
+            RoomCmd::Forget { reason } => {
+                self.forget_memberships(state, from, &reason, ts);
+                Ok(Joining::Done)
+            }
+            RoomCmd::Delete { room, reason } => {
+                self.delete_in(state, &room, &reason, ts);
+                Ok(Joining::Done)
+            }
+            RoomCmd::SetOwner { room, nick } => {
+                self.set_owner_in(state, &room, &nick, ts);
+                Ok(Joining::Done)
+            }
+        };
+        let changes = state
+            .cluster
+            .as_mut()
+            .and_then(|c| c.room_changes.take())
+            .unwrap_or_default();
+        if !changes.is_empty() {
+            self.tell_rooms(state, id, changes);
+        }
+        outcome
+    }
+
+    /// Hands the room changes up to `id` to the store (best effort: every node that applies
+    /// the same events hands the same changes; one refusal here is covered by the others).
+    fn tell_rooms(&self, state: &mut State, id: u64, changes: Vec<RoomChange>) {
+        match self.shared.store.room(RoomChange::Ordered(id, changes)) {
+            Ok(_) => {
+                if let Some(c) = state.cluster.as_mut().filter(|c| c.rooms_told != u64::MAX) {
+                    c.rooms_told = id;
+                }
+            }
+            Err(e) => {
+                // This node no longer tells the store where its rooms stand (that would
+                // claim changes it did not store); the other nodes do.
+                if let Some(c) = state.cluster.as_mut() {
+                    c.rooms_told = u64::MAX;
+                }
+                tracing::warn!(error = %e, id, "room changes not handed to the store (other nodes store them)");
+            }
+        }
+    }
+
+    /// Tells the store that the room changes of every event this node applied are handed to
+    /// it (an empty [`RoomChange::Ordered`]), if it applied any event since the last time:
+    /// a node starting later reads the stream's room commands from there. Called every few
+    /// seconds.
+    pub fn tell_rooms_applied(&self) {
+        let mut state = self.lock();
+        let Some(cluster) = state.cluster.as_ref() else {
+            return;
+        };
+        let (last, told) = (cluster.last_id, cluster.rooms_told);
+        if told != u64::MAX && last > told {
+            self.tell_rooms(&mut state, last, Vec::new());
+        }
     }
 
     /// As [`Hub::propose_line`], for a private line or relayed payload to `to`.
@@ -257,6 +446,7 @@ impl Hub {
         match event {
             Event::Line {
                 origin,
+                room,
                 action,
                 from,
                 text,
@@ -273,7 +463,28 @@ impl Hub {
                     from,
                     text,
                 };
-                self.apply_line(&mut state, line, origin, origin.epoch == epoch, waiting);
+                let mine = origin.epoch == epoch;
+                if is_lobby(&room) {
+                    self.apply_line(&mut state, line, origin, mine, waiting);
+                } else {
+                    self.apply_room_line(&mut state, &room, line, origin, mine, waiting);
+                }
+            }
+            Event::Room {
+                origin,
+                from,
+                cmd,
+                ts,
+            } => {
+                let waiting = (origin.epoch == epoch)
+                    .then(|| cluster.room_pending.remove(&origin.n))
+                    .flatten();
+                let outcome = self.apply_room(&mut state, id, &from, cmd, ts);
+                // Without a waiting session (it ended meanwhile) a member whose room history
+                // was being loaded enters the room at its next login.
+                if let Some(tx) = waiting {
+                    let _ = tx.send(outcome);
+                }
             }
             Event::Personal {
                 origin,
@@ -394,6 +605,91 @@ impl Hub {
         }
         let skip = mine.then_some(origin.conn);
         state.publish(&Topic::Room(RoomId::LOBBY), &encoded, skip);
+    }
+
+    /// A line for room `room` (not the lobby) that the stream ordered: checked as on one node
+    /// (the room exists, its sender is a member, and voiced if the room is moderated) against
+    /// the room as every node has it at this point of the stream; then into the room's
+    /// history and to its members here. The accepting node stores it and answers its sender.
+    fn apply_room_line(
+        &self,
+        state: &mut State,
+        room: &str,
+        mut line: Line,
+        origin: Origin,
+        mine: bool,
+        waiting: Option<oneshot::Sender<Settled>>,
+    ) {
+        let checked = state
+            .rooms
+            .id_of(room)
+            .and_then(|id| state.rooms.get(id).map(|r| (id, r)))
+            .ok_or(SendError::NoSuchRoom)
+            .and_then(|(id, r)| {
+                let role = r.role(&nick_key(&line.from)).ok_or(SendError::NotInRoom)?;
+                if r.modes.moderated && !role.is_voiced() {
+                    return Err(SendError::Moderated);
+                }
+                Ok((id, r.name.clone()))
+            });
+        let (room_id, name) = match checked {
+            Ok(found) => found,
+            Err(e) => {
+                if let Some(tx) = waiting {
+                    let _ = tx.send(Err(e));
+                }
+                return;
+            }
+        };
+        line.room = room_id;
+        let msg = ServerMsg::Public {
+            room: name.clone(),
+            action: line.action,
+            id: line.id,
+            ts: line.ts,
+            from: line.from.clone(),
+            text: line.text.clone(),
+        };
+        let Ok(encoded) = frame::encode_message(&msg) else {
+            tracing::error!(id = line.id, "a line from the stream could not be encoded");
+            return;
+        };
+        let len = self.shared.room_limits.history_len;
+        if len > 0 {
+            if let Some(h) = history::encode(&line, name) {
+                state.rooms.push_line(room_id, line.id, h, len);
+            }
+        }
+        let accepted = Accepted {
+            id: line.id,
+            ts: line.ts,
+        };
+        if let Some(r) = state.rooms.get_mut(room_id) {
+            r.last_line = line.id;
+            r.active_ms = line.ts;
+            // The store learns of activity at most hourly, from the node that accepted a line.
+            if mine
+                && line.ts.saturating_sub(r.stored_active_ms) >= super::messages::ACTIVE_EVERY_MS
+                && self
+                    .shared
+                    .store
+                    .room(RoomChange::Active(room_id, line.ts))
+                    .is_ok()
+            {
+                r.stored_active_ms = line.ts;
+            }
+        }
+        if mine {
+            let stored = self.shared.store.append_public(line);
+            if let Some(tx) = waiting {
+                let _ = tx.send(
+                    stored
+                        .map(|reply| Ordered::Public(accepted, reply))
+                        .map_err(refused),
+                );
+            }
+        }
+        state.publish(&Topic::Room(room_id), &encoded, mine.then_some(origin.conn));
     }
 
     fn apply_personal(
@@ -579,10 +875,9 @@ impl Hub {
     /// metrics); zeros on a hub on its own.
     pub fn cluster_sizes(&self) -> (usize, usize) {
         let state = self.lock();
-        state
-            .cluster
-            .as_ref()
-            .map_or((0, 0), |c| (c.remote.len(), c.pending.len()))
+        state.cluster.as_ref().map_or((0, 0), |c| {
+            (c.remote.len(), c.pending.len() + c.room_pending.len())
+        })
     }
 
     /// The stream refused this node's proposal `msg_id` (`EPOCH-N`): its sender, if it
@@ -598,11 +893,21 @@ impl Hub {
         if let Some(tx) = state.cluster.as_mut().and_then(|c| c.pending.remove(&n)) {
             let _ = tx.send(Err(SendError::Busy));
         }
+        if let Some(tx) = state
+            .cluster
+            .as_mut()
+            .and_then(|c| c.room_pending.remove(&n))
+        {
+            let _ = tx.send(Err(RoomError::Busy));
+        }
     }
 
     /// How many proposals of this node wait for the stream.
     pub fn pending_proposals(&self) -> usize {
-        self.lock().cluster.as_ref().map_or(0, |c| c.pending.len())
+        self.lock()
+            .cluster
+            .as_ref()
+            .map_or(0, |c| c.pending.len() + c.room_pending.len())
     }
 
     /// Abandons the proposals still waiting (the node is closing): their senders are told.
@@ -611,6 +916,9 @@ impl Hub {
         if let Some(cluster) = state.cluster.as_mut() {
             for (_, tx) in cluster.pending.drain() {
                 let _ = tx.send(Err(SendError::Closed));
+            }
+            for (_, tx) in cluster.room_pending.drain() {
+                let _ = tx.send(Err(RoomError::Closed));
             }
         }
     }

@@ -14,7 +14,7 @@ use crate::store::{Arrival, Body, Line, Mail, QueueOutcome, Reply, StoreError};
 
 /// How stale a room's stored last-activity time may get (ms): an hour, against expiry counted
 /// in days.
-const ACTIVE_EVERY_MS: u64 = 3_600_000;
+pub(super) const ACTIVE_EVERY_MS: u64 = 3_600_000;
 
 /// Why a message was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,9 +48,6 @@ pub enum SendError {
     /// The message could not be encoded (a bug: inputs are validated first).
     #[error("message could not be encoded")]
     Encode,
-    /// Rooms other than the lobby are not shared between the nodes of a cluster yet.
-    #[error("rooms other than #lobby are not available on a server of several nodes yet")]
-    NotOnCluster,
 }
 
 /// What became of a line handed to [`Hub::say`].
@@ -87,8 +84,8 @@ pub enum PrivateOutcome {
 
 impl Hub {
     /// [`Hub::publish`] on one node; on a node of several, proposes the line to the stream
-    /// ([`Sent::Ordering`]). Errors as [`Hub::publish`], and [`SendError::NotOnCluster`] for a
-    /// room other than the lobby on a cluster.
+    /// ([`Sent::Ordering`]): whether its sender may speak in the room is decided once the
+    /// stream ordered it. Errors as [`Hub::publish`].
     ///
     /// # Errors
     /// As above.
@@ -105,12 +102,12 @@ impl Hub {
                 .publish(conn_id, from, room, text, action)
                 .map(|(accepted, durable)| Sent::Now(accepted, durable));
         }
-        if !is_lobby(room) {
-            return Err(SendError::NotOnCluster);
-        }
         let mut state = self.lock();
         admissible(&state, conn_id, from)?;
-        match Self::propose_line(&mut state, conn_id, from, text, action) {
+        if !is_lobby(room) && state.rooms.id_of(room).is_none() {
+            return Err(SendError::NoSuchRoom); // membership is checked once ordered
+        }
+        match Self::propose_line(&mut state, conn_id, from, room, text, action) {
             Some(proposed) => proposed.map(Sent::Ordering),
             None => Err(SendError::Closed),
         }

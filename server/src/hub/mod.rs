@@ -41,7 +41,7 @@ use crate::config::Limits;
 use crate::store::memory::MemoryStore;
 use crate::store::{Loaded, Login, Options, Reply, Store, StoreError};
 use bus::{Bus, LocalBus};
-pub use cluster::{ClusterSetup, Ordered, Proposal, Settled};
+pub use cluster::{ClusterSetup, Ordered, Proposal, RoomSettled, Settled};
 use history::History;
 use ids::{IdSource, ReservedIds};
 pub use keys::Fetch;
@@ -446,7 +446,7 @@ impl Hub {
         if register {
             // A new account: memberships still listed under this nick are a released or
             // expired account's, never this one's.
-            self.forget_memberships(&mut state, nick, "account released");
+            self.forget_memberships(&mut state, nick, "account released", now_ms);
         }
         let mut loading = Vec::new();
         let history_len = self.shared.room_limits.history_len;

@@ -24,12 +24,15 @@ use super::topic::{RoomId, Topic};
 use super::{Hub, State};
 use crate::store::RoomChange;
 
-/// What became of a join.
+/// What became of a room command (a join, mostly).
 #[derive(Debug)]
 #[must_use = "a join whose history is loading must be completed"]
 pub enum Joining {
     /// Answered: everything is in the member's outbox.
     Done,
+    /// On a node of several: proposed to the cluster's stream; the receiver answers once
+    /// this node ran it (CLUSTER.md, "Rooms"), with what it became.
+    Ordering(tokio::sync::oneshot::Receiver<super::cluster::RoomSettled>),
     /// The room's history is being read from the store: complete the join with
     /// [`Hub::complete_join`] once it answers.
     Loading(HistoryLoad),
@@ -50,9 +53,9 @@ pub struct HistoryLoad {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RoomError {
-    /// Rooms other than the lobby are not shared between the nodes of a cluster yet.
-    #[error("rooms other than #lobby are not available on a server of several nodes yet")]
-    NotOnCluster,
+    /// On a node of several: the cluster's message bus did not order the command in time.
+    #[error("the cluster's message bus is not answering; the command may still take effect once it is back")]
+    Unanswered,
     /// No room by that name.
     #[error("no room by that name")]
     NoSuchRoom,
@@ -129,7 +132,6 @@ impl RoomError {
         use mm_common::protocol::ErrorCode as C;
         match self {
             RoomError::NoSuchRoom => C::NO_SUCH_ROOM,
-            RoomError::NotOnCluster => C::ROOMS_UNAVAILABLE,
             RoomError::NotInRoom | RoomError::NotMember(_) | RoomError::NotBanned(_) => {
                 C::NOT_IN_ROOM
             }
@@ -144,7 +146,7 @@ impl RoomError {
             RoomError::BadText(_) => C::INVALID_TOPIC,
             RoomError::BadName(_) => C::INVALID_ROOM,
             RoomError::NoSuchNick => C::NO_SUCH_NICK,
-            RoomError::Busy => C::BUSY,
+            RoomError::Busy | RoomError::Unanswered => C::BUSY,
             RoomError::Closed => C::SHUTTING_DOWN,
         }
     }
@@ -238,17 +240,15 @@ pub(super) fn encode(msg: &ServerMsg) -> Option<Bytes> {
 
 impl State {
     /// The user `key`'s connection, if `conn_id` is still it.
-    fn actor(&self, conn_id: u64, key: &str) -> Result<(), RoomError> {
+    pub(super) fn actor(&self, conn_id: u64, key: &str) -> Result<(), RoomError> {
         if self.closed || !self.is_current(conn_id, key) {
             return Err(RoomError::Closed);
         }
         Ok(())
     }
 
-    /// The room `name` (not the lobby), where the user `key` on connection `conn_id` must be
-    /// an operator.
-    fn operator(&self, conn_id: u64, key: &str, name: &str) -> Result<RoomId, RoomError> {
-        self.actor(conn_id, key)?;
+    /// The room `name` (not the lobby), where the user `key` must be an operator.
+    fn operator(&self, key: &str, name: &str) -> Result<RoomId, RoomError> {
         let (id, role) = self.room_and_role(name, key)?;
         if !role.ok_or(RoomError::NotInRoom)?.is_op() {
             return Err(RoomError::NotOp);
@@ -289,7 +289,12 @@ impl State {
     fn status(&self, key: &str) -> (bool, bool) {
         match self.peers.get(key) {
             Some(p) if p.announced => (true, p.away.is_some()),
-            _ => (false, false),
+            Some(_) => (false, false),
+            None => self
+                .cluster
+                .as_ref()
+                .and_then(|c| c.remote.get(key))
+                .map_or((false, false), |r| (true, r.is_away())),
         }
     }
 
@@ -331,14 +336,45 @@ impl State {
         }
     }
 
+    /// Counts a room creation of the user `key` against its limit ([`RoomLimits`]).
+    pub(super) fn take_creation(
+        &mut self,
+        key: &str,
+        limits: &RoomLimits,
+        now_ms: u64,
+    ) -> Result<(), RoomError> {
+        self.rooms
+            .take_creation(key, limits.creations, limits.creations_period_ms, now_ms)
+            .map_err(|wait_ms| RoomError::CreationLimit(Duration::from_millis(wait_ms)))
+    }
+
     /// Whether a join or part notice goes out in a room of `members`.
     fn room_presence(&self, members: usize) -> bool {
         members <= self.presence_max_online
     }
 }
 
+/// Who acts in a room command, and when: a user of this node or of another (a command the
+/// cluster's stream ordered, CLUSTER.md), or the server itself (`key` empty).
+#[derive(Debug, Clone)]
+pub(super) struct Act {
+    /// The actor's nick key; empty for the server.
+    pub key: String,
+    /// The actor's nick as spelled; empty for the server.
+    pub nick: String,
+    /// The command's time, ms since the Unix epoch (on a cluster, the accepting node's: every
+    /// node stores the same).
+    pub now_ms: u64,
+}
+
 impl Hub {
-    fn submit_room(&self, change: RoomChange) -> Result<(), RoomError> {
+    /// Hands a room change to the store — or, while a command the stream ordered is applied,
+    /// to that command's changes (stored together with its id: `RoomChange::Ordered`).
+    fn submit_room(&self, state: &mut State, change: RoomChange) -> Result<(), RoomError> {
+        if let Some(batch) = state.cluster.as_mut().and_then(|c| c.room_changes.as_mut()) {
+            batch.push(change);
+            return Ok(());
+        }
         match self.shared.store.room(change) {
             Ok(_reply) => Ok(()), // accepted work is retried until stored
             Err(crate::store::StoreError::Closed) => Err(RoomError::Closed),
@@ -378,24 +414,41 @@ impl Hub {
             state.send_user(&key, frames);
             return Ok(Joining::Done);
         }
+        let act = Act {
+            key,
+            nick: nick.to_owned(),
+            now_ms,
+        };
+        self.join_in(&mut state, &act, name)
+    }
+
+    /// [`Hub::join_room`] of a room other than the lobby, by `act` (checked). The creation
+    /// limit is a node's own (not shared by a cluster): checked here only on one node.
+    pub(super) fn join_in(
+        &self,
+        state: &mut State,
+        act: &Act,
+        name: &str,
+    ) -> Result<Joining, RoomError> {
+        let (key, nick, now_ms) = (&act.key, act.nick.as_str(), act.now_ms);
         let limits = self.shared.room_limits;
         let (id, created) = match state.rooms.id_of(name) {
             Some(id) => {
                 let room = state.rooms.get(id).ok_or(RoomError::NoSuchRoom)?;
-                if room.members.contains_key(&key) {
+                if room.members.contains_key(key) {
                     // Already a member: answered as a join, nothing changes.
-                    return self.answer_join(&mut state, id, &key, false, true);
+                    return self.answer_join(state, id, key, false, true);
                 }
-                if room.bans.contains(&key) {
+                if room.bans.contains(key) {
                     return Err(RoomError::Banned);
                 }
-                if room.modes.invite_only && !room.invites.contains(&key) {
+                if room.modes.invite_only && !room.invites.contains(key) {
                     return Err(RoomError::InviteOnly);
                 }
                 if room.members.len() >= limits.members {
                     return Err(RoomError::RoomFull(limits.members));
                 }
-                if state.rooms.of_user(&key).len() >= limits.per_user {
+                if state.rooms.of_user(key).len() >= limits.per_user {
                     return Err(RoomError::TooManyRooms(limits.per_user));
                 }
                 // Whoever joins an empty room owns it (its owner left, and nobody was left to
@@ -409,16 +462,19 @@ impl Hub {
                     },
                     seen: room.last_line,
                 };
-                self.submit_room(RoomChange::Join(
-                    id,
-                    crate::store::MemberRecord {
-                        key: key.clone(),
-                        nick: nick.to_owned(),
-                        role: member.role,
-                        seen: member.seen,
-                    },
-                ))?;
-                state.rooms.add_member(id, &key, member);
+                self.submit_room(
+                    state,
+                    RoomChange::Join(
+                        id,
+                        crate::store::MemberRecord {
+                            key: key.clone(),
+                            nick: nick.to_owned(),
+                            role: member.role,
+                            seen: member.seen,
+                        },
+                    ),
+                )?;
+                state.rooms.add_member(id, key, member);
                 if let Some(room) = state.rooms.get_mut(id) {
                     room.active_ms = now_ms;
                 }
@@ -434,20 +490,15 @@ impl Hub {
                 if state.rooms.len() >= limits.max_rooms {
                     return Err(RoomError::RoomsFull(limits.max_rooms));
                 }
-                if state.rooms.of_user(&key).len() >= limits.per_user {
+                if state.rooms.of_user(key).len() >= limits.per_user {
                     return Err(RoomError::TooManyRooms(limits.per_user));
                 }
-                if let Err(wait_ms) = state.rooms.take_creation(
-                    &key,
-                    limits.creations,
-                    limits.creations_period_ms,
-                    now_ms,
-                ) {
-                    return Err(RoomError::CreationLimit(Duration::from_millis(wait_ms)));
+                if state.cluster.is_none() {
+                    state.take_creation(key, &limits, now_ms)?;
                 }
                 let id = state.rooms.next_id();
-                let room = Room::new(id, name, &key, nick, now_ms, limits.history_len);
-                self.submit_room(RoomChange::Create(room.record()))?;
+                let room = Room::new(id, name, key, nick, now_ms, limits.history_len);
+                self.submit_room(state, RoomChange::Create(room.record()))?;
                 state.rooms.create(room);
                 tracing::info!(room = id.0, "room created");
                 (id, true)
@@ -465,7 +516,7 @@ impl Hub {
             };
             state.publish_room(id, &joined);
         }
-        self.answer_join(&mut state, id, &key, created, false)
+        self.answer_join(state, id, key, created, false)
     }
 
     /// Answers a join of member `key` into room `id`: `Entered`, the first page of members and
@@ -481,6 +532,10 @@ impl Hub {
         created: bool,
         member_before: bool,
     ) -> Result<Joining, RoomError> {
+        if !state.peers.contains_key(key) {
+            // A user of another node (a command the stream ordered): that node answers it.
+            return Ok(Joining::Done);
+        }
         let len = self.shared.room_limits.history_len;
         if !state.rooms.start_loading(id) {
             let reply = match self.shared.store.room_history(id, len) {
@@ -563,15 +618,43 @@ impl Hub {
         name: &str,
         reason: &str,
     ) -> Result<(), RoomError> {
+        self.acting(conn_id, nick, |hub, state, act| {
+            hub.part_in(state, act, name, reason)
+        })
+    }
+
+    /// Runs a room command of connection `conn_id` of `nick` (checked to be current) under
+    /// the lock, now.
+    fn acting<T>(
+        &self,
+        conn_id: u64,
+        nick: &str,
+        run: impl FnOnce(&Self, &mut State, &Act) -> Result<T, RoomError>,
+    ) -> Result<T, RoomError> {
         let key = nick_key(nick);
         let mut state = self.lock();
         state.actor(conn_id, &key)?;
-        let (id, role) = state.room_and_role(name, &key)?;
+        let act = Act {
+            key,
+            nick: nick.to_owned(),
+            now_ms: state.clock.now_ms(),
+        };
+        run(self, &mut state, &act)
+    }
+
+    pub(super) fn part_in(
+        &self,
+        state: &mut State,
+        act: &Act,
+        name: &str,
+        reason: &str,
+    ) -> Result<(), RoomError> {
+        let (key, nick, now_ms) = (&act.key, act.nick.as_str(), act.now_ms);
+        let (id, role) = state.room_and_role(name, key)?;
         if role.is_none() {
             return Err(RoomError::NotInRoom);
         }
-        self.submit_room(RoomChange::Part(id, key.clone()))?;
-        let now_ms = state.clock.now_ms();
+        self.submit_room(state, RoomChange::Part(id, key.clone()))?;
         let Some(room) = state.rooms.get(id) else {
             return Err(RoomError::NoSuchRoom);
         };
@@ -582,11 +665,11 @@ impl Hub {
             reason: reason.to_owned(),
         };
         let loud = state.room_presence(room.members.len());
-        state.remove_from_room(id, &key, &parted, loud);
+        state.remove_from_room(id, key, &parted, loud);
         if role == Some(Role::Owner) {
-            self.succeed_owner(&mut state, id);
+            self.succeed_owner(state, id, now_ms);
         }
-        self.emptied(&mut state, id, now_ms);
+        self.emptied(state, id, now_ms);
         Ok(())
     }
 
@@ -677,10 +760,20 @@ impl Hub {
         name: &str,
         topic: Option<String>,
     ) -> Result<(), RoomError> {
-        let key = nick_key(nick);
-        let mut state = self.lock();
-        state.actor(conn_id, &key)?;
-        let (id, role) = state.room_and_role(name, &key)?;
+        self.acting(conn_id, nick, |hub, state, act| {
+            hub.topic_in(state, act, name, topic)
+        })
+    }
+
+    pub(super) fn topic_in(
+        &self,
+        state: &mut State,
+        act: &Act,
+        name: &str,
+        topic: Option<String>,
+    ) -> Result<(), RoomError> {
+        let (key, nick, now_ms) = (&act.key, act.nick.as_str(), act.now_ms);
+        let (id, role) = state.room_and_role(name, key)?;
         let Some(room) = state.rooms.get(id) else {
             return Err(RoomError::NoSuchRoom);
         };
@@ -694,7 +787,7 @@ impl Hub {
                 by: room.topic_by.clone(),
                 topic: room.topic.clone(),
             };
-            state.send_user(&key, encode(&msg));
+            state.send_user(key, encode(&msg));
             return Ok(());
         };
         let role = role.ok_or(RoomError::NotInRoom)?;
@@ -702,13 +795,10 @@ impl Hub {
             return Err(RoomError::NotOp);
         }
         check_words(&topic, self.shared.room_limits.topic_len, "topic")?;
-        let now_ms = state.clock.now_ms();
-        self.submit_room(RoomChange::Topic(
-            id,
-            topic.clone(),
-            nick.to_owned(),
-            now_ms,
-        ))?;
+        self.submit_room(
+            state,
+            RoomChange::Topic(id, topic.clone(), nick.to_owned(), now_ms),
+        )?;
         let Some(room) = state.rooms.get_mut(id) else {
             return Err(RoomError::NoSuchRoom);
         };
@@ -737,11 +827,21 @@ impl Hub {
         name: &str,
         target: &str,
     ) -> Result<(), RoomError> {
-        let key = nick_key(nick);
+        self.acting(conn_id, nick, |hub, state, act| {
+            hub.invite_in(state, act, name, target)
+        })
+    }
+
+    pub(super) fn invite_in(
+        &self,
+        state: &mut State,
+        act: &Act,
+        name: &str,
+        target: &str,
+    ) -> Result<(), RoomError> {
+        let (key, nick) = (&act.key, act.nick.as_str());
         let target_key = nick_key(target);
-        let mut state = self.lock();
-        state.actor(conn_id, &key)?;
-        let (id, role) = state.room_and_role(name, &key)?;
+        let (id, role) = state.room_and_role(name, key)?;
         let role = role.ok_or(RoomError::NotInRoom)?;
         let Some(room) = state.rooms.get(id) else {
             return Err(RoomError::NoSuchRoom);
@@ -761,7 +861,7 @@ impl Hub {
             if room.invites.len() >= self.shared.room_limits.bans {
                 return Err(RoomError::ListFull(self.shared.room_limits.bans));
             }
-            self.submit_room(RoomChange::Invite(id, target_key.clone(), true))?;
+            self.submit_room(state, RoomChange::Invite(id, target_key.clone(), true))?;
             if let Some(room) = state.rooms.get_mut(id) {
                 room.invites.insert(target_key.clone());
             }
@@ -771,16 +871,16 @@ impl Hub {
             .get(&target_key)
             .map_or_else(|| target.to_owned(), |p| p.nick.clone());
         let msg = ServerMsg::Invited {
-            ts: state.clock.now_ms(),
+            ts: act.now_ms,
             room: room_name,
             by: nick.to_owned(),
             nick: target_nick,
         };
         let encoded = encode(&msg);
-        state.send_user(&key, encoded.clone());
+        state.send_user(key, encoded.clone());
         // The invitee hears once per invitation: asking again only confirms to the inviter
         // (repeated invitations are not a way to pester someone).
-        if !already && target_key != key && state.peers.contains_key(&target_key) {
+        if !already && target_key != *key && state.peers.contains_key(&target_key) {
             state.send_user(&target_key, encoded);
         }
         Ok(())
@@ -799,10 +899,22 @@ impl Hub {
         target: &str,
         reason: &str,
     ) -> Result<(), RoomError> {
-        let key = nick_key(nick);
+        self.acting(conn_id, nick, |hub, state, act| {
+            hub.kick_in(state, act, name, target, reason)
+        })
+    }
+
+    pub(super) fn kick_in(
+        &self,
+        state: &mut State,
+        act: &Act,
+        name: &str,
+        target: &str,
+        reason: &str,
+    ) -> Result<(), RoomError> {
+        let (key, nick) = (&act.key, act.nick.as_str());
         let target_key = nick_key(target);
-        let mut state = self.lock();
-        let id = state.operator(conn_id, &key, name)?;
+        let id = state.operator(key, name)?;
         let Some(room) = state.rooms.get(id) else {
             return Err(RoomError::NoSuchRoom);
         };
@@ -813,13 +925,13 @@ impl Hub {
             return Err(RoomError::Owner);
         }
         let msg = ServerMsg::Kicked {
-            ts: state.clock.now_ms(),
+            ts: act.now_ms,
             room: room.name.clone(),
             nick: victim.nick.clone(),
             by: nick.to_owned(),
             reason: reason.to_owned(),
         };
-        self.submit_room(RoomChange::Part(id, target_key.clone()))?;
+        self.submit_room(state, RoomChange::Part(id, target_key.clone()))?;
         state.remove_from_room(id, &target_key, &msg, true);
         Ok(())
     }
@@ -838,10 +950,22 @@ impl Hub {
         target: &str,
         change: MemberChange,
     ) -> Result<(), RoomError> {
-        let key = nick_key(nick);
+        self.acting(conn_id, nick, |hub, state, act| {
+            hub.member_change_in(state, act, name, target, change)
+        })
+    }
+
+    pub(super) fn member_change_in(
+        &self,
+        state: &mut State,
+        act: &Act,
+        name: &str,
+        target: &str,
+        change: MemberChange,
+    ) -> Result<(), RoomError> {
+        let (key, nick) = (&act.key, act.nick.as_str());
         let target_key = nick_key(target);
-        let mut state = self.lock();
-        let id = state.operator(conn_id, &key, name)?;
+        let id = state.operator(key, name)?;
         let limits = self.shared.room_limits;
         let Some(room) = state.rooms.get(id) else {
             return Err(RoomError::NoSuchRoom);
@@ -857,7 +981,7 @@ impl Hub {
         let shown = target_member
             .as_ref()
             .map_or_else(|| target.to_owned(), |m| m.nick.clone());
-        let now_ms = state.clock.now_ms();
+        let now_ms = act.now_ms;
         match change {
             MemberChange::Owner => return Err(RoomError::OwnerByServer),
             MemberChange::Op | MemberChange::Deop | MemberChange::Voice | MemberChange::Devoice => {
@@ -883,18 +1007,21 @@ impl Hub {
                         nick: shown,
                         change,
                     };
-                    state.send_user(&key, encode(&msg));
+                    state.send_user(key, encode(&msg));
                     return Ok(());
                 }
-                self.submit_room(RoomChange::Join(
-                    id,
-                    crate::store::MemberRecord {
-                        key: target_key.clone(),
-                        nick: member.nick.clone(),
-                        role: member.role,
-                        seen: member.seen,
-                    },
-                ))?;
+                self.submit_room(
+                    state,
+                    RoomChange::Join(
+                        id,
+                        crate::store::MemberRecord {
+                            key: target_key.clone(),
+                            nick: member.nick.clone(),
+                            role: member.role,
+                            seen: member.seen,
+                        },
+                    ),
+                )?;
                 state.rooms.add_member(id, &target_key, member);
             }
             MemberChange::Ban => {
@@ -902,7 +1029,7 @@ impl Hub {
                     return Err(RoomError::ListFull(limits.bans));
                 }
                 // One change: the ban removes the member in the store too.
-                self.submit_room(RoomChange::Ban(id, target_key.clone(), true))?;
+                self.submit_room(state, RoomChange::Ban(id, target_key.clone(), true))?;
                 if let Some(room) = state.rooms.get_mut(id) {
                     room.bans.insert(target_key.clone());
                     room.invites.remove(&target_key);
@@ -912,7 +1039,7 @@ impl Hub {
                 if !room.bans.contains(&target_key) {
                     return Err(RoomError::NotBanned(target.to_owned()));
                 }
-                self.submit_room(RoomChange::Ban(id, target_key.clone(), false))?;
+                self.submit_room(state, RoomChange::Ban(id, target_key.clone(), false))?;
                 if let Some(room) = state.rooms.get_mut(id) {
                     room.bans.remove(&target_key);
                 }
@@ -952,18 +1079,30 @@ impl Hub {
         mode: RoomMode,
         on: bool,
     ) -> Result<(), RoomError> {
-        let key = nick_key(nick);
-        let mut state = self.lock();
-        let id = state.operator(conn_id, &key, name)?;
+        self.acting(conn_id, nick, |hub, state, act| {
+            hub.set_mode_in(state, act, name, mode, on)
+        })
+    }
+
+    pub(super) fn set_mode_in(
+        &self,
+        state: &mut State,
+        act: &Act,
+        name: &str,
+        mode: RoomMode,
+        on: bool,
+    ) -> Result<(), RoomError> {
+        let (key, nick) = (&act.key, act.nick.as_str());
+        let id = state.operator(key, name)?;
         let Some(room) = state.rooms.get(id) else {
             return Err(RoomError::NoSuchRoom);
         };
         let mut modes = room.modes;
         modes.set(mode, on);
         if modes != room.modes {
-            self.submit_room(RoomChange::Modes(id, modes))?;
+            self.submit_room(state, RoomChange::Modes(id, modes))?;
         }
-        let ts = state.clock.now_ms();
+        let ts = act.now_ms;
         let Some(room) = state.rooms.get_mut(id) else {
             return Err(RoomError::NoSuchRoom);
         };
@@ -980,7 +1119,7 @@ impl Hub {
             state.publish_room(id, &msg);
         } else {
             // Already so: confirmed to the one who asked, nobody else hears of it.
-            state.send_user(&key, encode(&msg));
+            state.send_user(key, encode(&msg));
         }
         Ok(())
     }
@@ -1028,10 +1167,33 @@ impl Hub {
     /// online get `Kicked` by the server.
     pub fn delete_room(&self, name: &str, reason: &str) -> bool {
         let mut state = self.lock();
+        if state.rooms.id_of(name).is_none() {
+            return false;
+        }
+        if state.cluster.is_some() {
+            // Every node deletes it when the stream orders it.
+            let cmd = crate::cluster::event::RoomCmd::Delete {
+                room: name.to_owned(),
+                reason: reason.to_owned(),
+            };
+            return matches!(Self::propose_room(&mut state, 0, "", cmd), Some(Ok(_)));
+        }
+        let now_ms = state.clock.now_ms();
+        self.delete_in(&mut state, name, reason, now_ms)
+    }
+
+    /// [`Hub::delete_room`] under the lock, at `now_ms`.
+    pub(super) fn delete_in(
+        &self,
+        state: &mut State,
+        name: &str,
+        reason: &str,
+        now_ms: u64,
+    ) -> bool {
         let Some(id) = state.rooms.id_of(name) else {
             return false;
         };
-        if self.submit_room(RoomChange::Delete(id)).is_err() {
+        if self.submit_room(state, RoomChange::Delete(id)).is_err() {
             return false;
         }
         let members: Vec<String> = state
@@ -1043,7 +1205,6 @@ impl Hub {
             .rooms
             .get(id)
             .map_or_else(String::new, |r| r.name.clone());
-        let now_ms = state.clock.now_ms();
         for key in members {
             let nick = state
                 .rooms
@@ -1090,21 +1251,41 @@ impl Hub {
     /// whose owner was one of them gets a new owner.
     pub fn accounts_gone(&self, nicks: &[String]) {
         let mut state = self.lock();
+        let now_ms = state.clock.now_ms();
         for nick in nicks {
-            self.forget_memberships(&mut state, nick, "account expired");
+            self.forget_memberships(&mut state, nick, "account expired", now_ms);
         }
     }
 
     /// Takes `nick`'s account out of every room it is in (it no longer exists, or a new
     /// account took the nick): everyone in each room hears that it left, with `reason`.
-    pub(super) fn forget_memberships(&self, state: &mut State, nick: &str, reason: &str) {
+    /// On a node of several, the command is proposed to the stream, and every node runs it
+    /// once ordered.
+    pub(super) fn forget_memberships(
+        &self,
+        state: &mut State,
+        nick: &str,
+        reason: &str,
+        now_ms: u64,
+    ) {
+        if state.cluster.as_ref().is_some_and(|c| !c.applying()) {
+            let cmd = crate::cluster::event::RoomCmd::Forget {
+                reason: reason.to_owned(),
+            };
+            if !matches!(Self::propose_room(state, 0, nick, cmd), Some(Ok(_))) {
+                tracing::warn!(
+                    "an account's room memberships not forgotten: the bus queue is full"
+                );
+            }
+            return;
+        }
         let key = nick_key(nick);
         // Invitations and bans were the old account's too: a new owner of the nick neither
         // enters invite-only rooms on them nor stays out of rooms for them.
         for (id, invited, banned) in state.rooms.marks_of(&key) {
             if invited
                 && self
-                    .submit_room(RoomChange::Invite(id, key.clone(), false))
+                    .submit_room(state, RoomChange::Invite(id, key.clone(), false))
                     .is_ok()
             {
                 if let Some(room) = state.rooms.get_mut(id) {
@@ -1113,7 +1294,7 @@ impl Hub {
             }
             if banned
                 && self
-                    .submit_room(RoomChange::Ban(id, key.clone(), false))
+                    .submit_room(state, RoomChange::Ban(id, key.clone(), false))
                     .is_ok()
             {
                 if let Some(room) = state.rooms.get_mut(id) {
@@ -1126,11 +1307,17 @@ impl Hub {
                 continue;
             };
             let was_owner = room.role(&key) == Some(Role::Owner);
-            if self.submit_room(RoomChange::Part(id, key.clone())).is_err() {
+            if self
+                .submit_room(state, RoomChange::Part(id, key.clone()))
+                .is_err()
+            {
                 continue; // kept: the next registration or sweep tries again
             }
+            let Some(room) = state.rooms.get(id) else {
+                continue;
+            };
             let msg = ServerMsg::Parted {
-                ts: state.clock.now_ms(),
+                ts: now_ms,
                 room: room.name.clone(),
                 nick: nick.to_owned(),
                 reason: reason.to_owned(),
@@ -1138,9 +1325,8 @@ impl Hub {
             let loud = state.room_presence(room.members.len());
             state.remove_from_room(id, &key, &msg, loud);
             if was_owner {
-                self.succeed_owner(state, id);
+                self.succeed_owner(state, id, now_ms);
             }
-            let now_ms = state.clock.now_ms();
             self.emptied(state, id, now_ms);
         }
     }
@@ -1148,8 +1334,32 @@ impl Hub {
     /// Makes `nick` the owner of room `name` (an operator's `mm-server rooms set-owner`); the
     /// previous owner becomes an operator. Whether it happened (`nick` must be a member).
     pub fn set_owner(&self, name: &str, nick: &str) -> bool {
-        let key = nick_key(nick);
         let mut state = self.lock();
+        if state.cluster.is_some() {
+            let known = state
+                .rooms
+                .id_of(name)
+                .and_then(|id| state.rooms.get(id))
+                .is_some_and(|r| r.members.contains_key(&nick_key(nick)));
+            let cmd = crate::cluster::event::RoomCmd::SetOwner {
+                room: name.to_owned(),
+                nick: nick.to_owned(),
+            };
+            return known && matches!(Self::propose_room(&mut state, 0, "", cmd), Some(Ok(_)));
+        }
+        let now_ms = state.clock.now_ms();
+        self.set_owner_in(&mut state, name, nick, now_ms)
+    }
+
+    /// [`Hub::set_owner`] under the lock, at `now_ms`.
+    pub(super) fn set_owner_in(
+        &self,
+        state: &mut State,
+        name: &str,
+        nick: &str,
+        now_ms: u64,
+    ) -> bool {
+        let key = nick_key(nick);
         let Some(id) = state.rooms.id_of(name) else {
             return false;
         };
@@ -1181,7 +1391,10 @@ impl Hub {
                 role: m.role,
                 seen: m.seen,
             };
-            if self.submit_room(RoomChange::Join(id, record)).is_err() {
+            if self
+                .submit_room(state, RoomChange::Join(id, record))
+                .is_err()
+            {
                 return false;
             }
             let shown = m.nick.clone();
@@ -1191,7 +1404,7 @@ impl Hub {
             // apply that with the new owner's.
             if is_owner {
                 let msg = ServerMsg::MemberChanged {
-                    ts: state.clock.now_ms(),
+                    ts: now_ms,
                     room: room_name.clone(),
                     by: String::new(), // the server itself: never a nick
                     nick: shown,
@@ -1212,8 +1425,13 @@ impl Hub {
         };
         if room.members.is_empty() {
             room.active_ms = now_ms;
-            if self.submit_room(RoomChange::Active(id, now_ms)).is_ok() {
-                room.stored_active_ms = now_ms;
+            if self
+                .submit_room(state, RoomChange::Active(id, now_ms))
+                .is_ok()
+            {
+                if let Some(room) = state.rooms.get_mut(id) {
+                    room.stored_active_ms = now_ms;
+                }
             }
         }
     }
@@ -1221,7 +1439,7 @@ impl Hub {
     /// A room whose owner left gets a new one: its first operator by name, else its first
     /// member; everyone in it hears. An empty room stays without one until someone joins it
     /// (who then owns it).
-    fn succeed_owner(&self, state: &mut State, id: RoomId) {
+    fn succeed_owner(&self, state: &mut State, id: RoomId, now_ms: u64) {
         let Some(room) = state.rooms.get(id) else {
             return;
         };
@@ -1241,11 +1459,17 @@ impl Hub {
             role: Role::Owner,
             seen: member.seen,
         };
-        if self.submit_room(RoomChange::Join(id, record)).is_err() {
+        if self
+            .submit_room(state, RoomChange::Join(id, record))
+            .is_err()
+        {
             tracing::warn!(room = id.0, "the room's new owner could not be stored yet");
         }
+        let Some(room) = state.rooms.get(id) else {
+            return;
+        };
         let msg = ServerMsg::MemberChanged {
-            ts: state.clock.now_ms(),
+            ts: now_ms,
             room: room.name.clone(),
             by: String::new(), // the server itself: never a nick
             nick: member.nick.clone(),

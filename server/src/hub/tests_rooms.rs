@@ -50,6 +50,7 @@ fn join(hub: &Hub, m: &Joined, room: &str) -> Result<(), RoomError> {
             let lines = load.reply.try_recv().unwrap();
             hub.complete_join(m.outbox.conn_id, &m.outbox.nick, load, lines, true)
         }
+        Joining::Ordering(_) => panic!("a hub on its own orders nothing"),
     }
 }
 
@@ -598,7 +599,7 @@ fn a_new_account_under_a_released_nick_inherits_none_of_the_old_accounts_rooms()
 /// Completes `joining` as a session would: waits for the store's answer, then hands it over.
 fn complete(hub: &Hub, m: &Joined, joining: Joining) {
     match joining {
-        Joining::Done => panic!("expected a history load"),
+        Joining::Done | Joining::Ordering(_) => panic!("expected a history load"),
         Joining::Loading(mut load) => {
             let lines = load.reply.try_recv().unwrap();
             hub.complete_join(m.outbox.conn_id, &m.outbox.nick, load, lines, true)

@@ -17,7 +17,7 @@ use super::answers::Answer;
 use super::context::{queue_users, Context, Exit, STORE_TIMEOUT};
 use super::keys::{KeyCommand, KeyWait};
 use super::refusal::Refusal;
-use crate::hub::{HistoryLoad, Outbox, PrivateOutcome, Sent};
+use crate::hub::{Outbox, PrivateOutcome, Sent};
 use crate::limit::{RateLimiter, Verdict};
 use crate::metrics::MessageKind;
 use crate::transport::Transport;
@@ -26,7 +26,7 @@ use crate::transport::Transport;
 /// room's history, and key directory commands waiting for the store.
 pub(crate) struct Waits<'a> {
     pub answers: &'a mut VecDeque<Answer>,
-    pub loads: &'a mut VecDeque<HistoryLoad>,
+    pub loads: &'a mut VecDeque<super::rooms::RoomWait>,
     pub keys: &'a mut VecDeque<KeyWait>,
 }
 

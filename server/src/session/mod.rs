@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::Limits;
-use crate::hub::{Closed, HistoryLoad, Outbox, SendError};
+use crate::hub::{Closed, Outbox, SendError};
 use crate::limit::RateLimiter;
 use crate::tls::Flavor;
 use crate::transport::framed::Framed;
@@ -316,8 +316,9 @@ async fn chat<T: Transport>(
         Instant::now().into_std(),
     );
     let mut answers: VecDeque<Answer> = VecDeque::new();
-    // Joins waiting for their room's history from the store, oldest first.
-    let mut loads: VecDeque<HistoryLoad> = VecDeque::new();
+    // Joins waiting for their room's history from the store, and room commands waiting for
+    // the cluster's stream, oldest first.
+    let mut loads: VecDeque<rooms::RoomWait> = VecDeque::new();
     // Key directory commands waiting for the store, oldest first.
     let mut key_waits: VecDeque<keys::KeyWait> = VecDeque::new();
     // Set once the server stops: by then every accepted line must be out and answered.
@@ -383,10 +384,8 @@ async fn chat<T: Transport>(
             done = keys::next_done(&mut key_waits), if !key_waits.is_empty() => {
                 keys::complete(conn, outbox, ctx, done);
             }
-            lines = next_loaded(&mut loads), if !loads.is_empty() => {
-                if let Some(load) = loads.pop_front() {
-                    rooms::complete(conn, outbox, ctx, load, lines, true);
-                }
+            done = rooms::next_waited(&mut loads), if !loads.is_empty() => {
+                rooms::waited(conn, outbox, ctx, &mut loads, done);
             }
             read = conn.recv(), if answers.len() < MAX_OWED && loads.len() < MAX_LOADING && key_waits.len() < keys::MAX_KEY_WAITS => {
                 last_heard = Instant::now();
@@ -426,17 +425,6 @@ async fn chat<T: Transport>(
 /// Joins whose room history is being read that one session may have; it stops reading its
 /// client's messages at this many until the store answers.
 const MAX_LOADING: usize = 8;
-
-/// The store's answer for the first of `loads`; never ready when there is none (`select!`
-/// builds this future even when its branch is disabled).
-async fn next_loaded(
-    loads: &mut VecDeque<HistoryLoad>,
-) -> Result<Vec<crate::store::Line>, crate::store::StoreError> {
-    match loads.front_mut() {
-        Some(load) => rooms::loaded(load).await,
-        None => std::future::pending().await,
-    }
-}
 
 /// Moves ready messages from the outbox onto the transport without waiting, until it holds
 /// `budget` bytes.

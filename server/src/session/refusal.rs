@@ -235,7 +235,6 @@ impl Refusal {
                     SendError::NoSuchRoom => ErrorCode::NO_SUCH_ROOM,
                     SendError::NotInRoom => ErrorCode::NOT_IN_ROOM,
                     SendError::Moderated => ErrorCode::MODERATED,
-                    SendError::NotOnCluster => ErrorCode::ROOMS_UNAVAILABLE,
                     _ => ErrorCode::INTERNAL,
                 };
                 (code, e.to_string())

@@ -298,12 +298,20 @@ impl Store for MemoryStore {
 
     fn room(&self, change: RoomChange) -> Result<Reply<()>, StoreError> {
         // Rooms live in the hub; only what `room_history` answers is kept here.
-        self.with(|s| {
-            if let RoomChange::Delete(room) = change {
-                s.history.remove(&room);
+        fn forget(s: &mut State, change: RoomChange) {
+            match change {
+                RoomChange::Delete(room) => {
+                    s.history.remove(&room);
+                }
+                RoomChange::Ordered(_, changes) => {
+                    for c in changes {
+                        forget(s, c);
+                    }
+                }
+                _ => {}
             }
-        })
-        .map(answered)
+        }
+        self.with(|s| forget(s, change)).map(answered)
     }
 
     fn room_history(&self, room: RoomId, limit: usize) -> Result<Reply<Vec<Line>>, StoreError> {

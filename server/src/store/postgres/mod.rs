@@ -822,14 +822,25 @@ impl PgStore {
                 detail: describe(&err),
             })?;
         }
-        let c = &mut client;
+        // One snapshot: the rooms as of the stream position `rooms_applied` records (a node
+        // of a cluster applies the stream's room events after it, CLUSTER.md).
+        let mut snapshot = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(e)?;
+        let c = &mut snapshot;
         let loaded = Loaded {
             history: history::recent(c, RoomId::LOBBY, opts.history_len).map_err(e)?,
             last_id: meta::last_id(c).map_err(e)?,
             rooms: rooms::load(c).map_err(e)?,
             room_history: history::recent_by_room(c, opts.history_len).map_err(e)?,
             last_room_id: meta::last_room_id(c).map_err(e)?,
+            rooms_applied: u64::try_from(meta::value(c, "rooms_applied").map_err(e)?).unwrap_or(0),
         };
+        snapshot.commit().map_err(e)?;
+        let c = &mut client;
         let counts = Counts {
             accounts: accounts::count(c).map_err(e)?,
             waiting: mailbox::total(c).map_err(e)?,

@@ -67,6 +67,25 @@ pub(super) fn apply(tx: &mut Transaction<'_>, change: &RoomChange) -> Result<(),
             )?;
             Ok(())
         }
+        RoomChange::Ordered(id, changes) => {
+            // One statement decides and records, under the row's lock: of two nodes storing
+            // the same event, the second finds the id recorded and writes nothing.
+            let first = tx
+                .query_opt(
+                    "INSERT INTO meta (key, value) VALUES ('rooms_applied', $1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                     WHERE meta.value < excluded.value
+                     RETURNING value",
+                    &[&to_sql(*id)],
+                )?
+                .is_some();
+            if first {
+                for change in changes {
+                    apply(tx, change)?;
+                }
+            }
+            Ok(())
+        }
         RoomChange::Delete(room) => {
             let id = to_sql(room.0);
             tx.execute("DELETE FROM rooms WHERE id = $1", &[&id])?;

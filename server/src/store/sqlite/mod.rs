@@ -138,6 +138,7 @@ impl SqliteStore {
             rooms: rooms::load(&conn).map_err(c)?,
             room_history: history::recent_by_room(&conn, opts.history_len).map_err(c)?,
             last_room_id: meta::last_room_id(&conn).map_err(c)?,
+            rooms_applied: 0,
         };
         let counts = Counts {
             accounts: accounts::count(&conn).map_err(c)?,

@@ -67,6 +67,8 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, change: &RoomChange) -> rusq
             Ok(())
         }
         RoomChange::Delete(room) => delete(tx, *room).map(drop),
+        // One server: no other node stores them.
+        RoomChange::Ordered(_, changes) => changes.iter().try_for_each(|c| apply(tx, c)),
     }
 }
 
