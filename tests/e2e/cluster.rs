@@ -1,8 +1,9 @@
 //! Several real `mm-server` nodes on one PostgreSQL database and one NATS server (CLUSTER.md),
 //! with clients on different nodes: lines in one order with their history, private and
 //! end-to-end lines across nodes, a login on another node replacing the session, `kill -9` of
-//! a node (its users leave and log in elsewhere within the lease), and a NATS restart
-//! mid-stream without losing an acknowledged line.
+//! a node (its users leave and log in elsewhere within the lease), a NATS restart mid-stream
+//! without losing an acknowledged line, and rooms (membership, topics, modes, kicks, bans,
+//! lines and history) shared by every node, also one started later.
 //!
 //! Needs `MM_TEST_POSTGRES` (`eval "$(scripts/postgres start)"`) and Debian's `nats-server`
 //! (`scripts/test` installs and starts both). Without them the tests fail, never skip.
@@ -10,7 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use mm_client::{ChatLine, Event};
+use mm_client::{ChatLine, Event, RoomEvent};
+use mm_common::protocol::{ClientMsg, ErrorCode, MemberChange, Role, RoomMode};
 use mm_tests::{rand_tag, ServerProcess, TestClient, TestDatabase, TestNats, WAIT};
 
 const MM_SERVER: &str = env!("CARGO_BIN_EXE_e2e-mm-server");
@@ -284,7 +286,7 @@ async fn a_login_on_another_node_replaces_the_session() {
     let mut old = TestClient::connect(&n1.options("carol")).await;
     let mut watcher = TestClient::connect(&n1.options("dave")).await;
     let started = Instant::now();
-    let mut new = TestClient::connect(&n2.options("carol")).await;
+    let new = TestClient::connect(&n2.options("carol")).await;
     assert!(started.elapsed() < WAIT);
     // The old session is told, and closed.
     let told = tokio::time::timeout(WAIT, async {
@@ -297,34 +299,6 @@ async fn a_login_on_another_node_replaces_the_session() {
     .await
     .expect("the replaced session was not told");
     assert!(told.contains("logged in again"), "{told}");
-    // Rooms other than the lobby are not shared between nodes yet: refused in words, with
-    // their own code (not "no such room"), for a room command and for a room line.
-    new.client
-        .room_command(&mm_common::protocol::ClientMsg::Join {
-            room: "#dev".into(),
-        })
-        .await
-        .unwrap();
-    new.client.say("#dev", "hello", false).await.unwrap();
-    let mut refused = Vec::new();
-    while refused.len() < 2 {
-        match tokio::time::timeout(WAIT, new.next())
-            .await
-            .expect("refused")
-        {
-            Event::Room(mm_client::RoomEvent::Error { code, detail, .. })
-            | Event::Error { code, detail, .. } => refused.push((code, detail)),
-            _ => {}
-        }
-    }
-    for (code, detail) in refused {
-        assert_eq!(
-            code,
-            mm_common::protocol::ErrorCode::ROOMS_UNAVAILABLE,
-            "{detail}"
-        );
-        assert!(detail.contains("several nodes"), "{detail}");
-    }
     // The new one works: dave on node 1 gets its line, and was not told carol left or joined
     // (she moved).
     new.client.public("from node 2").await.unwrap();
@@ -368,7 +342,7 @@ async fn a_login_on_another_node_replaces_the_session() {
         assert!(Instant::now() < deadline, "{names:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Commands on #lobby are answered as on one node; /list is empty.
+    // Commands on #lobby are answered as on one node.
     watcher
         .client
         .room_command(&mm_common::protocol::ClientMsg::Topic {
@@ -910,4 +884,386 @@ async fn a_line_jetstream_refuses_is_refused_to_its_sender_and_never_reordered()
     .await;
     assert!(extra.is_err(), "a refused line arrived: {extra:?}");
     eprintln!("JetStream full: {sent} lines sent in order, {refused} refused in words");
+}
+
+/// A room command from `c`.
+async fn room_cmd(c: &TestClient, msg: ClientMsg) {
+    c.client.room_command(&msg).await.unwrap();
+}
+
+/// Waits for `c`'s room event matching `pred`.
+async fn room_event(
+    c: &mut TestClient,
+    what: &str,
+    pred: impl Fn(&RoomEvent) -> bool,
+) -> RoomEvent {
+    match c
+        .wait_for(what, |e| matches!(e, Event::Room(r) if pred(r)))
+        .await
+    {
+        Event::Room(r) => r,
+        _ => unreachable!(),
+    }
+}
+
+/// Waits for `c`'s room line `text` in `room`; returns its id.
+async fn room_line(c: &mut TestClient, room: &str, text: &str) -> u64 {
+    match c
+        .wait_for(
+            text,
+            |e| matches!(e, Event::Public(l) if l.room == room && l.text == text),
+        )
+        .await
+    {
+        Event::Public(l) => l.id,
+        _ => unreachable!(),
+    }
+}
+
+/// The members of `room` as node-local `c` sees them: (nick, role, online), by nick.
+async fn names(c: &mut TestClient, room: &str) -> Vec<(String, Role, bool)> {
+    room_cmd(c, ClientMsg::Names { room: room.into() }).await;
+    match room_event(
+        c,
+        "names",
+        |r| matches!(r, RoomEvent::Names { room: n, .. } if n == room),
+    )
+    .await
+    {
+        RoomEvent::Names { members, .. } => members
+            .into_iter()
+            .map(|m| (m.nick, m.role, m.online))
+            .collect(),
+        _ => unreachable!(),
+    }
+}
+
+/// A room error for `c` (a room command's refusal).
+async fn room_refusal(c: &mut TestClient) -> ErrorCode {
+    match room_event(c, "a room error", |r| matches!(r, RoomEvent::Error { .. })).await {
+        RoomEvent::Error { code, .. } => code,
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_one_across_nodes_and_a_node_started_later_has_them() {
+    let cluster = Cluster::new();
+    let n1 = cluster.node("n1").await;
+    let n2 = cluster.node("n2").await;
+    let mut alice = TestClient::connect(&n1.options("alice")).await;
+    let mut bob = TestClient::connect(&n2.options("bob")).await;
+    let mut carol = TestClient::connect(&n2.options("carol")).await;
+
+    // alice (node 1) makes #dev; bob (node 2) joins it and sees her in it, online.
+    room_cmd(
+        &alice,
+        ClientMsg::Join {
+            room: "#dev".into(),
+        },
+    )
+    .await;
+    room_event(&mut alice, "entered #dev", |r| {
+        matches!(r, RoomEvent::Entered { created: true, .. })
+    })
+    .await;
+    room_cmd(
+        &bob,
+        ClientMsg::Join {
+            room: "#dev".into(),
+        },
+    )
+    .await;
+    room_event(&mut bob, "entered #dev", |r| {
+        matches!(r, RoomEvent::Entered { .. })
+    })
+    .await;
+    room_event(
+        &mut alice,
+        "bob joined",
+        |r| matches!(r, RoomEvent::Joined { nick, .. } if nick == "bob"),
+    )
+    .await;
+    let seen = names(&mut bob, "#dev").await;
+    assert_eq!(
+        seen,
+        vec![
+            ("alice".into(), Role::Owner, true),
+            ("bob".into(), Role::Member, true)
+        ]
+    );
+
+    // The topic and the lines, both ways, in one order.
+    room_cmd(
+        &alice,
+        ClientMsg::Topic {
+            room: "#dev".into(),
+            topic: Some("ship it".into()),
+        },
+    )
+    .await;
+    room_event(
+        &mut bob,
+        "the topic",
+        |r| matches!(r, RoomEvent::Topic { topic, changed: true, .. } if topic == "ship it"),
+    )
+    .await;
+    bob.client.say("#dev", "hello dev", false).await.unwrap();
+    let first = room_line(&mut alice, "#dev", "hello dev").await;
+    alice.client.say("#dev", "hi bob", false).await.unwrap();
+    let second = room_line(&mut bob, "#dev", "hi bob").await;
+    assert!(first < second);
+
+    // Moderation decided where the room is, the same on every node: bob is refused in a
+    // moderated room until alice (node 1) voices him.
+    room_cmd(
+        &alice,
+        ClientMsg::Mode {
+            room: "#dev".into(),
+            mode: RoomMode::Moderated,
+            on: true,
+        },
+    )
+    .await;
+    room_event(&mut bob, "+m", |r| {
+        matches!(r, RoomEvent::Mode { on: true, .. })
+    })
+    .await;
+    bob.client.say("#dev", "may I?", false).await.unwrap();
+    let refused = bob
+        .wait_for("a refusal", |e| matches!(e, Event::Error { .. }))
+        .await;
+    assert!(
+        matches!(refused, Event::Error { code, .. } if code == ErrorCode::MODERATED),
+        "{refused:?}"
+    );
+    room_cmd(
+        &alice,
+        ClientMsg::Member {
+            room: "#dev".into(),
+            nick: "bob".into(),
+            change: MemberChange::Voice,
+        },
+    )
+    .await;
+    room_event(&mut bob, "voiced", |r| {
+        matches!(
+            r,
+            RoomEvent::Member {
+                change: MemberChange::Voice,
+                ..
+            }
+        )
+    })
+    .await;
+    bob.client.say("#dev", "voiced now", false).await.unwrap();
+    room_line(&mut alice, "#dev", "voiced now").await;
+
+    // A ban from node 1 removes carol on node 2, and her join is refused there.
+    room_cmd(
+        &carol,
+        ClientMsg::Join {
+            room: "#dev".into(),
+        },
+    )
+    .await;
+    room_event(&mut carol, "entered #dev", |r| {
+        matches!(r, RoomEvent::Entered { .. })
+    })
+    .await;
+    room_cmd(
+        &alice,
+        ClientMsg::Member {
+            room: "#dev".into(),
+            nick: "carol".into(),
+            change: MemberChange::Ban,
+        },
+    )
+    .await;
+    room_event(&mut carol, "kicked by the ban", |r| {
+        matches!(r, RoomEvent::Kicked { me: true, .. })
+    })
+    .await;
+    room_cmd(
+        &carol,
+        ClientMsg::Join {
+            room: "#dev".into(),
+        },
+    )
+    .await;
+    assert_eq!(room_refusal(&mut carol).await, ErrorCode::BANNED);
+    // A kick from node 1.
+    room_cmd(
+        &alice,
+        ClientMsg::Kick {
+            room: "#dev".into(),
+            nick: "bob".into(),
+            reason: "done".into(),
+        },
+    )
+    .await;
+    room_event(
+        &mut bob,
+        "kicked",
+        |r| matches!(r, RoomEvent::Kicked { me: true, by, .. } if by == "alice"),
+    )
+    .await;
+
+    // A node started later has the rooms as the others do: the room in /list, its topic,
+    // members, ban, and history.
+    let n3 = cluster.node("n3").await;
+    let mut dave = TestClient::connect(&n3.options("dave")).await;
+    room_cmd(
+        &dave,
+        ClientMsg::List {
+            after: String::new(),
+        },
+    )
+    .await;
+    let listed = room_event(&mut dave, "the list", |r| {
+        matches!(r, RoomEvent::List { .. })
+    })
+    .await;
+    assert!(format!("{listed:?}").contains("#dev"), "{listed:?}");
+    assert_eq!(
+        names(&mut dave, "#dev").await,
+        vec![("alice".into(), Role::Owner, true)]
+    );
+    let mut carol3 = {
+        drop(carol);
+        TestClient::connect(&n3.options("carol")).await
+    };
+    room_cmd(
+        &carol3,
+        ClientMsg::Join {
+            room: "#dev".into(),
+        },
+    )
+    .await;
+    assert_eq!(room_refusal(&mut carol3).await, ErrorCode::BANNED);
+    room_cmd(
+        &dave,
+        ClientMsg::Join {
+            room: "#dev".into(),
+        },
+    )
+    .await;
+    match room_event(&mut dave, "entered #dev", |r| {
+        matches!(r, RoomEvent::Entered { .. })
+    })
+    .await
+    {
+        RoomEvent::Entered { room, .. } => {
+            assert_eq!(room.topic, "ship it");
+            assert!(room.modes.moderated);
+        }
+        _ => unreachable!(),
+    }
+    let mut history = Vec::new();
+    while history.len() < 3 {
+        if let Event::History(l) = dave.next().await {
+            if l.room == "#dev" {
+                history.push(l.text);
+            }
+        }
+    }
+    assert_eq!(history, ["hello dev", "hi bob", "voiced now"]);
+    room_event(
+        &mut alice,
+        "dave joined",
+        |r| matches!(r, RoomEvent::Joined { nick, .. } if nick == "dave"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_room_commands_on_three_nodes_leave_every_node_and_the_store_alike() {
+    let cluster = Cluster::new();
+    let nodes = [
+        cluster.node("n1").await,
+        cluster.node("n2").await,
+        cluster.node("n3").await,
+    ];
+    // Three users a node, all in #race; then every user parts and joins again and the owner
+    // ops, deops and bans at once, from every node.
+    let mut users = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for j in 0..3 {
+            let nick = format!("u{i}{j}");
+            let c = TestClient::connect(&node.options(&nick)).await;
+            users.push((nick, c));
+        }
+    }
+    for (_, c) in &mut users {
+        room_cmd(
+            c,
+            ClientMsg::Join {
+                room: "#race".into(),
+            },
+        )
+        .await;
+        room_event(c, "entered", |r| matches!(r, RoomEvent::Entered { .. })).await;
+    }
+    let owner = names(&mut users[0].1, "#race")
+        .await
+        .into_iter()
+        .find(|(_, role, _)| *role == Role::Owner)
+        .map(|(n, _, _)| n)
+        .expect("an owner");
+    for round in 0..3 {
+        for (nick, c) in &users {
+            if *nick == owner {
+                for (target, change) in [
+                    ("u12", MemberChange::Op),
+                    ("u21", MemberChange::Voice),
+                    ("u22", MemberChange::Ban),
+                    ("u22", MemberChange::Unban),
+                ] {
+                    room_cmd(
+                        c,
+                        ClientMsg::Member {
+                            room: "#race".into(),
+                            nick: target.into(),
+                            change,
+                        },
+                    )
+                    .await;
+                }
+            } else {
+                room_cmd(
+                    c,
+                    ClientMsg::Part {
+                        room: "#race".into(),
+                        reason: format!("round {round}"),
+                    },
+                )
+                .await;
+                room_cmd(
+                    c,
+                    ClientMsg::Join {
+                        room: "#race".into(),
+                    },
+                )
+                .await;
+            }
+        }
+    }
+    // Every node's view settles to one.
+    let deadline = Instant::now() + WAIT * 2;
+    let views = loop {
+        let mut views = Vec::new();
+        for i in 0..3 {
+            let c = &mut users[i * 3].1;
+            views.push(names(c, "#race").await);
+        }
+        if views.windows(2).all(|w| w[0] == w[1]) && views[0].len() >= 8 {
+            break views;
+        }
+        assert!(Instant::now() < deadline, "the nodes disagree: {views:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // A node started now loads the store and runs the stream after it: the same again.
+    let n4 = cluster.node("n4").await;
+    let mut late = TestClient::connect(&n4.options("late")).await;
+    assert_eq!(names(&mut late, "#race").await, views[0]);
 }

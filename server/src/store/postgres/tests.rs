@@ -454,3 +454,39 @@ fn a_failure_at_open_names_what_postgresql_said() {
     let err = place.open(OPTS_LONG, clock()).unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
 }
+
+#[tokio::test]
+async fn room_changes_of_one_stream_event_are_stored_once_and_never_behind_a_later_one() {
+    use crate::store::tests::rooms::{change, member, reopen, room};
+    use crate::store::RoomChange;
+    use mm_common::protocol::Role;
+    let place = Postgres::new();
+    let (store, loaded) = place.open(OPTS_LONG, clock()).unwrap();
+    assert_eq!(loaded.rooms_applied, 0);
+    let topic = |t: &str| RoomChange::Topic(RoomId(5), t.into(), "alice".into(), 1);
+    // Node A stores event 10; node B's copy of it (the same id) writes nothing, nor does a
+    // slower node's event 8 after it. Event 12 is stored; an empty list records 15.
+    let create =
+        |id, name| RoomChange::Create(room(id, name, vec![member("alice", Role::Owner, 0)]));
+    change(
+        &store,
+        RoomChange::Ordered(10, vec![create(5, "#a"), topic("ten")]),
+    )
+    .await;
+    change(
+        &store,
+        RoomChange::Ordered(10, vec![create(6, "#b"), topic("ten again")]),
+    )
+    .await;
+    change(&store, RoomChange::Ordered(8, vec![topic("eight")])).await;
+    change(&store, RoomChange::Ordered(12, vec![topic("twelve")])).await;
+    change(&store, RoomChange::Ordered(15, Vec::new())).await;
+    change(&store, RoomChange::Ordered(14, vec![topic("fourteen")])).await;
+    reply(store.close(0)).await;
+    store.join();
+    let loaded = reopen(&place, OPTS_LONG);
+    assert_eq!(loaded.rooms_applied, 15);
+    let names: Vec<&str> = loaded.rooms.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["#a"]);
+    assert_eq!(loaded.rooms[0].topic, "twelve");
+}
