@@ -518,13 +518,14 @@ impl Backend for PgBackend {
         let seq = self.seq + 1;
         let mut at_commit = false;
         let seq_key = self.seq_key.clone();
+        let cluster = self.target.cluster;
         let result = self.with(|client| -> Result<(), Error> {
             let mut tx = client.transaction()?;
             let mut max_id = 0;
             let mut appended = Vec::new();
             for cmd in batch {
                 cmd.track(&mut max_id, &mut appended);
-                outcomes.push(apply(&mut tx, cmd, opts, counts)?);
+                outcomes.push(apply(&mut tx, cmd, opts, counts, cluster)?);
             }
             for room in appended {
                 // Keep only the newest `history_len` lines of each room that got one.
@@ -615,6 +616,7 @@ fn apply(
     cmd: &Cmd,
     opts: Options,
     counts: &mut Counts,
+    cluster: bool,
 ) -> Result<Outcome, Error> {
     // Counts change only if the unit holds.
     let mut scratch = *counts;
@@ -678,12 +680,7 @@ fn apply(
             unit(tx, |tx| mailbox::waiting(tx, key, opts.mailbox_ceiling()))?.map_err(failed),
         ),
         Cmd::Delivered { key, up_to } => {
-            let deleted = unit(tx, |tx| {
-                tx.execute(
-                    "DELETE FROM mailbox WHERE to_key = $1 AND id <= $2",
-                    &[key, &super::encode::to_sql(*up_to)],
-                )
-            })?;
+            let deleted = unit(tx, |tx| mailbox::delivered(tx, key, *up_to, cluster))?;
             match deleted {
                 Ok(n) => scratch.waiting = scratch.waiting.saturating_sub(n),
                 Err(e) => warn!(error = %e, "store: acknowledged lines not deleted"),
@@ -735,6 +732,7 @@ fn apply(
                     *arrival,
                     opts,
                     &mut scratch.waiting,
+                    cluster,
                 )
             })?
             .map_err(failed),

@@ -1,7 +1,8 @@
 //! The schema in PostgreSQL: versioned migrations recorded in `schema_version`, the same tables
 //! as the SQLite store has at its latest version (see `store/sqlite/schema.rs` for what each
 //! column means), with `BIGINT` for ids and times (ms since the Unix epoch) and `BYTEA` for
-//! payloads and keys.
+//! payloads and keys — and one table of its own, `mailbox_acked`, which only nodes of a
+//! cluster write (CLUSTER.md).
 
 use postgres::Client;
 
@@ -9,10 +10,11 @@ use super::target_error;
 use crate::store::StoreError;
 
 /// Schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, in order; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
     CREATE TABLE accounts (
         nick_key     TEXT PRIMARY KEY,
         nick         TEXT NOT NULL,
@@ -105,7 +107,17 @@ const MIGRATIONS: [&str; 1] = ["
         UNIQUE (nick_key, id)
     );
     CREATE INDEX one_time_prekeys_by_owner ON one_time_prekeys (nick_key, seq);
-"];
+",
+    "
+    -- How far each recipient acknowledged its personal lines (the highest id): on a cluster a
+    -- node may store a line after the recipient's node deleted what was acknowledged; such a
+    -- line is not kept, nor sent again (CLUSTER.md).
+    CREATE TABLE mailbox_acked (
+        to_key TEXT PRIMARY KEY,
+        up_to  BIGINT NOT NULL
+    );
+",
+];
 
 /// The schema's version; 0 if the database holds no store yet.
 pub(super) fn version(client: &mut Client) -> Result<i64, postgres::Error> {

@@ -490,3 +490,34 @@ async fn room_changes_of_one_stream_event_are_stored_once_and_never_behind_a_lat
     assert_eq!(names, ["#a"]);
     assert_eq!(loaded.rooms[0].topic, "twelve");
 }
+
+#[tokio::test]
+async fn on_a_cluster_a_personal_line_stored_after_its_acknowledgement_is_not_sent_again() {
+    let place = Postgres::new();
+    let (store, _) = PgStore::open(&node_target(&place), OPTS_LONG, clock()).unwrap();
+    login(&store, "bob", "fp-b", 1).await;
+    let queue = |id| store.queue_mail("bob", mail(id, "alice", "hi"), Arrival::Live);
+    assert_eq!(reply(queue(5)).await, QueueOutcome::Queued);
+    // bob's node delivered 5 and 6 live and bob acknowledged up to 6 before the node that
+    // accepted 6 stored it: 6 is answered as kept, and is not kept.
+    store.delivered("bob", 6).unwrap();
+    assert_eq!(reply(queue(6)).await, QueueOutcome::Queued);
+    assert_eq!(reply(queue(7)).await, QueueOutcome::Queued);
+    let ids = |mails: Vec<crate::store::Mail>| mails.iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(ids(reply(store.waiting("bob")).await), [7]);
+    // The other order, at once: the line's row lands after the delete that should have taken
+    // it. It stays in the table, but is never sent again.
+    store.delivered("bob", 9).unwrap();
+    let url = crate::store::tests::with_db(&place.server, &place.name);
+    off_runtime(move || {
+        let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        c.execute(
+            "INSERT INTO mailbox (id, to_key, ts, sender, text) VALUES (8, 'bob', 1, 'alice', 'late')",
+            &[],
+        )
+        .unwrap()
+    });
+    assert!(reply(store.waiting("bob")).await.is_empty());
+    reply(store.close(0)).await;
+    store.join();
+}

@@ -140,7 +140,7 @@ pub(crate) fn with_db(url: &str, db: &str) -> String {
 
 /// A database of its own on the test server, dropped at the end.
 pub(crate) struct Postgres {
-    server: String,
+    pub(crate) server: String,
     pub(crate) name: String,
     pub(crate) target: PgTarget,
 }
