@@ -160,6 +160,12 @@ impl Challenges {
         map.insert(name.to_ascii_lowercase(), key);
     }
 
+    /// Sets the challenges posted by other nodes of a cluster: `posted` (domain → its
+    /// challenge certificate) replaces what was there.
+    pub fn replace(&self, posted: HashMap<String, Arc<CertifiedKey>>) {
+        *self.by_name.write().unwrap_or_else(|p| p.into_inner()) = posted;
+    }
+
     fn clear(&self) {
         self.by_name
             .write()
@@ -321,13 +327,34 @@ async fn account(opts: &AcmeOptions, tls_dir: &Path) -> anyhow::Result<Account> 
     Ok(account)
 }
 
+/// Where a pending TLS-ALPN-01 challenge is posted besides this server's own [`Challenges`]:
+/// nowhere on one server; on a cluster, the store, for every node to answer (the ACME server's
+/// validation may reach any node behind the load balancer).
+pub trait ChallengeBoard: Sync {
+    /// Makes the challenge for `domain` (`digest`: SHA-256 of the key authorization) answered
+    /// wherever the validation may connect; returns once it is.
+    fn post(
+        &self,
+        domain: &str,
+        digest: &[u8],
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// One server: its own [`Challenges`] are enough.
+impl ChallengeBoard for () {
+    async fn post(&self, _domain: &str, _digest: &[u8]) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
 /// Orders a certificate for `opts.domains`, answers the TLS-ALPN-01 challenges through
-/// `challenges` while the ACME server validates, and stores the result in [`CERT_FILE`].
-/// Returns the chain and key (PEM text of both, as stored).
-async fn obtain(
+/// `challenges` (and `board`) while the ACME server validates. Returns the chain and key (PEM
+/// text of both).
+pub(crate) async fn obtain<B: ChallengeBoard>(
     opts: &AcmeOptions,
     tls_dir: &Path,
     challenges: &Challenges,
+    board: &B,
 ) -> anyhow::Result<String> {
     let account = account(opts, tls_dir).await?;
     let identifiers: Vec<Identifier> = opts
@@ -353,6 +380,10 @@ async fn obtain(
             .ok_or_else(|| anyhow!("the ACME server offers no TLS-ALPN-01 challenge for {name}"))?;
         let digest = challenge.key_authorization().digest();
         challenges.insert(&name, challenge_cert(&name, digest.as_ref())?);
+        board
+            .post(&name, digest.as_ref())
+            .await
+            .context("the challenge could not be posted for the other nodes")?;
         challenge
             .set_ready()
             .await
@@ -398,8 +429,39 @@ async fn obtain(
     Ok(both.to_string())
 }
 
+/// The chain and key in `pem` (a certificate another node of a cluster obtained), if they
+/// can be presented for `opts` at `now`: they parse, the key matches, every domain is
+/// covered, not expired. Otherwise why not.
+///
+/// # Errors
+/// As above, in words.
+pub fn check_pem(pem: &str, opts: &AcmeOptions, now: OffsetDateTime) -> anyhow::Result<Stored> {
+    use rustls_pki_types::pem::PemObject as _;
+    let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| anyhow!("not a readable PEM certificate chain"))?;
+    let key = PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|_| anyhow!("no usable private key"))?;
+    let end = chain
+        .first()
+        .ok_or_else(|| anyhow!("no certificate in it"))?;
+    let info = mm_certs::CertInfo::parse(end, Path::new("the cluster's certificate"))?;
+    ServerCert::new(chain.clone(), key.clone_key())?;
+    if let Some(missing) = opts
+        .domains
+        .iter()
+        .find(|d| !info.names.dns.iter().any(|n| n.eq_ignore_ascii_case(d)))
+    {
+        bail!("it does not cover {missing}");
+    }
+    if info.not_after <= now {
+        bail!("it expired on {}", mm_certs::date(info.not_after));
+    }
+    Ok(Stored { chain, key, info })
+}
+
 /// Writes `pem` (chain and key) to [`CERT_FILE`], reads it back as a [`Stored`], and presents it.
-fn install(tls_dir: &Path, pem: &str, cert: &ServerCert) -> anyhow::Result<Stored> {
+pub(crate) fn install(tls_dir: &Path, pem: &str, cert: &ServerCert) -> anyhow::Result<Stored> {
     let path = tls_dir.join(CERT_FILE);
     mm_certs::write_secret(&path, pem.as_bytes())?;
     let chain = mm_certs::load_certs(&path)?;
@@ -461,75 +523,108 @@ pub async fn maintain(
                 continue;
             }
         }
-        let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, obtain(&opts, &tls_dir, &challenges));
-        let result = match attempt.await {
-            Ok(r) => r,
-            Err(_) => Err(anyhow!(
-                "no certificate within {} s",
-                ATTEMPT_TIMEOUT.as_secs()
-            )),
-        };
-        challenges.clear();
+        let result = attempt(&opts, &tls_dir, &challenges, &()).await;
         // One small file written, once per renewal.
         let installed = result.and_then(|pem| install(&tls_dir, &pem, &cert));
         match installed {
             Ok(stored) => {
                 failures = 0;
-                let fingerprint = stored
-                    .chain
-                    .first()
-                    .map(|c| mm_certs::fingerprint(c))
-                    .unwrap_or_default();
-                match &current {
-                    None => info!(
-                        domains = %names,
-                        %fingerprint,
-                        expires = %mm_certs::date(stored.info.not_after),
-                        "obtained a certificate from the ACME server; serving with it"
-                    ),
-                    Some(previous) => info!(
-                        domains = %names,
-                        %fingerprint,
-                        expires = %mm_certs::date(stored.info.not_after),
-                        previous_expiry = %mm_certs::date(previous.not_after),
-                        "renewed the certificate from the ACME server; new connections get it, established ones keep theirs"
-                    ),
-                }
-                if renew_at(stored.info.not_before, stored.info.not_after)
-                    <= OffsetDateTime::now_utc()
-                {
-                    // Never an order after an order without a pause: a certificate due as it
-                    // arrives means a wrong clock here or there.
-                    warn!(
-                        not_before = %stored.info.not_before,
-                        not_after = %stored.info.not_after,
-                        "the new certificate is already due for renewal (is this machine's clock right?); the next order waits a minute"
-                    );
+                if !obtained(&names, &stored, current.as_ref()) {
                     tokio::time::sleep(retry_after(1)).await;
                 }
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
                 let wait = retry_after(failures);
-                let serving = match &current {
-                    Some(info) => format!(
-                        "still serving with the current certificate (expires {})",
-                        mm_certs::date(info.not_after)
-                    ),
-                    None => "no certificate yet: TLS connections are refused until one arrives"
-                        .to_owned(),
-                };
-                error!(
-                    domains = %names,
-                    directory = %opts.directory,
-                    error = %format!("{e:#}"),
-                    retry_in_s = wait.as_secs(),
-                    "obtaining a certificate from the ACME server failed; {serving}. Check that each domain resolves to this server's public address and that its port 443 reaches this server (TLS-ALPN-01 validation connects there), and that this machine reaches the ACME directory"
-                );
+                failed(&opts, &e, current.as_ref(), wait);
                 tokio::time::sleep(wait).await;
             }
         }
     }
+}
+
+/// One attempt of [`obtain`], bounded by 5 minutes; the challenges are cleared after it.
+pub(crate) async fn attempt<B: ChallengeBoard>(
+    opts: &AcmeOptions,
+    tls_dir: &Path,
+    challenges: &Challenges,
+    board: &B,
+) -> anyhow::Result<String> {
+    let result = tokio::time::timeout(ATTEMPT_TIMEOUT, obtain(opts, tls_dir, challenges, board))
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow!(
+                "no certificate within {} s",
+                ATTEMPT_TIMEOUT.as_secs()
+            ))
+        });
+    challenges.clear();
+    result
+}
+
+/// Logs a certificate just obtained (`previous`: the one it replaces). Returns `false` if it
+/// is already due for renewal (a wrong clock here or at the ACME server): the next order must
+/// wait a minute.
+pub(crate) fn obtained(
+    names: &str,
+    stored: &Stored,
+    previous: Option<&mm_certs::CertInfo>,
+) -> bool {
+    let fingerprint = stored
+        .chain
+        .first()
+        .map(|c| mm_certs::fingerprint(c))
+        .unwrap_or_default();
+    match previous {
+        None => info!(
+            domains = %names,
+            %fingerprint,
+            expires = %mm_certs::date(stored.info.not_after),
+            "obtained a certificate from the ACME server; serving with it"
+        ),
+        Some(previous) => info!(
+            domains = %names,
+            %fingerprint,
+            expires = %mm_certs::date(stored.info.not_after),
+            previous_expiry = %mm_certs::date(previous.not_after),
+            "renewed the certificate from the ACME server; new connections get it, established ones keep theirs"
+        ),
+    }
+    if renew_at(stored.info.not_before, stored.info.not_after) <= OffsetDateTime::now_utc() {
+        // Never an order after an order without a pause: a certificate due as it arrives
+        // means a wrong clock here or there.
+        warn!(
+            not_before = %stored.info.not_before,
+            not_after = %stored.info.not_after,
+            "the new certificate is already due for renewal (is this machine's clock right?); the next order waits a minute"
+        );
+        return false;
+    }
+    true
+}
+
+/// Logs a failed attempt to obtain a certificate (`current`: the one still presented) and
+/// when the next one is (`wait`).
+pub(crate) fn failed(
+    opts: &AcmeOptions,
+    e: &anyhow::Error,
+    current: Option<&mm_certs::CertInfo>,
+    wait: Duration,
+) {
+    let serving = match current {
+        Some(info) => format!(
+            "still serving with the current certificate (expires {})",
+            mm_certs::date(info.not_after)
+        ),
+        None => "no certificate yet: TLS connections are refused until one arrives".to_owned(),
+    };
+    error!(
+        domains = %opts.domains.join(", "),
+        directory = %opts.directory,
+        error = %format!("{e:#}"),
+        retry_in_s = wait.as_secs(),
+        "obtaining a certificate from the ACME server failed; {serving}. Check that each domain resolves to this server's public address and that its port 443 reaches this server (TLS-ALPN-01 validation connects there), and that this machine reaches the ACME directory"
+    );
 }
 
 #[cfg(test)]

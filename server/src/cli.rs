@@ -679,7 +679,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             hostname().as_deref(),
         )?,
         cluster: None,
+        acme: None,
     };
+    let mut operations = operations;
     crate::make_private(&running.data_dir, tls_dir)?;
     // An interrupted replacement of server.key and server.pem is completed (or rolled back)
     // before anything reads them.
@@ -689,12 +691,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let challenges = Arc::new(crate::acme::Challenges::default());
             let cert = Arc::new(crate::tls::ServerCert::for_acme(Arc::clone(&challenges)));
             crate::acme::start(tls_dir, &opts, &cert);
-            let renewer = tokio::spawn(crate::acme::maintain(
-                opts,
-                tls_dir.clone(),
-                Arc::clone(&cert),
-                challenges,
-            ));
+            let renewer = if operations.bus.is_some() {
+                // A node: the certificate is kept with the other nodes once it joined
+                // (CLUSTER.md, "Certificates").
+                operations.acme = Some(crate::cluster::acme::AcmeSetup {
+                    opts,
+                    tls_dir: tls_dir.clone(),
+                    cert: Arc::clone(&cert),
+                    challenges,
+                });
+                tokio::spawn(async {})
+            } else {
+                tokio::spawn(crate::acme::maintain(
+                    opts,
+                    tls_dir.clone(),
+                    Arc::clone(&cert),
+                    challenges,
+                ))
+            };
             (cert, renewer)
         }
         None => {

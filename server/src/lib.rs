@@ -214,6 +214,9 @@ pub struct Operations {
     pub bus: Option<cluster::nats::BusConfig>,
     /// This node, joined and waiting for its hub ([`open_node`]), for [`serve_with`].
     pub cluster: Option<cluster::Joining>,
+    /// A node's ACME certificate, kept with the other nodes once it joined
+    /// ([`cluster::acme`]); on one server the CLI keeps it alone.
+    pub acme: Option<cluster::acme::AcmeSetup>,
 }
 
 /// As [`serve_with`], without an admin listener or trusted proxies.
@@ -263,6 +266,13 @@ pub async fn serve_with(
     let node = operations
         .cluster
         .map(|joining| joining.run(&hub, &metrics.cluster, &node_tracker, &node_cancel, &lost));
+    if let (Some(setup), Some(node)) = (operations.acme, &node) {
+        node_tracker.spawn(cluster::acme::maintain(
+            setup,
+            node.membership(),
+            node_cancel.clone(),
+        ));
+    }
     let ctx = Arc::new(session::Context {
         hub: hub.clone(),
         server_name: format!("mm-server {}", env!("CARGO_PKG_VERSION")),

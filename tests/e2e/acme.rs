@@ -508,3 +508,71 @@ async fn until_the_first_certificate_arrives_nothing_is_served_and_the_failure_s
         assert!(!tls.join(file).exists(), "{file} exists");
     }
 }
+
+/// Two nodes of a cluster (PostgreSQL and NATS) with `--acme-domain`: the ACME server
+/// validates at node 2's port, but node 2 cannot order (it does not trust the ACME server's
+/// HTTPS certificate); node 1 orders, posts its challenge in the store, node 2 answers it,
+/// and node 2 presents the certificate node 1 obtained, trusted by a real `mm`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_of_a_cluster_answer_each_other_s_challenges_and_present_one_certificate() {
+    let db = mm_tests::TestDatabase::new();
+    let nats = mm_tests::TestNats::start();
+    let (port1, port2) = (free_port(), free_port());
+    let pebble = Pebble::start(port2, None).await;
+    let node = |name: &str, port: u16, https_ca: &Path| {
+        let data = tempfile::tempdir().unwrap();
+        let mut args = server_args(data.path(), port, &pebble.directory(), https_ca);
+        for a in [
+            "--store",
+            &db.url(),
+            "--bus",
+            &nats.url(),
+            "--node-name",
+            name,
+            "--node-lease",
+            "5s",
+        ] {
+            args.push(a.into());
+        }
+        (args, data)
+    };
+    // pebble's issuing root is not the CA of its HTTPS certificate: node 2's orders fail.
+    let (args2, data2) = node("n2", port2, &pebble.root());
+    let mut n2 = ServerProcess::start_with_args(MM_SERVER, &args2, data2).await;
+    let (args1, data1) = node("n1", port1, &pebble.https_ca());
+    let mut n1 = ServerProcess::start_with_args(MM_SERVER, &args1, data1).await;
+    let obtained = wait_for_log(
+        &mut n1,
+        "obtained a certificate from the ACME server",
+        ISSUE_WAIT,
+    )
+    .await;
+    assert!(obtained.contains(DOMAIN), "{obtained}");
+    // The validation reached node 2, which answered the challenge node 1 posted.
+    wait_for_log(&mut n2, "answered an ACME validation (TLS-ALPN-01)", WAIT).await;
+    wait_for_log(
+        &mut n2,
+        "using the certificate another node of the cluster obtained",
+        WAIT * 2,
+    )
+    .await;
+    assert_eq!(pebble.orders(), 1);
+    assert!(
+        !n1.log
+            .iter()
+            .any(|l| l.contains("answered an ACME validation")),
+        "node 1 was validated itself: {:#?}",
+        n1.log
+    );
+    // A real mm trusts node 2 through pebble's root as its system's.
+    let home = tempfile::tempdir().unwrap();
+    let mut mm = spawn_mm(port2, "bob", home.path(), &pebble.root());
+    let mut out = BufReader::new(mm.stdout.take().unwrap()).lines();
+    let connected = line_containing(&mut out, "connected").await;
+    assert!(
+        connected.starts_with(&format!("* connected to {DOMAIN}:{port2} as bob")),
+        "{connected}"
+    );
+    drop(mm.stdin.take());
+    finish(mm).await;
+}

@@ -7,6 +7,7 @@
 //! - here: [`Node`], what sessions ask of the cluster (claiming a nick at login, releasing
 //!   it at logout), and [`start`], which joins a node to the others before the hub is built.
 
+pub mod acme;
 pub mod event;
 pub mod lease;
 pub mod nats;
@@ -54,6 +55,12 @@ pub struct Node {
 }
 
 impl Node {
+    /// This node's lease and what it holds in the database.
+    #[must_use]
+    pub fn membership(&self) -> Arc<Membership> {
+        Arc::clone(&self.membership)
+    }
+
     /// This node's epoch (its fencing token).
     #[must_use]
     pub fn epoch(&self) -> i64 {

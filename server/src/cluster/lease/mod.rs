@@ -10,6 +10,7 @@
 //! - [`LeaseTimer`] (`timer`): when to renew and when to count this node fenced, sans I/O.
 //! - [`run`]: renews on schedule and tells the server when it is fenced (and restored).
 
+mod acme;
 mod timer;
 
 #[cfg(test)]
@@ -58,6 +59,21 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS cluster_stream (
         created TEXT PRIMARY KEY,
         base    BIGINT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS cluster_acme_order (
+        id    INT PRIMARY KEY,
+        epoch BIGINT NOT NULL,
+        until TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS cluster_acme_challenges (
+        domain TEXT PRIMARY KEY,
+        digest BYTEA NOT NULL,
+        epoch  BIGINT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS cluster_acme_certificate (
+        id        INT PRIMARY KEY,
+        directory TEXT NOT NULL,
+        pem       TEXT NOT NULL
     );
 ";
 
