@@ -592,6 +592,20 @@ async fn a_node_that_loses_its_database_closes_its_sessions_before_its_lease_end
             break;
         }
     }
+    // Both in #ops too.
+    for c in [&mut carol, &mut dave] {
+        room_cmd(
+            c,
+            ClientMsg::Join {
+                room: "#ops".into(),
+            },
+        )
+        .await;
+        room_event(c, "entered #ops", |r| {
+            matches!(r, RoomEvent::Entered { .. })
+        })
+        .await;
+    }
     let (db, connection) = tokio_postgres::connect(&direct, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -603,11 +617,24 @@ async fn a_node_that_loses_its_database_closes_its_sessions_before_its_lease_end
     for i in 0..3 {
         carol.client.public(&format!("unstored-{i}")).await.unwrap();
     }
+    for i in 0..2 {
+        carol
+            .client
+            .say("#ops", &format!("unstored-ops-{i}"), false)
+            .await
+            .unwrap();
+    }
     let mut seen = 0;
-    while seen < 3 {
-        if let Event::Public(ChatLine { text, .. }) = dave.next().await {
-            assert_eq!(text, format!("unstored-{seen}"));
-            seen += 1;
+    let mut in_ops = 0;
+    while seen < 3 || in_ops < 2 {
+        if let Event::Public(ChatLine { text, room, .. }) = dave.next().await {
+            if room == "#ops" {
+                assert_eq!(text, format!("unstored-ops-{in_ops}"));
+                in_ops += 1;
+            } else {
+                assert_eq!(text, format!("unstored-{seen}"));
+                seen += 1;
+            }
         }
     }
     // carol's session ends (the node stops, telling her)...
@@ -661,22 +688,25 @@ async fn a_node_that_loses_its_database_closes_its_sessions_before_its_lease_end
     })
     .await;
     assert!(again.is_ok(), "carol could not log in on node 2");
-    // Node 2 swept node 1 and stored what everyone saw: the stored history (what a node
-    // reads at start, and room history pages) has the three lines.
+    // Node 2 swept node 1 and stored what everyone saw: the stored histories (what a node
+    // reads at start, and room history pages) have the three lobby lines and the two of #ops.
     let deadline = Instant::now() + WAIT;
     loop {
         let stored: i64 = db
             .query_one(
-                "SELECT count(*) FROM history WHERE text LIKE 'unstored-%'",
+                "SELECT count(*) FROM history WHERE text LIKE 'unstored-%'
+                   AND room = (CASE WHEN text LIKE 'unstored-ops-%'
+                                    THEN (SELECT id FROM rooms WHERE name = '#ops')
+                                    ELSE 1 END)",
                 &[],
             )
             .await
             .unwrap()
             .get(0);
-        if stored == 3 {
+        if stored == 5 {
             break;
         }
-        assert!(Instant::now() < deadline, "{stored} of 3 stored");
+        assert!(Instant::now() < deadline, "{stored} of 5 stored");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The fenced node stopped, saying why, and not as a clean stop.

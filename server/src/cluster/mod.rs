@@ -437,9 +437,10 @@ async fn sweep(
 }
 
 /// A node of `epoch` died: the lobby lines it ordered in the stream's last [`stream::REPLAY`]
-/// events and did not store (it died between the stream's acknowledgement and its commit;
-/// everyone saw them live) are stored now, so that the history is what everyone saw. Best
-/// effort: logged if it cannot.
+/// events, and the room lines of it this node accepted among its last
+/// [`crate::hub::RECENT_LINES`], that it did not store (it died between the stream's
+/// acknowledgement and its commit; everyone saw them live) are stored now, so that the
+/// histories are what everyone saw. Best effort: logged if it cannot.
 async fn recover(
     js: &jetstream::Context,
     hub: &Hub,
@@ -454,7 +455,7 @@ async fn recover(
         },
         Err(e) => return warn!(error = %e, "a dead node's lines not checked"),
     };
-    let lines = stream::replay_lines(
+    let mut lines = stream::replay_lines(
         js,
         last.saturating_sub(stream::REPLAY),
         last,
@@ -462,6 +463,7 @@ async fn recover(
         Some(epoch),
     )
     .await;
+    lines.extend(hub.lines_of(epoch));
     if lines.is_empty() {
         return;
     }
@@ -486,7 +488,7 @@ async fn recover(
         info!(
             epoch,
             lines = recovered,
-            "stored lobby lines a dead node had ordered but not stored"
+            "stored lines a dead node had ordered but not stored"
         );
     }
 }

@@ -58,6 +58,10 @@ pub enum Ordered {
 /// The answer to a proposal: [`Ordered`], or why it was not taken.
 pub type Settled = Result<Ordered, SendError>;
 
+/// How many room lines of other nodes a node keeps for [`Hub::lines_of`] (a dead node's lines
+/// not yet stored are among the newest: it stores within a second of ordering).
+pub const RECENT_LINES: usize = 4096;
+
 /// The answer to a proposed room command, once every node runs it: as on one node.
 pub type RoomSettled = Result<Joining, RoomError>;
 
@@ -92,6 +96,10 @@ pub(super) struct ClusterState {
     /// While a room command the stream ordered is run: the store changes it makes, stored
     /// together with its id ([`RoomChange::Ordered`]).
     pub(super) room_changes: Option<Vec<RoomChange>>,
+    /// Room lines of other nodes this node accepted, oldest first, at most [`RECENT_LINES`]:
+    /// those a node that dies had not stored are stored by the node that sweeps it
+    /// ([`Hub::lines_of`]).
+    foreign_lines: std::collections::VecDeque<(i64, Line)>,
     /// The highest id whose room changes were handed to the store: told to it now and then
     /// (an empty [`RoomChange::Ordered`]), so that a node starting later knows where the
     /// rooms it loads stand in the stream.
@@ -115,6 +123,7 @@ impl ClusterState {
             pending: HashMap::new(),
             room_pending: HashMap::new(),
             room_changes: None,
+            foreign_lines: std::collections::VecDeque::new(),
             rooms_told: 0,
             remote: HashMap::new(),
             last_id: 0,
@@ -688,6 +697,11 @@ impl Hub {
                         .map_err(refused),
                 );
             }
+        } else if let Some(cluster) = state.cluster.as_mut() {
+            if cluster.foreign_lines.len() >= RECENT_LINES {
+                cluster.foreign_lines.pop_front();
+            }
+            cluster.foreign_lines.push_back((origin.epoch, line));
         }
         state.publish(&Topic::Room(room_id), &encoded, mine.then_some(origin.conn));
     }
@@ -745,6 +759,21 @@ impl Hub {
                     .map_err(refused),
             );
         }
+    }
+
+    /// The room lines of the node of `epoch` (gone) among the last [`RECENT_LINES`] this node
+    /// accepted from other nodes, oldest first; forgotten here.
+    pub fn lines_of(&self, epoch: i64) -> Vec<Line> {
+        let mut state = self.lock();
+        let Some(cluster) = state.cluster.as_mut() else {
+            return Vec::new();
+        };
+        let (theirs, others): (Vec<_>, Vec<_>) = cluster
+            .foreign_lines
+            .drain(..)
+            .partition(|(e, _)| *e == epoch);
+        cluster.foreign_lines.extend(others);
+        theirs.into_iter().map(|(_, line)| line).collect()
     }
 
     /// The node of `epoch` is gone (its lease expired): its users leave.

@@ -41,7 +41,7 @@ use crate::config::Limits;
 use crate::store::memory::MemoryStore;
 use crate::store::{Loaded, Login, Options, Reply, Store, StoreError};
 use bus::{Bus, LocalBus};
-pub use cluster::{ClusterSetup, Ordered, Proposal, RoomSettled, Settled};
+pub use cluster::{ClusterSetup, Ordered, Proposal, RoomSettled, Settled, RECENT_LINES};
 use history::History;
 use ids::{IdSource, ReservedIds};
 pub use keys::Fetch;
