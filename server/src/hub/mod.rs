@@ -248,7 +248,14 @@ impl HubBuilder<'_> {
                         loaded.room_history,
                         loaded.last_room_id,
                         limits.history_len,
-                        limits.history_cache_lines,
+                        // A node of a cluster keeps no room history in memory from the start:
+                        // lines other nodes ordered just before may not be committed yet
+                        // (CLUSTER.md). Each room's is read from the store when first entered.
+                        if cluster.is_some() {
+                            0
+                        } else {
+                            limits.history_cache_lines
+                        },
                     ),
                     history_cache_lines: limits.history_cache_lines,
                     monitors: HashMap::new(),

@@ -417,7 +417,15 @@ pub struct PgBackend {
     cluster: bool,
     /// The `meta` key of [`PgBackend::seq`]: `batch_seq`, or `batch_seq.MARK` for a node.
     seq_key: String,
+    /// On a node: when the running counts were last read from the database (the other nodes
+    /// add accounts and waiting lines too): at the first batch, then every
+    /// [`COUNTS_EVERY`].
+    counted: Option<std::time::Instant>,
 }
+
+/// How stale a node's running counts (accounts, waiting lines) may be: `max_accounts` and
+/// `mailbox_total` hold across nodes but for what other nodes added within this time.
+pub const COUNTS_EVERY: Duration = Duration::from_secs(5);
 
 impl PgBackend {
     /// The connection, made (and the lock taken) if there is none or it was lost.
@@ -519,8 +527,13 @@ impl Backend for PgBackend {
         let mut at_commit = false;
         let seq_key = self.seq_key.clone();
         let cluster = self.target.cluster;
+        let recount = cluster && self.counted.is_none_or(|t| t.elapsed() >= COUNTS_EVERY);
         let result = self.with(|client| -> Result<(), Error> {
             let mut tx = client.transaction()?;
+            if recount {
+                counts.accounts = accounts::count(&mut tx)?;
+                counts.waiting = mailbox::total(&mut tx)?;
+            }
             let mut max_id = 0;
             let mut appended = Vec::new();
             for cmd in batch {
@@ -548,6 +561,9 @@ impl Backend for PgBackend {
             }
             other => other,
         };
+        if recount && result.is_ok() {
+            self.counted = Some(std::time::Instant::now());
+        }
         match result {
             Ok(()) => {
                 self.seq = seq;
@@ -862,6 +878,7 @@ impl PgStore {
             fenced: false,
             cluster: target.cluster,
             seq_key,
+            counted: None,
         };
         let store = BatchStore::spawn(backend, opts, counts, clock, tuning, None).map_err(|e| {
             StoreError::Open {

@@ -521,3 +521,29 @@ async fn on_a_cluster_a_personal_line_stored_after_its_acknowledgement_is_not_se
     reply(store.close(0)).await;
     store.join();
 }
+
+#[tokio::test]
+async fn the_total_of_waiting_lines_holds_across_nodes() {
+    let place = Postgres::new();
+    let opts = Options {
+        mailbox_total: 3,
+        mailbox_len: 10,
+        max_accounts: 10,
+        ..OPTS_LONG
+    };
+    let target = node_target(&place);
+    let (a, _) = PgStore::open(&target, opts, clock()).unwrap();
+    let (b, _) = PgStore::open(&target, opts, clock()).unwrap();
+    login(&a, "bob", "fp-b", 1).await;
+    let offline =
+        |store: &PgStore, id| store.queue_mail("bob", mail(id, "alice", "hi"), Arrival::Offline);
+    assert_eq!(reply(offline(&a, 1)).await, QueueOutcome::Queued);
+    assert_eq!(reply(offline(&a, 2)).await, QueueOutcome::Queued);
+    // Node b opened before node a stored them: it reads the database's count, not only its own.
+    assert_eq!(reply(offline(&b, 3)).await, QueueOutcome::Queued);
+    assert_eq!(reply(offline(&b, 4)).await, QueueOutcome::StoreFull);
+    for store in [a, b] {
+        reply(store.close(0)).await;
+        store.join();
+    }
+}
