@@ -58,6 +58,9 @@ pub enum Ordered {
 /// The answer to a proposal: [`Ordered`], or why it was not taken.
 pub type Settled = Result<Ordered, SendError>;
 
+/// Most nodes whose newest proposal number a node keeps before it forgets those not live.
+const MAX_ORIGINS: usize = 4096;
+
 /// How many room lines of other nodes a node keeps for [`Hub::lines_of`] (a dead node's lines
 /// not yet stored are among the newest: it stores within a second of ordering).
 pub const RECENT_LINES: usize = 4096;
@@ -106,6 +109,9 @@ pub(super) struct ClusterState {
     rooms_told: u64,
     /// Users online on other nodes, by nick key.
     pub(super) remote: HashMap<String, Remote>,
+    /// The newest proposal number applied of each node (by epoch): a proposal of a node
+    /// ordered after a later one of the same node is refused ([`Hub::apply`]).
+    origin_n: HashMap<i64, u64>,
     /// The highest id applied: a message applied again after a replay is skipped.
     last_id: u64,
     /// Ids up to here are recorded in the store (`reserve_ids`): a stream made again starts
@@ -122,6 +128,7 @@ impl ClusterState {
             next_n: 0,
             pending: HashMap::new(),
             room_pending: HashMap::new(),
+            origin_n: HashMap::new(),
             room_changes: None,
             foreign_lines: std::collections::VecDeque::new(),
             rooms_told: 0,
@@ -452,6 +459,36 @@ impl Hub {
             }
         }
         let epoch = cluster.epoch;
+        let origin = match &event {
+            Event::Line { origin, .. }
+            | Event::Personal { origin, .. }
+            | Event::Room { origin, .. } => Some(*origin),
+            _ => None,
+        };
+        if let Some(origin) = origin {
+            // A node proposes in order and the stream keeps that order, unless a proposal
+            // whose acknowledgement was lost is sent again after later ones landed: then it is
+            // refused on every node (the same decision everywhere: stream order), and its
+            // sender told, rather than delivered out of its sender's order.
+            let newest = cluster.origin_n.entry(origin.epoch).or_insert(0);
+            if origin.n <= *newest {
+                tracing::warn!(
+                    epoch = origin.epoch,
+                    n = origin.n,
+                    "a proposal ordered after a later one of its node: refused everywhere"
+                );
+                if origin.epoch == epoch {
+                    if let Some(tx) = cluster.pending.remove(&origin.n) {
+                        let _ = tx.send(Err(SendError::Busy));
+                    }
+                    if let Some(tx) = cluster.room_pending.remove(&origin.n) {
+                        let _ = tx.send(Err(RoomError::Busy));
+                    }
+                }
+                return;
+            }
+            *newest = origin.n;
+        }
         match event {
             Event::Line {
                 origin,
@@ -807,10 +844,17 @@ impl Hub {
     pub fn keep_nodes(&self, live: &[i64], missing: &mut std::collections::HashSet<i64>) {
         let newest = live.iter().copied().max().unwrap_or(i64::MAX);
         let absent: std::collections::HashSet<i64> = {
-            let state = self.lock();
-            let Some(cluster) = state.cluster.as_ref() else {
+            let mut state = self.lock();
+            let Some(cluster) = state.cluster.as_mut() else {
                 return;
             };
+            // Bounded: only forged events (NATS access) name many nodes.
+            if cluster.origin_n.len() > MAX_ORIGINS {
+                let mine = cluster.epoch;
+                cluster
+                    .origin_n
+                    .retain(|e, _| *e == mine || live.contains(e));
+            }
             cluster
                 .remote
                 .values()

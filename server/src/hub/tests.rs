@@ -894,3 +894,55 @@ fn a_cascade_of_evictions_costs_no_stack() {
         .join()
         .unwrap();
 }
+
+/// A hub that is node `epoch` of a cluster, and what it proposes.
+fn node_hub(epoch: i64) -> (Hub, tokio::sync::mpsc::Receiver<Proposal>) {
+    let limits = Limits::default();
+    let (proposals, published) = tokio::sync::mpsc::channel(64);
+    let hub = Hub::builder(&limits, memory_store(&limits), Loaded::default())
+        .cluster(ClusterSetup {
+            epoch,
+            proposals,
+            base: 1000,
+        })
+        .build();
+    (hub, published)
+}
+
+#[test]
+fn on_a_cluster_a_proposal_ordered_after_a_later_one_of_its_node_is_refused_on_every_node() {
+    let (n7, mut proposed) = node_hub(7);
+    let (n9, _) = node_hub(9);
+    let ann = n7.join(1, "ann", &fp("ann")).unwrap();
+    let mut bob = n9.join(1, "bob", &fp("bob")).unwrap();
+    drain(&mut bob);
+    let say = |text: &str| match n7.say(ann.outbox.conn_id, "ann", LOBBY, text.into(), false) {
+        Ok(Sent::Ordering(rx)) => rx,
+        other => panic!("{other:?}"),
+    };
+    let (mut first, mut second) = (say("one"), say("two"));
+    let mut events = Vec::new();
+    while let Ok(p) = proposed.try_recv() {
+        events.push(crate::cluster::event::decode(&p.bytes).unwrap());
+    }
+    let lines: Vec<_> = events
+        .into_iter()
+        .filter(|e| matches!(e, crate::cluster::event::Event::Line { .. }))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    // "one" was sent again after its acknowledgement was lost: the stream has it after "two".
+    for (seq, event) in [(1, lines[1].clone()), (2, lines[0].clone())] {
+        n7.apply(seq, event.clone());
+        n9.apply(seq, event);
+    }
+    assert!(matches!(second.try_recv(), Ok(Ok(Ordered::Public(a, _))) if a.id == 1001));
+    assert!(matches!(first.try_recv(), Ok(Err(SendError::Busy))));
+    // Node 9 decided the same: bob got "two" only.
+    let mut texts = Vec::new();
+    while let Ok(Some(msg)) = bob.outbox.try_recv() {
+        if let ServerMsg::Public { text, .. } = ServerMsg::decode(&msg).unwrap() {
+            texts.push(text);
+        }
+    }
+    assert_eq!(texts, ["two"]);
+}
