@@ -1297,3 +1297,110 @@ async fn concurrent_room_commands_on_three_nodes_leave_every_node_and_the_store_
     let mut late = TestClient::connect(&n4.options("late")).await;
     assert_eq!(names(&mut late, "#race").await, views[0]);
 }
+
+/// A line-mode `mm` kept running: its stdin, and its stdout read line by line.
+struct LineMm {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    out: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: Vec<String>,
+}
+
+impl LineMm {
+    fn start(node: &ServerProcess, nick: &str, home: &std::path::Path) -> LineMm {
+        let ca = node.data.path().join("tls").join("ca.pem");
+        let mut child = crate::cli::spawn_mm(&node.addr, Some(&ca), nick, home);
+        let stdin = child.stdin.take().unwrap();
+        let out = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+            child.stdout.take().unwrap(),
+        ));
+        LineMm {
+            child,
+            stdin,
+            out,
+            seen: Vec::new(),
+        }
+    }
+
+    async fn type_line(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// Reads until a line holds every one of `parts`; returns it.
+    async fn until(&mut self, parts: &[&str]) -> String {
+        let found = tokio::time::timeout(WAIT * 2, async {
+            while let Ok(Some(line)) = self.out.next_line().await {
+                self.seen.push(line.clone());
+                if parts.iter().all(|p| line.contains(p)) {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(line)) => line,
+            _ => {
+                let _ = self.child.start_kill();
+                panic!(
+                    "no line with {parts:?}; mm printed:\n{}",
+                    self.seen.join("\n")
+                )
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn line_mode_mm_users_on_two_nodes_share_a_room() {
+    let cluster = Cluster::new();
+    let n1 = cluster.node("n1").await;
+    let n2 = cluster.node("n2").await;
+    let homes = tempfile::tempdir().unwrap();
+    let tag = format!("{:08x}", rand_tag() as u32);
+    let mut gina = LineMm::start(&n2, "gina", &homes.path().join("gina"));
+    gina.until(&["connected"]).await;
+    gina.type_line("/join #team").await;
+    gina.until(&["#team"]).await;
+    let mut frank = LineMm::start(&n1, "frank", &homes.path().join("frank"));
+    frank.until(&["connected"]).await;
+    frank.type_line("/join #team").await;
+    gina.until(&["frank", "#team"]).await;
+    frank
+        .type_line(&format!("/msg #team hello from node 1 {tag}"))
+        .await;
+    gina.until(&["#team", "<frank>", &format!("hello from node 1 {tag}")])
+        .await;
+    gina.type_line(&format!("/topic #team ship {tag}")).await;
+    frank.until(&["#team", &format!("ship {tag}")]).await;
+    gina.type_line("/kick #team frank enough").await;
+    frank.until(&["#team", "gina", "enough"]).await;
+    frank
+        .type_line(&format!("/msg #team still here {tag}"))
+        .await;
+    frank.until(&["not in that room"]).await;
+    // gina never got frank's line after the kick; a newcomer on node 1 sees the history.
+    gina.type_line("/quit").await;
+    drop(gina.stdin);
+    let rest = tokio::time::timeout(WAIT, gina.child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let gina_saw = format!(
+        "{}\n{}",
+        gina.seen.join("\n"),
+        String::from_utf8_lossy(&rest.stdout)
+    );
+    assert!(
+        !gina_saw.contains(&format!("still here {tag}")),
+        "{gina_saw}"
+    );
+    let out = crate::offline::mm(&n1, "hank", &homes.path().join("hank"), "/join #team\n").await;
+    assert!(out.contains(&format!("hello from node 1 {tag}")), "{out}");
+    assert!(out.contains(&format!("ship {tag}")), "{out}");
+    assert!(!out.contains(&format!("still here {tag}")), "{out}");
+}

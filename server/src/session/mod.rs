@@ -323,9 +323,18 @@ async fn chat<T: Transport>(
     let mut key_waits: VecDeque<keys::KeyWait> = VecDeque::new();
     // Set once the server stops: by then every accepted line must be out and answered.
     let mut stopping: Option<Instant> = None;
+    // Set when the client quit with commands still waiting for their answers (a room command
+    // the cluster's stream orders, a room's history): it gets them, then the session ends.
+    let mut quitting = false;
 
     loop {
         pump(conn, &mut answers, limits);
+        if quitting && loads.is_empty() && answers.is_empty() && key_waits.is_empty() {
+            if let Err(exit) = drain(conn, outbox, usize::MAX, ctx) {
+                return exit;
+            }
+            return Exit::Quit;
+        }
         if let Some(deadline) = stopping {
             // The hub is closed: nothing new enters the queue, so this empties it.
             if let Err(exit) = drain(conn, outbox, usize::MAX, ctx) {
@@ -387,15 +396,17 @@ async fn chat<T: Transport>(
             done = rooms::next_waited(&mut loads), if !loads.is_empty() => {
                 rooms::waited(conn, outbox, ctx, &mut loads, done);
             }
-            read = conn.recv(), if answers.len() < MAX_OWED && loads.len() < MAX_LOADING && key_waits.len() < keys::MAX_KEY_WAITS => {
+            read = conn.recv(), if !quitting && answers.len() < MAX_OWED && loads.len() < MAX_LOADING && key_waits.len() < keys::MAX_KEY_WAITS => {
                 last_heard = Instant::now();
                 match read {
                     Ok(Some(payload)) => {
                         // The payload and its 4-byte length (a WebSocket frame's header
                         // differs a little; counted the same way).
                         ctx.metrics.bytes_received.inc_by(payload.len() as u64 + 4);
-                        if let Some(exit) = dispatch(conn, outbox, ctx, &mut limiter, Waits { answers: &mut answers, loads: &mut loads, keys: &mut key_waits }, &payload) {
-                            return exit;
+                        match dispatch(conn, outbox, ctx, &mut limiter, Waits { answers: &mut answers, loads: &mut loads, keys: &mut key_waits }, &payload) {
+                            Some(Exit::Quit) if !(loads.is_empty() && answers.is_empty() && key_waits.is_empty()) => quitting = true,
+                            Some(exit) => return exit,
+                            None => {}
                         }
                     }
                     Ok(None) | Err(ReadError::Io(_)) => return Exit::Disconnected,
