@@ -1479,3 +1479,73 @@ async fn room_lines_sent_while_a_node_restarts_are_in_its_history() {
         "missing on the restarted node: {missing:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_member_was_sent_is_the_same_on_every_node_and_a_voice_does_not_set_it_back() {
+    // Found by a breaker: bob read a room on node 2 and logged out; logged in on node 1 every
+    // line showed as new (the mark lived in node 2's memory), and a voice given on node 1
+    // stored node 1's stale mark.
+    let cluster = Cluster::new();
+    let n1 = cluster.node("n1").await;
+    let n2 = cluster.node("n2").await;
+    let mut alice = TestClient::connect(&n1.options("alice")).await;
+    join_and_history(&mut alice, "#dev").await;
+    let mut bob = TestClient::connect(&n2.options("bob")).await;
+    join_and_history(&mut bob, "#dev").await;
+    let mut last = 0;
+    for i in 0..5 {
+        last = say_acked(&mut alice, "#dev", &format!("line {i}"))
+            .await
+            .expect("acknowledged");
+    }
+    room_line(&mut bob, "#dev", "line 4").await;
+    drop(bob);
+    alice
+        .wait_for(
+            "bob left",
+            |e| matches!(e, Event::Left { nick, .. } if nick == "bob"),
+        )
+        .await;
+    for change in [
+        MemberChange::Voice,
+        MemberChange::Devoice,
+        MemberChange::Voice,
+    ] {
+        room_cmd(
+            &alice,
+            ClientMsg::Member {
+                room: "#dev".into(),
+                nick: "bob".into(),
+                change,
+            },
+        )
+        .await;
+        room_event(
+            &mut alice,
+            "the change",
+            |r| matches!(r, RoomEvent::Member { change: c, .. } if *c == change),
+        )
+        .await;
+    }
+    for node in [&n1, &n2] {
+        let mut bob = TestClient::connect(&node.options("bob")).await;
+        let seen = match room_event(
+            &mut bob,
+            "#dev at login",
+            |r| matches!(r, RoomEvent::Entered { room, .. } if room.name == "#dev"),
+        )
+        .await
+        {
+            RoomEvent::Entered { room, .. } => room.seen,
+            _ => unreachable!(),
+        };
+        assert_eq!(seen, last, "on {}", node.addr);
+        drop(bob);
+        alice
+            .wait_for(
+                "bob left",
+                |e| matches!(e, Event::Left { nick, .. } if nick == "bob"),
+            )
+            .await;
+    }
+}

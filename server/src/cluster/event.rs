@@ -182,6 +182,9 @@ pub enum RoomCmd {
         room: String,
         /// Told to its members.
         reason: String,
+        /// Only the room of this id (an expiry names the room it found expired: not one made
+        /// again under its name since); 0: whichever room has the name.
+        id: u64,
     },
     /// The server's operator makes `nick` the owner (`mm-server rooms set-owner`).
     SetOwner {
@@ -208,7 +211,7 @@ impl RoomCmd {
         };
         match self {
             RoomCmd::Join { room } => room_ok(room),
-            RoomCmd::Part { room, reason } | RoomCmd::Delete { room, reason } => {
+            RoomCmd::Part { room, reason } | RoomCmd::Delete { room, reason, .. } => {
                 room_ok(room) && words_ok(reason, MAX_REASON_LEN)
             }
             RoomCmd::Topic { room, topic } => room_ok(room) && words_ok(topic, MAX_TOPIC_LEN),
@@ -265,8 +268,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, EventError> {
         Event::Line {
             room, from, text, ..
         } => mm_common::protocol::validate_room(room).is_ok() && nick_ok(from) && text_ok(text),
+        // A user's command names its user; the server's own (delete, set-owner) none.
         Event::Room { from, cmd, .. } => {
-            (nick_ok(from) || (from.is_empty() && cmd.by_server())) && cmd.in_bounds()
+            (if cmd.by_server() {
+                from.is_empty()
+            } else {
+                nick_ok(from)
+            }) && cmd.in_bounds()
         }
         Event::Personal { to, from, body, .. } => {
             nick_ok(to)
@@ -331,6 +339,7 @@ mod tests {
                 cmd: RoomCmd::Delete {
                     room: "#dev".into(),
                     reason: "expired".into(),
+                    id: 12,
                 },
                 ts: 4,
             },
@@ -401,6 +410,17 @@ mod tests {
                 cmd: RoomCmd::Topic {
                     room: "#dev".into(),
                     topic: "esc\u{1b}[2J".into(),
+                },
+                ts: 1,
+            },
+            // A server-only command in a user's name.
+            Event::Room {
+                origin,
+                from: "mallory".into(),
+                cmd: RoomCmd::Delete {
+                    room: "#dev".into(),
+                    reason: String::new(),
+                    id: 0,
                 },
                 ts: 1,
             },

@@ -355,8 +355,10 @@ impl Hub {
                 self.forget_memberships(state, from, &reason, ts);
                 Ok(Joining::Done)
             }
-            RoomCmd::Delete { room, reason } => {
-                self.delete_in(state, &room, &reason, ts);
+            RoomCmd::Delete { room, reason, id } => {
+                if id == 0 || state.rooms.id_of(&room) == Some(RoomId(id)) {
+                    self.delete_in(state, &room, &reason, ts);
+                }
                 Ok(Joining::Done)
             }
             RoomCmd::SetOwner { room, nick } => {
@@ -595,6 +597,15 @@ impl Hub {
                 reason,
             } => {
                 let key = nick_key(&nick);
+                // Every node moves the user's `seen` marks here, to the rooms' newest lines at
+                // this point of the stream: the same marks on every node and in the store.
+                let marks = state.mark_seen(&key);
+                if !marks.is_empty() {
+                    self.tell_rooms(&mut state, id, vec![RoomChange::Seen(marks)]);
+                }
+                let Some(cluster) = state.cluster.as_mut() else {
+                    return;
+                };
                 let removed = cluster
                     .remote
                     .get(&key)

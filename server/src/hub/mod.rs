@@ -568,7 +568,13 @@ impl Hub {
             return;
         };
         let now_ms = state.clock.now_ms();
-        let marks = state.mark_seen(&key);
+        // On a cluster every node marks it when it applies the logout, at the same point of
+        // the stream (`Event::Offline`): the same mark everywhere.
+        let marks = if state.cluster.is_none() {
+            state.mark_seen(&key)
+        } else {
+            Vec::new()
+        };
         if !marks.is_empty() {
             // Best effort: a lost mark only shows a few lines as new again.
             let _ = self

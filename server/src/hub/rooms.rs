@@ -1166,8 +1166,17 @@ impl Hub {
     /// Deletes room `key` (an operator's `mm-server rooms delete`, or expiry): its members
     /// online get `Kicked` by the server.
     pub fn delete_room(&self, name: &str, reason: &str) -> bool {
+        self.delete_room_of(name, reason, None)
+    }
+
+    /// [`Hub::delete_room`]; with `only`, only if the room of that name is still that room
+    /// (on a cluster: when the stream orders the deletion).
+    fn delete_room_of(&self, name: &str, reason: &str, only: Option<RoomId>) -> bool {
         let mut state = self.lock();
-        if state.rooms.id_of(name).is_none() {
+        let Some(id) = state.rooms.id_of(name) else {
+            return false;
+        };
+        if only.is_some_and(|only| only != id) {
             return false;
         }
         if state.cluster.is_some() {
@@ -1175,6 +1184,7 @@ impl Hub {
             let cmd = crate::cluster::event::RoomCmd::Delete {
                 room: name.to_owned(),
                 reason: reason.to_owned(),
+                id: only.map_or(0, |id| id.0),
             };
             return matches!(Self::propose_room(&mut state, 0, "", cmd), Some(Ok(_)));
         }
@@ -1228,7 +1238,7 @@ impl Hub {
     /// Deletes rooms without members last active more than `days` days (of
     /// [`DAY_MS`](crate::clock::DAY_MS)) before now, at most `limit`; returns their names.
     pub fn expire_rooms(&self, days: u32, limit: usize) -> Vec<String> {
-        let expired: Vec<String> = {
+        let expired: Vec<(RoomId, String)> = {
             let state = self.lock();
             let cutoff = state
                 .clock
@@ -1238,12 +1248,13 @@ impl Hub {
                 .rooms
                 .expired(cutoff, limit)
                 .into_iter()
-                .filter_map(|id| state.rooms.get(id).map(|r| r.name.clone()))
+                .filter_map(|id| state.rooms.get(id).map(|r| (id, r.name.clone())))
                 .collect()
         };
         expired
             .into_iter()
-            .filter(|name| self.delete_room(name, "the room expired"))
+            .filter(|(id, name)| self.delete_room_of(name, "the room expired", Some(*id)))
+            .map(|(_, name)| name)
             .collect()
     }
 
