@@ -192,7 +192,13 @@ pub async fn open_node(
     };
     let (store, loaded) = opened;
     info!(store = %target, last_id = loaded.last_id, "store opened (shared by the cluster's nodes)");
-    let mut joining = cluster::start(target, bus, (loaded.last_id, loaded.rooms_applied)).await?;
+    let mut joining = cluster::start(
+        target,
+        bus,
+        (loaded.last_id, loaded.rooms_applied),
+        &hub::cluster_settings(limits),
+    )
+    .await?;
     let mut loaded = loaded;
     joining.complete_history(&mut loaded.history, limits.history_len);
     let store: Arc<dyn store::Store> = Arc::new(store);

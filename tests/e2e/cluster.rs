@@ -1549,3 +1549,48 @@ async fn what_a_member_was_sent_is_the_same_on_every_node_and_a_voice_does_not_s
             .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_other_room_limits_than_the_live_nodes_is_refused_at_start() {
+    // Found by a breaker: a node with max_topic_len = 10 dropped a topic the others kept, and
+    // a node with max_rooms_per_user = 1 made its own room of a name the others had: the
+    // nodes disagreed, silently.
+    let cluster = Cluster::new();
+    let _n1 = cluster.node("n1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mm-server.toml");
+    std::fs::write(&config, "[limits]\nmax_topic_len = 10\n").unwrap();
+    for entry in std::fs::read_dir(cluster.tls.path()).unwrap() {
+        let entry = entry.unwrap();
+        let tls = dir.path().join("data").join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        std::fs::copy(entry.path(), tls.join(entry.file_name())).unwrap();
+    }
+    let out = tokio::time::timeout(
+        WAIT * 2,
+        tokio::process::Command::new(MM_SERVER)
+            .arg("--config")
+            .arg(&config)
+            .args(["--bind", "127.0.0.1:0", "--store", &cluster.db.url()])
+            .args(["--bus", &cluster.nats.url(), "--node-name", "n2"])
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .output(),
+    )
+    .await
+    .expect("the node did not stop")
+    .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("node \"n1\" runs with other room limits")
+            && said.contains("max_topic_len=390 ")
+            && said.contains("this node: ")
+            && said.contains("max_topic_len=10 "),
+        "{said}"
+    );
+    // Its name is free again at once (no lease left behind), and with the same limits it joins.
+    let n2 = cluster.node("n2").await;
+    TestClient::connect(&n2.options("zed")).await;
+}

@@ -192,7 +192,8 @@ impl std::fmt::Debug for Joining {
 /// Joins this node to the cluster: its lease in the database (`target`), the link to NATS
 /// (`bus`), the stream (made if missing) and the id base. `last_id` is the highest id the
 /// store ever recorded (a new stream's ids start above it); `rooms_applied` the id of the
-/// stream event the loaded rooms stand at (`Loaded::rooms_applied`).
+/// stream event the loaded rooms stand at (`Loaded::rooms_applied`); `settings` the room
+/// limits every live node must share ([`crate::hub::cluster_settings`]).
 ///
 /// # Errors
 /// In words naming what failed: the database, NATS, JetStream.
@@ -200,13 +201,14 @@ pub async fn start(
     target: &PgTarget,
     bus: &nats::BusConfig,
     (last_id, rooms_applied): (u64, u64),
+    settings: &str,
 ) -> anyhow::Result<Joining> {
     // NATS first: a node that cannot reach it leaves no lease behind.
     let client = nats::connect(bus)
         .await
         .map_err(|e| anyhow::anyhow!("cluster: {e}"))?;
     let membership = Arc::new(
-        Membership::join(target, &bus.node_name, bus.lease)
+        Membership::join_with(target, &bus.node_name, bus.lease, settings)
             .await
             .map_err(|e| anyhow::anyhow!("cluster: {e}"))?,
     );

@@ -50,7 +50,7 @@ pub use outbox::{Closed, Outbox};
 use presence::Peer;
 use room::RoomTable;
 use rooms::RoomLimits;
-pub use rooms::{check_words, HistoryLoad, Joining, RoomError};
+pub use rooms::{check_words, cluster_settings, HistoryLoad, Joining, RoomError};
 pub use topic::{RoomId, Topic};
 
 /// Cloneable handle to the shared state.

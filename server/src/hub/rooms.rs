@@ -213,6 +213,17 @@ impl RoomLimits {
     }
 }
 
+/// The room limits by which every node of a cluster decides room commands, as text: all nodes
+/// must run with the same (CLUSTER.md, "Rooms"; a node whose differ from a live node's is
+/// refused at start). The creation limit is a node's own and not in it.
+pub fn cluster_settings(limits: &crate::config::Limits) -> String {
+    let l = RoomLimits::from_limits(limits);
+    format!(
+        "max_rooms={} max_room_members={} max_rooms_per_user={} max_bans_per_room={} max_topic_len={} history_len={}",
+        l.max_rooms, l.members, l.per_user, l.bans, l.topic_len, l.history_len
+    )
+}
+
 /// Checks a topic, reason or away message: may be empty; at most `max` bytes; no control or
 /// unsafe characters (the rules of chat text).
 pub fn check_words(text: &str, max: usize, what: &str) -> Result<(), RoomError> {

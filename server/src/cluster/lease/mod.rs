@@ -60,6 +60,7 @@ const SCHEMA: &str = "
         created TEXT PRIMARY KEY,
         base    BIGINT NOT NULL
     );
+    ALTER TABLE cluster_nodes ADD COLUMN IF NOT EXISTS settings TEXT NOT NULL DEFAULT '';
     CREATE TABLE IF NOT EXISTS cluster_acme_order (
         id    INT PRIMARY KEY,
         epoch BIGINT NOT NULL,
@@ -110,6 +111,12 @@ pub enum LeaseError {
     /// PostgreSQL did not answer in time.
     #[error("PostgreSQL did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("node {node:?} runs with other room limits ({theirs}; this node: {ours}): every node of a cluster decides room commands by them, so all must run with the same (CLUSTER.md, \"Rooms\"); to change them, stop every node, change them everywhere, start again")]
+    Settings {
+        node: String,
+        theirs: String,
+        ours: String,
+    },
     /// The nick's row changed under every attempt of a claim.
     #[error("the nick's ownership kept changing during the claim; try again")]
     Contended,
@@ -168,6 +175,21 @@ impl Membership {
         name: &str,
         lease: Duration,
     ) -> Result<Membership, LeaseError> {
+        Self::join_with(target, name, lease, "").await
+    }
+
+    /// [`Membership::join`] for a node whose `settings` (its room limits, as text) every live
+    /// node must share: a live node with others refuses the join ([`LeaseError::Settings`]).
+    /// Empty: not checked.
+    ///
+    /// # Errors
+    /// As [`Membership::join`], and [`LeaseError::Settings`].
+    pub async fn join_with(
+        target: &PgTarget,
+        name: &str,
+        lease: Duration,
+        settings: &str,
+    ) -> Result<Membership, LeaseError> {
         if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
             return Err(LeaseError::Invalid(format!(
                 "a node's name is 1 to {MAX_NAME} bytes without control characters"
@@ -209,12 +231,31 @@ impl Membership {
                 tokio::time::sleep(wait).await;
                 continue;
             }
+            if !settings.is_empty() {
+                let differs = tx
+                    .query_opt(
+                        "SELECT name, settings FROM cluster_nodes
+                         WHERE expires_at > now() AND settings <> '' AND settings <> $1
+                         ORDER BY epoch LIMIT 1",
+                        &[&settings],
+                    )
+                    .await?;
+                if let Some(row) = differs {
+                    let (node, theirs): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                    tx.rollback().await?;
+                    return Err(LeaseError::Settings {
+                        node,
+                        theirs,
+                        ours: settings.to_owned(),
+                    });
+                }
+            }
             let epoch: i64 = tx
                 .query_one(
-                    "INSERT INTO cluster_nodes (epoch, name, expires_at)
-                     VALUES (nextval('cluster_epoch'), $1, now() + $2::FLOAT8 * INTERVAL '1 second')
+                    "INSERT INTO cluster_nodes (epoch, name, expires_at, settings)
+                     VALUES (nextval('cluster_epoch'), $1, now() + $2::FLOAT8 * INTERVAL '1 second', $3)
                      RETURNING epoch",
-                    &[&name, &lease.as_secs_f64()],
+                    &[&name, &lease.as_secs_f64(), &settings],
                 )
                 .await?
                 .try_get(0)?;
