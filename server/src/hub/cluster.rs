@@ -96,6 +96,9 @@ pub(super) struct ClusterState {
     pending: HashMap<u64, oneshot::Sender<Settled>>,
     /// Room commands of this node's sessions waiting for the stream, by number.
     room_pending: HashMap<u64, oneshot::Sender<RoomSettled>>,
+    /// Those of them that took a room creation from their user's allowance (a join of a
+    /// room that did not exist here): given back if the join does not create it.
+    creations: std::collections::HashSet<u64>,
     /// While a room command the stream ordered is run: the store changes it makes, stored
     /// together with its id ([`RoomChange::Ordered`]).
     pub(super) room_changes: Option<Vec<RoomChange>>,
@@ -128,6 +131,7 @@ impl ClusterState {
             next_n: 0,
             pending: HashMap::new(),
             room_pending: HashMap::new(),
+            creations: std::collections::HashSet::new(),
             origin_n: HashMap::new(),
             room_changes: None,
             foreign_lines: std::collections::VecDeque::new(),
@@ -293,16 +297,27 @@ impl Hub {
         let key = nick_key(nick);
         let mut state = self.lock();
         state.actor(conn_id, &key)?;
-        if let RoomCmd::Join { room } = &cmd {
-            if state.rooms.id_of(room).is_none() {
-                let now_ms = state.clock.now_ms();
-                let limits = self.shared.room_limits;
-                state.take_creation(&key, &limits, now_ms)?;
-            }
+        let limits = self.shared.room_limits;
+        let creating = matches!(&cmd, RoomCmd::Join { room } if state.rooms.id_of(room).is_none());
+        if creating {
+            let now_ms = state.clock.now_ms();
+            state.take_creation(&key, &limits, now_ms)?;
         }
         match Self::propose_room(&mut state, conn_id, nick, cmd) {
-            Some(Ok(rx)) => Ok(Joining::Ordering(rx)),
-            Some(Err(e)) => Err(e),
+            Some(Ok(rx)) => {
+                if creating {
+                    if let Some(cluster) = state.cluster.as_mut() {
+                        cluster.creations.insert(cluster.next_n);
+                    }
+                }
+                Ok(Joining::Ordering(rx))
+            }
+            Some(Err(e)) => {
+                if creating {
+                    state.rooms.give_back_creation(&key, limits.creations);
+                }
+                Err(e)
+            }
             None => Err(RoomError::Closed),
         }
     }
@@ -486,6 +501,7 @@ impl Hub {
                     if let Some(tx) = cluster.room_pending.remove(&origin.n) {
                         let _ = tx.send(Err(RoomError::Busy));
                     }
+                    cluster.creations.remove(&origin.n);
                 }
                 return;
             }
@@ -527,7 +543,18 @@ impl Hub {
                 let waiting = (origin.epoch == epoch)
                     .then(|| cluster.room_pending.remove(&origin.n))
                     .flatten();
+                let took_creation = origin.epoch == epoch && cluster.creations.remove(&origin.n);
+                // A join that finds the room made meanwhile (by someone ordered first) creates
+                // nothing: the creation it took from its user's allowance is given back.
+                let made_before = match &cmd {
+                    RoomCmd::Join { room } => state.rooms.id_of(room).is_some(),
+                    _ => true,
+                };
                 let outcome = self.apply_room(&mut state, id, &from, cmd, ts);
+                if took_creation && (made_before || outcome.is_err()) {
+                    let burst = self.shared.room_limits.creations;
+                    state.rooms.give_back_creation(&nick_key(&from), burst);
+                }
                 // Without a waiting session (it ended meanwhile) a member whose room history
                 // was being loaded enters the room at its next login.
                 if let Some(tx) = waiting {
@@ -984,6 +1011,9 @@ impl Hub {
         {
             let _ = tx.send(Err(RoomError::Busy));
         }
+        if let Some(c) = state.cluster.as_mut() {
+            c.creations.remove(&n);
+        }
     }
 
     /// How many proposals of this node wait for the stream.
@@ -1004,6 +1034,7 @@ impl Hub {
             for (_, tx) in cluster.room_pending.drain() {
                 let _ = tx.send(Err(RoomError::Closed));
             }
+            cluster.creations.clear();
         }
     }
 }

@@ -526,6 +526,14 @@ impl RoomTable {
         (out, next)
     }
 
+    /// Gives back one room creation [`RoomTable::take_creation`] took from user `key` (a join
+    /// that, once a cluster's stream ordered it, did not create the room).
+    pub fn give_back_creation(&mut self, key: &str, burst: u32) {
+        if let Some((tokens, _)) = self.creations.get_mut(key) {
+            *tokens = (*tokens + 1.0).min(f64::from(burst.max(1)));
+        }
+    }
+
     /// Takes one room creation from user `key`'s allowance (`burst` at once, refilled over
     /// `period_ms`) at `now_ms`; `Err` with the ms until one is available.
     pub fn take_creation(

@@ -897,9 +897,13 @@ fn a_cascade_of_evictions_costs_no_stack() {
 
 /// A hub that is node `epoch` of a cluster, and what it proposes.
 fn node_hub(epoch: i64) -> (Hub, tokio::sync::mpsc::Receiver<Proposal>) {
-    let limits = Limits::default();
+    node_hub_with(epoch, &Limits::default())
+}
+
+/// [`node_hub`] with `limits`.
+fn node_hub_with(epoch: i64, limits: &Limits) -> (Hub, tokio::sync::mpsc::Receiver<Proposal>) {
     let (proposals, published) = tokio::sync::mpsc::channel(64);
-    let hub = Hub::builder(&limits, memory_store(&limits), Loaded::default())
+    let hub = Hub::builder(limits, memory_store(limits), Loaded::default())
         .cluster(ClusterSetup {
             epoch,
             proposals,
@@ -945,4 +949,59 @@ fn on_a_cluster_a_proposal_ordered_after_a_later_one_of_its_node_is_refused_on_e
         }
     }
     assert_eq!(texts, ["two"]);
+}
+
+#[test]
+fn on_a_cluster_a_join_that_finds_the_room_made_first_elsewhere_gives_its_creation_back() {
+    use crate::cluster::event::{Event, RoomCmd};
+    let limits = Limits {
+        room_creations_per_user: 1,
+        ..Limits::default()
+    };
+    let (n7, mut from7) = node_hub_with(7, &limits);
+    let (n9, mut from9) = node_hub_with(9, &limits);
+    let ann = n7.join(1, "ann", &fp("ann")).unwrap();
+    let bob = n9.join(1, "bob", &fp("bob")).unwrap();
+    let join = |hub: &Hub, m: &Joined, room: &str| {
+        hub.room_command(
+            m.outbox.conn_id,
+            &m.outbox.nick,
+            RoomCmd::Join { room: room.into() },
+        )
+    };
+    // Both make #x at once, each on its node; the stream orders bob's first.
+    let mut anns = match join(&n7, &ann, "#x") {
+        Ok(Joining::Ordering(rx)) => rx,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(join(&n9, &bob, "#x"), Ok(Joining::Ordering(_))));
+    let room_event = |rx: &mut tokio::sync::mpsc::Receiver<Proposal>| loop {
+        let p = rx.try_recv().unwrap();
+        let e = crate::cluster::event::decode(&p.bytes).unwrap();
+        if matches!(
+            e,
+            Event::Room {
+                cmd: RoomCmd::Join { .. },
+                ..
+            }
+        ) {
+            return e;
+        }
+    };
+    let (bobs_join, anns_join) = (room_event(&mut from9), room_event(&mut from7));
+    for (seq, event) in [(1, bobs_join), (2, anns_join)] {
+        n7.apply(seq, event.clone());
+        n9.apply(seq, event);
+    }
+    let answer = anns.try_recv();
+    assert!(matches!(answer, Ok(Ok(_))), "{answer:?}");
+    // ann joined bob's room: she created nothing, and may still create one.
+    assert!(
+        matches!(join(&n7, &ann, "#y"), Ok(Joining::Ordering(_))),
+        "ann's creation was used up by a join"
+    );
+    assert!(matches!(
+        join(&n7, &ann, "#z"),
+        Err(RoomError::CreationLimit(_))
+    ));
 }
