@@ -708,11 +708,13 @@ impl Hub {
             .rooms
             .id_of(room)
             .and_then(|id| state.rooms.get(id).map(|r| (id, r)))
-            .ok_or(SendError::NoSuchRoom)
+            .ok_or_else(|| SendError::NoSuchRoom(room.to_owned()))
             .and_then(|(id, r)| {
-                let role = r.role(&nick_key(&line.from)).ok_or(SendError::NotInRoom)?;
+                let role = r
+                    .role(&nick_key(&line.from))
+                    .ok_or_else(|| SendError::NotInRoom(r.name.clone()))?;
                 if r.modes.moderated && !role.is_voiced() {
-                    return Err(SendError::Moderated);
+                    return Err(SendError::Moderated(r.name.clone()));
                 }
                 Ok((id, r.name.clone()))
             });

@@ -29,15 +29,15 @@ pub enum SendError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     Closed,
-    /// No room by that name.
-    #[error("no room by that name")]
-    NoSuchRoom,
-    /// The sender is not a member of the room.
-    #[error("you are not in that room: /join it first")]
-    NotInRoom,
-    /// The room is moderated and the sender is neither operator nor voiced.
-    #[error("the room is moderated: only its operators and voiced members speak")]
-    Moderated,
+    /// No room by that name (the name, as valid room names are: safe to show).
+    #[error("there is no room {0}")]
+    NoSuchRoom(String),
+    /// The sender is not a member of the room (named).
+    #[error("you are not in {0}: /join it first")]
+    NotInRoom(String),
+    /// The room (named) is moderated and the sender is neither operator nor voiced.
+    #[error("{0} is moderated: only its operators and voiced members speak")]
+    Moderated(String),
     /// The sending connection was replaced by a newer login of the same account (the line
     /// crossed the replacement; the old connection is about to be told and closed).
     #[error("this connection was replaced by a newer login of the same account; not sent")]
@@ -105,7 +105,7 @@ impl Hub {
         let mut state = self.lock();
         admissible(&state, conn_id, from)?;
         if !is_lobby(room) && state.rooms.id_of(room).is_none() {
-            return Err(SendError::NoSuchRoom); // membership is checked once ordered
+            return Err(SendError::NoSuchRoom(room.to_owned())); // membership: once ordered
         }
         match Self::propose_line(&mut state, conn_id, from, room, text, action) {
             Some(proposed) => proposed.map(Sent::Ordering),
@@ -134,11 +134,14 @@ impl Hub {
         let (id, room) = if is_lobby(room) {
             (RoomId::LOBBY, LOBBY.to_owned())
         } else {
-            let id = state.rooms.id_of(room).ok_or(SendError::NoSuchRoom)?;
-            let r = state.rooms.get(id).ok_or(SendError::NoSuchRoom)?;
-            let role = r.role(&nick_key(from)).ok_or(SendError::NotInRoom)?;
+            let gone = || SendError::NoSuchRoom(room.to_owned());
+            let id = state.rooms.id_of(room).ok_or_else(gone)?;
+            let r = state.rooms.get(id).ok_or_else(gone)?;
+            let role = r
+                .role(&nick_key(from))
+                .ok_or_else(|| SendError::NotInRoom(r.name.clone()))?;
             if r.modes.moderated && !role.is_voiced() {
-                return Err(SendError::Moderated);
+                return Err(SendError::Moderated(r.name.clone()));
             }
             (id, r.name.clone())
         };
@@ -197,7 +200,7 @@ impl Hub {
                 state.rooms.push_line(id, accepted.id, history, len);
             }
             let Some(r) = state.rooms.get_mut(id) else {
-                return Err(SendError::NoSuchRoom);
+                return Err(SendError::NoSuchRoom(String::new())); // found above, under the lock
             };
             // The store learns of activity at most hourly (it decides when an empty room
             // expires): not a write per line.

@@ -106,8 +106,14 @@ fn a_join_creates_the_room_its_creator_owns_and_lines_reach_its_members_only() {
     assert!(lines_in(&carol_got, "#Dev").is_empty(), "{carol_got:?}");
     all(&mut alice);
     // Not a member: refused, nobody receives it.
-    assert_eq!(say(&hub, &carol, "#dev", "x"), Err(SendError::NotInRoom));
-    assert_eq!(say(&hub, &carol, "#nope", "x"), Err(SendError::NoSuchRoom));
+    assert_eq!(
+        say(&hub, &carol, "#dev", "x"),
+        Err(SendError::NotInRoom("#Dev".into()))
+    );
+    assert_eq!(
+        say(&hub, &carol, "#nope", "x"),
+        Err(SendError::NoSuchRoom("#nope".into()))
+    );
     assert!(all(&mut alice).is_empty() && all(&mut bob).is_empty());
 }
 
@@ -203,7 +209,10 @@ fn invite_only_rooms_admit_the_invited_and_bans_keep_an_account_out() {
     assert!(all(&mut bob)
         .iter()
         .any(|m| matches!(m, ServerMsg::Kicked { nick, .. } if nick == "bob")));
-    assert_eq!(say(&hub, &bob, "#ops", "x"), Err(SendError::NotInRoom));
+    assert_eq!(
+        say(&hub, &bob, "#ops", "x"),
+        Err(SendError::NotInRoom("#ops".into()))
+    );
     // Inviting a banned user is refused; the ban keeps bob out.
     assert_eq!(
         hub.invite(alice.outbox.conn_id, "alice", "#ops", "bob"),
@@ -267,7 +276,10 @@ fn a_moderated_room_lets_only_operators_and_voiced_members_speak_and_ops_set_the
         true,
     )
     .unwrap();
-    assert_eq!(say(&hub, &bob, "#m", "hello?"), Err(SendError::Moderated));
+    assert_eq!(
+        say(&hub, &bob, "#m", "hello?"),
+        Err(SendError::Moderated("#m".into()))
+    );
     assert_eq!(
         hub.topic(bob.outbox.conn_id, "bob", "#m", Some("mine".into())),
         Err(RoomError::NotOp)
@@ -582,7 +594,7 @@ fn a_new_account_under_a_released_nick_inherits_none_of_the_old_accounts_rooms()
     hub.announce(&stranger.outbox, stranger.announce);
     assert_eq!(
         say(&hub, &stranger, "#bobs", "mine now?"),
-        Err(SendError::NotInRoom)
+        Err(SendError::NotInRoom("#bobs".into()))
     );
     // The room passed to alice, its remaining member.
     assert_eq!(

@@ -232,9 +232,9 @@ impl Refusal {
                     SendError::Closed => ErrorCode::SHUTTING_DOWN,
                     SendError::Replaced => ErrorCode::REPLACED,
                     SendError::Busy => ErrorCode::BUSY,
-                    SendError::NoSuchRoom => ErrorCode::NO_SUCH_ROOM,
-                    SendError::NotInRoom => ErrorCode::NOT_IN_ROOM,
-                    SendError::Moderated => ErrorCode::MODERATED,
+                    SendError::NoSuchRoom(_) => ErrorCode::NO_SUCH_ROOM,
+                    SendError::NotInRoom(_) => ErrorCode::NOT_IN_ROOM,
+                    SendError::Moderated(_) => ErrorCode::MODERATED,
                     _ => ErrorCode::INTERNAL,
                 };
                 (code, e.to_string())
