@@ -208,18 +208,26 @@ pub fn room_event(event: &RoomEvent) -> Vec<Rendered> {
             vec![Rendered::notice(Target::Here, text)]
         }
         RoomEvent::Mode { room, by, mode, on } => {
+            // The same words as the web page's (web/src/render.js).
             let text = match (mode, on) {
-                (RoomMode::InviteOnly, true) => format!("{by} made {room} invite-only"),
+                (RoomMode::InviteOnly, true) => {
+                    format!("{by} made {room} invite-only (+i): only those invited join")
+                }
                 (RoomMode::InviteOnly, false) => {
                     format!("{by} made {room} open to everyone (-i)")
                 }
-                (mode, on) => format!(
-                    "{by} set {room} {}{} ({}{})",
-                    if *on { '+' } else { '-' },
-                    mode.letter(),
-                    if *on { "" } else { "no longer " },
-                    mode.words()
+                (RoomMode::Moderated, true) => format!(
+                    "{by} made {room} moderated (+m): only operators and voiced members speak"
                 ),
+                (RoomMode::Moderated, false) => {
+                    format!("{by} made {room} unmoderated (-m): every member speaks")
+                }
+                (RoomMode::TopicOps, true) => {
+                    format!("{by} let only operators set the topic of {room} (+t)")
+                }
+                (RoomMode::TopicOps, false) => {
+                    format!("{by} let every member set the topic of {room} (-t)")
+                }
             };
             note(room, text)
         }

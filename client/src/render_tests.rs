@@ -771,7 +771,7 @@ fn each_room_event_is_one_line() {
             mode: RoomMode::InviteOnly,
             on: true
         }),
-        ["* alice made #dev invite-only"]
+        ["* alice made #dev invite-only (+i): only those invited join"]
     );
     assert_eq!(
         room(RoomEvent::Mode {
@@ -780,7 +780,7 @@ fn each_room_event_is_one_line() {
             mode: RoomMode::Moderated,
             on: true
         }),
-        ["* alice set #dev +m (moderated (only operators and voiced members speak))"]
+        ["* alice made #dev moderated (+m): only operators and voiced members speak"]
     );
     assert_eq!(
         room(RoomEvent::Mode {
@@ -789,7 +789,7 @@ fn each_room_event_is_one_line() {
             mode: RoomMode::TopicOps,
             on: false
         }),
-        ["* alice set #dev -t (no longer topic settable by operators only)"]
+        ["* alice let every member set the topic of #dev (-t)"]
     );
     for (change, words) in [
         (MemberChange::Op, "* alice made bob an operator in #dev"),

@@ -6,11 +6,6 @@ import { isLobby, nickKey, errorName, LOBBY, sanitize } from './protocol.js';
 export const ROLE_WORDS = { Owner: 'the owner', Op: 'an operator', Voiced: 'voiced', Member: 'a member' };
 export const ROLE_PREFIX = { Owner: '~', Op: '@', Voiced: '+', Member: '' };
 const MODE_LETTER = { InviteOnly: 'i', TopicOps: 't', Moderated: 'm' };
-const MODE_WORDS = {
-  InviteOnly: 'invite-only',
-  TopicOps: 'topic settable by operators only',
-  Moderated: 'moderated (only operators and voiced members speak)',
-};
 const LEAVE_WORDS = { Quit: '', Disconnected: 'disconnected', TooSlow: 'too slow', ProtocolError: 'protocol error' };
 
 const because = (reason) => (reason ? ` (${sanitize(reason)})` : '');
@@ -72,9 +67,15 @@ export function notice(msg, ctx) {
       return { conv: msg.room, text: `${who(msg.by)} set the topic of ${msg.room}: ${sanitize(msg.topic)}`, kind: 'notice' };
     }
     case 'ModeChanged': {
-      const l = MODE_LETTER[msg.mode];
-      const w = MODE_WORDS[msg.mode];
-      return { conv: msg.room, text: `${who(msg.by)} set ${msg.room} ${msg.on ? '+' : '-'}${l} (${msg.on ? w : `no longer ${w}`})`, kind: 'notice' };
+      // The same words as mm's (client/src/render_rooms.rs).
+      const by = who(msg.by);
+      const words = {
+        InviteOnly: [`${by} made ${msg.room} open to everyone (-i)`, `${by} made ${msg.room} invite-only (+i): only those invited join`],
+        Moderated: [`${by} made ${msg.room} unmoderated (-m): every member speaks`, `${by} made ${msg.room} moderated (+m): only operators and voiced members speak`],
+        TopicOps: [`${by} let every member set the topic of ${msg.room} (-t)`, `${by} let only operators set the topic of ${msg.room} (+t)`],
+      }[msg.mode];
+      const text = words ? words[msg.on ? 1 : 0] : `${by} set ${msg.room} ${msg.on ? '+' : '-'}${MODE_LETTER[msg.mode] ?? '?'}`;
+      return { conv: msg.room, text, kind: 'notice' };
     }
     case 'MemberChanged': {
       const by = msg.by ? who(msg.by) : 'the server';

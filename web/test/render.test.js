@@ -16,7 +16,7 @@ test("room events are worded like mm's", () => {
   assert.equal(notice({ type: 'Topic', ts: 5n, room: '#dev', by: 'bob', topic: '' }, c).text, 'bob cleared the topic of #dev');
   c.topicAsked.add('#dev');
   assert.equal(notice({ type: 'Topic', ts: 5n, room: '#dev', by: 'bob', topic: 'text' }, c).text, 'topic of #dev: text (set by bob)');
-  assert.equal(notice({ type: 'ModeChanged', ts: 1n, room: '#dev', by: 'bob', mode: 'TopicOps', on: false }, c).text, 'bob set #dev -t (no longer topic settable by operators only)');
+  assert.equal(notice({ type: 'ModeChanged', ts: 1n, room: '#dev', by: 'bob', mode: 'TopicOps', on: false }, c).text, 'bob let every member set the topic of #dev (-t)');
   assert.equal(notice({ type: 'MemberChanged', ts: 1n, room: '#dev', by: 'bob', nick: 'carol', change: 'Unban' }, c).text, 'bob lifted the ban on carol in #dev');
   assert.equal(notice({ type: 'Invited', ts: 1n, room: '#dev', by: 'bob', nick: 'alice' }, c).text, 'you were invited to #dev by bob — /join #dev');
   assert.equal(notice({ type: 'RoomError', room: '#dev', code: 45, detail: 'only operators' }, c).text, '#dev: only operators (not-op)');
