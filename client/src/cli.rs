@@ -133,7 +133,7 @@ Chat commands (type /help in mm for all):
   /join #ROOM       join (or create) a room; /msg #ROOM TEXT says TEXT there (the server reads it)
   /part #ROOM       leave a room (a reason may follow)
   /list             list the rooms (/list more: the next page)
-  /names #ROOM      a room's members
+  /names [#ROOM]    a room's members (without: who is online)
   /topic #ROOM      show the topic (a text after it sets it)
   /invite NICK #ROOM  invite NICK into a room
   /kick #ROOM NICK  remove NICK from a room (a reason may follow)
