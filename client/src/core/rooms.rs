@@ -42,6 +42,10 @@ pub(super) struct Rooms {
     /// Rooms entered whose `── new ──` marker is not shown yet, with their `seen` and whether
     /// a line we had been sent came before (the marker separates old lines from new ones).
     unmarked: HashMap<String, (u64, bool)>,
+    /// The newest line shown of each room we are in (live or from its history): a `/join`
+    /// of a room we are in already brings its history again, and what was shown is not shown
+    /// twice.
+    shown: HashMap<String, u64>,
     /// What we last asked of each room, for the words of its errors.
     doing: HashMap<String, &'static str>,
     /// `/list` pages asked for and not answered yet.
@@ -211,6 +215,19 @@ impl Core {
         {
             return;
         }
+        if history
+            && self
+                .rooms
+                .shown
+                .get(&key)
+                .is_some_and(|&newest| line.id <= newest)
+        {
+            return;
+        }
+        if self.rooms.joined.contains_key(&key) {
+            let newest = self.rooms.shown.entry(key.clone()).or_insert(0);
+            *newest = (*newest).max(line.id);
+        }
         if history {
             if let Some((seen, had_old)) = self.rooms.unmarked.get_mut(&key) {
                 if line.id <= *seen {
@@ -254,6 +271,7 @@ impl Core {
     /// We are no longer in `key`.
     fn closed_room(&mut self, key: &str) {
         self.rooms.joined.remove(key);
+        self.rooms.shown.remove(key);
         self.rooms.names.remove(key);
         self.rooms.unmarked.remove(key);
         self.rooms.join_page.remove(key);

@@ -409,6 +409,44 @@ fn the_new_marker_goes_before_the_first_line_after_seen() {
 }
 
 #[test]
+fn joining_a_room_we_are_in_does_not_show_its_lines_again() {
+    // Found by a new user: /join #race while in it showed rb 1..rb 10 live, then again as
+    // history.
+    let (mut core, t0) = scripted("alice");
+    let live = |id: u64| ServerMsg::Public {
+        room: "#dev".into(),
+        action: false,
+        id,
+        ts: id * 10,
+        from: "bob".into(),
+        text: format!("line {id}"),
+    };
+    core.receive(
+        &frames(&[
+            entered("#dev", 0),
+            history("#dev", 1, "bob"),
+            history("#dev", 2, "bob"),
+            live(3),
+            entered("#dev", 0),
+            history("#dev", 1, "bob"),
+            history("#dev", 2, "bob"),
+            history("#dev", 3, "bob"),
+            live(4),
+        ]),
+        t0,
+    );
+    let shown: Vec<String> = drain(&mut core, t0)
+        .iter()
+        .filter_map(|e| match e {
+            Event::History(l) => Some(format!("history {}", l.id)),
+            Event::Public(l) => Some(format!("live {}", l.id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shown, ["history 1", "history 2", "live 3", "live 4"]);
+}
+
+#[test]
 fn history_sent_again_after_a_reconnect_is_shown_once_per_room() {
     let mut cfg = config("alice");
     cfg.reconnects = true;
