@@ -157,13 +157,14 @@ impl SqliteStore {
         name: &str,
         wait: Duration,
     ) -> Result<RoomAdmin, RoomAdminError> {
-        let key = room_key(&room_name(name)?);
+        let typed = room_name(name)?;
+        let key = room_key(&typed);
         let c = |e: rusqlite::Error| RoomAdminError::Store(classify(path, &e));
         let Some(_lock) = unless_running(path)? else {
             let conn = open(path)?;
             let (id, name) = rooms::find(&conn, &key)
                 .map_err(c)?
-                .ok_or_else(|| RoomAdminError::NoSuchRoom(name.to_owned()))?;
+                .ok_or_else(|| RoomAdminError::NoSuchRoom(typed.clone()))?;
             let request =
                 rooms::request(&conn, crate::store::encode::KIND_DELETE, &key, "").map_err(c)?;
             let gone = |conn: &Connection| {
@@ -177,7 +178,7 @@ impl SqliteStore {
             .map_err(c)?;
         let (id, name) = rooms::find(&tx, &key)
             .map_err(c)?
-            .ok_or_else(|| RoomAdminError::NoSuchRoom(name.to_owned()))?;
+            .ok_or_else(|| RoomAdminError::NoSuchRoom(typed.clone()))?;
         let deleted = rooms::delete(&tx, id).map_err(c)?;
         tx.commit().map_err(c)?;
         Ok(RoomAdmin::Deleted {
@@ -204,7 +205,8 @@ impl SqliteStore {
         nick: &str,
         wait: Duration,
     ) -> Result<RoomAdmin, RoomAdminError> {
-        let key = room_key(&room_name(name)?);
+        let typed = room_name(name)?;
+        let key = room_key(&typed);
         let member_key = nick_key(nick);
         let c = |e: rusqlite::Error| RoomAdminError::Store(classify(path, &e));
         let lock = unless_running(path)?;
@@ -214,7 +216,7 @@ impl SqliteStore {
             .map_err(c)?;
         let (id, name) = rooms::find(&tx, &key)
             .map_err(c)?
-            .ok_or_else(|| RoomAdminError::NoSuchRoom(name.to_owned()))?;
+            .ok_or_else(|| RoomAdminError::NoSuchRoom(typed.clone()))?;
         let Some((spelled, role)) = rooms::member(&tx, id, &member_key).map_err(c)? else {
             return Err(RoomAdminError::NotAMember {
                 room: name,
@@ -248,7 +250,7 @@ impl SqliteStore {
 }
 
 /// `name` as a room name: `#` added if left out, then checked; the lobby is refused.
-fn room_name(name: &str) -> Result<String, RoomAdminError> {
+pub(crate) fn room_name(name: &str) -> Result<String, RoomAdminError> {
     let name = if name.starts_with('#') {
         name.to_owned()
     } else {
@@ -282,11 +284,28 @@ fn await_server(
     done: impl Fn(&Connection) -> rusqlite::Result<bool>,
     name: String,
 ) -> rusqlite::Result<RoomAdmin> {
+    await_request(wait, name, |taken| {
+        let taken = taken || !rooms::request_pending(conn, id)?;
+        Ok((taken, taken && done(conn)?))
+    })
+}
+
+/// Waits up to `wait` for a queued request to be taken by a server and then to show its
+/// effect in the store: `look(taken so far)` says (taken, done) at each look, every [`POLL`].
+/// [`RoomAdmin::AppliedByServer`] once both hold; at the end of the wait,
+/// [`RoomAdmin::TakenByServer`] if only taken, else [`RoomAdmin::Queued`]. Shared by the
+/// SQLite and PostgreSQL stores.
+pub(crate) fn await_request<E>(
+    wait: Duration,
+    name: String,
+    mut look: impl FnMut(bool) -> Result<(bool, bool), E>,
+) -> Result<RoomAdmin, E> {
     let deadline = Instant::now() + wait;
     let mut taken = false;
     loop {
-        taken = taken || !rooms::request_pending(conn, id)?;
-        if taken && done(conn)? {
+        let (now_taken, done) = look(taken)?;
+        taken = now_taken;
+        if taken && done {
             return Ok(RoomAdmin::AppliedByServer { name });
         }
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
