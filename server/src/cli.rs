@@ -134,7 +134,8 @@ pub enum Command {
 /// Room names are case-insensitive; the leading # may be left out (a shell takes an unquoted
 /// #dev for a comment: write '#dev' or dev). While a server runs, `delete` and `set-owner` ask
 /// it to make the change (so that its members are told) and wait up to 10 s for it; otherwise
-/// they change the store directly.
+/// they change the store directly. On a PostgreSQL store they always ask (any node of a
+/// cluster takes it); with no server running, the next one to start makes the change.
 #[derive(Debug, Subcommand)]
 pub enum RoomsCommand {
     /// List rooms: name, members, owner, modes, topic
@@ -854,42 +855,40 @@ fn accounts(
 /// server holds it) or the PostgreSQL database (every change queued for a server).
 fn rooms(store: &crate::StoreLocation, cmd: RoomsCommand) -> anyhow::Result<()> {
     use crate::store::postgres::PgStore;
-    let (target, file) = match store {
-        crate::StoreLocation::Sqlite(dir) => {
-            let file = dir.join(crate::STORE_FILE);
-            if !file.exists() {
-                anyhow::bail!(
-                    "no store at {} (the server creates it on first start)",
-                    file.display()
-                );
-            }
-            (None, file)
-        }
-        crate::StoreLocation::Postgres(target) => (Some(target), PathBuf::new()),
+    use crate::StoreLocation::{Postgres, Sqlite};
+    let file = match store {
+        Sqlite(dir) => dir.join(crate::STORE_FILE),
+        Postgres(_) => PathBuf::new(),
     };
-    let kind = if target.is_some() {
-        StoreKind::Postgres
-    } else {
-        StoreKind::Sqlite
-    };
+    if matches!(store, Sqlite(_)) && !file.exists() {
+        anyhow::bail!(
+            "no store at {} (the server creates it on first start)",
+            file.display()
+        );
+    }
+    let wait = ROOM_REQUEST_WAIT;
     match cmd {
-        RoomsCommand::List => print_out(&room_list(&match target {
-            Some(target) => PgStore::list_rooms(target)?,
-            None => SqliteStore::list_rooms(&file)?,
+        RoomsCommand::List => print_out(&room_list(&match store {
+            Postgres(target) => PgStore::list_rooms(target)?,
+            Sqlite(_) => SqliteStore::list_rooms(&file)?,
         })),
         RoomsCommand::Delete { name } => {
-            let done = match target {
-                Some(target) => PgStore::delete_room(target, &name, ROOM_REQUEST_WAIT)?,
-                None => SqliteStore::delete_room(&file, &name, ROOM_REQUEST_WAIT)?,
+            let done = match store {
+                Postgres(target) => PgStore::delete_room(target, &name, wait)?,
+                Sqlite(_) => SqliteStore::delete_room(&file, &name, wait)?,
             };
-            print_out(&room_admin_message(&done, None, kind))
+            print_out(&room_admin_message(&done, None, StoreKind::of(store)))
         }
         RoomsCommand::SetOwner { name, nick } => {
-            let done = match target {
-                Some(target) => PgStore::set_room_owner(target, &name, &nick, ROOM_REQUEST_WAIT)?,
-                None => SqliteStore::set_room_owner(&file, &name, &nick, ROOM_REQUEST_WAIT)?,
+            let done = match store {
+                Postgres(target) => PgStore::set_room_owner(target, &name, &nick, wait)?,
+                Sqlite(_) => SqliteStore::set_room_owner(&file, &name, &nick, wait)?,
             };
-            print_out(&room_admin_message(&done, Some(&nick), kind))
+            print_out(&room_admin_message(
+                &done,
+                Some(&nick),
+                StoreKind::of(store),
+            ))
         }
     }
 }
@@ -901,6 +900,15 @@ enum StoreKind {
     Sqlite,
     /// Whether a server runs on the database is not known.
     Postgres,
+}
+
+impl StoreKind {
+    fn of(store: &crate::StoreLocation) -> StoreKind {
+        match store {
+            crate::StoreLocation::Sqlite(_) => StoreKind::Sqlite,
+            crate::StoreLocation::Postgres(_) => StoreKind::Postgres,
+        }
+    }
 }
 
 /// `mm-server rooms list`'s table: one room a line, then a count.

@@ -6,6 +6,9 @@
 //! `rooms set-owner` change the file directly only when no server holds the store (its lock
 //! file, taken for the time of the change); otherwise they queue a request in `room_requests`,
 //! which the server takes ([`crate::store::Store::admin_requests`]) and applies.
+//!
+//! [`RoomAdmin`], [`RoomAdminError`], [`room_name`] and [`await_request`] are shared with the
+//! PostgreSQL store's commands (`store::postgres::admin`), which always queue.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -51,20 +54,20 @@ pub enum RoomAdmin {
         /// The owner, as spelled when it joined.
         nick: String,
     },
-    /// A server holds the store: it took the request within the wait, and the file shows it
-    /// done.
+    /// A server took the request within the wait, and the store shows it done.
     AppliedByServer {
         /// The room, as spelled at creation.
         name: String,
     },
-    /// A server holds the store: it took the request within the wait, but the file did not
-    /// show it done by the end of the wait (the server may have found it no longer applies).
+    /// A server took the request within the wait, but the store did not show it done by the
+    /// end of the wait (the server may have found it no longer applies).
     TakenByServer {
         /// The room, as spelled at creation.
         name: String,
     },
-    /// A server holds the store and did not take the request within the wait: the request
-    /// stays queued in the file, for that server's next look or the next server's start.
+    /// No server took the request within the wait (on SQLite one holds the store; on
+    /// PostgreSQL none may be running): it stays queued in the store, for a running server's
+    /// next look or the next server's start.
     Queued {
         /// The room, as spelled at creation.
         name: String,
