@@ -134,7 +134,8 @@ pub enum Command {
 /// Room names are case-insensitive; the leading # may be left out (a shell takes an unquoted
 /// #dev for a comment: write '#dev' or dev). While a server runs, `delete` and `set-owner` ask
 /// it to make the change (so that its members are told) and wait up to 10 s for it; otherwise
-/// they change the store directly.
+/// they change the store directly. On a PostgreSQL store they always ask (any node of a
+/// cluster takes it); with no server running, the next one to start makes the change.
 #[derive(Debug, Subcommand)]
 pub enum RoomsCommand {
     /// List rooms: name, members, owner, modes, topic
@@ -462,17 +463,6 @@ fn read_password_file(file: &Path) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>
     Ok(bytes)
 }
 
-/// `mm-server rooms` works on the SQLite store's file; on a PostgreSQL store it is refused
-/// (rather than acting on a file the server does not use).
-fn admin_store(running: &Effective, what: &str) -> anyhow::Result<PathBuf> {
-    match &running.store {
-        crate::StoreLocation::Sqlite(dir) => Ok(dir.join(crate::STORE_FILE)),
-        crate::StoreLocation::Postgres(target) => anyhow::bail!(
-            "mm-server {what} does not work on a PostgreSQL store yet (the store is {target}); use psql on that database meanwhile"
-        ),
-    }
-}
-
 /// Every account of the store at `store` (SQLite file or PostgreSQL database).
 fn list_accounts(store: &crate::StoreLocation) -> anyhow::Result<Vec<crate::store::Account>> {
     Ok(match store {
@@ -645,7 +635,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         Some(Command::Rooms(cmd)) => {
             let running = sources.load()?;
-            return rooms(&admin_store(&running, "rooms")?, cmd);
+            return rooms(&running.store, cmd);
         }
         None => {}
     }
@@ -861,22 +851,62 @@ fn accounts(
     }
 }
 
-fn rooms(store: &std::path::Path, cmd: RoomsCommand) -> anyhow::Result<()> {
-    if !store.exists() {
+/// `mm-server rooms ...` on the store at `store`: the SQLite file (changed directly when no
+/// server holds it) or the PostgreSQL database (every change queued for a server).
+fn rooms(store: &crate::StoreLocation, cmd: RoomsCommand) -> anyhow::Result<()> {
+    use crate::store::postgres::PgStore;
+    use crate::StoreLocation::{Postgres, Sqlite};
+    let file = match store {
+        Sqlite(dir) => dir.join(crate::STORE_FILE),
+        Postgres(_) => PathBuf::new(),
+    };
+    if matches!(store, Sqlite(_)) && !file.exists() {
         anyhow::bail!(
             "no store at {} (the server creates it on first start)",
-            store.display()
+            file.display()
         );
     }
+    let wait = ROOM_REQUEST_WAIT;
     match cmd {
-        RoomsCommand::List => print_out(&room_list(&SqliteStore::list_rooms(store)?)),
+        RoomsCommand::List => print_out(&room_list(&match store {
+            Postgres(target) => PgStore::list_rooms(target)?,
+            Sqlite(_) => SqliteStore::list_rooms(&file)?,
+        })),
         RoomsCommand::Delete { name } => {
-            let done = SqliteStore::delete_room(store, &name, ROOM_REQUEST_WAIT)?;
-            print_out(&room_admin_message(&done, None))
+            let done = match store {
+                Postgres(target) => PgStore::delete_room(target, &name, wait)?,
+                Sqlite(_) => SqliteStore::delete_room(&file, &name, wait)?,
+            };
+            print_out(&room_admin_message(&done, None, StoreKind::of(store)))
         }
         RoomsCommand::SetOwner { name, nick } => {
-            let done = SqliteStore::set_room_owner(store, &name, &nick, ROOM_REQUEST_WAIT)?;
-            print_out(&room_admin_message(&done, Some(&nick)))
+            let done = match store {
+                Postgres(target) => PgStore::set_room_owner(target, &name, &nick, wait)?,
+                Sqlite(_) => SqliteStore::set_room_owner(&file, &name, &nick, wait)?,
+            };
+            print_out(&room_admin_message(
+                &done,
+                Some(&nick),
+                StoreKind::of(store),
+            ))
+        }
+    }
+}
+
+/// Which store a room command worked on: what a request no server took means differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    /// A server held the file (its lock), so one is running.
+    Sqlite,
+    /// Whether a server runs on the database is not known.
+    Postgres,
+}
+
+impl StoreKind {
+    fn of(store: &crate::StoreLocation) -> StoreKind {
+        match store {
+            crate::StoreLocation::Sqlite(_) => StoreKind::Sqlite,
+            crate::StoreLocation::Postgres(_) => StoreKind::Postgres,
         }
     }
 }
@@ -923,7 +953,11 @@ fn printable(text: &str) -> String {
 
 /// What `mm-server rooms delete` (`nick` None) or `set-owner` (`nick` the nick typed) says it
 /// did.
-fn room_admin_message(done: &crate::store::sqlite::RoomAdmin, nick: Option<&str>) -> String {
+fn room_admin_message(
+    done: &crate::store::sqlite::RoomAdmin,
+    nick: Option<&str>,
+    kind: StoreKind,
+) -> String {
     use crate::store::sqlite::RoomAdmin;
     let wait = ROOM_REQUEST_WAIT.as_secs();
     let what = |name: &str| match nick {
@@ -960,13 +994,20 @@ fn room_admin_message(done: &crate::store::sqlite::RoomAdmin, nick: Option<&str>
             "the running server took the request, but after {wait} s the store does not show that {} (it may have found that it no longer applies); check with `mm-server rooms list`\n",
             what(name)
         ),
-        RoomAdmin::Queued { name } => format!(
-            "queued: the running server will apply it ({} when it next looks for requests; it did not within {wait} s, and the request stays in the store until a server takes it)\n",
-            match nick {
+        RoomAdmin::Queued { name } => {
+            let change = match nick {
                 None => format!("{name} is deleted"),
                 Some(nick) => format!("{nick} becomes the owner of {name}"),
+            };
+            match kind {
+                StoreKind::Sqlite => format!(
+                    "queued: the running server will apply it ({change} when it next looks for requests; it did not within {wait} s, and the request stays in the store until a server takes it)\n"
+                ),
+                StoreKind::Postgres => format!(
+                    "queued: no server took the request within {wait} s (none may be running); the request stays in the database, and {change} when a server next starts on it, or when a running one next looks for requests\n"
+                ),
             }
-        ),
+        }
     }
 }
 
@@ -1227,22 +1268,66 @@ mod tests {
         ));
     }
 
+    /// `args` for `mm-server rooms ...` on the store `url`, with a data directory of its own.
+    fn rooms_args(command: &[&str], url: &str, data: &Path) -> Args {
+        let mut argv = vec!["mm-server"];
+        argv.extend_from_slice(command);
+        argv.extend_from_slice(&["--store", url]);
+        let mut args = Args::try_parse_from(argv).unwrap();
+        args.data = Some(data.to_path_buf());
+        args
+    }
+
     #[tokio::test]
-    async fn rooms_refuses_a_postgresql_store_and_touches_no_file() {
+    async fn rooms_works_on_a_postgresql_store_and_touches_no_file() {
+        use crate::store::tests::rooms::{change, closed, member, room};
+        use crate::store::tests::{clock, Place, Postgres, OPTS_LONG};
         let data = tempfile::tempdir().unwrap();
+        // A database that cannot be reached: the command says so (it went there, not to a
+        // file in the data directory).
         for command in [&["rooms", "list"][..], &["rooms", "delete", "dev"]] {
-            let mut argv = vec!["mm-server"];
-            argv.extend_from_slice(command);
-            argv.extend_from_slice(&["--store", "postgres://mm@127.0.0.1:1/chat"]);
-            let mut args = Args::try_parse_from(argv).unwrap();
-            args.data = Some(data.path().to_path_buf());
-            let err = run(args).await.unwrap_err();
-            assert!(
-                err.to_string()
-                    .contains("does not work on a PostgreSQL store yet"),
-                "{err}"
-            );
+            let args = rooms_args(command, "postgres://mm@127.0.0.1:1/chat", data.path());
+            let err = format!("{:#}", run(args).await.unwrap_err());
+            assert!(err.contains("127.0.0.1:1"), "{err}");
+            assert!(!err.contains("does not work"), "{err}");
         }
+        // A database with a store: the room and the member are looked up in it.
+        let place = Postgres::new();
+        let (store, _) = place.open(OPTS_LONG, clock()).unwrap();
+        change(
+            &store,
+            crate::store::RoomChange::Create(room(
+                5,
+                "#Dev",
+                vec![member("alice", Role::Owner, 0)],
+            )),
+        )
+        .await;
+        closed(store).await;
+        let url = crate::store::tests::with_db(&place.server, &place.name);
+        let run_rooms =
+            |command: &'static [&'static str]| run(rooms_args(command, &url, data.path()));
+        run_rooms(&["rooms", "list"]).await.unwrap();
+        let err = run_rooms(&["rooms", "delete", "ops"]).await.unwrap_err();
+        assert_eq!(err.to_string(), "no such room: #ops");
+        let err = run_rooms(&["rooms", "set-owner", "dev", "bob"])
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "bob is not a member of #Dev");
+        // Already the owner: nothing queued, and so no wait.
+        run_rooms(&["rooms", "set-owner", "DEV", "Alice"])
+            .await
+            .unwrap();
+        let queued: i64 = place.admin({
+            let url = url.clone();
+            move |_| {
+                let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+                c.query_one("SELECT COUNT(*) FROM room_requests", &[])
+                    .unwrap()
+                    .get(0)
+            }
+        });
+        assert_eq!(queued, 0);
         assert!(!data.path().join(crate::STORE_FILE).exists());
     }
 
@@ -1342,12 +1427,26 @@ mod tests {
     fn room_commands_say_what_happened_and_nothing_more() {
         let name = || "#Dev".to_string();
         let applied = RoomAdmin::AppliedByServer { name: name() };
-        assert!(room_admin_message(&applied, None).starts_with("the running server applied it"));
+        let sqlite = StoreKind::Sqlite;
+        assert!(
+            room_admin_message(&applied, None, sqlite).starts_with("the running server applied it")
+        );
         let queued = RoomAdmin::Queued { name: name() };
-        let queued = room_admin_message(&queued, Some("bob"));
-        assert!(queued.starts_with("queued: the running server will apply it"));
-        assert!(!queued.contains("applied"), "{queued}");
-        let taken = room_admin_message(&RoomAdmin::TakenByServer { name: name() }, None);
+        let on_file = room_admin_message(&queued, Some("bob"), sqlite);
+        assert!(on_file.starts_with("queued: the running server will apply it"));
+        assert!(!on_file.contains("applied"), "{on_file}");
+        // On PostgreSQL no server may be running: not claimed, and when it happens is said.
+        let on_db = room_admin_message(&queued, Some("bob"), StoreKind::Postgres);
+        assert!(
+            on_db.starts_with("queued: no server took the request within 10 s"),
+            "{on_db}"
+        );
+        assert!(
+            on_db.contains("bob becomes the owner of #Dev when a server next starts"),
+            "{on_db}"
+        );
+        assert!(!on_db.contains("running server will"), "{on_db}");
+        let taken = room_admin_message(&RoomAdmin::TakenByServer { name: name() }, None, sqlite);
         assert!(!taken.contains("applied"), "{taken}");
         let owner = RoomAdmin::OwnerSet {
             name: name(),
@@ -1355,7 +1454,7 @@ mod tests {
             previous: vec!["alice".into()],
         };
         assert_eq!(
-            room_admin_message(&owner, Some("bob")),
+            room_admin_message(&owner, Some("bob"), sqlite),
             "Bob now owns #Dev (no server is running); alice, its previous owner, is now an operator\n"
         );
     }

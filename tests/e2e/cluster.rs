@@ -1594,3 +1594,107 @@ async fn a_node_with_other_room_limits_than_the_live_nodes_is_refused_at_start()
     let n2 = cluster.node("n2").await;
     TestClient::connect(&n2.options("zed")).await;
 }
+
+/// `mm-server ARGS --store <the cluster's database>` run as the operator would, beside the
+/// running nodes: (whether it succeeded, stdout and stderr).
+async fn operator(cluster: &Cluster, args: &[&str]) -> (bool, String) {
+    let data = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(MM_SERVER)
+        .args(args)
+        .args(["--store", &cluster.db.url(), "--data"])
+        .arg(data.path())
+        .output()
+        .await
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !data.path().join("mm-server.db").exists(),
+        "no SQLite file made"
+    );
+    (out.status.success(), said)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_s_room_commands_on_the_database_reach_every_node() {
+    let cluster = Cluster::new();
+    let n1 = cluster.node("n1").await;
+    let n2 = cluster.node("n2").await;
+    let mut alice = TestClient::connect(&n1.options("alice")).await;
+    let mut bob = TestClient::connect(&n2.options("bob")).await;
+    for room in ["#r", "#s"] {
+        for c in [&mut alice, &mut bob] {
+            room_cmd(c, ClientMsg::Join { room: room.into() }).await;
+            room_event(
+                c,
+                "entered",
+                |r| matches!(r, RoomEvent::Entered { room: n, .. } if n.name == room),
+            )
+            .await;
+        }
+    }
+
+    // The list is what the nodes stored (they store behind their answers, so it may take a
+    // moment): both rooms, two members each, alice owning them.
+    let listed = |list: &str| {
+        ["#r", "#s"].iter().all(|room| {
+            list.lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.len() >= 3 && cols[..3] == [*room, "2", "alice"]
+            })
+        }) && list.contains("\n2 room(s)")
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (ok, list) = operator(&cluster, &["rooms", "list"]).await;
+        assert!(ok, "{list}");
+        if listed(&list) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "both rooms stored: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Deleted at the operator's request: a node took it, and both members, one on each node,
+    // are told they were removed by the server.
+    let (ok, said) = operator(&cluster, &["rooms", "delete", "#r"]).await;
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("the running server applied it: #r is deleted"),
+        "{said}"
+    );
+    for c in [&mut alice, &mut bob] {
+        room_event(c, "removed from #r by the server", |r| {
+            matches!(r, RoomEvent::Kicked { room, by, me: true, .. } if room == "#r" && by.is_empty())
+        })
+        .await;
+    }
+
+    // bob (node 2) made the owner of #s: node 1 shows it too.
+    let (ok, said) = operator(&cluster, &["rooms", "set-owner", "s", "BOB"]).await;
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("the running server applied it: BOB owns #s"),
+        "{said}"
+    );
+    // (The store showed it done as soon as either node stored it: node 1 may apply it a
+    // moment later.)
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let members = names(&mut alice, "#s").await;
+        if members.contains(&("bob".into(), Role::Owner, true))
+            && members.contains(&("alice".into(), Role::Op, true))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob owns #s on node 1: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ok, list) = operator(&cluster, &["rooms", "list"]).await;
+    assert!(ok, "{list}");
+    assert!(!list.lines().any(|l| l.starts_with("#r ")), "{list}");
+    assert!(list.contains("\n1 room(s)"), "{list}");
+}

@@ -249,3 +249,49 @@ pub(super) fn take_requests(tx: &mut Transaction<'_>) -> Result<Vec<RoomRequest>
         .filter_map(|(id, kind, room_key, nick)| request_from_row(id, &kind, room_key, nick))
         .collect())
 }
+
+/// The room whose key is `key`: its id and name as spelled at creation.
+pub(super) fn find<C: GenericClient>(
+    c: &mut C,
+    key: &str,
+) -> Result<Option<(RoomId, String)>, Error> {
+    c.query_opt("SELECT id, name FROM rooms WHERE key = $1", &[&key])?
+        .map(|r| Ok((RoomId(from_sql(r.try_get(0)?)), r.try_get(1)?)))
+        .transpose()
+}
+
+/// A member's nick (as spelled) and standing.
+pub(super) fn member<C: GenericClient>(
+    c: &mut C,
+    room: RoomId,
+    key: &str,
+) -> Result<Option<(String, mm_common::protocol::Role)>, Error> {
+    c.query_opt(
+        "SELECT nick, role FROM room_members WHERE room = $1 AND key = $2",
+        &[&to_sql(room.0), &key],
+    )?
+    .map(|r| Ok((r.try_get(0)?, role_from_sql(r.try_get(1)?))))
+    .transpose()
+}
+
+/// Queues a request for the server (`mm-server rooms delete` or `set-owner`); returns its id.
+pub(super) fn request<C: GenericClient>(
+    c: &mut C,
+    kind: &str,
+    room_key: &str,
+    nick: &str,
+) -> Result<i64, Error> {
+    c.query_one(
+        "INSERT INTO room_requests (kind, room_key, nick) VALUES ($1, $2, $3) RETURNING id",
+        &[&kind, &room_key, &nick],
+    )?
+    .try_get(0)
+}
+
+/// Whether the request `id` still waits for a server.
+pub(super) fn request_pending<C: GenericClient>(c: &mut C, id: i64) -> Result<bool, Error> {
+    Ok(
+        c.query_opt("SELECT 1 FROM room_requests WHERE id = $1", &[&id])?
+            .is_some(),
+    )
+}

@@ -547,3 +547,186 @@ async fn the_total_of_waiting_lines_holds_across_nodes() {
         store.join();
     }
 }
+
+/// A store with #Dev (alice owner, Bob member, two lines) and #ops (carol owner), closed.
+async fn two_rooms(place: &Postgres) {
+    use crate::store::tests::rooms::{change, closed, member, room, said};
+    use crate::store::RoomChange;
+    use mm_common::protocol::Role;
+    let (store, _) = place.open(OPTS_LONG, clock()).unwrap();
+    let dev = room(
+        5,
+        "#Dev",
+        vec![
+            member("alice", Role::Owner, 0),
+            member("Bob", Role::Member, 0),
+        ],
+    );
+    change(&store, RoomChange::Create(dev)).await;
+    change(
+        &store,
+        RoomChange::Create(room(6, "#ops", vec![member("carol", Role::Owner, 0)])),
+    )
+    .await;
+    reply(store.append_public(said(5, 1, "one"))).await;
+    reply(store.append_public(said(5, 2, "two"))).await;
+    closed(store).await;
+}
+
+/// Rows of `room_requests` in the test database.
+fn requests_queued(place: &Postgres) -> i64 {
+    let url = crate::store::tests::with_db(&place.server, &place.name);
+    off_runtime(move || {
+        let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        c.query_one("SELECT COUNT(*) FROM room_requests", &[])
+            .unwrap()
+            .get(0)
+    })
+}
+
+fn role_of(
+    rooms: &[crate::store::RoomRecord],
+    room: &str,
+    key: &str,
+) -> Option<mm_common::protocol::Role> {
+    rooms
+        .iter()
+        .find(|r| r.name == room)?
+        .members
+        .iter()
+        .find(|m| m.key == key)
+        .map(|m| m.role)
+}
+
+#[tokio::test]
+async fn with_no_server_running_rooms_are_listed_and_changes_queued_for_the_next_one() {
+    use crate::store::sqlite::{RoomAdmin, RoomAdminError};
+    use crate::store::RoomRequest;
+    use mm_common::protocol::Role;
+    const NO_WAIT: Duration = Duration::from_millis(0);
+    let place = Postgres::new();
+    two_rooms(&place).await;
+    let target = &place.target;
+
+    let rooms = PgStore::list_rooms(target).unwrap();
+    assert_eq!(
+        rooms.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["#Dev", "#ops"]
+    );
+    assert_eq!(role_of(&rooms, "#Dev", "alice"), Some(Role::Owner));
+    assert_eq!(role_of(&rooms, "#Dev", "bob"), Some(Role::Member));
+
+    // Refused, and nothing queued.
+    let err = PgStore::set_room_owner(target, "dev", "dave", NO_WAIT).unwrap_err();
+    assert!(matches!(err, RoomAdminError::NotAMember { .. }), "{err}");
+    assert_eq!(err.to_string(), "dave is not a member of #Dev");
+    let err = PgStore::delete_room(target, "#nope", NO_WAIT).unwrap_err();
+    assert!(matches!(err, RoomAdminError::NoSuchRoom(_)), "{err}");
+    let err = PgStore::delete_room(target, "#lobby", NO_WAIT).unwrap_err();
+    assert!(matches!(err, RoomAdminError::Lobby), "{err}");
+    let err = PgStore::delete_room(target, "#no way", NO_WAIT).unwrap_err();
+    assert!(matches!(err, RoomAdminError::BadName(_)), "{err}");
+    assert_eq!(
+        PgStore::set_room_owner(target, "#DEV", "Alice", NO_WAIT).unwrap(),
+        RoomAdmin::AlreadyOwner {
+            name: "#Dev".into(),
+            nick: "alice".into()
+        }
+    );
+    assert_eq!(requests_queued(&place), 0);
+
+    // No server took them: queued, and the rooms unchanged.
+    assert_eq!(
+        PgStore::delete_room(target, "ops", NO_WAIT).unwrap(),
+        RoomAdmin::Queued {
+            name: "#ops".into()
+        }
+    );
+    assert_eq!(
+        PgStore::set_room_owner(target, "#dev", "BOB", Duration::from_millis(200)).unwrap(),
+        RoomAdmin::Queued {
+            name: "#Dev".into()
+        }
+    );
+    assert_eq!(requests_queued(&place), 2);
+    let rooms = PgStore::list_rooms(target).unwrap();
+    assert_eq!(rooms.len(), 2);
+    assert_eq!(role_of(&rooms, "#Dev", "bob"), Some(Role::Member));
+
+    // The next server to start takes them, in order, once.
+    let (store, loaded) = place.open(OPTS_LONG, clock()).unwrap();
+    assert_eq!(loaded.rooms.len(), 2);
+    assert_eq!(
+        reply(store.admin_requests()).await,
+        [
+            RoomRequest::Delete {
+                room_key: "#ops".into()
+            },
+            RoomRequest::SetOwner {
+                room_key: "#dev".into(),
+                nick: "BOB".into()
+            }
+        ]
+    );
+    assert!(reply(store.admin_requests()).await.is_empty());
+    assert_eq!(requests_queued(&place), 0);
+    crate::store::tests::rooms::closed(store).await;
+}
+
+#[tokio::test]
+async fn on_postgresql_the_command_says_applied_once_a_running_server_has_done_it() {
+    use crate::store::sqlite::RoomAdmin;
+    use crate::store::{RoomChange, RoomRequest};
+    use std::sync::Arc;
+    let place = Postgres::new();
+    two_rooms(&place).await;
+    let (store, loaded) = place.open(OPTS_LONG, clock()).unwrap();
+    let store = Arc::new(store);
+    let ids: std::collections::HashMap<String, RoomId> = loaded
+        .rooms
+        .iter()
+        .map(|r| (mm_common::protocol::room_key(&r.name), r.id))
+        .collect();
+    // A stand-in for the hub: looks for requests and applies deletions only.
+    let hub = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            loop {
+                for request in reply(store.admin_requests()).await {
+                    if let RoomRequest::Delete { room_key } = request {
+                        reply(store.room(RoomChange::Delete(ids[&room_key]))).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let target = place.target.clone();
+    let (deleted, owner) = tokio::task::spawn_blocking(move || {
+        (
+            PgStore::delete_room(&target, "#ops", Duration::from_secs(10)),
+            PgStore::set_room_owner(&target, "#dev", "bob", Duration::from_millis(500)),
+        )
+    })
+    .await
+    .unwrap();
+    hub.abort();
+    assert_eq!(
+        deleted.unwrap(),
+        RoomAdmin::AppliedByServer {
+            name: "#ops".into()
+        }
+    );
+    // Taken but not done (this stand-in ignores it): not claimed as applied.
+    assert_eq!(
+        owner.unwrap(),
+        RoomAdmin::TakenByServer {
+            name: "#Dev".into()
+        }
+    );
+    let rooms = PgStore::list_rooms(&place.target).unwrap();
+    assert_eq!(
+        rooms.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["#Dev"]
+    );
+}

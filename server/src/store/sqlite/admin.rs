@@ -6,6 +6,9 @@
 //! `rooms set-owner` change the file directly only when no server holds the store (its lock
 //! file, taken for the time of the change); otherwise they queue a request in `room_requests`,
 //! which the server takes ([`crate::store::Store::admin_requests`]) and applies.
+//!
+//! [`RoomAdmin`], [`RoomAdminError`], [`room_name`] and [`await_request`] are shared with the
+//! PostgreSQL store's commands (`store::postgres::admin`), which always queue.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -51,20 +54,20 @@ pub enum RoomAdmin {
         /// The owner, as spelled when it joined.
         nick: String,
     },
-    /// A server holds the store: it took the request within the wait, and the file shows it
-    /// done.
+    /// A server took the request within the wait, and the store shows it done.
     AppliedByServer {
         /// The room, as spelled at creation.
         name: String,
     },
-    /// A server holds the store: it took the request within the wait, but the file did not
-    /// show it done by the end of the wait (the server may have found it no longer applies).
+    /// A server took the request within the wait, but the store did not show it done by the
+    /// end of the wait (the server may have found it no longer applies).
     TakenByServer {
         /// The room, as spelled at creation.
         name: String,
     },
-    /// A server holds the store and did not take the request within the wait: the request
-    /// stays queued in the file, for that server's next look or the next server's start.
+    /// No server took the request within the wait (on SQLite one holds the store; on
+    /// PostgreSQL none may be running): it stays queued in the store, for a running server's
+    /// next look or the next server's start.
     Queued {
         /// The room, as spelled at creation.
         name: String,
@@ -157,13 +160,14 @@ impl SqliteStore {
         name: &str,
         wait: Duration,
     ) -> Result<RoomAdmin, RoomAdminError> {
-        let key = room_key(&room_name(name)?);
+        let typed = room_name(name)?;
+        let key = room_key(&typed);
         let c = |e: rusqlite::Error| RoomAdminError::Store(classify(path, &e));
         let Some(_lock) = unless_running(path)? else {
             let conn = open(path)?;
             let (id, name) = rooms::find(&conn, &key)
                 .map_err(c)?
-                .ok_or_else(|| RoomAdminError::NoSuchRoom(name.to_owned()))?;
+                .ok_or_else(|| RoomAdminError::NoSuchRoom(typed.clone()))?;
             let request =
                 rooms::request(&conn, crate::store::encode::KIND_DELETE, &key, "").map_err(c)?;
             let gone = |conn: &Connection| {
@@ -177,7 +181,7 @@ impl SqliteStore {
             .map_err(c)?;
         let (id, name) = rooms::find(&tx, &key)
             .map_err(c)?
-            .ok_or_else(|| RoomAdminError::NoSuchRoom(name.to_owned()))?;
+            .ok_or_else(|| RoomAdminError::NoSuchRoom(typed.clone()))?;
         let deleted = rooms::delete(&tx, id).map_err(c)?;
         tx.commit().map_err(c)?;
         Ok(RoomAdmin::Deleted {
@@ -204,7 +208,8 @@ impl SqliteStore {
         nick: &str,
         wait: Duration,
     ) -> Result<RoomAdmin, RoomAdminError> {
-        let key = room_key(&room_name(name)?);
+        let typed = room_name(name)?;
+        let key = room_key(&typed);
         let member_key = nick_key(nick);
         let c = |e: rusqlite::Error| RoomAdminError::Store(classify(path, &e));
         let lock = unless_running(path)?;
@@ -214,7 +219,7 @@ impl SqliteStore {
             .map_err(c)?;
         let (id, name) = rooms::find(&tx, &key)
             .map_err(c)?
-            .ok_or_else(|| RoomAdminError::NoSuchRoom(name.to_owned()))?;
+            .ok_or_else(|| RoomAdminError::NoSuchRoom(typed.clone()))?;
         let Some((spelled, role)) = rooms::member(&tx, id, &member_key).map_err(c)? else {
             return Err(RoomAdminError::NotAMember {
                 room: name,
@@ -248,7 +253,7 @@ impl SqliteStore {
 }
 
 /// `name` as a room name: `#` added if left out, then checked; the lobby is refused.
-fn room_name(name: &str) -> Result<String, RoomAdminError> {
+pub(crate) fn room_name(name: &str) -> Result<String, RoomAdminError> {
     let name = if name.starts_with('#') {
         name.to_owned()
     } else {
@@ -282,11 +287,28 @@ fn await_server(
     done: impl Fn(&Connection) -> rusqlite::Result<bool>,
     name: String,
 ) -> rusqlite::Result<RoomAdmin> {
+    await_request(wait, name, |taken| {
+        let taken = taken || !rooms::request_pending(conn, id)?;
+        Ok((taken, taken && done(conn)?))
+    })
+}
+
+/// Waits up to `wait` for a queued request to be taken by a server and then to show its
+/// effect in the store: `look(taken so far)` says (taken, done) at each look, every [`POLL`].
+/// [`RoomAdmin::AppliedByServer`] once both hold; at the end of the wait,
+/// [`RoomAdmin::TakenByServer`] if only taken, else [`RoomAdmin::Queued`]. Shared by the
+/// SQLite and PostgreSQL stores.
+pub(crate) fn await_request<E>(
+    wait: Duration,
+    name: String,
+    mut look: impl FnMut(bool) -> Result<(bool, bool), E>,
+) -> Result<RoomAdmin, E> {
     let deadline = Instant::now() + wait;
     let mut taken = false;
     loop {
-        taken = taken || !rooms::request_pending(conn, id)?;
-        if taken && done(conn)? {
+        let (now_taken, done) = look(taken)?;
+        taken = now_taken;
+        if taken && done {
             return Ok(RoomAdmin::AppliedByServer { name });
         }
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {

@@ -37,6 +37,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use admin::{await_request, room_name};
 pub use admin::{RoomAdmin, RoomAdminError};
 
 use std::path::{Path, PathBuf};
