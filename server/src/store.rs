@@ -546,6 +546,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// acknowledged them.
     fn delivered(&self, nick_key: &str, up_to: u64) -> Result<(), StoreError>;
 
+    /// [`Store::delivered`], with the ids of the lines the recipient's connection was given up
+    /// to `up_to` (`given`, increasing). On a node of a cluster only those leave the mailbox:
+    /// a line another node stores late, that this connection was never given, stays for the
+    /// next login (CLUSTER.md). Elsewhere the same as [`Store::delivered`].
+    fn delivered_given(
+        &self,
+        nick_key: &str,
+        up_to: u64,
+        given: Vec<u64>,
+    ) -> Result<(), StoreError> {
+        let _ = given;
+        self.delivered(nick_key, up_to)
+    }
+
     /// Records that `nick_key` logged out now. Best effort, unless `durable`: the end of an
     /// account's registering connection, from which an unused account's expiry counts, is
     /// accepted even while the store is failing and retried until stored.

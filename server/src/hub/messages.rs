@@ -361,6 +361,7 @@ impl Hub {
     pub fn received(&self, conn_id: u64, nick: &str, up_to: u64) -> bool {
         let key = nick_key(nick);
         let mut state = self.lock();
+        let clustered = state.cluster.is_some();
         let Some(peer) = state.peers.get_mut(&key) else {
             return false;
         };
@@ -373,8 +374,23 @@ impl Hub {
         let Some(highest) = covered(&peer.unacked).or_else(|| covered(&peer.fetched)) else {
             return false;
         };
-        // Under the lock: the store deletes after it stored every line up to `highest`.
-        if let Err(e) = self.shared.store.delivered(&key, highest) {
+        // Under the lock: the store deletes after it stored every line up to `highest`. On a
+        // cluster only the lines given here leave (one stored late by another node was not).
+        let given: Vec<u64> = if clustered {
+            let mut ids: Vec<u64> = peer
+                .fetched
+                .iter()
+                .chain(peer.unacked.iter())
+                .copied()
+                .filter(|&id| id <= highest)
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        } else {
+            Vec::new()
+        };
+        if let Err(e) = self.shared.store.delivered_given(&key, highest, given) {
             // Not deleted (the store is failing or behind): kept as unacknowledged, so the
             // client's next acknowledgement (it sends one when it quits) tries again; failing
             // that, the lines come again at the next login, where the client drops repeats.

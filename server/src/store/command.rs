@@ -232,6 +232,8 @@ pub enum Cmd {
     Delivered {
         key: String,
         up_to: u64,
+        /// The ids given to the connection up to `up_to` (empty: every line up to it).
+        given: Vec<u64>,
     },
     LoggedOut {
         key: String,

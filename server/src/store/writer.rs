@@ -785,9 +785,19 @@ impl<B: Backend> Store for BatchStore<B> {
     }
 
     fn delivered(&self, nick_key: &str, up_to: u64) -> Result<(), StoreError> {
+        self.delivered_given(nick_key, up_to, Vec::new())
+    }
+
+    fn delivered_given(
+        &self,
+        nick_key: &str,
+        up_to: u64,
+        given: Vec<u64>,
+    ) -> Result<(), StoreError> {
         self.submit(Cmd::Delivered {
             key: nick_key.to_owned(),
             up_to,
+            given,
         })
     }
 

@@ -16,7 +16,7 @@ pub(super) fn waiting<C: GenericClient>(
     c.query(
         "SELECT id, ts, sender, text, payload FROM mailbox
          WHERE to_key = $1
-           AND id > COALESCE((SELECT up_to FROM mailbox_acked WHERE to_key = $1), 0)
+           AND NOT EXISTS (SELECT 1 FROM mailbox_acked a WHERE a.to_key = $1 AND a.id = mailbox.id)
          ORDER BY id LIMIT $2",
         &[&key, &to_sql(limit as u64)],
     )?
@@ -51,7 +51,7 @@ pub(super) fn queue(
     waiting: &mut u64,
     cluster: bool,
 ) -> Result<QueueOutcome, Error> {
-    if cluster && acknowledged(tx, to_key)? >= mail.id {
+    if cluster && acknowledged(tx, to_key, mail.id)? {
         return Ok(QueueOutcome::Queued);
     }
     let count: i64 = tx
@@ -83,38 +83,57 @@ pub(super) fn queue(
     Ok(QueueOutcome::Queued)
 }
 
-/// The highest id `to_key` acknowledged (0: none recorded).
-fn acknowledged(tx: &mut Transaction<'_>, to_key: &str) -> Result<u64, Error> {
+/// Whether `to_key` acknowledged the line `id` lately (on a cluster: it came live through
+/// another node, whose acknowledgement was stored first).
+fn acknowledged(tx: &mut Transaction<'_>, to_key: &str, id: u64) -> Result<bool, Error> {
     Ok(tx
         .query_opt(
-            "SELECT up_to FROM mailbox_acked WHERE to_key = $1",
-            &[&to_key],
+            "SELECT 1 FROM mailbox_acked WHERE to_key = $1 AND id = $2",
+            &[&to_key, &to_sql(id)],
         )?
-        .map(|r| r.try_get(0).map(from_sql))
-        .transpose()?
-        .unwrap_or(0))
+        .is_some())
 }
 
-/// Deletes `to_key`'s lines up to `up_to` (acknowledged); on a cluster (`cluster`) records
-/// the mark first, for lines other nodes store later ([`queue`], [`waiting`]). Answers how many
-/// were deleted.
-pub(super) fn delivered(
-    tx: &mut Transaction<'_>,
-    to_key: &str,
-    up_to: u64,
-    cluster: bool,
-) -> Result<u64, Error> {
-    if cluster {
-        tx.execute(
-            "INSERT INTO mailbox_acked (to_key, up_to) VALUES ($1, $2)
-             ON CONFLICT (to_key) DO UPDATE
-                 SET up_to = GREATEST(mailbox_acked.up_to, excluded.up_to)",
-            &[&to_key, &to_sql(up_to)],
-        )?;
-    }
+/// How long a node of a cluster remembers an acknowledged id (for a line another node stores
+/// late): far beyond a commit's lag.
+const ACKED_KEPT_SECS: f64 = 600.0;
+
+/// Deletes `to_key`'s lines up to `up_to` (acknowledged; one server: every line up to there
+/// was given). Answers how many were deleted.
+pub(super) fn delivered(tx: &mut Transaction<'_>, to_key: &str, up_to: u64) -> Result<u64, Error> {
     tx.execute(
         "DELETE FROM mailbox WHERE to_key = $1 AND id <= $2",
         &[&to_key, &to_sql(up_to)],
+    )
+}
+
+/// On a node of a cluster: deletes the lines `given` to `to_key`'s connection that it
+/// acknowledged, and only those — another node may store a line with a lower id late, that the
+/// connection was never given: it stays for the next login. The ids are remembered for
+/// [`ACKED_KEPT_SECS`], for a line stored after its acknowledgement ([`queue`], [`waiting`]).
+/// Answers how many were deleted.
+pub(super) fn delivered_ids(
+    tx: &mut Transaction<'_>,
+    to_key: &str,
+    given: &[u64],
+) -> Result<u64, Error> {
+    if given.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = given.iter().map(|&id| to_sql(id)).collect();
+    tx.execute(
+        "INSERT INTO mailbox_acked (to_key, id) SELECT $1, unnest($2::BIGINT[])
+         ON CONFLICT (to_key, id) DO NOTHING",
+        &[&to_key, &ids],
+    )?;
+    tx.execute(
+        "DELETE FROM mailbox_acked
+         WHERE to_key = $1 AND at < now() - make_interval(secs => $2)",
+        &[&to_key, &ACKED_KEPT_SECS],
+    )?;
+    tx.execute(
+        "DELETE FROM mailbox WHERE to_key = $1 AND id = ANY($2)",
+        &[&to_key, &ids],
     )
 }
 

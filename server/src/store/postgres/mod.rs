@@ -695,8 +695,14 @@ fn apply(
         Cmd::Waiting { key, .. } => Outcome::Waiting(
             unit(tx, |tx| mailbox::waiting(tx, key, opts.mailbox_ceiling()))?.map_err(failed),
         ),
-        Cmd::Delivered { key, up_to } => {
-            let deleted = unit(tx, |tx| mailbox::delivered(tx, key, *up_to, cluster))?;
+        Cmd::Delivered { key, up_to, given } => {
+            let deleted = unit(tx, |tx| {
+                if cluster && !given.is_empty() {
+                    mailbox::delivered_ids(tx, key, given)
+                } else {
+                    mailbox::delivered(tx, key, *up_to)
+                }
+            })?;
             match deleted {
                 Ok(n) => scratch.waiting = scratch.waiting.saturating_sub(n),
                 Err(e) => warn!(error = %e, "store: acknowledged lines not deleted"),

@@ -109,12 +109,14 @@ const MIGRATIONS: [&str; 2] = [
     CREATE INDEX one_time_prekeys_by_owner ON one_time_prekeys (nick_key, seq);
 ",
     "
-    -- How far each recipient acknowledged its personal lines (the highest id): on a cluster a
-    -- node may store a line after the recipient's node deleted what was acknowledged; such a
-    -- line is not kept, nor sent again (CLUSTER.md).
+    -- The personal lines each recipient acknowledged lately, by id, on a cluster: a node may
+    -- store a line after the recipient's node deleted it as acknowledged; such a line is not
+    -- kept, nor sent again (CLUSTER.md). Kept 10 minutes.
     CREATE TABLE mailbox_acked (
-        to_key TEXT PRIMARY KEY,
-        up_to  BIGINT NOT NULL
+        to_key TEXT NOT NULL,
+        id     BIGINT NOT NULL,
+        at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (to_key, id)
     );
 ",
 ];

@@ -76,7 +76,8 @@ pub(super) fn apply(
             let mails = mailbox::waiting(tx, key, opts.mailbox_ceiling());
             Outcome::Waiting(alone(tx, mails)?.map_err(failed))
         }
-        Cmd::Delivered { key, up_to } => {
+        // One server: every line up to `up_to` was given (ids are stored in their order).
+        Cmd::Delivered { key, up_to, .. } => {
             let deleted = mailbox::delete_up_to(tx, key, *up_to);
             match alone(tx, deleted)? {
                 Ok(n) => counts.waiting = counts.waiting.saturating_sub(n as u64),
