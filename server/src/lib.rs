@@ -159,21 +159,33 @@ pub async fn run(
         serve_with(listener, tls, limits, hub, operations, shutdown).await?;
         return Ok(());
     };
-    let (hub, joining) = open_node(store, &limits, &bus).await?;
+    // What every node must share besides the room limits: ACME's directory and domains (nodes
+    // that differ would each order their own certificate).
+    let shared = operations.acme.as_ref().map_or_else(String::new, |a| {
+        format!(
+            " acme_directory={} acme_domains={}",
+            a.opts.directory,
+            a.opts.domains.join(",")
+        )
+    });
+    let (hub, joining) = open_node(store, &limits, &bus, &shared).await?;
     operations.cluster = Some(joining);
     serve_with(listener, tls, limits, hub, operations, shutdown).await?;
     Ok(())
 }
 
 /// Opens the store shared by every node (PostgreSQL, without the one-server lock), joins the
-/// cluster through `bus` (CLUSTER.md) and builds the hub as one node of several.
+/// cluster through `bus` (CLUSTER.md) and builds the hub as one node of several. Every live
+/// node must run with the same room limits and `shared` settings (text; empty: none).
 ///
 /// # Errors
-/// If the store is not PostgreSQL, cannot be opened, or the cluster cannot be joined.
+/// If the store is not PostgreSQL, cannot be opened, or the cluster cannot be joined (a live
+/// node's settings differ).
 pub async fn open_node(
     store: &StoreLocation,
     limits: &Limits,
     bus: &cluster::nats::BusConfig,
+    shared: &str,
 ) -> anyhow::Result<(Hub, cluster::Joining)> {
     let StoreLocation::Postgres(target) = store else {
         anyhow::bail!("--bus needs a PostgreSQL store shared by every node (--store postgres://…)");
@@ -196,7 +208,7 @@ pub async fn open_node(
         target,
         bus,
         (loaded.last_id, loaded.rooms_applied),
-        &hub::cluster_settings(limits),
+        &format!("{}{shared}", hub::cluster_settings(limits)),
     )
     .await?;
     let mut loaded = loaded;

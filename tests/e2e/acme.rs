@@ -576,3 +576,51 @@ async fn nodes_of_a_cluster_answer_each_other_s_challenges_and_present_one_certi
     drop(mm.stdin.take());
     finish(mm).await;
 }
+
+/// A node whose ACME directory differs from a live node's is refused at start: each would
+/// order, and present, its own certificate (a breaker saw two fingerprints).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_acme_directory_than_the_live_nodes_is_refused_at_start() {
+    let db = mm_tests::TestDatabase::new();
+    let nats = mm_tests::TestNats::start();
+    let args = |data: &Path, name: &str, directory: &str| {
+        let mut args = server_args(
+            data,
+            free_port(),
+            directory,
+            Path::new("/nonexistent-ca.pem"),
+        );
+        for a in [
+            "--store",
+            &db.url(),
+            "--bus",
+            &nats.url(),
+            "--node-name",
+            name,
+        ] {
+            args.push(a.into());
+        }
+        args
+    };
+    let data1 = tempfile::tempdir().unwrap();
+    let a1 = args(data1.path(), "n1", "https://127.0.0.1:9/dir");
+    let _n1 = ServerProcess::start_with_args(MM_SERVER, &a1, data1).await;
+    let data2 = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        WAIT * 2,
+        Command::new(MM_SERVER)
+            .args(args(data2.path(), "n2", "https://localhost:9/dir"))
+            .output(),
+    )
+    .await
+    .expect("the node did not stop")
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("runs with other room limits or ACME settings")
+            && said.contains("acme_directory=https://127.0.0.1:9/dir")
+            && said.contains("acme_directory=https://localhost:9/dir"),
+        "{said}"
+    );
+}

@@ -49,11 +49,15 @@ pub struct AcmeSetup {
 /// Posts challenges in the store and waits until every node read them.
 struct Board<'a> {
     membership: &'a Membership,
+    /// Whether a challenge was posted (the ACME server was asked to validate).
+    posted: std::sync::atomic::AtomicBool,
 }
 
 impl ChallengeBoard for Board<'_> {
     async fn post(&self, domain: &str, digest: &[u8]) -> anyhow::Result<()> {
         self.membership.acme_post(domain, digest).await?;
+        self.posted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         // Every node reads them every WATCH_EVERY: two reads, before the ACME server connects.
         tokio::time::sleep(WATCH_EVERY * 2 + Duration::from_millis(200)).await;
         Ok(())
@@ -141,6 +145,7 @@ pub async fn maintain(setup: AcmeSetup, membership: Arc<Membership>, cancel: Can
         info!(domains = %names, "ordering a certificate for the cluster (this node holds the order)");
         let board = Board {
             membership: &membership,
+            posted: std::sync::atomic::AtomicBool::new(false),
         };
         let result = acme::attempt(&setup.opts, &setup.tls_dir, &setup.challenges, &board).await;
         if let Err(e) = membership.acme_clear().await {
@@ -167,6 +172,16 @@ pub async fn maintain(setup: AcmeSetup, membership: Arc<Membership>, cancel: Can
                 let wait = acme::retry_after(failures);
                 acme::failed(&setup.opts, &e, current.as_ref(), wait);
                 next_order = Instant::now() + wait;
+                // A validation that failed (challenges were posted) would fail from any node:
+                // the cluster backs off, the order stays held until then (freed at once if this
+                // node dies). A failure before that (this node could not reach the ACME
+                // server) is this node's own: another node may try now.
+                if board.posted.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Err(e) = membership.acme_hold(wait).await {
+                        debug!(error = %e, "the ACME order not held for the backoff");
+                    }
+                    continue;
+                }
             }
         }
         if let Err(e) = membership.acme_release().await {

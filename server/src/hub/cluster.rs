@@ -98,7 +98,7 @@ pub(super) struct ClusterState {
     room_pending: HashMap<u64, oneshot::Sender<RoomSettled>>,
     /// Those of them that took a room creation from their user's allowance (a join of a
     /// room that did not exist here): given back if the join does not create it.
-    creations: std::collections::HashSet<u64>,
+    creations: HashMap<u64, String>,
     /// While a room command the stream ordered is run: the store changes it makes, stored
     /// together with its id ([`RoomChange::Ordered`]).
     pub(super) room_changes: Option<Vec<RoomChange>>,
@@ -131,7 +131,7 @@ impl ClusterState {
             next_n: 0,
             pending: HashMap::new(),
             room_pending: HashMap::new(),
-            creations: std::collections::HashSet::new(),
+            creations: HashMap::new(),
             origin_n: HashMap::new(),
             room_changes: None,
             foreign_lines: std::collections::VecDeque::new(),
@@ -307,7 +307,7 @@ impl Hub {
             Some(Ok(rx)) => {
                 if creating {
                     if let Some(cluster) = state.cluster.as_mut() {
-                        cluster.creations.insert(cluster.next_n);
+                        cluster.creations.insert(cluster.next_n, key.clone());
                     }
                 }
                 Ok(Joining::Ordering(rx))
@@ -501,7 +501,10 @@ impl Hub {
                     if let Some(tx) = cluster.room_pending.remove(&origin.n) {
                         let _ = tx.send(Err(RoomError::Busy));
                     }
-                    cluster.creations.remove(&origin.n);
+                    if let Some(key) = cluster.creations.remove(&origin.n) {
+                        let burst = self.shared.room_limits.creations;
+                        state.rooms.give_back_creation(&key, burst);
+                    }
                 }
                 return;
             }
@@ -543,7 +546,8 @@ impl Hub {
                 let waiting = (origin.epoch == epoch)
                     .then(|| cluster.room_pending.remove(&origin.n))
                     .flatten();
-                let took_creation = origin.epoch == epoch && cluster.creations.remove(&origin.n);
+                let took_creation =
+                    origin.epoch == epoch && cluster.creations.remove(&origin.n).is_some();
                 // A join that finds the room made meanwhile (by someone ordered first) creates
                 // nothing: the creation it took from its user's allowance is given back.
                 let made_before = match &cmd {
@@ -1013,8 +1017,10 @@ impl Hub {
         {
             let _ = tx.send(Err(RoomError::Busy));
         }
-        if let Some(c) = state.cluster.as_mut() {
-            c.creations.remove(&n);
+        let taken = state.cluster.as_mut().and_then(|c| c.creations.remove(&n));
+        if let Some(key) = taken {
+            let burst = self.shared.room_limits.creations;
+            state.rooms.give_back_creation(&key, burst);
         }
     }
 

@@ -56,6 +56,21 @@ impl Membership {
         .map(drop)
     }
 
+    /// Keeps the ACME order held by this node for `wait` from now (an order failed: no node
+    /// orders again before its backoff ends).
+    ///
+    /// # Errors
+    /// The database failed or did not answer.
+    pub async fn acme_hold(&self, wait: Duration) -> Result<(), LeaseError> {
+        self.execute(
+            "UPDATE cluster_acme_order SET until = now() + make_interval(secs => $2)
+             WHERE id = 1 AND epoch = $1",
+            &[&self.node.epoch, &wait.as_secs_f64()],
+        )
+        .await
+        .map(drop)
+    }
+
     /// Posts a pending challenge for `domain` (`digest`: SHA-256 of the key authorization) for
     /// every node to answer.
     ///

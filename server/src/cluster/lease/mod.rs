@@ -111,7 +111,7 @@ pub enum LeaseError {
     /// PostgreSQL did not answer in time.
     #[error("PostgreSQL did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("node {node:?} runs with other room limits ({theirs}; this node: {ours}): every node of a cluster decides room commands by them, so all must run with the same (CLUSTER.md, \"Rooms\"); to change them, stop every node, change them everywhere, start again")]
+    #[error("node {node:?} runs with other room limits or ACME settings ({theirs}; this node: {ours}): every node of a cluster decides room commands by the same limits and shares one certificate, so all must run with the same (CLUSTER.md, \"Rooms\", \"Certificates\"); to change them, stop every node, change them everywhere, start again")]
     Settings {
         node: String,
         theirs: String,
