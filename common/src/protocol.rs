@@ -729,15 +729,6 @@ impl RoomMode {
             _ => None,
         }
     }
-
-    /// Plain words for it.
-    pub fn words(self) -> &'static str {
-        match self {
-            RoomMode::InviteOnly => "invite-only",
-            RoomMode::TopicOps => "topic settable by operators only",
-            RoomMode::Moderated => "moderated (only operators and voiced members speak)",
-        }
-    }
 }
 
 /// A change of a user's standing in a room.

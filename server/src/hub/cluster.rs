@@ -237,22 +237,40 @@ impl Hub {
         text: String,
         action: bool,
     ) -> Option<Result<oneshot::Receiver<Settled>, SendError>> {
+        let (from, room) = (from.to_owned(), room.to_owned());
+        Self::propose_awaited(
+            state,
+            conn_id,
+            SendError::Busy,
+            |c| &mut c.pending,
+            |origin, ts| Event::Line {
+                origin,
+                room,
+                action,
+                from,
+                text,
+                ts,
+            },
+        )
+    }
+
+    /// Proposes the event `make` builds (from its origin and this node's time) for connection
+    /// `conn_id`, and keeps the sender of its answer in the waiting map `pending` chooses;
+    /// `busy` if the publisher's queue is full. `None` when this hub is not clustered.
+    fn propose_awaited<T, E>(
+        state: &mut State,
+        conn_id: u64,
+        busy: E,
+        pending: impl FnOnce(&mut ClusterState) -> &mut HashMap<u64, oneshot::Sender<T>>,
+        make: impl FnOnce(Origin, u64) -> Event,
+    ) -> Option<Result<oneshot::Receiver<T>, E>> {
+        let ts = state.clock.now_ms();
         let cluster = state.cluster.as_mut()?;
         let (tx, rx) = oneshot::channel();
-        let ts = state.clock.now_ms();
-        let from = from.to_owned();
-        let room = room.to_owned();
-        let Some(origin) = cluster.propose(conn_id, |origin| Event::Line {
-            origin,
-            room,
-            action,
-            from,
-            text,
-            ts,
-        }) else {
-            return Some(Err(SendError::Busy));
+        let Some(origin) = cluster.propose(conn_id, |origin| make(origin, ts)) else {
+            return Some(Err(busy));
         };
-        cluster.pending.insert(origin.n, tx);
+        pending(cluster).insert(origin.n, tx);
         Some(Ok(rx))
     }
 
@@ -265,20 +283,19 @@ impl Hub {
         from: &str,
         cmd: RoomCmd,
     ) -> Option<Result<oneshot::Receiver<RoomSettled>, RoomError>> {
-        let ts = state.clock.now_ms();
-        let cluster = state.cluster.as_mut()?;
-        let (tx, rx) = oneshot::channel();
         let from = from.to_owned();
-        let Some(origin) = cluster.propose(conn_id, |origin| Event::Room {
-            origin,
-            from,
-            cmd,
-            ts,
-        }) else {
-            return Some(Err(RoomError::Busy));
-        };
-        cluster.room_pending.insert(origin.n, tx);
-        Some(Ok(rx))
+        Self::propose_awaited(
+            state,
+            conn_id,
+            RoomError::Busy,
+            |c| &mut c.room_pending,
+            |origin, ts| Event::Room {
+                origin,
+                from,
+                cmd,
+                ts,
+            },
+        )
     }
 
     /// A room command of connection `conn_id` of `nick` on a node of several: checked for
@@ -435,25 +452,24 @@ impl Hub {
         to: &str,
         body: Body,
     ) -> Option<Result<oneshot::Receiver<Settled>, SendError>> {
-        let cluster = state.cluster.as_mut()?;
-        let (tx, rx) = oneshot::channel();
-        let ts = state.clock.now_ms();
         let (from, to) = (from.to_owned(), to.to_owned());
         let body = match body {
             Body::Text(t) => PersonalBody::Text(t),
             Body::Relay(p) => PersonalBody::Relay(p),
         };
-        let Some(origin) = cluster.propose(conn_id, |origin| Event::Personal {
-            origin,
-            to,
-            from,
-            body,
-            ts,
-        }) else {
-            return Some(Err(SendError::Busy));
-        };
-        cluster.pending.insert(origin.n, tx);
-        Some(Ok(rx))
+        Self::propose_awaited(
+            state,
+            conn_id,
+            SendError::Busy,
+            |c| &mut c.pending,
+            |origin, ts| Event::Personal {
+                origin,
+                to,
+                from,
+                body,
+                ts,
+            },
+        )
     }
 
     /// Applies the stream's message `seq` (already decoded): on every node, in stream order.
